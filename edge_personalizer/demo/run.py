@@ -1,0 +1,58 @@
+"""`edge-personalizer demo`: the demo shop and the proxy in front of it, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+
+from ..app import create_app
+from ..logs import configure_logging
+from ..server import uvicorn_options
+from ..settings import Settings
+from .site import create_demo_site
+
+
+def instructions(settings: Settings, origin_port: int) -> str:
+    proxy = f"http://{settings.host}:{settings.port}"
+    return f"""
+edge-personalizer demo
+  demo shop (the origin):      http://127.0.0.1:{origin_port}/
+  the shop through the proxy:  {proxy}/
+  rules: {settings.rules_dir or "none"}    geo database: {settings.geo_db or "none"}
+
+Try:
+  open {proxy}/ in a browser, and compare with the shop itself
+  curl -i {proxy}/running
+  curl -s {proxy}/__ep/health | python3 -m json.tool
+  curl -i -H 'X-Forwarded-For: 81.2.69.142' {proxy}/about     (ignored: you are not a trusted proxy)
+  curl -i -X POST -d sku=rn-100 {proxy}/cart                  (Set-Cookie and Location pass through)
+  curl -i {proxy}/api/products.json
+
+Press Ctrl+C to stop.
+"""
+
+
+async def _serve_both(settings: Settings, origin_port: int) -> None:
+    site = uvicorn.Server(uvicorn.Config(create_demo_site(), host="127.0.0.1", port=origin_port,
+                                         log_config=None, access_log=False, lifespan="off"))
+    proxy = uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings)))
+    site_task = asyncio.create_task(site.serve())
+    while not site.started:
+        if site_task.done():
+            await site_task   # raises why the shop could not start (port in use...)
+            return
+        await asyncio.sleep(0.05)
+    proxy_task = asyncio.create_task(proxy.serve())
+    while not proxy.started and not proxy_task.done():
+        await asyncio.sleep(0.05)
+    if proxy.started:
+        print(instructions(settings, origin_port), flush=True)
+    await proxy_task
+    site.should_exit = True
+    await site_task
+
+
+def run_demo(settings: Settings, *, origin_port: int) -> None:
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    asyncio.run(_serve_both(settings, origin_port))

@@ -1,0 +1,75 @@
+"""Every exception edge-personalizer raises on purpose.
+
+    * EdgePersonalizerError      base: anything we raise on purpose
+      + SettingsError            bad settings or config file; startup only
+      + RuleError                a rule file does not load (.source, .line, .column)
+        - RuleSetInvalid         a rules directory with bad files (.errors: each RuleError)
+      + GeoDatabaseError         .mmdb missing, unreadable or of the wrong type
+      + RequestRejected          a client request breaks a limit (.status)
+      + UpstreamError            origin unreachable, refusing or broken mid-response
+        - UpstreamTimeout        origin too slow
+
+Startup errors end the process with their message; request errors become a clear
+response (4xx for the client's mistakes, 502/504 for the origin's) and a log line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EdgePersonalizerError(Exception):
+    """Base of every error raised on purpose."""
+
+
+class SettingsError(EdgePersonalizerError):
+    """A setting, flag, environment variable or config file value is invalid."""
+
+
+class RuleError(EdgePersonalizerError):
+    """A rule file cannot be loaded; the message names file, line and reason."""
+
+    def __init__(
+        self, message: str, *, source: Path, line: int | None = None, column: int | None = None
+    ) -> None:
+        self.source = source
+        self.line = line
+        self.column = column
+        self.reason = message
+        where = str(source)
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}")
+
+
+class RuleSetInvalid(RuleError):
+    """A rules directory with one or more bad files; `.errors` holds each one."""
+
+    def __init__(self, errors: list[RuleError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.reason, source=first.source, line=first.line, column=first.column)
+        if len(errors) > 1:
+            self.args = (f"{self.args[0]} (and {len(errors) - 1} more)",)
+
+
+class GeoDatabaseError(EdgePersonalizerError):
+    """The geo database file is missing, unreadable or not a supported type."""
+
+
+class RequestRejected(EdgePersonalizerError):
+    """A client request breaks a configured limit; answered with `status`."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class UpstreamError(EdgePersonalizerError):
+    """The origin could not be reached or broke off its response."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The origin did not answer within the configured timeout."""

@@ -1,0 +1,55 @@
+"""Metrics: one Prometheus registry per app instance (no module-level collectors)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_ADDED_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+
+
+class Metrics:
+    """The counters an operator scrapes from /__ep/metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("ep_requests", "Requests answered, by status code",
+                                ["status"], registry=r)
+        self.request_seconds = Histogram("ep_request_duration_seconds",
+                                         "Time from request to the last body byte",
+                                         buckets=_LATENCY_BUCKETS, registry=r)
+        self.origin_seconds = Histogram("ep_origin_latency_seconds",
+                                        "Time until the origin's response headers arrived",
+                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.origin_errors = Counter("ep_origin_errors", "Origin failures, by kind",
+                                     ["kind"], registry=r)
+        self.personalization_seconds = Histogram(
+            "ep_personalization_seconds", "Time personalization added to a request",
+            buckets=_ADDED_BUCKETS, registry=r)
+        self.errors = Counter("ep_errors", "Errors inside edge-personalizer, by stage",
+                              ["stage"], registry=r)
+        self.decisions = Counter("ep_decisions", "Variants served, by rule and variant",
+                                 ["rule", "variant"], registry=r)
+        self.rules_loaded = Gauge("ep_rules_loaded_timestamp_seconds",
+                                  "When the serving rule set was loaded", registry=r)
+        self.rule_reload_failures = Counter("ep_rule_reload_failures",
+                                            "Rule reloads rejected as invalid", registry=r)
+
+    # ProxyObserver
+    def origin_responded(self, seconds: float) -> None:
+        self.origin_seconds.observe(seconds)
+
+    def origin_failed(self, kind: str) -> None:
+        self.origin_errors.labels(kind=kind).inc()
+        self.errors.labels(stage="origin").inc()
+
+    def request_finished(self, status: int, seconds: float) -> None:
+        self.requests.labels(status=str(status)).inc()
+        self.request_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

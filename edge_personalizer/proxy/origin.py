@@ -1,0 +1,245 @@
+"""OriginProxy: an ASGI app that forwards every request to one configured origin."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from starlette.types import Message, Receive, Scope, Send
+
+from ..classify.client_ip import TrustedProxies
+from ..errors import RequestRejected, UpstreamError, UpstreamTimeout
+from .headers import (
+    Forwarding,
+    header_values,
+    request_headers_for_origin,
+    resolve_forwarding,
+    response_headers_for_client,
+)
+from .pages import send_error_page
+from .target import Origin
+from .upstream import ProbeResult, Upstream
+from .websocket import open_upstream, relay
+
+logger = logging.getLogger(__name__)
+
+
+class ProxyObserver(Protocol):
+    """What the proxy reports about the origin (metrics implement it)."""
+
+    def origin_responded(self, seconds: float) -> None: ...
+    def origin_failed(self, kind: str) -> None: ...
+
+
+class _Silent:
+    def origin_responded(self, seconds: float) -> None:
+        pass
+
+    def origin_failed(self, kind: str) -> None:
+        pass
+
+
+class OriginProxy:
+    """Forward HTTP and WebSocket requests to `origin_url`, streaming both ways.
+
+    The scheme, host and port always come from `origin_url`: the Host header, an
+    absolute-form request target or `..` segments cannot send a request elsewhere.
+    """
+
+    def __init__(
+        self,
+        origin_url: str,
+        *,
+        trusted_proxies: TrustedProxies | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_header_bytes: int = 32 * 1024,
+        max_header_count: int = 100,
+        max_body_bytes: int = 100 * 1024 * 1024,
+        upstream: Upstream | None = None,
+        observer: ProxyObserver | None = None,
+    ) -> None:
+        self.origin = Origin.parse(origin_url)
+        self.trusted = trusted_proxies or TrustedProxies()
+        self.connect_timeout = connect_timeout
+        self.max_header_bytes = max_header_bytes
+        self.max_header_count = max_header_count
+        self.max_body_bytes = max_body_bytes
+        self.upstream = upstream or Upstream(connect_timeout=connect_timeout,
+                                             read_timeout=read_timeout)
+        self.observer: ProxyObserver = observer or _Silent()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
+    async def probe(self) -> ProbeResult:
+        """Whether the origin answers at all (for readiness checks)."""
+        return await self.upstream.probe(self.origin.url_for(b"/", b""), self.origin.host_header)
+
+    def forwarding(self, scope: Scope) -> Forwarding:
+        client = scope.get("client")
+        server = scope.get("server")
+        server_host = f"{server[0]}:{server[1]}" if server else self.origin.host_header
+        scheme = {"ws": "http", "wss": "https"}.get(scope["scheme"], scope["scheme"])
+        return resolve_forwarding(scope["headers"], peer=client[0] if client else None,
+                                  scheme=scheme, server_host=server_host, trusted=self.trusted)
+
+    def check_limits(self, scope: Scope) -> None:
+        """Raise RequestRejected when the request line or headers break the limits."""
+        headers: Sequence[tuple[bytes, bytes]] = scope["headers"]
+        if len(headers) > self.max_header_count:
+            raise RequestRejected(f"too many request headers ({len(headers)}, limit "
+                                  f"{self.max_header_count})", status=431)
+        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if target > self.max_header_bytes:
+            raise RequestRejected(f"request URL too long ({target} bytes)", status=414)
+        size = sum(len(k) + len(v) + 4 for k, v in headers)
+        if size > self.max_header_bytes:
+            raise RequestRejected(f"request headers too large ({size} bytes, limit "
+                                  f"{self.max_header_bytes})", status=431)
+        for value in header_values(headers, b"content-length"):
+            if not value.strip().isdigit():
+                raise RequestRejected("invalid Content-Length", status=400)
+            if int(value) > self.max_body_bytes:
+                raise RequestRejected(f"request body too large ({int(value)} bytes, limit "
+                                      f"{self.max_body_bytes})", status=413)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        try:
+            self.check_limits(scope)
+        except RequestRejected as exc:
+            logger.info("rejected %s %s: %s", method, scope["path"], exc)
+            await send_error_page(send, exc.status, str(exc), scope["headers"],
+                                  head=method == "HEAD")
+            return
+        fwd = self.forwarding(scope)
+        url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
+                                  scope.get("query_string", b""))
+        headers = request_headers_for_origin(scope["headers"], fwd,
+                                             origin_host=self.origin.host_header)
+        body = self._request_body(scope, receive)
+        started = time.perf_counter()
+        try:
+            response = await self.upstream.send(method, url, headers, body)
+        except RequestRejected as exc:
+            await send_error_page(send, exc.status, str(exc), scope["headers"])
+            return
+        except UpstreamError as exc:
+            await self._origin_failed(exc, scope, send)
+            return
+        self.observer.origin_responded(time.perf_counter() - started)
+        try:
+            await send({
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": response_headers_for_client(
+                    ((k.lower(), v) for k, v in response.headers),
+                    origin_base=self.origin.base_url, public_base=fwd.public_base),
+            })
+            if method != "HEAD":
+                async for chunk in response.body():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except UpstreamError as exc:
+            self.observer.origin_failed("timeout" if isinstance(exc, UpstreamTimeout) else "broken")
+            logger.warning("origin failed mid-response for %s %s: %s; closing the client "
+                           "connection", method, scope["path"], exc)
+            raise
+        finally:
+            await response.aclose()
+
+    def _request_body(self, scope: Scope, receive: Receive) -> AsyncIterator[bytes] | bytes:
+        headers = scope["headers"]
+        has_body = any(k == b"transfer-encoding" for k, _ in headers) or any(
+            k == b"content-length" and v.strip() not in (b"", b"0") for k, v in headers)
+        if not has_body:
+            return b""
+        return self._stream_body(receive)
+
+    async def _stream_body(self, receive: Receive) -> AsyncIterator[bytes]:
+        received = 0
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                raise UpstreamError("client disconnected while sending the request body")
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                raise RequestRejected(f"request body too large (over {self.max_body_bytes} "
+                                      "bytes)", status=413)
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def _origin_failed(self, exc: UpstreamError, scope: Scope, send: Send) -> None:
+        timed_out = isinstance(exc, UpstreamTimeout)
+        self.observer.origin_failed("timeout" if timed_out else "unreachable")
+        status = 504 if timed_out else 502
+        logger.warning("origin error for %s %s -> %d: %s", scope["method"], scope["path"],
+                       status, exc)
+        message = ("The site's server did not answer in time. Please try again in a moment."
+                   if timed_out else
+                   "The site's server could not be reached. Please try again in a moment.")
+        await send_error_page(send, status, message, scope["headers"],
+                              head=scope["method"] == "HEAD")
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        fwd = self.forwarding(scope)
+        url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
+                                  scope.get("query_string", b""), websocket=True)
+        headers = request_headers_for_origin(scope["headers"], fwd,
+                                             origin_host=self.origin.host_header)
+        try:
+            self.check_limits(scope)
+            upstream = await open_upstream(url, headers, scope.get("subprotocols", []),
+                                           connect_timeout=self.connect_timeout)
+        except (UpstreamError, RequestRejected) as exc:
+            await self._refuse_websocket(exc, scope, send)
+            return
+        await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+        await relay(upstream, receive, send)
+
+    async def _refuse_websocket(self, exc: Exception, scope: Scope, send: Send) -> None:
+        if isinstance(exc, RequestRejected):
+            status = exc.status
+        else:
+            status = 504 if isinstance(exc, UpstreamTimeout) else 502
+            self.observer.origin_failed("timeout" if status == 504 else "unreachable")
+        logger.warning("WebSocket %s refused with %d: %s", scope["path"], status, exc)
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send_error_page(_as_websocket_response(send), status, str(exc),
+                                  scope["headers"])
+        else:
+            await send({"type": "websocket.close", "code": 1011})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        # Used when OriginProxy is served on its own; create_app has its own lifespan.
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _as_websocket_response(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        await send({**message, "type": "websocket." + message["type"]})
+    return wrapped

@@ -1,0 +1,101 @@
+"""Upstream: the one module that speaks httpx; it owns the client and maps its errors to ours."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from ..errors import UpstreamError, UpstreamTimeout
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+@dataclass
+class UpstreamResponse:
+    """An origin response whose body has not been read yet."""
+
+    status: int
+    headers: RawHeaders
+    _response: httpx.Response
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body exactly as the origin sent it (still compressed, if it was)."""
+        try:
+            async for chunk in self._response.aiter_raw():
+                if chunk:
+                    yield chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"origin stopped sending mid-body: {_describe(exc)}") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"origin broke off its response: {_describe(exc)}") from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Whether the origin answered a health probe, how fast, and what it said."""
+
+    reachable: bool
+    seconds: float
+    detail: str
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Upstream:
+    """Sends requests to one origin over a pooled connection set."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_connections: int = 512,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout,
+                                write=read_timeout, pool=connect_timeout)
+        limits = httpx.Limits(max_connections=max_connections,
+                              max_keepalive_connections=max_connections, keepalive_expiry=30)
+        self._client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport,
+                                         follow_redirects=False, trust_env=False)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: RawHeaders,
+        body: AsyncIterator[bytes] | bytes,
+    ) -> UpstreamResponse:
+        """Send one request; the body streams. Raises UpstreamError / UpstreamTimeout."""
+        # Built directly (not via client.build_request) so the client adds no headers of its
+        # own: the origin sees the client's Accept-Encoding and User-Agent, not httpx's.
+        request = httpx.Request(method, url, headers=headers, content=body)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"origin gave no answer in time ({_describe(exc)})") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"origin unreachable: {_describe(exc)}") from exc
+        return UpstreamResponse(response.status_code, list(response.headers.raw), response)
+
+    async def probe(self, url: str, host: str) -> ProbeResult:
+        """HEAD `url`: any HTTP answer, even an error status, means the origin is reachable."""
+        started = time.perf_counter()
+        request = httpx.Request("HEAD", url, headers=[(b"host", host.encode("latin-1"))])
+        try:
+            response = await self._client.send(request)
+        except httpx.HTTPError as exc:
+            return ProbeResult(False, time.perf_counter() - started, _describe(exc))
+        await response.aclose()
+        return ProbeResult(True, time.perf_counter() - started, f"HTTP {response.status_code}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,85 @@
+"""WebSocket relay: the one module that speaks the websockets client library."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import anyio
+from starlette.types import Receive, Send
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from ..errors import UpstreamError, UpstreamTimeout
+
+logger = logging.getLogger(__name__)
+
+_RESERVED_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
+
+# Set by the WebSocket handshake itself; the client library writes its own.
+_HANDSHAKE = frozenset({
+    b"host", b"upgrade", b"connection", b"sec-websocket-key", b"sec-websocket-version",
+    b"sec-websocket-extensions", b"sec-websocket-protocol", b"content-length",
+})
+
+
+async def open_upstream(
+    url: str, headers: Sequence[tuple[bytes, bytes]], subprotocols: Sequence[str],
+    *, connect_timeout: float,
+) -> ClientConnection:
+    """Open the origin's side of a WebSocket; raises UpstreamError / UpstreamTimeout."""
+    extra = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
+             if k.lower() not in _HANDSHAKE]
+    try:
+        return await connect(
+            url, additional_headers=extra, subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
+            open_timeout=connect_timeout, user_agent_header=None, compression=None,
+            max_size=None, ping_interval=None,
+        )
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"origin WebSocket handshake timed out after {connect_timeout}s") from exc
+    except InvalidStatus as exc:
+        raise UpstreamError(f"origin refused the WebSocket upgrade with status "
+                            f"{exc.response.status_code}") from exc
+    except (OSError, InvalidHandshake) as exc:
+        raise UpstreamError(f"origin WebSocket unreachable: {exc}") from exc
+
+
+async def relay(upstream: ClientConnection, receive: Receive, send: Send) -> None:
+    """Pass messages both ways until either side closes, then close the other."""
+
+    async def client_to_origin(scope: anyio.CancelScope) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                await upstream.close(code=message.get("code", 1000))
+                break
+            if message.get("bytes") is not None:
+                await upstream.send(message["bytes"])
+            elif message.get("text") is not None:
+                await upstream.send(message["text"])
+        scope.cancel()
+
+    async def origin_to_client(scope: anyio.CancelScope) -> None:
+        try:
+            async for data in upstream:
+                if isinstance(data, bytes):
+                    await send({"type": "websocket.send", "bytes": data})
+                else:
+                    await send({"type": "websocket.send", "text": data})
+        except ConnectionClosed:
+            pass
+        close = upstream.close_rcvd
+        code = close.code if close is not None else 1011
+        if code in _RESERVED_CLOSE_CODES:   # may not be sent on the wire
+            code = 1000 if code == 1005 else 1011
+        await send({"type": "websocket.close", "code": code,
+                    "reason": close.reason if close is not None else ""})
+        scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client_to_origin, tg.cancel_scope)
+            tg.start_soon(origin_to_client, tg.cancel_scope)
+    finally:
+        await upstream.close()

@@ -1,0 +1,218 @@
+"""Settings: one frozen object built from defaults, a TOML file, `EP_*` variables and flags.
+
+Later sources win: defaults < config file < environment < command-line flags.
+`load_settings` is the only code that reads the environment, and it takes it as an
+argument so tests pass a plain dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from .errors import SettingsError
+
+LogFormat = Literal["text", "json"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Secret:
+    """A string that never shows itself in repr() or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know, validated on construction."""
+
+    origin_url: str
+    rules_dir: Path | None = None
+    geo_db: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    max_header_count: int = 100
+    max_body_bytes: int = 100 * 1024 * 1024
+    admin_token: Secret | None = field(default=None, repr=False)
+    access_log: bool = True
+    log_format: LogFormat = "text"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.origin_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(
+                f"origin_url must be an absolute http(s) URL such as http://127.0.0.1:8000, "
+                f"got {self.origin_url!r}"
+            )
+        if parts.query or parts.fragment:
+            raise SettingsError(f"origin_url must not carry a query or fragment: {self.origin_url}")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
+        for name in ("workers", "max_header_bytes", "max_header_count", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("connect_timeout", "read_timeout"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        if self.log_format not in get_args(LogFormat):
+            raise SettingsError(f"log_format must be text or json, got {self.log_format!r}")
+        if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
+            raise SettingsError(f"log_level must be debug, info, warning or error, got "
+                                f"{self.log_level!r}")
+
+    def to_json(self) -> str:
+        """Serialise for worker processes (the admin token included: same host, same user)."""
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = value.reveal()
+            elif isinstance(value, Path):
+                value = str(value)
+            elif f.name == "trusted_proxies":
+                value = [str(net) for net in value]
+            data[f.name] = value
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        return _build(json.loads(text), source="serialised settings")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _to_networks(value: Any) -> tuple[IPNetwork, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(ipaddress.ip_network(str(item).strip(), strict=False)
+                 for item in items if str(item).strip())
+
+
+def _to_path(value: Any) -> Path | None:
+    return Path(value) if value not in (None, "") else None
+
+
+def _to_secret(value: Any) -> Secret | None:
+    if value in (None, ""):
+        return None
+    return value if isinstance(value, Secret) else Secret(str(value))
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
+_CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
+    "origin_url": str,
+    "rules_dir": _to_path,
+    "geo_db": _to_path,
+    "host": str,
+    "port": _to_int,
+    "workers": _to_int,
+    "trusted_proxies": _to_networks,
+    "connect_timeout": float,
+    "read_timeout": float,
+    "max_header_bytes": _to_int,
+    "max_header_count": _to_int,
+    "max_body_bytes": _to_int,
+    "admin_token": _to_secret,
+    "access_log": _to_bool,
+    "log_format": str,
+    "log_level": str,
+}
+
+ENV_PREFIX = "EP_"
+
+
+def _build(raw: Mapping[str, Any], *, source: str) -> Settings:
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        convert = _CONVERTERS.get(name)
+        if convert is None:
+            raise SettingsError(f"{source}: unknown setting {name!r}; known settings are "
+                                + ", ".join(sorted(_CONVERTERS)))
+        try:
+            values[name] = convert(value)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"{source}: setting {name!r}: {exc}") from exc
+    if "origin_url" not in values:
+        raise SettingsError("no origin configured: pass --origin URL, set EP_ORIGIN_URL "
+                            "or origin_url in the config file")
+    return Settings(**values)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config file: top-level keys are setting names, optionally under [edge_personalizer]."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise SettingsError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from exc
+    section = data.get("edge_personalizer", data)
+    if not isinstance(section, dict):
+        raise SettingsError(f"config file {path}: [edge_personalizer] must be a table")
+    return {key.replace("-", "_"): value for key, value in section.items()}
+
+
+def load_settings(
+    environ: Mapping[str, str], *, config_file: Path | None = None, **overrides: Any
+) -> Settings:
+    """Build Settings from a config file, `EP_*` variables and explicit overrides.
+
+    `EP_CONFIG` names a config file when `config_file` is not given. Overrides whose value
+    is None are ignored, so unset command-line flags fall through to the other sources.
+    """
+    raw: dict[str, Any] = {}
+    config_path = config_file or _to_path(environ.get(ENV_PREFIX + "CONFIG"))
+    if config_path is not None:
+        raw.update(read_config_file(config_path))
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
+            name = key[len(ENV_PREFIX):].lower()
+            if name in _CONVERTERS:
+                raw[name] = value
+            else:
+                raise SettingsError(f"environment variable {key} is not a known setting; known: "
+                                    + ", ".join(ENV_PREFIX + n.upper() for n in sorted(_CONVERTERS)))
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(raw, source=str(config_path) if config_path else "settings")
