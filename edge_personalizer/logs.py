@@ -84,13 +84,15 @@ class AccessLog:
         started = time.perf_counter()
         status = 0
         sent = 0
+        finished = False
 
         async def observe(message: Message) -> None:
-            nonlocal status, sent
+            nonlocal status, sent, finished
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+                finished = not message.get("more_body", False)
             await send(message)
 
         try:
@@ -100,7 +102,7 @@ class AccessLog:
             final = status or 500
             self.metrics.request_finished(final, seconds)
             if self.enabled:
-                self._log(scope, final, sent, seconds, complete=status != 0)
+                self._log(scope, final, sent, seconds, complete=finished)
 
     def _log(self, scope: Scope, status: int, sent: int, seconds: float, *,
              complete: bool) -> None:

@@ -152,10 +152,11 @@ class OriginProxy:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         except UpstreamError as exc:
+            # Headers are gone: the only honest signal left is an incomplete response, which
+            # the server turns into a closed connection (never a body that looks complete).
             self.observer.origin_failed("timeout" if isinstance(exc, UpstreamTimeout) else "broken")
             logger.warning("origin failed mid-response for %s %s: %s; closing the client "
                            "connection", method, scope["path"], exc)
-            raise
         finally:
             await response.aclose()
 

@@ -69,12 +69,11 @@ async def relay(upstream: ClientConnection, receive: Receive, send: Send) -> Non
                     await send({"type": "websocket.send", "text": data})
         except ConnectionClosed:
             pass
-        close = upstream.close_rcvd
-        code = close.code if close is not None else 1011
+        code = upstream.close_code if upstream.close_code is not None else 1011
         if code in _RESERVED_CLOSE_CODES:   # may not be sent on the wire
             code = 1000 if code == 1005 else 1011
         await send({"type": "websocket.close", "code": code,
-                    "reason": close.reason if close is not None else ""})
+                    "reason": upstream.close_reason or ""})
         scope.cancel()
 
     try:

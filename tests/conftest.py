@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .servers import Server, start_origin, start_proxy
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def origin(server_logs: Path) -> Iterator[Server]:
+    server = start_origin(server_logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
+    """The product as an operator runs it: `edge-personalizer serve` in front of the origin,
+    trusting 127.0.0.2 as a proxy (tests connect from 127.0.0.2 to act as a CDN)."""
+    server = start_proxy(server_logs, "--origin", origin.url, "--trusted-proxy", "127.0.0.2",
+                         "--rules", str(ROOT / "rules"),
+                         "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"),
+                         "--read-timeout", "1.5", "--log-format", "json",
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN})
+    yield server
+    server.stop()

@@ -1,0 +1,193 @@
+"""A real origin for the proxy tests: run with `python -m tests.origin_app PORT`.
+
+Each endpoint exercises one thing a reverse proxy must get right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+FILES = Path(__file__).parent / "data" / "origin_files"
+
+
+def pattern(size: int) -> bytes:
+    block = bytes(range(256)) * 256   # 64 KiB
+    return (block * (size // len(block) + 1))[:size]
+
+
+async def echo(request: Request) -> Response:
+    body = await request.body()
+    return JSONResponse({
+        "method": request.method,
+        "raw_path": request.scope["raw_path"].decode("latin-1"),
+        "query": request.scope["query_string"].decode("latin-1"),
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw],
+        "body_length": len(body),
+    })
+
+
+async def upload(request: Request) -> Response:
+    digest = hashlib.sha256()
+    total = 0
+    async for chunk in request.stream():
+        digest.update(chunk)
+        total += len(chunk)
+    return JSONResponse({"received": total, "sha256": digest.hexdigest()})
+
+
+async def download(request: Request) -> Response:
+    size = int(request.query_params.get("size", "1048576"))
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        sent = 0
+        block = pattern(65536)
+        while sent < size:
+            piece = block[: min(65536, size - sent)]
+            sent += len(piece)
+            yield piece
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream",
+                             headers={"content-length": str(size)})
+
+
+async def slow_body(request: Request) -> Response:
+    delay = float(request.query_params.get("delay", "2"))
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b"first-chunk\n"
+        await asyncio.sleep(delay)
+        yield b"rest\n"
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+async def slow_headers(request: Request) -> Response:
+    await asyncio.sleep(float(request.query_params.get("delay", "2")))
+    return Response("late\n", media_type="text/plain")
+
+
+async def cookies(request: Request) -> Response:
+    response = Response("cookies\n", media_type="text/plain")
+    response.set_cookie("a", "1", path="/")
+    response.set_cookie("b", "2", httponly=True)
+    response.set_cookie("c", "3", samesite="strict")
+    return response
+
+
+async def redirect(request: Request) -> Response:
+    own = f"http://{request.headers['host']}"
+    return Response(status_code=302, headers={
+        "location": f"{own}/target?x=1",
+        "content-location": f"{own}/content",
+    })
+
+
+async def foreign_redirect(request: Request) -> Response:
+    return Response(status_code=301, headers={"location": "https://elsewhere.example/page"})
+
+
+async def compressed(request: Request) -> Response:
+    body = gzip.compress(b"hello compressed world\n" * 100, mtime=0)
+    return Response(body, headers={"content-encoding": "gzip", "content-type": "text/plain",
+                                   "vary": "Accept-Encoding"})
+
+
+async def chunked(request: Request) -> Response:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for i in range(5):
+            yield f"part {i}\n".encode()
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+async def reset(request: Request) -> Response:
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b"x" * 1000
+        raise ConnectionResetError("origin fell over mid-body")
+
+    return StreamingResponse(chunks(), media_type="text/plain",
+                             headers={"content-length": "100000"})
+
+
+async def hop_headers(request: Request) -> Response:
+    return Response("hop\n", media_type="text/plain", headers={
+        "connection": "x-private, keep-alive",
+        "x-private": "secret",
+        "keep-alive": "timeout=5",
+        "proxy-authenticate": "Basic",
+        "x-kept": "yes",
+    })
+
+
+async def status(request: Request) -> Response:
+    return Response(f"status {request.path_params['code']}\n", media_type="text/plain",
+                    status_code=int(request.path_params["code"]))
+
+
+async def ws_echo(websocket: WebSocket) -> None:
+    protocols = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=protocols[0] if protocols else None)
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                if message["text"] == "close-please":
+                    await websocket.close(code=4001, reason="asked to")
+                    return
+                if message["text"] == "whoami":
+                    await websocket.send_text(json.dumps(dict(websocket.headers)))
+                    continue
+                await websocket.send_text("echo:" + message["text"])
+            else:
+                await websocket.send_bytes(b"echo:" + message["bytes"])
+    except WebSocketDisconnect:
+        return
+
+
+async def ws_push(websocket: WebSocket) -> None:
+    await websocket.accept()
+    for i in range(3):
+        await websocket.send_text(f"push {i}")
+    await websocket.close(code=1000)
+
+
+def create_origin() -> Starlette:
+    return Starlette(routes=[
+        Route("/echo/{rest:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+        Route("/echo", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+        Route("/upload", upload, methods=["POST", "PUT"]),
+        Route("/download", download, methods=["GET", "HEAD"]),
+        Route("/slow-body", slow_body),
+        Route("/slow-headers", slow_headers),
+        Route("/cookies", cookies),
+        Route("/redirect", redirect),
+        Route("/foreign-redirect", foreign_redirect),
+        Route("/compressed", compressed),
+        Route("/chunked", chunked),
+        Route("/reset", reset),
+        Route("/hop", hop_headers),
+        Route("/status/{code:int}", status),
+        WebSocketRoute("/ws/echo", ws_echo),
+        WebSocketRoute("/ws/push", ws_push),
+        Mount("/files", StaticFiles(directory=FILES)),
+    ])
+
+
+if __name__ == "__main__":
+    uvicorn.run(create_origin(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                ws="websockets-sansio")

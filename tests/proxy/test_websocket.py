@@ -1,0 +1,60 @@
+"""WebSocket upgrades proxied both ways, through the real server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from ..servers import Server
+
+
+def ws_url(server: Server, path: str) -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+def test_messages_flow_both_ways(proxy: Server) -> None:
+    with connect(ws_url(proxy, "/ws/echo")) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "echo:hello"
+        ws.send(b"\x00\x01binary")
+        assert ws.recv(timeout=5) == b"echo:\x00\x01binary"
+
+
+def test_subprotocol_chosen_by_origin_reaches_client(proxy: Server) -> None:
+    with connect(ws_url(proxy, "/ws/echo"), subprotocols=["chat.v2", "chat.v1"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "chat.v2"
+
+
+def test_origin_sees_forwarding_headers_and_cookies(proxy: Server) -> None:
+    with connect(ws_url(proxy, "/ws/echo"), additional_headers={"cookie": "sid=abc"}) as ws:
+        ws.send("whoami")
+        headers = json.loads(ws.recv(timeout=5))
+    assert headers["cookie"] == "sid=abc"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+
+
+def test_origin_push_and_close_code_reach_client(proxy: Server) -> None:
+    with connect(ws_url(proxy, "/ws/push")) as ws:
+        assert [ws.recv(timeout=5) for _ in range(3)] == ["push 0", "push 1", "push 2"]
+        with pytest.raises(Exception):
+            ws.recv(timeout=5)
+        assert ws.close_code == 1000
+
+
+def test_origin_close_with_custom_code(proxy: Server) -> None:
+    with connect(ws_url(proxy, "/ws/echo")) as ws:
+        ws.send("close-please")
+        with pytest.raises(Exception):
+            ws.recv(timeout=5)
+        assert ws.close_code == 4001
+        assert ws.close_reason == "asked to"
+
+
+def test_origin_refusing_upgrade_gives_502(proxy: Server) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(proxy, "/no-such-socket"), open_timeout=5)
+    assert refused.value.response.status_code == 502

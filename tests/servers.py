@@ -1,0 +1,91 @@
+"""Real servers for the tests: processes on 127.0.0.1, started and stopped by fixtures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A server process; `url` is where it listens, `log` what it printed."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def peak_rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmHWM")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(args: Sequence[str], port: int, log_path: Path, *, ready_path: str = "/",
+          env: dict[str, str] | None = None, timeout: float = 20.0) -> Server:
+    """Start `args` and wait until it answers HTTP on `port`."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if not k.startswith("EP_")} | (env or {})
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(list(args), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env=full_env)
+    server = Server(process, port, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args} exited with {process.returncode}:\n{server.log()}")
+        try:
+            httpx.get(server.url + ready_path, timeout=1.0)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{args} did not answer on port {port}:\n{server.log()}")
+
+
+def start_origin(tmp: Path) -> Server:
+    port = free_port()
+    return start([sys.executable, "-m", "tests.origin_app", str(port)], port,
+                 tmp / f"origin-{port}.log", ready_path="/status/200")
+
+
+def start_proxy(tmp: Path, *flags: str, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    return start([sys.executable, "-m", "edge_personalizer", "serve", "--port", str(port),
+                  *flags], port, tmp / f"proxy-{port}.log", ready_path="/__ep/health/live",
+                 env=env)
