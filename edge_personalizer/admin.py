@@ -17,7 +17,6 @@ from .proxy.headers import header_values
 from .proxy.upstream import ProbeResult
 from .rules.book import RuleBook
 
-
 OriginProbe = Callable[[], Awaitable[ProbeResult]]
 
 

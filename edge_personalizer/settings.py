@@ -180,7 +180,7 @@ def _build(raw: Mapping[str, Any], *, source: str) -> Settings:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Read a TOML config file: top-level keys are setting names, optionally under [edge_personalizer]."""
+    """Read a TOML config file: keys are setting names, at the top or under [edge_personalizer]."""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -212,7 +212,8 @@ def load_settings(
             if name in _CONVERTERS:
                 raw[name] = value
             else:
-                raise SettingsError(f"environment variable {key} is not a known setting; known: "
-                                    + ", ".join(ENV_PREFIX + n.upper() for n in sorted(_CONVERTERS)))
+                known = ", ".join(ENV_PREFIX + n.upper() for n in sorted(_CONVERTERS))
+                raise SettingsError(f"environment variable {key} is not a known setting; "
+                                    f"known: {known}")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return _build(raw, source=str(config_path) if config_path else "settings")

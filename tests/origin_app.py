@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import uvicorn
@@ -51,7 +52,7 @@ async def upload(request: Request) -> Response:
 async def download(request: Request) -> Response:
     size = int(request.query_params.get("size", "1048576"))
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         sent = 0
         block = pattern(65536)
         while sent < size:
@@ -66,7 +67,7 @@ async def download(request: Request) -> Response:
 async def slow_body(request: Request) -> Response:
     delay = float(request.query_params.get("delay", "2"))
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b"first-chunk\n"
         await asyncio.sleep(delay)
         yield b"rest\n"
@@ -106,7 +107,7 @@ async def compressed(request: Request) -> Response:
 
 
 async def chunked(request: Request) -> Response:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for i in range(5):
             yield f"part {i}\n".encode()
 
@@ -114,7 +115,7 @@ async def chunked(request: Request) -> Response:
 
 
 async def reset(request: Request) -> Response:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b"x" * 1000
         raise ConnectionResetError("origin fell over mid-body")
 

@@ -90,7 +90,8 @@ class OriginProxy:
         client = scope.get("client")
         server = scope.get("server")
         server_host = f"{server[0]}:{server[1]}" if server else self.origin.host_header
-        scheme = {"ws": "http", "wss": "https"}.get(scope["scheme"], scope["scheme"])
+        scheme: str = scope.get("scheme") or "http"
+        scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
         return resolve_forwarding(scope["headers"], peer=client[0] if client else None,
                                   scheme=scheme, server_host=server_host, trusted=self.trusted)
 

@@ -9,6 +9,7 @@ import anyio
 from starlette.types import Receive, Send
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
 
 from ..errors import UpstreamError, UpstreamTimeout
 
@@ -32,12 +33,14 @@ async def open_upstream(
              if k.lower() not in _HANDSHAKE]
     try:
         return await connect(
-            url, additional_headers=extra, subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
+            url, additional_headers=extra,
+            subprotocols=[Subprotocol(p) for p in subprotocols] or None,
             open_timeout=connect_timeout, user_agent_header=None, compression=None,
             max_size=None, ping_interval=None,
         )
     except TimeoutError as exc:
-        raise UpstreamTimeout(f"origin WebSocket handshake timed out after {connect_timeout}s") from exc
+        raise UpstreamTimeout(
+            f"origin WebSocket handshake timed out after {connect_timeout}s") from exc
     except InvalidStatus as exc:
         raise UpstreamError(f"origin refused the WebSocket upgrade with status "
                             f"{exc.response.status_code}") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from ..servers import Server
@@ -40,7 +40,7 @@ def test_origin_sees_forwarding_headers_and_cookies(proxy: Server) -> None:
 def test_origin_push_and_close_code_reach_client(proxy: Server) -> None:
     with connect(ws_url(proxy, "/ws/push")) as ws:
         assert [ws.recv(timeout=5) for _ in range(3)] == ["push 0", "push 1", "push 2"]
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
         assert ws.close_code == 1000
 
@@ -48,7 +48,7 @@ def test_origin_push_and_close_code_reach_client(proxy: Server) -> None:
 def test_origin_close_with_custom_code(proxy: Server) -> None:
     with connect(ws_url(proxy, "/ws/echo")) as ws:
         ws.send("close-please")
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
         assert ws.close_code == 4001
         assert ws.close_reason == "asked to"

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+
+from edge_personalizer.proxy.target import Origin, remove_dot_segments
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    (b"/", b"/"),
+    (b"/a/b/../c", b"/a/c"),
+    (b"/../../etc/passwd", b"/etc/passwd"),
+    (b"/a/./b/.", b"/a/b/"),
+    (b"/a/..", b"/"),
+    (b"/a/%2e%2E/b", b"/b"),
+    (b"//double/slash", b"//double/slash"),
+    (b"relative", b"/relative"),
+    (b"/a/b/..", b"/a/"),
+])
+def test_remove_dot_segments(path: bytes, expected: bytes) -> None:
+    assert remove_dot_segments(path) == expected
+
+
+def test_urls_always_point_at_the_origin() -> None:
+    origin = Origin.parse("http://origin.internal:8000/shop/")
+    assert origin.url_for(b"/../../admin", b"") == "http://origin.internal:8000/shop/admin"
+    assert origin.url_for(b"//evil.example/x", b"a=1") == \
+        "http://origin.internal:8000/shop//evil.example/x?a=1"
+    assert origin.url_for(b"/live", b"", websocket=True) == "ws://origin.internal:8000/shop/live"
+    assert Origin.parse("https://user:pw@o.example").host_header == "o.example"
+    assert Origin.parse("https://o.example").url_for(b"/s", b"", websocket=True) == \
+        "wss://o.example/s"

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.errors import RuleError, RuleSetInvalid
+from edge_personalizer.rules.loader import check_rule_directory, load_rule_directory
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_demo_rules_load() -> None:
+    rule_files = load_rule_directory(ROOT / "rules")
+    assert rule_files.rule_count >= 5
+    assert {f.path.name for f in rule_files.files} >= {"audiences.yaml", "slots.yaml"}
+
+
+def test_version_is_a_content_hash(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "rules: []\n")
+    first = load_rule_directory(tmp_path).version
+    assert load_rule_directory(tmp_path).version == first
+    write(tmp_path, "a.yaml", "rules: [] # changed\n")
+    assert load_rule_directory(tmp_path).version != first
+
+
+def test_every_error_in_every_file_with_line_and_column(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "rules:\n  - name: x\n    when: {referral.source: [facebook\n")
+    write(tmp_path, "b.yaml", "rules: []\nsegmants: {}\n")
+    write(tmp_path, "sub/c.yml", "- just a list\n")
+    write(tmp_path, "ok.yaml", "segments: {}\n")
+    write(tmp_path, ".hidden/ignored.yaml", "{{{{")
+    _, errors = check_rule_directory(tmp_path)
+    messages = [str(e) for e in errors]
+    assert len(messages) == 3
+    assert messages[0].startswith(f"{tmp_path / 'a.yaml'}:4:1: invalid YAML")
+    assert messages[1] == (f"{tmp_path / 'b.yaml'}:2:1: unknown section 'segmants'; expected one "
+                           "of experiments, interests, rules, segments, slots")
+    assert messages[2].startswith(f"{tmp_path / 'sub' / 'c.yml'}:1:1: a rule file is a mapping")
+
+
+def test_load_raises_with_all_errors(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "oops: 1\n")
+    write(tmp_path, "b.yaml", "nope: 1\n")
+    with pytest.raises(RuleSetInvalid) as raised:
+        load_rule_directory(tmp_path)
+    assert len(raised.value.errors) == 2
+    assert "(and 1 more)" in str(raised.value)
+
+
+def test_missing_directory_and_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match="does not exist"):
+        load_rule_directory(tmp_path / "nope")
+    (tmp_path / "latin1.yaml").write_bytes(b"rules: []\n# caf\xe9\n")
+    _, errors = check_rule_directory(tmp_path)
+    assert "cannot read" in str(errors[0])
+
+
+def test_empty_file_is_fine(tmp_path: Path) -> None:
+    write(tmp_path, "empty.yaml", "")
+    assert load_rule_directory(tmp_path).rule_count == 0

@@ -1,0 +1,58 @@
+"""PersonalizeMiddleware inside a Python site (the README's Starlette example)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from edge_personalizer import PersonalizeMiddleware
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def client_for(app: ASGIApp) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://site")
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = '<html><body><section data-ep-slot="hero"><h1>Hello</h1></section></body></html>'
+
+
+async def home(request: Request) -> HTMLResponse:
+    return HTMLResponse(PAGE, headers={"x-site": "mine"})
+
+
+async def test_starlette_site_wrapped_by_the_middleware_serves_its_pages() -> None:
+    site = Starlette(routes=[Route("/", home)])
+    app = PersonalizeMiddleware(site, rules=ROOT / "rules")
+    async with client_for(app) as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert response.text == PAGE
+    assert response.headers["x-site"] == "mine"
+    assert app.rules is not None and app.rules.current.rule_count >= 5
+
+
+async def test_reserved_prefix_never_reaches_the_site() -> None:
+    reached: list[str] = []
+
+    async def catch_all(request: Request) -> HTMLResponse:
+        reached.append(request.url.path)
+        return HTMLResponse("site")
+
+    site = Starlette(routes=[Route("/{path:path}", catch_all)])
+    async with client_for(PersonalizeMiddleware(site)) as client:
+        assert (await client.get("/__ep/secret")).status_code == 404
+        assert (await client.get("/normal")).text == "site"
+    assert reached == ["/normal"]

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.errors import SettingsError
+from edge_personalizer.settings import Secret, Settings, load_settings
+
+
+def test_defaults_are_safe() -> None:
+    settings = load_settings({}, origin_url="http://127.0.0.1:8000")
+    assert settings.host == "127.0.0.1"
+    assert settings.trusted_proxies == ()
+    assert settings.admin_token is None
+    assert settings.workers == 1
+
+
+def test_environment_variables_set_fields() -> None:
+    settings = load_settings({
+        "EP_ORIGIN_URL": "https://shop.example", "EP_PORT": "9000", "EP_WORKERS": "2",
+        "EP_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1", "EP_ACCESS_LOG": "off",
+        "EP_ADMIN_TOKEN": "s3cret", "EP_READ_TIMEOUT": "2.5", "EP_RULES_DIR": "rules",
+    })
+    assert settings.origin_url == "https://shop.example"
+    assert settings.port == 9000 and settings.workers == 2
+    assert settings.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),
+                                        ipaddress.ip_network("192.0.2.1/32"))
+    assert settings.access_log is False
+    assert settings.read_timeout == 2.5
+    assert settings.rules_dir == Path("rules")
+    assert settings.admin_token == Secret("s3cret")
+
+
+def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
+    config = tmp_path / "ep.toml"
+    config.write_text('[edge_personalizer]\norigin_url = "http://a.example"\nport = 1111\n'
+                      'workers = 3\nlog-format = "json"\n')
+    settings = load_settings({"EP_PORT": "2222"}, config_file=config, workers=4, host=None)
+    assert settings.origin_url == "http://a.example"
+    assert settings.port == 2222
+    assert settings.workers == 4
+    assert settings.log_format == "json"
+
+
+def test_config_file_named_by_environment(tmp_path: Path) -> None:
+    config = tmp_path / "ep.toml"
+    config.write_text('origin_url = "http://b.example"\ntrusted_proxies = ["10.1.0.0/16"]\n')
+    settings = load_settings({"EP_CONFIG": str(config)})
+    assert settings.origin_url == "http://b.example"
+    assert settings.trusted_proxies == (ipaddress.ip_network("10.1.0.0/16"),)
+
+
+def test_secret_never_shows_in_repr() -> None:
+    settings = load_settings({"EP_ADMIN_TOKEN": "hunter2"}, origin_url="http://x.example")
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in repr(settings.admin_token)
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({}, "no origin configured"),
+    ({"EP_ORIGIN_URL": "ftp://x"}, "must be an absolute http(s) URL"),
+    ({"EP_ORIGIN_URL": "http://x?y=1"}, "must not carry a query"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PORT": "seventy"}, "setting 'port'"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PORT": "70000"}, "port must be between"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_WORKERS": "0"}, "workers must be >= 1"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_READ_TIMEOUT": "0"}, "read_timeout must be > 0"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_TRUSTED_PROXIES": "10.0.0.300"}, "trusted_proxies"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_LOG_FORMAT": "xml"}, "log_format must be text or json"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_ACCESS_LOG": "maybe"}, "expected true or false"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PROT": "80"}, "EP_PROT is not a known setting"),
+])
+def test_bad_settings_say_what_is_wrong(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(environ)
+
+
+def test_bad_config_files_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings({}, config_file=tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("origin_url = \n")
+    with pytest.raises(SettingsError, match="broken.toml"):
+        load_settings({}, config_file=broken)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('origin_url = "http://x"\norign = "y"\n')
+    with pytest.raises(SettingsError, match="unknown setting 'orign'"):
+        load_settings({}, config_file=unknown)
+
+
+def test_settings_survive_the_trip_to_worker_processes() -> None:
+    settings = load_settings({"EP_ADMIN_TOKEN": "t", "EP_TRUSTED_PROXIES": "10.0.0.0/8"},
+                             origin_url="http://x.example", geo_db=Path("g.mmdb"))
+    assert Settings.from_json(settings.to_json()) == settings
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings({}, origin_url="http://x.example")
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
