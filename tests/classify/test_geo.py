@@ -8,7 +8,7 @@ from edge_personalizer.classify.geo import GeoDatabase
 from edge_personalizer.errors import GeoDatabaseError
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpora" / "maxmind-db" / "test-data"
+DATA = ROOT / "tests" / "data" / "maxmind"
 BUNDLED = ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"
 
 
@@ -36,4 +36,4 @@ def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_wrong_database_type_is_a_clear_error() -> None:
     with pytest.raises(GeoDatabaseError, match="expected a City or Country database"):
-        GeoDatabase(CORPUS / "GeoLite2-ASN-Test.mmdb")
+        GeoDatabase(DATA / "GeoLite2-ASN-Test.mmdb")
