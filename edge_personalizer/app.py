@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .admin import AdminEndpoints
+from .classify.classifier import Classifier
 from .classify.client_ip import TrustedProxies
-from .classify.geo import GeoDatabase
+from .classify.device import DeviceClassifier
+from .classify.geo import AnonymousIpDatabase, GeoDatabase, GeoLocator
+from .classify.profile import PrivacyPolicy, ProfileCodec, ProfileTracker
+from .classify.referral import ReferralClassifier, ReferrerTable
 from .logs import AccessLog
 from .metrics import Metrics
 from .pipeline import PersonalizeMiddleware
@@ -40,7 +45,14 @@ class EdgeApp:
             max_header_bytes=settings.max_header_bytes,
             max_header_count=settings.max_header_count,
             max_body_bytes=settings.max_body_bytes, observer=self.metrics)
-        personalized = PersonalizeMiddleware(self.proxy, rules=self.rules)
+        self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
+                          if settings.anonymous_db else None)
+        self.classifier = build_classifier(settings, geo=self.geo, anonymous=self.anonymous,
+                                           metrics=self.metrics)
+        personalized = PersonalizeMiddleware(
+            self.proxy, rules=self.rules, classifier=self.classifier, trusted_proxies=trusted,
+            cookie_secure=settings.profile_cookie_secure,
+            cookie_max_age_days=settings.profile_max_age_days, observer=self.metrics)
         token = settings.admin_token.reveal() if settings.admin_token else None
         admin = AdminEndpoints(personalized, metrics=self.metrics, token=token,
                                origin_probe=self.proxy.probe, rules=self.rules,
@@ -71,8 +83,37 @@ class EdgeApp:
 
     async def aclose(self) -> None:
         await self.proxy.aclose()
-        if self.geo is not None:
-            self.geo.close()
+        for database in (self.geo, self.anonymous):
+            if database is not None:
+                database.close()
+
+
+def profile_keys(settings: Settings) -> list[bytes]:
+    """The configured signing keys; without any, a random key for this process only."""
+    if settings.profile_keys:
+        return [key.reveal().encode() for key in settings.profile_keys]
+    logger.warning("no profile_keys configured (EP_PROFILE_KEYS): profile cookies are signed "
+                   "with a random key and will not survive a restart")
+    return [secrets.token_bytes(32)]
+
+
+def build_classifier(settings: Settings, *, geo: GeoDatabase | None,
+                     anonymous: AnonymousIpDatabase | None, metrics: Metrics) -> Classifier:
+    codec = ProfileCodec(profile_keys(settings), max_bytes=settings.profile_max_bytes,
+                         max_age_days=settings.profile_max_age_days)
+    tracker = ProfileTracker(
+        codec, cookie_name=settings.profile_cookie,
+        privacy=PrivacyPolicy(honor_dnt=settings.honor_dnt,
+                              consent_cookie=settings.consent_cookie),
+        half_life_days=settings.interest_half_life_days,
+        visit_gap_seconds=settings.visit_timeout_minutes * 60,
+        on_reject=metrics.profile_rejected)
+    locator = (GeoLocator(geo, anonymous=anonymous, max_entries=settings.geo_cache_size)
+               if geo else None)
+    return Classifier(
+        devices=DeviceClassifier(max_entries=settings.device_cache_size),
+        referrals=ReferralClassifier(ReferrerTable(settings.referrer_sources)),
+        geo=locator, profiles=tracker, default_time_zone=settings.default_time_zone)
 
 
 def create_app(settings: Settings) -> EdgeApp:

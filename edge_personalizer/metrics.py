@@ -36,6 +36,9 @@ class Metrics:
                                  ["rule", "variant"], registry=r)
         self.rules_loaded = Gauge("ep_rules_loaded_timestamp_seconds",
                                   "When the serving rule set was loaded", registry=r)
+        self.profile_rejections = Counter(
+            "ep_profile_cookies_rejected", "Profile cookies ignored, by reason "
+            "(malformed, signature, oversized, expired, version)", ["reason"], registry=r)
         self.rule_reload_failures = Counter("ep_rule_reload_failures",
                                             "Rule reloads rejected as invalid", registry=r)
 
@@ -46,6 +49,16 @@ class Metrics:
     def origin_failed(self, kind: str) -> None:
         self.origin_errors.labels(kind=kind).inc()
         self.errors.labels(stage="origin").inc()
+
+    # PipelineObserver
+    def personalization_took(self, seconds: float) -> None:
+        self.personalization_seconds.observe(seconds)
+
+    def stage_failed(self, stage: str) -> None:
+        self.errors.labels(stage=stage).inc()
+
+    def profile_rejected(self, reason: str) -> None:
+        self.profile_rejections.labels(reason=reason).inc()
 
     def request_finished(self, status: int, seconds: float) -> None:
         self.requests.labels(status=str(status)).inc()

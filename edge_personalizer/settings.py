@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from .classify.localtime import zone_exists
 from .errors import SettingsError
 
 LogFormat = Literal["text", "json"]
@@ -64,6 +66,22 @@ class Settings:
     access_log: bool = True
     log_format: LogFormat = "text"
     log_level: str = "info"
+    # Visitor classification
+    anonymous_db: Path | None = None
+    default_time_zone: str = "UTC"
+    referrer_sources: Path | None = None
+    device_cache_size: int = 4096
+    geo_cache_size: int = 8192
+    # Profile cookie
+    profile_keys: tuple[Secret, ...] = field(default=(), repr=False)
+    profile_cookie: str = "ep_profile"
+    profile_cookie_secure: bool = True
+    profile_max_bytes: int = 3000
+    profile_max_age_days: float = 395.0
+    interest_half_life_days: float = 30.0
+    visit_timeout_minutes: float = 30.0
+    honor_dnt: bool = True
+    consent_cookie: str | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.origin_url)
@@ -76,10 +94,23 @@ class Settings:
             raise SettingsError(f"origin_url must not carry a query or fragment: {self.origin_url}")
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
-        for name in ("workers", "max_header_bytes", "max_header_count", "max_body_bytes"):
+        for name in ("workers", "max_header_bytes", "max_header_count", "max_body_bytes",
+                     "device_cache_size", "geo_cache_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("connect_timeout", "read_timeout"):
+        if not 200 <= self.profile_max_bytes <= 4000:
+            raise SettingsError("profile_max_bytes must be between 200 and 4000 (browsers "
+                                f"drop larger cookies), got {self.profile_max_bytes}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.profile_cookie):
+            raise SettingsError(f"profile_cookie must be a plain cookie name, got "
+                                f"{self.profile_cookie!r}")
+        if any(len(key.reveal()) < 16 for key in self.profile_keys):
+            raise SettingsError("each profile key must be at least 16 characters long")
+        if not zone_exists(self.default_time_zone):
+            raise SettingsError(f"default_time_zone {self.default_time_zone!r} is not an IANA "
+                                "time zone such as Europe/Berlin")
+        for name in ("connect_timeout", "read_timeout", "profile_max_age_days",
+                     "interest_half_life_days", "visit_timeout_minutes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
         if self.log_format not in get_args(LogFormat):
@@ -95,6 +126,8 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, Secret):
                 value = value.reveal()
+            elif f.name == "profile_keys":
+                value = [key.reveal() for key in value]
             elif isinstance(value, Path):
                 value = str(value)
             elif f.name == "trusted_proxies":
@@ -134,6 +167,16 @@ def _to_secret(value: Any) -> Secret | None:
     return value if isinstance(value, Secret) else Secret(str(value))
 
 
+def _to_secrets(value: Any) -> tuple[Secret, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(item if isinstance(item, Secret) else Secret(str(item).strip())
+                 for item in items if str(item).strip() or isinstance(item, Secret))
+
+
+def _to_optional_str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
 def _to_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {value!r}")
@@ -157,6 +200,20 @@ _CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
     "access_log": _to_bool,
     "log_format": str,
     "log_level": str,
+    "anonymous_db": _to_path,
+    "default_time_zone": str,
+    "referrer_sources": _to_path,
+    "device_cache_size": _to_int,
+    "geo_cache_size": _to_int,
+    "profile_keys": _to_secrets,
+    "profile_cookie": str,
+    "profile_cookie_secure": _to_bool,
+    "profile_max_bytes": _to_int,
+    "profile_max_age_days": float,
+    "interest_half_life_days": float,
+    "visit_timeout_minutes": float,
+    "honor_dnt": _to_bool,
+    "consent_cookie": _to_optional_str,
 }
 
 ENV_PREFIX = "EP_"

@@ -45,6 +45,17 @@ class RuleFiles:
     def rule_count(self) -> int:
         return sum(f.rule_count for f in self.files)
 
+    def interests(self) -> dict[str, list[str]]:
+        """Interest category -> path patterns, from every file's `interests` section."""
+        out: dict[str, list[str]] = {}
+        for rule_file in self.files:
+            section = rule_file.sections.get("interests")
+            if isinstance(section, dict):
+                for name, patterns in section.items():
+                    if isinstance(patterns, list):
+                        out.setdefault(str(name), []).extend(str(p) for p in patterns)
+        return out
+
 
 def _rule_paths(directory: Path) -> list[Path]:
     if not directory.is_dir():

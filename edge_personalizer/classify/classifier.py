@@ -1,0 +1,102 @@
+"""Classifier: a request's data -> Visitor, wiring the per-dimension classifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from urllib.parse import parse_qsl, unquote
+
+from .device import ClientHints, DeviceClassifier
+from .geo import GeoLocator
+from .language import parse_accept_language
+from .localtime import local_time
+from .profile import Profile, ProfileTracker
+from .referral import ReferralClassifier
+from .visitor import UNKNOWN_GEO, Device, Geo, Language, LocalTime, Referral, RequestInfo, Visitor
+
+_MAX_COOKIES = 64
+_MAX_QUERY_PARAMS = 64
+
+
+def parse_cookies(header: str) -> Mapping[str, str]:
+    """`a=1; b=2` -> {"a": "1", "b": "2"}; the first of a repeated name wins."""
+    out: dict[str, str] = {}
+    for item in header.split(";")[:_MAX_COOKIES]:
+        name, sep, value = item.strip().partition("=")
+        if sep and name and name not in out:
+            out[name] = value.strip().strip('"')
+    return MappingProxyType(out)
+
+
+def parse_query(query_string: str) -> Mapping[str, str]:
+    out: dict[str, str] = {}
+    for key, value in parse_qsl(query_string, keep_blank_values=True)[:_MAX_QUERY_PARAMS]:
+        out.setdefault(key, value)
+    return MappingProxyType(out)
+
+
+def request_info(*, method: str, path: str, query_string: str, host: str,
+                 headers: Iterable[tuple[str, str]], client_ip: str | None) -> RequestInfo:
+    """A RequestInfo from primitive request data (header names any case)."""
+    merged: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged and key != "cookie" \
+            else (f"{merged[key]}; {value}" if key in merged else value)
+    cookies = parse_cookies(merged.get("cookie", ""))
+    return RequestInfo(method=method.upper(), path=unquote(path) or "/", host=host,
+                       query=parse_query(query_string), headers=MappingProxyType(merged),
+                       cookies=cookies, client_ip=client_ip)
+
+
+class Classifier:
+    """Builds Visitors; each part is computed the first time a rule (or the profile) reads it.
+
+    Everything it holds is immutable or a bounded cache, so one Classifier serves every
+    request of a worker.
+    """
+
+    def __init__(self, *, devices: DeviceClassifier | None = None,
+                 referrals: ReferralClassifier | None = None, geo: GeoLocator | None = None,
+                 profiles: ProfileTracker | None = None,
+                 default_time_zone: str = "UTC") -> None:
+        self.devices = devices or DeviceClassifier()
+        self.referrals = referrals or ReferralClassifier()
+        self.geo_locator = geo
+        self.profiles = profiles
+        self.default_time_zone = default_time_zone
+
+    def visitor(self, request: RequestInfo, *, now: float, page_view: bool = False) -> Visitor:
+        return Visitor(request, resolve=self, now=now, page_view=page_view)
+
+    # Resolvers
+
+    def referral(self, request: RequestInfo) -> Referral:
+        return self.referrals.classify(request.query, request.headers.get("referer", ""),
+                                       request.host)
+
+    def geo(self, request: RequestInfo) -> Geo:
+        if self.geo_locator is None:
+            return UNKNOWN_GEO
+        return self.geo_locator.locate(request.client_ip)
+
+    def device(self, request: RequestInfo) -> Device:
+        hints = ClientHints.from_headers(request.headers)
+        return self.devices.classify(request.headers.get("user-agent", ""), hints)
+
+    def language(self, request: RequestInfo) -> Language:
+        return parse_accept_language(request.headers.get("accept-language", ""))
+
+    def time(self, geo: Geo, now: float) -> LocalTime:
+        return local_time(now, geo.time_zone, self.default_time_zone)
+
+    def profile(self, visitor: Visitor) -> Profile:
+        request = visitor.request
+        if self.profiles is None:
+            t = int(visitor.now)
+            return Profile(visitor_id="", first_seen=t, last_seen=t, previous_seen=t,
+                           stored=False, now=t)
+        return self.profiles.observe(cookies=request.cookies, headers=request.headers,
+                                     now=visitor.now, path=request.path,
+                                     page_view=visitor.page_view,
+                                     referral=lambda: visitor.referral)

@@ -1,0 +1,324 @@
+"""Profile: the visitor's own history, kept in a signed cookie (msgpack + HMAC-SHA256).
+
+Cookie value: `1.<payload>.<signature>`, both base64url, the signature over `1.<payload>`
+with the first configured key; every configured key verifies, so keys rotate without
+logging anyone out. A cookie that is malformed, tampered with, signed by a foreign key,
+too large or expired is ignored (the visitor starts afresh) and counted, never an error.
+The one module that imports msgpack for profiles.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from fnmatch import translate
+from types import MappingProxyType
+from typing import Any, Literal
+
+import msgpack
+
+from .visitor import Referral
+
+VERSION = b"1"
+_SIG_BYTES = 16
+_DAY = 86400.0
+RejectReason = Literal["malformed", "signature", "oversized", "expired", "version"]
+_EMPTY_SCORES: Mapping[str, tuple[float, int]] = MappingProxyType({})
+_EMPTY_VARIANTS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralSummary:
+    """The part of a referral worth remembering."""
+
+    medium: str
+    source: str
+    campaign: str | None = None
+
+    @classmethod
+    def of(cls, referral: Referral) -> ReferralSummary:
+        return cls(referral.medium, referral.source, referral.campaign)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A visitor's history as of this request (after counting it).
+
+    `interests` are 0..1 scores decayed to `now`; `days_since_last` counts from the visit
+    before this one; `new` is true when the visitor brought no valid profile.
+    """
+
+    visitor_id: str
+    first_seen: int
+    last_seen: int
+    previous_seen: int
+    visits: int = 1
+    pageviews: int = 0
+    scores: Mapping[str, tuple[float, int]] = field(default_factory=lambda: _EMPTY_SCORES,
+                                                    repr=False)
+    first_referral: ReferralSummary | None = None
+    last_referral: ReferralSummary | None = None
+    conversions: int = 0
+    variants: Mapping[str, str] = field(default_factory=lambda: _EMPTY_VARIANTS)
+    new: bool = True
+    stored: bool = True        # False when privacy signals forbid keeping a profile
+    changed: bool = False      # the cookie needs writing
+    half_life_days: float = 30.0
+    now: int = 0
+
+    @property
+    def interests(self) -> Mapping[str, float]:
+        return MappingProxyType({name: round(_decay(score, at, self.now, self.half_life_days), 4)
+                                 for name, (score, at) in self.scores.items()})
+
+    @property
+    def days_since_first(self) -> int:
+        return int((self.now - self.first_seen) // _DAY)
+
+    @property
+    def days_since_last(self) -> int | None:
+        return None if self.new else int((self.now - self.previous_seen) // _DAY)
+
+    def derived(self) -> dict[str, Any]:
+        """Computed fields, for printing (`explain`, `classify`)."""
+        return {"interests": dict(self.interests), "days_since_first": self.days_since_first,
+                "days_since_last": self.days_since_last}
+
+    def with_variant(self, key: str, variant: str) -> Profile:
+        if self.variants.get(key) == variant:
+            return self
+        return replace(self, variants=MappingProxyType({**self.variants, key: variant}),
+                       changed=self.stored)
+
+    def with_conversion(self) -> Profile:
+        return replace(self, conversions=self.conversions + 1, changed=self.stored)
+
+
+def _decay(score: float, at: int, now: int, half_life_days: float) -> float:
+    age_days = max(0.0, (now - at) / _DAY)
+    return float(score * 0.5 ** (age_days / half_life_days))
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _unb64(text: bytes) -> bytes:
+    return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+
+
+class ProfileCodec:
+    """Signs and verifies profile cookie values."""
+
+    def __init__(self, keys: Sequence[bytes], *, max_bytes: int = 3000,
+                 max_age_days: float = 395) -> None:
+        if not keys:
+            raise ValueError("at least one profile signing key is needed")
+        self._keys = tuple(keys)
+        self.max_bytes = max_bytes
+        self.max_age = max_age_days * _DAY
+
+    def _sign(self, key: bytes, message: bytes) -> bytes:
+        return hmac.new(key, message, hashlib.sha256).digest()[:_SIG_BYTES]
+
+    def encode(self, state: Mapping[str, Any]) -> str:
+        message = VERSION + b"." + _b64(msgpack.packb(dict(state), use_bin_type=True))
+        return (message + b"." + _b64(self._sign(self._keys[0], message))).decode("ascii")
+
+    def decode(self, value: str, now: float) -> tuple[dict[str, Any] | None, RejectReason | None]:
+        """The stored state, or None and why the cookie was rejected."""
+        if len(value) > self.max_bytes:
+            return None, "oversized"
+        raw = value.encode("ascii", "replace")
+        message, _, signature = raw.rpartition(b".")
+        version = message.partition(b".")[0]
+        if version != VERSION:
+            return None, "version" if message else "malformed"
+        try:
+            given = _unb64(signature)
+        except (binascii.Error, ValueError):
+            return None, "malformed"
+        if not any(hmac.compare_digest(given, self._sign(k, message)) for k in self._keys):
+            return None, "signature"
+        try:
+            state = msgpack.unpackb(_unb64(message.partition(b".")[2]), raw=False,
+                                    strict_map_key=True, max_buffer_size=self.max_bytes)
+        except (ValueError, msgpack.UnpackException, binascii.Error):
+            return None, "malformed"
+        if not isinstance(state, dict) or not isinstance(state.get("l"), int):
+            return None, "malformed"
+        if now - state["l"] > self.max_age:
+            return None, "expired"
+        return state, None
+
+
+@dataclass(frozen=True)
+class PrivacyPolicy:
+    """When no profile may be kept: Global Privacy Control always, Do Not Track when
+    `honor_dnt`, and in consent mode without the site's consent cookie."""
+
+    honor_dnt: bool = True
+    consent_cookie: str | None = None
+
+    def allows(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> bool:
+        if headers.get("sec-gpc", "").strip() == "1":
+            return False
+        if self.honor_dnt and headers.get("dnt", "").strip() == "1":
+            return False
+        if self.consent_cookie is not None:
+            value = cookies.get(self.consent_cookie, "").strip().lower()
+            return value not in ("", "0", "false", "no", "deny", "denied", "rejected")
+        return True
+
+
+class InterestMap:
+    """Category -> path patterns (`/running`, `/running/*`); compiled once."""
+
+    def __init__(self, categories: Mapping[str, Iterable[str]]) -> None:
+        self._patterns = tuple(
+            (name, re.compile("|".join(translate(p) for p in patterns)))
+            for name, patterns in categories.items() if patterns)
+
+    def categories(self, path: str) -> list[str]:
+        return [name for name, pattern in self._patterns if pattern.match(path)]
+
+    def __bool__(self) -> bool:
+        return bool(self._patterns)
+
+
+class ProfileTracker:
+    """Reads the profile cookie of a request, counts the page view, and writes it back."""
+
+    def __init__(
+        self,
+        codec: ProfileCodec,
+        *,
+        cookie_name: str = "ep_profile",
+        interests: InterestMap | None = None,
+        privacy: PrivacyPolicy | None = None,
+        half_life_days: float = 30.0,
+        visit_gap_seconds: float = 1800.0,
+        learning_rate: float = 0.25,
+        max_variants: int = 32,
+        on_reject: Callable[[RejectReason], None] | None = None,
+    ) -> None:
+        self.codec = codec
+        self.cookie_name = cookie_name
+        self.interests = interests or InterestMap({})
+        self.privacy = privacy or PrivacyPolicy()
+        self.half_life_days = half_life_days
+        self.visit_gap = visit_gap_seconds
+        self.learning_rate = learning_rate
+        self.max_variants = max_variants
+        self._on_reject = on_reject
+
+    def observe(self, *, cookies: Mapping[str, str], headers: Mapping[str, str], now: float,
+                path: str, page_view: bool, referral: Callable[[], Referral]) -> Profile:
+        """The profile after this request. Learns only from page views, and only when the
+        privacy policy allows keeping a profile at all."""
+        t = int(now)
+        if not self.privacy.allows(headers, cookies):
+            return Profile(visitor_id=_new_id(), first_seen=t, last_seen=t, previous_seen=t,
+                           visits=1, pageviews=1 if page_view else 0, stored=False, now=t,
+                           half_life_days=self.half_life_days)
+        state = self._read(cookies.get(self.cookie_name), now)
+        profile = _profile_from(state, t, self.half_life_days) if state else Profile(
+            visitor_id=_new_id(), first_seen=t, last_seen=t, previous_seen=t, visits=0,
+            now=t, half_life_days=self.half_life_days)
+        if not page_view:
+            return profile
+        return self._count_page_view(profile, t, path, referral)
+
+    def _read(self, value: str | None, now: float) -> dict[str, Any] | None:
+        if not value:
+            return None
+        state, reason = self.codec.decode(value, now)
+        if reason is not None and self._on_reject is not None:
+            self._on_reject(reason)
+        return state
+
+    def _count_page_view(self, profile: Profile, t: int, path: str,
+                         referral: Callable[[], Referral]) -> Profile:
+        new_visit = profile.visits == 0 or t - profile.last_seen > self.visit_gap
+        first_referral, last_referral = profile.first_referral, profile.last_referral
+        if new_visit:
+            came_from = referral()
+            if came_from.medium != "internal":
+                last_referral = ReferralSummary.of(came_from)
+                first_referral = first_referral or last_referral
+        scores = dict(profile.scores)
+        for category in self.interests.categories(path):
+            old = scores.get(category)
+            current = _decay(old[0], old[1], t, self.half_life_days) if old else 0.0
+            scores[category] = (round(current + (1 - current) * self.learning_rate, 4), t)
+        return replace(profile, last_seen=t, visits=profile.visits + (1 if new_visit else 0),
+                       pageviews=profile.pageviews + 1, scores=MappingProxyType(scores),
+                       first_referral=first_referral, last_referral=last_referral,
+                       changed=True, now=t)
+
+    def cookie_value(self, profile: Profile) -> str:
+        """The signed cookie value, trimmed (oldest variants, weakest interests first) to
+        fit the size cap."""
+        state = _state_of(profile)
+        value = self.codec.encode(state)
+        while len(value) > self.codec.max_bytes and (state["x"] or state["s"]):
+            if state["x"]:
+                state["x"].pop(next(iter(state["x"])))
+            else:
+                weakest = min(state["s"], key=lambda k: state["s"][k][0])
+                state["s"].pop(weakest)
+            value = self.codec.encode(state)
+        return value
+
+    def set_cookie_header(self, profile: Profile, *, secure: bool, max_age_days: float) -> bytes:
+        value = self.cookie_value(profile)
+        parts = [f"{self.cookie_name}={value}", "Path=/", f"Max-Age={int(max_age_days * _DAY)}",
+                 "HttpOnly", "SameSite=Lax"]
+        if secure:
+            parts.append("Secure")
+        return "; ".join(parts).encode("latin-1")
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def _summary(data: Any) -> ReferralSummary | None:
+    if isinstance(data, list) and len(data) == 3:
+        return ReferralSummary(str(data[0]), str(data[1]), data[2] if data[2] else None)
+    return None
+
+
+def _profile_from(state: Mapping[str, Any], now: int, half_life_days: float) -> Profile:
+    scores = {str(k): (float(v[0]), int(v[1])) for k, v in (state.get("s") or {}).items()
+              if isinstance(v, list) and len(v) == 2}
+    variants = {str(k): str(v) for k, v in (state.get("x") or {}).items()}
+    last = int(state["l"])
+    return Profile(
+        visitor_id=str(state.get("i") or _new_id()),
+        first_seen=int(state.get("f", last)), last_seen=last, previous_seen=last,
+        visits=int(state.get("v", 1)), pageviews=int(state.get("p", 0)),
+        scores=MappingProxyType(scores), first_referral=_summary(state.get("r1")),
+        last_referral=_summary(state.get("r")), conversions=int(state.get("c", 0)),
+        variants=MappingProxyType(variants), new=False, now=now,
+        half_life_days=half_life_days)
+
+
+def _pack_summary(summary: ReferralSummary | None) -> list[Any] | None:
+    return [summary.medium, summary.source, summary.campaign] if summary else None
+
+
+def _state_of(profile: Profile) -> dict[str, Any]:
+    return {
+        "i": profile.visitor_id, "f": profile.first_seen, "l": profile.last_seen,
+        "v": profile.visits, "p": profile.pageviews,
+        "s": {k: [v[0], v[1]] for k, v in profile.scores.items()},
+        "r1": _pack_summary(profile.first_referral), "r": _pack_summary(profile.last_referral),
+        "c": profile.conversions, "x": dict(profile.variants),
+    }

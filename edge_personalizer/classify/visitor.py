@@ -1,0 +1,212 @@
+"""The Visitor and its parts: frozen values, one per request, read by the rules.
+
+Field names are the contract with marketers (docs/fields.md): rules name them with dotted
+paths such as `geo.country` or `profile.interests.running`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from .profile import Profile
+
+Medium = Literal["search", "social", "email", "paid", "ai", "referral", "internal", "direct",
+                 "app"]
+DeviceType = Literal["mobile", "tablet", "desktop", "tv", "bot", "other"]
+Daypart = Literal["night", "morning", "afternoon", "evening"]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """Where the visitor came from."""
+
+    medium: Medium
+    source: str
+    campaign: str | None = None
+    term: str | None = None
+    content: str | None = None
+    keywords: str | None = None
+    click_id: str | None = None      # the parameter name: gclid, fbclid, msclkid...
+    host: str | None = None          # the referring host, when there was one
+
+
+DIRECT = Referral("direct", "direct")
+
+
+@dataclass(frozen=True, slots=True)
+class Geo:
+    """Where the visitor is, as far as the geo database or a trusted edge knows."""
+
+    country: str | None = None       # ISO 3166-1 alpha-2: "US"
+    region: str | None = None        # ISO 3166-2: "US-CA"
+    city: str | None = None
+    postal: str | None = None
+    metro: int | None = None
+    continent: str | None = None     # "EU", "NA"...
+    time_zone: str | None = None     # IANA: "Europe/London"
+    eu: bool | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    anonymous: bool | None = None    # VPN, proxy, Tor or hosting, from an Anonymous-IP db
+    source: Literal["database", "edge", "none"] = "none"
+
+
+UNKNOWN_GEO = Geo()
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """What the visitor browses on."""
+
+    type: DeviceType
+    os: str = "Other"
+    os_version: str | None = None
+    browser: str = "Other"
+    browser_version: str | None = None
+    brand: str | None = None
+    model: str | None = None
+    touch: bool = False
+    bot_category: Literal["search", "ai", "social", "monitor", "other"] | None = None
+    bot_name: str | None = None
+
+    @property
+    def bot(self) -> bool:
+        return self.type == "bot"
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    """The visitor's languages from Accept-Language, best first."""
+
+    primary: str | None = None       # "de"
+    tags: tuple[str, ...] = ()       # ("de-CH", "de", "en")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTime:
+    """The visitor's own clock."""
+
+    hour: int
+    weekday: str                     # "mon".."sun"
+    daypart: Daypart
+    date: str                        # ISO date: "2026-11-23"
+    time_zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """The raw request, for rules that need anything else."""
+
+    method: str
+    path: str
+    host: str
+    query: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)   # lower-case names
+    cookies: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    client_ip: str | None = None
+
+
+class Visitor:
+    """Everything known about the visitor of one request.
+
+    Costly parts (device, geo) are worked out on first use, so a rule set that never reads
+    `geo` never looks up the address. Values are immutable once computed.
+    """
+
+    def __init__(self, request: RequestInfo, *, resolve: Resolvers, now: float,
+                 page_view: bool = False) -> None:
+        self.request = request
+        self.now = now
+        self.page_view = page_view   # a document navigation: what the profile learns from
+        self._resolve = resolve
+
+    @cached_property
+    def referral(self) -> Referral:
+        return self._resolve.referral(self.request)
+
+    @cached_property
+    def geo(self) -> Geo:
+        return self._resolve.geo(self.request)
+
+    @cached_property
+    def device(self) -> Device:
+        return self._resolve.device(self.request)
+
+    @cached_property
+    def language(self) -> Language:
+        return self._resolve.language(self.request)
+
+    @cached_property
+    def time(self) -> LocalTime:
+        return self._resolve.time(self.geo, self.now)
+
+    @cached_property
+    def profile(self) -> Profile:
+        return self._resolve.profile(self)
+
+    def field(self, path: str) -> Any:
+        """The value at a dotted field path (`geo.country`, `request.query.q`), or None."""
+        head, _, rest = path.partition(".")
+        value: Any = getattr(self, head) if head in FIELD_ROOTS else None
+        for part in rest.split(".") if rest else ():
+            if value is None:
+                return None
+            if isinstance(value, Mapping):
+                value = value.get(part)
+            else:
+                value = getattr(value, part, None)
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-ready data (what `classify` and `explain` print)."""
+        out: dict[str, Any] = {}
+        for root in FIELD_ROOTS:
+            out[root] = _plain(getattr(self, root))
+        return out
+
+
+FIELD_ROOTS = ("referral", "geo", "device", "language", "time", "profile", "request")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        data = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        extra = getattr(value, "derived", None)
+        if callable(extra):
+            data.update(extra())
+        return data
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Resolvers(Protocol):
+    """How a Visitor's parts are computed: the Classifier implements this."""
+
+    def referral(self, request: RequestInfo) -> Referral:
+        ...
+
+    def geo(self, request: RequestInfo) -> Geo:
+        ...
+
+    def device(self, request: RequestInfo) -> Device:
+        ...
+
+    def language(self, request: RequestInfo) -> Language:
+        ...
+
+    def time(self, geo: Geo, now: float) -> LocalTime:
+        ...
+
+    def profile(self, visitor: Visitor) -> Profile:
+        ...
