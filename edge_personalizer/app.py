@@ -12,7 +12,7 @@ from .classify.classifier import Classifier
 from .classify.client_ip import TrustedProxies
 from .classify.device import DeviceClassifier
 from .classify.geo import AnonymousIpDatabase, GeoDatabase, GeoLocator
-from .classify.profile import PrivacyPolicy, ProfileCodec, ProfileTracker
+from .classify.profile import InterestMap, PrivacyPolicy, ProfileCodec, ProfileTracker
 from .classify.referral import ReferralClassifier, ReferrerTable
 from .logs import AccessLog
 from .metrics import Metrics
@@ -33,6 +33,7 @@ class EdgeApp:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        origin_url = settings.require_origin()
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
@@ -40,7 +41,7 @@ class EdgeApp:
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
         self.proxy = OriginProxy(
-            settings.origin_url, trusted_proxies=trusted,
+            origin_url, trusted_proxies=trusted,
             connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
             max_header_bytes=settings.max_header_bytes,
             max_header_count=settings.max_header_count,
@@ -114,6 +115,18 @@ def build_classifier(settings: Settings, *, geo: GeoDatabase | None,
         devices=DeviceClassifier(max_entries=settings.device_cache_size),
         referrals=ReferralClassifier(ReferrerTable(settings.referrer_sources)),
         geo=locator, profiles=tracker, default_time_zone=settings.default_time_zone)
+
+
+def open_classifier(settings: Settings) -> Classifier:
+    """A Classifier from settings alone (for `explain` and `classify`): opens the geo
+    databases and reads the rules directory's interest categories."""
+    geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
+    anonymous = AnonymousIpDatabase(settings.anonymous_db) if settings.anonymous_db else None
+    classifier = build_classifier(settings, geo=geo, anonymous=anonymous, metrics=Metrics())
+    if settings.rules_dir is not None and classifier.profiles is not None:
+        rules = RuleBook(settings.rules_dir)
+        classifier.profiles.interests = InterestMap(rules.current.interests())
+    return classifier
 
 
 def create_app(settings: Settings) -> EdgeApp:

@@ -6,11 +6,15 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import EdgePersonalizerError
+from .classify.classifier import Classifier
+from .errors import EdgePersonalizerError, SettingsError
+from .report import classify_lines, render_summary, render_visitor, summarize, visitor_for
 from .rules.loader import check_rule_directory
 from .settings import Settings, load_settings
 
@@ -43,13 +47,23 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
 
 
+def _classify_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rules", dest="rules_dir", type=Path, metavar="DIR",
+                        help="rules directory (its interest categories feed the profile)")
+    parser.add_argument("--geo-db", dest="geo_db", type=Path, metavar="FILE")
+    parser.add_argument("--anonymous-db", dest="anonymous_db", type=Path, metavar="FILE")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+
+
 _SETTING_FLAGS = ("origin_url", "rules_dir", "geo_db", "host", "port", "workers",
                   "trusted_proxies", "connect_timeout", "read_timeout", "max_body_bytes",
-                  "log_format", "log_level", "access_log")
+                  "log_format", "log_level", "access_log", "anonymous_db")
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
+    if getattr(args, "trusted_proxies", None) is None:
+        overrides.pop("trusted_proxies")
     return load_settings(os.environ, config_file=args.config, **{**overrides, **extra})
 
 
@@ -67,6 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("directory", type=Path)
     validate.add_argument("--format", choices=["text", "json"], default="text")
     validate.set_defaults(run=cmd_validate)
+
+    explain = commands.add_parser("explain", help="show how a request's visitor is classified")
+    explain.add_argument("--url", required=True, help="the URL visited, e.g. "
+                         "'https://shop.example/running?utm_source=newsletter'")
+    explain.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                         help="a request header; repeat for several")
+    explain.add_argument("--cookie", action="append", default=[], metavar="NAME=VALUE")
+    explain.add_argument("--ip", help="the visitor's address")
+    explain.add_argument("--time", help="when (ISO 8601; default now)")
+    explain.add_argument("--format", choices=["text", "json"], default="text")
+    _classify_flags(explain)
+    explain.set_defaults(run=cmd_explain)
+
+    classify = commands.add_parser(
+        "classify", help="classify requests given as JSON lines on stdin, one visitor a line out")
+    classify.add_argument("--summary", action="store_true",
+                          help="print the segment distribution instead of each visitor")
+    classify.add_argument("--format", choices=["text", "json"], default="text",
+                          help="format of --summary")
+    _classify_flags(classify)
+    classify.set_defaults(run=cmd_classify)
 
     demo = commands.add_parser("demo", help="run the bundled demo shop with the proxy in front")
     _server_flags(demo)
@@ -110,6 +145,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{len(rule_files.files)} files, {rule_files.rule_count} rules, "
               f"{len(errors)} errors" + ("" if errors else f" (version {rule_files.version})"))
     return 1 if errors else 0
+
+
+def _classifier(args: argparse.Namespace) -> Classifier:
+    from .app import open_classifier
+
+    return open_classifier(settings_from(args))
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    headers: dict[str, str] = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise SettingsError(f"--header {header!r}: expected 'Name: value'")
+        headers[name.strip()] = value.strip()
+    if args.cookie:
+        headers["cookie"] = "; ".join([*filter(None, [headers.get("cookie")]), *args.cookie])
+    now = _when(args.time)
+    visitor = visitor_for(_classifier(args), url=args.url, headers=headers, ip=args.ip, now=now)
+    data = visitor.to_dict()
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.format == "json"
+          else render_visitor(data))
+    return 0
+
+
+def _when(text: str | None) -> float:
+    if text is None:
+        return time.time()
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise SettingsError(f"--time {text!r}: expected ISO 8601 such as "
+                            "2026-11-23T18:30:00+01:00") from exc
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    visitors = classify_lines(_classifier(args), sys.stdin, now=time.time())
+    if args.summary:
+        summary = summarize(visitors)
+        print(json.dumps(summary, indent=2, ensure_ascii=False) if args.format == "json"
+              else render_summary(summary))
+        return 0
+    for visitor in visitors:
+        sys.stdout.write(json.dumps(visitor, ensure_ascii=False) + "\n")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

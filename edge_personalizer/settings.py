@@ -50,7 +50,7 @@ class Secret:
 class Settings:
     """Everything the server needs to know, validated on construction."""
 
-    origin_url: str
+    origin_url: str | None = None   # required to serve; not to explain or classify
     rules_dir: Path | None = None
     geo_db: Path | None = None
     host: str = "127.0.0.1"
@@ -84,7 +84,7 @@ class Settings:
     consent_cookie: str | None = None
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.origin_url)
+        parts = urlsplit(self.origin_url or "http://unset")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SettingsError(
                 f"origin_url must be an absolute http(s) URL such as http://127.0.0.1:8000, "
@@ -118,6 +118,12 @@ class Settings:
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
             raise SettingsError(f"log_level must be debug, info, warning or error, got "
                                 f"{self.log_level!r}")
+
+    def require_origin(self) -> str:
+        if self.origin_url is None:
+            raise SettingsError("no origin configured: pass --origin URL, set EP_ORIGIN_URL "
+                                "or origin_url in the config file")
+        return self.origin_url
 
     def to_json(self) -> str:
         """Serialise for worker processes (the admin token included: same host, same user)."""
@@ -230,9 +236,6 @@ def _build(raw: Mapping[str, Any], *, source: str) -> Settings:
             values[name] = convert(value)
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"{source}: setting {name!r}: {exc}") from exc
-    if "origin_url" not in values:
-        raise SettingsError("no origin configured: pass --origin URL, set EP_ORIGIN_URL "
-                            "or origin_url in the config file")
     return Settings(**values)
 
 

@@ -9,6 +9,7 @@ from .servers import Server, start_origin, start_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
+PROFILE_KEY = "test-profile-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,6 @@ def proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
                          "--rules", str(ROOT / "rules"),
                          "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"),
                          "--read-timeout", "1.5", "--log-format", "json",
-                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN})
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
     yield server
     server.stop()

@@ -133,6 +133,12 @@ async def hop_headers(request: Request) -> Response:
     })
 
 
+async def page(request: Request) -> Response:
+    body = f"<!doctype html><title>{request.url.path}</title><p>page</p>"
+    return Response(body, media_type="text/html",
+                    headers={"cache-control": "public, max-age=60, s-maxage=300"})
+
+
 async def status(request: Request) -> Response:
     return Response(f"status {request.path_params['code']}\n", media_type="text/plain",
                     status_code=int(request.path_params["code"]))
@@ -183,6 +189,7 @@ def create_origin() -> Starlette:
         Route("/reset", reset),
         Route("/hop", hop_headers),
         Route("/status/{code:int}", status),
+        Route("/page/{rest:path}", page),
         WebSocketRoute("/ws/echo", ws_echo),
         WebSocketRoute("/ws/push", ws_push),
         Mount("/files", StaticFiles(directory=FILES)),

@@ -50,3 +50,77 @@ def test_serve_with_missing_geo_db_exits_2(capsys: pytest.CaptureFixture[str]) -
     code = main(["serve", "--origin", "http://127.0.0.1:9", "--geo-db", "/nonexistent.mmdb"])
     assert code == 2
     assert "geo database /nonexistent.mmdb does not exist" in capsys.readouterr().err
+
+
+IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+             "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1")
+GEO = str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb")
+
+
+def test_explain_shows_the_classified_visitor(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explain", "--url", "https://shop.example/running?utm_source=fb&gclid=x",
+                 "--header", f"User-Agent: {IPHONE_UA}", "--header", "Accept-Language: fr",
+                 "--ip", "81.2.69.142", "--geo-db", GEO, "--rules", str(ROOT / "rules"),
+                 "--time", "2026-11-23T19:30:00+00:00"])
+    assert code == 0
+    out = capsys.readouterr().out
+    for line in ("referral.medium: paid", "referral.source: facebook", "geo.city: London",
+                 "device.type: mobile", "language.primary: fr", "time.daypart: evening",
+                 'profile.interests: {"running": 0.25}'):
+        assert line in out
+
+
+def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--url", "/", "--header", "Sec-GPC: 1", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["referral"]["medium"] == "direct"
+    assert data["profile"]["stored"] is False
+
+
+def test_explain_rejects_a_malformed_header(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--url", "/", "--header", "no colon"]) == 2
+    assert "expected 'Name: value'" in capsys.readouterr().err
+
+
+def _run_classify(lines: list[str], *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_personalizer", "classify",
+                           "--geo-db", GEO, *flags], input="\n".join(lines), text=True,
+                          capture_output=True, timeout=60, cwd=ROOT)
+
+
+REQUESTS = [
+    json.dumps({"url": "https://shop.example/?utm_source=newsletter&utm_medium=email",
+                "headers": {"User-Agent": IPHONE_UA}, "ip": "81.2.69.142",
+                "time": "2026-11-23T08:00:00Z"}),
+    json.dumps({"url": "https://shop.example/trail", "ip": "89.160.20.112",
+                "headers": {"Referer": "https://www.google.se/search?q=trail",
+                            "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"}}),
+    json.dumps({"url": "/", "headers": {"User-Agent": "GPTBot/1.2"}}),
+    "{not json",
+    "",
+]
+
+
+def test_classify_writes_one_visitor_per_line() -> None:
+    result = _run_classify(REQUESTS)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 4
+    assert (rows[0]["referral"]["medium"], rows[0]["geo"]["country"],
+            rows[0]["device"]["type"], rows[0]["time"]["hour"]) == ("email", "GB", "mobile", 8)
+    assert (rows[1]["referral"]["source"], rows[1]["referral"]["keywords"],
+            rows[1]["geo"]["country"], rows[1]["device"]["type"]) == \
+        ("google", "trail", "SE", "desktop")
+    assert rows[2]["device"]["bot_category"] == "ai"
+    assert rows[3]["line"] == 4 and "error" in rows[3]
+
+
+def test_classify_summary_sizes_segments() -> None:
+    result = _run_classify(REQUESTS, "--summary", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["visitors"], summary["errors"]) == (3, 1)
+    types = {row["value"]: row["count"] for row in summary["fields"]["device.type"]}
+    assert types == {"mobile": 1, "desktop": 1, "bot": 1}
+    text = _run_classify(REQUESTS, "--summary").stdout
+    assert "3 visitors, 1 unreadable lines" in text and "referral.medium" in text

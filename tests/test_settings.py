@@ -59,7 +59,6 @@ def test_secret_never_shows_in_repr() -> None:
 
 
 @pytest.mark.parametrize(("environ", "message"), [
-    ({}, "no origin configured"),
     ({"EP_ORIGIN_URL": "ftp://x"}, "must be an absolute http(s) URL"),
     ({"EP_ORIGIN_URL": "http://x?y=1"}, "must not carry a query"),
     ({"EP_ORIGIN_URL": "http://x", "EP_PORT": "seventy"}, "setting 'port'"),
@@ -74,6 +73,12 @@ def test_secret_never_shows_in_repr() -> None:
 def test_bad_settings_say_what_is_wrong(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings(environ)
+
+
+def test_serving_needs_an_origin() -> None:
+    with pytest.raises(SettingsError, match="no origin configured"):
+        load_settings({}).require_origin()
+    assert load_settings({"EP_ORIGIN_URL": "http://o"}).require_origin() == "http://o"
 
 
 def test_bad_config_files_are_reported(tmp_path: Path) -> None:

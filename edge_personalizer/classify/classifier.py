@@ -41,8 +41,9 @@ def request_info(*, method: str, path: str, query_string: str, host: str,
     merged: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
-        merged[key] = f"{merged[key]}, {value}" if key in merged and key != "cookie" \
-            else (f"{merged[key]}; {value}" if key in merged else value)
+        if key in merged:
+            value = merged[key] + ("; " if key == "cookie" else ", ") + value
+        merged[key] = value
     cookies = parse_cookies(merged.get("cookie", ""))
     return RequestInfo(method=method.upper(), path=unquote(path) or "/", host=host,
                        query=parse_query(query_string), headers=MappingProxyType(merged),

@@ -82,7 +82,7 @@ def _name(record: Mapping[str, Any], key: str) -> str | None:
 
 def geo_from_record(record: Mapping[str, Any]) -> Geo:
     """A MaxMind City or Country record as our Geo (ISO codes where ISO has one)."""
-    country_rec = record.get("country") or record.get("registered_country") or {}
+    country_rec = record.get("country") or {}   # where the visitor is, not the ISP
     country = country_rec.get("iso_code")
     subdivisions = record.get("subdivisions") or []
     region = None

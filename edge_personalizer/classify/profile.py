@@ -57,20 +57,20 @@ class Profile:
     visitor_id: str
     first_seen: int
     last_seen: int
-    previous_seen: int
+    previous_seen: int = field(metadata={"internal": True})
     visits: int = 1
     pageviews: int = 0
     scores: Mapping[str, tuple[float, int]] = field(default_factory=lambda: _EMPTY_SCORES,
-                                                    repr=False)
+                                                    repr=False, metadata={"internal": True})
     first_referral: ReferralSummary | None = None
     last_referral: ReferralSummary | None = None
     conversions: int = 0
     variants: Mapping[str, str] = field(default_factory=lambda: _EMPTY_VARIANTS)
     new: bool = True
     stored: bool = True        # False when privacy signals forbid keeping a profile
-    changed: bool = False      # the cookie needs writing
-    half_life_days: float = 30.0
-    now: int = 0
+    changed: bool = field(default=False, metadata={"internal": True})  # cookie needs writing
+    half_life_days: float = field(default=30.0, metadata={"internal": True})
+    now: int = field(default=0, metadata={"internal": True})
 
     @property
     def interests(self) -> Mapping[str, float]:
@@ -110,7 +110,7 @@ def _b64(data: bytes) -> bytes:
 
 
 def _unb64(text: bytes) -> bytes:
-    return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+    return base64.b64decode(text + b"=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 class ProfileCodec:
@@ -148,7 +148,7 @@ class ProfileCodec:
             return None, "signature"
         try:
             state = msgpack.unpackb(_unb64(message.partition(b".")[2]), raw=False,
-                                    strict_map_key=True, max_buffer_size=self.max_bytes)
+                                    strict_map_key=True)
         except (ValueError, msgpack.UnpackException, binascii.Error):
             return None, "malformed"
         if not isinstance(state, dict) or not isinstance(state.get("l"), int):

@@ -113,6 +113,15 @@ class RequestInfo:
     cookies: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     client_ip: str | None = None
 
+    # The names rules use: request.cookie.<name>, request.header.<name>
+    @property
+    def cookie(self) -> Mapping[str, str]:
+        return self.cookies
+
+    @property
+    def header(self) -> Mapping[str, str]:
+        return self.headers
+
 
 class Visitor:
     """Everything known about the visitor of one request.
@@ -167,9 +176,13 @@ class Visitor:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON-ready data (what `classify` and `explain` print)."""
-        out: dict[str, Any] = {}
-        for root in FIELD_ROOTS:
-            out[root] = _plain(getattr(self, root))
+        out: dict[str, Any] = {root: _plain(getattr(self, root)) for root in FIELD_ROOTS
+                               if root != "request"}
+        request = self.request
+        # Headers and cookies stay out: they carry credentials and the profile itself.
+        out["request"] = {"method": request.method, "host": request.host,
+                          "path": request.path, "query": dict(request.query),
+                          "client_ip": request.client_ip}
         return out
 
 
@@ -178,7 +191,8 @@ FIELD_ROOTS = ("referral", "geo", "device", "language", "time", "profile", "requ
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        data = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not f.metadata.get("internal")}
         extra = getattr(value, "derived", None)
         if callable(extra):
             data.update(extra())

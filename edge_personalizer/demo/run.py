@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import uvicorn
 
@@ -54,5 +55,7 @@ async def _serve_both(settings: Settings, origin_port: int) -> None:
 
 
 def run_demo(settings: Settings, *, origin_port: int) -> None:
+    # The demo is plain http on 127.0.0.1: a Secure cookie would never come back.
+    settings = dataclasses.replace(settings, profile_cookie_secure=False)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     asyncio.run(_serve_both(settings, origin_port))

@@ -1,0 +1,117 @@
+"""Visitors for requests described as data: `explain` for one, `classify` for a log."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from .classify.classifier import Classifier, request_info
+from .classify.visitor import Visitor
+
+# The fields whose distribution `classify --summary` reports.
+SUMMARY_FIELDS = ("referral.medium", "referral.source", "geo.country", "geo.continent",
+                  "device.type", "device.os", "device.browser", "device.bot_category",
+                  "language.primary", "time.daypart", "time.weekday", "profile.new")
+
+
+class RequestLineError(ValueError):
+    """One input line of `classify` is not a request description."""
+
+
+def visitor_for(classifier: Classifier, *, url: str, headers: Mapping[str, str] | None = None,
+                ip: str | None = None, now: float, page_view: bool = True) -> Visitor:
+    """The Visitor a request to `url` with these headers, from `ip`, would be."""
+    parts = urlsplit(url if "//" in url else "http://site.invalid" + url)
+    if parts.scheme not in ("http", "https", ""):
+        raise RequestLineError(f"not an http(s) URL: {url!r}")
+    request = request_info(method="GET", path=parts.path or "/", query_string=parts.query,
+                           host=parts.netloc, headers=list((headers or {}).items()),
+                           client_ip=ip)
+    return classifier.visitor(request, now=now, page_view=page_view)
+
+
+def _timestamp(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise RequestLineError(f"time {value!r} is neither epoch seconds nor ISO 8601") from exc
+
+
+def classify_lines(classifier: Classifier, lines: Iterable[str], *,
+                   now: float) -> Iterator[dict[str, Any]]:
+    """One visitor (as plain data) per JSON line `{"url", "headers", "ip", "time"}`; a bad
+    line yields `{"line": n, "error": ...}` instead of stopping the run."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+                raise RequestLineError('expected an object with a "url" string')
+            headers = item.get("headers") or {}
+            if not isinstance(headers, dict):
+                raise RequestLineError('"headers" must be an object')
+            visitor = visitor_for(classifier, url=item["url"],
+                                  headers={str(k): str(v) for k, v in headers.items()},
+                                  ip=item.get("ip"), now=_timestamp(item.get("time"), now))
+            yield visitor.to_dict()
+        except (ValueError, RequestLineError) as exc:
+            yield {"line": number, "error": str(exc)}
+
+
+def _lookup(data: Mapping[str, Any], path: str) -> Any:
+    value: Any = data
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def summarize(visitors: Iterable[Mapping[str, Any]], *, top: int = 10) -> dict[str, Any]:
+    """The share of each value of SUMMARY_FIELDS over a stream of visitors."""
+    counters = {name: Counter[str]() for name in SUMMARY_FIELDS}
+    total = errors = 0
+    for visitor in visitors:
+        if "error" in visitor:
+            errors += 1
+            continue
+        total += 1
+        for name, counter in counters.items():
+            counter[str(_lookup(visitor, name))] += 1
+    return {
+        "visitors": total, "errors": errors,
+        "fields": {name: [{"value": value, "count": count,
+                           "share": round(count / total, 4) if total else 0.0}
+                          for value, count in counter.most_common(top)]
+                   for name, counter in counters.items()},
+    }
+
+
+def render_summary(summary: Mapping[str, Any]) -> str:
+    lines = [f"{summary['visitors']} visitors, {summary['errors']} unreadable lines"]
+    for name, rows in summary["fields"].items():
+        lines.append(f"\n{name}")
+        for row in rows:
+            lines.append(f"  {row['value']:<24} {row['count']:>8}  {row['share'] * 100:5.1f}%")
+    return "\n".join(lines)
+
+
+def render_visitor(data: Mapping[str, Any]) -> str:
+    """Text form of a visitor for `explain`: one `field: value` line each."""
+    lines: list[str] = []
+    for root, fields in data.items():
+        lines.append(root)
+        if isinstance(fields, Mapping):
+            for name, value in fields.items():
+                if value not in (None, {}, [], ""):
+                    shown = json.dumps(value, ensure_ascii=False) \
+                        if isinstance(value, (dict, list)) else value
+                    lines.append(f"  {root}.{name}: {shown}")
+    return "\n".join(lines)

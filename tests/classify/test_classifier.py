@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from edge_personalizer.classify.classifier import parse_cookies, parse_query, request_info
+
+from ..factories import IPHONE, make_classifier, make_visitor
+
+
+def test_visitor_has_every_dimension() -> None:
+    visitor = make_visitor(
+        "/running/trail-shoe", query="utm_source=newsletter&utm_medium=email",
+        headers={"user-agent": IPHONE, "accept-language": "de-CH,de;q=0.9",
+                 "cookie": "crm_segment=vip; other=1", "x-cdn-pop": "FRA"},
+        ip="81.2.69.142")
+    assert visitor.field("referral.medium") == "email"
+    assert visitor.field("referral.source") == "newsletter"
+    assert visitor.field("geo.country") == "GB"
+    assert visitor.field("geo.city") == "London"
+    assert visitor.field("device.type") == "mobile"
+    assert visitor.field("device.os") == "iOS"
+    assert visitor.field("language.primary") == "de"
+    assert visitor.field("time.time_zone") == "Europe/London"
+    assert visitor.field("profile.visits") == 1
+    assert visitor.field("profile.new") is True
+    assert visitor.field("profile.interests.running") == 0.25
+    assert visitor.field("request.path") == "/running/trail-shoe"
+    assert visitor.field("request.query.utm_source") == "newsletter"
+    assert visitor.field("request.cookie.crm_segment") == "vip"
+    assert visitor.field("request.header.x-cdn-pop") == "FRA"
+    assert visitor.field("request.header.X-CDN-Pop") is None   # header names are lower-case
+    assert visitor.field("nonsense.path") is None
+    assert visitor.field("geo.nonsense") is None
+
+
+def test_parts_are_computed_only_when_read() -> None:
+    classifier = make_classifier()
+    visitor = make_visitor(classifier=classifier, ip="81.2.69.142")
+    assert "geo" not in vars(visitor)
+    assert visitor.geo.country == "GB"
+    assert "geo" in vars(visitor) and "device" not in vars(visitor)
+
+
+def test_without_geo_database_geo_is_unknown_and_time_uses_site_zone() -> None:
+    visitor = make_visitor(classifier=make_classifier(geo=False, time_zone="Asia/Tokyo"),
+                           ip="81.2.69.142")
+    assert visitor.geo.country is None
+    assert visitor.time.time_zone == "Asia/Tokyo"
+
+
+def test_to_dict_leaves_out_headers_cookies_and_internals() -> None:
+    data = make_visitor(headers={"cookie": "session=secret", "user-agent": IPHONE}).to_dict()
+    assert set(data) == {"referral", "geo", "device", "language", "time", "profile", "request"}
+    assert "secret" not in repr(data)
+    assert "scores" not in data["profile"] and data["profile"]["interests"] == {}
+
+
+def test_request_parsing() -> None:
+    assert parse_cookies('a=1; b="two"; a=3; broken; =x') == {"a": "1", "b": "two"}
+    assert parse_query("q=shoes&q=boots&empty=") == {"q": "shoes", "empty": ""}
+    request = request_info(method="get", path="/caf%C3%A9", query_string="", host="h",
+                           headers=[("Cookie", "a=1"), ("cookie", "b=2"), ("X-A", "1"),
+                                    ("x-a", "2")], client_ip=None)
+    assert request.method == "GET" and request.path == "/café"
+    assert request.cookies == {"a": "1", "b": "2"}
+    assert request.headers["x-a"] == "1, 2"

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from edge_personalizer.classify.localtime import daypart, local_time, zone_exists
+
+# Monday 23 November 2026, 17:30 UTC
+MOMENT = datetime(2026, 11, 23, 17, 30, tzinfo=UTC).timestamp()
+
+
+def test_time_in_the_visitors_zone() -> None:
+    tokyo = local_time(MOMENT, "Asia/Tokyo", "UTC")
+    assert (tokyo.hour, tokyo.weekday, tokyo.daypart, tokyo.date) == (2, "tue", "night",
+                                                                      "2026-11-24")
+    new_york = local_time(MOMENT, "America/New_York", "UTC")
+    assert (new_york.hour, new_york.weekday, new_york.daypart) == (12, "mon", "afternoon")
+
+
+def test_unknown_zone_falls_back_to_the_site_default() -> None:
+    fallback = local_time(MOMENT, None, "Europe/Berlin")
+    assert (fallback.hour, fallback.time_zone) == (18, "Europe/Berlin")
+    assert local_time(MOMENT, "Mars/Olympus", "UTC").time_zone == "UTC"
+
+
+@pytest.mark.parametrize(("hour", "part"), [(0, "night"), (5, "night"), (6, "morning"),
+                                            (12, "afternoon"), (17, "afternoon"),
+                                            (18, "evening"), (23, "evening")])
+def test_dayparts(hour: int, part: str) -> None:
+    assert daypart(hour) == part
+
+
+def test_zone_exists() -> None:
+    assert zone_exists("Europe/London") and not zone_exists("Nowhere/Town")

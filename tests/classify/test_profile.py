@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from edge_personalizer.classify.profile import (
+    InterestMap,
+    PrivacyPolicy,
+    Profile,
+    ProfileCodec,
+    ProfileTracker,
+    RejectReason,
+)
+from edge_personalizer.classify.visitor import Referral
+
+KEY = b"k" * 32
+DAY = 86400
+T0 = 1_790_000_000
+SEARCH = Referral("search", "google")
+INTERNAL = Referral("internal", "internal")
+
+
+def tracker(rejects: list[RejectReason] | None = None, **kwargs: object) -> ProfileTracker:
+    codec = kwargs.pop("codec", None) or ProfileCodec([KEY])
+    return ProfileTracker(
+        codec,  # type: ignore[arg-type]
+        interests=InterestMap({"running": ["/running", "/running/*"], "trail": ["/trail*"]}),
+        on_reject=rejects.append if rejects is not None else None, **kwargs)  # type: ignore[arg-type]
+
+
+def visit(t: ProfileTracker, cookie: str | None, now: float, path: str = "/",
+          referral: Referral = SEARCH, headers: dict[str, str] | None = None,
+          page_view: bool = True) -> Profile:
+    cookies = {"ep_profile": cookie} if cookie else {}
+    return t.observe(cookies=cookies, headers=headers or {}, now=now, path=path,
+                     page_view=page_view, referral=lambda: referral)
+
+
+def cookie_of(t: ProfileTracker, profile: Profile) -> str:
+    header = t.set_cookie_header(profile, secure=True, max_age_days=395).decode()
+    return header.split(";")[0].split("=", 1)[1]
+
+
+def test_first_visit_creates_a_profile() -> None:
+    t = tracker()
+    profile = visit(t, None, T0, "/running/shoe")
+    assert profile.new and profile.stored and profile.changed
+    assert (profile.visits, profile.pageviews) == (1, 1)
+    assert profile.first_referral is not None and profile.first_referral.source == "google"
+    assert profile.interests["running"] == 0.25
+    assert profile.days_since_last is None
+
+
+def test_history_accumulates_across_visits() -> None:
+    t = tracker()
+    cookie = cookie_of(t, visit(t, None, T0, "/running"))
+    same_visit = visit(t, cookie, T0 + 600, "/running/x", INTERNAL)
+    assert (same_visit.visits, same_visit.pageviews) == (1, 2)
+    cookie = cookie_of(t, same_visit)
+    later = visit(t, cookie, T0 + 3 * DAY + 600, "/trail", Referral("email", "newsletter"))
+    assert (later.visits, later.pageviews, later.new) == (2, 3, False)
+    assert later.days_since_last == 3 and later.days_since_first == 3
+    assert later.first_referral is not None and later.first_referral.source == "google"
+    assert later.last_referral is not None and later.last_referral.source == "newsletter"
+    assert later.interests["running"] < 0.4375   # decayed over three days
+    assert later.interests["trail"] == 0.25
+
+
+def test_interest_decays_with_the_half_life() -> None:
+    t = tracker(half_life_days=10)
+    profile = visit(t, None, T0, "/running")
+    cookie = cookie_of(t, profile)
+    later = visit(t, cookie, T0 + 10 * DAY, "/about")
+    assert later.interests["running"] == pytest.approx(0.125, abs=1e-3)
+
+
+def test_interest_scores_stay_between_0_and_1() -> None:
+    t = tracker()
+    cookie = None
+    for i in range(60):
+        profile = visit(t, cookie, T0 + i * 60, "/running")
+        cookie = cookie_of(t, profile)
+    assert 0.99 < profile.interests["running"] <= 1.0
+
+
+def test_non_page_requests_learn_nothing() -> None:
+    t = tracker()
+    profile = visit(t, None, T0, "/running", page_view=False)
+    assert not profile.changed and profile.pageviews == 0
+
+
+def _tamper(cookie: str) -> str:
+    version, payload, signature = cookie.split(".")
+    data = bytearray(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data[-1] ^= 1
+    return ".".join([version, base64.urlsafe_b64encode(bytes(data)).decode().rstrip("="),
+                     signature])
+
+
+@pytest.mark.parametrize(("mangle", "reason"), [
+    (_tamper, "signature"),
+    (lambda c: "garbage", "malformed"),
+    (lambda c: "2." + c.split(".", 1)[1], "version"),
+    (lambda c: c.rsplit(".", 1)[0] + ".!!!", "malformed"),
+    (lambda c: c + "A" * 4000, "oversized"),
+])
+def test_bad_cookies_are_ignored_and_counted(mangle: object, reason: str) -> None:
+    rejects: list[RejectReason] = []
+    t = tracker(rejects)
+    cookie = cookie_of(t, visit(t, None, T0))
+    fresh = visit(t, mangle(cookie), T0 + 60)  # type: ignore[operator]
+    assert fresh.new and fresh.visits == 1
+    assert rejects == [reason]
+
+
+def test_expired_cookie_starts_afresh() -> None:
+    rejects: list[RejectReason] = []
+    t = tracker(rejects, codec=ProfileCodec([KEY], max_age_days=30))
+    cookie = cookie_of(t, visit(t, None, T0))
+    assert visit(t, cookie, T0 + 31 * DAY).new
+    assert rejects == ["expired"]
+
+
+def test_foreign_key_is_rejected_and_rotation_keeps_visitors() -> None:
+    old = ProfileTracker(ProfileCodec([b"o" * 32]))
+    cookie = cookie_of(old, visit(old, None, T0))
+    rejects: list[RejectReason] = []
+    foreign = tracker(rejects)
+    assert visit(foreign, cookie, T0 + 60).new and rejects == ["signature"]
+    rotated = ProfileTracker(ProfileCodec([b"n" * 32, b"o" * 32]))
+    kept = visit(rotated, cookie, T0 + 60)
+    assert not kept.new
+    renewed = cookie_of(rotated, kept)
+    assert not visit(ProfileTracker(ProfileCodec([b"n" * 32])), renewed, T0 + 120).new
+
+
+@pytest.mark.parametrize(("headers", "cookies", "policy", "allowed"), [
+    ({"sec-gpc": "1"}, {}, PrivacyPolicy(), False),
+    ({"dnt": "1"}, {}, PrivacyPolicy(), False),
+    ({"dnt": "1"}, {}, PrivacyPolicy(honor_dnt=False), True),
+    ({}, {}, PrivacyPolicy(consent_cookie="consent"), False),
+    ({}, {"consent": "no"}, PrivacyPolicy(consent_cookie="consent"), False),
+    ({}, {"consent": "yes"}, PrivacyPolicy(consent_cookie="consent"), True),
+    ({}, {}, PrivacyPolicy(), True),
+])
+def test_privacy_policy(headers: dict[str, str], cookies: dict[str, str],
+                        policy: PrivacyPolicy, allowed: bool) -> None:
+    assert policy.allows(headers, cookies) is allowed
+
+
+def test_without_consent_nothing_is_stored_or_learned() -> None:
+    t = tracker()
+    profile = visit(t, None, T0, "/running", headers={"sec-gpc": "1"})
+    assert not profile.stored and not profile.changed and not profile.scores
+
+
+def test_cookie_is_trimmed_to_the_size_cap() -> None:
+    t = tracker(codec=ProfileCodec([KEY], max_bytes=400))
+    profile = visit(t, None, T0)
+    for i in range(40):
+        profile = profile.with_variant(f"experiment-{i}", f"variant-{i}")
+    value = t.cookie_value(profile)
+    assert len(value) <= 400
+    assert not visit(t, value, T0 + 60).new
+
+
+def test_set_cookie_attributes() -> None:
+    t = tracker()
+    header = t.set_cookie_header(visit(t, None, T0), secure=True, max_age_days=10).decode()
+    assert header.startswith("ep_profile=1.")
+    for attribute in ("Path=/", "Max-Age=864000", "HttpOnly", "SameSite=Lax", "Secure"):
+        assert attribute in header
+    assert "Secure" not in t.set_cookie_header(visit(t, None, T0), secure=False,
+                                               max_age_days=1).decode()
+
+
+def test_conversions_and_variants_mark_the_profile_changed() -> None:
+    t = tracker()
+    profile = visit(t, None, T0, page_view=False)
+    assert not profile.changed
+    converted = profile.with_conversion().with_variant("hero-test", "bold")
+    assert converted.changed and converted.conversions == 1
+    assert converted.variants == {"hero-test": "bold"}
+    assert converted.with_variant("hero-test", "bold") is converted
+
+
+def test_codec_needs_a_key() -> None:
+    with pytest.raises(ValueError):
+        ProfileCodec([])

@@ -1,0 +1,37 @@
+"""Builders with valid defaults, so each test states only what it is about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_personalizer.classify.classifier import Classifier, request_info
+from edge_personalizer.classify.geo import GeoDatabase, GeoLocator
+from edge_personalizer.classify.profile import InterestMap, ProfileCodec, ProfileTracker
+from edge_personalizer.classify.visitor import RequestInfo, Visitor
+
+ROOT = Path(__file__).resolve().parent.parent
+GEO_DB = ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"
+KEY = b"test-profile-key-0123456789abcdef"
+NOW = 1_795_000_000.0
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1")
+
+
+def make_classifier(*, geo: bool = True, interests: dict[str, list[str]] | None = None,
+                    time_zone: str = "UTC") -> Classifier:
+    tracker = ProfileTracker(ProfileCodec([KEY]),
+                             interests=InterestMap(interests or {"running": ["/running*"]}))
+    return Classifier(geo=GeoLocator(GeoDatabase(GEO_DB)) if geo else None, profiles=tracker,
+                      default_time_zone=time_zone)
+
+
+def make_request(url_path: str = "/", *, query: str = "", host: str = "shop.example",
+                 headers: dict[str, str] | None = None, ip: str | None = None) -> RequestInfo:
+    return request_info(method="GET", path=url_path, query_string=query, host=host,
+                        headers=list((headers or {"user-agent": IPHONE}).items()), client_ip=ip)
+
+
+def make_visitor(url_path: str = "/", *, classifier: Classifier | None = None,
+                 page_view: bool = True, now: float = NOW, **kwargs: object) -> Visitor:
+    return (classifier or make_classifier()).visitor(
+        make_request(url_path, **kwargs), now=now, page_view=page_view)  # type: ignore[arg-type]

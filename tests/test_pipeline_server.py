@@ -1,0 +1,76 @@
+"""The profile cookie through the real server: learned on page views, signed, private."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from edge_personalizer.classify.profile import ProfileCodec
+
+from .conftest import ADMIN_TOKEN, PROFILE_KEY
+from .servers import Server
+
+BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8",
+           "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                         "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
+CODEC = ProfileCodec([PROFILE_KEY.encode()])
+
+
+def profile_cookie(response: httpx.Response) -> str | None:
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith("ep_profile="):
+            return header.split(";")[0].split("=", 1)[1]
+    return None
+
+
+def test_page_view_sets_a_signed_private_profile_cookie(proxy: Server, origin: Server) -> None:
+    response = httpx.get(f"{proxy.url}/page/running?utm_source=newsletter&utm_medium=email",
+                         headers=BROWSER)
+    direct = httpx.get(f"{origin.url}/page/running?utm_source=newsletter&utm_medium=email")
+    assert response.content == direct.content
+    value = profile_cookie(response)
+    assert value is not None
+    header = next(h for h in response.headers.get_list("set-cookie") if h.startswith("ep_"))
+    assert "HttpOnly" in header and "SameSite=Lax" in header and "Secure" in header
+    assert response.headers["cache-control"] == "private, max-age=60"
+    state, reason = CODEC.decode(value, time.time())
+    assert reason is None and state is not None
+    assert (state["v"], state["p"], state["r1"][:2]) == (1, 1, ["email", "newsletter"])
+
+
+def test_returning_visitor_history_grows(proxy: Server) -> None:
+    first = profile_cookie(httpx.get(f"{proxy.url}/page/a", headers=BROWSER))
+    second = httpx.get(f"{proxy.url}/page/b", headers={**BROWSER,
+                                                       "cookie": f"ep_profile={first}"})
+    value = profile_cookie(second)
+    assert value is not None
+    state, _ = CODEC.decode(value, time.time())
+    assert state is not None and state["p"] == 2 and state["v"] == 1
+
+
+def test_no_cookie_for_assets_api_calls_or_errors(proxy: Server) -> None:
+    assert profile_cookie(httpx.get(f"{proxy.url}/echo", headers=BROWSER)) is None  # JSON
+    assert profile_cookie(httpx.get(f"{proxy.url}/page/x", headers={"accept": "image/*"})) \
+        is None
+    assert profile_cookie(httpx.get(f"{proxy.url}/status/404", headers=BROWSER)) is None
+    fetch = httpx.get(f"{proxy.url}/page/x", headers={**BROWSER, "sec-fetch-dest": "script"})
+    assert profile_cookie(fetch) is None
+    assert fetch.headers["cache-control"] == "public, max-age=60, s-maxage=300"
+
+
+def test_global_privacy_control_means_no_profile(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/page/x", headers={**BROWSER, "sec-gpc": "1"})
+    assert profile_cookie(response) is None
+    assert response.headers["cache-control"] == "public, max-age=60, s-maxage=300"
+
+
+def test_tampered_cookie_is_replaced_and_counted(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/page/x",
+                         headers={**BROWSER, "cookie": "ep_profile=1.AAAA.BBBB"})
+    assert response.status_code == 200
+    value = profile_cookie(response)
+    assert value is not None and CODEC.decode(value, time.time())[1] is None
+    metrics = httpx.get(f"{proxy.url}/__ep/metrics",
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    assert 'ep_profile_cookies_rejected_total{reason="signature"}' in metrics
