@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 ORIGIN_PORT ?= 8081
 
-.PHONY: demo test lint typecheck check serve clean
+.PHONY: demo test bench lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,15 @@ demo: $(STAMP)
 		--port $(PORT) --origin-port $(ORIGIN_PORT)
 
 test: $(STAMP)
-	$(BIN)/ruff check edge_personalizer tests
+	$(BIN)/ruff check edge_personalizer tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
+bench: $(STAMP)
+	$(BIN)/python bench/micro.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check edge_personalizer tests
+	$(BIN)/ruff check edge_personalizer tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -14,7 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "edge_personalizer" / "classify" / "data" / "bots.json"
+OUT = (Path(__file__).resolve().parent.parent
+       / "edge_personalizer" / "classify" / "data" / "bots.json")
 
 
 # Catalogue patterns that also match real browsers (a build number shared by phones).

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from urllib.parse import parse_qsl, unquote
 
+from lru import LRU
+
 from .device import ClientHints, DeviceClassifier
 from .geo import GeoLocator
 from .language import parse_accept_language
@@ -60,12 +62,16 @@ class Classifier:
     def __init__(self, *, devices: DeviceClassifier | None = None,
                  referrals: ReferralClassifier | None = None, geo: GeoLocator | None = None,
                  profiles: ProfileTracker | None = None,
-                 default_time_zone: str = "UTC") -> None:
+                 default_time_zone: str = "UTC", cache_size: int = 4096) -> None:
         self.devices = devices or DeviceClassifier()
         self.referrals = referrals or ReferralClassifier()
         self.geo_locator = geo
         self.profiles = profiles
         self.default_time_zone = default_time_zone
+        # Accept-Language values and referral inputs repeat across visitors: parse each once.
+        self._languages: LRU[str, Language] = LRU(cache_size)
+        self._referrals: LRU[tuple[str, str, tuple[tuple[str, str], ...]], Referral] = \
+            LRU(cache_size)
 
     def visitor(self, request: RequestInfo, *, now: float, page_view: bool = False) -> Visitor:
         return Visitor(request, resolve=self, now=now, page_view=page_view)
@@ -73,8 +79,15 @@ class Classifier:
     # Resolvers
 
     def referral(self, request: RequestInfo) -> Referral:
-        return self.referrals.classify(request.query, request.headers.get("referer", ""),
-                                       request.host)
+        referer = request.headers.get("referer", "")
+        relevant = self.referrals.table.is_referral_param
+        params = tuple((k, v) for k, v in request.query.items() if relevant(k))
+        key = (referer, request.host, params)
+        referral = self._referrals.get(key)
+        if referral is None:
+            referral = self.referrals.classify(dict(params), referer, request.host)
+            self._referrals[key] = referral
+        return referral
 
     def geo(self, request: RequestInfo) -> Geo:
         if self.geo_locator is None:
@@ -86,7 +99,11 @@ class Classifier:
         return self.devices.classify(request.headers.get("user-agent", ""), hints)
 
     def language(self, request: RequestInfo) -> Language:
-        return parse_accept_language(request.headers.get("accept-language", ""))
+        header = request.headers.get("accept-language", "")[:256]
+        language = self._languages.get(header)
+        if language is None:
+            language = self._languages[header] = parse_accept_language(header)
+        return language
 
     def time(self, geo: Geo, now: float) -> LocalTime:
         return local_time(now, geo.time_zone, self.default_time_zone)

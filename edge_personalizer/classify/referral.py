@@ -59,6 +59,11 @@ class ReferrerTable:
         self.utm_media: dict[str, Medium] = dict(data.get("utm_medium", {}))
         self.click_ids = {k: (cast(Medium, m), s) for k, (m, s) in data["click_ids"].items()}
 
+    def is_referral_param(self, name: str) -> bool:
+        """Whether a landing-URL parameter can change the referral (utm_*, click ids)."""
+        lower = name.lower()
+        return lower.startswith("utm_") or lower in self.click_ids
+
     def lookup_host(self, host: str) -> _Source | None:
         labels = host.lower().rstrip(".").removeprefix("www.").split(".")
         for i in range(len(labels)):

@@ -7,11 +7,10 @@ paths such as `geo.country` or `profile.interests.running`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
     from .profile import Profile
@@ -123,6 +122,30 @@ class RequestInfo:
         return self.headers
 
 
+T = TypeVar("T")
+
+
+class lazy(Generic[T]):
+    """functools.cached_property without its per-access lock (Python 3.11 takes one):
+    computed on first read, then served from the instance dict."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> lazy[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type) -> T | lazy[T]:
+        if instance is None:
+            return self
+        value = self.compute(instance)
+        instance.__dict__[self.name] = value
+        return value
+
+
 class Visitor:
     """Everything known about the visitor of one request.
 
@@ -137,27 +160,27 @@ class Visitor:
         self.page_view = page_view   # a document navigation: what the profile learns from
         self._resolve = resolve
 
-    @cached_property
+    @lazy
     def referral(self) -> Referral:
         return self._resolve.referral(self.request)
 
-    @cached_property
+    @lazy
     def geo(self) -> Geo:
         return self._resolve.geo(self.request)
 
-    @cached_property
+    @lazy
     def device(self) -> Device:
         return self._resolve.device(self.request)
 
-    @cached_property
+    @lazy
     def language(self) -> Language:
         return self._resolve.language(self.request)
 
-    @cached_property
+    @lazy
     def time(self) -> LocalTime:
         return self._resolve.time(self.geo, self.now)
 
-    @cached_property
+    @lazy
     def profile(self) -> Profile:
         return self._resolve.profile(self)
 
@@ -190,13 +213,13 @@ FIELD_ROOTS = ("referral", "geo", "device", "language", "time", "profile", "requ
 
 
 def _plain(value: Any) -> Any:
+    public = getattr(value, "public", None)
+    if callable(public):
+        return _plain(public())
+    if hasattr(value, "_asdict"):
+        return _plain(value._asdict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not f.metadata.get("internal")}
-        extra = getattr(value, "derived", None)
-        if callable(extra):
-            data.update(extra())
-        return data
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):

@@ -188,3 +188,13 @@ def test_conversions_and_variants_mark_the_profile_changed() -> None:
 def test_codec_needs_a_key() -> None:
     with pytest.raises(ValueError):
         ProfileCodec([])
+
+
+def test_signed_but_misshapen_state_is_ignored() -> None:
+    rejects: list[RejectReason] = []
+    codec = ProfileCodec([KEY])
+    t = tracker(rejects, codec=codec)
+    wrong_length = codec.encode(["id", T0, T0])
+    assert visit(t, wrong_length, T0 + 60).new and rejects == ["malformed"]
+    wrong_types = codec.encode(["id", T0, T0, "many", 1, {}, None, None, 0, {}])
+    assert visit(t, wrong_types, T0 + 60).new and rejects == ["malformed", "malformed"]
