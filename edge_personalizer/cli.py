@@ -32,6 +32,8 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
                         help="rules directory")
     parser.add_argument("--geo-db", dest="geo_db", type=Path, metavar="FILE",
                         help="MaxMind-format City or Country database (.mmdb)")
+    parser.add_argument("--anonymous-db", dest="anonymous_db", type=Path, metavar="FILE",
+                        help="GeoIP2 Anonymous-IP database (.mmdb), for geo.anonymous")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default 1)")

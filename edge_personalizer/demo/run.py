@@ -29,6 +29,11 @@ Try:
   curl -i -H 'X-Forwarded-For: 81.2.69.142' {proxy}/about     (ignored: you are not a trusted proxy)
   curl -i -X POST -d sku=rn-100 {proxy}/cart                  (Set-Cookie and Location pass through)
   curl -i {proxy}/api/products.json
+  curl -si -H 'Accept: text/html' '{proxy}/running?utm_source=newsletter&utm_medium=email' | grep -i set-cookie
+                                                             (the visitor's profile cookie)
+  .venv/bin/edge-personalizer explain --url '{proxy}/running?utm_source=fb&utm_medium=paid_social' \
+      --ip 81.2.69.142 --geo-db {settings.geo_db or "geo_db/GeoLite2-City-Test.mmdb"} --rules {settings.rules_dir or "rules"}
+                                                             (how a visitor is classified)
 
 Press Ctrl+C to stop.
 """
