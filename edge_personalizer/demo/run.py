@@ -16,6 +16,8 @@ from .site import create_demo_site
 
 def instructions(settings: Settings, origin_port: int) -> str:
     proxy = f"http://{settings.host}:{settings.port}"
+    geo_db = settings.geo_db or "geo_db/GeoLite2-City-Test.mmdb"
+    rules_dir = settings.rules_dir or "rules"
     return f"""
 edge-personalizer demo
   demo shop (the origin):      http://127.0.0.1:{origin_port}/
@@ -29,11 +31,13 @@ Try:
   curl -i -H 'X-Forwarded-For: 81.2.69.142' {proxy}/about     (ignored: you are not a trusted proxy)
   curl -i -X POST -d sku=rn-100 {proxy}/cart                  (Set-Cookie and Location pass through)
   curl -i {proxy}/api/products.json
-  curl -si -H 'Accept: text/html' '{proxy}/running?utm_source=newsletter&utm_medium=email' | grep -i set-cookie
-                                                             (the visitor's profile cookie)
-  .venv/bin/edge-personalizer explain --url '{proxy}/running?utm_source=fb&utm_medium=paid_social' \
-      --ip 81.2.69.142 --geo-db {settings.geo_db or "geo_db/GeoLite2-City-Test.mmdb"} --rules {settings.rules_dir or "rules"}
-                                                             (how a visitor is classified)
+
+  The visitor's profile cookie, learned on page views:
+  curl -si -H 'Accept: text/html' '{proxy}/running?utm_source=newsletter' | grep -i cookie
+
+  How a visitor is classified:
+  .venv/bin/edge-personalizer explain --url '{proxy}/running?utm_source=fb' \\
+      --ip 81.2.69.142 --geo-db {geo_db} --rules {rules_dir}
 
 Press Ctrl+C to stop.
 """
