@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .classify.geo import GeoDatabaseInfo
@@ -54,6 +55,11 @@ class AdminEndpoints:
         elif path == "/__ep/metrics":
             if await self._authorized(scope, send):
                 await _respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
+        elif path == "/__ep/reload":
+            if scope["method"] != "POST":
+                await _json(send, 405, {"error": "use POST"}, extra=[(b"allow", b"POST")])
+            elif await self._authorized(scope, send):
+                await self._reload(send)
         else:
             await self.app(scope, receive, send)
 
@@ -68,6 +74,15 @@ class AdminEndpoints:
         await _json(send, 401, {"error": "missing or wrong admin token"},
                     extra=[(b"www-authenticate", b'Bearer realm="edge-personalizer"')])
         return False
+
+    async def _reload(self, send: Send) -> None:
+        if self.rules is None:
+            await _json(send, 409, {"error": "no rules directory configured"})
+            return
+        ok = await anyio.to_thread.run_sync(self.rules.reload)
+        await _json(send, 200 if ok else 422, {
+            "reloaded": ok, "version": self.rules.current.version,
+            "error": self.rules.last_error})
 
     async def _origin(self) -> ProbeResult | None:
         if self.origin_probe is None:
@@ -89,8 +104,10 @@ class AdminEndpoints:
         if self.rules is not None:
             current = self.rules.current
             report["rules"] = {"loaded": True, "version": current.version,
-                               "loaded_at": _iso(current.loaded_at), "files": len(current.files),
-                               "rules": current.rule_count, "last_error": self.rules.last_error}
+                               "loaded_at": _iso(current.loaded_at),
+                               "files": current.file_count, "rules": len(current.rules),
+                               "experiments": len(current.experiments),
+                               "last_error": self.rules.last_error}
         else:
             report["rules"] = {"loaded": False, "detail": "no rules directory configured"}
         if self.geo is not None:

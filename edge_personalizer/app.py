@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import signal
 
+import anyio
+import anyio.abc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .admin import AdminEndpoints
@@ -19,6 +23,7 @@ from .metrics import Metrics
 from .pipeline import PersonalizeMiddleware
 from .proxy import OriginProxy
 from .rules.book import RuleBook
+from .rules.preview import PreviewSigner
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,7 +42,8 @@ class EdgeApp:
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
-        self.rules = RuleBook(settings.rules_dir) if settings.rules_dir else None
+        self.rules = (RuleBook(settings.rules_dir, on_reload=self._reloaded)
+                      if settings.rules_dir else None)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
         self.proxy = OriginProxy(
@@ -48,13 +54,15 @@ class EdgeApp:
             max_body_bytes=settings.max_body_bytes, observer=self.metrics)
         self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
                           if settings.anonymous_db else None)
-        self.classifier = build_classifier(settings, geo=self.geo, anonymous=self.anonymous,
-                                           metrics=self.metrics)
+        keys = profile_keys(settings)
+        self.classifier = build_classifier(settings, keys=keys, geo=self.geo,
+                                           anonymous=self.anonymous, metrics=self.metrics)
+        token = settings.admin_token.reveal() if settings.admin_token else None
         personalized = PersonalizeMiddleware(
             self.proxy, rules=self.rules, classifier=self.classifier, trusted_proxies=trusted,
             cookie_secure=settings.profile_cookie_secure,
-            cookie_max_age_days=settings.profile_max_age_days, observer=self.metrics)
-        token = settings.admin_token.reveal() if settings.admin_token else None
+            cookie_max_age_days=settings.profile_max_age_days, debug_token=token,
+            preview=PreviewSigner(keys[0]), observer=self.metrics)
         admin = AdminEndpoints(personalized, metrics=self.metrics, token=token,
                                origin_probe=self.proxy.probe, rules=self.rules,
                                geo=self.geo.info if self.geo else None)
@@ -67,20 +75,46 @@ class EdgeApp:
         else:
             await self.app(scope, receive, send)
 
+    def _reloaded(self, ok: bool) -> None:
+        if ok and self.rules is not None:
+            self.metrics.rules_loaded.set(self.rules.current.loaded_at)
+        elif not ok:
+            self.metrics.rule_reload_failures.inc()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
+        # Background work (the rules watcher) lives in a task group owned by the lifespan.
+        async with anyio.create_task_group() as tasks:
             message = await receive()
-            if message["type"] == "lifespan.startup":
-                logger.info("forwarding to %s; rules: %s; geo database: %s",
-                            self.settings.origin_url,
-                            f"{self.settings.rules_dir} (version {self.rules.current.version})"
-                            if self.rules else "none",
-                            self.geo.info.database_type if self.geo else "none")
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
+            if message["type"] != "lifespan.startup":
                 return
+            if self.rules is not None:
+                interval = self.settings.rules_watch_interval
+                if interval > 0:
+                    tasks.start_soon(self.rules.watch, interval)
+                self._reload_on_sighup(tasks)
+            logger.info("forwarding to %s; rules: %s; geo database: %s",
+                        self.settings.origin_url,
+                        f"{self.settings.rules_dir} (version {self.rules.current.version})"
+                        if self.rules else "none",
+                        self.geo.info.database_type if self.geo else "none")
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            tasks.cancel_scope.cancel()
+        await self.aclose()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def _reload_on_sighup(self, tasks: anyio.abc.TaskGroup) -> None:
+        rules = self.rules
+        if rules is None:
+            return
+
+        def reload() -> None:
+            tasks.start_soon(anyio.to_thread.run_sync, rules.reload)
+
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+        except (NotImplementedError, RuntimeError, ValueError):
+            logger.debug("no SIGHUP handler in this process; the rules watcher still runs")
 
     async def aclose(self) -> None:
         await self.proxy.aclose()
@@ -98,9 +132,9 @@ def profile_keys(settings: Settings) -> list[bytes]:
     return [secrets.token_bytes(32)]
 
 
-def build_classifier(settings: Settings, *, geo: GeoDatabase | None,
+def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase | None,
                      anonymous: AnonymousIpDatabase | None, metrics: Metrics) -> Classifier:
-    codec = ProfileCodec(profile_keys(settings), max_bytes=settings.profile_max_bytes,
+    codec = ProfileCodec(keys, max_bytes=settings.profile_max_bytes,
                          max_age_days=settings.profile_max_age_days)
     tracker = ProfileTracker(
         codec, cookie_name=settings.profile_cookie,
@@ -122,10 +156,11 @@ def open_classifier(settings: Settings) -> Classifier:
     databases and reads the rules directory's interest categories."""
     geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
     anonymous = AnonymousIpDatabase(settings.anonymous_db) if settings.anonymous_db else None
-    classifier = build_classifier(settings, geo=geo, anonymous=anonymous, metrics=Metrics())
+    classifier = build_classifier(settings, keys=profile_keys(settings), geo=geo,
+                                  anonymous=anonymous, metrics=Metrics())
     if settings.rules_dir is not None and classifier.profiles is not None:
         rules = RuleBook(settings.rules_dir)
-        classifier.profiles.interests = InterestMap(rules.current.interests())
+        classifier.profiles.interests = InterestMap(rules.current.interests)
     return classifier
 
 

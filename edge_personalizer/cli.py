@@ -15,7 +15,7 @@ from typing import Any
 from .classify.classifier import Classifier
 from .errors import EdgePersonalizerError, SettingsError
 from .report import classify_lines, render_summary, render_visitor, summarize, visitor_for
-from .rules.loader import check_rule_directory
+from .rules.book import check_rules
 from .settings import Settings, load_settings
 
 # Worker processes (serve --workers N) receive the resolved settings through this variable.
@@ -133,19 +133,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    rule_files, errors = check_rule_directory(args.directory)
+    ruleset, errors = check_rules(args.directory)
     if args.format == "json":
         print(json.dumps({
-            "valid": not errors, "version": rule_files.version,
-            "files": [str(f.path) for f in rule_files.files],
+            "valid": not errors, "version": ruleset.version, "files": ruleset.file_count,
+            "rules": len(ruleset.rules), "experiments": len(ruleset.experiments),
             "errors": [{"file": str(e.source), "line": e.line, "column": e.column,
                         "message": e.reason} for e in errors],
         }, indent=2))
     else:
         for error in errors:
             print(error)
-        print(f"{len(rule_files.files)} files, {rule_files.rule_count} rules, "
-              f"{len(errors)} errors" + ("" if errors else f" (version {rule_files.version})"))
+        summary = (f"{ruleset.file_count} files, {len(ruleset.rules)} rules, "
+                   f"{len(ruleset.experiments)} experiments")
+        print(f"{summary}: {len(errors)} errors" if errors
+              else f"{summary}: valid (version {ruleset.version})")
     return 1 if errors else 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from .rules.model import Decision
+
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -56,6 +58,12 @@ class Metrics:
 
     def stage_failed(self, stage: str) -> None:
         self.errors.labels(stage=stage).inc()
+
+    def decided(self, decision: Decision) -> None:
+        for choice in decision.slots.values():
+            self.decisions.labels(rule=choice.by, variant=choice.variant).inc()
+        if decision.redirect_rule is not None:
+            self.decisions.labels(rule=decision.redirect_rule, variant="redirect").inc()
 
     def profile_rejected(self, reason: str) -> None:
         self.profile_rejections.labels(reason=reason).inc()

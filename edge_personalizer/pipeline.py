@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,11 +19,16 @@ from .classify.client_ip import TrustedProxies, resolve_client_ip
 from .classify.profile import InterestMap, ProfileTracker
 from .classify.visitor import Visitor
 from .rules.book import RuleBook
+from .rules.evaluator import decide, explain
+from .rules.model import NO_DECISION, Decision
+from .rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 
 logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/__ep/"
+DEBUG_HEADER = b"x-ep-debug"
 _HTML_TYPES = (b"text/html", b"application/xhtml+xml")
+_TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
 
 
 class PipelineObserver(Protocol):
@@ -27,6 +36,7 @@ class PipelineObserver(Protocol):
 
     def personalization_took(self, seconds: float) -> None: ...
     def stage_failed(self, stage: str) -> None: ...
+    def decided(self, decision: Decision) -> None: ...
 
 
 class _Silent:
@@ -34,6 +44,9 @@ class _Silent:
         pass
 
     def stage_failed(self, stage: str) -> None:
+        pass
+
+    def decided(self, decision: Decision) -> None:
         pass
 
 
@@ -53,8 +66,8 @@ def _is_html(headers: Sequence[tuple[bytes, bytes]]) -> bool:
 
 
 def _private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Cache-Control that keeps shared caches from storing a response carrying one
-    visitor's cookie: `public` and `s-maxage` go, `private` is added."""
+    """Cache-Control that keeps shared caches from storing one visitor's response:
+    `public` and `s-maxage` go, `private` is added."""
     directives: list[bytes] = []
     rest: list[tuple[bytes, bytes]] = []
     for name, value in headers:
@@ -67,29 +80,45 @@ def _private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [*rest, (b"cache-control", b", ".join([b"private", *kept]))]
 
 
+@dataclass
+class _Exchange:
+    """One request's visitor and decision."""
+
+    visitor: Visitor
+    decision: Decision
+    debug: bool
+    preview: bool
+
+
 class PersonalizeMiddleware:
-    """Personalizes the HTML responses of `app` for each visitor.
+    """Personalizes the responses of `app` for each visitor by the rules of a directory.
 
     Wraps an `OriginProxy` to sit in front of any site, or any ASGI app directly. For each
-    request it classifies the visitor (lazily: only what is read gets computed), keeps
-    the visitor's profile cookie up to date on page views, and serves the rule set of a
-    rules directory. `/__ep/` paths are never handed to `app`. Any error of its own is
-    logged and counted, and the response goes out as `app` made it.
+    request it classifies the visitor (lazily: only what the rules read is computed),
+    decides with the serving rule set, answers redirects itself, adds the decision's
+    headers and cookies, and keeps the visitor's profile cookie up to date on page views.
+    `/__ep/` paths are never handed to `app`. Any error of its own is logged and counted,
+    and the response goes out as `app` made it.
     """
 
     def __init__(self, app: ASGIApp, *, rules: RuleBook | Path | str | None = None,
                  classifier: Classifier | None = None,
                  trusted_proxies: TrustedProxies | None = None,
                  cookie_secure: bool = True, cookie_max_age_days: float = 395.0,
+                 debug_token: str | None = None, preview: PreviewSigner | None = None,
                  observer: PipelineObserver | None = None) -> None:
         self.app = app
         if isinstance(rules, (str, Path)):
             rules = RuleBook(Path(rules))
         self.rules = rules
+        if classifier is None and rules is not None:
+            classifier = Classifier()
         self.classifier = classifier
         self.trusted = trusted_proxies or TrustedProxies()
         self.cookie_secure = cookie_secure
         self.cookie_max_age_days = cookie_max_age_days
+        self.debug_token = debug_token
+        self.preview = preview
         self.observer: PipelineObserver = observer or _Silent()
         self._interests_version: str | None = None
 
@@ -105,41 +134,72 @@ class PersonalizeMiddleware:
             return
         started = time.perf_counter()
         try:
-            visitor = self._classify(scope)
+            exchange, scope = self._prepare(self.classifier, scope)
         except Exception:
-            logger.exception("classification failed for %s; serving unpersonalized",
+            logger.exception("personalization failed for %s; serving it unchanged",
                              scope["path"])
-            self.observer.stage_failed("classify")
+            self.observer.stage_failed("decide")
             await self.app(scope, receive, send)
             return
         spent = time.perf_counter() - started
+        redirect = self._redirect_target(exchange, scope)
+        if redirect is not None:
+            await self._send_redirect(exchange, redirect, send)
+            self.observer.personalization_took(time.perf_counter() - started)
+            return
 
         async def personalized_send(message: Message) -> None:
             nonlocal spent
             if message["type"] == "http.response.start":
                 began = time.perf_counter()
-                message = self._finish_headers(message, visitor)
+                message = self._finish_headers(message, exchange)
                 spent += time.perf_counter() - began
                 self.observer.personalization_took(spent)
             await send(message)
 
         await self.app(scope, receive, personalized_send)
 
-    def _classify(self, scope: Scope) -> Visitor:
-        assert self.classifier is not None
+    # Before the origin
+
+    def _prepare(self, classifier: Classifier, scope: Scope) -> tuple[_Exchange, Scope]:
         self._refresh_interests()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
         peer = client[0] if client else None
         forwarded = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
         host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        preview_token = None
+        if PREVIEW_PARAM in query_string:
+            pairs = parse_qsl(query_string, keep_blank_values=True)
+            preview_token = next((v for k, v in pairs if k == PREVIEW_PARAM), None)
+            query_string = urlencode([(k, v) for k, v in pairs if k != PREVIEW_PARAM])
+            # The origin never sees the preview token.
+            scope = {**scope, "query_string": query_string.encode("latin-1")}
         request = request_info(
-            method=scope["method"], path=scope["path"],
-            query_string=scope.get("query_string", b"").decode("latin-1"), host=host,
+            method=scope["method"], path=scope["path"], query_string=query_string, host=host,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
             client_ip=resolve_client_ip(peer, forwarded, self.trusted))
-        return self.classifier.visitor(request, now=time.time(),
-                                       page_view=is_page_view(scope["method"], headers))
+        visitor = classifier.visitor(request, now=time.time(),
+                                     page_view=is_page_view(scope["method"], headers))
+        decision, preview = NO_DECISION, False
+        if self.rules is not None:
+            ruleset = self.rules.current
+            forced = (preview_decision(self.preview, preview_token, ruleset)
+                      if preview_token and self.preview else None)
+            if forced is not None:
+                decision, preview = forced, True
+            else:
+                decision = decide(ruleset, visitor)
+            self.observer.decided(decision)
+        debug = self._debug_requested(headers)
+        return _Exchange(visitor, decision, debug, preview), scope
+
+    def _debug_requested(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        if self.debug_token is None:
+            return False
+        given = next((v for k, v in headers if k == DEBUG_HEADER), None)
+        return given is not None and hmac.compare_digest(given, self.debug_token.encode())
 
     def _refresh_interests(self) -> None:
         tracker = self._tracker
@@ -147,34 +207,97 @@ class PersonalizeMiddleware:
             return
         current = self.rules.current
         if current.version != self._interests_version:
-            tracker.interests = InterestMap(current.interests())
+            tracker.interests = InterestMap(current.interests)
             self._interests_version = current.version
 
     @property
     def _tracker(self) -> ProfileTracker | None:
         return self.classifier.profiles if self.classifier is not None else None
 
-    def _finish_headers(self, message: Message, visitor: Visitor) -> Message:
-        tracker = self._tracker
-        if tracker is None or not visitor.page_view or message["status"] >= 400:
-            return message
+    # Redirects
+
+    def _redirect_target(self, exchange: _Exchange, scope: Scope) -> str | None:
+        redirect = exchange.decision.redirect
+        visitor = exchange.visitor
+        if redirect is None or scope["method"] not in ("GET", "HEAD"):
+            return None
+        if visitor.device.type == "bot" or not (visitor.page_view or exchange.preview):
+            return None   # crawlers see the page itself; API calls are never redirected
+        target = urlsplit(redirect.location)
+        if target.path == scope["path"] and (not target.netloc
+                                             or target.netloc == visitor.request.host):
+            return None   # loop guard: already on the landing page
+        location = redirect.location
+        query = scope.get("query_string", b"").decode("latin-1")
+        if redirect.keep_query and query:
+            location += ("&" if target.query else "?") + query
+        return location
+
+    async def _send_redirect(self, exchange: _Exchange, location: str, send: Send) -> None:
+        redirect = exchange.decision.redirect
+        status = redirect.status if redirect else 302
+        headers = [(b"location", location.encode("latin-1")),
+                   (b"cache-control", b"private, no-store"), (b"content-length", b"0")]
+        headers += self._extra_headers(exchange)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    # After the origin
+
+    def _extra_headers(self, exchange: _Exchange) -> list[tuple[bytes, bytes]]:
+        decision = exchange.decision
+        out = [(name.encode("latin-1"), value.encode("latin-1"))
+               for name, value in decision.headers]
+        out += [(b"set-cookie", f"{name}={value}; Path=/; SameSite=Lax".encode("latin-1"))
+                for name, value in decision.cookies]
+        if exchange.debug and self.rules is not None:
+            trace = explain(self.rules.current, exchange.visitor)
+            text = json.dumps(trace, separators=(",", ":"), ensure_ascii=True, default=str)
+            out.append((b"x-ep-trace", text[:_TRACE_LIMIT].encode("ascii")))
+        return out
+
+    def _finish_headers(self, message: Message, exchange: _Exchange) -> Message:
+        decision = exchange.decision
         headers = list(message.get("headers", []))
-        if not _is_html(headers):
-            return message
+        personal = False
         try:
-            profile = visitor.profile
-            if not (profile.stored and profile.changed):
-                return message
-            cookie = tracker.set_cookie_header(profile, secure=self.cookie_secure,
-                                               max_age_days=self.cookie_max_age_days)
+            extra = self._extra_headers(exchange)
+            if extra:
+                headers += extra
+                personal = True
+            cookie = self._profile_cookie(message, headers, exchange)
+            if cookie is not None:
+                headers.append((b"set-cookie", cookie))
+                personal = True
         except Exception:
-            logger.exception("profile update failed for %s; page served without it",
-                             visitor.request.path)
-            self.observer.stage_failed("profile")
+            logger.exception("personalizing the headers of %s failed; served unchanged",
+                             exchange.visitor.request.path)
+            self.observer.stage_failed("headers")
             return message
-        headers = _private(headers)
-        headers.append((b"set-cookie", cookie))
+        if exchange.preview:
+            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            headers.append((b"cache-control", b"private, no-store"))
+        elif personal or not decision.is_empty:
+            headers = _private(headers)
+        if not personal and decision.is_empty and not exchange.preview:
+            return message
         return {**message, "headers": headers}
+
+    def _profile_cookie(self, message: Message, headers: Sequence[tuple[bytes, bytes]],
+                        exchange: _Exchange) -> bytes | None:
+        tracker = self._tracker
+        visitor = exchange.visitor
+        if tracker is None or not visitor.page_view or message["status"] >= 400 \
+                or not _is_html(headers):
+            return None
+        profile = visitor.profile
+        for choice in exchange.decision.slots.values():
+            if choice.reason == "experiment" and not exchange.preview:
+                profile = profile.with_variant(choice.by, choice.variant)
+        if not (profile.stored and profile.changed):
+            return None
+        return tracker.set_cookie_header(profile, secure=self.cookie_secure,
+                                         max_age_days=self.cookie_max_age_days)
 
 
 async def _not_found(scope: Scope, send: Send) -> None:

@@ -66,6 +66,7 @@ class Settings:
     access_log: bool = True
     log_format: LogFormat = "text"
     log_level: str = "info"
+    rules_watch_interval: float = 2.0   # seconds between looks at the rules directory; 0: off
     # Visitor classification
     anonymous_db: Path | None = None
     default_time_zone: str = "UTC"
@@ -106,6 +107,9 @@ class Settings:
                                 f"{self.profile_cookie!r}")
         if any(len(key.reveal()) < 16 for key in self.profile_keys):
             raise SettingsError("each profile key must be at least 16 characters long")
+        if self.rules_watch_interval < 0:
+            raise SettingsError("rules_watch_interval must be >= 0 seconds (0 turns watching "
+                                f"off), got {self.rules_watch_interval}")
         if not zone_exists(self.default_time_zone):
             raise SettingsError(f"default_time_zone {self.default_time_zone!r} is not an IANA "
                                 "time zone such as Europe/Berlin")
@@ -206,6 +210,7 @@ _CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
     "access_log": _to_bool,
     "log_format": str,
     "log_level": str,
+    "rules_watch_interval": float,
     "anonymous_db": _to_path,
     "default_time_zone": str,
     "referrer_sources": _to_path,

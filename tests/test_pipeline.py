@@ -41,7 +41,7 @@ async def test_starlette_site_wrapped_by_the_middleware_serves_its_pages() -> No
     assert response.status_code == 200
     assert response.text == PAGE
     assert response.headers["x-site"] == "mine"
-    assert app.rules is not None and app.rules.current.rule_count >= 5
+    assert app.rules is not None and len(app.rules.current.rules) >= 5
 
 
 async def test_reserved_prefix_never_reaches_the_site() -> None:

@@ -1,4 +1,9 @@
-"""Rule files -> plain data. The only module that imports the YAML library."""
+"""Rule files -> plain data, with the line and column of every value.
+
+The only module that imports the YAML library. Values are built from the YAML node graph
+(safe types only), so each one keeps where it was written, and a mapping that repeats a
+key is an error rather than a silent overwrite.
+"""
 
 from __future__ import annotations
 
@@ -18,18 +23,39 @@ RULE_FILE_SUFFIXES = (".yaml", ".yml")
 # The sections a rule file may have (docs/rules.md describes each).
 SECTIONS = frozenset({"rules", "segments", "interests", "slots", "experiments"})
 
+KEY = "\0key"   # marks[(*path, KEY)] is where the key of the value at `path` was written
+Path_ = tuple[str | int, ...]          # where a value sits: ("rules", 0, "when", "geo.country")
+Marks = Mapping[Path_, tuple[int, int]]  # path -> (line, column), both from 1
+
 
 @dataclass(frozen=True)
 class RuleFile:
-    """One parsed rule file: its path and its top-level sections."""
+    """One parsed rule file: its path, its top-level sections, and where each value is."""
 
     path: Path
     sections: Mapping[str, Any]
+    marks: Marks = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def rule_count(self) -> int:
         rules = self.sections.get("rules")
         return len(rules) if isinstance(rules, list) else 0
+
+    def error(self, message: str, at: Path_ = (), *, owner: str | None = None,
+              on_key: bool = False) -> RuleError:
+        """A RuleError pointing at the value at `at` (or its key, or its nearest written
+        parent); `owner` names what it belongs to: "rule 'x'", "segment 'y'"."""
+        if on_key and (*at, KEY) in self.marks:
+            at = (*at, KEY)
+        for length in range(len(at), -1, -1):
+            mark = self.marks.get(at[:length])
+            if mark is not None:
+                break
+        else:
+            mark = None
+        text = f"{owner}: {message}" if owner else message
+        return RuleError(text, source=self.path, line=mark[0] if mark else None,
+                         column=mark[1] if mark else None)
 
 
 @dataclass(frozen=True)
@@ -45,16 +71,65 @@ class RuleFiles:
     def rule_count(self) -> int:
         return sum(f.rule_count for f in self.files)
 
-    def interests(self) -> dict[str, list[str]]:
-        """Interest category -> path patterns, from every file's `interests` section."""
-        out: dict[str, list[str]] = {}
-        for rule_file in self.files:
-            section = rule_file.sections.get("interests")
-            if isinstance(section, dict):
-                for name, patterns in section.items():
-                    if isinstance(patterns, list):
-                        out.setdefault(str(name), []).extend(str(p) for p in patterns)
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, mark: yaml.Mark) -> None:
+        self.key = key
+        self.mark = mark
+
+
+def _plain(node: yaml.Node, at: Path_, marks: dict[Path_, tuple[int, int]],
+           constructor: yaml.constructor.SafeConstructor) -> Any:
+    marks[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        constructor.flatten_mapping(node)   # YAML merge keys (<<)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                key = str(key)
+            if key in out:
+                raise _DuplicateKey(str(key), key_node.start_mark)
+            marks[(*at, str(key), KEY)] = (key_node.start_mark.line + 1,
+                                           key_node.start_mark.column + 1)
+            out[key] = _plain(value_node, (*at, str(key)), marks, constructor)
         return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(item, (*at, i), marks, constructor) for i, item in enumerate(node.value)]
+    return constructor.construct_object(node, deep=True)
+
+
+def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
+    """Parse one file; YAML and section errors come back as a list, not raised."""
+    empty = RuleFile(path, MappingProxyType({}))
+    marks: dict[Path_, tuple[int, int]] = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = None if node is None else _plain(node, (), marks,
+                                                yaml.constructor.SafeConstructor())
+    except _DuplicateKey as dup:
+        return empty, [RuleError(f"key {dup.key!r} appears twice in the same mapping",
+                                 source=path, line=dup.mark.line + 1,
+                                 column=dup.mark.column + 1)]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = " ".join(part for part in (exc.context, exc.problem) if part)
+        return empty, [RuleError(f"invalid YAML: {reason}", source=path,
+                                 line=mark.line + 1 if mark else None,
+                                 column=mark.column + 1 if mark else None)]
+    except yaml.YAMLError as exc:
+        return empty, [RuleError(f"invalid YAML: {exc}", source=path)]
+    if data is None:
+        return empty, []
+    if not isinstance(data, dict):
+        return empty, [RuleError(
+            f"a rule file is a mapping of sections ({', '.join(sorted(SECTIONS))}), "
+            f"got {type(data).__name__}", source=path, line=1, column=1)]
+    rule_file = RuleFile(path, MappingProxyType(dict(data)), MappingProxyType(marks))
+    errors = [rule_file.error(f"unknown section {key!r}; expected one of "
+                              f"{', '.join(sorted(SECTIONS))}", (str(key),), on_key=True)
+              for key in data if key not in SECTIONS]
+    return rule_file, errors
 
 
 def _rule_paths(directory: Path) -> list[Path]:
@@ -65,45 +140,19 @@ def _rule_paths(directory: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
 
 
-def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
-    """Parse one file; YAML and section errors come back as a list, not raised."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        reason = " ".join(part for part in (exc.context, exc.problem) if part)
-        return RuleFile(path, MappingProxyType({})), [
-            RuleError(f"invalid YAML: {reason}", source=path, line=line, column=column)]
-    except yaml.YAMLError as exc:
-        return RuleFile(path, MappingProxyType({})), [
-            RuleError(f"invalid YAML: {exc}", source=path)]
-    if data is None:
-        return RuleFile(path, MappingProxyType({})), []
-    if not isinstance(data, dict):
-        return RuleFile(path, MappingProxyType({})), [RuleError(
-            f"a rule file is a mapping of sections ({', '.join(sorted(SECTIONS))}), "
-            f"got {type(data).__name__}", source=path, line=1, column=1)]
-    errors = [
-        RuleError(f"unknown section {key!r}; expected one of {', '.join(sorted(SECTIONS))}",
-                  source=path, line=_key_line(text, str(key)), column=1)
-        for key in data if key not in SECTIONS
-    ]
-    return RuleFile(path, MappingProxyType(dict(data))), errors
+def read_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:
+    """Parse every rule file, collecting every error in every file.
 
-
-def _key_line(text: str, key: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.startswith(f"{key}:"):
-            return number
-    return None
-
-
-def check_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:
-    """Load every rule file, collecting every error in every file."""
+    The version hashes every file under the directory (fragments included), so a change
+    to an HTML fragment is a new version too.
+    """
     paths = _rule_paths(directory)
     digest = hashlib.sha256()
+    for other in sorted(p for p in directory.rglob("*") if p.is_file()
+                        and p.suffix not in RULE_FILE_SUFFIXES
+                        and not any(part.startswith(".")
+                                    for part in p.relative_to(directory).parts)):
+        digest.update(str(other.relative_to(directory)).encode() + b"\0" + other.read_bytes())
     files: list[RuleFile] = []
     errors: list[RuleError] = []
     for path in paths:
@@ -121,9 +170,8 @@ def check_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:
 
 
 def load_rule_directory(directory: Path) -> RuleFiles:
-    """Load a rules directory or raise the first error (all of them are in .errors)."""
-    rule_files, errors = check_rule_directory(directory)
+    """Parse a rules directory or raise RuleSetInvalid with every error."""
+    rule_files, errors = read_rule_directory(directory)
     if errors:
         raise RuleSetInvalid(errors)
     return rule_files
-

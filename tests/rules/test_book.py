@@ -7,19 +7,39 @@ import pytest
 from edge_personalizer.errors import RuleError
 from edge_personalizer.rules.book import RuleBook
 
+SLOTS = "slots:\n  hero: {}\n"
+RULE = "  - name: {name}\n    then: {{hero: '<b>{name}</b>'}}\n"
+
+
+def write_rules(directory: Path, *names: str, extra: str = "") -> None:
+    text = SLOTS + "rules:\n" + "".join(RULE.format(name=n) for n in names) + extra
+    (directory / "rules.yaml").write_text(text)
+
 
 def test_invalid_reload_keeps_the_last_good_set(tmp_path: Path) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - name: a\n")
-    book = RuleBook(tmp_path)
+    write_rules(tmp_path, "a")
+    outcomes: list[bool] = []
+    book = RuleBook(tmp_path, on_reload=outcomes.append)
     good = book.current
-    rules.write_text("rules: [\n")
+    (tmp_path / "rules.yaml").write_text(SLOTS + "rules:\n  - name: a\n    then: {heor: x}\n")
     assert book.reload() is False
     assert book.current is good
-    assert book.last_error is not None and "rules.yaml:2" in book.last_error
-    rules.write_text("rules:\n  - name: a\n  - name: b\n")
+    assert book.last_error is not None and "rules.yaml:5:12" in book.last_error
+    assert "did you mean 'hero'" in book.last_error
+    write_rules(tmp_path, "a", "b")
     assert book.reload() is True
-    assert book.current.rule_count == 2 and book.last_error is None
+    assert [r.name for r in book.current.rules] == ["a", "b"] and book.last_error is None
+    assert outcomes == [False, True]
+
+
+def test_changes_on_disk_are_noticed(tmp_path: Path) -> None:
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    assert not book.changed_on_disk()
+    write_rules(tmp_path, "a", "b")
+    assert book.changed_on_disk()
+    book.reload()
+    assert not book.changed_on_disk()
 
 
 def test_invalid_rules_at_startup_fail_fast(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from edge_personalizer.errors import RuleError, RuleSetInvalid
-from edge_personalizer.rules.loader import check_rule_directory, load_rule_directory
+from edge_personalizer.rules.loader import load_rule_directory, read_rule_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,27 +23,43 @@ def test_demo_rules_load() -> None:
     assert {f.path.name for f in rule_files.files} >= {"audiences.yaml", "slots.yaml"}
 
 
-def test_version_is_a_content_hash(tmp_path: Path) -> None:
+def test_every_value_knows_its_line_and_column(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "rules:\n  - name: x\n    when:\n      geo.country: GB\n")
+    rule_file = load_rule_directory(tmp_path).files[0]
+    assert rule_file.marks[("rules", 0, "when", "geo.country")] == (4, 20)
+    error = rule_file.error("bad", ("rules", 0, "when", "geo.country"), owner="rule 'x'")
+    assert str(error) == f"{tmp_path / 'a.yaml'}:4:20: rule 'x': bad"
+    # A path that was not written points at its nearest written parent.
+    assert rule_file.error("x", ("rules", 0, "then")).line == 2
+
+
+def test_version_is_a_content_hash_of_rules_and_fragments(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "rules: []\n")
+    fragment = write(tmp_path, "fragments/hero.html", "<h1>a</h1>")
     first = load_rule_directory(tmp_path).version
     assert load_rule_directory(tmp_path).version == first
+    fragment.write_text("<h1>b</h1>")
+    second = load_rule_directory(tmp_path).version
+    assert second != first
     write(tmp_path, "a.yaml", "rules: [] # changed\n")
-    assert load_rule_directory(tmp_path).version != first
+    assert load_rule_directory(tmp_path).version not in (first, second)
 
 
 def test_every_error_in_every_file_with_line_and_column(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "rules:\n  - name: x\n    when: {referral.source: [facebook\n")
     write(tmp_path, "b.yaml", "rules: []\nsegmants: {}\n")
     write(tmp_path, "sub/c.yml", "- just a list\n")
+    write(tmp_path, "d.yaml", "slots:\n  hero: {}\n  hero: {}\n")
     write(tmp_path, "ok.yaml", "segments: {}\n")
     write(tmp_path, ".hidden/ignored.yaml", "{{{{")
-    _, errors = check_rule_directory(tmp_path)
+    _, errors = read_rule_directory(tmp_path)
     messages = [str(e) for e in errors]
-    assert len(messages) == 3
+    assert len(messages) == 4
     assert messages[0].startswith(f"{tmp_path / 'a.yaml'}:4:1: invalid YAML")
     assert messages[1] == (f"{tmp_path / 'b.yaml'}:2:1: unknown section 'segmants'; expected one "
                            "of experiments, interests, rules, segments, slots")
-    assert messages[2].startswith(f"{tmp_path / 'sub' / 'c.yml'}:1:1: a rule file is a mapping")
+    assert messages[2] == f"{tmp_path / 'd.yaml'}:3:3: key 'hero' appears twice in the same mapping"
+    assert messages[3].startswith(f"{tmp_path / 'sub' / 'c.yml'}:1:1: a rule file is a mapping")
 
 
 def test_load_raises_with_all_errors(tmp_path: Path) -> None:
@@ -59,10 +75,16 @@ def test_missing_directory_and_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(RuleError, match="does not exist"):
         load_rule_directory(tmp_path / "nope")
     (tmp_path / "latin1.yaml").write_bytes(b"rules: []\n# caf\xe9\n")
-    _, errors = check_rule_directory(tmp_path)
+    _, errors = read_rule_directory(tmp_path)
     assert "cannot read" in str(errors[0])
 
 
 def test_empty_file_is_fine(tmp_path: Path) -> None:
     write(tmp_path, "empty.yaml", "")
     assert load_rule_directory(tmp_path).rule_count == 0
+
+
+def test_yaml_tags_that_build_objects_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, "evil.yaml", "rules: !!python/object/apply:os.system ['true']\n")
+    _, errors = read_rule_directory(tmp_path)
+    assert errors and "invalid YAML" in str(errors[0])

@@ -1,0 +1,337 @@
+"""Conditions: small callables compiled from `when` clauses; evaluation only calls them.
+
+Each condition answers for a visitor, describes itself in a marketer's words (`explain`
+prints it), and says why it failed for a visitor.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from ..classify.visitor import Visitor
+from .bucketing import bucket
+
+
+class Condition(Protocol):
+    def __call__(self, visitor: Visitor) -> bool: ...
+    def describe(self) -> str: ...
+    def failure(self, visitor: Visitor) -> str | None: ...
+
+
+class Matcher(Protocol):
+    """Tests one field value."""
+
+    def __call__(self, value: Any) -> bool: ...
+    def describe(self) -> str: ...
+
+
+def _fold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "unknown"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Equals:
+    expected: Any
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return any(_fold(item) == self.expected for item in value)
+        return _fold(value) == self.expected and value is not None
+
+    def describe(self) -> str:
+        return f"is {_show(self.expected)}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    choices: frozenset[Any]
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return any(_fold(item) in self.choices for item in value)
+        return value is not None and _fold(value) in self.choices
+
+    def describe(self) -> str:
+        return "is one of " + ", ".join(sorted(_show(c) for c in self.choices))
+
+
+_COMPARE: MappingProxyType[str, tuple[Callable[[Any, Any], bool], str]] = MappingProxyType({
+    "gt": (operator.gt, "is more than"), "gte": (operator.ge, "is at least"),
+    "lt": (operator.lt, "is less than"), "lte": (operator.le, "is at most"),
+})
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str
+    limit: float
+
+    def __call__(self, value: Any) -> bool:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        return _COMPARE[self.op][0](value, self.limit)
+
+    def describe(self) -> str:
+        return f"{_COMPARE[self.op][1]} {self.limit:g}"
+
+
+@dataclass(frozen=True)
+class Between:
+    low: float
+    high: float
+
+    def __call__(self, value: Any) -> bool:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        return bool(self.low <= value <= self.high)
+
+    def describe(self) -> str:
+        return f"is between {self.low:g} and {self.high:g}"
+
+
+@dataclass(frozen=True)
+class Text:
+    """contains / prefix / suffix, ignoring case; `contains` on a list tests membership."""
+
+    kind: str
+    text: str
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return self.kind == "contains" and any(_fold(v) == self.text for v in value)
+        if not isinstance(value, str):
+            return False
+        folded = value.casefold()
+        if self.kind == "contains":
+            return self.text in folded
+        if self.kind == "prefix":
+            return folded.startswith(self.text)
+        return folded.endswith(self.text)
+
+    def describe(self) -> str:
+        verb = {"contains": "contains", "prefix": "starts with", "suffix": "ends with"}
+        return f"{verb[self.kind]} {_show(self.text)}"
+
+
+@dataclass(frozen=True)
+class Matches:
+    """A regular expression (RE2: linear time, so no pattern can hang a request)."""
+
+    source: str
+    pattern: Any   # re2 compiled pattern
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, (list, tuple)):
+            return any(isinstance(v, str) and self.pattern.search(v) for v in value)
+        return isinstance(value, str) and self.pattern.search(value) is not None
+
+    def describe(self) -> str:
+        return f"matches /{self.source}/"
+
+
+@dataclass(frozen=True)
+class Exists:
+    expected: bool
+
+    def __call__(self, value: Any) -> bool:
+        present = value not in (None, "", (), [])
+        return present is self.expected
+
+    def describe(self) -> str:
+        return "is known" if self.expected else "is unknown"
+
+
+@dataclass(frozen=True)
+class NotMatcher:
+    inner: Matcher
+
+    def __call__(self, value: Any) -> bool:
+        return not self.inner(value)
+
+    def describe(self) -> str:
+        return "not (" + self.inner.describe() + ")"
+
+
+@dataclass(frozen=True)
+class AllMatchers:
+    matchers: tuple[Matcher, ...]
+
+    def __call__(self, value: Any) -> bool:
+        return all(m(value) for m in self.matchers)
+
+    def describe(self) -> str:
+        return " and ".join(m.describe() for m in self.matchers)
+
+
+@dataclass(frozen=True)
+class FieldIs:
+    """One field tested by one matcher: `geo.country is "gb"`."""
+
+    field: str
+    matcher: Matcher
+
+    def __call__(self, visitor: Visitor) -> bool:
+        return self.matcher(visitor.field(self.field))
+
+    def describe(self) -> str:
+        return f"{self.field} {self.matcher.describe()}"
+
+    def failure(self, visitor: Visitor) -> str | None:
+        value = visitor.field(self.field)
+        if self.matcher(value):
+            return None
+        shown = list(value) if isinstance(value, tuple) else value
+        return f"{self.describe()} (was {_show(shown)})"
+
+
+@dataclass(frozen=True)
+class AllOf:
+    conditions: tuple[Condition, ...]
+
+    def __call__(self, visitor: Visitor) -> bool:
+        return all(c(visitor) for c in self.conditions)
+
+    def describe(self) -> str:
+        if not self.conditions:
+            return "everyone"
+        return " and ".join(_group(c) for c in self.conditions)
+
+    def failure(self, visitor: Visitor) -> str | None:
+        for condition in self.conditions:
+            failed = condition.failure(visitor)
+            if failed is not None:
+                return failed
+        return None
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    conditions: tuple[Condition, ...]
+
+    def __call__(self, visitor: Visitor) -> bool:
+        return any(c(visitor) for c in self.conditions)
+
+    def describe(self) -> str:
+        return " or ".join(_group(c) for c in self.conditions)
+
+    def failure(self, visitor: Visitor) -> str | None:
+        if self(visitor):
+            return None
+        return "none of: " + "; ".join(c.failure(visitor) or c.describe()
+                                       for c in self.conditions)
+
+
+@dataclass(frozen=True)
+class Not:
+    condition: Condition
+
+    def __call__(self, visitor: Visitor) -> bool:
+        return not self.condition(visitor)
+
+    def describe(self) -> str:
+        return f"not ({self.condition.describe()})"
+
+    def failure(self, visitor: Visitor) -> str | None:
+        return None if self(visitor) else f"{self.describe()} (it was)"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A named audience, compiled once and shared by every rule that names it."""
+
+    name: str
+    condition: Condition
+
+    def __call__(self, visitor: Visitor) -> bool:
+        return self.condition(visitor)
+
+    def describe(self) -> str:
+        return f"segment {self.name}"
+
+    def failure(self, visitor: Visitor) -> str | None:
+        failed = self.condition.failure(visitor)
+        return None if failed is None else f"segment {self.name}: {failed}"
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Dates, weekdays and hours in the visitor's own local time."""
+
+    start: date | None = None
+    end: date | None = None
+    days: frozenset[str] = frozenset()
+    hours: tuple[int, int] | None = None   # minutes since midnight: [from, to)
+
+    def __call__(self, visitor: Visitor) -> bool:
+        return self.failure(visitor) is None
+
+    def describe(self) -> str:
+        parts = []
+        if self.start:
+            parts.append(f"from {self.start.isoformat()}")
+        if self.end:
+            parts.append(f"until {self.end.isoformat()}")
+        if self.days:
+            parts.append("on " + ", ".join(d for d in _WEEKDAYS if d in self.days))
+        if self.hours:
+            parts.append("between {:02d}:{:02d} and {:02d}:{:02d}".format(
+                *divmod(self.hours[0], 60), *divmod(self.hours[1], 60)))
+        return "scheduled " + " ".join(parts)
+
+    def failure(self, visitor: Visitor) -> str | None:
+        now = visitor.time
+        today = date.fromisoformat(now.date)
+        if self.start and today < self.start:
+            return f"{self.describe()} (it is {now.date})"
+        if self.end and today > self.end:
+            return f"{self.describe()} (it is {now.date})"
+        if self.days and now.weekday not in self.days:
+            return f"{self.describe()} (it is {now.weekday})"
+        if self.hours:
+            minute = now.hour * 60
+            low, high = self.hours
+            inside = low <= minute < high if low < high else (minute >= low or minute < high)
+            if not inside:
+                return f"{self.describe()} (it is {now.hour:02d}h)"
+        return None
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A stable share of the audience: the same visitors are in on every visit."""
+
+    percent: float
+    salt: str
+
+    def __call__(self, visitor: Visitor) -> bool:
+        visitor_id = visitor.profile.visitor_id
+        return bool(visitor_id) and bucket(self.salt, visitor_id) * 100 < self.percent
+
+    def describe(self) -> str:
+        return f"for {self.percent:g}% of the audience"
+
+    def failure(self, visitor: Visitor) -> str | None:
+        return None if self(visitor) else f"{self.describe()} (not in it)"
+
+
+def _group(condition: Condition) -> str:
+    text = condition.describe()
+    return f"({text})" if isinstance(condition, (AnyOf, AllOf)) and " " in text else text

@@ -1,0 +1,114 @@
+"""The visitor fields rules may name: their types and allowed values.
+
+One definition serves the compiler (unknown fields and values are errors, with a
+suggestion), the JSON Schema for editors, and the documentation.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+FieldType = Literal["string", "number", "boolean", "list"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: FieldType
+    values: tuple[str, ...] = ()   # the only values a string field can take, when known
+    description: str = ""
+
+
+def _enum(name: str, values: str, description: str) -> FieldSpec:
+    return FieldSpec(name, "string", tuple(values.split()), description)
+
+
+FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
+    _enum("referral.medium", "search social email paid ai referral internal direct app",
+          "how the visitor came"),
+    FieldSpec("referral.source", "string", description="google, facebook, newsletter..."),
+    FieldSpec("referral.campaign", "string", description="utm_campaign"),
+    FieldSpec("referral.term", "string", description="utm_term"),
+    FieldSpec("referral.content", "string", description="utm_content"),
+    FieldSpec("referral.keywords", "string", description="search terms"),
+    FieldSpec("referral.click_id", "string", description="gclid, fbclid, msclkid..."),
+    FieldSpec("referral.host", "string", description="the referring host"),
+    FieldSpec("geo.country", "string", description="ISO 3166-1 alpha-2, e.g. US"),
+    FieldSpec("geo.region", "string", description="ISO 3166-2, e.g. US-CA"),
+    FieldSpec("geo.city", "string"),
+    FieldSpec("geo.postal", "string"),
+    FieldSpec("geo.metro", "number", description="US metro code"),
+    _enum("geo.continent", "AF AN AS EU NA OC SA", "continent code"),
+    FieldSpec("geo.time_zone", "string", description="IANA time zone"),
+    FieldSpec("geo.eu", "boolean", description="in the European Union"),
+    FieldSpec("geo.latitude", "number"),
+    FieldSpec("geo.longitude", "number"),
+    FieldSpec("geo.anonymous", "boolean", description="VPN, proxy, Tor or hosting"),
+    _enum("device.type", "mobile tablet desktop tv bot other", "kind of device"),
+    FieldSpec("device.os", "string", description="iOS, Android, Windows..."),
+    FieldSpec("device.os_version", "string"),
+    FieldSpec("device.browser", "string", description="Chrome, Mobile Safari..."),
+    FieldSpec("device.browser_version", "string"),
+    FieldSpec("device.brand", "string"),
+    FieldSpec("device.model", "string"),
+    FieldSpec("device.touch", "boolean"),
+    _enum("device.bot_category", "search ai social monitor other", "for bots"),
+    FieldSpec("device.bot_name", "string"),
+    FieldSpec("language.primary", "string", description="e.g. de"),
+    FieldSpec("language.tags", "list", description='e.g. ["de-CH", "de", "en"]'),
+    FieldSpec("time.hour", "number", description="0-23, visitor's local time"),
+    _enum("time.weekday", "mon tue wed thu fri sat sun", "visitor's local weekday"),
+    _enum("time.daypart", "night morning afternoon evening", "visitor's local part of day"),
+    FieldSpec("time.date", "string", description="YYYY-MM-DD, visitor's local date"),
+    FieldSpec("profile.visits", "number"),
+    FieldSpec("profile.pageviews", "number"),
+    FieldSpec("profile.days_since_first", "number"),
+    FieldSpec("profile.days_since_last", "number"),
+    FieldSpec("profile.new", "boolean"),
+    FieldSpec("profile.stored", "boolean"),
+    FieldSpec("profile.conversions", "number"),
+    FieldSpec("profile.visitor_id", "string"),
+    _enum("profile.first_referral.medium",
+          "search social email paid ai referral internal direct app", ""),
+    FieldSpec("profile.first_referral.source", "string"),
+    FieldSpec("profile.first_referral.campaign", "string"),
+    _enum("profile.last_referral.medium",
+          "search social email paid ai referral internal direct app", ""),
+    FieldSpec("profile.last_referral.source", "string"),
+    FieldSpec("profile.last_referral.campaign", "string"),
+    FieldSpec("request.path", "string"),
+    FieldSpec("request.host", "string"),
+    FieldSpec("request.method", "string"),
+)}
+
+# Fields with a free name after the prefix: profile.interests.running, request.query.q...
+PREFIXES: dict[str, FieldSpec] = {
+    "profile.interests.": FieldSpec("profile.interests.<category>", "number",
+                                    description="0..1 interest score"),
+    "profile.variants.": FieldSpec("profile.variants.<experiment>", "string",
+                                   description="variant seen"),
+    "request.query.": FieldSpec("request.query.<name>", "string"),
+    "request.cookie.": FieldSpec("request.cookie.<name>", "string"),
+    "request.header.": FieldSpec("request.header.<name>", "string",
+                                 description="lower-case header name"),
+}
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` when something close exists, else ``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def lookup(name: str) -> tuple[FieldSpec | None, str]:
+    """The spec of a field path, or None and why it is not one."""
+    spec = FIELDS.get(name)
+    if spec is not None:
+        return spec, ""
+    for prefix, prefixed in PREFIXES.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return prefixed, ""
+    return None, f"unknown field {name!r}" + suggest(name, [*FIELDS, *PREFIXES])

@@ -1,0 +1,140 @@
+"""The compiled rule set and the decisions it makes: immutable values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from .conditions import Condition
+from .template import Template
+
+# `then` keys that are not slots: what a rule does to the whole response.
+PAGE_ACTIONS = ("redirect", "headers", "cookies")
+SlotAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
+                     "text", "set_attribute", "remove_attribute", "add_class", "remove_class"]
+SLOT_ACTIONS: tuple[SlotAction, ...] = ("inner", "replace", "append", "prepend", "before",
+                                        "after", "remove", "text", "set_attribute",
+                                        "remove_attribute", "add_class", "remove_class")
+_NO_HEADERS: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where variants go: a CSS selector (default: the data-ep-slot marker)."""
+
+    name: str
+    selector: str
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a variant does to its slot."""
+
+    action: SlotAction = "inner"
+    template: Template | None = None     # the HTML (or text) to put in
+    attribute: str | None = None         # for set_attribute / remove_attribute
+    source: str = ""                     # the fragment file, or "inline"
+
+
+@dataclass(frozen=True)
+class Redirect:
+    location: str
+    status: int = 302
+    keep_query: bool = True
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    condition: Condition
+    rank: int                             # order: priority first, then file and position
+    priority: int
+    source: str                           # file:line
+    slots: Mapping[str, Content] = field(default_factory=lambda: MappingProxyType({}))
+    redirect: Redirect | None = None
+    headers: tuple[tuple[str, str], ...] = _NO_HEADERS
+    cookies: tuple[tuple[str, str], ...] = _NO_HEADERS
+
+    @property
+    def targets(self) -> frozenset[str]:
+        """The slots and page actions this rule can claim."""
+        keys = set(self.slots)
+        if self.redirect:
+            keys.add("redirect")
+        if self.headers:
+            keys.add("headers")
+        if self.cookies:
+            keys.add("cookies")
+        return frozenset(keys)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    slots: tuple[str, ...]
+    audience: Condition
+    holdout: float                                   # percent kept out, shown the control
+    weights: tuple[tuple[str, float], ...]           # variant -> weight, control included
+    variants: Mapping[str, Mapping[str, Content]]    # variant -> slot -> content
+    source: str
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Every rule, segment, slot and experiment of a rules directory, compiled."""
+
+    version: str
+    rules: tuple[Rule, ...]                          # in rank order
+    slots: Mapping[str, Slot]
+    experiments: tuple[Experiment, ...]
+    interests: Mapping[str, tuple[str, ...]]
+    segments: Mapping[str, Condition]
+    # Index: field -> folded value -> ranks of the rules that need that value.
+    index: Mapping[str, Mapping[object, tuple[int, ...]]]
+    unindexed: tuple[int, ...]                       # ranks of rules that are always tried
+    loaded_at: float = 0.0
+    file_count: int = 0
+
+    @classmethod
+    def empty(cls, version: str = "none") -> RuleSet:
+        return cls(version, (), MappingProxyType({}), (), MappingProxyType({}),
+                   MappingProxyType({}), MappingProxyType({}), ())
+
+
+Reason = Literal["rule", "experiment", "holdout", "control"]
+
+
+@dataclass(frozen=True)
+class SlotChoice:
+    """What one slot shows, and why."""
+
+    slot: str
+    variant: str
+    reason: Reason
+    by: str                                   # the rule or experiment
+    content: Content | None = None            # None: leave the slot as it is
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one visitor: a choice per slot, and page actions."""
+
+    slots: Mapping[str, SlotChoice] = field(default_factory=lambda: MappingProxyType({}))
+    redirect: Redirect | None = None
+    redirect_rule: str | None = None
+    headers: tuple[tuple[str, str], ...] = _NO_HEADERS
+    cookies: tuple[tuple[str, str], ...] = _NO_HEADERS
+    rules: tuple[str, ...] = ()               # rules that won something
+
+    @property
+    def changes_page(self) -> bool:
+        return any(choice.content is not None for choice in self.slots.values())
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.slots or self.redirect or self.headers or self.cookies)
+
+
+NO_DECISION = Decision()
