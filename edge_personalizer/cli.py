@@ -15,7 +15,9 @@ from typing import Any
 from .classify.classifier import Classifier
 from .errors import EdgePersonalizerError, SettingsError
 from .report import classify_lines, render_summary, render_visitor, summarize, visitor_for
-from .rules.book import check_rules
+from .rules.book import check_rules, load_rules
+from .rules.fields import suggest
+from .rules.preview import PreviewSigner
 from .settings import Settings, load_settings
 
 # Worker processes (serve --workers N) receive the resolved settings through this variable.
@@ -105,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     _classify_flags(classify)
     classify.set_defaults(run=cmd_classify)
 
+    preview = commands.add_parser(
+        "preview-link", help="print a signed, expiring URL that shows one rule's variant")
+    preview.add_argument("--rule", required=True, help="a rule or experiment name")
+    preview.add_argument("--variant", help="for an experiment: the variant to show")
+    preview.add_argument("--url", required=True, help="the page to preview it on")
+    preview.add_argument("--expires-in", default="24h", metavar="DURATION",
+                         help="how long the link works: 30m, 24h, 7d (default 24h)")
+    preview.add_argument("--rules", dest="rules_dir", type=Path, metavar="DIR",
+                         help="rules directory, to check the name (default: from settings)")
+    preview.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    preview.set_defaults(run=cmd_preview_link)
+
     demo = commands.add_parser("demo", help="run the bundled demo shop with the proxy in front")
     _server_flags(demo)
     demo.add_argument("--origin-port", type=int, default=8081,
@@ -193,6 +207,35 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return 0
     for visitor in visitors:
         sys.stdout.write(json.dumps(visitor, ensure_ascii=False) + "\n")
+    return 0
+
+
+_DURATION = {"m": 60, "h": 3600, "d": 86400}
+
+
+def cmd_preview_link(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if not settings.profile_keys:
+        raise SettingsError("preview links are signed with the first profile key: set "
+                            "EP_PROFILE_KEYS as the server has it")
+    text = args.expires_in.strip().lower()
+    if len(text) < 2 or text[-1] not in _DURATION or not text[:-1].isdigit():
+        raise SettingsError(f"--expires-in {args.expires_in!r}: write 30m, 24h or 7d")
+    if settings.rules_dir is not None:
+        ruleset = load_rules(settings.rules_dir)
+        names = {rule.name for rule in ruleset.rules}
+        experiments = {e.name: e for e in ruleset.experiments}
+        if args.rule not in names and args.rule not in experiments:
+            raise SettingsError(f"no rule or experiment named {args.rule!r} in "
+                                f"{settings.rules_dir}" + suggest(args.rule,
+                                                                  [*names, *experiments]))
+        experiment = experiments.get(args.rule)
+        if experiment is not None and args.variant not in experiment.variants:
+            raise SettingsError(f"experiment {args.rule!r} has the variants "
+                                + ", ".join(experiment.variants) + "; pick one with --variant")
+    signer = PreviewSigner(settings.profile_keys[0].reveal().encode())
+    expires = time.time() + int(text[:-1]) * _DURATION[text[-1]]
+    print(signer.link(args.url, args.rule, args.variant, expires))
     return 0
 
 

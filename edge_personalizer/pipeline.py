@@ -6,7 +6,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -82,12 +82,21 @@ def _private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 @dataclass
 class _Exchange:
-    """One request's visitor and decision."""
+    """One request's visitor, and its decision once made."""
 
     visitor: Visitor
-    decision: Decision
+    decide: Callable[[], Decision]
     debug: bool
     preview: bool
+    _decision: Decision | None = None
+
+    @property
+    def decision(self) -> Decision:
+        # Made on first need: before the origin for page views (a redirect answers
+        # without it), else only if the response turns out to be HTML.
+        if self._decision is None:
+            self._decision = self.decide()
+        return self._decision
 
 
 class PersonalizeMiddleware:
@@ -182,18 +191,25 @@ class PersonalizeMiddleware:
             client_ip=resolve_client_ip(peer, forwarded, self.trusted))
         visitor = classifier.visitor(request, now=time.time(),
                                      page_view=is_page_view(scope["method"], headers))
-        decision, preview = NO_DECISION, False
-        if self.rules is not None:
-            ruleset = self.rules.current
-            forced = (preview_decision(self.preview, preview_token, ruleset)
-                      if preview_token and self.preview else None)
+        rules = self.rules
+        forced = None
+        if rules is not None and preview_token and self.preview is not None:
+            forced = preview_decision(self.preview, preview_token, rules.current)
+
+        def make_decision() -> Decision:
             if forced is not None:
-                decision, preview = forced, True
-            else:
-                decision = decide(ruleset, visitor)
+                return forced
+            if rules is None:
+                return NO_DECISION
+            decision = decide(rules.current, visitor)
             self.observer.decided(decision)
-        debug = self._debug_requested(headers)
-        return _Exchange(visitor, decision, debug, preview), scope
+            return decision
+
+        exchange = _Exchange(visitor, make_decision, self._debug_requested(headers),
+                             forced is not None)
+        if visitor.page_view or exchange.preview:
+            exchange.decision   # noqa: B018 - decided now: it may redirect
+        return exchange, scope
 
     def _debug_requested(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
         if self.debug_token is None:
@@ -217,12 +233,12 @@ class PersonalizeMiddleware:
     # Redirects
 
     def _redirect_target(self, exchange: _Exchange, scope: Scope) -> str | None:
-        redirect = exchange.decision.redirect
         visitor = exchange.visitor
-        if redirect is None or scope["method"] not in ("GET", "HEAD"):
-            return None
-        if visitor.device.type == "bot" or not (visitor.page_view or exchange.preview):
-            return None   # crawlers see the page itself; API calls are never redirected
+        if scope["method"] not in ("GET", "HEAD") or not (visitor.page_view or exchange.preview):
+            return None   # API calls and assets are never redirected
+        redirect = exchange.decision.redirect
+        if redirect is None or visitor.device.type == "bot":
+            return None   # crawlers see the page itself
         target = urlsplit(redirect.location)
         if target.path == scope["path"] and (not target.netloc
                                              or target.netloc == visitor.request.host):
@@ -257,10 +273,12 @@ class PersonalizeMiddleware:
         return out
 
     def _finish_headers(self, message: Message, exchange: _Exchange) -> Message:
-        decision = exchange.decision
         headers = list(message.get("headers", []))
+        if not _is_html(headers) or message["status"] >= 400 and not exchange.debug:
+            return message   # only pages are personalized; everything else passes as is
         personal = False
         try:
+            decision = exchange.decision
             extra = self._extra_headers(exchange)
             if extra:
                 headers += extra

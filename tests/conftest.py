@@ -29,7 +29,7 @@ def proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
     """The product as an operator runs it: `edge-personalizer serve` in front of the origin,
     trusting 127.0.0.2 as a proxy (tests connect from 127.0.0.2 to act as a CDN)."""
     server = start_proxy(server_logs, "--origin", origin.url, "--trusted-proxy", "127.0.0.2",
-                         "--rules", str(ROOT / "rules"),
+                         "--rules", str(ROOT / "tests" / "data" / "rules"),
                          "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"),
                          "--read-timeout", "1.5", "--log-format", "json",
                          env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})

@@ -11,7 +11,10 @@ from edge_personalizer.classify.profile import ProfileCodec
 from .conftest import ADMIN_TOKEN, PROFILE_KEY
 from .servers import Server
 
+# The demo rules personalize direct and search visitors (an experiment) and others; a
+# visitor linked from an unknown blog on a desktop matches none of them.
 BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8",
+           "referer": "https://blog.example.org/post",
            "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
                          "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
 CODEC = ProfileCodec([PROFILE_KEY.encode()])

@@ -78,9 +78,15 @@ class _DuplicateKey(Exception):
         self.mark = mark
 
 
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
 def _plain(node: yaml.Node, at: Path_, marks: dict[Path_, tuple[int, int]],
            constructor: yaml.constructor.SafeConstructor) -> Any:
     marks[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"the tag {node.tag} is not allowed in rule files", node.start_mark)
     if isinstance(node, yaml.MappingNode):
         constructor.flatten_mapping(node)   # YAML merge keys (<<)
         out: dict[Any, Any] = {}

@@ -1,0 +1,172 @@
+"""Rules deciding through the real server: page actions, redirects, experiments, the debug
+trace, preview links and reloading (rules in tests/data/rules)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge_personalizer.classify.profile import ProfileCodec
+
+from .conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from .servers import Server, start_proxy
+
+PAGE = {"accept": "text/html,application/xhtml+xml",
+        "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                      "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
+FACEBOOK = {**PAGE, "referer": "https://l.facebook.com/l.php?u=x"}
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def test_matching_rule_adds_its_headers_and_makes_the_page_private(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/page/a", headers=FACEBOOK)
+    assert response.status_code == 200
+    assert response.headers["x-campaign"] == "facebook"
+    assert response.headers["cache-control"].startswith("private")
+    metrics = httpx.get(f"{proxy.url}/__ep/metrics", headers=ADMIN).text
+    assert 'ep_decisions_total{rule="facebook-hero",variant="facebook-hero"}' in metrics
+
+
+def test_rules_never_touch_non_html_responses(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/echo", headers=FACEBOOK)
+    assert "x-campaign" not in response.headers
+
+
+def test_campaign_visitor_is_redirected_with_the_query_kept(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/page/shoes?utm_campaign=spring-sale&x=1", headers=PAGE)
+    assert response.status_code == 302
+    assert response.headers["location"] == "/page/landing/spring?utm_campaign=spring-sale&x=1"
+    assert response.headers["cache-control"] == "private, no-store"
+
+
+def test_redirect_loop_guard_and_bots(proxy: Server) -> None:
+    landing = httpx.get(f"{proxy.url}/page/landing/spring?utm_campaign=spring-sale",
+                        headers=PAGE)
+    assert landing.status_code == 200
+    bot = httpx.get(f"{proxy.url}/page/shoes?utm_campaign=spring-sale",
+                    headers={**PAGE, "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; "
+                             "+http://www.google.com/bot.html)"})
+    assert bot.status_code == 200
+    api = httpx.get(f"{proxy.url}/page/shoes?utm_campaign=spring-sale",
+                    headers={"accept": "application/json"})
+    assert api.status_code == 200
+
+
+def test_rule_cookie_action(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/page/a", headers={**PAGE, "cookie": "crm_segment=vip"})
+    assert "seen_vip=1; Path=/; SameSite=Lax" in response.headers.get_list("set-cookie")
+
+
+def test_experiment_variant_is_stable_and_remembered(proxy: Server) -> None:
+    first = httpx.get(f"{proxy.url}/page/a?exp=on", headers=PAGE)
+    cookie = next(h for h in first.headers.get_list("set-cookie") if h.startswith("ep_profile"))
+    value = cookie.split(";")[0].split("=", 1)[1]
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(value, time.time())
+    assert state is not None
+    variant = state[9]["hero-test"]
+    assert variant in ("control", "bold")
+    trace_headers = {**PAGE, "cookie": f"ep_profile={value}", "x-ep-debug": ADMIN_TOKEN}
+    for _ in range(3):
+        again = httpx.get(f"{proxy.url}/page/b?exp=on", headers=trace_headers)
+        trace = json.loads(again.headers["x-ep-trace"])
+        assert trace["decision"]["slots"]["hero"]["variant"] == variant
+
+
+def test_debug_trace_needs_the_token(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/page/a", headers={**FACEBOOK, "x-ep-debug": ADMIN_TOKEN})
+    trace = json.loads(response.headers["x-ep-trace"])
+    outcomes = {rule["name"]: rule["outcome"] for rule in trace["rules"]}
+    assert outcomes["facebook-hero"] == "won"
+    assert outcomes["spring-landing"] == "failed"
+    failed = next(r for r in trace["rules"] if r["name"] == "spring-landing")
+    assert 'referral.campaign is "spring-sale"' in failed["detail"]
+    assert trace["decision"]["slots"]["hero"]["by"] == "facebook-hero"
+    wrong = httpx.get(f"{proxy.url}/page/a", headers={**FACEBOOK, "x-ep-debug": "guess"})
+    assert "x-ep-trace" not in wrong.headers
+
+
+def _preview_link(url: str, *flags: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "preview-link", "--url", url,
+         "--rules", str(ROOT / "tests" / "data" / "rules"), *flags],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+        env={"EP_PROFILE_KEYS": PROFILE_KEY, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_preview_link_shows_a_rule_to_anyone(proxy: Server) -> None:
+    link = _preview_link(f"{proxy.url}/page/x", "--rule", "spring-landing")
+    response = httpx.get(link, headers=PAGE)
+    assert response.status_code == 302
+    assert response.headers["location"] == "/page/landing/spring"
+    echoed = httpx.get(_preview_link(f"{proxy.url}/echo?keep=1", "--rule", "facebook-hero"))
+    assert echoed.json()["query"] == "keep=1"   # the origin never sees the token
+
+
+def test_tampered_or_expired_preview_is_ignored(proxy: Server) -> None:
+    link = _preview_link(f"{proxy.url}/page/x", "--rule", "spring-landing")
+    assert httpx.get(link[:-3] + "AAA", headers=PAGE).status_code == 200
+    expired = _preview_link(f"{proxy.url}/page/x", "--rule", "spring-landing",
+                            "--expires-in", "0m")
+    time.sleep(1.1)
+    assert httpx.get(expired, headers=PAGE).status_code == 200
+
+
+def test_reload_endpoint_needs_the_token(proxy: Server) -> None:
+    assert httpx.post(f"{proxy.url}/__ep/reload").status_code == 401
+    assert httpx.get(f"{proxy.url}/__ep/reload", headers=ADMIN).status_code == 405
+    response = httpx.post(f"{proxy.url}/__ep/reload", headers=ADMIN)
+    assert response.status_code == 200 and response.json()["reloaded"] is True
+
+
+@pytest.fixture
+def editable_proxy(origin: Server, server_logs: Path,
+                   tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "tests" / "data" / "rules", rules)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_RULES_WATCH_INTERVAL": "0.2", "EP_ADMIN_TOKEN": ADMIN_TOKEN})
+    yield server, rules
+    server.stop()
+
+
+def _health(server: Server) -> dict[str, object]:
+    rules: dict[str, object] = httpx.get(f"{server.url}/__ep/health").json()["rules"]
+    return rules
+
+
+def _wait_for(check: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_edits_are_picked_up_and_bad_edits_keep_the_last_good_set(
+        editable_proxy: tuple[Server, Path]) -> None:
+    server, rules = editable_proxy
+    before = _health(server)["version"]
+    site = rules / "site.yaml"
+    good = site.read_text()
+    site.write_text(good.replace("X-Campaign: facebook", "X-Campaign: fb-2"))
+    assert _wait_for(lambda: _health(server)["version"] != before)
+    assert httpx.get(f"{server.url}/page/a", headers=FACEBOOK).headers["x-campaign"] == "fb-2"
+    serving = _health(server)["version"]
+    site.write_text(good.replace("referral.source: facebook", "referral.sorce: facebook"))
+    assert _wait_for(lambda: _health(server)["last_error"] is not None)
+    health = _health(server)
+    assert health["version"] == serving
+    assert "site.yaml:11:" in str(health["last_error"])
+    assert "did you mean 'referral.source'" in str(health["last_error"])
+    assert httpx.get(f"{server.url}/page/a", headers=FACEBOOK).headers["x-campaign"] == "fb-2"
