@@ -280,7 +280,7 @@ def _field_condition(ctx: _Context, name: str, value: Any, at: Path_) -> Conditi
         if category not in ctx.interests:
             raise _Invalid(f"unknown interest {category!r}; the interests section defines "
                            + ", ".join(sorted(ctx.interests)) + suggest(category, ctx.interests),
-                           at)
+                           at, on_key=True)
     return FieldIs(name, _matcher(spec, name, value, at))
 
 

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.conditions import Condition
+
+from ..factories import make_visitor
+
+
+def condition(tmp_path: Path, when: str) -> Condition:
+    (tmp_path / "r.yaml").write_text(
+        f"slots: {{a: {{}}}}\nrules:\n  - name: r\n    when: {when}\n    then: {{a: x}}\n")
+    return load_rules(tmp_path).rules[0].condition
+
+
+@pytest.mark.parametrize(("when", "described"), [
+    ("{geo.country: GB}", 'geo.country is "gb"'),
+    ("{device.type: [mobile, tablet]}", 'device.type is one of "mobile", "tablet"'),
+    ("{profile.visits: {gte: 3, lt: 10}}", "profile.visits is at least 3 and is less than 10"),
+    ("{time.hour: {between: [9, 17]}}", "time.hour is between 9 and 17"),
+    ("{request.path: {matches: '^/a'}}", "request.path matches /^/a/"),
+    ("{referral.keywords: {exists: true}}", "referral.keywords is known"),
+    ("{not: {device.type: bot}}", 'not (device.type is "bot")'),
+    ("{any: [{geo.country: GB}, {geo.country: SE}]}",
+     'geo.country is "gb" or geo.country is "se"'),
+])
+def test_conditions_describe_themselves(tmp_path: Path, when: str, described: str) -> None:
+    assert condition(tmp_path, when).describe() == described
+
+
+def test_failure_says_what_the_value_was(tmp_path: Path) -> None:
+    check = condition(tmp_path, "{geo.country: SE, device.type: mobile}")
+    visitor = make_visitor(ip="81.2.69.142")
+    assert not check(visitor)
+    assert check.failure(visitor) == 'geo.country is "se" (was "GB")'
+
+
+def test_unknown_values_never_match(tmp_path: Path) -> None:
+    visitor = make_visitor()   # no address: geo unknown
+    assert not condition(tmp_path, "{geo.country: {not: GB}, geo.city: {exists: true}}")(visitor)
+    assert condition(tmp_path, "{geo.country: {exists: false}}")(visitor)
+    assert not condition(tmp_path, "{profile.days_since_last: {gte: 0}}")(visitor)
+
+
+def test_traffic_share_is_stable_per_visitor(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {a: {}}\nrules:\n  - {name: r, traffic: 30, then: {a: x}}\n")
+    traffic = load_rules(tmp_path).rules[0].condition
+    inside = sum(traffic(make_visitor()) for _ in range(2000))
+    assert 450 < inside < 750
