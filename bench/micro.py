@@ -151,6 +151,52 @@ def bench_profile() -> dict[str, Any]:
             "profile_vs_baseline_ratio": round(ours / base, 2)}
 
 
+def _rules_text(count: int) -> str:
+    """`count` rules of the kinds marketers write: by source, country, device, path."""
+    sources = ["facebook", "google", "bing", "newsletter", "linkedin", "tiktok", "instagram"]
+    countries = ["US", "DE", "FR", "SE", "JP", "BR", "IN", "AU", "CA", "ES", "IT", "NL"]
+    lines = ["slots: {hero: {}, banner: {}, promo: {}}", "rules:"]
+    for i in range(count):
+        kind = i % 4
+        if kind == 0:
+            when = f"{{referral.source: {sources[i % 7]}, geo.country: {countries[i % 12]}}}"
+        elif kind == 1:
+            when = f"{{geo.country: {countries[i % 12]}, device.type: [mobile, tablet]}}"
+        elif kind == 2:
+            when = f"{{request.path: /campaign/{i}, profile.visits: {{gte: 2}}}}"
+        else:
+            when = f"{{referral.campaign: spring-{i}, language.primary: de}}"
+        slot = ("hero", "banner", "promo")[i % 3]
+        lines.append(f"  - name: rule-{i}\n    when: {when}\n"
+                     f"    then: {{{slot}: {{html: '<b>{i}</b>'}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def bench_decisions() -> dict[str, Any]:
+    import tempfile
+
+    from edge_personalizer.rules.book import load_rules
+    from edge_personalizer.rules.evaluator import decide
+
+    geo = GeoLocator(GeoDatabase(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"))
+    classifier = Classifier(geo=geo, profiles=ProfileTracker(ProfileCodec([KEY])))
+    request = request_info(method="GET", path="/running", query_string="", host="shop.example",
+                           headers=HEADERS, client_ip="81.2.69.142")
+    visitor = classifier.visitor(request, now=1_795_000_000.0, page_view=True)
+    out: dict[str, Any] = {}
+    for count in (10, 1000, 10000):
+        with tempfile.TemporaryDirectory() as directory:
+            (Path(directory) / "rules.yaml").write_text(_rules_text(count))
+            started = time.perf_counter()
+            ruleset = load_rules(Path(directory))
+            out[f"compile_{count}_rules_s"] = round(time.perf_counter() - started, 3)
+        decide(ruleset, visitor)   # computes the visitor fields the rules read, once
+        out[f"decide_{count}_rules_us"] = round(median_us(lambda r=ruleset: decide(r, visitor)), 2)
+    out["decide_10000_vs_10_ratio"] = round(out["decide_10000_rules_us"]
+                                            / out["decide_10_rules_us"], 2)
+    return out
+
+
 def main() -> None:
     results = {
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
@@ -158,6 +204,7 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "classification": bench_classification(),
         "profile": bench_profile(),
+        "decisions": bench_decisions(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "micro.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -14,7 +14,14 @@ from typing import Any
 
 from .classify.classifier import Classifier
 from .errors import EdgePersonalizerError, SettingsError
-from .report import classify_lines, render_summary, render_visitor, summarize, visitor_for
+from .report import (
+    classify_lines,
+    render_explanation,
+    render_summary,
+    summarize,
+    visitor_for,
+)
+from .rules.evaluator import explain
 from .rules.book import check_rules, load_rules
 from .rules.fields import suggest
 from .rules.preview import PreviewSigner
@@ -107,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     _classify_flags(classify)
     classify.set_defaults(run=cmd_classify)
 
+    schema = commands.add_parser("schema", help="print the JSON Schema of rule files")
+    schema.set_defaults(run=cmd_schema)
+
     preview = commands.add_parser(
         "preview-link", help="print a signed, expiring URL that shows one rule's variant")
     preview.add_argument("--rule", required=True, help="a rule or experiment name")
@@ -181,10 +191,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.cookie:
         headers["cookie"] = "; ".join([*filter(None, [headers.get("cookie")]), *args.cookie])
     now = _when(args.time)
+    settings = settings_from(args)
+    ruleset = load_rules(settings.rules_dir) if settings.rules_dir else None
     visitor = visitor_for(_classifier(args), url=args.url, headers=headers, ip=args.ip, now=now)
-    data = visitor.to_dict()
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.format == "json"
-          else render_visitor(data))
+    report: dict[str, Any] = {"visitor": visitor.to_dict()}
+    if ruleset is not None:
+        report.update(explain(ruleset, visitor))
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.format == "json"
+          else render_explanation(report))
     return 0
 
 
@@ -207,6 +221,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return 0
     for visitor in visitors:
         sys.stdout.write(json.dumps(visitor, ensure_ascii=False) + "\n")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .rules.schema import build_schema
+
+    print(json.dumps(build_schema(), indent=2))
     return 0
 
 

@@ -115,3 +115,37 @@ def render_visitor(data: Mapping[str, Any]) -> str:
                         if isinstance(value, (dict, list)) else value
                     lines.append(f"  {root}.{name}: {shown}")
     return "\n".join(lines)
+
+
+def render_explanation(report: Mapping[str, Any]) -> str:
+    """Text form of `explain`: the visitor, then each rule, experiment and slot."""
+    lines = [render_visitor(report["visitor"])]
+    if "rules" in report:
+        lines.append("rules")
+        for rule in report["rules"]:
+            lines.append(f"  {rule['outcome']:<8} {rule['name']}: {rule['condition']}")
+            if rule["outcome"] != "won" or rule["detail"].startswith("won "):
+                lines.append(f"           {rule['detail']}    [{rule['source']}]")
+        if not report["rules"]:
+            lines.append("  (none)")
+        lines.append("experiments")
+        for experiment in report["experiments"]:
+            where = ("not in the audience: " + str(experiment["audience_failed"])
+                     if not experiment["in_audience"] else
+                     f"bucket {experiment['bucket']} -> {experiment['variant']}"
+                     if experiment["bucket"] is not None else
+                     f"not bucketed (bot or no profile) -> {experiment['variant']}")
+            lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
+        if not report["experiments"]:
+            lines.append("  (none)")
+        decision = report["decision"]
+        lines.append("decision")
+        for slot, choice in decision["slots"].items():
+            lines.append(f"  {slot}: {choice['variant']} ({choice['reason']} {choice['by']})")
+        for key in ("redirect", "headers", "cookies"):
+            if decision[key]:
+                lines.append(f"  {key}: {json.dumps(decision[key])}")
+        if not decision["slots"] and not any(decision[k] for k in ("redirect", "headers",
+                                                                  "cookies")):
+            lines.append("  no rule matched: the page is served as it is")
+    return "\n".join(lines)

@@ -66,15 +66,18 @@ def test_explain_shows_the_classified_visitor(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     for line in ("referral.medium: paid", "referral.source: facebook", "geo.city: London",
                  "device.type: mobile", "language.primary: fr", "time.daypart: evening",
-                 'profile.interests: {"running": 0.25}'):
+                 'profile.interests: {"running": 0.25}',
+                 'won      facebook-welcome: referral.source is "facebook"',
+                 "matched  mobile-app-nudge", "hero: facebook-welcome (rule facebook-welcome)",
+                 "hero-headline-test (hero): not in the audience"):
         assert line in out
 
 
 def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "--url", "/", "--header", "Sec-GPC: 1", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["referral"]["medium"] == "direct"
-    assert data["profile"]["stored"] is False
+    assert data["visitor"]["referral"]["medium"] == "direct"
+    assert data["visitor"]["profile"]["stored"] is False
 
 
 def test_explain_rejects_a_malformed_header(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ does no I/O.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -53,13 +54,13 @@ from .model import (
 )
 from .template import Template
 
-_RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
-_EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "description")
-_OPERATORS = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
+RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
+EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "description")
+OPERATORS = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
               "prefix", "suffix", "matches", "exists")
 _LOGIC = ("all", "any", "not", "segment")
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DAY_GROUPS = {"weekdays": _WEEKDAYS[:5], "weekend": _WEEKDAYS[5:]}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_GROUPS = {"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]}
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _FORBIDDEN_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "host",
@@ -269,7 +270,7 @@ def _clause(ctx: _Context, rule_file: RuleFile, key: str, value: Any, key_at: Pa
 def _field_condition(ctx: _Context, name: str, value: Any, at: Path_) -> Condition:
     spec, why = lookup(name)
     if spec is None:
-        if name in _OPERATORS:
+        if name in OPERATORS:
             why = (f"{name!r} is an operator: it goes under a field, e.g. "
                    f"{{profile.visits: {{{name}: ...}}}}")
         elif "." not in name and suggest(name, _LOGIC):
@@ -359,8 +360,8 @@ def _operator(spec: FieldSpec, name: str, op: str, value: Any, at: Path_) -> Mat
         if not isinstance(value, bool):
             raise _Invalid("exists takes true or false", at)
         return Exists(value)
-    raise _Invalid(f"unknown operator {op!r}; expected one of {', '.join(_OPERATORS)}"
-                   + suggest(op, _OPERATORS), at, on_key=True)
+    raise _Invalid(f"unknown operator {op!r}; expected one of {', '.join(OPERATORS)}"
+                   + suggest(op, OPERATORS), at, on_key=True)
 
 
 def _matcher(spec: FieldSpec, name: str, value: Any, at: Path_) -> Matcher:
@@ -424,9 +425,9 @@ def _rule(ctx: _Context, rule_file: RuleFile, raw: Any, at: Path_,
     seen[name] = where
     ok = True
     for key in raw:
-        if key not in _RULE_KEYS:
+        if key not in RULE_KEYS:
             ctx.fail(rule_file, f"unknown key {key!r}; a rule has "
-                     + ", ".join(_RULE_KEYS[:-1]) + suggest(str(key), _RULE_KEYS),
+                     + ", ".join(RULE_KEYS[:-1]) + suggest(str(key), RULE_KEYS),
                      (*at, str(key)), label, on_key=True)
             ok = False
     parts: list[Condition] = []
@@ -499,11 +500,11 @@ def _schedule(raw: Any, at: Path_) -> Schedule:
         text = str(day).lower()[:3] if str(day).lower() not in _DAY_GROUPS else str(day).lower()
         if text in _DAY_GROUPS:
             days.update(_DAY_GROUPS[text])
-        elif text in _WEEKDAYS:
+        elif text in WEEKDAYS:
             days.add(text)
         else:
             raise _Invalid(f"unknown day {day!r}; expected mon..sun, weekdays or weekend"
-                           + suggest(str(day), (*_WEEKDAYS, *_DAY_GROUPS)), (*at, "days", i))
+                           + suggest(str(day), (*WEEKDAYS, *_DAY_GROUPS)), (*at, "days", i))
     hours = None
     if "hours" in raw:
         match = _HOURS.match(str(raw["hours"]).strip())
@@ -710,10 +711,10 @@ def _experiment(ctx: _Context, rule_file: RuleFile, raw: Any, at: Path_,
         raise _Invalid(f"experiment {name!r} is defined twice", (*at, "name"))
     names.add(name)
     for key in raw:
-        if key not in _EXPERIMENT_KEYS:
+        if key not in EXPERIMENT_KEYS:
             raise _Invalid(f"unknown key {key!r}; an experiment has "
-                           + ", ".join(_EXPERIMENT_KEYS[:-1])
-                           + suggest(str(key), _EXPERIMENT_KEYS), (*at, str(key)), on_key=True)
+                           + ", ".join(EXPERIMENT_KEYS[:-1])
+                           + suggest(str(key), EXPERIMENT_KEYS), (*at, str(key)), on_key=True)
     slot_list = raw.get("slots", [raw["slot"]] if "slot" in raw else [])
     if isinstance(slot_list, str):
         slot_list = [slot_list]
@@ -767,35 +768,47 @@ def _experiment(ctx: _Context, rule_file: RuleFile, raw: Any, at: Path_,
 # Index
 
 
-def _index_key(rule: Rule) -> tuple[str, frozenset[Any]] | None:
+_MAX_INDEX_KEYS = 64   # one-of lists multiply keys; past this a field is left out
+
+
+def _index_keys(rule: Rule) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
+    """The fields a rule needs to equal some value, and every combination of values it
+    accepts for them (one-of lists expand)."""
     condition = rule.condition
     children = condition.conditions if isinstance(condition, AllOf) else (condition,)
+    fields: dict[str, frozenset[Any]] = {}
     for child in children:
-        if isinstance(child, FieldIs):
-            spec, _ = lookup(child.field)
-            if spec is None or spec.type == "list":
-                continue
-            if isinstance(child.matcher, Equals):
-                return child.field, frozenset({child.matcher.expected})
-            if isinstance(child.matcher, OneOf):
-                return child.field, child.matcher.choices
-    return None
+        if not isinstance(child, FieldIs) or child.field in fields:
+            continue
+        spec, _ = lookup(child.field)
+        if spec is None or spec.type == "list":
+            continue
+        if isinstance(child.matcher, Equals):
+            fields[child.field] = frozenset({child.matcher.expected})
+        elif isinstance(child.matcher, OneOf):
+            fields[child.field] = child.matcher.choices
+    while fields and math.prod(len(v) for v in fields.values()) > _MAX_INDEX_KEYS:
+        del fields[max(fields, key=lambda f: len(fields[f]))]
+    names = tuple(sorted(fields))
+    return names, [tuple(values) for values in itertools.product(*(sorted(
+        fields[name], key=repr) for name in names))]
 
 
-def _index(rules: tuple[Rule, ...]) -> tuple[Mapping[str, Mapping[object, tuple[int, ...]]],
-                                              tuple[int, ...]]:
-    """Rules that need a field to equal a value are filed under that value, so deciding
-    only tries the rules a visitor could match."""
-    index: dict[str, dict[object, list[int]]] = {}
+def _index(rules: tuple[Rule, ...]) -> tuple[
+        Mapping[tuple[str, ...], Mapping[tuple[object, ...], tuple[int, ...]]], tuple[int, ...]]:
+    """Rules are filed under every combination of values their equality conditions accept,
+    grouped by which fields those are; deciding looks up each group once with the visitor's
+    values, so it only tries rules whose every such condition already holds."""
+    index: dict[tuple[str, ...], dict[tuple[object, ...], list[int]]] = {}
     unindexed: list[int] = []
     for rule in rules:
-        key = _index_key(rule)
-        if key is None:
+        names, keys = _index_keys(rule)
+        if not names:
             unindexed.append(rule.rank)
             continue
-        field_name, values = key
-        for value in values:
-            index.setdefault(field_name, {}).setdefault(value, []).append(rule.rank)
-    frozen = {name: MappingProxyType({v: tuple(ranks) for v, ranks in buckets.items()})
-              for name, buckets in index.items()}
+        group = index.setdefault(names, {})
+        for key in keys:
+            group.setdefault(key, []).append(rule.rank)
+    frozen = {names: MappingProxyType({key: tuple(ranks) for key, ranks in group.items()})
+              for names, group in index.items()}
     return MappingProxyType(frozen), tuple(unindexed)

@@ -16,11 +16,15 @@ from .model import NO_DECISION, Decision, Experiment, Rule, RuleSet, SlotChoice
 def _candidates(ruleset: RuleSet, visitor: Visitor) -> Iterable[int]:
     """Ranks of the rules this visitor could match, in rank order."""
     lists: list[tuple[int, ...]] = [ruleset.unindexed]
-    for field, buckets in ruleset.index.items():
-        value = visitor.field(field)
-        if isinstance(value, str):
-            value = value.casefold()
-        ranks = buckets.get(value) if value is not None else None
+    values: dict[str, object] = {}
+    for fields, buckets in ruleset.index.items():
+        key = []
+        for field in fields:
+            if field not in values:
+                value = visitor.field(field)
+                values[field] = value.casefold() if isinstance(value, str) else value
+            key.append(values[field])
+        ranks = buckets.get(tuple(key))
         if ranks:
             lists.append(ranks)
     if len(lists) == 1:

@@ -91,8 +91,8 @@ class RuleSet:
     experiments: tuple[Experiment, ...]
     interests: Mapping[str, tuple[str, ...]]
     segments: Mapping[str, Condition]
-    # Index: field -> folded value -> ranks of the rules that need that value.
-    index: Mapping[str, Mapping[object, tuple[int, ...]]]
+    # Index: fields -> their folded values -> ranks of the rules that need exactly those.
+    index: Mapping[tuple[str, ...], Mapping[tuple[object, ...], tuple[int, ...]]]
     unindexed: tuple[int, ...]                       # ranks of rules that are always tried
     loaded_at: float = 0.0
     file_count: int = 0

@@ -1,0 +1,140 @@
+"""The JSON Schema of rule files, generated from the definitions the compiler uses.
+
+Editors (VS Code's YAML extension, JetBrains) use it to autocomplete field names and
+underline mistakes while a marketer types. `edge-personalizer schema` prints it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .compiler import OPERATORS, WEEKDAYS
+from .fields import FIELDS, PREFIXES, FieldSpec
+from .model import PAGE_ACTIONS, SLOT_ACTIONS
+
+SCHEMA_ID = "https://edge-personalizer.dev/schema/rules.json"
+
+
+def _value_schema(spec: FieldSpec) -> dict[str, Any]:
+    if spec.type == "number":
+        return {"type": "number"}
+    if spec.type == "boolean":
+        return {"type": "boolean"}
+    if spec.values:
+        return {"type": "string", "enum": list(spec.values)}
+    return {"type": ["string", "number"]}
+
+
+def _matcher_schema(spec: FieldSpec) -> dict[str, Any]:
+    value = _value_schema(spec)
+    operators: dict[str, Any] = {
+        "equals": value, "in": {"type": "array", "items": value, "minItems": 1},
+        "not": {"anyOf": [value, {"type": "array", "items": value}, {"type": "object"}]},
+        "exists": {"type": "boolean"},
+    }
+    if spec.type == "number":
+        operators.update({op: {"type": "number"} for op in ("gt", "gte", "lt", "lte")})
+        operators["between"] = {"type": "array", "items": {"type": "number"},
+                                "minItems": 2, "maxItems": 2}
+    else:
+        operators.update({op: {"type": "string"} for op in ("contains", "prefix", "suffix",
+                                                             "matches")})
+    return {
+        "description": spec.description or spec.name,
+        "anyOf": [value, {"type": "array", "items": value, "minItems": 1},
+                  {"type": "object", "properties": operators, "additionalProperties": False,
+                   "minProperties": 1}],
+    }
+
+
+def _conditions() -> dict[str, Any]:
+    properties: dict[str, Any] = {name: _matcher_schema(spec) for name, spec in FIELDS.items()}
+    properties.update({
+        "all": {"type": "array", "items": {"$ref": "#/$defs/conditions"}, "minItems": 1},
+        "any": {"type": "array", "items": {"$ref": "#/$defs/conditions"}, "minItems": 1},
+        "not": {"$ref": "#/$defs/conditions"},
+        "segment": {"anyOf": [{"type": "string"},
+                              {"type": "array", "items": {"type": "string"}}]},
+    })
+    patterns = {"^" + prefix.replace(".", "\\.") + ".+$": _matcher_schema(spec)
+                for prefix, spec in PREFIXES.items()}
+    return {"type": "object", "properties": properties, "patternProperties": patterns,
+            "additionalProperties": False, "minProperties": 1}
+
+
+def _variant() -> dict[str, Any]:
+    return {"anyOf": [
+        {"type": "string", "description": "a fragment file (x.html) or inline HTML"},
+        {"type": "object", "additionalProperties": False, "properties": {
+            "action": {"enum": list(SLOT_ACTIONS)}, "html": {"type": "string"},
+            "file": {"type": "string"}, "text": {"type": "string"},
+            "attribute": {"type": "string"}, "value": {"type": "string"},
+            "class": {"type": "string"}}},
+    ]}
+
+
+def _pairs() -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
+
+
+def build_schema() -> dict[str, Any]:
+    days = [*WEEKDAYS, "weekdays", "weekend"]
+    rule_properties: dict[str, Any] = {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+        "description": {"type": "string"},
+        "when": {"$ref": "#/$defs/conditions"},
+        "then": {"type": "object", "minProperties": 1, "properties": {
+            "redirect": {"anyOf": [{"type": "string"}, {
+                "type": "object", "required": ["to"], "additionalProperties": False,
+                "properties": {"to": {"type": "string"},
+                               "status": {"enum": [301, 302, 303, 307, 308]},
+                               "keep_query": {"type": "boolean"}}}]},
+            "headers": _pairs(), "cookies": _pairs()},
+            "additionalProperties": {"$ref": "#/$defs/variant"}},
+        "priority": {"type": "integer"},
+        "schedule": {"type": "object", "additionalProperties": False, "properties": {
+            "start": {"type": "string", "format": "date"},
+            "end": {"type": "string", "format": "date"},
+            "days": {"anyOf": [{"enum": days}, {"type": "array", "items": {"enum": days}}]},
+            "hours": {"type": "string", "pattern": "^\\d{1,2}:\\d{2}\\s*-\\s*\\d{1,2}:\\d{2}$"}}},
+        "traffic": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                              {"type": "string", "pattern": "^\\d+(\\.\\d+)?%$"}]},
+    }
+    experiment_properties: dict[str, Any] = {
+        "name": {"type": "string"}, "description": {"type": "string"},
+        "slot": {"type": "string"}, "slots": {"type": "array", "items": {"type": "string"}},
+        "audience": {"$ref": "#/$defs/conditions"},
+        "holdout": {"type": "number", "minimum": 0, "exclusiveMaximum": 100},
+        "variants": {"type": "object", "minProperties": 2, "additionalProperties": {
+            "type": "object", "properties": {"weight": {"type": "number",
+                                                        "exclusiveMinimum": 0}}}},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "edge-personalizer rule file",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "slots": {"type": "object", "additionalProperties": {
+                "anyOf": [{"type": "null"}, {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"selector": {"type": "string"},
+                                   "description": {"type": "string"}}}]}},
+            "interests": {"type": "object", "additionalProperties": {
+                "type": "array", "items": {"type": "string", "pattern": "^/"}, "minItems": 1}},
+            "segments": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["when"], "additionalProperties": False,
+                "properties": {"when": {"$ref": "#/$defs/conditions"},
+                               "description": {"type": "string"}}}},
+            "rules": {"type": "array", "items": {
+                "type": "object", "required": ["name", "then"], "additionalProperties": False,
+                "properties": rule_properties}},
+            "experiments": {"type": "array", "items": {
+                "type": "object", "required": ["name", "variants"],
+                "additionalProperties": False, "properties": experiment_properties}},
+        },
+        "$defs": {"conditions": _conditions(), "variant": _variant(),
+                  "operators": {"enum": list(OPERATORS)},
+                  "page_actions": {"enum": list(PAGE_ACTIONS)}},
+    }
