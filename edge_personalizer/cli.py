@@ -21,8 +21,8 @@ from .report import (
     summarize,
     visitor_for,
 )
-from .rules.evaluator import explain
 from .rules.book import check_rules, load_rules
+from .rules.evaluator import explain
 from .rules.fields import suggest
 from .rules.preview import PreviewSigner
 from .settings import Settings, load_settings
