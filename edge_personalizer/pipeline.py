@@ -18,6 +18,8 @@ from .classify.classifier import Classifier, request_info
 from .classify.client_ip import TrustedProxies, resolve_client_ip
 from .classify.profile import InterestMap, ProfileTracker
 from .classify.visitor import Visitor
+from .rewrite.html import Edit, csp_nonce, with_nonce
+from .rewrite.stream import ResponseRewriter
 from .rules.book import RuleBook
 from .rules.evaluator import decide, explain
 from .rules.model import NO_DECISION, Decision
@@ -115,6 +117,7 @@ class PersonalizeMiddleware:
                  trusted_proxies: TrustedProxies | None = None,
                  cookie_secure: bool = True, cookie_max_age_days: float = 395.0,
                  debug_token: str | None = None, preview: PreviewSigner | None = None,
+                 variant_header: bool = True,
                  observer: PipelineObserver | None = None) -> None:
         self.app = app
         if isinstance(rules, (str, Path)):
@@ -128,6 +131,7 @@ class PersonalizeMiddleware:
         self.cookie_max_age_days = cookie_max_age_days
         self.debug_token = debug_token
         self.preview = preview
+        self.variant_header = variant_header
         self.observer: PipelineObserver = observer or _Silent()
         self._interests_version: str | None = None
 
@@ -157,16 +161,9 @@ class PersonalizeMiddleware:
             self.observer.personalization_took(time.perf_counter() - started)
             return
 
-        async def personalized_send(message: Message) -> None:
-            nonlocal spent
-            if message["type"] == "http.response.start":
-                began = time.perf_counter()
-                message = self._finish_headers(message, exchange)
-                spent += time.perf_counter() - began
-                self.observer.personalization_took(spent)
-            await send(message)
-
-        await self.app(scope, receive, personalized_send)
+        rewrite = _RewritingSend(self, exchange, send, spent,
+                                 accept_encoding=_header(scope["headers"], b"accept-encoding"))
+        await self.app(scope, receive, rewrite)
 
     # Before the origin
 
@@ -208,7 +205,11 @@ class PersonalizeMiddleware:
         exchange = _Exchange(visitor, make_decision, self._debug_requested(headers),
                              forced is not None)
         if visitor.page_view or exchange.preview:
-            exchange.decision   # noqa: B018 - decided now: it may redirect
+            if exchange.decision.changes_page:
+                # The page will be rewritten: ask the origin not to compress it.
+                scope = {**scope, "headers": [*(h for h in headers
+                                                 if h[0] != b"accept-encoding"),
+                                               (b"accept-encoding", b"identity")]}
         return exchange, scope
 
     def _debug_requested(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
@@ -301,6 +302,43 @@ class PersonalizeMiddleware:
             return message
         return {**message, "headers": headers}
 
+    def _response_rewriter(self, exchange: _Exchange, headers: Sequence[tuple[bytes, bytes]],
+                           accept_encoding: str) -> ResponseRewriter | None:
+        """The rewriter for a page whose decision changes slots; None if none applies."""
+        if self.rules is None:
+            return None
+        slots = self.rules.current.slots
+        visitor = exchange.visitor
+        nonce = csp_nonce(_header(headers, b"content-security-policy"))
+        edits: list[Edit] = []
+        injected = {"head": "", "body_end": ""}
+        for name, choice in exchange.decision.slots.items():
+            content = choice.content
+            if content is None:
+                continue
+            payload = content.template.render(visitor) if content.template else ""
+            if name in injected:
+                injected[name] += with_nonce(payload, nonce)
+            elif name in slots:
+                edits.append(Edit(slots[name].selector, content.action, payload,
+                                  content.attribute))
+        if not edits and not any(injected.values()):
+            return None
+        return ResponseRewriter(
+            edits, content_type=_header(headers, b"content-type"),
+            content_encoding=_header(headers, b"content-encoding"),
+            accept_encoding=accept_encoding, head=injected["head"],
+            body_end=injected["body_end"],
+            on_error=lambda exc: self.observer.stage_failed("rewrite"))
+
+    def _variant_headers(self, exchange: _Exchange, spent: float) -> list[tuple[bytes, bytes]]:
+        out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]
+        if self.variant_header:
+            value = ",".join(f"{slot}={choice.variant}"
+                             for slot, choice in exchange.decision.slots.items())
+            out.append((b"x-ep-variant", value.encode("latin-1", "replace")))
+        return out
+
     def _profile_cookie(self, message: Message, headers: Sequence[tuple[bytes, bytes]],
                         exchange: _Exchange) -> bytes | None:
         tracker = self._tracker
@@ -316,6 +354,93 @@ class PersonalizeMiddleware:
             return None
         return tracker.set_cookie_header(profile, secure=self.cookie_secure,
                                          max_age_days=self.cookie_max_age_days)
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
+    return ", ".join(v.decode("latin-1") for k, v in headers if k.lower() == name)
+
+
+_STALE = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})
+
+
+class _RewritingSend:
+    """The `send` the wrapped app gets: personalizes headers, rewrites HTML bodies.
+
+    The response start is held back while the rewriter reads the first KiB (to learn the
+    charset); every error of ours is contained, and the origin's bytes go on unchanged.
+    """
+
+    def __init__(self, middleware: PersonalizeMiddleware, exchange: _Exchange, send: Send,
+                 spent: float, *, accept_encoding: str) -> None:
+        self.middleware = middleware
+        self.exchange = exchange
+        self.send = send
+        self.spent = spent
+        self.accept_encoding = accept_encoding
+        self.start: Message | None = None
+        self.rewriter: ResponseRewriter | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            began = time.perf_counter()
+            message = self.middleware._finish_headers(message, self.exchange)
+            self.rewriter = self._rewriter_for(message)
+            self.spent += time.perf_counter() - began
+            if self.rewriter is None:
+                self.middleware.observer.personalization_took(self.spent)
+                await self.send(message)
+            else:
+                self.start = message
+            return
+        if message["type"] != "http.response.body" or self.rewriter is None:
+            await self.send(message)
+            return
+        await self._body(message)
+
+    def _rewriter_for(self, message: Message) -> ResponseRewriter | None:
+        exchange = self.exchange
+        headers = message.get("headers", [])
+        if not (200 <= message["status"] < 300) or not _is_html(headers):
+            return None
+        try:
+            if not exchange.decision.changes_page:
+                return None
+            return self.middleware._response_rewriter(exchange, headers, self.accept_encoding)
+        except Exception:
+            logger.exception("preparing the rewrite of %s failed; served unchanged",
+                             exchange.visitor.request.path)
+            self.middleware.observer.stage_failed("rewrite")
+            return None
+
+    async def _body(self, message: Message) -> None:
+        rewriter = self.rewriter
+        if rewriter is None:
+            return
+        began = time.perf_counter()
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        out = rewriter.feed(chunk) if chunk else (None if not rewriter.decided else b"")
+        if not more:
+            out = (out or b"") + rewriter.finish()
+        self.spent += time.perf_counter() - began
+        if self.start is not None and rewriter.decided:
+            await self._send_start(rewriter)
+        if out is not None and self.start is None:
+            await self.send({"type": "http.response.body", "body": out, "more_body": more})
+
+    async def _send_start(self, rewriter: ResponseRewriter) -> None:
+        start = self.start
+        if start is None:
+            return
+        self.start = None
+        headers = list(start.get("headers", []))
+        if rewriter.rewriting:
+            headers = [(k, v) for k, v in headers if k.lower() not in _STALE]
+            if rewriter.content_encoding:
+                headers.append((b"content-encoding", rewriter.content_encoding.encode()))
+            headers += self.middleware._variant_headers(self.exchange, self.spent)
+        self.middleware.observer.personalization_took(self.spent)
+        await self.send({**start, "headers": headers})
 
 
 async def _not_found(scope: Scope, send: Send) -> None:

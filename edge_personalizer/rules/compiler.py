@@ -43,6 +43,7 @@ from .conditions import (
 from .fields import FieldSpec, lookup, suggest
 from .loader import Path_, RuleFile, RuleFiles
 from .model import (
+    INJECTIONS,
     PAGE_ACTIONS,
     SLOT_ACTIONS,
     Content,
@@ -153,6 +154,10 @@ def _collect_slots(ctx: _Context, rule_files: RuleFiles) -> None:
             at: Path_ = ("slots", name)
             if name in ctx.slots:
                 ctx.fail(rule_file, f"slot {name!r} is defined twice", at, None)
+                continue
+            if name in (*INJECTIONS, *PAGE_ACTIONS):
+                ctx.fail(rule_file, f"{name!r} is reserved for a page action; name the slot "
+                         "differently", at, None, on_key=True)
                 continue
             if not _NAME.match(str(name)):
                 ctx.fail(rule_file, f"slot name {name!r}: {_NAME_ISSUE}", at, None)
@@ -655,11 +660,17 @@ def _then(ctx: _Context, rule_file: RuleFile, then: dict[str, Any], at: Path_,
                 cookies = _pairs(value, key_at, "cookies", lambda n: bool(_COOKIE_NAME.match(n)))
             elif key in ctx.slots:
                 slots[key] = _content(ctx, value, key_at)
+            elif key in INJECTIONS:
+                content = _content(ctx, value, key_at)
+                if content.action != "inner" or content.template is None:
+                    raise _Invalid(f"{key} takes HTML (inline or a fragment file) to add",
+                                   key_at)
+                slots[key] = Content("append", content.template, None, content.source)
             else:
-                choices = [*ctx.slots, *PAGE_ACTIONS]
+                choices = [*ctx.slots, *PAGE_ACTIONS, *INJECTIONS]
                 raise _Invalid(f"unknown slot {key!r}; the slots section defines "
                                + (", ".join(sorted(ctx.slots)) or "none")
-                               + " (page actions: redirect, headers, cookies)"
+                               + " (page actions: redirect, headers, cookies, head, body_end)"
                                + suggest(str(key), choices), key_at, on_key=True)
         except _Invalid as exc:
             ctx.reject(rule_file, exc, owner)

@@ -10,7 +10,16 @@ from typing import Any, Literal
 
 from ..classify.visitor import Visitor
 from .bucketing import bucket, pick
-from .model import NO_DECISION, Decision, Experiment, Rule, RuleSet, SlotChoice
+from .model import (
+    INJECTIONS,
+    NO_DECISION,
+    PAGE_ACTIONS,
+    Decision,
+    Experiment,
+    Rule,
+    RuleSet,
+    SlotChoice,
+)
 
 
 def _candidates(ruleset: RuleSet, visitor: Visitor) -> Iterable[int]:
@@ -35,7 +44,7 @@ def _candidates(ruleset: RuleSet, visitor: Visitor) -> Iterable[int]:
 def decide(ruleset: RuleSet, visitor: Visitor) -> Decision:
     """Per slot (and per page action) the first matching rule by rank wins; experiments
     fill the slots no rule took."""
-    open_targets = set(ruleset.slots) | {"redirect", "headers", "cookies"}
+    open_targets = set(ruleset.slots) | {*PAGE_ACTIONS, *INJECTIONS}
     slots: dict[str, SlotChoice] = {}
     won: list[str] = []
     redirect = redirect_rule = None

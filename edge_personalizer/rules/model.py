@@ -12,6 +12,8 @@ from .template import Template
 
 # `then` keys that are not slots: what a rule does to the whole response.
 PAGE_ACTIONS = ("redirect", "headers", "cookies")
+# Places in every page that work like slots: HTML added at the end of <head>, or of <body>.
+INJECTIONS = ("head", "body_end")
 SlotAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
                      "text", "set_attribute", "remove_attribute", "add_class", "remove_class"]
 SLOT_ACTIONS: tuple[SlotAction, ...] = ("inner", "replace", "append", "prepend", "before",

@@ -1,0 +1,169 @@
+"""The streaming HTML rewriter: the one module that imports lol-html (python-lolhtml).
+
+Chosen by measurement (bench/README.md): lol-html streams (output flows while input is
+still arriving, correct when a tag spans two chunks) and leaves every byte it does not
+change as it was; selectolax would buffer the whole page first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lolhtml
+
+from ..rules.model import SlotAction
+
+logger = logging.getLogger(__name__)
+
+_HTML = lolhtml.ContentType.HTML
+_TEXT = lolhtml.ContentType.TEXT
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One change: what to do to the elements a selector finds."""
+
+    selector: str
+    action: SlotAction
+    payload: str = ""                 # HTML, text, attribute value or class names
+    attribute: str | None = None
+    first_only: bool = True           # a slot is one element: later matches are left alone
+
+
+def _classes(value: str | None) -> list[str]:
+    return value.split() if value else []
+
+
+def _apply(edit: Edit, element: lolhtml.Element) -> None:
+    action = edit.action
+    if action == "inner":
+        element.set_inner_content(edit.payload, _HTML)
+    elif action == "replace":
+        element.before(edit.payload, _HTML)
+        element.remove()
+    elif action == "append":
+        element.append(edit.payload, _HTML)
+    elif action == "prepend":
+        element.prepend(edit.payload, _HTML)
+    elif action == "before":
+        element.before(edit.payload, _HTML)
+    elif action == "after":
+        element.after(edit.payload, _HTML)
+    elif action == "remove":
+        element.remove()
+    elif action == "text":
+        element.set_inner_content(edit.payload, _TEXT)
+    elif action == "set_attribute" and edit.attribute:
+        element.set_attribute(edit.attribute, edit.payload)
+    elif action == "remove_attribute" and edit.attribute:
+        element.remove_attribute(edit.attribute)
+    elif action in ("add_class", "remove_class"):
+        current = _classes(element.get_attribute("class"))
+        names = _classes(edit.payload)
+        if action == "add_class":
+            updated = current + [n for n in names if n not in current]
+        else:
+            updated = [c for c in current if c not in names]
+        element.set_attribute("class", " ".join(updated))
+
+
+class _EditHandler:
+    def __init__(self, edit: Edit, failed: Callable[[Exception], None],
+                 applied: Callable[[], None]) -> None:
+        self.edit = edit
+        self.done = False
+        self._failed = failed
+        self._applied = applied
+
+    def element(self, element: lolhtml.Element) -> None:
+        if self.done and self.edit.first_only:
+            return
+        self.done = True
+        try:
+            _apply(self.edit, element)
+            self._applied()
+        except Exception as exc:   # the element stays as it was; the page goes on
+            self._failed(exc)
+
+
+class _Injector:
+    """Adds HTML at the end of <head> (so <meta charset> stays first) or before </body>."""
+
+    def __init__(self, html: str, where: str) -> None:
+        self.html = html
+        self.where = where
+        self.done = False
+
+    def element(self, element: lolhtml.Element) -> None:
+        if self.done:
+            return
+        self.done = True
+        element.append(self.html, _HTML)
+
+
+_NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
+_SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b(?![^>]*\bnonce=)", re.IGNORECASE)
+
+
+def csp_nonce(policy: str) -> str | None:
+    """The nonce a Content-Security-Policy allows scripts (and styles) with."""
+    match = _NONCE.search(policy)
+    return match.group(1) if match else None
+
+
+def with_nonce(html: str, nonce: str | None) -> str:
+    """Give injected <script> and <style> tags the page's CSP nonce, so they may run."""
+    if not nonce:
+        return html
+    return _SCRIPT_OR_STYLE.sub(lambda m: f'{m.group(0)} nonce="{nonce}"', html)
+
+
+class Rewriter:
+    """Feeds HTML through lol-html with the edits and injections of one response.
+
+    `feed()` returns whatever output is ready (possibly nothing: lol-html holds back a
+    tag cut in two); `finish()` returns the rest. An edit that fails leaves its element
+    unchanged and is reported through `on_error`; the page goes on.
+    """
+
+    def __init__(self, edits: list[Edit], *, head: str = "", body_end: str = "",
+                 on_error: Callable[[Exception], None] | None = None) -> None:
+        self._out = bytearray()
+        self.applied = 0
+        self.errors = 0
+        self._on_error = on_error
+        self._rewriter = lolhtml.HTMLRewriter(self._out.extend)
+        self._handlers = []
+        for edit in edits:
+            handler = _EditHandler(edit, self._failed, self._count)
+            self._handlers.append(handler)
+            self._rewriter.on(edit.selector, handler)
+        if head:
+            self._rewriter.on("head", _Injector(head, "head"))
+        if body_end:
+            self._rewriter.on("body", _Injector(body_end, "body"))
+
+    def _count(self) -> None:
+        self.applied += 1
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        logger.warning("a page edit failed and was skipped: %s", exc)
+        if self._on_error is not None:
+            self._on_error(exc)
+
+    def _take(self) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._rewriter.write(chunk)
+        return self._take()
+
+    def finish(self) -> bytes:
+        self._rewriter.end()
+        return self._take()

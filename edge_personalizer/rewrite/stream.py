@@ -1,0 +1,111 @@
+"""One HTML response through the rewriter: decode, check the charset, rewrite, encode.
+
+The first KiB is held back until the charset is known (header, else `<meta>`); a page in
+an encoding that cannot be rewritten safely, or in a content coding we cannot decode,
+passes through byte for byte instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .encoding import (
+    SNIFF_BYTES,
+    Decoder,
+    GzipEncoder,
+    accepts_gzip,
+    charset_from_content_type,
+    decoder_for,
+    is_utf8,
+    rewritable_charset,
+    sniff_meta_charset,
+)
+from .html import Edit, Rewriter
+
+
+def ascii_safe(html: str) -> str:
+    """Non-ASCII characters as character references: right in any ASCII-compatible page."""
+    return html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+class ResponseRewriter:
+    """Feed it the origin's body chunks as they come; it answers with what to send.
+
+    `feed()` returns None while the first KiB is held back; once `decided`, `rewriting`
+    says whether edits apply and `content_encoding` what the output is encoded with.
+    """
+
+    def __init__(self, edits: list[Edit], *, content_type: str, content_encoding: str,
+                 accept_encoding: str, head: str = "", body_end: str = "",
+                 on_error: Callable[[Exception], None] | None = None) -> None:
+        self._edits = edits
+        self._head = head
+        self._body_end = body_end
+        self._on_error = on_error
+        self._charset = charset_from_content_type(content_type)
+        self._original_coding = content_encoding.strip().lower()
+        self._decoder: Decoder | None = decoder_for(self._original_coding)
+        self._accepts_gzip = accepts_gzip(accept_encoding)
+        self._held_raw: list[bytes] = []
+        self._held_plain = bytearray()
+        self._rewriter: Rewriter | None = None
+        self._encoder: GzipEncoder | None = None
+        self.decided = False
+        self.rewriting = False
+        self.content_encoding: str | None = content_encoding or None
+
+    @property
+    def applied(self) -> int:
+        return self._rewriter.applied if self._rewriter else 0
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        if self.decided:
+            return self._through(chunk)
+        self._held_raw.append(chunk)
+        if self._decoder is None:           # a coding we cannot read: pass it on
+            return self._decide(False)
+        self._held_plain += self._decoder.decompress(chunk)
+        if self._charset is None and len(self._held_plain) < SNIFF_BYTES:
+            return None
+        return self._decide(True)
+
+    def finish(self) -> bytes:
+        out = b""
+        if not self.decided:
+            out = self._decide(self._decoder is not None)
+        if self.rewriting and self._rewriter is not None and self._decoder is not None:
+            tail = self._rewriter.feed(self._decoder.flush()) + self._rewriter.finish()
+            out += self._encode(tail) + (self._encoder.finish() if self._encoder else b"")
+        return out
+
+    def _decide(self, readable: bool) -> bytes:
+        self.decided = True
+        charset = self._charset or sniff_meta_charset(bytes(self._held_plain))
+        self.rewriting = readable and rewritable_charset(charset)
+        if not self.rewriting:
+            return b"".join(self._held_raw)
+        if not is_utf8(charset):
+            self._edits = [Edit(e.selector, e.action, ascii_safe(e.payload), e.attribute,
+                                e.first_only) for e in self._edits]
+            self._head, self._body_end = ascii_safe(self._head), ascii_safe(self._body_end)
+        self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
+                                  on_error=self._on_error)
+        if self._original_coding not in ("", "identity") and self._accepts_gzip:
+            self._encoder = GzipEncoder()
+            self.content_encoding = "gzip"
+        else:
+            self.content_encoding = None
+        out = self._rewriter.feed(bytes(self._held_plain))
+        self._held_plain.clear()
+        self._held_raw.clear()
+        return self._encode(out)
+
+    def _through(self, chunk: bytes) -> bytes:
+        if not self.rewriting or self._rewriter is None or self._decoder is None:
+            return chunk
+        return self._encode(self._rewriter.feed(self._decoder.decompress(chunk)))
+
+    def _encode(self, data: bytes) -> bytes:
+        if self._encoder is None or not data:
+            return data
+        return self._encoder.encode(data)
