@@ -18,7 +18,7 @@ from .classify.classifier import Classifier, request_info
 from .classify.client_ip import TrustedProxies, resolve_client_ip
 from .classify.profile import InterestMap, ProfileTracker
 from .classify.visitor import Visitor
-from .rewrite.html import Edit, csp_nonce, with_nonce
+from .rewrite.html import Edit, RewriteAborted, csp_nonce, with_nonce
 from .rewrite.stream import ResponseRewriter
 from .rules.book import RuleBook
 from .rules.evaluator import decide, explain
@@ -146,6 +146,7 @@ class PersonalizeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        accept_encoding = _header(scope["headers"], b"accept-encoding")   # the client's own
         try:
             exchange, scope = self._prepare(self.classifier, scope)
         except Exception:
@@ -161,8 +162,7 @@ class PersonalizeMiddleware:
             self.observer.personalization_took(time.perf_counter() - started)
             return
 
-        rewrite = _RewritingSend(self, exchange, send, spent,
-                                 accept_encoding=_header(scope["headers"], b"accept-encoding"))
+        rewrite = _RewritingSend(self, exchange, send, spent, accept_encoding=accept_encoding)
         await self.app(scope, receive, rewrite)
 
     # Before the origin
@@ -335,7 +335,7 @@ class PersonalizeMiddleware:
         out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]
         if self.variant_header:
             value = ",".join(f"{slot}={choice.variant}"
-                             for slot, choice in exchange.decision.slots.items())
+                             for slot, choice in sorted(exchange.decision.slots.items()))
             out.append((b"x-ep-variant", value.encode("latin-1", "replace")))
         return out
 
@@ -379,6 +379,7 @@ class _RewritingSend:
         self.accept_encoding = accept_encoding
         self.start: Message | None = None
         self.rewriter: ResponseRewriter | None = None
+        self.aborted = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -392,10 +393,20 @@ class _RewritingSend:
             else:
                 self.start = message
             return
+        if self.aborted:
+            return
         if message["type"] != "http.response.body" or self.rewriter is None:
             await self.send(message)
             return
-        await self._body(message)
+        try:
+            await self._body(message)
+        except RewriteAborted:
+            # Part of the page is out and the rest cannot be matched up: an incomplete
+            # response (the connection closes) is honest; a mangled page would not be.
+            logger.exception("rewriting %s failed mid-page; closing the connection",
+                             self.exchange.visitor.request.path)
+            self.middleware.observer.stage_failed("rewrite")
+            self.aborted = True
 
     def _rewriter_for(self, message: Message) -> ResponseRewriter | None:
         exchange = self.exchange

@@ -139,6 +139,36 @@ async def page(request: Request) -> Response:
                     headers={"cache-control": "public, max-age=60, s-maxage=300"})
 
 
+SLOTTED = ('<!doctype html><html><head><meta charset="{cs}"><title>slotted</title></head>'
+           '<body><header>Привет {ae}</header><div data-ep-slot="banner"></div>'
+           '<section data-ep-slot="hero"><h1>Default hero</h1></section>'
+           '<main>{filler}</main></body></html>')
+
+
+async def slotted(request: Request) -> Response:
+    """A page with slots; ?cs= its charset, ?gz=1 always gzip (even if asked for identity),
+    ?slow=1 the body in two parts a second apart, ?csp=1 a CSP nonce."""
+    charset = request.query_params.get("cs", "utf-8")
+    accept_encoding = request.headers.get("accept-encoding", "-")
+    text = SLOTTED.format(cs=charset, ae=accept_encoding,
+                          filler="<p>Lorem ipsum dolor sit amet.</p>" * 300)
+    body = text.encode(charset, "xmlcharrefreplace")
+    headers = {"etag": '"v1"', "content-md5": "x", "cache-control": "public, max-age=60"}
+    if request.query_params.get("csp"):
+        headers["content-security-policy"] = "script-src 'nonce-abc123'"
+    media = f"text/html; charset={charset}"
+    if request.query_params.get("gz"):
+        headers["content-encoding"] = "gzip"
+        body = gzip.compress(body)
+    if request.query_params.get("slow"):
+        async def parts() -> AsyncIterator[bytes]:
+            yield body[:2000]
+            await asyncio.sleep(1.0)
+            yield body[2000:]
+        return StreamingResponse(parts(), media_type=media, headers=headers)
+    return Response(body, media_type=media, headers=headers)
+
+
 async def status(request: Request) -> Response:
     return Response(f"status {request.path_params['code']}\n", media_type="text/plain",
                     status_code=int(request.path_params["code"]))
@@ -190,6 +220,7 @@ def create_origin() -> Starlette:
         Route("/hop", hop_headers),
         Route("/status/{code:int}", status),
         Route("/page/{rest:path}", page),
+        Route("/slotted/{rest:path}", slotted),
         WebSocketRoute("/ws/echo", ws_echo),
         WebSocketRoute("/ws/push", ws_push),
         Mount("/files", StaticFiles(directory=FILES)),

@@ -121,12 +121,23 @@ def with_nonce(html: str, nonce: str | None) -> str:
     return _SCRIPT_OR_STYLE.sub(lambda m: f'{m.group(0)} nonce="{nonce}"', html)
 
 
+class RewriteAborted(Exception):
+    """The rewriter failed where the rest of the page cannot be told apart safely."""
+
+
+_KEEP_INPUT = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts
+_TAIL = 256
+
+
 class Rewriter:
     """Feeds HTML through lol-html with the edits and injections of one response.
 
     `feed()` returns whatever output is ready (possibly nothing: lol-html holds back a
     tag cut in two); `finish()` returns the rest. An edit that fails leaves its element
-    unchanged and is reported through `on_error`; the page goes on.
+    unchanged and is reported through `on_error`. If lol-html itself gives up (markup it
+    cannot parse unambiguously while streaming), the rest of the page follows unchanged:
+    exactly, by position, when nothing was changed yet; else by finding where the output
+    so far ends in the input. Only when neither is certain does it raise RewriteAborted.
     """
 
     def __init__(self, edits: list[Edit], *, head: str = "", body_end: str = "",
@@ -134,17 +145,22 @@ class Rewriter:
         self._out = bytearray()
         self.applied = 0
         self.errors = 0
+        self.broken = False
         self._on_error = on_error
         self._rewriter = lolhtml.HTMLRewriter(self._out.extend)
-        self._handlers = []
+        self._handlers: list[_EditHandler | _Injector] = []
+        self._input = bytearray()
+        self._emitted = 0
+        self._tail = b""
         for edit in edits:
             handler = _EditHandler(edit, self._failed, self._count)
             self._handlers.append(handler)
             self._rewriter.on(edit.selector, handler)
-        if head:
-            self._rewriter.on("head", _Injector(head, "head"))
-        if body_end:
-            self._rewriter.on("body", _Injector(body_end, "body"))
+        for where, html in (("head", head), ("body", body_end)):
+            if html:
+                injector = _Injector(html, where)
+                self._handlers.append(injector)
+                self._rewriter.on(where, injector)
 
     def _count(self) -> None:
         self.applied += 1
@@ -158,12 +174,48 @@ class Rewriter:
     def _take(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
+        self._emitted += len(data)
+        self._tail = (self._tail + data)[-_TAIL:]
         return data
 
+    @property
+    def _changed(self) -> bool:
+        return any(handler.done for handler in self._handlers)
+
+    def _recover(self, exc: Exception) -> bytes:
+        self.broken = True
+        self.errors += 1
+        logger.warning("HTML rewriter gave up (%s); the rest of the page follows unchanged",
+                       str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        if self._on_error is not None:
+            self._on_error(exc)
+        pending = self._take()
+        if len(self._input) >= _KEEP_INPUT:
+            raise RewriteAborted("page too large to recover") from exc
+        if not self._changed:
+            return pending + bytes(self._input[self._emitted:])
+        tail = self._tail
+        position = self._input.rfind(tail) if len(tail) >= 32 else -1
+        if position < 0 or self._input.find(tail) != position:
+            raise RewriteAborted("cannot tell where the page stands") from exc
+        return pending + bytes(self._input[position + len(tail):])
+
     def feed(self, chunk: bytes) -> bytes:
-        self._rewriter.write(chunk)
+        if self.broken:
+            return chunk
+        if len(self._input) < _KEEP_INPUT:
+            self._input += chunk
+        try:
+            self._rewriter.write(chunk)
+        except RuntimeError as exc:
+            return self._recover(exc)
         return self._take()
 
     def finish(self) -> bytes:
-        self._rewriter.end()
+        if self.broken:
+            return b""
+        try:
+            self._rewriter.end()
+        except RuntimeError as exc:
+            return self._recover(exc)
         return self._take()

@@ -1,0 +1,141 @@
+"""The rewriter on its own: exact edits, byte-identical elsewhere, any chunking."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_personalizer.rewrite.html import Edit, Rewriter, csp_nonce, with_nonce
+
+from ..corpora import CORPORA
+
+SLOT = '[data-ep-slot="hero"]'
+PAGE = (b'<!doctype html><html><head><title>t</title></head><body>'
+        b'<div id=a data-ep-slot="hero" class="x y"><p>old</p></div>'
+        b'<p>rest \xc3\xa9</p><div data-ep-slot="hero">second</div></body></html>')
+
+
+def rewrite(page: bytes, edits: list[Edit], *, chunk: int = 0, **kwargs: Any) -> bytes:
+    rewriter = Rewriter(edits, **kwargs)
+    size = chunk or len(page) or 1
+    out = b"".join(rewriter.feed(page[i:i + size]) for i in range(0, len(page), size))
+    return out + rewriter.finish()
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (Edit(SLOT, "inner", "<b>new</b>"),
+     b'<div id=a data-ep-slot="hero" class="x y"><b>new</b></div>'),
+    (Edit(SLOT, "replace", "<b>new</b>"), b"<b>new</b><p>rest"),
+    (Edit(SLOT, "append", "<i>+</i>"), b"<p>old</p><i>+</i></div>"),
+    (Edit(SLOT, "prepend", "<i>+</i>"), b'class="x y"><i>+</i><p>old</p>'),
+    (Edit(SLOT, "before", "<i>+</i>"), b'<i>+</i><div id=a'),
+    (Edit(SLOT, "after", "<i>+</i>"), b"</div><i>+</i><p>rest"),
+    (Edit(SLOT, "remove"), b"<body><p>rest"),
+    (Edit(SLOT, "text", "<b>&"), b'class="x y">&lt;b&gt;&amp;</div>'),
+    (Edit(SLOT, "set_attribute", "promo", "data-x"), b'data-x="promo"'),
+    (Edit(SLOT, "remove_attribute", "", "id"), b'<div data-ep-slot="hero" class="x y">'),
+    (Edit(SLOT, "add_class", "z x"), b'class="x y z"'),
+    (Edit(SLOT, "remove_class", "x"), b'class="y"'),
+])
+def test_each_action(edit: Edit, expected: bytes) -> None:
+    out = rewrite(PAGE, [edit])
+    assert expected in out
+    assert b"<div data-ep-slot=\"hero\">second</div>" in out   # only the first slot element
+    assert out.endswith(b"<p>rest \xc3\xa9</p>" + out.split(b"\xc3\xa9</p>", 1)[1])
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 16, 64])
+def test_tags_and_markers_split_across_chunks(chunk: int) -> None:
+    edits = [Edit(SLOT, "inner", "<b>new</b>")]
+    assert rewrite(PAGE, edits, chunk=chunk) == rewrite(PAGE, edits)
+
+
+def test_no_edit_is_byte_identical() -> None:
+    assert rewrite(PAGE, []) == PAGE
+
+
+def test_head_and_body_injection() -> None:
+    out = rewrite(PAGE, [], head="<style>.p{}</style>", body_end="<script>x()</script>")
+    assert b"<title>t</title><style>.p{}</style></head>" in out
+    assert out.endswith(b"<script>x()</script></body></html>")
+
+
+def test_csp_nonce_is_given_to_injected_scripts() -> None:
+    policy = "default-src 'self'; script-src 'nonce-r4nd0m' 'strict-dynamic'"
+    assert csp_nonce(policy) == "r4nd0m"
+    assert with_nonce("<script>a()</script><style>b{}</style>", "r4nd0m") == \
+        '<script nonce="r4nd0m">a()</script><style nonce="r4nd0m">b{}</style>'
+    assert with_nonce('<script nonce="kept">', "r4nd0m") == '<script nonce="kept">'
+    assert csp_nonce("default-src 'self'") is None
+
+
+def test_failing_edit_leaves_the_element_and_the_page() -> None:
+    errors: list[Exception] = []
+    rewriter = Rewriter([Edit(SLOT, "set_attribute", "v", "bad name with spaces")],
+                        on_error=errors.append)
+    out = rewriter.feed(PAGE) + rewriter.finish()
+    assert out == PAGE and len(errors) == 1 and rewriter.errors == 1
+
+
+def _tokenizer_inputs() -> Iterator[str]:
+    for path in sorted((CORPORA / "html5lib-tests" / "tokenizer").glob("*.test")):
+        data = json.loads(path.read_text())
+        for test in data.get("tests", data.get("xmlViolationTests", [])):
+            if not test.get("doubleEscaped"):
+                yield test["input"]
+
+
+def _tree_inputs() -> Iterator[str]:
+    for path in sorted((CORPORA / "html5lib-tests" / "tree-construction").rglob("*.dat")):
+        for block in path.read_text().split("\n#data\n"):
+            yield block.removeprefix("#data\n").split("\n#errors", 1)[0]
+
+
+def test_html5lib_inputs_come_back_byte_identical_without_edits() -> None:
+    inputs = [*_tokenizer_inputs(), *_tree_inputs()]
+    assert len(inputs) > 8000
+    for text in inputs:
+        page = text.encode("utf-8", "surrogatepass")
+        assert rewrite(page, [Edit(SLOT, "inner", "x")]) == page, text[:200]
+
+
+def test_html5lib_inputs_with_head_injection_differ_only_by_it() -> None:
+    marker = "<meta name=ep-test>"
+    for text in _tree_inputs():
+        page = text.encode("utf-8", "surrogatepass")
+        out = rewrite(page, [], head=marker)
+        if out != page:
+            assert out.replace(marker.encode(), b"", 1) == page, text[:200]
+
+
+def test_demo_pages_without_matching_slots_are_identical() -> None:
+    site = Path(__file__).resolve().parents[2] / "edge_personalizer" / "demo" / "site"
+    layout = (site / "layout.html").read_bytes()
+    assert rewrite(layout, [Edit('[data-ep-slot="nope"]', "inner", "x")]) == layout
+    assert re.search(rb"data-ep-slot", layout)
+
+
+AMBIGUOUS = b"<select><style>x</style></select>"   # lol-html cannot stream this
+
+
+def test_engine_failure_before_any_change_passes_the_rest_exactly() -> None:
+    page = b"<html><body><p>intro</p>" + AMBIGUOUS + b"<p>after</p></body></html>"
+    errors: list[Exception] = []
+    for chunk in (1, 5, 4096):
+        out = rewrite(page, [Edit('[data-ep-slot="late"]', "inner", "x")], chunk=chunk,
+                      on_error=errors.append)
+        assert out == page
+    assert errors
+
+
+def test_engine_failure_after_a_change_keeps_the_change_and_the_rest() -> None:
+    filler = b"".join(b"<p>paragraph %d of the story</p>" % i for i in range(20))
+    page = (b'<html><body><div data-ep-slot="hero">old</div>' + filler + AMBIGUOUS
+            + b"<p>after</p></body></html>")
+    out = rewrite(page, [Edit(SLOT, "inner", "NEW")], chunk=64)
+    assert out == page.replace(b">old<", b">NEW<")

@@ -1,0 +1,98 @@
+"""A response through decode, charset check, rewrite and encode."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import brotli
+import pytest
+
+from edge_personalizer.rewrite.encoding import (
+    accepts_gzip,
+    charset_from_content_type,
+    rewritable_charset,
+    sniff_meta_charset,
+)
+from edge_personalizer.rewrite.html import Edit
+from edge_personalizer.rewrite.stream import ResponseRewriter
+
+EDIT = [Edit('[data-ep-slot="hero"]', "inner", "Grüße")]
+PAGE = '<html><head><meta charset="{cs}"></head><body><div data-ep-slot="hero">Привет</div>' \
+       '<p>{filler}</p></body></html>'
+
+
+def run(body: bytes, *, content_type: str = "text/html", coding: str = "",
+        accept: str = "gzip", chunk: int = 100) -> tuple[bytes, ResponseRewriter]:
+    rewriter = ResponseRewriter(EDIT, content_type=content_type, content_encoding=coding,
+                                accept_encoding=accept)
+    out = b""
+    for i in range(0, len(body), chunk):
+        piece = rewriter.feed(body[i:i + chunk])
+        out += piece or b""
+    return out + rewriter.finish(), rewriter
+
+
+def page(charset: str) -> bytes:
+    return PAGE.format(cs=charset, filler="x" * 2000).encode(charset)
+
+
+def test_utf8_page_gets_utf8_content() -> None:
+    out, rewriter = run(page("utf-8"))
+    assert rewriter.rewriting and "Grüße" in out.decode("utf-8")
+    assert "Привет" not in out.decode("utf-8")
+
+
+@pytest.mark.parametrize("charset", ["windows-1251", "iso-8859-1", "shift_jis"])
+def test_legacy_charsets_get_character_references(charset: str) -> None:
+    original = PAGE.format(cs=charset, filler="x" * 2000)
+    if charset != "windows-1251":
+        original = original.replace("Привет", "old")
+    out, rewriter = run(original.encode(charset))
+    assert rewriter.rewriting
+    assert b"Gr&#252;&#223;e" in out
+    text = out.decode(charset)     # still valid in the page's own charset: no mojibake
+    assert text.endswith("</p></body></html>")
+
+
+def test_charset_from_header_wins_and_utf16_passes_through() -> None:
+    body = page("utf-16")
+    out, rewriter = run(body, content_type="text/html; charset=utf-16")
+    assert not rewriter.rewriting and out == body
+
+
+def test_gzip_origin_is_decoded_and_reencoded_for_gzip_clients() -> None:
+    body = gzip.compress(page("utf-8"))
+    out, rewriter = run(body, coding="gzip")
+    assert rewriter.content_encoding == "gzip"
+    assert "Grüße" in gzip.decompress(out).decode()
+    plain, other = run(body, coding="gzip", accept="identity")
+    assert other.content_encoding is None and "Grüße" in plain.decode()
+
+
+@pytest.mark.parametrize(("coding", "compress"), [
+    ("deflate", zlib.compress), ("br", brotli.compress)])
+def test_deflate_and_brotli_are_read(coding: str, compress: object) -> None:
+    out, rewriter = run(compress(page("utf-8")), coding=coding)  # type: ignore[operator]
+    assert rewriter.rewriting and "Grüße" in gzip.decompress(out).decode()
+
+
+def test_unknown_coding_passes_through() -> None:
+    body = b"\x00\x01compressed-somehow" * 100
+    out, rewriter = run(body, coding="zstd")
+    assert out == body and not rewriter.rewriting and rewriter.content_encoding == "zstd"
+
+
+def test_short_page_without_charset_is_decided_at_the_end() -> None:
+    out, rewriter = run(b'<div data-ep-slot="hero">x</div>')
+    assert out == '<div data-ep-slot="hero">Grüße</div>'.encode()
+
+
+def test_helpers() -> None:
+    assert charset_from_content_type('text/html; charset="UTF-8"') == "utf-8"
+    assert charset_from_content_type("text/html") is None
+    assert sniff_meta_charset(b'<meta http-equiv="Content-Type" content="text/html; '
+                              b'charset=windows-1251">') == "windows-1251"
+    assert rewritable_charset("utf-8") and not rewritable_charset("utf-16le")
+    assert accepts_gzip("br, gzip;q=0.8") and not accepts_gzip("gzip;q=0")
+    assert not accepts_gzip("identity")

@@ -1,0 +1,80 @@
+"""Pages rewritten through the real server (rules in tests/data/rules)."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import httpx
+
+from .servers import Server
+
+PAGE = {"accept": "text/html,application/xhtml+xml",
+        "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                      "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
+FACEBOOK = {**PAGE, "referer": "https://l.facebook.com/l.php?u=x"}
+HERO = b'<section data-ep-slot="hero"><h1>Hello, friend from Facebook</h1>\n</section>'
+
+
+def test_slot_is_rewritten_and_nothing_else_changes(proxy: Server, origin: Server) -> None:
+    response = httpx.get(f"{proxy.url}/slotted/a", headers=FACEBOOK)
+    original = httpx.get(f"{origin.url}/slotted/a", headers={"accept-encoding": "identity"})
+    assert response.status_code == 200
+    assert HERO in response.content
+    expected = original.content.replace(
+        b'<section data-ep-slot="hero"><h1>Default hero</h1></section>', HERO)
+    assert response.content == expected
+    headers = response.headers
+    assert headers["x-ep-variant"] == "hero=facebook-hero"
+    assert headers["server-timing"].startswith("ep;dur=")
+    assert headers["cache-control"] == "private, max-age=60"
+    for stale in ("etag", "content-md5", "content-length"):
+        assert stale not in headers
+
+
+def test_origin_is_asked_for_an_uncompressed_page(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/slotted/a",
+                         headers={**FACEBOOK, "accept-encoding": "gzip, br"})
+    assert "Привет identity".encode() in response.content
+
+
+def test_compressed_origin_page_is_rewritten_and_recompressed(proxy: Server) -> None:
+    with httpx.stream("GET", f"{proxy.url}/slotted/a?gz=1",
+                      headers={**FACEBOOK, "accept-encoding": "gzip"}) as response:
+        raw = b"".join(response.iter_raw())
+    assert response.headers["content-encoding"] == "gzip"
+    assert HERO in gzip.decompress(raw)
+
+
+def test_legacy_charset_page_is_rewritten_without_mojibake(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/slotted/a?cs=windows-1251", headers=FACEBOOK)
+    text = response.content.decode("windows-1251")
+    assert "Привет" in text and "Hello, friend from Facebook" in text
+
+
+def test_page_without_a_decision_is_untouched(proxy: Server, origin: Server) -> None:
+    response = httpx.get(f"{proxy.url}/slotted/a", headers=PAGE)
+    original = httpx.get(f"{origin.url}/slotted/a", headers=PAGE)
+    assert response.content == original.content
+    assert response.headers["etag"] == '"v1"'
+    assert "x-ep-variant" not in response.headers
+
+
+def test_head_and_body_injection_carry_the_csp_nonce(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/slotted/a?inject=1&csp=1", headers=PAGE)
+    body = response.content
+    assert (b'<style nonce="abc123">.ep{}</style><script nonce="abc123">ep()</script></head>'
+            in body)
+    assert body.endswith(b"<p id=ep-end>end</p></body></html>")
+    assert response.headers["x-ep-variant"] == "body_end=inject-head,head=inject-head"
+
+
+def test_rewritten_page_streams(proxy: Server) -> None:
+    started = time.monotonic()
+    with httpx.stream("GET", f"{proxy.url}/slotted/a?slow=1", headers=FACEBOOK) as response:
+        chunks = response.iter_raw()
+        first = next(chunks)
+        first_at = time.monotonic() - started
+        rest = b"".join(chunks)
+    assert first_at < 0.6 and HERO in first + rest
+    assert time.monotonic() - started >= 1.0
