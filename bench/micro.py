@@ -202,6 +202,46 @@ def bench_decisions() -> dict[str, Any]:
     return out
 
 
+def _page(size: int, slot_at_top: bool) -> bytes:
+    paragraph = b'<div class="card"><p>Lorem ipsum dolor sit amet, <a href="/x">link</a></p></div>\n'
+    filler = paragraph * (size // len(paragraph))
+    slot = b'<section data-ep-slot="hero"><h1>Default</h1></section>'
+    head = b'<!doctype html><html><head><meta charset="utf-8"><title>p</title></head><body>'
+    middle = slot + filler if slot_at_top else filler + slot
+    return head + middle + b"</body></html>"
+
+
+def bench_rewrite() -> dict[str, Any]:
+    import re
+
+    from edge_personalizer.rewrite.html import Edit, Rewriter
+
+    edits = [Edit('[data-ep-slot="hero"]', "inner", "<h1>Hello, friend from Facebook</h1>")]
+    pattern = re.compile(rb'(<section data-ep-slot="hero">)(.*?)(</section>)', re.DOTALL)
+    out: dict[str, Any] = {}
+    for name, size in (("5kb", 5_000), ("100kb", 100_000), ("1mb", 1_000_000)):
+        for where in ("top", "bottom"):
+            page = _page(size, where == "top")
+            chunks = [page[i:i + 16384] for i in range(0, len(page), 16384)]
+
+            def rewrite(chunks: list[bytes] = chunks) -> None:
+                rewriter = Rewriter(edits)
+                for chunk in chunks:
+                    rewriter.feed(chunk)
+                rewriter.finish()
+
+            def naive(page: bytes = page) -> None:
+                pattern.sub(rb"\1<h1>Hello, friend from Facebook</h1>\3", page, count=1)
+
+            runs = 50 if size >= 1_000_000 else 300
+            ours = median_us(rewrite, runs=runs, warmup=10)
+            base = median_us(naive, runs=runs, warmup=10)
+            out[f"rewrite_{name}_slot_{where}_us"] = round(ours, 1)
+            out[f"baseline_regex_{name}_slot_{where}_us"] = round(base, 1)
+            out[f"rewrite_{name}_slot_{where}_mb_per_s"] = round(len(page) / ours, 1)
+    return out
+
+
 def main() -> None:
     results = {
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
@@ -210,6 +250,7 @@ def main() -> None:
         "classification": bench_classification(),
         "profile": bench_profile(),
         "decisions": bench_decisions(),
+        "rewrite": bench_rewrite(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "micro.json").write_text(json.dumps(results, indent=2) + "\n")

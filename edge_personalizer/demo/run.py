@@ -24,20 +24,19 @@ edge-personalizer demo
   the shop through the proxy:  {proxy}/
   rules: {settings.rules_dir or "none"}    geo database: {settings.geo_db or "none"}
 
-Try:
-  open {proxy}/ in a browser, and compare with the shop itself
-  curl -i {proxy}/running
-  curl -s {proxy}/__ep/health | python3 -m json.tool
-  curl -i -H 'X-Forwarded-For: 81.2.69.142' {proxy}/about     (ignored: you are not a trusted proxy)
-  curl -i -X POST -d sku=rn-100 {proxy}/cart                  (Set-Cookie and Location pass through)
-  curl -i {proxy}/api/products.json
-
-  The visitor's profile cookie, learned on page views:
-  curl -si -H 'Accept: text/html' '{proxy}/running?utm_source=newsletter' | grep -i cookie
-
-  How a visitor is classified:
-  .venv/bin/edge-personalizer explain --url '{proxy}/running?utm_source=fb' \\
-      --ip 81.2.69.142 --geo-db {geo_db} --rules {rules_dir}
+Try (the demo's rules are in {rules_dir}; edit them and the proxy reloads them):
+  A visitor from Facebook on a phone gets another hero and banner:
+  curl -s -H 'Accept: text/html' -H 'Referer: https://l.facebook.com/' \\
+      -A 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148' \\
+      {proxy}/ | grep -A2 'data-ep-slot'
+  A newsletter reader gets the newsletter banner; see the decision in the headers:
+  curl -si -H 'Accept: text/html' '{proxy}/?utm_medium=email&utm_campaign=newsletter-nov' \\
+      | grep -iE 'x-ep-variant|set-cookie|data-ep-slot="banner"'
+  Why a visitor sees what they see (every rule, the experiment bucket, the decision):
+  .venv/bin/edge-personalizer explain --url '{proxy}/?utm_source=fb' --rules {rules_dir} \\
+      --ip 81.2.69.142 --geo-db {geo_db}
+  In a browser: open {proxy}/ and the shop itself at http://127.0.0.1:{origin_port}/
+  Health: curl -s {proxy}/__ep/health | python3 -m json.tool
 
 Press Ctrl+C to stop.
 """

@@ -34,7 +34,7 @@ def test_demo_prints_what_to_try(demo: tuple[Server, int]) -> None:
     log = server.log()
     assert f"the shop through the proxy:  http://127.0.0.1:{server.port}/" in log
     assert f"demo shop (the origin):      http://127.0.0.1:{origin_port}/" in log
-    assert f"curl -i http://127.0.0.1:{server.port}/running" in log
+    assert f"http://127.0.0.1:{server.port}/ | grep -A2 'data-ep-slot'" in log
 
 
 @pytest.mark.parametrize("path", ["/", "/running", "/trail", "/sale", "/about", "/cart",
@@ -58,6 +58,25 @@ def test_cart_cookie_and_redirect_round_trip(demo: tuple[Server, int]) -> None:
         page = client.get("/cart")
     assert "Tempo Road Runner" in page.text
     assert "Cart (1)" in page.text
+
+
+PHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+         "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1")
+
+
+def test_demo_personalizes_the_shop(demo: tuple[Server, int]) -> None:
+    server, origin_port = demo
+    headers = {"accept": "text/html", "referer": "https://l.facebook.com/", "user-agent": PHONE}
+    page = httpx.get(server.url + "/", headers=headers)
+    assert "Welcome, friend from Facebook" in page.text
+    assert "Shop faster in our app." in page.text
+    variants = page.headers["x-ep-variant"].split(",")   # promo too, on weekday evenings
+    assert {"banner=mobile-app-nudge", "hero=facebook-welcome"} <= set(variants)
+    newsletter = httpx.get(server.url + "/?utm_medium=email&utm_campaign=newsletter-nov",
+                           headers={"accept": "text/html", "user-agent": PHONE})
+    assert "Thanks for reading our newsletter" in newsletter.text
+    plain = httpx.get(f"http://127.0.0.1:{origin_port}/")
+    assert "Welcome, friend from Facebook" not in plain.text
 
 
 def test_demo_health_shows_rules_and_geo(demo: tuple[Server, int]) -> None:
