@@ -203,7 +203,8 @@ def bench_decisions() -> dict[str, Any]:
 
 
 def _page(size: int, slot_at_top: bool) -> bytes:
-    paragraph = b'<div class="card"><p>Lorem ipsum dolor sit amet, <a href="/x">link</a></p></div>\n'
+    paragraph = (b'<div class="card"><p>Lorem ipsum dolor sit amet, '
+                 b'<a href="/x">link</a></p></div>\n')
     filler = paragraph * (size // len(paragraph))
     slot = b'<section data-ep-slot="hero"><h1>Default</h1></section>'
     head = b'<!doctype html><html><head><meta charset="utf-8"><title>p</title></head><body>'
