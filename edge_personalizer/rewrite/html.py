@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import lolhtml
 
 from ..rules.model import SlotAction
+from .bypass import element_end, find_marker, marker_slot
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class _EditHandler:
                  applied: Callable[[], None]) -> None:
         self.edit = edit
         self.done = False
+        self.tag_name = ""
+        self.ends_at = -1       # where the edited element's end tag ends, once found
         self._failed = failed
         self._applied = applied
 
@@ -82,6 +85,7 @@ class _EditHandler:
         if self.done and self.edit.first_only:
             return
         self.done = True
+        self.tag_name = element.tag_name
         try:
             _apply(self.edit, element)
             self._applied()
@@ -141,11 +145,18 @@ class Rewriter:
     """
 
     def __init__(self, edits: list[Edit], *, head: str = "", body_end: str = "",
-                 on_error: Callable[[Exception], None] | None = None) -> None:
+                 on_error: Callable[[Exception], None] | None = None,
+                 bypass: bool = True) -> None:
         self._out = bytearray()
         self.applied = 0
         self.errors = 0
         self.broken = False
+        self.bypassed = False
+        # Once every edit is done and its element closed, the rest of the page skips
+        # lol-html: possible when every edit targets a data-ep-slot marker and nothing
+        # waits for </body>.
+        self._bypass = bypass and not body_end and bool(edits) and all(
+            marker_slot(edit.selector) for edit in edits)
         self._on_error = on_error
         self._rewriter = lolhtml.HTMLRewriter(self._out.extend)
         self._handlers: list[_EditHandler | _Injector] = []
@@ -200,19 +211,41 @@ class Rewriter:
             raise RewriteAborted("cannot tell where the page stands") from exc
         return pending + bytes(self._input[position + len(tail):])
 
+    def _edits_closed(self) -> bool:
+        """Whether every edited element's end tag is in the input seen so far."""
+        for handler in self._handlers:
+            if not handler.done:
+                return False
+            if isinstance(handler, _EditHandler) and handler.ends_at < 0:
+                name = marker_slot(handler.edit.selector) or ""
+                start = find_marker(self._input, name)
+                if start < 0:
+                    return False
+                handler.ends_at = element_end(self._input, start, handler.tag_name)
+                if handler.ends_at < 0:
+                    return False
+        return True
+
     def feed(self, chunk: bytes) -> bytes:
-        if self.broken:
+        if self.broken or self.bypassed:
             return chunk
         if len(self._input) < _KEEP_INPUT:
             self._input += chunk
         try:
             self._rewriter.write(chunk)
+            if self._bypass and len(self._input) < _KEEP_INPUT and self._edits_closed():
+                # Everything fed so far is final: flush it, and let the rest pass.
+                self._rewriter.end()
+                self.bypassed = True
         except RuntimeError as exc:
             return self._recover(exc)
-        return self._take()
+        out = self._take()
+        if self.bypassed:
+            self._input = bytearray()
+        return out
 
     def finish(self) -> bytes:
-        if self.broken:
+        if self.broken or self.bypassed:
             return b""
         try:
             self._rewriter.end()
