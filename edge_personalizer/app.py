@@ -62,7 +62,8 @@ class EdgeApp:
             self.proxy, rules=self.rules, classifier=self.classifier, trusted_proxies=trusted,
             cookie_secure=settings.profile_cookie_secure,
             cookie_max_age_days=settings.profile_max_age_days, debug_token=token,
-            preview=PreviewSigner(keys[0]), observer=self.metrics)
+            preview=PreviewSigner(keys[0]), variant_header=settings.variant_header,
+            observer=self.metrics)
         admin = AdminEndpoints(personalized, metrics=self.metrics, token=token,
                                origin_probe=self.proxy.probe, rules=self.rules,
                                geo=self.geo.info if self.geo else None)

@@ -22,6 +22,7 @@ from .rewrite.html import Edit, RewriteAborted, csp_nonce, with_nonce
 from .rewrite.stream import ResponseRewriter
 from .rules.book import RuleBook
 from .rules.evaluator import decide, explain
+from .rules.fields import vary_headers
 from .rules.model import NO_DECISION, Decision
 from .rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 
@@ -333,6 +334,10 @@ class PersonalizeMiddleware:
 
     def _variant_headers(self, exchange: _Exchange, spent: float) -> list[tuple[bytes, bytes]]:
         out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]
+        if self.rules is not None:
+            vary = vary_headers(self.rules.current.fields)
+            if vary:
+                out.append((b"vary", ", ".join(vary).encode("latin-1")))
         if self.variant_header:
             value = ",".join(f"{slot}={choice.variant}"
                              for slot, choice in sorted(exchange.decision.slots.items()))

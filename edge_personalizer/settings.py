@@ -67,6 +67,7 @@ class Settings:
     log_format: LogFormat = "text"
     log_level: str = "info"
     rules_watch_interval: float = 2.0   # seconds between looks at the rules directory; 0: off
+    variant_header: bool = True          # X-EP-Variant on personalized pages
     # Visitor classification
     anonymous_db: Path | None = None
     default_time_zone: str = "UTC"
@@ -211,6 +212,7 @@ _CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
     "log_format": str,
     "log_level": str,
     "rules_watch_interval": float,
+    "variant_header": _to_bool,
     "anonymous_db": _to_path,
     "default_time_zone": str,
     "referrer_sources": _to_path,

@@ -78,3 +78,9 @@ def test_rewritten_page_streams(proxy: Server) -> None:
         rest = b"".join(chunks)
     assert first_at < 0.6 and HERO in first + rest
     assert time.monotonic() - started >= 1.0
+
+
+def test_personalized_page_varies_on_what_the_rules_read(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/slotted/a", headers=FACEBOOK)
+    vary = {v.strip() for v in ",".join(response.headers.get_list("vary")).split(",")}
+    assert {"Referer", "Cookie"} <= vary

@@ -39,6 +39,7 @@ from .conditions import (
     Segment,
     Text,
     Traffic,
+    fields_read,
 )
 from .fields import FieldSpec, lookup, suggest
 from .loader import Path_, RuleFile, RuleFiles
@@ -122,11 +123,22 @@ def compile_rules(rule_files: RuleFiles) -> tuple[RuleSet, list[RuleError]]:
     rules = _compile_all_rules(ctx, rule_files)
     experiments = _compile_experiments(ctx, rule_files, rules)
     index, unindexed = _index(rules)
+    fields: set[str] = set()
+    for condition in [*(r.condition for r in rules), *(e.audience for e in experiments)]:
+        fields |= fields_read(condition)
+    for rule in rules:
+        for content in rule.slots.values():
+            if content.template is not None:
+                fields |= content.template.fields
+    for experiment in experiments:
+        if len(experiment.weights) > 1:
+            fields.add("profile.visitor_id")
     ruleset = RuleSet(
         version=rule_files.version, rules=rules, slots=MappingProxyType(dict(ctx.slots)),
         experiments=experiments, interests=MappingProxyType(dict(ctx.interests)),
         segments=MappingProxyType(dict(ctx.segments)), index=index, unindexed=unindexed,
-        loaded_at=rule_files.loaded_at, file_count=len(rule_files.files))
+        loaded_at=rule_files.loaded_at, file_count=len(rule_files.files),
+        fields=frozenset(fields))
     return ruleset, ctx.errors
 
 

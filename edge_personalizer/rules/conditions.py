@@ -332,6 +332,21 @@ class Traffic:
         return None if self(visitor) else f"{self.describe()} (not in it)"
 
 
+def fields_read(condition: object) -> set[str]:
+    """Every visitor field a condition can read (for Vary and cache keys)."""
+    if isinstance(condition, FieldIs):
+        return {condition.field}
+    if isinstance(condition, (AllOf, AnyOf)):
+        return set().union(*(fields_read(c) for c in condition.conditions))
+    if isinstance(condition, (Not, Segment)):
+        return fields_read(condition.condition)
+    if isinstance(condition, Schedule):
+        return {"time.date", "geo.time_zone"}
+    if isinstance(condition, Traffic):
+        return {"profile.visitor_id"}
+    return set()
+
+
 def _group(condition: Condition) -> str:
     text = condition.describe()
     return f"({text})" if isinstance(condition, (AnyOf, AllOf)) and " " in text else text

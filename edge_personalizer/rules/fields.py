@@ -112,3 +112,31 @@ def lookup(name: str) -> tuple[FieldSpec | None, str]:
         if name.startswith(prefix) and len(name) > len(prefix):
             return prefixed, ""
     return None, f"unknown field {name!r}" + suggest(name, [*FIELDS, *PREFIXES])
+
+
+# Request headers each part of the visitor comes from (what a cache must Vary on).
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "referral": ("Referer",),
+    "device": ("User-Agent", "Sec-CH-UA-Mobile", "Sec-CH-UA-Platform", "Sec-CH-UA-Model"),
+    "language": ("Accept-Language",),
+    "profile": ("Cookie",),
+    "request.cookie": ("Cookie",),
+}
+
+
+def vary_headers(fields: Iterable[str]) -> list[str]:
+    """The request headers a response depends on when rules read `fields`. The visitor's
+    address (geo) and the URL are not headers: caches key on the URL anyway, and an
+    address cannot be varied on; that is why personalized pages stay private by default."""
+    out: list[str] = []
+    for name in sorted(fields):
+        if name.startswith("request.header."):
+            headers: tuple[str, ...] = (name[len("request.header."):],)
+        elif name.startswith("request.cookie."):
+            headers = _SOURCES["request.cookie"]
+        else:
+            headers = _SOURCES.get(name.split(".", 1)[0], ())
+        for header in headers:
+            if header.lower() not in (h.lower() for h in out):
+                out.append(header)
+    return out

@@ -98,6 +98,7 @@ class RuleSet:
     unindexed: tuple[int, ...]                       # ranks of rules that are always tried
     loaded_at: float = 0.0
     file_count: int = 0
+    fields: frozenset[str] = frozenset()             # every visitor field the rules read
 
     @classmethod
     def empty(cls, version: str = "none") -> RuleSet:

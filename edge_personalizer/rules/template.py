@@ -53,6 +53,10 @@ class Template:
         return cls(tuple(parts))
 
     @property
+    def fields(self) -> set[str]:
+        return {part.field for part in self.parts if isinstance(part, Placeholder)}
+
+    @property
     def is_static(self) -> bool:
         return all(isinstance(part, str) for part in self.parts)
 
