@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/micro.py
+	$(BIN)/python bench/first_byte.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check edge_personalizer tests bench tools
