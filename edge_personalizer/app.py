@@ -15,6 +15,7 @@ from .admin import AdminEndpoints
 from .classify.classifier import Classifier
 from .classify.client_ip import TrustedProxies
 from .classify.device import DeviceClassifier
+from .classify.edge import EdgeMapping
 from .classify.geo import AnonymousIpDatabase, GeoDatabase, GeoLocator
 from .classify.profile import InterestMap, PrivacyPolicy, ProfileCodec, ProfileTracker
 from .classify.referral import ReferralClassifier, ReferrerTable
@@ -63,6 +64,7 @@ class EdgeApp:
             cookie_secure=settings.profile_cookie_secure,
             cookie_max_age_days=settings.profile_max_age_days, debug_token=token,
             preview=PreviewSigner(keys[0]), variant_header=settings.variant_header,
+            keyed_caching=settings.keyed_caching, shared_max_age=settings.shared_max_age,
             observer=self.metrics)
         admin = AdminEndpoints(personalized, metrics=self.metrics, token=token,
                                origin_probe=self.proxy.probe, rules=self.rules,
@@ -149,7 +151,8 @@ def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase 
     return Classifier(
         devices=DeviceClassifier(max_entries=settings.device_cache_size),
         referrals=ReferralClassifier(ReferrerTable(settings.referrer_sources)),
-        geo=locator, profiles=tracker, default_time_zone=settings.default_time_zone)
+        geo=locator, profiles=tracker, default_time_zone=settings.default_time_zone,
+        edge_mapping=EdgeMapping(settings.edge_headers) if settings.edge_headers else None)
 
 
 def open_classifier(settings: Settings) -> Classifier:

@@ -41,6 +41,8 @@ class Metrics:
         self.profile_rejections = Counter(
             "ep_profile_cookies_rejected", "Profile cookies ignored, by reason "
             "(malformed, signature, oversized, expired, version)", ["reason"], registry=r)
+        self.bots = Counter("ep_bot_requests", "Requests from bots, by category (search, ai, "
+                            "social, monitor, other)", ["category"], registry=r)
         self.rule_reload_failures = Counter("ep_rule_reload_failures",
                                             "Rule reloads rejected as invalid", registry=r)
 
@@ -64,6 +66,9 @@ class Metrics:
             self.decisions.labels(rule=choice.by, variant=choice.variant).inc()
         if decision.redirect_rule is not None:
             self.decisions.labels(rule=decision.redirect_rule, variant="redirect").inc()
+
+    def bot_seen(self, category: str) -> None:
+        self.bots.labels(category=category).inc()
 
     def profile_rejected(self, reason: str) -> None:
         self.profile_rejections.labels(reason=reason).inc()

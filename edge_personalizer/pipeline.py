@@ -25,6 +25,7 @@ from .rules.evaluator import decide, explain
 from .rules.fields import vary_headers
 from .rules.model import NO_DECISION, Decision
 from .rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
+from .rules.segment import segment_of
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class PipelineObserver(Protocol):
     def personalization_took(self, seconds: float) -> None: ...
     def stage_failed(self, stage: str) -> None: ...
     def decided(self, decision: Decision) -> None: ...
+    def bot_seen(self, category: str) -> None: ...
 
 
 class _Silent:
@@ -50,6 +52,9 @@ class _Silent:
         pass
 
     def decided(self, decision: Decision) -> None:
+        pass
+
+    def bot_seen(self, category: str) -> None:
         pass
 
 
@@ -118,7 +123,8 @@ class PersonalizeMiddleware:
                  trusted_proxies: TrustedProxies | None = None,
                  cookie_secure: bool = True, cookie_max_age_days: float = 395.0,
                  debug_token: str | None = None, preview: PreviewSigner | None = None,
-                 variant_header: bool = True,
+                 variant_header: bool = True, keyed_caching: bool = False,
+                 shared_max_age: int = 300,
                  observer: PipelineObserver | None = None) -> None:
         self.app = app
         if isinstance(rules, (str, Path)):
@@ -133,6 +139,8 @@ class PersonalizeMiddleware:
         self.debug_token = debug_token
         self.preview = preview
         self.variant_header = variant_header
+        self.keyed_caching = keyed_caching
+        self.shared_max_age = shared_max_age
         self.observer: PipelineObserver = observer or _Silent()
         self._interests_version: str | None = None
 
@@ -186,7 +194,8 @@ class PersonalizeMiddleware:
         request = request_info(
             method=scope["method"], path=scope["path"], query_string=query_string, host=host,
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-            client_ip=resolve_client_ip(peer, forwarded, self.trusted))
+            client_ip=resolve_client_ip(peer, forwarded, self.trusted),
+            trusted_edge=peer in self.trusted)
         visitor = classifier.visitor(request, now=time.time(),
                                      page_view=is_page_view(scope["method"], headers))
         rules = self.rules
@@ -199,6 +208,11 @@ class PersonalizeMiddleware:
                 return forced
             if rules is None:
                 return NO_DECISION
+            device = visitor.device
+            if device.type == "bot":
+                self.observer.bot_seen(device.bot_category or "other")
+                if device.bot_category in ("search", "ai"):
+                    return NO_DECISION   # crawlers index and learn the page as it is
             decision = decide(rules.current, visitor)
             self.observer.decided(decision)
             return decision
@@ -262,12 +276,15 @@ class PersonalizeMiddleware:
 
     # After the origin
 
-    def _extra_headers(self, exchange: _Exchange) -> list[tuple[bytes, bytes]]:
+    def _extra_headers(self, exchange: _Exchange, *,
+                       keyed: bool = False) -> list[tuple[bytes, bytes]]:
+        """The decision's headers and cookies, and the debug trace if asked for. With keyed
+        caching the page is shared by its segment, so cookies come from /__ep/decide."""
         decision = exchange.decision
         out = [(name.encode("latin-1"), value.encode("latin-1"))
                for name, value in decision.headers]
-        out += [(b"set-cookie", f"{name}={value}; Path=/; SameSite=Lax".encode("latin-1"))
-                for name, value in decision.cookies]
+        if not keyed:
+            out += _rule_cookies(decision)
         if exchange.debug and self.rules is not None:
             trace = explain(self.rules.current, exchange.visitor)
             text = json.dumps(trace, separators=(",", ":"), ensure_ascii=True, default=str)
@@ -275,33 +292,57 @@ class PersonalizeMiddleware:
         return out
 
     def _finish_headers(self, message: Message, exchange: _Exchange) -> Message:
+        """Headers of a page: the decision's own, the profile cookie, and what keeps
+        caches correct. Anything but an HTML page passes as it is."""
         headers = list(message.get("headers", []))
         if not _is_html(headers) or message["status"] >= 400 and not exchange.debug:
-            return message   # only pages are personalized; everything else passes as is
-        personal = False
+            return message
         try:
-            decision = exchange.decision
-            extra = self._extra_headers(exchange)
-            if extra:
-                headers += extra
-                personal = True
-            cookie = self._profile_cookie(message, headers, exchange)
-            if cookie is not None:
-                headers.append((b"set-cookie", cookie))
-                personal = True
+            headers += self._extra_headers(exchange, keyed=self.keyed_caching)
+            if not self.keyed_caching:
+                cookie = self._profile_cookie(message, headers, exchange)
+                if cookie is not None:
+                    headers.append((b"set-cookie", cookie))
+            if self.rules is not None:
+                headers = self._cache_headers(headers, exchange)
         except Exception:
             logger.exception("personalizing the headers of %s failed; served unchanged",
                              exchange.visitor.request.path)
             self.observer.stage_failed("headers")
             return message
+        return {**message, "headers": headers}
+
+    def _cache_headers(self, headers: list[tuple[bytes, bytes]],
+                       exchange: _Exchange) -> list[tuple[bytes, bytes]]:
+        """Cache-Control, Vary and cache tags for a page the rules may personalize.
+
+        By default it is private: no shared cache stores one visitor's page for others.
+        With keyed caching, shared caches may keep it per segment (X-EP-Segment), which
+        depends only on the variants chosen, never on the visitor's raw data.
+        """
         if exchange.preview:
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
-            headers.append((b"cache-control", b"private, no-store"))
-        elif personal or not decision.is_empty:
-            headers = _private(headers)
-        if not personal and decision.is_empty and not exchange.preview:
-            return message
-        return {**message, "headers": headers}
+            return [*headers, (b"cache-control", b"private, no-store")]
+        segment = segment_of(exchange.decision, exchange.visitor)
+        headers += [
+            (b"x-ep-segment", segment.key.encode()),
+            (b"surrogate-key", " ".join(segment.tags).encode()),
+            (b"cache-tag", ",".join(segment.tags).encode()),
+            (b"edge-cache-tag", ",".join(segment.tags).encode()),
+        ]
+        origin_private = any(
+            k.lower() == b"cache-control" and (b"private" in v.lower() or b"no-store" in v.lower())
+            for k, v in headers)
+        if self.keyed_caching and not origin_private:
+            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            return [*headers,
+                    (b"cache-control",
+                     f"public, max-age=0, s-maxage={self.shared_max_age}".encode()),
+                    (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")]
+        vary = vary_headers(self.rules.current.fields) if self.rules is not None else []
+        if vary:
+            headers.append((b"vary", ", ".join(vary).encode("latin-1")))
+        return _private(headers)
 
     def _response_rewriter(self, exchange: _Exchange, headers: Sequence[tuple[bytes, bytes]],
                            accept_encoding: str) -> ResponseRewriter | None:
@@ -334,10 +375,6 @@ class PersonalizeMiddleware:
 
     def _variant_headers(self, exchange: _Exchange, spent: float) -> list[tuple[bytes, bytes]]:
         out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]
-        if self.rules is not None:
-            vary = vary_headers(self.rules.current.fields)
-            if vary:
-                out.append((b"vary", ", ".join(vary).encode("latin-1")))
         if self.variant_header:
             value = ",".join(f"{slot}={choice.variant}"
                              for slot, choice in sorted(exchange.decision.slots.items()))
@@ -359,6 +396,11 @@ class PersonalizeMiddleware:
             return None
         return tracker.set_cookie_header(profile, secure=self.cookie_secure,
                                          max_age_days=self.cookie_max_age_days)
+
+
+def _rule_cookies(decision: Decision) -> list[tuple[bytes, bytes]]:
+    return [(b"set-cookie", f"{name}={value}; Path=/; SameSite=Lax".encode("latin-1"))
+            for name, value in decision.cookies]
 
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:

@@ -68,6 +68,10 @@ class Settings:
     log_level: str = "info"
     rules_watch_interval: float = 2.0   # seconds between looks at the rules directory; 0: off
     variant_header: bool = True          # X-EP-Variant on personalized pages
+    # CDN integration
+    edge_headers: Mapping[str, str] = field(default_factory=dict)   # header -> visitor field
+    keyed_caching: bool = False          # personalized pages public, keyed by X-EP-Segment
+    shared_max_age: int = 300            # s-maxage of those pages when keyed caching is on
     # Visitor classification
     anonymous_db: Path | None = None
     default_time_zone: str = "UTC"
@@ -108,6 +112,16 @@ class Settings:
                                 f"{self.profile_cookie!r}")
         if any(len(key.reveal()) < 16 for key in self.profile_keys):
             raise SettingsError("each profile key must be at least 16 characters long")
+        for header, target in self.edge_headers.items():
+            if target != "device.type" and not (target.startswith("geo.") and target[4:] in (
+                    "country", "region", "city", "postal", "metro", "continent",
+                    "time_zone", "latitude", "longitude")):
+                raise SettingsError(f"edge_headers: {header} -> {target!r}: a header can set "
+                                    "geo.country, geo.region, geo.city, geo.postal, geo.metro, "
+                                    "geo.continent, geo.time_zone, geo.latitude, "
+                                    "geo.longitude or device.type")
+        if self.shared_max_age < 0:
+            raise SettingsError(f"shared_max_age must be >= 0, got {self.shared_max_age}")
         if self.rules_watch_interval < 0:
             raise SettingsError("rules_watch_interval must be >= 0 seconds (0 turns watching "
                                 f"off), got {self.rules_watch_interval}")
@@ -143,6 +157,8 @@ class Settings:
                 value = str(value)
             elif f.name == "trusted_proxies":
                 value = [str(net) for net in value]
+            elif f.name == "edge_headers":
+                value = dict(value)
             data[f.name] = value
         return json.dumps(data)
 
@@ -188,6 +204,20 @@ def _to_optional_str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+def _to_mapping(value: Any) -> dict[str, str]:
+    """A table from TOML, or `header=field,header=field` from the environment."""
+    if isinstance(value, Mapping):
+        return {str(k).lower(): str(v) for k, v in value.items()}
+    out = {}
+    for item in str(value).split(","):
+        if item.strip():
+            header, sep, target = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected header=field pairs, got {item!r}")
+            out[header.strip().lower()] = target.strip()
+    return out
+
+
 def _to_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {value!r}")
@@ -213,6 +243,9 @@ _CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
     "log_level": str,
     "rules_watch_interval": float,
     "variant_header": _to_bool,
+    "edge_headers": _to_mapping,
+    "keyed_caching": _to_bool,
+    "shared_max_age": _to_int,
     "anonymous_db": _to_path,
     "default_time_zone": str,
     "referrer_sources": _to_path,

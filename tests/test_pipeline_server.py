@@ -60,13 +60,15 @@ def test_no_cookie_for_assets_api_calls_or_errors(proxy: Server) -> None:
     assert profile_cookie(httpx.get(f"{proxy.url}/status/404", headers=BROWSER)) is None
     fetch = httpx.get(f"{proxy.url}/page/x", headers={**BROWSER, "sec-fetch-dest": "script"})
     assert profile_cookie(fetch) is None
-    assert fetch.headers["cache-control"] == "public, max-age=60, s-maxage=300"
+    # A page the rules could personalize is never left to shared caches (keyed caching off).
+    assert fetch.headers["cache-control"] == "private, max-age=60"
+    assert fetch.headers["x-ep-segment"] == "default"
 
 
 def test_global_privacy_control_means_no_profile(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/page/x", headers={**BROWSER, "sec-gpc": "1"})
     assert profile_cookie(response) is None
-    assert response.headers["cache-control"] == "public, max-age=60, s-maxage=300"
+    assert response.headers["cache-control"] == "private, max-age=60"
 
 
 def test_tampered_cookie_is_replaced_and_counted(proxy: Server) -> None:

@@ -9,6 +9,14 @@ from urllib.parse import parse_qsl, unquote
 from lru import LRU
 
 from .device import ClientHints, DeviceClassifier
+from .edge import (
+    EdgeMapping,
+    edge_client_ip,
+    edge_device_type,
+    edge_geo,
+    merge_geo,
+    with_edge_type,
+)
 from .geo import GeoLocator
 from .language import parse_accept_language
 from .localtime import local_time
@@ -38,7 +46,8 @@ def parse_query(query_string: str) -> Mapping[str, str]:
 
 
 def request_info(*, method: str, path: str, query_string: str, host: str,
-                 headers: Iterable[tuple[str, str]], client_ip: str | None) -> RequestInfo:
+                 headers: Iterable[tuple[str, str]], client_ip: str | None,
+                 trusted_edge: bool = False) -> RequestInfo:
     """A RequestInfo from primitive request data (header names any case)."""
     merged: dict[str, str] = {}
     for name, value in headers:
@@ -47,9 +56,11 @@ def request_info(*, method: str, path: str, query_string: str, host: str,
             value = merged[key] + ("; " if key == "cookie" else ", ") + value
         merged[key] = value
     cookies = parse_cookies(merged.get("cookie", ""))
+    if trusted_edge:
+        client_ip = edge_client_ip(merged) or client_ip
     return RequestInfo(method=method.upper(), path=unquote(path) or "/", host=host,
                        query=parse_query(query_string), headers=MappingProxyType(merged),
-                       cookies=cookies, client_ip=client_ip)
+                       cookies=cookies, client_ip=client_ip, trusted_edge=trusted_edge)
 
 
 class Classifier:
@@ -62,12 +73,14 @@ class Classifier:
     def __init__(self, *, devices: DeviceClassifier | None = None,
                  referrals: ReferralClassifier | None = None, geo: GeoLocator | None = None,
                  profiles: ProfileTracker | None = None,
-                 default_time_zone: str = "UTC", cache_size: int = 4096) -> None:
+                 default_time_zone: str = "UTC", cache_size: int = 4096,
+                 edge_mapping: EdgeMapping | None = None) -> None:
         self.devices = devices or DeviceClassifier()
         self.referrals = referrals or ReferralClassifier()
         self.geo_locator = geo
         self.profiles = profiles
         self.default_time_zone = default_time_zone
+        self.edge_mapping = edge_mapping
         # Accept-Language values and referral inputs repeat across visitors: parse each once.
         self._languages: LRU[str, Language] = LRU(cache_size)
         self._referrals: LRU[tuple[str, str, tuple[tuple[str, str], ...]], Referral] = \
@@ -90,13 +103,19 @@ class Classifier:
         return referral
 
     def geo(self, request: RequestInfo) -> Geo:
-        if self.geo_locator is None:
-            return UNKNOWN_GEO
-        return self.geo_locator.locate(request.client_ip)
+        located = (self.geo_locator.locate(request.client_ip) if self.geo_locator is not None
+                   else UNKNOWN_GEO)
+        if not request.trusted_edge:
+            return located
+        return merge_geo(edge_geo(request.headers, self.edge_mapping), located)
 
     def device(self, request: RequestInfo) -> Device:
         hints = ClientHints.from_headers(request.headers)
-        return self.devices.classify(request.headers.get("user-agent", ""), hints)
+        device = self.devices.classify(request.headers.get("user-agent", ""), hints)
+        if request.trusted_edge:
+            device = with_edge_type(device, edge_device_type(request.headers,
+                                                             self.edge_mapping))
+        return device
 
     def language(self, request: RequestInfo) -> Language:
         header = request.headers.get("accept-language", "")[:256]

@@ -111,6 +111,7 @@ class RequestInfo:
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)   # lower-case names
     cookies: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     client_ip: str | None = None
+    trusted_edge: bool = False       # came through a trusted proxy: its edge headers count
 
     # The names rules use: request.cookie.<name>, request.header.<name>
     @property
