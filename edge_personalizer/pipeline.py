@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import html
 import json
 import logging
 import time
@@ -25,11 +26,14 @@ from .rules.evaluator import decide, explain
 from .rules.fields import vary_headers
 from .rules.model import NO_DECISION, Decision
 from .rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
-from .rules.segment import segment_of
+from .rules.segment import SegmentKey, segment_of
 
 logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/__ep/"
+DECIDE_PATH = "/__ep/decide"
+FRAGMENT_PREFIX = "/__ep/fragment/"
+_ORIGINAL_URI = (b"x-original-uri", b"x-original-url", b"x-ep-url")
 DEBUG_HEADER = b"x-ep-debug"
 _HTML_TYPES = (b"text/html", b"application/xhtml+xml")
 _TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
@@ -149,7 +153,11 @@ class PersonalizeMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith(ADMIN_PREFIX):
-            await _not_found(scope, send)
+            if scope["type"] == "http" and self.classifier is not None and (
+                    scope["path"] == DECIDE_PATH or scope["path"].startswith(FRAGMENT_PREFIX)):
+                await self._edge_endpoint(scope, send)
+            else:
+                await _not_found(scope, send)
             return
         if scope["type"] != "http" or self.classifier is None:
             await self.app(scope, receive, send)
@@ -245,6 +253,107 @@ class PersonalizeMiddleware:
     @property
     def _tracker(self) -> ProfileTracker | None:
         return self.classifier.profiles if self.classifier is not None else None
+
+    # Decisions at the edge
+
+    def _described_scope(self, scope: Scope) -> Scope:
+        """The page request an edge asks about: its URI from X-Original-URI (nginx
+        auth_request), X-Original-URL, X-EP-URL or ?url=, its headers as they came."""
+        headers = scope["headers"]
+        uri = next((v.decode("latin-1") for k, v in headers if k in _ORIGINAL_URI), None)
+        if uri is None:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            uri = query.get("url", "/")
+        parts = urlsplit(uri)
+        return {**scope, "method": "GET", "path": parts.path or "/",
+                "raw_path": (parts.path or "/").encode("latin-1"),
+                "query_string": parts.query.encode("latin-1"),
+                "headers": [(k, v) for k, v in headers if k not in _ORIGINAL_URI]}
+
+    async def _edge_endpoint(self, scope: Scope, send: Send) -> None:
+        if self.classifier is None:
+            return
+        described = self._described_scope(scope)
+        try:
+            exchange, _ = self._prepare(self.classifier, described)
+            decision = exchange.decision
+            segment = segment_of(decision, exchange.visitor)
+        except Exception:
+            logger.exception("deciding for %s failed", described["path"])
+            self.observer.stage_failed("decide")
+            await _respond(send, 500, b'{"error": "decision failed"}', b"application/json")
+            return
+        headers = [(b"x-ep-segment", segment.key.encode()),
+                   (b"x-ep-variant", ",".join(f"{slot}={c.variant}" for slot, c in
+                                               sorted(decision.slots.items())).encode())]
+        if scope["path"] == DECIDE_PATH:
+            await self._send_decision(exchange, segment, headers, send)
+        else:
+            await self._send_fragment(exchange, scope["path"][len(FRAGMENT_PREFIX):], segment,
+                                      headers, send)
+
+    async def _send_decision(self, exchange: _Exchange, segment: SegmentKey,
+                             headers: list[tuple[bytes, bytes]], send: Send) -> None:
+        decision = exchange.decision
+        location = self._redirect_target(exchange, self._described_scope_of(exchange))
+        if location is not None and decision.redirect is not None:
+            headers += [(b"x-ep-redirect", location.encode("latin-1")),
+                        (b"x-ep-redirect-status", str(decision.redirect.status).encode())]
+        headers += [(name.encode("latin-1"), value.encode("latin-1"))
+                    for name, value in decision.headers]
+        headers += _rule_cookies(decision)
+        cookie = self._decision_cookie(exchange)
+        if cookie is not None:
+            headers.append((b"set-cookie", cookie))
+        body = {
+            "segment": segment.key, "tags": list(segment.tags),
+            "slots": {slot: {"variant": c.variant, "reason": c.reason, "by": c.by}
+                      for slot, c in sorted(decision.slots.items())},
+            "redirect": ({"location": location, "status": decision.redirect.status}
+                         if location is not None and decision.redirect is not None else None),
+            "headers": dict(decision.headers), "cookies": dict(decision.cookies),
+        }
+        await _respond(send, 200, json.dumps(body).encode(), b"application/json",
+                       [*headers, (b"cache-control", b"private, no-store")])
+
+    async def _send_fragment(self, exchange: _Exchange, slot: str, segment: SegmentKey,
+                             headers: list[tuple[bytes, bytes]], send: Send) -> None:
+        choice = exchange.decision.slots.get(slot)
+        content = choice.content if choice is not None else None
+        if self.keyed_caching:
+            headers += [(b"cache-control", f"public, max-age=0, s-maxage="
+                                           f"{self.shared_max_age}".encode()),
+                        (b"vary", b"X-EP-Segment")]
+        else:
+            headers.append((b"cache-control", b"private, no-store"))
+        if content is None or content.template is None or content.action not in (
+                "inner", "replace", "append", "prepend", "before", "after", "text"):
+            await _respond(send, 204, b"", b"text/html; charset=utf-8", headers)
+            return
+        payload = content.template.render(exchange.visitor)
+        if content.action == "text":
+            payload = html.escape(payload)
+        await _respond(send, 200, payload.encode(), b"text/html; charset=utf-8", headers)
+
+    @staticmethod
+    def _described_scope_of(exchange: _Exchange) -> Scope:
+        request = exchange.visitor.request
+        query = urlencode(list(request.query.items()))
+        return {"method": "GET", "path": request.path, "query_string": query.encode()}
+
+    def _decision_cookie(self, exchange: _Exchange) -> bytes | None:
+        tracker = self._tracker
+        visitor = exchange.visitor
+        if tracker is None or not visitor.page_view:
+            return None
+        profile = visitor.profile
+        for choice in exchange.decision.slots.values():
+            if choice.reason == "experiment":
+                profile = profile.with_variant(choice.by, choice.variant)
+        if not (profile.stored and profile.changed):
+            return None
+        return tracker.set_cookie_header(profile, secure=self.cookie_secure,
+                                         max_age_days=self.cookie_max_age_days)
 
     # Redirects
 
@@ -383,19 +492,9 @@ class PersonalizeMiddleware:
 
     def _profile_cookie(self, message: Message, headers: Sequence[tuple[bytes, bytes]],
                         exchange: _Exchange) -> bytes | None:
-        tracker = self._tracker
-        visitor = exchange.visitor
-        if tracker is None or not visitor.page_view or message["status"] >= 400 \
-                or not _is_html(headers):
+        if message["status"] >= 400 or not _is_html(headers) or exchange.preview:
             return None
-        profile = visitor.profile
-        for choice in exchange.decision.slots.values():
-            if choice.reason == "experiment" and not exchange.preview:
-                profile = profile.with_variant(choice.by, choice.variant)
-        if not (profile.stored and profile.changed):
-            return None
-        return tracker.set_cookie_header(profile, secure=self.cookie_secure,
-                                         max_age_days=self.cookie_max_age_days)
+        return self._decision_cookie(exchange)
 
 
 def _rule_cookies(decision: Decision) -> list[tuple[bytes, bytes]]:
@@ -499,6 +598,14 @@ class _RewritingSend:
             headers += self.middleware._variant_headers(self.exchange, self.spent)
         self.middleware.observer.personalization_took(self.spent)
         await self.send({**start, "headers": headers})
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
+                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _not_found(scope: Scope, send: Send) -> None:

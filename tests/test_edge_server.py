@@ -1,0 +1,83 @@
+"""CDN integration through the real server: decisions and fragments for edges, trusted
+edge headers, spoofing, bots (rules in tests/data/rules)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from .conftest import ADMIN_TOKEN
+from .servers import Server
+
+PAGE = {"accept": "text/html",
+        "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0 Safari/537.36"}
+FACEBOOK = {**PAGE, "referer": "https://l.facebook.com/"}
+CDN = httpx.HTTPTransport(local_address="127.0.0.2")   # a trusted proxy in the fixture
+
+
+def test_decide_describes_the_decision_for_an_edge(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/__ep/decide",
+                         headers={**FACEBOOK, "x-original-uri": "/slotted/a?x=1"})
+    assert response.status_code == 200
+    data = response.json()
+    assert data["slots"]["hero"] == {"variant": "facebook-hero", "reason": "rule",
+                                     "by": "facebook-hero"}
+    assert data["segment"].startswith("s-") and response.headers["x-ep-segment"] == \
+        data["segment"]
+    assert "ep-rule-facebook-hero" in data["tags"]
+    assert data["headers"] == {"X-Campaign": "facebook"}
+    assert response.headers["x-ep-variant"] == "hero=facebook-hero"
+    assert any(h.startswith("ep_profile=") for h in response.headers.get_list("set-cookie"))
+    assert response.headers["cache-control"] == "private, no-store"
+
+
+def test_decide_reports_redirects_and_default_segment(proxy: Server) -> None:
+    redirect = httpx.get(f"{proxy.url}/__ep/decide?url=/page/x%3Futm_campaign%3Dspring-sale",
+                         headers=PAGE).json()
+    assert redirect["redirect"] == {"location": "/page/landing/spring?utm_campaign=spring-sale",
+                                    "status": 302}
+    default = httpx.get(f"{proxy.url}/__ep/decide?url=/slotted/a", headers=PAGE)
+    assert default.json()["segment"] == "default" and default.json()["slots"] == {}
+
+
+def test_fragment_returns_a_slots_variant(proxy: Server) -> None:
+    fragment = httpx.get(f"{proxy.url}/__ep/fragment/hero?url=/slotted/a", headers=FACEBOOK)
+    assert fragment.status_code == 200
+    assert fragment.text == "<h1>Hello, friend from Facebook</h1>\n"
+    assert httpx.get(f"{proxy.url}/__ep/fragment/hero?url=/", headers=PAGE).status_code == 204
+
+
+def test_trusted_edge_geo_and_device_headers_count(proxy: Server) -> None:
+    headers = {**PAGE, "cookie": "crm_segment=vip", "x-original-uri": "/slotted/a",
+               "cf-ipcountry": "SE", "cf-ipcity": "Malm%C3%B6",
+               "cloudfront-is-tablet-viewer": "true", "x-ep-debug": ADMIN_TOKEN}
+    with httpx.Client(transport=CDN) as client:
+        page = client.get(f"{proxy.url}/slotted/a", headers=headers)
+    trace = json.loads(page.headers["x-ep-trace"])
+    assert trace["decision"]["slots"]["banner"]["by"] == "vip-cookie"
+    assert "Welcome back, VIP from Malmö" in page.text
+
+
+def test_spoofed_edge_headers_from_untrusted_clients_change_nothing(proxy: Server) -> None:
+    headers = {**PAGE, "cookie": "crm_segment=vip", "cf-ipcountry": "SE",
+               "cf-ipcity": "Spoofville", "cf-connecting-ip": "81.2.69.142",
+               "cloudfront-is-tablet-viewer": "true"}
+    page = httpx.get(f"{proxy.url}/slotted/a", headers=headers)
+    assert "Spoofville" not in page.text
+    assert "Welcome back, VIP from London" not in page.text   # the spoofed IP is ignored too
+    assert "Welcome back, VIP from somewhere" in page.text
+
+
+def test_search_and_ai_crawlers_get_the_default_page(proxy: Server, origin: Server) -> None:
+    for agent in ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                  "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; "
+                  "+https://openai.com/gptbot)"):
+        page = httpx.get(f"{proxy.url}/slotted/a",
+                         headers={**FACEBOOK, "user-agent": agent})
+        assert b"Default hero" in page.content
+        assert "x-ep-variant" not in page.headers
+    metrics = httpx.get(f"{proxy.url}/__ep/metrics",
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    assert 'ep_bot_requests_total{category="search"}' in metrics
+    assert 'ep_bot_requests_total{category="ai"}' in metrics

@@ -1,0 +1,132 @@
+"""A real shared cache in front: nginx proxy_cache keyed by the segment that
+/__ep/decide returns (the setup docs/cdn.md gives). Two segments each get their own
+variant from the cache; nobody ever gets another segment's page; with keyed caching off
+nothing personalized is cached at all."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .servers import Server, free_port, start_proxy
+
+NGINX_CONF = """
+user root;
+worker_processes 1;
+error_log {tmp}/error.log warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    proxy_cache_path {tmp}/cache keys_zone=ep:1m;
+
+    upstream edge_personalizer {{ server 127.0.0.1:{upstream}; }}
+
+    server {{
+        listen 127.0.0.1:{port};
+
+        location = /__ep_decide {{
+            internal;
+            proxy_pass http://edge_personalizer/__ep/decide;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+        }}
+
+        location / {{
+            auth_request /__ep_decide;
+            auth_request_set $ep_segment $upstream_http_x_ep_segment;
+            auth_request_set $ep_cookie $upstream_http_set_cookie;
+            proxy_set_header X-EP-Segment $ep_segment;
+            proxy_set_header Host $host;
+            proxy_cache ep;
+            proxy_cache_key "$scheme$host$request_uri|$ep_segment";
+            proxy_pass http://edge_personalizer;
+            add_header X-Cache $upstream_cache_status always;
+            add_header X-Seen-Segment $ep_segment always;
+            add_header Set-Cookie $ep_cookie;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                      else None)
+    if found is None:
+        raise RuntimeError("this test needs nginx (Debian: apt-get install nginx-light); "
+                           ".ci/run installs it")
+    return found
+
+
+def start_nginx(tmp: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, upstream=upstream, port=port))
+    with (tmp / "stderr.log").open("wb") as stderr:
+        process = subprocess.Popen([nginx_binary(), "-p", str(tmp), "-c",
+                                    str(tmp / "nginx.conf"), "-g", "daemon off;"], stderr=stderr)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/__ep/health/live", timeout=1)
+            return process, port
+        except httpx.TransportError:
+            if process.poll() is not None:
+                raise RuntimeError((tmp / "stderr.log").read_text()) from None
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("nginx did not start")
+
+
+@pytest.fixture(params=[True, False], ids=["keyed", "private"])
+def cached_site(request: pytest.FixtureRequest, origin: Server, server_logs: Path,
+                tmp_path: Path) -> Iterator[tuple[int, bool]]:
+    keyed: bool = request.param
+    proxy = start_proxy(server_logs, "--origin", origin.url, "--rules",
+                        str(Path(__file__).parent / "data" / "rules"),
+                        "--trusted-proxy", "127.0.0.1",
+                        env={"EP_KEYED_CACHING": "true" if keyed else "false",
+                             "EP_SHARED_MAX_AGE": "300"})
+    nginx, port = start_nginx(tmp_path, proxy.port)
+    yield port, keyed
+    nginx.terminate()
+    nginx.wait(timeout=10)
+    proxy.stop()
+
+
+PAGE = {"accept": "text/html",
+        "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0 Safari/537.36"}
+SEGMENTS = {"facebook": {**PAGE, "referer": "https://l.facebook.com/"}, "default": PAGE}
+EXPECTED = {"facebook": b"Hello, friend from Facebook", "default": b"Default hero"}
+
+
+def test_each_segment_gets_its_own_page_from_the_cache(cached_site: tuple[int, bool]) -> None:
+    port, keyed = cached_site
+    statuses: dict[str, list[str]] = {"facebook": [], "default": []}
+    for round_number in range(4):
+        for segment, headers in SEGMENTS.items():
+            response = httpx.get(f"http://127.0.0.1:{port}/slotted/shared", headers=headers)
+            assert response.status_code == 200
+            other = next(s for s in EXPECTED if s != segment)
+            assert EXPECTED[segment] in response.content, (round_number, segment)
+            assert EXPECTED[other] not in response.content, (round_number, segment)
+            statuses[segment].append(response.headers.get("x-cache", ""))
+    if keyed:
+        for segment in SEGMENTS:
+            assert statuses[segment][0] == "MISS"
+            assert statuses[segment][1:] == ["HIT"] * 3, statuses
+    else:
+        for segment in SEGMENTS:
+            assert "HIT" not in statuses[segment], statuses
