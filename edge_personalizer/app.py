@@ -40,6 +40,8 @@ class EdgeApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         origin_url = settings.require_origin()
+        for warning in settings.environment_warnings():
+            logger.warning(warning)
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None

@@ -72,6 +72,9 @@ class Settings:
     edge_headers: Mapping[str, str] = field(default_factory=dict)   # header -> visitor field
     keyed_caching: bool = False          # personalized pages public, keyed by X-EP-Segment
     shared_max_age: int = 300            # s-maxage of those pages when keyed caching is on
+    # EP_* variables that are no setting: warned about at startup, not fatal (the
+    # environment of a container or CI job is not ours alone)
+    unknown_environment: tuple[str, ...] = ()
     # Visitor classification
     anonymous_db: Path | None = None
     default_time_zone: str = "UTC"
@@ -138,6 +141,19 @@ class Settings:
             raise SettingsError(f"log_level must be debug, info, warning or error, got "
                                 f"{self.log_level!r}")
 
+    def environment_warnings(self) -> list[str]:
+        """One line per EP_* variable that is no setting, with the likely intended one."""
+        import difflib
+
+        known = [ENV_PREFIX + name.upper() for name in _CONVERTERS
+                 if name != "unknown_environment"]
+        lines = []
+        for name in self.unknown_environment:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"environment variable {name} is not a setting and is ignored{hint}")
+        return lines
+
     def require_origin(self) -> str:
         if self.origin_url is None:
             raise SettingsError("no origin configured: pass --origin URL, set EP_ORIGIN_URL "
@@ -159,6 +175,8 @@ class Settings:
                 value = [str(net) for net in value]
             elif f.name == "edge_headers":
                 value = dict(value)
+            elif f.name == "unknown_environment":
+                value = list(value)
             data[f.name] = value
         return json.dumps(data)
 
@@ -246,6 +264,7 @@ _CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
     "edge_headers": _to_mapping,
     "keyed_caching": _to_bool,
     "shared_max_age": _to_int,
+    "unknown_environment": tuple,
     "anonymous_db": _to_path,
     "default_time_zone": str,
     "referrer_sources": _to_path,
@@ -263,6 +282,8 @@ _CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
 }
 
 ENV_PREFIX = "EP_"
+# Other names the environment may use for a setting (EP_ORIGIN is what most tools write).
+_ENV_ALIASES = {"origin": "origin_url"}
 
 
 def _build(raw: Mapping[str, Any], *, source: str) -> Settings:
@@ -303,17 +324,19 @@ def load_settings(
     is None are ignored, so unset command-line flags fall through to the other sources.
     """
     raw: dict[str, Any] = {}
+    unknown: list[str] = []
     config_path = config_file or _to_path(environ.get(ENV_PREFIX + "CONFIG"))
     if config_path is not None:
         raw.update(read_config_file(config_path))
     for key, value in environ.items():
         if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
             name = key[len(ENV_PREFIX):].lower()
-            if name in _CONVERTERS:
+            name = _ENV_ALIASES.get(name, name)
+            if name in _CONVERTERS and name != "unknown_environment":
                 raw[name] = value
             else:
-                known = ", ".join(ENV_PREFIX + n.upper() for n in sorted(_CONVERTERS))
-                raise SettingsError(f"environment variable {key} is not a known setting; "
-                                    f"known: {known}")
+                unknown.append(key)
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    if unknown:
+        raw["unknown_environment"] = tuple(sorted(unknown))
     return _build(raw, source=str(config_path) if config_path else "settings")

@@ -68,11 +68,19 @@ def test_secret_never_shows_in_repr() -> None:
     ({"EP_ORIGIN_URL": "http://x", "EP_TRUSTED_PROXIES": "10.0.0.300"}, "trusted_proxies"),
     ({"EP_ORIGIN_URL": "http://x", "EP_LOG_FORMAT": "xml"}, "log_format must be text or json"),
     ({"EP_ORIGIN_URL": "http://x", "EP_ACCESS_LOG": "maybe"}, "expected true or false"),
-    ({"EP_ORIGIN_URL": "http://x", "EP_PROT": "80"}, "EP_PROT is not a known setting"),
 ])
 def test_bad_settings_say_what_is_wrong(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings(environ)
+
+
+def test_unknown_environment_variables_are_reported_not_fatal() -> None:
+    settings = load_settings({"EP_ORIGIN": "http://o.example", "EP_PROT": "80",
+                              "EP_VARIANTS": "x"})
+    assert settings.origin_url == "http://o.example"      # EP_ORIGIN is accepted too
+    assert settings.unknown_environment == ("EP_PROT", "EP_VARIANTS")
+    assert settings.environment_warnings()[0] == (
+        "environment variable EP_PROT is not a setting and is ignored; did you mean EP_PORT?")
 
 
 def test_serving_needs_an_origin() -> None:
