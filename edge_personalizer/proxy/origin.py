@@ -129,15 +129,20 @@ class OriginProxy:
                                   scope.get("query_string", b""))
         headers = request_headers_for_origin(scope["headers"], fwd,
                                              origin_host=self.origin.host_header)
-        body = self._request_body(scope, receive)
+        body = _RequestBody(receive, self.max_body_bytes)
         started = time.perf_counter()
         try:
-            response = await self.upstream.send(method, url, headers, body)
-        except RequestRejected as exc:
-            await send_error_page(send, exc.status, str(exc), scope["headers"])
-            return
-        except UpstreamError as exc:
-            await self._origin_failed(exc, scope, send)
+            response = await self.upstream.send(
+                method, url, headers, body.stream() if _has_body(scope["headers"]) else b"")
+        except (RequestRejected, UpstreamError) as exc:
+            # The HTTP client may wrap what the body stream raised: ask the stream itself.
+            rejected = body.rejected or (exc if isinstance(exc, RequestRejected) else None)
+            if rejected is not None:
+                await send_error_page(send, rejected.status, str(rejected), scope["headers"])
+            elif body.client_gone:
+                logger.info("client went away while sending %s %s", method, scope["path"])
+            else:
+                await self._origin_failed(exc, scope, send)   # type: ignore[arg-type]
             return
         self.observer.origin_responded(time.perf_counter() - started)
         try:
@@ -160,30 +165,6 @@ class OriginProxy:
                            "connection", method, scope["path"], exc)
         finally:
             await response.aclose()
-
-    def _request_body(self, scope: Scope, receive: Receive) -> AsyncIterator[bytes] | bytes:
-        headers = scope["headers"]
-        has_body = any(k == b"transfer-encoding" for k, _ in headers) or any(
-            k == b"content-length" and v.strip() not in (b"", b"0") for k, v in headers)
-        if not has_body:
-            return b""
-        return self._stream_body(receive)
-
-    async def _stream_body(self, receive: Receive) -> AsyncIterator[bytes]:
-        received = 0
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                raise UpstreamError("client disconnected while sending the request body")
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_body_bytes:
-                raise RequestRejected(f"request body too large (over {self.max_body_bytes} "
-                                      "bytes)", status=413)
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
 
     async def _origin_failed(self, exc: UpstreamError, scope: Scope, send: Send) -> None:
         timed_out = isinstance(exc, UpstreamTimeout)
@@ -238,6 +219,39 @@ class OriginProxy:
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _has_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    return any(k == b"transfer-encoding" for k, _ in headers) or any(
+        k == b"content-length" and v.strip() not in (b"", b"0") for k, v in headers)
+
+
+class _RequestBody:
+    """The client's request body, streamed to the origin, within the size limit."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self.rejected: RequestRejected | None = None
+        self.client_gone = False
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        received = 0
+        while True:
+            message: Message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                raise UpstreamError("client disconnected while sending the request body")
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self._limit:
+                self.rejected = RequestRejected(
+                    f"request body too large (over {self._limit} bytes)", status=413)
+                raise self.rejected
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
                 return
 
 

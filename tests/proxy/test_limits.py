@@ -85,7 +85,8 @@ def test_origin_down_gives_short_text_to_other_clients(orphan_proxy: Server) -> 
 
 def test_origin_down_is_logged_with_its_cause(orphan_proxy: Server) -> None:
     httpx.get(orphan_proxy.url + "/logged")
-    assert "origin error for GET /logged -> 502: origin unreachable: ConnectError" in \
+    assert "origin error for GET /logged -> 502: origin unreachable: ClientConnectorError: " \
+           "Cannot connect to host" in \
         orphan_proxy.log()
 
 
