@@ -130,6 +130,7 @@ class RewriteAborted(Exception):
 
 
 _KEEP_INPUT = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts
+_STEP = 4096                      # bytes fed at a time while waiting to bypass
 _TAIL = 256
 
 
@@ -229,6 +230,19 @@ class Rewriter:
     def feed(self, chunk: bytes) -> bytes:
         if self.broken or self.bypassed:
             return chunk
+        if not self._bypass:
+            return self._write(chunk)
+        # Small steps, so the rest of a large chunk can skip lol-html as soon as the
+        # last edited element closes.
+        out = []
+        for start in range(0, len(chunk), _STEP):
+            if self.bypassed or self.broken:
+                out.append(chunk[start:])
+                break
+            out.append(self._write(chunk[start:start + _STEP]))
+        return b"".join(out)
+
+    def _write(self, chunk: bytes) -> bytes:
         if len(self._input) < _KEEP_INPUT:
             self._input += chunk
         try:
