@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -56,9 +57,21 @@ def _aiohttp_session(limits: httpx.Limits) -> Callable[[], aiohttp.ClientSession
                                          keepalive_timeout=limits.keepalive_expiry or 30,
                                          ttl_dns_cache=60)
         return aiohttp.ClientSession(
-            connector=connector, auto_decompress=False,
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
     return create
+
+
+class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+
+def _no_cookie_jar() -> http.cookiejar.CookieJar:
+    return http.cookiejar.CookieJar(policy=_RefuseCookies())
 
 
 def _timed_out(exc: httpx.HTTPError) -> bool:
@@ -98,8 +111,11 @@ class Upstream:
             # httpx's own connection pool costs several times more per request than
             # aiohttp's (bench/README.md); keep httpx's API on aiohttp's transport.
             transport = AiohttpTransport(limits=limits, client=_aiohttp_session(limits))
+        # No cookie jar at either level: one visitor's cookies must never reach another's
+        # request (and a jar would grow with every visitor).
         self._client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport,
-                                         follow_redirects=False, trust_env=False)
+                                         follow_redirects=False, trust_env=False,
+                                         cookies=httpx.Cookies(_no_cookie_jar()))
 
     async def send(
         self,

@@ -8,13 +8,14 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from ..origin_app import pattern
-from ..servers import Server
+from ..servers import Server, start_proxy
 
 MiB = 1024 * 1024
 
@@ -271,3 +272,19 @@ def test_origin_reset_mid_body_breaks_the_client_connection(proxy: Server) -> No
             b"".join(response.iter_raw())
     time.sleep(0.2)
     assert "origin failed mid-response for GET /reset" in proxy.log()
+
+
+@pytest.fixture(scope="module")
+def named_origin_proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
+    """The origin by host name: HTTP clients keep cookies for names, not for addresses."""
+    server = start_proxy(server_logs, "--origin", f"http://localhost:{origin.port}")
+    yield server
+    server.stop()
+
+
+def test_one_visitors_cookies_never_reach_another_visitors_request(
+        named_origin_proxy: Server) -> None:
+    set_by_origin = httpx.get(f"{named_origin_proxy.url}/cookies")
+    assert len(set_by_origin.headers.get_list("set-cookie")) == 3
+    data = echo(named_origin_proxy)   # a different visitor, no cookies of their own
+    assert origin_headers(data, "cookie") == []
