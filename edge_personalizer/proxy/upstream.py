@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -62,18 +61,6 @@ def _aiohttp_session(limits: httpx.Limits) -> Callable[[], aiohttp.ClientSession
     return create
 
 
-class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-
-def _no_cookie_jar() -> http.cookiejar.CookieJar:
-    return http.cookiejar.CookieJar(policy=_RefuseCookies())
-
-
 def _timed_out(exc: httpx.HTTPError) -> bool:
     """Whether the origin was too slow (504), rather than unreachable or broken (502).
 
@@ -111,11 +98,11 @@ class Upstream:
             # httpx's own connection pool costs several times more per request than
             # aiohttp's (bench/README.md); keep httpx's API on aiohttp's transport.
             transport = AiohttpTransport(limits=limits, client=_aiohttp_session(limits))
-        # No cookie jar at either level: one visitor's cookies must never reach another's
-        # request (and a jar would grow with every visitor).
-        self._client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport,
-                                         follow_redirects=False, trust_env=False,
-                                         cookies=httpx.Cookies(_no_cookie_jar()))
+        # Requests go straight to the transport: a proxy needs none of httpx.AsyncClient's
+        # redirects, auth or cookie handling (a cookie jar would even carry one visitor's
+        # cookies into another's request), and skipping it saves per-request work.
+        self._transport = transport
+        self._timeout = timeout.as_dict()
 
     async def send(
         self,
@@ -127,9 +114,10 @@ class Upstream:
         """Send one request; the body streams. Raises UpstreamError / UpstreamTimeout."""
         # Built directly (not via client.build_request) so the client adds no headers of its
         # own: the origin sees the client's Accept-Encoding and User-Agent, not httpx's.
-        request = httpx.Request(method, url, headers=headers, content=body)
+        request = httpx.Request(method, url, headers=headers, content=body,
+                                extensions={"timeout": self._timeout})
         try:
-            response = await self._client.send(request, stream=True)
+            response = await self._transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             if _timed_out(exc):
                 raise UpstreamTimeout(f"origin gave no answer in time ({_describe(exc)})") \
@@ -140,13 +128,14 @@ class Upstream:
     async def probe(self, url: str, host: str) -> ProbeResult:
         """HEAD `url`: any HTTP answer, even an error status, means the origin is reachable."""
         started = time.perf_counter()
-        request = httpx.Request("HEAD", url, headers=[(b"host", host.encode("latin-1"))])
+        request = httpx.Request("HEAD", url, headers=[(b"host", host.encode("latin-1"))],
+                                extensions={"timeout": self._timeout})
         try:
-            response = await self._client.send(request)
+            response = await self._transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             return ProbeResult(False, time.perf_counter() - started, _describe(exc))
         await response.aclose()
         return ProbeResult(True, time.perf_counter() - started, f"HTTP {response.status_code}")
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
