@@ -4,25 +4,51 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
 class TrustedProxies:
-    """The networks whose forwarding headers we believe."""
+    """The networks whose forwarding headers we believe.
 
-    networks: tuple[IPNetwork, ...] = ()
+    Answers are remembered per address (a bounded cache: the peers of a server are few,
+    and parsing an address on every request is a measurable cost)."""
 
-    def __contains__(self, address: str | None) -> bool:
+    __slots__ = ("networks", "_known")
+    _MAX_KNOWN = 4096
+
+    def __init__(self, networks: tuple[IPNetwork, ...] = ()) -> None:
+        self.networks = networks
+        self._known: dict[str | None, bool] = {}
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str) or not self.networks:
+            return False
+        known = self._known.get(address)
+        if known is None:
+            known = self._check(address)
+            if len(self._known) >= self._MAX_KNOWN:
+                self._known.clear()
+            self._known[address] = known
+        return known
+
+    def _check(self, address: str) -> bool:
         ip = parse_ip(address)
         if ip is None:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(ip in net for net in self.networks)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrustedProxies) and other.networks == self.networks
+
+    def __hash__(self) -> int:
+        return hash(self.networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({self.networks!r})"
 
 
 def parse_ip(text: str | None) -> IPAddress | None:

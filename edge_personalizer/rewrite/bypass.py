@@ -29,20 +29,14 @@ def marker_slot(selector: str) -> str | None:
     return match.group(2) if match else None
 
 
+_TAG_REST = re.compile(rb"""(?:[^>"']+|"[^"]*"|'[^']*')*>""")
+
+
 def _tag_end(data: bytes | bytearray, position: int) -> int:
     """The index just past the `>` closing the tag that starts at `position`, honouring
     quoted attribute values; -1 if not in `data` yet."""
-    quote = 0
-    for index in range(position, len(data)):
-        byte = data[index]
-        if quote:
-            if byte == quote:
-                quote = 0
-        elif byte in (0x22, 0x27):   # " '
-            quote = byte
-        elif byte == 0x3E:           # >
-            return index + 1
-    return -1
+    match = _TAG_REST.match(data, position)
+    return match.end() if match else -1
 
 
 def find_marker(data: bytes | bytearray, name: str, start: int = 0) -> int:
