@@ -15,6 +15,7 @@ from .classify.geo import GeoDatabaseInfo
 from .metrics import CONTENT_TYPE, Metrics
 from .pipeline import ADMIN_PREFIX
 from .proxy.headers import header_values
+from .proxy.pages import respond
 from .proxy.upstream import ProbeResult
 from .rules.book import RuleBook
 
@@ -54,7 +55,8 @@ class AdminEndpoints:
             await _json(send, status, report)
         elif path == "/__ep/metrics":
             if await self._authorized(scope, send):
-                await _respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
+                await respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode(),
+                              [(b"cache-control", b"no-store")])
         elif path == "/__ep/reload":
             if scope["method"] != "POST":
                 await _json(send, 405, {"error": "use POST"}, extra=[(b"allow", b"POST")])
@@ -122,12 +124,5 @@ def _iso(epoch: float) -> str:
 
 async def _json(send: Send, status: int, data: dict[str, Any],
                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await _respond(send, status, json.dumps(data).encode(), b"application/json", extra)
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-               (b"cache-control", b"no-store"), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, status, json.dumps(data).encode(), b"application/json",
+                  [(b"cache-control", b"no-store"), *(extra or [])])

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import signal
+import threading
 
 import anyio
 import anyio.abc
@@ -116,9 +117,10 @@ class EdgeApp:
         def reload() -> None:
             tasks.start_soon(anyio.to_thread.run_sync, rules.reload)
 
-        try:
+        # Signal handlers belong to the main thread, and not every platform has SIGHUP.
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
-        except (NotImplementedError, RuntimeError, ValueError):
+        else:
             logger.debug("no SIGHUP handler in this process; the rules watcher still runs")
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ from .classify.classifier import Classifier, request_info
 from .classify.client_ip import TrustedProxies, resolve_client_ip
 from .classify.profile import InterestMap, ProfileTracker
 from .classify.visitor import Visitor
+from .proxy.pages import respond
 from .rewrite.html import Edit, RewriteAborted, csp_nonce, with_nonce
 from .rewrite.stream import ResponseRewriter
 from .rules.book import RuleBook
@@ -281,7 +282,7 @@ class PersonalizeMiddleware:
         except Exception:
             logger.exception("deciding for %s failed", described["path"])
             self.observer.stage_failed("decide")
-            await _respond(send, 500, b'{"error": "decision failed"}', b"application/json")
+            await respond(send, 500, b'{"error": "decision failed"}', b"application/json")
             return
         headers = [(b"x-ep-segment", segment.key.encode()),
                    (b"x-ep-variant", ",".join(f"{slot}={c.variant}" for slot, c in
@@ -313,7 +314,7 @@ class PersonalizeMiddleware:
                          if location is not None and decision.redirect is not None else None),
             "headers": dict(decision.headers), "cookies": dict(decision.cookies),
         }
-        await _respond(send, 200, json.dumps(body).encode(), b"application/json",
+        await respond(send, 200, json.dumps(body).encode(), b"application/json",
                        [*headers, (b"cache-control", b"private, no-store")])
 
     async def _send_fragment(self, exchange: _Exchange, slot: str, segment: SegmentKey,
@@ -328,12 +329,12 @@ class PersonalizeMiddleware:
             headers.append((b"cache-control", b"private, no-store"))
         if content is None or content.template is None or content.action not in (
                 "inner", "replace", "append", "prepend", "before", "after", "text"):
-            await _respond(send, 204, b"", b"text/html; charset=utf-8", headers)
+            await respond(send, 204, b"", b"text/html; charset=utf-8", headers)
             return
         payload = content.template.render(exchange.visitor)
         if content.action == "text":
             payload = html.escape(payload)
-        await _respond(send, 200, payload.encode(), b"text/html; charset=utf-8", headers)
+        await respond(send, 200, payload.encode(), b"text/html; charset=utf-8", headers)
 
     @staticmethod
     def _described_scope_of(exchange: _Exchange) -> Scope:
@@ -600,21 +601,10 @@ class _RewritingSend:
         await self.send({**start, "headers": headers})
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
-                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type),
-                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _not_found(scope: Scope, send: Send) -> None:
     # The reserved prefix belongs to us: never forwarded to the site, whatever the path.
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = b"Not found: /__ep/ is reserved for edge-personalizer\n"
-    await send({"type": "http.response.start", "status": 404,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, 404, b"Not found: /__ep/ is reserved for edge-personalizer\n",
+                  b"text/plain; charset=utf-8")

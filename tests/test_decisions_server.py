@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -170,3 +171,21 @@ def test_edits_are_picked_up_and_bad_edits_keep_the_last_good_set(
     assert "site.yaml:11:" in str(health["last_error"])
     assert "did you mean 'referral.source'" in str(health["last_error"])
     assert httpx.get(f"{server.url}/page/a", headers=FACEBOOK).headers["x-campaign"] == "fb-2"
+
+
+def test_sighup_reloads_the_rules(origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "tests" / "data" / "rules", rules)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_RULES_WATCH_INTERVAL": "0"})   # no watching: only the signal
+    try:
+        before = _health(server)["version"]
+        site = rules / "site.yaml"
+        site.write_text(site.read_text().replace("X-Campaign: facebook", "X-Campaign: hup"))
+        time.sleep(0.3)
+        assert _health(server)["version"] == before
+        server.process.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: _health(server)["version"] != before)
+        assert httpx.get(f"{server.url}/page/a", headers=FACEBOOK).headers["x-campaign"] == "hup"
+    finally:
+        server.stop()

@@ -17,6 +17,15 @@ small{{color:#777}}</style></head>
 """
 
 
+async def respond(send: Send, status: int, body: bytes, content_type: bytes,
+                  headers: Sequence[tuple[bytes, bytes]] = (), *, head: bool = False) -> None:
+    """A whole small response of our own, in one go (for HEAD: its headers only)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
 def wants_html(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     """True for browsers: they list text/html in Accept."""
     return any(k.lower() == b"accept" and b"text/html" in v for k, v in headers)
@@ -34,13 +43,5 @@ async def send_error_page(
     else:
         body = f"{status} {phrase}: {message}\n".encode()
         content_type = b"text/plain; charset=utf-8"
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ],
-    })
-    await send({"type": "http.response.body", "body": b"" if head else body})
+    await respond(send, status, body, content_type, [(b"cache-control", b"no-store")],
+                  head=head)

@@ -106,7 +106,7 @@ def _assign(experiment: Experiment, visitor: Visitor) -> dict[str, SlotChoice]:
             for slot in experiment.slots}
 
 
-Outcome = Literal["won", "matched", "failed", "skipped"]
+Outcome = Literal["won", "matched", "failed"]
 
 
 @dataclass(frozen=True)
