@@ -281,7 +281,7 @@ def _clause(ctx: _Context, rule_file: RuleFile, key: str, value: Any, key_at: Pa
             raise _Invalid("segment takes a segment name or a list of names", key_at)
         found = tuple(_segment(ctx, n, rule_file, owner, key_at) for n in names)
         return found[0] if len(found) == 1 else AnyOf(found)
-    return _field_condition(ctx, key, value, key_at)
+    return _field_condition(ctx, normalize(key), value, key_at)
 
 
 def _field_condition(ctx: _Context, name: str, value: Any, at: Path_) -> Condition:

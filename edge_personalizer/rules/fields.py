@@ -103,6 +103,13 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def normalize(name: str) -> str:
+    """Header names are case-insensitive: `request.header.X-Country` reads `x-country`."""
+    if name.startswith("request.header."):
+        return "request.header." + name[len("request.header."):].lower()
+    return name
+
+
 def lookup(name: str) -> tuple[FieldSpec | None, str]:
     """The spec of a field path, or None and why it is not one."""
     spec = FIELDS.get(name)

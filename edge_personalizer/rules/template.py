@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from ..classify.visitor import Visitor
-from .fields import lookup
+from .fields import lookup, normalize
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 _EXPRESSION = re.compile(
@@ -46,7 +46,7 @@ class Template:
             if spec is None:
                 raise ValueError(f"placeholder {match.group(0)!r}: {why}")
             default = expression["dq"] if expression["dq"] is not None else expression["sq"]
-            parts.append(Placeholder(expression["field"], default or ""))
+            parts.append(Placeholder(normalize(expression["field"]), default or ""))
             position = match.end()
         if position < len(text):
             parts.append(text[position:])

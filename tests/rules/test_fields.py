@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from edge_personalizer.rules.fields import lookup, suggest, vary_headers
+from pathlib import Path
+
+from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.fields import lookup, normalize, suggest, vary_headers
+
+from ..factories import make_visitor
 
 
 def test_lookup_known_prefixed_and_unknown() -> None:
@@ -18,3 +23,11 @@ def test_vary_headers_follow_the_fields() -> None:
         "Referer"]
     assert vary_headers(["request.header.x-segment", "request.cookie.crm",
                          "profile.visits"]) == ["Cookie", "x-segment"]
+
+
+def test_header_names_are_case_insensitive(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("slots: {a: {}}\nrules:\n  - {name: r, when: "
+                                     "{request.header.X-Country: SE}, then: {a: x}}\n")
+    rule = load_rules(tmp_path).rules[0]
+    assert rule.condition(make_visitor(headers={"X-Country": "se"}))
+    assert normalize("request.header.X-A") == "request.header.x-a"
