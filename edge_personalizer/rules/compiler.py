@@ -41,7 +41,7 @@ from .conditions import (
     Traffic,
     fields_read,
 )
-from .fields import FieldSpec, lookup, suggest
+from .fields import FieldSpec, lookup, normalize, suggest
 from .loader import Path_, RuleFile, RuleFiles
 from .model import (
     INJECTIONS,
