@@ -10,7 +10,7 @@ import uvicorn
 from ..app import create_app
 from ..logs import configure_logging
 from ..server import uvicorn_options
-from ..settings import Settings
+from ..settings import Secret, Settings
 from .site import create_demo_site
 
 
@@ -63,7 +63,10 @@ async def _serve_both(settings: Settings, origin_port: int) -> None:
 
 
 def run_demo(settings: Settings, *, origin_port: int) -> None:
-    # The demo is plain http on 127.0.0.1: a Secure cookie would never come back.
-    settings = dataclasses.replace(settings, profile_cookie_secure=False)
+    # The demo is plain http on 127.0.0.1: a Secure cookie would never come back. Its
+    # profiles are signed with a fixed, public key unless one is configured: demo only.
+    settings = dataclasses.replace(
+        settings, profile_cookie_secure=False,
+        profile_keys=settings.profile_keys or (Secret("edge-personalizer-demo-only-key"),))
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     asyncio.run(_serve_both(settings, origin_port))
