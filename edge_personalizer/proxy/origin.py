@@ -20,7 +20,7 @@ from .headers import (
 )
 from .pages import send_error_page
 from .target import Origin
-from .upstream import ProbeResult, Upstream
+from .upstream import OriginClient, ProbeResult, Upstream
 from .websocket import open_upstream, relay
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class OriginProxy:
         max_header_bytes: int = 32 * 1024,
         max_header_count: int = 100,
         max_body_bytes: int = 100 * 1024 * 1024,
-        upstream: Upstream | None = None,
+        upstream: OriginClient | None = None,
         observer: ProxyObserver | None = None,
     ) -> None:
         self.origin = Origin.parse(origin_url)

@@ -1,42 +1,26 @@
-"""Upstream: the one module that speaks httpx; it owns the client and maps its errors to ours."""
+"""Upstream: the one module that speaks to origins over HTTP; errors become ours.
+
+Two clients behind one shape: `Upstream` on aiohttp's connection pool (what the server
+runs: the peer benchmark measured httpx's own pool at several times aiohttp's cost per
+request), and `HttpxUpstream` for any httpx transport (tests use httpx.MockTransport).
+Neither keeps cookies: one visitor's cookies must never reach another visitor's request.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+import yarl
+from multidict import CIMultiDict
 
 from ..errors import UpstreamError, UpstreamTimeout
 
 RawHeaders = list[tuple[bytes, bytes]]
-
-
-@dataclass
-class UpstreamResponse:
-    """An origin response whose body has not been read yet."""
-
-    status: int
-    headers: RawHeaders
-    _response: httpx.Response
-
-    async def body(self) -> AsyncIterator[bytes]:
-        """The body exactly as the origin sent it (still compressed, if it was)."""
-        try:
-            async for chunk in self._response.aiter_raw():
-                if chunk:
-                    yield chunk
-        except httpx.HTTPError as exc:
-            if _timed_out(exc):
-                raise UpstreamTimeout(f"origin stopped sending mid-body: {_describe(exc)}") \
-                    from exc
-            raise UpstreamError(f"origin broke off its response: {_describe(exc)}") from exc
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
 
 
 @dataclass(frozen=True)
@@ -48,94 +32,157 @@ class ProbeResult:
     detail: str
 
 
-def _aiohttp_session(limits: httpx.Limits) -> Callable[[], aiohttp.ClientSession]:
-    def create() -> aiohttp.ClientSession:
-        # Made on first use, inside the event loop. The origin must see the client's own
-        # headers: aiohttp adds none of its defaults, and bodies are passed as they come.
-        connector = aiohttp.TCPConnector(limit=limits.max_connections or 0,
-                                         keepalive_timeout=limits.keepalive_expiry or 30,
-                                         ttl_dns_cache=60)
-        return aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
-    return create
+class UpstreamResponse(Protocol):
+    """An origin response whose body has not been read yet."""
+
+    status: int
+    headers: RawHeaders
+
+    def body(self) -> AsyncIterator[bytes]:
+        """The body exactly as the origin sent it (still compressed, if it was)."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
-def _timed_out(exc: httpx.HTTPError) -> bool:
-    """Whether the origin was too slow (504), rather than unreachable or broken (502).
+class OriginClient(Protocol):
+    """What OriginProxy needs from an HTTP client."""
 
-    Judged by the underlying aiohttp error when there is one: the transport maps a refused
-    connection to httpx.ConnectTimeout."""
-    cause = exc.__cause__
-    if isinstance(cause, (aiohttp.ClientError, TimeoutError)):
-        return isinstance(cause, TimeoutError)   # aiohttp's timeouts are TimeoutErrors
-    return isinstance(exc, httpx.TimeoutException)
+    async def send(self, method: str, url: str, headers: RawHeaders,
+                   body: AsyncIterator[bytes] | bytes) -> UpstreamResponse: ...
+    async def probe(self, url: str, host: str) -> ProbeResult: ...
+    async def aclose(self) -> None: ...
+
+
+async def probe(client: OriginClient, url: str, host: str) -> ProbeResult:
+    """HEAD `url`: any HTTP answer, even an error status, means the origin is reachable."""
+    started = time.perf_counter()
+    try:
+        response = await client.send("HEAD", url, [(b"host", host.encode("latin-1"))], b"")
+    except UpstreamError as exc:
+        return ProbeResult(False, time.perf_counter() - started, str(exc))
+    await response.aclose()
+    return ProbeResult(True, time.perf_counter() - started, f"HTTP {response.status}")
 
 
 def _describe(exc: BaseException) -> str:
-    cause = exc.__cause__
-    if isinstance(cause, (aiohttp.ClientError, TimeoutError)):
-        exc = cause
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+# aiohttp
+
+
+@dataclass
+class _AiohttpResponse:
+    status: int
+    headers: RawHeaders
+    _response: aiohttp.ClientResponse
+
+    async def body(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                if chunk:
+                    yield chunk
+        except TimeoutError as exc:   # aiohttp's timeouts are TimeoutErrors
+            raise UpstreamTimeout(f"origin stopped sending mid-body: {_describe(exc)}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"origin broke off its response: {_describe(exc)}") from exc
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
 class Upstream:
-    """Sends requests to one origin over a pooled connection set."""
+    """Sends requests to the origin over aiohttp's pooled connections."""
 
-    def __init__(
-        self,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        max_connections: int = 512,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout,
-                                write=read_timeout, pool=connect_timeout)
-        limits = httpx.Limits(max_connections=max_connections,
-                              max_keepalive_connections=max_connections, keepalive_expiry=30)
-        if transport is None:
-            # httpx's own connection pool costs several times more per request than
-            # aiohttp's (bench/README.md); keep httpx's API on aiohttp's transport.
-            transport = AiohttpTransport(limits=limits, client=_aiohttp_session(limits))
-        # Requests go straight to the transport: a proxy needs none of httpx.AsyncClient's
-        # redirects, auth or cookie handling (a cookie jar would even carry one visitor's
-        # cookies into another's request), and skipping it saves per-request work.
-        self._transport = transport
-        self._timeout = timeout.as_dict()
+    def __init__(self, *, connect_timeout: float, read_timeout: float,
+                 max_connections: int = 512) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
+                                              connect=connect_timeout, sock_read=read_timeout)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        headers: RawHeaders,
-        body: AsyncIterator[bytes] | bytes,
-    ) -> UpstreamResponse:
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the event loop. The origin sees the client's own
+        # headers (aiohttp adds none of its defaults) and bodies as they come.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30,
+                                             ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, timeout=self._timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
+        return self._session
+
+    async def send(self, method: str, url: str, headers: RawHeaders,
+                   body: AsyncIterator[bytes] | bytes) -> UpstreamResponse:
         """Send one request; the body streams. Raises UpstreamError / UpstreamTimeout."""
-        # Built directly (not via client.build_request) so the client adds no headers of its
-        # own: the origin sees the client's Accept-Encoding and User-Agent, not httpx's.
+        try:
+            response = await self._client().request(
+                method, yarl.URL(url, encoded=True),   # the path goes as the client wrote it
+                headers=CIMultiDict((k.decode("latin-1"), v.decode("latin-1"))
+                                    for k, v in headers),
+                data=body or None, allow_redirects=False, compress=None)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"origin gave no answer in time ({_describe(exc)})") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"origin unreachable: {_describe(exc)}") from exc
+        return _AiohttpResponse(response.status, list(response.raw_headers), response)
+
+    async def probe(self, url: str, host: str) -> ProbeResult:
+        return await probe(self, url, host)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+# httpx
+
+
+@dataclass
+class _HttpxResponse:
+    status: int
+    headers: RawHeaders
+    _response: httpx.Response
+
+    async def body(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_raw():
+                if chunk:
+                    yield chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"origin stopped sending mid-body: {_describe(exc)}") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"origin broke off its response: {_describe(exc)}") from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class HttpxUpstream:
+    """Sends requests through any httpx transport (no redirects, auth or cookies)."""
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float,
+                 transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+        self._timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout,
+                                      write=read_timeout, pool=connect_timeout).as_dict()
+
+    async def send(self, method: str, url: str, headers: RawHeaders,
+                   body: AsyncIterator[bytes] | bytes) -> UpstreamResponse:
         request = httpx.Request(method, url, headers=headers, content=body,
                                 extensions={"timeout": self._timeout})
         try:
             response = await self._transport.handle_async_request(request)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"origin gave no answer in time ({_describe(exc)})") from exc
         except httpx.HTTPError as exc:
-            if _timed_out(exc):
-                raise UpstreamTimeout(f"origin gave no answer in time ({_describe(exc)})") \
-                    from exc
             raise UpstreamError(f"origin unreachable: {_describe(exc)}") from exc
-        return UpstreamResponse(response.status_code, list(response.headers.raw), response)
+        return _HttpxResponse(response.status_code, list(response.headers.raw), response)
 
     async def probe(self, url: str, host: str) -> ProbeResult:
-        """HEAD `url`: any HTTP answer, even an error status, means the origin is reachable."""
-        started = time.perf_counter()
-        request = httpx.Request("HEAD", url, headers=[(b"host", host.encode("latin-1"))],
-                                extensions={"timeout": self._timeout})
-        try:
-            response = await self._transport.handle_async_request(request)
-        except httpx.HTTPError as exc:
-            return ProbeResult(False, time.perf_counter() - started, _describe(exc))
-        await response.aclose()
-        return ProbeResult(True, time.perf_counter() - started, f"HTTP {response.status_code}")
+        return await probe(self, url, host)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -7,7 +7,7 @@ import pytest
 
 from edge_personalizer.errors import UpstreamError, UpstreamTimeout
 from edge_personalizer.proxy import OriginProxy
-from edge_personalizer.proxy.upstream import Upstream
+from edge_personalizer.proxy.upstream import HttpxUpstream
 
 pytestmark = pytest.mark.anyio
 
@@ -17,8 +17,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def upstream_for(handler: httpx.MockTransport) -> Upstream:
-    return Upstream(connect_timeout=1, read_timeout=1, transport=handler)
+def upstream_for(handler: httpx.MockTransport) -> HttpxUpstream:
+    return HttpxUpstream(connect_timeout=1, read_timeout=1, transport=handler)
 
 
 async def test_client_headers_reach_origin_without_httpx_defaults() -> None:
