@@ -21,6 +21,7 @@ class Metrics:
         r = self.registry
         self.requests = Counter("ep_requests", "Requests answered, by status code",
                                 ["status"], registry=r)
+        self._by_status: dict[int, Counter] = {}
         self.request_seconds = Histogram("ep_request_duration_seconds",
                                          "Time from request to the last body byte",
                                          buckets=_LATENCY_BUCKETS, registry=r)
@@ -74,7 +75,11 @@ class Metrics:
         self.profile_rejections.labels(reason=reason).inc()
 
     def request_finished(self, status: int, seconds: float) -> None:
-        self.requests.labels(status=str(status)).inc()
+        # labels() builds its key on every call; the status codes seen are few.
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self.requests.labels(status=str(status))
+        child.inc()
         self.request_seconds.observe(seconds)
 
     def render(self) -> bytes:

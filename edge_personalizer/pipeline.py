@@ -24,7 +24,6 @@ from .rewrite.html import Edit, RewriteAborted, csp_nonce, with_nonce
 from .rewrite.stream import ResponseRewriter
 from .rules.book import RuleBook
 from .rules.evaluator import decide, explain
-from .rules.fields import vary_headers
 from .rules.model import NO_DECISION, Decision
 from .rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .rules.segment import SegmentKey, segment_of
@@ -449,7 +448,7 @@ class PersonalizeMiddleware:
                     (b"cache-control",
                      f"public, max-age=0, s-maxage={self.shared_max_age}".encode()),
                     (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")]
-        vary = vary_headers(self.rules.current.fields) if self.rules is not None else []
+        vary = self.rules.current.vary if self.rules is not None else ()
         if vary:
             headers.append((b"vary", ", ".join(vary).encode("latin-1")))
         return _private(headers)

@@ -41,7 +41,7 @@ from .conditions import (
     Traffic,
     fields_read,
 )
-from .fields import FieldSpec, lookup, normalize, suggest
+from .fields import FieldSpec, lookup, normalize, suggest, vary_headers
 from .loader import Path_, RuleFile, RuleFiles
 from .model import (
     INJECTIONS,
@@ -138,7 +138,7 @@ def compile_rules(rule_files: RuleFiles) -> tuple[RuleSet, list[RuleError]]:
         experiments=experiments, interests=MappingProxyType(dict(ctx.interests)),
         segments=MappingProxyType(dict(ctx.segments)), index=index, unindexed=unindexed,
         loaded_at=rule_files.loaded_at, file_count=len(rule_files.files),
-        fields=frozenset(fields))
+        fields=frozenset(fields), vary=tuple(vary_headers(fields)))
     return ruleset, ctx.errors
 
 

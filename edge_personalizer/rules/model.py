@@ -99,6 +99,7 @@ class RuleSet:
     loaded_at: float = 0.0
     file_count: int = 0
     fields: frozenset[str] = frozenset()             # every visitor field the rules read
+    vary: tuple[str, ...] = ()                       # the request headers those come from
 
     @classmethod
     def empty(cls, version: str = "none") -> RuleSet:
