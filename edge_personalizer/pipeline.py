@@ -380,6 +380,10 @@ class PersonalizeMiddleware:
         headers = [(b"location", location.encode("latin-1")),
                    (b"cache-control", b"private, no-store"), (b"content-length", b"0")]
         headers += self._extra_headers(exchange)
+        if not exchange.preview:
+            cookie = self._decision_cookie(exchange)   # the landing visit counts too
+            if cookie is not None:
+                headers.append((b"set-cookie", cookie))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 

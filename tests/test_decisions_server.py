@@ -46,6 +46,7 @@ def test_campaign_visitor_is_redirected_with_the_query_kept(proxy: Server) -> No
     assert response.status_code == 302
     assert response.headers["location"] == "/page/landing/spring?utm_campaign=spring-sale&x=1"
     assert response.headers["cache-control"] == "private, no-store"
+    assert any(c.startswith("ep_profile=") for c in response.headers.get_list("set-cookie"))
 
 
 def test_redirect_loop_guard_and_bots(proxy: Server) -> None:

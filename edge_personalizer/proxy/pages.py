@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from email.utils import formatdate
 from http import HTTPStatus
 
 from starlette.types import Send
@@ -22,7 +23,8 @@ async def respond(send: Send, status: int, body: bytes, content_type: bytes,
     """A whole small response of our own, in one go (for HEAD: its headers only)."""
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type),
-                            (b"content-length", str(len(body)).encode()), *headers]})
+                            (b"content-length", str(len(body)).encode()),
+                            (b"date", formatdate(usegmt=True).encode()), *headers]})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 

@@ -28,6 +28,7 @@ async def test_page_escapes_the_message_and_head_has_no_body() -> None:
     await send_error_page(send, 502, "<script>", [(b"accept", b"text/html")])
     assert b"&lt;script&gt;" in sent[1]["body"]
     assert dict(sent[0]["headers"])[b"cache-control"] == b"no-store"
+    assert dict(sent[0]["headers"])[b"date"].endswith(b" GMT")
     sent.clear()
     await send_error_page(send, 502, "x", [], head=True)
     assert sent[1]["body"] == b""
