@@ -1,9 +1,9 @@
-"""Upstream: the one module that speaks to origins over HTTP; errors become ours.
+"""Upstream: the client that speaks to the origin (the one module importing aiohttp).
 
-Two clients behind one shape: `Upstream` on aiohttp's connection pool (what the server
-runs: the peer benchmark measured httpx's own pool at several times aiohttp's cost per
-request), and `HttpxUpstream` for any httpx transport (tests use httpx.MockTransport).
-Neither keeps cookies: one visitor's cookies must never reach another visitor's request.
+`Upstream` runs on aiohttp's connection pool: the peer benchmark measured httpx's own pool
+at several times aiohttp's cost per request. Any httpx transport can stand in through
+`httpx_upstream.HttpxUpstream` (the unit tests use httpx.MockTransport). No client keeps
+cookies: one visitor's cookies must never reach another visitor's request.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
-import httpx
 import yarl
 from multidict import CIMultiDict
 
@@ -65,7 +64,7 @@ async def probe(client: OriginClient, url: str, host: str) -> ProbeResult:
     return ProbeResult(True, time.perf_counter() - started, f"HTTP {response.status}")
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -84,9 +83,10 @@ class _AiohttpResponse:
                 if chunk:
                     yield chunk
         except TimeoutError as exc:   # aiohttp's timeouts are TimeoutErrors
-            raise UpstreamTimeout(f"origin stopped sending mid-body: {_describe(exc)}") from exc
+            raise UpstreamTimeout(
+                f"origin stopped sending mid-body: {describe_error(exc)}") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"origin broke off its response: {_describe(exc)}") from exc
+            raise UpstreamError(f"origin broke off its response: {describe_error(exc)}") from exc
 
     async def aclose(self) -> None:
         self._response.release()
@@ -124,9 +124,9 @@ class Upstream:
                                     for k, v in headers),
                 data=body or None, allow_redirects=False, compress=None)
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"origin gave no answer in time ({_describe(exc)})") from exc
+            raise UpstreamTimeout(f"origin gave no answer in time ({describe_error(exc)})") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"origin unreachable: {_describe(exc)}") from exc
+            raise UpstreamError(f"origin unreachable: {describe_error(exc)}") from exc
         return _AiohttpResponse(response.status, list(response.raw_headers), response)
 
     async def probe(self, url: str, host: str) -> ProbeResult:
@@ -135,54 +135,3 @@ class Upstream:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-
-# httpx
-
-
-@dataclass
-class _HttpxResponse:
-    status: int
-    headers: RawHeaders
-    _response: httpx.Response
-
-    async def body(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_raw():
-                if chunk:
-                    yield chunk
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"origin stopped sending mid-body: {_describe(exc)}") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"origin broke off its response: {_describe(exc)}") from exc
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-class HttpxUpstream:
-    """Sends requests through any httpx transport (no redirects, auth or cookies)."""
-
-    def __init__(self, *, connect_timeout: float, read_timeout: float,
-                 transport: httpx.AsyncBaseTransport) -> None:
-        self._transport = transport
-        self._timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout,
-                                      write=read_timeout, pool=connect_timeout).as_dict()
-
-    async def send(self, method: str, url: str, headers: RawHeaders,
-                   body: AsyncIterator[bytes] | bytes) -> UpstreamResponse:
-        request = httpx.Request(method, url, headers=headers, content=body,
-                                extensions={"timeout": self._timeout})
-        try:
-            response = await self._transport.handle_async_request(request)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"origin gave no answer in time ({_describe(exc)})") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"origin unreachable: {_describe(exc)}") from exc
-        return _HttpxResponse(response.status_code, list(response.headers.raw), response)
-
-    async def probe(self, url: str, host: str) -> ProbeResult:
-        return await probe(self, url, host)
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
