@@ -20,11 +20,13 @@ _RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", 
                        "noframes", "noscript", "plaintext"})
 _TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
 _MARKER = re.compile(rb"""data-ep-slot\s*=\s*(["']?)([^"'\s>]+)\1""")
-_MARKER_SELECTOR = re.compile(r"""^\[data-ep-slot=(["'])([A-Za-z0-9_.-]+)\1\]$""")
+_MARKER_SELECTOR = re.compile(
+    r"""^(?:[a-z][a-z0-9-]*)?\[data-ep-slot=(["'])([A-Za-z0-9_.-]+)\1\]$""")
 
 
 def marker_slot(selector: str) -> str | None:
-    """The slot name of a `[data-ep-slot="name"]` selector; None for any other selector."""
+    """The slot name of a `[data-ep-slot="name"]` (or `tag[data-ep-slot="name"]`) selector;
+    None for any other selector."""
     match = _MARKER_SELECTOR.match(selector)
     return match.group(2) if match else None
 

@@ -176,10 +176,18 @@ def _collect_slots(ctx: _Context, rule_files: RuleFiles) -> None:
                 continue
             selector = f'[data-ep-slot="{name}"]'
             if spec is not None:
-                if not isinstance(spec, dict) or set(spec) - {"selector", "description"}:
-                    ctx.fail(rule_file, "a slot is {} (the data-ep-slot marker) or "
-                             '{selector: "css selector"}', at, None)
+                if not isinstance(spec, dict) or set(spec) - {"selector", "tag", "description"}:
+                    ctx.fail(rule_file, "a slot is {} (the data-ep-slot marker), {tag: div} "
+                             '(the marker on that element: faster) or {selector: "css"}',
+                             at, None)
                     continue
+                if "tag" in spec:
+                    tag = spec["tag"]
+                    if not isinstance(tag, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", tag):
+                        ctx.fail(rule_file, "tag is an element name such as div or section",
+                                 (*at, "tag"), None)
+                        continue
+                    selector = f'{tag.lower()}[data-ep-slot="{name}"]'
                 if "selector" in spec:
                     if not isinstance(spec["selector"], str) or not spec["selector"].strip():
                         ctx.fail(rule_file, "selector must be a CSS selector", (*at, "selector"),

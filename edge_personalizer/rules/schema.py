@@ -120,6 +120,8 @@ def build_schema() -> dict[str, Any]:
                 "anyOf": [{"type": "null"}, {
                     "type": "object", "additionalProperties": False,
                     "properties": {"selector": {"type": "string"},
+                                   "tag": {"type": "string",
+                                           "pattern": "^[A-Za-z][A-Za-z0-9-]*$"},
                                    "description": {"type": "string"}}}]}},
             "interests": {"type": "object", "additionalProperties": {
                 "type": "array", "items": {"type": "string", "pattern": "^/"}, "minItems": 1}},

@@ -39,6 +39,7 @@ def test_element_end(html: bytes, found: bool) -> None:
 
 def test_marker_selectors_only() -> None:
     assert marker_slot('[data-ep-slot="hero"]') == "hero"
+    assert marker_slot('section[data-ep-slot="hero"]') == "hero"
     assert marker_slot("main .hero") is None
 
 

@@ -44,3 +44,10 @@ def test_reserved_slot_names(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("slots: {head: {}, redirect: {}}\n")
     _, errors = check_rules(tmp_path)
     assert len(errors) == 2 and "reserved" in errors[0].reason
+
+
+def test_slot_tag_qualifies_the_marker(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("slots: {hero: {tag: Section}, bad: {tag: '1x'}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert ruleset.slots["hero"].selector == 'section[data-ep-slot="hero"]'
+    assert len(errors) == 1 and "tag is an element name" in errors[0].reason
