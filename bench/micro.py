@@ -212,10 +212,22 @@ def _page(size: int, slot_at_top: bool) -> bytes:
     return head + middle + b"</body></html>"
 
 
+def _rewriting(edits: list[Any], chunks: list[bytes]) -> Callable[[], None]:
+    from edge_personalizer.rewrite.html import Rewriter
+
+    def run() -> None:
+        rewriter = Rewriter(edits)
+        for chunk in chunks:
+            rewriter.feed(chunk)
+        rewriter.finish()
+
+    return run
+
+
 def bench_rewrite() -> dict[str, Any]:
     import re
 
-    from edge_personalizer.rewrite.html import Edit, Rewriter
+    from edge_personalizer.rewrite.html import Edit
 
     edits = [Edit('[data-ep-slot="hero"]', "inner", "<h1>Hello, friend from Facebook</h1>")]
     pattern = re.compile(rb'(<section data-ep-slot="hero">)(.*?)(</section>)', re.DOTALL)
@@ -225,13 +237,8 @@ def bench_rewrite() -> dict[str, Any]:
         page = _page(size, False)
         chunks = [page[i:i + 16384] for i in range(0, len(page), 16384)]
 
-        def rewrite_tagged(chunks: list[bytes] = chunks) -> None:
-            rewriter = Rewriter(tagged)
-            for chunk in chunks:
-                rewriter.feed(chunk)
-            rewriter.finish()
-
-        ours = median_us(rewrite_tagged, runs=50 if size >= 1_000_000 else 300, warmup=10)
+        ours = median_us(_rewriting(tagged, chunks), runs=50 if size >= 1_000_000 else 300,
+                         warmup=10)
         out[f"rewrite_{name}_tagged_slot_bottom_us"] = round(ours, 1)
         out[f"rewrite_{name}_tagged_slot_bottom_mb_per_s"] = round(len(page) / ours, 1)
     for name, size in (("5kb", 5_000), ("100kb", 100_000), ("1mb", 1_000_000)):
@@ -239,17 +246,11 @@ def bench_rewrite() -> dict[str, Any]:
             page = _page(size, where == "top")
             chunks = [page[i:i + 16384] for i in range(0, len(page), 16384)]
 
-            def rewrite(chunks: list[bytes] = chunks) -> None:
-                rewriter = Rewriter(edits)
-                for chunk in chunks:
-                    rewriter.feed(chunk)
-                rewriter.finish()
-
             def naive(page: bytes = page) -> None:
                 pattern.sub(rb"\1<h1>Hello, friend from Facebook</h1>\3", page, count=1)
 
             runs = 50 if size >= 1_000_000 else 300
-            ours = median_us(rewrite, runs=runs, warmup=10)
+            ours = median_us(_rewriting(edits, chunks), runs=runs, warmup=10)
             base = median_us(naive, runs=runs, warmup=10)
             out[f"rewrite_{name}_slot_{where}_us"] = round(ours, 1)
             out[f"baseline_regex_{name}_slot_{where}_us"] = round(base, 1)
