@@ -22,6 +22,7 @@ class Metrics:
         self.requests = Counter("ep_requests", "Requests answered, by status code",
                                 ["status"], registry=r)
         self._by_status: dict[int, Counter] = {}
+        self._by_decision: dict[tuple[str, str], Counter] = {}
         self.request_seconds = Histogram("ep_request_duration_seconds",
                                          "Time from request to the last body byte",
                                          buckets=_LATENCY_BUCKETS, registry=r)
@@ -64,9 +65,18 @@ class Metrics:
 
     def decided(self, decision: Decision) -> None:
         for choice in decision.slots.values():
-            self.decisions.labels(rule=choice.by, variant=choice.variant).inc()
+            self._decision(choice.by, choice.variant).inc()
         if decision.redirect_rule is not None:
-            self.decisions.labels(rule=decision.redirect_rule, variant="redirect").inc()
+            self._decision(decision.redirect_rule, "redirect").inc()
+
+    def _decision(self, rule: str, variant: str) -> Counter:
+        child = self._by_decision.get((rule, variant))
+        if child is None:
+            if len(self._by_decision) > 10_000:   # rules come and go with reloads
+                self._by_decision.clear()
+            child = self._by_decision[(rule, variant)] = self.decisions.labels(
+                rule=rule, variant=variant)
+        return child
 
     def bot_seen(self, category: str) -> None:
         self.bots.labels(category=category).inc()

@@ -147,6 +147,7 @@ class PersonalizeMiddleware:
         self.shared_max_age = shared_max_age
         self.observer: PipelineObserver = observer or _Silent()
         self._interests_version: str | None = None
+        self._segments: dict[tuple[tuple[str, str, str], ...], SegmentKey] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -277,7 +278,7 @@ class PersonalizeMiddleware:
         try:
             exchange, _ = self._prepare(self.classifier, described)
             decision = exchange.decision
-            segment = segment_of(decision, exchange.visitor)
+            segment = self._segment(exchange)
         except Exception:
             logger.exception("deciding for %s failed", described["path"])
             self.observer.stage_failed("decide")
@@ -425,6 +426,21 @@ class PersonalizeMiddleware:
             return message
         return {**message, "headers": headers}
 
+    def _segment(self, exchange: _Exchange) -> SegmentKey:
+        """The decision's segment key; the same choices of static variants give the same
+        key, so those are remembered (bounded) instead of hashed on every request."""
+        slots = exchange.decision.slots
+        if any(c.content is not None and c.content.template is not None
+               and not c.content.template.is_static for c in slots.values()):
+            return segment_of(exchange.decision, exchange.visitor)
+        key = tuple(sorted((slot, c.variant, c.by) for slot, c in slots.items()))
+        segment = self._segments.get(key)
+        if segment is None:
+            if len(self._segments) > 4096:
+                self._segments.clear()
+            segment = self._segments[key] = segment_of(exchange.decision, exchange.visitor)
+        return segment
+
     def _cache_headers(self, headers: list[tuple[bytes, bytes]],
                        exchange: _Exchange) -> list[tuple[bytes, bytes]]:
         """Cache-Control, Vary and cache tags for a page the rules may personalize.
@@ -436,7 +452,7 @@ class PersonalizeMiddleware:
         if exchange.preview:
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
             return [*headers, (b"cache-control", b"private, no-store")]
-        segment = segment_of(exchange.decision, exchange.visitor)
+        segment = self._segment(exchange)
         headers += [
             (b"x-ep-segment", segment.key.encode()),
             (b"surrogate-key", " ".join(segment.tags).encode()),

@@ -43,9 +43,12 @@ def _tag_end(data: bytes | bytearray, position: int) -> int:
 
 def find_marker(data: bytes | bytearray, name: str, start: int = 0) -> int:
     """Where the start tag carrying data-ep-slot=`name` begins; -1 if not found."""
-    for match in _MARKER.finditer(data, start):
-        if match.group(2).decode("ascii", "replace") == name:
-            return data.rfind(b"<", 0, match.start())
+    position = data.find(b"data-ep-slot", start)
+    while position >= 0:
+        match = _MARKER.match(data, position)
+        if match is not None and match.group(2).decode("ascii", "replace") == name:
+            return data.rfind(b"<", 0, position)
+        position = data.find(b"data-ep-slot", position + 12)
     return -1
 
 
