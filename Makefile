@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 ORIGIN_PORT ?= 8081
 
-.PHONY: demo test bench lint typecheck clean
+.PHONY: demo test bench lint typecheck clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,19 @@ demo: $(STAMP)
 	$(BIN)/edge-personalizer demo --rules rules --geo-db geo_db/GeoLite2-City-Test.mmdb \
 		--port $(PORT) --origin-port $(ORIGIN_PORT)
 
-test: $(STAMP)
+# The shared-cache test runs a real nginx in front of the proxy: install it when missing
+# (Debian's nginx-light; needs root, as on CI and the project's machines).
+system-deps:
+	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing nginx-light for the shared-cache test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; \
+		else \
+			echo "nginx is missing: install it (e.g. apt-get install nginx-light) for tests/test_shared_cache.py"; \
+		fi; \
+	fi
+
+test: $(STAMP) system-deps
 	$(BIN)/ruff check edge_personalizer tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
