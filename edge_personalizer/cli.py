@@ -175,10 +175,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _classifier(args: argparse.Namespace) -> Classifier:
+def _classifier(settings: Settings) -> Classifier:
     from .app import open_classifier
 
-    return open_classifier(settings_from(args))
+    return open_classifier(settings)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -193,7 +193,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     now = _when(args.time)
     settings = settings_from(args)
     ruleset = load_rules(settings.rules_dir) if settings.rules_dir else None
-    visitor = visitor_for(_classifier(args), url=args.url, headers=headers, ip=args.ip, now=now)
+    visitor = visitor_for(_classifier(settings), url=args.url, headers=headers, ip=args.ip,
+                          now=now)
     report: dict[str, Any] = {"visitor": visitor.to_dict()}
     if ruleset is not None:
         report.update(explain(ruleset, visitor))
@@ -213,7 +214,7 @@ def _when(text: str | None) -> float:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    visitors = classify_lines(_classifier(args), sys.stdin, now=time.time())
+    visitors = classify_lines(_classifier(settings_from(args)), sys.stdin, now=time.time())
     if args.summary:
         summary = summarize(visitors)
         print(json.dumps(summary, indent=2, ensure_ascii=False) if args.format == "json"

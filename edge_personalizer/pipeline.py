@@ -276,7 +276,7 @@ class PersonalizeMiddleware:
             return
         described = self._described_scope(scope)
         try:
-            exchange, _ = self._prepare(self.classifier, described)
+            exchange, described = self._prepare(self.classifier, described)
             decision = exchange.decision
             segment = self._segment(exchange)
         except Exception:
@@ -288,15 +288,15 @@ class PersonalizeMiddleware:
                    (b"x-ep-variant", ",".join(f"{slot}={c.variant}" for slot, c in
                                                sorted(decision.slots.items())).encode())]
         if scope["path"] == DECIDE_PATH:
-            await self._send_decision(exchange, segment, headers, send)
+            await self._send_decision(exchange, described, segment, headers, send)
         else:
             await self._send_fragment(exchange, scope["path"][len(FRAGMENT_PREFIX):], segment,
                                       headers, send)
 
-    async def _send_decision(self, exchange: _Exchange, segment: SegmentKey,
+    async def _send_decision(self, exchange: _Exchange, described: Scope, segment: SegmentKey,
                              headers: list[tuple[bytes, bytes]], send: Send) -> None:
         decision = exchange.decision
-        location = self._redirect_target(exchange, self._described_scope_of(exchange))
+        location = self._redirect_target(exchange, described)
         if location is not None and decision.redirect is not None:
             headers += [(b"x-ep-redirect", location.encode("latin-1")),
                         (b"x-ep-redirect-status", str(decision.redirect.status).encode())]
@@ -335,12 +335,6 @@ class PersonalizeMiddleware:
         if content.action == "text":
             payload = html.escape(payload)
         await respond(send, 200, payload.encode(), b"text/html; charset=utf-8", headers)
-
-    @staticmethod
-    def _described_scope_of(exchange: _Exchange) -> Scope:
-        request = exchange.visitor.request
-        query = urlencode(list(request.query.items()))
-        return {"method": "GET", "path": request.path, "query_string": query.encode()}
 
     def _decision_cookie(self, exchange: _Exchange) -> bytes | None:
         tracker = self._tracker

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lru import LRU
 from ua_parser import load_builtins
@@ -185,11 +185,8 @@ class DeviceClassifier:
         model = hints.model or device.model
         if kind == device.type and model == device.model:
             return device
-        return Device(type=kind, os=device.os, os_version=device.os_version,
-                      browser=device.browser, browser_version=device.browser_version,
-                      brand=device.brand, model=model,
-                      touch=device.touch or kind in ("mobile", "tablet"),
-                      bot_category=device.bot_category, bot_name=device.bot_name)
+        return replace(device, type=kind, model=model,
+                       touch=device.touch or kind in ("mobile", "tablet"))
 
 
 def _version(major: str | None, minor: str | None) -> str | None:

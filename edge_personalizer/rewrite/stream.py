@@ -54,10 +54,6 @@ class ResponseRewriter:
         self.rewriting = False
         self.content_encoding: str | None = content_encoding or None
 
-    @property
-    def applied(self) -> int:
-        return self._rewriter.applied if self._rewriter else 0
-
     def feed(self, chunk: bytes) -> bytes | None:
         if self.decided:
             return self._through(chunk)

@@ -136,7 +136,7 @@ def compile_rules(rule_files: RuleFiles) -> tuple[RuleSet, list[RuleError]]:
     ruleset = RuleSet(
         version=rule_files.version, rules=rules, slots=MappingProxyType(dict(ctx.slots)),
         experiments=experiments, interests=MappingProxyType(dict(ctx.interests)),
-        segments=MappingProxyType(dict(ctx.segments)), index=index, unindexed=unindexed,
+        index=index, unindexed=unindexed,
         loaded_at=rule_files.loaded_at, file_count=len(rule_files.files),
         fields=frozenset(fields), vary=tuple(vary_headers(fields)))
     return ruleset, ctx.errors

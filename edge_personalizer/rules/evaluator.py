@@ -130,6 +130,7 @@ def explain(ruleset: RuleSet, visitor: Visitor) -> dict[str, Any]:
         in_audience = experiment.audience(visitor)
         experiments.append({
             "name": experiment.name, "slots": list(experiment.slots),
+            "source": experiment.source,
             "audience": experiment.audience.describe(),
             "in_audience": in_audience,
             "audience_failed": None if in_audience else experiment.audience.failure(visitor),

@@ -92,7 +92,6 @@ class RuleSet:
     slots: Mapping[str, Slot]
     experiments: tuple[Experiment, ...]
     interests: Mapping[str, tuple[str, ...]]
-    segments: Mapping[str, Condition]
     # Index: fields -> their folded values -> ranks of the rules that need exactly those.
     index: Mapping[tuple[str, ...], Mapping[tuple[object, ...], tuple[int, ...]]]
     unindexed: tuple[int, ...]                       # ranks of rules that are always tried
@@ -104,7 +103,7 @@ class RuleSet:
     @classmethod
     def empty(cls, version: str = "none") -> RuleSet:
         return cls(version, (), MappingProxyType({}), (), MappingProxyType({}),
-                   MappingProxyType({}), MappingProxyType({}), ())
+                   MappingProxyType({}), ())
 
 
 Reason = Literal["rule", "experiment", "holdout", "control"]
