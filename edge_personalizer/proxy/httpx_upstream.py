@@ -1,7 +1,7 @@
 """HttpxUpstream: the origin client for any httpx transport (the one module importing httpx).
 
-The server runs `upstream.Upstream` (aiohttp); this one lets tests and embedders use any
-httpx transport, such as httpx.MockTransport. No redirects, auth or cookies.
+The server runs `upstream.Upstream` (its own HTTP/1.1 pool); this one lets tests and
+embedders use any httpx transport, such as httpx.MockTransport. No redirects, auth or cookies.
 """
 
 from __future__ import annotations

@@ -85,9 +85,9 @@ def test_origin_down_gives_short_text_to_other_clients(orphan_proxy: Server) -> 
 
 def test_origin_down_is_logged_with_its_cause(orphan_proxy: Server) -> None:
     httpx.get(orphan_proxy.url + "/logged")
-    assert "origin error for GET /logged -> 502: origin unreachable: ClientConnectorError: " \
-           "Cannot connect to host" in \
-        orphan_proxy.log()
+    assert "origin error for GET /logged -> 502: origin unreachable: cannot connect to " \
+           "127.0.0.1:" in orphan_proxy.log()
+    assert "Connection refused" in orphan_proxy.log()
 
 
 def test_health_reports_unreachable_origin_as_not_ready(orphan_proxy: Server) -> None:
