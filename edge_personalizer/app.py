@@ -104,6 +104,9 @@ class EdgeApp:
                         f"{self.settings.rules_dir} (version {self.rules.current.version})"
                         if self.rules else "none",
                         self.geo.info.database_type if self.geo else "none")
+            # The User-Agent parser and bot catalogue are built here, in the serving
+            # process: the supervisor of several workers only builds the app to check it.
+            self.classifier.devices.warm()
             # Everything loaded so far (parsers, rules, catalogues) lives as long as the
             # process: keep it out of the garbage collector's generations, which shortens
             # every collection while requests run.

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from starlette.types import Message
 
 from edge_personalizer import create_app, load_settings
 from edge_personalizer.errors import GeoDatabaseError, RuleError
@@ -22,3 +24,26 @@ def test_bad_rules_or_geo_fail_at_build_time(tmp_path: Path) -> None:
         create_app(load_settings({}, origin_url="http://127.0.0.1:9", rules_dir=tmp_path))
     with pytest.raises(GeoDatabaseError):
         create_app(load_settings({}, origin_url="http://127.0.0.1:9", geo_db=tmp_path / "x"))
+
+
+def test_user_agent_parser_is_built_by_the_serving_process_only() -> None:
+    # A supervisor of several workers builds the app only to check the settings.
+    app = create_app(load_settings({}, origin_url="http://127.0.0.1:9", rules_dir=ROOT / "rules"))
+    assert not app.classifier.devices.loaded
+
+    async def lifespan() -> list[str]:
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+        sent: list[str] = []
+        for kind in ("lifespan.startup", "lifespan.shutdown"):
+            inbox.put_nowait({"type": kind})
+
+        async def send(message: Message) -> None:
+            sent.append(message["type"])
+            if message["type"] == "lifespan.startup.complete":
+                assert app.classifier.devices.loaded
+
+        await app({"type": "lifespan"}, inbox.get, send)
+        return sent
+
+    assert asyncio.run(lifespan()) == ["lifespan.startup.complete",
+                                       "lifespan.shutdown.complete"]

@@ -136,12 +136,30 @@ def _refine_with_hints(kind: DeviceType, hints: ClientHints) -> DeviceType:
 
 
 class DeviceClassifier:
-    """User-Agent (and Client Hints) -> Device, with a bounded cache of parsed agents."""
+    """User-Agent (and Client Hints) -> Device, with a bounded cache of parsed agents.
+
+    The parser's tables and the bot catalogue (~30 MB, ~0.25 s) are built by `warm()` or
+    on first use: a process that only checks settings, such as the supervisor of several
+    workers, never pays for them.
+    """
 
     def __init__(self, *, max_entries: int = 4096, bots: BotCatalogue | None = None) -> None:
-        self._resolver = Resolver(load_builtins())
-        self._bots = bots or BotCatalogue()
+        self._resolver: Resolver | None = None
+        self._bots = bots
         self._seen: LRU[str, Device] = LRU(max_entries)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the parser and the bot catalogue are built."""
+        return self._resolver is not None and self._bots is not None
+
+    def warm(self) -> tuple[Resolver, BotCatalogue]:
+        """Build the parser and the bot catalogue now (once)."""
+        if self._resolver is None:
+            self._resolver = Resolver(load_builtins())
+        if self._bots is None:
+            self._bots = BotCatalogue()
+        return self._resolver, self._bots
 
     def classify(self, user_agent: str, hints: ClientHints | None = None) -> Device:
         key = user_agent[:_UA_KEY_LIMIT]
@@ -154,11 +172,12 @@ class DeviceClassifier:
         return device
 
     def _parse(self, ua: str) -> Device:
-        result = self._resolver(ua, Domain.ALL)
+        resolver, bots = self.warm()
+        result = resolver(ua, Domain.ALL)
         os_family = result.os.family if result.os else "Other"
         browser = result.user_agent.family if result.user_agent else "Other"
         device_family = result.device.family if result.device else "Other"
-        bot_match = self._bots.match(ua)
+        bot_match = bots.match(ua)
         bot_category: BotCategory | None = bot_match.category if bot_match else None
         if bot_match is None and device_family == "Spider":
             bot_category = "other"
