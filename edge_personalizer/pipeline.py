@@ -540,6 +540,8 @@ class _RewritingSend:
         self.start: Message | None = None
         self.rewriter: ResponseRewriter | None = None
         self.aborted = False
+        self.consumed = 0   # origin body bytes fed to the rewriter
+        self.produced = 0   # bytes it gave back
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -593,6 +595,8 @@ class _RewritingSend:
         out = rewriter.feed(chunk) if chunk else (None if not rewriter.decided else b"")
         if not more:
             out = (out or b"") + rewriter.finish()
+        self.consumed += len(chunk)
+        self.produced += len(out) if out else 0
         self.spent += time.perf_counter() - began
         if self.start is not None and rewriter.decided:
             await self._send_start(rewriter)
@@ -606,9 +610,15 @@ class _RewritingSend:
         self.start = None
         headers = list(start.get("headers", []))
         if rewriter.rewriting:
+            length = _header(headers, b"content-length")
             headers = [(k, v) for k, v in headers if k.lower() not in _STALE]
             if rewriter.content_encoding:
                 headers.append((b"content-encoding", rewriter.content_encoding.encode()))
+            if rewriter.verbatim and length.isdigit() and int(length) >= self.consumed:
+                # The edits are behind us and the rest passes as it comes: the length
+                # is known, and the client gets it instead of chunked encoding.
+                total = self.produced + int(length) - self.consumed
+                headers.append((b"content-length", str(total).encode()))
             headers += self.middleware._variant_headers(self.exchange, self.spent)
         self.middleware.observer.personalization_took(self.spent)
         await self.send({**start, "headers": headers})

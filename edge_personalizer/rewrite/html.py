@@ -234,13 +234,14 @@ class Rewriter:
             return self._write(chunk)
         # Small steps, so the rest of a large chunk can skip lol-html as soon as the
         # last edited element closes.
-        out = []
+        out: list[bytes | memoryview] = []
+        view = memoryview(chunk)
         for start in range(0, len(chunk), _STEP):
             if self.bypassed or self.broken:
-                out.append(chunk[start:])
+                out.append(view[start:])   # the rest as it came, copied once by the join
                 break
             out.append(self._write(chunk[start:start + _STEP]))
-        return b"".join(out)
+        return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
 
     def _write(self, chunk: bytes) -> bytes:
         if len(self._input) < _KEEP_INPUT:

@@ -47,7 +47,8 @@ class ResponseRewriter:
         self._decoder: Decoder | None = decoder_for(self._original_coding)
         self._accepts_gzip = accepts_gzip(accept_encoding)
         self._held_raw: list[bytes] = []
-        self._held_plain = bytearray()
+        self._held_plain: list[bytes] = []
+        self._held_size = 0
         self._rewriter: Rewriter | None = None
         self._encoder: GzipEncoder | None = None
         self.decided = False
@@ -60,10 +61,24 @@ class ResponseRewriter:
         self._held_raw.append(chunk)
         if self._decoder is None:           # a coding we cannot read: pass it on
             return self._decide(False)
-        self._held_plain += self._decoder.decompress(chunk)
-        if self._charset is None and len(self._held_plain) < SNIFF_BYTES:
+        plain = self._decoder.decompress(chunk)
+        self._held_plain.append(plain)
+        self._held_size += len(plain)
+        if self._charset is None and self._held_size < SNIFF_BYTES:
             return None
         return self._decide(True)
+
+    @property
+    def verbatim(self) -> bool:
+        """Whether every byte still to come will pass unchanged: edits done and their
+        elements closed (or nothing to rewrite), no content coding to undo or redo."""
+        if not self.decided:
+            return False
+        if not self.rewriting:
+            return True
+        rewriter = self._rewriter
+        return (rewriter is not None and (rewriter.bypassed or rewriter.broken)
+                and self._encoder is None and self._original_coding in ("", "identity"))
 
     def finish(self) -> bytes:
         out = b""
@@ -76,7 +91,9 @@ class ResponseRewriter:
 
     def _decide(self, readable: bool) -> bytes:
         self.decided = True
-        charset = self._charset or sniff_meta_charset(bytes(self._held_plain))
+        held = self._held_plain
+        plain = held[0] if len(held) == 1 else b"".join(held)   # usually one chunk: no copy
+        charset = self._charset or sniff_meta_charset(plain[:SNIFF_BYTES])
         self.rewriting = readable and rewritable_charset(charset)
         if not self.rewriting:
             return b"".join(self._held_raw)
@@ -91,9 +108,9 @@ class ResponseRewriter:
             self.content_encoding = "gzip"
         else:
             self.content_encoding = None
-        out = self._rewriter.feed(bytes(self._held_plain))
-        self._held_plain.clear()
-        self._held_raw.clear()
+        out = self._rewriter.feed(plain)
+        self._held_plain = []
+        self._held_raw = []
         return self._encode(out)
 
     def _through(self, chunk: bytes) -> bytes:

@@ -96,3 +96,21 @@ def test_helpers() -> None:
     assert rewritable_charset("utf-8") and not rewritable_charset("utf-16le")
     assert accepts_gzip("br, gzip;q=0.8") and not accepts_gzip("gzip;q=0")
     assert not accepts_gzip("identity")
+
+
+def test_verbatim_once_the_edits_are_behind_and_nothing_is_recoded() -> None:
+    body = page("utf-8")
+    rewriter = ResponseRewriter(EDIT, content_type="text/html", content_encoding="",
+                                accept_encoding="gzip")
+    assert rewriter.feed(body[:200]) is None and not rewriter.verbatim   # still sniffing
+    rewriter.feed(body[200:])
+    assert rewriter.verbatim   # the slot closed in what was fed: the rest is unchanged
+    compressed = ResponseRewriter(EDIT, content_type="text/html", content_encoding="gzip",
+                                  accept_encoding="gzip")
+    compressed.feed(gzip.compress(body))
+    assert compressed.decided and not compressed.verbatim   # re-encoded as it streams
+    late = ResponseRewriter([Edit('[data-ep-slot="late"]', "inner", "x")],
+                            content_type="text/html", content_encoding="",
+                            accept_encoding="")
+    late.feed(body)
+    assert not late.verbatim   # the edit has not happened yet
