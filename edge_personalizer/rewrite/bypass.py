@@ -18,7 +18,6 @@ CONTAINERS = frozenset({"div", "section", "aside", "header", "footer", "nav", "m
                         "details", "fieldset"})
 _RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed",
                        "noframes", "noscript", "plaintext"})
-_TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
 _MARKER = re.compile(rb"""data-ep-slot\s*=\s*(["']?)([^"'\s>]+)\1""")
 _MARKER_SELECTOR = re.compile(
     r"""^(?:[a-z][a-z0-9-]*)?\[data-ep-slot=(["'])([A-Za-z0-9_.-]+)\1\]$""")
@@ -31,7 +30,7 @@ def marker_slot(selector: str) -> str | None:
     return match.group(2) if match else None
 
 
-_TAG_REST = re.compile(rb"""(?:[^>"']+|"[^"]*"|'[^']*')*>""")
+_TAG_REST = re.compile(rb"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
 
 
 def _tag_end(data: bytes | bytearray, position: int) -> int:
@@ -39,6 +38,29 @@ def _tag_end(data: bytes | bytearray, position: int) -> int:
     quoted attribute values; -1 if not in `data` yet."""
     match = _TAG_REST.match(data, position)
     return match.end() if match else -1
+
+
+_NAME_END = rb"(?![A-Za-z0-9:-])"
+_RAW_NAMES = b"|".join(name.encode() for name in sorted(_RAW_TEXT))
+
+
+def _scanner(name: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """For elements called `name`: a pattern that skips, in one match, text and every tag
+    that cannot matter to where such an element ends (quoted attribute values honoured),
+    and one that tells what stopped it."""
+    tag = name.encode()
+    interesting = (rb"/?(?:" + tag + rb"|svg|math)" + _NAME_END + rb"|(?:" + _RAW_NAMES
+                   + rb")" + _NAME_END + rb"|[!?]")
+    skip = re.compile(rb"(?:[^<]++|<(?!" + interesting + rb")(?:/?[A-Za-z][A-Za-z0-9:-]*+"
+                      + _TAG_REST.pattern + rb"|(?![A-Za-z/]))|</(?![A-Za-z]))*+", re.IGNORECASE)
+    token = re.compile(rb"(?P<comment><!--)|(?P<other><[!?])|<(?P<close>/?)" + tag + _NAME_END
+                       + rb"|<(?P<foreign>/?(?:svg|math))" + _NAME_END + rb"|<(?P<raw>"
+                       + _RAW_NAMES + rb")" + _NAME_END, re.IGNORECASE)
+    return skip, token
+
+
+_SCANNERS = {name: _scanner(name) for name in CONTAINERS}
+_RAW_END = {name: re.compile(b"</" + name.encode(), re.IGNORECASE) for name in _RAW_TEXT}
 
 
 def find_marker(data: bytes | bytearray, name: str, start: int = 0) -> int:
@@ -61,37 +83,35 @@ def element_end(data: bytes | bytearray, tag_start: int, tag_name: str) -> int:
     position = _tag_end(data, tag_start)
     if position < 0 or data[position - 2:position] == b"/>":
         return -1
+    skip, token = _SCANNERS[name]
+    size = len(data)
     depth = 1
     while True:
-        lt = data.find(b"<", position)
-        if lt < 0:
+        position = skip.match(data, position).end()   # type: ignore[union-attr]
+        if position >= size:
             return -1
-        if data.startswith(b"<!--", lt):
-            close = data.find(b"-->", lt + 4)
+        found = token.match(data, position)
+        if found is None:
+            return -1   # a tag not complete yet
+        if found.group("comment"):
+            close = data.find(b"-->", position + 4)
             if close < 0:
                 return -1
             position = close + 3
             continue
-        if data.startswith((b"<!", b"<?"), lt):
-            return -1   # CDATA, doctype, processing instructions: not plain
-        match = _TAG.match(data, lt)
-        if match is None:
-            position = lt + 1
-            continue
-        closing, found = match.group(1) == b"/", match.group(2).decode("ascii").lower()
-        end = _tag_end(data, lt)
+        if found.group("other") or found.group("foreign"):
+            return -1   # CDATA, doctype, processing instructions, SVG, MathML: not plain
+        end = _tag_end(data, position)
         if end < 0:
             return -1
-        if found in ("svg", "math"):
-            return -1   # foreign content has its own rules
-        if not closing and found in _RAW_TEXT:
-            close = data.lower().find(b"</" + found.encode(), end)
-            if close < 0:
+        raw = found.group("raw")
+        if raw:
+            close_tag = _RAW_END[raw.decode("ascii").lower()].search(data, end)
+            if close_tag is None:
                 return -1
-            position = close
+            position = close_tag.start()
             continue
-        if found == name:
-            depth += -1 if closing else 1
-            if depth == 0:
-                return end
+        depth += -1 if found.group("close") else 1
+        if depth == 0:
+            return end
         position = end

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
-from edge_personalizer.rewrite.bypass import element_end, find_marker, marker_slot
+from edge_personalizer.rewrite.bypass import (
+    _RAW_TEXT,
+    CONTAINERS,
+    _tag_end,
+    element_end,
+    find_marker,
+    marker_slot,
+)
 from edge_personalizer.rewrite.html import Edit, RewriteAborted, Rewriter
 
 from .test_html import _tree_inputs
@@ -68,3 +76,68 @@ def test_bypass_never_changes_output_on_html5lib_pages() -> None:
             assert fast == slow, page[:300]
         checked += 1
     assert checked > 1500
+
+
+_ANY_TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
+
+
+def reference_element_end(data: bytes, tag_start: int, tag_name: str) -> int:
+    """The same answer as element_end, read plainly tag by tag."""
+    name = tag_name.lower()
+    if name not in CONTAINERS:
+        return -1
+    position = _tag_end(data, tag_start)
+    if position < 0 or data[position - 2:position] == b"/>":
+        return -1
+    depth = 1
+    while True:
+        lt = data.find(b"<", position)
+        if lt < 0:
+            return -1
+        if data.startswith(b"<!--", lt):
+            close = data.find(b"-->", lt + 4)
+            if close < 0:
+                return -1
+            position = close + 3
+            continue
+        if data.startswith((b"<!", b"<?"), lt):
+            return -1
+        match = _ANY_TAG.match(data, lt)
+        if match is None:
+            position = lt + 1
+            continue
+        closing, found = match.group(1) == b"/", match.group(2).decode("ascii").lower()
+        end = _tag_end(data, lt)
+        if end < 0:
+            return -1
+        if found in ("svg", "math"):
+            return -1
+        if not closing and found in _RAW_TEXT:
+            close = data.lower().find(b"</" + found.encode(), end)
+            if close < 0:
+                return -1
+            position = close
+            continue
+        if found == name:
+            depth += -1 if closing else 1
+            if depth == 0:
+                return end
+        position = end
+
+
+def test_element_end_agrees_with_a_plain_reading_on_html5lib_pages() -> None:
+    rng = random.Random(5)
+    compared = found = 0
+    for text in _tree_inputs():
+        body = text.encode("utf-8", "surrogatepass")
+        for tag in ("div", "SECTION", "span"):
+            cut = rng.randint(0, len(body))
+            page = body[:cut] + b"<" + tag.encode() + b' data-ep-slot="hero">' + body[cut:]
+            for end in (len(page), rng.randint(cut, len(page))):   # whole, and cut short
+                data = page[:end] + b"</" + tag.encode() + b">" * rng.randint(0, 1)
+                start = find_marker(data, "hero")
+                expected = reference_element_end(data, start, tag)
+                assert element_end(data, start, tag) == expected, data[:300]
+                compared += 1
+                found += expected >= 0
+    assert compared > 10000 and found > 1000
