@@ -74,6 +74,32 @@ def find_marker(data: bytes | bytearray, name: str, start: int = 0) -> int:
     return -1
 
 
+_TAG_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9:-]*")
+
+
+def slot_end(data: bytes | bytearray, name: str) -> tuple[int, str]:
+    """Where the element carrying data-ep-slot=`name` ends in `data` (the page from its
+    start), and its tag name as written, when that marker occurs exactly once; (-1, "")
+    otherwise.
+
+    Once is the condition for knowing that the element the rewriter matched is this one:
+    a marker quoted in a comment, a script or a second element makes the answer unsure.
+    The caller compares the tag name with the rewriter's: "<a<div data-ep-slot=...>" is
+    one tag, named "a<div".
+    """
+    start = find_marker(data, name)
+    if start < 0:
+        return -1, ""
+    attribute = data.find(b"data-ep-slot", start)
+    if find_marker(data, name, attribute + 12) >= 0:
+        return -1, ""
+    tag = _TAG_NAME.match(data, start + 1)
+    if tag is None:
+        return -1, ""
+    found = tag.group().decode("ascii").lower()
+    return element_end(data, start, found), found
+
+
 def element_end(data: bytes | bytearray, tag_start: int, tag_name: str) -> int:
     """The index just past the end tag matching the start tag at `tag_start`; -1 when it
     is not in `data` yet or the markup is not plain enough to be sure."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import lolhtml
 
 from ..rules.model import SlotAction
-from .bypass import element_end, find_marker, marker_slot
+from .bypass import marker_slot, slot_end
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +75,12 @@ class _EditHandler:
     def __init__(self, edit: Edit, failed: Callable[[Exception], None],
                  applied: Callable[[], None]) -> None:
         self.edit = edit
+        self.slot = marker_slot(edit.selector) or ""   # the data-ep-slot it edits, if any
         self.done = False
         self.tag_name = ""
         self.ends_at = -1       # where the edited element's end tag ends, once found
+        # (end, tag name, bytes looked at) found before the rewriter read the first bytes
+        self.planned: tuple[int, str, int] | None = None
         self._failed = failed
         self._applied = applied
 
@@ -218,29 +221,49 @@ class Rewriter:
             if not handler.done:
                 return False
             if isinstance(handler, _EditHandler) and handler.ends_at < 0:
-                name = marker_slot(handler.edit.selector) or ""
-                start = find_marker(self._input, name)
-                if start < 0:
+                planned = handler.planned
+                # Found on the first bytes: still true while the input is within them.
+                if planned is not None and len(self._input) <= planned[2]:
+                    end, tag = planned[0], planned[1]
+                else:
+                    end, tag = slot_end(self._input, handler.slot)
+                if end < 0 or len(self._input) < end or tag != handler.tag_name.lower():
                     return False
-                handler.ends_at = element_end(self._input, start, handler.tag_name)
-                if handler.ends_at < 0:
-                    return False
+                handler.ends_at = end
         return True
+
+    def _slots_end(self, data: bytes) -> int:
+        """Where the last edited slot element ends in `data` (the page's first bytes), if
+        every one is there; else -1."""
+        last = -1
+        for handler in self._handlers:
+            assert isinstance(handler, _EditHandler)   # bypassing means no injections
+            end, tag = slot_end(data, handler.slot)
+            if end < 0:
+                return -1
+            handler.planned = (end, tag, len(data))
+            last = max(last, end)
+        return last
 
     def feed(self, chunk: bytes) -> bytes:
         if self.broken or self.bypassed:
             return chunk
         if not self._bypass:
             return self._write(chunk)
-        # Small steps, so the rest of a large chunk can skip lol-html as soon as the
-        # last edited element closes.
+        # The rewriter reads no further than it must: on the page's first bytes, up to
+        # where the last slot element ends when that is there; otherwise in small steps,
+        # so the rest of a large chunk skips lol-html as soon as the last one closes.
         out: list[bytes | memoryview] = []
         view = memoryview(chunk)
-        for start in range(0, len(chunk), _STEP):
+        stop = self._slots_end(chunk) if not self._input else -1
+        start = 0
+        while start < len(chunk):
             if self.bypassed or self.broken:
                 out.append(view[start:])   # the rest as it came, copied once by the join
                 break
-            out.append(self._write(chunk[start:start + _STEP]))
+            end = stop if stop > start else start + _STEP
+            out.append(self._write(chunk[start:end]))
+            start = end
         return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
 
     def _write(self, chunk: bytes) -> bytes:

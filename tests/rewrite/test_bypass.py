@@ -141,3 +141,31 @@ def test_element_end_agrees_with_a_plain_reading_on_html5lib_pages() -> None:
                 compared += 1
                 found += expected >= 0
     assert compared > 10000 and found > 1000
+
+
+SIDE = b'<aside data-ep-slot="side">s</aside>'
+
+
+@pytest.mark.parametrize("page", [
+    # The marker quoted in a comment first; the real slot's end comes in a later chunk.
+    SIDE + b'<!-- <div data-ep-slot="hero">quoted</div> --><div data-ep-slot="hero">old'
+    + b"<p>x</p>" * 1000 + b"</div>" + b"<p>y</p>" * 900,
+    # ... or in a script.
+    SIDE + b'<script>var s = \'<div data-ep-slot="hero"></div>\';</script>'
+    + b'<div data-ep-slot="hero">' + b"<p>x</p>" * 1000 + b"</div>" + b"<p>y</p>" * 900,
+    # One tag named "a<div", as the HTML tokenizer reads it.
+    SIDE + b'<a<div data-ep-slot="hero">old<div>in</div>' + b"<p>x</p>" * 1000 + b"</div>"
+    + b"<p>y</p>" * 900,
+])
+def test_a_marker_that_is_not_the_slot_never_ends_rewriting_early(page: bytes) -> None:
+    for chunk in (len(page), 4096, 1000):
+        fast, _ = run(page, bypass=True, chunk=chunk)
+        slow, _ = run(page, bypass=False, chunk=chunk)
+        assert fast == slow
+
+
+def test_rewriter_reads_the_first_chunk_only_up_to_the_last_slot() -> None:
+    page = (b'<div data-ep-slot="hero">old</div><aside data-ep-slot="side">s</aside>'
+            + b"<p>filler</p>" * 2000)
+    fast, bypassed = run(page, bypass=True, chunk=len(page))
+    assert bypassed and fast == run(page, bypass=False, chunk=len(page))[0]
