@@ -35,7 +35,7 @@ DECIDE_PATH = "/__ep/decide"
 FRAGMENT_PREFIX = "/__ep/fragment/"
 _ORIGINAL_URI = (b"x-original-uri", b"x-original-url", b"x-ep-url")
 DEBUG_HEADER = b"x-ep-debug"
-_HTML_TYPES = (b"text/html", b"application/xhtml+xml")
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
 _TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
 
 
@@ -72,9 +72,18 @@ def is_page_view(method: str, headers: Sequence[tuple[bytes, bytes]]) -> bool:
     return any(name == b"accept" and b"text/html" in value for name, value in headers)
 
 
-def _is_html(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    return any(name.lower() == b"content-type" and value.lower().startswith(_HTML_TYPES)
-               for name, value in headers)
+def read_head(headers: Sequence[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    """A response's headers by lower-cased name (repeats joined by ", "), read once."""
+    out: dict[bytes, str] = {}
+    for name, value in headers:
+        name = name.lower()
+        text = value.decode("latin-1")
+        out[name] = f"{out[name]}, {text}" if name in out else text
+    return out
+
+
+def _is_html(head: dict[bytes, str]) -> bool:
+    return head.get(b"content-type", "").lower().startswith(_HTML_TYPES)
 
 
 def _private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -399,20 +408,21 @@ class PersonalizeMiddleware:
             out.append((b"x-ep-trace", text[:_TRACE_LIMIT].encode("ascii")))
         return out
 
-    def _finish_headers(self, message: Message, exchange: _Exchange) -> Message:
+    def _finish_headers(self, message: Message, exchange: _Exchange,
+                        head: dict[bytes, str]) -> Message:
         """Headers of a page: the decision's own, the profile cookie, and what keeps
         caches correct. Anything but an HTML page passes as it is."""
-        headers = list(message.get("headers", []))
-        if not _is_html(headers) or message["status"] >= 400 and not exchange.debug:
+        if not _is_html(head) or message["status"] >= 400 and not exchange.debug:
             return message
+        headers = list(message.get("headers", []))
         try:
             headers += self._extra_headers(exchange, keyed=self.keyed_caching)
             if not self.keyed_caching:
-                cookie = self._profile_cookie(message, headers, exchange)
+                cookie = self._profile_cookie(message, exchange)
                 if cookie is not None:
                     headers.append((b"set-cookie", cookie))
             if self.rules is not None:
-                headers = self._cache_headers(headers, exchange)
+                headers = self._cache_headers(headers, exchange, head)
         except Exception:
             logger.exception("personalizing the headers of %s failed; served unchanged",
                              exchange.visitor.request.path)
@@ -435,8 +445,8 @@ class PersonalizeMiddleware:
             segment = self._segments[key] = segment_of(exchange.decision, exchange.visitor)
         return segment
 
-    def _cache_headers(self, headers: list[tuple[bytes, bytes]],
-                       exchange: _Exchange) -> list[tuple[bytes, bytes]]:
+    def _cache_headers(self, headers: list[tuple[bytes, bytes]], exchange: _Exchange,
+                       head: dict[bytes, str]) -> list[tuple[bytes, bytes]]:
         """Cache-Control, Vary and cache tags for a page the rules may personalize.
 
         By default it is private: no shared cache stores one visitor's page for others.
@@ -453,9 +463,8 @@ class PersonalizeMiddleware:
             (b"cache-tag", ",".join(segment.tags).encode()),
             (b"edge-cache-tag", ",".join(segment.tags).encode()),
         ]
-        origin_private = any(
-            k.lower() == b"cache-control" and (b"private" in v.lower() or b"no-store" in v.lower())
-            for k, v in headers)
+        origin_cache = head.get(b"cache-control", "").lower()
+        origin_private = "private" in origin_cache or "no-store" in origin_cache
         if self.keyed_caching and not origin_private:
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
             return [*headers,
@@ -467,14 +476,14 @@ class PersonalizeMiddleware:
             headers.append((b"vary", ", ".join(vary).encode("latin-1")))
         return _private(headers)
 
-    def _response_rewriter(self, exchange: _Exchange, headers: Sequence[tuple[bytes, bytes]],
+    def _response_rewriter(self, exchange: _Exchange, head: dict[bytes, str],
                            accept_encoding: str) -> ResponseRewriter | None:
         """The rewriter for a page whose decision changes slots; None if none applies."""
         if self.rules is None:
             return None
         slots = self.rules.current.slots
         visitor = exchange.visitor
-        nonce = csp_nonce(_header(headers, b"content-security-policy"))
+        nonce = csp_nonce(head.get(b"content-security-policy", ""))
         edits: list[Edit] = []
         injected = {"head": "", "body_end": ""}
         for name, choice in exchange.decision.slots.items():
@@ -490,8 +499,8 @@ class PersonalizeMiddleware:
         if not edits and not any(injected.values()):
             return None
         return ResponseRewriter(
-            edits, content_type=_header(headers, b"content-type"),
-            content_encoding=_header(headers, b"content-encoding"),
+            edits, content_type=head.get(b"content-type", ""),
+            content_encoding=head.get(b"content-encoding", ""),
             accept_encoding=accept_encoding, head=injected["head"],
             body_end=injected["body_end"],
             on_error=lambda exc: self.observer.stage_failed("rewrite"))
@@ -504,9 +513,8 @@ class PersonalizeMiddleware:
             out.append((b"x-ep-variant", value.encode("latin-1", "replace")))
         return out
 
-    def _profile_cookie(self, message: Message, headers: Sequence[tuple[bytes, bytes]],
-                        exchange: _Exchange) -> bytes | None:
-        if message["status"] >= 400 or not _is_html(headers) or exchange.preview:
+    def _profile_cookie(self, message: Message, exchange: _Exchange) -> bytes | None:
+        if message["status"] >= 400 or exchange.preview:   # an HTML page: checked before
             return None
         return self._decision_cookie(exchange)
 
@@ -540,13 +548,15 @@ class _RewritingSend:
         self.start: Message | None = None
         self.rewriter: ResponseRewriter | None = None
         self.aborted = False
+        self.head: dict[bytes, str] = {}
         self.consumed = 0   # origin body bytes fed to the rewriter
         self.produced = 0   # bytes it gave back
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             began = time.perf_counter()
-            message = self.middleware._finish_headers(message, self.exchange)
+            self.head = read_head(message.get("headers", ()))
+            message = self.middleware._finish_headers(message, self.exchange, self.head)
             self.rewriter = self._rewriter_for(message)
             self.spent += time.perf_counter() - began
             if self.rewriter is None:
@@ -572,13 +582,13 @@ class _RewritingSend:
 
     def _rewriter_for(self, message: Message) -> ResponseRewriter | None:
         exchange = self.exchange
-        headers = message.get("headers", [])
-        if not (200 <= message["status"] < 300) or not _is_html(headers):
+        if not (200 <= message["status"] < 300) or not _is_html(self.head):
             return None
         try:
             if not exchange.decision.changes_page:
                 return None
-            return self.middleware._response_rewriter(exchange, headers, self.accept_encoding)
+            return self.middleware._response_rewriter(exchange, self.head,
+                                                      self.accept_encoding)
         except Exception:
             logger.exception("preparing the rewrite of %s failed; served unchanged",
                              exchange.visitor.request.path)
@@ -610,7 +620,7 @@ class _RewritingSend:
         self.start = None
         headers = list(start.get("headers", []))
         if rewriter.rewriting:
-            length = _header(headers, b"content-length")
+            length = self.head.get(b"content-length", "")
             headers = [(k, v) for k, v in headers if k.lower() not in _STALE]
             if rewriter.content_encoding:
                 headers.append((b"content-encoding", rewriter.content_encoding.encode()))

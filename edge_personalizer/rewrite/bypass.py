@@ -41,6 +41,9 @@ def _tag_end(data: bytes | bytearray, position: int) -> int:
 
 
 _NAME_END = rb"(?![A-Za-z0-9:-])"
+# "</" not followed by a letter: "</>" is dropped, anything else is a bogus comment that
+# runs to the next ">" (HTML's end tag open state).
+_END_TAG_OPEN_BOGUS = rb"</(?:>|[^A-Za-z>][^>]*+>)"
 _RAW_NAMES = b"|".join(name.encode() for name in sorted(_RAW_TEXT))
 
 
@@ -52,7 +55,8 @@ def _scanner(name: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     interesting = (rb"/?(?:" + tag + rb"|svg|math)" + _NAME_END + rb"|(?:" + _RAW_NAMES
                    + rb")" + _NAME_END + rb"|[!?]")
     skip = re.compile(rb"(?:[^<]++|<(?!" + interesting + rb")(?:/?[A-Za-z][A-Za-z0-9:-]*+"
-                      + _TAG_REST.pattern + rb"|(?![A-Za-z/]))|</(?![A-Za-z]))*+", re.IGNORECASE)
+                      + _TAG_REST.pattern + rb"|(?![A-Za-z/]))|" + _END_TAG_OPEN_BOGUS
+                      + rb")*+", re.IGNORECASE)
     token = re.compile(rb"(?P<comment><!--)|(?P<other><[!?])|<(?P<close>/?)" + tag + _NAME_END
                        + rb"|<(?P<foreign>/?(?:svg|math))" + _NAME_END + rb"|<(?P<raw>"
                        + _RAW_NAMES + rb")" + _NAME_END, re.IGNORECASE)
@@ -77,6 +81,12 @@ def find_marker(data: bytes | bytearray, name: str, start: int = 0) -> int:
 _TAG_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9:-]*")
 
 
+def _escaped_script(data: bytes | bytearray, name: str, start: int, end: int) -> bool:
+    """Whether raw text does not end at the end tag found: <plaintext> never ends, and in
+    a script holding "<!--" a "</script>" may not end it."""
+    return name == "plaintext" or name == "script" and data.find(b"<!--", start, end) >= 0
+
+
 def slot_end(data: bytes | bytearray, name: str) -> tuple[int, str]:
     """Where the element carrying data-ep-slot=`name` ends in `data` (the page from its
     start), and its tag name as written, when that marker occurs exactly once; (-1, "")
@@ -98,6 +108,7 @@ def slot_end(data: bytes | bytearray, name: str) -> tuple[int, str]:
         return -1, ""
     found = tag.group().decode("ascii").lower()
     return element_end(data, start, found), found
+
 
 
 def element_end(data: bytes | bytearray, tag_start: int, tag_name: str) -> int:
@@ -132,8 +143,9 @@ def element_end(data: bytes | bytearray, tag_start: int, tag_name: str) -> int:
             return -1
         raw = found.group("raw")
         if raw:
-            close_tag = _RAW_END[raw.decode("ascii").lower()].search(data, end)
-            if close_tag is None:
+            raw_name = raw.decode("ascii").lower()
+            close_tag = _RAW_END[raw_name].search(data, end)
+            if close_tag is None or _escaped_script(data, raw_name, end, close_tag.start()):
                 return -1
             position = close_tag.start()
             continue
