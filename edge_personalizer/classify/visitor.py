@@ -187,12 +187,17 @@ class Visitor:
 
     def field(self, path: str) -> Any:
         """The value at a dotted field path (`geo.country`, `request.query.q`), or None."""
-        head, _, rest = path.partition(".")
-        value: Any = getattr(self, head) if head in FIELD_ROOTS else None
-        for part in rest.split(".") if rest else ():
+        parsed = _PATHS.get(path)
+        if parsed is None:
+            parsed = _parse_path(path)
+        head, parts = parsed
+        if head is None:
+            return None
+        value: Any = getattr(self, head)
+        for part in parts:
             if value is None:
                 return None
-            if isinstance(value, Mapping):
+            if type(value) in _MAPPINGS or isinstance(value, Mapping):
                 value = value.get(part)
             else:
                 value = getattr(value, part, None)
@@ -211,6 +216,17 @@ class Visitor:
 
 
 FIELD_ROOTS = ("referral", "geo", "device", "language", "time", "profile", "request")
+_MAPPINGS = (dict, MappingProxyType)
+# Field paths as read: rules use a few dozen, over and over.
+_PATHS: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+
+
+def _parse_path(path: str) -> tuple[str | None, tuple[str, ...]]:
+    head, _, rest = path.partition(".")
+    parsed = (head if head in FIELD_ROOTS else None, tuple(rest.split(".")) if rest else ())
+    if len(_PATHS) < 10_000:
+        _PATHS[path] = parsed
+    return parsed
 
 
 def _plain(value: Any) -> Any:

@@ -10,6 +10,7 @@ rewriter keeps going as usual.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Elements whose end tag the HTML parser never implies: depth counting by name is exact.
@@ -23,6 +24,7 @@ _MARKER_SELECTOR = re.compile(
     r"""^(?:[a-z][a-z0-9-]*)?\[data-ep-slot=(["'])([A-Za-z0-9_.-]+)\1\]$""")
 
 
+@functools.lru_cache(maxsize=1024)
 def marker_slot(selector: str) -> str | None:
     """The slot name of a `[data-ep-slot="name"]` (or `tag[data-ep-slot="name"]`) selector;
     None for any other selector."""

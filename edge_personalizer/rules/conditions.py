@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -128,17 +128,35 @@ class Text:
         return f"{verb[self.kind]} {_show(self.text)}"
 
 
+_SEEN_LIMIT = 2048         # answers a regular expression keeps
+_SEEN_VALUE_LIMIT = 512    # longest value kept
+
+
 @dataclass(frozen=True)
 class Matches:
     """A regular expression (RE2: linear time, so no pattern can hang a request)."""
 
     source: str
     pattern: Any   # re2 compiled pattern
+    # Answers for values seen lately: User-Agents, referrers and campaign values repeat,
+    # and a dictionary lookup costs a fraction of a call into RE2.
+    _seen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, value: Any) -> bool:
         if isinstance(value, (list, tuple)):
-            return any(isinstance(v, str) and self.pattern.search(v) for v in value)
-        return isinstance(value, str) and self.pattern.search(value) is not None
+            return any(isinstance(v, str) and self._search(v) for v in value)
+        return isinstance(value, str) and self._search(value)
+
+    def _search(self, value: str) -> bool:
+        seen = self._seen
+        found = seen.get(value)
+        if found is None:
+            found = self.pattern.search(value) is not None
+            if len(value) <= _SEEN_VALUE_LIMIT:   # long values are rare: not kept
+                if len(seen) >= _SEEN_LIMIT:
+                    seen.clear()
+                seen[value] = found
+        return found
 
     def describe(self) -> str:
         return f"matches /{self.source}/"

@@ -51,3 +51,19 @@ def test_traffic_share_is_stable_per_visitor(tmp_path: Path) -> None:
     traffic = load_rules(tmp_path).rules[0].condition
     inside = sum(traffic(make_visitor()) for _ in range(2000))
     assert 450 < inside < 750
+
+
+def test_regex_answers_are_remembered_and_bounded() -> None:
+    import re2
+
+    from edge_personalizer.rules.conditions import _SEEN_LIMIT, Matches
+
+    matcher = Matches("Mobile|iPhone", re2.compile("Mobile|iPhone"))
+    assert matcher("Mozilla/5.0 (iPhone)") and not matcher("Mozilla/5.0 (X11)")
+    assert matcher("Mozilla/5.0 (iPhone)")                   # the remembered answer
+    assert matcher(["Desktop", "Mobile Safari"]) and not matcher(("a", "b"))
+    assert matcher("x" * 600 + "Mobile") and len(matcher._seen) <= 6   # long: not kept
+    for i in range(_SEEN_LIMIT + 10):
+        matcher(f"agent {i}")
+    assert len(matcher._seen) <= _SEEN_LIMIT
+    assert matcher == Matches("Mobile|iPhone", matcher.pattern)   # what it remembers is not
