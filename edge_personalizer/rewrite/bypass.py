@@ -69,14 +69,17 @@ _SCANNERS = {name: _scanner(name) for name in CONTAINERS}
 _RAW_END = {name: re.compile(b"</" + name.encode(), re.IGNORECASE) for name in _RAW_TEXT}
 
 
-def find_marker(data: bytes | bytearray, name: str, start: int = 0) -> int:
-    """Where the start tag carrying data-ep-slot=`name` begins; -1 if not found."""
-    position = data.find(b"data-ep-slot", start)
+def find_marker(data: bytes | bytearray, name: str, start: int = 0,
+                stop: int | None = None) -> int:
+    """Where the start tag carrying data-ep-slot=`name` begins (the attribute found in
+    data[start:stop]); -1 if not found."""
+    stop = len(data) if stop is None else stop
+    position = data.find(b"data-ep-slot", start, stop)
     while position >= 0:
         match = _MARKER.match(data, position)
         if match is not None and match.group(2).decode("ascii", "replace") == name:
             return data.rfind(b"<", 0, position)
-        position = data.find(b"data-ep-slot", position + 12)
+        position = data.find(b"data-ep-slot", position + 12, stop)
     return -1
 
 
@@ -89,10 +92,11 @@ def _escaped_script(data: bytes | bytearray, name: str, start: int, end: int) ->
     return name == "plaintext" or name == "script" and data.find(b"<!--", start, end) >= 0
 
 
-def slot_end(data: bytes | bytearray, name: str) -> tuple[int, str]:
+def slot_end(data: bytes | bytearray, name: str, *, read: int | None = None) -> tuple[int, str]:
     """Where the element carrying data-ep-slot=`name` ends in `data` (the page from its
-    start), and its tag name as written, when that marker occurs exactly once; (-1, "")
-    otherwise.
+    start), and its tag name as written; (-1, "") when not there, or when the marker
+    occurs more than once in what the rewriter has read: `read` bytes (all of `data` when
+    None; when 0, as far as the element's end).
 
     Once is the condition for knowing that the element the rewriter matched is this one:
     a marker quoted in a comment, a script or a second element makes the answer unsure.
@@ -102,15 +106,17 @@ def slot_end(data: bytes | bytearray, name: str) -> tuple[int, str]:
     start = find_marker(data, name)
     if start < 0:
         return -1, ""
-    attribute = data.find(b"data-ep-slot", start)
-    if find_marker(data, name, attribute + 12) >= 0:
-        return -1, ""
     tag = _TAG_NAME.match(data, start + 1)
     if tag is None:
         return -1, ""
     found = tag.group().decode("ascii").lower()
-    return element_end(data, start, found), found
-
+    end = element_end(data, start, found)
+    if end < 0:
+        return -1, ""
+    attribute = data.find(b"data-ep-slot", start)
+    if find_marker(data, name, attribute + 12, len(data) if read is None else read or end) >= 0:
+        return -1, ""
+    return end, found
 
 
 def element_end(data: bytes | bytearray, tag_start: int, tag_name: str) -> int:

@@ -79,8 +79,8 @@ class _EditHandler:
         self.done = False
         self.tag_name = ""
         self.ends_at = -1       # where the edited element's end tag ends, once found
-        # (end, tag name, bytes looked at) found before the rewriter read the first bytes
-        self.planned: tuple[int, str, int] | None = None
+        # (end, tag name) found before the rewriter read the page's first bytes
+        self.planned: tuple[int, str] | None = None
         self._failed = failed
         self._applied = applied
 
@@ -222,9 +222,10 @@ class Rewriter:
                 return False
             if isinstance(handler, _EditHandler) and handler.ends_at < 0:
                 planned = handler.planned
-                # Found on the first bytes: still true while the input is within them.
-                if planned is not None and len(self._input) <= planned[2]:
-                    end, tag = planned[0], planned[1]
+                # Planned on the first bytes with the marker once up to the element's end:
+                # true while the rewriter has read no further.
+                if planned is not None and len(self._input) <= planned[0]:
+                    end, tag = planned
                 else:
                     end, tag = slot_end(self._input, handler.slot)
                 if end < 0 or len(self._input) < end or tag != handler.tag_name.lower():
@@ -238,10 +239,10 @@ class Rewriter:
         last = -1
         for handler in self._handlers:
             assert isinstance(handler, _EditHandler)   # bypassing means no injections
-            end, tag = slot_end(data, handler.slot)
+            end, tag = slot_end(data, handler.slot, read=0)
             if end < 0:
                 return -1
-            handler.planned = (end, tag, len(data))
+            handler.planned = (end, tag)
             last = max(last, end)
         return last
 

@@ -177,7 +177,8 @@ def test_a_marker_that_is_not_the_slot_never_ends_rewriting_early(page: bytes) -
 
 
 def test_rewriter_reads_the_first_chunk_only_up_to_the_last_slot() -> None:
+    # A marker quoted far below the slots is never read: it does not stop the bypass.
     page = (b'<div data-ep-slot="hero">old</div><aside data-ep-slot="side">s</aside>'
-            + b"<p>filler</p>" * 2000)
+            + b"<p>filler</p>" * 2000 + b"<script>'<div data-ep-slot=\"hero\">'</script>")
     fast, bypassed = run(page, bypass=True, chunk=len(page))
     assert bypassed and fast == run(page, bypass=False, chunk=len(page))[0]
