@@ -456,13 +456,7 @@ class PersonalizeMiddleware:
         if exchange.preview:
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
             return [*headers, (b"cache-control", b"private, no-store")]
-        segment = self._segment(exchange)
-        headers += [
-            (b"x-ep-segment", segment.key.encode()),
-            (b"surrogate-key", " ".join(segment.tags).encode()),
-            (b"cache-tag", ",".join(segment.tags).encode()),
-            (b"edge-cache-tag", ",".join(segment.tags).encode()),
-        ]
+        headers += self._segment(exchange).headers
         origin_cache = head.get(b"cache-control", "").lower()
         origin_private = "private" in origin_cache or "no-store" in origin_cache
         if self.keyed_caching and not origin_private:

@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from ..classify.visitor import Visitor
+from ..classify.visitor import Visitor, lazy
 from .model import Decision
 
 DEFAULT_SEGMENT = "default"
@@ -22,6 +22,15 @@ _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 class SegmentKey:
     key: str                   # "default", or "s-" and 12 hex digits
     tags: tuple[str, ...]      # purge tags: ep, ep-rule-<name>, ep-variant-<slot>-<variant>
+
+    @lazy
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """X-EP-Segment and the purge tags in each CDN's header (Fastly, Cloudflare,
+        Akamai), encoded once per segment."""
+        return ((b"x-ep-segment", self.key.encode()),
+                (b"surrogate-key", " ".join(self.tags).encode()),
+                (b"cache-tag", ",".join(self.tags).encode()),
+                (b"edge-cache-tag", ",".join(self.tags).encode()))
 
 
 def _tag(text: str) -> str:
