@@ -11,3 +11,19 @@ def test_each_instance_has_its_own_registry() -> None:
     assert b'ep_origin_errors_total{kind="timeout"} 1.0' in first.render()
     assert b'ep_errors_total{stage="origin"} 1.0' in first.render()
     assert b'ep_requests_total{status="200"}' not in second.render()
+
+
+def test_request_histograms_count_cumulatively_by_upper_bound() -> None:
+    metrics = Metrics()
+    for seconds in (0.001, 0.0011, 0.3, 60):   # on a bound, just past it, mid, past all
+        metrics.request_finished(404, seconds)
+    text = metrics.render().decode()
+    assert 'ep_requests_total{status="404"} 4.0' in text
+    assert 'ep_request_duration_seconds_bucket{le="0.001"} 1.0' in text
+    assert 'ep_request_duration_seconds_bucket{le="0.0025"} 2.0' in text
+    assert 'ep_request_duration_seconds_bucket{le="0.25"} 2.0' in text
+    assert 'ep_request_duration_seconds_bucket{le="0.5"} 3.0' in text
+    assert 'ep_request_duration_seconds_bucket{le="30.0"} 3.0' in text
+    assert 'ep_request_duration_seconds_bucket{le="+Inf"} 4.0' in text
+    assert 'ep_request_duration_seconds_count 4.0' in text
+    assert 'ep_request_duration_seconds_sum 60.3021' in text
