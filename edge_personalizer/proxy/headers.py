@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -67,11 +68,13 @@ def resolve_forwarding(
                       trusted_peer=trusted_peer, prior_for=prior_for)
 
 
+_HOST = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")
+
+
 def _clean_host(host: str) -> str:
     # A Host header carrying a path, credentials or spaces would let a client inject
     # text into rewritten Location headers; keep only what a host can be.
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_")
-    return host if host and all(ch in allowed for ch in host) else "invalid.host"
+    return host if _HOST.fullmatch(host) else "invalid.host"
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -80,9 +83,11 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 
 
 def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
-    headers = list(headers)
-    drop = HOP_BY_HOP | _connection_tokens(headers)
-    return [(k, v) for k, v in headers if k.lower() not in drop]
+    headers = [(k.lower(), v) for k, v in headers]
+    drop = HOP_BY_HOP
+    if any(k == b"connection" for k, _ in headers):   # it may name more to drop
+        drop = drop | _connection_tokens(headers)
+    return [(k, v) for k, v in headers if k not in drop]
 
 
 def _forwarded_node(ip: str | None) -> str:

@@ -15,6 +15,8 @@ def remove_dot_segments(path: bytes) -> bytes:
     `/a/../../etc` becomes `/etc`: a path can never climb above the root, and so never
     out of an origin mounted under a prefix.
     """
+    if b"/." not in path and b"%2" not in path and not path.startswith(b"."):
+        return path if path.startswith(b"/") else b"/" + path   # no dot segments: as is
     path = _ENCODED_DOT.sub(b".", path)
     out: list[bytes] = []
     segments = path.split(b"/")

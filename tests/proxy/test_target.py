@@ -29,3 +29,13 @@ def test_urls_always_point_at_the_origin() -> None:
     assert Origin.parse("https://user:pw@o.example").host_header == "o.example"
     assert Origin.parse("https://o.example").url_for(b"/s", b"", websocket=True) == \
         "wss://o.example/s"
+
+
+@pytest.mark.parametrize("path", [b"/small.html", b"/a/b.c/d", b"a/b", b"/", b"/x.y.z/",
+                                  b"/%41b", b"/a/.b", b"/a/..b/c", b"/a%2E/b"])
+def test_paths_without_dot_segments_are_kept(path: bytes) -> None:
+    # Dots inside names are not segments: only "." and ".." (also %2e-encoded) are.
+    expected = path if path.startswith(b"/") else b"/" + path
+    if path == b"/a%2E/b":
+        expected = b"/a./b"   # an encoded dot is read as a dot
+    assert remove_dot_segments(path) == expected
