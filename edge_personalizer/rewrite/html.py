@@ -71,9 +71,27 @@ def _apply(edit: Edit, element: lolhtml.Element) -> None:
         element.set_attribute("class", " ".join(updated))
 
 
+class _Tally:
+    """What a rewrite did: edits applied and failed. Handlers share it with the Rewriter
+    instead of holding the Rewriter, so no reference cycle keeps a finished rewrite (and
+    its lol-html state) alive until the garbage collector comes by."""
+
+    __slots__ = ("applied", "errors", "on_error")
+
+    def __init__(self, on_error: Callable[[Exception], None] | None) -> None:
+        self.applied = 0
+        self.errors = 0
+        self.on_error = on_error
+
+    def failed(self, exc: Exception) -> None:
+        self.errors += 1
+        logger.warning("a page edit failed and was skipped: %s", exc)
+        if self.on_error is not None:
+            self.on_error(exc)
+
+
 class _EditHandler:
-    def __init__(self, edit: Edit, failed: Callable[[Exception], None],
-                 applied: Callable[[], None]) -> None:
+    def __init__(self, edit: Edit, tally: _Tally) -> None:
         self.edit = edit
         self.slot = marker_slot(edit.selector) or ""   # the data-ep-slot it edits, if any
         self.done = False
@@ -81,8 +99,7 @@ class _EditHandler:
         self.ends_at = -1       # where the edited element's end tag ends, once found
         # (end, tag name) found before the rewriter read the page's first bytes
         self.planned: tuple[int, str] | None = None
-        self._failed = failed
-        self._applied = applied
+        self._tally = tally
 
     def element(self, element: lolhtml.Element) -> None:
         if self.done and self.edit.first_only:
@@ -91,9 +108,9 @@ class _EditHandler:
         self.tag_name = element.tag_name
         try:
             _apply(self.edit, element)
-            self._applied()
+            self._tally.applied += 1
         except Exception as exc:   # the element stays as it was; the page goes on
-            self._failed(exc)
+            self._tally.failed(exc)
 
 
 class _Injector:
@@ -152,8 +169,7 @@ class Rewriter:
                  on_error: Callable[[Exception], None] | None = None,
                  bypass: bool = True) -> None:
         self._out = bytearray()
-        self.applied = 0
-        self.errors = 0
+        self._tally = _Tally(on_error)
         self.broken = False
         self.bypassed = False
         # Once every edit is done and its element closed, the rest of the page skips
@@ -161,14 +177,13 @@ class Rewriter:
         # waits for </body>.
         self._bypass = bypass and not body_end and bool(edits) and all(
             marker_slot(edit.selector) for edit in edits)
-        self._on_error = on_error
         self._rewriter = lolhtml.HTMLRewriter(self._out.extend)
         self._handlers: list[_EditHandler | _Injector] = []
         self._input = bytearray()
         self._emitted = 0
         self._tail = b""
         for edit in edits:
-            handler = _EditHandler(edit, self._failed, self._count)
+            handler = _EditHandler(edit, self._tally)
             self._handlers.append(handler)
             self._rewriter.on(edit.selector, handler)
         for where, html in (("head", head), ("body", body_end)):
@@ -177,14 +192,13 @@ class Rewriter:
                 self._handlers.append(injector)
                 self._rewriter.on(where, injector)
 
-    def _count(self) -> None:
-        self.applied += 1
+    @property
+    def applied(self) -> int:
+        return self._tally.applied
 
-    def _failed(self, exc: Exception) -> None:
-        self.errors += 1
-        logger.warning("a page edit failed and was skipped: %s", exc)
-        if self._on_error is not None:
-            self._on_error(exc)
+    @property
+    def errors(self) -> int:
+        return self._tally.errors
 
     def _take(self) -> bytes:
         data = bytes(self._out)
@@ -199,11 +213,11 @@ class Rewriter:
 
     def _recover(self, exc: Exception) -> bytes:
         self.broken = True
-        self.errors += 1
+        self._tally.errors += 1
         logger.warning("HTML rewriter gave up (%s); the rest of the page follows unchanged",
                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        if self._on_error is not None:
-            self._on_error(exc)
+        if self._tally.on_error is not None:
+            self._tally.on_error(exc)
         pending = self._take()
         if len(self._input) >= _KEEP_INPUT:
             raise RewriteAborted("page too large to recover") from exc
