@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 ORIGIN_PORT ?= 8081
 
-.PHONY: demo test bench lint typecheck clean system-deps
+.PHONY: demo test bench bench-peers lint typecheck clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/first_byte.py
+
+# Against nginx, workerd and naive Python proxies, with the shared kit (~5 minutes).
+bench-peers: $(STAMP)
+	bench/peers.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check edge_personalizer tests bench tools
