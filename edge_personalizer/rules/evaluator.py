@@ -45,19 +45,43 @@ def decide(ruleset: RuleSet, visitor: Visitor) -> Decision:
     """Per slot (and per page action) the first matching rule by rank wins; experiments
     fill the slots no rule took."""
     open_targets = set(ruleset.slots) | {*PAGE_ACTIONS, *INJECTIONS}
-    slots: dict[str, SlotChoice] = {}
-    won: list[str] = []
-    redirect = redirect_rule = None
-    headers: tuple[tuple[str, str], ...] = ()
-    cookies: tuple[tuple[str, str], ...] = ()
+    winners: list[tuple[int, frozenset[str]]] = []
     rules = ruleset.rules
     for rank in _candidates(ruleset, visitor):
         rule = rules[rank]
         targets = rule.targets & open_targets
         if not targets or not rule.condition(visitor):
             continue
-        won.append(rule.name)
+        winners.append((rank, targets))
         open_targets -= targets
+        if not open_targets:
+            break
+    if ruleset.experiments:
+        return _decision(ruleset, winners, visitor)
+    # Without experiments the winners alone make the decision: the same winners, the
+    # same (immutable) Decision, built once.
+    key = tuple(rank for rank, _ in winners)
+    decision = ruleset.decided.get(key)
+    if decision is None:
+        if len(ruleset.decided) >= _DECIDED_LIMIT:
+            ruleset.decided.clear()
+        decision = ruleset.decided[key] = _decision(ruleset, winners, visitor)
+    return decision
+
+
+_DECIDED_LIMIT = 4096
+
+
+def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
+              visitor: Visitor) -> Decision:
+    slots: dict[str, SlotChoice] = {}
+    won: list[str] = []
+    redirect = redirect_rule = None
+    headers: tuple[tuple[str, str], ...] = ()
+    cookies: tuple[tuple[str, str], ...] = ()
+    for rank, targets in winners:
+        rule = ruleset.rules[rank]
+        won.append(rule.name)
         for slot in targets & rule.slots.keys():
             slots[slot] = SlotChoice(slot, rule.name, "rule", rule.name, rule.slots[slot])
         if "redirect" in targets:
@@ -66,8 +90,6 @@ def decide(ruleset: RuleSet, visitor: Visitor) -> Decision:
             headers = rule.headers
         if "cookies" in targets:
             cookies = rule.cookies
-        if not open_targets:
-            break
     for experiment in ruleset.experiments:
         if not any(slot in slots for slot in experiment.slots):
             slots.update(_assign(experiment, visitor))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from ..classify.visitor import lazy
 from .conditions import Condition
 from .template import Template
 
@@ -59,9 +60,9 @@ class Rule:
     headers: tuple[tuple[str, str], ...] = _NO_HEADERS
     cookies: tuple[tuple[str, str], ...] = _NO_HEADERS
 
-    @property
+    @lazy
     def targets(self) -> frozenset[str]:
-        """The slots and page actions this rule can claim."""
+        """The slots and page actions this rule can claim (worked out once)."""
         keys = set(self.slots)
         if self.redirect:
             keys.add("redirect")
@@ -99,6 +100,10 @@ class RuleSet:
     file_count: int = 0
     fields: frozenset[str] = frozenset()             # every visitor field the rules read
     vary: tuple[str, ...] = ()                       # the request headers those come from
+    # Decisions made by rules alone, by the ranks of the rules that won: the same winners
+    # always make the same decision (evaluator.decide fills it, bounded).
+    decided: dict[tuple[int, ...], Decision] = field(default_factory=dict, compare=False,
+                                                     repr=False)
 
     @classmethod
     def empty(cls, version: str = "none") -> RuleSet:

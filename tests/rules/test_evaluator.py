@@ -77,3 +77,28 @@ def test_explain_reports_every_rule(tmp_path: Path) -> None:
     assert outcomes == [("one", "failed"), ("two", "won"), ("three", "matched")]
     assert trace["rules"][0]["detail"] == 'geo.country is "se" (was "GB")'
     assert trace["decision"]["slots"]["a"] == {"variant": "two", "reason": "rule", "by": "two"}
+
+
+def test_the_same_winners_give_the_same_decision_object(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {a: {}, b: {}}\nrules:\n"
+        "  - {name: se, when: {geo.country: SE}, then: {a: {html: x}}}\n"
+        "  - {name: all, then: {a: {html: y}, b: {html: z}}}\n")
+    ruleset = load_rules(tmp_path)
+    swede, other = make_visitor(ip="89.160.20.112"), make_visitor(ip="81.2.69.142")
+    first, again = decide(ruleset, swede), decide(ruleset, make_visitor(ip="89.160.20.112"))
+    assert first is again and first.rules == ("se", "all")
+    assert first.slots["a"].by == "se" and first.slots["b"].by == "all"
+    elsewhere = decide(ruleset, other)
+    assert elsewhere is not first and elsewhere.slots["a"].by == "all"
+    assert len(ruleset.decided) == 2
+
+
+def test_decisions_with_experiments_are_made_each_time(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {a: {}}\nexperiments:\n"
+        "  - name: e\n    slots: [a]\n"
+        "    variants: {one: {a: {html: '1'}}, two: {a: {html: '2'}}}\n")
+    ruleset = load_rules(tmp_path)
+    decide(ruleset, make_visitor())
+    assert not ruleset.decided
