@@ -77,17 +77,21 @@ def _clean_host(host: str) -> str:
     return host if _HOST.fullmatch(host) else "invalid.host"
 
 
-def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
-    return {token.strip().lower() for k, v in headers if k.lower() == b"connection"
-            for token in v.split(b",") if token.strip()}
-
-
 def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
-    headers = [(k.lower(), v) for k, v in headers]
-    drop = HOP_BY_HOP
-    if any(k == b"connection" for k, _ in headers):   # it may name more to drop
-        drop = drop | _connection_tokens(headers)
-    return [(k, v) for k, v in headers if k not in drop]
+    """The headers without hop-by-hop ones, including those a Connection header names;
+    names lower-cased."""
+    out: RawHeaders = []
+    named: set[bytes] = set()
+    for key, value in headers:
+        key = key.lower()
+        if key in HOP_BY_HOP:
+            if key == b"connection":   # "keep-alive" mostly; anything else it names goes too
+                named.update(token.strip().lower() for token in value.split(b","))
+            continue
+        out.append((key, value))
+    named -= HOP_BY_HOP
+    named.discard(b"")
+    return [(k, v) for k, v in out if k not in named] if named else out
 
 
 def _forwarded_node(ip: str | None) -> str:
@@ -138,13 +142,13 @@ def response_headers_for_client(
     headers: Iterable[tuple[bytes, bytes]], *, origin_base: str, public_base: str
 ) -> RawHeaders:
     """Origin headers as the client should see them: no hop-by-hop, Location made public."""
-    origin_prefix = origin_base.rstrip("/").encode("latin-1")
-    public_prefix = public_base.rstrip("/").encode("latin-1")
-    out: RawHeaders = []
-    for key, value in strip_hop_by_hop(headers):
-        if key.lower() in _LOCATION_HEADERS and _points_at(value, origin_prefix):
-            value = public_prefix + value[len(origin_prefix):]
-        out.append((key, value))
+    out = strip_hop_by_hop(headers)
+    for index, (key, value) in enumerate(out):
+        if key in _LOCATION_HEADERS:
+            origin_prefix = origin_base.rstrip("/").encode("latin-1")
+            if _points_at(value, origin_prefix):
+                public_prefix = public_base.rstrip("/").encode("latin-1")
+                out[index] = (key, public_prefix + value[len(origin_prefix):])
     return out
 
 

@@ -150,7 +150,7 @@ class OriginProxy:
                 "type": "http.response.start",
                 "status": response.status,
                 "headers": response_headers_for_client(
-                    ((k.lower(), v) for k, v in response.headers),
+                    response.headers,
                     origin_base=self.origin.base_url, public_base=fwd.public_base),
             })
             if method != "HEAD":
