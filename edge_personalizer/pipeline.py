@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .classify.classifier import Classifier, request_info
+from .classify.classifier import Classifier, merge_headers, request_from_headers
 from .classify.client_ip import TrustedProxies, resolve_client_ip
 from .classify.profile import InterestMap, ProfileTracker
 from .classify.visitor import Visitor
@@ -199,8 +199,8 @@ class PersonalizeMiddleware:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         client = scope.get("client")
         peer = client[0] if client else None
-        forwarded = [v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
-        host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
+        merged = merge_headers(headers)
+        forwarded = merged.get("x-forwarded-for")
         query_string = scope.get("query_string", b"").decode("latin-1")
         preview_token = None
         if PREVIEW_PARAM in query_string:
@@ -209,10 +209,10 @@ class PersonalizeMiddleware:
             query_string = urlencode([(k, v) for k, v in pairs if k != PREVIEW_PARAM])
             # The origin never sees the preview token.
             scope = {**scope, "query_string": query_string.encode("latin-1")}
-        request = request_info(
-            method=scope["method"], path=scope["path"], query_string=query_string, host=host,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-            client_ip=resolve_client_ip(peer, forwarded, self.trusted),
+        request = request_from_headers(
+            method=scope["method"], path=scope["path"], query_string=query_string,
+            host=merged.get("host", ""), headers=merged,
+            client_ip=resolve_client_ip(peer, (forwarded,) if forwarded else (), self.trusted),
             trusted_edge=peer in self.trusted)
         visitor = classifier.visitor(request, now=time.time(),
                                      page_view=is_page_view(scope["method"], headers))

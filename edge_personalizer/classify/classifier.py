@@ -51,10 +51,32 @@ def request_info(*, method: str, path: str, query_string: str, host: str,
     """A RequestInfo from primitive request data (header names any case)."""
     merged: dict[str, str] = {}
     for name, value in headers:
-        key = name.lower()
-        if key in merged:
-            value = merged[key] + ("; " if key == "cookie" else ", ") + value
-        merged[key] = value
+        _merge(merged, name.lower(), value)
+    return request_from_headers(method=method, path=path, query_string=query_string,
+                                host=host, headers=merged, client_ip=client_ip,
+                                trusted_edge=trusted_edge)
+
+
+def merge_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Raw (ASGI) headers by lower-case name; repeats joined as HTTP joins them."""
+    merged: dict[str, str] = {}
+    for name, value in headers:
+        _merge(merged, name.lower().decode("latin-1"), value.decode("latin-1"))
+    return merged
+
+
+def _merge(merged: dict[str, str], key: str, value: str) -> None:
+    if key in merged:
+        value = merged[key] + ("; " if key == "cookie" else ", ") + value
+    merged[key] = value
+
+
+def request_from_headers(*, method: str, path: str, query_string: str, host: str,
+                         headers: dict[str, str], client_ip: str | None,
+                         trusted_edge: bool = False) -> RequestInfo:
+    """A RequestInfo from headers merged by lower-case name (merge_headers); the dict
+    becomes the request's own."""
+    merged = headers
     cookies = parse_cookies(merged.get("cookie", ""))
     if trusted_edge:
         client_ip = edge_client_ip(merged) or client_ip
