@@ -294,8 +294,7 @@ class PersonalizeMiddleware:
             await respond(send, 500, b'{"error": "decision failed"}', b"application/json")
             return
         headers = [(b"x-ep-segment", segment.key.encode()),
-                   (b"x-ep-variant", ",".join(f"{slot}={c.variant}" for slot, c in
-                                               sorted(decision.slots.items())).encode())]
+                   (b"x-ep-variant", decision.variants.encode("latin-1", "replace"))]
         if scope["path"] == DECIDE_PATH:
             await self._send_decision(exchange, described, segment, headers, send)
         else:
@@ -502,9 +501,8 @@ class PersonalizeMiddleware:
     def _variant_headers(self, exchange: _Exchange, spent: float) -> list[tuple[bytes, bytes]]:
         out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]
         if self.variant_header:
-            value = ",".join(f"{slot}={choice.variant}"
-                             for slot, choice in sorted(exchange.decision.slots.items()))
-            out.append((b"x-ep-variant", value.encode("latin-1", "replace")))
+            out.append((b"x-ep-variant",
+                        exchange.decision.variants.encode("latin-1", "replace")))
         return out
 
     def _profile_cookie(self, message: Message, exchange: _Exchange) -> bytes | None:

@@ -136,9 +136,15 @@ class Decision:
     cookies: tuple[tuple[str, str], ...] = _NO_HEADERS
     rules: tuple[str, ...] = ()               # rules that won something
 
-    @property
+    @lazy
     def changes_page(self) -> bool:
         return any(choice.content is not None for choice in self.slots.values())
+
+    @lazy
+    def variants(self) -> str:
+        """`slot=variant,...` by slot name: what X-EP-Variant says (worked out once; a
+        decision is shared by every visitor with the same winning rules)."""
+        return ",".join(f"{slot}={choice.variant}" for slot, choice in sorted(self.slots.items()))
 
     @property
     def is_empty(self) -> bool:
