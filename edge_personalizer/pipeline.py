@@ -432,11 +432,9 @@ class PersonalizeMiddleware:
     def _segment(self, exchange: _Exchange) -> SegmentKey:
         """The decision's segment key; the same choices of static variants give the same
         key, so those are remembered (bounded) instead of hashed on every request."""
-        slots = exchange.decision.slots
-        if any(c.content is not None and c.content.template is not None
-               and not c.content.template.is_static for c in slots.values()):
+        key = exchange.decision.static_choices
+        if key is None:
             return segment_of(exchange.decision, exchange.visitor)
-        key = tuple(sorted((slot, c.variant, c.by) for slot, c in slots.items()))
         segment = self._segments.get(key)
         if segment is None:
             if len(self._segments) > 4096:

@@ -141,6 +141,16 @@ class Decision:
         return any(choice.content is not None for choice in self.slots.values())
 
     @lazy
+    def static_choices(self) -> tuple[tuple[str, str, str], ...] | None:
+        """(slot, variant, by) for each slot, by slot name, when no chosen variant prints
+        visitor data (so the page is the same for everyone this decision is made for);
+        None otherwise."""
+        if any(c.content is not None and c.content.template is not None
+               and not c.content.template.is_static for c in self.slots.values()):
+            return None
+        return tuple(sorted((slot, c.variant, c.by) for slot, c in self.slots.items()))
+
+    @lazy
     def variants(self) -> str:
         """`slot=variant,...` by slot name: what X-EP-Variant says (worked out once; a
         decision is shared by every visitor with the same winning rules)."""
