@@ -81,6 +81,9 @@ class ClientHints:
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ClientHints:
         mobile = headers.get("sec-ch-ua-mobile")
+        if mobile is None and "sec-ch-ua-platform" not in headers \
+                and "sec-ch-ua-model" not in headers:
+            return _NO_HINTS   # most requests: nothing to read
         return cls(
             mobile={"?1": True, "?0": False}.get(mobile.strip()) if mobile else None,
             platform=_unquote(headers.get("sec-ch-ua-platform")),
@@ -89,6 +92,9 @@ class ClientHints:
 
     def __bool__(self) -> bool:
         return self.mobile is not None or bool(self.platform) or bool(self.model)
+
+
+_NO_HINTS = ClientHints()
 
 
 def _unquote(value: str | None) -> str | None:
