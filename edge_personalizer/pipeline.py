@@ -173,7 +173,6 @@ class PersonalizeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        accept_encoding = _header(scope["headers"], b"accept-encoding")   # the client's own
         try:
             exchange, scope = self._prepare(self.classifier, scope)
         except Exception:
@@ -189,6 +188,8 @@ class PersonalizeMiddleware:
             self.observer.personalization_took(time.perf_counter() - started)
             return
 
+        # The client's own Accept-Encoding (the origin may be asked for identity instead).
+        accept_encoding = exchange.visitor.request.headers.get("accept-encoding", "")
         rewrite = _RewritingSend(self, exchange, send, spent, accept_encoding=accept_encoding)
         await self.app(scope, receive, rewrite)
 
@@ -512,10 +513,6 @@ class PersonalizeMiddleware:
 def _rule_cookies(decision: Decision) -> list[tuple[bytes, bytes]]:
     return [(b"set-cookie", f"{name}={value}; Path=/; SameSite=Lax".encode("latin-1"))
             for name, value in decision.cookies]
-
-
-def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
-    return ", ".join(v.decode("latin-1") for k, v in headers if k.lower() == name)
 
 
 _STALE = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})
