@@ -538,6 +538,7 @@ class _RewritingSend:
         self.head: dict[bytes, str] = {}
         self.consumed = 0   # origin body bytes fed to the rewriter
         self.produced = 0   # bytes it gave back
+        self.held: list[bytes] = []   # the origin's body while the start is held back
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -559,6 +560,11 @@ class _RewritingSend:
             return
         try:
             await self._body(message)
+        except _Unchanged:
+            logger.exception("rewriting %s failed; served unchanged",
+                             self.exchange.visitor.request.path)
+            self.middleware.observer.stage_failed("rewrite")
+            await self._send_unchanged(message)
         except RewriteAborted:
             # Part of the page is out and the rest cannot be matched up: an incomplete
             # response (the connection closes) is honest; a mangled page would not be.
@@ -589,9 +595,19 @@ class _RewritingSend:
         began = time.perf_counter()
         chunk: bytes = message.get("body", b"")
         more = message.get("more_body", False)
-        out = rewriter.feed(chunk) if chunk else (None if not rewriter.decided else b"")
-        if not more:
-            out = (out or b"") + rewriter.finish()
+        try:
+            out = rewriter.feed(chunk) if chunk else (None if not rewriter.decided else b"")
+            if not more:
+                out = (out or b"") + rewriter.finish()
+        except RewriteAborted:
+            raise
+        except Exception as exc:
+            # A fault of ours: unchanged while nothing is out yet, else cut off honestly.
+            if self.start is None:
+                raise RewriteAborted(str(exc)) from exc
+            raise _Unchanged from exc
+        if self.start is not None and not rewriter.decided:
+            self.held.append(chunk)
         self.consumed += len(chunk)
         self.produced += len(out) if out else 0
         self.spent += time.perf_counter() - began
@@ -599,6 +615,20 @@ class _RewritingSend:
             await self._send_start(rewriter)
         if out is not None and self.start is None:
             await self.send({"type": "http.response.body", "body": out, "more_body": more})
+
+    async def _send_unchanged(self, message: Message) -> None:
+        """The origin's response as it came (with the decision's headers), from the
+        start that was held back and every body byte received so far."""
+        self.rewriter = None
+        start, self.start = self.start, None
+        if start is None:
+            return
+        self.middleware.observer.personalization_took(self.spent)
+        await self.send(start)
+        body = b"".join([*self.held, message.get("body", b"")])
+        self.held = []
+        await self.send({"type": "http.response.body", "body": body,
+                         "more_body": message.get("more_body", False)})
 
     async def _send_start(self, rewriter: ResponseRewriter) -> None:
         start = self.start
@@ -619,6 +649,10 @@ class _RewritingSend:
             headers += self.middleware._variant_headers(self.exchange, self.spent)
         self.middleware.observer.personalization_took(self.spent)
         await self.send({**start, "headers": headers})
+
+
+class _Unchanged(Exception):
+    """The rewriter failed before any of the page was sent: it goes out unchanged."""
 
 
 async def _not_found(scope: Scope, send: Send) -> None:

@@ -56,3 +56,22 @@ async def test_reserved_prefix_never_reaches_the_site() -> None:
         assert (await client.get("/__ep/secret")).status_code == 404
         assert (await client.get("/normal")).text == "site"
     assert reached == ["/normal"]
+
+
+async def test_a_fault_in_the_rewriter_serves_the_page_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_personalizer.rewrite import html
+
+    def broken(self: html.Rewriter, chunk: bytes) -> bytes:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(html.Rewriter, "feed", broken)
+    site = Starlette(routes=[Route("/", home)])
+    app = PersonalizeMiddleware(site, rules=ROOT / "rules")
+    async with client_for(app) as client:
+        response = await client.get("/", headers={"referer": "https://www.facebook.com/",
+                                                  "accept": "text/html"})
+    assert response.status_code == 200
+    assert response.text == PAGE
+    assert response.headers["x-site"] == "mine"
+    assert "x-ep-variant" not in response.headers

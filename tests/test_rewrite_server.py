@@ -76,6 +76,17 @@ def test_head_and_body_injection_carry_the_csp_nonce(proxy: Server) -> None:
     assert response.headers["x-ep-variant"] == "body_end=inject-head,head=inject-head"
 
 
+def test_head_injection_and_slot_edit_together(proxy: Server, origin: Server) -> None:
+    response = httpx.get(f"{proxy.url}/slotted/a?inject=head", headers=FACEBOOK)
+    original = httpx.get(f"{origin.url}/slotted/a", headers={"accept-encoding": "identity"})
+    assert response.status_code == 200
+    expected = original.content.replace(
+        b'<section data-ep-slot="hero"><h1>Default hero</h1></section>', HERO).replace(
+        b"</head>", b"<style>.ep{}</style></head>")
+    assert response.content == expected
+    assert response.headers["x-ep-variant"] == "head=inject-head-only,hero=facebook-hero"
+
+
 def test_rewritten_page_streams(proxy: Server) -> None:
     started = time.monotonic()
     with httpx.stream("GET", f"{proxy.url}/slotted/a?slow=1", headers=FACEBOOK) as response:

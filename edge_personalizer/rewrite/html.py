@@ -174,8 +174,8 @@ class Rewriter:
         self.bypassed = False
         # Once every edit is done and its element closed, the rest of the page skips
         # lol-html: possible when every edit targets a data-ep-slot marker and nothing
-        # waits for </body>.
-        self._bypass = bypass and not body_end and bool(edits) and all(
+        # waits for an end tag (</head>, </body>) that may come after the last slot.
+        self._bypass = bypass and not head and not body_end and bool(edits) and all(
             marker_slot(edit.selector) for edit in edits)
         self._rewriter = lolhtml.HTMLRewriter(self._out.extend)
         self._handlers: list[_EditHandler | _Injector] = []
@@ -252,7 +252,8 @@ class Rewriter:
         every one is there; else -1."""
         last = -1
         for handler in self._handlers:
-            assert isinstance(handler, _EditHandler)   # bypassing means no injections
+            if not isinstance(handler, _EditHandler):
+                return -1
             end, tag = slot_end(data, handler.slot, read=0)
             if end < 0:
                 return -1

@@ -65,6 +65,14 @@ def test_head_and_body_injection() -> None:
     assert out.endswith(b"<script>x()</script></body></html>")
 
 
+@pytest.mark.parametrize("chunk", [0, 7])
+def test_head_injection_with_a_slot_edit(chunk: int) -> None:
+    out = rewrite(PAGE, [Edit(SLOT, "inner", "<b>new</b>")], head="<style>.p{}</style>",
+                  chunk=chunk)
+    assert b"<title>t</title><style>.p{}</style></head>" in out
+    assert b'class="x y"><b>new</b></div>' in out
+
+
 def test_csp_nonce_is_given_to_injected_scripts() -> None:
     policy = "default-src 'self'; script-src 'nonce-r4nd0m' 'strict-dynamic'"
     assert csp_nonce(policy) == "r4nd0m"
