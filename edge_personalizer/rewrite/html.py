@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -149,6 +150,60 @@ class RewriteAborted(Exception):
     """The rewriter failed where the rest of the page cannot be told apart safely."""
 
 
+class FirstBytesMemo:
+    """Rewritten first bytes of pages, by the edits and the exact input they came from.
+
+    A page whose slots all end in its first chunk is rewritten up to there and the rest
+    passes unchanged (see Rewriter). That output depends on nothing but the edits and
+    those bytes, and most requests for a page bring the same bytes with one of a few
+    variants: remembered, they are copied instead of rewritten. Bounded by bytes held
+    (least recently used go first); a prefix larger than `max_prefix` is not kept.
+    """
+
+    def __init__(self, budget: int = 1024 * 1024, *, max_prefix: int = 64 * 1024,
+                 per_key: int = 4) -> None:
+        self.budget = budget
+        self.max_prefix = max_prefix
+        self.per_key = per_key
+        self.size = 0
+        self.hits = 0
+        # edits -> [(input prefix, output, edits applied)], most recently used first
+        self._entries: OrderedDict[tuple[Edit, ...], list[tuple[bytes, bytes, int]]] = (
+            OrderedDict())
+
+    def lookup(self, key: tuple[Edit, ...], chunk: bytes) -> tuple[bytes, bytes, int] | None:
+        entries = self._entries.get(key)
+        if entries is None:
+            return None
+        for index, entry in enumerate(entries):
+            if chunk.startswith(entry[0]):
+                if index:
+                    entries.insert(0, entries.pop(index))
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry
+        return None
+
+    def store(self, key: tuple[Edit, ...], prefix: bytes, output: bytes, applied: int) -> None:
+        if len(prefix) > self.max_prefix:
+            return
+        entries = self._entries.setdefault(key, [])
+        self._entries.move_to_end(key)
+        entries.insert(0, (prefix, output, applied))
+        self.size += len(prefix) + len(output)
+        while len(entries) > self.per_key:
+            dropped = entries.pop()
+            self.size -= len(dropped[0]) + len(dropped[1])
+        while self.size > self.budget and self._entries:
+            _, evicted = self._entries.popitem(last=False)
+            self.size -= sum(len(p) + len(o) for p, o, _ in evicted)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+
+FIRST_BYTES = FirstBytesMemo()
 _KEEP_INPUT = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts
 _STEP = 4096                      # bytes fed at a time while waiting to bypass
 _TAIL = 256
@@ -167,7 +222,7 @@ class Rewriter:
 
     def __init__(self, edits: list[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 bypass: bool = True) -> None:
+                 bypass: bool = True, memo: FirstBytesMemo | None = FIRST_BYTES) -> None:
         self._out = bytearray()
         self._tally = _Tally(on_error)
         self.broken = False
@@ -177,20 +232,26 @@ class Rewriter:
         # waits for an end tag (</head>, </body>) that may come after the last slot.
         self._bypass = bypass and not head and not body_end and bool(edits) and all(
             marker_slot(edit.selector) for edit in edits)
-        self._rewriter = lolhtml.HTMLRewriter(self._out.extend)
-        self._handlers: list[_EditHandler | _Injector] = []
+        self._memo = memo if self._bypass else None
+        self._memo_key = tuple(edits)
+        self._handlers: list[_EditHandler | _Injector] = [
+            _EditHandler(edit, self._tally) for edit in edits]
+        self._handlers += [_Injector(html, where)
+                           for where, html in (("head", head), ("body", body_end)) if html]
+        self._lol: lolhtml.HTMLRewriter | None = None   # built when first needed
         self._input = bytearray()
         self._emitted = 0
         self._tail = b""
-        for edit in edits:
-            handler = _EditHandler(edit, self._tally)
-            self._handlers.append(handler)
-            self._rewriter.on(edit.selector, handler)
-        for where, html in (("head", head), ("body", body_end)):
-            if html:
-                injector = _Injector(html, where)
-                self._handlers.append(injector)
-                self._rewriter.on(where, injector)
+
+    @property
+    def _rewriter(self) -> lolhtml.HTMLRewriter:
+        if self._lol is None:
+            self._lol = lolhtml.HTMLRewriter(self._out.extend)
+            for handler in self._handlers:
+                selector = (handler.edit.selector if isinstance(handler, _EditHandler)
+                            else handler.where)
+                self._lol.on(selector, handler)
+        return self._lol
 
     @property
     def applied(self) -> int:
@@ -271,14 +332,28 @@ class Rewriter:
         # so the rest of a large chunk skips lol-html as soon as the last one closes.
         out: list[bytes | memoryview] = []
         view = memoryview(chunk)
-        stop = self._slots_end(chunk) if not self._input else -1
+        first = not self._input and not self._emitted
+        if first and self._memo is not None:
+            known = self._memo.lookup(self._memo_key, chunk)
+            if known is not None:
+                prefix, output, applied = known
+                self.bypassed = True
+                self._tally.applied = applied
+                for handler in self._handlers:
+                    handler.done = True
+                return output + view[len(prefix):]
+        stop = self._slots_end(chunk) if first else -1
         start = 0
         while start < len(chunk):
             if self.bypassed or self.broken:
                 out.append(view[start:])   # the rest as it came, copied once by the join
                 break
             end = stop if stop > start else start + _STEP
-            out.append(self._write(chunk[start:end]))
+            piece = chunk[start:end]
+            out.append(self._write(piece))
+            if (start == 0 and end == stop and self.bypassed and self._memo is not None
+                    and not self._tally.errors):
+                self._memo.store(self._memo_key, piece, bytes(out[-1]), self._tally.applied)
             start = end
         return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
 

@@ -15,7 +15,7 @@ from edge_personalizer.rewrite.bypass import (
     find_marker,
     marker_slot,
 )
-from edge_personalizer.rewrite.html import Edit, RewriteAborted, Rewriter
+from edge_personalizer.rewrite.html import Edit, FirstBytesMemo, RewriteAborted, Rewriter
 
 from .test_html import _tree_inputs
 
@@ -23,8 +23,9 @@ EDITS = [Edit('[data-ep-slot="hero"]', "inner", "<b>NEW</b>"),
          Edit('[data-ep-slot="side"]', "after", "<i>+</i>")]
 
 
-def run(page: bytes, *, bypass: bool, chunk: int) -> tuple[bytes, bool]:
-    rewriter = Rewriter(EDITS, bypass=bypass)
+def run(page: bytes, *, bypass: bool, chunk: int,
+        memo: FirstBytesMemo | None = None) -> tuple[bytes, bool]:
+    rewriter = Rewriter(EDITS, bypass=bypass, memo=memo)
     out = b"".join(rewriter.feed(page[i:i + chunk]) for i in range(0, len(page), chunk))
     return out + rewriter.finish(), rewriter.bypassed
 
@@ -81,6 +82,44 @@ def test_bypass_never_changes_output_on_html5lib_pages() -> None:
             assert fast == slow, page[:300]
         checked += 1
     assert checked > 1500
+
+
+def test_remembered_first_bytes_never_change_output_on_html5lib_pages() -> None:
+    rng = random.Random(12)
+    memo = FirstBytesMemo(budget=64 * 1024)
+    checked = 0
+    for text in _tree_inputs():
+        body = text.encode("utf-8", "surrogatepass")
+        cut = rng.randint(0, len(body))
+        top = body[:cut] + b'<div data-ep-slot="hero">x<div>y</div></div>'
+        for rest in (b"<p>end</p>", b"<p>another page</p>" + body[cut:], body[cut:] + b"<"):
+            page = top + b'<section data-ep-slot="side">z</section>' + rest
+            try:
+                slow, _ = run(page, bypass=False, chunk=len(page))
+            except RewriteAborted:
+                continue
+            for _ in range(2):
+                assert run(page, bypass=True, chunk=len(page), memo=memo)[0] == slow, page[:300]
+        checked += 1
+    assert checked > 1500
+    assert memo.hits > 3000   # the bytes before both slots' ends were known again
+    assert memo.size <= memo.budget
+
+
+def test_memo_keeps_to_its_budget_and_drops_the_least_recent() -> None:
+    memo = FirstBytesMemo(budget=10_000, max_prefix=2_000, per_key=2)
+    edits = [(Edit(f'[data-ep-slot="s{i}"]', "inner", "x"),) for i in range(20)]
+    for i, key in enumerate(edits):
+        memo.store(key, b"p" * 1000 + str(i).encode(), b"o" * 1000, 1)
+    assert memo.size <= 10_000
+    assert memo.lookup(edits[0], b"p" * 1000 + b"0") is None
+    assert memo.lookup(edits[19], b"p" * 1000 + b"19 and more") is not None
+    memo.store(edits[19], b"q" * 5000, b"o", 1)   # over max_prefix: not kept
+    assert memo.lookup(edits[19], b"q" * 5000) is None
+    for i in range(3):
+        memo.store(edits[18], b"r" * 10 + str(i).encode(), b"o", 1)
+    assert memo.lookup(edits[18], b"r" * 10 + b"0") is None   # per_key: two kept
+    assert memo.lookup(edits[18], b"r" * 10 + b"2") is not None
 
 
 _ANY_TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
