@@ -295,7 +295,7 @@ class PersonalizeMiddleware:
             await respond(send, 500, b'{"error": "decision failed"}', b"application/json")
             return
         headers = [(b"x-ep-segment", segment.key.encode()),
-                   (b"x-ep-variant", decision.variants.encode("latin-1", "replace"))]
+                   (b"x-ep-variant", decision.variant_header)]
         if scope["path"] == DECIDE_PATH:
             await self._send_decision(exchange, described, segment, headers, send)
         else:
@@ -309,9 +309,8 @@ class PersonalizeMiddleware:
         if location is not None and decision.redirect is not None:
             headers += [(b"x-ep-redirect", location.encode("latin-1")),
                         (b"x-ep-redirect-status", str(decision.redirect.status).encode())]
-        headers += [(name.encode("latin-1"), value.encode("latin-1"))
-                    for name, value in decision.headers]
-        headers += _rule_cookies(decision)
+        headers += decision.header_lines
+        headers += decision.cookie_lines
         cookie = self._decision_cookie(exchange)
         if cookie is not None:
             headers.append((b"set-cookie", cookie))
@@ -398,10 +397,9 @@ class PersonalizeMiddleware:
         """The decision's headers and cookies, and the debug trace if asked for. With keyed
         caching the page is shared by its segment, so cookies come from /__ep/decide."""
         decision = exchange.decision
-        out = [(name.encode("latin-1"), value.encode("latin-1"))
-               for name, value in decision.headers]
+        out = list(decision.header_lines)
         if not keyed:
-            out += _rule_cookies(decision)
+            out += decision.cookie_lines
         if exchange.debug and self.rules is not None:
             trace = explain(self.rules.current, exchange.visitor)
             text = json.dumps(trace, separators=(",", ":"), ensure_ascii=True, default=str)
@@ -463,9 +461,9 @@ class PersonalizeMiddleware:
                     (b"cache-control",
                      f"public, max-age=0, s-maxage={self.shared_max_age}".encode()),
                     (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")]
-        vary = self.rules.current.vary if self.rules is not None else ()
+        vary = self.rules.current.vary_header if self.rules is not None else b""
         if vary:
-            headers.append((b"vary", ", ".join(vary).encode("latin-1")))
+            headers.append((b"vary", vary))
         return _private(headers)
 
     def _response_rewriter(self, exchange: _Exchange, head: dict[bytes, str],
@@ -500,19 +498,13 @@ class PersonalizeMiddleware:
     def _variant_headers(self, exchange: _Exchange, spent: float) -> list[tuple[bytes, bytes]]:
         out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]
         if self.variant_header:
-            out.append((b"x-ep-variant",
-                        exchange.decision.variants.encode("latin-1", "replace")))
+            out.append((b"x-ep-variant", exchange.decision.variant_header))
         return out
 
     def _profile_cookie(self, message: Message, exchange: _Exchange) -> bytes | None:
         if message["status"] >= 400 or exchange.preview:   # an HTML page: checked before
             return None
         return self._decision_cookie(exchange)
-
-
-def _rule_cookies(decision: Decision) -> list[tuple[bytes, bytes]]:
-    return [(b"set-cookie", f"{name}={value}; Path=/; SameSite=Lax".encode("latin-1"))
-            for name, value in decision.cookies]
 
 
 _STALE = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})

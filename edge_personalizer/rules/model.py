@@ -105,6 +105,11 @@ class RuleSet:
     decided: dict[tuple[int, ...], Decision] = field(default_factory=dict, compare=False,
                                                      repr=False)
 
+    @lazy
+    def vary_header(self) -> bytes:
+        """The Vary value of a page these rules may personalize (b"" when none)."""
+        return ", ".join(self.vary).encode("latin-1")
+
     @classmethod
     def empty(cls, version: str = "none") -> RuleSet:
         return cls(version, (), MappingProxyType({}), (), MappingProxyType({}),
@@ -155,6 +160,22 @@ class Decision:
         """`slot=variant,...` by slot name: what X-EP-Variant says (worked out once; a
         decision is shared by every visitor with the same winning rules)."""
         return ",".join(f"{slot}={choice.variant}" for slot, choice in sorted(self.slots.items()))
+
+    @lazy
+    def variant_header(self) -> bytes:
+        return self.variants.encode("latin-1", "replace")
+
+    @lazy
+    def header_lines(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The rules' response headers, as they go out."""
+        return tuple((name.encode("latin-1"), value.encode("latin-1"))
+                     for name, value in self.headers)
+
+    @lazy
+    def cookie_lines(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The rules' cookies, as Set-Cookie headers."""
+        return tuple((b"set-cookie", f"{name}={value}; Path=/; SameSite=Lax".encode("latin-1"))
+                     for name, value in self.cookies)
 
     @property
     def is_empty(self) -> bool:
