@@ -205,6 +205,8 @@ class FirstBytesMemo:
 
 FIRST_BYTES = FirstBytesMemo()
 _KEEP_INPUT = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts
+_TRIM_AT = 64 * 1024              # unchanged input already sent: dropped past this much
+_TRIM_MARGIN = 4096               # ...but this much before the output's end is kept
 _STEP = 4096                      # bytes fed at a time while waiting to bypass
 _TAIL = 256
 
@@ -240,6 +242,7 @@ class Rewriter:
                            for where, html in (("head", head), ("body", body_end)) if html]
         self._lol: lolhtml.HTMLRewriter | None = None   # built when first needed
         self._input = bytearray()
+        self._dropped = 0       # bytes cut from the front of _input (sent, unchanged)
         self._emitted = 0
         self._tail = b""
 
@@ -283,7 +286,7 @@ class Rewriter:
         if len(self._input) >= _KEEP_INPUT:
             raise RewriteAborted("page too large to recover") from exc
         if not self._changed:
-            return pending + bytes(self._input[self._emitted:])
+            return pending + bytes(self._input[self._emitted - self._dropped:])
         tail = self._tail
         position = self._input.rfind(tail) if len(tail) >= 32 else -1
         if position < 0 or self._input.find(tail) != position:
@@ -371,7 +374,24 @@ class Rewriter:
         out = self._take()
         if self.bypassed:
             self._input = bytearray()
+        elif self._emitted - self._dropped > _TRIM_AT + _TRIM_MARGIN:
+            self._trim()
         return out
+
+    def _trim(self) -> None:
+        """Drop input that was sent unchanged, so a long page whose slots have not come
+        yet is not held whole: while nothing changed, recovery needs only the input not
+        yet sent (and a margin), and finding a slot's end needs only its element."""
+        if self._changed or any(isinstance(h, _EditHandler) and h.planned is not None
+                                for h in self._handlers):
+            return
+        cut = self._emitted - self._dropped - _TRIM_MARGIN
+        if self._bypass and self._input.find(b"data-ep-slot", 0, cut + 11) >= 0:
+            # A marker in what goes: whether the slot's marker occurs only once could no
+            # longer be told, so this page is rewritten to its end instead.
+            self._bypass = False
+        del self._input[:cut]
+        self._dropped += cut
 
     def finish(self) -> bytes:
         if self.broken or self.bypassed:

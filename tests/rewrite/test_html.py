@@ -147,3 +147,43 @@ def test_engine_failure_after_a_change_keeps_the_change_and_the_rest() -> None:
             + b"<p>after</p></body></html>")
     out = rewrite(page, [Edit(SLOT, "inner", "NEW")], chunk=64)
     assert out == page.replace(b">old<", b">NEW<")
+
+
+def _fed(rewriter: Rewriter, page: bytes, chunk: int) -> tuple[bytes, int]:
+    """The output, and the most input the rewriter held at any point."""
+    out, held = [], 0
+    for i in range(0, len(page), chunk):
+        out.append(rewriter.feed(page[i:i + chunk]))
+        held = max(held, len(rewriter._input))
+    return b"".join(out) + rewriter.finish(), held
+
+
+LONG = b"".join(b"<p>paragraph %d of a long story</p>\n" % i for i in range(20_000))  # ~750 KB
+
+
+@pytest.mark.parametrize("chunk", [4096, 65536])
+def test_a_long_page_is_not_held_whole_while_its_slot_has_not_come(chunk: int) -> None:
+    page = (b"<html><body>" + LONG + b'<div data-ep-slot="hero">old</div>' + LONG
+            + b"</body></html>")
+    rewriter = Rewriter([Edit(SLOT, "inner", "NEW")])
+    out, held = _fed(rewriter, page, chunk)
+    assert out == page.replace(b">old<", b">NEW<")
+    assert rewriter.bypassed   # the slot's end still found in what was kept
+    assert held < 200 * 1024
+
+
+def test_a_marker_in_dropped_input_turns_the_bypass_off() -> None:
+    page = (b'<html><body><!-- <div data-ep-slot="hero"> -->' + LONG
+            + b'<div data-ep-slot="hero">old</div><p>rest</p></body></html>')
+    rewriter = Rewriter([Edit(SLOT, "inner", "NEW")])
+    out, held = _fed(rewriter, page, 4096)
+    assert out == page.replace(b">old<", b">NEW<")
+    assert not rewriter.bypassed and held < 200 * 1024
+
+
+def test_engine_failure_after_dropped_input_passes_the_rest_exactly() -> None:
+    page = b"<html><body>" + LONG + AMBIGUOUS + b"<p>after</p>" + LONG + b"</body></html>"
+    errors: list[Exception] = []
+    out, _ = _fed(Rewriter([Edit('[data-ep-slot="late"]', "inner", "x")],
+                           on_error=errors.append), page, 4096)
+    assert out == page and errors
