@@ -32,6 +32,10 @@ class _HttpxResponse:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"origin broke off its response: {describe_error(exc)}") from exc
 
+    @property
+    def ended(self) -> bool:
+        return False   # httpx does not tell: an empty last chunk ends the body
+
     async def aclose(self) -> None:
         await self._response.aclose()
 

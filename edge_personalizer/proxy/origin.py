@@ -153,10 +153,15 @@ class OriginProxy:
                     response.headers,
                     origin_base=self.origin.base_url, public_base=fwd.public_base),
             })
+            ended = False
             if method != "HEAD":
                 async for chunk in response.body():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+                    # The last chunk says so itself: no empty message to end the body.
+                    ended = response.ended
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": not ended})
+            if not ended:
+                await send({"type": "http.response.body", "body": b""})
         except UpstreamError as exc:
             # Headers are gone: the only honest signal left is an incomplete response, which
             # the server turns into a closed connection (never a body that looks complete).

@@ -55,6 +55,11 @@ class UpstreamResponse(Protocol):
         """The body exactly as the origin sent it (still compressed, if it was)."""
         ...
 
+    @property
+    def ended(self) -> bool:
+        """Whether the chunk `body()` gave last was the body's end (False when unknown)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -302,6 +307,11 @@ class _Response:
                 await conn.wait(conn.waiter, "read timeout")
             except UpstreamTimeout as exc:
                 raise UpstreamTimeout(f"origin stopped sending mid-body ({exc})") from None
+
+    @property
+    def ended(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn.complete and not conn.chunks
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None

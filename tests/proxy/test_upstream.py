@@ -235,3 +235,26 @@ async def test_nothing_is_added_to_or_kept_from_requests(origin: Server) -> None
     assert '"cookie"' not in echoed and "user-agent" not in echoed
     assert "%2F" in echoed   # the target goes as the client wrote it
     await upstream.aclose()
+
+
+async def test_a_body_ends_with_its_last_chunk_not_an_empty_message(origin: Server) -> None:
+    from edge_personalizer.proxy.origin import OriginProxy
+
+    proxy = OriginProxy(origin.url)
+    messages: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        messages.append(message)
+
+    # A page with a Content-Length: its last bytes and its end arrive together.
+    scope = {"type": "http", "method": "GET", "path": "/slotted/a", "raw_path": b"/slotted/a",
+             "query_string": b"", "headers": [(b"host", b"site")],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080), "scheme": "http"}
+    await proxy(scope, receive, send)   # type: ignore[arg-type]
+    bodies = [m for m in messages if m["type"] == "http.response.body"]
+    assert b"".join(m["body"] for m in bodies).endswith(b"</html>")  # type: ignore[misc]
+    assert bodies[-1]["more_body"] is False and bodies[-1]["body"]
+    await proxy.aclose()
