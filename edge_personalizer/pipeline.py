@@ -157,6 +157,9 @@ class PersonalizeMiddleware:
         self.observer: PipelineObserver = observer or _Silent()
         self._interests_version: str | None = None
         self._segments: dict[tuple[tuple[str, str, str], ...], SegmentKey] = {}
+        # A decision's page edits by (decision, CSP nonce), for variants without visitor data
+        self._edits: dict[tuple[int, str | None],
+                          tuple[Decision, tuple[Edit, ...], str, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -471,12 +474,39 @@ class PersonalizeMiddleware:
         """The rewriter for a page whose decision changes slots; None if none applies."""
         if self.rules is None:
             return None
-        slots = self.rules.current.slots
-        visitor = exchange.visitor
         nonce = csp_nonce(head.get(b"content-security-policy", ""))
+        decision = exchange.decision
+        if decision.static_choices is None:   # the variants print visitor data
+            edits, head_html, body_end = self._page_edits(decision, exchange.visitor, nonce)
+        else:
+            # The same for everyone this decision is made for: worked out once.
+            key = (id(decision), nonce)
+            known = self._edits.get(key)
+            if known is None or known[0] is not decision:
+                if len(self._edits) >= 1024:
+                    self._edits.clear()
+                known = self._edits[key] = (
+                    decision, *self._page_edits(decision, exchange.visitor, nonce))
+            _, edits, head_html, body_end = known
+        if not edits and not head_html and not body_end:
+            return None
+        return ResponseRewriter(
+            list(edits), content_type=head.get(b"content-type", ""),
+            content_encoding=head.get(b"content-encoding", ""),
+            accept_encoding=accept_encoding, head=head_html, body_end=body_end,
+            on_error=self._rewrite_failed)
+
+    def _rewrite_failed(self, exc: Exception) -> None:
+        self.observer.stage_failed("rewrite")
+
+    def _page_edits(self, decision: Decision, visitor: Visitor,
+                    nonce: str | None) -> tuple[tuple[Edit, ...], str, str]:
+        """The page edits of a decision's slots, and the HTML to inject in the head and
+        at the end of the body."""
+        slots = self.rules.current.slots if self.rules is not None else {}
         edits: list[Edit] = []
         injected = {"head": "", "body_end": ""}
-        for name, choice in exchange.decision.slots.items():
+        for name, choice in decision.slots.items():
             content = choice.content
             if content is None:
                 continue
@@ -486,14 +516,7 @@ class PersonalizeMiddleware:
             elif name in slots:
                 edits.append(Edit(slots[name].selector, content.action, payload,
                                   content.attribute))
-        if not edits and not any(injected.values()):
-            return None
-        return ResponseRewriter(
-            edits, content_type=head.get(b"content-type", ""),
-            content_encoding=head.get(b"content-encoding", ""),
-            accept_encoding=accept_encoding, head=injected["head"],
-            body_end=injected["body_end"],
-            on_error=lambda exc: self.observer.stage_failed("rewrite"))
+        return tuple(edits), injected["head"], injected["body_end"]
 
     def _variant_headers(self, exchange: _Exchange, spent: float) -> list[tuple[bytes, bytes]]:
         out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]

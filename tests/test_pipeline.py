@@ -75,3 +75,24 @@ async def test_a_fault_in_the_rewriter_serves_the_page_unchanged(
     assert response.text == PAGE
     assert response.headers["x-site"] == "mine"
     assert "x-ep-variant" not in response.headers
+
+
+async def test_each_response_gets_its_own_csp_nonce_for_the_same_decision(
+        tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(
+        "rules:\n  - name: inject\n    then:\n"
+        "      head: {html: \"<script>ep()</script>\"}\n")
+
+    async def page(request: Request) -> HTMLResponse:
+        nonce = request.query_params["nonce"]
+        return HTMLResponse("<html><head></head><body></body></html>",
+                            headers={"content-security-policy": f"script-src 'nonce-{nonce}'"})
+
+    app = PersonalizeMiddleware(Starlette(routes=[Route("/", page)]), rules=tmp_path)
+    async with client_for(app) as client:
+        for nonce in ("first", "second", "first", ""):
+            query = f"?nonce={nonce}" if nonce else "?nonce="
+            response = await client.get("/" + query, headers={"accept": "text/html"})
+            expected = (f'<script nonce="{nonce}">ep()</script>' if nonce
+                        else "<script>ep()</script>")
+            assert expected in response.text, response.text
