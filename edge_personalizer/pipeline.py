@@ -467,6 +467,9 @@ class PersonalizeMiddleware:
         vary = self.rules.current.vary_header if self.rules is not None else b""
         if vary:
             headers.append((b"vary", vary))
+        if b"cache-control" not in head and not exchange.decision.sets_cache_control:
+            headers.append((b"cache-control", b"private"))   # nothing to merge with
+            return headers
         return _private(headers)
 
     def _response_rewriter(self, exchange: _Exchange, head: dict[bytes, str],
@@ -650,10 +653,10 @@ class _RewritingSend:
         if start is None:
             return
         self.start = None
-        headers = list(start.get("headers", []))
+        headers: list[tuple[bytes, bytes]]
         if rewriter.rewriting:
             length = self.head.get(b"content-length", "")
-            headers = [(k, v) for k, v in headers if k.lower() not in _STALE]
+            headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() not in _STALE]
             if rewriter.content_encoding:
                 headers.append((b"content-encoding", rewriter.content_encoding.encode()))
             if rewriter.verbatim and length.isdigit() and int(length) >= self.consumed:
@@ -662,6 +665,8 @@ class _RewritingSend:
                 total = self.produced + int(length) - self.consumed
                 headers.append((b"content-length", str(total).encode()))
             headers += self.middleware._variant_headers(self.exchange, self.spent)
+        else:
+            headers = start.get("headers", [])
         self.middleware.observer.personalization_took(self.spent)
         await self.send({**start, "headers": headers})
 

@@ -96,3 +96,27 @@ async def test_each_response_gets_its_own_csp_nonce_for_the_same_decision(
             expected = (f'<script nonce="{nonce}">ep()</script>' if nonce
                         else "<script>ep()</script>")
             assert expected in response.text, response.text
+
+
+@pytest.mark.parametrize(("origin", "rule", "expected"), [
+    (None, None, "private"),
+    ("public, max-age=60, s-maxage=300", None, "private, max-age=60"),
+    (None, "public, max-age=600", "private, max-age=600"),
+    ("no-cache", "public, max-age=600", "private, no-cache, max-age=600"),
+])
+async def test_personalizable_pages_are_private_whatever_their_cache_control(
+        tmp_path: Path, origin: str | None, rule: str | None, expected: str) -> None:
+    then = "      hero: {html: \"<h1>x</h1>\"}\n"
+    if rule:
+        then += f"      headers: {{Cache-Control: \"{rule}\"}}\n"
+    (tmp_path / "site.yaml").write_text(
+        f"slots:\n  hero: {{}}\nrules:\n  - name: all\n    then:\n{then}")
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE, headers={"cache-control": origin} if origin else {})
+
+    app = PersonalizeMiddleware(Starlette(routes=[Route("/", page)]), rules=tmp_path)
+    async with client_for(app) as client:
+        response = await client.get("/", headers={"accept": "text/html"})
+    assert response.headers.get_list("cache-control") == [expected]
+    assert "<h1>x</h1>" in response.text

@@ -11,9 +11,7 @@ from typing import Any, Literal
 from ..classify.visitor import Visitor
 from .bucketing import bucket, pick
 from .model import (
-    INJECTIONS,
     NO_DECISION,
-    PAGE_ACTIONS,
     Decision,
     Experiment,
     Rule,
@@ -44,7 +42,7 @@ def _candidates(ruleset: RuleSet, visitor: Visitor) -> Iterable[int]:
 def decide(ruleset: RuleSet, visitor: Visitor) -> Decision:
     """Per slot (and per page action) the first matching rule by rank wins; experiments
     fill the slots no rule took."""
-    open_targets = set(ruleset.slots) | {*PAGE_ACTIONS, *INJECTIONS}
+    open_targets = set(ruleset.targets)
     winners: list[tuple[int, frozenset[str]]] = []
     rules = ruleset.rules
     for rank in _candidates(ruleset, visitor):

@@ -106,6 +106,11 @@ class RuleSet:
                                                      repr=False)
 
     @lazy
+    def targets(self) -> frozenset[str]:
+        """Everything a rule can claim: each slot, each page action, each injection."""
+        return frozenset(self.slots) | frozenset(PAGE_ACTIONS) | frozenset(INJECTIONS)
+
+    @lazy
     def vary_header(self) -> bytes:
         """The Vary value of a page these rules may personalize (b"" when none)."""
         return ", ".join(self.vary).encode("latin-1")
@@ -170,6 +175,10 @@ class Decision:
         """The rules' response headers, as they go out."""
         return tuple((name.encode("latin-1"), value.encode("latin-1"))
                      for name, value in self.headers)
+
+    @lazy
+    def sets_cache_control(self) -> bool:
+        return any(name.lower() == "cache-control" for name, _ in self.headers)
 
     @lazy
     def cookie_lines(self) -> tuple[tuple[bytes, bytes], ...]:
