@@ -235,20 +235,26 @@ class Rewriter:
         self._bypass = bypass and not head and not body_end and bool(edits) and all(
             marker_slot(edit.selector) for edit in edits)
         self._memo = memo if self._bypass else None
-        self._memo_key = tuple(edits)
-        self._handlers: list[_EditHandler | _Injector] = [
-            _EditHandler(edit, self._tally) for edit in edits]
-        self._handlers += [_Injector(html, where)
-                           for where, html in (("head", head), ("body", body_end)) if html]
-        self._lol: lolhtml.HTMLRewriter | None = None   # built when first needed
+        self._edits = edits
+        self._injections = [(where, html) for where, html in (("head", head),
+                                                              ("body", body_end)) if html]
+        # Built when first needed (a page whose first bytes are remembered needs neither)
+        self._handlers: list[_EditHandler | _Injector] = []
+        self._lol: lolhtml.HTMLRewriter | None = None
         self._input = bytearray()
         self._dropped = 0       # bytes cut from the front of _input (sent, unchanged)
         self._emitted = 0
         self._tail = b""
 
+    def _build_handlers(self) -> None:
+        if not self._handlers:
+            self._handlers = [_EditHandler(edit, self._tally) for edit in self._edits]
+            self._handlers += [_Injector(html, where) for where, html in self._injections]
+
     @property
     def _rewriter(self) -> lolhtml.HTMLRewriter:
         if self._lol is None:
+            self._build_handlers()
             self._lol = lolhtml.HTMLRewriter(self._out.extend)
             for handler in self._handlers:
                 selector = (handler.edit.selector if isinstance(handler, _EditHandler)
@@ -336,15 +342,15 @@ class Rewriter:
         out: list[bytes | memoryview] = []
         view = memoryview(chunk)
         first = not self._input and not self._emitted
-        if first and self._memo is not None:
-            known = self._memo.lookup(self._memo_key, chunk)
+        key = tuple(self._edits) if first and self._memo is not None else ()
+        if key and self._memo is not None:
+            known = self._memo.lookup(key, chunk)
             if known is not None:
                 prefix, output, applied = known
                 self.bypassed = True
                 self._tally.applied = applied
-                for handler in self._handlers:
-                    handler.done = True
                 return output + view[len(prefix):]
+        self._build_handlers()
         stop = self._slots_end(chunk) if first else -1
         start = 0
         while start < len(chunk):
@@ -354,9 +360,9 @@ class Rewriter:
             end = stop if stop > start else start + _STEP
             piece = chunk[start:end]
             out.append(self._write(piece))
-            if (start == 0 and end == stop and self.bypassed and self._memo is not None
-                    and not self._tally.errors):
-                self._memo.store(self._memo_key, piece, bytes(out[-1]), self._tally.applied)
+            if (key and start == 0 and end == stop and self.bypassed
+                    and self._memo is not None and not self._tally.errors):
+                self._memo.store(key, piece, bytes(out[-1]), self._tally.applied)
             start = end
         return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
 
