@@ -69,7 +69,7 @@ class EdgeApp:
             cookie_max_age_days=settings.profile_max_age_days, debug_token=token,
             preview=PreviewSigner(keys[0]), variant_header=settings.variant_header,
             keyed_caching=settings.keyed_caching, shared_max_age=settings.shared_max_age,
-            observer=self.metrics)
+            cache_tag_headers=settings.cache_tag_headers, observer=self.metrics)
         admin = AdminEndpoints(personalized, metrics=self.metrics, token=token,
                                origin_probe=self.proxy.probe, rules=self.rules,
                                geo=self.geo.info if self.geo else None)

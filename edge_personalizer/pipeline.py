@@ -26,7 +26,7 @@ from .rules.book import RuleBook
 from .rules.evaluator import decide, explain
 from .rules.model import NO_DECISION, Decision
 from .rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
-from .rules.segment import SegmentKey, segment_of
+from .rules.segment import ALL_TAG_HEADERS, SegmentKey, segment_of
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class PersonalizeMiddleware:
                  debug_token: str | None = None, preview: PreviewSigner | None = None,
                  variant_header: bool = True, keyed_caching: bool = False,
                  shared_max_age: int = 300,
+                 cache_tag_headers: Sequence[str] = ALL_TAG_HEADERS,
                  observer: PipelineObserver | None = None) -> None:
         self.app = app
         if isinstance(rules, (str, Path)):
@@ -154,6 +155,7 @@ class PersonalizeMiddleware:
         self.variant_header = variant_header
         self.keyed_caching = keyed_caching
         self.shared_max_age = shared_max_age
+        self.cache_tag_headers = tuple(cache_tag_headers)
         self.observer: PipelineObserver = observer or _Silent()
         self._interests_version: str | None = None
         self._segments: dict[tuple[tuple[str, str, str], ...], SegmentKey] = {}
@@ -455,7 +457,7 @@ class PersonalizeMiddleware:
         if exchange.preview:
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
             return [*headers, (b"cache-control", b"private, no-store")]
-        headers += self._segment(exchange).headers
+        headers += self._segment(exchange).headers_for(self.cache_tag_headers)
         origin_cache = head.get(b"cache-control", "").lower()
         origin_private = "private" in origin_cache or "no-store" in origin_cache
         if self.keyed_caching and not origin_private:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .classify.localtime import zone_exists
 from .errors import SettingsError
+from .rules.segment import ALL_TAG_HEADERS
 
 LogFormat = Literal["text", "json"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,6 +45,12 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+# Purge-tag headers by CDN dialect: Fastly (and Varnish xkey), Cloudflare, Akamai.
+CACHE_TAG_HEADERS = ALL_TAG_HEADERS
+_CDN_TAG_HEADERS = {"fastly": "surrogate-key", "varnish": "surrogate-key",
+                    "cloudflare": "cache-tag", "akamai": "edge-cache-tag"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class Settings:
     edge_headers: Mapping[str, str] = field(default_factory=dict)   # header -> visitor field
     keyed_caching: bool = False          # personalized pages public, keyed by X-EP-Segment
     shared_max_age: int = 300            # s-maxage of those pages when keyed caching is on
+    # Which purge-tag headers personalizable pages carry (one per CDN dialect)
+    cache_tag_headers: tuple[str, ...] = CACHE_TAG_HEADERS
     # EP_* variables that are no setting: warned about at startup, not fatal (the
     # environment of a container or CI job is not ours alone)
     unknown_environment: tuple[str, ...] = ()
@@ -123,6 +132,11 @@ class Settings:
                                     "geo.country, geo.region, geo.city, geo.postal, geo.metro, "
                                     "geo.continent, geo.time_zone, geo.latitude, "
                                     "geo.longitude or device.type")
+        unknown_tags = [h for h in self.cache_tag_headers if h not in CACHE_TAG_HEADERS]
+        if unknown_tags:
+            raise SettingsError(f"cache_tag_headers: unknown {', '.join(unknown_tags)}; "
+                                f"choose from {', '.join(CACHE_TAG_HEADERS)} (or the CDNs: "
+                                f"{', '.join(_CDN_TAG_HEADERS)}), or none")
         if self.shared_max_age < 0:
             raise SettingsError(f"shared_max_age must be >= 0, got {self.shared_max_age}")
         if self.rules_watch_interval < 0:
@@ -222,6 +236,15 @@ def _to_optional_str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+def _to_tag_headers(value: Any) -> tuple[str, ...]:
+    """`cache-tag,surrogate-key`, CDN names (`cloudflare`) or `none`; a list in TOML."""
+    items = str(value).split(",") if isinstance(value, str) else [str(v) for v in value]
+    names = [item.strip().lower() for item in items if item.strip()]
+    if names == ["none"]:
+        return ()
+    return tuple(dict.fromkeys(_CDN_TAG_HEADERS.get(name, name) for name in names))
+
+
 def _to_mapping(value: Any) -> dict[str, str]:
     """A table from TOML, or `header=field,header=field` from the environment."""
     if isinstance(value, Mapping):
@@ -264,6 +287,7 @@ _CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
     "edge_headers": _to_mapping,
     "keyed_caching": _to_bool,
     "shared_max_age": _to_int,
+    "cache_tag_headers": _to_tag_headers,
     "unknown_environment": tuple,
     "anonymous_db": _to_path,
     "default_time_zone": str,

@@ -4,11 +4,14 @@ edge headers, spoofing, bots (rules in tests/data/rules)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 
-from .conftest import ADMIN_TOKEN
-from .servers import Server
+from .conftest import ADMIN_TOKEN, ROOT
+from .servers import Server, start_proxy
+
+RULES = ROOT / "tests" / "data" / "rules"
 
 PAGE = {"accept": "text/html",
         "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0 Safari/537.36"}
@@ -81,3 +84,22 @@ def test_search_and_ai_crawlers_get_the_default_page(proxy: Server, origin: Serv
                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
     assert 'ep_bot_requests_total{category="search"}' in metrics
     assert 'ep_bot_requests_total{category="ai"}' in metrics
+
+
+def test_purge_tags_in_every_dialect_or_only_the_cdn_named(
+        proxy: Server, origin: Server, tmp_path: Path) -> None:
+    everyone = httpx.get(f"{proxy.url}/slotted/a", headers=FACEBOOK).headers
+    tags = everyone["cache-tag"].split(",")
+    assert "ep-rule-facebook-hero" in tags
+    assert everyone["surrogate-key"].split(" ") == tags
+    assert everyone["edge-cache-tag"] == everyone["cache-tag"]
+    only = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
+                       env={"EP_CACHE_TAG_HEADERS": "cloudflare"})
+    try:
+        response = httpx.get(f"{only.url}/slotted/a", headers=FACEBOOK)
+    finally:
+        only.stop()
+    assert response.headers["cache-tag"].split(",") == tags
+    assert response.headers["x-ep-segment"] == everyone["x-ep-segment"]
+    assert "surrogate-key" not in response.headers
+    assert "edge-cache-tag" not in response.headers

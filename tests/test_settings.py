@@ -112,3 +112,25 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({}, origin_url="http://x.example")
     with pytest.raises(AttributeError):
         settings.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("cloudflare", ("cache-tag",)),
+    ("Surrogate-Key, akamai", ("surrogate-key", "edge-cache-tag")),
+    ("fastly,varnish", ("surrogate-key",)),
+    ("none", ()),
+    ("", ()),
+])
+def test_cache_tag_headers_by_header_or_cdn_name(value: str, expected: tuple[str, ...]) -> None:
+    settings = load_settings({"EP_ORIGIN_URL": "http://127.0.0.1:8000",
+                              "EP_CACHE_TAG_HEADERS": value})
+    assert settings.cache_tag_headers == expected
+    assert Settings.from_json(settings.to_json()).cache_tag_headers == expected
+
+
+def test_cache_tag_headers_default_to_every_dialect_and_reject_others(tmp_path: Path) -> None:
+    assert Settings().cache_tag_headers == ("surrogate-key", "cache-tag", "edge-cache-tag")
+    config = tmp_path / "ep.toml"
+    config.write_text('cache_tag_headers = ["cloudflare", "x-purge"]\n')
+    with pytest.raises(SettingsError, match="unknown x-purge; choose from surrogate-key"):
+        load_settings({}, config_file=config)

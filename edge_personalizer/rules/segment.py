@@ -15,6 +15,9 @@ from ..classify.visitor import Visitor, lazy
 from .model import Decision
 
 DEFAULT_SEGMENT = "default"
+# Purge tags go in the header of each CDN dialect: Fastly (space-separated), Cloudflare,
+# Akamai (comma-separated).
+ALL_TAG_HEADERS = ("surrogate-key", "cache-tag", "edge-cache-tag")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -27,10 +30,22 @@ class SegmentKey:
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
         """X-EP-Segment and the purge tags in each CDN's header (Fastly, Cloudflare,
         Akamai), encoded once per segment."""
-        return ((b"x-ep-segment", self.key.encode()),
-                (b"surrogate-key", " ".join(self.tags).encode()),
-                (b"cache-tag", ",".join(self.tags).encode()),
-                (b"edge-cache-tag", ",".join(self.tags).encode()))
+        return self.headers_for(ALL_TAG_HEADERS)
+
+    @lazy
+    def _encoded(self) -> dict[tuple[str, ...], tuple[tuple[bytes, bytes], ...]]:
+        return {}
+
+    def headers_for(self, tag_headers: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
+        """X-EP-Segment and the purge tags in the headers named (of ALL_TAG_HEADERS)."""
+        encoded = self._encoded.get(tag_headers)
+        if encoded is None:
+            spaced, listed = " ".join(self.tags).encode(), ",".join(self.tags).encode()
+            encoded = self._encoded[tag_headers] = (
+                (b"x-ep-segment", self.key.encode()),
+                *((name.encode(), spaced if name == "surrogate-key" else listed)
+                  for name in tag_headers))
+        return encoded
 
 
 def _tag(text: str) -> str:
