@@ -198,10 +198,6 @@ class FirstBytesMemo:
             _, evicted = self._entries.popitem(last=False)
             self.size -= sum(len(p) + len(o) for p, o, _ in evicted)
 
-    def clear(self) -> None:
-        self._entries.clear()
-        self.size = 0
-
 
 FIRST_BYTES = FirstBytesMemo()
 _KEEP_INPUT = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts

@@ -27,17 +27,12 @@ class SegmentKey:
     tags: tuple[str, ...]      # purge tags: ep, ep-rule-<name>, ep-variant-<slot>-<variant>
 
     @lazy
-    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        """X-EP-Segment and the purge tags in each CDN's header (Fastly, Cloudflare,
-        Akamai), encoded once per segment."""
-        return self.headers_for(ALL_TAG_HEADERS)
-
-    @lazy
     def _encoded(self) -> dict[tuple[str, ...], tuple[tuple[bytes, bytes], ...]]:
         return {}
 
     def headers_for(self, tag_headers: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
-        """X-EP-Segment and the purge tags in the headers named (of ALL_TAG_HEADERS)."""
+        """X-EP-Segment and the purge tags in the headers named (of ALL_TAG_HEADERS),
+        encoded once per segment."""
         encoded = self._encoded.get(tag_headers)
         if encoded is None:
             spaced, listed = " ".join(self.tags).encode(), ",".join(self.tags).encode()
