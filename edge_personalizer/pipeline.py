@@ -496,7 +496,7 @@ class PersonalizeMiddleware:
         if not edits and not head_html and not body_end:
             return None
         return ResponseRewriter(
-            list(edits), content_type=head.get(b"content-type", ""),
+            edits, content_type=head.get(b"content-type", ""),
             content_encoding=head.get(b"content-encoding", ""),
             accept_encoding=accept_encoding, head=head_html, body_end=body_end,
             on_error=self._rewrite_failed)

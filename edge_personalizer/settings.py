@@ -47,8 +47,7 @@ class Secret:
         return hash(self._value)
 
 
-# Purge-tag headers by CDN dialect: Fastly (and Varnish xkey), Cloudflare, Akamai.
-CACHE_TAG_HEADERS = ALL_TAG_HEADERS
+# The purge-tag header of each CDN's dialect, by the CDN's name.
 _CDN_TAG_HEADERS = {"fastly": "surrogate-key", "varnish": "surrogate-key",
                     "cloudflare": "cache-tag", "akamai": "edge-cache-tag"}
 
@@ -80,7 +79,7 @@ class Settings:
     keyed_caching: bool = False          # personalized pages public, keyed by X-EP-Segment
     shared_max_age: int = 300            # s-maxage of those pages when keyed caching is on
     # Which purge-tag headers personalizable pages carry (one per CDN dialect)
-    cache_tag_headers: tuple[str, ...] = CACHE_TAG_HEADERS
+    cache_tag_headers: tuple[str, ...] = ALL_TAG_HEADERS
     # EP_* variables that are no setting: warned about at startup, not fatal (the
     # environment of a container or CI job is not ours alone)
     unknown_environment: tuple[str, ...] = ()
@@ -132,10 +131,10 @@ class Settings:
                                     "geo.country, geo.region, geo.city, geo.postal, geo.metro, "
                                     "geo.continent, geo.time_zone, geo.latitude, "
                                     "geo.longitude or device.type")
-        unknown_tags = [h for h in self.cache_tag_headers if h not in CACHE_TAG_HEADERS]
+        unknown_tags = [h for h in self.cache_tag_headers if h not in ALL_TAG_HEADERS]
         if unknown_tags:
             raise SettingsError(f"cache_tag_headers: unknown {', '.join(unknown_tags)}; "
-                                f"choose from {', '.join(CACHE_TAG_HEADERS)} (or the CDNs: "
+                                f"choose from {', '.join(ALL_TAG_HEADERS)} (or the CDNs: "
                                 f"{', '.join(_CDN_TAG_HEADERS)}), or none")
         if self.shared_max_age < 0:
             raise SettingsError(f"shared_max_age must be >= 0, got {self.shared_max_age}")

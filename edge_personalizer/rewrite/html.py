@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import lolhtml
@@ -218,7 +218,7 @@ class Rewriter:
     so far ends in the input. Only when neither is certain does it raise RewriteAborted.
     """
 
-    def __init__(self, edits: list[Edit], *, head: str = "", body_end: str = "",
+    def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
                  bypass: bool = True, memo: FirstBytesMemo | None = FIRST_BYTES) -> None:
         self._out = bytearray()
@@ -338,6 +338,7 @@ class Rewriter:
         out: list[bytes | memoryview] = []
         view = memoryview(chunk)
         first = not self._input and not self._emitted
+        # (a tuple of edits, as the pipeline hands them, is its own key: no copy)
         key = tuple(self._edits) if first and self._memo is not None else ()
         if key and self._memo is not None:
             known = self._memo.lookup(key, chunk)

@@ -7,7 +7,7 @@ passes through byte for byte instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .encoding import (
     SNIFF_BYTES,
@@ -35,7 +35,7 @@ class ResponseRewriter:
     says whether edits apply and `content_encoding` what the output is encoded with.
     """
 
-    def __init__(self, edits: list[Edit], *, content_type: str, content_encoding: str,
+    def __init__(self, edits: Sequence[Edit], *, content_type: str, content_encoding: str,
                  accept_encoding: str, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None) -> None:
         self._edits = edits
@@ -98,8 +98,8 @@ class ResponseRewriter:
         if not self.rewriting:
             return b"".join(self._held_raw)
         if not is_utf8(charset):
-            self._edits = [Edit(e.selector, e.action, ascii_safe(e.payload), e.attribute,
-                                e.first_only) for e in self._edits]
+            self._edits = tuple(Edit(e.selector, e.action, ascii_safe(e.payload),
+                                     e.attribute, e.first_only) for e in self._edits)
             self._head, self._body_end = ascii_safe(self._head), ascii_safe(self._body_end)
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
                                   on_error=self._on_error)
