@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..classify.client_ip import TrustedProxies, resolve_client_ip
+from ..errors import RequestRejected
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -42,30 +43,144 @@ def header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[s
     return [v.decode("latin-1") for k, v in headers if k.lower() == name]
 
 
-def resolve_forwarding(
-    headers: Sequence[tuple[bytes, bytes]],
-    *,
-    peer: str | None,
-    scheme: str,
-    server_host: str,
-    trusted: TrustedProxies,
-) -> Forwarding:
-    """The public view of a request, believing forwarding headers only from trusted peers."""
-    host_values = header_values(headers, b"host")
-    host = host_values[0] if host_values else server_host
-    trusted_peer = peer in trusted
-    prior_for: tuple[str, ...] = ()
-    if trusted_peer:
-        prior_for = tuple(header_values(headers, b"x-forwarded-for"))
-        proto = header_values(headers, b"x-forwarded-proto")
-        if proto and proto[-1].split(",")[-1].strip() in ("http", "https"):
-            scheme = proto[-1].split(",")[-1].strip()
-        fwd_host = header_values(headers, b"x-forwarded-host")
-        if fwd_host and fwd_host[-1].split(",")[-1].strip():
-            host = fwd_host[-1].split(",")[-1].strip()
-    client_ip = resolve_client_ip(peer, prior_for, trusted)
-    return Forwarding(peer=peer, client_ip=client_ip, scheme=scheme, host=_clean_host(host),
-                      trusted_peer=trusted_peer, prior_for=prior_for)
+class _RequestScan:
+    """A client request's headers read in one pass: the ones the origin may see (names
+    lower-cased; no hop-by-hop, Host or forwarding headers) and the few read here."""
+
+    __slots__ = ("kept", "host", "forwarded_for", "proto", "forwarded_host", "forwarded",
+                 "lengths", "chunked", "size")
+
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        kept: RawHeaders = []
+        self.host: bytes | None = None
+        self.forwarded_for: list[bytes] = []
+        self.proto: bytes | None = None
+        self.forwarded_host: bytes | None = None
+        self.forwarded: list[bytes] = []
+        self.lengths: list[bytes] = []
+        self.chunked = False
+        named: set[bytes] = set()
+        size = 0
+        for key, value in headers:
+            size += len(key) + len(value) + 4
+            key = key.lower()
+            if key in _READ_HERE:
+                if key == b"host":
+                    if self.host is None:
+                        self.host = value
+                    continue
+                if key in HOP_BY_HOP:
+                    if key == b"connection":   # "keep-alive" mostly; what else it names goes
+                        named.update(token.strip().lower() for token in value.split(b","))
+                    elif key == b"transfer-encoding":
+                        self.chunked = True
+                    continue
+                if key == b"x-forwarded-for":
+                    self.forwarded_for.append(value)
+                elif key == b"x-forwarded-proto":
+                    self.proto = value
+                elif key == b"x-forwarded-host":
+                    self.forwarded_host = value
+                elif key == b"forwarded":
+                    self.forwarded.append(value)
+                elif key == b"content-length":
+                    self.lengths.append(value)
+                    kept.append((key, value))
+                continue
+            kept.append((key, value))
+        if named:
+            named -= HOP_BY_HOP
+            named.discard(b"")
+            kept = [(k, v) for k, v in kept if k not in named]
+            if b"forwarded" in named:
+                self.forwarded = []
+        self.kept = kept
+        self.size = size
+
+    def forwarding(self, *, peer: str | None, scheme: str, server_host: str,
+                   trusted: TrustedProxies) -> Forwarding:
+        host = self.host.decode("latin-1") if self.host is not None else server_host
+        trusted_peer = peer in trusted
+        prior_for: tuple[str, ...] = ()
+        if trusted_peer:
+            prior_for = tuple(v.decode("latin-1") for v in self.forwarded_for)
+            proto = _last_element(self.proto)
+            if proto in ("http", "https"):
+                scheme = proto
+            forwarded_host = _last_element(self.forwarded_host)
+            if forwarded_host:
+                host = forwarded_host
+        client_ip = resolve_client_ip(peer, prior_for, trusted)
+        return Forwarding(peer=peer, client_ip=client_ip, scheme=scheme,
+                          host=_clean_host(host), trusted_peer=trusted_peer,
+                          prior_for=prior_for)
+
+    def for_origin(self, fwd: Forwarding, origin_host: str) -> RawHeaders:
+        peer = fwd.peer or "unknown"
+        chain = ", ".join([*fwd.prior_for, peer]) if fwd.trusted_peer else peer
+        element = f"for={_forwarded_node(fwd.peer)};proto={fwd.scheme};host=\"{fwd.host}\""
+        prior = self.forwarded if fwd.trusted_peer else []
+        out = self.kept + [
+            (b"host", origin_host.encode("latin-1")),
+            (b"x-forwarded-for", chain.encode("latin-1")),
+            (b"x-forwarded-proto", fwd.scheme.encode("latin-1")),
+            (b"x-forwarded-host", fwd.host.encode("latin-1")),
+            (b"forwarded", b", ".join([*prior, element.encode("latin-1")])),
+        ]
+        if fwd.client_ip:
+            out.append((b"x-real-ip", fwd.client_ip.encode("latin-1")))
+        return out
+
+
+# Request headers the scan looks at (everything else is kept as it is).
+_READ_HERE = HOP_BY_HOP | _FORWARDING | {b"host", b"content-length"}
+
+
+def _last_element(value: bytes | None) -> str:
+    return value.decode("latin-1").split(",")[-1].strip() if value is not None else ""
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What a client request may not exceed."""
+
+    max_header_bytes: int = 32 * 1024
+    max_header_count: int = 100
+    max_body_bytes: int = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OriginRequest:
+    """A client request as the origin should get it."""
+
+    forwarding: Forwarding
+    headers: RawHeaders
+    has_body: bool
+
+
+def read_request(headers: Sequence[tuple[bytes, bytes]], *, peer: str | None, scheme: str,
+                 server_host: str, trusted: TrustedProxies, origin_host: str,
+                 limits: RequestLimits) -> OriginRequest:
+    """The client's headers read once: checked against the limits (RequestRejected when
+    broken), the public view of the request, and the headers the origin should see."""
+    if len(headers) > limits.max_header_count:
+        raise RequestRejected(f"too many request headers ({len(headers)}, limit "
+                              f"{limits.max_header_count})", status=431)
+    scan = _RequestScan(headers)
+    if scan.size > limits.max_header_bytes:
+        raise RequestRejected(f"request headers too large ({scan.size} bytes, limit "
+                              f"{limits.max_header_bytes})", status=431)
+    has_body = scan.chunked
+    for value in scan.lengths:
+        value = value.strip()
+        if not value.isdigit():
+            raise RequestRejected("invalid Content-Length", status=400)
+        if int(value) > limits.max_body_bytes:
+            raise RequestRejected(f"request body too large ({int(value)} bytes, limit "
+                                  f"{limits.max_body_bytes})", status=413)
+        has_body = has_body or int(value) > 0
+    fwd = scan.forwarding(peer=peer, scheme=scheme, server_host=server_host, trusted=trusted)
+    return OriginRequest(fwd, scan.for_origin(fwd, origin_host), has_body)
 
 
 _HOST = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")
@@ -98,41 +213,6 @@ def _forwarded_node(ip: str | None) -> str:
     if ip is None:
         return "unknown"
     return f'"[{ip}]"' if ":" in ip else ip
-
-
-def request_headers_for_origin(
-    headers: Sequence[tuple[bytes, bytes]], fwd: Forwarding, *, origin_host: str
-) -> RawHeaders:
-    """Client headers as the origin should see them.
-
-    Hop-by-hop headers go; Host becomes the origin's; X-Forwarded-For/-Proto/-Host and
-    Forwarded (RFC 7239) describe the client, extending a trusted proxy's chain.
-    """
-    out: RawHeaders = []
-    prior_forwarded: list[bytes] = []
-    for key, value in strip_hop_by_hop(headers):
-        lower = key.lower()
-        if lower == b"host":
-            continue
-        if lower in _FORWARDING:
-            if fwd.trusted_peer and lower == b"forwarded":
-                prior_forwarded.append(value)
-            continue
-        out.append((lower, value))
-    peer = fwd.peer or "unknown"
-    chain = ", ".join([*fwd.prior_for, peer]) if fwd.trusted_peer else peer
-    element = f"for={_forwarded_node(fwd.peer)};proto={fwd.scheme};host=\"{fwd.host}\""
-    forwarded = b", ".join([*prior_forwarded, element.encode("latin-1")])
-    out += [
-        (b"host", origin_host.encode("latin-1")),
-        (b"x-forwarded-for", chain.encode("latin-1")),
-        (b"x-forwarded-proto", fwd.scheme.encode("latin-1")),
-        (b"x-forwarded-host", fwd.host.encode("latin-1")),
-        (b"forwarded", forwarded),
-    ]
-    if fwd.client_ip:
-        out.append((b"x-real-ip", fwd.client_ip.encode("latin-1")))
-    return out
 
 
 _LOCATION_HEADERS = frozenset({b"location", b"content-location"})

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from starlette.types import Message, Receive, Scope, Send
 
 from ..classify.client_ip import TrustedProxies
 from ..errors import RequestRejected, UpstreamError, UpstreamTimeout
-from .headers import (
-    Forwarding,
-    header_values,
-    request_headers_for_origin,
-    resolve_forwarding,
-    response_headers_for_client,
-)
+from .headers import OriginRequest, RequestLimits, read_request, response_headers_for_client
 from .pages import send_error_page
 from .target import Origin
 from .upstream import OriginClient, ProbeResult, Upstream
@@ -64,9 +58,9 @@ class OriginProxy:
         self.origin = Origin.parse(origin_url)
         self.trusted = trusted_proxies or TrustedProxies()
         self.connect_timeout = connect_timeout
-        self.max_header_bytes = max_header_bytes
-        self.max_header_count = max_header_count
-        self.max_body_bytes = max_body_bytes
+        self.limits = RequestLimits(max_header_bytes=max_header_bytes,
+                                    max_header_count=max_header_count,
+                                    max_body_bytes=max_body_bytes)
         self.upstream = upstream or Upstream(connect_timeout=connect_timeout,
                                              read_timeout=read_timeout)
         self.observer: ProxyObserver = observer or _Silent()
@@ -86,54 +80,38 @@ class OriginProxy:
         """Whether the origin answers at all (for readiness checks)."""
         return await self.upstream.probe(self.origin.url_for(b"/", b""), self.origin.host_header)
 
-    def forwarding(self, scope: Scope) -> Forwarding:
+    def read_request(self, scope: Scope) -> OriginRequest:
+        """The client's request as the origin should get it; RequestRejected when it
+        breaks the limits."""
+        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if target > self.limits.max_header_bytes:
+            raise RequestRejected(f"request URL too long ({target} bytes)", status=414)
         client = scope.get("client")
         server = scope.get("server")
         server_host = f"{server[0]}:{server[1]}" if server else self.origin.host_header
         scheme: str = scope.get("scheme") or "http"
         scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-        return resolve_forwarding(scope["headers"], peer=client[0] if client else None,
-                                  scheme=scheme, server_host=server_host, trusted=self.trusted)
-
-    def check_limits(self, scope: Scope) -> None:
-        """Raise RequestRejected when the request line or headers break the limits."""
-        headers: Sequence[tuple[bytes, bytes]] = scope["headers"]
-        if len(headers) > self.max_header_count:
-            raise RequestRejected(f"too many request headers ({len(headers)}, limit "
-                                  f"{self.max_header_count})", status=431)
-        target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-        if target > self.max_header_bytes:
-            raise RequestRejected(f"request URL too long ({target} bytes)", status=414)
-        size = sum(len(k) + len(v) + 4 for k, v in headers)
-        if size > self.max_header_bytes:
-            raise RequestRejected(f"request headers too large ({size} bytes, limit "
-                                  f"{self.max_header_bytes})", status=431)
-        for value in header_values(headers, b"content-length"):
-            if not value.strip().isdigit():
-                raise RequestRejected("invalid Content-Length", status=400)
-            if int(value) > self.max_body_bytes:
-                raise RequestRejected(f"request body too large ({int(value)} bytes, limit "
-                                      f"{self.max_body_bytes})", status=413)
+        return read_request(scope["headers"], peer=client[0] if client else None,
+                            scheme=scheme, server_host=server_host, trusted=self.trusted,
+                            origin_host=self.origin.host_header, limits=self.limits)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         try:
-            self.check_limits(scope)
+            request = self.read_request(scope)
         except RequestRejected as exc:
             logger.info("rejected %s %s: %s", method, scope["path"], exc)
             await send_error_page(send, exc.status, str(exc), scope["headers"],
                                   head=method == "HEAD")
             return
-        fwd = self.forwarding(scope)
+        fwd = request.forwarding
         url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
                                   scope.get("query_string", b""))
-        headers = request_headers_for_origin(scope["headers"], fwd,
-                                             origin_host=self.origin.host_header)
-        body = _RequestBody(receive, self.max_body_bytes)
+        body = _RequestBody(receive, self.limits.max_body_bytes)
         started = time.perf_counter()
         try:
             response = await self.upstream.send(
-                method, url, headers, body.stream() if _has_body(scope["headers"]) else b"")
+                method, url, request.headers, body.stream() if request.has_body else b"")
         except (RequestRejected, UpstreamError) as exc:
             # The HTTP client may wrap what the body stream raised: ask the stream itself.
             rejected = body.rejected or (exc if isinstance(exc, RequestRejected) else None)
@@ -187,14 +165,11 @@ class OriginProxy:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        fwd = self.forwarding(scope)
         url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
                                   scope.get("query_string", b""), websocket=True)
-        headers = request_headers_for_origin(scope["headers"], fwd,
-                                             origin_host=self.origin.host_header)
         try:
-            self.check_limits(scope)
-            upstream = await open_upstream(url, headers, scope.get("subprotocols", []),
+            request = self.read_request(scope)
+            upstream = await open_upstream(url, request.headers, scope.get("subprotocols", []),
                                            connect_timeout=self.connect_timeout)
         except (UpstreamError, RequestRejected) as exc:
             await self._refuse_websocket(exc, scope, send)
@@ -225,11 +200,6 @@ class OriginProxy:
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _has_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    return any(k == b"transfer-encoding" for k, _ in headers) or any(
-        k == b"content-length" and v.strip() not in (b"", b"0") for k, v in headers)
 
 
 class _RequestBody:

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from edge_personalizer.classify.client_ip import TrustedProxies
+from edge_personalizer.errors import RequestRejected
 from edge_personalizer.proxy.headers import (
-    request_headers_for_origin,
-    resolve_forwarding,
+    OriginRequest,
+    RequestLimits,
+    read_request,
     response_headers_for_client,
     strip_hop_by_hop,
 )
@@ -13,9 +17,13 @@ from edge_personalizer.proxy.headers import (
 TRUSTED = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"),))
 
 
+def read(headers: list[tuple[bytes, bytes]], peer: str = "198.51.100.7") -> OriginRequest:
+    return read_request(headers, peer=peer, scheme="http", server_host="proxy:80",
+                        trusted=TRUSTED, origin_host="o:1", limits=RequestLimits())
+
+
 def fwd(headers: list[tuple[bytes, bytes]], peer: str = "198.51.100.7"):  # type: ignore[no-untyped-def]
-    return resolve_forwarding(headers, peer=peer, scheme="http", server_host="proxy:80",
-                              trusted=TRUSTED)
+    return read(headers, peer).forwarding
 
 
 def test_connection_named_headers_are_hop_by_hop() -> None:
@@ -44,8 +52,7 @@ def test_hostile_host_header_never_reaches_location() -> None:
 
 
 def test_ipv6_peer_is_quoted_in_forwarded() -> None:
-    view = fwd([(b"host", b"h")], peer="2001:db8::7")
-    out = dict(request_headers_for_origin([(b"host", b"h")], view, origin_host="o:1"))
+    out = dict(read([(b"host", b"h")], peer="2001:db8::7").headers)
     assert out[b"forwarded"] == b'for="[2001:db8::7]";proto=http;host="h"'
     assert out[b"host"] == b"o:1"
 
@@ -67,3 +74,45 @@ def test_origin_under_a_prefix_maps_back_to_the_root() -> None:
     out = response_headers_for_client([(b"location", b"http://o/shop/cart?x=1")],
                                       origin_base="http://o/shop", public_base="https://s")
     assert out == [(b"location", b"https://s/cart?x=1")]
+
+
+def test_the_origin_gets_the_client_headers_without_hop_by_hop_or_forged_forwarding() -> None:
+    request = read([(b"Host", b"shop.example"), (b"User-Agent", b"ua"),
+                    (b"Connection", b"keep-alive, X-Trace"), (b"X-Trace", b"1"),
+                    (b"X-Forwarded-For", b"6.6.6.6"), (b"Forwarded", b"for=6.6.6.6"),
+                    (b"Content-Length", b"12")])
+    assert request.headers == [
+        (b"user-agent", b"ua"), (b"content-length", b"12"), (b"host", b"o:1"),
+        (b"x-forwarded-for", b"198.51.100.7"), (b"x-forwarded-proto", b"http"),
+        (b"x-forwarded-host", b"shop.example"),
+        (b"forwarded", b'for=198.51.100.7;proto=http;host="shop.example"'),
+        (b"x-real-ip", b"198.51.100.7")]
+    assert request.has_body
+
+
+def test_a_trusted_proxy_chain_is_extended() -> None:
+    request = read([(b"host", b"h"), (b"x-forwarded-for", b"203.0.113.5"),
+                    (b"forwarded", b"for=203.0.113.5")], peer="10.1.1.1")
+    out = dict(request.headers)
+    assert out[b"x-forwarded-for"] == b"203.0.113.5, 10.1.1.1"
+    assert out[b"forwarded"] == b'for=203.0.113.5, for=10.1.1.1;proto=http;host="h"'
+    assert out[b"x-real-ip"] == b"203.0.113.5"
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ([(b"x-h", b"v")] * 101, 431),
+    ([(b"x-h", b"v" * 40000)], 431),
+    ([(b"content-length", b"12a")], 400),
+    ([(b"content-length", b"999999999999")], 413),
+])
+def test_requests_beyond_the_limits_are_rejected(headers: list[tuple[bytes, bytes]],
+                                                 status: int) -> None:
+    with pytest.raises(RequestRejected) as info:
+        read(headers)
+    assert info.value.status == status
+
+
+def test_only_a_body_that_is_announced_is_streamed() -> None:
+    assert not read([(b"content-length", b"0")]).has_body
+    assert not read([]).has_body
+    assert read([(b"transfer-encoding", b"chunked")]).has_body
