@@ -195,7 +195,8 @@ class PersonalizeMiddleware:
 
         # The client's own Accept-Encoding (the origin may be asked for identity instead).
         accept_encoding = exchange.visitor.request.headers.get("accept-encoding", "")
-        rewrite = _RewritingSend(self, exchange, send, spent, accept_encoding=accept_encoding)
+        rewrite = _RewritingSend(self, exchange, send, spent, accept_encoding=accept_encoding,
+                                 views=BODY_VIEWS in (scope.get("extensions") or ()))
         await self.app(scope, receive, rewrite)
 
     # Before the origin
@@ -475,7 +476,8 @@ class PersonalizeMiddleware:
         return _private(headers)
 
     def _response_rewriter(self, exchange: _Exchange, head: dict[bytes, str],
-                           accept_encoding: str) -> ResponseRewriter | None:
+                           accept_encoding: str, *,
+                           views: bool = False) -> ResponseRewriter | None:
         """The rewriter for a page whose decision changes slots; None if none applies."""
         if self.rules is None:
             return None
@@ -499,7 +501,7 @@ class PersonalizeMiddleware:
             edits, content_type=head.get(b"content-type", ""),
             content_encoding=head.get(b"content-encoding", ""),
             accept_encoding=accept_encoding, head=head_html, body_end=body_end,
-            on_error=self._rewrite_failed)
+            on_error=self._rewrite_failed, views=views)
 
     def _rewrite_failed(self, exc: Exception) -> None:
         self.observer.stage_failed("rewrite")
@@ -535,6 +537,10 @@ class PersonalizeMiddleware:
         return self._decision_cookie(exchange)
 
 
+# A scope extension of the product's own server: response body messages may carry
+# memoryviews (the unchanged rest of an origin chunk goes out without a copy).
+BODY_VIEWS = "edge_personalizer.body_views"
+
 _STALE = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})
 
 
@@ -546,8 +552,9 @@ class _RewritingSend:
     """
 
     def __init__(self, middleware: PersonalizeMiddleware, exchange: _Exchange, send: Send,
-                 spent: float, *, accept_encoding: str) -> None:
+                 spent: float, *, accept_encoding: str, views: bool = False) -> None:
         self.middleware = middleware
+        self.views = views
         self.exchange = exchange
         self.send = send
         self.spent = spent
@@ -601,7 +608,7 @@ class _RewritingSend:
             if not exchange.decision.changes_page:
                 return None
             return self.middleware._response_rewriter(exchange, self.head,
-                                                      self.accept_encoding)
+                                                      self.accept_encoding, views=self.views)
         except Exception:
             logger.exception("preparing the rewrite of %s failed; served unchanged",
                              exchange.visitor.request.path)
@@ -617,8 +624,11 @@ class _RewritingSend:
         more = message.get("more_body", False)
         try:
             out = rewriter.feed(chunk) if chunk else (None if not rewriter.decided else b"")
-            if not more:
-                out = (out or b"") + rewriter.finish()
+            # A long unchanged rest is sent after `out` as it came, not copied onto it.
+            rest = rewriter.take_rest() if self.views else None
+            tail = b"" if more else rewriter.finish()
+            if rest is None and tail:
+                out, tail = (out or b"") + tail, b""
         except RewriteAborted:
             raise
         except Exception as exc:
@@ -629,12 +639,21 @@ class _RewritingSend:
         if self.start is not None and not rewriter.decided:
             self.held.append(chunk)
         self.consumed += len(chunk)
-        self.produced += len(out) if out else 0
+        self.produced += (len(out) if out else 0) + (len(rest) if rest else 0) + len(tail)
         self.spent += time.perf_counter() - began
         if self.start is not None and rewriter.decided:
             await self._send_start(rewriter)
-        if out is not None and self.start is None:
+        if out is None or self.start is not None:
+            return
+        if rest is None:
             await self.send({"type": "http.response.body", "body": out, "more_body": more})
+            return
+        if out:
+            await self.send({"type": "http.response.body", "body": out, "more_body": True})
+        await self.send({"type": "http.response.body", "body": rest,
+                         "more_body": more or bool(tail)})
+        if tail:
+            await self.send({"type": "http.response.body", "body": tail, "more_body": more})
 
     async def _send_unchanged(self, message: Message) -> None:
         """The origin's response as it came (with the decision's headers), from the

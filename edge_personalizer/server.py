@@ -11,6 +11,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .app import create_app
 from .logs import configure_logging
+from .pipeline import BODY_VIEWS
 from .settings import Settings
 
 
@@ -91,11 +92,18 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a CoalescingTransport."""
+    """uvicorn's httptools protocol on a CoalescingTransport.
+
+    It writes any bytes-like body (uvloop's transports take buffers), so its scopes
+    carry the BODY_VIEWS extension: the pipeline may then send memoryviews."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(
             CoalescingTransport(transport, self.loop))   # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        self.scope["extensions"] = {BODY_VIEWS: {}}
+        super().on_headers_complete()
 
 
 def serve(settings: Settings, *, worker_env: str) -> None:

@@ -147,11 +147,12 @@ SLOTTED = ('<!doctype html><html><head><meta charset="{cs}"><title>slotted</titl
 
 async def slotted(request: Request) -> Response:
     """A page with slots; ?cs= its charset, ?gz=1 always gzip (even if asked for identity),
-    ?slow=1 the body in two parts a second apart, ?csp=1 a CSP nonce."""
+    ?slow=1 the body in two parts a second apart, ?csp=1 a CSP nonce, ?long=1 ~100 KB."""
     charset = request.query_params.get("cs", "utf-8")
     accept_encoding = request.headers.get("accept-encoding", "-")
     text = SLOTTED.format(cs=charset, ae=accept_encoding,
-                          filler="<p>Lorem ipsum dolor sit amet.</p>" * 300)
+                          filler="<p>Lorem ipsum dolor sit amet.</p>"
+                          * (3000 if request.query_params.get("long") else 300))
     body = text.encode(charset, "xmlcharrefreplace")
     headers = {"etag": '"v1"', "content-md5": "x", "cache-control": "public, max-age=60"}
     if request.query_params.get("csp"):

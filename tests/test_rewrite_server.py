@@ -36,6 +36,20 @@ def test_slot_is_rewritten_and_nothing_else_changes(proxy: Server, origin: Serve
     assert "transfer-encoding" not in headers
 
 
+def test_the_same_page_again_is_rewritten_the_same(proxy: Server, origin: Server) -> None:
+    # Again and again: the rewritten first bytes are then remembered, and the rest of the
+    # page goes out as the origin sent it, in a body message of its own.
+    original = httpx.get(f"{origin.url}/slotted/again?long=1",
+                         headers={"accept-encoding": "identity"})
+    expected = original.content.replace(
+        b'<section data-ep-slot="hero"><h1>Default hero</h1></section>', HERO)
+    with httpx.Client() as client:
+        for _ in range(3):
+            response = client.get(f"{proxy.url}/slotted/again?long=1", headers=FACEBOOK)
+            assert response.content == expected
+            assert response.headers["content-length"] == str(len(expected))
+
+
 def test_origin_is_asked_for_an_uncompressed_page(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/slotted/a",
                          headers={**FACEBOOK, "accept-encoding": "gzip, br"})

@@ -205,6 +205,7 @@ _TRIM_AT = 64 * 1024              # unchanged input already sent: dropped past t
 _TRIM_MARGIN = 4096               # ...but this much before the output's end is kept
 _STEP = 4096                      # bytes fed at a time while waiting to bypass
 _TAIL = 256
+_VIEW_AT = 16 * 1024   # a shorter rest is copied: cheaper than a body message of its own
 
 
 class Rewriter:
@@ -216,11 +217,18 @@ class Rewriter:
     cannot parse unambiguously while streaming), the rest of the page follows unchanged:
     exactly, by position, when nothing was changed yet; else by finding where the output
     so far ends in the input. Only when neither is certain does it raise RewriteAborted.
+
+    With `views`, the part of a chunk that passes unchanged once the edits are behind is
+    not copied onto the output when it is long: `feed()` leaves it in `rest`, a memoryview
+    of the chunk, for the caller to send after what `feed()` returned.
     """
 
     def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 bypass: bool = True, memo: FirstBytesMemo | None = FIRST_BYTES) -> None:
+                 bypass: bool = True, memo: FirstBytesMemo | None = FIRST_BYTES,
+                 views: bool = False) -> None:
+        self.views = views
+        self.rest: memoryview | None = None
         self._out = bytearray()
         self._tally = _Tally(on_error)
         self.broken = False
@@ -346,6 +354,9 @@ class Rewriter:
                 prefix, output, applied = known
                 self.bypassed = True
                 self._tally.applied = applied
+                if self.views and len(chunk) - len(prefix) >= _VIEW_AT:
+                    self.rest = view[len(prefix):]   # the unchanged rest, as it came
+                    return output
                 return output + view[len(prefix):]
         self._build_handlers()
         stop = self._slots_end(chunk) if first else -1
@@ -361,6 +372,11 @@ class Rewriter:
                     and self._memo is not None and not self._tally.errors):
                 self._memo.store(key, piece, bytes(out[-1]), self._tally.applied)
             start = end
+        if self.views and len(out) > 1:
+            last = out[-1]
+            if isinstance(last, memoryview) and len(last) >= _VIEW_AT:
+                self.rest = last   # the unchanged rest of the chunk, as it came
+                out.pop()
         return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
 
     def _write(self, chunk: bytes) -> bytes:

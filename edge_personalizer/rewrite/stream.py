@@ -37,7 +37,9 @@ class ResponseRewriter:
 
     def __init__(self, edits: Sequence[Edit], *, content_type: str, content_encoding: str,
                  accept_encoding: str, head: str = "", body_end: str = "",
-                 on_error: Callable[[Exception], None] | None = None) -> None:
+                 on_error: Callable[[Exception], None] | None = None,
+                 views: bool = False) -> None:
+        self._views = views
         self._edits = edits
         self._head = head
         self._body_end = body_end
@@ -80,6 +82,15 @@ class ResponseRewriter:
         return (rewriter is not None and (rewriter.bypassed or rewriter.broken)
                 and self._encoder is None and self._original_coding in ("", "identity"))
 
+    def take_rest(self) -> memoryview | None:
+        """What the last `feed()` left to send after its output, unchanged and uncopied
+        (only with `views`: see Rewriter)."""
+        rewriter = self._rewriter
+        if rewriter is None or rewriter.rest is None:
+            return None
+        rest, rewriter.rest = rewriter.rest, None
+        return rest
+
     def finish(self) -> bytes:
         out = b""
         if not self.decided:
@@ -101,8 +112,9 @@ class ResponseRewriter:
             self._edits = tuple(Edit(e.selector, e.action, ascii_safe(e.payload),
                                      e.attribute, e.first_only) for e in self._edits)
             self._head, self._body_end = ascii_safe(self._head), ascii_safe(self._body_end)
+        identity = self._original_coding in ("", "identity")
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
-                                  on_error=self._on_error)
+                                  on_error=self._on_error, views=self._views and identity)
         if self._original_coding not in ("", "identity") and self._accepts_gzip:
             self._encoder = GzipEncoder()
             self.content_encoding = "gzip"
