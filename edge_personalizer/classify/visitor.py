@@ -187,10 +187,14 @@ class Visitor:
 
     def field(self, path: str) -> Any:
         """The value at a dotted field path (`geo.country`, `request.query.q`), or None."""
-        parsed = _PATHS.get(path)
-        if parsed is None:
-            parsed = _parse_path(path)
-        head, parts = parsed
+        getter = _GETTERS.get(path)
+        if getter is None:
+            getter = field_getter(path)
+        return getter(self)
+
+    def walk(self, head: str | None, parts: tuple[str, ...]) -> Any:
+        """The value at a parsed path, read step by step (any path `field_getter` has no
+        shortcut for)."""
         if head is None:
             return None
         value: Any = getattr(self, head)
@@ -217,16 +221,50 @@ class Visitor:
 
 FIELD_ROOTS = ("referral", "geo", "device", "language", "time", "profile", "request")
 _MAPPINGS = (dict, MappingProxyType)
-# Field paths as read: rules use a few dozen, over and over.
-_PATHS: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+# Field paths as read, each with its getter: rules use a few dozen, over and over.
+_GETTERS: dict[str, Callable[[Visitor], Any]] = {}
+_DATA_ROOTS = ("referral", "geo", "device", "language", "time")   # slotted dataclasses
 
 
-def _parse_path(path: str) -> tuple[str | None, tuple[str, ...]]:
+def field_getter(path: str) -> Callable[[Visitor], Any]:
+    """A function reading the field at `path` from a visitor (None where there is none),
+    made once per path: the request's mappings and the attributes of the classified parts
+    are read directly, anything else step by step."""
+    getter = _GETTERS.get(path)
+    if getter is not None:
+        return getter
     head, _, rest = path.partition(".")
-    parsed = (head if head in FIELD_ROOTS else None, tuple(rest.split(".")) if rest else ())
-    if len(_PATHS) < 10_000:
-        _PATHS[path] = parsed
-    return parsed
+    parts = tuple(rest.split(".")) if rest else ()
+    root = head if head in FIELD_ROOTS else None
+    getter = _direct_getter(root, parts)
+    if getter is None:
+        def getter(visitor: Visitor) -> Any:
+            return visitor.walk(root, parts)
+    if len(_GETTERS) < 10_000:
+        _GETTERS[path] = getter
+    return getter
+
+
+def _direct_getter(root: str | None, parts: tuple[str, ...]) -> Callable[[Visitor], Any] | None:
+    if len(parts) == 2 and root == "request":
+        kind, key = parts
+        if kind == "header":
+            return lambda visitor: visitor.request.headers.get(key)
+        if kind == "query":
+            return lambda visitor: visitor.request.query.get(key)
+        if kind == "cookie":
+            return lambda visitor: visitor.request.cookies.get(key)
+    if len(parts) != 1:
+        return None
+    name = parts[0]
+    if root == "request" and name in RequestInfo.__dataclass_fields__:
+        return lambda visitor: getattr(visitor.request, name)
+    if root in _DATA_ROOTS:
+        def read(visitor: Visitor) -> Any:
+            value = getattr(visitor, root)
+            return None if value is None else getattr(value, name, None)
+        return read
+    return None
 
 
 def _plain(value: Any) -> Any:

@@ -6,6 +6,7 @@ prints it), and says why it failed for a visitor.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from ..classify.visitor import Visitor
+from ..classify.visitor import Visitor, field_getter
 from .bucketing import bucket
 
 
@@ -202,9 +203,13 @@ class FieldIs:
 
     field: str
     matcher: Matcher
+    read: Callable[[Visitor], Any] = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "read", field_getter(self.field))
 
     def __call__(self, visitor: Visitor) -> bool:
-        return self.matcher(visitor.field(self.field))
+        return self.matcher(self.read(visitor))
 
     def describe(self) -> str:
         return f"{self.field} {self.matcher.describe()}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ..classify.visitor import Visitor
+from ..classify.visitor import Visitor, field_getter
 from .bucketing import bucket, pick
 from .model import (
     NO_DECISION,
@@ -28,7 +28,7 @@ def _candidates(ruleset: RuleSet, visitor: Visitor) -> Iterable[int]:
         key = []
         for field in fields:
             if field not in values:
-                value = visitor.field(field)
+                value = field_getter(field)(visitor)
                 values[field] = value.casefold() if isinstance(value, str) else value
             key.append(values[field])
         ranks = buckets.get(tuple(key))
