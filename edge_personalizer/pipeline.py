@@ -72,13 +72,20 @@ def is_page_view(method: str, headers: Sequence[tuple[bytes, bytes]]) -> bool:
     return any(name == b"accept" and b"text/html" in value for name, value in headers)
 
 
+# The response headers personalizing a page reads
+_HEAD_READ = frozenset({b"content-type", b"content-encoding", b"content-length",
+                        b"cache-control", b"content-security-policy"})
+
+
 def read_head(headers: Sequence[tuple[bytes, bytes]]) -> dict[bytes, str]:
-    """A response's headers by lower-cased name (repeats joined by ", "), read once."""
+    """The response headers personalization reads, by lower-cased name (repeats joined
+    by ", "), read once."""
     out: dict[bytes, str] = {}
     for name, value in headers:
         name = name.lower()
-        text = value.decode("latin-1")
-        out[name] = f"{out[name]}, {text}" if name in out else text
+        if name in _HEAD_READ:
+            text = value.decode("latin-1")
+            out[name] = f"{out[name]}, {text}" if name in out else text
     return out
 
 
@@ -677,7 +684,7 @@ class _RewritingSend:
         headers: list[tuple[bytes, bytes]]
         if rewriter.rewriting:
             length = self.head.get(b"content-length", "")
-            headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() not in _STALE]
+            headers = [h for h in start.get("headers", ()) if h[0].lower() not in _STALE]
             if rewriter.content_encoding:
                 headers.append((b"content-encoding", rewriter.content_encoding.encode()))
             if rewriter.verbatim and length.isdigit() and int(length) >= self.consumed:

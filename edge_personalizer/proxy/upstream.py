@@ -113,7 +113,6 @@ class _Connection(asyncio.Protocol):
         self.headers: RawHeaders = []
         self.header_bytes = 0
         self.interim = False
-        self.until_eof = False
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -195,10 +194,17 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"origin sent invalid HTTP: {exc}"))
             self.close()
+            return
+        if not self.headers_done:
+            # Counted per read, not per header: a head still unfinished past the limit.
+            self.header_bytes += len(data)
+            if self.header_bytes > _MAX_HEADER_BYTES or len(self.headers) > _MAX_HEADERS:
+                self._fail(UpstreamError("origin sent too many or too large headers"))
+                self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.headers_done and self.until_eof and not self.complete:
+        if self.headers_done and not self.complete and self._until_eof():
             self.complete = True   # a body delimited by the end of the connection
         elif not self.complete and self.headers_done:
             self._fail(UpstreamError("origin closed the connection mid-body"
@@ -206,6 +212,13 @@ class _Connection(asyncio.Protocol):
         self._wake()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+
+    def _until_eof(self) -> bool:
+        """Whether the answer's body is delimited by the end of the connection."""
+        if self.head or self.status in (204, 304):
+            return False
+        names = {name.lower() for name, _ in self.headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -218,9 +231,6 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value)
-        if self.header_bytes > _MAX_HEADER_BYTES or len(self.headers) >= _MAX_HEADERS:
-            raise UpstreamError("origin sent too many or too large headers")
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -230,6 +240,10 @@ class _Connection(asyncio.Protocol):
             self.headers = []
             self.header_bytes = 0
             return
+        if len(self.headers) > _MAX_HEADERS:
+            error = UpstreamError("origin sent too many or too large headers")
+            self._fail(error)   # kept: the parser reports any callback's error as its own
+            raise error
         self.status = status
         self.headers_done = True
         if self.head:
@@ -238,9 +252,6 @@ class _Connection(asyncio.Protocol):
             self.complete = True
             self.keep_alive = self.parser.should_keep_alive()
             self.parser = httptools.HttpResponseParser(self)
-        elif status not in (204, 304):
-            names = {name.lower() for name, _ in self.headers}
-            self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -258,7 +269,8 @@ class _Connection(asyncio.Protocol):
         if self.complete:   # the HEAD exchange, already ended
             return
         self.complete = True
-        self.keep_alive = self.parser.should_keep_alive() and not self.until_eof
+        # (llhttp's answer is False for a body delimited by the end of the connection)
+        self.keep_alive = self.parser.should_keep_alive()
         self._wake()
 
     def _fail(self, error: UpstreamError) -> None:

@@ -258,3 +258,24 @@ async def test_a_body_ends_with_its_last_chunk_not_an_empty_message(origin: Serv
     assert b"".join(m["body"] for m in bodies).endswith(b"</html>")  # type: ignore[misc]
     assert bodies[-1]["more_body"] is False and bodies[-1]["body"]
     await proxy.aclose()
+
+
+async def test_an_endless_or_crowded_head_is_an_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        if b"/crowded" in head:
+            writer.write(b"x-h: 1\r\n" * 600 + b"content-length: 0\r\n\r\n")
+        else:
+            for _ in range(200):   # a head that never ends, in many small writes
+                writer.write(b"x-long: " + b"a" * 1000 + b"\r\n")
+                await writer.drain()
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with RawOrigin(handler) as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=2)
+        for path in ("/crowded", "/endless"):
+            with pytest.raises(UpstreamError, match="too many or too large headers"):
+                await upstream.send("GET", url + path, [], b"")
+        await upstream.aclose()
