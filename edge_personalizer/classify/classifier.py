@@ -28,8 +28,13 @@ _MAX_COOKIES = 64
 _MAX_QUERY_PARAMS = 64
 
 
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
 def parse_cookies(header: str) -> Mapping[str, str]:
     """`a=1; b=2` -> {"a": "1", "b": "2"}; the first of a repeated name wins."""
+    if not header:
+        return _NONE
     out: dict[str, str] = {}
     for item in header.split(";")[:_MAX_COOKIES]:
         name, sep, value = item.strip().partition("=")
@@ -39,6 +44,8 @@ def parse_cookies(header: str) -> Mapping[str, str]:
 
 
 def parse_query(query_string: str) -> Mapping[str, str]:
+    if not query_string:
+        return _NONE
     out: dict[str, str] = {}
     for key, value in parse_qsl(query_string, keep_blank_values=True)[:_MAX_QUERY_PARAMS]:
         out.setdefault(key, value)

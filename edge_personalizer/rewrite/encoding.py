@@ -29,7 +29,7 @@ def charset_from_content_type(content_type: str) -> str | None:
 
 def sniff_meta_charset(prefix: bytes) -> str | None:
     """The charset a `<meta>` in the first KiB declares, as browsers look for it."""
-    match = _META_CHARSET.search(prefix[:SNIFF_BYTES])
+    match = _META_CHARSET.search(prefix, 0, SNIFF_BYTES)
     return match.group(1).decode("ascii").lower() if match else None
 
 
@@ -67,11 +67,14 @@ class _Identity:
         return b""
 
 
+_IDENTITY = _Identity()   # stateless: one for every response
+
+
 def decoder_for(coding: str) -> Decoder | None:
     """A streaming decoder for a Content-Encoding value; None when we cannot decode it."""
     coding = coding.strip().lower()
     if coding in ("", "identity"):
-        return _Identity()
+        return _IDENTITY
     if coding in ("gzip", "x-gzip"):
         return zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
     if coding == "deflate":

@@ -47,7 +47,7 @@ class ResponseRewriter:
         self._charset = charset_from_content_type(content_type)
         self._original_coding = content_encoding.strip().lower()
         self._decoder: Decoder | None = decoder_for(self._original_coding)
-        self._accepts_gzip = accepts_gzip(accept_encoding)
+        self._accept_encoding = accept_encoding
         self._held_raw: list[bytes] = []
         self._held_plain: list[bytes] = []
         self._held_size = 0
@@ -104,7 +104,7 @@ class ResponseRewriter:
         self.decided = True
         held = self._held_plain
         plain = held[0] if len(held) == 1 else b"".join(held)   # usually one chunk: no copy
-        charset = self._charset or sniff_meta_charset(plain[:SNIFF_BYTES])
+        charset = self._charset or sniff_meta_charset(plain)
         self.rewriting = readable and rewritable_charset(charset)
         if not self.rewriting:
             return b"".join(self._held_raw)
@@ -115,7 +115,7 @@ class ResponseRewriter:
         identity = self._original_coding in ("", "identity")
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
                                   on_error=self._on_error, views=self._views and identity)
-        if self._original_coding not in ("", "identity") and self._accepts_gzip:
+        if not identity and accepts_gzip(self._accept_encoding):
             self._encoder = GzipEncoder()
             self.content_encoding = "gzip"
         else:
