@@ -8,6 +8,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -165,14 +166,15 @@ class AccessLog:
         sent = 0
         finished = False
 
-        async def observe(message: Message) -> None:
+        def observe(message: Message) -> Awaitable[None]:
+            # A plain function handing back send's awaitable: no coroutine of its own.
             nonlocal status, sent, finished
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
                 finished = not message.get("more_body", False)
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, observe)
