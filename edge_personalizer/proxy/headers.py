@@ -192,23 +192,6 @@ def _clean_host(host: str) -> str:
     return host if _HOST.fullmatch(host) else "invalid.host"
 
 
-def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
-    """The headers without hop-by-hop ones, including those a Connection header names;
-    names lower-cased."""
-    out: RawHeaders = []
-    named: set[bytes] = set()
-    for key, value in headers:
-        key = key.lower()
-        if key in HOP_BY_HOP:
-            if key == b"connection":   # "keep-alive" mostly; anything else it names goes too
-                named.update(token.strip().lower() for token in value.split(b","))
-            continue
-        out.append((key, value))
-    named -= HOP_BY_HOP
-    named.discard(b"")
-    return [(k, v) for k, v in out if k not in named] if named else out
-
-
 def _forwarded_node(ip: str | None) -> str:
     if ip is None:
         return "unknown"
@@ -216,20 +199,36 @@ def _forwarded_node(ip: str | None) -> str:
 
 
 _LOCATION_HEADERS = frozenset({b"location", b"content-location"})
+_RESPONSE_SPECIAL = HOP_BY_HOP | _LOCATION_HEADERS
 
 
 def response_headers_for_client(
     headers: Iterable[tuple[bytes, bytes]], *, origin_base: str, public_base: str
 ) -> RawHeaders:
-    """Origin headers as the client should see them: no hop-by-hop, Location made public."""
-    out = strip_hop_by_hop(headers)
-    for index, (key, value) in enumerate(out):
-        if key in _LOCATION_HEADERS:
-            origin_prefix = origin_base.rstrip("/").encode("latin-1")
-            if _points_at(value, origin_prefix):
-                public_prefix = public_base.rstrip("/").encode("latin-1")
-                out[index] = (key, public_prefix + value[len(origin_prefix):])
-    return out
+    """Origin headers as the client should see them, names lower-cased: no hop-by-hop
+    ones (nor those a Connection header names), Location made public. One pass."""
+    out: RawHeaders = []
+    named: set[bytes] = set()
+    for key, value in headers:
+        key = key.lower()
+        if key in _RESPONSE_SPECIAL:
+            if key in _LOCATION_HEADERS:
+                value = _public_location(value, origin_base, public_base)
+            else:
+                if key == b"connection":   # "keep-alive" mostly; what else it names goes too
+                    named.update(token.strip().lower() for token in value.split(b","))
+                continue
+        out.append((key, value))
+    named -= HOP_BY_HOP
+    named.discard(b"")
+    return [(k, v) for k, v in out if k not in named] if named else out
+
+
+def _public_location(value: bytes, origin_base: str, public_base: str) -> bytes:
+    origin_prefix = origin_base.rstrip("/").encode("latin-1")
+    if not _points_at(value, origin_prefix):
+        return value
+    return public_base.rstrip("/").encode("latin-1") + value[len(origin_prefix):]
 
 
 def _points_at(value: bytes, prefix: bytes) -> bool:
