@@ -116,20 +116,26 @@ class _RequestScan:
                           prior_for=prior_for)
 
     def for_origin(self, fwd: Forwarding, origin_host: str) -> RawHeaders:
-        peer = fwd.peer or "unknown"
-        chain = ", ".join([*fwd.prior_for, peer]) if fwd.trusted_peer else peer
-        element = f"for={_forwarded_node(fwd.peer)};proto={fwd.scheme};host=\"{fwd.host}\""
         prior = self.forwarded if fwd.trusted_peer else []
-        out = self.kept + [
-            (b"host", origin_host.encode("latin-1")),
-            (b"x-forwarded-for", chain.encode("latin-1")),
-            (b"x-forwarded-proto", fwd.scheme.encode("latin-1")),
-            (b"x-forwarded-host", fwd.host.encode("latin-1")),
-            (b"forwarded", b", ".join([*prior, element.encode("latin-1")])),
-        ]
-        if fwd.client_ip:
-            out.append((b"x-real-ip", fwd.client_ip.encode("latin-1")))
-        return out
+        return self.kept + _forwarding_headers(fwd, prior, origin_host)
+
+
+def _forwarding_headers(fwd: Forwarding, prior_forwarded: list[bytes],
+                        origin_host: str) -> RawHeaders:
+    """Host and the forwarding headers the origin gets, describing the client."""
+    peer = fwd.peer or "unknown"
+    chain = ", ".join([*fwd.prior_for, peer]) if fwd.trusted_peer else peer
+    element = f"for={_forwarded_node(fwd.peer)};proto={fwd.scheme};host=\"{fwd.host}\""
+    out = [
+        (b"host", origin_host.encode("latin-1")),
+        (b"x-forwarded-for", chain.encode("latin-1")),
+        (b"x-forwarded-proto", fwd.scheme.encode("latin-1")),
+        (b"x-forwarded-host", fwd.host.encode("latin-1")),
+        (b"forwarded", b", ".join([*prior_forwarded, element.encode("latin-1")])),
+    ]
+    if fwd.client_ip:
+        out.append((b"x-real-ip", fwd.client_ip.encode("latin-1")))
+    return out
 
 
 # Request headers the scan looks at (everything else is kept as it is).
@@ -179,8 +185,29 @@ def read_request(headers: Sequence[tuple[bytes, bytes]], *, peer: str | None, sc
             raise RequestRejected(f"request body too large ({int(value)} bytes, limit "
                                   f"{limits.max_body_bytes})", status=413)
         has_body = has_body or int(value) > 0
-    fwd = scan.forwarding(peer=peer, scheme=scheme, server_host=server_host, trusted=trusted)
-    return OriginRequest(fwd, scan.for_origin(fwd, origin_host), has_body)
+    if peer in trusted:
+        fwd = scan.forwarding(peer=peer, scheme=scheme, server_host=server_host,
+                              trusted=trusted)
+        return OriginRequest(fwd, scan.for_origin(fwd, origin_host), has_body)
+    # A peer that is not a trusted proxy is the client, whatever it sent: its public view
+    # and forwarding headers depend on its address, scheme and Host alone, and repeat.
+    key = (peer, scheme, scan.host if scan.host is not None else server_host, origin_host)
+    known = _DIRECT.get(key)
+    if known is None:
+        fwd = scan.forwarding(peer=peer, scheme=scheme, server_host=server_host,
+                              trusted=trusted)
+        if len(_DIRECT) >= _DIRECT_LIMIT:
+            _DIRECT.clear()
+        known = _DIRECT[key] = (fwd, tuple(_forwarding_headers(fwd, [], origin_host)))
+    fwd, added = known
+    headers = scan.kept
+    headers += added
+    return OriginRequest(fwd, headers, has_body)
+
+
+_DIRECT: dict[tuple[str | None, str, bytes | str, str],
+              tuple[Forwarding, tuple[tuple[bytes, bytes], ...]]] = {}
+_DIRECT_LIMIT = 4096
 
 
 _HOST = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")

@@ -351,11 +351,12 @@ class Upstream:
         self._slots: asyncio.Semaphore | None = None
         self._max_connections = max_connections
         self._ssl: ssl.SSLContext | None = None
+        self._keys: dict[str, tuple[str, str, int]] = {}   # by scheme://authority
 
     async def send(self, method: str, url: str, headers: RawHeaders,
                    body: AsyncIterator[bytes] | bytes) -> UpstreamResponse:
         """Send one request; the body streams. Raises UpstreamError / UpstreamTimeout."""
-        key, target = _split(url)
+        key, target = self._split(url)
         head, chunked = _request_head(method, target, headers, body)
         retry = method in _IDEMPOTENT and isinstance(body, bytes)
         if self._slots is None:
@@ -380,6 +381,21 @@ class Upstream:
         except BaseException:
             slots.release()
             raise
+
+    def _split(self, url: str) -> tuple[tuple[str, str, int], bytes]:
+        """_split, with the origin part of URLs remembered (a proxy asks one origin)."""
+        scheme_end = url.find("://")
+        slash = url.find("/", scheme_end + 3) if scheme_end > 0 else -1
+        if slash < 0 or "?" in url[:slash] or "#" in url[:slash]:
+            return _split(url)
+        base = url[:slash]
+        key = self._keys.get(base)
+        if key is None:
+            key = _split(base + "/")[0]
+            if len(self._keys) >= 64:
+                self._keys.clear()
+            self._keys[base] = key
+        return key, url[slash:].encode("latin-1")
 
     async def _exchange(self, key: tuple[str, str, int], conn: _Connection, method: str,
                         head: bytes, body: AsyncIterator[bytes] | bytes,

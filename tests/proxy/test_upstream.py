@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from edge_personalizer.errors import UpstreamError, UpstreamTimeout
-from edge_personalizer.proxy.upstream import Upstream
+from edge_personalizer.proxy.upstream import Upstream, _split
 
 from ..servers import Server, free_port
 
@@ -279,3 +279,15 @@ async def test_an_endless_or_crowded_head_is_an_error() -> None:
             with pytest.raises(UpstreamError, match="too many or too large headers"):
                 await upstream.send("GET", url + path, [], b"")
         await upstream.aclose()
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/a/b?x=1", "http://127.0.0.1:8080/", "https://shop.example/p",
+    "http://user@[::1]:81/x", "http://h:8080?q=1", "http://h", "https://h:443/a/b/c?d#e",
+])
+def test_origin_part_remembered_splits_like_the_first_time(url: str) -> None:
+    upstream = Upstream(connect_timeout=1, read_timeout=1)
+    for _ in range(2):
+        assert upstream._split(url) == _split(url)
+    with pytest.raises(UpstreamError, match="not an http"):
+        upstream._split("ftp://h/x")
