@@ -56,6 +56,7 @@ class OriginProxy:
         observer: ProxyObserver | None = None,
     ) -> None:
         self.origin = Origin.parse(origin_url)
+        self._origin_base = self.origin.base_url
         self.trusted = trusted_proxies or TrustedProxies()
         self.connect_timeout = connect_timeout
         self.limits = RequestLimits(max_header_bytes=max_header_bytes,
@@ -107,17 +108,18 @@ class OriginProxy:
         fwd = request.forwarding
         url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
                                   scope.get("query_string", b""))
-        body = _RequestBody(receive, self.limits.max_body_bytes)
+        body = _RequestBody(receive, self.limits.max_body_bytes) if request.has_body else None
         started = time.perf_counter()
         try:
             response = await self.upstream.send(
-                method, url, request.headers, body.stream() if request.has_body else b"")
+                method, url, request.headers, body.stream() if body is not None else b"")
         except (RequestRejected, UpstreamError) as exc:
             # The HTTP client may wrap what the body stream raised: ask the stream itself.
-            rejected = body.rejected or (exc if isinstance(exc, RequestRejected) else None)
+            rejected = ((body.rejected if body is not None else None)
+                        or (exc if isinstance(exc, RequestRejected) else None))
             if rejected is not None:
                 await send_error_page(send, rejected.status, str(rejected), scope["headers"])
-            elif body.client_gone:
+            elif body is not None and body.client_gone:
                 logger.info("client went away while sending %s %s", method, scope["path"])
             else:
                 await self._origin_failed(exc, scope, send)   # type: ignore[arg-type]
@@ -129,7 +131,7 @@ class OriginProxy:
                 "status": response.status,
                 "headers": response_headers_for_client(
                     response.headers,
-                    origin_base=self.origin.base_url, public_base=fwd.public_base),
+                    origin_base=self._origin_base, public_base=fwd.public_base),
             })
             ended = False
             if method != "HEAD":
