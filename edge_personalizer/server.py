@@ -102,7 +102,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             CoalescingTransport(transport, self.loop))   # type: ignore[arg-type]
 
     def on_headers_complete(self) -> None:
-        self.scope["extensions"] = {BODY_VIEWS: {}}
+        self.scope.setdefault("extensions", {})[BODY_VIEWS] = {}
         super().on_headers_complete()
 
 
