@@ -273,7 +273,9 @@ def worker_app() -> Any:
     """Factory each worker process calls (serve --workers N)."""
     from .app import create_app
     from .logs import configure_logging
+    from .server import tune_allocator
 
     settings = Settings.from_json(os.environ[WORKER_SETTINGS_ENV])
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    tune_allocator()
     return create_app(settings)
