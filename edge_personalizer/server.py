@@ -117,7 +117,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 # every body. Workers keep up to 1 MiB at the top instead. Operators' own MALLOC_*
 # settings win.
 _MALLOC_OPTIONS = ((-1, 1 << 20), (-3, 1 << 20))   # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-_MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+_MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
+               "MALLOC_MMAP_MAX_", "GLIBC_TUNABLES")
 
 
 def tune_allocator() -> bool:
