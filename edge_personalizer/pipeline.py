@@ -655,12 +655,10 @@ class _RewritingSend:
         if rest is None:
             await self.send({"type": "http.response.body", "body": out, "more_body": more})
             return
-        if out:
-            await self.send({"type": "http.response.body", "body": out, "more_body": True})
-        await self.send({"type": "http.response.body", "body": rest,
-                         "more_body": more or bool(tail)})
-        if tail:
-            await self.send({"type": "http.response.body", "body": tail, "more_body": more})
+        pieces = [piece for piece in (out, rest, tail) if piece]
+        for index, piece in enumerate(pieces, 1):
+            await self.send({"type": "http.response.body", "body": piece,
+                             "more_body": more or index < len(pieces)})
 
     async def _send_unchanged(self, message: Message) -> None:
         """The origin's response as it came (with the decision's headers), from the

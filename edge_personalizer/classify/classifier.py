@@ -22,19 +22,26 @@ from .language import parse_accept_language
 from .localtime import local_time
 from .profile import Profile, ProfileTracker
 from .referral import ReferralClassifier
-from .visitor import UNKNOWN_GEO, Device, Geo, Language, LocalTime, Referral, RequestInfo, Visitor
+from .visitor import (
+    NO_VALUES,
+    UNKNOWN_GEO,
+    Device,
+    Geo,
+    Language,
+    LocalTime,
+    Referral,
+    RequestInfo,
+    Visitor,
+)
 
 _MAX_COOKIES = 64
 _MAX_QUERY_PARAMS = 64
 
 
-_NONE: Mapping[str, str] = MappingProxyType({})
-
-
 def parse_cookies(header: str) -> Mapping[str, str]:
     """`a=1; b=2` -> {"a": "1", "b": "2"}; the first of a repeated name wins."""
     if not header:
-        return _NONE
+        return NO_VALUES
     out: dict[str, str] = {}
     for item in header.split(";")[:_MAX_COOKIES]:
         name, sep, value = item.strip().partition("=")
@@ -45,7 +52,7 @@ def parse_cookies(header: str) -> Mapping[str, str]:
 
 def parse_query(query_string: str) -> Mapping[str, str]:
     if not query_string:
-        return _NONE
+        return NO_VALUES
     out: dict[str, str] = {}
     for key, value in parse_qsl(query_string, keep_blank_values=True)[:_MAX_QUERY_PARAMS]:
         out.setdefault(key, value)

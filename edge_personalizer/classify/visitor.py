@@ -20,7 +20,7 @@ Medium = Literal["search", "social", "email", "paid", "ai", "referral", "interna
 DeviceType = Literal["mobile", "tablet", "desktop", "tv", "bot", "other"]
 Daypart = Literal["night", "morning", "afternoon", "evening"]
 
-_EMPTY: Mapping[str, str] = MappingProxyType({})
+NO_VALUES: Mapping[str, str] = MappingProxyType({})   # shared by every request without them
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +107,9 @@ class RequestInfo:
     method: str
     path: str
     host: str
-    query: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)   # lower-case names
-    cookies: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    query: Mapping[str, str] = field(default_factory=lambda: NO_VALUES)
+    headers: Mapping[str, str] = field(default_factory=lambda: NO_VALUES)   # lower-case names
+    cookies: Mapping[str, str] = field(default_factory=lambda: NO_VALUES)
     client_ip: str | None = None
     trusted_edge: bool = False       # came through a trusted proxy: its edge headers count
 

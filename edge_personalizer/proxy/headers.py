@@ -98,9 +98,8 @@ class _RequestScan:
         self.size = size
 
     def forwarding(self, *, peer: str | None, scheme: str, server_host: str,
-                   trusted: TrustedProxies) -> Forwarding:
+                   trusted: TrustedProxies, trusted_peer: bool) -> Forwarding:
         host = self.host.decode("latin-1") if self.host is not None else server_host
-        trusted_peer = peer in trusted
         prior_for: tuple[str, ...] = ()
         if trusted_peer:
             prior_for = tuple(v.decode("latin-1") for v in self.forwarded_for)
@@ -187,7 +186,7 @@ def read_request(headers: Sequence[tuple[bytes, bytes]], *, peer: str | None, sc
         has_body = has_body or int(value) > 0
     if peer in trusted:
         fwd = scan.forwarding(peer=peer, scheme=scheme, server_host=server_host,
-                              trusted=trusted)
+                              trusted=trusted, trusted_peer=True)
         return OriginRequest(fwd, scan.for_origin(fwd, origin_host), has_body)
     # A peer that is not a trusted proxy is the client, whatever it sent: its public view
     # and forwarding headers depend on its address, scheme and Host alone, and repeat.
@@ -195,7 +194,7 @@ def read_request(headers: Sequence[tuple[bytes, bytes]], *, peer: str | None, sc
     known = _DIRECT.get(key)
     if known is None:
         fwd = scan.forwarding(peer=peer, scheme=scheme, server_host=server_host,
-                              trusted=trusted)
+                              trusted=trusted, trusted_peer=False)
         if len(_DIRECT) >= _DIRECT_LIMIT:
             _DIRECT.clear()
         known = _DIRECT[key] = (fwd, tuple(_forwarding_headers(fwd, [], origin_host)))

@@ -56,7 +56,6 @@ class OriginProxy:
         observer: ProxyObserver | None = None,
     ) -> None:
         self.origin = Origin.parse(origin_url)
-        self._origin_base = self.origin.base_url
         self.trusted = trusted_proxies or TrustedProxies()
         self.connect_timeout = connect_timeout
         self.limits = RequestLimits(max_header_bytes=max_header_bytes,
@@ -131,7 +130,7 @@ class OriginProxy:
                 "status": response.status,
                 "headers": response_headers_for_client(
                     response.headers,
-                    origin_base=self._origin_base, public_base=fwd.public_base),
+                    origin_base=self.origin.base_url, public_base=fwd.public_base),
             })
             ended = False
             if method != "HEAD":

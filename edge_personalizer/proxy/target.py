@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 _ENCODED_DOT = re.compile(rb"%2e", re.IGNORECASE)
@@ -49,7 +50,7 @@ class Origin:
         parts = urlsplit(url)
         return cls(parts.scheme, parts.netloc, parts.path.rstrip("/"))
 
-    @property
+    @cached_property
     def base_url(self) -> str:
         return f"{self.scheme}://{self.netloc}{self.base_path}"
 

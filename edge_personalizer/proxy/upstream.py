@@ -356,7 +356,7 @@ class Upstream:
     async def send(self, method: str, url: str, headers: RawHeaders,
                    body: AsyncIterator[bytes] | bytes) -> UpstreamResponse:
         """Send one request; the body streams. Raises UpstreamError / UpstreamTimeout."""
-        key, target = self._split(url)
+        key, target = self._split_remembered(url)
         head, chunked = _request_head(method, target, headers, body)
         retry = method in _IDEMPOTENT and isinstance(body, bytes)
         if self._slots is None:
@@ -382,7 +382,7 @@ class Upstream:
             slots.release()
             raise
 
-    def _split(self, url: str) -> tuple[tuple[str, str, int], bytes]:
+    def _split_remembered(self, url: str) -> tuple[tuple[str, str, int], bytes]:
         """_split, with the origin part of URLs remembered (a proxy asks one origin)."""
         scheme_end = url.find("://")
         slash = url.find("/", scheme_end + 3) if scheme_end > 0 else -1

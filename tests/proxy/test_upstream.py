@@ -288,6 +288,6 @@ async def test_an_endless_or_crowded_head_is_an_error() -> None:
 def test_origin_part_remembered_splits_like_the_first_time(url: str) -> None:
     upstream = Upstream(connect_timeout=1, read_timeout=1)
     for _ in range(2):
-        assert upstream._split(url) == _split(url)
+        assert upstream._split_remembered(url) == _split(url)
     with pytest.raises(UpstreamError, match="not an http"):
-        upstream._split("ftp://h/x")
+        upstream._split_remembered("ftp://h/x")
