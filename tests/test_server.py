@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from edge_personalizer.server import CoalescingTransport, tune_allocator, uvicorn_options
+from edge_personalizer.protocol import HttpProtocol
+from edge_personalizer.server import tune_allocator, uvicorn_options
 from edge_personalizer.settings import load_settings
 
 from .servers import Server, start_proxy
@@ -46,60 +43,7 @@ def test_server_reads_forwarding_headers_itself() -> None:
     assert options["proxy_headers"] is False
     assert options["access_log"] is False
     assert options["loop"] == "uvloop"
-    assert issubclass(options["http"], HttpToolsProtocol)
-
-
-class Recorder:
-    """A real socket transport that notes each call reaching it."""
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self.calls: list[tuple[str, int]] = []
-
-    def write(self, data: bytes) -> None:
-        self.calls.append(("write", len(data)))
-        self.transport.write(data)
-
-    def writelines(self, lines: list[bytes]) -> None:
-        self.calls.append(("writelines", sum(map(len, lines))))
-        self.transport.writelines(lines)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-def test_writes_of_one_loop_turn_leave_together() -> None:
-    async def scenario() -> tuple[list[tuple[str, int]], bytes]:
-        loop = asyncio.get_running_loop()
-        left, right = socket.socketpair()
-        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, left)
-        recorder = Recorder(transport)
-        coalescing = CoalescingTransport(recorder, loop)   # type: ignore[arg-type]
-        coalescing.write(b"HTTP/1.1 200 OK\r\n\r\n")
-        coalescing.write(b"5\r\nhello\r\n")
-        coalescing.write(b"0\r\n\r\n")
-        assert recorder.calls == []            # nothing leaves before the turn ends
-        await asyncio.sleep(0)
-        coalescing.write(b"x" * 70000)        # a large write does not wait
-        assert recorder.calls[-1] == ("write", 70000)
-        coalescing.write(b"tail")
-        coalescing.close()                    # closing sends what is pending first
-        received = b""
-        right.setblocking(False)
-        for _ in range(300):   # at most ~3 s
-            if len(received) >= 34 + 70000 + 4:
-                break
-            try:
-                received += right.recv(1 << 20)
-            except BlockingIOError:
-                await asyncio.sleep(0.01)
-        right.close()
-        return recorder.calls, received
-
-    calls, received = asyncio.run(scenario())
-    assert calls == [("writelines", 34), ("write", 70000), ("write", 4)]
-    assert received.startswith(b"HTTP/1.1 200 OK\r\n\r\n5\r\nhello\r\n0\r\n\r\nxxx")
-    assert received.endswith(b"xtail")
+    assert options["http"] is HttpProtocol
 
 
 _BURSTS = """

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -15,13 +17,23 @@ from ..servers import Server, free_port, start
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def time_zone_outside_the_evening_deal() -> str:
+    """A zone where it is not a weekday evening for the next hours: the demo's evening-deal
+    rule (Monday to Friday, 18:00-23:00 local time) then leaves the pages as they are."""
+    for zone in ("UTC", "Asia/Tokyo", "America/Los_Angeles", "Pacific/Kiritimati"):
+        if datetime.now(ZoneInfo(zone)).hour < 16:
+            return zone
+    raise AssertionError("some zone is before 16:00")
+
+
 @pytest.fixture(scope="module")
 def demo(server_logs: Path) -> Iterator[tuple[Server, int]]:
     port, origin_port = free_port(), free_port()
     server = start([sys.executable, "-m", "edge_personalizer", "demo", "--rules", "rules",
                     "--geo-db", "geo_db/GeoLite2-City-Test.mmdb", "--port", str(port),
                     "--origin-port", str(origin_port)], port, server_logs / "demo.log",
-                   ready_path="/__ep/health/live")
+                   ready_path="/__ep/health/live",
+                   env={"EP_DEFAULT_TIME_ZONE": time_zone_outside_the_evening_deal()})
     yield server, origin_port
     server.stop()
 
