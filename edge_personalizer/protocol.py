@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import re
 import urllib.parse
 from collections import deque
 from typing import Any
@@ -36,11 +35,12 @@ logger = logging.getLogger("uvicorn.error")
 HIGH_WATER = 65536        # bytes of request body buffered before reading pauses
 _FLUSH_AT = 65536         # pending response bytes written at once, not at the turn's end
 
-# Control characters other than HT: never in a header value (a CR or LF would split the
-# response; they are counted separately, as the head has its own).
-_CONTROL = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_NOT_TOKEN = re.compile(b'[^!#$%&\'*+\\-.^_`|~0-9a-z]')
-_VALID_NAMES_MAX = 1024
+# What may be in a header name (a token), and in a header line besides its CR LF: every
+# byte but the control characters, HT excepted. Checked with bytes.translate, which
+# deletes them: what is left must be nothing, or the CR LF of each line.
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_VALUE = bytes([9, *range(32, 127), *range(128, 256)])
+_CRLF = b"\r\n"
 
 _NO_BODY_STATUS = frozenset((204, 304))
 _METHODS: dict[bytes, str] = {}
@@ -478,65 +478,47 @@ class Exchange:
             protocol.response_complete(self)
 
     def _head(self, status: int, headers: Any) -> bytes:
-        parts = [_STATUS_LINES.get(status) or _status_line(status)]
+        """The status line and headers, checked as one block: names are tokens, values
+        hold no CR, LF or other control character but HT (which would split the
+        response). Names go out as the app wrote them (ASGI apps write them lower-case)."""
         default = self.protocol.server_state.default_headers
-        if default:
+        if default or type(headers) is not list:
             headers = [*default, *headers]
-        close = False
-        length: int | None = None
-        chunked = False
-        for name, value in headers:
-            name = name.lower()
-            if name not in _valid_names:
-                _check_name(name)
-            if name == b"content-length":
-                if length is None:
-                    length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = value.lower() == b"chunked"
-            elif name == b"connection":
-                if b"close" in [token.strip().lower() for token in value.split(b",")]:
-                    close = True
-            parts += (name, b": ", value, b"\r\n")
-        lines = len(parts) // 4 + 2            # the status line, each header, the blank line
-        if close:
+        block = b"\r\n".join(map(b": ".join, headers))
+        names = [name for name, _ in headers]
+        joined = b"".join(names)
+        if (joined.translate(None, _TOKEN) or b"" in names
+                or block.translate(None, _VALUE) != _CRLF * (len(headers) - 1)):
+            raise RuntimeError("Invalid HTTP header name or value.")
+        if not joined.islower():
+            names = [name.lower() for name in names]
+        length = headers[names.index(b"content-length")][1] if b"content-length" in names else None
+        chunked = (b"transfer-encoding" in names and headers[
+            names.index(b"transfer-encoding")][1].strip().lower() == b"chunked")
+        connection = (headers[names.index(b"connection")][1].lower()
+                      if b"connection" in names else None)
+        extra = b""
+        if connection is not None and b"close" in [token.strip()
+                                                   for token in connection.split(b",")]:
             self.keep_alive = False
         elif not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-            lines += 1
+            extra = b"connection: close\r\n"
         bodiless = self.head_only or status in _NO_BODY_STATUS or status < 200
         if chunked or bodiless:
             pass
         elif length is not None:
-            self.length_left = length
+            self.length_left = int(length)
         elif self.scope["http_version"] == "1.0":
             # No chunked framing in HTTP/1.0: the body ends with the connection.
             if self.keep_alive:
-                parts.append(b"connection: close\r\n")
-                lines += 1
+                extra = b"connection: close\r\n"
             self.keep_alive = False
         else:
             chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
-            lines += 1
+            extra += b"transfer-encoding: chunked\r\n"
         self.chunked = chunked and not bodiless
-        parts.append(b"\r\n")
-        head = b"".join(parts)
-        # Every CR and LF is one the head puts there (none inside a name or value, which
-        # would split the response), and no other control character but HT.
-        if head.count(b"\n") != lines or head.count(b"\r") != lines or _CONTROL.search(head):
-            raise RuntimeError("Invalid HTTP header value.")
-        return head
-
-
-_valid_names: set[bytes] = set()
-
-
-def _check_name(name: bytes) -> None:
-    if not name or _NOT_TOKEN.search(name):
-        raise RuntimeError("Invalid HTTP header name.")
-    if len(_valid_names) < _VALID_NAMES_MAX:
-        _valid_names.add(name)
+        return b"".join((_STATUS_LINES.get(status) or _status_line(status), block,
+                         _CRLF if block else b"", extra, _CRLF))
 
 
 def _address(info: Any) -> tuple[str, int] | None:

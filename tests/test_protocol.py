@@ -56,6 +56,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         message = await receive()
         DISCONNECTS.append(message["type"])
+    elif path == "/mixed":   # [name, value] lists, names in capitals: still read for framing
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [[b"Content-Length", b"2"], [b"Connection", b"Close"]]})
+        await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/fail":
         raise RuntimeError("the app broke")
     else:
@@ -138,7 +142,7 @@ def test_kept_alive_requests_and_their_scope() -> None:
             writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-            assert b"content-type: text/plain\r\n" in head   # names go out lower-cased
+            assert b"Content-Type: text/plain\r\n" in head   # names go out as written
             assert b"connection" not in head
             length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
             body = await reader.readexactly(length)
@@ -229,6 +233,15 @@ def test_a_header_that_would_split_the_response_is_refused() -> None:
         received = await exchange(port, b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
         assert received.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
         assert b"stolen" not in received
+
+    serve(scenario)
+
+
+def test_framing_headers_are_read_whatever_their_case() -> None:
+    async def scenario(port: int) -> None:
+        received = await exchange(port, b"GET /mixed HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert received == (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: Close\r\n"
+                            b"\r\nok")   # and the connection closed, as the app asked
 
     serve(scenario)
 
