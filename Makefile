@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 ORIGIN_PORT ?= 8081
 
-.PHONY: demo test bench bench-peers lint typecheck clean system-deps
+.PHONY: demo test bench bench-peers bench-instructions lint typecheck clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP)
 # Against nginx, workerd and naive Python proxies, with the shared kit (~5 minutes).
 bench-peers: $(STAMP)
 	bench/peers.sh
+
+# Instructions a request under valgrind, with and without rules (~6 minutes).
+bench-instructions: $(STAMP)
+	$(BIN)/python bench/instructions.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check edge_personalizer tests bench tools
