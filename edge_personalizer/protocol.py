@@ -33,6 +33,7 @@ from .pipeline import BODY_VIEWS
 logger = logging.getLogger("uvicorn.error")
 
 HIGH_WATER = 65536        # bytes of request body buffered before reading pauses
+LINGER = 2.0              # seconds a refused client may go on sending before the close
 _FLUSH_AT = 65536         # pending response bytes written at once, not at the turn's end
 
 # What may be in a header name (a token), and in a header line besides its CR LF: every
@@ -69,7 +70,8 @@ class HttpProtocol(asyncio.Protocol):
     """One client connection. The constructor is the one uvicorn calls for `http=`."""
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 _loop: asyncio.AbstractEventLoop | None = None, *,
+                 max_head_bytes: int = 1 << 20) -> None:
         if not config.loaded:
             config.load()
         self.config = config
@@ -82,6 +84,7 @@ class HttpProtocol(asyncio.Protocol):
         self.keep_alive_timeout: float = config.timeout_keep_alive
         self.limit_concurrency: int | None = config.limit_concurrency
         self.root_path: str = config.root_path
+        self.max_head_bytes = max_head_bytes   # a longer request head: 431, and closed
         self.parser = httptools.HttpRequestParser(self)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
 
@@ -96,10 +99,12 @@ class HttpProtocol(asyncio.Protocol):
         self.flush_scheduled = False
         self.idle_since: float | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.lingering = False
 
         # The request being parsed, and requests parsed while an earlier one still runs.
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.head_left = max_head_bytes
         self.expect_continue = False
         self.cycle: Exchange | None = None        # the one being parsed (takes the body)
         self.running: Exchange | None = None      # the one whose app runs
@@ -131,7 +136,7 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = None   # type: ignore[assignment]
 
     def eof_received(self) -> None:
-        pass   # the transport closes itself
+        pass   # the transport closes itself (also ending a lingering close)
 
     def pause_writing(self) -> None:
         if self.write_paused is None:
@@ -163,6 +168,20 @@ class HttpProtocol(asyncio.Protocol):
         self.flush()
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _linger(self) -> None:
+        """Close after a refusal without resetting the connection: the client may still be
+        sending, and a close with unread bytes would reset it before it reads the answer.
+        Our side ends (FIN), what comes is dropped, and the connection closes when the
+        client ends too, or after LINGER seconds."""
+        self.flush()
+        if self.transport.is_closing() or not self.transport.can_write_eof():
+            self.close()
+            return
+        self.lingering = True
+        self.transport.write_eof()
+        self.resume_reading()
+        self.loop.call_later(LINGER, self.close)
 
     # -- writing: what one turn of the loop writes leaves in one system call -----------
 
@@ -197,6 +216,8 @@ class HttpProtocol(asyncio.Protocol):
     # -- parsing -----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return   # what a refused client still sends is read and dropped
         self.idle_since = None
         try:
             self.parser.feed_data(data)
@@ -206,17 +227,27 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 logger.warning("Unsupported upgrade request.")
         except httptools.HttpParserError:
-            self._bad_request("Invalid HTTP request received.")
+            if self.head_left < 0:
+                self._bad_request("Request header fields too large.", status=431)
+            else:
+                self._bad_request("Invalid HTTP request received.")
 
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.head_left = self.max_head_bytes
         self.expect_continue = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_left -= len(url)
+        if self.head_left < 0:
+            raise ValueError("request head too large")   # the parser stops: 431
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_left -= len(name) + len(value) + 4
+        if self.head_left < 0:
+            raise ValueError("request head too large")
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
@@ -315,12 +346,12 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self.idle_timer = self.loop.call_later(left, self._idle_check)
 
-    def _bad_request(self, message: str) -> None:
+    def _bad_request(self, message: str, *, status: int = 400) -> None:
         logger.warning(message)
         running = self.running
         if running is None or running.complete:
-            self.write(_plain_response(400, message, close=True))
-            self.close()
+            self.write(_plain_response(status, message, close=True))
+            self._linger()
         else:   # a response is on its way: end the connection after it
             self.queued.clear()
             running.keep_alive = False

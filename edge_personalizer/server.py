@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import sys
@@ -23,7 +24,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": HttpProtocol,
+        # Request heads past twice the header limit (the app answers 431 or 414 below it)
+        # stop the parser before they are held whole.
+        "http": functools.partial(HttpProtocol,
+                                  max_head_bytes=2 * settings.max_header_bytes + 4096),
         "ws": "websockets-sansio",
         "lifespan": "on",
         "log_config": None,

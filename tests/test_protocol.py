@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -100,10 +101,10 @@ def serve(scenario: Scenario, **options: Any) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, http=RecordingProtocol,
-                                lifespan="off", log_config=None, access_log=False,
-                                proxy_headers=False, server_header=False, date_header=False,
-                                **options)
+        options.setdefault("http", RecordingProtocol)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                log_config=None, access_log=False, proxy_headers=False,
+                                server_header=False, date_header=False, **options)
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         while not server.started:
@@ -256,6 +257,20 @@ def test_app_errors_and_bad_requests() -> None:
         assert bad.endswith(b"Invalid HTTP request received.")
 
     serve(scenario)
+
+
+def test_an_endless_request_head_is_cut_off() -> None:
+    async def scenario(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(200):   # 200 KiB of headers, never ending
+            writer.write(b"x-filler: " + b"a" * 1014 + b"\r\n")
+        received = await asyncio.wait_for(reader.read(), 3)
+        writer.close()
+        assert received.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        assert b"connection: close" in received
+
+    serve(scenario, http=functools.partial(RecordingProtocol, max_head_bytes=100_000))
 
 
 def test_idle_connections_close_after_the_keep_alive_timeout() -> None:

@@ -43,7 +43,8 @@ def test_server_reads_forwarding_headers_itself() -> None:
     assert options["proxy_headers"] is False
     assert options["access_log"] is False
     assert options["loop"] == "uvloop"
-    assert options["http"] is HttpProtocol
+    assert options["http"].func is HttpProtocol
+    assert options["http"].keywords == {"max_head_bytes": 2 * 32768 + 4096}
 
 
 _BURSTS = """
