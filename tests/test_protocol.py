@@ -61,6 +61,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [[b"Content-Length", b"2"], [b"Connection", b"Close"]]})
         await send({"type": "http.response.body", "body": b"ok"})
+    elif path == "/large":   # 16 MiB streamed: as fast as the client reads, no faster
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % (256 * 65536))]})
+        for _ in range(256):
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+            SENT.append(65536)
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/fail":
         raise RuntimeError("the app broke")
     else:
@@ -73,6 +80,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 DISCONNECTS: list[str] = []
+SENT: list[int] = []     # body bytes the app got past send, a part each
 WRITES: list[int] = []   # transport calls a connection made, one entry each
 
 
@@ -206,6 +214,28 @@ def test_head_and_not_modified_carry_no_body() -> None:
             until=b"True)")
         assert received.startswith(b"HTTP/1.1 304 Not Modified\r\ncontent-length: 1234\r\n")
         assert received.count(b"HTTP/1.1 ") == 2   # the connection went on after the 304
+
+    serve(scenario)
+
+
+def test_a_client_that_does_not_read_holds_the_app_back() -> None:
+    async def scenario(port: int) -> None:
+        SENT.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=65536)
+        writer.transport.pause_reading()   # a slow client: nothing read for a while
+        writer.write(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.5)
+        waiting = sum(SENT)
+        writer.transport.resume_reading()
+        received = 0
+        while received < 256 * 65536:
+            chunk = await reader.read(1 << 20)
+            assert chunk
+            received += len(chunk)
+        writer.close()
+        # What the socket buffers and the transport's high-water mark allow, not 16 MiB.
+        assert waiting < 8 * 1024 * 1024
+        assert sum(SENT) == 256 * 65536
 
     serve(scenario)
 
