@@ -222,11 +222,12 @@ def test_a_client_that_does_not_read_holds_the_app_back() -> None:
     async def scenario(port: int) -> None:
         SENT.clear()
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=65536)
-        writer.transport.pause_reading()   # a slow client: nothing read for a while
+        transport: asyncio.Transport = writer.transport   # type: ignore[assignment]
+        transport.pause_reading()   # a slow client: nothing read for a while
         writer.write(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
         await asyncio.sleep(0.5)
         waiting = sum(SENT)
-        writer.transport.resume_reading()
+        transport.resume_reading()
         received = 0
         while received < 256 * 65536:
             chunk = await reader.read(1 << 20)
