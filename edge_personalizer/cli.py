@@ -51,6 +51,9 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
                         "edge headers are believed; repeat for several")
     parser.add_argument("--connect-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--read-timeout", type=float, metavar="SECONDS")
+    parser.add_argument("--keep-alive-timeout", type=float, metavar="SECONDS",
+                        help="seconds an idle client connection stays open (default 5; "
+                             "behind a load balancer, longer than its idle timeout)")
     parser.add_argument("--max-body-bytes", type=int, metavar="N")
     parser.add_argument("--log-format", choices=["text", "json"])
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -67,7 +70,8 @@ def _classify_flags(parser: argparse.ArgumentParser) -> None:
 
 
 _SETTING_FLAGS = ("origin_url", "rules_dir", "geo_db", "host", "port", "workers",
-                  "trusted_proxies", "connect_timeout", "read_timeout", "max_body_bytes",
+                  "trusted_proxies", "connect_timeout", "read_timeout", "keep_alive_timeout",
+                  "max_body_bytes",
                   "log_format", "log_level", "access_log", "anonymous_db")
 
 

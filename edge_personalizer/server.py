@@ -36,6 +36,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "server_header": False,     # the origin's Server and Date headers pass through
         "date_header": False,
         "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": settings.keep_alive_timeout,
     }
 
 

@@ -65,6 +65,7 @@ class Settings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0      # seconds an idle client connection stays open
     max_header_bytes: int = 32 * 1024
     max_header_count: int = 100
     max_body_bytes: int = 100 * 1024 * 1024
@@ -144,7 +145,8 @@ class Settings:
         if not zone_exists(self.default_time_zone):
             raise SettingsError(f"default_time_zone {self.default_time_zone!r} is not an IANA "
                                 "time zone such as Europe/Berlin")
-        for name in ("connect_timeout", "read_timeout", "profile_max_age_days",
+        for name in ("connect_timeout", "read_timeout", "keep_alive_timeout",
+                     "profile_max_age_days",
                      "interest_half_life_days", "visit_timeout_minutes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
@@ -274,6 +276,7 @@ _CONVERTERS: Mapping[str, Callable[[Any], Any]] = {
     "trusted_proxies": _to_networks,
     "connect_timeout": float,
     "read_timeout": float,
+    "keep_alive_timeout": float,
     "max_header_bytes": _to_int,
     "max_header_count": _to_int,
     "max_body_bytes": _to_int,
