@@ -81,6 +81,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 DISCONNECTS: list[str] = []
 SENT: list[int] = []     # body bytes the app got past send, a part each
+SERVERS: list[uvicorn.Server] = []
 WRITES: list[int] = []   # transport calls a connection made, one entry each
 
 
@@ -104,7 +105,8 @@ class RecordingProtocol(HttpProtocol):
 
 
 def serve(scenario: Scenario, **options: Any) -> None:
-    """Run uvicorn with the protocol on a free port while `scenario(port)` runs."""
+    """Run uvicorn with the protocol on a free port while `scenario(port)` runs (it may
+    find the server as SERVERS[-1])."""
     async def main() -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -114,6 +116,7 @@ def serve(scenario: Scenario, **options: Any) -> None:
                                 log_config=None, access_log=False, proxy_headers=False,
                                 server_header=False, date_header=False, **options)
         server = uvicorn.Server(config)
+        SERVERS.append(server)
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)
@@ -302,6 +305,26 @@ def test_an_endless_request_head_is_cut_off() -> None:
         assert b"connection: close" in received
 
     serve(scenario, http=functools.partial(RecordingProtocol, max_head_bytes=100_000))
+
+
+def test_stopping_finishes_the_answers_under_way_and_closes_idle_connections() -> None:
+    async def scenario(port: int) -> None:
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+        idle_writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        await idle_reader.readuntil(b"True)")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow?0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.1)
+        SERVERS[-1].should_exit = True   # as on SIGINT or SIGTERM
+        assert await asyncio.wait_for(idle_reader.read(), 2) == b""   # closed at once
+        received = await asyncio.wait_for(reader.read(), 3)   # answered, then closed
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"connection: close\r\n" in received
+        assert received.endswith(b"\r\n\r\nslow")
+        idle_writer.close()
+        writer.close()
+
+    serve(scenario)
 
 
 def test_idle_connections_close_after_the_keep_alive_timeout() -> None:
