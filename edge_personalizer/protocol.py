@@ -8,8 +8,10 @@ is made for a proxy's load: many small requests on kept-alive connections.
 - A response's head and body leave in one system call when the body comes in the same
   turn of the event loop (the usual page); a streamed body's writes of one turn leave
   together.
-- Response headers are checked as one head (no CR, LF or control character where none may
-  be; names checked once per process), not with two regular expressions a header.
+- Response headers are checked as one block (names are tokens; no CR, LF or other control
+  character inside a line), not with two regular expressions a header.
+- A request head longer than `max_head_bytes` stops the parser (431); a refused connection
+  closes lingering, so the client reads the answer instead of a reset.
 - One keep-alive timer per connection, re-armed only when it fires, instead of a timer
   made and cancelled for every request.
 - A request without a body is answered by `receive` at once, without an event to wait on.
