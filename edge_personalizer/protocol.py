@@ -21,7 +21,6 @@ is made for a proxy's load: many small requests on kept-alive connections.
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 import urllib.parse
 from collections import deque
@@ -31,6 +30,7 @@ import httptools
 from starlette.types import ASGIApp, Message
 
 from .pipeline import BODY_VIEWS
+from .response_head import plain_response, response_head
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -38,34 +38,8 @@ HIGH_WATER = 65536        # bytes of request body buffered before reading pauses
 LINGER = 2.0              # seconds a refused client may go on sending before the close
 _FLUSH_AT = 65536         # pending response bytes written at once, not at the turn's end
 
-# What may be in a header name (a token), and in a header line besides its CR LF: every
-# byte but the control characters, HT excepted. Checked with bytes.translate, which
-# deletes them: what is left must be nothing, or the CR LF of each line.
-_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_VALUE = bytes([9, *range(32, 127), *range(128, 256)])
-_CRLF = b"\r\n"
-
-_NO_BODY_STATUS = frozenset((204, 304))
 _METHODS: dict[bytes, str] = {}
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
-
-
-def _status_line(status: int) -> bytes:
-    try:
-        phrase = http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        phrase = b""
-    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-
-
-_STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-
-
-def _plain_response(status: int, text: str, *, close: bool) -> bytes:
-    body = text.encode()
-    return (_STATUS_LINES[status] + b"content-type: text/plain; charset=utf-8\r\n"
-            + b"content-length: %d\r\n" % len(body)
-            + (b"connection: close\r\n" if close else b"") + b"\r\n" + body)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -352,7 +326,7 @@ class HttpProtocol(asyncio.Protocol):
         logger.warning(message)
         running = self.running
         if running is None or running.complete:
-            self.write(_plain_response(status, message, close=True))
+            self.write(plain_response(status, message, close=True))
             self._linger()
         else:   # a response is on its way: end the connection after it
             self.queued.clear()
@@ -475,10 +449,21 @@ class Exchange:
             if message["type"] != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', "
                                    f"but got '{message['type']}'.")
-            head = self._head(message["status"], message.get("headers", ()))
+            headers = message.get("headers", ())
+            default = protocol.server_state.default_headers
+            try:
+                head = response_head(message["status"], [*default, *headers] if default
+                                     else headers, keep_alive=self.keep_alive,
+                                     head_only=self.head_only,
+                                     http_version=self.scope["http_version"])
+            except ValueError as exc:
+                raise RuntimeError(str(exc)) from None
+            self.keep_alive = head.keep_alive
+            self.chunked = head.chunked
+            self.length_left = head.length
             self.started = True
             self.waiting_continue = False
-            protocol.write(head)
+            protocol.write(head.data)
             return
         if self.complete:
             raise RuntimeError(f"Unexpected ASGI message '{message['type']}' sent, "
@@ -509,49 +494,6 @@ class Exchange:
             self.complete = True
             self.wake()
             protocol.response_complete(self)
-
-    def _head(self, status: int, headers: Any) -> bytes:
-        """The status line and headers, checked as one block: names are tokens, values
-        hold no CR, LF or other control character but HT (which would split the
-        response). Names go out as the app wrote them (ASGI apps write them lower-case)."""
-        default = self.protocol.server_state.default_headers
-        if default or type(headers) is not list:
-            headers = [*default, *headers]
-        block = b"\r\n".join(map(b": ".join, headers))
-        names = [name for name, _ in headers]
-        joined = b"".join(names)
-        if (joined.translate(None, _TOKEN) or b"" in names
-                or block.translate(None, _VALUE) != _CRLF * (len(headers) - 1)):
-            raise RuntimeError("Invalid HTTP header name or value.")
-        if not joined.islower():
-            names = [name.lower() for name in names]
-        length = headers[names.index(b"content-length")][1] if b"content-length" in names else None
-        chunked = (b"transfer-encoding" in names and headers[
-            names.index(b"transfer-encoding")][1].strip().lower() == b"chunked")
-        connection = (headers[names.index(b"connection")][1].lower()
-                      if b"connection" in names else None)
-        extra = b""
-        if connection is not None and b"close" in [token.strip()
-                                                   for token in connection.split(b",")]:
-            self.keep_alive = False
-        elif not self.keep_alive:
-            extra = b"connection: close\r\n"
-        bodiless = self.head_only or status in _NO_BODY_STATUS or status < 200
-        if chunked or bodiless:
-            pass
-        elif length is not None:
-            self.length_left = int(length)
-        elif self.scope["http_version"] == "1.0":
-            # No chunked framing in HTTP/1.0: the body ends with the connection.
-            if self.keep_alive:
-                extra = b"connection: close\r\n"
-            self.keep_alive = False
-        else:
-            chunked = True
-            extra += b"transfer-encoding: chunked\r\n"
-        self.chunked = chunked and not bodiless
-        return b"".join((_STATUS_LINES.get(status) or _status_line(status), block,
-                         _CRLF if block else b"", extra, _CRLF))
 
 
 def _address(info: Any) -> tuple[str, int] | None:
