@@ -452,18 +452,14 @@ class Exchange:
             headers = message.get("headers", ())
             default = protocol.server_state.default_headers
             try:
-                head = response_head(message["status"], [*default, *headers] if default
-                                     else headers, keep_alive=self.keep_alive,
-                                     head_only=self.head_only,
-                                     http_version=self.scope["http_version"])
+                head, self.keep_alive, self.chunked, self.length_left = response_head(
+                    message["status"], [*default, *headers] if default else headers,
+                    self.keep_alive, self.head_only, self.scope["http_version"])
             except ValueError as exc:
                 raise RuntimeError(str(exc)) from None
-            self.keep_alive = head.keep_alive
-            self.chunked = head.chunked
-            self.length_left = head.length
             self.started = True
             self.waiting_continue = False
-            protocol.write(head.data)
+            protocol.write(head)
             return
         if self.complete:
             raise RuntimeError(f"Unexpected ASGI message '{message['type']}' sent, "

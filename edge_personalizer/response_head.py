@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
 # What may be in a header name (a token), and in a header line besides its CR LF: every
 # byte but the control characters, HT excepted. Checked with bytes.translate, which
@@ -41,14 +40,13 @@ def plain_response(status: int, text: str, *, close: bool) -> bytes:
             + (b"connection: close\r\n" if close else b"") + b"\r\n" + body)
 
 
-class ResponseHead(NamedTuple):
-    data: bytes
-    keep_alive: bool        # whether the connection may carry another request after it
-    chunked: bool           # the body goes out in chunked encoding
-    length: int | None      # the body's length as the head announces it (None: unknown)
+# The head's bytes; whether the connection may carry another request after it; whether
+# the body goes out chunked; the body's length as the head announces it (None: unknown).
+# A plain tuple: built once a response, on the hot path.
+ResponseHead = tuple[bytes, bool, bool, "int | None"]
 
 
-def response_head(status: int, headers: Iterable[Sequence[bytes]], *, keep_alive: bool,
+def response_head(status: int, headers: Iterable[Sequence[bytes]], keep_alive: bool,
                   head_only: bool, http_version: str) -> ResponseHead:
     """The head for `status` and the app's `headers`; ValueError for a header that may
     not go out. `keep_alive`: what the request allows; `head_only`: a HEAD request."""
@@ -86,4 +84,4 @@ def response_head(status: int, headers: Iterable[Sequence[bytes]], *, keep_alive
     data = b"".join((STATUS_LINES.get(status) or status_line(status), block,
                      _CRLF if block else b"", extra, _CRLF))
     chunked = chunked and not bodiless
-    return ResponseHead(data, keep_alive, chunked, None if bodiless or chunked else length)
+    return data, keep_alive, chunked, None if bodiless or chunked else length
