@@ -16,7 +16,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .pipeline import ADMIN_PREFIX
 from .proxy.headers import header_values
 from .proxy.pages import respond
-from .proxy.upstream import ProbeResult
+from .http.client import ProbeResult
 from .rules.book import RuleBook
 
 OriginProbe = Callable[[], Awaitable[ProbeResult]]

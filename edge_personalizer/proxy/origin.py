@@ -14,7 +14,7 @@ from ..errors import RequestRejected, UpstreamError, UpstreamTimeout
 from .headers import OriginRequest, RequestLimits, read_request, response_headers_for_client
 from .pages import send_error_page
 from .target import Origin
-from .upstream import OriginClient, ProbeResult, Upstream
+from ..http.client import OriginClient, ProbeResult, Upstream
 from .websocket import open_upstream, relay
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from ..errors import UpstreamError, UpstreamTimeout
-from .upstream import ProbeResult, RawHeaders, UpstreamResponse, describe_error, probe
+from .client import ProbeResult, RawHeaders, UpstreamResponse, describe_error, probe
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from edge_personalizer.errors import UpstreamError, UpstreamTimeout
-from edge_personalizer.proxy.upstream import Upstream, _split
+from edge_personalizer.http.client import Upstream, _split
 
 from ..servers import Server, free_port
 

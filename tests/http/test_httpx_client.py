@@ -7,7 +7,7 @@ import pytest
 
 from edge_personalizer.errors import UpstreamError, UpstreamTimeout
 from edge_personalizer.proxy import OriginProxy
-from edge_personalizer.proxy.httpx_upstream import HttpxUpstream
+from edge_personalizer.http.httpx_client import HttpxUpstream
 
 pytestmark = pytest.mark.anyio
 
