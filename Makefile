@@ -18,15 +18,20 @@ demo: $(STAMP)
 	$(BIN)/edge-personalizer demo --rules rules --geo-db geo_db/GeoLite2-City-Test.mmdb \
 		--port $(PORT) --origin-port $(ORIGIN_PORT)
 
-# The shared-cache test runs a real nginx in front of the proxy: install it when missing
-# (Debian's nginx-light; needs root, as on CI and the project's machines).
+# Tests run real servers: nginx in front of the proxy (the shared-cache test), redis-server
+# (the counter store) and a headless chromium (the dashboard). Install the Debian packages
+# when missing (needs root, as on CI and the project's machines).
 system-deps:
-	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
+	@missing=""; \
+	if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then missing="$$missing nginx-light"; fi; \
+	if ! command -v redis-server >/dev/null 2>&1; then missing="$$missing redis-server"; fi; \
+	if ! command -v chromium >/dev/null 2>&1; then missing="$$missing chromium"; fi; \
+	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-			echo "installing nginx-light for the shared-cache test"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; \
+			echo "installing$$missing for the tests that run them"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "nginx is missing: install it (e.g. apt-get install nginx-light) for tests/test_shared_cache.py"; \
+			echo "missing:$$missing; install them (e.g. apt-get install$$missing) for the tests that run them"; \
 		fi; \
 	fi
 

@@ -8,6 +8,7 @@
       + RequestRejected          a client request breaks a limit (.status)
       + UpstreamError            origin unreachable, refusing or broken mid-response
         - UpstreamTimeout        origin too slow
+      + StoreError               the counter store: a bad store_url, or unreachable / failing
 
 Startup errors end the process with their message; request errors become a clear
 response (4xx for the client's mistakes, 502/504 for the origin's) and a log line.
@@ -73,3 +74,8 @@ class UpstreamError(EdgePersonalizerError):
 
 class UpstreamTimeout(UpstreamError):
     """The origin did not answer within the configured timeout."""
+
+
+class StoreError(EdgePersonalizerError):
+    """The counter store cannot be opened (a bad `store_url`) or a read or write failed;
+    the message names the store and the cause."""
