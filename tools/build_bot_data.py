@@ -20,6 +20,17 @@ OUT = (Path(__file__).resolve().parent.parent
 
 # Catalogue patterns that also match real browsers (a build number shared by phones).
 EXCLUDED = {r"AP3A\.240617\.008"}
+# Catalogue patterns narrowed to what their crawler sends, so that the phones and apps that
+# share the word are not taken for it ("HTC Butterfly", "ViewSonic", Ask's old "TeomaBar"
+# toolbar in Internet Explorer, the WhatsApp app's own agent "WhatsApp/2.11 Android/4.2
+# Device/..."). Every example instance must still match.
+NARROWED = {
+    "Butterfly": r"Butterfly/",
+    "Sonic": r"Sonic(?:SiteAuditor)?/",
+    "Teoma": r"Teoma(?!Bar)",
+    "speedy": r"[Ss]peedy ?[Ss]pider",
+    "WhatsApp": r"^WhatsApp(?:/[\d.]+(?:/i| [A-Za-z])?)?$",
+}
 
 
 def literal_words(pattern: str) -> list[str]:
@@ -46,8 +57,12 @@ def main(source: str) -> None:
     for entry in entries:
         if entry["pattern"] in EXCLUDED:
             continue
-        out.append({"pattern": entry["pattern"], "tags": entry.get("tags", []),
-                    "anchor": anchor_for(entry["pattern"], entry.get("instances", []))})
+        pattern = NARROWED.get(entry["pattern"], entry["pattern"])
+        missed = [i for i in entry.get("instances", []) if not re.search(pattern, i)]
+        if missed:
+            raise SystemExit(f"{pattern!r} no longer matches its instances {missed}")
+        out.append({"pattern": pattern, "tags": entry.get("tags", []),
+                    "anchor": anchor_for(pattern, entry.get("instances", []))})
     OUT.write_text(json.dumps(out, separators=(",", ":"), ensure_ascii=False) + "\n")
     missing = [e["pattern"] for e in out if e["anchor"] is None]
     print(f"{len(out)} patterns, {len(missing)} without anchor: {missing}")

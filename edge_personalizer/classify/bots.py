@@ -40,7 +40,7 @@ _KNOWN: Mapping[str, BotCategory] = MappingProxyType({
     "sogou": "search", "qwantify": "search", "qwantbot": "search", "mojeekbot": "search",
     "facebookexternalhit": "social", "facebot": "social",
     "twitterbot": "social", "linkedinbot": "social", "slackbot": "social",
-    "discordbot": "social", "telegrambot": "social", "whatsapp": "social",
+    "discordbot": "social", "telegrambot": "social",
     "pinterestbot": "social", "redditbot": "social", "skypeuripreview": "social",
     "embedly": "social", "iframely": "social", "vkshare": "social",
     "uptimerobot": "monitor", "pingdom": "monitor", "statuscake": "monitor",
@@ -57,8 +57,12 @@ _GENERIC_WORDS: Mapping[str, bool] = MappingProxyType({
     "headless": False, "phantomjs": False, "selenium": False, "puppeteer": False,
     "playwright": False, "lighthouse": False, "pagespeed": False, "monitor": False,
     "uptime": False, "checker": False, "validator": False, "sitemap": False,
-    "httpclient": False, "http-client": False, "http_client": False, 
-    "feedfetcher": False, "feedreader": False, "linkcheck": False,
+    "httpclient": False, "http-client": False, "http_client": False,
+    "feedfetcher": False, "feedreader": False, "linkcheck": False, "link-check": False,
+    "link check": False, "linkwalker": False, "xenu": False, "healthcheck": False,
+    "health-check": False, "health check": False, "health_check": False,
+    "kube-probe": False, "check_http": False, "nagios": False, "zabbix": False,
+    "icinga": False, "prometheus": False, "blackbox": False, "scanner": False,
 })
 # Device names that contain a generic word.
 _BOT_LOOKALIKES = ("cubot",)
@@ -70,7 +74,21 @@ _GENERIC_PREFIXES = (
     "urllib", "reqwest", "winhttp", "wordpress", "jakarta", "mechanize", "http_request",
     "fasthttp", "colly", "nutch",
 )
-_MONITOR_WORDS = ("monitor", "uptime", "check", "probe", "pingdom", "status")
+_MONITOR_WORDS = ("monitor", "uptime", "check", "probe", "pingdom", "status", "health",
+                  "nagios", "zabbix", "icinga", "prometheus", "blackbox", "linkwalker", "xenu")
+# A browser names its engine or itself, an app its platform; an agent that names none of
+# these and gives a web address or an e-mail to contact is a program, whatever it calls
+# itself.
+_BROWSER_TOKEN = re.compile(
+    r"applewebkit|gecko|trident|presto|khtml|msie|chrome/|safari/|firefox/|opera|edg/|"
+    r"browser|netfront|obigo|up\.link|midp|dalvik|cfnetwork|android|iphone|ipad|symbian|"
+    r"blackberry|windows phone")
+_CONTACT = re.compile(r"https?://|www\.|[a-z0-9._+-]+@[a-z0-9-]+\.[a-z]|\+[a-z0-9-]+\.[a-z]{2,}")
+# Words that betray a program only where no browser is named ("fetch", "rss" and "probe"
+# also name browser add-ons and apps that embed a browser).
+_PROGRAM_WORDS = re.compile(r"fetch|\brss|\bfeed|\bprobe|harvest|archiv|\bscan|\bindex|"
+                            r"\bcheck|\bverif|\bvalidat|\bmonitor|\bsynthetic|\btest(?:er|ing)?\b|"
+                            r"\bload ?test|\bbench")
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,14 @@ def _trie_regex(words: Iterable[str]) -> re.Pattern[str]:
         return f"(?:{body})?" if ends else body
 
     return re.compile(f"(?=({build(trie)}))")
+
+
+def _name(lower: str) -> str:
+    """The agent's own name: the first product token, past a leading "Mozilla/x (compatible;"."""
+    text = lower
+    if text.startswith("mozilla/"):
+        text = text.partition("(")[2].removeprefix("compatible;").strip()
+    return re.split(r"[/;()]", text, maxsplit=1)[0].strip()[:40] or "unnamed"
 
 
 def _category(tags: list[str]) -> BotCategory:
@@ -160,6 +186,9 @@ class BotCatalogue:
                 return BotMatch(category, pattern.pattern)
         if generic is None and (not lower or lower.startswith(_GENERIC_PREFIXES)):
             generic = lower.split("/", 1)[0][:40] or "empty"
+        if generic is None and not _BROWSER_TOKEN.search(lower) and (
+                _CONTACT.search(lower) or _PROGRAM_WORDS.search(lower)):
+            generic = _name(lower)
         if generic is None:
             return None
         monitor = any(word in lower for word in _MONITOR_WORDS)

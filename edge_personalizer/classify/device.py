@@ -45,7 +45,8 @@ _MOBILE_WORDS = ("mobi", "iphone", "ipod", "windows phone", "wpdesktop", "iemobi
                  "series60", "series 60", "series40", "series 40", "kaios", "nokia", "samsung-",
                  "sonyericsson", "up.browser", "docomo", "kddi", "vodafone", "bada", "maemo",
                  "meego", "fennec", "minimo", "netfront", "teleca", "obigo", "ucweb",
-                 "ucbrowser", "handheld", "featurephone")
+                 "ucbrowser", "handheld", "featurephone", "windows ce", "wince", "ppc;", "; ppc",
+                 "pda;")
 _MOBILE = re.compile(r"\bpalm|webos(?!.*tv)|android.*mobile|\bphone\b|\bwap\b")
 # Phone models that often come without "Mobile" (apps, ad SDKs, old stock browsers).
 _PHONE_MODEL = re.compile(
@@ -57,6 +58,27 @@ _DESKTOP_WORDS = ("windows nt", "windows 98", "windows 95", "windows me", "windo
                   "mac os x", "mac_powerpc", "x11", "linux x86_64", "linux i686", "linux i386",
                   "cros", "freebsd", "openbsd", "netbsd", "sunos", "solaris", "ubuntu",
                   "fedora", "debian", "haiku", "beos", "os/2", "amigaos")
+_CHROME_OS = re.compile(r"\bcros\b|chromebook|chromebox")
+# A Mac app's CFNetwork agent: "... CFNetwork/1220.1 Darwin/20.3.0 (x86_64)" or "(MacBookPro16,1)".
+_MAC_APP = re.compile(r"\b(?:x86_64|i386|arm64|macintosh|macbook\w*|imac\w*|macmini\w*|macpro\w*|"
+                      r"macos|mac os x)\b")
+_WINDOWS_TOUCH = re.compile(r"windows nt (?:6\.[23]|10)[^)]*\btouch\b(?![^)]*tablet pc)")
+# Model names of tablet lines, read from the device name only (the parser's model and the
+# Android model before "Build/"): a browser saying "Mobile" on one of these is a tablet.
+_TABLET_MODEL = re.compile(
+    r"tab(?!le\b)|(?<!cool)pad(?!fone)|\bmid[ _-]?\d|\bmid\b|\bnovo ?\d|\bkf[a-z]{2,4}\b|"
+    r"\bsm-[tpx]\d|\bgt-p\d|\bgt-n[58]\d|lenovo tb|\btb[0-9]?-[0-9a-z]|mediapad|matepad|xoom|"
+    r"playbook|nexus (?:7|9|10)\b|pixel (?:c|tablet)\b|transformer|kindle|\bsgpt?\d|\bsht-|"
+    r"\bbah\d?-|\bags\d?-|\bkob\d?-|\bdbr-|\bscm-|\bbntv\d|flyer|nextbook|odys|xelio|\bmomo\d|mobii|"
+    r"\bpmp\d{4}")
+_ANDROID_MODEL = re.compile(
+    r"android[^;)]*;(?: ?[a-z]{2}[-_][a-z]{2,3};)? ?([^;)]{2,40}?)(?: build/|\)|;)")
+# Parser device families that name no device.
+_NO_DEVICE = frozenset({"Other", "Spider", "Generic", "Generic Desktop"})
+_FORM_FACTORS: dict[str, DeviceType] = {
+    "tablet": "tablet", "mobile": "mobile", "desktop": "desktop", "eink": "tablet",
+    "watch": "mobile",
+}
 _DESKTOP_OS = frozenset({"Windows", "Mac OS X", "Linux", "Chrome OS", "Ubuntu", "Fedora",
                          "FreeBSD"})
 
@@ -72,26 +94,31 @@ _TOUCH_OS = frozenset({"iOS", "iPadOS", "Android", "Windows Phone", "Windows CE"
 
 @dataclass(frozen=True)
 class ClientHints:
-    """The Client Hints a browser sent (Sec-CH-UA-Mobile, -Platform, -Model)."""
+    """The Client Hints a browser sent (Sec-CH-UA-Mobile, -Platform, -Model, -Form-Factors)."""
 
     mobile: bool | None = None
     platform: str | None = None
     model: str | None = None
+    form_factors: tuple[str, ...] = ()      # lower-case: ("tablet",), ("desktop", "xr")
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ClientHints:
         mobile = headers.get("sec-ch-ua-mobile")
-        if mobile is None and "sec-ch-ua-platform" not in headers \
+        factors = headers.get("sec-ch-ua-form-factors")
+        if mobile is None and factors is None and "sec-ch-ua-platform" not in headers \
                 and "sec-ch-ua-model" not in headers:
             return _NO_HINTS   # most requests: nothing to read
         return cls(
             mobile={"?1": True, "?0": False}.get(mobile.strip()) if mobile else None,
             platform=_unquote(headers.get("sec-ch-ua-platform")),
             model=_unquote(headers.get("sec-ch-ua-model")),
+            form_factors=tuple(f for f in (_unquote(part.lower()) for part in
+                                           factors.split(",")[:8]) if f) if factors else (),
         )
 
     def __bool__(self) -> bool:
-        return self.mobile is not None or bool(self.platform) or bool(self.model)
+        return self.mobile is not None or bool(self.platform) or bool(self.model) \
+            or bool(self.form_factors)
 
 
 _NO_HINTS = ClientHints()
@@ -103,40 +130,70 @@ def _unquote(value: str | None) -> str | None:
     return value.strip().strip('"') or None
 
 
-def _kind_from_ua(ua: str, os_family: str, device_family: str, bot: bool) -> DeviceType:
+def _kind_from_ua(ua: str, os_family: str, device_family: str, model: str | None,
+                  bot: bool) -> DeviceType:
     if bot:
         return "bot"
     lower = ua.lower()
     if _has(lower, _TV_WORDS) or _TV.search(lower):
         return "tv"
+    if _CHROME_OS.search(lower):
+        return "desktop"     # Chromebooks, also when they run Android apps
     if device_family in ("iPad", "Kindle", "Kindle Fire") or "ipad" in lower:
         return "tablet"
-    if (_has(lower, _TABLET_WORDS) or _TABLET.search(lower)) and (
-            _has(lower, _STRONG_TABLET_WORDS) or _STRONG_TABLET.search(lower)
-            or "mobile" not in lower):
+    if "darwin/" in lower and "iphone" not in lower:
+        # Apple's HTTP stack (CFNetwork) in an app: macOS names its architecture or Mac
+        # model, iOS names neither.
+        return "desktop" if _MAC_APP.search(lower) else "mobile"
+    names = f"{device_family} {model or ''} {_android_model(lower)}".lower()
+    if _has(lower, _STRONG_TABLET_WORDS) or _STRONG_TABLET.search(lower) \
+            or _TABLET_MODEL.search(names) or "android 3." in lower:   # Honeycomb: tablets only
         return "tablet"
+    if (_has(lower, _TABLET_WORDS) or _TABLET.search(lower)) and "mobile" not in lower:
+        return "tablet"
+    if _WINDOWS_TOUCH.search(lower):
+        return "tablet"      # Windows 8 and later with a touch screen and no keyboard named
     if _has(lower, _MOBILE_WORDS) or _MOBILE.search(lower) or device_family in (
             "iPhone", "iPod", "Generic Smartphone", "Generic Feature Phone"):
         return "mobile"
     if _PHONE_MODEL.search(lower):
         return "mobile"
     if "android" in lower or os_family == "Android":
-        # Android without "Mobile" is a tablet: Google's guidance to browser makers.
-        return "tablet"
+        # Android without "Mobile" is a tablet: Google's guidance to browser makers. It
+        # holds for browsers only; apps and HTTP stacks (Dalvik) never say "Mobile", and
+        # most of them run on phones.
+        return "tablet" if "safari" in lower else "mobile"
     if _has(lower, _DESKTOP_WORDS) or os_family in _DESKTOP_OS:
         return "desktop"
+    if device_family not in _NO_DEVICE:
+        return "mobile"      # a handset the parser knows by maker and model (feature phones)
     return "other"
 
 
+def _android_model(lower: str) -> str:
+    found = _ANDROID_MODEL.search(lower)
+    return found.group(1) if found else ""
+
+
 def _refine_with_hints(kind: DeviceType, hints: ClientHints) -> DeviceType:
-    if kind in ("bot", "tv") or hints.mobile is None:
+    if kind in ("bot", "tv"):
         return kind
+    for factor in hints.form_factors:
+        found = _FORM_FACTORS.get(factor)
+        if found is not None:
+            return found
+    if hints.model and _TABLET_MODEL.search(hints.model.lower()):
+        return "tablet"
     platform = (hints.platform or "").lower()
+    if platform in ("chrome os", "chromeos"):
+        return "desktop"
+    if hints.mobile is None:
+        return kind
     if hints.mobile:
         return "mobile"
     if platform == "android":
         return "tablet"      # Chromium on Android says ?0 only on large screens
-    if platform in ("windows", "macos", "linux", "chrome os", "chromeos"):
+    if platform in ("windows", "macos", "linux"):
         return "desktop"
     return kind
 
@@ -187,9 +244,12 @@ class DeviceClassifier:
         bot_category: BotCategory | None = bot_match.category if bot_match else None
         if bot_match is None and device_family == "Spider":
             bot_category = "other"
-        kind = _kind_from_ua(ua, os_family, device_family, bot_category is not None)
+        model = result.device.model if result.device else None
+        kind = _kind_from_ua(ua, os_family, device_family, model, bot_category is not None)
         if os_family == "iOS" and kind == "tablet":
             os_family = "iPadOS"
+        elif os_family == "iOS" and kind == "desktop":
+            os_family = "Mac OS X"       # a Mac app's CFNetwork agent
         return Device(
             type=kind,
             os=os_family,
