@@ -1,0 +1,168 @@
+"""Counts kept in the worker: a dict increment on the request path, taken by the flusher.
+
+Each worker process owns one `Accumulator`. The request path calls `expose` and `convert`
+(a tuple built, a dict looked up, a list item added to: no I/O, no lock, never an
+exception for a well-typed call). The flusher moves what was counted into `pending` with
+`collect`, writes `pending_batch` to the store and `acknowledge`s what was written.
+
+Memory is bounded by the number of distinct keys (experiment, variant, goal, cell, day),
+not by the number of events: a key already held keeps counting however long the store is
+down. A new key past `max_keys` is refused, and its events are counted in `dropped`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+EXPOSURE = ""              # the goal of the rows that count exposed visitors
+ALL_VISITORS = "all"       # the cell of an experiment that does not count per segment
+DEFAULT_MAX_KEYS = 20_000  # ~2 weeks of a busy rule set's keys (~300 bytes each)
+_DAY = 86_400.0
+
+
+class CountKey(NamedTuple):
+    """One row of the store: what the counts of a `Tally` belong to."""
+
+    experiment: str
+    variant: str
+    goal: str   # EXPOSURE for the visitors exposed, else the goal converted on
+    cell: str   # the segment cell the visitor was counted in (ALL_VISITORS by default)
+    day: str    # the UTC day of the event, "2026-12-02"
+
+
+class Tally(NamedTuple):
+    """Counts of one key: visitors exposed, visitors converted, and the value they brought."""
+
+    exposures: int = 0
+    conversions: int = 0
+    value_sum: float = 0.0
+    value_sq_sum: float = 0.0
+
+    def plus(self, other: Tally) -> Tally:
+        return Tally(self.exposures + other.exposures, self.conversions + other.conversions,
+                     self.value_sum + other.value_sum, self.value_sq_sum + other.value_sq_sum)
+
+
+Batch = Mapping[CountKey, Tally]
+
+
+def utc_day(timestamp: float) -> str:
+    """The UTC day of a POSIX timestamp, as keys carry it."""
+    return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+
+
+class Accumulator:
+    """One worker's counts since the last successful flush (not thread-safe: one event loop)."""
+
+    def __init__(self, *, max_keys: int = DEFAULT_MAX_KEYS,
+                 clock: Callable[[], float] = time.time) -> None:
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be >= 1, got {max_keys}")
+        self.max_keys = max_keys
+        self.dropped = 0          # events refused because max_keys were held
+        self.invalid_values = 0   # conversion values that were NaN or infinite (value ignored)
+        self._clock = clock
+        # The request path keys by plain tuples (cheaper to build than a CountKey, and
+        # equal to one with the same fields); collect() turns them into CountKeys.
+        self._current: dict[tuple[str, str, str, str, str], list[float]] = {}
+        self._pending: dict[CountKey, Tally] = {}
+        self._day = ""
+        self._day_start = self._day_end = 0.0
+
+    def today(self) -> str:
+        """The current UTC day, worked out once a day."""
+        now = self._clock()
+        if not self._day_start <= now < self._day_end:
+            self._day_start = now - now % _DAY
+            self._day_end = self._day_start + _DAY
+            self._day = utc_day(now)
+        return self._day
+
+    def expose(self, experiment: str, variant: str, cell: str = ALL_VISITORS,
+               day: str | None = None) -> None:
+        """Count one visitor exposed to `variant` (once per visitor: attribution decides)."""
+        key = (experiment, variant, EXPOSURE, cell, day or self.today())
+        counts = self._current.get(key)
+        if counts is None:
+            counts = self._open(key)
+            if counts is None:
+                return
+        counts[0] += 1
+
+    def convert(self, experiment: str, variant: str, goal: str, cell: str = ALL_VISITORS,
+                value: float = 0.0, day: str | None = None) -> None:
+        """Count one visitor converted on `goal`, bringing `value` (0 when the goal has none)."""
+        key = (experiment, variant, goal, cell, day or self.today())
+        counts = self._current.get(key)
+        if counts is None:
+            counts = self._open(key)
+            if counts is None:
+                return
+        counts[1] += 1
+        if value:
+            if not math.isfinite(value):
+                self.invalid_values += 1
+                return
+            counts[2] += value
+            counts[3] += value * value
+
+    def _open(self, key: tuple[str, str, str, str, str]) -> list[float] | None:
+        if (len(self._current) + len(self._pending) >= self.max_keys
+                and key not in self._pending):
+            self.dropped += 1
+            return None
+        counts = self._current[key] = [0, 0, 0.0, 0.0]
+        return counts
+
+    @property
+    def held_keys(self) -> int:
+        """Keys held in memory (counted since the last flush, or waiting for the store)."""
+        return len(self._current) + len(self._pending)
+
+    def collect(self) -> None:
+        """Move what was counted since the last call into the pending counts (the flusher's)."""
+        current, self._current = self._current, {}
+        pending = self._pending
+        for fields, (exposures, conversions, value_sum, value_sq_sum) in current.items():
+            key = CountKey._make(fields)
+            tally = Tally(int(exposures), int(conversions), value_sum, value_sq_sum)
+            held = pending.get(key)
+            pending[key] = tally if held is None else held.plus(tally)
+
+    def pending_batch(self, limit: int) -> dict[CountKey, Tally]:
+        """Up to `limit` of the pending counts, for one write to the store."""
+        return dict(itertools.islice(self._pending.items(), limit))
+
+    def acknowledge(self, batch: Batch) -> None:
+        """Forget the counts of `batch`: the store has added them."""
+        pending = self._pending
+        for key, written in batch.items():
+            held = pending.pop(key, None)
+            if held is not None and held is not written:   # collected into since taken
+                pending[key] = Tally(held.exposures - written.exposures,
+                                     held.conversions - written.conversions,
+                                     held.value_sum - written.value_sum,
+                                     held.value_sq_sum - written.value_sq_sum)
+
+
+def variant_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str, *,
+                   cell: str | None = None) -> dict[str, Tally]:
+    """Per variant of `experiment`: its exposures and its conversions on `goal`, summed over
+    days (and cells, unless `cell` names one). Variants nobody saw are left out."""
+    totals: dict[str, Tally] = {}
+    for key, tally in rows.items():
+        if key.experiment != experiment or (cell is not None and key.cell != cell):
+            continue
+        if key.goal == EXPOSURE:
+            tally = Tally(exposures=tally.exposures)
+        elif key.goal == goal:
+            tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
+        else:
+            continue
+        held = totals.get(key.variant)
+        totals[key.variant] = tally if held is None else held.plus(tally)
+    return totals

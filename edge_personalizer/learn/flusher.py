@@ -1,0 +1,95 @@
+"""The background loop that moves a worker's counts to the store, about once a second.
+
+The app's lifespan starts `Flusher.run` in its task group; cancelling the group makes a
+last flush (bounded by `final_timeout`). A store that is down costs a page nothing: the
+loop runs beside the request path, each write is bounded by the store's short timeouts,
+and counts that could not be written stay in the accumulator (bounded) for the next try.
+An outage is logged once when it starts and once when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ..errors import StoreError
+from .counters import Accumulator
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class Flusher:
+    """Writes `counters` to `store` every `interval` seconds, `batch_keys` keys a write."""
+
+    def __init__(self, counters: Accumulator, store: Store, *, interval: float = 1.0,
+                 batch_keys: int = 1000, final_timeout: float = 5.0) -> None:
+        if interval <= 0 or batch_keys < 1 or final_timeout < 0:
+            raise ValueError("interval and final_timeout must be positive, batch_keys >= 1")
+        self.counters = counters
+        self.store = store
+        self.interval = interval
+        self.batch_keys = batch_keys
+        self.final_timeout = final_timeout
+        self.failed_flushes = 0   # in a row: 0 while the store answers
+        self.outages = 0
+        self._dropped_before = 0  # counters.dropped at the last successful flush
+        self._lock = anyio.Lock()
+
+    @property
+    def healthy(self) -> bool:
+        return self.failed_flushes == 0
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Flush every `interval` until cancelled, then once more."""
+        task_status.started()
+        try:
+            while True:
+                await anyio.sleep(self.interval)
+                await self.flush()
+        finally:
+            with anyio.move_on_after(self.final_timeout, shield=True):
+                await self.flush()
+
+    async def flush(self) -> bool:
+        """Write everything counted so far. False when the store failed (the counts are kept)."""
+        async with self._lock:
+            self.counters.collect()
+            while batch := self.counters.pending_batch(self.batch_keys):
+                try:
+                    # Shielded: a write cancelled after Redis applied it would be written twice.
+                    with anyio.CancelScope(shield=True):
+                        await self.store.flush(batch)
+                except StoreError as exc:
+                    self._failed(str(exc))
+                    return False
+                except Exception as exc:
+                    # A bug must neither stop the counting nor end the server through the
+                    # lifespan's task group: log it like an outage and keep the counts.
+                    if self.healthy:
+                        logger.error("writing counts failed unexpectedly", exc_info=True)
+                    self._failed(f"{type(exc).__name__}: {exc}")
+                    return False
+                self.counters.acknowledge(batch)
+            self._answered()
+            return True
+
+    def _failed(self, reason: str) -> None:
+        if self.failed_flushes == 0:
+            self.outages += 1
+            logger.warning(
+                "counter store %s failed (%s); counts wait in memory (at most %d keys) "
+                "and are written when it answers", self.store.location, reason,
+                self.counters.max_keys)
+        self.failed_flushes += 1
+
+    def _answered(self) -> None:
+        if self.failed_flushes:
+            logger.warning(
+                "counter store %s answers again after %d failed flushes; %d events dropped "
+                "meanwhile", self.store.location, self.failed_flushes,
+                self.counters.dropped - self._dropped_before)
+        self.failed_flushes = 0
+        self._dropped_before = self.counters.dropped

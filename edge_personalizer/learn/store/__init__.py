@@ -1,0 +1,42 @@
+"""Where counts and published tables live: `open_store(store_url)` gives a `Store`.
+
+In: batches of counts from the flusher, tables from background tasks. Out: totals for
+reports and statistics, the newest version of a table. Never called on a page's way; a
+store that fails raises StoreError quickly and the caller keeps its counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ...errors import StoreError
+from .base import Store, Table
+from .sqlite import SqliteStore, sqlite_url
+
+__all__ = ["Store", "Table", "open_store", "sqlite_url"]
+
+_EXPECTED = "expected sqlite:///path/to/ep.db or redis://host:port/db"
+
+
+def open_store(url: str, *, timeout: float | None = None) -> Store:
+    """The store named by `url`.
+
+    `sqlite:///var/lib/ep/ep.db` (an absolute path after `sqlite://`; `sqlite:data/ep.db` is
+    relative to the working directory): the file and its directory are created if missing.
+    `redis://[user:password@]host:port/db` or `rediss://...` (TLS): connects on first use.
+    `timeout`: how long one call may wait (default 2 s for SQLite's lock, 0.5 s for Redis).
+    Raises StoreError for a URL of another form or an SQLite file that cannot be opened.
+    """
+    scheme = url.partition(":")[0].lower()
+    if scheme == "sqlite":
+        parts = urlsplit(url)
+        if parts.netloc or not parts.path or parts.query or parts.fragment:
+            raise StoreError(f"store_url {url!r}: no file named; {_EXPECTED}")
+        return SqliteStore(Path(parts.path), timeout=2.0 if timeout is None else timeout)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStore  # only a Redis user pays for importing the client
+
+        return RedisStore(url, timeout=0.5 if timeout is None else timeout)
+    # The URL itself is not repeated: a mistyped scheme may still carry a password.
+    raise StoreError(f"store_url of unknown kind {scheme!r}; {_EXPECTED}")

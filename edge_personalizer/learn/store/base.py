@@ -1,0 +1,58 @@
+"""What a counter store does, whichever holds the data (SQLite on one machine, Redis for many)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..counters import Batch, CountKey, Tally
+
+MAX_TABLE_BYTES = 1 << 20   # tables are small: weights per cell, a model's top entries
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A small table published for every worker and instance (bandit weights, a model):
+    `version` grows by one with each publication; `payload` is the publisher's encoding."""
+
+    name: str
+    version: int
+    payload: bytes
+    published_at: float   # POSIX seconds
+
+
+class Store(Protocol):
+    """Counter totals and published tables, shared by every worker that opens the same URL.
+
+    Every method may raise StoreError (unreachable, timed out, refused) and never waits
+    longer than the store's short timeouts; none is called on a page's way.
+    """
+
+    location: str   # the URL without its password, for logs and reports
+
+    async def flush(self, batch: Batch) -> None:
+        """Add each tally of `batch` to the totals of its key: all of them, or none."""
+
+    async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
+        """Every key's totals (of one experiment, when named)."""
+
+    async def publish(self, name: str, payload: bytes) -> int:
+        """Replace table `name` by `payload`; returns the table's new version."""
+
+    async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
+        """Table `name` if its version is above `newer_than` (None otherwise, or never published),
+        so a worker can poll cheaply for a new version."""
+
+    async def close(self) -> None:
+        """Release the connection; the store is not used afterwards."""
+
+
+def check_table(name: str, payload: bytes) -> None:
+    """Refuse a table name a store could not hold as one key, or a payload that is not small."""
+    if not _TABLE_NAME.fullmatch(name):
+        raise ValueError(f"table name {name!r}: expected 1-100 of A-Z a-z 0-9 _ . : -")
+    if len(payload) > MAX_TABLE_BYTES:
+        raise ValueError(f"table {name}: {len(payload)} bytes; tables hold at most "
+                         f"{MAX_TABLE_BYTES} bytes")

@@ -1,0 +1,131 @@
+"""The shared store for many instances: Redis, through redis-py's asyncio client.
+
+Layout under a prefix (default `ep`):
+    ep:experiments          set of experiment names counted
+    ep:counts:<experiment>  hash; field `["variant","goal","cell","day","e"]` (JSON) -> total,
+                            metric e exposures, c conversions, s value sum, q value sum of squares
+    ep:table:<name>         hash: version, payload, published_at
+
+A flush is one pipelined MULTI/EXEC of HINCRBY/HINCRBYFLOAT, so Redis applies all of it or
+none. Timeouts are short and nothing is retried here: a store that is down fails the flush
+at once, and the flusher keeps the counts for the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from ...errors import StoreError
+from ..counters import Batch, CountKey, Tally
+from .base import Table, check_table
+
+_METRICS = ("e", "c", "s", "q")
+_INT_METRICS = frozenset("ec")
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _field(key: CountKey, metric: str) -> str:
+    return json.dumps([key.variant, key.goal, key.cell, key.day, metric], separators=(",", ":"))
+
+
+class RedisStore:
+    """Counts in Redis; see the module docstring. Opening connects lazily (on first use)."""
+
+    def __init__(self, url: str, *, prefix: str = "ep", timeout: float = 0.5) -> None:
+        self.location = _redacted(url)
+        self._prefix = prefix
+        try:
+            self._redis: Redis = Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        except (ValueError, RedisError) as exc:
+            raise StoreError(f"{self.location}: not a usable Redis URL: {exc}") from exc
+
+    def _counts_key(self, experiment: str) -> str:
+        return f"{self._prefix}:counts:{experiment}"
+
+    async def _run(self, pipe: Any) -> list[Any]:
+        try:
+            results: list[Any] = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"{self.location}: {type(exc).__name__}: {exc}") from exc
+        return results
+
+    async def flush(self, batch: Batch) -> None:
+        if not batch:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.sadd(f"{self._prefix}:experiments", *{key.experiment for key in batch})
+        for key, tally in batch.items():
+            counts = self._counts_key(key.experiment)
+            for metric, amount in zip(_METRICS, tally, strict=True):
+                if not amount:
+                    continue
+                if metric in _INT_METRICS:
+                    pipe.hincrby(counts, _field(key, metric), int(amount))
+                else:
+                    pipe.hincrbyfloat(counts, _field(key, metric), float(amount))
+        await self._run(pipe)
+
+    async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
+        if experiment is None:
+            names = await self._run(self._redis.pipeline(transaction=False)
+                                    .smembers(f"{self._prefix}:experiments"))
+            experiments = sorted(name.decode() for name in names[0])
+        else:
+            experiments = [experiment]
+        pipe = self._redis.pipeline(transaction=False)
+        for name in experiments:
+            pipe.hgetall(self._counts_key(name))
+        totals: dict[CountKey, dict[str, float]] = {}
+        for name, fields in zip(experiments, await self._run(pipe), strict=True):
+            for field, amount in fields.items():
+                variant, goal, cell, day, metric = json.loads(field)
+                totals.setdefault(CountKey(name, variant, goal, cell, day), {})[metric] = (
+                    float(amount))
+        return {key: Tally(int(metrics.get("e", 0)), int(metrics.get("c", 0)),
+                           metrics.get("s", 0.0), metrics.get("q", 0.0))
+                for key, metrics in totals.items()}
+
+    async def publish(self, name: str, payload: bytes) -> int:
+        check_table(name, payload)
+        key = f"{self._prefix}:table:{name}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hincrby(key, "version", 1)
+        pipe.hset(key, mapping={"payload": payload, "published_at": repr(time.time())})
+        version: int = (await self._run(pipe))[0]
+        return version
+
+    async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
+        key = f"{self._prefix}:table:{name}"
+        version = (await self._run(self._redis.pipeline(transaction=False)
+                                   .hget(key, "version")))[0]
+        if version is None or int(version) <= newer_than:
+            return None
+        # Read again as one command: a publication in between gives its own consistent triple.
+        version, payload, published_at = (await self._run(
+            self._redis.pipeline(transaction=False)
+            .hmget(key, ["version", "payload", "published_at"])))[0]
+        return Table(name, int(version), bytes(payload), float(published_at))
+
+    async def close(self) -> None:
+        try:
+            await self._redis.aclose()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"{self.location}: {exc}") from exc

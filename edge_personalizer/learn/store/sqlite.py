@@ -1,0 +1,142 @@
+"""The embedded store: one SQLite file (WAL) that every worker process of a machine shares.
+
+Nothing to install. Each process holds one connection; calls run in a worker thread
+(`anyio.to_thread`), never on the event loop. A flush is one transaction of upserts that
+add, so concurrent flushes from several processes sum; a writer waits for another at most
+`timeout` seconds (SQLite's busy timeout), then the flush fails and is retried later.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import anyio.to_thread
+
+from ...errors import StoreError
+from ..counters import Batch, CountKey, Tally
+from .base import Table, check_table
+
+_T = TypeVar("_T")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counts (
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, goal TEXT NOT NULL,
+    cell TEXT NOT NULL, day TEXT NOT NULL,
+    exposures INTEGER NOT NULL, conversions INTEGER NOT NULL,
+    value_sum REAL NOT NULL, value_sq_sum REAL NOT NULL,
+    PRIMARY KEY (experiment, variant, goal, cell, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tables (
+    name TEXT PRIMARY KEY, version INTEGER NOT NULL, payload BLOB NOT NULL,
+    published_at REAL NOT NULL
+);
+"""
+_ADD = """
+INSERT INTO counts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (experiment, variant, goal, cell, day) DO UPDATE SET
+    exposures = exposures + excluded.exposures,
+    conversions = conversions + excluded.conversions,
+    value_sum = value_sum + excluded.value_sum,
+    value_sq_sum = value_sq_sum + excluded.value_sq_sum
+"""
+_PUBLISH = """
+INSERT INTO tables VALUES (?, 1, ?, ?)
+ON CONFLICT (name) DO UPDATE SET
+    version = version + 1, payload = excluded.payload, published_at = excluded.published_at
+RETURNING version
+"""
+_Row = tuple[str, str, str, str, str, int, int, float, float]
+
+
+def sqlite_url(path: Path) -> str:
+    """The store_url of an SQLite file (absolute, as `open_store` reads it)."""
+    return f"sqlite://{path.resolve()}"
+
+
+class SqliteStore:
+    """Counts in an SQLite file; see the module docstring. Opening creates file and tables."""
+
+    def __init__(self, path: Path, *, timeout: float = 2.0) -> None:
+        self.location = f"sqlite://{path}"
+        self._lock = threading.Lock()   # one connection, used by one thread at a time
+        self._db = self._open(path, timeout)
+
+    def _open(self, path: Path, timeout: float) -> sqlite3.Connection:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                                 check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.location}: cannot open the counter store: {exc}") from exc
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")   # WAL: durable at checkpoints, never corrupt
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"{self.location}: not a usable counter store: {exc}") from exc
+        return db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await anyio.to_thread.run_sync(self._locked, work)
+
+    def _locked(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._lock:
+            try:
+                return work(self._db)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.location}: {exc}") from exc
+
+    async def flush(self, batch: Batch) -> None:
+        if not batch:
+            return
+        rows: list[_Row] = [(*key, *tally) for key, tally in batch.items()]
+        await self._run(lambda db: _add(db, rows))
+
+    async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
+        query = "SELECT * FROM counts"
+        args: tuple[str, ...] = ()
+        if experiment is not None:
+            query, args = query + " WHERE experiment = ?", (experiment,)
+        rows = await self._run(lambda db: db.execute(query, args).fetchall())
+        return {CountKey(*row[:5]): Tally(*row[5:]) for row in rows}
+
+    async def publish(self, name: str, payload: bytes) -> int:
+        check_table(name, payload)
+
+        def write(db: sqlite3.Connection) -> int:
+            # fetchall: the statement runs to its end, so the implicit transaction commits
+            version: int = db.execute(_PUBLISH, (name, payload, time.time())).fetchall()[0][0]
+            return version
+
+        return await self._run(write)
+
+    async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
+        row = await self._run(lambda db: db.execute(
+            "SELECT version, payload, published_at FROM tables WHERE name = ? AND version > ?",
+            (name, newer_than)).fetchone())
+        return None if row is None else Table(name, row[0], bytes(row[1]), row[2])
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _add(db: sqlite3.Connection, rows: Sequence[_Row]) -> None:
+    # IMMEDIATE takes the write lock up front: a reader turning writer mid-transaction could
+    # deadlock with another process and fail at once instead of waiting its busy timeout.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(_ADD, rows)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise

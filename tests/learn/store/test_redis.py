@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from edge_personalizer.errors import StoreError
+from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
+from edge_personalizer.learn.store.redis import RedisStore
+
+from ..conftest import RedisServer
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[3]
+BOLD = CountKey("hero", "bold", "", "mobile|search", "2026-12-02")
+BOLD_BUY = CountKey("hero", "bold", "buy", "mobile|search", "2026-12-02")
+OTHER = CountKey("footer", "a", "", "all", "2026-12-02")
+
+
+async def test_flushes_add_to_the_totals(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    await store.flush({BOLD: Tally(3), BOLD_BUY: Tally(0, 1, 9.5, 90.25)})
+    await store.flush({BOLD: Tally(2), BOLD_BUY: Tally(0, 2, 0.5, 0.25), OTHER: Tally(1)})
+    await store.flush({})
+    assert await store.totals() == {
+        BOLD: Tally(5), BOLD_BUY: Tally(0, 3, 10.0, 90.5), OTHER: Tally(1)}
+    assert await store.totals("footer") == {OTHER: Tally(1)}
+    await store.close()
+
+
+async def test_two_instances_counting_into_one_redis_sum(redis_server: RedisServer) -> None:
+    stores = [RedisStore(redis_server.url), RedisStore(redis_server.url)]
+    for store, times in zip(stores, (300, 200), strict=True):
+        counters = Accumulator()
+        for _ in range(times):
+            counters.expose("hero", "bold", day="2026-12-02")
+            counters.convert("hero", "bold", "buy", value=2.0, day="2026-12-02")
+        counters.collect()
+        await store.flush(counters.pending_batch(100))
+    key = CountKey("hero", "bold", "", "all", "2026-12-02")
+    assert await stores[0].totals() == {key: Tally(500), key._replace(goal="buy"):
+                                        Tally(0, 500, 1000.0, 2000.0)}
+    for store in stores:
+        await store.close()
+
+
+def test_two_worker_processes_flushing_into_one_redis_sum(redis_server: RedisServer) -> None:
+    workers = [subprocess.Popen([sys.executable, "-m", "tests.learn.count_worker",
+                                 redis_server.url, str(seed), "20000"],
+                                cwd=ROOT, stdout=subprocess.PIPE) for seed in (1, 2)]
+    expected: dict[CountKey, Tally] = {}
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        for key, tally in json.loads(out).items():
+            count_key, counted = CountKey(*json.loads(key)), Tally(*tally)
+            held = expected.get(count_key)
+            expected[count_key] = counted if held is None else held.plus(counted)
+    totals = anyio.run(_totals, redis_server.url)
+    assert totals.keys() == expected.keys()
+    for key, tally in expected.items():
+        assert totals[key][:2] == tally[:2]
+        assert totals[key].value_sum == pytest.approx(tally.value_sum)
+        assert totals[key].value_sq_sum == pytest.approx(tally.value_sq_sum)
+
+
+async def _totals(url: str) -> dict[CountKey, Tally]:
+    store = RedisStore(url)
+    try:
+        return await store.totals()
+    finally:
+        await store.close()
+
+
+async def test_a_stopped_server_fails_the_flush_at_once(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    await store.flush({BOLD: Tally(1)})
+    redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="127.0.0.1"):
+        await store.flush({BOLD: Tally(1)})
+    assert time.monotonic() - started < 0.5
+    redis_server.start()   # empty: nothing is persisted
+    await store.flush({BOLD: Tally(2)})
+    assert await store.totals() == {BOLD: Tally(2)}
+    await store.close()
+
+
+async def test_a_hung_server_fails_the_flush_within_the_timeout(
+        redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, timeout=0.3)
+    redis_server.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="Timeout"):
+            await store.flush({BOLD: Tally(1)})
+        assert time.monotonic() - started < 1.0
+    finally:
+        redis_server.resume()
+    await store.flush({BOLD: Tally(1)})
+    assert (await store.totals())[BOLD].exposures in (1, 2)   # the timed-out write may land
+    await store.close()
+
+
+async def test_tables_are_published_with_growing_versions(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, prefix="site1")
+    assert await store.table("weights") is None
+    assert await store.publish("weights", b"\x00binary\xff") == 1
+    assert await store.publish("weights", b'{"a": 2}') == 2
+    table = await store.table("weights", newer_than=1)
+    assert table is not None and (table.version, table.payload) == (2, b'{"a": 2}')
+    assert abs(table.published_at - time.time()) < 5
+    assert await store.table("weights", newer_than=2) is None
+    other_site = RedisStore(redis_server.url, prefix="site2")
+    assert await other_site.table("weights") is None
+    await other_site.close()
+    await store.close()
+
+
+def test_the_password_never_shows() -> None:
+    store = RedisStore("redis://user:s3cret@127.0.0.1:1/0")
+    assert store.location == "redis://user:***@127.0.0.1:1/0"
+
+
+async def test_errors_never_show_the_password() -> None:
+    store = RedisStore("redis://:s3cret@127.0.0.1:1/0")   # nothing listens on port 1
+    with pytest.raises(StoreError) as caught:
+        await store.flush({BOLD: Tally(1)})
+    assert "s3cret" not in str(caught.value)
+    await store.close()

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.errors import StoreError
+from edge_personalizer.learn.counters import CountKey, Tally
+from edge_personalizer.learn.store.sqlite import SqliteStore, sqlite_url
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[3]
+BOLD = CountKey("hero", "bold", "", "all", "2026-12-02")
+BOLD_BUY = CountKey("hero", "bold", "buy", "all", "2026-12-02")
+OTHER = CountKey("footer", "a", "", "all", "2026-12-02")
+
+
+async def test_flushes_add_to_the_totals(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "data" / "ep.db")   # the directory is created
+    await store.flush({BOLD: Tally(3), BOLD_BUY: Tally(0, 1, 9.5, 90.25)})
+    await store.flush({BOLD: Tally(2), BOLD_BUY: Tally(0, 2, 0.5, 0.25), OTHER: Tally(1)})
+    await store.flush({})
+    assert await store.totals() == {
+        BOLD: Tally(5), BOLD_BUY: Tally(0, 3, 10.0, 90.5), OTHER: Tally(1)}
+    assert await store.totals("footer") == {OTHER: Tally(1)}
+    await store.close()
+
+
+async def test_two_stores_on_one_file_see_each_others_counts(tmp_path: Path) -> None:
+    one, two = SqliteStore(tmp_path / "ep.db"), SqliteStore(tmp_path / "ep.db")
+    await one.flush({BOLD: Tally(1)})
+    await two.flush({BOLD: Tally(1)})
+    assert await one.totals() == await two.totals() == {BOLD: Tally(2)}
+    with closing(sqlite3.connect(tmp_path / "ep.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    await one.close()
+    await two.close()
+
+
+def test_two_worker_processes_flushing_into_one_file_sum(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "ep.db")
+    workers = [subprocess.Popen([sys.executable, "-m", "tests.learn.count_worker", url,
+                                 str(seed), "20000"], cwd=ROOT, stdout=subprocess.PIPE)
+               for seed in (1, 2)]
+    expected: dict[CountKey, Tally] = {}
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        for key, tally in json.loads(out).items():
+            count_key, counted = CountKey(*json.loads(key)), Tally(*tally)
+            held = expected.get(count_key)
+            expected[count_key] = counted if held is None else held.plus(counted)
+    totals = _totals(tmp_path / "ep.db")
+    assert totals.keys() == expected.keys()
+    for key, tally in expected.items():
+        assert totals[key][:2] == tally[:2]
+        assert totals[key].value_sum == pytest.approx(tally.value_sum)
+        assert totals[key].value_sq_sum == pytest.approx(tally.value_sq_sum)
+    assert sum(t.exposures + t.conversions for t in totals.values()) == 40_000
+
+
+def _totals(path: Path) -> dict[CountKey, Tally]:
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT * FROM counts").fetchall()
+    return {CountKey(*row[:5]): Tally(*row[5:]) for row in rows}
+
+
+async def test_a_locked_file_fails_the_flush_within_the_timeout_and_adds_nothing(
+        tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ep.db", timeout=0.2)
+    holder = sqlite3.connect(tmp_path / "ep.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")   # another process holds the write lock
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="locked"):
+        await store.flush({BOLD: Tally(1)})
+    assert time.monotonic() - started < 1.5
+    holder.execute("ROLLBACK")
+    await store.flush({BOLD: Tally(1)})
+    assert await store.totals() == {BOLD: Tally(1)}
+    holder.close()
+    await store.close()
+
+
+async def test_tables_are_published_with_growing_versions(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ep.db")
+    assert await store.table("weights") is None
+    assert await store.publish("weights", b'{"a": 1}') == 1
+    assert await store.publish("weights", b'{"a": 2}') == 2
+    table = await store.table("weights")
+    assert table is not None and (table.version, table.payload) == (2, b'{"a": 2}')
+    assert abs(table.published_at - time.time()) < 5
+    assert await store.table("weights", newer_than=2) is None
+    with pytest.raises(ValueError, match="table name"):
+        await store.publish("no spaces", b"")
+    await store.close()
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ep.db").write_bytes(b"this is not an SQLite file, it is much longer" * 40)
+    with pytest.raises(StoreError, match="not a usable counter store"):
+        SqliteStore(tmp_path / "ep.db")
+
+
+def test_a_directory_that_cannot_be_made_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot open"):
+        SqliteStore(tmp_path / "file" / "ep.db")
+
+
+def test_sqlite_url_is_absolute(tmp_path: Path) -> None:
+    assert sqlite_url(Path("ep.db")) == f"sqlite://{Path.cwd() / 'ep.db'}"

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from edge_personalizer.learn.counters import Accumulator, Batch, CountKey, Tally
+from edge_personalizer.learn.flusher import Flusher
+from edge_personalizer.learn.store import Table, open_store
+from edge_personalizer.learn.store.redis import RedisStore
+from edge_personalizer.learn.store.sqlite import SqliteStore
+
+from .conftest import RedisServer
+
+pytestmark = pytest.mark.anyio
+DAY = "2026-12-02"
+SEEN = CountKey("hero", "bold", "", "all", DAY)
+
+
+async def exposures(store: SqliteStore | RedisStore) -> int:
+    return sum(tally.exposures for tally in (await store.totals()).values())
+
+
+async def test_counts_reach_the_store_about_once_an_interval(tmp_path: Path) -> None:
+    counters, store = Accumulator(), SqliteStore(tmp_path / "ep.db")
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(Flusher(counters, store, interval=0.05).run)
+        counters.expose("hero", "bold", day=DAY)
+        with anyio.fail_after(2):
+            while await exposures(store) < 1:
+                await anyio.sleep(0.01)
+        tasks.cancel_scope.cancel()
+    await store.close()
+
+
+async def test_stopping_flushes_what_is_left(tmp_path: Path) -> None:
+    counters, store = Accumulator(), SqliteStore(tmp_path / "ep.db")
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(Flusher(counters, store, interval=3600).run)
+        for _ in range(7):
+            counters.expose("hero", "bold", day=DAY)
+        tasks.cancel_scope.cancel()
+    assert await store.totals() == {SEEN: Tally(7)}
+    await store.close()
+
+
+async def test_many_keys_go_in_several_writes(tmp_path: Path) -> None:
+    counters, store = Accumulator(), SqliteStore(tmp_path / "ep.db")
+    for n in range(25):
+        counters.expose("hero", f"v{n}", day=DAY)
+    assert await Flusher(counters, store, batch_keys=10).flush()
+    assert len(await store.totals()) == 25 and counters.held_keys == 0
+    await store.close()
+
+
+async def test_a_stopped_store_costs_the_counting_nothing_and_gets_the_counts_back(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    counters, store = Accumulator(), RedisStore(redis_server.url)
+    flusher = Flusher(counters, store)
+    counters.expose("hero", "bold", day=DAY)
+    assert await flusher.flush()
+    redis_server.stop()
+    caplog.set_level(logging.WARNING, "edge_personalizer.learn.flusher")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(1000):
+            counters.expose("hero", "bold", day=DAY)
+        assert time.perf_counter() - started < 0.1   # ~0.3 µs an increment; 0.1 ms is slack
+        started = time.monotonic()
+        assert not await flusher.flush()
+        assert time.monotonic() - started < 0.5     # refused at once, not retried
+    assert flusher.failed_flushes == 5 and flusher.outages == 1
+    assert [r.message.split(" (")[0] for r in caplog.records] == [
+        f"counter store {redis_server.url} failed"]   # once per outage
+    redis_server.start()   # empty: what was written before the outage went with it
+    assert await flusher.flush() and flusher.healthy
+    assert await store.totals() == {SEEN: Tally(5000)}
+    assert "answers again after 5 failed flushes; 0 events dropped" in caplog.records[-1].message
+    await store.close()
+
+
+async def test_a_hung_store_never_holds_up_the_event_loop(redis_server: RedisServer) -> None:
+    counters, store = Accumulator(), RedisStore(redis_server.url, timeout=1.0)
+    flusher = Flusher(counters, store)
+    counters.expose("hero", "bold", day=DAY)
+    longest_pause = 0.0
+
+    async def tick() -> None:
+        nonlocal longest_pause
+        while True:
+            started = time.monotonic()
+            await anyio.sleep(0.005)
+            longest_pause = max(longest_pause, time.monotonic() - started)
+
+    redis_server.pause()
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(tick)
+            started = time.monotonic()
+            assert not await flusher.flush()
+            assert 0.9 < time.monotonic() - started < 2.0   # the store's timeout, once
+            tasks.cancel_scope.cancel()
+    finally:
+        redis_server.resume()
+    assert longest_pause < 0.3
+    assert await flusher.flush()
+    assert (await store.totals())[SEEN].exposures in (1, 2)   # the timed-out write may land
+    await store.close()
+
+
+async def test_past_the_bound_counts_are_dropped_counted_and_reported(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    counters, store = Accumulator(max_keys=2), RedisStore(redis_server.url)
+    flusher = Flusher(counters, store)
+    redis_server.stop()
+    for variant in ("a", "b", "c", "d"):
+        counters.expose("hero", variant, day=DAY)
+    counters.expose("hero", "a", day=DAY)
+    assert not await flusher.flush()
+    counters.expose("hero", "e", day=DAY)
+    assert counters.dropped == 3
+    redis_server.start()
+    caplog.set_level(logging.WARNING, "edge_personalizer.learn.flusher")
+    assert await flusher.flush()
+    assert {key.variant: tally.exposures for key, tally in (await store.totals()).items()} == {
+        "a": 2, "b": 1}
+    assert "3 events dropped meanwhile" in caplog.records[-1].message
+    await store.close()
+
+
+class BrokenStore:
+    """A store with a bug: its flush raises something other than StoreError."""
+
+    location = "broken://"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def flush(self, batch: Batch) -> None:
+        self.calls += 1
+        raise TypeError("a bug")
+
+    async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
+        return {}
+
+    async def publish(self, name: str, payload: bytes) -> int:
+        return 0
+
+    async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
+        return None
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_bug_in_a_store_keeps_the_counts_and_the_loop_running() -> None:
+    counters, store = Accumulator(), BrokenStore()
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(Flusher(counters, store, interval=0.01).run)
+        counters.expose("hero", "bold", day=DAY)
+        with anyio.fail_after(2):
+            while store.calls < 3:
+                await anyio.sleep(0.01)
+        tasks.cancel_scope.cancel()
+    counters.collect()
+    assert counters.pending_batch(10) == {SEEN: Tally(1)}
+
+
+async def test_settings_are_checked(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path}/ep.db")
+    with pytest.raises(ValueError, match="interval"):
+        Flusher(Accumulator(), store, interval=0)
+    await store.close()
