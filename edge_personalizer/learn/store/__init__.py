@@ -28,7 +28,10 @@ def open_store(url: str, *, timeout: float | None = None) -> Store:
     `timeout`: how long one call may wait (default 2 s for SQLite's lock, 0.5 s for Redis).
     Raises StoreError for a URL of another form or an SQLite file that cannot be opened.
     """
-    scheme = url.partition(":")[0].lower()
+    scheme, colon, _ = url.partition(":")
+    scheme = scheme.lower()
+    if not colon:
+        raise StoreError(f"store_url {url!r} names no kind of store; {_EXPECTED}")
     if scheme == "sqlite":
         parts = urlsplit(url)
         if parts.netloc or not parts.path or parts.query or parts.fragment:

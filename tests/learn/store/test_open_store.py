@@ -1,0 +1,58 @@
+"""open_store: the store_url forms operators write, and clear errors for the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.errors import StoreError
+from edge_personalizer.learn.counters import CountKey, Tally
+from edge_personalizer.learn.store import open_store, sqlite_url
+from edge_personalizer.learn.store.redis import RedisStore
+from edge_personalizer.learn.store.sqlite import SqliteStore
+
+from ..conftest import RedisServer
+
+pytestmark = pytest.mark.anyio
+KEY = CountKey("hero", "bold", "", "all", "2026-12-02")
+
+
+async def test_an_sqlite_url_opens_that_file(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path}/var/ep.db")
+    assert isinstance(store, SqliteStore) and (tmp_path / "var" / "ep.db").exists()
+    assert store.location == f"sqlite://{tmp_path}/var/ep.db"
+    await store.close()
+    store = open_store(sqlite_url(tmp_path / "var" / "ep.db"))
+    await store.close()
+
+
+async def test_a_relative_sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:data/ep.db")
+    assert (tmp_path / "data" / "ep.db").exists()
+    await store.close()
+
+
+async def test_a_redis_url_opens_that_server(redis_server: RedisServer) -> None:
+    store = open_store(redis_server.url)
+    assert isinstance(store, RedisStore)
+    await store.flush({KEY: Tally(1)})
+    assert await store.totals() == {KEY: Tally(1)}
+    await store.close()
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("sqlite://", "no file named"),
+    ("sqlite://host/ep.db", "no file named"),
+    ("sqlite:///ep.db?mode=ro", "no file named"),
+    ("postgres://user:s3cret@db/ep", "unknown kind 'postgres'"),
+    ("/var/lib/ep/ep.db", "'/var/lib/ep/ep.db' names no kind of store"),
+    ("redis://127.0.0.1:notaport/0", "not a usable Redis URL"),
+])
+def test_other_urls_are_refused_with_the_forms_expected(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message) as caught:
+        open_store(url)
+    assert "sqlite:///path/to/ep.db or redis://host:port/db" in str(caught.value) or (
+        "Redis URL" in str(caught.value))
+    assert "s3cret" not in str(caught.value)
