@@ -8,6 +8,9 @@
       + RequestRejected          a client request breaks a limit (.status)
       + UpstreamError            origin unreachable, refusing or broken mid-response
         - UpstreamTimeout        origin too slow
+        - UpstreamBusy           no origin connection free in time, or too many long-lived
+                                 responses (answered 503 with Retry-After)
+        - BodyDecodingError      a compressed body truncated, corrupt or followed by garbage
       + StoreError               the counter store: a bad store_url, or unreachable / failing
 
 Startup errors end the process with their message; request errors become a clear
@@ -79,3 +82,12 @@ class UpstreamTimeout(UpstreamError):
 class StoreError(EdgePersonalizerError):
     """The counter store cannot be opened (a bad `store_url`) or a read or write failed;
     the message names the store and the cause."""
+
+
+class UpstreamBusy(UpstreamError):
+    """No connection to the origin became free in time, or the cap of long-lived
+    responses is reached: the proxy answers 503 with Retry-After."""
+
+
+class BodyDecodingError(UpstreamError):
+    """The origin's compressed body is truncated, corrupt, or followed by other bytes."""

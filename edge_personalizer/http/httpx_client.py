@@ -1,7 +1,9 @@
 """HttpxUpstream: the origin client for any httpx transport (the one module importing httpx).
 
-The server runs `upstream.Upstream` (its own HTTP/1.1 pool); this one lets tests and
-embedders use any httpx transport, such as httpx.MockTransport. No redirects, auth or cookies.
+The server runs `client.Upstream` (its own HTTP/1.1 pool); this one puts any httpx
+transport behind the same two-method seam (`send`, `aclose`): httpx.MockTransport in unit
+tests, httpx.AsyncHTTPTransport as the reference the conformance suite holds ours to.
+No redirects, auth or cookies; the same framing check on every response head.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from ..errors import UpstreamError, UpstreamTimeout
-from .client import ProbeResult, RawHeaders, UpstreamResponse, describe_error, probe
+from ..errors import UpstreamBusy, UpstreamError, UpstreamTimeout
+from .client import RawHeaders, UpstreamResponse, describe_error
+from .connection import framing_error
 
 
 @dataclass
@@ -44,10 +47,10 @@ class HttpxUpstream:
     """Sends requests through any httpx transport (no redirects, auth or cookies)."""
 
     def __init__(self, *, connect_timeout: float, read_timeout: float,
-                 transport: httpx.AsyncBaseTransport) -> None:
+                 transport: httpx.AsyncBaseTransport, pool_timeout: float = 5.0) -> None:
         self._transport = transport
         self._timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout,
-                                      write=read_timeout, pool=connect_timeout).as_dict()
+                                      write=read_timeout, pool=pool_timeout).as_dict()
 
     async def send(self, method: str, url: str, headers: RawHeaders,
                    body: AsyncIterator[bytes] | bytes) -> UpstreamResponse:
@@ -55,14 +58,19 @@ class HttpxUpstream:
                                 extensions={"timeout": self._timeout})
         try:
             response = await self._transport.handle_async_request(request)
+        except httpx.PoolTimeout as exc:
+            raise UpstreamBusy(f"no connection to the origin became free in time "
+                               f"({describe_error(exc)})") from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"origin gave no answer in time ({describe_error(exc)})") from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"origin unreachable: {describe_error(exc)}") from exc
-        return _HttpxResponse(response.status_code, list(response.headers.raw), response)
-
-    async def probe(self, url: str, host: str) -> ProbeResult:
-        return await probe(self, url, host)
+        raw = list(response.headers.raw)
+        problem = framing_error(raw)
+        if problem is not None:
+            await response.aclose()
+            raise UpstreamError(problem)
+        return _HttpxResponse(response.status_code, raw, response)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

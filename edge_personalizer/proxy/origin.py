@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from starlette.types import Message, Receive, Scope, Send
 
+from ..errors import RequestRejected, UpstreamBusy, UpstreamError, UpstreamTimeout
 from ..classify.client_ip import TrustedProxies
-from ..errors import RequestRejected, UpstreamError, UpstreamTimeout
+from ..http.client import OriginClient, ProbeResult, Upstream, UpstreamResponse, probe
 from .headers import OriginRequest, RequestLimits, read_request, response_headers_for_client
 from .pages import send_error_page
 from .target import Origin
-from ..http.client import OriginClient, ProbeResult, Upstream
 from .websocket import open_upstream, relay
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ class ProxyObserver(Protocol):
 
     def origin_responded(self, seconds: float) -> None: ...
     def origin_failed(self, kind: str) -> None: ...
+    def origin_busy(self, reason: str) -> None:
+        """A 503 of ours: "pool" (no origin connection free within the pool timeout) or
+        "long_lived" (the cap of long-lived responses reached)."""
 
 
 class _Silent:
@@ -34,12 +38,27 @@ class _Silent:
     def origin_failed(self, kind: str) -> None:
         pass
 
+    def origin_busy(self, reason: str) -> None:
+        pass
+
+
+# Responses that hold their origin connection for as long as the visitor stays.
+_LONG_LIVED_TYPES = (b"text/event-stream", b"multipart/x-mixed-replace")
+_RETRY_AFTER = b"5"   # seconds, on our 503s: a pool or the long-lived cap frees up fast
+
 
 class OriginProxy:
     """Forward HTTP and WebSocket requests to `origin_url`, streaming both ways.
 
     The scheme, host and port always come from `origin_url`: the Host header, an
     absolute-form request target or `..` segments cannot send a request elsewhere.
+
+    Connections to the origin are capped (`max_connections`, `max_connections_per_origin`;
+    a request waits at most `pool_timeout` for one, then gets 503 with Retry-After), and so
+    are long-lived responses (server-sent events, multipart/x-mixed-replace) at once
+    (`max_long_lived`, default half the connections), so that streams can never take every
+    connection. When the client goes away mid-body, the origin read stops and that origin
+    connection is closed.
     """
 
     def __init__(
@@ -52,6 +71,10 @@ class OriginProxy:
         max_header_bytes: int = 32 * 1024,
         max_header_count: int = 100,
         max_body_bytes: int = 100 * 1024 * 1024,
+        max_connections: int = 512,
+        max_connections_per_origin: int | None = None,
+        pool_timeout: float = 5.0,
+        max_long_lived: int | None = None,
         upstream: OriginClient | None = None,
         observer: ProxyObserver | None = None,
     ) -> None:
@@ -61,8 +84,13 @@ class OriginProxy:
         self.limits = RequestLimits(max_header_bytes=max_header_bytes,
                                     max_header_count=max_header_count,
                                     max_body_bytes=max_body_bytes)
-        self.upstream = upstream or Upstream(connect_timeout=connect_timeout,
-                                             read_timeout=read_timeout)
+        self.upstream = upstream or Upstream(
+            connect_timeout=connect_timeout, read_timeout=read_timeout,
+            max_connections=max_connections,
+            max_connections_per_origin=max_connections_per_origin, pool_timeout=pool_timeout)
+        self.max_long_lived = (max(1, max_connections // 2) if max_long_lived is None
+                               else max_long_lived)
+        self.long_lived = 0   # long-lived responses under way
         self.observer: ProxyObserver = observer or _Silent()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,7 +106,8 @@ class OriginProxy:
 
     async def probe(self) -> ProbeResult:
         """Whether the origin answers at all (for readiness checks)."""
-        return await self.upstream.probe(self.origin.url_for(b"/", b""), self.origin.host_header)
+        return await probe(self.upstream, self.origin.url_for(b"/", b""),
+                           self.origin.host_header)
 
     def read_request(self, scope: Scope) -> OriginRequest:
         """The client's request as the origin should get it; RequestRejected when it
@@ -124,6 +153,14 @@ class OriginProxy:
                 await self._origin_failed(exc, scope, send)   # type: ignore[arg-type]
             return
         self.observer.origin_responded(time.perf_counter() - started)
+        long_lived = _is_long_lived(response.headers)
+        if long_lived:
+            if self.long_lived >= self.max_long_lived:
+                await response.aclose()
+                await self._origin_failed(UpstreamBusy(
+                    f"{self.long_lived} long-lived responses under way (the cap)"), scope, send)
+                return
+            self.long_lived += 1
         try:
             await send({
                 "type": "http.response.start",
@@ -132,14 +169,14 @@ class OriginProxy:
                     response.headers,
                     origin_base=self.origin.base_url, public_base=fwd.public_base),
             })
-            ended = False
+            ended: bool | None = False
             if method != "HEAD":
-                async for chunk in response.body():
-                    # The last chunk says so itself: no empty message to end the body.
-                    ended = response.ended
-                    await send({"type": "http.response.body", "body": chunk,
-                                "more_body": not ended})
-            if not ended:
+                watch = body is None or body.finished   # receive() is free for disconnects
+                ended = await _relay_body(response, receive, send, watch=watch)
+            if ended is None:
+                logger.info("client went away during %s %s; origin connection closed",
+                            method, scope["path"])
+            elif not ended:
                 await send({"type": "http.response.body", "body": b""})
         except UpstreamError as exc:
             # Headers are gone: the only honest signal left is an incomplete response, which
@@ -148,9 +185,14 @@ class OriginProxy:
             logger.warning("origin failed mid-response for %s %s: %s; closing the client "
                            "connection", method, scope["path"], exc)
         finally:
+            if long_lived:
+                self.long_lived -= 1
             await response.aclose()
 
     async def _origin_failed(self, exc: UpstreamError, scope: Scope, send: Send) -> None:
+        if isinstance(exc, UpstreamBusy):
+            await self._busy(exc, scope, send)
+            return
         timed_out = isinstance(exc, UpstreamTimeout)
         self.observer.origin_failed("timeout" if timed_out else "unreachable")
         status = 504 if timed_out else 502
@@ -161,6 +203,15 @@ class OriginProxy:
                    "The site's server could not be reached. Please try again in a moment.")
         await send_error_page(send, status, message, scope["headers"],
                               head=scope["method"] == "HEAD")
+
+    async def _busy(self, exc: UpstreamBusy, scope: Scope, send: Send) -> None:
+        reason = "long_lived" if "long-lived" in str(exc) else "pool"
+        self.observer.origin_busy(reason)
+        logger.warning("origin busy for %s %s -> 503: %s", scope["method"], scope["path"], exc)
+        await send_error_page(
+            _with_headers(send, [(b"retry-after", _RETRY_AFTER)]), 503,
+            "The site is very busy right now. Please try again in a moment.",
+            scope["headers"], head=scope["method"] == "HEAD")
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -211,6 +262,7 @@ class _RequestBody:
         self._limit = limit
         self.rejected: RequestRejected | None = None
         self.client_gone = False
+        self.finished = False   # every message of the body received
 
     async def stream(self) -> AsyncIterator[bytes]:
         received = 0
@@ -225,10 +277,78 @@ class _RequestBody:
                 self.rejected = RequestRejected(
                     f"request body too large (over {self._limit} bytes)", status=413)
                 raise self.rejected
+            if not message.get("more_body", False):
+                self.finished = True
+                if chunk:
+                    yield chunk
+                return
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
-                return
+
+
+def _is_long_lived(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.lower().lstrip().startswith(_LONG_LIVED_TYPES)
+    return False
+
+
+async def _relay_body(response: UpstreamResponse, receive: Receive, send: Send, *,
+                      watch: bool) -> bool | None:
+    """Send the body on as it comes: True when its last chunk said so, False when it ended
+    unannounced, None when the client went away (the read stops, the origin connection
+    is then closed by `aclose`). The first chunk goes out unwatched: most bodies end with it."""
+    chunks = response.body()
+    async for chunk in chunks:
+        ended = response.ended   # the last chunk says so itself: no empty message to end
+        await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if ended:
+            return True
+        if watch:
+            break
+    else:
+        return False
+    relaying = asyncio.ensure_future(_send_rest(chunks, response, send))
+    leaving = asyncio.ensure_future(_client_leaves(receive))
+    try:
+        await asyncio.wait((relaying, leaving), return_when=asyncio.FIRST_COMPLETED)
+        if leaving.done() and leaving.result() and not relaying.done():
+            relaying.cancel()
+            await asyncio.gather(relaying, return_exceptions=True)
+            return None
+        return await relaying
+    finally:
+        for task in (relaying, leaving):
+            if not task.done():
+                task.cancel()
+
+
+async def _send_rest(chunks: AsyncIterator[bytes], response: UpstreamResponse,
+                     send: Send) -> bool:
+    async for chunk in chunks:
+        ended = response.ended
+        await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if ended:
+            return True
+    return False
+
+
+async def _client_leaves(receive: Receive) -> bool:
+    """True once the client has gone; False if this server cannot say (it answers
+    receive() with something else, again and again)."""
+    for _ in range(8):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return True
+    return False
+
+
+def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        await send(message)
+    return wrapped
 
 
 def _as_websocket_response(send: Send) -> Send:

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from edge_personalizer.errors import UpstreamError, UpstreamTimeout
-from edge_personalizer.http.client import Upstream, _split
+from edge_personalizer.http.client import Upstream, _split, probe
 
 from ..servers import Server, free_port
+from .raw_origin import RawOrigin, request_head
 
 pytestmark = pytest.mark.anyio
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -36,41 +34,12 @@ async def get(upstream: Upstream, url: str, method: str = "GET") -> tuple[int, b
     return response.status, body
 
 
-class RawOrigin:
-    """A TCP server on 127.0.0.1 that answers with `handler`; counts its connections."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> str:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.connections += 1
-            try:
-                await self.handler(reader, writer)
-            finally:
-                writer.close()
-
-        self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-
-async def request_head(reader: asyncio.StreamReader) -> bytes:
-    return await reader.readuntil(b"\r\n\r\n")
-
-
 async def test_sends_and_streams(origin: Server) -> None:
     upstream = Upstream(connect_timeout=2, read_timeout=2)
     status, received = await get(upstream, f"{origin.url}/download?size=100000")
     assert status == 200 and len(received) == 100000
-    probe = await upstream.probe(f"{origin.url}/", "origin")
-    assert probe.reachable
+    result = await probe(upstream, f"{origin.url}/", "origin")
+    assert result.reachable
     await upstream.aclose()
 
 
@@ -83,7 +52,7 @@ async def test_refused_is_an_error_and_slow_is_a_timeout(origin: Server) -> None
     assert f"cannot connect to 127.0.0.1:{port}" in str(refused.value)
     with pytest.raises(UpstreamTimeout):
         await upstream.send("GET", f"{origin.url}/slow-headers?delay=2", [], b"")
-    assert not (await upstream.probe(f"http://127.0.0.1:{free_port()}/", "x")).reachable
+    assert not (await probe(upstream, f"http://127.0.0.1:{free_port()}/", "x")).reachable
     await upstream.aclose()
 
 

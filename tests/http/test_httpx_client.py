@@ -6,8 +6,9 @@ import httpx
 import pytest
 
 from edge_personalizer.errors import UpstreamError, UpstreamTimeout
-from edge_personalizer.proxy import OriginProxy
+from edge_personalizer.http.client import probe
 from edge_personalizer.http.httpx_client import HttpxUpstream
+from edge_personalizer.proxy import OriginProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -55,12 +56,12 @@ async def test_httpx_errors_become_ours(error: Exception, expected: type[Excepti
 
 async def test_probe_reports_reachability() -> None:
     up = upstream_for(httpx.MockTransport(lambda r: httpx.Response(500)))
-    assert (await up.probe("http://o/", "o")).reachable is True
+    assert (await probe(up, "http://o/", "o")).reachable is True
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    down = await upstream_for(httpx.MockTransport(refuse)).probe("http://o/", "o")
+    down = await probe(upstream_for(httpx.MockTransport(refuse)), "http://o/", "o")
     assert down.reachable is False and "ConnectError" in down.detail
 
 

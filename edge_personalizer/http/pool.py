@@ -1,0 +1,143 @@
+"""The connection pool: how many exchanges may be open to the origin, and the idle connections.
+
+A slot is taken for the whole exchange (request sent, response read or given up) and
+given back with the connection. Two caps, both bounded waits (issue 20): `max_connections`
+in all and `max_connections_per_origin` for one scheme/host/port. A request that finds
+no slot within `wait_timeout` gets UpstreamBusy (the proxy answers 503 with Retry-After)
+instead of queueing behind long responses for ever. Idle connections are kept LIFO (the
+warmest first) and dropped after `keepalive_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+
+from ..errors import UpstreamBusy, UpstreamError, UpstreamTimeout
+from .connection import Connection, describe_error
+
+Key = tuple[str, str, int]   # scheme, host, port
+
+
+class Pool:
+    """Slots and idle connections per origin; opens connections as they are needed."""
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float,
+                 max_connections: int, max_connections_per_origin: int | None,
+                 wait_timeout: float, keepalive_timeout: float) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if max_connections_per_origin is not None and max_connections_per_origin < 1:
+            raise ValueError("max_connections_per_origin must be >= 1, "
+                             f"got {max_connections_per_origin}")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.wait_timeout = wait_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self._max_connections = max_connections
+        self._max_per_origin = max_connections_per_origin or max_connections
+        self._slots: asyncio.Semaphore | None = None      # made on the loop that uses it
+        self._origin_slots: dict[Key, asyncio.Semaphore] = {}
+        self._idle: dict[Key, list[Connection]] = {}
+        self._open: set[Connection] = set()
+        self._ssl: ssl.SSLContext | None = None
+
+    # Slots
+
+    async def take_slot(self, key: Key) -> None:
+        """Wait for room under both caps, at most `wait_timeout`; UpstreamBusy after."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_connections)
+        per_origin = self._origin_slots.get(key)
+        if per_origin is None:
+            per_origin = self._origin_slots[key] = asyncio.Semaphore(self._max_per_origin)
+        if not per_origin.locked() and not self._slots.locked():   # no wait: no timer
+            await per_origin.acquire()
+            await self._slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.wait_timeout):
+                await per_origin.acquire()
+                try:
+                    await self._slots.acquire()
+                except BaseException:
+                    per_origin.release()
+                    raise
+        except TimeoutError:
+            raise UpstreamBusy(f"no connection to the origin became free within "
+                               f"{self.wait_timeout:g} s (all {self._limit_of(key)} "
+                               "are busy)") from None
+
+    def _limit_of(self, key: Key) -> int:
+        per_origin = self._origin_slots[key]
+        return self._max_per_origin if per_origin.locked() else self._max_connections
+
+    def give_slot(self, key: Key) -> None:
+        if self._slots is not None:
+            self._slots.release()
+        self._origin_slots[key].release()
+
+    # Connections
+
+    async def connection(self, key: Key) -> Connection:
+        """An idle connection to `key` that is still fresh, else a new one."""
+        idle = self._idle.get(key)
+        if idle:
+            now = time.monotonic()
+            while idle:
+                conn = idle.pop()
+                if not conn.closed and now - conn.idle_since < self.keepalive_timeout:
+                    conn.reused = True
+                    return conn
+                self.forget(conn)
+        return await self._connect(key)
+
+    async def _connect(self, key: Key) -> Connection:
+        scheme, host, port = key
+        loop = asyncio.get_running_loop()
+        context = None
+        if scheme == "https":
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            context = self._ssl
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: Connection(loop, self.read_timeout),
+                                       host, port, ssl=context,
+                                       server_hostname=host if context else None),
+                self.connect_timeout)
+        except TimeoutError:
+            raise UpstreamTimeout(f"origin gave no answer in time (connecting to {host}:{port} "
+                                  f"took over {self.connect_timeout:g} s)") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamError(f"origin unreachable: cannot connect to {host}:{port}: "
+                                f"{describe_error(exc)}") from exc
+        self._open.add(conn)
+        return conn
+
+    def give_back(self, key: Key, conn: Connection, *, reusable: bool) -> None:
+        """To the idle list if `conn` can carry another exchange, else closed."""
+        if reusable and conn.reusable:
+            conn.idle = True
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(key, []).append(conn)
+        else:
+            self.forget(conn)
+
+    def forget(self, conn: Connection) -> None:
+        conn.close()
+        self._open.discard(conn)
+
+    def drop_idle(self, key: Key) -> None:
+        for conn in self._idle.pop(key, []):
+            self.forget(conn)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    def close(self) -> None:
+        for conn in list(self._open):
+            self.forget(conn)
+        self._idle.clear()

@@ -1,0 +1,104 @@
+"""One origin connection: what ends a response, what poisons the connection, which heads
+are refused. Driven through the client against raw-socket origins (tests/http/raw_origin.py);
+the wider table of misbehaving origins is tests/http/test_conformance.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from edge_personalizer.errors import UpstreamError
+from edge_personalizer.http.client import Upstream
+from edge_personalizer.http.connection import framing_error
+
+from .raw_origin import NEXT, RawOrigin, first_then_next, request_head
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.parametrize(("headers", "problem"), [
+    ([(b"Content-Length", b"5")], None),
+    ([(b"Transfer-Encoding", b"Chunked ")], None),
+    ([(b"Content-Type", b"text/html")], None),
+    ([(b"Content-Length", b"5"), (b"content-length", b"5")], "several Content-Length"),
+    ([(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")], "with Transfer-Encoding"),
+    ([(b"Content-Length", b"5, 5")], "invalid Content-Length"),
+    ([(b"Content-Length", b"")], "invalid Content-Length"),
+    ([(b"Transfer-Encoding", b"gzip, chunked")], "unsupported Transfer-Encoding"),
+    ([(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"chunked")],
+     "unsupported Transfer-Encoding"),
+])
+def test_framing_error(headers: list[tuple[bytes, bytes]], problem: str | None) -> None:
+    found = framing_error(headers)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+async def test_more_data_after_a_length_body_is_answered_then_the_connection_dropped() -> None:
+    # Issue 20's bytes, in one write: the second "response" never reaches anyone.
+    first = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+             b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED")
+    origin = RawOrigin(first_then_next(first))
+    async with origin as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=1)
+        response = await upstream.send("GET", url + "/", [], b"")
+        assert response.headers == [(b"Content-Length", b"5")]
+        assert b"".join([chunk async for chunk in response.body()]) == b"hello"
+        await response.aclose()
+        assert upstream.pool.open_connections == 0   # poisoned: closed, not pooled
+        response = await upstream.send("GET", url + "/", [], b"")
+        assert b"".join([chunk async for chunk in response.body()]) == b"next"
+        await response.aclose()
+        await upstream.aclose()
+    assert origin.connections == 2
+
+
+async def test_more_data_in_a_later_read_also_poisons() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await request_head(reader)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: smuggled=1\r\n\r\n")
+        await writer.drain()
+        await request_head(reader)   # never comes: the connection is not reused
+        writer.write(NEXT)
+
+    origin = RawOrigin(handler)
+    async with origin as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=1)
+        response = await upstream.send("GET", url + "/", [], b"")
+        await asyncio.sleep(0.2)   # the extra bytes arrive while the answer is still held
+        assert response.status == 204 and response.headers == []
+        await response.aclose()
+        assert upstream.pool.open_connections == 0
+        await upstream.aclose()
+
+
+async def test_trailer_fields_never_join_the_head() -> None:
+    first = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"
+             b"0\r\nSet-Cookie: trailer=1\r\nX-Original-URL: /admin\r\n\r\n")
+    async with RawOrigin(first_then_next(first)) as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=1)
+        response = await upstream.send("GET", url + "/", [], b"")
+        assert b"".join([chunk async for chunk in response.body()]) == b"ok"
+        assert response.headers == [(b"Transfer-Encoding", b"chunked")]
+        await response.aclose()
+        assert upstream.pool.open_connections == 1   # a clean end: pooled
+        await upstream.aclose()
+
+
+async def test_conflicting_lengths_are_an_error_not_a_response() -> None:
+    first = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"0\r\n\r\nhello")
+    async with RawOrigin(first_then_next(first)) as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=1)
+        with pytest.raises(UpstreamError, match="invalid HTTP|conflicting"):
+            await upstream.send("GET", url + "/", [], b"")
+        assert upstream.pool.open_connections == 0
+        await upstream.aclose()

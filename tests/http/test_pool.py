@@ -1,0 +1,99 @@
+"""The pool's caps and its bounded wait, against raw-socket origins that hold responses open."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from edge_personalizer.errors import UpstreamBusy
+from edge_personalizer.http.client import Upstream, UpstreamResponse
+from edge_personalizer.http.pool import Pool
+
+from .raw_origin import RawOrigin, eventually, request_head, wait_for_eof
+
+pytestmark = pytest.mark.anyio
+
+STREAM = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\n"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An event stream that never ends (until the client closes the connection)."""
+    await request_head(reader)
+    writer.write(STREAM)
+    await writer.drain()
+    await wait_for_eof(reader)
+
+
+async def open_streams(upstream: Upstream, url: str, count: int) -> list[UpstreamResponse]:
+    return list(await asyncio.gather(*(upstream.send("GET", url + f"/{i}", [], b"")
+                                       for i in range(count))))
+
+
+async def test_a_full_pool_answers_busy_after_a_bounded_wait() -> None:
+    origin = RawOrigin(endless)
+    async with origin as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=5, max_connections=3,
+                            pool_timeout=0.3)
+        streams = await open_streams(upstream, url, 3)
+        started = time.monotonic()
+        with pytest.raises(UpstreamBusy, match="within 0.3 s"):
+            await upstream.send("GET", url + "/other", [], b"")
+        assert 0.25 < time.monotonic() - started < 1.5
+        # A stream that ends (its client went away: never read to the end) frees its slot,
+        # and its connection is closed, not pooled.
+        await streams[0].aclose()
+        assert upstream.pool.open_connections == 2
+        waiting = asyncio.ensure_future(upstream.send("GET", url + "/again", [], b""))
+        assert (await waiting).status == 200
+        await waiting.result().aclose()
+        for stream in streams[1:]:
+            await stream.aclose()
+        await upstream.aclose()
+        assert await eventually(lambda: origin.closed_by_client == origin.connections == 4)
+
+
+async def test_a_waiting_request_gets_the_first_slot_that_frees() -> None:
+    async with RawOrigin(endless) as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=5, max_connections=1,
+                            pool_timeout=2)
+        (stream,) = await open_streams(upstream, url, 1)
+        waiting = asyncio.ensure_future(upstream.send("GET", url + "/next", [], b""))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await stream.aclose()
+        response = await asyncio.wait_for(waiting, 1)
+        await response.aclose()
+        await upstream.aclose()
+
+
+async def test_the_cap_per_origin_leaves_other_origins_alone() -> None:
+    async with RawOrigin(endless) as busy, RawOrigin(endless) as other:
+        upstream = Upstream(connect_timeout=1, read_timeout=5, max_connections=4,
+                            max_connections_per_origin=2, pool_timeout=0.2)
+        streams = await open_streams(upstream, busy, 2)
+        with pytest.raises(UpstreamBusy):
+            await upstream.send("GET", busy + "/third", [], b"")
+        streams += await open_streams(upstream, other, 2)   # the same pool, another origin
+        with pytest.raises(UpstreamBusy):
+            await upstream.send("GET", other + "/third", [], b"")
+        for stream in streams:
+            await stream.aclose()
+        await upstream.aclose()
+
+
+@pytest.mark.parametrize(("caps", "message"), [
+    ({"max_connections": 0}, "max_connections must be >= 1"),
+    ({"max_connections_per_origin": 0}, "max_connections_per_origin must be >= 1"),
+])
+def test_caps_must_allow_a_connection(caps: dict[str, int], message: str) -> None:
+    settings = {"max_connections": 4, "max_connections_per_origin": None, **caps}
+    with pytest.raises(ValueError, match=message):
+        Pool(connect_timeout=1, read_timeout=1, wait_timeout=1, keepalive_timeout=1,
+             **settings)  # type: ignore[arg-type]
