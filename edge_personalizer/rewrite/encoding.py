@@ -1,4 +1,9 @@
-"""Content codings (gzip, deflate, br) and character sets of HTML responses."""
+"""Content codings (gzip, deflate, br) and character sets of HTML responses.
+
+Decoders check the compressed stream to its end: truncated, corrupt or followed by other
+bytes, a body raises BrokenEncoding (a BodyDecodingError that also aborts the rewrite)
+instead of passing for a shorter page.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ import zlib
 from typing import Protocol
 
 import brotli
+
+from ..errors import BodyDecodingError
+from .html import RewriteAborted
 
 # Encodings in which every ASCII byte stands for itself, so tags are found byte-wise and
 # ASCII-only insertions (non-ASCII as character references) are safe.
@@ -43,19 +51,111 @@ def is_utf8(charset: str | None) -> bool:
     return charset in (None, "utf-8", "utf8", "us-ascii", "ascii")
 
 
+class BrokenEncoding(BodyDecodingError, RewriteAborted):
+    """A compressed body that cannot be whole: the rewrite stops, and the client's
+    connection closes like for any broken body (a page that merely looks complete
+    would be worse)."""
+
+
 class Decoder(Protocol):
+    """A streaming decoder of one response body's content coding.
+
+    `decompress` raises BrokenEncoding on corrupt data or bytes after the end of the
+    compressed stream; `flush` raises it when the stream stopped before its end (a
+    truncated body must never pass for a complete, shorter page: issue 20)."""
+
     def decompress(self, data: bytes) -> bytes: ...
     def flush(self) -> bytes: ...
+
+
+class _Inflate:
+    """gzip (members back to back, then NUL padding at most) or deflate (zlib-wrapped, or
+    raw as some servers send it), checked to the end of the stream."""
+
+    def __init__(self, *, gzip: bool) -> None:
+        self._gzip = gzip
+        self._inner = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16) if gzip else None
+        self._first = b""   # deflate: its first bytes, until the header can be told
+        self._padded = False
+        self._started = False
+
+    def decompress(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        self._started = True
+        try:
+            return self._decompress(data)
+        except zlib.error as exc:
+            raise BrokenEncoding(f"corrupt {self._name} body: {exc}") from exc
+
+    def _decompress(self, data: bytes) -> bytes:
+        if self._inner is None:
+            data = self._first + data
+            if len(data) < 2:
+                self._first = data
+                return b""
+            self._first = b""
+            self._inner = zlib.decompressobj(wbits=zlib.MAX_WBITS if _zlib_header(data)
+                                             else -zlib.MAX_WBITS)
+        out = b""
+        while data:
+            if self._inner.eof:
+                data = self._after_end(data)
+                if not data:
+                    break
+            out += self._inner.decompress(data)
+            data = self._inner.unused_data if self._inner.eof else b""
+        return out
+
+    def _after_end(self, data: bytes) -> bytes:
+        """Bytes past a member's end: the next gzip member (returned to be fed), NUL
+        padding (dropped), else BrokenEncoding."""
+        if self._gzip and not self._padded and data[0] == 0x1F:
+            self._inner = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+            return data
+        if self._gzip and not data.strip(b"\x00"):
+            self._padded = True
+            return b""
+        raise BrokenEncoding(f"{len(data)} bytes after the end of the {self._name} body")
+
+    def flush(self) -> bytes:
+        if not self._started:
+            return b""   # no body at all (a HEAD, an empty page): nothing was cut off
+        inner = self._inner
+        tail = inner.flush() if inner is not None else b""
+        if inner is None or not inner.eof:
+            raise BrokenEncoding(f"{self._name} body truncated (its stream does not end)")
+        return tail
+
+    @property
+    def _name(self) -> str:
+        return "gzip" if self._gzip else "deflate"
+
+
+def _zlib_header(data: bytes) -> bool:
+    """Whether `data` opens with a zlib header (RFC 1950), not raw deflate."""
+    return data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
 
 
 class _Brotli:
     def __init__(self) -> None:
         self._inner = brotli.Decompressor()
+        self._started = False
 
     def decompress(self, data: bytes) -> bytes:
-        return bytes(self._inner.process(data))
+        if not data:
+            return b""
+        self._started = True
+        if self._inner.is_finished():
+            raise BrokenEncoding(f"{len(data)} bytes after the end of the br body")
+        try:
+            return bytes(self._inner.process(data))
+        except brotli.error as exc:
+            raise BrokenEncoding(f"corrupt br body (or bytes after its end): {exc}") from exc
 
     def flush(self) -> bytes:
+        if self._started and not self._inner.is_finished():
+            raise BrokenEncoding("br body truncated (its stream does not end)")
         return b""
 
 
@@ -76,9 +176,9 @@ def decoder_for(coding: str) -> Decoder | None:
     if coding in ("", "identity"):
         return _IDENTITY
     if coding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        return _Inflate(gzip=True)
     if coding == "deflate":
-        return zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)   # zlib or raw, auto
+        return _Inflate(gzip=False)
     if coding == "br":
         return _Brotli()
     return None

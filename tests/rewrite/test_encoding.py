@@ -1,9 +1,97 @@
+"""Content codings: decoders checked to the end of the stream, the gzip encoder, charsets.
+
+The regression tests of issue 20 (item 3) put the real server between a raw-socket origin
+that sends a damaged compressed page and a client: the rewritten page must never come out
+as a complete, shorter page."""
+
 from __future__ import annotations
 
+import asyncio
 import gzip
 import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from edge_personalizer.rewrite.encoding import GzipEncoder, decoder_for, sniff_meta_charset
+import brotli
+import httpx
+import pytest
+
+from edge_personalizer.errors import BodyDecodingError
+from edge_personalizer.rewrite.encoding import (
+    GzipEncoder,
+    decoder_for,
+    sniff_meta_charset,
+)
+from edge_personalizer.rewrite.html import RewriteAborted
+
+from ..http.raw_origin import ThreadedOrigin, request_head
+from ..servers import Server, start_proxy
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PAGE = ('<!doctype html><html><head><title>t</title></head><body>'
+        '<section data-ep-slot="hero"><h1>Default hero</h1></section>'
+        + "".join(f"<p>paragraph {i} of a long page</p>" for i in range(2000))
+        + "</body></html>").encode()
+FACEBOOK = {"accept": "text/html", "referer": "https://l.facebook.com/l.php?u=x",
+            "accept-encoding": "identity",
+            "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                          "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
+
+
+def raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+CODINGS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}
+
+
+def decode(coding: str, data: bytes, step: int = 97) -> bytes:
+    decoder = decoder_for(coding)
+    assert decoder is not None
+    out = b"".join(decoder.decompress(data[i:i + step]) for i in range(0, len(data), step))
+    return out + decoder.flush()
+
+
+@pytest.mark.parametrize("coding", sorted(CODINGS))
+def test_a_whole_stream_decodes_in_any_pieces(coding: str) -> None:
+    for step in (1, 7, 4096):
+        assert decode(coding, CODINGS[coding](PAGE), step) == PAGE
+
+
+@pytest.mark.parametrize("coding", sorted(CODINGS))
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda data: data[:len(data) // 2], "truncated"),
+    (lambda data: data[:-1], "truncated|corrupt"),
+    (lambda data: data + b"<p>garbage</p>", "after the end|corrupt"),
+    (lambda data: data + data, "after the end|corrupt"),
+])
+def test_a_damaged_stream_is_an_error_never_a_shorter_page(
+        coding: str, damage: Callable[[bytes], bytes], message: str) -> None:
+    if coding == "gzip" and damage(b"ab") == b"abab":
+        return   # gzip members back to back are one valid body (below)
+    with pytest.raises(BodyDecodingError, match=message) as caught:
+        decode(coding, damage(CODINGS[coding](PAGE)))
+    assert isinstance(caught.value, RewriteAborted)   # the rewrite stops: the connection closes
+
+
+def test_gzip_members_back_to_back_and_nul_padding_are_one_body() -> None:
+    data = gzip.compress(PAGE[:1000]) + gzip.compress(PAGE[1000:])
+    assert decode("gzip", data) == PAGE
+    assert decode("gzip", gzip.compress(PAGE) + b"\0" * 10) == PAGE
+    with pytest.raises(BodyDecodingError):
+        decode("gzip", gzip.compress(PAGE) + b"\0\0x")
+
+
+def test_deflate_raw_or_zlib_wrapped_and_empty_bodies() -> None:
+    assert decode("deflate", raw_deflate(PAGE)) == PAGE
+    assert decode("deflate", raw_deflate(PAGE), step=1) == PAGE
+    with pytest.raises(BodyDecodingError, match="truncated"):
+        decode("deflate", raw_deflate(PAGE)[:-3])
+    for coding in CODINGS:   # no body at all (a HEAD, a 204): nothing was cut off
+        assert decode(coding, b"") == b""
+    assert decoder_for("identity") is not None and decoder_for("zstd") is None
 
 
 def test_streaming_gzip_round_trip() -> None:
@@ -12,16 +100,81 @@ def test_streaming_gzip_round_trip() -> None:
     assert gzip.decompress(data) == b"part one, part two"
 
 
-def test_decoders() -> None:
-    gz = decoder_for("gzip")
-    assert gz is not None and gz.decompress(gzip.compress(b"x" * 100)) == b"x" * 100
-    raw_deflate = zlib.compressobj(wbits=-15)
-    body = raw_deflate.compress(b"abc") + raw_deflate.flush()
-    assert decoder_for("deflate") is not None
-    assert decoder_for("identity") is not None and decoder_for("zstd") is None
-    assert body
-
-
 def test_meta_charset_is_found_only_in_the_first_kib() -> None:
     assert sniff_meta_charset(b'<meta charset="Shift_JIS">') == "shift_jis"
     assert sniff_meta_charset(b" " * 2000 + b'<meta charset="koi8-r">') is None
+
+
+# Through the real server (issue 20, item 3)
+
+
+def damaged(coding: str, damage: str) -> bytes:
+    body = CODINGS[coding](PAGE)
+    if damage == "truncated":
+        return body[:len(body) * 2 // 3]
+    if damage == "garbage-after":
+        return body + b"<p>garbage</p>"
+    return body
+
+
+async def damaged_pages(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers GET /{coding}/{damage}/{split} with the page in that coding and damage (its
+    Content-Length right for the damaged bytes); in two writes a moment apart for "split",
+    so the first part is rewritten and out before the damage arrives."""
+    while True:
+        try:
+            head = await request_head(reader)
+        except asyncio.IncompleteReadError:
+            return
+        coding, damage, split = head.split(b" ")[1].decode().strip("/").split("/")
+        body = damaged(coding, damage)
+        answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                  b"Content-Encoding: %b\r\nContent-Length: %d\r\n\r\n%b"
+                  % (coding.encode(), len(body), body))
+        if split == "split":
+            cut = len(answer) - len(body) + len(body) // 3
+            writer.write(answer[:cut])
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            answer = answer[cut:]
+        writer.write(answer)
+        await writer.drain()
+
+
+@pytest.fixture(scope="module")
+def proxy(server_logs: Path) -> Iterator[Server]:
+    """The real server in front of the damaged-pages origin, rewriting for Facebook visitors."""
+    with ThreadedOrigin(damaged_pages) as origin_url:
+        server = start_proxy(server_logs, "--origin", origin_url,
+                             "--rules", str(ROOT / "tests" / "data" / "rules"),
+                             "--read-timeout", "2")
+        yield server
+        server.stop()
+
+
+def get_page(proxy: Server, path: str) -> tuple[int, bytes] | None:
+    """Status and body of the page; None when the connection broke before its end."""
+    try:
+        with httpx.stream("GET", proxy.url + path, headers=FACEBOOK, timeout=5) as response:
+            return response.status_code, b"".join(response.iter_raw())
+    except httpx.RemoteProtocolError:
+        return None
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage-after"])
+def test_a_damaged_compressed_page_breaks_the_client_connection(
+        proxy: Server, coding: str, damage: str) -> None:
+    assert get_page(proxy, f"/{coding}/{damage}/split") is None
+    # In one piece: never a complete-looking 200 either.
+    answer = get_page(proxy, f"/{coding}/{damage}/whole")
+    assert answer is None or answer[0] >= 500
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_an_intact_compressed_page_is_rewritten(proxy: Server, coding: str) -> None:
+    for split in ("split", "whole"):
+        answer = get_page(proxy, f"/{coding}/intact/{split}")
+        assert answer is not None and answer[0] == 200
+        assert b"Hello, friend from Facebook" in answer[1]
+        assert answer[1].endswith(b"</body></html>")
