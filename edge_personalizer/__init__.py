@@ -5,6 +5,7 @@
 """
 
 from .app import EdgeApp, create_app
+from .config import Settings, load_settings
 from .errors import (
     EdgePersonalizerError,
     GeoDatabaseError,
@@ -15,9 +16,8 @@ from .errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from .pipeline import PersonalizeMiddleware
+from .personalize import PersonalizeMiddleware
 from .proxy import OriginProxy
-from .settings import Settings, load_settings
 
 __all__ = [
     "EdgeApp",

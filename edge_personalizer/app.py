@@ -13,37 +13,39 @@ import anyio
 import anyio.abc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .admin import AdminEndpoints
 from .classify.classifier import Classifier
-from .classify.client_ip import TrustedProxies
 from .classify.device import DeviceClassifier
 from .classify.edge import EdgeMapping
 from .classify.geo import AnonymousIpDatabase, GeoDatabase, GeoLocator
 from .classify.profile import InterestMap, PrivacyPolicy, ProfileCodec, ProfileTracker
 from .classify.referral import ReferralClassifier, ReferrerTable
-from .logs import AccessLog
-from .metrics import Metrics
-from .pipeline import PersonalizeMiddleware
+from .config import Settings
+from .endpoints import Endpoints
+from .endpoints.admin import Admin, AdminToken
+from .endpoints.edge import EdgeDecisions
+from .observability.access_log import AccessLog
+from .observability.metrics import Metrics
+from .personalize import PersonalizeMiddleware
 from .proxy import OriginProxy
+from .proxy.client_ip import ClientAddressMiddleware, TrustedProxies
+from .rewrite.html import FirstBytesMemo
 from .rules.book import RuleBook
 from .rules.preview import PreviewSigner
-from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 class EdgeApp:
-    """The whole product as one ASGI app: access log > admin > personalize > origin proxy.
+    """The whole product as one ASGI app, the request's way from the outside in:
+    client address > access log > /__ep/ endpoints > personalize > origin proxy (or the
+    ASGI app given in its place).
 
     Building it opens every resource that can be wrong (rules, geo database), so a bad
     setting fails at startup; the lifespan closes them on shutdown.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, site: ASGIApp | None = None) -> None:
         self.settings = settings
-        origin_url = settings.require_origin()
-        for warning in settings.environment_warnings():
-            logger.warning(warning)
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
@@ -51,12 +53,14 @@ class EdgeApp:
                       if settings.rules_dir else None)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
-        self.proxy = OriginProxy(
-            origin_url, trusted_proxies=trusted,
-            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
-            max_header_bytes=settings.max_header_bytes,
-            max_header_count=settings.max_header_count,
-            max_body_bytes=settings.max_body_bytes, observer=self.metrics)
+        self.proxy: OriginProxy | None = None
+        if site is None:
+            site = self.proxy = OriginProxy(
+                settings.require_origin(), trusted_proxies=trusted,
+                connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+                max_header_bytes=settings.max_header_bytes,
+                max_header_count=settings.max_header_count,
+                max_body_bytes=settings.max_body_bytes, observer=self.metrics)
         self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
                           if settings.anonymous_db else None)
         keys = profile_keys(settings)
@@ -64,17 +68,26 @@ class EdgeApp:
                                            anonymous=self.anonymous, metrics=self.metrics)
         token = settings.admin_token.reveal() if settings.admin_token else None
         personalized = PersonalizeMiddleware(
-            self.proxy, rules=self.rules, classifier=self.classifier, trusted_proxies=trusted,
-            cookie_secure=settings.profile_cookie_secure,
+            site, rules=self.rules, classifier=self.classifier,
+            trusted_proxies=trusted, cookie_secure=settings.profile_cookie_secure,
             cookie_max_age_days=settings.profile_max_age_days, debug_token=token,
             preview=PreviewSigner(keys[0]), variant_header=settings.variant_header,
             keyed_caching=settings.keyed_caching, shared_max_age=settings.shared_max_age,
-            cache_tag_headers=settings.cache_tag_headers, observer=self.metrics)
-        admin = AdminEndpoints(personalized, metrics=self.metrics, token=token,
-                               origin_probe=self.proxy.probe, rules=self.rules,
-                               geo=self.geo.info if self.geo else None)
-        self.app: ASGIApp = AccessLog(admin, metrics=self.metrics, trusted=trusted,
-                                      enabled=settings.access_log)
+            cache_tag_headers=settings.cache_tag_headers, first_bytes=FirstBytesMemo(),
+            observer=self.metrics)
+        admin = Admin(metrics=self.metrics, token=AdminToken(token),
+                      origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
+                      geo=self.geo.info if self.geo else None)
+        routes = admin.routes()
+        prefixes = {}
+        if personalized.page_headers is not None:
+            edge = EdgeDecisions(personalized.page_headers)
+            routes |= edge.routes()
+            prefixes = edge.prefixes()
+        endpoints = Endpoints(personalized, routes=routes, prefixes=prefixes)
+        self.app: ASGIApp = ClientAddressMiddleware(
+            AccessLog(endpoints, metrics=self.metrics, enabled=settings.access_log),
+            trusted=trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -100,7 +113,7 @@ class EdgeApp:
                     tasks.start_soon(self.rules.watch, interval)
                 self._reload_on_sighup(tasks)
             logger.info("forwarding to %s; rules: %s; geo database: %s",
-                        self.settings.origin_url,
+                        self.settings.origin_url if self.proxy else "the application",
                         f"{self.settings.rules_dir} (version {self.rules.current.version})"
                         if self.rules else "none",
                         self.geo.info.database_type if self.geo else "none")
@@ -133,7 +146,8 @@ class EdgeApp:
             logger.debug("no SIGHUP handler in this process; the rules watcher still runs")
 
     async def aclose(self) -> None:
-        await self.proxy.aclose()
+        if self.proxy is not None:
+            await self.proxy.aclose()
         for database in (self.geo, self.anonymous):
             if database is not None:
                 database.close()
@@ -181,6 +195,8 @@ def open_classifier(settings: Settings) -> Classifier:
     return classifier
 
 
-def create_app(settings: Settings) -> EdgeApp:
-    """Build the product's ASGI app; raises our errors for bad rules or geo database."""
-    return EdgeApp(settings)
+def create_app(settings: Settings, *, site: ASGIApp | None = None) -> EdgeApp:
+    """Build the product's ASGI app, in front of the configured origin or of `site` (an
+    ASGI app: personalization inside a Python site); raises our errors for bad rules or
+    geo database."""
+    return EdgeApp(settings, site=site)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
+import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .classify.classifier import Classifier
+from .config import Settings, load_settings, unknown_environment
+from .config.sources import CLASSIFY_FLAGS, SERVER_FLAGS, add_setting_flags, flag_overrides
 from .errors import EdgePersonalizerError, SettingsError
 from .report import (
     classify_lines,
@@ -25,61 +31,33 @@ from .rules.book import check_rules, load_rules
 from .rules.evaluator import explain
 from .rules.fields import suggest
 from .rules.preview import PreviewSigner
-from .settings import Settings, load_settings
 
-# Worker processes (serve --workers N) receive the resolved settings through this variable.
+if TYPE_CHECKING:
+    from .http.server import ServerOptions
+
+# Worker processes receive the resolved settings (as JSON) through this variable.
 WORKER_SETTINGS_ENV = "EDGE_PERSONALIZER_WORKER_SETTINGS"
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def _server_flags(parser: argparse.ArgumentParser) -> None:
-    # Defaults live in Settings; None here means "not given on the command line".
-    parser.add_argument("--origin", dest="origin_url", metavar="URL",
-                        help="the site to forward to, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--rules", dest="rules_dir", type=Path, metavar="DIR",
-                        help="rules directory")
-    parser.add_argument("--geo-db", dest="geo_db", type=Path, metavar="FILE",
-                        help="MaxMind-format City or Country database (.mmdb)")
-    parser.add_argument("--anonymous-db", dest="anonymous_db", type=Path, metavar="FILE",
-                        help="GeoIP2 Anonymous-IP database (.mmdb), for geo.anonymous")
-    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    parser.add_argument("--workers", type=int, help="worker processes (default 1)")
-    parser.add_argument("--trusted-proxy", dest="trusted_proxies", action="append",
-                        metavar="CIDR", help="address or network whose X-Forwarded-For and "
-                        "edge headers are believed; repeat for several")
-    parser.add_argument("--connect-timeout", type=float, metavar="SECONDS")
-    parser.add_argument("--read-timeout", type=float, metavar="SECONDS")
-    parser.add_argument("--keep-alive-timeout", type=float, metavar="SECONDS",
-                        help="seconds an idle client connection stays open (default 5; "
-                             "behind a load balancer, longer than its idle timeout)")
-    parser.add_argument("--max-body-bytes", type=int, metavar="N")
-    parser.add_argument("--log-format", choices=["text", "json"])
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--no-access-log", dest="access_log", action="store_const", const=False)
+    add_setting_flags(parser, SERVER_FLAGS)
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
 
 
 def _classify_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rules", dest="rules_dir", type=Path, metavar="DIR",
-                        help="rules directory (its interest categories feed the profile)")
-    parser.add_argument("--geo-db", dest="geo_db", type=Path, metavar="FILE")
-    parser.add_argument("--anonymous-db", dest="anonymous_db", type=Path, metavar="FILE")
+    add_setting_flags(parser, CLASSIFY_FLAGS)
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
 
 
-_SETTING_FLAGS = ("origin_url", "rules_dir", "geo_db", "host", "port", "workers",
-                  "trusted_proxies", "connect_timeout", "read_timeout", "keep_alive_timeout",
-                  "max_body_bytes",
-                  "log_format", "log_level", "access_log", "anonymous_db")
-
-
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
-    overrides = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
-    if getattr(args, "trusted_proxies", None) is None:
-        overrides.pop("trusted_proxies")
-    return load_settings(os.environ, config_file=args.config, **{**overrides, **extra})
+    """Settings from the command's flags over the environment and config file; unknown
+    EP_* variables are warned about, not fatal."""
+    for warning in unknown_environment(os.environ):
+        logging.getLogger(__name__).warning(warning)
+    return load_settings(os.environ, config_file=args.config,
+                         **{**flag_overrides(args), **extra})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,10 +132,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
-
-    serve(settings_from(args), worker_env=WORKER_SETTINGS_ENV)
+    serve_settings(settings_from(args))
     return 0
+
+
+def serve_settings(settings: Settings) -> None:
+    """Serve under granian until interrupted. The app is built here first, so bad settings,
+    rules or databases fail before the port is bound; then every worker builds its own from
+    the same settings, handed over in WORKER_SETTINGS_ENV."""
+    from .app import create_app
+    from .http.server import serve
+    from .observability.logs import configure_logging
+
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    settings = with_one_profile_key(settings)
+    create_app(settings)
+    os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
+    serve("edge_personalizer.cli:worker_app", server_options(settings),
+          setup_logging=functools.partial(configure_logging, fmt=settings.log_format,
+                                          level=settings.log_level))
+
+
+def with_one_profile_key(settings: Settings) -> Settings:
+    """Without configured profile keys, one random key for all the workers of this server
+    (a worker replaced later gets it too), so that each reads the cookies the others sign."""
+    if settings.profile_keys:
+        return settings
+    from .config import Secret
+
+    logging.getLogger(__name__).warning(
+        "no profile_keys configured (EP_PROFILE_KEYS): this server's workers sign profile "
+        "cookies with one random key made at startup; the cookies will not survive a "
+        "restart, and several instances serving one site need one shared key (set the same "
+        "EP_PROFILE_KEYS on each)")
+    return dataclasses.replace(settings, profile_keys=(Secret(secrets.token_urlsafe(32)),))
+
+
+def server_options(settings: Settings) -> ServerOptions:
+    from .http.server import ServerOptions
+
+    return ServerOptions(
+        host=settings.host, port=settings.port, workers=settings.workers,
+        keep_alive_timeout=settings.keep_alive_timeout,
+        # The app answers 431 or 414 to heads past max_header_bytes; the server refuses
+        # those past twice that before they are held whole.
+        max_head_bytes=2 * settings.max_header_bytes + 4096,
+        log_level=settings.log_level)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -269,17 +289,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
     origin = f"http://127.0.0.1:{args.origin_port}"
-    run_demo(settings_from(args, origin_url=origin), origin_port=args.origin_port)
+    run_demo(settings_from(args, origin_url=origin), origin_port=args.origin_port,
+             serve=serve_settings)
     return 0
 
 
 def worker_app() -> Any:
-    """Factory each worker process calls (serve --workers N)."""
+    """Factory each worker process calls: the app, from the settings the server handed over."""
     from .app import create_app
-    from .logs import configure_logging
-    from .server import tune_allocator
+    from .observability.logs import configure_logging
 
     settings = Settings.from_json(os.environ[WORKER_SETTINGS_ENV])
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    tune_allocator()
     return create_app(settings)

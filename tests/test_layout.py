@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,3 +19,72 @@ def test_every_module_has_a_test_file() -> None:
         if not expected.exists():
             missing.append(str(expected.relative_to(ROOT)))
     assert missing == []
+
+
+# What each part of the package may import of the others: the request's way points one
+# way (http <- proxy <- personalize -> classify, rules, rewrite, learn). Imports made
+# only for type checking do not count.
+ALLOWED = {
+    "errors": set(),
+    "config": {"errors"},
+    "http": {"errors"},
+    "classify": {"errors"},
+    "rules": {"errors", "classify"},
+    "rewrite": {"errors"},
+    "learn": {"errors", "classify", "rules"},
+    "proxy": {"errors", "http"},
+    "observability": {"errors"},
+    "personalize": {"errors", "classify", "rules", "rewrite", "learn", "proxy"},
+    "endpoints": {"errors", "classify", "rules", "learn", "proxy", "http", "personalize",
+                  "observability"},
+}
+
+
+def _part(module: Path) -> str:
+    relative = module.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def _imported_parts(module: Path) -> set[str]:
+    tree = ast.parse(module.read_text())
+    typing_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            typing_only |= {id(child) for child in ast.walk(node)}
+    depth = len(module.relative_to(PACKAGE).parts)   # 1 at the top, 2 in a part...
+    parts = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if node.level == depth and node.module:              # the package's top
+                parts.add(node.module.split(".")[0])
+            elif node.level == depth and not node.module:
+                parts |= {alias.name for alias in node.names}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [alias.name for alias in node.names]
+            for name in names:
+                if name.startswith("edge_personalizer."):
+                    parts.add(name.split(".")[1])
+    return parts
+
+
+def test_imports_point_along_the_request_s_way() -> None:
+    wrong = []
+    for module in sorted(PACKAGE.rglob("*.py")):
+        part = _part(module)
+        allowed = ALLOWED.get(part)
+        if allowed is None:
+            continue   # app, cli, demo, report: the wiring sees every part
+        for imported in sorted(_imported_parts(module) - allowed - {part}):
+            wrong.append(f"{module.relative_to(PACKAGE)} imports {imported}")
+    assert wrong == []
+
+
+def test_every_part_says_what_comes_in_and_goes_out() -> None:
+    for part in ALLOWED:
+        init = PACKAGE / part / "__init__.py"
+        if init.exists():
+            doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+            assert 3 <= len(doc.splitlines()) <= 8, f"{part}/__init__.py needs its docstring"

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import threading
+import time
+from collections.abc import Callable
 
 import uvicorn
 
-from ..app import create_app
-from ..logs import configure_logging
-from ..server import uvicorn_options
-from ..settings import Secret, Settings
+from ..config import Secret, Settings
+from ..errors import SettingsError
+from ..observability.logs import configure_logging
 from .site import create_demo_site
 
 
@@ -42,31 +43,28 @@ Press Ctrl+C to stop.
 """
 
 
-async def _serve_both(settings: Settings, origin_port: int) -> None:
-    site = uvicorn.Server(uvicorn.Config(create_demo_site(), host="127.0.0.1", port=origin_port,
-                                         log_config=None, access_log=False, lifespan="off"))
-    proxy = uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings)))
-    site_task = asyncio.create_task(site.serve())
-    while not site.started:
-        if site_task.done():
-            await site_task   # raises why the shop could not start (port in use...)
-            return
-        await asyncio.sleep(0.05)
-    proxy_task = asyncio.create_task(proxy.serve())
-    while not proxy.started and not proxy_task.done():
-        await asyncio.sleep(0.05)
-    if proxy.started:
-        print(instructions(settings, origin_port), flush=True)
-    await proxy_task
-    site.should_exit = True
-    await site_task
-
-
-def run_demo(settings: Settings, *, origin_port: int) -> None:
+def run_demo(settings: Settings, *, origin_port: int,
+             serve: Callable[[Settings], None]) -> None:
+    """The shop on a thread of this process, then `serve(settings)` runs the proxy in
+    front of it (as `edge-personalizer serve` does) until interrupted."""
     # The demo is plain http on 127.0.0.1: a Secure cookie would never come back. Its
     # profiles are signed with a fixed, public key unless one is configured: demo only.
     settings = dataclasses.replace(
         settings, profile_cookie_secure=False,
         profile_keys=settings.profile_keys or (Secret("edge-personalizer-demo-only-key"),))
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    asyncio.run(_serve_both(settings, origin_port))
+    shop = uvicorn.Server(uvicorn.Config(create_demo_site(), host="127.0.0.1", port=origin_port,
+                                         log_config=None, access_log=False, lifespan="off"))
+    thread = threading.Thread(target=shop.run, name="demo-shop", daemon=True)
+    thread.start()
+    while not shop.started:
+        if not thread.is_alive():
+            raise SettingsError(f"the demo shop could not listen on 127.0.0.1:{origin_port} "
+                                "(choose another --origin-port)")
+        time.sleep(0.05)
+    print(instructions(settings, origin_port), flush=True)
+    try:
+        serve(settings)
+    finally:
+        shop.should_exit = True
+        thread.join(timeout=5)

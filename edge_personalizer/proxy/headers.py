@@ -6,8 +6,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..classify.client_ip import TrustedProxies, resolve_client_ip
+from lru import LRU
+
 from ..errors import RequestRejected
+from .client_ip import ClientAddress
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -97,27 +99,19 @@ class _RequestScan:
         self.kept = kept
         self.size = size
 
-    def forwarding(self, *, peer: str | None, scheme: str, server_host: str,
-                   trusted: TrustedProxies, trusted_peer: bool) -> Forwarding:
+    def forwarding(self, address: ClientAddress, *, scheme: str,
+                   server_host: str) -> Forwarding:
         host = self.host.decode("latin-1") if self.host is not None else server_host
-        prior_for: tuple[str, ...] = ()
-        if trusted_peer:
-            prior_for = tuple(v.decode("latin-1") for v in self.forwarded_for)
+        if address.trusted_peer:
             proto = _last_element(self.proto)
             if proto in ("http", "https"):
                 scheme = proto
             forwarded_host = _last_element(self.forwarded_host)
             if forwarded_host:
                 host = forwarded_host
-        client_ip = resolve_client_ip(peer, prior_for, trusted)
-        return Forwarding(peer=peer, client_ip=client_ip, scheme=scheme,
-                          host=_clean_host(host), trusted_peer=trusted_peer,
-                          prior_for=prior_for)
-
-    def for_origin(self, fwd: Forwarding, origin_host: str) -> RawHeaders:
-        prior = self.forwarded if fwd.trusted_peer else []
-        return self.kept + _forwarding_headers(fwd, prior, origin_host)
-
+        return Forwarding(peer=address.peer, client_ip=address.ip, scheme=scheme,
+                          host=_clean_host(host), trusted_peer=address.trusted_peer,
+                          prior_for=address.forwarded_for)
 
 def _forwarding_headers(fwd: Forwarding, prior_forwarded: list[bytes],
                         origin_host: str) -> RawHeaders:
@@ -163,50 +157,56 @@ class OriginRequest:
     has_body: bool
 
 
-def read_request(headers: Sequence[tuple[bytes, bytes]], *, peer: str | None, scheme: str,
-                 server_host: str, trusted: TrustedProxies, origin_host: str,
-                 limits: RequestLimits) -> OriginRequest:
-    """The client's headers read once: checked against the limits (RequestRejected when
-    broken), the public view of the request, and the headers the origin should see."""
-    if len(headers) > limits.max_header_count:
-        raise RequestRejected(f"too many request headers ({len(headers)}, limit "
-                              f"{limits.max_header_count})", status=431)
-    scan = _RequestScan(headers)
-    if scan.size > limits.max_header_bytes:
-        raise RequestRejected(f"request headers too large ({scan.size} bytes, limit "
-                              f"{limits.max_header_bytes})", status=431)
-    has_body = scan.chunked
-    for value in scan.lengths:
-        value = value.strip()
-        if not value.isdigit():
-            raise RequestRejected("invalid Content-Length", status=400)
-        if int(value) > limits.max_body_bytes:
-            raise RequestRejected(f"request body too large ({int(value)} bytes, limit "
-                                  f"{limits.max_body_bytes})", status=413)
-        has_body = has_body or int(value) > 0
-    if peer in trusted:
-        fwd = scan.forwarding(peer=peer, scheme=scheme, server_host=server_host,
-                              trusted=trusted, trusted_peer=True)
-        return OriginRequest(fwd, scan.for_origin(fwd, origin_host), has_body)
-    # A peer that is not a trusted proxy is the client, whatever it sent: its public view
-    # and forwarding headers depend on its address, scheme and Host alone, and repeat.
-    key = (peer, scheme, scan.host if scan.host is not None else server_host, origin_host)
-    known = _DIRECT.get(key)
-    if known is None:
-        fwd = scan.forwarding(peer=peer, scheme=scheme, server_host=server_host,
-                              trusted=trusted, trusted_peer=False)
-        if len(_DIRECT) >= _DIRECT_LIMIT:
-            _DIRECT.clear()
-        known = _DIRECT[key] = (fwd, tuple(_forwarding_headers(fwd, [], origin_host)))
-    fwd, added = known
-    headers = scan.kept
-    headers += added
-    return OriginRequest(fwd, headers, has_body)
+class RequestReader:
+    """Reads client requests for one origin: checks them against the limits and works
+    out what the origin should get. A client that is no trusted proxy gets forwarding
+    headers that depend on its address, scheme and Host alone; those repeat, so they
+    are remembered (bounded)."""
 
+    def __init__(self, *, origin_host: str, limits: RequestLimits,
+                 max_known: int = 4096) -> None:
+        self.origin_host = origin_host
+        self.limits = limits
+        self._direct: LRU[tuple[str | None, str, bytes | str],
+                          tuple[Forwarding, tuple[tuple[bytes, bytes], ...]]] = LRU(max_known)
 
-_DIRECT: dict[tuple[str | None, str, bytes | str, str],
-              tuple[Forwarding, tuple[tuple[bytes, bytes], ...]]] = {}
-_DIRECT_LIMIT = 4096
+    def read(self, headers: Sequence[tuple[bytes, bytes]], address: ClientAddress, *,
+             scheme: str, server_host: str) -> OriginRequest:
+        """The client's headers read once: checked against the limits (RequestRejected
+        when broken), the public view of the request, and the headers the origin gets."""
+        limits = self.limits
+        if len(headers) > limits.max_header_count:
+            raise RequestRejected(f"too many request headers ({len(headers)}, limit "
+                                  f"{limits.max_header_count})", status=431)
+        scan = _RequestScan(headers)
+        if scan.size > limits.max_header_bytes:
+            raise RequestRejected(f"request headers too large ({scan.size} bytes, limit "
+                                  f"{limits.max_header_bytes})", status=431)
+        has_body = scan.chunked
+        for value in scan.lengths:
+            value = value.strip()
+            if not value.isdigit():
+                raise RequestRejected("invalid Content-Length", status=400)
+            if int(value) > limits.max_body_bytes:
+                raise RequestRejected(f"request body too large ({int(value)} bytes, limit "
+                                      f"{limits.max_body_bytes})", status=413)
+            has_body = has_body or int(value) > 0
+        if address.trusted_peer:
+            fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
+            prior = scan.forwarded
+            return OriginRequest(fwd, scan.kept + _forwarding_headers(fwd, prior,
+                                                                      self.origin_host),
+                                 has_body)
+        key = (address.peer, scheme, scan.host if scan.host is not None else server_host)
+        known = self._direct.get(key)
+        if known is None:
+            fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
+            known = self._direct[key] = (
+                fwd, tuple(_forwarding_headers(fwd, [], self.origin_host)))
+        fwd, added = known
+        headers = scan.kept
+        headers += added
+        return OriginRequest(fwd, headers, has_body)
 
 
 _HOST = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")

@@ -12,11 +12,16 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import lolhtml
 
-from ..rules.model import SlotAction
 from .bypass import marker_slot, slot_end
+
+# What an edit can do to its element (the rule files' slot actions name these).
+EditAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
+                     "text", "set_attribute", "remove_attribute", "add_class",
+                     "remove_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +34,7 @@ class Edit:
     """One change: what to do to the elements a selector finds."""
 
     selector: str
-    action: SlotAction
+    action: EditAction
     payload: str = ""                 # HTML, text, attribute value or class names
     attribute: str | None = None
     first_only: bool = True           # a slot is one element: later matches are left alone
@@ -199,7 +204,6 @@ class FirstBytesMemo:
             self.size -= sum(len(p) + len(o) for p, o, _ in evicted)
 
 
-FIRST_BYTES = FirstBytesMemo()
 _KEEP_INPUT = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts
 _TRIM_AT = 64 * 1024              # unchanged input already sent: dropped past this much
 _TRIM_MARGIN = 4096               # ...but this much before the output's end is kept
@@ -225,7 +229,7 @@ class Rewriter:
 
     def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 bypass: bool = True, memo: FirstBytesMemo | None = FIRST_BYTES,
+                 bypass: bool = True, memo: FirstBytesMemo | None = None,
                  views: bool = False) -> None:
         self.views = views
         self.rest: memoryview | None = None

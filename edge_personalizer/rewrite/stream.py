@@ -20,7 +20,7 @@ from .encoding import (
     rewritable_charset,
     sniff_meta_charset,
 )
-from .html import Edit, Rewriter
+from .html import Edit, FirstBytesMemo, Rewriter
 
 
 def ascii_safe(html: str) -> str:
@@ -38,8 +38,9 @@ class ResponseRewriter:
     def __init__(self, edits: Sequence[Edit], *, content_type: str, content_encoding: str,
                  accept_encoding: str, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 views: bool = False) -> None:
+                 memo: FirstBytesMemo | None = None, views: bool = False) -> None:
         self._views = views
+        self._memo = memo
         self._edits = edits
         self._head = head
         self._body_end = body_end
@@ -114,7 +115,8 @@ class ResponseRewriter:
             self._head, self._body_end = ascii_safe(self._head), ascii_safe(self._body_end)
         identity = self._original_coding in ("", "identity")
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
-                                  on_error=self._on_error, views=self._views and identity)
+                                  on_error=self._on_error, memo=self._memo,
+                                  views=self._views and identity)
         if not identity and accepts_gzip(self._accept_encoding):
             self._encoder = GzipEncoder()
             self.content_encoding = "gzip"

@@ -4,12 +4,12 @@ import ipaddress
 
 import pytest
 
-from edge_personalizer.classify.client_ip import TrustedProxies
 from edge_personalizer.errors import RequestRejected
+from edge_personalizer.proxy.client_ip import TrustedProxies, client_address
 from edge_personalizer.proxy.headers import (
     OriginRequest,
     RequestLimits,
-    read_request,
+    RequestReader,
     response_headers_for_client,
 )
 
@@ -17,8 +17,9 @@ TRUSTED = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"),))
 
 
 def read(headers: list[tuple[bytes, bytes]], peer: str = "198.51.100.7") -> OriginRequest:
-    return read_request(headers, peer=peer, scheme="http", server_host="proxy:80",
-                        trusted=TRUSTED, origin_host="o:1", limits=RequestLimits())
+    scope = {"type": "http", "client": (peer, 5000), "headers": headers}
+    return RequestReader(origin_host="o:1", limits=RequestLimits()).read(
+        headers, client_address(scope, TRUSTED), scheme="http", server_host="proxy:80")
 
 
 def fwd(headers: list[tuple[bytes, bytes]], peer: str = "198.51.100.7"):  # type: ignore[no-untyped-def]

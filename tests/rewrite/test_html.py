@@ -187,3 +187,12 @@ def test_engine_failure_after_dropped_input_passes_the_rest_exactly() -> None:
     out, _ = _fed(Rewriter([Edit('[data-ep-slot="late"]', "inner", "x")],
                            on_error=errors.append), page, 4096)
     assert out == page and errors
+
+
+def test_the_edits_rewrite_knows_are_the_slot_actions_rules_accept() -> None:
+    from typing import get_args
+
+    from edge_personalizer.rewrite.html import EditAction
+    from edge_personalizer.rules.model import SLOT_ACTIONS
+
+    assert set(get_args(EditAction)) == set(SLOT_ACTIONS)

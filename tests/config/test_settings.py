@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from edge_personalizer.config import Secret, Settings, load_settings
+from edge_personalizer.config.settings import TAG_HEADERS, options, settings_table
 from edge_personalizer.errors import SettingsError
-from edge_personalizer.settings import Secret, Settings, load_settings
+from edge_personalizer.rules.segment import ALL_TAG_HEADERS
 
 
 def test_defaults_are_safe() -> None:
@@ -74,15 +76,6 @@ def test_bad_settings_say_what_is_wrong(environ: dict[str, str], message: str) -
         load_settings(environ)
 
 
-def test_unknown_environment_variables_are_reported_not_fatal() -> None:
-    settings = load_settings({"EP_ORIGIN": "http://o.example", "EP_PROT": "80",
-                              "EP_VARIANTS": "x"})
-    assert settings.origin_url == "http://o.example"      # EP_ORIGIN is accepted too
-    assert settings.unknown_environment == ("EP_PROT", "EP_VARIANTS")
-    assert settings.environment_warnings()[0] == (
-        "environment variable EP_PROT is not a setting and is ignored; did you mean EP_PORT?")
-
-
 def test_serving_needs_an_origin() -> None:
     with pytest.raises(SettingsError, match="no origin configured"):
         load_settings({}).require_origin()
@@ -134,3 +127,19 @@ def test_cache_tag_headers_default_to_every_dialect_and_reject_others(tmp_path: 
     config.write_text('cache_tag_headers = ["cloudflare", "x-purge"]\n')
     with pytest.raises(SettingsError, match="unknown x-purge; choose from surrogate-key"):
         load_settings({}, config_file=config)
+
+
+def test_the_tag_headers_settings_know_are_the_ones_segments_write() -> None:
+    assert TAG_HEADERS == ALL_TAG_HEADERS
+
+
+def test_every_setting_is_declared_once_with_help() -> None:
+    declared = options()
+    assert all(declaration.help for declaration in declared.values())
+    flags = [d.flag for d in declared.values() if d.flag]
+    assert len(flags) == len(set(flags))
+
+
+def test_readme_carries_the_settings_table_made_from_the_declarations() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert settings_table() in readme, "run: python -m edge_personalizer.config.settings"

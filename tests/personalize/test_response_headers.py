@@ -8,8 +8,8 @@ import httpx
 
 from edge_personalizer.classify.profile import ProfileCodec
 
-from .conftest import ADMIN_TOKEN, PROFILE_KEY
-from .servers import Server
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY
+from ..servers import Server
 
 # The demo rules personalize direct and search visitors (an experiment) and others; a
 # visitor linked from an unknown blog on a desktop matches none of them.

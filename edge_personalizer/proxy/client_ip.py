@@ -1,9 +1,13 @@
-"""The client's address, read from forwarding headers only through trusted proxies."""
+"""The client's address, read from forwarding headers only through trusted proxies,
+resolved once a request into the scope."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -89,3 +93,51 @@ def resolve_client_ip(
         if client not in trusted:
             break
     return client
+
+
+@dataclass(frozen=True)
+class ClientAddress:
+    """Who sent one request: the TCP peer, and the visitor behind any trusted proxies."""
+
+    peer: str | None                     # the client itself or the nearest proxy
+    ip: str | None                       # the visitor, through trusted proxies
+    trusted_peer: bool                   # the peer is a proxy whose headers we believe
+    forwarded_for: tuple[str, ...] = ()  # X-Forwarded-For values that trusted peer sent
+
+
+# Where the resolved address lives in an ASGI scope (beside `client`, rewritten to it).
+CLIENT_ADDRESS = "edge_personalizer.client_address"
+
+
+def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
+    """The scope's resolved address; resolved here when no ClientAddressMiddleware ran
+    (personalization mounted inside another application)."""
+    known: ClientAddress | None = scope.get(CLIENT_ADDRESS)
+    if known is not None:
+        return known
+    client = scope.get("client")
+    peer = client[0] if client else None
+    if peer is None or peer not in trusted:
+        return ClientAddress(peer, peer, False)
+    forwarded = tuple(v.decode("latin-1") for k, v in scope["headers"]
+                      if k.lower() == b"x-forwarded-for")
+    return ClientAddress(peer, resolve_client_ip(peer, forwarded, trusted), True, forwarded)
+
+
+class ClientAddressMiddleware:
+    """Resolves the visitor's address once a request, as uvicorn's proxy_headers does:
+    `scope["client"]` becomes the visitor's, and the whole answer (peer, visitor, the
+    trusted chain) is kept in the scope for the stages that need more."""
+
+    def __init__(self, app: ASGIApp, *, trusted: TrustedProxies) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            address = client_address(scope, self.trusted)
+            scope[CLIENT_ADDRESS] = address
+            if address.ip != address.peer and address.ip is not None:
+                client = scope.get("client")
+                scope["client"] = (address.ip, client[1] if client else 0)
+        await self.app(scope, receive, send)

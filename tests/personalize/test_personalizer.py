@@ -17,8 +17,8 @@ import pytest
 
 from edge_personalizer.classify.profile import ProfileCodec
 
-from .conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
-from .servers import Server, start_proxy
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from ..servers import Server, start_proxy
 
 PAGE = {"accept": "text/html,application/xhtml+xml",
         "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import ADMIN_TOKEN, ROOT
-from .servers import Server, start_proxy
+from ..conftest import ADMIN_TOKEN, ROOT
+from ..servers import Server, start_proxy
 
 RULES = ROOT / "tests" / "data" / "rules"
 

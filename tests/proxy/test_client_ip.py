@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from edge_personalizer.classify.client_ip import (
+from edge_personalizer.proxy.client_ip import (
     TrustedProxies,
     forwarded_chain,
     parse_ip,

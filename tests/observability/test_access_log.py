@@ -11,9 +11,11 @@ import time
 import httpx
 import pytest
 
-from edge_personalizer.logs import BatchingStreamHandler, JsonFormatter, mask_ip
+from edge_personalizer.observability.access_log import AccessLog, IpMasker
+from edge_personalizer.observability.logs import BatchingStreamHandler, configure_logging
+from edge_personalizer.observability.metrics import Metrics
 
-from .servers import Server
+from ..servers import Server
 
 
 def access_lines(server: Server) -> list[dict[str, object]]:
@@ -51,55 +53,22 @@ def test_one_json_line_per_request_without_cookie_or_query(proxy: Server) -> Non
     ("not-an-ip", "-"),
 ])
 def test_mask_ip_cuts_the_host_part(ip: str | None, masked: str) -> None:
-    assert mask_ip(ip) == masked
-
-
-def test_json_formatter_writes_plain_messages_too() -> None:
-    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "hello %s", ("you",), None)
-    entry = json.loads(JsonFormatter().format(record))
-    assert entry["message"] == "hello you" and entry["level"] == "warning"
-
-
-def test_info_lines_leave_in_batches_and_warnings_at_once() -> None:
-    stream = io.StringIO()
-    handler = BatchingStreamHandler(stream, interval=0.1)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logger = logging.getLogger("tests.batching")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    logger.info("first")
-    logger.info("second")
-    assert stream.getvalue() == ""                       # waiting for the batch
-    logger.warning("trouble")                            # out at once, after the others
-    assert stream.getvalue() == "INFO first\nINFO second\nWARNING trouble\n"
-    logger.info("later")
-    deadline = time.monotonic() + 2
-    while "later" not in stream.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert stream.getvalue().endswith("INFO later\n")   # the background flush
-    logger.info("last")
-    handler.close()                                      # closing writes what waits
-    assert stream.getvalue().endswith("INFO last\n")
+    assert IpMasker().mask(ip) == masked
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_access_lines_written_directly_match_log_records(fmt: str) -> None:
-    from edge_personalizer.classify.client_ip import TrustedProxies
-    from edge_personalizer.logs import AccessLog, configure_logging
-    from edge_personalizer.metrics import Metrics
-
     configure_logging(fmt=fmt, level="info")
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, BatchingStreamHandler)
     stream = io.StringIO()
     handler.setStream(stream)
-    log = AccessLog(None, metrics=Metrics(), trusted=TrustedProxies())   # type: ignore[arg-type]
+    log = AccessLog(None, metrics=Metrics())   # type: ignore[arg-type]
     scope = {"type": "http", "method": "GET", "path": "/über", "client": ("203.0.113.9", 1),
              "headers": [(b"user-agent", b"Probe/1")]}
-    log._log(scope, 200, 1234, 0.0125, complete=True)          # the direct path
+    log.log(scope, 200, 1234, 0.0125, complete=True)          # the direct path
     handler.addFilter(lambda record: True)                     # now through logging
-    log._log(scope, 200, 1234, 0.0125, complete=True)
+    log.log(scope, 200, 1234, 0.0125, complete=True)
     handler.flush()
     direct, recorded = stream.getvalue().splitlines()
     stamp = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")   # may differ by a second

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from .conftest import ADMIN_TOKEN
-from .servers import Server
+from ..conftest import ADMIN_TOKEN
+from ..servers import Server
 
 
 def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from .rules.model import Decision
+if TYPE_CHECKING:   # the decisions counted are the rules', not a dependency
+    from ..rules.model import Decision
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -113,6 +115,10 @@ class Metrics:
             "(malformed, signature, oversized, expired, version)", ["reason"], registry=r)
         self.bots = Counter("ep_bot_requests", "Requests from bots, by category (search, ai, "
                             "social, monitor, other)", ["category"], registry=r)
+        self.origin_busy_answers = Counter(
+            "ep_origin_busy", "Requests answered 503 because the origin was busy, by reason "
+            "(pool: no origin connection free in time; long_lived: too many long-lived "
+            "responses)", ["reason"], registry=r)
         self.rule_reload_failures = Counter("ep_rule_reload_failures",
                                             "Rule reloads rejected as invalid", registry=r)
         r.register(_RequestMetrics(self.requests, self.request_seconds, self.origin_seconds,
@@ -126,7 +132,10 @@ class Metrics:
         self.origin_errors.labels(kind=kind).inc()
         self.errors.labels(stage="origin").inc()
 
-    # PipelineObserver
+    def origin_busy(self, reason: str) -> None:
+        self.origin_busy_answers.labels(reason=reason).inc()
+
+    # personalize's Observer
     def personalization_took(self, seconds: float) -> None:
         self.personalization_seconds.observe(seconds)
 

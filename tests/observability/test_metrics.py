@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edge_personalizer.metrics import Metrics
+from edge_personalizer.observability.metrics import Metrics
 
 
 def test_each_instance_has_its_own_registry() -> None:

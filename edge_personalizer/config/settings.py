@@ -1,0 +1,389 @@
+"""Settings: every option declared once, as a field with its converter, flag and help.
+
+The field's metadata (`option(...)`) drives everything else: the converter for the
+environment and TOML values, the command-line flag, and the settings table in the README
+(`settings_table()`; a test keeps the README in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..errors import SettingsError
+
+LogFormat = Literal["text", "json"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# The purge-tag header of each CDN dialect; the names rules/segment.py writes.
+TAG_HEADERS = ("surrogate-key", "cache-tag", "edge-cache-tag")
+CDN_TAG_HEADERS = {"fastly": "surrogate-key", "varnish": "surrogate-key",
+                   "cloudflare": "cache-tag", "akamai": "edge-cache-tag"}
+
+
+class Secret:
+    """A string that never shows itself in repr() or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# Converters: a value from the environment (text), a TOML file or JSON -> the field's type.
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
+def to_networks(value: Any) -> tuple[IPNetwork, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(ipaddress.ip_network(str(item).strip(), strict=False)
+                 for item in items if str(item).strip())
+
+
+def to_path(value: Any) -> Path | None:
+    return Path(value) if value not in (None, "") else None
+
+
+def to_secret(value: Any) -> Secret | None:
+    if value in (None, ""):
+        return None
+    return value if isinstance(value, Secret) else Secret(str(value))
+
+
+def to_secrets(value: Any) -> tuple[Secret, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(item if isinstance(item, Secret) else Secret(str(item).strip())
+                 for item in items if isinstance(item, Secret) or str(item).strip())
+
+
+def to_optional_str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def to_tag_headers(value: Any) -> tuple[str, ...]:
+    """`cache-tag,surrogate-key`, CDN names (`cloudflare`) or `none`; a list in TOML."""
+    items = str(value).split(",") if isinstance(value, str) else [str(v) for v in value]
+    names = [item.strip().lower() for item in items if item.strip()]
+    if names == ["none"]:
+        return ()
+    return tuple(dict.fromkeys(CDN_TAG_HEADERS.get(name, name) for name in names))
+
+
+def to_mapping(value: Any) -> dict[str, str]:
+    """A table from TOML, or `header=field,header=field` from the environment."""
+    if isinstance(value, Mapping):
+        return {str(k).lower(): str(v) for k, v in value.items()}
+    out = {}
+    for item in str(value).split(","):
+        if item.strip():
+            header, sep, target = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected header=field pairs, got {item!r}")
+            out[header.strip().lower()] = target.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one setting is given and described: the single place it is declared."""
+
+    convert: Callable[[Any], Any]
+    help: str
+    section: str
+    flag: str | None = None        # e.g. "--origin"; None: no command-line flag
+    metavar: str | None = None
+    repeat: bool = False           # the flag may be given several times (a list)
+    secret: bool = False
+
+
+def option(default: Any = None, *, convert: Callable[[Any], Any], help: str, section: str,
+           flag: str | None = None, metavar: str | None = None, repeat: bool = False,
+           secret: bool = False, factory: Callable[[], Any] | None = None) -> Any:
+    meta = {"option": Option(convert, help, section, flag, metavar, repeat, secret)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
+
+
+_SERVER, _ORIGIN, _ADMIN, _CDN, _VISITOR, _PROFILE = (
+    "server", "origin", "admin and logs", "CDN", "visitor", "profile cookie")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know, validated on construction."""
+
+    origin_url: str | None = option(
+        convert=str, section=_ORIGIN, flag="--origin", metavar="URL",
+        help="the site to forward to, e.g. http://127.0.0.1:8000 (required to serve)")
+    rules_dir: Path | None = option(
+        convert=to_path, section=_SERVER, flag="--rules", metavar="DIR",
+        help="rules directory")
+    geo_db: Path | None = option(
+        convert=to_path, section=_VISITOR, flag="--geo-db", metavar="FILE",
+        help="MaxMind-format City or Country database (.mmdb)")
+    anonymous_db: Path | None = option(
+        convert=to_path, section=_VISITOR, flag="--anonymous-db", metavar="FILE",
+        help="GeoIP2 Anonymous-IP database (.mmdb), for geo.anonymous")
+    host: str = option("127.0.0.1", convert=str, section=_SERVER, flag="--host",
+                       help="address to listen on")
+    port: int = option(8080, convert=to_int, section=_SERVER, flag="--port",
+                       help="port to listen on")
+    workers: int = option(1, convert=to_int, section=_SERVER, flag="--workers",
+                          help="worker processes")
+    trusted_proxies: tuple[IPNetwork, ...] = option(
+        (), convert=to_networks, section=_SERVER, flag="--trusted-proxy", metavar="CIDR",
+        repeat=True, help="address or network whose X-Forwarded-For and edge headers are "
+                          "believed (comma-separated; the flag repeats)")
+    connect_timeout: float = option(5.0, convert=float, section=_ORIGIN,
+                                    flag="--connect-timeout", metavar="SECONDS",
+                                    help="seconds to connect to the origin")
+    read_timeout: float = option(30.0, convert=float, section=_ORIGIN, flag="--read-timeout",
+                                 metavar="SECONDS",
+                                 help="seconds the origin may stay silent")
+    keep_alive_timeout: float = option(
+        5.0, convert=float, section=_SERVER, flag="--keep-alive-timeout", metavar="SECONDS",
+        help="seconds an idle client connection stays open (behind a load balancer, longer "
+             "than its idle timeout)")
+    max_header_bytes: int = option(32 * 1024, convert=to_int, section=_SERVER,
+                                   help="largest request head, in bytes")
+    max_header_count: int = option(100, convert=to_int, section=_SERVER,
+                                   help="most request headers")
+    max_body_bytes: int = option(100 * 1024 * 1024, convert=to_int, section=_SERVER,
+                                 flag="--max-body-bytes", metavar="N",
+                                 help="largest request body, in bytes")
+    admin_token: Secret | None = option(
+        convert=to_secret, section=_ADMIN, secret=True,
+        help="enables the admin endpoints and the X-EP-Debug trace (a secret: no flag)")
+    access_log: bool = option(True, convert=to_bool, section=_ADMIN, flag="--no-access-log",
+                              help="one log line a request (the flag turns it off)")
+    log_format: LogFormat = option("text", convert=str, section=_ADMIN, flag="--log-format",
+                                   help="text or json")
+    log_level: str = option("info", convert=str, section=_ADMIN, flag="--log-level",
+                            help="debug, info, warning or error")
+    rules_watch_interval: float = option(
+        2.0, convert=float, section=_SERVER,
+        help="seconds between looks at the rules directory; 0 turns watching off")
+    variant_header: bool = option(True, convert=to_bool, section=_CDN,
+                                  help="X-EP-Variant on personalized pages")
+    edge_headers: Mapping[str, str] = option(
+        convert=to_mapping, section=_CDN, factory=dict,
+        help="CDN headers that set visitor fields: `x-geo-country=geo.country,...` (a table "
+             "in TOML)")
+    keyed_caching: bool = option(False, convert=to_bool, section=_CDN,
+                                 help="personalized pages public, keyed by X-EP-Segment")
+    shared_max_age: int = option(300, convert=to_int, section=_CDN,
+                                 help="s-maxage of those pages when keyed caching is on")
+    cache_tag_headers: tuple[str, ...] = option(
+        TAG_HEADERS, convert=to_tag_headers, section=_CDN,
+        help="purge-tag headers: surrogate-key, cache-tag, edge-cache-tag or the CDN's name "
+             "(fastly, cloudflare, akamai); none")
+    default_time_zone: str = option("UTC", convert=str, section=_VISITOR,
+                                    help="time zone of visitors of unknown location")
+    referrer_sources: Path | None = option(convert=to_path, section=_VISITOR,
+                                           help="your own referrer hosts (JSON)")
+    device_cache_size: int = option(4096, convert=to_int, section=_VISITOR,
+                                    help="User-Agents remembered per worker")
+    geo_cache_size: int = option(8192, convert=to_int, section=_VISITOR,
+                                 help="addresses remembered per worker")
+    profile_keys: tuple[Secret, ...] = option(
+        (), convert=to_secrets, section=_PROFILE, secret=True,
+        help="signing keys, comma-separated, 16+ characters each; the first signs")
+    profile_cookie: str = option("ep_profile", convert=str, section=_PROFILE,
+                                 help="name of the profile cookie")
+    profile_cookie_secure: bool = option(True, convert=to_bool, section=_PROFILE,
+                                         help="the cookie only over https")
+    profile_max_bytes: int = option(3000, convert=to_int, section=_PROFILE,
+                                    help="size bound of the cookie (old entries go first)")
+    profile_max_age_days: float = option(395.0, convert=float, section=_PROFILE,
+                                         help="the cookie's lifetime")
+    interest_half_life_days: float = option(30.0, convert=float, section=_PROFILE,
+                                            help="days after which an interest counts half")
+    visit_timeout_minutes: float = option(30.0, convert=float, section=_PROFILE,
+                                          help="minutes of quiet that end a visit")
+    honor_dnt: bool = option(True, convert=to_bool, section=_PROFILE,
+                             help="no profile for visitors sending DNT or GPC")
+    consent_cookie: str | None = option(convert=to_optional_str, section=_PROFILE,
+                                        help="a cookie that must be set before a profile "
+                                             "is kept (unset: no consent mode)")
+
+    def __post_init__(self) -> None:
+        _check_origin(self.origin_url)
+        _check(self)
+
+    def to_json(self) -> str:
+        """Serialised for worker processes, secrets included (same host, same user)."""
+        return json.dumps({f.name: _jsonable(getattr(self, f.name))
+                           for f in dataclasses.fields(self)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        return build_settings(json.loads(text), source="serialised settings")
+
+    def require_origin(self) -> str:
+        if self.origin_url is None:
+            raise SettingsError("no origin configured: pass --origin URL, set EP_ORIGIN_URL "
+                                "or origin_url in the config file")
+        return self.origin_url
+
+
+def build_settings(raw: Mapping[str, Any], *, source: str) -> Settings:
+    """Settings from raw values (text, TOML or JSON), each converted by its declaration."""
+    declared = options()
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        declaration = declared.get(name)
+        if declaration is None:
+            raise SettingsError(f"{source}: unknown setting {name!r}; known settings are "
+                                + ", ".join(sorted(declared)))
+        try:
+            values[name] = declaration.convert(value)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"{source}: setting {name!r}: {exc}") from exc
+    return Settings(**values)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)   # ip networks
+
+
+def options() -> dict[str, Option]:
+    """Every setting's declaration, by name, in the order of the class."""
+    return {f.name: f.metadata["option"] for f in dataclasses.fields(Settings)}
+
+
+def _check_origin(url: str | None) -> None:
+    parts = urlsplit(url or "http://unset")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError("origin_url must be an absolute http(s) URL such as "
+                            f"http://127.0.0.1:8000, got {url!r}")
+    if parts.query or parts.fragment:
+        raise SettingsError(f"origin_url must not carry a query or fragment: {url}")
+
+
+_AT_LEAST_ONE = ("workers", "max_header_bytes", "max_header_count", "max_body_bytes",
+                 "device_cache_size", "geo_cache_size")
+_POSITIVE = ("connect_timeout", "read_timeout", "keep_alive_timeout", "profile_max_age_days",
+             "interest_half_life_days", "visit_timeout_minutes")
+_EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
+    "country", "region", "city", "postal", "metro", "continent", "time_zone", "latitude",
+    "longitude")))
+
+
+def _check(s: Settings) -> None:
+    if not 0 < s.port < 65536:
+        raise SettingsError(f"port must be between 1 and 65535, got {s.port}")
+    for name in _AT_LEAST_ONE:
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{name} must be >= 1, got {getattr(s, name)}")
+    for name in _POSITIVE:
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"{name} must be > 0, got {getattr(s, name)}")
+    if not 200 <= s.profile_max_bytes <= 4000:
+        raise SettingsError("profile_max_bytes must be between 200 and 4000 (browsers "
+                            f"drop larger cookies), got {s.profile_max_bytes}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", s.profile_cookie):
+        raise SettingsError(f"profile_cookie must be a plain cookie name, got "
+                            f"{s.profile_cookie!r}")
+    if any(len(key.reveal()) < 16 for key in s.profile_keys):
+        raise SettingsError("each profile key must be at least 16 characters long")
+    for header, target in s.edge_headers.items():
+        if target not in _EDGE_TARGETS:
+            raise SettingsError(f"edge_headers: {header} -> {target!r}: a header can set "
+                                + ", ".join(_EDGE_TARGETS))
+    unknown_tags = [h for h in s.cache_tag_headers if h not in TAG_HEADERS]
+    if unknown_tags:
+        raise SettingsError(f"cache_tag_headers: unknown {', '.join(unknown_tags)}; "
+                            f"choose from {', '.join(TAG_HEADERS)} (or the CDNs: "
+                            f"{', '.join(CDN_TAG_HEADERS)}), or none")
+    if s.shared_max_age < 0:
+        raise SettingsError(f"shared_max_age must be >= 0, got {s.shared_max_age}")
+    if s.rules_watch_interval < 0:
+        raise SettingsError("rules_watch_interval must be >= 0 seconds (0 turns watching "
+                            f"off), got {s.rules_watch_interval}")
+    if not _zone_exists(s.default_time_zone):
+        raise SettingsError(f"default_time_zone {s.default_time_zone!r} is not an IANA "
+                            "time zone such as Europe/Berlin")
+    if s.log_format not in get_args(LogFormat):
+        raise SettingsError(f"log_format must be text or json, got {s.log_format!r}")
+    if s.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
+        raise SettingsError(f"log_level must be debug, info, warning or error, got "
+                            f"{s.log_level!r}")
+
+
+def _zone_exists(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def settings_table() -> str:
+    """The README's table of settings, made from the declarations."""
+    lines = ["| setting | flag | environment | default | what it does |",
+             "|---|---|---|---|---|"]
+    defaults = Settings()
+    for name, opt in options().items():
+        flag = f"`{opt.flag}{' ' + opt.metavar if opt.metavar else ''}`" if opt.flag else "—"
+        value = getattr(defaults, name)
+        default = "—" if opt.secret or value in (None, (), {}) else f"`{_plain(value)}`"
+        lines.append(f"| `{name}` | {flag} | `EP_{name.upper()}` | {default} | {opt.help} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")   # the README's settings table

@@ -1,0 +1,110 @@
+"""Where settings come from: defaults < TOML file < `EP_*` environment < command-line flags.
+
+`load_settings` takes the environment as an argument (tests pass a dict); nothing else in
+the package reads it. Flags are made from the declarations in settings.py, (worker processes
+get the resolved settings as JSON: Settings.to_json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import SettingsError
+from .settings import Settings, build_settings, options, to_path
+
+ENV_PREFIX = "EP_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+# Other names the environment may use for a setting (EP_ORIGIN is what most tools write).
+_ENV_ALIASES = {"origin": "origin_url"}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML config file's settings: keys at the top or under [edge_personalizer]."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise SettingsError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from exc
+    section = data.get("edge_personalizer", data)
+    if not isinstance(section, dict):
+        raise SettingsError(f"config file {path}: [edge_personalizer] must be a table")
+    return {key.replace("-", "_"): value for key, value in section.items()}
+
+
+def _setting_of(variable: str) -> str | None:
+    """The setting an `EP_*` variable names, or None."""
+    if not variable.startswith(ENV_PREFIX) or variable == CONFIG_ENV:
+        return None
+    name = variable[len(ENV_PREFIX):].lower()
+    name = _ENV_ALIASES.get(name, name)
+    return name if name in options() else None
+
+
+def load_settings(environ: Mapping[str, str], *, config_file: Path | None = None,
+                  **overrides: Any) -> Settings:
+    """Settings from a config file, `EP_*` variables and explicit overrides.
+
+    `EP_CONFIG` names a config file when `config_file` is not given. Overrides whose value
+    is None are ignored, so unset command-line flags fall through to the other sources.
+    """
+    raw: dict[str, Any] = {}
+    config_path = config_file or to_path(environ.get(CONFIG_ENV))
+    if config_path is not None:
+        raw.update(read_config_file(config_path))
+    for variable, value in environ.items():
+        name = _setting_of(variable)
+        if name is not None:
+            raw[name] = value
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return build_settings(raw, source=str(config_path) if config_path else "settings")
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """One warning per `EP_*` variable that is no setting, with the likely intended one.
+    Not fatal: the environment of a container or CI job is not ours alone."""
+    known = [ENV_PREFIX + name.upper() for name in options()]
+    lines = []
+    for variable in sorted(environ):
+        if variable.startswith(ENV_PREFIX) and variable != CONFIG_ENV \
+                and _setting_of(variable) is None:
+            close = difflib.get_close_matches(variable, known, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"environment variable {variable} is not a setting and is "
+                         f"ignored{hint}")
+    return lines
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """Command-line flags for the named settings, from their declarations. Defaults stay
+    in Settings: an unset flag is None and falls through to the other sources."""
+    declared = options()
+    for name in names:
+        declaration = declared[name]
+        if declaration.flag is None:
+            raise ValueError(f"setting {name} has no flag")
+        if declaration.flag.startswith("--no-"):
+            parser.add_argument(declaration.flag, dest=name, action="store_const",
+                                const=False, help=declaration.help)
+        elif declaration.repeat:
+            parser.add_argument(declaration.flag, dest=name, action="append",
+                                metavar=declaration.metavar, help=declaration.help)
+        else:
+            parser.add_argument(declaration.flag, dest=name, metavar=declaration.metavar,
+                                help=declaration.help)
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (those a parser had), for load_settings."""
+    return {name: getattr(args, name) for name in options() if hasattr(args, name)}
+
+
+# Flags every command that serves takes; the classifying commands take a few of them.
+SERVER_FLAGS = tuple(name for name, declaration in options().items() if declaration.flag)
+CLASSIFY_FLAGS = ("rules_dir", "geo_db", "anonymous_db")

@@ -1,0 +1,122 @@
+"""Health for anyone; metrics and reload behind the admin token."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.types import Scope, Send
+
+from ..classify.geo import GeoDatabaseInfo
+from ..http.client import ProbeResult
+from ..observability.metrics import CONTENT_TYPE, Metrics
+from ..proxy.pages import respond
+from ..rules.book import RuleBook
+from .responses import send_json
+from .router import Route
+
+OriginProbe = Callable[[], Awaitable[ProbeResult]]
+
+
+class AdminToken:
+    """Checks `Authorization: Bearer <admin_token>`; without a token, admin is off."""
+
+    def __init__(self, token: str | None) -> None:
+        self.expected = f"Bearer {token}".encode() if token is not None else None
+
+    async def allows(self, scope: Scope, send: Send) -> bool:
+        """True when the request carries the token; else answers 403 or 401 itself."""
+        if self.expected is None:
+            await send_json(send, 403, {"error": "admin endpoints are disabled: set "
+                                                 "admin_token (EP_ADMIN_TOKEN) to enable them"})
+            return False
+        given = b", ".join(v for k, v in scope["headers"] if k.lower() == b"authorization")
+        if hmac.compare_digest(given, self.expected):
+            return True
+        await send_json(send, 401, {"error": "missing or wrong admin token"},
+                        extra=[(b"www-authenticate", b'Bearer realm="edge-personalizer"')])
+        return False
+
+
+class Admin:
+    """Liveness (the process answers), readiness (origin reachable, rules loaded),
+    Prometheus metrics and rule reloads."""
+
+    def __init__(self, *, metrics: Metrics, token: AdminToken,
+                 origin_probe: OriginProbe | None = None, rules: RuleBook | None = None,
+                 geo: GeoDatabaseInfo | None = None, probe_ttl: float = 1.0) -> None:
+        self.metrics = metrics
+        self.token = token
+        self.origin_probe = origin_probe
+        self.rules = rules
+        self.geo = geo
+        self.probe_ttl = probe_ttl
+        self._probe: tuple[float, ProbeResult] | None = None
+        self.started = time.time()
+
+    def routes(self) -> dict[str, Route]:
+        ready = Route(self.ready)
+        return {"/__ep/health/live": Route(self.live), "/__ep/health": ready,
+                "/__ep/health/ready": ready, "/__ep/metrics": Route(self.scrape),
+                "/__ep/reload": Route(self.reload, frozenset({"POST"}))}
+
+    async def live(self, scope: Scope, send: Send) -> None:
+        await send_json(send, 200, {"status": "alive"})
+
+    async def ready(self, scope: Scope, send: Send) -> None:
+        status, report = await self.health()
+        await send_json(send, status, report)
+
+    async def scrape(self, scope: Scope, send: Send) -> None:
+        if await self.token.allows(scope, send):
+            await respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode(),
+                          [(b"cache-control", b"no-store")])
+
+    async def reload(self, scope: Scope, send: Send) -> None:
+        if not await self.token.allows(scope, send):
+            return
+        if self.rules is None:
+            await send_json(send, 409, {"error": "no rules directory configured"})
+            return
+        ok = await anyio.to_thread.run_sync(self.rules.reload)
+        await send_json(send, 200 if ok else 422, {
+            "reloaded": ok, "version": self.rules.current.version,
+            "error": self.rules.last_error})
+
+    async def _origin(self) -> ProbeResult | None:
+        if self.origin_probe is None:
+            return None
+        now = time.monotonic()
+        if self._probe is None or now - self._probe[0] > self.probe_ttl:
+            self._probe = (now, await self.origin_probe())
+        return self._probe[1]
+
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        report: dict[str, Any] = {"uptime_seconds": round(time.time() - self.started, 1)}
+        ready = True
+        origin = await self._origin()
+        if origin is not None:
+            ready &= origin.reachable
+            report["origin"] = {"reachable": origin.reachable,
+                                "latency_ms": round(origin.seconds * 1000, 2),
+                                "detail": origin.detail}
+        if self.rules is not None:
+            current = self.rules.current
+            report["rules"] = {"loaded": True, "version": current.version,
+                               "loaded_at": _iso(current.loaded_at),
+                               "files": current.file_count, "rules": len(current.rules),
+                               "experiments": len(current.experiments),
+                               "last_error": self.rules.last_error}
+        else:
+            report["rules"] = {"loaded": False, "detail": "no rules directory configured"}
+        if self.geo is not None:
+            report["geo"] = {"type": self.geo.database_type, "built": _iso(self.geo.build_epoch)}
+        report["status"] = "ready" if ready else "not ready"
+        return (200 if ready else 503), report
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

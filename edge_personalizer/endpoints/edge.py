@@ -1,0 +1,116 @@
+"""Decisions for edges: /__ep/decide (the decision as headers and JSON, for a CDN or
+nginx auth_request in front) and /__ep/fragment/<slot> (one slot's variant as HTML)."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.types import Scope, Send
+
+from ..personalize.exchange import Exchange
+from ..personalize.fail_open import FailOpen
+from ..personalize.response_headers import PageHeaders
+from ..proxy.pages import respond
+from ..rules.segment import SegmentKey
+from .router import Route
+
+DECIDE_PATH = "/__ep/decide"
+FRAGMENT_PREFIX = "/__ep/fragment/"
+_ORIGINAL_URI = (b"x-original-uri", b"x-original-url", b"x-ep-url")
+_FRAGMENT_ACTIONS = frozenset({"inner", "replace", "append", "prepend", "before", "after",
+                               "text"})
+
+
+def described_scope(scope: Scope) -> Scope:
+    """The page request an edge asks about: its URI from X-Original-URI (nginx
+    auth_request), X-Original-URL, X-EP-URL or ?url=, its headers as they came."""
+    headers = scope["headers"]
+    uri = next((v.decode("latin-1") for k, v in headers if k in _ORIGINAL_URI), None)
+    if uri is None:
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        uri = query.get("url", "/")
+    parts = urlsplit(uri)
+    return {**scope, "method": "GET", "path": parts.path or "/",
+            "raw_path": (parts.path or "/").encode("latin-1"),
+            "query_string": parts.query.encode("latin-1"),
+            "headers": [(k, v) for k, v in headers if k not in _ORIGINAL_URI]}
+
+
+class EdgeDecisions:
+    """The decision for a page, without the page: what an edge needs to serve it."""
+
+    def __init__(self, headers: PageHeaders) -> None:
+        self.headers = headers
+        self.personalizer = headers.personalizer
+        self.fail_open = FailOpen(self.personalizer.observer)
+
+    def prefixes(self) -> dict[str, Route]:
+        return {FRAGMENT_PREFIX: Route(self.fragment)}
+
+    def routes(self) -> dict[str, Route]:
+        return {DECIDE_PATH: Route(self.decide)}
+
+    async def _begin(self, scope: Scope, send: Send) -> tuple[Exchange, SegmentKey] | None:
+        described = described_scope(scope)
+        begun = None
+        with self.fail_open.stage("decide", described["path"]):
+            exchange = self.personalizer.begin(described)
+            begun = exchange, self.headers.segment(exchange)
+        if begun is None:   # our own error: the edge gets a clear 500, never a traceback
+            await respond(send, 500, b'{"error": "decision failed"}', b"application/json")
+        return begun
+
+    async def decide(self, scope: Scope, send: Send) -> None:
+        begun = await self._begin(scope, send)
+        if begun is None:
+            return
+        exchange, segment = begun
+        decision = exchange.decision
+        headers = [(b"x-ep-segment", segment.key.encode()),
+                   (b"x-ep-variant", decision.variant_header)]
+        location = self.personalizer.redirect_target(exchange, exchange.scope)
+        redirect = decision.redirect if location is not None else None
+        if location is not None and redirect is not None:
+            headers += [(b"x-ep-redirect", location.encode("latin-1")),
+                        (b"x-ep-redirect-status", str(redirect.status).encode())]
+        headers += decision.header_lines
+        headers += decision.cookie_lines
+        cookie = self.personalizer.profile_cookie(exchange)
+        if cookie is not None:
+            headers.append((b"set-cookie", cookie))
+        body: dict[str, Any] = {
+            "segment": segment.key, "tags": list(segment.tags),
+            "slots": {slot: {"variant": c.variant, "reason": c.reason, "by": c.by}
+                      for slot, c in sorted(decision.slots.items())},
+            "redirect": ({"location": location, "status": redirect.status}
+                         if redirect is not None else None),
+            "headers": dict(decision.headers), "cookies": dict(decision.cookies),
+        }
+        await respond(send, 200, json.dumps(body).encode(), b"application/json",
+                      [*headers, (b"cache-control", b"private, no-store")])
+
+    async def fragment(self, scope: Scope, send: Send) -> None:
+        begun = await self._begin(scope, send)
+        if begun is None:
+            return
+        exchange, segment = begun
+        headers = [(b"x-ep-segment", segment.key.encode()),
+                   (b"x-ep-variant", exchange.decision.variant_header)]
+        choice = exchange.decision.slots.get(scope["path"][len(FRAGMENT_PREFIX):])
+        content = choice.content if choice is not None else None
+        if self.headers.cache.keyed:
+            headers += [(b"cache-control", self.headers.shared_cache_control()),
+                        (b"vary", b"X-EP-Segment")]
+        else:
+            headers.append((b"cache-control", b"private, no-store"))
+        if content is None or content.template is None or \
+                content.action not in _FRAGMENT_ACTIONS:
+            await respond(send, 204, b"", b"text/html; charset=utf-8", headers)
+            return
+        payload = content.template.render(exchange.visitor)
+        if content.action == "text":
+            payload = html.escape(payload)
+        await respond(send, 200, payload.encode(), b"text/html; charset=utf-8", headers)

@@ -1,0 +1,58 @@
+"""The route table of /__ep/: a path (or path prefix) and method -> one handler."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..proxy.pages import respond
+from .responses import send_json
+
+ADMIN_PREFIX = "/__ep/"
+
+Handler = Callable[[Scope, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    methods: frozenset[str] = frozenset({"GET", "HEAD"})
+
+
+class Endpoints:
+    """ASGI middleware owning the /__ep/ prefix: routes by exact path, then by prefix
+    (`/__ep/fragment/` + slot); anything else there is 404, never the site's."""
+
+    def __init__(self, app: ASGIApp, *, routes: Mapping[str, Route],
+                 prefixes: Mapping[str, Route] | None = None) -> None:
+        self.app = app
+        self.routes = dict(routes)
+        self.prefixes = dict(prefixes or {})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or \
+                not scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        route = self.route_for(scope["path"])
+        if route is None:
+            await respond(send, 404, b"Not found: /__ep/ is reserved for edge-personalizer\n",
+                          b"text/plain; charset=utf-8")
+        elif scope["method"] not in route.methods:
+            allowed = ", ".join(sorted(route.methods)).encode()
+            await send_json(send, 405, {"error": f"use {allowed.decode()}"},
+                            extra=[(b"allow", allowed)])
+        else:
+            await route.handler(scope, send)
+
+    def route_for(self, path: str) -> Route | None:
+        route = self.routes.get(path.rstrip("/") or path)
+        if route is not None:
+            return route
+        return next((r for prefix, r in self.prefixes.items() if path.startswith(prefix)),
+                    None)

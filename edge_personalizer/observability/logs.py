@@ -1,0 +1,187 @@
+"""Logging setup for the server: one handler writing batched lines in text or JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+ACCESS_LOGGER = "edge_personalizer.access"
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JSON_TIME = "%Y-%m-%dT%H:%M:%S"
+
+
+class AccessLineClock:
+    """The time as a log line shows it, worked out once a second (access lines are many)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+        self._json = ""
+
+    def now(self) -> tuple[float, str, str]:
+        """(epoch, time as text lines show it, time as JSON lines show it)."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            local = time.localtime(second)
+            self._second = second
+            self._text = time.strftime("%Y-%m-%d %H:%M:%S", local)
+            self._json = time.strftime(JSON_TIME, local)
+        return now, self._text, self._json
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message`; writes access lines without a log record too."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self.clock = AccessLineClock()
+
+    def access_line(self, fields: dict[str, Any]) -> str:
+        """An access line exactly as format() would write its record."""
+        now, text, _ = self.clock.now()
+        return (f"{text},{int(now % 1 * 1000):03d} INFO {ACCESS_LOGGER}: "
+                f"{access_message(fields)}\n")
+
+
+def access_message(fields: dict[str, Any]) -> str:
+    return (f'{fields["client"]} "{fields["method"]} {fields["path"]}" {fields["status"]} '
+            f'{fields["bytes"]} {fields["duration_ms"]:.2f}ms')
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line; access lines carry their fields at the top level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = AccessLineClock()
+
+    def access_line(self, fields: dict[str, Any]) -> str:
+        """An access line exactly as format() would write its record."""
+        _, _, stamp = self.clock.now()
+        entry = {"time": stamp, "level": "info", "logger": ACCESS_LOGGER, **fields}
+        return json.dumps(entry, ensure_ascii=False) + "\n"
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, JSON_TIME),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, "access", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes INFO lines (the access log above all) in batches.
+
+    One write a line was a system call on every request. Lines now wait at most
+    `interval` seconds (a background thread flushes) or until 64 KiB are pending; a
+    WARNING or worse goes out at once, after everything logged before it. Exit flushes.
+    """
+
+    def __init__(self, stream: Any, interval: float = 0.2) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._size = 0
+        self._stopped = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_every, args=(interval,),
+                                         name="log-flush", daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)   # logging holds this handler's lock around emit()
+        self._size += len(line)
+        if record.levelno >= logging.WARNING or self._size >= 65536:
+            self._write()
+
+    def _write(self) -> None:
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._size = 0
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass   # a closed or broken stream: nothing left to tell it
+
+    def flush(self) -> None:
+        with self.lock:   # type: ignore[union-attr]
+            self._write()
+
+    def write_line(self, line: str) -> None:
+        """Queue a line formatted by the caller exactly as this handler would (the access
+        log's own path: a logging record costs more than the rest of its work)."""
+        with self.lock:   # type: ignore[union-attr]
+            self._pending.append(line)
+            self._size += len(line)
+            if self._size >= 65536:
+                self._write()
+
+    def _flush_every(self, interval: float) -> None:
+        while not self._stopped.wait(interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self.flush()
+        super().close()
+
+
+def configure_logging(*, fmt: str, level: str) -> None:
+    handler = BatchingStreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter())
+    root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, BatchingStreamHandler):
+            old.close()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "granian", "granian.access",
+                 "_granian"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("granian.access").disabled = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def direct_handler(logger: logging.Logger) -> BatchingStreamHandler | None:
+    """The handler `logger`'s INFO lines may be written to directly: when logging is set up
+    the way configure_logging leaves it (the logger adds nothing of its own and passes
+    INFO to one BatchingStreamHandler with one of our two formatters). Anything else, such
+    as a handler an embedding application attached, gets proper log records."""
+    if logger.handlers or not logger.propagate or logger.disabled:
+        return None
+    root = logging.getLogger()
+    if len(root.handlers) != 1 or not logger.isEnabledFor(logging.INFO):
+        return None
+    handler = root.handlers[0]
+    if not isinstance(handler, BatchingStreamHandler) or handler.filters or \
+            handler.level > logging.INFO:
+        return None
+    if type(handler.formatter) not in (TextFormatter, JsonFormatter):
+        return None
+    return handler

@@ -1,0 +1,61 @@
+"""One request's state on its way: the scope forwarded, the visitor, and the decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from starlette.types import Scope
+
+from ..classify.visitor import Visitor
+from ..rules.model import Decision
+
+
+class Observer(Protocol):
+    """What personalization reports (the metrics implement it)."""
+
+    def personalization_took(self, seconds: float) -> None: ...
+    def stage_failed(self, stage: str) -> None: ...
+    def decided(self, decision: Decision) -> None: ...
+    def bot_seen(self, category: str) -> None: ...
+
+
+class NoObserver:
+    """Reports nowhere: for personalization used without metrics."""
+
+    def personalization_took(self, seconds: float) -> None:
+        pass
+
+    def stage_failed(self, stage: str) -> None:
+        pass
+
+    def decided(self, decision: Decision) -> None:
+        pass
+
+    def bot_seen(self, category: str) -> None:
+        pass
+
+
+class Exchange:
+    """One request's visitor, the scope to forward, and its decision once made.
+
+    The decision is made on first need: before the origin for page views (a redirect
+    answers without it), else only if the response turns out to be HTML.
+    """
+
+    __slots__ = ("visitor", "scope", "debug", "preview", "_decide", "_decision")
+
+    def __init__(self, visitor: Visitor, scope: Scope, decide: Callable[[], Decision], *,
+                 debug: bool, preview: bool) -> None:
+        self.visitor = visitor
+        self.scope = scope          # as the origin should get it (no preview token)
+        self.debug = debug          # the X-EP-Debug trace was asked for, with the token
+        self.preview = preview      # a signed preview link forces the decision
+        self._decide = decide
+        self._decision: Decision | None = None
+
+    @property
+    def decision(self) -> Decision:
+        if self._decision is None:
+            self._decision = self._decide()
+        return self._decision

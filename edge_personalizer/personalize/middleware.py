@@ -1,0 +1,97 @@
+"""PersonalizeMiddleware: classify -> decide -> forward -> rewrite, around any ASGI app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..classify.classifier import Classifier
+from ..proxy.client_ip import TrustedProxies
+from ..rewrite.html import FirstBytesMemo
+from ..rules.book import RuleBook
+from ..rules.preview import PreviewSigner
+from ..rules.segment import ALL_TAG_HEADERS
+from .exchange import Exchange, NoObserver, Observer
+from .fail_open import FailOpen
+from .page_edits import PageEditor
+from .personalizer import CookiePolicy, Personalizer
+from .response_headers import CachePolicy, PageHeaders
+from .rewriting import RewritingSend
+
+
+class PersonalizeMiddleware:
+    """Personalizes the responses of `app` for each visitor by the rules of a directory.
+
+    Wraps an `OriginProxy` to sit in front of any site, or any ASGI app directly. For each
+    request it classifies the visitor (lazily: only what the rules read is computed),
+    decides with the serving rule set, answers redirects itself, and hands the app a
+    `send` that adds the decision's headers and cookies and rewrites the page. Any error
+    of its own is logged and counted, and the response goes out as `app` made it.
+    """
+
+    def __init__(self, app: ASGIApp, *, rules: RuleBook | Path | str | None = None,
+                 classifier: Classifier | None = None,
+                 trusted_proxies: TrustedProxies | None = None,
+                 cookie_secure: bool = True, cookie_max_age_days: float = 395.0,
+                 debug_token: str | None = None, preview: PreviewSigner | None = None,
+                 variant_header: bool = True, keyed_caching: bool = False,
+                 shared_max_age: int = 300,
+                 cache_tag_headers: Sequence[str] = ALL_TAG_HEADERS,
+                 first_bytes: FirstBytesMemo | None = None,
+                 observer: Observer | None = None) -> None:
+        self.app = app
+        self.rules = RuleBook(Path(rules)) if isinstance(rules, (str, Path)) else rules
+        if classifier is None and self.rules is not None:
+            classifier = Classifier()
+        self.fail_open = FailOpen(observer or NoObserver())
+        self.personalizer: Personalizer | None = None
+        self.page_headers: PageHeaders | None = None
+        if classifier is not None:   # else there is nothing to personalize with
+            self.personalizer = Personalizer(
+                rules=self.rules, classifier=classifier, trusted=trusted_proxies,
+                debug_token=debug_token, preview=preview, observer=self.fail_open.observer,
+                cookies=CookiePolicy(cookie_secure, cookie_max_age_days))
+            self.page_headers = PageHeaders(self.personalizer, rules=self.rules, cache=CachePolicy(
+                keyed_caching, shared_max_age, tuple(cache_tag_headers), variant_header))
+        self.editor = PageEditor(self.rules, memo=first_bytes or FirstBytesMemo())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        personalizer, headers, fail_open = self.personalizer, self.page_headers, self.fail_open
+        if scope["type"] != "http" or personalizer is None or headers is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        exchange: Exchange | None = None
+        with fail_open.stage("decide", scope["path"]):
+            exchange = personalizer.begin(scope)                      # classify, decide
+        if exchange is None:
+            await self.app(scope, receive, send)                      # as if we were not here
+            return
+        location = personalizer.redirect_target(exchange, exchange.scope)
+        if location is not None:
+            await self._redirect(exchange, location, send, headers)
+            fail_open.observer.personalization_took(time.perf_counter() - started)
+            return
+        responder = RewritingSend(                                    # headers, rewrite
+            exchange, send, headers=headers, editor=self.editor, fail_open=fail_open,
+            spent=time.perf_counter() - started,
+            # the client's own Accept-Encoding (the origin may be asked for identity)
+            accept_encoding=exchange.visitor.request.headers.get("accept-encoding", ""))
+        await self.app(exchange.scope, receive, responder)            # forward
+
+    async def _redirect(self, exchange: Exchange, location: str, send: Send,
+                        headers: PageHeaders) -> None:
+        redirect = exchange.decision.redirect
+        status = redirect.status if redirect else 302
+        lines = [(b"location", location.encode("latin-1")),
+                 (b"cache-control", b"private, no-store"), (b"content-length", b"0")]
+        lines += headers.decision_headers(exchange)
+        if not exchange.preview:
+            cookie = headers.personalizer.profile_cookie(exchange)   # the landing visit counts
+            if cookie is not None:
+                lines.append((b"set-cookie", cookie))
+        await send({"type": "http.response.start", "status": status, "headers": lines})
+        await send({"type": "http.response.body", "body": b""})

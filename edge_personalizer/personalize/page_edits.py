@@ -1,0 +1,85 @@
+"""A decision's changes to a page: the slot edits and the HTML injected into its head and
+before the end of its body, and the rewriter that applies them to the origin's bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lru import LRU
+
+from ..classify.visitor import Visitor
+from ..rewrite.html import Edit, FirstBytesMemo, csp_nonce, with_nonce
+from ..rewrite.stream import ResponseRewriter
+from ..rules.book import RuleBook
+from ..rules.model import Decision
+from .exchange import Exchange
+from .response_headers import ResponseHead
+
+
+@dataclass(frozen=True)
+class PageChanges:
+    """What a decision does to a page."""
+
+    edits: tuple[Edit, ...]
+    head: str       # HTML added at the end of <head>
+    body_end: str   # HTML added before </body>
+
+    def __bool__(self) -> bool:
+        return bool(self.edits or self.head or self.body_end)
+
+
+class PageEditor:
+    """Turns decisions into page changes, and page changes into a rewriter.
+
+    A decision whose variants print no visitor data changes every page alike: its
+    changes are worked out once per (decision, CSP nonce) and remembered (bounded). The
+    first-bytes memo is shared by every rewriter of the app.
+    """
+
+    def __init__(self, rules: RuleBook | None, *, memo: FirstBytesMemo | None = None,
+                 max_entries: int = 1024) -> None:
+        self.rules = rules
+        self.memo = memo
+        self._known: LRU[tuple[int, str | None], tuple[Decision, PageChanges]] = \
+            LRU(max_entries)
+
+    def rewriter_for(self, exchange: Exchange, head: ResponseHead, accept_encoding: str, *,
+                     on_error: Callable[[Exception], None]) -> ResponseRewriter | None:
+        """The rewriter for a page whose decision changes it; None if nothing applies."""
+        if self.rules is None:
+            return None
+        changes = self.changes(exchange.decision, exchange.visitor,
+                               csp_nonce(head.get(b"content-security-policy", "")))
+        if not changes:
+            return None
+        return ResponseRewriter(
+            changes.edits, content_type=head.get(b"content-type", ""),
+            content_encoding=head.get(b"content-encoding", ""),
+            accept_encoding=accept_encoding, head=changes.head, body_end=changes.body_end,
+            on_error=on_error, memo=self.memo)
+
+    def changes(self, decision: Decision, visitor: Visitor, nonce: str | None) -> PageChanges:
+        if decision.static_choices is None:   # the variants print visitor data
+            return self._work_out(decision, visitor, nonce)
+        key = (id(decision), nonce)
+        known = self._known.get(key)
+        if known is None or known[0] is not decision:
+            known = self._known[key] = (decision, self._work_out(decision, visitor, nonce))
+        return known[1]
+
+    def _work_out(self, decision: Decision, visitor: Visitor, nonce: str | None) -> PageChanges:
+        slots = self.rules.current.slots if self.rules is not None else {}
+        edits: list[Edit] = []
+        injected = {"head": "", "body_end": ""}
+        for name, choice in decision.slots.items():
+            content = choice.content
+            if content is None:
+                continue
+            payload = content.template.render(visitor) if content.template else ""
+            if name in injected:
+                injected[name] += with_nonce(payload, nonce)
+            elif name in slots:
+                edits.append(Edit(slots[name].selector, content.action, payload,
+                                  content.attribute))
+        return PageChanges(tuple(edits), injected["head"], injected["body_end"])

@@ -1,0 +1,161 @@
+"""Before the origin: a request's visitor classified and its decision made (lazily), the
+profile cookie it earns, and where a redirect rule sends it."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.types import Scope
+
+from ..classify.classifier import Classifier, merge_headers, request_from_headers
+from ..classify.profile import InterestMap
+from ..proxy.client_ip import TrustedProxies, client_address
+from ..rules.book import RuleBook
+from ..rules.evaluator import decide
+from ..rules.model import NO_DECISION, Decision
+from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
+from .exchange import Exchange, NoObserver, Observer
+
+DEBUG_HEADER = b"x-ep-debug"
+
+
+def is_page_view(method: str, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """A browser navigation to a document: what a profile learns from."""
+    if method != "GET":
+        return False
+    for name, value in headers:
+        if name == b"sec-fetch-dest":
+            return value in (b"document", b"iframe")
+    return any(name == b"accept" and b"text/html" in value for name, value in headers)
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    """How the profile cookie is set."""
+
+    secure: bool = True
+    max_age_days: float = 395.0
+
+
+class Personalizer:
+    """Classifies a request's visitor and decides for it with the serving rules.
+
+    Everything it holds is immutable or bounded, so one Personalizer serves every request
+    of a worker; each request's state lives in the Exchange it returns.
+    """
+
+    def __init__(self, *, rules: RuleBook | None, classifier: Classifier,
+                 trusted: TrustedProxies | None = None, debug_token: str | None = None,
+                 preview: PreviewSigner | None = None, cookies: CookiePolicy = CookiePolicy(),
+                 observer: Observer | None = None) -> None:
+        self.rules = rules
+        self.classifier = classifier
+        self.trusted = trusted or TrustedProxies()
+        self.debug_token = debug_token.encode() if debug_token is not None else None
+        self.preview = preview
+        self.cookies = cookies
+        self.observer: Observer = observer or NoObserver()
+        self._interests_version: str | None = None
+
+    def begin(self, scope: Scope) -> Exchange:
+        """The request's Exchange: its visitor, and its decision made when first read."""
+        self._follow_interests()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        merged = merge_headers(headers)
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        preview_token = None
+        if PREVIEW_PARAM in query_string:
+            pairs = parse_qsl(query_string, keep_blank_values=True)
+            preview_token = next((v for k, v in pairs if k == PREVIEW_PARAM), None)
+            query_string = urlencode([(k, v) for k, v in pairs if k != PREVIEW_PARAM])
+            # The origin never sees the preview token.
+            scope = {**scope, "query_string": query_string.encode("latin-1")}
+        address = client_address(scope, self.trusted)
+        request = request_from_headers(
+            method=scope["method"], path=scope["path"], query_string=query_string,
+            host=merged.get("host", ""), headers=merged, client_ip=address.ip,
+            trusted_edge=address.trusted_peer)
+        visitor = self.classifier.visitor(request, now=time.time(),
+                                          page_view=is_page_view(scope["method"], headers))
+        forced = None
+        if self.rules is not None and preview_token and self.preview is not None:
+            forced = preview_decision(self.preview, preview_token, self.rules.current)
+
+        def make_decision() -> Decision:
+            return forced if forced is not None else self._decide(exchange)
+
+        exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
+                            preview=forced is not None)
+        if (visitor.page_view or exchange.preview) and exchange.decision.changes_page:
+            # The page will be rewritten: ask the origin not to compress it.
+            exchange.scope = {**scope, "headers": [
+                *(h for h in headers if h[0] != b"accept-encoding"),
+                (b"accept-encoding", b"identity")]}
+        return exchange
+
+    def _decide(self, exchange: Exchange) -> Decision:
+        if self.rules is None:
+            return NO_DECISION
+        device = exchange.visitor.device
+        if device.type == "bot":
+            self.observer.bot_seen(device.bot_category or "other")
+            if device.bot_category in ("search", "ai"):
+                return NO_DECISION   # crawlers index and learn the page as it is
+        decision = decide(self.rules.current, exchange.visitor)
+        self.observer.decided(decision)
+        return decision
+
+    def _debug_asked(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        if self.debug_token is None:
+            return False
+        given = next((v for k, v in headers if k == DEBUG_HEADER), None)
+        return given is not None and hmac.compare_digest(given, self.debug_token)
+
+    def _follow_interests(self) -> None:
+        """The profile learns the interest categories of the serving rules."""
+        tracker = self.classifier.profiles
+        if tracker is None or self.rules is None:
+            return
+        current = self.rules.current
+        if current.version != self._interests_version:
+            tracker.interests = InterestMap(current.interests)
+            self._interests_version = current.version
+
+    def profile_cookie(self, exchange: Exchange) -> bytes | None:
+        """The Set-Cookie value of the visitor's updated profile (page views only), with
+        the experiment variants the decision assigned; None when nothing changed."""
+        tracker = self.classifier.profiles
+        visitor = exchange.visitor
+        if tracker is None or not visitor.page_view:
+            return None
+        profile = visitor.profile
+        for choice in exchange.decision.slots.values():
+            if choice.reason == "experiment":
+                profile = profile.with_variant(choice.by, choice.variant)
+        if not (profile.stored and profile.changed):
+            return None
+        return tracker.set_cookie_header(profile, secure=self.cookies.secure,
+                                         max_age_days=self.cookies.max_age_days)
+
+    def redirect_target(self, exchange: Exchange, scope: Scope) -> str | None:
+        """Where the decision's redirect sends this page view, or None: API calls, assets
+        and crawlers are never redirected, and a visitor already there stays."""
+        visitor = exchange.visitor
+        if scope["method"] not in ("GET", "HEAD") or not (visitor.page_view or exchange.preview):
+            return None
+        redirect = exchange.decision.redirect
+        if redirect is None or visitor.device.type == "bot":
+            return None
+        target = urlsplit(redirect.location)
+        if target.path == scope["path"] and (not target.netloc
+                                             or target.netloc == visitor.request.host):
+            return None   # loop guard: already on the landing page
+        location = redirect.location
+        query = scope.get("query_string", b"").decode("latin-1")
+        if redirect.keep_query and query:
+            location += ("&" if target.query else "?") + query
+        return location

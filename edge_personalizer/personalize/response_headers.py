@@ -1,0 +1,153 @@
+"""A personalized page's headers: the decision's own, the profile cookie, the debug trace,
+and the cache headers that keep one visitor's page out of everyone else's cache."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lru import LRU
+from starlette.types import Message
+
+from ..rules.book import RuleBook
+from ..rules.evaluator import explain
+from ..rules.segment import ALL_TAG_HEADERS, SegmentKey, segment_of
+from .exchange import Exchange
+from .personalizer import Personalizer
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
+# The response headers personalizing a page reads
+_HEAD_READ = frozenset({b"content-type", b"content-encoding", b"content-length",
+                        b"cache-control", b"content-security-policy"})
+
+ResponseHead = dict[bytes, str]
+
+
+def read_head(headers: Sequence[tuple[bytes, bytes]]) -> ResponseHead:
+    """The response headers personalization reads, by lower-cased name (repeats joined
+    by ", "), read once."""
+    out: ResponseHead = {}
+    for name, value in headers:
+        name = name.lower()
+        if name in _HEAD_READ:
+            text = value.decode("latin-1")
+            out[name] = f"{out[name]}, {text}" if name in out else text
+    return out
+
+
+def is_html(head: ResponseHead) -> bool:
+    return head.get(b"content-type", "").lower().startswith(HTML_TYPES)
+
+
+def private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Cache-Control that keeps shared caches from storing one visitor's response:
+    `public` and `s-maxage` go, `private` is added."""
+    directives: list[bytes] = []
+    rest: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name.lower() == b"cache-control":
+            directives += [d.strip() for d in value.split(b",") if d.strip()]
+        else:
+            rest.append((name, value))
+    kept = [d for d in directives if d.lower() != b"public"
+            and not d.lower().startswith(b"s-maxage") and d.lower() != b"private"]
+    return [*rest, (b"cache-control", b", ".join([b"private", *kept]))]
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """How personalized pages meet shared caches."""
+
+    keyed: bool = False                  # shared per segment (X-EP-Segment) instead of private
+    shared_max_age: int = 300            # s-maxage of those pages
+    tag_headers: tuple[str, ...] = ALL_TAG_HEADERS
+    variant_header: bool = True          # X-EP-Variant on personalized pages
+
+
+class PageHeaders:
+    """Headers of personalizable pages, worked out from the exchange and the origin's."""
+
+    def __init__(self, personalizer: Personalizer, *, rules: RuleBook | None,
+                 cache: CachePolicy = CachePolicy()) -> None:
+        self.personalizer = personalizer
+        self.rules = rules
+        self.cache = cache
+        # The same choices of static variants give the same segment key: remembered.
+        self._segments: LRU[tuple[tuple[str, str, str], ...], SegmentKey] = LRU(4096)
+
+    def finish(self, message: Message, exchange: Exchange, head: ResponseHead) -> Message:
+        """The response start of a page with the decision's headers, the profile cookie
+        and what keeps caches correct. Anything but an HTML page passes as it is."""
+        if not is_html(head) or message["status"] >= 400 and not exchange.debug:
+            return message
+        headers = list(message.get("headers", []))
+        headers += self.decision_headers(exchange, with_cookies=not self.cache.keyed)
+        if not self.cache.keyed and message["status"] < 400 and not exchange.preview:
+            cookie = self.personalizer.profile_cookie(exchange)
+            if cookie is not None:
+                headers.append((b"set-cookie", cookie))
+        if self.rules is not None:
+            headers = self.cache_headers(headers, exchange, head)
+        return {**message, "headers": headers}
+
+    def decision_headers(self, exchange: Exchange, *,
+                         with_cookies: bool = True) -> list[tuple[bytes, bytes]]:
+        """The decision's headers and cookies, and the debug trace if asked for. With keyed
+        caching the page is shared by its segment, so cookies come from /__ep/decide."""
+        decision = exchange.decision
+        out = list(decision.header_lines)
+        if with_cookies:
+            out += decision.cookie_lines
+        if exchange.debug and self.rules is not None:
+            trace = explain(self.rules.current, exchange.visitor)
+            text = json.dumps(trace, separators=(",", ":"), ensure_ascii=True, default=str)
+            out.append((b"x-ep-trace", text[:TRACE_LIMIT].encode("ascii")))
+        return out
+
+    def variant_headers(self, exchange: Exchange, spent: float) -> list[tuple[bytes, bytes]]:
+        """What a rewritten page says about itself: the time added, and its variants."""
+        out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]
+        if self.cache.variant_header:
+            out.append((b"x-ep-variant", exchange.decision.variant_header))
+        return out
+
+    def segment(self, exchange: Exchange) -> SegmentKey:
+        """The decision's segment key."""
+        key = exchange.decision.static_choices
+        if key is None:   # the variants print visitor data
+            return segment_of(exchange.decision, exchange.visitor)
+        segment = self._segments.get(key)
+        if segment is None:
+            segment = self._segments[key] = segment_of(exchange.decision, exchange.visitor)
+        return segment
+
+    def cache_headers(self, headers: list[tuple[bytes, bytes]], exchange: Exchange,
+                      head: ResponseHead) -> list[tuple[bytes, bytes]]:
+        """Cache-Control, Vary and cache tags for a page the rules may personalize.
+
+        By default it is private: no shared cache stores one visitor's page for others.
+        With keyed caching, shared caches may keep it per segment (X-EP-Segment), which
+        depends only on the variants chosen, never on the visitor's raw data.
+        """
+        if exchange.preview:
+            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            return [*headers, (b"cache-control", b"private, no-store")]
+        headers += self.segment(exchange).headers_for(self.cache.tag_headers)
+        origin_cache = head.get(b"cache-control", "").lower()
+        origin_private = "private" in origin_cache or "no-store" in origin_cache
+        if self.cache.keyed and not origin_private:
+            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            return [*headers, (b"cache-control", self.shared_cache_control()),
+                    (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")]
+        vary = self.rules.current.vary_header if self.rules is not None else b""
+        if vary:
+            headers.append((b"vary", vary))
+        if b"cache-control" not in head and not exchange.decision.sets_cache_control:
+            headers.append((b"cache-control", b"private"))   # nothing to merge with
+            return headers
+        return private(headers)
+
+    def shared_cache_control(self) -> bytes:
+        return f"public, max-age=0, s-maxage={self.cache.shared_max_age}".encode()

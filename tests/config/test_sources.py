@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.config.sources import (
+    CLASSIFY_FLAGS,
+    SERVER_FLAGS,
+    add_setting_flags,
+    flag_overrides,
+    load_settings,
+    unknown_environment,
+)
+from edge_personalizer.errors import SettingsError
+
+
+def test_unknown_environment_variables_are_reported_not_fatal() -> None:
+    environ = {"EP_ORIGIN": "http://o.example", "EP_PROT": "80", "EP_VARIANTS": "x",
+               "EP_CONFIG": "", "HOME": "/root"}
+    settings = load_settings(environ)
+    assert settings.origin_url == "http://o.example"      # EP_ORIGIN is accepted too
+    warnings = unknown_environment(environ)
+    assert warnings == [
+        "environment variable EP_PROT is not a setting and is ignored; did you mean EP_PORT?",
+        "environment variable EP_VARIANTS is not a setting and is ignored"]
+
+
+def _parse(argv: list[str], names: tuple[str, ...] = SERVER_FLAGS) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser, names)
+    parser.add_argument("--config", type=Path)
+    return parser.parse_args(argv)
+
+
+def test_flags_are_made_from_the_declarations_and_win_over_the_environment() -> None:
+    args = _parse(["--origin", "http://f.example", "--port", "9001", "--trusted-proxy",
+                   "10.0.0.0/8", "--trusted-proxy", "192.0.2.1", "--no-access-log"])
+    settings = load_settings({"EP_PORT": "9000", "EP_WORKERS": "3"}, **flag_overrides(args))
+    assert settings.origin_url == "http://f.example"
+    assert settings.port == 9001 and settings.workers == 3
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "192.0.2.1/32"]
+    assert settings.access_log is False
+
+
+def test_unset_flags_fall_through_to_the_defaults() -> None:
+    settings = load_settings({}, **flag_overrides(_parse([])))
+    assert settings.port == 8080 and settings.access_log is True
+
+
+def test_a_bad_flag_value_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="setting 'port'"):
+        load_settings({}, **flag_overrides(_parse(["--port", "eighty"])))
+
+
+def test_classifying_commands_take_only_their_flags() -> None:
+    args = _parse(["--rules", "r", "--geo-db", "g.mmdb"], CLASSIFY_FLAGS)
+    assert not hasattr(args, "port")
+    settings = load_settings({}, **flag_overrides(args))
+    assert settings.rules_dir == Path("r") and settings.geo_db == Path("g.mmdb")

@@ -1,0 +1,67 @@
+"""/__ep/ has one owner: the route table, in front of the site or the origin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route as Route_
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from edge_personalizer import create_app, load_settings
+from edge_personalizer.endpoints import Endpoints
+from edge_personalizer.endpoints.responses import send_json
+from edge_personalizer.endpoints.router import Route
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def client_for(app: ASGIApp) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://site")
+
+
+async def test_reserved_prefix_never_reaches_the_site_it_personalizes() -> None:
+    reached: list[str] = []
+
+    async def catch_all(request: Request) -> HTMLResponse:
+        reached.append(request.url.path)
+        return HTMLResponse("site")
+
+    site = Starlette(routes=[Route_("/{path:path}", catch_all)])
+    app = create_app(load_settings({}, rules_dir=ROOT / "rules"), site=site)
+    async with client_for(app) as client:
+        assert (await client.get("/__ep/secret")).status_code == 404
+        assert (await client.get("/__ep/health/live")).json() == {"status": "alive"}
+        assert (await client.get("/normal")).text == "site"
+    assert reached == ["/normal"]
+
+
+async def test_routes_by_path_then_prefix_and_refuses_other_methods() -> None:
+    seen: list[str] = []
+
+    async def handler(scope: Scope, send: Send) -> None:
+        seen.append(scope["path"])
+        await send_json(send, 200, {"ok": True})
+
+    async def site(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the site must not be reached")
+
+    app = Endpoints(site, routes={"/__ep/one": Route(handler, frozenset({"POST"}))},
+                    prefixes={"/__ep/many/": Route(handler)})
+    async with client_for(app) as client:
+        assert (await client.post("/__ep/one/")).status_code == 200
+        refused = await client.get("/__ep/one")
+        assert refused.status_code == 405 and refused.headers["allow"] == "POST"
+        assert (await client.get("/__ep/many/x")).status_code == 200
+        assert (await client.get("/__ep/many")).status_code == 404
+    assert seen == ["/__ep/one/", "/__ep/many/x"]

@@ -1,0 +1,39 @@
+"""Logging setup: batched lines, text or JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+
+from edge_personalizer.observability.logs import BatchingStreamHandler, JsonFormatter
+
+
+def test_json_formatter_writes_plain_messages_too() -> None:
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "hello %s", ("you",), None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "hello you" and entry["level"] == "warning"
+
+
+def test_info_lines_leave_in_batches_and_warnings_at_once() -> None:
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream, interval=0.1)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("tests.batching")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.info("first")
+    logger.info("second")
+    assert stream.getvalue() == ""                       # waiting for the batch
+    logger.warning("trouble")                            # out at once, after the others
+    assert stream.getvalue() == "INFO first\nINFO second\nWARNING trouble\n"
+    logger.info("later")
+    deadline = time.monotonic() + 2
+    while "later" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stream.getvalue().endswith("INFO later\n")   # the background flush
+    logger.info("last")
+    handler.close()                                      # closing writes what waits
+    assert stream.getvalue().endswith("INFO last\n")

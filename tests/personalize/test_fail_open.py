@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from edge_personalizer.personalize.exchange import NoObserver
+from edge_personalizer.personalize.fail_open import FailOpen
+
+
+class Counting(NoObserver):
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def stage_failed(self, stage: str) -> None:
+        self.failed.append(stage)
+
+
+def test_an_error_in_a_stage_is_logged_counted_and_contained(
+        caplog: pytest.LogCaptureFixture) -> None:
+    observer = Counting()
+    with FailOpen(observer).stage("rewrite", "/page") as outcome:
+        raise ValueError("a bug")
+    assert outcome.failed
+    assert observer.failed == ["rewrite"]
+    assert any(r.levelno == logging.ERROR and "/page" in r.getMessage() for r in caplog.records)
+
+
+def test_a_stage_without_error_is_not_failed() -> None:
+    observer = Counting()
+    with FailOpen(observer).stage("decide", "/") as outcome:
+        pass
+    assert not outcome.failed and observer.failed == []
+
+
+def test_cancellation_is_never_contained() -> None:
+    import asyncio
+
+    with pytest.raises(asyncio.CancelledError):
+        with FailOpen(Counting()).stage("decide", "/"):
+            raise asyncio.CancelledError

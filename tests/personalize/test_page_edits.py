@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_personalizer.personalize.page_edits import PageEditor
+from edge_personalizer.rules.book import RuleBook
+from edge_personalizer.rules.evaluator import decide
+
+from ..factories import default_classifier, make_request
+
+
+def _book(tmp_path: Path, html: str) -> RuleBook:
+    (tmp_path / "site.yaml").write_text(
+        "slots:\n  hero: {}\nrules:\n  - name: all\n    then:\n"
+        f"      hero: {{html: \"{html}\"}}\n      head: {{html: \"<script>x()</script>\"}}\n")
+    return RuleBook(tmp_path)
+
+
+def test_static_variants_are_worked_out_once_per_decision_and_nonce(tmp_path: Path) -> None:
+    book = _book(tmp_path, "<h1>Hi</h1>")
+    editor = PageEditor(book)
+    visitor = default_classifier().visitor(make_request("/"), now=0.0)
+    decision = decide(book.current, visitor)
+    first = editor.changes(decision, visitor, "n1")
+    assert editor.changes(decision, visitor, "n1") is first
+    other = editor.changes(decision, visitor, "n2")
+    assert other is not first and 'nonce="n2"' in other.head
+    assert [e.payload for e in first.edits] == ["<h1>Hi</h1>"]
+
+
+def test_variants_printing_visitor_data_are_rendered_per_visitor(tmp_path: Path) -> None:
+    book = _book(tmp_path, "<p>{{ request.path }}</p>")
+    editor = PageEditor(book)
+    for path in ("/a", "/b"):
+        visitor = default_classifier().visitor(make_request(path), now=0.0)
+        changes = editor.changes(decide(book.current, visitor), visitor, None)
+        assert [e.payload for e in changes.edits] == [f"<p>{path}</p>"]
+
