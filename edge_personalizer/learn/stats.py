@@ -1,0 +1,246 @@
+"""The numbers marketers decide from, computed from counters: pure functions, never on a page's way.
+
+Per variant: the conversion rate with a 95% Wilson interval, and the mean value per exposed
+visitor with a t interval. Against the control, relative, the way GrowthBook's gbstats
+engine computes them for the same counts (so the two agree):
+
+- uplift with a fixed-horizon 95% interval and a two-sided p-value (Welch's t; the ratio's
+  variance by the delta method);
+- an always-valid interval and p-value (the normal-mixture boundary of Howard et al. 2021
+  that gbstats uses, tuning 5000): valid however often someone looks, so a marketer may
+  check every day without inflating false wins;
+- the Bayesian chance to beat the control and the risk (expected relative loss if the
+  variant is chosen), from the normal posterior of gbstats' default flat prior.
+
+Sample-ratio mismatch: a chi-square test of exposures against the weights, flagged at
+p < 0.001 (a broken split makes every other number meaningless).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scipy.stats import chi2, norm, t  # type: ignore[import-untyped]  # no stubs shipped
+
+from .counters import Tally
+
+ALPHA = 0.05                  # 95% intervals
+SRM_THRESHOLD = 0.001
+SEQUENTIAL_TUNING = 5000.0    # gbstats' default: the sample size the boundary is tightest at
+
+
+@dataclass(frozen=True)
+class Moments:
+    """One metric of one variant: the mean per exposed visitor, its variance, the visitors."""
+
+    mean: float
+    variance: float
+    n: int
+
+
+def conversion_moments(converted: int, exposed: int) -> Moments:
+    """A conversion rate as a mean of 0/1 outcomes (variance p(1-p), as gbstats takes it)."""
+    if not 0 <= converted <= exposed:
+        raise ValueError(f"{converted} converted of {exposed} exposed: expected 0..exposed")
+    rate = converted / exposed if exposed else 0.0
+    return Moments(rate, rate * (1 - rate), exposed)
+
+
+def value_moments(value_sum: float, value_sq_sum: float, exposed: int) -> Moments:
+    """The value per exposed visitor (0 for those who did not convert), sample variance."""
+    if exposed < 2:
+        return Moments(value_sum / exposed if exposed else 0.0, 0.0, exposed)
+    variance = (value_sq_sum - value_sum * value_sum / exposed) / (exposed - 1)
+    return Moments(value_sum / exposed, max(variance, 0.0), exposed)
+
+
+def rate_interval(converted: int, exposed: int, *, alpha: float = ALPHA) -> tuple[float, float]:
+    """Wilson score interval of a conversion rate ((0, 1) when nobody was exposed)."""
+    if exposed == 0:
+        return 0.0, 1.0
+    z = float(norm.ppf(1 - alpha / 2))
+    rate, z2n = converted / exposed, z * z / exposed
+    centre = (rate + z2n / 2) / (1 + z2n)
+    half = z / (1 + z2n) * math.sqrt(rate * (1 - rate) / exposed + z2n / (4 * exposed))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_interval(moments: Moments, *, alpha: float = ALPHA) -> tuple[float, float] | None:
+    """t interval of a mean value (None under two visitors)."""
+    if moments.n < 2:
+        return None
+    half = float(t.ppf(1 - alpha / 2, moments.n - 1)) * math.sqrt(moments.variance / moments.n)
+    return moments.mean - half, moments.mean + half
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A variant against the control on one metric; effects are relative (0.1 = +10%)."""
+
+    uplift: float
+    uplift_low: float
+    uplift_high: float
+    p_value: float
+    sequential_low: float
+    sequential_high: float
+    sequential_p_value: float
+    chance_to_beat_control: float
+    risk: float
+
+
+def compare(control: Moments, variant: Moments, *, alpha: float = ALPHA,
+            tuning: float = SEQUENTIAL_TUNING) -> Comparison | None:
+    """`variant` against `control`; None where gbstats gives no result either (fewer than
+    two visitors, a control mean of 0, or no variance in an arm, e.g. no conversions)."""
+    if (min(control.n, variant.n) < 2 or control.mean == 0
+            or control.variance <= 0 or variant.variance <= 0):
+        return None
+    uplift = (variant.mean - control.mean) / abs(control.mean)
+    se = math.sqrt(variant.variance / (variant.n * control.mean ** 2)
+                   + control.variance * variant.mean ** 2 / (control.n * control.mean ** 4))
+    dof = _welch_dof(control, variant)
+    half = float(t.ppf(1 - alpha / 2, dof)) * se
+    n = control.n + variant.n
+    rho = _sequential_rho(alpha, tuning)
+    seq_half = sequential_halfwidth(se * se * n, n, rho, alpha)
+    return Comparison(
+        uplift, uplift - half, uplift + half,
+        p_value=float(2 * t.sf(abs(uplift) / se, dof)),
+        sequential_low=uplift - seq_half, sequential_high=uplift + seq_half,
+        sequential_p_value=_sequential_p_value(uplift, se, n, rho),
+        chance_to_beat_control=float(norm.sf(0, uplift, se)),
+        risk=expected_loss(uplift, se))
+
+
+def _welch_dof(a: Moments, b: Moments) -> float:
+    va, vb = a.variance / a.n, b.variance / b.n
+    return (va + vb) ** 2 / (va * va / (a.n - 1) + vb * vb / (b.n - 1))
+
+
+def _sequential_rho(alpha: float, tuning: float) -> float:
+    # the mixture's spread that makes the boundary tightest near `tuning` visitors
+    # (Waudby-Smith et al. 2023, eq. 161, as gbstats)
+    log_alpha = -2 * math.log(alpha)
+    return math.sqrt((log_alpha + math.log(log_alpha + 1)) / tuning)
+
+
+def sequential_halfwidth(s2: float, n: int, rho: float, alpha: float = ALPHA) -> float:
+    """Half the always-valid interval after `n` visitors whose per-visitor variance of the
+    estimate is `s2` (Howard et al.'s normal mixture; Waudby-Smith et al. 2023, eq. 9)."""
+    spread = n * rho * rho + 1
+    return math.sqrt(s2 * 2 * spread * math.log(math.sqrt(spread) / alpha) / (n * rho) ** 2)
+
+
+def _sequential_p_value(effect: float, se: float, n: int, rho: float) -> float:
+    # 1 / the mixture's e-value: the smallest alpha whose always-valid interval excludes 0
+    spread = n * rho * rho + 1
+    log_e = rho * rho * (effect * effect * n / (se * se)) / (2 * spread) - 0.5 * math.log(spread)
+    return 1.0 if log_e <= 0 else math.exp(-log_e)
+
+
+def expected_loss(mean: float, sd: float) -> float:
+    """E[max(0, -X)] for X ~ N(mean, sd²): what choosing the variant costs when it is worse,
+    weighted by how likely that is (gbstats' treatment risk, in closed form)."""
+    z = mean / sd
+    return float(sd * norm.pdf(z) - mean * norm.cdf(-z))
+
+
+def srm_p_value(exposed: Sequence[int], weights: Sequence[float]) -> float:
+    """Chi-square p-value of the exposures against the weights' split (1 without exposures)."""
+    if len(exposed) != len(weights) or len(exposed) < 2:
+        raise ValueError("expected one weight per variant, and at least two variants")
+    total, total_weight = sum(exposed), sum(weights)
+    if not total or total_weight <= 0:
+        return 1.0
+    statistic = 0.0
+    for observed, weight in zip(exposed, weights, strict=True):
+        if weight > 0:
+            expected = weight / total_weight * total
+            statistic += (observed - expected) ** 2 / expected
+    return float(chi2.sf(statistic, len(exposed) - 1))
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One variant's counts on one goal, what they say, and (unless control) the comparisons."""
+
+    name: str
+    counts: Tally
+    rate: float | None                       # None: nobody exposed yet
+    rate_interval: tuple[float, float] | None
+    mean_value: float | None
+    mean_value_interval: tuple[float, float] | None
+    conversion: Comparison | None            # on the conversion rate
+    value: Comparison | None                 # on the value per exposed visitor
+
+
+@dataclass(frozen=True)
+class GoalResult:
+    """An experiment judged on one goal: each variant, the control first, and the SRM check."""
+
+    control: str
+    variants: tuple[VariantResult, ...]
+    srm_p: float
+
+    @property
+    def srm(self) -> bool:
+        return self.srm_p < SRM_THRESHOLD
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape `/__ep/results` and `report --format json` answer with (None as null)."""
+        return {"control": self.control, "srm_p": self.srm_p, "srm": self.srm,
+                "variants": {v.name: _variant_json(v) for v in self.variants}}
+
+
+def goal_result(totals: Mapping[str, Tally], weights: Mapping[str, float], *,
+                control: str, alpha: float = ALPHA) -> GoalResult:
+    """Judge every variant in `weights` (the control among them) from its `totals`
+    (exposures and conversions on the goal; `counters.variant_totals` sums them)."""
+    if control not in weights:
+        raise ValueError(f"control {control!r} is not one of the variants {sorted(weights)}")
+    names = [control] + [name for name in weights if name != control]
+    counts = {name: totals.get(name, Tally()) for name in names}
+    rates = {name: conversion_moments(c.conversions, c.exposures) for name, c in counts.items()}
+    values = {name: value_moments(c.value_sum, c.value_sq_sum, c.exposures)
+              for name, c in counts.items()}
+    results = []
+    for name, tally in counts.items():
+        exposed = tally.exposures > 0
+        versus = name != control
+        results.append(VariantResult(
+            name, tally,
+            rate=rates[name].mean if exposed else None,
+            rate_interval=rate_interval(tally.conversions, tally.exposures, alpha=alpha)
+            if exposed else None,
+            mean_value=values[name].mean if exposed else None,
+            mean_value_interval=mean_interval(values[name], alpha=alpha),
+            conversion=compare(rates[control], rates[name], alpha=alpha) if versus else None,
+            value=compare(values[control], values[name], alpha=alpha) if versus else None))
+    srm = srm_p_value([counts[name].exposures for name in names],
+                      [weights[name] for name in names])
+    return GoalResult(control, tuple(results), srm)
+
+
+def _variant_json(result: VariantResult) -> dict[str, Any]:
+    conversion, value = result.conversion, result.value
+    low, high = result.rate_interval or (None, None)
+    value_low, value_high = result.mean_value_interval or (None, None)
+    return {
+        "exposed": result.counts.exposures, "converted": result.counts.conversions,
+        "value_sum": result.counts.value_sum,
+        "rate": result.rate, "rate_low": low, "rate_high": high,
+        **_comparison_json(conversion, ""),
+        "mean_value": result.mean_value, "mean_value_low": value_low,
+        "mean_value_high": value_high,
+        **_comparison_json(value, "value_"),
+    }
+
+
+def _comparison_json(comparison: Comparison | None, prefix: str) -> dict[str, float | None]:
+    fields = ("uplift", "uplift_low", "uplift_high", "p_value", "sequential_low",
+              "sequential_high", "sequential_p_value", "chance_to_beat_control", "risk")
+    return {prefix + name: None if comparison is None else getattr(comparison, name)
+            for name in fields}
