@@ -299,7 +299,7 @@ class ProfileTracker:
         fit the size cap."""
         state = _state_of(profile)
         value = self.codec.encode(state)
-        scores, variants = state[5], state[9]
+        scores, variants = state[_SCORES], state[_VARIANTS]   # what may be trimmed
         while len(value) > self.codec.max_bytes and (variants or scores):
             if variants:
                 variants.pop(next(iter(variants)))
@@ -332,6 +332,8 @@ def _summary(data: Any) -> ReferralSummary | None:
 #  first referral, last referral, conversions, {experiment: variant}]
 _STATE_LENGTH = 10
 _LAST_SEEN = 2
+_SCORES = 5
+_VARIANTS = 9
 
 
 def _profile_from(state: list[Any], now: int, half_life_days: float) -> Profile:
