@@ -85,7 +85,10 @@ class Accumulator:
     def expose(self, experiment: str, variant: str, cell: str = ALL_VISITORS,
                day: str | None = None) -> None:
         """Count one visitor exposed to `variant` (once per visitor: attribution decides)."""
-        key = (experiment, variant, EXPOSURE, cell, day or self.today())
+        if day is None:   # today(), inlined: this is the whole cost of counting a page
+            now = self._clock()
+            day = self._day if self._day_start <= now < self._day_end else self.today()
+        key = (experiment, variant, EXPOSURE, cell, day)
         counts = self._current.get(key)
         if counts is None:
             counts = self._open(key)
@@ -96,7 +99,10 @@ class Accumulator:
     def convert(self, experiment: str, variant: str, goal: str, cell: str = ALL_VISITORS,
                 value: float = 0.0, day: str | None = None) -> None:
         """Count one visitor converted on `goal`, bringing `value` (0 when the goal has none)."""
-        key = (experiment, variant, goal, cell, day or self.today())
+        if day is None:
+            now = self._clock()
+            day = self._day if self._day_start <= now < self._day_end else self.today()
+        key = (experiment, variant, goal, cell, day)
         counts = self._current.get(key)
         if counts is None:
             counts = self._open(key)
