@@ -115,3 +115,89 @@ def test_agrees_with_the_referer_parser_database(referrals: ReferralClassifier) 
                     disagreements.append((name, host, result.medium, medium))
     assert known >= 300
     assert agree / known >= 0.97, disagreements[:30]
+
+
+@pytest.mark.parametrize(("referer", "medium", "source", "keywords"), [
+    # Webmail recognised by its structure: mail subdomains, webmail paths, dereferrers.
+    ("https://webmail.bigpond.com/x", "email", "telstra_mail", None),
+    ("https://mail.example.co.uk/", "email", "example.co.uk", None),
+    ("https://owa.acme.example/owa/", "email", "acme.example", None),
+    ("https://intranet.acme.example/roundcube/?_task=mail&_uid=3", "email", "acme.example",
+     None),
+    ("https://www.orange.fr/webmail/inbox", "email", "orange_mail", None),
+    ("https://deref-gmx.net/mail/client/dereferrer/?redirectUrl=x", "email", "gmx", None),
+    ("https://lightmailer-bs.gmx.net/", "email", "gmx", None),
+    ("https://us-mg6.mail.yahoo.com/neo/launch", "email", "yahoo_mail", None),
+    ("https://e.mail.ru/inbox", "email", "mail_ru", None),
+    # Search pages no list knows: a search host or path with a terms parameter.
+    ("https://search.example-engine.com/?q=trail+shoes", "search", "example-engine.com",
+     "trail shoes"),
+    ("https://www.findit.example/search?query=boots", "search", "findit.example", "boots"),
+    ("https://blog.example.org/2024/post?q=1", "referral", "blog.example.org", None),
+    # Engines from Matomo's list, with keywords in their own charsets and path expressions.
+    ("https://poisk.ru/cgi-bin/poisk?text=%EA%F0%EE%F1%F1%EE%E2%EA%E8", "search", "poisk_ru",
+     "кроссовки"),
+    ("https://go.mail.ru/search?q=%EA%F0%EE%F1%F1%EE%E2%EA%E8", "search", "mail_ru",
+     "кроссовки"),
+    ("https://search.nate.com/search/all.html?q=%BF%EE%B5%BF%C8%AD", "search", "nate", "운동화"),
+    ("https://search.yahoo.co.jp/search?p=%A5%E9%A5%F3%A5%CB%A5%F3%A5%B0", "search",
+     "yahoo_japan", "ランニング"),
+    ("https://1.cz/s/b%ECh/", "search", "1_cz", "běh"),
+    ("https://www.abacho.de/suche?q=laufschuhe", "search", "abacho", "laufschuhe"),
+    ("https://images.google.de/imgres?q=x", "search", "google", "x"),
+    # Social networks and AI assistants beyond our own list; an AI under a social host's path.
+    ("https://badoo.com/", "social", "badoo", None),
+    ("https://chat.qwen.ai/", "ai", "qwen", None),
+    ("https://x.com/i/grok", "ai", "grok", None),
+    ("https://x.com/someone", "social", "twitter", None),
+    # The big portals' other services are not their search.
+    ("https://maps.google.com/maps?q=x", "referral", "google", None),
+    ("https://news.yahoo.com/a", "referral", "yahoo", None),
+])
+def test_classify_strangers(referrals: ReferralClassifier, referer: str, medium: str,
+                            source: str, keywords: str | None) -> None:
+    result = referrals.classify({}, referer, OWN)
+    assert (result.medium, result.source, result.keywords) == (medium, source, keywords)
+
+
+def test_shipped_list_records_where_each_source_came_from() -> None:
+    data = json.loads((Path(__file__).resolve().parents[2] / "edge_personalizer" / "classify"
+                       / "data" / "referrers.json").read_text())
+    assert data["_sources"]["matomo"]["license"].startswith("CC0")
+    origins = {origin for medium in ("search", "ai", "social", "email", "paid", "referral")
+               for entry in data[medium].values() for origin in entry["from"]}
+    assert origins == {"own", "matomo"}
+    assert len(data["search"]) >= 250 and len(data["social"]) >= 100
+
+
+def test_medium_on_the_referer_parser_database(referrals: ReferralClassifier) -> None:
+    """Every host of the third-party (GPL, test-only) database as a Referer, and a search
+    URL for every engine with keyword parameters: the medium, and the keywords, agree
+    (measured 2026-12-02: medium 94.3% of 2,506 hosts, 72.1% before the merged list and the
+    structural rules; keywords 97.1% of 2,086 engines, 80.5% before)."""
+    media = {"search": "search", "social": "social", "email": "email", "paid": "paid",
+             "chatbot": "ai", "unknown": "referral"}
+    total = right = searches = keywords = 0
+    by_medium: dict[str, list[int]] = {}
+    for section, medium in media.items():
+        for entry in referer_database().get(section, {}).values():
+            params = entry.get("parameters") or []
+            for domain in entry.get("domains", []):
+                app = domain.split(".", 1)[0] in ("com", "org", "net", "io", "ru", "jp", "de")
+                referer = f"android-app://{domain}" if app else f"https://{domain}"
+                counts = by_medium.setdefault(medium, [0, 0])
+                hit = referrals.classify({}, referer, OWN).medium == medium
+                counts[0] += hit
+                counts[1] += 1
+                total += 1
+                right += hit
+                if medium == "search" and params and not app:
+                    searches += 1
+                    found = referrals.classify({}, f"https://{domain}?{params[0]}=trail+shoes",
+                                               OWN)
+                    keywords += found.keywords == "trail shoes"
+    assert right / total >= 0.93
+    assert keywords / searches >= 0.95
+    floors = {"search": 0.95, "email": 0.9, "social": 0.8, "ai": 0.9, "referral": 0.9}
+    low = {m: c[0] / c[1] for m, c in by_medium.items() if c[0] / c[1] < floors.get(m, 0)}
+    assert low == {}
