@@ -11,14 +11,9 @@ from typing import Protocol
 from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import RequestRejected, UpstreamBusy, UpstreamError, UpstreamTimeout
+from ..classify.client_ip import TrustedProxies
 from ..http.client import OriginClient, ProbeResult, Upstream, UpstreamResponse, probe
-from .client_ip import TrustedProxies, client_address
-from .headers import (
-    OriginRequest,
-    RequestLimits,
-    RequestReader,
-    response_headers_for_client,
-)
+from .headers import OriginRequest, RequestLimits, read_request, response_headers_for_client
 from .pages import send_error_page
 from .target import Origin
 from .websocket import open_upstream, relay
@@ -89,7 +84,6 @@ class OriginProxy:
         self.limits = RequestLimits(max_header_bytes=max_header_bytes,
                                     max_header_count=max_header_count,
                                     max_body_bytes=max_body_bytes)
-        self.reader = RequestReader(origin_host=self.origin.host_header, limits=self.limits)
         self.upstream = upstream or Upstream(
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             max_connections=max_connections,
@@ -121,12 +115,14 @@ class OriginProxy:
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if target > self.limits.max_header_bytes:
             raise RequestRejected(f"request URL too long ({target} bytes)", status=414)
+        client = scope.get("client")
         server = scope.get("server")
         server_host = f"{server[0]}:{server[1]}" if server else self.origin.host_header
         scheme: str = scope.get("scheme") or "http"
         scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-        return self.reader.read(scope["headers"], client_address(scope, self.trusted),
-                                scheme=scheme, server_host=server_host)
+        return read_request(scope["headers"], peer=client[0] if client else None,
+                            scheme=scheme, server_host=server_host, trusted=self.trusted,
+                            origin_host=self.origin.host_header, limits=self.limits)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
@@ -161,8 +157,8 @@ class OriginProxy:
         if long_lived:
             if self.long_lived >= self.max_long_lived:
                 await response.aclose()
-                await self._origin_failed(UpstreamBusy(
-                    f"{self.long_lived} long-lived responses under way (the cap)"), scope, send)
+                await self._busy(UpstreamBusy(f"{self.long_lived} long-lived responses "
+                                              "under way (the cap)"), "long_lived", scope, send)
                 return
             self.long_lived += 1
         try:
@@ -195,7 +191,7 @@ class OriginProxy:
 
     async def _origin_failed(self, exc: UpstreamError, scope: Scope, send: Send) -> None:
         if isinstance(exc, UpstreamBusy):
-            await self._busy(exc, scope, send)
+            await self._busy(exc, "pool", scope, send)
             return
         timed_out = isinstance(exc, UpstreamTimeout)
         self.observer.origin_failed("timeout" if timed_out else "unreachable")
@@ -208,8 +204,7 @@ class OriginProxy:
         await send_error_page(send, status, message, scope["headers"],
                               head=scope["method"] == "HEAD")
 
-    async def _busy(self, exc: UpstreamBusy, scope: Scope, send: Send) -> None:
-        reason = "long_lived" if "long-lived" in str(exc) else "pool"
+    async def _busy(self, exc: UpstreamBusy, reason: str, scope: Scope, send: Send) -> None:
         self.observer.origin_busy(reason)
         logger.warning("origin busy for %s %s -> 503: %s", scope["method"], scope["path"], exc)
         await send_error_page(

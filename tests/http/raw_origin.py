@@ -102,8 +102,9 @@ class ThreadedOrigin:
 
     def __enter__(self) -> str:
         self._thread.start()
-        url: str = asyncio.run_coroutine_threadsafe(self.raw.__aenter__(), self.loop).result(5)
-        return url
+        self.url: str = asyncio.run_coroutine_threadsafe(self.raw.__aenter__(),
+                                                         self.loop).result(5)
+        return self.url
 
     def __exit__(self, *exc: object) -> None:
         asyncio.run_coroutine_threadsafe(self.raw.__aexit__(), self.loop).result(5)

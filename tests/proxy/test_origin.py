@@ -1,7 +1,10 @@
-"""OriginProxy through the real server (`edge-personalizer serve`) and a real origin process."""
+"""OriginProxy through the real server (`edge-personalizer serve`) and a real origin process;
+misbehaving origins as raw-socket servers (issue 20, the origin side); the pool's caps
+in-process, with hundreds of long-lived responses."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
@@ -13,7 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Message
 
+from edge_personalizer.proxy import OriginProxy
+
+from ..http.raw_origin import (
+    NEXT,
+    RawOrigin,
+    ThreadedOrigin,
+    eventually,
+    request_head,
+    wait_for_eof,
+)
 from ..origin_app import pattern
 from ..servers import Server, start_proxy
 
@@ -288,3 +302,239 @@ def test_one_visitors_cookies_never_reach_another_visitors_request(
     assert len(set_by_origin.headers.get_list("set-cookie")) == 3
     data = echo(named_origin_proxy)   # a different visitor, no cookies of their own
     assert origin_headers(data, "cookie") == []
+
+
+# Misbehaving origins through the real server (issue 20, items 1 and 2)
+
+OK = b"HTTP/1.1 200 OK\r\n"
+MISBEHAVING = {
+    # One write each: the answer, then bytes that pretend to be another answer.
+    b"/more-after-length": OK + b"Content-Length: 5\r\n\r\nhello"
+                           + OK + b"Content-Length: 8\r\n\r\nSMUGGLED",
+    b"/more-after-204": b"HTTP/1.1 204 No Content\r\n\r\n"
+                        + OK + b"Set-Cookie: smuggled=1\r\nContent-Length: 0\r\n\r\n",
+    b"/two-lengths": OK + b"Content-Length: 5\r\nContent-Length: 8\r\n\r\nhelloSMUG",
+    b"/length-and-chunked": OK + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"0\r\n\r\nhello",
+}
+EVENTS = OK + b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+
+
+async def misbehaving(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """MISBEHAVING's bytes by path; /events: an event every 100 ms until the client goes."""
+    while True:
+        try:
+            head = await request_head(reader)
+        except asyncio.IncompleteReadError:
+            return
+        path = head.split(b" ")[1]
+        if path == b"/events":
+            writer.write(EVENTS)
+            while not reader.at_eof():
+                writer.write(b"data: tick\n\n")
+                await writer.drain()
+                try:
+                    await asyncio.wait_for(reader.read(1), 0.1)
+                except TimeoutError:
+                    pass
+            return
+        writer.write(MISBEHAVING.get(path, NEXT))
+        await writer.drain()
+
+
+@pytest.fixture(scope="module")
+def raw_origin() -> Iterator[ThreadedOrigin]:
+    origin = ThreadedOrigin(misbehaving)
+    with origin:
+        yield origin
+
+
+@pytest.fixture(scope="module")
+def raw_proxy(raw_origin: ThreadedOrigin, server_logs: Path) -> Iterator[Server]:
+    server = start_proxy(server_logs, "--origin", raw_origin.url, "--read-timeout", "5")
+    yield server
+    server.stop()
+
+
+def exchange_twice(port: int, path: bytes) -> bytes:
+    """`path`, then /next on the same client connection: everything the client received."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(("path", "first"), [
+    (b"/more-after-length", b"hello"),
+    (b"/more-after-204", b""),
+])
+def test_bytes_after_an_answer_never_reach_the_client(
+        raw_proxy: Server, raw_origin: ThreadedOrigin, path: bytes, first: bytes) -> None:
+    closed = raw_origin.closed_by_client
+    reply = exchange_twice(raw_proxy.port, path)
+    assert b"SMUGGLED" not in reply and b"smuggled" not in reply
+    first_answer, _, rest = reply.partition(b"\r\n\r\n")
+    assert first_answer.lower().count(b"content-length") <= 1
+    # The next request got its own answer, on another connection: the one that carried
+    # the extra bytes was closed by the proxy, not pooled.
+    assert rest.startswith(first + b"HTTP/1.1 200") and rest.endswith(b"next")
+    deadline = time.monotonic() + 2
+    while raw_origin.closed_by_client == closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert raw_origin.closed_by_client == closed + 1
+
+
+@pytest.mark.parametrize("path", [b"/two-lengths", b"/length-and-chunked"])
+def test_conflicting_lengths_are_a_502_never_forwarded(raw_proxy: Server, path: bytes) -> None:
+    reply = exchange_twice(raw_proxy.port, path)
+    assert reply.startswith(b"HTTP/1.1 502")
+    assert b"SMUG" not in reply and b"hello" not in reply
+    assert reply.endswith(b"next")
+
+
+def test_a_client_that_goes_away_closes_its_origin_connection(
+        raw_proxy: Server, raw_origin: ThreadedOrigin) -> None:
+    before = raw_origin.closed_by_client
+    with socket.create_connection(("127.0.0.1", raw_proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        received = b""
+        while b"data: tick" not in received:
+            received += sock.recv(65536)
+        assert received.startswith(b"HTTP/1.1 200")
+    left = time.monotonic()
+    # The origin keeps sending; the proxy must stop reading and close, well before any
+    # read timeout (5 s here) could.
+    while raw_origin.closed_by_client == before and time.monotonic() - left < 3:
+        time.sleep(0.02)
+    assert raw_origin.closed_by_client == before + 1
+    assert time.monotonic() - left < 2
+
+
+# The pool's caps, in-process: hundreds of long-lived responses against one raw origin
+
+
+class Visitor:
+    """One request to the proxy as an ASGI server makes it; `leave()` disconnects."""
+
+    def __init__(self, proxy: OriginProxy, path: str) -> None:
+        self.messages: list[Message] = []
+        self.started = asyncio.Event()
+        self._gone = asyncio.Event()
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+                 "query_string": b"", "headers": [(b"host", b"site")], "scheme": "http",
+                 "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
+        self.task = asyncio.ensure_future(proxy(scope, self._receive, self._send))
+
+    async def _receive(self) -> Message:
+        if not self.messages and not self.started.is_set():
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: Message) -> None:
+        self.messages.append(message)
+        self.started.set()
+
+    def leave(self) -> None:
+        self._gone.set()
+
+    @property
+    def status(self) -> int:
+        return int(self.messages[0]["status"])
+
+    def header(self, name: bytes) -> bytes | None:
+        return dict(self.messages[0]["headers"]).get(name)
+
+
+class Counted:
+    """A ProxyObserver that remembers the 503s it was told of."""
+
+    def __init__(self) -> None:
+        self.busy: list[str] = []
+
+    def origin_responded(self, seconds: float) -> None:
+        pass
+
+    def origin_failed(self, kind: str) -> None:
+        pass
+
+    def origin_busy(self, reason: str) -> None:
+        self.busy.append(reason)
+
+
+async def endless_events(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        try:
+            head = await request_head(reader)
+        except asyncio.IncompleteReadError:
+            return
+        if b"/events" not in head:
+            writer.write(NEXT)
+            await writer.drain()
+            continue
+        writer.write(EVENTS + b"data: 1\n\n")
+        await writer.drain()
+        await wait_for_eof(reader)
+        return
+
+
+async def visit_all(proxy: OriginProxy, count: int) -> list[Visitor]:
+    visitors = [Visitor(proxy, "/events") for _ in range(count)]
+    await asyncio.wait_for(asyncio.gather(*(v.started.wait() for v in visitors)), 10)
+    return visitors
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_520_streams_against_512_connections_leave_room_for_the_site() -> None:
+    origin = RawOrigin(endless_events)
+    async with origin as url:
+        observer = Counted()
+        # (a wait long enough for the 8 streams queued while 512 connect: no "pool" 503s)
+        proxy = OriginProxy(url, max_connections=512, pool_timeout=5, observer=observer)
+        streams = await visit_all(proxy, 520)
+        statuses = sorted(v.status for v in streams)
+        # Long-lived responses get at most half the connections; the rest a 503 at once.
+        assert statuses.count(200) == 256 and statuses.count(503) == 264
+        assert {v.header(b"retry-after") for v in streams if v.status == 503} == {b"5"}
+        assert observer.busy == ["long_lived"] * 264
+        page = Visitor(proxy, "/page")
+        await asyncio.wait_for(page.task, 2)
+        assert page.status == 200
+        for visitor in streams:
+            visitor.leave()
+        await asyncio.wait_for(asyncio.gather(*(v.task for v in streams)), 5)
+        # Every stream's origin connection closed: the 256 whose visitors left, and the
+        # 264 refused ones (never read to the end, never pooled).
+        assert await eventually(lambda: origin.closed_by_client == 520, 5)
+        await proxy.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_full_pool_gives_others_a_bounded_wait_then_503() -> None:
+    origin = RawOrigin(endless_events)
+    async with origin as url:
+        observer = Counted()
+        proxy = OriginProxy(url, max_connections=512, max_long_lived=1000, pool_timeout=0.5,
+                            observer=observer)
+        streams = await visit_all(proxy, 520)
+        assert sorted(v.status for v in streams).count(200) == 512
+        started = time.monotonic()
+        page = Visitor(proxy, "/page")
+        await asyncio.wait_for(page.task, 3)
+        assert 0.4 < time.monotonic() - started < 2
+        assert page.status == 503 and page.header(b"retry-after") == b"5"
+        assert observer.busy == ["pool"] * 9
+        # Their visitors go: the reads stop, the connections close, the site answers again.
+        for visitor in streams:
+            visitor.leave()
+        await asyncio.wait_for(asyncio.gather(*(v.task for v in streams)), 5)
+        assert await eventually(lambda: origin.closed_by_client == 512, 5)
+        page = Visitor(proxy, "/page")
+        await asyncio.wait_for(page.task, 2)
+        assert page.status == 200
+        await proxy.aclose()
