@@ -11,9 +11,14 @@ from typing import Protocol
 from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import RequestRejected, UpstreamBusy, UpstreamError, UpstreamTimeout
-from ..classify.client_ip import TrustedProxies
 from ..http.client import OriginClient, ProbeResult, Upstream, UpstreamResponse, probe
-from .headers import OriginRequest, RequestLimits, read_request, response_headers_for_client
+from .client_ip import TrustedProxies, client_address
+from .headers import (
+    OriginRequest,
+    RequestLimits,
+    RequestReader,
+    response_headers_for_client,
+)
 from .pages import send_error_page
 from .target import Origin
 from .websocket import open_upstream, relay
@@ -84,6 +89,7 @@ class OriginProxy:
         self.limits = RequestLimits(max_header_bytes=max_header_bytes,
                                     max_header_count=max_header_count,
                                     max_body_bytes=max_body_bytes)
+        self.reader = RequestReader(origin_host=self.origin.host_header, limits=self.limits)
         self.upstream = upstream or Upstream(
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             max_connections=max_connections,
@@ -115,14 +121,12 @@ class OriginProxy:
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if target > self.limits.max_header_bytes:
             raise RequestRejected(f"request URL too long ({target} bytes)", status=414)
-        client = scope.get("client")
         server = scope.get("server")
         server_host = f"{server[0]}:{server[1]}" if server else self.origin.host_header
         scheme: str = scope.get("scheme") or "http"
         scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-        return read_request(scope["headers"], peer=client[0] if client else None,
-                            scheme=scheme, server_host=server_host, trusted=self.trusted,
-                            origin_host=self.origin.host_header, limits=self.limits)
+        return self.reader.read(scope["headers"], client_address(scope, self.trusted),
+                                scheme=scheme, server_host=server_host)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
