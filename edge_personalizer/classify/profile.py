@@ -30,6 +30,22 @@ _DAY = 86400.0
 RejectReason = Literal["malformed", "signature", "oversized", "expired", "version"]
 _EMPTY_SCORES: Mapping[str, tuple[float, int]] = MappingProxyType({})
 _EMPTY_VARIANTS: Mapping[str, str] = MappingProxyType({})
+_EMPTY_EXPOSURES: Mapping[str, Exposure] = MappingProxyType({})
+_EMPTY_CONVERTED: Mapping[str, int] = MappingProxyType({})
+
+
+class Exposure(NamedTuple):
+    """A rule or experiment variant the visitor was shown: when, and in which cell they
+    were counted (so a later conversion is counted in the same one)."""
+
+    variant: str
+    at: int
+    cell: str
+
+
+def converted_key(goal: str, by: str) -> str:
+    """The key of a conversion already counted for `goal` and the rule or experiment `by`."""
+    return f"{goal}\x1f{by}"
 
 
 class ReferralSummary(NamedTuple):
@@ -45,7 +61,8 @@ class ReferralSummary(NamedTuple):
 
 
 # Profile fields that are bookkeeping, not something to show or write rules against.
-_INTERNAL = frozenset({"previous_seen", "scores", "changed", "half_life_days", "now"})
+_INTERNAL = frozenset({"previous_seen", "scores", "changed", "half_life_days", "now",
+                       "exposures", "converted"})
 
 
 class Profile(NamedTuple):
@@ -72,6 +89,8 @@ class Profile(NamedTuple):
     changed: bool = False      # the cookie needs writing
     half_life_days: float = 30.0
     now: int = 0
+    exposures: Mapping[str, Exposure] = _EMPTY_EXPOSURES   # by rule or experiment name
+    converted: Mapping[str, int] = _EMPTY_CONVERTED        # converted_key -> when counted
 
     @property
     def interests(self) -> Mapping[str, float]:
@@ -102,6 +121,18 @@ class Profile(NamedTuple):
 
     def with_conversion(self) -> Profile:
         return self._replace(conversions=self.conversions + 1, changed=self.stored)
+
+    def with_exposure(self, by: str, variant: str, cell: str) -> Profile:
+        """Remembers the first exposure to `by` (a rule or experiment) and its variant."""
+        if by in self.exposures:
+            return self
+        exposures = {**self.exposures, by: Exposure(variant, self.now, cell)}
+        return self._replace(exposures=MappingProxyType(exposures), changed=self.stored)
+
+    def with_counted(self, goal: str, by: str) -> Profile:
+        """Remembers that the conversion on `goal` was counted for `by`."""
+        converted = {**self.converted, converted_key(goal, by): self.now}
+        return self._replace(converted=MappingProxyType(converted), changed=self.stored)
 
 
 def _decay(score: float, at: int, now: int, half_life_days: float) -> float:
@@ -168,7 +199,7 @@ class ProfileCodec:
                                     strict_map_key=True)
         except (ValueError, msgpack.UnpackException, binascii.Error):
             return None, "malformed"
-        if not isinstance(state, list) or len(state) != _STATE_LENGTH \
+        if not isinstance(state, list) or len(state) not in _STATE_LENGTHS \
                 or not isinstance(state[_LAST_SEEN], int):
             return None, "malformed"
         if now - state[_LAST_SEEN] > self.max_age:
@@ -292,16 +323,24 @@ class ProfileTracker:
             scores=MappingProxyType(scores), first_referral=first_referral,
             last_referral=last_referral, conversions=profile.conversions,
             variants=profile.variants, new=profile.new, stored=True, changed=True,
-            half_life_days=profile.half_life_days, now=t)
+            half_life_days=profile.half_life_days, now=t, exposures=profile.exposures,
+            converted=profile.converted)
 
     def cookie_value(self, profile: Profile) -> str:
-        """The signed cookie value, trimmed (oldest variants, weakest interests first) to
-        fit the size cap."""
+        """The signed cookie value, trimmed to fit the size cap: old entries go first
+        (counted conversions, then exposures, oldest first; then variants; then the
+        weakest interests)."""
         state = _state_of(profile)
         value = self.codec.encode(state)
-        scores, variants = state[_SCORES], state[_VARIANTS]   # what may be trimmed
-        while len(value) > self.codec.max_bytes and (variants or scores):
-            if variants:
+        scores, variants = state[_SCORES], state[_VARIANTS]
+        exposures, converted = state[_EXPOSURES], state[_CONVERTED]
+        while len(value) > self.codec.max_bytes and (converted or exposures or variants
+                                                     or scores):
+            if converted:
+                converted.pop(min(converted, key=lambda k: converted[k]))
+            elif exposures:
+                exposures.pop(min(exposures, key=lambda k: exposures[k][1]))
+            elif variants:
                 variants.pop(next(iter(variants)))
             else:
                 scores.pop(min(scores, key=lambda k: scores[k][0]))
@@ -329,17 +368,21 @@ def _summary(data: Any) -> ReferralSummary | None:
 
 # The cookie holds a msgpack array, in this order (version 1):
 # [visitor id, first seen, last seen, visits, page views, {category: [score, at]},
-#  first referral, last referral, conversions, {experiment: variant}]
-_STATE_LENGTH = 10
+#  first referral, last referral, conversions, {experiment: variant},
+#  {rule or experiment: [variant, at, cell]}, {goal\x1fby: at}]
+# The last two came later: cookies written without them read as having none.
+_STATE_LENGTHS = (10, 12)
 _LAST_SEEN = 2
 _SCORES = 5
 _VARIANTS = 9
+_EXPOSURES = 10
+_CONVERTED = 11
 
 
 def _profile_from(state: list[Any], now: int, half_life_days: float) -> Profile:
     """A profile from a verified cookie's state; raises ValueError/TypeError on bad shapes."""
     (visitor_id, first, last, visits, pageviews, scores, first_ref, last_ref, conversions,
-     variants) = state
+     variants, exposures, converted) = state if len(state) == 12 else [*state, {}, {}]
     return Profile(
         visitor_id=str(visitor_id), first_seen=int(first), last_seen=last, previous_seen=last,
         visits=int(visits), pageviews=int(pageviews),
@@ -347,7 +390,10 @@ def _profile_from(state: list[Any], now: int, half_life_days: float) -> Profile:
         first_referral=_summary(first_ref), last_referral=_summary(last_ref),
         conversions=int(conversions),
         variants=MappingProxyType({str(k): str(v) for k, v in variants.items()}),
-        new=False, now=now, half_life_days=half_life_days)
+        new=False, now=now, half_life_days=half_life_days,
+        exposures=MappingProxyType({str(k): Exposure(str(v[0]), int(v[1]), str(v[2]))
+                                    for k, v in exposures.items()}),
+        converted=MappingProxyType({str(k): int(v) for k, v in converted.items()}))
 
 
 def _pack_summary(summary: ReferralSummary | None) -> list[Any] | None:
@@ -358,4 +404,5 @@ def _state_of(profile: Profile) -> list[Any]:
     return [profile.visitor_id, profile.first_seen, profile.last_seen, profile.visits,
             profile.pageviews, {k: list(v) for k, v in profile.scores.items()},
             _pack_summary(profile.first_referral), _pack_summary(profile.last_referral),
-            profile.conversions, dict(profile.variants)]
+            profile.conversions, dict(profile.variants),
+            {k: list(v) for k, v in profile.exposures.items()}, dict(profile.converted)]

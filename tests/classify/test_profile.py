@@ -5,12 +5,14 @@ import base64
 import pytest
 
 from edge_personalizer.classify.profile import (
+    Exposure,
     InterestMap,
     PrivacyPolicy,
     Profile,
     ProfileCodec,
     ProfileTracker,
     RejectReason,
+    converted_key,
 )
 from edge_personalizer.classify.visitor import Referral
 
@@ -198,3 +200,33 @@ def test_signed_but_misshapen_state_is_ignored() -> None:
     assert visit(t, wrong_length, T0 + 60).new and rejects == ["malformed"]
     wrong_types = codec.encode(["id", T0, T0, "many", 1, {}, None, None, 0, {}])
     assert visit(t, wrong_types, T0 + 60).new and rejects == ["malformed", "malformed"]
+
+
+def test_exposures_and_counted_conversions_survive_the_cookie() -> None:
+    t = tracker()
+    profile = visit(t, None, T0).with_exposure("hero-test", "bold", "all")
+    assert profile.with_exposure("hero-test", "plain", "all") is profile   # the first counts
+    profile = profile.with_counted("purchase", "hero-test")
+    again = visit(t, cookie_of(t, profile), T0 + 60)
+    assert again.exposures == {"hero-test": Exposure("bold", T0, "all")}
+    assert again.converted == {converted_key("purchase", "hero-test"): T0}
+
+
+def test_cookies_written_before_exposures_were_kept_still_read() -> None:
+    codec = ProfileCodec([KEY])
+    older = codec.encode(["id", T0, T0, 2, 5, {}, None, None, 1, {"hero-test": "bold"}])
+    profile = visit(tracker(codec=codec), older, T0 + 60)
+    assert not profile.new and profile.visitor_id == "id"
+    assert profile.variants == {"hero-test": "bold"} and profile.exposures == {}
+
+
+def test_old_conversions_and_exposures_go_first_when_the_cookie_is_too_large() -> None:
+    t = tracker(codec=ProfileCodec([KEY], max_bytes=600))
+    profile = visit(t, None, T0).with_variant("kept-test", "a")
+    for i in range(30):
+        profile = profile._replace(now=T0 + i).with_exposure(f"experiment-{i}", "v", "all")
+        profile = profile.with_counted("purchase", f"experiment-{i}")
+    kept = visit(t, t.cookie_value(profile), T0 + 60)
+    assert kept.variants == {"kept-test": "a"}
+    assert "experiment-29" in kept.exposures and "experiment-0" not in kept.exposures
+    assert len(kept.converted) < 30
