@@ -1,43 +1,136 @@
-"""Running the app under uvicorn (uvloop, our HTTP/1.1 protocol), one process or several workers."""
+"""Running an ASGI app under granian (HTTP/1.1, uvloop): one worker process or several.
+
+In: the app as the import path of a factory ("package.module:function"), which every worker
+process calls once, and ServerOptions. Out: the app served until SIGINT or SIGTERM. Whatever
+the factory needs (settings, logging) it finds itself, for example in the environment the
+caller prepared. Nothing of the domain is imported here.
+"""
 
 from __future__ import annotations
 
 import ctypes
-import functools
+import importlib
 import logging
+import math
+import multiprocessing
 import os
+import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
-import uvicorn
-
-from .app import create_app
-from .logs import configure_logging
-from .protocol import HttpProtocol
-from .settings import Settings
+from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+from granian.server import Server
+from granian.server.common import AbstractServer
 
 logger = logging.getLogger(__name__)
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    return {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        # Request heads past twice the header limit (the app answers 431 or 414 below it)
-        # stop the parser before they are held whole.
-        "http": functools.partial(HttpProtocol,
-                                  max_head_bytes=2 * settings.max_header_bytes + 4096),
-        "ws": "websockets-sansio",
-        "lifespan": "on",
-        "log_config": None,
-        "access_log": False,        # ours is AccessLog, without cookies or full IPs
-        "proxy_headers": False,     # we read forwarding headers ourselves, trusted peers only
-        "server_header": False,     # the origin's Server and Date headers pass through
-        "date_header": False,
-        "timeout_graceful_shutdown": 10,
-        "timeout_keep_alive": settings.keep_alive_timeout,
-    }
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the server runs; every field maps onto one granian option."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # Seconds an idle connection stays open, and (granian has one timer for both) the
+    # most a client may take to send a request head: a slow head is closed, not waited for.
+    keep_alive_timeout: float = 5.0
+    # Request heads larger than this are refused with 431 before the app sees them.
+    max_head_bytes: int = 64 * 1024
+    # Requests one worker runs at once; more wait in the kernel's queue. None: granian's
+    # default (its listen backlog, 1024, shared by the workers).
+    backpressure: int | None = None
+    # Seconds a stopping worker gets to finish the answers under way before it is killed.
+    graceful_timeout: float = 10.0
+    log_level: str = "info"
+    # Tokio's single-threaded runtime in each worker ("st"); "mt" runs it on its own threads.
+    runtime_mode: str = "st"
+
+
+def granian_server(factory: str, options: ServerOptions) -> AbstractServer[Any]:
+    """The granian server for `factory`, with `options` applied (not yet serving)."""
+    return Server(
+        factory,
+        address=options.host,
+        port=options.port,
+        interface=Interfaces.ASGI,       # with lifespan (granian's "asginl" has none)
+        http=HTTPModes.http1,
+        websockets=True,
+        loop=Loops.uvloop,
+        runtime_mode=RuntimeModes(options.runtime_mode),
+        workers=options.workers,
+        backpressure=options.backpressure,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=round(options.keep_alive_timeout * 1000),
+            keep_alive=True,
+            max_buffer_size=max(8192, options.max_head_bytes),   # hyper's lower bound
+        ),
+        workers_kill_timeout=math.ceil(options.graceful_timeout),
+        respawn_failed_workers=True,     # a worker that crashed is replaced; the site stays up
+        factory=True,
+        log_access=False,                # the app logs its own requests
+        log_level=LogLevels(options.log_level),
+        log_dictconfig=_LOGGING,
+    )
+
+
+# granian's own lines go to the root logger (and so through the app's handler and format)
+# instead of the handlers granian would install.
+_LOGGING: dict[str, Any] = {
+    "formatters": {},
+    "handlers": {},
+    "loggers": {"_granian": {"handlers": [], "propagate": True},
+                "granian.access": {"handlers": [], "propagate": False}},
+}
+
+
+def serve(factory: str, options: ServerOptions, *,
+          setup_logging: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP is passed on to every worker.
+
+    granian sets up logging its own way (closing the handlers there were) when the server
+    is made: `setup_logging` then puts the caller's back in this process; each worker's
+    factory does its own.
+    """
+    server = granian_server(factory, options)
+    if setup_logging is not None:
+        setup_logging()
+    # Lines a handler still holds when a worker is forked would be written by both.
+    os.register_at_fork(before=_flush_logs)
+    server.on_startup(_pass_hangups_to_workers)
+    server.serve(target_loader=load_in_worker)
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def load_in_worker(factory: str) -> Any:
+    """Runs in each worker process: build the app (its factory sets up logging), then
+    tune the allocator."""
+    module, _, name = factory.partition(":")
+    app = getattr(importlib.import_module(module), name)()
+    tune_allocator()
+    return app
+
+
+def _pass_hangups_to_workers() -> None:
+    # granian answers SIGHUP by starting new workers; one that cannot start (a broken file
+    # it reads at startup) would stop the whole server. The workers get the signal instead
+    # and do what the app does on SIGHUP (reload what can be reloaded, keep what works).
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for worker in multiprocessing.active_children():
+            if worker.pid is not None:
+                os.kill(worker.pid, signal.SIGHUP)
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, forward)
 
 
 # glibc's malloc gives memory back to the kernel whenever more than 128 KiB lie free at
@@ -65,15 +158,3 @@ def tune_allocator() -> bool:
     logger.debug("malloc keeps up to 1 MiB freed at the heap's top (pid %d)", os.getpid())
     return True
 
-
-def serve(settings: Settings, *, worker_env: str) -> None:
-    """Serve until interrupted. Builds the app first, so bad settings fail before binding."""
-    configure_logging(fmt=settings.log_format, level=settings.log_level)
-    app = create_app(settings)
-    if settings.workers == 1:
-        tune_allocator()
-        uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings))).run()
-        return
-    os.environ[worker_env] = settings.to_json()
-    uvicorn.run("edge_personalizer.cli:worker_app", factory=True, workers=settings.workers,
-                **uvicorn_options(settings))
