@@ -4,6 +4,11 @@
 
 counts EVENTS random exposures and conversions while its flusher writes to the store every
 10 ms, stops (the final flush), and prints what it counted as JSON: {"key-as-json": tally}.
+
+    python -m tests.learn.count_worker STORE_URL SEED forever
+
+counts one exposure every 0.1 ms or so, flushing every second (the product's default),
+and prints "<wall-clock time> <exposures so far>" every 50 ms until it is killed.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 
 import anyio
 
@@ -51,9 +57,26 @@ async def count(url: str, seed: int, events: int) -> dict[CountKey, Tally]:
     return expected
 
 
+async def count_forever(url: str) -> None:
+    counters = Accumulator()
+    flusher = Flusher(counters, open_store(url), interval=1.0)
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(flusher.run)
+        counted = 0
+        while True:
+            for _ in range(500):
+                counters.expose("hero", "bold", day="2026-12-02")
+            counted += 500
+            print(time.time(), counted, flush=True)
+            await anyio.sleep(0.05)
+
+
 def main() -> None:
-    url, seed, events = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    counted = anyio.run(count, url, seed, events)
+    url, seed = sys.argv[1], int(sys.argv[2])
+    if sys.argv[3] == "forever":
+        anyio.run(count_forever, url)
+        return
+    counted = anyio.run(count, url, seed, int(sys.argv[3]))
     print(json.dumps({json.dumps(key): tally for key, tally in counted.items()}))
 
 

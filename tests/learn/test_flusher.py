@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from edge_personalizer.learn.store.sqlite import SqliteStore
 from .conftest import RedisServer
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-12-02"
 SEEN = CountKey("hero", "bold", "", "all", DAY)
 
@@ -129,6 +132,33 @@ async def test_past_the_bound_counts_are_dropped_counted_and_reported(
         "a": 2, "b": 1}
     assert "3 events dropped meanwhile" in caplog.records[-1].message
     await store.close()
+
+
+def test_a_killed_worker_loses_at_most_its_last_second_of_counts(
+        redis_server: RedisServer) -> None:
+    worker = subprocess.Popen([sys.executable, "-m", "tests.learn.count_worker",
+                               redis_server.url, "0", "forever"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    time.sleep(3.5)
+    worker.kill()   # SIGKILL: no final flush
+    killed_at = time.time()
+    with worker.stdout:
+        progress = [(float(t), int(n)) for t, n in (line.split() for line in worker.stdout)]
+    worker.wait()
+    written = anyio.run(_exposures_in, redis_server.url)
+    counted_by = progress[-1][1]
+    # a flush every second; a quarter to half a second more for a loaded machine's scheduling
+    a_second_before = max(n for t, n in progress if t <= killed_at - 1.5)
+    assert a_second_before <= written <= counted_by, (a_second_before, written, counted_by)
+
+
+async def _exposures_in(url: str) -> int:
+    store = RedisStore(url)
+    try:
+        return await exposures(store)
+    finally:
+        await store.close()
 
 
 class BrokenStore:
