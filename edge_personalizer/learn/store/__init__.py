@@ -8,7 +8,7 @@ store that fails raises StoreError quickly and the caller keeps its counts.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ...errors import StoreError
 from .base import Store, Table
@@ -36,7 +36,7 @@ def open_store(url: str, *, timeout: float | None = None) -> Store:
         parts = urlsplit(url)
         if parts.netloc or not parts.path or parts.query or parts.fragment:
             raise StoreError(f"store_url {url!r}: no file named; {_EXPECTED}")
-        return SqliteStore(Path(parts.path), timeout=2.0 if timeout is None else timeout)
+        return SqliteStore(Path(unquote(parts.path)), timeout=2.0 if timeout is None else timeout)
     if scheme in ("redis", "rediss"):
         from .redis import RedisStore  # only a Redis user pays for importing the client
 

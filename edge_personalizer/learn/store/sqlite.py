@@ -102,8 +102,8 @@ class SqliteStore:
         args: tuple[str, ...] = ()
         if experiment is not None:
             query, args = query + " WHERE experiment = ?", (experiment,)
-        rows = await self._run(lambda db: db.execute(query, args).fetchall())
-        return {CountKey(*row[:5]): Tally(*row[5:]) for row in rows}
+        return await self._run(lambda db: {
+            CountKey(*row[:5]): Tally(*row[5:]) for row in db.execute(query, args)})
 
     async def publish(self, name: str, payload: bytes) -> int:
         check_table(name, payload)

@@ -25,6 +25,9 @@ async def test_an_sqlite_url_opens_that_file(tmp_path: Path) -> None:
     await store.close()
     store = open_store(sqlite_url(tmp_path / "var" / "ep.db"))
     await store.close()
+    store = open_store(f"sqlite://{tmp_path}/my%20data/ep.db")   # percent-escapes decoded
+    assert (tmp_path / "my data" / "ep.db").exists()
+    await store.close()
 
 
 async def test_a_relative_sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
