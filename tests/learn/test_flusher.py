@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import subprocess
 import sys
 import time
@@ -131,6 +132,32 @@ async def test_past_the_bound_counts_are_dropped_counted_and_reported(
     assert {key.variant: tally.exposures for key, tally in (await store.totals()).items()} == {
         "a": 2, "b": 1}
     assert "3 events dropped meanwhile" in caplog.records[-1].message
+    await store.close()
+
+
+async def test_a_locked_sqlite_file_never_holds_up_the_event_loop(tmp_path: Path) -> None:
+    counters, store = Accumulator(), SqliteStore(tmp_path / "ep.db", timeout=1.0)
+    flusher = Flusher(counters, store)
+    counters.expose("hero", "bold", day=DAY)
+    holder = sqlite3.connect(tmp_path / "ep.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")   # another worker holds the write lock
+    longest_pause = 0.0
+
+    async def tick() -> None:
+        nonlocal longest_pause
+        while True:
+            started = time.monotonic()
+            await anyio.sleep(0.005)
+            longest_pause = max(longest_pause, time.monotonic() - started)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tick)
+        assert not await flusher.flush()   # waited out SQLite's busy timeout, in a thread
+        tasks.cancel_scope.cancel()
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert longest_pause < 0.3
+    assert await flusher.flush() and await store.totals() == {SEEN: Tally(1)}
     await store.close()
 
 

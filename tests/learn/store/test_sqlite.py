@@ -43,11 +43,11 @@ async def test_two_stores_on_one_file_see_each_others_counts(tmp_path: Path) -> 
     await two.close()
 
 
-def test_two_worker_processes_flushing_into_one_file_sum(tmp_path: Path) -> None:
+def test_four_worker_processes_flushing_into_one_file_sum(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "ep.db")
     workers = [subprocess.Popen([sys.executable, "-m", "tests.learn.count_worker", url,
-                                 str(seed), "20000"], cwd=ROOT, stdout=subprocess.PIPE)
-               for seed in (1, 2)]
+                                 str(seed), "10000"], cwd=ROOT, stdout=subprocess.PIPE)
+               for seed in (1, 2, 3, 4)]
     expected: dict[CountKey, Tally] = {}
     for worker in workers:
         out, _ = worker.communicate(timeout=120)
