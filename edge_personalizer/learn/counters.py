@@ -85,7 +85,7 @@ class Accumulator:
     def expose(self, experiment: str, variant: str, cell: str = ALL_VISITORS,
                day: str | None = None) -> None:
         """Count one visitor exposed to `variant` (once per visitor: attribution decides)."""
-        if day is None:   # today(), inlined: this is the whole cost of counting a page
+        if day is None:   # today(), inlined: the call alone was a third of an increment
             now = self._clock()
             day = self._day if self._day_start <= now < self._day_end else self.today()
         key = (experiment, variant, EXPOSURE, cell, day)

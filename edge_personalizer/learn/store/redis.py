@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio.to_thread
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -73,12 +74,17 @@ class RedisStore:
     def _counts_key(self, experiment: str) -> str:
         return f"{self._prefix}:counts:{experiment}"
 
-    async def _run(self, pipe: Any) -> list[Any]:
+    async def _run(self, pipe: Pipeline) -> list[Any]:
         try:
             results: list[Any] = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreError(f"{self.location}: {type(exc).__name__}: {exc}") from exc
         return results
+
+    async def _one(self, *command: str) -> Any:
+        pipe = self._redis.pipeline(transaction=False)   # one command, errors as for many
+        pipe.execute_command(*command)
+        return (await self._run(pipe))[0]
 
     async def flush(self, batch: Batch) -> None:
         if not batch:
@@ -98,9 +104,8 @@ class RedisStore:
 
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         if experiment is None:
-            names = await self._run(self._redis.pipeline(transaction=False)
-                                    .smembers(f"{self._prefix}:experiments"))
-            experiments = sorted(name.decode() for name in names[0])
+            names = await self._one("SMEMBERS", f"{self._prefix}:experiments")
+            experiments = sorted(name.decode() for name in names)
         else:
             experiments = [experiment]
         pipe = self._redis.pipeline(transaction=False)
@@ -121,14 +126,12 @@ class RedisStore:
 
     async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
         key = f"{self._prefix}:table:{name}"
-        version = (await self._run(self._redis.pipeline(transaction=False)
-                                   .hget(key, "version")))[0]
+        version = await self._one("HGET", key, "version")
         if version is None or int(version) <= newer_than:
             return None
         # Read again as one command: a publication in between gives its own consistent triple.
-        version, payload, published_at = (await self._run(
-            self._redis.pipeline(transaction=False)
-            .hmget(key, ["version", "payload", "published_at"])))[0]
+        version, payload, published_at = await self._one(
+            "HMGET", key, "version", "payload", "published_at")
         return Table(name, int(version), bytes(payload), float(published_at))
 
     async def close(self) -> None:
