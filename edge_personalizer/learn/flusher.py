@@ -22,10 +22,15 @@ logger = logging.getLogger(__name__)
 
 
 class Flusher:
-    """Writes `counters` to `store` every `interval` seconds, `batch_keys` keys a write."""
+    """Writes `counters` to `store` every `interval` seconds, `batch_keys` keys a write.
+
+    A write's commands are built on the event loop (~20 µs a key for Redis on a busy
+    2-core machine), so a backlog after an outage goes out in small writes: ~4 ms each,
+    with the network wait between them free for pages.
+    """
 
     def __init__(self, counters: Accumulator, store: Store, *, interval: float = 1.0,
-                 batch_keys: int = 1000, final_timeout: float = 5.0) -> None:
+                 batch_keys: int = 200, final_timeout: float = 5.0) -> None:
         if interval <= 0 or batch_keys < 1 or final_timeout < 0:
             raise ValueError("interval and final_timeout must be positive, batch_keys >= 1")
         self.counters = counters
