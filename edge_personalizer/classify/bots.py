@@ -63,6 +63,9 @@ _GENERIC_WORDS: Mapping[str, bool] = MappingProxyType({
     "health-check": False, "health check": False, "health_check": False,
     "kube-probe": False, "check_http": False, "nagios": False, "zabbix": False,
     "icinga": False, "prometheus": False, "blackbox": False, "scanner": False,
+    "googlehc": False, "synthetic": False, "catchpoint": False, "thousandeyes": False,
+    "gtmetrix": False, "dynatrace": False, "ruxit": False, "sitebulb": False,
+    "screaming frog": False, "contentking": False, "webpagetest": False, "ptst/": False,
 })
 # Device names that contain a generic word.
 _BOT_LOOKALIKES = ("cubot",)
@@ -75,17 +78,21 @@ _GENERIC_PREFIXES = (
     "fasthttp", "colly", "nutch",
 )
 _MONITOR_WORDS = ("monitor", "uptime", "check", "probe", "pingdom", "status", "health",
-                  "nagios", "zabbix", "icinga", "prometheus", "blackbox", "linkwalker", "xenu")
+                  "nagios", "zabbix", "icinga", "prometheus", "blackbox", "linkwalker", "xenu",
+                  "googlehc", "synthetic", "catchpoint", "thousandeyes", "gtmetrix",
+                  "dynatrace", "ruxit", "webpagetest", "ptst/")
 # A browser names its engine or itself, an app its platform; an agent that names none of
 # these and gives a web address or an e-mail to contact is a program, whatever it calls
 # itself.
-_BROWSER_TOKEN = re.compile(
-    r"applewebkit|gecko|trident|presto|khtml|msie|chrome/|safari/|firefox/|opera|edg/|"
-    r"browser|netfront|obigo|up\.link|midp|dalvik|cfnetwork|android|iphone|ipad|symbian|"
-    r"blackberry|windows phone")
+_BROWSER_TOKENS = ("applewebkit", "gecko", "trident", "presto", "khtml", "msie", "chrome/",
+                   "safari/", "firefox/", "opera", "edg/", "browser", "netfront", "obigo",
+                   "up.link", "midp", "dalvik", "cfnetwork", "android", "iphone", "ipad",
+                   "symbian", "blackberry", "windows phone")
 _CONTACT = re.compile(r"https?://|www\.|[a-z0-9._+-]+@[a-z0-9-]+\.[a-z]|\+[a-z0-9-]+\.[a-z]{2,}")
 # Words that betray a program only where no browser is named ("fetch", "rss" and "probe"
 # also name browser add-ons and apps that embed a browser).
+_PROGRAM_HINTS = ("fetch", "rss", "feed", "probe", "harvest", "archiv", "scan", "index", "check",
+                  "verif", "validat", "monitor", "synthetic", "test", "bench")
 _PROGRAM_WORDS = re.compile(r"fetch|\brss|\bfeed|\bprobe|harvest|archiv|\bscan|\bindex|"
                             r"\bcheck|\bverif|\bvalidat|\bmonitor|\bsynthetic|\btest(?:er|ing)?\b|"
                             r"\bload ?test|\bbench")
@@ -186,8 +193,9 @@ class BotCatalogue:
                 return BotMatch(category, pattern.pattern)
         if generic is None and (not lower or lower.startswith(_GENERIC_PREFIXES)):
             generic = lower.split("/", 1)[0][:40] or "empty"
-        if generic is None and not _BROWSER_TOKEN.search(lower) and (
-                _CONTACT.search(lower) or _PROGRAM_WORDS.search(lower)):
+        if generic is None and not any(token in lower for token in _BROWSER_TOKENS) and (
+                _CONTACT.search(lower) or (any(word in lower for word in _PROGRAM_HINTS)
+                                           and _PROGRAM_WORDS.search(lower))):
             generic = _name(lower)
         if generic is None:
             return None

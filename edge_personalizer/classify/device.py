@@ -58,7 +58,12 @@ _DESKTOP_WORDS = ("windows nt", "windows 98", "windows 95", "windows me", "windo
                   "mac os x", "mac_powerpc", "x11", "linux x86_64", "linux i686", "linux i386",
                   "cros", "freebsd", "openbsd", "netbsd", "sunos", "solaris", "ubuntu",
                   "fedora", "debian", "haiku", "beos", "os/2", "amigaos")
-_CHROME_OS = re.compile(r"\bcros\b|chromebook|chromebox")
+# Chromebooks, and Android builds for PCs (Windows' Subsystem for Android, Android-x86 and
+# its descendants).
+_CHROME_OS = re.compile(r"\bcros\b|chromebook|chromebox|subsystem for android|android[-_]x86|"
+                        r"remix ?os|phoenix ?os|prime ?os|bliss ?os")
+_DESKTOP_ANDROID_HINTS = ("cros", "chromebo", "subsystem", "x86", "remix", "phoenix", "prime",
+                          "bliss")
 # A Mac app's CFNetwork agent: "... CFNetwork/1220.1 Darwin/20.3.0 (x86_64)" or "(MacBookPro16,1)".
 _MAC_APP = re.compile(r"\b(?:x86_64|i386|arm64|macintosh|macbook\w*|imac\w*|macmini\w*|macpro\w*|"
                       r"macos|mac os x)\b")
@@ -71,6 +76,11 @@ _TABLET_MODEL = re.compile(
     r"playbook|nexus (?:7|9|10)\b|pixel (?:c|tablet)\b|transformer|kindle|\bsgpt?\d|\bsht-|"
     r"\bbah\d?-|\bags\d?-|\bkob\d?-|\bdbr-|\bscm-|\bbntv\d|flyer|nextbook|odys|xelio|\bmomo\d|mobii|"
     r"\bpmp\d{4}")
+# A literal that every alternative of _TABLET_MODEL contains.
+_TABLET_MODEL_HINTS = ("tab", "pad", "mid", "novo", "kf", "sm-", "gt-", "tb", "mediapad",
+                       "xoom", "playbook", "nexus", "pixel", "transformer", "kindle", "sgp",
+                       "sht-", "bah", "ags", "kob", "dbr-", "scm-", "bntv", "flyer", "nextbook",
+                       "odys", "xelio", "momo", "mobii", "pmp")
 _ANDROID_MODEL = re.compile(
     r"android[^;)]*;(?: ?[a-z]{2}[-_][a-z]{2,3};)? ?([^;)]{2,40}?)(?: build/|\)|;)")
 # Parser device families that name no device.
@@ -137,8 +147,8 @@ def _kind_from_ua(ua: str, os_family: str, device_family: str, model: str | None
     lower = ua.lower()
     if _has(lower, _TV_WORDS) or _TV.search(lower):
         return "tv"
-    if _CHROME_OS.search(lower):
-        return "desktop"     # Chromebooks, also when they run Android apps
+    if _has(lower, _DESKTOP_ANDROID_HINTS) and _CHROME_OS.search(lower):
+        return "desktop"     # Chromebooks, also when they run Android apps, and PC Androids
     if device_family in ("iPad", "Kindle", "Kindle Fire") or "ipad" in lower:
         return "tablet"
     if "darwin/" in lower and "iphone" not in lower:
@@ -147,7 +157,7 @@ def _kind_from_ua(ua: str, os_family: str, device_family: str, model: str | None
         return "desktop" if _MAC_APP.search(lower) else "mobile"
     names = f"{device_family} {model or ''} {_android_model(lower)}".lower()
     if _has(lower, _STRONG_TABLET_WORDS) or _STRONG_TABLET.search(lower) \
-            or _TABLET_MODEL.search(names) or "android 3." in lower:   # Honeycomb: tablets only
+            or _tablet_model(names) or "android 3." in lower:   # Honeycomb: tablets only
         return "tablet"
     if (_has(lower, _TABLET_WORDS) or _TABLET.search(lower)) and "mobile" not in lower:
         return "tablet"
@@ -170,6 +180,11 @@ def _kind_from_ua(ua: str, os_family: str, device_family: str, model: str | None
     return "other"
 
 
+def _tablet_model(names: str) -> bool:
+    # Plain substring tests first: the expression tries every alternative at every position.
+    return _has(names, _TABLET_MODEL_HINTS) and _TABLET_MODEL.search(names) is not None
+
+
 def _android_model(lower: str) -> str:
     found = _ANDROID_MODEL.search(lower)
     return found.group(1) if found else ""
@@ -182,7 +197,7 @@ def _refine_with_hints(kind: DeviceType, hints: ClientHints) -> DeviceType:
         found = _FORM_FACTORS.get(factor)
         if found is not None:
             return found
-    if hints.model and _TABLET_MODEL.search(hints.model.lower()):
+    if hints.model and _tablet_model(hints.model.lower()):
         return "tablet"
     platform = (hints.platform or "").lower()
     if platform in ("chrome os", "chromeos"):

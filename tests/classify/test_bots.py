@@ -45,6 +45,15 @@ def bots() -> BotCatalogue:
     ("LinkWalker/3.0 (http://www.example.com/)", "other"),     # the catalogue's category
     ("Xenu Link Sleuth/1.3.8", "other"),
     ("Site Verifier 2.0", "other"),
+    ("GoogleHC/1.0", "monitor"),
+    ("Amazon-Route53-Health-Check-Service (ref 1234; report http://amzn.to/1vsZADi)",
+     "monitor"),
+    ("Sematext Synthetics Agent", "monitor"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0 Safari/537.36 RuxitSynthetic/1.0", "monitor"),
+    ("Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120 Mobile Safari/537.36 PTST/230101", "monitor"),
+    ("Uptime-Kuma/1.23.0", "monitor"),
     # The catalogue's own link-preview crawler of WhatsApp.
     ("WhatsApp/2.23.20.0 A", "social"),
 ])

@@ -146,6 +146,8 @@ def test_uap_samsung_devices(devices: DeviceClassifier, model: str, kind: str) -
     # Chromebooks, also running Android apps, are desktops.
     ("Mozilla/5.0 (Linux; Android 11; Chromebook Plus) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/120.0 Safari/537.36", "desktop"),
+    ("Mozilla/5.0 (Linux; Android 11; Subsystem for Android(TM) Build/RD2A) AppleWebKit/537.36 "
+     "(KHTML, like Gecko) Chrome/120 Safari/537.36", "desktop"),
     # Apple's CFNetwork in an app: a Mac names its architecture, iOS does not.
     ("Spotify/8.6.0 macOS/11.2 CFNetwork/1220.1 Darwin/20.3.0 (x86_64)", "desktop"),
     ("Slack/4.36 CFNetwork/1410.0.3 Darwin/22.6.0 (MacBookPro18,1)", "desktop"),
