@@ -23,6 +23,10 @@ from .config import Settings
 from .endpoints import Endpoints
 from .endpoints.admin import Admin, AdminToken
 from .endpoints.edge import EdgeDecisions
+from .learn.attribution import Learning
+from .learn.counters import Accumulator
+from .learn.flusher import Flusher
+from .learn.store import open_store
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .personalize import PersonalizeMiddleware
@@ -67,6 +71,12 @@ class EdgeApp:
         self.classifier = build_classifier(settings, keys=keys, geo=self.geo,
                                            anonymous=self.anonymous, metrics=self.metrics)
         token = settings.admin_token.reveal() if settings.admin_token else None
+        # Counting: a dict increment a page here, written to the store by the flusher.
+        self.store = open_store(settings.store_location())
+        self.counters = Accumulator()
+        self.flusher = Flusher(self.counters, self.store, interval=settings.store_flush_interval)
+        self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid)
+        self.metrics.watch_learning(self.learning, self.flusher)
         personalized = PersonalizeMiddleware(
             site, rules=self.rules, classifier=self.classifier,
             trusted_proxies=trusted, cookie_secure=settings.profile_cookie_secure,
@@ -74,6 +84,7 @@ class EdgeApp:
             preview=PreviewSigner(keys[0]), variant_header=settings.variant_header,
             keyed_caching=settings.keyed_caching, shared_max_age=settings.shared_max_age,
             cache_tag_headers=settings.cache_tag_headers, first_bytes=FirstBytesMemo(),
+            learning=self.learning,
             observer=self.metrics)
         admin = Admin(metrics=self.metrics, token=AdminToken(token),
                       origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
@@ -102,11 +113,13 @@ class EdgeApp:
             self.metrics.rule_reload_failures.inc()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        # Background work (the rules watcher) lives in a task group owned by the lifespan.
+        # Background work (the rules watcher, the counts' flusher) lives in a task group
+        # owned by the lifespan; cancelling it makes the flusher's last write.
         async with anyio.create_task_group() as tasks:
             message = await receive()
             if message["type"] != "lifespan.startup":
                 return
+            await tasks.start(self.flusher.run)
             if self.rules is not None:
                 interval = self.settings.rules_watch_interval
                 if interval > 0:
@@ -146,6 +159,7 @@ class EdgeApp:
             logger.debug("no SIGHUP handler in this process; the rules watcher still runs")
 
     async def aclose(self) -> None:
+        await self.store.close()
         if self.proxy is not None:
             await self.proxy.aclose()
         for database in (self.geo, self.anonymous):

@@ -86,6 +86,8 @@ def start_origin(tmp: Path) -> Server:
 
 def start_proxy(tmp: Path, *flags: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
+    # Each proxy counts into a store of its own unless the test names one.
+    env = {"EP_DATA_DIR": str(tmp / f"data-{port}"), **(env or {})}
     return start([sys.executable, "-m", "edge_personalizer", "serve", "--port", str(port),
                   *flags], port, tmp / f"proxy-{port}.log", ready_path="/__ep/health/live",
                  env=env)

@@ -140,8 +140,8 @@ def option(default: Any = None, *, convert: Callable[[Any], Any], help: str, sec
     return field(default=default, metadata=meta, repr=not secret)
 
 
-_SERVER, _ORIGIN, _ADMIN, _CDN, _VISITOR, _PROFILE = (
-    "server", "origin", "admin and logs", "CDN", "visitor", "profile cookie")
+_SERVER, _ORIGIN, _ADMIN, _CDN, _VISITOR, _PROFILE, _LEARN = (
+    "server", "origin", "admin and logs", "CDN", "visitor", "profile cookie", "learning")
 
 
 @dataclass(frozen=True)
@@ -199,8 +199,9 @@ class Settings:
     rules_watch_interval: float = option(
         2.0, convert=float, section=_SERVER,
         help="seconds between looks at the rules directory; 0 turns watching off")
-    variant_header: bool = option(True, convert=to_bool, section=_CDN,
-                                  help="X-EP-Variant on personalized pages")
+    variant_header: bool = option(False, convert=to_bool, section=_CDN,
+                                  help="X-EP-Variant (the slots' variants, naming rules) on "
+                                       "personalized pages, for visitors to see")
     edge_headers: Mapping[str, str] = option(
         convert=to_mapping, section=_CDN, factory=dict,
         help="CDN headers that set visitor fields: `x-geo-country=geo.country,...` (a table "
@@ -241,6 +242,16 @@ class Settings:
     consent_cookie: str | None = option(convert=to_optional_str, section=_PROFILE,
                                         help="a cookie that must be set before a profile "
                                              "is kept (unset: no consent mode)")
+    data_dir: Path = option(Path("ep-data"), convert=to_path, section=_LEARN,
+                            flag="--data-dir", metavar="DIR",
+                            help="where the embedded store keeps its file (ep.db)")
+    store_url: str | None = option(
+        convert=to_optional_str, section=_LEARN, flag="--store", metavar="URL",
+        help="where counts are kept: sqlite:///path/ep.db, or redis://host:6379/0 for "
+             "several instances (default: SQLite in data_dir)")
+    store_flush_interval: float = option(
+        1.0, convert=float, section=_LEARN,
+        help="seconds between writes of a worker's counts to the store")
 
     def __post_init__(self) -> None:
         _check_origin(self.origin_url)
@@ -254,6 +265,12 @@ class Settings:
     @classmethod
     def from_json(cls, text: str) -> Settings:
         return build_settings(json.loads(text), source="serialised settings")
+
+    def store_location(self) -> str:
+        """The store's URL: store_url, or the embedded SQLite file in data_dir."""
+        if self.store_url:
+            return self.store_url
+        return "sqlite:///" + str((self.data_dir / "ep.db").absolute()).lstrip("/")
 
     def require_origin(self) -> str:
         if self.origin_url is None:
@@ -309,6 +326,7 @@ def _check_origin(url: str | None) -> None:
 _AT_LEAST_ONE = ("workers", "max_header_bytes", "max_header_count", "max_body_bytes",
                  "device_cache_size", "geo_cache_size")
 _POSITIVE = ("connect_timeout", "read_timeout", "keep_alive_timeout", "profile_max_age_days",
+             "store_flush_interval",
              "interest_half_life_days", "visit_timeout_minutes")
 _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
     "country", "region", "city", "postal", "metro", "continent", "time_zone", "latitude",

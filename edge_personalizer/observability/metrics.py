@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:   # the decisions counted are the rules', not a dependency
@@ -79,6 +84,51 @@ class _RequestMetrics:
             yield part.family()
 
 
+class _Counting(Protocol):
+    exposures: int
+    conversions: int
+
+
+class LearningState(Protocol):
+    @property
+    def attribution(self) -> _Counting: ...
+    @property
+    def counters(self) -> _Held: ...
+
+
+class _Held(Protocol):
+    dropped: int
+
+    @property
+    def held_keys(self) -> int: ...
+
+
+class FlushState(Protocol):
+    @property
+    def healthy(self) -> bool: ...
+
+
+class _LearningMetrics:
+    """Exposures and conversions counted by this worker, and the store's state."""
+
+    def __init__(self, learning: LearningState, flusher: FlushState) -> None:
+        self.learning = learning
+        self.flusher = flusher
+
+    def collect(self) -> Iterator[Metric]:
+        attribution, counters = self.learning.attribution, self.learning.counters
+        yield CounterMetricFamily("ep_exposures", "Visitors counted as exposed to a rule or "
+                                  "experiment variant", value=attribution.exposures)
+        yield CounterMetricFamily("ep_conversions", "Conversions counted for a rule or "
+                                  "experiment variant", value=attribution.conversions)
+        yield CounterMetricFamily("ep_counts_dropped", "Counts dropped because too many "
+                                  "waited for the store", value=counters.dropped)
+        yield GaugeMetricFamily("ep_counts_waiting", "Count keys waiting for the store",
+                                value=counters.held_keys)
+        yield GaugeMetricFamily("ep_store_up", "1 when the last write to the store worked",
+                                value=1 if self.flusher.healthy else 0)
+
+
 class Metrics:
     """The counters an operator scrapes from /__ep/metrics.
 
@@ -119,6 +169,9 @@ class Metrics:
             "ep_origin_busy", "Requests answered 503 because the origin was busy, by reason "
             "(pool: no origin connection free in time; long_lived: too many long-lived "
             "responses)", ["reason"], registry=r)
+        self.invalid_goals = Counter(
+            "ep_goal_signals_invalid", "Goal headers, beacons or values ignored as invalid, by "
+            "kind (header, beacon, value)", ["kind"], registry=r)
         self.rule_reload_failures = Counter("ep_rule_reload_failures",
                                             "Rule reloads rejected as invalid", registry=r)
         r.register(_RequestMetrics(self.requests, self.request_seconds, self.origin_seconds,
@@ -131,6 +184,13 @@ class Metrics:
     def origin_failed(self, kind: str) -> None:
         self.origin_errors.labels(kind=kind).inc()
         self.errors.labels(stage="origin").inc()
+
+    def goal_invalid(self, kind: str) -> None:
+        self.invalid_goals.labels(kind=kind).inc()
+
+    def watch_learning(self, learning: LearningState, flusher: FlushState) -> None:
+        """Counts of the learning loop, read at scrape time."""
+        self.registry.register(_LearningMetrics(learning, flusher))
 
     def origin_busy(self, reason: str) -> None:
         self.origin_busy_answers.labels(reason=reason).inc()

@@ -7,7 +7,9 @@ from typing import Protocol
 
 from starlette.types import Scope
 
+from ..classify.profile import Profile
 from ..classify.visitor import Visitor
+from ..learn.goals import Conversion
 from ..rules.model import Decision
 
 
@@ -43,7 +45,8 @@ class Exchange:
     answers without it), else only if the response turns out to be HTML.
     """
 
-    __slots__ = ("visitor", "scope", "debug", "preview", "_decide", "_decision")
+    __slots__ = ("visitor", "scope", "debug", "preview", "conversions", "profile", "_decide",
+                 "_decision")
 
     def __init__(self, visitor: Visitor, scope: Scope, decide: Callable[[], Decision], *,
                  debug: bool, preview: bool) -> None:
@@ -51,6 +54,8 @@ class Exchange:
         self.scope = scope          # as the origin should get it (no preview token)
         self.debug = debug          # the X-EP-Debug trace was asked for, with the token
         self.preview = preview      # a signed preview link forces the decision
+        self.conversions: list[Conversion] = []   # goals the response reached
+        self.profile: Profile | None = None        # the visitor's, once this request counted
         self._decide = decide
         self._decision: Decision | None = None
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..classify.classifier import Classifier
+from ..learn.attribution import Learning
 from ..proxy.client_ip import TrustedProxies
 from ..rewrite.html import FirstBytesMemo
 from ..rules.book import RuleBook
@@ -37,10 +38,10 @@ class PersonalizeMiddleware:
                  trusted_proxies: TrustedProxies | None = None,
                  cookie_secure: bool = True, cookie_max_age_days: float = 395.0,
                  debug_token: str | None = None, preview: PreviewSigner | None = None,
-                 variant_header: bool = True, keyed_caching: bool = False,
+                 variant_header: bool = False, keyed_caching: bool = False,
                  shared_max_age: int = 300,
                  cache_tag_headers: Sequence[str] = ALL_TAG_HEADERS,
-                 first_bytes: FirstBytesMemo | None = None,
+                 first_bytes: FirstBytesMemo | None = None, learning: Learning | None = None,
                  observer: Observer | None = None) -> None:
         self.app = app
         self.rules = RuleBook(Path(rules)) if isinstance(rules, (str, Path)) else rules
@@ -53,6 +54,7 @@ class PersonalizeMiddleware:
             self.personalizer = Personalizer(
                 rules=self.rules, classifier=classifier, trusted=trusted_proxies,
                 debug_token=debug_token, preview=preview, observer=self.fail_open.observer,
+                learning=learning,
                 cookies=CookiePolicy(cookie_secure, cookie_max_age_days))
             self.page_headers = PageHeaders(self.personalizer, rules=self.rules, cache=CachePolicy(
                 keyed_caching, shared_max_age, tuple(cache_tag_headers), variant_header))

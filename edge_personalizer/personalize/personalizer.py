@@ -12,13 +12,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from starlette.types import Scope
 
 from ..classify.classifier import Classifier, merge_headers, request_from_headers
-from ..classify.profile import InterestMap
+from ..classify.profile import InterestMap, Profile
+from ..learn.attribution import Learning
+from ..learn.goals import GOAL_HEADER
 from ..proxy.client_ip import TrustedProxies, client_address
 from ..rules.book import RuleBook
 from ..rules.evaluator import decide
 from ..rules.model import NO_DECISION, Decision
 from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .exchange import Exchange, NoObserver, Observer
+from .segments import SEGMENT_HEADER, SegmentBook
 
 DEBUG_HEADER = b"x-ep-debug"
 
@@ -51,15 +54,17 @@ class Personalizer:
     def __init__(self, *, rules: RuleBook | None, classifier: Classifier,
                  trusted: TrustedProxies | None = None, debug_token: str | None = None,
                  preview: PreviewSigner | None = None, cookies: CookiePolicy = CookiePolicy(),
-                 observer: Observer | None = None) -> None:
+                 learning: Learning | None = None, observer: Observer | None = None) -> None:
         self.rules = rules
         self.classifier = classifier
         self.trusted = trusted or TrustedProxies()
         self.debug_token = debug_token.encode() if debug_token is not None else None
         self.preview = preview
         self.cookies = cookies
+        self.learning = learning
         self.observer: Observer = observer or NoObserver()
         self._interests_version: str | None = None
+        self.segments = SegmentBook(rules) if rules is not None else None
 
     def begin(self, scope: Scope) -> Exchange:
         """The request's Exchange: its visitor, and its decision made when first read."""
@@ -85,8 +90,19 @@ class Personalizer:
         if self.rules is not None and preview_token and self.preview is not None:
             forced = preview_decision(self.preview, preview_token, self.rules.current)
 
+        # A trusted edge names the segment it keys its cache on (from /__ep/decide): the
+        # page is rendered for that segment, even for a first visit whose visitor id (and
+        # experiment variants) this request would mint anew.
+        edge_segment = merged.get(SEGMENT_HEADER) if address.trusted_peer else None
+
         def make_decision() -> Decision:
-            return forced if forced is not None else self._decide(exchange)
+            if forced is not None:
+                return forced
+            decision = self._decide(exchange)
+            if edge_segment is not None and self.segments is not None:
+                decision = self.segments.decision_for(edge_segment, decision,
+                                                      visitor) or decision
+            return decision
 
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
                             preview=forced is not None)
@@ -126,20 +142,63 @@ class Personalizer:
             self._interests_version = current.version
 
     def profile_cookie(self, exchange: Exchange) -> bytes | None:
-        """The Set-Cookie value of the visitor's updated profile (page views only), with
-        the experiment variants the decision assigned; None when nothing changed."""
+        """The Set-Cookie value of the visitor's profile after this request (a page view,
+        or a request that reached a goal); None when nothing changed, and always for bots
+        (a crawler would get a fresh profile on every request)."""
         tracker = self.classifier.profiles
         visitor = exchange.visitor
-        if tracker is None or not visitor.page_view:
+        if tracker is None or not (visitor.page_view or exchange.conversions) \
+                or visitor.device.type == "bot":
             return None
-        profile = visitor.profile
-        for choice in exchange.decision.slots.values():
-            if choice.reason == "experiment":
-                profile = profile.with_variant(choice.by, choice.variant)
+        profile = self.profile_after(exchange)
         if not (profile.stored and profile.changed):
             return None
         return tracker.set_cookie_header(profile, secure=self.cookies.secure,
                                          max_age_days=self.cookies.max_age_days)
+
+    def profile_after(self, exchange: Exchange) -> Profile:
+        """The visitor's profile once this request is counted: on a page view the
+        experiment variants assigned and what the page shows; the conversions of goals
+        reached. Worked out (and counted) once a request; bots are never counted."""
+        if exchange.profile is not None:
+            return exchange.profile
+        visitor = exchange.visitor
+        profile = visitor.profile
+        learning = self.learning if visitor.device.type != "bot" else None
+        if visitor.page_view:
+            shown = []
+            for choice in exchange.decision.slots.values():
+                if choice.reason == "experiment":
+                    profile = profile.with_variant(choice.by, choice.variant)
+                if choice.reason in ("experiment", "rule"):
+                    shown.append((choice.by, choice.variant))
+            if learning is not None and shown:
+                profile = learning.attribution.exposed(profile, shown)
+        if learning is not None and exchange.conversions:
+            profile = learning.attribution.converted(profile, exchange.conversions,
+                                                     self._judged_on)
+        exchange.profile = profile
+        return profile
+
+    def _judged_on(self, by: str) -> frozenset[str] | None:
+        """The goals an experiment is judged on (rules: every goal)."""
+        if self.rules is None:
+            return None
+        experiment = self.rules.current.experiment(by)
+        return frozenset(experiment.goals) if experiment is not None else None
+
+    def reach_goals(self, exchange: Exchange, status: int,
+                    headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Notes the goals this response reaches on the exchange; returns its headers
+        without the origin's goal headers (the visitor never sees them)."""
+        if self.learning is None:
+            return [h for h in headers if h[0].lower() != GOAL_HEADER]
+        goals = self.rules.current.goals if self.rules is not None else {}
+        if not goals and not any(name.lower() == GOAL_HEADER for name, _ in headers):
+            return headers
+        exchange.conversions, kept = self.learning.goals.reached(
+            goals, exchange.visitor, status, headers)
+        return kept
 
     def redirect_target(self, exchange: Exchange, scope: Scope) -> str | None:
         """Where the decision's redirect sends this page view, or None: API calls, assets

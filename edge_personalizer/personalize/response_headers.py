@@ -81,7 +81,7 @@ class PageHeaders:
         """The response start of a page with the decision's headers, the profile cookie
         and what keeps caches correct. Anything but an HTML page passes as it is."""
         if not is_html(head) or message["status"] >= 400 and not exchange.debug:
-            return message
+            return self._with_conversions(message, exchange)
         headers = list(message.get("headers", []))
         headers += self.decision_headers(exchange, with_cookies=not self.cache.keyed)
         if not self.cache.keyed and message["status"] < 400 and not exchange.preview:
@@ -91,6 +91,15 @@ class PageHeaders:
         if self.rules is not None:
             headers = self.cache_headers(headers, exchange, head)
         return {**message, "headers": headers}
+
+    def _with_conversions(self, message: Message, exchange: Exchange) -> Message:
+        """Any other response that reached a goal carries the profile that counted it."""
+        if not exchange.conversions:
+            return message
+        cookie = self.personalizer.profile_cookie(exchange)
+        if cookie is None:
+            return message
+        return {**message, "headers": [*message.get("headers", ()), (b"set-cookie", cookie)]}
 
     def decision_headers(self, exchange: Exchange, *,
                          with_cookies: bool = True) -> list[tuple[bytes, bytes]]:

@@ -83,6 +83,12 @@ class RewritingSend:
     async def _start(self, message: Message) -> None:
         began = time.perf_counter()
         self.head = read_head(message.get("headers", ()))
+        with self.fail_open.stage("goals", self.path):
+            headers = message.get("headers", [])
+            kept = self.headers.personalizer.reach_goals(self.exchange, message["status"],
+                                                         headers)
+            if kept is not headers:
+                message = {**message, "headers": kept}
         with self.fail_open.stage("headers", self.path):
             message = self.headers.finish(message, self.exchange, self.head)
         with self.fail_open.stage("rewrite", self.path):

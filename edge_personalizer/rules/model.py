@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from ..classify.visitor import lazy
+from ..classify.visitor import Visitor, lazy
 from .conditions import Condition
 from .template import Template
 
@@ -82,6 +82,28 @@ class Experiment:
     weights: tuple[tuple[str, float], ...]           # variant -> weight, control included
     variants: Mapping[str, Mapping[str, Content]]    # variant -> slot -> content
     source: str
+    goals: tuple[str, ...] = ()                      # what it is judged on
+
+
+DEFAULT_GOAL_WINDOW = 72 * 3600.0   # seconds a conversion is attributed to an exposure
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A conversion: a request that meets `when` (and answered with one of `statuses`),
+    or an origin's goal header or a beacon naming it. Its value comes from a query
+    parameter or a response header, when one is named."""
+
+    name: str
+    when: Condition | None = None                    # None: header or beacon only
+    statuses: frozenset[int] = frozenset()           # empty: any status
+    value_query: str | None = None
+    value_header: str | None = None
+    window_seconds: float = DEFAULT_GOAL_WINDOW
+    source: str = ""
+
+    def reached_by(self, visitor: Visitor) -> bool:
+        return self.when is not None and self.when(visitor)
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,7 @@ class RuleSet:
     file_count: int = 0
     fields: frozenset[str] = frozenset()             # every visitor field the rules read
     vary: tuple[str, ...] = ()                       # the request headers those come from
+    goals: Mapping[str, Goal] = field(default_factory=lambda: MappingProxyType({}))
     # Decisions made by rules alone, by the ranks of the rules that won: the same winners
     # always make the same decision (evaluator.decide fills it, bounded).
     decided: dict[tuple[int, ...], Decision] = field(default_factory=dict, compare=False,
@@ -114,6 +137,9 @@ class RuleSet:
     def vary_header(self) -> bytes:
         """The Vary value of a page these rules may personalize (b"" when none)."""
         return ", ".join(self.vary).encode("latin-1")
+
+    def experiment(self, name: str) -> Experiment | None:
+        return next((e for e in self.experiments if e.name == name), None)
 
     @classmethod
     def empty(cls, version: str = "none") -> RuleSet:

@@ -1,0 +1,72 @@
+"""Attribution: what a visitor was shown and what they did, counted once per visitor.
+
+The profile cookie remembers each rule or experiment variant the visitor was exposed to,
+when, and which conversions were already counted; so the store only ever adds counters.
+A visitor without a profile (privacy signals) is never counted; neither are bots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..classify.profile import Profile, converted_key
+from .counters import ALL_VISITORS, Accumulator
+from .goals import Conversion, GoalReader
+
+# Which goals a rule or experiment is judged on; None: every goal.
+JudgedOn = Callable[[str], frozenset[str] | None]
+
+
+class Attribution:
+    """Counts exposures and conversions into a worker's accumulator."""
+
+    def __init__(self, counters: Accumulator) -> None:
+        self.counters = counters
+        self.exposures = 0     # since the process started, for the metrics
+        self.conversions = 0
+
+    def exposed(self, profile: Profile, shown: Iterable[tuple[str, str]],
+                cell: str = ALL_VISITORS) -> Profile:
+        """The profile with each (rule or experiment, variant) `shown` remembered; the
+        first exposure of a visitor to each is counted."""
+        for by, variant in shown:
+            if by in profile.exposures or not profile.stored:
+                continue
+            profile = profile.with_exposure(by, variant, cell)
+            self.counters.expose(by, variant, cell)
+            self.exposures += 1
+        return profile
+
+    def converted(self, profile: Profile, conversions: Iterable[Conversion],
+                  judged_on: JudgedOn) -> Profile:
+        """The profile after `conversions`: each counts for every exposure within its
+        attribution window whose rule or experiment is judged on the goal, once per
+        visitor, goal and rule or experiment."""
+        if not profile.stored:
+            return profile
+        for conversion in conversions:
+            profile = profile.with_conversion()
+            for by, exposure in list(profile.exposures.items()):
+                goals = judged_on(by)
+                if goals is not None and conversion.goal not in goals:
+                    continue
+                if profile.now - exposure.at > conversion.window_seconds:
+                    continue
+                if converted_key(conversion.goal, by) in profile.converted:
+                    continue
+                self.counters.convert(by, exposure.variant, conversion.goal, exposure.cell,
+                                      conversion.value)
+                self.conversions += 1
+                profile = profile.with_counted(conversion.goal, by)
+        return profile
+
+
+class Learning:
+    """What the request path asks of the learning loop: which goals a response reaches,
+    and the counting of exposures and conversions."""
+
+    def __init__(self, counters: Accumulator, *,
+                 on_invalid: Callable[[str], None] | None = None) -> None:
+        self.counters = counters
+        self.attribution = Attribution(counters)
+        self.goals = GoalReader(on_invalid)

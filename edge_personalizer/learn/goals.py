@@ -1,0 +1,129 @@
+"""Goals reached by one request: by its own data (a path, a method), by the status the
+origin answered with, or by a goal header the origin sends (`X-EP-Goal: purchase;
+value=49.90`, never passed on to the visitor)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..classify.visitor import Visitor
+
+GOAL_HEADER = b"x-ep-goal"
+MAX_VALUE = 1e9   # larger values are taken for mistakes (or attacks), not revenue
+RawHeaders = Sequence[tuple[bytes, bytes]]
+
+
+class GoalSpec(Protocol):
+    """A goal as the rules declare it (rules.model.Goal)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def window_seconds(self) -> float: ...
+    @property
+    def statuses(self) -> frozenset[int]: ...        # empty: any status
+    @property
+    def value_query(self) -> str | None: ...
+    @property
+    def value_header(self) -> str | None: ...
+
+    def reached_by(self, visitor: Visitor) -> bool:
+        """Whether the request's own data reaches the goal (False for header-only goals)."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A goal reached on this request, with the value it brought (0 when none)."""
+
+    goal: str
+    value: float
+    window_seconds: float
+
+
+def parse_value(text: str | None) -> float | None:
+    """A conversion value from text (`49.90`, `1,299.00`); None when it is not a plain,
+    finite, non-negative amount."""
+    if not text:
+        return None
+    try:
+        value = float(text.strip().replace(",", ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 <= value <= MAX_VALUE else None
+
+
+def parse_goal_header(value: bytes) -> tuple[str, float | None] | None:
+    """`purchase; value=49.90` -> ("purchase", 49.9); None when it is not of that form."""
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    name, _, params = text.partition(";")
+    name = name.strip()
+    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        return None
+    amount = None
+    for param in params.split(";"):
+        key, sep, raw = param.partition("=")
+        if sep and key.strip().lower() == "value":
+            amount = parse_value(raw.strip().strip('"'))
+            if amount is None:
+                return None
+    return name, amount
+
+
+class GoalReader:
+    """Finds the goals one response reaches, and takes the goal headers out of it."""
+
+    def __init__(self, on_invalid: Callable[[str], None] | None = None) -> None:
+        self.on_invalid = on_invalid or (lambda reason: None)
+
+    def reached(self, goals: Mapping[str, GoalSpec], visitor: Visitor, status: int,
+                headers: RawHeaders) -> tuple[list[Conversion], list[tuple[bytes, bytes]]]:
+        """The conversions of this response, and its headers without goal headers."""
+        found: dict[str, Conversion] = {}
+        kept: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            if name.lower() != GOAL_HEADER:
+                kept.append((name, value))
+                continue
+            parsed = parse_goal_header(value)
+            goal = goals.get(parsed[0]) if parsed is not None else None
+            if parsed is None or goal is None:
+                self.on_invalid("header")   # a hostile or mistyped value: ignored, counted
+                continue
+            found[goal.name] = Conversion(goal.name, parsed[1] or 0.0, goal.window_seconds)
+        for goal in goals.values():
+            if goal.name in found or (goal.statuses and status not in goal.statuses):
+                continue
+            if goal.reached_by(visitor):
+                amount = self._value(goal, visitor, kept)
+                found[goal.name] = Conversion(goal.name, amount, goal.window_seconds)
+        return list(found.values()), kept
+
+    def beacon(self, goals: Mapping[str, GoalSpec], name: str,
+               value: float | None) -> Conversion | None:
+        goal = goals.get(name)
+        if goal is None:
+            self.on_invalid("beacon")
+            return None
+        return Conversion(goal.name, value or 0.0, goal.window_seconds)
+
+    def _value(self, goal: GoalSpec, visitor: Visitor, headers: Iterable[tuple[bytes, bytes]]
+               ) -> float:
+        text = None
+        if goal.value_query is not None:
+            text = visitor.request.query.get(goal.value_query)
+        elif goal.value_header is not None:
+            wanted = goal.value_header.lower().encode("latin-1")
+            text = next((v.decode("latin-1") for k, v in headers if k.lower() == wanted), None)
+        if text is None:
+            return 0.0
+        amount = parse_value(text)
+        if amount is None:
+            self.on_invalid("value")
+            return 0.0
+        return amount

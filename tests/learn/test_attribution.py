@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from edge_personalizer.classify.profile import Profile
+from edge_personalizer.learn.attribution import Attribution
+from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
+from edge_personalizer.learn.goals import Conversion
+
+T0 = 1_795_000_000
+DAY = "2026-11-18"
+
+
+def profile(now: int = T0, stored: bool = True) -> Profile:
+    return Profile(visitor_id="v1", first_seen=now, last_seen=now, previous_seen=now,
+                   stored=stored, now=now)
+
+
+def counted(counters: Accumulator) -> dict[CountKey, Tally]:
+    counters.collect()
+    return counters.pending_batch(100)
+
+
+def judged_on_purchase(by: str) -> frozenset[str] | None:
+    return frozenset({"purchase"}) if by == "hero-test" else None
+
+
+def test_exposures_count_once_per_visitor() -> None:
+    counters = Accumulator(clock=lambda: T0)
+    attribution = Attribution(counters)
+    shown = attribution.exposed(profile(), [("hero-test", "bold"), ("fb-rule", "facebook")])
+    again = attribution.exposed(shown._replace(now=T0 + 60), [("hero-test", "bold")])
+    assert again.exposures == shown.exposures
+    rows = counted(counters)
+    assert rows[CountKey("hero-test", "bold", "", "all", DAY)] == Tally(exposures=1)
+    assert rows[CountKey("fb-rule", "facebook", "", "all", DAY)] == Tally(exposures=1)
+
+
+def test_a_conversion_counts_once_within_the_window_for_what_is_judged_on_it() -> None:
+    counters = Accumulator(clock=lambda: T0)
+    attribution = Attribution(counters)
+    shown = attribution.exposed(profile(), [("hero-test", "bold"), ("fb-rule", "facebook")])
+    purchase = Conversion("purchase", 10.0, 3600.0)
+    signup = Conversion("signup", 0.0, 3600.0)
+    after = attribution.converted(shown._replace(now=T0 + 60), [purchase, signup],
+                                  judged_on_purchase)
+    twice = attribution.converted(after, [purchase], judged_on_purchase)
+    late = attribution.converted(shown._replace(now=T0 + 7200), [purchase], judged_on_purchase)
+    assert twice.conversions == 3 and late.conversions == 1   # the visitor's own count
+    rows = counted(counters)
+    assert rows[CountKey("hero-test", "bold", "purchase", "all", DAY)] == \
+        Tally(conversions=1, value_sum=10.0, value_sq_sum=100.0)
+    assert rows[CountKey("fb-rule", "facebook", "purchase", "all", DAY)].conversions == 1
+    assert rows[CountKey("fb-rule", "facebook", "signup", "all", DAY)].conversions == 1
+    assert CountKey("hero-test", "bold", "signup", "all", DAY) not in rows
+    assert attribution.conversions == 3 and attribution.exposures == 2
+
+
+def test_visitors_without_a_profile_are_never_counted() -> None:
+    counters = Accumulator(clock=lambda: T0)
+    attribution = Attribution(counters)
+    private = attribution.exposed(profile(stored=False), [("hero-test", "bold")])
+    attribution.converted(private, [Conversion("purchase", 1.0, 3600.0)], judged_on_purchase)
+    assert counted(counters) == {}

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+
+from edge_personalizer.classify.visitor import Visitor
+from edge_personalizer.learn.goals import GoalReader, parse_goal_header, parse_value
+from edge_personalizer.rules.conditions import Condition
+from edge_personalizer.rules.model import Goal
+
+from ..factories import default_classifier, make_request
+
+
+class PathIs:
+    """A condition on the request path (what a compiled `request.path:` gives)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, visitor: Visitor) -> bool:
+        return visitor.request.path == self.path
+
+    def describe(self) -> str:
+        return f"request.path is {self.path}"
+
+
+def goals(**extra: Goal) -> dict[str, Goal]:
+    thanks: Condition = PathIs("/checkout/thanks")   # type: ignore[assignment]
+    found = {"purchase": Goal("purchase", when=thanks, value_query="total"),
+             "signup": Goal("signup", statuses=frozenset({200, 201})),
+             **extra}
+    return found
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (b"purchase; value=49.90", ("purchase", 49.9)),
+    (b"purchase", ("purchase", None)),
+    (b'purchase; value="1,299.00"', ("purchase", 1299.0)),
+    (b"purchase; value=-3", None),
+    (b"purchase; value=nan", None),
+    (b"purchase; value=1e12", None),
+    (b"<script>", None),
+    (b"", None),
+    ("käse".encode(), None),
+])
+def test_goal_headers(header: bytes, expected: tuple[str, float | None] | None) -> None:
+    assert parse_goal_header(header) == expected
+
+
+def test_values_are_plain_amounts() -> None:
+    assert parse_value("12") == 12.0
+    assert parse_value("inf") is None and parse_value("") is None and parse_value(None) is None
+
+
+def test_a_request_reaches_its_goal_with_the_value_of_its_query() -> None:
+    invalid: list[str] = []
+    visitor = default_classifier().visitor(
+        make_request("/checkout/thanks", query="total=49.90"), now=0.0)
+    found, kept = GoalReader(invalid.append).reached(goals(), visitor, 200, [(b"x-a", b"1")])
+    assert [(c.goal, c.value) for c in found] == [("purchase", 49.9)]
+    assert kept == [(b"x-a", b"1")] and invalid == []
+
+
+def test_the_origin_s_goal_header_counts_and_never_reaches_the_visitor() -> None:
+    invalid: list[str] = []
+    visitor = default_classifier().visitor(make_request("/signup"), now=0.0)
+    headers = [(b"X-EP-Goal", b"signup; value=5"), (b"x-ep-goal", b"unknown-goal"),
+               (b"x-ep-goal", b"purchase; value=oops"), (b"content-type", b"text/html")]
+    found, kept = GoalReader(invalid.append).reached(goals(), visitor, 500, headers)
+    assert [(c.goal, c.value) for c in found] == [("signup", 5.0)]
+    assert kept == [(b"content-type", b"text/html")]
+    assert invalid == ["header", "header"]
+
+
+def test_a_status_bound_goal_needs_its_status() -> None:
+    visitor = default_classifier().visitor(make_request("/checkout/thanks"), now=0.0)
+    only_created = Goal("made", when=goals()["purchase"].when, statuses=frozenset({201}))
+    reader = GoalReader()
+    assert [c.goal for c in reader.reached({"made": only_created}, visitor, 200, [])[0]] == []
+    assert [c.goal for c in reader.reached({"made": only_created}, visitor, 201, [])[0]] \
+        == ["made"]
