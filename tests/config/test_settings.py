@@ -142,4 +142,4 @@ def test_every_setting_is_declared_once_with_help() -> None:
 
 def test_readme_carries_the_settings_table_made_from_the_declarations() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert settings_table() in readme, "run: python -m edge_personalizer.config.settings"
+    assert settings_table() in readme, "run: python tools/settings_table.py"
