@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from starlette.types import Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ..classify.geo import GeoDatabaseInfo
 from ..http.client import ProbeResult
@@ -63,19 +63,19 @@ class Admin:
                 "/__ep/health/ready": ready, "/__ep/metrics": Route(self.scrape),
                 "/__ep/reload": Route(self.reload, frozenset({"POST"}))}
 
-    async def live(self, scope: Scope, send: Send) -> None:
+    async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "alive"})
 
-    async def ready(self, scope: Scope, send: Send) -> None:
+    async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, report = await self.health()
         await send_json(send, status, report)
 
-    async def scrape(self, scope: Scope, send: Send) -> None:
+    async def scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self.token.allows(scope, send):
             await respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode(),
                           [(b"cache-control", b"no-store")])
 
-    async def reload(self, scope: Scope, send: Send) -> None:
+    async def reload(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not await self.token.allows(scope, send):
             return
         if self.rules is None:

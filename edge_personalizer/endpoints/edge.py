@@ -8,7 +8,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from starlette.types import Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ..personalize.exchange import Exchange
 from ..personalize.fail_open import FailOpen
@@ -63,7 +63,7 @@ class EdgeDecisions:
             await respond(send, 500, b'{"error": "decision failed"}', b"application/json")
         return begun
 
-    async def decide(self, scope: Scope, send: Send) -> None:
+    async def decide(self, scope: Scope, receive: Receive, send: Send) -> None:
         begun = await self._begin(scope, send)
         if begun is None:
             return
@@ -92,7 +92,7 @@ class EdgeDecisions:
         await respond(send, 200, json.dumps(body).encode(), b"application/json",
                       [*headers, (b"cache-control", b"private, no-store")])
 
-    async def fragment(self, scope: Scope, send: Send) -> None:
+    async def fragment(self, scope: Scope, receive: Receive, send: Send) -> None:
         begun = await self._begin(scope, send)
         if begun is None:
             return

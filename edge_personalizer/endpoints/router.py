@@ -12,7 +12,7 @@ from .responses import send_json
 
 ADMIN_PREFIX = "/__ep/"
 
-Handler = Callable[[Scope, Send], Awaitable[None]]
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Endpoints:
             await send_json(send, 405, {"error": f"use {allowed.decode()}"},
                             extra=[(b"allow", allowed)])
         else:
-            await route.handler(scope, send)
+            await route.handler(scope, receive, send)
 
     def route_for(self, path: str) -> Route | None:
         route = self.routes.get(path.rstrip("/") or path)

@@ -49,7 +49,7 @@ async def test_reserved_prefix_never_reaches_the_site_it_personalizes() -> None:
 async def test_routes_by_path_then_prefix_and_refuses_other_methods() -> None:
     seen: list[str] = []
 
-    async def handler(scope: Scope, send: Send) -> None:
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(scope["path"])
         await send_json(send, 200, {"ok": True})
 
