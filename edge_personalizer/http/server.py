@@ -42,13 +42,14 @@ class ServerOptions:
     keep_alive_timeout: float = 5.0
     # Request heads larger than this are refused with 431 before the app sees them.
     max_head_bytes: int = 64 * 1024
-    # Requests one worker runs at once; more wait in the kernel's queue. None: granian's
-    # default (its listen backlog, 1024, shared by the workers).
+    # Requests one worker runs at once; more wait their turn. None: granian's default
+    # (its listen backlog, 1024, divided among the workers).
     backpressure: int | None = None
     # Seconds a stopping worker gets to finish the answers under way before it is killed.
     graceful_timeout: float = 10.0
     log_level: str = "info"
-    # Tokio's single-threaded runtime in each worker ("st"); "mt" runs it on its own threads.
+    # Tokio's single-threaded runtime in each worker ("st"); "mt" runs it on its own
+    # threads. st measured ~10% less CPU a request in the peer kit (2 workers, 3 rounds).
     runtime_mode: str = "st"
 
 
