@@ -23,6 +23,7 @@ from .config import Settings
 from .endpoints import Endpoints
 from .endpoints.admin import Admin, AdminToken
 from .endpoints.edge import EdgeDecisions
+from .endpoints.learning import Beacon, Results
 from .learn.attribution import Learning
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
@@ -90,10 +91,11 @@ class EdgeApp:
                       origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
                       geo=self.geo.info if self.geo else None)
         routes = admin.routes()
+        routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
         prefixes = {}
         if personalized.page_headers is not None:
             edge = EdgeDecisions(personalized.page_headers)
-            routes |= edge.routes()
+            routes |= edge.routes() | Beacon(personalized.page_headers).routes()
             prefixes = edge.prefixes()
         endpoints = Endpoints(personalized, routes=routes, prefixes=prefixes)
         self.app: ASGIApp = ClientAddressMiddleware(

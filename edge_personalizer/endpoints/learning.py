@@ -1,0 +1,164 @@
+"""The learning loop's endpoints: `GET /__ep/results` (admin) and the beacon
+`POST /__ep/collect`, for conversions only the browser sees (a click)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import anyio
+from lru import LRU
+from starlette.types import Receive, Scope, Send
+
+from ..errors import StoreError
+from ..learn.goals import parse_value
+from ..learn.results import results
+from ..learn.store import Store
+from ..personalize.personalizer import Personalizer
+from ..personalize.response_headers import PageHeaders
+from ..rules.book import RuleBook
+from .admin import AdminToken
+from .responses import send_json
+from .router import Route
+
+MAX_BEACON_BYTES = 1024
+
+
+class RateLimit:
+    """At most `rate` events a second per key, in bursts of `burst` (a token bucket per
+    key, bounded: the least recently seen keys are forgotten first)."""
+
+    def __init__(self, rate: float, burst: int, *, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: LRU[str, tuple[float, float]] = LRU(max_keys)
+
+    def allows(self, key: str) -> bool:
+        now = self.clock()
+        tokens, at = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1, now)
+        return True
+
+
+def same_site(scope: Scope) -> bool:
+    """A beacon from the site's own pages: the browser says so (Sec-Fetch-Site), or its
+    Origin names the host it was sent to."""
+    headers = {k.lower(): v for k, v in scope["headers"]}
+    fetch_site = headers.get(b"sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in (b"same-origin", b"same-site")
+    origin, host = headers.get(b"origin"), headers.get(b"host")
+    if origin is None or host is None:
+        return False
+    return bool(origin.partition(b"://")[2].rstrip(b"/") == host)
+
+
+class Results:
+    """Experiment results from the store's totals (current to one flush interval)."""
+
+    def __init__(self, *, store: Store, rules: RuleBook | None, token: AdminToken) -> None:
+        self.store = store
+        self.rules = rules
+        self.token = token
+
+    def routes(self) -> dict[str, Route]:
+        return {"/__ep/results": Route(self.results)}
+
+    async def results(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self.token.allows(scope, send):
+            return
+        if self.rules is None:
+            await send_json(send, 409, {"error": "no rules directory configured"})
+            return
+        try:
+            totals = await self.store.totals()
+        except StoreError as exc:
+            await send_json(send, 503, {"error": f"the store does not answer: {exc}"},
+                            extra=[(b"retry-after", b"5")])
+            return
+        ruleset = self.rules.current
+        # scipy's distributions take a while for many experiments: off the event loop.
+        report = await anyio.to_thread.run_sync(results, ruleset, totals)
+        await send_json(send, 200, report)
+
+
+class Beacon:
+    """`POST /__ep/collect` with `{"goal": NAME, "value": AMOUNT}`: a conversion the page's
+    script reports (navigator.sendBeacon), counted like any other for the visitor of the
+    profile cookie. Small, same-site and rate-limited per client; 204 when taken."""
+
+    def __init__(self, headers: PageHeaders, *, limit: RateLimit | None = None) -> None:
+        self.headers = headers
+        self.personalizer: Personalizer = headers.personalizer
+        self.limit = limit or RateLimit(rate=2.0, burst=20)
+
+    def routes(self) -> dict[str, Route]:
+        return {"/__ep/collect": Route(self.collect, frozenset({"POST"}))}
+
+    async def collect(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not same_site(scope):
+            await send_json(send, 403, {"error": "beacons come from the site's own pages"})
+            return
+        client = scope.get("client")
+        if not self.limit.allows(client[0] if client else "-"):
+            await send_json(send, 429, {"error": "too many beacons"},
+                            extra=[(b"retry-after", b"1")])
+            return
+        body = await _read_small(receive, MAX_BEACON_BYTES)
+        event = _event(body) if body is not None else None
+        learning = self.personalizer.learning
+        if event is None or learning is None:
+            if learning is not None:
+                learning.goals.on_invalid("beacon")
+            await send_json(send, 400, {"error": "expected a JSON object of at most 1 KiB: "
+                                                 '{"goal": NAME, "value": AMOUNT}'})
+            return
+        goals = self.personalizer.rules.current.goals if self.personalizer.rules else {}
+        conversion = learning.goals.beacon(goals, *event)
+        if conversion is None:
+            await send_json(send, 400, {"error": f"no goal named {event[0]!r}"})
+            return
+        exchange = self.personalizer.begin({**scope, "method": "POST"})
+        exchange.conversions = [conversion]
+        cookie = self.personalizer.profile_cookie(exchange)
+        extra = [(b"set-cookie", cookie)] if cookie is not None else []
+        await send({"type": "http.response.start", "status": 204,
+                    "headers": [(b"cache-control", b"no-store"), *extra]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _read_small(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None past `limit` bytes."""
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body += bytes(message.get("body", b""))
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return body
+
+
+def _event(body: bytes) -> tuple[str, float | None] | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("goal"), str):
+        return None
+    value = data.get("value")
+    if value is None:
+        return data["goal"], None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    amount = parse_value(str(value))
+    return (data["goal"], amount) if amount is not None else None
