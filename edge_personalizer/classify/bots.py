@@ -125,10 +125,12 @@ def _trie_regex(words: Iterable[str]) -> re.Pattern[str]:
 
 
 def _name(lower: str) -> str:
-    """The agent's own name: the first product token, past a leading "Mozilla/x (compatible;"."""
+    """The agent's own name: the product after "compatible;", else the first product token."""
     text = lower
-    if text.startswith("mozilla/"):
-        text = text.partition("(")[2].removeprefix("compatible;").strip()
+    if "compatible;" in text:
+        text = text.partition("compatible;")[2].strip()
+    elif text.startswith("mozilla/"):
+        text = text.partition("(")[2].strip()
     return re.split(r"[/;()]", text, maxsplit=1)[0].strip()[:40] or "unnamed"
 
 
@@ -191,6 +193,8 @@ class BotCatalogue:
         for pattern, category in self._unanchored:
             if pattern.search(user_agent):
                 return BotMatch(category, pattern.pattern)
+        if generic is None and "+http" in lower:
+            generic = _name(lower)       # a crawler's "+https://its.site/about"; browsers never
         if generic is None and (not lower or lower.startswith(_GENERIC_PREFIXES)):
             generic = lower.split("/", 1)[0][:40] or "empty"
         if generic is None and not any(token in lower for token in _BROWSER_TOKENS) and (

@@ -75,12 +75,12 @@ _TABLET_MODEL = re.compile(
     r"\bsm-[tpx]\d|\bgt-p\d|\bgt-n[58]\d|lenovo tb|\btb[0-9]?-[0-9a-z]|mediapad|matepad|xoom|"
     r"playbook|nexus (?:7|9|10)\b|pixel (?:c|tablet)\b|transformer|kindle|\bsgpt?\d|\bsht-|"
     r"\bbah\d?-|\bags\d?-|\bkob\d?-|\bdbr-|\bscm-|\bbntv\d|flyer|nextbook|odys|xelio|\bmomo\d|mobii|"
-    r"\bpmp\d{4}")
+    r"\bpmp\d{4}|\byt\d?-[a-z]\d|\brmp\d|\bopd\d")
 # A literal that every alternative of _TABLET_MODEL contains.
 _TABLET_MODEL_HINTS = ("tab", "pad", "mid", "novo", "kf", "sm-", "gt-", "tb", "mediapad",
                        "xoom", "playbook", "nexus", "pixel", "transformer", "kindle", "sgp",
                        "sht-", "bah", "ags", "kob", "dbr-", "scm-", "bntv", "flyer", "nextbook",
-                       "odys", "xelio", "momo", "mobii", "pmp")
+                       "odys", "xelio", "momo", "mobii", "pmp", "yt", "rmp", "opd")
 _ANDROID_MODEL = re.compile(
     r"android[^;)]*;(?: ?[a-z]{2}[-_][a-z]{2,3};)? ?([^;)]{2,40}?)(?: build/|\)|;)")
 # Parser device families that name no device.
@@ -89,6 +89,11 @@ _FORM_FACTORS: dict[str, DeviceType] = {
     "tablet": "tablet", "mobile": "mobile", "desktop": "desktop", "eink": "tablet",
     "watch": "mobile",
 }
+_DESKTOP_BROWSERS = frozenset({
+    "Konqueror", "Epiphany", "Galeon", "Camino", "SeaMonkey", "Pale Moon", "K-Meleon", "iCab",
+    "OmniWeb", "Midori", "Falkon", "QupZilla", "Otter", "Iceweasel", "Iceape", "Netscape",
+    "Lunascape", "Avant", "Shiira", "Flock", "Chimera", "Phoenix", "Firebird", "Arora",
+    "Vivaldi", "Waterfox", "Basilisk", "Brave", "Opera GX"})
 _DESKTOP_OS = frozenset({"Windows", "Mac OS X", "Linux", "Chrome OS", "Ubuntu", "Fedora",
                          "FreeBSD"})
 
@@ -261,6 +266,8 @@ class DeviceClassifier:
             bot_category = "other"
         model = result.device.model if result.device else None
         kind = _kind_from_ua(ua, os_family, device_family, model, bot_category is not None)
+        if kind == "other" and browser in _DESKTOP_BROWSERS:
+            kind = "desktop"     # a browser made for desktops only, on a system it does not name
         if os_family == "iOS" and kind == "tablet":
             os_family = "iPadOS"
         elif os_family == "iOS" and kind == "desktop":

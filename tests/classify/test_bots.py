@@ -54,6 +54,10 @@ def bots() -> BotCatalogue:
     ("Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/120 Mobile Safari/537.36 PTST/230101", "monitor"),
     ("Uptime-Kuma/1.23.0", "monitor"),
+    # A browser's string with a crawler's "+http" address: browsers never send one.
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0 Safari/537.36 (compatible; Acmefetch/2.0; +https://acme.example/about)",
+     "other"),
     # The catalogue's own link-preview crawler of WhatsApp.
     ("WhatsApp/2.23.20.0 A", "social"),
 ])
@@ -89,3 +93,8 @@ def test_crawler_user_agents_are_bots(bots: BotCatalogue) -> None:
     instances = crawler_instances()
     missed = [ua for ua in instances if bots.match(ua) is None]
     assert len(missed) / len(instances) < 0.02, missed[:20]
+
+
+def test_a_self_named_agent_is_named_after_itself(bots: BotCatalogue) -> None:
+    match = bots.match("Mozilla/5.0 (compatible; Cludo; +https://www.cludo.com/)")
+    assert match is not None and match.name == "cludo"

@@ -131,6 +131,10 @@ def test_uap_samsung_devices(devices: DeviceClassifier, model: str, kind: str) -
      "Chrome/120.0.0.0 Mobile Safari/537.36", "tablet"),
     ("Mozilla/5.0 (Linux; U; Android 4.0.3; zh-cn; NOVO7_Mars Build/ICS) AppleWebKit/528.5+ "
      "(KHTML, like Gecko) Version/3.1.2 Mobile Safari/525.20.1", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 9; Lenovo YT-X705F) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0 Mobile Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 13; OPD2203) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0 Mobile Safari/537.36", "tablet"),
     ("Mozilla/5.0 (Linux; Android 12; HUAWEI MatePad 11) AppleWebKit/537.36 (KHTML, like "
      "Gecko) Chrome/119.0 Mobile Safari/537.36", "tablet"),
     ("Mozilla/5.0 (Linux; Android 3.2; GT-P7500 Build/HTJ85B) AppleWebKit/534.13 (KHTML, like "
@@ -158,6 +162,8 @@ def test_uap_samsung_devices(devices: DeviceClassifier, model: str, kind: str) -
     ("MOT-L7v", "mobile"),
     ("SAMSUNG-SGH-F480i/1.0 SHP/VPP/R5 NetFront/3.5 SMM-MMS/1.2.0", "mobile"),
     ("Mozilla/4.0 (compatible; MSIE 6.0; Windows CE; PPC; 240x320; HTC_P3650)", "mobile"),
+    # A desktop-only browser that names no system.
+    ("Mozilla/5.0 (compatible; Konqueror/3.2) (KHTML, like Gecko)", "desktop"),
 ])
 def test_device_type_fallbacks(devices: DeviceClassifier, ua: str, kind: str) -> None:
     assert devices.classify(ua).type == kind
