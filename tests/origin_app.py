@@ -147,7 +147,8 @@ SLOTTED = ('<!doctype html><html><head><meta charset="{cs}"><title>slotted</titl
 
 async def slotted(request: Request) -> Response:
     """A page with slots; ?cs= its charset, ?gz=1 always gzip (even if asked for identity),
-    ?slow=1 the body in two parts a second apart, ?csp=1 a CSP nonce, ?long=1 ~100 KB."""
+    ?slow=1 the body in two parts a second apart, ?csp=1 a CSP nonce, ?long=1 ~100 KB,
+    ?session=1 a session cookie."""
     charset = request.query_params.get("cs", "utf-8")
     accept_encoding = request.headers.get("accept-encoding", "-")
     text = SLOTTED.format(cs=charset, ae=accept_encoding,
@@ -157,6 +158,8 @@ async def slotted(request: Request) -> Response:
     headers = {"etag": '"v1"', "content-md5": "x", "cache-control": "public, max-age=60"}
     if request.query_params.get("csp"):
         headers["content-security-policy"] = "script-src 'nonce-abc123'"
+    if request.query_params.get("session"):
+        headers["set-cookie"] = "sessionid=s3cr3t; Path=/; HttpOnly"
     media = f"text/html; charset={charset}"
     if request.query_params.get("gz"):
         headers["content-encoding"] = "gzip"

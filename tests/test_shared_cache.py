@@ -130,3 +130,21 @@ def test_each_segment_gets_its_own_page_from_the_cache(cached_site: tuple[int, b
     else:
         for segment in SEGMENTS:
             assert "HIT" not in statuses[segment], statuses
+
+
+def test_a_first_visit_is_cached_under_the_key_of_the_page_it_got(
+        cached_site: tuple[int, bool]) -> None:
+    # No cookie, so /__ep/decide and the page request each see a new visitor; the
+    # experiment (tests/data/rules: hero-test) splits new visitors 50/50. The page must
+    # be the one for the segment decide gave, which nginx keys the cache on.
+    port, keyed = cached_site
+    bold_by_segment: dict[str, set[bool]] = {}
+    for attempt in range(12):
+        for _ in range(2):
+            response = httpx.get(f"http://127.0.0.1:{port}/slotted/first-{attempt}?exp=on",
+                                 headers=PAGE)
+            assert response.status_code == 200
+            segment = response.headers["x-seen-segment"]
+            bold_by_segment.setdefault(segment, set()).add(b"<h1>Bold</h1>" in response.content)
+    assert len(bold_by_segment) == 2, bold_by_segment   # control and bold
+    assert all(len(bold) == 1 for bold in bold_by_segment.values()), bold_by_segment

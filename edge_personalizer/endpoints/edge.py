@@ -6,35 +6,39 @@ from __future__ import annotations
 import html
 import json
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from starlette.types import Receive, Scope, Send
 
 from ..personalize.exchange import Exchange
 from ..personalize.fail_open import FailOpen
 from ..personalize.response_headers import PageHeaders
+from ..personalize.segments import Segment
 from ..proxy.pages import respond
-from ..rules.segment import SegmentKey
 from .router import Route
 
 DECIDE_PATH = "/__ep/decide"
 FRAGMENT_PREFIX = "/__ep/fragment/"
 _ORIGINAL_URI = (b"x-original-uri", b"x-original-url", b"x-ep-url")
+_URI_SAFE = "!#$%&'()*+,/:;=?@[]~"   # with letters, digits and "_.-": kept as they are
 _FRAGMENT_ACTIONS = frozenset({"inner", "replace", "append", "prepend", "before", "after",
                                "text"})
 
 
 def described_scope(scope: Scope) -> Scope:
     """The page request an edge asks about: its URI from X-Original-URI (nginx
-    auth_request), X-Original-URL, X-EP-URL or ?url=, its headers as they came."""
+    auth_request), X-Original-URL, X-EP-URL or ?url=, its headers as they came; its path
+    decoded as a server gives it, raw path and query percent-encoded."""
     headers = scope["headers"]
     uri = next((v.decode("latin-1") for k, v in headers if k in _ORIGINAL_URI), None)
     if uri is None:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         uri = query.get("url", "/")
-    parts = urlsplit(uri)
-    return {**scope, "method": "GET", "path": parts.path or "/",
-            "raw_path": (parts.path or "/").encode("latin-1"),
+    # ?url= arrives decoded: what a request line cannot hold (controls, spaces, non-ASCII)
+    # is encoded again, or it would end up raw in X-EP-Redirect (issue 20, item 14).
+    parts = urlsplit(quote(uri, safe=_URI_SAFE))
+    path = parts.path or "/"
+    return {**scope, "method": "GET", "path": unquote(path), "raw_path": path.encode("ascii"),
             "query_string": parts.query.encode("latin-1"),
             "headers": [(k, v) for k, v in headers if k not in _ORIGINAL_URI]}
 
@@ -53,7 +57,7 @@ class EdgeDecisions:
     def routes(self) -> dict[str, Route]:
         return {DECIDE_PATH: Route(self.decide)}
 
-    async def _begin(self, scope: Scope, send: Send) -> tuple[Exchange, SegmentKey] | None:
+    async def _begin(self, scope: Scope, send: Send) -> tuple[Exchange, Segment] | None:
         described = described_scope(scope)
         begun = None
         with self.fail_open.stage("decide", described["path"]):
@@ -97,11 +101,12 @@ class EdgeDecisions:
         if begun is None:
             return
         exchange, segment = begun
-        headers = [(b"x-ep-segment", segment.key.encode()),
-                   (b"x-ep-variant", exchange.decision.variant_header)]
+        headers = [(b"x-ep-segment", segment.key.encode())]
+        if self.headers.cache.variant_header:
+            headers.append((b"x-ep-variant", exchange.decision.variant_header))
         choice = exchange.decision.slots.get(scope["path"][len(FRAGMENT_PREFIX):])
         content = choice.content if choice is not None else None
-        if self.headers.cache.keyed:
+        if self.headers.cache.keyed and segment.shareable:
             headers += [(b"cache-control", self.headers.shared_cache_control()),
                         (b"vary", b"X-EP-Segment")]
         else:

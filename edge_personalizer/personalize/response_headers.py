@@ -12,9 +12,11 @@ from starlette.types import Message
 
 from ..rules.book import RuleBook
 from ..rules.evaluator import explain
-from ..rules.segment import ALL_TAG_HEADERS, SegmentKey, segment_of
+from ..rules.model import Decision
+from ..rules.segment import ALL_TAG_HEADERS
 from .exchange import Exchange
 from .personalizer import Personalizer
+from .segments import SEGMENT_HEADER, Segment, segment_of
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
@@ -63,7 +65,7 @@ class CachePolicy:
     keyed: bool = False                  # shared per segment (X-EP-Segment) instead of private
     shared_max_age: int = 300            # s-maxage of those pages
     tag_headers: tuple[str, ...] = ALL_TAG_HEADERS
-    variant_header: bool = True          # X-EP-Variant on personalized pages
+    variant_header: bool = False         # X-EP-Variant on personalized pages (names rules)
 
 
 class PageHeaders:
@@ -74,8 +76,8 @@ class PageHeaders:
         self.personalizer = personalizer
         self.rules = rules
         self.cache = cache
-        # The same choices of static variants give the same segment key: remembered.
-        self._segments: LRU[tuple[tuple[str, str, str], ...], SegmentKey] = LRU(4096)
+        # A decision of static variants gives every visitor the same segment: remembered.
+        self._segments: LRU[int, tuple[Decision, Segment]] = LRU(4096)
 
     def finish(self, message: Message, exchange: Exchange, head: ResponseHead) -> Message:
         """The response start of a page with the decision's headers, the profile cookie
@@ -122,15 +124,16 @@ class PageHeaders:
             out.append((b"x-ep-variant", exchange.decision.variant_header))
         return out
 
-    def segment(self, exchange: Exchange) -> SegmentKey:
-        """The decision's segment key."""
-        key = exchange.decision.static_choices
-        if key is None:   # the variants print visitor data
-            return segment_of(exchange.decision, exchange.visitor)
-        segment = self._segments.get(key)
-        if segment is None:
-            segment = self._segments[key] = segment_of(exchange.decision, exchange.visitor)
-        return segment
+    def segment(self, exchange: Exchange) -> Segment:
+        """The decision's segment."""
+        decision = exchange.decision
+        if decision.static_choices is None:   # the variants print visitor data
+            return segment_of(decision, exchange.visitor)
+        known = self._segments.get(id(decision))
+        if known is None or known[0] is not decision:
+            known = self._segments[id(decision)] = (decision,
+                                                    segment_of(decision, exchange.visitor))
+        return known[1]
 
     def cache_headers(self, headers: list[tuple[bytes, bytes]], exchange: Exchange,
                       head: ResponseHead) -> list[tuple[bytes, bytes]]:
@@ -138,17 +141,18 @@ class PageHeaders:
 
         By default it is private: no shared cache stores one visitor's page for others.
         With keyed caching, shared caches may keep it per segment (X-EP-Segment), which
-        depends only on the variants chosen, never on the visitor's raw data.
+        depends only on the variants chosen, never on the visitor's raw data. Purge tags
+        go only with a page a shared cache may store.
         """
         if exchange.preview:
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
             return [*headers, (b"cache-control", b"private, no-store")]
-        headers += self.segment(exchange).headers_for(self.cache.tag_headers)
-        origin_cache = head.get(b"cache-control", "").lower()
-        origin_private = "private" in origin_cache or "no-store" in origin_cache
-        if self.cache.keyed and not origin_private:
+        segment = self.segment(exchange)
+        headers.append((b"x-ep-segment", segment.key.encode()))
+        if self.cache.keyed and self.shareable(headers, exchange, head, segment):
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
-            return [*headers, (b"cache-control", self.shared_cache_control()),
+            return [*headers, *segment.tag_lines(self.cache.tag_headers),
+                    (b"cache-control", self.shared_cache_control()),
                     (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")]
         vary = self.rules.current.vary_header if self.rules is not None else b""
         if vary:
@@ -157,6 +161,21 @@ class PageHeaders:
             headers.append((b"cache-control", b"private"))   # nothing to merge with
             return headers
         return private(headers)
+
+    @staticmethod
+    def shareable(headers: list[tuple[bytes, bytes]], exchange: Exchange, head: ResponseHead,
+                  segment: Segment) -> bool:
+        """Whether a shared cache may keep this page for everyone in its segment: the
+        origin allows it, nobody's cookie is in it (issue 20, item 12), its variants print
+        nothing the key cannot bound, and an edge that named a key gets a page made for
+        exactly that key (issue 18, bug 2)."""
+        origin_cache = head.get(b"cache-control", "").lower()
+        if "private" in origin_cache or "no-store" in origin_cache or not segment.shareable:
+            return False
+        if any(name.lower() == b"set-cookie" for name, _ in headers):
+            return False
+        asked = exchange.visitor.request.headers.get(SEGMENT_HEADER)
+        return asked is None or asked == segment.key
 
     def shared_cache_control(self) -> bytes:
         return f"public, max-age=0, s-maxage={self.cache.shared_max_age}".encode()

@@ -86,20 +86,49 @@ def test_search_and_ai_crawlers_get_the_default_page(proxy: Server, origin: Serv
     assert 'ep_bot_requests_total{category="ai"}' in metrics
 
 
-def test_purge_tags_in_every_dialect_or_only_the_cdn_named(
+def test_purge_tags_only_on_pages_a_shared_cache_may_store(
         proxy: Server, origin: Server, tmp_path: Path) -> None:
-    everyone = httpx.get(f"{proxy.url}/slotted/a", headers=FACEBOOK).headers
+    private = httpx.get(f"{proxy.url}/slotted/a", headers=FACEBOOK).headers
+    assert private["cache-control"].startswith("private")
+    for tag_header in ("surrogate-key", "cache-tag", "edge-cache-tag"):
+        assert tag_header not in private
+    keyed = {"EP_KEYED_CACHING": "true"}
+    every = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES), env=keyed)
+    only = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
+                       env={**keyed, "EP_CACHE_TAG_HEADERS": "cloudflare"})
+    try:
+        everyone = httpx.get(f"{every.url}/slotted/a", headers=FACEBOOK).headers
+        response = httpx.get(f"{only.url}/slotted/a", headers=FACEBOOK)
+        session = httpx.get(f"{every.url}/slotted/a?session=1", headers=FACEBOOK).headers
+    finally:
+        every.stop()
+        only.stop()
+    assert everyone["cache-control"].startswith("public")
     tags = everyone["cache-tag"].split(",")
     assert "ep-rule-facebook-hero" in tags
     assert everyone["surrogate-key"].split(" ") == tags
     assert everyone["edge-cache-tag"] == everyone["cache-tag"]
-    only = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
-                       env={"EP_CACHE_TAG_HEADERS": "cloudflare"})
-    try:
-        response = httpx.get(f"{only.url}/slotted/a", headers=FACEBOOK)
-    finally:
-        only.stop()
     assert response.headers["cache-tag"].split(",") == tags
-    assert response.headers["x-ep-segment"] == everyone["x-ep-segment"]
+    assert response.headers["x-ep-segment"] == everyone["x-ep-segment"] == \
+        private["x-ep-segment"]
     assert "surrogate-key" not in response.headers
     assert "edge-cache-tag" not in response.headers
+    # The origin's session cookie makes the page private: no tags either.
+    assert session["cache-control"].startswith("private") and "cache-tag" not in session
+
+
+def test_decide_names_no_control_characters_in_a_redirect(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/__ep/decide?url=%2Fpage%2Fgo%3Futm_campaign%3D"
+                         "spring-sale%26a%3D%01%26b%3D%20%C3%A9", headers=PAGE)
+    assert response.status_code == 200
+    location = "/page/landing/spring?utm_campaign=spring-sale&a=%01&b=%20%C3%A9"
+    assert response.headers["x-ep-redirect"] == location
+    assert response.json()["redirect"] == {"location": location, "status": 302}
+    # The path is matched decoded, as a server hands it over.
+    assert httpx.get(f"{proxy.url}/__ep/decide?url=%2Fpage%2Fcaf%C3%A9%3Futm_campaign%3D"
+                     "spring-sale", headers=PAGE).json()["redirect"] is not None
+
+
+def test_fragments_name_no_variant_unless_turned_on(proxy: Server) -> None:
+    fragment = httpx.get(f"{proxy.url}/__ep/fragment/hero?url=/slotted/a", headers=FACEBOOK)
+    assert fragment.status_code == 200 and "x-ep-variant" not in fragment.headers

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 
 from edge_personalizer.classify.profile import ProfileCodec
 
-from ..conftest import ADMIN_TOKEN, PROFILE_KEY
-from ..servers import Server
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from ..servers import Server, start_proxy
+
+RULES = ROOT / "tests" / "data" / "rules"
 
 # The demo rules personalize direct and search visitors (an experiment) and others; a
 # visitor linked from an unknown blog on a desktop matches none of them.
@@ -80,3 +83,31 @@ def test_tampered_cookie_is_replaced_and_counted(proxy: Server) -> None:
     metrics = httpx.get(f"{proxy.url}/__ep/metrics",
                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
     assert 'ep_profile_cookies_rejected_total{reason="signature"}' in metrics
+
+
+def test_crawlers_get_no_profile_cookie(proxy: Server) -> None:
+    for agent in ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                  "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+                  "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; "
+                  "+https://openai.com/gptbot)"):
+        for path in ("/page/x", "/slotted/a"):
+            response = httpx.get(f"{proxy.url}{path}", headers={**BROWSER, "user-agent": agent})
+            assert response.status_code == 200
+            assert profile_cookie(response) is None, (agent, path)
+    browser = httpx.get(f"{proxy.url}/page/x", headers=BROWSER)
+    assert profile_cookie(browser) is not None
+
+
+def test_variant_names_reach_visitors_only_when_turned_on(
+        proxy: Server, origin: Server, tmp_path: Path) -> None:
+    facebook = {**BROWSER, "referer": "https://l.facebook.com/"}
+    quiet = httpx.get(f"{proxy.url}/slotted/a", headers=facebook)
+    assert b"Hello, friend from Facebook" in quiet.content
+    assert "x-ep-variant" not in quiet.headers
+    told = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
+                       env={"EP_VARIANT_HEADER": "true"})
+    try:
+        page = httpx.get(f"{told.url}/slotted/a?inject=head", headers=facebook)
+    finally:
+        told.stop()
+    assert page.headers["x-ep-variant"] == "head=inject-head-only,hero=facebook-hero"

@@ -1,0 +1,166 @@
+"""Segment keys for shared caches, and the decision a key stands for.
+
+A key names what a page looks like: one token per slot for the variant it shows (and a
+digest of the values its template prints). Any worker and any instance with the same rules
+reads a key back into the slot choices it stands for, so the page an edge asks for under
+a key is rendered for that key, even for a first visit whose visitor id (and so its
+experiment variants) was minted anew by /__ep/decide (issue 18, bug 2).
+
+Keys stay bounded by the rules: a variant printing a field a visitor controls freely
+(`request.query.name`, a utm value, a header) never adds its value to the key; its page
+is marked not shareable and goes out private instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from lru import LRU
+
+from ..classify.visitor import Visitor
+from ..rules.book import RuleBook
+from ..rules.model import Decision, RuleSet, SlotChoice
+from ..rules.segment import DEFAULT_SEGMENT
+
+# Visitor fields whose values come from a closed or database-bounded set: a variant may
+# print them and its page still be cached per value. Anything else printed makes the page
+# private under keyed caching.
+BOUNDED_FIELDS = frozenset({
+    "referral.medium", "referral.source",
+    "geo.country", "geo.region", "geo.city", "geo.postal", "geo.metro", "geo.continent",
+    "geo.time_zone", "geo.eu", "geo.anonymous",
+    "device.type", "device.os", "device.browser", "device.touch", "device.bot_category",
+    "language.primary",
+    "time.hour", "time.weekday", "time.daypart", "time.date",
+    "profile.new", "profile.stored",
+    "profile.first_referral.medium", "profile.first_referral.source",
+    "profile.last_referral.medium", "profile.last_referral.source",
+})
+SEGMENT_HEADER = "x-ep-segment"   # the request header a trusted edge names its cache key in
+UNBOUNDED = "x"   # a value part that stands for "not in the key": the page is private
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_KEY = re.compile(r"s-([0-9a-f]{8}(?:\.(?:[0-9a-f]{8}|x))?)(_[0-9a-f]{8}(?:\.(?:[0-9a-f]{8}|x))?)*")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """What a page looks like for a decision: its cache key and purge tags."""
+
+    key: str                   # "default", or "s-" and a token per slot
+    tags: tuple[str, ...]      # ep, ep-rule-<name>, ep-variant-<slot>-<variant>, ep-segment-<key>
+    shareable: bool = True     # False: a variant prints what the key cannot bound
+    _encoded: dict[tuple[str, ...], tuple[tuple[bytes, bytes], ...]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    def tag_lines(self, tag_headers: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
+        """The purge tags in the headers named (Surrogate-Key space-separated, the others
+        comma-separated), encoded once per segment."""
+        encoded = self._encoded.get(tag_headers)
+        if encoded is None:
+            spaced, listed = " ".join(self.tags).encode(), ",".join(self.tags).encode()
+            encoded = self._encoded[tag_headers] = tuple(
+                (name.encode(), spaced if name == "surrogate-key" else listed)
+                for name in tag_headers)
+        return encoded
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
+
+def choice_token(choice: SlotChoice) -> str:
+    """Eight hex digits naming one slot's choice (slot, variant, why, by whom)."""
+    return _digest(f"{choice.slot}\0{choice.variant}\0{choice.reason}\0{choice.by}")
+
+
+def _tag(text: str) -> str:
+    return _TAG_UNSAFE.sub("_", text)[:64]
+
+
+def segment_of(decision: Decision, visitor: Visitor) -> Segment:
+    """The segment a decision puts the visitor in."""
+    tokens: list[str] = []
+    tags = {"ep"}
+    shareable = True
+    for slot, choice in sorted(decision.slots.items()):
+        token = choice_token(choice)
+        template = choice.content.template if choice.content is not None else None
+        if template is not None and not template.is_static:
+            if template.fields <= BOUNDED_FIELDS:
+                token += "." + _digest(template.render(visitor))
+            else:
+                token += "." + UNBOUNDED
+                shareable = False
+        tokens.append(token)
+        tags.add(f"ep-rule-{_tag(choice.by)}")
+        tags.add(f"ep-variant-{_tag(slot)}-{_tag(choice.variant)}")
+    if not tokens:
+        return Segment(DEFAULT_SEGMENT, ("ep", f"ep-segment-{DEFAULT_SEGMENT}"))
+    key = "s-" + "_".join(tokens)
+    tags.add(f"ep-segment-{key}")
+    return Segment(key, tuple(sorted(tags)), shareable)
+
+
+def _choices(ruleset: RuleSet) -> Iterator[SlotChoice]:
+    """Every choice a decision of these rules can make for a slot."""
+    for rule in ruleset.rules:
+        for slot, content in rule.slots.items():
+            yield SlotChoice(slot, rule.name, "rule", rule.name, content)
+    for experiment in ruleset.experiments:
+        for slot in experiment.slots:
+            yield SlotChoice(slot, "control", "control", experiment.name)
+            yield SlotChoice(slot, "holdout", "holdout", experiment.name)
+            for variant, contents in experiment.variants.items():
+                yield SlotChoice(slot, variant, "experiment", experiment.name,
+                                 contents.get(slot))
+
+
+class SegmentBook:
+    """Reads segment keys back into decisions, for the serving rules.
+
+    The table of every choice the rules can make is built once per rule set version (a
+    key made before a reload may name choices that are gone: it is not read back).
+    """
+
+    def __init__(self, rules: RuleBook) -> None:
+        self.rules = rules
+        self._tables: LRU[str, dict[str, SlotChoice | None]] = LRU(4)
+
+    def _table(self) -> dict[str, SlotChoice | None]:
+        ruleset = self.rules.current
+        table = self._tables.get(ruleset.version)
+        if table is None:
+            table = {}
+            for choice in _choices(ruleset):
+                token = choice_token(choice)
+                known = table.get(token, choice)
+                # Two choices under one token (a 1 in 4 billion chance): neither is read.
+                table[token] = choice if known == choice else None
+            self._tables[ruleset.version] = table
+        return table
+
+    def decision_for(self, key: str, decision: Decision, visitor: Visitor) -> Decision | None:
+        """`decision` with the slot choices `key` stands for (its page actions are the
+        visitor's own: they never depend on an experiment); None when the key cannot be
+        read with the serving rules or does not come out the same for this visitor."""
+        if key == DEFAULT_SEGMENT:
+            slots: dict[str, SlotChoice] = {}
+        elif _KEY.fullmatch(key):
+            table = self._table()
+            slots = {}
+            for token in key[2:].split("_"):
+                choice = table.get(token[:8])
+                if choice is None or choice.slot in slots:
+                    return None
+                slots[choice.slot] = choice
+        else:
+            return None
+        if dict(decision.slots) == slots:
+            return decision
+        forced = dataclasses.replace(decision, slots=MappingProxyType(slots))
+        return forced if segment_of(forced, visitor).key == key else None

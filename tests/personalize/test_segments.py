@@ -1,0 +1,174 @@
+"""Segment keys: bounded by the rules, read back into the decision they stand for, and
+through the real server the page an edge asks for under a key is rendered for that key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge_personalizer.personalize.segments import SegmentBook, segment_of
+from edge_personalizer.rules.book import RuleBook
+from edge_personalizer.rules.evaluator import decide
+
+from ..conftest import PROFILE_KEY, ROOT
+from ..factories import make_classifier, make_request
+from ..servers import Server, start_proxy
+
+RULES = """
+slots:
+  hero: {}
+  banner: {}
+rules:
+  - name: echo-name
+    when: {request.query.name: {exists: true}}
+    then:
+      banner: {html: "<p>Hi {{ request.query.name }}</p>"}
+  - name: city
+    when: {request.query.city: "1"}
+    then:
+      banner: {html: "<p>Deals in {{ geo.city | default: 'your town' }}</p>"}
+experiments:
+  - name: hero-test
+    slot: hero
+    audience: {request.query.exp: "on"}
+    holdout: 0
+    variants:
+      control: {weight: 50}
+      bold: {weight: 50, html: "<h1>Bold</h1>"}
+"""
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> RuleBook:
+    (tmp_path / "site.yaml").write_text(RULES)
+    return RuleBook(tmp_path)
+
+
+CLASSIFIER = make_classifier()
+BROWSER = {"user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0",
+           "accept": "text/html"}
+
+
+def visitor(query: str, ip: str | None = None):  # type: ignore[no-untyped-def]
+    return CLASSIFIER.visitor(make_request("/", query=query, headers=BROWSER, ip=ip),
+                              now=1_795_000_000.0, page_view=True)
+
+
+def test_raw_request_data_never_enters_the_key(book: RuleBook) -> None:
+    keys = set()
+    for name in ("alice", "bob", "<script>"):
+        seen = visitor(f"name={name}")
+        segment = segment_of(decide(book.current, seen), seen)
+        assert not segment.shareable
+        keys.add(segment.key)
+    assert len(keys) == 1
+
+
+def test_bounded_fields_key_the_page_per_value(book: RuleBook) -> None:
+    london, sweden = visitor("city=1", "81.2.69.142"), visitor("city=1", "89.160.20.112")
+    one = segment_of(decide(book.current, london), london)
+    other = segment_of(decide(book.current, sweden), sweden)
+    assert one.shareable and other.shareable and one.key != other.key
+    again = visitor("city=1", "81.2.69.142")
+    assert segment_of(decide(book.current, again), again) == one
+
+
+def test_a_key_reads_back_into_its_variants_for_any_new_visitor(book: RuleBook) -> None:
+    segments = SegmentBook(book)
+    variants = set()
+    for _ in range(20):
+        first, second = visitor("exp=on"), visitor("exp=on")   # two fresh visitor ids
+        asked = decide(book.current, first)
+        key = segment_of(asked, first).key
+        rendered = segments.decision_for(key, decide(book.current, second), second)
+        assert rendered is not None
+        assert rendered.slots == asked.slots
+        assert segment_of(rendered, second).key == key
+        variants.add(asked.slots["hero"].variant)
+    assert variants == {"control", "bold"}
+
+
+@pytest.mark.parametrize("key", ["s-00000000", "s-zz", "s-", "nonsense", "s-" + "0" * 9])
+def test_unknown_or_malformed_keys_are_not_read(book: RuleBook, key: str) -> None:
+    seen = visitor("exp=on")
+    assert SegmentBook(book).decision_for(key, decide(book.current, seen), seen) is None
+
+
+def test_default_key_leaves_every_slot_as_it_is(book: RuleBook) -> None:
+    seen = visitor("exp=on")
+    rendered = SegmentBook(book).decision_for("default", decide(book.current, seen), seen)
+    assert rendered is not None and dict(rendered.slots) == {}
+
+
+# Through the real server: an edge at 127.0.0.2 (trusted) asks /__ep/decide, then the page
+# with X-EP-Segment, without the cookie decide handed out (the nginx flow of docs/cdn.md).
+CDN = httpx.HTTPTransport(local_address="127.0.0.2")
+
+
+@pytest.fixture(scope="module")
+def keyed(origin: Server, server_logs: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    rules = tmp_path_factory.mktemp("keyed-rules")
+    (rules / "site.yaml").write_text(RULES)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         "--trusted-proxy", "127.0.0.2",
+                         "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"),
+                         env={"EP_KEYED_CACHING": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+    yield server
+    server.stop()
+
+
+def test_a_first_visit_page_is_rendered_for_the_key_decide_gave(keyed: Server) -> None:
+    variants = set()
+    with httpx.Client(transport=CDN) as edge:
+        for attempt in range(16):
+            uri = f"/slotted/first-{attempt}?exp=on"
+            decided = edge.get(f"{keyed.url}/__ep/decide", headers={**BROWSER,
+                                                                     "x-original-uri": uri})
+            variant = decided.json()["slots"]["hero"]["variant"]
+            variants.add(variant)
+            page = edge.get(f"{keyed.url}{uri}",
+                            headers={**BROWSER, "x-ep-segment": decided.json()["segment"]})
+            assert (b"<h1>Bold</h1>" in page.content) == (variant == "bold"), attempt
+            assert page.headers["x-ep-segment"] == decided.json()["segment"]
+            assert page.headers["cache-control"].startswith("public"), attempt
+    assert variants == {"control", "bold"}
+
+
+def test_a_page_never_goes_public_under_a_key_it_was_not_made_for(keyed: Server) -> None:
+    with httpx.Client(transport=CDN) as edge:
+        page = edge.get(f"{keyed.url}/slotted/k?exp=on",
+                        headers={**BROWSER, "x-ep-segment": "s-00000000"})
+    assert page.status_code == 200
+    assert page.headers["cache-control"].startswith("private")
+    assert "surrogate-key" not in page.headers and "cache-tag" not in page.headers
+    # From an untrusted address the header names nothing: the visitor's own decision.
+    direct = httpx.get(f"{keyed.url}/slotted/k?exp=on",
+                       headers={**BROWSER, "x-ep-segment": "default"})
+    assert direct.headers["cache-control"].startswith("private")
+
+
+def test_variants_printing_raw_request_data_stay_private_under_one_key(keyed: Server) -> None:
+    pages = [httpx.get(f"{keyed.url}/slotted/n?name={name}", headers=BROWSER)
+             for name in ("alice", "bob")]
+    assert b"<p>Hi alice</p>" in pages[0].content and b"<p>Hi bob</p>" in pages[1].content
+    assert pages[0].headers["x-ep-segment"] == pages[1].headers["x-ep-segment"]
+    for page in pages:
+        assert page.headers["cache-control"].startswith("private")
+        assert "cache-tag" not in page.headers
+    city = httpx.get(f"{keyed.url}/slotted/n?city=1", headers=BROWSER)
+    assert city.headers["cache-control"].startswith("public")
+    assert "ep-rule-city" in city.headers["cache-tag"].split(",")
+
+
+def test_a_page_setting_a_cookie_is_never_shared(keyed: Server) -> None:
+    shared = httpx.get(f"{keyed.url}/slotted/c?city=1", headers=BROWSER)
+    assert shared.headers["cache-control"].startswith("public")
+    with_session = httpx.get(f"{keyed.url}/slotted/c?city=1&session=1", headers=BROWSER)
+    assert "sessionid=s3cr3t; Path=/; HttpOnly" in with_session.headers.get_list("set-cookie")
+    cache_control = with_session.headers["cache-control"]
+    assert cache_control.startswith("private") and "s-maxage" not in cache_control
+    assert "surrogate-key" not in with_session.headers
