@@ -22,7 +22,6 @@ from ..rules.model import NO_DECISION, Decision
 from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .exchange import Exchange, NoObserver, Observer
 from .segments import SEGMENT_HEADER, SegmentBook
-from .segments import SEGMENT_HEADER, SegmentBook
 
 DEBUG_HEADER = b"x-ep-debug"
 
@@ -65,7 +64,6 @@ class Personalizer:
         self.learning = learning
         self.observer: Observer = observer or NoObserver()
         self._interests_version: str | None = None
-        self.segments = SegmentBook(rules) if rules is not None else None
         self.segments = SegmentBook(rules) if rules is not None else None
 
     def begin(self, scope: Scope) -> Exchange:
