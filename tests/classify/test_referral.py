@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from edge_personalizer.classify.referral import ReferralClassifier, ReferrerTabl
 from edge_personalizer.classify.visitor import DIRECT, Referral
 from edge_personalizer.errors import SettingsError
 
-from ..corpora import referer_database
+from ..corpora import CORPORA, referer_database
 
 OWN = "shop.example"
 
@@ -201,3 +202,19 @@ def test_medium_on_the_referer_parser_database(referrals: ReferralClassifier) ->
     floors = {"search": 0.95, "email": 0.9, "social": 0.8, "ai": 0.9, "referral": 0.9}
     low = {m: c[0] / c[1] for m, c in by_medium.items() if c[0] / c[1] < floors.get(m, 0)}
     assert low == {}
+
+
+def test_shipped_list_is_what_the_build_script_makes() -> None:
+    """data/referrers.json is generated: an edit to tools/referrer_sources.json needs
+    `python tools/build_referrer_data.py ../shared/corpora/matomo-referrers`."""
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("build_referrer_data",
+                                                  root / "tools" / "build_referrer_data.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    own = json.loads((root / "tools" / "referrer_sources.json").read_text())
+    made, _ = build.merge(own, CORPORA / "matomo-referrers")
+    shipped = json.loads((root / "edge_personalizer" / "classify" / "data" / "referrers.json")
+                         .read_text())
+    assert {k: v for k, v in shipped.items() if not k.startswith("_")} == made
