@@ -52,7 +52,8 @@ _MOBILE = re.compile(r"\bpalm|webos(?!.*tv)|android.*mobile|\bphone\b|\bwap\b")
 _PHONE_MODEL = re.compile(
     r"\b(?:sm-[gansjfmew]\d|gt-[is]\d|gt-n7\d|gt-[bce]\d|sch-|sgh-|sph-|shv-|pixel [2-9]|"
     r"pixel \d{2}|nexus [456s]\b|redmi(?! ?pad)|poco|moto [a-z]\d?|cph\d|rmx\d|"
-    r"infinix|tecno)")
+    r"infinix|tecno|itel\b|oneplus|lm-[a-z]\d|xq-[a-z]{2}\d|asus_[a-z]\d|v2\d{3}\b|m2\d{3}j|"
+    r"[a-z]{3}-(?:l|lx|al|tl|an|nx)\d{1,2}\b)")
 _DESKTOP_WORDS = ("windows nt", "windows 98", "windows 95", "windows me", "windows xp",
                   "windows 2000", "win98", "win95", "win32", "win64", "winnt", "macintosh",
                   "mac os x", "mac_powerpc", "x11", "linux x86_64", "linux i686", "linux i386",
@@ -171,14 +172,15 @@ def _kind_from_ua(ua: str, os_family: str, device_family: str, model: str | None
     if _has(lower, _MOBILE_WORDS) or _MOBILE.search(lower) or device_family in (
             "iPhone", "iPod", "Generic Smartphone", "Generic Feature Phone"):
         return "mobile"
-    if _PHONE_MODEL.search(lower):
+    desktop = _has(lower, _DESKTOP_WORDS)
+    if not desktop and _PHONE_MODEL.search(lower):
         return "mobile"
     if "android" in lower or os_family == "Android":
         # Android without "Mobile" is a tablet: Google's guidance to browser makers. It
         # holds for browsers only; apps and HTTP stacks (Dalvik) never say "Mobile", and
         # most of them run on phones.
         return "tablet" if "safari" in lower else "mobile"
-    if _has(lower, _DESKTOP_WORDS) or os_family in _DESKTOP_OS:
+    if desktop or os_family in _DESKTOP_OS:
         return "desktop"
     if device_family not in _NO_DEVICE:
         return "mobile"      # a handset the parser knows by maker and model (feature phones)

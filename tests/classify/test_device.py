@@ -142,6 +142,11 @@ def test_uap_samsung_devices(devices: DeviceClassifier, model: str, kind: str) -
     # ... and a phone maker whose name contains "pad" is not one.
     ("Mozilla/5.0 (Linux; Android 4.1.2; Coolpad 7295A Build/JZO54K) AppleWebKit/537.36 "
      "(KHTML, like Gecko) Chrome/32.0.1700.99 Mobile Safari/537.36", "mobile"),
+    # A phone model on a browser that leaves out "Mobile".
+    ("Mozilla/5.0 (Linux; Android 12; ELE-L29) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0 Safari/537.36", "mobile"),
+    ("Mozilla/5.0 (Linux; Android 13; LM-G900) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0 Safari/537.36", "mobile"),
     # Apps and Android's HTTP stack never say "Mobile": a phone unless the model says tablet.
     ("Dalvik/2.1.0 (Linux; U; Android 11; SM-A515F Build/RP1A.200720.012)", "mobile"),
     ("Dalvik/2.1.0 (Linux; U; Android 13; SM-X200 Build/TP1A.220624.014)", "tablet"),
