@@ -8,6 +8,8 @@ import logging
 import secrets
 import signal
 import threading
+import time
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
@@ -49,7 +51,8 @@ class EdgeApp:
     setting fails at startup; the lifespan closes them on shutdown.
     """
 
-    def __init__(self, settings: Settings, *, site: ASGIApp | None = None) -> None:
+    def __init__(self, settings: Settings, *, site: ASGIApp | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
@@ -74,7 +77,7 @@ class EdgeApp:
         token = settings.admin_token.reveal() if settings.admin_token else None
         # Counting: a dict increment a page here, written to the store by the flusher.
         self.store = open_store(settings.store_location())
-        self.counters = Accumulator()
+        self.counters = Accumulator(clock=clock)
         self.flusher = Flusher(self.counters, self.store, interval=settings.store_flush_interval)
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid)
         self.metrics.watch_learning(self.learning, self.flusher)
@@ -85,7 +88,7 @@ class EdgeApp:
             preview=PreviewSigner(keys[0]), variant_header=settings.variant_header,
             keyed_caching=settings.keyed_caching, shared_max_age=settings.shared_max_age,
             cache_tag_headers=settings.cache_tag_headers, first_bytes=FirstBytesMemo(),
-            learning=self.learning,
+            learning=self.learning, clock=clock,
             observer=self.metrics)
         admin = Admin(metrics=self.metrics, token=AdminToken(token),
                       origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,

@@ -134,9 +134,13 @@ async def hop_headers(request: Request) -> Response:
 
 
 async def page(request: Request) -> Response:
+    """A plain page; ?goal= sends that as the X-EP-Goal header (the origin reports a
+    conversion)."""
     body = f"<!doctype html><title>{request.url.path}</title><p>page</p>"
-    return Response(body, media_type="text/html",
-                    headers={"cache-control": "public, max-age=60, s-maxage=300"})
+    headers = {"cache-control": "public, max-age=60, s-maxage=300"}
+    if request.query_params.get("goal"):
+        headers["x-ep-goal"] = request.query_params["goal"]
+    return Response(body, media_type="text/html", headers=headers)
 
 
 SLOTTED = ('<!doctype html><html><head><meta charset="{cs}"><title>slotted</title></head>'

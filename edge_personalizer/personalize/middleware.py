@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,7 +42,8 @@ class PersonalizeMiddleware:
                  shared_max_age: int = 300,
                  cache_tag_headers: Sequence[str] = ALL_TAG_HEADERS,
                  first_bytes: FirstBytesMemo | None = None, learning: Learning | None = None,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.rules = RuleBook(Path(rules)) if isinstance(rules, (str, Path)) else rules
         if classifier is None and self.rules is not None:
@@ -54,7 +55,7 @@ class PersonalizeMiddleware:
             self.personalizer = Personalizer(
                 rules=self.rules, classifier=classifier, trusted=trusted_proxies,
                 debug_token=debug_token, preview=preview, observer=self.fail_open.observer,
-                learning=learning,
+                learning=learning, clock=clock,
                 cookies=CookiePolicy(cookie_secure, cookie_max_age_days))
             self.page_headers = PageHeaders(self.personalizer, rules=self.rules, cache=CachePolicy(
                 keyed_caching, shared_max_age, tuple(cache_tag_headers), variant_header))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -54,7 +54,8 @@ class Personalizer:
     def __init__(self, *, rules: RuleBook | None, classifier: Classifier,
                  trusted: TrustedProxies | None = None, debug_token: str | None = None,
                  preview: PreviewSigner | None = None, cookies: CookiePolicy = CookiePolicy(),
-                 learning: Learning | None = None, observer: Observer | None = None) -> None:
+                 learning: Learning | None = None, observer: Observer | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.rules = rules
         self.classifier = classifier
         self.trusted = trusted or TrustedProxies()
@@ -62,6 +63,7 @@ class Personalizer:
         self.preview = preview
         self.cookies = cookies
         self.learning = learning
+        self.clock = clock   # a replay of logged requests runs on their own time
         self.observer: Observer = observer or NoObserver()
         self._interests_version: str | None = None
         self.segments = SegmentBook(rules) if rules is not None else None
@@ -84,7 +86,7 @@ class Personalizer:
             method=scope["method"], path=scope["path"], query_string=query_string,
             host=merged.get("host", ""), headers=merged, client_ip=address.ip,
             trusted_edge=address.trusted_peer)
-        visitor = self.classifier.visitor(request, now=time.time(),
+        visitor = self.classifier.visitor(request, now=self.clock(),
                                           page_view=is_page_view(scope["method"], headers))
         forced = None
         if self.rules is not None and preview_token and self.preview is not None:

@@ -7,6 +7,7 @@ does no I/O.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -42,6 +43,7 @@ from .conditions import (
     fields_read,
 )
 from .fields import FieldSpec, lookup, normalize, suggest, vary_headers
+from .goals import GoalInvalid, compile_goal
 from .loader import Path_, RuleFile, RuleFiles
 from .model import (
     INJECTIONS,
@@ -49,6 +51,7 @@ from .model import (
     SLOT_ACTIONS,
     Content,
     Experiment,
+    Goal,
     Redirect,
     Rule,
     RuleSet,
@@ -57,7 +60,8 @@ from .model import (
 from .template import Template
 
 RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
-EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "description")
+EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "goals",
+                   "description")
 OPERATORS = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
               "prefix", "suffix", "matches", "exists")
 _LOGIC = ("all", "any", "not", "segment")
@@ -97,6 +101,7 @@ class _Context:
     segment_sources: dict[str, tuple[RuleFile, Path_, Any]] = field(default_factory=dict)
     segments: dict[str, Segment] = field(default_factory=dict)
     compiling: list[str] = field(default_factory=list)
+    goals: dict[str, Goal] = field(default_factory=dict)
 
     def fail(self, rule_file: RuleFile, message: str, at: Path_, owner: str | None,
              *, on_key: bool = False) -> None:
@@ -120,6 +125,7 @@ def compile_rules(rule_files: RuleFiles) -> tuple[RuleSet, list[RuleError]]:
     _collect_segments(ctx, rule_files)
     for name in list(ctx.segment_sources):
         _segment(ctx, name, None, None, ())
+    _compile_goals(ctx, rule_files)
     rules = _compile_all_rules(ctx, rule_files)
     experiments = _compile_experiments(ctx, rule_files, rules)
     index, unindexed = _index(rules)
@@ -138,7 +144,8 @@ def compile_rules(rule_files: RuleFiles) -> tuple[RuleSet, list[RuleError]]:
         experiments=experiments, interests=MappingProxyType(dict(ctx.interests)),
         index=index, unindexed=unindexed,
         loaded_at=rule_files.loaded_at, file_count=len(rule_files.files),
-        fields=frozenset(fields), vary=tuple(vary_headers(fields)))
+        fields=frozenset(fields), vary=tuple(vary_headers(fields)),
+        goals=MappingProxyType(dict(ctx.goals)))
     return ruleset, ctx.errors
 
 
@@ -698,6 +705,41 @@ def _then(ctx: _Context, rule_file: RuleFile, then: dict[str, Any], at: Path_,
     return (slots, redirect, headers, cookies) if ok else None
 
 
+# Goals
+
+
+def _compile_goals(ctx: _Context, rule_files: RuleFiles) -> None:
+    for rule_file, section in _walk(rule_files, "goals"):
+        if not isinstance(section, dict):
+            ctx.fail(rule_file, "goals is a mapping of goal names to what reaches them",
+                     ("goals",), None)
+            continue
+        for name, raw in section.items():
+            owner = f"goal '{name}'"
+            condition = functools.partial(_goal_condition, ctx, rule_file, owner)
+            where = f"{rule_file.path}:{rule_file.marks.get(('goals', name), (0, 0))[0]}"
+            try:
+                goal = compile_goal(name, raw, condition, where)
+            except GoalInvalid as exc:
+                ctx.fail(rule_file, str(exc), exc.at, owner, on_key=exc.on_key)
+                continue
+            except _Invalid as exc:
+                ctx.reject(rule_file, exc, owner)
+                continue
+            except _Reported:
+                continue
+            if goal.name in ctx.goals:
+                ctx.fail(rule_file, f"goal {goal.name!r} is defined twice", ("goals", name),
+                         owner, on_key=True)
+                continue
+            ctx.goals[goal.name] = goal
+
+
+def _goal_condition(ctx: _Context, rule_file: RuleFile, owner: str, value: Any,
+                    at: Path_) -> Condition:
+    return _condition(ctx, rule_file, value, at, owner)
+
+
 # Experiments
 
 
@@ -793,7 +835,21 @@ def _experiment(ctx: _Context, rule_file: RuleFile, raw: Any, at: Path_,
             variants[str(variant)] = MappingProxyType(per_slot)
     where = f"{rule_file.path}:{rule_file.marks.get(at, (0, 0))[0]}"
     return Experiment(name, tuple(slot_list), audience, float(holdout), tuple(weights),
-                      MappingProxyType(variants), where)
+                      MappingProxyType(variants), where,
+                      goals=_experiment_goals(ctx, raw.get("goals"), (*at, "goals")))
+
+
+def _experiment_goals(ctx: _Context, raw: Any, at: Path_) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _Invalid("goals is a list of goal names, e.g. [purchase]", at)
+    for goal in names:
+        if goal not in ctx.goals:
+            raise _Invalid(f"unknown goal {goal!r}; declare it under goals:"
+                           + suggest(goal, ctx.goals), at)
+    return tuple(dict.fromkeys(names))
 
 
 # Index

@@ -21,7 +21,7 @@ from ..errors import RuleError, RuleSetInvalid
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 # The sections a rule file may have (docs/rules.md describes each).
-SECTIONS = frozenset({"rules", "segments", "interests", "slots", "experiments"})
+SECTIONS = frozenset({"rules", "segments", "interests", "slots", "experiments", "goals"})
 
 KEY = "\0key"   # marks[(*path, KEY)] is where the key of the value at `path` was written
 Path_ = tuple[str | int, ...]          # where a value sits: ("rules", 0, "when", "geo.country")

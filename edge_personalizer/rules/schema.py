@@ -108,6 +108,20 @@ def build_schema() -> dict[str, Any]:
         "variants": {"type": "object", "minProperties": 2, "additionalProperties": {
             "type": "object", "properties": {"weight": {"type": "number",
                                                         "exclusiveMinimum": 0}}}},
+        "goals": {"anyOf": [{"type": "string"},
+                            {"type": "array", "items": {"type": "string"}}]},
+    }
+    goal_properties: dict[str, Any] = {
+        "when": {"$ref": "#/$defs/conditions"},
+        "status": {"anyOf": [{"type": "integer", "minimum": 100, "maximum": 599},
+                             {"type": "array", "minItems": 1, "items": {
+                                 "type": "integer", "minimum": 100, "maximum": 599}}]},
+        "value": {"type": "object", "minProperties": 1, "maxProperties": 1,
+                  "additionalProperties": False,
+                  "properties": {"query": {"type": "string"}, "header": {"type": "string"}}},
+        "window": {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                             {"type": "string", "pattern": "^\\d+(\\.\\d+)?\\s*[smhd]$"}]},
+        "description": {"type": "string"},
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -135,6 +149,10 @@ def build_schema() -> dict[str, Any]:
             "experiments": {"type": "array", "items": {
                 "type": "object", "required": ["name", "variants"],
                 "additionalProperties": False, "properties": experiment_properties}},
+            "goals": {"type": "object", "propertyNames": {
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}, "additionalProperties": {
+                "anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False,
+                                              "properties": goal_properties}]}},
         },
         "$defs": {"conditions": _conditions(), "variant": _variant(),
                   "operators": {"enum": list(OPERATORS)},

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import httpx
+import pytest
 
 from edge_personalizer.endpoints.learning import RateLimit
 
-from ..conftest import ADMIN_TOKEN
-from ..servers import Server
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from ..servers import Server, start_proxy
 
 SAME_SITE = {"sec-fetch-site": "same-origin", "content-type": "application/json"}
+BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/131.0.0.0 Safari/537.36")
 
 
 def test_results_need_the_admin_token_and_list_the_experiments(proxy: Server) -> None:
@@ -50,3 +58,68 @@ def test_rate_limit_refills_with_time() -> None:
     assert limit.allows("b")
     now[0] = 1.0
     assert limit.allows("a") and not limit.allows("a")
+
+
+@pytest.fixture(scope="module")
+def counting(origin: Server, server_logs: Path) -> Iterator[Server]:
+    """A server of its own (its own store), writing counts every 0.2 s."""
+    server = start_proxy(server_logs, "--origin", origin.url,
+                         "--rules", str(ROOT / "tests" / "data" / "rules"),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_PROFILE_COOKIE_SECURE": "false",
+                              "EP_STORE_FLUSH_INTERVAL": "0.2"})
+    yield server
+    server.stop()
+
+
+def _results(server: Server) -> dict[str, Any]:
+    time.sleep(0.6)   # one flush interval and then some
+    response = httpx.get(f"{server.url}/__ep/results",
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 200
+    report: dict[str, Any] = response.json()
+    return report
+
+
+def test_a_visitor_s_conversions_count_once_for_the_variant_they_saw(counting: Server) -> None:
+    page = {"accept": "text/html"}
+    with httpx.Client(base_url=counting.url, headers={"user-agent": BROWSER}) as visitor:
+        shown = visitor.get("/slotted/a?exp=on", headers=page)
+        assert shown.status_code == 200 and "ep_profile" in visitor.cookies
+        variant = "bold" if "<h1>Bold</h1>" in shown.text else "control"
+        thanks = visitor.get("/page/checkout/thanks?total=20.50", headers=page)
+        assert "set-cookie" in thanks.headers
+        visitor.get("/page/checkout/thanks?total=20.50", headers=page)      # counted already
+        reported = visitor.get("/page/x?goal=cta-click", headers=page)      # by the origin
+        assert "x-ep-goal" not in reported.headers
+        beacon = visitor.post("/__ep/collect", json={"goal": "cta-click"},
+                              headers={"sec-fetch-site": "same-origin"})
+        assert beacon.status_code == 204                                    # counted already
+    with httpx.Client(base_url=counting.url) as crawler:
+        bot = {**page, "user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}
+        crawler.get("/slotted/a?exp=on", headers=bot)
+        crawler.get("/page/checkout/thanks?total=99", headers=bot)
+    (hero,) = [e for e in _results(counting)["experiments"] if e["name"] == "hero-test"]
+    purchase = hero["goals"]["purchase"]["variants"][variant]
+    assert (purchase["exposed"], purchase["converted"], purchase["value_sum"]) == (1, 1, 20.5)
+    click = hero["goals"]["cta-click"]["variants"][variant]
+    assert (click["exposed"], click["converted"]) == (1, 1)
+    assert hero["exposed"] == 1   # the crawler was never counted
+
+
+def test_a_beacon_counts_a_conversion_only_the_browser_sees(counting: Server) -> None:
+    with httpx.Client(base_url=counting.url, headers={"user-agent": BROWSER}) as visitor:
+        shown = visitor.get("/slotted/b?exp=on", headers={"accept": "text/html"})
+        variant = "bold" if "<h1>Bold</h1>" in shown.text else "control"
+        before = _results(counting)
+        beacon = visitor.post("/__ep/collect", json={"goal": "cta-click", "value": "2"},
+                              headers={"origin": counting.url,
+                                       "host": counting.url.split("://")[1]})
+        assert beacon.status_code == 204 and "set-cookie" in beacon.headers
+    after = _results(counting)
+
+    def clicks(report: dict[str, Any]) -> int:
+        (hero,) = [e for e in report["experiments"] if e["name"] == "hero-test"]
+        return int(hero["goals"]["cta-click"]["variants"][variant]["converted"])
+
+    assert clicks(after) == clicks(before) + 1

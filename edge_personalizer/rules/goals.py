@@ -1,0 +1,100 @@
+"""The `goals:` section: what counts as a conversion, compiled into Goal values.
+
+    goals:
+      purchase:
+        when: {request.path: /checkout/thanks}   # any condition rules accept
+        status: [200]                             # optional: the response's status
+        value: {query: total}                     # optional: or {header: X-Order-Total}
+        window: 72h                               # attribution window (default 72h)
+      newsletter: {when: {request.path: /newsletter, request.method: POST}}
+      cta-click: {}                               # reached by a beacon or X-EP-Goal only
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .conditions import Condition
+from .model import DEFAULT_GOAL_WINDOW, Goal
+
+GOAL_KEYS = ("when", "status", "value", "window", "description")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+MAX_WINDOW = 90 * 86400.0
+
+# Compiles a condition mapping at a path of the file, reporting its own errors.
+ConditionCompiler = Callable[[Any, tuple[str | int, ...]], Condition]
+
+
+class GoalInvalid(ValueError):
+    """One goal does not compile: what is wrong, and where in the file."""
+
+    def __init__(self, message: str, at: tuple[str | int, ...], *, on_key: bool = False):
+        super().__init__(message)
+        self.at = at
+        self.on_key = on_key
+
+
+def compile_goal(name: Any, raw: Any, compile_condition: ConditionCompiler,
+                 source: str) -> Goal:
+    at: tuple[str | int, ...] = ("goals", str(name))
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise GoalInvalid("a goal's name is 1-64 letters, digits, '-' and '_'", at,
+                          on_key=True)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise GoalInvalid("a goal is a mapping (when, status, value, window), or {} for "
+                          "one reached by a beacon or the X-EP-Goal header only", at)
+    for key in raw:
+        if key not in GOAL_KEYS:
+            raise GoalInvalid(f"unknown key {key!r}; a goal has " + ", ".join(GOAL_KEYS),
+                              (*at, str(key)), on_key=True)
+    when = compile_condition(raw["when"], (*at, "when")) if "when" in raw else None
+    query, header = _value(raw.get("value"), (*at, "value"))
+    return Goal(name=name, when=when, statuses=_statuses(raw.get("status"), (*at, "status")),
+                value_query=query, value_header=header,
+                window_seconds=window_seconds(raw.get("window"), (*at, "window")),
+                source=source)
+
+
+def _statuses(raw: Any, at: tuple[str | int, ...]) -> frozenset[int]:
+    if raw is None:
+        return frozenset()
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599
+                            for s in items):
+        raise GoalInvalid("status is an HTTP status (200) or a list of them ([200, 201])", at)
+    return frozenset(items)
+
+
+def _value(raw: Any, at: tuple[str | int, ...]) -> tuple[str | None, str | None]:
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ("query", "header"):
+        raise GoalInvalid("value is {query: <parameter>} or {header: <response header>}", at)
+    (kind, name), = raw.items()
+    if not isinstance(name, str) or not name or (kind == "header" and not _HEADER.match(name)):
+        what = "response header" if kind == "header" else "query parameter"
+        raise GoalInvalid(f"value: {kind} names a {what}", (*at, kind))
+    return (name, None) if kind == "query" else (None, name)
+
+
+def window_seconds(raw: Any, at: tuple[str | int, ...]) -> float:
+    """`72h`, `30m`, `7d`, `90s` or a number of seconds; at most 90 days."""
+    if raw is None:
+        return DEFAULT_GOAL_WINDOW
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        seconds = float(raw)
+    else:
+        match = _WINDOW.match(str(raw).strip().lower())
+        if match is None:
+            raise GoalInvalid(f"window {raw!r}: write 30m, 72h or 7d", at)
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= MAX_WINDOW:
+        raise GoalInvalid("window is more than 0 and at most 90 days", at)
+    return seconds

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.rules.book import check_rules
+from edge_personalizer.rules.goals import GoalInvalid, window_seconds
+
+from ..factories import default_classifier, make_request
+
+GOALS = """
+slots: {hero: {}}
+goals:
+  purchase:
+    when: {request.path: /checkout/thanks}
+    value: {query: total}
+    window: 2d
+  signup: {when: {request.path: /signup}, status: [200, 201]}
+  click: {}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [purchase, click]
+    variants: {control: {weight: 1}, bold: {weight: 1, html: "<b>b</b>"}}
+"""
+
+
+def test_goals_compile_and_experiments_name_what_they_are_judged_on(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(GOALS)
+    ruleset, errors = check_rules(tmp_path)
+    assert errors == []
+    purchase = ruleset.goals["purchase"]
+    assert purchase.value_query == "total" and purchase.window_seconds == 2 * 86400
+    assert ruleset.goals["signup"].statuses == {200, 201}
+    assert ruleset.goals["click"].when is None
+    assert ruleset.experiment("hero-test").goals == ("purchase", "click")   # type: ignore[union-attr]
+    thanks = default_classifier().visitor(make_request("/checkout/thanks"), now=0.0)
+    assert purchase.reached_by(thanks)
+    assert not ruleset.goals["click"].reached_by(thanks)
+
+
+@pytest.mark.parametrize(("text", "message", "line"), [
+    ("goals:\n  buy:\n    whn: {request.path: /x}\n", "unknown key 'whn'", 3),
+    ("goals:\n  buy: {window: forever}\n", "window 'forever': write 30m, 72h or 7d", 2),
+    ("goals:\n  buy: {value: {cookie: x}}\n", "value is {query", 2),
+    ("goals:\n  buy: {status: 99}\n", "status is an HTTP status", 2),
+    ("goals:\n  buy: {when: {geo.contry: DE}}\n", "geo.contry", 2),
+    ("goals:\n  b@d: {}\n", "a goal's name", 2),
+    ("goals: [buy]\n", "goals is a mapping", 1),
+    ("slots: {hero: {}}\ngoals: {buy: {}}\nexperiments:\n  - name: t\n    slot: hero\n"
+     "    goals: [by]\n    variants: {a: {weight: 1}, b: {weight: 1, html: x}}\n",
+     "unknown goal 'by'", 6),
+])
+def test_a_bad_goal_names_file_line_and_reason(tmp_path: Path, text: str, message: str,
+                                               line: int) -> None:
+    (tmp_path / "goals.yaml").write_text(text)
+    _, errors = check_rules(tmp_path)
+    assert errors, text
+    assert message in str(errors[0]) and errors[0].line == line, str(errors[0])
+    assert str(errors[0]).startswith(str(tmp_path / "goals.yaml"))
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [(None, 72 * 3600.0), ("30m", 1800.0),
+                                              ("1.5h", 5400.0), (60, 60.0)])
+def test_windows(raw: object, seconds: float) -> None:
+    assert window_seconds(raw, ()) == seconds
+
+
+def test_windows_are_bounded() -> None:
+    with pytest.raises(GoalInvalid):
+        window_seconds("91d", ())
