@@ -123,7 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()   # a reader that went away shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # `edge-personalizer schema | head`: the reader had what it wanted. Later writes
+        # (the flush at exit) go nowhere instead of printing a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except EdgePersonalizerError as exc:
         print(f"edge-personalizer: {exc}", file=sys.stderr)
         return 2

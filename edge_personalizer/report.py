@@ -18,6 +18,10 @@ SUMMARY_FIELDS = ("referral.medium", "referral.source", "geo.country", "geo.cont
                   "language.primary", "time.daypart", "time.weekday", "profile.new")
 
 
+# A field's value as `classify --summary` counts it (None: the visitor has none)
+SummaryValue = str | bool | int | float | None
+
+
 class RequestLineError(ValueError):
     """One input line of `classify` is not a request description."""
 
@@ -76,7 +80,7 @@ def _lookup(data: Mapping[str, Any], path: str) -> Any:
 
 def summarize(visitors: Iterable[Mapping[str, Any]], *, top: int = 10) -> dict[str, Any]:
     """The share of each value of SUMMARY_FIELDS over a stream of visitors."""
-    counters = {name: Counter[str]() for name in SUMMARY_FIELDS}
+    counters = {name: Counter[SummaryValue]() for name in SUMMARY_FIELDS}
     total = errors = 0
     for visitor in visitors:
         if "error" in visitor:
@@ -84,7 +88,9 @@ def summarize(visitors: Iterable[Mapping[str, Any]], *, top: int = 10) -> dict[s
             continue
         total += 1
         for name, counter in counters.items():
-            counter[str(_lookup(visitor, name))] += 1
+            value = _lookup(visitor, name)
+            counter[value if isinstance(value, (str, bool, int, float)) or value is None
+                    else str(value)] += 1
     return {
         "visitors": total, "errors": errors,
         "fields": {name: [{"value": value, "count": count,
@@ -94,12 +100,21 @@ def summarize(visitors: Iterable[Mapping[str, Any]], *, top: int = 10) -> dict[s
     }
 
 
+def _shown(value: SummaryValue) -> str:
+    """A summary value as text: JSON's words for booleans, "(none)" for a field the
+    visitor does not have (no country known, no bot category for people)."""
+    if value is None:
+        return "(none)"
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
 def render_summary(summary: Mapping[str, Any]) -> str:
     lines = [f"{summary['visitors']} visitors, {summary['errors']} unreadable lines"]
     for name, rows in summary["fields"].items():
         lines.append(f"\n{name}")
         for row in rows:
-            lines.append(f"  {row['value']:<24} {row['count']:>8}  {row['share'] * 100:5.1f}%")
+            lines.append(f"  {_shown(row['value']):<24} {row['count']:>8}  "
+                         f"{row['share'] * 100:5.1f}%")
     return "\n".join(lines)
 
 

@@ -127,3 +127,27 @@ def test_classify_summary_sizes_segments() -> None:
     assert types == {"mobile": 1, "desktop": 1, "bot": 1}
     text = _run_classify(REQUESTS, "--summary").stdout
     assert "3 visitors, 1 unreadable lines" in text and "referral.medium" in text
+
+
+def test_classify_summary_names_missing_values_instead_of_none() -> None:
+    text = _run_classify(REQUESTS, "--summary").stdout
+    rows = [line.split()[0] for line in text.splitlines() if line.startswith("  ")]
+    assert "None" not in rows and "True" not in rows and "False" not in rows
+    assert "(none)" in rows   # no bot category for the people
+    summary = json.loads(_run_classify(REQUESTS, "--summary", "--format", "json").stdout)
+    categories = {row["value"]: row["count"] for row in summary["fields"]["device.bot_category"]}
+    assert categories == {None: 2, "ai": 1}
+    assert summary["fields"]["profile.new"] == [{"value": True, "count": 3, "share": 1.0}]
+
+
+@pytest.mark.parametrize("command", [["schema"], ["classify"]])
+def test_a_reader_that_stops_early_gets_no_traceback(command: list[str]) -> None:
+    # `edge-personalizer schema | head`: the pipe closes before everything is written.
+    process = subprocess.Popen([sys.executable, "-m", "edge_personalizer", *command],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=ROOT)
+    assert process.stdout is not None and process.stdin is not None
+    process.stdout.close()
+    _, stderr = process.communicate("\n".join(REQUESTS * 2000).encode(), timeout=60)
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr[-500:]
+    assert process.returncode == 0

@@ -6,6 +6,7 @@ just text a client made up. Edge data wins over the local geo database.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -34,11 +35,34 @@ _GEO_HEADERS: Mapping[str, str] = {
     "x-vercel-ip-longitude": "longitude",
 }
 # Akamai X-Akamai-Edgescape: "georegion=246,country_code=US,region_code=CA,city=SANJOSE,..."
-_EDGESCAPE: Mapping[str, str] = {
+_EDGESCAPE: Mapping[str, str] = {   # (city and timezone read by _akamai)
     "country_code": "country", "region_code": "region", "city": "city", "zip": "postal",
     "dma": "metro", "timezone": "time_zone", "lat": "latitude", "long": "longitude",
     "continent": "continent",
 }
+# Akamai writes cities in capitals without spaces ("NEWYORK") and time zones as US
+# abbreviations or GMT offsets ("EST", "GMT+1"): mapped to what the other CDNs and the geo
+# database give (names as written, IANA zones), so one rule serves every source. A city
+# not in this table is written with a capital first letter; the geo database's spelling
+# wins when it names the same city (merge_geo).
+_AKAMAI_CITIES: Mapping[str, str] = {squashed: name for name in (
+    "New York", "Los Angeles", "San Francisco", "San Jose", "San Diego", "San Antonio",
+    "Las Vegas", "Salt Lake City", "Kansas City", "St. Louis", "New Orleans", "Oklahoma City",
+    "Fort Worth", "El Paso", "Fort Lauderdale", "Santa Clara", "Palo Alto", "Mountain View",
+    "Long Beach", "Virginia Beach", "Colorado Springs", "Jersey City", "Washington",
+    "Mexico City", "Rio de Janeiro", "Sao Paulo", "Buenos Aires", "Hong Kong", "Tel Aviv",
+    "Kuala Lumpur", "New Delhi", "Cape Town", "Ho Chi Minh City", "Abu Dhabi", "Den Haag",
+    "Frankfurt am Main", "Saint Petersburg", "Santo Domingo", "San Juan", "Panama City",
+    "Quebec City", "Thunder Bay", "Niagara Falls", "Gold Coast",
+) for squashed in (name.upper().replace(" ", "").replace(".", ""),)}
+_US_ZONES: Mapping[str, str] = {
+    "EST": "America/New_York", "EDT": "America/New_York", "CST": "America/Chicago",
+    "CDT": "America/Chicago", "MST": "America/Denver", "MDT": "America/Denver",
+    "PST": "America/Los_Angeles", "PDT": "America/Los_Angeles", "AKST": "America/Anchorage",
+    "AKDT": "America/Anchorage", "HST": "Pacific/Honolulu", "GMT": "Etc/GMT",
+    "UTC": "Etc/UTC", "AST": "America/Puerto_Rico",
+}
+_GMT_OFFSET = re.compile(r"GMT([+-])(\d{1,2})")
 _DEVICE_HEADERS: tuple[tuple[str, DeviceType], ...] = (
     ("cloudfront-is-smarttv-viewer", "tv"), ("cloudfront-is-tablet-viewer", "tablet"),
     ("cloudfront-is-mobile-viewer", "mobile"), ("cloudfront-is-desktop-viewer", "desktop"),
@@ -109,7 +133,7 @@ def edge_geo(headers: Mapping[str, str], mapping: EdgeMapping | None = None) -> 
             key, _, value = item.partition("=")
             target = _EDGESCAPE.get(key.strip().lower())
             if target and values.get(target) is None:
-                values[target] = _convert(target, value)
+                values[target] = _convert(target, _akamai(target, value))
     if mapping is not None:
         values.update({k: v for k, v in mapping.geo_values(headers).items() if v is not None})
     values = {k: v for k, v in values.items() if v is not None}
@@ -124,12 +148,50 @@ def edge_geo(headers: Mapping[str, str], mapping: EdgeMapping | None = None) -> 
     return Geo(eu=country in _EU if country else None, source="edge", **values)
 
 
+def _akamai(field: str, value: str) -> str:
+    """An EdgeScape city or time zone as the other sources write it."""
+    value = value.strip().replace("+", " ") if field == "city" else value.strip()
+    if field == "city" and value.isupper():
+        return _AKAMAI_CITIES.get(value.replace(" ", "").replace(".", ""), value.title())
+    if field == "time_zone":
+        offset = _GMT_OFFSET.fullmatch(value.upper())
+        if offset is not None:   # IANA's Etc zones count the other way round
+            return f"Etc/GMT{'-' if offset[1] == '+' else '+'}{int(offset[2])}"
+        return _US_ZONES.get(value.upper(), value if "/" in value else "")
+    return value
+
+
+def _squashed(name: str | None) -> str:
+    return "".join(c for c in (name or "").casefold() if c.isalnum())
+
+
+# What the database may add to the edge's answer, by the finest place both name alike:
+# a database that puts the visitor in another country, region or city adds nothing of
+# that place (a Cloudflare city never gets the database's coordinates of another one).
+_FINER: Mapping[str, frozenset[str]] = {
+    "country": frozenset({"region", "city", "postal", "metro", "time_zone", "latitude",
+                          "longitude", "continent", "eu"}),
+    "region": frozenset({"city", "postal", "metro", "latitude", "longitude"}),
+    "city": frozenset({"postal", "metro", "latitude", "longitude"}),
+}
+
+
 def merge_geo(edge: Geo | None, database: Geo) -> Geo:
-    """Edge values win; the database fills what the edge did not say."""
+    """Edge values win; the database fills what the edge did not say, and only where it
+    places the visitor in the same country, region and city as the edge."""
     if edge is None:
         return database
+    withheld: set[str] = set()
+    for level in ("country", "region", "city"):
+        said, known = getattr(edge, level), getattr(database, level)
+        if said is not None and _squashed(said) != _squashed(known):
+            withheld |= _FINER[level]
     filled = {f.name: getattr(database, f.name) for f in fields(Geo)
-              if getattr(edge, f.name) is None and getattr(database, f.name) is not None}
+              if f.name not in withheld and getattr(edge, f.name) is None
+              and getattr(database, f.name) is not None}
+    if edge.city is not None and database.city is not None and \
+            _squashed(edge.city) == _squashed(database.city):
+        filled["city"] = database.city   # the database's spelling: "New York", "Malmö"
     return replace(edge, **filled) if filled else edge
 
 
