@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     _classify_flags(classify)
     classify.set_defaults(run=cmd_classify)
 
+    replay = commands.add_parser(
+        "replay", help="run a log of requests (JSON lines on stdin) through the rules, goals "
+                       "and counting into the store, without an origin")
+    add_setting_flags(replay, ("rules_dir", "geo_db", "store_url", "data_dir"))
+    replay.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    replay.set_defaults(run=cmd_replay)
+
     schema = commands.add_parser("schema", help="print the JSON Schema of rule files")
     schema.set_defaults(run=cmd_schema)
 
@@ -253,6 +260,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return 0
     for visitor in visitors:
         sys.stdout.write(json.dumps(visitor, ensure_ascii=False) + "\n")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .replay import replay
+
+    settings = settings_from(args)
+    summary = anyio.run(replay, settings, sys.stdin)
+    print(f"{summary.requests} requests from {summary.visitors} visitors: "
+          f"{summary.exposures} exposures and {summary.conversions} conversions counted "
+          f"into {summary.store}")
     return 0
 
 

@@ -1,0 +1,187 @@
+"""Replay: a log of requests run through the whole pipeline (classify, decide, goals,
+counting) into the store, without an origin.
+
+Each line is one request as JSON: `{"url": ..., "method": ..., "headers": {...}, "ip": ...,
+"time": ..., "visitor": ..., "status": ..., "response_headers": {...}}`; only `url` is
+needed. Each
+visitor (`visitor`, else address and User-Agent) keeps a cookie jar from response to
+request, so profiles, sticky variants and attribution work as on the live site. The
+stand-in site answers every request with a page holding each marker slot of the rules,
+with the status and headers the line gives (an `X-EP-Goal` header, a 201...).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.types import Message, Receive, Scope, Send
+
+from .app import EdgeApp
+from .config import Settings
+from .errors import SettingsError
+from .rewrite.bypass import marker_slot
+
+_LINE = "edge_personalizer.replay_line"   # the scope key the stand-in site answers from
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One line of a request log."""
+
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    ip: str | None = None
+    time: float | None = None
+    visitor: str | None = None
+    status: int = 200
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, line: str, number: int) -> LoggedRequest:
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+                raise ValueError("expected a JSON object with a url")
+            return cls(url=data["url"], method=str(data.get("method", "GET")).upper(),
+                       headers=_texts(data.get("headers")),
+                       ip=data.get("ip"), time=_number(data.get("time")),
+                       visitor=data.get("visitor"), status=int(data.get("status", 200)),
+                       response_headers=_texts(data.get("response_headers")))
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(f"line {number}: {exc}") from exc
+
+    def jar_key(self) -> str:
+        return self.visitor or f"{self.ip}|{self.headers.get('user-agent', '')}"
+
+
+def _texts(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("headers must be an object of names and values")
+    return {str(k).lower(): str(v) for k, v in value.items()}
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class StandInSite:
+    """Answers like a site whose every page has every marker slot of the rules."""
+
+    def __init__(self, slots: Iterable[str]) -> None:
+        markers = "".join(f'<div data-ep-slot="{name}">{name}</div>' for name in slots)
+        self.page = f"<!doctype html><html><head></head><body>{markers}</body></html>".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        logged: LoggedRequest = scope[_LINE]
+        headers = [(b"content-type", b"text/html; charset=utf-8"),
+                   (b"content-length", str(len(self.page)).encode())]
+        headers += [(k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in logged.response_headers.items()]
+        await send({"type": "http.response.start", "status": logged.status,
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": self.page})
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What the visitor of one logged request got."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass
+class ReplaySummary:
+    requests: int = 0
+    visitors: int = 0
+    exposures: int = 0
+    conversions: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    store: str = ""   # where the counts went (without a password)
+
+
+class Replay:
+    """The product with a stand-in site, fed one logged request at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.now = time.time()
+        slots = []
+        if settings.rules_dir is not None:
+            from .rules.book import load_rules
+
+            ruleset = load_rules(settings.rules_dir)
+            slots = [name for name, slot in ruleset.slots.items() if marker_slot(slot.selector)]
+        self.app = EdgeApp(settings, site=StandInSite(slots), clock=lambda: self.now)
+        self.jars: dict[str, dict[str, str]] = {}
+        self.summary = ReplaySummary()
+
+    async def request(self, logged: LoggedRequest) -> Replayed:
+        if logged.time is not None:
+            self.now = logged.time
+        jar = self.jars.setdefault(logged.jar_key(), {})
+        parts = urlsplit(logged.url)
+        headers = {"accept": "text/html", **logged.headers}
+        if parts.netloc:
+            headers.setdefault("host", parts.netloc)
+        if jar:
+            headers["cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+        scope: Scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": logged.method, "scheme": parts.scheme or "https", "path": parts.path or "/",
+            "raw_path": (parts.path or "/").encode(), "query_string": parts.query.encode(),
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+            "client": (logged.ip or "192.0.2.1", 0), "server": ("replay", 443),
+            _LINE: logged}
+        status = 0
+        response_headers: list[tuple[bytes, bytes]] = []
+        body: list[bytes] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_headers.extend(message.get("headers", ()))
+                for name, value in response_headers:
+                    if name.lower() == b"set-cookie":
+                        cookie, _, _ = value.decode("latin-1").partition(";")
+                        key, _, val = cookie.partition("=")
+                        jar[key.strip()] = val.strip()
+            elif message["type"] == "http.response.body":
+                body.append(bytes(message.get("body", b"")))
+
+        await self.app(scope, receive, send)
+        self.summary.requests += 1
+        self.summary.statuses[status] = self.summary.statuses.get(status, 0) + 1
+        return Replayed(status, response_headers, b"".join(body))
+
+    async def finish(self) -> ReplaySummary:
+        """Writes every count to the store and closes it."""
+        await self.app.flusher.flush()
+        attribution = self.app.learning.attribution
+        self.summary.visitors = len(self.jars)
+        self.summary.exposures = attribution.exposures
+        self.summary.conversions = attribution.conversions
+        self.summary.store = self.app.store.location
+        await self.app.aclose()
+        return self.summary
+
+
+async def replay(settings: Settings, lines: Iterable[str]) -> ReplaySummary:
+    """Every request of `lines` (JSON, one a line; blank lines skipped) into the store."""
+    replayer = Replay(settings)
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            await replayer.request(LoggedRequest.parse(line, number))
+    return await replayer.finish()

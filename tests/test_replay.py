@@ -1,0 +1,80 @@
+"""Replay: populations with known conversion rates, run through the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from edge_personalizer.config import load_settings
+from edge_personalizer.errors import SettingsError
+from edge_personalizer.learn.results import results
+from edge_personalizer.learn.store import open_store
+from edge_personalizer.replay import LoggedRequest, Replay
+from edge_personalizer.rules.book import load_rules
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "tests" / "data" / "rules"
+BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+           "(KHTML, like Gecko) Version/17.4 Safari/605.1.15")
+RATES = {"control": 0.10, "bold": 0.20}
+
+
+async def _population(tmp_path: Path, visitors: int, seed: int) -> dict[str, object]:
+    settings = load_settings({}, rules_dir=RULES, data_dir=tmp_path, profile_keys="k" * 32)
+    replayer = Replay(settings)
+    rng = random.Random(seed)
+    start = 1_795_000_000.0
+    for i in range(visitors):
+        shown = await replayer.request(LoggedRequest(
+            url="https://shop.example/page/home?exp=on", time=start + i, visitor=f"v{i}",
+            headers={"user-agent": BROWSER}))
+        variant = "bold" if b"<h1>Bold</h1>" in shown.body else "control"
+        if rng.random() < RATES[variant]:
+            await replayer.request(LoggedRequest(
+                url="https://shop.example/page/checkout/thanks?total=10", time=start + i + 60,
+                visitor=f"v{i}", headers={"user-agent": BROWSER}))
+    summary = await replayer.finish()
+    assert summary.visitors == visitors
+    store = open_store(settings.store_location())
+    totals = await store.totals()
+    await store.close()
+    return results(load_rules(RULES), totals)
+
+
+def test_a_replayed_population_shows_its_known_rates(tmp_path: Path) -> None:
+    report = anyio.run(_population, tmp_path, 4000, 7)
+    (hero,) = [e for e in report["experiments"] if e["name"] == "hero-test"]   # type: ignore[attr-defined]
+    purchase = hero["goals"]["purchase"]
+    assert hero["exposed"] == 4000
+    for name, rate in RATES.items():
+        variant = purchase["variants"][name]
+        assert variant["rate_low"] <= rate <= variant["rate_high"], (name, variant)
+        assert variant["value_sum"] == pytest.approx(10 * variant["converted"])
+    assert purchase["srm_p"] > 0.001                        # a 50/50 split, as configured
+    assert purchase["variants"]["bold"]["chance_to_beat_control"] > 0.99
+
+
+def test_the_replay_command_counts_a_log_into_the_store(tmp_path: Path) -> None:
+    lines = [{"url": "/page/home?exp=on", "visitor": "a", "headers": {"user-agent": BROWSER}},
+             {"url": "/page/x", "visitor": "a", "headers": {"user-agent": BROWSER},
+              "response_headers": {"X-EP-Goal": "cta-click"}},
+             {"url": "/page/home?exp=on", "visitor": "b", "headers": {"user-agent": BROWSER}}]
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "replay", "--rules", str(RULES),
+         "--data-dir", str(tmp_path)], input="\n".join(json.dumps(x) for x in lines),
+        capture_output=True, text=True, env={"EP_PROFILE_KEYS": "k" * 32, "PATH": ""},
+        timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("3 requests from 2 visitors: 2 exposures and 1 conversions")
+    assert (tmp_path / "ep.db").exists()
+
+
+def test_a_bad_line_names_its_number() -> None:
+    with pytest.raises(SettingsError, match="line 3"):
+        LoggedRequest.parse('{"no": "url"}', 3)
