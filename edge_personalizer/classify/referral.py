@@ -82,7 +82,8 @@ class ReferrerTable:
         self.utm_media: dict[str, Medium] = dict(data.get("utm_medium", {}))
         self.click_ids = {k: (cast(Medium, m), s) for k, (m, s) in data["click_ids"].items()}
 
-    def _add(self, medium: Medium, name: str, entry: Mapping[str, Any]) -> None:
+    def _add(self, medium: Medium, key: str, entry: Mapping[str, Any]) -> None:
+        name = entry.get("name", key)         # "google/3": another configuration of "google"
         source = _Source(medium, name, tuple(entry.get("params", ())),
                          tuple(re.compile(p) for p in entry.get("paths", ())),
                          tuple(entry.get("charsets", ())))
@@ -176,12 +177,22 @@ def _keywords(source: _Source, path: str, query: str) -> str | None:
         raw = values.get(param)
         if raw:
             words = _decode(raw, source.charsets).strip()
-            if words:
+            # Google's /url?q= and the like carry the target address, not search terms.
+            if words and not words.startswith(("http://", "https://")):
                 return words
     for pattern in source.paths:
         found = pattern.search(path)
         if found and found.groups() and found.group(1):
             return _decode(found.group(1), source.charsets).strip() or None
+    if source.medium == "search":
+        # An engine's other pages and partner sites name the terms as search pages do.
+        for param in _SEARCH_PARAMS:
+            raw = values.get(param)
+            if raw and param not in source.params:
+                words = _decode(raw, source.charsets).strip()
+                if words and not words.isdigit() and not words.startswith(("http://",
+                                                                           "https://")):
+                    return words
     return None
 
 
@@ -319,5 +330,6 @@ class ReferralClassifier:
 
     @staticmethod
     def _known(source: _Source, host: str, path: str, query: str) -> Referral:
-        keywords = _keywords(source, path, query) if source.params or source.paths else None
+        keywords = _keywords(source, path, query) \
+            if source.params or source.paths or source.medium == "search" else None
         return Referral(source.medium, source.name, keywords=keywords, host=host)
