@@ -68,7 +68,8 @@ class EdgeApp:
                 connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
                 max_header_bytes=settings.max_header_bytes,
                 max_header_count=settings.max_header_count,
-                max_body_bytes=settings.max_body_bytes, observer=self.metrics)
+                max_body_bytes=settings.max_body_bytes,
+                preserve_host=settings.preserve_host, observer=self.metrics)
         self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
                           if settings.anonymous_db else None)
         keys = profile_keys(settings)

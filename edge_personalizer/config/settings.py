@@ -176,6 +176,10 @@ class Settings:
     read_timeout: float = option(30.0, convert=float, section=_ORIGIN, flag="--read-timeout",
                                  metavar="SECONDS",
                                  help="seconds the origin may stay silent")
+    preserve_host: bool = option(
+        False, convert=to_bool, section=_ORIGIN,
+        help="pass the visitor's Host to the origin instead of the origin's own (for sites "
+             "that check Origin against Host, as Django's CSRF check does)")
     keep_alive_timeout: float = option(
         5.0, convert=float, section=_SERVER, flag="--keep-alive-timeout", metavar="SECONDS",
         help="seconds an idle client connection stays open (behind a load balancer, longer "

@@ -114,13 +114,14 @@ class _RequestScan:
                           prior_for=address.forwarded_for)
 
 def _forwarding_headers(fwd: Forwarding, prior_forwarded: list[bytes],
-                        origin_host: str) -> RawHeaders:
-    """Host and the forwarding headers the origin gets, describing the client."""
+                        origin_host: str | None) -> RawHeaders:
+    """Host (the origin's own, or with `origin_host` None the visitor's) and the forwarding
+    headers the origin gets, describing the client."""
     peer = fwd.peer or "unknown"
     chain = ", ".join([*fwd.prior_for, peer]) if fwd.trusted_peer else peer
     element = f"for={_forwarded_node(fwd.peer)};proto={fwd.scheme};host=\"{fwd.host}\""
     out = [
-        (b"host", origin_host.encode("latin-1")),
+        (b"host", (origin_host or fwd.host).encode("latin-1")),
         (b"x-forwarded-for", chain.encode("latin-1")),
         (b"x-forwarded-proto", fwd.scheme.encode("latin-1")),
         (b"x-forwarded-host", fwd.host.encode("latin-1")),
@@ -161,11 +162,18 @@ class RequestReader:
     """Reads client requests for one origin: checks them against the limits and works
     out what the origin should get. A client that is no trusted proxy gets forwarding
     headers that depend on its address, scheme and Host alone; those repeat, so they
-    are remembered (bounded)."""
+    are remembered (bounded).
+
+    The origin gets its own host in `Host`, or with `preserve_host` the visitor's (the
+    public host: a trusted proxy's X-Forwarded-Host, else the request's Host), as an
+    application that checks Origin against Host (Django's CSRF check) needs. Where the
+    request goes never changes: always `origin_host`'s connection.
+    """
 
     def __init__(self, *, origin_host: str, limits: RequestLimits,
-                 max_known: int = 4096) -> None:
+                 max_known: int = 4096, preserve_host: bool = False) -> None:
         self.origin_host = origin_host
+        self.host_sent: str | None = None if preserve_host else origin_host
         self.limits = limits
         self._direct: LRU[tuple[str | None, str, bytes | str],
                           tuple[Forwarding, tuple[tuple[bytes, bytes], ...]]] = LRU(max_known)
@@ -195,14 +203,14 @@ class RequestReader:
             fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
             prior = scan.forwarded
             return OriginRequest(fwd, scan.kept + _forwarding_headers(fwd, prior,
-                                                                      self.origin_host),
+                                                                      self.host_sent),
                                  has_body)
         key = (address.peer, scheme, scan.host if scan.host is not None else server_host)
         known = self._direct.get(key)
         if known is None:
             fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
             known = self._direct[key] = (
-                fwd, tuple(_forwarding_headers(fwd, [], self.origin_host)))
+                fwd, tuple(_forwarding_headers(fwd, [], self.host_sent)))
         fwd, added = known
         headers = scan.kept
         headers += added

@@ -80,6 +80,7 @@ class OriginProxy:
         max_connections_per_origin: int | None = None,
         pool_timeout: float = 5.0,
         max_long_lived: int | None = None,
+        preserve_host: bool = False,
         upstream: OriginClient | None = None,
         observer: ProxyObserver | None = None,
     ) -> None:
@@ -89,7 +90,8 @@ class OriginProxy:
         self.limits = RequestLimits(max_header_bytes=max_header_bytes,
                                     max_header_count=max_header_count,
                                     max_body_bytes=max_body_bytes)
-        self.reader = RequestReader(origin_host=self.origin.host_header, limits=self.limits)
+        self.reader = RequestReader(origin_host=self.origin.host_header, limits=self.limits,
+                                    preserve_host=preserve_host)
         self.upstream = upstream or Upstream(
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             max_connections=max_connections,

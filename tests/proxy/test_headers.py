@@ -1,17 +1,23 @@
 from __future__ import annotations
 
 import ipaddress
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from edge_personalizer.errors import RequestRejected
-from edge_personalizer.proxy.client_ip import TrustedProxies, client_address
+from edge_personalizer.proxy.client_ip import ClientAddress, TrustedProxies, client_address
 from edge_personalizer.proxy.headers import (
     OriginRequest,
     RequestLimits,
     RequestReader,
     response_headers_for_client,
 )
+
+from ..servers import Server, free_port, start, start_proxy
 
 TRUSTED = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"),))
 
@@ -117,3 +123,51 @@ def test_only_a_body_that_is_announced_is_streamed() -> None:
     assert not read([(b"content-length", b"0")]).has_body
     assert not read([]).has_body
     assert read([(b"transfer-encoding", b"chunked")]).has_body
+
+
+def test_the_origin_gets_its_own_host_or_with_preserve_host_the_visitors() -> None:
+    limits = RequestLimits()
+    visitor = [(b"host", b"shop.example"), (b"accept", b"text/html")]
+    own = RequestReader(origin_host="origin.internal:8000", limits=limits)
+    kept = RequestReader(origin_host="origin.internal:8000", limits=limits, preserve_host=True)
+    address = ClientAddress(peer="198.51.100.7", ip="198.51.100.7", trusted_peer=False)
+    assert dict(own.read(visitor, address, scheme="http", server_host="x").headers)[b"host"] \
+        == b"origin.internal:8000"
+    assert dict(kept.read(visitor, address, scheme="http", server_host="x").headers)[b"host"] \
+        == b"shop.example"
+    # Behind a trusted proxy, the public host it names; a hostile Host stays harmless.
+    cdn = ClientAddress(peer="10.0.0.1", ip="203.0.113.9", trusted_peer=True)
+    behind = [(b"host", b"10.0.0.5"), (b"x-forwarded-host", b"www.shop.example")]
+    assert dict(kept.read(behind, cdn, scheme="https", server_host="x").headers)[b"host"] \
+        == b"www.shop.example"
+    hostile = [(b"host", b"evil.example/@x")]
+    assert dict(kept.read(hostile, address, scheme="http", server_host="x").headers)[b"host"] \
+        == b"invalid.host"
+
+
+@pytest.fixture(scope="module")
+def csrf_origin(server_logs: Path) -> Iterator[Server]:
+    port = free_port()
+    server = start([sys.executable, "-m", "tests.proxy.csrf_origin", str(port)], port,
+                   server_logs / f"csrf-origin-{port}.log", ready_path="/login")
+    yield server
+    server.stop()
+
+
+def test_a_csrf_checking_site_accepts_a_login_only_with_preserve_host(
+        csrf_origin: Server, server_logs: Path) -> None:
+    results = {}
+    for preserve in ("false", "true"):
+        proxy = start_proxy(server_logs, "--origin", csrf_origin.url,
+                            env={"EP_PRESERVE_HOST": preserve})
+        try:
+            with httpx.Client(base_url=proxy.url) as browser:
+                assert browser.get("/login").status_code == 200
+                results[preserve] = browser.post("/login", data={"user": "ann"},
+                                                 headers={"origin": proxy.url})
+        finally:
+            proxy.stop()
+    assert results["false"].status_code == 403
+    assert "Origin checking failed" in results["false"].text
+    assert results["true"].status_code == 200
+    assert results["true"].text == f"welcome, you posted to 127.0.0.1:{proxy.port}"
