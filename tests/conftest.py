@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import Server, start_origin, start_proxy
+from .servers import RedisServer, Server, start_origin, start_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
@@ -33,5 +33,15 @@ def proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
                          "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"),
                          "--read-timeout", "1.5", "--log-format", "json",
                          env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port, nothing persisted (Debian's redis-server; a test
+    that needs it fails without it)."""
+    server = RedisServer(tmp_path)
+    server.start()
     yield server
     server.stop()

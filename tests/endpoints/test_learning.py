@@ -13,7 +13,7 @@ import pytest
 from edge_personalizer.endpoints.learning import RateLimit
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
-from ..servers import Server, start_proxy
+from ..servers import RedisServer, Server, start_proxy
 
 SAME_SITE = {"sec-fetch-site": "same-origin", "content-type": "application/json"}
 BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -123,3 +123,57 @@ def test_a_beacon_counts_a_conversion_only_the_browser_sees(counting: Server) ->
         return int(hero["goals"]["cta-click"]["variants"][variant]["converted"])
 
     assert clicks(after) == clicks(before) + 1
+
+
+def _visit_and_convert(server: Server, visitors: int) -> dict[str, int]:
+    """Each visitor sees the experiment and converts: the variants they got, counted."""
+    seen: dict[str, int] = {}
+    for _ in range(visitors):
+        with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as visitor:
+            shown = visitor.get("/slotted/a?exp=on", headers={"accept": "text/html"})
+            variant = "bold" if "<h1>Bold</h1>" in shown.text else "control"
+            seen[variant] = seen.get(variant, 0) + 1
+            visitor.get("/page/checkout/thanks?total=1", headers={"accept": "text/html"})
+    return seen
+
+
+def _purchases(server: Server) -> dict[str, tuple[int, int]]:
+    (hero,) = [e for e in _results(server)["experiments"] if e["name"] == "hero-test"]
+    return {name: (v["exposed"], v["converted"])
+            for name, v in hero["goals"]["purchase"]["variants"].items()}
+
+
+def test_two_instances_sharing_one_redis_report_the_sum(
+        origin: Server, server_logs: Path, redis_server: RedisServer) -> None:
+    env = {"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+           "EP_PROFILE_COOKIE_SECURE": "false", "EP_STORE_FLUSH_INTERVAL": "0.2",
+           "EP_STORE_URL": redis_server.url}
+    flags = ("--origin", origin.url, "--rules", str(ROOT / "tests" / "data" / "rules"))
+    first, second = start_proxy(server_logs, *flags, env=env), \
+        start_proxy(server_logs, *flags, env=env)
+    try:
+        seen = _visit_and_convert(first, 6)
+        for variant, count in _visit_and_convert(second, 5).items():
+            seen[variant] = seen.get(variant, 0) + count
+        expected = {v: (n, n) for v, n in seen.items()}
+        assert {k: v for k, v in _purchases(first).items() if v != (0, 0)} == expected
+        assert _purchases(second) == _purchases(first)
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_four_workers_count_into_one_sqlite_file(origin: Server, server_logs: Path,
+                                                 tmp_path: Path) -> None:
+    server = start_proxy(server_logs, "--origin", origin.url, "--workers", "4",
+                         "--rules", str(ROOT / "tests" / "data" / "rules"),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_PROFILE_COOKIE_SECURE": "false",
+                              "EP_STORE_FLUSH_INTERVAL": "0.2",
+                              "EP_DATA_DIR": str(tmp_path)}, timeout=40)
+    try:
+        seen = _visit_and_convert(server, 16)
+        totals = {k: v for k, v in _purchases(server).items() if v != (0, 0)}
+        assert totals == {v: (n, n) for v, n in seen.items()}
+    finally:
+        server.stop()

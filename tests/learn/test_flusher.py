@@ -16,7 +16,7 @@ from edge_personalizer.learn.store import Table, open_store
 from edge_personalizer.learn.store.redis import RedisStore
 from edge_personalizer.learn.store.sqlite import SqliteStore
 
-from .conftest import RedisServer
+from ..servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from edge_personalizer.learn.store import open_store, sqlite_url
 from edge_personalizer.learn.store.redis import RedisStore
 from edge_personalizer.learn.store.sqlite import SqliteStore
 
-from ..conftest import RedisServer
+from ...servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 KEY = CountKey("hero", "bold", "", "all", "2026-12-02")

@@ -13,7 +13,7 @@ from edge_personalizer.errors import StoreError
 from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
 from edge_personalizer.learn.store.redis import RedisStore
 
-from ..conftest import RedisServer
+from ...servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
