@@ -76,12 +76,16 @@ _TABLET_MODEL = re.compile(
     r"\bsm-[tpx]\d|\bgt-p\d|\bgt-n[58]\d|lenovo tb|\btb[0-9]?-[0-9a-z]|mediapad|matepad|xoom|"
     r"playbook|nexus (?:7|9|10)\b|pixel (?:c|tablet)\b|transformer|kindle|\bsgpt?\d|\bsht-|"
     r"\bbah\d?-|\bags\d?-|\bkob\d?-|\bdbr-|\bscm-|\bbntv\d|flyer|nextbook|odys|xelio|\bmomo\d|mobii|"
-    r"\bpmp\d{4}|\byt\d?-[a-z]\d|\brmp\d|\bopd\d")
+    r"\bpmp\d{4}|\bpmt\d{4}|\byt\d?-[a-z]\d|\brmp\d|\bopd\d|iconia|\bvenue \d|teclast|chuwi|"
+    # Archos names its devices by screen size: 70 and above are tablets; ASUS's K0xx codes
+    # are its MeMO Pad tablets.
+    r"archos ?(?:[7-9]\d|1[0-3]\d)(?!\d)|\bk0[0-2][0-9a-z]\b")
 # A literal that every alternative of _TABLET_MODEL contains.
 _TABLET_MODEL_HINTS = ("tab", "pad", "mid", "novo", "kf", "sm-", "gt-", "tb", "mediapad",
                        "xoom", "playbook", "nexus", "pixel", "transformer", "kindle", "sgp",
                        "sht-", "bah", "ags", "kob", "dbr-", "scm-", "bntv", "flyer", "nextbook",
-                       "odys", "xelio", "momo", "mobii", "pmp", "yt", "rmp", "opd")
+                       "odys", "xelio", "momo", "mobii", "pmp", "pmt", "yt", "rmp", "opd",
+                       "iconia", "venue", "teclast", "chuwi", "archos", "k0")
 _ANDROID_MODEL = re.compile(
     r"android[^;)]*;(?: ?[a-z]{2}[-_][a-z]{2,3};)? ?([^;)]{2,40}?)(?: build/|\)|;)")
 # Parser device families that name no device.

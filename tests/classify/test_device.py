@@ -135,6 +135,10 @@ def test_uap_samsung_devices(devices: DeviceClassifier, model: str, kind: str) -
      "Chrome/120.0 Mobile Safari/537.36", "tablet"),
     ("Mozilla/5.0 (Linux; Android 13; OPD2203) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/120.0 Mobile Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (Linux; U; Android 4.0.4; de-de; ARCHOS 101G9 Build/IMM76D) AppleWebKit/534.30 "
+     "(KHTML, like Gecko) Version/4.0 Mobile Safari/534.30", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 6.0; Archos 50 Platinum 4G) AppleWebKit/537.36 (KHTML, like "
+     "Gecko) Chrome/60.0 Mobile Safari/537.36", "mobile"),
     ("Mozilla/5.0 (Linux; Android 12; HUAWEI MatePad 11) AppleWebKit/537.36 (KHTML, like "
      "Gecko) Chrome/119.0 Mobile Safari/537.36", "tablet"),
     ("Mozilla/5.0 (Linux; Android 3.2; GT-P7500 Build/HTJ85B) AppleWebKit/534.13 (KHTML, like "
