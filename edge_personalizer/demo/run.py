@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
@@ -14,16 +18,53 @@ from ..errors import SettingsError
 from ..observability.logs import configure_logging
 from .site import create_demo_site
 
+SECRETS_FILE = "demo-secrets.json"
+
+
+def demo_secrets(data_dir: Path) -> tuple[str, str]:
+    """The demo's admin token and profile key: made on the first run and kept in
+    data_dir (only the owner may read it), so profiles and the printed token hold across
+    restarts of the demo."""
+    path = data_dir / SECRETS_FILE
+    try:
+        saved = json.loads(path.read_text())
+        if isinstance(saved.get("admin_token"), str) and isinstance(saved.get("profile_key"),
+                                                                     str):
+            return saved["admin_token"], saved["profile_key"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    made = {"admin_token": secrets.token_urlsafe(18), "profile_key": secrets.token_urlsafe(32)}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(made, file)
+    return made["admin_token"], made["profile_key"]
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """What the demo changes: plain http on 127.0.0.1 (a Secure cookie would never come
+    back), variant names shown, and an admin token and profile key unless configured."""
+    token, key = demo_secrets(settings.data_dir)
+    return dataclasses.replace(
+        settings, profile_cookie_secure=False, variant_header=True,
+        admin_token=settings.admin_token or Secret(token),
+        profile_keys=settings.profile_keys or (Secret(key),))
+
 
 def instructions(settings: Settings, origin_port: int) -> str:
     proxy = f"http://{settings.host}:{settings.port}"
     geo_db = settings.geo_db or "geo_db/GeoLite2-City-Test.mmdb"
     rules_dir = settings.rules_dir or "rules"
+    token = settings.admin_token.reveal() if settings.admin_token else ""
+    key = settings.profile_keys[0].reveal() if settings.profile_keys else ""
     return f"""
 edge-personalizer demo
   demo shop (the origin):      http://127.0.0.1:{origin_port}/
   the shop through the proxy:  {proxy}/
   rules: {settings.rules_dir or "none"}    geo database: {settings.geo_db or "none"}
+  admin token: {token}
+  profile key: {key}
+  (made for this demo and kept in {settings.data_dir / SECRETS_FILE})
 
 Try (the demo's rules are in {rules_dir}; edit them and the proxy reloads them):
   A visitor from Facebook on a phone gets another hero and banner:
@@ -36,8 +77,16 @@ Try (the demo's rules are in {rules_dir}; edit them and the proxy reloads them):
   Why a visitor sees what they see (every rule, the experiment bucket, the decision):
   .venv/bin/edge-personalizer explain --url '{proxy}/?utm_source=fb' --rules {rules_dir} \\
       --ip 81.2.69.142 --geo-db {geo_db}
+  The same trace from the live site, in the X-EP-Trace header (needs the admin token):
+  curl -s -o /dev/null -D - -H 'Accept: text/html' -H 'X-EP-Debug: {token}' \\
+      '{proxy}/?utm_source=fb' | grep -i x-ep-trace
+  A link that shows a rule's variant to anyone, for 24 hours (signed with the profile key):
+  EP_PROFILE_KEYS='{key}' .venv/bin/edge-personalizer preview-link \\
+      --rule facebook-welcome --url {proxy}/ --rules {rules_dir}
   In a browser: open {proxy}/ and the shop itself at http://127.0.0.1:{origin_port}/
   Health: curl -s {proxy}/__ep/health | python3 -m json.tool
+  Metrics: curl -s -H 'Authorization: Bearer {token}' {proxy}/__ep/metrics
+  Reload the rules now: curl -s -X POST -H 'Authorization: Bearer {token}' {proxy}/__ep/reload
 
 Press Ctrl+C to stop.
 """
@@ -47,11 +96,7 @@ def run_demo(settings: Settings, *, origin_port: int,
              serve: Callable[[Settings], None]) -> None:
     """The shop on a thread of this process, then `serve(settings)` runs the proxy in
     front of it (as `edge-personalizer serve` does) until interrupted."""
-    # The demo is plain http on 127.0.0.1: a Secure cookie would never come back. Its
-    # profiles are signed with a fixed, public key unless one is configured: demo only.
-    settings = dataclasses.replace(
-        settings, profile_cookie_secure=False,
-        profile_keys=settings.profile_keys or (Secret("edge-personalizer-demo-only-key"),))
+    settings = demo_settings(settings)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     shop = uvicorn.Server(uvicorn.Config(create_demo_site(), host="127.0.0.1", port=origin_port,
                                          log_config=None, access_log=False, lifespan="off"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -11,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+
+from edge_personalizer.demo.run import SECRETS_FILE, demo_secrets
 
 from ..servers import Server, free_port, start
 
@@ -33,7 +38,8 @@ def demo(server_logs: Path) -> Iterator[tuple[Server, int]]:
                     "--geo-db", "geo_db/GeoLite2-City-Test.mmdb", "--port", str(port),
                     "--origin-port", str(origin_port)], port, server_logs / "demo.log",
                    ready_path="/__ep/health/live",
-                   env={"EP_DEFAULT_TIME_ZONE": time_zone_outside_the_evening_deal()})
+                   env={"EP_DEFAULT_TIME_ZONE": time_zone_outside_the_evening_deal(),
+                        "EP_DATA_DIR": str(server_logs / "demo-data")})
     yield server, origin_port
     server.stop()
 
@@ -97,3 +103,41 @@ def test_demo_health_shows_rules_and_geo(demo: tuple[Server, int]) -> None:
     assert report["status"] == "ready"
     assert report["rules"]["rules"] >= 5
     assert report["geo"]["type"] == "GeoLite2-City"
+
+
+def printed(server: Server, label: str) -> str:
+    deadline = time.monotonic() + 5
+    while f"{label}:" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = re.search(rf"^  {label}: (\S+)$", server.log(), re.MULTILINE)
+    assert found is not None, server.log()
+    return found.group(1)
+
+
+def test_every_suggestion_needing_the_token_or_key_works(demo: tuple[Server, int]) -> None:
+    server, _ = demo
+    token, key = printed(server, "admin token"), printed(server, "profile key")
+    admin = {"authorization": f"Bearer {token}"}
+    assert f"Bearer {token}' {server.url}/__ep/metrics" in server.log()
+    metrics = httpx.get(f"{server.url}/__ep/metrics", headers=admin)
+    assert metrics.status_code == 200 and "ep_requests_total" in metrics.text
+    assert httpx.post(f"{server.url}/__ep/reload", headers=admin).status_code == 200
+    traced = httpx.get(f"{server.url}/?utm_source=fb",
+                       headers={"accept": "text/html", "x-ep-debug": token})
+    assert "x-ep-trace" in traced.headers
+    command = [sys.executable, "-m", "edge_personalizer", "preview-link", "--rule",
+               "facebook-welcome", "--url", f"{server.url}/", "--rules", "rules"]
+    assert "preview-link \\\n      --rule facebook-welcome" in server.log()
+    link = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, "EP_PROFILE_KEYS": key})
+    assert link.returncode == 0, link.stderr
+    preview = httpx.get(link.stdout.strip(), headers={"accept": "text/html", "user-agent": PHONE})
+    assert "Welcome, friend from Facebook" in preview.text   # no Facebook referrer needed
+
+
+def test_the_demo_keeps_the_token_and_key_it_made(tmp_path: Path) -> None:
+    made = demo_secrets(tmp_path / "data")
+    assert demo_secrets(tmp_path / "data") == made
+    assert len(made[0]) >= 20 and len(made[1]) >= 40
+    assert (tmp_path / "data" / SECRETS_FILE).stat().st_mode & 0o777 == 0o600
+    assert demo_secrets(tmp_path / "other") != made
