@@ -66,6 +66,10 @@ _GENERIC_WORDS: Mapping[str, bool] = MappingProxyType({
     "googlehc": False, "synthetic": False, "catchpoint": False, "thousandeyes": False,
     "gtmetrix": False, "dynatrace": False, "ruxit": False, "sitebulb": False,
     "screaming frog": False, "contentking": False, "webpagetest": False, "ptst/": False,
+    # Security scanners and internet-wide surveys.
+    "masscan": False, "zgrab": False, "nmap": False, "nikto": False, "sqlmap": False,
+    "wpscan": False, "nuclei": False, "censys": False, "shodan": False, "leakix": False,
+    "internet-measurement": False, "l9explore": False,
 })
 # Device names that contain a generic word.
 _BOT_LOOKALIKES = ("cubot",)
@@ -75,7 +79,8 @@ _GENERIC_PREFIXES = (
     "node", "undici", "libwww", "lwp", "php", "ruby", "perl", "apache-httpclient", "httpie",
     "postman", "insomnia", "dart", "rest-client", "guzzle", "scrapy", "aiohttp", "httpx",
     "urllib", "reqwest", "winhttp", "wordpress", "jakarta", "mechanize", "http_request",
-    "fasthttp", "colly", "nutch",
+    "fasthttp", "colly", "nutch", "deno/", "bun/", "hackney", "faraday", "typhoeus",
+    "restsharp", "unirest", "feign", "vertx", "akka-http",
 )
 _MONITOR_WORDS = ("monitor", "uptime", "check", "probe", "pingdom", "status", "health",
                   "nagios", "zabbix", "icinga", "prometheus", "blackbox", "linkwalker", "xenu",

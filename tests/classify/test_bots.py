@@ -54,6 +54,9 @@ def bots() -> BotCatalogue:
     ("Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/120 Mobile Safari/537.36 PTST/230101", "monitor"),
     ("Uptime-Kuma/1.23.0", "monitor"),
+    ("masscan/1.3 (https://github.com/robertdavidgraham/masscan)", "other"),
+    ("Mozilla/5.0 zgrab/0.x", "other"),
+    ("Deno/1.40.0", "other"),
     # A browser's string with a crawler's "+http" address: browsers never send one.
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/120.0 Safari/537.36 (compatible; Acmefetch/2.0; +https://acme.example/about)",
