@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import secrets
 import signal
 import threading
@@ -32,6 +33,7 @@ from .learn.flusher import Flusher
 from .learn.store import open_store
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
+from .observability.workers import WorkerBoard
 from .personalize import PersonalizeMiddleware
 from .proxy import OriginProxy
 from .proxy.client_ip import ClientAddressMiddleware, TrustedProxies
@@ -91,9 +93,14 @@ class EdgeApp:
             cache_tag_headers=settings.cache_tag_headers, first_bytes=FirstBytesMemo(),
             learning=self.learning, clock=clock,
             observer=self.metrics)
-        admin = Admin(metrics=self.metrics, token=AdminToken(token),
-                      origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
-                      geo=self.geo.info if self.geo else None)
+        # Several workers: each publishes its state, so health, metrics and reloads answer
+        # for the whole server whichever worker a request reaches.
+        self.board = (WorkerBoard(settings.data_dir / "workers" / str(os.getppid()))
+                      if settings.workers > 1 else None)
+        self.admin = admin = Admin(
+            metrics=self.metrics, token=AdminToken(token),
+            origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
+            geo=self.geo.info if self.geo else None, board=self.board)
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
         prefixes = {}
@@ -117,6 +124,20 @@ class EdgeApp:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
         elif not ok:
             self.metrics.rule_reload_failures.inc()
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.board is not None:
+            self.board.publish(self.admin.state())
+
+    async def _publish_every_second(self) -> None:
+        try:
+            while True:
+                self._publish()
+                await anyio.sleep(1.0)
+        finally:
+            if self.board is not None:
+                self.board.leave()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # Background work (the rules watcher, the counts' flusher) lives in a task group
@@ -126,6 +147,8 @@ class EdgeApp:
             if message["type"] != "lifespan.startup":
                 return
             await tasks.start(self.flusher.run)
+            if self.board is not None:
+                tasks.start_soon(self._publish_every_second)
             if self.rules is not None:
                 interval = self.settings.rules_watch_interval
                 if interval > 0:

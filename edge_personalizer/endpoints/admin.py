@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from ..classify.geo import GeoDatabaseInfo
 from ..http.client import ProbeResult
 from ..observability.metrics import CONTENT_TYPE, Metrics
+from ..observability.workers import WorkerBoard, combined_metrics
 from ..proxy.pages import respond
 from ..rules.book import RuleBook
 from .responses import send_json
@@ -47,8 +50,11 @@ class Admin:
 
     def __init__(self, *, metrics: Metrics, token: AdminToken,
                  origin_probe: OriginProbe | None = None, rules: RuleBook | None = None,
-                 geo: GeoDatabaseInfo | None = None, probe_ttl: float = 1.0) -> None:
+                 geo: GeoDatabaseInfo | None = None, probe_ttl: float = 1.0,
+                 board: WorkerBoard | None = None, reload_wait: float = 10.0) -> None:
         self.metrics = metrics
+        self.board = board            # the other workers of this server, when there are any
+        self.reload_wait = reload_wait
         self.token = token
         self.origin_probe = origin_probe
         self.rules = rules
@@ -70,10 +76,23 @@ class Admin:
         status, report = await self.health()
         await send_json(send, status, report)
 
+    def state(self) -> dict[str, Any]:
+        """What this worker tells the others (published every second and after a reload)."""
+        state: dict[str, Any] = {"metrics": self.metrics.render().decode("utf-8")}
+        if self.rules is not None:
+            state.update(rules_version=self.rules.current.version,
+                         rules_loaded_at=self.rules.current.loaded_at,
+                         last_error=self.rules.last_error)
+        return state
+
     async def scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await self.token.allows(scope, send):
-            await respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode(),
-                          [(b"cache-control", b"no-store")])
+        if not await self.token.allows(scope, send):
+            return
+        body = self.metrics.render()
+        if self.board is not None:   # one view of the whole server, whichever worker answers
+            others = [s["metrics"] for s in self.board.states() if s["pid"] != self.board.pid]
+            body = combined_metrics([body.decode("utf-8"), *others])
+        await respond(send, 200, body, CONTENT_TYPE.encode(), [(b"cache-control", b"no-store")])
 
     async def reload(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not await self.token.allows(scope, send):
@@ -82,9 +101,28 @@ class Admin:
             await send_json(send, 409, {"error": "no rules directory configured"})
             return
         ok = await anyio.to_thread.run_sync(self.rules.reload)
-        await send_json(send, 200 if ok else 422, {
-            "reloaded": ok, "version": self.rules.current.version,
-            "error": self.rules.last_error})
+        answer: dict[str, Any] = {"reloaded": ok, "version": self.rules.current.version,
+                                  "error": self.rules.last_error}
+        if self.board is not None:
+            self.board.publish(self.state())
+            answer["workers"] = await self._every_worker_reloads(self.rules.current.version)
+            answer["reloaded"] = ok and all(w["rules_version"] == answer["version"]
+                                            for w in answer["workers"])
+        await send_json(send, 200 if ok else 422, answer)
+
+    async def _every_worker_reloads(self, version: str) -> list[dict[str, Any]]:
+        """Asks the server to reload every worker (SIGHUP to the supervisor, which passes it
+        on) and waits until each reports `version` (or reload_wait passes)."""
+        assert self.board is not None
+        os.kill(os.getppid(), signal.SIGHUP)
+        deadline = time.monotonic() + self.reload_wait
+        while True:
+            workers = [{"pid": s["pid"], "rules_version": s.get("rules_version"),
+                        "last_error": s.get("last_error")} for s in self.board.states()]
+            if all(w["rules_version"] == version for w in workers) \
+                    or time.monotonic() > deadline:
+                return workers
+            await anyio.sleep(0.05)
 
     async def _origin(self) -> ProbeResult | None:
         if self.origin_probe is None:
@@ -114,6 +152,10 @@ class Admin:
             report["rules"] = {"loaded": False, "detail": "no rules directory configured"}
         if self.geo is not None:
             report["geo"] = {"type": self.geo.database_type, "built": _iso(self.geo.build_epoch)}
+        if self.board is not None:
+            report["workers"] = [{"pid": s["pid"], "rules_version": s.get("rules_version"),
+                                  "last_error": s.get("last_error")}
+                                 for s in self.board.states()]
         report["status"] = "ready" if ready else "not ready"
         return (200 if ready else 503), report
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import httpx
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
-from ..conftest import ADMIN_TOKEN
-from ..servers import Server
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from ..servers import Server, start_proxy
 
 
 def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:
@@ -52,3 +59,50 @@ def test_metrics_in_prometheus_format(proxy: Server) -> None:
     assert "# TYPE ep_errors_total counter" in text
     assert "# TYPE ep_decisions_total counter" in text
     assert "ep_rules_loaded_timestamp_seconds" in text
+
+
+@pytest.fixture(scope="module")
+def two_workers(origin: Server, server_logs: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    rules = tmp_path_factory.mktemp("rules")
+    shutil.copytree(ROOT / "tests" / "data" / "rules", rules, dirs_exist_ok=True)
+    server = start_proxy(server_logs, "--origin", origin.url, "--workers", "2",
+                         "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_RULES_WATCH_INTERVAL": "0"}, timeout=40)
+    yield server, rules
+    server.stop()
+
+
+def _scrape(server: Server) -> float:
+    text = httpx.get(server.url + "/__ep/metrics",
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "ep_requests" for sample in family.samples
+               if sample.name == "ep_requests_total" and sample.labels["status"] == "204")
+
+
+def test_metrics_of_several_workers_are_one_view(two_workers: tuple[Server, Path]) -> None:
+    server, _ = two_workers
+    for _ in range(30):   # new connections: the kernel spreads them over both workers
+        httpx.get(server.url + "/status/204")
+    time.sleep(1.5)       # every worker has published since
+    scrapes = [_scrape(server) for _ in range(6)]
+    assert scrapes == [30.0] * 6
+    health = httpx.get(server.url + "/__ep/health").json()
+    assert len(health["workers"]) == 2
+
+
+def test_a_reload_reaches_every_worker(two_workers: tuple[Server, Path]) -> None:
+    server, rules = two_workers
+    (rules / "extra.yaml").write_text(
+        "rules:\n  - name: added-now\n    when: {request.query.added: '1'}\n"
+        "    then: {headers: {X-Added: 'yes'}}\n")
+    answer = httpx.post(server.url + "/__ep/reload", timeout=15,
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    assert answer["reloaded"] is True
+    assert {w["rules_version"] for w in answer["workers"]} == {answer["version"]}
+    assert len(answer["workers"]) == 2
+    for _ in range(10):   # whichever worker answers, it has the new rules
+        page = httpx.get(server.url + "/page/x?added=1", headers={"accept": "text/html"})
+        assert page.headers.get("x-added") == "yes"
