@@ -42,6 +42,8 @@ def framing_error(headers: RawHeaders) -> str | None:
     lengths: list[bytes] = []
     codings: list[bytes] = []
     for name, value in headers:
+        if len(name) != 14 and len(name) != 17:   # (most names: no lower-casing)
+            continue
         lower = name.lower()
         if lower == b"content-length":
             lengths.append(value.strip())

@@ -50,6 +50,7 @@ class _Silent:
 # Responses that hold their origin connection for as long as the visitor stays.
 _LONG_LIVED_TYPES = (b"text/event-stream", b"multipart/x-mixed-replace")
 _RETRY_AFTER = b"5"   # seconds, on our 503s: a pool or the long-lived cap frees up fast
+_WATCH_AFTER = 1.0   # seconds a body streams before the client's leaving is watched for
 
 
 class OriginProxy:
@@ -178,7 +179,8 @@ class OriginProxy:
             ended: bool | None = False
             if method != "HEAD":
                 watch = body is None or body.finished   # receive() is free for disconnects
-                ended = await _relay_body(response, receive, send, watch=watch)
+                ended = await _relay_body(response, receive, send, watch=watch,
+                                          at_once=long_lived)
             if ended is None:
                 logger.info("client went away during %s %s; origin connection closed",
                             method, scope["path"])
@@ -293,26 +295,31 @@ class _RequestBody:
 
 def _is_long_lived(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
-        if name.lower() == b"content-type":
+        if len(name) == 12 and name.lower() == b"content-type":
             return value.lower().lstrip().startswith(_LONG_LIVED_TYPES)
     return False
 
 
 async def _relay_body(response: UpstreamResponse, receive: Receive, send: Send, *,
-                      watch: bool) -> bool | None:
+                      watch: bool, at_once: bool) -> bool | None:
     """Send the body on as it comes: True when its last chunk said so, False when it ended
     unannounced, None when the client went away (the read stops, the origin connection
-    is then closed by `aclose`). The first chunk goes out unwatched: most bodies end with it."""
+    is then closed by `aclose`).
+
+    Watching for the client's leaving costs two tasks, so only bodies that last are
+    watched: long-lived ones (`at_once`) from the start, others once they have been
+    streaming for _WATCH_AFTER seconds (most pages are long done by then)."""
     chunks = response.body()
-    async for chunk in chunks:
-        ended = response.ended   # the last chunk says so itself: no empty message to end
-        await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
-        if ended:
-            return True
-        if watch:
-            break
-    else:
-        return False
+    ended = False
+    if not (watch and at_once):
+        deadline = time.monotonic() + _WATCH_AFTER if watch else float("inf")
+        async for chunk in chunks:
+            ended = response.ended   # the last chunk says so itself: no empty message to end
+            await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+            if not ended and time.monotonic() > deadline:
+                break
+        else:   # (run to its end: an iterator left half-way costs a finalizer task)
+            return ended
     relaying = asyncio.ensure_future(_send_rest(chunks, response, send))
     leaving = asyncio.ensure_future(_client_leaves(receive))
     try:
@@ -330,12 +337,11 @@ async def _relay_body(response: UpstreamResponse, receive: Receive, send: Send, 
 
 async def _send_rest(chunks: AsyncIterator[bytes], response: UpstreamResponse,
                      send: Send) -> bool:
+    ended = False
     async for chunk in chunks:
         ended = response.ended
         await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
-        if ended:
-            return True
-    return False
+    return ended
 
 
 async def _client_leaves(receive: Receive) -> bool:

@@ -228,11 +228,16 @@ def test_compressed_body_passes_through_untouched(proxy: Server, origin: Server)
 
 
 def test_chunked_response_streams_through(proxy: Server) -> None:
-    reply = raw_request(proxy.port,
-                        b"GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    # A body whose end is not in sight when its first part goes out: chunked, both parts.
+    # (A chunked origin body that arrives whole may go out with its length instead.)
+    reply = raw_request(proxy.port, b"GET /slow-body?delay=0.3 HTTP/1.1\r\nHost: x\r\n"
+                        b"Connection: close\r\n\r\n")
     head, _, body = reply.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in head.lower()
-    assert b"part 0" in body and b"part 4" in body
+    assert b"first-chunk" in body and b"rest" in body and body.endswith(b"0\r\n\r\n")
+    reply = raw_request(proxy.port,
+                        b"GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert b"part 0" in reply and b"part 4" in reply
 
 
 # Never an open proxy
@@ -537,4 +542,36 @@ async def test_a_full_pool_gives_others_a_bounded_wait_then_503() -> None:
         page = Visitor(proxy, "/page")
         await asyncio.wait_for(page.task, 2)
         assert page.status == 200
+        await proxy.aclose()
+
+
+async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A plain download that never ends: a line every 50 ms until the client goes."""
+    await request_head(reader)
+    writer.write(OK + b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+    while not reader.at_eof():
+        writer.write(b"5\r\nline\n\r\n")
+        await writer.drain()
+        try:
+            await asyncio.wait_for(reader.read(1), 0.05)
+        except TimeoutError:
+            pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_long_ordinary_body_stops_when_its_client_goes() -> None:
+    origin = RawOrigin(trickle)
+    async with origin as url:
+        proxy = OriginProxy(url)
+        visitor = Visitor(proxy, "/download")
+        await asyncio.wait_for(visitor.started.wait(), 2)
+        visitor.leave()
+        left = time.monotonic()
+        # Watched once it has streamed for a second: then the read stops at once.
+        await asyncio.wait_for(visitor.task, 3)
+        assert await eventually(lambda: origin.closed_by_client == 1, 1)
+        assert time.monotonic() - left < 2
+        body = visitor.messages[1:]
+        assert body and all(m.get("more_body") for m in body)   # never made to look whole
         await proxy.aclose()
