@@ -9,7 +9,7 @@ import pytest
 
 from edge_personalizer.errors import UpstreamBusy
 from edge_personalizer.http.client import Upstream, UpstreamResponse
-from edge_personalizer.http.pool import Pool
+from edge_personalizer.http.pool import Pool, _Slots
 
 from .raw_origin import RawOrigin, eventually, request_head, wait_for_eof
 
@@ -97,3 +97,24 @@ def test_caps_must_allow_a_connection(caps: dict[str, int], message: str) -> Non
     with pytest.raises(ValueError, match=message):
         Pool(connect_timeout=1, read_timeout=1, wait_timeout=1, keepalive_timeout=1,
              **settings)  # type: ignore[arg-type]
+
+
+async def test_slots_go_to_waiters_in_order_and_never_get_lost() -> None:
+    slots = _Slots(1)
+    assert slots.try_take() and not slots.try_take()
+    first = asyncio.ensure_future(slots.take())
+    second = asyncio.ensure_future(slots.take())
+    await asyncio.sleep(0)
+    first.cancel()   # a wait that timed out: it takes nothing
+    await asyncio.sleep(0)
+    slots.give()
+    await asyncio.wait_for(second, 1)
+    assert slots.free == 0
+    # Handed over at the moment the wait is cancelled: passed on, not lost.
+    third = asyncio.ensure_future(slots.take())
+    await asyncio.sleep(0)
+    slots.give()
+    third.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await third
+    assert slots.free == 1 and slots.try_take()
