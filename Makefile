@@ -43,6 +43,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/first_byte.py
+	$(BIN)/python bench/compression.py
 
 # Against nginx, workerd and naive Python proxies, with the shared kit (~5 minutes).
 bench-peers: $(STAMP)

@@ -161,6 +161,8 @@ class RewritingSend:
             headers = [h for h in start.get("headers", ()) if h[0].lower() not in _STALE]
             if rewriter.content_encoding:
                 headers.append((b"content-encoding", rewriter.content_encoding.encode()))
+            # Compressed or not by the client's Accept-Encoding: caches must know.
+            headers.append((b"vary", b"Accept-Encoding"))
             if rewriter.verbatim and length.isdigit() and int(length) >= self.consumed:
                 # The edits are behind us and the rest passes as it comes: the length
                 # is known, and the client gets it instead of chunked encoding.

@@ -2,7 +2,9 @@
 
 The first KiB is held back until the charset is known (header, else `<meta>`); a page in
 an encoding that cannot be rewritten safely, or in a content coding we cannot decode,
-passes through byte for byte instead.
+passes through byte for byte instead. A rewritten page is compressed as it streams for a
+client that accepts brotli or gzip, flushed at every chunk so its first bytes still leave
+at once.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Callable, Sequence
 from .encoding import (
     SNIFF_BYTES,
     Decoder,
-    GzipEncoder,
-    accepts_gzip,
+    Encoder,
     charset_from_content_type,
     decoder_for,
+    encoder_for,
     is_utf8,
+    preferred_coding,
     rewritable_charset,
     sniff_meta_charset,
 )
@@ -53,7 +56,7 @@ class ResponseRewriter:
         self._held_plain: list[bytes] = []
         self._held_size = 0
         self._rewriter: Rewriter | None = None
-        self._encoder: GzipEncoder | None = None
+        self._encoder: Encoder | None = None
         self.decided = False
         self.rewriting = False
         self.content_encoding: str | None = content_encoding or None
@@ -117,11 +120,11 @@ class ResponseRewriter:
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
                                   on_error=self._on_error, memo=self._memo,
                                   views=self._views and identity)
-        if not identity and accepts_gzip(self._accept_encoding):
-            self._encoder = GzipEncoder()
-            self.content_encoding = "gzip"
-        else:
-            self.content_encoding = None
+        # Compressed for a client that accepts it (brotli first), whatever the origin sent:
+        # the proxy asks the origin for identity when it will rewrite (issue 18, bug 5).
+        coding = preferred_coding(self._accept_encoding)
+        self._encoder = encoder_for(coding) if coding is not None else None
+        self.content_encoding = coding
         out = self._rewriter.feed(plain)
         self._held_plain = []
         self._held_raw = []

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import gzip
 import time
+import zlib
 
+import brotli
 import httpx
+import pytest
 
 from ..servers import Server
 
-PAGE = {"accept": "text/html,application/xhtml+xml",
+# Uncompressed unless a test asks (a rewritten page is compressed for clients that accept it)
+PAGE = {"accept": "text/html,application/xhtml+xml", "accept-encoding": "identity",
         "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
                       "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
 FACEBOOK = {**PAGE, "referer": "https://l.facebook.com/l.php?u=x"}
@@ -114,3 +118,36 @@ def test_personalized_page_varies_on_what_the_rules_read(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/slotted/a", headers=FACEBOOK)
     vary = {v.strip() for v in ",".join(response.headers.get_list("vary")).split(",")}
     assert {"Referer", "Cookie"} <= vary
+
+
+@pytest.mark.parametrize(("accept", "coding"), [
+    ("gzip, deflate, br, zstd", "br"), ("gzip, deflate", "gzip"), ("br;q=0.5, gzip", "gzip")])
+def test_a_rewritten_page_is_compressed_for_clients_that_accept_it(
+        proxy: Server, origin: Server, accept: str, coding: str) -> None:
+    original = httpx.get(f"{origin.url}/slotted/z?long=1",
+                         headers={"accept-encoding": "identity"}).content
+    with httpx.stream("GET", f"{proxy.url}/slotted/z?long=1",
+                      headers={**FACEBOOK, "accept-encoding": accept}) as response:
+        raw = b"".join(response.iter_raw())
+    assert response.headers["content-encoding"] == coding
+    assert "accept-encoding" in response.headers["vary"].lower()
+    plain = brotli.decompress(raw) if coding == "br" else gzip.decompress(raw)
+    assert plain == original.replace(
+        b'<section data-ep-slot="hero"><h1>Default hero</h1></section>', HERO)
+    assert len(raw) < len(plain) / 10   # ~100 KB of repeated markup
+    assert "Привет identity".encode() in plain   # the origin was asked for identity
+
+
+def test_a_compressed_page_still_streams(proxy: Server) -> None:
+    started = time.monotonic()
+    with httpx.stream("GET", f"{proxy.url}/slotted/a?slow=1",
+                      headers={**FACEBOOK, "accept-encoding": "gzip"}) as response:
+        chunks = response.iter_raw()
+        first = next(chunks)
+        first_at = time.monotonic() - started
+        # What came first decodes on its own (flushed), slot included.
+        early = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16).decompress(first)
+        rest = b"".join(chunks)
+    assert first_at < 0.6 and HERO in early
+    assert time.monotonic() - started >= 1.0
+    assert HERO in gzip.decompress(first + rest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 
 import brotli
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from edge_personalizer.rewrite.encoding import (
     accepts_gzip,
     charset_from_content_type,
+    preferred_coding,
     rewritable_charset,
     sniff_meta_charset,
 )
@@ -23,7 +25,7 @@ PAGE = '<html><head><meta charset="{cs}"></head><body><div data-ep-slot="hero">�
 
 
 def run(body: bytes, *, content_type: str = "text/html", coding: str = "",
-        accept: str = "gzip", chunk: int = 100) -> tuple[bytes, ResponseRewriter]:
+        accept: str = "", chunk: int = 100) -> tuple[bytes, ResponseRewriter]:
     rewriter = ResponseRewriter(EDIT, content_type=content_type, content_encoding=coding,
                                 accept_encoding=accept)
     out = b""
@@ -63,7 +65,7 @@ def test_charset_from_header_wins_and_utf16_passes_through() -> None:
 
 def test_gzip_origin_is_decoded_and_reencoded_for_gzip_clients() -> None:
     body = gzip.compress(page("utf-8"))
-    out, rewriter = run(body, coding="gzip")
+    out, rewriter = run(body, coding="gzip", accept="gzip")
     assert rewriter.content_encoding == "gzip"
     assert "Grüße" in gzip.decompress(out).decode()
     plain, other = run(body, coding="gzip", accept="identity")
@@ -73,7 +75,8 @@ def test_gzip_origin_is_decoded_and_reencoded_for_gzip_clients() -> None:
 @pytest.mark.parametrize(("coding", "compress"), [
     ("deflate", zlib.compress), ("br", brotli.compress)])
 def test_deflate_and_brotli_are_read(coding: str, compress: object) -> None:
-    out, rewriter = run(compress(page("utf-8")), coding=coding)  # type: ignore[operator]
+    out, rewriter = run(compress(page("utf-8")), coding=coding,  # type: ignore[operator]
+                        accept="gzip")
     assert rewriter.rewriting and "Grüße" in gzip.decompress(out).decode()
 
 
@@ -98,10 +101,43 @@ def test_helpers() -> None:
     assert not accepts_gzip("identity")
 
 
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("gzip, deflate, br, zstd", "br"), ("br;q=0.5, gzip", "gzip"), ("gzip", "gzip"),
+    ("br", "br"), ("*", "br"), ("*;q=0.1, br;q=0", "gzip"), ("gzip;q=0, br;q=0", None),
+    ("identity", None), ("", None), ("deflate", None), ("GZIP ; Q=0.9", "gzip"),
+    ("br;q=oops, gzip", "gzip"),
+])
+def test_the_client_gets_the_coding_it_prefers(accept: str, expected: str | None) -> None:
+    assert preferred_coding(accept) == expected
+
+
+@pytest.mark.parametrize(("accept", "decompress"), [
+    ("gzip, deflate, br", brotli.decompress), ("gzip", gzip.decompress)])
+def test_an_uncompressed_origin_page_is_compressed_for_clients_that_accept_it(
+        accept: str, decompress: Callable[[bytes], bytes]) -> None:
+    body = page("utf-8") * 20
+    rewriter = ResponseRewriter(EDIT, content_type="text/html", content_encoding="",
+                                accept_encoding=accept)
+    pieces = [rewriter.feed(body[i:i + 4096]) or b"" for i in range(0, len(body), 4096)]
+    assert rewriter.content_encoding == accept.split(",")[-1].strip()
+    # Every piece decodes as far as it goes (flushed): the first bytes leave at once.
+    assert "Grüße" in decompress_prefix(accept, pieces[0]).decode()
+    whole = b"".join(pieces) + rewriter.finish()
+    assert decompress(whole) == body.replace("Привет".encode(), "Grüße".encode(), 1)
+    assert len(whole) < len(body) / 5
+    assert not rewriter.verbatim   # encoded as it streams
+
+
+def decompress_prefix(accept: str, data: bytes) -> bytes:
+    if accept == "gzip":
+        return zlib.decompressobj(wbits=zlib.MAX_WBITS | 16).decompress(data)
+    return bytes(brotli.Decompressor().process(data))
+
+
 def test_verbatim_once_the_edits_are_behind_and_nothing_is_recoded() -> None:
     body = page("utf-8")
     rewriter = ResponseRewriter(EDIT, content_type="text/html", content_encoding="",
-                                accept_encoding="gzip")
+                                accept_encoding="identity")
     assert rewriter.feed(body[:200]) is None and not rewriter.verbatim   # still sniffing
     rewriter.feed(body[200:])
     assert rewriter.verbatim   # the slot closed in what was fed: the rest is unchanged
