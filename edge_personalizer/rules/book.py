@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 
 from ..errors import RuleError, RuleSetInvalid
-from .compiler import compile_rules
-from .loader import read_rule_directory
+from .compile import compile_rules
+from .loader import RuleFiles, read_rule_directory
 from .model import RuleSet
 
 logger = logging.getLogger(__name__)
@@ -19,9 +19,14 @@ logger = logging.getLogger(__name__)
 
 def check_rules(directory: Path) -> tuple[RuleSet, list[RuleError]]:
     """Load and compile a rules directory, with every error in every file."""
+    _, ruleset, errors = _read_and_compile(directory)
+    return ruleset, errors
+
+
+def _read_and_compile(directory: Path) -> tuple[RuleFiles, RuleSet, list[RuleError]]:
     rule_files, errors = read_rule_directory(directory)
     ruleset, compile_errors = compile_rules(rule_files)
-    return ruleset, [*errors, *compile_errors]
+    return rule_files, ruleset, [*errors, *compile_errors]
 
 
 def load_rules(directory: Path) -> RuleSet:
@@ -52,22 +57,38 @@ class RuleBook:
 
     Construction loads the directory and raises RuleError when it is invalid (startup
     fails fast). `reload()` never raises: an invalid change is logged, kept as
-    `last_error`, and the previous set goes on serving.
+    `last_error`, and the previous set goes on serving. A file that held rules and is now
+    empty is such an invalid change: it is what a save caught half-way looks like.
     """
 
     def __init__(self, directory: Path, *,
                  on_reload: Callable[[bool], None] | None = None) -> None:
         self.directory = directory
-        self._fingerprint = _fingerprint(directory)
-        self.current: RuleSet = load_rules(directory)
+        self._fingerprint = _fingerprint(directory)   # what the served rules were loaded from
+        self._last_look = self._fingerprint
+        self._holding: frozenset[Path] = frozenset()   # files whose sections held something
+        self.current: RuleSet = self._load()
         self.last_error: str | None = None
         self._on_reload = on_reload
+
+    def _load(self) -> RuleSet:
+        rule_files, ruleset, errors = _read_and_compile(self.directory)
+        errors += [RuleError("the file is empty but held rules until now, so it was not "
+                             "loaded (a save still under way?); to remove its rules, delete "
+                             "the file or write `rules: []`", source=rule_file.path)
+                   for rule_file in rule_files.files
+                   if rule_file.is_empty and rule_file.path in self._holding]
+        if errors:
+            raise RuleSetInvalid(errors)
+        self._holding = frozenset(f.path for f in rule_files.files
+                                  if any(f.sections.values()))
+        return ruleset
 
     def reload(self) -> bool:
         """Load the directory again; True when the served set is now the directory's."""
         self._fingerprint = _fingerprint(self.directory)
         try:
-            fresh = load_rules(self.directory)
+            fresh = self._load()
         except RuleError as exc:
             errors = exc.errors if isinstance(exc, RuleSetInvalid) else [exc]
             self.last_error = "; ".join(str(e) for e in errors[:20])
@@ -88,10 +109,21 @@ class RuleBook:
     def changed_on_disk(self) -> bool:
         return _fingerprint(self.directory) != self._fingerprint
 
+    def look(self) -> bool:
+        """One look at the directory (the watcher's tick): reload when it differs from what
+        is loaded and the look before saw the same, so files still being written are never
+        loaded (issue 20, item 16). True when it reloaded."""
+        seen = _fingerprint(self.directory)
+        settled = seen == self._last_look
+        self._last_look = seen
+        if settled and seen != self._fingerprint:
+            self.reload()
+            return True
+        return False
+
     async def watch(self, interval: float) -> None:
-        """Reload whenever the directory changes; runs until cancelled. Compiling happens
-        in a worker thread so requests keep flowing meanwhile."""
+        """Look every `interval` seconds until cancelled. Looking and compiling happen in a
+        worker thread so requests keep flowing meanwhile."""
         while True:
             await anyio.sleep(interval)
-            if await anyio.to_thread.run_sync(self.changed_on_disk):
-                await anyio.to_thread.run_sync(self.reload)
+            await anyio.to_thread.run_sync(self.look)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ..classify.visitor import Visitor, field_getter
+from ..classify.visitor import Visitor
 from .bucketing import bucket, pick
+from .conditions import holds_with
 from .model import (
     NO_DECISION,
     Decision,
@@ -20,32 +19,39 @@ from .model import (
 )
 
 
-def _candidates(ruleset: RuleSet, visitor: Visitor) -> Iterable[int]:
-    """Ranks of the rules this visitor could match, in rank order."""
-    lists: list[tuple[int, ...]] = [ruleset.unindexed]
-    values: dict[str, object] = {}
-    for fields, buckets in ruleset.index.items():
-        key = []
-        for field in fields:
-            if field not in values:
-                value = field_getter(field)(visitor)
-                values[field] = value.casefold() if isinstance(value, str) else value
-            key.append(values[field])
-        ranks = buckets.get(tuple(key))
-        if ranks:
-            lists.append(ranks)
-    if len(lists) == 1:
-        return lists[0]
-    return heapq.merge(*lists)
+class DecisionMemo:
+    """Decisions already built, by rule set and winning rules: owned by the app, bounded.
+
+    Without experiments and redirects the winners alone make the decision, so the same
+    winners can share one immutable Decision (building it is ~half of deciding: ~50k
+    instructions a request with the benchmark kit's rules).
+    """
+
+    def __init__(self, *, max_entries: int = 4096) -> None:
+        self._ruleset: RuleSet | None = None
+        self._decisions: dict[tuple[int, ...], Decision] = {}
+        self._max_entries = max_entries
+
+    def get(self, ruleset: RuleSet, winners: tuple[int, ...]) -> Decision | None:
+        if ruleset is not self._ruleset:   # reloaded: what was kept is for the old rules
+            self._ruleset = ruleset
+            self._decisions.clear()
+            return None
+        return self._decisions.get(winners)
+
+    def put(self, winners: tuple[int, ...], decision: Decision) -> None:
+        if len(self._decisions) >= self._max_entries:   # many combinations: start again
+            self._decisions.clear()
+        self._decisions[winners] = decision
 
 
-def decide(ruleset: RuleSet, visitor: Visitor) -> Decision:
+def decide(ruleset: RuleSet, visitor: Visitor, memo: DecisionMemo | None = None) -> Decision:
     """Per slot (and per page action) the first matching rule by rank wins; experiments
-    fill the slots no rule took."""
+    fill the slots no rule took. `memo` (the app's) skips building a decision made before."""
     open_targets = set(ruleset.targets)
     winners: list[tuple[int, frozenset[str]]] = []
     rules = ruleset.rules
-    for rank in _candidates(ruleset, visitor):
+    for rank in ruleset.index.candidates(visitor):
         rule = rules[rank]
         targets = rule.targets & open_targets
         if not targets or not rule.condition(visitor):
@@ -54,20 +60,14 @@ def decide(ruleset: RuleSet, visitor: Visitor) -> Decision:
         open_targets -= targets
         if not open_targets:
             break
-    if ruleset.experiments:
+    if memo is None or ruleset.experiments or ruleset.redirects:
         return _decision(ruleset, winners, visitor)
-    # Without experiments the winners alone make the decision: the same winners, the
-    # same (immutable) Decision, built once.
     key = tuple(rank for rank, _ in winners)
-    decision = ruleset.decided.get(key)
+    decision = memo.get(ruleset, key)
     if decision is None:
-        if len(ruleset.decided) >= _DECIDED_LIMIT:
-            ruleset.decided.clear()
-        decision = ruleset.decided[key] = _decision(ruleset, winners, visitor)
+        decision = _decision(ruleset, winners, visitor)
+        memo.put(key, decision)
     return decision
-
-
-_DECIDED_LIMIT = 4096
 
 
 def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
@@ -81,8 +81,9 @@ def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
         rule = ruleset.rules[rank]
         won.append(rule.name)
         for slot in targets & rule.slots.keys():
-            slots[slot] = SlotChoice(slot, rule.name, "rule", rule.name, rule.slots[slot])
-        if "redirect" in targets:
+            slots[slot] = SlotChoice(slot=slot, variant=rule.name, reason="rule", by=rule.name,
+                                     content=rule.slots[slot])
+        if "redirect" in targets and not redirects_back(ruleset, rank, visitor):
             redirect, redirect_rule = rule.redirect, rule.name
         if "headers" in targets:
             headers = rule.headers
@@ -96,6 +97,28 @@ def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
     return Decision(slots=MappingProxyType(slots), redirect=redirect,
                     redirect_rule=redirect_rule, headers=headers, cookies=cookies,
                     rules=tuple(won))
+
+
+def redirects_back(ruleset: RuleSet, rank: int, visitor: Visitor) -> bool:
+    """Whether following this rule's redirect would lead this visitor, through the rules'
+    redirects, back to a path they were sent from (a loop the browser goes round until it
+    gives up: issue 18, bug 3)."""
+    host = visitor.request.host.lower()
+    path = visitor.request.path
+    seen = {path}
+    route = next((r for r in ruleset.redirects if r.rank == rank), None)
+    for _ in range(len(ruleset.redirects)):
+        if route is None or (route.target_host and route.target_host != host):
+            return False   # no redirect there, or off to another site
+        if route.target == path:
+            return False   # a redirect to where one is is never sent: the chain ends
+        if route.target in seen:
+            return True
+        path = route.target
+        seen.add(path)
+        route = next((r for r in ruleset.redirects
+                      if holds_with(r.condition, visitor, "request.path", path)), None)
+    return False
 
 
 def experiment_bucket(experiment: Experiment, visitor: Visitor) -> float | None:
@@ -114,15 +137,16 @@ def _assign(experiment: Experiment, visitor: Visitor) -> dict[str, SlotChoice]:
         return {}
     point = experiment_bucket(experiment, visitor)
     if point is None:
-        return {slot: SlotChoice(slot, "control", "control", experiment.name)
-                for slot in experiment.slots}
+        return {slot: SlotChoice(slot=slot, variant="control", reason="control",
+                                 by=experiment.name) for slot in experiment.slots}
     holdout = experiment.holdout / 100
     if point < holdout:
-        return {slot: SlotChoice(slot, "holdout", "holdout", experiment.name)
-                for slot in experiment.slots}
+        return {slot: SlotChoice(slot=slot, variant="holdout", reason="holdout",
+                                 by=experiment.name) for slot in experiment.slots}
     variant = pick(experiment.weights, (point - holdout) / (1 - holdout))
     contents = experiment.variants[variant]
-    return {slot: SlotChoice(slot, variant, "experiment", experiment.name, contents.get(slot))
+    return {slot: SlotChoice(slot=slot, variant=variant, reason="experiment",
+                             by=experiment.name, content=contents.get(slot))
             for slot in experiment.slots}
 
 

@@ -24,8 +24,9 @@ RULE_FILE_SUFFIXES = (".yaml", ".yml")
 SECTIONS = frozenset({"rules", "segments", "interests", "slots", "experiments", "goals"})
 
 KEY = "\0key"   # marks[(*path, KEY)] is where the key of the value at `path` was written
-Path_ = tuple[str | int, ...]          # where a value sits: ("rules", 0, "when", "geo.country")
-Marks = Mapping[Path_, tuple[int, int]]  # path -> (line, column), both from 1
+# Where a value sits in a file: ("rules", 0, "when", "geo.country").
+KeyPath = tuple[str | int, ...]
+Marks = Mapping[KeyPath, tuple[int, int]]   # key path -> (line, column), both from 1
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,16 @@ class RuleFile:
         rules = self.sections.get("rules")
         return len(rules) if isinstance(rules, list) else 0
 
-    def error(self, message: str, at: Path_ = (), *, owner: str | None = None,
+    @property
+    def is_empty(self) -> bool:
+        """Nothing written in it: an empty file, or only comments."""
+        return not self.sections
+
+    def line_of(self, at: KeyPath) -> int:
+        """The line the value at `at` starts on (0 when unknown)."""
+        return self.marks.get(at, (0, 0))[0]
+
+    def error(self, message: str, at: KeyPath = (), *, owner: str | None = None,
               on_key: bool = False) -> RuleError:
         """A RuleError pointing at the value at `at` (or its key, or its nearest written
         parent); `owner` names what it belongs to: "rule 'x'", "segment 'y'"."""
@@ -79,40 +89,75 @@ class _DuplicateKey(Exception):
 
 
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+# Values a file may hold, counting each use of an alias again: rule files are small, and
+# aliases of aliases (a "billion laughs") would otherwise grow without end.
+_MAX_VALUES = 1_000_000
+_MAX_DEPTH = 100
 
 
-def _plain(node: yaml.Node, at: Path_, marks: dict[Path_, tuple[int, int]],
-           constructor: yaml.constructor.SafeConstructor) -> Any:
-    marks[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
-        raise yaml.constructor.ConstructorError(
-            None, None, f"the tag {node.tag} is not allowed in rule files", node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        constructor.flatten_mapping(node)   # YAML merge keys (<<)
+class _PlainBuilder:
+    """Builds plain values from a YAML node graph, noting where each one was written."""
+
+    def __init__(self) -> None:
+        self.marks: dict[KeyPath, tuple[int, int]] = {}
+        self._constructor = yaml.constructor.SafeConstructor()
+        self._left = _MAX_VALUES
+
+    def build(self, node: yaml.Node, at: KeyPath) -> Any:
+        self._left -= 1
+        if self._left < 0 or len(at) > _MAX_DEPTH:
+            raise yaml.constructor.ConstructorError(
+                None, None, "the file is too large or nested too deeply (do aliases "
+                "repeat each other?)", node.start_mark)
+        self.marks[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) \
+                and node.tag not in _PLAIN_TAGS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the tag {node.tag} is not allowed in rule files", node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, at)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*at, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, at: KeyPath) -> dict[Any, Any]:
+        try:
+            self._constructor.flatten_mapping(node)   # YAML merge keys (<<)
+        except RecursionError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, "merge keys (<<) refer to each other", node.start_mark) from exc
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
+            key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) \
+                else f"<{key_node.id}>"
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 key = str(key)
             if key in out:
                 raise _DuplicateKey(str(key), key_node.start_mark)
-            marks[(*at, str(key), KEY)] = (key_node.start_mark.line + 1,
-                                           key_node.start_mark.column + 1)
-            out[key] = _plain(value_node, (*at, str(key)), marks, constructor)
+            self.marks[(*at, str(key), KEY)] = (key_node.start_mark.line + 1,
+                                                key_node.start_mark.column + 1)
+            out[key] = self.build(value_node, (*at, str(key)))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_plain(item, (*at, i), marks, constructor) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node, deep=True)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        """One value; a value YAML itself cannot make (2026-11-31, an int of 5000 digits)
+        is an error at its place in the file."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError, TypeError, AttributeError, LookupError,
+                RecursionError) as exc:   # a tag such as !!timestamp on a value it cannot read
+            shown = str(node.value)[:40]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{shown!r} cannot be read: {exc}", node.start_mark) from exc
 
 
 def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
     """Parse one file; YAML and section errors come back as a list, not raised."""
     empty = RuleFile(path, MappingProxyType({}))
-    marks: dict[Path_, tuple[int, int]] = {}
+    builder = _PlainBuilder()
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = None if node is None else _plain(node, (), marks,
-                                                yaml.constructor.SafeConstructor())
+        data = None if node is None else builder.build(node, ())
     except _DuplicateKey as dup:
         return empty, [RuleError(f"key {dup.key!r} appears twice in the same mapping",
                                  source=path, line=dup.mark.line + 1,
@@ -125,13 +170,15 @@ def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
                                  column=mark.column + 1 if mark else None)]
     except yaml.YAMLError as exc:
         return empty, [RuleError(f"invalid YAML: {exc}", source=path)]
+    except RecursionError:   # the YAML parser itself recurses: brackets nested thousands deep
+        return empty, [RuleError("invalid YAML: nested too deeply", source=path)]
     if data is None:
         return empty, []
     if not isinstance(data, dict):
         return empty, [RuleError(
             f"a rule file is a mapping of sections ({', '.join(sorted(SECTIONS))}), "
             f"got {type(data).__name__}", source=path, line=1, column=1)]
-    rule_file = RuleFile(path, MappingProxyType(dict(data)), MappingProxyType(marks))
+    rule_file = RuleFile(path, MappingProxyType(dict(data)), MappingProxyType(builder.marks))
     errors = [rule_file.error(f"unknown section {key!r}; expected one of "
                               f"{', '.join(sorted(SECTIONS))}", (str(key),), on_key=True)
               for key in data if key not in SECTIONS]
@@ -158,7 +205,11 @@ def read_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:
                         and p.suffix not in RULE_FILE_SUFFIXES
                         and not any(part.startswith(".")
                                     for part in p.relative_to(directory).parts)):
-        digest.update(str(other.relative_to(directory)).encode() + b"\0" + other.read_bytes())
+        try:
+            content = other.read_bytes()
+        except OSError:   # removed meanwhile, or unreadable: a fragment naming it says why
+            continue
+        digest.update(str(other.relative_to(directory)).encode() + b"\0" + content)
     files: list[RuleFile] = []
     errors: list[RuleError] = []
     for path in paths:

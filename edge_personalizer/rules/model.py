@@ -1,15 +1,22 @@
-"""The compiled rule set and the decisions it makes: immutable values."""
+"""The compiled rule set and the decisions it makes: immutable values.
+
+Everything derived (targets, encoded header lines) is worked out when a value is built;
+nothing here caches or changes after construction.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from ..classify.visitor import Visitor, lazy
+from ..classify.visitor import Visitor
 from .conditions import Condition
 from .template import Template
+
+if TYPE_CHECKING:
+    from .index import RuleIndex
 
 # `then` keys that are not slots: what a rule does to the whole response.
 PAGE_ACTIONS = ("redirect", "headers", "cookies")
@@ -20,7 +27,10 @@ SlotAction = Literal["inner", "replace", "append", "prepend", "before", "after",
 SLOT_ACTIONS: tuple[SlotAction, ...] = ("inner", "replace", "append", "prepend", "before",
                                         "after", "remove", "text", "set_attribute",
                                         "remove_attribute", "add_class", "remove_class")
-_NO_HEADERS: tuple[tuple[str, str], ...] = ()
+Pairs = tuple[tuple[str, str], ...]
+HeaderLines = tuple[tuple[bytes, bytes], ...]
+_NONE: Pairs = ()
+_NO_SLOTS: Mapping[str, Content] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,17 @@ class Redirect:
     keep_query: bool = True
 
 
+def header_lines(headers: Pairs) -> HeaderLines:
+    """Response headers as they go out."""
+    return tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers)
+
+
+def cookie_lines(cookies: Pairs) -> HeaderLines:
+    """Cookies as Set-Cookie headers (names and values were checked when rules loaded)."""
+    return tuple((b"set-cookie", f"{name}={value}; Path=/; SameSite=Lax".encode("latin-1"))
+                 for name, value in cookies)
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -55,22 +76,20 @@ class Rule:
     rank: int                             # order: priority first, then file and position
     priority: int
     source: str                           # file:line
-    slots: Mapping[str, Content] = field(default_factory=lambda: MappingProxyType({}))
+    slots: Mapping[str, Content] = field(default_factory=lambda: _NO_SLOTS)
     redirect: Redirect | None = None
-    headers: tuple[tuple[str, str], ...] = _NO_HEADERS
-    cookies: tuple[tuple[str, str], ...] = _NO_HEADERS
+    headers: Pairs = _NONE
+    cookies: Pairs = _NONE
+    # Derived when built: the slots and page actions this rule can claim.
+    targets: frozenset[str] = field(init=False, compare=False, repr=False)
 
-    @lazy
-    def targets(self) -> frozenset[str]:
-        """The slots and page actions this rule can claim (worked out once)."""
+    def __post_init__(self) -> None:
         keys = set(self.slots)
-        if self.redirect:
-            keys.add("redirect")
-        if self.headers:
-            keys.add("headers")
-        if self.cookies:
-            keys.add("cookies")
-        return frozenset(keys)
+        for action, present in (("redirect", self.redirect), ("headers", self.headers),
+                                ("cookies", self.cookies)):
+            if present:
+                keys.add(action)
+        object.__setattr__(self, "targets", frozenset(keys))
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,16 @@ class Goal:
 
 
 @dataclass(frozen=True)
+class RedirectRoute:
+    """A rule's redirect, as the loop guard follows it: where it goes from where."""
+
+    rank: int
+    condition: Condition
+    target: str                 # the path it sends to
+    target_host: str = ""       # the host of an absolute URL ("" for a path)
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """Every rule, segment, slot and experiment of a rules directory, compiled."""
 
@@ -115,36 +144,32 @@ class RuleSet:
     slots: Mapping[str, Slot]
     experiments: tuple[Experiment, ...]
     interests: Mapping[str, tuple[str, ...]]
-    # Index: fields -> their folded values -> ranks of the rules that need exactly those.
-    index: Mapping[tuple[str, ...], Mapping[tuple[object, ...], tuple[int, ...]]]
-    unindexed: tuple[int, ...]                       # ranks of rules that are always tried
+    index: RuleIndex                                 # which rules a visitor could match
+    redirects: tuple[RedirectRoute, ...] = ()        # every redirecting rule, rank order
     loaded_at: float = 0.0
     file_count: int = 0
     fields: frozenset[str] = frozenset()             # every visitor field the rules read
     vary: tuple[str, ...] = ()                       # the request headers those come from
     goals: Mapping[str, Goal] = field(default_factory=lambda: MappingProxyType({}))
-    # Decisions made by rules alone, by the ranks of the rules that won: the same winners
-    # always make the same decision (evaluator.decide fills it, bounded).
-    decided: dict[tuple[int, ...], Decision] = field(default_factory=dict, compare=False,
-                                                     repr=False)
+    # Derived when built: everything a rule can claim (each slot, page action and
+    # injection), and the Vary value of a page these rules may personalize (b"" if none).
+    targets: frozenset[str] = field(init=False, compare=False, repr=False)
+    vary_header: bytes = field(init=False, compare=False, repr=False)
 
-    @lazy
-    def targets(self) -> frozenset[str]:
-        """Everything a rule can claim: each slot, each page action, each injection."""
-        return frozenset(self.slots) | frozenset(PAGE_ACTIONS) | frozenset(INJECTIONS)
-
-    @lazy
-    def vary_header(self) -> bytes:
-        """The Vary value of a page these rules may personalize (b"" when none)."""
-        return ", ".join(self.vary).encode("latin-1")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", frozenset(self.slots) | frozenset(PAGE_ACTIONS)
+                           | frozenset(INJECTIONS))
+        object.__setattr__(self, "vary_header", ", ".join(self.vary).encode("latin-1"))
 
     def experiment(self, name: str) -> Experiment | None:
         return next((e for e in self.experiments if e.name == name), None)
 
     @classmethod
     def empty(cls, version: str = "none") -> RuleSet:
-        return cls(version, (), MappingProxyType({}), (), MappingProxyType({}),
-                   MappingProxyType({}), ())
+        from .index import RuleIndex
+
+        return cls(version=version, rules=(), slots=MappingProxyType({}), experiments=(),
+                   interests=MappingProxyType({}), index=RuleIndex.build(()))
 
 
 Reason = Literal["rule", "experiment", "holdout", "control"]
@@ -163,54 +188,56 @@ class SlotChoice:
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome for one visitor: a choice per slot, and page actions."""
+    """The outcome for one visitor: a choice per slot, and page actions.
+
+    The derived attributes (what the response needs: header lines, X-EP-Variant, whether
+    the page changes) are worked out once, when the decision is built.
+    """
 
     slots: Mapping[str, SlotChoice] = field(default_factory=lambda: MappingProxyType({}))
     redirect: Redirect | None = None
     redirect_rule: str | None = None
-    headers: tuple[tuple[str, str], ...] = _NO_HEADERS
-    cookies: tuple[tuple[str, str], ...] = _NO_HEADERS
+    headers: Pairs = _NONE
+    cookies: Pairs = _NONE
     rules: tuple[str, ...] = ()               # rules that won something
+    changes_page: bool = field(init=False, compare=False, repr=False)
+    # (slot, variant, by) for each slot, by slot name, when no chosen variant prints visitor
+    # data (the page is the same for everyone this decision is made for); None otherwise.
+    static_choices: tuple[tuple[str, str, str], ...] | None = field(
+        init=False, compare=False, repr=False)
+    variants: str = field(init=False, compare=False, repr=False)   # X-EP-Variant's text
+    variant_header: bytes = field(init=False, compare=False, repr=False)
+    header_lines: HeaderLines = field(init=False, compare=False, repr=False)
+    cookie_lines: HeaderLines = field(init=False, compare=False, repr=False)
+    sets_cache_control: bool = field(init=False, compare=False, repr=False)
 
-    @lazy
-    def changes_page(self) -> bool:
-        return any(choice.content is not None for choice in self.slots.values())
-
-    @lazy
-    def static_choices(self) -> tuple[tuple[str, str, str], ...] | None:
-        """(slot, variant, by) for each slot, by slot name, when no chosen variant prints
-        visitor data (so the page is the same for everyone this decision is made for);
-        None otherwise."""
-        if any(c.content is not None and c.content.template is not None
-               and not c.content.template.is_static for c in self.slots.values()):
-            return None
-        return tuple(sorted((slot, c.variant, c.by) for slot, c in self.slots.items()))
-
-    @lazy
-    def variants(self) -> str:
-        """`slot=variant,...` by slot name: what X-EP-Variant says (worked out once; a
-        decision is shared by every visitor with the same winning rules)."""
-        return ",".join(f"{slot}={choice.variant}" for slot, choice in sorted(self.slots.items()))
-
-    @lazy
-    def variant_header(self) -> bytes:
-        return self.variants.encode("latin-1", "replace")
-
-    @lazy
-    def header_lines(self) -> tuple[tuple[bytes, bytes], ...]:
-        """The rules' response headers, as they go out."""
-        return tuple((name.encode("latin-1"), value.encode("latin-1"))
-                     for name, value in self.headers)
-
-    @lazy
-    def sets_cache_control(self) -> bool:
-        return any(name.lower() == "cache-control" for name, _ in self.headers)
-
-    @lazy
-    def cookie_lines(self) -> tuple[tuple[bytes, bytes], ...]:
-        """The rules' cookies, as Set-Cookie headers."""
-        return tuple((b"set-cookie", f"{name}={value}; Path=/; SameSite=Lax".encode("latin-1"))
-                     for name, value in self.cookies)
+    def __post_init__(self) -> None:
+        # Plain loops: a decision is built for every request that rules touch.
+        changes_page = static = False
+        static_choices: tuple[tuple[str, str, str], ...] | None = ()
+        variants = ""
+        if self.slots:
+            choices = sorted(self.slots.items())
+            static = True
+            for _, choice in choices:
+                content = choice.content
+                if content is not None:
+                    changes_page = True
+                    if content.template is not None and not content.template.is_static:
+                        static = False
+            static_choices = tuple([(slot, c.variant, c.by) for slot, c in choices]) \
+                if static else None
+            variants = ",".join([f"{slot}={c.variant}" for slot, c in choices])
+        headers = self.headers
+        # Set in one step at construction (frozen afterwards; a decision is built for
+        # every request that rules touch, and object.__setattr__ per field costs ~4 us).
+        self.__dict__.update(
+            changes_page=changes_page, static_choices=static_choices, variants=variants,
+            variant_header=variants.encode("latin-1", "replace"),
+            header_lines=header_lines(headers) if headers else (),
+            cookie_lines=cookie_lines(self.cookies) if self.cookies else (),
+            sets_cache_control=bool(headers) and any(
+                name.lower() == "cache-control" for name, _ in headers))
 
     @property
     def is_empty(self) -> bool:

@@ -61,7 +61,8 @@ def preview_decision(signer: PreviewSigner, token: str, ruleset: RuleSet,
     name, variant = found
     for rule in ruleset.rules:
         if rule.name == name:
-            slots = {slot: SlotChoice(slot, rule.name, "rule", rule.name, content)
+            slots = {slot: SlotChoice(slot=slot, variant=rule.name, reason="rule",
+                                      by=rule.name, content=content)
                      for slot, content in rule.slots.items()}
             return Decision(slots=MappingProxyType(slots), redirect=rule.redirect,
                             redirect_rule=rule.name if rule.redirect else None,
@@ -70,7 +71,8 @@ def preview_decision(signer: PreviewSigner, token: str, ruleset: RuleSet,
         if experiment.name == name and variant is not None \
                 and variant in experiment.variants:
             contents = experiment.variants[variant]
-            slots = {slot: SlotChoice(slot, variant, "experiment", experiment.name,
-                                      contents.get(slot)) for slot in experiment.slots}
+            slots = {slot: SlotChoice(slot=slot, variant=variant, reason="experiment",
+                                      by=experiment.name, content=contents.get(slot))
+                     for slot in experiment.slots}
             return Decision(slots=MappingProxyType(slots))
     return None

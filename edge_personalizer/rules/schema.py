@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compiler import OPERATORS, WEEKDAYS
+from .compile import OPERATORS, WEEKDAYS
 from .fields import FIELDS, PREFIXES, FieldSpec
 from .model import PAGE_ACTIONS, SLOT_ACTIONS
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..classify.visitor import Visitor, lazy
+from ..classify.visitor import Visitor
 from .model import Decision
 
 DEFAULT_SEGMENT = "default"
@@ -25,22 +25,22 @@ _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 class SegmentKey:
     key: str                   # "default", or "s-" and 12 hex digits
     tags: tuple[str, ...]      # purge tags: ep, ep-rule-<name>, ep-variant-<slot>-<variant>
+    # Derived when built: the key and the tags as they go out (Fastly's Surrogate-Key
+    # separates tags with spaces, the others with commas).
+    _key_line: tuple[bytes, bytes] = field(init=False, compare=False, repr=False)
+    _spaced: bytes = field(init=False, compare=False, repr=False)
+    _listed: bytes = field(init=False, compare=False, repr=False)
 
-    @lazy
-    def _encoded(self) -> dict[tuple[str, ...], tuple[tuple[bytes, bytes], ...]]:
-        return {}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_key_line", (b"x-ep-segment", self.key.encode()))
+        object.__setattr__(self, "_spaced", " ".join(self.tags).encode())
+        object.__setattr__(self, "_listed", ",".join(self.tags).encode())
 
     def headers_for(self, tag_headers: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
-        """X-EP-Segment and the purge tags in the headers named (of ALL_TAG_HEADERS),
-        encoded once per segment."""
-        encoded = self._encoded.get(tag_headers)
-        if encoded is None:
-            spaced, listed = " ".join(self.tags).encode(), ",".join(self.tags).encode()
-            encoded = self._encoded[tag_headers] = (
-                (b"x-ep-segment", self.key.encode()),
-                *((name.encode(), spaced if name == "surrogate-key" else listed)
+        """X-EP-Segment and the purge tags in the headers named (of ALL_TAG_HEADERS)."""
+        return (self._key_line,
+                *((name.encode(), self._spaced if name == "surrogate-key" else self._listed)
                   for name in tag_headers))
-        return encoded
 
 
 def _tag(text: str) -> str:

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
+import anyio
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_personalizer.errors import RuleError
-from edge_personalizer.rules.book import RuleBook
+from edge_personalizer.rules.book import RuleBook, check_rules
+from edge_personalizer.rules.evaluator import decide, explain
+
+from ..factories import make_visitor
 
 SLOTS = "slots:\n  hero: {}\n"
 RULE = "  - name: {name}\n    then: {{hero: '<b>{name}</b>'}}\n"
@@ -46,3 +55,208 @@ def test_invalid_rules_at_startup_fail_fast(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("rules: {\n")
     with pytest.raises(RuleError, match="bad.yaml"):
         RuleBook(tmp_path)
+
+
+def test_files_still_being_written_are_not_loaded(tmp_path: Path) -> None:
+    # issue 20, item 16: reload only once two looks agree
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    assert book.look() is False                          # nothing changed
+    write_rules(tmp_path, "a", "b")                      # half-way through a save...
+    assert book.look() is False
+    write_rules(tmp_path, "a", "b", "c")                 # ...still writing
+    assert book.look() is False and [r.name for r in book.current.rules] == ["a"]
+    assert book.look() is True                           # two looks agree: load it
+    assert [r.name for r in book.current.rules] == ["a", "b", "c"]
+    assert book.look() is False
+
+
+def test_a_file_emptied_by_a_save_under_way_keeps_the_last_good_rules(tmp_path: Path) -> None:
+    write_rules(tmp_path, "a")
+    (tmp_path / "more.yaml").write_text("rules:\n  - {name: m, then: {hero: x}}\n")
+    book = RuleBook(tmp_path)
+    good = book.current
+    (tmp_path / "more.yaml").write_text("")
+    assert book.reload() is False and book.current is good
+    assert book.last_error is not None and "more.yaml" in book.last_error
+    assert "empty but held rules" in book.last_error
+    (tmp_path / "more.yaml").write_text("rules: []\n")   # emptied on purpose
+    assert book.reload() is True and [r.name for r in book.current.rules] == ["a"]
+    (tmp_path / "more.yaml").write_text("")              # it held nothing: empty is fine
+    assert book.reload() is True
+
+
+def test_any_broken_file_keeps_the_last_good_rules_and_the_error(tmp_path: Path) -> None:
+    # issue 18, bug 1: a date YAML cannot make used to escape as a ValueError
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    good = book.current
+    write_rules(tmp_path, "a", extra="    schedule: {start: 2026-11-31}\n")
+    assert book.reload() is False and book.current is good
+    assert book.last_error is not None and "rules.yaml:6:" in book.last_error
+    write_rules(tmp_path, "b")
+    assert book.reload() is True and book.last_error is None
+
+
+@pytest.mark.anyio
+async def test_the_watcher_loads_a_settled_change_and_survives_a_broken_one(
+        tmp_path: Path) -> None:
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(book.watch, 0.02)
+        write_rules(tmp_path, "a", extra="    schedule: {start: 2026-11-31}\n")
+        with anyio.fail_after(10):
+            while book.last_error is None:
+                await anyio.sleep(0.01)
+        write_rules(tmp_path, "b")
+        with anyio.fail_after(10):
+            while [r.name for r in book.current.rules] != ["b"]:
+                await anyio.sleep(0.01)
+        tasks.cancel_scope.cancel()
+
+
+# Fuzzing (issue 18, bug 1): whatever is in the rule files, checking them gives our own
+# errors, each naming its file, and whatever loads can decide for a visitor.
+
+DEMO = Path(__file__).resolve().parents[2] / "rules"
+WORDS = ["slots", "rules", "segments", "interests", "experiments", "name", "when", "then",
+         "priority", "schedule", "traffic", "start", "end", "days", "hours", "hero", "banner",
+         "redirect", "headers", "cookies", "head", "body_end", "html", "text", "file",
+         "action", "attribute", "value", "class", "set_attribute", "remove", "variants",
+         "weight", "holdout", "audience", "slot", "segment", "all", "any", "not", "in",
+         "equals", "between", "matches", "exists", "gte", "contains", "prefix", "geo.country",
+         "request.path", "profile.visits", "time.time_zone", "device.type", "GB", "mobile",
+         "2026-11-31", "2026-02-28", "{{ geo.city }}", "{{ request.query.q }}", "<script>",
+         "href", "onclick", "javascript:", "/landing/a", "fragments/hero-running.html",
+         "&a", "*a", "<<:", "!!binary", "!!str", "? ", "- ", ": ", "{", "}", "[", "]", "'",
+         '"', "#", "|", ">", "\n", "\n  ", "\n    ", "\t", "\x00", "\ud800", "1e999", ".nan",
+         "-1", "0x1F", "true", "null", "~", "%"]
+
+# Values YAML reads in ways of its own, written into the dumped text as they are.
+RAW = ["2026-11-31", "2026-02-29 10:00:00", "9" * 5000, "1e999", ".nan", "!!binary x==",
+       "&a [*a]", "!!set {a}", "0o17", "-.inf", "{a: 1, a: 2}", '"\\ud800"', "!!timestamp x"]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
+                    st.sampled_from(WORDS), st.text(max_size=12), st.dates(),
+                    st.integers(0, len(RAW) - 1).map(lambda i: f"RAWVALUE{i}Z"))
+values = st.one_of(scalars, st.lists(scalars, max_size=3))
+names = st.one_of(st.sampled_from(["a", "b", "hero", "x y", "-bad", ""]), scalars)
+fields = st.sampled_from(["geo.country", "geo.contry", "device.type", "request.path",
+                          "request.query.q", "request.header.X-A", "profile.visits",
+                          "profile.interests.running", "profile.interests.nope",
+                          "time.time_zone", "language.tags", "equals", "segment", "nope"])
+operators = st.dictionaries(st.sampled_from(["equals", "in", "not", "gt", "between", "contains",
+                                             "prefix", "matches", "exists", "is"]),
+                            values, max_size=3)
+conditions = st.recursive(
+    st.dictionaries(fields, st.one_of(values, operators), min_size=0, max_size=3),
+    lambda inner: st.one_of(
+        st.dictionaries(st.sampled_from(["all", "any"]), st.lists(inner, max_size=3),
+                        max_size=2),
+        st.dictionaries(st.just("not"), inner, max_size=1), inner),
+    max_leaves=8)
+template_text = st.lists(st.sampled_from(
+    ["<b>", "</b>", "<a href=\"", "\">", "{{ geo.city }}", "{{ request.query.q | default: "
+     "'x' }}", "{{ nope }}", "<script>", "onclick=\"", "javascript:", "x", "'", "\"", "<",
+     "{{", "fragments/hero-running.html", "missing.html"]), max_size=6).map("".join)
+variant = st.one_of(template_text, st.dictionaries(
+    st.sampled_from(["action", "html", "text", "file", "attribute", "value", "class", "nope"]),
+    st.one_of(template_text, st.sampled_from(["set_attribute", "text", "remove", "href",
+                                              "onload", "style", "add_class"]), scalars),
+    max_size=4))
+then = st.dictionaries(
+    st.sampled_from(["hero", "banner", "head", "body_end", "nope", "redirect", "headers",
+                     "cookies"]),
+    st.one_of(variant, st.sampled_from(["/landing/a", "/landing/b", "//x", "http://x/a"]),
+              st.dictionaries(st.sampled_from(["to", "status", "keep_query", "X-A", "promo",
+                                               "Set-Cookie", "a b"]), scalars, max_size=3)),
+    max_size=4)
+rule = st.fixed_dictionaries({"name": names}, optional={
+    "when": conditions, "then": then, "priority": scalars, "traffic": scalars,
+    "schedule": st.dictionaries(st.sampled_from(["start", "end", "days", "hours", "nope"]),
+                                values, max_size=3),
+    "nope": scalars})
+experiment = st.fixed_dictionaries({"name": names, "slot": st.sampled_from(["hero", "nope"]),
+                                    "variants": st.dictionaries(names, st.one_of(
+                                        st.dictionaries(st.sampled_from(["weight", "html",
+                                                                         "hero"]),
+                                                        st.one_of(scalars, template_text),
+                                                        max_size=2), scalars), max_size=3)},
+                                   optional={"audience": conditions, "holdout": scalars})
+rule_documents = st.fixed_dictionaries(
+    {"slots": st.just({"hero": None, "banner": {"tag": "div"}})},
+    optional={"rules": st.lists(rule, max_size=4), "experiments": st.lists(experiment,
+                                                                          max_size=2),
+              "segments": st.dictionaries(names, st.fixed_dictionaries({"when": conditions}),
+                                          max_size=2),
+              "interests": st.dictionaries(names, values, max_size=2)})
+documents = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.sampled_from(WORDS), inner, max_size=4)),
+    max_leaves=30)
+SLOW = settings(max_examples=100, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _dumped(document: object) -> str:
+    text = yaml.safe_dump(document, allow_unicode=True)
+    for i, raw in enumerate(RAW):
+        text = text.replace(f"RAWVALUE{i}Z", raw)
+    return text
+
+
+def _check_only_our_errors(files: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        shutil.copytree(DEMO / "fragments", directory / "fragments")
+        for file_name, text in files.items():
+            (directory / file_name).write_text(text, encoding="utf-8", errors="surrogatepass")
+        ruleset, errors = check_rules(directory)   # raises nothing of its own accord
+        assert all(isinstance(e, RuleError) and e.source is not None for e in errors)
+        if not errors:
+            for path in ("/", "/landing/a", "/running"):
+                visitor = make_visitor(path, ip="81.2.69.142", query="q=x")
+                decide(ruleset, visitor)
+                explain(ruleset, visitor)
+
+
+@SLOW
+@given(rule_documents)
+def test_random_rule_files_give_our_errors_only(document: object) -> None:
+    _check_only_our_errors({"random.yaml": _dumped(document)})
+
+
+@SLOW
+@given(documents)
+def test_random_documents_give_our_errors_only(document: object) -> None:
+    _check_only_our_errors({"random.yaml": _dumped(document)})
+
+
+@SLOW
+@given(st.lists(st.sampled_from(WORDS), max_size=40).map("".join))
+def test_random_text_gives_our_errors_only(text: str) -> None:
+    _check_only_our_errors({"random.yaml": text})
+
+
+@SLOW
+@given(st.data())
+def test_random_edits_of_the_demo_rules_give_our_errors_only(data: st.DataObject) -> None:
+    files = {path.name: path.read_text() for path in sorted(DEMO.glob("*.yaml"))}
+    for _ in range(data.draw(st.integers(1, 4))):
+        name = data.draw(st.sampled_from(sorted(files)))
+        text = files[name]
+        start = data.draw(st.integers(0, len(text)))
+        end = data.draw(st.integers(start, min(len(text), start + 40)))
+        kind = data.draw(st.sampled_from(["cut", "insert", "replace", "copy"]))
+        word = data.draw(st.sampled_from(WORDS))
+        if kind == "cut":
+            text = text[:start] + text[end:]
+        elif kind == "insert":
+            text = text[:start] + word + text[start:]
+        elif kind == "replace":
+            text = text[:start] + word + text[end:]
+        else:
+            text = text[:end] + text[start:end] + text[end:]
+        files[name] = text
+    _check_only_our_errors(files)

@@ -57,7 +57,7 @@ def test_every_error_in_every_file_with_line_and_column(tmp_path: Path) -> None:
     assert len(messages) == 4
     assert messages[0].startswith(f"{tmp_path / 'a.yaml'}:4:1: invalid YAML")
     assert messages[1] == (f"{tmp_path / 'b.yaml'}:2:1: unknown section 'segmants'; expected one "
-                           "of experiments, interests, rules, segments, slots")
+                           "of experiments, goals, interests, rules, segments, slots")
     assert messages[2] == f"{tmp_path / 'd.yaml'}:3:3: key 'hero' appears twice in the same mapping"
     assert messages[3].startswith(f"{tmp_path / 'sub' / 'c.yml'}:1:1: a rule file is a mapping")
 
@@ -88,3 +88,36 @@ def test_yaml_tags_that_build_objects_are_refused(tmp_path: Path) -> None:
     write(tmp_path, "evil.yaml", "rules: !!python/object/apply:os.system ['true']\n")
     _, errors = read_rule_directory(tmp_path)
     assert errors and "invalid YAML" in str(errors[0])
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    # issue 18, bug 1: YAML reads these as dates and numbers it cannot make
+    ("rules:\n  - name: x\n    schedule: {start: 2026-11-31}\n", 3, "'2026-11-31' cannot be read"),
+    ("slots:\n  a: 2026-02-30 10:00:00\n", 2, "cannot be read"),
+    ("slots:\n  a: " + "1" * 5000 + "\n", 2, "cannot be read"),
+    ("a: &a [*a]\n", 1, "too large or nested too deeply"),
+    ("a: &a\n  <<: *a\n", None, ""),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", None, "nested too deeply"),
+    ("rules: !!binary notbase64===\n", 1, "invalid YAML"),
+    ("rules: !!python/object:os.system {}\n", 1, "not allowed"),
+])
+def test_values_yaml_cannot_make_are_errors_at_their_line(
+        tmp_path: Path, text: str, line: int | None, message: str) -> None:
+    write(tmp_path, "a.yaml", text)
+    _, errors = read_rule_directory(tmp_path)
+    assert len(errors) == 1 and errors[0].source == tmp_path / "a.yaml"
+    assert message in errors[0].reason and (line is None or errors[0].line == line)
+
+
+def test_aliases_that_multiply_are_cut_short(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    write(tmp_path, "a.yaml", "\n".join(lines) + "\n")   # 10^9 values if expanded
+    _, errors = read_rule_directory(tmp_path)
+    assert len(errors) == 1 and "too large" in errors[0].reason
+
+
+def test_an_emptied_file_is_an_empty_rule_file(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "# only a comment\n")
+    rule_files, errors = read_rule_directory(tmp_path)
+    assert errors == [] and rule_files.files[0].is_empty

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from edge_personalizer.rules.compiler import EXPERIMENT_KEYS, RULE_KEYS
+from edge_personalizer.rules.compile import EXPERIMENT_KEYS, RULE_KEYS
 from edge_personalizer.rules.schema import build_schema
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,5 +1,4 @@
-"""The compiler's contract beyond the golden cases: every error at once, nothing served
-from a broken set, fragments read at load."""
+"""The rules sections: every error at once, fragments read at load, ranks."""
 
 from __future__ import annotations
 
@@ -40,14 +39,21 @@ def test_fragments_outside_the_directory_are_refused(tmp_path: Path) -> None:
     assert "outside the rules directory" in errors[0].reason
 
 
-def test_reserved_slot_names(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text("slots: {head: {}, redirect: {}}\n")
-    _, errors = check_rules(tmp_path)
-    assert len(errors) == 2 and "reserved" in errors[0].reason
-
-
-def test_slot_tag_qualifies_the_marker(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text("slots: {hero: {tag: Section}, bad: {tag: '1x'}}\n")
+def test_rank_is_priority_then_file_then_position(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("slots: {hero: {}}\nrules:\n  - {name: a1, then: {hero: x}}"
+                                     "\n  - {name: a2, priority: 5, then: {hero: x}}\n")
+    (tmp_path / "b.yaml").write_text("rules:\n  - {name: b1, priority: 5, then: {hero: x}}\n")
     ruleset, errors = check_rules(tmp_path)
-    assert ruleset.slots["hero"].selector == 'section[data-ep-slot="hero"]'
-    assert len(errors) == 1 and "tag is an element name" in errors[0].reason
+    assert errors == []
+    assert [(r.name, r.rank) for r in ruleset.rules] == [("a2", 0), ("b1", 1), ("a1", 2)]
+    assert ruleset.rules[0].source == f"{tmp_path / 'a.yaml'}:4"
+
+
+def test_schedule_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n"
+        "  - name: x\n    schedule: {start: '2026-11-31', days: 3}\n    then: {hero: x}\n"
+        "  - name: y\n    schedule: {days: [mon, funday]}\n    then: {hero: x}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split(": ", 1)[1][:30]) for e in errors] == [
+        (4, "'2026-11-31' is not a date; wr"), (7, "unknown day 'funday'; expected")]

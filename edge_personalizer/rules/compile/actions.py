@@ -1,0 +1,213 @@
+"""`then` (and experiment variants) -> slot contents and page actions: fragments are read
+here, templates parsed, redirect targets, headers and cookies checked."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from ..fields import suggest
+from ..loader import KeyPath, RuleFile
+from ..model import INJECTIONS, PAGE_ACTIONS, SLOT_ACTIONS, Content, Pairs, Redirect
+from ..template import Template, TemplateKind
+from .context import CompileContext, Invalid
+
+# RFC 7230 token: header names, attribute names.
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_FORBIDDEN_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "host",
+                                "set-cookie", "keep-alive", "upgrade", "te", "trailer"})
+# RFC 6265 cookie-octet: no space, '"', ',', ';', '\' or control character.
+_COOKIE_VALUE = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+_VARIANT_KEYS = frozenset({"action", "html", "file", "text", "attribute", "value", "class"})
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What one `then` does."""
+
+    slots: MappingProxyType[str, Content]
+    redirect: Redirect | None
+    headers: Pairs
+    cookies: Pairs
+
+
+def compile_then(ctx: CompileContext, rule_file: RuleFile, then: dict[Any, Any], at: KeyPath,
+                 owner: str) -> Actions | None:
+    """Every key's action, or None when any is wrong (each error reported)."""
+    slots: dict[str, Content] = {}
+    redirect: Redirect | None = None
+    headers: Pairs = ()
+    cookies: Pairs = ()
+    ok = True
+    for raw_key, value in then.items():
+        key = str(raw_key)
+        key_at: KeyPath = (*at, key)
+        try:
+            if key == "redirect":
+                redirect = _redirect(value, key_at)
+            elif key == "headers":
+                headers = _headers(value, key_at)
+            elif key == "cookies":
+                cookies = _cookies(value, key_at)
+            elif key in ctx.slots:
+                slots[key] = content(ctx, value, key_at)
+            elif key in INJECTIONS:
+                slots[key] = _injection(ctx, key, value, key_at)
+            else:
+                choices = [*ctx.slots, *PAGE_ACTIONS, *INJECTIONS]
+                raise Invalid(f"unknown slot {key!r}; the slots section defines "
+                              + (", ".join(sorted(ctx.slots)) or "none")
+                              + " (page actions: redirect, headers, cookies, head, body_end)"
+                              + suggest(key, choices), key_at, on_key=True)
+        except Invalid as exc:
+            ctx.reject(rule_file, exc, owner)
+            ok = False
+    if not ok:
+        return None
+    return Actions(MappingProxyType(slots), redirect, headers, cookies)
+
+
+def _injection(ctx: CompileContext, key: str, value: Any, at: KeyPath) -> Content:
+    added = content(ctx, value, at)
+    if added.action != "inner" or added.template is None:
+        raise Invalid(f"{key} takes HTML (inline or a fragment file) to add", at)
+    return Content("append", added.template, None, added.source)
+
+
+def _fragment(ctx: CompileContext, path_text: str, at: KeyPath) -> tuple[str, str]:
+    directory = ctx.directory.resolve()
+    try:
+        path = (directory / path_text).resolve()
+        if directory not in path.parents:
+            raise Invalid(f"fragment {path_text!r} is outside the rules directory", at)
+        if not path.is_file():
+            raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", at)
+        return path.read_text(encoding="utf-8"), path_text
+    except (OSError, UnicodeDecodeError, ValueError) as exc:   # ValueError: a NUL in the name
+        raise Invalid(f"fragment {path_text!r} cannot be read as UTF-8: {exc}", at) from exc
+
+
+def _template(text: str, at: KeyPath, kind: TemplateKind = "html",
+              attribute: str = "") -> Template:
+    try:
+        return Template.parse(text, kind=kind, attribute=attribute)
+    except ValueError as exc:
+        raise Invalid(str(exc), at) from exc
+
+
+def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
+    """One variant: a fragment file, inline HTML, or a mapping with an action."""
+    if isinstance(raw, str):
+        if raw.strip().endswith(".html") and "<" not in raw:
+            html, source = _fragment(ctx, raw.strip(), at)
+            return Content("inner", _template(html, at), source=source)
+        return Content("inner", _template(raw, at), source="inline")
+    if not isinstance(raw, dict):
+        raise Invalid("a variant is a fragment file (x.html), inline HTML, or a mapping "
+                      "such as {html: ...} or {action: remove}", at)
+    for key in raw:
+        if key not in _VARIANT_KEYS:
+            raise Invalid(f"unknown variant key {key!r}; expected one of "
+                          + ", ".join(sorted(_VARIANT_KEYS)) + suggest(str(key), _VARIANT_KEYS),
+                          (*at, str(key)), on_key=True)
+    sources = [k for k in ("html", "file", "text") if k in raw]
+    if len(sources) > 1:
+        raise Invalid("a variant has one of html, file or text", at)
+    action = raw.get("action", "text" if sources == ["text"] else "inner")
+    if action not in SLOT_ACTIONS:
+        raise Invalid(f"unknown action {action!r}; expected one of " + ", ".join(SLOT_ACTIONS)
+                      + suggest(str(action), SLOT_ACTIONS), (*at, "action"))
+    if action in ("set_attribute", "remove_attribute"):
+        return _attribute_content(raw, action, at)
+    if action in ("add_class", "remove_class"):
+        names = raw.get("class")
+        if not isinstance(names, str) or not names.strip():
+            raise Invalid(f"{action} needs class: <name>", at)
+        return Content(action, Template((names.strip(),)))
+    # A text variant's placeholders are written as they are: the page writer escapes the
+    # whole text once (issue 20, item 13).
+    kind: TemplateKind = "text" if action == "text" else "html"
+    template, source = None, "inline"
+    if "file" in raw:
+        html, source = _fragment(ctx, str(raw["file"]), (*at, "file"))
+        template = _template(html, (*at, "file"), kind)
+    elif "html" in raw or "text" in raw:
+        key = "html" if "html" in raw else "text"
+        template = _template(str(raw[key]), (*at, key), kind)
+    if action != "remove" and template is None:
+        raise Invalid(f"action {action} needs html, file or text", at)
+    return Content(action, template, None, source)
+
+
+def _attribute_content(raw: dict[Any, Any], action: str, at: KeyPath) -> Content:
+    attribute = raw.get("attribute")
+    if not isinstance(attribute, str) or not _TOKEN.match(attribute):
+        raise Invalid(f"{action} needs attribute: <name>", at)
+    if action == "remove_attribute":
+        return Content("remove_attribute", None, attribute)
+    if "value" not in raw:
+        raise Invalid("set_attribute needs value: <text>", at)
+    template = _template(str(raw["value"]), (*at, "value"), "attribute", attribute)
+    return Content("set_attribute", template, attribute)
+
+
+def _redirect(raw: Any, at: KeyPath) -> Redirect:
+    if isinstance(raw, str):
+        raw = {"to": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("to"), str) or not raw["to"]:
+        raise Invalid("redirect is a URL or path, or {to: ..., status: 302}", at)
+    location = raw["to"].strip()
+    if not location.startswith(("/", "https://", "http://")) or location.startswith("//") \
+            or not _HEADER_VALUE.match(location) or any(c in location for c in " \t\\"):
+        raise Invalid(f"redirect target {location!r} must be a path (/landing) or an "
+                      "absolute http(s) URL", (*at, "to"))
+    status = raw.get("status", 302)
+    if isinstance(status, bool) or status not in _REDIRECT_STATUSES:
+        raise Invalid(f"redirect status is one of {', '.join(map(str, _REDIRECT_STATUSES))}",
+                      (*at, "status"))
+    keep = raw.get("keep_query", True)
+    if not isinstance(keep, bool):
+        raise Invalid("keep_query is true or false", (*at, "keep_query"))
+    return Redirect(location, int(status), keep)
+
+
+def _pairs(raw: Any, at: KeyPath, what: str) -> list[tuple[str, str, KeyPath]]:
+    if not isinstance(raw, dict) or not raw:
+        raise Invalid(f"{what} is a mapping of names to values", at)
+    out = []
+    for key, value in raw.items():
+        if isinstance(value, (dict, list)) or value is None:
+            raise Invalid(f"{what}: the value of {key!r} must be one line of text",
+                          (*at, str(key)))
+        out.append((str(key), str(value), (*at, str(key))))
+    return out
+
+
+def _headers(raw: Any, at: KeyPath) -> Pairs:
+    out = []
+    for name, value, where in _pairs(raw, at, "headers"):
+        if not _TOKEN.match(name) or name.lower() in _FORBIDDEN_HEADERS:
+            raise Invalid(f"headers: {name!r} cannot be set by a rule", where)
+        if not _HEADER_VALUE.match(value):
+            raise Invalid(f"headers: the value of {name!r} must be one line of text "
+                          "(no control characters; non-ASCII as latin-1)", where)
+        out.append((name, value))
+    return tuple(out)
+
+
+def _cookies(raw: Any, at: KeyPath) -> Pairs:
+    out = []
+    for name, value, where in _pairs(raw, at, "cookies"):
+        if not _TOKEN.match(name):
+            raise Invalid(f"cookies: {name!r} is not a cookie name (letters, digits and "
+                          "!#$%&'*+-.^_`|~; no spaces, '=', ';' or ',')", where, on_key=True)
+        if not _COOKIE_VALUE.match(value):
+            raise Invalid(f"cookies: the value of {name!r} may not hold spaces, quotes, "
+                          "';', ',', '\\' or control characters (URL-encode them: "
+                          "spring%20sale)", where)
+        out.append((name, value))
+    return tuple(out)

@@ -1,0 +1,236 @@
+"""`when`, `audience` and segment clauses -> Condition callables; every mistake reported
+with where it was written."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+import re2
+
+from ..conditions import (
+    AllMatchers,
+    AllOf,
+    AnyOf,
+    Between,
+    Compare,
+    Condition,
+    Equals,
+    Exists,
+    FieldIs,
+    Matcher,
+    Matches,
+    Not,
+    NotMatcher,
+    OneOf,
+    Segment,
+    Text,
+)
+from ..fields import FieldSpec, lookup, normalize, suggest
+from ..loader import KeyPath, RuleFile
+from .context import CompileContext, Invalid, Reported, kind_of
+
+OPERATORS = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
+             "prefix", "suffix", "matches", "exists")
+_LOGIC = ("all", "any", "not", "segment")
+_NUMERIC = ("gt", "gte", "lt", "lte", "between")
+_TEXTUAL = ("prefix", "suffix", "matches")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.encoding = re2.Options.Encoding.UTF8
+
+
+def compile_condition(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
+                      owner: str) -> Condition:
+    """A mapping of clauses, all of which must hold. Each bad clause is reported (so one
+    run finds them all); then Reported stops the caller."""
+    if not isinstance(raw, dict) or not raw:
+        raise Invalid("conditions are a mapping of fields to values, e.g. "
+                      "{geo.country: GB, device.type: mobile}", at)
+    parts: list[Condition] = []
+    failed = False
+    for key, value in raw.items():
+        try:
+            parts.append(_clause(ctx, rule_file, str(key), value, (*at, str(key)), owner))
+        except Invalid as exc:
+            ctx.reject(rule_file, exc, owner)
+            failed = True
+        except Reported:
+            failed = True
+    if failed:
+        raise Reported()
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+
+
+def _clause(ctx: CompileContext, rule_file: RuleFile, key: str, value: Any, at: KeyPath,
+            owner: str) -> Condition:
+    if key in ("all", "any"):
+        if not isinstance(value, list) or not value:
+            raise Invalid(f"{key} takes a list of conditions", at)
+        children = tuple(compile_condition(ctx, rule_file, item, (*at, i), owner)
+                         for i, item in enumerate(value))
+        return AllOf(children) if key == "all" else AnyOf(children)
+    if key == "not":
+        return Not(compile_condition(ctx, rule_file, value, at, owner))
+    if key == "segment":
+        names = value if isinstance(value, list) else [value]
+        if not names or not all(isinstance(n, str) for n in names):
+            raise Invalid("segment takes a segment name or a list of names", at)
+        found = tuple(segment(ctx, n, at) for n in names)
+        return found[0] if len(found) == 1 else AnyOf(found)
+    return _field_condition(ctx, normalize(key), value, at)
+
+
+def segment(ctx: CompileContext, name: str, at: KeyPath) -> Segment:
+    """The named segment, compiled on first use (a circle of segments is an error)."""
+    if name in ctx.segments:
+        return ctx.segments[name]
+    source = ctx.segment_sources.get(name)
+    if source is None:
+        raise Invalid(f"unknown segment {name!r}" + suggest(name, ctx.segment_sources), at)
+    if name in ctx.compiling:
+        circle = " -> ".join([*ctx.compiling[ctx.compiling.index(name):], name])
+        raise Invalid(f"segments refer to each other in a circle: {circle}", at)
+    owner = f"segment '{name}'"
+    ctx.compiling.append(name)
+    try:
+        compiled = Segment(name, compile_condition(ctx, source.rule_file, source.when,
+                                                   source.at, owner))
+    except Invalid as exc:
+        ctx.reject(source.rule_file, exc, owner)
+        compiled = Segment(name, AnyOf(()))   # reported; never matches
+    except Reported:
+        compiled = Segment(name, AnyOf(()))
+    finally:
+        ctx.compiling.pop()
+    ctx.segments[name] = compiled
+    return compiled
+
+
+def _field_condition(ctx: CompileContext, name: str, value: Any, at: KeyPath) -> Condition:
+    spec, why = lookup(name)
+    if spec is None:
+        if name in OPERATORS:
+            why = (f"{name!r} is an operator: it goes under a field, e.g. "
+                   f"{{profile.visits: {{{name}: ...}}}}")
+        elif "." not in name and suggest(name, _LOGIC):
+            why = f"unknown field {name!r}" + suggest(name, _LOGIC)
+        raise Invalid(why, at, on_key=True)
+    if name.startswith("profile.interests.") and ctx.interests:
+        category = name[len("profile.interests."):]
+        if category not in ctx.interests:
+            raise Invalid(f"unknown interest {category!r}; the interests section defines "
+                          + ", ".join(sorted(ctx.interests)) + suggest(category, ctx.interests),
+                          at, on_key=True)
+    return FieldIs(name, _matcher(spec, name, value, at))
+
+
+def _matcher(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
+    if isinstance(value, dict):
+        if not value:
+            raise Invalid(f"{name}: empty condition", at)
+        matchers = tuple(_operator(spec, name, str(op), v, (*at, str(op)))
+                         for op, v in value.items())
+        return matchers[0] if len(matchers) == 1 else AllMatchers(matchers)
+    if isinstance(value, list):
+        if not value:
+            raise Invalid(f"{name}: empty list", at)
+        return _one_of(spec, name, value, at)
+    if spec.type == "list":
+        return Text("contains", _text(value, name, at).casefold())
+    return Equals(_value(spec, name, value, at))
+
+
+def _operator(spec: FieldSpec, name: str, op: str, value: Any, at: KeyPath) -> Matcher:
+    build = _OPERATOR_BUILDERS.get(op)
+    if build is None:
+        raise Invalid(f"unknown operator {op!r}; expected one of {', '.join(OPERATORS)}"
+                      + suggest(op, OPERATORS), at, on_key=True)
+    if op in _NUMERIC and spec.type != "number":
+        raise Invalid(f"{op} compares numbers; {name} is {spec.type}", at)
+    if op in _TEXTUAL and spec.type not in ("string", "list"):
+        raise Invalid(f"{op} works on text; {name} is {spec.type}", at)
+    return build(spec, name, op, value, at)
+
+
+def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
+    """A value a field can be compared with, folded for case-insensitive comparison."""
+    if isinstance(value, (dict, list)) or value is None:
+        raise Invalid(f"{name}: expected a value, got {kind_of(value)}", at)
+    if spec.type == "boolean":
+        if not isinstance(value, bool):
+            raise Invalid(f"{name} is true or false, got {value!r}", at)
+        return value
+    if spec.type == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise Invalid(f"{name} is a number, got {kind_of(value)} {value!r}", at)
+        return value
+    text = str(value)
+    if spec.values:
+        allowed = {v.casefold() for v in spec.values}
+        if text.casefold() not in allowed:
+            raise Invalid(f"unknown {name} {text!r}; expected "
+                          + ", ".join(spec.values) + suggest(text, spec.values), at)
+    return text.casefold()
+
+
+def _number(value: Any, op: str, at: KeyPath) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise Invalid(f"{op} takes a number, got {kind_of(value)}", at)
+    return float(value)
+
+
+def _text(value: Any, op: str, at: KeyPath) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or value == "":
+        raise Invalid(f"{op} takes text, got {kind_of(value)}", at)
+    return str(value)
+
+
+def _one_of(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
+    if not isinstance(value, list) or not value:
+        raise Invalid("in takes a list of values", at)
+    return OneOf(frozenset(_value(spec, name, v, (*at, i)) for i, v in enumerate(value)))
+
+
+def _between(value: Any, at: KeyPath) -> Matcher:
+    if not isinstance(value, list) or len(value) != 2:
+        raise Invalid("between takes two numbers: [low, high]", at)
+    low, high = _number(value[0], "between", at), _number(value[1], "between", at)
+    if low > high:
+        raise Invalid(f"between [{low:g}, {high:g}]: the low end is above the high end", at)
+    return Between(low, high)
+
+
+def _regex(value: Any, at: KeyPath) -> Matcher:
+    source = _text(value, "matches", at)
+    try:
+        pattern = re2.compile(source.encode(), _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) \
+            else str(exc)
+        raise Invalid(f"matches: not a usable regular expression ({detail}); "
+                      "lookarounds and back-references are not supported", at) from exc
+    return Matches(source, pattern)
+
+
+def _exists(value: Any, at: KeyPath) -> Matcher:
+    if not isinstance(value, bool):
+        raise Invalid("exists takes true or false", at)
+    return Exists(value)
+
+
+_Builder = Callable[[FieldSpec, str, str, Any, KeyPath], Matcher]
+_OPERATOR_BUILDERS: MappingProxyType[str, _Builder] = MappingProxyType({
+    "equals": lambda spec, name, op, value, at: Equals(_value(spec, name, value, at)),
+    "in": lambda spec, name, op, value, at: _one_of(spec, name, value, at),
+    "not": lambda spec, name, op, value, at: NotMatcher(_matcher(spec, name, value, at)),
+    **{op: (lambda spec, name, op, value, at: Compare(op, _number(value, op, at)))
+       for op in ("gt", "gte", "lt", "lte")},
+    "between": lambda spec, name, op, value, at: _between(value, at),
+    **{op: (lambda spec, name, op, value, at: Text(op, _text(value, op, at).casefold()))
+       for op in ("contains", "prefix", "suffix")},
+    "matches": lambda spec, name, op, value, at: _regex(value, at),
+    "exists": lambda spec, name, op, value, at: _exists(value, at),
+})

@@ -1,0 +1,75 @@
+"""What every compile step shares: the error list, what earlier sections defined, and the
+two ways a step stops (one error to record, or errors already recorded)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import RuleError
+from ..conditions import Segment
+from ..loader import KeyPath, RuleFile, RuleFiles
+from ..model import Goal, Slot
+
+NAME_RULE = "names are letters, digits, '-' and '_'"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Invalid(Exception):
+    """One error inside a compile step; the step is skipped, compiling goes on."""
+
+    def __init__(self, message: str, at: KeyPath, *, on_key: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.at = at
+        self.on_key = on_key
+
+
+class Reported(Exception):
+    """Errors already recorded; the enclosing step stops without adding another."""
+
+
+@dataclass(frozen=True)
+class SegmentSource:
+    rule_file: RuleFile
+    at: KeyPath
+    when: Any
+
+
+@dataclass
+class CompileContext:
+    """One compile run's state; thrown away when the RuleSet is built."""
+
+    directory: Path
+    errors: list[RuleError] = field(default_factory=list)
+    slots: dict[str, Slot] = field(default_factory=dict)
+    interests: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    segment_sources: dict[str, SegmentSource] = field(default_factory=dict)
+    segments: dict[str, Segment] = field(default_factory=dict)
+    compiling: list[str] = field(default_factory=list)   # segments being compiled, nested
+    goals: dict[str, Goal] = field(default_factory=dict)
+
+    def fail(self, rule_file: RuleFile, message: str, at: KeyPath, owner: str | None,
+             *, on_key: bool = False) -> None:
+        self.errors.append(rule_file.error(message, at, owner=owner, on_key=on_key))
+
+    def reject(self, rule_file: RuleFile, exc: Invalid, owner: str | None) -> None:
+        self.fail(rule_file, exc.message, exc.at, owner, on_key=exc.on_key)
+
+
+def sections(rule_files: RuleFiles, name: str) -> Iterator[tuple[RuleFile, Any]]:
+    """Each file's section `name`, for the files that have one."""
+    for rule_file in rule_files.files:
+        if name in rule_file.sections:
+            yield rule_file, rule_file.sections[name]
+
+
+def kind_of(value: Any) -> str:
+    """A value's kind in a marketer's words."""
+    if isinstance(value, bool):
+        return "true/false"
+    return {dict: "a mapping", list: "a list", str: "text", int: "a number",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)

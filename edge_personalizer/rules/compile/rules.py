@@ -1,0 +1,178 @@
+"""The `rules` sections -> Rule values in rank order (priority, then file, then position)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any
+
+from ..conditions import AllOf, Condition, Schedule, Traffic
+from ..fields import suggest
+from ..loader import KeyPath, RuleFile, RuleFiles
+from ..model import Rule
+from .actions import compile_then
+from .conditions import compile_condition
+from .context import NAME, NAME_RULE, CompileContext, Invalid, Reported, kind_of, sections
+
+RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_GROUPS = {"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]}
+_SCHEDULE_KEYS = ("start", "end", "days", "hours")
+_HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Written:
+    """Where a compiled rule was written, for errors found after compiling it."""
+
+    rule_file: RuleFile
+    at: KeyPath
+
+
+def compile_rules_sections(ctx: CompileContext, rule_files: RuleFiles
+                           ) -> tuple[tuple[Rule, ...], dict[str, Written]]:
+    """Every valid rule, ranked, and where each was written."""
+    compiled: list[tuple[tuple[int, int, int], Rule]] = []
+    written: dict[str, Written] = {}
+    seen: dict[str, str] = {}
+    for file_index, (rule_file, section) in enumerate(sections(rule_files, "rules")):
+        if not isinstance(section, list):
+            ctx.fail(rule_file, f"rules is a list of rules (- name: ...), got {kind_of(section)}",
+                     ("rules",), None)
+            continue
+        for position, raw in enumerate(section):
+            at: KeyPath = ("rules", position)
+            rule = _rule(ctx, rule_file, raw, at, seen)
+            if rule is not None:
+                compiled.append(((-rule.priority, file_index, position), rule))
+                written[rule.name] = Written(rule_file, at)
+    compiled.sort(key=lambda item: item[0])
+    return tuple(replace(rule, rank=rank) for rank, (_, rule) in enumerate(compiled)), written
+
+
+def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
+          seen: dict[str, str]) -> Rule | None:
+    if not isinstance(raw, dict):
+        ctx.fail(rule_file, f"a rule is a mapping (name, when, then), got {kind_of(raw)}", at,
+                 None)
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        ctx.fail(rule_file, f"every rule needs a name ({NAME_RULE})", (*at, "name"), None)
+        return None
+    label = f"rule '{name}'"
+    where = f"{rule_file.path}:{rule_file.line_of(at)}"
+    if name in seen:
+        ctx.fail(rule_file, f"the name is already used by the rule at {seen[name]}",
+                 (*at, "name"), label)
+        return None
+    seen[name] = where
+    errors_before = len(ctx.errors)
+    for key in raw:
+        if key not in RULE_KEYS:
+            ctx.fail(rule_file, f"unknown key {key!r}; a rule has "
+                     + ", ".join(RULE_KEYS[:-1]) + suggest(str(key), RULE_KEYS),
+                     (*at, str(key)), label, on_key=True)
+    parts = _condition_parts(ctx, rule_file, raw, at, label, name)
+    priority = raw.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        ctx.fail(rule_file, "priority is a whole number (higher goes first)",
+                 (*at, "priority"), label)
+    then = raw.get("then")
+    if not isinstance(then, dict) or not then:
+        ctx.fail(rule_file, "every rule needs `then`: what it shows, per slot",
+                 (*at, "then") if "then" in raw else at, label)
+        return None
+    actions = compile_then(ctx, rule_file, then, (*at, "then"), label)
+    if actions is None or len(ctx.errors) > errors_before:
+        return None
+    condition = parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+    return Rule(name=name, condition=condition, rank=0, priority=int(priority), source=where,
+                slots=actions.slots, redirect=actions.redirect, headers=actions.headers,
+                cookies=actions.cookies)
+
+
+def _condition_parts(ctx: CompileContext, rule_file: RuleFile, raw: dict[Any, Any],
+                     at: KeyPath, label: str, name: str) -> list[Condition]:
+    builders: dict[str, Callable[[], Condition]] = {
+        "when": lambda: compile_condition(ctx, rule_file, raw["when"], (*at, "when"), label),
+        "schedule": lambda: _schedule(raw["schedule"], (*at, "schedule")),
+        "traffic": lambda: _traffic(raw["traffic"], name, (*at, "traffic")),
+    }
+    parts: list[Condition] = []
+    for key, build in builders.items():
+        if key not in raw:
+            continue
+        try:
+            parts.append(build())
+        except Invalid as exc:
+            ctx.reject(rule_file, exc, label)
+        except Reported:
+            pass
+    return parts
+
+
+def _date(value: Any, at: KeyPath) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise Invalid(f"{value!r} is not a date; write 2026-12-24", at) from exc
+
+
+def _schedule(raw: Any, at: KeyPath) -> Schedule:
+    if not isinstance(raw, dict) or not raw:
+        raise Invalid("schedule is a mapping: start, end, days, hours", at)
+    unknown = sorted(str(key) for key in raw if key not in _SCHEDULE_KEYS)
+    if unknown:
+        raise Invalid(f"unknown schedule key {unknown[0]!r}; expected start, end, days, hours"
+                      + suggest(unknown[0], _SCHEDULE_KEYS), (*at, unknown[0]))
+    start = _date(raw["start"], (*at, "start")) if "start" in raw else None
+    end = _date(raw["end"], (*at, "end")) if "end" in raw else None
+    if start and end and start > end:
+        raise Invalid("the schedule ends before it starts", (*at, "end"))
+    hours = _hours(raw["hours"], (*at, "hours")) if "hours" in raw else None
+    return Schedule(start, end, _days(raw.get("days", []), (*at, "days")), hours)
+
+
+def _days(raw: Any, at: KeyPath) -> frozenset[str]:
+    if not isinstance(raw, (str, list)):
+        raise Invalid("days is a day (mon..sun, weekdays, weekend) or a list of them", at)
+    days: set[str] = set()
+    for i, day in enumerate([raw] if isinstance(raw, str) else raw):
+        text = str(day).lower()
+        text = text if text in _DAY_GROUPS else text[:3]
+        if text in _DAY_GROUPS:
+            days.update(_DAY_GROUPS[text])
+        elif text in WEEKDAYS:
+            days.add(text)
+        else:
+            raise Invalid(f"unknown day {day!r}; expected mon..sun, weekdays or weekend"
+                          + suggest(str(day), (*WEEKDAYS, *_DAY_GROUPS)), (*at, i))
+    return frozenset(days)
+
+
+def _hours(raw: Any, at: KeyPath) -> tuple[int, int]:
+    match = _HOURS.match(str(raw).strip())
+    if not match:
+        raise Invalid('hours are written "18:00-23:00"', at)
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 24 or h2 > 24 or m1 > 59 or m2 > 59:
+        raise Invalid(f"{raw!r} is not a time range", at)
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
+def _traffic(raw: Any, name: str, at: KeyPath) -> Traffic:
+    text = str(raw).strip().rstrip("%")
+    try:
+        percent = float(text)
+    except ValueError as exc:
+        raise Invalid("traffic is a percentage such as 25 or 25%", at) from exc
+    if not 0 < percent <= 100:   # NaN fails here too
+        raise Invalid("traffic is between 0 and 100 percent", at)
+    return Traffic(percent, f"traffic:{name}")

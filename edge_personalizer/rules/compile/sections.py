@@ -1,0 +1,91 @@
+"""The declarations rules refer to: slots, interests and named segments."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..loader import KeyPath, RuleFile, RuleFiles
+from ..model import INJECTIONS, PAGE_ACTIONS, Slot
+from .context import NAME, NAME_RULE, CompileContext, SegmentSource, kind_of, sections
+
+_TAG = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+_SLOT_KEYS = frozenset({"selector", "tag", "description"})
+
+
+def _mapping(ctx: CompileContext, rule_file: RuleFile, value: Any,
+             section: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        ctx.fail(rule_file, f"{section} is a mapping (name: ...), got {kind_of(value)}",
+                 (section,), None)
+        return {}
+    return value
+
+
+def collect_slots(ctx: CompileContext, rule_files: RuleFiles) -> None:
+    for rule_file, section in sections(rule_files, "slots"):
+        for name, spec in _mapping(ctx, rule_file, section, "slots").items():
+            at: KeyPath = ("slots", str(name))
+            if str(name) in ctx.slots:
+                ctx.fail(rule_file, f"slot {name!r} is defined twice", at, None)
+            elif name in (*INJECTIONS, *PAGE_ACTIONS):
+                ctx.fail(rule_file, f"{name!r} is reserved for a page action; name the slot "
+                         "differently", at, None, on_key=True)
+            elif not NAME.match(str(name)):
+                ctx.fail(rule_file, f"slot name {name!r}: {NAME_RULE}", at, None)
+            else:
+                selector = _selector(ctx, rule_file, str(name), spec, at)
+                if selector is not None:
+                    ctx.slots[str(name)] = Slot(str(name), selector)
+
+
+def _selector(ctx: CompileContext, rule_file: RuleFile, name: str, spec: Any,
+              at: KeyPath) -> str | None:
+    if spec is None:
+        return f'[data-ep-slot="{name}"]'
+    if not isinstance(spec, dict) or set(spec) - _SLOT_KEYS:
+        ctx.fail(rule_file, "a slot is {} (the data-ep-slot marker), {tag: div} "
+                 '(the marker on that element: faster) or {selector: "css"}', at, None)
+        return None
+    selector = f'[data-ep-slot="{name}"]'
+    if "tag" in spec:
+        tag = spec["tag"]
+        if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+            ctx.fail(rule_file, "tag is an element name such as div or section",
+                     (*at, "tag"), None)
+            return None
+        selector = f"{tag.lower()}{selector}"
+    if "selector" in spec:
+        if not isinstance(spec["selector"], str) or not spec["selector"].strip():
+            ctx.fail(rule_file, "selector must be a CSS selector", (*at, "selector"), None)
+            return None
+        selector = spec["selector"].strip()
+    return selector
+
+
+def collect_interests(ctx: CompileContext, rule_files: RuleFiles) -> None:
+    for rule_file, section in sections(rule_files, "interests"):
+        for name, patterns in _mapping(ctx, rule_file, section, "interests").items():
+            at: KeyPath = ("interests", str(name))
+            if str(name) in ctx.interests:
+                ctx.fail(rule_file, f"interest {name!r} is defined twice", at, None)
+            elif not isinstance(patterns, list) or not patterns or not all(
+                    isinstance(p, str) and p.startswith("/") for p in patterns):
+                ctx.fail(rule_file, "an interest is a list of path patterns such as "
+                         '["/running", "/running/*"]', at, None)
+            else:
+                ctx.interests[str(name)] = tuple(patterns)
+
+
+def collect_segments(ctx: CompileContext, rule_files: RuleFiles) -> None:
+    for rule_file, section in sections(rule_files, "segments"):
+        for name, spec in _mapping(ctx, rule_file, section, "segments").items():
+            at: KeyPath = ("segments", str(name))
+            if str(name) in ctx.segment_sources:
+                ctx.fail(rule_file, f"segment {name!r} is defined twice", at, None)
+            elif not isinstance(spec, dict) or set(spec) - {"when", "description"} \
+                    or "when" not in spec:
+                ctx.fail(rule_file, "a segment is {when: {...conditions...}}", at, None)
+            else:
+                ctx.segment_sources[str(name)] = SegmentSource(rule_file, (*at, "when"),
+                                                               spec["when"])

@@ -1,0 +1,94 @@
+"""`then` -> slot contents and page actions: what may reach a response, checked at load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.rules.book import check_rules, load_rules
+
+from ...factories import make_visitor
+
+
+def then(tmp_path: Path, actions: str) -> Path:
+    (tmp_path / "r.yaml").write_text(
+        f"slots: {{hero: {{}}}}\nrules:\n  - name: r\n    then: {actions}\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("cookies", [
+    '{promo: "spring sale; Path=/evil"}',     # issue 18, bug 4
+    '{promo: "a,b"}', '{promo: "say \\"hi\\""}', '{promo: "tab\\there"}',
+    '{promo: "caf\\u00e9"}', '{"pro mo": x}', '{"a;b": x}', '{"a=b": x}', '{"": x}',
+])
+def test_cookies_that_would_break_set_cookie_are_refused(tmp_path: Path, cookies: str) -> None:
+    _, errors = check_rules(then(tmp_path, f"{{cookies: {cookies}}}"))
+    assert len(errors) == 1 and errors[0].line == 4 and "cookies:" in errors[0].reason
+
+
+def test_plain_cookies_are_set_as_written(tmp_path: Path) -> None:
+    rule = load_rules(then(tmp_path, "{cookies: {promo: spring%20sale, seen: 1}}")).rules[0]
+    assert rule.cookies == (("promo", "spring%20sale"), ("seen", "1"))
+
+
+@pytest.mark.parametrize(("actions", "message"), [
+    ("{headers: {X-A: \"caf\\u20ac\"}}", "must be one line of text"),
+    ("{headers: {X-A: \"a\\u0007b\"}}", "must be one line of text"),
+    ("{headers: {Set-Cookie: a}}", "'Set-Cookie' cannot be set by a rule"),
+    ("{redirect: \"/caf\\u20ac\"}", "must be a path"),
+    ("{redirect: {to: /a, status: true}}", "redirect status is one of"),
+])
+def test_headers_and_redirects_that_cannot_go_out_are_refused(
+        tmp_path: Path, actions: str, message: str) -> None:
+    _, errors = check_rules(then(tmp_path, actions))
+    assert len(errors) == 1 and message in errors[0].reason
+
+
+@pytest.mark.parametrize(("actions", "message"), [
+    # issue 20, item 15: visitor data never lands where a browser runs it
+    ("{hero: {action: set_attribute, attribute: onclick, value: '{{ request.query.x }}'}}",
+     "event handler"),
+    ("{hero: {action: set_attribute, attribute: style, value: 'color: {{ request.query.x }}'}}",
+     "CSS"),
+    ("{hero: {html: '<script>var q = \"{{ request.query.x }}\"</script>'}}", "inside <script>"),
+    ("{hero: {html: '<style>a {color: {{ request.query.x }} }</style>'}}", "inside <style>"),
+    ("{hero: {html: '<a onmouseover=\"go({{ request.query.x }})\">x</a>'}}", "event handler"),
+    ("{hero: {html: '<a href={{ request.query.x }}>x</a>'}}", "unquoted value"),
+    ("{hero: {html: '<a {{ request.query.x }}>x</a>'}}", "inside a tag"),
+    ("{hero: {html: '<{{ request.query.x }}>'}}", "right after '<'"),
+    ("{hero: {html: '<a href=\"javascript:{{ request.query.x }}\">x</a>'}}", "javascript: URL"),
+    ("{hero: {html: '<a href=\"{{ request.query.x }}{{ request.query.y }}\">x</a>'}}",
+     "two visitor fields"),
+    ("{hero: {action: set_attribute, attribute: href, "
+     "value: '{{ request.query.x | default: \"javascript:go()\" }}'}}", "the default"),
+])
+def test_visitor_fields_where_escaping_cannot_help_are_refused_at_load(
+        tmp_path: Path, actions: str, message: str) -> None:
+    _, errors = check_rules(then(tmp_path, actions))
+    assert len(errors) == 1 and errors[0].line == 4, errors
+    assert message in errors[0].reason
+
+
+def test_text_variants_print_visitor_values_as_they_are(tmp_path: Path) -> None:
+    # The page writer (and the fragment endpoint) escape a text variant once (issue 20,
+    # item 13): the template must not escape it a first time.
+    rule = load_rules(then(tmp_path, "{hero: {text: 'Hi {{ request.query.n }} & co'}}")).rules[0]
+    template = rule.slots["hero"].template
+    assert rule.slots["hero"].action == "text" and template is not None
+    assert template.render(make_visitor(query="n=Tom+%26+Jerry")) == "Hi Tom & Jerry & co"
+
+
+def test_html_variants_escape_visitor_values(tmp_path: Path) -> None:
+    rule = load_rules(then(tmp_path, "{hero: {html: '<b>{{ request.query.n }}</b>'}}")).rules[0]
+    template = rule.slots["hero"].template
+    assert template is not None
+    assert template.render(make_visitor(query="n=Tom+%26+Jerry")) == "<b>Tom &amp; Jerry</b>"
+
+
+def test_injections_take_html(tmp_path: Path) -> None:
+    rule = load_rules(then(tmp_path, "{head: '<meta name=x>', body_end: '<p>x</p>'}")).rules[0]
+    assert {k: c.action for k, c in rule.slots.items()} == {"head": "append",
+                                                             "body_end": "append"}
+    _, errors = check_rules(then(tmp_path, "{head: {action: remove}}"))
+    assert "head takes HTML" in errors[0].reason

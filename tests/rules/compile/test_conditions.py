@@ -1,0 +1,57 @@
+"""Clauses -> conditions: what is accepted, and each mistake at its line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.rules.book import check_rules, load_rules
+
+from ...factories import make_visitor
+
+
+def rules_with(tmp_path: Path, when: str) -> Path:
+    (tmp_path / "r.yaml").write_text(
+        f"slots: {{a: {{}}}}\nrules:\n  - name: r\n    when: {when}\n    then: {{a: x}}\n")
+    return tmp_path
+
+
+def test_in_lists_the_values_any_of_which_matches(tmp_path: Path) -> None:
+    rule = load_rules(rules_with(tmp_path, "{geo.country: {in: [SE, GB]}}")).rules[0]
+    assert rule.condition(make_visitor(ip="81.2.69.142"))        # GB
+    assert not rule.condition(make_visitor(ip="216.160.83.56"))  # US
+
+
+def test_time_zone_is_a_field_rules_can_read(tmp_path: Path) -> None:
+    # `explain` prints time.time_zone, so a rule may test it (issue 18, item 11).
+    rule = load_rules(rules_with(tmp_path, "{time.time_zone: Europe/London}")).rules[0]
+    assert rule.condition(make_visitor(ip="81.2.69.142"))
+    assert not rule.condition(make_visitor(ip="216.160.83.56"))
+
+
+@pytest.mark.parametrize(("when", "message"), [
+    ("{geo.country: {in: GB}}", "in takes a list of values"),
+    ("{geo.country: {is: GB}}", "unknown operator 'is'"),
+    ("{geo.country: []}", "geo.country: empty list"),
+    ("{profile.visits: {between: [5, 1]}}", "the low end is above the high end"),
+    ("{request.path: {matches: '(?=a)'}}", "not a usable regular expression"),
+    ("{equals: 3}", "'equals' is an operator"),
+    ("{segment: nobody}", "unknown segment 'nobody'"),
+])
+def test_mistakes_are_reported_at_their_line(tmp_path: Path, when: str, message: str) -> None:
+    _, errors = check_rules(rules_with(tmp_path, when))
+    assert len(errors) == 1 and message in errors[0].reason and errors[0].line == 4
+
+
+def test_segments_in_a_circle_are_an_error(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "segments:\n  a: {when: {segment: b}}\n  b: {when: {segment: a}}\n")
+    _, errors = check_rules(tmp_path)
+    assert any("circle: a -> b -> a" in e.reason for e in errors)
+
+
+def test_regular_expressions_match_text_beyond_ascii(tmp_path: Path) -> None:
+    rule = load_rules(rules_with(tmp_path, "{request.query.q: {matches: '^m.nchen$'}}")).rules[0]
+    assert rule.condition(make_visitor(query="q=m%C3%BCnchen"))
+    assert not rule.condition(make_visitor(query="q=muenchen"))

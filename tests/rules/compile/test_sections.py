@@ -1,0 +1,33 @@
+"""Slots, interests and segments: the declarations rules refer to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_personalizer.rules.book import check_rules
+
+
+def test_reserved_slot_names(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("slots: {head: {}, redirect: {}}\n")
+    _, errors = check_rules(tmp_path)
+    assert len(errors) == 2 and "reserved" in errors[0].reason
+
+
+def test_slot_tag_qualifies_the_marker(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("slots: {hero: {tag: Section}, bad: {tag: '1x'}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert ruleset.slots["hero"].selector == 'section[data-ep-slot="hero"]'
+    assert len(errors) == 1 and "tag is an element name" in errors[0].reason
+
+
+def test_sections_that_are_not_mappings_are_errors_at_their_line(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("slots: [hero]\ninterests: 3\nsegments: {a: {}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split(" ")[0]) for e in errors] == [
+        (1, "slots"), (2, "interests"), (3, "a")]
+
+
+def test_unused_segments_are_checked_too(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("segments:\n  fans: {when: {geo.contry: GB}}\n")
+    _, errors = check_rules(tmp_path)
+    assert len(errors) == 1 and "segment 'fans'" in str(errors[0]) and errors[0].line == 2
