@@ -64,7 +64,7 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
     _enum("time.daypart", "night morning afternoon evening", "visitor's local part of day"),
     FieldSpec("time.date", "string", description="YYYY-MM-DD, visitor's local date"),
     FieldSpec("time.time_zone", "string",
-              description="the IANA time zone the local time is in (UTC when unknown)"),
+              description="the IANA time zone of the local time (the site default when unknown)"),
     FieldSpec("profile.visits", "number"),
     FieldSpec("profile.pageviews", "number"),
     FieldSpec("profile.days_since_first", "number"),

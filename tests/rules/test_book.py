@@ -260,3 +260,17 @@ def test_random_edits_of_the_demo_rules_give_our_errors_only(data: st.DataObject
             text = text[:end] + text[start:end] + text[end:]
         files[name] = text
     _check_only_our_errors(files)
+
+
+def test_validate_prints_a_broken_date_as_file_and_line(tmp_path: Path) -> None:
+    # issue 18, bug 1, through the real command: a message, exit 1, no traceback
+    import subprocess
+    import sys
+
+    (tmp_path / "a.yaml").write_text(SLOTS + "rules:\n  - name: x\n"
+                                     "    schedule: {start: 2026-11-31}\n    then: {hero: hi}\n")
+    done = subprocess.run([sys.executable, "-m", "edge_personalizer", "validate", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in output
+    assert f"{tmp_path / 'a.yaml'}:5:23:" in output and "2026-11-31" in output

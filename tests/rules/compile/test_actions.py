@@ -92,3 +92,16 @@ def test_injections_take_html(tmp_path: Path) -> None:
                                                              "body_end": "append"}
     _, errors = check_rules(then(tmp_path, "{head: {action: remove}}"))
     assert "head takes HTML" in errors[0].reason
+
+
+def test_a_text_variant_reaches_the_page_escaped_once(tmp_path: Path) -> None:
+    # issue 20, item 13: "Tom & Jerry" arrived as "Tom &amp;amp; Jerry"
+    from edge_personalizer.rewrite.html import Edit, Rewriter
+
+    rule = load_rules(then(tmp_path, "{hero: {text: '{{ request.query.n }} <3'}}")).rules[0]
+    content = rule.slots["hero"]
+    assert content.template is not None
+    payload = content.template.render(make_visitor(query="n=Tom+%26+Jerry"))
+    rewriter = Rewriter([Edit('[data-ep-slot="hero"]', content.action, payload)])
+    page = rewriter.feed(b'<div data-ep-slot="hero">x</div>') + rewriter.finish()
+    assert page == b'<div data-ep-slot="hero">Tom &amp; Jerry &lt;3</div>'
