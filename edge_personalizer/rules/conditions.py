@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..classify.visitor import Visitor, field_getter
 from .bucketing import bucket
@@ -71,9 +71,14 @@ class OneOf:
         return "is one of " + ", ".join(sorted(_show(c) for c in self.choices))
 
 
-_COMPARE: MappingProxyType[str, tuple[Callable[[Any, Any], bool], str]] = MappingProxyType({
-    "gt": (operator.gt, "is more than"), "gte": (operator.ge, "is at least"),
-    "lt": (operator.lt, "is less than"), "lte": (operator.le, "is at most"),
+class _Comparison(NamedTuple):
+    test: Callable[[Any, Any], bool]
+    words: str
+
+
+_COMPARE: MappingProxyType[str, _Comparison] = MappingProxyType({
+    "gt": _Comparison(operator.gt, "is more than"), "gte": _Comparison(operator.ge, "is at least"),
+    "lt": _Comparison(operator.lt, "is less than"), "lte": _Comparison(operator.le, "is at most"),
 })
 
 
@@ -85,10 +90,10 @@ class Compare:
     def __call__(self, value: Any) -> bool:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return False
-        return _COMPARE[self.op][0](value, self.limit)
+        return _COMPARE[self.op].test(value, self.limit)
 
     def describe(self) -> str:
-        return f"{_COMPARE[self.op][1]} {self.limit:g}"
+        return f"{_COMPARE[self.op].words} {self.limit:g}"
 
 
 @dataclass(frozen=True)

@@ -198,12 +198,15 @@ def _trace(rule: Rule, visitor: Visitor, decision: Decision) -> RuleTrace:
     described = rule.condition.describe()
     failed = rule.condition.failure(visitor)
     if failed is not None:
-        return RuleTrace(rule.name, described, "failed", failed, rule.source)
+        return RuleTrace(name=rule.name, condition=described, outcome="failed", detail=failed,
+                         source=rule.source)
     if rule.name in decision.rules:
         won = sorted(rule.targets & ({s for s, c in decision.slots.items() if c.by == rule.name}
                                      | ({"redirect"} if decision.redirect_rule == rule.name
                                         else set())))
         detail = "won " + ", ".join(won) if won else "won page actions"
-        return RuleTrace(rule.name, described, "won", detail, rule.source)
-    return RuleTrace(rule.name, described, "matched",
-                     "matched, but higher-ranked rules had taken its slots", rule.source)
+        return RuleTrace(name=rule.name, condition=described, outcome="won", detail=detail,
+                         source=rule.source)
+    return RuleTrace(name=rule.name, condition=described, outcome="matched",
+                     detail="matched, but higher-ranked rules had taken its slots",
+                     source=rule.source)

@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ..classify.visitor import Visitor
 from .conditions import Condition
+from .index import RuleIndex
 from .template import Template
-
-if TYPE_CHECKING:
-    from .index import RuleIndex
 
 # `then` keys that are not slots: what a rule does to the whole response.
 PAGE_ACTIONS = ("redirect", "headers", "cookies")
@@ -166,8 +164,6 @@ class RuleSet:
 
     @classmethod
     def empty(cls, version: str = "none") -> RuleSet:
-        from .index import RuleIndex
-
         return cls(version=version, rules=(), slots=MappingProxyType({}), experiments=(),
                    interests=MappingProxyType({}), index=RuleIndex.build(()))
 

@@ -68,14 +68,15 @@ def compile_then(ctx: CompileContext, rule_file: RuleFile, then: dict[Any, Any],
             ok = False
     if not ok:
         return None
-    return Actions(MappingProxyType(slots), redirect, headers, cookies)
+    return Actions(slots=MappingProxyType(slots), redirect=redirect, headers=headers,
+                   cookies=cookies)
 
 
 def _injection(ctx: CompileContext, key: str, value: Any, at: KeyPath) -> Content:
     added = content(ctx, value, at)
     if added.action != "inner" or added.template is None:
         raise Invalid(f"{key} takes HTML (inline or a fragment file) to add", at)
-    return Content("append", added.template, None, added.source)
+    return Content(action="append", template=added.template, source=added.source)
 
 
 def _fragment(ctx: CompileContext, path_text: str, at: KeyPath) -> tuple[str, str]:
@@ -104,8 +105,8 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
     if isinstance(raw, str):
         if raw.strip().endswith(".html") and "<" not in raw:
             html, source = _fragment(ctx, raw.strip(), at)
-            return Content("inner", _template(html, at), source=source)
-        return Content("inner", _template(raw, at), source="inline")
+            return Content(action="inner", template=_template(html, at), source=source)
+        return Content(action="inner", template=_template(raw, at), source="inline")
     if not isinstance(raw, dict):
         raise Invalid("a variant is a fragment file (x.html), inline HTML, or a mapping "
                       "such as {html: ...} or {action: remove}", at)
@@ -127,7 +128,7 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
         names = raw.get("class")
         if not isinstance(names, str) or not names.strip():
             raise Invalid(f"{action} needs class: <name>", at)
-        return Content(action, Template((names.strip(),)))
+        return Content(action=action, template=Template((names.strip(),)))
     # A text variant's placeholders are written as they are: the page writer escapes the
     # whole text once (issue 20, item 13).
     kind: TemplateKind = "text" if action == "text" else "html"
@@ -140,7 +141,7 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
         template = _template(str(raw[key]), (*at, key), kind)
     if action != "remove" and template is None:
         raise Invalid(f"action {action} needs html, file or text", at)
-    return Content(action, template, None, source)
+    return Content(action=action, template=template, source=source)
 
 
 def _attribute_content(raw: dict[Any, Any], action: str, at: KeyPath) -> Content:
@@ -148,11 +149,11 @@ def _attribute_content(raw: dict[Any, Any], action: str, at: KeyPath) -> Content
     if not isinstance(attribute, str) or not _TOKEN.match(attribute):
         raise Invalid(f"{action} needs attribute: <name>", at)
     if action == "remove_attribute":
-        return Content("remove_attribute", None, attribute)
+        return Content(action="remove_attribute", attribute=attribute)
     if "value" not in raw:
         raise Invalid("set_attribute needs value: <text>", at)
     template = _template(str(raw["value"]), (*at, "value"), "attribute", attribute)
-    return Content("set_attribute", template, attribute)
+    return Content(action="set_attribute", template=template, attribute=attribute)
 
 
 def _redirect(raw: Any, at: KeyPath) -> Redirect:

@@ -83,8 +83,9 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
         weight, contents = _variant(ctx, spec, slots, v_at)
         weights.append((str(variant), weight))
         variants[str(variant)] = contents
-    return Experiment(name, slots, audience, float(holdout), tuple(weights),
-                      MappingProxyType(variants), f"{rule_file.path}:{rule_file.line_of(at)}",
+    return Experiment(name=name, slots=slots, audience=audience, holdout=float(holdout),
+                      weights=tuple(weights), variants=MappingProxyType(variants),
+                      source=f"{rule_file.path}:{rule_file.line_of(at)}",
                       goals=_goals(ctx, raw.get("goals"), (*at, "goals")))
 
 

@@ -137,7 +137,8 @@ def _schedule(raw: Any, at: KeyPath) -> Schedule:
     if start and end and start > end:
         raise Invalid("the schedule ends before it starts", (*at, "end"))
     hours = _hours(raw["hours"], (*at, "hours")) if "hours" in raw else None
-    return Schedule(start, end, _days(raw.get("days", []), (*at, "days")), hours)
+    return Schedule(start=start, end=end, days=_days(raw.get("days", []), (*at, "days")),
+                    hours=hours)
 
 
 def _days(raw: Any, at: KeyPath) -> frozenset[str]:
@@ -175,4 +176,4 @@ def _traffic(raw: Any, name: str, at: KeyPath) -> Traffic:
         raise Invalid("traffic is a percentage such as 25 or 25%", at) from exc
     if not 0 < percent <= 100:   # NaN fails here too
         raise Invalid("traffic is between 0 and 100 percent", at)
-    return Traffic(percent, f"traffic:{name}")
+    return Traffic(percent=percent, salt=f"traffic:{name}")

@@ -36,7 +36,7 @@ def collect_slots(ctx: CompileContext, rule_files: RuleFiles) -> None:
             else:
                 selector = _selector(ctx, rule_file, str(name), spec, at)
                 if selector is not None:
-                    ctx.slots[str(name)] = Slot(str(name), selector)
+                    ctx.slots[str(name)] = Slot(name=str(name), selector=selector)
 
 
 def _selector(ctx: CompileContext, rule_file: RuleFile, name: str, spec: Any,
