@@ -7,8 +7,9 @@ suggestion), the JSON Schema for editors, and the documentation.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 FieldType = Literal["string", "number", "boolean", "list"]
@@ -26,7 +27,7 @@ def _enum(name: str, values: str, description: str) -> FieldSpec:
     return FieldSpec(name, "string", tuple(values.split()), description)
 
 
-FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
+FIELDS: Mapping[str, FieldSpec] = MappingProxyType({spec.name: spec for spec in (
     _enum("referral.medium", "search social email paid ai referral internal direct app",
           "how the visitor came"),
     FieldSpec("referral.source", "string", description="google, facebook, newsletter..."),
@@ -84,10 +85,10 @@ FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in (
     FieldSpec("request.path", "string"),
     FieldSpec("request.host", "string"),
     FieldSpec("request.method", "string"),
-)}
+)})
 
 # Fields with a free name after the prefix: profile.interests.running, request.query.q...
-PREFIXES: dict[str, FieldSpec] = {
+PREFIXES: Mapping[str, FieldSpec] = MappingProxyType({
     "profile.interests.": FieldSpec("profile.interests.<category>", "number",
                                     description="0..1 interest score"),
     "profile.variants.": FieldSpec("profile.variants.<experiment>", "string",
@@ -96,7 +97,7 @@ PREFIXES: dict[str, FieldSpec] = {
     "request.cookie.": FieldSpec("request.cookie.<name>", "string"),
     "request.header.": FieldSpec("request.header.<name>", "string",
                                  description="lower-case header name"),
-}
+})
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -124,13 +125,13 @@ def lookup(name: str) -> tuple[FieldSpec | None, str]:
 
 
 # Request headers each part of the visitor comes from (what a cache must Vary on).
-_SOURCES: dict[str, tuple[str, ...]] = {
+_SOURCES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "referral": ("Referer",),
     "device": ("User-Agent", "Sec-CH-UA-Mobile", "Sec-CH-UA-Platform", "Sec-CH-UA-Model"),
     "language": ("Accept-Language",),
     "profile": ("Cookie",),
     "request.cookie": ("Cookie",),
-}
+})
 
 
 def vary_headers(fields: Iterable[str]) -> list[str]:

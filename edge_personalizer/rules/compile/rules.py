@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any
 
 from ..conditions import AllOf, Condition, Schedule, Traffic
@@ -18,7 +19,7 @@ from .context import NAME, NAME_RULE, CompileContext, Invalid, Reported, kind_of
 
 RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DAY_GROUPS = {"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]}
+_DAY_GROUPS = MappingProxyType({"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
 _SCHEDULE_KEYS = ("start", "end", "days", "hours")
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
