@@ -25,6 +25,7 @@ from .classify.referral import ReferralClassifier, ReferrerTable
 from .config import Settings
 from .endpoints import Endpoints
 from .endpoints.admin import Admin, AdminToken
+from .endpoints.dashboard import Dashboard
 from .endpoints.edge import EdgeDecisions
 from .endpoints.learning import Beacon, Results
 from .learn.attribution import Learning
@@ -103,11 +104,13 @@ class EdgeApp:
             geo=self.geo.info if self.geo else None, board=self.board)
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
-        prefixes = {}
+        dashboard = Dashboard(store=self.store, rules=self.rules, token=token)
+        routes |= dashboard.routes()
+        prefixes = dashboard.prefixes()
         if personalized.page_headers is not None:
             edge = EdgeDecisions(personalized.page_headers)
             routes |= edge.routes() | Beacon(personalized.page_headers).routes()
-            prefixes = edge.prefixes()
+            prefixes |= edge.prefixes()
         endpoints = Endpoints(personalized, routes=routes, prefixes=prefixes)
         self.app: ASGIApp = ClientAddressMiddleware(
             AccessLog(endpoints, metrics=self.metrics, enabled=settings.access_log),

@@ -103,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
     replay.set_defaults(run=cmd_replay)
 
+    report = commands.add_parser(
+        "report", help="print the experiments' results from the store (as /__ep/results), "
+                       "or write the dashboard's pages as one HTML file")
+    add_setting_flags(report, ("rules_dir", "store_url", "data_dir"))
+    report.add_argument("--format", choices=["text", "json"], default="text")
+    report.add_argument("--html", type=Path, metavar="FILE",
+                        help="write every dashboard page into FILE (self-contained) instead")
+    report.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    report.set_defaults(run=cmd_report)
+
     schema = commands.add_parser("schema", help="print the JSON Schema of rule files")
     schema.set_defaults(run=cmd_schema)
 
@@ -273,6 +283,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"{summary.requests} requests from {summary.visitors} visitors: "
           f"{summary.exposures} exposures and {summary.conversions} conversions counted "
           f"into {summary.store}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .endpoints.dashboard import Pages, render_text, snapshot_of
+
+    settings = settings_from(args)
+    if settings.rules_dir is None:
+        raise SettingsError("report judges the experiments of a rules directory: pass "
+                            "--rules DIR or set EP_RULES_DIR")
+    snapshot = anyio.run(snapshot_of, settings.store_location(), load_rules(settings.rules_dir))
+    if args.html is not None:
+        args.html.write_text(Pages().one_file(snapshot), encoding="utf-8")
+        print(f"wrote {args.html}: the results of {len(snapshot.ruleset.experiments)} "
+              f"experiments from {snapshot.store}")
+    elif args.format == "json":
+        print(json.dumps(snapshot.results, indent=2, ensure_ascii=False))
+    else:
+        print(render_text(snapshot.results))
     return 0
 
 

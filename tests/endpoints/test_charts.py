@@ -1,0 +1,79 @@
+"""Server-drawn SVG charts: well-formed, escaped, coloured by significance."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from edge_personalizer.endpoints.charts import (
+    NOT_SIGNIFICANT,
+    SIGNIFICANT_DOWN,
+    SIGNIFICANT_UP,
+    line_chart,
+    percent,
+    uplift_bar,
+)
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.mark.parametrize(("value", "signed", "expected"), [
+    (0.1234, False, "12.3%"), (0.1234, True, "+12.3%"), (-0.05, True, "-5.0%"),
+    (0.0, True, "0.0%"),
+])
+def test_percent(value: float, signed: bool, expected: str) -> None:
+    assert percent(value, signed=signed) == expected
+
+
+@pytest.mark.parametrize(("low", "high", "colour", "words"), [
+    (0.05, 0.30, SIGNIFICANT_UP, "significant"),
+    (-0.30, -0.02, SIGNIFICANT_DOWN, "significant"),
+    (-0.10, 0.30, NOT_SIGNIFICANT, "not significant"),
+])
+def test_uplift_bar_is_grey_unless_its_interval_leaves_out_zero(
+        low: float, high: float, colour: str, words: str) -> None:
+    svg = ET.fromstring(uplift_bar((low + high) / 2, low, high, scale=(-0.3, 0.3),
+                                   label="bold"))
+    bar = svg.findall(f"{SVG}line")[1]
+    assert bar.get("stroke") == colour
+    assert svg.get("aria-label", "").endswith(words)
+    assert (bar.get("stroke-opacity") is None) == (colour != NOT_SIGNIFICANT)
+
+
+def test_uplift_bar_places_zero_and_the_interval_on_one_scale() -> None:
+    svg = ET.fromstring(uplift_bar(0.1, 0.0, 0.2, scale=(-0.2, 0.2), label="b", width=240))
+    zero, bar = svg.findall(f"{SVG}line")
+    assert float(zero.get("x1", "")) == pytest.approx(120, abs=1)
+    assert float(bar.get("x1", "")) == pytest.approx(120, abs=1)
+    assert float(bar.get("x2", "")) > 200
+
+
+def test_names_are_escaped_in_charts() -> None:
+    hostile = '<script>alert("x")</script>'
+    bar = uplift_bar(0.1, -0.1, 0.3, scale=(-0.1, 0.3), label=hostile)
+    chart = line_chart(["2026-11-01"], {hostile: [0.1]}, title=hostile)
+    for svg in (bar, chart):
+        assert "<script" not in svg
+        ET.fromstring(svg)   # still well-formed
+
+
+def test_line_chart_draws_a_line_per_series_with_gaps_for_unknown_days() -> None:
+    days = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+    svg = ET.fromstring(line_chart(days, {"control": [0.1, 0.12, 0.11, 0.1],
+                                          "bold": [None, 0.21, None, 0.18]},
+                                   title="rates"))
+    lines = svg.findall(f"{SVG}polyline")
+    assert len(lines) == 1                          # bold has no two known days in a row
+    assert len(svg.findall(f"{SVG}circle")) == 4 + 2
+    labels = [t.text for t in svg.findall(f"{SVG}text")]
+    assert "25.0%" in labels and "0.0%" in labels   # the axis tops out at a round 25%
+    assert "11-01" in labels and "11-04" in labels
+    assert lines[0].get("stroke-dasharray") is None
+
+
+def test_line_chart_with_one_day_or_none_still_draws() -> None:
+    one = ET.fromstring(line_chart(["2026-11-01"], {"a": [0.5], "b": [None]}, title="t"))
+    assert len(one.findall(f"{SVG}circle")) == 1
+    empty = ET.fromstring(line_chart([], {}, title="t"))
+    assert empty.find(f"{SVG}title") is not None

@@ -1,0 +1,632 @@
+"""The dashboard through the real server, on counts from a replayed population: signing
+in and out, refusals, headers, the numbers against /__ep/results, and the pages in a
+real headless Chromium (Debian's `chromium`; without it these tests fail)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+import pytest
+import websockets
+
+from edge_personalizer.config import load_settings
+from edge_personalizer.endpoints.charts import percent
+from edge_personalizer.endpoints.dashboard import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    Links,
+    Pages,
+    SessionSigner,
+    cumulative_rates,
+    leader_of,
+    make_snapshot,
+    render_text,
+    same_origin,
+)
+from edge_personalizer.learn.counters import CountKey, Tally
+from edge_personalizer.learn.store import Table
+from edge_personalizer.replay import LoggedRequest, Replay
+from edge_personalizer.rules.book import load_rules
+
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from ..servers import Server, free_port, start_proxy
+
+ARTIFACTS = Path(os.environ.get("EP_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts")) \
+    / "dashboard"
+BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+           "(KHTML, like Gecko) Version/17.4 Safari/605.1.15")
+HOSTILE = "<script>alert(1)</script>"
+RATES = {"control": 0.10, "bold": 0.17}
+DAYS = 5
+VISITORS = 2000
+START = 1_794_960_000.0   # 2026-11-18 00:00 UTC: the visits fall on DAYS known days
+
+RULES = f"""
+slots:
+  hero: {{}}
+  banner: {{}}
+  promo: {{}}
+rules:
+  - name: newsletter-promo
+    when: {{referral.medium: email}}
+    then:
+      promo: {{html: "<p>Welcome, reader</p>"}}
+experiments:
+  - name: hero-test
+    slot: hero
+    variants:
+      control: {{weight: 50}}
+      bold: {{weight: 50, html: "<h1>Bold</h1>"}}
+    goals: [purchase]
+  - name: banner-test
+    slot: banner
+    variants:
+      control: {{weight: 50}}
+      "{HOSTILE}": {{weight: 50, html: "<p>New banner</p>"}}
+    goals: [purchase]
+goals:
+  purchase:
+    when: {{request.path: /checkout/thanks}}
+    value: {{query: total}}
+"""
+
+
+@dataclass
+class Population:
+    rules: Path
+    data: Path
+    visitors: int
+
+
+async def _replay(rules: Path, data: Path) -> None:
+    """Visitors over DAYS days; bold converts at 16%, control at 10%; every tenth comes
+    from the newsletter."""
+    replayer = Replay(load_settings({}, rules_dir=rules, data_dir=data,
+                                    profile_keys=PROFILE_KEY))
+    rng = random.Random(17)
+    for i in range(VISITORS):
+        at = START + i * DAYS * 86_400 / VISITORS
+        query = "?utm_source=newsletter&utm_medium=email" if i % 10 == 0 else ""
+        shown = await replayer.request(LoggedRequest(
+            url=f"https://shop.example/{query}", time=at, visitor=f"v{i}",
+            headers={"user-agent": BROWSER}))
+        variant = "bold" if b"<h1>Bold</h1>" in shown.body else "control"
+        if rng.random() < RATES[variant]:
+            await replayer.request(LoggedRequest(
+                url=f"https://shop.example/checkout/thanks?total={10 + i % 7}",
+                time=at + 60, visitor=f"v{i}", headers={"user-agent": BROWSER}))
+    await replayer.finish()
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Population:
+    root = tmp_path_factory.mktemp("dashboard")
+    rules, data = root / "rules", root / "data"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(RULES)
+    anyio.run(_replay, rules, data)
+    return Population(rules, data, VISITORS)
+
+
+@pytest.fixture(scope="module")
+def board(origin: Server, server_logs: Path, population: Population) -> Iterator[Server]:
+    """The real server over the replayed population's store."""
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(population.rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_DATA_DIR": str(population.data),
+                              "EP_STORE_FLUSH_INTERVAL": "0.2"})
+    yield server
+    server.stop()
+
+
+def _results(server: Server) -> dict[str, Any]:
+    response = httpx.get(f"{server.url}/__ep/results",
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 200
+    report: dict[str, Any] = response.json()
+    return report
+
+
+def _login(client: httpx.Client) -> httpx.Response:
+    form = client.get("/__ep/dashboard/login")
+    assert form.status_code == 200
+    return client.post("/__ep/dashboard/login", data={
+        "token": ADMIN_TOKEN, "login_token": form.cookies[LOGIN_COOKIE],
+        "next": "/__ep/dashboard/segments"}, headers={"origin": str(client.base_url)})
+
+
+# --- signing in, refusals, headers ------------------------------------------------------
+
+def test_a_browser_without_a_session_is_sent_to_sign_in(board: Server) -> None:
+    page = httpx.get(f"{board.url}/__ep/dashboard/experiments/hero-test",
+                     headers={"accept": "text/html"})
+    assert page.status_code == 303
+    assert page.headers["location"] == \
+        "/__ep/dashboard/login?next=/__ep/dashboard/experiments/hero-test"
+    script = httpx.get(f"{board.url}/__ep/dashboard")
+    assert script.status_code == 401 and script.json()["error"]
+
+
+def test_signing_in_sets_a_strict_short_lived_session_cookie(board: Server) -> None:
+    with httpx.Client(base_url=board.url) as client:
+        form = client.get("/__ep/dashboard/login")
+        assert 'name="token"' in form.text and '<label for="token">' in form.text
+        signed_in = _login(client)
+        assert signed_in.status_code == 303
+        assert signed_in.headers["location"] == "/__ep/dashboard/segments"
+        cookie = next(v for v in signed_in.headers.get_list("set-cookie")
+                      if v.startswith(SESSION_COOKIE + "="))
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "Path=/__ep/dashboard" in cookie and "Max-Age=3600" in cookie
+        page = client.get("/__ep/dashboard")
+        assert page.status_code == 200 and "hero-test" in page.text
+        assert 'name="form_token"' in page.text   # the sign-out button's token
+
+
+def test_pages_are_never_cached_and_load_nothing_from_elsewhere(board: Server) -> None:
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    for path in ("", "/experiments/hero-test", "/segments", "/predictions", "/login"):
+        page = httpx.get(f"{board.url}/__ep/dashboard{path}", headers=bearer)
+        assert page.status_code == 200, path
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert page.headers["x-content-type-options"] == "nosniff"
+        for target in re.findall(r'(?:src|href|action)="([^"]*)"', page.text):
+            assert target.startswith(("/__ep/dashboard", "#")), target
+    style = httpx.get(f"{board.url}/__ep/dashboard/static/dashboard.css")
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+    for name in ("%2e%2e%2f__init__.py", "nope.js"):
+        assert httpx.get(f"{board.url}/__ep/dashboard/static/{name}").status_code == 404
+
+
+def test_a_wrong_token_is_refused(board: Server) -> None:
+    assert httpx.get(f"{board.url}/__ep/dashboard",
+                     headers={"authorization": "Bearer wrong"}).status_code == 401
+    with httpx.Client(base_url=board.url) as client:
+        form = client.get("/__ep/dashboard/login")
+        refused = client.post("/__ep/dashboard/login", data={
+            "token": "wrong", "login_token": form.cookies[LOGIN_COOKIE]})
+        assert refused.status_code == 401
+        assert "That is not the admin token." in refused.text
+        assert SESSION_COOKIE not in refused.cookies
+        assert client.get("/__ep/dashboard").status_code == 401
+
+
+def test_an_expired_or_forged_session_is_refused(board: Server) -> None:
+    signer = SessionSigner(ADMIN_TOKEN)
+    expired = signer.sign(int(time.time()) - 5, "abc")
+    other = SessionSigner("another-token").sign(int(time.time()) + 600, "abc")
+    fresh = signer.sign(int(time.time()) + 600, "abc")
+    for value in (expired, other, fresh[:-2] + "xx", "garbage"):
+        page = httpx.get(f"{board.url}/__ep/dashboard", cookies={SESSION_COOKIE: value})
+        assert page.status_code == 401, value
+    page = httpx.get(f"{board.url}/__ep/dashboard", cookies={SESSION_COOKIE: fresh})
+    assert page.status_code == 200
+
+
+def test_cross_site_posts_are_refused(board: Server) -> None:
+    with httpx.Client(base_url=board.url) as client:
+        form = client.get("/__ep/dashboard/login")
+        login_token = form.cookies[LOGIN_COOKIE]
+        evil = client.post("/__ep/dashboard/login", data={
+            "token": ADMIN_TOKEN, "login_token": login_token},
+            headers={"origin": "https://evil.example"})
+        assert evil.status_code == 403 and SESSION_COOKIE not in evil.cookies
+        fetched = client.post("/__ep/dashboard/login", data={
+            "token": ADMIN_TOKEN, "login_token": login_token},
+            headers={"sec-fetch-site": "cross-site"})
+        assert fetched.status_code == 403
+        no_form_token = client.post("/__ep/dashboard/login", data={"token": ADMIN_TOKEN})
+        assert no_form_token.status_code == 403 and SESSION_COOKIE not in no_form_token.cookies
+        assert _login(client).status_code == 303
+        # Signing out needs the page's form token: a forged form cannot end the session.
+        forged = client.post("/__ep/dashboard/logout", data={"form_token": "guess"})
+        assert forged.status_code == 403
+        assert client.get("/__ep/dashboard").status_code == 200
+        page = client.get("/__ep/dashboard").text
+        token = page.split('name="form_token" value="')[1].split('"')[0]
+        cross = client.post("/__ep/dashboard/logout", data={"form_token": token},
+                            headers={"origin": "https://evil.example"})
+        assert cross.status_code == 403
+        out = client.post("/__ep/dashboard/logout", data={"form_token": token},
+                          headers={"origin": board.url})
+        assert out.status_code == 303 and out.headers["location"].endswith("signed-out")
+        assert SESSION_COOKIE not in client.cookies
+        assert client.get("/__ep/dashboard").status_code == 401
+
+
+def test_after_sign_in_only_dashboard_pages_are_returned_to() -> None:
+    from edge_personalizer.endpoints.dashboard import _safe_next
+
+    assert _safe_next("/__ep/dashboard/experiments/a") == "/__ep/dashboard/experiments/a"
+    for bad in ("https://evil.example/", "//evil.example", "/__ep/dashboard//evil.example",
+                "/__ep/dashboardx", "/", "/__ep/dashboard/login"):
+        assert _safe_next(bad) == "", bad
+
+
+def test_same_origin_reads_the_browser_s_headers() -> None:
+    def scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+        return {"headers": [(b"host", b"shop.example"), *headers]}
+
+    assert same_origin(scope())                                         # not a browser
+    assert same_origin(scope((b"origin", b"https://shop.example")))
+    assert not same_origin(scope((b"origin", b"https://evil.example")))
+    assert not same_origin(scope((b"origin", b"null")))
+    assert not same_origin(scope((b"sec-fetch-site", b"same-site")))
+    assert same_origin(scope((b"sec-fetch-site", b"same-origin")))
+
+
+# --- the numbers --------------------------------------------------------------------------
+
+def test_the_list_shows_what_the_results_say(board: Server) -> None:
+    report = _results(board)
+    page = httpx.get(f"{board.url}/__ep/dashboard",
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    for experiment in report["experiments"]:
+        row = page.split(f'data-experiment="{experiment["name"]}"')[1].split("</tr>")[0]
+        assert f'data-field="exposed">{experiment["exposed"]:,}<' in row
+    (hero,) = [e for e in report["experiments"] if e["name"] == "hero-test"]
+    assert hero["exposed"] == VISITORS
+    leader, chance = leader_of(hero["goals"]["purchase"])
+    assert leader == "bold" and chance is not None and chance > 0.9
+    row = page.split('data-experiment="hero-test"')[1].split("</tr>")[0]
+    assert f'data-field="chance">{percent(chance)}<' in row
+
+
+def test_variant_names_from_rule_files_are_escaped(board: Server) -> None:
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    page = httpx.get(f"{board.url}/__ep/dashboard/experiments/banner-test", headers=bearer)
+    assert page.status_code == 200
+    assert HOSTILE not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert page.text.count("<script") == 1   # the dashboard's own, from its file
+
+
+def test_an_unknown_experiment_is_404(board: Server) -> None:
+    page = httpx.get(f"{board.url}/__ep/dashboard/experiments/nope",
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert page.status_code == 404 and "No such page" in page.text
+
+
+def test_cumulative_rates_add_up_day_by_day() -> None:
+    totals = {CountKey("e", "a", "", "all", "2026-11-02"): Tally(10),
+              CountKey("e", "a", "g", "all", "2026-11-02"): Tally(0, 2),
+              CountKey("e", "a", "", "all", "2026-11-01"): Tally(30),
+              CountKey("e", "a", "g", "all", "2026-11-01"): Tally(0, 3),
+              CountKey("e", "a", "other", "all", "2026-11-01"): Tally(0, 9),
+              CountKey("e", "b", "", "seg", "2026-11-02"): Tally(5),
+              CountKey("f", "a", "", "all", "2026-11-03"): Tally(99)}
+    days, exposed, converted = cumulative_rates(totals, "e", "g", ["a", "b"])
+    assert days == ["2026-11-01", "2026-11-02"]
+    assert exposed == {"a": [30, 40], "b": [0, 5]}
+    assert converted == {"a": [3, 5], "b": [0, 0]}
+
+
+def test_segment_cells_get_their_own_table() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {}
+    for cell, (n_a, c_a, n_b, c_b) in {"mobile": (400, 40, 400, 80),
+                                       "desktop": (300, 30, 300, 31)}.items():
+        totals[CountKey("hero-test", "control", "", cell, "2026-11-01")] = Tally(n_a)
+        totals[CountKey("hero-test", "control", "purchase", cell, "2026-11-01")] = \
+            Tally(0, c_a, c_a * 5.0, c_a * 25.0)
+        totals[CountKey("hero-test", "bold", "", cell, "2026-11-01")] = Tally(n_b)
+        totals[CountKey("hero-test", "bold", "purchase", cell, "2026-11-01")] = \
+            Tally(0, c_b, c_b * 5.0, c_b * 25.0)
+    snapshot = make_snapshot(ruleset, totals, store="sqlite:///t.db", taken_at=START)
+    html = Pages().experiment(snapshot, "hero-test")
+    assert html is not None
+    assert 'data-cell="mobile" data-variant="bold"' in html
+    assert 'data-cell="desktop" data-variant="control"' in html
+    assert "Per segment" in html and "keeps no per-segment cells" not in html
+
+
+def test_the_predictions_page_says_when_no_model_exists(board: Server) -> None:
+    page = httpx.get(f"{board.url}/__ep/dashboard/predictions",
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    assert "No prediction model exists yet." in page
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    snapshot = make_snapshot(ruleset, {}, store="x", taken_at=START,
+                             predictions=Table("affinity-model", 3, b"{}", START))
+    assert "Model version <strong>3</strong>" in Pages().predictions(snapshot)
+
+
+def test_the_segments_page_shows_rules_reached_and_the_last_reload(board: Server,
+                                                                   population: Population
+                                                                   ) -> None:
+    report = _results(board)
+    page = httpx.get(f"{board.url}/__ep/dashboard/segments",
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    (promo,) = [r for r in report["rules"] if r["name"] == "newsletter-promo"]
+    exposed = promo["variants"]["newsletter-promo"]["exposed"]
+    assert exposed == VISITORS // 10
+    assert 'data-rule="newsletter-promo" data-variant="newsletter-promo">' in page
+    row = page.split('data-rule="newsletter-promo"')[1].split("</tr>")[0]
+    assert f'data-field="exposed">{exposed:,}<' in row
+    assert f'data-field="version">{report["rules_version"]}<' in page
+    assert "no errors" in page
+
+
+def test_a_failed_reload_shows_on_the_segments_page(origin: Server, server_logs: Path,
+                                                    tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "tests" / "data" / "rules", rules)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        (rules / "broken.yaml").write_text('rules:\n  - name: broken\n'
+                                           '    when: {segment: "<b>x</b>"}\n'
+                                           '    then: {hero: {html: "x"}}\n')
+        assert httpx.post(f"{server.url}/__ep/reload", headers=bearer).status_code == 422
+        page = httpx.get(f"{server.url}/__ep/dashboard/segments", headers=bearer).text
+        assert "The last reload failed" in page and "broken.yaml" in page
+        assert "<b>x</b>" not in page and "unknown segment &#39;&lt;b&gt;x&lt;/b&gt;&#39;" in page
+    finally:
+        server.stop()
+
+
+def test_without_an_admin_token_the_dashboard_is_off(origin: Server, server_logs: Path) -> None:
+    server = start_proxy(server_logs, "--origin", origin.url,
+                         "--rules", str(ROOT / "tests" / "data" / "rules"))
+    try:
+        page = httpx.get(f"{server.url}/__ep/dashboard/login")
+        assert page.status_code == 403 and "EP_ADMIN_TOKEN" in page.text
+    finally:
+        server.stop()
+
+
+def test_text_report_lists_each_variant_and_warns_of_a_split_mismatch() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {CountKey("hero-test", "control", "", "all", "2026-11-01"): Tally(5200),
+              CountKey("hero-test", "bold", "", "all", "2026-11-01"): Tally(4800),
+              CountKey("hero-test", "control", "purchase", "all", "2026-11-01"): Tally(0, 520),
+              CountKey("hero-test", "bold", "purchase", "all", "2026-11-01"): Tally(0, 600)}
+    text = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START).results)
+    assert "hero-test: 10,000 visitors exposed" in text
+    assert "    control" in text and "    bold" in text
+    assert "WARNING sample ratio mismatch" in text
+    assert "ahead: bold" in text
+
+
+# --- in a real browser ----------------------------------------------------------------
+
+class DevTools:
+    """One page of a headless Chromium, driven over the DevTools protocol."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self.session = ""
+        self.counter = 0
+        self.events: list[dict[str, Any]] = []
+
+    async def call(self, method: str, session: bool = True, **params: Any) -> dict[str, Any]:
+        self.counter += 1
+        ident = self.counter
+        message: dict[str, Any] = {"id": ident, "method": method, "params": params}
+        if session and self.session:
+            message["sessionId"] = self.session
+        await self.socket.send(json.dumps(message))
+        while True:
+            reply = json.loads(await asyncio.wait_for(self.socket.recv(), 30))
+            if reply.get("id") == ident:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                result: dict[str, Any] = reply["result"]
+                return result
+            self.events.append(reply)
+
+    async def until(self, event: str, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = len(self.events)
+        while True:
+            for message in self.events[seen:]:
+                if message.get("method") == event:
+                    self.events.remove(message)
+                    return message
+            seen = len(self.events)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(event)
+            self.events.append(json.loads(await asyncio.wait_for(self.socket.recv(), left)))
+
+    async def open(self, url: str) -> None:
+        self.events = [e for e in self.events if e.get("method") != "Page.loadEventFired"]
+        await self.call("Page.navigate", url=url)
+        await self.until("Page.loadEventFired")
+
+    async def value(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression,
+                                 returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def screenshot(self, name: str) -> Path:
+        shot = await self.call("Page.captureScreenshot", format="png",
+                               captureBeyondViewport=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / name
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[str]:
+    """A headless Chromium that can reach nothing but 127.0.0.1; yields its DevTools URL."""
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("chromium is not installed (apt-get install chromium, or make system-deps)")
+    profile = tmp_path / "chromium-profile"
+    port = free_port()
+    process = subprocess.Popen(
+        [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-extensions", "--disable-background-networking", "--disable-sync",
+         "--disable-component-update", "--disable-default-apps", "--mute-audio",
+         f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
+         "--remote-allow-origins=*",
+         # nowhere to go but the loopback address: every other name resolves to nothing
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+         "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>;127.0.0.1",
+         "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                version = httpx.get(f"http://127.0.0.1:{port}/json/version", timeout=1).json()
+                break
+            except (httpx.TransportError, ValueError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("chromium did not start") from None
+                time.sleep(0.1)
+        yield str(version["webSocketDebuggerUrl"])
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _browse(devtools_url: str, board: Server, report: dict[str, Any]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    async with websockets.connect(devtools_url, max_size=64 * 1024 * 1024) as socket:
+        tools = DevTools(socket)
+        target = await tools.call("Target.createTarget", url="about:blank")
+        attached = await tools.call("Target.attachToTarget", targetId=target["targetId"],
+                                    flatten=True)
+        tools.session = attached["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            await tools.call(f"{domain}.enable")
+        await tools.call("Emulation.setTimezoneOverride", timezoneId="Asia/Tokyo")
+        await tools.call("Emulation.setDeviceMetricsOverride", width=1280, height=900,
+                         deviceScaleFactor=1, mobile=False)
+
+        await tools.open(f"{board.url}/__ep/dashboard/experiments/hero-test")
+        seen["login_url"] = await tools.value("location.pathname + location.search")
+        seen["label"] = await tools.value(
+            "document.querySelector('label[for=token]').textContent")
+        await tools.value(f"document.getElementById('token').value = {json.dumps(ADMIN_TOKEN)}")
+        await tools.value("document.querySelector('form.login button').click()")
+        await tools.until("Page.loadEventFired")
+        seen["after_login"] = await tools.value("location.pathname")
+        seen["cookie_visible_to_scripts"] = await tools.value("document.cookie")
+        seen["rows"] = await tools.value("""
+            Array.from(document.querySelectorAll(
+                    'section[data-goal=purchase] table.variants tbody tr'))
+                .map(tr => ({variant: tr.dataset.variant,
+                             exposed: tr.querySelector('[data-field=exposed]').textContent,
+                             converted: tr.querySelector('[data-field=converted]').textContent,
+                             rate: tr.querySelector('[data-field=rate]').textContent,
+                             chance: tr.querySelector('[data-field=chance]').textContent}))""")
+        seen["chart"] = await tools.value("""(() => {
+            const svg = document.querySelector('figure[data-chart=cumulative] svg');
+            const box = svg.getBoundingClientRect();
+            return {width: box.width, height: box.height,
+                    lines: svg.querySelectorAll('polyline').length,
+                    points: svg.querySelectorAll('circle').length}; })()""")
+        seen["bars"] = await tools.value("document.querySelectorAll('td.bar-cell svg').length")
+        seen["footer_time"] = await tools.value("document.querySelector('footer time').textContent")
+        await tools.screenshot("experiment.png")
+
+        await tools.open(f"{board.url}/__ep/dashboard")
+        seen["list_exposed"] = await tools.value(
+            "document.querySelector('[data-experiment=\"hero-test\"] [data-field=exposed]')"
+            ".textContent")
+        await tools.screenshot("experiments.png")
+
+        await tools.open(f"{board.url}/__ep/dashboard/experiments/banner-test")
+        seen["hostile_shown"] = await tools.value(
+            "Array.from(document.querySelectorAll('tr[data-variant]'))"
+            ".map(tr => tr.dataset.variant)")
+        seen["scripts"] = await tools.value("document.scripts.length")
+
+        await tools.open(f"{board.url}/__ep/dashboard/segments")
+        await tools.screenshot("segments.png")
+        await tools.open(f"{board.url}/__ep/dashboard/predictions")
+        seen["predictions"] = await tools.value("document.querySelector('main').innerText")
+        await tools.screenshot("predictions.png")
+
+        await tools.call("Emulation.setDeviceMetricsOverride", width=390, height=844,
+                         deviceScaleFactor=2, mobile=True)
+        await tools.open(f"{board.url}/__ep/dashboard/experiments/hero-test")
+        seen["phone_overflow"] = await tools.value(
+            "document.documentElement.scrollWidth - window.innerWidth")
+        await tools.screenshot("experiment-phone.png")
+
+        await tools.open(f"{board.url}/__ep/dashboard")
+        token = await tools.value("document.querySelector('input[name=form_token]').value")
+        seen["has_logout"] = bool(token)
+        await tools.value("document.querySelector('form.logout button').click()")
+        await tools.until("Page.loadEventFired")
+        seen["after_logout"] = await tools.value("location.pathname + location.search")
+
+        seen["requests"] = [e["params"]["request"]["url"] for e in tools.events
+                            if e.get("method") == "Network.requestWillBeSent"]
+        seen["errors"] = [e for e in tools.events
+                          if e.get("method") == "Runtime.exceptionThrown"
+                          or (e.get("method") == "Runtime.consoleAPICalled"
+                              and e["params"]["type"] in ("error", "assert"))
+                          or (e.get("method") == "Log.entryAdded"
+                              and e["params"]["entry"]["level"] == "error")
+                          or e.get("method") == "Page.javascriptDialogOpening"]
+    return seen
+
+
+def test_the_pages_in_a_real_browser(board: Server, chromium: str) -> None:
+    report = _results(board)
+    seen = anyio.run(_browse, chromium, board, report)
+    assert seen["login_url"] == \
+        "/__ep/dashboard/login?next=/__ep/dashboard/experiments/hero-test"
+    assert seen["label"] == "Admin token"
+    assert seen["after_login"] == "/__ep/dashboard/experiments/hero-test"
+    assert seen["cookie_visible_to_scripts"] == ""            # HttpOnly
+    (hero,) = [e for e in report["experiments"] if e["name"] == "hero-test"]
+    purchase = hero["goals"]["purchase"]["variants"]
+    assert [row["variant"] for row in seen["rows"]] == ["control", "bold"]
+    for row in seen["rows"]:
+        expected = purchase[row["variant"]]
+        assert row["exposed"] == f"{expected['exposed']:,}"
+        assert row["converted"] == f"{expected['converted']:,}"
+        assert row["rate"] == percent(expected["rate"], 2)
+    assert seen["rows"][1]["chance"] == percent(purchase["bold"]["chance_to_beat_control"])
+    chart = seen["chart"]
+    assert chart["lines"] == 2 and chart["points"] == 2 * DAYS
+    assert chart["width"] > 500 and chart["height"] > 150
+    assert seen["bars"] == 1
+    assert "GMT+9" in seen["footer_time"] or "JST" in seen["footer_time"]
+    assert seen["list_exposed"] == f"{hero['exposed']:,}"
+    assert seen["hostile_shown"] == ["control", HOSTILE]     # text, never run
+    assert seen["scripts"] == 1
+    assert "No prediction model exists yet." in seen["predictions"]
+    assert seen["phone_overflow"] <= 0                        # no sideways scrolling
+    assert seen["has_logout"] and seen["after_logout"] == "/__ep/dashboard/login?signed-out"
+    assert seen["errors"] == [], json.dumps(seen["errors"], indent=1)
+    assert seen["requests"] and all(url.startswith(board.url) for url in seen["requests"])
+    assert (ARTIFACTS / "experiment.png").stat().st_size > 10_000
+
+
+def test_links_point_at_routes_or_at_anchors_of_one_file() -> None:
+    assert Links().experiment("a b/c") == "/__ep/dashboard/experiments/a%20b%2Fc"
+    assert Links(one_file=True, anchors={"x": "experiment-1"}).experiment("x") == \
+        "#experiment-1"
+    assert quote("/__ep/dashboard", safe="/") == Links().home()
