@@ -1,0 +1,287 @@
+"""Per-segment bandits: each cell of an experiment gets the variant weights its counts earn.
+
+In: the store's totals of an experiment (exposures and conversions per variant, cell and
+day) and its `BanditSpec`. Out: a `WeightsTable`, small and immutable, that the trainer
+publishes through the store and every worker reads. The request path only calls
+`WeightsTable.choose` (a dict get and a bisect); everything else runs in the background.
+
+Weights come from top-two Thompson sampling over each variant's posterior (Beta for a
+conversion rate; normal for the mean value per visitor): the leader by posterior draws
+gets `leader_share` of the chance to be shown, and the rest goes to the challengers, each
+by its chance to be the best when the leader is left out. Every variant keeps at least
+`floor`; a cell keeps the starting weights until every variant has `burn_in` exposures;
+a fixed `holdout` always sees the control. The draws are seeded by the experiment, cell
+and weights version, so the same counts give the same weights in every worker.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+import numpy as np
+
+from .counters import EXPOSURE, CountKey, Tally
+
+HOLDOUT = "holdout"            # what `choose` answers for the visitors kept out
+TABLE_NAME = "bandit-weights"  # the store table all bandit experiments share
+Metric = Literal["conversion", "value"]
+Reason = Literal["burn_in", "learned"]
+Weights = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class BanditSpec:
+    """What the trainer needs of one `allocation: bandit` experiment.
+
+    `variants`: the starting weights (control included), used until a cell is past its
+    burn-in. `floor` and `holdout` are shares (0.01 = 1%), `update_every` seconds.
+    """
+
+    experiment: str
+    variants: Weights
+    goal: str
+    control: str = "control"
+    metric: Metric = "conversion"
+    burn_in: int = 200
+    floor: float = 0.01
+    update_every: float = 3600.0
+    holdout: float = 0.0
+    leader_share: float = 0.9
+    draws: int = 4000
+
+    def __post_init__(self) -> None:
+        names = [name for name, _ in self.variants]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"{self.experiment}: a bandit needs two or more distinct variants")
+        if self.control not in names:
+            raise ValueError(f"{self.experiment}: control {self.control!r} is not a variant")
+        if not 0 <= self.floor * len(names) <= 1:
+            raise ValueError(f"{self.experiment}: floor {self.floor} x {len(names)} variants "
+                             "must be between 0 and 1")
+        if not 0 <= self.holdout < 1 or not 0 < self.leader_share <= 1:
+            raise ValueError(f"{self.experiment}: holdout in [0, 1), leader_share in (0, 1]")
+        if self.burn_in < 0 or self.update_every <= 0 or self.draws < 100:
+            raise ValueError(f"{self.experiment}: burn_in >= 0, update_every > 0, "
+                             "draws >= 100")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.variants)
+
+    @property
+    def starting(self) -> Weights:
+        total = sum(weight for _, weight in self.variants)
+        return tuple((name, weight / total) for name, weight in self.variants)
+
+
+def cell_tallies(rows: Mapping[CountKey, Tally], experiment: str, goal: str
+                 ) -> dict[str, dict[str, Tally]]:
+    """cell -> variant -> its exposures and its conversions on `goal`, summed over days."""
+    cells: dict[str, dict[str, Tally]] = {}
+    for key, tally in rows.items():
+        if key.experiment != experiment:
+            continue
+        if key.goal == EXPOSURE:
+            tally = Tally(exposures=tally.exposures)
+        elif key.goal == goal:
+            tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
+        else:
+            continue
+        variants = cells.setdefault(key.cell, {})
+        held = variants.get(key.variant)
+        variants[key.variant] = tally if held is None else held.plus(tally)
+    return cells
+
+
+def posterior_draws(tally: Tally, metric: Metric, draws: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Draws of a variant's rate (Beta(1 + converted, 1 + not converted)) or of its mean
+    value per exposed visitor (normal, from the value sum and sum of squares)."""
+    exposed = max(tally.exposures, 0)
+    converted = min(max(tally.conversions, 0), exposed)
+    if metric == "conversion":
+        return rng.beta(1 + converted, 1 + exposed - converted, size=draws)
+    if exposed < 2:   # nothing known: a wide normal around zero
+        return rng.normal(0.0, 1e6, size=draws)
+    mean = tally.value_sum / exposed
+    variance = max(tally.value_sq_sum / exposed - mean * mean, 0.0) * exposed / (exposed - 1)
+    return rng.normal(mean, max(variance / exposed, 1e-18) ** 0.5, size=draws)
+
+
+def top_two_shares(samples: np.ndarray, leader_share: float) -> np.ndarray:
+    """Top-two Thompson sampling's chance to show each arm, from draws (arms x draws):
+    the leader drawn with `leader_share`, else the best of the others in a fresh draw."""
+    arms = samples.shape[0]
+    best = np.bincount(samples.argmax(axis=0), minlength=arms) / samples.shape[1]
+    shares = leader_share * best
+    for leader in range(arms):
+        if best[leader] == 0:
+            continue
+        others = samples.copy()
+        others[leader] = -np.inf
+        challenger = np.bincount(others.argmax(axis=0), minlength=arms) / samples.shape[1]
+        shares += (1 - leader_share) * best[leader] * challenger
+    return np.asarray(shares / shares.sum())
+
+
+def with_floor(shares: np.ndarray, floor: float) -> np.ndarray:
+    """Shares lifted so that each is at least `floor` (the sum stays 1)."""
+    return np.asarray(floor + (1 - floor * len(shares)) * shares)
+
+
+def cell_weights(spec: BanditSpec, tallies: Mapping[str, Tally], *, version: int,
+                 cell: str) -> tuple[Weights, Reason]:
+    """The weights of one cell: the starting ones during burn-in, else learned."""
+    names = spec.names
+    counted = [tallies.get(name, Tally()) for name in names]
+    if min(t.exposures for t in counted) < spec.burn_in:
+        return spec.starting, "burn_in"
+    rng = np.random.default_rng(_seed(spec.experiment, cell, version))
+    samples = np.stack([posterior_draws(t, spec.metric, spec.draws, rng) for t in counted])
+    shares = with_floor(top_two_shares(samples, spec.leader_share), spec.floor)
+    return tuple(zip(names, (round(float(s), 6) for s in shares), strict=True)), "learned"
+
+
+def _seed(*parts: object) -> int:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+@dataclass(frozen=True)
+class CellWeights:
+    """One cell's allocation and why: still in burn-in, or learned from its counts."""
+
+    weights: Weights
+    reason: Reason
+    exposures: int = 0
+
+
+@dataclass(frozen=True)
+class ExperimentWeights:
+    """One experiment's allocation: per cell, plus the starting weights for a cell not yet
+    counted. `version` grows with each update of this experiment."""
+
+    version: int
+    updated_at: float
+    holdout: float
+    starting: Weights
+    cells: Mapping[str, CellWeights] = field(default_factory=lambda: MappingProxyType({}))
+
+    def weights_of(self, cell: str) -> Weights:
+        held = self.cells.get(cell)
+        return self.starting if held is None else held.weights
+
+
+def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
+                       version: int, now: float) -> ExperimentWeights:
+    """Every counted cell's weights for `spec`, numbered `version`."""
+    cells = {}
+    for cell, tallies in sorted(cell_tallies(rows, spec.experiment, spec.goal).items()):
+        weights, reason = cell_weights(spec, tallies, version=version, cell=cell)
+        cells[cell] = CellWeights(weights, reason, sum(t.exposures for t in tallies.values()))
+    return ExperimentWeights(version, now, spec.holdout, spec.starting,
+                             MappingProxyType(cells))
+
+
+class _Pick:
+    """A cell's weights, prepared for a bisect: names and cumulative upper bounds."""
+
+    __slots__ = ("names", "bounds", "holdout")
+
+    def __init__(self, weights: Weights, holdout: float) -> None:
+        total = sum(w for _, w in weights) or 1.0
+        self.names = tuple(name for name, _ in weights)
+        self.bounds = tuple(itertools.accumulate(w / total for _, w in weights))
+        self.holdout = holdout
+
+    def __call__(self, point: float) -> str:
+        holdout = self.holdout
+        if point < holdout:
+            return HOLDOUT
+        index = bisect.bisect_right(self.bounds, (point - holdout) / (1 - holdout))
+        return self.names[min(index, len(self.names) - 1)]
+
+
+@dataclass(frozen=True)
+class WeightsTable:
+    """Every bandit experiment's weights, as published (`version` is the store's)."""
+
+    version: int = 0
+    experiments: Mapping[str, ExperimentWeights] = field(
+        default_factory=lambda: MappingProxyType({}))
+    _picks: Mapping[tuple[str, str], _Pick] = field(init=False, repr=False, compare=False)
+    _starting: Mapping[str, _Pick] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        picks = {(name, cell): _Pick(held.weights, e.holdout)
+                 for name, e in self.experiments.items() for cell, held in e.cells.items()}
+        starting = {name: _Pick(e.starting, e.holdout) for name, e in self.experiments.items()}
+        object.__setattr__(self, "_picks", picks)
+        object.__setattr__(self, "_starting", starting)
+
+    def choose(self, experiment: str, cell: str, point: float) -> str | None:
+        """The variant for a new visitor at `point` (their stable bucket in [0, 1)) in
+        `cell`: HOLDOUT below the holdout share; None when the experiment has no weights
+        published yet (the caller uses its fixed weights)."""
+        pick = self._picks.get((experiment, cell)) or self._starting.get(experiment)
+        return None if pick is None else pick(point)
+
+    def with_experiment(self, name: str, weights: ExperimentWeights) -> WeightsTable:
+        return WeightsTable(self.version, MappingProxyType({**self.experiments, name: weights}))
+
+    def encode(self) -> bytes:
+        data = {name: {"version": e.version, "updated_at": e.updated_at, "holdout": e.holdout,
+                       "starting": e.starting,
+                       "cells": {cell: {"weights": c.weights, "reason": c.reason,
+                                        "exposures": c.exposures}
+                                 for cell, c in e.cells.items()}}
+                for name, e in sorted(self.experiments.items())}
+        return json.dumps({"experiments": data}, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes, version: int) -> WeightsTable:
+        """The table from `encode`'s bytes; raises ValueError on anything else."""
+        try:
+            data = json.loads(payload)
+            experiments = {
+                str(name): ExperimentWeights(
+                    int(e["version"]), float(e["updated_at"]), float(e["holdout"]),
+                    _weights(e["starting"]),
+                    MappingProxyType({str(cell): CellWeights(_weights(c["weights"]),
+                                                             _reason(c["reason"]),
+                                                             int(c["exposures"]))
+                                      for cell, c in e["cells"].items()}))
+                for name, e in data["experiments"].items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a bandit weights table: {exc!r}") from exc
+        return cls(version, MappingProxyType(experiments))
+
+    def as_json(self) -> dict[str, object]:
+        """For /__ep/results: per experiment, its version and each cell's weights."""
+        return {name: {"version": e.version, "updated_at": e.updated_at,
+                       "starting": dict(e.starting),
+                       "cells": {cell: {"weights": dict(c.weights), "reason": c.reason,
+                                        "exposures": c.exposures}
+                                 for cell, c in e.cells.items()}}
+                for name, e in self.experiments.items()}
+
+
+def _weights(data: object) -> Weights:
+    if not isinstance(data, list):
+        raise TypeError("weights must be a list")
+    return tuple((str(name), float(weight)) for name, weight in data)
+
+
+def _reason(data: object) -> Reason:
+    if data == "burn_in":
+        return "burn_in"
+    if data == "learned":
+        return "learned"
+    raise TypeError(f"unknown reason {data!r}")

@@ -1,0 +1,206 @@
+"""The background task that learns from the store's totals, and the readers that bring what
+it learned to every worker.
+
+`Trainer.run` (started by the app's lifespan task group, like the flusher) wakes every
+`tick` seconds: each bandit experiment whose `update_every` has passed since its weights
+were last published gets new weights from its totals, and every `learn_interval` the
+affinity model is rebuilt; each goes out with `store.publish`. Several workers and
+instances may run a trainer: each looks at the published table first and leaves alone
+what another published within the cadence, and the same totals give the same weights.
+
+`TableReader.run` polls `store.table(name, newer_than=version)` in each worker and swaps in
+the new immutable table; the request path only reads `reader.current`. A store that is down
+or a table that does not decode keeps the last good one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ..errors import StoreError
+from . import affinity, bandit
+from .affinity import AffinityModel
+from .bandit import BanditSpec, WeightsTable
+from .store import Store
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class Trainer:
+    """Recomputes and publishes bandit weights and the affinity model.
+
+    `specs` gives the current rule set's bandit experiments (called on each tick, so a
+    reload takes effect). `learn_interval`: seconds between affinity rebuilds; None for
+    none (no rule reads predictions).
+    """
+
+    def __init__(self, store: Store, *, specs: Callable[[], Sequence[BanditSpec]],
+                 learn_interval: float | None = 3600.0, tick: float = 1.0,
+                 clock: Callable[[], float] = time.time, min_support: int = 20,
+                 top: int = 5) -> None:
+        if tick <= 0 or (learn_interval is not None and learn_interval <= 0):
+            raise ValueError("tick and learn_interval must be positive")
+        self.store = store
+        self.specs = specs
+        self.learn_interval = learn_interval
+        self.tick = tick
+        self.clock = clock
+        self.min_support = min_support
+        self.top = top
+        self.failures = 0   # steps that failed, since the start
+        self._weights = WeightsTable()
+        self._weights_checked = -1.0
+        self._model_built_at: float | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Step every `tick` seconds until cancelled."""
+        task_status.started()
+        while True:
+            await self.step()
+            await anyio.sleep(self.tick)
+
+    async def step(self) -> None:
+        """Does whatever is due; never raises for a store that fails or a bug (logged)."""
+        try:
+            await self.update_weights()
+            await self.rebuild_model()
+        except StoreError as exc:
+            self._failed(f"store unavailable: {exc}")
+        except Exception:   # a bug must not end the server through the lifespan's task group
+            logger.error("learning step failed unexpectedly", exc_info=True)
+            self.failures += 1
+
+    def _failed(self, reason: str) -> None:
+        if self.failures == 0:
+            logger.warning("learning paused: %s", reason)
+        self.failures += 1
+
+    async def update_weights(self) -> bool:
+        """Publishes new weights for every bandit experiment that is due; True if it did."""
+        specs = self.specs()
+        if not specs:
+            return False
+        now = self.clock()
+        table = await self._published_weights()
+        due = [s for s in specs if _due(table, s, now)]
+        if not due:
+            return False
+        for spec in due:
+            rows = await self.store.totals(spec.experiment)
+            held = table.experiments.get(spec.experiment)
+            weights = bandit.experiment_weights(spec, rows, now=now,
+                                                version=1 if held is None else held.version + 1)
+            table = table.with_experiment(spec.experiment, weights)
+        version = await self.store.publish(bandit.TABLE_NAME, table.encode())
+        self._weights = WeightsTable(version, table.experiments)
+        logger.info("bandit weights version %d published for %s", version,
+                    ", ".join(s.experiment for s in due))
+        return True
+
+    async def _published_weights(self) -> WeightsTable:
+        published = await self.store.table(bandit.TABLE_NAME, newer_than=self._weights.version)
+        if published is not None:
+            try:
+                self._weights = WeightsTable.decode(published.payload, published.version)
+            except ValueError:
+                logger.warning("bandit weights version %d unreadable; replacing it",
+                               published.version)
+        return self._weights
+
+    async def rebuild_model(self) -> bool:
+        """Rebuilds and publishes the affinity model if `learn_interval` has passed since
+        it was last published (by any trainer); True if it did."""
+        if self.learn_interval is None:
+            return False
+        now = self.clock()
+        if self._model_built_at is not None and now - self._model_built_at < self.learn_interval:
+            return False
+        built_at = await self._published_model_time()
+        if built_at is not None and now - built_at < self.learn_interval:
+            self._model_built_at = built_at
+            return False
+        counts = affinity.affinity_counts(await self.store.totals(affinity.AFFINITY))
+        model = affinity.build_model(counts, min_support=self.min_support, top=self.top,
+                                     built_at=now)
+        version = await self.store.publish(affinity.TABLE_NAME, model.encode())
+        self._model_built_at = now
+        logger.info("affinity model version %d published (%d pairs, %d categories)",
+                    version, len(model.pairs), len(model.singles))
+        return True
+
+
+    async def _published_model_time(self) -> float | None:
+        """When the published model was built, by its builder's clock (None: none yet)."""
+        published = await self.store.table(affinity.TABLE_NAME)
+        if published is None:
+            return None
+        try:
+            return AffinityModel.decode(published.payload, published.version).built_at
+        except ValueError:
+            return None
+
+
+def _due(table: WeightsTable, spec: BanditSpec, now: float) -> bool:
+    held = table.experiments.get(spec.experiment)
+    return held is None or now - held.updated_at >= spec.update_every
+
+
+class TableReader(Generic[_T]):
+    """A worker's current copy of a published table, refreshed every `interval` seconds.
+
+    `decode(payload, version)` builds the immutable table (raising ValueError for a bad
+    payload); `current` starts as `empty` and is swapped whole, never changed in place.
+    """
+
+    def __init__(self, store: Store, name: str, decode: Callable[[bytes, int], _T], *,
+                 empty: _T, interval: float = 1.0) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.store = store
+        self.name = name
+        self.decode = decode
+        self.interval = interval
+        self.current = empty
+        self.version = 0
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Poll every `interval` seconds until cancelled (the first poll at once)."""
+        task_status.started()
+        while True:
+            await self.refresh()
+            await anyio.sleep(self.interval)
+
+    async def refresh(self) -> bool:
+        """Takes a newer version if one was published; True if the table changed."""
+        try:
+            published = await self.store.table(self.name, newer_than=self.version)
+        except StoreError:
+            return False   # the last good table keeps serving; the flusher logs outages
+        if published is None:
+            return False
+        changed = True
+        try:
+            self.current = self.decode(published.payload, published.version)
+        except ValueError:
+            logger.warning("table %s version %d unreadable; keeping version %d",
+                           self.name, published.version, self.version)
+            changed = False
+        self.version = published.version   # a bad version is not read again
+        return changed
+
+
+def weights_reader(store: Store, *, interval: float = 1.0) -> TableReader[WeightsTable]:
+    return TableReader(store, bandit.TABLE_NAME, WeightsTable.decode, empty=WeightsTable(),
+                       interval=interval)
+
+
+def model_reader(store: Store, *, interval: float = 1.0) -> TableReader[AffinityModel]:
+    return TableReader(store, affinity.TABLE_NAME, AffinityModel.decode, empty=AffinityModel(),
+                       interval=interval)

@@ -1,0 +1,112 @@
+"""Visitors like you: counting what follows a pair of interests, the model, its predictions."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_personalizer.learn.affinity import (
+    AFFINITY,
+    CONVERSION,
+    INTEREST,
+    AffinityModel,
+    affinity_counts,
+    build_model,
+    record,
+    strongest,
+)
+from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
+
+DAY = 86_400
+
+
+def test_the_strongest_two_interests_as_decayed_strongest_first() -> None:
+    now = 100 * DAY
+    scores = {"running": (0.9, now - 60 * DAY),   # 0.9 two half-lives ago: 0.225 now
+              "trail": (0.5, now), "yoga": (0.3, now - DAY), "swim": (0.0, now)}
+    assert strongest(scores, 30.0) == ("trail", "yoga")
+    assert strongest({"yoga": (0.2, now)}, 30.0) == ("yoga",)
+    assert strongest({}, 30.0) == ()
+
+
+def counted(*views: tuple[tuple[str, ...], tuple[str, ...]]) -> dict[CountKey, Tally]:
+    counters = Accumulator()
+    for top, categories in views:
+        record(counters, top, categories)
+    counters.collect()
+    return counters.pending_batch(10_000)
+
+
+def test_only_categories_beyond_the_strongest_two_are_counted_for_the_pair() -> None:
+    rows = counted((("trail", "running"), ("running", "shoes", "socks")),
+                   (("running", "trail"), ("shoes",)), ((), ("shoes",)))
+    assert affinity_counts(rows) == {("running", "trail"): {"shoes": 2.0, "socks": 1.0}}
+    assert {key.experiment for key in rows} == {AFFINITY}
+
+
+def test_conversions_count_with_their_weight() -> None:
+    counters = Accumulator()
+    record(counters, ("running",), ("shoes",), goal=CONVERSION)
+    record(counters, ("running",), ("socks",), goal=INTEREST)
+    counters.collect()
+    counts = affinity_counts(counters.pending_batch(10), conversion_weight=3.0)
+    assert counts == {("running",): {"shoes": 3.0, "socks": 1.0}}
+
+
+COUNTS = {
+    ("running", "trail"): {"shoes": 60.0, "socks": 30.0, "yoga": 10.0},
+    ("running", "yoga"): {"mats": 5.0},                   # below the minimum support
+    ("yoga",): {"mats": 40.0, "socks": 10.0},
+    ("swim",): {"goggles": 30.0, "shoes": 5.0},
+}
+
+
+def test_a_supported_pair_predicts_from_its_own_counts() -> None:
+    model = build_model(COUNTS, min_support=20, pair_prior=0.0)
+    assert model.predict(("trail", "running")) == (("shoes", 0.6), ("socks", 0.3),
+                                                   ("yoga", 0.1))
+
+
+def test_a_pair_below_the_support_backs_off_to_its_single_categories() -> None:
+    model = build_model(COUNTS, min_support=20, single_prior=0.0)
+    names = [name for name, _ in model.predict(("yoga", "running"))]
+    assert names[:2] == ["shoes", "mats"]      # running's and yoga's counts, by support
+    assert "yoga" not in names and "running" not in names
+
+
+def test_smoothing_draws_a_pair_towards_its_single_categories() -> None:
+    plain = dict(build_model(COUNTS, pair_prior=0.0).predict(("running", "trail")))
+    smooth = dict(build_model(COUNTS, pair_prior=100.0).predict(("running", "trail")))
+    assert smooth["shoes"] < plain["shoes"]
+    assert "mats" in smooth and "mats" not in plain
+
+
+def test_unknown_interests_get_the_most_popular_categories_they_do_not_have() -> None:
+    model = build_model(COUNTS, top=3)
+    assert [n for n, _ in model.predict(())] == ["shoes", "mats", "socks"]
+    assert [n for n, _ in model.predict(("shoes", "cycling"))] == ["mats", "socks", "goggles"]
+    assert [n for n, _ in model.predict(("cycling",))] == ["shoes", "mats", "socks"]
+
+
+def test_predictions_are_chances_best_first_and_at_most_top() -> None:
+    model = build_model(COUNTS, top=2)
+    for top in [("running", "trail"), ("yoga",), ("swim", "yoga"), ("yoga", "running"), ()]:
+        predicted = model.predict(top)
+        assert 0 < len(predicted) <= 2
+        assert [s for _, s in predicted] == sorted((s for _, s in predicted), reverse=True)
+        assert all(0 < s <= 1 for _, s in predicted)
+        assert not {n for n, _ in predicted} & set(top)
+    assert model.score(("running", "trail"), "shoes") == model.predict(("running", "trail"))[0][1]
+    assert model.score(("running", "trail"), "goggles") == 0.0
+
+
+def test_no_counts_make_an_empty_model_that_predicts_nothing() -> None:
+    model = build_model({})
+    assert model.predict(("running", "trail")) == () and model.predict(()) == ()
+
+
+def test_the_model_survives_its_encoding() -> None:
+    model = build_model(COUNTS, version=3, built_at=99.5)
+    again = AffinityModel.decode(model.encode(), 3)
+    assert again == model
+    with pytest.raises(ValueError, match="not an affinity model"):
+        AffinityModel.decode(b'{"pairs": 1}', 4)

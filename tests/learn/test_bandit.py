@@ -1,0 +1,152 @@
+"""Per-segment bandit weights: burn-in, top-two Thompson sampling, floor, holdout, the table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_personalizer.learn.bandit import (
+    HOLDOUT,
+    BanditSpec,
+    WeightsTable,
+    cell_weights,
+    experiment_weights,
+    top_two_shares,
+)
+from edge_personalizer.learn.counters import EXPOSURE, CountKey, Tally
+
+DAY = "2026-12-02"
+SPEC = BanditSpec("hero-test", (("control", 34), ("a", 33), ("b", 33)), goal="purchase")
+
+
+def rows(cell: str, counts: dict[str, tuple[int, int]], *, goal: str = "purchase",
+         day: str = DAY) -> dict[CountKey, Tally]:
+    """Store rows for one cell: variant -> (exposed, converted)."""
+    out = {}
+    for variant, (exposed, converted) in counts.items():
+        out[CountKey("hero-test", variant, EXPOSURE, cell, day)] = Tally(exposures=exposed)
+        out[CountKey("hero-test", variant, goal, cell, day)] = Tally(conversions=converted)
+    return out
+
+
+def test_a_cell_keeps_the_starting_weights_until_every_variant_has_its_burn_in() -> None:
+    counts = {"control": (199, 10), "a": (5000, 400), "b": (5000, 100)}
+    weights, reason = cell_weights(SPEC, {v: Tally(e, c) for v, (e, c) in counts.items()},
+                                   version=1, cell="all")
+    assert reason == "burn_in"
+    assert dict(weights) == pytest.approx({"control": 0.34, "a": 0.33, "b": 0.33})
+
+
+def test_a_clear_winner_gets_the_leader_share_and_the_others_keep_their_floor() -> None:
+    counts = {"control": (5000, 200), "a": (5000, 400), "b": (5000, 100)}
+    weights, reason = cell_weights(SPEC, {v: Tally(e, c) for v, (e, c) in counts.items()},
+                                   version=1, cell="all")
+    shares = dict(weights)
+    assert reason == "learned"
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["a"] == pytest.approx(0.01 + 0.97 * 0.9, abs=1e-3)
+    assert shares["control"] > shares["b"] >= 0.01
+
+
+def test_each_cell_learns_its_own_winner() -> None:
+    counted = {**rows("mobile", {"control": (3000, 90), "a": (3000, 240), "b": (3000, 60)}),
+               **rows("desktop", {"control": (3000, 90), "a": (3000, 60), "b": (3000, 210)}),
+               **rows("tablet", {"control": (50, 2), "a": (50, 9), "b": (50, 1)})}
+    weights = experiment_weights(SPEC, counted, version=3, now=100.0)
+    leaders = {cell: max(c.weights, key=lambda item: item[1])[0]
+               for cell, c in weights.cells.items() if c.reason == "learned"}
+    assert leaders == {"mobile": "a", "desktop": "b"}
+    assert weights.cells["tablet"].reason == "burn_in"
+    assert weights.cells["mobile"].exposures == 9000
+
+
+def test_counts_of_every_day_add_up_and_other_goals_are_not_read() -> None:
+    counted = {**rows("all", {"control": (100, 5), "a": (100, 5), "b": (100, 5)}),
+               **rows("all", {"control": (100, 5), "a": (100, 30), "b": (100, 5)},
+                      day="2026-12-03"),
+               **rows("all", {"control": (0, 0), "a": (0, 0), "b": (0, 90)}, goal="signup",
+                      day="2026-12-04")}
+    cell = experiment_weights(SPEC, counted, version=1, now=0.0).cells["all"]
+    assert cell.reason == "learned" and cell.exposures == 600
+    assert max(cell.weights, key=lambda item: item[1])[0] == "a"
+
+
+def test_a_value_goal_follows_the_mean_value_per_visitor() -> None:
+    spec = BanditSpec("hero-test", (("control", 1), ("a", 1)), goal="purchase",
+                      metric="value")
+    tallies = {"control": Tally(1000, 50, 50 * 80.0, 50 * 80.0**2),   # fewer buy, more each
+               "a": Tally(1000, 80, 80 * 20.0, 80 * 20.0**2)}
+    weights, _ = cell_weights(spec, tallies, version=1, cell="all")
+    assert dict(weights)["control"] > 0.85
+
+
+def test_the_same_counts_give_the_same_weights_in_every_worker() -> None:
+    counted = rows("all", {"control": (400, 20), "a": (400, 24), "b": (400, 18)})
+    first = experiment_weights(SPEC, counted, version=7, now=1.0)
+    again = experiment_weights(SPEC, counted, version=7, now=1.0)
+    assert first == again
+    assert 0.2 < dict(first.cells["all"].weights)["a"] < 0.9   # undecided: shared out
+
+
+def test_top_two_shares_with_the_whole_share_to_the_leader_is_thompson_sampling() -> None:
+    samples = np.array([[0.1, 0.5, 0.9, 0.2], [0.3, 0.4, 0.1, 0.6], [0.2, 0.6, 0.0, 0.1]])
+    assert top_two_shares(samples, 1.0).tolist() == pytest.approx([0.25, 0.5, 0.25])
+    # Half to the leader: a sure leader leaves the rest to the best of the others.
+    sure = np.array([[0.9, 0.9], [0.5, 0.1], [0.1, 0.5]])
+    assert top_two_shares(sure, 0.5).tolist() == pytest.approx([0.5, 0.25, 0.25])
+
+
+def test_new_visitors_are_shared_out_by_the_weights_and_the_holdout_sees_control() -> None:
+    spec = BanditSpec("hero-test", (("control", 1), ("a", 1), ("b", 2)), goal="purchase",
+                      holdout=0.1)
+    table = WeightsTable(4, {"hero-test": experiment_weights(spec, {}, version=1, now=0.0)})
+    points = [(n + 0.5) / 10_000 for n in range(10_000)]
+    chosen = [table.choose("hero-test", "mobile", point) for point in points]
+    assert chosen.count(HOLDOUT) == 1000
+    assert chosen.count("control") == 2250 and chosen.count("a") == 2250
+    assert chosen.count("b") == 4500
+    assert table.choose("other-test", "mobile", 0.5) is None
+
+
+def test_a_cell_with_learned_weights_is_chosen_from_them() -> None:
+    counted = rows("mobile", {"control": (5000, 100), "a": (5000, 400), "b": (5000, 100)})
+    table = WeightsTable(2, {"hero-test": experiment_weights(SPEC, counted, version=1, now=0)})
+    points = [(n + 0.5) / 1000 for n in range(1000)]
+    mobile = [table.choose("hero-test", "mobile", p) for p in points]
+    desktop = [table.choose("hero-test", "desktop", p) for p in points]
+    assert mobile.count("a") > 850
+    assert desktop.count("a") == 330   # not counted yet: the starting weights
+
+
+def test_the_table_survives_its_encoding() -> None:
+    counted = {**rows("mobile", {"control": (5000, 100), "a": (5000, 400), "b": (5000, 100)}),
+               **rows("tablet", {"control": (5, 0), "a": (5, 1), "b": (5, 0)})}
+    table = WeightsTable(9, {"hero-test": experiment_weights(SPEC, counted, version=4,
+                                                             now=12.5)})
+    again = WeightsTable.decode(table.encode(), 9)
+    assert again == table
+    assert again.choose("hero-test", "mobile", 0.42) == table.choose("hero-test", "mobile", 0.42)
+    shown = again.as_json()["hero-test"]
+    assert isinstance(shown, dict) and shown["version"] == 4
+    assert shown["cells"]["tablet"]["reason"] == "burn_in"
+
+
+@pytest.mark.parametrize("payload", [b"{}", b'{"experiments": {"x": {"version": 1}}}',
+                                     b'{"experiments": []}'])
+def test_a_payload_that_is_not_a_table_is_refused(payload: bytes) -> None:
+    with pytest.raises(ValueError, match="not a bandit weights table"):
+        WeightsTable.decode(payload, 1)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"variants": (("control", 1),)}, "two or more"),
+    ({"control": "original"}, "control 'original'"),
+    ({"floor": 0.5}, "floor 0.5 x 3"),
+    ({"holdout": 1.0}, "holdout"),
+    ({"burn_in": -1}, "burn_in"),
+])
+def test_specs_that_cannot_work_are_refused(changes: dict[str, object], message: str) -> None:
+    fields: dict[str, object] = {"experiment": "hero-test", "goal": "purchase",
+                                 "variants": (("control", 1), ("a", 1), ("b", 1)), **changes}
+    with pytest.raises(ValueError, match=message):
+        BanditSpec(**fields)  # type: ignore[arg-type]

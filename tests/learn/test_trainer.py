@@ -1,0 +1,173 @@
+"""The trainer publishes weights and the model on their cadence; readers bring them to workers.
+
+Against a real SQLite file and a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from edge_personalizer.learn.affinity import AFFINITY, INTEREST, AffinityModel, record
+from edge_personalizer.learn.bandit import HOLDOUT, TABLE_NAME, BanditSpec, WeightsTable
+from edge_personalizer.learn.counters import EXPOSURE, Accumulator, CountKey, Tally
+from edge_personalizer.learn.store import Store, open_store, sqlite_url
+from edge_personalizer.learn.trainer import Trainer, model_reader, weights_reader
+
+from ..servers import RedisServer
+
+pytestmark = pytest.mark.anyio
+SPEC = BanditSpec("hero-test", (("control", 1), ("a", 1), ("b", 1)), goal="purchase",
+                  burn_in=100, update_every=60.0, holdout=0.05)
+DAY = "2026-12-02"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "ep.db")
+        return
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = open_store(store_url)
+    yield opened
+    await opened.close()
+
+
+async def count(store: Store, cell: str, counts: dict[str, tuple[int, int]]) -> None:
+    batch = {}
+    for variant, (exposed, converted) in counts.items():
+        batch[CountKey("hero-test", variant, EXPOSURE, cell, DAY)] = Tally(exposures=exposed)
+        batch[CountKey("hero-test", variant, "purchase", cell, DAY)] = Tally(
+            conversions=converted)
+    await store.flush(batch)
+
+
+async def test_weights_are_published_per_cell_and_read_by_every_worker(store: Store) -> None:
+    clock = Clock()
+    await count(store, "mobile", {"control": (2000, 60), "a": (2000, 200), "b": (2000, 40)})
+    await count(store, "desktop", {"control": (50, 2), "a": (50, 2), "b": (50, 2)})
+    trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=clock)
+    assert await trainer.update_weights()
+    readers = [weights_reader(store), weights_reader(store)]   # two workers
+    for reader in readers:
+        assert await reader.refresh()
+        weights = reader.current.experiments["hero-test"]
+        assert weights.version == 1
+        assert weights.cells["mobile"].reason == "learned"
+        assert weights.cells["desktop"].reason == "burn_in"
+    table = readers[0].current
+    assert readers[1].current == table
+    points = [(n + 0.5) / 1000 for n in range(1000)]
+    mobile = [table.choose("hero-test", "mobile", p) for p in points]
+    assert mobile.count(HOLDOUT) == 50 and mobile.count("a") > 800
+    assert not await readers[0].refresh()   # nothing newer
+
+
+async def test_weights_change_on_the_cadence_and_not_before(store: Store) -> None:
+    clock = Clock()
+    trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=clock)
+    other = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=clock)
+    await count(store, "all", {"control": (500, 20), "a": (500, 20), "b": (500, 20)})
+    assert await trainer.update_weights()
+    clock.now += 30
+    assert not await trainer.update_weights()
+    assert not await other.update_weights()   # another worker saw the fresh version
+    await count(store, "all", {"control": (500, 5), "a": (500, 60), "b": (500, 5)})
+    clock.now += 31
+    assert await other.update_weights()
+    reader = weights_reader(store)
+    await reader.refresh()
+    weights = reader.current.experiments["hero-test"]
+    assert weights.version == 2 and weights.updated_at == clock.now
+    assert dict(weights.cells["all"].weights)["a"] > 0.8
+
+
+async def test_an_experiment_without_counts_gets_its_starting_weights(store: Store) -> None:
+    trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=Clock())
+    assert await trainer.update_weights()
+    reader = weights_reader(store)
+    await reader.refresh()
+    assert reader.current.choose("hero-test", "anything", 0.5) == "a"
+    assert not await Trainer(store, specs=lambda: [], clock=Clock()).update_weights()
+
+
+async def test_the_model_is_rebuilt_every_learn_interval(store: Store) -> None:
+    clock = Clock()
+    counters = Accumulator()
+    for _ in range(30):
+        record(counters, ("running", "trail"), ("shoes",))
+    record(counters, ("running", "trail"), ("socks",))
+    counters.collect()
+    await store.flush(counters.pending_batch(100))
+    trainer = Trainer(store, specs=lambda: [], learn_interval=3600.0, clock=clock)
+    reader = model_reader(store)
+    await trainer.step()
+    assert await reader.refresh()
+    assert reader.current.predict(("trail", "running"))[0][0] == "shoes"
+    await store.flush({CountKey(AFFINITY, "running\x1ftrail", INTEREST, "socks", DAY):
+                       Tally(conversions=100)})
+    clock.now += 1800
+    await trainer.step()
+    assert not await reader.refresh()
+    clock.now += 1800
+    await Trainer(store, specs=lambda: [], learn_interval=3600.0, clock=clock).step()
+    assert await reader.refresh()
+    assert reader.current.predict(("trail", "running"))[0][0] == "socks"
+    assert reader.version == 2
+
+
+async def test_an_unreadable_table_keeps_the_last_good_one(store: Store) -> None:
+    trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=Clock())
+    await trainer.update_weights()
+    reader = weights_reader(store)
+    await reader.refresh()
+    good = reader.current
+    await store.publish(TABLE_NAME, b"not json")
+    assert not await reader.refresh()
+    assert reader.current is good and reader.version == 2
+    model = model_reader(store)
+    await store.publish("affinity-model", b"[]")
+    assert not await model.refresh()
+    assert model.current == AffinityModel()
+
+
+async def test_a_store_that_is_down_pauses_learning_and_workers_keep_their_tables(
+        tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    store = open_store(server.url)
+    try:
+        trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=60.0, clock=Clock(),
+                          tick=0.01)
+        reader = weights_reader(store, interval=0.01)
+        await trainer.step()
+        await reader.refresh()
+        table = reader.current
+        server.stop()
+        async with anyio.create_task_group() as group:   # the lifespan's shape
+            await group.start(trainer.run)
+            await group.start(reader.run)
+            await anyio.sleep(0.2)
+            group.cancel_scope.cancel()
+        assert trainer.failures > 0
+        assert reader.current is table
+        assert isinstance(table, WeightsTable) and "hero-test" in table.experiments
+    finally:
+        await store.close()
