@@ -12,12 +12,14 @@ for where it sits:
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from ..classify.visitor import Visitor
+from ..classify.visitor import Visitor, field_getter
 from .fields import lookup, normalize
 from .html_context import MARK, URL_ATTRIBUTES, attribute_problem, is_safe_url, spots, url_fixed
 
@@ -38,6 +40,10 @@ class Placeholder:
     default: str
     escape: Escape = "html"
     url_start: str = ""       # for "url": the attribute value's literal text before it
+    read: Callable[[Visitor], Any] = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "read", field_getter(self.field))
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,8 @@ class Template:
 
     parts: tuple[str | Placeholder, ...]
     # Derived when built: the fields it prints, and whether it prints none.
-    fields: frozenset[str] = field(init=False, compare=False, repr=False)
-    is_static: bool = field(init=False, compare=False, repr=False)
+    fields: frozenset[str] = dataclasses.field(init=False, compare=False, repr=False)
+    is_static: bool = dataclasses.field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         fields = frozenset(p.field for p in self.parts if isinstance(p, Placeholder))
@@ -91,7 +97,7 @@ class Template:
             if isinstance(part, str):
                 out.append(part)
                 continue
-            value = visitor.field(part.field)
+            value = part.read(visitor)
             if value in (None, ""):
                 text = part.default
             elif isinstance(value, (list, tuple)):
