@@ -298,8 +298,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     snapshot = anyio.run(snapshot_of, settings.store_location(), load_rules(settings.rules_dir))
     if args.html is not None:
         args.html.write_text(Pages().one_file(snapshot), encoding="utf-8")
-        print(f"wrote {args.html}: the results of {len(snapshot.ruleset.experiments)} "
-              f"experiments from {snapshot.store}")
+        count = len(snapshot.ruleset.experiments)
+        print(f"wrote {args.html}: the results of {count} experiment"
+              f"{'' if count == 1 else 's'} from {snapshot.store}")
     elif args.format == "json":
         print(json.dumps(snapshot.results, indent=2, ensure_ascii=False))
     else:

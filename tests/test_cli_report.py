@@ -111,7 +111,7 @@ def test_html_report_is_one_self_contained_file(data_dir: Path, tmp_path: Path,
         assert link.startswith("#"), link
     for anchor in ("experiments", "experiment-1", "segments", "predictions"):
         assert f'id="{anchor}"' in page and f'href="#{anchor}"' in page
-    assert page.count("<polyline") == 2 * 2   # two goals, a line per variant
+    assert page.count("<polyline") == 2   # a line per variant; cta-click has no conversions
     assert 'data-variant="bold"' in page and "No prediction model exists yet." in page
 
 

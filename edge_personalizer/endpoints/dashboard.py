@@ -136,7 +136,11 @@ def same_origin(scope: Scope) -> bool:
 
 
 def _cookie_header(scope: Scope, name: str, value: str, max_age: int, path: str) -> bytes:
-    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    # Secure when the browser is on https, as it says in Origin (behind a proxy that ends
+    # TLS, the scheme here is http).
+    on_https = scope.get("scheme") == "https" or \
+        (_header(scope, b"origin") or b"").startswith(b"https://")
+    secure = "; Secure" if on_https else ""
     return (f"{name}={value}; Max-Age={max_age}; Path={path}; HttpOnly; "
             f"SameSite=Strict{secure}").encode()
 
@@ -305,7 +309,8 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
                   for v in weights}
         chart = Markup(line_chart(
             days, series, title=f"Cumulative conversion rate on {goal_name} per variant, "
-                                "by day (UTC)")) if days else None
+                                "by day (UTC)")) \
+            if any(goal["variants"][v]["converted"] for v in goal["variants"]) else None
         segments = []
         for cell in cells:
             judged = goal_result(variant_totals(snapshot.totals, name, goal_name, cell=cell),
@@ -474,10 +479,11 @@ def render_text(report: Mapping[str, Any]) -> str:
         if not experiment["goals"]:
             lines.append("  no goals: add goals: [...] to the experiment to judge it")
         for goal_name, goal in experiment["goals"].items():
+            valued = any(v["value_sum"] for v in goal["variants"].values())
             lines.append(f"  goal {goal_name}")
             lines.append(f"    {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
-                         f"{'95% interval':>17} {'uplift':>8} {'95% interval':>19} "
-                         f"{'chance':>7} {'risk':>6}")
+                         f"{'95% interval':>17} {'uplift':>8} {'uplift interval':>19} "
+                         f"{'chance':>7} {'risk':>6}" + ("  value/visitor" if valued else ""))
             for name, v in goal["variants"].items():
                 interval = (f"{_pct(v['rate_low'])}..{_pct(v['rate_high'])}"
                             if v["rate_low"] is not None else "–")
@@ -489,7 +495,8 @@ def render_text(report: Mapping[str, Any]) -> str:
                     f"{_pct(v['rate']):>7} {interval:>17} "
                     f"{'control' if name == goal['control'] else _signed(v['uplift']):>8} "
                     f"{uplift:>19} {_pct(v['chance_to_beat_control']):>7} "
-                    f"{_pct(v['risk']):>6}")
+                    f"{_pct(v['risk'], 2):>6}"
+                    + (f"  {_count(v['mean_value']):>13}" if valued else ""))
             leader, chance = leader_of(goal)
             if leader is not None and chance is not None:
                 lines.append(f"    ahead: {leader} ({_pct(chance)} chance to "
@@ -648,7 +655,13 @@ class Dashboard:
                       nonce: str | None) -> None:
         assert self.sessions is not None
         form = await _read_form(receive)
-        if nonce is None or form is None or not same_origin(scope) or not hmac.compare_digest(
+        if nonce is None:   # no session (expired already): nothing to end, no harm done
+            await respond(send, 303, b"", b"text/plain; charset=utf-8", [
+                (b"location", f"{BASE_PATH}/login".encode()),
+                (b"set-cookie", _cookie_header(scope, SESSION_COOKIE, "", 0, BASE_PATH)),
+                *_SECURITY_HEADERS])
+            return
+        if form is None or not same_origin(scope) or not hmac.compare_digest(
                 form.get("form_token", ""), self.sessions.form_token(nonce)):
             await self._html(scope, send, 403, self.pages.message(
                 "Refused", "Signing out needs the button on a dashboard page."))

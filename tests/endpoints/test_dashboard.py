@@ -196,6 +196,35 @@ def test_pages_are_never_cached_and_load_nothing_from_elsewhere(board: Server) -
         assert httpx.get(f"{board.url}/__ep/dashboard/static/{name}").status_code == 404
 
 
+def test_behind_a_proxy_that_ends_tls_the_session_cookie_is_secure(board: Server) -> None:
+    with httpx.Client(base_url=board.url) as client:
+        form = client.get("/__ep/dashboard/login")
+        signed_in = client.post("/__ep/dashboard/login", data={
+            "token": ADMIN_TOKEN, "login_token": form.cookies[LOGIN_COOKIE]},
+            headers={"origin": "https://" + board.url.split("://")[1]})
+        assert signed_in.status_code == 303
+        cookie = next(v for v in signed_in.headers.get_list("set-cookie")
+                      if v.startswith(SESSION_COOKIE + "="))
+        assert cookie.endswith("; Secure")
+
+
+def test_sessions_expire_after_their_lifetime() -> None:
+    now = [1000.0]
+    signer = SessionSigner("t", lifetime=60, clock=lambda: now[0])
+    value = signer.issue()
+    nonce = signer.nonce_of(value)
+    assert nonce is not None and signer.form_token(nonce) != nonce
+    now[0] = 1059.0
+    assert signer.nonce_of(value) == nonce
+    now[0] = 1060.0
+    assert signer.nonce_of(value) is None
+
+
+def test_signing_out_without_a_session_just_goes_to_sign_in(board: Server) -> None:
+    out = httpx.post(f"{board.url}/__ep/dashboard/logout", data={})
+    assert out.status_code == 303 and out.headers["location"] == "/__ep/dashboard/login"
+
+
 def test_a_wrong_token_is_refused(board: Server) -> None:
     assert httpx.get(f"{board.url}/__ep/dashboard",
                      headers={"authorization": "Bearer wrong"}).status_code == 401
