@@ -12,7 +12,6 @@ from starlette.types import Message
 
 from ..rules.book import RuleBook
 from ..rules.evaluator import explain
-from ..rules.model import Decision
 from ..rules.segment import ALL_TAG_HEADERS
 from .exchange import Exchange
 from .personalizer import Personalizer
@@ -76,8 +75,10 @@ class PageHeaders:
         self.personalizer = personalizer
         self.rules = rules
         self.cache = cache
-        # A decision of static variants gives every visitor the same segment: remembered.
-        self._segments: LRU[int, tuple[Decision, Segment]] = LRU(4096)
+        # The same choices of static variants give every visitor the same segment:
+        # remembered by (slot, variant, reason, by) of each (an experiment's decisions
+        # are new objects every request; their choices repeat).
+        self._segments: LRU[tuple[tuple[str, str, str, str], ...], Segment] = LRU(4096)
 
     def finish(self, message: Message, exchange: Exchange, head: ResponseHead) -> Message:
         """The response start of a page with the decision's headers, the profile cookie
@@ -129,11 +130,11 @@ class PageHeaders:
         decision = exchange.decision
         if decision.static_choices is None:   # the variants print visitor data
             return segment_of(decision, exchange.visitor)
-        known = self._segments.get(id(decision))
-        if known is None or known[0] is not decision:
-            known = self._segments[id(decision)] = (decision,
-                                                    segment_of(decision, exchange.visitor))
-        return known[1]
+        key = tuple((slot, c.variant, c.reason, c.by) for slot, c in decision.slots.items())
+        segment = self._segments.get(key)
+        if segment is None:
+            segment = self._segments[key] = segment_of(decision, exchange.visitor)
+        return segment
 
     def cache_headers(self, headers: list[tuple[bytes, bytes]], exchange: Exchange,
                       head: ResponseHead) -> list[tuple[bytes, bytes]]:
