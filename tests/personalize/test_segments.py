@@ -172,3 +172,13 @@ def test_a_page_setting_a_cookie_is_never_shared(keyed: Server) -> None:
     cache_control = with_session.headers["cache-control"]
     assert cache_control.startswith("private") and "s-maxage" not in cache_control
     assert "surrogate-key" not in with_session.headers
+
+
+def test_a_fragment_printing_raw_request_data_is_never_shared(keyed: Server) -> None:
+    raw = httpx.get(f"{keyed.url}/__ep/fragment/banner?url=%2Fslotted%2Fn%3Fname%3Dalice",
+                    headers=BROWSER)
+    assert raw.text == "<p>Hi alice</p>"
+    assert raw.headers["cache-control"] == "private, no-store"
+    city = httpx.get(f"{keyed.url}/__ep/fragment/banner?url=%2Fslotted%2Fn%3Fcity%3D1",
+                     headers=BROWSER)
+    assert city.status_code == 200 and city.headers["cache-control"].startswith("public")
