@@ -44,14 +44,15 @@ def strongest(scores: Scores, half_life_days: float) -> tuple[str, ...]:
     rate = 1.0 / (half_life_days * _DAY)
     first = second = ""
     first_rank = second_rank = -math.inf
+    log2 = math.log2
     for name, (score, at) in scores.items():
-        if score <= 0:
-            continue
-        rank = math.log2(score) + at * rate   # log2 of score * 0.5 ** ((now - at) / half_life)
-        if rank > first_rank:
-            second, second_rank, first, first_rank = first, first_rank, name, rank
-        elif rank > second_rank:
-            second, second_rank = name, rank
+        if score > 0:
+            rank = log2(score) + at * rate   # log2 of score * 0.5 ** ((now - at) / half_life)
+            if rank > second_rank:
+                if rank > first_rank:
+                    second, second_rank, first, first_rank = first, first_rank, name, rank
+                else:
+                    second, second_rank = name, rank
     if not first:
         return ()
     return (first, second) if second else (first,)

@@ -190,23 +190,18 @@ def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
                              MappingProxyType(cells))
 
 
-class _Pick:
-    """A cell's weights, prepared for a bisect: names and cumulative upper bounds."""
+# A cell's weights prepared for a bisect: the holdout share, then the cumulative upper bound
+# of each variant's share of [holdout, 1), then the variants' names (the last one repeated,
+# so a point at the very top rounds into it).
+_Pick = tuple[float, tuple[float, ...], tuple[str, ...]]
 
-    __slots__ = ("names", "bounds", "holdout")
 
-    def __init__(self, weights: Weights, holdout: float) -> None:
-        total = sum(w for _, w in weights) or 1.0
-        self.names = tuple(name for name, _ in weights)
-        self.bounds = tuple(itertools.accumulate(w / total for _, w in weights))
-        self.holdout = holdout
-
-    def __call__(self, point: float) -> str:
-        holdout = self.holdout
-        if point < holdout:
-            return HOLDOUT
-        index = bisect.bisect_right(self.bounds, (point - holdout) / (1 - holdout))
-        return self.names[min(index, len(self.names) - 1)]
+def _pick(weights: Weights, holdout: float) -> _Pick:
+    total = sum(w for _, w in weights) or 1.0
+    bounds = tuple(holdout + (1 - holdout) * b
+                   for b in itertools.accumulate(w / total for _, w in weights))
+    names = tuple(name for name, _ in weights)
+    return holdout, bounds, names + names[-1:]
 
 
 @dataclass(frozen=True)
@@ -220,9 +215,9 @@ class WeightsTable:
     _starting: Mapping[str, _Pick] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        picks = {(name, cell): _Pick(held.weights, e.holdout)
+        picks = {(name, cell): _pick(held.weights, e.holdout)
                  for name, e in self.experiments.items() for cell, held in e.cells.items()}
-        starting = {name: _Pick(e.starting, e.holdout) for name, e in self.experiments.items()}
+        starting = {name: _pick(e.starting, e.holdout) for name, e in self.experiments.items()}
         object.__setattr__(self, "_picks", picks)
         object.__setattr__(self, "_starting", starting)
 
@@ -231,7 +226,10 @@ class WeightsTable:
         `cell`: HOLDOUT below the holdout share; None when the experiment has no weights
         published yet (the caller uses its fixed weights)."""
         pick = self._picks.get((experiment, cell)) or self._starting.get(experiment)
-        return None if pick is None else pick(point)
+        if pick is None:
+            return None
+        holdout, bounds, names = pick
+        return HOLDOUT if point < holdout else names[bisect.bisect_right(bounds, point)]
 
     def with_experiment(self, name: str, weights: ExperimentWeights) -> WeightsTable:
         return WeightsTable(self.version, MappingProxyType({**self.experiments, name: weights}))
