@@ -90,6 +90,7 @@ class EdgeApp:
             trusted_proxies=trusted, cookie_secure=settings.profile_cookie_secure,
             cookie_max_age_days=settings.profile_max_age_days, debug_token=token,
             preview=PreviewSigner(keys[0]), variant_header=settings.variant_header,
+            compress_pages=settings.compress_pages,
             keyed_caching=settings.keyed_caching, shared_max_age=settings.shared_max_age,
             cache_tag_headers=settings.cache_tag_headers, first_bytes=FirstBytesMemo(),
             learning=self.learning, clock=clock,

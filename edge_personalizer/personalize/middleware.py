@@ -42,6 +42,7 @@ class PersonalizeMiddleware:
                  shared_max_age: int = 300,
                  cache_tag_headers: Sequence[str] = ALL_TAG_HEADERS,
                  first_bytes: FirstBytesMemo | None = None, learning: Learning | None = None,
+                 compress_pages: bool = True,
                  observer: Observer | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.app = app
@@ -60,6 +61,7 @@ class PersonalizeMiddleware:
             self.page_headers = PageHeaders(self.personalizer, rules=self.rules, cache=CachePolicy(
                 keyed_caching, shared_max_age, tuple(cache_tag_headers), variant_header))
         self.editor = PageEditor(self.rules, memo=first_bytes or FirstBytesMemo())
+        self.compress_pages = compress_pages   # rewritten pages compressed for the client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         personalizer, headers, fail_open = self.personalizer, self.page_headers, self.fail_open
@@ -82,7 +84,8 @@ class PersonalizeMiddleware:
             exchange, send, headers=headers, editor=self.editor, fail_open=fail_open,
             spent=time.perf_counter() - started,
             # the client's own Accept-Encoding (the origin may be asked for identity)
-            accept_encoding=exchange.visitor.request.headers.get("accept-encoding", ""))
+            accept_encoding=exchange.visitor.request.headers.get("accept-encoding", "")
+            if self.compress_pages else "")
         await self.app(exchange.scope, receive, responder)            # forward
 
     async def _redirect(self, exchange: Exchange, location: str, send: Send,

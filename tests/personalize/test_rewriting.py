@@ -5,12 +5,16 @@ from __future__ import annotations
 import gzip
 import time
 import zlib
+from pathlib import Path
 
 import brotli
 import httpx
 import pytest
 
-from ..servers import Server
+from ..conftest import ROOT
+from ..servers import Server, start_proxy
+
+RULES = ROOT / "tests" / "data" / "rules"
 
 # Uncompressed unless a test asks (a rewritten page is compressed for clients that accept it)
 PAGE = {"accept": "text/html,application/xhtml+xml", "accept-encoding": "identity",
@@ -151,3 +155,15 @@ def test_a_compressed_page_still_streams(proxy: Server) -> None:
     assert first_at < 0.6 and HERO in early
     assert time.monotonic() - started >= 1.0
     assert HERO in gzip.decompress(first + rest)
+
+
+def test_compression_can_be_turned_off(origin: Server, tmp_path: Path) -> None:
+    plain = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
+                        env={"EP_COMPRESS_PAGES": "false"})
+    try:
+        response = httpx.get(f"{plain.url}/slotted/a",
+                             headers={**FACEBOOK, "accept-encoding": "gzip, deflate, br"})
+    finally:
+        plain.stop()
+    assert HERO in response.content and "content-encoding" not in response.headers
+    assert response.headers["content-length"] == str(len(response.content))
