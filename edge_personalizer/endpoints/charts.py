@@ -71,21 +71,24 @@ def _padded(scale: tuple[float, float]) -> tuple[float, float]:
 
 
 def line_chart(labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *,
-               title: str, y_format: str = "percent", width: int = 720,
+               title: str, y_format: str = "percent", y_max: float | None = None,
+               marks: Sequence[tuple[int, str]] = (), width: int = 720,
                height: int = 300) -> str:
     """Lines over `labels` (days), one per series; None leaves a gap. The y axis starts at 0
-    and is labelled as percentages (`y_format="percent"`) or plain numbers."""
+    and ends at `y_max` (default: a round number above the data), labelled as percentages
+    (`y_format="percent"`) or plain numbers. `marks`: (label index, text) drawn as a
+    dashed vertical line, e.g. a reweight."""
     left, right, top, bottom = 58, 16, 14, 46
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for points in series.values() for v in points if v is not None]
-    y_max = _nice_ceiling(max(values) if values else 1.0)
+    top_value = y_max if y_max is not None else _nice_ceiling(max(values) if values else 1.0)
     count = max(len(labels), 1)
 
     def x(i: int) -> float:
         return left + (plot_w / 2 if count == 1 else i * plot_w / (count - 1))
 
     def y(value: float) -> float:
-        return top + plot_h - value / y_max * plot_h
+        return top + plot_h - min(value, top_value) / top_value * plot_h
 
     def shown(value: float) -> str:
         return percent(value) if y_format == "percent" else f"{value:,.0f}"
@@ -96,7 +99,7 @@ def line_chart(labels: Sequence[str], series: Mapping[str, Sequence[float | None
         f"<title>{escape(title)}</title>",
     ]
     for step in range(5):
-        value = y_max * step / 4
+        value = top_value * step / 4
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(value):.1f}" '
                      f'y2="{y(value):.1f}" stroke="{GRID}" stroke-width="1"/>')
         parts.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
@@ -108,6 +111,12 @@ def line_chart(labels: Sequence[str], series: Mapping[str, Sequence[float | None
         if i % every == 0 or i == len(labels) - 1:
             parts.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 18}" text-anchor="middle" '
                          f'font-size="12" fill="{AXIS}">{escape(label[5:] or label)}</text>')
+    for index, text in marks:
+        parts.append(f'<line x1="{x(index):.1f}" x2="{x(index):.1f}" y1="{top}" '
+                     f'y2="{top + plot_h}" stroke="{AXIS}" stroke-width="1.5" '
+                     f'stroke-dasharray="5 4"><title>{escape(text)}</title></line>')
+        parts.append(f'<text x="{x(index) + 4:.1f}" y="{top + 12}" font-size="12" '
+                     f'fill="{AXIS}">{escape(text)}</text>')
     for n, (name, points) in enumerate(series.items()):
         colour, dash = PALETTE[n % len(PALETTE)], DASHES[n % len(DASHES)]
         dashed = f' stroke-dasharray="{dash}"' if dash else ""

@@ -32,6 +32,10 @@ from markupsafe import Markup
 from starlette.types import Receive, Scope, Send
 
 from ..errors import StoreError
+from ..learn.affinity import TABLE_NAME as MODEL_TABLE
+from ..learn.affinity import AffinityModel, affinity_counts, key_of
+from ..learn.bandit import TABLE_NAME as WEIGHTS_TABLE
+from ..learn.bandit import WeightsTable
 from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally, variant_totals
 from ..learn.results import control_of, results
 from ..learn.stats import goal_result
@@ -48,7 +52,7 @@ BASE_PATH = "/__ep/dashboard"
 SESSION_COOKIE = "ep_dashboard"
 LOGIN_COOKIE = "ep_dashboard_login"   # the login form's token, sent back with the form
 SESSION_SECONDS = 3600.0
-PREDICTIONS_TABLE = "affinity-model"  # where the group-leverage model is published
+INTERNAL_PREFIX = "ep:"   # counts kept under such names are not experiments (AFFINITY)
 MAX_FORM_BYTES = 4096
 ASSETS = Path(__file__).with_name("dashboard")
 _METHODS = frozenset({"GET", "HEAD", "POST"})
@@ -157,25 +161,37 @@ class Snapshot:
     taken_at: float
     store: str                   # the store's location (no password)
     last_error: str | None = None
-    predictions: Table | None = None
+    predictions: Table | None = None   # the published affinity model
+    bandits: Table | None = None       # the published bandit weights
+
+    def weights(self) -> WeightsTable | None:
+        """The bandit weights as published (None: none, or unreadable)."""
+        if self.bandits is None:
+            return None
+        try:
+            return WeightsTable.decode(self.bandits.payload, self.bandits.version)
+        except ValueError:
+            return None
 
 
 def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: str,
                   taken_at: float, last_error: str | None = None,
-                  predictions: Table | None = None) -> Snapshot:
+                  predictions: Table | None = None, bandits: Table | None = None) -> Snapshot:
     """Judge the totals (scipy: call it off the event loop)."""
     return Snapshot(ruleset, totals, results(ruleset, totals), taken_at, store, last_error,
-                    predictions)
+                    predictions, bandits)
 
 
 async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | None = None,
                         clock: Callable[[], float] = time.time) -> Snapshot:
-    """The store's totals and published model, judged; raises StoreError."""
+    """The store's totals and published tables, judged; raises StoreError."""
     totals = await store.totals()
-    predictions = await store.table(PREDICTIONS_TABLE)
+    predictions = await store.table(MODEL_TABLE)
+    bandits = await store.table(WEIGHTS_TABLE)
     return await anyio.to_thread.run_sync(
         lambda: make_snapshot(ruleset, totals, store=store.location, taken_at=clock(),
-                              last_error=last_error, predictions=predictions))
+                              last_error=last_error, predictions=predictions,
+                              bandits=bandits))
 
 
 async def snapshot_of(store_url: str, ruleset: RuleSet) -> Snapshot:
@@ -197,7 +213,8 @@ class ExperimentSummary:
     """One line of the experiments list."""
 
     name: str
-    status: str                 # running (in the rules) or stopped (counted, since removed)
+    status: str                 # running or bandit (in the rules), stopped (counted, since
+                                # removed from the rules)
     exposed: int
     goal: str | None            # the goal it is judged on first
     leader: str | None          # None: too few conversions to tell
@@ -221,6 +238,8 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
 
 
 def summaries(snapshot: Snapshot) -> list[ExperimentSummary]:
+    weights = snapshot.weights()
+    bandits = set(weights.experiments) if weights is not None else set()
     out = []
     for experiment, result in zip(snapshot.ruleset.experiments,
                                   snapshot.results["experiments"], strict=True):
@@ -229,14 +248,16 @@ def summaries(snapshot: Snapshot) -> list[ExperimentSummary]:
         leader, chance = leader_of(goals[first]) if first else (None, None)
         srm_p = goals[first]["srm_p"] if first else None
         out.append(ExperimentSummary(
-            experiment.name, "running", result["exposed"], first, leader, chance,
+            experiment.name, "bandit" if experiment.name in bandits else "running",
+            result["exposed"], first, leader, chance,
             leader == result["control"], srm_p, bool(first and goals[first]["srm"]),
             experiment.slots))
     known = ({e.name for e in snapshot.ruleset.experiments}
              | {r.name for r in snapshot.ruleset.rules})
     gone: dict[str, int] = {}
     for key, tally in snapshot.totals.items():
-        if key.experiment not in known and key.goal == EXPOSURE:
+        if key.experiment not in known and key.goal == EXPOSURE \
+                and not key.experiment.startswith(INTERNAL_PREFIX):
             gone[key.experiment] = gone.get(key.experiment, 0) + tally.exposures
     out += [ExperimentSummary(name, "stopped", exposed, None, None, None, False, None, False)
             for name, exposed in sorted(gone.items())]
@@ -326,7 +347,57 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
         if experiment.goals else (None, None)
     return {"name": name, "result": result, "experiment": experiment, "goals": goals,
             "weights": weights, "cells": cells, "leader": leader, "chance": chance,
-            "srm": any(g["srm"] for g in goals)}
+            "srm": any(g["srm"] for g in goals),
+            "bandit": allocation_view(snapshot, name, list(weights))}
+
+
+def allocation_view(snapshot: Snapshot, name: str,
+                    variants: list[str]) -> dict[str, Any] | None:
+    """A bandit experiment's allocation: each variant's share of the day's exposures, day
+    by day, with the last reweight marked, and the weights now published per cell. None
+    when no weights are published for it."""
+    table = snapshot.weights()
+    held = table.experiments.get(name) if table is not None else None
+    if held is None:
+        return None
+    days, exposed, _ = cumulative_rates(snapshot.totals, name, EXPOSURE, variants)
+    shares: dict[str, list[float | None]] = {v: [] for v in variants}
+    for i in range(len(days)):
+        daily = {v: exposed[v][i] - (exposed[v][i - 1] if i else 0) for v in variants}
+        total = sum(daily.values())
+        for v in variants:
+            shares[v].append(daily[v] / total if total else None)
+    reweighted = time.strftime("%Y-%m-%d", time.gmtime(held.updated_at))
+    marks = [(days.index(reweighted), f"reweighted (v{held.version})")] \
+        if reweighted in days else []
+    chart = Markup(line_chart(days, shares, title=f"Share of each day's visitors per variant "
+                                                 f"of {name} (UTC days)", y_max=1.0,
+                              marks=marks)) if days else None
+    cells = [{"cell": cell, "reason": c.reason, "exposures": c.exposures,
+              "weights": dict(c.weights)} for cell, c in sorted(held.cells.items())]
+    return {"chart": chart, "days": days, "shares": shares, "version": held.version,
+            "updated_at": held.updated_at, "holdout": held.holdout,
+            "starting": dict(held.starting), "cells": cells, "variants": variants}
+
+
+def predictions_view(snapshot: Snapshot, *, top: int = 25) -> dict[str, Any]:
+    """The published "visitors like you" model: its pairs with the most support (page
+    views counted for visitors with that pair), what it predicts for each, and the most
+    popular categories."""
+    table = snapshot.predictions
+    if table is None:
+        return {"state": "none"}
+    try:
+        model = AffinityModel.decode(table.payload, table.version)
+    except ValueError as exc:
+        return {"state": "unreadable", "table": table, "error": str(exc)}
+    counts = affinity_counts(snapshot.totals)
+    pairs = sorted(((k, sum(v.values())) for k, v in counts.items() if len(k) == 2),
+                   key=lambda item: (-item[1], item[0]))
+    rows = [{"pair": pair, "support": support, "next": model.pairs.get(key_of(pair), ())}
+            for pair, support in pairs[:top]]
+    return {"state": "model", "table": table, "model": model, "rows": rows,
+            "pairs": len(model.pairs), "counted_pairs": len(pairs)}
 
 
 def segments_view(snapshot: Snapshot) -> dict[str, Any]:
@@ -339,6 +410,8 @@ def segments_view(snapshot: Snapshot) -> dict[str, Any]:
              for rule in snapshot.ruleset.rules]
     cells: dict[str, dict[str, int]] = {}
     for key, tally in snapshot.totals.items():
+        if key.experiment.startswith(INTERNAL_PREFIX):
+            continue
         row = cells.setdefault(key.cell, {})
         name = "exposed" if key.goal == EXPOSURE else key.goal
         row[name] = row.get(name, 0) + (tally.exposures if key.goal == EXPOSURE
@@ -456,7 +529,7 @@ class Pages:
 
     def predictions(self, snapshot: Snapshot, *, form_token: str | None = None) -> str:
         return self._page(snapshot, "_predictions.html", "Predictions", "predictions",
-                          form_token=form_token)
+                          form_token=form_token, predictions=predictions_view(snapshot))
 
     def one_file(self, snapshot: Snapshot) -> str:
         """Every page in one self-contained document (styles and script inline)."""
@@ -467,7 +540,8 @@ class Pages:
         return self._render("report.html", links=Links(one_file=True, anchors=anchors),
                             inline=True, snapshot=snapshot, title="Results", current="",
                             form_token=None, summaries=summaries(snapshot), views=views,
-                            segments=segments_view(snapshot))
+                            segments=segments_view(snapshot),
+                            predictions=predictions_view(snapshot))
 
 
 def render_text(report: Mapping[str, Any]) -> str:

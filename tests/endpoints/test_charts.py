@@ -77,3 +77,13 @@ def test_line_chart_with_one_day_or_none_still_draws() -> None:
     assert len(one.findall(f"{SVG}circle")) == 1
     empty = ET.fromstring(line_chart([], {}, title="t"))
     assert empty.find(f"{SVG}title") is not None
+
+
+def test_a_mark_and_a_fixed_top_for_shares() -> None:
+    svg = ET.fromstring(line_chart(["d1", "d2", "d3"], {"a": [0.5, 0.4, 0.2]}, title="t",
+                                   y_max=1.0, marks=[(1, "reweighted (v2)")]))
+    labels = [t.text for t in svg.findall(f"{SVG}text")]
+    assert "100.0%" in labels and "reweighted (v2)" in labels
+    mark = [line for line in svg.findall(f"{SVG}line")
+            if line.get("stroke-dasharray") == "5 4"]
+    assert len(mark) == 1 and mark[0].get("x1") == mark[0].get("x2")

@@ -27,6 +27,7 @@ import websockets
 from edge_personalizer.config import load_settings
 from edge_personalizer.endpoints.charts import percent
 from edge_personalizer.endpoints.dashboard import (
+    INTERNAL_PREFIX,
     LOGIN_COOKIE,
     SESSION_COOKIE,
     Links,
@@ -38,8 +39,12 @@ from edge_personalizer.endpoints.dashboard import (
     render_text,
     same_origin,
 )
-from edge_personalizer.learn.counters import CountKey, Tally
-from edge_personalizer.learn.store import Table
+from edge_personalizer.learn.affinity import AFFINITY, affinity_counts, build_model, record
+from edge_personalizer.learn.affinity import TABLE_NAME as MODEL_TABLE
+from edge_personalizer.learn.bandit import TABLE_NAME as WEIGHTS_TABLE
+from edge_personalizer.learn.bandit import BanditSpec, WeightsTable, experiment_weights
+from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
+from edge_personalizer.learn.store import Table, open_store, sqlite_url
 from edge_personalizer.replay import LoggedRequest, Replay
 from edge_personalizer.rules.book import load_rules
 
@@ -113,6 +118,33 @@ async def _replay(rules: Path, data: Path) -> None:
     await replayer.finish()
 
 
+REWEIGHED_AT = START + 3 * 86_400 + 100   # on the fourth day
+
+
+async def _publish_learning(data: Path) -> None:
+    """What the trainer publishes: bandit weights for hero-test from its counts, and a
+    model from counted interests (40 page views after running + trail, 25 after hiking)."""
+    store = open_store(sqlite_url(data / "ep.db"))
+    try:
+        counters = Accumulator()
+        for _ in range(40):
+            record(counters, ("running", "trail"), ["shoes"])
+        for _ in range(25):
+            record(counters, ("hiking",), ["boots"])
+        counters.collect()
+        await store.flush(counters.pending_batch(10_000))
+        totals = await store.totals()
+        model = build_model(affinity_counts(totals), min_support=20)
+        await store.publish(MODEL_TABLE, model.encode())
+        spec = BanditSpec("hero-test", (("control", 50.0), ("bold", 50.0)), "purchase",
+                          burn_in=100)
+        weights = WeightsTable().with_experiment(
+            "hero-test", experiment_weights(spec, totals, version=3, now=REWEIGHED_AT))
+        await store.publish(WEIGHTS_TABLE, weights.encode())
+    finally:
+        await store.close()
+
+
 @pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> Population:
     root = tmp_path_factory.mktemp("dashboard")
@@ -120,6 +152,7 @@ def population(tmp_path_factory: pytest.TempPathFactory) -> Population:
     rules.mkdir()
     (rules / "site.yaml").write_text(RULES)
     anyio.run(_replay, rules, data)
+    anyio.run(_publish_learning, data)
     return Population(rules, data, VISITORS)
 
 
@@ -367,14 +400,43 @@ def test_segment_cells_get_their_own_table() -> None:
     assert "Per segment" in html and "keeps no per-segment cells" not in html
 
 
-def test_the_predictions_page_says_when_no_model_exists(board: Server) -> None:
+def test_the_predictions_page_shows_the_model_s_pairs_and_support(board: Server) -> None:
     page = httpx.get(f"{board.url}/__ep/dashboard/predictions",
                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
-    assert "No prediction model exists yet." in page
+    row = page.split('data-pair="running+trail"')[1].split("</tr>")[0]
+    assert 'data-field="support">40<' in row and "shoes (" in row
+    assert "Model version <strong>1</strong>" in page
+
+
+def test_the_predictions_page_says_when_no_model_exists() -> None:
     ruleset = load_rules(ROOT / "tests" / "data" / "rules")
-    snapshot = make_snapshot(ruleset, {}, store="x", taken_at=START,
-                             predictions=Table("affinity-model", 3, b"{}", START))
-    assert "Model version <strong>3</strong>" in Pages().predictions(snapshot)
+    none = make_snapshot(ruleset, {}, store="x", taken_at=START)
+    assert "No prediction model exists yet." in Pages().predictions(none)
+    broken = make_snapshot(ruleset, {}, store="x", taken_at=START,
+                           predictions=Table(MODEL_TABLE, 3, b"{}", START))
+    assert "cannot be" in Pages().predictions(broken)
+
+
+def test_a_bandit_shows_its_allocation_and_the_last_reweight(board: Server) -> None:
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    listing = httpx.get(f"{board.url}/__ep/dashboard", headers=bearer).text
+    row = listing.split('data-experiment="hero-test"')[1].split("</tr>")[0]
+    assert '<span class="status bandit">bandit</span>' in row
+    banner = listing.split('data-experiment="banner-test"')[1].split("</tr>")[0]
+    assert '<span class="status running">running</span>' in banner
+    page = httpx.get(f"{board.url}/__ep/dashboard/experiments/hero-test", headers=bearer).text
+    section = page.split('data-bandit="hero-test"')[1].split("</section>")[0]
+    assert "Weights version\n<strong>3</strong>" in section
+    assert "reweighted (v3)" in section and 'data-cell="all"' in section
+    assert "learned" in section
+
+
+def test_internal_counts_are_not_taken_for_experiments(board: Server) -> None:
+    assert AFFINITY.startswith(INTERNAL_PREFIX)
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    for path in ("", "/segments"):
+        page = httpx.get(f"{board.url}/__ep/dashboard{path}", headers=bearer).text
+        assert AFFINITY not in page and 'data-cell="shoes"' not in page
 
 
 def test_the_segments_page_shows_rules_reached_and_the_last_reload(board: Server,
@@ -574,6 +636,11 @@ async def _browse(devtools_url: str, board: Server, report: dict[str, Any]) -> d
                     lines: svg.querySelectorAll('polyline').length,
                     points: svg.querySelectorAll('circle').length}; })()""")
         seen["bars"] = await tools.value("document.querySelectorAll('td.bar-cell svg').length")
+        seen["allocation"] = await tools.value("""(() => {
+            const svg = document.querySelector('figure[data-chart=allocation] svg');
+            return {lines: svg.querySelectorAll('polyline').length,
+                    mark: Array.from(svg.querySelectorAll('text')).some(
+                        t => t.textContent === 'reweighted (v3)')}; })()""")
         seen["footer_time"] = await tools.value("document.querySelector('footer time').textContent")
         await tools.screenshot("experiment.png")
 
@@ -642,11 +709,12 @@ def test_the_pages_in_a_real_browser(board: Server, chromium: str) -> None:
     assert chart["lines"] == 2 and chart["points"] == 2 * DAYS
     assert chart["width"] > 500 and chart["height"] > 150
     assert seen["bars"] == 1
+    assert seen["allocation"] == {"lines": 2, "mark": True}
     assert "GMT+9" in seen["footer_time"] or "JST" in seen["footer_time"]
     assert seen["list_exposed"] == f"{hero['exposed']:,}"
     assert seen["hostile_shown"] == ["control", HOSTILE]     # text, never run
     assert seen["scripts"] == 1
-    assert "No prediction model exists yet." in seen["predictions"]
+    assert "running + trail" in seen["predictions"]
     assert seen["phone_overflow"] <= 0                        # no sideways scrolling
     assert seen["has_logout"] and seen["after_logout"] == "/__ep/dashboard/login?signed-out"
     assert seen["errors"] == [], json.dumps(seen["errors"], indent=1)
