@@ -13,13 +13,14 @@ from starlette.types import Receive, Scope, Send
 from ..personalize.exchange import Exchange
 from ..personalize.fail_open import FailOpen
 from ..personalize.response_headers import PageHeaders
-from ..personalize.segments import Segment
+from ..personalize.segments import SEGMENT_HEADER, Segment
 from ..proxy.pages import respond
 from .router import Route
 
 DECIDE_PATH = "/__ep/decide"
 FRAGMENT_PREFIX = "/__ep/fragment/"
 _ORIGINAL_URI = (b"x-original-uri", b"x-original-url", b"x-ep-url")
+_SEGMENT_HEADER = SEGMENT_HEADER.encode()
 _URI_SAFE = "!#$%&'()*+,/:;=?@[]~"   # with letters, digits and "_.-": kept as they are
 _FRAGMENT_ACTIONS = frozenset({"inner", "replace", "append", "prepend", "before", "after",
                                "text"})
@@ -57,8 +58,14 @@ class EdgeDecisions:
     def routes(self) -> dict[str, Route]:
         return {DECIDE_PATH: Route(self.decide)}
 
-    async def _begin(self, scope: Scope, send: Send) -> tuple[Exchange, Segment] | None:
+    async def _begin(self, scope: Scope, send: Send, *,
+                     named_segment: bool = True) -> tuple[Exchange, Segment] | None:
         described = described_scope(scope)
+        if not named_segment:
+            # /__ep/decide works the segment out: a segment header the visitor sent along
+            # (an edge forwards their headers) must not choose it for them.
+            described["headers"] = [(k, v) for k, v in described["headers"]
+                                    if k != _SEGMENT_HEADER]
         begun = None
         with self.fail_open.stage("decide", described["path"]):
             exchange = self.personalizer.begin(described)
@@ -68,7 +75,7 @@ class EdgeDecisions:
         return begun
 
     async def decide(self, scope: Scope, receive: Receive, send: Send) -> None:
-        begun = await self._begin(scope, send)
+        begun = await self._begin(scope, send, named_segment=False)
         if begun is None:
             return
         exchange, segment = begun

@@ -182,3 +182,18 @@ def test_a_fragment_printing_raw_request_data_is_never_shared(keyed: Server) -> 
     city = httpx.get(f"{keyed.url}/__ep/fragment/banner?url=%2Fslotted%2Fn%3Fcity%3D1",
                      headers=BROWSER)
     assert city.status_code == 200 and city.headers["cache-control"].startswith("public")
+
+
+def test_a_segment_header_the_visitor_sends_to_decide_chooses_nothing(keyed: Server) -> None:
+    # An edge forwards the visitor's headers to /__ep/decide: a visitor's own X-EP-Segment
+    # must not pick their experiment variant.
+    with httpx.Client(transport=CDN) as edge:
+        control = edge.get(f"{keyed.url}/__ep/decide", headers={
+            **BROWSER, "x-original-uri": "/slotted/d?exp=on"}).json()
+        for _ in range(12):
+            decided = edge.get(f"{keyed.url}/__ep/decide", headers={
+                **BROWSER, "x-original-uri": "/slotted/d?exp=on",
+                "x-ep-segment": control["segment"]}).json()
+            if decided["segment"] != control["segment"]:
+                return
+    raise AssertionError("every visitor got the segment they named")
