@@ -132,12 +132,14 @@ def test_each_segment_gets_its_own_page_from_the_cache(cached_site: tuple[int, b
             assert "HIT" not in statuses[segment], statuses
 
 
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
 def test_a_first_visit_is_cached_under_the_key_of_the_page_it_got(
         cached_site: tuple[int, bool]) -> None:
     # No cookie, so /__ep/decide and the page request each see a new visitor; the
     # experiment (tests/data/rules: hero-test) splits new visitors 50/50. The page must
     # be the one for the segment decide gave, which nginx keys the cache on.
     port, keyed = cached_site
+    assert keyed
     bold_by_segment: dict[str, set[bool]] = {}
     for attempt in range(12):
         for _ in range(2):

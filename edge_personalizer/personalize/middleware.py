@@ -56,7 +56,7 @@ class PersonalizeMiddleware:
             self.personalizer = Personalizer(
                 rules=self.rules, classifier=classifier, trusted=trusted_proxies,
                 debug_token=debug_token, preview=preview, observer=self.fail_open.observer,
-                learning=learning, clock=clock,
+                learning=learning, clock=clock, keyed_segments=keyed_caching,
                 cookies=CookiePolicy(cookie_secure, cookie_max_age_days))
             self.page_headers = PageHeaders(self.personalizer, rules=self.rules, cache=CachePolicy(
                 keyed_caching, shared_max_age, tuple(cache_tag_headers), variant_header))

@@ -55,7 +55,8 @@ class Personalizer:
                  trusted: TrustedProxies | None = None, debug_token: str | None = None,
                  preview: PreviewSigner | None = None, cookies: CookiePolicy = CookiePolicy(),
                  learning: Learning | None = None, observer: Observer | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 keyed_segments: bool = False) -> None:
         self.rules = rules
         self.classifier = classifier
         self.trusted = trusted or TrustedProxies()
@@ -66,7 +67,8 @@ class Personalizer:
         self.clock = clock   # a replay of logged requests runs on their own time
         self.observer: Observer = observer or NoObserver()
         self._interests_version: str | None = None
-        self.segments = SegmentBook(rules) if rules is not None else None
+        # With keyed caching, a trusted edge's X-EP-Segment names the page to render.
+        self.segments = SegmentBook(rules) if rules is not None and keyed_segments else None
 
     def begin(self, scope: Scope) -> Exchange:
         """The request's Exchange: its visitor, and its decision made when first read."""

@@ -197,3 +197,15 @@ def test_a_segment_header_the_visitor_sends_to_decide_chooses_nothing(keyed: Ser
             if decided["segment"] != control["segment"]:
                 return
     raise AssertionError("every visitor got the segment they named")
+
+
+def test_without_keyed_caching_a_segment_header_forces_nothing(proxy: Server) -> None:
+    # The shared proxy (tests/conftest.py) keeps pages private and trusts 127.0.0.2: an
+    # X-EP-Segment passed on by an edge names no page there.
+    seen = set()
+    with httpx.Client(transport=CDN) as edge:
+        for _ in range(16):
+            page = edge.get(f"{proxy.url}/slotted/p?exp=on",
+                            headers={**BROWSER, "x-ep-segment": "default"})
+            seen.add(b"<h1>Bold</h1>" in page.content)
+    assert seen == {True, False}
