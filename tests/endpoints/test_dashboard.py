@@ -38,6 +38,7 @@ from edge_personalizer.endpoints.dashboard import (
     make_snapshot,
     render_text,
     same_origin,
+    summaries,
 )
 from edge_personalizer.learn.affinity import AFFINITY, affinity_counts, build_model, record
 from edge_personalizer.learn.affinity import TABLE_NAME as MODEL_TABLE
@@ -361,6 +362,19 @@ def test_variant_names_from_rule_files_are_escaped(board: Server) -> None:
     assert page.text.count("<script") == 1   # the dashboard's own, from its file
 
 
+def test_experiments_counted_but_gone_from_the_rules_are_listed_as_stopped() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {CountKey("old-test", "a", "", "all", "2026-11-01"): Tally(70),
+              CountKey("old-test", "b", "", "all", "2026-11-02"): Tally(30),
+              CountKey("facebook-hero", "facebook-hero", "", "all", "2026-11-01"): Tally(5),
+              CountKey(AFFINITY, "a", "interest", "b", "2026-11-01"): Tally(0, 9)}
+    listed = {s.name: s for s in summaries(make_snapshot(ruleset, totals, store="x",
+                                                         taken_at=START))}
+    assert set(listed) == {"hero-test", "old-test"}
+    assert (listed["old-test"].status, listed["old-test"].exposed) == ("stopped", 100)
+    assert listed["hero-test"].status == "running" and listed["hero-test"].leader is None
+
+
 def test_an_unknown_experiment_is_404(board: Server) -> None:
     page = httpx.get(f"{board.url}/__ep/dashboard/experiments/nope",
                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -422,6 +436,7 @@ def test_a_bandit_shows_its_allocation_and_the_last_reweight(board: Server) -> N
     listing = httpx.get(f"{board.url}/__ep/dashboard", headers=bearer).text
     row = listing.split('data-experiment="hero-test"')[1].split("</tr>")[0]
     assert '<span class="status bandit">bandit</span>' in row
+    assert '<a href="/__ep/dashboard/experiments/hero-test">hero-test</a>' in row
     banner = listing.split('data-experiment="banner-test"')[1].split("</tr>")[0]
     assert '<span class="status running">running</span>' in banner
     page = httpx.get(f"{board.url}/__ep/dashboard/experiments/hero-test", headers=bearer).text
@@ -616,6 +631,7 @@ async def _browse(devtools_url: str, board: Server, report: dict[str, Any]) -> d
         seen["login_url"] = await tools.value("location.pathname + location.search")
         seen["label"] = await tools.value(
             "document.querySelector('label[for=token]').textContent")
+        await tools.screenshot("login.png")
         await tools.value(f"document.getElementById('token').value = {json.dumps(ADMIN_TOKEN)}")
         await tools.value("document.querySelector('form.login button').click()")
         await tools.until("Page.loadEventFired")
