@@ -84,6 +84,7 @@ Try (the demo's rules are in {rules_dir}; edit them and the proxy reloads them):
   EP_PROFILE_KEYS='{key}' .venv/bin/edge-personalizer preview-link \\
       --rule facebook-welcome --url {proxy}/ --rules {rules_dir}
   In a browser: open {proxy}/ and the shop itself at http://127.0.0.1:{origin_port}/
+  Results dashboard: open {proxy}/__ep/dashboard and sign in with the admin token
   Health: curl -s {proxy}/__ep/health | python3 -m json.tool
   Metrics: curl -s -H 'Authorization: Bearer {token}' {proxy}/__ep/metrics
   Reload the rules now: curl -s -X POST -H 'Authorization: Bearer {token}' {proxy}/__ep/reload
