@@ -622,38 +622,29 @@ class Dashboard:
         if page.startswith("static/"):
             await self._static(scope, send, page.removeprefix("static/"))
             return
-        if self.sessions is None or self.token is None:
+        sessions, token = self.sessions, self.token
+        if sessions is None or token is None:
             await self._html(scope, send, 403, self.pages.message(
                 "Dashboard disabled", "The dashboard is behind the admin token: set "
                 "admin_token (EP_ADMIN_TOKEN) to enable it."))
             return
         if page == "login":
-            await (self._login(scope, receive, send) if method == "POST"
+            await (self._login(scope, receive, send, sessions, token) if method == "POST"
                    else self._login_form(scope, send))
             return
-        nonce = self._session(scope)
-        bearer = self._bearer(scope)
+        value = _cookies(scope).get(SESSION_COOKIE)
+        nonce = sessions.nonce_of(value) if value is not None else None
         if page == "logout" and method == "POST":
-            await self._logout(scope, receive, send, nonce)
+            await self._logout(scope, receive, send, sessions, nonce)
             return
-        if nonce is None and not bearer:
+        if nonce is None and not _bearer(scope, token):
             await self._refuse(scope, send)
             return
         if method == "POST":
             await send_json(send, 405, {"error": "use GET"}, extra=[(b"allow", b"GET, HEAD")])
             return
         await self._show(scope, send, page,
-                         self.sessions.form_token(nonce) if nonce is not None else None)
-
-    def _bearer(self, scope: Scope) -> bool:
-        given = b", ".join(v for k, v in scope["headers"] if k.lower() == b"authorization")
-        return bool(given) and hmac.compare_digest(given, f"Bearer {self.token}".encode())
-
-    def _session(self, scope: Scope) -> str | None:
-        value = _cookies(scope).get(SESSION_COOKIE)
-        if value is None or self.sessions is None:
-            return None
-        return self.sessions.nonce_of(value)
+                         sessions.form_token(nonce) if nonce is not None else None)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         """Browsers go to the sign-in form; scripts get 401."""
@@ -690,8 +681,8 @@ class Dashboard:
         cookie = _cookie_header(scope, LOGIN_COOKIE, login_token, 600, BASE_PATH)
         await self._html(scope, send, status, body, [(b"set-cookie", cookie)])
 
-    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.sessions is not None
+    async def _login(self, scope: Scope, receive: Receive, send: Send,
+                     sessions: SessionSigner, token: str) -> None:
         if not same_origin(scope):
             await self._html(scope, send, 403, self.pages.message(
                 "Refused", "A sign-in from another site's page is refused."))
@@ -709,25 +700,20 @@ class Dashboard:
                                    error="Too many attempts: wait a minute and try again.")
             return
         next_path = _safe_next(form.get("next", ""))
-        if not hmac.compare_digest(form.get("token", "").encode(), self.token_bytes):
+        if not hmac.compare_digest(form.get("token", "").encode(), token.encode()):
             await self._login_form(scope, send, status=401, next_path=next_path,
                                    error="That is not the admin token.")
             return
-        session = self.sessions.issue()
+        session = sessions.issue()
         await respond(send, 303, b"", b"text/plain; charset=utf-8", [
             (b"location", quote(next_path or BASE_PATH, safe="/").encode()),
             (b"set-cookie", _cookie_header(scope, SESSION_COOKIE, session,
-                                           int(self.sessions.lifetime), BASE_PATH)),
+                                           int(sessions.lifetime), BASE_PATH)),
             (b"set-cookie", _cookie_header(scope, LOGIN_COOKIE, "", 0, BASE_PATH)),
             *_SECURITY_HEADERS])
 
-    @property
-    def token_bytes(self) -> bytes:
-        return (self.token or "").encode()
-
     async def _logout(self, scope: Scope, receive: Receive, send: Send,
-                      nonce: str | None) -> None:
-        assert self.sessions is not None
+                      sessions: SessionSigner, nonce: str | None) -> None:
         form = await _read_form(receive)
         if nonce is None:   # no session (expired already): nothing to end, no harm done
             await respond(send, 303, b"", b"text/plain; charset=utf-8", [
@@ -736,7 +722,7 @@ class Dashboard:
                 *_SECURITY_HEADERS])
             return
         if form is None or not same_origin(scope) or not hmac.compare_digest(
-                form.get("form_token", ""), self.sessions.form_token(nonce)):
+                form.get("form_token", ""), sessions.form_token(nonce)):
             await self._html(scope, send, 403, self.pages.message(
                 "Refused", "Signing out needs the button on a dashboard page."))
             return
@@ -779,6 +765,12 @@ class Dashboard:
             return self.pages.experiment(snapshot, page.removeprefix("experiments/"),
                                          form_token=form_token)
         return None
+
+
+def _bearer(scope: Scope, token: str) -> bool:
+    """The request carries `Authorization: Bearer <admin token>` (a script)."""
+    given = b", ".join(v for k, v in scope["headers"] if k.lower() == b"authorization")
+    return bool(given) and hmac.compare_digest(given, f"Bearer {token}".encode())
 
 
 def _safe_next(path: str) -> str:
