@@ -32,6 +32,7 @@ from .learn.attribution import Learning
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
 from .learn.store import open_store
+from .learn.trainer import Trainer, bandit_specs, weights_reader
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .observability.workers import WorkerBoard
@@ -83,7 +84,13 @@ class EdgeApp:
         self.store = open_store(settings.store_location())
         self.counters = Accumulator(clock=clock)
         self.flusher = Flusher(self.counters, self.store, interval=settings.store_flush_interval)
-        self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid)
+        # Bandit weights: learned from the store's totals by the trainer (any worker),
+        # read back by each worker's reader; the request path only reads its table.
+        self.weights = weights_reader(self.store)
+        self.trainer = Trainer(self.store, learn_interval=None, specs=lambda: bandit_specs(
+            self.rules.current) if self.rules is not None else [])
+        self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,
+                                 weights=self.weights)
         self.metrics.watch_learning(self.learning, self.flusher)
         personalized = PersonalizeMiddleware(
             site, rules=self.rules, classifier=self.classifier,
@@ -151,6 +158,8 @@ class EdgeApp:
             if message["type"] != "lifespan.startup":
                 return
             await tasks.start(self.flusher.run)
+            await tasks.start(self.trainer.run)
+            await tasks.start(self.weights.run)
             if self.board is not None:
                 tasks.start_soon(self._publish_every_second)
             if self.rules is not None:

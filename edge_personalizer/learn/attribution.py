@@ -8,10 +8,15 @@ A visitor without a profile (privacy signals) is never counted; neither are bots
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ..classify.profile import Profile, converted_key
 from .counters import ALL_VISITORS, Accumulator
 from .goals import Conversion, GoalReader
+
+if TYPE_CHECKING:   # the trainer's module imports the rules; counting needs none of it
+    from .bandit import WeightsTable
+    from .trainer import TableReader
 
 # Which goals a rule or experiment is judged on; None: every goal.
 JudgedOn = Callable[[str], frozenset[str] | None]
@@ -63,10 +68,17 @@ class Attribution:
 
 class Learning:
     """What the request path asks of the learning loop: which goals a response reaches,
-    and the counting of exposures and conversions."""
+    the counting of exposures and conversions, and the bandit weights published last."""
 
     def __init__(self, counters: Accumulator, *,
-                 on_invalid: Callable[[str], None] | None = None) -> None:
+                 on_invalid: Callable[[str], None] | None = None,
+                 weights: TableReader[WeightsTable] | None = None) -> None:
         self.counters = counters
         self.attribution = Attribution(counters)
         self.goals = GoalReader(on_invalid)
+        self.weights = weights
+
+    @property
+    def allocations(self) -> WeightsTable | None:
+        """The bandit weights this worker holds now (None when nothing reads them)."""
+        return self.weights.current if self.weights is not None else None

@@ -231,6 +231,11 @@ class WeightsTable:
         holdout, bounds, names = pick
         return HOLDOUT if point < holdout else names[bisect.bisect_right(bounds, point)]
 
+    def version_of(self, experiment: str) -> int | None:
+        """The version of `experiment`'s weights (None: none published)."""
+        held = self.experiments.get(experiment)
+        return None if held is None else held.version
+
     def with_experiment(self, name: str, weights: ExperimentWeights) -> WeightsTable:
         return WeightsTable(self.version, MappingProxyType({**self.experiments, name: weights}))
 

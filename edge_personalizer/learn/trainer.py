@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ..errors import StoreError
+from ..rules.model import RuleSet
 from . import affinity, bandit
 from .affinity import AffinityModel
 from .bandit import BanditSpec, WeightsTable
@@ -31,6 +32,23 @@ from .store import Store
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
+def bandit_specs(ruleset: RuleSet) -> list[BanditSpec]:
+    """What the trainer needs of each `allocation: bandit` experiment of a rule set: it
+    learns from the experiment's first goal."""
+    specs = []
+    for experiment in ruleset.experiments:
+        settings = experiment.bandit
+        if experiment.allocation != "bandit" or settings is None or not experiment.goals:
+            continue
+        names = [name for name, _ in experiment.weights]
+        specs.append(BanditSpec(
+            experiment.name, experiment.weights, goal=experiment.goals[0],
+            control="control" if "control" in names else names[0], metric=settings.metric,
+            burn_in=settings.burn_in, floor=settings.floor / 100,
+            update_every=settings.update_every, holdout=experiment.holdout / 100))
+    return specs
 
 
 class Trainer:

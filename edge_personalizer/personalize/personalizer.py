@@ -125,7 +125,8 @@ class Personalizer:
             self.observer.bot_seen(device.bot_category or "other")
             if device.bot_category in ("search", "ai"):
                 return NO_DECISION   # crawlers index and learn the page as it is
-        decision = decide(self.rules.current, exchange.visitor)
+        allocations = self.learning.allocations if self.learning is not None else None
+        decision = decide(self.rules.current, exchange.visitor, allocations=allocations)
         self.observer.decided(decision)
         return decision
 
@@ -175,9 +176,11 @@ class Personalizer:
                 if choice.reason == "experiment":
                     profile = profile.with_variant(choice.by, choice.variant)
                 if choice.reason in ("experiment", "rule"):
-                    shown.append((choice.by, choice.variant))
-            if learning is not None and shown:
-                profile = learning.attribution.exposed(profile, shown)
+                    shown.append(choice)
+            if learning is not None:
+                for choice in shown:   # each in the cell of its experiment (per: ...)
+                    profile = learning.attribution.exposed(
+                        profile, [(choice.by, choice.variant)], choice.cell)
         if learning is not None and exchange.conversions:
             profile = learning.attribution.converted(profile, exchange.conversions,
                                                      self._judged_on)

@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ..classify.visitor import Visitor
+from .allocation import Allocations
 from .bucketing import bucket, pick
 from .conditions import holds_with
 from .model import (
@@ -45,9 +46,11 @@ class DecisionMemo:
         self._decisions[winners] = decision
 
 
-def decide(ruleset: RuleSet, visitor: Visitor, memo: DecisionMemo | None = None) -> Decision:
+def decide(ruleset: RuleSet, visitor: Visitor, memo: DecisionMemo | None = None, *,
+           allocations: Allocations | None = None) -> Decision:
     """Per slot (and per page action) the first matching rule by rank wins; experiments
-    fill the slots no rule took. `memo` (the app's) skips building a decision made before."""
+    fill the slots no rule took. `memo` (the app's) skips building a decision made before;
+    `allocations`: the published weights of `allocation: bandit` experiments."""
     open_targets = set(ruleset.targets)
     winners: list[tuple[int, frozenset[str]]] = []
     rules = ruleset.rules
@@ -61,17 +64,17 @@ def decide(ruleset: RuleSet, visitor: Visitor, memo: DecisionMemo | None = None)
         if not open_targets:
             break
     if memo is None or ruleset.experiments or ruleset.redirects:
-        return _decision(ruleset, winners, visitor)
+        return _decision(ruleset, winners, visitor, allocations)
     key = tuple(rank for rank, _ in winners)
     decision = memo.get(ruleset, key)
     if decision is None:
-        decision = _decision(ruleset, winners, visitor)
+        decision = _decision(ruleset, winners, visitor, allocations)
         memo.put(key, decision)
     return decision
 
 
 def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
-              visitor: Visitor) -> Decision:
+              visitor: Visitor, allocations: Allocations | None) -> Decision:
     slots: dict[str, SlotChoice] = {}
     won: list[str] = []
     redirect = redirect_rule = None
@@ -91,7 +94,7 @@ def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
             cookies = rule.cookies
     for experiment in ruleset.experiments:
         if not any(slot in slots for slot in experiment.slots):
-            slots.update(_assign(experiment, visitor))
+            slots.update(_assign(experiment, visitor, allocations))
     if not slots and not won:
         return NO_DECISION
     return Decision(slots=MappingProxyType(slots), redirect=redirect,
@@ -132,22 +135,41 @@ def experiment_bucket(experiment: Experiment, visitor: Visitor) -> float | None:
     return bucket(experiment.name, profile.visitor_id)
 
 
-def _assign(experiment: Experiment, visitor: Visitor) -> dict[str, SlotChoice]:
+def _assign(experiment: Experiment, visitor: Visitor,
+            allocations: Allocations | None = None) -> dict[str, SlotChoice]:
     if not experiment.audience(visitor):
         return {}
     point = experiment_bucket(experiment, visitor)
     if point is None:
         return {slot: SlotChoice(slot=slot, variant="control", reason="control",
                                  by=experiment.name) for slot in experiment.slots}
+    cell = experiment.cells(visitor)
     holdout = experiment.holdout / 100
     if point < holdout:
         return {slot: SlotChoice(slot=slot, variant="holdout", reason="holdout",
-                                 by=experiment.name) for slot in experiment.slots}
-    variant = pick(experiment.weights, (point - holdout) / (1 - holdout))
+                                 by=experiment.name, cell=cell) for slot in experiment.slots}
+    variant = None
+    if experiment.allocation == "bandit":
+        variant = _bandit_variant(experiment, visitor, cell, point, allocations)
+    if variant is None:
+        variant = pick(experiment.weights, (point - holdout) / (1 - holdout))
     contents = experiment.variants[variant]
     return {slot: SlotChoice(slot=slot, variant=variant, reason="experiment",
-                             by=experiment.name, content=contents.get(slot))
+                             by=experiment.name, content=contents.get(slot), cell=cell)
             for slot in experiment.slots}
+
+
+def _bandit_variant(experiment: Experiment, visitor: Visitor, cell: str, point: float,
+                    allocations: Allocations | None) -> str | None:
+    """The variant a visitor already saw (sticky: weights change only for new visitors),
+    else the published weights' choice for their cell; None while none is published."""
+    kept = visitor.profile.variants.get(experiment.name)
+    if kept is not None and kept in experiment.variants:
+        return kept
+    if allocations is None:
+        return None
+    chosen = allocations.choose(experiment.name, cell, point)
+    return chosen if chosen in experiment.variants else None
 
 
 Outcome = Literal["won", "matched", "failed"]
@@ -164,9 +186,10 @@ class RuleTrace:
     source: str
 
 
-def explain(ruleset: RuleSet, visitor: Visitor) -> dict[str, Any]:
+def explain(ruleset: RuleSet, visitor: Visitor, *,
+            allocations: Allocations | None = None) -> dict[str, Any]:
     """Every rule and experiment with what matched or failed, and the decision."""
-    decision = decide(ruleset, visitor)
+    decision = decide(ruleset, visitor, allocations=allocations)
     traces = [_trace(rule, visitor, decision) for rule in ruleset.rules]
     experiments = []
     for experiment in ruleset.experiments:
@@ -181,6 +204,7 @@ def explain(ruleset: RuleSet, visitor: Visitor) -> dict[str, Any]:
             "bucket": round(point, 4) if point is not None else None,
             "variant": next((c.variant for c in decision.slots.values()
                              if c.by == experiment.name), None),
+            **_allocation_trace(experiment, visitor, allocations),
         })
     return {
         "rules": [trace.__dict__ for trace in traces],
@@ -192,6 +216,22 @@ def explain(ruleset: RuleSet, visitor: Visitor) -> dict[str, Any]:
             "headers": dict(decision.headers), "cookies": dict(decision.cookies),
         },
     }
+
+
+def _allocation_trace(experiment: Experiment, visitor: Visitor,
+                      allocations: Allocations | None) -> dict[str, Any]:
+    """For a bandit: the visitor's cell, the weights' version, and why the variant."""
+    if experiment.allocation != "bandit":
+        return {"allocation": "fixed"}
+    version = allocations.version_of(experiment.name) if allocations is not None else None
+    if experiment.name in visitor.profile.variants:
+        why = "kept: the variant this visitor was shown before"
+    elif version is None:
+        why = "the fixed weights: no learned weights published yet"
+    else:
+        why = f"learned weights version {version} for cell {experiment.cells(visitor)!r}"
+    return {"allocation": "bandit", "cell": experiment.cells(visitor),
+            "cells": experiment.cells.describe(), "weights_version": version, "why": why}
 
 
 def _trace(rule: Rule, visitor: Visitor, decision: Decision) -> RuleTrace:

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from ..classify.visitor import Visitor
+from .allocation import ALL_VISITORS, Allocation, BanditSettings, Cells
 from .conditions import Condition
 from .index import RuleIndex
 from .template import Template
@@ -100,6 +101,9 @@ class Experiment:
     variants: Mapping[str, Mapping[str, Content]]    # variant -> slot -> content
     source: str
     goals: tuple[str, ...] = ()                      # what it is judged on
+    allocation: Allocation = "fixed"                 # bandit: weights learned per cell
+    cells: Cells = Cells()                           # which cell a visitor counts in
+    bandit: BanditSettings | None = None             # with allocation: bandit
 
 
 DEFAULT_GOAL_WINDOW = 72 * 3600.0   # seconds a conversion is attributed to an exposure
@@ -180,6 +184,7 @@ class SlotChoice:
     reason: Reason
     by: str                                   # the rule or experiment
     content: Content | None = None            # None: leave the slot as it is
+    cell: str = ALL_VISITORS                  # the experiment's cell the visitor counts in
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,16 @@ def build_schema() -> dict[str, Any]:
                                                         "exclusiveMinimum": 0}}}},
         "goals": {"anyOf": [{"type": "string"},
                             {"type": "array", "items": {"type": "string"}}]},
+        "allocation": {"enum": ["fixed", "bandit"]},
+        "per": {"anyOf": [{"const": "segment"}, {"type": "string"},
+                          {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+        "bandit": {"type": "object", "additionalProperties": False, "properties": {
+            "burn_in": {"type": "integer", "minimum": 0},
+            "floor": {"type": "number", "minimum": 0, "maximum": 50},
+            "update_every": {"anyOf": [
+                {"type": "number", "minimum": 1},
+                {"type": "string", "pattern": "^\\d+(\\.\\d+)?\\s*[smhd]$"}]},
+            "metric": {"enum": ["conversion", "value"]}}},
     }
     goal_properties: dict[str, Any] = {
         "when": {"$ref": "#/$defs/conditions"},

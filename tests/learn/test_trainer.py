@@ -14,7 +14,13 @@ from edge_personalizer.learn.affinity import AFFINITY, INTEREST, AffinityModel, 
 from edge_personalizer.learn.bandit import HOLDOUT, TABLE_NAME, BanditSpec, WeightsTable
 from edge_personalizer.learn.counters import EXPOSURE, Accumulator, CountKey, Tally
 from edge_personalizer.learn.store import Store, open_store, sqlite_url
-from edge_personalizer.learn.trainer import Trainer, model_reader, weights_reader
+from edge_personalizer.learn.trainer import (
+    Trainer,
+    bandit_specs,
+    model_reader,
+    weights_reader,
+)
+from edge_personalizer.rules.book import check_rules
 
 from ..servers import RedisServer
 
@@ -171,3 +177,21 @@ async def test_a_store_that_is_down_pauses_learning_and_workers_keep_their_table
         assert isinstance(table, WeightsTable) and "hero-test" in table.experiments
     finally:
         await store.close()
+
+
+async def test_the_rule_files_bandit_experiments_become_specs(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {selector: '#hero'}, cta: {selector: '#cta'}}\n"
+        "goals: {purchase: {when: {request.path: /thanks}}, signup: {}}\n"
+        "experiments:\n"
+        "  - name: hero-test\n    slot: hero\n    goals: [signup, purchase]\n"
+        "    allocation: bandit\n    holdout: 10\n"
+        "    bandit: {burn_in: 20, floor: 5, update_every: 2m, metric: value}\n"
+        "    variants: {original: {weight: 1}, a: {weight: 1, html: A}}\n"
+        "  - name: cta-test\n    slot: cta\n"
+        "    variants: {control: {weight: 1}, a: {weight: 1, html: A}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert errors == []
+    assert bandit_specs(ruleset) == [BanditSpec(
+        "hero-test", (("original", 1.0), ("a", 1.0)), goal="signup", control="original",
+        metric="value", burn_in=20, floor=0.05, update_every=120.0, holdout=0.1)]

@@ -63,4 +63,7 @@ def _fields_read(rules: tuple[Rule, ...], experiments: tuple[Experiment, ...]) -
     for experiment in experiments:
         if len(experiment.weights) > 1:
             fields.add("profile.visitor_id")
+        fields.update(experiment.cells.fields)
+        for cell_segment in experiment.cells.segments:
+            fields |= fields_read(cell_segment)
     return fields

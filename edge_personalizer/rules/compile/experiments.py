@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from ..allocation import Allocation, BanditSettings, Cells
 from ..conditions import AllOf, Condition
-from ..fields import suggest
+from ..fields import lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Content, Experiment
 from .actions import content
-from .conditions import compile_condition
+from .conditions import compile_condition, segment
 from .context import NAME, NAME_RULE, CompileContext, Invalid, Reported, sections
 
 EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "goals",
-                   "description")
+                   "allocation", "per", "bandit", "description")
+BANDIT_KEYS = ("burn_in", "floor", "update_every", "metric")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
 
 
 def compile_experiments(ctx: CompileContext, rule_files: RuleFiles) -> tuple[Experiment, ...]:
@@ -83,10 +88,92 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
         weight, contents = _variant(ctx, spec, slots, v_at)
         weights.append((str(variant), weight))
         variants[str(variant)] = contents
+    goals = _goals(ctx, raw.get("goals"), (*at, "goals"))
+    allocation = _allocation(raw.get("allocation", "fixed"), (*at, "allocation"))
+    bandit = None
+    if allocation == "bandit":
+        if not goals:
+            raise Invalid("a bandit learns from conversions: name what it is judged on, "
+                          "e.g. goals: [purchase]", (*at, "allocation"))
+        bandit = _bandit(raw.get("bandit", {}), len(weights), (*at, "bandit"))
+    elif "bandit" in raw:
+        raise Invalid("bandit settings need allocation: bandit", (*at, "bandit"), on_key=True)
     return Experiment(name=name, slots=slots, audience=audience, holdout=float(holdout),
                       weights=tuple(weights), variants=MappingProxyType(variants),
-                      source=f"{rule_file.path}:{rule_file.line_of(at)}",
-                      goals=_goals(ctx, raw.get("goals"), (*at, "goals")))
+                      source=f"{rule_file.path}:{rule_file.line_of(at)}", goals=goals,
+                      allocation=allocation, bandit=bandit,
+                      cells=_cells(ctx, raw.get("per"), (*at, "per")))
+
+
+def _allocation(raw: Any, at: KeyPath) -> Allocation:
+    if raw == "fixed":
+        return "fixed"
+    if raw == "bandit":
+        return "bandit"
+    raise Invalid(f"allocation {raw!r}: fixed (the weights given) or bandit (learned per cell)",
+                  at)
+
+
+def _cells(ctx: CompileContext, raw: Any, at: KeyPath) -> Cells:
+    """`per: segment` (the first segment a visitor is in) or `per: [field, ...]`."""
+    if raw is None:
+        return Cells()
+    if raw == "segment":
+        if not ctx.segment_sources:
+            raise Invalid("per: segment needs a segments: section to take the cells from", at)
+        return Cells(segments=tuple(segment(ctx, name, at) for name in ctx.segment_sources))
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise Invalid("per is segment, or a list of visitor fields such as "
+                      "[device.type, referral.medium]", at)
+    fields = []
+    for position, name in enumerate(names):
+        spec, why = lookup(normalize(name))
+        if spec is None:
+            raise Invalid(why, (*at, position) if isinstance(raw, list) else at)
+        fields.append(normalize(name))
+    return Cells(fields=tuple(dict.fromkeys(fields)))
+
+
+def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:
+    if not isinstance(raw, dict):
+        raise Invalid("bandit is a mapping, e.g. {burn_in: 200, floor: 1, update_every: 1h}",
+                      at)
+    for key in raw:
+        if key not in BANDIT_KEYS:
+            raise Invalid(f"unknown key {key!r}; bandit has " + ", ".join(BANDIT_KEYS)
+                          + suggest(str(key), BANDIT_KEYS), (*at, str(key)), on_key=True)
+    defaults = BanditSettings()
+    burn_in = raw.get("burn_in", defaults.burn_in)
+    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
+        raise Invalid("burn_in is a whole number of exposures per variant (0 or more)",
+                      (*at, "burn_in"))
+    floor = raw.get("floor", defaults.floor)
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) \
+            or not 0 <= floor * variants <= 100:
+        raise Invalid(f"floor is the percent of new visitors each variant keeps: 0 to "
+                      f"{100 / variants:g} for {variants} variants", (*at, "floor"))
+    metric = raw.get("metric", defaults.metric)
+    if metric not in ("conversion", "value"):
+        raise Invalid(f"metric {metric!r}: conversion (the rate) or value (per visitor)",
+                      (*at, "metric"))
+    return BanditSettings(burn_in=burn_in, floor=float(floor), metric=metric,
+                          update_every=_duration(raw.get("update_every", "1h"),
+                                                 (*at, "update_every")))
+
+
+def _duration(raw: Any, at: KeyPath) -> float:
+    """`1h`, `30m`, `1d`, `10s` or a number of seconds: at least 1 s, at most 30 days."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        seconds = float(raw)
+    else:
+        match = _DURATION.match(str(raw).strip().lower())
+        if match is None:
+            raise Invalid(f"update_every {raw!r}: write 10s, 30m, 1h or 1d", at)
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 1 <= seconds <= 30 * 86400:
+        raise Invalid("update_every is at least 1 second and at most 30 days", at)
+    return seconds
 
 
 def _goals(ctx: CompileContext, raw: Any, at: KeyPath) -> tuple[str, ...]:

@@ -1,0 +1,79 @@
+"""How an experiment shares out new visitors: its fixed weights, or a bandit's per cell.
+
+A bandit experiment (`allocation: bandit`) keeps one allocation per cell: the values of
+the visitor fields named in `per:` (`mobile|search`), or the first segment the visitor is
+in (`per: segment`). The weights come from outside the rule set (the learning loop
+publishes them); the evaluator asks an `Allocations` for them and falls back to the fixed
+weights while there are none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..classify.visitor import Visitor, field_getter
+from .conditions import Segment
+
+Allocation = Literal["fixed", "bandit"]
+Metric = Literal["conversion", "value"]
+ALL_VISITORS = "all"   # the one cell of an experiment without `per:`
+NO_SEGMENT = "other"   # the cell of a visitor in none of the segments (`per: segment`)
+_MAX_VALUE = 40        # characters of a field value kept in a cell name
+
+
+@dataclass(frozen=True)
+class BanditSettings:
+    """`bandit: {burn_in, floor, update_every}`: exposures every variant gets before the
+    first change, the percent of new visitors every variant keeps, seconds between updates;
+    `metric`: what the bandit raises, the conversion rate or the value per visitor."""
+
+    burn_in: int = 200
+    floor: float = 1.0
+    update_every: float = 3600.0
+    metric: Metric = "conversion"
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Which cell a visitor counts in: the values of `fields` joined by `|`, or the name of
+    the first of `segments` they are in (NO_SEGMENT if none); ALL_VISITORS without either."""
+
+    fields: tuple[str, ...] = ()
+    segments: tuple[Segment, ...] = ()
+    _getters: tuple[Callable[[Visitor], Any], ...] = field(init=False, compare=False,
+                                                           repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_getters", tuple(field_getter(f) for f in self.fields))
+
+    def __call__(self, visitor: Visitor) -> str:
+        if self.segments:
+            return next((s.name for s in self.segments if s(visitor)), NO_SEGMENT)
+        if not self._getters:
+            return ALL_VISITORS
+        return "|".join(_cell_value(getter(visitor)) for getter in self._getters)
+
+    def describe(self) -> str:
+        if self.segments:
+            return "per segment (" + ", ".join(s.name for s in self.segments) + ")"
+        return "per " + ", ".join(self.fields) if self.fields else "one cell for all visitors"
+
+
+def _cell_value(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)[:_MAX_VALUE].replace("|", "/")
+
+
+class Allocations(Protocol):
+    """Published bandit weights (learn/bandit.py WeightsTable), read on the request path."""
+
+    def choose(self, experiment: str, cell: str, point: float) -> str | None:
+        """The variant for a new visitor at `point` in `cell`; None: no weights yet."""
+
+    def version_of(self, experiment: str) -> int | None:
+        """The version of the experiment's weights (None: none published)."""
