@@ -680,9 +680,12 @@ async def _browse(devtools_url: str, board: Server, report: dict[str, Any]) -> d
 
         await tools.call("Emulation.setDeviceMetricsOverride", width=390, height=844,
                          deviceScaleFactor=2, mobile=True)
-        await tools.open(f"{board.url}/__ep/dashboard/experiments/hero-test")
-        seen["phone_overflow"] = await tools.value(
-            "document.documentElement.scrollWidth - window.innerWidth")
+        overflow = []
+        for path in ("/segments", "/predictions", "", "/experiments/hero-test"):
+            await tools.open(f"{board.url}/__ep/dashboard{path}")
+            overflow.append(await tools.value(
+                "document.documentElement.scrollWidth - window.innerWidth"))
+        seen["phone_overflow"] = max(overflow)
         await tools.screenshot("experiment-phone.png")
 
         await tools.open(f"{board.url}/__ep/dashboard")
