@@ -9,6 +9,11 @@ accepts no compression (the baseline), once for one that sends `Accept-Encoding:
 once for one that also accepts `br`. Each figure is the median of many timed pages after
 a warm-up. For other settings than the product's (brotli quality 3, gzip level 4), the
 rewritten chunks are fed to a streaming coder with the same per-chunk flush.
+
+Then through the real server: `edge-personalizer serve` (one worker, tests/data/rules) in
+front of a static origin serving the same pages; a Facebook visitor's page fetched 300
+times over a kept-alive connection per Accept-Encoding, with the proxy's CPU time (its
+worker included, from /proc) and the bytes received.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import brotli
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +45,7 @@ from edge_personalizer.rewrite.encoding import (  # noqa: E402
 )
 from edge_personalizer.rewrite.html import Edit  # noqa: E402
 from edge_personalizer.rewrite.stream import ResponseRewriter  # noqa: E402
+from tests.servers import free_port, start, start_proxy  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 KIT = Path(os.environ.get("PEER_KIT", ROOT.parent / "shared" / "bench"))
@@ -121,6 +128,58 @@ def measure(name: str, page: bytes) -> dict[str, Any]:
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (the server's workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def through_server(pages: dict[str, bytes], requests: int = 300) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, page in pages.items():
+            (folder / f"{name}.html").write_bytes(page)
+        port = free_port()
+        origin = start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                        "--directory", tmp], port, folder / "origin.log", ready_path="/small.html")
+        proxy = start_proxy(folder, "--origin", origin.url, "--rules",
+                            str(ROOT / "tests" / "data" / "rules"), "--no-access-log")
+        visitor = {"accept": "text/html", "referer": "https://l.facebook.com/",
+                   "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0"}
+        try:
+            for name in pages:
+                for label, accept in (("identity", "identity"), ("gzip", "gzip"),
+                                      ("br", "gzip, deflate, br")):
+                    with httpx.Client(headers={**visitor, "accept-encoding": accept}) as client:
+                        for _ in range(30):
+                            client.get(f"{proxy.url}/{name}.html")
+                        cpu, received, times = cpu_seconds(proxy.process.pid), 0, []
+                        for _ in range(requests):
+                            began = time.perf_counter()
+                            with client.stream("GET", f"{proxy.url}/{name}.html") as response:
+                                received += sum(len(c) for c in response.iter_raw())
+                            times.append(time.perf_counter() - began)
+                        cpu = cpu_seconds(proxy.process.pid) - cpu
+                    assert response.headers.get("content-encoding", "identity") == label
+                    out.setdefault(name, {})[label] = {
+                        "proxy_cpu_ms_a_request": round(cpu * 1000 / requests, 3),
+                        "median_ms": round(statistics.median(times) * 1000, 3),
+                        "bytes_a_request": received // requests}
+        finally:
+            proxy.stop()
+            origin.stop()
+    return out
+
+
 def main() -> None:
     pages = kit_pages()
     results = {
@@ -130,10 +189,11 @@ def main() -> None:
         "product": {"brotli_quality": BROTLI_QUALITY, "brotli_window": BROTLI_WINDOW,
                     "gzip_level": GZIP_LEVEL, "chunk_bytes": CHUNK},
         "pages": {name: measure(name, page) for name, page in pages.items()},
+        "through_the_server": through_server(pages),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "compression.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results["pages"], indent=2))
+    print(json.dumps({k: results[k] for k in ("pages", "through_the_server")}, indent=2))
 
 
 if __name__ == "__main__":
