@@ -28,11 +28,12 @@ from .endpoints.admin import Admin, AdminToken
 from .endpoints.dashboard import Dashboard
 from .endpoints.edge import EdgeDecisions
 from .endpoints.learning import Beacon, Results
+from .learn.affinity import Predictor
 from .learn.attribution import Learning
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
 from .learn.store import open_store
-from .learn.trainer import Trainer, bandit_specs, weights_reader
+from .learn.trainer import LEARN_INTERVAL, Trainer, bandit_specs, model_reader, weights_reader
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .observability.workers import WorkerBoard
@@ -86,9 +87,14 @@ class EdgeApp:
         self.flusher = Flusher(self.counters, self.store, interval=settings.store_flush_interval)
         # Bandit weights: learned from the store's totals by the trainer (any worker),
         # read back by each worker's reader; the request path only reads its table.
+        # And the "visitors like you" model, rebuilt every learn_interval, read by
+        # profile.predicted.* through the classifier.
         self.weights = weights_reader(self.store)
-        self.trainer = Trainer(self.store, learn_interval=None, specs=lambda: bandit_specs(
-            self.rules.current) if self.rules is not None else [])
+        self.model = model_reader(self.store)
+        self.classifier.predictor = Predictor(lambda: self.model.current)
+        self.trainer = Trainer(self.store, learn_interval=LEARN_INTERVAL,
+                               specs=lambda: bandit_specs(self.rules.current)
+                               if self.rules is not None else [])
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,
                                  weights=self.weights)
         self.metrics.watch_learning(self.learning, self.flusher)
@@ -160,6 +166,7 @@ class EdgeApp:
             await tasks.start(self.flusher.run)
             await tasks.start(self.trainer.run)
             await tasks.start(self.weights.run)
+            await tasks.start(self.model.run)
             if self.board is not None:
                 tasks.start_soon(self._publish_every_second)
             if self.rules is not None:

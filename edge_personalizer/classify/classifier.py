@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from urllib.parse import parse_qsl, unquote
 
@@ -29,6 +29,7 @@ from .visitor import (
     Geo,
     Language,
     LocalTime,
+    Predictions,
     Referral,
     RequestInfo,
     Visitor,
@@ -117,6 +118,9 @@ class Classifier:
         self.profiles = profiles
         self.default_time_zone = default_time_zone
         self.edge_mapping = edge_mapping
+        # Profile -> predicted interests (learn/affinity.py's, set by the app); none: no
+        # predictions, every profile.predicted.* reads 0.
+        self.predictor: Callable[[Profile], Predictions] | None = None
         # Accept-Language values and referral inputs repeat across visitors: parse each once.
         self._languages: LRU[str, Language] = LRU(cache_size)
         self._referrals: LRU[tuple[str, str, tuple[tuple[str, str], ...]], Referral] = \
@@ -173,3 +177,6 @@ class Classifier:
                                      now=visitor.now, path=request.path,
                                      page_view=visitor.page_view,
                                      referral=lambda: visitor.referral)
+
+    def predicted(self, visitor: Visitor) -> Predictions:
+        return () if self.predictor is None else self.predictor(visitor.profile)

@@ -147,6 +147,10 @@ class lazy(Generic[T]):
         return value
 
 
+# Predicted next interests, best first: (category, 0..1 score).
+Predictions = tuple[tuple[str, float], ...]
+
+
 class Visitor:
     """Everything known about the visitor of one request.
 
@@ -184,6 +188,12 @@ class Visitor:
     @lazy
     def profile(self) -> Profile:
         return self._resolve.profile(self)
+
+    @lazy
+    def predicted(self) -> Predictions:
+        """Interests visitors like this one show next, best first (`profile.predicted.*`):
+        worked out only when a rule reads them."""
+        return self._resolve.predicted(self)
 
     def field(self, path: str) -> Any:
         """The value at a dotted field path (`geo.country`, `request.query.q`), or None."""
@@ -245,7 +255,22 @@ def field_getter(path: str) -> Callable[[Visitor], Any]:
     return getter
 
 
+def _predicted_score(category: str) -> Callable[[Visitor], Any]:
+    def read(visitor: Visitor) -> float:
+        return next((score for name, score in visitor.predicted if name == category), 0.0)
+    return read
+
+
+def _predicted_top(visitor: Visitor) -> str | None:
+    predicted = visitor.predicted
+    return predicted[0][0] if predicted else None
+
+
 def _direct_getter(root: str | None, parts: tuple[str, ...]) -> Callable[[Visitor], Any] | None:
+    if root == "profile" and parts == ("predicted_top",):
+        return _predicted_top
+    if root == "profile" and len(parts) == 2 and parts[0] == "predicted":
+        return _predicted_score(parts[1])
     if len(parts) == 2 and root == "request":
         kind, key = parts
         if kind == "header":
@@ -301,4 +326,7 @@ class Resolvers(Protocol):
         ...
 
     def profile(self, visitor: Visitor) -> Profile:
+        ...
+
+    def predicted(self, visitor: Visitor) -> Predictions:
         ...

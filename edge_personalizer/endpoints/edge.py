@@ -99,6 +99,8 @@ class EdgeDecisions:
             "redirect": ({"location": location, "status": redirect.status}
                          if redirect is not None else None),
             "headers": dict(decision.headers), "cookies": dict(decision.cookies),
+            "predicted": [{"category": name, "score": score}
+                          for name, score in exchange.visitor.predicted],
         }
         await respond(send, 200, json.dumps(body).encode(), b"application/json",
                       [*headers, (b"cache-control", b"private, no-store")])

@@ -18,10 +18,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ..classify.profile import Profile
 from .counters import Accumulator, CountKey, Tally
 
 AFFINITY = "ep:affinity"   # the counters' experiment name for these counts
@@ -56,6 +57,23 @@ def strongest(scores: Scores, half_life_days: float) -> tuple[str, ...]:
     if not first:
         return ()
     return (first, second) if second else (first,)
+
+
+def strongest_before(scores: Scores, categories: Iterable[str], *, learning_rate: float,
+                     half_life_days: float) -> tuple[str, ...]:
+    """The strongest interests as they stood before the page view that taught `categories`
+    (the profile learns new = old + (1 - old) * learning_rate: undone here)."""
+    before = dict(scores)
+    for category in categories:
+        held = before.get(category)
+        if held is None:
+            continue
+        old = (held[0] - learning_rate) / (1 - learning_rate)
+        if old > 1e-3:
+            before[category] = (old, held[1])   # decayed to the view's time already
+        else:
+            del before[category]
+    return strongest(before, half_life_days)
 
 
 def key_of(top: tuple[str, ...]) -> str:
@@ -207,3 +225,14 @@ def _best(scores: Mapping[str, float], leave_out: tuple[str, ...], count: int) -
     mass = sum(s for _, s in kept) or 1.0   # the chances among the categories left
     kept.sort(key=lambda item: (-item[1], item[0]))
     return tuple((c, round(s / mass, 5)) for c, s in kept[:count])
+
+
+class Predictor:
+    """A profile's predicted interests from the newest model `model()` gives (the worker's
+    copy of the published one): what `profile.predicted.*` reads."""
+
+    def __init__(self, model: Callable[[], AffinityModel]) -> None:
+        self.model = model
+
+    def __call__(self, profile: Profile) -> Predictions:
+        return self.model().predict(strongest(profile.scores, profile.half_life_days))

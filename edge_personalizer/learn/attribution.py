@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..classify.profile import Profile, converted_key
+from .affinity import record, strongest_before
 from .counters import ALL_VISITORS, Accumulator
 from .goals import Conversion, GoalReader
 
@@ -77,6 +78,17 @@ class Learning:
         self.attribution = Attribution(counters)
         self.goals = GoalReader(on_invalid)
         self.weights = weights
+
+    def viewed(self, profile: Profile, categories: Iterable[str], *,
+               learning_rate: float) -> None:
+        """Counts the interest categories of a page view against the strongest interests
+        the visitor had before it (for the "visitors like you" model)."""
+        if not profile.stored:
+            return
+        categories = tuple(categories)
+        top = strongest_before(profile.scores, categories, learning_rate=learning_rate,
+                               half_life_days=profile.half_life_days)
+        record(self.counters, top, categories)
 
     @property
     def allocations(self) -> WeightsTable | None:

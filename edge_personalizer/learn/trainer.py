@@ -32,6 +32,7 @@ from .store import Store
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+LEARN_INTERVAL = 3600.0   # seconds between rebuilds of the affinity model, by default
 
 
 def bandit_specs(ruleset: RuleSet) -> list[BanditSpec]:
@@ -60,7 +61,7 @@ class Trainer:
     """
 
     def __init__(self, store: Store, *, specs: Callable[[], Sequence[BanditSpec]],
-                 learn_interval: float | None = 3600.0, tick: float = 1.0,
+                 learn_interval: float | None = LEARN_INTERVAL, tick: float = 1.0,
                  clock: Callable[[], float] = time.time, min_support: int = 20,
                  top: int = 5) -> None:
         if tick <= 0 or (learn_interval is not None and learn_interval <= 0):

@@ -181,6 +181,12 @@ class Personalizer:
                 for choice in shown:   # each in the cell of its experiment (per: ...)
                     profile = learning.attribution.exposed(
                         profile, [(choice.by, choice.variant)], choice.cell)
+                tracker = self.classifier.profiles
+                if tracker is not None and tracker.interests:   # for profile.predicted.*
+                    categories = tracker.interests.categories(visitor.request.path)
+                    if categories:
+                        learning.viewed(profile, categories,
+                                        learning_rate=tracker.learning_rate)
         if learning is not None and exchange.conversions:
             profile = learning.attribution.converted(profile, exchange.conversions,
                                                      self._judged_on)

@@ -74,6 +74,9 @@ FIELDS: Mapping[str, FieldSpec] = MappingProxyType({spec.name: spec for spec in 
     FieldSpec("profile.stored", "boolean"),
     FieldSpec("profile.conversions", "number"),
     FieldSpec("profile.visitor_id", "string"),
+    FieldSpec("profile.predicted_top", "string",
+              description="the interest visitors like this one show next (beyond their "
+                          "strongest two)"),
     _enum("profile.first_referral.medium",
           "search social email paid ai referral internal direct app", ""),
     FieldSpec("profile.first_referral.source", "string"),
@@ -91,6 +94,9 @@ FIELDS: Mapping[str, FieldSpec] = MappingProxyType({spec.name: spec for spec in 
 PREFIXES: Mapping[str, FieldSpec] = MappingProxyType({
     "profile.interests.": FieldSpec("profile.interests.<category>", "number",
                                     description="0..1 interest score"),
+    "profile.predicted.": FieldSpec("profile.predicted.<category>", "number",
+                                    description="0..1 chance visitors like this one show "
+                                                "that interest next"),
     "profile.variants.": FieldSpec("profile.variants.<experiment>", "string",
                                    description="variant seen"),
     "request.query.": FieldSpec("request.query.<name>", "string"),

@@ -119,12 +119,26 @@ def _field_condition(ctx: CompileContext, name: str, value: Any, at: KeyPath) ->
             why = f"unknown field {name!r}" + suggest(name, _LOGIC)
         raise Invalid(why, at, on_key=True)
     if name.startswith("profile.interests.") and ctx.interests:
-        category = name[len("profile.interests."):]
-        if category not in ctx.interests:
-            raise Invalid(f"unknown interest {category!r}; the interests section defines "
-                          + ", ".join(sorted(ctx.interests)) + suggest(category, ctx.interests),
+        _check_interest(ctx, name[len("profile.interests."):], at)
+    if name.startswith("profile.predicted"):
+        if not ctx.interests:
+            raise Invalid(f"{name} predicts interests: define them in an interests: section",
                           at, on_key=True)
+        if name.startswith("profile.predicted."):
+            _check_interest(ctx, name[len("profile.predicted."):], at)
+        elif name == "profile.predicted_top":
+            for category in [value] if isinstance(value, str) else \
+                    value if isinstance(value, list) else []:
+                _check_interest(ctx, str(category), at, on_key=False)
     return FieldIs(name, _matcher(spec, name, value, at))
+
+
+def _check_interest(ctx: CompileContext, category: str, at: KeyPath, *,
+                    on_key: bool = True) -> None:
+    if category not in ctx.interests:
+        raise Invalid(f"unknown interest {category!r}; the interests section defines "
+                      + ", ".join(sorted(ctx.interests)) + suggest(category, ctx.interests),
+                      at, on_key=on_key)
 
 
 def _matcher(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
