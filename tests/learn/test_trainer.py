@@ -4,10 +4,12 @@ Against a real SQLite file and a real redis-server."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from edge_personalizer.learn.affinity import AFFINITY, INTEREST, AffinityModel, record
@@ -22,7 +24,7 @@ from edge_personalizer.learn.trainer import (
 )
 from edge_personalizer.rules.book import check_rules
 
-from ..servers import RedisServer
+from ..servers import RedisServer, start_origin, start_proxy
 
 pytestmark = pytest.mark.anyio
 SPEC = BanditSpec("hero-test", (("control", 1), ("a", 1), ("b", 1)), goal="purchase",
@@ -195,3 +197,60 @@ async def test_the_rule_files_bandit_experiments_become_specs(tmp_path: Path) ->
     assert bandit_specs(ruleset) == [BanditSpec(
         "hero-test", (("original", 1.0), ("a", 1.0)), goal="signup", control="original",
         metric="value", burn_in=20, floor=0.05, update_every=120.0, holdout=0.1)]
+
+
+BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/124.0 Safari/537.36")
+SERVER_RULES = """\
+slots: {hero: {}}
+goals:
+  purchase: {when: {request.path: /page/thanks}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [purchase]
+    allocation: bandit
+    per: [request.header.x-segment]
+    bandit: {burn_in: 20, floor: 1, update_every: 1s}
+    variants: {control: {weight: 1}, a: {weight: 1, html: A}, b: {weight: 1, html: B}}
+"""
+
+
+def _visit(client: httpx.Client, segment: str, cookie: str = "") -> tuple[str, str]:
+    """A page view: the variant shown (X-EP-Variant; none for the control) and the cookie."""
+    headers = {"accept": "text/html", "user-agent": BROWSER, "x-segment": segment}
+    if cookie:
+        headers["cookie"] = cookie
+    client.cookies.clear()
+    page = client.get("/slotted/home", headers=headers)
+    variant = page.headers.get("x-ep-variant", "").partition("=")[2] or "control"
+    return variant, page.headers.get("set-cookie", cookie).split(";", 1)[0]
+
+
+def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
+        tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "experiment.yaml").write_text(SERVER_RULES)
+    origin = start_origin(tmp_path)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_VARIANT_HEADER": "true", "EP_STORE_FLUSH_INTERVAL": "0.2",
+        "EP_PROFILE_COOKIE_SECURE": "false"})
+    try:
+        with httpx.Client(base_url=proxy.url, timeout=10.0) as client:
+            first = [_visit(client, "s1") for _ in range(120)]
+            for variant, cookie in first:   # in s1 only b converts
+                if variant == "b":
+                    client.get("/page/thanks", headers={"user-agent": BROWSER,
+                                                        "x-segment": "s1", "cookie": cookie})
+            time.sleep(3.0)   # a flush, a weights update, a worker's read
+            learned = [_visit(client, "s1")[0] for _ in range(100)]
+            elsewhere = [_visit(client, "s2")[0] for _ in range(90)]
+            kept = [(variant, _visit(client, "s1", cookie)[0]) for variant, cookie in first[:30]]
+    finally:
+        proxy.stop()
+        origin.stop()
+    assert {v for v, _ in first} == {"control", "a", "b"}
+    assert learned.count("b") >= 80, learned
+    assert min(elsewhere.count(v) for v in ("control", "a", "b")) >= 15, elsewhere
+    assert all(before == after for before, after in kept), kept
