@@ -54,7 +54,10 @@ experiments:
   - name: hero-test
     slot: hero
     goals: [purchase]
-{allocation}    variants: {{control: {{weight: 1}}, a: {{weight: 1, html: A}}, b: {{weight: 1, html: B}}}}
+{allocation}    variants:
+      control: {{weight: 1}}
+      a: {{weight: 1, html: A}}
+      b: {{weight: 1, html: B}}
 """
 POLICIES = {
     "fixed": "",

@@ -6,18 +6,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 from lru import LRU
 from starlette.types import Receive, Scope, Send
 
 from ..errors import StoreError
+from ..learn import bandit
 from ..learn.goals import parse_value
 from ..learn.results import results
 from ..learn.store import Store
 from ..personalize.personalizer import Personalizer
 from ..personalize.response_headers import PageHeaders
 from ..rules.book import RuleBook
+from ..rules.model import RuleSet
 from .admin import AdminToken
 from .responses import send_json
 from .router import Route
@@ -86,7 +89,24 @@ class Results:
         ruleset = self.rules.current
         # scipy's distributions take a while for many experiments: off the event loop.
         report = await anyio.to_thread.run_sync(results, ruleset, totals)
+        await self._add_weights(report, ruleset)
         await send_json(send, 200, report)
+
+    async def _add_weights(self, report: dict[str, Any], ruleset: RuleSet) -> None:
+        """Each bandit experiment's current weights per cell, with their version."""
+        bandits = {e.name for e in ruleset.experiments if e.allocation == "bandit"}
+        if not bandits:
+            return
+        try:
+            published = await self.store.table(bandit.TABLE_NAME)
+            table = (bandit.WeightsTable.decode(published.payload, published.version)
+                     if published is not None else bandit.WeightsTable())
+        except (StoreError, ValueError):
+            table = bandit.WeightsTable()
+        weights = table.as_json()
+        for experiment in report["experiments"]:
+            if experiment["name"] in bandits:
+                experiment["bandit"] = weights.get(experiment["name"])
 
 
 class Beacon:

@@ -201,6 +201,7 @@ async def test_the_rule_files_bandit_experiments_become_specs(tmp_path: Path) ->
 
 BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/124.0 Safari/537.36")
+TOKEN = "bandit-test-admin-token-0123456789"
 SERVER_RULES = """\
 slots: {hero: {}}
 goals:
@@ -235,7 +236,7 @@ def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
     origin = start_origin(tmp_path)
     proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
         "EP_VARIANT_HEADER": "true", "EP_STORE_FLUSH_INTERVAL": "0.2",
-        "EP_PROFILE_COOKIE_SECURE": "false"})
+        "EP_PROFILE_COOKIE_SECURE": "false", "EP_ADMIN_TOKEN": TOKEN})
     try:
         with httpx.Client(base_url=proxy.url, timeout=10.0) as client:
             first = [_visit(client, "s1") for _ in range(120)]
@@ -247,6 +248,8 @@ def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
             learned = [_visit(client, "s1")[0] for _ in range(100)]
             elsewhere = [_visit(client, "s2")[0] for _ in range(90)]
             kept = [(variant, _visit(client, "s1", cookie)[0]) for variant, cookie in first[:30]]
+            report = client.get("/__ep/results",
+                                headers={"authorization": f"Bearer {TOKEN}"}).json()
     finally:
         proxy.stop()
         origin.stop()
@@ -254,3 +257,7 @@ def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
     assert learned.count("b") >= 80, learned
     assert min(elsewhere.count(v) for v in ("control", "a", "b")) >= 15, elsewhere
     assert all(before == after for before, after in kept), kept
+    (experiment,) = report["experiments"]
+    cells = experiment["bandit"]["cells"]
+    assert experiment["bandit"]["version"] >= 1 and cells["s1"]["reason"] == "learned"
+    assert max(cells["s1"]["weights"], key=cells["s1"]["weights"].get) == "b"
