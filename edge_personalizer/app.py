@@ -33,7 +33,7 @@ from .learn.attribution import Learning
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
 from .learn.store import open_store
-from .learn.trainer import LEARN_INTERVAL, Trainer, bandit_specs, model_reader, weights_reader
+from .learn.trainer import Trainer, bandit_specs, model_reader, weights_reader
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .observability.workers import WorkerBoard
@@ -92,7 +92,7 @@ class EdgeApp:
         self.weights = weights_reader(self.store)
         self.model = model_reader(self.store)
         self.classifier.predictor = Predictor(lambda: self.model.current)
-        self.trainer = Trainer(self.store, learn_interval=LEARN_INTERVAL,
+        self.trainer = Trainer(self.store, learn_interval=settings.learn_interval,
                                specs=lambda: bandit_specs(self.rules.current)
                                if self.rules is not None else [])
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,

@@ -260,6 +260,10 @@ class Settings:
     store_flush_interval: float = option(
         1.0, convert=float, section=_LEARN,
         help="seconds between writes of a worker's counts to the store")
+    learn_interval: float = option(
+        3600.0, convert=float, section=_LEARN,
+        help="seconds between rebuilds of the \"visitors like you\" model that "
+             "profile.predicted.* reads (a bandit's update_every sets its own cadence)")
 
     def __post_init__(self) -> None:
         _check_origin(self.origin_url)
@@ -334,7 +338,7 @@ def _check_origin(url: str | None) -> None:
 _AT_LEAST_ONE = ("workers", "max_header_bytes", "max_header_count", "max_body_bytes",
                  "device_cache_size", "geo_cache_size")
 _POSITIVE = ("connect_timeout", "read_timeout", "keep_alive_timeout", "profile_max_age_days",
-             "store_flush_interval",
+             "store_flush_interval", "learn_interval",
              "interest_half_life_days", "visit_timeout_minutes")
 _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
     "country", "region", "city", "postal", "metro", "continent", "time_zone", "latitude",
