@@ -67,6 +67,7 @@ class Personalizer:
         self.clock = clock   # a replay of logged requests runs on their own time
         self.observer: Observer = observer or NoObserver()
         self._interests_version: str | None = None
+        self._predicting = False   # a rule reads profile.predicted.*: count what follows
         # With keyed caching, a trusted edge's X-EP-Segment names the page to render.
         self.segments = SegmentBook(rules) if rules is not None and keyed_segments else None
 
@@ -145,6 +146,7 @@ class Personalizer:
         if current.version != self._interests_version:
             tracker.interests = InterestMap(current.interests)
             self._interests_version = current.version
+            self._predicting = any(f.startswith("profile.predicted") for f in current.fields)
 
     def profile_cookie(self, exchange: Exchange) -> bytes | None:
         """The Set-Cookie value of the visitor's profile after this request (a page view,
@@ -182,7 +184,7 @@ class Personalizer:
                     profile = learning.attribution.exposed(
                         profile, [(choice.by, choice.variant)], choice.cell)
                 tracker = self.classifier.profiles
-                if tracker is not None and tracker.interests:   # for profile.predicted.*
+                if tracker is not None and self._predicting:
                     categories = tracker.interests.categories(visitor.request.path)
                     if categories:
                         learning.viewed(profile, categories,

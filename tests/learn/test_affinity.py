@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import MappingProxyType
 
+import httpx
 import pytest
 
 from edge_personalizer.classify.profile import InterestMap, Profile, ProfileCodec, ProfileTracker
@@ -27,6 +29,7 @@ from edge_personalizer.rules.book import check_rules
 from edge_personalizer.rules.evaluator import decide
 
 from ..factories import make_classifier, make_visitor
+from ..servers import start_origin, start_proxy
 
 DAY = 86_400
 
@@ -201,3 +204,50 @@ def test_predictions_of_undeclared_interests_are_errors_at_their_line(
     (tmp_path / "r.yaml").write_text(RULES.replace(old, new))
     _, errors = check_rules(tmp_path)
     assert errors and message in str(errors[0]) and errors[0].line == line
+
+
+SERVER_RULES = """\
+slots: {hero: {}}
+interests:
+  running: ["/slotted/running*"]
+  trail: ["/slotted/trail*"]
+  shoes: ["/slotted/shoes*"]
+rules:
+  - name: trail-next
+    when: {profile.predicted_top: trail}
+    then: {hero: {html: "Trail?"}}
+"""
+BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/124.0 Safari/537.36")
+
+
+def test_visitors_like_you_through_the_running_server(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "predicted.yaml").write_text(SERVER_RULES)
+    origin = start_origin(tmp_path)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_VARIANT_HEADER": "true", "EP_STORE_FLUSH_INTERVAL": "0.2",
+        "EP_LEARN_INTERVAL": "1", "EP_PROFILE_COOKIE_SECURE": "false"})
+    headers = {"accept": "text/html", "user-agent": BROWSER}
+    try:
+        with httpx.Client(base_url=proxy.url, timeout=10.0) as client:
+            before = client.get("/slotted/running", headers=headers)
+            for _ in range(30):   # runners go on to trail pages
+                client.cookies.clear()
+                first = client.get("/slotted/running", headers=headers)
+                cookie = first.headers["set-cookie"].split(";", 1)[0]
+                client.get("/slotted/trail", headers={**headers, "cookie": cookie})
+            time.sleep(3.5)   # a flush, a rebuild, a worker's read
+            client.cookies.clear()
+            after = client.get("/slotted/running", headers=headers)
+            client.cookies.clear()
+            decided = client.get("/__ep/decide", params={"url": "/slotted/running"},
+                                 headers=headers).json()
+    finally:
+        proxy.stop()
+        origin.stop()
+    assert "x-ep-variant" not in before.headers   # nothing learned yet
+    assert after.headers["x-ep-variant"] == "hero=trail-next" and "Trail?" in after.text
+    assert decided["predicted"][0]["category"] == "trail"
+    assert decided["predicted"][0]["score"] > 0.5
