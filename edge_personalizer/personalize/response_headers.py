@@ -113,7 +113,9 @@ class PageHeaders:
         if with_cookies:
             out += decision.cookie_lines
         if exchange.debug and self.rules is not None:
-            trace = explain(self.rules.current, exchange.visitor)
+            learning = self.personalizer.learning
+            trace = explain(self.rules.current, exchange.visitor,
+                            allocations=learning.allocations if learning is not None else None)
             text = json.dumps(trace, separators=(",", ":"), ensure_ascii=True, default=str)
             out.append((b"x-ep-trace", text[:TRACE_LIMIT].encode("ascii")))
         return out

@@ -4,6 +4,7 @@ Against a real SQLite file and a real redis-server."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -250,6 +251,10 @@ def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
             kept = [(variant, _visit(client, "s1", cookie)[0]) for variant, cookie in first[:30]]
             report = client.get("/__ep/results",
                                 headers={"authorization": f"Bearer {TOKEN}"}).json()
+            client.cookies.clear()
+            traced = client.get("/slotted/home", headers={
+                "accept": "text/html", "user-agent": BROWSER, "x-segment": "s1",
+                "x-ep-debug": TOKEN}).headers["x-ep-trace"]
     finally:
         proxy.stop()
         origin.stop()
@@ -257,6 +262,8 @@ def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
     assert learned.count("b") >= 80, learned
     assert min(elsewhere.count(v) for v in ("control", "a", "b")) >= 15, elsewhere
     assert all(before == after for before, after in kept), kept
+    (trace,) = json.loads(traced)["experiments"]
+    assert trace["cell"] == "s1" and trace["why"].startswith("learned weights version")
     (experiment,) = report["experiments"]
     cells = experiment["bandit"]["cells"]
     assert experiment["bandit"]["version"] >= 1 and cells["s1"]["reason"] == "learned"
