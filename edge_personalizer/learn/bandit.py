@@ -100,6 +100,42 @@ def cell_tallies(rows: Mapping[CountKey, Tally], experiment: str, goal: str
     return cells
 
 
+def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str
+                           ) -> dict[str, Tally]:
+    """Per variant, totals whose rate and mean value are each day's, weighted by the day's
+    share of all exposures: when weights change from day to day, pooled totals would mix
+    days of different conversion levels in different proportions per variant (Simpson's
+    paradox); these compare the variants within each day. Exposure counts stay as counted."""
+    days: dict[str, dict[str, Tally]] = {}
+    for key, tally in rows.items():
+        if key.experiment != experiment:
+            continue
+        if key.goal == EXPOSURE:
+            tally = Tally(exposures=tally.exposures)
+        elif key.goal == goal:
+            tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
+        else:
+            continue
+        per = days.setdefault(key.day, {})
+        held = per.get(key.variant)
+        per[key.variant] = tally if held is None else held.plus(tally)
+    day_exposures = {day: sum(t.exposures for t in per.values()) for day, per in days.items()}
+    variants = {v for per in days.values() for v in per}
+    out = {}
+    for variant in sorted(variants):
+        counted = [(day_exposures[d], per[variant]) for d, per in days.items()
+                   if variant in per and per[variant].exposures > 0]
+        weight = sum(n for n, _ in counted)
+        exposed = sum(t.exposures for _, t in counted)
+        if not weight or not exposed:
+            continue
+        rate = sum(n * t.conversions / t.exposures for n, t in counted) / weight
+        mean = sum(n * t.value_sum / t.exposures for n, t in counted) / weight
+        square = sum(n * t.value_sq_sum / t.exposures for n, t in counted) / weight
+        out[variant] = Tally(exposed, round(rate * exposed), mean * exposed, square * exposed)
+    return out
+
+
 def posterior_draws(tally: Tally, metric: Metric, draws: int,
                     rng: np.random.Generator) -> np.ndarray:
     """Draws of a variant's rate (Beta(1 + converted, 1 + not converted)) or of its mean

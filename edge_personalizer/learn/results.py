@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..rules.model import Experiment, RuleSet
+from .bandit import period_weighted_totals
 from .counters import EXPOSURE, CountKey, Tally, variant_totals
 from .stats import goal_result, rate_interval
 
@@ -21,9 +22,15 @@ def experiment_results(experiment: Experiment,
                        totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
     weights = dict(experiment.weights)
     exposed = variant_totals(totals, experiment.name, "")
-    goals = {goal: goal_result(variant_totals(totals, experiment.name, goal), weights,
-                               control=control_of(experiment)).as_json()
-             for goal in experiment.goals}
+    bandit = experiment.allocation == "bandit"
+    totals_of = period_weighted_totals if bandit else variant_totals
+    goals = {}
+    for goal in experiment.goals:
+        judged = goal_result(totals_of(totals, experiment.name, goal), weights,
+                             control=control_of(experiment)).as_json()
+        if bandit:   # weights change by design: compare within days, no ratio to check
+            judged.update(srm_p=None, weighted_by="day")
+        goals[goal] = judged
     return {"name": experiment.name, "control": control_of(experiment),
             "exposed": sum(t.exposures for t in exposed.values()), "goals": goals}
 

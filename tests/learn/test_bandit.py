@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 import pytest
 
@@ -11,9 +13,13 @@ from edge_personalizer.learn.bandit import (
     WeightsTable,
     cell_weights,
     experiment_weights,
+    period_weighted_totals,
     top_two_shares,
 )
 from edge_personalizer.learn.counters import EXPOSURE, CountKey, Tally
+from edge_personalizer.learn.results import experiment_results
+from edge_personalizer.rules.conditions import AllOf
+from edge_personalizer.rules.model import Experiment
 
 DAY = "2026-12-02"
 SPEC = BanditSpec("hero-test", (("control", 34), ("a", 33), ("b", 33)), goal="purchase")
@@ -150,3 +156,25 @@ def test_specs_that_cannot_work_are_refused(changes: dict[str, object], message:
                                  "variants": (("control", 1), ("a", 1), ("b", 1)), **changes}
     with pytest.raises(ValueError, match=message):
         BanditSpec(**fields)  # type: ignore[arg-type]
+
+
+def test_results_of_changing_weights_compare_the_variants_within_each_day() -> None:
+    # Day one: 1% and 2%, mostly control; day two: 10% and 11%, mostly b. Pooled, b would
+    # seem five times better; within each day it is one point better.
+    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, day="2026-12-01"),
+               **rows("all", {"control": (100, 10), "b": (900, 99)}, day="2026-12-02")}
+    weighted = period_weighted_totals(counted, "hero-test", "purchase")
+    assert weighted["control"].exposures == weighted["b"].exposures == 1000
+    assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
+
+
+def test_results_of_a_bandit_experiment_are_weighted_by_day() -> None:
+    experiment = Experiment(
+        name="hero-test", slots=("hero",), audience=AllOf(()), holdout=0.0,
+        weights=(("control", 1.0), ("b", 1.0)), variants=MappingProxyType({}), source="r:1",
+        goals=("purchase",), allocation="bandit")
+    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, day="2026-12-01"),
+               **rows("all", {"control": (100, 10), "b": (900, 99)}, day="2026-12-02")}
+    judged = experiment_results(experiment, counted)["goals"]["purchase"]
+    assert judged["srm_p"] is None and judged["weighted_by"] == "day"
+    assert judged["variants"]["b"]["uplift"] == pytest.approx(10 / 55, rel=0.02)
