@@ -135,7 +135,7 @@ async def _publish_learning(data: Path) -> None:
         counters.collect()
         await store.flush(counters.pending_batch(10_000))
         totals = await store.totals()
-        model = build_model(affinity_counts(totals), min_support=20)
+        model = build_model(affinity_counts(totals), min_support=20, built_at=time.time())
         await store.publish(MODEL_TABLE, model.encode())
         spec = BanditSpec("hero-test", (("control", 50.0), ("bold", 50.0)), "purchase",
                           burn_in=100)
