@@ -73,6 +73,14 @@ def _variant() -> dict[str, Any]:
     ]}
 
 
+def _by_field() -> dict[str, Any]:
+    """A slot filled by a field's value: {by: profile.predicted_top, variants: {...}}."""
+    return {"type": "object", "required": ["by", "variants"], "additionalProperties": False,
+            "properties": {"by": {"type": "string"}, "variants": {
+                "type": "object", "minProperties": 1,
+                "additionalProperties": {"$ref": "#/$defs/variant"}}}}
+
+
 def _pairs() -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
 
@@ -90,7 +98,7 @@ def build_schema() -> dict[str, Any]:
                                "status": {"enum": [301, 302, 303, 307, 308]},
                                "keep_query": {"type": "boolean"}}}]},
             "headers": _pairs(), "cookies": _pairs()},
-            "additionalProperties": {"$ref": "#/$defs/variant"}},
+            "additionalProperties": {"anyOf": [{"$ref": "#/$defs/variant"}, _by_field()]}},
         "priority": {"type": "integer"},
         "schedule": {"type": "object", "additionalProperties": False, "properties": {
             "start": {"type": "string", "format": "date"},

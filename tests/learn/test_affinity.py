@@ -7,7 +7,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 import httpx
+import jsonschema
 import pytest
+import yaml
 
 from edge_personalizer.classify.profile import InterestMap, Profile, ProfileCodec, ProfileTracker
 from edge_personalizer.classify.visitor import DIRECT
@@ -27,6 +29,7 @@ from edge_personalizer.learn.attribution import Learning
 from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
 from edge_personalizer.rules.book import check_rules
 from edge_personalizer.rules.evaluator import decide
+from edge_personalizer.rules.schema import build_schema
 
 from ..factories import make_classifier, make_visitor
 from ..servers import start_origin, start_proxy
@@ -251,3 +254,49 @@ def test_visitors_like_you_through_the_running_server(tmp_path: Path) -> None:
     assert after.headers["x-ep-variant"] == "hero=trail-next" and "Trail?" in after.text
     assert decided["predicted"][0]["category"] == "trail"
     assert decided["predicted"][0]["score"] > 0.5
+
+
+BY_RULES = """\
+slots: {hero: {selector: "#hero"}}
+interests:
+  running: ["/running*"]
+  trail: ["/trail*"]
+  shoes: ["/shoes*"]
+rules:
+  - name: next-interest
+    when: {profile.visits: {gte: 1}}
+    then:
+      hero:
+        by: profile.predicted_top
+        variants: {trail: {html: "Trail?"}, shoes: {html: "Shoes?"}}
+"""
+
+
+def test_a_slot_shows_the_fragment_of_the_predicted_interest(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(BY_RULES)
+    ruleset, errors = check_rules(tmp_path)
+    assert errors == []
+    assert [rule.name for rule in ruleset.rules] == ["next-interest.trail",
+                                                     "next-interest.shoes"]
+    jsonschema.validate(yaml.safe_load(BY_RULES), build_schema())
+    classifier = make_classifier(interests={"running": ["/running*"], "trail": ["/trail*"],
+                                            "shoes": ["/shoes*"]})
+    model = build_model({("running",): {"shoes": 30.0, "trail": 10.0},
+                         ("trail",): {"running": 30.0}}, single_prior=0.0)
+    classifier.predictor = Predictor(lambda: model)
+    runner = decide(ruleset, make_visitor("/running", classifier=classifier)).slots["hero"]
+    assert runner.by == "next-interest.shoes" and runner.content is not None
+    assert decide(ruleset, make_visitor("/trail", classifier=classifier)).slots == {}
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("variants: {trail:", "variants: {trial:", "unknown interest 'trial'"),
+    ("by: profile.predicted_top", "by: profile.predicted_tip", "unknown field"),
+    ("        variants: {trail", "        choices: {trail", "a slot filled by a field is"),
+])
+def test_a_slot_by_a_field_is_checked_at_load(tmp_path: Path, old: str, new: str,
+                                              message: str) -> None:
+    (tmp_path / "r.yaml").write_text(BY_RULES.replace(old, new))
+    _, errors = check_rules(tmp_path)
+    assert len(errors) == 1 and message in str(errors[0]), errors
+    assert errors[0].line in (11, 12, 13)

@@ -45,8 +45,7 @@ def compile_rules_sections(ctx: CompileContext, rule_files: RuleFiles
             continue
         for position, raw in enumerate(section):
             at: KeyPath = ("rules", position)
-            rule = _rule(ctx, rule_file, raw, at, seen)
-            if rule is not None:
+            for rule in _rule(ctx, rule_file, raw, at, seen):
                 compiled.append(((-rule.priority, file_index, position), rule))
                 written[rule.name] = Written(rule_file, at)
     compiled.sort(key=lambda item: item[0])
@@ -54,21 +53,22 @@ def compile_rules_sections(ctx: CompileContext, rule_files: RuleFiles
 
 
 def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
-          seen: dict[str, str]) -> Rule | None:
+          seen: dict[str, str]) -> list[Rule]:
+    """The rule (one per value of a slot filled `by:` a field), or none if it is invalid."""
     if not isinstance(raw, dict):
         ctx.fail(rule_file, f"a rule is a mapping (name, when, then), got {kind_of(raw)}", at,
                  None)
-        return None
+        return []
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.match(name):
         ctx.fail(rule_file, f"every rule needs a name ({NAME_RULE})", (*at, "name"), None)
-        return None
+        return []
     label = f"rule '{name}'"
     where = f"{rule_file.path}:{rule_file.line_of(at)}"
     if name in seen:
         ctx.fail(rule_file, f"the name is already used by the rule at {seen[name]}",
                  (*at, "name"), label)
-        return None
+        return []
     seen[name] = where
     errors_before = len(ctx.errors)
     for key in raw:
@@ -85,14 +85,50 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
     if not isinstance(then, dict) or not then:
         ctx.fail(rule_file, "every rule needs `then`: what it shows, per slot",
                  (*at, "then") if "then" in raw else at, label)
-        return None
-    actions = compile_then(ctx, rule_file, then, (*at, "then"), label)
-    if actions is None or len(ctx.errors) > errors_before:
-        return None
-    condition = parts[0] if len(parts) == 1 else AllOf(tuple(parts))
-    return Rule(name=name, condition=condition, rank=0, priority=int(priority), source=where,
-                slots=actions.slots, redirect=actions.redirect, headers=actions.headers,
-                cookies=actions.cookies)
+        return []
+    rules = []
+    for suffix, more, shown in _by_field(ctx, rule_file, then, (*at, "then"), label):
+        actions = compile_then(ctx, rule_file, shown, (*at, "then"), label)
+        if actions is None or len(ctx.errors) > errors_before:
+            return []
+        every = [*parts, *more]
+        condition = every[0] if len(every) == 1 else AllOf(tuple(every))
+        rules.append(Rule(name=name + suffix, condition=condition, rank=0,
+                          priority=int(priority), source=where, slots=actions.slots,
+                          redirect=actions.redirect, headers=actions.headers,
+                          cookies=actions.cookies))
+    return rules
+
+
+def _by_field(ctx: CompileContext, rule_file: RuleFile, then: dict[Any, Any], at: KeyPath,
+              label: str) -> list[tuple[str, list[Condition], dict[Any, Any]]]:
+    """A slot written `{by: FIELD, variants: {VALUE: content, ...}}` shows the content of
+    the visitor's value of FIELD: one rule `NAME.VALUE` a value, with `FIELD: VALUE` added
+    to its conditions. Without such a slot, the rule as written."""
+    by_slots = [slot for slot, spec in then.items() if isinstance(spec, dict) and "by" in spec]
+    if not by_slots:
+        return [("", [], then)]
+    slot = by_slots[0]
+    spec = then[slot]
+    slot_at: KeyPath = (*at, str(slot))
+    if len(by_slots) > 1 or set(spec) != {"by", "variants"} or not isinstance(spec["by"], str) \
+            or not isinstance(spec["variants"], dict) or not spec["variants"]:
+        ctx.fail(rule_file, "a slot filled by a field is {by: profile.predicted_top, "
+                 "variants: {running: fragments/running.html, ...}}, one such slot a rule",
+                 slot_at, label)
+        return []
+    out = []
+    for value, content in spec["variants"].items():
+        value_at: KeyPath = (*slot_at, "variants", str(value))
+        try:
+            condition = compile_condition(ctx, rule_file, {spec["by"]: value}, value_at, label)
+        except Invalid as exc:
+            ctx.reject(rule_file, exc, label)
+            return []
+        except Reported:
+            return []
+        out.append((f".{value}", [condition], {**then, slot: content}))
+    return out
 
 
 def _condition_parts(ctx: CompileContext, rule_file: RuleFile, raw: dict[Any, Any],
