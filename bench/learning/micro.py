@@ -91,12 +91,62 @@ def predictions() -> dict[str, float]:
     }
 
 
+DECIDE_RULES = """\
+slots: {{hero: {{selector: "#hero"}}}}
+goals: {{purchase: {{when: {{request.path: /thanks}}}}}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [purchase]
+{allocation}    variants:
+      control: {{weight: 1}}
+      a: {{weight: 1, html: A}}
+      b: {{weight: 1, html: B}}
+"""
+BANDIT = "    allocation: bandit\n    per: [device.type, referral.medium]\n"
+
+
+def deciding() -> dict[str, float]:
+    """decide() for a visitor with a fixed-weights experiment, and with the same experiment
+    as a per-segment bandit whose weights are published for the visitor's cell."""
+    import tempfile
+
+    from edge_personalizer.rules.allocation import ALL_VISITORS, Cells
+    from edge_personalizer.rules.book import check_rules
+    from edge_personalizer.rules.evaluator import decide
+    from tests.factories import make_visitor
+
+    figures = {}
+    for name, allocation in (("fixed", ""), ("bandit", BANDIT)):
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "r.yaml").write_text(DECIDE_RULES.format(allocation=allocation))
+            ruleset, errors = check_rules(Path(folder))
+        if errors:
+            raise SystemExit(str(errors))
+        visitor = make_visitor("/")
+        visitor.profile  # noqa: B018  # classified before timing: only deciding is timed
+        spec = BanditSpec("hero-test", (("control", 1.0), ("a", 1.0), ("b", 1.0)), "purchase")
+        cell = ruleset.experiments[0].cells(visitor)
+        rows = {CountKey("hero-test", v, g, cell, "d"): Tally(1000, 30 + 10 * i)
+                for i, v in enumerate(("control", "a", "b")) for g in (EXPOSURE, "purchase")}
+        table = WeightsTable(1, {"hero-test": experiment_weights(spec, rows, version=1, now=0)})
+        namespace = {"decide": decide, "ruleset": ruleset, "visitor": visitor, "table": table}
+        figures[f"decide_{name}_experiment_us"] = best_us(
+            "decide(ruleset, visitor, allocations=table)", namespace, number=50_000)
+    # What a fixed experiment pays for having cells at all: finding it has one.
+    figures["cell_of_a_fixed_experiment_us"] = best_us(
+        "ALL_VISITORS if cells.single else cells(visitor)",
+        {"cells": Cells(), "visitor": make_visitor("/"), "ALL_VISITORS": ALL_VISITORS})
+    return figures
+
+
 def main() -> None:
     results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                            "platform": platform.platform()},
                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_average": os.getloadavg()[0],
-               "allocation": allocation(), "predictions": predictions()}
+               "allocation": allocation(), "predictions": predictions(),
+               "deciding": deciding()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "learning_micro.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

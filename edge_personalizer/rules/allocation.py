@@ -44,9 +44,11 @@ class Cells:
     segments: tuple[Segment, ...] = ()
     _getters: tuple[Callable[[Visitor], Any], ...] = field(init=False, compare=False,
                                                            repr=False)
+    single: bool = field(init=False, compare=False, repr=False)   # everyone in ALL_VISITORS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_getters", tuple(field_getter(f) for f in self.fields))
+        object.__setattr__(self, "single", not self.fields and not self.segments)
 
     def __call__(self, visitor: Visitor) -> str:
         if self.segments:

@@ -7,7 +7,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ..classify.visitor import Visitor
-from .allocation import Allocations
+from .allocation import ALL_VISITORS, Allocations
 from .bucketing import bucket, pick
 from .conditions import holds_with
 from .model import (
@@ -143,7 +143,8 @@ def _assign(experiment: Experiment, visitor: Visitor,
     if point is None:
         return {slot: SlotChoice(slot=slot, variant="control", reason="control",
                                  by=experiment.name) for slot in experiment.slots}
-    cell = experiment.cells(visitor)
+    cells = experiment.cells
+    cell = ALL_VISITORS if cells.single else cells(visitor)   # most experiments: one cell
     holdout = experiment.holdout / 100
     if point < holdout:
         return {slot: SlotChoice(slot=slot, variant="holdout", reason="holdout",
