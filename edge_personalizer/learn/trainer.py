@@ -33,6 +33,7 @@ from .store import Store
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 LEARN_INTERVAL = 3600.0   # seconds between rebuilds of the affinity model, by default
+_RECHECK = 30             # a reader's polls between looks at the version, newer or not
 
 
 def bandit_specs(ruleset: RuleSet) -> list[BanditSpec]:
@@ -188,6 +189,7 @@ class TableReader(Generic[_T]):
         self.interval = interval
         self.current = empty
         self.version = 0
+        self._polls = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Poll every `interval` seconds until cancelled (the first poll at once)."""
@@ -197,12 +199,16 @@ class TableReader(Generic[_T]):
             await anyio.sleep(self.interval)
 
     async def refresh(self) -> bool:
-        """Takes a newer version if one was published; True if the table changed."""
+        """Takes a newer version if one was published; True if the table changed. Every
+        `_RECHECK`th poll takes whatever version is published, so a store that was emptied
+        (versions counting from 1 again) is followed too."""
+        self._polls += 1
+        newer_than = 0 if self._polls % _RECHECK == 0 else self.version
         try:
-            published = await self.store.table(self.name, newer_than=self.version)
+            published = await self.store.table(self.name, newer_than=newer_than)
         except StoreError:
             return False   # the last good table keeps serving; the flusher logs outages
-        if published is None:
+        if published is None or published.version == self.version:
             return False
         changed = True
         try:

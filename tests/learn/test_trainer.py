@@ -268,3 +268,26 @@ def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
     cells = experiment["bandit"]["cells"]
     assert experiment["bandit"]["version"] >= 1 and cells["s1"]["reason"] == "learned"
     assert max(cells["s1"]["weights"], key=cells["s1"]["weights"].get) == "b"
+
+
+async def test_readers_follow_a_store_that_was_emptied(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    store = open_store(server.url)
+    try:
+        trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=Clock())
+        for _ in range(3):
+            await store.publish(TABLE_NAME, WeightsTable().encode())
+        reader = weights_reader(store)
+        await reader.refresh()
+        assert reader.version == 3
+        server.stop()
+        server.start()   # empty: versions start again from 1
+        await trainer.step()   # the first command after a restart finds the old connection
+        await trainer.step()
+        changed = [await reader.refresh() for _ in range(30)]
+        assert changed.count(True) == 1 and reader.version == 1
+        assert "hero-test" in reader.current.experiments
+    finally:
+        await store.close()
+        server.stop()
