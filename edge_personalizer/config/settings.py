@@ -335,6 +335,9 @@ def _check_origin(url: str | None) -> None:
         raise SettingsError(f"origin_url must not carry a query or fragment: {url}")
 
 
+# Tokens copied from examples: refused, whatever their length.
+_PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-please", "admin-token",
+                           "secret-token", "your-admin-token", "replace-me-with-a-token"})
 _AT_LEAST_ONE = ("workers", "max_header_bytes", "max_header_count", "max_body_bytes",
                  "device_cache_size", "geo_cache_size")
 _POSITIVE = ("connect_timeout", "read_timeout", "keep_alive_timeout", "profile_max_age_days",
@@ -360,6 +363,12 @@ def _check(s: Settings) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", s.profile_cookie):
         raise SettingsError(f"profile_cookie must be a plain cookie name, got "
                             f"{s.profile_cookie!r}")
+    if s.admin_token is not None:
+        token = s.admin_token.reveal()
+        if len(token) < 16 or token.lower().strip("-_ ") in _PLACEHOLDERS:
+            raise SettingsError("admin_token is too easy to guess: use 16 or more random "
+                                "characters, e.g. python3 -c 'import secrets; "
+                                "print(secrets.token_urlsafe(24))'")
     if any(len(key.reveal()) < 16 for key in s.profile_keys):
         raise SettingsError("each profile key must be at least 16 characters long")
     for header, target in s.edge_headers.items():

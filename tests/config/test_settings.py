@@ -23,7 +23,7 @@ def test_environment_variables_set_fields() -> None:
     settings = load_settings({
         "EP_ORIGIN_URL": "https://shop.example", "EP_PORT": "9000", "EP_WORKERS": "2",
         "EP_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1", "EP_ACCESS_LOG": "off",
-        "EP_ADMIN_TOKEN": "s3cret", "EP_READ_TIMEOUT": "2.5", "EP_RULES_DIR": "rules",
+        "EP_ADMIN_TOKEN": "s3cret-s3cret-s3cret", "EP_READ_TIMEOUT": "2.5", "EP_RULES_DIR": "rules",
     })
     assert settings.origin_url == "https://shop.example"
     assert settings.port == 9000 and settings.workers == 2
@@ -32,7 +32,7 @@ def test_environment_variables_set_fields() -> None:
     assert settings.access_log is False
     assert settings.read_timeout == 2.5
     assert settings.rules_dir == Path("rules")
-    assert settings.admin_token == Secret("s3cret")
+    assert settings.admin_token == Secret("s3cret-s3cret-s3cret")
 
 
 def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_config_file_named_by_environment(tmp_path: Path) -> None:
 
 
 def test_secret_never_shows_in_repr() -> None:
-    settings = load_settings({"EP_ADMIN_TOKEN": "hunter2"}, origin_url="http://x.example")
+    settings = load_settings({"EP_ADMIN_TOKEN": "hunter2-hunter2-hunter2"}, origin_url="http://x.example")
     assert "hunter2" not in repr(settings)
     assert "hunter2" not in repr(settings.admin_token)
 
@@ -96,7 +96,7 @@ def test_bad_config_files_are_reported(tmp_path: Path) -> None:
 
 
 def test_settings_survive_the_trip_to_worker_processes() -> None:
-    settings = load_settings({"EP_ADMIN_TOKEN": "t", "EP_TRUSTED_PROXIES": "10.0.0.0/8"},
+    settings = load_settings({"EP_ADMIN_TOKEN": "t" * 20, "EP_TRUSTED_PROXIES": "10.0.0.0/8"},
                              origin_url="http://x.example", geo_db=Path("g.mmdb"))
     assert Settings.from_json(settings.to_json()) == settings
 
@@ -143,3 +143,9 @@ def test_every_setting_is_declared_once_with_help() -> None:
 def test_readme_carries_the_settings_table_made_from_the_declarations() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert settings_table() in readme, "run: python tools/settings_table.py"
+
+
+@pytest.mark.parametrize("token", ["change-me", "short", "CHANGE-ME", "replace-me-with-a-token"])
+def test_an_admin_token_anyone_could_guess_is_refused(token: str) -> None:
+    with pytest.raises(SettingsError, match="admin_token is too easy to guess"):
+        load_settings({"EP_ADMIN_TOKEN": token}, origin_url="http://x.example")
