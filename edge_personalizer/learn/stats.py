@@ -23,9 +23,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy.stats import chi2, norm, t  # type: ignore[import-untyped]  # no stubs shipped
-
 from .counters import Tally
+
+
+def _scipy() -> Any:
+    """scipy.stats, imported when numbers are first worked out: every worker would pay
+    ~85 MB and a second of startup for it, and most never compute results."""
+    import scipy.stats  # type: ignore[import-untyped]  # no stubs shipped
+
+    return scipy.stats
+
 
 ALPHA = 0.05                  # 95% intervals
 SRM_THRESHOLD = 0.001
@@ -61,7 +68,7 @@ def rate_interval(converted: int, exposed: int, *, alpha: float = ALPHA) -> tupl
     """Wilson score interval of a conversion rate ((0, 1) when nobody was exposed)."""
     if exposed == 0:
         return 0.0, 1.0
-    z = float(norm.ppf(1 - alpha / 2))
+    z = float(_scipy().norm.ppf(1 - alpha / 2))
     rate, z2n = converted / exposed, z * z / exposed
     centre = (rate + z2n / 2) / (1 + z2n)
     half = z / (1 + z2n) * math.sqrt(rate * (1 - rate) / exposed + z2n / (4 * exposed))
@@ -72,7 +79,8 @@ def mean_interval(moments: Moments, *, alpha: float = ALPHA) -> tuple[float, flo
     """t interval of a mean value (None under two visitors)."""
     if moments.n < 2:
         return None
-    half = float(t.ppf(1 - alpha / 2, moments.n - 1)) * math.sqrt(moments.variance / moments.n)
+    quantile = float(_scipy().t.ppf(1 - alpha / 2, moments.n - 1))
+    half = quantile * math.sqrt(moments.variance / moments.n)
     return moments.mean - half, moments.mean + half
 
 
@@ -102,16 +110,16 @@ def compare(control: Moments, variant: Moments, *, alpha: float = ALPHA,
     se = math.sqrt(variant.variance / (variant.n * control.mean ** 2)
                    + control.variance * variant.mean ** 2 / (control.n * control.mean ** 4))
     dof = _welch_dof(control, variant)
-    half = float(t.ppf(1 - alpha / 2, dof)) * se
+    half = float(_scipy().t.ppf(1 - alpha / 2, dof)) * se
     n = control.n + variant.n
     rho = _sequential_rho(alpha, tuning)
     seq_half = sequential_halfwidth(se * se * n, n, rho, alpha)
     return Comparison(
         uplift, uplift - half, uplift + half,
-        p_value=float(2 * t.sf(abs(uplift) / se, dof)),
+        p_value=float(2 * _scipy().t.sf(abs(uplift) / se, dof)),
         sequential_low=uplift - seq_half, sequential_high=uplift + seq_half,
         sequential_p_value=_sequential_p_value(uplift, se, n, rho),
-        chance_to_beat_control=float(norm.sf(0, uplift, se)),
+        chance_to_beat_control=float(_scipy().norm.sf(0, uplift, se)),
         risk=expected_loss(uplift, se))
 
 
@@ -145,7 +153,7 @@ def expected_loss(mean: float, sd: float) -> float:
     """E[max(0, -X)] for X ~ N(mean, sd²): what choosing the variant costs when it is worse,
     weighted by how likely that is (gbstats' treatment risk, in closed form)."""
     z = mean / sd
-    return float(sd * norm.pdf(z) - mean * norm.cdf(-z))
+    return float(sd * _scipy().norm.pdf(z) - mean * _scipy().norm.cdf(-z))
 
 
 def srm_p_value(exposed: Sequence[int], weights: Sequence[float]) -> float:
@@ -160,7 +168,7 @@ def srm_p_value(exposed: Sequence[int], weights: Sequence[float]) -> float:
         if weight > 0:
             expected = weight / total_weight * total
             statistic += (observed - expected) ** 2 / expected
-    return float(chi2.sf(statistic, len(exposed) - 1))
+    return float(_scipy().chi2.sf(statistic, len(exposed) - 1))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from ..learn.attribution import Learning
 from ..learn.goals import GOAL_HEADER
 from ..proxy.client_ip import TrustedProxies, client_address
 from ..rules.book import RuleBook
-from ..rules.evaluator import decide
+from ..rules.evaluator import DecisionMemo, decide
 from ..rules.model import NO_DECISION, Decision
 from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .exchange import Exchange, NoObserver, Observer
@@ -65,6 +65,8 @@ class Personalizer:
         self.cookies = cookies
         self.learning = learning
         self.clock = clock   # a replay of logged requests runs on their own time
+        # The same winning rules make the same decision: built once (bounded).
+        self.decisions = DecisionMemo()
         self.observer: Observer = observer or NoObserver()
         self._interests_version: str | None = None
         self._predicting = False   # a rule reads profile.predicted.*: count what follows
@@ -127,7 +129,8 @@ class Personalizer:
             if device.bot_category in ("search", "ai"):
                 return NO_DECISION   # crawlers index and learn the page as it is
         allocations = self.learning.allocations if self.learning is not None else None
-        decision = decide(self.rules.current, exchange.visitor, allocations=allocations)
+        decision = decide(self.rules.current, exchange.visitor, self.decisions,
+                          allocations=allocations)
         self.observer.decided(decision)
         return decision
 
