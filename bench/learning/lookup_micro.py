@@ -1,6 +1,6 @@
 """What the request path pays for bandit allocation and for predicted interests.
 
-    .venv/bin/python bench/learning/micro.py   # writes bench/results/learning_micro.json
+    .venv/bin/python bench/learning/lookup_micro.py   # writes bench/results/learning_micro.json
 
 Each figure is microseconds a call: the best of 7 runs of a tight loop (timeit), beside a
 plain dict get measured the same way in the same run. Budgets (issue 16): an allocation
