@@ -4,36 +4,45 @@ request goes on as if personalization were not there."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from .exchange import Observer
 
 logger = logging.getLogger("edge_personalizer.personalize")
 
 
-class Outcome:
-    """Whether the guarded stage failed."""
+class Stage:
+    """One guarded stage of one request: `failed` tells whether it raised."""
 
-    __slots__ = ("failed",)
+    __slots__ = ("name", "path", "observer", "failed")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, path: str, observer: Observer) -> None:
+        self.name = name
+        self.path = path
+        self.observer = observer
         self.failed = False
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> bool:
+        if kind is None or not issubclass(kind, Exception):
+            return False   # success, or cancellation and exits: never contained
+        # Never a 500 caused by personalization: the caller serves what it has.
+        logger.error("%s failed for %s; serving it unchanged", self.name, self.path,
+                     exc_info=error)
+        self.observer.stage_failed(self.name)
+        self.failed = True
+        return True
 
 
 class FailOpen:
-    """Contains any error of a personalization stage (classify, decide, headers, rewrite)."""
+    """Contains any error of a personalization stage (classify, decide, headers, rewrite).
+    A class, not a generator context manager: it guards several stages of every request."""
 
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
 
-    @contextmanager
-    def stage(self, name: str, path: str) -> Iterator[Outcome]:
-        outcome = Outcome()
-        try:
-            yield outcome
-        except Exception:
-            # Never a 500 caused by personalization: the caller serves what it has.
-            logger.exception("%s failed for %s; serving it unchanged", name, path)
-            self.observer.stage_failed(name)
-            outcome.failed = True
+    def stage(self, name: str, path: str) -> Stage:
+        return Stage(name, path, self.observer)
