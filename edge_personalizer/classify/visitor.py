@@ -126,7 +126,7 @@ class RequestInfo:
 T = TypeVar("T")
 
 
-class lazy(Generic[T]):
+class LazyAttribute(Generic[T]):
     """functools.cached_property without its per-access lock (Python 3.11 takes one):
     computed on first read, then served from the instance dict."""
 
@@ -135,11 +135,11 @@ class lazy(Generic[T]):
         self.name = compute.__name__
 
     @overload
-    def __get__(self, instance: None, owner: type) -> lazy[T]: ...
+    def __get__(self, instance: None, owner: type) -> LazyAttribute[T]: ...
     @overload
     def __get__(self, instance: object, owner: type) -> T: ...
 
-    def __get__(self, instance: object | None, owner: type) -> T | lazy[T]:
+    def __get__(self, instance: object | None, owner: type) -> T | LazyAttribute[T]:
         if instance is None:
             return self
         value = self.compute(instance)
@@ -165,42 +165,40 @@ class Visitor:
         self.page_view = page_view   # a document navigation: what the profile learns from
         self._resolve = resolve
 
-    @lazy
+    @LazyAttribute
     def referral(self) -> Referral:
         return self._resolve.referral(self.request)
 
-    @lazy
+    @LazyAttribute
     def geo(self) -> Geo:
         return self._resolve.geo(self.request)
 
-    @lazy
+    @LazyAttribute
     def device(self) -> Device:
         return self._resolve.device(self.request)
 
-    @lazy
+    @LazyAttribute
     def language(self) -> Language:
         return self._resolve.language(self.request)
 
-    @lazy
+    @LazyAttribute
     def time(self) -> LocalTime:
         return self._resolve.time(self.geo, self.now)
 
-    @lazy
+    @LazyAttribute
     def profile(self) -> Profile:
         return self._resolve.profile(self)
 
-    @lazy
+    @LazyAttribute
     def predicted(self) -> Predictions:
         """Interests visitors like this one show next, best first (`profile.predicted.*`):
         worked out only when a rule reads them."""
         return self._resolve.predicted(self)
 
     def field(self, path: str) -> Any:
-        """The value at a dotted field path (`geo.country`, `request.query.q`), or None."""
-        getter = _GETTERS.get(path)
-        if getter is None:
-            getter = field_getter(path)
-        return getter(self)
+        """The value at a dotted field path (`geo.country`, `request.query.q`), or None.
+        For occasional reads (explain); rules build their getters once, at load."""
+        return field_getter(path)(self)
 
     def walk(self, head: str | None, parts: tuple[str, ...]) -> Any:
         """The value at a parsed path, read step by step (any path `field_getter` has no
@@ -231,18 +229,13 @@ class Visitor:
 
 FIELD_ROOTS = ("referral", "geo", "device", "language", "time", "profile", "request")
 _MAPPINGS = (dict, MappingProxyType)
-# Field paths as read, each with its getter: rules use a few dozen, over and over.
-_GETTERS: dict[str, Callable[[Visitor], Any]] = {}
 _DATA_ROOTS = ("referral", "geo", "device", "language", "time")   # slotted dataclasses
 
 
 def field_getter(path: str) -> Callable[[Visitor], Any]:
-    """A function reading the field at `path` from a visitor (None where there is none),
-    made once per path: the request's mappings and the attributes of the classified parts
-    are read directly, anything else step by step."""
-    getter = _GETTERS.get(path)
-    if getter is not None:
-        return getter
+    """A function reading the field at `path` from a visitor (None where there is none):
+    the request's mappings and the attributes of the classified parts are read directly,
+    anything else step by step. Made when rules load, not per request."""
     head, _, rest = path.partition(".")
     parts = tuple(rest.split(".")) if rest else ()
     root = head if head in FIELD_ROOTS else None
@@ -250,8 +243,6 @@ def field_getter(path: str) -> Callable[[Visitor], Any]:
     if getter is None:
         def getter(visitor: Visitor) -> Any:
             return visitor.walk(root, parts)
-    if len(_GETTERS) < 10_000:
-        _GETTERS[path] = getter
     return getter
 
 
