@@ -289,7 +289,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import anyio
 
-    from .endpoints.dashboard import Pages, render_text, snapshot_of
+    from .endpoints.dashboard import Pages, render_text
+    from .endpoints.dashboard_views import snapshot_of
 
     settings = settings_from(args)
     if settings.rules_dir is None:

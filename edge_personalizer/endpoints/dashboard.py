@@ -15,16 +15,14 @@ out. POSTs are checked for their origin and carry a form token; pages are never 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote
 
 import anyio
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -32,18 +30,26 @@ from markupsafe import Markup
 from starlette.types import Receive, Scope, Send
 
 from ..errors import StoreError
-from ..learn.affinity import TABLE_NAME as MODEL_TABLE
-from ..learn.affinity import AffinityModel, affinity_counts, key_of
-from ..learn.bandit import TABLE_NAME as WEIGHTS_TABLE
-from ..learn.bandit import WeightsTable
-from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally, variant_totals
-from ..learn.results import control_of, results
-from ..learn.stats import goal_result
-from ..learn.store import Store, Table, open_store
+from ..learn.store import Store
 from ..proxy.pages import respond, wants_html
 from ..rules.book import RuleBook
-from ..rules.model import RuleSet
-from .charts import line_chart, percent, uplift_bar
+from .charts import percent
+from .dashboard_session import (
+    SESSION_SECONDS,
+    SessionSigner,
+    cookie_header,
+    request_cookies,
+    same_origin,
+)
+from .dashboard_views import (
+    Snapshot,
+    experiment_view,
+    leader_of,
+    predictions_view,
+    read_snapshot,
+    segments_view,
+    summaries,
+)
 from .learning import RateLimit
 from .responses import send_json
 from .router import Route
@@ -51,8 +57,6 @@ from .router import Route
 BASE_PATH = "/__ep/dashboard"
 SESSION_COOKIE = "ep_dashboard"
 LOGIN_COOKIE = "ep_dashboard_login"   # the login form's token, sent back with the form
-SESSION_SECONDS = 3600.0
-INTERNAL_PREFIX = "ep:"   # counts kept under such names are not experiments (AFFINITY)
 MAX_FORM_BYTES = 4096
 ASSETS = Path(__file__).with_name("dashboard")
 _METHODS = frozenset({"GET", "HEAD", "POST"})
@@ -68,358 +72,6 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
 ]
-
-
-# --- sessions -------------------------------------------------------------------------
-
-class SessionSigner:
-    """Signed, expiring session values: `<expires>.<nonce>.<mac>`, nothing kept on the
-    server. The key is derived from the admin token."""
-
-    def __init__(self, admin_token: str, *, lifetime: float = SESSION_SECONDS,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._key = hmac.new(admin_token.encode(), b"edge-personalizer dashboard session",
-                             hashlib.sha256).digest()
-        self.lifetime = lifetime
-        self.clock = clock
-
-    def _mac(self, text: str) -> str:
-        digest = hmac.new(self._key, text.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-    def sign(self, expires: int, nonce: str) -> str:
-        payload = f"{expires}.{nonce}"
-        return f"{payload}.{self._mac(payload)}"
-
-    def issue(self) -> str:
-        """A new session value, valid for `lifetime` seconds."""
-        return self.sign(int(self.clock() + self.lifetime), secrets.token_urlsafe(12))
-
-    def nonce_of(self, value: str) -> str | None:
-        """The session's nonce when `value` is ours and unexpired, else None."""
-        expires, _, rest = value.partition(".")
-        nonce, _, mac = rest.partition(".")
-        if not expires.isdigit() or not nonce or not mac:
-            return None
-        if not hmac.compare_digest(mac, self._mac(f"{expires}.{nonce}")):
-            return None
-        return nonce if int(expires) > self.clock() else None
-
-    def form_token(self, nonce: str) -> str:
-        """The token a session's forms carry (a cross-site page cannot read it)."""
-        return self._mac(f"form.{nonce}")
-
-
-def _cookies(scope: Scope) -> dict[str, str]:
-    jar: dict[str, str] = {}
-    for key, value in scope["headers"]:
-        if key.lower() == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                name, sep, content = part.strip().partition("=")
-                if sep:
-                    jar.setdefault(name, content)
-    return jar
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    return next((v for k, v in scope["headers"] if k.lower() == name), None)
-
-
-def same_origin(scope: Scope) -> bool:
-    """A POST from our own page: the browser's Sec-Fetch-Site says so, or its Origin names
-    the host the request was sent to. A request with neither (a script, not a browser)
-    passes here; the form token still has to match."""
-    fetch_site = _header(scope, b"sec-fetch-site")
-    if fetch_site is not None and fetch_site not in (b"same-origin", b"none"):
-        return False
-    origin = _header(scope, b"origin")
-    if origin is None:
-        return True
-    host = _header(scope, b"host") or b""
-    return origin != b"null" and urlsplit(origin.decode("latin-1")).netloc.encode() == host
-
-
-def _cookie_header(scope: Scope, name: str, value: str, max_age: int, path: str) -> bytes:
-    # Secure when the browser is on https, as it says in Origin (behind a proxy that ends
-    # TLS, the scheme here is http).
-    on_https = scope.get("scheme") == "https" or \
-        (_header(scope, b"origin") or b"").startswith(b"https://")
-    secure = "; Secure" if on_https else ""
-    return (f"{name}={value}; Max-Age={max_age}; Path={path}; HttpOnly; "
-            f"SameSite=Strict{secure}").encode()
-
-
-# --- what the pages show ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything one rendering shows, read at one moment."""
-
-    ruleset: RuleSet
-    totals: Mapping[CountKey, Tally]
-    results: dict[str, Any]      # exactly what GET /__ep/results answers
-    taken_at: float
-    store: str                   # the store's location (no password)
-    last_error: str | None = None
-    predictions: Table | None = None   # the published affinity model
-    bandits: Table | None = None       # the published bandit weights
-
-    def weights(self) -> WeightsTable | None:
-        """The bandit weights as published (None: none, or unreadable)."""
-        if self.bandits is None:
-            return None
-        try:
-            return WeightsTable.decode(self.bandits.payload, self.bandits.version)
-        except ValueError:
-            return None
-
-
-def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: str,
-                  taken_at: float, last_error: str | None = None,
-                  predictions: Table | None = None, bandits: Table | None = None) -> Snapshot:
-    """Judge the totals (scipy: call it off the event loop)."""
-    return Snapshot(ruleset, totals, results(ruleset, totals), taken_at, store, last_error,
-                    predictions, bandits)
-
-
-async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | None = None,
-                        clock: Callable[[], float] = time.time) -> Snapshot:
-    """The store's totals and published tables, judged; raises StoreError."""
-    totals = await store.totals()
-    predictions = await store.table(MODEL_TABLE)
-    bandits = await store.table(WEIGHTS_TABLE)
-    return await anyio.to_thread.run_sync(
-        lambda: make_snapshot(ruleset, totals, store=store.location, taken_at=clock(),
-                              last_error=last_error, predictions=predictions,
-                              bandits=bandits))
-
-
-async def snapshot_of(store_url: str, ruleset: RuleSet) -> Snapshot:
-    """A snapshot of the store at `store_url` (for `edge-personalizer report`); raises
-    StoreError when it does not answer, or names an SQLite file that does not exist."""
-    parts = urlsplit(store_url)
-    if parts.scheme == "sqlite" and not Path(unquote(parts.path)).exists():
-        raise StoreError(f"no store at {unquote(parts.path)}: nothing has been counted there "
-                         "(pass --store URL or --data-dir DIR as the server has them)")
-    store = open_store(store_url)
-    try:
-        return await read_snapshot(store, ruleset)
-    finally:
-        await store.close()
-
-
-@dataclass(frozen=True)
-class ExperimentSummary:
-    """One line of the experiments list."""
-
-    name: str
-    status: str                 # running or bandit (in the rules), stopped (counted, since
-                                # removed from the rules)
-    exposed: int
-    goal: str | None            # the goal it is judged on first
-    leader: str | None          # None: too few conversions to tell
-    chance: float | None        # the leader's chance to beat control (control: to beat the
-    leader_is_control: bool     # best challenger)
-    srm_p: float | None
-    srm: bool
-    slots: tuple[str, ...] = ()
-
-
-def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
-    """The variant ahead on a goal's results and its chance: the challenger most likely
-    to beat control when that is above one half, else the control."""
-    control = goal["control"]
-    chances = [(v["chance_to_beat_control"], name) for name, v in goal["variants"].items()
-               if name != control and v["chance_to_beat_control"] is not None]
-    if not chances:
-        return None, None
-    chance, name = max(chances)
-    return (name, chance) if chance >= 0.5 else (control, 1 - chance)
-
-
-def summaries(snapshot: Snapshot) -> list[ExperimentSummary]:
-    weights = snapshot.weights()
-    bandits = set(weights.experiments) if weights is not None else set()
-    out = []
-    for experiment, result in zip(snapshot.ruleset.experiments,
-                                  snapshot.results["experiments"], strict=True):
-        goals = result["goals"]
-        first = next(iter(goals), None)
-        leader, chance = leader_of(goals[first]) if first else (None, None)
-        srm_p = goals[first]["srm_p"] if first else None
-        out.append(ExperimentSummary(
-            experiment.name, "bandit" if experiment.name in bandits else "running",
-            result["exposed"], first, leader, chance,
-            leader == result["control"], srm_p, bool(first and goals[first]["srm"]),
-            experiment.slots))
-    known = ({e.name for e in snapshot.ruleset.experiments}
-             | {r.name for r in snapshot.ruleset.rules})
-    gone: dict[str, int] = {}
-    for key, tally in snapshot.totals.items():
-        if key.experiment not in known and key.goal == EXPOSURE \
-                and not key.experiment.startswith(INTERNAL_PREFIX):
-            gone[key.experiment] = gone.get(key.experiment, 0) + tally.exposures
-    out += [ExperimentSummary(name, "stopped", exposed, None, None, None, False, None, False)
-            for name, exposed in sorted(gone.items())]
-    return out
-
-
-def cumulative_rates(totals: Mapping[CountKey, Tally], experiment: str, goal: str,
-                     variants: Iterable[str]) -> tuple[list[str], dict[str, list[int]],
-                                                        dict[str, list[int]]]:
-    """The days an experiment was counted on, and per variant its exposures and
-    conversions on `goal` up to and including each day."""
-    names = list(variants)
-    days = sorted({k.day for k in totals if k.experiment == experiment})
-    daily = {name: {day: [0, 0] for day in days} for name in names}
-    for key, tally in totals.items():
-        if key.experiment != experiment or key.variant not in daily:
-            continue
-        if key.goal == EXPOSURE:
-            daily[key.variant][key.day][0] += tally.exposures
-        elif key.goal == goal:
-            daily[key.variant][key.day][1] += tally.conversions
-    exposed: dict[str, list[int]] = {}
-    converted: dict[str, list[int]] = {}
-    for name in names:
-        seen = won = 0
-        exposed[name], converted[name] = [], []
-        for day in days:
-            seen += daily[name][day][0]
-            won += daily[name][day][1]
-            exposed[name].append(seen)
-            converted[name].append(won)
-    return days, exposed, converted
-
-
-def _scale(rows: Iterable[Mapping[str, Any]]) -> tuple[float, float]:
-    lows = [r["uplift_low"] for r in rows if r["uplift_low"] is not None]
-    highs = [r["uplift_high"] for r in rows if r["uplift_high"] is not None]
-    return (min(lows, default=0.0), max(highs, default=0.0))
-
-
-def _variant_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"name": name, "control": name == goal["control"], **values}
-            for name, values in goal["variants"].items()]
-    scale = _scale(rows)
-    for row in rows:
-        row["bar"] = (Markup(uplift_bar(row["uplift"], row["uplift_low"], row["uplift_high"],
-                                        scale=scale, label=row["name"]))
-                      if row["uplift_low"] is not None else None)
-        row["significant"] = row["uplift_low"] is not None and (
-            row["uplift_low"] > 0 or row["uplift_high"] < 0)
-    return rows
-
-
-def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
-    """One experiment's page: per goal, the variants' table and the cumulative chart; per
-    segment cell, the variants again. None when the rules have no such experiment."""
-    found = [(e, r) for e, r in zip(snapshot.ruleset.experiments,
-                                    snapshot.results["experiments"], strict=True)
-             if e.name == name]
-    if not found:
-        return None
-    experiment, result = found[0]
-    weights = dict(experiment.weights)
-    cells = sorted({k.cell for k in snapshot.totals if k.experiment == name} - {ALL_VISITORS})
-    goals = []
-    for goal_name, goal in result["goals"].items():
-        days, exposed, converted = cumulative_rates(snapshot.totals, name, goal_name, weights)
-        series = {v: [c / e if e else None for c, e in zip(converted[v], exposed[v],
-                                                            strict=True)]
-                  for v in weights}
-        chart = Markup(line_chart(
-            days, series, title=f"Cumulative conversion rate on {goal_name} per variant, "
-                                "by day (UTC)")) \
-            if any(goal["variants"][v]["converted"] for v in goal["variants"]) else None
-        segments = []
-        for cell in cells:
-            judged = goal_result(variant_totals(snapshot.totals, name, goal_name, cell=cell),
-                                 weights, control=control_of(experiment)).as_json()
-            segments.append({"cell": cell, "rows": _variant_rows(judged)})
-        goals.append({
-            "name": goal_name, "control": goal["control"], "srm": goal["srm"],
-            "srm_p": goal["srm_p"], "rows": _variant_rows(goal),
-            "has_value": any(v["value_sum"] for v in goal["variants"].values()),
-            "chart": chart, "days": days, "series": series, "exposed": exposed,
-            "converted": converted, "segments": segments})
-    leader, chance = leader_of(result["goals"][experiment.goals[0]]) \
-        if experiment.goals else (None, None)
-    return {"name": name, "result": result, "experiment": experiment, "goals": goals,
-            "weights": weights, "cells": cells, "leader": leader, "chance": chance,
-            "srm": any(g["srm"] for g in goals),
-            "bandit": allocation_view(snapshot, name, list(weights))}
-
-
-def allocation_view(snapshot: Snapshot, name: str,
-                    variants: list[str]) -> dict[str, Any] | None:
-    """A bandit experiment's allocation: each variant's share of the day's exposures, day
-    by day, with the last reweight marked, and the weights now published per cell. None
-    when no weights are published for it."""
-    table = snapshot.weights()
-    held = table.experiments.get(name) if table is not None else None
-    if held is None:
-        return None
-    days, exposed, _ = cumulative_rates(snapshot.totals, name, EXPOSURE, variants)
-    shares: dict[str, list[float | None]] = {v: [] for v in variants}
-    for i in range(len(days)):
-        daily = {v: exposed[v][i] - (exposed[v][i - 1] if i else 0) for v in variants}
-        total = sum(daily.values())
-        for v in variants:
-            shares[v].append(daily[v] / total if total else None)
-    reweighted = time.strftime("%Y-%m-%d", time.gmtime(held.updated_at))
-    marks = [(days.index(reweighted), f"reweighted (v{held.version})")] \
-        if reweighted in days else []
-    chart = Markup(line_chart(days, shares, title=f"Share of each day's visitors per variant "
-                                                 f"of {name} (UTC days)", y_max=1.0,
-                              marks=marks)) if days else None
-    cells = [{"cell": cell, "reason": c.reason, "exposures": c.exposures,
-              "weights": dict(c.weights)} for cell, c in sorted(held.cells.items())]
-    return {"chart": chart, "days": days, "shares": shares, "version": held.version,
-            "updated_at": held.updated_at, "holdout": held.holdout,
-            "starting": dict(held.starting), "cells": cells, "variants": variants}
-
-
-def predictions_view(snapshot: Snapshot, *, top: int = 25) -> dict[str, Any]:
-    """The published "visitors like you" model: its pairs with the most support (page
-    views counted for visitors with that pair), what it predicts for each, and the most
-    popular categories."""
-    table = snapshot.predictions
-    if table is None:
-        return {"state": "none"}
-    try:
-        model = AffinityModel.decode(table.payload, table.version)
-    except ValueError as exc:
-        return {"state": "unreadable", "table": table, "error": str(exc)}
-    counts = affinity_counts(snapshot.totals)
-    pairs = sorted(((k, sum(v.values())) for k, v in counts.items() if len(k) == 2),
-                   key=lambda item: (-item[1], item[0]))
-    rows = [{"pair": pair, "support": support, "next": model.pairs.get(key_of(pair), ())}
-            for pair, support in pairs[:top]]
-    return {"state": "model", "table": table, "model": model, "rows": rows,
-            "pairs": len(model.pairs), "counted_pairs": len(pairs)}
-
-
-def segments_view(snapshot: Snapshot) -> dict[str, Any]:
-    """What each rule reached (from the results) and each segment cell (from the totals)."""
-    counted = {r["name"]: r for r in snapshot.results["rules"]}
-    goals = sorted({g for r in counted.values() for v in r["variants"].values()
-                    for g in v["goals"]})
-    rules = [{"name": rule.name, "source": rule.source,
-              "variants": counted[rule.name]["variants"] if rule.name in counted else {}}
-             for rule in snapshot.ruleset.rules]
-    cells: dict[str, dict[str, int]] = {}
-    for key, tally in snapshot.totals.items():
-        if key.experiment.startswith(INTERNAL_PREFIX):
-            continue
-        row = cells.setdefault(key.cell, {})
-        name = "exposed" if key.goal == EXPOSURE else key.goal
-        row[name] = row.get(name, 0) + (tally.exposures if key.goal == EXPOSURE
-                                        else tally.conversions)
-    cell_goals = sorted({g for row in cells.values() for g in row} - {"exposed"})
-    return {"rules": rules, "goals": goals, "cells": sorted(cells.items()),
-            "cell_goals": cell_goals}
-
 
 # --- rendering --------------------------------------------------------------------------
 
@@ -632,7 +284,7 @@ class Dashboard:
             await (self._login(scope, receive, send, sessions, token) if method == "POST"
                    else self._login_form(scope, send))
             return
-        value = _cookies(scope).get(SESSION_COOKIE)
+        value = request_cookies(scope).get(SESSION_COOKIE)
         nonce = sessions.nonce_of(value) if value is not None else None
         if page == "logout" and method == "POST":
             await self._logout(scope, receive, send, sessions, nonce)
@@ -678,7 +330,7 @@ class Dashboard:
         signed_out = "signed-out" in scope.get("query_string", b"").decode("latin-1")
         body = self.pages.login(login_token=login_token, error=error, next_path=next_path,
                                 status="You are signed out." if signed_out else None)
-        cookie = _cookie_header(scope, LOGIN_COOKIE, login_token, 600, BASE_PATH)
+        cookie = cookie_header(scope, LOGIN_COOKIE, login_token, 600, BASE_PATH)
         await self._html(scope, send, status, body, [(b"set-cookie", cookie)])
 
     async def _login(self, scope: Scope, receive: Receive, send: Send,
@@ -688,7 +340,7 @@ class Dashboard:
                 "Refused", "A sign-in from another site's page is refused."))
             return
         form = await _read_form(receive)
-        expected = _cookies(scope).get(LOGIN_COOKIE)
+        expected = request_cookies(scope).get(LOGIN_COOKIE)
         if form is None or expected is None or not hmac.compare_digest(
                 form.get("login_token", ""), expected):
             await self._login_form(scope, send, status=403, next_path="",
@@ -707,9 +359,9 @@ class Dashboard:
         session = sessions.issue()
         await respond(send, 303, b"", b"text/plain; charset=utf-8", [
             (b"location", quote(next_path or BASE_PATH, safe="/").encode()),
-            (b"set-cookie", _cookie_header(scope, SESSION_COOKIE, session,
+            (b"set-cookie", cookie_header(scope, SESSION_COOKIE, session,
                                            int(sessions.lifetime), BASE_PATH)),
-            (b"set-cookie", _cookie_header(scope, LOGIN_COOKIE, "", 0, BASE_PATH)),
+            (b"set-cookie", cookie_header(scope, LOGIN_COOKIE, "", 0, BASE_PATH)),
             *_SECURITY_HEADERS])
 
     async def _logout(self, scope: Scope, receive: Receive, send: Send,
@@ -718,7 +370,7 @@ class Dashboard:
         if nonce is None:   # no session (expired already): nothing to end, no harm done
             await respond(send, 303, b"", b"text/plain; charset=utf-8", [
                 (b"location", f"{BASE_PATH}/login".encode()),
-                (b"set-cookie", _cookie_header(scope, SESSION_COOKIE, "", 0, BASE_PATH)),
+                (b"set-cookie", cookie_header(scope, SESSION_COOKIE, "", 0, BASE_PATH)),
                 *_SECURITY_HEADERS])
             return
         if form is None or not same_origin(scope) or not hmac.compare_digest(
@@ -728,7 +380,7 @@ class Dashboard:
             return
         await respond(send, 303, b"", b"text/plain; charset=utf-8", [
             (b"location", f"{BASE_PATH}/login?signed-out".encode()),
-            (b"set-cookie", _cookie_header(scope, SESSION_COOKIE, "", 0, BASE_PATH)),
+            (b"set-cookie", cookie_header(scope, SESSION_COOKIE, "", 0, BASE_PATH)),
             *_SECURITY_HEADERS])
 
     async def _show(self, scope: Scope, send: Send, page: str, form_token: str | None) -> None:

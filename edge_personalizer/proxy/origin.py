@@ -36,7 +36,9 @@ class ProxyObserver(Protocol):
         "long_lived" (the cap of long-lived responses reached)."""
 
 
-class _Silent:
+class NoProxyObserver:
+    """Reports nowhere: for a proxy used without metrics."""
+
     def origin_responded(self, seconds: float) -> None:
         pass
 
@@ -100,7 +102,7 @@ class OriginProxy:
         self.max_long_lived = (max(1, max_connections // 2) if max_long_lived is None
                                else max_long_lived)
         self.long_lived = 0   # long-lived responses under way
-        self.observer: ProxyObserver = observer or _Silent()
+        self.observer: ProxyObserver = observer or NoProxyObserver()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

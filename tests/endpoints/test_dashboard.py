@@ -27,17 +27,17 @@ import websockets
 from edge_personalizer.config import load_settings
 from edge_personalizer.endpoints.charts import percent
 from edge_personalizer.endpoints.dashboard import (
-    INTERNAL_PREFIX,
     LOGIN_COOKIE,
     SESSION_COOKIE,
     Links,
     Pages,
-    SessionSigner,
-    cumulative_rates,
+    render_text,
+)
+from edge_personalizer.endpoints.dashboard_session import SessionSigner
+from edge_personalizer.endpoints.dashboard_views import (
+    INTERNAL_PREFIX,
     leader_of,
     make_snapshot,
-    render_text,
-    same_origin,
     summaries,
 )
 from edge_personalizer.learn.affinity import AFFINITY, affinity_counts, build_model, record
@@ -242,18 +242,6 @@ def test_behind_a_proxy_that_ends_tls_the_session_cookie_is_secure(board: Server
         assert cookie.endswith("; Secure")
 
 
-def test_sessions_expire_after_their_lifetime() -> None:
-    now = [1000.0]
-    signer = SessionSigner("t", lifetime=60, clock=lambda: now[0])
-    value = signer.issue()
-    nonce = signer.nonce_of(value)
-    assert nonce is not None and signer.form_token(nonce) != nonce
-    now[0] = 1059.0
-    assert signer.nonce_of(value) == nonce
-    now[0] = 1060.0
-    assert signer.nonce_of(value) is None
-
-
 def test_signing_out_without_a_session_just_goes_to_sign_in(board: Server) -> None:
     out = httpx.post(f"{board.url}/__ep/dashboard/logout", data={})
     assert out.status_code == 303 and out.headers["location"] == "/__ep/dashboard/login"
@@ -324,18 +312,6 @@ def test_after_sign_in_only_dashboard_pages_are_returned_to() -> None:
         assert _safe_next(bad) == "", bad
 
 
-def test_same_origin_reads_the_browser_s_headers() -> None:
-    def scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
-        return {"headers": [(b"host", b"shop.example"), *headers]}
-
-    assert same_origin(scope())                                         # not a browser
-    assert same_origin(scope((b"origin", b"https://shop.example")))
-    assert not same_origin(scope((b"origin", b"https://evil.example")))
-    assert not same_origin(scope((b"origin", b"null")))
-    assert not same_origin(scope((b"sec-fetch-site", b"same-site")))
-    assert same_origin(scope((b"sec-fetch-site", b"same-origin")))
-
-
 # --- the numbers --------------------------------------------------------------------------
 
 def test_the_list_shows_what_the_results_say(board: Server) -> None:
@@ -379,20 +355,6 @@ def test_an_unknown_experiment_is_404(board: Server) -> None:
     page = httpx.get(f"{board.url}/__ep/dashboard/experiments/nope",
                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
     assert page.status_code == 404 and "No such page" in page.text
-
-
-def test_cumulative_rates_add_up_day_by_day() -> None:
-    totals = {CountKey("e", "a", "", "all", "2026-11-02"): Tally(10),
-              CountKey("e", "a", "g", "all", "2026-11-02"): Tally(0, 2),
-              CountKey("e", "a", "", "all", "2026-11-01"): Tally(30),
-              CountKey("e", "a", "g", "all", "2026-11-01"): Tally(0, 3),
-              CountKey("e", "a", "other", "all", "2026-11-01"): Tally(0, 9),
-              CountKey("e", "b", "", "seg", "2026-11-02"): Tally(5),
-              CountKey("f", "a", "", "all", "2026-11-03"): Tally(99)}
-    days, exposed, converted = cumulative_rates(totals, "e", "g", ["a", "b"])
-    assert days == ["2026-11-01", "2026-11-02"]
-    assert exposed == {"a": [30, 40], "b": [0, 5]}
-    assert converted == {"a": [3, 5], "b": [0, 0]}
 
 
 def test_segment_cells_get_their_own_table() -> None:
