@@ -74,6 +74,8 @@ class EdgeApp:
                 max_header_bytes=settings.max_header_bytes,
                 max_header_count=settings.max_header_count,
                 max_body_bytes=settings.max_body_bytes,
+                max_connections=settings.max_connections,
+                pool_timeout=settings.pool_timeout, max_long_lived=settings.max_long_lived,
                 preserve_host=settings.preserve_host, observer=self.metrics)
         self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
                           if settings.anonymous_db else None)

@@ -91,6 +91,10 @@ def to_secrets(value: Any) -> tuple[Secret, ...]:
                  for item in items if isinstance(item, Secret) or str(item).strip())
 
 
+def to_optional_int(value: Any) -> int | None:
+    return None if value in (None, "") else to_int(value)
+
+
 def to_optional_str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
@@ -176,6 +180,16 @@ class Settings:
     read_timeout: float = option(30.0, convert=float, section=_ORIGIN, flag="--read-timeout",
                                  metavar="SECONDS",
                                  help="seconds the origin may stay silent")
+    max_connections: int = option(512, convert=to_int, section=_ORIGIN,
+                                  help="origin connections open at once, per worker")
+    pool_timeout: float = option(
+        5.0, convert=float, section=_ORIGIN,
+        help="seconds a request waits for a free origin connection before a 503 with "
+             "Retry-After")
+    max_long_lived: int | None = option(
+        convert=to_optional_int, section=_ORIGIN,
+        help="long-lived responses (server-sent events, multipart streams) at once, per "
+             "worker; past it a 503 at once (default: half of max_connections)")
     preserve_host: bool = option(
         False, convert=to_bool, section=_ORIGIN,
         help="pass the visitor's Host to the origin instead of the origin's own (for sites "
@@ -338,9 +352,10 @@ def _check_origin(url: str | None) -> None:
 # Tokens copied from examples: refused, whatever their length.
 _PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-please", "admin-token",
                            "secret-token", "your-admin-token", "replace-me-with-a-token"})
-_AT_LEAST_ONE = ("workers", "max_header_bytes", "max_header_count", "max_body_bytes",
-                 "device_cache_size", "geo_cache_size")
-_POSITIVE = ("connect_timeout", "read_timeout", "keep_alive_timeout", "profile_max_age_days",
+_AT_LEAST_ONE = ("workers", "max_connections", "max_header_bytes", "max_header_count",
+                 "max_body_bytes", "device_cache_size", "geo_cache_size")
+_POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
+             "profile_max_age_days",
              "store_flush_interval", "learn_interval",
              "interest_half_life_days", "visit_timeout_minutes")
 _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
@@ -351,6 +366,8 @@ _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
 def _check(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise SettingsError(f"port must be between 1 and 65535, got {s.port}")
+    if s.max_long_lived is not None and s.max_long_lived < 1:
+        raise SettingsError(f"max_long_lived must be >= 1, got {s.max_long_lived}")
     for name in _AT_LEAST_ONE:
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be >= 1, got {getattr(s, name)}")
