@@ -75,8 +75,9 @@ def _number(value: Any) -> float | None:
 class StandInSite:
     """Answers like a site whose every page has every marker slot of the rules."""
 
-    def __init__(self, slots: Iterable[str]) -> None:
-        markers = "".join(f'<div data-ep-slot="{name}">{name}</div>' for name in slots)
+    def __init__(self, slots: Iterable[tuple[str, str]]) -> None:
+        """`slots`: (name, element) of each marker slot."""
+        markers = "".join(f'<{tag} data-ep-slot="{name}">{name}</{tag}>' for name, tag in slots)
         self.page = f"<!doctype html><html><head></head><body>{markers}</body></html>".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +120,8 @@ class Replay:
             from .rules.book import load_rules
 
             ruleset = load_rules(settings.rules_dir)
-            slots = [name for name, slot in ruleset.slots.items() if marker_slot(slot.selector)]
+            slots = [(name, slot.selector.partition("[")[0] or "div")
+                     for name, slot in ruleset.slots.items() if marker_slot(slot.selector)]
         self.app = EdgeApp(settings, site=StandInSite(slots), clock=lambda: self.now)
         self.jars: dict[str, dict[str, str]] = {}
         self.summary = ReplaySummary()

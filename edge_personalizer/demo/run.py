@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import uvicorn
 
 from ..config import Secret, Settings
 from ..errors import SettingsError
 from ..observability.logs import configure_logging
+from .simulate import has_counts, simulate_week
 from .site import create_demo_site
 
 SECRETS_FILE = "demo-secrets.json"
@@ -85,6 +87,8 @@ Try (the demo's rules are in {rules_dir}; edit them and the proxy reloads them):
       --rule facebook-welcome --url {proxy}/ --rules {rules_dir}
   In a browser: open {proxy}/ and the shop itself at http://127.0.0.1:{origin_port}/
   Results dashboard: open {proxy}/__ep/dashboard and sign in with the admin token
+  (a simulated week of shoppers was counted into it on the first start)
+  Results as JSON: curl -s -H 'Authorization: Bearer {token}' {proxy}/__ep/results
   Health: curl -s {proxy}/__ep/health | python3 -m json.tool
   Metrics: curl -s -H 'Authorization: Bearer {token}' {proxy}/__ep/metrics
   Reload the rules now: curl -s -X POST -H 'Authorization: Bearer {token}' {proxy}/__ep/reload
@@ -108,6 +112,10 @@ def run_demo(settings: Settings, *, origin_port: int,
             raise SettingsError(f"the demo shop could not listen on 127.0.0.1:{origin_port} "
                                 "(choose another --origin-port)")
         time.sleep(0.05)
+    if settings.rules_dir is not None and not anyio.run(has_counts, settings):
+        summary = anyio.run(simulate_week, settings)
+        print(f"counted a simulated week into the demo's store: {summary.visitors} visitors, "
+              f"{summary.exposures} exposures, {summary.conversions} conversions", flush=True)
     print(instructions(settings, origin_port), flush=True)
     try:
         serve(settings)

@@ -93,7 +93,24 @@ async def cart(request: Request) -> Response:
         return response
     names = [p.name for sku in items for p in CATALOGUE if p.sku == sku]
     listing = "".join(f"<li>{html.escape(n)}</li>" for n in names) or "<li>Your cart is empty.</li>"
-    return _page(request, "Cart", f"<h1>Your cart</h1><ul>{listing}</ul>")
+    buy = ('<form method="post" action="/checkout"><button>Buy now</button></form>'
+           if names else "")
+    return _page(request, "Cart", f"<h1>Your cart</h1><ul>{listing}</ul>{buy}")
+
+
+async def checkout(request: Request) -> Response:
+    """Buying the cart: on to the thank-you page, which names the order's total (the demo
+    rules' purchase goal reads it)."""
+    items = [s for s in request.cookies.get("cart", "").split(".") if s]
+    total = sum(p.price for sku in items for p in CATALOGUE if p.sku == sku)
+    response = RedirectResponse(f"/checkout/thanks?total={total:.2f}", status_code=303)
+    response.delete_cookie("cart")
+    return response
+
+
+async def thanks(request: Request) -> Response:
+    total = html.escape(request.query_params.get("total", "0"))
+    return _page(request, "Thank you", f"<h1>Thank you!</h1><p>Order total: {total}</p>")
 
 
 async def products_json(request: Request) -> Response:
@@ -111,6 +128,8 @@ def create_demo_site() -> Starlette:
             Route("/sale", sale),
             Route("/about", about),
             Route("/cart", cart, methods=["GET", "POST"]),
+            Route("/checkout", checkout, methods=["POST"]),
+            Route("/checkout/thanks", thanks),
             Route("/api/products.json", products_json),
             Route("/{category:str}", category),
             Mount("/static", StaticFiles(directory=SITE / "static")),

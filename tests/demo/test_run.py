@@ -141,3 +141,27 @@ def test_the_demo_keeps_the_token_and_key_it_made(tmp_path: Path) -> None:
     assert len(made[0]) >= 20 and len(made[1]) >= 40
     assert (tmp_path / "data" / SECRETS_FILE).stat().st_mode & 0o777 == 0o600
     assert demo_secrets(tmp_path / "other") != made
+
+
+def test_the_demo_has_counts_to_show_and_a_checkout_that_counts(
+        demo: tuple[Server, int]) -> None:
+    server, _ = demo
+    token = re.search(r"admin token: (\S+)", server.log())
+    assert token is not None
+    auth = {"authorization": f"Bearer {token.group(1)}"}
+    report = httpx.get(f"{server.url}/__ep/results", headers=auth).json()
+    (hero,) = report["experiments"]
+    assert hero["name"] == "hero-headline-test" and hero["exposed"] > 1000
+    purchase = hero["goals"]["purchase"]["variants"]
+    assert all(v["converted"] > 0 for v in purchase.values())
+    dashboard = httpx.get(f"{server.url}/__ep/dashboard", headers=auth)
+    assert dashboard.status_code == 200 and "hero-headline-test" in dashboard.text
+    # A shopper through the proxy: add to the cart, buy, and the thank-you page counts.
+    browser = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
+               "like Gecko) Chrome/131.0.0.0 Safari/537.36")
+    with httpx.Client(base_url=server.url, headers={"user-agent": browser,
+                                                   "accept": "text/html"}) as shopper:
+        shopper.get("/")
+        shopper.post("/cart", data={"sku": "rn-100"})
+        thanks = shopper.post("/checkout", follow_redirects=True)
+    assert thanks.status_code == 200 and "Order total" in thanks.text
