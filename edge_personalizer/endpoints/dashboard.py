@@ -51,7 +51,7 @@ from .dashboard_views import (
     summaries,
 )
 from .learning import RateLimit
-from .responses import send_json
+from .responses import read_small_body, send_json
 from .router import Route
 
 BASE_PATH = "/__ep/dashboard"
@@ -436,16 +436,9 @@ def _safe_next(path: str) -> str:
 
 async def _read_form(receive: Receive) -> dict[str, str] | None:
     """A small urlencoded form body (None past MAX_FORM_BYTES or unreadable)."""
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        body += bytes(message.get("body", b""))
-        if len(body) > MAX_FORM_BYTES:
-            return None
-        if not message.get("more_body", False):
-            break
+    body = await read_small_body(receive, MAX_FORM_BYTES)
+    if body is None:
+        return None
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:

@@ -22,7 +22,7 @@ from ..personalize.response_headers import PageHeaders
 from ..rules.book import RuleBook
 from ..rules.model import RuleSet
 from .admin import AdminToken
-from .responses import send_json
+from .responses import read_small_body, send_json
 from .router import Route
 
 MAX_BEACON_BYTES = 1024
@@ -131,7 +131,7 @@ class Beacon:
             await send_json(send, 429, {"error": "too many beacons"},
                             extra=[(b"retry-after", b"1")])
             return
-        body = await _read_small(receive, MAX_BEACON_BYTES)
+        body = await read_small_body(receive, MAX_BEACON_BYTES)
         event = _event(body) if body is not None else None
         learning = self.personalizer.learning
         if event is None or learning is None:
@@ -152,20 +152,6 @@ class Beacon:
         await send({"type": "http.response.start", "status": 204,
                     "headers": [(b"cache-control", b"no-store"), *extra]})
         await send({"type": "http.response.body", "body": b""})
-
-
-async def _read_small(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None past `limit` bytes."""
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        body += bytes(message.get("body", b""))
-        if len(body) > limit:
-            return None
-        if not message.get("more_body", False):
-            return body
 
 
 def _event(body: bytes) -> tuple[str, float | None] | None:
