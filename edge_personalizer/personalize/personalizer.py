@@ -176,11 +176,14 @@ class Personalizer:
         profile = visitor.profile
         learning = self.learning if visitor.device.type != "bot" else None
         if visitor.page_view:
+            # Rules are judged on goals: without any, their exposures would count nothing.
+            judging_rules = self.rules is not None and bool(self.rules.current.goals)
             shown = []
             for choice in exchange.decision.slots.values():
                 if choice.reason == "experiment":
                     profile = profile.with_variant(choice.by, choice.variant)
-                if choice.reason in ("experiment", "rule"):
+                    shown.append(choice)
+                elif choice.reason == "rule" and judging_rules:
                     shown.append(choice)
             if learning is not None:
                 for choice in shown:   # each in the cell of its experiment (per: ...)

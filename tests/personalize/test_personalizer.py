@@ -190,3 +190,28 @@ def test_sighup_reloads_the_rules(origin: Server, server_logs: Path, tmp_path: P
         assert httpx.get(f"{server.url}/page/a", headers=FACEBOOK).headers["x-campaign"] == "hup"
     finally:
         server.stop()
+
+
+def test_rule_exposures_count_only_when_there_are_goals_to_judge_them_on(
+        tmp_path: Path) -> None:
+    from edge_personalizer.learn.attribution import Learning
+    from edge_personalizer.learn.counters import Accumulator
+    from edge_personalizer.personalize.personalizer import Personalizer
+    from edge_personalizer.rules.book import RuleBook
+
+    from ..factories import IPHONE, make_classifier
+
+    rules = "slots: {hero: {}}\nrules:\n  - name: all\n    then: {hero: {html: '<b>x</b>'}}\n"
+    counted = []
+    for goals in ("", "goals: {buy: {when: {request.path: /thanks}}}\n"):
+        (tmp_path / "site.yaml").write_text(rules + goals)
+        learning = Learning(Accumulator())
+        personalizer = Personalizer(rules=RuleBook(tmp_path), classifier=make_classifier(),
+                                    learning=learning)
+        exchange = personalizer.begin({
+            "type": "http", "method": "GET", "path": "/", "query_string": b"",
+            "headers": [(b"accept", b"text/html"), (b"user-agent", IPHONE.encode())],
+            "client": ("203.0.113.5", 1)})
+        personalizer.profile_after(exchange)
+        counted.append(learning.attribution.exposures)
+    assert counted == [0, 1]
