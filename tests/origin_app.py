@@ -177,6 +177,20 @@ async def slotted(request: Request) -> Response:
     return Response(body, media_type=media, headers=headers)
 
 
+async def html_edge(request: Request) -> Response:
+    """Pages at the edges of HTTP: ?kind=empty (text/html, Content-Length: 0), ?kind=partial
+    (206 with a Content-Range), else the slotted page's first bytes."""
+    kind = request.query_params.get("kind", "")
+    if kind == "empty":
+        return Response(b"", media_type="text/html")
+    body = SLOTTED.format(cs="utf-8", ae="-", filler="<p>x</p>" * 50).encode()
+    if kind == "partial":
+        part = body[:400]
+        return Response(part, status_code=206, media_type="text/html",
+                        headers={"content-range": f"bytes 0-399/{len(body)}"})
+    return Response(body, media_type="text/html")
+
+
 async def status(request: Request) -> Response:
     return Response(f"status {request.path_params['code']}\n", media_type="text/plain",
                     status_code=int(request.path_params["code"]))
@@ -227,6 +241,7 @@ def create_origin() -> Starlette:
         Route("/reset", reset),
         Route("/hop", hop_headers),
         Route("/status/{code:int}", status),
+        Route("/html-edge/{rest:path}", html_edge, methods=["GET", "HEAD"]),
         Route("/page/{rest:path}", page),
         Route("/slotted/{rest:path}", slotted),
         WebSocketRoute("/ws/echo", ws_echo),

@@ -16,6 +16,8 @@ from .response_headers import PageHeaders, ResponseHead, is_html, read_head
 
 logger = logging.getLogger(__name__)
 
+# Statuses whose HTML is a whole page (206 is a part; 204/205 have none)
+_REWRITTEN = frozenset({200, 201, 202, 203})
 # Headers that no longer describe a rewritten body
 _STALE = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})
 
@@ -101,8 +103,10 @@ class RewritingSend:
             self.start = message
 
     def _rewriter_for(self, message: Message) -> ResponseRewriter | None:
-        if not (200 <= message["status"] < 300) or not is_html(self.head):
-            return None
+        if message["status"] not in _REWRITTEN or not is_html(self.head):
+            return None   # a 206 is part of a page: its ranges must fit the others
+        if self.exchange.scope["method"] == "HEAD" or self.head.get(b"content-length") == "0":
+            return None   # no body to rewrite: the head goes out as it is, at once
         if not self.exchange.decision.changes_page:
             return None
         return self.editor.rewriter_for(self.exchange, self.head, self.accept_encoding,

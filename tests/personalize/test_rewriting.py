@@ -167,3 +167,40 @@ def test_compression_can_be_turned_off(origin: Server, tmp_path: Path) -> None:
         plain.stop()
     assert HERO in response.content and "content-encoding" not in response.headers
     assert response.headers["content-length"] == str(len(response.content))
+
+
+def _raw(server: Server, request: bytes) -> bytes:
+    """One request on a raw connection, and what came back until the server closed it."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_head_of_a_personalized_page_completes_and_the_next_request_is_answered(
+        proxy: Server) -> None:
+    referer = FACEBOOK["referer"].encode()
+    head = (b"HEAD /html-edge/a HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nReferer: "
+            + referer + b"\r\nUser-Agent: " + PAGE["user-agent"].encode() + b"\r\n\r\n")
+    then = b"GET /status/204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = _raw(proxy, head + then)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 204" in answer          # the pipelined request after it is not lost
+
+
+def test_an_empty_html_body_comes_through_complete(proxy: Server) -> None:
+    response = httpx.get(f"{proxy.url}/html-edge/a?kind=empty", headers=FACEBOOK, timeout=5)
+    assert response.status_code == 200 and response.content == b""
+
+
+def test_a_partial_response_passes_untouched(proxy: Server, origin: Server) -> None:
+    url = "/html-edge/a?kind=partial"
+    direct = httpx.get(origin.url + url)
+    through = httpx.get(proxy.url + url, headers=FACEBOOK)
+    assert through.status_code == 206
+    assert through.content == direct.content
+    assert through.headers["content-range"] == direct.headers["content-range"]
