@@ -49,12 +49,13 @@ class _RequestScan:
     """A client request's headers read in one pass: the ones the origin may see (names
     lower-cased; no hop-by-hop, Host or forwarding headers) and the few read here."""
 
-    __slots__ = ("kept", "host", "forwarded_for", "proto", "forwarded_host", "forwarded",
-                 "lengths", "chunked", "size")
+    __slots__ = ("kept", "host", "hosts", "forwarded_for", "proto", "forwarded_host",
+                 "forwarded", "lengths", "chunked", "size")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         kept: RawHeaders = []
         self.host: bytes | None = None
+        self.hosts = 0
         self.forwarded_for: list[bytes] = []
         self.proto: bytes | None = None
         self.forwarded_host: bytes | None = None
@@ -68,6 +69,7 @@ class _RequestScan:
             key = key.lower()
             if key in _READ_HERE:
                 if key == b"host":
+                    self.hosts += 1
                     if self.host is None:
                         self.host = value
                     continue
@@ -179,7 +181,7 @@ class RequestReader:
                           tuple[Forwarding, tuple[tuple[bytes, bytes], ...]]] = LRU(max_known)
 
     def read(self, headers: Sequence[tuple[bytes, bytes]], address: ClientAddress, *,
-             scheme: str, server_host: str) -> OriginRequest:
+             scheme: str, server_host: str, host_required: bool = True) -> OriginRequest:
         """The client's headers read once: checked against the limits (RequestRejected
         when broken), the public view of the request, and the headers the origin gets."""
         limits = self.limits
@@ -190,6 +192,10 @@ class RequestReader:
         if scan.size > limits.max_header_bytes:
             raise RequestRejected(f"request headers too large ({scan.size} bytes, limit "
                                   f"{limits.max_header_bytes})", status=431)
+        if scan.hosts > 1 or (host_required and not (scan.host or b"").strip()):
+            # RFC 9112 3.2: one Host; HTTP/1.1 must send it, not empty (as nginx answers)
+            raise RequestRejected("a request needs exactly one, non-empty Host header",
+                                  status=400)
         has_body = scan.chunked
         for value in scan.lengths:
             value = value.strip()

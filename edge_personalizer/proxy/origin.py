@@ -36,6 +36,9 @@ class ProxyObserver(Protocol):
         "long_lived" (the cap of long-lived responses reached)."""
 
 
+_REFUSED_METHODS = frozenset({"TRACE", "CONNECT", "TRACK"})
+
+
 class NoProxyObserver:
     """Reports nowhere: for a proxy used without metrics."""
 
@@ -123,6 +126,9 @@ class OriginProxy:
     def read_request(self, scope: Scope) -> OriginRequest:
         """The client's request as the origin should get it; RequestRejected when it
         breaks the limits."""
+        if scope.get("method") in _REFUSED_METHODS:
+            # TRACE echoes the request (credentials included) back; CONNECT would tunnel.
+            raise RequestRejected(f"{scope['method']} is not allowed here", status=405)
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if target > self.limits.max_header_bytes:
             raise RequestRejected(f"request URL too long ({target} bytes)", status=414)
@@ -131,7 +137,8 @@ class OriginProxy:
         scheme: str = scope.get("scheme") or "http"
         scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
         return self.reader.read(scope["headers"], client_address(scope, self.trusted),
-                                scheme=scheme, server_host=server_host)
+                                scheme=scheme, server_host=server_host,
+                                host_required=scope.get("http_version") == "1.1")
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]

@@ -23,6 +23,8 @@ TRUSTED = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"),))
 
 
 def read(headers: list[tuple[bytes, bytes]], peer: str = "198.51.100.7") -> OriginRequest:
+    if not any(name.lower() == b"host" for name, _ in headers):
+        headers = [(b"host", b"proxy:80"), *headers]
     scope = {"type": "http", "client": (peer, 5000), "headers": headers}
     return RequestReader(origin_host="o:1", limits=RequestLimits()).read(
         headers, client_address(scope, TRUSTED), scheme="http", server_host="proxy:80")
@@ -171,3 +173,13 @@ def test_a_csrf_checking_site_accepts_a_login_only_with_preserve_host(
     assert "Origin checking failed" in results["false"].text
     assert results["true"].status_code == 200
     assert results["true"].text == f"welcome, you posted to 127.0.0.1:{proxy.port}"
+
+
+@pytest.mark.parametrize("hosts", [[], [b"a", b"b"], [b""], [b"  "]])
+def test_an_http11_request_needs_exactly_one_non_empty_host(hosts: list[bytes]) -> None:
+    headers = [(b"host", h) for h in hosts] or [(b"x-none", b"1")]
+    scope = {"type": "http", "client": ("198.51.100.7", 1), "headers": headers}
+    with pytest.raises(RequestRejected) as info:
+        RequestReader(origin_host="o:1", limits=RequestLimits()).read(
+            headers, client_address(scope, TRUSTED), scheme="http", server_host="p:80")
+    assert info.value.status == 400

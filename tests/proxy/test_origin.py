@@ -577,3 +577,31 @@ async def test_a_long_ordinary_body_stops_when_its_client_goes() -> None:
         body = visitor.messages[1:]
         assert body and all(m.get("more_body") for m in body)   # never made to look whole
         await proxy.aclose()
+
+
+def _raw_answer(server: Server, request: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("hosts", [b"", b"Host: a\r\nHost: b\r\n", b"Host: \r\n"])
+def test_an_http11_request_without_exactly_one_host_is_refused(proxy: Server,
+                                                                hosts: bytes) -> None:
+    answer = _raw_answer(proxy, b"GET /status/200 HTTP/1.1\r\n" + hosts
+                         + b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+@pytest.mark.parametrize("method", [b"TRACE", b"CONNECT"])
+def test_trace_and_connect_are_never_forwarded(proxy: Server, method: bytes) -> None:
+    target = b"x:443" if method == b"CONNECT" else b"/echo"
+    answer = _raw_answer(proxy, method + b" " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: Basic c2VjcmV0\r\nConnection: close\r\n\r\n")
+    assert answer.startswith((b"HTTP/1.1 405", b"HTTP/1.1 400")), answer[:200]
+    assert b"c2VjcmV0" not in answer
