@@ -35,6 +35,7 @@ __all__ = ["OriginClient", "ProbeResult", "RawHeaders", "Upstream", "UpstreamRes
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_UNRETRIED_MAX_IDLE = 1.0   # seconds; origins keep idle connections open 5 s and more
 
 
 @dataclass(frozen=True)
@@ -165,11 +166,14 @@ class Upstream:
         key, target = self._split_remembered(url)
         head, chunked = _request_head(method, target, headers, body)
         retry = method in _IDEMPOTENT and isinstance(body, bytes)
+        # A request that cannot be sent again takes only a connection used a moment ago:
+        # one idle for longer may be closing at the origin's end just as it is written to.
+        max_idle = None if retry else _UNRETRIED_MAX_IDLE
         pool = self.pool
         await pool.take_slot(key)
         try:
             while True:
-                conn = await pool.connection(key)
+                conn = await pool.connection(key, max_idle=max_idle)
                 try:
                     return await self._exchange(key, conn, method, head, body, chunked)
                 except Stale:

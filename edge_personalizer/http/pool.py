@@ -112,17 +112,29 @@ class Pool:
 
     # Connections
 
-    async def connection(self, key: Key) -> Connection:
-        """An idle connection to `key` that is still fresh, else a new one."""
+    async def connection(self, key: Key, *, max_idle: float | None = None) -> Connection:
+        """An idle connection to `key` that is still fresh (idle less than `max_idle`
+        seconds when given, else the keep-alive timeout), else a new one."""
         idle = self._idle.get(key)
+        if idle and max_idle is not None:
+            # One turn of the event loop first: an origin's close that has arrived is seen
+            # (the connection marks itself closed) before a request that cannot be sent
+            # again is written to it.
+            await asyncio.sleep(0)
         if idle:
             now = time.monotonic()
+            limit = self.keepalive_timeout if max_idle is None else min(
+                max_idle, self.keepalive_timeout)
             while idle:
                 conn = idle.pop()
-                if not conn.closed and now - conn.idle_since < self.keepalive_timeout:
+                if conn.closed or now - conn.idle_since >= self.keepalive_timeout:
+                    self.forget(conn)
+                elif now - conn.idle_since < limit:
                     conn.reused = True
                     return conn
-                self.forget(conn)
+                else:   # the warmest is too old for this request: so are the others
+                    idle.append(conn)
+                    break
         return await self._connect(key)
 
     async def _connect(self, key: Key) -> Connection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -118,3 +119,39 @@ async def test_slots_go_to_waiters_in_order_and_never_get_lost() -> None:
     with pytest.raises(asyncio.CancelledError):
         await third
     assert slots.free == 1 and slots.try_take()
+
+
+async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request on a connection with a short 200, keeping it open."""
+    while True:
+        await request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+
+async def _one(upstream: Upstream, method: str, url: str,
+               body: bytes | AsyncIterator[bytes]) -> None:
+    response = await upstream.send(method, url, [(b"host", b"o")], body)
+    async for _ in response.body():
+        pass
+    await response.aclose()
+
+
+async def test_a_request_that_cannot_be_sent_again_takes_no_connection_idle_for_long() -> None:
+    origin = RawOrigin(keep_alive)
+    async with origin as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=5)
+        await _one(upstream, "GET", url + "/a", b"")
+        await _one(upstream, "GET", url + "/b", b"")        # the idle one, reused
+        assert origin.connections == 1
+        for conn in upstream.pool._idle.values():           # as if idle for 2 s
+            for idle in conn:
+                idle.idle_since -= 2.0
+
+        async def streamed() -> AsyncIterator[bytes]:
+            yield b"x"
+
+        await _one(upstream, "POST", url + "/c", streamed())  # a body that streams: fresh
+        assert origin.connections == 2
+        assert sum(len(idle) for idle in upstream.pool._idle.values()) >= 1   # older kept
+        await upstream.aclose()
