@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .classify.classifier import Classifier
@@ -316,7 +317,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-_DURATION = {"m": 60, "h": 3600, "d": 86400}
+_DURATION = MappingProxyType({"m": 60, "h": 3600, "d": 86400})
 
 
 def cmd_preview_link(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from lru import LRU
 from ua_parser import load_builtins
@@ -90,10 +91,10 @@ _ANDROID_MODEL = re.compile(
     r"android[^;)]*;(?: ?[a-z]{2}[-_][a-z]{2,3};)? ?([^;)]{2,40}?)(?: build/|\)|;)")
 # Parser device families that name no device.
 _NO_DEVICE = frozenset({"Other", "Spider", "Generic", "Generic Desktop"})
-_FORM_FACTORS: dict[str, DeviceType] = {
+_FORM_FACTORS: Mapping[str, DeviceType] = MappingProxyType({
     "tablet": "tablet", "mobile": "mobile", "desktop": "desktop", "eink": "tablet",
     "watch": "mobile",
-}
+})
 _DESKTOP_BROWSERS = frozenset({
     "Konqueror", "Epiphany", "Galeon", "Camino", "SeaMonkey", "Pale Moon", "K-Meleon", "iCab",
     "OmniWeb", "Midori", "Falkon", "QupZilla", "Otter", "Iceweasel", "Iceape", "Netscape",

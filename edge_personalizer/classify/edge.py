@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,7 +19,7 @@ from .visitor import Device, DeviceType, Geo
 CLIENT_IP_HEADERS = ("cf-connecting-ip", "true-client-ip", "fastly-client-ip")
 
 # header -> Geo field, for the CDNs that send one header per value.
-_GEO_HEADERS: Mapping[str, str] = {
+_GEO_HEADERS: Mapping[str, str] = MappingProxyType({
     # Cloudflare (IP geolocation + "add visitor location headers" managed transform)
     "cf-ipcountry": "country", "cf-ipcity": "city", "cf-ipcontinent": "continent",
     "cf-region-code": "region", "cf-postal-code": "postal", "cf-metro-code": "metro",
@@ -33,13 +34,13 @@ _GEO_HEADERS: Mapping[str, str] = {
     "x-vercel-ip-city": "city", "x-vercel-ip-postal-code": "postal",
     "x-vercel-ip-timezone": "time_zone", "x-vercel-ip-latitude": "latitude",
     "x-vercel-ip-longitude": "longitude",
-}
+})
 # Akamai X-Akamai-Edgescape: "georegion=246,country_code=US,region_code=CA,city=SANJOSE,..."
-_EDGESCAPE: Mapping[str, str] = {   # (city and timezone read by _akamai)
+_EDGESCAPE: Mapping[str, str] = MappingProxyType({   # (city and timezone read by _akamai)
     "country_code": "country", "region_code": "region", "city": "city", "zip": "postal",
     "dma": "metro", "timezone": "time_zone", "lat": "latitude", "long": "longitude",
     "continent": "continent",
-}
+})
 # Akamai writes cities in capitals without spaces ("NEWYORK") and time zones as US
 # abbreviations or GMT offsets ("EST", "GMT+1"): mapped to what the other CDNs and the geo
 # database give (names as written, IANA zones), so one rule serves every source. A city
@@ -55,13 +56,13 @@ _AKAMAI_CITIES: Mapping[str, str] = {squashed: name for name in (
     "Frankfurt am Main", "Saint Petersburg", "Santo Domingo", "San Juan", "Panama City",
     "Quebec City", "Thunder Bay", "Niagara Falls", "Gold Coast",
 ) for squashed in (name.upper().replace(" ", "").replace(".", ""),)}
-_US_ZONES: Mapping[str, str] = {
+_US_ZONES: Mapping[str, str] = MappingProxyType({
     "EST": "America/New_York", "EDT": "America/New_York", "CST": "America/Chicago",
     "CDT": "America/Chicago", "MST": "America/Denver", "MDT": "America/Denver",
     "PST": "America/Los_Angeles", "PDT": "America/Los_Angeles", "AKST": "America/Anchorage",
     "AKDT": "America/Anchorage", "HST": "Pacific/Honolulu", "GMT": "Etc/GMT",
     "UTC": "Etc/UTC", "AST": "America/Puerto_Rico",
-}
+})
 _GMT_OFFSET = re.compile(r"GMT([+-])(\d{1,2})")
 _DEVICE_HEADERS: tuple[tuple[str, DeviceType], ...] = (
     ("cloudfront-is-smarttv-viewer", "tv"), ("cloudfront-is-tablet-viewer", "tablet"),
@@ -168,12 +169,12 @@ def _squashed(name: str | None) -> str:
 # What the database may add to the edge's answer, by the finest place both name alike:
 # a database that puts the visitor in another country, region or city adds nothing of
 # that place (a Cloudflare city never gets the database's coordinates of another one).
-_FINER: Mapping[str, frozenset[str]] = {
+_FINER: Mapping[str, frozenset[str]] = MappingProxyType({
     "country": frozenset({"region", "city", "postal", "metro", "time_zone", "latitude",
                           "longitude", "continent", "eu"}),
     "region": frozenset({"city", "postal", "metro", "latitude", "longitude"}),
     "city": frozenset({"postal", "metro", "latitude", "longitude"}),
-}
+})
 
 
 def merge_geo(edge: Geo | None, database: Geo) -> Geo:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast, get_args
 from urllib.parse import unquote_plus, unquote_to_bytes, urlsplit
 
@@ -44,11 +45,11 @@ _SEARCH_PARAMS = ("q", "query", "p", "text", "wd", "word", "kw", "keyword", "key
                   "terms", "term", "string", "qry", "encquery", "eingabe", "busca", "as_q")
 _UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # Short names that campaigns commonly use for well-known sources.
-_SOURCE_ALIASES: Mapping[str, str] = {
+_SOURCE_ALIASES: Mapping[str, str] = MappingProxyType({
     "fb": "facebook", "ig": "instagram", "insta": "instagram", "tw": "twitter", "x": "twitter",
     "li": "linkedin", "yt": "youtube", "goog": "google", "adwords": "google",
     "google_ads": "google", "googleads": "google", "bingads": "bing", "openai": "chatgpt",
-}
+})
 
 
 @dataclass(frozen=True)

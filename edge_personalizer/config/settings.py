@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,8 +26,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The purge-tag header of each CDN dialect; the names rules/segment.py writes.
 TAG_HEADERS = ("surrogate-key", "cache-tag", "edge-cache-tag")
-CDN_TAG_HEADERS = {"fastly": "surrogate-key", "varnish": "surrogate-key",
-                   "cloudflare": "cache-tag", "akamai": "edge-cache-tag"}
+CDN_TAG_HEADERS = MappingProxyType({"fastly": "surrogate-key", "varnish": "surrogate-key",
+                   "cloudflare": "cache-tag", "akamai": "edge-cache-tag"})
 
 
 class Secret:

@@ -12,6 +12,7 @@ import difflib
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import SettingsError
@@ -20,7 +21,7 @@ from .settings import Settings, build_settings, options, to_path
 ENV_PREFIX = "EP_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 # Other names the environment may use for a setting (EP_ORIGIN is what most tools write).
-_ENV_ALIASES = {"origin": "origin_url"}
+_ENV_ALIASES = MappingProxyType({"origin": "origin_url"})
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from types import MappingProxyType
 
 from ..config import Settings
 from ..learn.store import open_store
@@ -20,7 +21,7 @@ _BROWSERS = (
 )
 _REFERERS = ("", "https://www.google.com/search?q=running+shoes", "", "https://www.bing.com/")
 # The bold hero sells a little better: what the results should find.
-_PURCHASE = {"bold": 0.07, "control": 0.045, "holdout": 0.045}
+_PURCHASE = MappingProxyType({"bold": 0.07, "control": 0.045, "holdout": 0.045})
 
 
 async def simulate_week(settings: Settings, *, visitors: int = 3000,
