@@ -5,7 +5,8 @@ command-line flags. Out: a validated, frozen `Settings`. It must never import th
 domain (classify, rules, rewrite, ...) nor read `os.environ` itself.
 """
 
-from .settings import Secret, Settings
+from .converters import Secret
+from .settings import Settings
 from .sources import load_settings, unknown_environment
 
 __all__ = ["Secret", "Settings", "load_settings", "unknown_environment"]

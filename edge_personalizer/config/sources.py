@@ -16,7 +16,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import SettingsError
-from .settings import Settings, build_settings, options, to_path
+from .converters import to_path
+from .settings import Settings, build_settings, options
 
 ENV_PREFIX = "EP_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from edge_personalizer.config import Secret, Settings, load_settings
-from edge_personalizer.config.settings import TAG_HEADERS, options, settings_table
+from edge_personalizer.config.converters import TAG_HEADERS
+from edge_personalizer.config.settings import options, settings_table
 from edge_personalizer.errors import SettingsError
 from edge_personalizer.rules.segment import ALL_TAG_HEADERS
 
