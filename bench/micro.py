@@ -29,9 +29,9 @@ from edge_personalizer.classify.device import DeviceClassifier  # noqa: E402
 from edge_personalizer.classify.geo import GeoDatabase, GeoLocator  # noqa: E402
 from edge_personalizer.classify.profile import (  # noqa: E402
     InterestMap,
-    ProfileCodec,
     ProfileTracker,
 )
+from edge_personalizer.classify.profile_codec import ProfileCodec  # noqa: E402
 from edge_personalizer.classify.visitor import Referral  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

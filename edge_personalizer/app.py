@@ -20,7 +20,8 @@ from .classify.classifier import Classifier
 from .classify.device import DeviceClassifier
 from .classify.edge import EdgeMapping
 from .classify.geo import AnonymousIpDatabase, GeoDatabase, GeoLocator
-from .classify.profile import InterestMap, PrivacyPolicy, ProfileCodec, ProfileTracker
+from .classify.profile import InterestMap, PrivacyPolicy, ProfileTracker
+from .classify.profile_codec import ProfileCodec
 from .classify.referral import ReferralClassifier, ReferrerTable
 from .config import Settings
 from .endpoints import Endpoints

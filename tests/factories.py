@@ -7,7 +7,8 @@ from pathlib import Path
 
 from edge_personalizer.classify.classifier import Classifier, request_info
 from edge_personalizer.classify.geo import GeoDatabase, GeoLocator
-from edge_personalizer.classify.profile import InterestMap, ProfileCodec, ProfileTracker
+from edge_personalizer.classify.profile import InterestMap, ProfileTracker
+from edge_personalizer.classify.profile_codec import ProfileCodec
 from edge_personalizer.classify.visitor import RequestInfo, Visitor
 
 ROOT = Path(__file__).resolve().parent.parent

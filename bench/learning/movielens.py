@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 from edge_personalizer.classify.profile import (  # noqa: E402
     InterestMap,
     Profile,
-    ProfileCodec,
     ProfileTracker,
 )
+from edge_personalizer.classify.profile_codec import ProfileCodec  # noqa: E402
 from edge_personalizer.classify.visitor import DIRECT  # noqa: E402
 from edge_personalizer.learn.affinity import (  # noqa: E402
     AffinityModel,

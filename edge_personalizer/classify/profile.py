@@ -1,33 +1,29 @@
-"""Profile: the visitor's own history, kept in a signed cookie (msgpack + HMAC-SHA256).
-
-Cookie value: `1.<payload>.<signature>`, both base64url, the signature over `1.<payload>`
-with the first configured key; every configured key verifies, so keys rotate without
-logging anyone out. A cookie that is malformed, tampered with, signed by a foreign key,
-too large or expired is ignored (the visitor starts afresh) and counted, never an error.
-The one module that imports msgpack for profiles.
-"""
+"""Profile: the visitor's own history, learned from their page views and kept in a signed
+cookie (the cookie's format and signing: profile_codec.py). A cookie that is malformed,
+tampered with, signed by a foreign key, too large or expired is ignored (the visitor
+starts afresh) and counted, never an error."""
 
 from __future__ import annotations
 
-import binascii
-import hashlib
-import hmac
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import translate
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-import msgpack
-
+from .profile_codec import (
+    STATE_CONVERTED,
+    STATE_EXPOSURES,
+    STATE_SCORES,
+    STATE_VARIANTS,
+    ProfileCodec,
+    RejectReason,
+)
 from .visitor import Referral
 
-VERSION = b"1"
-_SIG_BYTES = 16
 _DAY = 86400.0
-RejectReason = Literal["malformed", "signature", "oversized", "expired", "version"]
 _EMPTY_SCORES: Mapping[str, tuple[float, int]] = MappingProxyType({})
 _EMPTY_VARIANTS: Mapping[str, str] = MappingProxyType({})
 _EMPTY_EXPOSURES: Mapping[str, Exposure] = MappingProxyType({})
@@ -138,73 +134,6 @@ class Profile(NamedTuple):
 def _decay(score: float, at: int, now: int, half_life_days: float) -> float:
     age_days = max(0.0, (now - at) / _DAY)
     return float(score * 0.5 ** (age_days / half_life_days))
-
-
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
-
-
-def _b64(data: bytes) -> bytes:
-    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
-
-
-def _unb64(text: bytes) -> bytes:
-    """base64url without padding; raises binascii.Error on anything else."""
-    if b"+" in text or b"/" in text:
-        raise binascii.Error("not base64url")
-    padded = text.translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4)
-    return binascii.a2b_base64(padded, strict_mode=True)
-
-
-class ProfileCodec:
-    """Signs and verifies profile cookie values."""
-
-    def __init__(self, keys: Sequence[bytes], *, max_bytes: int = 3000,
-                 max_age_days: float = 395) -> None:
-        if not keys:
-            raise ValueError("at least one profile signing key is needed")
-        # Keyed once; copying a keyed HMAC is cheaper than keying it for every cookie.
-        self._macs = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in keys)
-        self._packer = msgpack.Packer(use_bin_type=True)
-        self.max_bytes = max_bytes
-        self.max_age = max_age_days * _DAY
-
-    @staticmethod
-    def _sign(mac: Any, message: bytes) -> bytes:
-        signer = mac.copy()
-        signer.update(message)
-        return bytes(signer.digest()[:_SIG_BYTES])
-
-    def encode(self, state: list[Any]) -> str:
-        message = VERSION + b"." + _b64(self._packer.pack(state))
-        return (message + b"." + _b64(self._sign(self._macs[0], message))).decode("ascii")
-
-    def decode(self, value: str, now: float) -> tuple[list[Any] | None, RejectReason | None]:
-        """The stored state, or None and why the cookie was rejected."""
-        if len(value) > self.max_bytes:
-            return None, "oversized"
-        raw = value.encode("ascii", "replace")
-        message, _, signature = raw.rpartition(b".")
-        version = message.partition(b".")[0]
-        if version != VERSION:
-            return None, "version" if message else "malformed"
-        try:
-            given = _unb64(signature)
-        except (binascii.Error, ValueError):
-            return None, "malformed"
-        if not any(hmac.compare_digest(given, self._sign(mac, message)) for mac in self._macs):
-            return None, "signature"
-        try:
-            state = msgpack.unpackb(_unb64(message.partition(b".")[2]), raw=False,
-                                    strict_map_key=True)
-        except (ValueError, msgpack.UnpackException, binascii.Error):
-            return None, "malformed"
-        if not isinstance(state, list) or len(state) not in _STATE_LENGTHS \
-                or not isinstance(state[_LAST_SEEN], int):
-            return None, "malformed"
-        if now - state[_LAST_SEEN] > self.max_age:
-            return None, "expired"
-        return state, None
 
 
 @dataclass(frozen=True)
@@ -332,8 +261,8 @@ class ProfileTracker:
         weakest interests)."""
         state = _state_of(profile)
         value = self.codec.encode(state)
-        scores, variants = state[_SCORES], state[_VARIANTS]
-        exposures, converted = state[_EXPOSURES], state[_CONVERTED]
+        scores, variants = state[STATE_SCORES], state[STATE_VARIANTS]
+        exposures, converted = state[STATE_EXPOSURES], state[STATE_CONVERTED]
         while len(value) > self.codec.max_bytes and (converted or exposures or variants
                                                      or scores):
             if converted:
@@ -364,19 +293,6 @@ def _summary(data: Any) -> ReferralSummary | None:
     if isinstance(data, list) and len(data) == 3:
         return ReferralSummary(str(data[0]), str(data[1]), data[2] if data[2] else None)
     return None
-
-
-# The cookie holds a msgpack array, in this order (version 1):
-# [visitor id, first seen, last seen, visits, page views, {category: [score, at]},
-#  first referral, last referral, conversions, {experiment: variant},
-#  {rule or experiment: [variant, at, cell]}, {goal\x1fby: at}]
-# The last two came later: cookies written without them read as having none.
-_STATE_LENGTHS = (10, 12)
-_LAST_SEEN = 2
-_SCORES = 5
-_VARIANTS = 9
-_EXPOSURES = 10
-_CONVERTED = 11
 
 
 def _profile_from(state: list[Any], now: int, half_life_days: float) -> Profile:

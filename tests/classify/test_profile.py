@@ -9,11 +9,10 @@ from edge_personalizer.classify.profile import (
     InterestMap,
     PrivacyPolicy,
     Profile,
-    ProfileCodec,
     ProfileTracker,
-    RejectReason,
     converted_key,
 )
+from edge_personalizer.classify.profile_codec import ProfileCodec, RejectReason
 from edge_personalizer.classify.visitor import Referral
 
 KEY = b"k" * 32

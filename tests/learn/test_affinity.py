@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from edge_personalizer.classify.profile import InterestMap, Profile, ProfileCodec, ProfileTracker
+from edge_personalizer.classify.profile import InterestMap, Profile, ProfileTracker
+from edge_personalizer.classify.profile_codec import ProfileCodec
 from edge_personalizer.classify.visitor import DIRECT
 from edge_personalizer.learn.affinity import (
     AFFINITY,

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_personalizer.classify.profile import ProfileCodec
+from edge_personalizer.classify.profile_codec import ProfileCodec
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..servers import Server, start_proxy
