@@ -12,6 +12,7 @@ with the status and headers the line gives (an `X-EP-Goal` header, a 201...).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -122,7 +123,9 @@ class Replay:
             ruleset = load_rules(settings.rules_dir)
             slots = [(name, slot.selector.partition("[")[0] or "div")
                      for name, slot in ruleset.slots.items() if marker_slot(slot.selector)]
-        self.app = EdgeApp(settings, site=StandInSite(slots), clock=lambda: self.now)
+        # A log being replayed is no traffic to log again, one line a request.
+        quiet = dataclasses.replace(settings, access_log=False)
+        self.app = EdgeApp(quiet, site=StandInSite(slots), clock=lambda: self.now)
         self.jars: dict[str, dict[str, str]] = {}
         self.summary = ReplaySummary()
 
