@@ -110,6 +110,11 @@ class Settings:
         False, convert=to_bool, section=_ORIGIN,
         help="pass the visitor's Host to the origin instead of the origin's own (for sites "
              "that check Origin against Host, as Django's CSRF check does)")
+    public_url: str | None = option(
+        convert=to_optional_str, section=_ORIGIN, flag="--public-url", metavar="URL",
+        help="the site's address as visitors see it, e.g. https://shop.example: the "
+             "origin's redirects to itself point here (without it, a trusted proxy's "
+             "X-Forwarded-Host, else a path; never the client's Host)")
     keep_alive_timeout: float = option(
         5.0, convert=float, section=_SERVER, flag="--keep-alive-timeout", metavar="SECONDS",
         help="seconds an idle client connection stays open (behind a load balancer, longer "
@@ -265,6 +270,16 @@ def _check_origin(url: str | None) -> None:
         raise SettingsError(f"origin_url must not carry a query or fragment: {url}")
 
 
+def _check_public_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError("public_url must be the site's address such as "
+                            f"https://shop.example, got {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise SettingsError("public_url is a scheme and a host (and a port), with no "
+                            f"path, query or credentials: {url}")
+
+
 # Tokens copied from examples: refused, whatever their length.
 _PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-please", "admin-token",
                            "secret-token", "your-admin-token", "replace-me-with-a-token"})
@@ -282,6 +297,8 @@ _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
 def _check(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise SettingsError(f"port must be between 1 and 65535, got {s.port}")
+    if s.public_url is not None:
+        _check_public_url(s.public_url)
     if s.max_long_lived is not None and s.max_long_lived < 1:
         raise SettingsError(f"max_long_lived must be >= 1, got {s.max_long_lived}")
     for name in _AT_LEAST_ONE:

@@ -35,10 +35,13 @@ class Forwarding:
     host: str               # public Host the visitor used
     trusted_peer: bool
     prior_for: tuple[str, ...] = ()   # X-Forwarded-For values from a trusted peer
+    host_forwarded: bool = False      # `host` came from a trusted proxy, not the client
 
     @property
-    def public_base(self) -> str:
-        return f"{self.scheme}://{self.host}"
+    def public_base(self) -> str | None:
+        """The site's address as this visitor sees it, when a trusted proxy said so; a
+        client's own Host is anybody's to forge and never makes a public URL."""
+        return f"{self.scheme}://{self.host}" if self.host_forwarded else None
 
 
 def header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[str]:
@@ -104,6 +107,7 @@ class _RequestScan:
     def forwarding(self, address: ClientAddress, *, scheme: str,
                    server_host: str) -> Forwarding:
         host = self.host.decode("latin-1") if self.host is not None else server_host
+        host_forwarded = False
         if address.trusted_peer:
             proto = _last_element(self.proto)
             if proto in ("http", "https"):
@@ -111,9 +115,10 @@ class _RequestScan:
             forwarded_host = _last_element(self.forwarded_host)
             if forwarded_host:
                 host = forwarded_host
+                host_forwarded = True
         return Forwarding(peer=address.peer, client_ip=address.ip, scheme=scheme,
                           host=_clean_host(host), trusted_peer=address.trusted_peer,
-                          prior_for=address.forwarded_for)
+                          prior_for=address.forwarded_for, host_forwarded=host_forwarded)
 
 def _forwarding_headers(fwd: Forwarding, prior_forwarded: list[bytes],
                         origin_host: str | None) -> RawHeaders:
@@ -243,10 +248,13 @@ _RESPONSE_SPECIAL = HOP_BY_HOP | _LOCATION_HEADERS
 
 
 def response_headers_for_client(
-    headers: Iterable[tuple[bytes, bytes]], *, origin_base: str, public_base: str
+    headers: Iterable[tuple[bytes, bytes]], *, origin_base: str, public_base: str | None
 ) -> RawHeaders:
     """Origin headers as the client should see them, names lower-cased: no hop-by-hop
-    ones (nor those a Connection header names), Location made public. One pass."""
+    ones (nor those a Connection header names), Location made public. One pass.
+
+    A Location that points at the origin is made to point at `public_base`; without one
+    it becomes a path, which the browser resolves against the address it asked for."""
     out: RawHeaders = []
     named: set[bytes] = set()
     for key, value in headers:
@@ -264,11 +272,14 @@ def response_headers_for_client(
     return [(k, v) for k, v in out if k not in named] if named else out
 
 
-def _public_location(value: bytes, origin_base: str, public_base: str) -> bytes:
+def _public_location(value: bytes, origin_base: str, public_base: str | None) -> bytes:
     origin_prefix = origin_base.rstrip("/").encode("latin-1")
     if not _points_at(value, origin_prefix):
         return value
-    return public_base.rstrip("/").encode("latin-1") + value[len(origin_prefix):]
+    rest = value[len(origin_prefix):]
+    if public_base is None:
+        return rest if rest.startswith(b"/") else b"/" + rest
+    return public_base.rstrip("/").encode("latin-1") + rest
 
 
 def _points_at(value: bytes, prefix: bytes) -> bool:

@@ -87,6 +87,7 @@ class OriginProxy:
         pool_timeout: float = 5.0,
         max_long_lived: int | None = None,
         preserve_host: bool = False,
+        public_url: str | None = None,
         upstream: OriginClient | None = None,
         observer: ProxyObserver | None = None,
     ) -> None:
@@ -98,6 +99,9 @@ class OriginProxy:
                                     max_body_bytes=max_body_bytes)
         self.reader = RequestReader(origin_host=self.origin.host_header, limits=self.limits,
                                     preserve_host=preserve_host)
+        # Where the origin's redirects to itself point: the configured public address, or
+        # what a trusted proxy says, else a path (never the client's own Host).
+        self.public_url = public_url
         self.upstream = upstream or Upstream(
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             max_connections=max_connections,
@@ -183,7 +187,8 @@ class OriginProxy:
                 "status": response.status,
                 "headers": response_headers_for_client(
                     response.headers,
-                    origin_base=self.origin.base_url, public_base=fwd.public_base),
+                    origin_base=self.origin.base_url,
+                    public_base=self.public_url or fwd.public_base),
             })
             ended: bool | None = False
             if method != "HEAD":

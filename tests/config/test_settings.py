@@ -71,6 +71,9 @@ def test_secret_never_shows_in_repr() -> None:
     ({"EP_ORIGIN_URL": "http://x", "EP_TRUSTED_PROXIES": "10.0.0.300"}, "trusted_proxies"),
     ({"EP_ORIGIN_URL": "http://x", "EP_LOG_FORMAT": "xml"}, "log_format must be text or json"),
     ({"EP_ORIGIN_URL": "http://x", "EP_ACCESS_LOG": "maybe"}, "expected true or false"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "shop.example"}, "public_url must be"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://shop.example/en"}, "no path"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://u:p@shop.example"}, "credentials"),
 ])
 def test_bad_settings_say_what_is_wrong(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -85,6 +85,20 @@ def test_origin_under_a_prefix_maps_back_to_the_root() -> None:
     assert out == [(b"location", b"https://s/cart?x=1")]
 
 
+def test_without_a_public_address_a_redirect_to_the_origin_becomes_a_path() -> None:
+    headers = [(b"location", b"http://origin:8000/a?b"), (b"content-location", b"http://origin:8000"),
+               (b"location", b"http://origin:8000?q")]
+    out = response_headers_for_client(headers, origin_base="http://origin:8000", public_base=None)
+    assert out == [(b"location", b"/a?b"), (b"content-location", b"/"), (b"location", b"/?q")]
+
+
+def test_only_a_trusted_proxys_host_is_a_public_address() -> None:
+    assert fwd([(b"host", b"shop.example")]).public_base is None
+    trusted = fwd([(b"host", b"internal"), (b"x-forwarded-host", b"shop.example"),
+                   (b"x-forwarded-proto", b"https")], peer="10.1.1.1")
+    assert trusted.public_base == "https://shop.example"
+
+
 def test_the_origin_gets_the_client_headers_without_hop_by_hop_or_forged_forwarding() -> None:
     request = read([(b"Host", b"shop.example"), (b"User-Agent", b"ua"),
                     (b"Connection", b"keep-alive, X-Trace"), (b"X-Trace", b"1"),

@@ -175,13 +175,33 @@ def test_trusted_proxy_chain_is_extended_and_client_ip_resolved(proxy: Server) -
         'for=203.0.113.9, for=127.0.0.2;proto=https;host="www.shop.example"']
 
 
-def test_location_pointing_at_origin_is_rewritten_to_public_host(proxy: Server) -> None:
-    response = httpx.get(f"{proxy.url}/redirect", headers={"host": "www.shop.example"})
+def test_a_clients_own_host_never_makes_the_origins_redirect_absolute(proxy: Server) -> None:
+    # Host is the client's to forge: `Host: evil.example` must not send visitors there.
+    response = httpx.get(f"{proxy.url}/redirect", headers={"host": "evil.example"})
     assert response.status_code == 302
-    assert response.headers["location"] == "http://www.shop.example/target?x=1"
-    assert response.headers["content-location"] == "http://www.shop.example/content"
+    assert response.headers["location"] == "/target?x=1"
+    assert response.headers["content-location"] == "/content"
     other = httpx.get(f"{proxy.url}/foreign-redirect")
     assert other.headers["location"] == "https://elsewhere.example/page"
+
+
+def test_a_trusted_proxys_forwarded_host_makes_the_redirect_public(proxy: Server) -> None:
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=transport) as client:
+        response = client.get(f"{proxy.url}/redirect", headers={
+            "x-forwarded-host": "www.shop.example", "x-forwarded-proto": "https"})
+    assert response.headers["location"] == "https://www.shop.example/target?x=1"
+
+
+def test_the_configured_public_url_wins_over_any_host(origin: Server, server_logs: Path) -> None:
+    server = start_proxy(server_logs, "--origin", origin.url,
+                         "--public-url", "https://www.shop.example")
+    try:
+        response = httpx.get(f"{server.url}/redirect", headers={"host": "evil.example"})
+    finally:
+        server.stop()
+    assert response.headers["location"] == "https://www.shop.example/target?x=1"
+    assert response.headers["content-location"] == "https://www.shop.example/content"
 
 
 def test_client_accept_encoding_reaches_origin_unchanged(proxy: Server) -> None:
