@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..classify.classifier import Classifier
 from ..learn.attribution import Learning
 from ..proxy.client_ip import TrustedProxies
+from ..proxy.pages import send_error_page
 from ..rewrite.html import FirstBytesMemo
 from ..rules.book import RuleBook
 from ..rules.preview import PreviewSigner
@@ -87,6 +88,11 @@ class PersonalizeMiddleware:
             accept_encoding=exchange.visitor.request.headers.get("accept-encoding", "")
             if self.compress_pages else "")
         await self.app(exchange.scope, receive, responder)            # forward
+        if responder.start is not None:
+            # The app ended before the page did (the origin broke off) while its head was
+            # held back: nothing reached the visitor, so the 502 can still be said.
+            await send_error_page(send, 502, "The site's server broke off its answer. "
+                                  "Please try again in a moment.", scope["headers"])
 
     async def _redirect(self, exchange: Exchange, location: str, send: Send,
                         headers: PageHeaders) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 from pathlib import Path
 
 import httpx
@@ -13,6 +16,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from edge_personalizer import PersonalizeMiddleware
+
+from ..http.raw_origin import ThreadedOrigin, request_head
+from ..servers import start_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +112,43 @@ async def test_personalizable_pages_are_private_whatever_their_cache_control(
         response = await client.get("/", headers={"accept": "text/html"})
     assert response.headers.get_list("cache-control") == [expected]
     assert "<h1>x</h1>" in response.text
+
+
+CUT_OFF = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"20\r\n<html><body><p>cut off here")   # no charset: the head waits for more
+
+
+async def cut_off(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(asyncio.IncompleteReadError):
+        await request_head(reader)
+        writer.write(CUT_OFF)
+        await writer.drain()
+    writer.close()
+
+
+def get(port: int, target: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n")
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+async def test_a_page_the_origin_cuts_off_before_its_head_left_is_a_502(
+        server_logs: Path) -> None:
+    with ThreadedOrigin(cut_off) as url:
+        proxy = start_proxy(server_logs, "--origin", url, "--rules", str(ROOT / "tests" /
+                                                                           "data" / "rules"))
+        try:
+            rewritten = get(proxy.port, b"/page?inject=1")
+            passed = get(proxy.port, b"/page")
+        finally:
+            proxy.stop()
+    # Rewritten: the head was still held back when the origin broke off (nginx: 502).
+    assert rewritten.startswith(b"HTTP/1.1 502 ")
+    assert b"cut off here" not in rewritten
+    # Passed through: the head had left; the answer ends without its last chunk (the
+    # connection closes), never looking complete.
+    assert passed.startswith(b"HTTP/1.1 200 ")
+    assert passed.endswith(b"cut off here\r\n") and not passed.endswith(b"0\r\n\r\n")
