@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import socket
 from pathlib import Path
 
@@ -152,3 +153,30 @@ async def test_a_page_the_origin_cuts_off_before_its_head_left_is_a_502(
     # connection closes), never looking complete.
     assert passed.startswith(b"HTTP/1.1 200 ")
     assert passed.endswith(b"cut off here\r\n") and not passed.endswith(b"0\r\n\r\n")
+
+
+DAMAGED = gzip.compress(b"<html><head></head><body>" + b"x" * 3000 + b"</body></html>")[:-10]
+
+
+async def damaged_gzip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # An origin that compresses although it was asked for identity, and whose page lost
+    # its last bytes: the whole (damaged) page arrives in one piece.
+    with contextlib.suppress(asyncio.IncompleteReadError):
+        await request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                     b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%b"
+                     % (len(DAMAGED), DAMAGED))
+        await writer.drain()
+    writer.close()
+
+
+async def test_a_damaged_compressed_page_that_was_to_be_rewritten_is_a_502(
+        server_logs: Path) -> None:
+    with ThreadedOrigin(damaged_gzip) as url:
+        proxy = start_proxy(server_logs, "--origin", url, "--rules", str(ROOT / "tests" /
+                                                                           "data" / "rules"))
+        try:
+            reply = get(proxy.port, b"/page?inject=1")
+        finally:
+            proxy.stop()
+    assert reply.startswith(b"HTTP/1.1 502 ")
