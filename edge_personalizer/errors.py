@@ -75,6 +75,11 @@ class UpstreamError(EdgePersonalizerError):
     """The origin could not be reached or broke off its response."""
 
 
+class UpstreamInvalid(UpstreamError):
+    """The origin answered, but not in HTTP/1.1 the proxy may pass on (an invalid or
+    oversized head, conflicting lengths, an unknown transfer coding)."""
+
+
 class UpstreamTimeout(UpstreamError):
     """The origin did not answer within the configured timeout."""
 

@@ -15,7 +15,7 @@ from typing import cast
 
 import httptools
 
-from ..errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamInvalid, UpstreamTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -181,14 +181,14 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if self.poisoned:   # the answer ended; what followed it stopped the parser
                 return
-            self._fail(UpstreamError(f"origin sent invalid HTTP: {exc}"))
+            self._fail(UpstreamInvalid(f"origin sent invalid HTTP: {exc}"))
             self.close()
             return
         if not self.headers_done:
             # Counted per read too: a head still unfinished past the limit.
             self.header_bytes += len(data)
             if self.header_bytes > MAX_HEADER_BYTES or len(self.headers) > MAX_HEADERS:
-                self._fail(UpstreamError("origin sent too many or too large headers"))
+                self._fail(UpstreamInvalid("origin sent too many or too large headers"))
                 self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -240,7 +240,7 @@ class Connection(asyncio.Protocol):
         problem = ("origin sent too many or too large headers"
                    if too_many else framing_error(self.headers))
         if problem is not None:
-            error = UpstreamError(problem)
+            error = UpstreamInvalid(problem)
             self._fail(error)   # kept: the parser reports any callback's error as its own
             raise error
         self.status = status

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from ..errors import UpstreamBusy, UpstreamError, UpstreamTimeout
+from ..errors import UpstreamBusy, UpstreamError, UpstreamInvalid, UpstreamTimeout
 from .client import RawHeaders, UpstreamResponse, describe_error
 from .connection import framing_error
 
@@ -69,7 +69,7 @@ class HttpxUpstream:
         problem = framing_error(raw)
         if problem is not None:
             await response.aclose()
-            raise UpstreamError(problem)
+            raise UpstreamInvalid(problem)
         return _HttpxResponse(response.status_code, raw, response)
 
     async def aclose(self) -> None:

@@ -6,11 +6,18 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from types import MappingProxyType
 from typing import Protocol
 
 from starlette.types import Message, Receive, Scope, Send
 
-from ..errors import RequestRejected, UpstreamBusy, UpstreamError, UpstreamTimeout
+from ..errors import (
+    RequestRejected,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamInvalid,
+    UpstreamTimeout,
+)
 from ..http.client import OriginClient, ProbeResult, Upstream, UpstreamResponse, probe
 from .client_ip import TrustedProxies, client_address
 from .headers import (
@@ -54,6 +61,13 @@ class NoProxyObserver:
 
 # Responses that hold their origin connection for as long as the visitor stays.
 _LONG_LIVED_TYPES = (b"text/event-stream", b"multipart/x-mixed-replace")
+# What a visitor reads when the origin fails, by the kind counted in ep_origin_errors
+_FAILURE_MESSAGES = MappingProxyType({
+    "timeout": "The site's server did not answer in time. Please try again in a moment.",
+    "unreachable": "The site's server could not be reached. Please try again in a moment.",
+    "invalid": "The site's server sent an answer that cannot be passed on. "
+               "Please try again in a moment.",
+})
 _RETRY_AFTER = b"5"   # seconds, on our 503s: a pool or the long-lived cap frees up fast
 _WATCH_AFTER = 1.0   # seconds a body streams before the client's leaving is watched for
 
@@ -216,13 +230,13 @@ class OriginProxy:
             await self._busy(exc, "pool", scope, send)
             return
         timed_out = isinstance(exc, UpstreamTimeout)
-        self.observer.origin_failed("timeout" if timed_out else "unreachable")
+        kind = ("timeout" if timed_out else
+                "invalid" if isinstance(exc, UpstreamInvalid) else "unreachable")
+        self.observer.origin_failed(kind)
         status = 504 if timed_out else 502
         logger.warning("origin error for %s %s -> %d: %s", scope["method"], scope["path"],
                        status, exc)
-        message = ("The site's server did not answer in time. Please try again in a moment."
-                   if timed_out else
-                   "The site's server could not be reached. Please try again in a moment.")
+        message = _FAILURE_MESSAGES[kind]
         await send_error_page(send, status, message, scope["headers"],
                               head=scope["method"] == "HEAD")
 

@@ -20,6 +20,7 @@ from starlette.types import Message
 
 from edge_personalizer.proxy import OriginProxy
 
+from ..conftest import ADMIN_TOKEN
 from ..http.raw_origin import (
     NEXT,
     RawOrigin,
@@ -376,7 +377,8 @@ def raw_origin() -> Iterator[ThreadedOrigin]:
 
 @pytest.fixture(scope="module")
 def raw_proxy(raw_origin: ThreadedOrigin, server_logs: Path) -> Iterator[Server]:
-    server = start_proxy(server_logs, "--origin", raw_origin.url, "--read-timeout", "5")
+    server = start_proxy(server_logs, "--origin", raw_origin.url, "--read-timeout", "5",
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN})
     yield server
     server.stop()
 
@@ -418,6 +420,10 @@ def test_conflicting_lengths_are_a_502_never_forwarded(raw_proxy: Server, path: 
     assert reply.startswith(b"HTTP/1.1 502")
     assert b"SMUG" not in reply and b"hello" not in reply
     assert reply.endswith(b"next")
+    assert b"sent an answer that cannot be passed on" in reply
+    metrics = httpx.get(f"{raw_proxy.url}/__ep/metrics",
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    assert 'ep_origin_errors_total{kind="invalid"}' in metrics
 
 
 def test_a_client_that_goes_away_closes_its_origin_connection(
