@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .classify.classifier import Classifier
 from .config import Settings, load_settings, unknown_environment
 from .config.sources import CLASSIFY_FLAGS, SERVER_FLAGS, add_setting_flags, flag_overrides
-from .errors import EdgePersonalizerError, SettingsError
+from .errors import EdgePersonalizerError, SettingsError, StoreError
 from .report import (
     classify_lines,
     render_explanation,
@@ -35,6 +35,7 @@ from .rules.preview import PreviewSigner
 
 if TYPE_CHECKING:
     from .http.server import ServerOptions
+    from .learn.bandit import WeightsTable
 
 # Worker processes receive the resolved settings (as JSON) through this variable.
 WORKER_SETTINGS_ENV = "EDGE_PERSONALIZER_WORKER_SETTINGS"
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--time", help="when (ISO 8601; default now)")
     explain.add_argument("--format", choices=["text", "json"], default="text")
     _classify_flags(explain)
+    # A bandit experiment is explained with the weights the servers use: the store's.
+    add_setting_flags(explain, ("store_url", "data_dir"))
     explain.set_defaults(run=cmd_explain)
 
     classify = commands.add_parser(
@@ -246,10 +249,39 @@ def cmd_explain(args: argparse.Namespace) -> int:
                           now=now)
     report: dict[str, Any] = {"visitor": visitor.to_dict()}
     if ruleset is not None:
-        report.update(explain(ruleset, visitor))
+        weights = None
+        if any(e.allocation == "bandit" for e in ruleset.experiments):
+            import anyio
+
+            weights = anyio.run(_published_weights, settings.store_location())
+        report.update(explain(ruleset, visitor, allocations=weights))
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.format == "json"
           else render_explanation(report))
     return 0
+
+
+async def _published_weights(store_url: str) -> WeightsTable | None:
+    """The bandit weights the servers sharing `store_url` use; None (the starting weights)
+    when nothing was published there yet, or the store does not answer (said on stderr)."""
+    from urllib.parse import unquote, urlsplit
+
+    from .learn.bandit import TABLE_NAME, WeightsTable
+    from .learn.store import open_store
+
+    parts = urlsplit(store_url)
+    if parts.scheme == "sqlite" and not Path(unquote(parts.path)).exists():
+        return None
+    try:
+        store = open_store(store_url)
+        try:
+            published = await store.table(TABLE_NAME)
+        finally:
+            await store.close()
+        return WeightsTable.decode(published.payload, published.version) if published else None
+    except (StoreError, ValueError) as exc:
+        print(f"edge-personalizer: the bandit weights could not be read ({exc}); "
+              "explaining with the starting weights", file=sys.stderr)
+        return None
 
 
 def _when(text: str | None) -> float:

@@ -151,3 +151,56 @@ def test_a_reader_that_stops_early_gets_no_traceback(command: list[str]) -> None
     _, stderr = process.communicate("\n".join(REQUESTS * 2000).encode(), timeout=60)
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr[-500:]
     assert process.returncode == 0
+
+
+BANDIT_RULES = """\
+slots: {hero: {}}
+goals: {purchase: {when: {request.path: /thanks}}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [purchase]
+    allocation: bandit
+    per: [device.type]
+    variants: {control: {weight: 1}, a: {weight: 1, html: A}}
+"""
+
+
+def test_explain_uses_the_bandit_weights_the_servers_share(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import anyio
+
+    from edge_personalizer.learn.bandit import (
+        TABLE_NAME,
+        CellWeights,
+        ExperimentWeights,
+        WeightsTable,
+    )
+    from edge_personalizer.learn.store import open_store
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(BANDIT_RULES)
+    explain = ["explain", "--url", "/", "--header", f"User-Agent: {IPHONE_UA}",
+               "--rules", str(rules), "--data-dir", str(tmp_path), "--format", "json"]
+    assert main(explain) == 0   # nothing published yet: the starting weights
+    trace = json.loads(capsys.readouterr().out)["experiments"][0]
+    assert trace["weights_version"] is None
+
+    learned = ExperimentWeights(3, 0.0, 0.0, (("control", 1.0), ("a", 1.0)), {
+        "mobile": CellWeights((("control", 0.0), ("a", 1.0)), "learned", 500)})
+    table = WeightsTable(0, {"hero-test": learned})
+
+    async def publish() -> None:
+        store = open_store("sqlite:///" + str(tmp_path / "ep.db").lstrip("/"))
+        try:
+            await store.publish(TABLE_NAME, table.encode())
+        finally:
+            await store.close()
+
+    anyio.run(publish)
+    assert main(explain) == 0
+    trace = json.loads(capsys.readouterr().out)["experiments"][0]
+    assert trace["weights_version"] == 3
+    assert "learned weights version 3 for cell 'mobile'" in trace["why"]
+    assert trace["variant"] == "a"
