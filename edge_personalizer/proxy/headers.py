@@ -53,7 +53,7 @@ class _RequestScan:
     lower-cased; no hop-by-hop, Host or forwarding headers) and the few read here."""
 
     __slots__ = ("kept", "host", "hosts", "forwarded_for", "proto", "forwarded_host",
-                 "forwarded", "lengths", "chunked", "size")
+                 "forwarded", "lengths", "codings", "size")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         kept: RawHeaders = []
@@ -64,7 +64,7 @@ class _RequestScan:
         self.forwarded_host: bytes | None = None
         self.forwarded: list[bytes] = []
         self.lengths: list[bytes] = []
-        self.chunked = False
+        self.codings: list[bytes] = []   # Transfer-Encoding values
         named: set[bytes] = set()
         size = 0
         for key, value in headers:
@@ -80,7 +80,7 @@ class _RequestScan:
                     if key == b"connection":   # "keep-alive" mostly; what else it names goes
                         named.update(token.strip().lower() for token in value.split(b","))
                     elif key == b"transfer-encoding":
-                        self.chunked = True
+                        self.codings.append(value)
                     continue
                 if key == b"x-forwarded-for":
                     self.forwarded_for.append(value)
@@ -137,6 +137,25 @@ def _forwarding_headers(fwd: Forwarding, prior_forwarded: list[bytes],
     if fwd.client_ip:
         out.append((b"x-real-ip", fwd.client_ip.encode("latin-1")))
     return out
+
+
+def _framing(scan: _RequestScan) -> bool:
+    """Whether the body is chunked, once its framing headers are checked as nginx checks
+    them: one Transfer-Encoding, exactly `chunked`, and then no Content-Length; one
+    Content-Length. granian refuses most of the rest itself; these are what it lets
+    through (and what any other server running the app might)."""
+    if len(scan.lengths) > 1:
+        raise RequestRejected("more than one Content-Length header", status=400)
+    if not scan.codings:
+        return False
+    if len(scan.codings) > 1:
+        raise RequestRejected("more than one Transfer-Encoding header", status=400)
+    if scan.codings[0].strip().lower() != b"chunked":
+        # `gzip, chunked` would reach the origin as a plain chunked body, its gzip unsaid.
+        raise RequestRejected("unsupported Transfer-Encoding (only chunked is)", status=501)
+    if scan.lengths:
+        raise RequestRejected("both Transfer-Encoding and Content-Length", status=400)
+    return True
 
 
 # Request headers the scan looks at (everything else is kept as it is).
@@ -201,7 +220,7 @@ class RequestReader:
             # RFC 9112 3.2: one Host; HTTP/1.1 must send it, not empty (as nginx answers)
             raise RequestRejected("a request needs exactly one, non-empty Host header",
                                   status=400)
-        has_body = scan.chunked
+        has_body = _framing(scan)
         for value in scan.lengths:
             value = value.strip()
             if not value.isdigit():

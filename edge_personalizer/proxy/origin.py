@@ -27,7 +27,7 @@ from .headers import (
     response_headers_for_client,
 )
 from .pages import send_error_page
-from .target import Origin
+from .target import Origin, is_origin_form
 from .websocket import open_upstream, relay
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ class ProxyObserver(Protocol):
 
 
 _REFUSED_METHODS = frozenset({"TRACE", "CONNECT", "TRACK"})
+# Refusals after which the connection closes, as nginx closes it: the request may be framed
+# otherwise than a proxy in front believes, so nothing more is read from that connection.
+_CLOSING = frozenset({400, 408, 413, 414, 431, 501})
 
 
 class NoProxyObserver:
@@ -70,6 +73,9 @@ _FAILURE_MESSAGES = MappingProxyType({
 })
 _RETRY_AFTER = b"5"   # seconds, on our 503s: a pool or the long-lived cap frees up fast
 _WATCH_AFTER = 1.0   # seconds a body streams before the client's leaving is watched for
+# Bytes a second a request body must average once `body_timeout` has passed: a client
+# sending a byte every few seconds never pauses for long, and is still cut off.
+BODY_MIN_RATE = 1024
 
 
 class OriginProxy:
@@ -84,6 +90,12 @@ class OriginProxy:
     (`max_long_lived`, default half the connections), so that streams can never take every
     connection. When the client goes away mid-body, the origin read stops and that origin
     connection is closed.
+
+    A request body must keep coming: a pause longer than `body_timeout`, or a body slower
+    than BODY_MIN_RATE on average once that long has passed, is answered 408 (as nginx's
+    client_body_timeout). A body the server finds malformed half-way (a bad chunk size)
+    is answered 400 at once. Either way the origin's request is abandoned and its
+    connection closed.
     """
 
     def __init__(
@@ -101,6 +113,7 @@ class OriginProxy:
         pool_timeout: float = 5.0,
         max_long_lived: int | None = None,
         preserve_host: bool = False,
+        body_timeout: float | None = 60.0,
         public_url: str | None = None,
         upstream: OriginClient | None = None,
         observer: ProxyObserver | None = None,
@@ -120,6 +133,7 @@ class OriginProxy:
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             max_connections=max_connections,
             max_connections_per_origin=max_connections_per_origin, pool_timeout=pool_timeout)
+        self.body_timeout = body_timeout
         self.max_long_lived = (max(1, max_connections // 2) if max_long_lived is None
                                else max_long_lived)
         self.long_lived = 0   # long-lived responses under way
@@ -147,6 +161,10 @@ class OriginProxy:
         if scope.get("method") in _REFUSED_METHODS:
             # TRACE echoes the request (credentials included) back; CONNECT would tunnel.
             raise RequestRejected(f"{scope['method']} is not allowed here", status=405)
+        if not is_origin_form(scope.get("raw_path") or scope.get("path", "").encode()):
+            # `OPTIONS *` (or any `*`, or a bare authority) names no page of the origin's:
+            # refused as nginx refuses it, never turned into `/*`.
+            raise RequestRejected("the request target must be a path", status=400)
         target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if target > self.limits.max_header_bytes:
             raise RequestRejected(f"request URL too long ({target} bytes)", status=414)
@@ -164,13 +182,15 @@ class OriginProxy:
             request = self.read_request(scope)
         except RequestRejected as exc:
             logger.info("rejected %s %s: %s", method, scope["path"], exc)
-            await send_error_page(send, exc.status, str(exc), scope["headers"],
+            await send_error_page(_closing(send) if exc.status in _CLOSING else send,
+                                  exc.status, str(exc), scope["headers"],
                                   head=method == "HEAD")
             return
         fwd = request.forwarding
         url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
                                   scope.get("query_string", b""))
-        body = _RequestBody(receive, self.limits.max_body_bytes) if request.has_body else None
+        body = (_RequestBody(receive, self.limits.max_body_bytes, self.body_timeout)
+                if request.has_body else None)
         started = time.perf_counter()
         try:
             response = await self.upstream.send(
@@ -179,10 +199,20 @@ class OriginProxy:
             # The HTTP client may wrap what the body stream raised: ask the stream itself.
             rejected = ((body.rejected if body is not None else None)
                         or (exc if isinstance(exc, RequestRejected) else None))
+            # What is left of the body is never read: the connection ends with the answer.
+            closing = _closing(send)
             if rejected is not None:
-                await send_error_page(send, rejected.status, str(rejected), scope["headers"])
+                logger.info("rejected %s %s: %s", method, scope["path"], rejected)
+                await send_error_page(closing, rejected.status, str(rejected),
+                                      scope["headers"])
             elif body is not None and body.client_gone:
-                logger.info("client went away while sending %s %s", method, scope["path"])
+                # The server ends a body it cannot frame (a bad chunk size, a bare LF) as if
+                # the client had left: 400, as nginx answers; to a client really gone, the
+                # answer goes nowhere.
+                logger.info("request body of %s %s broke off (malformed, or the client "
+                            "went away)", method, scope["path"])
+                await send_error_page(closing, 400, "the request body was malformed or cut "
+                                      "short", scope["headers"])
             else:
                 await self._origin_failed(exc, scope, send)   # type: ignore[arg-type]
             return
@@ -290,19 +320,38 @@ class OriginProxy:
 
 
 class _RequestBody:
-    """The client's request body, streamed to the origin, within the size limit."""
+    """The client's request body, streamed to the origin, within the size limit and
+    `timeout` (None: none)."""
 
-    def __init__(self, receive: Receive, limit: int) -> None:
+    def __init__(self, receive: Receive, limit: int, timeout: float | None = None) -> None:
         self._receive = receive
         self._limit = limit
+        self._timeout = timeout
         self.rejected: RequestRejected | None = None
         self.client_gone = False
         self.finished = False   # every message of the body received
 
     async def stream(self) -> AsyncIterator[bytes]:
         received = 0
+        timeout = self._timeout
+        loop = asyncio.get_running_loop()
+        started = last = loop.time()
         while True:
-            message: Message = await self._receive()
+            if timeout is None:
+                message: Message = await self._receive()
+            else:
+                # The next bytes within `timeout` of the last ones, and the whole body at
+                # BODY_MIN_RATE on average once `timeout` has passed.
+                deadline = min(last + timeout, started + timeout + received / BODY_MIN_RATE)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await self._receive()
+                except TimeoutError:
+                    self.rejected = RequestRejected(
+                        f"request body too slow ({received} bytes in "
+                        f"{loop.time() - started:.1f} s)", status=408)
+                    raise self.rejected from None
+                last = loop.time()
             if message["type"] == "http.disconnect":
                 self.client_gone = True
                 raise UpstreamError("client disconnected while sending the request body")
@@ -388,6 +437,11 @@ def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
             message = {**message, "headers": [*message.get("headers", ()), *headers]}
         await send(message)
     return wrapped
+
+
+def _closing(send: Send) -> Send:
+    """`send`, ending the connection with the answer (granian honours the header)."""
+    return _with_headers(send, [(b"connection", b"close")])
 
 
 def _as_websocket_response(send: Send) -> Send:

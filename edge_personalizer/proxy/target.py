@@ -37,6 +37,12 @@ def remove_dot_segments(path: bytes) -> bytes:
     return result if result.startswith(b"/") else b"/" + result
 
 
+def is_origin_form(raw_path: bytes) -> bool:
+    """Whether a request target is a path (an absolute URL's too, as servers hand it on):
+    not `*` (OPTIONS *) nor an authority alone, which name no page of an origin."""
+    return raw_path.startswith(b"/")
+
+
 @dataclass(frozen=True)
 class Origin:
     """The one origin requests are forwarded to."""

@@ -141,6 +141,26 @@ def test_only_a_body_that_is_announced_is_streamed() -> None:
     assert read([(b"transfer-encoding", b"chunked")]).has_body
 
 
+@pytest.mark.parametrize(("framing", "status"), [
+    ([(b"transfer-encoding", b"gzip, chunked")], 501),   # the gzip would go unsaid
+    ([(b"transfer-encoding", b"xchunked")], 501),
+    ([(b"transfer-encoding", b"chunked")] * 2, 400),
+    ([(b"transfer-encoding", b"gzip"), (b"transfer-encoding", b"chunked")], 400),
+    ([(b"transfer-encoding", b"chunked"), (b"content-length", b"5")], 400),
+    ([(b"content-length", b"5")] * 2, 400),
+])
+def test_a_body_framed_two_ways_or_an_unknown_way_is_refused(
+        framing: list[tuple[bytes, bytes]], status: int) -> None:
+    # What granian lets through (or any server the app runs under), refused as nginx does.
+    with pytest.raises(RequestRejected) as info:
+        read([(b"host", b"x"), *framing])
+    assert info.value.status == status
+
+
+def test_chunked_is_read_whatever_its_case() -> None:
+    assert read([(b"host", b"x"), (b"transfer-encoding", b"Chunked")]).has_body
+
+
 def test_the_origin_gets_its_own_host_or_with_preserve_host_the_visitors() -> None:
     limits = RequestLimits()
     visitor = [(b"host", b"shop.example"), (b"accept", b"text/html")]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_personalizer.proxy.target import Origin, remove_dot_segments
+from edge_personalizer.proxy.target import Origin, is_origin_form, remove_dot_segments
 
 
 @pytest.mark.parametrize(("path", "expected"), [
@@ -39,3 +39,12 @@ def test_paths_without_dot_segments_are_kept(path: bytes) -> None:
     if path == b"/a%2E/b":
         expected = b"/a./b"   # an encoded dot is read as a dot
     assert remove_dot_segments(path) == expected
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    (b"/", True), (b"/a?b", True), (b"//x", True),
+    (b"*", False), (b"", False), (b"x:443", False), (b"a/b", False),
+])
+def test_only_a_path_names_a_page_of_the_origin(target: bytes, expected: bool) -> None:
+    # `OPTIONS *` is refused, never forwarded as `OPTIONS /*`.
+    assert is_origin_form(target) is expected
