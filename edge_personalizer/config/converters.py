@@ -11,6 +11,7 @@ from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# The purge-tag header of each CDN dialect (personalize/segments.py writes them).
 TAG_HEADERS = ("surrogate-key", "cache-tag", "edge-cache-tag")
 CDN_TAG_HEADERS = MappingProxyType({"fastly": "surrogate-key", "varnish": "surrogate-key",
                    "cloudflare": "cache-tag", "akamai": "edge-cache-tag"})

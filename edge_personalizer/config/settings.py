@@ -37,7 +37,6 @@ from .converters import (
 
 LogFormat = Literal["text", "json"]
 
-# The purge-tag header of each CDN dialect; the names rules/segment.py writes.
 @dataclass(frozen=True)
 class Option:
     """How one setting is given and described: the single place it is declared."""

@@ -15,13 +15,13 @@ from ..proxy.pages import send_error_page
 from ..rewrite.html import FirstBytesMemo
 from ..rules.book import RuleBook
 from ..rules.preview import PreviewSigner
-from ..rules.segment import ALL_TAG_HEADERS
 from .exchange import Exchange, NoObserver, Observer
 from .fail_open import FailOpen
 from .page_edits import PageEditor
 from .personalizer import CookiePolicy, Personalizer
 from .response_headers import CachePolicy, PageHeaders
 from .rewriting import RewritingSend
+from .segments import ALL_TAG_HEADERS
 
 
 class PersonalizeMiddleware:

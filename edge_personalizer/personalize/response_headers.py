@@ -12,10 +12,9 @@ from starlette.types import Message
 
 from ..rules.book import RuleBook
 from ..rules.evaluator import explain
-from ..rules.segment import ALL_TAG_HEADERS
 from .exchange import Exchange
 from .personalizer import Personalizer
-from .segments import SEGMENT_HEADER, Segment, segment_of
+from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones

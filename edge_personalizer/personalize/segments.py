@@ -25,7 +25,11 @@ from lru import LRU
 from ..classify.visitor import Visitor
 from ..rules.book import RuleBook
 from ..rules.model import Decision, RuleSet, SlotChoice
-from ..rules.segment import DEFAULT_SEGMENT
+
+DEFAULT_SEGMENT = "default"   # the page as the origin sent it, with no slot changed
+# Purge tags go in the header of each CDN dialect: Fastly (space-separated), Cloudflare,
+# Akamai (comma-separated).
+ALL_TAG_HEADERS = ("surrogate-key", "cache-tag", "edge-cache-tag")
 
 # Visitor fields whose values come from a closed or database-bounded set: a variant may
 # print them and its page still be cached per value. Anything else printed makes the page

@@ -9,7 +9,7 @@ from edge_personalizer.config import Secret, Settings, load_settings
 from edge_personalizer.config.converters import TAG_HEADERS
 from edge_personalizer.config.settings import options, settings_table
 from edge_personalizer.errors import SettingsError
-from edge_personalizer.rules.segment import ALL_TAG_HEADERS
+from edge_personalizer.personalize.segments import ALL_TAG_HEADERS
 
 
 def test_defaults_are_safe() -> None:
