@@ -192,8 +192,10 @@ async def html_edge(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    return Response(f"status {request.path_params['code']}\n", media_type="text/plain",
-                    status_code=int(request.path_params["code"]))
+    code = int(request.path_params["code"])
+    if code in (204, 304) or code < 200:
+        return Response(status_code=code)   # these carry no body (RFC 9110 6.4.1)
+    return Response(f"status {code}\n", media_type="text/plain", status_code=code)
 
 
 async def ws_echo(websocket: WebSocket) -> None:
