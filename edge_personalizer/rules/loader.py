@@ -1,8 +1,10 @@
 """Rule files -> plain data, with the line and column of every value.
 
-The only module that imports the YAML library. Values are built from the YAML node graph
-(safe types only), so each one keeps where it was written, and a mapping that repeats a
-key is an error rather than a silent overwrite.
+Files in the usual shapes (block mappings and lists of one-line values) are read by
+quick_yaml, line by line. Any other file, and any file with a mistake, is read here from
+the YAML node graph (safe types only), so each value keeps where it was written, a
+mapping that repeats a key is an error rather than a silent overwrite, and every mistake
+is named at its line and column. Both give the same values and the same marks.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from typing import Any
 import yaml
 
 from ..errors import RuleError, RuleSetInvalid
+from . import quick_yaml
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 # The sections a rule file may have (docs/rules.md describes each).
 SECTIONS = frozenset({"rules", "segments", "interests", "slots", "experiments", "goals"})
 
-KEY = "\0key"   # marks[(*path, KEY)] is where the key of the value at `path` was written
+KEY = quick_yaml.KEY   # marks[(*path, KEY)] is where the key of the value at `path` was written
 # Where a value sits in a file: ("rules", 0, "when", "geo.country").
 KeyPath = tuple[str | int, ...]
 Marks = Mapping[KeyPath, tuple[int, int]]   # key path -> (line, column), both from 1
@@ -91,8 +94,8 @@ class _DuplicateKey(Exception):
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 # Values a file may hold, counting each use of an alias again: rule files are small, and
 # aliases of aliases (a "billion laughs") would otherwise grow without end.
-_MAX_VALUES = 1_000_000
-_MAX_DEPTH = 100
+_MAX_VALUES = quick_yaml.MAX_VALUES
+_MAX_DEPTH = quick_yaml.MAX_DEPTH
 
 
 class _PlainBuilder:
@@ -154,6 +157,10 @@ class _PlainBuilder:
 def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
     """Parse one file; YAML and section errors come back as a list, not raised."""
     empty = RuleFile(path, MappingProxyType({}))
+    quick = quick_yaml.read(text)
+    if quick is not None:
+        data, marks = quick
+        return _sections(path, data, marks)
     builder = _PlainBuilder()
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -172,13 +179,18 @@ def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
         return empty, [RuleError(f"invalid YAML: {exc}", source=path)]
     except RecursionError:   # the YAML parser itself recurses: brackets nested thousands deep
         return empty, [RuleError("invalid YAML: nested too deeply", source=path)]
+    return _sections(path, data, builder.marks)
+
+
+def _sections(path: Path, data: Any, marks: dict[KeyPath, tuple[int, int]]
+              ) -> tuple[RuleFile, list[RuleError]]:
     if data is None:
-        return empty, []
+        return RuleFile(path, MappingProxyType({})), []
     if not isinstance(data, dict):
-        return empty, [RuleError(
+        return RuleFile(path, MappingProxyType({})), [RuleError(
             f"a rule file is a mapping of sections ({', '.join(sorted(SECTIONS))}), "
             f"got {type(data).__name__}", source=path, line=1, column=1)]
-    rule_file = RuleFile(path, MappingProxyType(dict(data)), MappingProxyType(builder.marks))
+    rule_file = RuleFile(path, MappingProxyType(dict(data)), MappingProxyType(marks))
     errors = [rule_file.error(f"unknown section {key!r}; expected one of "
                               f"{', '.join(sorted(SECTIONS))}", (str(key),), on_key=True)
               for key in data if key not in SECTIONS]

@@ -1,0 +1,260 @@
+"""Loading and compiling a big rule directory: what startup and every reload pay.
+
+Writes a rules directory of RULES rules (by default 10,000) in the shapes marketers write
+(block YAML, conditions on two to four fields, segments, schedules, slots filled with
+inline HTML, text, fragment files and templates), with slots, interests, segments, goals and
+experiments in files of their own, then times `check_rules` on it (read every file, keep
+where each value was written, compile, index) from a cold start of the process's caches.
+
+Baseline in the same run: the plain `yaml.load(..., Loader=yaml.CSafeLoader)` of the same
+files (libyaml, no line numbers kept, nothing checked or compiled).
+
+    .venv/bin/python bench/compile_rules.py [--rules 10000] [--runs 5]
+
+Writes bench/results/compile_rules.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import platform
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge_personalizer.rules.book import check_rules  # noqa: E402
+from edge_personalizer.rules.compile import compile_rules  # noqa: E402
+from edge_personalizer.rules.loader import read_rule_directory  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "compile_rules.json"
+RULES_PER_FILE = 500
+
+SOURCES = ["facebook", "google", "bing", "newsletter", "linkedin", "tiktok", "instagram"]
+COUNTRIES = ["US", "DE", "FR", "SE", "JP", "BR", "IN", "AU", "CA", "ES", "IT", "NL"]
+LANGUAGES = ["de", "fr", "sv", "ja", "pt", "es", "it", "nl"]
+SLOTS = ["hero", "banner", "promo", "cta", "footer-note", "sidebar"]
+SEGMENTS = ["loyal", "runner", "social", "big-spender", "new-mobile", "returning-de"]
+
+
+def _common() -> dict[str, str]:
+    """The files every rule file relies on: slots, interests, segments, goals, experiments."""
+    slots = "slots:\n" + "".join(f"  {name}: {{tag: section}}\n" for name in SLOTS[:4]) \
+        + "  footer-note: {}\n  sidebar:\n    selector: \"aside.side\"\n"
+    interests = ("interests:\n  running: [\"/running\", \"/running/*\", \"/products/rn-*\"]\n"
+                 "  trail: [\"/trail\", \"/trail/*\"]\n  yoga: [\"/yoga\", \"/yoga/*\"]\n")
+    segments = """segments:
+  loyal:
+    when:
+      profile.visits: {gte: 3}
+  runner:
+    when:
+      profile.interests.running: {gte: 0.5}
+  social:
+    when:
+      referral.medium: social
+  big-spender:
+    description: visitors who came back often from a campaign
+    when:
+      profile.visits: {gte: 10}
+      referral.medium: {in: [email, paid]}
+  new-mobile:
+    when:
+      device.type: mobile
+      profile.visits: {lt: 2}
+  returning-de:
+    when:
+      all:
+        - geo.country: DE
+        - segment: loyal
+"""
+    goals = """goals:
+  purchase:
+    when: {request.path: /checkout/thanks}
+    value: {query: total}
+  add-to-cart:
+    when: {request.path: /cart, request.method: POST}
+    window: 24h
+  signup:
+    when: {request.path: {prefix: /account/welcome}}
+  newsletter:
+    when: {request.path: /newsletter/thanks}
+    window: 7d
+"""
+    experiments = ["experiments:"]
+    for i, slot in enumerate(SLOTS[:3]):
+        experiments.append(f"""  - name: test-{slot}
+    slot: {slot}
+    audience:
+      referral.medium: {{in: [direct, search]}}
+      device.type: {["desktop", "mobile", "tablet"][i]}
+    holdout: 10
+    goals: [purchase, add-to-cart]
+    variants:
+      control: {{weight: 50}}
+      bold:
+        weight: 50
+        html: "<h1>Run further {i}. Pay less.</h1><p>Our best shoes.</p>"
+""")
+    return {"slots.yaml": slots + interests, "audiences.yaml": segments, "goals.yaml": goals,
+            "experiments.yaml": "\n".join(experiments)}
+
+
+def _when(i: int) -> list[str]:
+    """Two to four conditions, of the kinds rules are written with."""
+    source, country = SOURCES[i % 7], COUNTRIES[i % 12]
+    kind = i % 8
+    if kind == 0:
+        return [f"referral.source: {source}", f"geo.country: {country}"]
+    if kind == 1:
+        return [f"geo.country: {country}", "device.type: [mobile, tablet]",
+                f"language.primary: {LANGUAGES[i % 8]}"]
+    if kind == 2:
+        return [f"request.path: /campaign/{i}", "profile.visits: {gte: 2}",
+                f"referral.medium: {{in: [email, social, paid]}}"]
+    if kind == 3:
+        return [f"referral.campaign: {{prefix: spring-{i % 50}}}", f"geo.country: {country}",
+                "device.type: desktop", f"segment: {SEGMENTS[i % 6]}"]
+    if kind == 4:
+        return [f"segment: {SEGMENTS[i % 6]}", f"request.path: {{prefix: /products/{i % 97}}}"]
+    if kind == 5:
+        return [f"referral.keywords: {{contains: shoe{i % 30}}}", "referral.medium: search",
+                f"geo.country: {{not: [{country}, GB]}}"]
+    if kind == 6:
+        return ["any:", f"  - referral.source: {source}", f"  - geo.country: {country}",
+                f"time.daypart: {['morning', 'evening'][i % 2]}"]
+    return [f"profile.interests.running: {{gte: 0.{i % 9 + 1}}}",
+            f"request.path: /running/{i % 40}", "device.type: {not: tablet}"]
+
+
+def _then(i: int) -> list[str]:
+    """One or two slots: inline HTML, a text variant, a fragment file, a template."""
+    slot, other = SLOTS[i % 6], SLOTS[(i + 2) % 6]
+    kind = i % 5
+    if kind == 0:
+        return [f"{slot}:", f"  html: \"<h2>Offer {i}</h2><p>Only this week: {i % 40}% off "
+                "the spring range.</p>\""]
+    if kind == 1:
+        return [f"{slot}:", f"  text: \"Free delivery to {{{{ geo.country }}}}, offer {i}\"",
+                f"{other}: fragments/offer-{i % 20}.html"]
+    if kind == 2:
+        return [f"{slot}: \"<p>Welcome back, {{{{ geo.city | default: \\\"friend\\\" }}}} "
+                f"({i})</p>\""]
+    if kind == 3:
+        return [f"{slot}:", "  action: replace", f"  html: \"<section class=x{i}>New</section>\"",
+                f"{other}:", "  action: add_class", "  class: highlighted"]
+    return [f"{slot}:", f"  file: fragments/offer-{i % 20}.html",
+            "headers:", f"  X-Campaign: c{i}"]
+
+
+def _rule(i: int) -> str:
+    lines = [f"  - name: rule-{i}"]
+    if i % 10 == 0:
+        lines.append(f"    description: \"spring campaign, variant {i}\"")
+    if i % 7 == 0:
+        lines.append(f"    priority: {i % 5}")
+    lines.append("    when:")
+    lines += [f"      {line}" for line in _when(i)]
+    if i % 25 == 0:
+        lines += ["    schedule:", "      days: [mon, tue, wed, thu, fri]",
+                  "      hours: \"18:00-23:00\""]
+    if i % 40 == 0:
+        lines.append("    traffic: 50%")
+    lines.append("    then:")
+    lines += [f"      {line}" for line in _then(i)]
+    return "\n".join(lines) + "\n"
+
+
+def write_rules(directory: Path, count: int) -> None:
+    for name, text in _common().items():
+        (directory / name).write_text(text)
+    fragments = directory / "fragments"
+    fragments.mkdir()
+    for i in range(20):
+        (fragments / f"offer-{i}.html").write_text(
+            f"<div class=\"offer\"><h2>Offer {i}</h2><p>For {{{{ referral.source | default: "
+            f"\"you\" }}}}.</p></div>\n")
+    for start in range(0, count, RULES_PER_FILE):
+        rules = "".join(_rule(i) for i in range(start, min(count, start + RULES_PER_FILE)))
+        (directory / f"campaign-{start // RULES_PER_FILE:03d}.yaml").write_text(
+            "# yaml-language-server: $schema=../docs/rules.schema.json\nrules:\n" + rules)
+
+
+def _baseline(directory: Path) -> float:
+    started = time.perf_counter()
+    for path in sorted(directory.glob("*.yaml")):
+        yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)
+    return time.perf_counter() - started
+
+
+def _ours(directory: Path) -> tuple[float, float, float]:
+    started = time.perf_counter()
+    rule_files, read_errors = read_rule_directory(directory)
+    read = time.perf_counter() - started
+    ruleset, compile_errors = compile_rules(rule_files)
+    total = time.perf_counter() - started
+    assert not read_errors and not compile_errors, (read_errors + compile_errors)[:3]
+    return total, read, total - read
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", action="store_true",
+                        help="print a cProfile of one load and compile instead")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        write_rules(directory, args.rules)
+        ruleset, errors = check_rules(directory)   # warm: imports, regex caches, file cache
+        assert not errors, errors[:3]
+        assert len(ruleset.rules) == args.rules, len(ruleset.rules)
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            check_rules(directory)
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            return
+        size = sum(p.stat().st_size for p in directory.glob("*.yaml"))
+        ours, reads, compiles, baselines = [], [], [], []
+        for _ in range(args.runs):   # alternate, so a slower moment of the machine hits both
+            baselines.append(_baseline(directory))
+            total, read, compiled = _ours(directory)
+            ours.append(total)
+            reads.append(read)
+            compiles.append(compiled)
+    result: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(),
+        "rules": args.rules,
+        "rule_files": -(-args.rules // RULES_PER_FILE) + 4,
+        "yaml_bytes": size,
+        "runs": args.runs,
+        "load_and_compile_s": round(statistics.median(ours), 3),
+        "read_files_s": round(statistics.median(reads), 3),
+        "compile_s": round(statistics.median(compiles), 3),
+        "baseline_csafeloader_parse_s": round(statistics.median(baselines), 3),
+    }
+    result["ratio_to_baseline"] = round(result["load_and_compile_s"]
+                                        / result["baseline_csafeloader_parse_s"], 2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

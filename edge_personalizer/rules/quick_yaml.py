@@ -1,0 +1,404 @@
+"""A fast reader for the shapes rule files are written in, with the line of every value.
+
+Rule files are block mappings and lists of one-line values: plain, quoted, or small
+`{...}` / `[...]` collections on one line. This reads exactly those, line by line, and
+gives the same values and the same (line, column) marks as the full YAML reader does (the
+same PyYAML rules decide what a plain value is: 3 is a number, yes is true, 2026-12-24 a
+date). Anything else — a `|` block, an anchor, a tag, a value continued on the next line,
+a mistake — makes it decline (None), and the full reader, which says what is wrong and
+where, reads the file instead. Tens of times faster than composing YAML nodes in Python,
+which is what makes reloading ten thousand rules take well under a second.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+KEY = "\0key"   # marks[(*path, KEY)] is where the key of the value at `path` was written
+KeyPath = tuple[str | int, ...]
+Marks = dict[KeyPath, tuple[int, int]]
+
+# Past these the file is reported as too large (loader._PlainBuilder says so).
+MAX_VALUES = 1_000_000
+MAX_DEPTH = 100
+
+
+class _Decline(Exception):
+    """Not a shape this reader handles: the full reader reads the file."""
+
+
+# Characters the YAML reader refuses anywhere (PyYAML's Reader.NON_PRINTABLE), and those this
+# reader leaves to it: tabs, carriage returns and the other line breaks.
+_UNREAD = re.compile("[^\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff\n]")
+_KEY_END = re.compile(r":(?= |$)")                  # the colon after a plain key
+_COMMENT = re.compile(r" +#")                       # a comment after a plain value
+_BLOCK_VALUE_END = re.compile(r":(?: |$)")          # a second `key:` in a plain value
+_SINGLE = re.compile(r"'((?:[^']|'')*)'")
+_DOUBLE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
+_ESCAPES = {"0": "\0", "a": "\x07", "b": "\x08", "t": "\x09", "n": "\x0A", "v": "\x0B",
+            "f": "\x0C", "r": "\x0D", "e": "\x1B", " ": " ", '"': '"', "/": "/", "\\": "\\",
+            "N": "\x85", "_": "\xA0", "L": "\u2028", "P": "\u2029"}
+# A chunk of a plain value inside [...] or {...}: it ends at a space, at , ? [ ] { }, and at
+# a colon followed by a space or one of , [ ] { } (PyYAML's scan_plain in the flow context).
+_FLOW_CHUNK = re.compile(r"(?:[^\s,?\[\]{}:]|:(?![\s,\[\]{}]|$))+")
+_NOT_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_NOT_FLOW_PLAIN_START = frozenset("?:,[]{}#&*!|>'\"%@`")
+
+_STR = "tag:yaml.org,2002:str"
+_BUILDABLE = frozenset({_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                        "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+                        "tag:yaml.org,2002:timestamp"})
+_RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = \
+    yaml.SafeLoader.yaml_implicit_resolvers
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_PLAIN_CACHE: dict[str, Any] = {}   # plain text -> its value; values repeat across rules
+_PLAIN_CACHE_SIZE = 100_000
+
+
+def plain_value(text: str) -> Any:
+    """What a plain (unquoted) value means, exactly as the full reader decides it."""
+    try:
+        return _PLAIN_CACHE[text]
+    except KeyError:
+        pass
+    tag = _STR
+    for candidate, pattern in _RESOLVERS.get(text[:1] if text else "", []):
+        if pattern.match(text):
+            tag = candidate
+            break
+    if tag not in _BUILDABLE:   # << (merge), = (value) and the like
+        raise _Decline
+    if tag == _STR:
+        value: Any = text
+    else:
+        try:
+            value = _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text), deep=True)
+        except Exception as exc:   # the full reader reports it, at its place
+            raise _Decline from exc
+    if len(_PLAIN_CACHE) >= _PLAIN_CACHE_SIZE:
+        _PLAIN_CACHE.clear()
+    _PLAIN_CACHE[text] = value
+    return value
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if len(code) > 1:
+        number = int(code[1:], 16)
+        if number > 0x10FFFF:
+            raise _Decline
+        return chr(number)
+    if code not in _ESCAPES:
+        raise _Decline
+    return _ESCAPES[code]
+
+
+def _quoted(line: str, at: int) -> tuple[str, int]:
+    """The quoted value starting at `at` (closed on the same line) and where it ends."""
+    if line[at] == "'":
+        match = _SINGLE.match(line, at)
+        if match is None:
+            raise _Decline
+        return match.group(1).replace("''", "'"), match.end()
+    match = _DOUBLE.match(line, at)
+    if match is None:
+        raise _Decline
+    inner = match.group(1)
+    return (_ESCAPE.sub(_unescape, inner) if "\\" in inner else inner), match.end()
+
+
+def _only_comment_after(line: str, at: int) -> None:
+    rest = line[at:]
+    if rest and not rest.isspace() and not _COMMENT.match(rest):
+        raise _Decline
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.marks: Marks = {}
+        self.left = MAX_VALUES
+        self.line = 0   # the line being read, from 1
+
+    def mark(self, at: KeyPath, column: int) -> None:
+        self.left -= 1
+        if self.left < 0 or len(at) > MAX_DEPTH:
+            raise _Decline
+        self.marks[at] = (self.line, column + 1)
+
+    def key(self, out: dict[Any, Any], raw: Any, at: KeyPath, column: int
+            ) -> tuple[Any, KeyPath]:
+        """Key `raw` of the mapping `out` (at `at`) as the mapping holds it, and the path
+        of its value."""
+        key = raw if isinstance(raw, (str, int, float, bool)) or raw is None else str(raw)
+        if key in out:   # the full reader names the repeated key
+            raise _Decline
+        path = (*at, str(key))
+        self.marks[(*path, KEY)] = (self.line, column + 1)
+        return key, path
+
+    def inline(self, line: str, start: int, at: KeyPath) -> Any:
+        """A value written on the rest of the line from `start` (which is not blank)."""
+        first = line[start]
+        if first in "'\"":
+            self.mark(at, start)
+            value, end = _quoted(line, start)
+            _only_comment_after(line, end)
+            return value
+        if first in "[{":
+            value, end = self.flow(line, start, at)
+            _only_comment_after(line, end)
+            return value
+        if first in _NOT_PLAIN_START and (first not in "-?:" or line[start + 1:start + 2]
+                                          in ("", " ")):
+            raise _Decline
+        text = line[start:]
+        comment = _COMMENT.search(text)
+        if comment:
+            text = text[:comment.start()]
+        text = text.rstrip(" ")
+        if _BLOCK_VALUE_END.search(text):
+            raise _Decline
+        self.mark(at, start)
+        return plain_value(text)
+
+    def flow(self, line: str, start: int, at: KeyPath) -> tuple[Any, int]:
+        """A [...] or {...} closed on the same line, and where it ends."""
+        self.mark(at, start)
+        closing = "]" if line[start] == "[" else "}"
+        pos = _skip(line, start + 1)
+        if line[pos] == closing:
+            return ([] if closing == "]" else {}), pos + 1
+        items: list[Any] = []
+        mapping: dict[Any, Any] = {}
+        while True:
+            if closing == "]":
+                value, pos = self.flow_node(line, pos, (*at, len(items)))
+                items.append(value)
+            else:
+                key_start = pos
+                raw: Any
+                if line[pos] in "'\"":
+                    raw, pos = _quoted(line, pos)
+                else:
+                    text, pos = self.flow_plain(line, pos)
+                    raw = plain_value(text)
+                if line[pos] != ":" or line[pos + 1] != " ":
+                    raise _Decline
+                pos = _skip(line, pos + 1)
+                if line[pos] in ",}":
+                    raise _Decline   # a key without a value
+                key, path = self.key(mapping, raw, at, key_start)
+                mapping[key], pos = self.flow_node(line, pos, path)
+            pos = _skip(line, pos)
+            if line[pos] == ",":
+                pos = _skip(line, pos + 1)
+                if line[pos] in "]}":
+                    raise _Decline   # a trailing comma
+                continue
+            if line[pos] == closing:
+                return (items if closing == "]" else mapping), pos + 1
+            raise _Decline
+
+    def flow_node(self, line: str, pos: int, at: KeyPath) -> tuple[Any, int]:
+        first = line[pos]
+        if first in "[{":
+            return self.flow(line, pos, at)
+        self.mark(at, pos)
+        if first in "'\"":
+            return _quoted(line, pos)
+        text, end = self.flow_plain(line, pos)
+        return plain_value(text), end
+
+    def flow_plain(self, line: str, pos: int) -> tuple[str, int]:
+        first = line[pos]
+        if first in _NOT_FLOW_PLAIN_START or first == "-" and line[pos + 1:pos + 2] in (
+                "", " ", ",", "[", "]", "{", "}"):
+            raise _Decline
+        start = end = pos
+        while True:
+            chunk = _FLOW_CHUNK.match(line, pos)
+            if chunk is None or chunk.end() == pos:
+                break
+            end = chunk.end()
+            pos = _skip(line, end)
+            if pos < len(line) and line[pos] in "#?":
+                raise _Decline   # a comment inside [...] or {...}, or a ? key
+            if pos == end:
+                break
+        if end == start:
+            raise _Decline
+        return line[start:end], end
+
+
+class _Block:
+    """An open block mapping or list: its column, the value, and where it is."""
+
+    __slots__ = ("indent", "value", "at", "indentless")
+
+    def __init__(self, indent: int, value: Any, at: KeyPath, indentless: bool = False) -> None:
+        self.indent = indent
+        self.value = value
+        self.at = at
+        self.indentless = indentless   # a list under a key, written at the key's column
+
+
+def _skip(line: str, pos: int) -> int:
+    """The first position from `pos` that is not a space."""
+    while pos < len(line) and line[pos] == " ":
+        pos += 1
+    return pos
+
+
+def _is_entry(line: str, column: int) -> bool:
+    return line[column] == "-" and (len(line) == column + 1 or line[column + 1] == " ")
+
+
+def read(text: str) -> tuple[Any, Marks] | None:
+    """The document's value and marks, or None when the full reader must read it."""
+    if _UNREAD.search(text):
+        return None
+    reader = _Reader()
+    try:
+        data = _read(reader, text)
+    except (_Decline, IndexError):
+        return None
+    return data, reader.marks
+
+
+class _Pending:
+    """A `key:` whose value is on the lines below it (or empty)."""
+
+    __slots__ = ("block", "key", "at", "line", "colon")
+
+    def __init__(self, block: _Block, key: Any, at: KeyPath, line: int, colon: int) -> None:
+        self.block = block
+        self.key = key
+        self.at = at
+        self.line = line
+        self.colon = colon
+
+    def empty(self, reader: _Reader) -> None:
+        """Nothing below the key: an empty value, marked just after the colon."""
+        saved, reader.line = reader.line, self.line
+        reader.mark(self.at, self.colon + 1)
+        reader.line = saved
+        self.block.value[self.key] = None
+
+
+def _read(reader: _Reader, text: str) -> Any:
+    stack: list[_Block] = []
+    pending: _Pending | None = None
+    below = -1   # after a one-line value: the next line may not be indented past this
+    started = False
+    for number, line in enumerate(text.split("\n"), start=1):
+        content = line.lstrip(" ")
+        if not content or content[0] == "#":
+            continue
+        indent = len(line) - len(content)
+        reader.line = number
+        if line.startswith(("---", "...")) and (len(line) == 3 or line[3] == " "):
+            if started or line[:3] == "..." or line[3:].strip(" ")[:1] not in ("", "#"):
+                raise _Decline   # a second document, or a value after the marker
+            started = True   # the document start marker, before the document
+            continue
+        started = True
+        if below >= 0 and indent > below:
+            raise _Decline   # a value continued on this line, or a mistake
+        below = -1
+        if not stack:
+            if indent or _is_entry(line, 0):
+                raise _Decline   # not a mapping of sections: the full reader says so
+            stack.append(_Block(0, {}, ()))
+            reader.mark((), 0)
+        if pending is not None:
+            parent = pending.block
+            entry = _is_entry(line, indent)
+            if indent > parent.indent or (indent == parent.indent and entry):
+                block = _Block(indent, [] if entry else {}, pending.at,
+                               indentless=indent == parent.indent)
+                parent.value[pending.key] = block.value
+                reader.mark(pending.at, indent)
+                stack.append(block)
+            else:
+                pending.empty(reader)
+            pending = None
+        while stack[-1].indent > indent or (stack[-1].indentless and stack[-1].indent == indent
+                                             and not _is_entry(line, indent)):
+            stack.pop()
+            if not stack:
+                raise _Decline
+        block = stack[-1]
+        if block.indent != indent:
+            raise _Decline
+        column = indent
+        if isinstance(block.value, list):
+            if not _is_entry(line, column):
+                raise _Decline
+            column = _skip(line, column + 1)
+            at = (*block.at, len(block.value))
+            if column >= len(line) or line[column] == "#" or _is_entry(line, column):
+                raise _Decline   # an empty entry, or a list in a list
+            if _key_end(line, column) is None:
+                block.value.append(reader.inline(line, column, at))
+                below = block.indent
+                continue
+            inner = _Block(column, {}, at)
+            block.value.append(inner.value)
+            reader.mark(at, column)
+            stack.append(inner)
+            block = inner
+        elif _is_entry(line, column):
+            raise _Decline
+        pending = _entry(reader, block, line, column)
+        if pending is None:
+            below = block.indent
+    if pending is not None:
+        pending.empty(reader)
+    return stack[0].value if stack else None
+
+
+def _key_end(line: str, column: int) -> int | None:
+    """Where the colon after a key starting at `column` is, when the line starts a key."""
+    first = line[column]
+    if first in "[{":
+        return None   # a [...] or {...} value (as a key, the full reader reads it)
+    if first in "'\"":
+        _, end = _quoted(line, column)
+        end = _skip(line, end)
+        if line[end:end + 1] == ":" and line[end + 1:end + 2] in ("", " "):
+            return end
+        return None
+    found = _KEY_END.search(line, column)
+    if found is None:
+        return None
+    if first in _NOT_PLAIN_START and (first not in "-?:" or line[column + 1:column + 2]
+                                      in ("", " ")):
+        raise _Decline
+    key = line[column:found.start()]
+    if " #" in key or len(key) > 1024:
+        raise _Decline
+    return found.start()
+
+
+def _entry(reader: _Reader, block: _Block, line: str, column: int) -> _Pending | None:
+    """One `key: value` of a block mapping; a _Pending when the value is below the key."""
+    colon = _key_end(line, column)
+    if colon is None:
+        raise _Decline   # a value alone on its line: a continued value, or a mistake
+    raw: Any
+    if line[column] in "'\"":
+        raw = _quoted(line, column)[0]
+    else:
+        raw = plain_value(line[column:colon].rstrip(" "))
+    mapping = block.value
+    key, at = reader.key(mapping, raw, block.at, column)
+    start = _skip(line, colon + 1)
+    if start >= len(line) or line[start] == "#":
+        mapping[key] = None   # keeps the order the keys were written in
+        return _Pending(block, key, at, reader.line, colon)
+    mapping[key] = reader.inline(line, start, at)
+    return None
