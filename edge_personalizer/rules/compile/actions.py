@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -80,24 +81,47 @@ def _injection(ctx: CompileContext, key: str, value: Any, at: KeyPath) -> Conten
 
 
 def _fragment(ctx: CompileContext, path_text: str, at: KeyPath) -> tuple[str, str]:
-    directory = ctx.directory.resolve()
+    """The fragment file's HTML; each file is read once a compile, however many rules
+    show it."""
+    read = ctx.fragments.get(path_text)
+    if read is None:
+        try:
+            read = _read_fragment(ctx.resolved_directory, path_text), path_text
+        except Invalid as exc:
+            read = exc.message
+        ctx.fragments[path_text] = read
+    if isinstance(read, str):
+        raise Invalid(read, at)
+    return read
+
+
+def _read_fragment(directory: Path, path_text: str) -> str:
     try:
         path = (directory / path_text).resolve()
         if directory not in path.parents:
-            raise Invalid(f"fragment {path_text!r} is outside the rules directory", at)
+            raise Invalid(f"fragment {path_text!r} is outside the rules directory", ())
         if not path.is_file():
-            raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", at)
-        return path.read_text(encoding="utf-8"), path_text
+            raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", ())
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, ValueError) as exc:   # ValueError: a NUL in the name
-        raise Invalid(f"fragment {path_text!r} cannot be read as UTF-8: {exc}", at) from exc
+        raise Invalid(f"fragment {path_text!r} cannot be read as UTF-8: {exc}", ()) from exc
 
 
-def _template(text: str, at: KeyPath, kind: TemplateKind = "html",
+def _template(ctx: CompileContext, text: str, at: KeyPath, kind: TemplateKind = "html",
               attribute: str = "") -> Template:
-    try:
-        return Template.parse(text, kind=kind, attribute=attribute)
-    except ValueError as exc:
-        raise Invalid(str(exc), at) from exc
+    """The parsed template; the same text in the same place is parsed once a compile (a
+    fragment shown by many rules)."""
+    key = (text, kind, attribute)
+    parsed = ctx.templates.get(key)
+    if parsed is None:
+        try:
+            parsed = Template.parse(text, kind=kind, attribute=attribute)
+        except ValueError as exc:
+            parsed = str(exc)
+        ctx.templates[key] = parsed
+    if isinstance(parsed, str):
+        raise Invalid(parsed, at)
+    return parsed
 
 
 def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
@@ -105,8 +129,8 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
     if isinstance(raw, str):
         if raw.strip().endswith(".html") and "<" not in raw:
             html, source = _fragment(ctx, raw.strip(), at)
-            return Content(action="inner", template=_template(html, at), source=source)
-        return Content(action="inner", template=_template(raw, at), source="inline")
+            return Content(action="inner", template=_template(ctx, html, at), source=source)
+        return Content(action="inner", template=_template(ctx, raw, at), source="inline")
     if not isinstance(raw, dict):
         raise Invalid("a variant is a fragment file (x.html), inline HTML, or a mapping "
                       "such as {html: ...} or {action: remove}", at)
@@ -123,7 +147,7 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
         raise Invalid(f"unknown action {action!r}; expected one of " + ", ".join(SLOT_ACTIONS)
                       + suggest(str(action), SLOT_ACTIONS), (*at, "action"))
     if action in ("set_attribute", "remove_attribute"):
-        return _attribute_content(raw, action, at)
+        return _attribute_content(ctx, raw, action, at)
     if action in ("add_class", "remove_class"):
         names = raw.get("class")
         if not isinstance(names, str) or not names.strip():
@@ -135,16 +159,17 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
     template, source = None, "inline"
     if "file" in raw:
         html, source = _fragment(ctx, str(raw["file"]), (*at, "file"))
-        template = _template(html, (*at, "file"), kind)
+        template = _template(ctx, html, (*at, "file"), kind)
     elif "html" in raw or "text" in raw:
         key = "html" if "html" in raw else "text"
-        template = _template(str(raw[key]), (*at, key), kind)
+        template = _template(ctx, str(raw[key]), (*at, key), kind)
     if action != "remove" and template is None:
         raise Invalid(f"action {action} needs html, file or text", at)
     return Content(action=action, template=template, source=source)
 
 
-def _attribute_content(raw: dict[Any, Any], action: str, at: KeyPath) -> Content:
+def _attribute_content(ctx: CompileContext, raw: dict[Any, Any], action: str,
+                       at: KeyPath) -> Content:
     attribute = raw.get("attribute")
     if not isinstance(attribute, str) or not _TOKEN.match(attribute):
         raise Invalid(f"{action} needs attribute: <name>", at)
@@ -152,7 +177,7 @@ def _attribute_content(raw: dict[Any, Any], action: str, at: KeyPath) -> Content
         return Content(action="remove_attribute", attribute=attribute)
     if "value" not in raw:
         raise Invalid("set_attribute needs value: <text>", at)
-    template = _template(str(raw["value"]), (*at, "value"), "attribute", attribute)
+    template = _template(ctx, str(raw["value"]), (*at, "value"), "attribute", attribute)
     return Content(action="set_attribute", template=template, attribute=attribute)
 
 

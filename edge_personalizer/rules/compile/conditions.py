@@ -3,6 +3,7 @@ with where it was written."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from types import MappingProxyType
@@ -183,11 +184,15 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
         return value
     text = str(value)
     if spec.values:
-        allowed = {v.casefold() for v in spec.values}
-        if text.casefold() not in allowed:
+        if text.casefold() not in _folded(spec.values):
             raise Invalid(f"unknown {name} {text!r}; expected "
                           + ", ".join(spec.values) + suggest(text, spec.values), at)
     return text.casefold()
+
+
+@functools.cache
+def _folded(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(v.casefold() for v in values)
 
 
 def _number(value: Any, op: str, at: KeyPath) -> float:

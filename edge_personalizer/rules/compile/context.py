@@ -3,6 +3,7 @@ two ways a step stops (one error to record, or errors already recorded)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from ...errors import RuleError
 from ..conditions import Segment
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Goal, Slot
+from ..template import Template
 
 NAME_RULE = "names are letters, digits, '-' and '_'"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -51,6 +53,14 @@ class CompileContext:
     segments: dict[str, Segment] = field(default_factory=dict)
     compiling: list[str] = field(default_factory=list)   # segments being compiled, nested
     goals: dict[str, Goal] = field(default_factory=dict)
+    # Read once a compile: fragment files (their HTML, or why they cannot be read) and
+    # parsed templates (or why they are wrong), by what the rules wrote.
+    fragments: dict[str, tuple[str, str] | str] = field(default_factory=dict)
+    templates: dict[tuple[str, str, str], Template | str] = field(default_factory=dict)
+
+    @functools.cached_property
+    def resolved_directory(self) -> Path:
+        return self.directory.resolve()
 
     def fail(self, rule_file: RuleFile, message: str, at: KeyPath, owner: str | None,
              *, on_key: bool = False) -> None:

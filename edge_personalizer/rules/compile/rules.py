@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..conditions import AllOf, Condition, Schedule, Traffic
 from ..fields import suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Rule
-from .actions import compile_then
+from .actions import Actions, compile_then
 from .conditions import compile_condition
 from .context import NAME, NAME_RULE, CompileContext, Invalid, Reported, kind_of, sections
 
@@ -35,7 +35,7 @@ class Written:
 def compile_rules_sections(ctx: CompileContext, rule_files: RuleFiles
                            ) -> tuple[tuple[Rule, ...], dict[str, Written]]:
     """Every valid rule, ranked, and where each was written."""
-    compiled: list[tuple[tuple[int, int, int], Rule]] = []
+    compiled: list[tuple[tuple[int, int, int], _Compiled]] = []
     written: dict[str, Written] = {}
     seen: dict[str, str] = {}
     for file_index, (rule_file, section) in enumerate(sections(rule_files, "rules")):
@@ -49,11 +49,25 @@ def compile_rules_sections(ctx: CompileContext, rule_files: RuleFiles
                 compiled.append(((-rule.priority, file_index, position), rule))
                 written[rule.name] = Written(rule_file, at)
     compiled.sort(key=lambda item: item[0])
-    return tuple(replace(rule, rank=rank) for rank, (_, rule) in enumerate(compiled)), written
+    return tuple(Rule(name=rule.name, condition=rule.condition, rank=rank,
+                      priority=rule.priority, source=rule.source, slots=rule.actions.slots,
+                      redirect=rule.actions.redirect, headers=rule.actions.headers,
+                      cookies=rule.actions.cookies)
+                 for rank, (_, rule) in enumerate(compiled)), written
+
+
+class _Compiled(NamedTuple):
+    """A valid rule before its rank is known (each Rule is built once, ranked)."""
+
+    name: str
+    condition: Condition
+    priority: int
+    source: str
+    actions: Actions
 
 
 def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
-          seen: dict[str, str]) -> list[Rule]:
+          seen: dict[str, str]) -> list[_Compiled]:
     """The rule (one per value of a slot filled `by:` a field), or none if it is invalid."""
     if not isinstance(raw, dict):
         ctx.fail(rule_file, f"a rule is a mapping (name, when, then), got {kind_of(raw)}", at,
@@ -93,10 +107,7 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
             return []
         every = [*parts, *more]
         condition = every[0] if len(every) == 1 else AllOf(tuple(every))
-        rules.append(Rule(name=name + suffix, condition=condition, rank=0,
-                          priority=int(priority), source=where, slots=actions.slots,
-                          redirect=actions.redirect, headers=actions.headers,
-                          cookies=actions.cookies))
+        rules.append(_Compiled(name + suffix, condition, int(priority), where, actions))
     return rules
 
 
