@@ -64,3 +64,8 @@ class Exchange:
         if self._decision is None:
             self._decision = self._decide()
         return self._decision
+
+    def settle(self, decision: Decision) -> None:
+        """What the page really gets of the decision (choices for slots it lacks dropped):
+        everything made after this (headers, cookie, counts) names only that."""
+        self._decision = decision

@@ -24,6 +24,7 @@ class PageChanges:
     edits: tuple[Edit, ...]
     head: str       # HTML added at the end of <head>
     body_end: str   # HTML added before </body>
+    slots: tuple[str, ...] = ()   # the slot each edit is for
 
     def __bool__(self) -> bool:
         return bool(self.edits or self.head or self.body_end)
@@ -45,8 +46,10 @@ class PageEditor:
             LRU(max_entries)
 
     def rewriter_for(self, exchange: Exchange, head: ResponseHead, accept_encoding: str, *,
-                     on_error: Callable[[Exception], None]) -> ResponseRewriter | None:
-        """The rewriter for a page whose decision changes it; None if nothing applies."""
+                     on_error: Callable[[Exception], None]
+                     ) -> tuple[ResponseRewriter, PageChanges] | None:
+        """The rewriter for a page whose decision changes it, and the changes it makes;
+        None if nothing applies."""
         if self.rules is None:
             return None
         changes = self.changes(exchange.decision, exchange.visitor,
@@ -57,7 +60,7 @@ class PageEditor:
             changes.edits, content_type=head.get(b"content-type", ""),
             content_encoding=head.get(b"content-encoding", ""),
             accept_encoding=accept_encoding, head=changes.head, body_end=changes.body_end,
-            on_error=on_error, memo=self.memo)
+            on_error=on_error, memo=self.memo), changes
 
     def changes(self, decision: Decision, visitor: Visitor, nonce: str | None) -> PageChanges:
         if decision.static_choices is None:   # the variants print visitor data
@@ -71,6 +74,7 @@ class PageEditor:
     def _work_out(self, decision: Decision, visitor: Visitor, nonce: str | None) -> PageChanges:
         slots = self.rules.current.slots if self.rules is not None else {}
         edits: list[Edit] = []
+        names: list[str] = []
         injected = {"head": "", "body_end": ""}
         for name, choice in decision.slots.items():
             content = choice.content
@@ -82,4 +86,5 @@ class PageEditor:
             elif name in slots:
                 edits.append(Edit(slots[name].selector, content.action, payload,
                                   content.attribute))
-        return PageChanges(tuple(edits), injected["head"], injected["body_end"])
+                names.append(name)
+        return PageChanges(tuple(edits), injected["head"], injected["body_end"], tuple(names))

@@ -22,6 +22,7 @@ from ..rules.model import NO_DECISION, Decision
 from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .exchange import Exchange, NoObserver, Observer
 from .segments import SEGMENT_HEADER, SegmentBook
+from .slot_presence import SlotPresence
 
 DEBUG_HEADER = b"x-ep-debug"
 
@@ -56,7 +57,8 @@ class Personalizer:
                  preview: PreviewSigner | None = None, cookies: CookiePolicy = CookiePolicy(),
                  learning: Learning | None = None, observer: Observer | None = None,
                  clock: Callable[[], float] = time.time,
-                 keyed_segments: bool = False) -> None:
+                 keyed_segments: bool = False,
+                 slot_presence: SlotPresence | None = None) -> None:
         self.rules = rules
         self.classifier = classifier
         self.trusted = trusted or TrustedProxies()
@@ -72,6 +74,8 @@ class Personalizer:
         self._predicting = False   # a rule reads profile.predicted.*: count what follows
         # With keyed caching, a trusted edge's X-EP-Segment names the page to render.
         self.segments = SegmentBook(rules) if rules is not None and keyed_segments else None
+        # Which of the rules' slots each page has, learned per path (bounded, per worker).
+        self.slots = slot_presence or SlotPresence(rules)
 
     def begin(self, scope: Scope) -> Exchange:
         """The request's Exchange: its visitor, and its decision made when first read."""
@@ -113,8 +117,11 @@ class Personalizer:
 
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
                             preview=forced is not None)
-        if (visitor.page_view or exchange.preview) and exchange.decision.changes_page:
-            # The page will be rewritten: ask the origin not to compress it.
+        if (visitor.page_view or exchange.preview) and exchange.decision.changes_page \
+                and (exchange.preview or not self.slots.lacks_all(scope["path"],
+                                                                  exchange.decision)):
+            # The page will be rewritten: ask the origin not to compress it. (A page known
+            # to lack every slot the decision changes is not: it comes as the client asked.)
             exchange.scope = {**scope, "headers": [
                 *(h for h in headers if h[0] != b"accept-encoding"),
                 (b"accept-encoding", b"identity")]}

@@ -20,7 +20,8 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
 # The response headers personalizing a page reads
 _HEAD_READ = frozenset({b"content-type", b"content-encoding", b"content-length",
-                        b"cache-control", b"content-security-policy"})
+                        b"cache-control", b"content-security-policy", b"etag",
+                        b"last-modified"})
 
 ResponseHead = dict[bytes, str]
 

@@ -11,8 +11,9 @@ from ..rewrite.html import RewriteAborted
 from ..rewrite.stream import ResponseRewriter
 from .exchange import Exchange
 from .fail_open import FailOpen
-from .page_edits import PageEditor
+from .page_edits import PageChanges, PageEditor
 from .response_headers import PageHeaders, ResponseHead, is_html, read_head
+from .segments import SEGMENT_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class RewritingSend:
         self.accept_encoding = accept_encoding
         self.start: Message | None = None   # held back until the rewriter has decided
         self.rewriter: ResponseRewriter | None = None
+        self.changes: PageChanges | None = None   # what the rewriter does, slot by slot
         self.aborted = False
         self.head: ResponseHead = {}
         self.consumed = 0   # origin body bytes fed to the rewriter
@@ -85,6 +87,8 @@ class RewritingSend:
     async def _start(self, message: Message) -> None:
         began = time.perf_counter()
         self.head = read_head(message.get("headers", ()))
+        with self.fail_open.stage("slots", self.path):
+            self._drop_absent_slots(message)
         with self.fail_open.stage("goals", self.path):
             headers = message.get("headers", [])
             kept = self.headers.personalizer.reach_goals(self.exchange, message["status"],
@@ -102,15 +106,49 @@ class RewritingSend:
         else:
             self.start = message
 
-    def _rewriter_for(self, message: Message) -> ResponseRewriter | None:
+    def _is_page(self, message: Message) -> bool:
+        """Whether the response is a whole HTML page with a body."""
         if message["status"] not in _REWRITTEN or not is_html(self.head):
-            return None   # a 206 is part of a page: its ranges must fit the others
-        if self.exchange.scope["method"] == "HEAD" or self.head.get(b"content-length") == "0":
-            return None   # no body to rewrite: the head goes out as it is, at once
-        if not self.exchange.decision.changes_page:
+            return False   # a 206 is part of a page: its ranges must fit the others
+        # no body to rewrite: the head goes out as it is, at once
+        return (self.exchange.scope["method"] != "HEAD"
+                and self.head.get(b"content-length") != "0")
+
+    def _drop_absent_slots(self, message: Message) -> None:
+        """On a page known to lack some of the decision's slots, the choices for those go
+        before the headers, the cookie and the counts are made of it."""
+        exchange = self.exchange
+        if exchange.preview or not self._is_page(message):
+            return
+        decision = exchange.decision
+        if not decision.slots:
+            return
+        if self.headers.cache.keyed and \
+                exchange.visitor.request.headers.get(SEGMENT_HEADER) is not None:
+            return   # an edge named the segment its cache keys this page on: made for it
+        slots = self.headers.personalizer.slots
+        absent = slots.absent(self.path, self.head)
+        if absent:
+            exchange.settle(slots.trim(decision, absent))
+
+    def _rewriter_for(self, message: Message) -> ResponseRewriter | None:
+        if not self._is_page(message) or not self.exchange.decision.changes_page:
             return None
-        return self.editor.rewriter_for(self.exchange, self.head, self.accept_encoding,
+        made = self.editor.rewriter_for(self.exchange, self.head, self.accept_encoding,
                                         on_error=self._edit_failed)
+        if made is None:
+            return None
+        rewriter, self.changes = made
+        return rewriter
+
+    def _learn(self, rewriter: ResponseRewriter) -> None:
+        """The page was read to its end: which of its slots it has, for the next views."""
+        changes = self.changes
+        found = rewriter.found
+        if changes is None or found is None or len(found) != len(changes.slots):
+            return
+        self.headers.personalizer.slots.learned(
+            self.path, self.head, dict(zip(changes.slots, found, strict=True)), rewriter.ends)
 
     def _edit_failed(self, exc: Exception) -> None:
         self.fail_open.observer.stage_failed("rewrite")
@@ -126,6 +164,7 @@ class RewritingSend:
             out = rewriter.feed(chunk) if chunk else (None if not rewriter.decided else b"")
             if not message.get("more_body", False):
                 out = (out or b"") + rewriter.finish()
+                self._learn(rewriter)
         except RewriteAborted:
             raise
         except Exception as exc:

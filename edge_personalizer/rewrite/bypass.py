@@ -83,6 +83,15 @@ def find_marker(data: bytes | bytearray, name: str, start: int = 0,
     return -1
 
 
+def marker_value(data: bytes | bytearray, position: int) -> str | None:
+    """The slot a data-ep-slot attribute at `position` names; None when its value cannot
+    be read plainly (missing, cut off, or written with character references)."""
+    match = _MARKER.match(data, position)
+    if match is None or b"&" in match.group(2):
+        return None
+    return match.group(2).decode("ascii", "replace")
+
+
 _TAG_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9:-]*")
 
 

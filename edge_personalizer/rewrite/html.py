@@ -16,7 +16,7 @@ from typing import Literal
 
 import lolhtml
 
-from .bypass import marker_slot, slot_end
+from .bypass import marker_slot, marker_value, slot_end
 
 # What an edit can do to its element (the rule files' slot actions name these).
 EditAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
@@ -210,6 +210,8 @@ _TRIM_MARGIN = 4096               # ...but this much before the output's end is 
 _STEP = 4096                      # bytes fed at a time while waiting to bypass
 _TAIL = 256
 _VIEW_AT = 16 * 1024   # a shorter rest is copied: cheaper than a body message of its own
+_MARKER_SPAN = 256     # a marker and its value, searched again when cut by a chunk's end
+_SEARCH_HOLD = 128 * 1024   # a page longer than this is read by lol-html (not held whole)
 
 
 class Rewriter:
@@ -253,6 +255,16 @@ class Rewriter:
         self._dropped = 0       # bytes cut from the front of _input (sent, unchanged)
         self._emitted = 0
         self._tail = b""
+        # Before lol-html starts, a plain byte search looks for the slots' markers: while
+        # none has come, the page passes as it is (all but from its last "<" on, which may
+        # open the slot's tag) and is kept; when one comes, lol-html reads the page from
+        # its start and what it says of the part already sent is checked, then dropped.
+        self._searching = self._bypass
+        self._slots = frozenset(marker_slot(edit.selector) for edit in edits) \
+            if self._searching else frozenset()
+        self._sent = 0          # bytes sent while searching (all of them in _input)
+        self._scanned = 0       # bytes of _input searched for a marker
+        self._skip = b""        # lol-html's output still to check against what was sent
 
     def _build_handlers(self) -> None:
         if not self._handlers:
@@ -339,11 +351,92 @@ class Rewriter:
             last = max(last, end)
         return last
 
+    @property
+    def found(self) -> tuple[bool, ...] | None:
+        """For each edit, whether its element was found in the page: once the whole page
+        was read (or every edit done); None when that cannot be told (lol-html gave up)."""
+        if self.broken:
+            return None
+        if not self._handlers:   # no marker came, or first bytes remembered
+            return tuple(self.bypassed for _ in self._edits)
+        return tuple(handler.done for handler in self._handlers
+                     if isinstance(handler, _EditHandler))
+
+    @property
+    def ends(self) -> int:
+        """Where the last edited element ends in the page's bytes (-1: unknown)."""
+        ends = [h.ends_at for h in self._handlers if isinstance(h, _EditHandler)]
+        return max(ends) if ends and min(ends) >= 0 else -1
+
     def feed(self, chunk: bytes) -> bytes:
+        if self._skip:
+            return self._unsent(self._feed_reading(chunk))
+        if self.broken or self.bypassed:
+            return chunk
+        if self._searching:
+            return self._search(chunk)
+        return self._feed_reading(chunk)
+
+    def _feed_reading(self, chunk: bytes) -> bytes:
         if self.broken or self.bypassed:
             return chunk
         if not self._bypass:
             return self._write(chunk)
+        return self._feed(chunk)
+
+    def _unsent(self, out: bytes) -> bytes:
+        """Output without its part that was sent while searching (checked the same)."""
+        if self.rest is not None:   # (nothing left uncopied while checking)
+            out, self.rest = out + bytes(self.rest), None
+        checked = min(len(out), len(self._skip))
+        if out[:checked] != self._skip[:checked]:
+            raise RewriteAborted("a slot's tag began in bytes already sent")
+        self._skip = self._skip[checked:]
+        return out[checked:]
+
+    def _marker_in(self, data: bytes | bytearray, start: int) -> bool:
+        """Whether a data-ep-slot marker naming one of the edits' slots (or one that
+        cannot be read plainly) starts in data[start:]."""
+        position = data.find(b"data-ep-slot", start)
+        while position >= 0:
+            value = marker_value(data, position)
+            if value is None or value in self._slots:
+                return True
+            position = data.find(b"data-ep-slot", position + 12)
+        return False
+
+    def _search(self, chunk: bytes) -> bytes:
+        held = self._input
+        if not held and self._marker_in(chunk, 0):
+            self._searching = False   # in the page's first bytes: read as they are
+            return self._feed(chunk)
+        if len(held) + len(chunk) > _SEARCH_HOLD:
+            return self._start_reading(chunk)   # too long to keep: lol-html from here
+        held += chunk
+        # (a marker cut in two, or its value still coming: searched again with the rest)
+        if self._marker_in(held, max(0, self._scanned - _MARKER_SPAN)):
+            return self._start_reading(b"")
+        self._scanned = len(held)
+        cut = held.rfind(b"<", self._sent)
+        if cut < 0:
+            cut = len(held)
+        if cut <= self._sent:
+            return b""
+        out = bytes(held[self._sent:cut])
+        self._sent = cut
+        return out
+
+    def _start_reading(self, chunk: bytes) -> bytes:
+        """lol-html reads the page from its start: what it says of the part already sent
+        must be what was sent (no edit can reach before the tag holding its marker)."""
+        self._searching = False
+        held = bytes(self._input) + chunk
+        self._skip = bytes(self._input[:self._sent])
+        self._input = bytearray()
+        out = self._feed(held)
+        return self._unsent(out) if self._skip else out
+
+    def _feed(self, chunk: bytes) -> bytes:
         # The rewriter reads no further than it must: on the page's first bytes, up to
         # where the last slot element ends when that is there; otherwise in small steps,
         # so the rest of a large chunk skips lol-html as soon as the last one closes.
@@ -417,6 +510,16 @@ class Rewriter:
         self._dropped += cut
 
     def finish(self) -> bytes:
+        if self._searching:   # no marker came: the rest of the page as it is
+            self._searching = False
+            rest = bytes(self._input[self._sent:])
+            self._input = bytearray()
+            return rest
+        if self._skip:
+            return self._unsent(self._finish())
+        return self._finish()
+
+    def _finish(self) -> bytes:
         if self.broken or self.bypassed:
             return b""
         try:

@@ -86,6 +86,19 @@ class ResponseRewriter:
         return (rewriter is not None and (rewriter.bypassed or rewriter.broken)
                 and self._encoder is None and self._original_coding in ("", "identity"))
 
+    @property
+    def found(self) -> tuple[bool, ...] | None:
+        """For each edit, whether its element is in the page (see Rewriter.found); None
+        when the page was not read (an encoding it cannot rewrite)."""
+        rewriter = self._rewriter
+        return rewriter.found if self.rewriting and rewriter is not None else None
+
+    @property
+    def ends(self) -> int:
+        """Where the last edited element ends in the page (-1: unknown)."""
+        rewriter = self._rewriter
+        return rewriter.ends if self.rewriting and rewriter is not None else -1
+
     def take_rest(self) -> memoryview | None:
         """What the last `feed()` left to send after its output, unchanged and uncopied
         (only with `views`: see Rewriter)."""

@@ -132,7 +132,9 @@ AMBIGUOUS = b"<select><style>x</style></select>"   # lol-html cannot stream this
 
 
 def test_engine_failure_before_any_change_passes_the_rest_exactly() -> None:
-    page = b"<html><body><p>intro</p>" + AMBIGUOUS + b"<p>after</p></body></html>"
+    # (the slot's marker comes after: lol-html reads the page from its start)
+    page = (b"<html><body><p>intro</p>" + AMBIGUOUS
+            + b'<p data-ep-slot="late">after</p></body></html>')
     errors: list[Exception] = []
     for chunk in (1, 5, 4096):
         out = rewrite(page, [Edit('[data-ep-slot="late"]', "inner", "x")], chunk=chunk,

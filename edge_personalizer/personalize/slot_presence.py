@@ -1,0 +1,148 @@
+"""Which of the rules' slots each page has: learned per path, so a page that lacks a slot
+costs (almost) nothing and says nothing about variants it never showed.
+
+The first view of a path is rewritten as usual; at its end the rewriter tells which of
+the decision's slots it found. Later views of that path drop the choices for slots the
+page lacks before anything is made of them: the X-EP-Variant header, the cache tags, the
+exposures counted and the profile cookie name only what the page shows, and a page left
+with nothing to change passes untouched, with its Content-Length.
+
+A page can change. What was learned is forgotten, and the next view looks again, when:
+- the response's validators differ from those it was learned from (ETag, else
+  Last-Modified, and Content-Length; one set per content coding, since an origin gives
+  its gzip answer other validators than its plain one);
+- the path has been answered `relearn_views` times, or `relearn_seconds` have passed,
+  from what was learned (a page without validators is looked at again that often);
+- the rules are reloaded (a slot's selector may have changed).
+Per worker, bounded (least recently used paths go first).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from lru import LRU
+
+from ..rules.book import RuleBook
+from ..rules.model import INJECTIONS, Decision
+
+ResponseHead = dict[bytes, str]   # as response_headers.read_head gives it
+Validators = tuple[str, str]   # (ETag or Last-Modified, Content-Length)
+_NOTHING: frozenset[str] = frozenset()
+
+
+def validators(head: ResponseHead) -> tuple[str, Validators]:
+    """The content coding of a response and what tells its body from another's."""
+    tag = head.get(b"etag") or head.get(b"last-modified") or ""
+    return (head.get(b"content-encoding", "").strip().lower(),
+            (tag, head.get(b"content-length", "")))
+
+
+class PageSlots:
+    """What one path's page was seen to have."""
+
+    __slots__ = ("found", "absent", "ends", "validators", "views", "learned_at")
+
+    def __init__(self, learned_at: float) -> None:
+        self.found: dict[str, bool] = {}          # slot -> its element is in the page
+        self.absent: frozenset[str] = _NOTHING    # the slots found missing
+        self.ends = -1       # where the last slot found ends, in the page's bytes (-1: unknown)
+        self.validators: dict[str, Validators] = {}   # content coding -> validators
+        self.views = 0
+        self.learned_at = learned_at
+
+
+class SlotPresence:
+    """Per path (bounded), which slots of the serving rules the page has."""
+
+    def __init__(self, rules: RuleBook | None, *, max_paths: int = 4096,
+                 relearn_views: int = 1000, relearn_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rules = rules
+        self.relearn_views = relearn_views
+        self.relearn_seconds = relearn_seconds
+        self.clock = clock
+        self._paths: LRU[str, PageSlots] = LRU(max_paths)
+        self._version = rules.current.version if rules is not None else ""
+        # Decisions with some choices dropped, remembered by the decision and what went
+        # (a decision of rules alone is one object for everyone it is made for).
+        self._trimmed: LRU[tuple[int, frozenset[str]], tuple[Decision, Decision]] = LRU(1024)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def _current(self) -> LRU[str, PageSlots]:
+        rules = self.rules
+        if rules is not None and rules.current.version != self._version:
+            self._version = rules.current.version   # reloaded: selectors may have changed
+            self._paths.clear()
+            self._trimmed.clear()
+        return self._paths
+
+    def lacks_all(self, path: str, decision: Decision) -> bool:
+        """Whether the page of `path` is known to lack every slot this decision changes
+        (a look only: counts no view, checks no validators)."""
+        entry = self._current().get(path)
+        if entry is None or not entry.absent:
+            return False
+        return all(name in entry.absent for name, choice in decision.slots.items()
+                   if choice.content is not None)
+
+    def absent(self, path: str, head: ResponseHead) -> frozenset[str] | None:
+        """The slots this response's page is known to lack (counted as a view of the
+        path); None when the page is to be looked at (again)."""
+        paths = self._current()
+        entry = paths.get(path)
+        if entry is None:
+            return None
+        coding, seen = validators(head)
+        known = entry.validators.get(coding)
+        if known is None:
+            entry.validators[coding] = seen   # first seen in this coding
+        elif known != seen:
+            del paths[path]                   # the page changed
+            return None
+        entry.views += 1
+        if (entry.views > self.relearn_views
+                or self.clock() - entry.learned_at > self.relearn_seconds):
+            del paths[path]                   # time to look again
+            return None
+        return entry.absent
+
+    def learned(self, path: str, head: ResponseHead, found: Mapping[str, bool],
+                ends: int = -1) -> None:
+        """What a whole page was seen to have: for each slot the rewriter looked for,
+        whether its element was there; `ends`, where the last one found ends (-1:
+        unknown)."""
+        if not found:
+            return
+        paths = self._current()
+        coding, seen = validators(head)
+        entry = paths.get(path)
+        if entry is None or entry.validators.get(coding, seen) != seen:
+            entry = paths[path] = PageSlots(self.clock())
+        entry.validators[coding] = seen
+        entry.found.update(found)
+        entry.absent = frozenset(name for name, there in entry.found.items() if not there)
+        if ends >= 0 or any(found.values()):
+            entry.ends = ends
+
+    def trim(self, decision: Decision, absent: frozenset[str]) -> Decision:
+        """The decision without its choices for the slots in `absent` (injections into
+        <head> and <body> always stay)."""
+        if not absent or not any(name in absent for name in decision.slots):
+            return decision
+        key = (id(decision), absent)
+        known = self._trimmed.get(key)
+        if known is not None and known[0] is decision:
+            return known[1]
+        kept = {name: choice for name, choice in decision.slots.items()
+                if name not in absent or name in INJECTIONS}
+        trimmed = Decision(slots=MappingProxyType(kept), redirect=decision.redirect,
+                           redirect_rule=decision.redirect_rule, headers=decision.headers,
+                           cookies=decision.cookies, rules=decision.rules)
+        if decision.static_choices is not None:
+            self._trimmed[key] = (decision, trimmed)
+        return trimmed

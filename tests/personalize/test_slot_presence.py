@@ -1,0 +1,199 @@
+"""Which slots a page has, learned per path: the memo itself, and through the real server
+a page without its slots (kept whole, naming nothing it did not show), a page that gains
+its slot later, and a reload of the rules."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge_personalizer.classify.profile_codec import ProfileCodec
+from edge_personalizer.personalize.slot_presence import SlotPresence
+from edge_personalizer.rules.book import RuleBook
+from edge_personalizer.rules.model import Content, Decision, SlotChoice
+
+from ..conftest import PROFILE_KEY
+from ..servers import Server, free_port, start, start_proxy
+
+HEAD = {b"etag": '"v1"', b"content-length": "1000"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _decision(*slots: str) -> Decision:
+    return Decision(slots={name: SlotChoice(name, "v", "rule", f"rule-{name}", Content())
+                           for name in slots}, headers=(("x-a", "1"),))
+
+
+def test_slots_a_page_lacks_are_known_after_one_view() -> None:
+    presence = SlotPresence(None)
+    assert presence.absent("/a", HEAD) is None          # never seen: looked at
+    presence.learned("/a", HEAD, {"hero": False, "banner": True}, ends=420)
+    assert presence.absent("/a", HEAD) == {"hero"}
+    assert presence.absent("/b", HEAD) is None
+    decision = _decision("hero", "banner", "head")
+    assert presence.lacks_all("/a", _decision("hero"))
+    assert not presence.lacks_all("/a", decision)
+    trimmed = presence.trim(decision, frozenset({"hero", "head"}))
+    assert set(trimmed.slots) == {"banner", "head"}      # injections always stay
+    assert trimmed.headers == decision.headers and trimmed.variants == "banner=v,head=v"
+    assert presence.trim(decision, frozenset({"hero", "head"})) is trimmed   # remembered
+    assert presence.trim(decision, frozenset({"promo"})) is decision
+
+
+def test_a_changed_page_is_looked_at_again() -> None:
+    presence = SlotPresence(None)
+    presence.learned("/a", HEAD, {"hero": False})
+    assert presence.absent("/a", {**HEAD, b"content-length": "1001"}) is None
+    assert presence.absent("/a", HEAD) is None           # forgotten: learned anew
+    # One set of validators per content coding: the gzip answer has its own.
+    presence.learned("/a", HEAD, {"hero": False})
+    gzip = {b"etag": 'W/"v1"', b"content-encoding": "gzip"}
+    assert presence.absent("/a", gzip) == {"hero"}
+    assert presence.absent("/a", gzip) == {"hero"}
+    assert presence.absent("/a", {**gzip, b"etag": 'W/"v2"'}) is None
+
+
+def test_a_page_is_looked_at_again_after_many_views_or_a_while() -> None:
+    clock = Clock()
+    presence = SlotPresence(None, relearn_views=3, relearn_seconds=60, clock=clock)
+    presence.learned("/a", {}, {"hero": False})          # no validators at all
+    assert [presence.absent("/a", {}) for _ in range(4)] == [{"hero"}] * 3 + [None]
+    presence.learned("/a", {}, {"hero": False})
+    clock.now += 61
+    assert presence.absent("/a", {}) is None
+
+
+def test_the_memo_is_bounded_and_reset_when_the_rules_reload(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text("slots: {hero: {}}\n")
+    book = RuleBook(tmp_path)
+    presence = SlotPresence(book, max_paths=2)
+    for path in ("/a", "/b", "/c"):
+        presence.learned(path, HEAD, {"hero": False})
+    assert len(presence) == 2 and presence.absent("/a", HEAD) is None
+    assert presence.absent("/c", HEAD) == {"hero"}
+    (tmp_path / "site.yaml").write_text("slots: {hero: {selector: 'main h1'}}\n")
+    assert book.reload()
+    assert presence.absent("/c", HEAD) is None and len(presence) == 0
+
+
+# Through the real server, in front of a static origin whose page the tests edit.
+
+RULES = """\
+slots:
+  hero: {}
+  promo: {selector: "main .promo"}
+rules:
+  - name: hero-rule
+    then: {hero: {html: "<h1>New hero</h1>"}}
+  - name: promo-rule
+    then: {promo: {html: "<b>New promo</b>"}}
+goals:
+  buy: {when: {request.path: /thanks}}
+"""
+BARE = ("<!doctype html><html><head><title>t</title></head><body><main><p>no slots</p>"
+        + "<p>Lorem ipsum dolor sit amet.</p>" * 300 + "</main></body></html>")
+SLOTTED = ('<!doctype html><html><head><title>t</title></head><body><main>'
+           '<section data-ep-slot="hero"><h1>Old hero</h1></section>'
+           '<div class="promo">old promo</div>'
+           + "<p>Lorem ipsum dolor sit amet.</p>" * 300 + "</main></body></html>")
+PAGE = {"accept": "text/html", "accept-encoding": "identity",
+        "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                      "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    """A static file server (python -m http.server): Content-Length and Last-Modified."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "page.html").write_text(BARE)
+    port = free_port()
+    server = start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                    "--directory", str(root)], port, tmp_path / "site.log")
+    yield server, root / "page.html"
+    server.stop()
+
+
+@pytest.fixture
+def proxy(site: tuple[Server, Path], tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(RULES)
+    server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
+                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_RULES_WATCH_INTERVAL": "0.2"})
+    yield server, rules
+    server.stop()
+
+
+def _exposures(response: httpx.Response) -> dict[str, object]:
+    cookie = next(h for h in response.headers.get_list("set-cookie")
+                  if h.startswith("ep_profile="))
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(
+        cookie.split(";")[0].split("=", 1)[1], time.time())
+    assert state is not None
+    exposures: dict[str, object] = state[10]
+    return exposures
+
+
+def test_a_page_without_its_slots_passes_whole_and_names_nothing_it_did_not_show(
+        proxy: tuple[Server, Path]) -> None:
+    server, _ = proxy
+    first = httpx.get(f"{server.url}/page.html", headers=PAGE)
+    assert first.text == BARE
+    # The first view of a path is as it always was: the page is read for its slots.
+    assert first.headers["x-ep-variant"] == "hero=hero-rule,promo=promo-rule"
+    assert set(_exposures(first)) == {"hero-rule", "promo-rule"}
+    for _ in range(2):
+        again = httpx.get(f"{server.url}/page.html", headers=PAGE)
+        assert again.content == BARE.encode()
+        assert again.headers["content-length"] == str(len(BARE))
+        assert "x-ep-variant" not in again.headers
+        assert again.headers["x-ep-segment"] == "default"
+        assert _exposures(again) == {}
+
+
+def test_a_page_that_gains_its_slots_is_personalized_again(
+        proxy: tuple[Server, Path], site: tuple[Server, Path]) -> None:
+    server, _ = proxy
+    page = site[1]
+    for _ in range(2):
+        learned = httpx.get(f"{server.url}/page.html", headers=PAGE)
+    assert "x-ep-variant" not in learned.headers
+    page.write_text(SLOTTED)   # another length (and Last-Modified): the page changed
+    os.utime(page, (time.time() + 5, time.time() + 5))
+    response = httpx.get(f"{server.url}/page.html", headers=PAGE)
+    assert "<h1>New hero</h1>" in response.text and "<b>New promo</b>" in response.text
+    assert response.headers["x-ep-variant"] == "hero=hero-rule,promo=promo-rule"
+    assert set(_exposures(response)) == {"hero-rule", "promo-rule"}
+    again = httpx.get(f"{server.url}/page.html", headers=PAGE)
+    assert again.text == response.text
+    assert again.headers["x-ep-variant"] == "hero=hero-rule,promo=promo-rule"
+
+
+def test_reloaded_rules_look_at_every_page_again(proxy: tuple[Server, Path]) -> None:
+    server, rules = proxy
+    for _ in range(2):
+        learned = httpx.get(f"{server.url}/page.html", headers=PAGE)
+    assert "x-ep-variant" not in learned.headers
+    version = httpx.get(f"{server.url}/__ep/health").json()["rules"]["version"]
+    (rules / "site.yaml").write_text(RULES.replace("New promo", "Newer promo"))
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/__ep/health").json()["rules"]["version"] == version:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    response = httpx.get(f"{server.url}/page.html", headers=PAGE)
+    assert response.headers["x-ep-variant"] == "hero=hero-rule,promo=promo-rule"
