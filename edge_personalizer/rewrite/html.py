@@ -211,6 +211,7 @@ _STEP = 4096                      # bytes fed at a time while waiting to bypass
 _TAIL = 256
 _VIEW_AT = 16 * 1024   # a shorter rest is copied: cheaper than a body message of its own
 _MARKER_SPAN = 256     # a marker and its value, searched again when cut by a chunk's end
+_HOLD_TAIL = 1024      # bytes held back while searching (a tag may be this long)
 _SEARCH_HOLD = 128 * 1024   # a page longer than this is read by lol-html (not held whole)
 
 
@@ -256,8 +257,8 @@ class Rewriter:
         self._emitted = 0
         self._tail = b""
         # Before lol-html starts, a plain byte search looks for the slots' markers: while
-        # none has come, the page passes as it is (all but from its last "<" on, which may
-        # open the slot's tag) and is kept; when one comes, lol-html reads the page from
+        # none has come, the page passes as it is (all but its last tag, which may be the
+        # slot's, still open) and is kept; when one comes, lol-html reads the page from
         # its start and what it says of the part already sent is checked, then dropped.
         self._searching = self._bypass
         self._slots = frozenset(marker_slot(edit.selector) for edit in edits) \
@@ -394,14 +395,16 @@ class Rewriter:
         self._skip = self._skip[checked:]
         return out[checked:]
 
-    def _marker_in(self, data: bytes | bytearray, start: int) -> bool:
+    def _marker_in(self, data: bytes | bytearray, start: int, *, final: bool = False) -> bool:
         """Whether a data-ep-slot marker naming one of the edits' slots (or one that
         cannot be read plainly) starts in data[start:]."""
         position = data.find(b"data-ep-slot", start)
         while position >= 0:
             value = marker_value(data, position)
-            if value is None or value in self._slots:
+            if value in self._slots:
                 return True
+            if value is None and (final or len(data) - position >= _MARKER_SPAN):
+                return True   # (one cut off by the chunk's end is read with the next)
             position = data.find(b"data-ep-slot", position + 12)
         return False
 
@@ -417,9 +420,13 @@ class Rewriter:
         if self._marker_in(held, max(0, self._scanned - _MARKER_SPAN)):
             return self._start_reading(b"")
         self._scanned = len(held)
-        cut = held.rfind(b"<", self._sent)
+        # Held back: the last KiB, and from the last "<" or from just after the last ">",
+        # whichever comes first (a "<" or ">" inside an attribute value does not let the
+        # start of a tag whose marker is still to come go out).
+        cut = held.rfind(b"<", self._sent, len(held) - _HOLD_TAIL)
         if cut < 0:
-            cut = len(held)
+            cut = max(self._sent, len(held) - _HOLD_TAIL)
+        cut = min(cut, held.rfind(b">", self._sent, cut) + 1 or self._sent)
         if cut <= self._sent:
             return b""
         out = bytes(held[self._sent:cut])
@@ -510,6 +517,9 @@ class Rewriter:
         self._dropped += cut
 
     def finish(self) -> bytes:
+        if self._searching and self._marker_in(
+                self._input, max(0, self._scanned - _MARKER_SPAN), final=True):
+            return self._start_reading(b"") + self.finish()
         if self._searching:   # no marker came: the rest of the page as it is
             self._searching = False
             rest = bytes(self._input[self._sent:])

@@ -198,3 +198,41 @@ def test_the_edits_rewrite_knows_are_the_slot_actions_rules_accept() -> None:
     from edge_personalizer.rules.model import SLOT_ACTIONS
 
     assert set(get_args(EditAction)) == set(SLOT_ACTIONS)
+
+
+def test_a_page_without_the_slots_markers_is_never_parsed() -> None:
+    page = b"<html><body>" + b"<p>text</p>" * 500 + b'<div data-ep-slot="other">x</div>'
+    for chunk in (1, 7, 4096, 0):
+        rewriter = Rewriter([Edit(SLOT, "inner", "NEW")])
+        size = chunk or len(page)
+        out = b"".join(rewriter.feed(page[i:i + size]) for i in range(0, len(page), size))
+        assert out + rewriter.finish() == page
+        assert rewriter._lol is None and rewriter.found == (False,)
+
+
+@pytest.mark.parametrize("action", ["inner", "replace", "before", "after", "remove"])
+def test_a_slot_after_bytes_already_sent_is_rewritten_as_from_the_start(action: str) -> None:
+    # Its tag may open in one chunk and name the slot in the next; a "<" or ">" in an
+    # attribute value before the marker does not let the tag's start go out early.
+    page = (b"<html><body>" + b"<p>text</p>" * 400
+            + b'<section title="a<b" class="c>d" data-ep-slot="hero">old</section>'
+            + b"<p>after</p></body></html>")
+    expected = rewrite(page, [Edit(SLOT, action, "<i>N</i>")], bypass=False)
+    assert expected != page
+    for chunk in (1, 5, 64, 1000, 4096, 4400, 4423, 4431, 0):
+        rewriter = Rewriter([Edit(SLOT, action, "<i>N</i>")])
+        size = chunk or len(page)
+        out = b"".join(rewriter.feed(page[i:i + size]) for i in range(0, len(page), size))
+        assert out + rewriter.finish() == expected, chunk
+        assert rewriter.found == (True,)
+
+
+def test_a_marker_that_cannot_be_read_plainly_is_left_to_lol_html() -> None:
+    page = b"<html><body>" + b"<p>text</p>" * 50 + b'<div data-ep-slot="h&#101;ro">old</div>'
+    for chunk in (1, 64, 0):
+        rewriter = Rewriter([Edit(SLOT, "inner", "NEW")])
+        size = chunk or len(page)
+        out = b"".join(rewriter.feed(page[i:i + size]) for i in range(0, len(page), size))
+        assert out + rewriter.finish() == rewrite(page, [Edit(SLOT, "inner", "NEW")],
+                                                  bypass=False)
+        assert rewriter._lol is not None
