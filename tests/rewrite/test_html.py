@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edge_personalizer.rewrite.html import Edit, Rewriter, csp_nonce, with_nonce
+from edge_personalizer.rewrite.html import Edit, EditAction, Rewriter, csp_nonce, with_nonce
 
 from ..corpora import CORPORA
 
@@ -211,7 +211,8 @@ def test_a_page_without_the_slots_markers_is_never_parsed() -> None:
 
 
 @pytest.mark.parametrize("action", ["inner", "replace", "before", "after", "remove"])
-def test_a_slot_after_bytes_already_sent_is_rewritten_as_from_the_start(action: str) -> None:
+def test_a_slot_after_bytes_already_sent_is_rewritten_as_from_the_start(
+        action: EditAction) -> None:
     # Its tag may open in one chunk and name the slot in the next; a "<" or ">" in an
     # attribute value before the marker does not let the tag's start go out early.
     page = (b"<html><body>" + b"<p>text</p>" * 400
