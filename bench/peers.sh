@@ -2,8 +2,9 @@
 # The whole-system comparison in one command: the shared peer kit (../shared/bench, or
 # $PEER_KIT) runs its origin and its peers, then edge-personalizer with the kit's rules
 # (bench/peer-rules, 2 workers), the same rules with the learning loop counting into
-# SQLite and into Redis (bench/learning-rules: a goal, so every exposure is counted), and,
-# as the floor, the same server without rules. The
+# SQLite and into Redis (bench/learning-rules: a goal, so every exposure is counted), the
+# demo rules (rules/: none of their slots is in the kit's pages, so the kit checks that the
+# pages pass unchanged), and, as the floor, the same server without rules. The
 # JSON lands in bench/results/peers-<date>.json, with each measure as a ratio to the peers
 # in peers-<date>.md (bench/peers_table.py). Extra arguments go to the kit
 # (for example --duration 5 --pages small).
@@ -30,6 +31,8 @@ cd "$kit"
     --start "project-learn=export EP_DATA_DIR=$data/sqlite; $serve --rules bench/learning-rules --port 18102" \
     --target project-learn-redis=http://127.0.0.1:18103 \
     --start "project-learn-redis=export EP_STORE_URL=redis://127.0.0.1:$redis_port/0; $serve --rules bench/learning-rules --port 18103" \
+    --target project-demo=http://127.0.0.1:18104 --target-kind project-demo=pass \
+    --start "project-demo=export EP_DATA_DIR=$data/demo; $serve --rules rules --port 18104" \
     --target project-pass=http://127.0.0.1:18101 --target-kind project-pass=pass \
     --start "project-pass=$serve --port 18101" \
     --out "$out" "$@"

@@ -17,6 +17,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROJECT = "project"
+DEMO = "project-demo"
 MEASURES = (   # JSON field, column, format
     ("rps", "req/s", "{:,.0f}"),
     ("p50_ms", "p50 ms", "{:.2f}"),
@@ -61,6 +62,12 @@ def table(result: dict[str, Any]) -> str:
                 out.append(f"| {peer} | " + " | ".join(
                     _ratio(mine.get(key), by_target[peer].get(key)) for key, _, _ in MEASURES)
                     + " |")
+        demo = by_target.get(DEMO)
+        if mine is not None and demo is not None:
+            out += ["", f"{DEMO} (the demo rules: their slots absent from the page) ÷ "
+                    f"{PROJECT} (the slot at the top): " + ", ".join(
+                        f"{label} {_ratio(demo.get(key), mine.get(key))}"
+                        for key, label, _ in MEASURES)]
         out.append("")
     return "\n".join(out)
 
