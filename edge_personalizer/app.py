@@ -77,7 +77,8 @@ class EdgeApp:
                 max_body_bytes=settings.max_body_bytes,
                 max_connections=settings.max_connections,
                 pool_timeout=settings.pool_timeout, max_long_lived=settings.max_long_lived,
-                preserve_host=settings.preserve_host, public_url=settings.public_url,
+                preserve_host=settings.preserve_host, body_timeout=settings.body_timeout,
+                public_url=settings.public_url,
                 observer=self.metrics)
         self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
                           if settings.anonymous_db else None)

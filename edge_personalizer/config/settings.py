@@ -118,6 +118,10 @@ class Settings:
         5.0, convert=float, section=_SERVER, flag="--keep-alive-timeout", metavar="SECONDS",
         help="seconds an idle client connection stays open (behind a load balancer, longer "
              "than its idle timeout)")
+    body_timeout: float = option(
+        60.0, convert=float, section=_SERVER, flag="--body-timeout", metavar="SECONDS",
+        help="longest pause while a client sends a request body; past it, a body must also "
+             "average 1 KiB a second (else 408 and the connection closed)")
     max_header_bytes: int = option(32 * 1024, convert=to_int, section=_SERVER,
                                    help="largest request head, in bytes")
     max_header_count: int = option(100, convert=to_int, section=_SERVER,
@@ -285,6 +289,7 @@ _PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-please", "admin-t
 _AT_LEAST_ONE = ("workers", "max_connections", "max_header_bytes", "max_header_count",
                  "max_body_bytes", "device_cache_size", "geo_cache_size")
 _POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
+             "body_timeout",
              "profile_max_age_days",
              "store_flush_interval", "learn_interval",
              "interest_half_life_days", "visit_timeout_minutes")
