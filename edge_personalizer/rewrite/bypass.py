@@ -32,6 +32,31 @@ def marker_slot(selector: str) -> str | None:
     return match.group(2) if match else None
 
 
+@functools.lru_cache(maxsize=1024)
+def marker_tag(selector: str) -> str:
+    """The element a marker selector names ("section" for `section[data-ep-slot="x"]`),
+    lower-cased; "" when it names none (any element carrying the marker)."""
+    match = _MARKER_SELECTOR.match(selector)
+    tag = match.group(0).split("[", 1)[0] if match else ""
+    return tag.lower()
+
+
+# A start tag's name and attributes, up to where an attribute starts: a "<" found by
+# searching back from a marker opens the marker's tag only if what follows reads so.
+_OPEN_TAG = re.compile(rb"""<([A-Za-z][A-Za-z0-9:-]*)(?:\s+[^\s"'<>=/]+"""
+                       rb"""(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s+""")
+
+
+def marker_element(data: bytes | bytearray, position: int) -> str | None:
+    """The lower-cased name of the tag whose data-ep-slot attribute starts at `position`;
+    None when that cannot be told plainly (a "<" or a quote inside an attribute value)."""
+    start = data.rfind(b"<", max(0, position - 1024), position)
+    if start < 0:
+        return None
+    match = _OPEN_TAG.fullmatch(data, start, position)
+    return match.group(1).decode("ascii").lower() if match else None
+
+
 _TAG_REST = re.compile(rb"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
 
 

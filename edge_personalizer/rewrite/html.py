@@ -16,7 +16,7 @@ from typing import Literal
 
 import lolhtml
 
-from .bypass import marker_slot, marker_value, slot_end
+from .bypass import marker_element, marker_slot, marker_tag, marker_value, slot_end
 
 # What an edit can do to its element (the rule files' slot actions name these).
 EditAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
@@ -261,8 +261,11 @@ class Rewriter:
         # slot's, still open) and is kept; when one comes, lol-html reads the page from
         # its start and what it says of the part already sent is checked, then dropped.
         self._searching = self._bypass
-        self._slots = frozenset(marker_slot(edit.selector) for edit in edits) \
-            if self._searching else frozenset()
+        # slot -> the elements that carry it ("" for any)
+        self._slots: dict[str, set[str]] = {}
+        for edit in edits if self._searching else ():
+            self._slots.setdefault(marker_slot(edit.selector) or "", set()).add(
+                marker_tag(edit.selector))
         self._sent = 0          # bytes sent while searching (all of them in _input)
         self._scanned = 0       # bytes of _input searched for a marker
         self._skip = b""        # lol-html's output still to check against what was sent
@@ -401,8 +404,13 @@ class Rewriter:
         position = data.find(b"data-ep-slot", start)
         while position >= 0:
             value = marker_value(data, position)
-            if value in self._slots:
-                return True
+            tags = self._slots.get(value) if value is not None else None
+            if tags is not None:
+                if "" in tags:
+                    return True
+                element = marker_element(data, position)
+                if element is None or element in tags:
+                    return True   # (another element with the same marker: not this slot)
             if value is None and (final or len(data) - position >= _MARKER_SPAN):
                 return True   # (one cut off by the chunk's end is read with the next)
             position = data.find(b"data-ep-slot", position + 12)

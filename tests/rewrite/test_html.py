@@ -237,3 +237,18 @@ def test_a_marker_that_cannot_be_read_plainly_is_left_to_lol_html() -> None:
         assert out + rewriter.finish() == rewrite(page, [Edit(SLOT, "inner", "NEW")],
                                                   bypass=False)
         assert rewriter._lol is not None
+
+
+def test_a_marker_on_another_element_than_the_slot_names_is_not_the_slot() -> None:
+    # The slot is declared as a <section>; the page marks a <div> with the same name.
+    edit = Edit('section[data-ep-slot="hero"]', "inner", "NEW")
+    page = b'<html><body><div data-ep-slot="hero">div</div>' + b"<p>text</p>" * 300
+    for chunk in (1, 64, 0):
+        rewriter = Rewriter([edit])
+        size = chunk or len(page)
+        out = b"".join(rewriter.feed(page[i:i + size]) for i in range(0, len(page), size))
+        assert out + rewriter.finish() == page
+        assert rewriter._lol is None and rewriter.found == (False,)
+    later = page + b'<section data-ep-slot="hero">old</section></body></html>'
+    for chunk in (1, 64, 0):
+        assert rewrite(later, [edit], chunk=chunk) == later.replace(b">old<", b">NEW<")
