@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -24,9 +26,24 @@ def check_rules(directory: Path) -> tuple[RuleSet, list[RuleError]]:
 
 
 def _read_and_compile(directory: Path) -> tuple[RuleFiles, RuleSet, list[RuleError]]:
-    rule_files, errors = read_rule_directory(directory)
-    ruleset, compile_errors = compile_rules(rule_files)
+    with _no_garbage_collection():
+        rule_files, errors = read_rule_directory(directory)
+        ruleset, compile_errors = compile_rules(rule_files)
     return rule_files, ruleset, [*errors, *compile_errors]
+
+
+@contextlib.contextmanager
+def _no_garbage_collection() -> Iterator[None]:
+    """Loading builds hundreds of thousands of objects and frees none of them until it is
+    done: the cycle collector would walk them all again and again (a third of the time for
+    10,000 rules); it is back on as soon as loading ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def load_rules(directory: Path) -> RuleSet:

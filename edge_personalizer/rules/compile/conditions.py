@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from types import MappingProxyType
 from typing import Any
 
@@ -81,7 +81,22 @@ def _clause(ctx: CompileContext, rule_file: RuleFile, key: str, value: Any, at: 
             raise Invalid("segment takes a segment name or a list of names", at)
         found = tuple(segment(ctx, n, at) for n in names)
         return found[0] if len(found) == 1 else AnyOf(found)
-    return _field_condition(ctx, normalize(key), value, at)
+    name = normalize(key)
+    frozen = (name, _frozen(value))
+    known = ctx.clauses.get(frozen)
+    if known is None:   # a clause written the same way again is the same condition
+        known = ctx.clauses[frozen] = _field_condition(ctx, name, value, at)
+    return known
+
+
+def _frozen(value: Any) -> Hashable:
+    """A value as a hashable key that tells apart what compiles differently: the type goes
+    with each scalar (1, 1.0 and true are equal in Python, not in a rule)."""
+    if isinstance(value, dict):
+        return ("{", tuple((_frozen(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("[", tuple(_frozen(v) for v in value))
+    return (type(value), value)
 
 
 def segment(ctx: CompileContext, name: str, at: KeyPath) -> Segment:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import RuleError
-from ..conditions import Segment
+from ..conditions import Condition, Segment
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Goal, Slot
 from ..template import Template
@@ -57,6 +57,8 @@ class CompileContext:
     # parsed templates (or why they are wrong), by what the rules wrote.
     fragments: dict[str, tuple[str, str] | str] = field(default_factory=dict)
     templates: dict[tuple[str, str, str], Template | str] = field(default_factory=dict)
+    # Field clauses compiled without error, by field and value as written (with types).
+    clauses: dict[tuple[str, Hashable], Condition] = field(default_factory=dict)
 
     @functools.cached_property
     def resolved_directory(self) -> Path:
