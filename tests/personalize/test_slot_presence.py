@@ -197,3 +197,43 @@ def test_reloaded_rules_look_at_every_page_again(proxy: tuple[Server, Path]) -> 
         time.sleep(0.1)
     response = httpx.get(f"{server.url}/page.html", headers=PAGE)
     assert response.headers["x-ep-variant"] == "hero=hero-rule,promo=promo-rule"
+
+
+def test_a_page_known_to_lack_the_slots_comes_from_the_origin_as_the_client_asked(
+        origin: Server, tmp_path: Path) -> None:
+    # (the test origin's /slotted page says which Accept-Encoding it was asked with)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(
+        "slots: {promo: {}}\nrules:\n  - name: promo-rule\n    then: {promo: {html: x}}\n")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_VARIANT_HEADER": "true"})
+    try:
+        asked = {**PAGE, "accept-encoding": "gzip, br"}
+        first = httpx.get(f"{server.url}/slotted/x", headers=asked)
+        assert "Привет identity" in first.text   # to be read for its slots
+        assert first.headers["x-ep-variant"] == "promo=promo-rule"
+        second = httpx.get(f"{server.url}/slotted/x", headers=asked)
+        assert "Привет gzip, br" in second.text
+        assert "x-ep-variant" not in second.headers
+        assert second.headers["content-length"] == str(len(second.content))
+    finally:
+        server.stop()
+
+
+def test_cache_tags_name_only_the_variants_the_page_shows(
+        site: tuple[Server, Path], tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(RULES)
+    server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
+                         env={"EP_KEYED_CACHING": "true"})
+    try:
+        first = httpx.get(f"{server.url}/page.html", headers=PAGE)
+        assert "ep-variant-hero-hero-rule" in first.headers["surrogate-key"].split()
+        again = httpx.get(f"{server.url}/page.html", headers=PAGE)
+        assert again.headers["surrogate-key"].split() == ["ep", "ep-segment-default"]
+        assert again.headers["x-ep-segment"] == "default"
+        assert again.headers["content-length"] == str(len(BARE))
+    finally:
+        server.stop()
