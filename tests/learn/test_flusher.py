@@ -167,11 +167,13 @@ def test_a_killed_worker_loses_at_most_its_last_second_of_counts(
                                redis_server.url, "0", "forever"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert worker.stdout is not None
+    first = worker.stdout.readline()   # counting has begun (starting takes long when loaded)
     time.sleep(3.5)
     worker.kill()   # SIGKILL: no final flush
     killed_at = time.time()
     with worker.stdout:
-        progress = [(float(t), int(n)) for t, n in (line.split() for line in worker.stdout)]
+        lines = [first, *worker.stdout]
+    progress = [(float(t), int(n)) for t, n in (line.split() for line in lines)]
     worker.wait()
     written = anyio.run(_exposures_in, redis_server.url)
     counted_by = progress[-1][1]
