@@ -109,26 +109,42 @@ class Profile(NamedTuple):
                     days_since_last=self.days_since_last)
         return data
 
+    # The with_* methods run on the request path (a new visitor's first exposure, a
+    # conversion): each builds the new tuple directly, ~2x cheaper than _replace.
     def with_variant(self, key: str, variant: str) -> Profile:
         if self.variants.get(key) == variant:
             return self
-        return self._replace(variants=MappingProxyType({**self.variants, key: variant}),
-                             changed=self.stored)
+        return _replaced(self, _VARIANTS, MappingProxyType({**self.variants, key: variant}))
 
     def with_conversion(self) -> Profile:
-        return self._replace(conversions=self.conversions + 1, changed=self.stored)
+        return _replaced(self, _CONVERSIONS, self.conversions + 1)
 
     def with_exposure(self, by: str, variant: str, cell: str) -> Profile:
         """Remembers the first exposure to `by` (a rule or experiment) and its variant."""
         if by in self.exposures:
             return self
-        exposures = {**self.exposures, by: Exposure(variant, self.now, cell)}
-        return self._replace(exposures=MappingProxyType(exposures), changed=self.stored)
+        exposure = _new_tuple(Exposure, (variant, self.now, cell))
+        return _replaced(self, _EXPOSURES, MappingProxyType({**self.exposures, by: exposure}))
 
     def with_counted(self, goal: str, by: str) -> Profile:
         """Remembers that the conversion on `goal` was counted for `by`."""
         converted = {**self.converted, converted_key(goal, by): self.now}
-        return self._replace(converted=MappingProxyType(converted), changed=self.stored)
+        return _replaced(self, _CONVERTED, MappingProxyType(converted))
+
+
+_new_tuple = tuple.__new__
+_VARIANTS, _CONVERSIONS, _EXPOSURES, _CONVERTED, _CHANGED = (
+    Profile._fields.index(name)
+    for name in ("variants", "conversions", "exposures", "converted", "changed"))
+
+
+def _replaced(profile: Profile, index: int, value: Any) -> Profile:
+    """`profile` with field `index` set to `value`, marked changed (when it is stored)."""
+    values = list(profile)
+    values[index] = value
+    values[_CHANGED] = profile.stored
+    replaced: Profile = _new_tuple(Profile, values)
+    return replaced
 
 
 def _decay(score: float, at: int, now: int, half_life_days: float) -> float:
@@ -317,8 +333,10 @@ def _pack_summary(summary: ReferralSummary | None) -> list[Any] | None:
 
 
 def _state_of(profile: Profile) -> list[Any]:
+    # Tuples pack as msgpack arrays, as lists do: the maps are copied, not rebuilt (the
+    # copies are trimmed in place when the cookie is too large).
     return [profile.visitor_id, profile.first_seen, profile.last_seen, profile.visits,
-            profile.pageviews, {k: list(v) for k, v in profile.scores.items()},
+            profile.pageviews, dict(profile.scores),
             _pack_summary(profile.first_referral), _pack_summary(profile.last_referral),
-            profile.conversions, dict(profile.variants),
-            {k: list(v) for k, v in profile.exposures.items()}, dict(profile.converted)]
+            profile.conversions, dict(profile.variants), dict(profile.exposures),
+            dict(profile.converted)]

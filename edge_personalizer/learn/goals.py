@@ -12,6 +12,7 @@ from typing import Protocol
 from ..classify.visitor import Visitor
 
 GOAL_HEADER = b"x-ep-goal"
+_GOAL_HEADER_LENGTH = len(GOAL_HEADER)
 MAX_VALUE = 1e9   # larger values are taken for mistakes (or attacks), not revenue
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -83,8 +84,27 @@ class GoalReader:
 
     def reached(self, goals: Mapping[str, GoalSpec], visitor: Visitor, status: int,
                 headers: RawHeaders) -> tuple[list[Conversion], list[tuple[bytes, bytes]]]:
-        """The conversions of this response, and its headers without goal headers."""
+        """The conversions of this response, and its headers without goal headers (the
+        same list when it has none: the common case, which copies nothing)."""
         found: dict[str, Conversion] = {}
+        kept: list[tuple[bytes, bytes]] | None = None
+        for name, _ in headers:
+            if len(name) == _GOAL_HEADER_LENGTH and name.lower() == GOAL_HEADER:
+                kept = self._header_goals(goals, headers, found)
+                break
+        for goal in goals.values():
+            if goal.name in found or (goal.statuses and status not in goal.statuses):
+                continue
+            if goal.reached_by(visitor):
+                amount = self._value(goal, visitor, headers if kept is None else kept)
+                found[goal.name] = Conversion(goal.name, amount, goal.window_seconds)
+        if kept is None:
+            kept = headers if isinstance(headers, list) else list(headers)
+        return list(found.values()), kept
+
+    def _header_goals(self, goals: Mapping[str, GoalSpec], headers: RawHeaders,
+                      found: dict[str, Conversion]) -> list[tuple[bytes, bytes]]:
+        """Notes the goals the origin's goal headers name; returns the other headers."""
         kept: list[tuple[bytes, bytes]] = []
         for name, value in headers:
             if name.lower() != GOAL_HEADER:
@@ -96,13 +116,7 @@ class GoalReader:
                 self.on_invalid("header")   # a hostile or mistyped value: ignored, counted
                 continue
             found[goal.name] = Conversion(goal.name, parsed[1] or 0.0, goal.window_seconds)
-        for goal in goals.values():
-            if goal.name in found or (goal.statuses and status not in goal.statuses):
-                continue
-            if goal.reached_by(visitor):
-                amount = self._value(goal, visitor, kept)
-                found[goal.name] = Conversion(goal.name, amount, goal.window_seconds)
-        return list(found.values()), kept
+        return kept
 
     def beacon(self, goals: Mapping[str, GoalSpec], name: str,
                value: float | None) -> Conversion | None:
