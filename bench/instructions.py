@@ -76,7 +76,10 @@ def load(port: int, page: str, requests: int) -> None:
         raise RuntimeError(f"{len(errors)} failed requests, first: {errors[0]}")
 
 
-def count(origin: str, page: str, requests: int, rules: bool) -> int:
+RULES = {"kit": "bench/peer-rules", "bare": None, "demo": "rules"}   # --targets
+
+
+def count(origin: str, page: str, requests: int, rules: str | None) -> int:
     """Instructions callgrind counted for a whole server run answering `requests`."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,10 +89,10 @@ def count(origin: str, page: str, requests: int, rules: bool) -> int:
                 "--workers", "1", "--port", str(port), "--no-access-log", "--log-level",
                 "warning"]
         if rules:
-            args += ["--rules", "bench/peer-rules"]
+            args += ["--rules", rules]
         env = {k: v for k, v in os.environ.items() if not k.startswith("EP_")}
         env |= {"PYTHONHASHSEED": "0", "EP_RULES_WATCH_INTERVAL": "0",
-                "EP_PROFILE_KEYS": "instructions-benchmark-key"}
+                "EP_PROFILE_KEYS": "instructions-benchmark-key", "EP_DATA_DIR": tmp}
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
@@ -136,7 +139,7 @@ def kit_origin() -> subprocess.Popen[bytes] | None:
     raise SystemExit("the kit's origin did not start")
 
 
-def per_request(origin: str, page: str, few: int, many: int, rules: bool) -> float:
+def per_request(origin: str, page: str, few: int, many: int, rules: str | None) -> float:
     return (count(origin, page, many, rules) - count(origin, page, few, rules)) / (many - few)
 
 
@@ -147,13 +150,17 @@ def main() -> None:
     parser.add_argument("--few", type=int, default=200)
     parser.add_argument("--many", type=int, default=1200)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/instructions.json")
+    parser.add_argument("--targets", default="kit,bare",
+                        help="kit (the kit's rules), bare (no rules), demo (rules/: their "
+                             "slots absent from the kit's pages)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing (apt-get install valgrind)")
     origin = args.origin or "http://127.0.0.1:18080"
     started = None if args.origin else kit_origin()
     try:
-        results = measure(origin, args.pages.split(","), args.few, args.many)
+        results = measure(origin, args.pages.split(","), args.few, args.many,
+                          args.targets.split(","))
     finally:
         if started is not None:
             os.killpg(started.pid, signal.SIGINT)
@@ -162,17 +169,31 @@ def main() -> None:
     print(f"results: {args.out}")
 
 
-def measure(origin: str, pages: list[str], few: int, many: int) -> dict[str, object]:
+def measure(origin: str, pages: list[str], few: int, many: int,
+            targets: list[str]) -> dict[str, object]:
     results: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M"), "few": few,
                                   "many": many, "connections": CONNECTIONS, "pages": {}}
     for page in pages:
-        rules = per_request(origin, page, few, many, rules=True)
-        bare = per_request(origin, page, few, many, rules=False)
-        results["pages"][page] = {   # type: ignore[index]
-            "with_rules": round(rules), "without_rules": round(bare),
-            "personalization": round(rules - bare), "ratio_to_bare_proxy": round(rules / bare, 3)}
-        print(f"{page}: {rules:,.0f} instructions a request with the kit's rules, "
-              f"{bare:,.0f} without rules ({rules / bare:.2f}x)", flush=True)
+        counted = {target: per_request(origin, page, few, many, RULES[target])
+                   for target in targets}
+        figures: dict[str, float] = {}
+        rules, bare, demo = counted.get("kit"), counted.get("bare"), counted.get("demo")
+        if rules is not None:
+            figures["with_rules"] = round(rules)
+        if bare is not None:
+            figures["without_rules"] = round(bare)
+        if rules is not None and bare is not None:
+            figures["personalization"] = round(rules - bare)
+            figures["ratio_to_bare_proxy"] = round(rules / bare, 3)
+            print(f"{page}: {rules:,.0f} instructions a request with the kit's rules, "
+                  f"{bare:,.0f} without rules ({rules / bare:.2f}x)", flush=True)
+        if demo is not None:
+            figures["demo_rules_slots_absent"] = round(demo)
+            if rules is not None:   # speed of the absent-slot page to the slot-at-top one
+                figures["absent_speed_vs_slot_at_top"] = round(rules / demo, 3)
+            print(f"{page}: {demo:,.0f} instructions a request with the demo rules",
+                  flush=True)
+        results["pages"][page] = figures   # type: ignore[index]
     return results
 
 
