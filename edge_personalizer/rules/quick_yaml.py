@@ -34,6 +34,10 @@ class _Decline(Exception):
 # reader leaves to it: tabs, carriage returns and the other line breaks.
 _UNREAD = re.compile("[^\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff\n]")
 _KEY_END = re.compile(r":(?= |$)")                  # the colon after a plain key
+# The usual line: a plain key without colon or #, its colon, and the rest of the line.
+_KEY_VALUE = re.compile(r"([^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*?) *(:)(?: +|$)(.*)")
+# The usual plain value: no colon, no # (no comment), nothing that starts something else.
+_PLAIN_SIMPLE = re.compile(r"[^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*$")
 _COMMENT = re.compile(r" +#")                       # a comment after a plain value
 _BLOCK_VALUE_END = re.compile(r":(?: |$)")          # a second `key:` in a plain value
 _SINGLE = re.compile(r"'((?:[^']|'')*)'")
@@ -300,7 +304,8 @@ def _read(reader: _Reader, text: str) -> Any:
             continue
         indent = len(line) - len(content)
         reader.line = number
-        if line.startswith(("---", "...")) and (len(line) == 3 or line[3] == " "):
+        if content[0] in "-." and line.startswith(("---", "...")) \
+                and (len(line) == 3 or line[3] == " "):
             if started or line[:3] == "..." or line[3:].strip(" ")[:1] not in ("", "#"):
                 raise _Decline   # a second document, or a value after the marker
             started = True   # the document start marker, before the document
@@ -309,14 +314,14 @@ def _read(reader: _Reader, text: str) -> Any:
         if below >= 0 and indent > below:
             raise _Decline   # a value continued on this line, or a mistake
         below = -1
+        entry = content[0] == "-" and (len(content) == 1 or content[1] == " ")
         if not stack:
-            if indent or _is_entry(line, 0):
+            if indent or entry:
                 raise _Decline   # not a mapping of sections: the full reader says so
             stack.append(_Block(0, {}, ()))
             reader.mark((), 0)
         if pending is not None:
             parent = pending.block
-            entry = _is_entry(line, indent)
             if indent > parent.indent or (indent == parent.indent and entry):
                 block = _Block(indent, [] if entry else {}, pending.at,
                                indentless=indent == parent.indent)
@@ -326,23 +331,25 @@ def _read(reader: _Reader, text: str) -> Any:
             else:
                 pending.empty(reader)
             pending = None
-        while stack[-1].indent > indent or (stack[-1].indentless and stack[-1].indent == indent
-                                             and not _is_entry(line, indent)):
+        block = stack[-1]
+        while block.indent > indent or (block.indentless and block.indent == indent
+                                        and not entry):
             stack.pop()
             if not stack:
                 raise _Decline
-        block = stack[-1]
+            block = stack[-1]
         if block.indent != indent:
             raise _Decline
         column = indent
         if isinstance(block.value, list):
-            if not _is_entry(line, column):
+            if not entry:
                 raise _Decline
             column = _skip(line, column + 1)
             at = (*block.at, len(block.value))
             if column >= len(line) or line[column] == "#" or _is_entry(line, column):
                 raise _Decline   # an empty entry, or a list in a list
-            if _key_end(line, column) is None:
+            simple = _KEY_VALUE.match(line, column)
+            if simple is None and _key_end(line, column) is None:
                 block.value.append(reader.inline(line, column, at))
                 below = block.indent
                 continue
@@ -351,14 +358,38 @@ def _read(reader: _Reader, text: str) -> Any:
             reader.mark(at, column)
             stack.append(inner)
             block = inner
-        elif _is_entry(line, column):
+        elif entry:
             raise _Decline
-        pending = _entry(reader, block, line, column)
+        else:
+            simple = _KEY_VALUE.match(line, column)
+        if simple is None:
+            pending = _entry(reader, block, line, column)
+        else:
+            pending = _simple_entry(reader, block, line, column, simple)
         if pending is None:
             below = block.indent
     if pending is not None:
         pending.empty(reader)
     return stack[0].value if stack else None
+
+
+def _simple_entry(reader: _Reader, block: _Block, line: str, column: int,
+                  simple: re.Match[str]) -> _Pending | None:
+    """`key: value` with a plain key holding no colon or #, as most are written."""
+    key_text, value = simple.group(1, 3)
+    if len(key_text) > 1024:
+        raise _Decline
+    mapping = block.value
+    key, at = reader.key(mapping, plain_value(key_text), block.at, column)
+    if not value or value[0] == "#":
+        mapping[key] = None   # keeps the order the keys were written in
+        return _Pending(block, key, at, reader.line, simple.start(2))
+    if _PLAIN_SIMPLE.match(value):   # a plain value holding no colon or #
+        reader.mark(at, simple.start(3))
+        mapping[key] = plain_value(value.rstrip(" "))
+    else:
+        mapping[key] = reader.inline(line, simple.start(3), at)
+    return None
 
 
 def _key_end(line: str, column: int) -> int | None:
