@@ -106,7 +106,9 @@ class _RequestScan:
 
     def forwarding(self, address: ClientAddress, *, scheme: str,
                    server_host: str) -> Forwarding:
-        host = self.host.decode("latin-1") if self.host is not None else server_host
+        # An HTTP/1.0 request may come without a Host (granian hands it on empty).
+        host = self.host.decode("latin-1").strip() if self.host else ""
+        host = host or server_host
         host_forwarded = False
         if address.trusted_peer:
             proto = _last_element(self.proto)

@@ -217,3 +217,13 @@ def test_an_http11_request_needs_exactly_one_non_empty_host(hosts: list[bytes]) 
         RequestReader(origin_host="o:1", limits=RequestLimits()).read(
             headers, client_address(scope, TRUSTED), scheme="http", server_host="p:80")
     assert info.value.status == 400
+
+
+def test_an_http10_request_without_a_host_is_described_by_the_servers_address() -> None:
+    headers = [(b"host", b"")]   # as granian hands on an HTTP/1.0 request without one
+    scope = {"type": "http", "client": ("198.51.100.7", 1), "headers": headers}
+    request = RequestReader(origin_host="o:1", limits=RequestLimits()).read(
+        headers, client_address(scope, TRUSTED), scheme="http", server_host="p:80",
+        host_required=False)
+    assert request.forwarding.host == "p:80"
+    assert (b"x-forwarded-host", b"p:80") in request.headers
