@@ -270,7 +270,8 @@ def test_pipelined_requests_nobody_reads_leave_memory_bounded(
     time.sleep(0.5)
     after = rss_kib(pid)
     # 256 KiB x 4 is ~30,000 requests: only those whose answers fit in the socket buffers
-    # were taken up; memory grew by a few MiB at most (the old server: +45 MiB).
-    assert answered < 4 * 200, answered
+    # were taken up (~250 here), and memory grew by a few MiB at most (the old server:
+    # +45 MiB).
+    assert answered < 3000, answered
     assert during - before < 24 * 1024, (before, during, after)
     assert after - before < 24 * 1024, (before, during, after)
