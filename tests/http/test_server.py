@@ -246,6 +246,24 @@ def test_a_request_head_sent_slowly_is_closed_at_the_keep_alive_timeout(
         assert 0.8 <= closed_after(sock) < 2
 
 
+def test_a_new_idle_connection_and_a_trickling_head_are_closed_at_the_keep_alive_timeout(
+        short_keep_alive: Server) -> None:
+    # The head timer runs from the connection's start, whatever comes meanwhile: a client
+    # that never writes, or writes a header line every 0.3 s, is closed after a second.
+    with open_socket(short_keep_alive) as sock:
+        assert 0.8 <= closed_after(sock) < 2
+    with open_socket(short_keep_alive) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /page/x HTTP/1.1\r\n")
+        try:
+            while time.monotonic() - started < 5:
+                time.sleep(0.3)
+                sock.sendall(b"X-A: 1\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert time.monotonic() - started < 2
+
+
 def test_stopping_finishes_the_answer_under_way_and_closes_idle_connections(
         origin: Server, server_logs: Path) -> None:
     server = start_proxy(server_logs, "--origin", origin.url)
