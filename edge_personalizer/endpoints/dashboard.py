@@ -232,6 +232,8 @@ def render_text(report: Mapping[str, Any]) -> str:
                 lines.append(f"    WARNING sample ratio mismatch (p = {_p(goal['srm_p'])}): "
                              "exposures do not follow the weights; do not trust these "
                              "numbers until the cause is found")
+            if "segments" in goal:
+                lines += _segment_lines(goal, experiment["per"])
     if report["rules"]:
         lines += ["", "Rules (visitors reached; conversions per goal)"]
         for rule in report["rules"]:
@@ -241,6 +243,32 @@ def render_text(report: Mapping[str, Any]) -> str:
                 lines.append(f"  {rule['name']} [{name}]: {v['exposed']:,} exposed"
                              + (f"; {reached}" if reached else ""))
     return "\n".join(lines)
+
+
+def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list[str]:
+    """A goal's numbers within each segment (or cell) the experiment counts per: one
+    line a variant, the segment named on its first."""
+    kind = "segment" if per == "segment" else "cell"
+    heading = "segment" if per == "segment" else "cell (" + ", ".join(per or ()) + ")"
+    lines = [f"    by {heading}",
+             f"      {kind:<16} {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
+             f"{'95% interval':>17} {'uplift':>8} {'chance':>7}"]
+    for cell, result in goal["segments"].items():
+        shown_cell = cell if len(cell) <= 16 else cell[:15] + "…"
+        for name, v in result["variants"].items():
+            interval = (f"{_pct(v['rate_low'])}..{_pct(v['rate_high'])}"
+                        if v["rate_low"] is not None else "–")
+            shown = name if len(name) <= 16 else name[:15] + "…"
+            lines.append(
+                f"      {shown_cell:<16} {shown:<16} {v['exposed']:>9,} {v['converted']:>9,} "
+                f"{_pct(v['rate']):>7} {interval:>17} "
+                f"{'control' if name == result['control'] else _signed(v['uplift']):>8} "
+                f"{_pct(v['chance_to_beat_control']):>7}")
+            shown_cell = ""
+        if result["srm"]:
+            lines.append(f"      {'':<16} WARNING sample ratio mismatch in this {kind} "
+                         f"(p = {_p(result['srm_p'])})")
+    return lines
 
 
 # --- the endpoint -------------------------------------------------------------------------

@@ -1,11 +1,18 @@
 """Results: the store's totals judged per experiment and goal (and per rule), as the
-`/__ep/results` endpoint and `edge-personalizer report` give them."""
+`/__ep/results` endpoint and `edge-personalizer report` give them.
+
+An experiment that counts per cell (`per: segment`, or `per: [fields]`) is also judged
+within each cell: for `per: segment`, each segment the rules name (and `other`, the
+visitors in none), in the order of the `segments:` section. A visitor counts in one cell,
+so the cells add up to the whole.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from ..rules.allocation import NO_SEGMENT
 from ..rules.model import Experiment, RuleSet
 from .bandit import period_weighted_totals
 from .counters import EXPOSURE, CountKey, Tally, variant_totals
@@ -18,20 +25,64 @@ def control_of(experiment: Experiment) -> str:
     return "control" if "control" in names else names[0]
 
 
+MAX_CELLS = 50   # per: [fields] cells judged one by one: the most exposed first
+
+
+def per_of(experiment: Experiment) -> str | list[str] | None:
+    """What the experiment counts per: "segment", its fields, or None (one cell)."""
+    if experiment.cells.segments:
+        return "segment"
+    return list(experiment.cells.fields) or None
+
+
+def cells_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> list[str]:
+    """The cells to judge the experiment in, from its rows: every segment the rules name
+    and `other` (then cells counted under segments since renamed), or the most exposed
+    MAX_CELLS cells of its fields; none for an experiment of one cell."""
+    if experiment.cells.single:
+        return []
+    exposed: dict[str, int] = {}
+    for key, tally in rows.items():
+        if key.goal == EXPOSURE:
+            exposed[key.cell] = exposed.get(key.cell, 0) + tally.exposures
+    if experiment.cells.segments:
+        named = [segment.name for segment in experiment.cells.segments] + [NO_SEGMENT]
+        return named + sorted(set(exposed) - set(named))
+    return sorted(exposed, key=lambda cell: (-exposed[cell], cell))[:MAX_CELLS]
+
+
 def experiment_results(experiment: Experiment,
                        totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
+    rows = {key: tally for key, tally in totals.items() if key.experiment == experiment.name}
     weights = dict(experiment.weights)
-    exposed = variant_totals(totals, experiment.name, "")
+    control = control_of(experiment)
+    exposed = variant_totals(rows, experiment.name, EXPOSURE)
     bandit = experiment.allocation == "bandit"
     totals_of = period_weighted_totals if bandit else variant_totals
+
+    def judged_on(goal: str, cell_rows: Mapping[CountKey, Tally]) -> dict[str, Any]:
+        judged = goal_result(totals_of(cell_rows, experiment.name, goal), weights,
+                             control=control).as_json()
+        if bandit:   # weights change by design: compare within days, no ratio to check
+            judged.update(srm_p=None, srm=False, weighted_by="day")
+        return judged
+
+    cells = cells_of(experiment, rows)
+    by_cell: dict[str, dict[CountKey, Tally]] = {cell: {} for cell in cells}
+    for key, tally in rows.items():
+        held = by_cell.get(key.cell)
+        if held is not None:
+            held[key] = tally
     goals = {}
     for goal in experiment.goals:
-        judged = goal_result(totals_of(totals, experiment.name, goal), weights,
-                             control=control_of(experiment)).as_json()
-        if bandit:   # weights change by design: compare within days, no ratio to check
-            judged.update(srm_p=None, weighted_by="day")
+        judged = judged_on(goal, rows)
+        if cells:
+            judged["segments"] = {
+                cell: {"exposed": sum(t.exposures for k, t in cell_rows.items()
+                                      if k.goal == EXPOSURE), **judged_on(goal, cell_rows)}
+                for cell, cell_rows in by_cell.items()}
         goals[goal] = judged
-    return {"name": experiment.name, "control": control_of(experiment),
+    return {"name": experiment.name, "control": control, "per": per_of(experiment),
             "exposed": sum(t.exposures for t in exposed.values()), "goals": goals}
 
 

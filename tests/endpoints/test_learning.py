@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edge_personalizer.cli import main
 from edge_personalizer.endpoints.learning import RateLimit
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
@@ -177,3 +179,87 @@ def test_four_workers_count_into_one_sqlite_file(origin: Server, server_logs: Pa
         assert totals == {v: (n, n) for v, n in seen.items()}
     finally:
         server.stop()
+
+
+SEGMENT_RULES = """
+slots:
+  hero: {}
+segments:
+  from_facebook:
+    when: {referral.source: facebook}
+  phones:
+    when: {device.type: mobile}
+experiments:
+  - name: hero-test
+    slot: hero
+    per: segment
+    variants:
+      control: {weight: 50}
+      bold: {weight: 50, html: "<h1>Bold</h1>"}
+    goals: [purchase]
+goals:
+  purchase:
+    when: {request.path: /page/checkout/thanks}
+    value: {query: total}
+"""
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1")
+
+
+def test_results_break_an_experiment_down_by_the_segments_the_rules_name(
+        origin: Server, server_logs: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(SEGMENT_RULES)
+    data = tmp_path / "data"
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_PROFILE_COOKIE_SECURE": "false",
+                              "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_DATA_DIR": str(data)})
+    # Facebook visitors on a phone are counted in from_facebook: the first segment named.
+    groups = {"from_facebook": ({"referer": "https://www.facebook.com/", "user-agent": IPHONE},
+                                4, 3),
+              "phones": ({"user-agent": IPHONE}, 3, 1),
+              "other": ({"user-agent": BROWSER}, 5, 2)}
+    seen: dict[tuple[str, str], list[int]] = {}   # (segment, variant) -> [exposed, converted]
+    try:
+        for segment, (headers, visitors, converting) in groups.items():
+            for n in range(visitors):
+                with httpx.Client(base_url=server.url, headers=headers) as visitor:
+                    shown = visitor.get("/slotted/seg", headers={"accept": "text/html"})
+                    variant = "bold" if "<h1>Bold</h1>" in shown.text else "control"
+                    counts = seen.setdefault((segment, variant), [0, 0])
+                    counts[0] += 1
+                    if n < converting:
+                        visitor.get("/page/checkout/thanks?total=10",
+                                    headers={"accept": "text/html"})
+                        counts[1] += 1
+        report = _results(server)
+    finally:
+        server.stop()
+    (hero,) = report["experiments"]
+    assert hero["per"] == "segment" and hero["exposed"] == 12
+    purchase = hero["goals"]["purchase"]
+    by_segment = purchase["segments"]
+    assert list(by_segment) == ["from_facebook", "phones", "other"]   # as the rules name them
+    for segment, result in by_segment.items():
+        assert result["exposed"] == groups[segment][1]
+        for variant, numbers in result["variants"].items():
+            expected = seen.get((segment, variant), [0, 0])
+            assert [numbers["exposed"], numbers["converted"]] == expected
+            assert numbers["value_sum"] == 10 * expected[1]
+    for variant, whole in purchase["variants"].items():   # the segments add up to the whole
+        assert whole["converted"] == sum(r["variants"][variant]["converted"]
+                                         for r in by_segment.values())
+    # the report reads the same store: a table per segment under the experiment's own
+    assert main(["report", "--rules", str(rules), "--data-dir", str(data),
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["experiments"] == report["experiments"]
+    assert main(["report", "--rules", str(rules), "--data-dir", str(data)]) == 0
+    text = capsys.readouterr().out
+    assert "    by segment" in text
+    lines = text.splitlines()
+    facebook = next(line for line in lines if line.strip().startswith("from_facebook "))
+    exposed, converted = seen.get(("from_facebook", "control"), [0, 0])   # control first
+    assert facebook.split()[1:4] == ["control", str(exposed), str(converted)]

@@ -4,7 +4,9 @@ import dataclasses
 from types import MappingProxyType
 
 from edge_personalizer.learn.counters import CountKey, Tally
-from edge_personalizer.learn.results import control_of, results
+from edge_personalizer.learn.results import MAX_CELLS, control_of, results
+from edge_personalizer.rules.allocation import Cells
+from edge_personalizer.rules.conditions import Segment
 from edge_personalizer.rules.model import Experiment, RuleSet
 
 
@@ -47,3 +49,55 @@ def test_an_experiment_is_judged_on_its_goals_from_the_store_s_totals() -> None:
 def test_the_control_is_the_variant_named_so_else_the_first() -> None:
     assert control_of(experiment("x", ("a", 1.0), ("control", 1.0))) == "control"
     assert control_of(experiment("x", ("a", 1.0), ("b", 1.0))) == "a"
+
+
+def _segment(name: str) -> Segment:
+    return Segment(name, _always)   # type: ignore[arg-type]
+
+
+def test_an_experiment_counted_per_segment_is_judged_in_each_segment_the_rules_name() -> None:
+    cells = Cells(segments=(_segment("runners"), _segment("loyal")))
+    hero = dataclasses.replace(experiment(), cells=cells)
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    day = "2026-12-02"
+    totals = {
+        CountKey("hero-test", "control", "", "runners", day): Tally(exposures=100),
+        CountKey("hero-test", "bold", "", "runners", day): Tally(exposures=100),
+        CountKey("hero-test", "bold", "purchase", "runners", day): Tally(0, 30, 0.0, 0.0),
+        CountKey("hero-test", "control", "purchase", "runners", day): Tally(0, 10, 0.0, 0.0),
+        CountKey("hero-test", "control", "", "other", day): Tally(exposures=50),
+        CountKey("hero-test", "control", "purchase", "other", day): Tally(0, 5, 0.0, 0.0),
+        CountKey("hero-test", "bold", "", "walkers", day): Tally(exposures=7),   # renamed since
+    }
+    (result,) = results(ruleset, totals)["experiments"]
+    assert result["per"] == "segment"
+    purchase = result["goals"]["purchase"]
+    assert list(purchase["segments"]) == ["runners", "loyal", "other", "walkers"]
+    runners = purchase["segments"]["runners"]
+    assert runners["exposed"] == 200
+    assert (runners["variants"]["bold"]["converted"], runners["variants"]["bold"]["rate"]) \
+        == (30, 0.3)
+    assert runners["variants"]["bold"]["chance_to_beat_control"] > 0.95
+    assert purchase["segments"]["loyal"]["exposed"] == 0
+    assert purchase["segments"]["loyal"]["variants"]["bold"]["rate"] is None
+    # other: 50 visitors all on control, none on bold: a sample ratio mismatch within it
+    assert purchase["segments"]["other"]["srm"]
+    assert purchase["variants"]["control"]["exposed"] == 150   # the whole, as before
+
+
+def test_cells_of_fields_are_judged_most_exposed_first_and_bounded() -> None:
+    hero = dataclasses.replace(experiment(), cells=Cells(fields=("geo.city",)))
+    day = "2026-12-02"
+    totals = {CountKey("hero-test", "control", "", f"city-{n:03d}", day): Tally(exposures=n + 1)
+              for n in range(MAX_CELLS + 10)}
+    rows = results(dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,)), totals)
+    (result,) = rows["experiments"]
+    assert result["per"] == ["geo.city"]
+    cells = list(result["goals"]["purchase"]["segments"])
+    assert len(cells) == MAX_CELLS and cells[0] == f"city-{MAX_CELLS + 9:03d}"
+
+
+def test_an_experiment_of_one_cell_has_no_breakdown() -> None:
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(experiment(),))
+    (result,) = results(ruleset, {})["experiments"]
+    assert result["per"] is None and "segments" not in result["goals"]["purchase"]
