@@ -158,6 +158,9 @@ def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
     """Parse one file; YAML and section errors come back as a list, not raised."""
     empty = RuleFile(path, MappingProxyType({}))
     quick = quick_yaml.read(text)
+    if isinstance(quick, quick_yaml.Repeated):
+        return empty, [RuleError(f"key {quick.key!r} appears twice in the same mapping",
+                                 source=path, line=quick.line, column=quick.column)]
     if quick is not None:
         data, marks = quick
         return _sections(path, data, marks)

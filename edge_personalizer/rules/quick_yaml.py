@@ -13,6 +13,7 @@ which is what makes reloading ten thousand rules take well under a second.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -126,6 +127,7 @@ class _Reader:
         self.marks: Marks = {}
         self.left = MAX_VALUES
         self.line = 0   # the line being read, from 1
+        self.repeated: Repeated | None = None
 
     def mark(self, at: KeyPath, column: int) -> None:
         self.left -= 1
@@ -138,8 +140,8 @@ class _Reader:
         """Key `raw` of the mapping `out` (at `at`) as the mapping holds it, and the path
         of its value."""
         key = raw if isinstance(raw, (str, int, float, bool)) or raw is None else str(raw)
-        if key in out:   # the full reader names the repeated key
-            raise _Decline
+        if key in out and self.repeated is None:   # reported once the whole file is read
+            self.repeated = Repeated(str(key), self.line, column + 1)
         path = (*at, str(key))
         self.marks[(*path, KEY)] = (self.line, column + 1)
         return key, path
@@ -261,8 +263,19 @@ def _is_entry(line: str, column: int) -> bool:
     return line[column] == "-" and (len(line) == column + 1 or line[column + 1] == " ")
 
 
-def read(text: str) -> tuple[Any, Marks] | None:
-    """The document's value and marks, or None when the full reader must read it."""
+@dataclass(frozen=True)
+class Repeated:
+    """The first key written twice in one mapping (the full reader stops at it too)."""
+
+    key: str
+    line: int
+    column: int
+
+
+def read(text: str) -> tuple[Any, Marks] | Repeated | None:
+    """The document's value and marks; or the first repeated key of a file that is
+    otherwise read (a mistake found without reading the file again); or None when the
+    full reader must read it."""
     if _UNREAD.search(text):
         return None
     reader = _Reader()
@@ -270,6 +283,8 @@ def read(text: str) -> tuple[Any, Marks] | None:
         data = _read(reader, text)
     except (_Decline, IndexError):
         return None
+    if reader.repeated is not None:
+        return reader.repeated
     return data, reader.marks
 
 

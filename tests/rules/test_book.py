@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import shutil
 import tempfile
 from pathlib import Path
@@ -274,3 +275,29 @@ def test_validate_prints_a_broken_date_as_file_and_line(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 1 and "Traceback" not in output
     assert f"{tmp_path / 'a.yaml'}:5:23:" in output and "2026-11-31" in output
+
+
+def test_a_compile_mistake_deep_in_a_big_file_is_named_at_its_line(tmp_path: Path) -> None:
+    lines = ["slots: {hero: {}}", "rules:"]
+    for i in range(3_000):
+        field = "geo.countyr" if i == 2_500 else "geo.country"
+        lines += [f"  - name: rule-{i}", "    when:", f"      {field}: DE",
+                  "    then:", f"      hero: \"<b>{i}</b>\""]
+    (tmp_path / "big.yaml").write_text("\n".join(lines) + "\n")
+    _, errors = check_rules(tmp_path)
+    assert [str(e) for e in errors] == [
+        f"{tmp_path / 'big.yaml'}:{3 + 5 * 2_500 + 2}:7: rule 'rule-2500': unknown field "
+        "'geo.countyr'; did you mean 'geo.country'?"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_leaves_the_cycle_collector_as_it_was(tmp_path: Path, enabled: bool) -> None:
+    (tmp_path / "r.yaml").write_text("slots: {hero: {}}\nrules: [{name: a, then: {hero: x}}]\n")
+    (gc.enable if enabled else gc.disable)()
+    try:
+        check_rules(tmp_path)
+        (tmp_path / "r.yaml").write_text("rules: [oops\n")
+        assert check_rules(tmp_path)[1]
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()

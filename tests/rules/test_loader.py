@@ -121,3 +121,46 @@ def test_an_emptied_file_is_an_empty_rule_file(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "# only a comment\n")
     rule_files, errors = read_rule_directory(tmp_path)
     assert errors == [] and rule_files.files[0].is_empty
+
+
+def _big_rules(count: int, mistake_at: int | None = None, mistake: str = "") -> str:
+    """`count` rules written as marketers write them; rule `mistake_at` gets `mistake` as an
+    extra line of its `when`."""
+    lines = ["slots:", "  hero: {tag: section}", "rules:"]
+    for i in range(count):
+        lines += [f"  - name: rule-{i}", "    when:", f"      geo.country: {['US', 'DE'][i % 2]}",
+                  "      device.type: [mobile, tablet]"]
+        if i == mistake_at:
+            lines.append(mistake)
+        lines += ["    then:", "      hero:", f"        html: \"<h1>Offer {i}</h1>\""]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_big_file_keeps_the_line_of_every_value(tmp_path: Path) -> None:
+    write(tmp_path, "big.yaml", _big_rules(10_000))
+    rule_files = load_rule_directory(tmp_path)
+    assert rule_files.rule_count == 10_000
+    marks = rule_files.files[0].marks
+    # rule i starts on line 4 + 7 i; its `html` value is 6 lines further, after `html: `
+    assert marks[("rules", 7_000)] == (4 + 7 * 7_000, 5)
+    assert marks[("rules", 7_000, "then", "hero", "html")] == (4 + 7 * 7_000 + 6, 15)
+    assert marks[("rules", 9_999, "when", "device.type", 1)] == (4 + 7 * 9_999 + 3, 29)
+
+
+@pytest.mark.parametrize(("mistake", "column", "message"), [
+    ("      geo.country: FR", 7, "key 'geo.country' appears twice in the same mapping"),
+    ("      device.type: [mobile, tablet", 7, "invalid YAML"),
+    ("    when: {}", 5, "key 'when' appears twice in the same mapping"),
+])
+def test_a_mistake_deep_in_a_big_file_is_named_at_its_line(
+        tmp_path: Path, mistake: str, column: int, message: str) -> None:
+    # (a file with a mistake is read again by the YAML node reader, which is slower)
+    write(tmp_path, "big.yaml", _big_rules(2_000, mistake_at=1_500, mistake=mistake))
+    _, errors = read_rule_directory(tmp_path)
+    assert len(errors) == 1
+    error = errors[0]
+    assert error.source == tmp_path / "big.yaml" and message in error.reason
+    if message == "invalid YAML":   # found where the unclosed list meets the next key
+        assert error.line is not None and 4 + 7 * 1_500 + 4 <= error.line <= 4 + 7 * 1_500 + 6
+    else:
+        assert (error.line, error.column) == (4 + 7 * 1_500 + 4, column)
