@@ -335,23 +335,24 @@ class _RequestBody:
         received = 0
         timeout = self._timeout
         loop = asyncio.get_running_loop()
-        started = last = loop.time()
+        waited = 0.0   # seconds spent waiting for the client (not for a slow origin)
         while True:
             if timeout is None:
                 message: Message = await self._receive()
             else:
-                # The next bytes within `timeout` of the last ones, and the whole body at
-                # BODY_MIN_RATE on average once `timeout` has passed.
-                deadline = min(last + timeout, started + timeout + received / BODY_MIN_RATE)
+                # The next bytes within `timeout`, and the whole body at BODY_MIN_RATE on
+                # average once `timeout` has passed.
+                budget = min(timeout, timeout + received / BODY_MIN_RATE - waited)
+                asked = loop.time()
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout(max(0.0, budget)):
                         message = await self._receive()
                 except TimeoutError:
                     self.rejected = RequestRejected(
                         f"request body too slow ({received} bytes in "
-                        f"{loop.time() - started:.1f} s)", status=408)
+                        f"{waited + loop.time() - asked:.1f} s)", status=408)
                     raise self.rejected from None
-                last = loop.time()
+                waited += loop.time() - asked
             if message["type"] == "http.disconnect":
                 self.client_gone = True
                 raise UpstreamError("client disconnected while sending the request body")

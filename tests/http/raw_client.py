@@ -44,8 +44,9 @@ class Seen:
 
 
 class RecordingOrigin:
-    """Answers each request `200 ok` (`/big`: 64 KiB) once it has all of it; remembers
-    what came (`seen`). A request it cannot frame is recorded and the connection closed."""
+    """Answers each request `200 ok` (`/big`: 64 KiB) once it has all of it (`/slow-read`:
+    begins to read the body after twice the body timeout); remembers what came (`seen`). A
+    request it cannot frame is recorded and the connection closed."""
 
     def __init__(self) -> None:
         self.seen: list[Seen] = []
@@ -71,6 +72,8 @@ class RecordingOrigin:
             try:
                 if seen.ambiguous:
                     return
+                if seen.line.split(b" ")[1] == b"/slow-read":
+                    await asyncio.sleep(2 * BODY_TIMEOUT)   # an origin busy before it reads
                 if seen.header(b"transfer-encoding"):
                     seen.body, seen.trailers = await _dechunk(reader)
                 elif seen.header(b"content-length"):

@@ -238,6 +238,20 @@ def test_a_body_timeout_leaves_a_steady_upload_alone(recorded_server: Server,
     assert len(recording.settled()[0].body) == 40960
 
 
+def test_a_body_timeout_counts_the_clients_pauses_not_the_origins(
+        recorded_server: Server, recording: RecordingOrigin) -> None:
+    # The origin takes twice the body timeout to begin reading a 1 MiB body: the proxy
+    # stops reading the client meanwhile (the buffers are full), and the client, which
+    # sent it all at once, is not the one cut off.
+    recording.seen.clear()
+    with RawClient(recorded_server.port) as client:
+        client.send(b"POST /slow-read HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"
+                    + b"x" * 1048576)
+        answer = client.answer()
+        assert answer is not None and answer.status == 200, answer
+    assert len(recording.settled()[0].body) == 1048576
+
+
 def test_pipelined_requests_nobody_reads_leave_memory_bounded(
         recorded_server: Server, recording: RecordingOrigin) -> None:
     # Four connections send 256 KiB of pipelined GETs for 64 KiB answers each and never

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.types import Message
 
+from edge_personalizer.proxy import OriginProxy
+
+from ..http.raw_origin import RawOrigin, request_head
 from ..servers import Server, free_port, start_proxy
 
 
@@ -95,3 +100,42 @@ def test_health_reports_unreachable_origin_as_not_ready(orphan_proxy: Server) ->
     assert response.status_code == 503
     assert response.json()["origin"]["reachable"] is False
     assert httpx.get(orphan_proxy.url + "/__ep/health/live").status_code == 200
+
+
+async def busy_then_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An origin that takes a second before it reads a request's body, then answers."""
+    head = await request_head(reader)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    await asyncio.sleep(1.0)
+    await reader.readexactly(length)
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    await writer.drain()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_body_timeout_counts_the_clients_pauses_not_a_busy_origins() -> None:
+    # A client that sends 8 MiB at once to an origin busy for a second (twice the body
+    # timeout) before it reads: the proxy stops asking the client for more meanwhile, and
+    # that wait is the origin's, not the client's. (A server's receive() that yields to the
+    # loop, as ASGI servers other than granian do, meets the deadline at once otherwise.)
+    async with RawOrigin(busy_then_read) as url:
+        proxy = OriginProxy(url, body_timeout=0.5)
+        chunks = [b"x" * 65536] * 128
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            await asyncio.sleep(0)   # the bytes are there; the server still yields once
+            return {"type": "http.request", "body": chunks.pop(),
+                    "more_body": bool(chunks)}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/up", "raw_path": b"/up",
+                 "query_string": b"", "scheme": "http", "client": ("127.0.0.1", 5000),
+                 "server": ("127.0.0.1", 8080),
+                 "headers": [(b"host", b"site"), (b"content-length", b"%d" % (8 << 20))]}
+        await proxy(scope, receive, send)
+        await proxy.aclose()
+    assert sent[0]["status"] == 200, sent
