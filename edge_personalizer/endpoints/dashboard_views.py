@@ -209,11 +209,13 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
             days, series, title=f"Cumulative conversion rate on {goal_name} per variant, "
                                 "by day (UTC)")) \
             if any(goal["variants"][v]["converted"] for v in goal["variants"]) else None
-        segments = []
-        for cell in cells:
-            judged = goal_result(variant_totals(snapshot.totals, name, goal_name, cell=cell),
-                                 weights, control=control_of(experiment)).as_json()
-            segments.append({"cell": cell, "rows": _variant_rows(judged)})
+        if "segments" in goal:   # judged per segment by the results, in the rules' order
+            segments = [{"cell": cell, "rows": _variant_rows(judged)}
+                        for cell, judged in goal["segments"].items()]
+        else:   # counted per cell under an earlier version of the rules
+            segments = [{"cell": cell, "rows": _variant_rows(goal_result(
+                variant_totals(snapshot.totals, name, goal_name, cell=cell), weights,
+                control=control_of(experiment)).as_json())} for cell in cells]
         goals.append({
             "name": goal_name, "control": goal["control"], "srm": goal["srm"],
             "srm_p": goal["srm_p"], "rows": _variant_rows(goal),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,10 +237,15 @@ def test_results_break_an_experiment_down_by_the_segments_the_rules_name(
                                     headers={"accept": "text/html"})
                         counts[1] += 1
         report = _results(server)
+        page = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test",
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
     finally:
         server.stop()
     (hero,) = report["experiments"]
     assert hero["per"] == "segment" and hero["exposed"] == 12
+    # the dashboard's experiment page: a table per segment, in the rules' order
+    cells = re.findall(r'data-cell="([^"]+)" data-variant="control"', page)
+    assert cells == ["from_facebook", "phones", "other"]
     purchase = hero["goals"]["purchase"]
     by_segment = purchase["segments"]
     assert list(by_segment) == ["from_facebook", "phones", "other"]   # as the rules name them
