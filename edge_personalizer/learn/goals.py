@@ -100,7 +100,7 @@ class GoalReader:
                 found[goal.name] = Conversion(goal.name, amount, goal.window_seconds)
         if kept is None:
             kept = headers if isinstance(headers, list) else list(headers)
-        return list(found.values()), kept
+        return list(found.values()) if found else [], kept
 
     def _header_goals(self, goals: Mapping[str, GoalSpec], headers: RawHeaders,
                       found: dict[str, Conversion]) -> list[tuple[bytes, bytes]]:
