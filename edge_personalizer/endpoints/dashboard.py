@@ -252,7 +252,7 @@ def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list
     heading = "segment" if per == "segment" else "cell (" + ", ".join(per or ()) + ")"
     lines = [f"    by {heading}",
              f"      {kind:<16} {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
-             f"{'95% interval':>17} {'uplift':>8} {'chance':>7}"]
+             f"{'95% interval':>17} {'uplift':>9} {'chance':>7}"]
     for cell, result in goal["segments"].items():
         shown_cell = cell if len(cell) <= 16 else cell[:15] + "…"
         for name, v in result["variants"].items():
@@ -262,7 +262,7 @@ def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list
             lines.append(
                 f"      {shown_cell:<16} {shown:<16} {v['exposed']:>9,} {v['converted']:>9,} "
                 f"{_pct(v['rate']):>7} {interval:>17} "
-                f"{'control' if name == result['control'] else _signed(v['uplift']):>8} "
+                f"{'control' if name == result['control'] else _signed(v['uplift']):>9} "
                 f"{_pct(v['chance_to_beat_control']):>7}")
             shown_cell = ""
         if result["srm"]:
