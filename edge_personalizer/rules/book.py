@@ -7,13 +7,14 @@ import gc
 import logging
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
 from ..errors import RuleError, RuleSetInvalid
 from .compile import compile_rules
-from .loader import RuleFiles, read_rule_directory
+from .loader import read_rule_directory
 from .model import RuleSet
 
 logger = logging.getLogger(__name__)
@@ -21,22 +22,36 @@ logger = logging.getLogger(__name__)
 
 def check_rules(directory: Path) -> tuple[RuleSet, list[RuleError]]:
     """Load and compile a rules directory, with every error in every file."""
-    _, ruleset, errors = _read_and_compile(directory)
-    return ruleset, errors
+    loaded = _read_and_compile(directory)
+    return loaded.ruleset, loaded.errors
 
 
-def _read_and_compile(directory: Path) -> tuple[RuleFiles, RuleSet, list[RuleError]]:
+@dataclass(frozen=True)
+class _Loaded:
+    ruleset: RuleSet
+    errors: list[RuleError]
+    empty: tuple[Path, ...]          # files with nothing written in them
+    holding: frozenset[Path]         # files whose sections hold something
+
+
+def _read_and_compile(directory: Path) -> _Loaded:
     with _no_garbage_collection():
         rule_files, errors = read_rule_directory(directory)
         ruleset, compile_errors = compile_rules(rule_files)
-    return rule_files, ruleset, [*errors, *compile_errors]
+        loaded = _Loaded(ruleset, [*errors, *compile_errors],
+                         tuple(f.path for f in rule_files.files if f.is_empty),
+                         frozenset(f.path for f in rule_files.files
+                                   if any(f.sections.values())))
+        del rule_files   # freed here, before the collector is back to look at it
+    return loaded
 
 
 @contextlib.contextmanager
 def _no_garbage_collection() -> Iterator[None]:
     """Loading builds hundreds of thousands of objects and frees none of them until it is
     done: the cycle collector would walk them all again and again (a third of the time for
-    10,000 rules); it is back on as soon as loading ends."""
+    10,000 rules); it is back on as soon as loading ends, when only the rule set is left
+    of them."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -89,17 +104,16 @@ class RuleBook:
         self._on_reload = on_reload
 
     def _load(self) -> RuleSet:
-        rule_files, ruleset, errors = _read_and_compile(self.directory)
-        errors += [RuleError("the file is empty but held rules until now, so it was not "
-                             "loaded (a save still under way?); to remove its rules, delete "
-                             "the file or write `rules: []`", source=rule_file.path)
-                   for rule_file in rule_files.files
-                   if rule_file.is_empty and rule_file.path in self._holding]
+        loaded = _read_and_compile(self.directory)
+        errors = loaded.errors + [
+            RuleError("the file is empty but held rules until now, so it was not loaded (a "
+                      "save still under way?); to remove its rules, delete the file or write "
+                      "`rules: []`", source=path)
+            for path in loaded.empty if path in self._holding]
         if errors:
             raise RuleSetInvalid(errors)
-        self._holding = frozenset(f.path for f in rule_files.files
-                                  if any(f.sections.values()))
-        return ruleset
+        self._holding = loaded.holding
+        return loaded.ruleset
 
     def reload(self) -> bool:
         """Load the directory again; True when the served set is now the directory's."""
