@@ -96,7 +96,7 @@ def count(origin: str, page: str, requests: int, rules: str | None) -> int:
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + 900   # (valgrind on a busy machine)
             while True:
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()

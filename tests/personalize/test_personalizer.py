@@ -68,7 +68,8 @@ def test_rule_cookie_action(proxy: Server) -> None:
 
 
 def test_experiment_variant_is_stable_and_remembered(proxy: Server) -> None:
-    first = httpx.get(f"{proxy.url}/page/a?exp=on", headers=PAGE)
+    # (on a page with the experiment's slot: a page without it shows no variant)
+    first = httpx.get(f"{proxy.url}/slotted/a?exp=on", headers=PAGE)
     cookie = next(h for h in first.headers.get_list("set-cookie") if h.startswith("ep_profile"))
     value = cookie.split(";")[0].split("=", 1)[1]
     state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(value, time.time())
