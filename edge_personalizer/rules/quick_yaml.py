@@ -139,12 +139,16 @@ class _Reader:
             ) -> tuple[Any, KeyPath]:
         """Key `raw` of the mapping `out` (at `at`) as the mapping holds it, and the path
         of its value."""
-        key = raw if isinstance(raw, (str, int, float, bool)) or raw is None else str(raw)
+        key: Any
+        if type(raw) is str:
+            key = name = raw
+        else:
+            key = raw if isinstance(raw, (int, float, bool)) or raw is None else str(raw)
+            name = str(key)
         if key in out and self.repeated is None:   # reported once the whole file is read
-            self.repeated = Repeated(str(key), self.line, column + 1)
-        path = (*at, str(key))
-        self.marks[(*path, KEY)] = (self.line, column + 1)
-        return key, path
+            self.repeated = Repeated(name, self.line, column + 1)
+        self.marks[(*at, name, KEY)] = (self.line, column + 1)
+        return key, (*at, name)
 
     def inline(self, line: str, start: int, at: KeyPath) -> Any:
         """A value written on the rest of the line from `start` (which is not blank)."""
