@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/first_byte.py
 	$(BIN)/python bench/compression.py
+	$(BIN)/python bench/compile_rules.py
 
 # Against nginx, workerd and naive Python proxies, with the shared kit (~5 minutes).
 bench-peers: $(STAMP)
