@@ -39,7 +39,8 @@ def demo(server_logs: Path) -> Iterator[tuple[Server, int]]:
                     "--origin-port", str(origin_port)], port, server_logs / "demo.log",
                    ready_path="/__ep/health/live",
                    env={"EP_DEFAULT_TIME_ZONE": time_zone_outside_the_evening_deal(),
-                        "EP_DATA_DIR": str(server_logs / "demo-data")})
+                        "EP_DATA_DIR": str(server_logs / "demo-data")},
+                   timeout=90.0)   # the first start counts a simulated week first
     yield server, origin_port
     server.stop()
 
