@@ -1,13 +1,13 @@
 """A fast reader for the shapes rule files are written in, with the line of every value.
 
-Rule files are block mappings and lists of one-line values: plain, quoted, or small
-`{...}` / `[...]` collections on one line. This reads exactly those, line by line, and
-gives the same values and the same (line, column) marks as the full YAML reader does (the
-same PyYAML rules decide what a plain value is: 3 is a number, yes is true, 2026-12-24 a
-date). Anything else — a `|` block, an anchor, a tag, a value continued on the next line,
-a mistake — makes it decline (None), and the full reader, which says what is wrong and
-where, reads the file instead. Tens of times faster than composing YAML nodes in Python,
-which is what makes reloading ten thousand rules take well under a second.
+Rule files are block mappings and lists of one-line values (plain, quoted, or small
+`{...}` / `[...]` collections on one line) and `|` blocks of HTML. This reads exactly
+those, line by line, and gives the same values and the same (line, column) marks as the
+full YAML reader does (the same PyYAML rules decide what a plain value is: 3 is a number,
+yes is true, 2026-12-24 a date). Anything else — a `>` block, an anchor, a tag, a value
+continued on the next line, a mistake — makes it decline (None), and the full reader,
+which says what is wrong and where, reads the file instead. About ten times faster than
+composing YAML nodes in Python, and faster than libyaml's own parse through PyYAML.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ _KEY_END = re.compile(r":(?= |$)")                  # the colon after a plain ke
 _KEY_VALUE = re.compile(r"([^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*?) *(:)(?: +|$)(.*)")
 # The usual plain value: no colon, no # (no comment), nothing that starts something else.
 _PLAIN_SIMPLE = re.compile(r"[^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*$")
+# A literal block (`|`, `|-`, `|+`; no indentation digit), then nothing or a comment.
+_LITERAL_HEADER = re.compile(r"\|([-+]?)(?: +#.*| *)$")
 _COMMENT = re.compile(r" +#")                       # a comment after a plain value
 _BLOCK_VALUE_END = re.compile(r":(?: |$)")          # a second `key:` in a plain value
 _SINGLE = re.compile(r"'((?:[^']|'')*)'")
@@ -128,6 +130,7 @@ class _Reader:
         self.left = MAX_VALUES
         self.line = 0   # the line being read, from 1
         self.repeated: Repeated | None = None
+        self.literal: str | None = None   # after `key: |`: its chomping ("", "-" or "+")
 
     def mark(self, at: KeyPath, column: int) -> None:
         self.left -= 1
@@ -162,6 +165,13 @@ class _Reader:
             value, end = self.flow(line, start, at)
             _only_comment_after(line, end)
             return value
+        if first == "|":
+            header = _LITERAL_HEADER.match(line, start)
+            if header is None:
+                raise _Decline
+            self.mark(at, start)
+            self.literal = header.group(1)
+            return None   # the text is on the lines below: _read fills it in
         if first in _NOT_PLAIN_START and (first not in "-?:" or line[start + 1:start + 2]
                                           in ("", " ")):
             raise _Decline
@@ -317,7 +327,11 @@ def _read(reader: _Reader, text: str) -> Any:
     pending: _Pending | None = None
     below = -1   # after a one-line value: the next line may not be indented past this
     started = False
-    for number, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        number += 1   # from 1
         content = line.lstrip(" ")
         if not content or content[0] == "#":
             continue
@@ -371,6 +385,8 @@ def _read(reader: _Reader, text: str) -> Any:
             if simple is None and _key_end(line, column) is None:
                 block.value.append(reader.inline(line, column, at))
                 below = block.indent
+                if reader.literal is not None:
+                    block.value[-1], number = _literal(reader, lines, number, block.indent)
                 continue
             inner = _Block(column, {}, at)
             block.value.append(inner.value)
@@ -387,9 +403,55 @@ def _read(reader: _Reader, text: str) -> Any:
             pending = _simple_entry(reader, block, line, column, simple)
         if pending is None:
             below = block.indent
+            if reader.literal is not None:
+                mapping = block.value
+                key = next(reversed(mapping))   # the key just read
+                mapping[key], number = _literal(reader, lines, number, block.indent)
     if pending is not None:
         pending.empty(reader)
     return stack[0].value if stack else None
+
+
+def _literal(reader: _Reader, lines: list[str], number: int, parent: int) -> tuple[str, int]:
+    """The text of a literal block whose `|` ended line `number` (the block starts on the
+    next line) inside a block at column `parent`, and the number of its last line; as
+    PyYAML's scan_block_scalar makes it."""
+    chomping, reader.literal = reader.literal, None
+    first = number
+    while first < len(lines) and not lines[first].strip(" "):
+        if lines[first]:
+            raise _Decline   # spaces on a blank line before the text
+        first += 1
+    if first == len(lines):
+        raise _Decline   # an empty block
+    indent = len(lines[first]) - len(lines[first].lstrip(" "))
+    if indent <= parent:
+        raise _Decline   # an empty block
+    chunks = ["\n"] * (first - number)
+    breaks: list[str] = []
+    line_break = ""
+    end = first
+    while end < len(lines):
+        line = lines[end]
+        if line[:indent].strip(" "):
+            break   # a line of the document after the block
+        if not line[indent:]:   # a blank line (up to the block's indentation)
+            if end == len(lines) - 1:
+                break   # the end of the file, after a line break
+            breaks.append("\n")
+            end += 1
+            continue
+        chunks.append(line_break)   # of the line before ("" before the first)
+        chunks.extend(breaks)
+        breaks = []
+        chunks.append(line[indent:])
+        line_break = "\n" if end < len(lines) - 1 else ""
+        end += 1
+    if chomping != "-":
+        chunks.append(line_break)
+    if chomping == "+":
+        chunks.extend(breaks)
+    return "".join(chunks), end
 
 
 def _simple_entry(reader: _Reader, block: _Block, line: str, column: int,

@@ -34,8 +34,10 @@ def same_as_node_reader(text: str) -> bool:
     if quick is None:
         return False
     if isinstance(quick, quick_yaml.Repeated):   # the node reader stops at the same key
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        assert node is not None
         with pytest.raises(_DuplicateKey) as raised:
-            _PlainBuilder().build(yaml.compose(text, Loader=yaml.SafeLoader), ())
+            _PlainBuilder().build(node, ())
         mark = raised.value.mark
         assert (raised.value.key, mark.line + 1, mark.column + 1) == \
             (quick.key, quick.line, quick.column), text
@@ -82,8 +84,8 @@ def test_values_mean_what_yaml_says() -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "a: |\n  html\n",                       # block scalars
-    "a: >\n  text\n",
+    "a: >\n  text\n",                       # folded blocks
+    "a: |2\n  html\n",                     # an indentation digit
     "a: &x 1\nb: *x\n",                     # anchors and aliases
     "a: !!str 1\n",                         # tags
     "a: one\n  two\n",                      # a value continued on the next line
@@ -173,12 +175,30 @@ class _Documents:
             if self.random.random() < 0.5:
                 lines.append(pad + self.key() + ": " + self.value() + self.comment())
                 continue
+            if self.random.random() < 0.2:
+                lines.append(pad + self.key() + ": |" + self.random.choice(["", "-", "+", "2"])
+                             + self.comment())
+                lines.extend(self.literal(indent))
+                continue
             lines.append(pad + self.key() + ":" + self.comment())
             if self.random.random() < 0.85:
                 if self.random.random() < 0.7:
                     lines.append(self.random.choice(["", "  # x", "#y"]))
                 step = self.random.choice([2, 2, 4, 1]) if self.random.random() < 0.9 else 0
                 self.block(indent + step, depth + 1, lines)
+
+    def literal(self, indent: int) -> list[str]:
+        """The lines of a `|` block: HTML, blank lines, lines indented further or less."""
+        step = indent + self.random.choice([1, 2, 2, 4])
+        pieces = ["<p>", "</p>", "  <b>{{ geo.city }}</b>", "# not a comment", "", " ", "a: b",
+                  "- x", "   ", "'q'"]
+        out = []
+        for _ in range(self.random.randint(0, 4)):
+            piece = self.random.choice(pieces)
+            shift = self.random.choice([0, 0, 0, 1, -1])
+            out.append(" " * max(0, step + shift) + piece if piece.strip() else
+                       self.random.choice(["", " " * step, " " * (step + 2)]))
+        return out
 
     def document(self) -> str:
         lines: list[str] = []
@@ -194,6 +214,23 @@ class _Documents:
                 text = text[:at] + self.random.choice(
                     [" ", ":", "-", "\n", "#", "'", '"', "  ", "\n  ", "{", "]", "\t"]) + text[at:]
         return text
+
+
+def test_literal_blocks_keep_their_lines() -> None:
+    text = ("slots: {hero: {}}\nrules:\n  - name: a\n    then:\n      hero: |\n"
+            "        <h1>Hi</h1>\n\n          <p>{{ geo.city }}</p>\n"
+            "        # text, not a comment\n\n  - name: b\n    then: {hero: |-\n}\n")
+    assert quick_yaml.read(text) is None   # `|-` inside {...}: the node reader says why
+    text = text.replace("then: {hero: |-\n}", "then:\n      hero: |-\n        x\n\n")
+    quick = quick_yaml.read(text)
+    assert isinstance(quick, tuple)
+    data, marks = quick
+    assert data["rules"][0]["then"]["hero"] == \
+        "<h1>Hi</h1>\n\n  <p>{{ geo.city }}</p>\n# text, not a comment\n"
+    assert data["rules"][1]["then"]["hero"] == "x"
+    assert marks[("rules", 0, "then", "hero")] == (5, 13)
+    assert marks[("rules", 1, "name")] == (11, 11)
+    assert same_as_node_reader(text)
 
 
 def test_a_repeated_key_is_named_where_it_is_written_again() -> None:
