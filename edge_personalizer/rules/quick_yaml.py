@@ -31,9 +31,11 @@ class _Decline(Exception):
     """Not a shape this reader handles: the full reader reads the file."""
 
 
-# Characters the YAML reader refuses anywhere (PyYAML's Reader.NON_PRINTABLE), and those this
-# reader leaves to it: tabs, carriage returns and the other line breaks.
-_UNREAD = re.compile("[^\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff\n]")
+# Characters this reader leaves to the full one: those YAML refuses anywhere (PyYAML's
+# Reader.NON_PRINTABLE), tabs, and every line break but \n (\r, NEL, U+2028, U+2029), and
+# the byte order mark (skipped at the start of a file).
+_UNREAD = re.compile("[^\n\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD"
+                     "\U00010000-\U0010ffff]")
 _KEY_END = re.compile(r":(?= |$)")                  # the colon after a plain key
 # The usual line: a plain key without colon or #, its colon, and the rest of the line.
 _KEY_VALUE = re.compile(r"([^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*?) *(:)(?: +|$)(.*)")
@@ -120,7 +122,7 @@ def _quoted(line: str, at: int) -> tuple[str, int]:
 
 def _only_comment_after(line: str, at: int) -> None:
     rest = line[at:]
-    if rest and not rest.isspace() and not _COMMENT.match(rest):
+    if rest.strip(" ") and not _COMMENT.match(rest):
         raise _Decline
 
 

@@ -92,6 +92,8 @@ def test_values_mean_what_yaml_says() -> None:
     "a: [1,\n  2]\n",                       # a collection over several lines
     "a:\tb\n",                              # tabs
     "a: 1\r\nb: 2\r\n",                     # Windows line ends
+    "a: x\u2028y\n", "a: x\x85y\n",          # the other line breaks YAML knows
+    "\ufeffa: 1\n",                          # a byte order mark
     "<<: {a: 1}\n",                         # merge keys
     "- a\n",                                # not a mapping of sections
     "a: b: c\n",                            # a mistake
@@ -110,7 +112,8 @@ SCALARS = ["a", "yes", "No", "on", "OFF", "true", "null", "~", "", "1", "-1", "+
            "http://x.com/a", "a:b", "a: b", "-a", "- a", "?a", ":a", "<<", "=", "!x", "&a", "*a",
            "{x}", "[x]", "a,b", "a]", "<b>1</b>", "{{ geo.city }}", "é", "日本", "a'b", 'a"b',
            "a\\b", "%x", "@x", "`x", "|", ">", "a?b", "a{b", "#x", "true ", " a", "-", "--",
-           "---", "...", "1.", "+.5", "0b101", "-0", "12:30:45", "0.", "Null", "y", "=x"]
+           "---", "...", "1.", "+.5", "0b101", "-0", "12:30:45", "0.", "Null", "y", "=x",
+           "a\xa0b", "\u3000", "a:\xa0b"]
 KEYS = ["a", "b", "geo.country", "1", "yes", "null", "a b", "x-y", "<<", "k:v", "http://a",
         "'q'", "2026-01-01", "1.5", "~", "-k", "?k", ":k", "a#b", "a #b"]
 
