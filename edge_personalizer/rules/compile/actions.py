@@ -111,6 +111,8 @@ def _template(ctx: CompileContext, text: str, at: KeyPath, kind: TemplateKind = 
               attribute: str = "") -> Template:
     """The parsed template; the same text in the same place is parsed once a compile (a
     fragment shown by many rules)."""
+    if "{{" not in text:   # no placeholder: the text as it is (what parse makes of it)
+        return Template((text,) if text else ())
     key = (text, kind, attribute)
     parsed = ctx.templates.get(key)
     if parsed is None:

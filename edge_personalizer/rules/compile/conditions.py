@@ -82,7 +82,7 @@ def _clause(ctx: CompileContext, rule_file: RuleFile, key: str, value: Any, at: 
         found = tuple(segment(ctx, n, at) for n in names)
         return found[0] if len(found) == 1 else AnyOf(found)
     name = normalize(key)
-    frozen = (name, _frozen(value))
+    frozen = (name, _frozen(value) if isinstance(value, (dict, list)) else (type(value), value))
     known = ctx.clauses.get(frozen)
     if known is None:   # a clause written the same way again is the same condition
         known = ctx.clauses[frozen] = _field_condition(ctx, name, value, at)
