@@ -1,16 +1,19 @@
 """Visitors like you: which interest a visitor is likely to show next, from visitors with the
 same strongest two interests.
 
-Counting (request path): on a page view, each category of the page outside the visitor's
-strongest two is counted against that pair (or single category), as one more count in the
+Counting (request path): a page view whose categories reach beyond the visitor's strongest
+two is counted once against that pair (or single category), as one more count in the
 worker's accumulator under the experiment name `AFFINITY` (variant: the pair, goal:
-`INTEREST` or `CONVERSION`, cell: the category). The flusher takes them to the store with
-the other counts.
+`INTEREST` or `CONVERSION`, cell: the page's categories beyond the pair, joined by `_SEP`).
+The flusher takes them to the store with the other counts.
 
-Model (background): `build_model` turns the store's totals into conditional probabilities
-P(next category | pair), smoothed towards the two single categories and those towards
-overall popularity (each level's own counts count only from `min_support` on), keeping the
-`top` best per key. Prediction (request path): `AffinityModel.predict` is two dict gets.
+Model (background): `build_model` turns the store's totals into, per pair, the chance that
+its visitors' next view shows each category, smoothed towards the two single categories and
+those towards overall popularity (each level's own counts count only from `min_support`
+views on). Each key keeps its `top` categories in the order that covers the most next views
+together: the likeliest first, then each time the one most often shown by the views those
+before it miss (a page with several categories makes the likeliest ones overlap). Prediction
+(request path): `AffinityModel.predict` is two dict gets.
 """
 
 from __future__ import annotations
@@ -83,18 +86,19 @@ def key_of(top: tuple[str, ...]) -> str:
 
 def record(counters: Accumulator, top: tuple[str, ...], categories: Iterable[str], *,
            goal: str = INTEREST) -> None:
-    """Counts each of `categories` outside `top` as shown next by visitors with `top`."""
+    """Counts the view of `categories` beyond `top` as shown next by visitors with `top`:
+    one count, whose cell names all of them (so the model knows which go together)."""
     if not top:
         return
-    key = key_of(top)
-    for category in categories:
-        if category not in top:
-            counters.convert(AFFINITY, key, goal, category)
+    shown = sorted({category for category in categories if category not in top})
+    if shown:
+        counters.convert(AFFINITY, key_of(top), goal, _SEP.join(shown))
 
 
 def affinity_counts(rows: Mapping[CountKey, Tally], *, conversion_weight: float = 1.0
                     ) -> dict[tuple[str, ...], dict[str, float]]:
-    """Key (one or two categories) -> next category -> count, from the store's totals."""
+    """Key (one or two categories) -> what was shown next (a category, or several joined by
+    `_SEP`) -> count, from the store's totals."""
     counts: dict[tuple[str, ...], dict[str, float]] = {}
     for key, tally in rows.items():
         if key.experiment != AFFINITY or key.goal not in (INTEREST, CONVERSION):
@@ -168,63 +172,126 @@ def _predictions(data: object) -> Predictions:
     return tuple((str(name), float(score)) for name, score in data)
 
 
+Shown = dict[tuple[str, ...], float]   # what was shown next (categories, sorted) -> count
+
+
 def build_model(counts: Mapping[tuple[str, ...], Mapping[str, float]], *,
-                min_support: int = 20, top: int = 5, pair_prior: float = 20.0,
+                min_support: int = 20, top: int = 5, pair_prior: float = 100.0,
                 single_prior: float = 20.0, version: int = 0, built_at: float = 0.0
                 ) -> AffinityModel:
     """The model from `counts` (`affinity_counts`). A pair's estimate is its own counts
-    plus `pair_prior` counts' worth of the single categories' estimate; a single's, its
-    counts plus `single_prior` of popularity. A key with fewer than `min_support` counts
+    plus `pair_prior` views' worth of the single categories' estimate; a single's, its
+    counts plus `single_prior` of popularity. A key with fewer than `min_support` views
     uses only what it backs off to."""
-    popularity: dict[str, float] = {}
-    single_counts: dict[str, dict[str, float]] = {}
+    own: dict[tuple[str, ...], Shown] = {}
+    popular: Shown = {}
+    single_shown: dict[str, Shown] = {}
     for key, per in counts.items():
-        for category, n in per.items():
-            popularity[category] = popularity.get(category, 0.0) + n
-            for name in key:
-                held = single_counts.setdefault(name, {})
-                held[category] = held.get(category, 0.0) + n
-    total = sum(popularity.values())
-    if not total:
+        for cell, n in per.items():
+            shown = tuple(sorted({c for c in cell.split(_SEP) if c and c not in key}))
+            if not shown or n <= 0:
+                continue
+            for held in (own.setdefault(key, {}), popular,
+                         *(single_shown.setdefault(name, {}) for name in key)):
+                held[shown] = held.get(shown, 0.0) + n
+    if not popular:
         return AffinityModel(version, built_at, top=top)
-    popular = {c: n / total for c, n in popularity.items()}
+    popular_chances = _Chances.of(popular)
+    single_support = {name: sum(shown.values()) for name, shown in single_shown.items()}
+    singles_full = {name: popular_chances.mixed(shown, single_prior, min_support)
+                    for name, shown in single_shown.items()}
 
-    def smoothed(own: Mapping[str, float], prior: Mapping[str, float], strength: float,
-                 ) -> dict[str, float]:
-        n = sum(own.values())
-        if n < min_support:
-            own, n = {}, 0.0
-        if n + strength <= 0:
-            return dict(prior)
-        return {c: (own.get(c, 0.0) + strength * p) / (n + strength) for c, p in prior.items()}
-
-    singles_full = {name: smoothed(per, popular, single_prior)
-                    for name, per in single_counts.items()}
-    single_support = {name: sum(per.values()) for name, per in single_counts.items()}
-
-    def backoff(a: str, b: str) -> dict[str, float]:
+    def pair_chances(pair: tuple[str, ...]) -> _Chances:
+        a, b = pair
         wa, wb = single_support.get(a, 0.0), single_support.get(b, 0.0)
-        pa, pb = singles_full.get(a, popular), singles_full.get(b, popular)
-        return {c: (wa * pa[c] + wb * pb[c]) / (wa + wb) if wa + wb else popular[c]
-                for c in popular}
+        backoff = popular_chances if not wa + wb else _Chances.blend(
+            (singles_full.get(a, popular_chances), wa / (wa + wb)),
+            (singles_full.get(b, popular_chances), wb / (wa + wb)))
+        return backoff.mixed(own.get(pair, {}), pair_prior, min_support)
 
     keys = {k for k in counts if len(k) == 2}
     supported = sorted(n for n, s in single_support.items() if s >= min_support)
     if len(supported) * (len(supported) - 1) // 2 <= _MAX_BACKOFF_PAIRS:
         keys.update(itertools.combinations(supported, 2))
-    pairs = {key_of(k): _best(smoothed(counts.get(k, {}), backoff(*k), pair_prior), k, top)
-             for k in keys}
-    singles = {name: _best(per, (name,), top + 1) for name, per in singles_full.items()
+    pairs = {key_of(k): pair_chances(k).best(k, top) for k in keys}
+    singles = {name: chances.best((name,), top + 1) for name, chances in singles_full.items()
                if single_support[name] >= min_support}
     return AffinityModel(version, built_at, MappingProxyType(pairs), MappingProxyType(singles),
-                         _best(popular, (), top + 2), top)
+                         popular_chances.best((), top + 2), top)
 
 
-def _best(scores: Mapping[str, float], leave_out: tuple[str, ...], count: int) -> Predictions:
-    kept = [(c, s) for c, s in scores.items() if c not in leave_out and s > 0]
-    mass = sum(s for _, s in kept) or 1.0   # the chances among the categories left
-    kept.sort(key=lambda item: (-item[1], item[0]))
-    return tuple((c, round(s / mass, 5)) for c, s in kept[:count])
+class _Counted:
+    """One key's own counted views, as shares of its total, and each category's share."""
+
+    def __init__(self, shown: Shown) -> None:
+        total = sum(shown.values())
+        self.shares = [(categories, n / total) for categories, n in shown.items()]
+        self.chances: dict[str, float] = {}
+        for categories, share in self.shares:
+            for category in categories:
+                self.chances[category] = self.chances.get(category, 0.0) + share
+
+
+class _Chances:
+    """What visitors of one key show next: a mixture of counted views (each view a set of
+    categories shown together), as weights of `_Counted` parts summing to 1."""
+
+    def __init__(self, parts: Mapping[_Counted, float]) -> None:
+        self.parts = parts
+
+    @classmethod
+    def of(cls, shown: Shown) -> _Chances:
+        return cls({_Counted(shown): 1.0})
+
+    @classmethod
+    def blend(cls, *mixed: tuple[_Chances, float]) -> _Chances:
+        parts: dict[_Counted, float] = {}
+        for chances, share in mixed:
+            for part, weight in chances.parts.items():
+                parts[part] = parts.get(part, 0.0) + weight * share
+        return cls(parts)
+
+    def mixed(self, shown: Shown, strength: float, min_support: int) -> _Chances:
+        """`shown`'s own views plus `strength` views' worth of these chances (only these
+        when `shown` has fewer than `min_support` views)."""
+        n = sum(shown.values())
+        if n < min_support or n <= 0:
+            return self
+        return _Chances.blend((_Chances.of(shown), n / (n + strength)),
+                              (self, strength / (n + strength)))
+
+    def best(self, leave_out: tuple[str, ...], count: int) -> Predictions:
+        """Up to `count` categories (none of `leave_out`) with their chances of being shown
+        next: the likeliest first, then each time the one shown most often by the views the
+        ones chosen miss."""
+        chances: dict[str, float] = {}
+        for part, weight in self.parts.items():
+            for category, share in part.chances.items():
+                if category not in leave_out:
+                    chances[category] = chances.get(category, 0.0) + weight * share
+        ranked = sorted((c for c, p in chances.items() if p > 0),
+                        key=lambda c: (-chances[c], c))
+        candidates = ranked[:2 * count + 2]   # few deeper ones could cover more than these
+        index = {c: i for i, c in enumerate(candidates)}
+        views: dict[tuple[int, ...], float] = {}   # the candidates a view shows -> its share
+        for part, weight in self.parts.items():
+            for categories, share in part.shares:
+                shown = tuple(sorted(index[c] for c in categories if c in index))
+                if shown:
+                    views[shown] = views.get(shown, 0.0) + weight * share
+        chosen: list[int] = []
+        while len(chosen) < min(count, len(candidates)):
+            gains = [0.0] * len(candidates)
+            for shown, share in views.items():
+                for i in shown:
+                    gains[i] += share
+            for i in chosen:
+                gains[i] = -1.0
+            pick = max(range(len(candidates)), key=lambda i: (gains[i], -i))
+            chosen.append(pick)
+            views = {v: share for v, share in views.items() if pick not in v}
+        return tuple((candidates[i], round(min(chances[candidates[i]], 1.0), 5))
+                     for i in chosen)
 
 
 class Predictor:

@@ -15,12 +15,14 @@ or a table that does not decode keeps the last good one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskStatus
 
 from ..errors import StoreError
@@ -147,8 +149,11 @@ class Trainer:
             self._model_built_at = built_at
             return False
         counts = affinity.affinity_counts(await self.store.totals(affinity.AFFINITY))
-        model = affinity.build_model(counts, min_support=self.min_support, top=self.top,
-                                     built_at=now)
+        # Seconds of work for a site with many categories: in a thread, so the worker's
+        # requests keep being served meanwhile.
+        model = await anyio.to_thread.run_sync(functools.partial(
+            affinity.build_model, counts, min_support=self.min_support, top=self.top,
+            built_at=now))
         version = await self.store.publish(affinity.TABLE_NAME, model.encode())
         self._model_built_at = now
         logger.info("affinity model version %d published (%d pairs, %d categories)",

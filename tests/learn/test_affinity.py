@@ -55,10 +55,12 @@ def counted(*views: tuple[tuple[str, ...], tuple[str, ...]]) -> dict[CountKey, T
     return counters.pending_batch(10_000)
 
 
-def test_only_categories_beyond_the_strongest_two_are_counted_for_the_pair() -> None:
-    rows = counted((("trail", "running"), ("running", "shoes", "socks")),
-                   (("running", "trail"), ("shoes",)), ((), ("shoes",)))
-    assert affinity_counts(rows) == {("running", "trail"): {"shoes": 2.0, "socks": 1.0}}
+def test_a_view_counts_once_with_its_categories_beyond_the_strongest_two() -> None:
+    rows = counted((("trail", "running"), ("running", "socks", "shoes")),
+                   (("running", "trail"), ("shoes",)), ((), ("shoes",)),
+                   (("running", "trail"), ("trail",)))   # nothing beyond the pair: no count
+    assert affinity_counts(rows) == {("running", "trail"): {"shoes\x1fsocks": 1.0,
+                                                            "shoes": 1.0}}
     assert {key.experiment for key in rows} == {AFFINITY}
 
 
@@ -118,6 +120,30 @@ def test_predictions_are_chances_best_first_and_at_most_top() -> None:
     assert model.score(("running", "trail"), "goggles") == 0.0
 
 
+def test_the_predictions_together_cover_the_most_next_views() -> None:
+    counts: dict[tuple[str, ...], dict[str, float]] = {
+        ("running", "trail"): {"shoes\x1fsocks": 40.0, "yoga": 30.0, "shoes": 10.0}}
+    model = build_model(counts, pair_prior=0.0, top=3)
+    # socks (0.5) is likelier than yoga, but always comes with shoes: yoga reaches more
+    assert model.predict(("trail", "running")) == (("shoes", 0.625), ("yoga", 0.375),
+                                                   ("socks", 0.5))
+    assert model.score(("running", "trail"), "socks") == 0.5
+
+
+def test_a_pair_drawn_towards_its_single_categories_keeps_views_whole() -> None:
+    counts: dict[tuple[str, ...], dict[str, float]] = {
+        ("running", "trail"): {"shoes\x1fsocks": 40.0, "yoga": 30.0},
+        ("running", "swim"): {"goggles": 200.0}}
+    predicted = build_model(counts, pair_prior=100.0, single_prior=0.0).predict(
+        ("running", "trail"))
+    # 70 own views and 100 views' worth of running's (270 views) and trail's (70), by support
+    chances = dict(predicted)
+    assert chances["goggles"] == pytest.approx(100 / 170 * 200 / 340, abs=1e-5)
+    assert chances["shoes"] == chances["socks"] == pytest.approx((40 + 100 * 80 / 340) / 170,
+                                                                 abs=1e-5)
+    assert [name for name, _ in predicted] == ["shoes", "goggles", "yoga", "socks"]
+
+
 def test_no_counts_make_an_empty_model_that_predicts_nothing() -> None:
     model = build_model({})
     assert model.predict(("running", "trail")) == () and model.predict(()) == ()
@@ -161,10 +187,11 @@ def test_page_views_count_what_follows_the_strongest_interests() -> None:
     profile = Profile("v-1", now, now, now, scores=MappingProxyType({
         "running": (0.6, now), "trail": (0.4, now), "shoes": (0.25, now)}), now=now)
     learning.viewed(profile, ["shoes", "trail"], learning_rate=0.25)   # shoes is new
+    learning.viewed(profile, ["socks", "shoes", "trail"], learning_rate=0.25)
     learning.viewed(profile._replace(stored=False), ["shoes"], learning_rate=0.25)
     learning.counters.collect()
     assert affinity_counts(learning.counters.pending_batch(10)) == {
-        ("running", "trail"): {"shoes": 1.0}}
+        ("running", "trail"): {"shoes": 1.0, "shoes\x1fsocks": 1.0}}
 
 
 RULES = """\

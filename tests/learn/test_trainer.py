@@ -142,6 +142,20 @@ async def test_the_model_is_rebuilt_every_learn_interval(store: Store) -> None:
     assert reader.version == 2
 
 
+async def test_the_published_model_names_what_covers_the_most_next_views(store: Store) -> None:
+    counters = Accumulator()
+    for categories, views in ((("shoes", "socks"), 40), (("yoga",), 30), (("shoes",), 10)):
+        for _ in range(views):
+            record(counters, ("running", "trail"), ("running", *categories))
+    counters.collect()
+    await store.flush(counters.pending_batch(100))
+    assert await Trainer(store, specs=lambda: [], clock=Clock()).rebuild_model()
+    reader = model_reader(store)
+    assert await reader.refresh()
+    assert [name for name, _ in reader.current.predict(("trail", "running"))][:3] == [
+        "shoes", "yoga", "socks"]
+
+
 async def test_an_unreadable_table_keeps_the_last_good_one(store: Store) -> None:
     trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=Clock())
     await trainer.update_weights()
