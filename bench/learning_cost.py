@@ -1,0 +1,151 @@
+"""What counting costs page views through the real server, in req/s (wrk).
+
+The peer kit cannot show it: its requests send no Accept header, so they are no page views
+and nothing is counted. Here wrk sends the kit's four request shapes as page views
+(bench/page_views.lua: Accept: text/html, no cookie, so every request is a new visitor's
+first exposure and gets a profile cookie that carries it) to three servers of 2 workers
+each, started side by side in front of the kit's origin:
+
+- `no-goal`: the kit's rules (bench/peer-rules): nothing is counted;
+- `sqlite`: the same rules with a goal (bench/learning-rules), counting every rule
+  exposure into the embedded SQLite store;
+- `redis`: the same, counting into a redis-server started here.
+
+Each round runs every target once per page, in a rotating order; the figure is the median
+of the rounds, and each counting target is given as a ratio to `no-goal` of the same run.
+
+    .venv/bin/python bench/learning_cost.py [--rounds 3] [--duration 8]
+                                            # writes bench/results/learning_cost.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from instructions import free_port, kit_origin  # noqa: E402
+
+ORIGIN = "http://127.0.0.1:18080"
+SCRIPT = ROOT / "bench" / "page_views.lua"
+TARGETS = {"no-goal": "bench/peer-rules", "sqlite": "bench/learning-rules",
+           "redis": "bench/learning-rules"}
+
+
+def start_server(rules: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EP_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_personalizer", "serve", "--origin", ORIGIN, "--workers",
+         "2", "--port", str(port), "--no-access-log", "--log-level", "warning",
+         "--rules", rules],
+        cwd=ROOT, env=clean | {"EP_PROFILE_KEYS": "learning-cost-benchmark-key"} | env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/__ep/health/live", timeout=1)
+            return process, port
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"the server with {rules} did not start")
+
+
+def wrk(url: str, seconds: int) -> float:
+    out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", f"{seconds}s", "-s", str(SCRIPT),
+                          url], capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"{errors.group(1)} failed responses from {url}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise SystemExit(f"wrk printed no rate:\n{out}")
+    return float(match.group(1))
+
+
+def counted_exposures(port: int) -> bool:
+    """Whether the server counted anything (a sanity check that page views were sent)."""
+    token = {"authorization": "Bearer learning-cost-benchmark-token"}
+    metrics = httpx.get(f"http://127.0.0.1:{port}/__ep/metrics", headers=token).text
+    return any(line.startswith("ep_exposures") and not line.rstrip().endswith(" 0.0")
+               for line in metrics.splitlines())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=8, help="measured seconds a run")
+    parser.add_argument("--pages", default="big,small")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/learning_cost.json")
+    args = parser.parse_args()
+    origin = kit_origin()
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_port = free_port()
+        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind",
+                                  "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        admin = {"EP_ADMIN_TOKEN": "learning-cost-benchmark-token"}
+        envs = {"no-goal": {"EP_DATA_DIR": f"{tmp}/none"} | admin,
+                "sqlite": {"EP_DATA_DIR": f"{tmp}/sqlite"} | admin,
+                "redis": {"EP_STORE_URL": f"redis://127.0.0.1:{redis_port}/0"} | admin}
+        try:
+            for name, rules in TARGETS.items():
+                servers[name] = start_server(rules, envs[name])
+            rates: dict[str, dict[str, list[float]]] = {
+                page: {name: [] for name in TARGETS} for page in args.pages.split(",")}
+            names = list(TARGETS)
+            for round_ in range(args.rounds):
+                order = names[round_ % len(names):] + names[:round_ % len(names)]
+                for page, by_target in rates.items():
+                    for name in order:
+                        url = f"http://127.0.0.1:{servers[name][1]}/{page}.html"
+                        wrk(url, 2)   # warm-up
+                        by_target[name].append(wrk(url, args.duration))
+                        print(f"round {round_ + 1} {page} {name}: "
+                              f"{by_target[name][-1]:,.0f} req/s", flush=True)
+            counting = {name: counted_exposures(servers[name][1]) for name in TARGETS}
+        finally:
+            for process, _ in servers.values():
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=30)
+            redis.terminate()
+            redis.wait(timeout=10)
+            if origin is not None:
+                os.killpg(origin.pid, signal.SIGINT)
+                origin.wait(timeout=30)
+    if counting["no-goal"] or not (counting["sqlite"] and counting["redis"]):
+        raise SystemExit(f"expected counts from the goal targets only, got {counting}")
+    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M"),
+                                  "rounds": args.rounds, "duration_s": args.duration,
+                                  "load_at_end": os.getloadavg()[0], "pages": {}}
+    for page, by_target in rates.items():
+        median = {name: statistics.median(values) for name, values in by_target.items()}
+        results["pages"][page] = {   # type: ignore[index]
+            "req_s": {name: round(value) for name, value in median.items()},
+            "runs": by_target,
+            "ratio_to_no_goal": {name: round(median[name] / median["no-goal"], 3)
+                                 for name in ("sqlite", "redis")}}
+        print(f"{page}: no goal {median['no-goal']:,.0f} req/s; counting into SQLite "
+              f"{median['sqlite'] / median['no-goal']:.3f}x, into Redis "
+              f"{median['redis'] / median['no-goal']:.3f}x")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
