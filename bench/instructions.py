@@ -83,8 +83,8 @@ def count(origin: str, page: str, requests: int, rules: str | None) -> int:
     """Instructions callgrind counted for a whole server run answering `requests`."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        args = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        # One file a process: the server may fork its worker, which callgrind follows.
+        args = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.%p",
                 sys.executable, "-m", "edge_personalizer", "serve", "--origin", origin,
                 "--workers", "1", "--port", str(port), "--no-access-log", "--log-level",
                 "warning"]
@@ -109,10 +109,15 @@ def count(origin: str, page: str, requests: int, rules: str | None) -> int:
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=300)
-        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-        if match is None:
-            raise RuntimeError("callgrind wrote no totals")
-        return int(match.group(1))
+        total = 0
+        for out in Path(tmp).glob("callgrind.*"):
+            match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+            if match is None:
+                raise RuntimeError(f"callgrind wrote no totals in {out.name}")
+            total += int(match.group(1))
+        if not total:
+            raise RuntimeError("callgrind wrote nothing")
+        return total
 
 
 def kit_origin() -> subprocess.Popen[bytes] | None:
