@@ -58,7 +58,7 @@ class EdgeApp:
     """
 
     def __init__(self, settings: Settings, *, site: ASGIApp | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, learn_slots: bool = True) -> None:
         self.settings = settings
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
@@ -111,7 +111,7 @@ class EdgeApp:
             compress_pages=settings.compress_pages,
             keyed_caching=settings.keyed_caching, shared_max_age=settings.shared_max_age,
             cache_tag_headers=settings.cache_tag_headers, first_bytes=FirstBytesMemo(),
-            learning=self.learning, clock=clock,
+            learning=self.learning, clock=clock, learn_slots=learn_slots,
             observer=self.metrics)
         # Several workers: each publishes its state, so health, metrics and reloads answer
         # for the whole server whichever worker a request reaches.

@@ -125,7 +125,10 @@ class Replay:
                      for name, slot in ruleset.slots.items() if marker_slot(slot.selector)]
         # A log being replayed is no traffic to log again, one line a request.
         quiet = dataclasses.replace(settings, access_log=False)
-        self.app = EdgeApp(quiet, site=StandInSite(slots), clock=lambda: self.now)
+        # The stand-in pages hold only the marker slots: what a page of the site has is
+        # not learned from them (every choice counts, as on pages that have its slot).
+        self.app = EdgeApp(quiet, site=StandInSite(slots), clock=lambda: self.now,
+                           learn_slots=False)
         self.jars: dict[str, dict[str, str]] = {}
         self.summary = ReplaySummary()
 

@@ -84,3 +84,36 @@ def test_the_replay_command_counts_a_log_into_the_store(tmp_path: Path) -> None:
 def test_a_bad_line_names_its_number() -> None:
     with pytest.raises(SettingsError, match="line 3"):
         LoggedRequest.parse('{"no": "url"}', 3)
+
+
+SELECTOR_RULES = """\
+slots: {promo: {selector: "#promo"}}
+goals: {purchase: {when: {request.path: /thanks}}}
+experiments:
+  - name: promo-test
+    slot: promo
+    goals: [purchase]
+    variants: {control: {weight: 1}, loud: {weight: 1, html: "<b>Loud</b>"}}
+"""
+
+
+async def _replay_selector_slot(tmp_path: Path, visitors: int) -> int:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(SELECTOR_RULES)
+    settings = load_settings({}, rules_dir=rules, data_dir=tmp_path, profile_keys="k" * 32)
+    replayer = Replay(settings)
+    for i in range(visitors):
+        await replayer.request(LoggedRequest(url="https://shop.example/", time=1_795_000_000.0 + i,
+                                             visitor=f"v{i}", headers={"user-agent": BROWSER}))
+    await replayer.finish()
+    store = open_store(settings.store_location())
+    totals = await store.totals()
+    await store.close()
+    return sum(t.exposures for key, t in totals.items() if key.experiment == "promo-test")
+
+
+def test_a_slot_the_stand_in_page_cannot_hold_is_counted_on_every_view(tmp_path: Path) -> None:
+    # The stand-in pages hold only marker slots; the site's pages have `#promo`. Every
+    # visitor of the same path is an exposure, as on the live site (none is learned away).
+    assert anyio.run(_replay_selector_slot, tmp_path, 30) == 30

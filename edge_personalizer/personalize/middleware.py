@@ -22,6 +22,7 @@ from .personalizer import CookiePolicy, Personalizer
 from .response_headers import CachePolicy, PageHeaders
 from .rewriting import RewritingSend
 from .segments import ALL_TAG_HEADERS
+from .slot_presence import SlotPresence
 
 
 class PersonalizeMiddleware:
@@ -45,7 +46,9 @@ class PersonalizeMiddleware:
                  first_bytes: FirstBytesMemo | None = None, learning: Learning | None = None,
                  compress_pages: bool = True,
                  observer: Observer | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, learn_slots: bool = True) -> None:
+        """`learn_slots=False`: every page is taken to have every slot of the rules, as a
+        replay needs (its stand-in pages are not the site's)."""
         self.app = app
         self.rules = RuleBook(Path(rules)) if isinstance(rules, (str, Path)) else rules
         if classifier is None and self.rules is not None:
@@ -58,6 +61,7 @@ class PersonalizeMiddleware:
                 rules=self.rules, classifier=classifier, trusted=trusted_proxies,
                 debug_token=debug_token, preview=preview, observer=self.fail_open.observer,
                 learning=learning, clock=clock, keyed_segments=keyed_caching,
+                slot_presence=SlotPresence(self.rules, learn=learn_slots),
                 cookies=CookiePolicy(cookie_secure, cookie_max_age_days))
             self.page_headers = PageHeaders(self.personalizer, rules=self.rules, cache=CachePolicy(
                 keyed_caching, shared_max_age, tuple(cache_tag_headers), variant_header))

@@ -75,7 +75,7 @@ class Personalizer:
         # With keyed caching, a trusted edge's X-EP-Segment names the page to render.
         self.segments = SegmentBook(rules) if rules is not None and keyed_segments else None
         # Which of the rules' slots each page has, learned per path (bounded, per worker).
-        self.slots = slot_presence or SlotPresence(rules)
+        self.slots = slot_presence if slot_presence is not None else SlotPresence(rules)
 
     def begin(self, scope: Scope) -> Exchange:
         """The request's Exchange: its visitor, and its decision made when first read."""

@@ -59,8 +59,11 @@ class SlotPresence:
 
     def __init__(self, rules: RuleBook | None, *, max_paths: int = 4096,
                  relearn_views: int = 1000, relearn_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, learn: bool = True) -> None:
+        """`learn=False`: nothing is learned, every page is taken to have every slot (a
+        replay's stand-in pages are not the site's)."""
         self.rules = rules
+        self.learn = learn
         self.relearn_views = relearn_views
         self.relearn_seconds = relearn_seconds
         self.clock = clock
@@ -116,7 +119,7 @@ class SlotPresence:
         """What a whole page was seen to have: for each slot the rewriter looked for,
         whether its element was there; `ends`, where the last one found ends (-1:
         unknown)."""
-        if not found:
+        if not found or not self.learn:
             return
         paths = self._current()
         coding, seen = validators(head)
