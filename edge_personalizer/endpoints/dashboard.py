@@ -211,14 +211,11 @@ def render_text(report: Mapping[str, Any]) -> str:
                          f"{'95% interval':>17} {'uplift':>8} {'uplift interval':>19} "
                          f"{'chance':>7} {'risk':>6}" + ("  value/visitor" if valued else ""))
             for name, v in goal["variants"].items():
-                interval = (f"{_pct(v['rate_low'])}..{_pct(v['rate_high'])}"
-                            if v["rate_low"] is not None else "–")
                 uplift = (f"{_signed(v['uplift_low'])}..{_signed(v['uplift_high'])}"
                           if v["uplift_low"] is not None else "–")
-                shown = name if len(name) <= 16 else name[:15] + "…"
                 lines.append(
-                    f"    {shown:<16} {v['exposed']:>9,} {v['converted']:>9,} "
-                    f"{_pct(v['rate']):>7} {interval:>17} "
+                    f"    {_clipped(name):<16} {v['exposed']:>9,} {v['converted']:>9,} "
+                    f"{_pct(v['rate']):>7} {_rate_interval(v):>17} "
                     f"{'control' if name == goal['control'] else _signed(v['uplift']):>8} "
                     f"{uplift:>19} {_pct(v['chance_to_beat_control']):>7} "
                     f"{_pct(v['risk'], 2):>6}"
@@ -245,6 +242,16 @@ def render_text(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _clipped(name: str) -> str:
+    """A name cut to its table column (16 characters)."""
+    return name if len(name) <= 16 else name[:15] + "…"
+
+
+def _rate_interval(v: Mapping[str, Any]) -> str:
+    """A variant's 95% interval of its rate, or a dash when too few were counted."""
+    return f"{_pct(v['rate_low'])}..{_pct(v['rate_high'])}" if v["rate_low"] is not None else "–"
+
+
 def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list[str]:
     """A goal's numbers within each segment (or cell) the experiment counts per: one
     line a variant, the segment named on its first."""
@@ -254,14 +261,11 @@ def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list
              f"      {kind:<16} {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
              f"{'95% interval':>17} {'uplift':>9} {'chance':>7}"]
     for cell, result in goal["segments"].items():
-        shown_cell = cell if len(cell) <= 16 else cell[:15] + "…"
+        shown_cell = _clipped(cell)
         for name, v in result["variants"].items():
-            interval = (f"{_pct(v['rate_low'])}..{_pct(v['rate_high'])}"
-                        if v["rate_low"] is not None else "–")
-            shown = name if len(name) <= 16 else name[:15] + "…"
             lines.append(
-                f"      {shown_cell:<16} {shown:<16} {v['exposed']:>9,} {v['converted']:>9,} "
-                f"{_pct(v['rate']):>7} {interval:>17} "
+                f"      {shown_cell:<16} {_clipped(name):<16} {v['exposed']:>9,} "
+                f"{v['converted']:>9,} {_pct(v['rate']):>7} {_rate_interval(v):>17} "
                 f"{'control' if name == result['control'] else _signed(v['uplift']):>9} "
                 f"{_pct(v['chance_to_beat_control']):>7}")
             shown_cell = ""

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 
 from edge_personalizer import PersonalizeMiddleware
 
-from ..http.raw_origin import ThreadedOrigin, request_head
+from ..http.raw_origin import Handler, ThreadedOrigin, request_head
 from ..servers import start_proxy
 
 pytestmark = pytest.mark.anyio
@@ -129,23 +129,29 @@ async def cut_off(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 def get(port: int, target: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n")
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n"
+                     b"Connection: close\r\n\r\n")
         chunks = []
         while data := sock.recv(65536):
             chunks.append(data)
     return b"".join(chunks)
 
 
-async def test_a_page_the_origin_cuts_off_before_its_head_left_is_a_502(
-        server_logs: Path) -> None:
-    with ThreadedOrigin(cut_off) as url:
-        proxy = start_proxy(server_logs, "--origin", url, "--rules", str(ROOT / "tests" /
-                                                                           "data" / "rules"))
+def through_proxy(origin: Handler, logs: Path, *targets: bytes) -> list[bytes]:
+    """What a client got for each of `targets` from the product (the test rules) in front
+    of the raw-socket `origin`."""
+    with ThreadedOrigin(origin) as url:
+        proxy = start_proxy(logs, "--origin", url, "--rules", str(ROOT / "tests" / "data" /
+                                                                    "rules"))
         try:
-            rewritten = get(proxy.port, b"/page?inject=1")
-            passed = get(proxy.port, b"/page")
+            return [get(proxy.port, target) for target in targets]
         finally:
             proxy.stop()
+
+
+async def test_a_page_the_origin_cuts_off_before_its_head_left_is_a_502(
+        server_logs: Path) -> None:
+    rewritten, passed = through_proxy(cut_off, server_logs, b"/page?inject=1", b"/page")
     # Rewritten: the head was still held back when the origin broke off (nginx: 502).
     assert rewritten.startswith(b"HTTP/1.1 502 ")
     assert b"cut off here" not in rewritten
@@ -172,11 +178,5 @@ async def damaged_gzip(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 async def test_a_damaged_compressed_page_that_was_to_be_rewritten_is_a_502(
         server_logs: Path) -> None:
-    with ThreadedOrigin(damaged_gzip) as url:
-        proxy = start_proxy(server_logs, "--origin", url, "--rules", str(ROOT / "tests" /
-                                                                           "data" / "rules"))
-        try:
-            reply = get(proxy.port, b"/page?inject=1")
-        finally:
-            proxy.stop()
+    (reply,) = through_proxy(damaged_gzip, server_logs, b"/page?inject=1")
     assert reply.startswith(b"HTTP/1.1 502 ")
