@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -60,10 +61,10 @@ LOGIN_COOKIE = "ep_dashboard_login"   # the login form's token, sent back with t
 MAX_FORM_BYTES = 4096
 ASSETS = Path(__file__).with_name("dashboard")
 _METHODS = frozenset({"GET", "HEAD", "POST"})
-_STATIC = {"dashboard.css": b"text/css; charset=utf-8",
-           "dashboard.js": b"text/javascript; charset=utf-8",
-           "favicon.svg": b"image/svg+xml"}
-_SECURITY_HEADERS = [
+_STATIC = MappingProxyType({"dashboard.css": b"text/css; charset=utf-8",
+                           "dashboard.js": b"text/javascript; charset=utf-8",
+                           "favicon.svg": b"image/svg+xml"})
+_SECURITY_HEADERS = (
     (b"cache-control", b"no-store"),
     (b"content-security-policy",
      b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
@@ -71,7 +72,7 @@ _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
-]
+)
 
 # --- rendering --------------------------------------------------------------------------
 

@@ -76,18 +76,20 @@ def granian_server(factory: str, options: ServerOptions) -> AbstractServer[Any]:
         factory=True,
         log_access=False,                # the app logs its own requests
         log_level=LogLevels(options.log_level),
-        log_dictconfig=_LOGGING,
+        log_dictconfig=_logging_config(),
     )
 
 
-# granian's own lines go to the root logger (and so through the app's handler and format)
-# instead of the handlers granian would install.
-_LOGGING: dict[str, Any] = {
-    "formatters": {},
-    "handlers": {},
-    "loggers": {"_granian": {"handlers": [], "propagate": True},
-                "granian.access": {"handlers": [], "propagate": False}},
-}
+def _logging_config() -> dict[str, Any]:
+    """granian's own lines go to the root logger (and so through the app's handler and
+    format) instead of the handlers granian would install. A fresh dict each time: the
+    logging machinery may change what it is given."""
+    return {
+        "formatters": {},
+        "handlers": {},
+        "loggers": {"_granian": {"handlers": [], "propagate": True},
+                    "granian.access": {"handlers": [], "propagate": False}},
+    }
 
 
 def serve(factory: str, options: ServerOptions, *,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -16,8 +17,8 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 # Gauges that are not summed across workers: how they combine instead.
-_GAUGES: dict[str, Callable[[Iterable[float]], float]] = {
-    "ep_store_up": min, "ep_rules_loaded_timestamp_seconds": max}
+_GAUGES: Mapping[str, Callable[[Iterable[float]], float]] = MappingProxyType({
+    "ep_store_up": min, "ep_rules_loaded_timestamp_seconds": max})
 
 
 class WorkerBoard:

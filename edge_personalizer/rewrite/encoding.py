@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Protocol
 
 import brotli
@@ -229,7 +230,8 @@ class BrotliEncoder:
         return bytes(self._inner.finish())
 
 
-_ENCODERS: dict[str, Callable[[], Encoder]] = {"br": BrotliEncoder, "gzip": GzipEncoder}
+_ENCODERS: Mapping[str, Callable[[], Encoder]] = MappingProxyType(
+    {"br": BrotliEncoder, "gzip": GzipEncoder})
 
 
 def _acceptable(accept_encoding: str) -> dict[str, float]:
