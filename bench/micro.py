@@ -216,7 +216,8 @@ def _rewriting(edits: list[Any], chunks: list[bytes], *,
                remembered: bool = False) -> Callable[[], None]:
     """One page through the rewriter: as the first request for it (nothing remembered),
     or as a repeat whose first bytes were rewritten before (FirstBytesMemo)."""
-    from edge_personalizer.rewrite.html import FirstBytesMemo, Rewriter
+    from edge_personalizer.rewrite.first_bytes import FirstBytesMemo
+    from edge_personalizer.rewrite.html import Rewriter
 
     memo = FirstBytesMemo() if remembered else None
 

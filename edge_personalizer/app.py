@@ -41,7 +41,7 @@ from .observability.workers import WorkerBoard
 from .personalize import PersonalizeMiddleware
 from .proxy import OriginProxy
 from .proxy.client_ip import ClientAddressMiddleware, TrustedProxies
-from .rewrite.html import FirstBytesMemo
+from .rewrite.first_bytes import FirstBytesMemo
 from .rules.book import RuleBook
 from .rules.preview import PreviewSigner
 

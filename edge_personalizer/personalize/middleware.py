@@ -12,7 +12,7 @@ from ..classify.classifier import Classifier
 from ..learn.attribution import Learning
 from ..proxy.client_ip import TrustedProxies
 from ..proxy.pages import send_error_page
-from ..rewrite.html import FirstBytesMemo
+from ..rewrite.first_bytes import FirstBytesMemo
 from ..rules.book import RuleBook
 from ..rules.preview import PreviewSigner
 from .exchange import Exchange, NoObserver, Observer

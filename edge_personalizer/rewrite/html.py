@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -17,6 +16,7 @@ from typing import Literal
 import lolhtml
 
 from .bypass import marker_element, marker_slot, marker_tag, marker_value, slot_end
+from .first_bytes import FirstBytesMemo
 
 # What an edit can do to its element (the rule files' slot actions name these).
 EditAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
@@ -153,55 +153,6 @@ def with_nonce(html: str, nonce: str | None) -> str:
 
 class RewriteAborted(Exception):
     """The rewriter failed where the rest of the page cannot be told apart safely."""
-
-
-class FirstBytesMemo:
-    """Rewritten first bytes of pages, by the edits and the exact input they came from.
-
-    A page whose slots all end in its first chunk is rewritten up to there and the rest
-    passes unchanged (see Rewriter). That output depends on nothing but the edits and
-    those bytes, and most requests for a page bring the same bytes with one of a few
-    variants: remembered, they are copied instead of rewritten. Bounded by bytes held
-    (least recently used go first); a prefix larger than `max_prefix` is not kept.
-    """
-
-    def __init__(self, budget: int = 1024 * 1024, *, max_prefix: int = 64 * 1024,
-                 per_key: int = 4) -> None:
-        self.budget = budget
-        self.max_prefix = max_prefix
-        self.per_key = per_key
-        self.size = 0
-        self.hits = 0
-        # edits -> [(input prefix, output, edits applied)], most recently used first
-        self._entries: OrderedDict[tuple[Edit, ...], list[tuple[bytes, bytes, int]]] = (
-            OrderedDict())
-
-    def lookup(self, key: tuple[Edit, ...], chunk: bytes) -> tuple[bytes, bytes, int] | None:
-        entries = self._entries.get(key)
-        if entries is None:
-            return None
-        for index, entry in enumerate(entries):
-            if chunk.startswith(entry[0]):
-                if index:
-                    entries.insert(0, entries.pop(index))
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return entry
-        return None
-
-    def store(self, key: tuple[Edit, ...], prefix: bytes, output: bytes, applied: int) -> None:
-        if len(prefix) > self.max_prefix:
-            return
-        entries = self._entries.setdefault(key, [])
-        self._entries.move_to_end(key)
-        entries.insert(0, (prefix, output, applied))
-        self.size += len(prefix) + len(output)
-        while len(entries) > self.per_key:
-            dropped = entries.pop()
-            self.size -= len(dropped[0]) + len(dropped[1])
-        while self.size > self.budget and self._entries:
-            _, evicted = self._entries.popitem(last=False)
-            self.size -= sum(len(p) + len(o) for p, o, _ in evicted)
 
 
 _KEEP_INPUT = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts

@@ -23,7 +23,8 @@ from .encoding import (
     rewritable_charset,
     sniff_meta_charset,
 )
-from .html import Edit, FirstBytesMemo, Rewriter
+from .first_bytes import FirstBytesMemo
+from .html import Edit, Rewriter
 
 
 def ascii_safe(html: str) -> str:

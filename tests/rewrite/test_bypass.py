@@ -15,7 +15,8 @@ from edge_personalizer.rewrite.bypass import (
     find_marker,
     marker_slot,
 )
-from edge_personalizer.rewrite.html import Edit, FirstBytesMemo, RewriteAborted, Rewriter
+from edge_personalizer.rewrite.first_bytes import FirstBytesMemo
+from edge_personalizer.rewrite.html import Edit, RewriteAborted, Rewriter
 
 from .test_html import _tree_inputs
 
