@@ -322,8 +322,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import anyio
 
-    from .endpoints.dashboard import Pages, render_text
+    from .endpoints.dashboard import Pages
     from .endpoints.dashboard_views import snapshot_of
+    from .endpoints.report import render_text
 
     settings = settings_from(args)
     if settings.rules_dir is None:

@@ -34,7 +34,6 @@ from ..errors import StoreError
 from ..learn.store import Store
 from ..proxy.pages import respond, wants_html
 from ..rules.book import RuleBook
-from .charts import percent
 from .dashboard_session import (
     SESSION_SECONDS,
     SessionSigner,
@@ -45,13 +44,13 @@ from .dashboard_session import (
 from .dashboard_views import (
     Snapshot,
     experiment_view,
-    leader_of,
     predictions_view,
     read_snapshot,
     segments_view,
     summaries,
 )
 from .learning import RateLimit
+from .report import count, p_value, pct, signed
 from .responses import read_small_body, send_json
 from .router import Route
 
@@ -101,32 +100,12 @@ class Links:
         return f"{BASE_PATH}/static/{name}"
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else percent(value, digits)
-
-
-def _signed(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else percent(value, digits, signed=True)
-
-
-def _count(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
-
-
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
 
 
 class Pages:
@@ -137,8 +116,8 @@ class Pages:
         self.env = Environment(loader=FileSystemLoader(ASSETS / "templates"), autoescape=True,
                                undefined=StrictUndefined, trim_blocks=True,
                                lstrip_blocks=True)
-        self.env.filters.update(pct=_pct, signed=_signed, count=_count, iso=_iso, utc=_utc,
-                                p=_p)
+        self.env.filters.update(pct=pct, signed=signed, count=count, iso=_iso, utc=_utc,
+                                p=p_value)
         self.static = {name: (ASSETS / "static" / name).read_bytes() for name in _STATIC}
 
     def _render(self, template: str, *, links: Links, inline: bool = False,
@@ -195,85 +174,6 @@ class Pages:
                             form_token=None, summaries=summaries(snapshot), views=views,
                             segments=segments_view(snapshot),
                             predictions=predictions_view(snapshot))
-
-
-def render_text(report: Mapping[str, Any]) -> str:
-    """`edge-personalizer report`'s table: each experiment and goal, each variant's
-    numbers against the control, warnings in words; then what each rule reached."""
-    lines = [f"Rules version {report['rules_version']}"]
-    for experiment in report["experiments"]:
-        lines += ["", f"{experiment['name']}: {experiment['exposed']:,} visitors exposed"]
-        if not experiment["goals"]:
-            lines.append("  no goals: add goals: [...] to the experiment to judge it")
-        for goal_name, goal in experiment["goals"].items():
-            valued = any(v["value_sum"] for v in goal["variants"].values())
-            lines.append(f"  goal {goal_name}")
-            lines.append(f"    {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
-                         f"{'95% interval':>17} {'uplift':>8} {'uplift interval':>19} "
-                         f"{'chance':>7} {'risk':>6}" + ("  value/visitor" if valued else ""))
-            for name, v in goal["variants"].items():
-                uplift = (f"{_signed(v['uplift_low'])}..{_signed(v['uplift_high'])}"
-                          if v["uplift_low"] is not None else "–")
-                lines.append(
-                    f"    {_clipped(name):<16} {v['exposed']:>9,} {v['converted']:>9,} "
-                    f"{_pct(v['rate']):>7} {_rate_interval(v):>17} "
-                    f"{'control' if name == goal['control'] else _signed(v['uplift']):>8} "
-                    f"{uplift:>19} {_pct(v['chance_to_beat_control']):>7} "
-                    f"{_pct(v['risk'], 2):>6}"
-                    + (f"  {_count(v['mean_value']):>13}" if valued else ""))
-            leader, chance = leader_of(goal)
-            if leader is not None and chance is not None:
-                lines.append(f"    ahead: {leader} ({_pct(chance)} chance to "
-                             + ("beat control)" if leader != goal["control"]
-                                else "beat the best challenger)"))
-            if goal["srm"]:
-                lines.append(f"    WARNING sample ratio mismatch (p = {_p(goal['srm_p'])}): "
-                             "exposures do not follow the weights; do not trust these "
-                             "numbers until the cause is found")
-            if "segments" in goal:
-                lines += _segment_lines(goal, experiment["per"])
-    if report["rules"]:
-        lines += ["", "Rules (visitors reached; conversions per goal)"]
-        for rule in report["rules"]:
-            for name, v in rule["variants"].items():
-                reached = ", ".join(f"{g} {c['converted']:,} ({_pct(c['rate'])})"
-                                    for g, c in v["goals"].items())
-                lines.append(f"  {rule['name']} [{name}]: {v['exposed']:,} exposed"
-                             + (f"; {reached}" if reached else ""))
-    return "\n".join(lines)
-
-
-def _clipped(name: str) -> str:
-    """A name cut to its table column (16 characters)."""
-    return name if len(name) <= 16 else name[:15] + "…"
-
-
-def _rate_interval(v: Mapping[str, Any]) -> str:
-    """A variant's 95% interval of its rate, or a dash when too few were counted."""
-    return f"{_pct(v['rate_low'])}..{_pct(v['rate_high'])}" if v["rate_low"] is not None else "–"
-
-
-def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list[str]:
-    """A goal's numbers within each segment (or cell) the experiment counts per: one
-    line a variant, the segment named on its first."""
-    kind = "segment" if per == "segment" else "cell"
-    heading = "segment" if per == "segment" else "cell (" + ", ".join(per or ()) + ")"
-    lines = [f"    by {heading}",
-             f"      {kind:<16} {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
-             f"{'95% interval':>17} {'uplift':>9} {'chance':>7}"]
-    for cell, result in goal["segments"].items():
-        shown_cell = _clipped(cell)
-        for name, v in result["variants"].items():
-            lines.append(
-                f"      {shown_cell:<16} {_clipped(name):<16} {v['exposed']:>9,} "
-                f"{v['converted']:>9,} {_pct(v['rate']):>7} {_rate_interval(v):>17} "
-                f"{'control' if name == result['control'] else _signed(v['uplift']):>9} "
-                f"{_pct(v['chance_to_beat_control']):>7}")
-            shown_cell = ""
-        if result["srm"]:
-            lines.append(f"      {'':<16} WARNING sample ratio mismatch in this {kind} "
-                         f"(p = {_p(result['srm_p'])})")
-    return lines
 
 
 # --- the endpoint -------------------------------------------------------------------------

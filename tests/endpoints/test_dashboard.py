@@ -31,7 +31,6 @@ from edge_personalizer.endpoints.dashboard import (
     SESSION_COOKIE,
     Links,
     Pages,
-    render_text,
 )
 from edge_personalizer.endpoints.dashboard_session import SessionSigner
 from edge_personalizer.endpoints.dashboard_views import (
@@ -459,19 +458,6 @@ def test_without_an_admin_token_the_dashboard_is_off(origin: Server, server_logs
         assert page.status_code == 403 and "EP_ADMIN_TOKEN" in page.text
     finally:
         server.stop()
-
-
-def test_text_report_lists_each_variant_and_warns_of_a_split_mismatch() -> None:
-    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
-    totals = {CountKey("hero-test", "control", "", "all", "2026-11-01"): Tally(5200),
-              CountKey("hero-test", "bold", "", "all", "2026-11-01"): Tally(4800),
-              CountKey("hero-test", "control", "purchase", "all", "2026-11-01"): Tally(0, 520),
-              CountKey("hero-test", "bold", "purchase", "all", "2026-11-01"): Tally(0, 600)}
-    text = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START).results)
-    assert "hero-test: 10,000 visitors exposed" in text
-    assert "    control" in text and "    bold" in text
-    assert "WARNING sample ratio mismatch" in text
-    assert "ahead: bold" in text
 
 
 # --- in a real browser ----------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""The results in words: `edge-personalizer report`'s text table, and the number formats
+it shares with the dashboard's pages (the same rates, uplifts and warnings either way)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .charts import percent
+from .dashboard_views import leader_of
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A rate as a percentage, a dash when there is none yet."""
+    return "–" if value is None else percent(value, digits)
+
+
+def signed(value: float | None, digits: int = 1) -> str:
+    """An uplift with its sign (+3.1%), a dash when there is none yet."""
+    return "–" if value is None else percent(value, digits, signed=True)
+
+
+def count(value: float | None) -> str:
+    """A count with thousands separators; a value (a sum of money) with two decimals."""
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def p_value(value: float | None) -> str:
+    """A p-value to four places, or "< 0.0001" below that."""
+    if value is None:
+        return "–"
+    return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
+def render_text(report: Mapping[str, Any]) -> str:
+    """`edge-personalizer report`'s table: each experiment and goal, each variant's
+    numbers against the control, warnings in words; then what each rule reached."""
+    lines = [f"Rules version {report['rules_version']}"]
+    for experiment in report["experiments"]:
+        lines += ["", f"{experiment['name']}: {experiment['exposed']:,} visitors exposed"]
+        if not experiment["goals"]:
+            lines.append("  no goals: add goals: [...] to the experiment to judge it")
+        for goal_name, goal in experiment["goals"].items():
+            valued = any(v["value_sum"] for v in goal["variants"].values())
+            lines.append(f"  goal {goal_name}")
+            lines.append(f"    {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
+                         f"{'95% interval':>17} {'uplift':>8} {'uplift interval':>19} "
+                         f"{'chance':>7} {'risk':>6}" + ("  value/visitor" if valued else ""))
+            for name, v in goal["variants"].items():
+                uplift = (f"{signed(v['uplift_low'])}..{signed(v['uplift_high'])}"
+                          if v["uplift_low"] is not None else "–")
+                lines.append(
+                    f"    {_clipped(name):<16} {v['exposed']:>9,} {v['converted']:>9,} "
+                    f"{pct(v['rate']):>7} {_rate_interval(v):>17} "
+                    f"{'control' if name == goal['control'] else signed(v['uplift']):>8} "
+                    f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} "
+                    f"{pct(v['risk'], 2):>6}"
+                    + (f"  {count(v['mean_value']):>13}" if valued else ""))
+            leader, chance = leader_of(goal)
+            if leader is not None and chance is not None:
+                lines.append(f"    ahead: {leader} ({pct(chance)} chance to "
+                             + ("beat control)" if leader != goal["control"]
+                                else "beat the best challenger)"))
+            if goal["srm"]:
+                lines.append(f"    WARNING sample ratio mismatch (p = {p_value(goal['srm_p'])}): "
+                             "exposures do not follow the weights; do not trust these "
+                             "numbers until the cause is found")
+            if "segments" in goal:
+                lines += _segment_lines(goal, experiment["per"])
+    if report["rules"]:
+        lines += ["", "Rules (visitors reached; conversions per goal)"]
+        for rule in report["rules"]:
+            for name, v in rule["variants"].items():
+                reached = ", ".join(f"{g} {c['converted']:,} ({pct(c['rate'])})"
+                                    for g, c in v["goals"].items())
+                lines.append(f"  {rule['name']} [{name}]: {v['exposed']:,} exposed"
+                             + (f"; {reached}" if reached else ""))
+    return "\n".join(lines)
+
+
+def _clipped(name: str) -> str:
+    """A name cut to its table column (16 characters)."""
+    return name if len(name) <= 16 else name[:15] + "…"
+
+
+def _rate_interval(v: Mapping[str, Any]) -> str:
+    """A variant's 95% interval of its rate, or a dash when too few were counted."""
+    return f"{pct(v['rate_low'])}..{pct(v['rate_high'])}" if v["rate_low"] is not None else "–"
+
+
+def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list[str]:
+    """A goal's numbers within each segment (or cell) the experiment counts per: one
+    line a variant, the segment named on its first."""
+    kind = "segment" if per == "segment" else "cell"
+    heading = "segment" if per == "segment" else "cell (" + ", ".join(per or ()) + ")"
+    lines = [f"    by {heading}",
+             f"      {kind:<16} {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
+             f"{'95% interval':>17} {'uplift':>9} {'chance':>7}"]
+    for cell, result in goal["segments"].items():
+        shown_cell = _clipped(cell)
+        for name, v in result["variants"].items():
+            lines.append(
+                f"      {shown_cell:<16} {_clipped(name):<16} {v['exposed']:>9,} "
+                f"{v['converted']:>9,} {pct(v['rate']):>7} {_rate_interval(v):>17} "
+                f"{'control' if name == result['control'] else signed(v['uplift']):>9} "
+                f"{pct(v['chance_to_beat_control']):>7}")
+            shown_cell = ""
+        if result["srm"]:
+            lines.append(f"      {'':<16} WARNING sample ratio mismatch in this {kind} "
+                         f"(p = {p_value(result['srm_p'])})")
+    return lines

@@ -1,0 +1,72 @@
+"""`edge-personalizer report`'s text table, from results judged over known counts, and the
+number formats the dashboard's pages share with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_personalizer.endpoints.dashboard_views import make_snapshot
+from edge_personalizer.endpoints.report import count, p_value, pct, render_text, signed
+from edge_personalizer.learn.counters import CountKey, Tally
+from edge_personalizer.rules.book import load_rules
+
+from ..conftest import ROOT
+
+START = 1_794_960_000.0   # 2026-11-18 00:00 UTC
+
+PER_DEVICE = """\
+slots: {hero: {}}
+goals: {purchase: {when: {request.path: /thanks}}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [purchase]
+    per: [device.type]
+    variants: {control: {weight: 1}, a-variant-with-a-long-name: {weight: 1, html: A}}
+"""
+
+
+def test_text_report_lists_each_variant_and_warns_of_a_split_mismatch() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {CountKey("hero-test", "control", "", "all", "2026-11-01"): Tally(5200),
+              CountKey("hero-test", "bold", "", "all", "2026-11-01"): Tally(4800),
+              CountKey("hero-test", "control", "purchase", "all", "2026-11-01"): Tally(0, 520),
+              CountKey("hero-test", "bold", "purchase", "all", "2026-11-01"): Tally(0, 600)}
+    text = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START).results)
+    assert "hero-test: 10,000 visitors exposed" in text
+    assert "    control" in text and "    bold" in text
+    assert "WARNING sample ratio mismatch" in text
+    assert "ahead: bold" in text
+
+
+def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(PER_DEVICE)
+    ruleset = load_rules(tmp_path)
+    long = "a-variant-with-a-long-name"
+    totals = {}
+    for cell, (n_a, c_a, n_b, c_b) in {"mobile": (400, 40, 400, 80),
+                                       "desktop": (700, 70, 300, 31)}.items():
+        totals[CountKey("hero-test", "control", "", cell, "2026-11-01")] = Tally(n_a)
+        totals[CountKey("hero-test", "control", "purchase", cell, "2026-11-01")] = \
+            Tally(0, c_a)
+        totals[CountKey("hero-test", long, "", cell, "2026-11-01")] = Tally(n_b)
+        totals[CountKey("hero-test", long, "purchase", cell, "2026-11-01")] = Tally(0, c_b)
+    lines = render_text(make_snapshot(ruleset, totals, store="x",
+                                      taken_at=START).results).splitlines()
+    at = lines.index("    by cell (device.type)")
+    rows = [line.split() for line in lines[at + 2:]]
+    assert rows[0][:4] == ["desktop", "control", "700", "70"]
+    assert rows[1][:3] == ["a-variant-with-…", "300", "31"]   # the cell named once
+    assert rows[2][:4] == ["WARNING", "sample", "ratio", "mismatch"]   # 700 against 300
+    assert rows[3][:4] == ["mobile", "control", "400", "40"]
+    assert rows[4][:3] == ["a-variant-with-…", "400", "80"]
+    assert len(rows) == 5   # no mismatch within mobile
+
+
+def test_numbers_read_the_same_on_the_pages_and_in_the_table() -> None:
+    assert (pct(None), signed(None), count(None), p_value(None)) == ("–",) * 4
+    assert pct(0.1234) == "12.3%" and pct(0.1234, 2) == "12.34%"
+    assert signed(0.05) == "+5.0%" and signed(-0.05).endswith("5.0%")
+    assert count(12345.0) == "12,345" and count(12.5) == "12.50"
+    assert p_value(0.00001) == "< 0.0001" and p_value(0.01234) == "0.0123"
