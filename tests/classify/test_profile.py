@@ -5,6 +5,7 @@ import base64
 import pytest
 
 from edge_personalizer.classify.profile import (
+    UNKNOWN_PERIOD,
     Exposure,
     InterestMap,
     PrivacyPolicy,
@@ -217,6 +218,35 @@ def test_cookies_written_before_exposures_were_kept_still_read() -> None:
     profile = visit(tracker(codec=codec), older, T0 + 60)
     assert not profile.new and profile.visitor_id == "id"
     assert profile.variants == {"hero-test": "bold"} and profile.exposures == {}
+
+
+def test_an_exposure_keeps_the_period_it_was_assigned_in() -> None:
+    t = tracker()
+    profile = visit(t, None, T0).with_exposure("hero-test", "bold", "s1", 7)
+    profile = profile.with_exposure("cta-test", "a", "all")   # fixed weights: period 0
+    again = visit(t, cookie_of(t, profile), T0 + 60)
+    assert again.exposures == {"hero-test": Exposure("bold", T0, "s1", 7),
+                               "cta-test": Exposure("a", T0, "all", 0)}
+
+
+def test_exposures_written_before_periods_were_kept_read_as_period_unknown() -> None:
+    codec = ProfileCodec([KEY])
+    older = codec.encode(["id", T0, T0, 2, 5, {}, None, None, 0, {"hero-test": "bold"},
+                          {"hero-test": ["bold", T0, "s1"]}, {}])
+    profile = visit(tracker(codec=codec), older, T0 + 60)
+    assert not profile.new
+    assert profile.exposures == {"hero-test": Exposure("bold", T0, "s1", UNKNOWN_PERIOD)}
+
+
+@pytest.mark.parametrize("exposure", [["bold", T0, "s1", "seven"], ["bold", T0, "s1", None],
+                                      {"variant": "bold"}, ["bold"], 7])
+def test_a_misshapen_exposure_is_ignored_with_its_cookie(exposure: object) -> None:
+    rejects: list[RejectReason] = []
+    codec = ProfileCodec([KEY])
+    value = codec.encode(["id", T0, T0, 2, 5, {}, None, None, 0, {}, {"hero-test": exposure},
+                          {}])
+    assert visit(tracker(rejects, codec=codec), value, T0 + 60).new
+    assert rejects == ["malformed"]
 
 
 def test_old_conversions_and_exposures_go_first_when_the_cookie_is_too_large() -> None:
