@@ -1,7 +1,10 @@
 """Attribution: what a visitor was shown and what they did, counted once per visitor.
 
 The profile cookie remembers each rule or experiment variant the visitor was exposed to,
-when, and which conversions were already counted; so the store only ever adds counters.
+when, in which cell and period (the bandit weights' version), and which conversions were
+already counted; so the store only ever adds counters. A conversion is counted in the cell
+and period of the exposure it is attributed to: a bandit's results compare variants within
+each period, and a visitor assigned under one version of the weights stays in it.
 A visitor without a profile (privacy signals) is never counted; neither are bots.
 """
 
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..classify.profile import Profile, converted_key
 from .affinity import record, strongest_before
-from .counters import ALL_VISITORS, Accumulator
+from .counters import ALL_VISITORS, FIXED_PERIOD, Accumulator
 from .goals import Conversion, GoalReader
 
 if TYPE_CHECKING:   # the trainer's module imports the rules; counting needs none of it
@@ -32,14 +35,15 @@ class Attribution:
         self.conversions = 0
 
     def exposed(self, profile: Profile, shown: Iterable[tuple[str, str]],
-                cell: str = ALL_VISITORS) -> Profile:
+                cell: str = ALL_VISITORS, period: int = FIXED_PERIOD) -> Profile:
         """The profile with each (rule or experiment, variant) `shown` remembered; the
-        first exposure of a visitor to each is counted."""
+        first exposure of a visitor to each is counted, in `cell` and `period` (the
+        version of the weights the variant was assigned under)."""
         for by, variant in shown:
             if by in profile.exposures or not profile.stored:
                 continue
-            profile = profile.with_exposure(by, variant, cell)
-            self.counters.expose(by, variant, cell)
+            profile = profile.with_exposure(by, variant, cell, period)
+            self.counters.expose(by, variant, cell, period=period)
             self.exposures += 1
         return profile
 
@@ -61,7 +65,7 @@ class Attribution:
                 if converted_key(conversion.goal, by) in profile.converted:
                     continue
                 self.counters.convert(by, exposure.variant, conversion.goal, exposure.cell,
-                                      conversion.value)
+                                      conversion.value, period=exposure.period)
                 self.conversions += 1
                 profile = profile.with_counted(conversion.goal, by)
         return profile

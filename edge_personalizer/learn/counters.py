@@ -5,8 +5,8 @@ Each worker process owns one `Accumulator`. The request path calls `expose` and 
 exception for a well-typed call). The flusher moves what was counted into `pending` with
 `collect`, writes `pending_batch` to the store and `acknowledge`s what was written.
 
-Memory is bounded by the number of distinct keys (experiment, variant, goal, cell, day),
-not by the number of events: a key already held keeps counting however long the store is
+Memory is bounded by the number of distinct keys (experiment, variant, goal, cell, day,
+period), not by the number of events: a key already held keeps counting however long the store is
 down. A new key past `max_keys` is refused, and its events are counted in `dropped`.
 """
 
@@ -18,8 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+# the period of counts made before exposures kept theirs (old cookies, old store rows)
+from ..classify.profile import UNKNOWN_PERIOD as UNKNOWN_PERIOD
+
 EXPOSURE = ""              # the goal of the rows that count exposed visitors
 ALL_VISITORS = "all"       # the cell of an experiment that does not count per segment
+FIXED_PERIOD = 0           # the period of fixed weights (and of a bandit's starting ones)
 DEFAULT_MAX_KEYS = 20_000  # ~2 weeks of a busy rule set's keys (~300 bytes each)
 _DAY = 86_400.0
 
@@ -32,6 +36,11 @@ class CountKey(NamedTuple):
     goal: str   # EXPOSURE for the visitors exposed, else the goal converted on
     cell: str   # the segment cell the visitor was counted in (ALL_VISITORS by default)
     day: str    # the UTC day of the event, "2026-12-02"
+    # The version of the bandit weights the visitor was assigned under, for an exposure
+    # and for the conversions attributed to it alike (so a conversion counts in its
+    # exposure's period, whatever day it happens). FIXED_PERIOD for fixed weights, rules
+    # and the starting weights; UNKNOWN_PERIOD for counts from before periods were kept.
+    period: int = FIXED_PERIOD
 
 
 class Tally(NamedTuple):
@@ -68,7 +77,7 @@ class Accumulator:
         self._clock = clock
         # The request path keys by plain tuples (cheaper to build than a CountKey, and
         # equal to one with the same fields); collect() turns them into CountKeys.
-        self._current: dict[tuple[str, str, str, str, str], list[float]] = {}
+        self._current: dict[tuple[str, str, str, str, str, int], list[float]] = {}
         self._pending: dict[CountKey, Tally] = {}
         self._day = ""
         self._day_start = self._day_end = 0.0
@@ -83,12 +92,13 @@ class Accumulator:
         return self._day
 
     def expose(self, experiment: str, variant: str, cell: str = ALL_VISITORS,
-               day: str | None = None) -> None:
-        """Count one visitor exposed to `variant` (once per visitor: attribution decides)."""
+               day: str | None = None, period: int = FIXED_PERIOD) -> None:
+        """Count one visitor exposed to `variant` (once per visitor: attribution decides)
+        in `period` (the weights version they were assigned under)."""
         if day is None:   # today(), inlined: the call alone was a third of an increment
             now = self._clock()
             day = self._day if self._day_start <= now < self._day_end else self.today()
-        key = (experiment, variant, EXPOSURE, cell, day)
+        key = (experiment, variant, EXPOSURE, cell, day, period)
         counts = self._current.get(key)
         if counts is None:
             counts = self._open(key)
@@ -97,12 +107,14 @@ class Accumulator:
         counts[0] += 1
 
     def convert(self, experiment: str, variant: str, goal: str, cell: str = ALL_VISITORS,
-                value: float = 0.0, day: str | None = None) -> None:
-        """Count one visitor converted on `goal`, bringing `value` (0 when the goal has none)."""
+                value: float = 0.0, day: str | None = None,
+                period: int = FIXED_PERIOD) -> None:
+        """Count one visitor converted on `goal`, bringing `value` (0 when the goal has
+        none), in `period`: the period of the exposure the conversion is attributed to."""
         if day is None:
             now = self._clock()
             day = self._day if self._day_start <= now < self._day_end else self.today()
-        key = (experiment, variant, goal, cell, day)
+        key = (experiment, variant, goal, cell, day, period)
         counts = self._current.get(key)
         if counts is None:
             counts = self._open(key)
@@ -116,7 +128,7 @@ class Accumulator:
             counts[2] += value
             counts[3] += value * value
 
-    def _open(self, key: tuple[str, str, str, str, str]) -> list[float] | None:
+    def _open(self, key: tuple[str, str, str, str, str, int]) -> list[float] | None:
         if (len(self._current) + len(self._pending) >= self.max_keys
                 and key not in self._pending):
             self.dropped += 1
@@ -158,7 +170,7 @@ class Accumulator:
 def variant_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str, *,
                    cell: str | None = None) -> dict[str, Tally]:
     """Per variant of `experiment`: its exposures and its conversions on `goal`, summed over
-    days (and cells, unless `cell` names one). Variants nobody saw are left out."""
+    days and periods (and cells, unless `cell` names one). Variants nobody saw are left out."""
     totals: dict[str, Tally] = {}
     for key, tally in rows.items():
         if key.experiment != experiment or (cell is not None and key.cell != cell):

@@ -10,6 +10,7 @@ from starlette.types import Scope
 from ..classify.profile import Profile
 from ..classify.visitor import Visitor
 from ..learn.goals import Conversion
+from ..rules.allocation import Allocations
 from ..rules.model import Decision
 
 
@@ -45,8 +46,8 @@ class Exchange:
     answers without it), else only if the response turns out to be HTML.
     """
 
-    __slots__ = ("visitor", "scope", "debug", "preview", "conversions", "profile", "_decide",
-                 "_decision")
+    __slots__ = ("visitor", "scope", "debug", "preview", "conversions", "profile",
+                 "allocations", "_decide", "_decision")
 
     def __init__(self, visitor: Visitor, scope: Scope, decide: Callable[[], Decision], *,
                  debug: bool, preview: bool) -> None:
@@ -56,6 +57,8 @@ class Exchange:
         self.preview = preview      # a signed preview link forces the decision
         self.conversions: list[Conversion] = []   # goals the response reached
         self.profile: Profile | None = None        # the visitor's, once this request counted
+        # The bandit weights the decision was made with: an exposure counts in their version.
+        self.allocations: Allocations | None = None
         self._decide = decide
         self._decision: Decision | None = None
 

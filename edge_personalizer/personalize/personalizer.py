@@ -14,6 +14,7 @@ from starlette.types import Scope
 from ..classify.classifier import Classifier, merge_headers, request_from_headers
 from ..classify.profile import InterestMap, Profile
 from ..learn.attribution import Learning
+from ..learn.counters import FIXED_PERIOD
 from ..learn.goals import GOAL_HEADER
 from ..proxy.client_ip import TrustedProxies, client_address
 from ..rules.book import RuleBook
@@ -136,6 +137,7 @@ class Personalizer:
             if device.bot_category in ("search", "ai"):
                 return NO_DECISION   # crawlers index and learn the page as it is
         allocations = self.learning.allocations if self.learning is not None else None
+        exchange.allocations = allocations
         decision = decide(self.rules.current, exchange.visitor, self.decisions,
                           allocations=allocations)
         self.observer.decided(decision)
@@ -193,9 +195,17 @@ class Personalizer:
                 elif choice.reason == "rule" and judging_rules:
                     shown.append(choice)
             if learning is not None:
+                allocations = exchange.allocations
                 for choice in shown:   # each in the cell of its experiment (per: ...)
+                    if choice.by in profile.exposures:
+                        continue   # counted once, in the period first assigned in
+                    # ... and in the period of the weights it was assigned with (a bandit's
+                    # version; fixed weights and rules: FIXED_PERIOD)
+                    version = (allocations.version_of(choice.by)
+                               if allocations is not None else None)
                     profile = learning.attribution.exposed(
-                        profile, [(choice.by, choice.variant)], choice.cell)
+                        profile, [(choice.by, choice.variant)], choice.cell,
+                        FIXED_PERIOD if version is None else version)
                 tracker = self.classifier.profiles
                 if tracker is not None and self._predicting:
                     categories = tracker.interests.categories(visitor.request.path)

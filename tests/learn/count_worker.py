@@ -27,6 +27,7 @@ from edge_personalizer.learn.store import open_store
 VARIANTS = ("control", "bold", "quiet")
 CELLS = ("mobile|search", "desktop|social", "all")
 DAYS = ("2026-12-01", "2026-12-02")
+PERIODS = (0, 1, 2)   # versions of a bandit's weights the visitors were assigned under
 
 
 async def count(url: str, seed: int, events: int) -> dict[CountKey, Tally]:
@@ -39,13 +40,15 @@ async def count(url: str, seed: int, events: int) -> dict[CountKey, Tally]:
         await tasks.start(flusher.run)
         for n in range(events):
             variant, cell, day = rng.choice(VARIANTS), rng.choice(CELLS), rng.choice(DAYS)
+            period = rng.choice(PERIODS)
             if rng.random() < 0.7:
-                counters.expose("hero", variant, cell, day=day)
-                key, tally = CountKey("hero", variant, "", cell, day), Tally(1)
+                counters.expose("hero", variant, cell, day=day, period=period)
+                key, tally = CountKey("hero", variant, "", cell, day, period), Tally(1)
             else:
                 value = round(rng.uniform(1, 100), 2)
-                counters.convert("hero", variant, "purchase", cell, value=value, day=day)
-                key = CountKey("hero", variant, "purchase", cell, day)
+                counters.convert("hero", variant, "purchase", cell, value=value, day=day,
+                                 period=period)
+                key = CountKey("hero", variant, "purchase", cell, day, period)
                 tally = Tally(0, 1, value, value * value)
             expected[key] = expected[key].plus(tally) if key in expected else tally
             if n % 50 == 0:

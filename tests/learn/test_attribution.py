@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from edge_personalizer.classify.profile import Profile
+from edge_personalizer.classify.profile import Exposure, Profile
 from edge_personalizer.learn.attribution import Attribution
-from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
+from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Accumulator, CountKey, Tally
 from edge_personalizer.learn.goals import Conversion
 
 T0 = 1_795_000_000
@@ -52,6 +52,30 @@ def test_a_conversion_counts_once_within_the_window_for_what_is_judged_on_it() -
     assert rows[CountKey("fb-rule", "facebook", "signup", "all", DAY)].conversions == 1
     assert CountKey("hero-test", "bold", "signup", "all", DAY) not in rows
     assert attribution.conversions == 3 and attribution.exposures == 2
+
+
+def test_a_conversion_counts_in_the_period_of_its_exposure_on_the_day_it_happens() -> None:
+    now = [float(T0)]
+    counters = Accumulator(clock=lambda: now[0])
+    attribution = Attribution(counters)
+    shown = attribution.exposed(profile(), [("hero-test", "bold")], "s1", period=4)
+    assert shown.exposures["hero-test"].period == 4
+    now[0] += 86_400   # the next day, the weights are at a later version: no matter
+    attribution.converted(shown._replace(now=T0 + 86_400),
+                          [Conversion("purchase", 0.0, 3 * 86_400.0)], judged_on_purchase)
+    assert counted(counters) == {
+        CountKey("hero-test", "bold", "", "s1", DAY, 4): Tally(exposures=1),
+        CountKey("hero-test", "bold", "purchase", "s1", "2026-11-19", 4): Tally(conversions=1)}
+
+
+def test_a_conversion_of_an_exposure_from_before_periods_counts_in_the_unknown_one() -> None:
+    counters = Accumulator(clock=lambda: T0)
+    older = profile()._replace(exposures={"hero-test": Exposure("bold", T0 - 60, "all",
+                                                                UNKNOWN_PERIOD)})
+    Attribution(counters).converted(older, [Conversion("purchase", 0.0, 3600.0)],
+                                    judged_on_purchase)
+    assert counted(counters) == {
+        CountKey("hero-test", "bold", "purchase", "all", DAY, UNKNOWN_PERIOD): Tally(0, 1)}
 
 
 def test_visitors_without_a_profile_are_never_counted() -> None:

@@ -7,6 +7,7 @@ import pytest
 from edge_personalizer.learn.counters import (
     ALL_VISITORS,
     EXPOSURE,
+    FIXED_PERIOD,
     Accumulator,
     CountKey,
     Tally,
@@ -37,6 +38,22 @@ def test_exposures_and_conversions_add_up_per_key() -> None:
         CountKey("hero", "bold", "purchase", ALL_VISITORS, DAY): Tally(0, 2, 12.5, 106.25),
         CountKey("hero", "bold", "signup", ALL_VISITORS, DAY): Tally(0, 1, 0.0, 0.0),
     }
+
+
+def test_each_period_counts_apart_and_fixed_weights_are_period_zero() -> None:
+    counters = Accumulator(clock=lambda: NOON)
+    counters.expose("hero", "bold", "s1", period=2)
+    counters.expose("hero", "bold", "s1", period=3)
+    counters.expose("hero", "bold", "s1", period=3)
+    counters.convert("hero", "bold", "purchase", "s1", value=4.0, period=2)
+    counters.expose("cta", "a")
+    assert taken(counters) == {
+        CountKey("hero", "bold", EXPOSURE, "s1", DAY, 2): Tally(1),
+        CountKey("hero", "bold", EXPOSURE, "s1", DAY, 3): Tally(2),
+        CountKey("hero", "bold", "purchase", "s1", DAY, 2): Tally(0, 1, 4.0, 16.0),
+        CountKey("cta", "a", EXPOSURE, ALL_VISITORS, DAY, FIXED_PERIOD): Tally(1),
+    }
+    assert FIXED_PERIOD == 0 and CountKey("e", "v", "", "all", DAY).period == FIXED_PERIOD
 
 
 def test_the_day_follows_the_clock_in_utc() -> None:

@@ -2,8 +2,10 @@
 
 Layout under a prefix (default `ep`):
     ep:experiments          set of experiment names counted
-    ep:counts:<experiment>  hash; field `["variant","goal","cell","day","e"]` (JSON) -> total,
-                            metric e exposures, c conversions, s value sum, q value sum of squares
+    ep:counts:<experiment>  hash; field `["variant","goal","cell","day",period,"e"]` (JSON) ->
+                            total, metric e exposures, c conversions, s value sum, q value
+                            sum of squares (fields from before periods, without one, are
+                            read in UNKNOWN_PERIOD)
     ep:table:<name>         hash: version, payload, published_at
 
 A flush is one pipelined MULTI/EXEC of HINCRBY/HINCRBYFLOAT, so Redis applies all of it or
@@ -26,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ...errors import StoreError
-from ..counters import Batch, CountKey, Tally
+from ..counters import UNKNOWN_PERIOD, Batch, CountKey, Tally
 from .base import Table, check_table
 
 _METRICS = ("e", "c", "s", "q")
@@ -43,7 +45,8 @@ def _redacted(url: str) -> str:
 
 
 def _field(key: CountKey, metric: str) -> str:
-    return json.dumps([key.variant, key.goal, key.cell, key.day, metric], separators=(",", ":"))
+    return json.dumps([key.variant, key.goal, key.cell, key.day, key.period, metric],
+                      separators=(",", ":"))
 
 
 def _decode_totals(experiments: list[str], hashes: list[dict[bytes, bytes]]
@@ -51,8 +54,12 @@ def _decode_totals(experiments: list[str], hashes: list[dict[bytes, bytes]]
     totals: dict[CountKey, dict[str, float]] = {}
     for name, fields in zip(experiments, hashes, strict=True):
         for field, amount in fields.items():
-            variant, goal, cell, day, metric = json.loads(field)
-            totals.setdefault(CountKey(name, variant, goal, cell, day), {})[metric] = float(amount)
+            parts = json.loads(field)
+            variant, goal, cell, day = parts[:4]
+            period = int(parts[4]) if len(parts) == 6 else UNKNOWN_PERIOD
+            metrics = totals.setdefault(CountKey(name, variant, goal, cell, day, period), {})
+            # adds: an old field and a new one may both be in UNKNOWN_PERIOD
+            metrics[parts[-1]] = metrics.get(parts[-1], 0.0) + float(amount)
     return {key: Tally(int(metrics.get("e", 0)), int(metrics.get("c", 0)),
                        metrics.get("s", 0.0), metrics.get("q", 0.0))
             for key, metrics in totals.items()}

@@ -4,6 +4,9 @@ Nothing to install. Each process holds one connection; calls run in a worker thr
 (`anyio.to_thread`), never on the event loop. A flush is one transaction of upserts that
 add, so concurrent flushes from several processes sum; a writer waits for another at most
 `timeout` seconds (SQLite's busy timeout), then the flush fails and is retried later.
+
+A file written before counts kept their period is brought up to date when opened: its
+rows are kept, in UNKNOWN_PERIOD.
 """
 
 from __future__ import annotations
@@ -18,26 +21,30 @@ from typing import TypeVar
 import anyio.to_thread
 
 from ...errors import StoreError
-from ..counters import Batch, CountKey, Tally
+from ..counters import UNKNOWN_PERIOD, Batch, CountKey, Tally
 from .base import Table, check_table
 
 _T = TypeVar("_T")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS counts (
+_COUNTS = """
+CREATE TABLE IF NOT EXISTS {name} (
     experiment TEXT NOT NULL, variant TEXT NOT NULL, goal TEXT NOT NULL,
-    cell TEXT NOT NULL, day TEXT NOT NULL,
+    cell TEXT NOT NULL, day TEXT NOT NULL, period INTEGER NOT NULL,
     exposures INTEGER NOT NULL, conversions INTEGER NOT NULL,
     value_sum REAL NOT NULL, value_sq_sum REAL NOT NULL,
-    PRIMARY KEY (experiment, variant, goal, cell, day)
+    PRIMARY KEY (experiment, variant, goal, cell, day, period)
 ) WITHOUT ROWID;
+"""
+_SCHEMA = _COUNTS.format(name="counts") + """
 CREATE TABLE IF NOT EXISTS tables (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, payload BLOB NOT NULL,
     published_at REAL NOT NULL
 );
 """
-_ADD = """
-INSERT INTO counts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (experiment, variant, goal, cell, day) DO UPDATE SET
+_COLUMNS = ("experiment, variant, goal, cell, day, period, "
+            "exposures, conversions, value_sum, value_sq_sum")
+_ADD = f"""
+INSERT INTO counts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (experiment, variant, goal, cell, day, period) DO UPDATE SET
     exposures = exposures + excluded.exposures,
     conversions = conversions + excluded.conversions,
     value_sum = value_sum + excluded.value_sum,
@@ -49,7 +56,7 @@ ON CONFLICT (name) DO UPDATE SET
     version = version + 1, payload = excluded.payload, published_at = excluded.published_at
 RETURNING version
 """
-_Row = tuple[str, str, str, str, str, int, int, float, float]
+_Row = tuple[str, str, str, str, str, int, int, int, float, float]
 
 
 def sqlite_url(path: Path) -> str:
@@ -76,6 +83,7 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")   # WAL: durable at checkpoints, never corrupt
             db.executescript(_SCHEMA)
+            _add_periods(db)
         except sqlite3.Error as exc:
             db.close()
             raise StoreError(f"{self.location}: not a usable counter store: {exc}") from exc
@@ -98,12 +106,12 @@ class SqliteStore:
         await self._run(lambda db: _add(db, rows))
 
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
-        query = "SELECT * FROM counts"
+        query = f"SELECT {_COLUMNS} FROM counts"
         args: tuple[str, ...] = ()
         if experiment is not None:
             query, args = query + " WHERE experiment = ?", (experiment,)
         return await self._run(lambda db: {
-            CountKey(*row[:5]): Tally(*row[5:]) for row in db.execute(query, args)})
+            CountKey(*row[:6]): Tally(*row[6:]) for row in db.execute(query, args)})
 
     async def publish(self, name: str, payload: bytes) -> int:
         check_table(name, payload)
@@ -127,6 +135,32 @@ class SqliteStore:
     def _close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _has_periods(db: sqlite3.Connection) -> bool:
+    return any(column[1] == "period" for column in db.execute("PRAGMA table_info(counts)"))
+
+
+def _add_periods(db: sqlite3.Connection) -> None:
+    """Brings a counts table from before periods up to date (its rows in UNKNOWN_PERIOD).
+    One transaction: every worker opening the file at once checks again under the lock,
+    and one of them does it."""
+    if _has_periods(db):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has_periods(db):
+            db.execute(_COUNTS.format(name="counts_periods"))
+            db.execute(f"INSERT INTO counts_periods ({_COLUMNS}) "
+                       "SELECT experiment, variant, goal, cell, day, ?, exposures, "
+                       "conversions, value_sum, value_sq_sum FROM counts", (UNKNOWN_PERIOD,))
+            db.execute("DROP TABLE counts")
+            db.execute("ALTER TABLE counts_periods RENAME TO counts")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _add(db: sqlite3.Connection, rows: Sequence[_Row]) -> None:

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from edge_personalizer.errors import StoreError
-from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
+from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Accumulator, CountKey, Tally
 from edge_personalizer.learn.store.redis import RedisStore
 
 from ...servers import RedisServer
@@ -30,6 +30,24 @@ async def test_flushes_add_to_the_totals(redis_server: RedisServer) -> None:
     assert await store.totals() == {
         BOLD: Tally(5), BOLD_BUY: Tally(0, 3, 10.0, 90.5), OTHER: Tally(1)}
     assert await store.totals("footer") == {OTHER: Tally(1)}
+    await store.close()
+
+
+async def test_fields_from_before_periods_are_read_in_the_unknown_period(
+        redis_server: RedisServer) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.hset("ep:counts:hero", mapping={   # as written before periods were kept
+        '["bold","","all","2026-12-02","e"]': 7, '["bold","buy","all","2026-12-02","c"]': 2})
+    await client.sadd("ep:experiments", "hero")
+    await client.aclose()
+    store = RedisStore(redis_server.url)
+    old = CountKey("hero", "bold", "", "all", "2026-12-02", UNKNOWN_PERIOD)
+    old_buy = old._replace(goal="buy")
+    later = old._replace(period=2)
+    await store.flush({old_buy: Tally(0, 1), later: Tally(4)})
+    assert await store.totals() == {old: Tally(7), old_buy: Tally(0, 3), later: Tally(4)}
     await store.close()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_personalizer.errors import StoreError
-from edge_personalizer.learn.counters import CountKey, Tally
+from edge_personalizer.learn.counters import UNKNOWN_PERIOD, CountKey, Tally
 from edge_personalizer.learn.store.sqlite import SqliteStore, sqlite_url
 
 pytestmark = pytest.mark.anyio
@@ -30,6 +30,43 @@ async def test_flushes_add_to_the_totals(tmp_path: Path) -> None:
         BOLD: Tally(5), BOLD_BUY: Tally(0, 3, 10.0, 90.5), OTHER: Tally(1)}
     assert await store.totals("footer") == {OTHER: Tally(1)}
     await store.close()
+
+
+async def test_each_period_of_a_key_counts_apart(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ep.db")
+    later = BOLD._replace(period=3)
+    await store.flush({BOLD: Tally(2), later: Tally(5)})
+    await store.flush({later: Tally(1)})
+    assert await store.totals() == {BOLD: Tally(2), later: Tally(6)}
+    await store.close()
+
+
+_BEFORE_PERIODS = """
+CREATE TABLE counts (
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, goal TEXT NOT NULL,
+    cell TEXT NOT NULL, day TEXT NOT NULL,
+    exposures INTEGER NOT NULL, conversions INTEGER NOT NULL,
+    value_sum REAL NOT NULL, value_sq_sum REAL NOT NULL,
+    PRIMARY KEY (experiment, variant, goal, cell, day)
+) WITHOUT ROWID;
+INSERT INTO counts VALUES ('hero', 'bold', '', 'all', '2026-12-02', 7, 0, 0.0, 0.0);
+INSERT INTO counts VALUES ('hero', 'bold', 'buy', 'all', '2026-12-02', 0, 2, 9.0, 41.0);
+"""
+
+
+async def test_a_file_from_before_periods_keeps_its_counts_in_the_unknown_period(
+        tmp_path: Path) -> None:
+    with closing(sqlite3.connect(tmp_path / "ep.db")) as db:
+        db.executescript(_BEFORE_PERIODS)
+    one, two = SqliteStore(tmp_path / "ep.db"), SqliteStore(tmp_path / "ep.db")   # twice
+    old, old_buy = BOLD._replace(period=UNKNOWN_PERIOD), BOLD_BUY._replace(period=UNKNOWN_PERIOD)
+    assert await one.totals() == {old: Tally(7), old_buy: Tally(0, 2, 9.0, 41.0)}
+    # a conversion of a visitor counted before periods adds to the old row
+    await two.flush({old_buy: Tally(0, 1, 1.0, 1.0), BOLD: Tally(1)})
+    assert await one.totals() == {old: Tally(7), old_buy: Tally(0, 3, 10.0, 42.0),
+                                  BOLD: Tally(1)}
+    await one.close()
+    await two.close()
 
 
 async def test_two_stores_on_one_file_see_each_others_counts(tmp_path: Path) -> None:
@@ -67,8 +104,9 @@ def test_four_worker_processes_flushing_into_one_file_sum(tmp_path: Path) -> Non
 
 def _totals(path: Path) -> dict[CountKey, Tally]:
     with closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT * FROM counts").fetchall()
-    return {CountKey(*row[:5]): Tally(*row[5:]) for row in rows}
+        rows = db.execute("SELECT experiment, variant, goal, cell, day, period, exposures, "
+                          "conversions, value_sum, value_sq_sum FROM counts").fetchall()
+    return {CountKey(*row[:6]): Tally(*row[6:]) for row in rows}
 
 
 async def test_a_locked_file_fails_the_flush_within_the_timeout_and_adds_nothing(
