@@ -1,7 +1,7 @@
 """Per-segment bandits: each cell of an experiment gets the variant weights its counts earn.
 
-In: the store's totals of an experiment (exposures and conversions per variant, cell and
-day) and its `BanditSpec`. Out: a `WeightsTable`, small and immutable, that the trainer
+In: the store's totals of an experiment (exposures and conversions per variant, cell, day
+and period) and its `BanditSpec`. Out: a `WeightsTable`, small and immutable, that the trainer
 publishes through the store and every worker reads. The request path only calls
 `WeightsTable.choose` (a dict get and a bisect); everything else runs in the background.
 
@@ -86,7 +86,8 @@ class BanditSpec:
 
 def cell_tallies(rows: Mapping[CountKey, Tally], experiment: str, goal: str
                  ) -> dict[str, dict[str, Tally]]:
-    """cell -> variant -> its exposures and its conversions on `goal`, summed over days."""
+    """cell -> variant -> its exposures and its conversions on `goal`, summed over days
+    and periods."""
     cells: dict[str, dict[str, Tally]] = {}
     for key, tally in rows.items():
         if key.experiment != experiment:
@@ -105,11 +106,14 @@ def cell_tallies(rows: Mapping[CountKey, Tally], experiment: str, goal: str
 
 def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str
                            ) -> dict[str, Tally]:
-    """Per variant, totals whose rate and mean value are each day's, weighted by the day's
-    share of all exposures: when weights change from day to day, pooled totals would mix
-    days of different conversion levels in different proportions per variant (Simpson's
-    paradox); these compare the variants within each day. Exposure counts stay as counted."""
-    days: dict[str, dict[str, Tally]] = {}
+    """Per variant, totals whose rate and mean value are each period's, weighted by the
+    period's share of all exposures. A period is one cell under one version of the weights
+    (the version a visitor was assigned under: their conversions count in it too, whatever
+    day they happen). Weights change by design, between versions and between cells: pooled
+    totals would mix periods of different conversion levels in different proportions per
+    variant (Simpson's paradox); these compare the variants within each period. Exposure
+    counts stay as counted."""
+    periods: dict[tuple[str, int], dict[str, Tally]] = {}
     for key, tally in rows.items():
         if key.experiment != experiment:
             continue
@@ -119,14 +123,15 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
             tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
         else:
             continue
-        per = days.setdefault(key.day, {})
+        per = periods.setdefault((key.cell, key.period), {})
         held = per.get(key.variant)
         per[key.variant] = tally if held is None else held.plus(tally)
-    day_exposures = {day: sum(t.exposures for t in per.values()) for day, per in days.items()}
-    variants = {v for per in days.values() for v in per}
+    period_exposures = {period: sum(t.exposures for t in per.values())
+                        for period, per in periods.items()}
+    variants = {v for per in periods.values() for v in per}
     out = {}
     for variant in sorted(variants):
-        counted = [(day_exposures[d], per[variant]) for d, per in days.items()
+        counted = [(period_exposures[p], per[variant]) for p, per in periods.items()
                    if variant in per and per[variant].exposures > 0]
         weight = sum(n for n, _ in counted)
         exposed = sum(t.exposures for _, t in counted)

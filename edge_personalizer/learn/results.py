@@ -60,11 +60,12 @@ def experiment_results(experiment: Experiment,
     bandit = experiment.allocation == "bandit"
     totals_of = period_weighted_totals if bandit else variant_totals
 
-    def judged_on(goal: str, cell_rows: Mapping[CountKey, Tally]) -> dict[str, Any]:
+    def judged_on(goal: str, cell_rows: Mapping[CountKey, Tally],
+                  weighted_by: str = "period") -> dict[str, Any]:
         judged = goal_result(totals_of(cell_rows, experiment.name, goal), weights,
                              control=control).as_json()
-        if bandit:   # weights change by design: compare within days, no ratio to check
-            judged.update(srm_p=None, srm=False, weighted_by="day")
+        if bandit:   # weights change by design: compare within periods, no ratio to check
+            judged.update(srm_p=None, srm=False, weighted_by=weighted_by)
         return judged
 
     cells = cells_of(experiment, rows)
@@ -75,7 +76,8 @@ def experiment_results(experiment: Experiment,
             held[key] = tally
     goals = {}
     for goal in experiment.goals:
-        judged = judged_on(goal, rows)
+        # the whole experiment: within each cell's periods (cells have weights of their own)
+        judged = judged_on(goal, rows, "cell and period" if cells else "period")
         if cells:
             judged["segments"] = {
                 cell: {"exposed": sum(t.exposures for k, t in cell_rows.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 import numpy as np
@@ -16,7 +17,7 @@ from edge_personalizer.learn.bandit import (
     period_weighted_totals,
     top_two_shares,
 )
-from edge_personalizer.learn.counters import EXPOSURE, CountKey, Tally
+from edge_personalizer.learn.counters import EXPOSURE, CountKey, Tally, variant_totals
 from edge_personalizer.learn.results import experiment_results
 from edge_personalizer.rules.conditions import AllOf
 from edge_personalizer.rules.model import Experiment
@@ -26,12 +27,14 @@ SPEC = BanditSpec("hero-test", (("control", 34), ("a", 33), ("b", 33)), goal="pu
 
 
 def rows(cell: str, counts: dict[str, tuple[int, int]], *, goal: str = "purchase",
-         day: str = DAY) -> dict[CountKey, Tally]:
-    """Store rows for one cell: variant -> (exposed, converted)."""
+         day: str = DAY, period: int = 0) -> dict[CountKey, Tally]:
+    """Store rows for one cell: variant -> (exposed, converted), on `day`, in `period`."""
     out = {}
     for variant, (exposed, converted) in counts.items():
-        out[CountKey("hero-test", variant, EXPOSURE, cell, day)] = Tally(exposures=exposed)
-        out[CountKey("hero-test", variant, goal, cell, day)] = Tally(conversions=converted)
+        out[CountKey("hero-test", variant, EXPOSURE, cell, day, period)] = \
+            Tally(exposures=exposed)
+        out[CountKey("hero-test", variant, goal, cell, day, period)] = \
+            Tally(conversions=converted)
     return out
 
 
@@ -158,23 +161,59 @@ def test_specs_that_cannot_work_are_refused(changes: dict[str, object], message:
         BanditSpec(**fields)  # type: ignore[arg-type]
 
 
-def test_results_of_changing_weights_compare_the_variants_within_each_day() -> None:
-    # Day one: 1% and 2%, mostly control; day two: 10% and 11%, mostly b. Pooled, b would
-    # seem five times better; within each day it is one point better.
-    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, day="2026-12-01"),
-               **rows("all", {"control": (100, 10), "b": (900, 99)}, day="2026-12-02")}
+def test_results_of_changing_weights_compare_the_variants_within_each_period() -> None:
+    # Version 1: 1% and 2%, mostly control; version 2: 10% and 11%, mostly b. Pooled, b
+    # would seem five times better; within each period it is one point better.
+    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, period=1),
+               **rows("all", {"control": (100, 10), "b": (900, 99)}, period=2)}
+    pooled = variant_totals(counted, "hero-test", "purchase")
+    assert pooled["b"].conversions / pooled["b"].exposures > \
+        4 * pooled["control"].conversions / pooled["control"].exposures
     weighted = period_weighted_totals(counted, "hero-test", "purchase")
     assert weighted["control"].exposures == weighted["b"].exposures == 1000
     assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
 
 
-def test_results_of_a_bandit_experiment_are_weighted_by_day() -> None:
+def test_a_conversion_counts_in_its_exposures_period_whatever_day_it_happens() -> None:
+    # Each period's visitors convert over two days; the days mix the periods, the
+    # periods do not: the same answer as when every conversion fell on its exposure's day.
+    later = "2026-12-03"
+    spread = {**rows("all", {"control": (900, 5), "b": (100, 1)}, period=1),
+              CountKey("hero-test", "control", "purchase", "all", later, 1): Tally(0, 4),
+              CountKey("hero-test", "b", "purchase", "all", later, 1): Tally(0, 1),
+              **rows("all", {"control": (100, 10), "b": (900, 99)}, period=2, day=later)}
+    by_day: dict[CountKey, Tally] = {}
+    for key, tally in spread.items():
+        day_key = key._replace(period=int(key.day[-2:]))
+        by_day[day_key] = by_day.get(day_key, Tally()).plus(tally)
+    assert period_weighted_totals(by_day, "hero-test", "purchase")["control"].conversions \
+        == 73   # within days instead, day 2's exposures get day 3's conversions of them
+    weighted = period_weighted_totals(spread, "hero-test", "purchase")
+    assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
+
+
+def test_cells_with_weights_of_their_own_are_compared_within_each_cell() -> None:
+    # One version, two cells: b leads where visitors convert well, control where they do
+    # not; within each cell b is one point better, pooled it would seem five times better.
+    counted = {**rows("s1", {"control": (900, 9), "b": (100, 2)}, period=3),
+               **rows("s2", {"control": (100, 10), "b": (900, 99)}, period=3)}
+    weighted = period_weighted_totals(counted, "hero-test", "purchase")
+    assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
+
+
+def test_results_of_a_bandit_experiment_are_weighted_by_period() -> None:
     experiment = Experiment(
         name="hero-test", slots=("hero",), audience=AllOf(()), holdout=0.0,
         weights=(("control", 1.0), ("b", 1.0)), variants=MappingProxyType({}), source="r:1",
         goals=("purchase",), allocation="bandit")
-    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, day="2026-12-01"),
-               **rows("all", {"control": (100, 10), "b": (900, 99)}, day="2026-12-02")}
+    # Two versions of the weights and a change of base rate between them (Simpson's case):
+    # pooled, b's uplift would be +425%; by period it is +18%, and not significant.
+    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, period=1),
+               **rows("all", {"control": (100, 10), "b": (900, 99)}, period=2,
+                      day="2026-12-03")}
     judged = experiment_results(experiment, counted)["goals"]["purchase"]
-    assert judged["srm_p"] is None and judged["weighted_by"] == "day"
+    assert judged["srm_p"] is None and judged["weighted_by"] == "period"
     assert judged["variants"]["b"]["uplift"] == pytest.approx(10 / 55, rel=0.02)
+    assert judged["variants"]["b"]["uplift_low"] < 0
+    fixed = experiment_results(replace(experiment, allocation="fixed"), counted)
+    assert fixed["goals"]["purchase"]["variants"]["b"]["uplift"] > 4   # what pooling says

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
+from edge_personalizer.learn.counters import CountKey, Tally
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..servers import Server, start_proxy
@@ -216,3 +217,94 @@ def test_rule_exposures_count_only_when_there_are_goals_to_judge_them_on(
         personalizer.profile_after(exchange)
         counted.append(learning.attribution.exposures)
     assert counted == [0, 1]
+
+
+BANDIT_RULES = """\
+slots: {hero: {}}
+goals:
+  purchase: {when: {request.path: /page/thanks}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [purchase]
+    allocation: bandit
+    bandit: {burn_in: 0, floor: 10, update_every: 1s}
+    variants: {control: {weight: 1}, a: {weight: 1, html: A}}
+"""
+
+
+def _exposed(client: httpx.Client, codec: ProfileCodec) -> tuple[str, int]:
+    """A new visitor's page view: their profile cookie, and the period (weights version)
+    their exposure to hero-test was counted in, as the cookie remembers it."""
+    client.cookies.clear()
+    page = client.get("/slotted/home", headers=PAGE)
+    value = page.cookies["ep_profile"]
+    state, _ = codec.decode(value, time.time())
+    assert state is not None
+    variant, _, cell, period = state[10]["hero-test"]
+    assert variant in ("control", "a") and cell == "all"
+    return value, period
+
+
+def test_a_conversion_counts_in_the_period_its_visitor_was_assigned_in(
+        origin: Server, tmp_path: Path) -> None:
+    import anyio
+
+    from edge_personalizer.learn.counters import EXPOSURE
+    from edge_personalizer.learn.store import open_store, sqlite_url
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "experiment.yaml").write_text(BANDIT_RULES)
+    url = sqlite_url(tmp_path / "ep.db")
+    codec = ProfileCodec([PROFILE_KEY.encode()])
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
+        "EP_STORE_FLUSH_INTERVAL": "0.2"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+
+            def until_beyond(period: int) -> list[tuple[str, int]]:
+                """New visitors until one is assigned under weights newer than `period`."""
+                seen: list[tuple[str, int]] = []
+                deadline = time.monotonic() + 20
+                while not seen or seen[-1][1] <= period:
+                    assert time.monotonic() < deadline, "the bandit weights never changed"
+                    seen.append(_exposed(client, codec))
+                    time.sleep(0.2)
+                return seen
+
+            first = until_beyond(0)   # the starting weights, then the first published ones
+            early = first[-1:] + [_exposed(client, codec) for _ in range(3)]
+            late = until_beyond(max(period for _, period in early))
+            late += [_exposed(client, codec) for _ in range(3)]
+            for cookie, _ in (early[0], late[-1]):   # a purchase by one visitor of each group
+                client.cookies.clear()
+                client.get("/page/thanks", headers={**PAGE, "cookie": f"ep_profile={cookie}"})
+            results = client.get("/__ep/results", headers=ADMIN).json()
+    finally:
+        server.stop()   # the last counts are written on the way out
+
+    async def totals() -> dict[CountKey, Tally]:
+        store = open_store(url)
+        try:
+            return await store.totals("hero-test")
+        finally:
+            await store.close()
+
+    counted = anyio.run(totals)
+    assigned: dict[int, int] = {}
+    for _, period in first[:-1] + early + late:
+        assigned[period] = assigned.get(period, 0) + 1
+    exposed: dict[int, int] = {}
+    for key, tally in counted.items():
+        if key.goal == EXPOSURE:
+            exposed[key.period] = exposed.get(key.period, 0) + tally.exposures
+    assert exposed == assigned
+    # The early visitor bought while later weights were serving: counted in their own period.
+    assert sorted(k.period for k, t in counted.items() if k.goal == "purchase"
+                  for _ in range(t.conversions)) == sorted([early[0][1], late[-1][1]])
+    assert 1 <= early[0][1] < late[-1][1]
+    (experiment,) = results["experiments"]
+    assert experiment["bandit"]["version"] >= late[-1][1]
+    assert experiment["goals"]["purchase"]["weighted_by"] == "period"
