@@ -225,14 +225,22 @@ def _allocation_trace(experiment: Experiment, visitor: Visitor,
     if experiment.allocation != "bandit":
         return {"allocation": "fixed"}
     version = allocations.version_of(experiment.name) if allocations is not None else None
+    # the period the visitor's counts go in: the weights version they were assigned under
+    exposure = visitor.profile.exposures.get(experiment.name)
+    period = exposure.period if exposure is not None else (version or 0)
     if experiment.name in visitor.profile.variants:
         why = "kept: the variant this visitor was shown before"
+        if exposure is not None:
+            why += (", under weights from before periods were kept" if period < 0 else
+                    f", under weights version {period}" if period else
+                    ", under the starting weights")
     elif version is None:
         why = "the fixed weights: no learned weights published yet"
     else:
         why = f"learned weights version {version} for cell {experiment.cells(visitor)!r}"
     return {"allocation": "bandit", "cell": experiment.cells(visitor),
-            "cells": experiment.cells.describe(), "weights_version": version, "why": why}
+            "cells": experiment.cells.describe(), "weights_version": version,
+            "period": period, "why": why}
 
 
 def _trace(rule: Rule, visitor: Visitor, decision: Decision) -> RuleTrace:

@@ -166,5 +166,12 @@ def test_explain_says_which_cell_which_weights_and_why(tmp_path: Path) -> None:
     (kept,) = explain(ruleset, visitor(variants={"hero-test": "a"}),
                       allocations=table)["experiments"]
     assert kept["why"].startswith("kept") and kept["variant"] == "a"
+    assert traced["period"] == 5   # a new visitor counts in the version assigned under
+    exposed = visitor(variants={"hero-test": "a"})
+    vars(exposed)["profile"] = exposed.profile.with_exposure("hero-test", "a", "all", 3)
+    (earlier,) = explain(ruleset, exposed, allocations=table)["experiments"]
+    assert earlier["period"] == 3 and earlier["weights_version"] == 5
+    assert earlier["why"] == "kept: the variant this visitor was shown before, " \
+        "under weights version 3"
     (fixed,) = explain(ruleset, visitor())["experiments"]
     assert fixed["weights_version"] is None and fixed["why"].startswith("the fixed weights")
