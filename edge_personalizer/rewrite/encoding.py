@@ -16,7 +16,7 @@ from typing import Protocol
 import brotli
 
 from ..errors import BodyDecodingError
-from .html import RewriteAborted
+from .recovery import RewriteAborted
 
 # Encodings in which every ASCII byte stands for itself, so tags are found byte-wise and
 # ASCII-only insertions (non-ASCII as character references) are safe.

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .html import Edit
+    from .edits import Edit
 
 
 class FirstBytesMemo:

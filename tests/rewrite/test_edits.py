@@ -1,0 +1,91 @@
+"""Page edits: what each action does to its element, and what the handlers found."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import lolhtml
+import pytest
+
+from edge_personalizer.rewrite.edits import Edit, EditAction, Handlers, Tally
+from edge_personalizer.rewrite.html import Rewriter
+from edge_personalizer.rules.model import SLOT_ACTIONS
+
+from .test_html import PAGE, SLOT, rewrite
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (Edit(SLOT, "inner", "<b>new</b>"),
+     b'<div id=a data-ep-slot="hero" class="x y"><b>new</b></div>'),
+    (Edit(SLOT, "replace", "<b>new</b>"), b"<b>new</b><p>rest"),
+    (Edit(SLOT, "append", "<i>+</i>"), b"<p>old</p><i>+</i></div>"),
+    (Edit(SLOT, "prepend", "<i>+</i>"), b'class="x y"><i>+</i><p>old</p>'),
+    (Edit(SLOT, "before", "<i>+</i>"), b'<i>+</i><div id=a'),
+    (Edit(SLOT, "after", "<i>+</i>"), b"</div><i>+</i><p>rest"),
+    (Edit(SLOT, "remove"), b"<body><p>rest"),
+    (Edit(SLOT, "text", "<b>&"), b'class="x y">&lt;b&gt;&amp;</div>'),
+    (Edit(SLOT, "set_attribute", "promo", "data-x"), b'data-x="promo"'),
+    (Edit(SLOT, "remove_attribute", "", "id"), b'<div data-ep-slot="hero" class="x y">'),
+    (Edit(SLOT, "add_class", "z x"), b'class="x y z"'),
+    (Edit(SLOT, "remove_class", "x"), b'class="y"'),
+])
+def test_each_action(edit: Edit, expected: bytes) -> None:
+    out = rewrite(PAGE, [edit])
+    assert expected in out
+    assert b"<div data-ep-slot=\"hero\">second</div>" in out   # only the first slot element
+    assert out.endswith(b"<p>rest \xc3\xa9</p>" + out.split(b"\xc3\xa9</p>", 1)[1])
+
+
+def test_failing_edit_leaves_the_element_and_the_page() -> None:
+    errors: list[Exception] = []
+    rewriter = Rewriter([Edit(SLOT, "set_attribute", "v", "bad name with spaces")],
+                        on_error=errors.append)
+    out = rewriter.feed(PAGE) + rewriter.finish()
+    assert out == PAGE and len(errors) == 1 and rewriter.errors == 1
+
+
+def test_the_edits_rewrite_knows_are_the_slot_actions_rules_accept() -> None:
+    assert set(get_args(EditAction)) == set(SLOT_ACTIONS)
+
+
+def _through(handlers: Handlers, page: bytes) -> bytes:
+    out = bytearray()
+    rewriter = lolhtml.HTMLRewriter(out.extend)
+    handlers.attach(rewriter)
+    rewriter.write(page)
+    rewriter.end()
+    return bytes(out)
+
+
+def test_handlers_plan_on_the_first_bytes_and_say_where_the_slots_ended() -> None:
+    page = b'<p>intro</p><div data-ep-slot="hero">old</div><p>rest</p>'
+    end = page.index(b"</div>") + len(b"</div>")
+    tally = Tally(None)
+    handlers = Handlers([Edit(SLOT, "inner", "NEW"), Edit('[data-ep-slot="side"]', "remove")],
+                        [], tally)
+    assert handlers.plan(page) == -1   # "side" is not in these bytes
+    handlers = Handlers([Edit(SLOT, "inner", "NEW")], [], tally)
+    assert handlers.plan(page) == end and handlers.planned
+    assert not handlers.changed and not handlers.closed(page) and handlers.ends == -1
+    assert _through(handlers, page) == page.replace(b">old<", b">NEW<")
+    assert handlers.changed and handlers.found == (True,) and tally.applied == 1
+    assert not handlers.closed(page[:end - 1])   # its end tag not read yet
+    assert handlers.closed(page) and handlers.ends == end
+
+
+def test_injections_are_handlers_too_and_are_never_planned() -> None:
+    tally = Tally(None)
+    handlers = Handlers([Edit(SLOT, "inner", "NEW")], [("head", "<style></style>")], tally)
+    page = b'<html><head></head><body><div data-ep-slot="hero">old</div></body></html>'
+    assert handlers.plan(page) == -1 and not handlers.planned
+    assert _through(handlers, page) == (b'<html><head><style></style></head><body>'
+                                        b'<div data-ep-slot="hero">NEW</div></body></html>')
+    assert handlers.found == (True,) and handlers.closed(page)
+
+
+def test_the_tally_reports_each_failure() -> None:
+    errors: list[Exception] = []
+    tally = Tally(errors.append)
+    tally.failed(ValueError("an edit"))
+    tally.gave_up(RuntimeError("the parser"))
+    assert tally.errors == 2 and [str(e) for e in errors] == ["an edit", "the parser"]
