@@ -1,0 +1,99 @@
+"""What a value written on one line of a rule file means, as the full YAML reader decides:
+plain values by PyYAML's own resolvers (3 is a number, yes is true, 2026-12-24 a date),
+quoted ones by YAML's quoting and escapes. Anything else declines (Decline)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+
+class Decline(Exception):
+    """Not a shape the line reader handles: the full reader reads the file."""
+
+
+COMMENT = re.compile(r" +#")                        # a comment after a plain value
+_SINGLE = re.compile(r"'((?:[^']|'')*)'")
+_DOUBLE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
+_ESCAPES = {"0": "\0", "a": "\x07", "b": "\x08", "t": "\x09", "n": "\x0A", "v": "\x0B",
+            "f": "\x0C", "r": "\x0D", "e": "\x1B", " ": " ", '"': '"', "/": "/", "\\": "\\",
+            "N": "\x85", "_": "\xA0", "L": "\u2028", "P": "\u2029"}
+
+_STR = "tag:yaml.org,2002:str"
+_BUILDABLE = frozenset({_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                        "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+                        "tag:yaml.org,2002:timestamp"})
+_RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = \
+    yaml.SafeLoader.yaml_implicit_resolvers
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+PLAIN_CACHE: dict[str, Any] = {}   # plain text -> its value; values repeat across rules
+_PLAIN_CACHE_SIZE = 100_000
+
+
+def plain_value(text: str) -> Any:
+    """What a plain (unquoted) value means, exactly as the full reader decides it."""
+    try:
+        return PLAIN_CACHE[text]
+    except KeyError:
+        pass
+    tag = _STR
+    for candidate, pattern in _RESOLVERS.get(text[:1] if text else "", []):
+        if pattern.match(text):
+            tag = candidate
+            break
+    if tag not in _BUILDABLE:   # << (merge), = (value) and the like
+        raise Decline
+    if tag == _STR:
+        value: Any = text
+    else:
+        try:
+            value = _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text), deep=True)
+        except Exception as exc:   # the full reader reports it, at its place
+            raise Decline from exc
+    if len(PLAIN_CACHE) >= _PLAIN_CACHE_SIZE:
+        PLAIN_CACHE.clear()
+    PLAIN_CACHE[text] = value
+    return value
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if len(code) > 1:
+        number = int(code[1:], 16)
+        if number > 0x10FFFF:
+            raise Decline
+        return chr(number)
+    if code not in _ESCAPES:
+        raise Decline
+    return _ESCAPES[code]
+
+
+def quoted(line: str, at: int) -> tuple[str, int]:
+    """The quoted value starting at `at` (closed on the same line) and where it ends."""
+    if line[at] == "'":
+        match = _SINGLE.match(line, at)
+        if match is None:
+            raise Decline
+        return match.group(1).replace("''", "'"), match.end()
+    match = _DOUBLE.match(line, at)
+    if match is None:
+        raise Decline
+    inner = match.group(1)
+    return (_ESCAPE.sub(_unescape, inner) if "\\" in inner else inner), match.end()
+
+
+def only_comment_after(line: str, at: int) -> None:
+    """Declines unless line[at:] is blank or a comment."""
+    rest = line[at:]
+    if rest.strip(" ") and not COMMENT.match(rest):
+        raise Decline
+
+
+def skip(line: str, pos: int) -> int:
+    """The first position from `pos` that is not a space."""
+    while pos < len(line) and line[pos] == " ":
+        pos += 1
+    return pos
