@@ -5,15 +5,18 @@ Counting (request path): a page view whose categories reach beyond the visitor's
 two is counted once against that pair (or single category), as one more count in the
 worker's accumulator under the experiment name `AFFINITY` (variant: the pair, goal:
 `INTEREST` or `CONVERSION`, cell: the page's categories beyond the pair, joined by `_SEP`).
+A visitor with no interests yet counts under the empty key: what new visitors look at first.
 The flusher takes them to the store with the other counts.
 
 Model (background): `build_model` turns the store's totals into, per pair, the chance that
 its visitors' next view shows each category, smoothed towards the two single categories and
 those towards overall popularity (each level's own counts count only from `min_support`
-views on). Each key keeps its `top` categories in the order that covers the most next views
-together: the likeliest first, then each time the one most often shown by the views those
-before it miss (a page with several categories makes the likeliest ones overlap). Prediction
-(request path): `AffinityModel.predict` is two dict gets.
+views on); visitors with no interests get what new visitors show first, smoothed towards
+overall popularity. Each key keeps its `top` categories in the order that covers the most
+next views together: the first `together` chosen as the set that covers the most (the
+likeliest of them first), then each time the one most often shown by the views those
+before it miss (a page with several categories makes the likeliest ones overlap).
+Prediction (request path): `AffinityModel.predict` is two dict gets.
 """
 
 from __future__ import annotations
@@ -86,10 +89,9 @@ def key_of(top: tuple[str, ...]) -> str:
 
 def record(counters: Accumulator, top: tuple[str, ...], categories: Iterable[str], *,
            goal: str = INTEREST) -> None:
-    """Counts the view of `categories` beyond `top` as shown next by visitors with `top`:
-    one count, whose cell names all of them (so the model knows which go together)."""
-    if not top:
-        return
+    """Counts the view of `categories` beyond `top` as shown next by visitors with `top`
+    (no interests yet: the empty key): one count, whose cell names all of them (so the
+    model knows which go together)."""
     shown = sorted({category for category in categories if category not in top})
     if shown:
         counters.convert(AFFINITY, key_of(top), goal, _SEP.join(shown))
@@ -104,7 +106,7 @@ def affinity_counts(rows: Mapping[CountKey, Tally], *, conversion_weight: float 
         if key.experiment != AFFINITY or key.goal not in (INTEREST, CONVERSION):
             continue
         weight = 1.0 if key.goal == INTEREST else conversion_weight
-        top = tuple(key.variant.split(_SEP))
+        top = tuple(key.variant.split(_SEP)) if key.variant else ()
         per = counts.setdefault(top, {})
         per[key.cell] = per.get(key.cell, 0.0) + weight * tally.conversions
     return counts
@@ -112,7 +114,8 @@ def affinity_counts(rows: Mapping[CountKey, Tally], *, conversion_weight: float 
 
 @dataclass(frozen=True)
 class AffinityModel:
-    """Predicted next interests, best first, per pair key, per single category, and overall.
+    """Predicted next interests, best first, per pair key, per single category, and for
+    visitors with no interests (`popular`, also what unknown ones fall back to).
     Scores are probabilities (0..1) that the next interest shown is that category."""
 
     version: int = 0
@@ -177,26 +180,32 @@ Shown = dict[tuple[str, ...], float]   # what was shown next (categories, sorted
 
 def build_model(counts: Mapping[tuple[str, ...], Mapping[str, float]], *,
                 min_support: int = 20, top: int = 5, pair_prior: float = 100.0,
-                single_prior: float = 20.0, version: int = 0, built_at: float = 0.0
-                ) -> AffinityModel:
+                single_prior: float = 20.0, together: int = 3, version: int = 0,
+                built_at: float = 0.0) -> AffinityModel:
     """The model from `counts` (`affinity_counts`). A pair's estimate is its own counts
     plus `pair_prior` views' worth of the single categories' estimate; a single's, its
-    counts plus `single_prior` of popularity. A key with fewer than `min_support` views
-    uses only what it backs off to."""
+    counts plus `single_prior` of popularity, as are the first views of visitors with no
+    interests yet (the empty key). A key with fewer than `min_support` views uses only what
+    it backs off to. Each key's first `together` predictions are the set that covers the
+    most of its next views."""
     own: dict[tuple[str, ...], Shown] = {}
     popular: Shown = {}
+    first: Shown = {}   # what visitors with no interests yet showed
     single_shown: dict[str, Shown] = {}
     for key, per in counts.items():
         for cell, n in per.items():
             shown = tuple(sorted({c for c in cell.split(_SEP) if c and c not in key}))
             if not shown or n <= 0:
                 continue
+            if not key:
+                first[shown] = first.get(shown, 0.0) + n
+                continue
             for held in (own.setdefault(key, {}), popular,
                          *(single_shown.setdefault(name, {}) for name in key)):
                 held[shown] = held.get(shown, 0.0) + n
-    if not popular:
+    if not popular and not first:
         return AffinityModel(version, built_at, top=top)
-    popular_chances = _Chances.of(popular)
+    popular_chances = _Chances.of(popular or first)
     single_support = {name: sum(shown.values()) for name, shown in single_shown.items()}
     singles_full = {name: popular_chances.mixed(shown, single_prior, min_support)
                     for name, shown in single_shown.items()}
@@ -213,11 +222,13 @@ def build_model(counts: Mapping[tuple[str, ...], Mapping[str, float]], *,
     supported = sorted(n for n, s in single_support.items() if s >= min_support)
     if len(supported) * (len(supported) - 1) // 2 <= _MAX_BACKOFF_PAIRS:
         keys.update(itertools.combinations(supported, 2))
-    pairs = {key_of(k): pair_chances(k).best(k, top) for k in keys}
-    singles = {name: chances.best((name,), top + 1) for name, chances in singles_full.items()
+    pairs = {key_of(k): pair_chances(k).best(k, top, together) for k in keys}
+    singles = {name: chances.best((name,), top + 1, together)
+               for name, chances in singles_full.items()
                if single_support[name] >= min_support}
+    newcomers = popular_chances.mixed(first, single_prior, min_support)
     return AffinityModel(version, built_at, MappingProxyType(pairs), MappingProxyType(singles),
-                         popular_chances.best((), top + 2), top)
+                         newcomers.best((), top + 2, together), top)
 
 
 class _Counted:
@@ -260,10 +271,12 @@ class _Chances:
         return _Chances.blend((_Chances.of(shown), n / (n + strength)),
                               (self, strength / (n + strength)))
 
-    def best(self, leave_out: tuple[str, ...], count: int) -> Predictions:
+    def best(self, leave_out: tuple[str, ...], count: int, together: int) -> Predictions:
         """Up to `count` categories (none of `leave_out`) with their chances of being shown
-        next: the likeliest first, then each time the one shown most often by the views the
-        ones chosen miss."""
+        next: first the `together` that cover the most views between them, then each time
+        the one shown most often by the views those chosen miss; each set chosen is in the
+        order that covers the most early (the likeliest first, then the one shown most by
+        the views it misses, ...)."""
         chances: dict[str, float] = {}
         for part, weight in self.parts.items():
             for category, share in part.chances.items():
@@ -280,18 +293,57 @@ class _Chances:
                 if shown:
                     views[shown] = views.get(shown, 0.0) + weight * share
         chosen: list[int] = []
-        while len(chosen) < min(count, len(candidates)):
-            gains = [0.0] * len(candidates)
-            for shown, share in views.items():
-                for i in shown:
-                    gains[i] += share
-            for i in chosen:
-                gains[i] = -1.0
-            pick = max(range(len(candidates)), key=lambda i: (gains[i], -i))
-            chosen.append(pick)
-            views = {v: share for v, share in views.items() if pick not in v}
+        if 1 < together <= count and together < len(candidates):
+            chosen = _greedy(views, _covering(views, len(candidates), together), together)
+            views = {v: share for v, share in views.items() if not set(v) & set(chosen)}
+        chosen += _greedy(views, [i for i in range(len(candidates)) if i not in chosen],
+                          min(count, len(candidates)) - len(chosen))
         return tuple((candidates[i], round(min(chances[candidates[i]], 1.0), 5))
                      for i in chosen)
+
+
+def _covering(views: Mapping[tuple[int, ...], float], candidates: int, size: int
+              ) -> list[int]:
+    """The `size` candidates whose views together weigh the most (on a tie, the likelier:
+    candidates are numbered likeliest first). What a set covers is added up from the
+    shares of views showing each of its subsets (inclusion-exclusion), so each set costs
+    a few look-ups whatever the number of views."""
+    shown_with: dict[tuple[int, ...], float] = {}   # candidates shown together -> share
+    for shown, share in views.items():
+        for k in range(1, min(size, len(shown)) + 1):
+            for subset in itertools.combinations(shown, k):
+                shown_with[subset] = shown_with.get(subset, 0.0) + share
+    best: tuple[int, ...] = tuple(range(size))
+    most = -1.0
+    for chosen in itertools.combinations(range(candidates), size):
+        covered = 0.0
+        for k in range(1, size + 1):
+            sign = 1.0 if k % 2 else -1.0
+            for subset in itertools.combinations(chosen, k):
+                covered += sign * shown_with.get(subset, 0.0)
+        if covered > most + 1e-9:
+            best, most = chosen, covered
+    return list(best)
+
+
+def _greedy(views: Mapping[tuple[int, ...], float], among: list[int], count: int
+            ) -> list[int]:
+    """`count` of `among`, each time the one shown by the most views the ones before it
+    miss (on a tie, the likelier)."""
+    chosen: list[int] = []
+    left = dict(views)
+    while len(chosen) < min(count, len(among)):
+        gains = dict.fromkeys(among, 0.0)
+        for shown, share in left.items():
+            for i in shown:
+                if i in gains:
+                    gains[i] += share
+        for i in chosen:
+            del gains[i]
+        pick = max(gains, key=lambda i: (gains[i], -i))
+        chosen.append(pick)
+        left = {v: share for v, share in left.items() if pick not in v}
+    return chosen
 
 
 class Predictor:

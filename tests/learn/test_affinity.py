@@ -57,10 +57,11 @@ def counted(*views: tuple[tuple[str, ...], tuple[str, ...]]) -> dict[CountKey, T
 
 def test_a_view_counts_once_with_its_categories_beyond_the_strongest_two() -> None:
     rows = counted((("trail", "running"), ("running", "socks", "shoes")),
-                   (("running", "trail"), ("shoes",)), ((), ("shoes",)),
+                   (("running", "trail"), ("shoes",)), ((), ("shoes", "running")),
                    (("running", "trail"), ("trail",)))   # nothing beyond the pair: no count
     assert affinity_counts(rows) == {("running", "trail"): {"shoes\x1fsocks": 1.0,
-                                                            "shoes": 1.0}}
+                                                            "shoes": 1.0},
+                                     (): {"running\x1fshoes": 1.0}}   # no interests yet
     assert {key.experiment for key in rows} == {AFFINITY}
 
 
@@ -106,6 +107,31 @@ def test_unknown_interests_get_the_most_popular_categories_they_do_not_have() ->
     assert [n for n, _ in model.predict(())] == ["shoes", "mats", "socks"]
     assert [n for n, _ in model.predict(("shoes", "cycling"))] == ["mats", "socks", "goggles"]
     assert [n for n, _ in model.predict(("cycling",))] == ["shoes", "mats", "socks"]
+
+
+def test_visitors_with_no_interests_get_what_new_visitors_look_at_first() -> None:
+    # running and trail visitors go on to shoes and socks; new visitors start on running
+    counts = {**COUNTS, (): {"running": 30.0, "shoes\x1frunning": 10.0, "yoga": 5.0}}
+    model = build_model(counts, top=3, single_prior=0.0)
+    assert [n for n, _ in model.predict(())] == ["running", "yoga", "shoes"]
+    assert dict(model.predict(()))["running"] == pytest.approx(40 / 45, abs=1e-5)
+    # ... which only the newcomers' counts change
+    assert model.pairs == build_model(COUNTS, top=3, single_prior=0.0).pairs
+    # too few of them: the most popular categories, as without
+    few = build_model({**COUNTS, (): {"running": 5.0}}, top=3, min_support=20)
+    assert few.predict(()) == build_model(COUNTS, top=3, min_support=20).predict(())
+
+
+def test_the_first_three_are_the_three_that_cover_the_most_views_together() -> None:
+    counts: dict[tuple[str, ...], dict[str, float]] = {("running", "trail"): {
+        "shoes\x1fsocks": 20.0, "shoes\x1fyoga": 20.0, "mats\x1fshoes": 20.0,
+        "socks": 14.0, "yoga": 13.0, "mats": 13.0}}
+    one_by_one = build_model(counts, pair_prior=0.0, together=1).predict(("running", "trail"))
+    together = build_model(counts, pair_prior=0.0).predict(("running", "trail"))
+    # shoes is the likeliest (0.6), but socks, yoga and mats between them reach every view
+    assert [n for n, _ in one_by_one] == ["shoes", "socks", "mats", "yoga"]
+    assert [n for n, _ in together] == ["socks", "mats", "yoga", "shoes"]
+    assert dict(together) == dict(one_by_one)   # the chances are the same
 
 
 def test_predictions_are_chances_best_first_and_at_most_top() -> None:
