@@ -261,8 +261,8 @@ def allocation_view(snapshot: Snapshot, name: str,
 
 def predictions_view(snapshot: Snapshot, *, top: int = 25) -> dict[str, Any]:
     """The published "visitors like you" model: its pairs with the most support (page
-    views counted for visitors with that pair), what it predicts for each, and the most
-    popular categories."""
+    views counted for visitors with that pair), what it predicts for each, and what it
+    predicts for visitors with no interests yet."""
     table = snapshot.predictions
     if table is None:
         return {"state": "none"}
