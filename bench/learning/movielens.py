@@ -9,20 +9,22 @@ in time order, is a page view of a page in each of the movie's genres, learned i
 visitor's profile by the product's own ProfileTracker (signed cookie, decay, learning rate).
 
 Split by time: the model is built from the views before the 80% point of all ratings'
-times (counted with learn/affinity.py's `record` into a real Accumulator, as the request
-path counts, and built by `build_model` with the trainer's settings); on the later views,
-each view showing a genre outside the visitor's strongest two (as their profile stood
-before it) asks: is one of the top 1 / top 3 predicted genres among the genres of that
-view? Hit rates pool those views; the 95% interval resamples users (1,000 bootstrap draws),
-as views of one user are not independent. Baselines on the same views: overall popularity
-(the most counted genres), and plain pair co-occurrence (the genres the pair's own views
-showed most, no smoothing or support threshold, popularity for pairs never seen).
+times (counted by the request path's own `Learning.viewed` into a real Accumulator, from the
+profile after each view, and built by `build_model` with the trainer's settings); on the
+later views, each view showing a genre outside the visitor's strongest two (as their
+profile stood before it) asks: is one of the top 1 / top 3 predicted genres among the
+genres of that view? Hit rates pool those views; the 95% interval resamples users (1,000
+bootstrap draws), as views of one user are not independent. Baselines on the same views:
+overall popularity (the most counted genres), and plain pair co-occurrence (the genres the
+pair's own views showed most, no smoothing or support threshold, popularity for pairs never
+seen).
 
 The model's settings (minimum support, how many views' worth of the single categories a
-pair is drawn towards) were chosen on a validation split carved from the training period
-alone: built from its first 80% of views, scored on the rest of it. The held-out 20% played
-no part in choosing them; the script reruns that choice and says whether the product's
-defaults are still the one validation picks.
+pair is drawn towards, how many of the first predictions are chosen together as a set) were
+chosen on a validation split carved from the training period alone: built from its first
+80% of views, scored on the rest of it. The held-out 20% played no part in choosing them;
+the script reruns that choice and says whether the product's defaults are still the one
+validation picks.
 """
 
 from __future__ import annotations
@@ -53,9 +55,9 @@ from edge_personalizer.learn.affinity import (  # noqa: E402
     affinity_counts,
     build_model,
     key_of,
-    record,
     strongest,
 )
+from edge_personalizer.learn.attribution import Learning  # noqa: E402
 from edge_personalizer.learn.counters import Accumulator  # noqa: E402
 from edge_personalizer.learn.trainer import Trainer  # noqa: E402
 
@@ -63,6 +65,7 @@ RESULTS = ROOT / "bench" / "results"
 TRAIN_SHARE = 0.8
 BOOTSTRAP = 1_000
 HALF_LIFE_DAYS = 30.0
+LEARNING_RATE = 0.25   # the profile's, by default
 View = tuple[int, int, tuple[str, ...]]   # user, time, genres
 # The minimum support the server's trainer builds with (its default).
 TRAINER_MIN_SUPPORT = inspect.signature(Trainer).parameters["min_support"].default
@@ -93,7 +96,7 @@ class Viewers:
         self.tracker = ProfileTracker(
             ProfileCodec([b"movielens-bench-key-0123456789abcdef"]),
             interests=InterestMap({g: [f"/movies/*|{g}|*"] for g in sorted(genres)}),
-            half_life_days=HALF_LIFE_DAYS)
+            half_life_days=HALF_LIFE_DAYS, learning_rate=LEARNING_RATE)
         self.cookies: dict[int, str] = {}
 
     def view(self, user: int, at: int, genres: tuple[str, ...]) -> tuple[Profile, Profile]:
@@ -110,18 +113,20 @@ class Viewers:
 
 
 Scored = list[tuple[int, tuple[str, ...], frozenset[str]]]   # user, top two, genres beyond
-GRID = [{"min_support": support, "pair_prior": prior}
-        for support in (5, 20, 50) for prior in (0.0, 20.0, 100.0, 400.0)]
+Seen = list[tuple[int, int, tuple[str, ...], tuple[str, ...], Profile]]
+GRID = [{"min_support": support, "pair_prior": prior, "together": together}
+        for support in (5, 20, 50) for prior in (0.0, 20.0, 100.0, 400.0)
+        for together in (1, 3)]
 
 
 def run() -> dict[str, Any]:
     started = time.perf_counter()
     all_views = views()
     viewers = Viewers({g for _, _, genres in all_views for g in genres})
-    seen = []   # each view with its viewer's strongest two before it
+    seen: Seen = []   # each view with its viewer's strongest two before it, profile after
     for user, at, genres in all_views:
-        before, _ = viewers.view(user, at, genres)
-        seen.append((user, at, genres, strongest(before.scores, HALF_LIFE_DAYS)))
+        before, after = viewers.view(user, at, genres)
+        seen.append((user, at, genres, strongest(before.scores, HALF_LIFE_DAYS), after))
     cutoff = all_views[int(len(all_views) * TRAIN_SHARE)][1]
     training = [v for v in seen if v[1] < cutoff]
     validation_cutoff = training[int(len(training) * TRAIN_SHARE)][1]
@@ -139,13 +144,15 @@ def run() -> dict[str, Any]:
         "popularity": lambda top: ranked(popularity, top),
     }
     defaults = {"min_support": TRAINER_MIN_SUPPORT,
-                "pair_prior": inspect.signature(build_model).parameters["pair_prior"].default}
+                **{name: inspect.signature(build_model).parameters[name].default
+                   for name in ("pair_prior", "together")}}
     return {
         "data": {"ratings": len(all_views), "users": len({u for u, _, _ in all_views}),
                  "genres": len({g for *_, gs in all_views for g in gs}),
                  "train_views": len(training), "test_views_scored": len(test),
                  "test_users": len({u for u, _, _ in test}),
                  "validation_views_scored": len(scored(seen, validation_cutoff, cutoff)),
+                 "first_views_counted": sum(counts.get((), {}).values()),
                  "cutoff_time": cutoff, "validation_cutoff_time": validation_cutoff},
         "validation": {"grid": validation, "chosen": chosen, "product_defaults": defaults,
                        "defaults_are_chosen": chosen == defaults},
@@ -156,23 +163,24 @@ def run() -> dict[str, Any]:
     }
 
 
-def counted(seen: list[tuple[int, int, tuple[str, ...], tuple[str, ...]]], until: int,
-            ) -> dict[tuple[str, ...], dict[str, float]]:
-    """What the store would total from the views before `until`, counted as the request
-    path counts them."""
-    counters = Accumulator(max_keys=1_000_000)
-    for _, at, genres, top in seen:
+def counted(seen: Seen, until: int) -> dict[tuple[str, ...], dict[str, float]]:
+    """What the store would total from the views before `until`, counted by the request
+    path's own code (from the profile after each view, on the view's day)."""
+    clock = [0.0]
+    learning = Learning(Accumulator(max_keys=1_000_000, clock=lambda: clock[0]))
+    for _, at, genres, _, after in seen:
         if at < until:
-            record(counters, top, genres)
+            clock[0] = at
+            learning.viewed(after, genres, learning_rate=LEARNING_RATE)
+    counters = learning.counters
     counters.collect()
     return affinity_counts(counters.pending_batch(1_000_000))
 
 
-def scored(seen: list[tuple[int, int, tuple[str, ...], tuple[str, ...]]], since: int,
-           until: int | None) -> Scored:
+def scored(seen: Seen, since: int, until: int | None) -> Scored:
     """The views from `since` (to `until`) showing a genre beyond the viewer's top two."""
     out = []
-    for user, at, genres, top in seen:
+    for user, at, genres, top, _ in seen:
         if at >= since and (until is None or at < until):
             target = frozenset(genres) - set(top)
             if target:
