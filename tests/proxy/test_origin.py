@@ -573,38 +573,6 @@ async def test_a_full_pool_gives_others_a_bounded_wait_then_503() -> None:
         await proxy.aclose()
 
 
-async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A plain download that never ends: a line every 50 ms until the client goes."""
-    await request_head(reader)
-    writer.write(OK + b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
-    while not reader.at_eof():
-        writer.write(b"5\r\nline\n\r\n")
-        await writer.drain()
-        try:
-            await asyncio.wait_for(reader.read(1), 0.05)
-        except TimeoutError:
-            pass
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_a_long_ordinary_body_stops_when_its_client_goes() -> None:
-    origin = RawOrigin(trickle)
-    async with origin as url:
-        proxy = OriginProxy(url)
-        visitor = Visitor(proxy, "/download")
-        await asyncio.wait_for(visitor.started.wait(), 2)
-        visitor.leave()
-        left = time.monotonic()
-        # Watched once it has streamed for a second: then the read stops at once.
-        await asyncio.wait_for(visitor.task, 3)
-        assert await eventually(lambda: origin.closed_by_client == 1, 1)
-        assert time.monotonic() - left < 2
-        body = visitor.messages[1:]
-        assert body and all(m.get("more_body") for m in body)   # never made to look whole
-        await proxy.aclose()
-
-
 def _raw_answer(server: Server, request: bytes) -> bytes:
     import socket
 

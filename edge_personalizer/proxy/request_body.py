@@ -1,0 +1,71 @@
+"""The client's request body as the origin gets it: streamed, within the size limit, and
+cut off when it stalls or trickles (408, as nginx's client_body_timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from starlette.types import Message, Receive
+
+from ..errors import RequestRejected, UpstreamError
+
+# Bytes a second a request body must average once `body_timeout` has passed: a client
+# sending a byte every few seconds never pauses for long, and is still cut off.
+BODY_MIN_RATE = 1024
+
+
+class RequestBody:
+    """The client's request body, streamed to the origin, within the size limit and
+    `timeout` (None: none).
+
+    After `stream()` ends early, `rejected` is the refusal to answer (413, 408) and
+    `client_gone` says the server ended the body itself (the client left, or sent a body
+    it cannot frame)."""
+
+    def __init__(self, receive: Receive, limit: int, timeout: float | None = None) -> None:
+        self._receive = receive
+        self._limit = limit
+        self._timeout = timeout
+        self.rejected: RequestRejected | None = None
+        self.client_gone = False
+        self.finished = False   # every message of the body received
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        received = 0
+        timeout = self._timeout
+        loop = asyncio.get_running_loop()
+        waited = 0.0   # seconds spent waiting for the client (not for a slow origin)
+        while True:
+            if timeout is None:
+                message: Message = await self._receive()
+            else:
+                # The next bytes within `timeout`, and the whole body at BODY_MIN_RATE on
+                # average once `timeout` has passed.
+                budget = min(timeout, timeout + received / BODY_MIN_RATE - waited)
+                asked = loop.time()
+                try:
+                    async with asyncio.timeout(max(0.0, budget)):
+                        message = await self._receive()
+                except TimeoutError:
+                    self.rejected = RequestRejected(
+                        f"request body too slow ({received} bytes in "
+                        f"{waited + loop.time() - asked:.1f} s)", status=408)
+                    raise self.rejected from None
+                waited += loop.time() - asked
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                raise UpstreamError("client disconnected while sending the request body")
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self._limit:
+                self.rejected = RequestRejected(
+                    f"request body too large (over {self._limit} bytes)", status=413)
+                raise self.rejected
+            if not message.get("more_body", False):
+                self.finished = True
+                if chunk:
+                    yield chunk
+                return
+            if chunk:
+                yield chunk

@@ -1,0 +1,59 @@
+"""The response relay: which responses are long-lived, and a body that stops when its
+client goes (in-process, against a raw origin)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from edge_personalizer.proxy import OriginProxy
+from edge_personalizer.proxy.relay import is_long_lived
+
+from ..http.raw_origin import RawOrigin, eventually, request_head
+from .test_origin import OK, Visitor
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (b"text/event-stream", True),
+    (b" Text/Event-Stream; charset=utf-8", True),
+    (b"multipart/x-mixed-replace; boundary=frame", True),
+    (b"text/html", False),
+])
+def test_long_lived_responses_are_known_by_their_content_type(value: bytes,
+                                                               expected: bool) -> None:
+    assert is_long_lived([(b"Content-Type", value)]) is expected
+    assert not is_long_lived([(b"content-length", b"5")])
+
+
+async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A plain download that never ends: a line every 50 ms until the client goes."""
+    await request_head(reader)
+    writer.write(OK + b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+    while not reader.at_eof():
+        writer.write(b"5\r\nline\n\r\n")
+        await writer.drain()
+        try:
+            await asyncio.wait_for(reader.read(1), 0.05)
+        except TimeoutError:
+            pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_long_ordinary_body_stops_when_its_client_goes() -> None:
+    origin = RawOrigin(trickle)
+    async with origin as url:
+        proxy = OriginProxy(url)
+        visitor = Visitor(proxy, "/download")
+        await asyncio.wait_for(visitor.started.wait(), 2)
+        visitor.leave()
+        left = time.monotonic()
+        # Watched once it has streamed for a second: then the read stops at once.
+        await asyncio.wait_for(visitor.task, 3)
+        assert await eventually(lambda: origin.closed_by_client == 1, 1)
+        assert time.monotonic() - left < 2
+        body = visitor.messages[1:]
+        assert body and all(m.get("more_body") for m in body)   # never made to look whole
+        await proxy.aclose()

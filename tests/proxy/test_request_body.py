@@ -1,0 +1,93 @@
+"""RequestBody in-process, fed as an ASGI server feeds it (the slow and stalled bodies
+through the real server are rows of tests/http/test_server_conformance.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from starlette.types import Message
+
+from edge_personalizer.errors import RequestRejected, UpstreamError
+from edge_personalizer.proxy.request_body import BODY_MIN_RATE, RequestBody
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Client:
+    """Body messages, each `gap` seconds after the one before; then, if `leaves`, the
+    client is gone."""
+
+    def __init__(self, chunks: list[bytes], gap: float = 0.0, *, ends: bool = True,
+                 leaves: bool = False) -> None:
+        self.messages: list[Message] = [
+            {"type": "http.request", "body": chunk,
+             "more_body": not ends or index < len(chunks) - 1}
+            for index, chunk in enumerate(chunks)]
+        if leaves:
+            self.messages.append({"type": "http.disconnect"})
+        self.gap = gap
+
+    async def receive(self) -> Message:
+        if not self.messages:
+            await asyncio.sleep(3600)   # a client that stopped sending
+        await asyncio.sleep(self.gap)
+        return self.messages.pop(0)
+
+
+async def read(body: RequestBody) -> bytes:
+    return b"".join([chunk async for chunk in body.stream()])
+
+
+async def test_the_whole_body_streams_and_is_finished() -> None:
+    body = RequestBody(Client([b"ab", b"", b"cd"]).receive, limit=10, timeout=1.0)
+    assert await read(body) == b"abcd"
+    assert body.finished and body.rejected is None and not body.client_gone
+
+
+async def test_a_body_past_the_limit_is_413() -> None:
+    body = RequestBody(Client([b"12345", b"67890", b"x"]).receive, limit=10)
+    with pytest.raises(RequestRejected) as raised:
+        await read(body)
+    assert raised.value.status == 413 and body.rejected is raised.value
+    assert not body.finished
+
+
+async def test_a_pause_longer_than_the_timeout_is_408() -> None:
+    body = RequestBody(Client([b"x"], ends=False).receive, limit=100, timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(RequestRejected) as raised:
+        await read(body)
+    assert raised.value.status == 408 and body.rejected is raised.value
+    assert 0.15 < time.monotonic() - started < 1.0
+
+
+async def test_a_trickle_without_long_pauses_is_408_once_its_average_is_too_low() -> None:
+    # A byte every 50 ms never pauses for the 0.2 s timeout, but averages 20 bytes/s.
+    body = RequestBody(Client([b"x"] * 100, gap=0.05, ends=False).receive, limit=1000,
+                       timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(RequestRejected) as raised:
+        await read(body)
+    assert raised.value.status == 408
+    assert time.monotonic() - started < 0.2 + 100 / BODY_MIN_RATE + 0.5
+
+
+async def test_a_steady_body_past_the_timeout_is_left_alone() -> None:
+    # 2 KiB every 50 ms for 0.5 s: well above the least rate.
+    body = RequestBody(Client([b"x" * 2048] * 10, gap=0.05).receive, limit=1 << 20,
+                       timeout=0.2)
+    assert len(await read(body)) == 20480
+
+
+async def test_a_client_gone_mid_body_ends_the_stream() -> None:
+    body = RequestBody(Client([b"ab"], ends=False, leaves=True).receive, limit=10)
+    with pytest.raises(UpstreamError):
+        await read(body)
+    assert body.client_gone and body.rejected is None
