@@ -4,7 +4,8 @@ Strict where a proxy must be (issue 20): a response ends where its framing says,
 byte after that end poisons the connection (it is closed, never pooled: what follows could
 be a second, smuggled answer); trailer fields are dropped; a head whose framing headers
 contradict each other, or name a transfer coding other than chunked, is an invalid answer
-and never reaches a client.
+and never reaches a client (the head's checks: framing.py). Reading pauses while a body
+waits for its reader, writing while the origin does not read (flow.py).
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ from typing import cast
 import httptools
 
 from ..errors import UpstreamError, UpstreamInvalid, UpstreamTimeout
+from .flow import BodyBuffer, WriteFlow
+from .framing import TOO_LARGE, ends_at_close, head_error, too_large
+from .framing import RawHeaders as RawHeaders  # (the type of Connection.headers)
 
 logger = logging.getLogger(__name__)
-
-RawHeaders = list[tuple[bytes, bytes]]
-
-HIGH_WATER = 256 * 1024         # buffered response bytes before reading pauses
-MAX_HEADER_BYTES = 128 * 1024   # of one response's header block
-MAX_HEADERS = 500
 
 
 class Stale(Exception):
@@ -34,37 +32,11 @@ class _MoreData(Exception):
     """A byte arrived after the end of the response (llhttp stops on an exception)."""
 
 
-def framing_error(headers: RawHeaders) -> str | None:
-    """Why a response head's framing cannot be trusted, or None when it can.
-
-    One Content-Length, or one Transfer-Encoding that is exactly `chunked`, or neither:
-    anything else lets two parsers disagree on where the body ends."""
-    lengths: list[bytes] = []
-    codings: list[bytes] = []
-    for name, value in headers:
-        if len(name) != 14 and len(name) != 17:   # (most names: no lower-casing)
-            continue
-        lower = name.lower()
-        if lower == b"content-length":
-            lengths.append(value.strip())
-        elif lower == b"transfer-encoding":
-            codings.append(value.strip().lower())
-    if len(lengths) > 1:
-        return "origin sent conflicting lengths (several Content-Length headers)"
-    if lengths and codings:
-        return "origin sent conflicting lengths (Content-Length with Transfer-Encoding)"
-    if lengths and not lengths[0].isdigit():
-        return f"origin sent an invalid Content-Length {lengths[0][:40]!r}"
-    if codings and codings != [b"chunked"]:
-        return f"origin sent an unsupported Transfer-Encoding {b', '.join(codings)[:60]!r}"
-    return None
-
-
 def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-class Connection(asyncio.Protocol):
+class Connection(WriteFlow):
     """One keep-alive connection to the origin; one exchange at a time.
 
     `begin()` starts an exchange; the parser's callbacks fill `status`, `headers` and
@@ -72,7 +44,7 @@ class Connection(asyncio.Protocol):
     `reusable` whether the connection may carry another exchange."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
-        self.loop = loop
+        super().__init__(loop)
         self.read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -81,8 +53,6 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.idle = False
         self.reused = False
-        self._write_paused = False
-        self._drained: asyncio.Future[None] | None = None
         self._reset(head=False)
 
     def _reset(self, *, head: bool) -> None:
@@ -96,9 +66,8 @@ class Connection(asyncio.Protocol):
         self.keep_alive = False
         self.received = False
         self.error: UpstreamError | None = None
-        self.chunks: list[bytes] = []
-        self.buffered = 0
-        self.reading_paused = False
+        self.body = BodyBuffer(self.transport)
+        self.chunks = self.body.chunks   # (emptied in place as they are taken)
         self.waiter: asyncio.Future[None] | None = None
 
     # The exchange
@@ -119,9 +88,8 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
 
     async def drain(self) -> None:
-        if self._write_paused and not self.closed:
-            self._drained = self.loop.create_future()
-            await self.wait(self._drained, "the origin stopped reading the request body")
+        if self.write_paused and not self.closed:
+            await self.wait(self.drained(), "the origin stopped reading the request body")
 
     async def wait(self, future: asyncio.Future[None], what: str) -> None:
         """Await `future` for at most the read timeout."""
@@ -147,16 +115,7 @@ class Connection(asyncio.Protocol):
 
     def take(self) -> bytes | None:
         """The body bytes buffered so far (None when none are)."""
-        chunks = self.chunks
-        if not chunks:
-            return None
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self.chunks = []
-        self.buffered = 0
-        if self.reading_paused and self.transport is not None and not self.closed:
-            self.reading_paused = False
-            self.transport.resume_reading()
-        return data
+        return self.body.take(not self.closed)
 
     def close(self) -> None:
         self.closed = True
@@ -187,35 +146,20 @@ class Connection(asyncio.Protocol):
         if not self.headers_done:
             # Counted per read too: a head still unfinished past the limit.
             self.header_bytes += len(data)
-            if self.header_bytes > MAX_HEADER_BYTES or len(self.headers) > MAX_HEADERS:
-                self._fail(UpstreamInvalid("origin sent too many or too large headers"))
+            if too_large(self.headers, self.header_bytes):
+                self._fail(UpstreamInvalid(TOO_LARGE))
                 self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.headers_done and not self.complete and self._until_eof():
+        if self.headers_done and not self.complete and ends_at_close(self.head, self.status,
+                                                                     self.headers):
             self.complete = True   # a body delimited by the end of the connection
         elif not self.complete and self.headers_done:
             self._fail(UpstreamError("origin closed the connection mid-body"
                                      + (f" ({describe_error(exc)})" if exc else "")))
         self._wake()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    def _until_eof(self) -> bool:
-        """Whether the answer's body is delimited by the end of the connection."""
-        if self.head or self.status in (204, 304):
-            return False
-        names = {name.lower() for name, _ in self.headers}
-        return b"content-length" not in names and b"transfer-encoding" not in names
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self.release_writer()
 
     # httptools callbacks
 
@@ -236,9 +180,7 @@ class Connection(asyncio.Protocol):
             self.headers = []
             self.header_bytes = 0
             return
-        too_many = len(self.headers) > MAX_HEADERS or self.header_bytes > MAX_HEADER_BYTES
-        problem = ("origin sent too many or too large headers"
-                   if too_many else framing_error(self.headers))
+        problem = head_error(self.headers, self.header_bytes)
         if problem is not None:
             error = UpstreamInvalid(problem)
             self._fail(error)   # kept: the parser reports any callback's error as its own
@@ -257,11 +199,7 @@ class Connection(asyncio.Protocol):
         if self.complete:   # a body after a HEAD answer's head
             self._poison()
             raise _MoreData
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self.reading_paused and self.transport:
-            self.reading_paused = True
-            self.transport.pause_reading()
+        self.body.add(body)
         self._wake()
 
     def on_message_complete(self) -> None:

@@ -15,7 +15,7 @@ import httpx
 
 from ..errors import UpstreamBusy, UpstreamError, UpstreamInvalid, UpstreamTimeout
 from .client import RawHeaders, UpstreamResponse, describe_error
-from .connection import framing_error
+from .framing import framing_error
 
 
 @dataclass

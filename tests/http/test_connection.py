@@ -10,7 +10,6 @@ import pytest
 
 from edge_personalizer.errors import UpstreamError
 from edge_personalizer.http.client import Upstream
-from edge_personalizer.http.connection import framing_error
 
 from .raw_origin import NEXT, RawOrigin, first_then_next, request_head
 
@@ -20,23 +19,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.mark.parametrize(("headers", "problem"), [
-    ([(b"Content-Length", b"5")], None),
-    ([(b"Transfer-Encoding", b"Chunked ")], None),
-    ([(b"Content-Type", b"text/html")], None),
-    ([(b"Content-Length", b"5"), (b"content-length", b"5")], "several Content-Length"),
-    ([(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")], "with Transfer-Encoding"),
-    ([(b"Content-Length", b"5, 5")], "invalid Content-Length"),
-    ([(b"Content-Length", b"")], "invalid Content-Length"),
-    ([(b"Transfer-Encoding", b"gzip, chunked")], "unsupported Transfer-Encoding"),
-    ([(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"chunked")],
-     "unsupported Transfer-Encoding"),
-])
-def test_framing_error(headers: list[tuple[bytes, bytes]], problem: str | None) -> None:
-    found = framing_error(headers)
-    assert (found is None) if problem is None else (found is not None and problem in found)
 
 
 async def test_more_data_after_a_length_body_is_answered_then_the_connection_dropped() -> None:

@@ -1,0 +1,59 @@
+"""What an origin's response head says about its body, checked as a proxy must (issue 20).
+
+A head is refused when it is larger than a proxy keeps (MAX_HEADERS fields, or
+MAX_HEADER_BYTES) or when its framing headers could let two parsers disagree on where the
+body ends. A body with neither Content-Length nor Transfer-Encoding ends with the
+connection, except where the answer has no body at all (HEAD, 204, 304).
+"""
+
+from __future__ import annotations
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+MAX_HEADER_BYTES = 128 * 1024   # of one response's header block
+MAX_HEADERS = 500
+TOO_LARGE = "origin sent too many or too large headers"
+
+
+def too_large(headers: RawHeaders, header_bytes: int) -> bool:
+    """Whether a head (whole or still arriving) is past what a proxy keeps."""
+    return len(headers) > MAX_HEADERS or header_bytes > MAX_HEADER_BYTES
+
+
+def framing_error(headers: RawHeaders) -> str | None:
+    """Why a response head's framing cannot be trusted, or None when it can.
+
+    One Content-Length, or one Transfer-Encoding that is exactly `chunked`, or neither:
+    anything else lets two parsers disagree on where the body ends."""
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    for name, value in headers:
+        if len(name) != 14 and len(name) != 17:   # (most names: no lower-casing)
+            continue
+        lower = name.lower()
+        if lower == b"content-length":
+            lengths.append(value.strip())
+        elif lower == b"transfer-encoding":
+            codings.append(value.strip().lower())
+    if len(lengths) > 1:
+        return "origin sent conflicting lengths (several Content-Length headers)"
+    if lengths and codings:
+        return "origin sent conflicting lengths (Content-Length with Transfer-Encoding)"
+    if lengths and not lengths[0].isdigit():
+        return f"origin sent an invalid Content-Length {lengths[0][:40]!r}"
+    if codings and codings != [b"chunked"]:
+        return f"origin sent an unsupported Transfer-Encoding {b', '.join(codings)[:60]!r}"
+    return None
+
+
+def head_error(headers: RawHeaders, header_bytes: int) -> str | None:
+    """Why a complete response head is refused, or None when it is taken."""
+    return TOO_LARGE if too_large(headers, header_bytes) else framing_error(headers)
+
+
+def ends_at_close(head_request: bool, status: int, headers: RawHeaders) -> bool:
+    """Whether the answer's body is delimited by the end of the connection."""
+    if head_request or status in (204, 304):
+        return False
+    names = {name.lower() for name, _ in headers}
+    return b"content-length" not in names and b"transfer-encoding" not in names

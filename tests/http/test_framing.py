@@ -1,0 +1,54 @@
+"""What a response head says about its body: the limits and the framing a proxy trusts, and
+when the body ends with the connection."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_personalizer.http.framing import (
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    TOO_LARGE,
+    ends_at_close,
+    framing_error,
+    head_error,
+)
+
+
+@pytest.mark.parametrize(("headers", "problem"), [
+    ([(b"Content-Length", b"5")], None),
+    ([(b"Transfer-Encoding", b"Chunked ")], None),
+    ([(b"Content-Type", b"text/html")], None),
+    ([(b"Content-Length", b"5"), (b"content-length", b"5")], "several Content-Length"),
+    ([(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")], "with Transfer-Encoding"),
+    ([(b"Content-Length", b"5, 5")], "invalid Content-Length"),
+    ([(b"Content-Length", b"")], "invalid Content-Length"),
+    ([(b"Transfer-Encoding", b"gzip, chunked")], "unsupported Transfer-Encoding"),
+    ([(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"chunked")],
+     "unsupported Transfer-Encoding"),
+])
+def test_framing_error(headers: list[tuple[bytes, bytes]], problem: str | None) -> None:
+    found = framing_error(headers)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_a_head_past_the_limits_is_refused_before_its_framing_is_read() -> None:
+    conflicting = [(b"Content-Length", b"5"), (b"Content-Length", b"6")]
+    assert head_error([(b"X", b"y")] * MAX_HEADERS, 1000) is None
+    assert head_error([(b"X", b"y")] * (MAX_HEADERS + 1), 1000) == TOO_LARGE
+    assert head_error(conflicting, MAX_HEADER_BYTES + 1) == TOO_LARGE
+    assert "several Content-Length" in (head_error(conflicting, 100) or "")
+
+
+@pytest.mark.parametrize(("head", "status", "headers", "at_close"), [
+    (False, 200, [(b"Content-Type", b"text/html")], True),
+    (False, 200, [(b"content-length", b"5")], False),
+    (False, 200, [(b"Transfer-Encoding", b"chunked")], False),
+    (True, 200, [], False),     # an answer to HEAD has no body
+    (False, 204, [], False),
+    (False, 304, [], False),
+])
+def test_which_bodies_end_with_the_connection(head: bool, status: int,
+                                              headers: list[tuple[bytes, bytes]],
+                                              at_close: bool) -> None:
+    assert ends_at_close(head, status, headers) is at_close
