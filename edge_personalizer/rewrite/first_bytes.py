@@ -4,6 +4,7 @@ starting with the same bytes again is copied instead of rewritten (the app owns 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,7 +32,10 @@ class FirstBytesMemo:
         self._entries: OrderedDict[tuple[Edit, ...], list[tuple[bytes, bytes, int]]] = (
             OrderedDict())
 
-    def lookup(self, key: tuple[Edit, ...], chunk: bytes) -> tuple[bytes, bytes, int] | None:
+    def lookup(self, edits: Sequence[Edit], chunk: bytes) -> tuple[bytes, bytes, int] | None:
+        """For a page's first chunk: the remembered first bytes it starts with, their
+        output with these edits and how many were applied; None when not remembered."""
+        key = tuple(edits)   # (a tuple, as the pipeline hands them, is its own key: no copy)
         entries = self._entries.get(key)
         if entries is None:
             return None
@@ -44,9 +48,13 @@ class FirstBytesMemo:
                 return entry
         return None
 
-    def store(self, key: tuple[Edit, ...], prefix: bytes, output: bytes, applied: int) -> None:
+    def store(self, edits: Sequence[Edit], prefix: bytes, output: bytes,
+              applied: int) -> None:
+        """A page's first bytes up to where its last slot element ends, and their output
+        (every edit done without error: the rest of the page passes unchanged)."""
         if len(prefix) > self.max_prefix:
             return
+        key = tuple(edits)
         entries = self._entries.setdefault(key, [])
         self._entries.move_to_end(key)
         entries.insert(0, (prefix, output, applied))

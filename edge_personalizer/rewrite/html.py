@@ -42,20 +42,9 @@ _STEP = 4096                      # bytes fed at a time while waiting to bypass
 _VIEW_AT = 16 * 1024              # a shorter rest is copied: cheaper than a body message of its own
 
 
-class Rewriter:
-    """Feeds HTML through lol-html with the edits and injections of one response.
-
-    `feed()` returns whatever output is ready (possibly nothing: lol-html holds back a
-    tag cut in two); `finish()` returns the rest. An edit that fails leaves its element
-    unchanged and is reported through `on_error`. If lol-html itself gives up (markup it
-    cannot parse unambiguously while streaming), the rest of the page follows unchanged:
-    exactly, by position, when nothing was changed yet; else by finding where the output
-    so far ends in the input. Only when neither is certain does it raise RewriteAborted.
-
-    With `views`, the part of a chunk that passes unchanged once the edits are behind is
-    not copied onto the output when it is long: `feed()` leaves it in `rest`, a memoryview
-    of the chunk, for the caller to send after what `feed()` returned.
-    """
+class _Reading:
+    """The page as lol-html reads it, for Rewriter: from the first byte it is given, up to
+    where the edits are behind (then the rest passes), or to the end."""
 
     def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
@@ -63,7 +52,6 @@ class Rewriter:
                  views: bool = False) -> None:
         self.views = views
         self.rest: memoryview | None = None
-        self._out = bytearray()
         self._tally = Tally(on_error)
         self.broken = False
         self.bypassed = False
@@ -80,11 +68,6 @@ class Rewriter:
         self._handlers: Handlers | None = None
         self._lol: lolhtml.HTMLRewriter | None = None
         self._kept = KeptInput()
-        # Before lol-html starts, a plain byte search looks for the slots' markers (see
-        # SlotSearch); when one comes, lol-html reads the page from its start and what it
-        # says of the part already sent is checked, then dropped.
-        self._search = SlotSearch(edits) if self._bypass else None
-        self._skip = b""        # lol-html's output still to check against what was sent
 
     def _built(self) -> Handlers:
         if self._handlers is None:
@@ -94,7 +77,7 @@ class Rewriter:
     @property
     def _rewriter(self) -> lolhtml.HTMLRewriter:
         if self._lol is None:
-            self._lol = lolhtml.HTMLRewriter(self._out.extend)
+            self._lol = lolhtml.HTMLRewriter(self._kept.output.extend)
             self._built().attach(self._lol)
         return self._lol
 
@@ -106,12 +89,6 @@ class Rewriter:
     def errors(self) -> int:
         return self._tally.errors
 
-    def _take(self) -> bytes:
-        data = bytes(self._out)
-        self._out.clear()
-        self._kept.gave(data)
-        return data
-
     @property
     def _changed(self) -> bool:
         return self._handlers is not None and self._handlers.changed
@@ -119,7 +96,7 @@ class Rewriter:
     def _recover(self, exc: Exception) -> bytes:
         self.broken = True
         self._tally.gave_up(exc)
-        pending = self._take()
+        pending = self._kept.take()
         try:
             return pending + self._kept.rest(changed=self._changed)
         except RewriteAborted as aborted:
@@ -140,6 +117,116 @@ class Rewriter:
         """Where the last edited element ends in the page's bytes (-1: unknown)."""
         return -1 if self._handlers is None else self._handlers.ends
 
+    def _feed_reading(self, chunk: bytes) -> bytes:
+        if self.broken or self.bypassed:
+            return chunk
+        if not self._bypass:
+            return self._write(chunk)
+        return self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> bytes:
+        # The rewriter reads no further than it must: on the page's first bytes, up to
+        # where the last slot element ends when that is there; otherwise in small steps,
+        # so the rest of a large chunk skips lol-html as soon as the last one closes.
+        out: list[bytes] = []
+        stop = -1
+        if not self._kept.data and not self._kept.emitted:   # the page's first bytes
+            known = self._memo.lookup(self._edits, chunk) if self._memo else None
+            if known is not None:   # rewritten before: copied, and the rest passes
+                self.bypassed = True
+                self._tally.applied = known[2]
+                return self._with_rest([known[1]], chunk, len(known[0]))
+            stop = self._built().plan(chunk)
+        start = 0
+        while start < len(chunk):
+            if self.bypassed or self.broken:
+                return self._with_rest(out, chunk, start)
+            end = stop if stop > start else start + _STEP
+            piece = chunk[start:end]
+            out.append(self._write(piece))
+            if end == stop and self.bypassed and self._memo and not self._tally.errors:
+                self._memo.store(self._edits, piece, out[-1], self._tally.applied)
+            start = end
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _with_rest(self, out: list[bytes], chunk: bytes, start: int) -> bytes:
+        """The output, then the chunk from `start` as it came: copied once by the join,
+        or with `views` and when long, left uncopied in `rest`."""
+        rest = memoryview(chunk)[start:]
+        if self.views and len(rest) >= _VIEW_AT:
+            self.rest = rest
+            return out[0] if len(out) == 1 else b"".join(out)
+        return b"".join([*out, rest])
+
+    def _write(self, chunk: bytes) -> bytes:
+        kept = self._kept
+        kept.add(chunk)
+        try:
+            self._rewriter.write(chunk)
+            if (self._bypass and len(kept.data) < KEEP_INPUT
+                    and self._built().closed(kept.data)):
+                # Everything fed so far is final: flush it, and let the rest pass.
+                self._rewriter.end()
+                self.bypassed = True
+        except RuntimeError as exc:
+            return self._recover(exc)
+        out = kept.take()
+        if self.bypassed:
+            kept.data = bytearray()
+        elif kept.unsent > _TRIM_AT:
+            self._trim()
+        return out
+
+    def _trim(self) -> None:
+        """Drop input that was sent unchanged, so a long page whose slots have not come
+        yet is not held whole: while nothing changed, recovery needs only the input not
+        yet sent (and a margin), and finding a slot's end needs only its element."""
+        if self._changed or self._handlers is not None and self._handlers.planned:
+            return
+        if self._kept.trim(look=self._bypass):
+            # A marker in what goes: whether the slot's marker occurs only once could no
+            # longer be told, so this page is rewritten to its end instead.
+            self._bypass = False
+
+    def _finish(self) -> bytes:
+        if self.broken or self.bypassed:
+            return b""
+        try:
+            self._rewriter.end()
+        except RuntimeError as exc:
+            return self._recover(exc)
+        return self._kept.take()
+
+
+class Rewriter(_Reading):
+    """Feeds HTML through lol-html with the edits and injections of one response.
+
+    `feed()` returns whatever output is ready (possibly nothing: lol-html holds back a
+    tag cut in two); `finish()` returns the rest. An edit that fails leaves its element
+    unchanged and is reported through `on_error`. If lol-html itself gives up (markup it
+    cannot parse unambiguously while streaming), the rest of the page follows unchanged:
+    exactly, by position, when nothing was changed yet; else by finding where the output
+    so far ends in the input. Only when neither is certain does it raise RewriteAborted.
+
+    With `views`, the part of a chunk that passes unchanged once the edits are behind is
+    not copied onto the output when it is long: `feed()` leaves it in `rest`, a memoryview
+    of the chunk, for the caller to send after what `feed()` returned.
+
+    Before lol-html starts, when it may be bypassed, a plain byte search looks for the
+    slots' markers (SlotSearch): a page without them is never parsed. When one comes,
+    lol-html reads the page from its start, and what it says of the part already sent is
+    checked, then dropped.
+    """
+
+    def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
+                 on_error: Callable[[Exception], None] | None = None,
+                 bypass: bool = True, memo: FirstBytesMemo | None = None,
+                 views: bool = False) -> None:
+        super().__init__(edits, head=head, body_end=body_end, on_error=on_error,
+                         bypass=bypass, memo=memo, views=views)
+        self._search = SlotSearch(edits) if self._bypass else None
+        self._skip = b""        # lol-html's output still to check against what was sent
+
     def feed(self, chunk: bytes) -> bytes:
         if self._skip:
             return self._unsent(self._feed_reading(chunk))
@@ -153,13 +240,6 @@ class Rewriter:
             return self._feed(chunk)
         out = search.push(chunk)
         return self._start_reading(search) if out is None else out
-
-    def _feed_reading(self, chunk: bytes) -> bytes:
-        if self.broken or self.bypassed:
-            return chunk
-        if not self._bypass:
-            return self._write(chunk)
-        return self._feed(chunk)
 
     def _unsent(self, out: bytes) -> bytes:
         """Output without its part that was sent while searching (checked the same)."""
@@ -179,75 +259,6 @@ class Rewriter:
         out = self._feed(bytes(search.held))
         return self._unsent(out) if self._skip else out
 
-    def _feed(self, chunk: bytes) -> bytes:
-        # The rewriter reads no further than it must: on the page's first bytes, up to
-        # where the last slot element ends when that is there; otherwise in small steps,
-        # so the rest of a large chunk skips lol-html as soon as the last one closes.
-        out: list[bytes | memoryview] = []
-        view = memoryview(chunk)
-        first = not self._kept.data and not self._kept.emitted
-        # (a tuple of edits, as the pipeline hands them, is its own key: no copy)
-        key = tuple(self._edits) if first and self._memo is not None else ()
-        if key and self._memo is not None:
-            known = self._memo.lookup(key, chunk)
-            if known is not None:
-                prefix, output, applied = known
-                self.bypassed = True
-                self._tally.applied = applied
-                if self.views and len(chunk) - len(prefix) >= _VIEW_AT:
-                    self.rest = view[len(prefix):]   # the unchanged rest, as it came
-                    return output
-                return output + view[len(prefix):]
-        stop = self._built().plan(chunk) if first else -1
-        start = 0
-        while start < len(chunk):
-            if self.bypassed or self.broken:
-                out.append(view[start:])   # the rest as it came, copied once by the join
-                break
-            end = stop if stop > start else start + _STEP
-            piece = chunk[start:end]
-            out.append(self._write(piece))
-            if (key and start == 0 and end == stop and self.bypassed
-                    and self._memo is not None and not self._tally.errors):
-                self._memo.store(key, piece, bytes(out[-1]), self._tally.applied)
-            start = end
-        if self.views and len(out) > 1:
-            last = out[-1]
-            if isinstance(last, memoryview) and len(last) >= _VIEW_AT:
-                self.rest = last   # the unchanged rest of the chunk, as it came
-                out.pop()
-        return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
-
-    def _write(self, chunk: bytes) -> bytes:
-        kept = self._kept
-        kept.add(chunk)
-        try:
-            self._rewriter.write(chunk)
-            if (self._bypass and len(kept.data) < KEEP_INPUT
-                    and self._built().closed(kept.data)):
-                # Everything fed so far is final: flush it, and let the rest pass.
-                self._rewriter.end()
-                self.bypassed = True
-        except RuntimeError as exc:
-            return self._recover(exc)
-        out = self._take()
-        if self.bypassed:
-            kept.data = bytearray()
-        elif kept.unsent > _TRIM_AT:
-            self._trim()
-        return out
-
-    def _trim(self) -> None:
-        """Drop input that was sent unchanged, so a long page whose slots have not come
-        yet is not held whole: while nothing changed, recovery needs only the input not
-        yet sent (and a margin), and finding a slot's end needs only its element."""
-        if self._changed or self._handlers is not None and self._handlers.planned:
-            return
-        if self._kept.trim(look=self._bypass):
-            # A marker in what goes: whether the slot's marker occurs only once could no
-            # longer be told, so this page is rewritten to its end instead.
-            self._bypass = False
-
     def finish(self) -> bytes:
         search = self._search
         if search is not None:
@@ -259,12 +270,3 @@ class Rewriter:
         if self._skip:
             return self._unsent(self._finish())
         return self._finish()
-
-    def _finish(self) -> bytes:
-        if self.broken or self.bypassed:
-            return b""
-        try:
-            self._rewriter.end()
-        except RuntimeError as exc:
-            return self._recover(exc)
-        return self._take()

@@ -13,7 +13,7 @@ class RewriteAborted(Exception):
 
 
 class KeptInput:
-    """What lol-html read of the page, and how much output it gave.
+    """What lol-html read of the page, and the output it gave (written to `output`).
 
     While no edit changed anything, the rest of the page follows exactly by position:
     output and input are the same bytes. After a change, the output's last bytes are
@@ -22,21 +22,26 @@ class KeptInput:
     slots have not come yet is not held whole.
     """
 
-    __slots__ = ("data", "dropped", "emitted", "_tail")
+    __slots__ = ("data", "dropped", "emitted", "output", "_tail")
 
     def __init__(self) -> None:
         self.data = bytearray()
         self.dropped = 0       # bytes cut from the front of `data` (sent, unchanged)
         self.emitted = 0       # bytes of output given
+        self.output = bytearray()   # what lol-html wrote and was not given yet
         self._tail = b""
 
     def add(self, chunk: bytes) -> None:
         if len(self.data) < KEEP_INPUT:
             self.data += chunk
 
-    def gave(self, output: bytes) -> None:
+    def take(self) -> bytes:
+        """What lol-html wrote since last taken, counted as given."""
+        output = bytes(self.output)
+        self.output.clear()
         self.emitted += len(output)
         self._tail = (self._tail + output)[-_TAIL:]
+        return output
 
     @property
     def unsent(self) -> int:

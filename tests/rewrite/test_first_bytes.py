@@ -29,3 +29,10 @@ def test_the_memo_keeps_within_its_bytes_and_per_edits_bounds() -> None:
     memo.store(BANNER, b"b" * 40, b"c" * 56, 1)            # past the budget: oldest go first
     assert memo.size <= 100
     assert memo.lookup(HERO, b"p2...") is None and memo.lookup(BANNER, b"b" * 40) is not None
+
+
+def test_the_same_edits_find_the_same_entry_whether_a_list_or_a_tuple() -> None:
+    memo = FirstBytesMemo()
+    memo.store(list(HERO), b"<html><div>", b"<html><h1>Hi</h1>", 1)
+    assert memo.lookup(HERO, b"<html><div>...") == (b"<html><div>", b"<html><h1>Hi</h1>", 1)
+    assert memo.lookup(list(BANNER), b"<html><div>...") is None

@@ -18,7 +18,8 @@ LONG = b"".join(b"<p>paragraph %d of a long story</p>\n" % i for i in range(20_0
 def test_unchanged_output_is_followed_by_the_input_after_it() -> None:
     kept = KeptInput()
     kept.add(b"<p>one</p><p>two</p>")
-    kept.gave(b"<p>one</p>")
+    kept.output += b"<p>one</p>"
+    assert kept.take() == b"<p>one</p>" and not kept.output and kept.emitted == 10
     assert kept.rest(changed=False) == b"<p>two</p>"
 
 
@@ -26,16 +27,19 @@ def test_changed_output_is_found_again_by_its_last_bytes() -> None:
     kept = KeptInput()
     story = b"".join(b"<p>paragraph %d of the story</p>" % i for i in range(20))
     kept.add(b"<div>old</div>" + story + b"<p>rest</p>")
-    kept.gave(b"<div>NEW</div>" + story)   # its last 256 bytes occur once in the input
+    kept.output += b"<div>NEW</div>" + story   # its last 256 bytes occur once in the input
+    kept.take()
     assert kept.rest(changed=True) == b"<p>rest</p>"
     twice = KeptInput()
     twice.add(story + story)
-    twice.gave(b"<div>NEW</div>" + story)   # its last bytes twice in the input: not certain
+    twice.output += b"<div>NEW</div>" + story   # its last bytes twice in the input: not certain
+    twice.take()
     with pytest.raises(RewriteAborted):
         twice.rest(changed=True)
     short = KeptInput()
     short.add(b"<p>x</p>")
-    short.gave(b"<p>y")   # too few bytes to find again
+    short.output += b"<p>y"   # too few bytes to find again
+    short.take()
     with pytest.raises(RewriteAborted):
         short.rest(changed=True)
 
@@ -53,11 +57,13 @@ def test_trimming_keeps_what_recovery_needs_and_says_whether_a_marker_went() -> 
     kept = KeptInput()
     page = b'<p data-ep-slot="x">' + b"<p>text</p>" * 1000
     kept.add(page)
-    kept.gave(page[:8000])
+    kept.output += page[:8000]
+    kept.take()
     assert kept.trim(look=True)
     assert kept.dropped == 8000 - 4096 and kept.unsent == 4096
     assert kept.rest(changed=False) == page[8000:]
-    kept.gave(page[8000:9000])
+    kept.output += page[8000:9000]
+    kept.take()
     assert not kept.trim(look=True) and kept.rest(changed=False) == page[9000:]
 
 
