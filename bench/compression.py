@@ -38,12 +38,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge_personalizer.rewrite.edits import Edit  # noqa: E402
 from edge_personalizer.rewrite.encoding import (  # noqa: E402
     BROTLI_QUALITY,
     BROTLI_WINDOW,
     GZIP_LEVEL,
 )
-from edge_personalizer.rewrite.html import Edit  # noqa: E402
 from edge_personalizer.rewrite.stream import ResponseRewriter  # noqa: E402
 from tests.servers import free_port, start, start_proxy  # noqa: E402
 

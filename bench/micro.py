@@ -233,7 +233,7 @@ def _rewriting(edits: list[Any], chunks: list[bytes], *,
 def bench_rewrite() -> dict[str, Any]:
     import re
 
-    from edge_personalizer.rewrite.html import Edit
+    from edge_personalizer.rewrite.edits import Edit
 
     edits = [Edit('[data-ep-slot="hero"]', "inner", "<h1>Hello, friend from Facebook</h1>")]
     pattern = re.compile(rb'(<section data-ep-slot="hero">)(.*?)(</section>)', re.DOTALL)

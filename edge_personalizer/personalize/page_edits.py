@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from lru import LRU
 
 from ..classify.visitor import Visitor
+from ..rewrite.edits import Edit
 from ..rewrite.first_bytes import FirstBytesMemo
-from ..rewrite.html import Edit, csp_nonce, with_nonce
+from ..rewrite.html import csp_nonce, with_nonce
 from ..rewrite.stream import ResponseRewriter
 from ..rules.book import RuleBook
 from ..rules.model import Decision

@@ -7,7 +7,7 @@ import time
 
 from starlette.types import Message, Send
 
-from ..rewrite.html import RewriteAborted
+from ..rewrite.recovery import RewriteAborted
 from ..rewrite.stream import ResponseRewriter
 from .exchange import Exchange
 from .fail_open import FailOpen

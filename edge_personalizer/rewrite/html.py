@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 import lolhtml
 
 from .bypass import marker_slot
-from .edits import Edit, EditAction, Handlers, Tally
+from .edits import Edit, Handlers, Tally
 from .first_bytes import FirstBytesMemo
 from .recovery import KEEP_INPUT, KeptInput, RewriteAborted
 from .slot_search import SlotSearch
 
-__all__ = ["Edit", "EditAction", "RewriteAborted", "Rewriter", "csp_nonce", "with_nonce"]
+__all__ = ["Rewriter", "csp_nonce", "with_nonce"]
 
 _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
 _SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b(?![^>]*\bnonce=)", re.IGNORECASE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from .edits import Edit
 from .encoding import (
     SNIFF_BYTES,
     Decoder,
@@ -24,7 +25,7 @@ from .encoding import (
     sniff_meta_charset,
 )
 from .first_bytes import FirstBytesMemo
-from .html import Edit, Rewriter
+from .html import Rewriter
 
 
 def ascii_safe(html: str) -> str:

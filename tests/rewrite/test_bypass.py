@@ -15,8 +15,10 @@ from edge_personalizer.rewrite.bypass import (
     find_marker,
     marker_slot,
 )
+from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rewrite.first_bytes import FirstBytesMemo
-from edge_personalizer.rewrite.html import Edit, RewriteAborted, Rewriter
+from edge_personalizer.rewrite.html import Rewriter
+from edge_personalizer.rewrite.recovery import RewriteAborted
 
 from .test_html import _tree_inputs
 

@@ -22,7 +22,7 @@ from edge_personalizer.rewrite.encoding import (
     decoder_for,
     sniff_meta_charset,
 )
-from edge_personalizer.rewrite.html import RewriteAborted
+from edge_personalizer.rewrite.recovery import RewriteAborted
 
 from ..http.raw_origin import ThreadedOrigin, request_head
 from ..servers import Server, start_proxy

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rewrite.first_bytes import FirstBytesMemo
-from edge_personalizer.rewrite.html import Edit
 
 HERO = (Edit('[data-ep-slot="hero"]', "replace", "<h1>Hi</h1>"),)
 BANNER = (Edit('[data-ep-slot="banner"]', "replace", "<p>Sale</p>"),)

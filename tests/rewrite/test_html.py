@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from edge_personalizer.rewrite.html import Edit, Rewriter, csp_nonce, with_nonce
+from edge_personalizer.rewrite.edits import Edit
+from edge_personalizer.rewrite.html import Rewriter, csp_nonce, with_nonce
 
 from ..corpora import CORPORA
 

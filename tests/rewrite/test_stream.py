@@ -9,6 +9,7 @@ from collections.abc import Callable
 import brotli
 import pytest
 
+from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rewrite.encoding import (
     accepts_gzip,
     charset_from_content_type,
@@ -16,7 +17,6 @@ from edge_personalizer.rewrite.encoding import (
     rewritable_charset,
     sniff_meta_charset,
 )
-from edge_personalizer.rewrite.html import Edit
 from edge_personalizer.rewrite.stream import ResponseRewriter
 
 EDIT = [Edit('[data-ep-slot="hero"]', "inner", "Grüße")]

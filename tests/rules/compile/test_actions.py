@@ -96,7 +96,8 @@ def test_injections_take_html(tmp_path: Path) -> None:
 
 def test_a_text_variant_reaches_the_page_escaped_once(tmp_path: Path) -> None:
     # issue 20, item 13: "Tom & Jerry" arrived as "Tom &amp;amp; Jerry"
-    from edge_personalizer.rewrite.html import Edit, Rewriter
+    from edge_personalizer.rewrite.edits import Edit
+    from edge_personalizer.rewrite.html import Rewriter
 
     rule = load_rules(then(tmp_path, "{hero: {text: '{{ request.query.n }} <3'}}")).rules[0]
     content = rule.slots["hero"]
