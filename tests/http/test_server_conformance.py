@@ -216,12 +216,12 @@ def test_hostile_request(recorded_server: Server, recording: RecordingOrigin,
             assert seen[0].body == row.body
         for name in row.absent:
             assert not any(request.header(name) for request in seen), name
-        if row.closes and not row.gap:
+        if row.closes and 408 not in row.answers:
             assert client.closes()
         elif row.closes:
-            # Known gap: when the body was still trickling in as the 408 left, granian
-            # closes at once about two times in three; otherwise it holds the connection
-            # until the client closes it (see README). The answer itself is what holds.
+            # Known gap: after a 408 on a body that never arrived in full, granian (hyper)
+            # mostly closes at once, but may hold the connection until the client closes
+            # it (see README). The answer, and that the request was given up, hold.
             pass
         else:
             fresh(client, recording)
