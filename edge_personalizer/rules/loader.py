@@ -58,17 +58,30 @@ class RuleFile:
               on_key: bool = False) -> RuleError:
         """A RuleError pointing at the value at `at` (or its key, or its nearest written
         parent); `owner` names what it belongs to: "rule 'x'", "segment 'y'"."""
+        mark = self.mark_of(at, on_key=on_key)
+        text = f"{owner}: {message}" if owner else message
+        return RuleError(text, source=self.path, line=mark[0] if mark else None,
+                         column=mark[1] if mark else None)
+
+    def mark_of(self, at: KeyPath, *, on_key: bool = False) -> tuple[int, int] | None:
+        """Where an error about the value at `at` points: the value (or its key), or its
+        nearest written parent."""
         if on_key and (*at, KEY) in self.marks:
             at = (*at, KEY)
         for length in range(len(at), -1, -1):
             mark = self.marks.get(at[:length])
             if mark is not None:
-                break
-        else:
-            mark = None
-        text = f"{owner}: {message}" if owner else message
-        return RuleError(text, source=self.path, line=mark[0] if mark else None,
-                         column=mark[1] if mark else None)
+                return mark
+        return None
+
+    def marks_along(self, at: KeyPath) -> dict[KeyPath, tuple[int, int]]:
+        """The marks an error about the value at `at` may use: its own and its parents'
+        (to keep where a later error would point without keeping the whole file)."""
+        found = {at[:length]: self.marks[at[:length]] for length in range(len(at) + 1)
+                 if at[:length] in self.marks}
+        if (*at, KEY) in self.marks:
+            found[(*at, KEY)] = self.marks[(*at, KEY)]
+        return found
 
 
 @dataclass(frozen=True)
@@ -208,8 +221,26 @@ def _rule_paths(directory: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
 
 
-def read_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:
-    """Parse every rule file, collecting every error in every file.
+@dataclass(frozen=True)
+class Source:
+    """One rule file's bytes as read, and their digest."""
+
+    path: Path
+    text: str
+    digest: bytes     # sha256 of the file's bytes
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Every rule file of a directory, read but not parsed."""
+
+    directory: Path
+    files: tuple[Source | RuleError, ...]   # in path order; an error: it cannot be read
+    version: str                      # content hash of everything under the directory
+
+
+def read_sources(directory: Path) -> Sources:
+    """Read every rule file (not parsing it yet).
 
     The version hashes every file under the directory (fragments included), so a change
     to an HTML fragment is a new version too.
@@ -225,20 +256,32 @@ def read_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:
         except OSError:   # removed meanwhile, or unreadable: a fragment naming it says why
             continue
         digest.update(str(other.relative_to(directory)).encode() + b"\0" + content)
-    files: list[RuleFile] = []
-    errors: list[RuleError] = []
+    files: list[Source | RuleError] = []
     for path in paths:
         try:
             raw = path.read_bytes()
             text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            errors.append(RuleError(f"cannot read: {exc}", source=path))
+            files.append(RuleError(f"cannot read: {exc}", source=path))
             continue
         digest.update(str(path.relative_to(directory)).encode() + b"\0" + raw + b"\0")
-        parsed, file_errors = parse_rule_file(path, text)
+        files.append(Source(path, text, hashlib.sha256(raw).digest()))
+    return Sources(directory, tuple(files), digest.hexdigest()[:16])
+
+
+def read_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:
+    """Parse every rule file, collecting every error in every file."""
+    sources = read_sources(directory)
+    files: list[RuleFile] = []
+    errors: list[RuleError] = []
+    for source in sources.files:
+        if isinstance(source, RuleError):
+            errors.append(source)
+            continue
+        parsed, file_errors = parse_rule_file(source.path, source.text)
         files.append(parsed)
         errors.extend(file_errors)
-    return RuleFiles(directory, tuple(files), digest.hexdigest()[:16]), errors
+    return RuleFiles(directory, tuple(files), sources.version), errors
 
 
 def load_rule_directory(directory: Path) -> RuleFiles:

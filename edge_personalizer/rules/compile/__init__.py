@@ -9,6 +9,7 @@ rules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import MappingProxyType
 
 from ...errors import RuleError
@@ -22,31 +23,46 @@ from .context import CompileContext
 from .experiments import EXPERIMENT_KEYS, compile_experiments
 from .goals import compile_goals
 from .redirects import check_redirect_circles, redirect_routes
-from .rules import RULE_KEYS, WEEKDAYS, compile_rules_sections
+from .rules import RULE_KEYS, WEEKDAYS, FileRules, compile_file_rules, rank_rules
 from .sections import collect_interests, collect_segments, collect_slots
 
-__all__ = ["EXPERIMENT_KEYS", "OPERATORS", "RULE_KEYS", "WEEKDAYS", "compile_rules"]
+__all__ = ["EXPERIMENT_KEYS", "OPERATORS", "RULE_KEYS", "WEEKDAYS", "FileRules", "build_ruleset",
+           "compile_declarations", "compile_file_rules", "compile_rules"]
 
 
 def compile_rules(rule_files: RuleFiles) -> tuple[RuleSet, list[RuleError]]:
     """Compile every file; the RuleSet is only meant to serve when the error list is empty."""
     ctx = CompileContext(rule_files.directory)
+    compile_declarations(ctx, rule_files)
+    files = [compile_file_rules(ctx, rule_file) for rule_file in rule_files.files
+             if "rules" in rule_file.sections]
+    return build_ruleset(ctx, rule_files, files, file_count=len(rule_files.files))
+
+
+def compile_declarations(ctx: CompileContext, rule_files: RuleFiles) -> None:
+    """What rules and experiments refer to: slots, interests, segments, goals."""
     collect_slots(ctx, rule_files)
     collect_interests(ctx, rule_files)
     collect_segments(ctx, rule_files)
     for name in list(ctx.segment_sources):   # unused segments are checked too
         segment(ctx, name, ())
     compile_goals(ctx, rule_files)
-    rules, written = compile_rules_sections(ctx, rule_files)
-    experiments = compile_experiments(ctx, rule_files)
+
+
+def build_ruleset(ctx: CompileContext, declared: RuleFiles, files: Sequence[FileRules], *,
+                  file_count: int) -> tuple[RuleSet, list[RuleError]]:
+    """The RuleSet of the files' compiled rules and the experiments of `declared` (whose
+    declarations ctx holds), with every error."""
+    rules, written = rank_rules(ctx, files)
+    experiments = compile_experiments(ctx, declared)
     routes = redirect_routes(rules)
     check_redirect_circles(ctx, rules, routes, written)
     fields = _fields_read(rules, experiments)
     ruleset = RuleSet(
-        version=rule_files.version, rules=rules, slots=MappingProxyType(dict(ctx.slots)),
+        version=declared.version, rules=rules, slots=MappingProxyType(dict(ctx.slots)),
         experiments=experiments, interests=MappingProxyType(dict(ctx.interests)),
-        index=RuleIndex.build(rules), redirects=routes, loaded_at=rule_files.loaded_at,
-        file_count=len(rule_files.files), fields=frozenset(fields),
+        index=RuleIndex.build(rules), redirects=routes, loaded_at=declared.loaded_at,
+        file_count=file_count, fields=frozenset(fields),
         vary=tuple(vary_headers(fields)), goals=MappingProxyType(dict(ctx.goals)))
     return ruleset, ctx.errors
 

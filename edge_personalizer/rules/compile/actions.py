@@ -83,6 +83,17 @@ def _injection(ctx: CompileContext, key: str, value: Any, at: KeyPath) -> Conten
 def _fragment(ctx: CompileContext, path_text: str, at: KeyPath) -> tuple[str, str]:
     """The fragment file's HTML; each file is read once a compile, however many rules
     show it."""
+    read = fragment(ctx, path_text)
+    if ctx.fragments_shown is not None:
+        ctx.fragments_shown.add(path_text)
+    if isinstance(read, str):
+        raise Invalid(read, at)
+    return read
+
+
+def fragment(ctx: CompileContext, path_text: str) -> tuple[str, str] | str:
+    """The fragment file's HTML and where it was found, or why it cannot be read (read
+    once a compile)."""
     read = ctx.fragments.get(path_text)
     if read is None:
         try:
@@ -90,8 +101,6 @@ def _fragment(ctx: CompileContext, path_text: str, at: KeyPath) -> tuple[str, st
         except Invalid as exc:
             read = exc.message
         ctx.fragments[path_text] = read
-    if isinstance(read, str):
-        raise Invalid(read, at)
     return read
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -31,7 +31,7 @@ from ..conditions import (
 )
 from ..fields import FieldSpec, lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile
-from .context import CompileContext, Invalid, Reported, kind_of
+from .context import CompileContext, Invalid, Reported, frozen, kind_of
 
 OPERATORS = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
              "prefix", "suffix", "matches", "exists")
@@ -82,21 +82,11 @@ def _clause(ctx: CompileContext, rule_file: RuleFile, key: str, value: Any, at: 
         found = tuple(segment(ctx, n, at) for n in names)
         return found[0] if len(found) == 1 else AnyOf(found)
     name = normalize(key)
-    frozen = (name, _frozen(value) if isinstance(value, (dict, list)) else (type(value), value))
-    known = ctx.clauses.get(frozen)
+    written = (name, frozen(value) if isinstance(value, (dict, list)) else (type(value), value))
+    known = ctx.clauses.get(written)
     if known is None:   # a clause written the same way again is the same condition
-        known = ctx.clauses[frozen] = _field_condition(ctx, name, value, at)
+        known = ctx.clauses[written] = _field_condition(ctx, name, value, at)
     return known
-
-
-def _frozen(value: Any) -> Hashable:
-    """A value as a hashable key that tells apart what compiles differently: the type goes
-    with each scalar (1, 1.0 and true are equal in Python, not in a rule)."""
-    if isinstance(value, dict):
-        return ("{", tuple((_frozen(k), _frozen(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return ("[", tuple(_frozen(v) for v in value))
-    return (type(value), value)
 
 
 def segment(ctx: CompileContext, name: str, at: KeyPath) -> Segment:

@@ -57,6 +57,9 @@ class CompileContext:
     # parsed templates (or why they are wrong), by what the rules wrote.
     fragments: dict[str, tuple[str, str] | str] = field(default_factory=dict)
     templates: dict[tuple[str, str, str], Template | str] = field(default_factory=dict)
+    # While one file's rules compile: the fragment files they show (a reload reuses the
+    # compiled file only while each of them reads the same).
+    fragments_shown: set[str] | None = None
     # Field clauses compiled without error, by field and value as written (with types).
     clauses: dict[tuple[str, Hashable], Condition] = field(default_factory=dict)
 
@@ -70,6 +73,25 @@ class CompileContext:
 
     def reject(self, rule_file: RuleFile, exc: Invalid, owner: str | None) -> None:
         self.fail(rule_file, exc.message, exc.at, owner, on_key=exc.on_key)
+
+
+def rules_read(ctx: CompileContext) -> Hashable:
+    """Everything a rules section's compile reads from the other sections: the names of
+    the slots and of the interests, and each segment as written (a rule holds the
+    compiled segments it names). Rules compiled under an equal value compile the same;
+    the fragment files they show are checked on their own (FileRules.fragments)."""
+    return (tuple(ctx.slots), tuple(ctx.interests),
+            tuple((name, frozen(source.when)) for name, source in ctx.segment_sources.items()))
+
+
+def frozen(value: Any) -> Hashable:
+    """A value as a hashable key that tells apart what compiles differently: the type goes
+    with each scalar (1, 1.0 and true are equal in Python, not in a rule)."""
+    if isinstance(value, dict):
+        return ("{", tuple((frozen(k), frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("[", tuple(frozen(v) for v in value))
+    return (type(value), value)
 
 
 def sections(rule_files: RuleFiles, name: str) -> Iterator[tuple[RuleFile, Any]]:

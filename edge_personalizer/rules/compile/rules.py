@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from ...errors import RuleError
 from ..conditions import AllOf, Condition, Schedule, Traffic
 from ..fields import suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Rule
 from .actions import Actions, compile_then
 from .conditions import compile_condition
-from .context import NAME, NAME_RULE, CompileContext, Invalid, Reported, kind_of, sections
+from .context import NAME, NAME_RULE, CompileContext, Invalid, Reported, kind_of
 
 RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -32,30 +34,6 @@ class Written:
     at: KeyPath
 
 
-def compile_rules_sections(ctx: CompileContext, rule_files: RuleFiles
-                           ) -> tuple[tuple[Rule, ...], dict[str, Written]]:
-    """Every valid rule, ranked, and where each was written."""
-    compiled: list[tuple[tuple[int, int, int], _Compiled]] = []
-    written: dict[str, Written] = {}
-    seen: dict[str, str] = {}
-    for file_index, (rule_file, section) in enumerate(sections(rule_files, "rules")):
-        if not isinstance(section, list):
-            ctx.fail(rule_file, f"rules is a list of rules (- name: ...), got {kind_of(section)}",
-                     ("rules",), None)
-            continue
-        for position, raw in enumerate(section):
-            at: KeyPath = ("rules", position)
-            for rule in _rule(ctx, rule_file, raw, at, seen):
-                compiled.append(((-rule.priority, file_index, position), rule))
-                written[rule.name] = Written(rule_file, at)
-    compiled.sort(key=lambda item: item[0])
-    return tuple(Rule(name=rule.name, condition=rule.condition, rank=rank,
-                      priority=rule.priority, source=rule.source, slots=rule.actions.slots,
-                      redirect=rule.actions.redirect, headers=rule.actions.headers,
-                      cookies=rule.actions.cookies)
-                 for rank, (_, rule) in enumerate(compiled)), written
-
-
 class _Compiled(NamedTuple):
     """A valid rule before its rank is known (each Rule is built once, ranked)."""
 
@@ -66,24 +44,116 @@ class _Compiled(NamedTuple):
     actions: Actions
 
 
-def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
-          seen: dict[str, str]) -> list[_Compiled]:
-    """The rule (one per value of a slot filled `by:` a field), or none if it is invalid."""
+@dataclass(frozen=True)
+class WrittenRule:
+    """What one entry of a rules section compiles to, before its name is checked against
+    the other files' rules and it is ranked."""
+
+    position: int
+    name: str | None                       # None: no valid name (its errors say why)
+    where: str                             # file:line
+    name_mark: tuple[int, int] | None      # where an error about its name points
+    errors: tuple[RuleError, ...]
+    compiled: tuple[_Compiled, ...]        # none when it has errors
+
+
+@dataclass(frozen=True)
+class FileRules:
+    """One file's rules section, compiled: what a reload reuses while the file, and what
+    its rules read from the other files, stay the same."""
+
+    path: Path
+    errors: tuple[RuleError, ...]          # about the section itself
+    written: tuple[WrittenRule, ...]
+    # The marks later checks (redirect circles) may point at, without the whole file's.
+    marks: RuleFile
+    # Each fragment file its rules show, as it was read (its HTML, or why it cannot be).
+    fragments: Mapping[str, tuple[str, str] | str]
+
+
+def compile_rules_sections(ctx: CompileContext, rule_files: RuleFiles
+                           ) -> tuple[tuple[Rule, ...], dict[str, Written]]:
+    """Every valid rule, ranked, and where each was written."""
+    return rank_rules(ctx, [compile_file_rules(ctx, rule_file)
+                            for rule_file in rule_files.files if "rules" in rule_file.sections])
+
+
+def compile_file_rules(ctx: CompileContext, rule_file: RuleFile) -> FileRules:
+    """One file's rules section on its own: its errors are kept with it, not in ctx."""
+    section = rule_file.sections["rules"]
+    errors_before = len(ctx.errors)
+    ctx.fragments_shown = set()
+    written: list[WrittenRule] = []
+    keep: dict[KeyPath, tuple[int, int]] = {}
+    if not isinstance(section, list):
+        ctx.fail(rule_file, f"rules is a list of rules (- name: ...), got {kind_of(section)}",
+                 ("rules",), None)
+        section = []
+    section_errors = tuple(ctx.errors[errors_before:])
+    del ctx.errors[errors_before:]
+    for position, raw in enumerate(section):
+        at: KeyPath = ("rules", position)
+        name, compiled = _rule(ctx, rule_file, raw, at)
+        written.append(WrittenRule(
+            position, name, f"{rule_file.path}:{rule_file.line_of(at)}",
+            rule_file.mark_of((*at, "name")), tuple(ctx.errors[errors_before:]),
+            tuple(compiled)))
+        del ctx.errors[errors_before:]
+        if any(rule.actions.redirect is not None for rule in compiled):
+            keep.update(rule_file.marks_along((*at, "then", "redirect")))
+    fragments = {path: ctx.fragments[path] for path in sorted(ctx.fragments_shown)}
+    ctx.fragments_shown = None
+    return FileRules(rule_file.path, section_errors, tuple(written),
+                     RuleFile(rule_file.path, MappingProxyType({}), MappingProxyType(keep)),
+                     MappingProxyType(fragments))
+
+
+def rank_rules(ctx: CompileContext, files: Sequence[FileRules]
+               ) -> tuple[tuple[Rule, ...], dict[str, Written]]:
+    """The files' rules in rank order (priority, then file, then position), each name used
+    once; the errors of each file recorded in ctx, in the order they were written."""
+    compiled: list[tuple[tuple[int, int, int], _Compiled]] = []
+    written: dict[str, Written] = {}
+    seen: dict[str, str] = {}
+    for file_index, file_rules in enumerate(files):
+        ctx.errors.extend(file_rules.errors)
+        for entry in file_rules.written:
+            if entry.name is not None and entry.name in seen:
+                mark = entry.name_mark
+                ctx.errors.append(RuleError(
+                    f"rule '{entry.name}': the name is already used by the rule at "
+                    f"{seen[entry.name]}", source=file_rules.path,
+                    line=mark[0] if mark else None, column=mark[1] if mark else None))
+                continue
+            if entry.name is not None:
+                seen[entry.name] = entry.where
+            ctx.errors.extend(entry.errors)
+            at: KeyPath = ("rules", entry.position)
+            for rule in entry.compiled:
+                compiled.append(((-rule.priority, file_index, entry.position), rule))
+                written[rule.name] = Written(file_rules.marks, at)
+    compiled.sort(key=lambda item: item[0])
+    return tuple(Rule(name=rule.name, condition=rule.condition, rank=rank,
+                      priority=rule.priority, source=rule.source, slots=rule.actions.slots,
+                      redirect=rule.actions.redirect, headers=rule.actions.headers,
+                      cookies=rule.actions.cookies)
+                 for rank, (_, rule) in enumerate(compiled)), written
+
+
+def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath
+          ) -> tuple[str | None, list[_Compiled]]:
+    """The rule's name and the rule (one per value of a slot filled `by:` a field), or none
+    if it is invalid."""
     if not isinstance(raw, dict):
         ctx.fail(rule_file, f"a rule is a mapping (name, when, then), got {kind_of(raw)}", at,
                  None)
-        return []
+        return None, []
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.match(name):
         ctx.fail(rule_file, f"every rule needs a name ({NAME_RULE})", (*at, "name"), None)
-        return []
+        return None, []
     label = f"rule '{name}'"
     where = f"{rule_file.path}:{rule_file.line_of(at)}"
-    if name in seen:
-        ctx.fail(rule_file, f"the name is already used by the rule at {seen[name]}",
-                 (*at, "name"), label)
-        return []
-    seen[name] = where
     errors_before = len(ctx.errors)
     for key in raw:
         if key not in RULE_KEYS:
@@ -99,16 +169,16 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
     if not isinstance(then, dict) or not then:
         ctx.fail(rule_file, "every rule needs `then`: what it shows, per slot",
                  (*at, "then") if "then" in raw else at, label)
-        return []
+        return name, []
     rules = []
     for suffix, more, shown in _by_field(ctx, rule_file, then, (*at, "then"), label):
         actions = compile_then(ctx, rule_file, shown, (*at, "then"), label)
         if actions is None or len(ctx.errors) > errors_before:
-            return []
+            return name, []
         every = [*parts, *more]
         condition = every[0] if len(every) == 1 else AllOf(tuple(every))
         rules.append(_Compiled(name + suffix, condition, int(priority), where, actions))
-    return rules
+    return name, rules
 
 
 def _by_field(ctx: CompileContext, rule_file: RuleFile, then: dict[Any, Any], at: KeyPath,
