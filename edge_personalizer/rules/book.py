@@ -7,14 +7,12 @@ import gc
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
 from ..errors import RuleError, RuleSetInvalid
-from .compile import compile_rules
-from .loader import read_rule_directory
+from .file_cache import Loaded, RuleCache
 from .model import RuleSet
 
 logger = logging.getLogger(__name__)
@@ -22,28 +20,13 @@ logger = logging.getLogger(__name__)
 
 def check_rules(directory: Path) -> tuple[RuleSet, list[RuleError]]:
     """Load and compile a rules directory, with every error in every file."""
-    loaded = _read_and_compile(directory)
+    loaded = _read_and_compile(RuleCache(directory))
     return loaded.ruleset, loaded.errors
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    ruleset: RuleSet
-    errors: list[RuleError]
-    empty: tuple[Path, ...]          # files with nothing written in them
-    holding: frozenset[Path]         # files whose sections hold something
-
-
-def _read_and_compile(directory: Path) -> _Loaded:
+def _read_and_compile(cache: RuleCache) -> Loaded:
     with _no_garbage_collection():
-        rule_files, errors = read_rule_directory(directory)
-        ruleset, compile_errors = compile_rules(rule_files)
-        loaded = _Loaded(ruleset, [*errors, *compile_errors],
-                         tuple(f.path for f in rule_files.files if f.is_empty),
-                         frozenset(f.path for f in rule_files.files
-                                   if any(f.sections.values())))
-        del rule_files   # freed here, before the collector is back to look at it
-    return loaded
+        return cache.load()   # what loading made and did not keep is freed in it
 
 
 @contextlib.contextmanager
@@ -96,6 +79,8 @@ class RuleBook:
     def __init__(self, directory: Path, *,
                  on_reload: Callable[[bool], None] | None = None) -> None:
         self.directory = directory
+        # What the last load made of each file: a reload compiles only what changed.
+        self._cache = RuleCache(directory)
         self._fingerprint = _fingerprint(directory)   # what the served rules were loaded from
         self._last_look = self._fingerprint
         self._holding: frozenset[Path] = frozenset()   # files whose sections held something
@@ -104,7 +89,7 @@ class RuleBook:
         self._on_reload = on_reload
 
     def _load(self) -> RuleSet:
-        loaded = _read_and_compile(self.directory)
+        loaded = _read_and_compile(self._cache)
         errors = loaded.errors + [
             RuleError("the file is empty but held rules until now, so it was not loaded (a "
                       "save still under way?); to remove its rules, delete the file or write "

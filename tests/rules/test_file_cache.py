@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.errors import RuleError
+from edge_personalizer.rules.book import RuleBook, check_rules
+from edge_personalizer.rules.file_cache import RuleCache
+from edge_personalizer.rules.model import RuleSet
+
+DEMO = Path(__file__).resolve().parents[2] / "rules"
+
+CAMPAIGN = """rules:
+  - name: {prefix}-fb
+    when:
+      referral.source: facebook
+      segment: runner
+    then:
+      hero: fragments/hero-facebook.html
+  - name: {prefix}-de
+    priority: 2
+    when:
+      geo.country: DE
+      profile.interests.running: {{gte: 0.5}}
+    then:
+      banner:
+        html: "<p>Hallo {{{{ geo.city | default: \\"du\\" }}}}</p>"
+"""
+
+
+def _directory(tmp_path: Path) -> Path:
+    directory = tmp_path / "rules"
+    shutil.copytree(DEMO, directory)
+    for name in ("spring", "summer", "autumn"):
+        (directory / f"{name}.yaml").write_text(CAMPAIGN.format(prefix=name))
+    return directory
+
+
+def _same(cached: RuleSet, fresh: RuleSet) -> None:
+    """Equal rule sets (the index's field readers are functions made anew each load)."""
+    assert cached.rules == fresh.rules
+    assert (cached.version, cached.slots, cached.experiments, cached.interests, cached.goals,
+            cached.redirects, cached.file_count, cached.fields, cached.vary) == \
+        (fresh.version, fresh.slots, fresh.experiments, fresh.interests, fresh.goals,
+         fresh.redirects, fresh.file_count, fresh.fields, fresh.vary)
+    assert [(g.fields, dict(g.ranks)) for g in cached.index.groups] == \
+        [(g.fields, dict(g.ranks)) for g in fresh.index.groups]
+    assert cached.index.unindexed == fresh.index.unindexed
+
+
+def _errors(errors: list[RuleError]) -> list[str]:
+    return [str(e) for e in errors]
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_a_reload_with_nothing_changed_gives_the_same_rules(tmp_path: Path) -> None:
+    directory = _directory(tmp_path)
+    cache = RuleCache(directory)
+    first = cache.load()
+    assert not first.errors and len(first.ruleset.rules) > 6
+    assert cache.load() is first
+    _same(cache.load().ruleset, check_rules(directory)[0])
+
+
+def test_only_the_changed_file_is_compiled_again(tmp_path: Path) -> None:
+    directory = _directory(tmp_path)
+    cache = RuleCache(directory)
+    before = {r.name: r for r in cache.load().ruleset.rules}
+    _edit(directory / "summer.yaml", "geo.country: DE", "geo.country: AT")
+    loaded = cache.load()
+    assert not loaded.errors
+    after = {r.name: r for r in loaded.ruleset.rules}
+    assert after["spring-de"].condition is before["spring-de"].condition   # reused
+    assert after["summer-de"].condition != before["summer-de"].condition
+    _same(loaded.ruleset, check_rules(directory)[0])
+
+
+def _rename_slot(directory: Path) -> None:
+    _edit(directory / "slots.yaml", "  banner:", "  top-banner:")
+
+
+def _change_segment(directory: Path) -> None:
+    _edit(directory / "audiences.yaml", "referral.medium: social", "referral.medium: email")
+
+
+def _change_fragment(directory: Path) -> None:
+    (directory / "fragments" / "hero-facebook.html").write_text("<h1>{{ geo.country }}</h1>")
+
+
+def _remove_fragment(directory: Path) -> None:
+    (directory / "fragments" / "hero-facebook.html").unlink()
+
+
+def _remove_interest(directory: Path) -> None:
+    _edit(directory / "slots.yaml", "  running: [", "  walking: [")
+
+
+def _move_interests(directory: Path) -> None:
+    slots = directory / "slots.yaml"
+    text = slots.read_text()
+    at = text.index("interests:")
+    slots.write_text(text[:at])
+    (directory / "zz-interests.yaml").write_text(text[at:])
+
+
+def _change_slot_selector(directory: Path) -> None:
+    _edit(directory / "slots.yaml", "hero: {tag: section}", "hero: {tag: div}\n  unused: {}")
+
+
+@pytest.mark.parametrize("change", [_rename_slot, _change_segment, _change_fragment,
+                                    _remove_fragment, _remove_interest, _move_interests,
+                                    _change_slot_selector])
+def test_a_change_in_what_rules_refer_to_gives_what_a_fresh_load_gives(
+        tmp_path: Path, change: Callable[[Path], None]) -> None:
+    directory = _directory(tmp_path)
+    cache = RuleCache(directory)
+    before = cache.load()
+    assert not before.errors
+    change(directory)
+    fresh, fresh_errors = check_rules(directory)
+    loaded = cache.load()
+    assert _errors(loaded.errors) == _errors(fresh_errors)
+    _same(loaded.ruleset, fresh)
+
+
+def test_a_segment_change_reaches_the_rules_that_name_it(tmp_path: Path) -> None:
+    directory = _directory(tmp_path)
+    cache = RuleCache(directory)
+    before = {r.name: r for r in cache.load().ruleset.rules}
+    _edit(directory / "audiences.yaml", "profile.interests.running: {gte: 0.5}",
+          "profile.interests.running: {gte: 0.9}")
+    after = {r.name: r for r in cache.load().ruleset.rules}
+    assert after["spring-fb"].condition != before["spring-fb"].condition
+    assert "0.9" in repr(after["spring-fb"].condition)
+
+
+def test_errors_of_a_reused_file_keep_their_file_and_line(tmp_path: Path) -> None:
+    directory = _directory(tmp_path)
+    _edit(directory / "autumn.yaml", "geo.country: DE", "geo.countyr: DE")
+    (directory / "winter.yaml").write_text(
+        "rules:\n  - name: spring-fb\n    then: {hero: x}\n"        # a name used before
+        "  - name: loop-a\n    when: {request.path: /a}\n    then: {redirect: /b}\n"
+        "  - name: loop-b\n    when: {request.path: /b}\n    then:\n      redirect: /a\n")
+    cache = RuleCache(directory)
+    first = _errors(cache.load().errors)
+    autumn, winter = directory / "autumn.yaml", directory / "winter.yaml"
+    assert first == [
+        f"{autumn}:11:7: rule 'autumn-de': unknown field 'geo.countyr'; did you mean "
+        "'geo.country'?",
+        f"{winter}:2:11: rule 'spring-fb': the name is already used by the rule at "
+        f"{directory / 'spring.yaml'}:2",
+        f"{winter}:6:22: rule 'loop-a': redirects go round in a circle: loop-a (to /b) -> "
+        "loop-b (to /a) -> loop-a; a visitor would never arrive"]
+    # Another file changes: these two are reused, not read again, and say the same.
+    _edit(directory / "summer.yaml", "geo.country: DE", "geo.country: AT")
+    assert _errors(cache.load().errors) == first
+    assert _errors(check_rules(directory)[1]) == first
+
+
+def test_only_the_current_files_are_kept(tmp_path: Path) -> None:
+    directory = _directory(tmp_path)
+    cache = RuleCache(directory)
+    cache.load()
+    files = len(list(directory.glob("*.yaml")))
+    assert len(cache) == files
+    for round_ in range(5):   # each save is a new file content; only the last is kept
+        _edit(directory / "spring.yaml", f"spring-de{'x' * round_}\n",
+              f"spring-de{'x' * (round_ + 1)}\n")
+        cache.load()
+        assert len(cache) == files
+    (directory / "autumn.yaml").unlink()
+    (directory / "summer.yaml").unlink()
+    assert not cache.load().errors
+    assert len(cache) == files - 2
+
+
+def test_the_book_reuses_its_cache_across_a_bad_reload(tmp_path: Path) -> None:
+    directory = _directory(tmp_path)
+    book = RuleBook(directory)
+    good = book.current
+    spring = {r.name: r for r in good.rules}["spring-de"]
+    _edit(directory / "summer.yaml", "geo.country: DE", "geo.countyr: DE")
+    assert book.reload() is False and book.current is good
+    assert book.last_error is not None and "summer.yaml:11:7:" in book.last_error
+    _edit(directory / "summer.yaml", "geo.countyr: DE", "geo.country: NL")
+    assert book.reload() is True and book.current is not good
+    assert {r.name: r for r in book.current.rules}["spring-de"].condition \
+        is spring.condition
+    _same(book.current, check_rules(directory)[0])
