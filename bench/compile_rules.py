@@ -7,6 +7,19 @@ experiments in files of their own, then times `check_rules` on it (read every fi
 where each value was written, compile, index), each run as at startup (the cache of plain
 values the reader keeps between reloads emptied first).
 
+Then what a reload costs the server (RuleBook.reload, as the rules watcher, SIGHUP and the
+admin reload do it), each run after one change: nothing changed; one rule file of 500
+rules changed; the slots file changed in what rules do not read (a selector); a segment
+changed, which every rule file reads (so every file is read and compiled again, as at
+startup). A reload reuses, for each file whose content did not change, its compiled rules
+(rules/file_cache.py), as long as what they read from other files did not change either.
+
+The cold-start figure (load_and_compile_*) is what each worker pays once when it starts.
+It is not cached across processes: a compiled rule set holds RE2 patterns and functions,
+which have no safe on-disk form (a pickle in the data dir would run whatever code is
+written there, and must never outlive the code that wrote it), and the parse it would
+save needs the same checks again to keep every mistake named at its file and line.
+
 Baseline in the same run: the plain `yaml.load(..., Loader=yaml.CSafeLoader)` of the same
 files (libyaml, no line numbers kept, nothing checked or compiled). Wall and CPU seconds
 both (medians of the runs): on a machine shared with other work, CPU seconds vary less.
@@ -29,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +51,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_personalizer.rules.book import check_rules  # noqa: E402
+from edge_personalizer.rules.book import RuleBook, check_rules  # noqa: E402
 from edge_personalizer.rules.loader import read_rule_directory  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "compile_rules.json"
@@ -232,6 +246,41 @@ def _reading(directory: Path) -> float:
     return time.process_time() - cpu
 
 
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def _reloads(directory: Path, count: int, runs: int) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds (medians) of RuleBook.reload after each kind of change."""
+    book = RuleBook(directory)
+    changes: dict[str, Callable[[int], None]] = {
+        "nothing_changed": lambda i: None,
+        "one_rule_file_changed": lambda i: _edit(
+            directory / "campaign-005.yaml", f"name: rule-2500{'x' * i}\n",
+            f"name: rule-2500{'x' * (i + 1)}\n"),
+        "slot_selector_changed": lambda i: _edit(
+            directory / "slots.yaml", f"aside.side{'x' * i}\"",
+            f"aside.side{'x' * (i + 1)}\""),
+        "segment_changed": lambda i: _edit(
+            directory / "audiences.yaml", f"gte: {10 + i}}}", f"gte: {11 + i}}}"),
+    }
+    rows: dict[str, dict[str, float]] = {}
+    for name, change in changes.items():
+        walls, cpus = [], []
+        for i in range(runs):
+            change(i)
+            wall, cpu = time.perf_counter(), time.process_time()
+            ok = book.reload()
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+            assert ok and len(book.current.rules) == count, book.last_error
+        rows[name] = {"s": round(statistics.median(walls), 3),
+                      "cpu_s": round(statistics.median(cpus), 3)}
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rules", type=int, default=10_000)
@@ -261,6 +310,7 @@ def main() -> None:
             baselines.append(_baseline(directory))
             ours.append(_ours(directory, args.rules))
             reads.append(_reading(directory))
+        reloads = _reloads(directory, args.rules, args.runs)
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "python": platform.python_version(),
@@ -280,6 +330,7 @@ def main() -> None:
                                         / result["baseline_csafeloader_parse_s"], 2)
     result["cpu_ratio_to_baseline"] = round(result["load_and_compile_cpu_s"]
                                             / result["baseline_csafeloader_parse_cpu_s"], 2)
+    result["reload"] = reloads
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
