@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from ua_parser import load_builtins
+from ua_parser.basic import Resolver as BasicResolver
+from ua_parser.core import Device, Domain
 
-from edge_personalizer.classify.device import ClientHints, DeviceClassifier
+from edge_personalizer.classify.device import ClientHints, DeviceClassifier, Resolver
 
 from ..corpora import crawler_instances, uap
 from .corpus_labels import labelled_cases
@@ -215,3 +218,48 @@ def test_device_types_on_the_labelled_corpora(devices: DeviceClassifier) -> None
     accuracy = _accuracy(DeviceClassifier(max_entries=50_000))
     floors = {"mobile": 0.97, "tablet": 0.95, "desktop": 0.98, "bot": 0.995, "tv": 0.95}
     assert {k: v for k, v in accuracy.items() if v < floors[k]} == {}, accuracy
+
+
+@pytest.fixture(scope="module")
+def resolver() -> Resolver:
+    return Resolver(load_builtins())
+
+
+def test_device_tables_give_uap_cores_expected_devices(resolver: Resolver) -> None:
+    wrong = []
+    for case in uap("tests/test_device.yaml"):
+        found = resolver.device(case["user_agent_string"])
+        got = (found.family, found.brand, found.model) if found else ("Other", None, None)
+        if got != (case["family"], case["brand"], case["model"]):
+            wrong.append((case["user_agent_string"], got))
+    assert not wrong, wrong[:5]
+
+
+def test_browser_and_os_come_with_the_device(resolver: Resolver) -> None:
+    result = resolver(IPHONE)
+    assert result.user_agent is not None and result.user_agent.family == "Mobile Safari"
+    assert result.os is not None and (result.os.family, result.os.major) == ("iOS", "17")
+    assert result.device is not None and result.device.family == "iPhone"
+
+
+def test_agent_with_non_ascii_characters_is_matched_as_uap_core_means(
+        resolver: Resolver) -> None:
+    # Python's \w takes "é" as a word character, RE2's does not: such an agent is matched
+    # against the whole table, so its device is the one uap-core's own regexes give (RCA's
+    # entry, not the generic Android tablet a later entry would give).
+    agent = ("Mozilla/5.0 (Linux; Android 4.4.2; RCT6203Wé Build/KOT49H) AppleWebKit/537.36 "
+             "(KHTML, like Gecko) Chrome/30.0 Safari/537.36")
+    reference = BasicResolver(load_builtins())(agent, Domain.DEVICE).device
+    assert reference == Device("RCT6203Wé", "RCA", "RCT6203Wé")
+    assert resolver.device(agent) == reference
+
+
+def test_bounded_repetitions_keep_their_bound(resolver: Resolver) -> None:
+    # uap-core's catch-all for crawlers looks for "bot" within the first 100 characters;
+    # the filter's copy of it has no bound, the answer keeps it.
+    agent = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Ubuntu "
+             "Chromium/61.0.3163.100 Chrome/61.0.3163.100 Safari/537.36 PingdomPageSpeed/1.0 "
+             "(pingbot/2.0; +http://www.pingdom.com/)")
+    assert BasicResolver(load_builtins())(agent, Domain.DEVICE).device is None
+    assert resolver.device(agent) is None
+    assert resolver.device(agent[80:]) == Device("Spider", "Spider", "Desktop")
