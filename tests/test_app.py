@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +50,54 @@ def test_user_agent_parser_is_built_by_the_serving_process_only() -> None:
 
     assert asyncio.run(lifespan()) == ["lifespan.startup.complete",
                                        "lifespan.shutdown.complete"]
+
+
+# A worker serving pages: its settings, its startup, then a dashboard page.
+_WORKER = """
+import asyncio, json, sys, tempfile
+from edge_personalizer import create_app, load_settings
+
+app = create_app(load_settings({}, origin_url="http://127.0.0.1:9", rules_dir=sys.argv[1],
+                               data_dir=tempfile.mkdtemp(),
+                               admin_token="a-long-random-dashboard-token-0123"))
+loaded = {}
+
+async def main():
+    inbox = asyncio.Queue()
+    started = asyncio.Event()
+
+    async def on_lifespan(message):
+        started.set()
+
+    inbox.put_nowait({"type": "lifespan.startup"})
+    lifespan = asyncio.create_task(app({"type": "lifespan"}, inbox.get, on_lifespan))
+    await started.wait()
+    loaded["serving"] = sorted({"jinja2", "websockets"} & set(sys.modules))
+    sent = []
+
+    async def nothing():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def collect(message):
+        sent.append(message)
+
+    await app({"type": "http", "method": "GET", "path": "/__ep/dashboard/login",
+               "raw_path": b"/__ep/dashboard/login", "query_string": b"", "headers": [],
+               "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80),
+               "scheme": "http", "http_version": "1.1"}, nothing, collect)
+    loaded["dashboard"] = sent[0]["status"]
+    loaded["after"] = sorted({"jinja2", "websockets"} & set(sys.modules))
+    inbox.put_nowait({"type": "lifespan.shutdown"})
+    await lifespan
+
+asyncio.run(main())
+print(json.dumps(loaded))
+"""
+
+
+def test_dashboard_templates_and_websocket_client_load_when_first_needed() -> None:
+    # Each worker keeps in memory only what it uses: jinja2 once the dashboard is asked
+    # for, the WebSocket client once a WebSocket is relayed (not here).
+    out = subprocess.run([sys.executable, "-c", _WORKER, str(ROOT / "rules")],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    assert json.loads(out) == {"serving": [], "dashboard": 200, "after": ["jinja2"]}

@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import anyio
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.types import Receive, Scope, Send
 
@@ -113,6 +112,8 @@ class Pages:
     package's dashboard/ folder)."""
 
     def __init__(self) -> None:
+        from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
         self.env = Environment(loader=FileSystemLoader(ASSETS / "templates"), autoescape=True,
                                undefined=StrictUndefined, trim_blocks=True,
                                lstrip_blocks=True)
@@ -189,11 +190,19 @@ class Dashboard:
         self.store = store
         self.rules = rules
         self.token = token
-        self.pages = pages or Pages()
+        self._pages = pages
         self.sessions = SessionSigner(token, lifetime=session_seconds, clock=clock) \
             if token is not None else None
         self.clock = clock
         self.login_limit = login_limit or RateLimit(rate=0.5, burst=10)
+
+    @property
+    def pages(self) -> Pages:
+        """The templates, loaded (with jinja2) when the dashboard is first asked for: a
+        worker whose dashboard nobody opens keeps neither in memory."""
+        if self._pages is None:
+            self._pages = Pages()
+        return self._pages
 
     def routes(self) -> dict[str, Route]:
         return {BASE_PATH: Route(self.serve, _METHODS)}

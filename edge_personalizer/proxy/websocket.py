@@ -1,17 +1,22 @@
-"""WebSocket relay: the one module that speaks the websockets client library."""
+"""WebSocket relay: the one module that speaks the websockets client library.
+
+The library is imported by the first WebSocket a worker relays: a site without WebSockets
+never has it in memory.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 from starlette.types import Receive, Send
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.typing import Subprotocol
 
 from ..errors import UpstreamError, UpstreamTimeout
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,10 @@ async def open_upstream(
     *, connect_timeout: float,
 ) -> ClientConnection:
     """Open the origin's side of a WebSocket; raises UpstreamError / UpstreamTimeout."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
+    from websockets.typing import Subprotocol
+
     extra = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
              if k.lower() not in _HANDSHAKE]
     try:
@@ -50,6 +59,7 @@ async def open_upstream(
 
 async def relay(upstream: ClientConnection, receive: Receive, send: Send) -> None:
     """Pass messages both ways until either side closes, then close the other."""
+    from websockets.exceptions import ConnectionClosed
 
     async def client_to_origin(scope: anyio.CancelScope) -> None:
         while True:
