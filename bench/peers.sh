@@ -2,7 +2,8 @@
 # The whole-system comparison in one command: the shared peer kit (../shared/bench, or
 # $PEER_KIT) runs its origin and its peers, then edge-personalizer with the kit's rules
 # (bench/peer-rules, 2 workers), the same rules with the learning loop counting into
-# SQLite and into Redis (bench/learning-rules: a goal, so every exposure is counted), the
+# SQLite and into Redis (bench/learning-rules: a goal, so every exposure is counted, and a
+# bandit experiment per device type for the visitors no rule claims), the
 # demo rules (rules/: none of their slots is in the kit's pages, so the kit checks that the
 # pages pass unchanged), and, as the floor, the same server without rules. The
 # JSON lands in bench/results/peers-<date>.json, with each measure as a ratio to the peers
