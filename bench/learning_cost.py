@@ -7,8 +7,8 @@ first exposure and gets a profile cookie that carries it) to three servers of 2 
 each, started side by side in front of the kit's origin:
 
 - `no-goal`: the kit's rules (bench/peer-rules): nothing is counted;
-- `sqlite`: the same rules with a goal (bench/learning-rules), counting every rule
-  exposure into the embedded SQLite store;
+- `sqlite`: the same rules with a goal, and a bandit experiment for the visitors no rule
+  claims (bench/learning-rules), counting every exposure into the embedded SQLite store;
 - `redis`: the same, counting into a redis-server started here.
 
 Each round runs every target once per page, in a rotating order; the figure is the median
