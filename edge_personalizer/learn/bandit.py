@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
-from .counters import EXPOSURE, CountKey, Tally
+from .counters import EXPOSURE, UNKNOWN_PERIOD, CountKey, Tally
 
 if TYPE_CHECKING:
     # numpy is imported where weights are worked out, in the background: a worker that
@@ -112,8 +112,9 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
     day they happen). Weights change by design, between versions and between cells: pooled
     totals would mix periods of different conversion levels in different proportions per
     variant (Simpson's paradox); these compare the variants within each period. Exposure
-    counts stay as counted."""
-    periods: dict[tuple[str, int], dict[str, Tally]] = {}
+    counts stay as counted. Counts from before periods were kept (UNKNOWN_PERIOD) fall
+    back to what was kept then: one period a day."""
+    periods: dict[tuple[str, int, str], dict[str, Tally]] = {}
     for key, tally in rows.items():
         if key.experiment != experiment:
             continue
@@ -123,7 +124,8 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
             tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
         else:
             continue
-        per = periods.setdefault((key.cell, key.period), {})
+        day = key.day if key.period == UNKNOWN_PERIOD else ""
+        per = periods.setdefault((key.cell, key.period, day), {})
         held = per.get(key.variant)
         per[key.variant] = tally if held is None else held.plus(tally)
     period_exposures = {period: sum(t.exposures for t in per.values())

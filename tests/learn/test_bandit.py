@@ -17,7 +17,13 @@ from edge_personalizer.learn.bandit import (
     period_weighted_totals,
     top_two_shares,
 )
-from edge_personalizer.learn.counters import EXPOSURE, CountKey, Tally, variant_totals
+from edge_personalizer.learn.counters import (
+    EXPOSURE,
+    UNKNOWN_PERIOD,
+    CountKey,
+    Tally,
+    variant_totals,
+)
 from edge_personalizer.learn.results import experiment_results
 from edge_personalizer.rules.conditions import AllOf
 from edge_personalizer.rules.model import Experiment
@@ -189,6 +195,16 @@ def test_a_conversion_counts_in_its_exposures_period_whatever_day_it_happens() -
     assert period_weighted_totals(by_day, "hero-test", "purchase")["control"].conversions \
         == 73   # within days instead, day 2's exposures get day 3's conversions of them
     weighted = period_weighted_totals(spread, "hero-test", "purchase")
+    assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
+
+
+def test_counts_from_before_periods_were_kept_are_compared_within_each_day() -> None:
+    # A store written before exposures kept their period: its rows are in the unknown
+    # period, and were weighted day by day then; an upgrade must not pool them.
+    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, period=UNKNOWN_PERIOD),
+               **rows("all", {"control": (100, 10), "b": (900, 99)}, period=UNKNOWN_PERIOD,
+                      day="2026-12-03")}
+    weighted = period_weighted_totals(counted, "hero-test", "purchase")
     assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
 
 
