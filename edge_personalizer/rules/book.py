@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,6 +82,9 @@ class RuleBook:
         self.directory = directory
         # What the last load made of each file: a reload compiles only what changed.
         self._cache = RuleCache(directory)
+        # The watcher's thread, SIGHUP and the admin reload may reload at once: one at a
+        # time, so an older load can never be swapped in over a newer one.
+        self._reloading = threading.Lock()
         self._fingerprint = _fingerprint(directory)   # what the served rules were loaded from
         self._last_look = self._fingerprint
         self._holding: frozenset[Path] = frozenset()   # files whose sections held something
@@ -102,6 +106,10 @@ class RuleBook:
 
     def reload(self) -> bool:
         """Load the directory again; True when the served set is now the directory's."""
+        with self._reloading:
+            return self._reload()
+
+    def _reload(self) -> bool:
         self._fingerprint = _fingerprint(self.directory)
         try:
             fresh = self._load()
@@ -128,7 +136,7 @@ class RuleBook:
     def look(self) -> bool:
         """One look at the directory (the watcher's tick): reload when it differs from what
         is loaded and the look before saw the same, so files still being written are never
-        loaded (issue 20, item 16). True when it reloaded."""
+        loaded. True when it reloaded."""
         seen = _fingerprint(self.directory)
         settled = seen == self._last_look
         self._last_look = seen

@@ -3,6 +3,7 @@ from __future__ import annotations
 import gc
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import anyio
@@ -12,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_personalizer.errors import RuleError
+from edge_personalizer.rules import book as book_module
 from edge_personalizer.rules.book import RuleBook, check_rules
 from edge_personalizer.rules.evaluator import decide, explain
+from edge_personalizer.rules.file_cache import Loaded, RuleCache
 
 from ..factories import make_visitor
 
@@ -40,6 +43,38 @@ def test_invalid_reload_keeps_the_last_good_set(tmp_path: Path) -> None:
     assert book.reload() is True
     assert [r.name for r in book.current.rules] == ["a", "b"] and book.last_error is None
     assert outcomes == [False, True]
+
+
+def test_an_older_load_is_never_swapped_in_over_a_newer_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The watcher's thread reads version "a, b" and is slow to compile it; meanwhile the
+    # file changes again and a SIGHUP reload loads "a, b, c". The newer set is served.
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    compile_files = book_module._read_and_compile
+    first_read, finish_first = threading.Event(), threading.Event()
+
+    def slow_first(cache: RuleCache) -> Loaded:
+        loaded = compile_files(cache)
+        if not first_read.is_set():
+            first_read.set()
+            finish_first.wait(5)
+        return loaded
+
+    monkeypatch.setattr(book_module, "_read_and_compile", slow_first)
+    write_rules(tmp_path, "a", "b")
+    watcher = threading.Thread(target=book.reload)
+    watcher.start()
+    assert first_read.wait(5)
+    write_rules(tmp_path, "a", "b", "c")
+    hangup = threading.Thread(target=book.reload)
+    hangup.start()
+    hangup.join(1)   # (it would be done by now if it did not wait for the watcher)
+    finish_first.set()
+    watcher.join(5)
+    hangup.join(5)
+    assert [r.name for r in book.current.rules] == ["a", "b", "c"]
+    assert not book.changed_on_disk()
 
 
 def test_changes_on_disk_are_noticed(tmp_path: Path) -> None:
