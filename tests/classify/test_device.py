@@ -225,12 +225,19 @@ def resolver() -> Resolver:
     return Resolver(load_builtins())
 
 
-def test_device_tables_give_uap_cores_expected_devices(resolver: Resolver) -> None:
+@pytest.mark.parametrize(("cases", "table", "fields"), [
+    ("tests/test_ua.yaml", "browser", ("family", "major", "minor", "patch")),
+    ("tests/test_os.yaml", "os", ("family", "major", "minor", "patch", "patch_minor")),
+    ("tests/test_device.yaml", "device", ("family", "brand", "model")),
+])
+def test_tables_give_uap_cores_expected_answers(resolver: Resolver, cases: str, table: str,
+                                                 fields: tuple[str, ...]) -> None:
     wrong = []
-    for case in uap("tests/test_device.yaml"):
-        found = resolver.device(case["user_agent_string"])
-        got = (found.family, found.brand, found.model) if found else ("Other", None, None)
-        if got != (case["family"], case["brand"], case["model"]):
+    for case in uap(cases):
+        found = getattr(resolver, table)(case["user_agent_string"])
+        got = tuple(getattr(found, f) for f in fields) if found else ("Other",) + (None,) * (
+            len(fields) - 1)
+        if got != tuple(case[f] for f in fields):
             wrong.append((case["user_agent_string"], got))
     assert not wrong, wrong[:5]
 
