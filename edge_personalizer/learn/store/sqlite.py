@@ -56,6 +56,8 @@ ON CONFLICT (name) DO UPDATE SET
     version = version + 1, payload = excluded.payload, published_at = excluded.published_at
 RETURNING version
 """
+# Seconds opening a store may wait for the write lock (see SqliteStore._open).
+_SETUP_WAIT = 300.0
 _Row = tuple[str, str, str, str, str, int, int, int, float, float]
 
 
@@ -80,10 +82,15 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.location}: cannot open the counter store: {exc}") from exc
         try:
+            # Setting up may wait for another worker bringing a big file up to date (its
+            # copy of every row holds the write lock for seconds): a worker that gave up
+            # after the busy timeout would not start.
+            db.execute(f"PRAGMA busy_timeout = {round(_SETUP_WAIT * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")   # WAL: durable at checkpoints, never corrupt
             db.executescript(_SCHEMA)
             _add_periods(db)
+            db.execute(f"PRAGMA busy_timeout = {round(timeout * 1000)}")
         except sqlite3.Error as exc:
             db.close()
             raise StoreError(f"{self.location}: not a usable counter store: {exc}") from exc

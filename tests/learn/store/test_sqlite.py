@@ -4,10 +4,12 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
 
+import anyio
 import pytest
 
 from edge_personalizer.errors import StoreError
@@ -67,6 +69,30 @@ async def test_a_file_from_before_periods_keeps_its_counts_in_the_unknown_period
                                   BOLD: Tally(1)}
     await one.close()
     await two.close()
+
+
+def test_opening_waits_for_another_worker_bringing_the_file_up_to_date(
+        tmp_path: Path) -> None:
+    # Another worker holds the write lock past the busy timeout (as its copy of a big
+    # file's rows does): this one waits for it, and starts.
+    with closing(sqlite3.connect(tmp_path / "ep.db")) as db:
+        db.execute("PRAGMA journal_mode = WAL")   # (as every store file is)
+        db.executescript(_BEFORE_PERIODS)
+    holder = sqlite3.connect(tmp_path / "ep.db", isolation_level=None,
+                             check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    store = SqliteStore(tmp_path / "ep.db", timeout=0.2)
+    assert time.monotonic() - started >= 1.0
+    release.join()
+    holder.close()
+    with closing(sqlite3.connect(tmp_path / "ep.db")) as db:
+        assert {row[0] for row in db.execute("SELECT period FROM counts")} == {UNKNOWN_PERIOD}
+        assert db.execute("PRAGMA busy_timeout").fetchone() == (5000,)   # (its own)
+    assert store._db.execute("PRAGMA busy_timeout").fetchone() == (200,)
+    anyio.run(store.close)
 
 
 async def test_two_stores_on_one_file_see_each_others_counts(tmp_path: Path) -> None:
