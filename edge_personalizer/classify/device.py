@@ -229,14 +229,22 @@ def _refine_with_hints(kind: DeviceType, hints: ClientHints) -> DeviceType:
     return kind
 
 
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
+_STAND_INS = ("a", "1", " ", "~")   # a letter, a digit, a space, a sign
+
+
 class _Table(Generic[T]):
     """One of uap-core's tables (browsers, systems or devices): the first entry that matches.
 
     An RE2 filter picks the entries that can match and uap-core's own (Python) regexes
     decide, in table order, so the answer is the one ua-parser's reference resolver gives.
     The filter's patterns are the entries' with long bounded repetitions unbounded (they can
-    only match more) and \\d, \\w as ASCII classes, the same on ASCII text; an agent with
-    other characters (rare: HTTP headers are Latin-1) is tried against the whole table.
+    only match more) and \\d, \\w as ASCII classes, the same on ASCII text. uap-core's
+    patterns are all ASCII, so another character can only be taken by a class: an agent with
+    such characters (rare: HTTP headers are Latin-1) is filtered as it reads with each of
+    them as a letter, a digit, a space and a sign in turn, and the entries any reading picks
+    are tried (trying the whole table costs ~16 ms a long agent: a cheap way to stall a
+    worker).
     """
 
     def __init__(self, matchers: Sequence[Matcher[T]]) -> None:
@@ -250,9 +258,10 @@ class _Table(Generic[T]):
     def __call__(self, ua: str) -> T | None:
         if ua.isascii():
             hits = self._filter.Match(ua)
-            candidates: Iterable[int] = sorted(hits) if hits else ()
         else:
-            candidates = range(len(self._matchers))
+            hits = {index for stand_in in _STAND_INS
+                    for index in self._filter.Match(_NOT_ASCII.sub(stand_in, ua)) or ()}
+        candidates: Iterable[int] = sorted(hits) if hits else ()
         for index in candidates:
             found = self._matchers[index](ua)
             if found is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -259,6 +260,36 @@ def test_agent_with_non_ascii_characters_is_matched_as_uap_core_means(
     reference = BasicResolver(load_builtins())(agent, Domain.DEVICE).device
     assert reference == Device("RCT6203Wé", "RCA", "RCT6203Wé")
     assert resolver.device(agent) == reference
+
+
+@pytest.mark.parametrize(("cases", "domain", "table"), [
+    ("tests/test_ua.yaml", Domain.USER_AGENT, "browser"),
+    ("tests/test_os.yaml", Domain.OS, "os"),
+    ("tests/test_device.yaml", Domain.DEVICE, "device"),
+])
+def test_agents_with_non_ascii_characters_get_the_reference_answers(
+        resolver: Resolver, cases: str, domain: Domain, table: str) -> None:
+    # uap-core's agents with characters Python's classes read otherwise than ASCII ones
+    # (a letter, digits and spaces of other scripts, a sign), put in at random places:
+    # the answers are the reference resolver's, which tries the whole table.
+    reference = BasicResolver(load_builtins())
+    others = "éü中٣\u00a0\u2003·€"
+    chosen = random.Random(20261202)
+    wrong = []
+    for case in uap(cases)[::4]:
+        agent = list(case["user_agent_string"])
+        for _ in range(chosen.randint(1, 3)):
+            where = chosen.randrange(len(agent) + 1)
+            if chosen.random() < 0.5 and where < len(agent):
+                agent[where] = chosen.choice(others)
+            else:
+                agent.insert(where, chosen.choice(others))
+        text = "".join(agent)
+        expected = getattr(reference(text, domain), table if table != "browser" else
+                           "user_agent")
+        if getattr(resolver, table)(text) != expected:
+            wrong.append(text)
+    assert not wrong, wrong[:5]
 
 
 def test_bounded_repetitions_keep_their_bound(resolver: Resolver) -> None:
