@@ -17,9 +17,10 @@ from ..learn.attribution import Learning
 from ..learn.counters import FIXED_PERIOD
 from ..learn.goals import GOAL_HEADER
 from ..proxy.client_ip import TrustedProxies, client_address
+from ..rules.allocation import Allocations
 from ..rules.book import RuleBook
 from ..rules.evaluator import DecisionMemo, decide
-from ..rules.model import NO_DECISION, Decision
+from ..rules.model import NO_DECISION, Decision, SlotChoice
 from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .exchange import Exchange, NoObserver, Observer
 from .segments import SEGMENT_HEADER, SegmentBook
@@ -195,17 +196,7 @@ class Personalizer:
                 elif choice.reason == "rule" and judging_rules:
                     shown.append(choice)
             if learning is not None:
-                allocations = exchange.allocations
-                for choice in shown:   # each in the cell of its experiment (per: ...)
-                    if choice.by in profile.exposures:
-                        continue   # counted once, in the period first assigned in
-                    # ... and in the period of the weights it was assigned with (a bandit's
-                    # version; fixed weights and rules: FIXED_PERIOD)
-                    version = (allocations.version_of(choice.by)
-                               if allocations is not None else None)
-                    profile = learning.attribution.exposed(
-                        profile, [(choice.by, choice.variant)], choice.cell,
-                        FIXED_PERIOD if version is None else version)
+                profile = _exposed(learning, profile, shown, exchange.allocations)
                 tracker = self.classifier.profiles
                 if tracker is not None and self._predicting:
                     categories = tracker.interests.categories(visitor.request.path)
@@ -256,3 +247,18 @@ class Personalizer:
         if redirect.keep_query and query:
             location += ("&" if target.query else "?") + query
         return location
+
+
+def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],
+             allocations: Allocations | None) -> Profile:
+    """The profile with the exposures of what the page shows, each counted once, in the
+    cell of its experiment (per: ...) and in the period of the weights it was assigned
+    with (a bandit's version; fixed weights and rules: FIXED_PERIOD)."""
+    for choice in shown:
+        if choice.by in profile.exposures:
+            continue   # counted once, in the period first assigned in
+        version = allocations.version_of(choice.by) if allocations is not None else None
+        profile = learning.attribution.exposed(
+            profile, [(choice.by, choice.variant)], choice.cell,
+            FIXED_PERIOD if version is None else version)
+    return profile
