@@ -7,6 +7,20 @@ iPhone, desktop) over kept-alive connections; the difference divided by MANY - F
 one request costs, startup and shutdown cancelling out. Each target is counted with the
 kit's rules and, as the baseline of the same run, without rules (the proxy alone).
 
+The learning loop's cost: `--targets learn-none,learn,learn-redis --page-views` counts the
+same mix sent as page views (Accept: text/html, no cookie: every request is a new visitor's
+first view, which is counted) with bench/learning-rules (a goal, and a bandit experiment
+per device type for the visitors no rule claims), counting into SQLite (`learn`) and into
+a redis-server started here (`learn-redis`; the work of redis-server itself is not
+counted), against the same rules without their goal, whose experiment then keeps the
+weights written (`learn-none`: nothing is counted). This is the request path's share:
+the work that runs by the clock (the store's flush every second, the bandit's update
+every 10 s) is moved out of the run (flush and update every hour; the counts are flushed
+once, at shutdown, in both runs), because under callgrind a request takes ~50 times
+longer than natively and clock-driven work would be charged to each request ~50 times
+over. What the whole loop
+costs in req/s, background included, is bench/learning_cost.py's measure.
+
     make bench-instructions     # = .venv/bin/python bench/instructions.py (~6 minutes)
 
 It serves the kit's pages with the kit's origin (`../shared/bench/peers.sh --origin-only`,
@@ -29,7 +43,10 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DESKTOP = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -52,15 +69,17 @@ def free_port() -> int:
         return port
 
 
-def load(port: int, page: str, requests: int) -> None:
-    """`requests` requests of the mix over CONNECTIONS kept-alive connections."""
+def load(port: int, page: str, requests: int, page_views: bool = False) -> None:
+    """`requests` requests of the mix over CONNECTIONS kept-alive connections; as page views
+    of new visitors if `page_views`."""
+    accept = {"Accept": "text/html"} if page_views else {}
     errors: list[str] = []
 
     def client(index: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         for n in range(index, requests, CONNECTIONS):
             query, headers = MIX[n % len(MIX)]
-            connection.request("GET", f"/{page}.html{query}", headers=headers)
+            connection.request("GET", f"/{page}.html{query}", headers=headers | accept)
             response = connection.getresponse()
             response.read()
             if response.status != 200:
@@ -76,12 +95,23 @@ def load(port: int, page: str, requests: int) -> None:
         raise RuntimeError(f"{len(errors)} failed requests, first: {errors[0]}")
 
 
-RULES = {"kit": "bench/peer-rules", "bare": None, "demo": "rules"}   # --targets
+RULES = {"kit": "bench/peer-rules", "bare": None, "demo": "rules",   # --targets
+         "learn": "bench/learning-rules", "learn-redis": "bench/learning-rules",
+         "learn-none": "bench/learning-rules"}
 
 
-def count(origin: str, page: str, requests: int, rules: str | None) -> int:
+@dataclass(frozen=True)
+class Target:
+    rules: str | None
+    store_url: str | None = None   # None: SQLite in the run's data directory
+    page_views: bool = False
+    goals: bool = True   # False: the rules without their goals (and so without bandits)
+
+
+def count(origin: str, page: str, requests: int, target: Target) -> int:
     """Instructions callgrind counted for a whole server run answering `requests`."""
     port = free_port()
+    rules = target.rules
     with tempfile.TemporaryDirectory() as tmp:
         # One file a process: the server may fork its worker, which callgrind follows.
         args = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.%p",
@@ -93,6 +123,11 @@ def count(origin: str, page: str, requests: int, rules: str | None) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EP_")}
         env |= {"PYTHONHASHSEED": "0", "EP_RULES_WATCH_INTERVAL": "0",
                 "EP_PROFILE_KEYS": "instructions-benchmark-key", "EP_DATA_DIR": tmp}
+        if target.store_url:
+            env["EP_STORE_URL"] = target.store_url
+        if rules and target.page_views:   # clock-driven work out of the run (see above)
+            env |= {"EP_STORE_FLUSH_INTERVAL": "3600", "EP_LEARN_INTERVAL": "3600"}
+            rules = hourly_updates(rules, Path(tmp) / "rules", goals=target.goals)
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
@@ -105,7 +140,7 @@ def count(origin: str, page: str, requests: int, rules: str | None) -> int:
                     if process.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("the server under valgrind did not start") from None
                     time.sleep(0.5)
-            load(port, page, requests)
+            load(port, page, requests, target.page_views)
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=300)
@@ -144,8 +179,42 @@ def kit_origin() -> subprocess.Popen[bytes] | None:
     raise SystemExit("the kit's origin did not start")
 
 
-def per_request(origin: str, page: str, few: int, many: int, rules: str | None) -> float:
-    return (count(origin, page, many, rules) - count(origin, page, few, rules)) / (many - few)
+def hourly_updates(rules: str, into: Path, *, goals: bool = True) -> str:
+    """A copy of the rules directory whose bandits update every hour; without `goals`, with
+    no goals and every experiment on the weights written."""
+    shutil.copytree(ROOT / rules, into)
+    for path in into.rglob("*.yaml"):
+        text = re.sub(r"update_every: *\w+", "update_every: 1h", path.read_text())
+        if not goals:
+            document = yaml.safe_load(text)
+            document.pop("goals", None)
+            for experiment in document.get("experiments", []):
+                for key in ("goals", "allocation", "bandit"):
+                    experiment.pop(key, None)
+            text = yaml.safe_dump(document, sort_keys=False)
+        path.write_text(text)
+    return str(into)
+
+
+def redis_server() -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server on a free port, nothing saved; and its URL."""
+    port = free_port()
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("redis-server did not start") from None
+            time.sleep(0.1)
+
+
+def per_request(origin: str, page: str, few: int, many: int, target: Target) -> float:
+    return (count(origin, page, many, target) - count(origin, page, few, target)) / (many - few)
 
 
 def main() -> None:
@@ -157,16 +226,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/instructions.json")
     parser.add_argument("--targets", default="kit,bare",
                         help="kit (the kit's rules), bare (no rules), demo (rules/: their "
-                             "slots absent from the kit's pages)")
+                             "slots absent from the kit's pages), learn and learn-redis (the "
+                             "learning loop into SQLite and Redis)")
+    parser.add_argument("--page-views", action="store_true",
+                        help="send the mix as page views of new visitors (Accept: text/html)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing (apt-get install valgrind)")
     origin = args.origin or "http://127.0.0.1:18080"
     started = None if args.origin else kit_origin()
+    targets = args.targets.split(",")
+    redis = None
     try:
-        results = measure(origin, args.pages.split(","), args.few, args.many,
-                          args.targets.split(","))
+        store_url = None
+        if "learn-redis" in targets:
+            redis, store_url = redis_server()
+        chosen = {name: Target(RULES[name], store_url if name == "learn-redis" else None,
+                               args.page_views, goals=name != "learn-none")
+                  for name in targets}
+        results = measure(origin, args.pages.split(","), args.few, args.many, chosen)
+        results["page_views"] = args.page_views
     finally:
+        if redis is not None:
+            redis.terminate()
+            redis.wait(timeout=10)
         if started is not None:
             os.killpg(started.pid, signal.SIGINT)
             started.wait(timeout=30)
@@ -175,12 +258,12 @@ def main() -> None:
 
 
 def measure(origin: str, pages: list[str], few: int, many: int,
-            targets: list[str]) -> dict[str, object]:
+            targets: dict[str, Target]) -> dict[str, object]:
     results: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M"), "few": few,
                                   "many": many, "connections": CONNECTIONS, "pages": {}}
     for page in pages:
-        counted = {target: per_request(origin, page, few, many, RULES[target])
-                   for target in targets}
+        counted = {name: per_request(origin, page, few, many, target)
+                   for name, target in targets.items()}
         figures: dict[str, float] = {}
         rules, bare, demo = counted.get("kit"), counted.get("bare"), counted.get("demo")
         if rules is not None:
@@ -198,6 +281,18 @@ def measure(origin: str, pages: list[str], few: int, many: int,
                 figures["absent_speed_vs_slot_at_top"] = round(rules / demo, 3)
             print(f"{page}: {demo:,.0f} instructions a request with the demo rules",
                   flush=True)
+        none = counted.get("learn-none")
+        if none is not None:
+            figures["learn_none"] = round(none)
+        for name in ("learn", "learn-redis"):
+            learned = counted.get(name)
+            if learned is not None:
+                figures[name] = round(learned)
+                if none is not None:   # what the learning loop adds to the same rules
+                    figures[f"{name}_cost"] = round(learned / none - 1, 4)
+                    print(f"{page}: {learned:,.0f} instructions a request with the learning "
+                          f"loop ({name}), {learned / none - 1:+.1%} on the same rules "
+                          f"without goals ({none:,.0f})", flush=True)
         results["pages"][page] = figures   # type: ignore[index]
     return results
 
