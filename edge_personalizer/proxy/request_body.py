@@ -48,10 +48,8 @@ class RequestBody:
                     async with asyncio.timeout(max(0.0, budget)):
                         message = await self._receive()
                 except TimeoutError:
-                    self.rejected = RequestRejected(
-                        f"request body too slow ({received} bytes in "
-                        f"{waited + loop.time() - asked:.1f} s)", status=408)
-                    raise self.rejected from None
+                    raise self._refuse(f"request body too slow ({received} bytes in "
+                                       f"{waited + loop.time() - asked:.1f} s)", 408) from None
                 waited += loop.time() - asked
             if message["type"] == "http.disconnect":
                 self.client_gone = True
@@ -59,9 +57,7 @@ class RequestBody:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self._limit:
-                self.rejected = RequestRejected(
-                    f"request body too large (over {self._limit} bytes)", status=413)
-                raise self.rejected
+                raise self._refuse(f"request body too large (over {self._limit} bytes)", 413)
             if not message.get("more_body", False):
                 self.finished = True
                 if chunk:
@@ -69,3 +65,11 @@ class RequestBody:
                 return
             if chunk:
                 yield chunk
+
+    def _refuse(self, reason: str, status: int) -> RequestRejected:
+        """Keeps the refusal to answer, and gives a copy to raise: the raised one's
+        traceback holds this frame and so this body, which would hold it back, and the
+        body (with the server's receive) would then wait for the cycle collector instead
+        of going with the request."""
+        self.rejected = RequestRejected(reason, status=status)
+        return RequestRejected(reason, status=status)
