@@ -125,7 +125,7 @@ def count(origin: str, page: str, requests: int, target: Target) -> int:
                 "EP_PROFILE_KEYS": "instructions-benchmark-key", "EP_DATA_DIR": tmp}
         if target.store_url:
             env["EP_STORE_URL"] = target.store_url
-        if rules and target.page_views:   # clock-driven work out of the run (see above)
+        if rules:   # clock-driven work out of the run (see above)
             env |= {"EP_STORE_FLUSH_INTERVAL": "3600", "EP_LEARN_INTERVAL": "3600"}
             rules = hourly_updates(rules, Path(tmp) / "rules", goals=target.goals)
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
