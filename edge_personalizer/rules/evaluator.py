@@ -63,14 +63,26 @@ def decide(ruleset: RuleSet, visitor: Visitor, memo: DecisionMemo | None = None,
         open_targets -= targets
         if not open_targets:
             break
-    if memo is None or ruleset.experiments or ruleset.redirects:
-        return _decision(ruleset, winners, visitor, allocations)
+    if memo is None or ruleset.redirects or (ruleset.experiments
+                                             and not _experiments_shut_out(ruleset, winners)):
+        return _decision(ruleset, winners, visitor, allocations)   # depends on the visitor
     key = tuple(rank for rank, _ in winners)
     decision = memo.get(ruleset, key)
     if decision is None:
         decision = _decision(ruleset, winners, visitor, allocations)
         memo.put(key, decision)
     return decision
+
+
+def _experiments_shut_out(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]]
+                          ) -> bool:
+    """Whether the winning rules fill a slot of every experiment: then no experiment
+    applies (rules come first), and the decision is the same for every visitor these rules
+    win for, so it can be shared."""
+    filled = {slot for rank, targets in winners
+              for slot in targets & ruleset.rules[rank].slots.keys()}
+    return all(any(slot in filled for slot in experiment.slots)
+               for experiment in ruleset.experiments)
 
 
 def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],

@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from edge_personalizer.classify.visitor import Visitor
 from edge_personalizer.rules.book import load_rules
 from edge_personalizer.rules.evaluator import decide, explain
 from edge_personalizer.rules.model import Decision, RuleSet
@@ -101,6 +102,32 @@ def test_decisions_with_experiments_are_made_each_time(tmp_path: Path) -> None:
         "    variants: {one: {a: {html: '1'}}, two: {a: {html: '2'}}}\n")
     ruleset = load_rules(tmp_path)
     assert decide(ruleset, make_visitor()).slots["a"].by == "e"
+
+
+def test_decisions_no_experiment_can_reach_are_shared(tmp_path: Path) -> None:
+    # Rules come first: where a rule fills the experiment's slot the decision is the same
+    # for every visitor and comes from the memo; where the experiment fills it, each
+    # visitor gets their own variant.
+    from edge_personalizer.rules.evaluator import DecisionMemo
+
+    (tmp_path / "r.yaml").write_text(
+        "slots: {a: {}}\nrules:\n  - {name: se, when: {geo.country: SE}, then: {a: x}}\n"
+        "experiments:\n  - name: e\n    slots: [a]\n"
+        "    variants: {one: {a: {html: '1'}}, two: {a: {html: '2'}}}\n")
+    ruleset = load_rules(tmp_path)
+    memo = DecisionMemo()
+
+    def with_id(visitor_id: str, ip: str) -> Visitor:
+        made = make_visitor(ip=ip)
+        vars(made)["profile"] = made.profile._replace(visitor_id=visitor_id, stored=True)
+        return made
+
+    swedes = [with_id(f"v-{n}", "89.160.20.112") for n in range(2)]
+    first = decide(ruleset, swedes[0], memo)
+    assert first.slots["a"].by == "se" and decide(ruleset, swedes[1], memo) is first
+    others = [with_id(f"v-{n}", "81.2.69.142") for n in range(40)]
+    assert [decide(ruleset, v, memo) for v in others] == [decide(ruleset, v) for v in others]
+    assert {decide(ruleset, v, memo).slots["a"].variant for v in others} == {"one", "two"}
 
 
 def test_a_redirect_whose_target_redirects_back_is_not_sent(tmp_path: Path) -> None:
