@@ -14,7 +14,7 @@ from ..rewrite.first_bytes import FirstBytesMemo
 from ..rewrite.html import csp_nonce, with_nonce
 from ..rewrite.stream import ResponseRewriter
 from ..rules.book import RuleBook
-from ..rules.model import Decision
+from ..rules.model import Decision, RuleSet
 from .exchange import Exchange
 from .response_headers import ResponseHead
 
@@ -36,16 +36,17 @@ class PageEditor:
     """Turns decisions into page changes, and page changes into a rewriter.
 
     A decision whose variants print no visitor data changes every page alike: its
-    changes are worked out once per (decision, CSP nonce) and remembered (bounded). The
-    first-bytes memo is shared by every rewriter of the app.
+    changes are worked out once per (rule set, choices, CSP nonce) and remembered
+    (bounded), so decisions made apart (an experiment's, one per visitor) that chose the
+    same variants share them. The first-bytes memo is shared by every rewriter of the app.
     """
 
     def __init__(self, rules: RuleBook | None, *, memo: FirstBytesMemo | None = None,
                  max_entries: int = 1024) -> None:
         self.rules = rules
         self.memo = memo
-        self._known: LRU[tuple[int, str | None], tuple[Decision, PageChanges]] = \
-            LRU(max_entries)
+        self._known: LRU[tuple[int, tuple[tuple[str, str, str], ...], str | None],
+                         tuple[RuleSet | None, PageChanges]] = LRU(max_entries)
 
     def rewriter_for(self, exchange: Exchange, head: ResponseHead, accept_encoding: str, *,
                      on_error: Callable[[Exception], None]
@@ -65,12 +66,14 @@ class PageEditor:
             on_error=on_error, memo=self.memo), changes
 
     def changes(self, decision: Decision, visitor: Visitor, nonce: str | None) -> PageChanges:
-        if decision.static_choices is None:   # the variants print visitor data
+        choices = decision.static_choices
+        if choices is None:   # the variants print visitor data
             return self._work_out(decision, visitor, nonce)
-        key = (id(decision), nonce)
+        ruleset = self.rules.current if self.rules is not None else None
+        key = (id(ruleset), choices, nonce)
         known = self._known.get(key)
-        if known is None or known[0] is not decision:
-            known = self._known[key] = (decision, self._work_out(decision, visitor, nonce))
+        if known is None or known[0] is not ruleset:   # (a reloaded set: worked out anew)
+            known = self._known[key] = (ruleset, self._work_out(decision, visitor, nonce))
         return known[1]
 
     def _work_out(self, decision: Decision, visitor: Visitor, nonce: str | None) -> PageChanges:

@@ -16,7 +16,7 @@ def _book(tmp_path: Path, html: str) -> RuleBook:
     return RuleBook(tmp_path)
 
 
-def test_static_variants_are_worked_out_once_per_decision_and_nonce(tmp_path: Path) -> None:
+def test_static_variants_are_worked_out_once_per_choice_and_nonce(tmp_path: Path) -> None:
     book = _book(tmp_path, "<h1>Hi</h1>")
     editor = PageEditor(book)
     visitor = default_classifier().visitor(make_request("/"), now=0.0)
@@ -36,3 +36,19 @@ def test_variants_printing_visitor_data_are_rendered_per_visitor(tmp_path: Path)
         changes = editor.changes(decide(book.current, visitor), visitor, None)
         assert [e.payload for e in changes.edits] == [f"<p>{path}</p>"]
 
+
+def test_decisions_made_apart_that_chose_alike_share_their_changes(tmp_path: Path) -> None:
+    # An experiment decides for each visitor; those given the same variant get the same
+    # page changes, worked out once. After a reload, the new rules' changes are used.
+    book = _book(tmp_path, "<h1>Hi</h1>")
+    editor = PageEditor(book)
+    visitor = default_classifier().visitor(make_request("/"), now=0.0)
+    one, two = decide(book.current, visitor), decide(book.current, visitor)
+    assert one is not two
+    first = editor.changes(one, visitor, None)
+    assert editor.changes(two, visitor, None) is first
+    (tmp_path / "site.yaml").write_text(
+        "slots:\n  hero: {}\nrules:\n  - name: all\n    then:\n      hero: {html: '<h1>Ho</h1>'}\n")
+    assert book.reload()
+    changed = editor.changes(decide(book.current, visitor), visitor, None)
+    assert [e.payload for e in changed.edits] == ["<h1>Ho</h1>"]
