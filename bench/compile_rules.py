@@ -230,7 +230,9 @@ def _cold() -> None:
         from edge_personalizer.rules import quick_yaml
     except ImportError:   # a version before the line reader
         return
-    quick_yaml._PLAIN_CACHE.clear()
+    cache = getattr(quick_yaml, "_PLAIN_CACHE", None)   # (versions that kept one per process)
+    if cache is not None:
+        cache.clear()
 
 
 def _reading(directory: Path) -> float:

@@ -29,11 +29,10 @@ from .yaml_line import (
     Marks,
     Repeated,
 )
-from .yaml_scalars import PLAIN_CACHE, Decline, plain_value, quoted, skip
+from .yaml_scalars import Decline, quoted, skip
 
-__all__ = ["KEY", "MAX_DEPTH", "MAX_VALUES", "Marks", "Repeated", "plain_value", "read"]
+__all__ = ["KEY", "MAX_DEPTH", "MAX_VALUES", "Marks", "Repeated", "read"]
 
-_PLAIN_CACHE = PLAIN_CACHE   # (emptied to time a cold start: bench/compile_rules.py)
 
 # Characters this reader leaves to the full one: those YAML refuses anywhere (PyYAML's
 # Reader.NON_PRINTABLE), tabs, and every line break but \n (\r, NEL, U+2028, U+2029), and
@@ -238,13 +237,13 @@ def _simple_entry(reader: LineReader, block: _Block, line: str, column: int,
     if len(key_text) > 1024:
         raise Decline
     mapping = block.value
-    key, at = reader.key(mapping, plain_value(key_text), block.at, column)
+    key, at = reader.key(mapping, reader.plain(key_text), block.at, column)
     if not value or value[0] == "#":
         mapping[key] = None   # keeps the order the keys were written in
         return _Pending(block, key, at, reader.line, simple.start(2))
     if _PLAIN_SIMPLE.match(value):   # a plain value holding no colon or #
         reader.mark(at, simple.start(3))
-        mapping[key] = plain_value(value.rstrip(" "))
+        mapping[key] = reader.plain(value.rstrip(" "))
     else:
         mapping[key] = reader.inline(line, simple.start(3), at)
     return None
@@ -282,7 +281,7 @@ def _entry(reader: LineReader, block: _Block, line: str, column: int) -> _Pendin
     if line[column] in "'\"":
         raw = quoted(line, column)[0]
     else:
-        raw = plain_value(line[column:colon].rstrip(" "))
+        raw = reader.plain(line[column:colon].rstrip(" "))
     mapping = block.value
     key, at = reader.key(mapping, raw, block.at, column)
     start = skip(line, colon + 1)

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .yaml_scalars import COMMENT, Decline, only_comment_after, plain_value, quoted, skip
+from .yaml_scalars import COMMENT, Decline, PlainValues, only_comment_after, quoted, skip
 
 KEY = "\0key"   # marks[(*path, KEY)] is where the key of the value at `path` was written
 KeyPath = tuple[str | int, ...]
@@ -42,6 +42,7 @@ class LineReader:
 
     def __init__(self) -> None:
         self.marks: Marks = {}
+        self.plain = PlainValues()   # what this file's plain values mean
         self.left = MAX_VALUES
         self.line = 0   # the line being read, from 1
         self.repeated: Repeated | None = None
@@ -98,7 +99,7 @@ class LineReader:
         if _BLOCK_VALUE_END.search(text):
             raise Decline
         self.mark(at, start)
-        return plain_value(text)
+        return self.plain(text)
 
     def flow(self, line: str, start: int, at: KeyPath) -> tuple[Any, int]:
         """A [...] or {...} closed on the same line, and where it ends."""
@@ -120,7 +121,7 @@ class LineReader:
                     raw, pos = quoted(line, pos)
                 else:
                     text, pos = self.flow_plain(line, pos)
-                    raw = plain_value(text)
+                    raw = self.plain(text)
                 if line[pos] != ":" or line[pos + 1] != " ":
                     raise Decline
                 pos = skip(line, pos + 1)
@@ -146,7 +147,7 @@ class LineReader:
         if first in "'\"":
             return quoted(line, pos)
         text, end = self.flow_plain(line, pos)
-        return plain_value(text), end
+        return self.plain(text), end
 
     def flow_plain(self, line: str, pos: int) -> tuple[str, int]:
         first = line[pos]

@@ -5,6 +5,7 @@ quoted ones by YAML's quoting and escapes. Anything else declines (Decline)."""
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -18,9 +19,10 @@ COMMENT = re.compile(r" +#")                        # a comment after a plain va
 _SINGLE = re.compile(r"'((?:[^']|'')*)'")
 _DOUBLE = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
-_ESCAPES = {"0": "\0", "a": "\x07", "b": "\x08", "t": "\x09", "n": "\x0A", "v": "\x0B",
-            "f": "\x0C", "r": "\x0D", "e": "\x1B", " ": " ", '"': '"', "/": "/", "\\": "\\",
-            "N": "\x85", "_": "\xA0", "L": "\u2028", "P": "\u2029"}
+_ESCAPES = MappingProxyType({
+    "0": "\0", "a": "\x07", "b": "\x08", "t": "\x09", "n": "\x0A", "v": "\x0B",
+    "f": "\x0C", "r": "\x0D", "e": "\x1B", " ": " ", '"': '"', "/": "/", "\\": "\\",
+    "N": "\x85", "_": "\xA0", "L": "\u2028", "P": "\u2029"})
 
 _STR = "tag:yaml.org,2002:str"
 _BUILDABLE = frozenset({_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
@@ -29,16 +31,30 @@ _BUILDABLE = frozenset({_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = \
     yaml.SafeLoader.yaml_implicit_resolvers
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
-PLAIN_CACHE: dict[str, Any] = {}   # plain text -> its value; values repeat across rules
-_PLAIN_CACHE_SIZE = 100_000
+
+
+class PlainValues:
+    """What plain values mean, for one file's reading: the same keys and values come back
+    rule after rule, and are worked out once (bounded)."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._known: dict[str, Any] = {}
+        self._max_entries = max_entries
+
+    def __call__(self, text: str) -> Any:
+        try:
+            return self._known[text]
+        except KeyError:
+            pass
+        value = plain_value(text)
+        if len(self._known) >= self._max_entries:
+            self._known.clear()
+        self._known[text] = value
+        return value
 
 
 def plain_value(text: str) -> Any:
     """What a plain (unquoted) value means, exactly as the full reader decides it."""
-    try:
-        return PLAIN_CACHE[text]
-    except KeyError:
-        pass
     tag = _STR
     for candidate, pattern in _RESOLVERS.get(text[:1] if text else "", []):
         if pattern.match(text):
@@ -53,9 +69,6 @@ def plain_value(text: str) -> Any:
             value = _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text), deep=True)
         except Exception as exc:   # the full reader reports it, at its place
             raise Decline from exc
-    if len(PLAIN_CACHE) >= _PLAIN_CACHE_SIZE:
-        PLAIN_CACHE.clear()
-    PLAIN_CACHE[text] = value
     return value
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from edge_personalizer.rules.yaml_scalars import Decline, plain_value, quoted
+from edge_personalizer.rules.yaml_scalars import Decline, PlainValues, plain_value, quoted
 
 
 @pytest.mark.parametrize("text", [
@@ -38,3 +38,12 @@ def test_quoted_values_and_where_they_end(line: str, value: str) -> None:
 def test_quotes_not_closed_on_their_line_or_unknown_escapes_decline(line: str) -> None:
     with pytest.raises(Decline):
         quoted(line, 0)
+
+
+def test_a_files_plain_values_are_worked_out_once_and_kept_bounded() -> None:
+    values = PlainValues(max_entries=2)
+    assert values("3") == 3 and values("yes") is True
+    assert values("3") == 3 and len(values._known) == 2
+    assert values("x") == "x" and len(values._known) == 1   # full: started again
+    with pytest.raises(Decline):
+        values("<<")
