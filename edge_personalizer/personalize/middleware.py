@@ -91,7 +91,10 @@ class PersonalizeMiddleware:
             # the client's own Accept-Encoding (the origin may be asked for identity)
             accept_encoding=exchange.visitor.request.headers.get("accept-encoding", "")
             if self.compress_pages else "")
-        await self.app(exchange.scope, receive, responder)            # forward
+        try:
+            await self.app(exchange.scope, receive, responder)        # forward
+        finally:
+            responder.close()
         if responder.start is not None:
             # The app ended before the page did (the origin broke off) while its head was
             # held back: nothing reached the visitor, so the 502 can still be said.

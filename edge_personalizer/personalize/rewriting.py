@@ -179,9 +179,15 @@ class RewritingSend:
         self.spent += time.perf_counter() - began
         return out
 
+    def close(self) -> None:
+        """The response is over, whole or cut off: the rewriter lets go of its parser."""
+        if self.rewriter is not None:
+            self.rewriter.close()
+
     async def _send_unchanged(self, message: Message) -> None:
         """The origin's response as it came (with the decision's headers), from the
         start that was held back and every body byte received so far."""
+        self.close()
         self.rewriter = None
         start, self.start = self.start, None
         if start is None:

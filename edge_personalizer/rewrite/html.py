@@ -67,6 +67,7 @@ class _Reading:
         # Built when first needed (a page whose first bytes are remembered needs neither)
         self._handlers: Handlers | None = None
         self._lol: lolhtml.HTMLRewriter | None = None
+        self.parsed = False   # whether lol-html was given any of the page
         self._kept = KeptInput()
 
     def _built(self) -> Handlers:
@@ -79,7 +80,14 @@ class _Reading:
         if self._lol is None:
             self._lol = lolhtml.HTMLRewriter(self._kept.output.extend)
             self._built().attach(self._lol)
+            self.parsed = True
         return self._lol
+
+    def close(self) -> None:
+        """Let go of lol-html's parser now, on this thread: it may only be freed on the
+        thread that made it, and a rewriter caught in a reference cycle would otherwise
+        be freed by whichever thread the garbage collector happens to run on."""
+        self._lol = None
 
     @property
     def applied(self) -> int:
@@ -95,6 +103,7 @@ class _Reading:
 
     def _recover(self, exc: Exception) -> bytes:
         self.broken = True
+        self.close()
         self._tally.gave_up(exc)
         pending = self._kept.take()
         try:
@@ -168,6 +177,7 @@ class _Reading:
                 # Everything fed so far is final: flush it, and let the rest pass.
                 self._rewriter.end()
                 self.bypassed = True
+                self.close()
         except RuntimeError as exc:
             return self._recover(exc)
         out = kept.take()
@@ -195,6 +205,7 @@ class _Reading:
             self._rewriter.end()
         except RuntimeError as exc:
             return self._recover(exc)
+        self.close()
         return self._kept.take()
 
 

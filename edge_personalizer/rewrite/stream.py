@@ -119,6 +119,11 @@ class ResponseRewriter:
             out += self._encode(tail) + (self._encoder.finish() if self._encoder else b"")
         return out
 
+    def close(self) -> None:
+        """Done with this response, read to its end or not (see Rewriter.close)."""
+        if self._rewriter is not None:
+            self._rewriter.close()
+
     def _decide(self, readable: bool) -> bytes:
         self.decided = True
         held = self._held_plain

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge_personalizer import PersonalizeMiddleware
 
@@ -180,3 +180,33 @@ async def test_a_damaged_compressed_page_that_was_to_be_rewritten_is_a_502(
         server_logs: Path) -> None:
     (reply,) = through_proxy(damaged_gzip, server_logs, b"/page?inject=1")
     assert reply.startswith(b"HTTP/1.1 502 ")
+
+
+async def test_a_page_cut_off_mid_slot_lets_go_of_the_rewriters_parser(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # lol-html's parser may only be freed on the thread that made it: a page that breaks
+    # off while a slot is being read closes its rewriter there, not in a later collection.
+    from edge_personalizer.rewrite import html
+
+    closed: list[bool] = []
+    close = html.Rewriter.close
+
+    def spied(self: html.Rewriter) -> None:
+        closed.append(self.parsed and not self.bypassed and not self.broken)
+        close(self)
+
+    monkeypatch.setattr(html.Rewriter, "close", spied)
+
+    async def breaks_off(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": b'<html><body><section data-ep-slot="hero"><h1>Hel'})
+        raise ConnectionResetError("the site's server went away")
+
+    app = PersonalizeMiddleware(breaks_off, rules=ROOT / "rules")
+    async with client_for(app) as client:
+        with pytest.raises(ConnectionResetError):
+            await client.get("/", headers={"referer": "https://www.facebook.com/",
+                                           "accept": "text/html"})
+    assert closed == [True]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +100,43 @@ def test_demo_pages_without_matching_slots_are_identical() -> None:
     layout = (site / "layout.html").read_bytes()
     assert rewrite(layout, [Edit('[data-ep-slot="nope"]', "inner", "x")]) == layout
     assert re.search(rb"data-ep-slot", layout)
+
+
+def _freed_on_another_thread(used: Callable[[], Rewriter]) -> list[str]:
+    """The rewriter `used()` gives, caught in a reference cycle and dropped, then garbage
+    collected on another thread (as when a store's worker thread allocates): what could
+    not be freed there."""
+    class Cycle:
+        pass
+    cycle = Cycle()
+    cycle.me = cycle, used()   # type: ignore[attr-defined]
+    del cycle
+    lost: list[str] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda failed: lost.append(str(failed.exc_value))
+    try:
+        worker = threading.Thread(target=gc.collect)
+        worker.start()
+        worker.join()
+    finally:
+        sys.unraisablehook = hook
+    return lost
+
+
+@pytest.mark.parametrize("bypass", [True, False])
+def test_a_finished_page_lets_go_of_its_parser_on_its_own_thread(bypass: bool) -> None:
+    def finished() -> Rewriter:
+        rewriter = Rewriter([Edit("#promo", "inner", "<b>new</b>")], bypass=bypass)
+        page = b'<html><body><div id="promo" data-ep-slot="hero">old</div>' + b"x" * 9000
+        assert b"<b>new</b>" in rewriter.feed(page) + rewriter.finish()
+        return rewriter
+    assert _freed_on_another_thread(finished) == []
+
+
+def test_a_page_cut_off_lets_go_of_its_parser_when_closed() -> None:
+    def cut_off() -> Rewriter:
+        rewriter = Rewriter([Edit("#promo", "inner", "<b>new</b>")], body_end="<i>end</i>")
+        rewriter.feed(b'<html><body><div id="promo">old</div><p>more to come')
+        rewriter.close()                             # the visitor left before the page ended
+        return rewriter
+    assert _freed_on_another_thread(cut_off) == []

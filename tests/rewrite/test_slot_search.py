@@ -70,7 +70,7 @@ def test_a_page_without_the_slots_markers_is_never_parsed() -> None:
         size = chunk or len(page)
         out = b"".join(rewriter.feed(page[i:i + size]) for i in range(0, len(page), size))
         assert out + rewriter.finish() == page
-        assert rewriter._lol is None and rewriter.found == (False,)
+        assert not rewriter.parsed and rewriter.found == (False,)
 
 
 @pytest.mark.parametrize("action", ["inner", "replace", "before", "after", "remove"])
@@ -99,7 +99,7 @@ def test_a_marker_that_cannot_be_read_plainly_is_left_to_lol_html() -> None:
         out = b"".join(rewriter.feed(page[i:i + size]) for i in range(0, len(page), size))
         assert out + rewriter.finish() == rewrite(page, [Edit(SLOT, "inner", "NEW")],
                                                   bypass=False)
-        assert rewriter._lol is not None
+        assert rewriter.parsed
 
 
 def test_a_marker_on_another_element_than_the_slot_names_is_not_the_slot() -> None:
@@ -111,7 +111,7 @@ def test_a_marker_on_another_element_than_the_slot_names_is_not_the_slot() -> No
         size = chunk or len(page)
         out = b"".join(rewriter.feed(page[i:i + size]) for i in range(0, len(page), size))
         assert out + rewriter.finish() == page
-        assert rewriter._lol is None and rewriter.found == (False,)
+        assert not rewriter.parsed and rewriter.found == (False,)
     later = page + b'<section data-ep-slot="hero">old</section></body></html>'
     for chunk in (1, 64, 0):
         assert rewrite(later, [edit], chunk=chunk) == later.replace(b">old<", b">NEW<")
