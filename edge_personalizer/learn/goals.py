@@ -83,16 +83,19 @@ class GoalReader:
         self.on_invalid = on_invalid or (lambda reason: None)
 
     def reached(self, goals: Mapping[str, GoalSpec], visitor: Visitor, status: int,
-                headers: RawHeaders) -> tuple[list[Conversion], list[tuple[bytes, bytes]]]:
+                headers: RawHeaders, within_reach: Iterable[GoalSpec] | None = None
+                ) -> tuple[list[Conversion], list[tuple[bytes, bytes]]]:
         """The conversions of this response, and its headers without goal headers (the
-        same list when it has none: the common case, which copies nothing)."""
+        same list when it has none: the common case, which copies nothing). Of the goals,
+        only those `within_reach` (the rule set's index: RuleSet.goals_within_reach) are
+        tested against the request; all of them when it is not given."""
         found: dict[str, Conversion] = {}
         kept: list[tuple[bytes, bytes]] | None = None
         for name, _ in headers:
             if len(name) == _GOAL_HEADER_LENGTH and name.lower() == GOAL_HEADER:
                 kept = self._header_goals(goals, headers, found)
                 break
-        for goal in goals.values():
+        for goal in goals.values() if within_reach is None else within_reach:
             if goal.name in found or (goal.statuses and status not in goal.statuses):
                 continue
             if goal.reached_by(visitor):

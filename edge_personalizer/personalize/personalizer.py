@@ -222,11 +222,14 @@ class Personalizer:
         without the origin's goal headers (the visitor never sees them)."""
         if self.learning is None:
             return [h for h in headers if h[0].lower() != GOAL_HEADER]
-        goals = self.rules.current.goals if self.rules is not None else {}
+        ruleset = self.rules.current if self.rules is not None else None
+        goals = ruleset.goals if ruleset is not None else {}
         if not goals and not any(name.lower() == GOAL_HEADER for name, _ in headers):
             return headers
+        visitor = exchange.visitor
         exchange.conversions, kept = self.learning.goals.reached(
-            goals, exchange.visitor, status, headers)
+            goals, visitor, status, headers,
+            ruleset.goals_within_reach(visitor) if ruleset is not None else None)
         return kept
 
     def redirect_target(self, exchange: Exchange, scope: Scope) -> str | None:

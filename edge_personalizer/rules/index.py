@@ -16,11 +16,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..classify.visitor import Visitor, field_getter
-from .conditions import AllOf, Equals, FieldIs, OneOf
+from .conditions import AllOf, Condition, Equals, FieldIs, OneOf
 from .fields import lookup
 
 if TYPE_CHECKING:
-    from .model import Rule
+    from .model import Goal, Rule
 
 _MAX_KEYS_PER_RULE = 64   # one-of lists multiply keys; past this a field is left out
 
@@ -97,3 +97,41 @@ def _index_keys(rule: Rule) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
     names = tuple(sorted(accepted))
     values = (sorted(accepted[name], key=repr) for name in names)
     return names, [tuple(combination) for combination in itertools.product(*values)]
+
+
+@dataclass(frozen=True)
+class GoalIndex:
+    """Which goals a request could reach by its own data, by its path: every request is
+    tested against the goals, and most goals are a page (a thank-you page, a form's
+    target), so a site's many goals cost one lookup. Each tuple keeps the order the goals
+    were written in; a goal whose condition names no path is in every one."""
+
+    anywhere: tuple[Goal, ...]                     # goals that name no path
+    at_path: Mapping[str, tuple[Goal, ...]]        # folded path -> goals to test there
+
+    @classmethod
+    def build(cls, goals: Iterable[Goal]) -> GoalIndex:
+        tested = [(goal, _paths_needed(goal.when)) for goal in goals if goal.when is not None]
+        paths = {path for _, needed in tested if needed is not None for path in needed}
+        return cls(tuple(goal for goal, needed in tested if needed is None),
+                   MappingProxyType({path: tuple(goal for goal, needed in tested
+                                                 if needed is None or path in needed)
+                                     for path in paths}))
+
+    def within_reach(self, visitor: Visitor) -> tuple[Goal, ...]:
+        if not self.at_path:
+            return self.anywhere
+        return self.at_path.get(visitor.request.path.casefold(), self.anywhere)
+
+
+def _paths_needed(condition: Condition) -> frozenset[str] | None:
+    """The paths (folded) a condition needs the request to be at; None if it names none."""
+    children = condition.conditions if isinstance(condition, AllOf) else (condition,)
+    for child in children:
+        if isinstance(child, FieldIs) and child.field == "request.path":
+            if isinstance(child.matcher, Equals) and isinstance(child.matcher.expected, str):
+                return frozenset({child.matcher.expected})
+            if isinstance(child.matcher, OneOf):
+                return frozenset(str(choice) for choice in child.matcher.choices)
+    return None
+

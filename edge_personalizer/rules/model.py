@@ -14,7 +14,7 @@ from typing import Literal
 from ..classify.visitor import Visitor
 from .allocation import ALL_VISITORS, Allocation, BanditSettings, Cells
 from .conditions import Condition
-from .index import RuleIndex
+from .index import GoalIndex, RuleIndex
 from .template import Template
 
 # `then` keys that are not slots: what a rule does to the whole response.
@@ -157,11 +157,20 @@ class RuleSet:
     # injection), and the Vary value of a page these rules may personalize (b"" if none).
     targets: frozenset[str] = field(init=False, compare=False, repr=False)
     vary_header: bytes = field(init=False, compare=False, repr=False)
+    # ... and the goals a request reaches by its own data, indexed as the rules are: every
+    # request is checked against every goal, so a site's many goals cost one lookup.
+    _goal_index: GoalIndex = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", frozenset(self.slots) | frozenset(PAGE_ACTIONS)
                            | frozenset(INJECTIONS))
         object.__setattr__(self, "vary_header", ", ".join(self.vary).encode("latin-1"))
+        object.__setattr__(self, "_goal_index", GoalIndex.build(self.goals.values()))
+
+    def goals_within_reach(self, visitor: Visitor) -> tuple[Goal, ...]:
+        """The goals whose conditions this request could meet, in the order written (each
+        still to be tested: the index only leaves out those it cannot meet)."""
+        return self._goal_index.within_reach(visitor)
 
     def experiment(self, name: str) -> Experiment | None:
         return next((e for e in self.experiments if e.name == name), None)

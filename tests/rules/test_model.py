@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
 from types import MappingProxyType
 
+from edge_personalizer.classify.classifier import request_info
+from edge_personalizer.rules.book import load_rules
 from edge_personalizer.rules.conditions import AllOf
 from edge_personalizer.rules.model import (
     NO_DECISION,
@@ -13,6 +16,8 @@ from edge_personalizer.rules.model import (
     SlotChoice,
 )
 from edge_personalizer.rules.template import Template
+
+from ..factories import IPHONE, NOW, default_classifier, make_visitor
 
 
 def test_rule_targets_include_page_actions() -> None:
@@ -28,3 +33,29 @@ def test_decision_properties() -> None:
                                                                    "exp")}))
     assert not control.is_empty and not control.changes_page
     assert RuleSet.empty().rules == ()
+
+
+def test_a_request_is_tested_only_against_the_goals_it_could_reach(tmp_path: Path) -> None:
+    (tmp_path / "goals.yaml").write_text(
+        "goals:\n"
+        "  purchase: {when: {request.path: /checkout/thanks}, value: {query: total}}\n"
+        "  newsletter: {when: {request.path: [/newsletter, /subscribe], request.method: POST}}\n"
+        "  deep-read: {when: {request.path: {prefix: /blog/}}}\n"
+        "  cta-click: {}\n")
+    ruleset = load_rules(tmp_path)
+
+    def within_reach(path: str, method: str = "GET") -> list[str]:
+        visitor = default_classifier().visitor(
+            request_info(method=method, path=path, query_string="", host="shop.example",
+                         headers=[("user-agent", IPHONE)], client_ip=None), now=NOW)
+        return [goal.name for goal in ruleset.goals_within_reach(visitor)]
+
+    # by path, in the order written; a goal that names no page (a prefix) is always tested,
+    # one reached only by header or beacon never is, and the rest of a condition (the
+    # method) is left to the test itself
+    assert within_reach("/checkout/thanks") == ["purchase", "deep-read"]
+    assert within_reach("/Checkout/Thanks") == ["purchase", "deep-read"]   # as paths compare
+    assert within_reach("/subscribe", "POST") == ["newsletter", "deep-read"]
+    assert within_reach("/subscribe") == ["newsletter", "deep-read"]
+    assert within_reach("/") == ["deep-read"]
+    assert list(RuleSet.empty().goals_within_reach(make_visitor("/"))) == []
