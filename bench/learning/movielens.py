@@ -20,7 +20,8 @@ pair's own views showed most, no smoothing or support threshold, popularity for 
 seen).
 
 The model's settings (minimum support, how many views' worth of the single categories a
-pair is drawn towards, how many of the first predictions are chosen together as a set) were
+pair is drawn towards, whether those two count in equal parts or by their views, how many of
+the first predictions are chosen together as a set) were
 chosen on a validation split carved from the training period alone: built from its first
 80% of views, scored on the rest of it. The held-out 20% played no part in choosing them;
 the script reruns that choice and says whether the product's defaults are still the one
@@ -114,9 +115,10 @@ class Viewers:
 
 Scored = list[tuple[int, tuple[str, ...], frozenset[str]]]   # user, top two, genres beyond
 Seen = list[tuple[int, int, tuple[str, ...], tuple[str, ...], Profile]]
-GRID = [{"min_support": support, "pair_prior": prior, "together": together}
+GRID = [{"min_support": support, "pair_prior": prior, "together": together,
+         "even_backoff": even}
         for support in (5, 20, 50) for prior in (0.0, 20.0, 100.0, 400.0)
-        for together in (1, 3)]
+        for together in (1, 3) for even in (False, True)]
 
 
 def run() -> dict[str, Any]:
@@ -145,7 +147,7 @@ def run() -> dict[str, Any]:
     }
     defaults = {"min_support": TRAINER_MIN_SUPPORT,
                 **{name: inspect.signature(build_model).parameters[name].default
-                   for name in ("pair_prior", "together")}}
+                   for name in ("pair_prior", "together", "even_backoff")}}
     return {
         "data": {"ratings": len(all_views), "users": len({u for u, _, _ in all_views}),
                  "genres": len({g for *_, gs in all_views for g in gs}),

@@ -9,9 +9,10 @@ A visitor with no interests yet counts under the empty key: what new visitors lo
 The flusher takes them to the store with the other counts.
 
 Model (background): `build_model` turns the store's totals into, per pair, the chance that
-its visitors' next view shows each category, smoothed towards the two single categories and
-those towards overall popularity (each level's own counts count only from `min_support`
-views on); visitors with no interests get what new visitors show first, smoothed towards
+its visitors' next view shows each category, smoothed towards the two single categories in
+equal parts (a rare, telling interest weighs as much as a common one beside it) and those
+towards overall popularity (each level's own counts count only from `min_support` views
+on); visitors with no interests get what new visitors show first, smoothed towards
 overall popularity. Each key keeps its `top` categories in the order that covers the most
 next views together: the first `together` chosen as the set that covers the most (the
 likeliest of them first), then each time the one most often shown by the views those
@@ -180,14 +181,15 @@ Shown = dict[tuple[str, ...], float]   # what was shown next (categories, sorted
 
 def build_model(counts: Mapping[tuple[str, ...], Mapping[str, float]], *,
                 min_support: int = 20, top: int = 5, pair_prior: float = 100.0,
-                single_prior: float = 20.0, together: int = 3, version: int = 0,
-                built_at: float = 0.0) -> AffinityModel:
+                single_prior: float = 20.0, together: int = 3, even_backoff: bool = True,
+                version: int = 0, built_at: float = 0.0) -> AffinityModel:
     """The model from `counts` (`affinity_counts`). A pair's estimate is its own counts
-    plus `pair_prior` views' worth of the single categories' estimate; a single's, its
-    counts plus `single_prior` of popularity, as are the first views of visitors with no
-    interests yet (the empty key). A key with fewer than `min_support` views uses only what
-    it backs off to. Each key's first `together` predictions are the set that covers the
-    most of its next views."""
+    plus `pair_prior` views' worth of its two single categories' estimates, in equal parts
+    (`even_backoff`; else in proportion to each one's views); a single's, its counts plus
+    `single_prior` of popularity, as are the first views of visitors with no interests yet
+    (the empty key). A key with fewer than `min_support` views uses only what it backs off
+    to. Each key's first `together` predictions are the set that covers the most of its
+    next views."""
     own: dict[tuple[str, ...], Shown] = {}
     popular: Shown = {}
     first: Shown = {}   # what visitors with no interests yet showed
@@ -213,6 +215,8 @@ def build_model(counts: Mapping[tuple[str, ...], Mapping[str, float]], *,
     def pair_chances(pair: tuple[str, ...]) -> _Chances:
         a, b = pair
         wa, wb = single_support.get(a, 0.0), single_support.get(b, 0.0)
+        if even_backoff:   # a category never counted has no estimate to lend
+            wa, wb = float(wa > 0), float(wb > 0)
         backoff = popular_chances if not wa + wb else _Chances.blend(
             (singles_full.get(a, popular_chances), wa / (wa + wb)),
             (singles_full.get(b, popular_chances), wb / (wa + wb)))

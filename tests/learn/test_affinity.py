@@ -90,9 +90,15 @@ def test_a_supported_pair_predicts_from_its_own_counts() -> None:
 
 def test_a_pair_below_the_support_backs_off_to_its_single_categories() -> None:
     model = build_model(COUNTS, min_support=20, single_prior=0.0)
-    names = [name for name, _ in model.predict(("yoga", "running"))]
-    assert names[:2] == ["shoes", "mats"]      # running's and yoga's counts, by support
-    assert "yoga" not in names and "running" not in names
+    chances = dict(model.predict(("yoga", "running")))
+    assert list(chances)[:2] == ["mats", "shoes"]
+    assert "yoga" not in chances and "running" not in chances
+    # running's 105 views and yoga's 55 count in equal parts: yoga's mats weigh as much
+    assert chances["mats"] == pytest.approx((5 / 105 + 45 / 55) / 2, abs=1e-5)
+    assert chances["shoes"] == pytest.approx(60 / 105 / 2, abs=1e-5)
+    # ... where by their views the commoner running's shoes would come first
+    by_views = build_model(COUNTS, min_support=20, single_prior=0.0, even_backoff=False)
+    assert [name for name, _ in by_views.predict(("yoga", "running"))][:2] == ["shoes", "mats"]
 
 
 def test_smoothing_draws_a_pair_towards_its_single_categories() -> None:
@@ -162,12 +168,12 @@ def test_a_pair_drawn_towards_its_single_categories_keeps_views_whole() -> None:
         ("running", "swim"): {"goggles": 200.0}}
     predicted = build_model(counts, pair_prior=100.0, single_prior=0.0).predict(
         ("running", "trail"))
-    # 70 own views and 100 views' worth of running's (270 views) and trail's (70), by support
+    # 70 own views and 100 views' worth of running's (270 views) and trail's (70), half each
     chances = dict(predicted)
-    assert chances["goggles"] == pytest.approx(100 / 170 * 200 / 340, abs=1e-5)
-    assert chances["shoes"] == chances["socks"] == pytest.approx((40 + 100 * 80 / 340) / 170,
-                                                                 abs=1e-5)
-    assert [name for name, _ in predicted] == ["shoes", "goggles", "yoga", "socks"]
+    assert chances["goggles"] == pytest.approx(100 / 170 * 200 / 270 / 2, abs=1e-5)
+    assert chances["shoes"] == chances["socks"] == pytest.approx(
+        (40 + 100 * (40 / 270 + 40 / 70) / 2) / 170, abs=1e-5)
+    assert [name for name, _ in predicted] == ["shoes", "yoga", "goggles", "socks"]
 
 
 def test_no_counts_make_an_empty_model_that_predicts_nothing() -> None:
