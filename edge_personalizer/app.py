@@ -43,6 +43,7 @@ from .proxy import OriginProxy
 from .proxy.client_ip import ClientAddressMiddleware, TrustedProxies
 from .rewrite.first_bytes import FirstBytesMemo
 from .rules.book import RuleBook
+from .rules.parse_cache import ParseCache
 from .rules.preview import PreviewSigner
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,10 @@ class EdgeApp:
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
-        self.rules = (RuleBook(settings.rules_dir, on_reload=self._reloaded)
+        keys = profile_keys(settings)
+        self.rules = (RuleBook(settings.rules_dir, on_reload=self._reloaded,
+                               parses=ParseCache(settings.data_dir, settings.rules_dir, keys[0])
+                               if settings.profile_keys else None)
                       if settings.rules_dir else None)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
@@ -82,7 +86,6 @@ class EdgeApp:
                 observer=self.metrics)
         self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
                           if settings.anonymous_db else None)
-        keys = profile_keys(settings)
         self.classifier = build_classifier(settings, keys=keys, geo=self.geo,
                                            anonymous=self.anonymous, metrics=self.metrics)
         token = settings.admin_token.reveal() if settings.admin_token else None
@@ -181,7 +184,9 @@ class EdgeApp:
                 self._reload_on_sighup(tasks)
             logger.info("forwarding to %s; rules: %s; geo database: %s",
                         self.settings.origin_url if self.proxy else "the application",
-                        f"{self.settings.rules_dir} (version {self.rules.current.version})"
+                        f"{self.settings.rules_dir} (version {self.rules.current.version}; "
+                        f"{len(self.rules.current.rules)} rules in "
+                        f"{self.rules.current.file_count} files, {self.rules.files_read} read)"
                         if self.rules else "none",
                         self.geo.info.database_type if self.geo else "none")
             # The User-Agent parser and bot catalogue are built here, in the serving

@@ -15,13 +15,15 @@ import anyio
 from ..errors import RuleError, RuleSetInvalid
 from .file_cache import Loaded, RuleCache
 from .model import RuleSet
+from .parse_cache import ParseCache
 
 logger = logging.getLogger(__name__)
 
 
-def check_rules(directory: Path) -> tuple[RuleSet, list[RuleError]]:
+def check_rules(directory: Path, *, parses: ParseCache | None = None
+                ) -> tuple[RuleSet, list[RuleError]]:
     """Load and compile a rules directory, with every error in every file."""
-    loaded = _read_and_compile(RuleCache(directory))
+    loaded = _read_and_compile(RuleCache(directory, parses=parses))
     return loaded.ruleset, loaded.errors
 
 
@@ -78,16 +80,19 @@ class RuleBook:
     """
 
     def __init__(self, directory: Path, *,
-                 on_reload: Callable[[bool], None] | None = None) -> None:
+                 on_reload: Callable[[bool], None] | None = None,
+                 parses: ParseCache | None = None) -> None:
         self.directory = directory
-        # What the last load made of each file: a reload compiles only what changed.
-        self._cache = RuleCache(directory)
+        # What the last load made of each file: a reload compiles only what changed (and
+        # with `parses`, reads from disk only what changed since any worker last read it).
+        self._cache = RuleCache(directory, parses=parses)
         # The watcher's thread, SIGHUP and the admin reload may reload at once: one at a
         # time, so an older load can never be swapped in over a newer one.
         self._reloading = threading.Lock()
         self._fingerprint = _fingerprint(directory)   # what the served rules were loaded from
         self._last_look = self._fingerprint
         self._holding: frozenset[Path] = frozenset()   # files whose sections held something
+        self.files_read = 0   # by the last load: files whose YAML it read (see ParseCache)
         self.current: RuleSet = self._load()
         self.last_error: str | None = None
         self._on_reload = on_reload
@@ -102,6 +107,7 @@ class RuleBook:
         if errors:
             raise RuleSetInvalid(errors)
         self._holding = loaded.holding
+        self.files_read = loaded.read
         return loaded.ruleset
 
     def reload(self) -> bool:
@@ -123,8 +129,9 @@ class RuleBook:
             return False
         self.last_error = None
         if fresh.version != self.current.version:
-            logger.info("rules reloaded: version %s -> %s (%d rules in %d files)",
-                        self.current.version, fresh.version, len(fresh.rules), fresh.file_count)
+            logger.info("rules reloaded: version %s -> %s (%d rules in %d files, %d read)",
+                        self.current.version, fresh.version, len(fresh.rules), fresh.file_count,
+                        self.files_read)
             self.current = fresh   # one reference swap: a request sees the old set or the new
         if self._on_reload:
             self._on_reload(True)

@@ -37,6 +37,7 @@ from .compile.actions import fragment
 from .compile.context import CompileContext, rules_read
 from .loader import RuleFile, RuleFiles, Sources, parse_rule_file, read_sources
 from .model import RuleSet
+from .parse_cache import ParseCache
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Loaded:
     errors: list[RuleError]
     empty: tuple[Path, ...]          # files with nothing written in them
     holding: frozenset[Path]         # files whose sections hold something
+    read: int = 0                    # files whose YAML was read (the others' parses kept)
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,15 @@ class _Entry:
 class RuleCache:
     """Loads one rules directory, reusing the last load's work for unchanged files."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, parses: ParseCache | None = None) -> None:
         self.directory = directory
+        self._parses = parses   # the files' parses kept on disk, for every worker
         self._entries: dict[Path, _Entry] = {}
         # The last load, and every fragment file it read (as read): while no file changed
         # and those read the same, loading again gives the same.
         self._last: tuple[Loaded, Mapping[str, tuple[str, str] | str]] | None = None
         self._lock = threading.Lock()   # the watcher and SIGHUP may reload at once
+        self._read = 0   # files whose YAML the load under way read
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -84,6 +88,7 @@ class RuleCache:
         if self._last is not None and self._unchanged(sources, self._last[1]):
             return self._last[0]
         loaded_at = time.time()
+        self._read = 0
         errors: list[RuleError] = []
         entries: dict[Path, _Entry] = {}
         texts: dict[Path, str] = {}
@@ -95,7 +100,7 @@ class RuleCache:
             texts[source.path] = source.text
             entry = self._entries.get(source.path)
             if entry is None or entry.digest != source.digest:
-                rule_file, file_errors = parse_rule_file(source.path, source.text)
+                rule_file, file_errors = self._parse(source.path, source.text, source.digest)
                 parsed[source.path] = rule_file
                 entry = _Entry(source.digest, tuple(file_errors), rule_file.is_empty,
                                any(rule_file.sections.values()),
@@ -114,7 +119,7 @@ class RuleCache:
                 continue
             rules = entry.rules
             if rules is None or entry.read != read or not _same_fragments(ctx, rules):
-                rule_file = parsed.get(path) or parse_rule_file(path, texts[path])[0]
+                rule_file = parsed.get(path) or self._parse(path, texts[path], entry.digest)[0]
                 rules = compile_file_rules(ctx, rule_file)
                 entries[path] = replace(entry, rules=rules, read=read)
             files.append(rules)
@@ -122,9 +127,26 @@ class RuleCache:
         self._entries = entries
         loaded = Loaded(ruleset, [*errors, *compile_errors],
                         tuple(path for path, e in entries.items() if e.is_empty),
-                        frozenset(path for path, e in entries.items() if e.holding))
+                        frozenset(path for path, e in entries.items() if e.holding),
+                        self._read)
         self._last = loaded, MappingProxyType(ctx.fragments)
+        if self._parses is not None:
+            self._parses.keep_only({entry.digest for entry in entries.values()})
         return loaded
+
+    def _parse(self, path: Path, text: str, digest: bytes) -> tuple[RuleFile, list[RuleError]]:
+        """The file's parse: kept on disk from an earlier read of the same bytes, or read
+        now (and kept, when it has no mistake)."""
+        kept = self._parses.get(path, digest) if self._parses is not None else None
+        if kept is not None:
+            return kept, []
+        self._read += 1
+        rule_file, errors = parse_rule_file(path, text)
+        if self._parses is None:
+            return rule_file, errors
+        if not errors:
+            self._parses.put(digest, rule_file)
+        return rule_file, errors
 
     def _unchanged(self, sources: Sources, fragments: Mapping[str, tuple[str, str] | str]
                    ) -> bool:
