@@ -13,6 +13,9 @@ each, started side by side in front of the kit's origin:
 
 Each round runs every target once per page, in a rotating order; the figure is the median
 of the rounds, and each counting target is given as a ratio to `no-goal` of the same run.
+Beside req/s, the CPU seconds each target's processes used in a run (its supervisor and
+workers, and redis-server's for the Redis target), a request: on this shared machine
+req/s moves by ±10% between runs of the same server, CPU a request less.
 
     .venv/bin/python bench/learning_cost.py [--rounds 3] [--duration 8]
                                             # writes bench/results/learning_cost.json
@@ -65,16 +68,35 @@ def start_server(rules: str, env: dict[str, str]) -> tuple[subprocess.Popen[byte
     raise SystemExit(f"the server with {rules} did not start")
 
 
-def wrk(url: str, seconds: int) -> float:
+def wrk(url: str, seconds: int) -> tuple[float, int]:
+    """Requests a second, and how many requests were answered."""
     out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", f"{seconds}s", "-s", str(SCRIPT),
                           url], capture_output=True, text=True, check=True).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise SystemExit(f"{errors.group(1)} failed responses from {url}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    answered = re.search(r"(\d+) requests in", out)
+    if match is None or answered is None:
         raise SystemExit(f"wrk printed no rate:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), int(answered.group(1))
+
+
+def cpu_seconds(*pids: int) -> float:
+    """CPU seconds (user and system) used so far by these processes and their children
+    (a server's supervisor and workers)."""
+    found = [str(each) for each in pids]
+    for parent in pids:
+        found += subprocess.run(["pgrep", "-P", str(parent)], capture_output=True,
+                                text=True).stdout.split()
+    ticks = 0
+    for process in found:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def counted_exposures(port: int) -> bool:
@@ -108,6 +130,13 @@ def main() -> None:
                 servers[name] = start_server(rules, envs[name])
             rates: dict[str, dict[str, list[float]]] = {
                 page: {name: [] for name in TARGETS} for page in args.pages.split(",")}
+            cpu: dict[str, dict[str, list[float]]] = {
+                page: {name: [] for name in TARGETS} for page in args.pages.split(",")}
+            # what each target's answers cost: its processes, and Redis's for the one that
+            # counts into it
+            watched: dict[str, tuple[int, ...]] = {
+                name: (process.pid,) for name, (process, _) in servers.items()}
+            watched["redis"] = (servers["redis"][0].pid, redis.pid)
             names = list(TARGETS)
             for round_ in range(args.rounds):
                 order = names[round_ % len(names):] + names[:round_ % len(names)]
@@ -115,9 +144,13 @@ def main() -> None:
                     for name in order:
                         url = f"http://127.0.0.1:{servers[name][1]}/{page}.html"
                         wrk(url, 2)   # warm-up
-                        by_target[name].append(wrk(url, args.duration))
-                        print(f"round {round_ + 1} {page} {name}: "
-                              f"{by_target[name][-1]:,.0f} req/s", flush=True)
+                        used = cpu_seconds(*watched[name])
+                        rate, answered = wrk(url, args.duration)
+                        by_target[name].append(rate)
+                        cpu[page][name].append(
+                            (cpu_seconds(*watched[name]) - used) / answered * 1e6)
+                        print(f"round {round_ + 1} {page} {name}: {rate:,.0f} req/s, "
+                              f"{cpu[page][name][-1]:,.0f} µs of CPU a request", flush=True)
             counting = {name: counted_exposures(servers[name][1]) for name in TARGETS}
         finally:
             for process, _ in servers.values():
@@ -135,14 +168,21 @@ def main() -> None:
                                   "load_at_end": os.getloadavg()[0], "pages": {}}
     for page, by_target in rates.items():
         median = {name: statistics.median(values) for name, values in by_target.items()}
+        spent = {name: statistics.median(values) for name, values in cpu[page].items()}
         results["pages"][page] = {   # type: ignore[index]
             "req_s": {name: round(value) for name, value in median.items()},
             "runs": by_target,
             "ratio_to_no_goal": {name: round(median[name] / median["no-goal"], 3)
-                                 for name in ("sqlite", "redis")}}
+                                 for name in ("sqlite", "redis")},
+            "cpu_us_per_request": {name: round(value) for name, value in spent.items()},
+            "cpu_runs": {name: [round(v) for v in values] for name, values in cpu[page].items()},
+            "cpu_ratio_to_no_goal": {name: round(spent[name] / spent["no-goal"], 3)
+                                     for name in ("sqlite", "redis")}}
         print(f"{page}: no goal {median['no-goal']:,.0f} req/s; counting into SQLite "
               f"{median['sqlite'] / median['no-goal']:.3f}x, into Redis "
-              f"{median['redis'] / median['no-goal']:.3f}x")
+              f"{median['redis'] / median['no-goal']:.3f}x; CPU a request "
+              f"{spent['sqlite'] / spent['no-goal']:.3f}x and "
+              f"{spent['redis'] / spent['no-goal']:.3f}x")
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {args.out}")
 
