@@ -117,8 +117,10 @@ class Trainer:
         for spec in due:
             rows = await self.store.totals(spec.experiment)
             held = table.experiments.get(spec.experiment)
-            weights = bandit.experiment_weights(spec, rows, now=now,
-                                                version=1 if held is None else held.version + 1)
+            # numpy's draws (and its import, the first time) off the event loop
+            weights = await anyio.to_thread.run_sync(functools.partial(
+                bandit.experiment_weights, spec, rows, now=now,
+                version=1 if held is None else held.version + 1))
             table = table.with_experiment(spec.experiment, weights)
         version = await self.store.publish(bandit.TABLE_NAME, table.encode())
         self._weights = WeightsTable(version, table.experiments)

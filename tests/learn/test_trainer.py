@@ -5,9 +5,11 @@ Against a real SQLite file and a real redis-server."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -305,3 +307,23 @@ async def test_readers_follow_a_store_that_was_emptied(tmp_path: Path) -> None:
     finally:
         await store.close()
         server.stop()
+
+
+async def test_weights_are_worked_out_off_the_event_loop(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # numpy's draws (and its import, the first time) take a worker's event loop for tenths
+    # of a second: pages wait on nothing of it.
+    from edge_personalizer.learn import bandit
+
+    threads: list[threading.Thread] = []
+    work = bandit.experiment_weights
+
+    def watched(*args: Any, **kwargs: Any) -> bandit.ExperimentWeights:
+        threads.append(threading.current_thread())
+        return work(*args, **kwargs)
+
+    monkeypatch.setattr(bandit, "experiment_weights", watched)
+    await count(store, "mobile", {"control": (200, 10), "a": (200, 30), "b": (200, 5)})
+    assert await Trainer(store, specs=lambda: [SPEC], learn_interval=None,
+                         clock=Clock()).update_weights()
+    assert threads and threading.main_thread() not in threads
