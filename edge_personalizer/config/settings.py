@@ -190,7 +190,8 @@ class Settings:
                                              "is kept (unset: no consent mode)")
     data_dir: Path = option(Path("ep-data"), convert=to_path, section=_LEARN,
                             flag="--data-dir", metavar="DIR",
-                            help="where the embedded store keeps its file (ep.db)")
+                            help="where the embedded store keeps its file (ep.db), and "
+                                 "the rule files' parses")
     store_url: str | None = option(
         convert=to_optional_str, section=_LEARN, flag="--store", metavar="URL",
         help="where counts are kept: sqlite:///path/ep.db, or redis://host:6379/0 for "
