@@ -7,13 +7,14 @@ every value is kept with the values).
 An entry is the file's values and marks in `marshal` form (about a fifth of the time
 reading the YAML takes), signed with a key only the site has: marshal is not made to
 read bytes someone else wrote, so an entry whose signature does not hold is never given
-to it. An entry also names the Python that wrote it and the readers' code, so an
+to it. An entry also names the Python that wrote it, PyYAML and the readers' code, so an
 upgrade reads every file again. A file whose values marshal cannot hold (a date) or
 that has a mistake is not kept.
 
-Entries live in `<data_dir>/rule-cache/<rules directory>/`, one file each, written
-whole and then renamed (workers of one server share them); after a load, the entries
-of files no longer there are removed. A cache that cannot be written or read costs
+Entries live in `<data_dir>/rule-cache/<rules directory>-<code and key>/`, one file
+each, written whole and then renamed (workers of one server share them); after a load,
+the entries of files no longer there are removed. (The folders of earlier versions stay
+until removed by hand.) A cache that cannot be written or read costs
 nothing but the reading it would have saved.
 """
 
@@ -27,9 +28,12 @@ import logging
 import marshal
 import os
 import tempfile
+import time
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
+
+import yaml
 
 from . import loader, quick_yaml, yaml_line, yaml_scalars
 from .loader import RuleFile
@@ -39,16 +43,24 @@ __all__ = ["ParseCache"]
 logger = logging.getLogger(__name__)
 
 _SUFFIX = ".parse"
+_UNFINISHED = ".tmp"          # an entry being written
+_UNFINISHED_FOR = 600.0       # seconds after which one was cut off, and is removed
 _SIGNATURE = hashlib.sha256().digest_size
 
 
 @cache
-def _format() -> bytes:
-    """What an entry was written by: this Python (marshal's format goes with it) and the
-    code of the readers (what a file's values and marks are)."""
-    readers = hashlib.sha256()
-    for module in (loader, quick_yaml, yaml_line, yaml_scalars):
-        readers.update(Path(str(module.__file__)).read_bytes())
+def _format() -> bytes | None:
+    """What an entry was written by: this Python (marshal's format goes with it), PyYAML
+    and the code of the readers (what a file's values and marks are); None when the
+    readers' code cannot be read (a frozen build): then nothing is kept."""
+    readers = hashlib.sha256(yaml.__version__.encode())
+    try:
+        for module in (loader, quick_yaml, yaml_line, yaml_scalars):
+            readers.update(Path(str(module.__file__)).read_bytes())
+    except (OSError, TypeError) as exc:
+        logger.warning("rule files' parses are not kept: the readers' code cannot be read "
+                       "(%s)", exc)
+        return None
     return b"ep-parse/1 " + importlib.util.MAGIC_NUMBER + readers.digest()
 
 
@@ -56,13 +68,19 @@ class ParseCache:
     """Parsed rule files of one rules directory, by the digest of their bytes."""
 
     def __init__(self, data_dir: Path, rules_dir: Path, key: bytes) -> None:
-        name = hashlib.sha256(str(rules_dir.absolute()).encode()).hexdigest()[:16]
-        self.directory = data_dir / "rule-cache" / name
         self._key = hmac.new(key, b"edge-personalizer rule parse cache", "sha256").digest()
+        self._format = _format()
+        # One folder per rules directory, code version and key: servers of two versions
+        # (a rolling deploy), or staging and production, sharing a data dir keep apart.
+        name = hashlib.sha256(str(rules_dir.absolute()).encode()).hexdigest()[:16]
+        kind = hmac.new(self._key, self._format or b"", "sha256").hexdigest()[:8]
+        self.directory = data_dir / "rule-cache" / f"{name}-{kind}"
         self._failed = False   # writing failed once: said once, then tried quietly
 
     def get(self, path: Path, digest: bytes) -> RuleFile | None:
         """The parse of the file `path` whose bytes have `digest`, if kept and sound."""
+        if self._format is None:
+            return None
         try:
             entry = (self.directory / (digest.hex() + _SUFFIX)).read_bytes()
         except OSError:
@@ -80,6 +98,8 @@ class ParseCache:
 
     def put(self, digest: bytes, rule_file: RuleFile) -> None:
         """Keep a file's parse (one read without mistakes)."""
+        if self._format is None:
+            return
         try:
             body = marshal.dumps((dict(rule_file.sections), dict(rule_file.marks)))
         except ValueError:   # a value marshal cannot hold (a date): read again each time
@@ -95,22 +115,26 @@ class ParseCache:
             self._failed = True
 
     def keep_only(self, digests: set[bytes]) -> None:
-        """Remove the entries of files that are no longer there."""
+        """Remove the entries of files that are no longer there, and what writes cut off
+        (a process stopped while writing) left behind."""
         wanted = {digest.hex() + _SUFFIX for digest in digests}
+        stale = time.time() - _UNFINISHED_FOR
         with contextlib.suppress(OSError):
             for entry in self.directory.iterdir():
-                if entry.suffix == _SUFFIX and entry.name not in wanted:
+                if entry.suffix == _SUFFIX and entry.name not in wanted or \
+                        entry.suffix == _UNFINISHED and entry.stat().st_mtime < stale:
                     entry.unlink(missing_ok=True)
 
     def _sign(self, digest: bytes, body: bytes) -> bytes:
-        signer = hmac.new(self._key, _format(), "sha256")
+        signer = hmac.new(self._key, self._format, "sha256")
         signer.update(digest)
         signer.update(body)
         return signer.digest()
 
     @staticmethod
     def _write(target: Path, data: bytes) -> None:
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".",
+                                             suffix=_UNFINISHED)
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(data)

@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from edge_personalizer.rules import file_cache
+from edge_personalizer.rules import file_cache, parse_cache
 from edge_personalizer.rules.file_cache import Loaded, RuleCache
 from edge_personalizer.rules.loader import parse_rule_file
 from edge_personalizer.rules.parse_cache import ParseCache
@@ -104,6 +106,38 @@ def test_files_with_yaml_mistakes_or_dates_are_read_every_time(tmp_path: Path) -
         loaded = load(rules, data)
         assert loaded.read == 2 and loaded.errors
     assert entries(data) == []
+
+
+def test_sites_and_versions_sharing_a_data_dir_keep_their_parses_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules, data = demo_rules(tmp_path), tmp_path / "data"
+    count = load(rules, data).read
+    assert load(rules, data, key=b"staging's key").read == count
+    assert load(rules, data).read == load(rules, data, key=b"staging's key").read == 0
+    monkeypatch.setattr(parse_cache, "_format", lambda: b"another version of the readers")
+    assert load(rules, data).read == count
+    assert len({entry.parent for entry in entries(data)}) == 3
+
+
+def test_without_the_readers_code_to_name_them_no_parse_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules, data = demo_rules(tmp_path), tmp_path / "data"
+    monkeypatch.setattr(parse_cache, "_format", lambda: None)   # a frozen build
+    assert load(rules, data).read == load(rules, data).read > 0
+    assert entries(data) == []
+
+
+def test_what_a_write_cut_off_left_behind_is_removed(tmp_path: Path) -> None:
+    rules, data = demo_rules(tmp_path), tmp_path / "data"
+    load(rules, data)
+    (folder,) = {entry.parent for entry in entries(data)}
+    old, fresh = folder / ".cut-off.tmp", folder / ".being-written.tmp"
+    old.write_bytes(b"half an entry")
+    fresh.write_bytes(b"half an entry")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    (rules / "extra.yaml").write_text("slots: {extra: {}}\n")
+    load(rules, data)
+    assert not old.exists() and fresh.exists()
 
 
 def test_a_data_dir_that_cannot_be_written_costs_only_the_reading(
