@@ -68,6 +68,7 @@ class _Reading:
         self._handlers: Handlers | None = None
         self._lol: lolhtml.HTMLRewriter | None = None
         self.parsed = False   # whether lol-html was given any of the page
+        self._closed = False
         self._kept = KeptInput()
 
     def _built(self) -> Handlers:
@@ -78,6 +79,8 @@ class _Reading:
     @property
     def _rewriter(self) -> lolhtml.HTMLRewriter:
         if self._lol is None:
+            if self._closed:   # a page read after its end: the rest passes as it is
+                raise RuntimeError("the rewriter was closed")
             self._lol = lolhtml.HTMLRewriter(self._kept.output.extend)
             self._built().attach(self._lol)
             self.parsed = True
@@ -88,6 +91,7 @@ class _Reading:
         thread that made it, and a rewriter caught in a reference cycle would otherwise
         be freed by whichever thread the garbage collector happens to run on."""
         self._lol = None
+        self._closed = True
 
     @property
     def applied(self) -> int:

@@ -15,6 +15,7 @@ import pytest
 
 from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rewrite.html import Rewriter, csp_nonce, with_nonce
+from edge_personalizer.rewrite.recovery import RewriteAborted
 
 from ..corpora import CORPORA
 
@@ -140,3 +141,17 @@ def test_a_page_cut_off_lets_go_of_its_parser_when_closed() -> None:
         rewriter.close()                             # the visitor left before the page ended
         return rewriter
     assert _freed_on_another_thread(cut_off) == []
+
+
+def test_a_page_fed_after_its_rewriter_was_closed_is_never_half_rewritten() -> None:
+    # Closing is for a response that is over: bytes fed after it are not read by a fresh
+    # parser (which would miss the <body> and drop the injection without a word).
+    rewriter = Rewriter([Edit("#promo", "inner", "<b>new</b>")], body_end="<i>end</i>")
+    assert b"<b>new</b>" in rewriter.feed(b'<html><body><div id="promo">old</div>')
+    rewriter.close()
+    with pytest.raises(RewriteAborted):          # the connection is cut: honest
+        rewriter.feed(b"<p>more</p></body></html>")
+    untouched = Rewriter([Edit("#promo", "inner", "<b>new</b>")])
+    untouched.feed(b"<html><body><p>nothing edited yet")
+    untouched.close()
+    assert untouched.feed(b"</p></body></html>") == b"</p></body></html>"   # exactly
