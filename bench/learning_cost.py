@@ -12,7 +12,8 @@ each, started side by side in front of the kit's origin:
 - `redis`: the same, counting into a redis-server started here.
 
 Each round runs every target once per page, in a rotating order; the figure is the median
-of the rounds, and each counting target is given as a ratio to `no-goal` of the same run.
+of the rounds, and each counting target is given as a ratio to `no-goal` of the same run:
+the ratio of the medians, and the median of each round's own ratio (`paired_*`).
 Beside req/s, the CPU seconds each target's processes used in a run (its supervisor and
 workers, and redis-server's for the Redis target), a request: on this shared machine
 req/s moves by ±10% between runs of the same server, CPU a request less.
@@ -80,6 +81,11 @@ def wrk(url: str, seconds: int) -> tuple[float, int]:
     if match is None or answered is None:
         raise SystemExit(f"wrk printed no rate:\n{out}")
     return float(match.group(1)), int(answered.group(1))
+
+
+def paired(values: list[float], baseline: list[float]) -> float:
+    """The median of each round's ratio of `values` to `baseline`."""
+    return round(statistics.median(v / b for v, b in zip(values, baseline, strict=True)), 3)
 
 
 def cpu_seconds(*pids: int) -> float:
@@ -177,12 +183,21 @@ def main() -> None:
             "cpu_us_per_request": {name: round(value) for name, value in spent.items()},
             "cpu_runs": {name: [round(v) for v in values] for name, values in cpu[page].items()},
             "cpu_ratio_to_no_goal": {name: round(spent[name] / spent["no-goal"], 3)
-                                     for name in ("sqlite", "redis")}}
+                                     for name in ("sqlite", "redis")},
+            # each round's own ratio (the targets ran back to back), then their median:
+            # what moves the machine between rounds moves both sides of a ratio
+            "paired_ratio_to_no_goal": {name: paired(by_target[name], by_target["no-goal"])
+                                        for name in ("sqlite", "redis")},
+            "paired_cpu_ratio_to_no_goal": {
+                name: paired(cpu[page][name], cpu[page]["no-goal"])
+                for name in ("sqlite", "redis")}}
         print(f"{page}: no goal {median['no-goal']:,.0f} req/s; counting into SQLite "
               f"{median['sqlite'] / median['no-goal']:.3f}x, into Redis "
               f"{median['redis'] / median['no-goal']:.3f}x; CPU a request "
               f"{spent['sqlite'] / spent['no-goal']:.3f}x and "
-              f"{spent['redis'] / spent['no-goal']:.3f}x")
+              f"{spent['redis'] / spent['no-goal']:.3f}x; round by round (median) "
+              f"{paired(by_target['sqlite'], by_target['no-goal']):.3f}x and "
+              f"{paired(by_target['redis'], by_target['no-goal']):.3f}x")
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {args.out}")
 
