@@ -8,8 +8,8 @@ An entry is the file's values and marks in `marshal` form (about a fifth of the 
 reading the YAML takes), signed with a key only the site has: marshal is not made to
 read bytes someone else wrote, so an entry whose signature does not hold is never given
 to it. An entry also names the Python that wrote it, PyYAML and the readers' code, so an
-upgrade reads every file again. A file whose values marshal cannot hold (a date) or
-that has a mistake is not kept.
+upgrade reads every file again. Dates are kept as their text and read back; a file with a
+mistake is not kept.
 
 Entries live in `<data_dir>/rule-cache/<rules directory>-<code and key>/`, one file
 each, written whole and then renamed (workers of one server share them); after a load,
@@ -21,6 +21,7 @@ nothing but the reading it would have saved.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import hmac
 import importlib.util
@@ -32,11 +33,12 @@ import time
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import yaml
 
 from . import loader, quick_yaml, yaml_line, yaml_scalars
-from .loader import RuleFile
+from .loader import KeyPath, RuleFile
 
 __all__ = ["ParseCache"]
 
@@ -51,12 +53,13 @@ _SIGNATURE = hashlib.sha256().digest_size
 @cache
 def _format() -> bytes | None:
     """What an entry was written by: this Python (marshal's format goes with it), PyYAML
-    and the code of the readers (what a file's values and marks are); None when the
+    and the code of the readers and of this module (what an entry holds); None when the
     readers' code cannot be read (a frozen build): then nothing is kept."""
     readers = hashlib.sha256(yaml.__version__.encode())
     try:
-        for module in (loader, quick_yaml, yaml_line, yaml_scalars):
-            readers.update(Path(str(module.__file__)).read_bytes())
+        for source in (loader.__file__, quick_yaml.__file__, yaml_line.__file__,
+                       yaml_scalars.__file__, __file__):
+            readers.update(Path(str(source)).read_bytes())
     except (OSError, TypeError) as exc:
         logger.warning("rule files' parses are not kept: the readers' code cannot be read "
                        "(%s)", exc)
@@ -89,8 +92,9 @@ class ParseCache:
         if not hmac.compare_digest(signature, self._sign(digest, body)):
             return None
         try:
-            sections, marks = marshal.loads(body)
-        except (EOFError, ValueError, TypeError):
+            sections, marks, dated = marshal.loads(body)
+            _with_dates(sections, dated)
+        except (EOFError, ValueError, TypeError, LookupError):
             return None
         if not isinstance(sections, dict) or not isinstance(marks, dict):
             return None
@@ -100,9 +104,11 @@ class ParseCache:
         """Keep a file's parse (one read without mistakes)."""
         if self._format is None:
             return
+        dated: list[tuple[KeyPath, bool]] = []
+        sections = _without_dates(dict(rule_file.sections), (), dated)
         try:
-            body = marshal.dumps((dict(rule_file.sections), dict(rule_file.marks)))
-        except ValueError:   # a value marshal cannot hold (a date): read again each time
+            body = marshal.dumps((sections, dict(rule_file.marks), tuple(dated)))
+        except ValueError:   # a value marshal cannot hold (a date as a key): not kept
             return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -143,3 +149,26 @@ class ParseCache:
             Path(temporary).unlink(missing_ok=True)
             raise
 
+
+def _without_dates(value: Any, at: KeyPath, dated: list[tuple[KeyPath, bool]]) -> Any:
+    """`value` with each date (a schedule's `from: 2026-12-24`) as its ISO text, and where
+    each was (and whether it had a time) in `dated`: marshal holds no dates."""
+    if isinstance(value, dict):
+        return {key: _without_dates(item, (*at, key), dated) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_dates(item, (*at, index), dated) for index, item in enumerate(value)]
+    if isinstance(value, datetime.date):
+        dated.append((at, isinstance(value, datetime.datetime)))
+        return value.isoformat()
+    return value
+
+
+def _with_dates(sections: dict[str, Any], dated: tuple[tuple[KeyPath, bool], ...]) -> None:
+    """The dates `_without_dates` wrote as text, read back in place."""
+    for at, with_time in dated:
+        holder: Any = sections
+        for part in at[:-1]:
+            holder = holder[part]
+        text = holder[at[-1]]
+        holder[at[-1]] = (datetime.datetime.fromisoformat(text) if with_time
+                          else datetime.date.fromisoformat(text))

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import time
+from datetime import date, datetime
 from pathlib import Path
 
 import httpx
@@ -94,18 +95,27 @@ def test_an_entry_not_signed_with_the_sites_key_is_never_read(
     assert load(rules, data).read == count
 
 
-def test_files_with_yaml_mistakes_or_dates_are_read_every_time(tmp_path: Path) -> None:
+def test_dates_are_kept_and_files_with_yaml_mistakes_read_every_time(
+        tmp_path: Path) -> None:
     rules, data = tmp_path / "rules", tmp_path / "data"
     rules.mkdir()
     (rules / "bad.yaml").write_text("rules:\n  - name: a\n    when: {geo.country: GB\n")
-    (rules / "dated.yaml").write_text("slots: {hero: {}}\nrules:\n  - name: d\n"
-                                      "    schedule: {from: 2026-12-24}\n    then: {hero: x}\n")
-    text = (rules / "dated.yaml").read_text()
-    assert parse_rule_file(rules / "dated.yaml", text)[0].sections   # a date value in it
-    for _ in range(2):
-        loaded = load(rules, data)
-        assert loaded.read == 2 and loaded.errors
-    assert entries(data) == []
+    (rules / "dated.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - name: d\n    schedule: {from: 2026-12-24, "
+        "until: '2026-12-31'}\n    then: {hero: x}\n"
+        "  - name: t\n    schedule: {from: 2026-12-24T08:00:00+01:00}\n"
+        "    then: {hero: y}\n")
+    fresh, _ = parse_rule_file(rules / "dated.yaml", (rules / "dated.yaml").read_text())
+    schedules = [rule["schedule"] for rule in fresh.sections["rules"]]
+    assert isinstance(schedules[0]["from"], date) and isinstance(schedules[1]["from"], datetime)
+    assert [load(rules, data).read for _ in range(2)] == [2, 1]   # the mistake, again
+    kept = ParseCache(data, rules, KEY).get(rules / "dated.yaml", hashlib.sha256(
+        (rules / "dated.yaml").read_bytes()).digest())
+    assert kept is not None and kept.sections == fresh.sections
+    assert [type(rule["schedule"]["from"]) for rule in kept.sections["rules"]] == \
+        [date, datetime]
+    assert kept.marks == fresh.marks
+    assert len(entries(data)) == 1
 
 
 def test_sites_and_versions_sharing_a_data_dir_keep_their_parses_apart(
