@@ -13,8 +13,8 @@ mistake is not kept.
 
 Entries live in `<data_dir>/rule-cache/<rules directory>-<code and key>/`, one file
 each, written whole and then renamed (workers of one server share them); after a load,
-the entries of files no longer there are removed. (The folders of earlier versions stay
-until removed by hand.) A cache that cannot be written or read costs
+the entries of files no longer there are removed, and the folders of other versions and
+keys once no one wrote to them for a day. A cache that cannot be written or read costs
 nothing but the reading it would have saved.
 """
 
@@ -28,6 +28,7 @@ import importlib.util
 import logging
 import marshal
 import os
+import shutil
 import tempfile
 import time
 from functools import cache
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 _SUFFIX = ".parse"
 _UNFINISHED = ".tmp"          # an entry being written
 _UNFINISHED_FOR = 600.0       # seconds after which one was cut off, and is removed
+_UNUSED_FOR = 86_400.0        # seconds after which another version's folder is removed
 _SIGNATURE = hashlib.sha256().digest_size
 
 
@@ -78,6 +80,7 @@ class ParseCache:
         name = hashlib.sha256(str(rules_dir.absolute()).encode()).hexdigest()[:16]
         kind = hmac.new(self._key, self._format or b"", "sha256").hexdigest()[:8]
         self.directory = data_dir / "rule-cache" / f"{name}-{kind}"
+        self._earlier = f"{name}-"   # the folders of this rules directory's other versions
         self._failed = False   # writing failed once: said once, then tried quietly
 
     def get(self, path: Path, digest: bytes) -> RuleFile | None:
@@ -121,15 +124,23 @@ class ParseCache:
             self._failed = True
 
     def keep_only(self, digests: set[bytes]) -> None:
-        """Remove the entries of files that are no longer there, and what writes cut off
-        (a process stopped while writing) left behind."""
+        """Remove the entries of files that are no longer there, what writes cut off (a
+        process stopped while writing) left behind, and the folders this rules directory
+        had under other versions or keys that no one wrote to for a day (a server without
+        configured profile keys has a new key at each start)."""
         wanted = {digest.hex() + _SUFFIX for digest in digests}
-        stale = time.time() - _UNFINISHED_FOR
+        now = time.time()
         with contextlib.suppress(OSError):
             for entry in self.directory.iterdir():
                 if entry.suffix == _SUFFIX and entry.name not in wanted or \
-                        entry.suffix == _UNFINISHED and entry.stat().st_mtime < stale:
+                        entry.suffix == _UNFINISHED and \
+                        entry.stat().st_mtime < now - _UNFINISHED_FOR:
                     entry.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            for folder in self.directory.parent.iterdir():
+                if folder.name.startswith(self._earlier) and folder != self.directory \
+                        and folder.stat().st_mtime < now - _UNUSED_FOR:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def _sign(self, digest: bytes, body: bytes) -> bytes:
         signer = hmac.new(self._key, self._format, "sha256")

@@ -129,6 +129,21 @@ def test_sites_and_versions_sharing_a_data_dir_keep_their_parses_apart(
     assert len({entry.parent for entry in entries(data)}) == 3
 
 
+def test_folders_of_other_versions_are_removed_once_unused_for_a_day(tmp_path: Path) -> None:
+    rules, data = demo_rules(tmp_path), tmp_path / "data"
+    load(rules, data, key=b"yesterday's random key")
+    load(rules, data, key=b"this morning's random key")
+    (old, recent) = sorted({entry.parent for entry in entries(data)},
+                           key=lambda folder: folder.name)
+    day_ago = time.time() - 2 * 86_400
+    os.utime(old, (day_ago, day_ago))
+    other_site = data / "rule-cache" / "0123456789abcdef-01234567"
+    other_site.mkdir()
+    os.utime(other_site, (day_ago, day_ago))
+    load(rules, data)
+    assert not old.exists() and recent.exists() and other_site.exists()
+
+
 def test_without_the_readers_code_to_name_them_no_parse_is_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rules, data = demo_rules(tmp_path), tmp_path / "data"
