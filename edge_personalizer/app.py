@@ -43,6 +43,7 @@ from .proxy import OriginProxy
 from .proxy.client_ip import ClientAddressMiddleware, TrustedProxies
 from .rewrite.first_bytes import FirstBytesMemo
 from .rules.book import RuleBook
+from .rules.file_cache import RuleCache
 from .rules.parse_cache import ParseCache
 from .rules.preview import PreviewSigner
 
@@ -59,7 +60,8 @@ class EdgeApp:
     """
 
     def __init__(self, settings: Settings, *, site: ASGIApp | None = None,
-                 clock: Callable[[], float] = time.time, learn_slots: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, learn_slots: bool = True,
+                 compiled: RuleCache | None = None) -> None:
         self.settings = settings
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
@@ -67,7 +69,7 @@ class EdgeApp:
         keys = profile_keys(settings)
         self.rules = (RuleBook(settings.rules_dir, on_reload=self._reloaded,
                                parses=ParseCache(settings.data_dir, settings.rules_dir, keys[0])
-                               if settings.profile_keys else None)
+                               if settings.profile_keys else None, compiled=compiled)
                       if settings.rules_dir else None)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
@@ -186,7 +188,8 @@ class EdgeApp:
                         self.settings.origin_url if self.proxy else "the application",
                         f"{self.settings.rules_dir} (version {self.rules.current.version}; "
                         f"{len(self.rules.current.rules)} rules in "
-                        f"{self.rules.current.file_count} files, {self.rules.files_read} read)"
+                        f"{self.rules.current.file_count} files, {self.rules.files_read} read, "
+                        f"{self.rules.files_compiled} compiled)"
                         if self.rules else "none",
                         self.geo.info.database_type if self.geo else "none")
             # The User-Agent parser and bot catalogue are built here, in the serving
@@ -268,8 +271,9 @@ def open_classifier(settings: Settings) -> Classifier:
     return classifier
 
 
-def create_app(settings: Settings, *, site: ASGIApp | None = None) -> EdgeApp:
+def create_app(settings: Settings, *, site: ASGIApp | None = None,
+               compiled: RuleCache | None = None) -> EdgeApp:
     """Build the product's ASGI app, in front of the configured origin or of `site` (an
     ASGI app: personalization inside a Python site); raises our errors for bad rules or
-    geo database."""
-    return EdgeApp(settings, site=site)
+    geo database. `compiled`: the rules as the server's own check compiled them."""
+    return EdgeApp(settings, site=site, compiled=compiled)

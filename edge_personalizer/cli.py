@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import logging
+import multiprocessing
 import os
 import secrets
 import sys
@@ -36,6 +37,7 @@ from .rules.preview import PreviewSigner
 if TYPE_CHECKING:
     from .http.server import ServerOptions
     from .learn.bandit import WeightsTable
+    from .rules.file_cache import RuleCache
 
 # Worker processes receive the resolved settings (as JSON) through this variable.
 WORKER_SETTINGS_ENV = "EDGE_PERSONALIZER_WORKER_SETTINGS"
@@ -174,11 +176,16 @@ def serve_settings(settings: Settings) -> None:
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     settings = with_one_profile_key(settings)
-    create_app(settings)
+    checked = create_app(settings)
     os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
+    build = None
+    if checked.rules is not None and multiprocessing.get_start_method() == "fork":
+        # Forked workers start from the rules compiled for the check (each compiles only
+        # what changed since); spawned ones (another start method) build their own.
+        build = functools.partial(worker_app, compiled=checked.rules.compiled)
     serve("edge_personalizer.cli:worker_app", server_options(settings),
           setup_logging=functools.partial(configure_logging, fmt=settings.log_format,
-                                          level=settings.log_level))
+                                          level=settings.log_level), build=build)
 
 
 def with_one_profile_key(settings: Settings) -> Settings:
@@ -388,11 +395,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def worker_app() -> Any:
-    """Factory each worker process calls: the app, from the settings the server handed over."""
+def worker_app(compiled: RuleCache | None = None) -> Any:
+    """Factory each worker process calls: the app, from the settings the server handed over
+    (and, in a forked worker, the rules its server compiled)."""
     from .app import create_app
     from .observability.logs import configure_logging
 
     settings = Settings.from_json(os.environ[WORKER_SETTINGS_ENV])
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    return create_app(settings)
+    return create_app(settings, compiled=compiled)

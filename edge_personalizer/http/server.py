@@ -9,6 +9,7 @@ caller prepared. Nothing of the domain is imported here.
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib
 import logging
 import math
@@ -93,12 +94,14 @@ def _logging_config() -> dict[str, Any]:
 
 
 def serve(factory: str, options: ServerOptions, *,
-          setup_logging: Callable[[], None] | None = None) -> None:
+          setup_logging: Callable[[], None] | None = None,
+          build: Callable[[], Any] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; SIGHUP is passed on to every worker.
 
     granian sets up logging its own way (closing the handlers there were) when the server
     is made: `setup_logging` then puts the caller's back in this process; each worker's
-    factory does its own.
+    factory does its own. With `build`, each worker calls it instead of the factory (a
+    forked worker: it may use what this process made before).
     """
     server = granian_server(factory, options)
     if setup_logging is not None:
@@ -106,7 +109,8 @@ def serve(factory: str, options: ServerOptions, *,
     # Lines a handler still holds when a worker is forked would be written by both.
     os.register_at_fork(before=_flush_logs)
     server.on_startup(_pass_hangups_to_workers)
-    server.serve(target_loader=load_in_worker)
+    server.serve(target_loader=load_in_worker if build is None
+                 else functools.partial(load_in_worker, build=build))
 
 
 def _flush_logs() -> None:
@@ -114,11 +118,13 @@ def _flush_logs() -> None:
         handler.flush()
 
 
-def load_in_worker(factory: str) -> Any:
-    """Runs in each worker process: build the app (its factory sets up logging), then
-    tune the allocator."""
-    module, _, name = factory.partition(":")
-    app = getattr(importlib.import_module(module), name)()
+def load_in_worker(factory: str, build: Callable[[], Any] | None = None) -> Any:
+    """Runs in each worker process: build the app (its factory, or `build`, sets up
+    logging), then tune the allocator."""
+    if build is None:
+        module, _, name = factory.partition(":")
+        build = getattr(importlib.import_module(module), name)
+    app = build()
     tune_allocator()
     return app
 

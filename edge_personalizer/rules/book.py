@@ -81,11 +81,12 @@ class RuleBook:
 
     def __init__(self, directory: Path, *,
                  on_reload: Callable[[bool], None] | None = None,
-                 parses: ParseCache | None = None) -> None:
+                 parses: ParseCache | None = None, compiled: RuleCache | None = None) -> None:
         self.directory = directory
         # What the last load made of each file: a reload compiles only what changed (and
         # with `parses`, reads from disk only what changed since any worker last read it).
-        self._cache = RuleCache(directory, parses=parses)
+        # `compiled`: another book's, as a forked worker inherits its server's.
+        self._cache = compiled or RuleCache(directory, parses=parses)
         # The watcher's thread, SIGHUP and the admin reload may reload at once: one at a
         # time, so an older load can never be swapped in over a newer one.
         self._reloading = threading.Lock()
@@ -93,6 +94,7 @@ class RuleBook:
         self._last_look = self._fingerprint
         self._holding: frozenset[Path] = frozenset()   # files whose sections held something
         self.files_read = 0   # by the last load: files whose YAML it read (see ParseCache)
+        self.files_compiled = 0   # ... and files whose rules it compiled
         self.current: RuleSet = self._load()
         self.last_error: str | None = None
         self._on_reload = on_reload
@@ -108,6 +110,7 @@ class RuleBook:
             raise RuleSetInvalid(errors)
         self._holding = loaded.holding
         self.files_read = loaded.read
+        self.files_compiled = loaded.compiled
         return loaded.ruleset
 
     def reload(self) -> bool:
@@ -129,13 +132,19 @@ class RuleBook:
             return False
         self.last_error = None
         if fresh.version != self.current.version:
-            logger.info("rules reloaded: version %s -> %s (%d rules in %d files, %d read)",
-                        self.current.version, fresh.version, len(fresh.rules), fresh.file_count,
-                        self.files_read)
+            logger.info("rules reloaded: version %s -> %s (%d rules in %d files, %d read, "
+                        "%d compiled)", self.current.version, fresh.version, len(fresh.rules),
+                        fresh.file_count, self.files_read, self.files_compiled)
             self.current = fresh   # one reference swap: a request sees the old set or the new
         if self._on_reload:
             self._on_reload(True)
         return True
+
+    @property
+    def compiled(self) -> RuleCache:
+        """What the loads so far made of each file: a worker forked from this process
+        starts from it (RuleBook's `compiled`) instead of compiling every file again."""
+        return self._cache
 
     def changed_on_disk(self) -> bool:
         return _fingerprint(self.directory) != self._fingerprint

@@ -49,6 +49,7 @@ class Loaded:
     empty: tuple[Path, ...]          # files with nothing written in them
     holding: frozenset[Path]         # files whose sections hold something
     read: int = 0                    # files whose YAML was read (the others' parses kept)
+    compiled: int = 0                # files whose rules were compiled (the others' reused)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class RuleCache:
         self._last: tuple[Loaded, Mapping[str, tuple[str, str] | str]] | None = None
         self._lock = threading.Lock()   # the watcher and SIGHUP may reload at once
         self._read = 0   # files whose YAML the load under way read
+        self._compiled = 0   # files whose rules it compiled
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -86,9 +88,9 @@ class RuleCache:
     def _load(self) -> Loaded:
         sources = read_sources(self.directory)
         if self._last is not None and self._unchanged(sources, self._last[1]):
-            return self._last[0]
+            return replace(self._last[0], read=0, compiled=0)
         loaded_at = time.time()
-        self._read = 0
+        self._read = self._compiled = 0
         errors: list[RuleError] = []
         entries: dict[Path, _Entry] = {}
         texts: dict[Path, str] = {}
@@ -121,6 +123,7 @@ class RuleCache:
             if rules is None or entry.read != read or not _same_fragments(ctx, rules):
                 rule_file = parsed.get(path) or self._parse(path, texts[path], entry.digest)[0]
                 rules = compile_file_rules(ctx, rule_file)
+                self._compiled += 1
                 entries[path] = replace(entry, rules=rules, read=read)
             files.append(rules)
         ruleset, compile_errors = build_ruleset(ctx, declared, files, file_count=len(entries))
@@ -128,7 +131,7 @@ class RuleCache:
         loaded = Loaded(ruleset, [*errors, *compile_errors],
                         tuple(path for path, e in entries.items() if e.is_empty),
                         frozenset(path for path, e in entries.items() if e.holding),
-                        self._read)
+                        self._read, self._compiled)
         self._last = loaded, MappingProxyType(ctx.fragments)
         if self._parses is not None:
             self._parses.keep_only({entry.digest for entry in entries.values()})
