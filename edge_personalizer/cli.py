@@ -176,13 +176,16 @@ def serve_settings(settings: Settings) -> None:
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     settings = with_one_profile_key(settings)
-    checked = create_app(settings)
+    rules = create_app(settings).rules
+    # Of the app built to check, only what its rule book compiled stays (not the app).
+    compiled = rules.compiled if rules is not None else None
+    del rules
     os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
     build = None
-    if checked.rules is not None and multiprocessing.get_start_method() == "fork":
+    if compiled is not None and multiprocessing.get_start_method() == "fork":
         # Forked workers start from the rules compiled for the check (each compiles only
         # what changed since); spawned ones (another start method) build their own.
-        build = functools.partial(worker_app, compiled=checked.rules.compiled)
+        build = functools.partial(worker_app, compiled=compiled)
     serve("edge_personalizer.cli:worker_app", server_options(settings),
           setup_logging=functools.partial(configure_logging, fmt=settings.log_format,
                                           level=settings.log_level), build=build)
