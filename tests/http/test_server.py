@@ -482,6 +482,12 @@ def test_a_client_that_does_not_read_holds_the_app_back(site: Server) -> None:
 
 def test_lifespan_starts_and_stops_the_app_in_every_worker(server_logs: Path) -> None:
     server = start_site(server_logs, workers=2)
+    # The server answers once one worker is up: stop it only when both have started (a
+    # worker still starting when the server is told to stop may be killed instead).
+    deadline = time.monotonic() + 20
+    while len(re.findall(r"lifespan startup in \d+", server.log())) < 2:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
     pids = worker_pids(server)
     server.stop()
     log = server.log()
