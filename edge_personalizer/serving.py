@@ -1,0 +1,86 @@
+"""Serving under granian: the app is built once first, so bad settings, rules or databases
+fail before the port is bound; then every worker builds its own from the same settings
+(handed over in WORKER_SETTINGS_ENV) and, when forked, from the rules compiled for that
+check."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import multiprocessing
+import os
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from .config import Secret, Settings
+
+if TYPE_CHECKING:
+    from .http.server import ServerOptions
+    from .rules.file_cache import RuleCache
+
+__all__ = ["serve_settings", "worker_app"]
+
+# Worker processes receive the resolved settings (as JSON) through this variable.
+WORKER_SETTINGS_ENV = "EDGE_PERSONALIZER_WORKER_SETTINGS"
+
+
+def serve_settings(settings: Settings) -> None:
+    """Serve under granian until interrupted. The app is built here first, so bad settings,
+    rules or databases fail before the port is bound; then every worker builds its own from
+    the same settings, handed over in WORKER_SETTINGS_ENV."""
+    from .app import create_app
+    from .http.server import serve
+    from .observability.logs import configure_logging
+
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    settings = with_one_profile_key(settings)
+    rules = create_app(settings).rules
+    # Of the app built to check, only what its rule book compiled stays (not the app).
+    compiled = rules.compiled if rules is not None else None
+    del rules
+    os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
+    build = None
+    if compiled is not None and multiprocessing.get_start_method() == "fork":
+        # Forked workers start from the rules compiled for the check (each compiles only
+        # what changed since); spawned ones (another start method) build their own.
+        build = functools.partial(worker_app, compiled=compiled)
+    serve("edge_personalizer.serving:worker_app", server_options(settings),
+          setup_logging=functools.partial(configure_logging, fmt=settings.log_format,
+                                          level=settings.log_level), build=build)
+
+
+def with_one_profile_key(settings: Settings) -> Settings:
+    """Without configured profile keys, one random key for all the workers of this server
+    (a worker replaced later gets it too), so that each reads the cookies the others sign."""
+    if settings.profile_keys:
+        return settings
+    logging.getLogger(__name__).warning(
+        "no profile_keys configured (EP_PROFILE_KEYS): this server's workers sign profile "
+        "cookies with one random key made at startup; the cookies will not survive a "
+        "restart, and several instances serving one site need one shared key (set the same "
+        "EP_PROFILE_KEYS on each)")
+    return dataclasses.replace(settings, profile_keys=(Secret(secrets.token_urlsafe(32)),))
+
+
+def server_options(settings: Settings) -> ServerOptions:
+    from .http.server import ServerOptions
+
+    return ServerOptions(
+        host=settings.host, port=settings.port, workers=settings.workers,
+        keep_alive_timeout=settings.keep_alive_timeout,
+        # The app answers 431 or 414 to heads past max_header_bytes; the server refuses
+        # those past twice that before they are held whole.
+        max_head_bytes=2 * settings.max_header_bytes + 4096,
+        log_level=settings.log_level)
+
+
+def worker_app(compiled: RuleCache | None = None) -> Any:
+    """Factory each worker process calls: the app, from the settings the server handed over
+    (and, in a forked worker, the rules its server compiled)."""
+    from .app import create_app
+    from .observability.logs import configure_logging
+
+    settings = Settings.from_json(os.environ[WORKER_SETTINGS_ENV])
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    return create_app(settings, compiled=compiled)
