@@ -20,7 +20,7 @@ from ..proxy.client_ip import TrustedProxies, client_address
 from ..rules.allocation import Allocations
 from ..rules.book import RuleBook
 from ..rules.evaluator import DecisionMemo, decide
-from ..rules.model import NO_DECISION, Decision, SlotChoice
+from ..rules.model import NO_DECISION, Decision, RuleSet, SlotChoice
 from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .exchange import Exchange, NoObserver, Observer
 from .segments import SEGMENT_HEADER, SegmentBook
@@ -45,6 +45,9 @@ class CookiePolicy:
 
     secure: bool = True
     max_age_days: float = 395.0
+
+
+_NO_RULES = RuleSet.empty()   # what a personalizer without a rule book reads goals from
 
 
 class Personalizer:
@@ -222,14 +225,12 @@ class Personalizer:
         without the origin's goal headers (the visitor never sees them)."""
         if self.learning is None:
             return [h for h in headers if h[0].lower() != GOAL_HEADER]
-        ruleset = self.rules.current if self.rules is not None else None
-        goals = ruleset.goals if ruleset is not None else {}
-        if not goals and not any(name.lower() == GOAL_HEADER for name, _ in headers):
+        ruleset = self.rules.current if self.rules is not None else _NO_RULES
+        if not ruleset.goals and not any(name.lower() == GOAL_HEADER for name, _ in headers):
             return headers
         visitor = exchange.visitor
         exchange.conversions, kept = self.learning.goals.reached(
-            goals, visitor, status, headers,
-            ruleset.goals_within_reach(visitor) if ruleset is not None else None)
+            ruleset.goals, visitor, status, headers, ruleset.goals_within_reach(visitor))
         return kept
 
     def redirect_target(self, exchange: Exchange, scope: Scope) -> str | None:
