@@ -31,7 +31,6 @@ import os
 import shutil
 import tempfile
 import time
-from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -52,7 +51,6 @@ _UNUSED_FOR = 86_400.0        # seconds after which another version's folder is 
 _SIGNATURE = hashlib.sha256().digest_size
 
 
-@cache
 def _format() -> bytes | None:
     """What an entry was written by: this Python (marshal's format goes with it), PyYAML
     and the code of the readers and of this module (what an entry holds); None when the
