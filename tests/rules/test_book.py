@@ -45,6 +45,21 @@ def test_invalid_reload_keeps_the_last_good_set(tmp_path: Path) -> None:
     assert outcomes == [False, True]
 
 
+def test_a_rule_showing_a_hidden_fragment_keeps_the_last_good_set(tmp_path: Path) -> None:
+    # An edit to a hidden file changes neither the rules' version nor what is served, so
+    # a rule that would show one is refused and what served before goes on serving.
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    good = book.current
+    (tmp_path / ".drafts").mkdir()
+    (tmp_path / ".drafts" / "hero.html").write_text("<b>draft</b>")
+    write_rules(tmp_path, "a", extra="  - name: b\n    then: {hero: .drafts/hero.html}\n")
+    assert book.reload() is False
+    assert book.current is good
+    assert book.last_error is not None and "rules.yaml:7:18" in book.last_error
+    assert "'.drafts/hero.html' is hidden" in book.last_error
+
+
 def test_an_older_load_is_never_swapped_in_over_a_newer_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The watcher's thread reads version "a, b" and is slow to compile it; meanwhile the

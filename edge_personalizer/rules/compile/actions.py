@@ -109,6 +109,12 @@ def _read_fragment(directory: Path, path_text: str) -> str:
         path = (directory / path_text).resolve()
         if directory not in path.parents:
             raise Invalid(f"fragment {path_text!r} is outside the rules directory", ())
+        if any(part.startswith(".") for part in path.relative_to(directory).parts):
+            # The rules' version and reloads leave hidden files and folders (.git, an
+            # editor's swap files) out: an edit to a fragment there would never be served.
+            raise Invalid(f"fragment {path_text!r} is hidden (a name starting with '.'), and "
+                          "the rules directory leaves hidden files and folders out, so its "
+                          "edits would never show; move it to a folder of its own", ())
         if not path.is_file():
             raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", ())
         return path.read_text(encoding="utf-8")

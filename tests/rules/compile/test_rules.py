@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edge_personalizer.rules.book import check_rules
 
 
@@ -37,6 +39,19 @@ def test_fragments_outside_the_directory_are_refused(tmp_path: Path) -> None:
                                   "../secret.html}}\n")
     _, errors = check_rules(rules)
     assert "outside the rules directory" in errors[0].reason
+
+
+@pytest.mark.parametrize("fragment", [".shared/hero.html", "fragments/.hero.html"])
+def test_hidden_fragments_are_refused(tmp_path: Path, fragment: str) -> None:
+    # Hidden files are left out of the rules' version, so a reload would never show their
+    # edits: they are refused at the rule's line instead.
+    (tmp_path / fragment).parent.mkdir(parents=True)
+    (tmp_path / fragment).write_text("<b>one</b>")
+    (tmp_path / "r.yaml").write_text("slots: {hero: {}}\nrules:\n  - name: x\n"
+                                     f"    then: {{hero: {fragment}}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split(": ", 1)[1].split(" (")[0]) for e in errors] == [
+        (4, f"fragment {fragment!r} is hidden")]
 
 
 def test_rank_is_priority_then_file_then_position(tmp_path: Path) -> None:
