@@ -56,11 +56,15 @@ def load_rules(directory: Path) -> RuleSet:
 
 
 def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
-    """Names, sizes and modification times of everything under the directory: cheap to
-    take every second, and any edit changes it."""
+    """Names, sizes and modification times of everything the rules may read (hidden files
+    and folders, such as a checkout's .git, are no part of them): cheap to take every
+    second, and any edit changes it."""
     out = []
-    for root, _dirs, files in os.walk(directory):
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
         for name in files:
+            if name.startswith("."):
+                continue
             path = os.path.join(root, name)
             try:
                 stat = os.stat(path)

@@ -102,6 +102,20 @@ def test_changes_on_disk_are_noticed(tmp_path: Path) -> None:
     assert not book.changed_on_disk()
 
 
+def test_hidden_files_and_folders_are_not_watched(tmp_path: Path) -> None:
+    # A rules directory that is a checkout: fetching into .git, or an editor's swap file,
+    # is no edit of the rules (and a big .git is not walked every second).
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "objects" / "ab12").write_bytes(b"x")
+    (tmp_path / ".rules.yaml.swp").write_bytes(b"x")
+    assert not book.changed_on_disk()
+    (tmp_path / "fragments").mkdir()
+    (tmp_path / "fragments" / "hero.html").write_text("<b>new</b>")
+    assert book.changed_on_disk()
+
+
 def test_invalid_rules_at_startup_fail_fast(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("rules: {\n")
     with pytest.raises(RuleError, match="bad.yaml"):
