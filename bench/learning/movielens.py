@@ -29,7 +29,12 @@ validation picks. It also says how far a table keyed like the product's could go
 built by `build_model` from the validation views themselves, with no smoothing and no
 support threshold, overall and on the views of pairs with at least 2,000 counted views (most
 of them: there the product's model already names what those very views would have it name,
-so what is left to gain lies in the rarer pairs).
+so what is left to gain lies in the rarer pairs). And whether a finer key would help: the pair
+plus the strongest genre of the visitor's latest view beyond the pair (`latest_beyond`), a
+table per such key with enough views, drawn towards the pair's own views and falling back to
+the product's model; counted exactly (from the profile before each view, which the request
+path does not have) and as the request path could count it (from the profile after the view,
+where the view's own genres hide whether the view before showed them too). Validation only.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +61,13 @@ from edge_personalizer.classify.profile import (  # noqa: E402
 from edge_personalizer.classify.profile_codec import ProfileCodec  # noqa: E402
 from edge_personalizer.classify.visitor import DIRECT  # noqa: E402
 from edge_personalizer.learn.affinity import (  # noqa: E402
+    AffinityModel,
     Predictions,
     affinity_counts,
     build_model,
     key_of,
     strongest,
+    strongest_before,
 )
 from edge_personalizer.learn.attribution import Learning  # noqa: E402
 from edge_personalizer.learn.counters import Accumulator  # noqa: E402
@@ -119,7 +126,8 @@ class Viewers:
 
 
 Scored = list[tuple[int, tuple[str, ...], frozenset[str]]]   # user, top two, genres beyond
-Seen = list[tuple[int, int, tuple[str, ...], tuple[str, ...], Profile]]
+# user, time, genres, strongest two before the view, profile before it and after it
+Seen = list[tuple[int, int, tuple[str, ...], tuple[str, ...], Profile, Profile]]
 GRID = [{"min_support": support, "pair_prior": prior, "together": together,
          "even_backoff": even}
         for support in (5, 20, 50) for prior in (0.0, 20.0, 100.0, 400.0)
@@ -130,10 +138,10 @@ def run() -> dict[str, Any]:
     started = time.perf_counter()
     all_views = views()
     viewers = Viewers({g for _, _, genres in all_views for g in genres})
-    seen: Seen = []   # each view with its viewer's strongest two before it, profile after
+    seen: Seen = []
     for user, at, genres in all_views:
         before, after = viewers.view(user, at, genres)
-        seen.append((user, at, genres, strongest(before.scores, HALF_LIFE_DAYS), after))
+        seen.append((user, at, genres, strongest(before.scores, HALF_LIFE_DAYS), before, after))
     cutoff = all_views[int(len(all_views) * TRAIN_SHARE)][1]
     training = [v for v in seen if v[1] < cutoff]
     validation_cutoff = training[int(len(training) * TRAIN_SHARE)][1]
@@ -164,7 +172,9 @@ def run() -> dict[str, Any]:
                  "cutoff_time": cutoff, "validation_cutoff_time": validation_cutoff},
         "validation": {"grid": validation, "chosen": chosen, "product_defaults": defaults,
                        "defaults_are_chosen": chosen == defaults,
-                       "ceiling": ceiling(validation_counts, validation_views, chosen)},
+                       "ceiling": ceiling(validation_counts, validation_views, chosen),
+                       "sequence": sequence(seen, validation_cutoff, cutoff,
+                                            build_model(validation_counts, **chosen))},
         "model": {"pairs": len(model.pairs), "singles": len(model.singles),
                   "bytes": len(model.encode()), **defaults, "top": model.top},
         "methods": {name: hit_rates(test, predict) for name, predict in methods.items()},
@@ -177,7 +187,7 @@ def counted(seen: Seen, until: int) -> dict[tuple[str, ...], dict[str, float]]:
     path's own code (from the profile after each view, on the view's day)."""
     clock = [0.0]
     learning = Learning(Accumulator(max_keys=1_000_000, clock=lambda: clock[0]))
-    for _, at, genres, _, after in seen:
+    for _, at, genres, _, _, after in seen:
         if at < until:
             clock[0] = at
             learning.viewed(after, genres, learning_rate=LEARNING_RATE)
@@ -189,7 +199,7 @@ def counted(seen: Seen, until: int) -> dict[tuple[str, ...], dict[str, float]]:
 def scored(seen: Seen, since: int, until: int | None) -> Scored:
     """The views from `since` (to `until`) showing a genre beyond the viewer's top two."""
     out = []
-    for user, at, genres, top, _ in seen:
+    for user, at, genres, top, _, _ in seen:
         if at >= since and (until is None or at < until):
             target = frozenset(genres) - set(top)
             if target:
@@ -232,6 +242,72 @@ def ceiling(counts: dict[tuple[str, ...], dict[str, float]], views: Scored,
                                "fit_on_these_views": point_hit_rates(well, fit.predict)},
             "rarer": {"model": point_hit_rates(rest, model.predict),
                       "fit_on_these_views": point_hit_rates(rest, fit.predict)}}
+
+
+SEQUENCE_GRID = [(support, prior) for support in (20, 100) for prior in (200.0, 800.0, 3200.0)]
+
+
+def latest_beyond(scores: Mapping[str, tuple[float, int]], top: tuple[str, ...]) -> str:
+    """The strongest of the genres the profile learned last (the latest `when`: a view of
+    several genres sets them all) beyond `top`; "" when that view showed none beyond it."""
+    if not scores:
+        return ""
+    latest = max(at for _, at in scores.values())
+    beyond = [g for g, (_, at) in scores.items() if at == latest and g not in top]
+    return max(beyond, key=lambda g: (scores[g][0], g)) if beyond else ""
+
+
+def sequence(seen: Seen, since: int, until: int, model: AffinityModel) -> dict[str, Any]:
+    """Validation hit rates of the pair + latest genre key (`latest_beyond`) for each minimum
+    support and prior (views' worth of the pair's own views) of SEQUENCE_GRID, with `model`
+    (built from the views before `since`) for visitors whose key has too few views, counted
+    exactly and as the request path could count it."""
+    views = [(top, frozenset(genres) - set(top), latest_beyond(before.scores, top))
+             for _, at, genres, top, before, _ in seen
+             if since <= at < until and frozenset(genres) - set(top)]
+
+    def hit_rates_with(table: Mapping[tuple[str, str], Predictions]) -> dict[str, float]:
+        hits1 = hits3 = 0
+        for top, target, latest in views:
+            names = [n for n, _ in table.get((key_of(top), latest)) or model.predict(top)]
+            hits1 += bool(names) and names[0] in target
+            hits3 += any(n in target for n in names[:3])
+        return {"hr_at_1": round(hits1 / len(views), 4),
+                "hr_at_3": round(hits3 / len(views), 4)}
+
+    out: dict[str, Any] = {"product_model": hit_rates_with({})}
+    for way in ("exact", "request_path"):
+        pairs: dict[tuple[str, ...], dict[str, float]] = {}
+        finer: dict[tuple[tuple[str, ...], str], dict[str, float]] = {}
+        for _, at, genres, _, before, after in seen:
+            if at >= since:
+                continue
+            top = tuple(sorted(strongest_before(after.scores, genres,
+                                                learning_rate=LEARNING_RATE,
+                                                half_life_days=HALF_LIFE_DAYS)))
+            cell = "\x1f".join(sorted(set(genres) - set(top)))
+            if len(top) < 2 or not cell:
+                continue
+            latest = (latest_beyond(before.scores, top) if way == "exact" else latest_beyond(
+                {g: s for g, s in after.scores.items() if g not in genres}, top))
+            for per in (pairs.setdefault(top, {}), finer.setdefault((top, latest), {})):
+                per[cell] = per.get(cell, 0.0) + 1
+        grid = []
+        for support, prior in SEQUENCE_GRID:
+            table: dict[tuple[str, str], Predictions] = {}
+            for (top, latest), per in finer.items():
+                n, pair = sum(per.values()), pairs[top]
+                if n >= support:   # its own views plus `prior` views' worth of the pair's
+                    total = sum(pair.values())
+                    cells = {c: per.get(c, 0.0) + prior * pair.get(c, 0.0) / total
+                             for c in per.keys() | pair.keys()}
+                    table[key_of(top), latest] = build_model(
+                        {top: cells}, min_support=1, pair_prior=0.0).pairs[key_of(top)]
+            grid.append({"min_support": support, "prior": prior, "keys": len(table),
+                         **hit_rates_with(table)})
+        out[way] = {"rows": len(finer), "grid": grid,
+                    "best": max(grid, key=lambda row: (row["hr_at_3"], row["hr_at_1"]))}
+    return out
 
 
 def plain_counts(counts: dict[tuple[str, ...], dict[str, float]],
@@ -295,6 +371,12 @@ def lines(results: dict[str, Any]) -> Iterator[str]:
            f"{top['fit_on_these_views']['hr_at_3']:.4f}; on the well-supported pairs' views "
            f"({top['well_supported_share']:.0%}) {top['well_supported']['model']['hr_at_3']:.4f}"
            f" vs {top['well_supported']['fit_on_these_views']['hr_at_3']:.4f}")
+    sequence = chosen["sequence"]
+    exact, request_path = sequence["exact"], sequence["request_path"]
+    yield (f"pair + latest genre key: validation HR@3 at best {exact['best']['hr_at_3']:.4f}"
+           f" (HR@1 {exact['best']['hr_at_1']:.4f}, {exact['rows']} keys counted) counted"
+           f" exactly, {request_path['best']['hr_at_3']:.4f} as the request path could count"
+           f" it; the product's model {sequence['product_model']['hr_at_3']:.4f}")
     for name, figures in results["methods"].items():
         yield (f"{name:26s} HR@1 {figures['hr_at_1']:.3f} {figures['hr_at_1_interval']}  "
                f"HR@3 {figures['hr_at_3']:.3f} {figures['hr_at_3_interval']}")
