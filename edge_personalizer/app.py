@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -10,7 +11,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -122,6 +123,7 @@ class EdgeApp:
         # for the whole server whichever worker a request reaches.
         self.board = (WorkerBoard(settings.data_dir / "workers" / str(os.getppid()))
                       if settings.workers > 1 else None)
+        self._published = True   # the last publishing of this worker's state worked
         self.admin = admin = Admin(
             metrics=self.metrics, token=AdminToken(token),
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
@@ -154,8 +156,17 @@ class EdgeApp:
         self._publish()
 
     def _publish(self) -> None:
-        if self.board is not None:
+        if self.board is None:
+            return
+        try:
             self.board.publish(self.admin.state())
+        except OSError as exc:   # a full disk: this worker's answers for the server go stale
+            if self._published:
+                logger.warning("this worker's state cannot be published to %s: %s",
+                               self.board.directory, exc)
+            self._published = False
+        else:
+            self._published = True
 
     async def _publish_every_second(self) -> None:
         try:
@@ -165,6 +176,19 @@ class EdgeApp:
         finally:
             if self.board is not None:
                 self.board.leave()
+
+    @staticmethod
+    async def _kept_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a background task of the lifespan's for as long as the server runs: a fault
+        in it is logged and it starts again, instead of ending the lifespan's task group
+        (and with it every background task of this worker)."""
+        while True:
+            try:
+                await run()
+                return
+            except Exception:
+                logger.exception("%s failed; it starts again in 1 s", name)
+            await anyio.sleep(1.0)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # Background work (the rules watcher, the counts' flusher) lives in a task group
@@ -178,11 +202,13 @@ class EdgeApp:
             await tasks.start(self.weights.run)
             await tasks.start(self.model.run)
             if self.board is not None:
-                tasks.start_soon(self._publish_every_second)
+                tasks.start_soon(self._kept_running, "publishing this worker's state",
+                                 self._publish_every_second)
             if self.rules is not None:
                 interval = self.settings.rules_watch_interval
                 if interval > 0:
-                    tasks.start_soon(self.rules.watch, interval)
+                    tasks.start_soon(self._kept_running, "the rules watcher",
+                                     functools.partial(self.rules.watch, interval))
                 self._reload_on_sighup(tasks)
             logger.info("forwarding to %s; rules: %s; geo database: %s",
                         self.settings.origin_url if self.proxy else "the application",

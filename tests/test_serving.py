@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -44,3 +45,44 @@ def test_workers_start_from_the_rules_their_server_compiled(origin: Server,
             assert httpx.get(proxy.url + "/page/home", timeout=10).status_code == 200
     finally:
         proxy.stop()
+
+
+def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_up(
+        origin: Server, tmp_path: Path) -> None:
+    # A refused edit on disk used to stop a replaced worker from starting, again and
+    # again, until the server gave up and exited: the whole site down for one typo.
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    try:
+        started = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
+        (rules / "typo.yaml").write_text("rules:\n  - name: typo\n    then: {heor: x}\n")
+        wait_for(lambda: proxy.log().count("rules not reloaded") >= 2, proxy)
+        os.kill(worker_pids(proxy)[0], signal.SIGKILL)
+        wait_for(lambda: len(re.findall(r"forwarding to .*", proxy.log())) >= 3, proxy)
+        assert f"the rules the server started with (version {started}) serve" in proxy.log()
+        for _ in range(10):
+            assert httpx.get(proxy.url + "/page/home", timeout=10).status_code == 200
+        workers = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["workers"]
+        assert len(workers) == 2 and proxy.process.poll() is None
+        assert all(w["rules_version"] == started and "typo.yaml:3:" in w["last_error"]
+                   for w in workers)
+
+        (rules / "typo.yaml").write_text("rules:\n  - name: typo\n    then: {hero: x}\n")
+
+        def both_serve_the_fix() -> bool:
+            workers = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["workers"]
+            return len(workers) == 2 and all(
+                w["rules_version"] != started and w["last_error"] is None for w in workers)
+
+        wait_for(both_serve_the_fix, proxy)
+    finally:
+        proxy.stop()
+
+
+def wait_for(condition: Callable[[], bool], proxy: Server, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, proxy.log()
+        time.sleep(0.1)

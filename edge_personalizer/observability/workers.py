@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -34,8 +35,11 @@ class WorkerBoard:
         return self.directory / f"{self.pid}.json"
 
     def publish(self, state: dict[str, Any]) -> None:
+        """Replace this worker's state; raises OSError when it cannot be written. Safe from
+        several threads at once (the reload thread publishes too): each writes its own
+        temporary file."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f".{self.pid}.tmp"
+        temporary = self.directory / f".{self.pid}.{threading.get_ident()}.tmp"
         temporary.write_text(json.dumps({**state, "pid": self.pid, "at": time.time()}))
         os.replace(temporary, self._own)
 

@@ -78,9 +78,12 @@ class RuleBook:
     """Holds the serving rule set of one directory.
 
     Construction loads the directory and raises RuleError when it is invalid (startup
-    fails fast). `reload()` never raises: an invalid change is logged, kept as
-    `last_error`, and the previous set goes on serving. A file that held rules and is now
-    empty is such an invalid change: it is what a save caught half-way looks like.
+    fails fast), except in a worker started from its server's `compiled` rules: there the
+    rules the server started with serve while the directory holds a refused change (a
+    worker replaced after a crash must not take the server down). `reload()` never raises:
+    an invalid change, or a failure of the loader itself, is logged, kept as `last_error`,
+    and the previous set goes on serving. A file that held rules and is now empty is such
+    an invalid change: it is what a save caught half-way looks like.
     """
 
     def __init__(self, directory: Path, *,
@@ -99,17 +102,25 @@ class RuleBook:
         self._holding: frozenset[Path] = frozenset()   # files whose sections held something
         self.files_read = 0   # by the last load: files whose YAML it read (see ParseCache)
         self.files_compiled = 0   # ... and files whose rules it compiled
-        self.current: RuleSet = self._load()
         self.last_error: str | None = None
+        started_with = compiled.last_good if compiled is not None else None
+        try:
+            self.current: RuleSet = self._load()
+        except RuleError as exc:
+            if started_with is None:
+                raise
+            self.current = started_with
+            self._refused(exc, "the rules the server started with (version %s) serve")
         self._on_reload = on_reload
 
     def _load(self) -> RuleSet:
         loaded = _read_and_compile(self._cache)
+        faulty = {error.source for error in loaded.errors}
         errors = loaded.errors + [
             RuleError("the file is empty but held rules until now, so it was not loaded (a "
                       "save still under way?); to remove its rules, delete the file or write "
                       "`rules: []`", source=path)
-            for path in loaded.empty if path in self._holding]
+            for path in loaded.empty if path in self._holding and path not in faulty]
         if errors:
             raise RuleSetInvalid(errors)
         self._holding = loaded.holding
@@ -127,10 +138,14 @@ class RuleBook:
         try:
             fresh = self._load()
         except RuleError as exc:
-            errors = exc.errors if isinstance(exc, RuleSetInvalid) else [exc]
-            self.last_error = "; ".join(str(e) for e in errors[:20])
-            logger.error("rules not reloaded, version %s keeps serving:\n%s",
-                         self.current.version, "\n".join(str(e) for e in errors))
+            self._refused(exc, "rules not reloaded, version %s keeps serving")
+            if self._on_reload:
+                self._on_reload(False)
+            return False
+        except Exception as exc:   # a fault of the loader: the served rules stay all the same
+            logger.exception("rules not reloaded (the loader failed), version %s keeps "
+                             "serving", self.current.version)
+            self.last_error = f"{self.directory}: the loader failed: {exc!r}"
             if self._on_reload:
                 self._on_reload(False)
             return False
@@ -143,6 +158,12 @@ class RuleBook:
         if self._on_reload:
             self._on_reload(True)
         return True
+
+    def _refused(self, exc: RuleError, what_serves: str) -> None:
+        errors = exc.errors if isinstance(exc, RuleSetInvalid) else [exc]
+        self.last_error = "; ".join(str(e) for e in errors[:20])
+        logger.error(what_serves + ":\n%s", self.current.version,
+                     "\n".join(str(e) for e in errors))
 
     @property
     def compiled(self) -> RuleCache:
@@ -170,4 +191,8 @@ class RuleBook:
         worker thread so requests keep flowing meanwhile."""
         while True:
             await anyio.sleep(interval)
-            await anyio.to_thread.run_sync(self.look)
+            try:
+                await anyio.to_thread.run_sync(self.look)
+            except Exception:   # a fault in one look must not end the watching
+                logger.exception("the rules watcher's look at %s failed; it looks again in "
+                                 "%g s", self.directory, interval)

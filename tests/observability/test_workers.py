@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -44,3 +45,25 @@ def test_the_board_shows_live_workers_only(tmp_path: Path) -> None:
     assert [s["rules_version"] for s in board.states()] == ["v1"]
     board.leave()
     assert board.states() == []
+
+
+def test_two_threads_of_a_worker_publish_at_once(tmp_path: Path) -> None:
+    # The reload thread publishes while the publisher's own turn does: neither may fail.
+    board = WorkerBoard(tmp_path)
+    failures: list[BaseException] = []
+
+    def publish_many(name: str) -> None:
+        try:
+            for n in range(300):
+                board.publish({"by": name, "n": n})
+        except BaseException as exc:   # what a thread raises is lost unless kept
+            failures.append(exc)
+
+    threads = [threading.Thread(target=publish_many, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert [s["n"] for s in board.states()] == [299]
+    assert not list(tmp_path.glob(".*.tmp"))

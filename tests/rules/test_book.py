@@ -181,6 +181,82 @@ async def test_the_watcher_loads_a_settled_change_and_survives_a_broken_one(
         tasks.cancel_scope.cancel()
 
 
+def test_a_fault_of_the_loader_keeps_the_last_good_rules(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever fails while loading (the disk, a bug), the served set stays and says why.
+    write_rules(tmp_path, "a")
+    outcomes: list[bool] = []
+    book = RuleBook(tmp_path, on_reload=outcomes.append)
+    good = book.current
+
+    def broken(cache: RuleCache) -> Loaded:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(book_module, "_read_and_compile", broken)
+        assert book.reload() is False
+    assert book.current is good and outcomes == [False]
+    assert book.last_error is not None and "the loader failed" in book.last_error
+    assert "Input/output error" in book.last_error
+    write_rules(tmp_path, "b")
+    assert book.reload() is True and book.last_error is None
+
+
+def test_a_syntax_error_is_not_also_called_an_emptied_file(tmp_path: Path) -> None:
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    (tmp_path / "rules.yaml").write_text("rules: [{name: a\n")
+    assert book.reload() is False
+    assert book.last_error is not None and "rules.yaml:" in book.last_error
+    assert "empty but held rules" not in book.last_error
+
+
+def test_a_worker_starting_while_the_directory_is_refused_serves_its_servers_rules(
+        tmp_path: Path) -> None:
+    # A worker forked from its server (one replaced after a crash) starts from the rules
+    # the server compiled: while the directory holds a refused edit, those serve and the
+    # error is reported, instead of the worker failing to start again and again.
+    write_rules(tmp_path, "a")
+    server = RuleBook(tmp_path)
+    write_rules(tmp_path, "a", extra="    then: {heor: x}\n")
+    with pytest.raises(RuleError):
+        RuleBook(tmp_path)   # the server itself still refuses to start on it
+    worker = RuleBook(tmp_path, compiled=server.compiled)
+    assert worker.current.version == server.current.version
+    assert [r.name for r in worker.current.rules] == ["a"]
+    assert worker.last_error is not None and "rules.yaml:6:5: key 'then' appears twice" \
+        in worker.last_error
+    write_rules(tmp_path, "a", "b")
+    assert worker.reload() is True and worker.last_error is None
+    assert [r.name for r in worker.current.rules] == ["a", "b"]
+
+
+@pytest.mark.anyio
+async def test_the_watcher_survives_a_fault_in_a_look(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    looks = 0
+    look = book.look
+
+    def faulty_once() -> bool:
+        nonlocal looks
+        looks += 1
+        if looks == 1:
+            raise PermissionError(13, "Permission denied")
+        return look()
+
+    monkeypatch.setattr(book, "look", faulty_once)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(book.watch, 0.02)
+        write_rules(tmp_path, "b")
+        with anyio.fail_after(10):
+            while [r.name for r in book.current.rules] != ["b"]:
+                await anyio.sleep(0.01)
+        tasks.cancel_scope.cancel()
+    assert looks > 1
+
+
 # Fuzzing (issue 18, bug 1): whatever is in the rule files, checking them gives our own
 # errors, each naming its file, and whatever loads can decide for a visitor.
 
