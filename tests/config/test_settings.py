@@ -153,3 +153,15 @@ def test_readme_carries_the_settings_table_made_from_the_declarations() -> None:
 def test_an_admin_token_anyone_could_guess_is_refused(token: str) -> None:
     with pytest.raises(SettingsError, match="admin_token is too easy to guess"):
         load_settings({"EP_ADMIN_TOKEN": token}, origin_url="http://x.example")
+
+
+def test_data_written_among_the_rules_is_refused(tmp_path: Path) -> None:
+    # The store and the workers' states would be edits of the rules: reloads forever.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    base = {"EP_ORIGIN_URL": "http://o", "EP_RULES_DIR": str(rules)}
+    for inside in (rules, rules / "ep-data", rules / "fragments" / "data"):
+        with pytest.raises(SettingsError, match="lies inside rules_dir"):
+            load_settings({**base, "EP_DATA_DIR": str(inside)})
+    for outside in (tmp_path / "ep-data", rules / ".ep-data", tmp_path / "rules-data"):
+        assert load_settings({**base, "EP_DATA_DIR": str(outside)}).data_dir == outside
