@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import anyio
 
 from ..errors import RuleError, RuleSetInvalid
 from .file_cache import Loaded, RuleCache
+from .loader import walk
 from .model import RuleSet
 from .parse_cache import ParseCache
 
@@ -55,23 +55,17 @@ def load_rules(directory: Path) -> RuleSet:
     return ruleset
 
 
-def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
-    """Names, sizes and modification times of everything the rules may read (hidden files
-    and folders, such as a checkout's .git, are no part of them): cheap to take every
-    second, and any edit changes it."""
-    out = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
-        for name in files:
-            if name.startswith("."):
-                continue
-            path = os.path.join(root, name)
-            try:
-                stat = os.stat(path)
-            except OSError:
-                continue
-            out.append((path, stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(out))
+def _fingerprint(directory: Path) -> tuple[tuple[str, int, int, int, int], ...]:
+    """Names, sizes, modification and change times and inodes of everything the rules may
+    read (loader.walk: hidden files and folders, such as a checkout's .git, are no part of
+    them; folder links are followed): cheap to take every second, and any edit changes it,
+    even one that keeps size and modification time (a file unpacked from a reproducible
+    tarball, `touch -r`: a new inode or change time), or a folder link pointed elsewhere.
+    A folder that cannot be read, or a link loop, is part of it too (to be reported)."""
+    tree = walk(directory)
+    return (*((path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
+              for path, stat in tree.files),
+            *((str(error), -1, 0, 0, 0) for error in tree.errors))
 
 
 class RuleBook:

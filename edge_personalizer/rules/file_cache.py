@@ -98,7 +98,7 @@ class RuleCache:
             return replace(self._last[0], read=0, compiled=0)
         loaded_at = time.time()
         self._read = self._compiled = 0
-        errors: list[RuleError] = []
+        errors: list[RuleError] = list(sources.errors)   # folders that cannot be read
         entries: dict[Path, _Entry] = {}
         texts: dict[Path, str] = {}
         parsed: dict[Path, RuleFile] = {}   # parsed by this load
@@ -163,7 +163,7 @@ class RuleCache:
         """Every file as the last load read it (the version hashes the other files under
         the directory too), and every fragment file it read reads the same."""
         if self._last is None or sources.version != self._last[0].ruleset.version \
-                or len(sources.files) != len(self._entries):
+                or len(sources.files) != len(self._entries) or sources.errors:
             return False
         for source in sources.files:
             if isinstance(source, RuleError):

@@ -10,10 +10,12 @@ is named at its line and column. Both give the same values and the same marks.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from types import MappingProxyType
 from typing import Any
 
@@ -213,12 +215,96 @@ def _sections(path: Path, data: Any, marks: dict[KeyPath, tuple[int, int]]
     return rule_file, errors
 
 
-def _rule_paths(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        raise RuleError("rules directory does not exist or is not a directory", source=directory)
-    return sorted(p for p in directory.rglob("*")
-                  if p.suffix in RULE_FILE_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+@dataclass(frozen=True)
+class Tree:
+    """Every file under a rules directory, as the rules see it: hidden files and folders
+    (a name starting with '.', such as a checkout's .git) left out, folder links followed
+    (a folder reached by two paths is listed under both)."""
+
+    files: tuple[tuple[str, os.stat_result], ...]   # in path order, each with its stat
+    errors: tuple[RuleError, ...]                  # folders that cannot be read, loops
+
+
+def walk(directory: Path) -> Tree:
+    """The files the rules, their version and the watcher all see (one walk for the three,
+    so what is loaded, what makes a new version and what the watcher notices agree)."""
+    found: list[tuple[str, os.stat_result]] = []
+    errors: list[RuleError] = []
+    try:
+        top = os.stat(directory)
+    except OSError:
+        return Tree((), ())
+    # Depth first, each folder's entries by name: the files come in path order.
+    folders = [_Folder(str(directory), frozenset({(top.st_dev, top.st_ino)}), errors)]
+    while folders:
+        folder = folders[-1]
+        entry = next(folder.entries, None)
+        if entry is None:
+            folders.pop()
+            continue
+        try:
+            stat = entry.stat()   # through a link, what it links to
+        except FileNotFoundError:   # removed meanwhile, or a link to nothing
+            continue
+        except OSError as exc:
+            if entry.is_symlink() and os.path.lexists(entry.path):
+                errors.append(RuleError(f"the link cannot be followed: {_reason(exc)}",
+                                        source=_shown(Path(entry.path))))
+                continue
+            errors.append(RuleError(f"the folder cannot be searched: {_reason(exc)} (its "
+                                    "files cannot be opened; a folder needs x permission)",
+                                    source=_shown(Path(folder.path))))
+            folders.pop()
+            continue
+        if S_ISREG(stat.st_mode):
+            found.append((entry.path, stat))
+        elif S_ISDIR(stat.st_mode):
+            if (stat.st_dev, stat.st_ino) in folder.within:
+                errors.append(RuleError("the folder link leads back to a folder it is in (a "
+                                        "loop): remove it", source=_shown(Path(entry.path))))
+                continue
+            folders.append(_Folder(entry.path, folder.within | {(stat.st_dev, stat.st_ino)},
+                                   errors))
+    return Tree(tuple(found), tuple(errors))
+
+
+class _Folder:
+    """A folder being walked: its entries left (none when it cannot be read), and the
+    folders it is in (a link to one of them is a loop)."""
+
+    def __init__(self, path: str, within: frozenset[tuple[int, int]],
+                 errors: list[RuleError]) -> None:
+        self.path = path
+        self.within = within
+        try:
+            with os.scandir(path) as listing:
+                entries = sorted((e for e in listing if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
+        except OSError as exc:
+            errors.append(RuleError(f"the folder cannot be read: {_reason(exc)}; the rules "
+                                    "need to read every folder in the rules directory",
+                                    source=_shown(Path(path))))
+            entries = []
+        self.entries = iter(entries)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _shown(path: Path) -> Path:
+    """The path as it can be printed: a byte of a name that is not UTF-8 as \\xe9."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path if text == str(path) else Path(text)
+
+
+def _rule_file_error(path: Path) -> RuleError | None:
+    """Why a rule file cannot be one, if it cannot."""
+    if _shown(path) is not path:
+        name = next(part for part in reversed(path.parts) if _shown(Path(part)) != Path(part))
+        return RuleError(f"the name {os.fsencode(name)!r} is not UTF-8, as rule files and "
+                         "their folders must be named: rename it", source=_shown(path))
+    return None
 
 
 @dataclass(frozen=True)
@@ -237,6 +323,7 @@ class Sources:
     directory: Path
     files: tuple[Source | RuleError, ...]   # in path order; an error: it cannot be read
     version: str                      # content hash of everything under the directory
+    errors: tuple[RuleError, ...] = ()   # folders that cannot be read, loops
 
 
 def read_sources(directory: Path) -> Sources:
@@ -245,19 +332,27 @@ def read_sources(directory: Path) -> Sources:
     The version hashes every file under the directory (fragments included), so a change
     to an HTML fragment is a new version too.
     """
-    paths = _rule_paths(directory)
+    if not directory.is_dir():
+        raise RuleError("rules directory does not exist or is not a directory", source=directory)
+    tree = walk(directory)
     digest = hashlib.sha256()
-    for other in sorted(p for p in directory.rglob("*") if p.is_file()
-                        and p.suffix not in RULE_FILE_SUFFIXES
-                        and not any(part.startswith(".")
-                                    for part in p.relative_to(directory).parts)):
+    paths = []
+    for name, _ in tree.files:
+        other = Path(name)
+        if other.suffix in RULE_FILE_SUFFIXES:
+            paths.append(other)
+            continue
         try:
             content = other.read_bytes()
         except OSError:   # removed meanwhile, or unreadable: a fragment naming it says why
             continue
-        digest.update(str(other.relative_to(directory)).encode() + b"\0" + content)
+        digest.update(os.fsencode(other.relative_to(directory)) + b"\0" + content)
     files: list[Source | RuleError] = []
     for path in paths:
+        error = _rule_file_error(path)
+        if error is not None:
+            files.append(error)
+            continue
         try:
             raw = path.read_bytes()
             text = raw.decode("utf-8")
@@ -266,14 +361,14 @@ def read_sources(directory: Path) -> Sources:
             continue
         digest.update(str(path.relative_to(directory)).encode() + b"\0" + raw + b"\0")
         files.append(Source(path, text, hashlib.sha256(raw).digest()))
-    return Sources(directory, tuple(files), digest.hexdigest()[:16])
+    return Sources(directory, tuple(files), digest.hexdigest()[:16], tree.errors)
 
 
 def read_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:
     """Parse every rule file, collecting every error in every file."""
     sources = read_sources(directory)
     files: list[RuleFile] = []
-    errors: list[RuleError] = []
+    errors: list[RuleError] = list(sources.errors)
     for source in sources.files:
         if isinstance(source, RuleError):
             errors.append(source)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +22,7 @@ from edge_personalizer.rules.evaluator import decide, explain
 from edge_personalizer.rules.file_cache import Loaded, RuleCache
 
 from ..factories import make_visitor
+from ..servers import Server, start_proxy
 
 SLOTS = "slots:\n  hero: {}\n"
 RULE = "  - name: {name}\n    then: {{hero: '<b>{name}</b>'}}\n"
@@ -441,3 +445,103 @@ def test_loading_leaves_the_cycle_collector_as_it_was(tmp_path: Path, enabled: b
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+# Deploys that swap files without changing what the watcher used to look at: a folder link
+# pointed elsewhere, files unpacked with the sizes and times they had.
+
+def _hero_text(book: RuleBook) -> str:
+    template = book.current.rules[0].slots["hero"].template
+    assert template is not None
+    return "".join(part for part in template.parts if isinstance(part, str))
+
+
+def _relinked_deploy(rules: Path) -> None:
+    """Rules in a linked folder; fragments -> assets/v1, whose hero has the size and
+    modification time of assets/v2's."""
+    (rules / "assets" / "v1").mkdir(parents=True)
+    (rules / "assets" / "v2").mkdir()
+    (rules / "assets" / "v1" / "hero.html").write_text("<b>one</b>")
+    (rules / "assets" / "v2" / "hero.html").write_text("<b>two</b>")
+    os.utime(rules / "assets" / "v2" / "hero.html", ns=(10**18, 10**18))
+    os.utime(rules / "assets" / "v1" / "hero.html", ns=(10**18, 10**18))
+    (rules / "fragments").symlink_to("assets/v1")
+    (rules.parent / "campaigns").mkdir()
+    (rules.parent / "campaigns" / "hero.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - {name: hero, then: {hero: fragments/hero.html}}\n")
+    (rules / "campaigns").symlink_to(rules.parent / "campaigns")
+
+
+def _relink(link: Path, target: str) -> None:
+    """Point the link elsewhere at once, as a deploy does (a new link renamed over it)."""
+    (link.parent / "new-link").symlink_to(target)
+    os.replace(link.parent / "new-link", link)
+
+
+def test_a_relinked_fragments_folder_is_served(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    _relinked_deploy(rules)
+    book = RuleBook(rules)
+    assert _hero_text(book) == "<b>one</b>"
+    _relink(rules / "fragments", "assets/v2")
+    assert book.look() is False   # not settled yet
+    assert book.look() is True and book.last_error is None
+    assert _hero_text(book) == "<b>two</b>"
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_an_edit_that_keeps_size_and_modification_time_is_reloaded(
+        tmp_path: Path, in_place: bool) -> None:
+    write_rules(tmp_path, "a")
+    path = tmp_path / "rules.yaml"
+    was = path.stat()
+    book = RuleBook(tmp_path)
+    time.sleep(0.05)   # past the file system clock's tick: the change time differs
+    if in_place:   # an editor, then `touch -r` of the old file
+        path.write_text(path.read_text().replace("<b>a</b>", "<b>z</b>"))
+    else:          # unpacked from a reproducible tarball: a new file, the same times
+        (tmp_path / "new").write_text(path.read_text().replace("<b>a</b>", "<b>z</b>"))
+        os.replace(tmp_path / "new", path)
+    os.utime(path, ns=(was.st_atime_ns, was.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (was.st_size, was.st_mtime_ns)
+    assert book.changed_on_disk()
+    book.look()
+    assert book.look() is True and _hero_text(book) == "<b>z</b>"
+
+
+def test_a_folder_link_loop_is_looked_at_once_and_refused(tmp_path: Path) -> None:
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to("..")
+    book.look()
+    assert book.look() is True
+    assert book.last_error == (f"{tmp_path / 'sub' / 'up'}: the folder link leads back to a "
+                               "folder it is in (a loop): remove it")
+    assert [r.name for r in book.current.rules] == ["a"]
+
+
+def test_the_server_serves_a_relinked_fragments_folder(origin: Server, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    _relinked_deploy(rules)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        env={"EP_RULES_WATCH_INTERVAL": "0.1"})
+    try:
+        def hero() -> str:
+            page = httpx.get(proxy.url + "/slotted/x", headers={"accept": "text/html"},
+                             timeout=10).text
+            return page.split('data-ep-slot="hero">')[1].split("</section>")[0]
+
+        assert hero() == "<b>one</b>"
+        _relink(rules / "fragments", "assets/v2")
+        deadline = time.monotonic() + 20
+        while hero() != "<b>two</b>":
+            assert time.monotonic() < deadline, proxy.log()[-3000:]
+            time.sleep(0.1)
+        while "rules reloaded" not in proxy.log():
+            assert time.monotonic() < deadline, proxy.log()[-3000:]
+            time.sleep(0.1)
+    finally:
+        proxy.stop()

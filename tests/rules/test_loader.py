@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,3 +168,99 @@ def test_a_mistake_deep_in_a_big_file_is_named_at_its_line(
         assert error.line is not None and 4 + 7 * 1_500 + 4 <= error.line <= 4 + 7 * 1_500 + 6
     else:
         assert (error.line, error.column) == (4 + 7 * 1_500 + 4, column)
+
+
+# Reading a rules directory as an operator deploys it: odd names, folders that cannot be
+# read, folder links, files in other encodings.
+
+# chmod denies nothing to root, whose capabilities pass over file modes: as root the
+# command runs without those two (util-linux setpriv), so it meets the modes as a deploy
+# user would; as any other user it runs as that user.
+UNPRIVILEGED = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+                if os.geteuid() == 0 else [])
+
+
+def validate(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`edge-personalizer validate directory`, run as a user whom chmod denies."""
+    if UNPRIVILEGED and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: chmod would deny nothing")
+    return subprocess.run([*UNPRIVILEGED, sys.executable, "-m", "edge_personalizer",
+                           "validate", str(directory), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_a_rule_file_named_in_another_encoding_is_an_error_naming_it(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "slots: {hero: {}}\n")
+    (tmp_path / os.fsdecode(b"caf\xe9.yaml")).write_text("rules: []\n")
+    (tmp_path / os.fsdecode(b"d\xe9j\xe0")).mkdir()
+    (tmp_path / os.fsdecode(b"d\xe9j\xe0") / "b.yaml").write_text("rules: []\n")
+    _, errors = read_rule_directory(tmp_path)
+    assert [(str(e.source), e.reason) for e in errors] == [
+        (f"{tmp_path}/caf\\xe9.yaml", "the name b'caf\\xe9.yaml' is not UTF-8, as rule "
+                                      "files and their folders must be named: rename it"),
+        (f"{tmp_path}/d\\xe9j\\xe0/b.yaml", "the name b'd\\xe9j\\xe0' is not UTF-8, as rule "
+                                            "files and their folders must be named: rename it")]
+    checked = validate(tmp_path)
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr
+    assert f"{tmp_path}/caf\\xe9.yaml: the name b'caf\\xe9.yaml' is not UTF-8" in checked.stdout
+
+
+def test_a_fragment_named_in_another_encoding_is_part_of_the_version(tmp_path: Path) -> None:
+    # No rule can name it (rule files are UTF-8), so it is no error: its bytes are hashed.
+    write(tmp_path, "a.yaml", "rules: []\n")
+    fragment = tmp_path / os.fsdecode(b"caf\xe9.html")
+    fragment.write_text("<b>one</b>")
+    first = load_rule_directory(tmp_path).version
+    fragment.write_text("<b>two</b>")
+    assert load_rule_directory(tmp_path).version != first
+
+
+@pytest.mark.parametrize(("mode", "reason"), [
+    (0o644, "the folder cannot be searched: Permission denied"),
+    (0o000, "the folder cannot be read: Permission denied")])
+def test_a_folder_that_cannot_be_read_is_an_error_naming_it(
+        tmp_path: Path, mode: int, reason: str) -> None:
+    write(tmp_path, "slots.yaml", "slots: {hero: {}}\n")
+    folder = tmp_path / "campaigns"
+    write(folder, "spring.yaml", "rules:\n  - {name: spring, then: {hero: x}}\n")
+    folder.chmod(mode)
+    try:
+        checked = validate(tmp_path)
+    finally:
+        folder.chmod(0o755)
+    assert checked.returncode == 1, checked.stdout
+    assert "Traceback" not in checked.stderr
+    assert checked.stdout.startswith(f"{folder}: {reason}")
+
+
+def test_rules_in_a_linked_folder_are_read(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    write(rules, "slots.yaml", "slots: {hero: {}}\n")
+    write(tmp_path / "shared", "spring.yaml", "rules:\n  - {name: spring, then: {hero: x}}\n")
+    (rules / "shared").symlink_to(tmp_path / "shared")
+    rule_files = load_rule_directory(rules)
+    assert [f.path for f in rule_files.files] == [rules / "shared" / "spring.yaml",
+                                                   rules / "slots.yaml"]
+    assert rule_files.rule_count == 1
+
+
+@pytest.mark.parametrize("target", ["..", ".", "../.."])
+def test_a_folder_link_that_loops_is_an_error(tmp_path: Path, target: str) -> None:
+    write(tmp_path, "a/b/r.yaml", "rules: []\n")
+    (tmp_path / "a" / "b" / "loop").symlink_to(target)
+    rule_files, errors = read_rule_directory(tmp_path)
+    assert [(e.source, e.reason) for e in errors] == [
+        (tmp_path / "a" / "b" / "loop",
+         "the folder link leads back to a folder it is in (a loop): remove it")]
+    assert [f.path for f in rule_files.files] == [tmp_path / "a" / "b" / "r.yaml"]
+
+
+def test_the_version_follows_a_relinked_fragments_folder(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "rules: []\n")
+    write(tmp_path, "assets/v1/hero.html", "<b>one</b>")
+    write(tmp_path, "assets/v2/hero.html", "<b>two</b>")
+    (tmp_path / "fragments").symlink_to("assets/v1")
+    first = load_rule_directory(tmp_path).version
+    (tmp_path / "fragments").unlink()
+    (tmp_path / "fragments").symlink_to("assets/v2")
+    assert load_rule_directory(tmp_path).version != first

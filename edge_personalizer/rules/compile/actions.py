@@ -3,6 +3,7 @@ here, templates parsed, redirect targets, headers and cookies checked."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ def fragment(ctx: CompileContext, path_text: str) -> tuple[str, str] | str:
     read = ctx.fragments.get(path_text)
     if read is None:
         try:
-            read = _read_fragment(ctx.resolved_directory, path_text), path_text
+            read = _read_fragment(ctx.directory, path_text), path_text
         except Invalid as exc:
             read = exc.message
         ctx.fragments[path_text] = read
@@ -105,20 +106,25 @@ def fragment(ctx: CompileContext, path_text: str) -> tuple[str, str] | str:
 
 
 def _read_fragment(directory: Path, path_text: str) -> str:
+    """The fragment's HTML. Its path is taken as
+    written, inside the rules directory, through folder links as the rules' version and
+    the watcher see them (loader.walk)."""
+    relative = os.path.normpath(path_text)
+    if os.path.isabs(relative) or relative == os.pardir \
+            or relative.startswith(os.pardir + os.sep):
+        raise Invalid(f"fragment {path_text!r} is outside the rules directory", ())
+    if any(part.startswith(".") for part in Path(relative).parts):
+        # The rules' version and reloads leave hidden files and folders (.git, an editor's
+        # swap files) out: an edit to a fragment there would never be served.
+        raise Invalid(f"fragment {path_text!r} is hidden (a name starting with '.'), and "
+                      "the rules directory leaves hidden files and folders out, so its "
+                      "edits would never show; move it to a folder of its own", ())
+    path = directory / relative
     try:
-        path = (directory / path_text).resolve()
-        if directory not in path.parents:
-            raise Invalid(f"fragment {path_text!r} is outside the rules directory", ())
-        if any(part.startswith(".") for part in path.relative_to(directory).parts):
-            # The rules' version and reloads leave hidden files and folders (.git, an
-            # editor's swap files) out: an edit to a fragment there would never be served.
-            raise Invalid(f"fragment {path_text!r} is hidden (a name starting with '.'), and "
-                          "the rules directory leaves hidden files and folders out, so its "
-                          "edits would never show; move it to a folder of its own", ())
-        if not path.is_file():
+        if not path.is_file():   # False too for a NUL in the name
             raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", ())
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:   # ValueError: a NUL in the name
+    except (OSError, UnicodeDecodeError) as exc:
         raise Invalid(f"fragment {path_text!r} cannot be read as UTF-8: {exc}", ()) from exc
 
 

@@ -106,3 +106,23 @@ def test_a_text_variant_reaches_the_page_escaped_once(tmp_path: Path) -> None:
     rewriter = Rewriter([Edit('[data-ep-slot="hero"]', content.action, payload)])
     page = rewriter.feed(b'<div data-ep-slot="hero">x</div>') + rewriter.finish()
     assert page == b'<div data-ep-slot="hero">Tom &amp; Jerry &lt;3</div>'
+
+
+def _hero(tmp_path: Path, fragment: str = "fragments/hero.html") -> str:
+    """The hero the rules show, as its template's text."""
+    template = load_rules(then(tmp_path, f"{{hero: {fragment}}}")).rules[0].slots["hero"].template
+    assert template is not None
+    return "".join(part for part in template.parts if isinstance(part, str))
+
+
+def test_a_fragment_in_a_linked_folder_outside_the_rules_directory_shows(
+        tmp_path: Path) -> None:
+    # A deploy that links fragments -> /srv/assets/v2: the rules see the folder as theirs.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "hero.html").write_text("<b>linked</b>")
+    (rules / "fragments").symlink_to(tmp_path / "assets")
+    assert _hero(rules) == "<b>linked</b>"
+    _, errors = check_rules(then(rules, "{hero: fragments/../../assets/hero.html}"))
+    assert len(errors) == 1 and "is outside the rules directory" in errors[0].reason
