@@ -299,12 +299,22 @@ def _shown(path: Path) -> Path:
 
 
 def _rule_file_error(path: Path) -> RuleError | None:
-    """Why a rule file cannot be one, if it cannot."""
+    """Why a file named like a rule file cannot be one, if it cannot."""
+    if path.suffix not in RULE_FILE_SUFFIXES:
+        return RuleError(f"rule files end in .yaml or .yml in lower case: rename it to "
+                         f"{path.stem + path.suffix.lower()!r}", source=_shown(path))
     if _shown(path) is not path:
         name = next(part for part in reversed(path.parts) if _shown(Path(part)) != Path(part))
         return RuleError(f"the name {os.fsencode(name)!r} is not UTF-8, as rule files and "
                          "their folders must be named: rename it", source=_shown(path))
     return None
+
+
+def undecodable(raw: bytes, exc: UnicodeDecodeError) -> tuple[int, int, str]:
+    """The line and column (from 1) of the first byte that is not UTF-8, and that byte."""
+    line_start = raw.rfind(b"\n", 0, exc.start) + 1
+    column = len(raw[line_start:exc.start].decode("utf-8", "replace")) + 1
+    return raw.count(b"\n", 0, exc.start) + 1, column, f"byte 0x{raw[exc.start]:02x}"
 
 
 @dataclass(frozen=True)
@@ -339,7 +349,7 @@ def read_sources(directory: Path) -> Sources:
     paths = []
     for name, _ in tree.files:
         other = Path(name)
-        if other.suffix in RULE_FILE_SUFFIXES:
+        if other.suffix.lower() in RULE_FILE_SUFFIXES:
             paths.append(other)
             continue
         try:
@@ -355,9 +365,16 @@ def read_sources(directory: Path) -> Sources:
             continue
         try:
             raw = path.read_bytes()
+        except OSError as exc:
+            files.append(RuleError(f"cannot be read: {_reason(exc)}", source=path))
+            continue
+        try:
             text = raw.decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            files.append(RuleError(f"cannot read: {exc}", source=path))
+        except UnicodeDecodeError as exc:
+            line, column, byte = undecodable(raw, exc)
+            files.append(RuleError(f"cannot read it as UTF-8: {byte} is not UTF-8 (Windows-1252 "
+                                   "or Latin-1?); save the file as UTF-8", source=path,
+                                   line=line, column=column))
             continue
         digest.update(str(path.relative_to(directory)).encode() + b"\0" + raw + b"\0")
         files.append(Source(path, text, hashlib.sha256(raw).digest()))

@@ -264,3 +264,26 @@ def test_the_version_follows_a_relinked_fragments_folder(tmp_path: Path) -> None
     (tmp_path / "fragments").unlink()
     (tmp_path / "fragments").symlink_to("assets/v2")
     assert load_rule_directory(tmp_path).version != first
+
+
+@pytest.mark.parametrize("name", ["Promo.YAML", "promo.Yml", "promo.yAml"])
+def test_a_rule_file_with_an_upper_case_suffix_is_an_error(tmp_path: Path, name: str) -> None:
+    write(tmp_path, name, "rules: []\n")
+    _, errors = read_rule_directory(tmp_path)
+    renamed = name[:-len(Path(name).suffix)] + Path(name).suffix.lower()
+    assert [(e.source, e.reason) for e in errors] == [
+        (tmp_path / name, f"rule files end in .yaml or .yml in lower case: rename it to "
+                          f"{renamed!r}")]
+
+
+def test_a_windows_1252_file_is_named_at_the_line_of_its_first_bad_byte(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_bytes("rules:\n  - name: caf\u00e9\n    then: {hero: \u20ac}\n"
+                                      .encode("cp1252"))
+    _, errors = read_rule_directory(tmp_path)
+    assert len(errors) == 1 and (errors[0].line, errors[0].column) == (2, 14)
+    assert errors[0].reason == ("cannot read it as UTF-8: byte 0xe9 is not UTF-8 "
+                                "(Windows-1252 or Latin-1?); save the file as UTF-8")
+    (tmp_path / "a.yaml").write_bytes("rules: []\n# \u00e9t\u00e9 \u00e0 \u20ac\n".encode()
+                                      + b"# \x80\n")
+    _, errors = read_rule_directory(tmp_path)
+    assert (errors[0].line, errors[0].column) == (3, 3)

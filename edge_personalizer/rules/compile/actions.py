@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..fields import suggest
-from ..loader import KeyPath, RuleFile
+from ..loader import KeyPath, RuleFile, undecodable
 from ..model import INJECTIONS, PAGE_ACTIONS, SLOT_ACTIONS, Content, Pairs, Redirect
 from ..template import Template, TemplateKind
 from .context import CompileContext, Invalid
@@ -106,7 +106,7 @@ def fragment(ctx: CompileContext, path_text: str) -> tuple[str, str] | str:
 
 
 def _read_fragment(directory: Path, path_text: str) -> str:
-    """The fragment's HTML. Its path is taken as
+    """The fragment's HTML (a UTF-8 byte order mark left out). Its path is taken as
     written, inside the rules directory, through folder links as the rules' version and
     the watcher see them (loader.walk)."""
     relative = os.path.normpath(path_text)
@@ -123,9 +123,17 @@ def _read_fragment(directory: Path, path_text: str) -> str:
     try:
         if not path.is_file():   # False too for a NUL in the name
             raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", ())
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Invalid(f"fragment {path_text!r} cannot be read as UTF-8: {exc}", ()) from exc
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise Invalid(f"fragment {path_text!r} cannot be read: {exc.strerror or exc}",
+                      ()) from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line, column, byte = undecodable(raw, exc)
+        raise Invalid(f"fragment {path_text!r} cannot be read as UTF-8: {byte} at line "
+                      f"{line}, column {column} is not UTF-8 (Windows-1252 or Latin-1?); "
+                      "save it as UTF-8", ()) from exc
 
 
 def _template(ctx: CompileContext, text: str, at: KeyPath, kind: TemplateKind = "html",

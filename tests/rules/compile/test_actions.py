@@ -9,6 +9,7 @@ import pytest
 from edge_personalizer.rules.book import check_rules, load_rules
 
 from ...factories import make_visitor
+from ..test_loader import validate
 
 
 def then(tmp_path: Path, actions: str) -> Path:
@@ -113,6 +114,33 @@ def _hero(tmp_path: Path, fragment: str = "fragments/hero.html") -> str:
     template = load_rules(then(tmp_path, f"{{hero: {fragment}}}")).rules[0].slots["hero"].template
     assert template is not None
     return "".join(part for part in template.parts if isinstance(part, str))
+
+
+def test_a_fragment_saved_with_a_byte_order_mark_shows_without_it(tmp_path: Path) -> None:
+    (tmp_path / "fragments").mkdir()
+    (tmp_path / "fragments" / "hero.html").write_bytes(b"\xef\xbb\xbf<b>caf\xc3\xa9</b>\n")
+    assert _hero(tmp_path) == "<b>caf\u00e9</b>\n"
+
+
+def test_a_windows_1252_fragment_is_named_at_the_line_of_its_first_bad_byte(
+        tmp_path: Path) -> None:
+    (tmp_path / "fragments").mkdir()
+    (tmp_path / "fragments" / "hero.html").write_bytes(
+        "<h1>Soldes</h1>\n<p>\u00e9t\u00e9 \u20ac</p>\n".encode("cp1252"))
+    _, errors = check_rules(then(tmp_path, "{hero: fragments/hero.html}"))
+    assert [(e.line, e.reason) for e in errors] == [
+        (4, "rule 'r': fragment 'fragments/hero.html' cannot be read as UTF-8: byte 0xe9 at "
+            "line 2, column 4 is not UTF-8 (Windows-1252 or Latin-1?); save it as UTF-8")]
+
+
+def test_a_fragment_that_cannot_be_read_says_why(tmp_path: Path) -> None:
+    (tmp_path / "fragments").mkdir()
+    (tmp_path / "fragments" / "hero.html").write_text("<b>x</b>")
+    (tmp_path / "fragments" / "hero.html").chmod(0)
+    checked = validate(then(tmp_path, "{hero: fragments/hero.html}"))
+    assert checked.stdout.startswith(
+        f"{tmp_path / 'r.yaml'}:4:18: rule 'r': fragment 'fragments/hero.html' cannot be "
+        "read: Permission denied\n"), checked.stdout
 
 
 def test_a_fragment_in_a_linked_folder_outside_the_rules_directory_shows(
