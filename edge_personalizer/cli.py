@@ -170,11 +170,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         for error in errors:
             print(error)
-        summary = (f"{ruleset.file_count} files, {len(ruleset.rules)} rules, "
-                   f"{len(ruleset.experiments)} experiments")
-        print(f"{summary}: {len(errors)} errors" if errors
+        summary = (f"{_count(ruleset.file_count, 'file')}, "
+                   f"{_count(len(ruleset.rules), 'rule')}, "
+                   f"{_count(len(ruleset.experiments), 'experiment')}")
+        print(f"{summary}: {_count(len(errors), 'error')}" if errors
               else f"{summary}: valid (version {ruleset.version})")
     return 1 if errors else 0
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
 
 
 def _classifier(settings: Settings) -> Classifier:

@@ -204,3 +204,11 @@ def test_explain_uses_the_bandit_weights_the_servers_share(
     assert trace["weights_version"] == 3
     assert "learned weights version 3 for cell 'mobile'" in trace["why"]
     assert trace["variant"] == "a"
+
+
+def test_validate_counts_one_of_a_kind_in_the_singular(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.yaml").write_text("slots: {hero: {}}\nrules:\n  - {name: a, then: {hero: x}}\n"
+                                     "  - {name: b, then: {heor: x}}\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.endswith("\n1 file, 1 rule, 0 experiments: 1 error\n")

@@ -133,7 +133,8 @@ class RuleCache:
                 self._compiled += 1
                 entries[path] = replace(entry, rules=rules, read=read)
             files.append(rules)
-        ruleset, compile_errors = build_ruleset(ctx, declared, files, file_count=len(entries))
+        ruleset, compile_errors = build_ruleset(ctx, declared, files,   # unreadable ones too
+                                                file_count=len(sources.files))
         self._entries = entries
         loaded = Loaded(ruleset, [*errors, *compile_errors],
                         tuple(path for path, e in entries.items() if e.is_empty),

@@ -197,3 +197,12 @@ def test_the_book_reuses_its_cache_across_a_bad_reload(tmp_path: Path) -> None:
     assert {r.name: r for r in book.current.rules}["spring-de"].condition \
         is spring.condition
     _same(book.current, check_rules(directory)[0])
+
+
+def test_files_that_cannot_be_read_count_among_the_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("slots: {hero: {}}\n")
+    (tmp_path / "b.yaml").write_bytes("rules: []\n# \u00e9t\u00e9\n".encode("cp1252"))
+    (tmp_path / "Promo.YAML").write_text("rules: []\n")
+    loaded = RuleCache(tmp_path).load()
+    assert loaded.ruleset.file_count == 3
+    assert [e.source.name for e in loaded.errors] == ["Promo.YAML", "b.yaml"]
