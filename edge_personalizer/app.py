@@ -213,8 +213,7 @@ class EdgeApp:
             logger.info("forwarding to %s; rules: %s; geo database: %s",
                         self.settings.origin_url if self.proxy else "the application",
                         f"{self.settings.rules_dir} (version {self.rules.current.version}; "
-                        f"{len(self.rules.current.rules)} rules in "
-                        f"{self.rules.current.file_count} files, {self.rules.files_read} read, "
+                        f"{self.rules.current.size}, {self.rules.files_read} read, "
                         f"{self.rules.files_compiled} compiled)"
                         if self.rules else "none",
                         self.geo.info.database_type if self.geo else "none")

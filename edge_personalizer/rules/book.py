@@ -145,9 +145,9 @@ class RuleBook:
             return False
         self.last_error = None
         if fresh.version != self.current.version:
-            logger.info("rules reloaded: version %s -> %s (%d rules in %d files, %d read, "
-                        "%d compiled)", self.current.version, fresh.version, len(fresh.rules),
-                        fresh.file_count, self.files_read, self.files_compiled)
+            logger.info("rules reloaded: version %s -> %s (%s, %d read, %d compiled)",
+                        self.current.version, fresh.version, fresh.size, self.files_read,
+                        self.files_compiled)
             self.current = fresh   # one reference swap: a request sees the old set or the new
         if self._on_reload:
             self._on_reload(True)

@@ -172,6 +172,13 @@ class RuleSet:
         still to be tested: the index only leaves out those it cannot meet)."""
         return self._goal_index.within_reach(visitor)
 
+    @property
+    def size(self) -> str:
+        """How much it holds, as the logs say it: "8 rules in 4 files"."""
+        rules, files = len(self.rules), self.file_count
+        return (f"{rules} rule{'' if rules == 1 else 's'} in "
+                f"{files} file{'' if files == 1 else 's'}")
+
     def experiment(self, name: str) -> Experiment | None:
         return next((e for e in self.experiments if e.name == name), None)
 

@@ -59,3 +59,11 @@ def test_a_request_is_tested_only_against_the_goals_it_could_reach(tmp_path: Pat
     assert within_reach("/subscribe") == ["newsletter", "deep-read"]
     assert within_reach("/") == ["deep-read"]
     assert list(RuleSet.empty().goals_within_reach(make_visitor("/"))) == []
+
+
+
+def test_a_rule_set_says_how_much_it_holds(tmp_path: Path) -> None:
+    assert RuleSet.empty().size == "0 rules in 0 files"
+    (tmp_path / "rules.yaml").write_text("slots: {hero: {}}\nrules:\n"
+                                         "  - {name: a, then: {hero: x}}\n")
+    assert load_rules(tmp_path).size == "1 rule in 1 file"

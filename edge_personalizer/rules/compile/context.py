@@ -3,7 +3,6 @@ two ways a step stops (one error to record, or errors already recorded)."""
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
@@ -62,10 +61,6 @@ class CompileContext:
     fragments_shown: set[str] | None = None
     # Field clauses compiled without error, by field and value as written (with types).
     clauses: dict[tuple[str, Hashable], Condition] = field(default_factory=dict)
-
-    @functools.cached_property
-    def resolved_directory(self) -> Path:
-        return self.directory.resolve()
 
     def fail(self, rule_file: RuleFile, message: str, at: KeyPath, owner: str | None,
              *, on_key: bool = False) -> None:
