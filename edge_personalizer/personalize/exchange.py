@@ -43,13 +43,16 @@ class Exchange:
     """One request's visitor, the scope to forward, and its decision once made.
 
     The decision is made on first need: before the origin for page views (a redirect
-    answers without it), else only if the response turns out to be HTML.
+    answers without it), else only if the response turns out to be HTML. `decide` is handed
+    the exchange: a closure over it would be a reference cycle, and every request's
+    objects would wait for the garbage collector instead of going when it ends.
     """
 
     __slots__ = ("visitor", "scope", "debug", "preview", "conversions", "profile",
                  "allocations", "_decide", "_decision")
 
-    def __init__(self, visitor: Visitor, scope: Scope, decide: Callable[[], Decision], *,
+    def __init__(self, visitor: Visitor, scope: Scope,
+                 decide: Callable[[Exchange], Decision], *,
                  debug: bool, preview: bool) -> None:
         self.visitor = visitor
         self.scope = scope          # as the origin should get it (no preview token)
@@ -65,7 +68,7 @@ class Exchange:
     @property
     def decision(self) -> Decision:
         if self._decision is None:
-            self._decision = self._decide()
+            self._decision = self._decide(self)
         return self._decision
 
     def settle(self, decision: Decision) -> None:

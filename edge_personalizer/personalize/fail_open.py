@@ -46,3 +46,9 @@ class FailOpen:
 
     def stage(self, name: str, path: str) -> Stage:
         return Stage(name, path, self.observer)
+
+    def edit_failed(self, exc: Exception) -> None:
+        """A page edit failed (the rewriter logged it and left its element as it was):
+        counted as a failure of the rewrite stage. (The rewriter holds this method, not
+        one of its response's: that would be a reference cycle.)"""
+        self.observer.stage_failed("rewrite")

@@ -111,7 +111,7 @@ class Personalizer:
         # experiment variants) this request would mint anew.
         edge_segment = merged.get(SEGMENT_HEADER) if address.trusted_peer else None
 
-        def make_decision() -> Decision:
+        def make_decision(exchange: Exchange) -> Decision:
             if forced is not None:
                 return forced
             decision = self._decide(exchange)

@@ -135,7 +135,7 @@ class RewritingSend:
         if not self._is_page(message) or not self.exchange.decision.changes_page:
             return None
         made = self.editor.rewriter_for(self.exchange, self.head, self.accept_encoding,
-                                        on_error=self._edit_failed)
+                                        on_error=self.fail_open.edit_failed)
         if made is None:
             return None
         rewriter, self.changes = made
@@ -149,9 +149,6 @@ class RewritingSend:
             return
         self.headers.personalizer.slots.learned(
             self.path, self.head, dict(zip(changes.slots, found, strict=True)), rewriter.ends)
-
-    def _edit_failed(self, exc: Exception) -> None:
-        self.fail_open.observer.stage_failed("rewrite")
 
     def _rewrite(self, message: Message) -> bytes | None:
         """The rewritten bytes of one body message (None while the start is held)."""

@@ -9,7 +9,7 @@ from ..factories import default_classifier, make_request
 def test_the_decision_is_made_once_and_only_when_read() -> None:
     made: list[Decision] = []
 
-    def decide() -> Decision:
+    def decide(exchange: Exchange) -> Decision:
         made.append(NO_DECISION)
         return NO_DECISION
 
