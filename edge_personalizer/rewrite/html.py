@@ -137,18 +137,27 @@ class _Reading:
             return self._write(chunk)
         return self._feed(chunk)
 
-    def _feed(self, chunk: bytes) -> bytes:
+    def _remembered(self, chunk: bytes) -> bytes | None:
+        """The output of a page whose first chunk starts with first bytes rewritten before
+        (copied, and the rest passes); None when the memo does not know them."""
+        known = self._memo.lookup(self._edits, chunk) if self._memo else None
+        if known is None:
+            return None
+        self.bypassed = True
+        self._tally.applied = known[2]
+        return self._with_rest([known[1]], chunk, len(known[0]))
+
+    def _feed(self, chunk: bytes, *, looked_up: bool = False) -> bytes:
         # The rewriter reads no further than it must: on the page's first bytes, up to
         # where the last slot element ends when that is there; otherwise in small steps,
         # so the rest of a large chunk skips lol-html as soon as the last one closes.
+        # (`looked_up`: the memo was asked about these first bytes already.)
         out: list[bytes] = []
         stop = -1
         if not self._kept.data and not self._kept.emitted:   # the page's first bytes
-            known = self._memo.lookup(self._edits, chunk) if self._memo else None
-            if known is not None:   # rewritten before: copied, and the rest passes
-                self.bypassed = True
-                self._tally.applied = known[2]
-                return self._with_rest([known[1]], chunk, len(known[0]))
+            remembered = None if looked_up else self._remembered(chunk)
+            if remembered is not None:
+                return remembered
             stop = self._built().plan(chunk)
         start = 0
         while start < len(chunk):
@@ -250,9 +259,14 @@ class Rewriter(_Reading):
         search = self._search
         if search is None:
             return self._feed_reading(chunk)
-        if not search.held and search.marker_in(chunk, 0):
-            self._search = None   # in the page's first bytes: read as they are
-            return self._feed(chunk)
+        if not search.held:   # the page's first bytes
+            remembered = self._remembered(chunk)
+            if remembered is not None:   # (their slots' markers are in them)
+                self._search = None
+                return remembered
+            if search.marker_in(chunk, 0):
+                self._search = None   # a slot's marker in them: read as they are
+                return self._feed(chunk, looked_up=True)
         out = search.push(chunk)
         return self._start_reading(search) if out is None else out
 

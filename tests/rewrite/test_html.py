@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from edge_personalizer.rewrite.edits import Edit
+from edge_personalizer.rewrite.first_bytes import FirstBytesMemo
 from edge_personalizer.rewrite.html import Rewriter, csp_nonce, with_nonce
 from edge_personalizer.rewrite.recovery import RewriteAborted
+from edge_personalizer.rewrite.slot_search import SlotSearch
 
 from ..corpora import CORPORA
 
@@ -155,3 +157,23 @@ def test_a_page_fed_after_its_rewriter_was_closed_is_never_half_rewritten() -> N
     untouched.feed(b"<html><body><p>nothing edited yet")
     untouched.close()
     assert untouched.feed(b"</p></body></html>") == b"</p></body></html>"   # exactly
+
+
+def test_a_page_starting_with_remembered_bytes_is_copied_without_a_marker_search(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    memo = FirstBytesMemo()
+    edits = [Edit(SLOT, "inner", "<b>new</b>")]
+    page = b'<html><body><div data-ep-slot="hero">old</div><p>rest</p></body></html>'
+    first = rewrite(page, edits, memo=memo)
+    assert b"<b>new</b>" in first and memo.hits == 0
+    searched: list[int] = []
+    marker_in = SlotSearch.marker_in
+
+    def spied(self: SlotSearch, data: bytes | bytearray, start: int, *,
+              final: bool = False) -> bool:
+        searched.append(start)
+        return marker_in(self, data, start, final=final)
+
+    monkeypatch.setattr(SlotSearch, "marker_in", spied)
+    assert rewrite(page, edits, memo=memo) == first
+    assert memo.hits == 1 and searched == []   # the memo knew the slot's marker was there
