@@ -148,7 +148,7 @@ class RewritingSend:
         if changes is None or found is None or len(found) != len(changes.slots):
             return
         self.headers.personalizer.slots.learned(
-            self.path, self.head, dict(zip(changes.slots, found, strict=True)), rewriter.ends)
+            self.path, self.head, dict(zip(changes.slots, found, strict=True)))
 
     def _rewrite(self, message: Message) -> bytes | None:
         """The rewritten bytes of one body message (None while the start is held)."""

@@ -43,12 +43,11 @@ def validators(head: ResponseHead) -> tuple[str, Validators]:
 class PageSlots:
     """What one path's page was seen to have."""
 
-    __slots__ = ("found", "absent", "ends", "validators", "views", "learned_at")
+    __slots__ = ("found", "absent", "validators", "views", "learned_at")
 
     def __init__(self, learned_at: float) -> None:
         self.found: dict[str, bool] = {}          # slot -> its element is in the page
         self.absent: frozenset[str] = _NOTHING    # the slots found missing
-        self.ends = -1       # where the last slot found ends, in the page's bytes (-1: unknown)
         self.validators: dict[str, Validators] = {}   # content coding -> validators
         self.views = 0
         self.learned_at = learned_at
@@ -114,11 +113,9 @@ class SlotPresence:
             return None
         return entry.absent
 
-    def learned(self, path: str, head: ResponseHead, found: Mapping[str, bool],
-                ends: int = -1) -> None:
+    def learned(self, path: str, head: ResponseHead, found: Mapping[str, bool]) -> None:
         """What a whole page was seen to have: for each slot the rewriter looked for,
-        whether its element was there; `ends`, where the last one found ends (-1:
-        unknown)."""
+        whether its element was there."""
         if not found or not self.learn:
             return
         paths = self._current()
@@ -126,11 +123,11 @@ class SlotPresence:
         entry = paths.get(path)
         if entry is None or entry.validators.get(coding, seen) != seen:
             entry = paths[path] = PageSlots(self.clock())
+        elif entry.validators.get(coding) == seen and found.items() <= entry.found.items():
+            return   # nothing new: the page as it was learned
         entry.validators[coding] = seen
         entry.found.update(found)
         entry.absent = frozenset(name for name, there in entry.found.items() if not there)
-        if ends >= 0 or any(found.values()):
-            entry.ends = ends
 
     def trim(self, decision: Decision, absent: frozenset[str]) -> Decision:
         """The decision without its choices for the slots in `absent` (injections into

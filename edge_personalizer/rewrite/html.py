@@ -125,11 +125,6 @@ class _Reading:
             return tuple(self.bypassed for _ in self._edits)
         return self._handlers.found
 
-    @property
-    def ends(self) -> int:
-        """Where the last edited element ends in the page's bytes (-1: unknown)."""
-        return -1 if self._handlers is None else self._handlers.ends
-
     def _feed_reading(self, chunk: bytes) -> bytes:
         if self.broken or self.bypassed:
             return chunk

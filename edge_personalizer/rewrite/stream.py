@@ -95,12 +95,6 @@ class ResponseRewriter:
         rewriter = self._rewriter
         return rewriter.found if self.rewriting and rewriter is not None else None
 
-    @property
-    def ends(self) -> int:
-        """Where the last edited element ends in the page (-1: unknown)."""
-        rewriter = self._rewriter
-        return rewriter.ends if self.rewriting and rewriter is not None else -1
-
     def take_rest(self) -> memoryview | None:
         """What the last `feed()` left to send after its output, unchanged and uncopied
         (only with `views`: see Rewriter)."""

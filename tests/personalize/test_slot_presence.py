@@ -40,7 +40,7 @@ def _decision(*slots: str) -> Decision:
 def test_slots_a_page_lacks_are_known_after_one_view() -> None:
     presence = SlotPresence(None)
     assert presence.absent("/a", HEAD) is None          # never seen: looked at
-    presence.learned("/a", HEAD, {"hero": False, "banner": True}, ends=420)
+    presence.learned("/a", HEAD, {"hero": False, "banner": True})
     assert presence.absent("/a", HEAD) == frozenset({"hero"})
     assert presence.absent("/b", HEAD) is None
     decision = _decision("hero", "banner", "head")
@@ -51,6 +51,18 @@ def test_slots_a_page_lacks_are_known_after_one_view() -> None:
     assert trimmed.headers == decision.headers and trimmed.variants == "banner=v,head=v"
     assert presence.trim(decision, frozenset({"hero", "head"})) is trimmed   # remembered
     assert presence.trim(decision, frozenset({"promo"})) is decision
+
+
+def test_a_page_read_again_as_it_was_learned_changes_nothing() -> None:
+    presence = SlotPresence(None)
+    presence.learned("/a", HEAD, {"hero": True, "banner": False})
+    known = presence.absent("/a", HEAD)
+    presence.learned("/a", HEAD, {"hero": True})
+    assert presence.absent("/a", HEAD) is known            # (not worked out again)
+    presence.learned("/a", HEAD, {"side": False})          # a slot not looked for before
+    assert presence.absent("/a", HEAD) == frozenset({"banner", "side"})
+    presence.learned("/a", HEAD, {"hero": False})          # the page lost its hero
+    assert presence.absent("/a", HEAD) == frozenset({"banner", "side", "hero"})
 
 
 def test_a_changed_page_is_looked_at_again() -> None:
