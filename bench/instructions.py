@@ -118,8 +118,6 @@ def count(origin: str, page: str, requests: int, target: Target) -> int:
                 sys.executable, "-m", "edge_personalizer", "serve", "--origin", origin,
                 "--workers", "1", "--port", str(port), "--no-access-log", "--log-level",
                 "warning"]
-        if rules:
-            args += ["--rules", rules]
         env = {k: v for k, v in os.environ.items() if not k.startswith("EP_")}
         env |= {"PYTHONHASHSEED": "0", "EP_RULES_WATCH_INTERVAL": "0",
                 "EP_PROFILE_KEYS": "instructions-benchmark-key", "EP_DATA_DIR": tmp}
@@ -127,7 +125,7 @@ def count(origin: str, page: str, requests: int, target: Target) -> int:
             env["EP_STORE_URL"] = target.store_url
         if rules:   # clock-driven work out of the run (see above)
             env |= {"EP_STORE_FLUSH_INTERVAL": "3600", "EP_LEARN_INTERVAL": "3600"}
-            rules = hourly_updates(rules, Path(tmp) / "rules", goals=target.goals)
+            args += ["--rules", hourly_updates(rules, Path(tmp) / "rules", goals=target.goals)]
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
