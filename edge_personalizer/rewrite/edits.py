@@ -204,9 +204,3 @@ class Handlers:
     @property
     def found(self) -> tuple[bool, ...]:
         return tuple(handler.done for handler in self.edits)
-
-    @property
-    def ends(self) -> int:
-        """Where the last edited element ends in the page's bytes (-1: unknown)."""
-        ends = [handler.ends_at for handler in self.edits]
-        return max(ends) if ends and min(ends) >= 0 else -1
