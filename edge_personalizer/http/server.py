@@ -17,6 +17,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -126,7 +128,22 @@ def load_in_worker(factory: str, build: Callable[[], Any] | None = None) -> Any:
         build = getattr(importlib.import_module(module), name)
     app = build()
     tune_allocator()
+    _stop_when_orphaned(os.getppid())
     return app
+
+
+def _stop_when_orphaned(server_pid: int, every: float = 1.0) -> None:
+    """A worker outlives its server when the server is killed outright (SIGKILL, the OOM
+    killer): it would go on serving the old settings beside a server started anew on the
+    same port. Once its parent is gone it stops the way SIGTERM stops it (the answers
+    under way are finished)."""
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(every)
+        logger.warning("the server (pid %d) is gone: worker %d stops", server_pid, os.getpid())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="server-watch", daemon=True).start()
 
 
 def _pass_hangups_to_workers() -> None:

@@ -5,6 +5,7 @@ on raw sockets where a client library would hide it."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import platform
@@ -561,3 +562,29 @@ def test_the_allocator_is_left_alone_when_the_operator_tuned_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
     assert not tune_allocator()
+
+
+def test_workers_stop_when_their_server_is_killed(origin: Server, server_logs: Path) -> None:
+    # Orphaned workers went on serving beside a server started anew on the same port.
+    server = start_proxy(server_logs, "--origin", origin.url, "--workers", "2")
+    workers = worker_pids(server)
+    try:
+        server.process.kill()
+        server.process.wait()
+        assert eventually(lambda: not any(Path(f"/proc/{pid}").exists()
+                                          and "zombie" not in _state(pid) for pid in workers),
+                          timeout=10), server.log()[-3000:]
+        assert "is gone: worker" in server.log()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(server.url + "/status/204", timeout=2)
+    finally:
+        for pid in workers:   # should the test fail: no worker left serving
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].splitlines()[0]
+    except (OSError, IndexError):
+        return "zombie"
