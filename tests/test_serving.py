@@ -86,3 +86,46 @@ def wait_for(condition: Callable[[], bool], proxy: Server, timeout: float = 20) 
     while not condition():
         assert time.monotonic() < deadline, proxy.log()
         time.sleep(0.1)
+
+
+def _workers(proxy: Server) -> list[dict[str, object]]:
+    workers: list[dict[str, object]] = httpx.get(proxy.url + "/__ep/health",
+                                                 timeout=10).json()["workers"]
+    return workers
+
+
+def test_removing_the_file_a_reload_was_refused_for_serves_the_edits_saved_with_it(
+        origin: Server, tmp_path: Path) -> None:
+    # A file or folder the rules cannot read (a name, an encoding, a link loop) is no part
+    # of the rules' version: once removed, the version was the refused load's, and every
+    # reload gave back the refused load, naming a file that was gone, while the edits
+    # saved with it never served.
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    admin = {"Authorization": "Bearer test-admin-token-0123456789abcdef"}
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2",
+                                               "EP_ADMIN_TOKEN": admin["Authorization"][7:]})
+    hero = rules / "fragments" / "hero-facebook.html"
+    mistakes: list[tuple[Path, Callable[[Path], object]]] = [
+        (rules / "Promo.YAML", lambda p: p.write_text("rules: []\n")),
+        (rules / "w.yaml", lambda p: p.write_bytes(b"rules: []\n# caf\xe9\n")),
+        (rules / "fragments" / "up", lambda p: p.symlink_to("..")),
+    ]
+    try:
+        for n, (bad, make) in enumerate(mistakes):
+            refused = proxy.log().count("rules not reloaded")
+            hero.write_text(f"<h1>edit {n}</h1>")
+            make(bad)
+            wait_for(lambda r=refused: proxy.log().count("rules not reloaded") >= r + 2,
+                     proxy)
+            assert all(bad.name in str(w["last_error"]) for w in _workers(proxy))
+            bad.unlink()
+            wait_for(lambda: all(w["last_error"] is None for w in _workers(proxy)), proxy)
+            for _ in range(4):
+                page = httpx.get(proxy.url + "/slotted/x?utm_source=facebook", timeout=10)
+                assert f"<h1>edit {n}</h1>" in page.text
+            reload = httpx.post(proxy.url + "/__ep/reload", headers=admin, timeout=10)
+            assert reload.status_code == 200, reload.text
+    finally:
+        proxy.stop()

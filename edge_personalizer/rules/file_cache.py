@@ -74,6 +74,10 @@ class RuleCache:
         # The last load, and every fragment file it read (as read): while no file changed
         # and those read the same, loading again gives the same.
         self._last: tuple[Loaded, Mapping[str, tuple[str, str] | str]] | None = None
+        # Whether it found a file or folder it could not read (a name, encoding or link
+        # loop): those are no part of the version, so one removed leaves the version as
+        # it was, and only loading again tells the rules are now whole.
+        self._last_unread = False
         self._lock = threading.Lock()   # the watcher and SIGHUP may reload at once
         self._read = 0   # files whose YAML the load under way read
         self._compiled = 0   # files whose rules it compiled
@@ -141,6 +145,8 @@ class RuleCache:
                         frozenset(path for path, e in entries.items() if e.holding),
                         self._read, self._compiled)
         self._last = loaded, MappingProxyType(ctx.fragments)
+        self._last_unread = bool(sources.errors) or any(
+            isinstance(source, RuleError) for source in sources.files)
         if self._parses is not None:
             self._parses.keep_only({entry.digest for entry in entries.values()})
         return loaded
@@ -162,9 +168,11 @@ class RuleCache:
     def _unchanged(self, sources: Sources, fragments: Mapping[str, tuple[str, str] | str]
                    ) -> bool:
         """Every file as the last load read it (the version hashes the other files under
-        the directory too), and every fragment file it read reads the same."""
+        the directory too), and every fragment file it read reads the same; and the last
+        load could read every file and folder, as this one can."""
         if self._last is None or sources.version != self._last[0].ruleset.version \
-                or len(sources.files) != len(self._entries) or sources.errors:
+                or len(sources.files) != len(self._entries) or sources.errors \
+                or self._last_unread:
             return False
         for source in sources.files:
             if isinstance(source, RuleError):

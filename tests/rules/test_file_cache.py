@@ -206,3 +206,23 @@ def test_files_that_cannot_be_read_count_among_the_files(tmp_path: Path) -> None
     loaded = RuleCache(tmp_path).load()
     assert loaded.ruleset.file_count == 3
     assert [e.source.name for e in loaded.errors] == ["Promo.YAML", "b.yaml"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: (d / "Promo.YAML").write_text("rules: []\n"),
+    lambda d: (d / "w.yaml").write_bytes(b"rules: []\n# caf\xe9\n"),
+    lambda d: (d / "fragments" / "up").symlink_to(".."),
+], ids=["name", "encoding", "link-loop"])
+def test_a_file_that_could_not_be_read_removed_loads_again(
+        tmp_path: Path, make: Callable[[Path], object]) -> None:
+    # Such a file is no part of the version: removed, the version is the refused load's,
+    # which was handed back as if nothing had changed.
+    directory = _directory(tmp_path)
+    cache = RuleCache(directory)
+    make(directory)
+    assert cache.load().errors
+    for bad in ("Promo.YAML", "w.yaml", "fragments/up"):
+        if (directory / bad).is_symlink() or (directory / bad).exists():
+            (directory / bad).unlink()
+    loaded = cache.load()
+    assert not loaded.errors and cache.last_good is loaded.ruleset
