@@ -15,7 +15,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
 from types import MappingProxyType
 from typing import Any
 
@@ -23,6 +22,8 @@ import yaml
 
 from ..errors import RuleError, RuleSetInvalid
 from . import quick_yaml
+from .tree import reason, shown
+from .tree import walk as walk  # the rules' files, for the watcher too
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 # The sections a rule file may have (docs/rules.md describes each).
@@ -215,98 +216,15 @@ def _sections(path: Path, data: Any, marks: dict[KeyPath, tuple[int, int]]
     return rule_file, errors
 
 
-@dataclass(frozen=True)
-class Tree:
-    """Every file under a rules directory, as the rules see it: hidden files and folders
-    (a name starting with '.', such as a checkout's .git) left out, folder links followed
-    (a folder reached by two paths is listed under both)."""
-
-    files: tuple[tuple[str, os.stat_result], ...]   # in path order, each with its stat
-    errors: tuple[RuleError, ...]                  # folders that cannot be read, loops
-
-
-def walk(directory: Path) -> Tree:
-    """The files the rules, their version and the watcher all see (one walk for the three,
-    so what is loaded, what makes a new version and what the watcher notices agree)."""
-    found: list[tuple[str, os.stat_result]] = []
-    errors: list[RuleError] = []
-    try:
-        top = os.stat(directory)
-    except OSError:
-        return Tree((), ())
-    # Depth first, each folder's entries by name: the files come in path order.
-    folders = [_Folder(str(directory), frozenset({(top.st_dev, top.st_ino)}), errors)]
-    while folders:
-        folder = folders[-1]
-        entry = next(folder.entries, None)
-        if entry is None:
-            folders.pop()
-            continue
-        try:
-            stat = entry.stat()   # through a link, what it links to
-        except FileNotFoundError:   # removed meanwhile, or a link to nothing
-            continue
-        except OSError as exc:
-            if entry.is_symlink() and os.path.lexists(entry.path):
-                errors.append(RuleError(f"the link cannot be followed: {_reason(exc)}",
-                                        source=_shown(Path(entry.path))))
-                continue
-            errors.append(RuleError(f"the folder cannot be searched: {_reason(exc)} (its "
-                                    "files cannot be opened; a folder needs x permission)",
-                                    source=_shown(Path(folder.path))))
-            folders.pop()
-            continue
-        if S_ISREG(stat.st_mode):
-            found.append((entry.path, stat))
-        elif S_ISDIR(stat.st_mode):
-            if (stat.st_dev, stat.st_ino) in folder.within:
-                errors.append(RuleError("the folder link leads back to a folder it is in (a "
-                                        "loop): remove it", source=_shown(Path(entry.path))))
-                continue
-            folders.append(_Folder(entry.path, folder.within | {(stat.st_dev, stat.st_ino)},
-                                   errors))
-    return Tree(tuple(found), tuple(errors))
-
-
-class _Folder:
-    """A folder being walked: its entries left (none when it cannot be read), and the
-    folders it is in (a link to one of them is a loop)."""
-
-    def __init__(self, path: str, within: frozenset[tuple[int, int]],
-                 errors: list[RuleError]) -> None:
-        self.path = path
-        self.within = within
-        try:
-            with os.scandir(path) as listing:
-                entries = sorted((e for e in listing if not e.name.startswith(".")),
-                                 key=lambda e: e.name)
-        except OSError as exc:
-            errors.append(RuleError(f"the folder cannot be read: {_reason(exc)}; the rules "
-                                    "need to read every folder in the rules directory",
-                                    source=_shown(Path(path))))
-            entries = []
-        self.entries = iter(entries)
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _shown(path: Path) -> Path:
-    """The path as it can be printed: a byte of a name that is not UTF-8 as \\xe9."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return path if text == str(path) else Path(text)
-
-
 def _rule_file_error(path: Path) -> RuleError | None:
     """Why a file named like a rule file cannot be one, if it cannot."""
     if path.suffix not in RULE_FILE_SUFFIXES:
         return RuleError(f"rule files end in .yaml or .yml in lower case: rename it to "
-                         f"{path.stem + path.suffix.lower()!r}", source=_shown(path))
-    if _shown(path) is not path:
-        name = next(part for part in reversed(path.parts) if _shown(Path(part)) != Path(part))
+                         f"{path.stem + path.suffix.lower()!r}", source=shown(path))
+    if shown(path) is not path:
+        name = next(part for part in reversed(path.parts) if shown(Path(part)) != Path(part))
         return RuleError(f"the name {os.fsencode(name)!r} is not UTF-8, as rule files and "
-                         "their folders must be named: rename it", source=_shown(path))
+                         "their folders must be named: rename it", source=shown(path))
     return None
 
 
@@ -366,7 +284,7 @@ def read_sources(directory: Path) -> Sources:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            files.append(RuleError(f"cannot be read: {_reason(exc)}", source=path))
+            files.append(RuleError(f"cannot be read: {reason(exc)}", source=path))
             continue
         try:
             text = raw.decode("utf-8")

@@ -1,0 +1,93 @@
+"""The files under a rules directory, as the rules, their version and the watcher see them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from stat import S_ISDIR, S_ISREG
+
+from ..errors import RuleError
+
+
+@dataclass(frozen=True)
+class Tree:
+    """Every file under a rules directory, as the rules see it: hidden files and folders
+    (a name starting with '.', such as a checkout's .git) left out, folder links followed
+    (a folder reached by two paths is listed under both)."""
+
+    files: tuple[tuple[str, os.stat_result], ...]   # in path order, each with its stat
+    errors: tuple[RuleError, ...]                  # folders that cannot be read, loops
+
+
+def walk(directory: Path) -> Tree:
+    """The files the rules, their version and the watcher all see (one walk for the three,
+    so what is loaded, what makes a new version and what the watcher notices agree)."""
+    found: list[tuple[str, os.stat_result]] = []
+    errors: list[RuleError] = []
+    try:
+        top = os.stat(directory)
+    except OSError:
+        return Tree((), ())
+    # Depth first, each folder's entries by name: the files come in path order.
+    folders = [_Folder(str(directory), frozenset({(top.st_dev, top.st_ino)}), errors)]
+    while folders:
+        folder = folders[-1]
+        entry = next(folder.entries, None)
+        if entry is None:
+            folders.pop()
+            continue
+        try:
+            stat = entry.stat()   # through a link, what it links to
+        except FileNotFoundError:   # removed meanwhile, or a link to nothing
+            continue
+        except OSError as exc:
+            if entry.is_symlink() and os.path.lexists(entry.path):
+                errors.append(RuleError(f"the link cannot be followed: {reason(exc)}",
+                                        source=shown(Path(entry.path))))
+                continue
+            errors.append(RuleError(f"the folder cannot be searched: {reason(exc)} (its "
+                                    "files cannot be opened; a folder needs x permission)",
+                                    source=shown(Path(folder.path))))
+            folders.pop()
+            continue
+        if S_ISREG(stat.st_mode):
+            found.append((entry.path, stat))
+        elif S_ISDIR(stat.st_mode):
+            if (stat.st_dev, stat.st_ino) in folder.within:
+                errors.append(RuleError("the folder link leads back to a folder it is in (a "
+                                        "loop): remove it", source=shown(Path(entry.path))))
+                continue
+            folders.append(_Folder(entry.path, folder.within | {(stat.st_dev, stat.st_ino)},
+                                   errors))
+    return Tree(tuple(found), tuple(errors))
+
+
+class _Folder:
+    """A folder being walked: its entries left (none when it cannot be read), and the
+    folders it is in (a link to one of them is a loop)."""
+
+    def __init__(self, path: str, within: frozenset[tuple[int, int]],
+                 errors: list[RuleError]) -> None:
+        self.path = path
+        self.within = within
+        try:
+            with os.scandir(path) as listing:
+                entries = sorted((e for e in listing if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
+        except OSError as exc:
+            errors.append(RuleError(f"the folder cannot be read: {reason(exc)}; the rules "
+                                    "need to read every folder in the rules directory",
+                                    source=shown(Path(path))))
+            entries = []
+        self.entries = iter(entries)
+
+
+def reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def shown(path: Path) -> Path:
+    """The path as it can be printed: a byte of a name that is not UTF-8 as \\xe9."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path if text == str(path) else Path(text)
