@@ -129,3 +129,31 @@ def test_removing_the_file_a_reload_was_refused_for_serves_the_edits_saved_with_
             assert reload.status_code == 200, reload.text
     finally:
         proxy.stop()
+
+
+def test_a_rule_file_linked_to_nothing_is_refused_and_its_rules_keep_serving(
+        origin: Server, tmp_path: Path) -> None:
+    # The rules of a link whose target went away were dropped at the next reload, with
+    # no error anywhere.
+    rules, shared = tmp_path / "rules", tmp_path / "shared"
+    shutil.copytree(ROOT / "rules", rules)
+    shared.mkdir()
+    (shared / "promo.yaml").write_text(
+        "rules:\n  - {name: promo, when: {referral.source: facebook}, "
+        "then: {banner: {html: '<p>SHARED PROMO</p>'}}}\n")
+    (rules / "promo.yaml").symlink_to(shared / "promo.yaml")
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    try:
+        page = proxy.url + "/slotted/x?utm_source=facebook"
+        assert "SHARED PROMO" in httpx.get(page, timeout=10).text
+        (shared / "promo.yaml").rename(shared / "moved.yaml")
+        wait_for(lambda: all(w["last_error"] for w in _workers(proxy)), proxy)
+        assert all(f"{rules / 'promo.yaml'}: the link leads to {shared / 'promo.yaml'}, which "
+                   "does not exist" in str(w["last_error"]) for w in _workers(proxy))
+        for _ in range(4):
+            assert "SHARED PROMO" in httpx.get(page, timeout=10).text
+        (shared / "moved.yaml").rename(shared / "promo.yaml")
+        wait_for(lambda: all(w["last_error"] is None for w in _workers(proxy)), proxy)
+    finally:
+        proxy.stop()

@@ -17,7 +17,7 @@ class Tree:
     (a folder reached by two paths is listed under both)."""
 
     files: tuple[tuple[str, os.stat_result], ...]   # in path order, each with its stat
-    errors: tuple[RuleError, ...]                  # folders that cannot be read, loops
+    errors: tuple[RuleError, ...]   # folders that cannot be read, loops, links to nothing
 
 
 def walk(directory: Path) -> Tree:
@@ -40,6 +40,9 @@ def walk(directory: Path) -> Tree:
         try:
             stat = entry.stat()   # through a link, what it links to
         except FileNotFoundError:   # removed meanwhile, or a link to nothing
+            dangling = _dangling(entry.path)
+            if dangling is not None:
+                errors.append(dangling)
             continue
         except OSError as exc:
             if entry.is_symlink() and os.path.lexists(entry.path):
@@ -61,6 +64,19 @@ def walk(directory: Path) -> Tree:
             folders.append(_Folder(entry.path, folder.within | {(stat.st_dev, stat.st_ino)},
                                    errors))
     return Tree(tuple(found), tuple(errors))
+
+
+def _dangling(path: str) -> RuleError | None:
+    """The error for a link to nothing (a shared mount gone, a target renamed): what it
+    led to is no longer read, and a file's rules must never go silently; None when the
+    entry itself is gone (removed while the folder was walked)."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return None
+    return RuleError(f"the link leads to {os.fsencode(target).decode('utf-8', 'backslashreplace')}"
+                     ", which does not exist (moved, unmounted?): restore what it led to, or "
+                     "remove the link", source=shown(Path(path)))
 
 
 class _Folder:

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.rules.tree import walk
+
+from .test_loader import validate, write
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_link_to_nothing_is_an_error_naming_the_link_and_its_target(
+        tmp_path: Path, kind: str) -> None:
+    # A rule file or folder linked from a shared mount that went away: its rules were
+    # dropped, and validate and the health page said all was well.
+    rules, shared = tmp_path / "rules", tmp_path / "shared"
+    write(rules, "slots.yaml", "slots: {banner: {}}\n")
+    write(shared, "promo.yaml", "rules:\n  - {name: promo, then: {banner: x}}\n")
+    link = rules / ("promo.yaml" if kind == "file" else "campaigns")
+    target = shared / "promo.yaml" if kind == "file" else shared
+    link.symlink_to(target)
+    assert walk(rules).errors == ()
+    assert validate(rules).returncode == 0
+    (tmp_path / "shared").rename(tmp_path / "moved")
+    assert [(e.source, e.reason) for e in walk(rules).errors] == [
+        (link, f"the link leads to {target}, which does not exist (moved, unmounted?): "
+               "restore what it led to, or remove the link")]
+    checked = validate(rules)
+    assert checked.returncode == 1
+    assert checked.stdout.startswith(f"{link}: the link leads to {target}, which does not")
