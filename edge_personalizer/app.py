@@ -44,7 +44,6 @@ from .proxy import OriginProxy
 from .proxy.client_ip import ClientAddressMiddleware, TrustedProxies
 from .rewrite.first_bytes import FirstBytesMemo
 from .rules.book import RuleBook
-from .rules.file_cache import RuleCache
 from .rules.parse_cache import ParseCache
 from .rules.preview import PreviewSigner
 
@@ -62,7 +61,7 @@ class EdgeApp:
 
     def __init__(self, settings: Settings, *, site: ASGIApp | None = None,
                  clock: Callable[[], float] = time.time, learn_slots: bool = True,
-                 compiled: RuleCache | None = None) -> None:
+                 inherited: RuleBook | None = None) -> None:
         self.settings = settings
         trusted = TrustedProxies(settings.trusted_proxies)
         self.metrics = Metrics()
@@ -70,7 +69,7 @@ class EdgeApp:
         keys = profile_keys(settings)
         self.rules = (RuleBook(settings.rules_dir, on_reload=self._reloaded,
                                parses=ParseCache(settings.data_dir, settings.rules_dir, keys[0])
-                               if settings.profile_keys else None, compiled=compiled)
+                               if settings.profile_keys else None, inherited=inherited)
                       if settings.rules_dir else None)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
@@ -297,8 +296,8 @@ def open_classifier(settings: Settings) -> Classifier:
 
 
 def create_app(settings: Settings, *, site: ASGIApp | None = None,
-               compiled: RuleCache | None = None) -> EdgeApp:
+               inherited: RuleBook | None = None) -> EdgeApp:
     """Build the product's ASGI app, in front of the configured origin or of `site` (an
     ASGI app: personalization inside a Python site); raises our errors for bad rules or
-    geo database. `compiled`: the rules as the server's own check compiled them."""
-    return EdgeApp(settings, site=site, compiled=compiled)
+    geo database. `inherited`: the rule book of the server that forked this worker."""
+    return EdgeApp(settings, site=site, inherited=inherited)

@@ -1,7 +1,7 @@
 """Serving under granian: the app is built once first, so bad settings, rules or databases
 fail before the port is bound; then every worker builds its own from the same settings
-(handed over in WORKER_SETTINGS_ENV) and, when forked, from the rules compiled for that
-check."""
+(handed over in WORKER_SETTINGS_ENV) and, when forked, from the server's rule book, which
+follows the rules directory as the workers do."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .config import Secret, Settings
 
 if TYPE_CHECKING:
     from .http.server import ServerOptions
-    from .rules.file_cache import RuleCache
+    from .rules.book import RuleBook
 
 __all__ = ["serve_settings", "worker_app"]
 
@@ -32,22 +32,28 @@ def serve_settings(settings: Settings) -> None:
     from .app import create_app
     from .http.server import serve
     from .observability.logs import configure_logging
+    from .rules.book import RuleBook
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     settings = with_one_profile_key(settings)
-    rules = create_app(settings).rules
-    # Of the app built to check, only what its rule book compiled stays (not the app).
-    compiled = rules.compiled if rules is not None else None
-    del rules
+    checked = create_app(settings).rules
     os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
-    build = None
-    if compiled is not None and multiprocessing.get_start_method() == "fork":
-        # Forked workers start from the rules compiled for the check (each compiles only
-        # what changed since); spawned ones (another start method) build their own.
-        build = functools.partial(worker_app, compiled=compiled)
+    build = on_hangup = None
+    if checked is not None and multiprocessing.get_start_method() == "fork":
+        # Of the app built to check, only a rule book of what it compiled stays. It follows
+        # the directory as the workers do, so a worker forked later (one replaced after a
+        # crash) starts from the rules the others serve and compiles only what changed
+        # since; spawned workers (another start method) build their own.
+        book = RuleBook(checked.directory, inherited=checked)
+        if settings.rules_watch_interval > 0:
+            book.watch_in_thread(settings.rules_watch_interval)
+        build = functools.partial(worker_app, inherited=book)
+        on_hangup = book.reload
+    del checked
     serve("edge_personalizer.serving:worker_app", server_options(settings),
           setup_logging=functools.partial(configure_logging, fmt=settings.log_format,
-                                          level=settings.log_level), build=build)
+                                          level=settings.log_level), build=build,
+          on_hangup=on_hangup)
 
 
 def with_one_profile_key(settings: Settings) -> Settings:
@@ -75,12 +81,12 @@ def server_options(settings: Settings) -> ServerOptions:
         log_level=settings.log_level)
 
 
-def worker_app(compiled: RuleCache | None = None) -> Any:
+def worker_app(inherited: RuleBook | None = None) -> Any:
     """Factory each worker process calls: the app, from the settings the server handed over
-    (and, in a forked worker, the rules its server compiled)."""
+    (and, in a forked worker, the rule book of its server)."""
     from .app import create_app
     from .observability.logs import configure_logging
 
     settings = Settings.from_json(os.environ[WORKER_SETTINGS_ENV])
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    return create_app(settings, compiled=compiled)
+    return create_app(settings, inherited=inherited)

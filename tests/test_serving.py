@@ -57,16 +57,21 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
                         "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
     try:
         started = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
+        (rules / "more.yaml").write_text("rules: []\n")   # a good edit, served by all
+        wait_for(lambda: proxy.log().count("rules reloaded") >= 3, proxy)
+        served = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
+        assert served != started
         (rules / "typo.yaml").write_text("rules:\n  - name: typo\n    then: {heor: x}\n")
-        wait_for(lambda: proxy.log().count("rules not reloaded") >= 2, proxy)
+        wait_for(lambda: proxy.log().count("rules not reloaded") >= 3, proxy)
         os.kill(worker_pids(proxy)[0], signal.SIGKILL)
         wait_for(lambda: len(re.findall(r"forwarding to .*", proxy.log())) >= 3, proxy)
-        assert f"the rules the server started with (version {started}) serve" in proxy.log()
+        # the replaced worker serves what the others serve, not what the server started with
+        assert f"the rules the server serves (version {served}) serve" in proxy.log()
         for _ in range(10):
             assert httpx.get(proxy.url + "/page/home", timeout=10).status_code == 200
         workers = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["workers"]
         assert len(workers) == 2 and proxy.process.poll() is None
-        assert all(w["rules_version"] == started and "typo.yaml:3:" in w["last_error"]
+        assert all(w["rules_version"] == served and "typo.yaml:3:" in w["last_error"]
                    for w in workers)
 
         (rules / "typo.yaml").write_text("rules:\n  - name: typo\n    then: {hero: x}\n")
@@ -74,7 +79,8 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
         def both_serve_the_fix() -> bool:
             workers = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["workers"]
             return len(workers) == 2 and all(
-                w["rules_version"] != started and w["last_error"] is None for w in workers)
+                w["rules_version"] not in (started, served) and w["last_error"] is None
+                for w in workers)
 
         wait_for(both_serve_the_fix, proxy)
     finally:
@@ -155,5 +161,30 @@ def test_a_rule_file_linked_to_nothing_is_refused_and_its_rules_keep_serving(
             assert "SHARED PROMO" in httpx.get(page, timeout=10).text
         (shared / "moved.yaml").rename(shared / "promo.yaml")
         wait_for(lambda: all(w["last_error"] is None for w in _workers(proxy)), proxy)
+    finally:
+        proxy.stop()
+
+
+def test_a_folder_link_to_the_servers_data_dir_is_refused_not_reloaded_forever(
+        origin: Server, tmp_path: Path) -> None:
+    # The server marks its data_dir as it starts: a link the rules gain to it later (or a
+    # mount) is refused with an error naming it, instead of a reload on each write there.
+    rules, data = tmp_path / "rules", tmp_path / "shared" / "data"
+    shutil.copytree(ROOT / "rules", rules)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        "--data-dir", str(data), "--workers", "2",
+                        env={"EP_RULES_WATCH_INTERVAL": "0.2",
+                             "EP_PROFILE_KEYS": "test-profile-key-0123456789abcdef"})
+    try:
+        (rules / "shared").symlink_to(data.parent)
+        wait_for(lambda: all(w["last_error"] for w in _workers(proxy)), proxy)
+        assert all(f"{data}: a server's data_dir (it holds .edge-personalizer-data), reached "
+                   f"through the folder link {rules / 'shared'}" in str(w["last_error"])
+                   for w in _workers(proxy))
+        refused = proxy.log().count("rules not reloaded")
+        for _ in range(20):   # the workers write their states there every second
+            assert httpx.get(proxy.url + "/slotted/x", timeout=10).status_code == 200
+            time.sleep(0.1)
+        assert proxy.log().count("rules not reloaded") == refused
     finally:
         proxy.stop()

@@ -97,8 +97,10 @@ def _logging_config() -> dict[str, Any]:
 
 def serve(factory: str, options: ServerOptions, *,
           setup_logging: Callable[[], None] | None = None,
-          build: Callable[[], Any] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; SIGHUP is passed on to every worker.
+          build: Callable[[], Any] | None = None,
+          on_hangup: Callable[[], object] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP is passed on to every worker (and runs
+    `on_hangup` in a thread of this process).
 
     granian sets up logging its own way (closing the handlers there were) when the server
     is made: `setup_logging` then puts the caller's back in this process; each worker's
@@ -110,7 +112,7 @@ def serve(factory: str, options: ServerOptions, *,
         setup_logging()
     # Lines a handler still holds when a worker is forked would be written by both.
     os.register_at_fork(before=_flush_logs)
-    server.on_startup(_pass_hangups_to_workers)
+    server.on_startup(functools.partial(_pass_hangups_to_workers, on_hangup))
     server.serve(target_loader=load_in_worker if build is None
                  else functools.partial(load_in_worker, build=build))
 
@@ -146,7 +148,7 @@ def _stop_when_orphaned(server_pid: int, every: float = 1.0) -> None:
     threading.Thread(target=watch, name="server-watch", daemon=True).start()
 
 
-def _pass_hangups_to_workers() -> None:
+def _pass_hangups_to_workers(on_hangup: Callable[[], object] | None = None) -> None:
     # granian answers SIGHUP by starting new workers; one that cannot start (a broken file
     # it reads at startup) would stop the whole server. The workers get the signal instead
     # and do what the app does on SIGHUP (reload what can be reloaded, keep what works).
@@ -154,6 +156,8 @@ def _pass_hangups_to_workers() -> None:
         for worker in multiprocessing.active_children():
             if worker.pid is not None:
                 os.kill(worker.pid, signal.SIGHUP)
+        if on_hangup is not None:
+            threading.Thread(target=on_hangup, name="hangup", daemon=True).start()
 
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, forward)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,40 +73,61 @@ class RuleBook:
     """Holds the serving rule set of one directory.
 
     Construction loads the directory and raises RuleError when it is invalid (startup
-    fails fast), except in a worker started from its server's `compiled` rules: there the
-    rules the server started with serve while the directory holds a refused change (a
-    worker replaced after a crash must not take the server down). `reload()` never raises:
-    an invalid change, or a failure of the loader itself, is logged, kept as `last_error`,
-    and the previous set goes on serving. A file that held rules and is now empty is such
-    an invalid change: it is what a save caught half-way looks like.
+    fails fast), except in a worker started from its server's book (`inherited`): while
+    the directory holds a refused change, the rules the server serves serve there too (a
+    worker replaced after a crash must not take the server down, nor serve older rules
+    than the others). `reload()` never raises: an invalid change, or a failure of the
+    loader itself, is logged, kept as `last_error`, and the previous set goes on serving.
+    A file that held rules and is now empty is such an invalid change: it is what a save
+    caught half-way looks like.
     """
 
     def __init__(self, directory: Path, *,
                  on_reload: Callable[[bool], None] | None = None,
-                 parses: ParseCache | None = None, compiled: RuleCache | None = None) -> None:
+                 parses: ParseCache | None = None, inherited: RuleBook | None = None) -> None:
         self.directory = directory
         # What the last load made of each file: a reload compiles only what changed (and
         # with `parses`, reads from disk only what changed since any worker last read it).
-        # `compiled`: another book's, as a forked worker inherits its server's.
-        self._cache = compiled or RuleCache(directory, parses=parses)
+        # A forked worker starts from its server's (`inherited`).
+        self._cache: RuleCache = (inherited._cache if inherited
+                                  else RuleCache(directory, parses=parses))
         # The watcher's thread, SIGHUP and the admin reload may reload at once: one at a
         # time, so an older load can never be swapped in over a newer one.
         self._reloading = threading.Lock()
         self._fingerprint = _fingerprint(directory)   # what the served rules were loaded from
         self._last_look = self._fingerprint
-        self._holding: frozenset[Path] = frozenset()   # files whose sections held something
+        # files whose sections held something
+        self._holding: frozenset[Path] = inherited._holding if inherited else frozenset()
         self.files_read = 0   # by the last load: files whose YAML it read (see ParseCache)
         self.files_compiled = 0   # ... and files whose rules it compiled
         self.last_error: str | None = None
-        started_with = compiled.last_good if compiled is not None else None
         try:
             self.current: RuleSet = self._load()
         except RuleError as exc:
-            if started_with is None:
+            if inherited is None:
                 raise
-            self.current = started_with
-            self._refused(exc, "the rules the server started with (version %s) serve")
+            self.current = inherited.current
+            self._refused(exc, "the rules the server serves (version %s) serve")
         self._on_reload = on_reload
+
+    def watch_in_thread(self, interval: float) -> threading.Event:
+        """Look every `interval` seconds in a thread of its own until the event returned is
+        set (in a server process, whose workers start from this book: see `inherited`).
+        Forking waits for a reload under way, so a worker never starts from half of one."""
+        os.register_at_fork(before=self._reloading.acquire,
+                            after_in_parent=self._reloading.release,
+                            after_in_child=self._reloading.release)
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.look()
+                except Exception:   # a fault in one look must not end the watching
+                    logger.exception("the rules watcher's look at %s failed", self.directory)
+
+        threading.Thread(target=watch, name="rules-watch", daemon=True).start()
+        return stop
 
     def _load(self) -> RuleSet:
         loaded = _read_and_compile(self._cache)
@@ -158,12 +180,6 @@ class RuleBook:
         self.last_error = "; ".join(str(e) for e in errors[:20])
         logger.error(what_serves + ":\n%s", self.current.version,
                      "\n".join(str(e) for e in errors))
-
-    @property
-    def compiled(self) -> RuleCache:
-        """What the loads so far made of each file: a worker forked from this process
-        starts from it (RuleBook's `compiled`) instead of compiling every file again."""
-        return self._cache
 
     def changed_on_disk(self) -> bool:
         return _fingerprint(self.directory) != self._fingerprint

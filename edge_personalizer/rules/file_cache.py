@@ -85,13 +85,6 @@ class RuleCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    @property
-    def last_good(self) -> RuleSet | None:
-        """The rule set of the last load, if it had no error."""
-        if self._last is None or self._last[0].errors:
-            return None
-        return self._last[0].ruleset
-
     def load(self) -> Loaded:
         with self._lock:
             return self._load()

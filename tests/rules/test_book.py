@@ -217,22 +217,40 @@ def test_a_syntax_error_is_not_also_called_an_emptied_file(tmp_path: Path) -> No
 
 def test_a_worker_starting_while_the_directory_is_refused_serves_its_servers_rules(
         tmp_path: Path) -> None:
-    # A worker forked from its server (one replaced after a crash) starts from the rules
-    # the server compiled: while the directory holds a refused edit, those serve and the
-    # error is reported, instead of the worker failing to start again and again.
+    # A worker forked from its server (one replaced after a crash) starts from the server's
+    # book: while the directory holds a refused edit, what the server serves serves there
+    # too, and the error is reported, instead of the worker failing to start again and
+    # again or serving older rules than the others.
     write_rules(tmp_path, "a")
     server = RuleBook(tmp_path)
+    write_rules(tmp_path, "a", "b")
+    assert server.reload() is True
     write_rules(tmp_path, "a", extra="    then: {heor: x}\n")
+    assert server.reload() is False
     with pytest.raises(RuleError):
-        RuleBook(tmp_path)   # the server itself still refuses to start on it
-    worker = RuleBook(tmp_path, compiled=server.compiled)
-    assert worker.current.version == server.current.version
-    assert [r.name for r in worker.current.rules] == ["a"]
+        RuleBook(tmp_path)   # a server itself still refuses to start on it
+    worker = RuleBook(tmp_path, inherited=server)
+    assert worker.current is server.current
+    assert [r.name for r in worker.current.rules] == ["a", "b"]
     assert worker.last_error is not None and "rules.yaml:6:5: key 'then' appears twice" \
         in worker.last_error
-    write_rules(tmp_path, "a", "b")
+    write_rules(tmp_path, "c")
     assert worker.reload() is True and worker.last_error is None
-    assert [r.name for r in worker.current.rules] == ["a", "b"]
+    assert [r.name for r in worker.current.rules] == ["c"]
+
+
+def test_a_server_book_follows_the_directory_in_its_own_thread(tmp_path: Path) -> None:
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    stop = book.watch_in_thread(0.02)
+    try:
+        write_rules(tmp_path, "b")
+        deadline = time.monotonic() + 10
+        while [r.name for r in book.current.rules] != ["b"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        stop.set()
 
 
 @pytest.mark.anyio
