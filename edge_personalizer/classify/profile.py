@@ -118,9 +118,21 @@ class Profile(NamedTuple):
     # The with_* methods run on the request path (a new visitor's first exposure, a
     # conversion): each builds the new tuple directly, ~2x cheaper than _replace.
     def with_variant(self, key: str, variant: str) -> Profile:
+        """Remembers the variant of experiment `key` the visitor is shown. One shown
+        another variant than the one they were exposed to (theirs was removed from the
+        experiment) starts afresh in it: the old exposure and the conversions counted for
+        it are forgotten, so the next exposure and conversions count for this variant."""
         if self.variants.get(key) == variant:
             return self
-        return _replaced(self, _VARIANTS, MappingProxyType({**self.variants, key: variant}))
+        profile = _replaced(self, _VARIANTS, MappingProxyType({**self.variants, key: variant}))
+        exposure = self.exposures.get(key)
+        if exposure is None or exposure.variant == variant:
+            return profile
+        exposures = {by: e for by, e in self.exposures.items() if by != key}
+        converted = {k: at for k, at in self.converted.items()
+                     if k.partition("\x1f")[2] != key}
+        profile = _replaced(profile, _EXPOSURES, MappingProxyType(exposures))
+        return _replaced(profile, _CONVERTED, MappingProxyType(converted))
 
     def with_conversion(self) -> Profile:
         return _replaced(self, _CONVERSIONS, self.conversions + 1)

@@ -157,32 +157,31 @@ def _assign(experiment: Experiment, visitor: Visitor,
                                  by=experiment.name) for slot in experiment.slots}
     cells = experiment.cells
     cell = ALL_VISITORS if cells.single else cells(visitor)   # most experiments: one cell
-    holdout = experiment.holdout / 100
-    if point < holdout:
-        return {slot: SlotChoice(slot=slot, variant="holdout", reason="holdout",
-                                 by=experiment.name, cell=cell) for slot in experiment.slots}
-    variant = None
-    if experiment.allocation == "bandit":
-        variant = _bandit_variant(experiment, visitor, cell, point, allocations)
+    variant = kept_variant(experiment, visitor)
     if variant is None:
-        variant = pick(experiment.weights, (point - holdout) / (1 - holdout))
+        holdout = experiment.holdout / 100
+        if point < holdout:
+            return {slot: SlotChoice(slot=slot, variant="holdout", reason="holdout",
+                                     by=experiment.name, cell=cell)
+                    for slot in experiment.slots}
+        if experiment.allocation == "bandit" and allocations is not None:
+            chosen = allocations.choose(experiment.name, cell, point)
+            variant = chosen if chosen in experiment.variants else None
+        if variant is None:
+            variant = pick(experiment.weights, (point - holdout) / (1 - holdout))
     contents = experiment.variants[variant]
     return {slot: SlotChoice(slot=slot, variant=variant, reason="experiment",
                              by=experiment.name, content=contents.get(slot), cell=cell)
             for slot in experiment.slots}
 
 
-def _bandit_variant(experiment: Experiment, visitor: Visitor, cell: str, point: float,
-                    allocations: Allocations | None) -> str | None:
-    """The variant a visitor already saw (sticky: weights change only for new visitors),
-    else the published weights' choice for their cell; None while none is published."""
+def kept_variant(experiment: Experiment, visitor: Visitor) -> str | None:
+    """The variant this visitor was shown before, remembered in their profile, while the
+    experiment still has it: sticky, whatever the allocation (fixed or bandit). A change of
+    weights or of the holdout shares out new visitors only; a visitor whose variant was
+    removed is assigned anew (and counted in what they are shown from then on)."""
     kept = visitor.profile.variants.get(experiment.name)
-    if kept is not None and kept in experiment.variants:
-        return kept
-    if allocations is None:
-        return None
-    chosen = allocations.choose(experiment.name, cell, point)
-    return chosen if chosen in experiment.variants else None
+    return kept if kept is not None and kept in experiment.variants else None
 
 
 Outcome = Literal["won", "matched", "failed"]
@@ -233,9 +232,11 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
 
 def _allocation_trace(experiment: Experiment, visitor: Visitor,
                       allocations: Allocations | None) -> dict[str, Any]:
-    """For a bandit: the visitor's cell, the weights' version, and why the variant."""
+    """Why the variant; for a bandit also the visitor's cell and the weights' version."""
     if experiment.allocation != "bandit":
-        return {"allocation": "fixed"}
+        return {"allocation": "fixed",
+                "why": "kept: the variant this visitor was shown before"
+                if kept_variant(experiment, visitor) is not None else "the fixed weights"}
     version = allocations.version_of(experiment.name) if allocations is not None else None
     # the period the visitor's counts go in: the weights version they were assigned under
     exposure = visitor.profile.exposures.get(experiment.name)

@@ -269,3 +269,85 @@ def test_results_break_an_experiment_down_by_the_segments_the_rules_name(
     facebook = next(line for line in lines if line.strip().startswith("from_facebook "))
     exposed, converted = seen.get(("from_facebook", "control"), [0, 0])   # control first
     assert facebook.split()[1:4] == ["control", str(exposed), str(converted)]
+
+
+STICKY_RULES = """
+slots:
+  hero: {}
+experiments:
+  - name: hero-test
+    slot: hero
+    variants:
+      control: {weight: 50}
+      bold: {weight: 50, html: "<h1>Bold</h1>"}
+    goals: [purchase]
+goals:
+  purchase:
+    when: {request.path: /page/checkout/thanks}
+    value: {query: total}
+"""
+
+
+def _edit_rules(server: Server, path: Path, text: str) -> None:
+    """Writes `text` to the rule file and waits until the server serves it."""
+    health = f"{server.url}/__ep/health"
+    before = httpx.get(health).json()["rules"]["version"]
+    path.write_text(text)
+    deadline = time.monotonic() + 10
+    while httpx.get(health).json()["rules"]["version"] == before:
+        assert time.monotonic() < deadline, "the edited rules were never served"
+        time.sleep(0.1)
+
+
+def _shown(visitor: httpx.Client) -> str:
+    text = visitor.get("/slotted/sticky", headers={"accept": "text/html"}).text
+    return "bolder" if "<h1>Bolder</h1>" in text else "bold" if "<h1>Bold</h1>" in text \
+        else "control"
+
+
+def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_saw(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(STICKY_RULES)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_PROFILE_COOKIE_SECURE": "false",
+                              "EP_STORE_FLUSH_INTERVAL": "0.2",
+                              "EP_RULES_WATCH_INTERVAL": "0.1"})
+    visitors = [httpx.Client(base_url=server.url, headers={"user-agent": BROWSER})
+                for _ in range(40)]
+    try:
+        first = [_shown(visitor) for visitor in visitors]
+        bold = [v for v, shown in zip(visitors, first, strict=True) if shown == "bold"]
+        assert 8 < len(bold) < 32
+        # new weights share out new visitors only: everyone keeps what they were shown
+        _edit_rules(server, rules / "site.yaml", STICKY_RULES.replace(
+            "control: {weight: 50}", "control: {weight: 95}").replace("weight: 50,",
+                                                                      "weight: 5,"))
+        assert [_shown(visitor) for visitor in visitors] == first
+        for visitor in bold:
+            visitor.get("/page/checkout/thanks?total=10", headers={"accept": "text/html"})
+        purchase = _results(server)["experiments"][0]["goals"]["purchase"]["variants"]
+        assert (purchase["bold"]["exposed"], purchase["bold"]["converted"]) == \
+            (len(bold), len(bold))
+        assert (purchase["control"]["exposed"], purchase["control"]["converted"]) == \
+            (40 - len(bold), 0)
+        # bold removed: its visitors are shared out anew, and counted in what they see now
+        _edit_rules(server, rules / "site.yaml", STICKY_RULES.replace(
+            '{weight: 50, html: "<h1>Bold</h1>"}', '{weight: 50, html: "<h1>Bolder</h1>"}'
+        ).replace("bold:", "bolder:"))
+        now = [_shown(visitor) for visitor in bold]
+        for visitor in bold:
+            visitor.get("/page/checkout/thanks?total=10", headers={"accept": "text/html"})
+        purchase = _results(server)["experiments"][0]["goals"]["purchase"]["variants"]
+    finally:
+        for visitor in visitors:
+            visitor.close()
+        server.stop()
+    moved = now.count("control")
+    assert moved + now.count("bolder") == len(bold)
+    assert (purchase["bolder"]["exposed"], purchase["bolder"]["converted"]) == \
+        (len(bold) - moved, len(bold) - moved)
+    assert (purchase["control"]["exposed"], purchase["control"]["converted"]) == \
+        (40 - len(bold) + moved, moved)
