@@ -34,6 +34,7 @@ from .converters import (
     to_secrets,
     to_tag_headers,
 )
+from .paths import check_data_outside_rules
 
 LogFormat = Literal["text", "json"]
 
@@ -192,7 +193,8 @@ class Settings:
                             flag="--data-dir", metavar="DIR",
                             help="where the embedded store keeps its file (ep.db), the "
                                  "rule files' parses and the workers' states (not inside "
-                                 "rules_dir, unless in a hidden folder)")
+                                 "rules_dir or a folder it links to, unless in a hidden "
+                                 "folder)")
     store_url: str | None = option(
         convert=to_optional_str, section=_LEARN, flag="--store", metavar="URL",
         help="where counts are kept: sqlite:///path/ep.db, or redis://host:6379/0 for "
@@ -275,18 +277,6 @@ def _check_origin(url: str | None) -> None:
         raise SettingsError(f"origin_url must not carry a query or fragment: {url}")
 
 
-def _check_data_outside_rules(data_dir: Path, rules_dir: Path) -> None:
-    """What the server writes (the store, each worker's state) would be edits of the rules
-    if it lay among them: every worker would reload every second, forever."""
-    data, rules = data_dir.resolve(), rules_dir.resolve()
-    if data == rules or (rules in data.parents and not any(
-            part.startswith(".") for part in data.relative_to(rules).parts)):
-        raise SettingsError(f"data_dir ({data_dir}) lies inside rules_dir ({rules_dir}): what "
-                            "the server writes there would count as edits of the rules; "
-                            "put it elsewhere, or in a hidden folder of the rules "
-                            "(e.g. .ep-data), which the rules leave out")
-
-
 def _check_public_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -316,7 +306,7 @@ def _check(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise SettingsError(f"port must be between 1 and 65535, got {s.port}")
     if s.rules_dir is not None:
-        _check_data_outside_rules(s.data_dir, s.rules_dir)
+        check_data_outside_rules(s.data_dir, s.rules_dir)
     if s.public_url is not None:
         _check_public_url(s.public_url)
     if s.max_long_lived is not None and s.max_long_lived < 1:

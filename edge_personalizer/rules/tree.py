@@ -9,6 +9,11 @@ from stat import S_ISDIR, S_ISREG
 
 from ..errors import RuleError
 
+# Written into data_dir by a server as it starts (rules/parse_cache.py): a folder holding
+# it is where a server writes, never rules, however the rules reach it (a folder link, a
+# bind mount): what is written there would be an edit of the rules every second.
+DATA_MARKER = ".edge-personalizer-data"
+
 
 @dataclass(frozen=True)
 class Tree:
@@ -62,7 +67,7 @@ def walk(directory: Path) -> Tree:
                                         "loop): remove it", source=shown(Path(entry.path))))
                 continue
             folders.append(_Folder(entry.path, folder.within | {(stat.st_dev, stat.st_ino)},
-                                   errors))
+                                   errors, entry.path if entry.is_symlink() else folder.link))
     return Tree(tuple(found), tuple(errors))
 
 
@@ -84,19 +89,27 @@ class _Folder:
     folders it is in (a link to one of them is a loop)."""
 
     def __init__(self, path: str, within: frozenset[tuple[int, int]],
-                 errors: list[RuleError]) -> None:
+                 errors: list[RuleError], link: str | None = None) -> None:
         self.path = path
         self.within = within
+        self.link = link   # the folder link it is reached through, if any
         try:
             with os.scandir(path) as listing:
-                entries = sorted((e for e in listing if not e.name.startswith(".")),
-                                 key=lambda e: e.name)
+                listed = list(listing)
         except OSError as exc:
             errors.append(RuleError(f"the folder cannot be read: {reason(exc)}; the rules "
                                     "need to read every folder in the rules directory",
                                     source=shown(Path(path))))
-            entries = []
-        self.entries = iter(entries)
+            listed = []
+        if any(e.name == DATA_MARKER for e in listed):
+            through = f", reached through the folder link {shown(Path(link))}" if link else ""
+            errors.append(RuleError(f"a server's data_dir (it holds {DATA_MARKER}){through}: "
+                                    "what the server writes there would count as edits of the "
+                                    "rules; remove the link, or move data_dir out of what the "
+                                    "rules read", source=shown(Path(path))))
+            listed = []
+        self.entries = iter(sorted((e for e in listed if not e.name.startswith(".")),
+                                   key=lambda e: e.name))
 
 
 def reason(exc: OSError) -> str:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_personalizer.rules.tree import walk
+from edge_personalizer.rules.parse_cache import ParseCache
+from edge_personalizer.rules.tree import DATA_MARKER, walk
 
 from .test_loader import validate, write
 
@@ -29,3 +30,20 @@ def test_a_link_to_nothing_is_an_error_naming_the_link_and_its_target(
     checked = validate(rules)
     assert checked.returncode == 1
     assert checked.stdout.startswith(f"{link}: the link leads to {target}, which does not")
+
+
+def test_a_servers_data_dir_reached_by_the_rules_is_an_error_naming_the_link(
+        tmp_path: Path) -> None:
+    rules, data = tmp_path / "rules", tmp_path / "srv" / "data"
+    write(rules, "slots.yaml", "slots: {banner: {}}\n")
+    write(data, "ep.db", "written every second")
+    ParseCache(data, rules, b"key")   # as the server starts: marks its data_dir
+    assert (data / DATA_MARKER).is_file()
+    (rules / "srv").symlink_to(data.parent)
+    tree = walk(rules)
+    assert [(e.source, e.reason) for e in tree.errors] == [
+        (rules / "srv" / "data", f"a server's data_dir (it holds {DATA_MARKER}), reached "
+                                 f"through the folder link {rules / 'srv'}: what the server "
+                                 "writes there would count as edits of the rules; remove the "
+                                 "link, or move data_dir out of what the rules read")]
+    assert [Path(name).name for name, _ in tree.files] == ["slots.yaml"]   # not its files
