@@ -4,7 +4,7 @@ value=49.90`, never passed on to the visitor)."""
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,6 +14,7 @@ from ..classify.visitor import Visitor
 GOAL_HEADER = b"x-ep-goal"
 _GOAL_HEADER_LENGTH = len(GOAL_HEADER)
 MAX_VALUE = 1e9   # larger values are taken for mistakes (or attacks), not revenue
+_PLAIN_AMOUNT = re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?")
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
 
@@ -45,15 +46,17 @@ class Conversion:
 
 
 def parse_value(text: str | None) -> float | None:
-    """A conversion value from text (`49.90`, `1,299.00`); None when it is not a plain,
-    finite, non-negative amount."""
+    """A conversion value from text: a plain amount, digits with at most one `.` and
+    decimals (`49.90`, `1299`), up to MAX_VALUE. None for anything else: a sign, a
+    separator (`12,50` and `1.234,50` say different amounts in different countries),
+    an exponent (`1e3`), `1_000`, `nan`, a currency."""
     if not text:
         return None
-    try:
-        value = float(text.strip().replace(",", ""))
-    except ValueError:
+    text = text.strip()
+    if _PLAIN_AMOUNT.fullmatch(text) is None:
         return None
-    return value if math.isfinite(value) and 0 <= value <= MAX_VALUE else None
+    value = float(text)
+    return value if value <= MAX_VALUE else None
 
 
 def parse_goal_header(value: bytes) -> tuple[str, float | None] | None:

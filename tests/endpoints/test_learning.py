@@ -110,6 +110,35 @@ def test_a_visitor_s_conversions_count_once_for_the_variant_they_saw(counting: S
     assert hero["exposed"] == 1   # the crawler was never counted
 
 
+def _invalid_values(server: Server) -> int:
+    metrics = httpx.get(f"{server.url}/__ep/metrics",
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    found = re.search(r'^ep_goal_signals_invalid_total\{kind="value"\} (\S+)$', metrics, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def test_a_goal_value_counts_only_as_a_plain_amount(counting: Server) -> None:
+    def value_sums(report: dict[str, Any]) -> tuple[int, float]:
+        (hero,) = [e for e in report["experiments"] if e["name"] == "hero-test"]
+        variants = hero["goals"]["purchase"]["variants"].values()
+        return (sum(v["converted"] for v in variants),
+                round(sum(v["value_sum"] for v in variants), 2))
+
+    odd = ["12,50", "12,5", "1.234,50", "1,234.50", "1e3", "1_000", "-5", "0x10",
+           "49.90 EUR", ".5", "nan"]
+    converted, value = value_sums(_results(counting))
+    invalid = _invalid_values(counting)
+    for total in [*odd, "12.50"]:
+        with httpx.Client(base_url=counting.url, headers={"user-agent": BROWSER}) as visitor:
+            visitor.get("/slotted/value?exp=on", headers={"accept": "text/html"})
+            visitor.get("/page/checkout/thanks", params={"total": total},
+                        headers={"accept": "text/html"})
+    # every visitor converted; only the plain amount brought a value, the others are
+    # ignored and counted as invalid
+    assert value_sums(_results(counting)) == (converted + len(odd) + 1, value + 12.5)
+    assert _invalid_values(counting) == invalid + len(odd)
+
+
 def test_a_beacon_counts_a_conversion_only_the_browser_sees(counting: Server) -> None:
     with httpx.Client(base_url=counting.url, headers={"user-agent": BROWSER}) as visitor:
         shown = visitor.get("/slotted/b?exp=on", headers={"accept": "text/html"})
