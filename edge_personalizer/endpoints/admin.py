@@ -90,8 +90,8 @@ class Admin:
             return
         body = self.metrics.render()
         if self.board is not None:   # one view of the whole server, whichever worker answers
-            others = [s["metrics"] for s in self.board.states() if s["pid"] != self.board.pid]
-            body = combined_metrics([body.decode("utf-8"), *others])
+            # the other workers', and the counts of the workers gone (killed or stopped)
+            body = combined_metrics([body.decode("utf-8"), *self.board.others_metrics()])
         await respond(send, 200, body, CONTENT_TYPE.encode(), [(b"cache-control", b"no-store")])
 
     async def reload(self, scope: Scope, receive: Receive, send: Send) -> None:

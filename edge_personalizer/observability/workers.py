@@ -1,14 +1,22 @@
 """The workers of one server, seen from any of them: each publishes its state (rules
 version, metrics) to a file beside the others', so an answer about the server (health,
-metrics, a reload) covers every worker, whichever one a request reached."""
+metrics, a reload) covers every worker, whichever one a request reached.
+
+A worker that is gone (killed outright, or stopped) leaves its counts behind: the counters
+it last published are folded into the board's retired counts, which the server's metrics
+keep adding, so a whole-server counter does not go backwards when a worker is replaced
+(Prometheus would read a reset, and a rate over it would be wrong).
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 # Gauges that are not summed across workers: how they combine instead.
 _GAUGES: Mapping[str, Callable[[Iterable[float]], float]] = MappingProxyType({
     "ep_store_up": min, "ep_rules_loaded_timestamp_seconds": max})
+_CREATED = "_created"      # a counter's creation time: the earliest is the server's
+_RETIRED = "retired.prom"  # the counts of workers gone, in the Prometheus text format
+_LOCK = ".lock"
 
 
 class WorkerBoard:
@@ -29,6 +40,7 @@ class WorkerBoard:
         self.directory = directory
         self.pid = os.getpid()
         self.stale_after = stale_after
+        self._published = False
 
     @property
     def _own(self) -> Path:
@@ -39,12 +51,40 @@ class WorkerBoard:
         several threads at once (the reload thread publishes too): each writes its own
         temporary file."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._published:   # a state left under this pid is a dead worker's
+            self._published = True
+            with self._locked():
+                self._retire([self._own])
         temporary = self.directory / f".{self.pid}.{threading.get_ident()}.tmp"
         temporary.write_text(json.dumps({**state, "pid": self.pid, "at": time.time()}))
         os.replace(temporary, self._own)
 
     def states(self) -> list[dict[str, Any]]:
         """Every live worker's last state, this one's included, by pid."""
+        return [state for _, state in self._read(live=True)]
+
+    def others_metrics(self) -> list[str]:
+        """The metrics of the other live workers and the retired counts of the workers gone
+        (the ones found dead now folded in first), read at one moment: a worker that
+        leaves meanwhile counts once."""
+        if not self.directory.exists():
+            return []
+        with self._locked():
+            self._retire([path for path, _ in self._read(live=False)])
+            others = [state["metrics"] for _, state in self._read(live=True)
+                      if state["pid"] != self.pid and isinstance(state.get("metrics"), str)]
+            retired = self._retired_text()
+        return [*others, retired] if retired else others
+
+    def leave(self) -> None:
+        """This worker stops: the counts it last published are handed on to the retired."""
+        if not self._own.exists():
+            return
+        with self._locked():
+            self._retire([self._own])
+
+    def _read(self, *, live: bool) -> list[tuple[Path, dict[str, Any]]]:
+        """The states of the live workers (fresh, their process running), or of the dead."""
         found = []
         now = time.time()
         for path in sorted(self.directory.glob("*.json")) if self.directory.exists() else ():
@@ -53,14 +93,48 @@ class WorkerBoard:
             except (OSError, ValueError):
                 continue   # being replaced, or gone
             pid = state.get("pid")
-            if not isinstance(pid, int) or now - float(state.get("at", 0)) > self.stale_after \
-                    or not _alive(pid):
+            if not isinstance(pid, int):
                 continue
-            found.append(state)
-        return sorted(found, key=lambda s: s["pid"])
+            if live and now - float(state.get("at", 0)) <= self.stale_after and _alive(pid):
+                found.append((path, state))
+            elif not live and not _alive(pid):
+                found.append((path, state))
+        return sorted(found, key=lambda found: int(found[1]["pid"]))
 
-    def leave(self) -> None:
-        self._own.unlink(missing_ok=True)
+    def _retire(self, paths: list[Path]) -> None:
+        """Folds the counters of the states at `paths` into the retired counts and removes
+        the states (the board's lock held)."""
+        gone = []
+        for path in paths:
+            try:
+                gone.append(json.loads(path.read_text()).get("metrics"))
+            except (OSError, ValueError):
+                continue
+        texts = [text for text in gone if isinstance(text, str)]
+        if texts:
+            folded = cumulative(combined_metrics([self._retired_text(), *texts]).decode())
+            temporary = self.directory / f".{_RETIRED}.{self.pid}.tmp"
+            temporary.write_text(folded)
+            os.replace(temporary, self.directory / _RETIRED)
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+    def _retired_text(self) -> str:
+        try:
+            return (self.directory / _RETIRED).read_text()
+        except FileNotFoundError:
+            return ""
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The board's lock, across the server's processes (folding a worker's counts
+        twice would count them twice)."""
+        with open(self.directory / _LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _alive(pid: int) -> bool:
@@ -75,7 +149,8 @@ def _alive(pid: int) -> bool:
 
 def combined_metrics(expositions: Iterable[str]) -> bytes:
     """Prometheus text of several workers as one server's: counters and histograms summed,
-    gauges summed unless they say something else (the store is up only if it is for all)."""
+    gauges summed unless they say something else (the store is up only if it is for all;
+    a counter was created when its first worker's was)."""
     families: dict[str, Metric] = {}
     values: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[float]] = {}
     for text in expositions:
@@ -86,11 +161,28 @@ def combined_metrics(expositions: Iterable[str]) -> bytes:
                 key = (known.name, point.name, tuple(sorted(point.labels.items())))
                 values.setdefault(key, []).append(point.value)
     for (name, sample_name, labels), seen in values.items():
-        combine = _GAUGES.get(name, sum) if families[name].type == "gauge" else sum
-        families[name].add_sample(sample_name, dict(labels), combine(seen))
+        families[name].add_sample(sample_name, dict(labels), _combine(families[name])(seen))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fixed(list(families.values())))
     return generate_latest(registry)
+
+
+def _combine(family: Metric) -> Callable[[Iterable[float]], float]:
+    if family.type != "gauge":
+        return sum
+    if family.name.endswith(_CREATED):
+        return min
+    return _GAUGES.get(family.name, sum)
+
+
+def cumulative(text: str) -> str:
+    """The families of a Prometheus text that count from the start (counters, histograms,
+    summaries, and when each was created), without the gauges of a moment."""
+    kept = [family for family in text_string_to_metric_families(text)
+            if family.type != "gauge" or family.name.endswith(_CREATED)]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(kept))
+    return generate_latest(registry).decode()
 
 
 class _Fixed:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +93,45 @@ def test_metrics_of_several_workers_are_one_view(two_workers: tuple[Server, Path
     assert scrapes == [30.0] * 6
     health = httpx.get(server.url + "/__ep/health").json()
     assert len(health["workers"]) == 2
+
+
+def _workers(server: Server) -> list[int]:
+    return [w["pid"] for w in httpx.get(server.url + "/__ep/health").json()["workers"]]
+
+
+def test_the_server_s_counters_keep_what_a_worker_counted_once_it_is_gone(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    started = time.time()
+    server = start_proxy(server_logs, "--origin", origin.url, "--workers", "2",
+                         "--rules", str(ROOT / "tests" / "data" / "rules"),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_RULES_WATCH_INTERVAL": "0",
+                              "EP_DATA_DIR": str(tmp_path / "data")}, timeout=40)
+    try:
+        counted = 0
+        first, second = _workers(server)
+        # one killed outright (its state stays behind), then the other stopped (it hands
+        # its counts on): not a worker replaced just now, which the server takes for a
+        # crash loop
+        for gone, stop in ((None, None), (first, signal.SIGKILL), (second, signal.SIGTERM)):
+            if gone is not None and stop is not None:
+                os.kill(gone, stop)
+                deadline = time.monotonic() + 20
+                while (pids := _workers(server)) and (gone in pids or len(pids) < 2):
+                    assert time.monotonic() < deadline, server.log()
+                    time.sleep(0.2)
+            for _ in range(20):   # new connections: spread over both workers
+                assert httpx.get(server.url + "/status/204").status_code == 204
+            counted += 20
+            time.sleep(1.5)       # every worker has published since
+            assert [_scrape(server) for _ in range(6)] == [counted] * 6
+        text = httpx.get(server.url + "/__ep/metrics",
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    finally:
+        server.stop()
+    created = [sample.value for family in text_string_to_metric_families(text)
+               if family.name.endswith("_created") for sample in family.samples]
+    assert created and all(started - 5 < value <= time.time() for value in created)
 
 
 def test_a_reload_reaches_every_worker(two_workers: tuple[Server, Path]) -> None:

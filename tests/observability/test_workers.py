@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -67,3 +68,58 @@ def test_two_threads_of_a_worker_publish_at_once(tmp_path: Path) -> None:
     assert failures == []
     assert [s["n"] for s in board.states()] == [299]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+CREATED = """# HELP ep_rule_reload_failures_total Rejected
+# TYPE ep_rule_reload_failures_total counter
+ep_rule_reload_failures_total 1.0
+# HELP ep_rule_reload_failures_created Rejected
+# TYPE ep_rule_reload_failures_created gauge
+ep_rule_reload_failures_created 1700000000.0
+"""
+
+
+def test_a_counter_was_created_when_its_first_worker_s_was() -> None:
+    later = CREATED.replace("1700000000.0", "1700000050.0")
+    combined = _values(combined_metrics([later, CREATED, later]))
+    assert combined["ep_rule_reload_failures_created[]"] == 1700000000.0   # not a sum
+    assert combined["ep_rule_reload_failures_total[]"] == 3.0
+
+
+def _dead_worker(directory: Path, pid: int, metrics: str) -> None:
+    (directory / f"{pid}.json").write_text(json.dumps(
+        {"pid": pid, "at": time.time(), "metrics": metrics}))
+
+
+def test_a_dead_worker_s_counters_stay_in_the_server_s_once(tmp_path: Path) -> None:
+    board = WorkerBoard(tmp_path)
+    board.publish({"metrics": TWO})
+    _dead_worker(tmp_path, 999999999, ONE)    # killed outright: its state stayed behind
+    first = _values(combined_metrics([TWO, *board.others_metrics()]))
+    assert first["ep_requests_total[('status', '200')]"] == 8.0
+    assert first["ep_store_up[]"] == 0.0      # the dead worker's gauges are not kept...
+    assert first["ep_counts_waiting[]"] == 4.0
+    # ...its counters are, once, however many scrapes read them, from any worker
+    other = WorkerBoard(tmp_path)
+    other.pid = 999999998   # another worker, which has counted nothing itself
+    scrapes = [combined_metrics([TWO, *board.others_metrics()]),
+               combined_metrics(other.others_metrics()),
+               combined_metrics([TWO, *board.others_metrics()])]
+    assert [_values(text)["ep_requests_total[('status', '200')]"] for text in scrapes] \
+        == [8.0] * 3
+    assert [s["pid"] for s in board.states()] == [board.pid]
+
+
+def test_a_worker_that_stops_hands_its_counts_on(tmp_path: Path) -> None:
+    leaving, staying = WorkerBoard(tmp_path), WorkerBoard(tmp_path)
+    staying.pid = 999999998   # a pid of its own (the test has one process)
+    leaving.publish({"metrics": ONE})
+    leaving.leave()
+    assert leaving.states() == []
+    counted = _values(combined_metrics([TWO, *staying.others_metrics()]))
+    assert counted["ep_requests_total[('status', '200')]"] == 8.0
+    # a worker given the pid of a dead one takes over none of its counts, nor loses them
+    _dead_worker(tmp_path, os.getpid(), ONE)
+    WorkerBoard(tmp_path).publish({"metrics": TWO})
+    counted = _values(combined_metrics([TWO, *staying.others_metrics()]))
+    assert counted["ep_requests_total[('status', '200')]"] == 3.0 + 3.0 + 5.0 + 5.0
