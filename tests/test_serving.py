@@ -189,3 +189,28 @@ def test_a_folder_link_to_the_servers_data_dir_is_refused_not_reloaded_forever(
         assert proxy.log().count("rules not reloaded") == refused
     finally:
         proxy.stop()
+
+
+def test_a_rule_file_over_8_mib_is_refused_before_it_is_read(origin: Server,
+                                                              tmp_path: Path) -> None:
+    # A 50 MB rule file took each worker four minutes and over 2 GB before it was refused;
+    # now it is refused as it is seen, and the rules before it serve.
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    try:
+        with (rules / "huge.yaml").open("w") as huge:
+            huge.write("rules:\n")
+            rule = "  - {name: r%d, when: {referral.source: x%d}, then: {hero: {html: y}}}\n"
+            for i in range(150_000):   # 10 MB
+                huge.write(rule % (i, i))
+        seen = time.monotonic()
+        wait_for(lambda: all(w["last_error"] for w in _workers(proxy)), proxy, timeout=60)
+        assert time.monotonic() - seen < 10
+        assert all(f"{rules / 'huge.yaml'}: the file is larger than 8 MiB" in
+                   str(w["last_error"]) for w in _workers(proxy))
+        page = httpx.get(proxy.url + "/slotted/x?utm_source=facebook", timeout=10)
+        assert "Welcome, friend from Facebook" in page.text
+    finally:
+        proxy.stop()

@@ -26,6 +26,12 @@ from .tree import reason, shown
 from .tree import walk as walk  # the rules' files, for the watcher too
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
+# A rule file larger than this is refused before it is read: reading takes about a hundred
+# times its size in memory, in every worker. 10,000 rules in one file take 2.5 MB.
+MAX_RULE_FILE_BYTES = 8 * 1024 * 1024
+# Values that aliases (*name) may repeat in one file, counted once for each use: enough
+# for a shared `when` in every rule, never the billion values of aliases of aliases.
+MAX_ALIASED_VALUES = 100_000
 # The sections a rule file may have (docs/rules.md describes each).
 SECTIONS = frozenset({"rules", "segments", "interests", "slots", "experiments", "goals"})
 
@@ -170,6 +176,44 @@ class _PlainBuilder:
                 None, None, f"{shown!r} cannot be read: {exc}", node.start_mark) from exc
 
 
+class _AliasCountingLoader(yaml.SafeLoader):
+    """Composes YAML nodes, counting the values each alias repeats: past
+    MAX_ALIASED_VALUES the file is refused at that alias, before anything is built of it
+    (a 488-byte file of aliases of aliases otherwise stands for a billion values)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}   # values under a node, by its id
+        self._aliased = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event() if self.check_event(  # type: ignore[no-untyped-call]
+            yaml.AliasEvent) else None
+        node = super().compose_node(parent, index)
+        if event is not None and node is not None:
+            self._aliased += self._size(node)
+            if self._aliased > MAX_ALIASED_VALUES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases repeat more than {MAX_ALIASED_VALUES:,} values "
+                    "(aliases of aliases?)", event.start_mark)
+        return node
+
+    def _size(self, node: yaml.Node) -> int:
+        """How many values the node stands for, each alias under it counted again."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        self._sizes[id(node)] = 1   # an alias of a node it is in counts once
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._size(key) + self._size(value) for key, value in node.value)
+        size = min(size, MAX_ALIASED_VALUES + 1)
+        self._sizes[id(node)] = size
+        return size
+
+
 def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
     """Parse one file; YAML and section errors come back as a list, not raised."""
     empty = RuleFile(path, MappingProxyType({}))
@@ -182,7 +226,7 @@ def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
         return _sections(path, data, marks)
     builder = _PlainBuilder()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_AliasCountingLoader)
         data = None if node is None else builder.build(node, ())
     except _DuplicateKey as dup:
         return empty, [RuleError(f"key {dup.key!r} appears twice in the same mapping",
@@ -282,9 +326,15 @@ def read_sources(directory: Path) -> Sources:
             files.append(error)
             continue
         try:
-            raw = path.read_bytes()
+            raw = _read_at_most(path, MAX_RULE_FILE_BYTES)
         except OSError as exc:
             files.append(RuleError(f"cannot be read: {reason(exc)}", source=path))
+            continue
+        if raw is None:
+            files.append(RuleError(f"the file is larger than {MAX_RULE_FILE_BYTES >> 20} MiB, "
+                                   "the most a rule file may hold (10,000 rules take 2.5 MB): "
+                                   "split it, or move large HTML to fragment files",
+                                   source=path))
             continue
         try:
             text = raw.decode("utf-8")
@@ -297,6 +347,16 @@ def read_sources(directory: Path) -> Sources:
         digest.update(str(path.relative_to(directory)).encode() + b"\0" + raw + b"\0")
         files.append(Source(path, text, hashlib.sha256(raw).digest()))
     return Sources(directory, tuple(files), digest.hexdigest()[:16], tree.errors)
+
+
+def _read_at_most(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than `limit` (its size told before it
+    is read; read at most one byte more, should it grow meanwhile)."""
+    with path.open("rb") as file:
+        if os.fstat(file.fileno()).st_size > limit:
+            return None
+        raw = file.read(limit + 1)
+    return None if len(raw) > limit else raw
 
 
 def read_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:

@@ -23,7 +23,8 @@ _LITERAL_HEADER = re.compile(r"\|([-+]?)(?: +#.*| *)$")
 _BLOCK_VALUE_END = re.compile(r":(?: |$)")          # a second `key:` in a plain value
 # A chunk of a plain value inside [...] or {...}: it ends at a space, at , ? [ ] { }, and at
 # a colon followed by a space or one of , [ ] { } (PyYAML's scan_plain in the flow context).
-_FLOW_CHUNK = re.compile(r"(?:[^\s,?\[\]{}:]|:(?![\s,\[\]{}]|$))+")
+# Possessive (++), as yaml_scalars' quoted values: no memory kept for each character.
+_FLOW_CHUNK = re.compile(r"(?:[^\s,?\[\]{}:]|:(?![\s,\[\]{}]|$))++")
 NOT_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@`")
 _NOT_FLOW_PLAIN_START = frozenset("?:,[]{}#&*!|>'\"%@`")
 

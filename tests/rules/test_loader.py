@@ -118,7 +118,47 @@ def test_aliases_that_multiply_are_cut_short(tmp_path: Path) -> None:
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
     write(tmp_path, "a.yaml", "\n".join(lines) + "\n")   # 10^9 values if expanded
     _, errors = read_rule_directory(tmp_path)
-    assert len(errors) == 1 and "too large" in errors[0].reason
+    # Refused at the alias that repeats the 100,000th value, before any value is built
+    # (it used to build a million of them first: 263 MB for a 488-byte file).
+    assert [(e.line, e.reason) for e in errors] == [
+        (5, "invalid YAML: aliases repeat more than 100,000 values (aliases of aliases?)")]
+
+
+def test_aliases_that_repeat_a_shared_condition_in_every_rule_are_read(tmp_path: Path) -> None:
+    lines = ["slots: {hero: {}}", "rules:"]
+    lines += [f"  - {{name: r{i}, when: {'&w ' if i == 0 else '*w'}"
+              + ("{geo.country: DE, device.type: mobile}" if i == 0 else "")
+              + ", then: {hero: x}}" for i in range(10_000)]
+    write(tmp_path, "a.yaml", "\n".join(lines) + "\n")
+    rule_files, errors = read_rule_directory(tmp_path)
+    assert errors == [] and rule_files.rule_count == 10_000
+
+
+def test_a_rule_file_larger_than_8_mib_is_refused_unread(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "slots: {hero: {}}\n")
+    with (tmp_path / "big.yaml").open("wb") as big:
+        big.truncate(50 * 1024 * 1024)   # a sparse file: reading it would take seconds
+    write(tmp_path, "fits.yaml", "rules: []\n" + "#" * (8 * 1024 * 1024 - 12) + "\n")
+    _, errors = read_rule_directory(tmp_path)
+    assert [(e.source, e.reason) for e in errors] == [
+        (tmp_path / "big.yaml", "the file is larger than 8 MiB, the most a rule file may hold "
+                                "(10,000 rules take 2.5 MB): split it, or move large HTML to "
+                                "fragment files")]
+
+
+def test_a_long_quoted_value_takes_no_memory_for_each_character() -> None:
+    # 5 MB in quotes took 760 MB to read (the regular expression engine's stack).
+    code = ("import resource, pathlib\n"
+            "from edge_personalizer.rules.loader import parse_rule_file\n"
+            "for q in ('\"', \"'\", ''):\n"
+            "    text = 'slots: {hero: {default: ' + q + 'x' * 5_000_000 + q + '}}\\n'\n"
+            "    f, errors = parse_rule_file(pathlib.Path('a.yaml'), text)\n"
+            "    assert not errors and len(f.sections['slots']['hero']['default']) == 5_000_000\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) < 200, f"{done.stdout} MB"
 
 
 def test_an_emptied_file_is_an_empty_rule_file(tmp_path: Path) -> None:

@@ -25,6 +25,9 @@ _COOKIE_VALUE = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 _REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 _VARIANT_KEYS = frozenset({"action", "html", "file", "text", "attribute", "value", "class"})
+# A fragment larger than this is refused before it is read: it is added to every page it
+# shows on, and held by every worker.
+MAX_FRAGMENT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,16 @@ def _read_fragment(directory: Path, path_text: str) -> str:
     try:
         if not path.is_file():   # False too for a NUL in the name
             raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", ())
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            raw = file.read(MAX_FRAGMENT_BYTES + 1) if size <= MAX_FRAGMENT_BYTES else b""
     except OSError as exc:
         raise Invalid(f"fragment {path_text!r} cannot be read: {exc.strerror or exc}",
                       ()) from exc
+    if size > MAX_FRAGMENT_BYTES or len(raw) > MAX_FRAGMENT_BYTES:
+        raise Invalid(f"fragment {path_text!r} is larger than {MAX_FRAGMENT_BYTES >> 20} MiB, "
+                      "the most a fragment may hold (it is added to every page it shows on): "
+                      "link large content (images, scripts) instead of inlining it", ())
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -154,3 +154,16 @@ def test_a_fragment_in_a_linked_folder_outside_the_rules_directory_shows(
     assert _hero(rules) == "<b>linked</b>"
     _, errors = check_rules(then(rules, "{hero: fragments/../../assets/hero.html}"))
     assert len(errors) == 1 and "is outside the rules directory" in errors[0].reason
+
+
+def test_a_fragment_larger_than_1_mib_is_refused_unread(tmp_path: Path) -> None:
+    (tmp_path / "fragments").mkdir()
+    with (tmp_path / "fragments" / "hero.html").open("wb") as big:
+        big.truncate(10 * 1024 * 1024)   # sparse: reading it would cost its size
+    (tmp_path / "fragments" / "fits.html").write_text("<b>x</b>" * (1024 * 1024 // 8))
+    _, errors = check_rules(then(tmp_path, "{hero: fragments/hero.html}"))
+    assert [(e.line, e.reason) for e in errors] == [
+        (4, "rule 'r': fragment 'fragments/hero.html' is larger than 1 MiB, the most a "
+            "fragment may hold (it is added to every page it shows on): link large content "
+            "(images, scripts) instead of inlining it")]
+    assert len(_hero(tmp_path, "fragments/fits.html")) == 1024 * 1024
