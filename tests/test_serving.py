@@ -214,3 +214,25 @@ def test_a_rule_file_over_8_mib_is_refused_before_it_is_read(origin: Server,
         assert "Welcome, friend from Facebook" in page.text
     finally:
         proxy.stop()
+
+
+def test_a_mistyped_fragment_name_is_refused_not_shown_as_text(origin: Server,
+                                                                tmp_path: Path) -> None:
+    # `banner: fragments/hero-facebook.htm` was valid, and the page showed the path.
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    try:
+        (rules / "typo.yaml").write_text(
+            "rules:\n  - name: typo\n    when: {referral.source: facebook}\n"
+            "    then: {banner: fragments/hero-facebook.htm}\n")
+        wait_for(lambda: all(w["last_error"] for w in _workers(proxy)), proxy)
+        assert all(f"{rules / 'typo.yaml'}:4:20: rule 'typo': no fragment file "
+                   "'fragments/hero-facebook.htm'" in str(w["last_error"])
+                   for w in _workers(proxy))
+        for _ in range(4):
+            page = httpx.get(proxy.url + "/slotted/x?utm_source=facebook", timeout=10).text
+            assert "hero-facebook.htm" not in page and "Welcome, friend" in page
+    finally:
+        proxy.stop()

@@ -25,6 +25,10 @@ _COOKIE_VALUE = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")
 _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 _REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 _VARIANT_KEYS = frozenset({"action", "html", "file", "text", "attribute", "value", "class"})
+# A value that reads as a file path rather than HTML or text: no '<', no space, a folder
+# and a file suffix (fragments/hero.htm, img/sale.png), or a start in fragments/. Shown as
+# text it would put the path on the page: a fragment's name mistyped.
+_PATH_LIKE = re.compile(r"fragments/[^<\s]*|[^<\s]*/[^<\s/]*\.[A-Za-z][A-Za-z0-9]{0,5}")
 # A fragment larger than this is refused before it is read: it is added to every page it
 # shows on, and held by every worker.
 MAX_FRAGMENT_BYTES = 1024 * 1024
@@ -170,6 +174,8 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
         if raw.strip().endswith(".html") and "<" not in raw:
             html, source = _fragment(ctx, raw.strip(), at)
             return Content(action="inner", template=_template(ctx, html, at), source=source)
+        if _PATH_LIKE.fullmatch(raw.strip()):
+            raise Invalid(_no_fragment(ctx, raw.strip()), at)
         return Content(action="inner", template=_template(ctx, raw, at), source="inline")
     if not isinstance(raw, dict):
         raise Invalid("a variant is a fragment file (x.html), inline HTML, or a mapping "
@@ -206,6 +212,16 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
     if action != "remove" and template is None:
         raise Invalid(f"action {action} needs html, file or text", at)
     return Content(action=action, template=template, source=source)
+
+
+def _no_fragment(ctx: CompileContext, path_text: str) -> str:
+    """Why a value written as a file path shows no fragment (a typo of one, most likely)."""
+    stem = path_text.rsplit(".", 1)[0] if "." in path_text.rsplit("/", 1)[-1] else path_text
+    meant = f"{stem}.html"
+    found = isinstance(fragment(ctx, meant), tuple) if meant != path_text else False
+    return (f"no fragment file {path_text!r} (fragments are .html files in the rules "
+            "directory" + (f"; did you mean {meant!r}?" if found else "") + "); to show it "
+            f"as text, write {{text: {path_text!r}}}")
 
 
 def _attribute_content(ctx: CompileContext, raw: dict[Any, Any], action: str,

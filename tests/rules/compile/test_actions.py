@@ -167,3 +167,29 @@ def test_a_fragment_larger_than_1_mib_is_refused_unread(tmp_path: Path) -> None:
             "fragment may hold (it is added to every page it shows on): link large content "
             "(images, scripts) instead of inlining it")]
     assert len(_hero(tmp_path, "fragments/fits.html")) == 1024 * 1024
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("fragments/hero.htm", "no fragment file 'fragments/hero.htm' (fragments are .html files "
+                           "in the rules directory; did you mean 'fragments/hero.html'?); to "
+                           "show it as text, write {text: 'fragments/hero.htm'}"),
+    ("fragments/../../../etc/passwd", "no fragment file 'fragments/../../../etc/passwd' "
+                                      "(fragments are .html files in the rules directory); "
+                                      "to show it as text, write {text: "
+                                      "'fragments/../../../etc/passwd'}"),
+    ("img/sale.png", "no fragment file 'img/sale.png' (fragments are .html files in the rules "
+                     "directory); to show it as text, write {text: 'img/sale.png'}"),
+])
+def test_a_value_that_reads_as_a_path_but_names_no_fragment_is_an_error(
+        tmp_path: Path, value: str, reason: str) -> None:
+    (tmp_path / "fragments").mkdir()
+    (tmp_path / "fragments" / "hero.html").write_text("<b>x</b>")
+    _, errors = check_rules(then(tmp_path, f"{{hero: {value}}}"))
+    assert [(e.line, e.reason) for e in errors] == [(4, f"rule 'r': {reason}")]
+
+
+@pytest.mark.parametrize("value", ["Hello world", "1/2.5", "and/or", "<b>a/b.png</b>",
+                                   "{text: img/sale.png}"])
+def test_text_and_html_with_slashes_are_shown(tmp_path: Path, value: str) -> None:
+    _, errors = check_rules(then(tmp_path, f"{{hero: {value}}}"))
+    assert errors == []
