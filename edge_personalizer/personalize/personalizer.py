@@ -219,14 +219,18 @@ class Personalizer:
         experiment = self.rules.current.experiment(by)
         return frozenset(experiment.goals) if experiment is not None else None
 
-    def reach_goals(self, exchange: Exchange, status: int,
-                    headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def reach_goals(self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]],
+                    *, goal_header: bool = True) -> list[tuple[bytes, bytes]]:
         """Notes the goals this response reaches on the exchange; returns its headers
-        without the origin's goal headers (the visitor never sees them)."""
+        without the origin's goal headers (the visitor never sees them). `goal_header`
+        False: the caller has read the headers and they have none."""
         if self.learning is None:
+            if not goal_header:
+                return headers
             return [h for h in headers if h[0].lower() != GOAL_HEADER]
         ruleset = self.rules.current if self.rules is not None else _NO_RULES
-        if not ruleset.goals and not any(name.lower() == GOAL_HEADER for name, _ in headers):
+        if not ruleset.goals and (not goal_header or not any(
+                name.lower() == GOAL_HEADER for name, _ in headers)):
             return headers
         visitor = exchange.visitor
         exchange.conversions, kept = self.learning.goals.reached(

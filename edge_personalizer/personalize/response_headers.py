@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from lru import LRU
 from starlette.types import Message
 
+from ..learn.goals import GOAL_HEADER
 from ..rules.book import RuleBook
 from ..rules.evaluator import explain
 from .exchange import Exchange
@@ -18,10 +19,10 @@ from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
-# The response headers personalizing a page reads
+# The response headers personalizing a page reads (the goal header: whether there is one)
 _HEAD_READ = frozenset({b"content-type", b"content-encoding", b"content-length",
                         b"cache-control", b"content-security-policy", b"etag",
-                        b"last-modified"})
+                        b"last-modified", GOAL_HEADER})
 
 ResponseHead = dict[bytes, str]
 
@@ -85,12 +86,14 @@ class PageHeaders:
         and what keeps caches correct. Anything but an HTML page passes as it is."""
         if not is_html(head) or message["status"] >= 400 and not exchange.debug:
             return self._with_conversions(message, exchange)
-        headers = list(message.get("headers", []))
-        headers += self.decision_headers(exchange, with_cookies=not self.cache.keyed)
+        added = self.decision_headers(exchange, with_cookies=not self.cache.keyed)
         if not self.cache.keyed and message["status"] < 400 and not exchange.preview:
             cookie = self.personalizer.profile_cookie(exchange)
             if cookie is not None:
-                headers.append((b"set-cookie", cookie))
+                added.append((b"set-cookie", cookie))
+        if self.rules is None and not added:
+            return message   # nothing to add: the start goes as it came
+        headers = [*message.get("headers", ()), *added]
         if self.rules is not None:
             headers = self.cache_headers(headers, exchange, head)
         return {**message, "headers": headers}

@@ -7,6 +7,7 @@ import time
 
 from starlette.types import Message, Send
 
+from ..learn.goals import GOAL_HEADER
 from ..rewrite.recovery import RewriteAborted
 from ..rewrite.stream import ResponseRewriter
 from .exchange import Exchange
@@ -87,18 +88,21 @@ class RewritingSend:
     async def _start(self, message: Message) -> None:
         began = time.perf_counter()
         self.head = read_head(message.get("headers", ()))
+        page = False   # a whole HTML page with a body
         with self.fail_open.stage("slots", self.path):
-            self._drop_absent_slots(message)
+            page = self._is_page(message)
+            if page:
+                self._drop_absent_slots()
         with self.fail_open.stage("goals", self.path):
             headers = message.get("headers", [])
-            kept = self.headers.personalizer.reach_goals(self.exchange, message["status"],
-                                                         headers)
+            kept = self.headers.personalizer.reach_goals(
+                self.exchange, message["status"], headers, goal_header=GOAL_HEADER in self.head)
             if kept is not headers:
                 message = {**message, "headers": kept}
         with self.fail_open.stage("headers", self.path):
             message = self.headers.finish(message, self.exchange, self.head)
         with self.fail_open.stage("rewrite", self.path):
-            self.rewriter = self._rewriter_for(message)
+            self.rewriter = self._rewriter_for(page)
         self.spent += time.perf_counter() - began
         if self.rewriter is None:
             self.fail_open.observer.personalization_took(self.spent)
@@ -114,11 +118,11 @@ class RewritingSend:
         return (self.exchange.scope["method"] != "HEAD"
                 and self.head.get(b"content-length") != "0")
 
-    def _drop_absent_slots(self, message: Message) -> None:
+    def _drop_absent_slots(self) -> None:
         """On a page known to lack some of the decision's slots, the choices for those go
         before the headers, the cookie and the counts are made of it."""
         exchange = self.exchange
-        if exchange.preview or not self._is_page(message):
+        if exchange.preview:
             return
         decision = exchange.decision
         if not decision.slots:
@@ -131,8 +135,8 @@ class RewritingSend:
         if absent:
             exchange.settle(slots.trim(decision, absent))
 
-    def _rewriter_for(self, message: Message) -> ResponseRewriter | None:
-        if not self._is_page(message) or not self.exchange.decision.changes_page:
+    def _rewriter_for(self, page: bool) -> ResponseRewriter | None:
+        if not page or not self.exchange.decision.changes_page:
             return None
         made = self.editor.rewriter_for(self.exchange, self.head, self.accept_encoding,
                                         on_error=self.fail_open.edit_failed)
