@@ -188,7 +188,21 @@ def _classifier(settings: Settings) -> Classifier:
     return open_classifier(settings)
 
 
+def _checked_url(url: str) -> str:
+    """The --url given, or a SettingsError saying why it is no URL (`http://[::1/`)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port   # noqa: B018 (reading it checks it)
+    except ValueError as exc:
+        raise SettingsError(f"--url {url!r} is not a URL ({exc}); write one such as "
+                            "https://shop.example/sale?utm_source=facebook") from exc
+    return url
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
+    _checked_url(args.url)
     headers: dict[str, str] = {}
     for header in args.header:
         name, sep, value = header.partition(":")
@@ -309,6 +323,7 @@ _DURATION = MappingProxyType({"m": 60, "h": 3600, "d": 86400})
 
 
 def cmd_preview_link(args: argparse.Namespace) -> int:
+    _checked_url(args.url)
     settings = settings_from(args)
     if not settings.profile_keys:
         raise SettingsError("preview links are signed with the first profile key: set "

@@ -85,6 +85,21 @@ def test_explain_rejects_a_malformed_header(capsys: pytest.CaptureFixture[str]) 
     assert "expected 'Name: value'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("command", "url", "reason"), [
+    (["explain"], "http://[::1/", "Invalid IPv6 URL"),
+    (["explain"], "http://shop.example:99999/", "Port out of range 0-65535"),
+    (["preview-link", "--rule", "facebook-welcome"], "http://[::1/", "Invalid IPv6 URL"),
+])
+def test_a_malformed_url_is_named_not_a_traceback(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        command: list[str], url: str, reason: str) -> None:
+    monkeypatch.setenv("EP_PROFILE_KEYS", "test-profile-key-0123456789abcdef")
+    assert main([*command, "--url", url, "--rules", str(ROOT / "rules")]) == 2
+    assert capsys.readouterr().err == (f"edge-personalizer: --url {url!r} is not a URL "
+                                       f"({reason}); write one such as "
+                                       "https://shop.example/sale?utm_source=facebook\n")
+
+
 def _run_classify(lines: list[str], *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge_personalizer", "classify",
                            "--geo-db", GEO, *flags], input="\n".join(lines), text=True,
