@@ -184,8 +184,9 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
             raise Invalid(f"{name} is true or false, got {value!r}", at)
         return value
     if spec.type == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise Invalid(f"{name} is a number, got {kind_of(value)} {value!r}", at)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise Invalid(f"{name} is a number, got {_not_a_number(value)}", at)
         return value
     text = str(value)
     if spec.values:
@@ -201,9 +202,20 @@ def _folded(values: tuple[str, ...]) -> frozenset[str]:
 
 
 def _number(value: Any, op: str, at: KeyPath) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise Invalid(f"{op} takes a number, got {kind_of(value)}", at)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise Invalid(f"{op} takes a number, got {_not_a_number(value)}", at)
     return float(value)
+
+
+def _not_a_number(value: Any) -> str:
+    """What was written where a number belongs: YAML's .nan and .inf are floats, but no
+    number a visitor's value can be compared with."""
+    if isinstance(value, float) and math.isnan(value):
+        return ".nan (not a number)"
+    if isinstance(value, float) and math.isinf(value):
+        return f"{'' if value > 0 else '-'}.inf (infinity, no number)"
+    return f"{kind_of(value)} {value!r}"
 
 
 def _text(value: Any, op: str, at: KeyPath) -> str:

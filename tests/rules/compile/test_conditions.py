@@ -55,3 +55,17 @@ def test_regular_expressions_match_text_beyond_ascii(tmp_path: Path) -> None:
     rule = load_rules(rules_with(tmp_path, "{request.query.q: {matches: '^m.nchen$'}}")).rules[0]
     assert rule.condition(make_visitor(query="q=m%C3%BCnchen"))
     assert not rule.condition(make_visitor(query="q=muenchen"))
+
+
+@pytest.mark.parametrize(("when", "reason"), [
+    # "gte takes a number, got a number" for .nan; .inf was taken as a number
+    ("{profile.visits: {gte: .nan}}", "gte takes a number, got .nan (not a number)"),
+    ("{profile.visits: {lt: .inf}}", "lt takes a number, got .inf (infinity, no number)"),
+    ("{profile.visits: {between: [1, .inf]}}",
+     "between takes a number, got .inf (infinity, no number)"),
+    ("{profile.visits: -.inf}", "profile.visits is a number, got -.inf (infinity, no number)"),
+    ("{profile.visits: {gte: many}}", "gte takes a number, got text 'many'"),
+])
+def test_a_number_that_is_no_number_is_named(tmp_path: Path, when: str, reason: str) -> None:
+    _, errors = check_rules(rules_with(tmp_path, when))
+    assert [(e.line, e.reason) for e in errors] == [(4, f"rule 'r': {reason}")]
