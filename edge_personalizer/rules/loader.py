@@ -272,6 +272,16 @@ def _rule_file_error(path: Path) -> RuleError | None:
     return None
 
 
+def wide_encoding(raw: bytes) -> str | None:
+    """'UTF-16' (or 'UTF-32') for bytes that start with that byte order mark, as Windows
+    Notepad's "Unicode" saves them: every other byte is 0, and no byte names the mistake."""
+    for bom, name in ((b"\xff\xfe\0\0", "UTF-32"), (b"\0\0\xfe\xff", "UTF-32"),
+                      (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if raw.startswith(bom):
+            return name
+    return None
+
+
 def undecodable(raw: bytes, exc: UnicodeDecodeError) -> tuple[int, int, str]:
     """The line and column (from 1) of the first byte that is not UTF-8, and that byte."""
     line_start = raw.rfind(b"\n", 0, exc.start) + 1
@@ -339,6 +349,12 @@ def read_sources(directory: Path) -> Sources:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
+            wide = wide_encoding(raw)
+            if wide is not None:
+                files.append(RuleError(f"cannot read it as UTF-8: it is saved as {wide} (it "
+                                       f"starts with a {wide} byte order mark); save the file "
+                                       "as UTF-8", source=path, line=1, column=1))
+                continue
             line, column, byte = undecodable(raw, exc)
             files.append(RuleError(f"cannot read it as UTF-8: {byte} is not UTF-8 (Windows-1252 "
                                    "or Latin-1?); save the file as UTF-8", source=path,

@@ -336,3 +336,15 @@ def test_a_rule_file_that_cannot_be_read_says_why_and_counts(tmp_path: Path) -> 
     checked = validate(tmp_path)
     assert checked.stdout == (f"{tmp_path / 'b.yaml'}: cannot be read: Permission denied\n"
                               "2 files, 0 rules, 0 experiments: 1 error\n")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_rule_file_saved_as_utf_16_is_called_so(tmp_path: Path, encoding: str) -> None:
+    # It was called "Windows-1252 or Latin-1?" (byte 0xff at 1:1), Notepad's "Unicode".
+    bom = {"utf-16": b"", "utf-16-be": b"\xfe\xff", "utf-32": b""}[encoding]
+    (tmp_path / "a.yaml").write_bytes(bom + "rules: []\n".encode(encoding))
+    wide = "UTF-32" if encoding == "utf-32" else "UTF-16"
+    _, errors = read_rule_directory(tmp_path)
+    assert [(e.line, e.column, e.reason) for e in errors] == [
+        (1, 1, f"cannot read it as UTF-8: it is saved as {wide} (it starts with a {wide} byte "
+               "order mark); save the file as UTF-8")]

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..fields import suggest
-from ..loader import KeyPath, RuleFile, undecodable
+from ..loader import KeyPath, RuleFile, undecodable, wide_encoding
 from ..model import INJECTIONS, PAGE_ACTIONS, SLOT_ACTIONS, Content, Pairs, Redirect
 from ..template import Template, TemplateKind
 from .context import CompileContext, Invalid
@@ -128,6 +128,8 @@ def _read_fragment(directory: Path, path_text: str) -> str:
                       "edits would never show; move it to a folder of its own", ())
     path = directory / relative
     try:
+        if path.is_dir():
+            raise Invalid(f"fragment {path_text!r} is a folder, not a file ({path})", ())
         if not path.is_file():   # False too for a NUL in the name
             raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", ())
         with path.open("rb") as file:
@@ -143,6 +145,11 @@ def _read_fragment(directory: Path, path_text: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        wide = wide_encoding(raw)
+        if wide is not None:
+            raise Invalid(f"fragment {path_text!r} cannot be read as UTF-8: it is saved as "
+                          f"{wide} (it starts with a {wide} byte order mark); save it as UTF-8",
+                          ()) from exc
         line, column, byte = undecodable(raw, exc)
         raise Invalid(f"fragment {path_text!r} cannot be read as UTF-8: {byte} at line "
                       f"{line}, column {column} is not UTF-8 (Windows-1252 or Latin-1?); "

@@ -193,3 +193,17 @@ def test_a_value_that_reads_as_a_path_but_names_no_fragment_is_an_error(
 def test_text_and_html_with_slashes_are_shown(tmp_path: Path, value: str) -> None:
     _, errors = check_rules(then(tmp_path, f"{{hero: {value}}}"))
     assert errors == []
+
+
+def test_a_fragment_saved_as_utf_16_or_named_by_a_folder_is_called_so(tmp_path: Path) -> None:
+    (tmp_path / "fragments" / "dir.html").mkdir(parents=True)
+    (tmp_path / "fragments" / "hero.html").write_bytes("<b>x</b>".encode("utf-16"))
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}, banner: {}}\nrules:\n  - name: r\n"
+        "    then: {hero: fragments/hero.html, banner: fragments/dir.html}\n")
+    _, errors = check_rules(tmp_path)
+    assert [e.reason for e in errors] == [
+        "rule 'r': fragment 'fragments/hero.html' cannot be read as UTF-8: it is saved as "
+        "UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8",
+        f"rule 'r': fragment 'fragments/dir.html' is a folder, not a file "
+        f"({tmp_path / 'fragments' / 'dir.html'})"]
