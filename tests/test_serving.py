@@ -236,3 +236,28 @@ def test_a_mistyped_fragment_name_is_refused_not_shown_as_text(origin: Server,
             assert "hero-facebook.htm" not in page and "Welcome, friend" in page
     finally:
         proxy.stop()
+
+
+def test_a_rules_directory_made_anew_empty_is_named_so_and_its_rules_keep_serving(
+        origin: Server, tmp_path: Path) -> None:
+    # Removed, then made anew and empty (a deploy half-way): the health page went on
+    # saying the directory did not exist, as an empty directory looked to the watcher
+    # as a missing one did.
+    rules, gone = tmp_path / "rules", tmp_path / "gone"
+    shutil.copytree(ROOT / "rules", rules)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    try:
+        rules.rename(gone)
+        wait_for(lambda: all("does not exist" in str(w["last_error"])
+                             for w in _workers(proxy)), proxy)
+        rules.mkdir()
+        wait_for(lambda: all("the rules directory holds no rule file now" in
+                             str(w["last_error"]) for w in _workers(proxy)), proxy)
+        page = httpx.get(proxy.url + "/slotted/x?utm_source=facebook", timeout=10)
+        assert "Welcome, friend from Facebook" in page.text
+        for path in gone.iterdir():
+            path.rename(rules / path.name)
+        wait_for(lambda: all(w["last_error"] is None for w in _workers(proxy)), proxy)
+    finally:
+        proxy.stop()

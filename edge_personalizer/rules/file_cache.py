@@ -78,6 +78,7 @@ class RuleCache:
         # loop): those are no part of the version, so one removed leaves the version as
         # it was, and only loading again tells the rules are now whole.
         self._last_unread = False
+        self._held_files = False   # a load found rule files in the directory
         self._lock = threading.Lock()   # the watcher and SIGHUP may reload at once
         self._read = 0   # files whose YAML the load under way read
         self._compiled = 0   # files whose rules it compiled
@@ -96,6 +97,12 @@ class RuleCache:
         loaded_at = time.time()
         self._read = self._compiled = 0
         errors: list[RuleError] = list(sources.errors)   # folders that cannot be read
+        if not sources.files and self._held_files:
+            errors.append(RuleError(
+                "the rules directory holds no rule file now, so it was not loaded (made anew "
+                "and not filled yet?); to serve no rules, leave one file with `rules: []`",
+                source=self.directory))
+        self._held_files = self._held_files or bool(sources.files)
         entries: dict[Path, _Entry] = {}
         texts: dict[Path, str] = {}
         parsed: dict[Path, RuleFile] = {}   # parsed by this load

@@ -32,8 +32,9 @@ def walk(directory: Path) -> Tree:
     errors: list[RuleError] = []
     try:
         top = os.stat(directory)
-    except OSError:
-        return Tree((), ())
+    except OSError as exc:   # removed (and, to the watcher, different from made anew empty)
+        return Tree((), (RuleError(f"the rules directory cannot be read: {reason(exc)}",
+                                   source=directory),))
     # Depth first, each folder's entries by name: the files come in path order.
     folders = [_Folder(str(directory), frozenset({(top.st_dev, top.st_ino)}), errors)]
     while folders:

@@ -226,3 +226,18 @@ def test_a_file_that_could_not_be_read_removed_loads_again(
             (directory / bad).unlink()
     loaded = cache.load()
     assert not loaded.errors and loaded.read == 0   # the files read before are not read again
+
+
+def test_a_directory_left_with_no_rule_file_is_refused(tmp_path: Path) -> None:
+    # What a directory removed and made anew looks like until it is filled.
+    directory = _directory(tmp_path)
+    cache = RuleCache(directory)
+    assert not cache.load().errors
+    for path in directory.glob("*.yaml"):
+        path.unlink()
+    assert _errors(cache.load().errors) == [
+        f"{directory}: the rules directory holds no rule file now, so it was not loaded (made "
+        "anew and not filled yet?); to serve no rules, leave one file with `rules: []`"]
+    (directory / "none.yaml").write_text("rules: []\n")
+    loaded = cache.load()
+    assert not loaded.errors and loaded.ruleset.rules == ()
