@@ -63,6 +63,21 @@ def test_redirect_loop_guard_and_bots(proxy: Server) -> None:
     assert api.status_code == 200
 
 
+def test_the_first_sec_fetch_dest_says_whether_a_request_is_a_page_view(
+        proxy: Server) -> None:
+    # A page view of the campaign is redirected; anything else reaches the page itself.
+    url = f"{proxy.url}/page/shoes?utm_campaign=spring-sale"
+    sent = [("sec-fetch-dest", "document"), ("sec-fetch-dest", "script")]
+    assert httpx.get(url, headers=[*PAGE.items(), *sent]).status_code == 302
+    assert httpx.get(url, headers=[*PAGE.items(), *sent[::-1]]).status_code == 200
+    assert httpx.get(url, headers={**PAGE, "sec-fetch-dest": "document, script"}) \
+        .status_code == 200
+    assert httpx.get(url, headers={**PAGE, "sec-fetch-dest": "iframe"}).status_code == 302
+    assert httpx.get(url, headers={**PAGE, "accept": "text/plain, text/html;q=0.9"}) \
+        .status_code == 302
+    assert httpx.post(url, headers=PAGE).status_code != 302
+
+
 def test_rule_cookie_action(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/page/a", headers={**PAGE, "cookie": "crm_segment=vip"})
     assert "seen_vip=1; Path=/; SameSite=Lax" in response.headers.get_list("set-cookie")
