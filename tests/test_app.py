@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from starlette.types import Message
 from edge_personalizer import create_app, load_settings
 from edge_personalizer.app import EdgeApp
 from edge_personalizer.errors import GeoDatabaseError, RuleError
+
+from .servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,3 +122,45 @@ def test_a_background_task_that_fails_starts_again(caplog: pytest.LogCaptureFixt
     asyncio.run(EdgeApp._kept_running("the rules watcher", fails_twice))
     assert runs == 3
     assert caplog.text.count("the rules watcher failed; it starts again in 1 s") == 2
+
+
+def test_a_proxied_request_leaves_nothing_for_the_garbage_collector(origin: Server,
+                                                                     tmp_path: Path) -> None:
+    # Without rules, through every stage (client address, access log, endpoints,
+    # personalization, the origin proxy and its pooled connection): a request's objects go
+    # when it ends; in a reference cycle they would wait for the garbage collector, whose
+    # passes every request then pays.
+    app = create_app(load_settings({}, origin_url=origin.url, data_dir=tmp_path))
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def proxied() -> int:
+        scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http",
+                 "path": "/page/a", "raw_path": b"/page/a", "query_string": b"goal=signup",
+                 "root_path": "", "client": ("127.0.0.1", 50000),
+                 "server": ("127.0.0.1", 8080),
+                 "headers": [(b"host", b"127.0.0.1:8080"), (b"user-agent", b"Mozilla/5.0")]}
+        try:
+            await app(dict(scope), receive, send)   # (the connection and caches it builds stay)
+            gc.collect()
+            gc.disable()
+            try:
+                sent.clear()
+                for _ in range(3):
+                    await app(dict(scope), receive, send)
+                return gc.collect()
+            finally:
+                gc.enable()
+        finally:
+            await app.aclose()
+
+    assert asyncio.run(proxied()) == 0
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] * 3
+    assert sent[-1]["body"].endswith(b"<p>page</p>")
+    assert not any(name == b"x-ep-goal" for m in sent if m["type"] == "http.response.start"
+                   for name, _ in m["headers"])   # the origin's goal header never leaves
