@@ -58,7 +58,11 @@ def experiment_results(experiment: Experiment,
     control = control_of(experiment)
     exposed = variant_totals(rows, experiment.name, EXPOSURE)
     bandit = experiment.allocation == "bandit"
-    totals_of = period_weighted_totals if bandit else variant_totals
+    # Fixed weights edited while the experiment ran: visitors were shared out in several
+    # splits, so the variants are compared within each split (as a bandit's periods), and
+    # the split is checked on the visitors of today's weights only.
+    edited = not bandit and len({key.period for key in rows if key.goal == EXPOSURE}) > 1
+    totals_of = period_weighted_totals if bandit or edited else variant_totals
 
     def judged_on(goal: str, cell_rows: Mapping[CountKey, Tally],
                   weighted_by: str = "period") -> dict[str, Any]:
@@ -66,6 +70,12 @@ def experiment_results(experiment: Experiment,
                              control=control).as_json()
         if bandit:   # weights change by design: compare within periods, no ratio to check
             judged.update(srm_p=None, srm=False, weighted_by=weighted_by)
+        elif edited:
+            today = {key: tally for key, tally in cell_rows.items()
+                     if key.period == experiment.fixed_period}
+            split = goal_result(variant_totals(today, experiment.name, EXPOSURE), weights,
+                                control=control).as_json()
+            judged.update(srm_p=split["srm_p"], srm=split["srm"], weighted_by=weighted_by)
         return judged
 
     cells = cells_of(experiment, rows)

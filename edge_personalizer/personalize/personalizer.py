@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -29,20 +29,14 @@ from .slot_presence import SlotPresence
 DEBUG_HEADER = b"x-ep-debug"
 
 
-def is_page_view(method: str, merged: Mapping[str, str],
-                 headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """A browser navigation to a document: what a profile learns from. Read from the
-    headers merged by name (merge_headers), and from the raw `headers` only when several
-    Sec-Fetch-Dest were sent (the first decides)."""
+def is_page_view(method: str, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """A browser navigation to a document: what a profile learns from."""
     if method != "GET":
         return False
-    dest = merged.get("sec-fetch-dest")
-    if dest is not None and "," in dest:
-        dest = next((v.decode("latin-1") for k, v in headers
-                     if k.lower() == b"sec-fetch-dest"), dest)
-    if dest is not None:
-        return dest in ("document", "iframe")
-    return "text/html" in merged.get("accept", "")
+    for name, value in headers:
+        if name == b"sec-fetch-dest":
+            return value in (b"document", b"iframe")
+    return any(name == b"accept" and b"text/html" in value for name, value in headers)
 
 
 @dataclass(frozen=True)
@@ -107,7 +101,7 @@ class Personalizer:
             host=merged.get("host", ""), headers=merged, client_ip=address.ip,
             trusted_edge=address.trusted_peer)
         visitor = self.classifier.visitor(request, now=self.clock(),
-                                          page_view=is_page_view(scope["method"], merged, headers))
+                                          page_view=is_page_view(scope["method"], headers))
         forced = None
         if self.rules is not None and preview_token and self.preview is not None:
             forced = preview_decision(self.preview, preview_token, self.rules.current)
@@ -205,7 +199,8 @@ class Personalizer:
                 elif choice.reason == "rule" and judging_rules:
                     shown.append(choice)
             if learning is not None:
-                profile = _exposed(learning, profile, shown, exchange.allocations)
+                profile = _exposed(learning, profile, shown, exchange.allocations,
+                                   self.rules.current if self.rules is not None else None)
                 tracker = self.classifier.profiles
                 if tracker is not None and self._predicting:
                     categories = tracker.interests.categories(visitor.request.path)
@@ -264,15 +259,19 @@ class Personalizer:
 
 
 def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],
-             allocations: Allocations | None) -> Profile:
+             allocations: Allocations | None, ruleset: RuleSet | None) -> Profile:
     """The profile with the exposures of what the page shows, each counted once, in the
     cell of its experiment (per: ...) and in the period of the weights it was assigned
-    with (a bandit's version; fixed weights and rules: FIXED_PERIOD)."""
+    with: a bandit's version, fixed weights' split (Experiment.fixed_period); rules and
+    a bandit's starting weights: FIXED_PERIOD."""
     for choice in shown:
         if choice.by in profile.exposures:
             continue   # counted once, in the period first assigned in
-        version = allocations.version_of(choice.by) if allocations is not None else None
+        period = allocations.version_of(choice.by) if allocations is not None else None
+        if period is None:
+            experiment = ruleset.experiment(choice.by) if ruleset is not None else None
+            period = (experiment.fixed_period if experiment is not None
+                      and experiment.allocation == "fixed" else FIXED_PERIOD)
         profile = learning.attribution.exposed(
-            profile, [(choice.by, choice.variant)], choice.cell,
-            FIXED_PERIOD if version is None else version)
+            profile, [(choice.by, choice.variant)], choice.cell, period)
     return profile

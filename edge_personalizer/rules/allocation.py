@@ -9,6 +9,7 @@ weights while there are none.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -61,6 +62,18 @@ class Cells:
         if self.segments:
             return "per segment (" + ", ".join(s.name for s in self.segments) + ")"
         return "per " + ", ".join(self.fields) if self.fields else "one cell for all visitors"
+
+
+def weights_period(holdout: float, weights: tuple[tuple[str, float], ...]) -> int:
+    """The period fixed weights assign visitors in: one number per split (the same shares
+    give the same number, whatever the weights add up to), so results compare variants
+    within each split once the weights are edited. At least 2**30, apart from a bandit's
+    versions (1, 2, ...) and from 0, the period of counts from before splits were told
+    apart."""
+    total = sum(weight for _, weight in weights) or 1.0
+    split = f"{holdout:g}|" + "|".join(f"{name}={weight / total:.6f}"
+                                       for name, weight in sorted(weights))
+    return (zlib.crc32(split.encode()) & 0x3FFFFFFF) | 0x40000000
 
 
 def _cell_value(value: Any) -> str:

@@ -369,14 +369,49 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
         now = [_shown(visitor) for visitor in bold]
         for visitor in bold:
             visitor.get("/page/checkout/thanks?total=10", headers={"accept": "text/html"})
-        purchase = _results(server)["experiments"][0]["goals"]["purchase"]["variants"]
+        judged = _results(server)["experiments"][0]["goals"]["purchase"]
+        purchase = judged["variants"]
     finally:
         for visitor in visitors:
             visitor.close()
         server.stop()
-    moved = now.count("control")
-    assert moved + now.count("bolder") == len(bold)
-    assert (purchase["bolder"]["exposed"], purchase["bolder"]["converted"]) == \
-        (len(bold) - moved, len(bold) - moved)
+    moved, b = now.count("control"), len(bold)
+    assert moved + now.count("bolder") == b
+    assert (purchase["bolder"]["exposed"], purchase["bolder"]["converted"]) == (b - moved,) * 2
+    # The control's visitors came in two splits (40 under the first: none bought; the b
+    # shared out anew: those moved to it all bought), so its rate is each split's,
+    # weighted by the split's visitors.
+    assert judged["weighted_by"] == "period"
+    rate = b / (40 + b) if moved else 0.0
     assert (purchase["control"]["exposed"], purchase["control"]["converted"]) == \
-        (40 - len(bold) + moved, moved)
+        (40 - b + moved, round(rate * (40 - b + moved)))
+
+
+def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    # Visitors shared out 50/50 and then 90/10: pooled against today's 90/10 their split
+    # looked broken (a sample-ratio alarm) though every visitor got what the weights said.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(STICKY_RULES)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_PROFILE_COOKIE_SECURE": "false",
+                              "EP_STORE_FLUSH_INTERVAL": "0.2",
+                              "EP_RULES_WATCH_INTERVAL": "0.1"})
+    try:
+        for _ in range(40):
+            with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as new:
+                _shown(new)
+        _edit_rules(server, rules / "site.yaml", STICKY_RULES.replace(
+            "control: {weight: 50}", "control: {weight: 90}").replace("weight: 50,",
+                                                                      "weight: 10,"))
+        for _ in range(80):
+            with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as new:
+                _shown(new)
+        judged = _results(server)["experiments"][0]["goals"]["purchase"]
+    finally:
+        server.stop()
+    exposed = {name: variant["exposed"] for name, variant in judged["variants"].items()}
+    assert sum(exposed.values()) == 120
+    assert judged["weighted_by"] == "period" and judged["srm"] is False

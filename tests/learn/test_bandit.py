@@ -231,5 +231,11 @@ def test_results_of_a_bandit_experiment_are_weighted_by_period() -> None:
     assert judged["srm_p"] is None and judged["weighted_by"] == "period"
     assert judged["variants"]["b"]["uplift"] == pytest.approx(10 / 55, rel=0.02)
     assert judged["variants"]["b"]["uplift_low"] < 0
-    fixed = experiment_results(replace(experiment, allocation="fixed"), counted)
-    assert fixed["goals"]["purchase"]["variants"]["b"]["uplift"] > 4   # what pooling says
+    # what pooling says (fixed weights never edited: one period)
+    pooled = {key._replace(period=0): tally for key, tally in counted.items()}
+    fixed = experiment_results(replace(experiment, allocation="fixed"), pooled)
+    assert fixed["goals"]["purchase"]["variants"]["b"]["uplift"] > 4
+    # fixed weights edited between the two: judged within each split, as the bandit
+    edited = experiment_results(replace(experiment, allocation="fixed"), counted)
+    assert edited["goals"]["purchase"]["variants"]["b"]["uplift"] == pytest.approx(
+        10 / 55, rel=0.02)

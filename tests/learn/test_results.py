@@ -101,3 +101,39 @@ def test_an_experiment_of_one_cell_has_no_breakdown() -> None:
     ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(experiment(),))
     (result,) = results(ruleset, {})["experiments"]
     assert result["per"] is None and "segments" not in result["goals"]["purchase"]
+
+
+def test_fixed_weights_edited_while_running_are_judged_within_each_split() -> None:
+    # 50/50 for a while, then 90/10: pooled, the exposures are 1,900 to 1,100 against
+    # today's 90/10, a false sample-ratio alarm, and the two splits' rates are mixed in
+    # different proportions per variant. Judged within each split, neither.
+    today = experiment("hero-test", ("control", 90.0), ("bold", 10.0))
+    before = experiment().fixed_period
+    assert today.fixed_period != before
+    assert experiment("hero-test", ("control", 9.0), ("bold", 1.0)).fixed_period == \
+        today.fixed_period   # the same split, whatever the weights add up to
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(today,))
+    day = "2026-12-02"
+
+    def rows(period: int, control: int, bold: int, rate: float, bold_rate: float
+             ) -> dict[CountKey, Tally]:
+        return {
+            CountKey("hero-test", "control", "", "all", day, period): Tally(exposures=control),
+            CountKey("hero-test", "bold", "", "all", day, period): Tally(exposures=bold),
+            CountKey("hero-test", "control", "purchase", "all", day, period):
+                Tally(0, round(control * rate), 0.0, 0.0),
+            CountKey("hero-test", "bold", "purchase", "all", day, period):
+                Tally(0, round(bold * bold_rate), 0.0, 0.0)}
+
+    # the first split converted at 10% in both arms, today's at 2% in both
+    totals = rows(before, 1000, 1000, 0.10, 0.10) | rows(today.fixed_period, 900, 100,
+                                                          0.02, 0.02)
+    purchase = results(ruleset, totals)["experiments"][0]["goals"]["purchase"]
+    assert purchase["weighted_by"] == "period" and purchase["srm"] is False
+    bold, control = purchase["variants"]["bold"], purchase["variants"]["control"]
+    assert (bold["exposed"], control["exposed"]) == (1100, 1900)
+    assert abs(bold["rate"] - control["rate"]) < 0.002   # pooled: 9.3% against 6.2%
+    assert abs(bold["uplift"]) < 0.05
+    # one split only: judged as counted
+    single = results(ruleset, rows(today.fixed_period, 900, 100, 0.02, 0.02))
+    assert "weighted_by" not in single["experiments"][0]["goals"]["purchase"]
