@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -29,14 +29,20 @@ from .slot_presence import SlotPresence
 DEBUG_HEADER = b"x-ep-debug"
 
 
-def is_page_view(method: str, headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """A browser navigation to a document: what a profile learns from."""
+def is_page_view(method: str, merged: Mapping[str, str],
+                 headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """A browser navigation to a document: what a profile learns from. Read from the
+    headers merged by name (merge_headers), and from the raw `headers` only when several
+    Sec-Fetch-Dest were sent (the first decides)."""
     if method != "GET":
         return False
-    for name, value in headers:
-        if name == b"sec-fetch-dest":
-            return value in (b"document", b"iframe")
-    return any(name == b"accept" and b"text/html" in value for name, value in headers)
+    dest = merged.get("sec-fetch-dest")
+    if dest is not None and "," in dest:
+        dest = next((v.decode("latin-1") for k, v in headers
+                     if k.lower() == b"sec-fetch-dest"), dest)
+    if dest is not None:
+        return dest in ("document", "iframe")
+    return "text/html" in merged.get("accept", "")
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class Personalizer:
             host=merged.get("host", ""), headers=merged, client_ip=address.ip,
             trusted_edge=address.trusted_peer)
         visitor = self.classifier.visitor(request, now=self.clock(),
-                                          page_view=is_page_view(scope["method"], headers))
+                                          page_view=is_page_view(scope["method"], merged, headers))
         forced = None
         if self.rules is not None and preview_token and self.preview is not None:
             forced = preview_decision(self.preview, preview_token, self.rules.current)
