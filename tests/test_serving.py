@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -122,8 +123,7 @@ def test_removing_the_file_a_reload_was_refused_for_serves_the_edits_saved_with_
         for n, (bad, make) in enumerate(mistakes):
             hero.write_text(f"<h1>edit {n}</h1>")
             make(bad)
-            wait_for(lambda b=bad: all(b.name in str(w["last_error"])
-                                       for w in _workers(proxy)), proxy)
+            wait_for(functools.partial(_all_refuse, proxy, bad.name), proxy)
             bad.unlink()
             wait_for(lambda: all(w["last_error"] is None for w in _workers(proxy)), proxy)
             for _ in range(4):
@@ -259,3 +259,7 @@ def test_a_rules_directory_made_anew_empty_is_named_so_and_its_rules_keep_servin
         wait_for(lambda: all(w["last_error"] is None for w in _workers(proxy)), proxy)
     finally:
         proxy.stop()
+
+
+def _all_refuse(proxy: Server, name: str) -> bool:
+    return all(name in str(w["last_error"]) for w in _workers(proxy))
