@@ -320,6 +320,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 _DURATION = MappingProxyType({"m": 60, "h": 3600, "d": 86400})
+_LONGEST_PREVIEW = 30 * 86400
 
 
 def cmd_preview_link(args: argparse.Namespace) -> int:
@@ -331,6 +332,10 @@ def cmd_preview_link(args: argparse.Namespace) -> int:
     text = args.expires_in.strip().lower()
     if len(text) < 2 or text[-1] not in _DURATION or not text[:-1].isdigit():
         raise SettingsError(f"--expires-in {args.expires_in!r}: write 30m, 24h or 7d")
+    lifetime = int(text[:-1]) * _DURATION[text[-1]]
+    if not 0 < lifetime <= _LONGEST_PREVIEW:
+        raise SettingsError(f"--expires-in {args.expires_in!r}: a preview link lasts from a "
+                            "minute to 30 days (it shows content to whoever holds it)")
     if settings.rules_dir is not None:
         ruleset = load_rules(settings.rules_dir)
         names = {rule.name for rule in ruleset.rules}
@@ -344,7 +349,7 @@ def cmd_preview_link(args: argparse.Namespace) -> int:
             raise SettingsError(f"experiment {args.rule!r} has the variants "
                                 + ", ".join(experiment.variants) + "; pick one with --variant")
     signer = PreviewSigner(settings.profile_keys[0].reveal().encode())
-    expires = time.time() + int(text[:-1]) * _DURATION[text[-1]]
+    expires = time.time() + lifetime
     print(signer.link(args.url, args.rule, args.variant, expires))
     return 0
 

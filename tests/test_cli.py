@@ -100,6 +100,18 @@ def test_a_malformed_url_is_named_not_a_traceback(
                                        "https://shop.example/sale?utm_source=facebook\n")
 
 
+@pytest.mark.parametrize("expires", ["99999999d", "31d", "0m"])
+def test_a_preview_link_lasts_from_a_minute_to_30_days(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        expires: str) -> None:
+    monkeypatch.setenv("EP_PROFILE_KEYS", "test-profile-key-0123456789abcdef")
+    assert main(["preview-link", "--rule", "facebook-welcome", "--url", "https://x.example/",
+                 "--rules", str(ROOT / "rules"), "--expires-in", expires]) == 2
+    assert "lasts from a minute to 30 days" in capsys.readouterr().err
+    assert main(["preview-link", "--rule", "facebook-welcome", "--url", "https://x.example/",
+                 "--rules", str(ROOT / "rules"), "--expires-in", "30d"]) == 0
+
+
 def _run_classify(lines: list[str], *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge_personalizer", "classify",
                            "--geo-db", GEO, *flags], input="\n".join(lines), text=True,

@@ -284,6 +284,7 @@ def _headers(raw: Any, at: KeyPath) -> Pairs:
         if not _HEADER_VALUE.match(value):
             raise Invalid(f"headers: the value of {name!r} must be one line of text "
                           "(no control characters; non-ASCII as latin-1)", where)
+        _no_template("headers", name, value, where)
         out.append((name, value))
     return tuple(out)
 
@@ -298,5 +299,12 @@ def _cookies(raw: Any, at: KeyPath) -> Pairs:
             raise Invalid(f"cookies: the value of {name!r} may not hold spaces, quotes, "
                           "';', ',', '\\' or control characters (URL-encode them: "
                           "spring%20sale)", where)
+        _no_template("cookies", name, value, where)
         out.append((name, value))
     return tuple(out)
+
+
+def _no_template(section: str, name: str, value: str, where: KeyPath) -> None:
+    if "{{" in value or "{%" in value:
+        raise Invalid(f"{section}: the value of {name!r} is sent as written: templates "
+                      "({{ ... }}) fill HTML content only (html:, text:)", where)

@@ -37,6 +37,8 @@ def test_plain_cookies_are_set_as_written(tmp_path: Path) -> None:
     ("{headers: {X-A: \"caf\\u20ac\"}}", "must be one line of text"),
     ("{headers: {X-A: \"a\\u0007b\"}}", "must be one line of text"),
     ("{headers: {Set-Cookie: a}}", "'Set-Cookie' cannot be set by a rule"),
+    ("{headers: {X-Kw: '{{ referral.keywords }}'}}", "is sent as written: templates"),
+    ("{cookies: {kw: '{{referral.keywords}}'}}", "is sent as written: templates"),
     ("{redirect: \"/caf\\u20ac\"}", "must be a path"),
     ("{redirect: {to: /a, status: true}}", "redirect status is one of"),
 ])
