@@ -109,7 +109,11 @@ def test_the_server_s_counters_keep_what_a_worker_counted_once_it_is_gone(
                               "EP_DATA_DIR": str(tmp_path / "data")}, timeout=40)
     try:
         counted = 0
-        first, second = _workers(server)
+        deadline = time.monotonic() + 20
+        while len(workers := _workers(server)) < 2:   # both have published their state
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        first, second = workers
         # one killed outright (its state stays behind), then the other stopped (it hands
         # its counts on): not a worker replaced just now, which the server takes for a
         # crash loop
