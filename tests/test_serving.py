@@ -19,6 +19,16 @@ from .servers import Server, start_proxy
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def serve_a_copy(origin: Server, tmp_path: Path, *, watch: str = "0.2",
+                 env: dict[str, str] | None = None) -> tuple[Path, Server]:
+    """A copy of the demo rules, and a server of two workers watching it."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": watch, **(env or {})})
+    return rules, proxy
+
+
 def test_workers_start_from_the_rules_their_server_compiled(origin: Server,
                                                             tmp_path: Path) -> None:
     # The server compiles the rules once, to check them before it listens; its forked
@@ -52,10 +62,7 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
         origin: Server, tmp_path: Path) -> None:
     # A refused edit on disk used to stop a replaced worker from starting, again and
     # again, until the server gave up and exited: the whole site down for one typo.
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
-                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    rules, proxy = serve_a_copy(origin, tmp_path)
     try:
         started = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
         (rules / "more.yaml").write_text("rules: []\n")   # a good edit, served by all
@@ -107,12 +114,9 @@ def test_removing_the_file_a_reload_was_refused_for_serves_the_edits_saved_with_
     # of the rules' version: once removed, the version was the refused load's, and every
     # reload gave back the refused load, naming a file that was gone, while the edits
     # saved with it never served.
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
     admin = {"Authorization": "Bearer test-admin-token-0123456789abcdef"}
-    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
-                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2",
-                                               "EP_ADMIN_TOKEN": admin["Authorization"][7:]})
+    rules, proxy = serve_a_copy(origin, tmp_path,
+                                env={"EP_ADMIN_TOKEN": admin["Authorization"][7:]})
     hero = rules / "fragments" / "hero-facebook.html"
     mistakes: list[tuple[Path, Callable[[Path], object]]] = [
         (rules / "Promo.YAML", lambda p: p.write_text("rules: []\n")),
@@ -193,10 +197,7 @@ def test_a_rule_file_over_8_mib_is_refused_before_it_is_read(origin: Server,
                                                               tmp_path: Path) -> None:
     # A 50 MB rule file took each worker four minutes and over 2 GB before it was refused;
     # now it is refused as it is seen, and the rules before it serve.
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
-                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    rules, proxy = serve_a_copy(origin, tmp_path)
     try:
         with (rules / "huge.yaml").open("w") as huge:
             huge.write("rules:\n")
@@ -217,10 +218,7 @@ def test_a_rule_file_over_8_mib_is_refused_before_it_is_read(origin: Server,
 def test_a_mistyped_fragment_name_is_refused_not_shown_as_text(origin: Server,
                                                                 tmp_path: Path) -> None:
     # `banner: fragments/hero-facebook.htm` was valid, and the page showed the path.
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
-                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    rules, proxy = serve_a_copy(origin, tmp_path)
     try:
         (rules / "typo.yaml").write_text(
             "rules:\n  - name: typo\n    when: {referral.source: facebook}\n"
@@ -241,10 +239,8 @@ def test_a_rules_directory_made_anew_empty_is_named_so_and_its_rules_keep_servin
     # Removed, then made anew and empty (a deploy half-way): the health page went on
     # saying the directory did not exist, as an empty directory looked to the watcher
     # as a missing one did.
-    rules, gone = tmp_path / "rules", tmp_path / "gone"
-    shutil.copytree(ROOT / "rules", rules)
-    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
-                        "--workers", "2", env={"EP_RULES_WATCH_INTERVAL": "0.2"})
+    rules, proxy = serve_a_copy(origin, tmp_path)
+    gone = tmp_path / "gone"
     try:
         rules.rename(gone)
         wait_for(lambda: all("does not exist" in str(w["last_error"])

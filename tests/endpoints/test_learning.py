@@ -328,14 +328,8 @@ def _edit_rules(server: Server, path: Path, text: str) -> None:
         time.sleep(0.1)
 
 
-def _shown(visitor: httpx.Client) -> str:
-    text = visitor.get("/slotted/sticky", headers={"accept": "text/html"}).text
-    return "bolder" if "<h1>Bolder</h1>" in text else "bold" if "<h1>Bold</h1>" in text \
-        else "control"
-
-
-def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_saw(
-        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+def _sticky_server(origin: Server, server_logs: Path, tmp_path: Path) -> tuple[Path, Server]:
+    """STICKY_RULES in a directory of their own, served and watched, counting at once."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "site.yaml").write_text(STICKY_RULES)
@@ -344,6 +338,18 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
                               "EP_PROFILE_COOKIE_SECURE": "false",
                               "EP_STORE_FLUSH_INTERVAL": "0.2",
                               "EP_RULES_WATCH_INTERVAL": "0.1"})
+    return rules, server
+
+
+def _shown(visitor: httpx.Client) -> str:
+    text = visitor.get("/slotted/sticky", headers={"accept": "text/html"}).text
+    return "bolder" if "<h1>Bolder</h1>" in text else "bold" if "<h1>Bold</h1>" in text \
+        else "control"
+
+
+def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_saw(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules, server = _sticky_server(origin, server_logs, tmp_path)
     visitors = [httpx.Client(base_url=server.url, headers={"user-agent": BROWSER})
                 for _ in range(40)]
     try:
@@ -391,14 +397,7 @@ def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(
         origin: Server, server_logs: Path, tmp_path: Path) -> None:
     # Visitors shared out 50/50 and then 90/10: pooled against today's 90/10 their split
     # looked broken (a sample-ratio alarm) though every visitor got what the weights said.
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(STICKY_RULES)
-    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
-                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
-                              "EP_PROFILE_COOKIE_SECURE": "false",
-                              "EP_STORE_FLUSH_INTERVAL": "0.2",
-                              "EP_RULES_WATCH_INTERVAL": "0.1"})
+    rules, server = _sticky_server(origin, server_logs, tmp_path)
     try:
         for _ in range(40):
             with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as new:
