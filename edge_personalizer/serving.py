@@ -14,12 +14,13 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from .config import Secret, Settings
+from .errors import SettingsError
 
 if TYPE_CHECKING:
     from .http.server import ServerOptions
     from .rules.book import RuleBook
 
-__all__ = ["serve_settings", "worker_app"]
+__all__ = ["check_listening", "serve_settings", "worker_app"]
 
 # Worker processes receive the resolved settings (as JSON) through this variable.
 WORKER_SETTINGS_ENV = "EDGE_PERSONALIZER_WORKER_SETTINGS"
@@ -35,6 +36,7 @@ def serve_settings(settings: Settings) -> None:
     from .rules.book import RuleBook
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    check_listening(settings)
     settings = with_one_profile_key(settings)
     checked = create_app(settings).rules
     os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
@@ -54,6 +56,18 @@ def serve_settings(settings: Settings) -> None:
           setup_logging=functools.partial(configure_logging, fmt=settings.log_format,
                                           level=settings.log_level), build=build,
           on_hangup=on_hangup)
+
+
+def check_listening(settings: Settings) -> None:
+    """SettingsError unless the server can listen where it is told to."""
+    from .http.server import check_port
+
+    try:
+        check_port(settings.host, settings.port)
+    except OSError as exc:
+        raise SettingsError(f"cannot listen on {settings.host}:{settings.port}: "
+                            f"{exc.strerror or exc} (is another server running there? stop "
+                            "it, or choose another port: --port, EP_PORT)") from None
 
 
 def with_one_profile_key(settings: Settings) -> Settings:

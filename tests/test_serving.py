@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -259,3 +261,22 @@ def test_a_rules_directory_made_anew_empty_is_named_so_and_its_rules_keep_servin
 
 def _all_refuse(proxy: Server, name: str) -> bool:
     return all(name in str(w["last_error"]) for w in _workers(proxy))
+
+
+def test_a_second_server_on_a_port_in_use_stops_with_a_message(origin: Server,
+                                                                tmp_path: Path) -> None:
+    # granian's workers share their port, so a second server started beside the first:
+    # visitors were shared out between two servers of different settings.
+    first = start_proxy(tmp_path, "--origin", origin.url)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "edge_personalizer", "serve", "--origin", origin.url,
+             "--port", str(first.port)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "EP_DATA_DIR": str(tmp_path / "second")})
+        assert second.returncode == 2
+        assert (f"cannot listen on 127.0.0.1:{first.port}: Address already in use (is "
+                "another server running there?") in second.stderr
+        assert "Listening at" not in second.stderr + second.stdout
+        assert httpx.get(first.url + "/status/204").status_code == 204
+    finally:
+        first.stop()

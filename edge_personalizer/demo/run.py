@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from ipaddress import ip_network
 from pathlib import Path
 
 import anyio
@@ -17,6 +18,7 @@ import uvicorn
 from ..config import Secret, Settings
 from ..errors import SettingsError
 from ..observability.logs import configure_logging
+from ..serving import check_listening
 from .simulate import has_counts, simulate_week
 from .site import create_demo_site
 
@@ -45,12 +47,15 @@ def demo_secrets(data_dir: Path) -> tuple[str, str]:
 
 def demo_settings(settings: Settings) -> Settings:
     """What the demo changes: plain http on 127.0.0.1 (a Secure cookie would never come
-    back), variant names shown, and an admin token and profile key unless configured."""
+    back), variant names shown, an admin token and profile key unless configured, and,
+    unless configured, X-Forwarded-For believed from this machine, so that a visitor from
+    anywhere can be tried with curl."""
     token, key = demo_secrets(settings.data_dir)
     return dataclasses.replace(
         settings, profile_cookie_secure=False, variant_header=True,
         admin_token=settings.admin_token or Secret(token),
-        profile_keys=settings.profile_keys or (Secret(key),))
+        profile_keys=settings.profile_keys or (Secret(key),),
+        trusted_proxies=settings.trusted_proxies or (ip_network("127.0.0.1/32"),))
 
 
 def instructions(settings: Settings, origin_port: int) -> str:
@@ -73,9 +78,15 @@ Try (the demo's rules are in {rules_dir}; edit them and the proxy reloads them):
   curl -s -H 'Accept: text/html' -H 'Referer: https://l.facebook.com/' \\
       -A 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148' \\
       {proxy}/ | grep -A2 'data-ep-slot'
-  A newsletter reader gets the newsletter banner; see the decision in the headers:
-  curl -si -H 'Accept: text/html' '{proxy}/?utm_medium=email&utm_campaign=newsletter-nov' \\
+  A newsletter reader gets the newsletter banner; see the decision and the profile cookie
+  in the headers (curl's own User-Agent is a bot's: bots get no profile, and count nothing):
+  curl -si -H 'Accept: text/html' \\
+      -A 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0' \\
+      '{proxy}/?utm_medium=email&utm_campaign=newsletter-nov' \\
       | grep -iE 'x-ep-variant|set-cookie|data-ep-slot="banner"'
+  A visitor from London (the demo believes X-Forwarded-For from this machine):
+  curl -s -H 'Accept: text/html' -H 'X-Forwarded-For: 81.2.69.142' {proxy}/ \\
+      | grep -A1 'data-ep-slot="banner"'
   Why a visitor sees what they see (every rule, the experiment bucket, the decision):
   .venv/bin/edge-personalizer explain --url '{proxy}/?utm_source=fb' --rules {rules_dir} \\
       --ip 81.2.69.142 --geo-db {geo_db}
@@ -103,6 +114,7 @@ def run_demo(settings: Settings, *, origin_port: int,
     front of it (as `edge-personalizer serve` does) until interrupted."""
     settings = demo_settings(settings)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    check_listening(settings)   # before the shop starts and the instructions are printed
     shop = uvicorn.Server(uvicorn.Config(create_demo_site(), host="127.0.0.1", port=origin_port,
                                          log_config=None, access_log=False, lifespan="off"))
     thread = threading.Thread(target=shop.run, name="demo-shop", daemon=True)

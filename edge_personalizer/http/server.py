@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -115,6 +116,16 @@ def serve(factory: str, options: ServerOptions, *,
     server.on_startup(functools.partial(_pass_hangups_to_workers, on_hangup))
     server.serve(target_loader=load_in_worker if build is None
                  else functools.partial(load_in_worker, build=build))
+
+
+def check_port(host: str, port: int) -> None:
+    """Raises OSError when something already listens on host:port. granian's workers share
+    their port (SO_REUSEPORT), so a second server would otherwise start beside the first
+    and visitors would be shared out between the two."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # past TIME_WAIT only
+        probe.bind((host, port))
 
 
 def _flush_logs() -> None:

@@ -98,6 +98,24 @@ def test_demo_personalizes_the_shop(demo: tuple[Server, int]) -> None:
     assert "Welcome, friend from Facebook" not in plain.text
 
 
+def test_the_printed_newsletter_and_london_visitors_see_what_it_says(
+        demo: tuple[Server, int]) -> None:
+    server, _ = demo
+    assert "-A 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0'" \
+        in server.log()
+    newsletter = httpx.get(
+        server.url + "/?utm_medium=email&utm_campaign=newsletter-nov",
+        headers={"accept": "text/html",
+                 "user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 "
+                               "Firefox/133.0"})
+    assert "banner=newsletter-readers" in newsletter.headers["x-ep-variant"]
+    assert "set-cookie" in newsletter.headers
+    assert f"-H 'X-Forwarded-For: 81.2.69.142' {server.url}/" in server.log()
+    london = httpx.get(server.url + "/", headers={"accept": "text/html",
+                                                  "x-forwarded-for": "81.2.69.142"})
+    assert "Free delivery across the UK, London." in london.text
+
+
 def test_demo_health_shows_rules_and_geo(demo: tuple[Server, int]) -> None:
     server, _ = demo
     report = httpx.get(server.url + "/__ep/health").json()
