@@ -68,11 +68,12 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
     try:
         started = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
         (rules / "more.yaml").write_text("rules: []\n")   # a good edit, served by all
-        wait_for(lambda: proxy.log().count("rules reloaded") >= 3, proxy)
+        wait_for(lambda: proxy.log().count("rules reloaded") >= 2, proxy)
         served = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
         assert served != started
         (rules / "typo.yaml").write_text("rules:\n  - name: typo\n    then: {heor: x}\n")
-        wait_for(lambda: proxy.log().count("rules not reloaded") >= 3, proxy)
+        wait_for(lambda: proxy.log().count("rules not reloaded") >= 2, proxy)
+        time.sleep(1.0)   # the server's own book (which logs nothing) has looked too
         os.kill(worker_pids(proxy)[0], signal.SIGKILL)
         wait_for(lambda: len(re.findall(r"forwarding to .*", proxy.log())) >= 3, proxy)
         # the replaced worker serves what the others serve, not what the server started with

@@ -84,8 +84,12 @@ class RuleBook:
 
     def __init__(self, directory: Path, *,
                  on_reload: Callable[[bool], None] | None = None,
-                 parses: ParseCache | None = None, inherited: RuleBook | None = None) -> None:
+                 parses: ParseCache | None = None, inherited: RuleBook | None = None,
+                 reports: bool = True) -> None:
         self.directory = directory
+        # False: reloads and refusals are logged at debug level (a server's own book, whose
+        # workers report the same).
+        self._reports = reports
         # What the last load made of each file: a reload compiles only what changed (and
         # with `parses`, reads from disk only what changed since any worker last read it).
         # A forked worker starts from its server's (`inherited`).
@@ -167,9 +171,10 @@ class RuleBook:
             return False
         self.last_error = None
         if fresh.version != self.current.version:
-            logger.info("rules reloaded: version %s -> %s (%s, %d read, %d compiled)",
-                        self.current.version, fresh.version, fresh.size, self.files_read,
-                        self.files_compiled)
+            logger.log(logging.INFO if self._reports else logging.DEBUG,
+                       "rules reloaded: version %s -> %s (%s, %d read, %d compiled)",
+                       self.current.version, fresh.version, fresh.size, self.files_read,
+                       self.files_compiled)
             self.current = fresh   # one reference swap: a request sees the old set or the new
         if self._on_reload:
             self._on_reload(True)
@@ -178,8 +183,8 @@ class RuleBook:
     def _refused(self, exc: RuleError, what_serves: str) -> None:
         errors = exc.errors if isinstance(exc, RuleSetInvalid) else [exc]
         self.last_error = "; ".join(str(e) for e in errors[:20])
-        logger.error(what_serves + ":\n%s", self.current.version,
-                     "\n".join(str(e) for e in errors))
+        logger.log(logging.ERROR if self._reports else logging.DEBUG, what_serves + ":\n%s",
+                   self.current.version, "\n".join(str(e) for e in errors))
 
     def changed_on_disk(self) -> bool:
         return _fingerprint(self.directory) != self._fingerprint
