@@ -233,8 +233,10 @@ class Settings:
         return self.origin_url
 
 
-def build_settings(raw: Mapping[str, Any], *, source: str) -> Settings:
-    """Settings from raw values (text, TOML or JSON), each converted by its declaration."""
+def build_settings(raw: Mapping[str, Any], *, source: str,
+                   given: Mapping[str, str] | None = None) -> Settings:
+    """Settings from raw values (text, TOML or JSON), each converted by its declaration;
+    `given`: where each was given (EP_PORT, a config file), named in errors."""
     declared = options()
     values: dict[str, Any] = {}
     for name, value in raw.items():
@@ -245,7 +247,8 @@ def build_settings(raw: Mapping[str, Any], *, source: str) -> Settings:
         try:
             values[name] = declaration.convert(value)
         except (TypeError, ValueError) as exc:
-            raise SettingsError(f"{source}: setting {name!r}: {exc}") from exc
+            where = (given or {}).get(name, source)
+            raise SettingsError(f"{where}: setting {name!r}: {exc}") from exc
     return Settings(**values)
 
 

@@ -57,15 +57,22 @@ def load_settings(environ: Mapping[str, str], *, config_file: Path | None = None
     is None are ignored, so unset command-line flags fall through to the other sources.
     """
     raw: dict[str, Any] = {}
+    given: dict[str, str] = {}   # where each value was given, for the errors
     config_path = config_file or to_path(environ.get(CONFIG_ENV))
     if config_path is not None:
-        raw.update(read_config_file(config_path))
+        from_file = read_config_file(config_path)
+        raw.update(from_file)
+        given.update(dict.fromkeys(from_file, str(config_path)))
     for variable, value in environ.items():
         name = _setting_of(variable)
         if name is not None:
             raw[name] = value
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return build_settings(raw, source=str(config_path) if config_path else "settings")
+            given[name] = variable
+    given_here = {k: v for k, v in overrides.items() if v is not None}
+    raw.update(given_here)
+    given.update(dict.fromkeys(given_here, "the command line"))
+    return build_settings(raw, source=str(config_path) if config_path else "settings",
+                          given=given)
 
 
 def unknown_environment(environ: Mapping[str, str]) -> list[str]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def test_classifying_commands_take_only_their_flags() -> None:
     assert not hasattr(args, "port")
     settings = load_settings({}, **flag_overrides(args))
     assert settings.rules_dir == Path("r") and settings.geo_db == Path("g.mmdb")
+
+
+def test_a_bad_value_is_named_with_where_it_was_given(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="^EP_PORT: setting 'port': invalid literal"):
+        load_settings({"EP_PORT": "abc", "EP_ORIGIN_URL": "http://o"})
+    config = tmp_path / "ep.toml"
+    config.write_text('origin_url = "http://o"\nworkers = "two"\n')
+    with pytest.raises(SettingsError, match=f"^{re.escape(str(config))}: setting 'workers'"):
+        load_settings({}, config_file=config)
+    with pytest.raises(SettingsError, match="^the command line: setting 'port'"):
+        load_settings({"EP_PORT": "8080"}, origin_url="http://o", port="eighty")
