@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     classify.set_defaults(run=cmd_classify)
 
     replay = commands.add_parser(
-        "replay", help="run a log of requests (JSON lines on stdin) through the rules, goals "
-                       "and counting into the store, without an origin")
+        "replay", help="run a log of requests (JSON lines on stdin: url, and optionally "
+                       "method, headers, ip, time as epoch seconds or ISO 8601, visitor, "
+                       "status, response_headers) through the rules, goals and counting "
+                       "into the store, without an origin")
     add_setting_flags(replay, ("rules_dir", "geo_db", "store_url", "data_dir"))
     replay.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
     replay.set_defaults(run=cmd_replay)
@@ -282,9 +284,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     summary = anyio.run(replay, settings, sys.stdin)
-    print(f"{summary.requests} requests from {summary.visitors} visitors: "
-          f"{summary.exposures} exposures and {summary.conversions} conversions counted "
-          f"into {summary.store}")
+    print(f"{_count(summary.requests, 'request')} from {_count(summary.visitors, 'visitor')}: "
+          f"{_count(summary.exposures, 'exposure')} and "
+          f"{_count(summary.conversions, 'conversion')} counted into {summary.store}")
     return 0
 
 

@@ -3,7 +3,7 @@ counting) into the store, without an origin.
 
 Each line is one request as JSON: `{"url": ..., "method": ..., "headers": {...}, "ip": ...,
 "time": ..., "visitor": ..., "status": ..., "response_headers": {...}}`; only `url` is
-needed. Each
+needed; `time` is epoch seconds or ISO 8601, as `classify` reads it. Each
 visitor (`visitor`, else address and User-Agent) keeps a cookie jar from response to
 request, so profiles, sticky variants and attribution work as on the live site. The
 stand-in site answers every request with a page holding each marker slot of the rules,
@@ -25,6 +25,7 @@ from starlette.types import Message, Receive, Scope, Send
 from .app import EdgeApp
 from .config import Settings
 from .errors import SettingsError
+from .report import log_time
 from .rewrite.bypass import marker_slot
 
 _LINE = "edge_personalizer.replay_line"   # the scope key the stand-in site answers from
@@ -51,7 +52,7 @@ class LoggedRequest:
                 raise ValueError("expected a JSON object with a url")
             return cls(url=data["url"], method=str(data.get("method", "GET")).upper(),
                        headers=_texts(data.get("headers")),
-                       ip=data.get("ip"), time=_number(data.get("time")),
+                       ip=data.get("ip"), time=_time(data.get("time")),
                        visitor=data.get("visitor"), status=int(data.get("status", 200)),
                        response_headers=_texts(data.get("response_headers")))
         except (ValueError, TypeError) as exc:
@@ -69,8 +70,8 @@ def _texts(value: Any) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in value.items()}
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _time(value: Any) -> float | None:
+    return None if value is None else log_time(value)
 
 
 class StandInSite:

@@ -41,12 +41,20 @@ def visitor_for(classifier: Classifier, *, url: str, headers: Mapping[str, str] 
 def _timestamp(value: Any, default: float) -> float:
     if value is None:
         return default
-    if isinstance(value, (int, float)):
+    try:
+        return log_time(value)
+    except ValueError as exc:
+        raise RequestLineError(str(exc)) from exc
+
+
+def log_time(value: Any) -> float:
+    """A logged request's time: epoch seconds, or ISO 8601 ("2026-12-01T19:00:00Z")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError as exc:
-        raise RequestLineError(f"time {value!r} is neither epoch seconds nor ISO 8601") from exc
+    except ValueError:
+        raise ValueError(f"time {value!r} is neither epoch seconds nor ISO 8601") from None
 
 
 def classify_lines(classifier: Classifier, lines: Iterable[str], *,

@@ -77,13 +77,21 @@ def test_the_replay_command_counts_a_log_into_the_store(tmp_path: Path) -> None:
         capture_output=True, text=True, env={"EP_PROFILE_KEYS": "k" * 32, "PATH": ""},
         timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("3 requests from 2 visitors: 2 exposures and 1 conversions")
+    assert done.stdout.startswith("3 requests from 2 visitors: 2 exposures and 1 conversion ")
     assert (tmp_path / "ep.db").exists()
 
 
 def test_a_bad_line_names_its_number() -> None:
     with pytest.raises(SettingsError, match="line 3"):
         LoggedRequest.parse('{"no": "url"}', 3)
+
+
+def test_a_line_s_time_is_epoch_seconds_or_iso_8601_as_classify_reads_it() -> None:
+    iso = LoggedRequest.parse('{"url": "/", "time": "2026-12-01T19:00:00Z"}', 1)
+    epoch = LoggedRequest.parse('{"url": "/", "time": 1796151600}', 2)
+    assert iso.time == epoch.time == 1796151600.0
+    with pytest.raises(SettingsError, match="line 3: time 'yesterday' is neither epoch"):
+        LoggedRequest.parse('{"url": "/", "time": "yesterday"}', 3)
 
 
 SELECTOR_RULES = """\
