@@ -38,7 +38,7 @@ from .learn.store import open_store
 from .learn.trainer import Trainer, bandit_specs, model_reader, weights_reader
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
-from .observability.workers import WorkerBoard
+from .observability.workers import WorkerBoard, board_directory
 from .personalize import PersonalizeMiddleware
 from .proxy import OriginProxy
 from .proxy.client_ip import ClientAddressMiddleware, TrustedProxies
@@ -120,7 +120,7 @@ class EdgeApp:
             observer=self.metrics)
         # Several workers: each publishes its state, so health, metrics and reloads answer
         # for the whole server whichever worker a request reaches.
-        self.board = (WorkerBoard(settings.data_dir / "workers" / str(os.getppid()))
+        self.board = (WorkerBoard(board_directory(settings.data_dir, os.getppid()))
                       if settings.workers > 1 else None)
         self._published = True   # the last publishing of this worker's state worked
         self.admin = admin = Admin(

@@ -6,6 +6,7 @@ follows the rules directory as the workers do."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import multiprocessing
@@ -33,12 +34,14 @@ def serve_settings(settings: Settings) -> None:
     from .app import create_app
     from .http.server import serve
     from .observability.logs import configure_logging
+    from .observability.workers import board_directory, start_afresh
     from .rules.book import RuleBook
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     check_listening(settings)
     settings = with_one_profile_key(settings)
     checked = create_app(settings).rules
+    start_afresh(board_directory(settings.data_dir, os.getpid()))
     os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
     build = on_hangup = None
     if checked is not None and multiprocessing.get_start_method() == "fork":
@@ -65,9 +68,10 @@ def check_listening(settings: Settings) -> None:
     try:
         check_port(settings.host, settings.port)
     except OSError as exc:
+        hint = (" (is another server running there? stop it, or choose another port: "
+                "--port, EP_PORT)" if exc.errno == errno.EADDRINUSE else "")
         raise SettingsError(f"cannot listen on {settings.host}:{settings.port}: "
-                            f"{exc.strerror or exc} (is another server running there? stop "
-                            "it, or choose another port: --port, EP_PORT)") from None
+                            f"{exc.strerror or exc}{hint}") from None
 
 
 def with_one_profile_key(settings: Settings) -> Settings:

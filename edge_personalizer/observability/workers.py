@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,6 +34,18 @@ _RETIRED = "retired.prom"  # the counts of workers gone, in the Prometheus text 
 _LOCK = ".lock"
 
 
+def board_directory(data_dir: Path, server_pid: int) -> Path:
+    """Where the workers of the server `server_pid` publish their states."""
+    return data_dir / "workers" / str(server_pid)
+
+
+def start_afresh(directory: Path) -> None:
+    """Empties a server's board before its workers start: a server given the pid of an
+    earlier one (pid 1 in a container, on a kept volume) must not count that one's
+    workers as its own."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 class WorkerBoard:
     """Worker states in `directory` (one JSON file a worker, replaced atomically)."""
 
@@ -41,6 +54,8 @@ class WorkerBoard:
         self.pid = os.getpid()
         self.stale_after = stale_after
         self._published = False
+        self._left = False   # once its counts are handed on, a worker publishes no more
+        self._publishing = threading.Lock()   # the reload thread publishes too
 
     @property
     def _own(self) -> Path:
@@ -51,13 +66,20 @@ class WorkerBoard:
         several threads at once (the reload thread publishes too): each writes its own
         temporary file."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        if not self._published:   # a state left under this pid is a dead worker's
-            self._published = True
-            with self._locked():
-                self._retire([self._own])
+        with self._publishing:
+            if self._left:
+                return
+            if not self._published:   # a state left under this pid is a dead worker's
+                self._published = True
+                with self._locked():
+                    self._retire([self._own])
         temporary = self.directory / f".{self.pid}.{threading.get_ident()}.tmp"
         temporary.write_text(json.dumps({**state, "pid": self.pid, "at": time.time()}))
-        os.replace(temporary, self._own)
+        with self._publishing:
+            if not self._left:
+                os.replace(temporary, self._own)
+                return
+        temporary.unlink(missing_ok=True)
 
     def states(self) -> list[dict[str, Any]]:
         """Every live worker's last state, this one's included, by pid."""
@@ -77,11 +99,14 @@ class WorkerBoard:
         return [*others, retired] if retired else others
 
     def leave(self) -> None:
-        """This worker stops: the counts it last published are handed on to the retired."""
-        if not self._own.exists():
-            return
-        with self._locked():
-            self._retire([self._own])
+        """This worker stops: the counts it last published are handed on to the retired,
+        and it publishes no more (a reload still under way would count them twice)."""
+        with self._publishing:
+            self._left = True
+            if not self._own.exists():
+                return
+            with self._locked():
+                self._retire([self._own])
 
     def _read(self, *, live: bool) -> list[tuple[Path, dict[str, Any]]]:
         """The states of the live workers (fresh, their process running), or of the dead."""

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_personalizer.observability.workers import WorkerBoard, combined_metrics
+from edge_personalizer.observability.workers import (
+    WorkerBoard,
+    board_directory,
+    combined_metrics,
+    start_afresh,
+)
 
 ONE = """# HELP ep_requests_total Requests
 # TYPE ep_requests_total counter
@@ -115,6 +120,7 @@ def test_a_worker_that_stops_hands_its_counts_on(tmp_path: Path) -> None:
     staying.pid = 999999998   # a pid of its own (the test has one process)
     leaving.publish({"metrics": ONE})
     leaving.leave()
+    leaving.publish({"metrics": ONE})   # a reload finishing after: not counted twice
     assert leaving.states() == []
     counted = _values(combined_metrics([TWO, *staying.others_metrics()]))
     assert counted["ep_requests_total[('status', '200')]"] == 8.0
@@ -123,3 +129,15 @@ def test_a_worker_that_stops_hands_its_counts_on(tmp_path: Path) -> None:
     WorkerBoard(tmp_path).publish({"metrics": TWO})
     counted = _values(combined_metrics([TWO, *staying.others_metrics()]))
     assert counted["ep_requests_total[('status', '200')]"] == 3.0 + 3.0 + 5.0 + 5.0
+
+
+def test_a_server_s_board_starts_afresh(tmp_path: Path) -> None:
+    # pid 1 in a container, on a kept volume: the last run's workers are no part of this one
+    directory = board_directory(tmp_path, 1)
+    directory.mkdir(parents=True)
+    _dead_worker(directory, 999999999, ONE)
+    old = WorkerBoard(directory)
+    old.pid = 999999998
+    assert combined_metrics(old.others_metrics())   # the last run's counts
+    start_afresh(directory)
+    assert WorkerBoard(directory).others_metrics() == []
