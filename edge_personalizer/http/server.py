@@ -136,12 +136,13 @@ def _flush_logs() -> None:
 def load_in_worker(factory: str, build: Callable[[], Any] | None = None) -> Any:
     """Runs in each worker process: build the app (its factory, or `build`, sets up
     logging), then tune the allocator."""
+    server_pid = os.getppid()   # taken first: the server may die while the app is built
     if build is None:
         module, _, name = factory.partition(":")
         build = getattr(importlib.import_module(module), name)
     app = build()
     tune_allocator()
-    _stop_when_orphaned(os.getppid())
+    _stop_when_orphaned(server_pid)
     return app
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from ..rules.allocation import NO_SEGMENT
 from ..rules.model import Experiment, RuleSet
 from .bandit import period_weighted_totals
-from .counters import EXPOSURE, CountKey, Tally, variant_totals
+from .counters import EXPOSURE, FIXED_PERIOD, CountKey, Tally, variant_totals
 from .stats import goal_result, rate_interval
 
 
@@ -61,7 +61,9 @@ def experiment_results(experiment: Experiment,
     # Fixed weights edited while the experiment ran: visitors were shared out in several
     # splits, so the variants are compared within each split (as a bandit's periods), and
     # the split is checked on the visitors of today's weights only.
-    edited = not bandit and len({key.period for key in rows if key.goal == EXPOSURE}) > 1
+    # Counts from before splits were told apart (FIXED_PERIOD) are no split of their own.
+    edited = not bandit and len({key.period for key in rows if key.goal == EXPOSURE}
+                                - {FIXED_PERIOD}) > 1
     totals_of = period_weighted_totals if bandit or edited else variant_totals
 
     def judged_on(goal: str, cell_rows: Mapping[CountKey, Tally],

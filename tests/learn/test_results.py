@@ -137,3 +137,7 @@ def test_fixed_weights_edited_while_running_are_judged_within_each_split() -> No
     # one split only: judged as counted
     single = results(ruleset, rows(today.fixed_period, 900, 100, 0.02, 0.02))
     assert "weighted_by" not in single["experiments"][0]["goals"]["purchase"]
+    # counts from before splits were told apart (period 0) are no split of their own
+    upgraded = results(ruleset, rows(0, 900, 100, 0.10, 0.10)
+                       | rows(today.fixed_period, 900, 100, 0.02, 0.02))
+    assert "weighted_by" not in upgraded["experiments"][0]["goals"]["purchase"]

@@ -181,7 +181,7 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
         if raw.strip().endswith(".html") and "<" not in raw:
             html, source = _fragment(ctx, raw.strip(), at)
             return Content(action="inner", template=_template(ctx, html, at), source=source)
-        if _PATH_LIKE.fullmatch(raw.strip()):
+        if _PATH_LIKE.fullmatch(raw.strip()) and "://" not in raw:   # a URL is text
             raise Invalid(_no_fragment(ctx, raw.strip()), at)
         return Content(action="inner", template=_template(ctx, raw, at), source="inline")
     if not isinstance(raw, dict):

@@ -191,7 +191,8 @@ def test_a_value_that_reads_as_a_path_but_names_no_fragment_is_an_error(
 
 
 @pytest.mark.parametrize("value", ["Hello world", "1/2.5", "and/or", "<b>a/b.png</b>",
-                                   "{text: img/sale.png}"])
+                                   "{text: img/sale.png}",
+                                   "'https://shop.example/sale.png'"])
 def test_text_and_html_with_slashes_are_shown(tmp_path: Path, value: str) -> None:
     _, errors = check_rules(then(tmp_path, f"{{hero: {value}}}"))
     assert errors == []
