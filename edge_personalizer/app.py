@@ -46,6 +46,7 @@ from .rewrite.first_bytes import FirstBytesMemo
 from .rules.book import RuleBook
 from .rules.parse_cache import ParseCache
 from .rules.preview import PreviewSigner
+from .rules.tree import mark_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class EdgeApp:
         self.metrics = Metrics()
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
         keys = profile_keys(settings)
+        if settings.rules_dir is not None:   # rules that come to reach it are refused
+            mark_data_dir(settings.data_dir)
         self.rules = (RuleBook(settings.rules_dir, on_reload=self._reloaded,
                                parses=ParseCache(settings.data_dir, settings.rules_dir, keys[0])
                                if settings.profile_keys else None, inherited=inherited)

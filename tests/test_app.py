@@ -13,6 +13,7 @@ from starlette.types import Message
 from edge_personalizer import create_app, load_settings
 from edge_personalizer.app import EdgeApp
 from edge_personalizer.errors import GeoDatabaseError, RuleError
+from edge_personalizer.rules.tree import DATA_MARKER
 
 from .servers import Server
 
@@ -164,3 +165,14 @@ def test_a_proxied_request_leaves_nothing_for_the_garbage_collector(origin: Serv
     assert sent[-1]["body"].endswith(b"<p>page</p>")
     assert not any(name == b"x-ep-goal" for m in sent if m["type"] == "http.response.start"
                    for name, _ in m["headers"])   # the origin's goal header never leaves
+
+
+def test_the_data_dir_is_marked_with_or_without_profile_keys(tmp_path: Path) -> None:
+    # Rules that come to reach the data directory (a folder link, a mount) are refused by
+    # its mark; without profile keys (no parse cache, which marked it) it went unmarked.
+    settings = load_settings({"EP_ORIGIN_URL": "http://127.0.0.1:9",
+                              "EP_RULES_DIR": str(ROOT / "rules"),
+                              "EP_DATA_DIR": str(tmp_path / "data")})
+    assert not settings.profile_keys
+    create_app(settings)
+    assert (tmp_path / "data" / DATA_MARKER).exists()

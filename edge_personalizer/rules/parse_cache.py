@@ -40,7 +40,7 @@ import yaml
 
 from . import loader, quick_yaml, yaml_line, yaml_scalars
 from .loader import KeyPath, RuleFile
-from .tree import DATA_MARKER
+from .tree import mark_data_dir
 
 __all__ = ["ParseCache"]
 
@@ -82,7 +82,7 @@ class ParseCache:
         self.directory = data_dir / "rule-cache" / f"{name}-{kind}"
         self._earlier = f"{name}-"   # the folders of this rules directory's other versions
         self._failed = False   # writing failed once: said once, then tried quietly
-        _mark(data_dir)
+        mark_data_dir(data_dir)
 
     def get(self, path: Path, digest: bytes) -> RuleFile | None:
         """The parse of the file `path` whose bytes have `digest`, if kept and sound."""
@@ -185,16 +185,3 @@ def _with_dates(sections: dict[str, Any], dated: tuple[tuple[KeyPath, bool], ...
         holder[at[-1]] = (datetime.datetime.fromisoformat(text) if with_time
                           else datetime.date.fromisoformat(text))
 
-
-def _mark(data_dir: Path) -> None:
-    """Mark data_dir as a server's (before the rules first load): rules that reach it, by
-    a folder link or a mount, are refused rather than reloaded on each of its writes."""
-    marker = data_dir / DATA_MARKER
-    if marker.exists():
-        return
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text("edge-personalizer writes here (data_dir): no rules may be read "
-                          "from this folder.\n")
-    except OSError as exc:   # the store says why data_dir cannot be written
-        logger.debug("data_dir not marked: %s", exc)

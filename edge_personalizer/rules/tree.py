@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
 
 from ..errors import RuleError
+
+logger = logging.getLogger(__name__)
 
 # Written into data_dir by a server as it starts (rules/parse_cache.py): a folder holding
 # it is where a server writes, never rules, however the rules reach it (a folder link, a
@@ -121,3 +124,17 @@ def shown(path: Path) -> Path:
     """The path as it can be printed: a byte of a name that is not UTF-8 as \\xe9."""
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
     return path if text == str(path) else Path(text)
+
+
+def mark_data_dir(data_dir: Path) -> None:
+    """Mark data_dir as a server's (before the rules first load): rules that reach it, by
+    a folder link or a mount, are refused rather than reloaded on each of its writes."""
+    marker = data_dir / DATA_MARKER
+    if marker.exists():
+        return
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text("edge-personalizer writes here (data_dir): no rules may be read "
+                          "from this folder.\n")
+    except OSError as exc:   # the store says why data_dir cannot be written
+        logger.debug("data_dir not marked: %s", exc)
