@@ -179,19 +179,6 @@ class EdgeApp:
             if self.board is not None:
                 self.board.leave()
 
-    @staticmethod
-    async def _kept_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
-        """Run a background task of the lifespan's for as long as the server runs: a fault
-        in it is logged and it starts again, instead of ending the lifespan's task group
-        (and with it every background task of this worker)."""
-        while True:
-            try:
-                await run()
-                return
-            except Exception:
-                logger.exception("%s failed; it starts again in 1 s", name)
-            await anyio.sleep(1.0)
-
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # Background work (the rules watcher, the counts' flusher) lives in a task group
         # owned by the lifespan; cancelling it makes the flusher's last write.
@@ -204,12 +191,12 @@ class EdgeApp:
             await tasks.start(self.weights.run)
             await tasks.start(self.model.run)
             if self.board is not None:
-                tasks.start_soon(self._kept_running, "publishing this worker's state",
+                tasks.start_soon(kept_running, "publishing this worker's state",
                                  self._publish_every_second)
             if self.rules is not None:
                 interval = self.settings.rules_watch_interval
                 if interval > 0:
-                    tasks.start_soon(self._kept_running, "the rules watcher",
+                    tasks.start_soon(kept_running, "the rules watcher",
                                      functools.partial(self.rules.watch, interval))
                 self._reload_on_sighup(tasks)
             logger.info("forwarding to %s; rules: %s; geo database: %s",
@@ -254,6 +241,19 @@ class EdgeApp:
         for database in (self.geo, self.anonymous):
             if database is not None:
                 database.close()
+
+
+async def kept_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a background task of the lifespan's for as long as the server runs: a fault in
+    it is logged and it starts again, instead of ending the lifespan's task group (and with
+    it every background task of the worker)."""
+    while True:
+        try:
+            await run()
+            return
+        except Exception:
+            logger.exception("%s failed; it starts again in 1 s", name)
+        await anyio.sleep(1.0)
 
 
 def profile_keys(settings: Settings) -> list[bytes]:

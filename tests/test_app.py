@@ -11,7 +11,7 @@ import pytest
 from starlette.types import Message
 
 from edge_personalizer import create_app, load_settings
-from edge_personalizer.app import EdgeApp
+from edge_personalizer.app import kept_running
 from edge_personalizer.errors import GeoDatabaseError, RuleError
 from edge_personalizer.rules.tree import DATA_MARKER
 
@@ -61,7 +61,6 @@ def test_user_agent_parser_is_built_by_the_serving_process_only() -> None:
 _WORKER = """
 import asyncio, json, sys, tempfile
 from edge_personalizer import create_app, load_settings
-from edge_personalizer.app import EdgeApp
 
 app = create_app(load_settings({}, origin_url="http://127.0.0.1:9", rules_dir=sys.argv[1],
                                data_dir=tempfile.mkdtemp(),
@@ -120,7 +119,7 @@ def test_a_background_task_that_fails_starts_again(caplog: pytest.LogCaptureFixt
         if runs < 3:
             raise FileNotFoundError(2, "No such file or directory")
 
-    asyncio.run(EdgeApp._kept_running("the rules watcher", fails_twice))
+    asyncio.run(kept_running("the rules watcher", fails_twice))
     assert runs == 3
     assert caplog.text.count("the rules watcher failed; it starts again in 1 s") == 2
 

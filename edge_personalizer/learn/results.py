@@ -73,8 +73,8 @@ def experiment_results(experiment: Experiment,
         if bandit:   # weights change by design: compare within periods, no ratio to check
             judged.update(srm_p=None, srm=False, weighted_by=weighted_by)
         elif edited:
-            today = {key: tally for key, tally in cell_rows.items()
-                     if key.period == experiment.fixed_period}
+            period = experiment.fixed_period
+            today = {key: tally for key, tally in cell_rows.items() if key.period == period}
             split = goal_result(variant_totals(today, experiment.name, EXPOSURE), weights,
                                 control=control).as_json()
             judged.update(srm_p=split["srm_p"], srm=split["srm"], weighted_by=weighted_by)

@@ -3,6 +3,7 @@ profile cookie it earns, and where a redirect rule sends it."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -194,19 +195,11 @@ class Personalizer:
         visitor = exchange.visitor
         profile = visitor.profile
         learning = self.learning if visitor.device.type != "bot" else None
+        ruleset = self.rules.current if self.rules is not None else None
         if visitor.page_view:
-            # Rules are judged on goals: without any, their exposures would count nothing.
-            judging_rules = self.rules is not None and bool(self.rules.current.goals)
-            shown = []
-            for choice in exchange.decision.slots.values():
-                if choice.reason == "experiment":
-                    profile = profile.with_variant(choice.by, choice.variant)
-                    shown.append(choice)
-                elif choice.reason == "rule" and judging_rules:
-                    shown.append(choice)
+            profile, shown = _shown(exchange.decision, profile, ruleset)
             if learning is not None:
-                profile = _exposed(learning, profile, shown, exchange.allocations,
-                                   self.rules.current if self.rules is not None else None)
+                profile = _exposed(learning, profile, shown, exchange.allocations, ruleset)
                 tracker = self.classifier.profiles
                 if tracker is not None and self._predicting:
                     categories = tracker.interests.categories(visitor.request.path)
@@ -214,17 +207,10 @@ class Personalizer:
                         learning.viewed(profile, categories,
                                         learning_rate=tracker.learning_rate)
         if learning is not None and exchange.conversions:
-            profile = learning.attribution.converted(profile, exchange.conversions,
-                                                     self._judged_on)
+            profile = learning.attribution.converted(
+                profile, exchange.conversions, functools.partial(_judged_on, ruleset))
         exchange.profile = profile
         return profile
-
-    def _judged_on(self, by: str) -> frozenset[str] | None:
-        """The goals an experiment is judged on (rules: every goal)."""
-        if self.rules is None:
-            return None
-        experiment = self.rules.current.experiment(by)
-        return frozenset(experiment.goals) if experiment is not None else None
 
     def reach_goals(self, exchange: Exchange, status: int, headers: list[tuple[bytes, bytes]],
                     *, goal_header: bool = True) -> list[tuple[bytes, bytes]]:
@@ -262,6 +248,28 @@ class Personalizer:
         if redirect.keep_query and query:
             location += ("&" if target.query else "?") + query
         return location
+
+
+def _shown(decision: Decision, profile: Profile, ruleset: RuleSet | None
+           ) -> tuple[Profile, list[SlotChoice]]:
+    """What a page view shows that is counted (experiments; rules when the rules have goals,
+    without which their exposures would count nothing), and the profile remembering the
+    experiments' variants."""
+    judging_rules = ruleset is not None and bool(ruleset.goals)
+    shown = []
+    for choice in decision.slots.values():
+        if choice.reason == "experiment":
+            profile = profile.with_variant(choice.by, choice.variant)
+            shown.append(choice)
+        elif choice.reason == "rule" and judging_rules:
+            shown.append(choice)
+    return profile, shown
+
+
+def _judged_on(ruleset: RuleSet | None, by: str) -> frozenset[str] | None:
+    """The goals an experiment is judged on (rules: every goal)."""
+    experiment = ruleset.experiment(by) if ruleset is not None else None
+    return frozenset(experiment.goals) if experiment is not None else None
 
 
 def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],

@@ -125,10 +125,7 @@ class RuleBook:
 
         def watch() -> None:
             while not stop.wait(interval):
-                try:
-                    self.look()
-                except Exception:   # a fault in one look must not end the watching
-                    logger.exception("the rules watcher's look at %s failed", self.directory)
+                self._look_logged()
 
         threading.Thread(target=watch, name="rules-watch", daemon=True).start()
         return stop
@@ -206,8 +203,12 @@ class RuleBook:
         worker thread so requests keep flowing meanwhile."""
         while True:
             await anyio.sleep(interval)
-            try:
-                await anyio.to_thread.run_sync(self.look)
-            except Exception:   # a fault in one look must not end the watching
-                logger.exception("the rules watcher's look at %s failed; it looks again in "
-                                 "%g s", self.directory, interval)
+            await anyio.to_thread.run_sync(self._look_logged)
+
+    def _look_logged(self) -> None:
+        """One look of a watcher: a fault in it is logged, and the watching goes on."""
+        try:
+            self.look()
+        except Exception:
+            logger.exception("the rules watcher's look at %s failed; it looks again",
+                             self.directory)

@@ -211,18 +211,12 @@ def test_four_workers_count_into_one_sqlite_file(origin: Server, server_logs: Pa
         server.stop()
 
 
-SEGMENT_RULES = """
-slots:
-  hero: {}
-segments:
-  from_facebook:
-    when: {referral.source: facebook}
-  phones:
-    when: {device.type: mobile}
+# One experiment on the hero, judged on purchases: counted per segment, or for all visitors.
+HERO_TEST = """
 experiments:
   - name: hero-test
     slot: hero
-    per: segment
+    PER
     variants:
       control: {weight: 50}
       bold: {weight: 50, html: "<h1>Bold</h1>"}
@@ -232,6 +226,14 @@ goals:
     when: {request.path: /page/checkout/thanks}
     value: {query: total}
 """
+SEGMENT_RULES = """
+slots:
+  hero: {}
+segments:
+  from_facebook:
+    when: {referral.source: facebook}
+  phones:
+    when: {device.type: mobile}""" + HERO_TEST.replace("PER", "per: segment")
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
           "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1")
 
@@ -302,19 +304,7 @@ def test_results_break_an_experiment_down_by_the_segments_the_rules_name(
 
 STICKY_RULES = """
 slots:
-  hero: {}
-experiments:
-  - name: hero-test
-    slot: hero
-    variants:
-      control: {weight: 50}
-      bold: {weight: 50, html: "<h1>Bold</h1>"}
-    goals: [purchase]
-goals:
-  purchase:
-    when: {request.path: /page/checkout/thanks}
-    value: {query: total}
-"""
+  hero: {}""" + HERO_TEST.replace("    PER\n", "")
 
 
 def _edit_rules(server: Server, path: Path, text: str) -> None:
