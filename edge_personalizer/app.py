@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from .classify.device import DeviceClassifier
 from .classify.edge import EdgeMapping
 from .classify.geo import AnonymousIpDatabase, GeoDatabase, GeoLocator
 from .classify.profile import InterestMap, PrivacyPolicy, ProfileTracker
-from .classify.profile_codec import ProfileCodec
+from .classify.profile_codec import ProfileCodec, RejectReason
 from .classify.referral import ReferralClassifier, ReferrerTable
 from .config import Settings
 from .endpoints import Endpoints
@@ -92,7 +93,8 @@ class EdgeApp:
         self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
                           if settings.anonymous_db else None)
         self.classifier = build_classifier(settings, keys=keys, geo=self.geo,
-                                           anonymous=self.anonymous, metrics=self.metrics)
+                                           anonymous=self.anonymous,
+                                           on_reject=self.metrics.profile_rejected)
         token = settings.admin_token.reveal() if settings.admin_token else None
         # Counting: a dict increment a page here, written to the store by the flusher.
         self.store = open_store(settings.store_location())
@@ -256,17 +258,20 @@ async def kept_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
         await anyio.sleep(1.0)
 
 
-def profile_keys(settings: Settings) -> list[bytes]:
-    """The configured signing keys; without any, a random key for this process only."""
+def profile_keys(settings: Settings, *, serving: bool = True) -> list[bytes]:
+    """The configured signing keys; without any, a random key for this process only (a
+    server says so: the cookies it signs will not survive a restart)."""
     if settings.profile_keys:
         return [key.reveal().encode() for key in settings.profile_keys]
-    logger.warning("no profile_keys configured (EP_PROFILE_KEYS): profile cookies are signed "
-                   "with a random key and will not survive a restart")
+    if serving:
+        logger.warning("no profile_keys configured (EP_PROFILE_KEYS): profile cookies are "
+                       "signed with a random key and will not survive a restart")
     return [secrets.token_bytes(32)]
 
 
 def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase | None,
-                     anonymous: AnonymousIpDatabase | None, metrics: Metrics) -> Classifier:
+                     anonymous: AnonymousIpDatabase | None,
+                     on_reject: Callable[[RejectReason], None]) -> Classifier:
     codec = ProfileCodec(keys, max_bytes=settings.profile_max_bytes,
                          max_age_days=settings.profile_max_age_days)
     tracker = ProfileTracker(
@@ -275,7 +280,7 @@ def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase 
                               consent_cookie=settings.consent_cookie),
         half_life_days=settings.interest_half_life_days,
         visit_gap_seconds=settings.visit_timeout_minutes * 60,
-        on_reject=metrics.profile_rejected)
+        on_reject=on_reject)
     locator = (GeoLocator(geo, anonymous=anonymous, max_entries=settings.geo_cache_size)
                if geo else None)
     return Classifier(
@@ -285,13 +290,34 @@ def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase 
         edge_mapping=EdgeMapping(settings.edge_headers) if settings.edge_headers else None)
 
 
+_UNREAD: dict[RejectReason, str] = {
+    "malformed": "it is malformed",
+    "signature": "its signature matches none of the profile_keys",
+    "oversized": "it is longer than profile_max_bytes",
+    "expired": "it is older than profile_max_age_days",
+    "version": "it was written in another format",
+}
+
+
 def open_classifier(settings: Settings) -> Classifier:
     """A Classifier from settings alone (for `explain` and `classify`): opens the geo
-    databases and reads the rules directory's interest categories."""
+    databases and reads the rules directory's interest categories. A profile cookie it
+    cannot read is said once on stderr, with why."""
     geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
     anonymous = AnonymousIpDatabase(settings.anonymous_db) if settings.anonymous_db else None
-    classifier = build_classifier(settings, keys=profile_keys(settings), geo=geo,
-                                  anonymous=anonymous, metrics=Metrics())
+    said: set[str] = set()
+
+    def unread(reason: RejectReason) -> None:
+        if reason in said:
+            return
+        said.add(reason)
+        why = ("no profile_keys are configured (EP_PROFILE_KEYS) to verify it"
+               if not settings.profile_keys and reason == "signature" else _UNREAD[reason])
+        print(f"edge-personalizer: the profile cookie was not read ({why}): "
+              "classified as a first visit", file=sys.stderr)
+
+    classifier = build_classifier(settings, keys=profile_keys(settings, serving=False),
+                                  geo=geo, anonymous=anonymous, on_reject=unread)
     if settings.rules_dir is not None and classifier.profiles is not None:
         rules = RuleBook(settings.rules_dir)
         classifier.profiles.interests = InterestMap(rules.current.interests)

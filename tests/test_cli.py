@@ -239,3 +239,35 @@ def test_validate_counts_one_of_a_kind_in_the_singular(
                                      "  - {name: b, then: {heor: x}}\n")
     assert main(["validate", str(tmp_path)]) == 1
     assert capsys.readouterr().out.endswith("\n1 file, 1 rule, 0 experiments: 1 error\n")
+
+
+def test_explain_without_keys_says_nothing_of_restarts(
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EP_PROFILE_KEYS", raising=False)
+    assert main(["explain", "--url", "/", "--header", f"User-Agent: {IPHONE_UA}"]) == 0
+    assert "restart" not in capsys.readouterr().err + caplog.text
+
+
+@pytest.mark.parametrize(("keys", "cookie_key", "why"), [
+    (None, b"a-key-of-another-server-0123456789",
+     "no profile_keys are configured (EP_PROFILE_KEYS) to verify it"),
+    ("test-profile-key-0123456789abcdef", b"a-key-of-another-server-0123456789",
+     "its signature matches none of the profile_keys"),
+])
+def test_explain_says_why_a_profile_cookie_was_not_read(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        keys: str | None, cookie_key: bytes, why: str) -> None:
+    from edge_personalizer.classify.profile_codec import ProfileCodec
+
+    if keys is None:
+        monkeypatch.delenv("EP_PROFILE_KEYS", raising=False)
+    else:
+        monkeypatch.setenv("EP_PROFILE_KEYS", keys)
+    cookie = ProfileCodec([cookie_key], max_bytes=4096, max_age_days=30).encode([1, 2])
+    assert main(["explain", "--url", "/", "--header", f"User-Agent: {IPHONE_UA}",
+                 "--cookie", f"ep_profile={cookie}"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"edge-personalizer: the profile cookie was not read ({why}): "
+                            "classified as a first visit\n")
+    assert "profile.visits: 1" in captured.out
