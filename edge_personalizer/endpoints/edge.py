@@ -15,6 +15,7 @@ from ..personalize.fail_open import FailOpen
 from ..personalize.response_headers import PageHeaders
 from ..personalize.segments import SEGMENT_HEADER, Segment
 from ..proxy.pages import respond
+from ..rules.fields import suggest
 from .router import Route
 
 DECIDE_PATH = "/__ep/decide"
@@ -106,6 +107,15 @@ class EdgeDecisions:
                       [*headers, (b"cache-control", b"private, no-store")])
 
     async def fragment(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slot = scope["path"][len(FRAGMENT_PREFIX):]
+        rules = self.personalizer.rules
+        declared = rules.current.slots if rules is not None else {}
+        if slot not in declared:   # a typo in an include must not look like "no variant"
+            names = ", ".join(sorted(declared)) or "none"
+            message = f"no slot named {slot!r}{suggest(slot, declared)} (the rules' slots: {names})"
+            await respond(send, 404, message.encode(), b"text/plain; charset=utf-8",
+                          [(b"cache-control", b"no-store")])
+            return
         begun = await self._begin(scope, send)
         if begun is None:
             return
@@ -113,7 +123,7 @@ class EdgeDecisions:
         headers = [(b"x-ep-segment", segment.key.encode())]
         if self.headers.cache.variant_header:
             headers.append((b"x-ep-variant", exchange.decision.variant_header))
-        choice = exchange.decision.slots.get(scope["path"][len(FRAGMENT_PREFIX):])
+        choice = exchange.decision.slots.get(slot)
         content = choice.content if choice is not None else None
         if self.headers.cache.keyed and segment.shareable:
             headers += [(b"cache-control", self.headers.shared_cache_control()),

@@ -51,6 +51,14 @@ def test_fragment_returns_a_slots_variant(proxy: Server) -> None:
     assert httpx.get(f"{proxy.url}/__ep/fragment/hero?url=/", headers=PAGE).status_code == 204
 
 
+def test_a_fragment_of_no_slot_is_a_404_naming_the_slots(proxy: Server) -> None:
+    typo = httpx.get(f"{proxy.url}/__ep/fragment/heor?url=/slotted/a", headers=FACEBOOK)
+    assert typo.status_code == 404
+    assert typo.text.startswith("no slot named 'heor'; did you mean 'hero'? (the rules' slots: ")
+    assert typo.headers["cache-control"] == "no-store"
+    assert "set-cookie" not in typo.headers
+
+
 def test_trusted_edge_geo_and_device_headers_count(proxy: Server) -> None:
     headers = {**PAGE, "cookie": "crm_segment=vip", "x-original-uri": "/slotted/a",
                "cf-ipcountry": "SE", "cf-ipcity": "Malm%C3%B6",
