@@ -3,6 +3,7 @@ here, templates parsed, redirect targets, headers and cookies checked."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -131,7 +132,8 @@ def _read_fragment(directory: Path, path_text: str) -> str:
         if path.is_dir():
             raise Invalid(f"fragment {path_text!r} is a folder, not a file ({path})", ())
         if not path.is_file():   # False too for a NUL in the name
-            raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})", ())
+            raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})"
+                          + _near_fragment(directory, path_text), ())
         with path.open("rb") as file:
             size = os.fstat(file.fileno()).st_size
             raw = file.read(MAX_FRAGMENT_BYTES + 1) if size <= MAX_FRAGMENT_BYTES else b""
@@ -215,10 +217,33 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
         template = _template(ctx, html, (*at, "file"), kind)
     elif "html" in raw or "text" in raw:
         key = "html" if "html" in raw else "text"
+        written = str(raw[key]).strip()
+        if key == "html" and _PATH_LIKE.fullmatch(written) and "://" not in written:
+            # html: holds the HTML itself; a path there would show on the page as text.
+            raise Invalid(f"html: holds inline HTML, and {written!r} is a file path; for a "
+                          f"fragment file write {{file: {written!r}}}, to show the path "
+                          f"as text {{text: {written!r}}}", (*at, "html"))
         template = _template(ctx, str(raw[key]), (*at, key), kind)
     if action != "remove" and template is None:
         raise Invalid(f"action {action} needs html, file or text", at)
     return Content(action=action, template=template, source=source)
+
+
+def _near_fragment(directory: Path, path_text: str) -> str:
+    """`; did you mean 'fragments/x.html'?` for a fragment of a close name in the same
+    folder of the rules directory (`hero_fb.html` for `hero-fb.html`), else ``."""
+    folder, _, name = path_text.rpartition("/")
+    relative = os.path.normpath(folder) if folder else os.curdir
+    if os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir \
+            or any(part.startswith(".") for part in Path(relative).parts):
+        return ""
+    try:
+        names = [entry.name for entry in os.scandir(directory / relative)
+                 if entry.name.endswith(".html") and not entry.name.startswith(".")]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"; did you mean {(folder + '/' if folder else '') + close[0]!r}?" if close else ""
 
 
 def _no_fragment(ctx: CompileContext, path_text: str) -> str:
@@ -226,9 +251,9 @@ def _no_fragment(ctx: CompileContext, path_text: str) -> str:
     stem = path_text.rsplit(".", 1)[0] if "." in path_text.rsplit("/", 1)[-1] else path_text
     meant = f"{stem}.html"
     found = isinstance(fragment(ctx, meant), tuple) if meant != path_text else False
+    hint = f"; did you mean {meant!r}?" if found else _near_fragment(ctx.directory, meant)
     return (f"no fragment file {path_text!r} (fragments are .html files in the rules "
-            "directory" + (f"; did you mean {meant!r}?" if found else "") + "); to show it "
-            f"as text, write {{text: {path_text!r}}}")
+            f"directory{hint}); to show it as text, write {{text: {path_text!r}}}")
 
 
 def _attribute_content(ctx: CompileContext, raw: dict[Any, Any], action: str,

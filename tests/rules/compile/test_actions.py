@@ -190,6 +190,38 @@ def test_a_value_that_reads_as_a_path_but_names_no_fragment_is_an_error(
     assert [(e.line, e.reason) for e in errors] == [(4, f"rule 'r': {reason}")]
 
 
+@pytest.mark.parametrize(("value", "reason"), [
+    ("fragments/hero_sale.html", "fragment file 'fragments/hero_sale.html' does not exist "
+                                 "(looked for {dir}/fragments/hero_sale.html); did you mean "
+                                 "'fragments/hero-sale.html'?"),
+    ("fragments/herosale", "no fragment file 'fragments/herosale' (fragments are .html files "
+                           "in the rules directory; did you mean 'fragments/hero-sale.html'?); "
+                           "to show it as text, write {{text: 'fragments/herosale'}}"),
+    ("fragments/footer.html", "fragment file 'fragments/footer.html' does not exist (looked "
+                              "for {dir}/fragments/footer.html)"),
+    ("../outside/hero_sale.html", "fragment '../outside/hero_sale.html' is outside the rules "
+                                  "directory"),
+    ("fragments/../../outside/hero_sale", "no fragment file 'fragments/../../outside/hero_sale'"
+                                          " (fragments are .html files in the rules directory);"
+                                          " to show it as text, write {{text: "
+                                          "'fragments/../../outside/hero_sale'}}"),
+    ("{html: fragments/hero-sale.html}", "html: holds inline HTML, and "
+                                         "'fragments/hero-sale.html' is a file path; for a "
+                                         "fragment file write {{file: "
+                                         "'fragments/hero-sale.html'}}, to show the path as "
+                                         "text {{text: 'fragments/hero-sale.html'}}"),
+])
+def test_a_misspelt_fragment_is_named_with_the_closest_one_of_its_folder(
+        tmp_path: Path, value: str, reason: str) -> None:
+    rules = tmp_path / "rules"
+    (rules / "fragments").mkdir(parents=True)
+    (rules / "fragments" / "hero-sale.html").write_text("<b>sale</b>")
+    (tmp_path / "outside").mkdir()   # never searched: names outside the rules stay unsaid
+    (tmp_path / "outside" / "hero-sale.html").write_text("<b>x</b>")
+    _, errors = check_rules(then(rules, f"{{hero: {value}}}"))
+    assert [e.reason for e in errors] == [f"rule 'r': {reason.format(dir=rules)}"]
+
+
 @pytest.mark.parametrize("value", ["Hello world", "1/2.5", "and/or", "<b>a/b.png</b>",
                                    "{text: img/sale.png}",
                                    "'https://shop.example/sale.png'"])
