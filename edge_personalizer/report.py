@@ -155,8 +155,9 @@ def render_explanation(report: Mapping[str, Any]) -> str:
         for experiment in report["experiments"]:
             where = ("not in the audience: " + str(experiment["audience_failed"])
                      if not experiment["in_audience"] else
-                     f"bucket {experiment['bucket']} -> {experiment['variant']}"
-                     if experiment["bucket"] is not None else
+                     f"holdout bucket {experiment['buckets']['holdout']}, variant bucket "
+                     f"{experiment['buckets']['variant']} -> {experiment['variant']}"
+                     if experiment["buckets"] is not None else
                      f"not bucketed (bot or no profile) -> {experiment['variant']}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
         if not report["experiments"]:

@@ -10,8 +10,10 @@ conversion rate; normal for the mean value per visitor): the leader by posterior
 gets `leader_share` of the chance to be shown, and the rest goes to the challengers, each
 by its chance to be the best when the leader is left out. Every variant keeps at least
 `floor`; a cell keeps the starting weights until every variant has `burn_in` exposures;
-a fixed `holdout` always sees the control. The draws are seeded by the experiment, cell
-and weights version, so the same counts give the same weights in every worker.
+a fixed `holdout` always sees the control (the evaluator holds those visitors out, from a
+hash of their id of its own, before it asks for a variant). The draws are seeded by the
+experiment, cell and weights version, so the same counts give the same weights in every
+worker.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     # only reads published weights (or has no bandit) never loads it (~17 MB, ~0.2 s).
     import numpy as np
 
-HOLDOUT = "holdout"            # what `choose` answers for the visitors kept out
 TABLE_NAME = "bandit-weights"  # the store table all bandit experiments share
 Metric = Literal["conversion", "value"]
 Reason = Literal["burn_in", "learned"]
@@ -242,18 +243,17 @@ def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
                              MappingProxyType(cells))
 
 
-# A cell's weights prepared for a bisect: the holdout share, then the cumulative upper bound
-# of each variant's share of [holdout, 1), then the variants' names (the last one repeated,
-# so a point at the very top rounds into it).
-_Pick = tuple[float, tuple[float, ...], tuple[str, ...]]
+# A cell's weights prepared for a bisect: the cumulative upper bound of each variant's
+# share of [0, 1), then the variants' names (the last one repeated, so a point at the very
+# top rounds into it).
+_Pick = tuple[tuple[float, ...], tuple[str, ...]]
 
 
-def _pick(weights: Weights, holdout: float) -> _Pick:
+def _pick(weights: Weights) -> _Pick:
     total = sum(w for _, w in weights) or 1.0
-    bounds = tuple(holdout + (1 - holdout) * b
-                   for b in itertools.accumulate(w / total for _, w in weights))
+    bounds = tuple(itertools.accumulate(w / total for _, w in weights))
     names = tuple(name for name, _ in weights)
-    return holdout, bounds, names + names[-1:]
+    return bounds, names + names[-1:]
 
 
 @dataclass(frozen=True)
@@ -267,21 +267,22 @@ class WeightsTable:
     _starting: Mapping[str, _Pick] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        picks = {(name, cell): _pick(held.weights, e.holdout)
+        picks = {(name, cell): _pick(held.weights)
                  for name, e in self.experiments.items() for cell, held in e.cells.items()}
-        starting = {name: _pick(e.starting, e.holdout) for name, e in self.experiments.items()}
+        starting = {name: _pick(e.starting) for name, e in self.experiments.items()}
         object.__setattr__(self, "_picks", picks)
         object.__setattr__(self, "_starting", starting)
 
     def choose(self, experiment: str, cell: str, point: float) -> str | None:
-        """The variant for a new visitor at `point` (their stable bucket in [0, 1)) in
-        `cell`: HOLDOUT below the holdout share; None when the experiment has no weights
-        published yet (the caller uses its fixed weights)."""
+        """The variant for a new visitor, not held out, at `point` (their stable variant
+        point in [0, 1)) in `cell`; None when the experiment has no weights published yet
+        (the caller uses its fixed weights). The holdout is the caller's to apply first,
+        from a point of its own: this one only shares out among the variants."""
         pick = self._picks.get((experiment, cell)) or self._starting.get(experiment)
         if pick is None:
             return None
-        holdout, bounds, names = pick
-        return HOLDOUT if point < holdout else names[bisect.bisect_right(bounds, point)]
+        bounds, names = pick
+        return names[bisect.bisect_right(bounds, point)]
 
     def version_of(self, experiment: str) -> int | None:
         """The version of `experiment`'s weights (None: none published)."""

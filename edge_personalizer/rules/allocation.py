@@ -88,7 +88,8 @@ class Allocations(Protocol):
     """Published bandit weights (learn/bandit.py WeightsTable), read on the request path."""
 
     def choose(self, experiment: str, cell: str, point: float) -> str | None:
-        """The variant for a new visitor at `point` in `cell`; None: no weights yet."""
+        """The variant for a new visitor (not held out) at `point`, their variant point,
+        in `cell`; None: no weights yet."""
 
     def version_of(self, experiment: str) -> int | None:
         """The version of the experiment's weights (None: none published)."""

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from ..classify.visitor import Visitor
 from .allocation import ALL_VISITORS, Allocations
-from .bucketing import bucket, pick
+from .bucketing import bucket, pick, variant_key
 from .conditions import holds_with
 from .model import (
     NO_DECISION,
@@ -136,43 +136,62 @@ def redirects_back(ruleset: RuleSet, rank: int, visitor: Visitor) -> bool:
     return False
 
 
-def experiment_bucket(experiment: Experiment, visitor: Visitor) -> float | None:
-    """The visitor's stable place in [0, 1), or None when they must not be bucketed:
-    bots, and visitors without a stored profile (no consent, no stable id)."""
+def bucketed_id(visitor: Visitor) -> str | None:
+    """The visitor id experiments place the visitor by, or None when they must not be
+    bucketed: bots, and visitors without a stored profile (no consent, no stable id)."""
     if visitor.device.type == "bot":
         return None
     profile = visitor.profile
     if not profile.stored or not profile.visitor_id:
         return None
-    return bucket(experiment.name, profile.visitor_id)
+    return profile.visitor_id
+
+
+def holdout_point(experiment: Experiment, visitor_id: str) -> float:
+    """Where the visitor stands for the holdout: held out under the holdout share."""
+    return bucket(experiment.name, visitor_id)
+
+
+def variant_point(experiment: Experiment, visitor_id: str) -> float:
+    """Where the weights put the visitor: independent of the holdout point, so a change of
+    the holdout moves no one's variant and shares out those it releases by the weights."""
+    return bucket(variant_key(experiment.name), visitor_id)
 
 
 def _assign(experiment: Experiment, visitor: Visitor,
             allocations: Allocations | None = None) -> dict[str, SlotChoice]:
     if not experiment.audience(visitor):
         return {}
-    point = experiment_bucket(experiment, visitor)
-    if point is None:
+    visitor_id = bucketed_id(visitor)
+    if visitor_id is None:
         return {slot: SlotChoice(slot=slot, variant="control", reason="control",
                                  by=experiment.name) for slot in experiment.slots}
     cells = experiment.cells
     cell = ALL_VISITORS if cells.single else cells(visitor)   # most experiments: one cell
     variant = kept_variant(experiment, visitor)
     if variant is None:
-        holdout = experiment.holdout / 100
-        if point < holdout:
+        if holdout_point(experiment, visitor_id) < experiment.holdout / 100:
             return {slot: SlotChoice(slot=slot, variant="holdout", reason="holdout",
                                      by=experiment.name, cell=cell)
                     for slot in experiment.slots}
-        if experiment.allocation == "bandit" and allocations is not None:
-            chosen = allocations.choose(experiment.name, cell, point)
-            variant = chosen if chosen in experiment.variants else None
-        if variant is None:
-            variant = pick(experiment.weights, (point - holdout) / (1 - holdout))
+        variant = _new_variant(experiment, variant_point(experiment, visitor_id), cell,
+                               allocations)
     contents = experiment.variants[variant]
     return {slot: SlotChoice(slot=slot, variant=variant, reason="experiment",
                              by=experiment.name, content=contents.get(slot), cell=cell)
             for slot in experiment.slots}
+
+
+def _new_variant(experiment: Experiment, point: float, cell: str,
+                 allocations: Allocations | None) -> str:
+    """The variant for a visitor not held out and not yet shown one: a bandit's learned
+    weights for their cell once published (and naming a variant the experiment still
+    has), else the fixed weights."""
+    if experiment.allocation == "bandit" and allocations is not None:
+        chosen = allocations.choose(experiment.name, cell, point)
+        if chosen is not None and chosen in experiment.variants:
+            return chosen
+    return pick(experiment.weights, point)
 
 
 def kept_variant(experiment: Experiment, visitor: Visitor) -> str | None:
@@ -205,7 +224,7 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
     traces = [_trace(rule, visitor, decision) for rule in ruleset.rules]
     experiments = []
     for experiment in ruleset.experiments:
-        point = experiment_bucket(experiment, visitor)
+        visitor_id = bucketed_id(visitor)
         in_audience = experiment.audience(visitor)
         experiments.append({
             "name": experiment.name, "slots": list(experiment.slots),
@@ -213,7 +232,9 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             "audience": experiment.audience.describe(),
             "in_audience": in_audience,
             "audience_failed": None if in_audience else experiment.audience.failure(visitor),
-            "bucket": round(point, 4) if point is not None else None,
+            "buckets": None if visitor_id is None else {
+                "holdout": round(holdout_point(experiment, visitor_id), 4),
+                "variant": round(variant_point(experiment, visitor_id), 4)},
             "variant": next((c.variant for c in decision.slots.values()
                              if c.by == experiment.name), None),
             **_allocation_trace(experiment, visitor, allocations),

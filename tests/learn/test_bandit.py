@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from edge_personalizer.learn.bandit import (
-    HOLDOUT,
     BanditSpec,
     WeightsTable,
     cell_weights,
@@ -111,15 +110,20 @@ def test_top_two_shares_with_the_whole_share_to_the_leader_is_thompson_sampling(
     assert top_two_shares(sure, 0.5).tolist() == pytest.approx([0.5, 0.25, 0.25])
 
 
-def test_new_visitors_are_shared_out_by_the_weights_and_the_holdout_sees_control() -> None:
+def test_new_visitors_are_shared_out_by_the_weights_over_all_their_points() -> None:
+    # The holdout is the evaluator's, from a point of its own: whatever its share, the
+    # variant points are shared out whole by the weights, so changing it moves no one.
     spec = BanditSpec("hero-test", (("control", 1), ("a", 1), ("b", 2)), goal="purchase",
                       holdout=0.1)
     table = WeightsTable(4, {"hero-test": experiment_weights(spec, {}, version=1, now=0.0)})
+    assert table.experiments["hero-test"].holdout == 0.1   # published, for the dashboard
     points = [(n + 0.5) / 10_000 for n in range(10_000)]
     chosen = [table.choose("hero-test", "mobile", point) for point in points]
-    assert chosen.count(HOLDOUT) == 1000
-    assert chosen.count("control") == 2250 and chosen.count("a") == 2250
-    assert chosen.count("b") == 4500
+    assert chosen.count("control") == 2500 and chosen.count("a") == 2500
+    assert chosen.count("b") == 5000
+    unheld = WeightsTable(4, {"hero-test": experiment_weights(
+        BanditSpec("hero-test", spec.variants, goal="purchase"), {}, version=1, now=0.0)})
+    assert [unheld.choose("hero-test", "mobile", point) for point in points] == chosen
     assert table.choose("other-test", "mobile", 0.5) is None
 
 

@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+import math
 import random
+import time
 from pathlib import Path
+
+import httpx
 
 from edge_personalizer.classify.visitor import Visitor
 from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.bucketing import bucket
 from edge_personalizer.rules.evaluator import decide, explain
 from edge_personalizer.rules.model import Decision, RuleSet
 
+from ..conftest import PROFILE_KEY
 from ..factories import make_visitor
+from ..servers import Server, start_proxy
 
 COUNTRIES = ["GB", "SE", "US", "DE", "JP"]
 SOURCES = ["facebook", "google", "bing", "newsletter", "linkedin"]
@@ -170,3 +177,99 @@ def test_the_memo_gives_the_same_decisions_and_starts_again_for_new_rules(
     assert decide(ruleset, swede, memo) is decide(ruleset, swede, memo)
     reloaded = load_rules(tmp_path)   # equal rules, other objects: nothing kept is reused
     assert decide(reloaded, swede, memo).slots["a"].content is reloaded.rules[0].slots["a"]
+
+
+HOLDOUT_RULES = """\
+slots: {hero: {}}
+experiments:
+  - name: hero-test
+    slot: hero
+    holdout: HOLDOUT
+    variants:
+      a: {weight: 50, html: "<h1>A</h1>"}
+      b: {weight: 50, html: "<h1>B</h1>"}
+"""
+
+
+def _within(count: int, trials: int, share: float) -> bool:
+    """Whether `count` of `trials` is within four standard deviations of a binomial's."""
+    return abs(count - trials * share) < 4 * math.sqrt(trials * share * (1 - share))
+
+
+def test_a_holdout_changed_moves_no_one_and_shares_out_the_released_by_weight(
+        tmp_path: Path) -> None:
+    # Holdout and variant come from two independent hashes of the visitor id. Once the
+    # variant came from the holdout's point, rescaled: lowering 10% -> 5% gave every visitor
+    # it released the first variant listed, and moved some others across variants.
+    def assigned(holdout: int, visitors: list[Visitor]) -> list[str]:
+        (tmp_path / "r.yaml").write_text(HOLDOUT_RULES.replace("HOLDOUT", str(holdout)))
+        ruleset = load_rules(tmp_path)
+        return [decide(ruleset, visitor).slots["hero"].variant for visitor in visitors]
+
+    base = make_visitor()
+    visitors = []
+    for n in range(4000):   # no variant remembered: the assignment itself, not stickiness
+        visitor = make_visitor()
+        vars(visitor)["profile"] = base.profile._replace(visitor_id=f"v-{n}", stored=True)
+        visitors.append(visitor)
+    before, after = assigned(10, visitors), assigned(5, visitors)
+    assert _within(before.count("holdout"), 4000, 0.10)
+    assert _within(after.count("holdout"), 4000, 0.05)
+    assert all(now == then for then, now in zip(before, after, strict=True)
+               if then != "holdout")   # nobody not held out changes variant
+    released = [now for then, now in zip(before, after, strict=True)
+                if then == "holdout" and now != "holdout"]
+    assert len(released) == before.count("holdout") - after.count("holdout") > 100
+    assert _within(released.count("a"), len(released), 0.5)
+    assert released.count("a") + released.count("b") == len(released)
+    # and back up: those held out again are the ones just released, the rest stay put
+    assert assigned(10, visitors) == before
+    # explain shows both places, hashed under the names docs/rules.md gives
+    (traced,) = explain(load_rules(tmp_path), visitors[0])["experiments"]
+    assert traced["buckets"] == {"holdout": round(bucket("hero-test", "v-0"), 4),
+                                 "variant": round(bucket("variant:hero-test", "v-0"), 4)}
+
+
+def _serve_rules(server: Server, path: Path, text: str) -> None:
+    """Writes `text` to the rule file and waits until the server serves it."""
+    health = f"{server.url}/__ep/health"
+    before = httpx.get(health).json()["rules"]["version"]
+    path.write_text(text)
+    deadline = time.monotonic() + 10
+    while httpx.get(health).json()["rules"]["version"] == before:
+        assert time.monotonic() < deadline, "the edited rules were never served"
+        time.sleep(0.1)
+
+
+def test_a_holdout_lowered_live_shares_out_the_visitors_it_releases_by_weight(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(HOLDOUT_RULES.replace("HOLDOUT", "50"))
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_PROFILE_COOKIE_SECURE": "false",
+                              "EP_RULES_WATCH_INTERVAL": "0.1"})
+    browser = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+               "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+    visitors = [httpx.Client(base_url=server.url, headers={"user-agent": browser})
+                for _ in range(200)]
+
+    def shown(visitor: httpx.Client) -> str:
+        text = visitor.get("/slotted/holdout", headers={"accept": "text/html"}).text
+        return "a" if "<h1>A</h1>" in text else "b" if "<h1>B</h1>" in text else "holdout"
+
+    try:
+        first = [shown(visitor) for visitor in visitors]
+        _serve_rules(server, rules / "site.yaml", HOLDOUT_RULES.replace("HOLDOUT", "10"))
+        then = [shown(visitor) for visitor in visitors]
+    finally:
+        for visitor in visitors:
+            visitor.close()
+        server.stop()
+    assert _within(first.count("holdout"), 200, 0.5)
+    assert all(now == was for was, now in zip(first, then, strict=True) if was != "holdout")
+    released = [now for was, now in zip(first, then, strict=True)
+                if was == "holdout" and now != "holdout"]
+    assert _within(then.count("holdout"), 200, 0.1) and len(released) > 40
+    assert _within(released.count("a"), len(released), 0.5)   # not all the first listed
