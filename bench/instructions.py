@@ -14,9 +14,10 @@ per device type for the visitors no rule claims), counting into SQLite (`learn`)
 a redis-server started here (`learn-redis`; the work of redis-server itself is not
 counted), against the same rules without their goal, whose experiment then keeps the
 weights written (`learn-none`: nothing is counted). This is the request path's share:
-the work that runs by the clock (the store's flush every second, the bandit's update
-every 10 s) is moved out of the run (flush and update every hour; the counts are flushed
-once, at shutdown, in both runs), because under callgrind a request takes ~50 times
+the work that runs by the clock (the store's flush every second, each worker's reads of
+the published bandit weights and model every second, the bandit's update every 10 s) is
+moved out of the run (all of it every hour; the counts are flushed once, at shutdown, in
+both runs), because under callgrind a request takes ~50 times
 longer than natively and clock-driven work would be charged to each request ~50 times
 over. What the whole loop
 costs in req/s, background included, is bench/learning_cost.py's measure.
@@ -124,7 +125,8 @@ def count(origin: str, page: str, requests: int, target: Target) -> int:
         if target.store_url:
             env["EP_STORE_URL"] = target.store_url
         if rules:   # clock-driven work out of the run (see above)
-            env |= {"EP_STORE_FLUSH_INTERVAL": "3600", "EP_LEARN_INTERVAL": "3600"}
+            env |= {"EP_STORE_FLUSH_INTERVAL": "3600", "EP_LEARN_INTERVAL": "3600",
+                    "EP_STORE_POLL_INTERVAL": "3600"}
             args += ["--rules", hourly_updates(rules, Path(tmp) / "rules", goals=target.goals)]
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)

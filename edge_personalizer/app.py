@@ -104,10 +104,11 @@ class EdgeApp:
         # read back by each worker's reader; the request path only reads its table.
         # And the "visitors like you" model, rebuilt every learn_interval, read by
         # profile.predicted.* through the classifier.
-        self.weights = weights_reader(self.store)
-        self.model = model_reader(self.store)
+        poll = settings.store_poll_interval
+        self.weights = weights_reader(self.store, interval=poll)
+        self.model = model_reader(self.store, interval=poll)
         self.classifier.predictor = Predictor(lambda: self.model.current)
-        self.trainer = Trainer(self.store, learn_interval=settings.learn_interval,
+        self.trainer = Trainer(self.store, learn_interval=settings.learn_interval, tick=poll,
                                specs=lambda: bandit_specs(self.rules.current)
                                if self.rules is not None else [])
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,

@@ -34,6 +34,15 @@ def test_bad_rules_or_geo_fail_at_build_time(tmp_path: Path) -> None:
         create_app(load_settings({}, origin_url="http://127.0.0.1:9", geo_db=tmp_path / "x"))
 
 
+def test_the_learning_loop_reads_the_store_as_often_as_set(tmp_path: Path) -> None:
+    settings = load_settings({}, origin_url="http://127.0.0.1:9", data_dir=tmp_path,
+                             store_poll_interval=30)
+    app = create_app(settings)
+    assert (app.weights.interval, app.model.interval, app.trainer.tick) == (30, 30, 30)
+    default = create_app(load_settings({}, origin_url="http://127.0.0.1:9", data_dir=tmp_path))
+    assert (default.weights.interval, default.model.interval, default.trainer.tick) == (1, 1, 1)
+
+
 def test_user_agent_parser_is_built_by_the_serving_process_only() -> None:
     # A supervisor of several workers builds the app only to check the settings.
     app = create_app(load_settings({}, origin_url="http://127.0.0.1:9", rules_dir=ROOT / "rules"))

@@ -202,6 +202,11 @@ class Settings:
     store_flush_interval: float = option(
         1.0, convert=float, section=_LEARN,
         help="seconds between writes of a worker's counts to the store")
+    store_poll_interval: float = option(
+        1.0, convert=float, section=_LEARN,
+        help="seconds between a worker's reads of what the learning loop publishes through "
+             "the store (bandit weights, the \"visitors like you\" model) and its checks "
+             "of which bandits are due")
     learn_interval: float = option(
         3600.0, convert=float, section=_LEARN,
         help="seconds between rebuilds of the \"visitors like you\" model that "
@@ -298,7 +303,7 @@ _AT_LEAST_ONE = ("workers", "max_connections", "max_header_bytes", "max_header_c
 _POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
              "body_timeout",
              "profile_max_age_days",
-             "store_flush_interval", "learn_interval",
+             "store_flush_interval", "store_poll_interval", "learn_interval",
              "interest_half_life_days", "visit_timeout_minutes")
 _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
     "country", "region", "city", "postal", "metro", "continent", "time_zone", "latitude",
