@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import html
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
+from email.utils import formatdate
 from pathlib import Path
 
 import uvicorn
@@ -177,6 +180,27 @@ async def slotted(request: Request) -> Response:
     return Response(body, media_type=media, headers=headers)
 
 
+async def account(request: Request) -> Response:
+    """A page made for whoever asks: it prints their `sid` cookie and the Authorization it
+    got; under /secret/ it needs Basic auth (401 without). No caching headers unless asked:
+    ?cc= is sent as Cache-Control, ?expires=N as an Expires N seconds from now."""
+    authorization = request.headers.get("authorization", "")
+    if request.url.path.startswith("/secret/") and not authorization.startswith("Basic "):
+        return Response("who are you?\n", status_code=401, media_type="text/plain",
+                        headers={"www-authenticate": 'Basic realm="secret"'})
+    sid = html.escape(request.cookies.get("sid", "none"))
+    body = (f'<!doctype html><title>account</title><section data-ep-slot="hero">'
+            f"<h1>Default hero</h1></section><p>sid={sid}</p>"
+            f"<p>auth={html.escape(authorization)}</p>")
+    headers = {}
+    if request.query_params.get("cc"):
+        headers["cache-control"] = request.query_params["cc"]
+    if request.query_params.get("expires"):
+        headers["expires"] = formatdate(time.time() + int(request.query_params["expires"]),
+                                        usegmt=True)
+    return Response(body, media_type="text/html", headers=headers)
+
+
 async def html_edge(request: Request) -> Response:
     """Pages at the edges of HTTP: ?kind=empty (text/html, Content-Length: 0), ?kind=partial
     (206 with a Content-Range), else the slotted page's first bytes."""
@@ -246,6 +270,8 @@ def create_origin() -> Starlette:
         Route("/html-edge/{rest:path}", html_edge, methods=["GET", "HEAD"]),
         Route("/page/{rest:path}", page),
         Route("/slotted/{rest:path}", slotted),
+        Route("/account/{rest:path}", account),
+        Route("/secret/{rest:path}", account),
         WebSocketRoute("/ws/echo", ws_echo),
         WebSocketRoute("/ws/push", ws_push),
         Mount("/files", StaticFiles(directory=FILES)),

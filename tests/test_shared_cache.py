@@ -150,3 +150,43 @@ def test_a_first_visit_is_cached_under_the_key_of_the_page_it_got(
             bold_by_segment.setdefault(segment, set()).add(b"<h1>Bold</h1>" in response.content)
     assert len(bold_by_segment) == 2, bold_by_segment   # control and bold
     assert all(len(bold) == 1 for bold in bold_by_segment.values()), bold_by_segment
+
+
+ALICE = {**PAGE, "cookie": "sid=alice"}
+BOB = {**PAGE, "cookie": "sid=bob"}
+CREDENTIALS = {**PAGE, "authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="}
+
+
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("cache_control", ["", "no-cache", "max-age=0", "public, no-store",
+                                           "private, max-age=60"])
+def test_a_page_the_origin_lets_no_shared_cache_keep_reaches_nobody_else(
+        cached_site: tuple[int, bool], cache_control: str) -> None:
+    # /account prints the visitor's own session cookie; the origin allows no shared cache.
+    port, _ = cached_site
+    url = f"http://127.0.0.1:{port}/account/a"
+    params = {"cc": cache_control} if cache_control else {}
+    alice = httpx.get(url, params=params, headers=ALICE)
+    bob = httpx.get(url, params=params, headers=BOB)
+    assert b"sid=alice" in alice.content
+    assert b"sid=bob" in bob.content and b"alice" not in bob.content
+    assert bob.headers["x-cache"] != "HIT"
+    assert alice.headers["cache-control"].startswith("private")
+
+
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+def test_a_page_answered_to_credentials_is_shared_only_when_the_origin_says_public(
+        cached_site: tuple[int, bool]) -> None:
+    port, _ = cached_site
+    for path, params in (("/secret/a", {}), ("/secret/b", {"cc": "max-age=60"})):
+        url = f"http://127.0.0.1:{port}{path}"
+        assert httpx.get(url, params=params, headers=CREDENTIALS).status_code == 200
+        anonymous = httpx.get(url, params=params, headers=PAGE)
+        assert anonymous.status_code == 401, path
+        assert b"YWxpY2U6" not in anonymous.content
+    # The origin may say that an answer to credentials is for everyone (RFC 9111 3.5).
+    url = f"http://127.0.0.1:{port}/secret/c"
+    shared = httpx.get(url, params={"cc": "public, max-age=60"}, headers=CREDENTIALS)
+    assert shared.headers["cache-control"] == "public, max-age=0, s-maxage=60"
+    again = httpx.get(url, params={"cc": "public, max-age=60"}, headers=CREDENTIALS)
+    assert again.headers["x-cache"] == "HIT"

@@ -4,8 +4,10 @@ and the cache headers that keep one visitor's page out of everyone else's cache.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 from lru import LRU
 from starlette.types import Message
@@ -22,7 +24,7 @@ TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much large
 # The response headers personalizing a page reads (the goal header: whether there is one)
 _HEAD_READ = frozenset({b"content-type", b"content-encoding", b"content-length",
                         b"cache-control", b"content-security-policy", b"etag",
-                        b"last-modified", GOAL_HEADER})
+                        b"last-modified", b"expires", b"date", GOAL_HEADER})
 
 ResponseHead = dict[bytes, str]
 
@@ -56,6 +58,56 @@ def private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     kept = [d for d in directives if d.lower() != b"public"
             and not d.lower().startswith(b"s-maxage") and d.lower() != b"private"]
     return [*rest, (b"cache-control", b", ".join([b"private", *kept]))]
+
+
+def _seconds(value: str | None) -> int:
+    """A delta-seconds value; anything else counts as 0 (stale: RFC 9111 1.2.2)."""
+    return int(value) if value is not None and value.isdigit() else 0
+
+
+def _expires_in(head: ResponseHead) -> int:
+    """Seconds from the origin's Date (else now) to its Expires; 0 when either is not a
+    date (an invalid Expires means already expired)."""
+    try:
+        expires = parsedate_to_datetime(head[b"expires"]).timestamp()
+    except (KeyError, TypeError, ValueError, IndexError):
+        return 0
+    try:
+        date = parsedate_to_datetime(head[b"date"]).timestamp()
+    except (KeyError, TypeError, ValueError, IndexError):
+        date = time.time()
+    return max(0, int(expires - date))
+
+
+def shared_lifetime(head: ResponseHead, *, authorized: bool) -> int | None:
+    """How long the origin lets a shared cache keep this response (RFC 9111 3, 3.5, 4.2.1):
+    its `s-maxage`, else `max-age`, else (without Cache-Control) its Expires; None when a
+    shared cache may not store it at all: `private`, `no-store` or `no-cache`, no explicit
+    lifetime above 0, or a request with credentials that the origin did not mark `public`
+    or `s-maxage`. A bare `public` gives no lifetime of its own: -1 (the operator's
+    shared_max_age applies)."""
+    value = head.get(b"cache-control")
+    if value is None:
+        lifetime = _expires_in(head) if not authorized else 0
+        return lifetime or None
+    directives: dict[str, str | None] = {}
+    for part in value.split(","):
+        name, equals, argument = part.strip().partition("=")
+        directives.setdefault(name.strip().lower(), argument.strip().strip('"') if equals
+                              else None)
+    if directives.keys() & {"private", "no-store", "no-cache"}:
+        return None
+    if authorized and not directives.keys() & {"public", "s-maxage"}:
+        return None
+    if "s-maxage" in directives:
+        lifetime = _seconds(directives["s-maxage"])
+    elif "max-age" in directives:
+        lifetime = _seconds(directives["max-age"])
+    elif b"expires" in head:
+        lifetime = _expires_in(head)
+    else:
+        return -1 if "public" in directives else None
+    return lifetime or None
 
 
 @dataclass(frozen=True)
@@ -155,10 +207,12 @@ class PageHeaders:
             return [*headers, (b"cache-control", b"private, no-store")]
         segment = self.segment(exchange)
         headers.append((b"x-ep-segment", segment.key.encode()))
-        if self.cache.keyed and self.shareable(headers, exchange, head, segment):
+        lifetime = self.shareable(headers, exchange, head, segment) if self.cache.keyed \
+            else None
+        if lifetime is not None:
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
             return [*headers, *segment.tag_lines(self.cache.tag_headers),
-                    (b"cache-control", self.shared_cache_control()),
+                    (b"cache-control", self.shared_cache_control(lifetime)),
                     (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")]
         vary = self.rules.current.vary_header if self.rules is not None else b""
         if vary:
@@ -170,18 +224,25 @@ class PageHeaders:
 
     @staticmethod
     def shareable(headers: list[tuple[bytes, bytes]], exchange: Exchange, head: ResponseHead,
-                  segment: Segment) -> bool:
-        """Whether a shared cache may keep this page for everyone in its segment: the
-        origin allows it, nobody's cookie is in it (issue 20, item 12), its variants print
-        nothing the key cannot bound, and an edge that named a key gets a page made for
-        exactly that key (issue 18, bug 2)."""
-        origin_cache = head.get(b"cache-control", "").lower()
-        if "private" in origin_cache or "no-store" in origin_cache or not segment.shareable:
-            return False
+                  segment: Segment) -> int | None:
+        """How long a shared cache may keep this page for everyone in its segment (-1: as
+        long as the operator says), or None when it may not: the origin must let a
+        shared cache store it (shared_lifetime), nobody's cookie may be in it (issue 20,
+        item 12), its variants print nothing the key cannot bound, and an edge that
+        named a key gets a page made for exactly that key (issue 18, bug 2)."""
+        if not segment.shareable:
+            return None
         if any(name.lower() == b"set-cookie" for name, _ in headers):
-            return False
+            return None
         asked = exchange.visitor.request.headers.get(SEGMENT_HEADER)
-        return asked is None or asked == segment.key
+        if asked is not None and asked != segment.key:
+            return None
+        authorized = any(name == b"authorization" for name, _ in exchange.scope["headers"])
+        return shared_lifetime(head, authorized=authorized)
 
-    def shared_cache_control(self) -> bytes:
-        return f"public, max-age=0, s-maxage={self.cache.shared_max_age}".encode()
+    def shared_cache_control(self, lifetime: int = -1) -> bytes:
+        """Cache-Control of a page shared per segment: browsers keep nothing (they send no
+        X-EP-Segment), shared caches the origin's lifetime, at most shared_max_age."""
+        limit = self.cache.shared_max_age
+        age = limit if lifetime < 0 else min(lifetime, limit)
+        return f"public, max-age=0, s-maxage={age}".encode()

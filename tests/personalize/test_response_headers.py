@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
 
@@ -111,3 +113,48 @@ def test_variant_names_reach_visitors_only_when_turned_on(
     finally:
         told.stop()
     assert page.headers["x-ep-variant"] == "head=inject-head-only,hero=facebook-hero"
+
+
+@pytest.fixture(scope="module")
+def keyed(origin: Server, server_logs: Path) -> Iterator[Server]:
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(RULES),
+                         env={"EP_KEYED_CACHING": "true", "EP_SHARED_MAX_AGE": "300",
+                              "EP_PROFILE_KEYS": PROFILE_KEY})
+    yield server
+    server.stop()
+
+
+CREDENTIALS = {"authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="}
+
+
+@pytest.mark.parametrize(("params", "extra", "expected"), [
+    ({}, {}, "private"),                                      # the origin said nothing
+    ({"cc": "no-cache"}, {}, "private, no-cache"),
+    ({"cc": "max-age=0"}, {}, "private, max-age=0"),
+    ({"cc": "public, no-store"}, {}, "private, no-store"),
+    ({"cc": "s-maxage=5"}, {}, "public, max-age=0, s-maxage=5"),
+    ({"cc": "max-age=60"}, {}, "public, max-age=0, s-maxage=60"),
+    ({"cc": "public, max-age=60, s-maxage=20"}, {}, "public, max-age=0, s-maxage=20"),
+    ({"cc": "public, max-age=3600"}, {}, "public, max-age=0, s-maxage=300"),   # capped
+    ({"cc": "public"}, {}, "public, max-age=0, s-maxage=300"),
+    ({"expires": "-60"}, {}, "private"),
+    ({"cc": "max-age=60"}, CREDENTIALS, "private, max-age=60"),
+    ({"cc": "public, max-age=60"}, CREDENTIALS, "public, max-age=0, s-maxage=60"),
+    ({"cc": "s-maxage=30"}, CREDENTIALS, "public, max-age=0, s-maxage=30"),
+])
+def test_keyed_pages_go_public_only_as_the_origin_allows_and_never_for_longer(
+        keyed: Server, params: dict[str, str], extra: dict[str, str], expected: str) -> None:
+    page = httpx.get(f"{keyed.url}/account/x", params=params, headers={**BROWSER, **extra})
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == expected
+    assert ("cache-tag" in page.headers) == expected.startswith("public")
+
+
+def test_a_future_expires_without_cache_control_is_the_shared_lifetime(keyed: Server) -> None:
+    page = httpx.get(f"{keyed.url}/account/x", params={"expires": "120"}, headers=BROWSER)
+    shared, _, seconds = page.headers["cache-control"].partition(", s-maxage=")
+    # Expires less the origin's Date, both to the whole second
+    assert shared == "public, max-age=0" and 118 <= int(seconds) <= 121
+    with_credentials = httpx.get(f"{keyed.url}/account/x", params={"expires": "120"},
+                                 headers={**BROWSER, **CREDENTIALS})
+    assert with_credentials.headers["cache-control"] == "private"

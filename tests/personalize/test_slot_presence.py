@@ -126,15 +126,28 @@ PAGE = {"accept": "text/html", "accept-encoding": "identity",
                       "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
 
 
+# Python's static file server, saying how long its files keep, as a site's server would
+# (a shared cache may keep pages only for as long as their origin says).
+STATIC_SERVER = """
+import functools, http.server, sys
+class Files(http.server.SimpleHTTPRequestHandler):
+    def end_headers(self):
+        self.send_header("Cache-Control", "public, max-age=60")
+        super().end_headers()
+files = functools.partial(Files, directory=sys.argv[2])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), files).serve_forever()
+"""
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
-    """A static file server (python -m http.server): Content-Length and Last-Modified."""
+    """A static file server (http.server): Content-Length, Last-Modified, Cache-Control."""
     root = tmp_path / "site"
     root.mkdir()
     (root / "page.html").write_text(BARE)
     port = free_port()
-    server = start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                    "--directory", str(root)], port, tmp_path / "site.log")
+    server = start([sys.executable, "-c", STATIC_SERVER, str(port), str(root)], port,
+                   tmp_path / "site.log")
     yield server, root / "page.html"
     server.stop()
 
