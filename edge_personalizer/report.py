@@ -140,6 +140,18 @@ def render_visitor(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _allocation_line(experiment: Mapping[str, Any]) -> str:
+    """How an experiment shares out new visitors: its weights (a bandit's for the visitor's
+    cell, with their version and the period the visitor counts in) and why this variant."""
+    shares = ", ".join(f"{name} {share:g}%" for name, share in experiment["weights"].items())
+    if experiment["allocation"] != "bandit":
+        return f"fixed weights: {shares}; {experiment['why']}"
+    version = experiment["weights_version"]
+    learned = f"version {version}" if version is not None else "the written ones"
+    return (f"bandit, cell {experiment['cell']!r}: weights {learned} ({shares}), "
+            f"period {experiment['period']}; {experiment['why']}")
+
+
 def render_explanation(report: Mapping[str, Any]) -> str:
     """Text form of `explain`: the visitor, then each rule, experiment and slot."""
     lines = [render_visitor(report["visitor"])]
@@ -160,6 +172,8 @@ def render_explanation(report: Mapping[str, Any]) -> str:
                      if experiment["buckets"] is not None else
                      f"not bucketed (bot or no profile) -> {experiment['variant']}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
+            if experiment["in_audience"]:
+                lines.append(f"    {_allocation_line(experiment)}")
         if not report["experiments"]:
             lines.append("  (none)")
         decision = report["decision"]

@@ -213,6 +213,7 @@ def test_explain_uses_the_bandit_weights_the_servers_share(
     assert main(explain) == 0   # nothing published yet: the starting weights
     trace = json.loads(capsys.readouterr().out)["experiments"][0]
     assert trace["weights_version"] is None
+    assert trace["weights"] == {"control": 50.0, "a": 50.0}
 
     learned = ExperimentWeights(3, 0.0, 0.0, (("control", 1.0), ("a", 1.0)), {
         "mobile": CellWeights((("control", 0.0), ("a", 1.0)), "learned", 500)})
@@ -231,6 +232,10 @@ def test_explain_uses_the_bandit_weights_the_servers_share(
     assert trace["weights_version"] == 3
     assert "learned weights version 3 for cell 'mobile'" in trace["why"]
     assert trace["variant"] == "a"
+    assert trace["weights"] == {"control": 0.0, "a": 100.0}
+    assert main(explain[:-2]) == 0   # as text: the cell, the weights and their version
+    assert ("    bandit, cell 'mobile': weights version 3 (control 0%, a 100%), period 3; "
+            "learned weights version 3 for cell 'mobile'\n") in capsys.readouterr().out
 
 
 def test_validate_counts_one_of_a_kind_in_the_singular(

@@ -289,6 +289,12 @@ class WeightsTable:
         held = self.experiments.get(experiment)
         return None if held is None else held.version
 
+    def weights_of(self, experiment: str, cell: str) -> Weights | None:
+        """The weights `cell` of `experiment` shares out new visitors by (None: none
+        published for the experiment)."""
+        held = self.experiments.get(experiment)
+        return None if held is None else held.weights_of(cell)
+
     def with_experiment(self, name: str, weights: ExperimentWeights) -> WeightsTable:
         return WeightsTable(self.version, MappingProxyType({**self.experiments, name: weights}))
 

@@ -93,3 +93,6 @@ class Allocations(Protocol):
 
     def version_of(self, experiment: str) -> int | None:
         """The version of the experiment's weights (None: none published)."""
+
+    def weights_of(self, experiment: str, cell: str) -> tuple[tuple[str, float], ...] | None:
+        """The weights the experiment's `cell` shares out by (None: none published)."""

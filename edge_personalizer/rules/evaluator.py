@@ -255,10 +255,13 @@ def _allocation_trace(experiment: Experiment, visitor: Visitor,
                       allocations: Allocations | None) -> dict[str, Any]:
     """Why the variant; for a bandit also the visitor's cell and the weights' version."""
     if experiment.allocation != "bandit":
-        return {"allocation": "fixed",
+        return {"allocation": "fixed", "weights": _shares(experiment.weights),
                 "why": "kept: the variant this visitor was shown before"
                 if kept_variant(experiment, visitor) is not None else "the fixed weights"}
     version = allocations.version_of(experiment.name) if allocations is not None else None
+    cell = experiment.cells(visitor)
+    learned = (allocations.weights_of(experiment.name, cell)
+               if allocations is not None and version is not None else None)
     # the period the visitor's counts go in: the weights version they were assigned under
     exposure = visitor.profile.exposures.get(experiment.name)
     period = exposure.period if exposure is not None else (version or 0)
@@ -271,10 +274,16 @@ def _allocation_trace(experiment: Experiment, visitor: Visitor,
     elif version is None:
         why = "the fixed weights: no learned weights published yet"
     else:
-        why = f"learned weights version {version} for cell {experiment.cells(visitor)!r}"
-    return {"allocation": "bandit", "cell": experiment.cells(visitor),
+        why = f"learned weights version {version} for cell {cell!r}"
+    return {"allocation": "bandit", "cell": cell,
             "cells": experiment.cells.describe(), "weights_version": version,
-            "period": period, "why": why}
+            "weights": _shares(learned or experiment.weights), "period": period, "why": why}
+
+
+def _shares(weights: tuple[tuple[str, float], ...]) -> dict[str, float]:
+    """Each variant's share of new visitors, in percent (the holdout apart)."""
+    total = sum(weight for _, weight in weights) or 1.0
+    return {name: round(100 * weight / total, 1) for name, weight in weights}
 
 
 def _trace(rule: Rule, visitor: Visitor, decision: Decision) -> RuleTrace:
