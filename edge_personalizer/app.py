@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .classify.classifier import Classifier
 from .classify.device import DeviceClassifier
-from .classify.edge import EdgeMapping
+from .classify.edge import EdgeMapping, TrustedEdge, client_ip_headers
 from .classify.geo import AnonymousIpDatabase, GeoDatabase, GeoLocator
 from .classify.profile import InterestMap, PrivacyPolicy, ProfileTracker
 from .classify.profile_codec import ProfileCodec, RejectReason
@@ -65,7 +65,8 @@ class EdgeApp:
                  clock: Callable[[], float] = time.time, learn_slots: bool = True,
                  inherited: RuleBook | None = None) -> None:
         self.settings = settings
-        trusted = TrustedProxies(settings.trusted_proxies)
+        trusted = TrustedProxies(settings.trusted_proxies,
+                                 client_headers=client_ip_headers(settings.edge_vendor))
         self.metrics = Metrics()
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
         keys = profile_keys(settings)
@@ -288,7 +289,8 @@ def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase 
         devices=DeviceClassifier(max_entries=settings.device_cache_size),
         referrals=ReferralClassifier(ReferrerTable(settings.referrer_sources)),
         geo=locator, profiles=tracker, default_time_zone=settings.default_time_zone,
-        edge_mapping=EdgeMapping(settings.edge_headers) if settings.edge_headers else None)
+        edge=TrustedEdge(settings.edge_vendor,
+                         EdgeMapping(settings.edge_headers) if settings.edge_headers else None))
 
 
 _UNREAD: dict[RejectReason, str] = {

@@ -32,7 +32,8 @@ def proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
                          "--rules", str(ROOT / "tests" / "data" / "rules"),
                          "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"),
                          "--read-timeout", "1.5", "--log-format", "json",
-                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_EDGE_VENDOR": "cloudflare,cloudfront"})
     yield server
     server.stop()
 

@@ -9,14 +9,7 @@ from urllib.parse import parse_qsl, unquote
 from lru import LRU
 
 from .device import ClientHints, DeviceClassifier
-from .edge import (
-    EdgeMapping,
-    edge_client_ip,
-    edge_device_type,
-    edge_geo,
-    merge_geo,
-    with_edge_type,
-)
+from .edge import TrustedEdge, merge_geo, with_edge_type
 from .geo import GeoLocator
 from .language import parse_accept_language
 from .localtime import local_time
@@ -90,11 +83,10 @@ def request_from_headers(*, method: str, path: str, query_string: str, host: str
                          headers: dict[str, str], client_ip: str | None,
                          trusted_edge: bool = False) -> RequestInfo:
     """A RequestInfo from headers merged by lower-case name (merge_headers); the dict
-    becomes the request's own."""
+    becomes the request's own. `client_ip` is the visitor's, as client_address resolved
+    it through trusted proxies (and the headers of the edges named in edge_vendor)."""
     merged = headers
     cookies = parse_cookies(merged.get("cookie", ""))
-    if trusted_edge:
-        client_ip = edge_client_ip(merged) or client_ip
     return RequestInfo(method=method.upper(), path=unquote(path) or "/", host=host,
                        query=parse_query(query_string), headers=MappingProxyType(merged),
                        cookies=cookies, client_ip=client_ip, trusted_edge=trusted_edge)
@@ -111,13 +103,15 @@ class Classifier:
                  referrals: ReferralClassifier | None = None, geo: GeoLocator | None = None,
                  profiles: ProfileTracker | None = None,
                  default_time_zone: str = "UTC", cache_size: int = 4096,
-                 edge_mapping: EdgeMapping | None = None) -> None:
+                 edge: TrustedEdge | None = None) -> None:
         self.devices = devices or DeviceClassifier()
         self.referrals = referrals or ReferralClassifier()
         self.geo_locator = geo
         self.profiles = profiles
         self.default_time_zone = default_time_zone
-        self.edge_mapping = edge_mapping
+        # What a trusted proxy's headers may tell (edge_vendor); by default its
+        # X-Forwarded-For alone.
+        self.edge = edge or TrustedEdge()
         # Profile -> predicted interests (learn/affinity.py's, set by the app); none: no
         # predictions, every profile.predicted.* reads 0.
         self.predictor: Callable[[Profile], Predictions] | None = None
@@ -147,14 +141,13 @@ class Classifier:
                    else UNKNOWN_GEO)
         if not request.trusted_edge:
             return located
-        return merge_geo(edge_geo(request.headers, self.edge_mapping), located)
+        return merge_geo(self.edge.geo(request.headers), located)
 
     def device(self, request: RequestInfo) -> Device:
         hints = ClientHints.from_headers(request.headers)
         device = self.devices.classify(request.headers.get("user-agent", ""), hints)
         if request.trusted_edge:
-            device = with_edge_type(device, edge_device_type(request.headers,
-                                                             self.edge_mapping))
+            device = with_edge_type(device, self.edge.device_type(request.headers))
         return device
 
     def language(self, request: RequestInfo) -> Language:

@@ -1,7 +1,8 @@
 """What a trusted CDN or edge already knows about the visitor, read from its headers.
 
-Only called for requests from a trusted proxy address: from anyone else these headers are
-just text a client made up. Edge data wins over the local geo database.
+Only called for requests from a trusted proxy address, and only the headers of the edges
+the operator names: from anyone else (or an edge that passes them on from the visitor)
+these headers are just text a client made up. Edge data wins over the local geo database.
 """
 
 from __future__ import annotations
@@ -15,25 +16,37 @@ from urllib.parse import unquote
 
 from .visitor import Device, DeviceType, Geo
 
-# Client address headers, most specific first.
-CLIENT_IP_HEADERS = ("cf-connecting-ip", "true-client-ip", "fastly-client-ip")
+# The edges whose headers a trusted proxy's request may carry (setting edge_vendor).
+# Only the named edges' headers are believed: behind nginx or a load balancer that
+# passes headers on as the visitor sent them, a CF-IPCountry would be the visitor's own
+# words. "forwarded" names none: only X-Forwarded-For (and the operator's edge_headers).
+EDGE_VENDORS = ("cloudflare", "cloudfront", "fastly", "akamai", "vercel")
+FORWARDED_ONLY = "forwarded"
+# Client address headers, by edge; the first an edge names wins.
+_CLIENT_IP_HEADERS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "cloudflare": ("cf-connecting-ip",), "akamai": ("true-client-ip",),
+    "fastly": ("fastly-client-ip",),
+})
 
 # header -> Geo field, for the CDNs that send one header per value.
-_GEO_HEADERS: Mapping[str, str] = MappingProxyType({
+_GEO_HEADERS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     # Cloudflare (IP geolocation + "add visitor location headers" managed transform)
-    "cf-ipcountry": "country", "cf-ipcity": "city", "cf-ipcontinent": "continent",
-    "cf-region-code": "region", "cf-postal-code": "postal", "cf-metro-code": "metro",
-    "cf-timezone": "time_zone", "cf-iplatitude": "latitude", "cf-iplongitude": "longitude",
-    # Amazon CloudFront
-    "cloudfront-viewer-country": "country", "cloudfront-viewer-country-region": "region",
-    "cloudfront-viewer-city": "city", "cloudfront-viewer-postal-code": "postal",
-    "cloudfront-viewer-time-zone": "time_zone", "cloudfront-viewer-metro-code": "metro",
-    "cloudfront-viewer-latitude": "latitude", "cloudfront-viewer-longitude": "longitude",
-    # Vercel
-    "x-vercel-ip-country": "country", "x-vercel-ip-country-region": "region",
-    "x-vercel-ip-city": "city", "x-vercel-ip-postal-code": "postal",
-    "x-vercel-ip-timezone": "time_zone", "x-vercel-ip-latitude": "latitude",
-    "x-vercel-ip-longitude": "longitude",
+    "cloudflare": {
+        "cf-ipcountry": "country", "cf-ipcity": "city", "cf-ipcontinent": "continent",
+        "cf-region-code": "region", "cf-postal-code": "postal", "cf-metro-code": "metro",
+        "cf-timezone": "time_zone", "cf-iplatitude": "latitude",
+        "cf-iplongitude": "longitude"},
+    "cloudfront": {
+        "cloudfront-viewer-country": "country", "cloudfront-viewer-country-region": "region",
+        "cloudfront-viewer-city": "city", "cloudfront-viewer-postal-code": "postal",
+        "cloudfront-viewer-time-zone": "time_zone", "cloudfront-viewer-metro-code": "metro",
+        "cloudfront-viewer-latitude": "latitude",
+        "cloudfront-viewer-longitude": "longitude"},
+    "vercel": {
+        "x-vercel-ip-country": "country", "x-vercel-ip-country-region": "region",
+        "x-vercel-ip-city": "city", "x-vercel-ip-postal-code": "postal",
+        "x-vercel-ip-timezone": "time_zone", "x-vercel-ip-latitude": "latitude",
+        "x-vercel-ip-longitude": "longitude"},
 })
 # Akamai X-Akamai-Edgescape: "georegion=246,country_code=US,region_code=CA,city=SANJOSE,..."
 _EDGESCAPE: Mapping[str, str] = MappingProxyType({   # (city and timezone read by _akamai)
@@ -74,12 +87,9 @@ _CONTINENTS = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
 _GEO_FIELDS = {f.name for f in fields(Geo)}
 
 
-def edge_client_ip(headers: Mapping[str, str]) -> str | None:
-    for name in CLIENT_IP_HEADERS:
-        value = headers.get(name, "").strip()
-        if value:
-            return value.split(",")[0].strip()
-    return None
+def client_ip_headers(vendors: tuple[str, ...]) -> tuple[str, ...]:
+    """The headers naming the visitor's address that the named edges send, in order."""
+    return tuple(h for vendor in vendors for h in _CLIENT_IP_HEADERS.get(vendor, ()))
 
 
 def _convert(field: str, value: str) -> Any:
@@ -122,13 +132,30 @@ class EdgeMapping:
         return None
 
 
-def edge_geo(headers: Mapping[str, str], mapping: EdgeMapping | None = None) -> Geo | None:
-    """The visitor's location as the edge tells it; None when it tells nothing."""
+@dataclass(frozen=True)
+class TrustedEdge:
+    """What a trusted proxy's headers may tell: the named edges' own headers (setting
+    edge_vendor) and the operator's mapping (edge_headers); nothing else."""
+
+    vendors: tuple[str, ...] = ()
+    mapping: EdgeMapping | None = None
+
+    def geo(self, headers: Mapping[str, str]) -> Geo | None:
+        return edge_geo(headers, self.mapping, vendors=self.vendors)
+
+    def device_type(self, headers: Mapping[str, str]) -> DeviceType | None:
+        return edge_device_type(headers, self.mapping, vendors=self.vendors)
+
+
+def edge_geo(headers: Mapping[str, str], mapping: EdgeMapping | None = None, *,
+             vendors: tuple[str, ...]) -> Geo | None:
+    """The visitor's location as the named edges tell it; None when they tell nothing."""
     values: dict[str, Any] = {}
-    for header, field in _GEO_HEADERS.items():
-        if header in headers and values.get(field) is None:
-            values[field] = _convert(field, headers[header])
-    edgescape = headers.get("x-akamai-edgescape")
+    for vendor in vendors:
+        for header, field in _GEO_HEADERS.get(vendor, {}).items():
+            if header in headers and values.get(field) is None:
+                values[field] = _convert(field, headers[header])
+    edgescape = headers.get("x-akamai-edgescape") if "akamai" in vendors else None
     if edgescape:
         for item in edgescape.split(","):
             key, _, value = item.partition("=")
@@ -196,13 +223,15 @@ def merge_geo(edge: Geo | None, database: Geo) -> Geo:
     return replace(edge, **filled) if filled else edge
 
 
-def edge_device_type(headers: Mapping[str, str],
-                     mapping: EdgeMapping | None = None) -> DeviceType | None:
+def edge_device_type(headers: Mapping[str, str], mapping: EdgeMapping | None = None, *,
+                     vendors: tuple[str, ...]) -> DeviceType | None:
     """CloudFront-Is-*-Viewer (or an operator's header) saying what the device is."""
     if mapping is not None:
         mapped = mapping.device_type(headers)
         if mapped is not None:
             return mapped
+    if "cloudfront" not in vendors:
+        return None
     for header, kind in _DEVICE_HEADERS:
         if headers.get(header, "").strip().lower() == "true":
             return kind

@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..classify.edge import EDGE_VENDORS, FORWARDED_ONLY
 from ..errors import SettingsError
 from .converters import (
     CDN_TAG_HEADERS,
@@ -58,6 +59,12 @@ def option(default: Any = None, *, convert: Callable[[Any], Any], help: str, sec
     if factory is not None:
         return field(default_factory=factory, metadata=meta, repr=not secret)
     return field(default=default, metadata=meta, repr=not secret)
+
+
+def to_names(value: Any) -> tuple[str, ...]:
+    """`cloudflare,akamai` (a list in TOML) -> lower-case names."""
+    items = str(value).split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(dict.fromkeys(item.strip().lower() for item in items if item.strip()))
 
 
 _SERVER, _ORIGIN, _ADMIN, _CDN, _VISITOR, _PROFILE, _LEARN = (
@@ -153,6 +160,11 @@ class Settings:
         convert=to_mapping, section=_CDN, factory=dict,
         help="CDN headers that set visitor fields: `x-geo-country=geo.country,...` (a table "
              "in TOML)")
+    edge_vendor: tuple[str, ...] = option(
+        (FORWARDED_ONLY,), convert=to_names, section=_CDN,
+        help="whose client, geo and device headers a trusted proxy's request may carry: "
+             "cloudflare, cloudfront, fastly, akamai, vercel (comma-separated), or forwarded "
+             "(X-Forwarded-For alone)")
     keyed_caching: bool = option(False, convert=to_bool, section=_CDN,
                                  help="personalized pages public, keyed by X-EP-Segment")
     shared_max_age: int = option(300, convert=to_int, section=_CDN,
@@ -343,6 +355,11 @@ def _check(s: Settings) -> None:
         if target not in _EDGE_TARGETS:
             raise SettingsError(f"edge_headers: {header} -> {target!r}: a header can set "
                                 + ", ".join(_EDGE_TARGETS))
+    unknown_edges = [v for v in s.edge_vendor if v not in (*EDGE_VENDORS, FORWARDED_ONLY)]
+    if unknown_edges or not s.edge_vendor:
+        said = f"unknown {', '.join(unknown_edges)}" if unknown_edges else "empty"
+        raise SettingsError(f"edge_vendor: {said}; choose from {', '.join(EDGE_VENDORS)} "
+                            f"or {FORWARDED_ONLY}")
     unknown_tags = [h for h in s.cache_tag_headers if h not in TAG_HEADERS]
     if unknown_tags:
         raise SettingsError(f"cache_tag_headers: unknown {', '.join(unknown_tags)}; "

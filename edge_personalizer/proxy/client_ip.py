@@ -14,16 +14,20 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TrustedProxies:
-    """The networks whose forwarding headers we believe.
+    """The networks whose forwarding headers we believe, and which headers beside
+    X-Forwarded-For name the client there: those of the edges named in edge_vendor
+    (CF-Connecting-IP for Cloudflare...), none by default.
 
     Answers are remembered per address (a bounded cache: the peers of a server are few,
     and parsing an address on every request is a measurable cost)."""
 
-    __slots__ = ("networks", "_known")
+    __slots__ = ("networks", "client_headers", "_known")
     _MAX_KNOWN = 4096
 
-    def __init__(self, networks: tuple[IPNetwork, ...] = ()) -> None:
+    def __init__(self, networks: tuple[IPNetwork, ...] = (), *,
+                 client_headers: tuple[str, ...] = ()) -> None:
         self.networks = networks
+        self.client_headers = tuple(h.lower().encode("latin-1") for h in client_headers)
         self._known: dict[str | None, bool] = {}
 
     def __contains__(self, address: object) -> bool:
@@ -46,13 +50,14 @@ class TrustedProxies:
         return any(ip in net for net in self.networks)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TrustedProxies) and other.networks == self.networks
+        return isinstance(other, TrustedProxies) and other.networks == self.networks \
+            and other.client_headers == self.client_headers
 
     def __hash__(self) -> int:
-        return hash(self.networks)
+        return hash((self.networks, self.client_headers))
 
     def __repr__(self) -> str:
-        return f"TrustedProxies({self.networks!r})"
+        return f"TrustedProxies({self.networks!r}, client_headers={self.client_headers!r})"
 
 
 def parse_ip(text: str | None) -> IPAddress | None:
@@ -119,9 +124,24 @@ def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
     peer = client[0] if client else None
     if peer is None or peer not in trusted:
         return ClientAddress(peer, peer, False)
-    forwarded = tuple(v.decode("latin-1") for k, v in scope["headers"]
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    forwarded = tuple(v.decode("latin-1") for k, v in headers
                       if k.lower() == b"x-forwarded-for")
-    return ClientAddress(peer, resolve_client_ip(peer, forwarded, trusted), True, forwarded)
+    return ClientAddress(peer, edge_client_ip(headers, trusted.client_headers)
+                         or resolve_client_ip(peer, forwarded, trusted), True, forwarded)
+
+
+def edge_client_ip(headers: list[tuple[bytes, bytes]],
+                   names: tuple[bytes, ...]) -> str | None:
+    """The visitor's address in the first of `names` (a trusted edge's own client
+    headers, CF-Connecting-IP...) that holds one."""
+    for name in names:
+        for key, value in headers:
+            if key.lower() == name:
+                ip = parse_ip(value.decode("latin-1").split(",")[0])
+                if ip is not None:
+                    return str(ip)
+    return None
 
 
 class ClientAddressMiddleware:

@@ -8,8 +8,10 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.edge import (
+    EDGE_VENDORS,
     EdgeMapping,
-    edge_client_ip,
+    TrustedEdge,
+    client_ip_headers,
     edge_device_type,
     edge_geo,
     merge_geo,
@@ -20,9 +22,11 @@ from edge_personalizer.classify.visitor import Device, Geo
 from ..conftest import ROOT
 from ..servers import Server, start_proxy
 
+ALL = TrustedEdge(EDGE_VENDORS)
+
 
 def test_cloudflare_headers() -> None:
-    geo = edge_geo({"cf-ipcountry": "de", "cf-ipcity": "M%C3%BCnchen", "cf-region-code": "BY",
+    geo = ALL.geo({"cf-ipcountry": "de", "cf-ipcity": "M%C3%BCnchen", "cf-region-code": "BY",
                     "cf-timezone": "Europe/Berlin", "cf-iplatitude": "48.1",
                     "cf-ipcontinent": "EU"})
     assert geo == Geo(country="DE", region="DE-BY", city="München", continent="EU",
@@ -30,11 +34,11 @@ def test_cloudflare_headers() -> None:
 
 
 def test_cloudfront_vercel_and_akamai() -> None:
-    assert edge_geo({"cloudfront-viewer-country": "US", "cloudfront-viewer-metro-code": "807",
+    assert ALL.geo({"cloudfront-viewer-country": "US", "cloudfront-viewer-metro-code": "807",
                      "cloudfront-viewer-country-region": "CA"}) == \
         Geo(country="US", region="US-CA", metro=807, eu=False, source="edge")
-    assert edge_geo({"x-vercel-ip-country": "JP", "x-vercel-ip-city": "Tokyo"}).city == "Tokyo"  # type: ignore[union-attr]
-    akamai = edge_geo({"x-akamai-edgescape": "georegion=246,country_code=SE,region_code=M,"
+    assert ALL.geo({"x-vercel-ip-country": "JP", "x-vercel-ip-city": "Tokyo"}).city == "Tokyo"  # type: ignore[union-attr]
+    akamai = ALL.geo({"x-akamai-edgescape": "georegion=246,country_code=SE,region_code=M,"
                                              "city=MALMO,lat=55.6,long=13.0,timezone=GMT+1"})
     assert akamai is not None and (akamai.country, akamai.region, akamai.city,
                                    akamai.time_zone) == ("SE", "SE-M", "Malmo", "Etc/GMT-1")
@@ -54,14 +58,14 @@ def test_cloudfront_vercel_and_akamai() -> None:
 ])
 def test_akamai_cities_and_time_zones_read_like_the_other_sources(
         edgescape: str, city: str, time_zone: str | None) -> None:
-    geo = edge_geo({"x-akamai-edgescape": edgescape})
+    geo = ALL.geo({"x-akamai-edgescape": edgescape})
     assert geo is not None and (geo.city, geo.time_zone) == (city, time_zone)
 
 
 def test_unknown_and_absent_values() -> None:
-    assert edge_geo({}) is None
-    assert edge_geo({"cf-ipcountry": "XX"}) is None   # Cloudflare's "unknown"
-    assert edge_geo({"cf-ipcountry": "T1"}) is None   # Tor
+    assert ALL.geo({}) is None
+    assert ALL.geo({"cf-ipcountry": "XX"}) is None   # Cloudflare's "unknown"
+    assert ALL.geo({"cf-ipcountry": "T1"}) is None   # Tor
 
 
 LONDON = Geo(country="GB", region="GB-ENG", city="London", postal="SW1",
@@ -91,24 +95,39 @@ def test_the_database_adds_nothing_of_another_place() -> None:
 
 def test_operator_mapping() -> None:
     mapping = EdgeMapping({"x-geo-country": "geo.country", "x-device": "device.type"})
-    assert edge_geo({"x-geo-country": "fr"}, mapping) == Geo(country="FR", eu=True,
+    assert edge_geo({"x-geo-country": "fr"}, mapping, vendors=()) == Geo(country="FR", eu=True,
                                                              source="edge")
-    assert edge_device_type({"x-device": "Tablet"}, mapping) == "tablet"
-    assert edge_device_type({"x-device": "fridge"}, mapping) is None
+    assert edge_device_type({"x-device": "Tablet"}, mapping, vendors=()) == "tablet"
+    assert edge_device_type({"x-device": "fridge"}, mapping, vendors=()) is None
 
 
 def test_device_headers_and_bots_stay_bots() -> None:
-    assert edge_device_type({"cloudfront-is-mobile-viewer": "true",
+    assert ALL.device_type({"cloudfront-is-mobile-viewer": "true",
                              "cloudfront-is-desktop-viewer": "false"}) == "mobile"
     phone = with_edge_type(Device("desktop"), "mobile")
     assert phone.type == "mobile" and phone.touch
     assert with_edge_type(Device("bot"), "mobile").type == "bot"
 
 
-def test_client_ip_headers() -> None:
-    assert edge_client_ip({"cf-connecting-ip": "203.0.113.7"}) == "203.0.113.7"
-    assert edge_client_ip({"true-client-ip": "198.51.100.1, 10.0.0.1"}) == "198.51.100.1"
-    assert edge_client_ip({}) is None
+def test_client_ip_headers_by_edge() -> None:
+    assert client_ip_headers(("cloudflare", "akamai")) == ("cf-connecting-ip",
+                                                           "true-client-ip")
+    assert client_ip_headers(("fastly",)) == ("fastly-client-ip",)
+    assert client_ip_headers(("forwarded",)) == client_ip_headers(("vercel",)) == ()
+
+
+def test_only_the_named_edges_headers_are_read() -> None:
+    spoofable = {"cf-ipcountry": "DE", "x-akamai-edgescape": "country_code=FR,city=PARIS",
+                 "cloudfront-viewer-country": "JP", "x-vercel-ip-country": "BR",
+                 "cloudfront-is-mobile-viewer": "true"}
+    assert TrustedEdge(()).geo(spoofable) is None
+    assert TrustedEdge(("forwarded",)).device_type(spoofable) is None
+    assert TrustedEdge(("akamai",)).geo(spoofable).country == "FR"   # type: ignore[union-attr]
+    assert TrustedEdge(("vercel",)).geo(spoofable).country == "BR"   # type: ignore[union-attr]
+    assert TrustedEdge(("cloudflare",)).device_type(spoofable) is None
+    assert TrustedEdge(("cloudfront",)).device_type(spoofable) == "mobile"
+    mapped = TrustedEdge((), EdgeMapping({"x-geo-country": "geo.country"}))
+    assert mapped.geo({**spoofable, "x-geo-country": "se"}).country == "SE"  # type: ignore[union-attr]
 
 
 GEO_RULES = """
@@ -133,7 +152,8 @@ def geo_proxy(origin: Server, server_logs: Path,
     (rules / "site.yaml").write_text(GEO_RULES)
     server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
                          "--trusted-proxy", "127.0.0.2",
-                         "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"))
+                         "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"),
+                         env={"EP_EDGE_VENDOR": "cloudflare,akamai"})
     yield server
     server.stop()
 
@@ -154,3 +174,26 @@ def test_through_the_server_edge_places_keep_no_database_coordinates(
     akamai = shown(geo_proxy, {"x-akamai-edgescape":
                                "country_code=US,region_code=NY,city=NEWYORK,timezone=EST"})
     assert akamai == "New York|||America/New_York"
+
+
+@pytest.fixture(scope="module")
+def forwarded_only_proxy(origin: Server, server_logs: Path,
+                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    rules = tmp_path_factory.mktemp("geo-rules-forwarded")
+    (rules / "site.yaml").write_text(GEO_RULES)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         "--trusted-proxy", "127.0.0.2",   # edge_vendor left at its default
+                         "--geo-db", str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"))
+    yield server
+    server.stop()
+
+
+def test_by_default_a_trusted_proxy_is_believed_for_x_forwarded_for_alone(
+        forwarded_only_proxy: Server) -> None:
+    # nginx or a load balancer hands on whatever CDN headers the visitor made up.
+    made_up = {"cf-connecting-ip": "203.0.113.9", "x-forwarded-for": "81.2.69.142",
+               "cf-ipcountry": "DE", "cf-ipcity": "Berlin",
+               "x-akamai-edgescape": "country_code=FR,city=PARIS",
+               "cloudfront-viewer-city": "Tokyo", "x-vercel-ip-city": "Lima"}
+    city, latitude, _, zone = shown(forwarded_only_proxy, made_up).split("|")
+    assert (city, zone) == ("London", "Europe/London") and latitude   # the database's

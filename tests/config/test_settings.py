@@ -133,6 +133,22 @@ def test_cache_tag_headers_default_to_every_dialect_and_reject_others(tmp_path: 
         load_settings({}, config_file=config)
 
 
+def test_edge_vendor_names_the_cdns_whose_headers_count(tmp_path: Path) -> None:
+    assert Settings().edge_vendor == ("forwarded",)   # X-Forwarded-For alone by default
+    settings = load_settings({"EP_ORIGIN_URL": "http://127.0.0.1:8000",
+                              "EP_EDGE_VENDOR": "Cloudflare, cloudfront"})
+    assert settings.edge_vendor == ("cloudflare", "cloudfront")
+    assert Settings.from_json(settings.to_json()).edge_vendor == ("cloudflare", "cloudfront")
+    config = tmp_path / "ep.toml"
+    config.write_text('edge_vendor = ["akamai", "cloudflair"]\n')
+    with pytest.raises(SettingsError, match="edge_vendor: unknown cloudflair; choose from "
+                                            "cloudflare, cloudfront"):
+        load_settings({}, config_file=config)
+    config.write_text('edge_vendor = []\n')
+    with pytest.raises(SettingsError, match="edge_vendor: empty; choose from"):
+        load_settings({}, config_file=config)
+
+
 def test_the_tag_headers_settings_know_are_the_ones_segments_write() -> None:
     assert TAG_HEADERS == ALL_TAG_HEADERS
 

@@ -6,6 +6,7 @@ import pytest
 
 from edge_personalizer.proxy.client_ip import (
     TrustedProxies,
+    client_address,
     forwarded_chain,
     parse_ip,
     resolve_client_ip,
@@ -47,3 +48,24 @@ def test_parse_ip(text: str | None, expected: str | None) -> None:
 def test_forwarded_chain_splits_and_strips() -> None:
     assert forwarded_chain([" a , b", "c,,"]) == ["a", "b", "c"]
     assert "not-an-ip" not in CDN
+
+
+def _scope(peer: str, headers: dict[str, str]) -> dict[str, object]:
+    return {"type": "http", "client": (peer, 1234),
+            "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+
+
+def test_an_edges_client_header_is_read_only_when_that_edge_is_named() -> None:
+    headers = {"cf-connecting-ip": "203.0.113.9", "true-client-ip": "198.51.100.3",
+               "x-forwarded-for": "192.0.2.44"}
+    networks = (ipaddress.ip_network("10.0.0.0/8"),)
+    plain = TrustedProxies(networks)   # forwarded: X-Forwarded-For alone
+    assert client_address(_scope("10.0.0.5", headers), plain).ip == "192.0.2.44"
+    cloudflare = TrustedProxies(networks, client_headers=("CF-Connecting-IP",))
+    assert client_address(_scope("10.0.0.5", headers), cloudflare).ip == "203.0.113.9"
+    akamai = TrustedProxies(networks, client_headers=("true-client-ip",))
+    assert client_address(_scope("10.0.0.5", headers), akamai).ip == "198.51.100.3"
+    # From an untrusted peer, or with a value that is no address, nothing is believed.
+    assert client_address(_scope("198.51.100.7", headers), cloudflare).ip == "198.51.100.7"
+    garbage = {**headers, "cf-connecting-ip": "<script>"}
+    assert client_address(_scope("10.0.0.5", garbage), cloudflare).ip == "192.0.2.44"
