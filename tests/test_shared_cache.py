@@ -30,6 +30,10 @@ http {{
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
     proxy_cache_path {tmp}/cache keys_zone=ep:1m;
+    # decide's cookies, unless edge-personalizer answered the page and set them itself
+    map $upstream_cookie_ep_profile $ep_cookie_out {{ "" $ep_cookie; default ""; }}
+    map $upstream_cookie_ep_profile $ep_cookie_1_out {{ "" $ep_cookie_1; default ""; }}
+    map $upstream_cookie_ep_profile $ep_cookie_2_out {{ "" $ep_cookie_2; default ""; }}
 
     upstream edge_personalizer {{ server 127.0.0.1:{upstream}; }}
 
@@ -42,20 +46,26 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Forwarded-For $remote_addr;
         }}
 
         location / {{
             auth_request /__ep_decide;
             auth_request_set $ep_segment $upstream_http_x_ep_segment;
             auth_request_set $ep_cookie $upstream_http_set_cookie;
+            auth_request_set $ep_cookie_1 $upstream_http_x_ep_cookie_1;
+            auth_request_set $ep_cookie_2 $upstream_http_x_ep_cookie_2;
             proxy_set_header X-EP-Segment $ep_segment;
             proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
             proxy_cache ep;
             proxy_cache_key "$scheme$host$request_uri|$ep_segment";
             proxy_pass http://edge_personalizer;
             add_header X-Cache $upstream_cache_status always;
             add_header X-Seen-Segment $ep_segment always;
-            add_header Set-Cookie $ep_cookie;
+            add_header Set-Cookie $ep_cookie_out;
+            add_header Set-Cookie $ep_cookie_1_out;
+            add_header Set-Cookie $ep_cookie_2_out;
         }}
     }}
 }}
@@ -110,6 +120,49 @@ PAGE = {"accept": "text/html",
         "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0 Safari/537.36"}
 SEGMENTS = {"facebook": {**PAGE, "referer": "https://l.facebook.com/"}, "default": PAGE}
 EXPECTED = {"facebook": b"Hello, friend from Facebook", "default": b"Default hero"}
+
+
+def profile_cookies(response: httpx.Response) -> list[str]:
+    return [c for c in response.headers.get_list("set-cookie") if c.startswith("ep_profile=")]
+
+
+def test_every_visitor_gets_one_profile_cookie_whatever_their_decision_sets(
+        cached_site: tuple[int, bool]) -> None:
+    # vip-cookie (tests/data/rules) sets a rule cookie, seen_vip=1, beside the profile.
+    port, keyed = cached_site
+    vip = {**PAGE, "cookie": "crm_segment=vip"}
+    for attempt in range(2):   # a miss, then (keyed) a hit
+        for headers in (vip, PAGE):
+            response = httpx.get(f"http://127.0.0.1:{port}/slotted/cookies", headers=headers)
+            assert response.status_code == 200
+            assert len(profile_cookies(response)) == 1, (attempt, response.headers)
+            assert response.headers["x-cache"] == ("HIT" if keyed and attempt else "MISS")
+        assert "seen_vip=1; Path=/; SameSite=Lax" in \
+            httpx.get(f"http://127.0.0.1:{port}/slotted/cookies", headers=vip) \
+            .headers.get_list("set-cookie")
+
+
+def test_a_redirected_visitor_gets_one_profile(cached_site: tuple[int, bool]) -> None:
+    port, _ = cached_site
+    response = httpx.get(f"http://127.0.0.1:{port}/page/a?utm_campaign=spring-sale",
+                         headers=PAGE)
+    assert response.status_code == 302
+    assert "/page/landing/spring" in response.headers["location"]
+    assert len(profile_cookies(response)) == 1, response.headers
+
+
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+def test_visitors_behind_nginx_cannot_choose_their_place(
+        cached_site: tuple[int, bool]) -> None:
+    port, _ = cached_site
+    made_up = {**PAGE, "cookie": "crm_segment=vip", "x-forwarded-for": "81.2.69.142",
+               "x-akamai-edgescape": "country_code=DE,city=BERLIN", "cf-ipcity": "Paris",
+               "true-client-ip": "81.2.69.142"}
+    page = httpx.get(f"http://127.0.0.1:{port}/slotted/place", headers=made_up)
+    assert b"Welcome back, VIP from somewhere" in page.content, page.text[:400]
+    echoed = httpx.get(f"http://127.0.0.1:{port}/echo/place", headers=made_up).json()
+    forwarded = [v for k, v in echoed["headers"] if k == "x-forwarded-for"]
+    assert forwarded and "81.2.69.142" not in forwarded[0], echoed["headers"]
 
 
 def test_each_segment_gets_its_own_page_from_the_cache(cached_site: tuple[int, bool]) -> None:

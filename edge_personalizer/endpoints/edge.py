@@ -89,10 +89,15 @@ class EdgeDecisions:
             headers += [(b"x-ep-redirect", location.encode("latin-1")),
                         (b"x-ep-redirect-status", str(redirect.status).encode())]
         headers += decision.header_lines
-        headers += decision.cookie_lines
+        # The profile cookie is the first Set-Cookie: an edge that reads one header of a
+        # name (nginx's $upstream_http_set_cookie) still hands every visitor a profile.
+        # The rule's cookies follow, each also as X-EP-Cookie-<n> for such edges.
         cookie = self.personalizer.profile_cookie(exchange)
         if cookie is not None:
             headers.append((b"set-cookie", cookie))
+        headers += decision.cookie_lines
+        headers += [(b"x-ep-cookie-%d" % number, line)
+                    for number, (_, line) in enumerate(decision.cookie_lines, 1)]
         body: dict[str, Any] = {
             "segment": segment.key, "tags": list(segment.tags),
             "slots": {slot: {"variant": c.variant, "reason": c.reason, "by": c.by}
