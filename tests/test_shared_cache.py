@@ -9,11 +9,13 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from .conftest import ADMIN_TOKEN
 from .servers import Server, free_port, start_proxy
 
 NGINX_CONF = """
@@ -243,3 +245,61 @@ def test_a_page_answered_to_credentials_is_shared_only_when_the_origin_says_publ
     assert shared.headers["cache-control"] == "public, max-age=0, s-maxage=60"
     again = httpx.get(url, params={"cc": "public, max-age=60"}, headers=CREDENTIALS)
     assert again.headers["x-cache"] == "HIT"
+
+
+@contextmanager
+def nginx_in_front(origin: Server, logs: Path, tmp: Path, rules: Path) -> Iterator[int]:
+    """edge-personalizer with keyed caching on `rules`, nginx's port in front of it."""
+    proxy = start_proxy(logs, "--origin", origin.url, "--rules", str(rules),
+                        "--trusted-proxy", "127.0.0.1",
+                        env={"EP_KEYED_CACHING": "true", "EP_ADMIN_TOKEN": ADMIN_TOKEN})
+    try:
+        nginx, port = start_nginx(tmp, proxy.port)
+        try:
+            yield port
+        finally:
+            nginx.terminate()
+            nginx.wait(timeout=10)
+    finally:
+        proxy.stop()
+
+
+ACTION_RULES = """
+slots:
+  hero: {}
+rules:
+  - name: italy-promo
+    when: {language.primary: it}
+    then:
+      headers: {X-Promo: italy}
+  - name: french-landing
+    when: {language.primary: fr}
+    then:
+      redirect: {to: /slotted/bienvenue, status: 302}
+  - name: german-cookie
+    when: {language.primary: de}
+    then:
+      cookies: {seen_de: "1"}
+"""
+
+
+def test_a_rules_headers_redirect_and_cookies_are_in_the_key(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(ACTION_RULES)
+    with nginx_in_front(origin, server_logs, tmp_path, rules) as port:
+        url = f"http://127.0.0.1:{port}/slotted/p"
+        italian = httpx.get(url, headers={**PAGE, "accept-language": "it"})
+        assert italian.headers["x-promo"] == "italy" and italian.headers["x-cache"] == "MISS"
+        anyone = httpx.get(url, headers=PAGE)
+        assert "x-promo" not in anyone.headers and anyone.headers["x-cache"] == "MISS"
+        assert anyone.headers["x-seen-segment"] != italian.headers["x-seen-segment"]
+        assert httpx.get(url, headers=PAGE).headers["x-cache"] == "HIT"
+        french = httpx.get(url, headers={**PAGE, "accept-language": "fr"})
+        assert french.status_code == 302
+        assert french.headers["location"] == "/slotted/bienvenue"
+        german = httpx.get(url, headers={**PAGE, "accept-language": "de"})
+        assert german.headers["x-cache"] == "MISS"
+        assert german.headers["x-seen-segment"] not in (anyone.headers["x-seen-segment"],
+                                                        italian.headers["x-seen-segment"])

@@ -128,10 +128,11 @@ class PageHeaders:
         self.personalizer = personalizer
         self.rules = rules
         self.cache = cache
-        # The same choices of static variants give every visitor the same segment:
-        # remembered by (slot, variant, reason, by) of each (an experiment's decisions
-        # are new objects every request; their choices repeat).
-        self._segments: LRU[tuple[tuple[str, str, str, str], ...], Segment] = LRU(4096)
+        # The same choices of static variants and the same page actions give every
+        # visitor the same segment: remembered by (slot, variant, reason, by) of each
+        # choice and the actions (an experiment's decisions are new objects every
+        # request; their choices repeat).
+        self._segments: LRU[tuple[object, ...], Segment] = LRU(4096)
 
     def finish(self, message: Message, exchange: Exchange, head: ResponseHead) -> Message:
         """The response start of a page with the decision's headers, the profile cookie
@@ -187,7 +188,8 @@ class PageHeaders:
         decision = exchange.decision
         if decision.static_choices is None:   # the variants print visitor data
             return segment_of(decision, exchange.visitor)
-        key = tuple((slot, c.variant, c.reason, c.by) for slot, c in decision.slots.items())
+        key = (decision.redirect, decision.headers, decision.cookies, decision.rules,
+               *((slot, c.variant, c.reason, c.by) for slot, c in decision.slots.items()))
         segment = self._segments.get(key)
         if segment is None:
             segment = self._segments[key] = segment_of(decision, exchange.visitor)
@@ -230,7 +232,9 @@ class PageHeaders:
         shared cache store it (shared_lifetime), nobody's cookie may be in it (issue 20,
         item 12), its variants print nothing the key cannot bound, and an edge that
         named a key gets a page made for exactly that key (issue 18, bug 2)."""
-        if not segment.shareable:
+        if not segment.shareable or exchange.decision.redirect is not None:
+            # A page of a decision that redirects was not redirected (the landing page
+            # itself, a crawler, a fetch): page views under its key are.
             return None
         if any(name.lower() == b"set-cookie" for name, _ in headers):
             return None

@@ -1,7 +1,9 @@
 """Segment keys for shared caches, and the decision a key stands for.
 
 A key names what a page looks like: one token per slot for the variant it shows (and a
-digest of the values its template prints). Any worker and any instance with the same rules
+digest of the values its template prints), and one for the page actions of the rules
+(the headers they add, the cookies they set, the redirect), which change the response as
+much as a variant does. Any worker and any instance with the same rules
 reads a key back into the slot choices it stands for, so the page an edge asks for under
 a key is rendered for that key, even for a first visit whose visitor id (and so its
 experiment variants) was minted anew by /__ep/decide (issue 18, bug 2).
@@ -48,7 +50,10 @@ BOUNDED_FIELDS = frozenset({
 SEGMENT_HEADER = "x-ep-segment"   # the request header a trusted edge names its cache key in
 UNBOUNDED = "x"   # a value part that stands for "not in the key": the page is private
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_KEY = re.compile(r"s-([0-9a-f]{8}(?:\.(?:[0-9a-f]{8}|x))?)(_[0-9a-f]{8}(?:\.(?:[0-9a-f]{8}|x))?)*")
+_SLOT_TOKEN = r"[0-9a-f]{8}(?:\.(?:[0-9a-f]{8}|x))?"
+_ACTIONS_TOKEN = r"p[0-9a-f]{8}"   # the page actions: always last
+_KEY = re.compile(rf"s-(?:{_SLOT_TOKEN}(?:_{_SLOT_TOKEN})*(?:_{_ACTIONS_TOKEN})?"
+                  rf"|{_ACTIONS_TOKEN})")
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,18 @@ def _tag(text: str) -> str:
     return _TAG_UNSAFE.sub("_", text)[:64]
 
 
+def actions_token(decision: Decision) -> str | None:
+    """"p" and eight hex digits naming the decision's page actions (the redirect, the
+    headers and the cookies, names and values, all written in the rules: bounded by
+    them); None when it has none."""
+    redirect = decision.redirect
+    if redirect is None and not decision.headers and not decision.cookies:
+        return None
+    where = (redirect.location, redirect.status, redirect.keep_query) \
+        if redirect is not None else None
+    return "p" + _digest(repr((where, tuple(decision.headers), tuple(decision.cookies))))
+
+
 def segment_of(decision: Decision, visitor: Visitor) -> Segment:
     """The segment a decision puts the visitor in."""
     tokens: list[str] = []
@@ -103,6 +120,10 @@ def segment_of(decision: Decision, visitor: Visitor) -> Segment:
         tokens.append(token)
         tags.add(f"ep-rule-{_tag(choice.by)}")
         tags.add(f"ep-variant-{_tag(slot)}-{_tag(choice.variant)}")
+    actions = actions_token(decision)
+    if actions is not None:
+        tokens.append(actions)
+        tags.update(f"ep-rule-{_tag(rule)}" for rule in decision.rules)
     if not tokens:
         return Segment(DEFAULT_SEGMENT, ("ep", f"ep-segment-{DEFAULT_SEGMENT}"))
     key = "s-" + "_".join(tokens)
@@ -149,22 +170,24 @@ class SegmentBook:
         return table
 
     def decision_for(self, key: str, decision: Decision, visitor: Visitor) -> Decision | None:
-        """`decision` with the slot choices `key` stands for (its page actions are the
-        visitor's own: they never depend on an experiment); None when the key cannot be
-        read with the serving rules or does not come out the same for this visitor."""
+        """`decision` with the slot choices `key` stands for; None when the key cannot be
+        read with the serving rules or does not come out the same for this visitor. The
+        page actions are the visitor's own (they never depend on an experiment): a key
+        naming other actions (another redirect, other headers or cookies) is not read."""
         if key == DEFAULT_SEGMENT:
             slots: dict[str, SlotChoice] = {}
         elif _KEY.fullmatch(key):
             table = self._table()
             slots = {}
             for token in key[2:].split("_"):
+                if token.startswith("p"):
+                    continue   # the actions: checked with the whole key below
                 choice = table.get(token[:8])
                 if choice is None or choice.slot in slots:
                     return None
                 slots[choice.slot] = choice
         else:
             return None
-        if dict(decision.slots) == slots:
-            return decision
-        forced = dataclasses.replace(decision, slots=MappingProxyType(slots))
+        forced = decision if dict(decision.slots) == slots else \
+            dataclasses.replace(decision, slots=MappingProxyType(slots))
         return forced if segment_of(forced, visitor).key == key else None

@@ -103,6 +103,56 @@ def test_default_key_leaves_every_slot_as_it_is(book: RuleBook) -> None:
     assert rendered is not None and dict(rendered.slots) == {}
 
 
+ACTION_RULES = """
+slots:
+  hero: {}
+rules:
+  - name: italy-promo
+    when: {language.primary: it}
+    then:
+      headers: {X-Promo: italy}
+  - name: french-landing
+    when: {language.primary: fr}
+    then:
+      redirect: {to: /landing, status: 302}
+  - name: german-cookie
+    when: {language.primary: de}
+    then:
+      cookies: {seen_de: "1"}
+  - name: german-hero
+    when: {language.primary: de}
+    then:
+      hero: {html: "<h1>Hallo</h1>"}
+"""
+
+
+def speaking(language: str):  # type: ignore[no-untyped-def]
+    return CLASSIFIER.visitor(make_request("/", headers={**BROWSER, "accept-language": language}),
+                              now=1_795_000_000.0, page_view=True)
+
+
+def test_a_rules_page_actions_are_in_the_key_and_read_back_only_where_they_hold(
+        tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(ACTION_RULES)
+    rules = RuleBook(tmp_path)
+    visitors = {language: speaking(language) for language in ("en", "it", "fr", "de")}
+    decisions = {language: decide(rules.current, seen) for language, seen in visitors.items()}
+    keys = {language: segment_of(decisions[language], visitors[language]).key
+            for language in visitors}
+    assert keys["en"] == "default"
+    assert len(set(keys.values())) == 4, keys   # headers, a redirect, cookies: each its own
+    assert keys["it"].startswith("s-p") and keys["de"].count("_") == 1
+    assert "ep-rule-italy-promo" in segment_of(decisions["it"], visitors["it"]).tags
+    segments = SegmentBook(rules)
+    for language, key in keys.items():
+        assert segments.decision_for(key, decisions[language], visitors[language]) \
+            == decisions[language]
+        for other in visitors:   # a key for other actions is never read for this visitor
+            if other != language:
+                assert segments.decision_for(keys[other], decisions[language],
+                                             visitors[language]) is None, (language, other)
+
+
 # Through the real server: an edge at 127.0.0.2 (trusted) asks /__ep/decide, then the page
 # with X-EP-Segment, without the cookie decide handed out (the nginx flow of docs/cdn.md).
 CDN = httpx.HTTPTransport(local_address="127.0.0.2")
