@@ -15,6 +15,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TAG_HEADERS = ("surrogate-key", "cache-tag", "edge-cache-tag")
 CDN_TAG_HEADERS = MappingProxyType({"fastly": "surrogate-key", "varnish": "surrogate-key",
                    "cloudflare": "cache-tag", "akamai": "edge-cache-tag"})
+# The edges whose headers edge_vendor may name (classify/edge.py reads them), and the
+# value naming none of them: X-Forwarded-For alone.
+EDGE_VENDORS = ("cloudflare", "cloudfront", "fastly", "akamai", "vercel")
+FORWARDED_ONLY = "forwarded"
 
 
 class Secret:

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
-from ..classify.edge import EDGE_VENDORS, FORWARDED_ONLY
 from ..errors import SettingsError
+from .checks import LogFormat, check_origin, check_settings
 from .converters import (
-    CDN_TAG_HEADERS,
+    FORWARDED_ONLY,
     TAG_HEADERS,
     IPNetwork,
     Secret,
@@ -35,9 +32,7 @@ from .converters import (
     to_secrets,
     to_tag_headers,
 )
-from .paths import check_data_outside_rules
 
-LogFormat = Literal["text", "json"]
 
 @dataclass(frozen=True)
 class Option:
@@ -225,8 +220,8 @@ class Settings:
              "profile.predicted.* reads (a bandit's update_every sets its own cadence)")
 
     def __post_init__(self) -> None:
-        _check_origin(self.origin_url)
-        _check(self)
+        check_origin(self.origin_url)
+        check_settings(self)
 
     def to_json(self) -> str:
         """Serialised for worker processes, secrets included (same host, same user)."""
@@ -286,106 +281,6 @@ def _jsonable(value: Any) -> Any:
 def options() -> dict[str, Option]:
     """Every setting's declaration, by name, in the order of the class."""
     return {f.name: f.metadata["option"] for f in dataclasses.fields(Settings)}
-
-
-def _check_origin(url: str | None) -> None:
-    parts = urlsplit(url or "http://unset")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError("origin_url must be an absolute http(s) URL such as "
-                            f"http://127.0.0.1:8000, got {url!r}")
-    if parts.query or parts.fragment:
-        raise SettingsError(f"origin_url must not carry a query or fragment: {url}")
-
-
-def _check_public_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError("public_url must be the site's address such as "
-                            f"https://shop.example, got {url!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise SettingsError("public_url is a scheme and a host (and a port), with no "
-                            f"path, query or credentials: {url}")
-
-
-# Tokens copied from examples: refused, whatever their length.
-_PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-please", "admin-token",
-                           "secret-token", "your-admin-token", "replace-me-with-a-token"})
-_AT_LEAST_ONE = ("workers", "max_connections", "max_header_bytes", "max_header_count",
-                 "max_body_bytes", "device_cache_size", "geo_cache_size")
-_POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
-             "body_timeout",
-             "profile_max_age_days",
-             "store_flush_interval", "store_poll_interval", "learn_interval",
-             "interest_half_life_days", "visit_timeout_minutes")
-_EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
-    "country", "region", "city", "postal", "metro", "continent", "time_zone", "latitude",
-    "longitude")))
-
-
-def _check(s: Settings) -> None:
-    if not 0 < s.port < 65536:
-        raise SettingsError(f"port must be between 1 and 65535, got {s.port}")
-    if s.rules_dir is not None:
-        check_data_outside_rules(s.data_dir, s.rules_dir)
-    if s.public_url is not None:
-        _check_public_url(s.public_url)
-    if s.max_long_lived is not None and s.max_long_lived < 1:
-        raise SettingsError(f"max_long_lived must be >= 1, got {s.max_long_lived}")
-    for name in _AT_LEAST_ONE:
-        if getattr(s, name) < 1:
-            raise SettingsError(f"{name} must be >= 1, got {getattr(s, name)}")
-    for name in _POSITIVE:
-        if getattr(s, name) <= 0:
-            raise SettingsError(f"{name} must be > 0, got {getattr(s, name)}")
-    if not 200 <= s.profile_max_bytes <= 4000:
-        raise SettingsError("profile_max_bytes must be between 200 and 4000 (browsers "
-                            f"drop larger cookies), got {s.profile_max_bytes}")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", s.profile_cookie):
-        raise SettingsError(f"profile_cookie must be a plain cookie name, got "
-                            f"{s.profile_cookie!r}")
-    if s.admin_token is not None:
-        token = s.admin_token.reveal()
-        if len(token) < 16 or token.lower().strip("-_ ") in _PLACEHOLDERS:
-            raise SettingsError("admin_token is too easy to guess: use 16 or more random "
-                                "characters, e.g. python3 -c 'import secrets; "
-                                "print(secrets.token_urlsafe(24))'")
-    if any(len(key.reveal()) < 16 for key in s.profile_keys):
-        raise SettingsError("each profile key must be at least 16 characters long")
-    for header, target in s.edge_headers.items():
-        if target not in _EDGE_TARGETS:
-            raise SettingsError(f"edge_headers: {header} -> {target!r}: a header can set "
-                                + ", ".join(_EDGE_TARGETS))
-    unknown_edges = [v for v in s.edge_vendor if v not in (*EDGE_VENDORS, FORWARDED_ONLY)]
-    if unknown_edges or not s.edge_vendor:
-        said = f"unknown {', '.join(unknown_edges)}" if unknown_edges else "empty"
-        raise SettingsError(f"edge_vendor: {said}; choose from {', '.join(EDGE_VENDORS)} "
-                            f"or {FORWARDED_ONLY}")
-    unknown_tags = [h for h in s.cache_tag_headers if h not in TAG_HEADERS]
-    if unknown_tags:
-        raise SettingsError(f"cache_tag_headers: unknown {', '.join(unknown_tags)}; "
-                            f"choose from {', '.join(TAG_HEADERS)} (or the CDNs: "
-                            f"{', '.join(CDN_TAG_HEADERS)}), or none")
-    if s.shared_max_age < 0:
-        raise SettingsError(f"shared_max_age must be >= 0, got {s.shared_max_age}")
-    if s.rules_watch_interval < 0:
-        raise SettingsError("rules_watch_interval must be >= 0 seconds (0 turns watching "
-                            f"off), got {s.rules_watch_interval}")
-    if not _zone_exists(s.default_time_zone):
-        raise SettingsError(f"default_time_zone {s.default_time_zone!r} is not an IANA "
-                            "time zone such as Europe/Berlin")
-    if s.log_format not in get_args(LogFormat):
-        raise SettingsError(f"log_format must be text or json, got {s.log_format!r}")
-    if s.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
-        raise SettingsError(f"log_level must be debug, info, warning or error, got "
-                            f"{s.log_level!r}")
-
-
-def _zone_exists(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def settings_table() -> str:

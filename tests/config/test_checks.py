@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.config import load_settings
+from edge_personalizer.errors import SettingsError
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"EP_ORIGIN_URL": "ftp://x"}, "must be an absolute http(s) URL"),
+    ({"EP_ORIGIN_URL": "http://x?y=1"}, "must not carry a query"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PORT": "seventy"}, "setting 'port'"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PORT": "70000"}, "port must be between"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_WORKERS": "0"}, "workers must be >= 1"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_READ_TIMEOUT": "0"}, "read_timeout must be > 0"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_TRUSTED_PROXIES": "10.0.0.300"}, "trusted_proxies"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_LOG_FORMAT": "xml"}, "log_format must be text or json"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_ACCESS_LOG": "maybe"}, "expected true or false"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "shop.example"}, "public_url must be"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://shop.example/en"}, "no path"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://u:p@shop.example"}, "credentials"),
+])
+def test_bad_settings_say_what_is_wrong(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(environ)
+
+
+@pytest.mark.parametrize("token", ["change-me", "short", "CHANGE-ME", "replace-me-with-a-token"])
+def test_an_admin_token_anyone_could_guess_is_refused(token: str) -> None:
+    with pytest.raises(SettingsError, match="admin_token is too easy to guess"):
+        load_settings({"EP_ADMIN_TOKEN": token}, origin_url="http://x.example")
+
+
+def test_data_written_among_the_rules_is_refused(tmp_path: Path) -> None:
+    # The store and the workers' states would be edits of the rules: reloads forever.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    base = {"EP_ORIGIN_URL": "http://o", "EP_RULES_DIR": str(rules)}
+    for inside in (rules, rules / "ep-data", rules / "fragments" / "data"):
+        with pytest.raises(SettingsError, match="lies inside rules_dir"):
+            load_settings({**base, "EP_DATA_DIR": str(inside)})
+    for outside in (tmp_path / "ep-data", rules / ".ep-data", tmp_path / "rules-data"):
+        assert load_settings({**base, "EP_DATA_DIR": str(outside)}).data_dir == outside
+
+
+def test_the_edges_settings_know_are_the_ones_classify_reads() -> None:
+    from edge_personalizer.classify import edge
+    from edge_personalizer.config import converters
+
+    assert converters.EDGE_VENDORS == edge.EDGE_VENDORS
+    assert converters.FORWARDED_ONLY == edge.FORWARDED_ONLY
