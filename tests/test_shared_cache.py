@@ -303,3 +303,24 @@ def test_a_rules_headers_redirect_and_cookies_are_in_the_key(
         assert german.headers["x-cache"] == "MISS"
         assert german.headers["x-seen-segment"] not in (anyone.headers["x-seen-segment"],
                                                         italian.headers["x-seen-segment"])
+
+
+def test_an_edited_variant_is_served_at_once_under_a_new_key(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    (rules / "fragments").mkdir(parents=True)
+    (rules / "site.yaml").write_text("slots: {hero: {}}\nrules:\n  - name: spring\n"
+                                     "    then: {hero: fragments/spring.html}\n")
+    (rules / "fragments" / "spring.html").write_text("<h1>Spring sale: 10% off</h1>")
+    with nginx_in_front(origin, server_logs, tmp_path, rules) as port:
+        url = f"http://127.0.0.1:{port}/slotted/e"
+        assert b"10% off" in httpx.get(url, headers=PAGE).content
+        cached = httpx.get(url, headers=PAGE)
+        assert b"10% off" in cached.content and cached.headers["x-cache"] == "HIT"
+        (rules / "fragments" / "spring.html").write_text("<h1>Spring sale: 20% off</h1>")
+        reloaded = httpx.post(f"http://127.0.0.1:{port}/__ep/reload",
+                              headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert reloaded.status_code == 200, reloaded.text
+        edited = httpx.get(url, headers=PAGE)
+        assert b"20% off" in edited.content, edited.headers
+        assert edited.headers["x-seen-segment"] != cached.headers["x-seen-segment"]

@@ -129,9 +129,9 @@ class PageHeaders:
         self.rules = rules
         self.cache = cache
         # The same choices of static variants and the same page actions give every
-        # visitor the same segment: remembered by (slot, variant, reason, by) of each
-        # choice and the actions (an experiment's decisions are new objects every
-        # request; their choices repeat).
+        # visitor the same segment: remembered by (slot, variant, reason, by, content) of
+        # each choice and the actions (an experiment's decisions are new objects every
+        # request; their choices repeat; a reload may give a variant new content).
         self._segments: LRU[tuple[object, ...], Segment] = LRU(4096)
 
     def finish(self, message: Message, exchange: Exchange, head: ResponseHead) -> Message:
@@ -189,7 +189,8 @@ class PageHeaders:
         if decision.static_choices is None:   # the variants print visitor data
             return segment_of(decision, exchange.visitor)
         key = (decision.redirect, decision.headers, decision.cookies, decision.rules,
-               *((slot, c.variant, c.reason, c.by) for slot, c in decision.slots.items()))
+               *((slot, c.variant, c.reason, c.by, c.content)
+                 for slot, c in decision.slots.items()))
         segment = self._segments.get(key)
         if segment is None:
             segment = self._segments[key] = segment_of(decision, exchange.visitor)

@@ -16,6 +16,7 @@ is marked not shareable and goes out private instead.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from lru import LRU
 
 from ..classify.visitor import Visitor
 from ..rules.book import RuleBook
-from ..rules.model import Decision, RuleSet, SlotChoice
+from ..rules.model import Content, Decision, RuleSet, SlotChoice
 
 DEFAULT_SEGMENT = "default"   # the page as the origin sent it, with no slot changed
 # Purge tags go in the header of each CDN dialect: Fastly (space-separated), Cloudflare,
@@ -82,9 +83,25 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 
+def _content_text(content: Content | None) -> str:
+    """What a variant puts in its slot, written out: its action, attribute and template
+    (literal text, and each placeholder with its default and escaping)."""
+    if content is None:
+        return ""
+    parts = content.template.parts if content.template is not None else ()
+    written = [part if isinstance(part, str) else
+               f"\0{{{part.field}|{part.default}|{part.escape}|{part.url_start}}}\0"
+               for part in parts]
+    return f"{content.action}\0{content.attribute or ''}\0{''.join(written)}"
+
+
+@functools.lru_cache(maxsize=4096)
 def choice_token(choice: SlotChoice) -> str:
-    """Eight hex digits naming one slot's choice (slot, variant, why, by whom)."""
-    return _digest(f"{choice.slot}\0{choice.variant}\0{choice.reason}\0{choice.by}")
+    """Eight hex digits naming one slot's choice (slot, variant, why, by whom) and what it
+    puts in the slot: an edited variant gets new keys at once, and its old keys are no
+    longer read back (their pages go private until the cache has the new ones)."""
+    return _digest(f"{choice.slot}\0{choice.variant}\0{choice.reason}\0{choice.by}\0"
+                   f"{_content_text(choice.content)}")
 
 
 def _tag(text: str) -> str:

@@ -153,6 +153,26 @@ def test_a_rules_page_actions_are_in_the_key_and_read_back_only_where_they_hold(
                                              visitors[language]) is None, (language, other)
 
 
+def test_an_edited_variant_gets_new_keys_and_its_old_keys_are_not_read(
+        tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(RULES)
+    rules = RuleBook(tmp_path)
+    segments = SegmentBook(rules)
+    seen = visitor("city=1")
+    before = segment_of(decide(rules.current, seen), seen).key
+    assert segments.decision_for(before, decide(rules.current, seen), seen) is not None
+    (tmp_path / "site.yaml").write_text(RULES.replace("Deals in", "Offers in"))
+    assert rules.reload()
+    after = segment_of(decide(rules.current, seen), seen).key
+    assert after != before
+    assert segments.decision_for(before, decide(rules.current, seen), seen) is None
+    assert segments.decision_for(after, decide(rules.current, seen), seen) is not None
+    # An edit elsewhere (another rule's variant) keeps this page's key.
+    (tmp_path / "site.yaml").write_text(RULES.replace("<h1>Bold</h1>", "<h1>Bolder</h1>"))
+    assert rules.reload()
+    assert segment_of(decide(rules.current, seen), seen).key == before
+
+
 # Through the real server: an edge at 127.0.0.2 (trusted) asks /__ep/decide, then the page
 # with X-EP-Segment, without the cookie decide handed out (the nginx flow of docs/cdn.md).
 CDN = httpx.HTTPTransport(local_address="127.0.0.2")
