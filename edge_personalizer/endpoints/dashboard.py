@@ -166,10 +166,9 @@ class Pages:
 
     def one_file(self, snapshot: Snapshot) -> str:
         """Every page in one self-contained document (styles and script inline)."""
-        anchors = {e.name: f"experiment-{n}"
-                   for n, e in enumerate(snapshot.ruleset.experiments, start=1)}
-        views = [(anchors[e.name], experiment_view(snapshot, e.name))
-                 for e in snapshot.ruleset.experiments]
+        names = [e["name"] for e in snapshot.results["experiments"]]   # stopped ones too
+        anchors = {name: f"experiment-{n}" for n, name in enumerate(names, start=1)}
+        views = [(anchors[name], experiment_view(snapshot, name)) for name in names]
         return self._render("report.html", links=Links(one_file=True, anchors=anchors),
                             inline=True, snapshot=snapshot, title="Results", current="",
                             form_token=None, summaries=summaries(snapshot), views=views,
@@ -343,7 +342,8 @@ class Dashboard:
         body = await anyio.to_thread.run_sync(self._page, snapshot, page, form_token)
         if body is None:
             await self._html(scope, send, 404, self.pages.message(
-                "Not found", "No such page or experiment in the current rules.",
+                "Not found", "No such page, or no experiment of that name in the rules "
+                "or the store.",
                 form_token=form_token))
             return
         await self._html(scope, send, 200, body)

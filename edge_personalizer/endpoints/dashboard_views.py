@@ -18,14 +18,12 @@ from ..learn.affinity import TABLE_NAME as MODEL_TABLE
 from ..learn.affinity import AffinityModel, affinity_counts, key_of
 from ..learn.bandit import TABLE_NAME as WEIGHTS_TABLE
 from ..learn.bandit import WeightsTable
-from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally, variant_totals
-from ..learn.results import control_of, results
-from ..learn.stats import goal_result
+from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally
+from ..learn.results import INTERNAL_PREFIX as INTERNAL_PREFIX
+from ..learn.results import judged_on, plan_of, results
 from ..learn.store import Store, Table, open_store
-from ..rules.model import RuleSet
+from ..rules.model import Experiment, RuleSet
 from .charts import line_chart, uplift_bar
-
-INTERNAL_PREFIX = "ep:"   # counts kept under such names are not experiments (AFFINITY)
 
 
 @dataclass(frozen=True)
@@ -100,44 +98,47 @@ class ExperimentSummary:
     srm_p: float | None
     srm: bool
     slots: tuple[str, ...] = ()
+    error: str | None = None    # its results could not be worked out
+    warnings: int = 0           # how many warnings its results carry
 
 
 def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     """The variant ahead on a goal's results and its chance: the challenger most likely
-    to beat control when that is above one half, else the control."""
+    to beat control when that is above one half, else the control. A variant removed
+    from the rules is no challenger: it can no longer be chosen."""
     control = goal["control"]
     chances = [(v["chance_to_beat_control"], name) for name, v in goal["variants"].items()
-               if name != control and v["chance_to_beat_control"] is not None]
+               if name != control and v["chance_to_beat_control"] is not None
+               and not v.get("removed")]
     if not chances:
         return None, None
     chance, name = max(chances)
     return (name, chance) if chance >= 0.5 else (control, 1 - chance)
 
 
+def _experiment_named(ruleset: RuleSet, name: str) -> Experiment | None:
+    return next((e for e in ruleset.experiments if e.name == name), None)
+
+
 def summaries(snapshot: Snapshot) -> list[ExperimentSummary]:
+    """One line per experiment of the results: the rules' (running, or bandit when
+    weights are published for it), then those counted and since removed (stopped)."""
     weights = snapshot.weights()
     bandits = set(weights.experiments) if weights is not None else set()
     out = []
-    for experiment, result in zip(snapshot.ruleset.experiments,
-                                  snapshot.results["experiments"], strict=True):
-        goals = result["goals"]
+    for result in snapshot.results["experiments"]:
+        name, goals = result["name"], result["goals"]
+        experiment = _experiment_named(snapshot.ruleset, name)
         first = next(iter(goals), None)
         leader, chance = leader_of(goals[first]) if first else (None, None)
-        srm_p = goals[first]["srm_p"] if first else None
+        status = result["status"] if result["status"] != "running" or name not in bandits \
+            else "bandit"
         out.append(ExperimentSummary(
-            experiment.name, "bandit" if experiment.name in bandits else "running",
-            result["exposed"], first, leader, chance,
-            leader == result["control"], srm_p, bool(first and goals[first]["srm"]),
-            experiment.slots))
-    known = ({e.name for e in snapshot.ruleset.experiments}
-             | {r.name for r in snapshot.ruleset.rules})
-    gone: dict[str, int] = {}
-    for key, tally in snapshot.totals.items():
-        if key.experiment not in known and key.goal == EXPOSURE \
-                and not key.experiment.startswith(INTERNAL_PREFIX):
-            gone[key.experiment] = gone.get(key.experiment, 0) + tally.exposures
-    out += [ExperimentSummary(name, "stopped", exposed, None, None, None, False, None, False)
-            for name, exposed in sorted(gone.items())]
+            name, status, result["exposed"], first, leader, chance,
+            leader == result["control"], goals[first]["srm_p"] if first else None,
+            bool(first and goals[first]["srm"]),
+            experiment.slots if experiment is not None else (), result.get("error"),
+            len(result["warnings"])))
     return out
 
 
@@ -190,21 +191,23 @@ def _variant_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
     """One experiment's page: per goal, the variants' table and the cumulative chart; per
-    segment cell, the variants again. None when the rules have no such experiment."""
-    found = [(e, r) for e, r in zip(snapshot.ruleset.experiments,
-                                    snapshot.results["experiments"], strict=True)
-             if e.name == name]
+    segment cell, the variants again. A stopped experiment (counted, since removed from
+    the rules) has its page too, read from the store's counts. None when the results
+    have no such experiment."""
+    found = [r for r in snapshot.results["experiments"] if r["name"] == name]
     if not found:
         return None
-    experiment, result = found[0]
-    weights = dict(experiment.weights)
+    result = found[0]
+    experiment = _experiment_named(snapshot.ruleset, name)
+    weights = dict(experiment.weights) if experiment is not None else {}
     cells = sorted({k.cell for k in snapshot.totals if k.experiment == name} - {ALL_VISITORS})
     goals = []
     for goal_name, goal in result["goals"].items():
-        days, exposed, converted = cumulative_rates(snapshot.totals, name, goal_name, weights)
+        variants = list(goal["variants"])
+        days, exposed, converted = cumulative_rates(snapshot.totals, name, goal_name, variants)
         series = {v: [c / e if e else None for c, e in zip(converted[v], exposed[v],
                                                             strict=True)]
-                  for v in weights}
+                  for v in variants}
         chart = Markup(line_chart(
             days, series, title=f"Cumulative conversion rate on {goal_name} per variant, "
                                 "by day (UTC)")) \
@@ -212,22 +215,28 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
         if "segments" in goal:   # judged per segment by the results, in the rules' order
             segments = [{"cell": cell, "rows": _variant_rows(judged)}
                         for cell, judged in goal["segments"].items()]
-        else:   # counted per cell under an earlier version of the rules
-            segments = [{"cell": cell, "rows": _variant_rows(goal_result(
-                variant_totals(snapshot.totals, name, goal_name, cell=cell), weights,
-                control=control_of(experiment)).as_json())} for cell in cells]
+        elif experiment is not None:   # counted per cell under an earlier version of the rules
+            rows = {k: t for k, t in snapshot.totals.items() if k.experiment == name}
+            plan = plan_of(experiment, rows)
+            segments = [{"cell": cell, "rows": _variant_rows(judged_on(
+                plan, goal_name, {k: t for k, t in rows.items() if k.cell == cell})[0])}
+                for cell in cells]
+        else:
+            segments = []
         goals.append({
             "name": goal_name, "control": goal["control"], "srm": goal["srm"],
+            "weighted_by": goal.get("weighted_by"),
             "srm_p": goal["srm_p"], "rows": _variant_rows(goal),
             "has_value": any(v["value_sum"] for v in goal["variants"].values()),
             "chart": chart, "days": days, "series": series, "exposed": exposed,
             "converted": converted, "segments": segments})
-    leader, chance = leader_of(result["goals"][experiment.goals[0]]) \
-        if experiment.goals else (None, None)
+    first = next(iter(result["goals"].values()), None)
+    leader, chance = leader_of(first) if first is not None else (None, None)
     return {"name": name, "result": result, "experiment": experiment, "goals": goals,
             "weights": weights, "cells": cells, "leader": leader, "chance": chance,
-            "srm": any(g["srm"] for g in goals),
-            "bandit": allocation_view(snapshot, name, list(weights))}
+            "srm": any(g["srm"] for g in goals), "stopped": result["status"] == "stopped",
+            "error": result.get("error"), "warnings": result["warnings"],
+            "bandit": allocation_view(snapshot, name, list(weights)) if weights else None}
 
 
 def allocation_view(snapshot: Snapshot, name: str,

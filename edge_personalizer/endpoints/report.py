@@ -39,12 +39,20 @@ def render_text(report: Mapping[str, Any]) -> str:
     numbers against the control, warnings in words; then what each rule reached."""
     lines = [f"Rules version {report['rules_version']}"]
     for experiment in report["experiments"]:
-        lines += ["", f"{experiment['name']}: {experiment['exposed']:,} visitors exposed"]
-        if not experiment["goals"]:
-            lines.append("  no goals: add goals: [...] to the experiment to judge it")
+        stopped = " (stopped: no longer in the rules; final results from the store's counts)" \
+            if experiment["status"] == "stopped" else ""
+        lines += ["", f"{experiment['name']}: {experiment['exposed']:,} visitors exposed{stopped}"]
+        if "error" in experiment:
+            lines.append(f"  ERROR {experiment['error']}")
+        elif not experiment["goals"]:
+            lines.append("  no goals: add goals: [...] to the experiment to judge it"
+                         if not stopped else "  no conversions counted")
+        lines += [f"  WARNING {warning}" for warning in experiment["warnings"]]
         for goal_name, goal in experiment["goals"].items():
             valued = any(v["value_sum"] for v in goal["variants"].values())
-            lines.append(f"  goal {goal_name}")
+            lines.append(f"  goal {goal_name}" + (
+                f" (rates, uplifts and values per visitor weighted by {goal['weighted_by']}; "
+                "exposed and converted as counted)" if goal.get("weighted_by") else ""))
             lines.append(f"    {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
                          f"{'95% interval':>17} {'uplift':>8} {'uplift interval':>19} "
                          f"{'chance':>7} {'risk':>6}" + ("  value/visitor" if valued else ""))
@@ -57,7 +65,8 @@ def render_text(report: Mapping[str, Any]) -> str:
                     f"{'control' if name == goal['control'] else signed(v['uplift']):>8} "
                     f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} "
                     f"{pct(v['risk'], 2):>6}"
-                    + (f"  {count(v['mean_value']):>13}" if valued else ""))
+                    + (f"  {count(v['mean_value']):>13}" if valued else "")
+                    + ("  (removed from the rules)" if v["removed"] else ""))
             leader, chance = leader_of(goal)
             if leader is not None and chance is not None:
                 lines.append(f"    ahead: {leader} ({pct(chance)} chance to "

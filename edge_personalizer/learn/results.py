@@ -5,27 +5,47 @@ An experiment that counts per cell (`per: segment`, or `per: [fields]`) is also 
 within each cell: for `per: segment`, each segment the rules name (and `other`, the
 visitors in none), in the order of the `segments:` section. A visitor counts in one cell,
 so the cells add up to the whole.
+
+Every variant the store has counts for is listed, one since removed from the rules marked
+so; an experiment removed from the rules keeps its results (status "stopped"), judged from
+the store's counts alone. Counts that disagree (conversions beyond the visitors exposed,
+after a store was emptied under returning visitors) are cut to the exposures in the rates
+and said in the experiment's warnings; an experiment whose results cannot be worked out
+at all is an error entry of its own, never the end of the others'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..rules.allocation import NO_SEGMENT
 from ..rules.model import Experiment, RuleSet
 from .bandit import period_weighted_totals
-from .counters import EXPOSURE, FIXED_PERIOD, CountKey, Tally, variant_totals
+from .counters import (
+    ALL_VISITORS,
+    EXPOSURE,
+    FIXED_PERIOD,
+    UNKNOWN_PERIOD,
+    CountKey,
+    Tally,
+    variant_totals,
+)
 from .stats import goal_result, rate_interval
+
+log = logging.getLogger(__name__)
+
+INTERNAL_PREFIX = "ep:"   # counts kept under such names are not experiments (AFFINITY)
+MAX_CELLS = 50   # per: [fields] cells judged one by one: the most exposed first
 
 
 def control_of(experiment: Experiment) -> str:
     """The variant the others are compared with: the one named control, else the first."""
     names = [name for name, _ in experiment.weights]
     return "control" if "control" in names else names[0]
-
-
-MAX_CELLS = 50   # per: [fields] cells judged one by one: the most exposed first
 
 
 def per_of(experiment: Experiment) -> str | list[str] | None:
@@ -35,28 +55,90 @@ def per_of(experiment: Experiment) -> str | list[str] | None:
     return list(experiment.cells.fields) or None
 
 
+def _exposed_by_cell(rows: Mapping[CountKey, Tally]) -> dict[str, int]:
+    exposed: dict[str, int] = {}
+    for key, tally in rows.items():
+        if key.goal == EXPOSURE:
+            exposed[key.cell] = exposed.get(key.cell, 0) + tally.exposures
+    return exposed
+
+
+def _most_exposed(exposed: Mapping[str, int]) -> list[str]:
+    return sorted(exposed, key=lambda cell: (-exposed[cell], cell))[:MAX_CELLS]
+
+
 def cells_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> list[str]:
     """The cells to judge the experiment in, from its rows: every segment the rules name
     and `other` (then cells counted under segments since renamed), or the most exposed
     MAX_CELLS cells of its fields; none for an experiment of one cell."""
     if experiment.cells.single:
         return []
-    exposed: dict[str, int] = {}
-    for key, tally in rows.items():
-        if key.goal == EXPOSURE:
-            exposed[key.cell] = exposed.get(key.cell, 0) + tally.exposures
+    exposed = _exposed_by_cell(rows)
     if experiment.cells.segments:
         named = [segment.name for segment in experiment.cells.segments] + [NO_SEGMENT]
         return named + sorted(set(exposed) - set(named))
-    return sorted(exposed, key=lambda cell: (-exposed[cell], cell))[:MAX_CELLS]
+    return _most_exposed(exposed)
 
 
-def experiment_results(experiment: Experiment,
-                       totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
-    rows = {key: tally for key, tally in totals.items() if key.experiment == experiment.name}
+def clamped(rows: Mapping[CountKey, Tally], goal: str, *, by_day: bool = False
+            ) -> tuple[dict[CountKey, Tally], dict[str, int]]:
+    """`rows` with each variant's conversions on `goal` cut to its exposures, and per
+    variant how many were cut: conversions with no exposure counted for them (a store
+    emptied while visitors came back, or one visitor's conversion counted twice). Cut
+    within each cell's period, where the variants are compared (and within each day for
+    counts from before periods were kept, when `by_day`, as period-weighted totals take
+    them); their value goes with them."""
+    def group(key: CountKey) -> tuple[str, str, int, str]:
+        day = key.day if by_day and key.period == UNKNOWN_PERIOD else ""
+        return key.variant, key.cell, key.period, day
+
+    exposed: dict[tuple[str, str, int, str], int] = {}
+    converted: dict[tuple[str, str, int, str], int] = {}
+    for key, tally in rows.items():
+        if key.goal == EXPOSURE:
+            exposed[group(key)] = exposed.get(group(key), 0) + tally.exposures
+        elif key.goal == goal:
+            converted[group(key)] = converted.get(group(key), 0) + tally.conversions
+    left = {g: exposed.get(g, 0) for g, n in converted.items() if n > exposed.get(g, 0)}
+    if not left:
+        return dict(rows), {}
+    cut: dict[str, int] = {}
+    for g in left:
+        cut[g[0]] = cut.get(g[0], 0) + converted[g] - left[g]
+    out: dict[CountKey, Tally] = {}
+    for key, tally in sorted(rows.items()):
+        g = group(key)
+        if key.goal != goal or g not in left or not tally.conversions:
+            out[key] = tally
+            continue
+        kept = min(tally.conversions, left[g])
+        left[g] -= kept
+        share = kept / tally.conversions
+        out[key] = Tally(tally.exposures, kept, tally.value_sum * share,
+                         tally.value_sq_sum * share)
+    return out, cut
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How an experiment's counts are judged."""
+
+    name: str
+    weights: Mapping[str, float]   # today's split (a stopped experiment: its variants, even)
+    removed: tuple[str, ...]       # variants counted, no longer in the rules
+    control: str
+    weighted: bool                 # compared within periods (bandit, or splits edited)
+    split_period: int | None       # fixed weights edited: the split the ratio is checked in
+    check_split: bool              # False: no sample-ratio check (bandit, stopped)
+
+
+def _variants_counted(rows: Mapping[CountKey, Tally]) -> list[str]:
+    return sorted({key.variant for key in rows})
+
+
+def plan_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> Plan:
+    """How an experiment of the rules is judged on its rows."""
     weights = dict(experiment.weights)
-    control = control_of(experiment)
-    exposed = variant_totals(rows, experiment.name, EXPOSURE)
     bandit = experiment.allocation == "bandit"
     # Fixed weights edited while the experiment ran: visitors were shared out in several
     # splits, so the variants are compared within each split (as a bandit's periods), and
@@ -64,40 +146,115 @@ def experiment_results(experiment: Experiment,
     # Counts from before splits were told apart (FIXED_PERIOD) are no split of their own.
     edited = not bandit and len({key.period for key in rows if key.goal == EXPOSURE}
                                 - {FIXED_PERIOD}) > 1
-    totals_of = period_weighted_totals if bandit or edited else variant_totals
+    removed = tuple(v for v in _variants_counted(rows) if v not in weights)
+    return Plan(experiment.name, weights, removed, control_of(experiment), bandit or edited,
+                experiment.fixed_period if edited else None, not bandit)
 
-    def judged_on(goal: str, cell_rows: Mapping[CountKey, Tally],
-                  weighted_by: str = "period") -> dict[str, Any]:
-        judged = goal_result(totals_of(cell_rows, experiment.name, goal), weights,
-                             control=control).as_json()
-        if bandit:   # weights change by design: compare within periods, no ratio to check
-            judged.update(srm_p=None, srm=False, weighted_by=weighted_by)
-        elif edited:
-            period = experiment.fixed_period
-            today = {key: tally for key, tally in cell_rows.items() if key.period == period}
-            split = goal_result(variant_totals(today, experiment.name, EXPOSURE), weights,
-                                control=control).as_json()
-            judged.update(srm_p=split["srm_p"], srm=split["srm"], weighted_by=weighted_by)
-        return judged
 
-    cells = cells_of(experiment, rows)
+def judged_on(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
+              weighted_by: str = "period") -> tuple[dict[str, Any], dict[str, int]]:
+    """One goal's results over `rows` (the whole, or one cell's), and per variant the
+    conversions cut for having no exposure counted. Each variant's `converted` and
+    `value_sum` are what was counted; rates and comparisons, within periods when the plan
+    is weighted, leave out the conversions cut."""
+    kept, cut = clamped(rows, goal, by_day=plan.weighted)
+    totals_of = period_weighted_totals if plan.weighted else variant_totals
+    judged = goal_result(totals_of(kept, plan.name, goal), plan.weights,
+                         control=plan.control, removed=plan.removed).as_json()
+    counted = variant_totals(rows, plan.name, goal)
+    for name, variant in judged["variants"].items():
+        real = counted.get(name, Tally())
+        variant.update(converted=real.conversions, value_sum=real.value_sum,
+                       unexposed_conversions=cut.get(name, 0),
+                       removed=name in plan.removed)
+    if not plan.check_split:
+        judged.update(srm_p=None, srm=False)
+    elif plan.split_period is not None:
+        today = {k: t for k, t in rows.items() if k.period == plan.split_period}
+        split = goal_result(variant_totals(today, plan.name, EXPOSURE), plan.weights,
+                            control=plan.control).as_json()
+        judged.update(srm_p=split["srm_p"], srm=split["srm"])
+    if plan.weighted:
+        judged["weighted_by"] = weighted_by
+    return judged, cut
+
+
+def _judge(plan: Plan, goals: tuple[str, ...], rows: Mapping[CountKey, Tally],
+           cells: list[str]) -> dict[str, Any]:
     by_cell: dict[str, dict[CountKey, Tally]] = {cell: {} for cell in cells}
     for key, tally in rows.items():
         held = by_cell.get(key.cell)
         if held is not None:
             held[key] = tally
-    goals = {}
-    for goal in experiment.goals:
+    goals_judged: dict[str, Any] = {}
+    warnings: list[str] = []
+    for goal in goals:
         # the whole experiment: within each cell's periods (cells have weights of their own)
-        judged = judged_on(goal, rows, "cell and period" if cells else "period")
+        judged, cut = judged_on(plan, goal, rows, "cell and period" if cells else "period")
+        warnings += [_unexposed_warning(variant, n, goal) for variant, n in cut.items()]
         if cells:
             judged["segments"] = {
                 cell: {"exposed": sum(t.exposures for k, t in cell_rows.items()
-                                      if k.goal == EXPOSURE), **judged_on(goal, cell_rows)}
+                                      if k.goal == EXPOSURE),
+                       **judged_on(plan, goal, cell_rows)[0]}
                 for cell, cell_rows in by_cell.items()}
-        goals[goal] = judged
-    return {"name": experiment.name, "control": control, "per": per_of(experiment),
-            "exposed": sum(t.exposures for t in exposed.values()), "goals": goals}
+        goals_judged[goal] = judged
+    return {"control": plan.control,
+            "exposed": sum(t.exposures for k, t in rows.items() if k.goal == EXPOSURE),
+            "goals": goals_judged, "warnings": warnings}
+
+
+def _unexposed_warning(variant: str, n: int, goal: str) -> str:
+    return (f"{variant}: {n:,} conversion{'' if n == 1 else 's'} on {goal} had no exposure "
+            "counted (the store was emptied or reset while visitors came back, or one "
+            "visitor's conversion was counted twice); left out of its rates")
+
+
+def _rows_of(name: str, totals: Mapping[CountKey, Tally]) -> dict[CountKey, Tally]:
+    return {key: tally for key, tally in totals.items() if key.experiment == name}
+
+
+def experiment_results(experiment: Experiment,
+                       totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
+    """An experiment of the rules judged on its goals (and within its cells)."""
+    rows = _rows_of(experiment.name, totals)
+    judged = _judge(plan_of(experiment, rows), experiment.goals, rows,
+                    cells_of(experiment, rows))
+    return {"name": experiment.name, "status": "running", "per": per_of(experiment),
+            **judged}
+
+
+def stopped_results(name: str, totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
+    """An experiment counted in the store and since removed from the rules, judged from
+    its counts alone: on every goal it has conversions for, its variants compared with
+    the one named control (else the first by name), within periods when it had several;
+    no split to check, the weights being gone."""
+    rows = _rows_of(name, totals)
+    variants = _variants_counted(rows)
+    goals = tuple(sorted({key.goal for key in rows} - {EXPOSURE}))
+    periods = {key.period for key in rows if key.goal == EXPOSURE}
+    plan = Plan(name, dict.fromkeys(variants, 1.0), (),
+                "control" if "control" in variants else variants[0],
+                len(periods) > 1, None, False)
+    exposed = _exposed_by_cell(rows)
+    cells = _most_exposed(exposed) if set(exposed) - {ALL_VISITORS} else []
+    return {"name": name, "status": "stopped", "per": None,
+            **_judge(plan, goals, rows, cells)}
+
+
+def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
+             judge: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One experiment's results; when they cannot be worked out, an entry saying so
+    (and the log says why): the other experiments' results stand."""
+    try:
+        return judge()
+    except Exception as exc:
+        log.exception("the results of experiment %r could not be worked out", name)
+        return {"name": name, "status": status, "per": None, "control": None,
+                "exposed": sum(t.exposures for k, t in totals.items()
+                               if k.experiment == name and k.goal == EXPOSURE),
+                "goals": {}, "warnings": [],
+                "error": f"its results could not be worked out: {type(exc).__name__}: {exc}"}
 
 
 def rule_results(totals: Mapping[CountKey, Tally], names: set[str]) -> list[dict[str, Any]]:
@@ -114,9 +271,10 @@ def rule_results(totals: Mapping[CountKey, Tally], names: set[str]) -> list[dict
             for goal in goals:
                 converted = sum(v.conversions for k, v in rows.items()
                                 if k.variant == variant and k.goal == goal)
-                low, high = rate_interval(converted, exposed) if exposed else (None, None)
+                shown = min(converted, exposed)   # more than were exposed: see experiments
+                low, high = rate_interval(shown, exposed) if exposed else (None, None)
                 per_goal[goal] = {"converted": converted,
-                                  "rate": converted / exposed if exposed else None,
+                                  "rate": shown / exposed if exposed else None,
                                   "rate_low": low, "rate_high": high}
             variants[variant] = {"exposed": exposed, "goals": per_goal}
         out.append({"name": name, "variants": variants})
@@ -124,10 +282,21 @@ def rule_results(totals: Mapping[CountKey, Tally], names: set[str]) -> list[dict
 
 
 def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
-    """Every experiment of the rule set judged on its goals, and what each rule reached."""
-    experiments = [experiment_results(e, totals) for e in ruleset.experiments]
+    """Every experiment of the rule set judged on its goals, then every experiment counted
+    and since removed from the rules (stopped), and what each rule reached."""
+    experiments = [_guarded(e.name, "running", totals, partial(experiment_results, e, totals))
+                   for e in ruleset.experiments]
     named = {e.name for e in ruleset.experiments}
     rule_names = {rule.name for rule in ruleset.rules}
-    counted = {k.experiment for k in totals} & rule_names - named
+    variants: dict[str, set[str]] = {}
+    for key in totals:
+        variants.setdefault(key.experiment, set()).add(key.variant)
+    counted = set(variants)
+    # a rule counts its visitors under its own name as the one variant: a removed rule's
+    # counts are no stopped experiment
+    stopped = sorted(name for name in counted - named - rule_names
+                     if not name.startswith(INTERNAL_PREFIX) and variants[name] != {name})
+    experiments += [_guarded(name, "stopped", totals, partial(stopped_results, name, totals))
+                    for name in stopped]
     return {"rules_version": ruleset.version, "experiments": experiments,
-            "rules": rule_results(totals, counted)}
+            "rules": rule_results(totals, counted & rule_names - named)}

@@ -204,12 +204,16 @@ class GoalResult:
 
 
 def goal_result(totals: Mapping[str, Tally], weights: Mapping[str, float], *,
-                control: str, alpha: float = ALPHA) -> GoalResult:
-    """Judge every variant in `weights` (the control among them) from its `totals`
-    (exposures and conversions on the goal; `counters.variant_totals` sums them)."""
+                control: str, removed: Sequence[str] = (),
+                alpha: float = ALPHA) -> GoalResult:
+    """Judge every variant in `weights` (the control among them), then each of `removed`
+    (variants no longer in the split: judged against the control too, left out of the
+    sample-ratio check), from its `totals` (exposures and conversions on the goal;
+    `counters.variant_totals` sums them)."""
     if control not in weights:
         raise ValueError(f"control {control!r} is not one of the variants {sorted(weights)}")
-    names = [control] + [name for name in weights if name != control]
+    split = [control] + [name for name in weights if name != control]
+    names = split + [name for name in removed if name not in weights]
     counts = {name: totals.get(name, Tally()) for name in names}
     rates = {name: conversion_moments(c.conversions, c.exposures) for name, c in counts.items()}
     values = {name: value_moments(c.value_sum, c.value_sq_sum, c.exposures)
@@ -227,8 +231,8 @@ def goal_result(totals: Mapping[str, Tally], weights: Mapping[str, float], *,
             mean_value_interval=mean_interval(values[name], alpha=alpha),
             conversion=compare(rates[control], rates[name], alpha=alpha) if versus else None,
             value=compare(values[control], values[name], alpha=alpha) if versus else None))
-    srm = srm_p_value([counts[name].exposures for name in names],
-                      [weights[name] for name in names])
+    srm = srm_p_value([counts[name].exposures for name in split],
+                      [weights[name] for name in split]) if len(split) > 1 else 1.0
     return GoalResult(control, tuple(results), srm)
 
 

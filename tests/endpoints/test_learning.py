@@ -365,8 +365,18 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
         now = [_shown(visitor) for visitor in bold]
         for visitor in bold:
             visitor.get("/page/checkout/thanks?total=10", headers={"accept": "text/html"})
-        judged = _results(server)["experiments"][0]["goals"]["purchase"]
+        (hero,) = _results(server)["experiments"]
+        judged = hero["goals"]["purchase"]
         purchase = judged["variants"]
+        page = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test",
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+        # the experiment removed from the rules: its final results stay, read-only
+        _edit_rules(server, rules / "site.yaml", "slots:\n  hero: {}\ngoals:"
+                    + STICKY_RULES.split("\ngoals:")[1])
+        (stopped,) = _results(server)["experiments"]
+        bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        listing = httpx.get(f"{server.url}/__ep/dashboard", headers=bearer).text
+        final = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test", headers=bearer)
     finally:
         for visitor in visitors:
             visitor.close()
@@ -374,13 +384,33 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
     moved, b = now.count("control"), len(bold)
     assert moved + now.count("bolder") == b
     assert (purchase["bolder"]["exposed"], purchase["bolder"]["converted"]) == (b - moved,) * 2
+    # bold, removed, stays counted for what its visitors did under it, marked removed
+    assert (purchase["bold"]["exposed"], purchase["bold"]["converted"]) == (b, b)
+    assert purchase["bold"]["removed"] and not purchase["control"]["removed"]
+    assert sum(v["exposed"] for v in purchase.values()) == hero["exposed"] == 40 + b
     # The control's visitors came in two splits (40 under the first: none bought; the b
     # shared out anew: those moved to it all bought), so its rate is each split's,
-    # weighted by the split's visitors.
+    # weighted by the split's visitors; what it counted stays what happened.
     assert judged["weighted_by"] == "period"
     rate = b / (40 + b) if moved else 0.0
-    assert (purchase["control"]["exposed"], purchase["control"]["converted"]) == \
-        (40 - b + moved, round(rate * (40 - b + moved)))
+    control = purchase["control"]
+    assert (control["exposed"], control["converted"], control["value_sum"]) == \
+        (40 - b + moved, moved, 10.0 * moved)
+    assert control["rate"] == pytest.approx(rate)
+    row = page.split('data-variant="control"')[1].split("</tr>")[0]
+    assert f'data-field="converted" data-label="Converted">{moved}<' in row
+    assert f'data-field="value_sum" data-label="Total value">{10 * moved:,}<' in row
+    assert "Rate (weighted)" in page and 'data-field="weighted_by"' in page
+    bold_row = page.split('data-variant="bold"')[1].split("</tr>")[0]
+    assert 'data-field="removed">removed<' in bold_row
+    # stopped: listed with a page of its own, its variants all there
+    assert (stopped["name"], stopped["status"], stopped["exposed"]) == \
+        ("hero-test", "stopped", 40 + b)
+    assert {n: (v["exposed"], v["converted"])
+            for n, v in stopped["goals"]["purchase"]["variants"].items()} == \
+        {n: (v["exposed"], v["converted"]) for n, v in purchase.items()}
+    assert '<a href="/__ep/dashboard/experiments/hero-test">hero-test</a>' in listing
+    assert final.status_code == 200 and 'data-banner="stopped"' in final.text
 
 
 def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(
@@ -404,3 +434,46 @@ def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(
     exposed = {name: variant["exposed"] for name, variant in judged["variants"].items()}
     assert sum(exposed.values()) == 120
     assert judged["weighted_by"] == "period" and judged["srm"] is False
+
+
+def test_conversions_with_no_exposure_counted_break_no_results(
+        origin: Server, server_logs: Path, redis_server: RedisServer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Redis restarted empty: a returning visitor's purchase is counted for the variant their
+    # profile remembers, with no exposure counted for it any more. Results, the dashboard
+    # and the report used to fail whole (500, exit 1) on "1 converted of 0 exposed".
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(STICKY_RULES)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_PROFILE_COOKIE_SECURE": "false",
+                              "EP_STORE_FLUSH_INTERVAL": "0.2",
+                              "EP_STORE_URL": redis_server.url})
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as visitor:
+            variant = _shown(visitor)
+            assert _results(server)["experiments"][0]["exposed"] == 1
+            redis_server.stop()
+            redis_server.start()   # empty
+            visitor.get("/page/checkout/thanks?total=10", headers={"accept": "text/html"})
+        deadline = time.monotonic() + 10
+        while (hero := _results(server)["experiments"][0])["goals"]["purchase"]["variants"][
+                variant]["converted"] == 0:
+            assert time.monotonic() < deadline, "the purchase was never counted"
+        listing = httpx.get(f"{server.url}/__ep/dashboard", headers=bearer)
+        page = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test", headers=bearer)
+    finally:
+        server.stop()
+    counted = hero["goals"]["purchase"]["variants"][variant]
+    assert (counted["exposed"], counted["converted"], counted["unexposed_conversions"]) == \
+        (0, 1, 1)
+    assert counted["rate"] is None   # nobody exposed: no rate, rather than 1 of 0
+    (warning,) = hero["warnings"]
+    assert warning.startswith(f"{variant}: 1 conversion on purchase had no exposure counted")
+    assert listing.status_code == 200 and 'data-field="warnings"' in listing.text
+    assert page.status_code == 200 and 'data-banner="warnings"' in page.text
+    assert f"{variant}: 1 conversion on purchase" in page.text
+    assert main(["report", "--rules", str(rules), "--store", redis_server.url]) == 0
+    assert f"WARNING {variant}: 1 conversion on purchase" in capsys.readouterr().out

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from types import MappingProxyType
+from typing import Any
+
+import pytest
 
 from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.learn.results import MAX_CELLS, control_of, results
@@ -28,8 +32,8 @@ def test_an_experiment_is_judged_on_its_goals_from_the_store_s_totals() -> None:
         CountKey("hero-test", "bold", "", "all", day): Tally(exposures=1000),
         CountKey("hero-test", "control", "purchase", "all", day): Tally(0, 50, 500.0, 5000.0),
         CountKey("hero-test", "bold", "purchase", "all", day): Tally(0, 80, 800.0, 8000.0),
-        CountKey("fb-rule", "facebook", "", "all", day): Tally(exposures=10),
-        CountKey("fb-rule", "facebook", "purchase", "all", day): Tally(0, 2, 0.0, 0.0),
+        CountKey("fb-rule", "fb-rule", "", "all", day): Tally(exposures=10),
+        CountKey("fb-rule", "fb-rule", "purchase", "all", day): Tally(0, 2, 0.0, 0.0),
     }
     report = results(ruleset, totals)
     (hero,) = report["experiments"]
@@ -42,7 +46,8 @@ def test_an_experiment_is_judged_on_its_goals_from_the_store_s_totals() -> None:
     assert bold["chance_to_beat_control"] > 0.95
     assert control["uplift"] is None and control["chance_to_beat_control"] is None
     assert purchase["srm_p"] > 0.5
-    # fb-rule is no rule of this set: only rules of the serving set are reported
+    # fb-rule (a rule counts under its own name) is no rule of this set: only rules of the
+    # serving set are reported, and a removed rule is no stopped experiment
     assert report["rules"] == []
 
 
@@ -141,3 +146,95 @@ def test_fixed_weights_edited_while_running_are_judged_within_each_split() -> No
     upgraded = results(ruleset, rows(0, 900, 100, 0.10, 0.10)
                        | rows(today.fixed_period, 900, 100, 0.02, 0.02))
     assert "weighted_by" not in upgraded["experiments"][0]["goals"]["purchase"]
+
+
+def test_conversions_beyond_the_exposures_are_cut_from_rates_and_said() -> None:
+    # one visitor's stale cookie sent with two beacons: 2 converted of 1 exposed (and of a
+    # bandit's period: the rate there would pass 100%)
+    day = "2026-12-02"
+    for hero in (experiment(), dataclasses.replace(experiment(), allocation="bandit")):
+        ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+        totals = {
+            CountKey("hero-test", "control", "", "all", day, 3): Tally(exposures=100),
+            CountKey("hero-test", "control", "purchase", "all", day, 3): Tally(0, 10, 50.0,
+                                                                                250.0),
+            CountKey("hero-test", "bold", "", "all", day, 3): Tally(exposures=1),
+            CountKey("hero-test", "bold", "purchase", "all", day, 3): Tally(0, 2, 20.0, 200.0),
+            CountKey("hero-test", "bold", "", "all", day, 4): Tally(exposures=99),
+            CountKey("hero-test", "bold", "purchase", "all", day, 4): Tally(0, 9, 45.0, 225.0),
+        }
+        (result,) = results(ruleset, totals)["experiments"]
+        bold = result["goals"]["purchase"]["variants"]["bold"]
+        assert (bold["exposed"], bold["converted"], bold["value_sum"]) == (100, 11, 65.0)
+        assert bold["unexposed_conversions"] == 1
+        # within period 3 (101 visitors) bold converted 1 of its 1, in period 4 (99) 9 of 99
+        assert bold["rate"] == pytest.approx((101 * 1.0 + 99 * 9 / 99) / 200)
+        assert result["warnings"] == [
+            "bold: 1 conversion on purchase had no exposure counted (the store was emptied "
+            "or reset while visitors came back, or one visitor's conversion was counted "
+            "twice); left out of its rates"]
+        # the other variant untouched
+        control = result["goals"]["purchase"]["variants"]["control"]
+        assert (control["converted"], control["rate"], control["unexposed_conversions"]) == \
+            (10, 0.1, 0)
+
+
+def test_an_experiment_that_cannot_be_judged_leaves_the_others_standing(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from edge_personalizer.learn import results as module
+
+    real = module.goal_result
+
+    def failing(totals: Any, weights: Any, **kwargs: Any) -> Any:
+        if "broken" in weights:
+            raise RuntimeError("a bug")
+        return real(totals, weights, **kwargs)
+
+    monkeypatch.setattr(module, "goal_result", failing)
+    broken = experiment("broken-test", ("control", 1.0), ("broken", 1.0))
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(broken, experiment()))
+    day = "2026-12-02"
+    totals = {CountKey("broken-test", "control", "", "all", day): Tally(exposures=7),
+              CountKey("hero-test", "control", "", "all", day): Tally(exposures=5),
+              CountKey("old-test", "a", "", "all", day): Tally(exposures=3)}
+    with caplog.at_level(logging.ERROR):
+        report = results(ruleset, totals)
+    first, hero, old = report["experiments"]
+    assert first["name"] == "broken-test" and first["exposed"] == 7
+    assert first["error"] == "its results could not be worked out: RuntimeError: a bug"
+    assert first["goals"] == {}
+    assert hero["goals"]["purchase"]["variants"]["control"]["exposed"] == 5
+    assert old["status"] == "stopped" and "error" not in old
+    assert "broken-test" in caplog.text and "a bug" in caplog.text
+
+
+def test_a_stopped_experiment_keeps_its_results_from_the_store() -> None:
+    day = "2026-12-02"
+    totals = {CountKey("old-test", "b", "", "all", day): Tally(exposures=200),
+              CountKey("old-test", "b", "purchase", "all", day): Tally(0, 40),
+              CountKey("old-test", "a", "", "all", day): Tally(exposures=200),
+              CountKey("old-test", "a", "purchase", "all", day): Tally(0, 20),
+              CountKey("ep:affinity", "x", "y", "z", day): Tally(0, 9)}
+    (old,) = results(RuleSet.empty("v1"), totals)["experiments"]
+    assert (old["name"], old["status"], old["control"], old["exposed"]) == \
+        ("old-test", "stopped", "a", 400)
+    purchase = old["goals"]["purchase"]
+    assert purchase["srm"] is False and purchase["srm_p"] is None   # its weights are gone
+    assert purchase["variants"]["b"]["rate"] == 0.2
+    assert purchase["variants"]["b"]["chance_to_beat_control"] > 0.95
+
+
+def test_a_removed_variant_stays_counted_and_out_of_the_split_check() -> None:
+    hero = dataclasses.replace(experiment("hero-test", ("control", 50.0), ("a", 50.0)),
+                               allocation="bandit")
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    day = "2026-12-02"
+    totals = {CountKey("hero-test", v, "", "all", day, 1): Tally(exposures=84)
+              for v in ("control", "a", "b")}
+    totals |= {CountKey("hero-test", v, "", "all", day, 2): Tally(exposures=48)
+               for v in ("control", "a")}
+    (result,) = results(ruleset, totals)["experiments"]
+    variants = result["goals"]["purchase"]["variants"]
+    assert list(variants) == ["control", "a", "b"]
+    assert [v["removed"] for v in variants.values()] == [False, False, True]
+    assert sum(v["exposed"] for v in variants.values()) == result["exposed"] == 348
