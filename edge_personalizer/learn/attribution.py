@@ -5,6 +5,9 @@ when, in which cell and period (the bandit weights' version), and which conversi
 already counted; so the store only ever adds counters. A conversion is counted in the cell
 and period of the exposure it is attributed to: a bandit's results compare variants within
 each period, and a visitor assigned under one version of the weights stays in it.
+The cookie alone cannot stop a stale copy of it from being sent again (a reload, a
+double-clicked beacon, a replayed cookie): each conversion carries the visitor's id, and
+the store counts it once per experiment, variant, goal and visitor within the goal's window.
 A visitor without a profile (privacy signals) is never counted; neither are bots.
 """
 
@@ -65,7 +68,9 @@ class Attribution:
                 if converted_key(conversion.goal, by) in profile.converted:
                     continue
                 self.counters.convert(by, exposure.variant, conversion.goal, exposure.cell,
-                                      conversion.value, period=exposure.period)
+                                      conversion.value, period=exposure.period,
+                                      visitor=profile.visitor_id,
+                                      window=conversion.window_seconds)
                 self.conversions += 1
                 profile = profile.with_counted(conversion.goal, by)
         return profile

@@ -3,7 +3,13 @@
 Each worker process owns one `Accumulator`. The request path calls `expose` and `convert`
 (a tuple built, a dict looked up, a list item added to: no I/O, no lock, never an
 exception for a well-typed call). The flusher moves what was counted into `pending` with
-`collect`, writes `pending_batch` to the store and `acknowledge`s what was written.
+`collect`, writes `pending_batch` (and `pending_converted`) to the store and
+`acknowledge`s what was written.
+
+A visitor's conversion (`convert` with `visitor`) is held as one `Converted` entry, not
+added to a count: the store counts it only if it has not counted the same experiment,
+variant, goal and visitor within the goal's window, so a replayed beacon or a stale cookie sent
+again cannot count one visitor twice. Conversions are rare next to page views.
 
 Memory is bounded by the number of distinct keys (experiment, variant, goal, cell, day,
 period), not by the number of events: a key already held keeps counting however long the store is
@@ -15,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 # the period of counts made before exposures kept theirs (old cookies, old store rows)
@@ -59,6 +65,18 @@ class Tally(NamedTuple):
 Batch = Mapping[CountKey, Tally]
 
 
+class Converted(NamedTuple):
+    """One visitor's conversion on `key` (its goal, variant, cell, day and period), bringing
+    `value`: the store counts it once per experiment, variant, goal and `visitor` for
+    `window` seconds (the goal's attribution window). The variant is part of it: a visitor
+    shared out anew after their variant was removed converts for the new one too."""
+
+    key: CountKey
+    visitor: str
+    value: float = 0.0
+    window: float = 0.0
+
+
 def utc_day(timestamp: float) -> str:
     """The UTC day of a POSIX timestamp, as keys carry it."""
     return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
@@ -79,6 +97,8 @@ class Accumulator:
         # equal to one with the same fields); collect() turns them into CountKeys.
         self._current: dict[tuple[str, str, str, str, str, int], list[float]] = {}
         self._pending: dict[CountKey, Tally] = {}
+        self._converted: list[Converted] = []          # since the last collect()
+        self._pending_converted: list[Converted] = []  # the flusher's, oldest first
         self._day = ""
         self._day_start = self._day_end = 0.0
 
@@ -108,12 +128,19 @@ class Accumulator:
 
     def convert(self, experiment: str, variant: str, goal: str, cell: str = ALL_VISITORS,
                 value: float = 0.0, day: str | None = None,
-                period: int = FIXED_PERIOD) -> None:
+                period: int = FIXED_PERIOD, visitor: str | None = None,
+                window: float = 0.0) -> None:
         """Count one visitor converted on `goal`, bringing `value` (0 when the goal has
-        none), in `period`: the period of the exposure the conversion is attributed to."""
+        none), in `period`: the period of the exposure the conversion is attributed to.
+        With `visitor`, the store counts it once per experiment, variant, goal and visitor within
+        `window` seconds (see `Converted`)."""
         if day is None:
             now = self._clock()
             day = self._day if self._day_start <= now < self._day_end else self.today()
+        if visitor is not None:
+            self._convert_once(CountKey(experiment, variant, goal, cell, day, period),
+                               visitor, value, window)
+            return
         key = (experiment, variant, goal, cell, day, period)
         counts = self._current.get(key)
         if counts is None:
@@ -128,9 +155,17 @@ class Accumulator:
             counts[2] += value
             counts[3] += value * value
 
+    def _convert_once(self, key: CountKey, visitor: str, value: float, window: float) -> None:
+        if self.held_keys >= self.max_keys:
+            self.dropped += 1
+            return
+        if value and not math.isfinite(value):
+            self.invalid_values += 1
+            value = 0.0
+        self._converted.append(Converted(key, visitor, value, window))
+
     def _open(self, key: tuple[str, str, str, str, str, int]) -> list[float] | None:
-        if (len(self._current) + len(self._pending) >= self.max_keys
-                and key not in self._pending):
+        if self.held_keys >= self.max_keys and key not in self._pending:
             self.dropped += 1
             return None
         counts = self._current[key] = [0, 0, 0.0, 0.0]
@@ -138,8 +173,10 @@ class Accumulator:
 
     @property
     def held_keys(self) -> int:
-        """Keys held in memory (counted since the last flush, or waiting for the store)."""
-        return len(self._current) + len(self._pending)
+        """Keys held in memory (counted since the last flush, or waiting for the store),
+        each visitor's conversion one."""
+        return (len(self._current) + len(self._pending) + len(self._converted)
+                + len(self._pending_converted))
 
     def collect(self) -> None:
         """Move what was counted since the last call into the pending counts (the flusher's)."""
@@ -150,13 +187,21 @@ class Accumulator:
             tally = Tally(int(exposures), int(conversions), value_sum, value_sq_sum)
             held = pending.get(key)
             pending[key] = tally if held is None else held.plus(tally)
+        self._pending_converted += self._converted
+        self._converted = []
 
     def pending_batch(self, limit: int) -> dict[CountKey, Tally]:
         """Up to `limit` of the pending counts, for one write to the store."""
         return dict(itertools.islice(self._pending.items(), limit))
 
-    def acknowledge(self, batch: Batch) -> None:
-        """Forget the counts of `batch`: the store has added them."""
+    def pending_converted(self, limit: int) -> list[Converted]:
+        """Up to `limit` of the visitors' conversions waiting for the store, oldest first."""
+        return self._pending_converted[:limit]
+
+    def acknowledge(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
+        """Forget the counts of `batch` and the conversions `converted` (the oldest pending
+        ones, as `pending_converted` gave them): the store has taken them."""
+        del self._pending_converted[:len(converted)]
         pending = self._pending
         for key, written in batch.items():
             held = pending.pop(key, None)

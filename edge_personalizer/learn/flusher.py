@@ -62,11 +62,15 @@ class Flusher:
         """Write everything counted so far. False when the store failed (the counts are kept)."""
         async with self._lock:
             self.counters.collect()
-            while batch := self.counters.pending_batch(self.batch_keys):
+            while True:
+                batch = self.counters.pending_batch(self.batch_keys)
+                converted = self.counters.pending_converted(self.batch_keys)
+                if not batch and not converted:
+                    break
                 try:
                     # Shielded: a write cancelled after Redis applied it would be written twice.
                     with anyio.CancelScope(shield=True):
-                        await self.store.flush(batch)
+                        await self.store.flush(batch, converted)
                 except StoreError as exc:
                     self._failed(str(exc))
                     return False
@@ -77,7 +81,7 @@ class Flusher:
                         logger.error("writing counts failed unexpectedly", exc_info=True)
                     self._failed(f"{type(exc).__name__}: {exc}")
                     return False
-                self.counters.acknowledge(batch)
+                self.counters.acknowledge(batch, converted)
             self._answered()
             return True
 

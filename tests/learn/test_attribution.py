@@ -15,8 +15,15 @@ def profile(now: int = T0, stored: bool = True) -> Profile:
 
 
 def counted(counters: Accumulator) -> dict[CountKey, Tally]:
+    """The counts, with each visitor's conversion as the store counts a first one."""
     counters.collect()
-    return counters.pending_batch(100)
+    rows = counters.pending_batch(100)
+    for converted in counters.pending_converted(100):
+        assert converted.visitor == "v1"
+        value = converted.value
+        rows[converted.key] = rows.get(converted.key, Tally()).plus(
+            Tally(0, 1, value, value * value))
+    return rows
 
 
 def judged_on_purchase(by: str) -> frozenset[str] | None:
@@ -52,6 +59,8 @@ def test_a_conversion_counts_once_within_the_window_for_what_is_judged_on_it() -
     assert rows[CountKey("fb-rule", "facebook", "signup", "all", DAY)].conversions == 1
     assert CountKey("hero-test", "bold", "signup", "all", DAY) not in rows
     assert attribution.conversions == 3 and attribution.exposures == 2
+    counters.collect()
+    assert {c.window for c in counters.pending_converted(100)} == {3600.0}
 
 
 def test_a_conversion_counts_in_the_period_of_its_exposure_on_the_day_it_happens() -> None:

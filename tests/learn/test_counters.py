@@ -9,6 +9,7 @@ from edge_personalizer.learn.counters import (
     EXPOSURE,
     FIXED_PERIOD,
     Accumulator,
+    Converted,
     CountKey,
     Tally,
     utc_day,
@@ -134,3 +135,17 @@ def test_variant_totals_join_exposures_to_one_goal_over_days_and_cells() -> None
     assert variant_totals(rows, "hero", "buy") == {
         "bold": Tally(15, 2, 20.0, 200.0), "control": Tally(12)}
     assert variant_totals(rows, "hero", "buy", cell="desktop") == {"bold": Tally(5)}
+
+
+def test_a_visitor_s_conversion_is_held_apart_and_counts_against_the_bound() -> None:
+    counters = Accumulator(max_keys=2, clock=lambda: 0.0)
+    counters.convert("hero", "bold", "buy", value=5.0, visitor="v1", window=60.0)
+    counters.convert("hero", "bold", "buy", value=5.0, visitor="v1", window=60.0)
+    counters.convert("hero", "bold", "buy", visitor="v2")   # past max_keys: dropped
+    counters.collect()
+    key = CountKey("hero", "bold", "buy", "all", "1970-01-01")
+    assert counters.pending_batch(10) == {}
+    assert counters.pending_converted(10) == [Converted(key, "v1", 5.0, 60.0)] * 2
+    assert counters.held_keys == 2 and counters.dropped == 1
+    counters.acknowledge({}, counters.pending_converted(1))
+    assert counters.pending_converted(10) == [Converted(key, "v1", 5.0, 60.0)]

@@ -5,12 +5,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import pytest
 
-from edge_personalizer.learn.counters import Accumulator, Batch, CountKey, Tally
+from edge_personalizer.learn.counters import Accumulator, Batch, Converted, CountKey, Tally
 from edge_personalizer.learn.flusher import Flusher
 from edge_personalizer.learn.store import Table, open_store
 from edge_personalizer.learn.store.redis import RedisStore
@@ -198,7 +199,7 @@ class BrokenStore:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def flush(self, batch: Batch) -> None:
+    async def flush(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
         self.calls += 1
         raise TypeError("a bug")
 

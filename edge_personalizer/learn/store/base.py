@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..counters import Batch, CountKey, Tally
+from ..counters import Batch, Converted, CountKey, Tally
 
 MAX_TABLE_BYTES = 1 << 20   # tables are small: weights per cell, a model's top entries
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
@@ -32,8 +33,10 @@ class Store(Protocol):
 
     location: str   # the URL without its password, for logs and reports
 
-    async def flush(self, batch: Batch) -> None:
-        """Add each tally of `batch` to the totals of its key: all of them, or none."""
+    async def flush(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
+        """Add each tally of `batch` to the totals of its key, and count each visitor's
+        conversion of `converted` (and its value) unless the same experiment, variant,
+        goal and visitor was counted within the conversion's window: all of it, or none."""
 
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         """Every key's totals (of one experiment, when named)."""

@@ -7,16 +7,22 @@ Layout under a prefix (default `ep`):
                             sum of squares (fields from before periods, without one, are
                             read in UNKNOWN_PERIOD)
     ep:table:<name>         hash: version, payload, published_at
+    ep:converted:["<experiment>","<variant>","<goal>","<visitor>"]
+                            a visitor's conversion, counted already: expires after the
+                            goal's attribution window
 
-A flush is one pipelined MULTI/EXEC of HINCRBY/HINCRBYFLOAT, so Redis applies all of it or
-none. Timeouts are short and nothing is retried here: a store that is down fails the flush
-at once, and the flusher keeps the counts for the next one.
+A flush is one Lua script (`_FLUSH`) of HINCRBY/HINCRBYFLOAT, so Redis applies all of it
+at once; a visitor's conversion is counted only if its `ep:converted:` key was set anew
+(SET NX EX) in the same script. Timeouts are short and nothing is retried here: a store
+that is down fails the flush at once, and the flusher keeps the counts for the next one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Awaitable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,11 +34,42 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ...errors import StoreError
-from ..counters import UNKNOWN_PERIOD, Batch, CountKey, Tally
+from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
 from .base import Table, check_table
 
 _METRICS = ("e", "c", "s", "q")
 _INT_METRICS = frozenset("ec")
+# KEYS: the experiments set, the count hashes, then one key per visitor's conversion.
+# ARGV: how many experiment names, the names, then operations: `i` or `f`, hash, field,
+# amount (HINCRBY, HINCRBYFLOAT); `c`, hash, key, seconds, conversions field, value sum
+# field, value, value squares field, value squared (a visitor's conversion, counted if its
+# key is new; its value too, unless the value is ""). Returns the conversions counted.
+_FLUSH = """
+local names = tonumber(ARGV[1])
+if names > 0 then redis.call('SADD', KEYS[1], unpack(ARGV, 2, names + 1)) end
+local at, counted = names + 2, 0
+while at <= #ARGV do
+  local op, counts = ARGV[at], KEYS[tonumber(ARGV[at + 1])]
+  if op == 'i' then
+    redis.call('HINCRBY', counts, ARGV[at + 2], ARGV[at + 3])
+    at = at + 4
+  elseif op == 'f' then
+    redis.call('HINCRBYFLOAT', counts, ARGV[at + 2], ARGV[at + 3])
+    at = at + 4
+  else
+    if redis.call('SET', KEYS[tonumber(ARGV[at + 2])], '1', 'NX', 'EX', ARGV[at + 3]) then
+      redis.call('HINCRBY', counts, ARGV[at + 4], 1)
+      if ARGV[at + 6] ~= '' then
+        redis.call('HINCRBYFLOAT', counts, ARGV[at + 5], ARGV[at + 6])
+        redis.call('HINCRBYFLOAT', counts, ARGV[at + 7], ARGV[at + 8])
+      end
+      counted = counted + 1
+    end
+    at = at + 9
+  end
+end
+return counted
+"""
 
 
 def _redacted(url: str) -> str:
@@ -77,6 +114,7 @@ class RedisStore:
                 retry=Retry(NoBackoff(), 0), health_check_interval=0)
         except (ValueError, RedisError) as exc:
             raise StoreError(f"{self.location}: not a usable Redis URL: {exc}") from exc
+        self._flush = self._redis.register_script(_FLUSH)
 
     def _counts_key(self, experiment: str) -> str:
         return f"{self._prefix}:counts:{experiment}"
@@ -93,21 +131,52 @@ class RedisStore:
         pipe.execute_command(*command)
         return (await self._run(pipe))[0]
 
-    async def flush(self, batch: Batch) -> None:
-        if not batch:
+    async def _call(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"{self.location}: {type(exc).__name__}: {exc}") from exc
+
+    async def flush(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
+        if not batch and not converted:
             return
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.sadd(f"{self._prefix}:experiments", *{key.experiment for key in batch})
+        keys, args = self._flush_script_input(batch, converted)
+        await self._call(self._flush(keys=keys, args=args))
+
+    def _flush_script_input(self, batch: Batch, converted: Sequence[Converted]
+                            ) -> tuple[list[str], list[str | int | float]]:
+        """The KEYS and ARGV of `_FLUSH` for one write."""
+        keys = [f"{self._prefix}:experiments"]
+        hashes: dict[str, int] = {}   # experiment -> its count hash's index in KEYS (1-based)
+
+        def counts(experiment: str) -> int:
+            index = hashes.get(experiment)
+            if index is None:
+                keys.append(self._counts_key(experiment))
+                index = hashes[experiment] = len(keys)
+            return index
+
+        names = {key.experiment for key in batch} | {c.key.experiment for c in converted}
+        args: list[str | int | float] = [len(names), *sorted(names)]
         for key, tally in batch.items():
-            counts = self._counts_key(key.experiment)
             for metric, amount in zip(_METRICS, tally, strict=True):
                 if not amount:
                     continue
                 if metric in _INT_METRICS:
-                    pipe.hincrby(counts, _field(key, metric), int(amount))
+                    args += ["i", counts(key.experiment), _field(key, metric), int(amount)]
                 else:
-                    pipe.hincrbyfloat(counts, _field(key, metric), float(amount))
-        await self._run(pipe)
+                    args += ["f", counts(key.experiment), _field(key, metric), repr(amount)]
+        for conversion in converted:
+            key = conversion.key
+            index = counts(key.experiment)
+            keys.append(f"{self._prefix}:converted:" + json.dumps(
+                [key.experiment, key.variant, key.goal, conversion.visitor],
+                separators=(",", ":")))
+            value = conversion.value
+            args += ["c", index, len(keys), max(1, math.ceil(conversion.window)),
+                     _field(key, "c"), _field(key, "s"), repr(value) if value else "",
+                     _field(key, "q"), repr(value * value)]
+        return keys, args
 
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         if experiment is None:

@@ -4,6 +4,9 @@ Nothing to install. Each process holds one connection; calls run in a worker thr
 (`anyio.to_thread`), never on the event loop. A flush is one transaction of upserts that
 add, so concurrent flushes from several processes sum; a writer waits for another at most
 `timeout` seconds (SQLite's busy timeout), then the flush fails and is retried later.
+A visitor's conversion is counted in the same transaction only if its (experiment, variant,
+goal, visitor) is not in the `converted` table yet, where it stays for the goal's attribution
+window (expired rows are pruned on each flush).
 
 A file written before counts kept their period is brought up to date when opened: its
 rows are kept, in UNKNOWN_PERIOD.
@@ -21,7 +24,7 @@ from typing import TypeVar
 import anyio.to_thread
 
 from ...errors import StoreError
-from ..counters import UNKNOWN_PERIOD, Batch, CountKey, Tally
+from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
 from .base import Table, check_table
 
 _T = TypeVar("_T")
@@ -35,6 +38,12 @@ CREATE TABLE IF NOT EXISTS {name} (
 ) WITHOUT ROWID;
 """
 _SCHEMA = _COUNTS.format(name="counts") + """
+CREATE TABLE IF NOT EXISTS converted (
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, goal TEXT NOT NULL,
+    visitor TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (experiment, variant, goal, visitor)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS converted_expires ON converted (expires);
 CREATE TABLE IF NOT EXISTS tables (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, payload BLOB NOT NULL,
     published_at REAL NOT NULL
@@ -49,6 +58,12 @@ ON CONFLICT (experiment, variant, goal, cell, day, period) DO UPDATE SET
     conversions = conversions + excluded.conversions,
     value_sum = value_sum + excluded.value_sum,
     value_sq_sum = value_sq_sum + excluded.value_sq_sum
+"""
+# A row only if the visitor's conversion is new, or the one remembered has expired.
+_CONVERTED = """
+INSERT INTO converted VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (experiment, variant, goal, visitor) DO UPDATE SET expires = excluded.expires
+WHERE converted.expires <= ?
 """
 _PUBLISH = """
 INSERT INTO tables VALUES (?, 1, ?, ?)
@@ -106,11 +121,11 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.location}: {exc}") from exc
 
-    async def flush(self, batch: Batch) -> None:
-        if not batch:
+    async def flush(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
+        if not batch and not converted:
             return
         rows: list[_Row] = [(*key, *tally) for key, tally in batch.items()]
-        await self._run(lambda db: _add(db, rows))
+        await self._run(lambda db: _add(db, rows, converted, time.time()))
 
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         query = f"SELECT {_COLUMNS} FROM counts"
@@ -170,12 +185,20 @@ def _add_periods(db: sqlite3.Connection) -> None:
         raise
 
 
-def _add(db: sqlite3.Connection, rows: Sequence[_Row]) -> None:
+def _add(db: sqlite3.Connection, rows: Sequence[_Row], converted: Sequence[Converted],
+         now: float) -> None:
     # IMMEDIATE takes the write lock up front: a reader turning writer mid-transaction could
     # deadlock with another process and fail at once instead of waiting its busy timeout.
     db.execute("BEGIN IMMEDIATE")
     try:
         db.executemany(_ADD, rows)
+        if converted:
+            db.execute("DELETE FROM converted WHERE expires <= ?", (now,))
+        for conversion in converted:
+            key, value = conversion.key, conversion.value
+            if db.execute(_CONVERTED, (key.experiment, key.variant, key.goal, conversion.visitor,
+                                       now + conversion.window, now)).rowcount:
+                db.execute(_ADD, (*key, 0, 1, value, value * value))
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

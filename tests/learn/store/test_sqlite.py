@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from edge_personalizer.errors import StoreError
-from edge_personalizer.learn.counters import UNKNOWN_PERIOD, CountKey, Tally
+from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Converted, CountKey, Tally
 from edge_personalizer.learn.store.sqlite import SqliteStore, sqlite_url
 
 pytestmark = pytest.mark.anyio
@@ -179,3 +179,21 @@ def test_a_directory_that_cannot_be_made_is_refused(tmp_path: Path) -> None:
 
 def test_sqlite_url_is_absolute(tmp_path: Path) -> None:
     assert sqlite_url(Path("ep.db")) == f"sqlite://{Path.cwd() / 'ep.db'}"
+
+
+async def test_a_visitor_s_conversion_counts_once_within_its_window(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ep.db")
+    bought = Converted(BOLD_BUY, "v1", 9.5, 0.3)
+    signed_up = Converted(BOLD_BUY._replace(goal="signup"), "v1", window=0.3)
+    # shared out anew after bold was removed: a conversion for what the visitor sees now
+    shared_anew = Converted(BOLD_BUY._replace(variant="bolder"), "v1", window=0.3)
+    await store.flush({BOLD: Tally(2)}, [bought, bought])       # a beacon sent twice
+    await store.flush({}, [bought, Converted(BOLD_BUY, "v2", 0.5, 0.3), signed_up,
+                           shared_anew])
+    assert await store.totals() == {
+        BOLD: Tally(2), BOLD_BUY: Tally(0, 2, 10.0, 90.5), signed_up.key: Tally(0, 1),
+        shared_anew.key: Tally(0, 1)}
+    await anyio.sleep(0.4)   # the window has passed: remembered no longer
+    await store.flush({}, [bought])
+    assert (await store.totals())[BOLD_BUY] == Tally(0, 3, 19.5, 180.75)
+    await store.close()
