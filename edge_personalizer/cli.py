@@ -304,7 +304,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     snapshot = anyio.run(snapshot_of, settings.store_location(), load_rules(settings.rules_dir))
     if args.html is not None:
         args.html.write_text(Pages().one_file(snapshot), encoding="utf-8")
-        count = len(snapshot.ruleset.experiments)
+        count = len(snapshot.results["experiments"])   # the stopped ones too
         print(f"wrote {args.html}: the results of {count} experiment"
               f"{'' if count == 1 else 's'} from {snapshot.store}")
     elif args.format == "json":

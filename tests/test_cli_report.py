@@ -138,3 +138,17 @@ def test_report_without_a_store_says_where_it_looked(tmp_path: Path,
     err = capsys.readouterr().err
     assert f"no store at {tmp_path / 'none' / 'ep.db'}" in err
     assert not (tmp_path / "none").exists()   # nothing created by looking
+
+
+def test_html_report_counts_a_stopped_experiment_it_shows(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # hero-test was counted, then taken out of the rules: its final results are a page too.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("slots: {hero: {}}\nrules:\n"
+                                  "  - {name: facebook-hero, then: {hero: <b>Hi</b>}}\n")
+    target = tmp_path / "results.html"
+    assert main(["report", "--rules", str(rules), "--data-dir", str(data_dir),
+                 "--html", str(target)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {target}: the results of 1 experiment ")
+    assert "hero-test" in target.read_text()
