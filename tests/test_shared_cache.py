@@ -324,3 +324,13 @@ def test_an_edited_variant_is_served_at_once_under_a_new_key(
         edited = httpx.get(url, headers=PAGE)
         assert b"20% off" in edited.content, edited.headers
         assert edited.headers["x-seen-segment"] != cached.headers["x-seen-segment"]
+
+
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+def test_a_shared_page_carries_no_one_requests_timing(cached_site: tuple[int, bool]) -> None:
+    port, _ = cached_site
+    url = f"http://127.0.0.1:{port}/slotted/timing"
+    pages = [httpx.get(url, headers=SEGMENTS["facebook"]) for _ in range(2)]
+    assert [page.headers["x-cache"] for page in pages] == ["MISS", "HIT"]
+    assert all(EXPECTED["facebook"] in page.content for page in pages)
+    assert all("server-timing" not in page.headers for page in pages)

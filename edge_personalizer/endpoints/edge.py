@@ -81,8 +81,9 @@ class EdgeDecisions:
             return
         exchange, segment = begun
         decision = exchange.decision
-        headers = [(b"x-ep-segment", segment.key.encode()),
-                   (b"x-ep-variant", decision.variant_header)]
+        headers = [(b"x-ep-segment", segment.key.encode())]
+        if decision.variant_header:   # no empty header when no slot changes
+            headers.append((b"x-ep-variant", decision.variant_header))
         location = self.personalizer.redirect_target(exchange, exchange.scope)
         redirect = decision.redirect if location is not None else None
         if location is not None and redirect is not None:
@@ -132,7 +133,8 @@ class EdgeDecisions:
         content = choice.content if choice is not None else None
         if self.headers.cache.keyed and segment.shareable:
             headers += [(b"cache-control", self.headers.shared_cache_control()),
-                        (b"vary", b"X-EP-Segment")]
+                        (b"vary", b"X-EP-Segment"),
+                        *segment.tag_lines(self.headers.cache.tag_headers)]
         else:
             headers.append((b"cache-control", b"private, no-store"))
         if content is None or content.template is None or \

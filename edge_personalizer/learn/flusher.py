@@ -5,20 +5,33 @@ last flush (bounded by `final_timeout`). A store that is down costs a page nothi
 loop runs beside the request path, each write is bounded by the store's short timeouts,
 and counts that could not be written stay in the accumulator (bounded) for the next try.
 An outage is logged once when it starts and once when it ends.
+
+Each write carries a `BatchId` (this flusher's id and a number that grows), and a write
+that failed is sent again as it was, with the same id, before anything counted since: a
+write that timed out may have landed all the same, and the store applies an id once.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import anyio
 from anyio.abc import TaskStatus
 
 from ..errors import StoreError
-from .counters import Accumulator
-from .store import Store
+from .counters import Accumulator, Batch, Converted
+from .store import BatchId, Store
 
 logger = logging.getLogger(__name__)
+
+
+class _Write(NamedTuple):
+    batch: Batch
+    converted: Sequence[Converted]
+    id: BatchId
 
 
 class Flusher:
@@ -42,6 +55,9 @@ class Flusher:
         self.outages = 0
         self._dropped_before = 0  # counters.dropped at the last successful flush
         self._lock = anyio.Lock()
+        self._writer = uuid.uuid4().hex
+        self._written = 0          # the number of the last batch taken
+        self._unsent: _Write | None = None   # a write that failed: sent again as it was
 
     @property
     def healthy(self) -> bool:
@@ -62,15 +78,13 @@ class Flusher:
         """Write everything counted so far. False when the store failed (the counts are kept)."""
         async with self._lock:
             self.counters.collect()
-            while True:
-                batch = self.counters.pending_batch(self.batch_keys)
-                converted = self.counters.pending_converted(self.batch_keys)
-                if not batch and not converted:
-                    break
+            while write := self._unsent or self._next_write():
+                self._unsent = write
                 try:
                     # Shielded: a write cancelled after Redis applied it would be written twice.
                     with anyio.CancelScope(shield=True):
-                        await self.store.flush(batch, converted)
+                        await self.store.flush(write.batch, write.converted,
+                                               batch_id=write.id)
                 except StoreError as exc:
                     self._failed(str(exc))
                     return False
@@ -81,9 +95,18 @@ class Flusher:
                         logger.error("writing counts failed unexpectedly", exc_info=True)
                     self._failed(f"{type(exc).__name__}: {exc}")
                     return False
-                self.counters.acknowledge(batch, converted)
+                self._unsent = None
+                self.counters.acknowledge(write.batch, write.converted)
             self._answered()
             return True
+
+    def _next_write(self) -> _Write | None:
+        batch = self.counters.pending_batch(self.batch_keys)
+        converted = self.counters.pending_converted(self.batch_keys)
+        if not batch and not converted:
+            return None
+        self._written += 1
+        return _Write(batch, converted, BatchId(self._writer, self._written))
 
     def _failed(self, reason: str) -> None:
         if self.failed_flushes == 0:

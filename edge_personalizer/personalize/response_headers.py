@@ -177,8 +177,12 @@ class PageHeaders:
         return out
 
     def variant_headers(self, exchange: Exchange, spent: float) -> list[tuple[bytes, bytes]]:
-        """What a rewritten page says about itself: the time added, and its variants."""
-        out = [(b"server-timing", f"ep;dur={spent * 1000:.2f}".encode())]
+        """What a rewritten page says about itself: the time added (not on a page keyed
+        caching may share: a shared cache would replay one request's time to everyone),
+        and its variants."""
+        out = []
+        if not (self.cache.keyed and self.segment(exchange).shareable):
+            out.append((b"server-timing", f"ep;dur={spent * 1000:.2f}".encode()))
         if self.cache.variant_header:
             out.append((b"x-ep-variant", exchange.decision.variant_header))
         return out

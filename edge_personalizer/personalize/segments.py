@@ -50,6 +50,11 @@ BOUNDED_FIELDS = frozenset({
 })
 SEGMENT_HEADER = "x-ep-segment"   # the request header a trusted edge names its cache key in
 UNBOUNDED = "x"   # a value part that stands for "not in the key": the page is private
+# Why a slot keeps its default with nothing counted: visitors an experiment does not bucket
+# (bots, visitors without a stored profile) and those it holds out see the default page,
+# so their choices add nothing to the key (a variant named "control" that they are
+# bucketed into is counted as an exposure: it keeps its token).
+_AS_IS = frozenset({"control", "holdout"})
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _SLOT_TOKEN = r"[0-9a-f]{8}(?:\.(?:[0-9a-f]{8}|x))?"
 _ACTIONS_TOKEN = r"p[0-9a-f]{8}"   # the page actions: always last
@@ -126,6 +131,8 @@ def segment_of(decision: Decision, visitor: Visitor) -> Segment:
     tags = {"ep"}
     shareable = True
     for slot, choice in sorted(decision.slots.items()):
+        if choice.content is None and choice.reason in _AS_IS:
+            continue   # the slot as the default page has it, and nothing counted
         token = choice_token(choice)
         template = choice.content.template if choice.content is not None else None
         if template is not None and not template.is_static:
@@ -155,8 +162,6 @@ def _choices(ruleset: RuleSet) -> Iterator[SlotChoice]:
             yield SlotChoice(slot, rule.name, "rule", rule.name, content)
     for experiment in ruleset.experiments:
         for slot in experiment.slots:
-            yield SlotChoice(slot, "control", "control", experiment.name)
-            yield SlotChoice(slot, "holdout", "holdout", experiment.name)
             for variant, contents in experiment.variants.items():
                 yield SlotChoice(slot, variant, "experiment", experiment.name,
                                  contents.get(slot))

@@ -42,6 +42,21 @@ def test_decide_reports_redirects_and_default_segment(proxy: Server) -> None:
                                     "status": 302}
     default = httpx.get(f"{proxy.url}/__ep/decide?url=/slotted/a", headers=PAGE)
     assert default.json()["segment"] == "default" and default.json()["slots"] == {}
+    assert "x-ep-variant" not in default.headers   # no empty header when nothing is chosen
+
+
+def test_a_visitor_an_experiment_does_not_bucket_gets_the_default_key(proxy: Server) -> None:
+    # curl's own User-Agent is a bot: the experiment leaves it its control, which is the
+    # default page, and its key says so (a shared cache keeps one copy for both).
+    curl = {"accept": "text/html", "user-agent": "curl/8.5.0"}
+    decided = httpx.get(f"{proxy.url}/__ep/decide?url=/slotted/a%3Fexp%3Don", headers=curl)
+    assert decided.json()["slots"]["hero"]["reason"] == "control"
+    assert decided.json()["segment"] == "default" == decided.headers["x-ep-segment"]
+    page = httpx.get(f"{proxy.url}/slotted/a?exp=on", headers=curl)
+    assert b"Default hero" in page.content and page.headers["x-ep-segment"] == "default"
+    bucketed = httpx.get(f"{proxy.url}/__ep/decide?url=/slotted/a%3Fexp%3Don", headers=PAGE)
+    assert bucketed.json()["slots"]["hero"]["reason"] == "experiment"
+    assert bucketed.json()["segment"] != "default"   # the control variant, counted, keyed
 
 
 def test_fragment_returns_a_slots_variant(proxy: Server) -> None:
@@ -108,6 +123,10 @@ def test_purge_tags_only_on_pages_a_shared_cache_may_store(
         everyone = httpx.get(f"{every.url}/slotted/a", headers=FACEBOOK).headers
         response = httpx.get(f"{only.url}/slotted/a", headers=FACEBOOK)
         session = httpx.get(f"{every.url}/slotted/a?session=1", headers=FACEBOOK).headers
+        fragment = httpx.get(f"{every.url}/__ep/fragment/hero?url=/slotted/a",
+                             headers=FACEBOOK).headers
+        only_fragment = httpx.get(f"{only.url}/__ep/fragment/hero?url=/slotted/a",
+                                  headers=FACEBOOK).headers
     finally:
         every.stop()
         only.stop()
@@ -123,6 +142,12 @@ def test_purge_tags_only_on_pages_a_shared_cache_may_store(
     assert "edge-cache-tag" not in response.headers
     # The origin's session cookie makes the page private: no tags either.
     assert session["cache-control"].startswith("private") and "cache-tag" not in session
+    # A fragment a shared cache may store carries the same tags as its page.
+    assert fragment["cache-control"].startswith("public")
+    assert fragment["cache-tag"].split(",") == tags
+    assert fragment["surrogate-key"].split(" ") == tags
+    assert only_fragment["cache-tag"].split(",") == tags
+    assert "surrogate-key" not in only_fragment
 
 
 def test_decide_names_no_control_characters_in_a_redirect(proxy: Server) -> None:

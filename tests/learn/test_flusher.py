@@ -13,7 +13,7 @@ import pytest
 
 from edge_personalizer.learn.counters import Accumulator, Batch, Converted, CountKey, Tally
 from edge_personalizer.learn.flusher import Flusher
-from edge_personalizer.learn.store import Table, open_store
+from edge_personalizer.learn.store import BatchId, Table, open_store
 from edge_personalizer.learn.store.redis import RedisStore
 from edge_personalizer.learn.store.sqlite import SqliteStore
 
@@ -183,6 +183,32 @@ def test_a_killed_worker_loses_at_most_its_last_second_of_counts(
     assert a_second_before <= written <= counted_by, (a_second_before, written, counted_by)
 
 
+
+async def test_a_write_that_timed_out_but_landed_is_not_counted_again(
+        redis_server: RedisServer) -> None:
+    counters, store = Accumulator(), RedisStore(redis_server.url, timeout=0.3)
+    flusher = Flusher(counters, store)
+    counters.expose("hero", "control", day=DAY)
+    assert await flusher.flush()            # connected, the flush script loaded
+    for _ in range(8):
+        counters.expose("hero", "bold", day=DAY)
+    counters.convert("hero", "bold", "buy", day=DAY, visitor="v1", window=60.0)
+    counters.convert("hero", "bold", "buy", day=DAY, value=3.0)
+    redis_server.pause()                    # the write reaches Redis, the answer never comes
+    try:
+        assert not await flusher.flush()
+    finally:
+        redis_server.resume()               # ...and Redis applies it now
+    counters.expose("hero", "bold", day=DAY)   # counted meanwhile: sent after, once
+    with anyio.fail_after(5):
+        while not await flusher.flush():
+            await anyio.sleep(0.1)
+    totals = await store.totals()
+    await store.close()
+    assert totals[SEEN] == Tally(9)
+    assert totals[SEEN._replace(goal="buy")] == Tally(0, 2, 3.0, 9.0)
+    assert counters.held_keys == 0
+
 async def _exposures_in(url: str) -> int:
     store = RedisStore(url)
     try:
@@ -199,7 +225,8 @@ class BrokenStore:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def flush(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
+    async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
+                    batch_id: BatchId | None = None) -> None:
         self.calls += 1
         raise TypeError("a bug")
 

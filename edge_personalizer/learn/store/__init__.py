@@ -11,10 +11,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ...errors import StoreError
-from .base import Store, Table
+from .base import BatchId, Store, Table
 from .sqlite import SqliteStore, sqlite_url
 
-__all__ = ["Store", "Table", "open_store", "sqlite_url"]
+__all__ = ["BatchId", "Store", "Table", "open_store", "sqlite_url"]
 
 _EXPECTED = "expected sqlite:///path/to/ep.db or redis://host:port/db"
 

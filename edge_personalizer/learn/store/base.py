@@ -5,12 +5,22 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..counters import Batch, Converted, CountKey, Tally
 
 MAX_TABLE_BYTES = 1 << 20   # tables are small: weights per cell, a model's top entries
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+class BatchId(NamedTuple):
+    """Which write a batch is: `writer` (one flusher, unique) and its `number`, which grows
+    by one with each new batch of that writer. A store applies a writer's batch only if its
+    number is above the last it applied, so a batch sent again (its write timed out, and may
+    have landed) is counted once."""
+
+    writer: str
+    number: int
 
 
 @dataclass(frozen=True)
@@ -33,10 +43,12 @@ class Store(Protocol):
 
     location: str   # the URL without its password, for logs and reports
 
-    async def flush(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
+    async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
+                    batch_id: BatchId | None = None) -> None:
         """Add each tally of `batch` to the totals of its key, and count each visitor's
         conversion of `converted` (and its value) unless the same experiment, variant,
-        goal and visitor was counted within the conversion's window: all of it, or none."""
+        goal and visitor was counted within the conversion's window: all of it, or none;
+        nothing if `batch_id` was applied already (see BatchId)."""
 
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         """Every key's totals (of one experiment, when named)."""

@@ -11,8 +11,12 @@ Layout under a prefix (default `ep`):
                             a visitor's conversion, counted already: expires after the
                             goal's attribution window
 
+    ep:flushed:<writer>     the number of a flusher's last batch applied (a week's expiry)
+
 A flush is one Lua script (`_FLUSH`) of HINCRBY/HINCRBYFLOAT, so Redis applies all of it
-at once; a visitor's conversion is counted only if its `ep:converted:` key was set anew
+at once. A batch with an id (`BatchId`: its writer, and a number that grows) is applied at
+most once: a write that timed out may have landed, and the flusher sends it again with the
+same id. A visitor's conversion is counted only if its `ep:converted:` key was set anew
 (SET NX EX) in the same script. Timeouts are short and nothing is retried here: a store
 that is down fails the flush at once, and the flusher keeps the counts for the next one.
 """
@@ -35,19 +39,26 @@ from redis.exceptions import RedisError
 
 from ...errors import StoreError
 from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
-from .base import Table, check_table
+from .base import BatchId, Table, check_table
 
 _METRICS = ("e", "c", "s", "q")
 _INT_METRICS = frozenset("ec")
-# KEYS: the experiments set, the count hashes, then one key per visitor's conversion.
-# ARGV: how many experiment names, the names, then operations: `i` or `f`, hash, field,
-# amount (HINCRBY, HINCRBYFLOAT); `c`, hash, key, seconds, conversions field, value sum
-# field, value, value squares field, value squared (a visitor's conversion, counted if its
-# key is new; its value too, unless the value is ""). Returns the conversions counted.
+# KEYS: the experiments set, the writer's last batch number, the count hashes, then one
+# key per visitor's conversion.
+# ARGV: the batch's number ("": none), how many experiment names, the names, then
+# operations: `i` or `f`, hash, field, amount (HINCRBY, HINCRBYFLOAT); `c`, hash, key,
+# seconds, conversions field, value sum field, value, value squares field, value squared
+# (a visitor's conversion, counted if its key is new; its value too, unless the value is
+# ""). Returns the conversions counted, or -1 for a batch applied already (its number not
+# above the writer's last).
 _FLUSH = """
-local names = tonumber(ARGV[1])
-if names > 0 then redis.call('SADD', KEYS[1], unpack(ARGV, 2, names + 1)) end
-local at, counted = names + 2, 0
+if ARGV[1] ~= '' then
+  if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[1]) then return -1 end
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', 604800)
+end
+local names = tonumber(ARGV[2])
+if names > 0 then redis.call('SADD', KEYS[1], unpack(ARGV, 3, names + 2)) end
+local at, counted = names + 3, 0
 while at <= #ARGV do
   local op, counts = ARGV[at], KEYS[tonumber(ARGV[at + 1])]
   if op == 'i' then
@@ -137,16 +148,19 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreError(f"{self.location}: {type(exc).__name__}: {exc}") from exc
 
-    async def flush(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
+    async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
+                    batch_id: BatchId | None = None) -> None:
         if not batch and not converted:
             return
-        keys, args = self._flush_script_input(batch, converted)
+        keys, args = self._flush_script_input(batch, converted, batch_id)
         await self._call(self._flush(keys=keys, args=args))
 
-    def _flush_script_input(self, batch: Batch, converted: Sequence[Converted]
+    def _flush_script_input(self, batch: Batch, converted: Sequence[Converted],
+                            batch_id: BatchId | None
                             ) -> tuple[list[str], list[str | int | float]]:
         """The KEYS and ARGV of `_FLUSH` for one write."""
-        keys = [f"{self._prefix}:experiments"]
+        writer = "-" if batch_id is None else batch_id.writer
+        keys = [f"{self._prefix}:experiments", f"{self._prefix}:flushed:{writer}"]
         hashes: dict[str, int] = {}   # experiment -> its count hash's index in KEYS (1-based)
 
         def counts(experiment: str) -> int:
@@ -157,7 +171,8 @@ class RedisStore:
             return index
 
         names = {key.experiment for key in batch} | {c.key.experiment for c in converted}
-        args: list[str | int | float] = [len(names), *sorted(names)]
+        args: list[str | int | float] = [
+            "" if batch_id is None else batch_id.number, len(names), *sorted(names)]
         for key, tally in batch.items():
             for metric, amount in zip(_METRICS, tally, strict=True):
                 if not amount:

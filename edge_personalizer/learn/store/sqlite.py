@@ -6,7 +6,10 @@ add, so concurrent flushes from several processes sum; a writer waits for anothe
 `timeout` seconds (SQLite's busy timeout), then the flush fails and is retried later.
 A visitor's conversion is counted in the same transaction only if its (experiment, variant,
 goal, visitor) is not in the `converted` table yet, where it stays for the goal's attribution
-window (expired rows are pruned on each flush).
+window (expired rows are pruned on each flush). A batch with an id is applied at most
+once (the `flushed` table keeps each writer's last batch number for a week), as for Redis:
+a flush that fails after its commit (an error past COMMIT, however unlikely) and is sent
+again counts once.
 
 A file written before counts kept their period is brought up to date when opened: its
 rows are kept, in UNKNOWN_PERIOD.
@@ -25,7 +28,7 @@ import anyio.to_thread
 
 from ...errors import StoreError
 from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
-from .base import Table, check_table
+from .base import BatchId, Table, check_table
 
 _T = TypeVar("_T")
 _COUNTS = """
@@ -44,6 +47,9 @@ CREATE TABLE IF NOT EXISTS converted (
     PRIMARY KEY (experiment, variant, goal, visitor)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS converted_expires ON converted (expires);
+CREATE TABLE IF NOT EXISTS flushed (
+    writer TEXT PRIMARY KEY, number INTEGER NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tables (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, payload BLOB NOT NULL,
     published_at REAL NOT NULL
@@ -65,6 +71,7 @@ INSERT INTO converted VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (experiment, variant, goal, visitor) DO UPDATE SET expires = excluded.expires
 WHERE converted.expires <= ?
 """
+_FLUSHED_FOR = 7 * 86_400.0   # seconds a writer's last batch number is kept
 _PUBLISH = """
 INSERT INTO tables VALUES (?, 1, ?, ?)
 ON CONFLICT (name) DO UPDATE SET
@@ -121,11 +128,12 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.location}: {exc}") from exc
 
-    async def flush(self, batch: Batch, converted: Sequence[Converted] = ()) -> None:
+    async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
+                    batch_id: BatchId | None = None) -> None:
         if not batch and not converted:
             return
         rows: list[_Row] = [(*key, *tally) for key, tally in batch.items()]
-        await self._run(lambda db: _add(db, rows, converted, time.time()))
+        await self._run(lambda db: _add(db, rows, converted, batch_id, time.time()))
 
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         query = f"SELECT {_COLUMNS} FROM counts"
@@ -185,12 +193,27 @@ def _add_periods(db: sqlite3.Connection) -> None:
         raise
 
 
+def _applied_already(db: sqlite3.Connection, batch_id: BatchId, now: float) -> bool:
+    """True if the writer's batch was applied; else notes it as applied (in the caller's
+    transaction)."""
+    row = db.execute("SELECT number FROM flushed WHERE writer = ?",
+                     (batch_id.writer,)).fetchone()
+    if row is not None and row[0] >= batch_id.number:
+        return True
+    db.execute("DELETE FROM flushed WHERE at < ?", (now - _FLUSHED_FOR,))
+    db.execute("INSERT OR REPLACE INTO flushed VALUES (?, ?, ?)", (*batch_id, now))
+    return False
+
+
 def _add(db: sqlite3.Connection, rows: Sequence[_Row], converted: Sequence[Converted],
-         now: float) -> None:
+         batch_id: BatchId | None, now: float) -> None:
     # IMMEDIATE takes the write lock up front: a reader turning writer mid-transaction could
     # deadlock with another process and fail at once instead of waiting its busy timeout.
     db.execute("BEGIN IMMEDIATE")
     try:
+        if batch_id is not None and _applied_already(db, batch_id, now):
+            db.execute("COMMIT")
+            return
         db.executemany(_ADD, rows)
         if converted:
             db.execute("DELETE FROM converted WHERE expires <= ?", (now,))

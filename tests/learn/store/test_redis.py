@@ -11,6 +11,7 @@ import pytest
 
 from edge_personalizer.errors import StoreError
 from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Accumulator, Converted, CountKey, Tally
+from edge_personalizer.learn.store import BatchId
 from edge_personalizer.learn.store.redis import RedisStore
 
 from ...servers import RedisServer
@@ -169,4 +170,17 @@ async def test_a_visitor_s_conversion_counts_once_within_its_window(
     await anyio.sleep(1.2)   # the window has passed: remembered no longer
     await store.flush({}, [bought])
     assert (await store.totals())[BOLD_BUY] == Tally(0, 3, 19.5, 180.75)
+    await store.close()
+
+
+async def test_a_batch_sent_again_is_applied_once(
+        redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    first, second = BatchId("worker-1", 1), BatchId("worker-1", 2)
+    await store.flush({BOLD: Tally(3)}, batch_id=first)
+    await store.flush({BOLD: Tally(3)}, batch_id=first)     # its answer was lost: sent again
+    await store.flush({BOLD: Tally(1)}, batch_id=second)
+    await store.flush({BOLD: Tally(1)}, batch_id=first)     # older than the last applied
+    await store.flush({BOLD: Tally(5)}, batch_id=BatchId("worker-2", 1))
+    assert await store.totals() == {BOLD: Tally(9)}
     await store.close()
