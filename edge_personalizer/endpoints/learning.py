@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import StoreError
 from ..learn import bandit
-from ..learn.goals import parse_value
+from ..learn.goals import MAX_VALUE, parse_value
 from ..learn.results import results
 from ..learn.store import Store
 from ..personalize.personalizer import Personalizer
@@ -112,12 +112,21 @@ class Results:
 class Beacon:
     """`POST /__ep/collect` with `{"goal": NAME, "value": AMOUNT}`: a conversion the page's
     script reports (navigator.sendBeacon), counted like any other for the visitor of the
-    profile cookie. Small, same-site and rate-limited per client; 204 when taken."""
+    profile cookie. Small, same-site and rate-limited; 204 when taken.
 
-    def __init__(self, headers: PageHeaders, *, limit: RateLimit | None = None) -> None:
+    Two limits, per worker: `limit` per visitor (the id of a valid profile cookie, or the
+    address for a beacon without one, which counts nothing), and a generous `address_limit`
+    per address, so the visitors of an office or a carrier's shared address are not refused
+    while a flood from one address still is. The store counts a visitor's conversion once
+    however many beacons bring it.
+    """
+
+    def __init__(self, headers: PageHeaders, *, limit: RateLimit | None = None,
+                 address_limit: RateLimit | None = None) -> None:
         self.headers = headers
         self.personalizer: Personalizer = headers.personalizer
         self.limit = limit or RateLimit(rate=2.0, burst=20)
+        self.address_limit = address_limit or RateLimit(rate=50.0, burst=500)
 
     def routes(self) -> dict[str, Route]:
         return {"/__ep/collect": Route(self.collect, frozenset({"POST"}))}
@@ -127,18 +136,17 @@ class Beacon:
             await send_json(send, 403, {"error": "beacons come from the site's own pages"})
             return
         client = scope.get("client")
-        if not self.limit.allows(client[0] if client else "-"):
-            await send_json(send, 429, {"error": "too many beacons"},
-                            extra=[(b"retry-after", b"1")])
+        address = client[0] if client else "-"
+        if not self.address_limit.allows(address):
+            await _too_many(send)
             return
         body = await read_small_body(receive, MAX_BEACON_BYTES)
-        event = _event(body) if body is not None else None
+        event = _event(body) if body is not None else _BAD_BODY
         learning = self.personalizer.learning
-        if event is None or learning is None:
+        if isinstance(event, str) or learning is None:
             if learning is not None:
                 learning.goals.on_invalid("beacon")
-            await send_json(send, 400, {"error": "expected a JSON object of at most 1 KiB: "
-                                                 '{"goal": NAME, "value": AMOUNT}'})
+            await send_json(send, 400, {"error": event if isinstance(event, str) else _BAD_BODY})
             return
         goals = self.personalizer.rules.current.goals if self.personalizer.rules else {}
         conversion = learning.goals.beacon(goals, *event)
@@ -146,6 +154,10 @@ class Beacon:
             await send_json(send, 400, {"error": f"no goal named {event[0]!r}"})
             return
         exchange = self.personalizer.begin({**scope, "method": "POST"})
+        profile = exchange.visitor.profile
+        if not self.limit.allows(address if profile.new else "visitor:" + profile.visitor_id):
+            await _too_many(send)
+            return
         exchange.conversions = [conversion]
         cookie = self.personalizer.profile_cookie(exchange)
         extra = [(b"set-cookie", cookie)] if cookie is not None else []
@@ -154,17 +166,27 @@ class Beacon:
         await send({"type": "http.response.body", "body": b""})
 
 
-def _event(body: bytes) -> tuple[str, float | None] | None:
+_BAD_BODY = 'expected a JSON object of at most 1 KiB: {"goal": NAME, "value": AMOUNT}'
+_BAD_VALUE = ("value {!r}: expected a plain amount (digits, at most one '.' with decimals, "
+              f"up to {MAX_VALUE:.0f}), such as 49.90")
+
+
+async def _too_many(send: Send) -> None:
+    await send_json(send, 429, {"error": "too many beacons"}, extra=[(b"retry-after", b"1")])
+
+
+def _event(body: bytes) -> tuple[str, float | None] | str:
+    """The beacon's goal and value, or what is wrong with it."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return None
+        return _BAD_BODY
     if not isinstance(data, dict) or not isinstance(data.get("goal"), str):
-        return None
+        return _BAD_BODY
     value = data.get("value")
     if value is None:
         return data["goal"], None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
+        return _BAD_VALUE.format(value)
     amount = parse_value(str(value))
-    return (data["goal"], amount) if amount is not None else None
+    return (data["goal"], amount) if amount is not None else _BAD_VALUE.format(value)

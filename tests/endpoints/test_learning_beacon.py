@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -74,3 +75,36 @@ def test_a_stale_cookie_sent_again_counts_its_conversion_once(counting: Server,
     after = _clicks(data_dir)[variant]
     assert (after.conversions, after.value_sum) == (before.conversions + 1,
                                                     before.value_sum + 2.0)
+
+
+def test_visitors_behind_one_address_are_not_refused_but_a_flood_is(counting: Server,
+                                                                     data_dir: Path) -> None:
+    shown = [_shown(counting) for _ in range(60)]   # an office behind one address
+    before = _clicks(data_dir)
+    statuses = [httpx.post(f"{counting.url}/__ep/collect", json={"goal": "cta-click"},
+                           headers=SAME_SITE, cookies={"ep_profile": cookie}).status_code
+                for _, cookie in shown]
+    assert statuses == [204] * 60
+    after = _clicks(data_dir)
+    for variant in after:
+        clicked = sum(1 for shown_variant, _ in shown if shown_variant == variant)
+        assert after[variant].conversions == before[variant].conversions + clicked
+    # one visitor's flood, and beacons without a profile from one address, are stopped
+    _, cookie = shown[0]
+    flood = [httpx.post(f"{counting.url}/__ep/collect", json={"goal": "cta-click"},
+                        headers=SAME_SITE, cookies={"ep_profile": cookie}).status_code
+             for _ in range(30)]
+    assert 429 in flood
+    anonymous = [httpx.post(f"{counting.url}/__ep/collect", json={"goal": "cta-click"},
+                            headers=SAME_SITE).status_code for _ in range(30)]
+    assert 429 in anonymous
+
+
+@pytest.mark.parametrize("value", [-5, "12,50", 1e12, True, [1]])
+def test_a_beacon_with_a_bad_value_is_told_what_is_wrong(counting: Server, value: Any) -> None:
+    refused = httpx.post(f"{counting.url}/__ep/collect", json={"goal": "cta-click",
+                                                               "value": value},
+                         headers={**SAME_SITE, "x-forwarded-for": "203.0.113.9"})
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error.startswith(f"value {value!r}: expected a plain amount"), error
