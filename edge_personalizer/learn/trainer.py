@@ -6,7 +6,9 @@ it learned to every worker.
 were last published gets new weights from its totals, and every `learn_interval` the
 affinity model is rebuilt; each goes out with `store.publish`. Several workers and
 instances may run a trainer: each looks at the published table first and leaves alone
-what another published within the cadence, and the same totals give the same weights.
+what another published within the cadence. Two that decide at once both draw new weights,
+but weights are published only over the version the trainer read (`Store.publish_if`):
+one wins, and the other takes the table it published.
 
 `TableReader.run` polls `store.table(name, newer_than=version)` in each worker and swaps in
 the new immutable table; the request path only reads `reader.current`. A store that is down
@@ -122,7 +124,13 @@ class Trainer:
                 bandit.experiment_weights, spec, rows, now=now,
                 version=1 if held is None else held.version + 1))
             table = table.with_experiment(spec.experiment, weights)
-        version = await self.store.publish(bandit.TABLE_NAME, table.encode())
+        version = await self.store.publish_if(bandit.TABLE_NAME, table.encode(),
+                                              version=self._weights.version)
+        if version is None:
+            await self._adopt_published_weights()
+            logger.info("bandit weights version %d published by another trainer first; "
+                        "taken as they are", self._weights.version)
+            return False
         self._weights = WeightsTable(version, table.experiments)
         logger.info("bandit weights version %d published for %s", version,
                     ", ".join(s.experiment for s in due))
@@ -137,6 +145,18 @@ class Trainer:
                 logger.warning("bandit weights version %d unreadable; replacing it",
                                published.version)
         return self._weights
+
+    async def _adopt_published_weights(self) -> None:
+        """Takes the published table whatever its version (a store emptied since counts
+        from 1 again), so the next publication is over the version that is there."""
+        published = await self.store.table(bandit.TABLE_NAME)
+        if published is None:
+            self._weights = WeightsTable()
+            return
+        try:
+            self._weights = WeightsTable.decode(published.payload, published.version)
+        except ValueError:   # unreadable: replaced by the next publication
+            self._weights = WeightsTable(published.version)
 
     async def rebuild_model(self) -> bool:
         """Rebuilds and publishes the affinity model if `learn_interval` has passed since

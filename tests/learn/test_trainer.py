@@ -328,3 +328,34 @@ async def test_weights_are_worked_out_off_the_event_loop(
     assert await Trainer(store, specs=lambda: [SPEC], learn_interval=None,
                          clock=Clock()).update_weights()
     assert threads and threading.main_thread() not in threads
+
+
+async def test_two_trainers_deciding_at_once_publish_one_table(store: Store) -> None:
+    clock = Clock()
+    await count(store, "all", {"control": (500, 20), "a": (500, 60), "b": (500, 5)})
+    trainers = [Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=clock)
+                for _ in range(2)]
+    published: list[bool] = []
+
+    async def update(trainer: Trainer) -> None:
+        published.append(await trainer.update_weights())
+
+    async with anyio.create_task_group() as tasks:   # both read version 0, both draw
+        for trainer in trainers:
+            tasks.start_soon(update, trainer)
+    assert sorted(published) == [False, True]
+    table = await store.table(TABLE_NAME)
+    assert table is not None and table.version == 1
+    clock.now += SPEC.update_every   # the one that lost took version 1: it publishes over it
+    loser = trainers[published.index(False)]
+    assert await loser.update_weights()
+    assert (await store.table(TABLE_NAME) or table).version == 2
+
+
+async def test_a_table_is_published_only_over_the_version_read(store: Store) -> None:
+    assert await store.publish_if("weights", b"first", version=1) is None   # none yet
+    assert await store.publish_if("weights", b"first", version=0) == 1
+    assert await store.publish_if("weights", b"late", version=0) is None
+    assert await store.publish_if("weights", b"second", version=1) == 2
+    table = await store.table("weights")
+    assert table is not None and (table.version, table.payload) == (2, b"second")

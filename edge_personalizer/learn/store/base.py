@@ -56,6 +56,10 @@ class Store(Protocol):
     async def publish(self, name: str, payload: bytes) -> int:
         """Replace table `name` by `payload`; returns the table's new version."""
 
+    async def publish_if(self, name: str, payload: bytes, *, version: int) -> int | None:
+        """Replace table `name` by `payload` only if its version is still `version` (0:
+        never published); the new version, or None when another publisher came first."""
+
     async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
         """Table `name` if its version is above `newer_than` (None otherwise, or never published),
         so a worker can poll cheaply for a new version."""

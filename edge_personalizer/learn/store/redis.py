@@ -82,6 +82,15 @@ end
 return counted
 """
 
+# KEYS: the table; ARGV: the version it must be at, payload, published_at. The new version,
+# or nil when the table is at another version.
+_PUBLISH_IF = """
+local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if version ~= tonumber(ARGV[1]) then return false end
+redis.call('HSET', KEYS[1], 'version', version + 1, 'payload', ARGV[2], 'published_at', ARGV[3])
+return version + 1
+"""
+
 
 def _redacted(url: str) -> str:
     parts = urlsplit(url)
@@ -126,6 +135,7 @@ class RedisStore:
         except (ValueError, RedisError) as exc:
             raise StoreError(f"{self.location}: not a usable Redis URL: {exc}") from exc
         self._flush = self._redis.register_script(_FLUSH)
+        self._publish_if = self._redis.register_script(_PUBLISH_IF)
 
     def _counts_key(self, experiment: str) -> str:
         return f"{self._prefix}:counts:{experiment}"
@@ -214,6 +224,12 @@ class RedisStore:
         pipe.hset(key, mapping={"payload": payload, "published_at": repr(time.time())})
         version: int = (await self._run(pipe))[0]
         return version
+
+    async def publish_if(self, name: str, payload: bytes, *, version: int) -> int | None:
+        check_table(name, payload)
+        published = await self._call(self._publish_if(
+            keys=[f"{self._prefix}:table:{name}"], args=[version, payload, repr(time.time())]))
+        return None if published is None else int(published)
 
     async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
         key = f"{self._prefix}:table:{name}"

@@ -71,6 +71,14 @@ INSERT INTO converted VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (experiment, variant, goal, visitor) DO UPDATE SET expires = excluded.expires
 WHERE converted.expires <= ?
 """
+# A publication at a version read before: nothing (no row) when another came first.
+_PUBLISH_FIRST = """
+INSERT INTO tables VALUES (?, 1, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING version
+"""
+_PUBLISH_NEXT = """
+UPDATE tables SET version = version + 1, payload = ?, published_at = ?
+WHERE name = ? AND version = ? RETURNING version
+"""
 _FLUSHED_FOR = 7 * 86_400.0   # seconds a writer's last batch number is kept
 _PUBLISH = """
 INSERT INTO tables VALUES (?, 1, ?, ?)
@@ -150,6 +158,17 @@ class SqliteStore:
             # fetchall: the statement runs to its end, so the implicit transaction commits
             version: int = db.execute(_PUBLISH, (name, payload, time.time())).fetchall()[0][0]
             return version
+
+        return await self._run(write)
+
+    async def publish_if(self, name: str, payload: bytes, *, version: int) -> int | None:
+        check_table(name, payload)
+
+        def write(db: sqlite3.Connection) -> int | None:
+            now = time.time()
+            rows = (db.execute(_PUBLISH_FIRST, (name, payload, now)) if version == 0 else
+                    db.execute(_PUBLISH_NEXT, (payload, now, name, version))).fetchall()
+            return int(rows[0][0]) if rows else None
 
         return await self._run(write)
 
