@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "into the store, without an origin")
     add_setting_flags(replay, ("rules_dir", "geo_db", "store_url", "data_dir"))
     replay.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    replay.add_argument("--again", action="store_true",
+                        help="count a log already replayed into the same store once more")
     replay.set_defaults(run=cmd_replay)
 
     report = commands.add_parser(
@@ -283,7 +286,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import replay
 
     settings = settings_from(args)
-    summary = anyio.run(replay, settings, sys.stdin)
+    summary = anyio.run(functools.partial(replay, settings, sys.stdin, again=args.again))
     print(f"{_count(summary.requests, 'request')} from {_count(summary.visitors, 'visitor')}: "
           f"{_count(summary.exposures, 'exposure')} and "
           f"{_count(summary.conversions, 'conversion')} counted into {summary.store}")

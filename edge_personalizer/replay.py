@@ -13,7 +13,9 @@ with the status and headers the line gives (an `X-EP-Goal` header, a 201...).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,7 +55,7 @@ class LoggedRequest:
             return cls(url=data["url"], method=str(data.get("method", "GET")).upper(),
                        headers=_texts(data.get("headers")),
                        ip=data.get("ip"), time=_time(data.get("time")),
-                       visitor=data.get("visitor"), status=int(data.get("status", 200)),
+                       visitor=data.get("visitor"), status=_status(data.get("status", 200)),
                        response_headers=_texts(data.get("response_headers")))
         except (ValueError, TypeError) as exc:
             raise SettingsError(f"line {number}: {exc}") from exc
@@ -68,6 +70,13 @@ def _texts(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError("headers must be an object of names and values")
     return {str(k).lower(): str(v) for k, v in value.items()}
+
+
+def _status(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) \
+            or not str(value).isdigit() or not 100 <= int(value) <= 599:
+        raise ValueError(f"status {value!r} is not an HTTP status code (100 to 599)")
+    return int(value)
 
 
 def _time(value: Any) -> float | None:
@@ -178,19 +187,68 @@ class Replay:
     async def finish(self) -> ReplaySummary:
         """Writes every count to the store and closes it."""
         await self.app.flusher.flush()
+        await self.app.aclose()
+        return self.summarize()
+
+    def summarize(self) -> ReplaySummary:
         attribution = self.app.learning.attribution
         self.summary.visitors = len(self.jars)
         self.summary.exposures = attribution.exposures
         self.summary.conversions = attribution.conversions
         self.summary.store = self.app.store.location
-        await self.app.aclose()
         return self.summary
 
 
-async def replay(settings: Settings, lines: Iterable[str]) -> ReplaySummary:
-    """Every request of `lines` (JSON, one a line; blank lines skipped) into the store."""
-    replayer = Replay(settings)
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            await replayer.request(LoggedRequest.parse(line, number))
-    return await replayer.finish()
+REPLAYED_TABLE = "replayed-logs"   # the digest of each log replayed into a store, and when
+
+
+async def replay(settings: Settings, lines: Iterable[str], *,
+                 again: bool = False) -> ReplaySummary:
+    """Every request of `lines` (JSON, one a line; blank lines skipped) into the store.
+
+    The whole log is read and checked first: a bad line stops the replay before anything
+    is counted, naming the line. A log already replayed into the same store (the same
+    lines) is refused unless `again`: its counts are there already. The counts are written
+    at the end, all together; a log holding more distinct counts than a worker keeps is
+    refused then, with nothing written (split it, by day for example)."""
+    digest = hashlib.sha256()
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                LoggedRequest.parse(line, number)
+                spool.write(line if line.endswith("\n") else line + "\n")
+                digest.update(line.rstrip("\n").encode() + b"\n")
+        spool.seek(0)
+        replayer = Replay(settings)
+        try:
+            replayed = await _replayed_logs(replayer)
+            when = replayed.get(digest.hexdigest())
+            if when is not None and not again:
+                raise SettingsError(
+                    f"this log was replayed into {replayer.app.store.location} on "
+                    f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(when))}: its counts "
+                    "are there already (pass --again to count it once more)")
+            for number, line in enumerate(spool, 1):
+                await replayer.request(LoggedRequest.parse(line, number))
+            dropped = replayer.app.counters.dropped
+            if dropped:
+                raise SettingsError(
+                    f"nothing was counted: this log holds more distinct counts than a worker "
+                    f"keeps ({replayer.app.counters.max_keys:,}; {dropped:,} events over): "
+                    "replay it in parts, a day at a time for example")
+            if not await replayer.app.flusher.flush():
+                raise SettingsError(f"the store {replayer.app.store.location} did not take "
+                                    "the counts; replay the log again once it answers")
+            replayed[digest.hexdigest()] = time.time()
+            await replayer.app.store.publish(REPLAYED_TABLE, json.dumps(replayed).encode())
+            return replayer.summarize()
+        finally:
+            await replayer.app.aclose()
+
+
+async def _replayed_logs(replayer: Replay) -> dict[str, float]:
+    """The logs replayed into the replayer's store so far: digest -> when (the newest
+    1,000)."""
+    table = await replayer.app.store.table(REPLAYED_TABLE)
+    logs: dict[str, float] = json.loads(table.payload) if table is not None else {}
+    return dict(sorted(logs.items(), key=lambda item: item[1])[-1000:])

@@ -79,6 +79,48 @@ def test_the_replay_command_counts_a_log_into_the_store(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("3 requests from 2 visitors: 2 exposures and 1 conversion ")
     assert (tmp_path / "ep.db").exists()
+    # The same log again: refused, its counts are in the store already; --again counts it.
+    again = _replay_command(tmp_path, lines)
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr.startswith("edge-personalizer: this log was replayed into sqlite:")
+    assert again.stderr.endswith("its counts are there already (pass --again to count it "
+                                 "once more)\n")
+    assert anyio.run(_exposed, tmp_path) == 2
+    assert _replay_command(tmp_path, lines, "--again").returncode == 0
+    assert anyio.run(_exposed, tmp_path) == 4
+
+
+def test_a_bad_line_stops_the_replay_before_anything_is_counted(tmp_path: Path) -> None:
+    lines: list[dict[str, object]] = [
+        {"url": "/page/home?exp=on", "visitor": f"v{i}", "headers": {"user-agent": BROWSER}}
+        for i in range(5)]
+    lines.append({"url": "/page/x", "status": "abc"})
+    done = _replay_command(tmp_path, lines)
+    assert done.returncode == 2
+    assert done.stderr == ("edge-personalizer: line 6: status 'abc' is not an HTTP status "
+                           "code (100 to 599)\n")
+    assert anyio.run(_exposed, tmp_path) == 0
+
+
+def _replay_command(data: Path, lines: list[dict[str, object]],
+                    *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "replay", "--rules", str(RULES),
+         "--data-dir", str(data), *flags], input="\n".join(json.dumps(x) for x in lines),
+        capture_output=True, text=True, env={"EP_PROFILE_KEYS": "k" * 32, "PATH": ""},
+        timeout=60, cwd=ROOT)
+
+
+async def _exposed(data: Path) -> int:
+    """Visitors counted as exposed to hero-test in the store of `data`."""
+    if not (data / "ep.db").exists():
+        return 0
+    store = open_store(load_settings({}, data_dir=data).store_location())
+    try:
+        totals = await store.totals("hero-test")
+    finally:
+        await store.close()
+    return sum(tally.exposures for tally in totals.values())
 
 
 def test_a_bad_line_names_its_number() -> None:
