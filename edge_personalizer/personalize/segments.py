@@ -27,7 +27,7 @@ from lru import LRU
 
 from ..classify.visitor import Visitor
 from ..rules.book import RuleBook
-from ..rules.model import Content, Decision, RuleSet, SlotChoice
+from ..rules.model import Content, Decision, Redirect, RuleSet, SlotChoice
 
 DEFAULT_SEGMENT = "default"   # the page as the origin sent it, with no slot changed
 # Purge tags go in the header of each CDN dialect: Fastly (space-separated), Cloudflare,
@@ -117,12 +117,17 @@ def actions_token(decision: Decision) -> str | None:
     """"p" and eight hex digits naming the decision's page actions (the redirect, the
     headers and the cookies, names and values, all written in the rules: bounded by
     them); None when it has none."""
-    redirect = decision.redirect
-    if redirect is None and not decision.headers and not decision.cookies:
+    if decision.redirect is None and not decision.headers and not decision.cookies:
         return None
+    return _actions_token(decision.redirect, tuple(decision.headers), tuple(decision.cookies))
+
+
+@functools.lru_cache(maxsize=1024)
+def _actions_token(redirect: Redirect | None, headers: tuple[tuple[str, str], ...],
+                   cookies: tuple[tuple[str, str], ...]) -> str:
     where = (redirect.location, redirect.status, redirect.keep_query) \
         if redirect is not None else None
-    return "p" + _digest(repr((where, tuple(decision.headers), tuple(decision.cookies))))
+    return "p" + _digest(repr((where, headers, cookies)))
 
 
 def segment_of(decision: Decision, visitor: Visitor) -> Segment:
@@ -195,7 +200,10 @@ class SegmentBook:
         """`decision` with the slot choices `key` stands for; None when the key cannot be
         read with the serving rules or does not come out the same for this visitor. The
         page actions are the visitor's own (they never depend on an experiment): a key
-        naming other actions (another redirect, other headers or cookies) is not read."""
+        naming other actions (another redirect, other headers or cookies) is not read.
+        (For the visitor's own choices, the values their templates print are compared
+        where the page's key is: such a page goes private, PageHeaders.shareable.)"""
+        actions = None
         if key == DEFAULT_SEGMENT:
             slots: dict[str, SlotChoice] = {}
         elif _KEY.fullmatch(key):
@@ -203,13 +211,15 @@ class SegmentBook:
             slots = {}
             for token in key[2:].split("_"):
                 if token.startswith("p"):
-                    continue   # the actions: checked with the whole key below
+                    actions = token
+                    continue
                 choice = table.get(token[:8])
                 if choice is None or choice.slot in slots:
                     return None
                 slots[choice.slot] = choice
         else:
             return None
-        forced = decision if dict(decision.slots) == slots else \
-            dataclasses.replace(decision, slots=MappingProxyType(slots))
+        if dict(decision.slots) == slots:   # the visitor's own choices (most requests)
+            return decision if actions_token(decision) == actions else None
+        forced = dataclasses.replace(decision, slots=MappingProxyType(slots))
         return forced if segment_of(forced, visitor).key == key else None
