@@ -162,8 +162,10 @@ class Settings:
              "(X-Forwarded-For alone)")
     keyed_caching: bool = option(False, convert=to_bool, section=_CDN,
                                  help="personalized pages public, keyed by X-EP-Segment")
-    shared_max_age: int = option(300, convert=to_int, section=_CDN,
-                                 help="s-maxage of those pages when keyed caching is on")
+    shared_max_age: int = option(
+        300, convert=to_int, section=_CDN,
+        help="the longest a shared cache keeps those pages when keyed caching is on "
+             "(s-maxage: the origin's own lifetime, at most this)")
     cache_tag_headers: tuple[str, ...] = option(
         TAG_HEADERS, convert=to_tag_headers, section=_CDN,
         help="purge-tag headers: surrogate-key, cache-tag, edge-cache-tag or the CDN's name "
