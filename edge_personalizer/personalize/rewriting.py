@@ -12,9 +12,10 @@ from ..rewrite.recovery import RewriteAborted
 from ..rewrite.stream import ResponseRewriter
 from .exchange import Exchange
 from .fail_open import FailOpen
+from .held_head import HeldHead, settle_known_slots
 from .page_edits import PageChanges, PageEditor
 from .response_headers import PageHeaders, ResponseHead, is_html, read_head
-from .segments import SEGMENT_HEADER
+from .slot_presence import SlotPresence
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ class RewritingSend:
     """One response on its way out, owning its state (as starlette's GZipResponder does).
 
     The response start is held back while the rewriter reads the first KiB (to learn the
-    charset); every error of ours is contained, and the origin's bytes go on unchanged.
+    charset), and on a page whose slots are not known yet until it has found them
+    (held_head); every error of ours is contained, and the origin's bytes go on unchanged.
     """
 
     def __init__(self, exchange: Exchange, send: Send, *, headers: PageHeaders,
@@ -49,6 +51,7 @@ class RewritingSend:
         self.consumed = 0   # origin body bytes fed to the rewriter
         self.produced = 0   # bytes it gave back
         self.held: list[bytes] = []   # the origin's body while the start is held back
+        self.waiting: HeldHead | None = None   # the start not made yet: slots looked for
 
     @property
     def path(self) -> str:
@@ -79,20 +82,49 @@ class RewritingSend:
             await self._send_unchanged(message)
             return
         rewriter = self.rewriter
+        more = message.get("more_body", False)
         if rewriter is not None and self.start is not None and rewriter.decided:
-            await self._send_start(rewriter)
+            waiting, length = self.waiting, None
+            if waiting is not None:
+                if not self._released(waiting, self.start, rewriter, ended=not more):
+                    waiting.keep(out)
+                    return
+                out, self.waiting = waiting.take(out), None
+                if not more and not self.exchange.decision.changes_page:
+                    # Left with nothing to change: the page as it came, as on later views.
+                    await self._send_unchanged({**message, "body": b""})
+                    return
+                length = None if more else len(out)   # the whole page, held
+            await self._send_start(rewriter, length)
         if out is not None and self.start is None:
-            await self.send({"type": "http.response.body", "body": out,
-                             "more_body": message.get("more_body", False)})
+            await self.send({"type": "http.response.body", "body": out, "more_body": more})
 
     async def _start(self, message: Message) -> None:
         began = time.perf_counter()
         self.head = read_head(message.get("headers", ()))
         page = False   # a whole HTML page with a body
+        known = True   # which of its slots the page has (or it does not matter)
         with self.fail_open.stage("slots", self.path):
-            page = self._is_page(message)
+            page = _is_page(message["status"], self.exchange.scope["method"], self.head)
             if page:
-                self._drop_absent_slots()
+                known = settle_known_slots(self.exchange, self.headers, self.path, self.head)
+        with self.fail_open.stage("rewrite", self.path):
+            self.rewriter = self._rewriter_for(page)
+        if self.rewriter is not None and not known and self.changes is not None \
+                and self.changes.slots:
+            self.waiting = HeldHead(self.changes.slots)   # the start is made once released
+        else:
+            message = self._made(message)
+        self.spent += time.perf_counter() - began
+        if self.rewriter is None:
+            self.fail_open.observer.personalization_took(self.spent)
+            await self.send(message)
+        else:
+            self.start = message
+
+    def _made(self, message: Message) -> Message:
+        """The response start with the goals it reached, the decision's headers and the
+        profile cookie (counting what the page shows)."""
         with self.fail_open.stage("goals", self.path):
             headers = message.get("headers", [])
             kept = self.headers.personalizer.reach_goals(
@@ -101,39 +133,24 @@ class RewritingSend:
                 message = {**message, "headers": kept}
         with self.fail_open.stage("headers", self.path):
             message = self.headers.finish(message, self.exchange, self.head)
-        with self.fail_open.stage("rewrite", self.path):
-            self.rewriter = self._rewriter_for(page)
+        return message
+
+    def _released(self, waiting: HeldHead, start: Message, rewriter: ResponseRewriter, *,
+                  ended: bool) -> bool:
+        """Whether the held start may go: if so, the choices for the slots the page lacks
+        are dropped and the start is made."""
+        began = time.perf_counter()
+        absent: frozenset[str] | None = frozenset()
+        with self.fail_open.stage("slots", self.path):
+            absent = waiting.absent(rewriter.found, self.consumed, ended)
+            if absent:
+                slots, exchange = self.headers.personalizer.slots, self.exchange
+                exchange.settle(slots.trim(exchange.decision, absent))
+        if absent is None:
+            return False
+        self.start = self._made(start)
         self.spent += time.perf_counter() - began
-        if self.rewriter is None:
-            self.fail_open.observer.personalization_took(self.spent)
-            await self.send(message)
-        else:
-            self.start = message
-
-    def _is_page(self, message: Message) -> bool:
-        """Whether the response is a whole HTML page with a body."""
-        if message["status"] not in _REWRITTEN or not is_html(self.head):
-            return False   # a 206 is part of a page: its ranges must fit the others
-        # no body to rewrite: the head goes out as it is, at once
-        return (self.exchange.scope["method"] != "HEAD"
-                and self.head.get(b"content-length") != "0")
-
-    def _drop_absent_slots(self) -> None:
-        """On a page known to lack some of the decision's slots, the choices for those go
-        before the headers, the cookie and the counts are made of it."""
-        exchange = self.exchange
-        if exchange.preview:
-            return
-        decision = exchange.decision
-        if not decision.slots:
-            return
-        if self.headers.cache.keyed and \
-                exchange.visitor.request.headers.get(SEGMENT_HEADER) is not None:
-            return   # an edge named the segment its cache keys this page on: made for it
-        slots = self.headers.personalizer.slots
-        absent = slots.absent(self.path, self.head)
-        if absent:
-            exchange.settle(slots.trim(decision, absent))
+        return True
 
     def _rewriter_for(self, page: bool) -> ResponseRewriter | None:
         if not page or not self.exchange.decision.changes_page:
@@ -144,15 +161,6 @@ class RewritingSend:
             return None
         rewriter, self.changes = made
         return rewriter
-
-    def _learn(self, rewriter: ResponseRewriter) -> None:
-        """The page was read to its end: which of its slots it has, for the next views."""
-        changes = self.changes
-        found = rewriter.found
-        if changes is None or found is None or len(found) != len(changes.slots):
-            return
-        self.headers.personalizer.slots.learned(
-            self.path, self.head, dict(zip(changes.slots, found, strict=True)))
 
     def _rewrite(self, message: Message) -> bytes | None:
         """The rewritten bytes of one body message (None while the start is held)."""
@@ -165,7 +173,8 @@ class RewritingSend:
             out = rewriter.feed(chunk) if chunk else (None if not rewriter.decided else b"")
             if not message.get("more_body", False):
                 out = (out or b"") + rewriter.finish()
-                self._learn(rewriter)
+                _learn(self.headers.personalizer.slots, self.path, self.head, self.changes,
+                       rewriter.found)
         except RewriteAborted:
             raise
         except Exception as exc:
@@ -173,7 +182,7 @@ class RewritingSend:
             if self.start is None:
                 raise RewriteAborted(str(exc)) from exc
             raise
-        if self.start is not None and not rewriter.decided:
+        if self.start is not None and (not rewriter.decided or self.waiting is not None):
             self.held.append(chunk)
         self.consumed += len(chunk)
         self.produced += len(out) if out else 0
@@ -193,6 +202,9 @@ class RewritingSend:
         start, self.start = self.start, None
         if start is None:
             return
+        if self.waiting is not None:   # every slot taken as present, as the page is
+            self.waiting = None
+            start = self._made(start)
         self.fail_open.observer.personalization_took(self.spent)
         await self.send(start)
         body = b"".join([*self.held, message.get("body", b"")])
@@ -200,26 +212,57 @@ class RewritingSend:
         await self.send({"type": "http.response.body", "body": body,
                          "more_body": message.get("more_body", False)})
 
-    async def _send_start(self, rewriter: ResponseRewriter) -> None:
+    async def _send_start(self, rewriter: ResponseRewriter, whole: int | None) -> None:
+        """`whole`: the length of the whole rewritten body, when it was held to its end."""
         start = self.start
         if start is None:
             return
         self.start = None
-        headers: list[tuple[bytes, bytes]]
+        self.held = []
+        headers: list[tuple[bytes, bytes]] = start.get("headers", [])
         if rewriter.rewriting:
-            length = self.head.get(b"content-length", "")
-            headers = [h for h in start.get("headers", ()) if h[0].lower() not in _STALE]
-            if rewriter.content_encoding:
-                headers.append((b"content-encoding", rewriter.content_encoding.encode()))
-            # Compressed or not by the client's Accept-Encoding: caches must know.
-            headers.append((b"vary", b"Accept-Encoding"))
-            if rewriter.verbatim and length.isdigit() and int(length) >= self.consumed:
-                # The edits are behind us and the rest passes as it comes: the length
-                # is known, and the client gets it instead of chunked encoding.
-                total = self.produced + int(length) - self.consumed
-                headers.append((b"content-length", str(total).encode()))
+            if whole is None and rewriter.verbatim:
+                whole = _known_length(self.head, self.consumed, self.produced)
+            headers = _rewritten(headers, rewriter, whole)
             headers += self.headers.variant_headers(self.exchange, self.spent)
-        else:
-            headers = start.get("headers", [])
         self.fail_open.observer.personalization_took(self.spent)
         await self.send({**start, "headers": headers})
+
+
+def _learn(presence: SlotPresence, path: str, head: ResponseHead,
+           changes: PageChanges | None, found: tuple[bool, ...] | None) -> None:
+    """The page was read to its end: which of its slots it has, for the next views."""
+    if changes is None or found is None or len(found) != len(changes.slots):
+        return
+    presence.learned(path, head, dict(zip(changes.slots, found, strict=True)))
+
+
+def _is_page(status: int, method: str, head: ResponseHead) -> bool:
+    """Whether the response is a whole HTML page with a body."""
+    if status not in _REWRITTEN or not is_html(head):
+        return False   # a 206 is part of a page: its ranges must fit the others
+    # no body to rewrite: the head goes out as it is, at once
+    return method != "HEAD" and head.get(b"content-length") != "0"
+
+
+def _known_length(head: ResponseHead, consumed: int, produced: int) -> int | None:
+    """The length of a rewritten page whose edits are behind it and whose rest passes as
+    it comes (`consumed` origin bytes gave `produced`): known when the origin's is, and
+    the client gets it instead of chunked encoding."""
+    length = head.get(b"content-length", "")
+    if not length.isdigit() or int(length) < consumed:
+        return None
+    return produced + int(length) - consumed
+
+
+def _rewritten(headers: list[tuple[bytes, bytes]], rewriter: ResponseRewriter,
+               length: int | None) -> list[tuple[bytes, bytes]]:
+    """The start's headers for the rewritten body (`length`: its own, if known)."""
+    out = [h for h in headers if h[0].lower() not in _STALE]
+    if rewriter.content_encoding:
+        out.append((b"content-encoding", rewriter.content_encoding.encode()))
+    # Compressed or not by the client's Accept-Encoding: caches must know.
+    out.append((b"vary", b"Accept-Encoding"))
+    if length is not None:
+        out.append((b"content-length", str(length).encode()))
+    return out

@@ -1,11 +1,13 @@
 """Which of the rules' slots each page has: learned per path, so a page that lacks a slot
 costs (almost) nothing and says nothing about variants it never showed.
 
-The first view of a path is rewritten as usual; at its end the rewriter tells which of
-the decision's slots it found. Later views of that path drop the choices for slots the
-page lacks before anything is made of them: the X-EP-Variant header, the cache tags, the
-exposures counted and the profile cookie name only what the page shows, and a page left
-with nothing to change passes untouched, with its Content-Length.
+The first view of a path is rewritten as usual, its head held until the rewriter has
+found the decision's slots or the page has ended (held_head: what the head says of the
+slots is then what the page has); at its end the rewriter tells which of the decision's
+slots it found. Later views of that path drop the choices for slots the page lacks before
+anything is made of them: the X-EP-Variant header, the cache tags, the exposures counted
+and the profile cookie name only what the page shows, and a page left with nothing to
+change passes untouched, with its Content-Length.
 
 A page can change. What was learned is forgotten, and the next view looks again, when:
 - the response's validators differ from those it was learned from (ETag, else
@@ -14,7 +16,8 @@ A page can change. What was learned is forgotten, and the next view looks again,
 - the path has been answered `relearn_views` times, or `relearn_seconds` have passed,
   from what was learned (a page without validators is looked at again that often);
 - the rules are reloaded (a slot's selector may have changed).
-Per worker, bounded (least recently used paths go first).
+Each of these views is held like a first view. Per worker, bounded (least recently used
+paths go first).
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""The head of a page whose slots are not known yet, held until the page shows which it has.
+
+SlotPresence knows, per path, which of the rules' slots a page lacks, and the choices for
+those are dropped before anything is made of the decision. On a view where it does not
+know (the path's first view in a worker, a look again after `relearn_views` or
+`relearn_seconds`, changed validators, a rules reload), the response start waits here,
+and with it the body the rewriter has made so far, until the rewriter has found each of
+the decision's slots, or the page has ended. Only then are the choices for the slots it
+did not find dropped, and the X-EP-Variant header, the cache tags, the goals reached, the
+exposures counted and the profile cookie made of what the page shows:
+
+- a page whose slots are near its top goes out as soon as the last is found (with the
+  first KiB the charset is read from, it was held that long anyway);
+- a page lacking a slot is held to its end, on such views only (later views know), and
+  carries its exact Content-Length;
+- at most HOLD_LIMIT bytes of the origin's body are read while the head waits (as much as
+  the proxy buffers from an origin before it stops reading, http.flow.HIGH_WATER): past
+  that, the head goes out with every slot taken as present, as before it was held, and
+  what the rewriter finds by the page's end is learned for the next views;
+- a page that cannot be read for its slots (a charset or content coding the rewriter
+  passes through, or markup lol-html gives up on) goes out at once, every slot taken as
+  present.
+
+A look again with unchanged validators (relearn_views, relearn_seconds) is held like a
+first view: what was known is not used for its head. The rewriter must look for every
+slot again, and a page that gained one behind validators that do not tell (none at all,
+or a Last-Modified of the same second) would then show a variant its head does not name;
+letting the rewriter skip the slots known absent instead would learn nothing of them.
+That costs a held view per path and worker once per relearn period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .exchange import Exchange
+from .response_headers import PageHeaders, ResponseHead
+from .segments import SEGMENT_HEADER
+
+# Origin body bytes read while a head waits (= http.flow.HIGH_WATER, which this part of
+# the package may not import).
+HOLD_LIMIT = 256 * 1024
+
+
+def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
+                       head: ResponseHead) -> bool:
+    """Drops the choices for the slots this page is known to lack; False when which slots
+    it has is not known (the head is to wait for the rewriter), True when it is, or
+    when it does not matter (no slots, a preview, a page made for a segment an edge named,
+    nothing learned)."""
+    if exchange.preview:
+        return True
+    decision = exchange.decision
+    if not decision.slots:
+        return True
+    if headers.cache.keyed and \
+            exchange.visitor.request.headers.get(SEGMENT_HEADER) is not None:
+        return True   # an edge named the segment its cache keys this page on: made for it
+    slots = headers.personalizer.slots
+    if not slots.learn:
+        return True   # every page taken to have every slot
+    absent = slots.absent(path, head)
+    if absent is None:
+        return False
+    if absent:
+        exchange.settle(slots.trim(decision, absent))
+    return True
+
+
+class HeldHead:
+    """The rewritten body of a page whose head waits, and when the head may go.
+
+    `slots` are the slots the rewriter looks for, in the order of its found flags.
+    """
+
+    __slots__ = ("slots", "limit", "output")
+
+    def __init__(self, slots: Sequence[str], limit: int = HOLD_LIMIT) -> None:
+        self.slots = tuple(slots)
+        self.limit = limit
+        self.output: list[bytes] = []   # what the rewriter made while the head waited
+
+    def absent(self, found: Sequence[bool] | None, read: int,
+               ended: bool) -> frozenset[str] | None:
+        """None while the head waits; else the slots the page lacks (empty: every slot is
+        there, or taken to be). `found`: the rewriter's flags (None: it cannot tell);
+        `read`: origin body bytes read; `ended`: the page is over."""
+        if found is None or len(found) != len(self.slots) or all(found):
+            return frozenset()
+        if ended:
+            return frozenset(slot for slot, there in zip(self.slots, found, strict=True)
+                             if not there)
+        if read > self.limit:
+            return frozenset()   # past the bound: taken as present, as before the hold
+        return None
+
+    def keep(self, out: bytes | None) -> None:
+        if out:
+            self.output.append(out)
+
+    def take(self, out: bytes | None) -> bytes:
+        """Everything held, then `out`, as one."""
+        if out:
+            self.output.append(out)
+        held, self.output = self.output, []
+        return held[0] if len(held) == 1 else b"".join(held)

@@ -1,0 +1,184 @@
+"""The head of a page whose slots are not known yet waits for them: the release rule
+itself, and through the real server, in front of an origin that sends its pages in two
+parts a second apart, a first view of a page lacking the slots (it names nothing it did
+not show), of a page with its slots at the top (it still streams), at its end (held until
+they come), and a page too long to hold."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge_personalizer.classify.profile_codec import (
+    STATE_EXPOSURES,
+    STATE_VARIANTS,
+    ProfileCodec,
+)
+from edge_personalizer.http.flow import HIGH_WATER
+from edge_personalizer.personalize.held_head import HOLD_LIMIT, HeldHead
+
+from ..conftest import PROFILE_KEY
+from ..servers import Server, free_port, start, start_proxy
+
+
+def test_the_head_waits_until_every_slot_is_found_or_the_page_ends() -> None:
+    held = HeldHead(("hero", "promo"), limit=1000)
+    assert held.absent((True, False), read=500, ended=False) is None
+    assert held.absent((True, True), read=500, ended=False) == frozenset()
+    assert held.absent((True, False), read=900, ended=True) == frozenset({"promo"})
+    assert held.absent((False, False), read=1001, ended=False) == frozenset()   # the bound
+    assert held.absent(None, read=10, ended=False) == frozenset()   # cannot be told
+    held.keep(b"ab")
+    held.keep(None)
+    assert held.take(b"c") == b"abc" and held.take(None) == b""
+
+
+def test_the_bound_is_what_the_proxy_buffers_from_an_origin() -> None:
+    assert HOLD_LIMIT == HIGH_WATER
+
+
+# An origin that sends a page in two parts, a second apart, with its Content-Length:
+# /<anything>?slots=top|end|none&size=N&pause=M (the first M bytes, then the rest).
+ORIGIN = """
+import http.server, sys, time, urllib.parse
+HERO = '<section data-ep-slot="hero"><h1>Old hero</h1></section>'
+PROMO = '<div data-ep-slot="promo">old promo</div>'
+class Pages(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        if self.path == "/":
+            self.send_response(200); self.send_header("Content-Length", "0")
+            self.end_headers(); return
+        slots = HERO + PROMO
+        top = slots if query["slots"] == "top" else ""
+        end = slots if query["slots"] == "end" else ""
+        head = "<!doctype html><html><head><title>t</title></head><body><main>" + top
+        tail = end + "</main></body></html>"
+        filler = "<p>Lorem ipsum dolor sit amet.</p>"
+        count = max(0, (int(query["size"]) - len(head) - len(tail)) // len(filler))
+        body = (head + filler * count + tail).encode()
+        pause = int(query["pause"])
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"v1"')
+        self.end_headers()
+        self.wfile.write(body[:pause]); self.wfile.flush()
+        time.sleep(1.0)
+        self.wfile.write(body[pause:]); self.wfile.flush()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Pages).serve_forever()
+"""
+
+RULES = """\
+slots:
+  hero: {}
+  promo: {}
+rules:
+  - name: hero-rule
+    then: {hero: {html: "<h1>New hero</h1>"}}
+experiments:
+  - name: promo-test
+    slot: promo
+    holdout: 0
+    variants:
+      plain: {weight: 50, html: "<b>plain promo</b>"}
+      bold: {weight: 50, html: "<b>bold promo</b>"}
+goals:
+  buy: {when: {request.path: /thanks}}
+"""
+PAGE = {"accept": "text/html", "accept-encoding": "identity",
+        "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                      "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    origin = start([sys.executable, "-c", ORIGIN, str(port)], port, tmp_path / "origin.log")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(RULES)
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+    yield server
+    server.stop()
+    origin.stop()
+
+
+def _profile(response: httpx.Response) -> list[Any]:
+    cookie = next(h for h in response.headers.get_list("set-cookie")
+                  if h.startswith("ep_profile="))
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(
+        cookie.split(";")[0].split("=", 1)[1], time.time())
+    assert state is not None
+    return state
+
+
+def _get(server: Server, path: str) -> tuple[httpx.Response, bytes, float]:
+    """The response, its body, and seconds until its first body bytes came."""
+    started = time.monotonic()
+    with httpx.stream("GET", server.url + path, headers=PAGE, timeout=10) as response:
+        chunks = response.iter_raw()
+        first = next(chunks)
+        first_at = time.monotonic() - started
+        body = first + b"".join(chunks)
+    return response, body, first_at
+
+
+def test_a_first_view_of_a_page_lacking_the_slots_names_and_counts_none(
+        proxy: Server) -> None:
+    response, body, first_at = _get(proxy, "/about?slots=none&size=20000&pause=4000")
+    assert b"data-ep-slot" not in body and body.endswith(b"</main></body></html>")
+    assert first_at >= 0.9   # held to the page's end: it might have had them
+    assert "x-ep-variant" not in response.headers
+    assert response.headers["x-ep-segment"] == "default"
+    state = _profile(response)
+    assert state[STATE_EXPOSURES] == {} and not state[STATE_VARIANTS]
+    # Held whole: the client gets its exact length.
+    assert response.headers["content-length"] == str(len(body))
+    assert "transfer-encoding" not in response.headers
+
+
+def test_a_first_view_of_a_page_with_its_slots_at_the_top_streams(proxy: Server) -> None:
+    started = time.monotonic()
+    response, body, first_at = _get(proxy, "/home?slots=top&size=20000&pause=2000")
+    assert first_at < 0.7   # the slots came in the first part: released at once
+    assert time.monotonic() - started >= 1.0
+    assert b"<h1>New hero</h1>" in body and b"promo</b>" in body
+    assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
+    assert set(_profile(response)[STATE_EXPOSURES]) == {"hero-rule", "promo-test"}
+
+
+def test_a_first_view_of_a_page_with_its_slots_at_the_end_waits_for_them(
+        proxy: Server) -> None:
+    response, body, first_at = _get(proxy, "/story?slots=end&size=20000&pause=15000")
+    assert first_at >= 0.9   # held until the slots came, in the second part
+    assert b"<h1>New hero</h1>" in body and b"promo</b>" in body
+    assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
+    assert set(_profile(response)[STATE_EXPOSURES]) == {"hero-rule", "promo-test"}
+    assert response.headers["content-length"] == str(len(body))
+
+
+def test_a_page_too_long_to_hold_goes_out_with_every_slot_taken_as_present(
+        proxy: Server) -> None:
+    under = HOLD_LIMIT - 20_000
+    response, body, first_at = _get(proxy, f"/a?slots=none&size={under + 10_000}"
+                                           f"&pause={under}")
+    assert first_at >= 0.9 and "x-ep-variant" not in response.headers   # held whole
+    over = HOLD_LIMIT + 20_000
+    response, body, first_at = _get(proxy, f"/b?slots=none&size={over + 10_000}&pause={over}")
+    assert first_at < 0.7   # past the bound: out before the origin's second part
+    assert body.endswith(b"</main></body></html>")
+    assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
+    assert set(_profile(response)[STATE_EXPOSURES]) == {"hero-rule", "promo-test"}
+    # What the rewriter found by the page's end is known to the next view.
+    again, _, _ = _get(proxy, f"/b?slots=none&size={over + 10_000}&pause={over}")
+    assert "x-ep-variant" not in again.headers
