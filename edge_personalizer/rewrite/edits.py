@@ -16,6 +16,9 @@ from .bypass import marker_slot, slot_end
 EditAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
                      "text", "set_attribute", "remove_attribute", "add_class",
                      "remove_class"]
+# An edit that changes nothing: its element is only found, for a slot whose chosen
+# variant leaves it as it is but whose presence in the page decides whether that counts.
+Look = Literal["look"]
 
 logger = logging.getLogger("edge_personalizer.rewrite.html")   # the rewriter's own warnings
 
@@ -28,7 +31,7 @@ class Edit:
     """One change: what to do to the elements a selector finds."""
 
     selector: str
-    action: EditAction
+    action: EditAction | Look
     payload: str = ""                 # HTML, text, attribute value or class names
     attribute: str | None = None
     first_only: bool = True           # a slot is one element: later matches are left alone
@@ -39,7 +42,8 @@ def _classes(value: str | None) -> list[str]:
 
 
 def apply(edit: Edit, element: lolhtml.Element) -> None:
-    """Make `edit` on `element` (an attribute edit without an attribute does nothing)."""
+    """Make `edit` on `element` (an attribute edit without an attribute, or a look, does
+    nothing)."""
     action = edit.action
     if action == "inner":
         element.set_inner_content(edit.payload, _HTML)

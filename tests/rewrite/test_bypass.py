@@ -27,8 +27,16 @@ EDITS = [Edit('[data-ep-slot="hero"]', "inner", "<b>NEW</b>"),
 
 
 def run(page: bytes, *, bypass: bool, chunk: int, memo: FirstBytesMemo | None = None,
-        views: bool = False) -> tuple[bytes, bool]:
-    rewriter = Rewriter(EDITS, bypass=bypass, memo=memo, views=views)
+        views: bool = False, edits: list[Edit] = EDITS) -> tuple[bytes, bool]:
+    out, rewriter = _rewritten(page, edits, bypass=bypass, chunk=chunk, memo=memo,
+                               views=views)
+    return out, rewriter.bypassed
+
+
+def _rewritten(page: bytes, edits: list[Edit], *, bypass: bool, chunk: int,
+               memo: FirstBytesMemo | None = None, views: bool = False
+               ) -> tuple[bytes, Rewriter]:
+    rewriter = Rewriter(edits, bypass=bypass, memo=memo, views=views)
     out: list[bytes | memoryview] = []
     for i in range(0, len(page), chunk):
         out.append(rewriter.feed(page[i:i + chunk]))
@@ -36,7 +44,7 @@ def run(page: bytes, *, bypass: bool, chunk: int, memo: FirstBytesMemo | None = 
             assert views
             out.append(rewriter.rest)
             rewriter.rest = None
-    return b"".join(out) + rewriter.finish(), rewriter.bypassed
+    return b"".join(out) + rewriter.finish(), rewriter
 
 
 @pytest.mark.parametrize(("html", "found"), [
@@ -115,6 +123,36 @@ def test_remembered_first_bytes_never_change_output_on_html5lib_pages() -> None:
     assert checked > 1500
     assert memo.hits > 3000   # the bytes before both slots' ends were known again
     assert memo.size <= memo.budget
+
+
+def test_a_look_changes_no_byte_and_finds_what_an_edit_finds_on_html5lib_pages() -> None:
+    hero = Edit('[data-ep-slot="hero"]', "inner", "<b>NEW</b>")
+    side, look = Edit('[data-ep-slot="side"]', "after", "<i>+</i>"), Edit(
+        '[data-ep-slot="side"]', "look")
+    rng = random.Random(13)
+    memo = FirstBytesMemo(budget=64 * 1024)
+    checked = 0
+    for text in _tree_inputs():
+        body = text.encode("utf-8", "surrogatepass")
+        cut = rng.randint(0, len(body))
+        page = (body[:cut] + b'<div data-ep-slot="hero">x<div>y</div></div>'
+                + b'<section data-ep-slot="side">z</section>' + body[cut:] + b"<p>end</p>")
+        try:
+            slow, _ = _rewritten(page, [hero], bypass=False, chunk=len(page))
+            _, edited = _rewritten(page, [hero, side], bypass=False, chunk=len(page))
+        except RewriteAborted:
+            continue
+        for bypass, chunk, kept in ((False, 7, None), (True, 7, None),
+                                    (True, len(page), memo), (True, len(page), memo)):
+            out, looked = _rewritten(page, [hero, look], bypass=bypass, chunk=chunk,
+                                     memo=kept)
+            assert out == slow and looked.found == edited.found, page[:300]
+            out, looked = _rewritten(page, [look], bypass=bypass, chunk=chunk, memo=kept)
+            assert out == page, page[:300]
+            assert edited.found is None or looked.found == edited.found[1:], page[:300]
+        checked += 1
+    assert checked > 1500
+    assert memo.hits > 1500   # (a look's first bytes remembered like an edit's)
 
 
 def test_memo_keeps_to_its_budget_and_drops_the_least_recent() -> None:
