@@ -236,6 +236,9 @@ class BrokenStore:
     async def publish(self, name: str, payload: bytes) -> int:
         return 0
 
+    async def publish_if(self, name: str, payload: bytes, *, version: int) -> int | None:
+        return None
+
     async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
         return None
 
