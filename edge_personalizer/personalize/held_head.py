@@ -17,6 +17,12 @@ exposures counted and the profile cookie made of what the page shows:
   the proxy buffers from an origin before it stops reading, http.flow.HIGH_WATER): past
   that, the head goes out with every slot taken as present, as before it was held, and
   what the rewriter finds by the page's end is learned for the next views;
+- an experiment's control (a variant that leaves its slot as it is) is looked for like a
+  treatment (a look-only edit, and a rewriter made just to look when nothing else
+  changes the page), so it counts only where the page has its slot, as on later views;
+  a page left with nothing to change goes out as the origin sent it once released (a
+  page found with every slot is learned then: the rest passes unread). A holdout counts
+  no exposure and is remembered nowhere: it is not looked for;
 - a page that cannot be read for its slots (a charset or content coding the rewriter
   passes through, or markup lol-html gives up on) goes out at once, every slot taken as
   present.
@@ -36,6 +42,7 @@ from collections.abc import Sequence
 from .exchange import Exchange
 from .response_headers import PageHeaders, ResponseHead
 from .segments import SEGMENT_HEADER
+from .slot_presence import SlotPresence
 
 # Origin body bytes read while a head waits (= http.flow.HIGH_WATER, which this part of
 # the package may not import).
@@ -93,6 +100,21 @@ class HeldHead:
         if read > self.limit:
             return frozenset()   # past the bound: taken as present, as before the hold
         return None
+
+    def release(self, exchange: Exchange, presence: SlotPresence, head: ResponseHead,
+                found: Sequence[bool] | None, read: int, ended: bool) -> bool:
+        """Whether the head may go (see absent): if so, the choices for the slots the page
+        lacks are dropped; a page seen with every slot before its end is learned so (the
+        rest of it may pass without the rewriter when nothing is left to change)."""
+        absent = self.absent(found, read, ended)
+        if absent is None:
+            return False
+        if absent:
+            exchange.settle(presence.trim(exchange.decision, absent))
+        elif found is not None and not ended and len(found) == len(self.slots) and all(found):
+            presence.learned(exchange.visitor.request.path, head,
+                             dict(zip(self.slots, found, strict=True)))
+        return True
 
     def keep(self, out: bytes | None) -> None:
         if out:

@@ -14,7 +14,7 @@ from ..rewrite.first_bytes import FirstBytesMemo
 from ..rewrite.html import csp_nonce, with_nonce
 from ..rewrite.stream import ResponseRewriter
 from ..rules.book import RuleBook
-from ..rules.model import Decision, RuleSet
+from ..rules.model import Decision, RuleSet, SlotChoice
 from .exchange import Exchange
 from .response_headers import ResponseHead
 
@@ -35,8 +35,12 @@ class PageChanges:
 class PageEditor:
     """Turns decisions into page changes, and page changes into a rewriter.
 
+    With `look` (a view whose slot presence is not known), a slot whose chosen experiment
+    variant leaves it as it is (a control) gets an edit that only looks for its element,
+    so the page judges that choice as it judges a treatment (held_head).
+
     A decision whose variants print no visitor data changes every page alike: its
-    changes are worked out once per (rule set, choices, CSP nonce) and remembered
+    changes are worked out once per (rule set, choices, CSP nonce, look) and remembered
     (bounded), so decisions made apart (an experiment's, one per visitor) that chose the
     same variants share them. The first-bytes memo is shared by every rewriter of the app.
     """
@@ -45,18 +49,18 @@ class PageEditor:
                  max_entries: int = 1024) -> None:
         self.rules = rules
         self.memo = memo
-        self._known: LRU[tuple[int, tuple[tuple[str, str, str], ...], str | None],
+        self._known: LRU[tuple[int, tuple[tuple[str, str, str], ...], str | None, bool],
                          tuple[RuleSet | None, PageChanges]] = LRU(max_entries)
 
     def rewriter_for(self, exchange: Exchange, head: ResponseHead, accept_encoding: str, *,
-                     on_error: Callable[[Exception], None]
+                     on_error: Callable[[Exception], None], look: bool = False
                      ) -> tuple[ResponseRewriter, PageChanges] | None:
-        """The rewriter for a page whose decision changes it, and the changes it makes;
-        None if nothing applies."""
+        """The rewriter for a page whose decision changes it (or, with `look`, has choices
+        to judge by the page), and the changes it makes; None if nothing applies."""
         if self.rules is None:
             return None
         changes = self.changes(exchange.decision, exchange.visitor,
-                               csp_nonce(head.get(b"content-security-policy", "")))
+                               csp_nonce(head.get(b"content-security-policy", "")), look=look)
         if not changes:
             return None
         return ResponseRewriter(
@@ -65,18 +69,21 @@ class PageEditor:
             accept_encoding=accept_encoding, head=changes.head, body_end=changes.body_end,
             on_error=on_error, memo=self.memo), changes
 
-    def changes(self, decision: Decision, visitor: Visitor, nonce: str | None) -> PageChanges:
+    def changes(self, decision: Decision, visitor: Visitor, nonce: str | None, *,
+                look: bool = False) -> PageChanges:
         choices = decision.static_choices
         if choices is None:   # the variants print visitor data
-            return self._work_out(decision, visitor, nonce)
+            return self._work_out(decision, visitor, nonce, look)
         ruleset = self.rules.current if self.rules is not None else None
-        key = (id(ruleset), choices, nonce)
+        key = (id(ruleset), choices, nonce, look)
         known = self._known.get(key)
         if known is None or known[0] is not ruleset:   # (a reloaded set: worked out anew)
-            known = self._known[key] = (ruleset, self._work_out(decision, visitor, nonce))
+            known = self._known[key] = (ruleset,
+                                        self._work_out(decision, visitor, nonce, look))
         return known[1]
 
-    def _work_out(self, decision: Decision, visitor: Visitor, nonce: str | None) -> PageChanges:
+    def _work_out(self, decision: Decision, visitor: Visitor, nonce: str | None,
+                  look: bool) -> PageChanges:
         slots = self.rules.current.slots if self.rules is not None else {}
         edits: list[Edit] = []
         names: list[str] = []
@@ -84,6 +91,9 @@ class PageEditor:
         for name, choice in decision.slots.items():
             content = choice.content
             if content is None:
+                if look and judged(choice) and name in slots:
+                    edits.append(Edit(slots[name].selector, "look"))
+                    names.append(name)
                 continue
             payload = content.template.render(visitor) if content.template else ""
             if name in injected:
@@ -93,3 +103,15 @@ class PageEditor:
                                   content.attribute))
                 names.append(name)
         return PageChanges(tuple(edits), injected["head"], injected["body_end"], tuple(names))
+
+
+def judged(choice: SlotChoice) -> bool:
+    """Whether a choice is counted as an exposure and remembered in the profile (an
+    experiment's variant, its control included; a holdout or an unbucketed visitor's
+    control counts nothing)."""
+    return choice.reason == "experiment"
+
+
+def to_judge(decision: Decision) -> bool:
+    """Whether the decision has choices the page must judge although it changes nothing."""
+    return any(judged(choice) for choice in decision.slots.values())

@@ -13,7 +13,7 @@ from ..rewrite.stream import ResponseRewriter
 from .exchange import Exchange
 from .fail_open import FailOpen
 from .held_head import HeldHead, settle_known_slots
-from .page_edits import PageChanges, PageEditor
+from .page_edits import PageChanges, PageEditor, to_judge
 from .response_headers import PageHeaders, ResponseHead, is_html, read_head
 from .slot_presence import SlotPresence
 
@@ -90,8 +90,8 @@ class RewritingSend:
                     waiting.keep(out)
                     return
                 out, self.waiting = waiting.take(out), None
-                if not more and not self.exchange.decision.changes_page:
-                    # Left with nothing to change: the page as it came, as on later views.
+                if not self.exchange.decision.changes_page:
+                    # Nothing to change (left so, or only looked): the page as it came.
                     await self._send_unchanged({**message, "body": b""})
                     return
                 length = None if more else len(out)   # the whole page, held
@@ -109,7 +109,7 @@ class RewritingSend:
             if page:
                 known = settle_known_slots(self.exchange, self.headers, self.path, self.head)
         with self.fail_open.stage("rewrite", self.path):
-            self.rewriter = self._rewriter_for(page)
+            self.rewriter = self._rewriter_for(page, look=not known)
         if self.rewriter is not None and not known and self.changes is not None \
                 and self.changes.slots:
             self.waiting = HeldHead(self.changes.slots)   # the start is made once released
@@ -140,23 +140,24 @@ class RewritingSend:
         """Whether the held start may go: if so, the choices for the slots the page lacks
         are dropped and the start is made."""
         began = time.perf_counter()
-        absent: frozenset[str] | None = frozenset()
+        released = True   # (a fault of ours: every slot taken as present)
         with self.fail_open.stage("slots", self.path):
-            absent = waiting.absent(rewriter.found, self.consumed, ended)
-            if absent:
-                slots, exchange = self.headers.personalizer.slots, self.exchange
-                exchange.settle(slots.trim(exchange.decision, absent))
-        if absent is None:
+            released = waiting.release(self.exchange, self.headers.personalizer.slots,
+                                       self.head, rewriter.found, self.consumed, ended)
+        if not released:
             return False
         self.start = self._made(start)
         self.spent += time.perf_counter() - began
         return True
 
-    def _rewriter_for(self, page: bool) -> ResponseRewriter | None:
-        if not page or not self.exchange.decision.changes_page:
+    def _rewriter_for(self, page: bool, look: bool) -> ResponseRewriter | None:
+        """`look`: which slots the page has is not known, and choices it does not change
+        are judged by the page too (a rewriter is made only to look, if need be)."""
+        decision = self.exchange.decision
+        if not page or not (decision.changes_page or look and to_judge(decision)):
             return None
         made = self.editor.rewriter_for(self.exchange, self.head, self.accept_encoding,
-                                        on_error=self.fail_open.edit_failed)
+                                        on_error=self.fail_open.edit_failed, look=look)
         if made is None:
             return None
         rewriter, self.changes = made

@@ -49,6 +49,7 @@ ORIGIN = """
 import http.server, sys, time, urllib.parse
 HERO = '<section data-ep-slot="hero"><h1>Old hero</h1></section>'
 PROMO = '<div data-ep-slot="promo">old promo</div>'
+TEASER = '<p data-ep-slot="teaser">old teaser</p>'
 class Pages(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
@@ -56,7 +57,7 @@ class Pages(http.server.BaseHTTPRequestHandler):
             self.send_response(200); self.send_header("Content-Length", "0")
             self.end_headers(); return
         slots = HERO + PROMO
-        top = slots if query["slots"] == "top" else ""
+        top = {"top": slots, "teaser": TEASER}.get(query["slots"], "")
         end = slots if query["slots"] == "end" else ""
         head = "<!doctype html><html><head><title>t</title></head><body><main>" + top
         tail = end + "</main></body></html>"
@@ -99,18 +100,42 @@ PAGE = {"accept": "text/html", "accept-encoding": "identity",
                       "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
 
 
-@pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[Server]:
+# An experiment whose control leaves its slot as it is (nearly every visitor is bucketed
+# into the control; the profile cookie names the variant where it counts).
+CONTROL_RULES = """\
+slots:
+  teaser: {}
+experiments:
+  - name: teaser-test
+    slot: teaser
+    holdout: 0
+    variants:
+      control: {weight: 99.9999}
+      new: {weight: 0.0001, html: "new teaser"}
+"""
+
+
+def _proxy(tmp_path: Path, rules_text: str) -> Iterator[Server]:
     port = free_port()
     origin = start([sys.executable, "-c", ORIGIN, str(port)], port, tmp_path / "origin.log")
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "site.yaml").write_text(RULES)
+    (rules / "site.yaml").write_text(rules_text)
     server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
                          env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
     yield server
     server.stop()
     origin.stop()
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Server]:
+    yield from _proxy(tmp_path, RULES)
+
+
+@pytest.fixture
+def control_proxy(tmp_path: Path) -> Iterator[Server]:
+    yield from _proxy(tmp_path, CONTROL_RULES)
 
 
 def _profile(response: httpx.Response) -> list[Any]:
@@ -122,10 +147,11 @@ def _profile(response: httpx.Response) -> list[Any]:
     return state
 
 
-def _get(server: Server, path: str) -> tuple[httpx.Response, bytes, float]:
+def _get(server: Server, path: str, cookie: str = "") -> tuple[httpx.Response, bytes, float]:
     """The response, its body, and seconds until its first body bytes came."""
     started = time.monotonic()
-    with httpx.stream("GET", server.url + path, headers=PAGE, timeout=10) as response:
+    headers = {**PAGE, "cookie": cookie} if cookie else PAGE
+    with httpx.stream("GET", server.url + path, headers=headers, timeout=10) as response:
         chunks = response.iter_raw()
         first = next(chunks)
         first_at = time.monotonic() - started
@@ -182,3 +208,28 @@ def test_a_page_too_long_to_hold_goes_out_with_every_slot_taken_as_present(
     # What the rewriter found by the page's end is known to the next view.
     again, _, _ = _get(proxy, f"/b?slots=none&size={over + 10_000}&pause={over}")
     assert "x-ep-variant" not in again.headers
+
+
+def test_a_control_visitor_counts_only_where_the_page_has_the_slot(
+        control_proxy: Server) -> None:
+    # A first view of a page without the teaser: the control, changing nothing, is judged
+    # by the page like a treatment; nothing counted, nothing remembered, the page as it was.
+    response, body, first_at = _get(control_proxy, "/about?slots=none&size=20000&pause=4000")
+    assert first_at >= 0.9   # held to the page's end: it might have had the teaser
+    assert "x-ep-variant" not in response.headers
+    state = _profile(response)
+    assert state[STATE_EXPOSURES] == {} and not state[STATE_VARIANTS]
+    assert response.headers["content-length"] == str(len(body)) and b"teaser" not in body
+    cookie = response.headers["set-cookie"].split(";")[0]
+    # The same visitor, on a first view of a page with the teaser: counted, once.
+    response, body, first_at = _get(control_proxy, "/home?slots=teaser&size=20000&pause=2000",
+                                    cookie)
+    assert first_at < 0.7   # the teaser came in the first part: released at once
+    state = _profile(response)
+    assert set(state[STATE_EXPOSURES]) == {"teaser-test"}
+    assert state[STATE_VARIANTS] == {"teaser-test": "control"}
+    assert b'<p data-ep-slot="teaser">old teaser</p>' in body
+    assert response.headers["content-length"] == str(len(body))   # as the origin sent it
+    # Another visitor of the control, on the page with the teaser: counted too.
+    again, _, first_at = _get(control_proxy, "/home?slots=teaser&size=20000&pause=2000")
+    assert first_at < 0.7 and set(_profile(again)[STATE_EXPOSURES]) == {"teaser-test"}

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
-from edge_personalizer.personalize.page_edits import PageEditor
+from edge_personalizer.personalize.page_edits import PageEditor, to_judge
+from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rules.book import RuleBook
 from edge_personalizer.rules.evaluator import decide
+from edge_personalizer.rules.model import Decision, SlotChoice
 
 from ..factories import default_classifier, make_request
 
@@ -52,3 +55,20 @@ def test_decisions_made_apart_that_chose_alike_share_their_changes(tmp_path: Pat
     assert book.reload()
     changed = editor.changes(decide(book.current, visitor), visitor, None)
     assert [e.payload for e in changed.edits] == ["<h1>Ho</h1>"]
+
+
+def test_a_control_is_looked_for_only_where_which_slots_a_page_has_is_not_known(
+        tmp_path: Path) -> None:
+    book = _book(tmp_path, "<h1>Hi</h1>")
+    editor = PageEditor(book)
+    visitor = default_classifier().visitor(make_request("/"), now=0.0)
+    control = SlotChoice(slot="hero", variant="control", reason="experiment", by="t")
+    held_out = SlotChoice(slot="hero", variant="holdout", reason="holdout", by="t")
+    decision = Decision(slots=MappingProxyType({"hero": control}))
+    assert not decision.changes_page and to_judge(decision)
+    looked = editor.changes(decision, visitor, None, look=True)
+    assert looked.edits == (Edit('[data-ep-slot="hero"]', "look"),) and looked.slots == ("hero",)
+    assert not editor.changes(decision, visitor, None)   # a known page: nothing to do
+    # A holdout is neither counted nor remembered: nothing for the page to judge.
+    holdout = Decision(slots=MappingProxyType({"hero": held_out}))
+    assert not to_judge(holdout) and not editor.changes(holdout, visitor, None, look=True)
