@@ -67,10 +67,11 @@ def test_a_replayed_population_shows_its_known_rates(tmp_path: Path) -> None:
 
 
 def test_the_replay_command_counts_a_log_into_the_store(tmp_path: Path) -> None:
-    lines: list[dict[str, object]] = [{"url": "/page/home?exp=on", "visitor": "a", "headers": {"user-agent": BROWSER}},
-             {"url": "/page/x", "visitor": "a", "headers": {"user-agent": BROWSER},
-              "response_headers": {"X-EP-Goal": "cta-click"}},
-             {"url": "/page/home?exp=on", "visitor": "b", "headers": {"user-agent": BROWSER}}]
+    lines: list[dict[str, object]] = [
+        {"url": "/page/home?exp=on", "visitor": "a", "headers": {"user-agent": BROWSER}},
+        {"url": "/page/x", "visitor": "a", "headers": {"user-agent": BROWSER},
+         "response_headers": {"X-EP-Goal": "cta-click"}},
+        {"url": "/page/home?exp=on", "visitor": "b", "headers": {"user-agent": BROWSER}}]
     done = subprocess.run(
         [sys.executable, "-m", "edge_personalizer", "replay", "--rules", str(RULES),
          "--data-dir", str(tmp_path)], input="\n".join(json.dumps(x) for x in lines),

@@ -37,6 +37,7 @@ class RewritingSend:
                  editor: PageEditor, fail_open: FailOpen, spent: float,
                  accept_encoding: str) -> None:
         self.exchange = exchange
+        self.path = exchange.visitor.request.path
         self.send = send
         self.headers = headers
         self.editor = editor
@@ -52,10 +53,6 @@ class RewritingSend:
         self.produced = 0   # bytes it gave back
         self.held: list[bytes] = []   # the origin's body while the start is held back
         self.waiting: HeldHead | None = None   # the start not made yet: slots looked for
-
-    @property
-    def path(self) -> str:
-        return self.exchange.visitor.request.path
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
