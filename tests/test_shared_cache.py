@@ -334,3 +334,32 @@ def test_a_shared_page_carries_no_one_requests_timing(cached_site: tuple[int, bo
     assert [page.headers["x-cache"] for page in pages] == ["MISS", "HIT"]
     assert all(EXPECTED["facebook"] in page.content for page in pages)
     assert all("server-timing" not in page.headers for page in pages)
+
+
+def _decisions(proxy: Server, rule: str) -> float:
+    metrics = httpx.get(f"{proxy.url}/__ep/metrics",
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    prefix = f'ep_decisions_total{{rule="{rule}",'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith(prefix))
+
+
+def test_a_page_view_through_the_cache_is_one_decision(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    # nginx asks /__ep/decide, then (on a miss) the page with the segment decide gave: the
+    # page's decision is decide's, counted there once.
+    proxy = start_proxy(server_logs, "--origin", origin.url, "--rules",
+                        str(Path(__file__).parent / "data" / "rules"),
+                        "--trusted-proxy", "127.0.0.1",
+                        env={"EP_KEYED_CACHING": "true", "EP_ADMIN_TOKEN": ADMIN_TOKEN})
+    nginx, port = start_nginx(tmp_path, proxy.port)
+    try:
+        facebook = SEGMENTS["facebook"]
+        for expected in ("MISS", "HIT"):
+            response = httpx.get(f"http://127.0.0.1:{port}/slotted/counted", headers=facebook)
+            assert response.headers["x-cache"] == expected
+        assert _decisions(proxy, "facebook-hero") == 2
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        proxy.stop()

@@ -121,7 +121,9 @@ class Personalizer:
         def make_decision(exchange: Exchange) -> Decision:
             if forced is not None:
                 return forced
-            decision = self._decide(exchange)
+            # A page an edge names the segment of was decided (and counted) by the
+            # /__ep/decide it asked first: counted once a page view, hit or miss.
+            decision = self._decide(exchange, counted=edge_segment is None)
             if edge_segment is not None and self.segments is not None:
                 decision = self.segments.decision_for(edge_segment, decision,
                                                       visitor) or decision
@@ -139,7 +141,7 @@ class Personalizer:
                 (b"accept-encoding", b"identity")]}
         return exchange
 
-    def _decide(self, exchange: Exchange) -> Decision:
+    def _decide(self, exchange: Exchange, *, counted: bool = True) -> Decision:
         if self.rules is None:
             return NO_DECISION
         device = exchange.visitor.device
@@ -151,7 +153,8 @@ class Personalizer:
         exchange.allocations = allocations
         decision = decide(self.rules.current, exchange.visitor, self.decisions,
                           allocations=allocations)
-        self.observer.decided(decision)
+        if counted:
+            self.observer.decided(decision)
         return decision
 
     def _debug_asked(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
