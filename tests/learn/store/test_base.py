@@ -1,8 +1,45 @@
 from __future__ import annotations
 
+import anyio
 import pytest
 
-from edge_personalizer.learn.store.base import MAX_TABLE_BYTES, check_table
+from edge_personalizer.learn.counters import Converted, CountKey, Tally
+from edge_personalizer.learn.store.base import MAX_TABLE_BYTES, BatchId, Store, check_table
+
+# What every store does the same way (test_sqlite.py and test_redis.py run these on theirs).
+
+
+async def counts_a_visitor_s_conversion_once(store: Store, bold: CountKey,
+                                             window: float) -> None:
+    """Within its window a visitor's conversion counts once, however often it comes; a
+    conversion for a variant shared out anew (the old one removed) counts for it."""
+    buy = bold._replace(goal="buy")
+    bought = Converted(buy, "v1", 9.5, window)
+    signed_up = Converted(buy._replace(goal="signup"), "v1", window=window)
+    shared_anew = Converted(buy._replace(variant="bolder"), "v1", window=window)
+    await store.flush({bold: Tally(2)}, [bought, bought])       # a beacon sent twice
+    await store.flush({}, [bought, Converted(buy, "v2", 0.5, window), signed_up,
+                           shared_anew])
+    assert await store.totals() == {
+        bold: Tally(2), buy: Tally(0, 2, 10.0, 90.5), signed_up.key: Tally(0, 1),
+        shared_anew.key: Tally(0, 1)}
+    await anyio.sleep(window * 1.3)   # the window has passed: remembered no longer
+    await store.flush({}, [bought])
+    assert (await store.totals())[buy] == Tally(0, 3, 19.5, 180.75)
+    await store.close()
+
+
+async def applies_a_batch_once(store: Store, bold: CountKey) -> None:
+    """A batch sent again (its answer lost) or older than its writer's last is not
+    applied; another writer's is."""
+    first, second = BatchId("worker-1", 1), BatchId("worker-1", 2)
+    await store.flush({bold: Tally(3)}, batch_id=first)
+    await store.flush({bold: Tally(3)}, batch_id=first)     # its answer was lost: sent again
+    await store.flush({bold: Tally(1)}, batch_id=second)
+    await store.flush({bold: Tally(1)}, batch_id=first)     # older than the last applied
+    await store.flush({bold: Tally(5)}, batch_id=BatchId("worker-2", 1))
+    assert await store.totals() == {bold: Tally(9)}
+    await store.close()
 
 
 @pytest.mark.parametrize("name", ["weights", "bandit:hero-test.v2", "a" * 100])

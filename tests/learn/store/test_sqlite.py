@@ -13,9 +13,10 @@ import anyio
 import pytest
 
 from edge_personalizer.errors import StoreError
-from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Converted, CountKey, Tally
-from edge_personalizer.learn.store import BatchId
+from edge_personalizer.learn.counters import UNKNOWN_PERIOD, CountKey, Tally
 from edge_personalizer.learn.store.sqlite import SqliteStore, sqlite_url
+
+from .test_base import applies_a_batch_once, counts_a_visitor_s_conversion_once
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
@@ -182,32 +183,10 @@ def test_sqlite_url_is_absolute(tmp_path: Path) -> None:
     assert sqlite_url(Path("ep.db")) == f"sqlite://{Path.cwd() / 'ep.db'}"
 
 
-async def test_a_visitor_s_conversion_counts_once_within_its_window(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "ep.db")
-    bought = Converted(BOLD_BUY, "v1", 9.5, 0.3)
-    signed_up = Converted(BOLD_BUY._replace(goal="signup"), "v1", window=0.3)
-    # shared out anew after bold was removed: a conversion for what the visitor sees now
-    shared_anew = Converted(BOLD_BUY._replace(variant="bolder"), "v1", window=0.3)
-    await store.flush({BOLD: Tally(2)}, [bought, bought])       # a beacon sent twice
-    await store.flush({}, [bought, Converted(BOLD_BUY, "v2", 0.5, 0.3), signed_up,
-                           shared_anew])
-    assert await store.totals() == {
-        BOLD: Tally(2), BOLD_BUY: Tally(0, 2, 10.0, 90.5), signed_up.key: Tally(0, 1),
-        shared_anew.key: Tally(0, 1)}
-    await anyio.sleep(0.4)   # the window has passed: remembered no longer
-    await store.flush({}, [bought])
-    assert (await store.totals())[BOLD_BUY] == Tally(0, 3, 19.5, 180.75)
-    await store.close()
-
-
-async def test_a_batch_sent_again_is_applied_once(
+async def test_a_visitor_s_conversion_counts_once_within_its_window(
         tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "ep.db")
-    first, second = BatchId("worker-1", 1), BatchId("worker-1", 2)
-    await store.flush({BOLD: Tally(3)}, batch_id=first)
-    await store.flush({BOLD: Tally(3)}, batch_id=first)     # its answer was lost: sent again
-    await store.flush({BOLD: Tally(1)}, batch_id=second)
-    await store.flush({BOLD: Tally(1)}, batch_id=first)     # older than the last applied
-    await store.flush({BOLD: Tally(5)}, batch_id=BatchId("worker-2", 1))
-    assert await store.totals() == {BOLD: Tally(9)}
-    await store.close()
+    await counts_a_visitor_s_conversion_once(SqliteStore(tmp_path / "ep.db"), BOLD, window=0.3)
+
+
+async def test_a_batch_sent_again_is_applied_once(tmp_path: Path) -> None:
+    await applies_a_batch_once(SqliteStore(tmp_path / "ep.db"), BOLD)
