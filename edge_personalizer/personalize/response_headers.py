@@ -62,7 +62,7 @@ def private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 def _seconds(value: str | None) -> int:
     """A delta-seconds value; anything else counts as 0 (stale: RFC 9111 1.2.2)."""
-    return int(value) if value is not None and value.isdigit() else 0
+    return int(value) if value is not None and value.isascii() and value.isdigit() else 0
 
 
 def _expires_in(head: ResponseHead) -> int:

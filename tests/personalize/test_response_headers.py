@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
+from edge_personalizer.personalize.response_headers import shared_lifetime
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..servers import Server, start_proxy
@@ -158,3 +159,10 @@ def test_a_future_expires_without_cache_control_is_the_shared_lifetime(keyed: Se
     with_credentials = httpx.get(f"{keyed.url}/account/x", params={"expires": "120"},
                                  headers={**BROWSER, **CREDENTIALS})
     assert with_credentials.headers["cache-control"] == "private"
+
+
+@pytest.mark.parametrize("value", ["max-age=\u00b2", "s-maxage=\u0663\u0660", "max-age=+5"])
+def test_a_lifetime_in_other_digits_is_no_lifetime(value: str) -> None:
+    # str.isdigit() says yes to superscripts and Arabic-Indic digits; int() does not read
+    # all of them: such a header is an origin's mistake, and the page stays private.
+    assert shared_lifetime({b"cache-control": value}, authorized=False) is None
