@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -22,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 from starlette.types import Message, Receive, Scope, Send
 
 from .app import EdgeApp
 from .config import Settings
-from .errors import SettingsError
+from .errors import SettingsError, StoreError
 from .report import log_time
 from .rewrite.bypass import marker_slot
 
@@ -236,14 +238,33 @@ async def replay(settings: Settings, lines: Iterable[str], *,
                     f"nothing was counted: this log holds more distinct counts than a worker "
                     f"keeps ({replayer.app.counters.max_keys:,}; {dropped:,} events over): "
                     "replay it in parts, a day at a time for example")
-            if not await replayer.app.flusher.flush():
-                raise SettingsError(f"the store {replayer.app.store.location} did not take "
-                                    "the counts; replay the log again once it answers")
             replayed[digest.hexdigest()] = time.time()
-            await replayer.app.store.publish(REPLAYED_TABLE, json.dumps(replayed).encode())
+            try:   # marked first: counts written without their mark could be doubled
+                await replayer.app.store.publish(REPLAYED_TABLE,
+                                                 json.dumps(replayed).encode())
+            except StoreError as exc:
+                raise SettingsError(f"nothing was counted: {exc}") from exc
+            await _write_once(replayer)
             return replayer.summarize()
         finally:
             await replayer.app.aclose()
+
+
+async def _write_once(replayer: Replay, tries: int = 5) -> None:
+    """Every count of the log in one write to the store (all or none), sent again as it
+    was while the store does not confirm it: a write that timed out after the store
+    applied it is applied once (the flusher's batch id)."""
+    flusher = replayer.app.flusher
+    flusher.batch_keys = sys.maxsize
+    for attempt in range(tries):
+        if await flusher.flush():
+            return
+        if attempt + 1 < tries:
+            await anyio.sleep(1.0)
+    raise SettingsError(
+        f"the store {replayer.app.store.location} did not confirm the counts after {tries} "
+        "tries; the log is marked as replayed, and its counts may or may not be there: "
+        "look with `edge-personalizer report` before replaying it with --again")
 
 
 async def _replayed_logs(replayer: Replay) -> dict[str, float]:

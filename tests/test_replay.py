@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from edge_personalizer.learn.results import results
 from edge_personalizer.learn.store import open_store
 from edge_personalizer.replay import LoggedRequest, Replay
 from edge_personalizer.rules.book import load_rules
+
+from .servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "tests" / "data" / "rules"
@@ -168,3 +171,25 @@ def test_a_slot_the_stand_in_page_cannot_hold_is_counted_on_every_view(tmp_path:
     # The stand-in pages hold only marker slots; the site's pages have `#promo`. Every
     # visitor of the same path is an exposure, as on the live site (none is learned away).
     assert anyio.run(_replay_selector_slot, tmp_path, 30) == 30
+
+
+def test_a_log_s_counts_go_to_the_store_in_one_write(redis_server: RedisServer) -> None:
+    # 40 days of one visitor's views: over 200 distinct counts (a flush of the live server
+    # writes 200 a time), written as one, all or none.
+    day = 86_400
+    lines: list[dict[str, object]] = [
+        {"url": "/page/home?exp=on", "visitor": f"v{i}", "time": 1_795_000_000 + i * day,
+         "headers": {"user-agent": BROWSER},
+         "response_headers": {"X-EP-Goal": "cta-click"}} for i in range(240)]
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "replay", "--rules", str(RULES),
+         "--store", redis_server.url], input="\n".join(json.dumps(x) for x in lines),
+        capture_output=True, text=True, env={"EP_PROFILE_KEYS": "k" * 32, "PATH": ""},
+        timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    stats = subprocess.run(["redis-cli", "-p", str(redis_server.port), "info",
+                            "commandstats"], capture_output=True, text=True).stdout
+    flushes = re.search(r"cmdstat_evalsha:calls=(\d+),.*failed_calls=(\d+)", stats)
+    assert flushes is not None, stats
+    assert int(flushes.group(1)) - int(flushes.group(2)) == 1   # (a first call loads it)
+    assert "cmdstat_hincrby:calls=" in stats   # the counts are there
