@@ -8,6 +8,7 @@ import time
 from starlette.types import Message, Send
 
 from ..learn.goals import GOAL_HEADER
+from ..rewrite.encoding import BrokenEncoding
 from ..rewrite.recovery import RewriteAborted
 from ..rewrite.stream import ResponseRewriter
 from .exchange import Exchange
@@ -67,11 +68,12 @@ class RewritingSend:
         with self.fail_open.stage("rewrite", self.path) as outcome:
             try:
                 out = self._rewrite(message)
-            except RewriteAborted:
+            except RewriteAborted as exc:
+                if self.start is not None and not isinstance(exc, BrokenEncoding):
+                    raise   # nothing is out, every byte held: the page as it came
                 # Part of the page is out and the rest cannot be matched up: an incomplete
                 # response (the connection closes) is honest; a mangled page would not be.
-                logger.exception("rewriting %s failed mid-page; closing the connection",
-                                 self.path)
+                logger.exception("rewriting %s failed mid-page; closing", self.path)
                 self.fail_open.observer.stage_failed("rewrite")
                 self.aborted = True
                 return
@@ -173,11 +175,9 @@ class RewritingSend:
                 out = (out or b"") + rewriter.finish()
                 _learn(self.headers.personalizer.slots, self.path, self.head, self.changes,
                        rewriter.found)
-        except RewriteAborted:
-            raise
         except Exception as exc:
             # A fault of ours: unchanged while nothing is out yet, else cut off honestly.
-            if self.start is None:
+            if self.start is None and not isinstance(exc, RewriteAborted):
                 raise RewriteAborted(str(exc)) from exc
             raise
         if self.start is not None and (not rewriter.decided or self.waiting is not None):

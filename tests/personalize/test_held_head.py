@@ -2,7 +2,8 @@
 itself, and through the real server, in front of an origin that sends its pages in two
 parts a second apart, a first view of a page lacking the slots (it names nothing it did
 not show), of a page with its slots at the top (it still streams), at its end (held until
-they come), and a page too long to hold."""
+they come), a page too long to hold, and a page the rewriter gives up on while its head
+waits."""
 
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ def test_the_bound_is_what_the_proxy_buffers_from_an_origin() -> None:
 
 
 # An origin that sends a page in two parts, a second apart, with its Content-Length:
-# /<anything>?slots=top|end|none&size=N&pause=M (the first M bytes, then the rest).
+# /<anything>?slots=top|end|none&size=N&pause=M (the first M bytes, then the rest);
+# slots=lost: the hero, then markup lol-html gives up on where the page cannot be told
+# apart (its output ends in filler found all over the input).
 ORIGIN = """
 import http.server, sys, time, urllib.parse
 HERO = '<section data-ep-slot="hero"><h1>Old hero</h1></section>'
@@ -57,8 +60,9 @@ class Pages(http.server.BaseHTTPRequestHandler):
             self.send_response(200); self.send_header("Content-Length", "0")
             self.end_headers(); return
         slots = HERO + PROMO
-        top = {"top": slots, "teaser": TEASER}.get(query["slots"], "")
-        end = slots if query["slots"] == "end" else ""
+        top = {"top": slots, "teaser": TEASER, "lost": HERO}.get(query["slots"], "")
+        end = {"end": slots, "lost": "<select><style>x</style></select>"}.get(
+            query["slots"], "")
         head = "<!doctype html><html><head><title>t</title></head><body><main>" + top
         tail = end + "</main></body></html>"
         filler = "<p>Lorem ipsum dolor sit amet.</p>"
@@ -233,3 +237,14 @@ def test_a_control_visitor_counts_only_where_the_page_has_the_slot(
     # Another visitor of the control, on the page with the teaser: counted too.
     again, _, first_at = _get(control_proxy, "/home?slots=teaser&size=20000&pause=2000")
     assert first_at < 0.7 and set(_profile(again)[STATE_EXPOSURES]) == {"teaser-test"}
+
+
+def test_a_page_the_rewriter_gives_up_on_while_its_head_waits_goes_out_as_it_came(
+        proxy: Server) -> None:
+    # The hero rewritten, then markup lol-html gives up on, in the second part, while the
+    # head still waits for the promo: nothing has reached the client, every byte is held.
+    response, body, _ = _get(proxy, "/lost?slots=lost&size=20000&pause=4000")
+    assert response.status_code == 200
+    assert body.startswith(b"<!doctype html>") and body.endswith(b"</main></body></html>")
+    assert b"Old hero" in body and b"New hero" not in body   # as the origin sent it
+    assert response.headers["content-length"] == str(len(body))
