@@ -42,6 +42,16 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def serve_rules(self, path: Path, text: str) -> None:
+        """Writes `text` to the rule file `path` and waits until this proxy serves it."""
+        health = f"{self.url}/__ep/health"
+        before = httpx.get(health).json()["rules"]["version"]
+        path.write_text(text)
+        deadline = time.monotonic() + 10
+        while httpx.get(health).json()["rules"]["version"] == before:
+            assert time.monotonic() < deadline, "the edited rules were never served"
+            time.sleep(0.1)
+
     def peak_rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):

@@ -307,18 +307,8 @@ slots:
   hero: {}""" + HERO_TEST.replace("    PER\n", "")
 
 
-def _edit_rules(server: Server, path: Path, text: str) -> None:
-    """Writes `text` to the rule file and waits until the server serves it."""
-    health = f"{server.url}/__ep/health"
-    before = httpx.get(health).json()["rules"]["version"]
-    path.write_text(text)
-    deadline = time.monotonic() + 10
-    while httpx.get(health).json()["rules"]["version"] == before:
-        assert time.monotonic() < deadline, "the edited rules were never served"
-        time.sleep(0.1)
-
-
-def _sticky_server(origin: Server, server_logs: Path, tmp_path: Path) -> tuple[Path, Server]:
+def _sticky_server(origin: Server, server_logs: Path, tmp_path: Path,
+                   **env: str) -> tuple[Path, Server]:
     """STICKY_RULES in a directory of their own, served and watched, counting at once."""
     rules = tmp_path / "rules"
     rules.mkdir()
@@ -327,7 +317,7 @@ def _sticky_server(origin: Server, server_logs: Path, tmp_path: Path) -> tuple[P
                          env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
                               "EP_PROFILE_COOKIE_SECURE": "false",
                               "EP_STORE_FLUSH_INTERVAL": "0.2",
-                              "EP_RULES_WATCH_INTERVAL": "0.1"})
+                              "EP_RULES_WATCH_INTERVAL": "0.1", **env})
     return rules, server
 
 
@@ -347,7 +337,7 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
         bold = [v for v, shown in zip(visitors, first, strict=True) if shown == "bold"]
         assert 8 < len(bold) < 32
         # new weights share out new visitors only: everyone keeps what they were shown
-        _edit_rules(server, rules / "site.yaml", STICKY_RULES.replace(
+        server.serve_rules(rules / "site.yaml", STICKY_RULES.replace(
             "control: {weight: 50}", "control: {weight: 95}").replace("weight: 50,",
                                                                       "weight: 5,"))
         assert [_shown(visitor) for visitor in visitors] == first
@@ -359,7 +349,7 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
         assert (purchase["control"]["exposed"], purchase["control"]["converted"]) == \
             (40 - len(bold), 0)
         # bold removed: its visitors are shared out anew, and counted in what they see now
-        _edit_rules(server, rules / "site.yaml", STICKY_RULES.replace(
+        server.serve_rules(rules / "site.yaml", STICKY_RULES.replace(
             '{weight: 50, html: "<h1>Bold</h1>"}', '{weight: 50, html: "<h1>Bolder</h1>"}'
         ).replace("bold:", "bolder:"))
         now = [_shown(visitor) for visitor in bold]
@@ -371,7 +361,7 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
         page = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test",
                          headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
         # the experiment removed from the rules: its final results stay, read-only
-        _edit_rules(server, rules / "site.yaml", "slots:\n  hero: {}\ngoals:"
+        server.serve_rules(rules / "site.yaml", "slots:\n  hero: {}\ngoals:"
                     + STICKY_RULES.split("\ngoals:")[1])
         (stopped,) = _results(server)["experiments"]
         bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -422,7 +412,7 @@ def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(
         for _ in range(40):
             with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as new:
                 _shown(new)
-        _edit_rules(server, rules / "site.yaml", STICKY_RULES.replace(
+        server.serve_rules(rules / "site.yaml", STICKY_RULES.replace(
             "control: {weight: 50}", "control: {weight: 90}").replace("weight: 50,",
                                                                       "weight: 10,"))
         for _ in range(80):
@@ -442,14 +432,8 @@ def test_conversions_with_no_exposure_counted_break_no_results(
     # Redis restarted empty: a returning visitor's purchase is counted for the variant their
     # profile remembers, with no exposure counted for it any more. Results, the dashboard
     # and the report used to fail whole (500, exit 1) on "1 converted of 0 exposed".
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(STICKY_RULES)
-    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
-                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
-                              "EP_PROFILE_COOKIE_SECURE": "false",
-                              "EP_STORE_FLUSH_INTERVAL": "0.2",
-                              "EP_STORE_URL": redis_server.url})
+    rules, server = _sticky_server(origin, server_logs, tmp_path,
+                                   EP_STORE_URL=redis_server.url)
     bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     try:
         with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as visitor:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from pathlib import Path
 
 import httpx
@@ -230,17 +229,6 @@ def test_a_holdout_changed_moves_no_one_and_shares_out_the_released_by_weight(
                                  "variant": round(bucket("variant:hero-test", "v-0"), 4)}
 
 
-def _serve_rules(server: Server, path: Path, text: str) -> None:
-    """Writes `text` to the rule file and waits until the server serves it."""
-    health = f"{server.url}/__ep/health"
-    before = httpx.get(health).json()["rules"]["version"]
-    path.write_text(text)
-    deadline = time.monotonic() + 10
-    while httpx.get(health).json()["rules"]["version"] == before:
-        assert time.monotonic() < deadline, "the edited rules were never served"
-        time.sleep(0.1)
-
-
 def test_a_holdout_lowered_live_shares_out_the_visitors_it_releases_by_weight(
         origin: Server, server_logs: Path, tmp_path: Path) -> None:
     rules = tmp_path / "rules"
@@ -261,7 +249,7 @@ def test_a_holdout_lowered_live_shares_out_the_visitors_it_releases_by_weight(
 
     try:
         first = [shown(visitor) for visitor in visitors]
-        _serve_rules(server, rules / "site.yaml", HOLDOUT_RULES.replace("HOLDOUT", "10"))
+        server.serve_rules(rules / "site.yaml", HOLDOUT_RULES.replace("HOLDOUT", "10"))
         then = [shown(visitor) for visitor in visitors]
     finally:
         for visitor in visitors:
