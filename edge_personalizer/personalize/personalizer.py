@@ -84,8 +84,10 @@ class Personalizer:
         self.observer: Observer = observer or NoObserver()
         self._interests_version: str | None = None
         self._predicting = False   # a rule reads profile.predicted.*: count what follows
-        # With keyed caching, a trusted edge's X-EP-Segment names the page to render.
-        self.segments = SegmentBook(rules) if rules is not None and keyed_segments else None
+        # Each decision's segment, its tokens remembered for the serving rules; with keyed
+        # caching, a trusted edge's X-EP-Segment names the page to render.
+        self.segments = SegmentBook(rules) if rules is not None else None
+        self.keyed_segments = keyed_segments
         # Which of the rules' slots each page has, learned per path (bounded, per worker).
         self.slots = slot_presence if slot_presence is not None else SlotPresence(rules)
 
@@ -124,7 +126,7 @@ class Personalizer:
             # A page an edge names the segment of was decided (and counted) by the
             # /__ep/decide it asked first: counted once a page view, hit or miss.
             decision = self._decide(exchange, counted=edge_segment is None)
-            if edge_segment is not None and self.segments is not None:
+            if edge_segment is not None and self.keyed_segments and self.segments is not None:
                 decision = self.segments.decision_for(edge_segment, decision,
                                                       visitor) or decision
             return decision

@@ -190,14 +190,16 @@ class PageHeaders:
     def segment(self, exchange: Exchange) -> Segment:
         """The decision's segment."""
         decision = exchange.decision
+        book = self.personalizer.segments
+        make = book.segment_of if book is not None else segment_of
         if decision.static_choices is None:   # the variants print visitor data
-            return segment_of(decision, exchange.visitor)
+            return make(decision, exchange.visitor)
         key = (decision.redirect, decision.headers, decision.cookies, decision.rules,
                *((slot, c.variant, c.reason, c.by, c.content)
                  for slot, c in decision.slots.items()))
         segment = self._segments.get(key)
         if segment is None:
-            segment = self._segments[key] = segment_of(decision, exchange.visitor)
+            segment = self._segments[key] = make(decision, exchange.visitor)
         return segment
 
     def cache_headers(self, headers: list[tuple[bytes, bytes]], exchange: Exchange,

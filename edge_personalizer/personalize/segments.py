@@ -16,10 +16,9 @@ is marked not shareable and goes out private instead.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -27,7 +26,7 @@ from lru import LRU
 
 from ..classify.visitor import Visitor
 from ..rules.book import RuleBook
-from ..rules.model import Content, Decision, Redirect, RuleSet, SlotChoice
+from ..rules.model import Content, Decision, RuleSet, SlotChoice
 
 DEFAULT_SEGMENT = "default"   # the page as the origin sent it, with no slot changed
 # Purge tags go in the header of each CDN dialect: Fastly (space-separated), Cloudflare,
@@ -100,7 +99,6 @@ def _content_text(content: Content | None) -> str:
     return f"{content.action}\0{content.attribute or ''}\0{''.join(written)}"
 
 
-@functools.lru_cache(maxsize=4096)
 def choice_token(choice: SlotChoice) -> str:
     """Eight hex digits naming one slot's choice (slot, variant, why, by whom) and what it
     puts in the slot: an edited variant gets new keys at once, and its old keys are no
@@ -119,26 +117,33 @@ def actions_token(decision: Decision) -> str | None:
     them); None when it has none."""
     if decision.redirect is None and not decision.headers and not decision.cookies:
         return None
-    return _actions_token(decision.redirect, tuple(decision.headers), tuple(decision.cookies))
+    return _actions_token(_actions_of(decision))
 
 
-@functools.lru_cache(maxsize=1024)
-def _actions_token(redirect: Redirect | None, headers: tuple[tuple[str, str], ...],
-                   cookies: tuple[tuple[str, str], ...]) -> str:
+def _actions_of(decision: Decision) -> tuple[object, ...]:
+    """The decision's page actions as plain values (no object of the rules in them)."""
+    redirect = decision.redirect
     where = (redirect.location, redirect.status, redirect.keep_query) \
         if redirect is not None else None
-    return "p" + _digest(repr((where, headers, cookies)))
+    return (where, tuple(decision.headers), tuple(decision.cookies))
 
 
-def segment_of(decision: Decision, visitor: Visitor) -> Segment:
-    """The segment a decision puts the visitor in."""
-    tokens: list[str] = []
+def _actions_token(actions: tuple[object, ...]) -> str:
+    return "p" + _digest(repr(actions))
+
+
+def segment_of(decision: Decision, visitor: Visitor, *,
+               tokens: Callable[[SlotChoice], str] = choice_token,
+               actions: Callable[[Decision], str | None] = actions_token) -> Segment:
+    """The segment a decision puts the visitor in (`tokens` and `actions` name its slot
+    choices and page actions: SegmentBook.segment_of passes its remembered ones)."""
+    parts: list[str] = []
     tags = {"ep"}
     shareable = True
     for slot, choice in sorted(decision.slots.items()):
         if choice.content is None and choice.reason in _AS_IS:
             continue   # the slot as the default page has it, and nothing counted
-        token = choice_token(choice)
+        token = tokens(choice)
         template = choice.content.template if choice.content is not None else None
         if template is not None and not template.is_static:
             if template.fields <= BOUNDED_FIELDS:
@@ -146,16 +151,16 @@ def segment_of(decision: Decision, visitor: Visitor) -> Segment:
             else:
                 token += "." + UNBOUNDED
                 shareable = False
-        tokens.append(token)
+        parts.append(token)
         tags.add(f"ep-rule-{_tag(choice.by)}")
         tags.add(f"ep-variant-{_tag(slot)}-{_tag(choice.variant)}")
-    actions = actions_token(decision)
-    if actions is not None:
-        tokens.append(actions)
+    page_actions = actions(decision)
+    if page_actions is not None:
+        parts.append(page_actions)
         tags.update(f"ep-rule-{_tag(rule)}" for rule in decision.rules)
-    if not tokens:
+    if not parts:
         return Segment(DEFAULT_SEGMENT, ("ep", f"ep-segment-{DEFAULT_SEGMENT}"))
-    key = "s-" + "_".join(tokens)
+    key = "s-" + "_".join(parts)
     tags.add(f"ep-segment-{key}")
     return Segment(key, tuple(sorted(tags)), shareable)
 
@@ -173,28 +178,54 @@ def _choices(ruleset: RuleSet) -> Iterator[SlotChoice]:
 
 
 class SegmentBook:
-    """Reads segment keys back into decisions, for the serving rules.
+    """Makes the serving rules' segment keys and reads them back into decisions.
 
-    The table of every choice the rules can make is built once per rule set version (a
-    key made before a reload may name choices that are gone: it is not read back).
+    The tokens of every choice the rules can make are worked out once per rule set
+    version, for the current version only: a reload lets go of the old rules' choices,
+    and a key made before it that names choices now gone is not read back. Page actions'
+    tokens are remembered as plain values (bounded), never as objects of the rules.
     """
 
-    def __init__(self, rules: RuleBook) -> None:
+    def __init__(self, rules: RuleBook, *, max_actions: int = 1024) -> None:
         self.rules = rules
-        self._tables: LRU[str, dict[str, SlotChoice | None]] = LRU(4)
+        self._version: str | None = None
+        self._tokens: dict[SlotChoice, str] = {}           # choice -> its token
+        self._table: dict[str, SlotChoice | None] = {}     # token -> the choice it names
+        self._actions: LRU[tuple[object, ...], str] = LRU(max_actions)
 
-    def _table(self) -> dict[str, SlotChoice | None]:
+    def _follow(self) -> None:
+        """The tables of the serving rule set, built when its version is new."""
         ruleset = self.rules.current
-        table = self._tables.get(ruleset.version)
-        if table is None:
-            table = {}
-            for choice in _choices(ruleset):
-                token = choice_token(choice)
-                known = table.get(token, choice)
-                # Two choices under one token (a 1 in 4 billion chance): neither is read.
-                table[token] = choice if known == choice else None
-            self._tables[ruleset.version] = table
-        return table
+        if ruleset.version == self._version:
+            return
+        tokens: dict[SlotChoice, str] = {}
+        table: dict[str, SlotChoice | None] = {}
+        for choice in _choices(ruleset):
+            token = tokens[choice] = choice_token(choice)
+            known = table.get(token, choice)
+            # Two choices under one token (a 1 in 4 billion chance): neither is read.
+            table[token] = choice if known == choice else None
+        self._version, self._tokens, self._table = ruleset.version, tokens, table
+
+    def _choice_token(self, choice: SlotChoice) -> str:
+        # A choice of other rules (made before a reload) is worked out, not remembered.
+        token = self._tokens.get(choice)
+        return token if token is not None else choice_token(choice)
+
+    def _actions_token(self, decision: Decision) -> str | None:
+        if decision.redirect is None and not decision.headers and not decision.cookies:
+            return None
+        actions = _actions_of(decision)
+        token = self._actions.get(actions)
+        if token is None:
+            token = self._actions[actions] = _actions_token(actions)
+        return token
+
+    def segment_of(self, decision: Decision, visitor: Visitor) -> Segment:
+        """The segment a decision puts the visitor in."""
+        self._follow()
+        return segment_of(decision, visitor, tokens=self._choice_token,
+                          actions=self._actions_token)
 
     def decision_for(self, key: str, decision: Decision, visitor: Visitor) -> Decision | None:
         """`decision` with the slot choices `key` stands for; None when the key cannot be
@@ -207,7 +238,8 @@ class SegmentBook:
         if key == DEFAULT_SEGMENT:
             slots: dict[str, SlotChoice] = {}
         elif _KEY.fullmatch(key):
-            table = self._table()
+            self._follow()
+            table = self._table
             slots = {}
             for token in key[2:].split("_"):
                 if token.startswith("p"):
@@ -220,6 +252,6 @@ class SegmentBook:
         else:
             return None
         if dict(decision.slots) == slots:   # the visitor's own choices (most requests)
-            return decision if actions_token(decision) == actions else None
+            return decision if self._actions_token(decision) == actions else None
         forced = dataclasses.replace(decision, slots=MappingProxyType(slots))
-        return forced if segment_of(forced, visitor).key == key else None
+        return forced if self.segment_of(forced, visitor).key == key else None

@@ -3,6 +3,8 @@ through the real server the page an edge asks for under a key is rendered for th
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,6 +173,27 @@ def test_an_edited_variant_gets_new_keys_and_its_old_keys_are_not_read(
     (tmp_path / "site.yaml").write_text(RULES.replace("<h1>Bold</h1>", "<h1>Bolder</h1>"))
     assert rules.reload()
     assert segment_of(decide(rules.current, seen), seen).key == before
+
+
+def test_a_reload_lets_go_of_the_old_rules_variants(tmp_path: Path) -> None:
+    """Keys made and read back remember tokens for the serving rules only: once the rules
+    are reloaded nothing keeps the old rule set's variants alive."""
+    (tmp_path / "site.yaml").write_text(RULES)
+    rules = RuleBook(tmp_path)
+    segments = SegmentBook(rules)
+    seen = visitor("city=1")
+    before = decide(rules.current, seen)
+    key = segments.segment_of(before, seen).key
+    assert segments.decision_for(key, decide(rules.current, seen), seen) is not None
+    old_variant = weakref.ref(before.slots["banner"].content)
+    del before
+    (tmp_path / "site.yaml").write_text(RULES.replace("Deals in", "Offers in"))
+    assert rules.reload()
+    after = segments.segment_of(decide(rules.current, seen), seen).key
+    assert after != key
+    assert segments.decision_for(after, decide(rules.current, seen), seen) is not None
+    gc.collect()
+    assert old_variant() is None
 
 
 # Through the real server: an edge at 127.0.0.2 (trusted) asks /__ep/decide, then the page
