@@ -13,10 +13,12 @@ exposures counted and the profile cookie made of what the page shows:
   first KiB the charset is read from, it was held that long anyway);
 - a page lacking a slot is held to its end, on such views only (later views know), and
   carries its exact Content-Length;
-- at most HOLD_LIMIT bytes of the origin's body are read while the head waits (as much as
-  the proxy buffers from an origin before it stops reading, http.flow.HIGH_WATER): past
-  that, the head goes out with every slot taken as present, as before it was held, and
-  what the rewriter finds by the page's end is learned for the next views;
+- at most HOLD_LIMIT bytes of the page are read while the head waits (as much as the
+  proxy buffers from an origin before it stops reading, http.flow.HIGH_WATER), counted as
+  the rewriter reads them, decompressed (a compressed page is held by what it holds, not
+  by what it weighs on the wire), and as much of what it made: past that, the head goes
+  out with every slot taken as present, as before it was held, and what the rewriter
+  finds by the page's end is learned for the next views;
 - an experiment's control (a variant that leaves its slot as it is) is looked for like a
   treatment (a look-only edit, and a rewriter made just to look when nothing else
   changes the page), so it counts only where the page has its slot, as on later views;
@@ -44,8 +46,8 @@ from .response_headers import PageHeaders, ResponseHead
 from .segments import SEGMENT_HEADER
 from .slot_presence import SlotPresence
 
-# Origin body bytes read while a head waits (= http.flow.HIGH_WATER, which this part of
-# the package may not import).
+# Bytes of a page read (decompressed), or made of it, while a head waits (=
+# http.flow.HIGH_WATER, which this part of the package may not import).
 HOLD_LIMIT = 256 * 1024
 
 
@@ -80,24 +82,26 @@ class HeldHead:
     `slots` are the slots the rewriter looks for, in the order of its found flags.
     """
 
-    __slots__ = ("slots", "limit", "output")
+    __slots__ = ("slots", "limit", "output", "size")
 
     def __init__(self, slots: Sequence[str], limit: int = HOLD_LIMIT) -> None:
         self.slots = tuple(slots)
         self.limit = limit
         self.output: list[bytes] = []   # what the rewriter made while the head waited
+        self.size = 0                   # its bytes
 
     def absent(self, found: Sequence[bool] | None, read: int,
                ended: bool) -> frozenset[str] | None:
         """None while the head waits; else the slots the page lacks (empty: every slot is
         there, or taken to be). `found`: the rewriter's flags (None: it cannot tell);
-        `read`: origin body bytes read; `ended`: the page is over."""
+        `read`: bytes of the page the rewriter read, decompressed; `ended`: the page is
+        over."""
         if found is None or len(found) != len(self.slots) or all(found):
             return frozenset()
         if ended:
             return frozenset(slot for slot, there in zip(self.slots, found, strict=True)
                              if not there)
-        if read > self.limit:
+        if max(read, self.size) > self.limit:
             return frozenset()   # past the bound: taken as present, as before the hold
         return None
 
@@ -119,10 +123,11 @@ class HeldHead:
     def keep(self, out: bytes | None) -> None:
         if out:
             self.output.append(out)
+            self.size += len(out)
 
     def take(self, out: bytes | None) -> bytes:
         """Everything held, then `out`, as one."""
         if out:
             self.output.append(out)
-        held, self.output = self.output, []
+        held, self.output, self.size = self.output, [], 0
         return held[0] if len(held) == 1 else b"".join(held)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Protocol
 
@@ -27,6 +27,9 @@ _ASCII_COMPATIBLE = re.compile(
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 SNIFF_BYTES = 1024
+# The most a compressed body is decompressed into at once: a chunk of a page that
+# compresses well (a few KB to many MB) is read in pieces, never whole.
+PIECE = 64 * 1024
 
 
 def charset_from_content_type(content_type: str) -> str | None:
@@ -62,10 +65,12 @@ class BrokenEncoding(BodyDecodingError, RewriteAborted):
 class Decoder(Protocol):
     """A streaming decoder of one response body's content coding.
 
-    `decompress` raises BrokenEncoding on corrupt data or bytes after the end of the
-    compressed stream; `flush` raises it when the stream stopped before its end (a
-    truncated body must never pass for a complete, shorter page: issue 20)."""
+    `pieces` (and `decompress`, all of them as one) raises BrokenEncoding on corrupt data
+    or bytes after the end of the compressed stream; `flush` raises it when the stream
+    stopped before its end (a truncated body must never pass for a complete, shorter page:
+    issue 20)."""
 
+    def pieces(self, data: bytes) -> Iterator[bytes]: ...
     def decompress(self, data: bytes) -> bytes: ...
     def flush(self) -> bytes: ...
 
@@ -82,32 +87,38 @@ class _Inflate:
         self._started = False
 
     def decompress(self, data: bytes) -> bytes:
+        return b"".join(self.pieces(data))
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """`data` decompressed, in pieces of at most PIECE bytes."""
         if not data:
-            return b""
+            return
         self._started = True
         try:
-            return self._decompress(data)
+            yield from self._pieces(data)
         except zlib.error as exc:
             raise BrokenEncoding(f"corrupt {self._name} body: {exc}") from exc
 
-    def _decompress(self, data: bytes) -> bytes:
+    def _pieces(self, data: bytes) -> Iterator[bytes]:
         if self._inner is None:
             data = self._first + data
             if len(data) < 2:
                 self._first = data
-                return b""
+                return
             self._first = b""
             self._inner = zlib.decompressobj(wbits=zlib.MAX_WBITS if _zlib_header(data)
                                              else -zlib.MAX_WBITS)
-        out = b""
-        while data:
+        while True:
             if self._inner.eof:
-                data = self._after_end(data)
+                data = self._after_end(data) if data else b""
                 if not data:
-                    break
-            out += self._inner.decompress(data)
-            data = self._inner.unused_data if self._inner.eof else b""
-        return out
+                    return
+            out = self._inner.decompress(data, PIECE)
+            data = self._inner.unused_data if self._inner.eof else self._inner.unconsumed_tail
+            if out:
+                yield out
+            if not data and len(out) < PIECE:
+                return   # (a full piece: zlib may hold more output, asked for above)
 
     def _after_end(self, data: bytes) -> bytes:
         """Bytes past a member's end: the next gzip member (returned to be fed), NUL
@@ -144,6 +155,11 @@ class _Brotli:
         self._inner = brotli.Decompressor()
         self._started = False
 
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """`data` decompressed (in one piece: see rewrite/stream.py)."""
+        if data:
+            yield self.decompress(data)
+
     def decompress(self, data: bytes) -> bytes:
         if not data:
             return b""
@@ -162,6 +178,10 @@ class _Brotli:
 
 
 class _Identity:
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        if data:
+            yield data
+
     def decompress(self, data: bytes) -> bytes:
         return data
 

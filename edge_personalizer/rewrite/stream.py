@@ -9,7 +9,7 @@ at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .edits import Edit
 from .encoding import (
@@ -38,6 +38,8 @@ class ResponseRewriter:
 
     `feed()` returns None while the first KiB is held back; once `decided`, `rewriting`
     says whether edits apply and `content_encoding` what the output is encoded with.
+    `read` counts the bytes of the page taken in, decompressed: a compressed chunk is
+    rewritten (and compressed again) a piece at a time, never decompressed whole.
     """
 
     def __init__(self, edits: Sequence[Edit], *, content_type: str, content_encoding: str,
@@ -61,6 +63,7 @@ class ResponseRewriter:
         self._encoder: Encoder | None = None
         self.decided = False
         self.rewriting = False
+        self.read = 0
         self.content_encoding: str | None = content_encoding or None
 
     def feed(self, chunk: bytes) -> bytes | None:
@@ -68,13 +71,18 @@ class ResponseRewriter:
             return self._through(chunk)
         self._held_raw.append(chunk)
         if self._decoder is None:           # a coding we cannot read: pass it on
+            self.read += len(chunk)
             return self._decide(False)
-        plain = self._decoder.decompress(chunk)
-        self._held_plain.append(plain)
-        self._held_size += len(plain)
-        if self._charset is None and self._held_size < SNIFF_BYTES:
-            return None
-        return self._decide(True)
+        pieces = self._decoder.pieces(chunk)
+        for plain in pieces:
+            self.read += len(plain)
+            self._held_plain.append(plain)
+            self._held_size += len(plain)
+            if self._charset is not None or self._held_size >= SNIFF_BYTES:
+                out = self._decide(True)
+                rewriter = self._rewriter
+                return out + self._rewritten(rewriter, pieces) if rewriter else out
+        return None
 
     @property
     def verbatim(self) -> bool:
@@ -146,8 +154,16 @@ class ResponseRewriter:
 
     def _through(self, chunk: bytes) -> bytes:
         if not self.rewriting or self._rewriter is None or self._decoder is None:
+            self.read += len(chunk)
             return chunk
-        return self._encode(self._rewriter.feed(self._decoder.decompress(chunk)))
+        return self._rewritten(self._rewriter, self._decoder.pieces(chunk))
+
+    def _rewritten(self, rewriter: Rewriter, pieces: Iterator[bytes]) -> bytes:
+        out = []
+        for plain in pieces:
+            self.read += len(plain)
+            out.append(self._encode(rewriter.feed(plain)))
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _encode(self, data: bytes) -> bytes:
         if self._encoder is None or not data:

@@ -2,8 +2,8 @@
 itself, and through the real server, in front of an origin that sends its pages in two
 parts a second apart, a first view of a page lacking the slots (it names nothing it did
 not show), of a page with its slots at the top (it still streams), at its end (held until
-they come), a page too long to hold, and a page the rewriter gives up on while its head
-waits."""
+they come), a page too long to hold, compressed or not, and a page the rewriter gives up
+on while its head waits."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from edge_personalizer.http.flow import HIGH_WATER
 from edge_personalizer.personalize.held_head import HOLD_LIMIT, HeldHead
 
 from ..conftest import PROFILE_KEY
+from ..http.test_server import worker_pids
 from ..servers import Server, free_port, start, start_proxy
 
 
@@ -47,9 +48,10 @@ def test_the_bound_is_what_the_proxy_buffers_from_an_origin() -> None:
 # An origin that sends a page in two parts, a second apart, with its Content-Length:
 # /<anything>?slots=top|end|none&size=N&pause=M (the first M bytes, then the rest);
 # slots=lost: the hero, then markup lol-html gives up on where the page cannot be told
-# apart (its output ends in filler found all over the input).
+# apart (its output ends in filler found all over the input); &gzip=1 sends it gzipped
+# whatever was asked.
 ORIGIN = """
-import http.server, sys, time, urllib.parse
+import gzip, http.server, sys, time, urllib.parse
 HERO = '<section data-ep-slot="hero"><h1>Old hero</h1></section>'
 PROMO = '<div data-ep-slot="promo">old promo</div>'
 TEASER = '<p data-ep-slot="teaser">old teaser</p>'
@@ -70,6 +72,9 @@ class Pages(http.server.BaseHTTPRequestHandler):
         body = (head + filler * count + tail).encode()
         pause = int(query["pause"])
         self.send_response(200)
+        if "gzip" in query:
+            body = gzip.compress(body, 9)
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", '"v1"')
@@ -151,11 +156,12 @@ def _profile(response: httpx.Response) -> list[Any]:
     return state
 
 
-def _get(server: Server, path: str, cookie: str = "") -> tuple[httpx.Response, bytes, float]:
+def _get(server: Server, path: str, cookie: str = "",
+         headers: dict[str, str] = PAGE) -> tuple[httpx.Response, bytes, float]:
     """The response, its body, and seconds until its first body bytes came."""
     started = time.monotonic()
-    headers = {**PAGE, "cookie": cookie} if cookie else PAGE
-    with httpx.stream("GET", server.url + path, headers=headers, timeout=10) as response:
+    headers = {**headers, "cookie": cookie} if cookie else headers
+    with httpx.stream("GET", server.url + path, headers=headers, timeout=30) as response:
         chunks = response.iter_raw()
         first = next(chunks)
         first_at = time.monotonic() - started
@@ -237,6 +243,34 @@ def test_a_control_visitor_counts_only_where_the_page_has_the_slot(
     # Another visitor of the control, on the page with the teaser: counted too.
     again, _, first_at = _get(control_proxy, "/home?slots=teaser&size=20000&pause=2000")
     assert first_at < 0.7 and set(_profile(again)[STATE_EXPOSURES]) == {"teaser-test"}
+
+
+def _worker_peak_kib(server: Server) -> int:
+    """The peak memory (VmHWM) of the server's one worker process."""
+    [pid] = worker_pids(server)
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0])
+
+
+@pytest.mark.parametrize(("accept_encoding", "bound_mib"), [("identity", 100), ("gzip", 20)])
+def test_a_compressed_page_is_held_by_what_it_holds_decompressed(
+        proxy: Server, accept_encoding: str, bound_mib: int) -> None:
+    # An origin that sends gzip anyway: 40 MB of page in about 117 KB, no slot in it. The
+    # head waits for HOLD_LIMIT bytes of the page as read, not of the gzip as it came (held
+    # to the end, the worker's peak grew by 130 MB). A client that takes gzip gets each
+    # piece compressed again as it is made; one that does not still gets each chunk from
+    # the origin rewritten whole (some 20 MB each here).
+    headers = {**PAGE, "accept-encoding": accept_encoding}
+    httpx.get(proxy.url + "/warm?slots=top&size=20000&pause=20000&gzip=1", headers=headers,
+              timeout=10)
+    before = _worker_peak_kib(proxy)
+    response, body, _ = _get(proxy, "/big?slots=none&size=40000000&pause=80000&gzip=1",
+                             headers=headers)
+    grown = _worker_peak_kib(proxy) - before
+    assert grown < bound_mib * 1024, f"the worker's peak grew by {grown} KiB"
+    assert response.status_code == 200 and body
+    # Released before the page's end, which would have shown it lacks the slots.
+    assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
 
 
 def test_a_page_the_rewriter_gives_up_on_while_its_head_waits_goes_out_as_it_came(
