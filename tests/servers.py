@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -52,11 +53,25 @@ class Server:
             assert time.monotonic() < deadline, "the edited rules were never served"
             time.sleep(0.1)
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes the server started (granian logs each one it spawns)."""
+        return [int(pid) for pid in re.findall(r"Spawning worker-\d+ with PID: (\d+)",
+                                               self.log())]
+
     def peak_rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmHWM")
+        """The highest peak resident memory of the server and its workers (the workers
+        answer the requests)."""
+        peaks = []
+        for pid in (self.process.pid, *self.worker_pids()):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                continue   # a worker replaced since
+            peaks += [int(line.split()[1]) for line in status.splitlines()
+                      if line.startswith("VmHWM:")]
+        if len(peaks) < 2:
+            raise RuntimeError("no worker's VmHWM to read")
+        return max(peaks)
 
     def stop(self) -> None:
         if self.process.poll() is None:

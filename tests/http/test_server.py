@@ -293,7 +293,7 @@ def workers_proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
 
 
 def worker_pids(server: Server) -> list[int]:
-    return [int(pid) for pid in re.findall(r"Spawning worker-\d+ with PID: (\d+)", server.log())]
+    return server.worker_pids()
 
 
 def test_workers_serve_with_the_same_settings(workers_proxy: Server) -> None:
