@@ -62,6 +62,7 @@ def raw_request(port: int, request: bytes) -> bytes:
 
 
 def test_large_download_streams_without_buffering(proxy: Server) -> None:
+    proxy.reset_peak_rss()   # (the proxy is shared: only this download's peak counts)
     size = 200 * MiB
     digest = hashlib.sha256()
     received = 0
@@ -80,6 +81,7 @@ def test_large_download_streams_without_buffering(proxy: Server) -> None:
 
 
 def test_large_upload_streams_to_origin(proxy: Server) -> None:
+    proxy.reset_peak_rss()
     size = 90 * MiB   # under the default 100 MiB body limit
     block = pattern(MiB)
     expected = hashlib.sha256()
