@@ -58,15 +58,6 @@ class Server:
         return [int(pid) for pid in re.findall(r"Spawning worker-\d+ with PID: (\d+)",
                                                self.log())]
 
-    def reset_peak_rss(self) -> None:
-        """Starts the peak resident memory of the server and its workers afresh (what
-        earlier tests did with a shared server no longer counts)."""
-        for pid in (self.process.pid, *self.worker_pids()):
-            try:
-                Path(f"/proc/{pid}/clear_refs").write_text("5")
-            except FileNotFoundError:
-                continue
-
     def peak_rss_kib(self) -> int:
         """The highest peak resident memory of the server and its workers (the workers
         answer the requests)."""

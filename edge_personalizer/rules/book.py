@@ -56,7 +56,12 @@ def load_rules(directory: Path) -> RuleSet:
     return ruleset
 
 
-def _fingerprint(directory: Path) -> tuple[tuple[str, int, int, int, int], ...]:
+Fingerprint = tuple[tuple[str, int, int, int, int], ...]
+# No directory looks like this: the next look reloads.
+_CHANGED_WHILE_LOADING: Fingerprint = (("(changed while it was loaded)", -1, -1, -1, -1),)
+
+
+def _fingerprint(directory: Path) -> Fingerprint:
     """Names, sizes, modification and change times and inodes of everything the rules may
     read (loader.walk: hidden files and folders, such as a checkout's .git, are no part of
     them; folder links are followed): cheap to take every second, and any edit changes it,
@@ -151,11 +156,12 @@ class RuleBook:
             return self._reload()
 
     def _reload(self) -> bool:
-        self._fingerprint = _fingerprint(self.directory)
+        self._fingerprint = before = _fingerprint(self.directory)
         try:
             fresh = self._load()
         except RuleError as exc:
             self._refused(exc, "rules not reloaded, version %s keeps serving")
+            self._loaded_from(before)
             if self._on_reload:
                 self._on_reload(False)
             return False
@@ -163,10 +169,12 @@ class RuleBook:
             logger.exception("rules not reloaded (the loader failed), version %s keeps "
                              "serving", self.current.version)
             self.last_error = f"{self.directory}: the loader failed: {exc!r}"
+            self._loaded_from(before)
             if self._on_reload:
                 self._on_reload(False)
             return False
         self.last_error = None
+        self._loaded_from(before)
         if fresh.version != self.current.version:
             logger.log(logging.INFO if self._reports else logging.DEBUG,
                        "rules reloaded: version %s -> %s (%s, %d read, %d compiled)",
@@ -176,6 +184,13 @@ class RuleBook:
         if self._on_reload:
             self._on_reload(True)
         return True
+
+    def _loaded_from(self, before: Fingerprint) -> None:
+        """The directory changed while it was being loaded (a file saved between the look
+        and the read): what was loaded is not `before`, and the next settled look loads
+        again (else a refused file removed at once left the refusal serving for good)."""
+        if _fingerprint(self.directory) != before:
+            self._fingerprint = _CHANGED_WHILE_LOADING
 
     def _refused(self, exc: RuleError, what_serves: str) -> None:
         errors = exc.errors if isinstance(exc, RuleSetInvalid) else [exc]

@@ -61,8 +61,17 @@ def raw_request(port: int, request: bytes) -> bytes:
 # Streaming
 
 
-def test_large_download_streams_without_buffering(proxy: Server) -> None:
-    proxy.reset_peak_rss()   # (the proxy is shared: only this download's peak counts)
+@pytest.fixture
+def fresh_proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
+    """A proxy of its own: the shared one's workers keep what earlier tests made them hold,
+    and a worker's peak memory would be theirs."""
+    server = start_proxy(server_logs, "--origin", origin.url)
+    yield server
+    server.stop()
+
+
+def test_large_download_streams_without_buffering(fresh_proxy: Server) -> None:
+    proxy = fresh_proxy
     size = 200 * MiB
     digest = hashlib.sha256()
     received = 0
@@ -80,8 +89,8 @@ def test_large_download_streams_without_buffering(proxy: Server) -> None:
     assert proxy.peak_rss_kib() < 150 * 1024, "proxy held the download in memory"
 
 
-def test_large_upload_streams_to_origin(proxy: Server) -> None:
-    proxy.reset_peak_rss()
+def test_large_upload_streams_to_origin(fresh_proxy: Server) -> None:
+    proxy = fresh_proxy
     size = 90 * MiB   # under the default 100 MiB body limit
     block = pattern(MiB)
     expected = hashlib.sha256()

@@ -20,6 +20,7 @@ from edge_personalizer.rules import book as book_module
 from edge_personalizer.rules.book import RuleBook, check_rules
 from edge_personalizer.rules.evaluator import decide, explain
 from edge_personalizer.rules.file_cache import Loaded, RuleCache
+from edge_personalizer.rules.model import RuleSet
 
 from ..factories import make_visitor
 from ..servers import Server, start_proxy
@@ -563,3 +564,32 @@ def test_the_server_serves_a_relinked_fragments_folder(origin: Server, tmp_path:
             time.sleep(0.1)
     finally:
         proxy.stop()
+
+
+class _SavedDuringLoad(RuleBook):
+    """A rule book whose directory gets `bad` saved between a reload's look and its read
+    (what a deploy copying files while a worker reloads does)."""
+
+    bad: Path | None = None
+
+    def _load(self) -> RuleSet:
+        if self.bad is not None:
+            self.bad.write_bytes(b"rules: []\n# caf\xe9\n")
+            self.bad = None
+        return super()._load()
+
+
+def test_a_file_saved_while_rules_load_is_looked_at_again_once_removed(
+        tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text("slots: {hero: {}}\nrules:\n"
+                                        "  - {name: a, then: {hero: one}}\n")
+    book = _SavedDuringLoad(tmp_path)
+    first = book.current.version
+    (tmp_path / "site.yaml").write_text("slots: {hero: {}}\nrules:\n"
+                                        "  - {name: a, then: {hero: two}}\n")
+    book.bad = tmp_path / "w.yaml"
+    assert book.reload() is False and book.last_error is not None   # it read w.yaml
+    (tmp_path / "w.yaml").unlink()   # the directory is now what the reload's look saw
+    book.look()
+    assert book.look() is True
+    assert book.last_error is None and book.current.version != first   # "two" serves
