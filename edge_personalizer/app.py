@@ -12,7 +12,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 
 import anyio
 import anyio.abc
@@ -293,13 +294,13 @@ def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase 
                          EdgeMapping(settings.edge_headers) if settings.edge_headers else None))
 
 
-_UNREAD: dict[RejectReason, str] = {
+_UNREAD: Mapping[RejectReason, str] = MappingProxyType({
     "malformed": "it is malformed",
     "signature": "its signature matches none of the profile_keys",
     "oversized": "it is longer than profile_max_bytes",
     "expired": "it is older than profile_max_age_days",
     "version": "it was written in another format",
-}
+})
 
 
 def open_classifier(settings: Settings) -> Classifier:
