@@ -125,7 +125,7 @@ class EdgeApp:
             keyed_caching=settings.keyed_caching, shared_max_age=settings.shared_max_age,
             cache_tag_headers=settings.cache_tag_headers, first_bytes=FirstBytesMemo(),
             learning=self.learning, clock=clock, learn_slots=learn_slots,
-            observer=self.metrics)
+            head_hold_seconds=settings.head_hold_seconds, observer=self.metrics)
         # Several workers: each publishes its state, so health, metrics and reloads answer
         # for the whole server whichever worker a request reaches.
         self.board = (WorkerBoard(board_directory(settings.data_dir, os.getppid()))

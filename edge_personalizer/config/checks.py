@@ -44,7 +44,7 @@ _AT_LEAST_ONE = ("workers", "max_connections", "max_header_bytes", "max_header_c
 _POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
              "body_timeout",
              "profile_max_age_days",
-             "store_flush_interval", "store_poll_interval", "learn_interval",
+             "store_flush_interval", "store_poll_interval", "learn_interval", "head_hold_seconds",
              "interest_half_life_days", "visit_timeout_minutes")
 _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
     "country", "region", "city", "postal", "metro", "continent", "time_zone", "latitude",

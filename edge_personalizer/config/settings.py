@@ -160,6 +160,12 @@ class Settings:
         help="whose client, geo and device headers a trusted proxy's request may carry: "
              "cloudflare, cloudfront, fastly, akamai, vercel (comma-separated), or forwarded "
              "(X-Forwarded-For alone)")
+    head_hold_seconds: float = option(
+        0.5, convert=float, section=_ORIGIN,
+        help="seconds a page's response head may wait for the rewriter on a view that learns "
+             "which slots the page has (a path's first view in a worker): past it the page "
+             "streams on, every slot taken as present (a page that flushes early and then "
+             "renders slowly keeps its early bytes)")
     keyed_caching: bool = option(False, convert=to_bool, section=_CDN,
                                  help="personalized pages public, keyed by X-EP-Segment")
     shared_max_age: int = option(

@@ -19,6 +19,10 @@ exposures counted and the profile cookie made of what the page shows:
   by what it weighs on the wire), and as much of what it made: past that, the head goes
   out with every slot taken as present, as before it was held, and what the rewriter
   finds by the page's end is learned for the next views;
+- and for at most `head_hold_seconds` (SlotPresence.hold_seconds, OnTime): a page that
+  flushes its top early and then renders slowly goes out then, as past HOLD_LIMIT, with
+  what the rewriter made so far (unless the first KiB the charset is read from has not
+  come yet);
 - an experiment's control (a variant that leaves its slot as it is) is looked for like a
   treatment (a look-only edit, and a rewriter made just to look when nothing else
   changes the page), so it counts only where the page has its slot, as on later views;
@@ -39,12 +43,18 @@ That costs a held view per path and worker once per relearn period.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from starlette.types import Message, Send
 
 from .exchange import Exchange
 from .response_headers import PageHeaders, ResponseHead
 from .segments import SEGMENT_HEADER
 from .slot_presence import SlotPresence
+
+logger = logging.getLogger(__name__)
 
 # Bytes of a page read (decompressed), or made of it, while a head waits (=
 # http.flow.HIGH_WATER, which this part of the package may not import).
@@ -131,3 +141,53 @@ class HeldHead:
             self.output.append(out)
         held, self.output, self.size = self.output, [], 0
         return held[0] if len(held) == 1 else b"".join(held)
+
+
+class OnTime:
+    """The time bound of a held head: when it passes, what the head and the body held so
+    far become is sent at once, and anything sent after it waits until that is out."""
+
+    __slots__ = ("timer", "sending")
+
+    def __init__(self) -> None:
+        self.timer: asyncio.TimerHandle | None = None
+        self.sending: asyncio.Future[None] | None = None
+
+    def arm(self, seconds: float, expired: Callable[[], None]) -> None:
+        self.timer = asyncio.get_running_loop().call_later(seconds, self._expire, expired)
+
+    def _expire(self, expired: Callable[[], None]) -> None:
+        self.timer = None
+        expired()
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def send(self, send: Send, messages: list[Message]) -> None:
+        self.sending = asyncio.ensure_future(_send_each(send, messages))
+
+    async def sent(self) -> None:
+        """Waits until what went out on time is out (raises what sending it raised)."""
+        if self.sending is not None:
+            sending, self.sending = self.sending, None
+            await sending
+
+    async def finish(self, path: str) -> None:
+        """As sent(), at the response's end: a client that left is nothing to raise."""
+        try:
+            await self.sent()
+        except Exception as exc:
+            logger.debug("sending %s's head on time failed: %s", path, exc)
+
+    def close(self) -> None:
+        self.disarm()
+        if self.sending is not None:   # (a response cut off by an error of the app's)
+            self.sending.cancel()
+            self.sending = None
+
+
+async def _send_each(send: Send, messages: list[Message]) -> None:
+    for message in messages:
+        await send(message)

@@ -46,7 +46,8 @@ class PersonalizeMiddleware:
                  first_bytes: FirstBytesMemo | None = None, learning: Learning | None = None,
                  compress_pages: bool = True,
                  observer: Observer | None = None,
-                 clock: Callable[[], float] = time.time, learn_slots: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, learn_slots: bool = True,
+                 head_hold_seconds: float = 0.5) -> None:
         """`learn_slots=False`: every page is taken to have every slot of the rules, as a
         replay needs (its stand-in pages are not the site's)."""
         self.app = app
@@ -61,7 +62,8 @@ class PersonalizeMiddleware:
                 rules=self.rules, classifier=classifier, trusted=trusted_proxies,
                 debug_token=debug_token, preview=preview, observer=self.fail_open.observer,
                 learning=learning, clock=clock, keyed_segments=keyed_caching,
-                slot_presence=SlotPresence(self.rules, learn=learn_slots),
+                slot_presence=SlotPresence(self.rules, learn=learn_slots,
+                                           hold_seconds=head_hold_seconds),
                 cookies=CookiePolicy(cookie_secure, cookie_max_age_days))
             self.page_headers = PageHeaders(self.personalizer, rules=self.rules, cache=CachePolicy(
                 keyed_caching, shared_max_age, tuple(cache_tag_headers), variant_header))
@@ -93,6 +95,7 @@ class PersonalizeMiddleware:
             if self.compress_pages else "")
         try:
             await self.app(exchange.scope, receive, responder)        # forward
+            await responder.finish()
         finally:
             responder.close()
         if responder.start is not None:

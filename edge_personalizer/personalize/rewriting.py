@@ -13,7 +13,7 @@ from ..rewrite.recovery import RewriteAborted
 from ..rewrite.stream import ResponseRewriter
 from .exchange import Exchange
 from .fail_open import FailOpen
-from .held_head import HeldHead, settle_known_slots
+from .held_head import HeldHead, OnTime, settle_known_slots
 from .page_edits import PageChanges, PageEditor, to_judge
 from .response_headers import PageHeaders, ResponseHead, is_html, read_head
 from .slot_presence import SlotPresence
@@ -26,12 +26,11 @@ _REWRITTEN = frozenset({200, 201, 202, 203})
 _STALE = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})
 
 
-class RewritingSend:
-    """One response on its way out, owning its state (as starlette's GZipResponder does).
-
-    The response start is held back while the rewriter reads the first KiB (to learn the
-    charset), and on a page whose slots are not known yet until it has found them
-    (held_head); every error of ours is contained, and the origin's bytes go on unchanged.
+class ResponseStart:
+    """The response start of a page, held back while the rewriter reads the first KiB (to
+    learn the charset), and on a page whose slots are not known yet until it has found
+    them or the hold's time is up (held_head): made with the goals it reached, the
+    decision's headers and the profile cookie once it may go, or sent unchanged.
     """
 
     def __init__(self, exchange: Exchange, send: Send, *, headers: PageHeaders,
@@ -54,8 +53,120 @@ class RewritingSend:
         self.produced = 0   # bytes it gave back
         self.held: list[bytes] = []   # the origin's body while the start is held back
         self.waiting: HeldHead | None = None   # the start not made yet: slots looked for
+        self.on_time = OnTime()   # the bound of that wait
+
+    def _made(self, message: Message) -> Message:
+        """The response start with the goals it reached, the decision's headers and the
+        profile cookie (counting what the page shows)."""
+        with self.fail_open.stage("goals", self.path):
+            headers = message.get("headers", [])
+            kept = self.headers.personalizer.reach_goals(
+                self.exchange, message["status"], headers, goal_header=GOAL_HEADER in self.head)
+            if kept is not headers:
+                message = {**message, "headers": kept}
+        with self.fail_open.stage("headers", self.path):
+            message = self.headers.finish(message, self.exchange, self.head)
+        return message
+
+    def _released(self, waiting: HeldHead, start: Message, rewriter: ResponseRewriter, *,
+                  ended: bool) -> bool:
+        """Whether the held start may go: if so, the choices for the slots the page lacks
+        are dropped and the start is made."""
+        began = time.perf_counter()
+        released = True   # (a fault of ours: every slot taken as present)
+        with self.fail_open.stage("slots", self.path):
+            released = waiting.release(self.exchange, self.headers.personalizer.slots,
+                                       self.head, rewriter.found, rewriter.read, ended)
+        if not released:
+            return False
+        self.start = self._made(start)
+        self.spent += time.perf_counter() - began
+        return True
+
+    async def finish(self) -> None:
+        """What went out on time is out (when no body message came after it: the origin
+        broke off, or the client left)."""
+        await self.on_time.finish(self.path)
+
+    def close(self) -> None:
+        """The response is over, whole or cut off: the rewriter lets go of its parser,
+        and a held start no longer waits."""
+        self.on_time.close()
+        if self.rewriter is not None:
+            self.rewriter.close()
+
+    def _hold_expired(self) -> None:
+        """The head waited the hold's time (a page that flushes early, then renders
+        slowly): it goes out now with what the rewriter made so far, every slot taken as
+        present (as past HOLD_LIMIT); the rest follows as it comes, and what the rewriter
+        finds by the page's end is learned for the next views. (A body message is never
+        half-handled here: while the head waits, `__call__` does not wait on anything.)"""
+        waiting, start, rewriter = self.waiting, self.start, self.rewriter
+        if waiting is None or start is None or rewriter is None or not rewriter.decided:
+            return   # (the charset not read yet: the first KiB is waited for)
+        out: list[Message] = []
+        with self.fail_open.stage("slots", self.path):
+            if self.exchange.decision.changes_page:
+                self.waiting = None
+                self.start = self._made(start)
+                out = [self._start_message(rewriter, None), {
+                    "type": "http.response.body", "body": waiting.take(None), "more_body": True}]
+            else:   # only looked: the page as it came
+                out = self._unchanged({"type": "http.response.body", "body": b"",
+                                       "more_body": True})
+        if out:
+            self.on_time.send(self.send, out)
+
+    async def _send_unchanged(self, message: Message) -> None:
+        for made in self._unchanged(message):
+            await self.send(made)
+
+    def _unchanged(self, message: Message) -> list[Message]:
+        """The origin's response as it came (with the decision's headers), from the
+        start that was held back and every body byte received so far."""
+        self.close()
+        self.rewriter = None
+        start, self.start = self.start, None
+        if start is None:
+            return []
+        if self.waiting is not None:   # every slot taken as present, as the page is
+            self.waiting = None
+            start = self._made(start)
+        self.fail_open.observer.personalization_took(self.spent)
+        body = b"".join([*self.held, message.get("body", b"")])
+        self.held = []
+        return [start, {"type": "http.response.body", "body": body,
+                        "more_body": message.get("more_body", False)}]
+
+    async def _send_start(self, rewriter: ResponseRewriter, whole: int | None) -> None:
+        if self.start is not None:
+            await self.send(self._start_message(rewriter, whole))
+
+    def _start_message(self, rewriter: ResponseRewriter, whole: int | None) -> Message:
+        """The response start for the rewritten page. `whole`: the length of the whole
+        rewritten body, when it was held to its end."""
+        start = self.start
+        assert start is not None
+        self.start = None
+        self.held = []
+        headers: list[tuple[bytes, bytes]] = start.get("headers", [])
+        if rewriter.rewriting:
+            if whole is None and rewriter.verbatim:
+                whole = _known_length(self.head, self.consumed, self.produced)
+            headers = _rewritten(headers, rewriter, whole)
+            headers += self.headers.variant_headers(self.exchange, self.spent)
+        self.fail_open.observer.personalization_took(self.spent)
+        return {**start, "headers": headers}
+
+
+
+class RewritingSend(ResponseStart):
+    """One response on its way out, owning its state (as starlette's GZipResponder does):
+    every error of ours is contained, and the origin's bytes go on unchanged.
+    """
 
     async def __call__(self, message: Message) -> None:
+        await self.on_time.sent()   # what went out on time goes first
         if message["type"] == "http.response.start":
             await self._start(message)
             return
@@ -89,6 +200,7 @@ class RewritingSend:
                     waiting.keep(out)
                     return
                 out, self.waiting = waiting.take(out), None
+                self.on_time.disarm()
                 if not self.exchange.decision.changes_page:
                     # Nothing to change (left so, or only looked): the page as it came.
                     await self._send_unchanged({**message, "body": b""})
@@ -108,10 +220,14 @@ class RewritingSend:
             if page:
                 known = settle_known_slots(self.exchange, self.headers, self.path, self.head)
         with self.fail_open.stage("rewrite", self.path):
-            self.rewriter = self._rewriter_for(page, look=not known)
+            made = _rewriter_for(self.editor, self.exchange, self.head, self.accept_encoding,
+                                 self.fail_open, page=page, look=not known)
+            if made is not None:
+                self.rewriter, self.changes = made
         if self.rewriter is not None and not known and self.changes is not None \
                 and self.changes.slots:
             self.waiting = HeldHead(self.changes.slots)   # the start is made once released
+            self.on_time.arm(self.headers.personalizer.slots.hold_seconds, self._hold_expired)
         else:
             message = self._made(message)
         self.spent += time.perf_counter() - began
@@ -120,47 +236,6 @@ class RewritingSend:
             await self.send(message)
         else:
             self.start = message
-
-    def _made(self, message: Message) -> Message:
-        """The response start with the goals it reached, the decision's headers and the
-        profile cookie (counting what the page shows)."""
-        with self.fail_open.stage("goals", self.path):
-            headers = message.get("headers", [])
-            kept = self.headers.personalizer.reach_goals(
-                self.exchange, message["status"], headers, goal_header=GOAL_HEADER in self.head)
-            if kept is not headers:
-                message = {**message, "headers": kept}
-        with self.fail_open.stage("headers", self.path):
-            message = self.headers.finish(message, self.exchange, self.head)
-        return message
-
-    def _released(self, waiting: HeldHead, start: Message, rewriter: ResponseRewriter, *,
-                  ended: bool) -> bool:
-        """Whether the held start may go: if so, the choices for the slots the page lacks
-        are dropped and the start is made."""
-        began = time.perf_counter()
-        released = True   # (a fault of ours: every slot taken as present)
-        with self.fail_open.stage("slots", self.path):
-            released = waiting.release(self.exchange, self.headers.personalizer.slots,
-                                       self.head, rewriter.found, rewriter.read, ended)
-        if not released:
-            return False
-        self.start = self._made(start)
-        self.spent += time.perf_counter() - began
-        return True
-
-    def _rewriter_for(self, page: bool, look: bool) -> ResponseRewriter | None:
-        """`look`: which slots the page has is not known, and choices it does not change
-        are judged by the page too (a rewriter is made only to look, if need be)."""
-        decision = self.exchange.decision
-        if not page or not (decision.changes_page or look and to_judge(decision)):
-            return None
-        made = self.editor.rewriter_for(self.exchange, self.head, self.accept_encoding,
-                                        on_error=self.fail_open.edit_failed, look=look)
-        if made is None:
-            return None
-        rewriter, self.changes = made
-        return rewriter
 
     def _rewrite(self, message: Message) -> bytes | None:
         """The rewritten bytes of one body message (None while the start is held)."""
@@ -187,44 +262,18 @@ class RewritingSend:
         self.spent += time.perf_counter() - began
         return out
 
-    def close(self) -> None:
-        """The response is over, whole or cut off: the rewriter lets go of its parser."""
-        if self.rewriter is not None:
-            self.rewriter.close()
 
-    async def _send_unchanged(self, message: Message) -> None:
-        """The origin's response as it came (with the decision's headers), from the
-        start that was held back and every body byte received so far."""
-        self.close()
-        self.rewriter = None
-        start, self.start = self.start, None
-        if start is None:
-            return
-        if self.waiting is not None:   # every slot taken as present, as the page is
-            self.waiting = None
-            start = self._made(start)
-        self.fail_open.observer.personalization_took(self.spent)
-        await self.send(start)
-        body = b"".join([*self.held, message.get("body", b"")])
-        self.held = []
-        await self.send({"type": "http.response.body", "body": body,
-                         "more_body": message.get("more_body", False)})
-
-    async def _send_start(self, rewriter: ResponseRewriter, whole: int | None) -> None:
-        """`whole`: the length of the whole rewritten body, when it was held to its end."""
-        start = self.start
-        if start is None:
-            return
-        self.start = None
-        self.held = []
-        headers: list[tuple[bytes, bytes]] = start.get("headers", [])
-        if rewriter.rewriting:
-            if whole is None and rewriter.verbatim:
-                whole = _known_length(self.head, self.consumed, self.produced)
-            headers = _rewritten(headers, rewriter, whole)
-            headers += self.headers.variant_headers(self.exchange, self.spent)
-        self.fail_open.observer.personalization_took(self.spent)
-        await self.send({**start, "headers": headers})
+def _rewriter_for(editor: PageEditor, exchange: Exchange, head: ResponseHead,
+                  accept_encoding: str, fail_open: FailOpen, *, page: bool,
+                  look: bool) -> tuple[ResponseRewriter, PageChanges] | None:
+    """The rewriter of a whole HTML page and what it changes, if it changes anything.
+    `look`: which slots the page has is not known, and choices it does not change are
+    judged by the page too (a rewriter is made only to look, if need be)."""
+    decision = exchange.decision
+    if not page or not (decision.changes_page or look and to_judge(decision)):
+        return None
+    return editor.rewriter_for(exchange, head, accept_encoding,
+                               on_error=fail_open.edit_failed, look=look)
 
 
 def _learn(presence: SlotPresence, path: str, head: ResponseHead,

@@ -61,11 +61,14 @@ class SlotPresence:
 
     def __init__(self, rules: RuleBook | None, *, max_paths: int = 4096,
                  relearn_views: int = 1000, relearn_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, learn: bool = True) -> None:
+                 clock: Callable[[], float] = time.monotonic, learn: bool = True,
+                 hold_seconds: float = 0.5) -> None:
         """`learn=False`: nothing is learned, every page is taken to have every slot (a
-        replay's stand-in pages are not the site's)."""
+        replay's stand-in pages are not the site's). `hold_seconds`: the longest a page's
+        head waits on a view that learns (held_head)."""
         self.rules = rules
         self.learn = learn
+        self.hold_seconds = hold_seconds
         self.relearn_views = relearn_views
         self.relearn_seconds = relearn_seconds
         self.clock = clock

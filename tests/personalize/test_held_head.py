@@ -2,8 +2,9 @@
 itself, and through the real server, in front of an origin that sends its pages in two
 parts a second apart, a first view of a page lacking the slots (it names nothing it did
 not show), of a page with its slots at the top (it still streams), at its end (held until
-they come), a page too long to hold, compressed or not, and a page the rewriter gives up
-on while its head waits."""
+they come), a page too long to hold, compressed or not, a page the rewriter gives up
+on while its head waits, and a page that flushes its top early and then stalls (its head
+waits head_hold_seconds at most)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from edge_personalizer.classify.profile_codec import (
     STATE_VARIANTS,
     ProfileCodec,
 )
+from edge_personalizer.config import Settings
 from edge_personalizer.http.flow import HIGH_WATER
 from edge_personalizer.personalize.held_head import HOLD_LIMIT, HeldHead
 
@@ -45,8 +47,9 @@ def test_the_bound_is_what_the_proxy_buffers_from_an_origin() -> None:
     assert HOLD_LIMIT == HIGH_WATER
 
 
-# An origin that sends a page in two parts, a second apart, with its Content-Length:
-# /<anything>?slots=top|end|none&size=N&pause=M (the first M bytes, then the rest);
+# An origin that sends a page in two parts, a second apart (&wait=S: S seconds), with its
+# Content-Length: /<anything>?slots=top|end|none&size=N&pause=M (the first M bytes, then
+# the rest);
 # slots=lost: the hero, then markup lol-html gives up on where the page cannot be told
 # apart (its output ends in filler found all over the input); &gzip=1 sends it gzipped
 # whatever was asked.
@@ -80,7 +83,7 @@ class Pages(http.server.BaseHTTPRequestHandler):
         self.send_header("ETag", '"v1"')
         self.end_headers()
         self.wfile.write(body[:pause]); self.wfile.flush()
-        time.sleep(1.0)
+        time.sleep(float(query.get("wait", "1")))
         self.wfile.write(body[pause:]); self.wfile.flush()
     def log_message(self, *args):
         pass
@@ -124,14 +127,16 @@ experiments:
 """
 
 
-def _proxy(tmp_path: Path, rules_text: str) -> Iterator[Server]:
+def _proxy(tmp_path: Path, rules_text: str, hold: str = "5") -> Iterator[Server]:
+    """`hold`: head_hold_seconds (more than the origin's pause, unless a test says)."""
     port = free_port()
     origin = start([sys.executable, "-c", ORIGIN, str(port)], port, tmp_path / "origin.log")
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "site.yaml").write_text(rules_text)
     server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
-                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_HEAD_HOLD_SECONDS": hold})
     yield server
     server.stop()
     origin.stop()
@@ -145,6 +150,11 @@ def proxy(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def control_proxy(tmp_path: Path) -> Iterator[Server]:
     yield from _proxy(tmp_path, CONTROL_RULES)
+
+
+@pytest.fixture
+def default_hold_proxy(tmp_path: Path) -> Iterator[Server]:
+    yield from _proxy(tmp_path, RULES, hold=str(Settings().head_hold_seconds))
 
 
 def _profile(response: httpx.Response) -> list[Any]:
@@ -282,3 +292,42 @@ def test_a_page_the_rewriter_gives_up_on_while_its_head_waits_goes_out_as_it_cam
     assert body.startswith(b"<!doctype html>") and body.endswith(b"</main></body></html>")
     assert b"Old hero" in body and b"New hero" not in body   # as the origin sent it
     assert response.headers["content-length"] == str(len(body))
+
+
+def test_a_page_that_flushes_early_then_stalls_keeps_its_early_bytes(
+        default_hold_proxy: Server) -> None:
+    # The origin sends the page's first part, then renders 3 s before the rest (where the
+    # slots are): the head waits head_hold_seconds (0.5 s by default), not the page's end.
+    hold = Settings().head_hold_seconds
+    response, body, first_at = _get(default_hold_proxy,
+                                    "/slow?slots=end&size=20000&pause=4000&wait=3")
+    assert hold * 0.8 <= first_at < 2.0, first_at
+    assert body.startswith(b"<!doctype html>") and body.endswith(b"</main></body></html>")
+    assert b"<h1>New hero</h1>" in body and b"promo</b>" in body   # still rewritten
+    # Released before the page could show its slots: every slot taken as present.
+    assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
+    assert set(_profile(response)[STATE_EXPOSURES]) == {"hero-rule", "promo-test"}
+    # A page lacking the slots, stalled the same way: out on time, and what the rewriter
+    # found by the page's end is what the next view knows (it names nothing).
+    response, body, first_at = _get(default_hold_proxy,
+                                    "/gone?slots=none&size=20000&pause=4000&wait=3")
+    assert first_at < 2.0 and body.endswith(b"</main></body></html>")
+    assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
+    again, body, first_at = _get(default_hold_proxy, "/gone?slots=none&size=20000&pause=4000")
+    assert "x-ep-variant" not in again.headers and first_at < 0.7   # known: not held
+    assert again.headers["content-length"] == str(len(body))
+
+
+@pytest.fixture
+def default_hold_control_proxy(tmp_path: Path) -> Iterator[Server]:
+    yield from _proxy(tmp_path, CONTROL_RULES, hold=str(Settings().head_hold_seconds))
+
+
+def test_a_control_looked_for_on_a_page_that_stalls_goes_out_as_it_came_on_time(
+        default_hold_control_proxy: Server) -> None:
+    response, body, first_at = _get(default_hold_control_proxy,
+                                    "/about?slots=none&size=20000&pause=4000&wait=3")
+    assert first_at < 2.0 and body.endswith(b"</main></body></html>")
+    assert response.headers["content-length"] == str(len(body))   # as the origin sent it
+    # Released before the page could show it lacks the teaser: taken as present.
+    assert set(_profile(response)[STATE_EXPOSURES]) == {"teaser-test"}
