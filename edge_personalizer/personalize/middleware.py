@@ -95,7 +95,8 @@ class PersonalizeMiddleware:
             if self.compress_pages else "")
         try:
             await self.app(exchange.scope, receive, responder)        # forward
-            await responder.finish()
+            if responder.on_time.sending is not None:   # its head went out on time
+                await responder.finish()
         finally:
             responder.close()
         if responder.start is not None:

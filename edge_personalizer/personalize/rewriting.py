@@ -166,7 +166,8 @@ class RewritingSend(ResponseStart):
     """
 
     async def __call__(self, message: Message) -> None:
-        await self.on_time.sent()   # what went out on time goes first
+        if self.on_time.sending is not None:   # what went out on time goes first
+            await self.on_time.sent()
         if message["type"] == "http.response.start":
             await self._start(message)
             return
