@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Literal, get_args
 from urllib.parse import urlsplit
@@ -64,8 +65,9 @@ def check_settings(s: Settings) -> None:
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be >= 1, got {getattr(s, name)}")
     for name in _POSITIVE:
-        if getattr(s, name) <= 0:
-            raise SettingsError(f"{name} must be > 0, got {getattr(s, name)}")
+        value = getattr(s, name)
+        if not (math.isfinite(value) and value > 0):   # (nan compares false to everything)
+            raise SettingsError(f"{name} must be a number > 0, got {value}")
     if not 200 <= s.profile_max_bytes <= 4000:
         raise SettingsError("profile_max_bytes must be between 200 and 4000 (browsers "
                             f"drop larger cookies), got {s.profile_max_bytes}")
