@@ -92,13 +92,14 @@ class HeldHead:
     `slots` are the slots the rewriter looks for, in the order of its found flags.
     """
 
-    __slots__ = ("slots", "limit", "output", "size")
+    __slots__ = ("slots", "limit", "output", "size", "overdue")
 
     def __init__(self, slots: Sequence[str], limit: int = HOLD_LIMIT) -> None:
         self.slots = tuple(slots)
         self.limit = limit
         self.output: list[bytes] = []   # what the rewriter made while the head waited
         self.size = 0                   # its bytes
+        self.overdue = False            # the head waited head_hold_seconds (OnTime)
 
     def absent(self, found: Sequence[bool] | None, read: int,
                ended: bool) -> frozenset[str] | None:
@@ -111,8 +112,8 @@ class HeldHead:
         if ended:
             return frozenset(slot for slot, there in zip(self.slots, found, strict=True)
                              if not there)
-        if max(read, self.size) > self.limit:
-            return frozenset()   # past the bound: taken as present, as before the hold
+        if self.overdue or max(read, self.size) > self.limit:
+            return frozenset()   # past a bound: taken as present, as before the hold
         return None
 
     def release(self, exchange: Exchange, presence: SlotPresence, head: ResponseHead,

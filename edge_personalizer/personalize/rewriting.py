@@ -54,6 +54,7 @@ class ResponseStart:
         self.held: list[bytes] = []   # the origin's body while the start is held back
         self.waiting: HeldHead | None = None   # the start not made yet: slots looked for
         self.on_time = OnTime()   # the bound of that wait
+        self.looking = False   # the page goes as it came, read on only to learn its slots
 
     def _made(self, message: Message) -> Message:
         """The response start with the goals it reached, the decision's headers and the
@@ -102,30 +103,48 @@ class ResponseStart:
         finds by the page's end is learned for the next views. (A body message is never
         half-handled here: while the head waits, `__call__` does not wait on anything.)"""
         waiting, start, rewriter = self.waiting, self.start, self.rewriter
-        if waiting is None or start is None or rewriter is None or not rewriter.decided:
-            return   # (the charset not read yet: the first KiB is waited for)
+        if waiting is None or start is None or rewriter is None or self.aborted:
+            return
+        waiting.overdue = True
+        if not rewriter.decided:
+            return   # released as soon as the first KiB the charset is read from has come
         out: list[Message] = []
-        with self.fail_open.stage("slots", self.path):
-            if self.exchange.decision.changes_page:
-                self.waiting = None
-                self.start = self._made(start)
-                out = [self._start_message(rewriter, None), {
-                    "type": "http.response.body", "body": waiting.take(None), "more_body": True}]
-            else:   # only looked: the page as it came
-                out = self._unchanged({"type": "http.response.body", "body": b"",
-                                       "more_body": True})
+        with self.fail_open.stage("slots", self.path) as outcome:
+            if self._released(waiting, start, rewriter, ended=False):
+                out = self._going(waiting, None, more=True)
+        if outcome.failed and self.start is not None:   # the page as it came
+            out = self._unchanged({"type": "http.response.body", "body": b"", "more_body": True})
         if out:
             self.on_time.send(self.send, out)
+
+    def _going(self, waiting: HeldHead, out: bytes | None, *, more: bool) -> list[Message]:
+        """The messages that go once the held start is released (and made): it, and what
+        the rewriter made while it waited, then `out`."""
+        body, self.waiting = waiting.take(out), None
+        self.on_time.disarm()
+        rewriter = self.rewriter
+        if rewriter is None or not self.exchange.decision.changes_page:
+            # Nothing to change (left so, or only looked): the page as it came.
+            return self._unchanged({"type": "http.response.body", "body": b"",
+                                    "more_body": more}, look_on=True)
+        return [self._start_message(rewriter, None if more else len(body)),   # (held whole)
+                {"type": "http.response.body", "body": body, "more_body": more}]
 
     async def _send_unchanged(self, message: Message) -> None:
         for made in self._unchanged(message):
             await self.send(made)
 
-    def _unchanged(self, message: Message) -> list[Message]:
+    def _unchanged(self, message: Message, *, look_on: bool = False) -> list[Message]:
         """The origin's response as it came (with the decision's headers), from the
-        start that was held back and every body byte received so far."""
-        self.close()
-        self.rewriter = None
+        start that was held back and every body byte received so far. `look_on`: a page
+        not known to have every slot is read on, for the next views (see `looking`)."""
+        found = self.rewriter.found if self.rewriter is not None else None
+        if look_on and message.get("more_body", False) and found is not None \
+                and not all(found):
+            self.looking = True
+        else:
+            self.close()
+            self.rewriter = None
         start, self.start = self.start, None
         if start is None:
             return []
@@ -147,14 +166,14 @@ class ResponseStart:
         rewritten body, when it was held to its end."""
         start = self.start
         assert start is not None
-        self.start = None
-        self.held = []
         headers: list[tuple[bytes, bytes]] = start.get("headers", [])
         if rewriter.rewriting:
             if whole is None and rewriter.verbatim:
                 whole = _known_length(self.head, self.consumed, self.produced)
             headers = _rewritten(headers, rewriter, whole)
             headers += self.headers.variant_headers(self.exchange, self.spent)
+        self.start = None   # (only once made: a fault before leaves it to go unchanged)
+        self.held = []
         self.fail_open.observer.personalization_took(self.spent)
         return {**start, "headers": headers}
 
@@ -173,6 +192,10 @@ class RewritingSend(ResponseStart):
             return
         if self.aborted:
             return
+        if self.looking:
+            self._look(message)
+            await self.send(message)
+            return
         if message["type"] != "http.response.body" or self.rewriter is None:
             await self.send(message)
             return
@@ -188,6 +211,7 @@ class RewritingSend(ResponseStart):
                 logger.exception("rewriting %s failed mid-page; closing", self.path)
                 self.fail_open.observer.stage_failed("rewrite")
                 self.aborted = True
+                self.on_time.disarm()
                 return
         if outcome.failed:
             await self._send_unchanged(message)
@@ -195,19 +219,15 @@ class RewritingSend(ResponseStart):
         rewriter = self.rewriter
         more = message.get("more_body", False)
         if rewriter is not None and self.start is not None and rewriter.decided:
-            waiting, length = self.waiting, None
+            waiting = self.waiting
             if waiting is not None:
                 if not self._released(waiting, self.start, rewriter, ended=not more):
                     waiting.keep(out)
                     return
-                out, self.waiting = waiting.take(out), None
-                self.on_time.disarm()
-                if not self.exchange.decision.changes_page:
-                    # Nothing to change (left so, or only looked): the page as it came.
-                    await self._send_unchanged({**message, "body": b""})
-                    return
-                length = None if more else len(out)   # the whole page, held
-            await self._send_start(rewriter, length)
+                for going in self._going(waiting, out, more=more):
+                    await self.send(going)
+                return
+            await self._send_start(rewriter, None)
         if out is not None and self.start is None:
             await self.send({"type": "http.response.body", "body": out, "more_body": more})
 
@@ -237,6 +257,20 @@ class RewritingSend(ResponseStart):
             await self.send(message)
         else:
             self.start = message
+
+    def _look(self, message: Message) -> None:
+        """Reads a page that goes as it came on for its slots (what it made is dropped);
+        at its end, what it has is learned. A page the rewriter cannot read on is left."""
+        done = not message.get("more_body", False)
+        with self.fail_open.stage("slots", self.path) as outcome:
+            try:
+                self._rewrite(message)
+            except RewriteAborted:   # markup it gives up on: nothing to learn
+                done = True
+        if done or outcome.failed:
+            self.looking = False
+            self.close()
+            self.rewriter = None
 
     def _rewrite(self, message: Message) -> bytes | None:
         """The rewritten bytes of one body message (None while the start is held)."""

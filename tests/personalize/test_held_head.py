@@ -49,12 +49,14 @@ def test_the_bound_is_what_the_proxy_buffers_from_an_origin() -> None:
 
 # An origin that sends a page in two parts, a second apart (&wait=S: S seconds), with its
 # Content-Length: /<anything>?slots=top|end|none&size=N&pause=M (the first M bytes, then
-# the rest);
-# slots=lost: the hero, then markup lol-html gives up on where the page cannot be told
-# apart (its output ends in filler found all over the input); &gzip=1 sends it gzipped
-# whatever was asked.
+# the rest), or as &parts=b500,w1,b3000,w3,rest says (bytes, a wait, the rest; h: up to
+# the garbage of &junk=1); slots=lost:
+# the hero, then markup lol-html gives up on where the page cannot be told apart (its
+# output ends in filler found all over the input); &gzip=1 sends it gzipped whatever was
+# asked, &junk=1 with 4000 bytes of garbage in its middle; &charset=0: no charset in its
+# Content-Type.
 ORIGIN = """
-import gzip, http.server, sys, time, urllib.parse
+import gzip, http.server, random, sys, time, urllib.parse
 HERO = '<section data-ep-slot="hero"><h1>Old hero</h1></section>'
 PROMO = '<div data-ep-slot="promo">old promo</div>'
 TEASER = '<p data-ep-slot="teaser">old teaser</p>'
@@ -73,18 +75,27 @@ class Pages(http.server.BaseHTTPRequestHandler):
         filler = "<p>Lorem ipsum dolor sit amet.</p>"
         count = max(0, (int(query["size"]) - len(head) - len(tail)) // len(filler))
         body = (head + filler * count + tail).encode()
-        pause = int(query["pause"])
+        parts = query.get("parts") or f"b{query['pause']},w{query.get('wait', '1')},rest"
         self.send_response(200)
         if "gzip" in query:
             body = gzip.compress(body, 9)
             self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        half = len(body) // 2
+        if "junk" in query:
+            body = body[:half] + random.Random(0).randbytes(4000) + body[half:]
+        charset = "" if query.get("charset") == "0" else "; charset=utf-8"
+        self.send_header("Content-Type", "text/html" + charset)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", '"v1"')
         self.end_headers()
-        self.wfile.write(body[:pause]); self.wfile.flush()
-        time.sleep(float(query.get("wait", "1")))
-        self.wfile.write(body[pause:]); self.wfile.flush()
+        sent = 0
+        for part in parts.split(","):
+            if part.startswith("w"):
+                time.sleep(float(part[1:]))
+            else:
+                upto = {"rest": len(body), "h": half}.get(part) or sent + int(part[1:])
+                self.wfile.write(body[sent:upto]); self.wfile.flush()
+                sent = upto
     def log_message(self, *args):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Pages).serve_forever()
@@ -331,3 +342,30 @@ def test_a_control_looked_for_on_a_page_that_stalls_goes_out_as_it_came_on_time(
     assert response.headers["content-length"] == str(len(body))   # as the origin sent it
     # Released before the page could show it lacks the teaser: taken as present.
     assert set(_profile(response)[STATE_EXPOSURES]) == {"teaser-test"}
+    # The page, sent as it came, was still read to its end: the next view knows it lacks
+    # the teaser (not held, nothing counted).
+    again, _, first_at = _get(default_hold_control_proxy,
+                              "/about?slots=none&size=20000&pause=4000&wait=3")
+    assert first_at < 1.0 and _profile(again)[STATE_EXPOSURES] == {}
+
+
+def test_the_time_bound_holds_when_the_first_kib_comes_late(
+        default_hold_proxy: Server) -> None:
+    # No charset in the Content-Type: the first KiB is read for it, and comes at 1 s;
+    # then the origin renders 3 s before the slots. The head goes out once the charset is
+    # known (the bound had passed by then), not at the page's end.
+    response, body, first_at = _get(
+        default_hold_proxy, "/late?slots=end&size=20000&charset=0&parts=b500,w1,b4000,w3,rest")
+    assert 0.9 <= first_at < 2.5, first_at
+    assert b"<h1>New hero</h1>" in body and body.endswith(b"</main></body></html>")
+
+
+def test_a_compressed_page_found_broken_while_its_head_waits_is_a_502(
+        default_hold_proxy: Server) -> None:
+    # The gzip's first half (a page read far enough to know its charset), then garbage,
+    # then the origin goes on 2 s: nothing of the page reached the visitor, so the 502 can
+    # still be said (the hold's time bound must not send what was held).
+    response = httpx.get(default_hold_proxy.url + "/broken?slots=end&size=200000&gzip=1"
+                         "&junk=1&parts=h,w0.1,b4100,w2,rest", headers=PAGE, timeout=30)
+    assert response.status_code == 502
+    assert "x-ep-variant" not in response.headers
