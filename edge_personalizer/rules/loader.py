@@ -24,6 +24,7 @@ from ..errors import RuleError, RuleSetInvalid
 from . import quick_yaml
 from .tree import reason, shown
 from .tree import walk as walk  # the rules' files, for the watcher too
+from .yaml_scalars import RuleFileLoader
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 # A rule file larger than this is refused before it is read: reading takes about a hundred
@@ -176,7 +177,7 @@ class _PlainBuilder:
                 None, None, f"{shown!r} cannot be read: {exc}", node.start_mark) from exc
 
 
-class _AliasCountingLoader(yaml.SafeLoader):
+class _AliasCountingLoader(RuleFileLoader):
     """Composes YAML nodes, counting the values each alias repeats: past
     MAX_ALIASED_VALUES the file is refused at that alias, before anything is built of it
     (a 488-byte file of aliases of aliases otherwise stands for a billion values)."""

@@ -1,6 +1,13 @@
 """What a value written on one line of a rule file means, as the full YAML reader decides:
-plain values by PyYAML's own resolvers (3 is a number, yes is true, 2026-12-24 a date),
-quoted ones by YAML's quoting and escapes. Anything else declines (Decline)."""
+plain values by the rule files' resolvers (RuleFileLoader: 3 is a number, true is true,
+2026-12-24 a date), quoted ones by YAML's quoting and escapes. Anything else declines
+(Decline).
+
+Rule files read plain values as YAML 1.2 does, not as PyYAML's YAML 1.1: only true and
+false are true and false (`geo.country: NO` is Norway, `request.query.promo: off` is
+"off"), and only plain decimals are whole numbers (`geo.postal: 02134` is "02134", not
+1116 in octal; `12:30` is "12:30", not 750 minutes in base 60; `0x1F` is "0x1F").
+"""
 
 from __future__ import annotations
 
@@ -30,8 +37,33 @@ _STR = "tag:yaml.org,2002:str"
 _BUILDABLE = frozenset({_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
                         "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
                         "tag:yaml.org,2002:timestamp"})
-_RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = \
-    yaml.SafeLoader.yaml_implicit_resolvers
+_BOOL, _INT, _FLOAT = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+                       "tag:yaml.org,2002:float")
+_Resolvers = dict[str | None, list[tuple[str, re.Pattern[str]]]]
+
+
+def _rule_file_resolvers() -> _Resolvers:
+    """PyYAML's resolvers with YAML 1.2's booleans and numbers in place of YAML 1.1's."""
+    table: _Resolvers = {
+        first: [(tag, pattern) for tag, pattern in entries if tag not in (_BOOL, _INT, _FLOAT)]
+        for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for tag, pattern, firsts in (
+            (_BOOL, r"(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+            (_INT, r"[-+]?(?:0|[1-9][0-9]*)$", "-+0123456789"),
+            (_FLOAT, r"(?:(?:[-+]?[0-9]+\.[0-9]*|[-+]?\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+                     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+.0123456789")):
+        for first in firsts:
+            table.setdefault(first, []).append((tag, re.compile(pattern)))
+    return table
+
+
+class RuleFileLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading plain values as rule files mean them (see above)."""
+
+    yaml_implicit_resolvers = _rule_file_resolvers()
+
+
+_RESOLVERS = RuleFileLoader.yaml_implicit_resolvers
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from edge_personalizer.rules import quick_yaml
 from edge_personalizer.rules.loader import _DuplicateKey, _PlainBuilder
+from edge_personalizer.rules.yaml_scalars import RuleFileLoader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +22,7 @@ def node_reader(text: str) -> tuple[Any, dict[Any, Any]] | None:
     """What the loader's YAML node reader makes of `text` (None when YAML refuses it)."""
     builder = _PlainBuilder()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=RuleFileLoader)
         data = None if node is None else builder.build(node, ())
     except Exception:   # any refusal: the loader reports it, the line reader must decline
         return None
@@ -34,7 +35,7 @@ def same_as_node_reader(text: str) -> bool:
     if quick is None:
         return False
     if isinstance(quick, quick_yaml.Repeated):   # the node reader stops at the same key
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=RuleFileLoader)
         assert node is not None
         with pytest.raises(_DuplicateKey) as raised:
             _PlainBuilder().build(node, ())
@@ -73,13 +74,13 @@ def test_values_mean_what_yaml_says() -> None:
     quick = quick_yaml.read(text)
     assert isinstance(quick, tuple)
     data, marks = quick
-    assert data == {"a": True, "b": 3, "c": datetime.date(2026, 12, 24), "d": None, "e": 31,
-                    "f": 80, "g": "3", "h": "yes", "i": {"x": [1, 2.5, False, "a, b"], "y": {}},
-                    "j": "a", "k": "a#b", "l": 'é\t"q"', "m": "it's", "n": None, False: "x",
-                    1: "one"}
+    assert data == {"a": "yes", "b": 3, "c": datetime.date(2026, 12, 24), "d": None,
+                    "e": "0x1F", "f": "1:20", "g": "3", "h": "yes",
+                    "i": {"x": [1, 2.5, "off", "a, b"], "y": {}}, "j": "a", "k": "a#b",
+                    "l": 'é\t"q"', "m": "it's", "n": None, "no": "x", 1: "one"}
     assert marks[("i", "x", 3)] == (9, 22)
     assert marks[("n",)] == (14, 3)   # an empty value: just after its colon
-    assert marks[("False", quick_yaml.KEY)] == (15, 1)
+    assert marks[("no", quick_yaml.KEY)] == (15, 1)
     assert same_as_node_reader(text)
 
 
