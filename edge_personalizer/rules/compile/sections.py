@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import lolhtml
+
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import INJECTIONS, PAGE_ACTIONS, Slot
 from .context import NAME, NAME_RULE, CompileContext, SegmentSource, kind_of, sections
@@ -60,7 +62,33 @@ def _selector(ctx: CompileContext, rule_file: RuleFile, name: str, spec: Any,
             ctx.fail(rule_file, "selector must be a CSS selector", (*at, "selector"), None)
             return None
         selector = spec["selector"].strip()
+        problem = _selector_problem(selector)
+        if problem is not None:
+            ctx.fail(rule_file, f"selector {selector!r} cannot be used: {problem} (the "
+                     "rewriter takes CSS selectors of elements, their attributes and "
+                     "combinators; no :has(), :hover or pseudo-elements)",
+                     (*at, "selector"), None)
+            return None
     return selector
+
+
+class _Untouched:
+    def element(self, element: Any) -> None:
+        pass
+
+
+def _selector_problem(selector: str) -> str | None:
+    """What the HTML rewriter says is wrong with `selector` (None: it takes it). It reads a
+    selector when it is first given a page: one that it refuses would otherwise turn up
+    as a rewriter giving up on every page the slot's rules apply to."""
+    rewriter = lolhtml.HTMLRewriter(lambda chunk: None)
+    try:
+        rewriter.on(selector, _Untouched())
+        rewriter.write(b"<p></p>")
+        rewriter.end()
+    except RuntimeError as exc:
+        return str(exc).rstrip(".").lower() or "refused"
+    return None
 
 
 def collect_interests(ctx: CompileContext, rule_files: RuleFiles) -> None:

@@ -31,3 +31,20 @@ def test_unused_segments_are_checked_too(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("segments:\n  fans: {when: {geo.contry: GB}}\n")
     _, errors = check_rules(tmp_path)
     assert len(errors) == 1 and "segment 'fans'" in str(errors[0]) and errors[0].line == 2
+
+
+def test_a_selector_the_rewriter_cannot_use_is_an_error_at_its_line(tmp_path: Path) -> None:
+    # Accepted before, each turned the rewriter away from every page its rules applied to,
+    # while the headers and the counts named variants no visitor saw.
+    (tmp_path / "r.yaml").write_text(
+        "slots:\n"
+        '  cta: {selector: "main >> a["}\n'
+        '  card: {selector: "section:has(a)"}\n'
+        '  link: {selector: "a:hover"}\n'
+        '  hero: {selector: "main .hero a.button"}\n'
+        '  teaser: {selector: "p:not(.x) > a[href^=\'/sale\']"}\n')
+    ruleset, errors = check_rules(tmp_path)
+    assert [(e.line, e.column) for e in errors] == [(2, 19), (3, 20), (4, 20)]
+    assert "selector 'main >> a[' cannot be used: dangling combinator" in errors[0].reason
+    assert "unsupported pseudo-class" in errors[1].reason and ":has()" in errors[1].reason
+    assert set(ruleset.slots) == {"hero", "teaser"}
