@@ -158,13 +158,17 @@ class Matches:
         return f"matches /{self.source}/"
 
 
+def _known(value: Any) -> bool:
+    """Whether the visitor has a value for the field."""
+    return value not in (None, "", (), [])
+
+
 @dataclass(frozen=True)
 class Exists:
     expected: bool
 
     def __call__(self, value: Any) -> bool:
-        present = value not in (None, "", (), [])
-        return present is self.expected
+        return _known(value) is self.expected
 
     def describe(self) -> str:
         return "is known" if self.expected else "is unknown"
@@ -172,9 +176,15 @@ class Exists:
 
 @dataclass(frozen=True)
 class NotMatcher:
+    """`geo.country: {not: GB}`: a value, and not that one. A visitor with no value for
+    the field matches neither GB nor not GB (as every comparison); `not: {exists: true}`
+    is about having one."""
+
     inner: Matcher
 
     def __call__(self, value: Any) -> bool:
+        if not isinstance(self.inner, Exists) and not _known(value):
+            return False
         return not self.inner(value)
 
     def describe(self) -> str:

@@ -45,6 +45,21 @@ def test_unknown_values_never_match(tmp_path: Path) -> None:
     assert not condition(tmp_path, "{profile.days_since_last: {gte: 0}}")(visitor)
 
 
+def test_not_a_value_needs_a_value_but_a_condition_turned_around_does_not(
+        tmp_path: Path) -> None:
+    unknown = make_visitor()   # no address: geo unknown, no referral keywords
+    # A visitor of unknown place is neither in GB nor "not GB" (it matched, before).
+    assert not condition(tmp_path, "{geo.country: {not: GB}}")(unknown)
+    assert not condition(tmp_path, "{referral.keywords: {not: shoes}}")(unknown)
+    assert not condition(tmp_path, "{geo.country: {not: {contains: x}}}")(unknown)
+    assert condition(tmp_path, "{geo.country: {not: {exists: true}}}")(unknown)
+    # The whole condition turned around: anyone it does not match.
+    assert condition(tmp_path, "{not: {geo.country: GB}}")(unknown)
+    london, sweden = make_visitor(ip="81.2.69.142"), make_visitor(ip="89.160.20.112")
+    assert not condition(tmp_path, "{geo.country: {not: GB}}")(london)
+    assert condition(tmp_path, "{geo.country: {not: GB}}")(sweden)
+
+
 def test_traffic_share_is_stable_per_visitor(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(
         "slots: {a: {}}\nrules:\n  - {name: r, traffic: 30, then: {a: x}}\n")
