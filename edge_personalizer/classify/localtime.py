@@ -41,4 +41,4 @@ def local_time(epoch: float, time_zone: str | None, default_zone: str) -> LocalT
     moment = datetime.fromtimestamp(epoch, zone)
     return LocalTime(hour=moment.hour, weekday=_WEEKDAYS[moment.weekday()],
                      daypart=daypart(moment.hour), date=moment.date().isoformat(),
-                     time_zone=name)
+                     time_zone=name, minute=moment.minute)

@@ -98,6 +98,7 @@ class LocalTime:
     daypart: Daypart
     date: str                        # ISO date: "2026-11-23"
     time_zone: str
+    minute: int = 0                  # of the hour (a schedule's "18:30-23:00")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import dataclasses
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
@@ -325,20 +325,26 @@ class Schedule:
         return "scheduled " + " ".join(parts)
 
     def failure(self, visitor: Visitor) -> str | None:
+        """Hours that span midnight belong to the day they start on: days: [fri] with
+        hours "22:00-06:00" is Friday night, Saturday 05:00 included (and its start and
+        end dates count so too)."""
         now = visitor.time
-        today = date.fromisoformat(now.date)
-        if self.start and today < self.start:
-            return f"{self.describe()} (it is {now.date})"
-        if self.end and today > self.end:
-            return f"{self.describe()} (it is {now.date})"
-        if self.days and now.weekday not in self.days:
-            return f"{self.describe()} (it is {now.weekday})"
+        day = date.fromisoformat(now.date)
+        weekday = now.weekday
         if self.hours:
-            minute = now.hour * 60
+            minute = now.hour * 60 + now.minute
             low, high = self.hours
             inside = low <= minute < high if low < high else (minute >= low or minute < high)
             if not inside:
-                return f"{self.describe()} (it is {now.hour:02d}h)"
+                return f"{self.describe()} (it is {now.hour:02d}:{now.minute:02d})"
+            if low >= high and minute < high:   # the night's tail: it began yesterday
+                day -= timedelta(days=1)
+                weekday = _WEEKDAYS[(_WEEKDAYS.index(weekday) - 1) % 7]
+        night = "" if weekday == now.weekday else f", the night of {day.isoformat()}"
+        if self.start and day < self.start or self.end and day > self.end:
+            return f"{self.describe()} (it is {now.date}{night})"
+        if self.days and weekday not in self.days:
+            return f"{self.describe()} (it is {now.weekday}{night})"
         return None
 
 
