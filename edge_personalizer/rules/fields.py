@@ -21,6 +21,12 @@ class FieldSpec:
     type: FieldType
     values: tuple[str, ...] = ()   # the only values a string field can take, when known
     description: str = ""
+    # The form every value of a string field has (a regular expression), what it is in a
+    # marketer's words, and values of that form that are common mistakes (-> the right one).
+    form: str = ""
+    form_help: str = ""
+    mistakes: tuple[tuple[str, str], ...] = ()
+    span: tuple[float, float] | None = None   # the values a number field can take
 
 
 def _enum(name: str, values: str, description: str) -> FieldSpec:
@@ -37,7 +43,9 @@ FIELDS: Mapping[str, FieldSpec] = MappingProxyType({spec.name: spec for spec in 
     FieldSpec("referral.keywords", "string", description="search terms"),
     FieldSpec("referral.click_id", "string", description="gclid, fbclid, msclkid..."),
     FieldSpec("referral.host", "string", description="the referring host"),
-    FieldSpec("geo.country", "string", description="ISO 3166-1 alpha-2, e.g. US"),
+    FieldSpec("geo.country", "string", description="ISO 3166-1 alpha-2, e.g. US",
+              form="[A-Za-z]{2}", form_help="a country is its two-letter ISO 3166-1 code, "
+              "e.g. GB (the United Kingdom), US, DE", mistakes=(("uk", "GB"),)),
     FieldSpec("geo.region", "string", description="ISO 3166-2, e.g. US-CA"),
     FieldSpec("geo.city", "string"),
     FieldSpec("geo.postal", "string"),
@@ -58,12 +66,14 @@ FIELDS: Mapping[str, FieldSpec] = MappingProxyType({spec.name: spec for spec in 
     FieldSpec("device.touch", "boolean"),
     _enum("device.bot_category", "search ai social monitor other", "for bots"),
     FieldSpec("device.bot_name", "string"),
-    FieldSpec("language.primary", "string", description="e.g. de"),
+    FieldSpec("language.primary", "string", description="e.g. de", form="[A-Za-z]{2,3}",
+              form_help="a language is its ISO 639 code, e.g. de, en, fr"),
     FieldSpec("language.tags", "list", description='e.g. ["de-CH", "de", "en"]'),
-    FieldSpec("time.hour", "number", description="0-23, visitor's local time"),
+    FieldSpec("time.hour", "number", description="0-23, visitor's local time", span=(0, 23)),
     _enum("time.weekday", "mon tue wed thu fri sat sun", "visitor's local weekday"),
     _enum("time.daypart", "night morning afternoon evening", "visitor's local part of day"),
-    FieldSpec("time.date", "string", description="YYYY-MM-DD, visitor's local date"),
+    FieldSpec("time.date", "string", description="YYYY-MM-DD, visitor's local date",
+              form="[0-9]{4}-[0-9]{2}-[0-9]{2}", form_help="a date is written 2026-12-24"),
     FieldSpec("time.time_zone", "string",
               description="the IANA time zone of the local time (the site default when unknown)"),
     FieldSpec("profile.visits", "number"),

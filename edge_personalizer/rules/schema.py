@@ -17,11 +17,14 @@ SCHEMA_ID = "https://edge-personalizer.dev/schema/rules.json"
 
 def _value_schema(spec: FieldSpec) -> dict[str, Any]:
     if spec.type == "number":
-        return {"type": "number"}
+        span = {} if spec.span is None else {"minimum": spec.span[0], "maximum": spec.span[1]}
+        return {"type": "number", **span}
     if spec.type == "boolean":
         return {"type": "boolean"}
     if spec.values:
         return {"type": "string", "enum": list(spec.values)}
+    if spec.form:
+        return {"type": "string", "pattern": f"^(?:{spec.form})$"}
     return {"type": ["string", "number"]}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -187,12 +188,21 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value):
             raise Invalid(f"{name} is a number, got {_not_a_number(value)}", at)
+        if spec.span is not None and not spec.span[0] <= value <= spec.span[1]:
+            low, high = (f"{n:g}" for n in spec.span)
+            raise Invalid(f"{name} is between {low} and {high}, got {value!r}", at)
         return value
     text = str(value)
     if spec.values:
         if text.casefold() not in _folded(spec.values):
             raise Invalid(f"unknown {name} {text!r}; expected "
                           + ", ".join(spec.values) + suggest(text, spec.values), at)
+    if spec.form:
+        if not re.fullmatch(spec.form, text):
+            raise Invalid(f"{name} {text!r}: {spec.form_help}", at)
+        meant = dict(spec.mistakes).get(text.casefold())
+        if meant is not None:
+            raise Invalid(f"{name} {text!r} is no such code; did you mean {meant!r}?", at)
     return text.casefold()
 
 

@@ -38,10 +38,23 @@ def test_time_zone_is_a_field_rules_can_read(tmp_path: Path) -> None:
     ("{request.path: {matches: '(?=a)'}}", "not a usable regular expression"),
     ("{equals: 3}", "'equals' is an operator"),
     ("{segment: nobody}", "unknown segment 'nobody'"),
+    # values no visitor can have (each rule was accepted and never matched)
+    ("{geo.country: UK}", "geo.country 'UK' is no such code; did you mean 'GB'?"),
+    ("{geo.country: England}", "a country is its two-letter ISO 3166-1 code"),
+    ("{geo.country: {in: [GB, Germany]}}", "geo.country 'Germany'"),
+    ("{language.primary: german}", "a language is its ISO 639 code, e.g. de"),
+    ("{time.hour: 25}", "time.hour is between 0 and 23, got 25"),
+    ("{time.date: 24.12.2026}", "a date is written 2026-12-24"),
 ])
 def test_mistakes_are_reported_at_their_line(tmp_path: Path, when: str, message: str) -> None:
     _, errors = check_rules(rules_with(tmp_path, when))
     assert len(errors) == 1 and message in errors[0].reason and errors[0].line == 4
+
+
+def test_values_of_the_right_form_are_taken(tmp_path: Path) -> None:
+    rules = rules_with(tmp_path, "{geo.country: [gb, DE], language.primary: [de, fil], "
+                                 "time.hour: [0, 23], time.date: 2026-12-24}")
+    assert check_rules(rules)[1] == []
 
 
 def test_segments_in_a_circle_are_an_error(tmp_path: Path) -> None:
