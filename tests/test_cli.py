@@ -22,11 +22,12 @@ def test_validate_reports_errors_and_exits_1(tmp_path: Path,
     (tmp_path / "bad.yaml").write_text("rules:\n  - name: [\n")
     assert main(["validate", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert f"{tmp_path / 'bad.yaml'}:3:1: invalid YAML" in out
+    assert f"{tmp_path / 'bad.yaml'}:2:12: invalid YAML: " in out
+    assert "the file ends inside a '[' or '{' that is never closed" in out
     assert main(["validate", str(tmp_path), "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is False
-    assert report["errors"][0]["line"] == 3
+    assert report["errors"][0]["line"] == 2
 
 
 def test_serve_without_origin_exits_2_with_a_message(capsys: pytest.CaptureFixture[str],
@@ -43,7 +44,7 @@ def test_serve_with_bad_rules_exits_before_listening(tmp_path: Path) -> None:
          "--rules", str(tmp_path), "--port", "1"],
         capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 2
-    assert f"edge-personalizer: {tmp_path / 'bad.yaml'}:2:1: invalid YAML" in result.stderr
+    assert f"edge-personalizer: {tmp_path / 'bad.yaml'}:1:9: invalid YAML" in result.stderr
 
 
 def test_serve_with_missing_geo_db_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

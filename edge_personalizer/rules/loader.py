@@ -24,6 +24,7 @@ from ..errors import RuleError, RuleSetInvalid
 from . import quick_yaml
 from .tree import reason, shown
 from .tree import walk as walk  # the rules' files, for the watcher too
+from .yaml_errors import yaml_error
 from .yaml_scalars import RuleFileLoader
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
@@ -234,11 +235,7 @@ def parse_rule_file(path: Path, text: str) -> tuple[RuleFile, list[RuleError]]:
                                  source=path, line=dup.mark.line + 1,
                                  column=dup.mark.column + 1)]
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        reason = " ".join(part for part in (exc.context, exc.problem) if part)
-        return empty, [RuleError(f"invalid YAML: {reason}", source=path,
-                                 line=mark.line + 1 if mark else None,
-                                 column=mark.column + 1 if mark else None)]
+        return empty, [yaml_error(exc, path, text)]
     except yaml.YAMLError as exc:
         return empty, [RuleError(f"invalid YAML: {exc}", source=path)]
     except RecursionError:   # the YAML parser itself recurses: brackets nested thousands deep

@@ -59,7 +59,8 @@ def test_every_error_in_every_file_with_line_and_column(tmp_path: Path) -> None:
     _, errors = read_rule_directory(tmp_path)
     messages = [str(e) for e in errors]
     assert len(messages) == 4
-    assert messages[0].startswith(f"{tmp_path / 'a.yaml'}:4:1: invalid YAML")
+    assert messages[0] == (f"{tmp_path / 'a.yaml'}:3:29: invalid YAML: a '[' opened here is "
+                           "never closed")
     assert messages[1] == (f"{tmp_path / 'b.yaml'}:2:1: unknown section 'segmants'; expected one "
                            "of experiments, goals, interests, rules, segments, slots")
     assert messages[2] == f"{tmp_path / 'd.yaml'}:3:3: key 'hero' appears twice in the same mapping"

@@ -4,6 +4,7 @@ two ways a step stops (one error to record, or errors already recorded)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,22 @@ from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Goal, Slot
 from ..template import Template
 
-NAME_RULE = "names are letters, digits, '-' and '_'"
+NAME_RULE = ("names are ASCII letters, digits, '-', '_' and '.', starting with a letter or "
+             "digit")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def name_problem(kind: str, name: Any) -> str | None:
+    """What is wrong with the name of a rule or an experiment (None: nothing)."""
+    if name is None or name == "":
+        return f"every {kind} needs a name ({NAME_RULE})"
+    if not isinstance(name, str):
+        return f"{kind} name {name!r} is {kind_of(name)}: write it as text ({NAME_RULE})"
+    if NAME.match(name):
+        return None
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    fixed = re.sub(r"[^A-Za-z0-9_.-]+", "-", ascii_name).strip("-_.")
+    return f"{kind} name {name!r}: {NAME_RULE}" + (f"; e.g. {fixed!r}" if fixed else "")
 
 
 class Invalid(Exception):

@@ -14,7 +14,7 @@ from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Content, Experiment
 from .actions import content
 from .conditions import compile_condition, segment
-from .context import NAME, NAME_RULE, CompileContext, Invalid, Reported, sections
+from .context import CompileContext, Invalid, Reported, name_problem, sections
 
 EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "goals",
                    "allocation", "per", "bandit", "description")
@@ -58,8 +58,9 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
     if not isinstance(raw, dict):
         raise Invalid("an experiment is a mapping (name, slot, variants)", at)
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
-        raise Invalid(f"every experiment needs a name ({NAME_RULE})", (*at, "name"))
+    problem = name_problem("experiment", name)
+    if problem is not None or not isinstance(name, str):
+        raise Invalid(problem or "", (*at, "name"))
     if name in names:
         raise Invalid(f"experiment {name!r} is defined twice", (*at, "name"))
     names.add(name)

@@ -17,7 +17,7 @@ from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Rule
 from .actions import Actions, compile_then
 from .conditions import compile_condition
-from .context import NAME, NAME_RULE, CompileContext, Invalid, Reported, kind_of
+from .context import CompileContext, Invalid, Reported, kind_of, name_problem
 
 RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -149,8 +149,9 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath
                  None)
         return None, []
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
-        ctx.fail(rule_file, f"every rule needs a name ({NAME_RULE})", (*at, "name"), None)
+    problem = name_problem("rule", name)
+    if problem is not None or not isinstance(name, str):
+        ctx.fail(rule_file, problem or "", (*at, "name"), None)
         return None, []
     label = f"rule '{name}'"
     where = f"{rule_file.path}:{rule_file.line_of(at)}"

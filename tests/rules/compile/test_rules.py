@@ -72,3 +72,21 @@ def test_schedule_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
     _, errors = check_rules(tmp_path)
     assert [(e.line, e.reason.split(": ", 1)[1][:30]) for e in errors] == [
         (4, "'2026-11-31' is not a date; wr"), (7, "unknown day 'funday'; expected")]
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("uk shipping", "rule name 'uk shipping': names are ASCII letters, digits, '-', '_' and "
+                    "'.', starting with a letter or digit; e.g. 'uk-shipping'"),
+    ("café", "rule name 'café': names are ASCII letters"),
+    ("3", "rule name 3 is a number: write it as text"),
+    ("", "every rule needs a name"),
+])
+def test_a_name_that_cannot_be_used_says_why(tmp_path: Path, name: str, reason: str) -> None:
+    # It said "every rule needs a name" of a name written with a space or an accent.
+    (tmp_path / "r.yaml").write_text(
+        f"slots: {{a: {{}}}}\nrules:\n  - name: {name}\n    then: {{a: x}}\n"
+        f"experiments:\n  - name: {name}\n    slot: a\n    variants: {{x: {{weight: 1}}}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [3, 6]
+    assert reason in errors[0].reason, errors[0].reason
+    assert reason.replace("rule", "experiment", 1) in errors[1].reason, errors[1].reason

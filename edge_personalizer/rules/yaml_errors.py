@@ -1,0 +1,46 @@
+"""A YAML mistake in a rule file in a marketer's words: where it is, and the usual fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import RuleError
+
+# What PyYAML says -> what was most likely meant.
+_HINTS = (
+    ("mapping values are not allowed here",
+     "a value holding ': ' is quoted: banner: \"Free: delivery\""),
+    ("but got ':'", "a value holding ': ' is quoted: {banner: \"Free: delivery\"}"),
+    ("expected <block end>", "a line is indented more or less than the lines it belongs with"),
+    ("found character '\\t'", "indent with spaces: YAML takes no tabs"),
+    ("found '<stream end>'", "the file ends inside a '[' or '{' that is never closed"),
+)
+# What was left open, by what PyYAML was reading when the file ended.
+_OPENED = (("flow mapping", "a '{'"), ("flow sequence", "a '['"), ("quoted scalar", "a quote"))
+
+
+def yaml_error(exc: yaml.MarkedYAMLError, path: Path, text: str) -> RuleError:
+    """The rule error for `exc`, raised reading `text` (the file at `path`). A bracket or
+    quote never closed is named where it opened: PyYAML names the end of the file, a line
+    past the last."""
+    problem, context = exc.problem or "", exc.context or ""
+    mark = exc.problem_mark or exc.context_mark
+    reason = " ".join(part for part in (context, problem) if part)
+    opened = next((what for name, what in _OPENED if name in context), None)
+    if ("<stream end>" in problem or "end of stream" in problem) and opened is not None \
+            and exc.context_mark is not None:
+        mark = exc.context_mark
+        reason = f"{opened} opened here is never closed"
+    else:
+        hint = next((fix for said, fix in _HINTS if said in reason), None)
+        if hint is not None:
+            reason = f"{reason} ({hint})"
+    line = column = None
+    if mark is not None:
+        line, column = mark.line + 1, mark.column + 1
+        lines = text.splitlines()
+        if line > len(lines):   # the end of the file: its last line
+            line, column = max(len(lines), 1), len(lines[-1]) + 1 if lines else 1
+    return RuleError(f"invalid YAML: {reason}", source=path, line=line, column=column)

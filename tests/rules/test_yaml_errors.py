@@ -1,0 +1,32 @@
+"""A YAML mistake in a rule file is named where a marketer can fix it, with the usual fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_personalizer.rules.book import check_rules
+
+
+@pytest.mark.parametrize(("text", "line", "column", "reason"), [
+    # A '{' never closed was named at the line after the file's last (4:1 of 3 lines).
+    ("rules:\n  - name: a\n    when: {geo.country: GB\n", 3, 11,
+     "a '{' opened here is never closed"),
+    ('rules:\n  - name: "a\n', 2, 11, "a quote opened here is never closed"),
+    ("rules: [a, b\n", 1, 8, "a '[' opened here is never closed"),
+    ("rules:\n  - name: a\n    then:\n      banner: Free: delivery\n", 4, 19,
+     "mapping values are not allowed here (a value holding ': ' is quoted: "
+     'banner: "Free: delivery")'),
+    ("rules:\n  - name: a\n    then: {banner: <p>Free: delivery</p>}\n", 3, 27,
+     "(a value holding ': ' is quoted"),
+    ("rules:\n  - name: a\n   then: {x: y}\n", 3, 4,
+     "(a line is indented more or less than the lines it belongs with)"),
+    ("rules:\n\t- name: a\n", 2, 1, "(indent with spaces: YAML takes no tabs)"),
+])
+def test_a_yaml_mistake_is_named_where_it_can_be_fixed(
+        tmp_path: Path, text: str, line: int, column: int, reason: str) -> None:
+    (tmp_path / "r.yaml").write_text(text)
+    _, [error] = check_rules(tmp_path)
+    assert (error.line, error.column) == (line, column)
+    assert error.reason.startswith("invalid YAML: ") and reason in error.reason, error.reason
