@@ -210,7 +210,8 @@ def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...],
     weight = spec.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0 \
             or weight == float("inf"):
-        raise Invalid("weight is a positive number", (*at, "weight"))
+        raise Invalid("weight is a positive number (to stop showing a variant, remove it: "
+                      "what was counted for it stays in the results)", (*at, "weight"))
     rest = {str(k): v for k, v in spec.items() if k != "weight"}
     if not rest:
         return float(weight), MappingProxyType({})          # the control
@@ -219,7 +220,10 @@ def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...],
     per_slot = {}
     for slot, raw in rest.items():
         if slot not in slots:
-            raise Invalid(f"{slot!r} is not a slot of this experiment ({', '.join(slots)})",
-                          (*at, slot))
+            each = "" if len(slots) == 1 else (
+                "; with several slots, each gets its own content: {weight: 50, "
+                + ", ".join(f"{s}: {{html: ...}}" for s in slots) + "}")
+            raise Invalid(f"{slot!r} is not a slot of this experiment ({', '.join(slots)})"
+                          + each, (*at, slot))
         per_slot[slot] = content(ctx, raw, (*at, slot))
     return float(weight), MappingProxyType(per_slot)

@@ -31,3 +31,19 @@ def test_weights_and_slots_are_checked(tmp_path: Path) -> None:
     assert ["weight is a positive number" in errors[0].reason,
             "unknown slot 'nope'" in errors[1].reason] == [True, True]
     assert len(errors) == 2   # g is fine: e never claimed the slot
+
+
+def test_a_variant_of_several_slots_is_told_how_to_give_each_its_content(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}, cta: {}}\nexperiments:\n  - name: two\n    slots: [hero, cta]\n"
+        "    variants:\n      a: {weight: 0}\n      b: {weight: 50, html: '<b>x</b>'}\n"
+        "  - name: three\n    slots: [hero, cta]\n    variants:\n"
+        "      b: {weight: 50, html: '<b>x</b>'}\n"
+        "      c: {weight: 50, hero: {html: '<h1>x</h1>'}, cta: {text: Shop}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [6, 11]
+    assert "to stop showing a variant, remove it" in errors[0].reason
+    assert "'html' is not a slot of this experiment (hero, cta); with several slots, each " \
+           "gets its own content: {weight: 50, hero: {html: ...}, cta: {html: ...}}" \
+           in errors[1].reason
