@@ -6,9 +6,7 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .visitor import Daypart, LocalTime
-
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+from .visitor import WEEKDAYS, Daypart, LocalTime
 
 
 def daypart(hour: int) -> Daypart:
@@ -39,6 +37,6 @@ def local_time(epoch: float, time_zone: str | None, default_zone: str) -> LocalT
     name = time_zone if time_zone and _zone(time_zone) else default_zone
     zone = _zone(name) or ZoneInfo("UTC")
     moment = datetime.fromtimestamp(epoch, zone)
-    return LocalTime(hour=moment.hour, weekday=_WEEKDAYS[moment.weekday()],
+    return LocalTime(hour=moment.hour, weekday=WEEKDAYS[moment.weekday()],
                      daypart=daypart(moment.hour), date=moment.date().isoformat(),
                      time_zone=name, minute=moment.minute)

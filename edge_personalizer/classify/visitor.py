@@ -89,12 +89,15 @@ class Language:
     tags: tuple[str, ...] = ()       # ("de-CH", "de", "en")
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # as date.weekday() counts
+
+
 @dataclass(frozen=True, slots=True)
 class LocalTime:
     """The visitor's own clock."""
 
     hour: int
-    weekday: str                     # "mon".."sun"
+    weekday: str                     # "mon".."sun" (WEEKDAYS)
     daypart: Daypart
     date: str                        # ISO date: "2026-11-23"
     time_zone: str

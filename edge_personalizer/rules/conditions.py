@@ -10,12 +10,12 @@ import dataclasses
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from ..classify.visitor import Visitor, field_getter
 from .bucketing import bucket
+from .schedule import Schedule
 
 
 class Condition(Protocol):
@@ -294,58 +294,6 @@ class Segment:
     def failure(self, visitor: Visitor) -> str | None:
         failed = self.condition.failure(visitor)
         return None if failed is None else f"segment {self.name}: {failed}"
-
-
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Dates, weekdays and hours in the visitor's own local time."""
-
-    start: date | None = None
-    end: date | None = None
-    days: frozenset[str] = frozenset()
-    hours: tuple[int, int] | None = None   # minutes since midnight: [from, to)
-
-    def __call__(self, visitor: Visitor) -> bool:
-        return self.failure(visitor) is None
-
-    def describe(self) -> str:
-        parts = []
-        if self.start:
-            parts.append(f"from {self.start.isoformat()}")
-        if self.end:
-            parts.append(f"until {self.end.isoformat()}")
-        if self.days:
-            parts.append("on " + ", ".join(d for d in _WEEKDAYS if d in self.days))
-        if self.hours:
-            parts.append("between {:02d}:{:02d} and {:02d}:{:02d}".format(
-                *divmod(self.hours[0], 60), *divmod(self.hours[1], 60)))
-        return "scheduled " + " ".join(parts)
-
-    def failure(self, visitor: Visitor) -> str | None:
-        """Hours that span midnight belong to the day they start on: days: [fri] with
-        hours "22:00-06:00" is Friday night, Saturday 05:00 included (and its start and
-        end dates count so too)."""
-        now = visitor.time
-        day = date.fromisoformat(now.date)
-        weekday = now.weekday
-        if self.hours:
-            minute = now.hour * 60 + now.minute
-            low, high = self.hours
-            inside = low <= minute < high if low < high else (minute >= low or minute < high)
-            if not inside:
-                return f"{self.describe()} (it is {now.hour:02d}:{now.minute:02d})"
-            if low >= high and minute < high:   # the night's tail: it began yesterday
-                day -= timedelta(days=1)
-                weekday = _WEEKDAYS[(_WEEKDAYS.index(weekday) - 1) % 7]
-        night = "" if weekday == now.weekday else f", the night of {day.isoformat()}"
-        if self.start and day < self.start or self.end and day > self.end:
-            return f"{self.describe()} (it is {now.date}{night})"
-        if self.days and weekday not in self.days:
-            return f"{self.describe()} (it is {now.weekday}{night})"
-        return None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compile import OPERATORS, WEEKDAYS
+from ..classify.visitor import WEEKDAYS
+from .compile import OPERATORS
 from .fields import FIELDS, PREFIXES, FieldSpec
 from .model import PAGE_ACTIONS, SLOT_ACTIONS
 

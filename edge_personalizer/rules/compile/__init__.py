@@ -23,10 +23,10 @@ from .context import CompileContext
 from .experiments import EXPERIMENT_KEYS, compile_experiments
 from .goals import compile_goals
 from .redirects import check_redirect_circles, redirect_routes
-from .rules import RULE_KEYS, WEEKDAYS, FileRules, compile_file_rules, rank_rules
+from .rules import RULE_KEYS, FileRules, compile_file_rules, rank_rules
 from .sections import collect_interests, collect_segments, collect_slots
 
-__all__ = ["EXPERIMENT_KEYS", "OPERATORS", "RULE_KEYS", "WEEKDAYS", "FileRules", "build_ruleset",
+__all__ = ["EXPERIMENT_KEYS", "OPERATORS", "RULE_KEYS", "FileRules", "build_ruleset",
            "compile_declarations", "compile_file_rules", "compile_rules"]
 
 

@@ -10,17 +10,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from ...classify.visitor import WEEKDAYS
 from ...errors import RuleError
-from ..conditions import AllOf, Condition, Schedule, Traffic
+from ..conditions import AllOf, Condition, Traffic
 from ..fields import suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Rule
+from ..schedule import Schedule
 from .actions import Actions, compile_then
 from .conditions import compile_condition
 from .context import CompileContext, Invalid, Reported, kind_of, name_problem
 
 RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_GROUPS = MappingProxyType({"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
 _SCHEDULE_KEYS = ("start", "end", "days", "hours")
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")

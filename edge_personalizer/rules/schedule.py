@@ -1,0 +1,56 @@
+"""A rule's schedule: dates, weekdays and hours in the visitor's own local time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from ..classify.visitor import WEEKDAYS, Visitor
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Dates, weekdays and hours in the visitor's own local time."""
+
+    start: date | None = None
+    end: date | None = None
+    days: frozenset[str] = frozenset()
+    hours: tuple[int, int] | None = None   # minutes since midnight: [from, to)
+
+    def __call__(self, visitor: Visitor) -> bool:
+        return self.failure(visitor) is None
+
+    def describe(self) -> str:
+        parts = []
+        if self.start:
+            parts.append(f"from {self.start.isoformat()}")
+        if self.end:
+            parts.append(f"until {self.end.isoformat()}")
+        if self.days:
+            parts.append("on " + ", ".join(d for d in WEEKDAYS if d in self.days))
+        if self.hours:
+            parts.append("between {:02d}:{:02d} and {:02d}:{:02d}".format(
+                *divmod(self.hours[0], 60), *divmod(self.hours[1], 60)))
+        return "scheduled " + " ".join(parts)
+
+    def failure(self, visitor: Visitor) -> str | None:
+        """Hours that span midnight belong to the day they start on: days: [fri] with
+        hours "22:00-06:00" is Friday night, Saturday 05:00 included (and its start and
+        end dates count so too)."""
+        now = visitor.time
+        today = day = date.fromisoformat(now.date)
+        if self.hours:
+            minute = now.hour * 60 + now.minute
+            low, high = self.hours
+            inside = low <= minute < high if low < high else (minute >= low or minute < high)
+            if not inside:
+                return f"{self.describe()} (it is {now.hour:02d}:{now.minute:02d})"
+            if low >= high and minute < high:   # the night's tail: it began yesterday
+                day -= timedelta(days=1)
+        weekday = WEEKDAYS[day.weekday()]
+        night = "" if day == today else f", the night of {day.isoformat()}"
+        if self.start and day < self.start or self.end and day > self.end:
+            return f"{self.describe()} (it is {now.date}{night})"
+        if self.days and weekday not in self.days:
+            return f"{self.describe()} (it is {now.weekday}{night})"
+        return None
