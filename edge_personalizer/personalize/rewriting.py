@@ -127,8 +127,11 @@ class ResponseStart:
             # Nothing to change (left so, or only looked): the page as it came.
             return self._unchanged({"type": "http.response.body", "body": b"",
                                     "more_body": more}, look_on=True)
-        return [self._start_message(rewriter, None if more else len(body)),   # (held whole)
-                {"type": "http.response.body", "body": body, "more_body": more}]
+        start = self._rewritten_start(rewriter, None if more else len(body))   # (held whole)
+        if start is None:   # the page as it came (this body message is among the held)
+            return self._unchanged({"type": "http.response.body", "body": b"",
+                                    "more_body": more})
+        return [start, {"type": "http.response.body", "body": body, "more_body": more}]
 
     async def _send_unchanged(self, message: Message) -> None:
         for made in self._unchanged(message):
@@ -157,9 +160,12 @@ class ResponseStart:
         return [start, {"type": "http.response.body", "body": body,
                         "more_body": message.get("more_body", False)}]
 
-    async def _send_start(self, rewriter: ResponseRewriter, whole: int | None) -> None:
-        if self.start is not None:
-            await self.send(self._start_message(rewriter, whole))
+    def _rewritten_start(self, rewriter: ResponseRewriter, whole: int | None) -> Message | None:
+        """The rewritten page's start; None after a fault of ours while it was made (the
+        page then goes as it came)."""
+        with self.fail_open.stage("headers", self.path):
+            return self._start_message(rewriter, whole)
+        return None
 
     def _start_message(self, rewriter: ResponseRewriter, whole: int | None) -> Message:
         """The response start for the rewritten page. `whole`: the length of the whole
@@ -227,7 +233,11 @@ class RewritingSend(ResponseStart):
                 for going in self._going(waiting, out, more=more):
                     await self.send(going)
                 return
-            await self._send_start(rewriter, None)
+            start = self._rewritten_start(rewriter, None)
+            if start is None:
+                await self._send_unchanged(message)
+                return
+            await self.send(start)
         if out is not None and self.start is None:
             await self.send({"type": "http.response.body", "body": out, "more_body": more})
 

@@ -71,6 +71,27 @@ async def test_a_fault_in_the_rewriter_serves_the_page_unchanged(
     assert "x-ep-variant" not in response.headers
 
 
+async def test_a_fault_while_the_rewritten_pages_start_is_made_serves_it_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first view of a path is held while its slots are looked for; later views start
+    # as soon as the rewriter has decided: a fault of ours in either start is contained.
+    from edge_personalizer.personalize.response_headers import PageHeaders
+
+    def broken(self: PageHeaders, exchange: object, spent: float) -> list[object]:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(PageHeaders, "variant_headers", broken)
+    site = Starlette(routes=[Route("/", home)])
+    app = PersonalizeMiddleware(site, rules=ROOT / "rules")
+    async with client_for(app) as client:
+        for view in ("held first view", "later view"):
+            response = await client.get("/", headers={"referer": "https://www.facebook.com/",
+                                                      "accept": "text/html"})
+            assert (view, response.status_code, response.text) == (view, 200, PAGE)
+            assert response.headers["x-site"] == "mine"
+            assert "x-ep-variant" not in response.headers
+
+
 async def test_each_response_gets_its_own_csp_nonce_for_the_same_decision(
         tmp_path: Path) -> None:
     (tmp_path / "site.yaml").write_text(
