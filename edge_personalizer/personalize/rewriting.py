@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
+from types import MappingProxyType
 
 from starlette.types import Message, Send
 
@@ -45,6 +47,7 @@ class ResponseStart:
         self.spent = spent              # seconds personalization added so far
         self.accept_encoding = accept_encoding
         self.start: Message | None = None   # held back until the rewriter has decided
+        self.made = False   # the start carries the decision's headers, cookie and counts
         self.rewriter: ResponseRewriter | None = None
         self.changes: PageChanges | None = None   # what the rewriter does, slot by slot
         self.aborted = False
@@ -59,6 +62,7 @@ class ResponseStart:
     def _made(self, message: Message) -> Message:
         """The response start with the goals it reached, the decision's headers and the
         profile cookie (counting what the page shows)."""
+        self.made = True
         with self.fail_open.stage("goals", self.path):
             headers = message.get("headers", [])
             kept = self.headers.personalizer.reach_goals(
@@ -151,8 +155,14 @@ class ResponseStart:
         start, self.start = self.start, None
         if start is None:
             return []
-        if self.waiting is not None:   # every slot taken as present, as the page is
+        if not self.made:
+            # A page that goes as it came by a fault of ours, or markup the rewriter gave
+            # up on, shows none of the decision's slots: its headers, cookie and counts
+            # must not name them.
             self.waiting = None
+            with self.fail_open.stage("slots", self.path):
+                self.exchange.settle(replace(self.exchange.decision,
+                                             slots=MappingProxyType({})))
             start = self._made(start)
         self.fail_open.observer.personalization_took(self.spent)
         body = b"".join([*self.held, message.get("body", b"")])
@@ -172,6 +182,10 @@ class ResponseStart:
         rewritten body, when it was held to its end."""
         start = self.start
         assert start is not None
+        if not self.made:   # (a page whose slots were known: its start waited unmade)
+            began = time.perf_counter()
+            start = self.start = self._made(start)
+            self.spent += time.perf_counter() - began
         headers: list[tuple[bytes, bytes]] = start.get("headers", [])
         if rewriter.rewriting:
             if whole is None and rewriter.verbatim:
@@ -259,7 +273,7 @@ class RewritingSend(ResponseStart):
                 and self.changes.slots:
             self.waiting = HeldHead(self.changes.slots)   # the start is made once released
             self.on_time.arm(self.headers.personalizer.slots.hold_seconds, self._hold_expired)
-        else:
+        elif self.rewriter is None:   # (else made once the rewriter has decided)
             message = self._made(message)
         self.spent += time.perf_counter() - began
         if self.rewriter is None:

@@ -303,6 +303,22 @@ def test_a_page_the_rewriter_gives_up_on_while_its_head_waits_goes_out_as_it_cam
     assert body.startswith(b"<!doctype html>") and body.endswith(b"</main></body></html>")
     assert b"Old hero" in body and b"New hero" not in body   # as the origin sent it
     assert response.headers["content-length"] == str(len(body))
+    # It showed none of the decision's variants: nothing names or counts them.
+    assert "x-ep-variant" not in response.headers
+    assert _profile(response)[STATE_EXPOSURES] == {}
+
+
+def test_a_page_the_rewriter_gives_up_on_before_its_head_left_names_and_counts_nothing(
+        proxy: Server) -> None:
+    # Its slots are known (a view before had them): the head waits only until the
+    # rewriter has read the first KiB, and the whole page comes in one part, where the
+    # rewriter gives up before anything went out.
+    first, body, _ = _get(proxy, "/known?slots=top&size=20000&parts=rest")
+    assert b"<h1>New hero</h1>" in body and "x-ep-variant" in first.headers
+    response, body, _ = _get(proxy, "/known?slots=lost&size=20000&parts=rest")
+    assert response.status_code == 200 and b"Old hero" in body and b"New hero" not in body
+    assert "x-ep-variant" not in response.headers
+    assert _profile(response)[STATE_EXPOSURES] == {}
 
 
 def test_a_page_that_flushes_early_then_stalls_keeps_its_early_bytes(
