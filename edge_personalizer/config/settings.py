@@ -146,7 +146,8 @@ class Settings:
         help="seconds between looks at the rules directory; 0 turns watching off")
     variant_header: bool = option(False, convert=to_bool, section=_CDN,
                                   help="X-EP-Variant (the slots' variants, naming rules) on "
-                                       "personalized pages, for visitors to see")
+                                       "personalized pages (an experiment's control "
+                                       "included), for visitors to see")
     compress_pages: bool = option(
         True, convert=to_bool, section=_CDN,
         help="rewritten pages compressed (brotli, else gzip) for clients that accept it; off "

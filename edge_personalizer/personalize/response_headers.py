@@ -140,6 +140,12 @@ class PageHeaders:
         if not is_html(head) or message["status"] >= 400 and not exchange.debug:
             return self._with_conversions(message, exchange)
         added = self.decision_headers(exchange, with_cookies=not self.cache.keyed)
+        decision = exchange.decision
+        if self.cache.variant_header and decision.slots and not decision.changes_page \
+                and message["status"] < 400:
+            # An experiment's control leaves the page as it is, but is a variant shown all
+            # the same (a page the rewriter changes names its variants once rewritten).
+            added.append((b"x-ep-variant", decision.variant_header))
         if not self.cache.keyed and message["status"] < 400 and not exchange.preview:
             cookie = self.personalizer.profile_cookie(exchange)
             if cookie is not None:
@@ -172,6 +178,11 @@ class PageHeaders:
             learning = self.personalizer.learning
             trace = explain(self.rules.current, exchange.visitor,
                             allocations=learning.allocations if learning is not None else None)
+            # What this page got: the choices for slots it lacks were dropped.
+            trace["page"] = {"slots": {slot: choice.variant
+                                       for slot, choice in decision.slots.items()},
+                             "lacks": sorted(set(trace["decision"]["slots"])
+                                             - set(decision.slots))}
             text = json.dumps(trace, separators=(",", ":"), ensure_ascii=True, default=str)
             out.append((b"x-ep-trace", text[:TRACE_LIMIT].encode("ascii")))
         return out

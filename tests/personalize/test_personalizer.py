@@ -109,6 +109,12 @@ def test_debug_trace_needs_the_token(proxy: Server) -> None:
     failed = next(r for r in trace["rules"] if r["name"] == "spring-landing")
     assert 'referral.campaign is "spring-sale"' in failed["detail"]
     assert trace["decision"]["slots"]["hero"]["by"] == "facebook-hero"
+    # The plain page has no hero: the trace says the page did not get it.
+    assert "hero" in trace["page"]["lacks"] and "hero" not in trace["page"]["slots"]
+    slotted = httpx.get(f"{proxy.url}/slotted/a", headers={**FACEBOOK,
+                                                          "x-ep-debug": ADMIN_TOKEN})
+    page = json.loads(slotted.headers["x-ep-trace"])["page"]
+    assert page["slots"]["hero"] == "facebook-hero" and page["lacks"] == []
     wrong = httpx.get(f"{proxy.url}/page/a", headers={**FACEBOOK, "x-ep-debug": "guess"})
     assert "x-ep-trace" not in wrong.headers
 

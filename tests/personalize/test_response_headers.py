@@ -111,9 +111,16 @@ def test_variant_names_reach_visitors_only_when_turned_on(
                        env={"EP_VARIANT_HEADER": "true"})
     try:
         page = httpx.get(f"{told.url}/slotted/a?inject=head", headers=facebook)
+        # New visitors of the hero experiment: its control leaves the page as it came,
+        # and is named all the same (on the path's first view, held, and on later ones).
+        arms = {}
+        for _ in range(40):
+            view = httpx.get(f"{told.url}/slotted/exp?exp=on", headers=BROWSER)
+            arms[view.headers["x-ep-variant"]] = b"Default hero" in view.content
     finally:
         told.stop()
     assert page.headers["x-ep-variant"] == "head=inject-head-only,hero=facebook-hero"
+    assert arms == {"hero=control": True, "hero=bold": False}
 
 
 @pytest.fixture(scope="module")
