@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .classify.classifier import Classifier
 from .config import Settings, load_settings, unknown_environment
 from .config.sources import CLASSIFY_FLAGS, SERVER_FLAGS, add_setting_flags, flag_overrides
-from .errors import EdgePersonalizerError, SettingsError, StoreError
+from .errors import EdgePersonalizerError, RuleError, SettingsError, StoreError
 from .report import (
     classify_lines,
     render_explanation,
@@ -163,8 +163,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# A server starts from such a directory serving nothing, but once it served rules it
+# refuses one (rules/file_cache.py): what a directory made anew and not filled looks like.
+_NO_RULE_FILES = ("the rules directory holds no rule file (.yaml or .yml, outside hidden "
+                  "folders): a server would serve no rules from it, and one serving rules "
+                  "refuses it on reload; to serve no rules, leave one file with `rules: []`")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     ruleset, errors = check_rules(args.directory)
+    if not ruleset.file_count:
+        errors.append(RuleError(_NO_RULE_FILES, source=args.directory))
     if args.format == "json":
         print(json.dumps({
             "valid": not errors, "version": ruleset.version, "files": ruleset.file_count,

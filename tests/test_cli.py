@@ -30,6 +30,26 @@ def test_validate_reports_errors_and_exits_1(tmp_path: Path,
     assert report["errors"][0]["line"] == 2
 
 
+@pytest.mark.parametrize("files", [{}, {"hero.html": "<b>hi</b>", ".drafts/a.yaml": "rules: []"}])
+def test_validate_refuses_a_directory_without_rule_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:
+    # A server serving rules refuses such a directory on reload; validate said it was valid.
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert main(["validate", str(tmp_path)]) == 1
+    assert capsys.readouterr().out == (
+        f"{tmp_path}: the rules directory holds no rule file (.yaml or .yml, outside hidden "
+        "folders): a server would serve no rules from it, and one serving rules refuses it "
+        "on reload; to serve no rules, leave one file with `rules: []`\n"
+        "0 files, 0 rules, 0 experiments: 1 error\n")
+    assert main(["validate", str(tmp_path), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False and report["errors"][0]["file"] == str(tmp_path)
+    (tmp_path / "none.yaml").write_text("rules: []\n")
+    assert main(["validate", str(tmp_path)]) == 0
+
+
 def test_serve_without_origin_exits_2_with_a_message(capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EP_ORIGIN_URL", raising=False)
