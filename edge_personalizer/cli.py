@@ -28,8 +28,7 @@ from .report import (
 )
 from .rules.book import check_rules, load_rules
 from .rules.evaluator import explain
-from .rules.fields import suggest
-from .rules.preview import PreviewSigner
+from .rules.preview import PreviewSigner, check_preview
 from .serving import serve_settings
 
 if TYPE_CHECKING:
@@ -127,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--expires-in", default="24h", metavar="DURATION",
                          help="how long the link works: 30m, 24h, 7d (default 24h)")
     preview.add_argument("--rules", dest="rules_dir", type=Path, metavar="DIR",
-                         help="rules directory, to check the name (default: from settings)")
+                         help="the rules directory the server serves, to check the names "
+                              "against (default: rules_dir, EP_RULES_DIR)")
     preview.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
     preview.set_defaults(run=cmd_preview_link)
 
@@ -350,18 +350,15 @@ def cmd_preview_link(args: argparse.Namespace) -> int:
     if not 0 < lifetime <= _LONGEST_PREVIEW:
         raise SettingsError(f"--expires-in {args.expires_in!r}: a preview link lasts from a "
                             "minute to 30 days (it shows content to whoever holds it)")
-    if settings.rules_dir is not None:
-        ruleset = load_rules(settings.rules_dir)
-        names = {rule.name for rule in ruleset.rules}
-        experiments = {e.name: e for e in ruleset.experiments}
-        if args.rule not in names and args.rule not in experiments:
-            raise SettingsError(f"no rule or experiment named {args.rule!r} in "
-                                f"{settings.rules_dir}" + suggest(args.rule,
-                                                                  [*names, *experiments]))
-        experiment = experiments.get(args.rule)
-        if experiment is not None and args.variant not in experiment.variants:
-            raise SettingsError(f"experiment {args.rule!r} has the variants "
-                                + ", ".join(experiment.variants) + "; pick one with --variant")
+    if settings.rules_dir is None:
+        raise SettingsError("preview-link checks the rule against the rules the server "
+                            "serves: pass --rules DIR, or set EP_RULES_DIR (or rules_dir in "
+                            "the config file) as the server has it")
+    try:
+        check_preview(load_rules(settings.rules_dir), args.rule, args.variant,
+                      directory=settings.rules_dir)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
     signer = PreviewSigner(settings.profile_keys[0].reveal().encode())
     expires = time.time() + lifetime
     print(signer.link(args.url, args.rule, args.variant, expires))

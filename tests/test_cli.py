@@ -133,6 +133,50 @@ def test_a_preview_link_lasts_from_a_minute_to_30_days(
                  "--rules", str(ROOT / "rules"), "--expires-in", "30d"]) == 0
 
 
+def test_a_preview_link_needs_the_rules_it_shows(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a rules directory, a link was signed for any name, and showed nothing.
+    monkeypatch.setenv("EP_PROFILE_KEYS", "test-profile-key-0123456789abcdef")
+    monkeypatch.delenv("EP_RULES_DIR", raising=False)
+    monkeypatch.delenv("EP_CONFIG", raising=False)
+    assert main(["preview-link", "--rule", "no-such-rule", "--url", "https://x.example/"]) == 2
+    assert capsys.readouterr() == ("", (
+        "edge-personalizer: preview-link checks the rule against the rules the server serves: "
+        "pass --rules DIR, or set EP_RULES_DIR (or rules_dir in the config file) as the "
+        "server has it\n"))
+    monkeypatch.setenv("EP_RULES_DIR", str(ROOT / "rules"))
+    assert main(["preview-link", "--rule", "facebook-welcome", "--url", "https://x.example/"]) == 0
+    assert capsys.readouterr().out.startswith("https://x.example/?__ep_preview=")
+
+
+@pytest.mark.parametrize(("rule", "variant", "error"), [
+    ("facebok-welcome", None,
+     f"no rule or experiment named 'facebok-welcome' in {ROOT / 'rules'}; did you mean "
+     "'facebook-welcome'? Its rules: evening-deals, facebook-welcome, mobile-app-nudge, "
+     "newsletter-readers, runner-picks, search-keywords, uk-shipping, welcome-back; its "
+     "experiments: hero-headline-test"),
+    ("hero-headline", "bold",
+     f"no rule or experiment named 'hero-headline' in {ROOT / 'rules'}; did you mean "
+     "'hero-headline-test'? Its rules: evening-deals, facebook-welcome, mobile-app-nudge, "
+     "newsletter-readers, runner-picks, search-keywords, uk-shipping, welcome-back; its "
+     "experiments: hero-headline-test"),
+    ("hero-headline-test", "blod",
+     "experiment 'hero-headline-test' has no variant 'blod'; did you mean 'bold'? Its "
+     "variants: control, bold"),
+    ("facebook-welcome", "bold",
+     "'facebook-welcome' is a rule, not an experiment: its link shows what the rule does, "
+     "with no variant; leave out --variant"),
+])
+def test_a_preview_link_names_what_the_rules_hold_when_it_shows_nothing(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        rule: str, variant: str | None, error: str) -> None:
+    monkeypatch.setenv("EP_PROFILE_KEYS", "test-profile-key-0123456789abcdef")
+    command = ["preview-link", "--rule", rule, "--url", "https://x.example/",
+               "--rules", str(ROOT / "rules")]
+    assert main([*command, *(["--variant", variant] if variant else [])]) == 2
+    assert capsys.readouterr() == ("", f"edge-personalizer: {error}\n")
+
+
 def _run_classify(lines: list[str], *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge_personalizer", "classify",
                            "--geo-db", GEO, *flags], input="\n".join(lines), text=True,

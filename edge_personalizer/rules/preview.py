@@ -8,12 +8,16 @@ import hashlib
 import hmac
 import json
 import time
+from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .fields import suggest
 from .model import Decision, RuleSet, SlotChoice
 
 PREVIEW_PARAM = "__ep_preview"
+# Names listed when a preview names none of the rules: enough to spot the one meant.
+_NAMES_LISTED = 30
 
 
 class PreviewSigner:
@@ -76,3 +80,41 @@ def preview_decision(signer: PreviewSigner, token: str, ruleset: RuleSet,
                      for slot in experiment.slots}
             return Decision(slots=MappingProxyType(slots))
     return None
+
+
+def check_preview(ruleset: RuleSet, name: str, variant: str | None, *,
+                  directory: Path) -> None:
+    """ValueError unless a link previewing `name` (and `variant`) shows something with
+    these rules: a rule, shown with no variant, or one variant of an experiment. A link
+    carries only the names, and one the rules do not know shows the page as it is."""
+    if any(rule.name == name for rule in ruleset.rules):
+        if variant is not None:
+            raise ValueError(f"{name!r} is a rule, not an experiment: its link shows what the "
+                             "rule does, with no variant; leave out --variant")
+        return
+    experiment = ruleset.experiment(name)
+    if experiment is None:
+        rules = sorted(rule.name for rule in ruleset.rules)
+        experiments = sorted(e.name for e in ruleset.experiments)
+        if not rules and not experiments:
+            raise ValueError(f"no rule or experiment named {name!r} in {directory}: it "
+                             "holds none")
+        raise ValueError(f"no rule or experiment named {name!r} in {directory}"
+                         + (suggest(name, [*rules, *experiments]) or ".")
+                         + f" Its rules: {_listed(rules)}; its experiments: "
+                         f"{_listed(experiments)}")
+    variants = ", ".join(experiment.variants)
+    if variant is None:
+        raise ValueError(f"experiment {name!r} has the variants {variants}; pick one with "
+                         "--variant")
+    if variant not in experiment.variants:
+        raise ValueError(f"experiment {name!r} has no variant {variant!r}"
+                         + (suggest(variant, experiment.variants) or ".")
+                         + f" Its variants: {variants}")
+
+
+def _listed(names: list[str]) -> str:
+    if not names:
+        return "none"
+    more = len(names) - _NAMES_LISTED
+    return ", ".join(names[:_NAMES_LISTED]) + (f" and {more:,} more" if more > 0 else "")
