@@ -258,8 +258,9 @@ experiments:
 """
 
 
-def test_explain_uses_the_bandit_weights_the_servers_share(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _publish_weights(data_dir: Path) -> None:
+    """Learned weights of BANDIT_RULES' experiment (version 3: the mobile cell all on
+    variant a), published into the store in data_dir as the servers publish them."""
     import anyio
 
     from edge_personalizer.learn.bandit import (
@@ -270,6 +271,22 @@ def test_explain_uses_the_bandit_weights_the_servers_share(
     )
     from edge_personalizer.learn.store import open_store
 
+    learned = ExperimentWeights(3, 0.0, 0.0, (("control", 1.0), ("a", 1.0)), {
+        "mobile": CellWeights((("control", 0.0), ("a", 1.0)), "learned", 500)})
+    table = WeightsTable(0, {"hero-test": learned})
+
+    async def publish() -> None:
+        store = open_store("sqlite:///" + str((data_dir / "ep.db").absolute()).lstrip("/"))
+        try:
+            await store.publish(TABLE_NAME, table.encode())
+        finally:
+            await store.close()
+
+    anyio.run(publish)
+
+
+def test_explain_uses_the_bandit_weights_the_servers_share(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "r.yaml").write_text(BANDIT_RULES)
@@ -280,18 +297,7 @@ def test_explain_uses_the_bandit_weights_the_servers_share(
     assert trace["weights_version"] is None
     assert trace["weights"] == {"control": 50.0, "a": 50.0}
 
-    learned = ExperimentWeights(3, 0.0, 0.0, (("control", 1.0), ("a", 1.0)), {
-        "mobile": CellWeights((("control", 0.0), ("a", 1.0)), "learned", 500)})
-    table = WeightsTable(0, {"hero-test": learned})
-
-    async def publish() -> None:
-        store = open_store("sqlite:///" + str(tmp_path / "ep.db").lstrip("/"))
-        try:
-            await store.publish(TABLE_NAME, table.encode())
-        finally:
-            await store.close()
-
-    anyio.run(publish)
+    _publish_weights(tmp_path)
     assert main(explain) == 0
     trace = json.loads(capsys.readouterr().out)["experiments"][0]
     assert trace["weights_version"] == 3
@@ -301,6 +307,31 @@ def test_explain_uses_the_bandit_weights_the_servers_share(
     assert main(explain[:-2]) == 0   # as text: the cell, the weights and their version
     assert ("    bandit, cell 'mobile': weights version 3 (control 0%, a 100%), period 3; "
             "learned weights version 3 for cell 'mobile'\n") in capsys.readouterr().out
+
+
+def test_explain_and_preview_link_run_from_inside_the_rules_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # There, `--rules .` puts the default data_dir (ep-data) among the rules: a server is
+    # refused it (what it writes there would count as edits of the rules), and so were
+    # these, which write nothing.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(BANDIT_RULES)
+    monkeypatch.chdir(rules)
+    monkeypatch.setenv("EP_PROFILE_KEYS", "test-profile-key-0123456789abcdef")
+    explain = ["explain", "--url", "/", "--header", f"User-Agent: {IPHONE_UA}",
+               "--rules", ".", "--format", "json"]
+    assert main(explain) == 0
+    trace = json.loads(capsys.readouterr().out)["experiments"][0]
+    assert (trace["name"], trace["weights_version"]) == ("hero-test", None)
+    assert main(["preview-link", "--rule", "hero-test", "--variant", "a",
+                 "--url", "https://x.example/", "--rules", "."]) == 0
+    assert capsys.readouterr().out.startswith("https://x.example/?__ep_preview=")
+    assert [path.name for path in rules.iterdir()] == ["r.yaml"]   # nothing written there
+    _publish_weights(tmp_path / "data")   # the store is still where data_dir says
+    assert main([*explain, "--data-dir", "../data"]) == 0
+    assert json.loads(capsys.readouterr().out)["experiments"][0]["weights_version"] == 3
 
 
 def test_validate_counts_one_of_a_kind_in_the_singular(
