@@ -150,26 +150,43 @@ def _zlib_header(data: bytes) -> bool:
     return data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
 
 
+# brotli's output buffer is made of blocks (32 KiB, then 64, 128 KiB...) added until it
+# holds at least the limit asked for: the smallest limit takes one block per call, pieces of
+# 32 KiB, where a limit of PIECE would make pieces of 96 KiB.
+_BROTLI_OUTPUT_LIMIT = 1
+
+
 class _Brotli:
+    """brotli, checked to the end of the stream (bytes after it are an error)."""
+
     def __init__(self) -> None:
         self._inner = brotli.Decompressor()
         self._started = False
 
-    def pieces(self, data: bytes) -> Iterator[bytes]:
-        """`data` decompressed (in one piece: see rewrite/stream.py)."""
-        if data:
-            yield self.decompress(data)
-
     def decompress(self, data: bytes) -> bytes:
+        return b"".join(self.pieces(data))
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """`data` decompressed, in pieces of at most PIECE bytes."""
         if not data:
-            return b""
+            return
         self._started = True
         if self._inner.is_finished():
             raise BrokenEncoding(f"{len(data)} bytes after the end of the br body")
         try:
-            return bytes(self._inner.process(data))
+            yield from self._pieces(data)
         except brotli.error as exc:
             raise BrokenEncoding(f"corrupt br body (or bytes after its end): {exc}") from exc
+
+    def _pieces(self, data: bytes) -> Iterator[bytes]:
+        # A full piece leaves the rest of `data` (and of its output) in the decoder, which
+        # then takes empty input until all is out: an empty piece means nothing is left.
+        while True:
+            out: bytes = self._inner.process(data, output_buffer_limit=_BROTLI_OUTPUT_LIMIT)
+            if not out:
+                return
+            yield out
+            data = b""
 
     def flush(self) -> bytes:
         if self._started and not self._inner.is_finished():

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import brotli
 import httpx
 import pytest
 
@@ -53,10 +54,10 @@ def test_the_bound_is_what_the_proxy_buffers_from_an_origin() -> None:
 # the garbage of &junk=1); slots=lost:
 # the hero, then markup lol-html gives up on where the page cannot be told apart (its
 # output ends in filler found all over the input); &gzip=1 sends it gzipped whatever was
-# asked, &junk=1 with 4000 bytes of garbage in its middle; &charset=0: no charset in its
-# Content-Type.
+# asked, &br=1 in brotli (quality 11), &junk=1 with 4000 bytes of garbage in its middle;
+# &charset=0: no charset in its Content-Type.
 ORIGIN = """
-import gzip, http.server, random, sys, time, urllib.parse
+import brotli, gzip, http.server, random, sys, time, urllib.parse
 HERO = '<section data-ep-slot="hero"><h1>Old hero</h1></section>'
 PROMO = '<div data-ep-slot="promo">old promo</div>'
 TEASER = '<p data-ep-slot="teaser">old teaser</p>'
@@ -80,6 +81,9 @@ class Pages(http.server.BaseHTTPRequestHandler):
         if "gzip" in query:
             body = gzip.compress(body, 9)
             self.send_header("Content-Encoding", "gzip")
+        if "br" in query:
+            body = brotli.compress(body, quality=11)
+            self.send_header("Content-Encoding", "br")
         half = len(body) // 2
         if "junk" in query:
             body = body[:half] + random.Random(0).randbytes(4000) + body[half:]
@@ -292,6 +296,29 @@ def test_a_compressed_page_is_held_by_what_it_holds_decompressed(
     assert response.status_code == 200 and body
     # Released before the page's end, which would have shown it lacks the slots.
     assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
+
+
+@pytest.mark.parametrize(("accept_encoding", "bound_mib"), [("identity", 160), ("br", 20)])
+def test_a_brotli_page_is_read_a_piece_at_a_time(
+        proxy: Server, accept_encoding: str, bound_mib: int) -> None:
+    # An origin that sends brotli anyway: 40 MB of page in 141 bytes, come in one chunk, no
+    # slot in it. The page is read for its slots a piece at a time, not decompressed whole
+    # (the worker's peak grew by 195 MB). A client that takes brotli gets each piece
+    # compressed again as it is made; for one that does not, what is made of the chunk
+    # is held whole in case the page has its slots (some 40 MB here, and a copy).
+    headers = {**PAGE, "accept-encoding": accept_encoding}
+    httpx.get(proxy.url + "/warm?slots=top&size=20000&parts=rest&br=1", headers=headers,
+              timeout=10)
+    before = _worker_peak_kib(proxy)
+    response, body, _ = _get(proxy, "/big?slots=none&size=40000000&parts=rest&br=1",
+                             headers=headers)
+    grown = _worker_peak_kib(proxy) - before
+    assert grown < bound_mib * 1024, f"the worker's peak grew by {grown} KiB"
+    # Read to its end, lacking the slots: it goes as it came, naming nothing.
+    assert response.status_code == 200 and response.headers["content-encoding"] == "br"
+    page = brotli.decompress(body)
+    assert len(page) > 39_000_000 and page.endswith(b"</main></body></html>")
+    assert "x-ep-variant" not in response.headers
 
 
 def test_a_page_the_rewriter_gives_up_on_while_its_head_waits_goes_out_as_it_came(

@@ -18,6 +18,7 @@ import pytest
 
 from edge_personalizer.errors import BodyDecodingError
 from edge_personalizer.rewrite.encoding import (
+    PIECE,
     GzipEncoder,
     decoder_for,
     sniff_meta_charset,
@@ -74,6 +75,46 @@ def test_a_damaged_stream_is_an_error_never_a_shorter_page(
     with pytest.raises(BodyDecodingError, match=message) as caught:
         decode(coding, damage(CODINGS[coding](PAGE)))
     assert isinstance(caught.value, RewriteAborted)   # the rewrite stops: the connection closes
+
+
+# A page that compresses well: some 10 MB in a few KB (a chunk of it, decompressed whole,
+# would cost a worker all of that at once).
+LARGE = PAGE.replace(b"</body>", b"<p>Lorem ipsum dolor sit amet.</p>" * 300_000 + b"</body>")
+
+
+def pieces(coding: str, data: bytes, step: int) -> Iterator[bytes]:
+    decoder = decoder_for(coding)
+    assert decoder is not None
+    for i in range(0, len(data), step):
+        yield from decoder.pieces(data[i:i + step])
+    yield decoder.flush()
+
+
+@pytest.mark.parametrize("coding", sorted(CODINGS))
+def test_a_large_body_is_decompressed_a_piece_at_a_time(coding: str) -> None:
+    body = CODINGS[coding](LARGE)
+    assert len(body) < PIECE
+    for step in (len(body), 1000):
+        sizes = [len(piece) for piece in pieces(coding, body, step)]
+        assert max(sizes) <= PIECE and sum(sizes) == len(LARGE)
+    assert b"".join(pieces(coding, body, len(body))) == LARGE
+
+
+@pytest.mark.parametrize("coding", sorted(CODINGS))
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda data: data[:-1], "truncated|corrupt"),
+    (lambda data: data + b"<p>garbage</p>", "after the end|corrupt"),
+    (lambda data: data[:len(data) // 2] + b"\xff" * 64 + data[len(data) // 2:],
+     "corrupt|truncated"),
+])
+def test_a_damaged_large_body_in_one_chunk_is_still_an_error(
+        coding: str, damage: Callable[[bytes], bytes], message: str) -> None:
+    # The damage comes with megabytes still to decompress: found as the pieces come (or
+    # at the end, for a stream that reads as one cut short).
+    body = damage(CODINGS[coding](LARGE))
+    with pytest.raises(BodyDecodingError, match=message):
+        for piece in pieces(coding, body, len(body)):
+            assert len(piece) <= PIECE
 
 
 def test_gzip_members_back_to_back_and_nul_padding_are_one_body() -> None:
@@ -161,7 +202,7 @@ def get_page(proxy: Server, path: str) -> tuple[int, bytes] | None:
         return None
 
 
-@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
 @pytest.mark.parametrize("damage", ["truncated", "garbage-after"])
 def test_a_damaged_compressed_page_breaks_the_client_connection(
         proxy: Server, coding: str, damage: str) -> None:
@@ -171,7 +212,7 @@ def test_a_damaged_compressed_page_breaks_the_client_connection(
     assert answer is None or answer[0] >= 500
 
 
-@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
 def test_an_intact_compressed_page_is_rewritten(proxy: Server, coding: str) -> None:
     for split in ("split", "whole"):
         answer = get_page(proxy, f"/{coding}/intact/{split}")
