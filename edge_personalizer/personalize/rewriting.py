@@ -104,22 +104,38 @@ class ResponseStart:
         """The head waited the hold's time (a page that flushes early, then renders
         slowly): it goes out now with what the rewriter made so far, every slot taken as
         present (as past HOLD_LIMIT); the rest follows as it comes, and what the rewriter
-        finds by the page's end is learned for the next views. (A body message is never
-        half-handled here: while the head waits, `__call__` does not wait on anything.)"""
+        finds by the page's end is learned for the next views. A page whose charset was
+        still to be read from its first KiB is read with what came of it, as a browser
+        does after the same wait. (A body message is never half-handled here: while the
+        head waits, `__call__` does not wait on anything.)"""
         waiting, start, rewriter = self.waiting, self.start, self.rewriter
-        if waiting is None or start is None or rewriter is None or self.aborted:
+        if start is None or rewriter is None or self.aborted:
             return
-        waiting.overdue = True
-        if not rewriter.decided:
-            return   # released as soon as the first KiB the charset is read from has come
         out: list[Message] = []
         with self.fail_open.stage("slots", self.path) as outcome:
-            if self._released(waiting, start, rewriter, ended=False):
-                out = self._going(waiting, None, more=True)
+            early = self._decided_early(rewriter)
+            if waiting is None:   # (a page whose slots are known: only the charset waited)
+                out = [self._start_message(rewriter, None),
+                       {"type": "http.response.body", "body": early or b"", "more_body": True}]
+            else:
+                waiting.overdue = True
+                if self._released(waiting, start, rewriter, ended=False):
+                    out = self._going(waiting, early, more=True)
         if outcome.failed and self.start is not None:   # the page as it came
             out = self._unchanged({"type": "http.response.body", "body": b"", "more_body": True})
         if out:
             self.on_time.send(self.send, out)
+
+    def _decided_early(self, rewriter: ResponseRewriter) -> bytes | None:
+        """What the rewriter makes of the page so far once told to stop waiting for its
+        first KiB; None when it was not waiting."""
+        if rewriter.decided:
+            return None
+        began = time.perf_counter()
+        out = rewriter.decide_now()
+        self.produced += len(out)
+        self.spent += time.perf_counter() - began
+        return out
 
     def _going(self, waiting: HeldHead, out: bytes | None, *, more: bool) -> list[Message]:
         """The messages that go once the held start is released (and made): it, and what
@@ -194,6 +210,7 @@ class ResponseStart:
             headers += self.headers.variant_headers(self.exchange, self.spent)
         self.start = None   # (only once made: a fault before leaves it to go unchanged)
         self.held = []
+        self.on_time.disarm()
         self.fail_open.observer.personalization_took(self.spent)
         return {**start, "headers": headers}
 
@@ -272,9 +289,10 @@ class RewritingSend(ResponseStart):
         if self.rewriter is not None and not known and self.changes is not None \
                 and self.changes.slots:
             self.waiting = HeldHead(self.changes.slots)   # the start is made once released
-            self.on_time.arm(self.headers.personalizer.slots.hold_seconds, self._hold_expired)
-        elif self.rewriter is None:   # (else made once the rewriter has decided)
+        if self.rewriter is None:   # (else made once the rewriter has decided)
             message = self._made(message)
+        elif self.waiting is not None or self.rewriter.sniffs:   # a wait, bounded
+            self.on_time.arm(self.headers.personalizer.slots.hold_seconds, self._hold_expired)
         self.spent += time.perf_counter() - began
         if self.rewriter is None:
             self.fail_open.observer.personalization_took(self.spent)

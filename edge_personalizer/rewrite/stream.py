@@ -85,6 +85,17 @@ class ResponseRewriter:
         return None
 
     @property
+    def sniffs(self) -> bool:
+        """Whether the charset is to be read from the page's first KiB (the Content-Type
+        names none): until it has come, nothing can go out."""
+        return not self.decided and self._charset is None and self._decoder is not None
+
+    def decide_now(self) -> bytes:
+        """Stop waiting for the first KiB (the page stalls before it): the charset is read
+        from what came, as a browser does after the same wait; what that makes goes out."""
+        return b"" if self.decided else self._decide(self._decoder is not None)
+
+    @property
     def verbatim(self) -> bool:
         """Whether every byte still to come will pass unchanged: edits done and their
         elements closed (or nothing to rewrite), no content coding to undo or redo."""

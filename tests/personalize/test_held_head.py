@@ -395,12 +395,26 @@ def test_a_control_looked_for_on_a_page_that_stalls_goes_out_as_it_came_on_time(
 def test_the_time_bound_holds_when_the_first_kib_comes_late(
         default_hold_proxy: Server) -> None:
     # No charset in the Content-Type: the first KiB is read for it, and comes at 1 s;
-    # then the origin renders 3 s before the slots. The head goes out once the charset is
-    # known (the bound had passed by then), not at the page's end.
+    # then the origin renders 3 s before the slots. The page's first bytes go out with
+    # that KiB (a tag holding a slot could still begin in bytes before it), not at the
+    # page's end.
     response, body, first_at = _get(
         default_hold_proxy, "/late?slots=end&size=20000&charset=0&parts=b500,w1,b4000,w3,rest")
     assert 0.9 <= first_at < 2.5, first_at
     assert b"<h1>New hero</h1>" in body and body.endswith(b"</main></body></html>")
+
+
+def test_a_page_without_charset_that_stalls_before_its_first_kib_goes_out_on_time(
+        default_hold_proxy: Server) -> None:
+    # 500 bytes with the slots, then 2 s of rendering: the charset is read from what came
+    # once the bound has passed (as a browser waits for the first KiB at most 500 ms),
+    # on the path's first view (held) as on the next (its slots known).
+    for view in ("first", "next"):
+        response, body, first_at = _get(
+            default_hold_proxy, "/stalls?slots=top&size=20000&charset=0&parts=b500,w2,rest")
+        assert first_at < 0.9, (view, first_at)
+        assert b"<h1>New hero</h1>" in body and body.endswith(b"</main></body></html>")
+        assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
 
 
 def test_a_compressed_page_found_broken_while_its_head_waits_is_a_502(
