@@ -54,7 +54,7 @@ def build_ruleset(ctx: CompileContext, declared: RuleFiles, files: Sequence[File
     """The RuleSet of the files' compiled rules and the experiments of `declared` (whose
     declarations ctx holds), with every error."""
     rules, written = rank_rules(ctx, files)
-    experiments = compile_experiments(ctx, declared)
+    experiments = compile_experiments(ctx, declared, rule_names=frozenset(written))
     routes = redirect_routes(rules)
     check_redirect_circles(ctx, rules, routes, written)
     fields = _fields_read(rules, experiments)

@@ -23,7 +23,10 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
 
 
-def compile_experiments(ctx: CompileContext, rule_files: RuleFiles) -> tuple[Experiment, ...]:
+def compile_experiments(ctx: CompileContext, rule_files: RuleFiles, *,
+                        rule_names: frozenset[str] = frozenset()) -> tuple[Experiment, ...]:
+    """The experiments of every file; `rule_names`: the rules', which none may share (what
+    a page showed is counted under the name of the rule or experiment that chose it)."""
     experiments: list[Experiment] = []
     claimed: dict[str, str] = {}
     names: set[str] = set()
@@ -34,7 +37,7 @@ def compile_experiments(ctx: CompileContext, rule_files: RuleFiles) -> tuple[Exp
         for position, raw in enumerate(section):
             at: KeyPath = ("experiments", position)
             try:
-                experiment = _experiment(ctx, rule_file, raw, at, names)
+                experiment = _experiment(ctx, rule_file, raw, at, names, rule_names)
             except Invalid as exc:
                 name = raw.get("name") if isinstance(raw, dict) else None
                 ctx.reject(rule_file, exc, f"experiment '{name}'" if isinstance(name, str)
@@ -54,7 +57,7 @@ def compile_experiments(ctx: CompileContext, rule_files: RuleFiles) -> tuple[Exp
 
 
 def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
-                names: set[str]) -> Experiment:
+                names: set[str], rule_names: frozenset[str]) -> Experiment:
     if not isinstance(raw, dict):
         raise Invalid("an experiment is a mapping (name, slot, variants)", at)
     name = raw.get("name")
@@ -63,6 +66,10 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
         raise Invalid(problem or "", (*at, "name"))
     if name in names:
         raise Invalid(f"experiment {name!r} is defined twice", (*at, "name"))
+    if name in rule_names:
+        raise Invalid("a rule has the same name: exposures and conversions are counted "
+                      "by name, and the two would be counted as one; rename one of them",
+                      (*at, "name"))
     names.add(name)
     for key in raw:
         if key not in EXPERIMENT_KEYS:

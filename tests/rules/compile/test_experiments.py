@@ -47,3 +47,17 @@ def test_a_variant_of_several_slots_is_told_how_to_give_each_its_content(
     assert "'html' is not a slot of this experiment (hero, cta); with several slots, each " \
            "gets its own content: {weight: 50, hero: {html: ...}, cta: {html: ...}}" \
            in errors[1].reason
+
+
+def test_an_experiment_may_not_share_a_rules_name(tmp_path: Path) -> None:
+    # Both are counted under their name in the results: one name would mix their counts.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n"
+        "  - {name: hero-test, when: {referral.source: facebook}, then: {hero: {html: f}}}\n"
+        "experiments:\n"
+        "  - {name: hero-test, slot: hero, variants: {a: {}, b: {html: x}}}\n"
+        "  - {name: other, slot: hero, variants: {a: {}, b: {html: x}}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert len(errors) == 1 and errors[0].line == 5
+    assert "experiment 'hero-test': a rule has the same name" in str(errors[0])
+    assert [e.name for e in ruleset.experiments] == ["other"]
