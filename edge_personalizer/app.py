@@ -27,6 +27,7 @@ from .classify.profile import InterestMap, PrivacyPolicy, ProfileTracker
 from .classify.profile_codec import ProfileCodec, RejectReason
 from .classify.referral import ReferralClassifier, ReferrerTable
 from .config import Settings
+from .config.paths import check_data_outside_rules
 from .endpoints import Endpoints
 from .endpoints.admin import Admin, AdminToken
 from .endpoints.dashboard import Dashboard
@@ -66,6 +67,8 @@ class EdgeApp:
                  clock: Callable[[], float] = time.time, learn_slots: bool = True,
                  inherited: RuleBook | None = None) -> None:
         self.settings = settings
+        if settings.rules_dir is not None:   # before data_dir is written, or anything opened
+            check_data_outside_rules(settings.data_dir, settings.rules_dir)
         trusted = TrustedProxies(settings.trusted_proxies,
                                  client_headers=client_ip_headers(settings.edge_vendor))
         self.metrics = Metrics()

@@ -56,19 +56,6 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
                          **{**flag_overrides(args), **extra})
 
 
-def reading_settings(args: argparse.Namespace) -> tuple[Settings, str]:
-    """The settings of a command that writes nothing (explain, preview-link), and the store
-    it reads. A server's data_dir must lie outside its rules, since what it writes there
-    would count as edits of them; these commands write nothing, yet run from inside the
-    rules folder, the default data_dir (ep-data) lies among the rules. So the store is
-    found by settings without the rules, and the rules by settings whose data_dir, which
-    nothing uses, is a hidden folder (rules never read one)."""
-    plain = settings_from(args, rules_dir="")   # "": no rules directory
-    overrides = {**flag_overrides(args), "data_dir": plain.data_dir / ".unused"}
-    return (load_settings(os.environ, config_file=args.config, **overrides),
-            plain.store_location())
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-personalizer",
@@ -239,7 +226,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.cookie:
         headers["cookie"] = "; ".join([*filter(None, [headers.get("cookie")]), *args.cookie])
     now = _when(args.time)
-    settings, store = reading_settings(args)
+    settings = settings_from(args)
     ruleset = load_rules(settings.rules_dir) if settings.rules_dir else None
     visitor = visitor_for(_classifier(settings), url=args.url, headers=headers, ip=args.ip,
                           now=now)
@@ -249,7 +236,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if any(e.allocation == "bandit" for e in ruleset.experiments):
             import anyio
 
-            weights = anyio.run(_published_weights, store)
+            weights = anyio.run(_published_weights, settings.store_location())
         report.update(explain(ruleset, visitor, allocations=weights))
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.format == "json"
           else render_explanation(report))
@@ -352,7 +339,7 @@ _LONGEST_PREVIEW = 30 * 86400
 
 def cmd_preview_link(args: argparse.Namespace) -> int:
     _checked_url(args.url)
-    settings, _ = reading_settings(args)
+    settings = settings_from(args)
     if not settings.profile_keys:
         raise SettingsError("preview links are signed with the first profile key: set "
                             "EP_PROFILE_KEYS as the server has it")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from starlette.types import Message
 
 from edge_personalizer import create_app, load_settings
 from edge_personalizer.app import kept_running
-from edge_personalizer.errors import GeoDatabaseError, RuleError
+from edge_personalizer.errors import GeoDatabaseError, RuleError, SettingsError
 from edge_personalizer.rules.tree import DATA_MARKER
 
 from .servers import Server
@@ -32,6 +33,25 @@ def test_bad_rules_or_geo_fail_at_build_time(tmp_path: Path) -> None:
         create_app(load_settings({}, origin_url="http://127.0.0.1:9", rules_dir=tmp_path))
     with pytest.raises(GeoDatabaseError):
         create_app(load_settings({}, origin_url="http://127.0.0.1:9", geo_db=tmp_path / "x"))
+
+
+def test_a_data_dir_among_the_rules_fails_at_build_time_with_nothing_written_there(
+        tmp_path: Path) -> None:
+    # What the app writes in data_dir (the store, the rule files' parses, each worker's
+    # state) would count as edits of the rules. Settings with such a data_dir are made
+    # (explain and preview-link, which write nothing, read with them); the app refuses them.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("rules: []\n")
+    settings = load_settings({"EP_ORIGIN_URL": "http://127.0.0.1:9",
+                              "EP_RULES_DIR": str(rules),
+                              "EP_DATA_DIR": str(rules / "ep-data"),
+                              "EP_PROFILE_KEYS": "test-profile-key-0123456789abcdef"})
+    with pytest.raises(SettingsError, match=re.escape(
+            f"data_dir ({rules / 'ep-data'}) lies inside rules_dir ({rules}): what the "
+            "server writes there would count as edits of the rules")):
+        create_app(settings)
+    assert [path.name for path in rules.iterdir()] == ["r.yaml"]
 
 
 def test_the_learning_loop_reads_the_store_as_often_as_set(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from edge_personalizer.cli import main
+
+from .servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +68,33 @@ def test_serve_with_bad_rules_exits_before_listening(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 2
     assert f"edge-personalizer: {tmp_path / 'bad.yaml'}:1:9: invalid YAML" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "demo", "replay"])
+def test_what_writes_in_data_dir_refuses_one_among_the_rules(command: str,
+                                                             tmp_path: Path) -> None:
+    # What these write there (the store, the rule files' parses, the demo's secrets, each
+    # worker's state) would count as edits of the rules: every worker would reload forever.
+    # Refused before anything is written there, though settings with such a data_dir are
+    # made (explain and preview-link, which write nothing, run from inside the rules).
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("rules: []\n")
+    flags = {"serve": ["--origin", "http://127.0.0.1:9", "--port", str(free_port())],
+             "demo": ["--port", str(free_port()), "--origin-port", str(free_port())],
+             "replay": []}[command]
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", command, "--rules", ".", *flags],
+        input='{"url": "https://shop.example/"}\n', capture_output=True, text=True,
+        timeout=60, cwd=rules, env={k: v for k, v in os.environ.items()
+                                    if not k.startswith("EP_")})
+    assert result.returncode == 2
+    assert ("edge-personalizer: data_dir (ep-data) lies inside rules_dir (.): what the "
+            "server writes there would count as edits of the rules; put it elsewhere, or in "
+            "a hidden folder of the rules (e.g. .ep-data), which the rules leave out\n"
+            ) in result.stderr
+    assert "Listening at" not in result.stderr + result.stdout
+    assert [path.name for path in rules.iterdir()] == ["r.yaml"]   # nothing written there
 
 
 def test_serve_with_missing_geo_db_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

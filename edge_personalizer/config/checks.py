@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import SettingsError
 from .converters import CDN_TAG_HEADERS, EDGE_VENDORS, FORWARDED_ONLY, TAG_HEADERS
-from .paths import check_data_outside_rules
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -55,8 +54,6 @@ _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
 def check_settings(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise SettingsError(f"port must be between 1 and 65535, got {s.port}")
-    if s.rules_dir is not None:
-        check_data_outside_rules(s.data_dir, s.rules_dir)
     if s.public_url is not None:
         _check_public_url(s.public_url)
     if s.max_long_lived is not None and s.max_long_lived < 1:

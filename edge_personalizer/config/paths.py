@@ -1,4 +1,9 @@
-"""Where the server writes (data_dir) must lie outside what the rules read (rules_dir)."""
+"""Where the server writes (data_dir) must lie outside what the rules read (rules_dir).
+
+Checked by what writes there as it is built (the app, the demo), not when Settings are
+made: commands that only read (explain, preview-link, report) run from inside the rules
+folder too, where the default data_dir lies among the rules.
+"""
 
 from __future__ import annotations
 

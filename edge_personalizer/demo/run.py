@@ -16,6 +16,7 @@ import anyio
 import uvicorn
 
 from ..config import Secret, Settings
+from ..config.paths import check_data_outside_rules
 from ..errors import SettingsError
 from ..observability.logs import configure_logging
 from ..serving import check_listening
@@ -112,6 +113,8 @@ def run_demo(settings: Settings, *, origin_port: int,
              serve: Callable[[Settings], None]) -> None:
     """The shop on a thread of this process, then `serve(settings)` runs the proxy in
     front of it (as `edge-personalizer serve` does) until interrupted."""
+    if settings.rules_dir is not None:   # before its secrets and store are written there
+        check_data_outside_rules(settings.data_dir, settings.rules_dir)
     settings = demo_settings(settings)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     check_listening(settings)   # before the shop starts and the instructions are printed

@@ -4,8 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from edge_personalizer.config import load_settings
+from edge_personalizer.config.paths import check_data_outside_rules
 from edge_personalizer.errors import SettingsError
+
+
+def test_data_written_among_the_rules_is_refused(tmp_path: Path) -> None:
+    # The store and the workers' states would be edits of the rules: reloads forever.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for inside in (rules, rules / "ep-data", rules / "fragments" / "data"):
+        with pytest.raises(SettingsError, match="lies inside rules_dir"):
+            check_data_outside_rules(inside, rules)
+    for outside in (tmp_path / "ep-data", rules / ".ep-data", tmp_path / "rules-data"):
+        check_data_outside_rules(outside, rules)
 
 
 def test_data_written_in_a_folder_the_rules_link_to_is_refused(tmp_path: Path) -> None:
@@ -16,10 +27,9 @@ def test_data_written_in_a_folder_the_rules_link_to_is_refused(tmp_path: Path) -
     (shared / "deeper").mkdir(parents=True)
     (rules / "campaigns" / "shared").symlink_to(shared)
     (rules / "loop").symlink_to(rules)   # the rules say it loops; the check ends
-    base = {"EP_ORIGIN_URL": "http://o", "EP_RULES_DIR": str(rules)}
     for inside in (shared, shared / "ep-data", shared / "deeper" / "data"):
         with pytest.raises(SettingsError, match=f"lies inside {shared}, which the rules read "
                            f"through the folder link {rules / 'campaigns' / 'shared'}"):
-            load_settings({**base, "EP_DATA_DIR": str(inside)})
+            check_data_outside_rules(inside, rules)
     for outside in (tmp_path / "ep-data", shared / ".ep-data"):
-        assert load_settings({**base, "EP_DATA_DIR": str(outside)}).data_dir == outside
+        check_data_outside_rules(outside, rules)
