@@ -305,6 +305,8 @@ def segments_view(snapshot: Snapshot) -> dict[str, Any]:
         row[name] = row.get(name, 0) + (tally.exposures if key.goal == EXPOSURE
                                         else tally.conversions)
     cell_goals = sorted({g for row in cells.values() for g in row} - {"exposed"})
+    total = {name: sum(row.get(name, 0) for row in cells.values())
+             for name in ("exposed", *cell_goals)}
     return {"rules": rules, "goals": goals, "cells": sorted(cells.items()),
-            "cell_goals": cell_goals}
+            "cell_goals": cell_goals, "total": total}
 

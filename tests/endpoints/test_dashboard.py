@@ -375,6 +375,26 @@ def test_segment_cells_get_their_own_table() -> None:
     assert "Per segment" in html and "keeps no per-segment cells" not in html
 
 
+def test_the_segments_page_adds_every_cell_up_and_names_the_unsplit_one() -> None:
+    # A rule counts in the cell of everyone not split by segment; an experiment counted
+    # per segment, in its segments' cells: none of them is all visitors.
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {CountKey("facebook-hero", "facebook-hero", "", "all", "2026-11-01"): Tally(50),
+              CountKey("facebook-hero", "facebook-hero", "purchase", "all", "2026-11-01"):
+                  Tally(0, 5, 25.0, 125.0),
+              CountKey("hero-test", "control", "", "mobile", "2026-11-01"): Tally(400),
+              CountKey("hero-test", "bold", "", "desktop", "2026-11-01"): Tally(300),
+              CountKey("hero-test", "bold", "purchase", "desktop", "2026-11-01"):
+                  Tally(0, 30, 150.0, 750.0)}
+    html = Pages().segments(make_snapshot(ruleset, totals, store="x", taken_at=START))
+    table = html.split('<table class="cells">')[1].split("</table>")[0]
+    rows = re.findall(r'<tr data-cell="([^"]+)"><th scope="row">([^<]+)</th>\s*'
+                      r'<td class="num">([\d,]+)</td>\s*<td class="num">([\d,]+)</td>', table)
+    assert rows == [("all", "not split by segment", "50", "5"),
+                    ("desktop", "desktop", "300", "30"), ("mobile", "mobile", "400", "0"),
+                    ("every cell", "every cell", "750", "35")]
+
+
 def test_the_predictions_page_shows_the_model_s_pairs_and_support(board: Server) -> None:
     page = httpx.get(f"{board.url}/__ep/dashboard/predictions",
                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
