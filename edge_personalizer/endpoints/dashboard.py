@@ -335,8 +335,8 @@ class Dashboard:
                                            last_error=self.rules.last_error, clock=self.clock)
         except StoreError as exc:
             await self._html(scope, send, 503, self.pages.message(
-                "Store unavailable", f"The store does not answer: {exc}. Counting goes on "
-                "in memory; try again in a few seconds.", form_token=form_token),
+                "Store unavailable", f"The store does not answer: {str(exc).rstrip('.')}. "
+                "Counting goes on in memory; try again in a few seconds.", form_token=form_token),
                 [(b"retry-after", b"5")])
             return
         body = await anyio.to_thread.run_sync(self._page, snapshot, page, form_token)

@@ -714,3 +714,21 @@ def test_links_point_at_routes_or_at_anchors_of_one_file() -> None:
     assert Links(one_file=True, anchors={"x": "experiment-1"}).experiment("x") == \
         "#experiment-1"
     assert quote("/__ep/dashboard", safe="/") == Links().home()
+
+
+def test_a_store_that_does_not_answer_is_a_503_saying_so(origin: Server,
+                                                         server_logs: Path) -> None:
+    # A Redis store nobody listens on: pages still go out, the dashboard says why it
+    # cannot show the counts (once: the error's own full stop is not doubled).
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules",
+                         str(ROOT / "tests" / "data" / "rules"),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_STORE_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    try:
+        page = httpx.get(f"{server.url}/__ep/dashboard",
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        assert httpx.get(f"{server.url}/page/a").status_code == 200
+    finally:
+        server.stop()
+    assert page.status_code == 503 and page.headers["retry-after"] == "5"
+    assert "The store does not answer: " in page.text and ".." not in page.text
