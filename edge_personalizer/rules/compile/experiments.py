@@ -72,6 +72,10 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
                       (*at, "name"))
     names.add(name)
     for key in raw:
+        if key in BANDIT_KEYS and key not in EXPERIMENT_KEYS:
+            raise Invalid(f"{key} is a setting of the bandit: write it under bandit: "
+                          f"(allocation: bandit, then bandit: {{{key}: ...}})",
+                          (*at, str(key)), on_key=True)
         if key not in EXPERIMENT_KEYS:
             raise Invalid(f"unknown key {key!r}; an experiment has "
                           + ", ".join(EXPERIMENT_KEYS[:-1])

@@ -61,3 +61,14 @@ def test_an_experiment_may_not_share_a_rules_name(tmp_path: Path) -> None:
     assert len(errors) == 1 and errors[0].line == 5
     assert "experiment 'hero-test': a rule has the same name" in str(errors[0])
     assert [e.name for e in ruleset.experiments] == ["other"]
+
+
+def test_a_bandit_setting_written_on_the_experiment_says_where_it_goes(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n"
+        "  - {name: e, slot: hero, allocation: bandit, metric: value,\n"
+        "     variants: {a: {}, b: {html: x}}}\n")
+    _, errors = check_rules(tmp_path)
+    assert len(errors) == 1 and errors[0].line == 3
+    assert "metric is a setting of the bandit: write it under bandit:" in errors[0].reason
