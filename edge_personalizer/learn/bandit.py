@@ -289,6 +289,12 @@ class WeightsTable:
         held = self.experiments.get(experiment)
         return None if held is None else held.version
 
+    def reason_of(self, experiment: str, cell: str) -> Reason | None:
+        """Why `cell` of `experiment` has its weights (None: not counted yet)."""
+        held = self.experiments.get(experiment)
+        weights = held.cells.get(cell) if held is not None else None
+        return None if weights is None else weights.reason
+
     def weights_of(self, experiment: str, cell: str) -> Weights | None:
         """The weights `cell` of `experiment` shares out new visitors by (None: none
         published for the experiment)."""

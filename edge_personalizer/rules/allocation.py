@@ -94,5 +94,9 @@ class Allocations(Protocol):
     def version_of(self, experiment: str) -> int | None:
         """The version of the experiment's weights (None: none published)."""
 
+    def reason_of(self, experiment: str, cell: str) -> str | None:
+        """Why `cell` has its weights: "learned", or "burn_in" (the starting weights, until
+        every variant has its burn-in of exposures); None: the cell was not counted yet."""
+
     def weights_of(self, experiment: str, cell: str) -> tuple[tuple[str, float], ...] | None:
         """The weights the experiment's `cell` shares out by (None: none published)."""

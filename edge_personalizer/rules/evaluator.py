@@ -274,10 +274,21 @@ def _allocation_trace(experiment: Experiment, visitor: Visitor,
     elif version is None:
         why = "the fixed weights: no learned weights published yet"
     else:
-        why = f"learned weights version {version} for cell {cell!r}"
+        why = _bandit_why(version, cell, allocations.reason_of(experiment.name, cell)
+                          if allocations is not None else None)
     return {"allocation": "bandit", "cell": cell,
             "cells": experiment.cells.describe(), "weights_version": version,
             "weights": _shares(learned or experiment.weights), "period": period, "why": why}
+
+
+def _bandit_why(version: int, cell: str, reason: str | None) -> str:
+    """Why a new visitor of `cell` gets the weights of weights `version`."""
+    if reason == "learned":
+        return f"learned weights version {version} for cell {cell!r}"
+    if reason == "burn_in":
+        return (f"the starting weights (version {version}): cell {cell!r} is in its burn-in, "
+                "until every variant has its burn_in of exposures")
+    return f"the starting weights (version {version}): cell {cell!r} is not counted yet"
 
 
 def _shares(weights: tuple[tuple[str, float], ...]) -> dict[str, float]:

@@ -175,3 +175,15 @@ def test_explain_says_which_cell_which_weights_and_why(tmp_path: Path) -> None:
         "under weights version 3"
     (fixed,) = explain(ruleset, visitor())["experiments"]
     assert fixed["weights_version"] is None and fixed["why"].startswith("the fixed weights")
+    # A cell in its burn-in, or not counted yet, shares out by the starting weights.
+    spec = BanditSpec("hero-test", (("control", 34), ("a", 33), ("b", 33)), goal="purchase")
+    few = {CountKey("hero-test", v, EXPOSURE, "desktop|direct", "2026-12-02"): Tally(10)
+           for v in ("control", "a", "b")}
+    burning = WeightsTable(3, {"hero-test": experiment_weights(spec, few, version=2, now=0.0)})
+    (early,) = explain(ruleset, visitor(), allocations=burning)["experiments"]
+    assert early["why"] == ("the starting weights (version 2): cell 'desktop|direct' is in its "
+                            "burn-in, until every variant has its burn_in of exposures")
+    assert early["weights"] == {"control": 34.0, "a": 33.0, "b": 33.0}
+    (other,) = explain(ruleset, visitor(referer="https://www.bing.com/"),
+                       allocations=table)["experiments"]
+    assert other["why"].endswith("is not counted yet")
