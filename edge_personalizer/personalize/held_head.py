@@ -16,9 +16,10 @@ exposures counted and the profile cookie made of what the page shows:
 - at most HOLD_LIMIT bytes of the page are read while the head waits (as much as the
   proxy buffers from an origin before it stops reading, http.flow.HIGH_WATER), counted as
   the rewriter reads them, decompressed (a compressed page is held by what it holds, not
-  by what it weighs on the wire), and as much of what it made: past that, the head goes
-  out with every slot taken as present, as before it was held, and what the rewriter
-  finds by the page's end is learned for the next views;
+  by what it weighs on the wire; a chunk that decompresses to more is read 64 KiB at a
+  time, the bound checked after each), and as much of what it made: past that, the head
+  goes out with every slot taken as present, as before it was held, and what the
+  rewriter finds by the page's end is learned for the next views;
 - and for at most `head_hold_seconds` (SlotPresence.hold_seconds, OnTime): a page that
   flushes its top early and then renders slowly goes out then, as past HOLD_LIMIT, with
   what the rewriter made so far (unless the first KiB the charset is read from has not

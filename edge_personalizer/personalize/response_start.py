@@ -115,7 +115,7 @@ class ResponseStart:
             else:
                 waiting.overdue = True
                 if self._released(waiting, start, rewriter, ended=False):
-                    out = self._going(waiting, early, more=True)
+                    out = self._going(waiting, early, more=True, more_body=True)
         if outcome.failed and self.start is not None:   # the page as it came
             out = self._unchanged({"type": "http.response.body", "body": b"", "more_body": True})
         if out:
@@ -132,20 +132,22 @@ class ResponseStart:
         self.spent += time.perf_counter() - began
         return out
 
-    def _going(self, waiting: HeldHead, out: bytes | None, *, more: bool) -> list[Message]:
+    def _going(self, waiting: HeldHead, out: bytes | None, *, more: bool,
+               more_body: bool) -> list[Message]:
         """The messages that go once the held start is released (and made): it, and what
-        the rewriter made while it waited, then `out`."""
+        the rewriter made while it waited, then `out`. `more`: the rewriter makes more of
+        the page (pieces of the body message it reads, or messages to come); `more_body`:
+        the origin sends more of it."""
         body, self.waiting = waiting.take(out), None
         self.on_time.disarm()
         rewriter = self.rewriter
+        as_it_came = {"type": "http.response.body", "body": b"", "more_body": more_body}
         if rewriter is None or not self.exchange.decision.changes_page:
             # Nothing to change (left so, or only looked): the page as it came.
-            return self._unchanged({"type": "http.response.body", "body": b"",
-                                    "more_body": more}, look_on=True)
+            return self._unchanged(as_it_came, look_on=True)
         start = self._rewritten_start(rewriter, None if more else len(body))   # (held whole)
         if start is None:   # the page as it came (this body message is among the held)
-            return self._unchanged({"type": "http.response.body", "body": b"",
-                                    "more_body": more})
+            return self._unchanged(as_it_came)
         return [start, {"type": "http.response.body", "body": body, "more_body": more}]
 
     async def _send_unchanged(self, message: Message) -> None:
@@ -156,10 +158,11 @@ class ResponseStart:
         """The origin's response as it came (with the decision's headers), from the
         start that was held back and every body byte received so far. `look_on`: a page
         not known to have every slot is read on, for the next views (see `looking`)."""
-        found = self.rewriter.found if self.rewriter is not None else None
-        if look_on and message.get("more_body", False) and found is not None \
-                and not all(found):
-            self.looking = True
+        rewriter = self.rewriter
+        found = rewriter.found if rewriter is not None else None
+        if look_on and found is not None and not all(found) and rewriter is not None \
+                and (message.get("more_body", False) or rewriter.pending):
+            self.looking = True   # (the page, or the body message read, goes on)
         else:
             self.close()
             self.rewriter = None

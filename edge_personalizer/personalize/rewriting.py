@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 # Statuses whose HTML is a whole page (206 is a part; 204/205 have none)
 _REWRITTEN = frozenset({200, 201, 202, 203})
+# Bytes of page read (decompressed) whose output goes out as one body message, when a
+# chunk from the origin decompresses to more: its output is never held whole, and a small
+# page in one chunk is still read to its end (a damaged one refused) before anything goes.
+_SEND_AT = 64 * 1024
 
 
 class RewritingSend(ResponseStart):
@@ -38,47 +42,115 @@ class RewritingSend(ResponseStart):
         if self.aborted:
             return
         if self.looking:
-            self._look(message)
+            self._look(message, message.get("body", b""))
             await self.send(message)
             return
-        if message["type"] != "http.response.body" or self.rewriter is None:
+        rewriter = self.rewriter
+        if message["type"] != "http.response.body" or rewriter is None:
             await self.send(message)
             return
         out: bytes | None = None
         with self.fail_open.stage("rewrite", self.path) as outcome:
             try:
-                out = self._rewrite(message)
+                out = self._rewrite(message, message.get("body", b""))
             except RewriteAborted as exc:
                 if self.start is not None and not isinstance(exc, BrokenEncoding):
                     raise   # nothing is out, every byte held: the page as it came
-                # Part of the page is out and the rest cannot be matched up: an incomplete
-                # response (the connection closes) is honest; a mangled page would not be.
-                logger.exception("rewriting %s failed mid-page; closing", self.path)
-                self.fail_open.observer.stage_failed("rewrite")
-                self.aborted = True
-                self.on_time.disarm()
+                self._abort()
                 return
         if outcome.failed:
             await self._send_unchanged(message)
             return
-        rewriter = self.rewriter
+        if rewriter.pending:
+            await self._rest_of(message, rewriter, out)
+            return
         more = message.get("more_body", False)
+        if self.start is not None:
+            if self.waiting is not None or not rewriter.decided:
+                for going in self._passed(out, message, more=more):
+                    await self.send(going)
+                return
+            start = self._rewritten_start(rewriter, None)   # (a page whose slots are known)
+            if start is None:
+                await self._send_unchanged(message)
+                return
+            await self.send(start)
+        if out is not None and (out or not more):
+            await self.send({"type": "http.response.body", "body": out, "more_body": more})
+
+    async def _rest_of(self, message: Message, rewriter: ResponseRewriter,
+                       out: bytes | None) -> None:
+        """The rest of a body message whose chunk decompresses to more than a piece (`out`
+        its first piece made): rewritten a piece at a time, what each _SEND_AT bytes of
+        page make sent (or held with the start) before more is read. The chunk is among
+        the held now (see _rewrite)."""
+        unsent = {**message, "body": b""}   # what goes as it came on a fault of ours
+        made = [out] if out else []   # what the pieces read since the last output went made
+        began = rewriter.read
+        while True:
+            ok, out = self._read(message)
+            if not ok:
+                if not self.aborted:
+                    await self._send_unchanged(unsent)
+                return
+            if not rewriter.pending:
+                out = b"".join([*made, out or b""])
+                for going in self._passed(out, unsent, more=message.get("more_body", False)):
+                    await self.send(going)
+                return
+            if out:
+                made.append(out)
+            if rewriter.read - began >= _SEND_AT:
+                began, out, made = rewriter.read, b"".join(made), []
+                for going in self._passed(out, unsent, more=True):
+                    await self.send(going)
+                if self.rewriter is not rewriter:
+                    return   # (the page went as it came)
+                if self.looking:   # (the rest read only for its slots)
+                    self._look(message, None)
+                    return
+
+    def _read(self, message: Message) -> tuple[bool, bytes | None]:
+        """Whether the rewrite goes on, and what the rewriter made of the body message's
+        next piece. It does not after a fault of ours (the page is to go as it came) or
+        when the page is cut off (`aborted`)."""
+        with self.fail_open.stage("rewrite", self.path):
+            try:
+                return True, self._rewrite(message, None)
+            except RewriteAborted as exc:
+                if self.start is not None and not isinstance(exc, BrokenEncoding):
+                    raise   # nothing is out, every byte held: the page as it came
+                self._abort()
+        return False, None
+
+    def _abort(self) -> None:
+        """Part of the page is out and the rest cannot be matched up: an incomplete
+        response (the connection closes) is honest; a mangled page would not be."""
+        logger.exception("rewriting %s failed mid-page; closing", self.path)
+        self.fail_open.observer.stage_failed("rewrite")
+        self.aborted = True
+        self.on_time.disarm()
+
+    def _passed(self, out: bytes | None, unsent: Message, *, more: bool) -> list[Message]:
+        """What goes now of what the rewriter made: with the start once it may go, none
+        while it is held; `unsent`: what goes as it came if the start cannot be made."""
+        rewriter = self.rewriter
+        going: list[Message] = []
         if rewriter is not None and self.start is not None and rewriter.decided:
             waiting = self.waiting
             if waiting is not None:
                 if not self._released(waiting, self.start, rewriter, ended=not more):
                     waiting.keep(out)
-                    return
-                for going in self._going(waiting, out, more=more):
-                    await self.send(going)
-                return
+                    return going
+                return self._going(waiting, out, more=more,
+                                   more_body=unsent.get("more_body", False))
             start = self._rewritten_start(rewriter, None)
             if start is None:
-                await self._send_unchanged(message)
-                return
-            await self.send(start)
-        if out is not None and self.start is None:
-            await self.send({"type": "http.response.body", "body": out, "more_body": more})
+                return self._unchanged(unsent)
+            going.append(start)
+        if out is not None and self.start is None and (out or not more or going):
+            going.append({"type": "http.response.body", "body": out, "more_body": more})
+        return going
 
     async def _start(self, message: Message) -> None:
         began = time.perf_counter()
@@ -108,13 +180,17 @@ class RewritingSend(ResponseStart):
         else:
             self.start = message
 
-    def _look(self, message: Message) -> None:
+    def _look(self, message: Message, chunk: bytes | None) -> None:
         """Reads a page that goes as it came on for its slots (what it made is dropped);
-        at its end, what it has is learned. A page the rewriter cannot read on is left."""
+        at its end, what it has is learned. A page the rewriter cannot read on is left.
+        `chunk`: the message's body, None for the rest of its pieces."""
         done = not message.get("more_body", False)
+        rewriter = self.rewriter
         with self.fail_open.stage("slots", self.path) as outcome:
             try:
-                self._rewrite(message)
+                self._rewrite(message, chunk)
+                while rewriter is not None and rewriter.pending:
+                    self._rewrite(message, None)
             except RewriteAborted:   # markup it gives up on: nothing to learn
                 done = True
         if done or outcome.failed:
@@ -122,16 +198,21 @@ class RewritingSend(ResponseStart):
             self.close()
             self.rewriter = None
 
-    def _rewrite(self, message: Message) -> bytes | None:
-        """The rewritten bytes of one body message (None while the start is held)."""
+    def _rewrite(self, message: Message, chunk: bytes | None) -> bytes | None:
+        """The rewritten bytes of one body message's first piece (`chunk`: its body), or
+        of its next (`chunk` None); after the page's last, its end too. None while the
+        start is held for the first KiB."""
         rewriter = self.rewriter
         if rewriter is None:
             return None
         began = time.perf_counter()
-        chunk: bytes = message.get("body", b"")
         try:
-            out = rewriter.feed(chunk) if chunk else (None if not rewriter.decided else b"")
-            if not message.get("more_body", False):
+            if chunk is None:
+                out: bytes | None = rewriter.next_piece()
+            else:
+                out = rewriter.feed_piece(chunk) if chunk else (
+                    None if not rewriter.decided else b"")
+            if not message.get("more_body", False) and not rewriter.pending:
                 out = (out or b"") + rewriter.finish()
                 _learn(self.headers.personalizer.slots, self.path, self.head, self.changes,
                        rewriter.found)
@@ -140,9 +221,13 @@ class RewritingSend(ResponseStart):
             if self.start is None and not isinstance(exc, RewriteAborted):
                 raise RewriteAborted(str(exc)) from exc
             raise
-        if self.start is not None and (not rewriter.decided or self.waiting is not None):
-            self.held.append(chunk)
-        self.consumed += len(chunk)
+        if chunk is not None:
+            # Held with the start while it may still go as it came: not decided yet, its
+            # slots looked for, or more of this chunk to read before it is made.
+            if self.start is not None and (not rewriter.decided or self.waiting is not None
+                                           or rewriter.pending):
+                self.held.append(chunk)
+            self.consumed += len(chunk)
         self.produced += len(out) if out else 0
         self.spent += time.perf_counter() - began
         return out

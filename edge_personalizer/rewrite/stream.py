@@ -40,6 +40,12 @@ class ResponseRewriter:
     says whether edits apply and `content_encoding` what the output is encoded with.
     `read` counts the bytes of the page taken in, decompressed: a compressed chunk is
     rewritten (and compressed again) a piece at a time, never decompressed whole.
+
+    `feed()` returns what a whole chunk makes; `feed_piece()` only what its first piece
+    makes (PIECE bytes decompressed at most), and while `pending`, `next_piece()` makes
+    the next: a chunk that decompresses to many MB is then never held whole, neither
+    decompressed nor rewritten. Every piece of a chunk is taken before the next chunk is
+    fed, or the page finished.
     """
 
     def __init__(self, edits: Sequence[Edit], *, content_type: str, content_encoding: str,
@@ -55,6 +61,9 @@ class ResponseRewriter:
         self._charset = charset_from_content_type(content_type)
         self._original_coding = content_encoding.strip().lower()
         self._decoder: Decoder | None = decoder_for(self._original_coding)
+        self._plain = self._original_coding in ("", "identity")   # a chunk is one piece
+        self._pieces: Iterator[bytes] | None = None   # of the chunk fed last, not yet read
+        self.pending = False   # pieces of the chunk fed last may be left for next_piece()
         self._accept_encoding = accept_encoding
         self._held_raw: list[bytes] = []
         self._held_plain: list[bytes] = []
@@ -67,22 +76,49 @@ class ResponseRewriter:
         self.content_encoding: str | None = content_encoding or None
 
     def feed(self, chunk: bytes) -> bytes | None:
+        """What the whole chunk makes (None while the first KiB is held back)."""
+        out = self.feed_piece(chunk)
+        if not self.pending:
+            return out
+        made = [out or b""]
+        while self.pending:
+            made.append(self.next_piece())
+        return b"".join(made)
+
+    def feed_piece(self, chunk: bytes) -> bytes | None:
+        """What the chunk's first piece makes (None while the first KiB is held back);
+        `next_piece()` makes the rest while `pending`."""
+        if self.pending:
+            raise RuntimeError("a chunk fed before its last has been read whole")
         if self.decided:
             return self._through(chunk)
         self._held_raw.append(chunk)
         if self._decoder is None:           # a coding we cannot read: pass it on
             self.read += len(chunk)
             return self._decide(False)
-        pieces = self._decoder.pieces(chunk)
+        # (not compressed: the chunk itself, no generator to make and drop half-read)
+        pieces = iter((chunk,) if chunk else ()) if self._plain else self._decoder.pieces(chunk)
         for plain in pieces:
             self.read += len(plain)
             self._held_plain.append(plain)
             self._held_size += len(plain)
             if self._charset is not None or self._held_size >= SNIFF_BYTES:
                 out = self._decide(True)
-                rewriter = self._rewriter
-                return out + self._rewritten(rewriter, pieces) if rewriter else out
+                if self._rewriter is not None and not self._plain:
+                    self._pieces, self.pending = pieces, True
+                return out
         return None
+
+    def next_piece(self) -> bytes:
+        """What the next piece of the chunk fed last makes (b"" once none is left:
+        `pending` is then False)."""
+        pieces, rewriter = self._pieces, self._rewriter
+        if pieces is not None and rewriter is not None:
+            for plain in pieces:
+                self.read += len(plain)
+                return self._encode(rewriter.feed(plain))
+        self._pieces, self.pending = None, False
+        return b""
 
     @property
     def sniffs(self) -> bool:
@@ -124,6 +160,8 @@ class ResponseRewriter:
         return rest
 
     def finish(self) -> bytes:
+        if self.pending:
+            raise RuntimeError("a page finished before its last chunk has been read whole")
         out = b""
         if not self.decided:
             out = self._decide(self._decoder is not None)
@@ -149,10 +187,9 @@ class ResponseRewriter:
             self._edits = tuple(Edit(e.selector, e.action, ascii_safe(e.payload),
                                      e.attribute, e.first_only) for e in self._edits)
             self._head, self._body_end = ascii_safe(self._head), ascii_safe(self._body_end)
-        identity = self._original_coding in ("", "identity")
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
                                   on_error=self._on_error, memo=self._memo,
-                                  views=self._views and identity)
+                                  views=self._views and self._plain)
         # Compressed for a client that accepts it (brotli first), whatever the origin sent:
         # the proxy asks the origin for identity when it will rewrite (issue 18, bug 5).
         coding = preferred_coding(self._accept_encoding)
@@ -164,17 +201,15 @@ class ResponseRewriter:
         return self._encode(out)
 
     def _through(self, chunk: bytes) -> bytes:
-        if not self.rewriting or self._rewriter is None or self._decoder is None:
+        rewriter = self._rewriter
+        if not self.rewriting or rewriter is None or self._decoder is None:
             self.read += len(chunk)
             return chunk
-        return self._rewritten(self._rewriter, self._decoder.pieces(chunk))
-
-    def _rewritten(self, rewriter: Rewriter, pieces: Iterator[bytes]) -> bytes:
-        out = []
-        for plain in pieces:
-            self.read += len(plain)
-            out.append(self._encode(rewriter.feed(plain)))
-        return out[0] if len(out) == 1 else b"".join(out)
+        if self._plain:   # (no decoder to go through)
+            self.read += len(chunk)
+            return self._encode(rewriter.feed(chunk)) if chunk else b""
+        self._pieces, self.pending = self._decoder.pieces(chunk), True
+        return self.next_piece()
 
     def _encode(self, data: bytes) -> bytes:
         if self._encoder is None or not data:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Callable
+from itertools import pairwise
 
 import brotli
 import pytest
 
 from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rewrite.encoding import (
+    PIECE,
     accepts_gzip,
     charset_from_content_type,
     preferred_coding,
@@ -150,3 +152,54 @@ def test_verbatim_once_the_edits_are_behind_and_nothing_is_recoded() -> None:
                             accept_encoding="")
     late.feed(body)
     assert not late.verbatim   # the edit has not happened yet
+
+
+def _pieces(rewriter: ResponseRewriter, chunk: bytes) -> list[bytes]:
+    """What a chunk makes, piece by piece (feed_piece, then next_piece while pending)."""
+    made = [rewriter.feed_piece(chunk) or b""]
+    while rewriter.pending:
+        made.append(rewriter.next_piece())
+    return made
+
+
+@pytest.mark.parametrize(("coding", "compress"), [
+    ("gzip", gzip.compress), ("deflate", zlib.compress), ("br", brotli.compress)])
+def test_a_compressed_chunk_is_rewritten_a_piece_at_a_time(
+        coding: str, compress: Callable[[bytes], bytes]) -> None:
+    body = page("utf-8") * 500   # ~1.2 MB of page in a chunk of a few KB
+    rewriter = ResponseRewriter(EDIT, content_type="text/html", content_encoding=coding,
+                                accept_encoding="identity")
+    made, read = [], []
+    for piece in _pieces(rewriter, compress(body)):
+        made.append(piece)
+        read.append(rewriter.read)
+    assert len(made) > 10 and max(len(piece) for piece in made) <= PIECE + 100
+    assert all(later - earlier <= PIECE for earlier, later in pairwise(read))
+    out = b"".join(made) + rewriter.finish()
+    assert out == body.replace("Привет".encode(), "Grüße".encode(), 1)
+    assert rewriter.read == len(body)
+    whole = ResponseRewriter(EDIT, content_type="text/html", content_encoding=coding,
+                             accept_encoding="identity")
+    assert (whole.feed(compress(body)) or b"") + whole.finish() == out   # feed: all at once
+
+
+def test_an_uncompressed_chunk_is_one_piece() -> None:
+    body = page("utf-8") * 50
+    rewriter = ResponseRewriter(EDIT, content_type="text/html", content_encoding="",
+                                accept_encoding="identity")
+    out = rewriter.feed_piece(body)
+    assert not rewriter.pending and rewriter.next_piece() == b""
+    assert out == body.replace("Привет".encode(), "Grüße".encode(), 1)
+    assert rewriter.read == len(body)
+
+
+def test_every_piece_of_a_chunk_is_read_before_the_next_chunk_or_the_end() -> None:
+    body = gzip.compress(page("utf-8") * 100)
+    rewriter = ResponseRewriter(EDIT, content_type="text/html", content_encoding="gzip",
+                                accept_encoding="identity")
+    rewriter.feed_piece(body[:len(body) // 2])
+    assert rewriter.pending
+    with pytest.raises(RuntimeError):
+        rewriter.feed_piece(body[len(body) // 2:])
+    with pytest.raises(RuntimeError):
+        rewriter.finish()
