@@ -67,6 +67,8 @@ class RewritingSend(ResponseStart):
         more = message.get("more_body", False)
         if self.start is not None:
             if self.waiting is not None or not rewriter.decided:
+                if not rewriter.decided and self.on_time.timer is None:
+                    self._bound_wait()   # (the charset is read from the first KiB: late)
                 for going in self._passed(out, message, more=more):
                     await self.send(going)
                 return
@@ -152,6 +154,11 @@ class RewritingSend(ResponseStart):
             going.append({"type": "http.response.body", "body": out, "more_body": more})
         return going
 
+    def _bound_wait(self) -> None:
+        """The start waits (for the page's slots, or for the first KiB its charset is read
+        from, when a first body message brought less): for head_hold_seconds at most."""
+        self.on_time.arm(self.headers.personalizer.slots.hold_seconds, self._hold_expired)
+
     async def _start(self, message: Message) -> None:
         began = time.perf_counter()
         self.head = read_head(message.get("headers", ()))
@@ -171,8 +178,8 @@ class RewritingSend(ResponseStart):
             self.waiting = HeldHead(self.changes.slots)   # the start is made once released
         if self.rewriter is None:   # (else made once the rewriter has decided)
             message = self._made(message)
-        elif self.waiting is not None or self.rewriter.sniffs:   # a wait, bounded
-            self.on_time.arm(self.headers.personalizer.slots.hold_seconds, self._hold_expired)
+        elif self.waiting is not None:
+            self._bound_wait()
         self.spent += time.perf_counter() - began
         if self.rewriter is None:
             self.fail_open.observer.personalization_took(self.spent)

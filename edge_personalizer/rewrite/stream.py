@@ -120,12 +120,6 @@ class ResponseRewriter:
         self._pieces, self.pending = None, False
         return b""
 
-    @property
-    def sniffs(self) -> bool:
-        """Whether the charset is to be read from the page's first KiB (the Content-Type
-        names none): until it has come, nothing can go out."""
-        return not self.decided and self._charset is None and self._decoder is not None
-
     def decide_now(self) -> bytes:
         """Stop waiting for the first KiB (the page stalls before it): the charset is read
         from what came, as a browser does after the same wait; what that makes goes out."""
