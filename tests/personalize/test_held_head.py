@@ -277,6 +277,18 @@ def _worker_peak_kib(server: Server) -> int:
     return int(status.split("VmHWM:")[1].split()[0])
 
 
+def _peak_growth(proxy: Server, coding: str, accept_encoding: str,
+                 page: str) -> tuple[int, httpx.Response, bytes]:
+    """How far the worker's peak grew (KiB) while it served `page` (with `coding`, the
+    origin's, after a warm-up page), and the response with its body."""
+    headers = {**PAGE, "accept-encoding": accept_encoding}
+    httpx.get(proxy.url + f"/warm?slots=top&size=20000&parts=rest&{coding}=1",
+              headers=headers, timeout=10)
+    before = _worker_peak_kib(proxy)
+    response, body, _ = _get(proxy, f"{page}&{coding}=1", headers=headers)
+    return _worker_peak_kib(proxy) - before, response, body
+
+
 @pytest.mark.parametrize(("accept_encoding", "bound_mib"), [("identity", 10), ("gzip", 20)])
 def test_a_compressed_page_is_held_by_what_it_holds_decompressed(
         proxy: Server, accept_encoding: str, bound_mib: int) -> None:
@@ -286,13 +298,8 @@ def test_a_compressed_page_is_held_by_what_it_holds_decompressed(
     # out before the next is read, compressed again for a client that takes gzip, as it
     # is for one that does not (with each chunk from the origin, some 20 MB of page here,
     # rewritten whole, the peak grew by 58 MB for such a client).
-    headers = {**PAGE, "accept-encoding": accept_encoding}
-    httpx.get(proxy.url + "/warm?slots=top&size=20000&pause=20000&gzip=1", headers=headers,
-              timeout=10)
-    before = _worker_peak_kib(proxy)
-    response, body, _ = _get(proxy, "/big?slots=none&size=40000000&pause=80000&gzip=1",
-                             headers=headers)
-    grown = _worker_peak_kib(proxy) - before
+    grown, response, body = _peak_growth(proxy, "gzip", accept_encoding,
+                                         "/big?slots=none&size=40000000&pause=80000")
     assert grown < bound_mib * 1024, f"the worker's peak grew by {grown} KiB"
     assert response.status_code == 200 and body
     # Released before the page's end, which would have shown it lacks the slots.
@@ -307,13 +314,8 @@ def test_a_brotli_page_is_read_a_piece_at_a_time(
     # (the worker's peak grew by 195 MB), and what each piece makes goes out before the
     # next is read, compressed again for a client that takes brotli, as it is for one that
     # does not (what the chunk made, held whole with a copy, grew the peak by 127 MB).
-    headers = {**PAGE, "accept-encoding": accept_encoding}
-    httpx.get(proxy.url + "/warm?slots=top&size=20000&parts=rest&br=1", headers=headers,
-              timeout=10)
-    before = _worker_peak_kib(proxy)
-    big = "/big?slots=none&size=40000000&parts=rest&br=1"
-    response, body, _ = _get(proxy, big, headers=headers)
-    grown = _worker_peak_kib(proxy) - before
+    grown, response, body = _peak_growth(proxy, "br", accept_encoding,
+                                         "/big?slots=none&size=40000000&parts=rest")
     assert grown < bound_mib * 1024, f"the worker's peak grew by {grown} KiB"
     assert response.status_code == 200
     assert response.headers.get("content-encoding") == (
@@ -324,7 +326,8 @@ def test_a_brotli_page_is_read_a_piece_at_a_time(
     # slot taken as present; what the page lacks, read to its end, is known to the next
     # view, which goes as the origin sent it.
     assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
-    again, body, _ = _get(proxy, big, headers=headers)
+    again, body, _ = _get(proxy, "/big?slots=none&size=40000000&parts=rest&br=1",
+                          headers={**PAGE, "accept-encoding": accept_encoding})
     assert "x-ep-variant" not in again.headers and again.headers["content-encoding"] == "br"
     assert len(body) < 1000
 
