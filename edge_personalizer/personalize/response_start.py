@@ -95,6 +95,11 @@ class ResponseStart:
         if self.rewriter is not None:
             self.rewriter.close()
 
+    def _bound_wait(self) -> None:
+        """The start waits (for the page's slots, or for the first KiB its charset is read
+        from, when a first body message brought less): for head_hold_seconds at most."""
+        self.on_time.arm(self.headers.personalizer.slots.hold_seconds, self._hold_expired)
+
     def _hold_expired(self) -> None:
         """The head waited the hold's time (a page that flushes early, then renders
         slowly): it goes out now with what the rewriter made so far, every slot taken as

@@ -49,17 +49,10 @@ class RewritingSend(ResponseStart):
         if message["type"] != "http.response.body" or rewriter is None:
             await self.send(message)
             return
-        out: bytes | None = None
-        with self.fail_open.stage("rewrite", self.path) as outcome:
-            try:
-                out = self._rewrite(message, message.get("body", b""))
-            except RewriteAborted as exc:
-                if self.start is not None and not isinstance(exc, BrokenEncoding):
-                    raise   # nothing is out, every byte held: the page as it came
-                self._abort()
-                return
-        if outcome.failed:
-            await self._send_unchanged(message)
+        ok, out = self._read(message, message.get("body", b""))
+        if not ok:
+            if not self.aborted:
+                await self._send_unchanged(message)
             return
         if rewriter.pending:
             await self._rest_of(message, rewriter, out)
@@ -90,7 +83,7 @@ class RewritingSend(ResponseStart):
         made = [out] if out else []   # what the pieces read since the last output went made
         began = rewriter.read
         while True:
-            ok, out = self._read(message)
+            ok, out = self._read(message, None)
             if not ok:
                 if not self.aborted:
                     await self._send_unchanged(unsent)
@@ -112,13 +105,13 @@ class RewritingSend(ResponseStart):
                     self._look(message, None)
                     return
 
-    def _read(self, message: Message) -> tuple[bool, bytes | None]:
+    def _read(self, message: Message, chunk: bytes | None) -> tuple[bool, bytes | None]:
         """Whether the rewrite goes on, and what the rewriter made of the body message's
-        next piece. It does not after a fault of ours (the page is to go as it came) or
-        when the page is cut off (`aborted`)."""
+        first piece (`chunk`: its body) or next one (None). It does not after a fault of
+        ours (the page is to go as it came) or when the page is cut off (`aborted`)."""
         with self.fail_open.stage("rewrite", self.path):
             try:
-                return True, self._rewrite(message, None)
+                return True, self._rewrite(message, chunk)
             except RewriteAborted as exc:
                 if self.start is not None and not isinstance(exc, BrokenEncoding):
                     raise   # nothing is out, every byte held: the page as it came
@@ -154,11 +147,6 @@ class RewritingSend(ResponseStart):
             going.append({"type": "http.response.body", "body": out, "more_body": more})
         return going
 
-    def _bound_wait(self) -> None:
-        """The start waits (for the page's slots, or for the first KiB its charset is read
-        from, when a first body message brought less): for head_hold_seconds at most."""
-        self.on_time.arm(self.headers.personalizer.slots.hold_seconds, self._hold_expired)
-
     async def _start(self, message: Message) -> None:
         began = time.perf_counter()
         self.head = read_head(message.get("headers", ()))
@@ -173,19 +161,17 @@ class RewritingSend(ResponseStart):
                                  self.fail_open, page=page, look=not known)
             if made is not None:
                 self.rewriter, self.changes = made
-        if self.rewriter is not None and not known and self.changes is not None \
-                and self.changes.slots:
-            self.waiting = HeldHead(self.changes.slots)   # the start is made once released
-        if self.rewriter is None:   # (else made once the rewriter has decided)
-            message = self._made(message)
-        elif self.waiting is not None:
-            self._bound_wait()
-        self.spent += time.perf_counter() - began
-        if self.rewriter is None:
-            self.fail_open.observer.personalization_took(self.spent)
-            await self.send(message)
-        else:
+        if self.rewriter is not None:   # the start is made once the rewriter has decided
+            if not known and self.changes is not None and self.changes.slots:
+                self.waiting = HeldHead(self.changes.slots)   # ... and released
+                self._bound_wait()
             self.start = message
+            self.spent += time.perf_counter() - began
+            return
+        message = self._made(message)
+        self.spent += time.perf_counter() - began
+        self.fail_open.observer.personalization_took(self.spent)
+        await self.send(message)
 
     def _look(self, message: Message, chunk: bytes | None) -> None:
         """Reads a page that goes as it came on for its slots (what it made is dropped);
