@@ -5,11 +5,21 @@ from pathlib import Path
 
 import pytest
 
+from .compiled import stale_builds
 from .servers import RedisServer, Server, start_origin, start_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 PROFILE_KEY = "test-profile-key-0123456789abcdef"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The request path runs compiled (setup.py): a source changed since its build would be
+    tested as it was built, so the run stops until the build is made again."""
+    stale = stale_builds(ROOT)
+    if stale:
+        pytest.exit(f"changed since they were compiled: {', '.join(stale)}; run `make "
+                    "compiled` (or `make test`, which does it first)", returncode=1)
 
 
 @pytest.fixture(scope="session")

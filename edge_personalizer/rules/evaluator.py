@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -80,7 +80,7 @@ def _experiments_shut_out(ruleset: RuleSet, winners: list[tuple[int, frozenset[s
     applies (rules come first), and the decision is the same for every visitor these rules
     win for, so it can be shared."""
     filled = {slot for rank, targets in winners
-              for slot in targets & ruleset.rules[rank].slots.keys()}
+              for slot in targets.intersection(ruleset.rules[rank].slots)}
     return all(any(slot in filled for slot in experiment.slots)
                for experiment in ruleset.experiments)
 
@@ -95,7 +95,7 @@ def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
     for rank, targets in winners:
         rule = ruleset.rules[rank]
         won.append(rule.name)
-        for slot in targets & rule.slots.keys():
+        for slot in targets.intersection(rule.slots):
             slots[slot] = SlotChoice(slot=slot, variant=rule.name, reason="rule", by=rule.name,
                                      content=rule.slots[slot])
         if "redirect" in targets and not redirects_back(ruleset, rank, visitor):
@@ -240,7 +240,7 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             **_allocation_trace(experiment, visitor, allocations),
         })
     return {
-        "rules": [trace.__dict__ for trace in traces],
+        "rules": [asdict(trace) for trace in traces],
         "experiments": experiments,
         "decision": {
             "slots": {slot: {"variant": c.variant, "reason": c.reason, "by": c.by}
