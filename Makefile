@@ -23,6 +23,7 @@ COMPILED := $(VENV)/.compiled
 $(COMPILED): $(STAMP) setup.py $(COMPILED_SOURCES)
 	find edge_personalizer -name '*.so' -delete
 	$(BIN)/python setup.py --quiet build_ext --inplace
+	find edge_personalizer -name '*.so' -exec touch {} +   # (copies keep an older build's time)
 	touch $(COMPILED)
 
 compiled: $(COMPILED)

@@ -18,11 +18,9 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 # The request's way, module by module. Left interpreted: classify/visitor.py and
-# rules/model.py (their values fill their own __dict__ at first read, which native classes
-# do not have), http/client.py and proxy/request_body.py (async generators), and
-# personalize/response_start.py with personalize/rewriting.py (the send that rewrites:
-# a compiled subclass whose instances are called crashes the interpreter with mypy 2.4),
-# and rewrite/html.py (a thin layer over lol-html, left open to the tests' injected faults).
+# rules/model.py (they fill their own __dict__, which native classes
+# do not have), proxy/request_body.py (an async generator, for requests with a body) and
+# rewrite/html.py (a thin layer over lol-html, left open to the tests' injected faults).
 COMPILED = [
     "edge_personalizer/classify/classifier.py",
     "edge_personalizer/classify/device.py",
@@ -33,6 +31,7 @@ COMPILED = [
     "edge_personalizer/classify/profile_codec.py",
     "edge_personalizer/classify/referral.py",
     "edge_personalizer/endpoints/router.py",
+    "edge_personalizer/http/client.py",
     "edge_personalizer/http/connection.py",
     "edge_personalizer/http/flow.py",
     "edge_personalizer/http/framing.py",
@@ -47,6 +46,8 @@ COMPILED = [
     "edge_personalizer/personalize/page_edits.py",
     "edge_personalizer/personalize/personalizer.py",
     "edge_personalizer/personalize/response_headers.py",
+    "edge_personalizer/personalize/response_start.py",
+    "edge_personalizer/personalize/rewriting.py",
     "edge_personalizer/personalize/segments.py",
     "edge_personalizer/personalize/slot_presence.py",
     "edge_personalizer/proxy/client_ip.py",

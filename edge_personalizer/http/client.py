@@ -103,24 +103,8 @@ class _Response:
         self._conn: Connection | None = conn
         self._sending = sending
 
-    async def body(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        if conn is None:
-            return
-        while True:
-            data = conn.take()
-            if data is not None:
-                yield data
-                continue
-            if conn.complete:
-                return
-            if conn.error is not None:
-                raise UpstreamError(f"origin broke off its response: {conn.error}")
-            conn.waiter = conn.loop.create_future()
-            try:
-                await conn.wait(conn.waiter, "read timeout")
-            except UpstreamTimeout as exc:
-                raise UpstreamTimeout(f"origin stopped sending mid-body ({exc})") from None
+    def body(self) -> AsyncIterator[bytes]:
+        return _Chunks(self._conn)
 
     @property
     def ended(self) -> bool:
@@ -139,6 +123,35 @@ class _Response:
         self._pool.give_slot(self._key)
         # Not read to its end (the client went away, a timeout): closed, never pooled.
         self._pool.give_back(self._key, conn, reusable=sent)
+
+
+class _Chunks:
+    """A response's body as the origin sends it, chunk by chunk (an iterator class, not an
+    async generator: the request path is compiled, and mypyc compiles no async generator)."""
+
+    def __init__(self, conn: Connection | None) -> None:
+        self._conn = conn
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            raise StopAsyncIteration
+        while True:
+            data = conn.take()
+            if data is not None:
+                return data
+            if conn.complete:
+                raise StopAsyncIteration
+            if conn.error is not None:
+                raise UpstreamError(f"origin broke off its response: {conn.error}")
+            conn.waiter = conn.loop.create_future()
+            try:
+                await conn.wait(conn.waiter, "read timeout")
+            except UpstreamTimeout as exc:
+                raise UpstreamTimeout(f"origin stopped sending mid-body ({exc})") from None
 
 
 class Upstream:
@@ -294,6 +307,14 @@ async def _headers_or_failure(conn: Connection, sending: asyncio.Task[None]) -> 
                 raise error
             await headers
         headers.result()
+    except BaseException:
+        # No answer: the body stops too, and its own failure (a timeout of the same length,
+        # say) is read here: the answer's is the one raised.
+        if not sending.done():
+            sending.cancel()
+        elif not sending.cancelled():
+            sending.exception()
+        raise
     finally:
         if not headers.done():
             headers.cancel()

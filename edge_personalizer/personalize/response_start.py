@@ -30,6 +30,11 @@ class ResponseStart:
     decision's headers and the profile cookie once it may go, or sent unchanged.
     """
 
+    async def __call__(self, message: Message) -> None:
+        """The send a response goes through (RewritingSend's). Declared here as well: mypyc
+        (which compiles this module) crashes calling a subclass that adds __call__."""
+        raise NotImplementedError
+
     def __init__(self, exchange: Exchange, send: Send, *, headers: PageHeaders,
                  editor: PageEditor, fail_open: FailOpen, spent: float,
                  accept_encoding: str) -> None:

@@ -43,7 +43,7 @@ async def relay_body(response: UpstreamResponse, receive: Receive, send: Send, *
             await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
             if not ended and time.monotonic() > deadline:
                 break
-        else:   # (run to its end: an iterator left half-way costs a finalizer task)
+        else:
             return ended
     relaying = asyncio.ensure_future(_send_rest(chunks, response, send))
     leaving = asyncio.ensure_future(_client_leaves(receive))
