@@ -206,7 +206,10 @@ class RewritingSend(ResponseStart):
                 out = rewriter.feed_piece(chunk) if chunk else (
                     None if not rewriter.decided else b"")
             if not message.get("more_body", False) and not rewriter.pending:
-                out = (out or b"") + rewriter.finish()
+                # What the page's end adds is usually nothing: joined only when it is
+                # something (joining copies the whole page, 100 KB a request on the kit's).
+                end = rewriter.finish()
+                out = out + end if out and end else (out or end)
                 _learn(self.headers.personalizer.slots, self.path, self.head, self.changes,
                        rewriter.found)
         except Exception as exc:
