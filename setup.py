@@ -1,6 +1,7 @@
 """Builds edge-personalizer with the modules a request runs through compiled to C by mypyc
 (the code is mypy --strict clean, and mypyc turns its type annotations into native code):
-a request then costs about a quarter fewer instructions than interpreted.
+a request then costs a fifth to a third fewer instructions than interpreted (measured in
+bench/README.md, "Compiled request path").
 
 Everything else (commands, rule compiling, the learning loop's background work, the
 dashboard) stays plain Python. EP_PURE_PYTHON=1 builds without compiling, as does a machine
