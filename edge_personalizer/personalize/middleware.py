@@ -94,7 +94,7 @@ class PersonalizeMiddleware:
             accept_encoding=exchange.visitor.request.headers.get("accept-encoding", "")
             if self.compress_pages else "")
         try:
-            await self.app(exchange.scope, receive, responder)        # forward
+            await self.app(exchange.scope, receive, responder.take)   # forward
             if responder.on_time.sending is not None:   # its head went out on time
                 await responder.finish()
         finally:

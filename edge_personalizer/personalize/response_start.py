@@ -30,11 +30,6 @@ class ResponseStart:
     decision's headers and the profile cookie once it may go, or sent unchanged.
     """
 
-    async def __call__(self, message: Message) -> None:
-        """The send a response goes through (RewritingSend's). Declared here as well: mypyc
-        (which compiles this module) crashes calling a subclass that adds __call__."""
-        raise NotImplementedError
-
     def __init__(self, exchange: Exchange, send: Send, *, headers: PageHeaders,
                  editor: PageEditor, fail_open: FailOpen, spent: float,
                  accept_encoding: str) -> None:
@@ -112,7 +107,7 @@ class ResponseStart:
         finds by the page's end is learned for the next views. A page whose charset was
         still to be read from its first KiB is read with what came of it, as a browser
         does after the same wait. (A body message is never half-handled here: while the
-        head waits, `__call__` does not wait on anything.)"""
+        head waits, `take` does not wait on anything.)"""
         waiting, start, rewriter = self.waiting, self.start, self.rewriter
         if start is None or rewriter is None or self.aborted:
             return

@@ -33,7 +33,9 @@ class RewritingSend(ResponseStart):
     every error of ours is contained, and the origin's bytes go on unchanged.
     """
 
-    async def __call__(self, message: Message) -> None:
+    async def take(self, message: Message) -> None:
+        """The wrapped app's `send` (a method, not __call__: mypyc, which compiles this
+        module, crashes calling a subclass that adds __call__ to its base)."""
         if self.on_time.sending is not None:   # what went out on time goes first
             await self.on_time.sent()
         if message["type"] == "http.response.start":
