@@ -18,10 +18,8 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# The request's way, module by module. Left interpreted: classify/visitor.py and
-# rules/model.py (they fill their own __dict__, which native classes
-# do not have), proxy/request_body.py (an async generator, for requests with a body) and
-# rewrite/html.py (a thin layer over lol-html, left open to the tests' injected faults).
+# The request's way, module by module. Left interpreted: proxy/request_body.py (an async
+# generator, for requests with a body).
 COMPILED = [
     "edge_personalizer/classify/classifier.py",
     "edge_personalizer/classify/device.py",
@@ -31,6 +29,7 @@ COMPILED = [
     "edge_personalizer/classify/profile.py",
     "edge_personalizer/classify/profile_codec.py",
     "edge_personalizer/classify/referral.py",
+    "edge_personalizer/classify/visitor.py",
     "edge_personalizer/endpoints/router.py",
     "edge_personalizer/http/client.py",
     "edge_personalizer/http/connection.py",
@@ -63,11 +62,14 @@ COMPILED = [
     "edge_personalizer/rewrite/edits.py",
     "edge_personalizer/rewrite/encoding.py",
     "edge_personalizer/rewrite/first_bytes.py",
+    "edge_personalizer/rewrite/html.py",
     "edge_personalizer/rewrite/recovery.py",
     "edge_personalizer/rewrite/slot_search.py",
     "edge_personalizer/rewrite/stream.py",
     "edge_personalizer/rules/conditions.py",
     "edge_personalizer/rules/evaluator.py",
+    "edge_personalizer/rules/index.py",
+    "edge_personalizer/rules/model.py",
 ]
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any, cast
 
 from edge_personalizer.classify.classifier import Classifier, request_info
 from edge_personalizer.classify.geo import GeoDatabase, GeoLocator
-from edge_personalizer.classify.profile import InterestMap, ProfileTracker
+from edge_personalizer.classify.profile import InterestMap, Profile, ProfileTracker
 from edge_personalizer.classify.profile_codec import ProfileCodec
-from edge_personalizer.classify.visitor import RequestInfo, Visitor
+from edge_personalizer.classify.visitor import RequestInfo, Resolvers, Visitor
 
 ROOT = Path(__file__).resolve().parent.parent
 GEO_DB = ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"
@@ -43,3 +44,22 @@ def make_visitor(url_path: str = "/", *, classifier: Classifier | None = None,
                  page_view: bool = True, now: float = NOW, **kwargs: object) -> Visitor:
     return (classifier or default_classifier()).visitor(
         make_request(url_path, **kwargs), now=now, page_view=page_view)  # type: ignore[arg-type]
+
+
+class _KnownProfile:
+    """The shared classifier, with the visitor's profile given instead of read."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.known = profile
+
+    def __getattr__(self, part: str) -> Any:
+        return getattr(default_classifier(), part)
+
+    def profile(self, visitor: Visitor) -> Profile:
+        return self.known
+
+
+def with_profile(visitor: Visitor, profile: Profile) -> Visitor:
+    """The same visitor as if its profile cookie held `profile`."""
+    return Visitor(visitor.request, resolve=cast(Resolvers, _KnownProfile(profile)),
+                   now=visitor.now, page_view=visitor.page_view)

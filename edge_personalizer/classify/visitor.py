@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from .profile import Profile
@@ -127,30 +127,6 @@ class RequestInfo:
         return self.headers
 
 
-T = TypeVar("T")
-
-
-class LazyAttribute(Generic[T]):
-    """functools.cached_property without its per-access lock (Python 3.11 takes one):
-    computed on first read, then served from the instance dict."""
-
-    def __init__(self, compute: Callable[[Any], T]) -> None:
-        self.compute = compute
-        self.name = compute.__name__
-
-    @overload
-    def __get__(self, instance: None, owner: type) -> LazyAttribute[T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type) -> T: ...
-
-    def __get__(self, instance: object | None, owner: type) -> T | LazyAttribute[T]:
-        if instance is None:
-            return self
-        value = self.compute(instance)
-        instance.__dict__[self.name] = value
-        return value
-
-
 # Predicted next interests, best first: (category, 0..1 score).
 Predictions = tuple[tuple[str, float], ...]
 
@@ -168,36 +144,58 @@ class Visitor:
         self.now = now
         self.page_view = page_view   # a document navigation: what the profile learns from
         self._resolve = resolve
+        # Each part once worked out (None: not yet asked for).
+        self._referral: Referral | None = None
+        self._geo: Geo | None = None
+        self._device: Device | None = None
+        self._language: Language | None = None
+        self._time: LocalTime | None = None
+        self._profile: Profile | None = None
+        self._predicted: Predictions | None = None
 
-    @LazyAttribute
+    @property
     def referral(self) -> Referral:
-        return self._resolve.referral(self.request)
+        if self._referral is None:
+            self._referral = self._resolve.referral(self.request)
+        return self._referral
 
-    @LazyAttribute
+    @property
     def geo(self) -> Geo:
-        return self._resolve.geo(self.request)
+        if self._geo is None:
+            self._geo = self._resolve.geo(self.request)
+        return self._geo
 
-    @LazyAttribute
+    @property
     def device(self) -> Device:
-        return self._resolve.device(self.request)
+        if self._device is None:
+            self._device = self._resolve.device(self.request)
+        return self._device
 
-    @LazyAttribute
+    @property
     def language(self) -> Language:
-        return self._resolve.language(self.request)
+        if self._language is None:
+            self._language = self._resolve.language(self.request)
+        return self._language
 
-    @LazyAttribute
+    @property
     def time(self) -> LocalTime:
-        return self._resolve.time(self.geo, self.now)
+        if self._time is None:
+            self._time = self._resolve.time(self.geo, self.now)
+        return self._time
 
-    @LazyAttribute
+    @property
     def profile(self) -> Profile:
-        return self._resolve.profile(self)
+        if self._profile is None:
+            self._profile = self._resolve.profile(self)
+        return self._profile
 
-    @LazyAttribute
+    @property
     def predicted(self) -> Predictions:
         """Interests visitors like this one show next, best first (`profile.predicted.*`):
         worked out only when a rule reads them."""
-        return self._resolve.predicted(self)
+        if self._predicted is None:
+            self._predicted = self._resolve.predicted(self)
+        return self._predicted
 
     def field(self, path: str) -> Any:
         """The value at a dotted field path (`geo.country`, `request.query.q`), or None.

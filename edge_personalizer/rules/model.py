@@ -251,15 +251,15 @@ class Decision:
                 if static else None
             variants = ",".join([f"{slot}={c.variant}" for slot, c in choices])
         headers = self.headers
-        # Set in one step at construction (frozen afterwards; a decision is built for
-        # every request that rules touch, and object.__setattr__ per field costs ~4 us).
-        self.__dict__.update(
-            changes_page=changes_page, static_choices=static_choices, variants=variants,
-            variant_header=variants.encode("latin-1", "replace"),
-            header_lines=header_lines(headers) if headers else (),
-            cookie_lines=cookie_lines(self.cookies) if self.cookies else (),
-            sets_cache_control=bool(headers) and any(
-                name.lower() == "cache-control" for name, _ in headers))
+        derived = (("changes_page", changes_page), ("static_choices", static_choices),
+                   ("variants", variants),
+                   ("variant_header", variants.encode("latin-1", "replace")),
+                   ("header_lines", header_lines(headers) if headers else ()),
+                   ("cookie_lines", cookie_lines(self.cookies) if self.cookies else ()),
+                   ("sets_cache_control", bool(headers) and any(
+                       name.lower() == "cache-control" for name, _ in headers)))
+        for name, value in derived:
+            object.__setattr__(self, name, value)
 
     @property
     def is_empty(self) -> bool:

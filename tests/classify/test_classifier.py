@@ -1,8 +1,28 @@
 from __future__ import annotations
 
-from edge_personalizer.classify.classifier import parse_cookies, parse_query, request_info
+from typing import Any, cast
 
-from ..factories import IPHONE, make_classifier, make_visitor
+from edge_personalizer.classify.classifier import (
+    Classifier,
+    parse_cookies,
+    parse_query,
+    request_info,
+)
+from edge_personalizer.classify.visitor import Resolvers, Visitor
+
+from ..factories import IPHONE, NOW, make_classifier, make_request, make_visitor
+
+
+class Asked:
+    """The classifier, noting each part a visitor asks it to work out."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        self.classifier = classifier
+        self.parts: list[str] = []
+
+    def __getattr__(self, part: str) -> Any:
+        self.parts.append(part)
+        return getattr(self.classifier, part)
 
 
 def test_visitor_has_every_dimension() -> None:
@@ -31,12 +51,16 @@ def test_visitor_has_every_dimension() -> None:
     assert visitor.field("geo.nonsense") is None
 
 
-def test_parts_are_computed_only_when_read() -> None:
-    classifier = make_classifier()
-    visitor = make_visitor(classifier=classifier, ip="81.2.69.142")
-    assert "geo" not in vars(visitor)
+def test_parts_are_computed_only_when_read_and_once() -> None:
+    asked = Asked(make_classifier())
+    visitor = Visitor(make_request(ip="81.2.69.142"), resolve=cast(Resolvers, asked), now=NOW)
+    assert asked.parts == []
     assert visitor.geo.country == "GB"
-    assert "geo" in vars(visitor) and "device" not in vars(visitor)
+    assert visitor.geo.city == "London"
+    assert asked.parts == ["geo"]
+    assert visitor.time.time_zone == "Europe/London"   # from the geo already worked out
+    assert visitor.device.type == visitor.device.type
+    assert asked.parts == ["geo", "time", "device"]
 
 
 def test_without_geo_database_geo_is_unknown_and_time_uses_site_zone() -> None:

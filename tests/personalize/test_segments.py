@@ -185,7 +185,10 @@ def test_a_reload_lets_go_of_the_old_rules_variants(tmp_path: Path) -> None:
     before = decide(rules.current, seen)
     key = segments.segment_of(before, seen).key
     assert segments.decision_for(key, decide(rules.current, seen), seen) is not None
-    old_variant = weakref.ref(before.slots["banner"].content)
+    content = before.slots["banner"].content
+    assert content is not None and content.template is not None
+    old_variant = weakref.ref(content.template)   # (what the variant prints)
+    del content
     del before
     (tmp_path / "site.yaml").write_text(RULES.replace("Deals in", "Offers in"))
     assert rules.reload()

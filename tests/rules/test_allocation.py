@@ -19,7 +19,7 @@ from edge_personalizer.rules.evaluator import decide, explain
 from edge_personalizer.rules.model import RuleSet
 from edge_personalizer.rules.schema import build_schema
 
-from ..factories import make_visitor
+from ..factories import make_visitor, with_profile
 
 DESKTOP = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/124.0 Safari/537.36")
@@ -98,8 +98,7 @@ def visitor(*, user_agent: str = DESKTOP, referer: str = "", variants: dict[str,
     made = make_visitor("/", headers=headers)
     profile = made.profile._replace(visitor_id=visitor_id, stored=True,
                                     variants=MappingProxyType(variants or {}))
-    vars(made)["profile"] = profile   # as the profile cookie would have it
-    return made
+    return with_profile(made, profile)
 
 
 def test_cells_are_the_named_fields_or_the_first_segment(tmp_path: Path) -> None:
@@ -168,7 +167,7 @@ def test_explain_says_which_cell_which_weights_and_why(tmp_path: Path) -> None:
     assert kept["why"].startswith("kept") and kept["variant"] == "a"
     assert traced["period"] == 5   # a new visitor counts in the version assigned under
     exposed = visitor(variants={"hero-test": "a"})
-    vars(exposed)["profile"] = exposed.profile.with_exposure("hero-test", "a", "all", 3)
+    exposed = with_profile(exposed, exposed.profile.with_exposure("hero-test", "a", "all", 3))
     (earlier,) = explain(ruleset, exposed, allocations=table)["experiments"]
     assert earlier["period"] == 3 and earlier["weights_version"] == 5
     assert earlier["why"] == "kept: the variant this visitor was shown before, " \

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import fields
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from edge_personalizer.rules.evaluator import decide, explain
 from edge_personalizer.rules.model import Decision, RuleSet
 
 from ..conftest import PROFILE_KEY
-from ..factories import make_visitor
+from ..factories import make_visitor, with_profile
 from ..servers import Server, start_proxy
 
 COUNTRIES = ["GB", "SE", "US", "DE", "JP"]
@@ -92,13 +93,14 @@ def test_deciding_leaves_the_rule_set_as_it_was(tmp_path: Path) -> None:
         "  - {name: se, when: {geo.country: SE}, then: {a: {html: x}}}\n"
         "  - {name: all, then: {a: {html: y}, b: {html: z}}}\n")
     ruleset = load_rules(tmp_path)
-    before = dict(vars(ruleset))
+    before = {field.name: getattr(ruleset, field.name) for field in fields(ruleset)}
     swede, other = make_visitor(ip="89.160.20.112"), make_visitor(ip="81.2.69.142")
     first, again = decide(ruleset, swede), decide(ruleset, make_visitor(ip="89.160.20.112"))
     assert first == again and first.rules == ("se", "all")
     assert first.slots["a"].by == "se" and first.slots["b"].by == "all"
     assert decide(ruleset, other).slots["a"].by == "all"
-    assert vars(ruleset) == before and not hasattr(ruleset, "decided")
+    assert {field.name: getattr(ruleset, field.name) for field in fields(ruleset)} == before
+    assert not hasattr(ruleset, "decided")
 
 
 def test_decisions_with_experiments_are_made_each_time(tmp_path: Path) -> None:
@@ -125,8 +127,7 @@ def test_decisions_no_experiment_can_reach_are_shared(tmp_path: Path) -> None:
 
     def with_id(visitor_id: str, ip: str) -> Visitor:
         made = make_visitor(ip=ip)
-        vars(made)["profile"] = made.profile._replace(visitor_id=visitor_id, stored=True)
-        return made
+        return with_profile(made, made.profile._replace(visitor_id=visitor_id, stored=True))
 
     swedes = [with_id(f"v-{n}", "89.160.20.112") for n in range(2)]
     first = decide(ruleset, swedes[0], memo)
@@ -208,9 +209,8 @@ def test_a_holdout_changed_moves_no_one_and_shares_out_the_released_by_weight(
     base = make_visitor()
     visitors = []
     for n in range(4000):   # no variant remembered: the assignment itself, not stickiness
-        visitor = make_visitor()
-        vars(visitor)["profile"] = base.profile._replace(visitor_id=f"v-{n}", stored=True)
-        visitors.append(visitor)
+        visitors.append(with_profile(make_visitor(), base.profile._replace(
+            visitor_id=f"v-{n}", stored=True)))
     before, after = assigned(10, visitors), assigned(5, visitors)
     assert _within(before.count("holdout"), 4000, 0.10)
     assert _within(after.count("holdout"), 4000, 0.05)
