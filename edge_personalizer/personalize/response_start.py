@@ -211,10 +211,10 @@ class ResponseStart:
                 whole = _known_length(self.head, self.consumed, self.produced)
             headers = _rewritten(headers, rewriter, whole)
             headers += self.headers.variant_headers(self.exchange, self.spent)
-        self.start = None   # (only once made: a fault before leaves it to go unchanged)
-        self.held = []
         self.on_time.disarm()
         self.fail_open.observer.personalization_took(self.spent)
+        self.start = None   # (only once made: a fault before leaves it to go unchanged)
+        self.held = []
         return {**start, "headers": headers}
 
 

@@ -11,15 +11,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import lolhtml
 import pytest
 
 from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rewrite.first_bytes import FirstBytesMemo
 from edge_personalizer.rewrite.html import Rewriter, csp_nonce, with_nonce
 from edge_personalizer.rewrite.recovery import RewriteAborted
-from edge_personalizer.rewrite.slot_search import SlotSearch
 
 from ..corpora import CORPORA
+from ..faults import watch
 
 SLOT = '[data-ep-slot="hero"]'
 PAGE = (b'<!doctype html><html><head><title>t</title></head><body>'
@@ -159,21 +160,13 @@ def test_a_page_fed_after_its_rewriter_was_closed_is_never_half_rewritten() -> N
     assert untouched.feed(b"</p></body></html>") == b"</p></body></html>"   # exactly
 
 
-def test_a_page_starting_with_remembered_bytes_is_copied_without_a_marker_search(
+def test_a_page_starting_with_remembered_bytes_is_copied_without_a_parse(
         monkeypatch: pytest.MonkeyPatch) -> None:
     memo = FirstBytesMemo()
     edits = [Edit(SLOT, "inner", "<b>new</b>")]
     page = b'<html><body><div data-ep-slot="hero">old</div><p>rest</p></body></html>'
     first = rewrite(page, edits, memo=memo)
     assert b"<b>new</b>" in first and memo.hits == 0
-    searched: list[int] = []
-    marker_in = SlotSearch.marker_in
-
-    def spied(self: SlotSearch, data: bytes | bytearray, start: int, *,
-              final: bool = False) -> bool:
-        searched.append(start)
-        return marker_in(self, data, start, final=final)
-
-    monkeypatch.setattr(SlotSearch, "marker_in", spied)
+    parsers = watch(monkeypatch, lolhtml, "HTMLRewriter", "write")
     assert rewrite(page, edits, memo=memo) == first
-    assert memo.hits == 1 and searched == []   # the memo knew the slot's marker was there
+    assert memo.hits == 1 and parsers.calls == []   # the memo knew: no lol-html at all
