@@ -41,7 +41,9 @@ async def relay_body(response: UpstreamResponse, receive: Receive, send: Send, *
         async for chunk in chunks:
             ended = response.ended   # the last chunk says so itself: no empty message to end
             await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
-            if not ended and time.monotonic() > deadline:
+            if ended:
+                return True   # (without asking for more: the end of a body is an exception)
+            if time.monotonic() > deadline:
                 break
         else:
             return ended
@@ -66,6 +68,8 @@ async def _send_rest(chunks: AsyncIterator[bytes], response: UpstreamResponse,
     async for chunk in chunks:
         ended = response.ended
         await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if ended:
+            break
     return ended
 
 
