@@ -45,10 +45,18 @@ def parse_cookies(header: str) -> Mapping[str, str]:
 
 
 def parse_query(query_string: str) -> Mapping[str, str]:
+    """`a=1&b=2` -> {"a": "1", "b": "2"}, decoded as parse_qsl decodes them (blank values
+    kept); the first of a repeated name wins."""
     if not query_string:
         return NO_VALUES
     out: dict[str, str] = {}
-    for key, value in parse_qsl(query_string, keep_blank_values=True)[:_MAX_QUERY_PARAMS]:
+    if "%" in query_string or "+" in query_string:
+        pairs = parse_qsl(query_string, keep_blank_values=True)[:_MAX_QUERY_PARAMS]
+    else:   # nothing to decode (most queries): split as parse_qsl would
+        pairs = [(key, value) for key, _, value in
+                 (part.partition("=") for part in query_string.split("&") if part)]
+        del pairs[_MAX_QUERY_PARAMS:]
+    for key, value in pairs:
         out.setdefault(key, value)
     return MappingProxyType(out)
 
@@ -87,7 +95,8 @@ def request_from_headers(*, method: str, path: str, query_string: str, host: str
     it through trusted proxies (and the headers of the edges named in edge_vendor)."""
     merged = headers
     cookies = parse_cookies(merged.get("cookie", ""))
-    return RequestInfo(method=method.upper(), path=unquote(path) or "/", host=host,
+    return RequestInfo(method=method.upper(), path=(unquote(path) if "%" in path else path) or "/",
+                       host=host,
                        query=parse_query(query_string), headers=MappingProxyType(merged),
                        cookies=cookies, client_ip=client_ip, trusted_edge=trusted_edge)
 

@@ -274,12 +274,15 @@ _ENCODERS: Mapping[str, Callable[[], Encoder]] = MappingProxyType(
 def _acceptable(accept_encoding: str) -> dict[str, float]:
     """Accept-Encoding as coding -> q (RFC 9110 12.5.3), names lower-cased."""
     out: dict[str, float] = {}
+    if not accept_encoding:
+        return out
     for item in accept_encoding.lower().split(","):
-        coding, *params = (part.strip() for part in item.split(";"))
+        coding, _, params = item.partition(";")
+        coding = coding.strip()
         if not coding:
             continue
         q = 1.0
-        for param in params:
+        for param in params.split(";") if params else ():
             name, _, value = param.partition("=")
             if name.strip() == "q":
                 try:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import random
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
 from edge_personalizer.classify.classifier import (
     Classifier,
@@ -75,6 +77,21 @@ def test_to_dict_leaves_out_headers_cookies_and_internals() -> None:
     assert set(data) == {"referral", "geo", "device", "language", "time", "profile", "request"}
     assert "secret" not in repr(data)
     assert "scores" not in data["profile"] and data["profile"]["interests"] == {}
+
+
+def test_queries_read_as_parse_qsl_reads_them() -> None:
+    # Most queries need no decoding and are split directly: the same values either way.
+    alphabet = "ab=&;%+2C é"
+    rng = random.Random(7)
+    queries = ["a", "a=", "=x", "a=1&&b=2", "a=b=c", "&", "a=1;b=2", "q=%C3%A9+x&q=2",
+               "x=" + "&x=".join(map(str, range(100)))]
+    queries += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+                for _ in range(3000)]
+    for query in queries:
+        expected: dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True)[:64]:
+            expected.setdefault(key, value)
+        assert parse_query(query) == expected, query
 
 
 def test_request_parsing() -> None:
