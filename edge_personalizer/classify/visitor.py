@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 if TYPE_CHECKING:
     from .profile import Profile
@@ -104,18 +104,25 @@ class LocalTime:
     minute: int = 0                  # of the hour (a schedule's "18:30-23:00")
 
 
-@dataclass(frozen=True, slots=True)
 class RequestInfo:
-    """The raw request, for rules that need anything else."""
+    """The raw request, for rules that need anything else. Immutable: its attributes are
+    final (a plain class, not a frozen dataclass, because one is made for every request
+    and a frozen dataclass is built through interpreted code even when compiled)."""
 
-    method: str
-    path: str
-    host: str
-    query: Mapping[str, str] = field(default_factory=lambda: NO_VALUES)
-    headers: Mapping[str, str] = field(default_factory=lambda: NO_VALUES)   # lower-case names
-    cookies: Mapping[str, str] = field(default_factory=lambda: NO_VALUES)
-    client_ip: str | None = None
-    trusted_edge: bool = False       # came through a trusted proxy: its edge headers count
+    def __init__(self, *, method: str, path: str, host: str,
+                 query: Mapping[str, str] = NO_VALUES,
+                 headers: Mapping[str, str] = NO_VALUES,   # lower-case names
+                 cookies: Mapping[str, str] = NO_VALUES,
+                 client_ip: str | None = None,
+                 trusted_edge: bool = False) -> None:   # came through a trusted proxy
+        self.method: Final = method
+        self.path: Final = path
+        self.host: Final = host
+        self.query: Final = query
+        self.headers: Final = headers
+        self.cookies: Final = cookies
+        self.client_ip: Final = client_ip
+        self.trusted_edge: Final = trusted_edge   # its edge headers count
 
     # The names rules use: request.cookie.<name>, request.header.<name>
     @property
@@ -125,6 +132,11 @@ class RequestInfo:
     @property
     def header(self) -> Mapping[str, str]:
         return self.headers
+
+
+# The request's own fields, as rules name them (request.<field>).
+REQUEST_FIELDS = ("method", "path", "host", "query", "headers", "cookies", "client_ip",
+                  "trusted_edge")
 
 
 # Predicted next interests, best first: (category, 0..1 score).
@@ -275,7 +287,7 @@ def _direct_getter(root: str | None, parts: tuple[str, ...]) -> Callable[[Visito
     if len(parts) != 1:
         return None
     name = parts[0]
-    if root == "request" and name in RequestInfo.__dataclass_fields__:
+    if root == "request" and name in REQUEST_FIELDS:
         return lambda visitor: getattr(visitor.request, name)
     if root in _DATA_ROOTS:
         def read(visitor: Visitor) -> Any:
