@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -100,14 +100,17 @@ def resolve_client_ip(
     return client
 
 
-@dataclass(frozen=True)
 class ClientAddress:
-    """Who sent one request: the TCP peer, and the visitor behind any trusted proxies."""
+    """Who sent one request: the TCP peer, and the visitor behind any trusted proxies.
+    Immutable (final attributes; one is made for every request, and a frozen dataclass
+    is built through interpreted code even when compiled)."""
 
-    peer: str | None                     # the client itself or the nearest proxy
-    ip: str | None                       # the visitor, through trusted proxies
-    trusted_peer: bool                   # the peer is a proxy whose headers we believe
-    forwarded_for: tuple[str, ...] = ()  # X-Forwarded-For values that trusted peer sent
+    def __init__(self, peer: str | None, ip: str | None, trusted_peer: bool,
+                 forwarded_for: tuple[str, ...] = ()) -> None:
+        self.peer: Final = peer                     # the client itself or the nearest proxy
+        self.ip: Final = ip                         # the visitor, through trusted proxies
+        self.trusted_peer: Final = trusted_peer     # a proxy whose headers we believe
+        self.forwarded_for: Final = forwarded_for   # X-Forwarded-For values it sent
 
 
 # Where the resolved address lives in an ASGI scope (beside `client`, rewritten to it).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from lru import LRU
 
@@ -177,13 +178,14 @@ class RequestLimits:
     max_body_bytes: int = 100 * 1024 * 1024
 
 
-@dataclass(frozen=True)
 class OriginRequest:
-    """A client request as the origin should get it."""
+    """A client request as the origin should get it (immutable; a plain class: one is
+    made for every request, see ClientAddress)."""
 
-    forwarding: Forwarding
-    headers: RawHeaders
-    has_body: bool
+    def __init__(self, forwarding: Forwarding, headers: RawHeaders, has_body: bool) -> None:
+        self.forwarding: Final = forwarding
+        self.headers: Final = headers
+        self.has_body: Final = has_body
 
 
 class RequestReader:

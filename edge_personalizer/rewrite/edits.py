@@ -36,6 +36,19 @@ class Edit:
     attribute: str | None = None
     first_only: bool = True           # a slot is one element: later matches are left alone
 
+    # Written out (dataclass would generate them, as interpreted code even when compiled):
+    # a page's edits are looked up in the first-bytes memo on every request.
+    def __hash__(self) -> int:
+        return hash((self.selector, self.action, self.payload, self.attribute,
+                     self.first_only))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Edit):
+            return NotImplemented
+        return (self.selector == other.selector and self.action == other.action
+                and self.payload == other.payload and self.attribute == other.attribute
+                and self.first_only == other.first_only)
+
 
 def _classes(value: str | None) -> list[str]:
     return value.split() if value else []
