@@ -48,6 +48,25 @@ class Content:
     template: Template | None = None     # the HTML (or text) to put in
     attribute: str | None = None         # for set_attribute / remove_attribute
     source: str = ""                     # the fragment file, or "inline"
+    # Worked out when built: a page's segment is looked up by its contents on every
+    # request, and dataclass would hash them anew each time, as interpreted code.
+    _hash: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.action, self.template, self.attribute,
+                                                self.source)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Content):
+            return NotImplemented
+        return (self._hash == other._hash and self.action == other.action
+                and self.template == other.template and self.attribute == other.attribute
+                and self.source == other.source)
 
 
 @dataclass(frozen=True)
