@@ -92,7 +92,7 @@ class Language:
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # as date.weekday() counts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LocalTime:
     """The visitor's own clock."""
 
@@ -102,6 +102,17 @@ class LocalTime:
     date: str                        # ISO date: "2026-11-23"
     time_zone: str
     minute: int = 0                  # of the hour (a schedule's "18:30-23:00")
+
+    # Written out: one is made for every request whose rules read the time, and the
+    # __init__ dataclass generates is interpreted code even when compiled (~20x slower).
+    def __init__(self, hour: int, weekday: str, daypart: Daypart, date: str, time_zone: str,
+                 minute: int = 0) -> None:
+        object.__setattr__(self, "hour", hour)
+        object.__setattr__(self, "weekday", weekday)
+        object.__setattr__(self, "daypart", daypart)
+        object.__setattr__(self, "date", date)
+        object.__setattr__(self, "time_zone", time_zone)
+        object.__setattr__(self, "minute", minute)
 
 
 class RequestInfo:

@@ -215,7 +215,7 @@ class RuleSet:
 Reason = Literal["rule", "experiment", "holdout", "control"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SlotChoice:
     """What one slot shows, and why."""
 
@@ -226,8 +226,21 @@ class SlotChoice:
     content: Content | None = None            # None: leave the slot as it is
     cell: str = ALL_VISITORS                  # the experiment's cell the visitor counts in
 
+    # Written out, as Decision's: the __init__ dataclass generates is interpreted code.
+    def __init__(self, slot: str, variant: str, reason: Reason, by: str,
+                 content: Content | None = None, cell: str = ALL_VISITORS) -> None:
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "variant", variant)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "by", by)
+        object.__setattr__(self, "content", content)
+        object.__setattr__(self, "cell", cell)
 
-@dataclass(frozen=True)
+
+_NO_CHOICES: Mapping[str, SlotChoice] = MappingProxyType({})
+
+
+@dataclass(frozen=True, init=False)
 class Decision:
     """The outcome for one visitor: a choice per slot, and page actions.
 
@@ -235,7 +248,7 @@ class Decision:
     the page changes) are worked out once, when the decision is built.
     """
 
-    slots: Mapping[str, SlotChoice] = field(default_factory=lambda: MappingProxyType({}))
+    slots: Mapping[str, SlotChoice] = field(default_factory=lambda: _NO_CHOICES)
     redirect: Redirect | None = None
     redirect_rule: str | None = None
     headers: Pairs = _NONE
@@ -252,8 +265,18 @@ class Decision:
     cookie_lines: HeaderLines = field(init=False, compare=False, repr=False)
     sets_cache_control: bool = field(init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        # Plain loops: a decision is built for every request that rules touch.
+    # Written out: a decision is made for every request that rules touch, and the
+    # __init__ dataclass generates is interpreted code even when compiled (~20x slower).
+    def __init__(self, slots: Mapping[str, SlotChoice] = _NO_CHOICES,
+                 redirect: Redirect | None = None, redirect_rule: str | None = None,
+                 headers: Pairs = _NONE, cookies: Pairs = _NONE,
+                 rules: tuple[str, ...] = ()) -> None:
+        object.__setattr__(self, "slots", slots)
+        object.__setattr__(self, "redirect", redirect)
+        object.__setattr__(self, "redirect_rule", redirect_rule)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "cookies", cookies)
+        object.__setattr__(self, "rules", rules)
         changes_page = static = False
         static_choices: tuple[tuple[str, str, str], ...] | None = ()
         variants = ""
@@ -269,16 +292,14 @@ class Decision:
             static_choices = tuple([(slot, c.variant, c.by) for slot, c in choices]) \
                 if static else None
             variants = ",".join([f"{slot}={c.variant}" for slot, c in choices])
-        headers = self.headers
-        derived = (("changes_page", changes_page), ("static_choices", static_choices),
-                   ("variants", variants),
-                   ("variant_header", variants.encode("latin-1", "replace")),
-                   ("header_lines", header_lines(headers) if headers else ()),
-                   ("cookie_lines", cookie_lines(self.cookies) if self.cookies else ()),
-                   ("sets_cache_control", bool(headers) and any(
-                       name.lower() == "cache-control" for name, _ in headers)))
-        for name, value in derived:
-            object.__setattr__(self, name, value)
+        object.__setattr__(self, "changes_page", changes_page)
+        object.__setattr__(self, "static_choices", static_choices)
+        object.__setattr__(self, "variants", variants)
+        object.__setattr__(self, "variant_header", variants.encode("latin-1", "replace"))
+        object.__setattr__(self, "header_lines", header_lines(headers) if headers else ())
+        object.__setattr__(self, "cookie_lines", cookie_lines(cookies) if cookies else ())
+        object.__setattr__(self, "sets_cache_control", bool(headers) and any(
+            name.lower() == "cache-control" for name, _ in headers))
 
     @property
     def is_empty(self) -> bool:
