@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .model import Goal, Rule
 
 _MAX_KEYS_PER_RULE = 64   # one-of lists multiply keys; past this a field is left out
+_SORT_AT_MOST = 64        # candidates sorted at once; more are merged as they are read
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,11 @@ class RuleIndex:
                 lists.append(ranks)
         if len(lists) == 1:
             return lists[0]
-        return heapq.merge(*lists)
+        if sum(map(len, lists)) <= _SORT_AT_MOST:
+            # Few candidates (most sites): sorted at once. heapq.merge is a generator of
+            # interpreted code: 3.4% of a request's instructions with the demo rules.
+            return sorted(itertools.chain.from_iterable(lists))
+        return heapq.merge(*lists)   # many: lazily, the first match usually ends it early
 
 
 def _index_keys(rule: Rule) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
