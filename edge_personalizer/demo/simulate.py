@@ -24,11 +24,13 @@ _REFERERS = ("", "https://www.google.com/search?q=running+shoes", "", "https://w
 _PURCHASE = MappingProxyType({"bold": 0.07, "control": 0.045, "holdout": 0.045})
 
 
-async def simulate_week(settings: Settings, *, visitors: int = 3000,
-                        seed: int = 1) -> ReplaySummary:
+async def simulate_week(settings: Settings, *, visitors: int = 3000, seed: int = 1,
+                        start: float | None = None) -> ReplaySummary:
+    """A week of visitors, from `start` (default: a week ago). The same seed and start
+    give the same week: the rules read the visitors' clock (an evening rule)."""
     rng = random.Random(seed)
     replayer = Replay(settings)
-    start = time.time() - 7 * 86400
+    start = time.time() - 7 * 86400 if start is None else start
     for i in range(visitors):
         headers = {"user-agent": rng.choice(_BROWSERS)}
         referer = rng.choice(_REFERERS)
