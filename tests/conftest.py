@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .compiled import stale_builds
+from .compiled import runs_compiled, stale_builds
 from .servers import RedisServer, Server, start_origin, start_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +21,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if stale:
         pytest.exit(f"changed since they were compiled: {', '.join(stale)}; run `make "
                     "compiled` (or `make test`, which does it first)", returncode=1)
+
+
+@pytest.fixture(autouse=True)
+def _no_patching_compiled_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A patch of compiled code is silently bypassed by its compiled callers: refused, so
+    no test passes without testing what it says (tests/faults.py patches libraries)."""
+    setattr_ = monkeypatch.setattr
+
+    def checked(target: Any, *args: Any, **kwargs: Any) -> None:
+        if runs_compiled(target):
+            raise AssertionError(f"{target!r} runs compiled: patching it changes nothing "
+                                 "its compiled callers see")
+        setattr_(target, *args, **kwargs)
+
+    monkeypatch.setattr = checked   # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import zlib
 from pathlib import Path
 
-from .compiled import SUFFIXES, compiled_sources, stale_builds
+import pytest
+
+from .compiled import SUFFIXES, compiled_sources, runs_compiled, stale_builds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,3 +34,19 @@ def test_a_changed_or_unlisted_source_is_a_stale_build(tmp_path: Path) -> None:
     built = package / f"a{SUFFIXES[0]}"
     os.utime(built, (built.stat().st_atime, built.stat().st_mtime - 10))
     assert stale_builds(tmp_path) == ["edge_personalizer/a.py", "edge_personalizer/b.py"]
+
+
+def test_compiled_code_is_told_from_interpreted() -> None:
+    from edge_personalizer.rewrite import slot_search
+    from edge_personalizer.rules import book
+
+    assert runs_compiled(slot_search) and runs_compiled(slot_search.SlotSearch)
+    assert not runs_compiled(book) and not runs_compiled(book.RuleBook)
+    assert not runs_compiled(zlib) and not runs_compiled(Path)
+
+
+def test_a_patch_of_compiled_code_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_personalizer.rewrite.slot_search import SlotSearch
+
+    with pytest.raises(AssertionError, match="runs compiled"):
+        monkeypatch.setattr(SlotSearch, "marker_in", lambda *args: True)
