@@ -88,3 +88,56 @@ def test_every_part_says_what_comes_in_and_goes_out() -> None:
         if init.exists():
             doc = ast.get_docstring(ast.parse(init.read_text())) or ""
             assert 3 <= len(doc.splitlines()) <= 8, f"{part}/__init__.py needs its docstring"
+
+
+# What makes module-level state: a mutable container built when the module loads (tables
+# are frozenset, tuple or MappingProxyType), or a function that remembers its answers
+# (functools' caches): either is shared by every app of the process.
+_MUTABLE_CALLS = frozenset({"dict", "list", "set", "bytearray", "defaultdict", "OrderedDict",
+                            "deque", "Counter", "LRU"})
+_CACHES = frozenset({"cache", "lru_cache", "cached_function"})
+
+
+def _called_name(node: ast.expr) -> str:
+    target = node.func if isinstance(node, ast.Call) else node
+    if isinstance(target, ast.Attribute):
+        return target.attr
+    return target.id if isinstance(target, ast.Name) else ""
+
+
+def _module_state(tree: ast.Module) -> list[str]:
+    found = []
+    for node in tree.body:
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == \
+                ["__all__"]:
+            continue   # what the module exports: read by tools, never changed
+        if isinstance(value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp,
+                              ast.SetComp)) or (isinstance(value, ast.Call)
+                                                and _called_name(value) in _MUTABLE_CALLS):
+            found.append(f"line {node.lineno}: a container built at load")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found += [f"line {node.lineno}: {node.name} remembers its answers"
+                      for decorator in node.decorator_list
+                      if _called_name(decorator) in _CACHES]
+    return found
+
+
+def test_no_module_keeps_state_of_its_own() -> None:
+    """Caches are objects the app owns (and bounds); module-level ones would be shared by
+    every app in the process, and by every test."""
+    found = [f"{module.relative_to(PACKAGE)} {what}"
+             for module in sorted(PACKAGE.rglob("*.py"))
+             for what in _module_state(ast.parse(module.read_text()))]
+    assert found == []
+
+
+def test_module_state_is_recognised() -> None:
+    tree = ast.parse("import functools\n__all__ = []\nSEEN = {}\nNAMES: list[str] = []\n"
+                     "KNOWN = LRU(10)\nFIXED = frozenset({1})\n"
+                     "@functools.lru_cache(maxsize=8)\ndef f(x): return x\n"
+                     "@cache\ndef g(x): return x\n")
+    assert _module_state(tree) == [
+        "line 3: a container built at load", "line 4: a container built at load",
+        "line 5: a container built at load", "line 8: f remembers its answers",
+        "line 10: g remembers its answers"]

@@ -12,7 +12,7 @@ from .device import ClientHints, DeviceClassifier
 from .edge import TrustedEdge, merge_geo, with_edge_type
 from .geo import GeoLocator
 from .language import parse_accept_language
-from .localtime import local_time
+from .localtime import Zones, local_time
 from .profile import Profile, ProfileTracker
 from .referral import ReferralClassifier
 from .visitor import (
@@ -118,6 +118,7 @@ class Classifier:
         self.geo_locator = geo
         self.profiles = profiles
         self.default_time_zone = default_time_zone
+        self.zones = Zones()   # the visitors' time zones, as first met
         # What a trusted proxy's headers may tell (edge_vendor); by default its
         # X-Forwarded-For alone.
         self.edge = edge or TrustedEdge()
@@ -167,7 +168,7 @@ class Classifier:
         return language
 
     def time(self, geo: Geo, now: float) -> LocalTime:
-        return local_time(now, geo.time_zone, self.default_time_zone)
+        return local_time(now, geo.time_zone, self.default_time_zone, self.zones)
 
     def profile(self, visitor: Visitor) -> Profile:
         request = visitor.request

@@ -59,7 +59,7 @@ _EDGESCAPE: Mapping[str, str] = MappingProxyType({   # (city and timezone read b
 # database give (names as written, IANA zones), so one rule serves every source. A city
 # not in this table is written with a capital first letter; the geo database's spelling
 # wins when it names the same city (merge_geo).
-_AKAMAI_CITIES: Mapping[str, str] = {squashed: name for name in (
+_AKAMAI_CITIES: Mapping[str, str] = MappingProxyType({squashed: name for name in (
     "New York", "Los Angeles", "San Francisco", "San Jose", "San Diego", "San Antonio",
     "Las Vegas", "Salt Lake City", "Kansas City", "St. Louis", "New Orleans", "Oklahoma City",
     "Fort Worth", "El Paso", "Fort Lauderdale", "Santa Clara", "Palo Alto", "Mountain View",
@@ -68,7 +68,7 @@ _AKAMAI_CITIES: Mapping[str, str] = {squashed: name for name in (
     "Kuala Lumpur", "New Delhi", "Cape Town", "Ho Chi Minh City", "Abu Dhabi", "Den Haag",
     "Frankfurt am Main", "Saint Petersburg", "Santo Domingo", "San Juan", "Panama City",
     "Quebec City", "Thunder Bay", "Niagara Falls", "Gold Coast",
-) for squashed in (name.upper().replace(" ", "").replace(".", ""),)}
+) for squashed in (name.upper().replace(" ", "").replace(".", ""),)})
 _US_ZONES: Mapping[str, str] = MappingProxyType({
     "EST": "America/New_York", "EDT": "America/New_York", "CST": "America/Chicago",
     "CDT": "America/Chicago", "MST": "America/Denver", "MDT": "America/Denver",
@@ -84,7 +84,7 @@ _DEVICE_HEADERS: tuple[tuple[str, DeviceType], ...] = (
 _EU = frozenset("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI "
                 "ES SE".split())
 _CONTINENTS = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
-_GEO_FIELDS = {f.name for f in fields(Geo)}
+_GEO_FIELDS = frozenset(f.name for f in fields(Geo))
 
 
 def client_ip_headers(vendors: tuple[str, ...]) -> tuple[str, ...]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from lru import LRU
 
 from .visitor import WEEKDAYS, Daypart, LocalTime
 
@@ -20,8 +21,8 @@ def daypart(hour: int) -> Daypart:
     return "evening"
 
 
-@lru_cache(maxsize=512)   # bounded; IANA has ~600 zone names
-def _zone(name: str) -> ZoneInfo | None:
+def zone(name: str) -> ZoneInfo | None:
+    """The IANA time zone of that name; None when there is none."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -29,14 +30,36 @@ def _zone(name: str) -> ZoneInfo | None:
 
 
 def zone_exists(name: str) -> bool:
-    return _zone(name) is not None
+    return zone(name) is not None
 
 
-def local_time(epoch: float, time_zone: str | None, default_zone: str) -> LocalTime:
-    """The clock at `epoch` in `time_zone`, or in `default_zone` when that is unknown."""
-    name = time_zone if time_zone and _zone(time_zone) else default_zone
-    zone = _zone(name) or ZoneInfo("UTC")
-    moment = datetime.fromtimestamp(epoch, zone)
+class Zones:
+    """The time zones visitors are in, by name, as first asked for; bounded (IANA has
+    ~600 names). A name that is no zone is remembered too: not looked for on disk again."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._known: LRU[str, ZoneInfo | None] = LRU(size)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def get(self, name: str) -> ZoneInfo | None:
+        known = self._known.get(name)
+        if known is None and name not in self._known:
+            known = self._known[name] = zone(name)
+        return known
+
+
+def local_time(epoch: float, time_zone: str | None, default_zone: str,
+               zones: Zones | None = None) -> LocalTime:
+    """The clock at `epoch` in `time_zone`, or in `default_zone` when that is unknown
+    (`zones`: the zones looked up before)."""
+    find = zones.get if zones is not None else zone
+    found = find(time_zone) if time_zone else None
+    name = time_zone if time_zone and found is not None else default_zone
+    if found is None:
+        found = find(name) or ZoneInfo("UTC")
+    moment = datetime.fromtimestamp(epoch, found)
     return LocalTime(hour=moment.hour, weekday=WEEKDAYS[moment.weekday()],
                      daypart=daypart(moment.hour), date=moment.date().isoformat(),
                      time_zone=name, minute=moment.minute)

@@ -10,8 +10,9 @@ rewriter keeps going as usual.
 
 from __future__ import annotations
 
-import functools
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 # Elements whose end tag the HTML parser never implies: depth counting by name is exact.
 CONTAINERS = frozenset({"div", "section", "aside", "header", "footer", "nav", "main",
@@ -24,7 +25,6 @@ _MARKER_SELECTOR = re.compile(
     r"""^(?:[a-z][a-z0-9-]*)?\[data-ep-slot=(["'])([A-Za-z0-9_.-]+)\1\]$""")
 
 
-@functools.lru_cache(maxsize=1024)
 def marker_slot(selector: str) -> str | None:
     """The slot name of a `[data-ep-slot="name"]` (or `tag[data-ep-slot="name"]`) selector;
     None for any other selector."""
@@ -32,7 +32,6 @@ def marker_slot(selector: str) -> str | None:
     return match.group(2) if match else None
 
 
-@functools.lru_cache(maxsize=1024)
 def marker_tag(selector: str) -> str:
     """The element a marker selector names ("section" for `section[data-ep-slot="x"]`),
     lower-cased; "" when it names none (any element carrying the marker)."""
@@ -90,8 +89,10 @@ def _scanner(name: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     return skip, token
 
 
-_SCANNERS = {name: _scanner(name) for name in CONTAINERS}
-_RAW_END = {name: re.compile(b"</" + name.encode(), re.IGNORECASE) for name in _RAW_TEXT}
+_SCANNERS: Mapping[str, tuple[re.Pattern[bytes], re.Pattern[bytes]]] = MappingProxyType(
+    {name: _scanner(name) for name in CONTAINERS})
+_RAW_END: Mapping[str, re.Pattern[bytes]] = MappingProxyType(
+    {name: re.compile(b"</" + name.encode(), re.IGNORECASE) for name in _RAW_TEXT})
 
 
 def find_marker(data: bytes | bytearray, name: str, start: int = 0,

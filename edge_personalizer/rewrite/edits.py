@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import lolhtml
 
-from .bypass import marker_slot, slot_end
+from .bypass import marker_slot, marker_tag, slot_end
 
 # What an edit can do to its element (the rule files' slot actions name these).
 EditAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
@@ -35,19 +35,32 @@ class Edit:
     payload: str = ""                 # HTML, text, attribute value or class names
     attribute: str | None = None
     first_only: bool = True           # a slot is one element: later matches are left alone
+    # Worked out from the others when the edit is made (a page's edits are read on every
+    # request; the edits of a decision are made once): the data-ep-slot marker the
+    # selector names (None for any other selector), the element it names ("" for any), and
+    # the edit's hash.
+    slot: str | None = field(init=False, compare=False, repr=False)
+    tag: str = field(init=False, compare=False, repr=False)
+    _hash: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slot", marker_slot(self.selector))
+        object.__setattr__(self, "tag", marker_tag(self.selector))
+        object.__setattr__(self, "_hash", hash((self.selector, self.action, self.payload,
+                                                self.attribute, self.first_only)))
 
     # Written out (dataclass would generate them, as interpreted code even when compiled):
     # a page's edits are looked up in the first-bytes memo on every request.
     def __hash__(self) -> int:
-        return hash((self.selector, self.action, self.payload, self.attribute,
-                     self.first_only))
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Edit):
             return NotImplemented
-        return (self.selector == other.selector and self.action == other.action
-                and self.payload == other.payload and self.attribute == other.attribute
-                and self.first_only == other.first_only)
+        return self is other or (
+            self.selector == other.selector and self.action == other.action
+            and self.payload == other.payload and self.attribute == other.attribute
+            and self.first_only == other.first_only)
 
 
 def _classes(value: str | None) -> list[str]:
@@ -119,7 +132,7 @@ class Tally:
 class EditHandler:
     def __init__(self, edit: Edit, tally: Tally) -> None:
         self.edit = edit
-        self.slot = marker_slot(edit.selector) or ""   # the data-ep-slot it edits, if any
+        self.slot = edit.slot or ""   # the data-ep-slot it edits, if any
         self.done = False
         self.tag_name = ""
         self.ends_at = -1       # where the edited element's end tag ends, once found

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 
 import lolhtml
 
-from .bypass import marker_slot
 from .edits import Edit, Handlers, Tally
 from .first_bytes import FirstBytesMemo
 from .recovery import KEEP_INPUT, KeptInput, RewriteAborted
@@ -59,7 +58,7 @@ class _Reading:
         # lol-html: possible when every edit targets a data-ep-slot marker and nothing
         # waits for an end tag (</head>, </body>) that may come after the last slot.
         self._bypass = bypass and not head and not body_end and bool(edits) and all(
-            marker_slot(edit.selector) for edit in edits)
+            edit.slot for edit in edits)
         self._memo = memo if self._bypass else None
         self._edits = edits
         self._injections = [(where, html) for where, html in (("head", head),

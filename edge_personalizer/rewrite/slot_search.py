@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .bypass import marker_element, marker_slot, marker_tag, marker_value
+from .bypass import marker_element, marker_value
 
 if TYPE_CHECKING:
     from .edits import Edit
@@ -38,8 +38,7 @@ class SlotSearch:
         # slot -> the elements that carry it ("" for any)
         self._slots: dict[str, set[str]] = {}
         for edit in edits:
-            self._slots.setdefault(marker_slot(edit.selector) or "", set()).add(
-                marker_tag(edit.selector))
+            self._slots.setdefault(edit.slot or "", set()).add(edit.tag)
 
     def marker_in(self, data: bytes | bytearray, start: int, *, final: bool = False) -> bool:
         """Whether a data-ep-slot marker naming one of the edits' slots (or one that

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
@@ -27,6 +27,11 @@ class FieldSpec:
     form_help: str = ""
     mistakes: tuple[tuple[str, str], ...] = ()
     span: tuple[float, float] | None = None   # the values a number field can take
+    # `values` case-folded: what a rule writes is checked against them in any case
+    folded: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folded", frozenset(v.casefold() for v in self.values))
 
 
 def _enum(name: str, values: str, description: str) -> FieldSpec:

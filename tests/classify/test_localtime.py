@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_personalizer.classify.localtime import daypart, local_time, zone_exists
+from edge_personalizer.classify.localtime import Zones, daypart, local_time, zone_exists
 
 # Monday 23 November 2026, 17:30 UTC
 MOMENT = datetime(2026, 11, 23, 17, 30, tzinfo=UTC).timestamp()
@@ -33,3 +33,15 @@ def test_dayparts(hour: int, part: str) -> None:
 
 def test_zone_exists() -> None:
     assert zone_exists("Europe/London") and not zone_exists("Nowhere/Town")
+
+
+def test_zones_remember_what_they_found_and_what_is_no_zone_within_their_bound() -> None:
+    zones = Zones(size=2)
+    london = zones.get("Europe/London")
+    assert london is not None and zones.get("Europe/London") is london
+    assert zones.get("Nowhere/Town") is None and zones.get("Nowhere/Town") is None
+    assert len(zones) == 2
+    assert zones.get("Asia/Tokyo") is not None and len(zones) == 2   # the oldest went
+    moment = local_time(MOMENT, "Nowhere/Town", "Asia/Tokyo", zones)
+    assert moment.time_zone == "Asia/Tokyo"
+    assert moment == local_time(MOMENT, "Nowhere/Town", "Asia/Tokyo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import get_args
 
 import lolhtml
@@ -89,3 +90,16 @@ def test_the_tally_reports_each_failure() -> None:
     tally.failed(ValueError("an edit"))
     tally.gave_up(RuntimeError("the parser"))
     assert tally.errors == 2 and [str(e) for e in errors] == ["an edit", "the parser"]
+
+
+def test_an_edit_knows_the_slot_marker_and_element_its_selector_names() -> None:
+    edit = Edit('section[data-ep-slot="hero"]', "inner", "<p>hi</p>")
+    assert (edit.slot, edit.tag) == ("hero", "section")
+    assert (Edit('[data-ep-slot="hero"]', "inner").slot, Edit('[data-ep-slot="hero"]',
+                                                              "inner").tag) == ("hero", "")
+    assert (Edit("h1.title", "inner").slot, Edit("h1.title", "inner").tag) == (None, "")
+    moved = dataclasses.replace(edit, selector='div[data-ep-slot="promo"]')
+    assert (moved.slot, moved.tag) == ("promo", "div")
+    same = Edit('section[data-ep-slot="hero"]', "inner", "<p>hi</p>")
+    assert same == edit and hash(same) == hash(edit) and same != moved
+    assert repr(edit).endswith("first_only=True)")   # (what it works out is not shown)

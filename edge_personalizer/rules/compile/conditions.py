@@ -3,7 +3,6 @@ with where it was written."""
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable
@@ -194,7 +193,7 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
         return value
     text = str(value)
     if spec.values:
-        if text.casefold() not in _folded(spec.values):
+        if text.casefold() not in spec.folded:
             raise Invalid(f"unknown {name} {text!r}; expected "
                           + ", ".join(spec.values) + suggest(text, spec.values), at)
     if spec.form:
@@ -204,11 +203,6 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
         if meant is not None:
             raise Invalid(f"{name} {text!r} is no such code; did you mean {meant!r}?", at)
     return text.casefold()
-
-
-@functools.cache
-def _folded(values: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(v.casefold() for v in values)
 
 
 def _number(value: Any, op: str, at: KeyPath) -> float:
