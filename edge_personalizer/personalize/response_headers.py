@@ -15,6 +15,7 @@ from starlette.types import Message
 from ..learn.goals import GOAL_HEADER
 from ..rules.book import RuleBook
 from ..rules.evaluator import explain
+from ..rules.model import Decision
 from .exchange import Exchange
 from .personalizer import Personalizer
 from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
@@ -133,6 +134,9 @@ class PageHeaders:
         # each choice and the actions (an experiment's decisions are new objects every
         # request; their choices repeat; a reload may give a variant new content).
         self._segments: LRU[tuple[object, ...], Segment] = LRU(4096)
+        # ... and, first, by the decision itself: a decision of rules alone is one object
+        # for everyone it is made for (held here, so its id is not reused meanwhile).
+        self._by_decision: LRU[int, tuple[Decision, Segment]] = LRU(1024)
 
     def finish(self, message: Message, exchange: Exchange, head: ResponseHead) -> Message:
         """The response start of a page with the decision's headers, the profile cookie
@@ -205,12 +209,16 @@ class PageHeaders:
         make = book.segment_of if book is not None else segment_of
         if decision.static_choices is None:   # the variants print visitor data
             return make(decision, exchange.visitor)
+        known = self._by_decision.get(id(decision))
+        if known is not None and known[0] is decision:
+            return known[1]
         key = (decision.redirect, decision.headers, decision.cookies, decision.rules,
                *((slot, c.variant, c.reason, c.by, c.content)
                  for slot, c in decision.slots.items()))
         segment = self._segments.get(key)
         if segment is None:
             segment = self._segments[key] = make(decision, exchange.visitor)
+        self._by_decision[id(decision)] = (decision, segment)
         return segment
 
     def cache_headers(self, headers: list[tuple[bytes, bytes]], exchange: Exchange,

@@ -249,7 +249,7 @@ def _learn(presence: SlotPresence, path: str, head: ResponseHead,
     """The page was read to its end: which of its slots it has, for the next views."""
     if changes is None or found is None or len(found) != len(changes.slots):
         return
-    presence.learned(path, head, dict(zip(changes.slots, found, strict=True)))
+    presence.learned(path, head, {slot: found[i] for i, slot in enumerate(changes.slots)})
 
 
 def _is_page(status: int, method: str, head: ResponseHead) -> bool:

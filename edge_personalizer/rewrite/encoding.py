@@ -27,6 +27,8 @@ _ASCII_COMPATIBLE = re.compile(
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 SNIFF_BYTES = 1024
+# UTF-8 and its subset (what most pages declare: no pattern to match)
+_UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 # The most a compressed body is decompressed into at once: a chunk of a page that
 # compresses well (a few KB to many MB) is read in pieces, never whole.
 PIECE = 64 * 1024
@@ -49,11 +51,11 @@ def sniff_meta_charset(prefix: bytes) -> str | None:
 def rewritable_charset(charset: str | None) -> bool:
     """Whether a page in this charset can be rewritten without mojibake (no charset: the
     page is taken as UTF-8 or one of its ASCII-compatible kin, which is what it is)."""
-    return charset is None or bool(_ASCII_COMPATIBLE.match(charset))
+    return charset is None or charset in _UTF8 or bool(_ASCII_COMPATIBLE.match(charset))
 
 
 def is_utf8(charset: str | None) -> bool:
-    return charset in (None, "utf-8", "utf8", "us-ascii", "ascii")
+    return charset is None or charset in _UTF8
 
 
 class BrokenEncoding(BodyDecodingError, RewriteAborted):
