@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -63,3 +64,18 @@ def with_profile(visitor: Visitor, profile: Profile) -> Visitor:
     """The same visitor as if its profile cookie held `profile`."""
     return Visitor(visitor.request, resolve=cast(Resolvers, _KnownProfile(profile)),
                    now=visitor.now, page_view=visitor.page_view)
+
+
+def unset_fields_take_their_declared_defaults(made: Any) -> list[str]:
+    """For a frozen dataclass whose __init__ is written out (LocalTime, SlotChoice,
+    Decision: the generated one is interpreted code), the fields the call left out whose
+    value is not the default the dataclass declares; `made` is built with the required
+    arguments only."""
+    wrong = []
+    for field in dataclasses.fields(made):
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING \
+            else field.default
+        if default is not dataclasses.MISSING and field.init and \
+                getattr(made, field.name) != default:
+            wrong.append(field.name)
+    return wrong

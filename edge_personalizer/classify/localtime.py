@@ -51,14 +51,13 @@ class Zones:
 
 
 def local_time(epoch: float, time_zone: str | None, default_zone: str,
-               zones: Zones | None = None) -> LocalTime:
+               zones: Zones) -> LocalTime:
     """The clock at `epoch` in `time_zone`, or in `default_zone` when that is unknown
     (`zones`: the zones looked up before)."""
-    find = zones.get if zones is not None else zone
-    found = find(time_zone) if time_zone else None
+    found = zones.get(time_zone) if time_zone else None
     name = time_zone if time_zone and found is not None else default_zone
     if found is None:
-        found = find(name) or ZoneInfo("UTC")
+        found = zones.get(name) or ZoneInfo("UTC")
     moment = datetime.fromtimestamp(epoch, found)
     return LocalTime(hour=moment.hour, weekday=WEEKDAYS[moment.weekday()],
                      daypart=daypart(moment.hour), date=moment.date().isoformat(),

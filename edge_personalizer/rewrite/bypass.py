@@ -25,19 +25,19 @@ _MARKER_SELECTOR = re.compile(
     r"""^(?:[a-z][a-z0-9-]*)?\[data-ep-slot=(["'])([A-Za-z0-9_.-]+)\1\]$""")
 
 
+def marker(selector: str) -> tuple[str | None, str]:
+    """The slot name of a `[data-ep-slot="name"]` (or `tag[data-ep-slot="name"]`) selector
+    (None for any other selector), and the element it names, lower-cased ("section" for
+    `section[data-ep-slot="x"]`; "" when it names none: any element carrying the marker)."""
+    match = _MARKER_SELECTOR.match(selector)
+    if match is None:
+        return None, ""
+    return match.group(2), match.group(0).split("[", 1)[0].lower()
+
+
 def marker_slot(selector: str) -> str | None:
-    """The slot name of a `[data-ep-slot="name"]` (or `tag[data-ep-slot="name"]`) selector;
-    None for any other selector."""
-    match = _MARKER_SELECTOR.match(selector)
-    return match.group(2) if match else None
-
-
-def marker_tag(selector: str) -> str:
-    """The element a marker selector names ("section" for `section[data-ep-slot="x"]`),
-    lower-cased; "" when it names none (any element carrying the marker)."""
-    match = _MARKER_SELECTOR.match(selector)
-    tag = match.group(0).split("[", 1)[0] if match else ""
-    return tag.lower()
+    """The slot name of a marker selector; None for any other selector (see marker)."""
+    return marker(selector)[0]
 
 
 # A start tag's name and attributes, up to where an attribute starts: a "<" found by

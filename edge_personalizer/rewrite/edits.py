@@ -10,7 +10,7 @@ from typing import Literal
 
 import lolhtml
 
-from .bypass import marker_slot, marker_tag, slot_end
+from .bypass import marker, slot_end
 
 # What an edit can do to its element (the rule files' slot actions name these).
 EditAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
@@ -44,8 +44,9 @@ class Edit:
     _hash: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "slot", marker_slot(self.selector))
-        object.__setattr__(self, "tag", marker_tag(self.selector))
+        slot, tag = marker(self.selector)
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "tag", tag)
         object.__setattr__(self, "_hash", hash((self.selector, self.action, self.payload,
                                                 self.attribute, self.first_only)))
 

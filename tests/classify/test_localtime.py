@@ -11,17 +11,17 @@ MOMENT = datetime(2026, 11, 23, 17, 30, tzinfo=UTC).timestamp()
 
 
 def test_time_in_the_visitors_zone() -> None:
-    tokyo = local_time(MOMENT, "Asia/Tokyo", "UTC")
+    tokyo = local_time(MOMENT, "Asia/Tokyo", "UTC", Zones())
     assert (tokyo.hour, tokyo.weekday, tokyo.daypart, tokyo.date) == (2, "tue", "night",
                                                                       "2026-11-24")
-    new_york = local_time(MOMENT, "America/New_York", "UTC")
+    new_york = local_time(MOMENT, "America/New_York", "UTC", Zones())
     assert (new_york.hour, new_york.weekday, new_york.daypart) == (12, "mon", "afternoon")
 
 
 def test_unknown_zone_falls_back_to_the_site_default() -> None:
-    fallback = local_time(MOMENT, None, "Europe/Berlin")
+    fallback = local_time(MOMENT, None, "Europe/Berlin", Zones())
     assert (fallback.hour, fallback.time_zone) == (18, "Europe/Berlin")
-    assert local_time(MOMENT, "Mars/Olympus", "UTC").time_zone == "UTC"
+    assert local_time(MOMENT, "Mars/Olympus", "UTC", Zones()).time_zone == "UTC"
 
 
 @pytest.mark.parametrize(("hour", "part"), [(0, "night"), (5, "night"), (6, "morning"),
@@ -44,4 +44,4 @@ def test_zones_remember_what_they_found_and_what_is_no_zone_within_their_bound()
     assert zones.get("Asia/Tokyo") is not None and len(zones) == 2   # the oldest went
     moment = local_time(MOMENT, "Nowhere/Town", "Asia/Tokyo", zones)
     assert moment.time_zone == "Asia/Tokyo"
-    assert moment == local_time(MOMENT, "Nowhere/Town", "Asia/Tokyo")
+    assert moment == local_time(MOMENT, "Nowhere/Town", "Asia/Tokyo", Zones())   # (a fresh one)

@@ -5,12 +5,13 @@ from edge_personalizer.classify.visitor import (
     FIELD_ROOTS,
     UNKNOWN_GEO,
     Device,
+    LocalTime,
     Referral,
     field_getter,
 )
 from edge_personalizer.rules.fields import FIELDS
 
-from ..factories import make_visitor
+from ..factories import make_visitor, unset_fields_take_their_declared_defaults
 
 
 def test_values_are_immutable_and_defaults_sane() -> None:
@@ -46,3 +47,9 @@ def test_every_field_reads_the_same_directly_as_step_by_step() -> None:
     assert visitor.field("request.header.referer") == "https://www.google.com/"
     assert visitor.field("request.cookie.plan") == "pro"
     assert visitor.field("device.type") == "mobile"
+
+
+def test_a_local_time_left_unset_takes_the_defaults_its_fields_declare() -> None:
+    assert unset_fields_take_their_declared_defaults(
+        LocalTime(hour=18, weekday="mon", daypart="evening", date="2026-11-23",
+                  time_zone="UTC")) == []

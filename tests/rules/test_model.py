@@ -17,7 +17,13 @@ from edge_personalizer.rules.model import (
 )
 from edge_personalizer.rules.template import Template
 
-from ..factories import IPHONE, NOW, default_classifier, make_visitor
+from ..factories import (
+    IPHONE,
+    NOW,
+    default_classifier,
+    make_visitor,
+    unset_fields_take_their_declared_defaults,
+)
 
 
 def test_rule_targets_include_page_actions() -> None:
@@ -67,3 +73,9 @@ def test_a_rule_set_says_how_much_it_holds(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text("slots: {hero: {}}\nrules:\n"
                                          "  - {name: a, then: {hero: x}}\n")
     assert load_rules(tmp_path).size == "1 rule in 1 file"
+
+
+def test_a_choice_and_a_decision_left_unset_take_the_defaults_their_fields_declare() -> None:
+    assert unset_fields_take_their_declared_defaults(
+        SlotChoice("hero", "welcome", "rule", "facebook")) == []
+    assert unset_fields_take_their_declared_defaults(Decision()) == []
