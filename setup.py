@@ -37,6 +37,7 @@ COMPILED = [
     "edge_personalizer/http/framing.py",
     "edge_personalizer/http/pool.py",
     "edge_personalizer/learn/attribution.py",
+    "edge_personalizer/learn/goals.py",
     "edge_personalizer/observability/access_log.py",
     "edge_personalizer/observability/metrics.py",
     "edge_personalizer/personalize/exchange.py",
@@ -66,10 +67,13 @@ COMPILED = [
     "edge_personalizer/rewrite/recovery.py",
     "edge_personalizer/rewrite/slot_search.py",
     "edge_personalizer/rewrite/stream.py",
+    "edge_personalizer/rules/allocation.py",
+    "edge_personalizer/rules/bucketing.py",
     "edge_personalizer/rules/conditions.py",
     "edge_personalizer/rules/evaluator.py",
     "edge_personalizer/rules/index.py",
     "edge_personalizer/rules/model.py",
+    "edge_personalizer/rules/schedule.py",
 ]
 
 

@@ -18,7 +18,8 @@ class Schedule:
     hours: tuple[int, int] | None = None   # minutes since midnight: [from, to)
 
     def __call__(self, visitor: Visitor) -> bool:
-        return self.failure(visitor) is None
+        # Every request of a scheduled rule asks; only explain builds the reason's text.
+        return self._outside(visitor)[0] is None
 
     def describe(self) -> str:
         parts = []
@@ -34,9 +35,21 @@ class Schedule:
         return "scheduled " + " ".join(parts)
 
     def failure(self, visitor: Visitor) -> str | None:
-        """Hours that span midnight belong to the day they start on: days: [fri] with
-        hours "22:00-06:00" is Friday night, Saturday 05:00 included (and its start and
-        end dates count so too)."""
+        """Why the schedule leaves the visitor out, or None when it does not."""
+        outside, day, today = self._outside(visitor)
+        if outside is None:
+            return None
+        now = visitor.time
+        if outside == "hours":
+            return f"{self.describe()} (it is {now.hour:02d}:{now.minute:02d})"
+        night = "" if day == today else f", the night of {day.isoformat()}"
+        return f"{self.describe()} (it is {now.date if outside == 'dates' else now.weekday}{night})"
+
+    def _outside(self, visitor: Visitor) -> tuple[str | None, date, date]:
+        """What leaves the visitor out ("hours", "dates", "days" or None), the day their
+        local time belongs to and today. Hours that span midnight belong to the day they
+        start on: days: [fri] with hours "22:00-06:00" is Friday night, Saturday 05:00
+        included (and its start and end dates count so too)."""
         now = visitor.time
         today = day = date.fromisoformat(now.date)
         if self.hours:
@@ -44,13 +57,11 @@ class Schedule:
             low, high = self.hours
             inside = low <= minute < high if low < high else (minute >= low or minute < high)
             if not inside:
-                return f"{self.describe()} (it is {now.hour:02d}:{now.minute:02d})"
+                return "hours", day, today
             if low >= high and minute < high:   # the night's tail: it began yesterday
                 day -= timedelta(days=1)
-        weekday = WEEKDAYS[day.weekday()]
-        night = "" if day == today else f", the night of {day.isoformat()}"
         if self.start and day < self.start or self.end and day > self.end:
-            return f"{self.describe()} (it is {now.date}{night})"
-        if self.days and weekday not in self.days:
-            return f"{self.describe()} (it is {now.weekday}{night})"
-        return None
+            return "dates", day, today
+        if self.days and WEEKDAYS[day.weekday()] not in self.days:
+            return "days", day, today
+        return None, day, today

@@ -36,3 +36,16 @@ def test_hours_count_their_minutes(tmp_path: Path) -> None:
     evening = _scheduled(tmp_path, '{hours: "18:30-23:00"}')
     assert not evening(make_visitor(now=FRI_1815))
     assert evening(make_visitor(now=FRI_1845))   # (it waited for 19:00)
+
+
+def test_explain_says_which_part_of_the_schedule_leaves_the_visitor_out(
+        tmp_path: Path) -> None:
+    visitor = make_visitor(now=FRI_1815)
+    reasons = {schedule: _scheduled(tmp_path, schedule).failure(visitor) for schedule in (
+        '{hours: "18:30-23:00"}', "{start: 2026-12-01}", "{days: [mon]}", "{days: [fri]}")}
+    assert reasons == {
+        '{hours: "18:30-23:00"}': "scheduled between 18:30 and 23:00 (it is 18:15)",
+        "{start: 2026-12-01}": "scheduled from 2026-12-01 (it is 2026-11-27)",
+        "{days: [mon]}": "scheduled on mon (it is fri)",
+        "{days: [fri]}": None,
+    }
