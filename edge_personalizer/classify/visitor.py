@@ -234,7 +234,9 @@ class Visitor:
         for part in parts:
             if value is None:
                 return None
-            if type(value) in _MAPPINGS or isinstance(value, Mapping):
+            if isinstance(value, tuple):   # the profile (a NamedTuple), never a mapping
+                value = getattr(value, part, None)
+            elif type(value) in _MAPPINGS or isinstance(value, Mapping):
                 value = value.get(part)
             else:
                 value = getattr(value, part, None)
@@ -254,7 +256,8 @@ class Visitor:
 
 FIELD_ROOTS = ("referral", "geo", "device", "language", "time", "profile", "request")
 _MAPPINGS = (dict, MappingProxyType)
-_DATA_ROOTS = ("referral", "geo", "device", "language", "time")   # slotted dataclasses
+# Their fields are attributes: slotted dataclasses, and the profile (a NamedTuple)
+_DATA_ROOTS = ("referral", "geo", "device", "language", "time", "profile")
 
 
 def field_getter(path: str) -> Callable[[Visitor], Any]:
