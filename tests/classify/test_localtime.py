@@ -45,3 +45,18 @@ def test_zones_remember_what_they_found_and_what_is_no_zone_within_their_bound()
     moment = local_time(MOMENT, "Nowhere/Town", "Asia/Tokyo", zones)
     assert moment.time_zone == "Asia/Tokyo"
     assert moment == local_time(MOMENT, "Nowhere/Town", "Asia/Tokyo", Zones())   # (a fresh one)
+
+
+def test_a_zones_clock_is_shared_within_its_minute_and_turns_with_the_next() -> None:
+    zones = Zones()
+    first = local_time(MOMENT + 5, "Asia/Tokyo", "UTC", zones)
+    assert local_time(MOMENT + 59.9, "Asia/Tokyo", "UTC", zones) is first
+    assert (first.hour, first.minute) == (2, 30)
+    later = local_time(MOMENT + 60, "Asia/Tokyo", "UTC", zones)
+    assert (later.hour, later.minute) == (2, 31)
+    # London goes from GMT to BST at 01:00 UTC on 29 March 2026: 00:59 is followed by 02:00.
+    change = datetime(2026, 3, 29, 1, 0, tzinfo=UTC).timestamp()
+    before = local_time(change - 0.5, "Europe/London", "UTC", zones)
+    after = local_time(change, "Europe/London", "UTC", zones)
+    assert ((before.hour, before.minute), (after.hour, after.minute)) == ((0, 59), (2, 0))
+    assert local_time(change - 0.5, "Europe/London", "UTC", zones) == before   # (made anew)
