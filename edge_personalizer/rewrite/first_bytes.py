@@ -1,11 +1,14 @@
-"""The rewritten first bytes of recent pages, remembered per worker so that a page
-starting with the same bytes again is copied instead of rewritten (the app owns one)."""
+"""What the first bytes of recent pages gave, remembered per worker (the app owns one): a
+page starting with the same bytes again is copied instead of rewritten, and its charset
+is not sniffed again."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from .encoding import SNIFF_BYTES, sniff_meta_charset
 
 if TYPE_CHECKING:
     from .edits import Edit
@@ -22,15 +25,36 @@ class FirstBytesMemo:
     """
 
     def __init__(self, budget: int = 1024 * 1024, *, max_prefix: int = 64 * 1024,
-                 per_key: int = 4) -> None:
+                 per_key: int = 4, charsets: int = 8) -> None:
         self.budget = budget
         self.max_prefix = max_prefix
         self.per_key = per_key
         self.size = 0
         self.hits = 0
+        self.charsets = charsets
+        self.sniffs = 0   # first KiBs looked through for a <meta> charset
+        # (a page's first KiB, the charset it declares), most recently met first
+        self._sniffed: list[tuple[bytes, str | None]] = []
         # edits -> [(input prefix, output, edits applied)], most recently used first
         self._entries: OrderedDict[tuple[Edit, ...], list[tuple[bytes, bytes, int]]] = (
             OrderedDict())
+
+    def charset(self, plain: bytes) -> str | None:
+        """The charset a `<meta>` in the page's first KiB declares (sniff_meta_charset),
+        remembered for the first KiBs of recent pages: the pages of a site mostly start
+        alike, and looking for the `<meta>` is ~5% of a rewritten request."""
+        window = plain[:SNIFF_BYTES] if len(plain) > SNIFF_BYTES else plain
+        sniffed = self._sniffed
+        for index, entry in enumerate(sniffed):
+            if entry[0] == window:
+                if index:
+                    sniffed.insert(0, sniffed.pop(index))
+                return entry[1]
+        found = sniff_meta_charset(window)
+        self.sniffs += 1
+        sniffed.insert(0, (window, found))
+        del sniffed[self.charsets:]
+        return found
 
     def lookup(self, edits: Sequence[Edit], chunk: bytes) -> tuple[bytes, bytes, int] | None:
         """For a page's first chunk: the remembered first bytes it starts with, their

@@ -173,7 +173,8 @@ class ResponseRewriter:
         self.decided = True
         held = self._held_plain
         plain = held[0] if len(held) == 1 else b"".join(held)   # usually one chunk: no copy
-        charset = self._charset or sniff_meta_charset(plain)
+        charset = self._charset or (self._memo.charset(plain) if self._memo is not None
+                                    else sniff_meta_charset(plain))
         self.rewriting = readable and rewritable_charset(charset)
         if not self.rewriting:
             return b"".join(self._held_raw)
