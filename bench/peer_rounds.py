@@ -7,7 +7,9 @@ On this 2-core machine the speed of the whole machine moves by ±20% within minu
 ratio taken from one run compares targets measured minutes apart. Short runs of the
 project's targets against nginx and workerd alone (the kit's `--only`) measure each pair
 closer together; the median of several such runs says what one run cannot. Writes the
-table to stdout (markdown).
+ratios to stdout (markdown), then each project target's p99 and slowest answer per run:
+a maximum far above every other run's is a stall (of the project, or of the machine),
+not its usual tail.
 """
 
 from __future__ import annotations
@@ -57,12 +59,32 @@ def table(runs: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def latency_table(runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """Each project target's p99 / slowest answer (ms) in each run."""
+    per_run = [(name, _by_target(run)) for name, run in runs]
+    keys = sorted({key for _, rows in per_run for key in rows if key[0].startswith("project")},
+                  key=lambda key: (key[0] != "project", key[0], key[1]))
+    lines = ["| target | page | " + " | ".join(f"{name} p99 / max ms" for name, _ in per_run)
+             + " |", "|---|---|" + "---|" * len(per_run)]
+    pages = dict(PAGES)
+    for key in keys:
+        cells = []
+        for _, rows in per_run:
+            row = rows.get(key)
+            cells.append(f"{row['p99_ms']:.1f} / {row['max_ms']:.1f}"
+                         if row is not None and "max_ms" in row else "—")
+        lines.append(f"| {key[0]} | {pages.get(key[1], key[1])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(paths: list[str]) -> None:
     if not paths:
         sys.exit("usage: peer_rounds.py RESULT.json...")
     runs = [(Path(path).stem.removeprefix("peers-"), json.loads(Path(path).read_text()))
             for path in paths]
     print(table(runs))
+    print()
+    print(latency_table(runs))
 
 
 if __name__ == "__main__":

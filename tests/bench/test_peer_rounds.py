@@ -48,3 +48,14 @@ def test_a_target_missing_from_a_run_is_left_out_of_its_median() -> None:
                           if row["target"] != "workerd"]
     text = rounds.table([("a", run(20000, 2500, 6000)), ("b", partial)])
     assert "| project | 5 KB | workerd | 2.40 | — | **2.40** |" in text
+
+
+def test_each_runs_p99_and_slowest_answer_tell_a_stall_from_the_tail() -> None:
+    rounds = load()
+    calm, stalled = run(20000, 2500, 6000), run(20000, 2500, 6000)
+    for found, slowest in ((calm, 31.5), (stalled, 226.0)):
+        for row in found["results"]:   # type: ignore[attr-defined]
+            row.update(p99_ms=11.2, max_ms=slowest)
+    text = rounds.latency_table([("a", calm), ("b", stalled)])
+    assert "| project | 5 KB | 11.2 / 31.5 | 11.2 / 226.0 |" in text
+    assert "nginx" not in text and "origin" not in text
