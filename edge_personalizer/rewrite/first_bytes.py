@@ -25,13 +25,13 @@ class FirstBytesMemo:
     """
 
     def __init__(self, budget: int = 1024 * 1024, *, max_prefix: int = 64 * 1024,
-                 per_key: int = 4, charsets: int = 8) -> None:
+                 per_key: int = 4, max_charsets: int = 8) -> None:
         self.budget = budget
         self.max_prefix = max_prefix
         self.per_key = per_key
         self.size = 0
         self.hits = 0
-        self.charsets = charsets
+        self.max_charsets = max_charsets
         self.sniffs = 0   # first KiBs looked through for a <meta> charset
         # (a page's first KiB, the charset it declares), most recently met first
         self._sniffed: list[tuple[bytes, str | None]] = []
@@ -53,7 +53,7 @@ class FirstBytesMemo:
         found = sniff_meta_charset(window)
         self.sniffs += 1
         sniffed.insert(0, (window, found))
-        del sniffed[self.charsets:]
+        del sniffed[self.max_charsets:]
         return found
 
     def lookup(self, edits: Sequence[Edit], chunk: bytes) -> tuple[bytes, bytes, int] | None:

@@ -42,8 +42,9 @@ class Schedule:
         now = visitor.time
         if outside == "hours":
             return f"{self.describe()} (it is {now.hour:02d}:{now.minute:02d})"
+        shown = now.date if outside == "dates" else now.weekday
         night = "" if day == today else f", the night of {day.isoformat()}"
-        return f"{self.describe()} (it is {now.date if outside == 'dates' else now.weekday}{night})"
+        return f"{self.describe()} (it is {shown}{night})"
 
     def _outside(self, visitor: Visitor) -> tuple[str | None, date, date]:
         """What leaves the visitor out ("hours", "dates", "days" or None), the day their

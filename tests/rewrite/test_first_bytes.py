@@ -51,7 +51,7 @@ def test_the_charset_of_a_first_kib_met_before_is_the_one_sniffed_from_it() -> N
         b"<html>no charset at all</html>",
     ]
     for kept, sniffs in ((8, 6), (2, 12)):   # 6 different first KiBs; 2 kept: each again
-        memo = FirstBytesMemo(charsets=kept)
+        memo = FirstBytesMemo(max_charsets=kept)
         for page in pages * 2:
             assert memo.charset(page) == sniff_meta_charset(page), page[-40:]
         assert memo.sniffs == sniffs
