@@ -29,10 +29,6 @@ def zone(name: str) -> ZoneInfo | None:
         return None
 
 
-def zone_exists(name: str) -> bool:
-    return zone(name) is not None
-
-
 class Zones:
     """The time zones visitors are in, by name, as first asked for; bounded (IANA has
     ~600 names). A name that is no zone is remembered too: not looked for on disk again.

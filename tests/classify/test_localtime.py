@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_personalizer.classify.localtime import Zones, daypart, local_time, zone_exists
+from edge_personalizer.classify.localtime import Zones, daypart, local_time, zone
 
 # Monday 23 November 2026, 17:30 UTC
 MOMENT = datetime(2026, 11, 23, 17, 30, tzinfo=UTC).timestamp()
@@ -31,8 +31,8 @@ def test_dayparts(hour: int, part: str) -> None:
     assert daypart(hour) == part
 
 
-def test_zone_exists() -> None:
-    assert zone_exists("Europe/London") and not zone_exists("Nowhere/Town")
+def test_a_zone_is_found_by_its_iana_name() -> None:
+    assert zone("Europe/London") is not None and zone("Nowhere/Town") is None
 
 
 def test_zones_remember_what_they_found_and_what_is_no_zone_within_their_bound() -> None:
