@@ -36,33 +36,35 @@ class Schedule:
 
     def failure(self, visitor: Visitor) -> str | None:
         """Why the schedule leaves the visitor out, or None when it does not."""
-        outside, day, today = self._outside(visitor)
+        outside, night_of = self._outside(visitor)
         if outside is None:
             return None
         now = visitor.time
         if outside == "hours":
             return f"{self.describe()} (it is {now.hour:02d}:{now.minute:02d})"
         shown = now.date if outside == "dates" else now.weekday
-        night = "" if day == today else f", the night of {day.isoformat()}"
+        night = f", the night of {night_of.isoformat()}" if night_of is not None else ""
         return f"{self.describe()} (it is {shown}{night})"
 
-    def _outside(self, visitor: Visitor) -> tuple[str | None, date, date]:
-        """What leaves the visitor out ("hours", "dates", "days" or None), the day their
-        local time belongs to and today. Hours that span midnight belong to the day they
-        start on: days: [fri] with hours "22:00-06:00" is Friday night, Saturday 05:00
-        included (and its start and end dates count so too)."""
+    def _outside(self, visitor: Visitor) -> tuple[str | None, date | None]:
+        """What leaves the visitor out ("hours", "dates", "days" or None), and the day
+        whose night their local time belongs to when that is the day before (None when it
+        is today). Hours that span midnight belong to the day they start on: days: [fri]
+        with hours "22:00-06:00" is Friday night, Saturday 05:00 included (and its start
+        and end dates count so too)."""
         now = visitor.time
-        today = day = date.fromisoformat(now.date)
+        day = date.fromisoformat(now.date)
+        night_of = None
         if self.hours:
             minute = now.hour * 60 + now.minute
             low, high = self.hours
             inside = low <= minute < high if low < high else (minute >= low or minute < high)
             if not inside:
-                return "hours", day, today
+                return "hours", None
             if low >= high and minute < high:   # the night's tail: it began yesterday
-                day -= timedelta(days=1)
+                day = night_of = day - timedelta(days=1)
         if self.start and day < self.start or self.end and day > self.end:
-            return "dates", day, today
+            return "dates", night_of
         if self.days and WEEKDAYS[day.weekday()] not in self.days:
-            return "days", day, today
-        return None, day, today
+            return "days", night_of
+        return None, night_of
