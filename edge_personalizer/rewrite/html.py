@@ -38,7 +38,6 @@ def with_nonce(html: str, nonce: str | None) -> str:
 
 _TRIM_AT = 68 * 1024              # input sent unchanged: past this, all but 4 KiB dropped
 _STEP = 4096                      # bytes fed at a time while waiting to bypass
-_VIEW_AT = 16 * 1024              # a shorter rest is copied: cheaper than a body message of its own
 
 
 class _Reading:
@@ -47,10 +46,7 @@ class _Reading:
 
     def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 bypass: bool = True, memo: FirstBytesMemo | None = None,
-                 views: bool = False) -> None:
-        self.views = views
-        self.rest: memoryview | None = None
+                 bypass: bool = True, memo: FirstBytesMemo | None = None) -> None:
         self._tally = Tally(on_error)
         self.broken = False
         self.bypassed = False
@@ -166,13 +162,9 @@ class _Reading:
         return out[0] if len(out) == 1 else b"".join(out)
 
     def _with_rest(self, out: list[bytes], chunk: bytes, start: int) -> bytes:
-        """The output, then the chunk from `start` as it came: copied once by the join,
-        or with `views` and when long, left uncopied in `rest`."""
-        rest = memoryview(chunk)[start:]
-        if self.views and len(rest) >= _VIEW_AT:
-            self.rest = rest
-            return out[0] if len(out) == 1 else b"".join(out)
-        return b"".join([*out, rest])
+        """The output, then the chunk from `start` as it came, copied once (by the join).
+        Always bytes: the server writes a memoryview body a byte at a time."""
+        return b"".join([*out, memoryview(chunk)[start:]])
 
     def _write(self, chunk: bytes) -> bytes:
         kept = self._kept
@@ -226,10 +218,6 @@ class Rewriter(_Reading):
     exactly, by position, when nothing was changed yet; else by finding where the output
     so far ends in the input. Only when neither is certain does it raise RewriteAborted.
 
-    With `views`, the part of a chunk that passes unchanged once the edits are behind is
-    not copied onto the output when it is long: `feed()` leaves it in `rest`, a memoryview
-    of the chunk, for the caller to send after what `feed()` returned.
-
     Before lol-html starts, when it may be bypassed, a plain byte search looks for the
     slots' markers (SlotSearch): a page without them is never parsed. When one comes,
     lol-html reads the page from its start, and what it says of the part already sent is
@@ -238,10 +226,9 @@ class Rewriter(_Reading):
 
     def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 bypass: bool = True, memo: FirstBytesMemo | None = None,
-                 views: bool = False) -> None:
+                 bypass: bool = True, memo: FirstBytesMemo | None = None) -> None:
         super().__init__(edits, head=head, body_end=body_end, on_error=on_error,
-                         bypass=bypass, memo=memo, views=views)
+                         bypass=bypass, memo=memo)
         self._search = SlotSearch(edits) if self._bypass else None
         self._skip = b""        # lol-html's output still to check against what was sent
 
@@ -266,8 +253,6 @@ class Rewriter(_Reading):
 
     def _unsent(self, out: bytes) -> bytes:
         """Output without its part that was sent while searching (checked the same)."""
-        if self.rest is not None:   # (nothing left uncopied while checking)
-            out, self.rest = out + bytes(self.rest), None
         checked = min(len(out), len(self._skip))
         if out[:checked] != self._skip[:checked]:
             raise RewriteAborted("a slot's tag began in bytes already sent")

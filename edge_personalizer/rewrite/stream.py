@@ -51,8 +51,7 @@ class ResponseRewriter:
     def __init__(self, edits: Sequence[Edit], *, content_type: str, content_encoding: str,
                  accept_encoding: str, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 memo: FirstBytesMemo | None = None, views: bool = False) -> None:
-        self._views = views
+                 memo: FirstBytesMemo | None = None) -> None:
         self._memo = memo
         self._edits = edits
         self._head = head
@@ -144,15 +143,6 @@ class ResponseRewriter:
         rewriter = self._rewriter
         return rewriter.found if self.rewriting and rewriter is not None else None
 
-    def take_rest(self) -> memoryview | None:
-        """What the last `feed()` left to send after its output, unchanged and uncopied
-        (only with `views`: see Rewriter)."""
-        rewriter = self._rewriter
-        if rewriter is None or rewriter.rest is None:
-            return None
-        rest, rewriter.rest = rewriter.rest, None
-        return rest
-
     def finish(self) -> bytes:
         if self.pending:
             raise RuntimeError("a page finished before its last chunk has been read whole")
@@ -183,8 +173,7 @@ class ResponseRewriter:
                                      e.attribute, e.first_only) for e in self._edits)
             self._head, self._body_end = ascii_safe(self._head), ascii_safe(self._body_end)
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
-                                  on_error=self._on_error, memo=self._memo,
-                                  views=self._views and self._plain)
+                                  on_error=self._on_error, memo=self._memo)
         # Compressed for a client that accepts it (brotli first), whatever the origin sent:
         # the proxy asks the origin for identity when it will rewrite (issue 18, bug 5).
         coding = preferred_coding(self._accept_encoding)
