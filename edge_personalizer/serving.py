@@ -39,8 +39,15 @@ def serve_settings(settings: Settings) -> None:
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     check_listening(settings)
-    settings = with_one_profile_key(settings)
-    checked = create_app(settings).rules
+    keyed = with_one_profile_key(settings)
+    checked = create_app(keyed).rules   # (a refusal comes before any warning)
+    if not settings.profile_keys:
+        logging.getLogger(__name__).warning(
+            "no profile_keys configured (EP_PROFILE_KEYS): this server's workers sign "
+            "profile cookies with one random key made at startup; the cookies will not "
+            "survive a restart, and several instances serving one site need one shared key "
+            "(set the same EP_PROFILE_KEYS on each)")
+    settings = keyed
     start_afresh(board_directory(settings.data_dir, os.getpid()))
     os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
     build = on_hangup = None
@@ -79,11 +86,6 @@ def with_one_profile_key(settings: Settings) -> Settings:
     (a worker replaced later gets it too), so that each reads the cookies the others sign."""
     if settings.profile_keys:
         return settings
-    logging.getLogger(__name__).warning(
-        "no profile_keys configured (EP_PROFILE_KEYS): this server's workers sign profile "
-        "cookies with one random key made at startup; the cookies will not survive a "
-        "restart, and several instances serving one site need one shared key (set the same "
-        "EP_PROFILE_KEYS on each)")
     return dataclasses.replace(settings, profile_keys=(Secret(secrets.token_urlsafe(32)),))
 
 

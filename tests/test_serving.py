@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from .http.test_server import worker_pids
-from .servers import Server, start_proxy
+from .servers import Server, free_port, start_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,3 +281,20 @@ def test_a_second_server_on_a_port_in_use_stops_with_a_message(origin: Server,
         assert httpx.get(first.url + "/status/204").status_code == 204
     finally:
         first.stop()
+
+
+def test_a_server_refused_for_its_rules_says_why_without_a_warning_first(
+        origin: Server, tmp_path: Path) -> None:
+    # The refusal is what the operator must read: no warning about profile keys (which
+    # would matter only to a server that starts) comes before it.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text("rules:\n  - name: x\n    then: {hero: [1, 2]}\n")
+    env = {key: value for key, value in os.environ.items() if key != "EP_PROFILE_KEYS"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "serve", "--origin", origin.url,
+         "--rules", str(rules), "--port", str(free_port())], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, env={**env, "EP_DATA_DIR": str(tmp_path / "data")})
+    assert refused.returncode == 2, refused.stderr
+    assert "site.yaml:3:" in refused.stderr and "unknown slot" in refused.stderr, refused.stderr
+    assert "profile_keys" not in refused.stderr
