@@ -30,8 +30,7 @@ _SEND_AT = 64 * 1024
 
 class RewritingSend(ResponseStart):
     """One response on its way out, owning its state (as starlette's GZipResponder does):
-    every error of ours is contained, and the origin's bytes go on unchanged.
-    """
+    every error of ours is contained, and the origin's bytes go on unchanged."""
 
     async def take(self, message: Message) -> None:
         """The wrapped app's `send` (a method, not __call__: mypyc, which compiles this
