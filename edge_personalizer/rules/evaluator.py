@@ -14,36 +14,46 @@ from .model import (
     NO_DECISION,
     Decision,
     Experiment,
+    Reason,
     Rule,
     RuleSet,
     SlotChoice,
 )
 
+# Where an experiment placed a visitor: why (experiment, holdout, control), the variant,
+# and the cell they count in; and by experiment index, the placements of one decision.
+Placement = tuple[Reason, str, str]
+Placements = tuple[tuple[int, Placement], ...]
+DecisionKey = tuple[tuple[int, ...], Placements]
+
 
 class DecisionMemo:
-    """Decisions already built, by rule set and winning rules: owned by the app, bounded.
+    """Decisions already built, by rule set, winning rules and experiment placements:
+    owned by the app, bounded.
 
-    Without experiments and redirects the winners alone make the decision, so the same
-    winners can share one immutable Decision (building it is ~half of deciding: ~50k
-    instructions a request with the benchmark kit's rules).
+    Without redirects (which depend on where the visitor came from) the winners and where
+    each experiment placed the visitor make the decision, so they can share one immutable
+    Decision: building it is ~half of deciding (~50k instructions a request with the
+    benchmark kit's rules), and what is worked out per decision object further on (its
+    segment, its page edits) is then found again.
     """
 
     def __init__(self, *, max_entries: int = 4096) -> None:
         self._ruleset: RuleSet | None = None
-        self._decisions: dict[tuple[int, ...], Decision] = {}
+        self._decisions: dict[DecisionKey, Decision] = {}
         self._max_entries = max_entries
 
-    def get(self, ruleset: RuleSet, winners: tuple[int, ...]) -> Decision | None:
+    def get(self, ruleset: RuleSet, key: DecisionKey) -> Decision | None:
         if ruleset is not self._ruleset:   # reloaded: what was kept is for the old rules
             self._ruleset = ruleset
             self._decisions.clear()
             return None
-        return self._decisions.get(winners)
+        return self._decisions.get(key)
 
-    def put(self, winners: tuple[int, ...], decision: Decision) -> None:
+    def put(self, key: DecisionKey, decision: Decision) -> None:
         if len(self._decisions) >= self._max_entries:   # many combinations: start again
             self._decisions.clear()
-        self._decisions[winners] = decision
+        self._decisions[key] = decision
 
 
 def decide(ruleset: RuleSet, visitor: Visitor, memo: DecisionMemo | None = None, *,
@@ -63,30 +73,38 @@ def decide(ruleset: RuleSet, visitor: Visitor, memo: DecisionMemo | None = None,
         open_targets -= targets
         if not open_targets:
             break
-    if memo is None or ruleset.redirects or (ruleset.experiments
-                                             and not _experiments_shut_out(ruleset, winners)):
-        return _decision(ruleset, winners, visitor, allocations)   # depends on the visitor
-    key = tuple(rank for rank, _ in winners)
+    placements = _placements(ruleset, winners, visitor, allocations)
+    if memo is None or ruleset.redirects:
+        return _decision(ruleset, winners, visitor, placements)   # depends on the visitor
+    key = (tuple(rank for rank, _ in winners), placements)
     decision = memo.get(ruleset, key)
     if decision is None:
-        decision = _decision(ruleset, winners, visitor, allocations)
+        decision = _decision(ruleset, winners, visitor, placements)
         memo.put(key, decision)
     return decision
 
 
-def _experiments_shut_out(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]]
-                          ) -> bool:
-    """Whether the winning rules fill a slot of every experiment: then no experiment
-    applies (rules come first), and the decision is the same for every visitor these rules
-    win for, so it can be shared."""
-    filled = {slot for rank, targets in winners
-              for slot in targets.intersection(ruleset.rules[rank].slots)}
-    return all(any(slot in filled for slot in experiment.slots)
-               for experiment in ruleset.experiments)
+def _placements(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
+                visitor: Visitor, allocations: Allocations | None) -> Placements:
+    """Where each experiment whose slots the winning rules leave open places the visitor
+    (rules come first; an earlier experiment takes its slots before a later one)."""
+    if not ruleset.experiments:
+        return ()
+    rules = ruleset.rules
+    filled = {slot for rank, targets in winners for slot in targets.intersection(rules[rank].slots)}
+    placements: list[tuple[int, Placement]] = []
+    for index, experiment in enumerate(ruleset.experiments):
+        if any(slot in filled for slot in experiment.slots):
+            continue
+        placement = _place(experiment, visitor, allocations)
+        if placement is not None:
+            placements.append((index, placement))
+            filled.update(experiment.slots)
+    return tuple(placements)
 
 
 def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
-              visitor: Visitor, allocations: Allocations | None) -> Decision:
+              visitor: Visitor, placements: Placements) -> Decision:
     slots: dict[str, SlotChoice] = {}
     won: list[str] = []
     redirect = redirect_rule = None
@@ -104,9 +122,12 @@ def _decision(ruleset: RuleSet, winners: list[tuple[int, frozenset[str]]],
             headers = rule.headers
         if "cookies" in targets:
             cookies = rule.cookies
-    for experiment in ruleset.experiments:
-        if not any(slot in slots for slot in experiment.slots):
-            slots.update(_assign(experiment, visitor, allocations))
+    for index, (reason, variant, cell) in placements:
+        experiment = ruleset.experiments[index]
+        contents = experiment.variants[variant] if reason == "experiment" else {}
+        for slot in experiment.slots:
+            slots[slot] = SlotChoice(slot=slot, variant=variant, reason=reason,
+                                     by=experiment.name, content=contents.get(slot), cell=cell)
     if not slots and not won:
         return NO_DECISION
     return Decision(slots=MappingProxyType(slots), redirect=redirect,
@@ -158,28 +179,24 @@ def variant_point(experiment: Experiment, visitor_id: str) -> float:
     return bucket(variant_key(experiment.name), visitor_id)
 
 
-def _assign(experiment: Experiment, visitor: Visitor,
-            allocations: Allocations | None = None) -> dict[str, SlotChoice]:
+def _place(experiment: Experiment, visitor: Visitor,
+           allocations: Allocations | None = None) -> Placement | None:
+    """Why and what the visitor is shown in `experiment`, and the cell they count in;
+    None outside its audience. Without a stable id (a bot, no stored profile) the control."""
     if not experiment.audience(visitor):
-        return {}
+        return None
     visitor_id = bucketed_id(visitor)
     if visitor_id is None:
-        return {slot: SlotChoice(slot=slot, variant="control", reason="control",
-                                 by=experiment.name) for slot in experiment.slots}
+        return ("control", "control", ALL_VISITORS)
     cells = experiment.cells
     cell = ALL_VISITORS if cells.single else cells(visitor)   # most experiments: one cell
     variant = kept_variant(experiment, visitor)
     if variant is None:
         if holdout_point(experiment, visitor_id) < experiment.holdout / 100:
-            return {slot: SlotChoice(slot=slot, variant="holdout", reason="holdout",
-                                     by=experiment.name, cell=cell)
-                    for slot in experiment.slots}
+            return ("holdout", "holdout", cell)
         variant = _new_variant(experiment, variant_point(experiment, visitor_id), cell,
                                allocations)
-    contents = experiment.variants[variant]
-    return {slot: SlotChoice(slot=slot, variant=variant, reason="experiment",
-                             by=experiment.name, content=contents.get(slot), cell=cell)
-            for slot in experiment.slots}
+    return ("experiment", variant, cell)
 
 
 def _new_variant(experiment: Experiment, point: float, cell: str,

@@ -112,10 +112,12 @@ def test_decisions_with_experiments_are_made_each_time(tmp_path: Path) -> None:
     assert decide(ruleset, make_visitor()).slots["a"].by == "e"
 
 
-def test_decisions_no_experiment_can_reach_are_shared(tmp_path: Path) -> None:
+def test_decisions_are_shared_by_visitors_the_rules_and_experiments_place_alike(
+        tmp_path: Path) -> None:
     # Rules come first: where a rule fills the experiment's slot the decision is the same
     # for every visitor and comes from the memo; where the experiment fills it, each
-    # visitor gets their own variant.
+    # visitor gets their own variant, and visitors given the same variant share its
+    # decision (what is worked out per decision further on is then found again).
     from edge_personalizer.rules.evaluator import DecisionMemo
 
     (tmp_path / "r.yaml").write_text(
@@ -134,7 +136,9 @@ def test_decisions_no_experiment_can_reach_are_shared(tmp_path: Path) -> None:
     assert first.slots["a"].by == "se" and decide(ruleset, swedes[1], memo) is first
     others = [with_id(f"v-{n}", "81.2.69.142") for n in range(40)]
     assert [decide(ruleset, v, memo) for v in others] == [decide(ruleset, v) for v in others]
-    assert {decide(ruleset, v, memo).slots["a"].variant for v in others} == {"one", "two"}
+    shared = [decide(ruleset, v, memo) for v in others]
+    assert {d.slots["a"].variant for d in shared} == {"one", "two"}
+    assert len({id(d) for d in shared}) == 2
 
 
 def test_a_redirect_whose_target_redirects_back_is_not_sent(tmp_path: Path) -> None:
