@@ -25,7 +25,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from .counters import EXPOSURE, UNKNOWN_PERIOD, CountKey, Tally
 
@@ -105,8 +105,19 @@ def cell_tallies(rows: Mapping[CountKey, Tally], experiment: str, goal: str
     return cells
 
 
+class WeightedTally(NamedTuple):
+    """A variant's totals over periods, each period's rate and mean value weighted by its
+    share of all exposures: `conversions` is that rate times the exposures, not rounded
+    (a rounded count would move the rate, its interval and every comparison)."""
+
+    exposures: int
+    conversions: float
+    value_sum: float
+    value_sq_sum: float
+
+
 def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str
-                           ) -> dict[str, Tally]:
+                           ) -> dict[str, WeightedTally]:
     """Per variant, totals whose rate and mean value are each period's, weighted by the
     period's share of all exposures. A period is one cell under one version of the weights
     (the version a visitor was assigned under: their conversions count in it too, whatever
@@ -143,7 +154,7 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
         rate = sum(n * t.conversions / t.exposures for n, t in counted) / weight
         mean = sum(n * t.value_sum / t.exposures for n, t in counted) / weight
         square = sum(n * t.value_sq_sum / t.exposures for n, t in counted) / weight
-        out[variant] = Tally(exposed, round(rate * exposed), mean * exposed, square * exposed)
+        out[variant] = WeightedTally(exposed, rate * exposed, mean * exposed, square * exposed)
     return out
 
 

@@ -21,9 +21,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .counters import Tally
+
+
+class Counts(Protocol):
+    """A variant's counts on one goal: a Tally, or totals weighted by period (bandit.py),
+    whose conversions are a weighted number of visitors rather than a whole one."""
+
+    @property
+    def exposures(self) -> int: ...
+    @property
+    def conversions(self) -> float: ...
+    @property
+    def value_sum(self) -> float: ...
+    @property
+    def value_sq_sum(self) -> float: ...
 
 
 def _scipy() -> Any:
@@ -48,7 +62,7 @@ class Moments:
     n: int
 
 
-def conversion_moments(converted: int, exposed: int) -> Moments:
+def conversion_moments(converted: float, exposed: int) -> Moments:
     """A conversion rate as a mean of 0/1 outcomes (variance p(1-p), as gbstats takes it)."""
     if not 0 <= converted <= exposed:
         raise ValueError(f"{converted} converted of {exposed} exposed: expected 0..exposed")
@@ -64,7 +78,8 @@ def value_moments(value_sum: float, value_sq_sum: float, exposed: int) -> Moment
     return Moments(value_sum / exposed, max(variance, 0.0), exposed)
 
 
-def rate_interval(converted: int, exposed: int, *, alpha: float = ALPHA) -> tuple[float, float]:
+def rate_interval(converted: float, exposed: int, *, alpha: float = ALPHA
+                  ) -> tuple[float, float]:
     """Wilson score interval of a conversion rate ((0, 1) when nobody was exposed)."""
     if exposed == 0:
         return 0.0, 1.0
@@ -176,7 +191,7 @@ class VariantResult:
     """One variant's counts on one goal, what they say, and (unless control) the comparisons."""
 
     name: str
-    counts: Tally
+    counts: Counts
     rate: float | None                       # None: nobody exposed yet
     rate_interval: tuple[float, float] | None
     mean_value: float | None
@@ -203,7 +218,7 @@ class GoalResult:
                 "variants": {v.name: _variant_json(v) for v in self.variants}}
 
 
-def goal_result(totals: Mapping[str, Tally], weights: Mapping[str, float], *,
+def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
                 control: str, removed: Sequence[str] = (),
                 alpha: float = ALPHA) -> GoalResult:
     """Judge every variant in `weights` (the control among them), then each of `removed`
@@ -214,7 +229,7 @@ def goal_result(totals: Mapping[str, Tally], weights: Mapping[str, float], *,
         raise ValueError(f"control {control!r} is not one of the variants {sorted(weights)}")
     split = [control] + [name for name in weights if name != control]
     names = split + [name for name in removed if name not in weights]
-    counts = {name: totals.get(name, Tally()) for name in names}
+    counts: dict[str, Counts] = {name: totals.get(name, Tally()) for name in names}
     rates = {name: conversion_moments(c.conversions, c.exposures) for name, c in counts.items()}
     values = {name: value_moments(c.value_sum, c.value_sq_sum, c.exposures)
               for name, c in counts.items()}

@@ -24,6 +24,7 @@ from edge_personalizer.learn.counters import (
     variant_totals,
 )
 from edge_personalizer.learn.results import experiment_results
+from edge_personalizer.learn.stats import goal_result
 from edge_personalizer.rules.conditions import AllOf
 from edge_personalizer.rules.model import Experiment
 
@@ -181,7 +182,21 @@ def test_results_of_changing_weights_compare_the_variants_within_each_period() -
         4 * pooled["control"].conversions / pooled["control"].exposures
     weighted = period_weighted_totals(counted, "hero-test", "purchase")
     assert weighted["control"].exposures == weighted["b"].exposures == 1000
-    assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
+    assert weighted["control"].conversions == pytest.approx(55)
+    assert weighted["b"].conversions == pytest.approx(65)
+
+
+def test_a_weighted_rate_is_each_periods_rate_weighted_not_rounded_to_whole_visitors() -> None:
+    # a: 0 of 2 in a cell of 10 exposures, 4 of 7 in a cell of 20: (10 * 0 + 20 * 4/7) / 30
+    # = 38.1%. Rounded to whole visitors (3 of 9) the rate read 33.3%, and so did its
+    # interval and every comparison built on it.
+    counted = {**rows("mobile", {"control": (8, 1), "a": (2, 0)}),
+               **rows("desktop", {"control": (13, 3), "a": (7, 4)})}
+    weighted = period_weighted_totals(counted, "hero-test", "purchase")
+    assert weighted["a"].exposures == 9
+    assert weighted["a"].conversions / weighted["a"].exposures == pytest.approx(8 / 21)
+    judged = goal_result(weighted, {"control": 50, "a": 50}, control="control").as_json()
+    assert judged["variants"]["a"]["rate"] == pytest.approx(8 / 21)
 
 
 def test_a_conversion_counts_in_its_exposures_period_whatever_day_it_happens() -> None:
@@ -197,9 +212,10 @@ def test_a_conversion_counts_in_its_exposures_period_whatever_day_it_happens() -
         day_key = key._replace(period=int(key.day[-2:]))
         by_day[day_key] = by_day.get(day_key, Tally()).plus(tally)
     assert period_weighted_totals(by_day, "hero-test", "purchase")["control"].conversions \
-        == 73   # within days instead, day 2's exposures get day 3's conversions of them
+        == pytest.approx(655 / 9)   # within days: day 2 gets day 3's conversions of it
     weighted = period_weighted_totals(spread, "hero-test", "purchase")
-    assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
+    assert weighted["control"].conversions == pytest.approx(55)
+    assert weighted["b"].conversions == pytest.approx(65)
 
 
 def test_counts_from_before_periods_were_kept_are_compared_within_each_day() -> None:
@@ -209,7 +225,8 @@ def test_counts_from_before_periods_were_kept_are_compared_within_each_day() -> 
                **rows("all", {"control": (100, 10), "b": (900, 99)}, period=UNKNOWN_PERIOD,
                       day="2026-12-03")}
     weighted = period_weighted_totals(counted, "hero-test", "purchase")
-    assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
+    assert weighted["control"].conversions == pytest.approx(55)
+    assert weighted["b"].conversions == pytest.approx(65)
 
 
 def test_cells_with_weights_of_their_own_are_compared_within_each_cell() -> None:
@@ -218,7 +235,8 @@ def test_cells_with_weights_of_their_own_are_compared_within_each_cell() -> None
     counted = {**rows("s1", {"control": (900, 9), "b": (100, 2)}, period=3),
                **rows("s2", {"control": (100, 10), "b": (900, 99)}, period=3)}
     weighted = period_weighted_totals(counted, "hero-test", "purchase")
-    assert weighted["control"].conversions == 55 and weighted["b"].conversions == 65
+    assert weighted["control"].conversions == pytest.approx(55)
+    assert weighted["b"].conversions == pytest.approx(65)
 
 
 def test_results_of_a_bandit_experiment_are_weighted_by_period() -> None:
