@@ -150,8 +150,8 @@ class Beacon:
             return
         goals = self.personalizer.rules.current.goals if self.personalizer.rules else {}
         conversion = learning.goals.beacon(goals, *event)
-        if conversion is None:
-            await send_json(send, 400, {"error": f"no goal named {event[0]!r}"})
+        if isinstance(conversion, str):
+            await send_json(send, 400, {"error": conversion})
             return
         exchange = self.personalizer.begin({**scope, "method": "POST"})
         profile = exchange.visitor.profile

@@ -32,6 +32,9 @@ class GoalSpec(Protocol):
     @property
     def value_header(self) -> str | None: ...
 
+    @property
+    def by_requests(self) -> bool: ...               # a `when`: its requests reach it
+
     def reached_by(self, visitor: Visitor) -> bool:
         """Whether the request's own data reaches the goal (False for header-only goals)."""
 
@@ -125,11 +128,15 @@ class GoalReader:
         return kept
 
     def beacon(self, goals: Mapping[str, GoalSpec], name: str,
-               value: float | None) -> Conversion | None:
+               value: float | None) -> Conversion | str:
+        """The conversion a beacon brings, or why it brings none: a goal the rules do not
+        name, or one that requests reach (its `when`): a visitor's browser cannot claim a
+        goal the site's own requests decide, nor the value that comes with it."""
         goal = goals.get(name)
-        if goal is None:
+        if goal is None or goal.by_requests:
             self.on_invalid("beacon")
-            return None
+            return (f"no goal named {name!r}" if goal is None else
+                    f"goal {name!r} is reached by its requests (its `when`), not by a beacon")
         return Conversion(goal.name, value or 0.0, goal.window_seconds)
 
     def _value(self, goal: GoalSpec, visitor: Visitor, headers: Iterable[tuple[bytes, bytes]]

@@ -147,6 +147,10 @@ class Goal:
     window_seconds: float = DEFAULT_GOAL_WINDOW
     source: str = ""
 
+    @property
+    def by_requests(self) -> bool:
+        return self.when is not None
+
     def reached_by(self, visitor: Visitor) -> bool:
         return self.when is not None and self.when(visitor)
 
