@@ -24,11 +24,19 @@ from .router import Route
 OriginProbe = Callable[[], Awaitable[ProbeResult]]
 
 
+def carries_token(scope: Scope, token: bytes) -> bool:
+    """Whether the request's Authorization is `Bearer <token>` (the scheme in any case,
+    as RFC 9110 has it; several Authorization headers never match)."""
+    given = b", ".join(v for k, v in scope["headers"] if k.lower() == b"authorization")
+    scheme, _, credentials = given.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.lstrip(b" "), token)
+
+
 class AdminToken:
     """Checks `Authorization: Bearer <admin_token>`; without a token, admin is off."""
 
     def __init__(self, token: str | None) -> None:
-        self.expected = f"Bearer {token}".encode() if token is not None else None
+        self.expected = token.encode() if token is not None else None
 
     async def allows(self, scope: Scope, send: Send) -> bool:
         """True when the request carries the token; else answers 403 or 401 itself."""
@@ -36,8 +44,7 @@ class AdminToken:
             await send_json(send, 403, {"error": "admin endpoints are disabled: set "
                                                  "admin_token (EP_ADMIN_TOKEN) to enable them"})
             return False
-        given = b", ".join(v for k, v in scope["headers"] if k.lower() == b"authorization")
-        if hmac.compare_digest(given, self.expected):
+        if carries_token(scope, self.expected):
             return True
         await send_json(send, 401, {"error": "missing or wrong admin token"},
                         extra=[(b"www-authenticate", b'Bearer realm="edge-personalizer"')])

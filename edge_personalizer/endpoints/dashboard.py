@@ -33,6 +33,7 @@ from ..errors import StoreError
 from ..learn.store import Store
 from ..proxy.pages import respond, wants_html
 from ..rules.book import RuleBook
+from .admin import carries_token
 from .dashboard_session import (
     SESSION_SECONDS,
     SessionSigner,
@@ -230,7 +231,7 @@ class Dashboard:
         if page == "logout" and method == "POST":
             await self._logout(scope, receive, send, sessions, nonce)
             return
-        if nonce is None and not _bearer(scope, token):
+        if nonce is None and not carries_token(scope, token.encode()):
             await self._refuse(scope, send)
             return
         if method == "POST":
@@ -359,12 +360,6 @@ class Dashboard:
             return self.pages.experiment(snapshot, page.removeprefix("experiments/"),
                                          form_token=form_token)
         return None
-
-
-def _bearer(scope: Scope, token: str) -> bool:
-    """The request carries `Authorization: Bearer <admin token>` (a script)."""
-    given = b", ".join(v for k, v in scope["headers"] if k.lower() == b"authorization")
-    return bool(given) and hmac.compare_digest(given, f"Bearer {token}".encode())
 
 
 def _safe_next(path: str) -> str:

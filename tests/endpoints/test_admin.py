@@ -46,6 +46,16 @@ def test_metrics_need_the_admin_token(proxy: Server) -> None:
     assert httpx.get(proxy.url + "/__ep/metrics").status_code == 401
     wrong = httpx.get(proxy.url + "/__ep/metrics", headers={"authorization": "Bearer nope"})
     assert wrong.status_code == 401
+    for refused in (f"Basic {ADMIN_TOKEN}", f"Bearer{ADMIN_TOKEN}", f"Bearer {ADMIN_TOKEN}x",
+                    "Bearer", f"Bearer {ADMIN_TOKEN}, Bearer {ADMIN_TOKEN}"):
+        assert httpx.get(proxy.url + "/__ep/metrics",
+                         headers={"authorization": refused}).status_code == 401, refused
+    # The scheme is case-insensitive (RFC 9110): a client that writes it in lower case
+    # (some do) is let in, here and on the dashboard.
+    for scheme in ("bearer", "BEARER"):
+        for path in ("/__ep/metrics", "/__ep/dashboard"):
+            assert httpx.get(proxy.url + path, headers={
+                "authorization": f"{scheme} {ADMIN_TOKEN}"}).status_code == 200, (scheme, path)
 
 
 def test_metrics_in_prometheus_format(proxy: Server) -> None:
