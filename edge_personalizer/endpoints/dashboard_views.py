@@ -104,8 +104,9 @@ class ExperimentSummary:
 
 def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     """The variant ahead on a goal's results and its chance: the challenger most likely
-    to beat control when that is above one half, else the control. A variant removed
-    from the rules is no challenger: it can no longer be chosen."""
+    to beat control when that is above one half, the control when below; none when no
+    comparison is made yet or the best challenger and the control are even. A variant
+    removed from the rules is no challenger: it can no longer be chosen."""
     control = goal["control"]
     chances = [(v["chance_to_beat_control"], name) for name, v in goal["variants"].items()
                if name != control and v["chance_to_beat_control"] is not None
@@ -113,7 +114,9 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     if not chances:
         return None, None
     chance, name = max(chances)
-    return (name, chance) if chance >= 0.5 else (control, 1 - chance)
+    if chance == 0.5:
+        return None, None
+    return (name, chance) if chance > 0.5 else (control, 1 - chance)
 
 
 def _experiment_named(ruleset: RuleSet, name: str) -> Experiment | None:

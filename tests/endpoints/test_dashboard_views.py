@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from edge_personalizer.endpoints.dashboard_views import cumulative_rates
+from typing import Any
+
+from edge_personalizer.endpoints.dashboard_views import cumulative_rates, leader_of
 from edge_personalizer.learn.counters import CountKey, Tally
 
 
@@ -16,3 +18,20 @@ def test_cumulative_rates_add_up_day_by_day() -> None:
     assert days == ["2026-11-01", "2026-11-02"]
     assert exposed == {"a": [30, 40], "b": [0, 5]}
     assert converted == {"a": [3, 5], "b": [0, 0]}
+
+
+def _goal(**chances: float | None) -> dict[str, Any]:
+    variants = {name: {"chance_to_beat_control": chance} for name, chance in chances.items()}
+    return {"control": "control", "variants": {"control": {"chance_to_beat_control": None},
+                                               **variants}}
+
+
+def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_tie() -> None:
+    assert leader_of(_goal(a=0.62, b=0.91)) == ("b", 0.91)
+    assert leader_of(_goal(a=0.25)) == ("control", 0.75)
+    # Even with the control (the same rate): neither is ahead, whatever the names say.
+    assert leader_of(_goal(a=0.5)) == (None, None)
+    assert leader_of(_goal(a=None)) == (None, None)   # no comparison yet
+    removed = _goal(a=0.97, b=0.4)
+    removed["variants"]["a"]["removed"] = True
+    assert leader_of(removed) == ("control", 0.6)
