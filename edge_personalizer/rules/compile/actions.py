@@ -177,8 +177,10 @@ def _template(ctx: CompileContext, text: str, at: KeyPath, kind: TemplateKind = 
     return parsed
 
 
-def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
-    """One variant: a fragment file, inline HTML, or a mapping with an action."""
+def content(ctx: CompileContext, raw: Any, at: KeyPath, *,
+            beside: frozenset[str] = frozenset()) -> Content:
+    """One variant: a fragment file, inline HTML, or a mapping with an action. `beside`:
+    keys read before (an experiment variant's weight), named among those expected."""
     if isinstance(raw, str):
         if raw.strip().endswith(".html") and "<" not in raw:
             html, source = _fragment(ctx, raw.strip(), at)
@@ -191,8 +193,9 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath) -> Content:
                       "such as {html: ...} or {action: remove}", at)
     for key in raw:
         if key not in _VARIANT_KEYS:
+            expected = _VARIANT_KEYS | beside
             raise Invalid(f"unknown variant key {key!r}; expected one of "
-                          + ", ".join(sorted(_VARIANT_KEYS)) + suggest(str(key), _VARIANT_KEYS),
+                          + ", ".join(sorted(expected)) + suggest(str(key), expected),
                           (*at, str(key)), on_key=True)
     sources = [k for k in ("html", "file", "text") if k in raw]
     if len(sources) > 1:

@@ -214,6 +214,9 @@ def _slots(ctx: CompileContext, raw: dict[Any, Any], at: KeyPath) -> tuple[str, 
     return tuple(slot_list)
 
 
+_WEIGHT = frozenset({"weight"})
+
+
 def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...],
              at: KeyPath) -> tuple[float, Mapping[str, Content]]:
     if not isinstance(spec, dict):
@@ -227,7 +230,8 @@ def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...],
     if not rest:
         return float(weight), MappingProxyType({})          # the control
     if len(slots) == 1 and not set(rest) & set(slots):
-        return float(weight), MappingProxyType({slots[0]: content(ctx, rest, at)})
+        return float(weight), MappingProxyType({slots[0]: content(ctx, rest, at,
+                                                                 beside=_WEIGHT)})
     per_slot = {}
     for slot, raw in rest.items():
         if slot not in slots:

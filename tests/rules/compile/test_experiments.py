@@ -33,6 +33,17 @@ def test_weights_and_slots_are_checked(tmp_path: Path) -> None:
     assert len(errors) == 2   # g is fine: e never claimed the slot
 
 
+def test_a_mistyped_variant_key_is_told_the_keys_a_variant_takes_weight_included(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n"
+        "  - {name: e, slot: hero, variants: {a: {weight: 50}, b: {wieght: 50, colour: red}}}\n")
+    _, errors = check_rules(tmp_path)
+    assert len(errors) == 1 and errors[0].line == 3, errors
+    assert ("unknown variant key 'wieght'; expected one of action, attribute, class, file, "
+            "html, text, value, weight; did you mean 'weight'?") in errors[0].reason
+
+
 def test_a_variant_of_several_slots_is_told_how_to_give_each_its_content(
         tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(
