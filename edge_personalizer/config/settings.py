@@ -136,7 +136,7 @@ class Settings:
         convert=to_secret, section=_ADMIN, secret=True,
         help="enables the admin endpoints and the X-EP-Debug trace (a secret: no flag)")
     access_log: bool = option(True, convert=to_bool, section=_ADMIN, flag="--no-access-log",
-                              help="one log line a request (the flag turns it off)")
+                              help="one log line a request")
     log_format: LogFormat = option("text", convert=str, section=_ADMIN, flag="--log-format",
                                    help="text or json")
     log_level: str = option("info", convert=str, section=_ADMIN, flag="--log-level",

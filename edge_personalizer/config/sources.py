@@ -100,7 +100,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> 
             raise ValueError(f"setting {name} has no flag")
         if declaration.flag.startswith("--no-"):
             parser.add_argument(declaration.flag, dest=name, action="store_const",
-                                const=False, help=declaration.help)
+                                const=False, help=f"turns off: {declaration.help}")
         elif declaration.repeat:
             parser.add_argument(declaration.flag, dest=name, action="append",
                                 metavar=declaration.metavar, help=declaration.help)
