@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..proxy.pages import respond
+from ..proxy.target import remove_dot_segments
 from .responses import send_json
 
 ADMIN_PREFIX = "/__ep/"
@@ -32,14 +33,17 @@ class Endpoints:
         self.prefixes = dict(prefixes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or \
-                not scope["path"].startswith(ADMIN_PREFIX):
+        path = scope["path"] if scope["type"] in ("http", "websocket") else ""
+        if "/." in path:   # routed by the path the site would be asked for (`/x/../__ep/`)
+            path = remove_dot_segments(path.encode(errors="surrogateescape")).decode(
+                errors="surrogateescape")
+        if not path.startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        route = self.route_for(scope["path"])
+        route = self.route_for(path)
         if route is None:
             await respond(send, 404, b"Not found: /__ep/ is reserved for edge-personalizer\n",
                           b"text/plain; charset=utf-8")

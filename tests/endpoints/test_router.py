@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route as Route_
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge_personalizer import create_app, load_settings
 from edge_personalizer.endpoints import Endpoints
@@ -43,7 +43,30 @@ async def test_reserved_prefix_never_reaches_the_site_it_personalizes() -> None:
         assert (await client.get("/__ep/secret")).status_code == 404
         assert (await client.get("/__ep/health/live")).json() == {"status": "alive"}
         assert (await client.get("/normal")).text == "site"
-    assert reached == ["/normal"]
+    # Dot segments (as sent, or percent-encoded and decoded by the server) lead where the
+    # site would be asked for: /__ep/ is answered here, never by the site.
+    for path, status in (("/x/../__ep/secret", 404), ("/x/./y/../../__ep/health/live", 200),
+                         ("/a/../normal", 200)):
+        assert (await _status_of(app, path)) == status, path
+    assert reached == ["/normal", "/a/../normal"]
+
+
+async def _status_of(app: ASGIApp, path: str) -> int:
+    """The status `app` answers a GET of `path` with, the path handed on as a server
+    hands it (decoded, dot segments left in)."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+               "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+               "query_string": b"", "root_path": "", "headers": [(b"host", b"site")],
+               "client": ("127.0.0.1", 5), "server": ("127.0.0.1", 80)}, receive, send)
+    return int(sent[0]["status"])
 
 
 async def test_routes_by_path_then_prefix_and_refuses_other_methods() -> None:
