@@ -21,10 +21,17 @@ def signed(value: float | None, digits: int = 1) -> str:
 
 
 def count(value: float | None) -> str:
-    """A count with thousands separators; a value (a sum of money) with two decimals."""
+    """A count with thousands separators (a fraction, which counts seldom are, with two
+    decimals)."""
     if value is None:
         return "–"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def amount(value: float | None) -> str:
+    """A value (a sum of money, a value per visitor): always two decimals, so a column
+    of them lines up (86.00 beside 29.56)."""
+    return "–" if value is None else f"{value:,.2f}"
 
 
 def p_value(value: float | None) -> str:
@@ -41,7 +48,8 @@ def render_text(report: Mapping[str, Any]) -> str:
     for experiment in report["experiments"]:
         stopped = " (stopped: no longer in the rules; final results from the store's counts)" \
             if experiment["status"] == "stopped" else ""
-        lines += ["", f"{experiment['name']}: {experiment['exposed']:,} visitors exposed{stopped}"]
+        lines += ["", f"{experiment['name']}: {experiment['exposed']:,} "
+                  f"visitor{'' if experiment['exposed'] == 1 else 's'} exposed{stopped}"]
         if "error" in experiment:
             lines.append(f"  ERROR {experiment['error']}")
         elif not experiment["goals"]:
@@ -65,7 +73,7 @@ def render_text(report: Mapping[str, Any]) -> str:
                     f"{'control' if name == goal['control'] else signed(v['uplift']):>8} "
                     f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} "
                     f"{pct(v['risk'], 2):>6}"
-                    + (f"  {count(v['mean_value']):>13}" if valued else "")
+                    + (f"  {amount(v['mean_value']):>13}" if valued else "")
                     + ("  (removed from the rules)" if v["removed"] else ""))
             leader, chance = leader_of(goal)
             if leader is not None and chance is not None:
@@ -103,7 +111,8 @@ def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list
     """A goal's numbers within each segment (or cell) the experiment counts per: one
     line a variant, the segment named on its first."""
     kind = "segment" if per == "segment" else "cell"
-    heading = "segment" if per == "segment" else "cell (" + ", ".join(per or ()) + ")"
+    heading = "segment" if per == "segment" else \
+        "cell (" + ", ".join(per) + ")" if per else "cell"   # (a stopped one's: unknown)
     lines = [f"    by {heading}",
              f"      {kind:<16} {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
              f"{'95% interval':>17} {'uplift':>9} {'chance':>7}"]

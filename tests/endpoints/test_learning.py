@@ -395,7 +395,7 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
     assert control["rate"] == pytest.approx(rate)
     row = page.split('data-variant="control"')[1].split("</tr>")[0]
     assert f'data-field="converted" data-label="Converted">{moved}<' in row
-    assert f'data-field="value_sum" data-label="Total value">{10 * moved:,}<' in row
+    assert f'data-field="value_sum" data-label="Total value">{10 * moved:,.2f}<' in row
     assert "Rate (weighted)" in page and 'data-field="weighted_by"' in page
     bold_row = page.split('data-variant="bold"')[1].split("</tr>")[0]
     assert 'data-field="removed">removed<' in bold_row

@@ -6,7 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_personalizer.endpoints.dashboard_views import make_snapshot
-from edge_personalizer.endpoints.report import count, p_value, pct, render_text, signed
+from edge_personalizer.endpoints.report import (
+    _segment_lines,
+    amount,
+    count,
+    p_value,
+    pct,
+    render_text,
+    signed,
+)
 from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.rules.book import load_rules
 
@@ -69,4 +77,14 @@ def test_numbers_read_the_same_on_the_pages_and_in_the_table() -> None:
     assert pct(0.1234) == "12.3%" and pct(0.1234, 2) == "12.34%"
     assert signed(0.05) == "+5.0%" and signed(-0.05).endswith("5.0%")
     assert count(12345.0) == "12,345" and count(12.5) == "12.50"
+    # Sums of money always with their cents, so a column lines up: 86.00 beside 29.56.
+    assert (amount(86.0), amount(29.56), amount(1234.5), amount(None)) == (
+        "86.00", "29.56", "1,234.50", "–")
     assert p_value(0.00001) == "< 0.0001" and p_value(0.01234) == "0.0123"
+
+
+def test_a_stopped_experiments_cells_are_headed_as_cells() -> None:
+    # Its rules (and what it counted per) are gone: the heading names no empty list.
+    assert _segment_lines({"segments": {}}, None)[0] == "    by cell"
+    assert _segment_lines({"segments": {}}, ["device.type"])[0] == "    by cell (device.type)"
+    assert _segment_lines({"segments": {}}, "segment")[0] == "    by segment"
