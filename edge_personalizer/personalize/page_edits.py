@@ -14,7 +14,7 @@ from ..rewrite.first_bytes import FirstBytesMemo
 from ..rewrite.html import csp_nonce, with_nonce
 from ..rewrite.stream import ResponseRewriter
 from ..rules.book import RuleBook
-from ..rules.model import Decision, RuleSet, SlotChoice
+from ..rules.model import Decision, RuleSet
 from .exchange import Exchange
 from .response_headers import ResponseHead
 
@@ -35,9 +35,10 @@ class PageChanges:
 class PageEditor:
     """Turns decisions into page changes, and page changes into a rewriter.
 
-    With `look` (a view whose slot presence is not known), a slot whose chosen experiment
-    variant leaves it as it is (a control) gets an edit that only looks for its element,
-    so the page judges that choice as it judges a treatment (held_head).
+    With `look` (a view whose slot presence is not known), a slot whose choice leaves it
+    as it is (an experiment's control, a holdout) gets an edit that only looks for its
+    element, so the page judges that choice as it judges a treatment (held_head): a page
+    without the slot names none of them.
 
     A decision whose variants print no visitor data changes every page alike: its
     changes are worked out once per (rule set, choices, CSP nonce, look) and remembered
@@ -91,7 +92,7 @@ class PageEditor:
         for name, choice in decision.slots.items():
             content = choice.content
             if content is None:
-                if look and judged(choice) and name in slots:
+                if look and name in slots:
                     edits.append(Edit(slots[name].selector, "look"))
                     names.append(name)
                 continue
@@ -105,13 +106,7 @@ class PageEditor:
         return PageChanges(tuple(edits), injected["head"], injected["body_end"], tuple(names))
 
 
-def judged(choice: SlotChoice) -> bool:
-    """Whether a choice is counted as an exposure and remembered in the profile (an
-    experiment's variant, its control included; a holdout or an unbucketed visitor's
-    control counts nothing)."""
-    return choice.reason == "experiment"
-
-
-def to_judge(decision: Decision) -> bool:
-    """Whether the decision has choices the page must judge although it changes nothing."""
-    return any(judged(choice) for choice in decision.slots.values())
+def to_look_for(decision: Decision) -> bool:
+    """Whether the decision has choices that leave their slots as they are, which the page
+    must show it has before they are named (in X-EP-Variant, the segment, the counts)."""
+    return any(choice.content is None for choice in decision.slots.values())

@@ -13,7 +13,7 @@ from ..rewrite.stream import ResponseRewriter
 from .exchange import Exchange
 from .fail_open import FailOpen
 from .held_head import HeldHead, settle_known_slots
-from .page_edits import PageChanges, PageEditor, to_judge
+from .page_edits import PageChanges, PageEditor, to_look_for
 from .response_headers import ResponseHead, is_html, read_head
 from .response_start import ResponseStart
 from .slot_presence import SlotPresence
@@ -237,7 +237,7 @@ def _rewriter_for(editor: PageEditor, exchange: Exchange, head: ResponseHead,
     `look`: which slots the page has is not known, and choices it does not change are
     judged by the page too (a rewriter is made only to look, if need be)."""
     decision = exchange.decision
-    if not page or not (decision.changes_page or look and to_judge(decision)):
+    if not page or not (decision.changes_page or look and to_look_for(decision)):
         return None
     return editor.rewriter_for(exchange, head, accept_encoding,
                                on_error=fail_open.edit_failed, look=look)

@@ -141,6 +141,8 @@ experiments:
       new: {weight: 0.0001, html: "new teaser"}
 """
 
+HOLDOUT_RULES = CONTROL_RULES.replace("holdout: 0", "holdout: 99")
+
 
 def _proxy(tmp_path: Path, rules_text: str, hold: str = "5") -> Iterator[Server]:
     """`hold`: head_hold_seconds (more than the origin's pause, unless a test says)."""
@@ -165,6 +167,11 @@ def proxy(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def control_proxy(tmp_path: Path) -> Iterator[Server]:
     yield from _proxy(tmp_path, CONTROL_RULES)
+
+
+@pytest.fixture
+def holdout_proxy(tmp_path: Path) -> Iterator[Server]:
+    yield from _proxy(tmp_path, HOLDOUT_RULES)
 
 
 @pytest.fixture
@@ -268,6 +275,24 @@ def test_a_control_visitor_counts_only_where_the_page_has_the_slot(
     # Another visitor of the control, on the page with the teaser: counted too.
     again, _, first_at = _get(control_proxy, "/home?slots=teaser&size=20000&pause=2000")
     assert first_at < 0.7 and set(_profile(again)[STATE_EXPOSURES]) == {"teaser-test"}
+
+
+def test_a_held_out_visitor_is_named_only_where_the_page_has_the_slot(
+        holdout_proxy: Server) -> None:
+    # A holdout changes nothing and counts nothing, but X-EP-Variant and the segment name
+    # it: a page without the teaser names none (it is looked at like a control's).
+    for _ in range(5):   # 99 visitors in 100 are held out
+        response, _, first_at = _get(holdout_proxy, "/about?slots=none&size=20000&pause=1000")
+        assert "x-ep-variant" not in response.headers
+        assert response.headers["x-ep-segment"] == "default"
+        cookie = response.headers["set-cookie"].split(";")[0]
+        response, _, _ = _get(holdout_proxy, "/home?slots=teaser&size=20000&pause=1000",
+                              cookie)
+        if response.headers.get("x-ep-variant") == "teaser=holdout":
+            break
+    else:
+        raise AssertionError("no visitor of five was held out")
+    assert _profile(response)[STATE_EXPOSURES] == {}   # a holdout counts nothing
 
 
 def _worker_peak_kib(server: Server) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import MappingProxyType
 
-from edge_personalizer.personalize.page_edits import PageEditor, to_judge
+from edge_personalizer.personalize.page_edits import PageEditor, to_look_for
 from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rules.book import RuleBook
 from edge_personalizer.rules.evaluator import decide
@@ -57,7 +57,7 @@ def test_decisions_made_apart_that_chose_alike_share_their_changes(tmp_path: Pat
     assert [e.payload for e in changed.edits] == ["<h1>Ho</h1>"]
 
 
-def test_a_control_is_looked_for_only_where_which_slots_a_page_has_is_not_known(
+def test_a_control_or_holdout_is_looked_for_only_where_which_slots_a_page_has_is_not_known(
         tmp_path: Path) -> None:
     book = _book(tmp_path, "<h1>Hi</h1>")
     editor = PageEditor(book)
@@ -65,10 +65,13 @@ def test_a_control_is_looked_for_only_where_which_slots_a_page_has_is_not_known(
     control = SlotChoice(slot="hero", variant="control", reason="experiment", by="t")
     held_out = SlotChoice(slot="hero", variant="holdout", reason="holdout", by="t")
     decision = Decision(slots=MappingProxyType({"hero": control}))
-    assert not decision.changes_page and to_judge(decision)
+    assert not decision.changes_page and to_look_for(decision)
     looked = editor.changes(decision, visitor, None, look=True)
     assert looked.edits == (Edit('[data-ep-slot="hero"]', "look"),) and looked.slots == ("hero",)
     assert not editor.changes(decision, visitor, None)   # a known page: nothing to do
-    # A holdout is neither counted nor remembered: nothing for the page to judge.
+    # A holdout is neither counted nor remembered, but named in X-EP-Variant and the
+    # segment: the page shows whether it has the slot before it is named there.
     holdout = Decision(slots=MappingProxyType({"hero": held_out}))
-    assert not to_judge(holdout) and not editor.changes(holdout, visitor, None, look=True)
+    assert to_look_for(holdout)
+    assert editor.changes(holdout, visitor, None, look=True).edits == looked.edits
+    assert not editor.changes(holdout, visitor, None)
