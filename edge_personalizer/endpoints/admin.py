@@ -89,6 +89,7 @@ class Admin:
         if self.rules is not None:
             state.update(rules_version=self.rules.current.version,
                          rules_loaded_at=self.rules.current.loaded_at,
+                         rules_checked_at=self.rules.checked_at,
                          last_error=self.rules.last_error)
         return state
 
@@ -112,23 +113,25 @@ class Admin:
                                   "error": self.rules.last_error}
         if self.board is not None:
             self.board.publish(self.state())
-            answer["workers"] = await self._every_worker_reloads(self.rules.current.version)
+            answer["workers"] = await self._every_worker_reloads()
             answer["reloaded"] = ok and all(w["rules_version"] == answer["version"]
                                             for w in answer["workers"])
         await send_json(send, 200 if ok else 422, answer)
 
-    async def _every_worker_reloads(self, version: str) -> list[dict[str, Any]]:
+    async def _every_worker_reloads(self) -> list[dict[str, Any]]:
         """Asks the server to reload every worker (SIGHUP to the supervisor, which passes it
-        on) and waits until each reports `version` (or reload_wait passes)."""
+        on, this worker included) and waits until each has reported a reload ended since,
+        taken or refused (or reload_wait passes): what each then serves, and why not."""
         assert self.board is not None
+        asked = time.time()
         os.kill(os.getppid(), signal.SIGHUP)
         deadline = time.monotonic() + self.reload_wait
         while True:
-            workers = [{"pid": s["pid"], "rules_version": s.get("rules_version"),
-                        "last_error": s.get("last_error")} for s in self.board.states()]
-            if all(w["rules_version"] == version for w in workers) \
+            states = self.board.states()
+            if all((s.get("rules_checked_at") or 0) >= asked for s in states) \
                     or time.monotonic() > deadline:
-                return workers
+                return [{"pid": s["pid"], "rules_version": s.get("rules_version"),
+                         "last_error": s.get("last_error")} for s in states]
             await anyio.sleep(0.05)
 
     async def _origin(self) -> ProbeResult | None:

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -110,6 +111,7 @@ class RuleBook:
         self.files_read = 0   # by the last load: files whose YAML it read (see ParseCache)
         self.files_compiled = 0   # ... and files whose rules it compiled
         self.last_error: str | None = None
+        self.checked_at = 0.0   # when a reload last ended, taken or refused (epoch seconds)
         try:
             self.current: RuleSet = self._load()
         except RuleError as exc:
@@ -162,17 +164,13 @@ class RuleBook:
         except RuleError as exc:
             self._refused(exc, "rules not reloaded, version %s keeps serving")
             self._loaded_from(before)
-            if self._on_reload:
-                self._on_reload(False)
-            return False
+            return self._ended(False)
         except Exception as exc:   # a fault of the loader: the served rules stay all the same
             logger.exception("rules not reloaded (the loader failed), version %s keeps "
                              "serving", self.current.version)
             self.last_error = f"{self.directory}: the loader failed: {exc!r}"
             self._loaded_from(before)
-            if self._on_reload:
-                self._on_reload(False)
-            return False
+            return self._ended(False)
         self.last_error = None
         self._loaded_from(before)
         if fresh.version != self.current.version:
@@ -181,9 +179,13 @@ class RuleBook:
                        self.current.version, fresh.version, fresh.size, self.files_read,
                        self.files_compiled)
             self.current = fresh   # one reference swap: a request sees the old set or the new
+        return self._ended(True)
+
+    def _ended(self, ok: bool) -> bool:
+        self.checked_at = time.time()
         if self._on_reload:
-            self._on_reload(True)
-        return True
+            self._on_reload(ok)
+        return ok
 
     def _loaded_from(self, before: Fingerprint) -> None:
         """The directory changed while it was being loaded (a file saved between the look

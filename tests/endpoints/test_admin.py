@@ -161,3 +161,12 @@ def test_a_reload_reaches_every_worker(two_workers: tuple[Server, Path]) -> None
     for _ in range(10):   # whichever worker answers, it has the new rules
         page = httpx.get(server.url + "/page/x?added=1", headers={"accept": "text/html"})
         assert page.headers.get("x-added") == "yes"
+    # A refused reload changes no version: the answer waits for every worker to have
+    # tried, so each names the refusal (not the state it had before the request).
+    (rules / "broken.yaml").write_text("rules:\n  - name: [not, a, name]\n")
+    refused = httpx.post(server.url + "/__ep/reload", timeout=15,
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert refused.status_code == 422
+    workers = refused.json()["workers"]
+    assert len(workers) == 2 and all("broken.yaml" in (w["last_error"] or "") for w in workers)
+    assert {w["rules_version"] for w in workers} == {answer["version"]}
