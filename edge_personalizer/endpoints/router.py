@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,6 +23,16 @@ class Route:
     methods: frozenset[str] = frozenset({"GET", "HEAD"})
 
 
+def site_path(scope: Scope) -> str:
+    """The path the site would be asked for, decoded as the server decodes `path`: the
+    request target with its dot segments removed, as the proxy forwards it (so
+    `/a%2Fb/../__ep/x` is /__ep/x, and `/x/..%2F__ep/x` is not)."""
+    raw: bytes | None = scope.get("raw_path")
+    if not raw or (b"/." not in raw and b"%2" not in raw):
+        return str(scope["path"])
+    return unquote(remove_dot_segments(raw).decode("latin-1"), errors="replace")
+
+
 class Endpoints:
     """ASGI middleware owning the /__ep/ prefix: routes by exact path, then by prefix
     (`/__ep/fragment/` + slot); anything else there is 404, never the site's."""
@@ -33,13 +44,12 @@ class Endpoints:
         self.prefixes = dict(prefixes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"] if scope["type"] in ("http", "websocket") else ""
-        if "/." in path:   # routed by the path the site would be asked for (`/x/../__ep/`)
-            path = remove_dot_segments(path.encode(errors="surrogateescape")).decode(
-                errors="surrogateescape")
+        path = site_path(scope) if scope["type"] in ("http", "websocket") else ""
         if not path.startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
+        if path != scope["path"]:
+            scope = {**scope, "path": path}   # what the handlers read their names from
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
