@@ -12,6 +12,7 @@ with the status and headers the line gives (an `X-EP-Goal` header, a 201...).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -143,11 +144,22 @@ class Replay:
                            learn_slots=False)
         self.jars: dict[str, dict[str, str]] = {}
         self.summary = ReplaySummary()
+        # A new visitor's id is made from their key in the log, so a log replays to the
+        # same ids, and so the same buckets, every time (ids are random on the live site).
+        self._visitor = ""
+        if self.app.classifier.profiles is not None:
+            self.app.classifier.profiles.new_id = self._visitor_id
+
+    def _visitor_id(self) -> str:
+        digest = hashlib.blake2b(self._visitor.encode(), digest_size=12,
+                                 person=b"ep-replay").digest()
+        return base64.urlsafe_b64encode(digest).decode()
 
     async def request(self, logged: LoggedRequest) -> Replayed:
         if logged.time is not None:
             self.now = logged.time
-        jar = self.jars.setdefault(logged.jar_key(), {})
+        self._visitor = logged.jar_key()
+        jar = self.jars.setdefault(self._visitor, {})
         parts = urlsplit(logged.url)
         headers = {"accept": "text/html", **logged.headers}
         if parts.netloc:

@@ -220,8 +220,11 @@ class ProfileTracker:
         learning_rate: float = 0.25,
         max_variants: int = 32,
         on_reject: Callable[[RejectReason], None] | None = None,
+        new_id: Callable[[], str] | None = None,
     ) -> None:
         self.codec = codec
+        # A new visitor's id: random; replay makes it from the log's visitor instead
+        self.new_id: Callable[[], str] = new_id or _new_id
         self.cookie_name = cookie_name
         self.interests = interests or InterestMap({})
         self.privacy = privacy or PrivacyPolicy()
@@ -248,8 +251,9 @@ class ProfileTracker:
             except (TypeError, ValueError, AttributeError, LookupError):
                 self._reject("malformed")
         if profile is None:
-            profile = Profile(visitor_id=_new_id(), first_seen=t, last_seen=t, previous_seen=t,
-                              visits=0, now=t, half_life_days=self.half_life_days)
+            profile = Profile(visitor_id=self.new_id(), first_seen=t, last_seen=t,
+                              previous_seen=t, visits=0, now=t,
+                              half_life_days=self.half_life_days)
         if not page_view:
             return profile
         return self._count_page_view(profile, t, path, referral)
