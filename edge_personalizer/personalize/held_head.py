@@ -28,8 +28,9 @@ exposures counted and the profile cookie made of what the page shows:
   treatment (a look-only edit, and a rewriter made just to look when nothing else
   changes the page), so it counts only where the page has its slot, as on later views;
   a page left with nothing to change goes out as the origin sent it once released (a
-  page found with every slot is learned then: the rest passes unread). A holdout counts
-  no exposure and is remembered nowhere: it is not looked for;
+  page found with every slot is learned then: the rest passes unread). A holdout (and
+  the control of a visitor without a stable id) counts nothing, but is looked for the
+  same way: X-EP-Variant and the segment name it only where the page has the slot;
 - a page that cannot be read for its slots (a charset or content coding the rewriter
   passes through, or markup lol-html gives up on) goes out at once, every slot taken as
   present.

@@ -42,8 +42,9 @@ class PageEditor:
 
     A decision whose variants print no visitor data changes every page alike: its
     changes are worked out once per (rule set, choices, CSP nonce, look) and remembered
-    (bounded), so decisions made apart (an experiment's, one per visitor) that chose the
-    same variants share them. The first-bytes memo is shared by every rewriter of the app.
+    (bounded), so decisions made apart (each visitor's own where the rules redirect)
+    that chose the same variants share them. The first-bytes memo is shared by every
+    rewriter of the app.
     """
 
     def __init__(self, rules: RuleBook | None, *, memo: FirstBytesMemo | None = None,

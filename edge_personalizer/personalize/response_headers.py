@@ -131,8 +131,8 @@ class PageHeaders:
         self.cache = cache
         # The same choices of static variants and the same page actions give every
         # visitor the same segment: remembered by (slot, variant, reason, by, content) of
-        # each choice and the actions (an experiment's decisions are new objects every
-        # request; their choices repeat; a reload may give a variant new content).
+        # each choice and the actions (decisions are shared while the rules stay, and
+        # their choices repeat; a reload may give a variant new content).
         self._segments: LRU[tuple[object, ...], Segment] = LRU(4096)
         # ... and, first, by the decision itself: a decision of rules alone is one object
         # for everyone it is made for (held here, so its id is not reused meanwhile).

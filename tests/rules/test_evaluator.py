@@ -103,7 +103,7 @@ def test_deciding_leaves_the_rule_set_as_it_was(tmp_path: Path) -> None:
     assert not hasattr(ruleset, "decided")
 
 
-def test_decisions_with_experiments_are_made_each_time(tmp_path: Path) -> None:
+def test_an_experiment_fills_the_slot_no_rule_takes(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(
         "slots: {a: {}}\nexperiments:\n"
         "  - name: e\n    slots: [a]\n"
