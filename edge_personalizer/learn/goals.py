@@ -33,7 +33,7 @@ class GoalSpec(Protocol):
     def value_header(self) -> str | None: ...
 
     @property
-    def by_requests(self) -> bool: ...               # a `when`: its requests reach it
+    def beacon(self) -> bool: ...                    # the page's beacon may reach it
 
     def reached_by(self, visitor: Visitor) -> bool:
         """Whether the request's own data reaches the goal (False for header-only goals)."""
@@ -130,13 +130,15 @@ class GoalReader:
     def beacon(self, goals: Mapping[str, GoalSpec], name: str,
                value: float | None) -> Conversion | str:
         """The conversion a beacon brings, or why it brings none: a goal the rules do not
-        name, or one that requests reach (its `when`): a visitor's browser cannot claim a
-        goal the site's own requests decide, nor the value that comes with it."""
+        name, or one that does not take beacons (`beacon: true`): a visitor's browser
+        cannot claim a goal the site decides (its requests, its X-EP-Goal header), nor
+        the value that comes with it."""
         goal = goals.get(name)
-        if goal is None or goal.by_requests:
+        if goal is None or not goal.beacon:
             self.on_invalid("beacon")
             return (f"no goal named {name!r}" if goal is None else
-                    f"goal {name!r} is reached by its requests (its `when`), not by a beacon")
+                    f"goal {name!r} takes no beacons (the site reports it: its requests or "
+                    "its X-EP-Goal header); a goal the page reports says beacon: true")
         return Conversion(goal.name, value or 0.0, goal.window_seconds)
 
     def _value(self, goal: GoalSpec, visitor: Visitor, headers: Iterable[tuple[bytes, bytes]]

@@ -7,7 +7,8 @@
         value: {query: total}                     # optional: or {header: X-Order-Total}
         window: 72h                               # attribution window (default 72h)
       newsletter: {when: {request.path: /newsletter, request.method: POST}}
-      cta-click: {}                               # reached by a beacon or X-EP-Goal only
+      cta-click: {beacon: true}                   # the page's beacon may reach it
+      refund: {}                                  # X-EP-Goal from the origin only
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from .conditions import Condition
 from .model import DEFAULT_GOAL_WINDOW, Goal
 
-GOAL_KEYS = ("when", "status", "value", "window", "description")
+GOAL_KEYS = ("when", "status", "value", "window", "beacon", "description")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
@@ -49,18 +50,22 @@ def compile_goal(name: Any, raw: Any, compile_condition: ConditionCompiler,
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise GoalInvalid("a goal is a mapping (when, status, value, window), or {} for "
-                          "one reached by a beacon or the X-EP-Goal header only", at)
+        raise GoalInvalid("a goal is a mapping (when, status, value, window, beacon), or {} "
+                          "for one reached by the X-EP-Goal header only", at)
     for key in raw:
         if key not in GOAL_KEYS:
             raise GoalInvalid(f"unknown key {key!r}; a goal has " + ", ".join(GOAL_KEYS),
                               (*at, str(key)), on_key=True)
+    beacon = raw.get("beacon", False)
+    if not isinstance(beacon, bool):
+        raise GoalInvalid("beacon is true (the page's beacon may reach the goal) or false",
+                          (*at, "beacon"))
     when = compile_condition(raw["when"], (*at, "when")) if "when" in raw else None
     query, header = _value(raw.get("value"), (*at, "value"))
     return Goal(name=name, when=when, statuses=_statuses(raw.get("status"), (*at, "status")),
                 value_query=query, value_header=header,
                 window_seconds=window_seconds(raw.get("window"), (*at, "window")),
-                source=source)
+                source=source, beacon=beacon)
 
 
 def _statuses(raw: Any, at: tuple[str | int, ...]) -> frozenset[int]:

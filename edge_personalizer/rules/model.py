@@ -136,8 +136,8 @@ DEFAULT_GOAL_WINDOW = 72 * 3600.0   # seconds a conversion is attributed to an e
 @dataclass(frozen=True)
 class Goal:
     """A conversion: a request that meets `when` (and answered with one of `statuses`),
-    or an origin's goal header or a beacon naming it. Its value comes from a query
-    parameter or a response header, when one is named."""
+    or an origin's goal header naming it, or (with `beacon`) the page's beacon. Its value
+    comes from a query parameter or a response header, when one is named."""
 
     name: str
     when: Condition | None = None                    # None: header or beacon only
@@ -146,10 +146,7 @@ class Goal:
     value_header: str | None = None
     window_seconds: float = DEFAULT_GOAL_WINDOW
     source: str = ""
-
-    @property
-    def by_requests(self) -> bool:
-        return self.when is not None
+    beacon: bool = False                             # the page's beacon may reach it
 
     def reached_by(self, visitor: Visitor) -> bool:
         return self.when is not None and self.when(visitor)

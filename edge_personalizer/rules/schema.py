@@ -143,6 +143,7 @@ def build_schema() -> dict[str, Any]:
                   "properties": {"query": {"type": "string"}, "header": {"type": "string"}}},
         "window": {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
                              {"type": "string", "pattern": "^\\d+(\\.\\d+)?\\s*[smhd]$"}]},
+        "beacon": {"type": "boolean"},
         "description": {"type": "string"},
     }
     return {

@@ -49,12 +49,12 @@ def test_a_bad_beacon_is_refused_and_counts_nothing(proxy: Server) -> None:
     assert httpx.post(url, content=b"not json", headers=SAME_SITE).status_code == 400
     unknown = httpx.post(url, json={"goal": "no-such-goal"}, headers=SAME_SITE)
     assert unknown.status_code == 400 and "set-cookie" not in unknown.headers
-    # The site's requests reach `purchase` (its `when`): a browser cannot claim it, nor
-    # its value.
+    # The site reports `purchase` (its requests reach it): a browser cannot claim it, nor
+    # its value; only a goal that says `beacon: true` takes beacons.
     claimed = httpx.post(url, json={"goal": "purchase", "value": "1000000000"},
                          headers=SAME_SITE)
     assert claimed.status_code == 400 and "set-cookie" not in claimed.headers
-    assert "reached by its requests" in claimed.json()["error"]
+    assert "takes no beacons" in claimed.json()["error"]
     metrics = httpx.get(f"{proxy.url}/__ep/metrics",
                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
     assert 'ep_goal_signals_invalid_total{kind="beacon"}' in metrics

@@ -34,6 +34,7 @@ def test_goals_compile_and_experiments_name_what_they_are_judged_on(tmp_path: Pa
     assert purchase.value_query == "total" and purchase.window_seconds == 2 * 86400
     assert ruleset.goals["signup"].statuses == {200, 201}
     assert ruleset.goals["click"].when is None
+    assert not purchase.beacon   # the site reports it: no beacon reaches it
     assert ruleset.experiment("hero-test").goals == ("purchase", "click")   # type: ignore[union-attr]
     thanks = default_classifier().visitor(make_request("/checkout/thanks"), now=0.0)
     assert purchase.reached_by(thanks)
@@ -45,6 +46,7 @@ def test_goals_compile_and_experiments_name_what_they_are_judged_on(tmp_path: Pa
     ("goals:\n  buy: {window: forever}\n", "window 'forever': write 30m, 72h or 7d", 2),
     ("goals:\n  buy: {value: {cookie: x}}\n", "value is {query", 2),
     ("goals:\n  buy: {status: 99}\n", "status is an HTTP status", 2),
+    ("goals:\n  click: {beacon: yes please}\n", "beacon is true", 2),
     ("goals:\n  buy: {when: {geo.contry: DE}}\n", "geo.contry", 2),
     ("goals:\n  b@d: {}\n", "a goal's name", 2),
     ("goals: [buy]\n", "goals is a mapping", 1),
