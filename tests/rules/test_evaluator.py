@@ -141,6 +141,33 @@ def test_decisions_are_shared_by_visitors_the_rules_and_experiments_place_alike(
     assert len({id(d) for d in shared}) == 2
 
 
+def test_a_shared_decision_is_the_one_each_visitor_would_get_cell_and_holdout_apart(
+        tmp_path: Path) -> None:
+    # Visitors share a decision only where everything that makes it is the same: the
+    # variant, why (experiment, holdout) and the cell they count in.
+    from edge_personalizer.rules.evaluator import DecisionMemo
+
+    (tmp_path / "r.yaml").write_text(
+        "slots: {a: {}}\nexperiments:\n  - name: e\n    slots: [a]\n    holdout: 30\n"
+        "    per: [device.type]\n"
+        "    variants: {one: {a: {html: '1'}}, two: {a: {html: '2'}}}\n")
+    ruleset = load_rules(tmp_path)
+    memo = DecisionMemo()
+    desktop = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+                             "(KHTML, like Gecko) Chrome/124.0 Safari/537.36"}
+    visitors = []
+    for n in range(60):
+        made = make_visitor(headers=desktop if n % 2 else None)
+        visitors.append(with_profile(made, made.profile._replace(visitor_id=f"v-{n}",
+                                                                 stored=True)))
+    shared = [decide(ruleset, v, memo) for v in visitors]
+    assert shared == [decide(ruleset, v) for v in visitors]
+    placed = {(d.slots["a"].reason, d.slots["a"].variant, d.slots["a"].cell) for d in shared}
+    assert len({id(d) for d in shared}) == len(placed)
+    assert {reason for reason, _, _ in placed} == {"experiment", "holdout"}
+    assert len({cell for _, _, cell in placed}) == 2
+
+
 def test_a_redirect_whose_target_redirects_back_is_not_sent(tmp_path: Path) -> None:
     # issue 18, bug 3: whatever validation says, the server never sends a visitor round.
     # The two rules only meet for visitors from Sweden, which validation cannot know.
