@@ -29,10 +29,15 @@ def yaml_error(exc: yaml.MarkedYAMLError, path: Path, text: str) -> RuleError:
     mark = exc.problem_mark or exc.context_mark
     reason = " ".join(part for part in (context, problem) if part)
     opened = next((what for name, what in _OPENED if name in context), None)
+    start, stop = exc.context_mark, exc.problem_mark
     if ("<stream end>" in problem or "end of stream" in problem) and opened is not None \
-            and exc.context_mark is not None:
-        mark = exc.context_mark
+            and start is not None:
+        mark = start
         reason = f"{opened} opened here is never closed"
+    elif opened is not None and "expected ','" in problem and start is not None \
+            and stop is not None and stop.line > start.line:
+        mark = start   # the '{' a line left open, not the next line's key PyYAML stops at
+        reason = f"{opened} opened here is not closed before line {stop.line + 1}"
     else:
         hint = next((fix for said, fix in _HINTS if said in reason), None)
         if hint is not None:

@@ -14,6 +14,11 @@ from edge_personalizer.rules.book import check_rules
     ("rules:\n  - name: a\n    when: {geo.country: GB\n", 3, 11,
      "a '{' opened here is never closed"),
     ('rules:\n  - name: "a\n', 2, 11, "a quote opened here is never closed"),
+    # A '{' left open at a line's end: named where it opened, not at the next line's key
+    # with a hint about quoting.
+    ("experiments:\n  - name: e\n    variants:\n      control: {weight: 50\n"
+     "      b: {weight: 50, html: x}\n", 4, 16,
+     "a '{' opened here is not closed before line 5"),
     ("rules: [a, b\n", 1, 8, "a '[' opened here is never closed"),
     ("rules:\n  - name: a\n    then:\n      banner: Free: delivery\n", 4, 19,
      "mapping values are not allowed here (a value holding ': ' is quoted: "
