@@ -4,6 +4,7 @@ import math
 import random
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -112,6 +113,13 @@ def test_an_experiment_fills_the_slot_no_rule_takes(tmp_path: Path) -> None:
     assert decide(ruleset, make_visitor()).slots["a"].by == "e"
 
 
+def _bucketed(visitor_id: str, **request: Any) -> Visitor:
+    """A visitor of `request` (make_request's arguments) with a stored profile of that id:
+    one experiments place."""
+    made = make_visitor(**request)
+    return with_profile(made, made.profile._replace(visitor_id=visitor_id, stored=True))
+
+
 def test_decisions_are_shared_by_visitors_the_rules_and_experiments_place_alike(
         tmp_path: Path) -> None:
     # Rules come first: where a rule fills the experiment's slot the decision is the same
@@ -126,15 +134,10 @@ def test_decisions_are_shared_by_visitors_the_rules_and_experiments_place_alike(
         "    variants: {one: {a: {html: '1'}}, two: {a: {html: '2'}}}\n")
     ruleset = load_rules(tmp_path)
     memo = DecisionMemo()
-
-    def with_id(visitor_id: str, ip: str) -> Visitor:
-        made = make_visitor(ip=ip)
-        return with_profile(made, made.profile._replace(visitor_id=visitor_id, stored=True))
-
-    swedes = [with_id(f"v-{n}", "89.160.20.112") for n in range(2)]
+    swedes = [_bucketed(f"v-{n}", ip="89.160.20.112") for n in range(2)]
     first = decide(ruleset, swedes[0], memo)
     assert first.slots["a"].by == "se" and decide(ruleset, swedes[1], memo) is first
-    others = [with_id(f"v-{n}", "81.2.69.142") for n in range(40)]
+    others = [_bucketed(f"v-{n}", ip="81.2.69.142") for n in range(40)]
     assert [decide(ruleset, v, memo) for v in others] == [decide(ruleset, v) for v in others]
     shared = [decide(ruleset, v, memo) for v in others]
     assert {d.slots["a"].variant for d in shared} == {"one", "two"}
@@ -155,11 +158,7 @@ def test_a_shared_decision_is_the_one_each_visitor_would_get_cell_and_holdout_ap
     memo = DecisionMemo()
     desktop = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
                              "(KHTML, like Gecko) Chrome/124.0 Safari/537.36"}
-    visitors = []
-    for n in range(60):
-        made = make_visitor(headers=desktop if n % 2 else None)
-        visitors.append(with_profile(made, made.profile._replace(visitor_id=f"v-{n}",
-                                                                 stored=True)))
+    visitors = [_bucketed(f"v-{n}", headers=desktop if n % 2 else None) for n in range(60)]
     shared = [decide(ruleset, v, memo) for v in visitors]
     assert shared == [decide(ruleset, v) for v in visitors]
     placed = {(d.slots["a"].reason, d.slots["a"].variant, d.slots["a"].cell) for d in shared}
