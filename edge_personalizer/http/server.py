@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -111,11 +112,28 @@ def serve(factory: str, options: ServerOptions, *,
     server = granian_server(factory, options)
     if setup_logging is not None:
         setup_logging()
+    if options.workers > 1 and migrates_queued_connections() is False:
+        logger.warning(
+            "net.ipv4.tcp_migrate_req is 0: each worker listens on a socket of its own, and "
+            "the connections queued for a worker that dies are refused or reset; "
+            "`sysctl -w net.ipv4.tcp_migrate_req=1` hands them to another worker")
     # Lines a handler still holds when a worker is forked would be written by both.
     os.register_at_fork(before=_flush_logs)
     server.on_startup(functools.partial(_pass_hangups_to_workers, on_hangup))
     server.serve(target_loader=load_in_worker if build is None
                  else functools.partial(load_in_worker, build=build))
+
+
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def migrates_queued_connections(setting: Path = MIGRATE_REQ) -> bool | None:
+    """Whether the kernel hands the connections queued for a closed listening socket to
+    another socket of the port (Linux 5.14+); None where it cannot be read."""
+    try:
+        return setting.read_text().strip() != "0"
+    except OSError:
+        return None
 
 
 def check_port(host: str, port: int) -> None:

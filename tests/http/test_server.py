@@ -22,7 +22,13 @@ import httpx
 import pytest
 from websockets.sync.client import connect as websocket
 
-from edge_personalizer.http.server import ServerOptions, granian_server, tune_allocator
+from edge_personalizer.http.server import (
+    MIGRATE_REQ,
+    ServerOptions,
+    granian_server,
+    migrates_queued_connections,
+    tune_allocator,
+)
 
 from ..servers import Server, free_port, start, start_proxy
 
@@ -306,6 +312,23 @@ def test_workers_serve_with_the_same_settings(workers_proxy: Server) -> None:
     assert ["x-real-ip", "203.0.113.4"] in data["headers"]
     assert len(worker_pids(workers_proxy)) == 2
     assert workers_proxy.log().count("forwarding to") == 2   # each worker's lifespan
+
+
+def test_the_kernel_setting_that_keeps_a_dying_workers_queue_is_read(tmp_path: Path) -> None:
+    setting = tmp_path / "tcp_migrate_req"
+    setting.write_text("0\n")
+    assert migrates_queued_connections(setting) is False
+    setting.write_text("1\n")
+    assert migrates_queued_connections(setting) is True
+    assert migrates_queued_connections(tmp_path / "absent") is None
+
+
+def test_several_workers_warn_when_a_dying_workers_queue_would_be_refused(
+        workers_proxy: Server, proxy: Server) -> None:
+    # This host's own setting decides which: the warning says what it is and how to set it.
+    warned = "net.ipv4.tcp_migrate_req is 0" in workers_proxy.log()
+    assert warned == (MIGRATE_REQ.read_text().strip() == "0")
+    assert "tcp_migrate_req" not in proxy.log()   # one worker: nothing to hand over
 
 
 COUNTING_RULES = """
