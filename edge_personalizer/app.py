@@ -35,10 +35,11 @@ from .endpoints.edge import EdgeDecisions
 from .endpoints.learning import Beacon, Results
 from .learn.affinity import Predictor
 from .learn.attribution import Learning
+from .learn.catalog import running_goals
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
 from .learn.store import open_store
-from .learn.trainer import Trainer, bandit_specs, model_reader, weights_reader
+from .learn.trainer import Trainer, bandit_specs, catalog_reader, model_reader, weights_reader
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .observability.workers import WorkerBoard, board_directory
@@ -112,12 +113,15 @@ class EdgeApp:
         poll = settings.store_poll_interval
         self.weights = weights_reader(self.store, interval=poll)
         self.model = model_reader(self.store, interval=poll)
+        self.catalog = catalog_reader(self.store, interval=poll)   # stopped experiments' goals
         self.classifier.predictor = Predictor(lambda: self.model.current)
         self.trainer = Trainer(self.store, learn_interval=settings.learn_interval, tick=poll,
                                specs=lambda: bandit_specs(self.rules.current)
-                               if self.rules is not None else [])
+                               if self.rules is not None else [],
+                               experiments=lambda: running_goals(self.rules.current)
+                               if self.rules is not None else {})
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,
-                                 weights=self.weights)
+                                 weights=self.weights, catalog=self.catalog)
         self.metrics.watch_learning(self.learning, self.flusher)
         personalized = PersonalizeMiddleware(
             site, rules=self.rules, classifier=self.classifier,
@@ -198,6 +202,7 @@ class EdgeApp:
             await tasks.start(self.trainer.run)
             await tasks.start(self.weights.run)
             await tasks.start(self.model.run)
+            await tasks.start(self.catalog.run)
             if self.board is not None:
                 tasks.start_soon(kept_running, "publishing this worker's state",
                                  self._publish_every_second)

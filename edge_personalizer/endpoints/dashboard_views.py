@@ -18,6 +18,7 @@ from ..learn.affinity import TABLE_NAME as MODEL_TABLE
 from ..learn.affinity import AffinityModel, affinity_counts, key_of
 from ..learn.bandit import TABLE_NAME as WEIGHTS_TABLE
 from ..learn.bandit import WeightsTable
+from ..learn.catalog import GoalCatalog, read_catalog
 from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally
 from ..learn.results import INTERNAL_PREFIX as INTERNAL_PREFIX
 from ..learn.results import judged_on, plan_of, results
@@ -51,10 +52,11 @@ class Snapshot:
 
 def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: str,
                   taken_at: float, last_error: str | None = None,
-                  predictions: Table | None = None, bandits: Table | None = None) -> Snapshot:
+                  predictions: Table | None = None, bandits: Table | None = None,
+                  recorded: GoalCatalog | None = None) -> Snapshot:
     """Judge the totals (scipy: call it off the event loop)."""
-    return Snapshot(ruleset, totals, results(ruleset, totals), taken_at, store, last_error,
-                    predictions, bandits)
+    return Snapshot(ruleset, totals, results(ruleset, totals, recorded), taken_at, store,
+                    last_error, predictions, bandits)
 
 
 async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | None = None,
@@ -63,10 +65,11 @@ async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | Non
     totals = await store.totals()
     predictions = await store.table(MODEL_TABLE)
     bandits = await store.table(WEIGHTS_TABLE)
+    recorded = await read_catalog(store)
     return await anyio.to_thread.run_sync(
         lambda: make_snapshot(ruleset, totals, store=store.location, taken_at=clock(),
                               last_error=last_error, predictions=predictions,
-                              bandits=bandits))
+                              bandits=bandits, recorded=recorded))
 
 
 async def snapshot_of(store_url: str, ruleset: RuleSet) -> Snapshot:

@@ -23,6 +23,7 @@ from .goals import Conversion, GoalReader
 
 if TYPE_CHECKING:   # the trainer's module imports the rules; counting needs none of it
     from .bandit import WeightsTable
+    from .catalog import GoalCatalog
     from .trainer import TableReader
 
 # Which goals a rule or experiment is judged on; None: every goal.
@@ -78,15 +79,18 @@ class Attribution:
 
 class Learning:
     """What the request path asks of the learning loop: which goals a response reaches,
-    the counting of exposures and conversions, and the bandit weights published last."""
+    the counting of exposures and conversions, the bandit weights published last, and the
+    goals recorded for experiments since removed from the rules."""
 
     def __init__(self, counters: Accumulator, *,
                  on_invalid: Callable[[str], None] | None = None,
-                 weights: TableReader[WeightsTable] | None = None) -> None:
+                 weights: TableReader[WeightsTable] | None = None,
+                 catalog: TableReader[GoalCatalog] | None = None) -> None:
         self.counters = counters
         self.attribution = Attribution(counters)
         self.goals = GoalReader(on_invalid)
         self.weights = weights
+        self.catalog = catalog
 
     def viewed(self, profile: Profile, categories: Iterable[str], *,
                learning_rate: float) -> None:
@@ -98,6 +102,11 @@ class Learning:
         top = strongest_before(profile.scores, categories, learning_rate=learning_rate,
                                half_life_days=profile.half_life_days)
         record(self.counters, top, categories)
+
+    def recorded_goals(self, experiment: str) -> frozenset[str] | None:
+        """The goals an experiment no longer in the rules was judged on, as recorded in
+        the store (None: not recorded, so every goal)."""
+        return self.catalog.current.goals_of(experiment) if self.catalog is not None else None
 
     @property
     def allocations(self) -> WeightsTable | None:

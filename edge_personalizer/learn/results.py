@@ -8,10 +8,11 @@ so the cells add up to the whole.
 
 Every variant the store has counts for is listed, one since removed from the rules marked
 so; an experiment removed from the rules keeps its results (status "stopped"), judged from
-the store's counts alone. Counts that disagree (conversions beyond the visitors exposed,
-after a store was emptied under returning visitors) are cut to the exposures in the rates
-and said in the experiment's warnings; an experiment whose results cannot be worked out
-at all is an error entry of its own, never the end of the others'.
+the store's counts on the goals recorded for it while it ran. Counts that disagree
+(conversions beyond the visitors exposed, after a store was emptied under returning
+visitors) are cut to the exposures in the rates and said in the experiment's warnings;
+an experiment whose results cannot be worked out at all is an error entry of its own,
+never the end of the others'.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from ..rules.allocation import NO_SEGMENT
 from ..rules.model import Experiment, RuleSet
 from .bandit import period_weighted_totals
+from .catalog import GoalCatalog
 from .counters import (
     ALL_VISITORS,
     EXPOSURE,
@@ -224,14 +226,17 @@ def experiment_results(experiment: Experiment,
             **judged}
 
 
-def stopped_results(name: str, totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
+def stopped_results(name: str, totals: Mapping[CountKey, Tally],
+                    recorded: tuple[str, ...] | None = None) -> dict[str, Any]:
     """An experiment counted in the store and since removed from the rules, judged from
-    its counts alone: on every goal it has conversions for, its variants compared with
-    the one named control (else the first by name), within periods when it had several;
-    no split to check, the weights being gone."""
+    its counts: on the goals `recorded` for it while it ran (learn/catalog.py; if none
+    were, every goal it has conversions for), its variants compared with the one named
+    control (else the first by name), within periods when it had several; no split to
+    check, the weights being gone."""
     rows = _rows_of(name, totals)
     variants = _variants_counted(rows)
-    goals = tuple(sorted({key.goal for key in rows} - {EXPOSURE}))
+    goals = (recorded if recorded is not None
+             else tuple(sorted({key.goal for key in rows} - {EXPOSURE})))
     periods = {key.period for key in rows if key.goal == EXPOSURE}
     plan = Plan(name, dict.fromkeys(variants, 1.0), (),
                 "control" if "control" in variants else variants[0],
@@ -281,9 +286,12 @@ def rule_results(totals: Mapping[CountKey, Tally], names: set[str]) -> list[dict
     return out
 
 
-def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
+def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
+            recorded: GoalCatalog | None = None) -> dict[str, Any]:
     """Every experiment of the rule set judged on its goals, then every experiment counted
-    and since removed from the rules (stopped), and what each rule reached."""
+    and since removed from the rules (stopped, judged on the goals `recorded` for it), and
+    what each rule reached."""
+    recorded = recorded if recorded is not None else GoalCatalog()
     experiments = [_guarded(e.name, "running", totals, partial(experiment_results, e, totals))
                    for e in ruleset.experiments]
     named = {e.name for e in ruleset.experiments}
@@ -296,7 +304,7 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally]) -> dict[str, Any
     # counts are no stopped experiment
     stopped = sorted(name for name in counted - named - rule_names
                      if not name.startswith(INTERNAL_PREFIX) and variants[name] != {name})
-    experiments += [_guarded(name, "stopped", totals, partial(stopped_results, name, totals))
-                    for name in stopped]
+    experiments += [_guarded(name, "stopped", totals, partial(
+        stopped_results, name, totals, recorded.experiments.get(name))) for name in stopped]
     return {"rules_version": ruleset.version, "experiments": experiments,
             "rules": rule_results(totals, counted & rule_names - named)}

@@ -4,8 +4,9 @@ it learned to every worker.
 `Trainer.run` (started by the app's lifespan task group, like the flusher) wakes every
 `tick` seconds: each bandit experiment whose `update_every` has passed since its weights
 were last published gets new weights from its totals, and every `learn_interval` the
-affinity model is rebuilt; each goes out with `store.publish`. Several workers and
-instances may run a trainer: each looks at the published table first and leaves alone
+affinity model is rebuilt; each goes out with `store.publish`. The goals of the rules'
+experiments go into the catalog (learn/catalog.py) whenever they change. Several workers
+and instances may run a trainer: each looks at the published table first and leaves alone
 what another published within the cadence. Two that decide at once both draw new weights,
 but weights are published only over the version the trainer read (`Store.publish_if`):
 one wins, and the other takes the table it published.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import anyio
@@ -29,9 +30,10 @@ from anyio.abc import TaskStatus
 
 from ..errors import StoreError
 from ..rules.model import RuleSet
-from . import affinity, bandit
+from . import affinity, bandit, catalog
 from .affinity import AffinityModel
 from .bandit import BanditSpec, WeightsTable
+from .catalog import GoalCatalog, read_catalog
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -60,12 +62,14 @@ def bandit_specs(ruleset: RuleSet) -> list[BanditSpec]:
 class Trainer:
     """Recomputes and publishes bandit weights and the affinity model.
 
-    `specs` gives the current rule set's bandit experiments (called on each tick, so a
-    reload takes effect). `learn_interval`: seconds between affinity rebuilds; None for
-    none (no rule reads predictions).
+    `specs` gives the current rule set's bandit experiments and `experiments` each
+    experiment's goals (both called on each tick, so a reload takes effect).
+    `learn_interval`: seconds between affinity rebuilds; None for none (no rule reads
+    predictions).
     """
 
     def __init__(self, store: Store, *, specs: Callable[[], Sequence[BanditSpec]],
+                 experiments: Callable[[], Mapping[str, tuple[str, ...]]] = dict,
                  learn_interval: float | None = LEARN_INTERVAL, tick: float = 1.0,
                  clock: Callable[[], float] = time.time, min_support: int = 20,
                  top: int = 5) -> None:
@@ -73,6 +77,7 @@ class Trainer:
             raise ValueError("tick and learn_interval must be positive")
         self.store = store
         self.specs = specs
+        self.experiments = experiments
         self.learn_interval = learn_interval
         self.tick = tick
         self.clock = clock
@@ -82,6 +87,8 @@ class Trainer:
         self._weights = WeightsTable()
         self._weights_checked = -1.0
         self._model_built_at: float | None = None
+        self._recorded: Mapping[str, tuple[str, ...]] | None = None
+        self._ticks = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Step every `tick` seconds until cancelled."""
@@ -92,7 +99,9 @@ class Trainer:
 
     async def step(self) -> None:
         """Does whatever is due; never raises for a store that fails or a bug (logged)."""
+        self._ticks += 1
         try:
+            await self.record_goals()
             await self.update_weights()
             await self.rebuild_model()
         except StoreError as exc:
@@ -105,6 +114,25 @@ class Trainer:
         if self.failures == 0:
             logger.warning("learning paused: %s", reason)
         self.failures += 1
+
+    async def record_goals(self) -> bool:
+        """Records the goals of the rules' experiments in the published catalog, where
+        they stay once an experiment is removed; True if it published. The store is asked
+        when the rules' experiments change, and every `_RECHECK` ticks (a store emptied
+        since)."""
+        running = self.experiments()
+        if running == self._recorded and self._ticks % _RECHECK:
+            return False
+        held = await read_catalog(self.store)   # (unreadable: written over from the rules)
+        recorded = held.with_running(running)
+        if recorded.experiments != held.experiments:
+            if await self.store.publish_if(catalog.TABLE_NAME, recorded.encode(),
+                                           version=held.version) is None:
+                return False   # another worker recorded first: looked at again next tick
+            self._recorded = running
+            return True
+        self._recorded = running
+        return False
 
     async def update_weights(self) -> bool:
         """Publishes new weights for every bandit experiment that is due; True if it did."""
@@ -255,4 +283,9 @@ def weights_reader(store: Store, *, interval: float = 1.0) -> TableReader[Weight
 
 def model_reader(store: Store, *, interval: float = 1.0) -> TableReader[AffinityModel]:
     return TableReader(store, affinity.TABLE_NAME, AffinityModel.decode, empty=AffinityModel(),
+                       interval=interval)
+
+
+def catalog_reader(store: Store, *, interval: float = 1.0) -> TableReader[GoalCatalog]:
+    return TableReader(store, catalog.TABLE_NAME, GoalCatalog.decode, empty=GoalCatalog(),
                        interval=interval)

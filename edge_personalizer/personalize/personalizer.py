@@ -213,7 +213,8 @@ class Personalizer:
                                         learning_rate=tracker.learning_rate)
         if learning is not None and exchange.conversions:
             profile = learning.attribution.converted(
-                profile, exchange.conversions, functools.partial(_judged_on, ruleset))
+                profile, exchange.conversions,
+                functools.partial(_judged_on, ruleset, learning.recorded_goals))
         exchange.profile = profile
         return profile
 
@@ -271,10 +272,12 @@ def _shown(decision: Decision, profile: Profile, ruleset: RuleSet | None
     return profile, shown
 
 
-def _judged_on(ruleset: RuleSet | None, by: str) -> frozenset[str] | None:
-    """The goals an experiment is judged on (rules: every goal)."""
+def _judged_on(ruleset: RuleSet | None, recorded: Callable[[str], frozenset[str] | None],
+               by: str) -> frozenset[str] | None:
+    """The goals an experiment is judged on: as its rules say, or, once removed from them,
+    as recorded in the store (rules: every goal)."""
     experiment = ruleset.experiment(by) if ruleset is not None else None
-    return frozenset(experiment.goals) if experiment is not None else None
+    return frozenset(experiment.goals) if experiment is not None else recorded(by)
 
 
 def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from edge_personalizer.learn.catalog import GoalCatalog
 from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.learn.results import MAX_CELLS, control_of, results
 from edge_personalizer.rules.allocation import Cells
@@ -221,6 +222,22 @@ def test_a_stopped_experiment_keeps_its_results_from_the_store() -> None:
     assert purchase["srm"] is False and purchase["srm_p"] is None   # its weights are gone
     assert purchase["variants"]["b"]["rate"] == 0.2
     assert purchase["variants"]["b"]["chance_to_beat_control"] > 0.95
+
+
+def test_a_stopped_experiment_is_judged_on_the_goals_recorded_while_it_ran() -> None:
+    # Its rules gone, the store's record says which goals it was judged on, the first
+    # leading: a goal it was never judged on (counted for it before goals were recorded)
+    # is no result of it, and "signup" leads although "purchase" comes first by name.
+    day = "2026-12-02"
+    totals = {CountKey("old-test", v, goal, "all", day): Tally(exposures=100)
+              if goal == "" else Tally(0, n)
+              for v in ("a", "b") for goal, n in (("", 0), ("signup", 30), ("purchase", 5),
+                                                  ("newsletter", 9))}
+    recorded = GoalCatalog(MappingProxyType({"old-test": ("signup", "purchase")}))
+    (old,) = results(RuleSet.empty("v1"), totals, recorded)["experiments"]
+    assert old["status"] == "stopped" and list(old["goals"]) == ["signup", "purchase"]
+    (unrecorded,) = results(RuleSet.empty("v1"), totals)["experiments"]
+    assert list(unrecorded["goals"]) == ["newsletter", "purchase", "signup"]
 
 
 def test_a_removed_variant_stays_counted_and_out_of_the_split_check() -> None:

@@ -22,6 +22,7 @@ from edge_personalizer.learn.store import Store, open_store, sqlite_url
 from edge_personalizer.learn.trainer import (
     Trainer,
     bandit_specs,
+    catalog_reader,
     model_reader,
     weights_reader,
 )
@@ -157,6 +158,23 @@ async def test_the_published_model_names_what_covers_the_most_next_views(store: 
     assert await reader.refresh()
     assert [name for name, _ in reader.current.predict(("trail", "running"))][:3] == [
         "shoes", "yoga", "socks"]
+
+
+async def test_the_experiments_goals_are_recorded_and_kept_once_removed(store: Store) -> None:
+    running = {"hero-test": ("signup", "purchase"), "old-test": ("purchase",)}
+    first = Trainer(store, specs=lambda: [], experiments=lambda: running, learn_interval=None)
+    other = Trainer(store, specs=lambda: [], experiments=lambda: dict(running),
+                    learn_interval=None)
+    assert await first.record_goals()
+    assert not await other.record_goals()   # recorded already: nothing published again
+    assert not await first.record_goals()   # nothing changed: nothing published
+    running = {"hero-test": ("signup",)}    # old-test removed from the rules, hero-test edited
+    assert await first.record_goals()
+    reader = catalog_reader(store)
+    assert await reader.refresh()
+    assert dict(reader.current.experiments) == {"hero-test": ("signup",),
+                                                "old-test": ("purchase",)}
+    assert reader.current.goals_of("old-test") == frozenset({"purchase"})
 
 
 async def test_an_unreadable_table_keeps_the_last_good_one(store: Store) -> None:

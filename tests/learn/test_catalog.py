@@ -1,0 +1,168 @@
+"""The record of each experiment's goals: its table, and reading it from a real SQLite store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import MappingProxyType
+
+import anyio
+import httpx
+import pytest
+
+from edge_personalizer.learn.catalog import (
+    TABLE_NAME,
+    GoalCatalog,
+    read_catalog,
+    running_goals,
+)
+from edge_personalizer.learn.counters import CountKey, Tally
+from edge_personalizer.learn.store import open_store, sqlite_url
+from edge_personalizer.rules.book import check_rules
+
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY
+from ..factories import IPHONE
+from ..servers import Server, start_proxy
+
+PAGE = {"accept": "text/html", "user-agent": IPHONE}
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+RULES = """\
+slots: {hero: {}, banner: {}}
+goals:
+  signup: {when: {request.path: /signup}}
+  purchase: {when: {request.path: /thanks}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [signup, purchase]
+    variants: {control: {weight: 1}, a: {weight: 1, html: A}}
+  - name: quiet-test
+    slot: banner
+    goals: []
+    variants: {control: {weight: 1}, b: {weight: 1, html: B}}
+"""
+
+
+def test_the_rules_experiments_are_recorded_with_their_goals_in_order(
+        tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(RULES)
+    ruleset, errors = check_rules(tmp_path)
+    assert not errors
+    assert running_goals(ruleset) == {
+        "hero-test": ("signup", "purchase"), "quiet-test": ()}
+
+
+def test_running_experiments_replace_their_record_and_removed_ones_keep_theirs() -> None:
+    held = GoalCatalog(MappingProxyType({"old-test": ("purchase",),
+                                         "hero-test": ("signup",)}), version=4)
+    recorded = held.with_running({"hero-test": ("signup", "purchase"), "new-test": ()})
+    assert dict(recorded.experiments) == {"old-test": ("purchase",),
+                                          "hero-test": ("signup", "purchase"),
+                                          "new-test": ()}
+    assert recorded.version == 4 and dict(held.experiments)["hero-test"] == ("signup",)
+    assert recorded.goals_of("old-test") == frozenset({"purchase"})
+    assert recorded.goals_of("new-test") == frozenset()   # judged on none: counts none
+    assert recorded.goals_of("a-rule") is None            # never recorded: every goal
+
+
+def test_the_table_reads_back_and_refuses_what_is_no_catalog() -> None:
+    catalog = GoalCatalog(MappingProxyType({"b-test": ("x", "y"), "a-test": ()}))
+    again = GoalCatalog.decode(catalog.encode(), 7)
+    assert dict(again.experiments) == {"a-test": (), "b-test": ("x", "y")}
+    assert again.version == 7
+    for junk in (b"[]", b'{"experiments": {"a": [1]}}', b'{"experiments": 3}', b"{}"):
+        with pytest.raises(ValueError):
+            GoalCatalog.decode(junk, 1)
+
+
+def test_read_catalog_takes_what_was_published_and_is_empty_otherwise(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        store = open_store(sqlite_url(tmp_path / "ep.db"))
+        try:
+            assert dict((await read_catalog(store)).experiments) == {}
+            recorded = GoalCatalog(MappingProxyType({"hero-test": ("signup",)}))
+            version = await store.publish(TABLE_NAME, recorded.encode())
+            read = await read_catalog(store)
+            assert (dict(read.experiments), read.version) == ({"hero-test": ("signup",)},
+                                                              version)
+            junk = await store.publish(TABLE_NAME, b"not json")
+            unreadable = await read_catalog(store)
+            assert (dict(unreadable.experiments), unreadable.version) == ({}, junk)
+        finally:
+            await store.close()
+
+    anyio.run(main)
+
+
+STOPPING = """\
+slots: {hero: {}}
+goals:
+  signup: {when: {request.path: /page/signup}}
+  purchase: {when: {request.path: /page/thanks}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [signup]
+    holdout: 0
+    variants: {control: {weight: 1}, a: {weight: 1, html: A}}
+"""
+STOPPED = STOPPING.partition("experiments:")[0]
+
+
+def test_a_stopped_experiment_counts_late_conversions_only_on_its_own_goals(
+        origin: Server, tmp_path: Path) -> None:
+    # A visitor exposed while hero-test ran buys, and signs up, after it was removed from
+    # the rules: the signup counts for it (within the goal's window), the purchase (a goal
+    # it was never judged on) does not; its results show the signup alone.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(STOPPING)
+    url = sqlite_url(tmp_path / "ep.db")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
+        "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_STORE_POLL_INTERVAL": "0.2"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            assert client.get("/slotted/home", headers=PAGE).status_code == 200
+            cookie = client.cookies["ep_profile"]
+            deadline = time.monotonic() + 10
+            while "hero-test" not in anyio.run(_recorded, url).experiments:
+                assert time.monotonic() < deadline, "the experiment's goals were not recorded"
+                time.sleep(0.1)
+            time.sleep(0.5)   # every worker's copy of the record refreshed (every 0.2 s)
+            server.serve_rules(rules / "site.yaml", STOPPED)
+            for path in ("/page/thanks", "/page/signup"):
+                client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
+            deadline = time.monotonic() + 10
+            while True:
+                (stopped,) = client.get("/__ep/results", headers=ADMIN).json()["experiments"]
+                if stopped["goals"].get("signup", {}).get("variants"):
+                    if sum(v["converted"] for v in stopped["goals"]["signup"][
+                            "variants"].values()) == 1:
+                        break
+                assert time.monotonic() < deadline, f"the signup was not counted: {stopped}"
+                time.sleep(0.2)
+    finally:
+        server.stop()
+    assert stopped["status"] == "stopped" and list(stopped["goals"]) == ["signup"]
+    totals = anyio.run(_totals, url)
+    assert {key.goal: tally.conversions for key, tally in totals.items() if key.goal} == {
+        "signup": 1}
+
+
+async def _recorded(url: str) -> GoalCatalog:
+    store = open_store(url)
+    try:
+        return await read_catalog(store)
+    finally:
+        await store.close()
+
+
+async def _totals(url: str) -> dict[CountKey, Tally]:
+    store = open_store(url)
+    try:
+        return await store.totals("hero-test")
+    finally:
+        await store.close()
