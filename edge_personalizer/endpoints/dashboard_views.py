@@ -295,13 +295,16 @@ def predictions_view(snapshot: Snapshot, *, top: int = 25) -> dict[str, Any]:
 
 
 def segments_view(snapshot: Snapshot) -> dict[str, Any]:
-    """What each rule reached (from the results) and each segment cell (from the totals)."""
+    """What each rule reached (from the results; rules since removed from the rules last)
+    and each segment cell (from the totals)."""
     counted = {r["name"]: r for r in snapshot.results["rules"]}
     goals = sorted({g for r in counted.values() for v in r["variants"].values()
                     for g in v["goals"]})
-    rules = [{"name": rule.name, "source": rule.source,
+    rules = [{"name": rule.name, "source": rule.source, "removed": False,
               "variants": counted[rule.name]["variants"] if rule.name in counted else {}}
              for rule in snapshot.ruleset.rules]
+    rules += [{"name": r["name"], "source": None, "removed": True, "variants": r["variants"]}
+              for r in snapshot.results["rules"] if r["removed"]]
     cells: dict[str, dict[str, int]] = {}
     for key, tally in snapshot.totals.items():
         if key.experiment.startswith(INTERNAL_PREFIX):

@@ -93,7 +93,8 @@ def render_text(report: Mapping[str, Any]) -> str:
                 reached = ", ".join(f"{g} {c['converted']:,} ({pct(c['rate'])})"
                                     for g, c in v["goals"].items())
                 lines.append(f"  {rule['name']} [{name}]: {v['exposed']:,} exposed"
-                             + (f"; {reached}" if reached else ""))
+                             + (f"; {reached}" if reached else "")
+                             + ("  (removed from the rules)" if rule["removed"] else ""))
     return "\n".join(lines)
 
 

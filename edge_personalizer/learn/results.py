@@ -262,8 +262,10 @@ def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
                 "error": f"its results could not be worked out: {type(exc).__name__}: {exc}"}
 
 
-def rule_results(totals: Mapping[CountKey, Tally], names: set[str]) -> list[dict[str, Any]]:
-    """What each rule's variants reached: exposures and, per goal, conversions and rate."""
+def rule_results(totals: Mapping[CountKey, Tally], names: set[str], *,
+                 removed: bool = False) -> list[dict[str, Any]]:
+    """What each rule's variants reached: exposures and, per goal, conversions and rate
+    (`removed`: rules since removed from the rules, so marked)."""
     out = []
     for name in sorted(names):
         rows = {k: v for k, v in totals.items() if k.experiment == name}
@@ -282,7 +284,7 @@ def rule_results(totals: Mapping[CountKey, Tally], names: set[str]) -> list[dict
                                   "rate": shown / exposed if exposed else None,
                                   "rate_low": low, "rate_high": high}
             variants[variant] = {"exposed": exposed, "goals": per_goal}
-        out.append({"name": name, "variants": variants})
+        out.append({"name": name, "variants": variants, "removed": removed})
     return out
 
 
@@ -290,7 +292,7 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
             recorded: GoalCatalog | None = None) -> dict[str, Any]:
     """Every experiment of the rule set judged on its goals, then every experiment counted
     and since removed from the rules (stopped, judged on the goals `recorded` for it), and
-    what each rule reached."""
+    what each rule reached (then each rule counted and since removed)."""
     recorded = recorded if recorded is not None else GoalCatalog()
     experiments = [_guarded(e.name, "running", totals, partial(experiment_results, e, totals))
                    for e in ruleset.experiments]
@@ -302,9 +304,11 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
     counted = set(variants)
     # a rule counts its visitors under its own name as the one variant: a removed rule's
     # counts are no stopped experiment
-    stopped = sorted(name for name in counted - named - rule_names
-                     if not name.startswith(INTERNAL_PREFIX) and variants[name] != {name})
+    gone = {name for name in counted - named - rule_names
+            if not name.startswith(INTERNAL_PREFIX)}
+    stopped = sorted(name for name in gone if variants[name] != {name})
     experiments += [_guarded(name, "stopped", totals, partial(
         stopped_results, name, totals, recorded.experiments.get(name))) for name in stopped]
     return {"rules_version": ruleset.version, "experiments": experiments,
-            "rules": rule_results(totals, counted & rule_names - named)}
+            "rules": rule_results(totals, counted & rule_names - named)
+            + rule_results(totals, gone - set(stopped), removed=True)}

@@ -350,6 +350,21 @@ def test_experiments_counted_but_gone_from_the_rules_are_listed_as_stopped() -> 
     assert listed["hero-test"].status == "running" and listed["hero-test"].leader is None
 
 
+def test_a_rule_counted_but_gone_from_the_rules_stays_on_the_segments_page() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {CountKey("old-promo", "old-promo", "", "all", "2026-11-01"): Tally(40),
+              CountKey("old-promo", "old-promo", "purchase", "all", "2026-11-01"):
+                  Tally(0, 4, 20.0, 100.0)}
+    snapshot = make_snapshot(ruleset, totals, store="x", taken_at=START)
+    (gone,) = [r for r in snapshot.results["rules"] if r["name"] == "old-promo"]
+    assert gone["removed"] and gone["variants"]["old-promo"]["exposed"] == 40
+    assert all(not r["removed"] for r in snapshot.results["rules"] if r is not gone)
+    assert not any(e["name"] == "old-promo" for e in snapshot.results["experiments"])
+    html = Pages().segments(snapshot)
+    row = html.split('data-rule="old-promo" data-variant="old-promo">')[1].split("</tr>")[0]
+    assert 'data-field="exposed">40<' in row and "removed from the rules" in row
+
+
 def test_an_unknown_experiment_is_404(board: Server) -> None:
     page = httpx.get(f"{board.url}/__ep/dashboard/experiments/nope",
                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"})

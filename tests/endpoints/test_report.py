@@ -47,6 +47,15 @@ def test_text_report_lists_each_variant_and_warns_of_a_split_mismatch() -> None:
     assert "ahead: bold" in text
 
 
+def test_text_report_marks_a_rule_since_removed_from_the_rules() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {CountKey("old-promo", "old-promo", "", "all", "2026-11-01"): Tally(40),
+              CountKey("facebook-hero", "facebook-hero", "", "all", "2026-11-01"): Tally(9)}
+    text = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START).results)
+    assert "  old-promo [old-promo]: 40 exposed  (removed from the rules)" in text
+    assert "  facebook-hero [facebook-hero]: 9 exposed\n" in text + "\n"
+
+
 def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
         tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(PER_DEVICE)

@@ -47,9 +47,9 @@ def test_an_experiment_is_judged_on_its_goals_from_the_store_s_totals() -> None:
     assert bold["chance_to_beat_control"] > 0.95
     assert control["uplift"] is None and control["chance_to_beat_control"] is None
     assert purchase["srm_p"] > 0.5
-    # fb-rule (a rule counts under its own name) is no rule of this set: only rules of the
-    # serving set are reported, and a removed rule is no stopped experiment
-    assert report["rules"] == []
+    # fb-rule (a rule counts under its own name) is no rule of this set: it is listed as
+    # removed from the rules, and a removed rule is no stopped experiment
+    assert [(r["name"], r["removed"]) for r in report["rules"]] == [("fb-rule", True)]
 
 
 def test_the_control_is_the_variant_named_so_else_the_first() -> None:
@@ -238,6 +238,17 @@ def test_a_stopped_experiment_is_judged_on_the_goals_recorded_while_it_ran() -> 
     assert old["status"] == "stopped" and list(old["goals"]) == ["signup", "purchase"]
     (unrecorded,) = results(RuleSet.empty("v1"), totals)["experiments"]
     assert list(unrecorded["goals"]) == ["newsletter", "purchase", "signup"]
+
+
+def test_a_removed_rule_stays_listed_with_what_it_reached() -> None:
+    day = "2026-12-02"
+    totals = {CountKey("old-rule", "old-rule", "", "all", day): Tally(exposures=50),
+              CountKey("old-rule", "old-rule", "signup", "all", day): Tally(0, 5)}
+    report = results(RuleSet.empty("v1"), totals)
+    assert report["experiments"] == []
+    (rule,) = report["rules"]
+    assert (rule["name"], rule["removed"]) == ("old-rule", True)
+    assert rule["variants"]["old-rule"]["goals"]["signup"]["rate"] == 0.1
 
 
 def test_a_removed_variant_stays_counted_and_out_of_the_split_check() -> None:
