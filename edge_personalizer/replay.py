@@ -254,6 +254,7 @@ async def replay(settings: Settings, lines: Iterable[str], *,
             try:   # marked first: counts written without their mark could be doubled
                 await replayer.app.store.publish(REPLAYED_TABLE,
                                                  json.dumps(replayed).encode())
+                await replayer.app.trainer.record_goals()   # as a serving worker would
             except StoreError as exc:
                 raise SettingsError(f"nothing was counted: {exc}") from exc
             await _write_once(replayer)

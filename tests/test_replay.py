@@ -14,6 +14,7 @@ import pytest
 
 from edge_personalizer.config import load_settings
 from edge_personalizer.errors import SettingsError
+from edge_personalizer.learn.catalog import GoalCatalog, read_catalog
 from edge_personalizer.learn.results import results
 from edge_personalizer.learn.store import open_store
 from edge_personalizer.replay import LoggedRequest, Replay
@@ -93,6 +94,10 @@ def test_the_replay_command_counts_a_log_into_the_store(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("3 requests from 2 visitors: 2 exposures and 1 conversion ")
     assert (tmp_path / "ep.db").exists()
+    # The experiments' goals are recorded as a serving worker records them, so results
+    # judge them on their own goals once they are removed from the rules.
+    assert anyio.run(_recorded, tmp_path).goals_of("hero-test") == frozenset(
+        load_rules(RULES).experiment("hero-test").goals)   # type: ignore[union-attr]
     # The same log again: refused, its counts are in the store already; --again counts it.
     again = _replay_command(tmp_path, lines)
     assert again.returncode == 2 and again.stdout == ""
@@ -135,6 +140,14 @@ async def _exposed(data: Path) -> int:
     finally:
         await store.close()
     return sum(tally.exposures for tally in totals.values())
+
+
+async def _recorded(data: Path) -> GoalCatalog:
+    store = open_store(load_settings({}, data_dir=data).store_location())
+    try:
+        return await read_catalog(store)
+    finally:
+        await store.close()
 
 
 def test_a_bad_line_names_its_number() -> None:
@@ -201,5 +214,7 @@ def test_a_log_s_counts_go_to_the_store_in_one_write(redis_server: RedisServer) 
                             "commandstats"], capture_output=True, text=True).stdout
     flushes = re.search(r"cmdstat_evalsha:calls=(\d+),.*failed_calls=(\d+)", stats)
     assert flushes is not None, stats
-    assert int(flushes.group(1)) - int(flushes.group(2)) == 1   # (a first call loads it)
+    # One script call for the counts and one for the record of the experiments' goals
+    # (a first call of each script loads it)
+    assert int(flushes.group(1)) - int(flushes.group(2)) == 2
     assert "cmdstat_hincrby:calls=" in stats   # the counts are there

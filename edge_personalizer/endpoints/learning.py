@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import StoreError
 from ..learn import bandit
-from ..learn.catalog import GoalCatalog, read_catalog
+from ..learn.catalog import read_catalog
 from ..learn.goals import MAX_VALUE, parse_value
 from ..learn.results import results
 from ..learn.store import Store
@@ -83,14 +83,11 @@ class Results:
             return
         try:
             totals = await self.store.totals()
+            recorded = await read_catalog(self.store)   # stopped experiments' goals
         except StoreError as exc:
             await send_json(send, 503, {"error": f"the store does not answer: {exc}"},
                             extra=[(b"retry-after", b"5")])
             return
-        try:
-            recorded = await read_catalog(self.store)
-        except StoreError:
-            recorded = GoalCatalog()   # stopped experiments then judged on every goal counted
         ruleset = self.rules.current
         # scipy's distributions take a while for many experiments: off the event loop.
         report = await anyio.to_thread.run_sync(results, ruleset, totals, recorded)

@@ -306,7 +306,8 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
     # counts are no stopped experiment
     gone = {name for name in counted - named - rule_names
             if not name.startswith(INTERNAL_PREFIX)}
-    stopped = sorted(name for name in gone if variants[name] != {name})
+    stopped = sorted(name for name in gone
+                     if name in recorded.experiments or variants[name] != {name})
     experiments += [_guarded(name, "stopped", totals, partial(
         stopped_results, name, totals, recorded.experiments.get(name))) for name in stopped]
     return {"rules_version": ruleset.version, "experiments": experiments,

@@ -39,7 +39,7 @@ from .store import Store
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 LEARN_INTERVAL = 3600.0   # seconds between rebuilds of the affinity model, by default
-_RECHECK = 30             # a reader's polls between looks at the version, newer or not
+_RECHECK = 30             # polls (ticks) between looks at a table whatever its version
 
 
 def bandit_specs(ruleset: RuleSet) -> list[BanditSpec]:
@@ -98,17 +98,18 @@ class Trainer:
             await anyio.sleep(self.tick)
 
     async def step(self) -> None:
-        """Does whatever is due; never raises for a store that fails or a bug (logged)."""
+        """Does whatever is due; never raises for a store that fails or a bug (logged; a
+        bug in one task leaves the others to run)."""
         self._ticks += 1
-        try:
-            await self.record_goals()
-            await self.update_weights()
-            await self.rebuild_model()
-        except StoreError as exc:
-            self._failed(f"store unavailable: {exc}")
-        except Exception:   # a bug must not end the server through the lifespan's task group
-            logger.error("learning step failed unexpectedly", exc_info=True)
-            self.failures += 1
+        for task in (self.record_goals, self.update_weights, self.rebuild_model):
+            try:
+                await task()
+            except StoreError as exc:
+                self._failed(f"store unavailable: {exc}")
+                return
+            except Exception:   # a bug must not end the server through the lifespan's tasks
+                logger.error("learning step failed unexpectedly", exc_info=True)
+                self.failures += 1
 
     def _failed(self, reason: str) -> None:
         if self.failures == 0:
@@ -123,12 +124,16 @@ class Trainer:
         running = self.experiments()
         if running == self._recorded and self._ticks % _RECHECK:
             return False
-        held = await read_catalog(self.store)   # (unreadable: written over from the rules)
+        held = await read_catalog(self.store)
+        if held.version and not held.experiments and running:
+            logger.warning("the experiment goals table (version %d) is empty or unreadable: "
+                           "recorded again from the rules", held.version)
         recorded = held.with_running(running)
+        self._recorded = None   # until recorded: looked at again next tick
         if recorded.experiments != held.experiments:
             if await self.store.publish_if(catalog.TABLE_NAME, recorded.encode(),
                                            version=held.version) is None:
-                return False   # another worker recorded first: looked at again next tick
+                return False   # another worker recorded first
             self._recorded = running
             return True
         self._recorded = running

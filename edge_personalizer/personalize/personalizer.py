@@ -276,8 +276,12 @@ def _judged_on(ruleset: RuleSet | None, recorded: Callable[[str], frozenset[str]
                by: str) -> frozenset[str] | None:
     """The goals an experiment is judged on: as its rules say, or, once removed from them,
     as recorded in the store (rules: every goal)."""
-    experiment = ruleset.experiment(by) if ruleset is not None else None
-    return frozenset(experiment.goals) if experiment is not None else recorded(by)
+    if ruleset is None:
+        return recorded(by)
+    experiment = ruleset.experiment(by)
+    if experiment is not None:
+        return frozenset(experiment.goals)
+    return None if by in ruleset.rule_names else recorded(by)
 
 
 def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],

@@ -182,6 +182,7 @@ class RuleSet:
     # injection), and the Vary value of a page these rules may personalize (b"" if none).
     targets: frozenset[str] = field(init=False, compare=False, repr=False)
     vary_header: bytes = field(init=False, compare=False, repr=False)
+    rule_names: frozenset[str] = field(init=False, compare=False, repr=False)
     # ... and the goals a request reaches by its own data, indexed as the rules are: every
     # request is checked against every goal, so a site's many goals cost one lookup.
     _goal_index: GoalIndex = field(init=False, compare=False, repr=False)
@@ -190,6 +191,7 @@ class RuleSet:
         object.__setattr__(self, "targets", frozenset(self.slots) | frozenset(PAGE_ACTIONS)
                            | frozenset(INJECTIONS))
         object.__setattr__(self, "vary_header", ", ".join(self.vary).encode("latin-1"))
+        object.__setattr__(self, "rule_names", frozenset(rule.name for rule in self.rules))
         object.__setattr__(self, "_goal_index", GoalIndex.build(self.goals.values()))
 
     def goals_within_reach(self, visitor: Visitor) -> tuple[Goal, ...]:

@@ -177,6 +177,28 @@ async def test_the_experiments_goals_are_recorded_and_kept_once_removed(store: S
     assert reader.current.goals_of("old-test") == frozenset({"purchase"})
 
 
+async def test_goals_lost_from_the_store_are_recorded_again_within_30_ticks(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    asked = 0
+
+    def running() -> dict[str, tuple[str, ...]]:
+        nonlocal asked
+        asked += 1
+        return {"hero-test": ("purchase",)}
+
+    trainer = Trainer(store, specs=lambda: [], experiments=running, learn_interval=None)
+    await trainer.step()
+    await store.publish("experiment-goals", b"lost")   # a store reset, a table written over
+    for _ in range(28):
+        await trainer.step()
+    assert (await store.table("experiment-goals")).payload == b"lost"   # type: ignore[union-attr]
+    await trainer.step()   # the 30th tick looks at the store whatever the rules
+    reader = catalog_reader(store)
+    await reader.refresh()
+    assert reader.current.goals_of("hero-test") == frozenset({"purchase"})
+    assert asked == 30 and "recorded again from the rules" in caplog.text
+
+
 async def test_an_unreadable_table_keeps_the_last_good_one(store: Store) -> None:
     trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=Clock())
     await trainer.update_weights()

@@ -241,6 +241,23 @@ def test_rule_exposures_count_only_when_there_are_goals_to_judge_them_on(
     assert counted == [0, 1]
 
 
+def test_a_removed_experiment_s_recorded_goals_never_bind_a_rule_of_its_name(
+        tmp_path: Path) -> None:
+    from edge_personalizer.personalize.personalizer import _judged_on
+    from edge_personalizer.rules.book import load_rules
+
+    (tmp_path / "site.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - name: old-test\n    then: {hero: {html: x}}\n")
+    ruleset = load_rules(tmp_path)
+
+    def recorded(name: str) -> frozenset[str] | None:
+        return frozenset({"signup"}) if name in ("old-test", "gone-test") else None
+
+    assert _judged_on(ruleset, recorded, "old-test") is None   # a rule: every goal
+    assert _judged_on(ruleset, recorded, "gone-test") == frozenset({"signup"})
+    assert _judged_on(ruleset, recorded, "never-seen") is None
+
+
 BANDIT_RULES = """\
 slots: {hero: {}}
 goals:
