@@ -46,8 +46,9 @@ def render_text(report: Mapping[str, Any]) -> str:
     numbers against the control, warnings in words; then what each rule reached."""
     lines = [f"Rules version {report['rules_version']}"]
     for experiment in report["experiments"]:
-        stopped = " (stopped: no longer in the rules; final results from the store's counts)" \
-            if experiment["status"] == "stopped" else ""
+        stopped = (" (stopped: no longer in the rules; results from the store's counts, "
+                   "settling a goal's window after its removal)"
+                   if experiment["status"] == "stopped" else "")
         lines += ["", f"{experiment['name']}: {experiment['exposed']:,} "
                   f"visitor{'' if experiment['exposed'] == 1 else 's'} exposed{stopped}"]
         if "error" in experiment:
