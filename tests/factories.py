@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+
+import anyio
 
 from edge_personalizer.classify.classifier import Classifier, request_info
 from edge_personalizer.classify.geo import GeoDatabase, GeoLocator
 from edge_personalizer.classify.profile import InterestMap, Profile, ProfileTracker
 from edge_personalizer.classify.profile_codec import ProfileCodec
 from edge_personalizer.classify.visitor import RequestInfo, Resolvers, Visitor
+from edge_personalizer.learn.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 GEO_DB = ROOT / "geo_db" / "GeoLite2-City-Test.mmdb"
@@ -19,6 +23,19 @@ KEY = b"test-profile-key-0123456789abcdef"
 NOW = 1_795_000_000.0
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
           "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1")
+_T = TypeVar("_T")
+
+
+def read_store(url: str, read: Callable[[Store], Awaitable[_T]]) -> _T:
+    """What `read` gets from the store at `url`, opened for it and closed after (for a
+    test that looks at what a server counted)."""
+    async def run() -> _T:
+        store = open_store(url)
+        try:
+            return await read(store)
+        finally:
+            await store.close()
+    return anyio.run(run)
 
 
 def make_classifier(*, geo: bool = True, interests: dict[str, list[str]] | None = None,

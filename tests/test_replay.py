@@ -14,12 +14,13 @@ import pytest
 
 from edge_personalizer.config import load_settings
 from edge_personalizer.errors import SettingsError
-from edge_personalizer.learn.catalog import GoalCatalog, read_catalog
+from edge_personalizer.learn.catalog import read_catalog
 from edge_personalizer.learn.results import results
 from edge_personalizer.learn.store import open_store
 from edge_personalizer.replay import LoggedRequest, Replay
 from edge_personalizer.rules.book import load_rules
 
+from .factories import read_store
 from .servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +97,8 @@ def test_the_replay_command_counts_a_log_into_the_store(tmp_path: Path) -> None:
     assert (tmp_path / "ep.db").exists()
     # The experiments' goals are recorded as a serving worker records them, so results
     # judge them on their own goals once they are removed from the rules.
-    assert anyio.run(_recorded, tmp_path).goals_of("hero-test") == frozenset(
+    store_url = load_settings({}, data_dir=tmp_path).store_location()
+    assert read_store(store_url, read_catalog).goals_of("hero-test") == frozenset(
         load_rules(RULES).experiment("hero-test").goals)   # type: ignore[union-attr]
     # The same log again: refused, its counts are in the store already; --again counts it.
     again = _replay_command(tmp_path, lines)
@@ -140,14 +142,6 @@ async def _exposed(data: Path) -> int:
     finally:
         await store.close()
     return sum(tally.exposures for tally in totals.values())
-
-
-async def _recorded(data: Path) -> GoalCatalog:
-    store = open_store(load_settings({}, data_dir=data).store_location())
-    try:
-        return await read_catalog(store)
-    finally:
-        await store.close()
 
 
 def test_a_bad_line_names_its_number() -> None:

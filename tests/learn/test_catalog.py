@@ -16,12 +16,11 @@ from edge_personalizer.learn.catalog import (
     read_catalog,
     running_goals,
 )
-from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.learn.store import open_store, sqlite_url
 from edge_personalizer.rules.book import check_rules
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY
-from ..factories import IPHONE
+from ..factories import IPHONE, read_store
 from ..servers import Server, start_proxy
 
 PAGE = {"accept": "text/html", "user-agent": IPHONE}
@@ -128,7 +127,7 @@ def test_a_stopped_experiment_counts_late_conversions_only_on_its_own_goals(
             assert client.get("/slotted/home", headers=PAGE).status_code == 200
             cookie = client.cookies["ep_profile"]
             deadline = time.monotonic() + 10
-            while "hero-test" not in anyio.run(_recorded, url).experiments:
+            while "hero-test" not in read_store(url, read_catalog).experiments:
                 assert time.monotonic() < deadline, "the experiment's goals were not recorded"
                 time.sleep(0.1)
             time.sleep(0.5)   # every worker's copy of the record refreshed (every 0.2 s)
@@ -147,22 +146,7 @@ def test_a_stopped_experiment_counts_late_conversions_only_on_its_own_goals(
     finally:
         server.stop()
     assert stopped["status"] == "stopped" and list(stopped["goals"]) == ["signup"]
-    totals = anyio.run(_totals, url)
+    totals = read_store(url, lambda store: store.totals("hero-test"))
     assert {key.goal: tally.conversions for key, tally in totals.items() if key.goal} == {
         "signup": 1}
 
-
-async def _recorded(url: str) -> GoalCatalog:
-    store = open_store(url)
-    try:
-        return await read_catalog(store)
-    finally:
-        await store.close()
-
-
-async def _totals(url: str) -> dict[CountKey, Tally]:
-    store = open_store(url)
-    try:
-        return await store.totals("hero-test")
-    finally:
-        await store.close()

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
-from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.rules.preview import PreviewSigner
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from ..factories import read_store
 from ..servers import Server, start_proxy
 
 PAGE = {"accept": "text/html,application/xhtml+xml",
@@ -287,10 +287,8 @@ def _exposed(client: httpx.Client, codec: ProfileCodec) -> tuple[str, int]:
 
 def test_a_conversion_counts_in_the_period_its_visitor_was_assigned_in(
         origin: Server, tmp_path: Path) -> None:
-    import anyio
-
     from edge_personalizer.learn.counters import EXPOSURE
-    from edge_personalizer.learn.store import open_store, sqlite_url
+    from edge_personalizer.learn.store import sqlite_url
 
     rules = tmp_path / "rules"
     rules.mkdir()
@@ -324,14 +322,7 @@ def test_a_conversion_counts_in_the_period_its_visitor_was_assigned_in(
     finally:
         server.stop()   # the last counts are written on the way out
 
-    async def totals() -> dict[CountKey, Tally]:
-        store = open_store(url)
-        try:
-            return await store.totals("hero-test")
-        finally:
-            await store.close()
-
-    counted = anyio.run(totals)
+    counted = read_store(url, lambda store: store.totals("hero-test"))
     assigned: dict[int, int] = {}
     for _, period in first[:-1] + early + late:
         assigned[period] = assigned.get(period, 0) + 1
