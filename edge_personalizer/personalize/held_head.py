@@ -80,7 +80,7 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
     slots = headers.personalizer.slots
     if not slots.learn:
         return True   # every page taken to have every slot
-    absent = slots.absent(path, head)
+    absent = slots.absent(path, head, decision.slots)
     if absent is None:
         return False
     if absent:

@@ -23,7 +23,7 @@ paths go first).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from lru import LRU
@@ -98,12 +98,18 @@ class SlotPresence:
         return all(name in entry.absent for name, choice in decision.slots.items()
                    if choice.content is not None)
 
-    def absent(self, path: str, head: ResponseHead) -> frozenset[str] | None:
+    def absent(self, path: str, head: ResponseHead,
+               slots: Iterable[str] = ()) -> frozenset[str] | None:
         """The slots this response's page is known to lack (counted as a view of the
-        path); None when the page is to be looked at (again)."""
+        path); None when the page is to be looked at (again), or for one of `slots` (the
+        decision's) never looked for on it: an earlier view that looked for others says
+        nothing of it."""
         paths = self._current()
         entry = paths.get(path)
         if entry is None:
+            return None
+        found = entry.found
+        if any(slot not in found and slot not in INJECTIONS for slot in slots):
             return None
         coding, seen = validators(head)
         known = entry.validators.get(coding)

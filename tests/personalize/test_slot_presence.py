@@ -53,6 +53,17 @@ def test_slots_a_page_lacks_are_known_after_one_view() -> None:
     assert presence.trim(decision, frozenset({"promo"})) is decision
 
 
+def test_a_slot_never_looked_for_on_a_page_is_not_known_by_the_others() -> None:
+    # A view that looked for the banner alone says nothing of the hero: a decision with a
+    # hero has the page looked at (its head held), not the hero taken as there.
+    presence = SlotPresence(None)
+    presence.learned("/a", HEAD, {"banner": False})
+    assert presence.absent("/a", HEAD, ["banner", "head"]) == frozenset({"banner"})
+    assert presence.absent("/a", HEAD, ["hero", "banner"]) is None
+    presence.learned("/a", HEAD, {"hero": False})
+    assert presence.absent("/a", HEAD, ["hero", "banner"]) == frozenset({"banner", "hero"})
+
+
 def test_a_page_read_again_as_it_was_learned_changes_nothing() -> None:
     presence = SlotPresence(None)
     presence.learned("/a", HEAD, {"hero": True, "banner": False})
@@ -245,6 +256,43 @@ def test_a_page_known_to_lack_the_slots_comes_from_the_origin_as_the_client_aske
         assert "Привет gzip, br" in second.text
         assert "x-ep-variant" not in second.headers
         assert second.headers["content-length"] == str(len(second.content))
+    finally:
+        server.stop()
+
+
+BY_VISITOR = """\
+slots:
+  hero: {}
+  promo: {selector: "main .promo"}
+rules:
+  - name: vip-promo
+    when: {request.cookie.crm: vip}
+    then: {promo: {html: "<b>VIP</b>"}}
+  - name: hero-rule
+    when: {request.query.h: "1"}
+    then: {hero: {html: "<h1>New hero</h1>"}}
+goals:
+  buy: {when: {request.path: /thanks}}
+"""
+
+
+def test_a_slot_looked_for_on_no_earlier_view_is_looked_for_before_it_is_counted(
+        site: tuple[Server, Path], tmp_path: Path) -> None:
+    # The first view of the page was a VIP's, looking for the promo alone; the next
+    # visitor's decision has the hero, which no view has looked for: the page is read for
+    # it, and the hero it lacks is neither counted nor named.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(BY_VISITOR)
+    server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
+                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        vip = httpx.get(f"{server.url}/page.html", headers={**PAGE, "cookie": "crm=vip"})
+        assert vip.text == BARE and _exposures(vip) == {}
+        for _ in range(2):
+            other = httpx.get(f"{server.url}/page.html?h=1", headers=PAGE)
+            assert other.text == BARE and "x-ep-variant" not in other.headers
+            assert _exposures(other) == {}
     finally:
         server.stop()
 
