@@ -256,12 +256,18 @@ class _Table(Generic[T]):
     def __init__(self, matchers: Sequence[Matcher[T]]) -> None:
         self._matchers = matchers
         self._filter = re2.Filter()
-        options = re2.Options()
-        options.max_mem = _PATTERN_MEMORY
-        options.log_errors = False     # a full cache is expected, not an error to log
+        bounded = re2.Options()
+        bounded.max_mem = _PATTERN_MEMORY
+        bounded.log_errors = False     # a full cache is expected, not an error to log
         for matcher in matchers:
             case = "(?i)" if matcher.flags & re.IGNORECASE else ""
-            self._filter.Add(case + fa_simplifier(matcher.regex), options)
+            pattern = case + fa_simplifier(matcher.regex)
+            try:
+                self._filter.Add(pattern, bounded)
+            except re2.error:
+                # A pattern whose program alone outgrows the budget (none of today's
+                # uap-core does) gets RE2's default rather than stopping the worker.
+                self._filter.Add(pattern)
         self._filter.Compile()
 
     def __call__(self, ua: str) -> T | None:

@@ -9,8 +9,9 @@ import pytest
 from ua_parser import load_builtins
 from ua_parser.basic import Resolver as BasicResolver
 from ua_parser.core import Device, Domain
+from ua_parser.matchers import UserAgentMatcher
 
-from edge_personalizer.classify.device import ClientHints, DeviceClassifier, Resolver
+from edge_personalizer.classify.device import ClientHints, DeviceClassifier, Resolver, _Table
 
 from ..corpora import crawler_instances, uap
 from .corpus_labels import labelled_cases
@@ -301,3 +302,14 @@ def test_bounded_repetitions_keep_their_bound(resolver: Resolver) -> None:
     assert BasicResolver(load_builtins())(agent, Domain.DEVICE).device is None
     assert resolver.device(agent) is None
     assert resolver.device(agent[80:]) == Device("Spider", "Spider", "Desktop")
+
+
+def test_a_pattern_larger_than_a_patterns_memory_budget_still_matches() -> None:
+    # 6,000 product names in one alternation: a program beyond the budget a pattern gets,
+    # as a future uap-core table might hold; the table still builds and finds it.
+    names = [f"Product{n:04d}x" for n in range(6000)]
+    table = _Table([UserAgentMatcher("(" + "|".join(names) + ")/(\\d+)"),
+                    UserAgentMatcher("(Other)/(\\d+)")])
+    found = table("Mozilla/5.0 Product5999x/7")
+    assert found is not None and (found.family, found.major) == ("Product5999x", "7")
+    assert table("Other/3") is not None and table("Nothing/1") is None
