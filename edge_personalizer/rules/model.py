@@ -123,11 +123,12 @@ class Experiment:
     allocation: Allocation = "fixed"                 # bandit: weights learned per cell
     cells: Cells = Cells()                           # which cell a visitor counts in
     bandit: BanditSettings | None = None             # with allocation: bandit
+    # Derived when built: the period its fixed weights assign visitors in
+    # (allocation.weights_period), read on every page view that counts an exposure.
+    fixed_period: int = field(init=False, compare=False, repr=False)
 
-    @property
-    def fixed_period(self) -> int:
-        """The period its fixed weights assign visitors in (allocation.weights_period)."""
-        return weights_period(self.holdout, self.weights)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fixed_period", weights_period(self.holdout, self.weights))
 
 
 DEFAULT_GOAL_WINDOW = 72 * 3600.0   # seconds a conversion is attributed to an exposure
