@@ -3,10 +3,12 @@
 a request then costs a fifth to a third fewer instructions than interpreted (measured in
 bench/README.md, "Compiled request path").
 
-Everything else (commands, rule compiling, the learning loop's background work, the
-dashboard) stays plain Python. EP_PURE_PYTHON=1 builds without compiling, as does a machine
-without a C compiler (the build then says so and installs the plain modules, which behave
-the same, only slower).
+So are the rule files' line reader and the compiling of rules, which every startup and
+reload of a big rule set runs (bench/README.md, "Loading and compiling 10,000 rules").
+Everything else (commands, the learning loop's background work, the dashboard) stays plain
+Python. EP_PURE_PYTHON=1 builds without compiling, as does a machine without a C compiler
+(the build then says so and installs the plain modules, which behave the same, only
+slower).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# The request's way, module by module. Left interpreted: proxy/request_body.py (an async
-# generator, for requests with a body).
+# The request's way, module by module, and the reading and compiling of rule files. Left
+# interpreted: proxy/request_body.py (an async generator, for requests with a body), and
+# rules/yaml_scalars.py (its loader is subclassed by the interpreted loader.py).
 COMPILED = [
     "edge_personalizer/classify/classifier.py",
     "edge_personalizer/classify/device.py",
@@ -69,11 +72,17 @@ COMPILED = [
     "edge_personalizer/rewrite/stream.py",
     "edge_personalizer/rules/allocation.py",
     "edge_personalizer/rules/bucketing.py",
+    "edge_personalizer/rules/compile/actions.py",
+    "edge_personalizer/rules/compile/conditions.py",
+    "edge_personalizer/rules/compile/context.py",
+    "edge_personalizer/rules/compile/rules.py",
     "edge_personalizer/rules/conditions.py",
     "edge_personalizer/rules/evaluator.py",
     "edge_personalizer/rules/index.py",
     "edge_personalizer/rules/model.py",
+    "edge_personalizer/rules/quick_yaml.py",
     "edge_personalizer/rules/schedule.py",
+    "edge_personalizer/rules/yaml_line.py",
 ]
 
 

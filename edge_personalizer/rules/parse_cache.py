@@ -38,7 +38,6 @@ from typing import Any
 
 import yaml
 
-from . import loader, quick_yaml, yaml_line, yaml_scalars
 from .loader import KeyPath, RuleFile
 from .tree import mark_data_dir
 
@@ -51,6 +50,9 @@ _UNFINISHED = ".tmp"          # an entry being written
 _UNFINISHED_FOR = 600.0       # seconds after which one was cut off, and is removed
 _UNUSED_FOR = 86_400.0        # seconds after which another version's folder is removed
 _SIGNATURE = hashlib.sha256().digest_size
+# The code an entry's content depends on: the readers and this module.
+_READERS = ("loader.py", "quick_yaml.py", "yaml_line.py", "yaml_scalars.py",
+            "parse_cache.py")
 
 
 def _format() -> bytes | None:
@@ -59,9 +61,10 @@ def _format() -> bytes | None:
     readers' code cannot be read (a frozen build): then nothing is kept."""
     readers = hashlib.sha256(yaml.__version__.encode())
     try:
-        for source in (loader.__file__, quick_yaml.__file__, yaml_line.__file__,
-                       yaml_scalars.__file__, __file__):
-            readers.update(Path(str(source)).read_bytes())
+        # The sources beside this module: the line readers are compiled (setup.py), and
+        # a compiled module's __file__ does not name its source.
+        for source in _READERS:
+            readers.update((Path(__file__).parent / source).read_bytes())
     except (OSError, TypeError) as exc:
         logger.warning("rule files' parses are not kept: the readers' code cannot be read "
                        "(%s)", exc)

@@ -72,6 +72,7 @@ class LineReader:
 
     def inline(self, line: str, start: int, at: KeyPath) -> Any:
         """A value written on the rest of the line from `start` (which is not blank)."""
+        value: Any   # (a string when quoted, a list or mapping in brackets)
         first = line[start]
         if first in "'\"":
             self.mark(at, start)
