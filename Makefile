@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	EP_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The modules a request runs through are compiled to C by mypyc (setup.py lists them), in
-# place beside their sources: rebuilt whenever one of them changes, so the demo, the tests
-# and the benchmarks never run a stale build.
+# The modules a request runs through, and those that read and compile rules, are compiled
+# to C by mypyc (setup.py lists them), in place beside their sources: rebuilt whenever one
+# of them changes, so the demo, the tests and the benchmarks never run a stale build.
 COMPILED_SOURCES := $(shell grep -o 'edge_personalizer/[a-z_/]*\.py' setup.py)
 COMPILED := $(VENV)/.compiled
 

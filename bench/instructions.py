@@ -13,7 +13,8 @@ first view, which is counted) with bench/learning-rules (a goal, and a bandit ex
 per device type for the visitors no rule claims), counting into SQLite (`learn`) and into
 a redis-server started here (`learn-redis`; the work of redis-server itself is not
 counted), against the same rules without their goal, whose experiment then keeps the
-weights written (`learn-none`: nothing is counted). This is the request path's share:
+weights written (`learn-none`: only the experiment's exposures are counted, as without
+goals they are; no goal is looked for). This is the request path's share:
 the work that runs by the clock (the store's flush every second, each worker's reads of
 the published bandit weights and model every second, the bandit's update every 10 s) is
 moved out of the run (all of it every hour; the counts are flushed once, at shutdown, in
