@@ -78,10 +78,13 @@ COMPILED = [
     "edge_personalizer/rules/compile/rules.py",
     "edge_personalizer/rules/conditions.py",
     "edge_personalizer/rules/evaluator.py",
+    "edge_personalizer/rules/fields.py",
+    "edge_personalizer/rules/html_context.py",
     "edge_personalizer/rules/index.py",
     "edge_personalizer/rules/model.py",
     "edge_personalizer/rules/quick_yaml.py",
     "edge_personalizer/rules/schedule.py",
+    "edge_personalizer/rules/template.py",
     "edge_personalizer/rules/yaml_line.py",
 ]
 
