@@ -10,17 +10,19 @@ Each micro figure is nanoseconds a call: the best of 7 runs of a tight loop of m
 the same way in the same run. The flusher's side (collect, off the request path) is timed
 too.
 
-`--in-process` drives the whole app through ASGI (no server, no load generator) against
-an origin serving the peer kit's pages (`../shared/bench/pages.py`, served by a Python
-HTTP server in another process) for three configurations built in one process and run in
-turns: the kit's rules (bench/peer-rules: no goal), the same rules with a goal
-(bench/learning-rules) counting into SQLite, and into Redis (a redis-server started on a
-free port). Each turn is timed in CPU seconds of this process (every thread: the flusher's
-SQLite writes included), so other work on the machine changes the figures less than wall
-time would. Two request mixes: the kit's own (its requests send no Accept header, so they
-are no page views: nothing is counted, the goal is only looked for), and the same with
-`Accept: text/html`, where every request is a new visitor's page view: a first exposure
-counted, and a profile cookie that carries it (the worst case for counting).
+`--in-process` drives the whole app through ASGI (no server, no load generator) against an
+origin serving the peer kit's pages (`../shared/bench/pages.py`, served by a Python HTTP
+server in another process) for three configurations built in one process and run in turns:
+bench/learning-rules without its goals and with its experiment on the written weights
+(`hourly_updates(goals=False)` of bench/instructions.py: the learning loop off), the same
+rules as written (a goal, the experiment shared out by a bandit) counting into SQLite, and
+into Redis (a redis-server started on a free port). Each turn is timed in CPU seconds of
+this process (every thread: the flusher's SQLite writes included), so other work on the
+machine changes the figures less than wall time would. Two request mixes: the kit's own
+(its requests send no Accept header, so they are no page views: nothing is counted, the
+goal is only looked for), and the same with `Accept: text/html`, where every request is a
+new visitor's page view: a first exposure counted, and a profile cookie that carries it
+(the worst case for counting).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from instructions import hourly_updates  # noqa: E402
 
 from edge_personalizer.learn.counters import Accumulator  # noqa: E402
 
@@ -201,16 +206,18 @@ async def _in_process(origin: str, redis_url: str, page: str, rounds: int,
     key = "bench-profile-key-0123456789abcdef"
 
     def app(rules: str, store_url: str | None, name: str) -> Any:
-        raw = {"origin_url": origin, "rules_dir": str(ROOT / "bench" / rules),
+        raw = {"origin_url": origin, "rules_dir": rules,
                "access_log": "false", "profile_keys": key, "rules_watch_interval": "0",
                "data_dir": str(data / name)}
         if store_url:
             raw["store_url"] = store_url
         return create_app(build_settings(raw, source="bench"))
 
-    apps = {"no goal": app("peer-rules", None, "a"),
-            "goal, SQLite": app("learning-rules", None, "b"),
-            "goal, Redis": app("learning-rules", redis_url, "c")}
+    rules = str(ROOT / "bench" / "learning-rules")
+    apps = {"no goal": app(hourly_updates("bench/learning-rules", data / "no-goal-rules",
+                                          goals=False), None, "a"),
+            "goal, SQLite": app(rules, None, "b"),
+            "goal, Redis": app(rules, redis_url, "c")}
     stop = asyncio.Event()
     lifespans = []
     for each in apps.values():
