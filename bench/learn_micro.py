@@ -213,11 +213,11 @@ async def _in_process(origin: str, redis_url: str, page: str, rounds: int,
             raw["store_url"] = store_url
         return create_app(build_settings(raw, source="bench"))
 
-    rules = str(ROOT / "bench" / "learning-rules")
-    apps = {"no goal": app(hourly_updates("bench/learning-rules", data / "no-goal-rules",
-                                          goals=False), None, "a"),
-            "goal, SQLite": app(rules, None, "b"),
-            "goal, Redis": app(rules, redis_url, "c")}
+    rules = "bench/learning-rules"
+    without_goals = hourly_updates(rules, data / "no-goal-rules", goals=False)
+    apps = {"no goal": app(without_goals, None, "a"),
+            "goal, SQLite": app(str(ROOT / rules), None, "b"),
+            "goal, Redis": app(str(ROOT / rules), redis_url, "c")}
     stop = asyncio.Event()
     lifespans = []
     for each in apps.values():
