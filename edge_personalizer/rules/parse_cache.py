@@ -7,9 +7,9 @@ every value is kept with the values).
 An entry is the file's values and marks in `marshal` form (about a fifth of the time
 reading the YAML takes), signed with a key only the site has: marshal is not made to
 read bytes someone else wrote, so an entry whose signature does not hold is never given
-to it. An entry also names the Python that wrote it, PyYAML and the readers' code, so an
-upgrade reads every file again. Dates are kept as their text and read back; a file with a
-mistake is not kept.
+to it. An entry also names the Python that wrote it, PyYAML, the readers' code and the
+compiled build that ran it, so an upgrade or a rebuild reads every file again. Dates
+are kept as their text and read back; a file with a mistake is not kept.
 
 The cache also marks data_dir (rules/tree.py DATA_MARKER) as the server starts.
 Entries live in `<data_dir>/rule-cache/<rules directory>-<code and key>/`, one file
@@ -55,21 +55,34 @@ _READERS = ("loader.py", "quick_yaml.py", "yaml_line.py", "yaml_scalars.py",
             "parse_cache.py")
 
 
-def _format() -> bytes | None:
-    """What an entry was written by: this Python (marshal's format goes with it), PyYAML
-    and the code of the readers and of this module (what an entry holds); None when the
-    readers' code cannot be read (a frozen build): then nothing is kept."""
+def _format(build: Path | None = None) -> bytes | None:
+    """What an entry was written by: this Python (marshal's format goes with it), PyYAML,
+    the code of the readers and of this module (what an entry holds) and the compiled
+    build that runs them; None when the readers' code cannot be read (a frozen build):
+    then nothing is kept."""
     readers = hashlib.sha256(yaml.__version__.encode())
     try:
         # The sources beside this module: the line readers are compiled (setup.py), and
         # a compiled module's __file__ does not name its source.
         for source in _READERS:
             readers.update((Path(__file__).parent / source).read_bytes())
+        # A build older than its sources (a tree edited since `make`) reads them the old
+        # way: its entries are not another build's. Its size and time, not its 9 MB.
+        build = build or _compiled_build()
+        if build is not None:
+            built = build.stat()
+            readers.update(f"{build.name} {built.st_size} {built.st_mtime_ns}".encode())
     except (OSError, TypeError) as exc:
         logger.warning("rule files' parses are not kept: the readers' code cannot be read "
                        "(%s)", exc)
         return None
     return b"ep-parse/1 " + importlib.util.MAGIC_NUMBER + readers.digest()
+
+
+def _compiled_build() -> Path | None:
+    """The library the compiled modules live in (setup.py), None when nothing is."""
+    spec = importlib.util.find_spec("edge_personalizer.compiled__mypyc")
+    return None if spec is None or spec.origin is None else Path(spec.origin)
 
 
 class ParseCache:

@@ -129,6 +129,17 @@ def test_sites_and_versions_sharing_a_data_dir_keep_their_parses_apart(
     assert len({entry.parent for entry in entries(data)}) == 3
 
 
+def test_another_build_of_the_same_sources_keeps_parses_of_its_own(tmp_path: Path) -> None:
+    build = parse_cache._compiled_build()
+    assert build is not None and build.exists()   # the tests run the compiled build
+    assert parse_cache._format() == parse_cache._format(build)
+    stale = tmp_path / build.name
+    stale.write_bytes(b"a build made before the sources were edited")
+    before = parse_cache._format(stale)
+    stale.write_bytes(b"the build `make` made of them since")
+    assert None is not before != parse_cache._format(stale) != parse_cache._format()
+
+
 def test_folders_of_other_versions_are_removed_once_unused_for_a_day(tmp_path: Path) -> None:
     rules, data = demo_rules(tmp_path), tmp_path / "data"
     load(rules, data, key=b"yesterday's random key")
