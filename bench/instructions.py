@@ -128,7 +128,7 @@ def count(origin: str, page: str, requests: int, target: Target) -> int:
         if rules:   # clock-driven work out of the run (see above)
             env |= {"EP_STORE_FLUSH_INTERVAL": "3600", "EP_LEARN_INTERVAL": "3600",
                     "EP_STORE_POLL_INTERVAL": "3600"}
-            args += ["--rules", hourly_updates(rules, Path(tmp) / "rules", goals=target.goals)]
+            args += ["--rules", copy_rules(rules, Path(tmp) / "rules", goals=target.goals)]
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
@@ -180,9 +180,10 @@ def kit_origin() -> subprocess.Popen[bytes] | None:
     raise SystemExit("the kit's origin did not start")
 
 
-def hourly_updates(rules: str, into: Path, *, goals: bool = True) -> str:
-    """A copy of the rules directory whose bandits update every hour; without `goals`, with
-    no goals and every experiment on the weights written."""
+def copy_rules(rules: str, into: Path, *, goals: bool = True) -> str:
+    """A copy of the rules directory for a run: its bandits update every hour (the clock's
+    work stays out of the run); without `goals`, the learning loop is off: no goals, and
+    every experiment on the weights written."""
     shutil.copytree(ROOT / rules, into)
     for path in into.rglob("*.yaml"):
         text = re.sub(r"update_every: *\w+", "update_every: 1h", path.read_text())

@@ -14,7 +14,7 @@ too.
 origin serving the peer kit's pages (`../shared/bench/pages.py`, served by a Python HTTP
 server in another process) for three configurations built in one process and run in turns:
 bench/learning-rules without its goals and with its experiment on the written weights
-(`hourly_updates(goals=False)` of bench/instructions.py: the learning loop off), the same
+(`copy_rules(goals=False)` of bench/instructions.py: the learning loop off), the same
 rules as written (a goal, the experiment shared out by a bandit) counting into SQLite, and
 into Redis (a redis-server started on a free port). Each turn is timed in CPU seconds of
 this process (every thread: the flusher's SQLite writes included), so other work on the
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from instructions import hourly_updates  # noqa: E402
+from instructions import copy_rules  # noqa: E402
 
 from edge_personalizer.learn.counters import Accumulator  # noqa: E402
 
@@ -214,7 +214,7 @@ async def _in_process(origin: str, redis_url: str, page: str, rounds: int,
         return create_app(build_settings(raw, source="bench"))
 
     rules = "bench/learning-rules"
-    without_goals = hourly_updates(rules, data / "no-goal-rules", goals=False)
+    without_goals = copy_rules(rules, data / "no-goal-rules", goals=False)
     apps = {"no goal": app(without_goals, None, "a"),
             "goal, SQLite": app(str(ROOT / rules), None, "b"),
             "goal, Redis": app(str(ROOT / rules), redis_url, "c")}

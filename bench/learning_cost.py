@@ -7,7 +7,7 @@ first exposure and gets a profile cookie that carries it) to three servers of 2 
 each, started side by side in front of the kit's origin:
 
 - `no-goal`: bench/learning-rules without its goals, the experiment for the visitors no
-  rule claims on its written weights instead of a bandit (`hourly_updates(goals=False)`,
+  rule claims on its written weights instead of a bandit (`copy_rules(goals=False)`,
   as bench/instructions.py makes it): the same rules with the learning loop off. The
   experiment's exposures are still counted (as they are without goals), the rules' are
   not (nothing judges them), and no goal is looked for;
@@ -45,7 +45,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from instructions import free_port, hourly_updates, kit_origin  # noqa: E402
+from instructions import copy_rules, free_port, kit_origin  # noqa: E402
 
 ORIGIN = "http://127.0.0.1:18080"
 SCRIPT = ROOT / "bench" / "page_views.lua"
@@ -137,7 +137,7 @@ def main() -> None:
                 "sqlite": {"EP_DATA_DIR": f"{tmp}/sqlite"} | admin,
                 "redis": {"EP_STORE_URL": f"redis://127.0.0.1:{redis_port}/0"} | admin}
         try:
-            without_goals = hourly_updates(RULES, Path(tmp) / "no-goal-rules", goals=False)
+            without_goals = copy_rules(RULES, Path(tmp) / "no-goal-rules", goals=False)
             for name in TARGETS:
                 rules = without_goals if name == "no-goal" else RULES
                 servers[name] = start_server(rules, envs[name])
