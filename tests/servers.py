@@ -58,6 +58,11 @@ class Server:
         return [int(pid) for pid in re.findall(r"Spawning worker-\d+ with PID: (\d+)",
                                                self.log())]
 
+    def listening_workers(self) -> int:
+        """How many times a worker has started serving (granian logs it once its socket
+        listens), the replaced ones included."""
+        return len(re.findall(r"Started worker-\d+$", self.log(), re.MULTILINE))
+
     def peak_rss_kib(self) -> int:
         """The highest peak resident memory of the server and its workers (the workers
         answer the requests)."""
@@ -90,8 +95,11 @@ class Server:
 
 
 def start(args: Sequence[str], port: int, log_path: Path, *, ready_path: str = "/",
-          env: dict[str, str] | None = None, timeout: float = 20.0) -> Server:
-    """Start `args` and wait until it answers HTTP on `port`."""
+          env: dict[str, str] | None = None, timeout: float = 20.0,
+          workers: int = 1) -> Server:
+    """Start `args` and wait until it answers HTTP on `port` and its `workers` all listen.
+    (It answers once one does: a test that kills that one before the others listen would
+    find nothing listening.)"""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env = {k: v for k, v in full_env.items() if not k.startswith("EP_")} | (env or {})
     with log_path.open("wb") as log:
@@ -104,9 +112,12 @@ def start(args: Sequence[str], port: int, log_path: Path, *, ready_path: str = "
             raise RuntimeError(f"{args} exited with {process.returncode}:\n{server.log()}")
         try:
             httpx.get(server.url + ready_path, timeout=1.0)
-            return server
         except httpx.TransportError:
             time.sleep(0.05)
+            continue
+        if workers == 1 or server.listening_workers() >= workers:
+            return server
+        time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"{args} did not answer on port {port}:\n{server.log()}")
 
@@ -122,9 +133,10 @@ def start_proxy(tmp: Path, *flags: str, env: dict[str, str] | None = None,
     port = free_port()
     # Each proxy counts into a store of its own unless the test names one.
     env = {"EP_DATA_DIR": str(tmp / f"data-{port}"), **(env or {})}
+    workers = int(flags[flags.index("--workers") + 1]) if "--workers" in flags else 1
     return start([sys.executable, "-m", "edge_personalizer", "serve", "--port", str(port),
                   *flags], port, tmp / f"proxy-{port}.log", ready_path="/__ep/health/live",
-                 env=env, timeout=timeout)
+                 env=env, timeout=timeout, workers=workers)
 
 
 class RedisServer:

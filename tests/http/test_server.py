@@ -444,7 +444,7 @@ def test_a_worker_that_dies_is_replaced(origin: Server, server_logs: Path) -> No
         first, _ = worker_pids(server)
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 15
-        while len(worker_pids(server)) < 3:
+        while len(worker_pids(server)) < 3 or server.listening_workers() < 3:
             assert time.monotonic() < deadline, server.log()[-3000:]
             time.sleep(0.1)
         for _ in range(10):
