@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..proxy.pages import respond
-from ..proxy.target import remove_dot_segments
+from ..proxy.target import may_hold_dot_segments, remove_dot_segments
 from .responses import send_json
 
 ADMIN_PREFIX = "/__ep/"
@@ -28,7 +28,7 @@ def site_path(scope: Scope) -> str:
     request target with its dot segments removed, as the proxy forwards it (so
     `/a%2Fb/../__ep/x` is /__ep/x, and `/x/..%2F__ep/x` is not)."""
     raw: bytes | None = scope.get("raw_path")
-    if not raw or (b"/." not in raw and b"%2" not in raw):
+    if not raw or not may_hold_dot_segments(raw):
         return str(scope["path"])
     return unquote(remove_dot_segments(raw).decode("latin-1"), errors="replace")
 

@@ -10,13 +10,19 @@ from urllib.parse import urlsplit
 _ENCODED_DOT = re.compile(rb"%2e", re.IGNORECASE)
 
 
+def may_hold_dot_segments(path: bytes) -> bool:
+    """Whether `path` may hold a dot segment, plain or percent-encoded, or an encoded
+    slash: only then is there anything for remove_dot_segments to take out."""
+    return b"/." in path or b"%2" in path or path.startswith(b".")
+
+
 def remove_dot_segments(path: bytes) -> bytes:
     """RFC 3986 section 5.2.4, with percent-encoded dots treated as dots.
 
     `/a/../../etc` becomes `/etc`: a path can never climb above the root, and so never
     out of an origin mounted under a prefix.
     """
-    if b"/." not in path and b"%2" not in path and not path.startswith(b"."):
+    if not may_hold_dot_segments(path):
         return path if path.startswith(b"/") else b"/" + path   # no dot segments: as is
     path = _ENCODED_DOT.sub(b".", path)
     out: list[bytes] = []

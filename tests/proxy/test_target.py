@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from edge_personalizer.proxy.target import Origin, is_origin_form, remove_dot_segments
+from edge_personalizer.proxy.target import (
+    Origin,
+    is_origin_form,
+    may_hold_dot_segments,
+    remove_dot_segments,
+)
 
 
 @pytest.mark.parametrize(("path", "expected"), [
@@ -39,6 +44,18 @@ def test_paths_without_dot_segments_are_kept(path: bytes) -> None:
     if path == b"/a%2E/b":
         expected = b"/a./b"   # an encoded dot is read as a dot
     assert remove_dot_segments(path) == expected
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    (b"/a/../b", True), (b"/a/./b", True), (b"/a/%2e%2e/b", True), (b"/a/%2E/b", True),
+    (b"/a%2Fb", True), (b"./x", True), (b"/.", True),
+    (b"/a.b/c", False), (b"/small.html", False), (b"/", False), (b"/%41b", False),
+])
+def test_the_paths_that_may_hold_dot_segments_are_told_apart(path: bytes,
+                                                            expected: bool) -> None:
+    assert may_hold_dot_segments(path) is expected
+    if not expected:   # the shortcut keeps only what the whole algorithm would keep
+        assert remove_dot_segments(path + b"/.") == path + b"/"
 
 
 @pytest.mark.parametrize(("target", "expected"), [
