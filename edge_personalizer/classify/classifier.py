@@ -77,7 +77,7 @@ def merge_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """Raw (ASGI) headers by lower-case name; repeats joined as HTTP joins them."""
     merged: dict[str, str] = {}
     for name, value in headers:
-        _merge(merged, name.lower().decode("latin-1"), value.decode("latin-1"))
+        _merge(merged, name.decode("latin-1"), value.decode("latin-1"))
     return merged
 
 

@@ -270,10 +270,9 @@ def _request_head(method: str, target: bytes, headers: RawHeaders,
     parts = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
     has_length = False
     for name, value in headers:
-        lower = name.lower()
-        if lower == b"transfer-encoding" or lower == b"content-length" and not streamed:
+        if name == b"transfer-encoding" or name == b"content-length" and not streamed:
             continue
-        if lower == b"content-length":
+        if name == b"content-length":
             has_length = True
         parts += [name, b": ", value, b"\r\n"]
     chunked = streamed and not has_length

@@ -170,7 +170,7 @@ class Connection(WriteFlow):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.headers_done:   # after the head: trailer fields, dropped
-            self.headers.append((name, value))
+            self.headers.append((name.lower(), value))
             self.header_bytes += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:

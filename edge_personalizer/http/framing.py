@@ -8,6 +8,9 @@ connection, except where the answer has no body at all (HEAD, 204, 304).
 
 from __future__ import annotations
 
+# Header fields as (name, value). Names are lower-case everywhere past the edges: the
+# server gives a request's so (the ASGI spec), and the origin clients lower-case the
+# response's as they read it.
 RawHeaders = list[tuple[bytes, bytes]]
 
 MAX_HEADER_BYTES = 128 * 1024   # of one response's header block
@@ -28,12 +31,9 @@ def framing_error(headers: RawHeaders) -> str | None:
     lengths: list[bytes] = []
     codings: list[bytes] = []
     for name, value in headers:
-        if len(name) != 14 and len(name) != 17:   # (most names: no lower-casing)
-            continue
-        lower = name.lower()
-        if lower == b"content-length":
+        if name == b"content-length":
             lengths.append(value.strip())
-        elif lower == b"transfer-encoding":
+        elif name == b"transfer-encoding":
             codings.append(value.strip().lower())
     if len(lengths) > 1:
         return "origin sent conflicting lengths (several Content-Length headers)"
@@ -55,5 +55,5 @@ def ends_at_close(head_request: bool, status: int, headers: RawHeaders) -> bool:
     """Whether the answer's body is delimited by the end of the connection."""
     if head_request or status in (204, 304):
         return False
-    names = {name.lower() for name, _ in headers}
+    names = {name for name, _ in headers}
     return b"content-length" not in names and b"transfer-encoding" not in names

@@ -65,7 +65,7 @@ class HttpxUpstream:
             raise UpstreamTimeout(f"origin gave no answer in time ({describe_error(exc)})") from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"origin unreachable: {describe_error(exc)}") from exc
-        raw = list(response.headers.raw)
+        raw = [(name.lower(), value) for name, value in response.headers.raw]
         problem = framing_error(raw)
         if problem is not None:
             await response.aclose()

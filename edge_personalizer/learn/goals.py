@@ -12,7 +12,6 @@ from typing import Protocol
 from ..classify.visitor import Visitor
 
 GOAL_HEADER = b"x-ep-goal"
-_GOAL_HEADER_LENGTH = len(GOAL_HEADER)
 MAX_VALUE = 1e9   # larger values are taken for mistakes (or attacks), not revenue
 _PLAIN_AMOUNT = re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?")
 RawHeaders = Sequence[tuple[bytes, bytes]]
@@ -98,7 +97,7 @@ class GoalReader:
         found: dict[str, Conversion] = {}
         kept: list[tuple[bytes, bytes]] | None = None
         for name, _ in headers:
-            if len(name) == _GOAL_HEADER_LENGTH and name.lower() == GOAL_HEADER:
+            if name == GOAL_HEADER:
                 kept = self._header_goals(goals, headers, found)
                 break
         for goal in goals.values() if within_reach is None else within_reach:
@@ -116,7 +115,7 @@ class GoalReader:
         """Notes the goals the origin's goal headers name; returns the other headers."""
         kept: list[tuple[bytes, bytes]] = []
         for name, value in headers:
-            if name.lower() != GOAL_HEADER:
+            if name != GOAL_HEADER:
                 kept.append((name, value))
                 continue
             parsed = parse_goal_header(value)
@@ -148,7 +147,7 @@ class GoalReader:
             text = visitor.request.query.get(goal.value_query)
         elif goal.value_header is not None:
             wanted = goal.value_header.lower().encode("latin-1")
-            text = next((v.decode("latin-1") for k, v in headers if k.lower() == wanted), None)
+            text = next((v.decode("latin-1") for k, v in headers if k == wanted), None)
         if text is None:
             return 0.0
         amount = parse_value(text)

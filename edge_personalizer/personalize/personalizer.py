@@ -40,7 +40,7 @@ def is_page_view(method: str, merged: Mapping[str, str],
     dest = merged.get("sec-fetch-dest")
     if dest is not None and "," in dest:
         dest = next((v.decode("latin-1") for k, v in headers
-                     if k.lower() == b"sec-fetch-dest"), dest)
+                     if k == b"sec-fetch-dest"), dest)
     if dest is not None:
         return dest in ("document", "iframe")
     return "text/html" in merged.get("accept", "")
@@ -226,10 +226,10 @@ class Personalizer:
         if self.learning is None:
             if not goal_header:
                 return headers
-            return [h for h in headers if h[0].lower() != GOAL_HEADER]
+            return [h for h in headers if h[0] != GOAL_HEADER]
         ruleset = self.rules.current if self.rules is not None else _NO_RULES
         if not ruleset.goals and (not goal_header or not any(
-                name.lower() == GOAL_HEADER for name, _ in headers)):
+                name == GOAL_HEADER for name, _ in headers)):
             return headers
         visitor = exchange.visitor
         exchange.conversions, kept = self.learning.goals.reached(

@@ -35,7 +35,6 @@ def read_head(headers: Sequence[tuple[bytes, bytes]]) -> ResponseHead:
     by ", "), read once."""
     out: ResponseHead = {}
     for name, value in headers:
-        name = name.lower()
         if name in _HEAD_READ:
             text = value.decode("latin-1")
             out[name] = f"{out[name]}, {text}" if name in out else text
@@ -52,7 +51,7 @@ def private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     directives: list[bytes] = []
     rest: list[tuple[bytes, bytes]] = []
     for name, value in headers:
-        if name.lower() == b"cache-control":
+        if name == b"cache-control":
             directives += [d.strip() for d in value.split(b",") if d.strip()]
         else:
             rest.append((name, value))
@@ -231,14 +230,14 @@ class PageHeaders:
         go only with a page a shared cache may store.
         """
         if exchange.preview:
-            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            headers = [(k, v) for k, v in headers if k != b"cache-control"]
             return [*headers, (b"cache-control", b"private, no-store")]
         segment = self.segment(exchange)
         headers.append((b"x-ep-segment", segment.key.encode()))
         lifetime = self.shareable(headers, exchange, head, segment) if self.cache.keyed \
             else None
         if lifetime is not None:
-            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            headers = [(k, v) for k, v in headers if k != b"cache-control"]
             return [*headers, *segment.tag_lines(self.cache.tag_headers),
                     (b"cache-control", self.shared_cache_control(lifetime)),
                     (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")]
@@ -262,7 +261,7 @@ class PageHeaders:
             # A page of a decision that redirects was not redirected (the landing page
             # itself, a crawler, a fetch): page views under its key are.
             return None
-        if any(name.lower() == b"set-cookie" for name, _ in headers):
+        if any(name == b"set-cookie" for name, _ in headers):
             return None
         asked = exchange.visitor.request.headers.get(SEGMENT_HEADER)
         if asked is not None and asked != segment.key:

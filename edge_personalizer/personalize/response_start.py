@@ -231,7 +231,7 @@ def _known_length(head: ResponseHead, consumed: int, produced: int) -> int | Non
 def _rewritten(headers: list[tuple[bytes, bytes]], rewriter: ResponseRewriter,
                length: int | None) -> list[tuple[bytes, bytes]]:
     """The start's headers for the rewritten body (`length`: its own, if known)."""
-    out = [h for h in headers if h[0].lower() not in _STALE]
+    out = [h for h in headers if h[0] not in _STALE]
     if rewriter.content_encoding:
         out.append((b"content-encoding", rewriter.content_encoding.encode()))
     # Compressed or not by the client's Accept-Encoding: caches must know.

@@ -129,7 +129,7 @@ def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
         return ClientAddress(peer, peer, False)
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     forwarded = tuple(v.decode("latin-1") for k, v in headers
-                      if k.lower() == b"x-forwarded-for")
+                      if k == b"x-forwarded-for")
     return ClientAddress(peer, edge_client_ip(headers, trusted.client_headers)
                          or resolve_client_ip(peer, forwarded, trusted), True, forwarded)
 
@@ -140,7 +140,7 @@ def edge_client_ip(headers: list[tuple[bytes, bytes]],
     headers, CF-Connecting-IP...) that holds one."""
     for name in names:
         for key, value in headers:
-            if key.lower() == name:
+            if key == name:
                 ip = parse_ip(value.decode("latin-1").split(",")[0])
                 if ip is not None:
                     return str(ip)

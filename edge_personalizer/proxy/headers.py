@@ -46,7 +46,7 @@ class Forwarding:
 
 
 def header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[str]:
-    return [v.decode("latin-1") for k, v in headers if k.lower() == name]
+    return [v.decode("latin-1") for k, v in headers if k == name]
 
 
 class _RequestScan:
@@ -70,7 +70,7 @@ class _RequestScan:
         size = 0
         for key, value in headers:
             size += len(key) + len(value) + 4
-            key = key.lower()
+            key = key.lower()   # the server did too; what reaches the origin does not trust it
             if key in _READ_HERE:
                 if key == b"host":
                     self.hosts += 1
@@ -273,15 +273,15 @@ _RESPONSE_SPECIAL = HOP_BY_HOP | _LOCATION_HEADERS
 def response_headers_for_client(
     headers: Iterable[tuple[bytes, bytes]], *, origin_base: str, public_base: str | None
 ) -> RawHeaders:
-    """Origin headers as the client should see them, names lower-cased: no hop-by-hop
-    ones (nor those a Connection header names), Location made public. One pass.
+    """Origin headers (names lower-case, as the origin clients read them) as the client
+    should see them: no hop-by-hop ones (nor those a Connection header names), Location
+    made public. One pass.
 
     A Location that points at the origin is made to point at `public_base`; without one
     it becomes a path, which the browser resolves against the address it asked for."""
     out: RawHeaders = []
     named: set[bytes] = set()
     for key, value in headers:
-        key = key.lower()
         if key in _RESPONSE_SPECIAL:
             if key in _LOCATION_HEADERS:
                 value = _public_location(value, origin_base, public_base)

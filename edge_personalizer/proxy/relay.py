@@ -20,7 +20,7 @@ def is_long_lived(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     """Whether the response holds its origin connection for as long as the visitor stays
     (server-sent events, multipart/x-mixed-replace)."""
     for name, value in headers:
-        if len(name) == 12 and name.lower() == b"content-type":
+        if name == b"content-type":
             return value.lower().lstrip().startswith(_LONG_LIVED_TYPES)
     return False
 

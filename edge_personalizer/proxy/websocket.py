@@ -39,7 +39,7 @@ async def open_upstream(
     from websockets.typing import Subprotocol
 
     extra = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
-             if k.lower() not in _HANDSHAKE]
+             if k not in _HANDSHAKE]
     try:
         return await connect(
             url, additional_headers=extra,

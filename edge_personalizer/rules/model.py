@@ -77,8 +77,9 @@ class Redirect:
 
 
 def header_lines(headers: Pairs) -> HeaderLines:
-    """Response headers as they go out."""
-    return tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers)
+    """Response headers as they go out (names lower-case, as every name past the edges)."""
+    return tuple((name.lower().encode("latin-1"), value.encode("latin-1"))
+                 for name, value in headers)
 
 
 def cookie_lines(cookies: Pairs) -> HeaderLines:

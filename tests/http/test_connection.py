@@ -29,7 +29,7 @@ async def test_more_data_after_a_length_body_is_answered_then_the_connection_dro
     async with origin as url:
         upstream = Upstream(connect_timeout=1, read_timeout=1)
         response = await upstream.send("GET", url + "/", [], b"")
-        assert response.headers == [(b"Content-Length", b"5")]
+        assert response.headers == [(b"content-length", b"5")]   # names lower-cased as read
         assert b"".join([chunk async for chunk in response.body()]) == b"hello"
         await response.aclose()
         assert upstream.pool.open_connections == 0   # poisoned: closed, not pooled
@@ -69,7 +69,7 @@ async def test_trailer_fields_never_join_the_head() -> None:
         upstream = Upstream(connect_timeout=1, read_timeout=1)
         response = await upstream.send("GET", url + "/", [], b"")
         assert b"".join([chunk async for chunk in response.body()]) == b"ok"
-        assert response.headers == [(b"Transfer-Encoding", b"chunked")]
+        assert response.headers == [(b"transfer-encoding", b"chunked")]
         await response.aclose()
         assert upstream.pool.open_connections == 1   # a clean end: pooled
         await upstream.aclose()
@@ -83,4 +83,16 @@ async def test_conflicting_lengths_are_an_error_not_a_response() -> None:
         with pytest.raises(UpstreamError, match="invalid HTTP|conflicting"):
             await upstream.send("GET", url + "/", [], b"")
         assert upstream.pool.open_connections == 0
+        await upstream.aclose()
+
+
+async def test_a_head_s_names_are_checked_whatever_their_case() -> None:
+    # Names are lower-cased as they are read: every check past the client compares them
+    # as they are (an upper-case Transfer-Encoding is still refused here).
+    first = (b"HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: gzip, chunked\r\n\r\n"
+             b"0\r\n\r\n")
+    async with RawOrigin(first_then_next(first)) as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=1)
+        with pytest.raises(UpstreamError, match="unsupported Transfer-Encoding"):
+            await upstream.send("GET", url + "/", [], b"")
         await upstream.aclose()

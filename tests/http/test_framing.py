@@ -16,15 +16,15 @@ from edge_personalizer.http.framing import (
 
 
 @pytest.mark.parametrize(("headers", "problem"), [
-    ([(b"Content-Length", b"5")], None),
-    ([(b"Transfer-Encoding", b"Chunked ")], None),
-    ([(b"Content-Type", b"text/html")], None),
-    ([(b"Content-Length", b"5"), (b"content-length", b"5")], "several Content-Length"),
-    ([(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")], "with Transfer-Encoding"),
-    ([(b"Content-Length", b"5, 5")], "invalid Content-Length"),
-    ([(b"Content-Length", b"")], "invalid Content-Length"),
-    ([(b"Transfer-Encoding", b"gzip, chunked")], "unsupported Transfer-Encoding"),
-    ([(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"chunked")],
+    ([(b"content-length", b"5")], None),
+    ([(b"transfer-encoding", b"Chunked ")], None),
+    ([(b"content-type", b"text/html")], None),
+    ([(b"content-length", b"5"), (b"content-length", b"5")], "several Content-Length"),
+    ([(b"content-length", b"5"), (b"transfer-encoding", b"chunked")], "with Transfer-Encoding"),
+    ([(b"content-length", b"5, 5")], "invalid Content-Length"),
+    ([(b"content-length", b"")], "invalid Content-Length"),
+    ([(b"transfer-encoding", b"gzip, chunked")], "unsupported Transfer-Encoding"),
+    ([(b"transfer-encoding", b"chunked"), (b"transfer-encoding", b"chunked")],
      "unsupported Transfer-Encoding"),
 ])
 def test_framing_error(headers: list[tuple[bytes, bytes]], problem: str | None) -> None:
@@ -33,7 +33,7 @@ def test_framing_error(headers: list[tuple[bytes, bytes]], problem: str | None) 
 
 
 def test_a_head_past_the_limits_is_refused_before_its_framing_is_read() -> None:
-    conflicting = [(b"Content-Length", b"5"), (b"Content-Length", b"6")]
+    conflicting = [(b"content-length", b"5"), (b"content-length", b"6")]
     assert head_error([(b"X", b"y")] * MAX_HEADERS, 1000) is None
     assert head_error([(b"X", b"y")] * (MAX_HEADERS + 1), 1000) == TOO_LARGE
     assert head_error(conflicting, MAX_HEADER_BYTES + 1) == TOO_LARGE
@@ -41,9 +41,9 @@ def test_a_head_past_the_limits_is_refused_before_its_framing_is_read() -> None:
 
 
 @pytest.mark.parametrize(("head", "status", "headers", "at_close"), [
-    (False, 200, [(b"Content-Type", b"text/html")], True),
+    (False, 200, [(b"content-type", b"text/html")], True),
     (False, 200, [(b"content-length", b"5")], False),
-    (False, 200, [(b"Transfer-Encoding", b"chunked")], False),
+    (False, 200, [(b"transfer-encoding", b"chunked")], False),
     (True, 200, [], False),     # an answer to HEAD has no body
     (False, 204, [], False),
     (False, 304, [], False),

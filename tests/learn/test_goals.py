@@ -64,7 +64,7 @@ def test_a_request_reaches_its_goal_with_the_value_of_its_query() -> None:
 def test_the_origin_s_goal_header_counts_and_never_reaches_the_visitor() -> None:
     invalid: list[str] = []
     visitor = default_classifier().visitor(make_request("/signup"), now=0.0)
-    headers = [(b"X-EP-Goal", b"signup; value=5"), (b"x-ep-goal", b"unknown-goal"),
+    headers = [(b"x-ep-goal", b"signup; value=5"), (b"x-ep-goal", b"unknown-goal"),
                (b"x-ep-goal", b"purchase; value=oops"), (b"content-type", b"text/html")]
     found, kept = GoalReader(invalid.append).reached(goals(), visitor, 500, headers)
     assert [(c.goal, c.value) for c in found] == [("signup", 5.0)]

@@ -23,7 +23,7 @@ from .test_origin import OK, Visitor
 ])
 def test_long_lived_responses_are_known_by_their_content_type(value: bytes,
                                                                expected: bool) -> None:
-    assert is_long_lived([(b"Content-Type", value)]) is expected
+    assert is_long_lived([(b"content-type", value)]) is expected
     assert not is_long_lived([(b"content-length", b"5")])
 
 
