@@ -27,7 +27,7 @@ OriginProbe = Callable[[], Awaitable[ProbeResult]]
 def carries_token(scope: Scope, token: bytes) -> bool:
     """Whether the request's Authorization is `Bearer <token>` (the scheme in any case,
     as RFC 9110 has it; several Authorization headers never match)."""
-    given = b", ".join(v for k, v in scope["headers"] if k.lower() == b"authorization")
+    given = b", ".join(v for k, v in scope["headers"] if k == b"authorization")
     scheme, _, credentials = given.partition(b" ")
     return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.lstrip(b" "), token)
 

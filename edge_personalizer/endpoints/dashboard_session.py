@@ -61,7 +61,7 @@ class SessionSigner:
 def request_cookies(scope: Scope) -> dict[str, str]:
     jar: dict[str, str] = {}
     for key, value in scope["headers"]:
-        if key.lower() == b"cookie":
+        if key == b"cookie":
             for part in value.decode("latin-1").split(";"):
                 name, sep, content = part.strip().partition("=")
                 if sep:
@@ -70,7 +70,7 @@ def request_cookies(scope: Scope) -> dict[str, str]:
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
-    return next((v for k, v in scope["headers"] if k.lower() == name), None)
+    return next((v for k, v in scope["headers"] if k == name), None)
 
 
 def same_origin(scope: Scope) -> bool:

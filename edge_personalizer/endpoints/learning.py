@@ -54,7 +54,7 @@ class RateLimit:
 def same_site(scope: Scope) -> bool:
     """A beacon from the site's own pages: the browser says so (Sec-Fetch-Site), or its
     Origin names the host it was sent to."""
-    headers = {k.lower(): v for k, v in scope["headers"]}
+    headers = dict(scope["headers"])
     fetch_site = headers.get(b"sec-fetch-site")
     if fetch_site is not None:
         return fetch_site in (b"same-origin", b"same-site")

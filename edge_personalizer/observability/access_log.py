@@ -84,7 +84,7 @@ class AccessLog:
     def log(self, scope: Scope, status: int, sent: int, seconds: float, *,
             complete: bool) -> None:
         client = scope.get("client")
-        user_agent = next((v for k, v in scope["headers"] if k.lower() == b"user-agent"), b"")
+        user_agent = next((v for k, v in scope["headers"] if k == b"user-agent"), b"")
         fields: dict[str, Any] = {
             "client": self.masker.mask(client[0] if client else None),
             "method": scope["method"],
