@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
+from typing import Final
 from urllib.parse import parse_qsl, unquote
 
 from lru import LRU
@@ -28,8 +29,8 @@ from .visitor import (
     Visitor,
 )
 
-_MAX_COOKIES = 64
-_MAX_QUERY_PARAMS = 64
+_MAX_COOKIES: Final = 64
+_MAX_QUERY_PARAMS: Final = 64
 
 
 def parse_cookies(header: str) -> Mapping[str, str]:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 import re2
 from lru import LRU
@@ -24,59 +24,61 @@ from .visitor import Device, DeviceType
 
 T = TypeVar("T")
 
-_UA_KEY_LIMIT = 512   # longer User-Agents are cut before parsing and caching
+_UA_KEY_LIMIT: Final = 512   # longer User-Agents are cut before parsing and caching
 
 # Every check runs on the lower-cased User-Agent: plain substring tests where a word is
 # distinctive enough, small regexes (no IGNORECASE, which costs several times more) where
 # a word boundary matters.
-_TV_WORDS = ("smart-tv", "smarttv", "googletv", "google tv", "android tv", "crkey", "hbbtv",
-             "netcast", "web0s", "bravia", "roku", "appletv", "apple tv", "tvos", "philipstv",
-             "nettv", "playstation 3", "playstation 4", "playstation 5", "xbox",
-             "nintendo switch", "nintendo wiiu", "vidaa", "foxxum", "opera tv", "sonydtv",
-             "viera", " dtv")
-_TV = re.compile(r"webos.*tv|tizen.*tv|\baft[a-z]{1,4}\b|\bhisense\b.*\btv\b")
-_TABLET_WORDS = ("tablet", "kindle", "playbook", "xoom", "galaxy tab", "mediapad", "matepad",
-                 "mi pad", "redmi pad", "lenovo tb", "fire hd", "pixel c", "pixel tablet",
-                 "nook", "hudl")
-_TABLET = re.compile(
+_TV_WORDS: Final = ("smart-tv", "smarttv", "googletv", "google tv", "android tv", "crkey", "hbbtv",
+                    "netcast", "web0s", "bravia", "roku", "appletv", "apple tv", "tvos",
+                    "philipstv", "nettv", "playstation 3", "playstation 4", "playstation 5", "xbox",
+                    "nintendo switch", "nintendo wiiu", "vidaa", "foxxum", "opera tv", "sonydtv",
+                    "viera", " dtv")
+_TV: Final = re.compile(r"webos.*tv|tizen.*tv|\baft[a-z]{1,4}\b|\bhisense\b.*\btv\b")
+_TABLET_WORDS: Final = ("tablet", "kindle", "playbook", "xoom", "galaxy tab", "mediapad", "matepad",
+                        "mi pad", "redmi pad", "lenovo tb", "fire hd", "pixel c", "pixel tablet",
+                        "nook", "hudl")
+_TABLET: Final = re.compile(
     r"\b(?:silk\b|sm-[tpx]\d|gt-p\d|gt-n[58]\d|nexus (?:7|9|10)\b|tb-[0-9a-z]|pad\b|"
     r"kf[a-z]{2,4}\b|sgpt?\d|sht-|bah\d?-|ags\d?-|kob\d?-|dbr-|scm-|at10|bntv\d|archos\b.*\d)")
 # Names that mean a tablet even when the browser also says "Mobile".
-_STRONG_TABLET_WORDS = ("tablet", "galaxy tab", "kindle", "playbook", "xoom", "mediapad",
-                        "matepad")
-_STRONG_TABLET = re.compile(r"\b(?:sm-[tpx]\d|gt-p\d|silk\b|kf[a-z]{2,4}\b)")
-_MOBILE_WORDS = ("mobi", "iphone", "ipod", "windows phone", "wpdesktop", "iemobile",
-                 "blackberry", "bb10", "opera mini", "j2me", "midp", "cldc", "symbian",
-                 "series60", "series 60", "series40", "series 40", "kaios", "nokia", "samsung-",
-                 "sonyericsson", "up.browser", "docomo", "kddi", "vodafone", "bada", "maemo",
-                 "meego", "fennec", "minimo", "netfront", "teleca", "obigo", "ucweb",
-                 "ucbrowser", "handheld", "featurephone", "windows ce", "wince", "ppc;", "; ppc",
-                 "pda;")
-_MOBILE = re.compile(r"\bpalm|webos(?!.*tv)|android.*mobile|\bphone\b|\bwap\b")
+_STRONG_TABLET_WORDS: Final = ("tablet", "galaxy tab", "kindle", "playbook", "xoom", "mediapad",
+                               "matepad")
+_STRONG_TABLET: Final = re.compile(r"\b(?:sm-[tpx]\d|gt-p\d|silk\b|kf[a-z]{2,4}\b)")
+_MOBILE_WORDS: Final = ("mobi", "iphone", "ipod", "windows phone", "wpdesktop", "iemobile",
+                        "blackberry", "bb10", "opera mini", "j2me", "midp", "cldc", "symbian",
+                        "series60", "series 60", "series40", "series 40", "kaios", "nokia",
+                        "samsung-", "sonyericsson", "up.browser", "docomo", "kddi", "vodafone",
+                        "bada", "maemo", "meego", "fennec", "minimo", "netfront", "teleca", "obigo",
+                        "ucweb", "ucbrowser", "handheld", "featurephone", "windows ce", "wince",
+                        "ppc;", "; ppc", "pda;")
+_MOBILE: Final = re.compile(r"\bpalm|webos(?!.*tv)|android.*mobile|\bphone\b|\bwap\b")
 # Phone models that often come without "Mobile" (apps, ad SDKs, old stock browsers).
-_PHONE_MODEL = re.compile(
+_PHONE_MODEL: Final = re.compile(
     r"\b(?:sm-[gansjfmew]\d|gt-[is]\d|gt-n7\d|gt-[bce]\d|sch-|sgh-|sph-|shv-|pixel [2-9]|"
     r"pixel \d{2}|nexus [456s]\b|redmi(?! ?pad)|poco|moto [a-z]\d?|cph\d|rmx\d|"
     r"infinix|tecno|itel\b|oneplus|lm-[a-z]\d|xq-[a-z]{2}\d|asus_[a-z]\d|v2\d{3}\b|m2\d{3}j|"
     r"[a-z]{3}-(?:l|lx|al|tl|an|nx)\d{1,2}\b)")
-_DESKTOP_WORDS = ("windows nt", "windows 98", "windows 95", "windows me", "windows xp",
-                  "windows 2000", "win98", "win95", "win32", "win64", "winnt", "macintosh",
-                  "mac os x", "mac_powerpc", "x11", "linux x86_64", "linux i686", "linux i386",
-                  "cros", "freebsd", "openbsd", "netbsd", "sunos", "solaris", "ubuntu",
-                  "fedora", "debian", "haiku", "beos", "os/2", "amigaos")
+_DESKTOP_WORDS: Final = ("windows nt", "windows 98", "windows 95", "windows me", "windows xp",
+                         "windows 2000", "win98", "win95", "win32", "win64", "winnt", "macintosh",
+                         "mac os x", "mac_powerpc", "x11", "linux x86_64", "linux i686",
+                         "linux i386", "cros", "freebsd", "openbsd", "netbsd", "sunos", "solaris",
+                         "ubuntu", "fedora", "debian", "haiku", "beos", "os/2", "amigaos")
 # Chromebooks, and Android builds for PCs (Windows' Subsystem for Android, Android-x86 and
 # its descendants).
-_CHROME_OS = re.compile(r"\bcros\b|chromebook|chromebox|subsystem for android|android[-_]x86|"
-                        r"remix ?os|phoenix ?os|prime ?os|bliss ?os")
-_DESKTOP_ANDROID_HINTS = ("cros", "chromebo", "subsystem", "x86", "remix", "phoenix", "prime",
-                          "bliss")
+_CHROME_OS: Final = re.compile(
+    r"\bcros\b|chromebook|chromebox|subsystem for android|android[-_]x86|"
+    r"remix ?os|phoenix ?os|prime ?os|bliss ?os")
+_DESKTOP_ANDROID_HINTS: Final = ("cros", "chromebo", "subsystem", "x86", "remix", "phoenix",
+                                 "prime", "bliss")
 # A Mac app's CFNetwork agent: "... CFNetwork/1220.1 Darwin/20.3.0 (x86_64)" or "(MacBookPro16,1)".
-_MAC_APP = re.compile(r"\b(?:x86_64|i386|arm64|macintosh|macbook\w*|imac\w*|macmini\w*|macpro\w*|"
-                      r"macos|mac os x)\b")
-_WINDOWS_TOUCH = re.compile(r"windows nt (?:6\.[23]|10)[^)]*\btouch\b(?![^)]*tablet pc)")
+_MAC_APP: Final = re.compile(
+    r"\b(?:x86_64|i386|arm64|macintosh|macbook\w*|imac\w*|macmini\w*|macpro\w*|"
+    r"macos|mac os x)\b")
+_WINDOWS_TOUCH: Final = re.compile(r"windows nt (?:6\.[23]|10)[^)]*\btouch\b(?![^)]*tablet pc)")
 # Model names of tablet lines, read from the device name only (the parser's model and the
 # Android model before "Build/"): a browser saying "Mobile" on one of these is a tablet.
-_TABLET_MODEL = re.compile(
+_TABLET_MODEL: Final = re.compile(
     r"tab(?!le\b)|(?<!cool)pad(?!fone)|\bmid[ _-]?\d|\bmid\b|\bnovo ?\d|\bkf[a-z]{2,4}\b|"
     r"\bsm-[tpx]\d|\bgt-p\d|\bgt-n[58]\d|lenovo tb|\btb[0-9]?-[0-9a-z]|mediapad|matepad|xoom|"
     r"playbook|nexus (?:7|9|10)\b|pixel (?:c|tablet)\b|transformer|kindle|\bsgpt?\d|\bsht-|"
@@ -86,35 +88,35 @@ _TABLET_MODEL = re.compile(
     # are its MeMO Pad tablets.
     r"archos ?(?:[7-9]\d|1[0-3]\d)(?!\d)|\bk0[0-2][0-9a-z]\b")
 # A literal that every alternative of _TABLET_MODEL contains.
-_TABLET_MODEL_HINTS = ("tab", "pad", "mid", "novo", "kf", "sm-", "gt-", "tb", "mediapad",
-                       "xoom", "playbook", "nexus", "pixel", "transformer", "kindle", "sgp",
-                       "sht-", "bah", "ags", "kob", "dbr-", "scm-", "bntv", "flyer", "nextbook",
-                       "odys", "xelio", "momo", "mobii", "pmp", "pmt", "yt", "rmp", "opd",
-                       "iconia", "venue", "teclast", "chuwi", "archos", "k0")
-_ANDROID_MODEL = re.compile(
+_TABLET_MODEL_HINTS: Final = ("tab", "pad", "mid", "novo", "kf", "sm-", "gt-", "tb", "mediapad",
+                              "xoom", "playbook", "nexus", "pixel", "transformer", "kindle", "sgp",
+                              "sht-", "bah", "ags", "kob", "dbr-", "scm-", "bntv", "flyer",
+                              "nextbook", "odys", "xelio", "momo", "mobii", "pmp", "pmt", "yt",
+                              "rmp", "opd", "iconia", "venue", "teclast", "chuwi", "archos", "k0")
+_ANDROID_MODEL: Final = re.compile(
     r"android[^;)]*;(?: ?[a-z]{2}[-_][a-z]{2,3};)? ?([^;)]{2,40}?)(?: build/|\)|;)")
 # Parser device families that name no device.
-_NO_DEVICE = frozenset({"Other", "Spider", "Generic", "Generic Desktop"})
-_FORM_FACTORS: Mapping[str, DeviceType] = MappingProxyType({
+_NO_DEVICE: Final = frozenset({"Other", "Spider", "Generic", "Generic Desktop"})
+_FORM_FACTORS: Final[Mapping[str, DeviceType]] = MappingProxyType({
     "tablet": "tablet", "mobile": "mobile", "desktop": "desktop", "eink": "tablet",
     "watch": "mobile",
 })
-_DESKTOP_BROWSERS = frozenset({
+_DESKTOP_BROWSERS: Final = frozenset({
     "Konqueror", "Epiphany", "Galeon", "Camino", "SeaMonkey", "Pale Moon", "K-Meleon", "iCab",
     "OmniWeb", "Midori", "Falkon", "QupZilla", "Otter", "Iceweasel", "Iceape", "Netscape",
     "Lunascape", "Avant", "Shiira", "Flock", "Chimera", "Phoenix", "Firebird", "Arora",
     "Vivaldi", "Waterfox", "Basilisk", "Brave", "Opera GX"})
-_DESKTOP_OS = frozenset({"Windows", "Mac OS X", "Linux", "Chrome OS", "Ubuntu", "Fedora",
-                         "FreeBSD"})
+_DESKTOP_OS: Final = frozenset({"Windows", "Mac OS X", "Linux", "Chrome OS", "Ubuntu", "Fedora",
+                                "FreeBSD"})
 
 
 def _has(text: str, words: tuple[str, ...]) -> bool:
     return any(word in text for word in words)
 
 
-_TOUCH_OS = frozenset({"iOS", "iPadOS", "Android", "Windows Phone", "Windows CE",
-                       "Windows Mobile", "Firefox OS", "MeeGo", "KaiOS", "Tizen", "BlackBerry OS",
-                       "BlackBerry Tablet OS"})
+_TOUCH_OS: Final = frozenset({"iOS", "iPadOS", "Android", "Windows Phone", "Windows CE",
+                              "Windows Mobile", "Firefox OS", "MeeGo", "KaiOS", "Tizen",
+                              "BlackBerry OS", "BlackBerry Tablet OS"})
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class ClientHints:
             or bool(self.form_factors)
 
 
-_NO_HINTS = ClientHints()
+_NO_HINTS: Final = ClientHints()
 
 
 def _unquote(value: str | None) -> str | None:
@@ -229,14 +231,14 @@ def _refine_with_hints(kind: DeviceType, hints: ClientHints) -> DeviceType:
     return kind
 
 
-_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
+_NOT_ASCII: Final = re.compile(r"[^\x00-\x7f]")
 # RE2's memory for one of uap-core's patterns (its program and its DFA's cache of states).
 # At RE2's default, 8 MiB, the ~1,500 patterns' caches grow with every new agent (19 MiB
 # over 5,000 agents, 26 over 20,000); 128 KiB holds the largest pattern's program and
 # keeps the growth to 12 and 18 MiB, for ~35 us more a never-seen agent (a cache that
 # fills is emptied and built again; the answers do not change).
-_PATTERN_MEMORY = 128 << 10
-_STAND_INS = ("a", "1", " ", "~")   # a letter, a digit, a space, a sign
+_PATTERN_MEMORY: Final = 128 << 10
+_STAND_INS: Final = ("a", "1", " ", "~")   # a letter, a digit, a space, a sign
 
 
 class _Table(Generic[T]):

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 from .visitor import Device, DeviceType, Geo
@@ -20,16 +20,16 @@ from .visitor import Device, DeviceType, Geo
 # Only the named edges' headers are believed: behind nginx or a load balancer that
 # passes headers on as the visitor sent them, a CF-IPCountry would be the visitor's own
 # words. "forwarded" names none: only X-Forwarded-For (and the operator's edge_headers).
-EDGE_VENDORS = ("cloudflare", "cloudfront", "fastly", "akamai", "vercel")
-FORWARDED_ONLY = "forwarded"
+EDGE_VENDORS: Final = ("cloudflare", "cloudfront", "fastly", "akamai", "vercel")
+FORWARDED_ONLY: Final = "forwarded"
 # Client address headers, by edge; the first an edge names wins.
-_CLIENT_IP_HEADERS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+_CLIENT_IP_HEADERS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
     "cloudflare": ("cf-connecting-ip",), "akamai": ("true-client-ip",),
     "fastly": ("fastly-client-ip",),
 })
 
 # header -> Geo field, for the CDNs that send one header per value.
-_GEO_HEADERS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+_GEO_HEADERS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType({
     # Cloudflare (IP geolocation + "add visitor location headers" managed transform)
     "cloudflare": {
         "cf-ipcountry": "country", "cf-ipcity": "city", "cf-ipcontinent": "continent",
@@ -49,7 +49,7 @@ _GEO_HEADERS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "x-vercel-ip-longitude": "longitude"},
 })
 # Akamai X-Akamai-Edgescape: "georegion=246,country_code=US,region_code=CA,city=SANJOSE,..."
-_EDGESCAPE: Mapping[str, str] = MappingProxyType({   # (city and timezone read by _akamai)
+_EDGESCAPE: Final[Mapping[str, str]] = MappingProxyType({   # (city and timezone read by _akamai)
     "country_code": "country", "region_code": "region", "city": "city", "zip": "postal",
     "dma": "metro", "timezone": "time_zone", "lat": "latitude", "long": "longitude",
     "continent": "continent",
@@ -59,7 +59,7 @@ _EDGESCAPE: Mapping[str, str] = MappingProxyType({   # (city and timezone read b
 # database give (names as written, IANA zones), so one rule serves every source. A city
 # not in this table is written with a capital first letter; the geo database's spelling
 # wins when it names the same city (merge_geo).
-_AKAMAI_CITIES: Mapping[str, str] = MappingProxyType({squashed: name for name in (
+_AKAMAI_CITIES: Final[Mapping[str, str]] = MappingProxyType({squashed: name for name in (
     "New York", "Los Angeles", "San Francisco", "San Jose", "San Diego", "San Antonio",
     "Las Vegas", "Salt Lake City", "Kansas City", "St. Louis", "New Orleans", "Oklahoma City",
     "Fort Worth", "El Paso", "Fort Lauderdale", "Santa Clara", "Palo Alto", "Mountain View",
@@ -69,22 +69,22 @@ _AKAMAI_CITIES: Mapping[str, str] = MappingProxyType({squashed: name for name in
     "Frankfurt am Main", "Saint Petersburg", "Santo Domingo", "San Juan", "Panama City",
     "Quebec City", "Thunder Bay", "Niagara Falls", "Gold Coast",
 ) for squashed in (name.upper().replace(" ", "").replace(".", ""),)})
-_US_ZONES: Mapping[str, str] = MappingProxyType({
+_US_ZONES: Final[Mapping[str, str]] = MappingProxyType({
     "EST": "America/New_York", "EDT": "America/New_York", "CST": "America/Chicago",
     "CDT": "America/Chicago", "MST": "America/Denver", "MDT": "America/Denver",
     "PST": "America/Los_Angeles", "PDT": "America/Los_Angeles", "AKST": "America/Anchorage",
     "AKDT": "America/Anchorage", "HST": "Pacific/Honolulu", "GMT": "Etc/GMT",
     "UTC": "Etc/UTC", "AST": "America/Puerto_Rico",
 })
-_GMT_OFFSET = re.compile(r"GMT([+-])(\d{1,2})")
-_DEVICE_HEADERS: tuple[tuple[str, DeviceType], ...] = (
+_GMT_OFFSET: Final = re.compile(r"GMT([+-])(\d{1,2})")
+_DEVICE_HEADERS: Final[tuple[tuple[str, DeviceType], ...]] = (
     ("cloudfront-is-smarttv-viewer", "tv"), ("cloudfront-is-tablet-viewer", "tablet"),
     ("cloudfront-is-mobile-viewer", "mobile"), ("cloudfront-is-desktop-viewer", "desktop"),
 )
-_EU = frozenset("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI "
-                "ES SE".split())
-_CONTINENTS = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
-_GEO_FIELDS = frozenset(f.name for f in fields(Geo))
+_EU: Final = frozenset("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI "
+                       "ES SE".split())
+_CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
+_GEO_FIELDS: Final = frozenset(f.name for f in fields(Geo))
 
 
 def client_ip_headers(vendors: tuple[str, ...]) -> tuple[str, ...]:
@@ -196,7 +196,7 @@ def _squashed(name: str | None) -> str:
 # What the database may add to the edge's answer, by the finest place both name alike:
 # a database that puts the visitor in another country, region or city adds nothing of
 # that place (a Cloudflare city never gets the database's coordinates of another one).
-_FINER: Mapping[str, frozenset[str]] = MappingProxyType({
+_FINER: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     "country": frozenset({"region", "city", "postal", "metro", "time_zone", "latitude",
                           "longitude", "continent", "eu"}),
     "region": frozenset({"city", "postal", "metro", "latitude", "longitude"}),

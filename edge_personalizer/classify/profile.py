@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import translate
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from .profile_codec import (
     STATE_CONVERTED,
@@ -23,14 +23,14 @@ from .profile_codec import (
 )
 from .visitor import Referral
 
-_DAY = 86400.0
-_EMPTY_SCORES: Mapping[str, tuple[float, int]] = MappingProxyType({})
-_EMPTY_VARIANTS: Mapping[str, str] = MappingProxyType({})
-_EMPTY_EXPOSURES: Mapping[str, Exposure] = MappingProxyType({})
-_EMPTY_CONVERTED: Mapping[str, int] = MappingProxyType({})
+_DAY: Final = 86400.0
+_EMPTY_SCORES: Final[Mapping[str, tuple[float, int]]] = MappingProxyType({})
+_EMPTY_VARIANTS: Final[Mapping[str, str]] = MappingProxyType({})
+_EMPTY_EXPOSURES: Final[Mapping[str, Exposure]] = MappingProxyType({})
+_EMPTY_CONVERTED: Final[Mapping[str, int]] = MappingProxyType({})
 
 
-UNKNOWN_PERIOD = -1   # the period of an exposure remembered before exposures kept theirs
+UNKNOWN_PERIOD: Final = -1   # the period of an exposure remembered before exposures kept theirs
 
 
 class Exposure(NamedTuple):
@@ -63,8 +63,8 @@ class ReferralSummary(NamedTuple):
 
 
 # Profile fields that are bookkeeping, not something to show or write rules against.
-_INTERNAL = frozenset({"previous_seen", "scores", "changed", "half_life_days", "now",
-                       "exposures", "converted"})
+_INTERNAL: Final = frozenset({"previous_seen", "scores", "changed", "half_life_days", "now",
+                              "exposures", "converted"})
 
 
 class Profile(NamedTuple):

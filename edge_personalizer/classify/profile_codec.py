@@ -11,13 +11,13 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgpack
 
-VERSION = b"1"
-_SIG_BYTES = 16
-_DAY = 86400.0
+VERSION: Final = b"1"
+_SIG_BYTES: Final = 16
+_DAY: Final = 86400.0
 RejectReason = Literal["malformed", "signature", "oversized", "expired", "version"]
 
 # The cookie holds a msgpack array, in this order (version 1):
@@ -25,16 +25,16 @@ RejectReason = Literal["malformed", "signature", "oversized", "expired", "versio
 #  first referral, last referral, conversions, {experiment: variant},
 #  {rule or experiment: [variant, at, cell]}, {goal\x1fby: at}]
 # The last two came later: cookies written without them read as having none.
-_STATE_LENGTHS = (10, 12)
-_LAST_SEEN = 2
-STATE_SCORES = 5
-STATE_VARIANTS = 9
-STATE_EXPOSURES = 10
-STATE_CONVERTED = 11
+_STATE_LENGTHS: Final = (10, 12)
+_LAST_SEEN: Final = 2
+STATE_SCORES: Final = 5
+STATE_VARIANTS: Final = 9
+STATE_EXPOSURES: Final = 10
+STATE_CONVERTED: Final = 11
 
 
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
 
 
 def _b64(data: bytes) -> bytes:

@@ -13,39 +13,41 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, cast, get_args
+from typing import Any, Final, cast, get_args
 from urllib.parse import unquote_plus, unquote_to_bytes, urlsplit
 
 from .visitor import DIRECT, Medium, Referral
 
-_MEDIA = frozenset(get_args(Medium))
-_HOST_MEDIA = ("search", "ai", "social", "email", "paid", "referral")
+_MEDIA: Final = frozenset(get_args(Medium))
+_HOST_MEDIA: Final = ("search", "ai", "social", "email", "paid", "referral")
 # Second-level labels under which a country's sites register: example.co.uk, example.com.br.
-_SECOND_LEVEL = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go", "gob",
-                           "nic", "nom", "ltd", "plc", "sch", "mil", "biz", "info", "in", "gen"})
+_SECOND_LEVEL: Final = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go",
+                                  "gob", "nic", "nom", "ltd", "plc", "sch", "mil", "biz", "info",
+                                  "in", "gen"})
 # Subdomain labels of mail front ends: mail., webmail2., email., e-mail., wmail., owa.,
 # lightmailer-bs., mailbusiness., messagerie., posta., correo., poczta.
-_MAIL_LABEL = re.compile(
+_MAIL_LABEL: Final = re.compile(
     r"^(?:(?:web|e-?|w|my|secure|new)?mail\d*|webmail.*|lightmailer.*|mailbusiness|mailbox|"
     r"owa|messagerie\w*|posta|correo|poczta|pochta|mbox\d*)$")
-_MAIL_PATHS = frozenset({"webmail", "mail", "owa", "roundcube", "squirrelmail", "horde", "zimbra",
-                         "rainloop", "sogo", "mailbox", "messagerie", "webmail2", "mailclient"})
+_MAIL_PATHS: Final = frozenset({"webmail", "mail", "owa", "roundcube", "squirrelmail", "horde",
+                                "zimbra", "rainloop", "sogo", "mailbox", "messagerie", "webmail2",
+                                "mailclient"})
 # A search page of a site no list knows: its path or host says search, and one of these
 # parameters holds the terms.
-_SEARCH_PATHS = frozenset({
+_SEARCH_PATHS: Final = frozenset({
     "search", "s", "find", "results", "result", "query", "serp", "web", "websearch", "suche",
     "recherche", "buscar", "busca", "cerca", "ricerca", "zoeken", "szukaj", "poisk", "sok",
     "haku", "hledat", "arama", "search.php", "search.html", "search.aspx", "search.asp",
     "results.php", "results.html", "cgi-bin"})
-_SEARCH_LABELS = frozenset({"search", "suche", "recherche", "ricerca", "buscador", "busca",
-                            "zoeken", "szukaj", "poisk", "haku", "hledat", "arama", "sok",
-                            "websearch", "isearch", "msearch"})
-_SEARCH_PARAMS = ("q", "query", "p", "text", "wd", "word", "kw", "keyword", "keywords",
-                  "search", "search_query", "searchfor", "searchterm", "qs", "qt", "k", "su",
-                  "terms", "term", "string", "qry", "encquery", "eingabe", "busca", "as_q")
-_UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+_SEARCH_LABELS: Final = frozenset({"search", "suche", "recherche", "ricerca", "buscador", "busca",
+                                   "zoeken", "szukaj", "poisk", "haku", "hledat", "arama", "sok",
+                                   "websearch", "isearch", "msearch"})
+_SEARCH_PARAMS: Final = ("q", "query", "p", "text", "wd", "word", "kw", "keyword", "keywords",
+                         "search", "search_query", "searchfor", "searchterm", "qs", "qt", "k", "su",
+                         "terms", "term", "string", "qry", "encquery", "eingabe", "busca", "as_q")
+_UTM: Final = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # Short names that campaigns commonly use for well-known sources.
-_SOURCE_ALIASES: Mapping[str, str] = MappingProxyType({
+_SOURCE_ALIASES: Final[Mapping[str, str]] = MappingProxyType({
     "fb": "facebook", "ig": "instagram", "insta": "instagram", "tw": "twitter", "x": "twitter",
     "li": "linkedin", "yt": "youtube", "goog": "google", "adwords": "google",
     "google_ads": "google", "googleads": "google", "bingads": "bing", "openai": "chatgpt",
@@ -77,7 +79,7 @@ class ReferrerTable:
         for table in (extra_data, data):
             for medium in _HOST_MEDIA:
                 for name, entry in table.get(medium, {}).items():
-                    self._add(cast(Medium, medium), name, entry)
+                    self._add(medium, name, entry)
         _merge(data, {k: v for k, v in extra_data.items() if k not in _HOST_MEDIA})
         self.apps = {app: (cast(Medium, m), s) for app, (m, s) in data.get("apps", {}).items()}
         self.utm_media: dict[str, Medium] = dict(data.get("utm_medium", {}))

@@ -20,7 +20,7 @@ Medium = Literal["search", "social", "email", "paid", "ai", "referral", "interna
 DeviceType = Literal["mobile", "tablet", "desktop", "tv", "bot", "other"]
 Daypart = Literal["night", "morning", "afternoon", "evening"]
 
-NO_VALUES: Mapping[str, str] = MappingProxyType({})   # shared by every request without them
+NO_VALUES: Final[Mapping[str, str]] = MappingProxyType({})   # shared by every request without them
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class Referral:
     host: str | None = None          # the referring host, when there was one
 
 
-DIRECT = Referral("direct", "direct")
+DIRECT: Final = Referral("direct", "direct")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class Geo:
     source: Literal["database", "edge", "none"] = "none"
 
 
-UNKNOWN_GEO = Geo()
+UNKNOWN_GEO: Final = Geo()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class Language:
     tags: tuple[str, ...] = ()       # ("de-CH", "de", "en")
 
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # as date.weekday() counts
+WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # as date.weekday() counts
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -146,8 +146,8 @@ class RequestInfo:
 
 
 # The request's own fields, as rules name them (request.<field>).
-REQUEST_FIELDS = ("method", "path", "host", "query", "headers", "cookies", "client_ip",
-                  "trusted_edge")
+REQUEST_FIELDS: Final = ("method", "path", "host", "query", "headers", "cookies", "client_ip",
+                         "trusted_edge")
 
 
 # Predicted next interests, best first: (category, 0..1 score).
@@ -254,10 +254,10 @@ class Visitor:
         return out
 
 
-FIELD_ROOTS = ("referral", "geo", "device", "language", "time", "profile", "request")
-_MAPPINGS = (dict, MappingProxyType)
+FIELD_ROOTS: Final = ("referral", "geo", "device", "language", "time", "profile", "request")
+_MAPPINGS: Final = (dict, MappingProxyType)
 # Their fields are attributes: slotted dataclasses, and the profile (a NamedTuple)
-_DATA_ROOTS = ("referral", "geo", "device", "language", "time", "profile")
+_DATA_ROOTS: Final = ("referral", "geo", "device", "language", "time", "profile")
 
 
 def field_getter(path: str) -> Callable[[Visitor], Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -12,7 +13,7 @@ from ..proxy.pages import respond
 from ..proxy.target import may_hold_dot_segments, remove_dot_segments
 from .responses import send_json
 
-ADMIN_PREFIX = "/__ep/"
+ADMIN_PREFIX: Final = "/__ep/"
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 

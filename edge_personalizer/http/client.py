@@ -24,7 +24,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from ..errors import UpstreamError, UpstreamTimeout
 from .connection import Connection, RawHeaders, Stale, describe_error
@@ -33,9 +33,9 @@ from .pool import Key, Pool
 __all__ = ["OriginClient", "ProbeResult", "RawHeaders", "Upstream", "UpstreamResponse",
            "describe_error", "probe"]
 
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_UNRETRIED_MAX_IDLE = 1.0   # seconds; origins keep idle connections open 5 s and more
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+_UNRETRIED_MAX_IDLE: Final = 1.0   # seconds; origins keep idle connections open 5 s and more
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ origin does not read stops the writing until the transport's buffer empties."""
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
-HIGH_WATER = 256 * 1024   # buffered response bytes before reading pauses
+HIGH_WATER: Final = 256 * 1024   # buffered response bytes before reading pauses
 
 
 class BodyBuffer:

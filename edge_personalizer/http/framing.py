@@ -8,14 +8,16 @@ connection, except where the answer has no body at all (HEAD, 204, 304).
 
 from __future__ import annotations
 
+from typing import Final
+
 # Header fields as (name, value). Names are lower-case everywhere past the edges: the
 # server gives a request's so (the ASGI spec), and the origin clients lower-case the
 # response's as they read it.
 RawHeaders = list[tuple[bytes, bytes]]
 
-MAX_HEADER_BYTES = 128 * 1024   # of one response's header block
-MAX_HEADERS = 500
-TOO_LARGE = "origin sent too many or too large headers"
+MAX_HEADER_BYTES: Final = 128 * 1024   # of one response's header block
+MAX_HEADERS: Final = 500
+TOO_LARGE: Final = "origin sent too many or too large headers"
 
 
 def too_large(headers: RawHeaders, header_bytes: int) -> bool:

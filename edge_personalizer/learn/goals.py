@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from ..classify.visitor import Visitor
 
-GOAL_HEADER = b"x-ep-goal"
-MAX_VALUE = 1e9   # larger values are taken for mistakes (or attacks), not revenue
-_PLAIN_AMOUNT = re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?")
+GOAL_HEADER: Final = b"x-ep-goal"
+MAX_VALUE: Final = 1e9   # larger values are taken for mistakes (or attacks), not revenue
+_PLAIN_AMOUNT: Final = re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?")
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
 

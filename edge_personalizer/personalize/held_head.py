@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from starlette.types import Message, Send
 
@@ -60,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 # Bytes of a page read (decompressed), or made of it, while a head waits (=
 # http.flow.HIGH_WATER, which this part of the package may not import).
-HOLD_LIMIT = 256 * 1024
+HOLD_LIMIT: Final = 256 * 1024
 
 
 def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,

@@ -8,6 +8,7 @@ import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.types import Scope
@@ -27,7 +28,7 @@ from .exchange import Exchange, NoObserver, Observer
 from .segments import SEGMENT_HEADER, SegmentBook
 from .slot_presence import SlotPresence
 
-DEBUG_HEADER = b"x-ep-debug"
+DEBUG_HEADER: Final = b"x-ep-debug"
 
 
 def is_page_view(method: str, merged: Mapping[str, str],
@@ -54,7 +55,7 @@ class CookiePolicy:
     max_age_days: float = 395.0
 
 
-_NO_RULES = RuleSet.empty()   # what a personalizer without a rule book reads goals from
+_NO_RULES: Final = RuleSet.empty()   # what a personalizer without a rule book reads goals from
 
 
 class Personalizer:

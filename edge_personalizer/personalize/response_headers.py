@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Final
 
 from lru import LRU
 from starlette.types import Message
@@ -20,12 +21,12 @@ from .exchange import Exchange
 from .personalizer import Personalizer
 from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-TRACE_LIMIT = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
+HTML_TYPES: Final = ("text/html", "application/xhtml+xml")
+TRACE_LIMIT: Final = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
 # The response headers personalizing a page reads (the goal header: whether there is one)
-_HEAD_READ = frozenset({b"content-type", b"content-encoding", b"content-length",
-                        b"cache-control", b"content-security-policy", b"etag",
-                        b"last-modified", b"expires", b"date", GOAL_HEADER})
+_HEAD_READ: Final = frozenset({b"content-type", b"content-encoding", b"content-length",
+                               b"cache-control", b"content-security-policy", b"etag",
+                               b"last-modified", b"expires", b"date", GOAL_HEADER})
 
 ResponseHead = dict[bytes, str]
 

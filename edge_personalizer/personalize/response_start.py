@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from types import MappingProxyType
+from typing import Final
 
 from starlette.types import Message, Send
 
@@ -20,7 +21,7 @@ from .page_edits import PageChanges, PageEditor
 from .response_headers import PageHeaders, ResponseHead
 
 # Headers that no longer describe a rewritten body
-_STALE = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})
+_STALE: Final = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})
 
 
 class ResponseStart:

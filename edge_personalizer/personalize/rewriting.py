@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Final
 
 from starlette.types import Message
 
@@ -21,11 +22,11 @@ from .slot_presence import SlotPresence
 logger = logging.getLogger(__name__)
 
 # Statuses whose HTML is a whole page (206 is a part; 204/205 have none)
-_REWRITTEN = frozenset({200, 201, 202, 203})
+_REWRITTEN: Final = frozenset({200, 201, 202, 203})
 # Bytes of page read (decompressed) whose output goes out as one body message, when a
 # chunk from the origin decompresses to more: its output is never held whole, and a small
 # page in one chunk is still read to its end (a damaged one refused) before anything goes.
-_SEND_AT = 64 * 1024
+_SEND_AT: Final = 64 * 1024
 
 
 class RewritingSend(ResponseStart):

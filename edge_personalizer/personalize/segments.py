@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Final
 
 from lru import LRU
 
@@ -28,15 +29,15 @@ from ..classify.visitor import Visitor
 from ..rules.book import RuleBook
 from ..rules.model import Content, Decision, RuleSet, SlotChoice
 
-DEFAULT_SEGMENT = "default"   # the page as the origin sent it, with no slot changed
+DEFAULT_SEGMENT: Final = "default"   # the page as the origin sent it, with no slot changed
 # Purge tags go in the header of each CDN dialect: Fastly (space-separated), Cloudflare,
 # Akamai (comma-separated).
-ALL_TAG_HEADERS = ("surrogate-key", "cache-tag", "edge-cache-tag")
+ALL_TAG_HEADERS: Final = ("surrogate-key", "cache-tag", "edge-cache-tag")
 
 # Visitor fields whose values come from a closed or database-bounded set: a variant may
 # print them and its page still be cached per value. Anything else printed makes the page
 # private under keyed caching.
-BOUNDED_FIELDS = frozenset({
+BOUNDED_FIELDS: Final = frozenset({
     "referral.medium", "referral.source",
     "geo.country", "geo.region", "geo.city", "geo.postal", "geo.metro", "geo.continent",
     "geo.time_zone", "geo.eu", "geo.anonymous",
@@ -47,18 +48,18 @@ BOUNDED_FIELDS = frozenset({
     "profile.first_referral.medium", "profile.first_referral.source",
     "profile.last_referral.medium", "profile.last_referral.source",
 })
-SEGMENT_HEADER = "x-ep-segment"   # the request header a trusted edge names its cache key in
-UNBOUNDED = "x"   # a value part that stands for "not in the key": the page is private
+SEGMENT_HEADER: Final = "x-ep-segment"   # the request header a trusted edge names its cache key in
+UNBOUNDED: Final = "x"   # a value part that stands for "not in the key": the page is private
 # Why a slot keeps its default with nothing counted: visitors an experiment does not bucket
 # (bots, visitors without a stored profile) and those it holds out see the default page,
 # so their choices add nothing to the key (a variant named "control" that they are
 # bucketed into is counted as an exposure: it keeps its token).
-_AS_IS = frozenset({"control", "holdout"})
-_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_SLOT_TOKEN = r"[0-9a-f]{8}(?:\.(?:[0-9a-f]{8}|x))?"
-_ACTIONS_TOKEN = r"p[0-9a-f]{8}"   # the page actions: always last
-_KEY = re.compile(rf"s-(?:{_SLOT_TOKEN}(?:_{_SLOT_TOKEN})*(?:_{_ACTIONS_TOKEN})?"
-                  rf"|{_ACTIONS_TOKEN})")
+_AS_IS: Final = frozenset({"control", "holdout"})
+_TAG_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]+")
+_SLOT_TOKEN: Final = r"[0-9a-f]{8}(?:\.(?:[0-9a-f]{8}|x))?"
+_ACTIONS_TOKEN: Final = r"p[0-9a-f]{8}"   # the page actions: always last
+_KEY: Final = re.compile(rf"s-(?:{_SLOT_TOKEN}(?:_{_SLOT_TOKEN})*(?:_{_ACTIONS_TOKEN})?"
+                         rf"|{_ACTIONS_TOKEN})")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
+from typing import Final
 
 from lru import LRU
 
@@ -33,7 +34,7 @@ from ..rules.model import INJECTIONS, Decision
 
 ResponseHead = dict[bytes, str]   # as response_headers.read_head gives it
 Validators = tuple[str, str]   # (ETag or Last-Modified, Content-Length)
-_NOTHING: frozenset[str] = frozenset()
+_NOTHING: Final[frozenset[str]] = frozenset()
 
 
 def validators(head: ResponseHead) -> tuple[str, Validators]:

@@ -114,7 +114,7 @@ class ClientAddress:
 
 
 # Where the resolved address lives in an ASGI scope (beside `client`, rewritten to it).
-CLIENT_ADDRESS = "edge_personalizer.client_address"
+CLIENT_ADDRESS: Final = "edge_personalizer.client_address"
 
 
 def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:

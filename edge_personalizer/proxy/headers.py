@@ -15,13 +15,13 @@ from .client_ip import ClientAddress
 RawHeaders = list[tuple[bytes, bytes]]
 
 # RFC 9110 section 7.6.1 plus the de-facto ones; never forwarded in either direction.
-HOP_BY_HOP = frozenset({
+HOP_BY_HOP: Final = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
     b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
 # Forwarding headers we write ourselves; a client's own copies are dropped unless its
 # address is a trusted proxy.
-_FORWARDING = frozenset({
+_FORWARDING: Final = frozenset({
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip",
 })
 
@@ -162,7 +162,7 @@ def _framing(scan: _RequestScan) -> bool:
 
 
 # Request headers the scan looks at (everything else is kept as it is).
-_READ_HERE = HOP_BY_HOP | _FORWARDING | {b"host", b"content-length"}
+_READ_HERE: Final = HOP_BY_HOP | _FORWARDING | {b"host", b"content-length"}
 
 
 def _last_element(value: bytes | None) -> str:
@@ -251,7 +251,7 @@ class RequestReader:
         return OriginRequest(fwd, headers, has_body)
 
 
-_HOST = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")
+_HOST: Final = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")
 
 
 def _clean_host(host: str) -> str:
@@ -266,8 +266,8 @@ def _forwarded_node(ip: str | None) -> str:
     return f'"[{ip}]"' if ":" in ip else ip
 
 
-_LOCATION_HEADERS = frozenset({b"location", b"content-location"})
-_RESPONSE_SPECIAL = HOP_BY_HOP | _LOCATION_HEADERS
+_LOCATION_HEADERS: Final = frozenset({b"location", b"content-location"})
+_RESPONSE_SPECIAL: Final = HOP_BY_HOP | _LOCATION_HEADERS
 
 
 def response_headers_for_client(

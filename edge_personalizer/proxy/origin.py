@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from typing import Final, Protocol
 
 from starlette.types import Receive, Scope, Send
 
@@ -36,7 +36,7 @@ class ProxyObserver(Protocol):
         "long_lived" (the cap of long-lived responses reached)."""
 
 
-_REFUSED_METHODS = frozenset({"TRACE", "CONNECT", "TRACK"})
+_REFUSED_METHODS: Final = frozenset({"TRACE", "CONNECT", "TRACK"})
 
 
 class NoProxyObserver:

@@ -6,10 +6,11 @@ import html
 from collections.abc import Sequence
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Final
 
 from starlette.types import Send
 
-_PAGE = """<!doctype html>
+_PAGE: Final = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{status} {phrase}</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;color:#222}}
 small{{color:#777}}</style></head>

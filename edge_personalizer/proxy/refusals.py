@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from starlette.types import Message, Scope, Send
 
@@ -21,15 +21,15 @@ logger = logging.getLogger(__name__)
 
 # Refusals after which the connection closes, as nginx closes it: the request may be framed
 # otherwise than a proxy in front believes, so nothing more is read from that connection.
-CLOSING = frozenset({400, 408, 413, 414, 431, 501})
+CLOSING: Final = frozenset({400, 408, 413, 414, 431, 501})
 # What a visitor reads when the origin fails, by the kind counted in ep_origin_errors
-_FAILURE_MESSAGES = MappingProxyType({
+_FAILURE_MESSAGES: Final = MappingProxyType({
     "timeout": "The site's server did not answer in time. Please try again in a moment.",
     "unreachable": "The site's server could not be reached. Please try again in a moment.",
     "invalid": "The site's server sent an answer that cannot be passed on. "
                "Please try again in a moment.",
 })
-_RETRY_AFTER = b"5"   # seconds, on our 503s: a pool or the long-lived cap frees up fast
+_RETRY_AFTER: Final = b"5"   # seconds, on our 503s: a pool or the long-lived cap frees up fast
 
 
 async def refuse_request(exc: RequestRejected, scope: Scope, send: Send) -> None:

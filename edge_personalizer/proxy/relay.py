@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Final
 
 from starlette.types import Receive, Send
 
 from ..http.client import UpstreamResponse
 
 # Responses that hold their origin connection for as long as the visitor stays.
-_LONG_LIVED_TYPES = (b"text/event-stream", b"multipart/x-mixed-replace")
-_WATCH_AFTER = 1.0   # seconds a body streams before the client's leaving is watched for
+_LONG_LIVED_TYPES: Final = (b"text/event-stream", b"multipart/x-mixed-replace")
+_WATCH_AFTER: Final = 1.0   # seconds a body streams before the client's leaving is watched for
 
 
 def is_long_lived(headers: Sequence[tuple[bytes, bytes]]) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Final
 from urllib.parse import urlsplit
 
-_ENCODED_DOT = re.compile(rb"%2e", re.IGNORECASE)
+_ENCODED_DOT: Final = re.compile(rb"%2e", re.IGNORECASE)
 
 
 def may_hold_dot_segments(path: bytes) -> bool:

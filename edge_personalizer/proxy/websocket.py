@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 from starlette.types import Receive, Send
@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_RESERVED_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
+_RESERVED_CLOSE_CODES: Final = frozenset({1004, 1005, 1006, 1015})
 
 # Set by the WebSocket handshake itself; the client library writes its own.
-_HANDSHAKE = frozenset({
+_HANDSHAKE: Final = frozenset({
     b"host", b"upgrade", b"connection", b"sec-websocket-key", b"sec-websocket-version",
     b"sec-websocket-extensions", b"sec-websocket-protocol", b"content-length",
 })

@@ -13,15 +13,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Final
 
 # Elements whose end tag the HTML parser never implies: depth counting by name is exact.
-CONTAINERS = frozenset({"div", "section", "aside", "header", "footer", "nav", "main",
-                        "article", "span", "figure", "blockquote", "ul", "ol", "picture",
-                        "details", "fieldset"})
-_RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed",
-                       "noframes", "noscript", "plaintext"})
-_MARKER = re.compile(rb"""data-ep-slot\s*=\s*(["']?)([^"'\s>]+)\1""")
-_MARKER_SELECTOR = re.compile(
+CONTAINERS: Final = frozenset({"div", "section", "aside", "header", "footer", "nav", "main",
+                               "article", "span", "figure", "blockquote", "ul", "ol", "picture",
+                               "details", "fieldset"})
+_RAW_TEXT: Final = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed",
+                              "noframes", "noscript", "plaintext"})
+_MARKER: Final = re.compile(rb"""data-ep-slot\s*=\s*(["']?)([^"'\s>]+)\1""")
+_MARKER_SELECTOR: Final = re.compile(
     r"""^(?:[a-z][a-z0-9-]*)?\[data-ep-slot=(["'])([A-Za-z0-9_.-]+)\1\]$""")
 
 
@@ -42,8 +43,8 @@ def marker_slot(selector: str) -> str | None:
 
 # A start tag's name and attributes, up to where an attribute starts: a "<" found by
 # searching back from a marker opens the marker's tag only if what follows reads so.
-_OPEN_TAG = re.compile(rb"""<([A-Za-z][A-Za-z0-9:-]*)(?:\s+[^\s"'<>=/]+"""
-                       rb"""(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s+""")
+_OPEN_TAG: Final = re.compile(rb"""<([A-Za-z][A-Za-z0-9:-]*)(?:\s+[^\s"'<>=/]+"""
+                              rb"""(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s+""")
 
 
 def marker_element(data: bytes | bytearray, position: int) -> str | None:
@@ -56,7 +57,7 @@ def marker_element(data: bytes | bytearray, position: int) -> str | None:
     return match.group(1).decode("ascii").lower() if match else None
 
 
-_TAG_REST = re.compile(rb"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
+_TAG_REST: Final = re.compile(rb"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
 
 
 def _tag_end(data: bytes | bytearray, position: int) -> int:
@@ -66,11 +67,11 @@ def _tag_end(data: bytes | bytearray, position: int) -> int:
     return match.end() if match else -1
 
 
-_NAME_END = rb"(?![A-Za-z0-9:-])"
+_NAME_END: Final = rb"(?![A-Za-z0-9:-])"
 # "</" not followed by a letter: "</>" is dropped, anything else is a bogus comment that
 # runs to the next ">" (HTML's end tag open state).
-_END_TAG_OPEN_BOGUS = rb"</(?:>|[^A-Za-z>][^>]*+>)"
-_RAW_NAMES = b"|".join(name.encode() for name in sorted(_RAW_TEXT))
+_END_TAG_OPEN_BOGUS: Final = rb"</(?:>|[^A-Za-z>][^>]*+>)"
+_RAW_NAMES: Final = b"|".join(name.encode() for name in sorted(_RAW_TEXT))
 
 
 def _scanner(name: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
@@ -89,9 +90,9 @@ def _scanner(name: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     return skip, token
 
 
-_SCANNERS: Mapping[str, tuple[re.Pattern[bytes], re.Pattern[bytes]]] = MappingProxyType(
+_SCANNERS: Final[Mapping[str, tuple[re.Pattern[bytes], re.Pattern[bytes]]]] = MappingProxyType(
     {name: _scanner(name) for name in CONTAINERS})
-_RAW_END: Mapping[str, re.Pattern[bytes]] = MappingProxyType(
+_RAW_END: Final[Mapping[str, re.Pattern[bytes]]] = MappingProxyType(
     {name: re.compile(b"</" + name.encode(), re.IGNORECASE) for name in _RAW_TEXT})
 
 
@@ -118,7 +119,7 @@ def marker_value(data: bytes | bytearray, position: int) -> str | None:
     return match.group(2).decode("ascii", "replace")
 
 
-_TAG_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9:-]*")
+_TAG_NAME: Final = re.compile(rb"[A-Za-z][A-Za-z0-9:-]*")
 
 
 def _escaped_script(data: bytes | bytearray, name: str, start: int, end: int) -> bool:

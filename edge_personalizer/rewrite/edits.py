@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 import lolhtml
 
@@ -22,8 +22,8 @@ Look = Literal["look"]
 
 logger = logging.getLogger("edge_personalizer.rewrite.html")   # the rewriter's own warnings
 
-_HTML = lolhtml.ContentType.HTML
-_TEXT = lolhtml.ContentType.TEXT
+_HTML: Final = lolhtml.ContentType.HTML
+_TEXT: Final = lolhtml.ContentType.TEXT
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Protocol
+from typing import Final, Protocol
 
 import brotli
 
@@ -20,18 +20,18 @@ from .recovery import RewriteAborted
 
 # Encodings in which every ASCII byte stands for itself, so tags are found byte-wise and
 # ASCII-only insertions (non-ASCII as character references) are safe.
-_ASCII_COMPATIBLE = re.compile(
+_ASCII_COMPATIBLE: Final = re.compile(
     r"^(utf-?8|us-ascii|ascii|iso-8859-\d+|latin-?1|windows-125\d|cp125\d|koi8-[ru]|"
     r"shift[_-]jis|sjis|windows-31j|euc-jp|euc-kr|gbk|gb2312|gb18030|big5|x-mac-\w+|"
     r"macintosh|tis-620|windows-874)$")
-_META_CHARSET = re.compile(
+_META_CHARSET: Final = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
-SNIFF_BYTES = 1024
+SNIFF_BYTES: Final = 1024
 # UTF-8 and its subset (what most pages declare: no pattern to match)
-_UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+_UTF8: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 # The most a compressed body is decompressed into at once: a chunk of a page that
 # compresses well (a few KB to many MB) is read in pieces, never whole.
-PIECE = 64 * 1024
+PIECE: Final = 64 * 1024
 
 
 def charset_from_content_type(content_type: str) -> str | None:
@@ -155,7 +155,7 @@ def _zlib_header(data: bytes) -> bool:
 # brotli's output buffer is made of blocks (32 KiB, then 64, 128 KiB...) added until it
 # holds at least the limit asked for: the smallest limit takes one block per call, pieces of
 # 32 KiB, where a limit of PIECE would make pieces of 96 KiB.
-_BROTLI_OUTPUT_LIMIT = 1
+_BROTLI_OUTPUT_LIMIT: Final = 1
 
 
 class _Brotli:
@@ -208,7 +208,7 @@ class _Identity:
         return b""
 
 
-_IDENTITY = _Identity()   # stateless: one for every response
+_IDENTITY: Final = _Identity()   # stateless: one for every response
 
 
 def decoder_for(coding: str) -> Decoder | None:
@@ -229,9 +229,9 @@ def decoder_for(coding: str) -> Decoder | None:
 # compression.json): brotli quality 3 and gzip level 4 take a 100 KB shop page to ~22 KB
 # for about a millisecond of CPU; quality 4-5 or level 6 cost 2-5 times more for 2-8%
 # smaller pages, quality 1 or level 1 save a third of the time for 10-20% larger ones.
-BROTLI_QUALITY = 3
-BROTLI_WINDOW = 18    # 256 KiB: a window as large as most pages, and bounded memory
-GZIP_LEVEL = 4
+BROTLI_QUALITY: Final = 3
+BROTLI_WINDOW: Final = 18    # 256 KiB: a window as large as most pages, and bounded memory
+GZIP_LEVEL: Final = 4
 
 
 class Encoder(Protocol):
@@ -269,7 +269,7 @@ class BrotliEncoder:
         return bytes(self._inner.finish())
 
 
-_ENCODERS: Mapping[str, Callable[[], Encoder]] = MappingProxyType(
+_ENCODERS: Final[Mapping[str, Callable[[], Encoder]]] = MappingProxyType(
     {"br": BrotliEncoder, "gzip": GzipEncoder})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Final
 
 import lolhtml
 
@@ -19,8 +20,8 @@ from .slot_search import SlotSearch
 
 __all__ = ["Rewriter", "csp_nonce", "with_nonce"]
 
-_NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
-_SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b(?![^>]*\bnonce=)", re.IGNORECASE)
+_NONCE: Final = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
+_SCRIPT_OR_STYLE: Final = re.compile(r"<(script|style)\b(?![^>]*\bnonce=)", re.IGNORECASE)
 
 
 def csp_nonce(policy: str) -> str | None:
@@ -36,8 +37,8 @@ def with_nonce(html: str, nonce: str | None) -> str:
     return _SCRIPT_OR_STYLE.sub(lambda m: f'{m.group(0)} nonce="{nonce}"', html)
 
 
-_TRIM_AT = 68 * 1024              # input sent unchanged: past this, all but 4 KiB dropped
-_STEP = 4096                      # bytes fed at a time while waiting to bypass
+_TRIM_AT: Final = 68 * 1024              # input sent unchanged: past this, all but 4 KiB dropped
+_STEP: Final = 4096                      # bytes fed at a time while waiting to bypass
 
 
 class _Reading:

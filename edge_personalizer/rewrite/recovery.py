@@ -3,9 +3,11 @@ cannot parse unambiguously while streaming) the rest of the page can follow unch
 
 from __future__ import annotations
 
-KEEP_INPUT = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts
-_TRIM_MARGIN = 4096             # input before the output's end kept when trimming
-_TAIL = 256                     # the output's last bytes, found again in the input
+from typing import Final
+
+KEEP_INPUT: Final = 16 * 1024 * 1024   # input kept for recovery; past this a failure aborts
+_TRIM_MARGIN: Final = 4096             # input before the output's end kept when trimming
+_TAIL: Final = 256                     # the output's last bytes, found again in the input
 
 
 class RewriteAborted(Exception):

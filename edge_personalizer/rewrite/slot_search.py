@@ -7,16 +7,16 @@ data-ep-slot markers has come, the page passes as it is and lol-html does not st
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .bypass import marker_element, marker_value
 
 if TYPE_CHECKING:
     from .edits import Edit
 
-_MARKER_SPAN = 256     # a marker and its value, searched again when cut by a chunk's end
-_HOLD_TAIL = 1024      # bytes held back while searching (a tag may be this long)
-_SEARCH_HOLD = 128 * 1024   # a page longer than this is read by lol-html (not held whole)
+_MARKER_SPAN: Final = 256     # a marker and its value, searched again when cut by a chunk's end
+_HOLD_TAIL: Final = 1024      # bytes held back while searching (a tag may be this long)
+_SEARCH_HOLD: Final = 128 * 1024   # a page longer than this is read by lol-html (not held whole)
 
 
 class SlotSearch:

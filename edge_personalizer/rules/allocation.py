@@ -12,16 +12,16 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from ..classify.visitor import Visitor, field_getter
 from .conditions import Segment
 
 Allocation = Literal["fixed", "bandit"]
 Metric = Literal["conversion", "value"]
-ALL_VISITORS = "all"   # the one cell of an experiment without `per:`
-NO_SEGMENT = "other"   # the cell of a visitor in none of the segments (`per: segment`)
-_MAX_VALUE = 40        # characters of a field value kept in a cell name
+ALL_VISITORS: Final = "all"   # the one cell of an experiment without `per:`
+NO_SEGMENT: Final = "other"   # the cell of a visitor in none of the segments (`per: segment`)
+_MAX_VALUE: Final = 40        # characters of a field value kept in a cell name
 
 
 @dataclass(frozen=True)

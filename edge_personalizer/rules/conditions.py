@@ -11,7 +11,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from ..classify.visitor import Visitor, field_getter
 from .bucketing import bucket
@@ -76,7 +76,7 @@ class _Comparison(NamedTuple):
     words: str
 
 
-_COMPARE: MappingProxyType[str, _Comparison] = MappingProxyType({
+_COMPARE: Final[MappingProxyType[str, _Comparison]] = MappingProxyType({
     "gt": _Comparison(operator.gt, "is more than"), "gte": _Comparison(operator.ge, "is at least"),
     "lt": _Comparison(operator.lt, "is less than"), "lte": _Comparison(operator.le, "is at most"),
 })

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Final, Literal
 
 FieldType = Literal["string", "number", "boolean", "list"]
 
@@ -38,7 +38,7 @@ def _enum(name: str, values: str, description: str) -> FieldSpec:
     return FieldSpec(name, "string", tuple(values.split()), description)
 
 
-FIELDS: Mapping[str, FieldSpec] = MappingProxyType({spec.name: spec for spec in (
+FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for spec in (
     _enum("referral.medium", "search social email paid ai referral internal direct app",
           "how the visitor came"),
     FieldSpec("referral.source", "string", description="google, facebook, newsletter..."),
@@ -106,7 +106,7 @@ FIELDS: Mapping[str, FieldSpec] = MappingProxyType({spec.name: spec for spec in 
 )})
 
 # Fields with a free name after the prefix: profile.interests.running, request.query.q...
-PREFIXES: Mapping[str, FieldSpec] = MappingProxyType({
+PREFIXES: Final[Mapping[str, FieldSpec]] = MappingProxyType({
     "profile.interests.": FieldSpec("profile.interests.<category>", "number",
                                     description="0..1 interest score"),
     "profile.predicted.": FieldSpec("profile.predicted.<category>", "number",
@@ -146,7 +146,7 @@ def lookup(name: str) -> tuple[FieldSpec | None, str]:
 
 
 # Request headers each part of the visitor comes from (what a cache must Vary on).
-_SOURCES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+_SOURCES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
     "referral": ("Referer",),
     "device": ("User-Agent", "Sec-CH-UA-Mobile", "Sec-CH-UA-Platform", "Sec-CH-UA-Model"),
     "language": ("Accept-Language",),

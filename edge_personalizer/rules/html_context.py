@@ -11,27 +11,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-MARK = "\ue000"   # a private-use character stands for each placeholder
+MARK: Final = "\ue000"   # a private-use character stands for each placeholder
 
 # Attributes whose value is a URL (or a list of URLs): a visitor value there must not
 # choose the scheme (javascript:, data:, vbscript:).
-URL_ATTRIBUTES = frozenset({
+URL_ATTRIBUTES: Final = frozenset({
     "href", "src", "action", "formaction", "srcset", "poster", "cite", "data", "background",
     "codebase", "longdesc", "manifest", "ping", "usemap", "icon", "lowsrc", "dynsrc",
     "classid", "archive", "profile", "xlink:href", "imagesrcset",
 })
 # Attributes whose value is code (event handlers: every on* name), CSS or a whole document.
-_CODE_ATTRIBUTES = frozenset({"style", "srcdoc"})
+_CODE_ATTRIBUTES: Final = frozenset({"style", "srcdoc"})
 # Elements whose content is script or CSS: escaping cannot make a value safe there.
-_CODE_ELEMENTS = frozenset({"script", "style"})
-_TAG_NAME = re.compile(r"[^\s/>]*")
-_ATTRIBUTE_NAME = re.compile(r"[^\s/>=]+")
-_UNQUOTED = re.compile(r"[^\s>]*")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
-_URL_NOISE = re.compile(r"[\t\n\r]")   # browsers drop these anywhere in a URL
-SAFE_SCHEMES = frozenset({"http", "https"})
+_CODE_ELEMENTS: Final = frozenset({"script", "style"})
+_TAG_NAME: Final = re.compile(r"[^\s/>]*")
+_ATTRIBUTE_NAME: Final = re.compile(r"[^\s/>=]+")
+_UNQUOTED: Final = re.compile(r"[^\s>]*")
+_SCHEME: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+_URL_NOISE: Final = re.compile(r"[\t\n\r]")   # browsers drop these anywhere in a URL
+SAFE_SCHEMES: Final = frozenset({"http", "https"})
 
 Place = Literal["text", "attribute"]
 

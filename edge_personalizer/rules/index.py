@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..classify.visitor import Visitor, field_getter
 from .conditions import AllOf, Condition, Equals, FieldIs, OneOf
@@ -22,8 +22,8 @@ from .fields import lookup
 if TYPE_CHECKING:
     from .model import Goal, Rule
 
-_MAX_KEYS_PER_RULE = 64   # one-of lists multiply keys; past this a field is left out
-_SORT_AT_MOST = 64        # candidates sorted at once; more are merged as they are read
+_MAX_KEYS_PER_RULE: Final = 64   # one-of lists multiply keys; past this a field is left out
+_SORT_AT_MOST: Final = 64        # candidates sorted at once; more are merged as they are read
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Final, Literal
 
 from ..classify.visitor import Visitor
 from .allocation import ALL_VISITORS, Allocation, BanditSettings, Cells, weights_period
@@ -18,18 +18,18 @@ from .index import GoalIndex, RuleIndex
 from .template import Template
 
 # `then` keys that are not slots: what a rule does to the whole response.
-PAGE_ACTIONS = ("redirect", "headers", "cookies")
+PAGE_ACTIONS: Final = ("redirect", "headers", "cookies")
 # Places in every page that work like slots: HTML added at the end of <head>, or of <body>.
-INJECTIONS = ("head", "body_end")
+INJECTIONS: Final = ("head", "body_end")
 SlotAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",
                      "text", "set_attribute", "remove_attribute", "add_class", "remove_class"]
-SLOT_ACTIONS: tuple[SlotAction, ...] = ("inner", "replace", "append", "prepend", "before",
-                                        "after", "remove", "text", "set_attribute",
-                                        "remove_attribute", "add_class", "remove_class")
+SLOT_ACTIONS: Final[tuple[SlotAction, ...]] = ("inner", "replace", "append", "prepend", "before",
+                                               "after", "remove", "text", "set_attribute",
+                                               "remove_attribute", "add_class", "remove_class")
 Pairs = tuple[tuple[str, str], ...]
 HeaderLines = tuple[tuple[bytes, bytes], ...]
-_NONE: Pairs = ()
-_NO_SLOTS: Mapping[str, Content] = MappingProxyType({})
+_NONE: Final[Pairs] = ()
+_NO_SLOTS: Final[Mapping[str, Content]] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class Experiment:
         object.__setattr__(self, "fixed_period", weights_period(self.holdout, self.weights))
 
 
-DEFAULT_GOAL_WINDOW = 72 * 3600.0   # seconds a conversion is attributed to an exposure
+DEFAULT_GOAL_WINDOW: Final = 72 * 3600.0   # seconds a conversion is attributed to an exposure
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ class SlotChoice:
         object.__setattr__(self, "cell", cell)
 
 
-_NO_CHOICES: Mapping[str, SlotChoice] = MappingProxyType({})
+_NO_CHOICES: Final[Mapping[str, SlotChoice]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, init=False)
@@ -311,4 +311,4 @@ class Decision:
         return not (self.slots or self.redirect or self.headers or self.cookies)
 
 
-NO_DECISION = Decision()
+NO_DECISION: Final = Decision()

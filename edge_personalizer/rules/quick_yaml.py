@@ -17,7 +17,7 @@ yaml_scalars.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from .yaml_line import (
     KEY,
@@ -37,13 +37,13 @@ __all__ = ["KEY", "MAX_DEPTH", "MAX_VALUES", "Marks", "Repeated", "read"]
 # Characters this reader leaves to the full one: those YAML refuses anywhere (PyYAML's
 # Reader.NON_PRINTABLE), tabs, and every line break but \n (\r, NEL, U+2028, U+2029), and
 # the byte order mark (skipped at the start of a file).
-_UNREAD = re.compile("[^\n\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD"
-                     "\U00010000-\U0010ffff]")
-_KEY_END = re.compile(r":(?= |$)")                  # the colon after a plain key
+_UNREAD: Final = re.compile("[^\n\x20-\x7E\xA0-\u2027\u202A-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD"
+                            "\U00010000-\U0010ffff]")
+_KEY_END: Final = re.compile(r":(?= |$)")                  # the colon after a plain key
 # The usual line: a plain key without colon or #, its colon, and the rest of the line.
-_KEY_VALUE = re.compile(r"([^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*?) *(:)(?: +|$)(.*)")
+_KEY_VALUE: Final = re.compile(r"([^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*?) *(:)(?: +|$)(.*)")
 # The usual plain value: no colon, no # (no comment), nothing that starts something else.
-_PLAIN_SIMPLE = re.compile(r"[^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*$")
+_PLAIN_SIMPLE: Final = re.compile(r"[^\s'\"#\[\]{},&*!|>%@`?:-][^:#]*$")
 
 
 class _Block:

@@ -17,14 +17,14 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ..classify.visitor import Visitor, field_getter
 from .fields import lookup, normalize
 from .html_context import MARK, URL_ATTRIBUTES, attribute_problem, is_safe_url, spots, url_fixed
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
-_EXPRESSION = re.compile(
+_PLACEHOLDER: Final = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
+_EXPRESSION: Final = re.compile(
     r"""^(?P<field>[a-z_][a-z0-9_.\-]*)\s*(?:\|\s*default\s*:\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'))?$""")
 
 # How a placeholder's value is written: HTML-escaped; checked as a URL, then escaped;

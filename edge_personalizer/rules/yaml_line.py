@@ -6,27 +6,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .yaml_scalars import COMMENT, Decline, PlainValues, only_comment_after, quoted, skip
 
-KEY = "\0key"   # marks[(*path, KEY)] is where the key of the value at `path` was written
+KEY: Final = "\0key"   # marks[(*path, KEY)] is where the key of the value at `path` was written
 KeyPath = tuple[str | int, ...]
 Marks = dict[KeyPath, tuple[int, int]]
 
 # Past these the file is reported as too large (loader._PlainBuilder says so).
-MAX_VALUES = 1_000_000
-MAX_DEPTH = 100
+MAX_VALUES: Final = 1_000_000
+MAX_DEPTH: Final = 100
 
 # A literal block (`|`, `|-`, `|+`; no indentation digit), then nothing or a comment.
-_LITERAL_HEADER = re.compile(r"\|([-+]?)(?: +#.*| *)$")
-_BLOCK_VALUE_END = re.compile(r":(?: |$)")          # a second `key:` in a plain value
+_LITERAL_HEADER: Final = re.compile(r"\|([-+]?)(?: +#.*| *)$")
+_BLOCK_VALUE_END: Final = re.compile(r":(?: |$)")          # a second `key:` in a plain value
 # A chunk of a plain value inside [...] or {...}: it ends at a space, at , ? [ ] { }, and at
 # a colon followed by a space or one of , [ ] { } (PyYAML's scan_plain in the flow context).
 # Possessive (++), as yaml_scalars' quoted values: no memory kept for each character.
-_FLOW_CHUNK = re.compile(r"(?:[^\s,?\[\]{}:]|:(?![\s,\[\]{}]|$))++")
-NOT_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@`")
-_NOT_FLOW_PLAIN_START = frozenset("?:,[]{}#&*!|>'\"%@`")
+_FLOW_CHUNK: Final = re.compile(r"(?:[^\s,?\[\]{}:]|:(?![\s,\[\]{}]|$))++")
+NOT_PLAIN_START: Final = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_NOT_FLOW_PLAIN_START: Final = frozenset("?:,[]{}#&*!|>'\"%@`")
 
 
 @dataclass(frozen=True)

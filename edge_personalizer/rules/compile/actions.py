@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from ..fields import suggest
 from ..loader import KeyPath, RuleFile, undecodable, wide_encoding
@@ -18,21 +18,21 @@ from ..template import Template, TemplateKind
 from .context import CompileContext, Invalid
 
 # RFC 7230 token: header names, attribute names.
-_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-_FORBIDDEN_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "host",
-                                "set-cookie", "keep-alive", "upgrade", "te", "trailer"})
+_TOKEN: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_FORBIDDEN_HEADERS: Final = frozenset({"connection", "content-length", "transfer-encoding", "host",
+                                       "set-cookie", "keep-alive", "upgrade", "te", "trailer"})
 # RFC 6265 cookie-octet: no space, '"', ',', ';', '\' or control character.
-_COOKIE_VALUE = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
-_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
-_VARIANT_KEYS = frozenset({"action", "html", "file", "text", "attribute", "value", "class"})
+_COOKIE_VALUE: Final = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")
+_HEADER_VALUE: Final = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+_REDIRECT_STATUSES: Final = (301, 302, 303, 307, 308)
+_VARIANT_KEYS: Final = frozenset({"action", "html", "file", "text", "attribute", "value", "class"})
 # A value that reads as a file path rather than HTML or text: no '<', no space, a folder
 # and a file suffix (fragments/hero.htm, img/sale.png), or a start in fragments/. Shown as
 # text it would put the path on the page: a fragment's name mistyped.
-_PATH_LIKE = re.compile(r"fragments/[^<\s]*|[^<\s]*/[^<\s/]*\.[A-Za-z][A-Za-z0-9]{0,5}")
+_PATH_LIKE: Final = re.compile(r"fragments/[^<\s]*|[^<\s]*/[^<\s/]*\.[A-Za-z][A-Za-z0-9]{0,5}")
 # A fragment larger than this is refused before it is read: it is added to every page it
 # shows on, and held by every worker.
-MAX_FRAGMENT_BYTES = 1024 * 1024
+MAX_FRAGMENT_BYTES: Final = 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 import re2
 
@@ -33,12 +33,12 @@ from ..fields import FieldSpec, lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile
 from .context import CompileContext, Invalid, Reported, frozen, kind_of
 
-OPERATORS = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
-             "prefix", "suffix", "matches", "exists")
-_LOGIC = ("all", "any", "not", "segment")
-_NUMERIC = ("gt", "gte", "lt", "lte", "between")
-_TEXTUAL = ("prefix", "suffix", "matches")
-_RE2_OPTIONS = re2.Options()
+OPERATORS: Final = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
+                    "prefix", "suffix", "matches", "exists")
+_LOGIC: Final = ("all", "any", "not", "segment")
+_NUMERIC: Final = ("gt", "gte", "lt", "lte", "between")
+_TEXTUAL: Final = ("prefix", "suffix", "matches")
+_RE2_OPTIONS: Final = re2.Options()
 _RE2_OPTIONS.log_errors = False
 _RE2_OPTIONS.encoding = re2.Options.Encoding.UTF8
 
@@ -262,7 +262,7 @@ def _exists(value: Any, at: KeyPath) -> Matcher:
 
 
 _Builder = Callable[[FieldSpec, str, str, Any, KeyPath], Matcher]
-_OPERATOR_BUILDERS: MappingProxyType[str, _Builder] = MappingProxyType({
+_OPERATOR_BUILDERS: Final[MappingProxyType[str, _Builder]] = MappingProxyType({
     "equals": lambda spec, name, op, value, at: Equals(_value(spec, name, value, at)),
     "in": lambda spec, name, op, value, at: _one_of(spec, name, value, at),
     "not": lambda spec, name, op, value, at: NotMatcher(_matcher(spec, name, value, at)),

@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ...errors import RuleError
 from ..conditions import Condition, Segment
@@ -16,9 +16,9 @@ from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Goal, Slot
 from ..template import Template
 
-NAME_RULE = ("names are ASCII letters, digits, '-', '_' and '.', starting with a letter or "
-             "digit")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RULE: Final = ("names are ASCII letters, digits, '-', '_' and '.', starting with a letter or "
+                    "digit")
+NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def name_problem(kind: str, name: Any) -> str | None:

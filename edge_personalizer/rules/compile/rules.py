@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ...classify.visitor import WEEKDAYS
 from ...errors import RuleError
@@ -21,10 +21,10 @@ from .actions import Actions, compile_then
 from .conditions import compile_condition
 from .context import CompileContext, Invalid, Reported, kind_of, name_problem
 
-RULE_KEYS = ("name", "when", "then", "priority", "schedule", "traffic", "description")
-_DAY_GROUPS = MappingProxyType({"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
-_SCHEDULE_KEYS = ("start", "end", "days", "hours")
-_HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
+_DAY_GROUPS: Final = MappingProxyType({"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
+_SCHEDULE_KEYS: Final = ("start", "end", "days", "hours")
+_HOURS: Final = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
 
 @dataclass(frozen=True)
