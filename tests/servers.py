@@ -60,7 +60,7 @@ class Server:
 
     def listening_workers(self) -> int:
         """How many times a worker has started serving (granian logs it once its socket
-        listens), the replaced ones included."""
+        listens; read from the text log format), the replaced ones included."""
         return len(re.findall(r"Started worker-\d+$", self.log(), re.MULTILINE))
 
     def peak_rss_kib(self) -> int:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Final
 
 # Header fields as (name, value). Names are lower-case everywhere past the edges: the
-# server gives a request's so (the ASGI spec), and the origin clients lower-case the
-# response's as they read it.
+# server gives a request's so (granian and uvicorn do, as ASGI recommends), the origin
+# clients lower-case a response's as they read it, and PersonalizeMiddleware a site app's.
 RawHeaders = list[tuple[bytes, bytes]]
 
 MAX_HEADER_BYTES: Final = 128 * 1024   # of one response's header block

@@ -6,11 +6,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..classify.classifier import Classifier
 from ..learn.attribution import Learning
 from ..proxy.client_ip import TrustedProxies
+from ..proxy.origin import OriginProxy
 from ..proxy.pages import send_error_page
 from ..rewrite.first_bytes import FirstBytesMemo
 from ..rules.book import RuleBook
@@ -23,6 +24,24 @@ from .response_headers import CachePolicy, PageHeaders
 from .rewriting import RewritingSend
 from .segments import ALL_TAG_HEADERS
 from .slot_presence import SlotPresence
+
+
+class LowerCaseNames:
+    """`app`, with the names of its response headers lower-case: a site app may send
+    `Content-Type` or `Set-Cookie` (Django does), which the checks past the edges would
+    not know."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def lower_case(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [(bytes(name).lower(), bytes(value))
+                                                   for name, value in message["headers"]]}
+            await send(message)
+
+        await self.app(scope, receive, lower_case)
 
 
 class PersonalizeMiddleware:
@@ -50,7 +69,9 @@ class PersonalizeMiddleware:
                  head_hold_seconds: float = 0.5) -> None:
         """`learn_slots=False`: every page is taken to have every slot of the rules, as a
         replay needs (its stand-in pages are not the site's)."""
-        self.app = app
+        # Header names are lower-case past the edges: the origin's are as the proxy's
+        # clients read them; any other app's are made so here.
+        self.app = app if isinstance(app, OriginProxy) else LowerCaseNames(app)
         self.rules = RuleBook(Path(rules)) if isinstance(rules, (str, Path)) else rules
         if classifier is None and self.rules is not None:
             classifier = Classifier()

@@ -32,8 +32,8 @@ ResponseHead = dict[bytes, str]
 
 
 def read_head(headers: Sequence[tuple[bytes, bytes]]) -> ResponseHead:
-    """The response headers personalization reads, by lower-cased name (repeats joined
-    by ", "), read once."""
+    """The response headers personalization reads, by name (repeats joined by ", "),
+    read once."""
     out: ResponseHead = {}
     for name, value in headers:
         if name in _HEAD_READ:

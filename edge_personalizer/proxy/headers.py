@@ -70,7 +70,7 @@ class _RequestScan:
         size = 0
         for key, value in headers:
             size += len(key) + len(value) + 4
-            key = key.lower()   # the server did too; what reaches the origin does not trust it
+            key = key.lower()   # (servers do; what reaches the origin must not depend on it)
             if key in _READ_HERE:
                 if key == b"host":
                     self.hosts += 1

@@ -12,8 +12,8 @@ _ENCODED_DOT: Final = re.compile(rb"%2e", re.IGNORECASE)
 
 
 def may_hold_dot_segments(path: bytes) -> bool:
-    """Whether `path` may hold a dot segment, plain or percent-encoded, or an encoded
-    slash: only then is there anything for remove_dot_segments to take out."""
+    """Whether `path` may hold a dot segment, plain or percent-encoded (`%2` starts
+    `%2e`, and other escapes too): only then may remove_dot_segments take anything out."""
     return b"/." in path or b"%2" in path or path.startswith(b".")
 
 

@@ -58,23 +58,24 @@ _READERS = ("loader.py", "quick_yaml.py", "yaml_line.py", "yaml_scalars.py",
 def _format(build: Path | None = None) -> bytes | None:
     """What an entry was written by: this Python (marshal's format goes with it), PyYAML,
     the code of the readers and of this module (what an entry holds) and the compiled
-    build that runs them; None when the readers' code cannot be read (a frozen build):
-    then nothing is kept."""
+    build that runs them; None when the readers' code or the build cannot be read (a
+    frozen build): then nothing is kept."""
     readers = hashlib.sha256(yaml.__version__.encode())
     try:
         # The sources beside this module: the line readers are compiled (setup.py), and
         # a compiled module's __file__ does not name its source.
         for source in _READERS:
             readers.update((Path(__file__).parent / source).read_bytes())
-        # A build older than its sources (a tree edited since `make`) reads them the old
-        # way: its entries are not another build's. Its size and time, not its 9 MB.
+        # A build older than its sources (a tree edited since `make`) reads files the way
+        # the old sources did: its entries are its own. The library's name, size and
+        # modification time name it (hashing its 9 MB would cost each worker's start).
         build = build or _compiled_build()
         if build is not None:
             built = build.stat()
             readers.update(f"{build.name} {built.st_size} {built.st_mtime_ns}".encode())
     except (OSError, TypeError) as exc:
-        logger.warning("rule files' parses are not kept: the readers' code cannot be read "
-                       "(%s)", exc)
+        logger.warning("rule files' parses are not kept: the readers' code or their build "
+                       "cannot be read (%s)", exc)
         return None
     return b"ep-parse/1 " + importlib.util.MAGIC_NUMBER + readers.digest()
 

@@ -132,6 +132,27 @@ async def test_each_response_gets_its_own_csp_nonce_for_the_same_decision(
             assert expected in response.text, response.text
 
 
+async def test_a_site_s_header_names_are_read_whatever_their_case(tmp_path: Path) -> None:
+    # Django's handler writes `Content-Type` and `Set-Cookie`; the checks past the edges
+    # compare lower-case names, so the middleware lower-cases a site app's.
+    (tmp_path / "site.yaml").write_text(
+        "slots:\n  hero: {}\nrules:\n  - name: all\n    then:\n"
+        "      hero: {html: \"<h1>x</h1>\"}\n")
+
+    async def site(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"Content-Type", b"text/html; charset=utf-8"),
+            (b"Cache-Control", b"public, max-age=60"), (b"X-EP-Goal", b"signup")]})
+        await send({"type": "http.response.body", "body": PAGE.encode()})
+
+    app = PersonalizeMiddleware(site, rules=tmp_path)
+    async with client_for(app) as client:
+        response = await client.get("/", headers={"accept": "text/html"})
+    assert "<h1>x</h1>" in response.text
+    assert response.headers.get_list("cache-control") == ["private, max-age=60"]
+    assert "x-ep-goal" not in response.headers
+
+
 @pytest.mark.parametrize(("origin", "rule", "expected"), [
     (None, None, "private"),
     ("public, max-age=60, s-maxage=300", None, "private, max-age=60"),

@@ -103,7 +103,7 @@ def test_the_origin_gets_the_client_headers_without_hop_by_hop_or_forged_forward
     request = read([(b"Host", b"shop.example"), (b"User-Agent", b"ua"),
                     (b"Connection", b"keep-alive, X-Trace"), (b"X-Trace", b"1"),
                     (b"X-Forwarded-For", b"6.6.6.6"), (b"Forwarded", b"for=6.6.6.6"),
-                    (b"content-length", b"12")])
+                    (b"Content-Length", b"12")])
     assert request.headers == [
         (b"user-agent", b"ua"), (b"content-length", b"12"), (b"host", b"o:1"),
         (b"x-forwarded-for", b"198.51.100.7"), (b"x-forwarded-proto", b"http"),
