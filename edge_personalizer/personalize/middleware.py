@@ -37,8 +37,8 @@ class LowerCaseNames:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def lower_case(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [(bytes(name).lower(), bytes(value))
-                                                   for name, value in message["headers"]]}
+                message = {**message, "headers": [(bytes(name).lower(), bytes(value)) for
+                                                   name, value in message.get("headers", ())]}
             await send(message)
 
         await self.app(scope, receive, lower_case)

@@ -153,6 +153,19 @@ async def test_a_site_s_header_names_are_read_whatever_their_case(tmp_path: Path
     assert "x-ep-goal" not in response.headers
 
 
+async def test_a_site_s_response_without_headers_is_served(tmp_path: Path) -> None:
+    # ASGI lets a response start without "headers" (none, then).
+    (tmp_path / "site.yaml").write_text("slots:\n  hero: {}\nrules: []\n")
+
+    async def site(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"plain"})
+
+    async with client_for(PersonalizeMiddleware(site, rules=tmp_path)) as client:
+        response = await client.get("/", headers={"accept": "text/html"})
+    assert (response.status_code, response.text) == (200, "plain")
+
+
 @pytest.mark.parametrize(("origin", "rule", "expected"), [
     (None, None, "private"),
     ("public, max-age=60, s-maxage=300", None, "private, max-age=60"),
