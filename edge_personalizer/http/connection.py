@@ -18,7 +18,7 @@ import httptools
 
 from ..errors import UpstreamError, UpstreamInvalid, UpstreamTimeout
 from .flow import BodyBuffer, WriteFlow
-from .framing import TOO_LARGE, ends_at_close, head_error, too_large
+from .framing import MAX_NAME_BYTES, TOO_LARGE, ends_at_close, head_error, too_large
 from .framing import RawHeaders as RawHeaders  # (the type of Connection.headers)
 
 logger = logging.getLogger(__name__)
@@ -143,6 +143,10 @@ class Connection(WriteFlow):
             self._fail(UpstreamInvalid(f"origin sent invalid HTTP: {exc}"))
             self.close()
             return
+        except httptools.HttpParserUpgrade:   # 101 to a request that asked for no upgrade
+            self._fail(UpstreamInvalid("origin switched protocols unasked"))
+            self.close()
+            return
         if not self.headers_done:
             # Counted per read too: a head still unfinished past the limit.
             self.header_bytes += len(data)
@@ -170,6 +174,10 @@ class Connection(WriteFlow):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.headers_done:   # after the head: trailer fields, dropped
+            if len(name) > MAX_NAME_BYTES:
+                error = UpstreamInvalid(TOO_LARGE)
+                self._fail(error)   # kept: the parser reports any callback's error as its own
+                raise error
             self.headers.append((name.lower(), value))
             self.header_bytes += len(name) + len(value) + 4
 
@@ -180,7 +188,7 @@ class Connection(WriteFlow):
             self.headers = []
             self.header_bytes = 0
             return
-        problem = head_error(self.headers, self.header_bytes)
+        problem = head_error(status, self.headers, self.header_bytes)
         if problem is not None:
             error = UpstreamInvalid(problem)
             self._fail(error)   # kept: the parser reports any callback's error as its own

@@ -1,9 +1,10 @@
 """What an origin's response head says about its body, checked as a proxy must (issue 20).
 
-A head is refused when it is larger than a proxy keeps (MAX_HEADERS fields, or
-MAX_HEADER_BYTES) or when its framing headers could let two parsers disagree on where the
-body ends. A body with neither Content-Length nor Transfer-Encoding ends with the
-connection, except where the answer has no body at all (HEAD, 204, 304).
+A head is refused when its status is no HTTP status (below 100), when it is larger than a
+proxy keeps (MAX_HEADERS fields, MAX_HEADER_BYTES, a name of more than MAX_NAME_BYTES) or
+when its framing headers could let two parsers disagree on where the body ends. A body with
+neither Content-Length nor Transfer-Encoding ends with the connection, except where the
+answer has no body at all (HEAD, 204, 304).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 
 MAX_HEADER_BYTES: Final = 128 * 1024   # of one response's header block
 MAX_HEADERS: Final = 500
+MAX_NAME_BYTES: Final = 8 * 1024   # of one name (the server refuses to send longer ones)
 TOO_LARGE: Final = "origin sent too many or too large headers"
 
 
@@ -48,9 +50,28 @@ def framing_error(headers: RawHeaders) -> str | None:
     return None
 
 
-def head_error(headers: RawHeaders, header_bytes: int) -> str | None:
+def status_error(status: int) -> str | None:
+    """Why a response's status cannot be passed on, or None when it can: a status is three
+    digits from 100 (below that, no client knows what it means, and the server cannot
+    send it)."""
+    return None if status >= 100 else f"origin sent an invalid status {status:03d}"
+
+
+def head_error(status: int, headers: RawHeaders, header_bytes: int) -> str | None:
     """Why a complete response head is refused, or None when it is taken."""
+    problem = status_error(status)
+    if problem is not None:
+        return problem
     return TOO_LARGE if too_large(headers, header_bytes) else framing_error(headers)
+
+
+def parsed_head_error(status: int, headers: RawHeaders) -> str | None:
+    """head_error for a head another parser read whole: its size and its names' lengths
+    are counted here (the connection counts them as they arrive)."""
+    if any(len(name) > MAX_NAME_BYTES for name, _ in headers):
+        return TOO_LARGE
+    return head_error(status, headers, sum(len(name) + len(value) + 4
+                                           for name, value in headers))
 
 
 def ends_at_close(head_request: bool, status: int, headers: RawHeaders) -> bool:

@@ -3,7 +3,7 @@
 The server runs `client.Upstream` (its own HTTP/1.1 pool); this one puts any httpx
 transport behind the same two-method seam (`send`, `aclose`): httpx.MockTransport in unit
 tests, httpx.AsyncHTTPTransport as the reference the conformance suite holds ours to.
-No redirects, auth or cookies; the same framing check on every response head.
+No redirects, auth or cookies; the same checks of every response head (status, size, framing).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import httpx
 
 from ..errors import UpstreamBusy, UpstreamError, UpstreamInvalid, UpstreamTimeout
 from .client import RawHeaders, UpstreamResponse, describe_error
-from .framing import framing_error
+from .framing import parsed_head_error
 
 
 @dataclass
@@ -66,7 +66,7 @@ class HttpxUpstream:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"origin unreachable: {describe_error(exc)}") from exc
         raw = [(name.lower(), value) for name, value in response.headers.raw]
-        problem = framing_error(raw)
+        problem = parsed_head_error(response.status_code, raw)
         if problem is not None:
             await response.aclose()
             raise UpstreamInvalid(problem)

@@ -105,6 +105,14 @@ CASES = [
     Case("nul-in-value", OK + b"X-A: a\x00b\r\nContent-Length: 0\r\n\r\n", "refused"),
     Case("no-colon", OK + b"X-A\r\nContent-Length: 0\r\n\r\n", "refused"),
     Case("bad-status", b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n", "refused"),
+    # Heads the server could not send on: no status under 100, no name of 70,000 bytes
+    # (either took a worker down), no switch of protocols nobody asked for.
+    Case("status-000", b"HTTP/1.1 000 Weird\r\nContent-Length: 0\r\n\r\n", "refused"),
+    Case("status-099", b"HTTP/1.1 099 Weird\r\nContent-Length: 0\r\n\r\n", "refused"),
+    Case("huge-name", OK + b"X-" + b"n" * 70_000 + b": 1\r\nContent-Length: 0\r\n\r\n",
+         "refused"),
+    Case("unasked-upgrade", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+         b"Connection: Upgrade\r\n\r\n", "refused", close=True),
     Case("not-http", b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "refused", close=True),
     Case("bare-lf-head", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", "refused",
          differs={"httpx": "ok"}),   # h11 takes a bare LF for a line end

@@ -12,6 +12,7 @@ from edge_personalizer.http.framing import (
     ends_at_close,
     framing_error,
     head_error,
+    status_error,
 )
 
 
@@ -34,10 +35,20 @@ def test_framing_error(headers: list[tuple[bytes, bytes]], problem: str | None) 
 
 def test_a_head_past_the_limits_is_refused_before_its_framing_is_read() -> None:
     conflicting = [(b"content-length", b"5"), (b"content-length", b"6")]
-    assert head_error([(b"X", b"y")] * MAX_HEADERS, 1000) is None
-    assert head_error([(b"X", b"y")] * (MAX_HEADERS + 1), 1000) == TOO_LARGE
-    assert head_error(conflicting, MAX_HEADER_BYTES + 1) == TOO_LARGE
-    assert "several Content-Length" in (head_error(conflicting, 100) or "")
+    assert head_error(200, [(b"X", b"y")] * MAX_HEADERS, 1000) is None
+    assert head_error(200, [(b"X", b"y")] * (MAX_HEADERS + 1), 1000) == TOO_LARGE
+    assert head_error(200, conflicting, MAX_HEADER_BYTES + 1) == TOO_LARGE
+    assert "several Content-Length" in (head_error(200, conflicting, 100) or "")
+
+
+@pytest.mark.parametrize(("status", "problem"), [
+    (0, "origin sent an invalid status 000"), (99, "origin sent an invalid status 099"),
+    (100, None), (200, None), (599, None), (999, None),
+])
+def test_a_status_below_100_is_refused_first(status: int, problem: str | None) -> None:
+    assert status_error(status) == problem
+    conflicting = [(b"content-length", b"5"), (b"content-length", b"6")]
+    assert head_error(status, conflicting, 100) == (problem or head_error(200, conflicting, 100))
 
 
 @pytest.mark.parametrize(("head", "status", "headers", "at_close"), [

@@ -353,6 +353,9 @@ MISBEHAVING = {
     b"/two-lengths": OK + b"Content-Length: 5\r\nContent-Length: 8\r\n\r\nhelloSMUG",
     b"/length-and-chunked": OK + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                             b"0\r\n\r\nhello",
+    # Heads the server cannot send on (it stopped the worker, and twice the site).
+    b"/status-000": b"HTTP/1.1 000 Weird\r\nContent-Length: 5\r\n\r\nhello",
+    b"/huge-name": OK + b"X-" + b"n" * 70_000 + b": 1\r\nContent-Length: 5\r\n\r\nhello",
 }
 EVENTS = OK + b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
 
@@ -425,9 +428,13 @@ def test_bytes_after_an_answer_never_reach_the_client(
     assert raw_origin.closed_by_client == closed + 1
 
 
-@pytest.mark.parametrize("path", [b"/two-lengths", b"/length-and-chunked"])
-def test_conflicting_lengths_are_a_502_never_forwarded(raw_proxy: Server, path: bytes) -> None:
+@pytest.mark.parametrize("path", [b"/two-lengths", b"/length-and-chunked", b"/status-000",
+                                  b"/huge-name"])
+def test_heads_that_cannot_be_passed_on_are_a_502_never_forwarded(
+        raw_proxy: Server, path: bytes) -> None:
+    workers = raw_proxy.worker_pids()
     reply = exchange_twice(raw_proxy.port, path)
+    assert raw_proxy.worker_pids() == workers   # the worker that answered is still there
     assert reply.startswith(b"HTTP/1.1 502")
     assert b"SMUG" not in reply and b"hello" not in reply
     assert reply.endswith(b"next")
