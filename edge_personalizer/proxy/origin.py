@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Final, Protocol
 
@@ -37,6 +38,11 @@ class ProxyObserver(Protocol):
 
 
 _REFUSED_METHODS: Final = frozenset({"TRACE", "CONNECT", "TRACK"})
+_COMMON_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# What nginx takes for a method: capitals, "_" and "-". Methods are case-sensitive, but a
+# site that upper-cases them would run `trace` as TRACE, and an origin that takes `head`
+# for HEAD answers without the body this proxy would then wait for.
+_METHOD: Final = re.compile(r"[A-Z_-]+")
 
 
 class NoProxyObserver:
@@ -132,9 +138,13 @@ class OriginProxy:
     def read_request(self, scope: Scope) -> OriginRequest:
         """The client's request as the origin should get it; RequestRejected when it
         breaks the limits."""
-        if scope.get("method") in _REFUSED_METHODS:
+        method = scope.get("method")
+        if method in _REFUSED_METHODS:
             # TRACE echoes the request (credentials included) back; CONNECT would tunnel.
-            raise RequestRejected(f"{scope['method']} is not allowed here", status=405)
+            raise RequestRejected(f"{method} is not allowed here", status=405)
+        if method is not None and method not in _COMMON_METHODS \
+                and not _METHOD.fullmatch(method):
+            raise RequestRejected(f"invalid method {method[:40]!r}", status=400)
         if not is_origin_form(scope.get("raw_path") or scope.get("path", "").encode()):
             # `OPTIONS *` (or any `*`, or a bare authority) names no page of the origin's:
             # refused as nginx refuses it, never turned into `/*`.

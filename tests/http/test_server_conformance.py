@@ -136,8 +136,13 @@ ROWS = [
     Row("http2-request-line", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", (400,), True,
         nginx="505"),
     Row("http09", b"GET /a\r\n\r\n", (400,), True, nginx="answers as HTTP/0.9"),
-    Row("lower-case-method", b"get /a HTTP/1.1\r\nHost: x\r\n\r\n", (200,), False, ("get /a",),
-        nginx="400 (methods are case-sensitive; `get` is an extension method)"),
+    # Methods are case-sensitive, but sites and origins that upper-case them would run
+    # `trace` as TRACE, or answer `head` without the body the proxy then waits for.
+    Row("lower-case-method", b"get /a HTTP/1.1\r\nHost: x\r\n\r\n", (400,), True),
+    Row("lower-case-trace", b"trace /a HTTP/1.1\r\nHost: x\r\n\r\n", (400,), True),
+    Row("mixed-case-head", b"HeAd /a HTTP/1.1\r\nHost: x\r\n\r\n", (400,), True),
+    Row("extension-method", b"M-SEARCH /a HTTP/1.1\r\nHost: x\r\n\r\n", (200,), False,
+        ("M-SEARCH /a",)),
     Row("space-in-target", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", (400,), True),
     Row("control-in-target", b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n", (400,), True),
     # An h2c upgrade is not taken; the request after it in the same write is answered
