@@ -25,6 +25,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 FILES = Path(__file__).parent / "data" / "origin_files"
+# Cache controls CDNs and proxies obey over Cache-Control (an origin's, for /account/?cdn=1)
+CDN_CONTROLS = ("surrogate-control", "cdn-cache-control", "cloudflare-cdn-cache-control",
+                "x-accel-expires")
 
 
 def pattern(size: int) -> bytes:
@@ -183,7 +186,8 @@ async def slotted(request: Request) -> Response:
 async def account(request: Request) -> Response:
     """A page made for whoever asks: it prints their `sid` cookie and the Authorization it
     got; under /secret/ it needs Basic auth (401 without). No caching headers unless asked:
-    ?cc= is sent as Cache-Control, ?expires=N as an Expires N seconds from now."""
+    ?cc= is sent as Cache-Control, ?expires=N as an Expires N seconds from now; ?cdn=1 adds
+    a CDN's own cache controls (an hour each), Last-Modified and Accept-Ranges."""
     authorization = request.headers.get("authorization", "")
     if request.url.path.startswith("/secret/") and not authorization.startswith("Basic "):
         return Response("who are you?\n", status_code=401, media_type="text/plain",
@@ -198,6 +202,9 @@ async def account(request: Request) -> Response:
     if request.query_params.get("expires"):
         headers["expires"] = formatdate(time.time() + int(request.query_params["expires"]),
                                         usegmt=True)
+    if request.query_params.get("cdn"):
+        headers |= {name: "max-age=3600" for name in CDN_CONTROLS}
+        headers |= {"last-modified": "Tue, 01 Dec 2026 10:00:00 GMT", "accept-ranges": "bytes"}
     return Response(body, media_type="text/html", headers=headers)
 
 

@@ -16,7 +16,7 @@ from starlette.types import Message
 from ..learn.goals import GOAL_HEADER
 from ..rules.book import RuleBook
 from ..rules.evaluator import explain
-from ..rules.model import Decision
+from ..rules.model import CDN_CACHE_CONTROLS, Decision
 from .exchange import Exchange
 from .personalizer import Personalizer
 from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
@@ -26,7 +26,8 @@ TRACE_LIMIT: Final = 6000   # bytes of the X-EP-Trace header; proxies reject muc
 # The response headers personalizing a page reads (the goal header: whether there is one)
 _HEAD_READ: Final = frozenset({b"content-type", b"content-encoding", b"content-length",
                                b"cache-control", b"content-security-policy", b"etag",
-                               b"last-modified", b"expires", b"date", GOAL_HEADER})
+                               b"last-modified", b"expires", b"date", GOAL_HEADER,
+                               *CDN_CACHE_CONTROLS})
 
 ResponseHead = dict[bytes, str]
 
@@ -228,8 +229,11 @@ class PageHeaders:
         By default it is private: no shared cache stores one visitor's page for others.
         With keyed caching, shared caches may keep it per segment (X-EP-Segment), which
         depends only on the variants chosen, never on the visitor's raw data. Purge tags
-        go only with a page a shared cache may store.
+        go only with a page a shared cache may store. A CDN's own cache controls go
+        (CDN_CACHE_CONTROLS): Cache-Control is what every cache is told.
         """
+        if not CDN_CACHE_CONTROLS.isdisjoint(head):
+            headers = [(k, v) for k, v in headers if k not in CDN_CACHE_CONTROLS]
         if exchange.preview:
             headers = [(k, v) for k, v in headers if k != b"cache-control"]
             return [*headers, (b"cache-control", b"private, no-store")]

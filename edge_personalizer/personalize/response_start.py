@@ -20,8 +20,12 @@ from .held_head import HeldHead, OnTime
 from .page_edits import PageChanges, PageEditor
 from .response_headers import PageHeaders, ResponseHead
 
-# Headers that no longer describe a rewritten body
-_STALE: Final = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding"})
+# Headers that no longer describe a rewritten body: its length, digest and coding, and its
+# validators and ranges (a browser's If-Modified-Since would get the origin's 304 and keep
+# showing the variant it had; a range would be of the origin's bytes). nginx's sub_filter
+# drops Last-Modified and Accept-Ranges too.
+_STALE: Final = frozenset({b"content-length", b"etag", b"content-md5", b"content-encoding",
+                           b"last-modified", b"accept-ranges"})
 
 
 class ResponseStart:

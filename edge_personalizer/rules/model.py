@@ -19,6 +19,14 @@ from .template import Template
 
 # `then` keys that are not slots: what a rule does to the whole response.
 PAGE_ACTIONS: Final = ("redirect", "headers", "cookies")
+# Cache controls meant for CDNs and proxies only, which outrank Cache-Control there (and
+# some ignore Vary): a page the rules may personalize never carries one, from its origin or
+# from a rule, or one visitor's page could be kept for everyone (Surrogate-Control: Fastly,
+# Akamai; RFC 9213's CDN-Cache-Control and its vendors' own; X-Accel-Expires: an nginx cache).
+CDN_CACHE_CONTROLS: Final = frozenset({
+    b"surrogate-control", b"cdn-cache-control", b"cloudflare-cdn-cache-control",
+    b"vercel-cdn-cache-control", b"netlify-cdn-cache-control", b"edge-control",
+    b"x-accel-expires"})
 # Places in every page that work like slots: HTML added at the end of <head>, or of <body>.
 INJECTIONS: Final = ("head", "body_end")
 SlotAction = Literal["inner", "replace", "append", "prepend", "before", "after", "remove",

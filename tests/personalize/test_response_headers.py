@@ -13,6 +13,7 @@ from edge_personalizer.classify.profile_codec import ProfileCodec
 from edge_personalizer.personalize.response_headers import shared_lifetime
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from ..origin_app import CDN_CONTROLS
 from ..servers import Server, start_proxy
 
 RULES = ROOT / "tests" / "data" / "rules"
@@ -166,6 +167,34 @@ def test_a_future_expires_without_cache_control_is_the_shared_lifetime(keyed: Se
     with_credentials = httpx.get(f"{keyed.url}/account/x", params={"expires": "120"},
                                  headers={**BROWSER, **CREDENTIALS})
     assert with_credentials.headers["cache-control"] == "private"
+
+
+@pytest.mark.parametrize("keyed_caching", [False, True])
+def test_a_cdn_s_own_cache_controls_never_reach_a_personalizable_page(
+        request: pytest.FixtureRequest, keyed_caching: bool) -> None:
+    # Cloudflare obeys its CDN-Cache-Control over Cache-Control and ignores Vary: kept on
+    # a private page, one visitor's page (their search words printed in it) would be
+    # served to everyone. Cache-Control is what every cache is told.
+    server: Server = request.getfixturevalue("keyed" if keyed_caching else "proxy")
+    page = httpx.get(f"{server.url}/account/x", params={"cdn": "1", "cc": "max-age=60"},
+                     headers=BROWSER)
+    assert page.status_code == 200 and "Default hero" in page.text
+    assert not set(CDN_CONTROLS) & set(page.headers)
+    assert page.headers["cache-control"] == ("public, max-age=0, s-maxage=60" if keyed_caching
+                                             else "private, max-age=60")
+    # The page went as the origin made it: its validators still hold.
+    assert page.headers["last-modified"] == "Tue, 01 Dec 2026 10:00:00 GMT"
+
+
+def test_a_rewritten_page_drops_the_origin_s_validators_and_ranges(proxy: Server) -> None:
+    # A browser's If-Modified-Since would get the origin's 304 and keep showing the variant
+    # it had; a Range would be of the origin's bytes. (nginx's sub_filter drops both too.)
+    facebook = {**BROWSER, "referer": "https://www.facebook.com/"}
+    page = httpx.get(f"{proxy.url}/account/x", params={"cdn": "1"}, headers=facebook)
+    assert page.status_code == 200 and "Default hero" not in page.text
+    assert page.headers["x-campaign"] == "facebook"   # the facebook-hero rule
+    assert "last-modified" not in page.headers and "accept-ranges" not in page.headers
+    assert not set(CDN_CONTROLS) & set(page.headers)
 
 
 @pytest.mark.parametrize("value", ["max-age=\u00b2", "s-maxage=\u0663\u0660", "max-age=+5"])

@@ -13,7 +13,15 @@ from typing import Any, Final
 
 from ..fields import suggest
 from ..loader import KeyPath, RuleFile, undecodable, wide_encoding
-from ..model import INJECTIONS, PAGE_ACTIONS, SLOT_ACTIONS, Content, Pairs, Redirect
+from ..model import (
+    CDN_CACHE_CONTROLS,
+    INJECTIONS,
+    PAGE_ACTIONS,
+    SLOT_ACTIONS,
+    Content,
+    Pairs,
+    Redirect,
+)
 from ..template import Template, TemplateKind
 from .context import CompileContext, Invalid
 
@@ -307,8 +315,13 @@ def _pairs(raw: Any, at: KeyPath, what: str) -> list[tuple[str, str, KeyPath]]:
 def _headers(raw: Any, at: KeyPath) -> Pairs:
     out = []
     for name, value, where in _pairs(raw, at, "headers"):
-        if not _TOKEN.match(name) or name.lower() in _FORBIDDEN_HEADERS:
+        folded = name.lower()
+        if not _TOKEN.match(name) or folded in _FORBIDDEN_HEADERS:
             raise Invalid(f"headers: {name!r} cannot be set by a rule", where)
+        if folded.startswith("x-ep-") or folded.encode() in CDN_CACHE_CONTROLS:
+            raise Invalid(f"headers: {name!r} is the product's to set (X-EP-* headers, and "
+                          "a CDN's own cache controls: Cache-Control is what every cache "
+                          "is told)", where)
         if not _HEADER_VALUE.match(value):
             raise Invalid(f"headers: the value of {name!r} must be one line of text "
                           "(no control characters; non-ASCII as latin-1)", where)
