@@ -39,6 +39,7 @@ def _check_public_url(url: str) -> None:
 # Tokens copied from examples: refused, whatever their length.
 _PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-please", "admin-token",
                            "secret-token", "your-admin-token", "replace-me-with-a-token"})
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")   # RFC 6750's b64token
 _AT_LEAST_ONE = ("workers", "max_connections", "max_header_bytes", "max_header_count",
                  "max_body_bytes", "device_cache_size", "geo_cache_size")
 _POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
@@ -76,6 +77,11 @@ def check_settings(s: Settings) -> None:
         if len(token) < 16 or token.lower().strip("-_ ") in _PLACEHOLDERS:
             raise SettingsError("admin_token is too easy to guess: use 16 or more random "
                                 "characters, e.g. python3 -c 'import secrets; "
+                                "print(secrets.token_urlsafe(24))'")
+        if not _BEARER_TOKEN.fullmatch(token):
+            # (also what a placeholder such as "<16+ random characters>" looks like)
+            raise SettingsError("admin_token must be sent as a Bearer token: letters, digits "
+                                "and - . _ ~ + / only, e.g. python3 -c 'import secrets; "
                                 "print(secrets.token_urlsafe(24))'")
     if any(len(key.reveal()) < 16 for key in s.profile_keys):
         raise SettingsError("each profile key must be at least 16 characters long")

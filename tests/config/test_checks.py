@@ -37,6 +37,16 @@ def test_an_admin_token_anyone_could_guess_is_refused(token: str) -> None:
         load_settings({"EP_ADMIN_TOKEN": token}, origin_url="http://x.example")
 
 
+@pytest.mark.parametrize("token", ["<16+ random characters>", "sixteen chars with spaces",
+                                   "tab\tseparated-token-value"])
+def test_an_admin_token_that_is_no_bearer_token_is_refused(token: str) -> None:
+    # README's example config file writes a placeholder: taken as it was, it let anyone
+    # who read README into the admin endpoints.
+    with pytest.raises(SettingsError, match="must be sent as a Bearer token"):
+        load_settings({"EP_ADMIN_TOKEN": token}, origin_url="http://x.example")
+    load_settings({"EP_ADMIN_TOKEN": "Zm9vYmFyYmF6cXV4LXRva2Vu=="}, origin_url="http://x.example")
+
+
 def test_settings_with_data_dir_among_the_rules_are_made(tmp_path: Path) -> None:
     # Only what writes there refuses it (the server, replay, the demo: tests/test_cli.py):
     # explain and preview-link, which write nothing, run from inside the rules folder,
