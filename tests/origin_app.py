@@ -244,6 +244,9 @@ async def ws_echo(websocket: WebSocket) -> None:
                 if message["text"] == "whoami":
                     await websocket.send_text(json.dumps(dict(websocket.headers)))
                     continue
+                if message["text"].startswith("bytes:"):   # bytes:N: one message of N bytes
+                    await websocket.send_bytes(b"x" * int(message["text"][6:]))
+                    continue
                 await websocket.send_text("echo:" + message["text"])
             else:
                 await websocket.send_bytes(b"echo:" + message["bytes"])

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _RESERVED_CLOSE_CODES: Final = frozenset({1004, 1005, 1006, 1015})
+# The largest message taken from the origin, as large as the server takes from a visitor
+# (granian: 64 MiB): a message is held whole before it is passed on, so without a bound one
+# message could take a worker's memory. A larger one closes the socket with 1009.
+MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 
 # Set by the WebSocket handshake itself; the client library writes its own.
 _HANDSHAKE: Final = frozenset({
@@ -45,7 +49,7 @@ async def open_upstream(
             url, additional_headers=extra,
             subprotocols=[Subprotocol(p) for p in subprotocols] or None,
             open_timeout=connect_timeout, user_agent_header=None, compression=None,
-            max_size=None, ping_interval=None,
+            max_size=MAX_MESSAGE_BYTES, ping_interval=None,
         )
     except TimeoutError as exc:
         raise UpstreamTimeout(

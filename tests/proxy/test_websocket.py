@@ -8,6 +8,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from edge_personalizer.proxy.websocket import MAX_MESSAGE_BYTES
+
 from ..servers import Server
 
 
@@ -52,6 +54,20 @@ def test_origin_close_with_custom_code(proxy: Server) -> None:
             ws.recv(timeout=5)
         assert ws.close_code == 4001
         assert ws.close_reason == "asked to"
+
+
+def test_a_message_from_the_origin_past_the_limit_closes_the_socket(proxy: Server) -> None:
+    # Held whole before it is passed on: unbounded, one message took a worker's memory.
+    with connect(ws_url(proxy, "/ws/echo"), max_size=None) as ws:
+        ws.send(f"bytes:{MAX_MESSAGE_BYTES}")
+        assert len(ws.recv(timeout=10)) == MAX_MESSAGE_BYTES   # the limit itself passes
+        ws.send(f"bytes:{MAX_MESSAGE_BYTES + 1}")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code in (1009, 1011)   # too big (or the origin never answered it)
+    with connect(ws_url(proxy, "/ws/echo")) as ws:   # the worker serves on
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "echo:hello"
 
 
 def test_origin_refusing_upgrade_gives_502(proxy: Server) -> None:
