@@ -80,12 +80,14 @@ class EdgeDecisions:
         if begun is None:
             return
         exchange, segment = begun
+        location = self.personalizer.redirect_target(exchange, exchange.scope)
+        redirect = exchange.decision.redirect if location is not None else None
+        if redirect is not None:   # the edge redirects: the visitor is shown no variant
+            exchange.settle_no_slots()
         decision = exchange.decision
         headers = [(b"x-ep-segment", segment.key.encode())]
         if decision.variant_header:   # no empty header when no slot changes
             headers.append((b"x-ep-variant", decision.variant_header))
-        location = self.personalizer.redirect_target(exchange, exchange.scope)
-        redirect = decision.redirect if location is not None else None
         if location is not None and redirect is not None:
             headers += [(b"x-ep-redirect", location.encode("latin-1")),
                         (b"x-ep-redirect-status", str(redirect.status).encode())]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Protocol
 
 from starlette.types import Scope
@@ -75,3 +77,8 @@ class Exchange:
         """What the page really gets of the decision (choices for slots it lacks dropped):
         everything made after this (headers, cookie, counts) names only that."""
         self._decision = decision
+
+    def settle_no_slots(self) -> None:
+        """The visitor is shown none of the decision's slots (a redirect, a page sent as
+        it came): its headers, cookie and counts name none of them."""
+        self._decision = replace(self.decision, slots=MappingProxyType({}))

@@ -132,6 +132,7 @@ class PersonalizeMiddleware:
         status = redirect.status if redirect else 302
         lines = [(b"location", location.encode("latin-1")),
                  (b"cache-control", b"private, no-store"), (b"content-length", b"0")]
+        exchange.settle_no_slots()   # the visitor sees a redirect: no variant, no exposure
         lines += headers.decision_headers(exchange)
         if not exchange.preview:
             cookie = headers.personalizer.profile_cookie(exchange)   # the landing visit counts

@@ -6,8 +6,6 @@ headers, or sent as the origin sent it, with every byte held so far."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from types import MappingProxyType
 from typing import Final
 
 from starlette.types import Message, Send
@@ -185,8 +183,7 @@ class ResponseStart:
             # must not name them.
             self.waiting = None
             with self.fail_open.stage("slots", self.path):
-                self.exchange.settle(replace(self.exchange.decision,
-                                             slots=MappingProxyType({})))
+                self.exchange.settle_no_slots()
             start = self._made(start)
         self.fail_open.observer.personalization_took(self.spent)
         body = b"".join([*self.held, message.get("body", b"")])

@@ -4,11 +4,14 @@ edge headers, spoofing, bots (rules in tests/data/rules)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
 
-from ..conftest import ADMIN_TOKEN, ROOT
+from edge_personalizer.classify.profile_codec import ProfileCodec
+
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..servers import Server, start_proxy
 
 RULES = ROOT / "tests" / "data" / "rules"
@@ -43,6 +46,21 @@ def test_decide_reports_redirects_and_default_segment(proxy: Server) -> None:
     default = httpx.get(f"{proxy.url}/__ep/decide?url=/slotted/a", headers=PAGE)
     assert default.json()["segment"] == "default" and default.json()["slots"] == {}
     assert "x-ep-variant" not in default.headers   # no empty header when nothing is chosen
+
+
+def test_a_decision_the_edge_redirects_names_no_variant(proxy: Server) -> None:
+    # In the experiment's audience (exp=on), but the edge answers with the redirect: the
+    # variant is neither named nor counted (the profile cookie counts the page view only).
+    response = httpx.get(f"{proxy.url}/__ep/decide?url=/page/x%3Futm_campaign%3Dspring-sale"
+                         "%26exp%3Don", headers=PAGE)
+    data = response.json()
+    assert data["redirect"] is not None and data["slots"] == {}
+    assert "x-ep-variant" not in response.headers
+    cookie = next(h for h in response.headers.get_list("set-cookie")
+                  if h.startswith("ep_profile="))
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(
+        cookie.split(";")[0].split("=", 1)[1], time.time())
+    assert state is not None and "hero-test" not in state[10]
 
 
 def test_a_visitor_an_experiment_does_not_bucket_gets_the_default_key(proxy: Server) -> None:

@@ -51,6 +51,23 @@ def test_campaign_visitor_is_redirected_with_the_query_kept(proxy: Server) -> No
     assert any(c.startswith("ep_profile=") for c in response.headers.get_list("set-cookie"))
 
 
+def test_a_redirect_shows_no_variant_and_counts_no_exposure(proxy: Server) -> None:
+    # The visitor is in the experiment's audience (exp=on), but sees only a 302: the
+    # profile it sets counts the page view, not the hero's variant (nor remembers one).
+    response = httpx.get(f"{proxy.url}/page/shoes?utm_campaign=spring-sale&exp=on",
+                         headers=PAGE)
+    assert response.status_code == 302
+    value = response.cookies["ep_profile"]
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(value, time.time())
+    assert state is not None
+    assert "hero-test" not in state[9] and "hero-test" not in state[10]
+    landed = httpx.get(f"{proxy.url}/slotted/a?exp=on",
+                       headers={**PAGE, "cookie": f"ep_profile={value}"})
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(landed.cookies["ep_profile"],
+                                                           time.time())
+    assert state is not None and "hero-test" in state[10]   # shown on the page: counted
+
+
 def test_redirect_loop_guard_and_bots(proxy: Server) -> None:
     landing = httpx.get(f"{proxy.url}/page/landing/spring?utm_campaign=spring-sale",
                         headers=PAGE)
