@@ -152,24 +152,31 @@ class PageHeaders:
             # the same (a page the rewriter changes names its variants once rewritten).
             added.append((b"x-ep-variant", decision.variant_header))
         if not self.cache.keyed and message["status"] < 400 and not exchange.preview:
-            cookie = self.personalizer.profile_cookie(exchange)
-            if cookie is not None:
-                added.append((b"set-cookie", cookie))
+            added += self._profile_cookie(exchange)
         if self.rules is None and not added:
             return message   # nothing to add: the start goes as it came
         headers = [*message.get("headers", ()), *added]
         if self.rules is not None:
-            headers = self.cache_headers(headers, exchange, head)
+            headers, shared = self.cache_headers(headers, exchange, head)
+            if self.cache.keyed and not shared and message["status"] < 400 \
+                    and not exchange.preview \
+                    and exchange.visitor.request.headers.get(SEGMENT_HEADER) is None:
+                # A page keyed caching could not share is the visitor's own: it sets their
+                # cookies, as /__ep/decide would (an edge that named a segment has them).
+                headers += exchange.decision.cookie_lines
+                headers += self._profile_cookie(exchange)
         return {**message, "headers": headers}
+
+    def _profile_cookie(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
+        cookie = self.personalizer.profile_cookie(exchange)
+        return [] if cookie is None else [(b"set-cookie", cookie)]
 
     def _with_conversions(self, message: Message, exchange: Exchange) -> Message:
         """Any other response that reached a goal carries the profile that counted it."""
-        if not exchange.conversions:
+        cookie = self._profile_cookie(exchange) if exchange.conversions else []
+        if not cookie:
             return message
-        cookie = self.personalizer.profile_cookie(exchange)
-        if cookie is None:
-            return message
-        return {**message, "headers": [*message.get("headers", ()), (b"set-cookie", cookie)]}
+        return {**message, "headers": [*message.get("headers", ()), *cookie]}
 
     def decision_headers(self, exchange: Exchange, *,
                          with_cookies: bool = True) -> list[tuple[bytes, bytes]]:
@@ -223,8 +230,9 @@ class PageHeaders:
         return segment
 
     def cache_headers(self, headers: list[tuple[bytes, bytes]], exchange: Exchange,
-                      head: ResponseHead) -> list[tuple[bytes, bytes]]:
-        """Cache-Control, Vary and cache tags for a page the rules may personalize.
+                      head: ResponseHead) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """Cache-Control, Vary and cache tags for a page the rules may personalize, and
+        whether shared caches may keep it.
 
         By default it is private: no shared cache stores one visitor's page for others.
         With keyed caching, shared caches may keep it per segment (X-EP-Segment), which
@@ -236,7 +244,7 @@ class PageHeaders:
             headers = [(k, v) for k, v in headers if k not in CDN_CACHE_CONTROLS]
         if exchange.preview:
             headers = [(k, v) for k, v in headers if k != b"cache-control"]
-            return [*headers, (b"cache-control", b"private, no-store")]
+            return [*headers, (b"cache-control", b"private, no-store")], False
         segment = self.segment(exchange)
         headers.append((b"x-ep-segment", segment.key.encode()))
         lifetime = self.shareable(headers, exchange, head, segment) if self.cache.keyed \
@@ -245,14 +253,14 @@ class PageHeaders:
             headers = [(k, v) for k, v in headers if k != b"cache-control"]
             return [*headers, *segment.tag_lines(self.cache.tag_headers),
                     (b"cache-control", self.shared_cache_control(lifetime)),
-                    (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")]
+                    (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")], True
         vary = self.rules.current.vary_header if self.rules is not None else b""
         if vary:
             headers.append((b"vary", vary))
         if b"cache-control" not in head and not exchange.decision.sets_cache_control:
             headers.append((b"cache-control", b"private"))   # nothing to merge with
-            return headers
-        return private(headers)
+            return headers, False
+        return private(headers), False
 
     @staticmethod
     def shareable(headers: list[tuple[bytes, bytes]], exchange: Exchange, head: ResponseHead,

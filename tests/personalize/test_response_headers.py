@@ -159,6 +159,24 @@ def test_keyed_pages_go_public_only_as_the_origin_allows_and_never_for_longer(
     assert ("cache-tag" in page.headers) == expected.startswith("public")
 
 
+def test_a_keyed_page_that_stays_private_sets_the_visitor_s_cookies(keyed: Server) -> None:
+    # Shared per segment, a page carries nobody's cookie (the edge gets them from
+    # /__ep/decide); one keyed caching could not share is the visitor's own, and keeps them
+    # as a private page does: they stay the same visitor, in the same variants.
+    private = httpx.get(f"{keyed.url}/account/x", headers=BROWSER)
+    assert private.headers["cache-control"] == "private"
+    value = profile_cookie(private)
+    assert value is not None
+    again = httpx.get(f"{keyed.url}/account/x",
+                      headers={**BROWSER, "cookie": f"ep_profile={value}"})
+    state, _ = CODEC.decode(profile_cookie(again) or "", time.time())
+    assert state is not None and state[4] == 2   # the second page view of the same profile
+    shared = httpx.get(f"{keyed.url}/account/x", params={"cc": "public, max-age=60"},
+                       headers=BROWSER)
+    assert shared.headers["cache-control"].startswith("public")
+    assert "set-cookie" not in shared.headers
+
+
 def test_a_future_expires_without_cache_control_is_the_shared_lifetime(keyed: Server) -> None:
     page = httpx.get(f"{keyed.url}/account/x", params={"expires": "120"}, headers=BROWSER)
     shared, _, seconds = page.headers["cache-control"].partition(", s-maxage=")
