@@ -288,7 +288,8 @@ def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase 
     tracker = ProfileTracker(
         codec, cookie_name=settings.profile_cookie,
         privacy=PrivacyPolicy(honor_dnt=settings.honor_dnt,
-                              consent_cookie=settings.consent_cookie),
+                              consent_cookie=settings.consent_cookie,
+                              consent_value=settings.consent_value),
         half_life_days=settings.interest_half_life_days,
         visit_gap_seconds=settings.visit_timeout_minutes * 60,
         on_reject=on_reject)

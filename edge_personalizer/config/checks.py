@@ -72,6 +72,12 @@ def check_settings(s: Settings) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", s.profile_cookie):
         raise SettingsError(f"profile_cookie must be a plain cookie name, got "
                             f"{s.profile_cookie!r}")
+    if s.consent_value is not None:
+        try:
+            re.compile(s.consent_value)
+        except re.error as exc:
+            raise SettingsError(f"consent_value is not a regular expression ({exc}): "
+                                f"{s.consent_value!r}") from None
     if s.admin_token is not None:
         token = s.admin_token.reveal()
         if len(token) < 16 or token.lower().strip("-_ ") in _PLACEHOLDERS:

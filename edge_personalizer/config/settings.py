@@ -203,8 +203,14 @@ class Settings:
     honor_dnt: bool = option(True, convert=to_bool, section=_PROFILE,
                              help="no profile for visitors sending DNT or GPC")
     consent_cookie: str | None = option(convert=to_optional_str, section=_PROFILE,
-                                        help="a cookie that must be set before a profile "
+                                        help="a cookie that must say yes before a profile "
                                              "is kept (unset: no consent mode)")
+    consent_value: str | None = option(convert=to_optional_str, section=_PROFILE,
+                                       help="a regular expression the consent cookie's "
+                                            "value must match to say yes, searched in any "
+                                            "case, e.g. marketing:true (unset: a plain "
+                                            "yes: 1, true, yes, on, accepted, allow, "
+                                            "granted, opt-in)")
     data_dir: Path = option(Path("ep-data"), convert=to_path, section=_LEARN,
                             flag="--data-dir", metavar="DIR",
                             help="where the embedded store keeps its file (ep.db), the "

@@ -18,7 +18,7 @@ import httptools
 
 from ..errors import UpstreamError, UpstreamInvalid, UpstreamTimeout
 from .flow import BodyBuffer, WriteFlow
-from .framing import MAX_NAME_BYTES, TOO_LARGE, ends_at_close, head_error, too_large
+from .framing import TOO_LARGE, ends_at_close, head_error, too_large
 from .framing import RawHeaders as RawHeaders  # (the type of Connection.headers)
 
 logger = logging.getLogger(__name__)
@@ -174,10 +174,6 @@ class Connection(WriteFlow):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.headers_done:   # after the head: trailer fields, dropped
-            if len(name) > MAX_NAME_BYTES:
-                error = UpstreamInvalid(TOO_LARGE)
-                self._fail(error)   # kept: the parser reports any callback's error as its own
-                raise error
             self.headers.append((name.lower(), value))
             self.header_bytes += len(name) + len(value) + 4
 

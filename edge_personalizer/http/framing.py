@@ -27,6 +27,10 @@ def too_large(headers: RawHeaders, header_bytes: int) -> bool:
     return len(headers) > MAX_HEADERS or header_bytes > MAX_HEADER_BYTES
 
 
+def name_too_long(headers: RawHeaders) -> bool:
+    return any(len(name) > MAX_NAME_BYTES for name, _ in headers)
+
+
 def framing_error(headers: RawHeaders) -> str | None:
     """Why a response head's framing cannot be trusted, or None when it can.
 
@@ -62,14 +66,14 @@ def head_error(status: int, headers: RawHeaders, header_bytes: int) -> str | Non
     problem = status_error(status)
     if problem is not None:
         return problem
-    return TOO_LARGE if too_large(headers, header_bytes) else framing_error(headers)
+    if too_large(headers, header_bytes) or name_too_long(headers):
+        return TOO_LARGE
+    return framing_error(headers)
 
 
 def parsed_head_error(status: int, headers: RawHeaders) -> str | None:
-    """head_error for a head another parser read whole: its size and its names' lengths
-    are counted here (the connection counts them as they arrive)."""
-    if any(len(name) > MAX_NAME_BYTES for name, _ in headers):
-        return TOO_LARGE
+    """head_error for a head another parser read whole (its size counted here; the
+    connection counts it as it arrives)."""
     return head_error(status, headers, sum(len(name) + len(value) + 4
                                            for name, value in headers))
 

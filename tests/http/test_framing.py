@@ -8,6 +8,7 @@ import pytest
 from edge_personalizer.http.framing import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
+    MAX_NAME_BYTES,
     TOO_LARGE,
     ends_at_close,
     framing_error,
@@ -39,6 +40,8 @@ def test_a_head_past_the_limits_is_refused_before_its_framing_is_read() -> None:
     assert head_error(200, [(b"X", b"y")] * (MAX_HEADERS + 1), 1000) == TOO_LARGE
     assert head_error(200, conflicting, MAX_HEADER_BYTES + 1) == TOO_LARGE
     assert "several Content-Length" in (head_error(200, conflicting, 100) or "")
+    assert head_error(200, [(b"n" * MAX_NAME_BYTES, b"1")], 100) is None
+    assert head_error(200, [(b"n" * (MAX_NAME_BYTES + 1), b"1")], 100) == TOO_LARGE
 
 
 @pytest.mark.parametrize(("status", "problem"), [

@@ -50,6 +50,20 @@ def test_page_view_sets_a_signed_private_profile_cookie(proxy: Server, origin: S
     assert (visits, pageviews, first_referral[:2]) == (1, 1, ["email", "newsletter"])
 
 
+def test_in_consent_mode_only_a_yes_keeps_a_profile(origin: Server, tmp_path: Path) -> None:
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY, "EP_CONSENT_COOKIE": "cc"})
+    try:
+        answers = {value: profile_cookie(httpx.get(
+            f"{server.url}/page/a", headers={**BROWSER, "cookie": f"cc={value}"}))
+            for value in ("yes", "granted", "reject", "off", "0", "marketing:false")}
+        none = profile_cookie(httpx.get(f"{server.url}/page/a", headers=BROWSER))
+    finally:
+        server.stop()
+    assert {value for value, cookie in answers.items() if cookie} == {"yes", "granted"}
+    assert none is None
+
+
 def test_returning_visitor_history_grows(proxy: Server) -> None:
     first = profile_cookie(httpx.get(f"{proxy.url}/page/a", headers=BROWSER))
     second = httpx.get(f"{proxy.url}/page/b", headers={**BROWSER,
