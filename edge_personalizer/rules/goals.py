@@ -91,16 +91,17 @@ def _value(raw: Any, at: tuple[str | int, ...]) -> tuple[str | None, str | None]
 
 
 def window_seconds(raw: Any, at: tuple[str | int, ...]) -> float:
-    """`72h`, `30m`, `7d`, `90s` or a number of seconds; at most 90 days."""
+    """`72h`, `30m`, `7d` or `90s`: always with its unit (a bare 72 meant as hours would
+    be 72 seconds, and count next to nothing); at most 90 days."""
     if raw is None:
         return DEFAULT_GOAL_WINDOW
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        seconds = float(raw)
-    else:
-        match = _WINDOW.match(str(raw).strip().lower())
-        if match is None:
-            raise GoalInvalid(f"window {raw!r}: write 30m, 72h or 7d", at)
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        raise GoalInvalid(f"window {raw}: write it with its unit ({raw}h, {raw}m or {raw}s; "
+                          "or days: 7d)", at)
+    match = _WINDOW.match(str(raw).strip().lower())
+    if match is None:
+        raise GoalInvalid(f"window {raw!r}: write 30m, 72h or 7d", at)
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if not 0 < seconds <= MAX_WINDOW:
         raise GoalInvalid("window is more than 0 and at most 90 days", at)
     return seconds

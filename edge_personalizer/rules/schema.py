@@ -141,8 +141,7 @@ def build_schema() -> dict[str, Any]:
         "value": {"type": "object", "minProperties": 1, "maxProperties": 1,
                   "additionalProperties": False,
                   "properties": {"query": {"type": "string"}, "header": {"type": "string"}}},
-        "window": {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
-                             {"type": "string", "pattern": "^\\d+(\\.\\d+)?\\s*[smhd]$"}]},
+        "window": {"type": "string", "pattern": "^\\d+(\\.\\d+)?\\s*[smhd]$"},
         "beacon": {"type": "boolean"},
         "description": {"type": "string"},
     }

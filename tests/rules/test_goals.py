@@ -64,11 +64,14 @@ def test_a_bad_goal_names_file_line_and_reason(tmp_path: Path, text: str, messag
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [(None, 72 * 3600.0), ("30m", 1800.0),
-                                              ("1.5h", 5400.0), (60, 60.0)])
+                                              ("1.5h", 5400.0), ("90s", 90.0)])
 def test_windows(raw: object, seconds: float) -> None:
     assert window_seconds(raw, ()) == seconds
 
 
-def test_windows_are_bounded() -> None:
+def test_windows_are_bounded_and_written_with_their_unit() -> None:
     with pytest.raises(GoalInvalid):
         window_seconds("91d", ())
+    # `window: 72` meant as hours would be 72 seconds and count next to nothing
+    with pytest.raises(GoalInvalid, match="write it with its unit .72h, 72m or 72s"):
+        window_seconds(72, ())
