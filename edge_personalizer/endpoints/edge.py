@@ -84,6 +84,14 @@ class EdgeDecisions:
         redirect = exchange.decision.redirect if location is not None else None
         if redirect is not None:   # the edge redirects: the visitor is shown no variant
             exchange.settle_no_slots()
+        else:
+            # The page is known (from its views through the proxy) to lack these slots:
+            # the visitor will not see their variants, so none are named or counted.
+            # (The segment stays that of the whole decision: the page made for it is.)
+            slots = self.personalizer.slots
+            absent = slots.known_absent(exchange.scope["path"], exchange.decision.slots)
+            if absent:
+                exchange.settle(slots.trim(exchange.decision, absent))
         decision = exchange.decision
         headers = [(b"x-ep-segment", segment.key.encode())]
         if decision.variant_header:   # no empty header when no slot changes

@@ -99,6 +99,15 @@ class SlotPresence:
         return all(name in entry.absent for name, choice in decision.slots.items()
                    if choice.content is not None)
 
+    def known_absent(self, path: str, slots: Iterable[str]) -> frozenset[str]:
+        """Of `slots`, those the page of `path` is known to lack (a look only: counts no
+        view, checks no validators; injections into <head> and <body> are never absent)."""
+        entry = self._current().get(path)
+        if entry is None or not entry.absent:
+            return frozenset()
+        return frozenset(slot for slot in slots
+                         if slot in entry.absent and slot not in INJECTIONS)
+
     def absent(self, path: str, head: ResponseHead,
                slots: Iterable[str] = ()) -> frozenset[str] | None:
         """The slots this response's page is known to lack (counted as a view of the

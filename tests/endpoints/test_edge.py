@@ -63,6 +63,26 @@ def test_a_decision_the_edge_redirects_names_no_variant(proxy: Server) -> None:
     assert state is not None and "hero-test" not in state[10]
 
 
+def test_decide_names_and_counts_no_variant_for_a_slot_the_page_lacks(proxy: Server) -> None:
+    # /page/... has no hero: once a view through the proxy has shown it, an edge's decide
+    # for that page names no hero variant, and the visitor's cookie counts no exposure.
+    def decided() -> tuple[dict[str, object], list[str]]:
+        response = httpx.get(f"{proxy.url}/__ep/decide?url=/page/hero-less%3Fexp%3Don",
+                             headers=PAGE)
+        cookie = next(h for h in response.headers.get_list("set-cookie")
+                      if h.startswith("ep_profile="))
+        state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(
+            cookie.split(";")[0].split("=", 1)[1], time.time())
+        assert state is not None
+        return response.json()["slots"], list(state[10])
+
+    slots, exposed = decided()
+    assert set(slots) == {"hero"} and exposed == ["hero-test"]   # not known yet: every slot
+    page = httpx.get(f"{proxy.url}/page/hero-less?exp=on", headers=PAGE)
+    assert page.status_code == 200 and "Default hero" not in page.text
+    assert decided() == ({}, [])
+
+
 def test_a_visitor_an_experiment_does_not_bucket_gets_the_default_key(proxy: Server) -> None:
     # curl's own User-Agent is a bot: the experiment leaves it its control, which is the
     # default page, and its key says so (a shared cache keeps one copy for both).
