@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PORT   ?= 8080
+PORT   ?= $(or $(EP_PORT),8080)
 ORIGIN_PORT ?= 8081
 
 .PHONY: compiled demo test bench bench-peers bench-instructions lint typecheck clean system-deps

@@ -76,7 +76,8 @@ def check_listening(settings: Settings) -> None:
         check_port(settings.host, settings.port)
     except OSError as exc:
         hint = (" (is another server running there? stop it, or choose another port: "
-                "--port, EP_PORT)" if exc.errno == errno.EADDRINUSE else "")
+                "--port, EP_PORT, or make demo PORT=...)" if exc.errno == errno.EADDRINUSE
+                else "")
         raise SettingsError(f"cannot listen on {settings.host}:{settings.port}: "
                             f"{exc.strerror or exc}{hint}") from None
 

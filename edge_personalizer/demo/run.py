@@ -125,7 +125,8 @@ def run_demo(settings: Settings, *, origin_port: int,
     while not shop.started:
         if not thread.is_alive():
             raise SettingsError(f"the demo shop could not listen on 127.0.0.1:{origin_port} "
-                                "(choose another --origin-port)")
+                                "(choose another: --origin-port, or make demo "
+                                "ORIGIN_PORT=...)")
         time.sleep(0.05)
     if settings.rules_dir is not None and not anyio.run(has_counts, settings):
         summary = anyio.run(simulate_week, settings)
