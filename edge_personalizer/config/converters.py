@@ -56,9 +56,21 @@ def to_bool(value: Any) -> bool:
 
 
 def to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    return int(value)
+    if not isinstance(value, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+def to_float(value: Any) -> float:
+    if not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"expected a number, got {value!r}")
 
 
 def to_networks(value: Any) -> tuple[IPNetwork, ...]:

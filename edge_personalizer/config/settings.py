@@ -22,6 +22,7 @@ from .converters import (
     IPNetwork,
     Secret,
     to_bool,
+    to_float,
     to_int,
     to_mapping,
     to_networks,
@@ -92,16 +93,16 @@ class Settings:
         (), convert=to_networks, section=_SERVER, flag="--trusted-proxy", metavar="CIDR",
         repeat=True, help="address or network whose X-Forwarded-For and edge headers are "
                           "believed (comma-separated; the flag repeats)")
-    connect_timeout: float = option(5.0, convert=float, section=_ORIGIN,
+    connect_timeout: float = option(5.0, convert=to_float, section=_ORIGIN,
                                     flag="--connect-timeout", metavar="SECONDS",
                                     help="seconds to connect to the origin")
-    read_timeout: float = option(30.0, convert=float, section=_ORIGIN, flag="--read-timeout",
+    read_timeout: float = option(30.0, convert=to_float, section=_ORIGIN, flag="--read-timeout",
                                  metavar="SECONDS",
                                  help="seconds the origin may stay silent")
     max_connections: int = option(512, convert=to_int, section=_ORIGIN,
                                   help="origin connections open at once, per worker")
     pool_timeout: float = option(
-        5.0, convert=float, section=_ORIGIN,
+        5.0, convert=to_float, section=_ORIGIN,
         help="seconds a request waits for a free origin connection before a 503 with "
              "Retry-After")
     max_long_lived: int | None = option(
@@ -118,11 +119,11 @@ class Settings:
              "origin's redirects to itself point here (without it, a trusted proxy's "
              "X-Forwarded-Host, else a path; never the client's Host)")
     keep_alive_timeout: float = option(
-        5.0, convert=float, section=_SERVER, flag="--keep-alive-timeout", metavar="SECONDS",
+        5.0, convert=to_float, section=_SERVER, flag="--keep-alive-timeout", metavar="SECONDS",
         help="seconds an idle client connection stays open (behind a load balancer, longer "
              "than its idle timeout)")
     body_timeout: float = option(
-        60.0, convert=float, section=_SERVER, flag="--body-timeout", metavar="SECONDS",
+        60.0, convert=to_float, section=_SERVER, flag="--body-timeout", metavar="SECONDS",
         help="longest pause while a client sends a request body; past it, a body must also "
              "average 1 KiB a second (else 408 and the connection closed)")
     max_header_bytes: int = option(32 * 1024, convert=to_int, section=_SERVER,
@@ -142,7 +143,7 @@ class Settings:
     log_level: str = option("info", convert=str, section=_ADMIN, flag="--log-level",
                             help="debug, info, warning or error")
     rules_watch_interval: float = option(
-        2.0, convert=float, section=_SERVER,
+        2.0, convert=to_float, section=_SERVER,
         help="seconds between looks at the rules directory; 0 turns watching off")
     variant_header: bool = option(False, convert=to_bool, section=_CDN,
                                   help="X-EP-Variant (the slots' variants, naming rules) on "
@@ -162,7 +163,7 @@ class Settings:
              "cloudflare, cloudfront, fastly, akamai, vercel (comma-separated), or forwarded "
              "(X-Forwarded-For alone)")
     head_hold_seconds: float = option(
-        0.5, convert=float, section=_ORIGIN,
+        0.5, convert=to_float, section=_ORIGIN,
         help="seconds a page's response head may wait for the rewriter on a view that learns "
              "which slots the page has (a path's first view in a worker): past it the page "
              "streams on, every slot taken as present (a page that flushes early and then "
@@ -194,11 +195,11 @@ class Settings:
                                          help="the cookie only over https")
     profile_max_bytes: int = option(3000, convert=to_int, section=_PROFILE,
                                     help="size bound of the cookie (old entries go first)")
-    profile_max_age_days: float = option(395.0, convert=float, section=_PROFILE,
+    profile_max_age_days: float = option(395.0, convert=to_float, section=_PROFILE,
                                          help="the cookie's lifetime")
-    interest_half_life_days: float = option(30.0, convert=float, section=_PROFILE,
+    interest_half_life_days: float = option(30.0, convert=to_float, section=_PROFILE,
                                             help="days after which an interest counts half")
-    visit_timeout_minutes: float = option(30.0, convert=float, section=_PROFILE,
+    visit_timeout_minutes: float = option(30.0, convert=to_float, section=_PROFILE,
                                           help="minutes of quiet that end a visit")
     honor_dnt: bool = option(True, convert=to_bool, section=_PROFILE,
                              help="no profile for visitors sending DNT or GPC")
@@ -222,15 +223,15 @@ class Settings:
         help="where counts are kept: sqlite:///path/ep.db, or redis://host:6379/0 for "
              "several instances (default: SQLite in data_dir)")
     store_flush_interval: float = option(
-        1.0, convert=float, section=_LEARN,
+        1.0, convert=to_float, section=_LEARN,
         help="seconds between writes of a worker's counts to the store")
     store_poll_interval: float = option(
-        1.0, convert=float, section=_LEARN,
+        1.0, convert=to_float, section=_LEARN,
         help="seconds between a worker's reads of what the learning loop publishes through "
              "the store (bandit weights, the \"visitors like you\" model) and its checks "
              "of which bandits are due")
     learn_interval: float = option(
-        3600.0, convert=float, section=_LEARN,
+        3600.0, convert=to_float, section=_LEARN,
         help="seconds between rebuilds of the \"visitors like you\" model that "
              "profile.predicted.* reads (a bandit's update_every sets its own cadence)")
 
@@ -276,7 +277,14 @@ def build_settings(raw: Mapping[str, Any], *, source: str,
         except (TypeError, ValueError) as exc:
             where = (given or {}).get(name, source)
             raise SettingsError(f"{where}: setting {name!r}: {exc}") from exc
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except SettingsError as exc:
+        # The checks name the setting first ("workers must be >= 1"): say where it was given.
+        named = (given or {}).get(str(exc).split(" ", 1)[0])
+        if named is None:
+            raise
+        raise SettingsError(f"{named}: {exc}") from None
 
 
 def _jsonable(value: Any) -> Any:

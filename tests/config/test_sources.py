@@ -63,8 +63,17 @@ def test_classifying_commands_take_only_their_flags() -> None:
 
 
 def test_a_bad_value_is_named_with_where_it_was_given(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="^EP_PORT: setting 'port': invalid literal"):
+    with pytest.raises(SettingsError,
+                       match="^EP_PORT: setting 'port': expected a whole number, got 'abc'$"):
         load_settings({"EP_PORT": "abc", "EP_ORIGIN_URL": "http://o"})
+    with pytest.raises(SettingsError,
+                       match="^EP_READ_TIMEOUT: setting 'read_timeout': expected a number"):
+        load_settings({"EP_READ_TIMEOUT": "soon", "EP_ORIGIN_URL": "http://o"})
+    # A value of the right kind that a check refuses: named with where it was given too.
+    with pytest.raises(SettingsError, match="^EP_WORKERS: workers must be >= 1, got 0$"):
+        load_settings({"EP_WORKERS": "0", "EP_ORIGIN_URL": "http://o"})
+    with pytest.raises(SettingsError, match="^EP_LOG_FORMAT: log_format must be text or json"):
+        load_settings({"EP_LOG_FORMAT": "xml", "EP_ORIGIN_URL": "http://o"})
     config = tmp_path / "ep.toml"
     config.write_text('origin_url = "http://o"\nworkers = "two"\n')
     with pytest.raises(SettingsError, match=f"^{re.escape(str(config))}: setting 'workers'"):
