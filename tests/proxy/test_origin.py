@@ -205,6 +205,15 @@ def test_a_trusted_proxys_forwarded_host_makes_the_redirect_public(proxy: Server
     assert response.headers["location"] == "https://www.shop.example/target?x=1"
 
 
+def test_a_trusted_proxys_forwarded_host_that_is_no_host_leaves_the_redirect_a_path(
+        proxy: Server) -> None:
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=transport) as client:
+        response = client.get(f"{proxy.url}/redirect", headers={
+            "x-forwarded-host": "evil.example/x", "x-forwarded-proto": "https"})
+    assert response.headers["location"] == "/target?x=1"   # not http://invalid.host/...
+
+
 def test_the_configured_public_url_wins_over_any_host(origin: Server, server_logs: Path) -> None:
     server = start_proxy(server_logs, "--origin", origin.url,
                          "--public-url", "https://www.shop.example")
