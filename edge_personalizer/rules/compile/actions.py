@@ -336,6 +336,10 @@ def _cookies(raw: Any, at: KeyPath) -> Pairs:
         if not _TOKEN.match(name):
             raise Invalid(f"cookies: {name!r} is not a cookie name (letters, digits and "
                           "!#$%&'*+-.^_`|~; no spaces, '=', ';' or ',')", where, on_key=True)
+        if name.lower().startswith("ep_"):
+            raise Invalid(f"cookies: {name!r}: names starting ep_ are the product's (the "
+                          "visitor's profile is ep_profile); choose another", where,
+                          on_key=True)
         if not _COOKIE_VALUE.match(value):
             raise Invalid(f"cookies: the value of {name!r} may not hold spaces, quotes, "
                           "';', ',', '\\' or control characters (URL-encode them: "

@@ -42,6 +42,7 @@ def test_plain_cookies_are_set_as_written(tmp_path: Path) -> None:
     ("{headers: {CDN-Cache-Control: public}}", "a CDN's own cache controls"),
     ("{headers: {X-Kw: '{{ referral.keywords }}'}}", "is sent as written: templates"),
     ("{cookies: {kw: '{{referral.keywords}}'}}", "is sent as written: templates"),
+    ("{cookies: {ep_profile: gone}}", "names starting ep_ are the product's"),
     ("{redirect: \"/caf\\u20ac\"}", "must be a path"),
     ("{redirect: {to: /a, status: true}}", "redirect status is one of"),
 ])
