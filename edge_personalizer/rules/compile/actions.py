@@ -26,12 +26,13 @@ from ..template import Template, TemplateKind
 from .context import CompileContext, Invalid
 
 # RFC 7230 token: header names, attribute names.
-_TOKEN: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_TOKEN: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _FORBIDDEN_HEADERS: Final = frozenset({"connection", "content-length", "transfer-encoding", "host",
                                        "set-cookie", "keep-alive", "upgrade", "te", "trailer"})
 # RFC 6265 cookie-octet: no space, '"', ',', ';', '\' or control character.
-_COOKIE_VALUE: Final = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")
-_HEADER_VALUE: Final = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+_COOKIE_VALUE: Final = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+_HEADER_VALUE: Final = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# (matched whole: `$` would also take a value ending in a line break, as YAML's `|` gives)
 _REDIRECT_STATUSES: Final = (301, 302, 303, 307, 308)
 _VARIANT_KEYS: Final = frozenset({"action", "html", "file", "text", "attribute", "value", "class"})
 # A value that reads as a file path rather than HTML or text: no '<', no space, a folder
@@ -270,7 +271,7 @@ def _no_fragment(ctx: CompileContext, path_text: str) -> str:
 def _attribute_content(ctx: CompileContext, raw: dict[Any, Any], action: str,
                        at: KeyPath) -> Content:
     attribute = raw.get("attribute")
-    if not isinstance(attribute, str) or not _TOKEN.match(attribute):
+    if not isinstance(attribute, str) or not _TOKEN.fullmatch(attribute):
         raise Invalid(f"{action} needs attribute: <name>", at)
     if action == "remove_attribute":
         return Content(action="remove_attribute", attribute=attribute)
@@ -287,7 +288,7 @@ def _redirect(raw: Any, at: KeyPath) -> Redirect:
         raise Invalid("redirect is a URL or path, or {to: ..., status: 302}", at)
     location = raw["to"].strip()
     if not location.startswith(("/", "https://", "http://")) or location.startswith("//") \
-            or not _HEADER_VALUE.match(location) or any(c in location for c in " \t\\"):
+            or not _HEADER_VALUE.fullmatch(location) or any(c in location for c in " \t\\"):
         raise Invalid(f"redirect target {location!r} must be a path (/landing) or an "
                       "absolute http(s) URL", (*at, "to"))
     status = raw.get("status", 302)
@@ -316,13 +317,13 @@ def _headers(raw: Any, at: KeyPath) -> Pairs:
     out = []
     for name, value, where in _pairs(raw, at, "headers"):
         folded = name.lower()
-        if not _TOKEN.match(name) or folded in _FORBIDDEN_HEADERS:
+        if not _TOKEN.fullmatch(name) or folded in _FORBIDDEN_HEADERS:
             raise Invalid(f"headers: {name!r} cannot be set by a rule", where)
         if folded.startswith("x-ep-") or folded.encode() in CDN_CACHE_CONTROLS:
             raise Invalid(f"headers: {name!r} is the product's to set (X-EP-* headers, and "
                           "a CDN's own cache controls: Cache-Control is what every cache "
                           "is told)", where)
-        if not _HEADER_VALUE.match(value):
+        if not _HEADER_VALUE.fullmatch(value):
             raise Invalid(f"headers: the value of {name!r} must be one line of text "
                           "(no control characters; non-ASCII as latin-1)", where)
         _no_template("headers", name, value, where)
@@ -333,14 +334,14 @@ def _headers(raw: Any, at: KeyPath) -> Pairs:
 def _cookies(raw: Any, at: KeyPath) -> Pairs:
     out = []
     for name, value, where in _pairs(raw, at, "cookies"):
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise Invalid(f"cookies: {name!r} is not a cookie name (letters, digits and "
                           "!#$%&'*+-.^_`|~; no spaces, '=', ';' or ',')", where, on_key=True)
         if name.lower().startswith("ep_"):
             raise Invalid(f"cookies: {name!r}: names starting ep_ are the product's (the "
                           "visitor's profile is ep_profile); choose another", where,
                           on_key=True)
-        if not _COOKIE_VALUE.match(value):
+        if not _COOKIE_VALUE.fullmatch(value):
             raise Invalid(f"cookies: the value of {name!r} may not hold spaces, quotes, "
                           "';', ',', '\\' or control characters (URL-encode them: "
                           "spring%20sale)", where)

@@ -22,6 +22,7 @@ def then(tmp_path: Path, actions: str) -> Path:
     '{promo: "spring sale; Path=/evil"}',     # issue 18, bug 4
     '{promo: "a,b"}', '{promo: "say \\"hi\\""}', '{promo: "tab\\there"}',
     '{promo: "caf\\u00e9"}', '{"pro mo": x}', '{"a;b": x}', '{"a=b": x}', '{"": x}',
+    '{promo: "spring\\n"}', '{"promo\\n": x}',   # a line break at the end is one too
 ])
 def test_cookies_that_would_break_set_cookie_are_refused(tmp_path: Path, cookies: str) -> None:
     _, errors = check_rules(then(tmp_path, f"{{cookies: {cookies}}}"))
@@ -36,6 +37,7 @@ def test_plain_cookies_are_set_as_written(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("actions", "message"), [
     ("{headers: {X-A: \"caf\\u20ac\"}}", "must be one line of text"),
     ("{headers: {X-A: \"a\\u0007b\"}}", "must be one line of text"),
+    ("{headers: {X-A: \"spring\\n\"}}", "must be one line of text"),   # YAML's | ends so
     ("{headers: {Set-Cookie: a}}", "'Set-Cookie' cannot be set by a rule"),
     ("{headers: {X-EP-Segment: everyone}}", "'X-EP-Segment' is the product's to set"),
     ("{headers: {Surrogate-Control: max-age=3600}}", "a CDN's own cache controls"),
