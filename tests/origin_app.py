@@ -95,11 +95,13 @@ async def cookies(request: Request) -> Response:
 
 
 async def redirect(request: Request) -> Response:
+    """A redirect to /target; ?html=1: with a small HTML body, as Django and Rails send."""
     own = f"http://{request.headers['host']}"
-    return Response(status_code=302, headers={
-        "location": f"{own}/target?x=1",
-        "content-location": f"{own}/content",
-    })
+    headers = {"location": f"{own}/target?x=1", "content-location": f"{own}/content"}
+    if request.query_params.get("html"):
+        return Response('<a href="/target?x=1">moved</a>', status_code=302,
+                        media_type="text/html", headers=headers)
+    return Response(status_code=302, headers=headers)
 
 
 async def foreign_redirect(request: Request) -> Response:

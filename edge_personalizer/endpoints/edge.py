@@ -88,10 +88,12 @@ class EdgeDecisions:
             # The page is known (from its views through the proxy) to lack these slots:
             # the visitor will not see their variants, so none are named or counted.
             # (The segment stays that of the whole decision: the page made for it is.)
-            slots = self.personalizer.slots
-            absent = slots.known_absent(exchange.scope["path"], exchange.decision.slots)
-            if absent:
-                exchange.settle(slots.trim(exchange.decision, absent))
+            with self.fail_open.stage("slots", exchange.visitor.request.path):
+                slots = self.personalizer.slots
+                absent = slots.known_absent(exchange.visitor.request.path,
+                                            exchange.decision.slots)
+                if absent:
+                    exchange.settle(slots.trim(exchange.decision, absent))
         decision = exchange.decision
         headers = [(b"x-ep-segment", segment.key.encode())]
         if decision.variant_header:   # no empty header when no slot changes

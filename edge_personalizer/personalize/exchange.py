@@ -50,16 +50,19 @@ class Exchange:
     objects would wait for the garbage collector instead of going when it ends.
     """
 
-    __slots__ = ("visitor", "scope", "debug", "preview", "conversions", "profile",
+    __slots__ = ("visitor", "scope", "debug", "preview", "edge_segment", "conversions", "profile",
                  "allocations", "_decide", "_decision")
 
     def __init__(self, visitor: Visitor, scope: Scope,
                  decide: Callable[[Exchange], Decision], *,
-                 debug: bool, preview: bool) -> None:
+                 debug: bool, preview: bool, edge_segment: str | None = None) -> None:
         self.visitor = visitor
         self.scope = scope          # as the origin should get it (no preview token)
         self.debug = debug          # the X-EP-Debug trace was asked for, with the token
         self.preview = preview      # a signed preview link forces the decision
+        # The segment a trusted edge named (X-EP-Segment, from the /__ep/decide it asked
+        # first): the page is made for it, and that decide gave the visitor its cookies.
+        self.edge_segment = edge_segment
         self.conversions: list[Conversion] = []   # goals the response reached
         self.profile: Profile | None = None        # the visitor's, once this request counted
         # The bandit weights the decision was made with: an exposure counts in their version.

@@ -54,7 +54,6 @@ from starlette.types import Message, Send
 
 from .exchange import Exchange
 from .response_headers import PageHeaders, ResponseHead
-from .segments import SEGMENT_HEADER
 from .slot_presence import SlotPresence
 
 logger = logging.getLogger(__name__)
@@ -75,8 +74,7 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
     decision = exchange.decision
     if not decision.slots:
         return True
-    if headers.cache.keyed and \
-            exchange.visitor.request.headers.get(SEGMENT_HEADER) is not None:
+    if headers.cache.keyed and exchange.edge_segment is not None:
         return True   # an edge named the segment its cache keys this page on: made for it
     slots = headers.personalizer.slots
     if not slots.learn:

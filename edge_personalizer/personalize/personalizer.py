@@ -55,6 +55,10 @@ class CookiePolicy:
     max_age_days: float = 395.0
 
 
+# Request headers a page that will be rewritten is asked without: its coding, and what
+# asks for less than all of it.
+_WHOLE_PAGE_OFF: Final = frozenset({b"accept-encoding", b"if-none-match", b"if-modified-since",
+                                    b"if-range", b"range"})
 _NO_RULES: Final = RuleSet.empty()   # what a personalizer without a rule book reads goals from
 
 
@@ -133,14 +137,16 @@ class Personalizer:
             return decision
 
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
-                            preview=forced is not None)
+                            preview=forced is not None, edge_segment=edge_segment)
         if (visitor.page_view or exchange.preview) and exchange.decision.changes_page \
                 and (exchange.preview or not self.slots.lacks_all(scope["path"],
                                                                   exchange.decision)):
-            # The page will be rewritten: ask the origin not to compress it. (A page known
-            # to lack every slot the decision changes is not: it comes as the client asked.)
+            # The page will be rewritten: ask the origin not to compress it, and for all of
+            # it (a 304 would keep the browser's copy, maybe of another variant; a range is
+            # of the origin's bytes). A page known to lack every slot the decision changes
+            # is not rewritten: it comes as the client asked.
             exchange.scope = {**scope, "headers": [
-                *(h for h in headers if h[0] != b"accept-encoding"),
+                *(h for h in headers if h[0] not in _WHOLE_PAGE_OFF),
                 (b"accept-encoding", b"identity")]}
         return exchange
 

@@ -159,8 +159,7 @@ class PageHeaders:
         if self.rules is not None:
             headers, shared = self.cache_headers(headers, exchange, head)
             if self.cache.keyed and not shared and message["status"] < 400 \
-                    and not exchange.preview \
-                    and exchange.visitor.request.headers.get(SEGMENT_HEADER) is None:
+                    and not exchange.preview and exchange.edge_segment is None:
                 # A page keyed caching could not share is the visitor's own: it sets their
                 # cookies, as /__ep/decide would (an edge that named a segment has them).
                 headers += exchange.decision.cookie_lines

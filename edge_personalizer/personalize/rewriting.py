@@ -158,6 +158,8 @@ class RewritingSend(ResponseStart):
             page = _is_page(message["status"], self.exchange.scope["method"], self.head)
             if page:
                 known = settle_known_slots(self.exchange, self.headers, self.path, self.head)
+            elif message["status"] not in _REWRITTEN:
+                self.exchange.settle_no_slots()   # a redirect, an empty answer: no variant
         with self.fail_open.stage("rewrite", self.path):
             made = _rewriter_for(self.editor, self.exchange, self.head, self.accept_encoding,
                                  self.fail_open, page=page, look=not known)

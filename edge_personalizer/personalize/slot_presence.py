@@ -103,8 +103,9 @@ class SlotPresence:
         """Of `slots`, those the page of `path` is known to lack (a look only: counts no
         view, checks no validators; injections into <head> and <body> are never absent)."""
         entry = self._current().get(path)
-        if entry is None or not entry.absent:
-            return frozenset()
+        if entry is None or not entry.absent \
+                or self.clock() - entry.learned_at > self.relearn_seconds:
+            return frozenset()   # (not known, or learned too long ago to go by)
         return frozenset(slot for slot in slots
                          if slot in entry.absent and slot not in INJECTIONS)
 

@@ -68,6 +68,28 @@ def test_a_redirect_shows_no_variant_and_counts_no_exposure(proxy: Server) -> No
     assert state is not None and "hero-test" in state[10]   # shown on the page: counted
 
 
+def test_an_origin_s_redirect_shows_no_variant_either(proxy: Server) -> None:
+    # An HTML 302 of the origin's (Django's and Rails' have a body) is no page shown.
+    response = httpx.get(f"{proxy.url}/redirect?html=1&exp=on", headers=PAGE)
+    assert response.status_code == 302
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(response.cookies["ep_profile"],
+                                                           time.time())
+    assert state is not None
+    assert "hero-test" not in state[9] and "hero-test" not in state[10]
+
+
+def test_a_page_to_be_rewritten_is_asked_for_whole(proxy: Server) -> None:
+    # A 304 would keep the browser's copy (maybe of another variant), a range would be of
+    # the origin's bytes: the origin is asked for the whole page, uncompressed.
+    asked = {"if-none-match": '"v1"', "if-modified-since": "Tue, 01 Dec 2026 10:00:00 GMT",
+             "range": "bytes=0-99", "if-range": '"v1"', "accept-encoding": "gzip"}
+    echoed = httpx.get(f"{proxy.url}/echo", headers={**FACEBOOK, **asked}).json()
+    got = {name: value for name, value in echoed["headers"] if name in asked}
+    assert got == {"accept-encoding": "identity"}
+    plain = httpx.get(f"{proxy.url}/echo", headers={**PAGE, **asked}).json()   # no rule
+    assert {name for name, _ in plain["headers"] if name in asked} == set(asked)
+
+
 def test_redirect_loop_guard_and_bots(proxy: Server) -> None:
     landing = httpx.get(f"{proxy.url}/page/landing/spring?utm_campaign=spring-sale",
                         headers=PAGE)

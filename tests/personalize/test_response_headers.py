@@ -177,10 +177,15 @@ def test_a_keyed_page_that_stays_private_sets_the_visitor_s_cookies(keyed: Serve
     # Shared per segment, a page carries nobody's cookie (the edge gets them from
     # /__ep/decide); one keyed caching could not share is the visitor's own, and keeps them
     # as a private page does: they stay the same visitor, in the same variants.
-    private = httpx.get(f"{keyed.url}/account/x", headers=BROWSER)
+    private = httpx.get(f"{keyed.url}/account/x",
+                        headers={**BROWSER, "cookie": "crm_segment=vip"})
     assert private.headers["cache-control"] == "private"
     value = profile_cookie(private)
     assert value is not None
+    assert any(c.startswith("seen_vip=1") for c in private.headers.get_list("set-cookie"))
+    # A segment named by anyone but a trusted edge makes the page no edge's.
+    named = httpx.get(f"{keyed.url}/account/x", headers={**BROWSER, "x-ep-segment": "default"})
+    assert profile_cookie(named) is not None
     again = httpx.get(f"{keyed.url}/account/x",
                       headers={**BROWSER, "cookie": f"ep_profile={value}"})
     state, _ = CODEC.decode(profile_cookie(again) or "", time.time())
