@@ -72,6 +72,9 @@ def check_settings(s: Settings) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", s.profile_cookie):
         raise SettingsError(f"profile_cookie must be a plain cookie name, got "
                             f"{s.profile_cookie!r}")
+    if s.consent_value is not None and s.consent_cookie is None:
+        raise SettingsError("consent_value says which values of consent_cookie are a yes: "
+                            "set consent_cookie too (without it no consent is asked)")
     if s.consent_value is not None:
         try:
             re.compile(s.consent_value)

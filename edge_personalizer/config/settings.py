@@ -281,7 +281,7 @@ def build_settings(raw: Mapping[str, Any], *, source: str,
         return Settings(**values)
     except SettingsError as exc:
         # The checks name the setting first ("workers must be >= 1"): say where it was given.
-        named = (given or {}).get(str(exc).split(" ", 1)[0])
+        named = (given or {}).get(str(exc).split(" ", 1)[0].rstrip(":"))
         if named is None:
             raise
         raise SettingsError(f"{named}: {exc}") from None

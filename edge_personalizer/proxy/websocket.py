@@ -23,8 +23,10 @@ logger = logging.getLogger(__name__)
 _RESERVED_CLOSE_CODES: Final = frozenset({1004, 1005, 1006, 1015})
 # The largest message taken from the origin, as large as the server takes from a visitor
 # (granian: 64 MiB): a message is held whole before it is passed on, so without a bound one
-# message could take a worker's memory. A larger one closes the socket with 1009.
+# message could take a worker's memory. A larger one closes the socket with 1009. At most
+# one more waits while a slow visitor takes the last (the library's default queue is 16).
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+_TOO_BIG: Final = 1009
 
 # Set by the WebSocket handshake itself; the client library writes its own.
 _HANDSHAKE: Final = frozenset({
@@ -49,7 +51,7 @@ async def open_upstream(
             url, additional_headers=extra,
             subprotocols=[Subprotocol(p) for p in subprotocols] or None,
             open_timeout=connect_timeout, user_agent_header=None, compression=None,
-            max_size=MAX_MESSAGE_BYTES, ping_interval=None,
+            max_size=MAX_MESSAGE_BYTES, max_queue=1, ping_interval=None,
         )
     except TimeoutError as exc:
         raise UpstreamTimeout(
@@ -87,6 +89,9 @@ async def relay(upstream: ClientConnection, receive: Receive, send: Send) -> Non
         except ConnectionClosed:
             pass
         code = upstream.close_code if upstream.close_code is not None else 1011
+        sent = upstream.protocol.close_sent
+        if sent is not None and sent.code == _TOO_BIG:   # the origin's message was too big
+            code = _TOO_BIG
         if code in _RESERVED_CLOSE_CODES:   # may not be sent on the wire
             code = 1000 if code == 1005 else 1011
         await send({"type": "websocket.close", "code": code,

@@ -47,6 +47,14 @@ def test_an_admin_token_that_is_no_bearer_token_is_refused(token: str) -> None:
     load_settings({"EP_ADMIN_TOKEN": "Zm9vYmFyYmF6cXV4LXRva2Vu=="}, origin_url="http://x.example")
 
 
+def test_consent_value_without_consent_cookie_is_refused() -> None:
+    with pytest.raises(SettingsError, match="set consent_cookie too"):
+        load_settings({"EP_CONSENT_VALUE": "marketing:true"}, origin_url="http://x.example")
+    with pytest.raises(SettingsError, match="consent_value is not a regular expression"):
+        load_settings({"EP_CONSENT_VALUE": "(", "EP_CONSENT_COOKIE": "cc"},
+                      origin_url="http://x.example")
+
+
 def test_settings_with_data_dir_among_the_rules_are_made(tmp_path: Path) -> None:
     # Only what writes there refuses it (the server, replay, the demo: tests/test_cli.py):
     # explain and preview-link, which write nothing, run from inside the rules folder,
