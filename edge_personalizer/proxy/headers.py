@@ -119,7 +119,7 @@ class _RequestScan:
             if proto in ("http", "https"):
                 scheme = proto
             forwarded_host = _last_element(self.forwarded_host)
-            if forwarded_host:
+            if forwarded_host and _HOST.fullmatch(forwarded_host):   # (else not believed)
                 host = forwarded_host
                 host_forwarded = True
         return Forwarding(peer=address.peer, client_ip=address.ip, scheme=scheme,

@@ -212,6 +212,11 @@ def test_a_trusted_proxys_forwarded_host_that_is_no_host_leaves_the_redirect_a_p
         response = client.get(f"{proxy.url}/redirect", headers={
             "x-forwarded-host": "evil.example/x", "x-forwarded-proto": "https"})
     assert response.headers["location"] == "/target?x=1"   # not http://invalid.host/...
+    with httpx.Client(transport=transport) as client:
+        data = client.get(f"{proxy.url}/echo", headers={
+            "x-forwarded-host": "evil.example/x", "host": "shop.example"}).json()
+    # Not believed: the origin is told the request's own Host, never invalid.host.
+    assert origin_headers(data, "x-forwarded-host") == ["shop.example"]
 
 
 def test_the_configured_public_url_wins_over_any_host(origin: Server, server_logs: Path) -> None:
