@@ -15,7 +15,7 @@ from .exchange import Exchange
 from .fail_open import FailOpen
 from .held_head import HeldHead, settle_known_slots
 from .page_edits import PageChanges, PageEditor, to_look_for
-from .response_headers import ResponseHead, is_html, read_head
+from .response_headers import PageHeaders, ResponseHead, is_html, read_head
 from .response_start import ResponseStart
 from .slot_presence import SlotPresence
 
@@ -152,14 +152,10 @@ class RewritingSend(ResponseStart):
     async def _start(self, message: Message) -> None:
         began = time.perf_counter()
         self.head = read_head(message.get("headers", ()))
-        page = False   # a whole HTML page with a body
-        known = True   # which of its slots the page has (or it does not matter)
+        page, known = False, True   # (known: which of its slots the page has, or moot)
         with self.fail_open.stage("slots", self.path):
-            page = _is_page(message["status"], self.exchange.scope["method"], self.head)
-            if page:
-                known = settle_known_slots(self.exchange, self.headers, self.path, self.head)
-            elif message["status"] not in _REWRITTEN:
-                self.exchange.settle_no_slots()   # a redirect, an empty answer: no variant
+            page, known = _settled(self.exchange, self.headers, self.path, self.head,
+                                   message["status"])
         with self.fail_open.stage("rewrite", self.path):
             made = _rewriter_for(self.editor, self.exchange, self.head, self.accept_encoding,
                                  self.fail_open, page=page, look=not known)
@@ -252,6 +248,17 @@ def _learn(presence: SlotPresence, path: str, head: ResponseHead,
     if changes is None or found is None or len(found) != len(changes.slots):
         return
     presence.learned(path, head, {slot: found[i] for i, slot in enumerate(changes.slots)})
+
+
+def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: ResponseHead,
+             status: int) -> tuple[bool, bool]:
+    """Whether the response is a whole HTML page with a body, and whether which of its
+    slots it has is known (or does not matter); the decision settled as far as known."""
+    if _is_page(status, exchange.scope["method"], head):
+        return True, settle_known_slots(exchange, headers, path, head)
+    if status not in _REWRITTEN:
+        exchange.settle_no_slots()   # a redirect, an empty answer: no variant shown
+    return False, True
 
 
 def _is_page(status: int, method: str, head: ResponseHead) -> bool:
