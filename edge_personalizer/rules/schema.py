@@ -116,7 +116,8 @@ def build_schema() -> dict[str, Any]:
         "name": {"type": "string"}, "description": {"type": "string"},
         "slot": {"type": "string"}, "slots": {"type": "array", "items": {"type": "string"}},
         "audience": {"$ref": "#/$defs/conditions"},
-        "holdout": {"type": "number", "minimum": 0, "exclusiveMaximum": 100},
+        "holdout": {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 100},
+                              {"type": "string", "pattern": "^\\d+(\\.\\d+)?%$"}]},
         "variants": {"type": "object", "minProperties": 2, "additionalProperties": {
             "type": "object", "properties": {"weight": {"type": "number",
                                                         "exclusiveMinimum": 0}}}},

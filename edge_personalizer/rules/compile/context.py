@@ -111,6 +111,18 @@ def sections(rule_files: RuleFiles, name: str) -> Iterator[tuple[RuleFile, Any]]
             yield rule_file, rule_file.sections[name]
 
 
+def percentage(raw: Any, what: str, at: KeyPath) -> float:
+    """A share written as 25 or 25%."""
+    text = "" if isinstance(raw, bool) else str(raw).strip()
+    try:
+        value = float(text[:-1] if text.endswith("%") else text)
+    except ValueError:
+        raise Invalid(f"{what} is a percentage such as 25 or 25%", at) from None
+    if value != value:   # NaN
+        raise Invalid(f"{what} is a percentage such as 25 or 25%", at)
+    return value
+
+
 def kind_of(value: Any) -> str:
     """A value's kind in a marketer's words."""
     if isinstance(value, bool):

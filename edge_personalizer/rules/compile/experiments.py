@@ -14,7 +14,7 @@ from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Content, Experiment
 from .actions import content
 from .conditions import compile_condition, segment
-from .context import CompileContext, Invalid, Reported, name_problem, sections
+from .context import CompileContext, Invalid, Reported, name_problem, percentage, sections
 
 EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "goals",
                    "allocation", "per", "bandit", "description")
@@ -85,9 +85,8 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
     if "audience" in raw:
         audience = compile_condition(ctx, rule_file, raw["audience"], (*at, "audience"),
                                      f"experiment '{name}'")
-    holdout = raw.get("holdout", 0)
-    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) \
-            or not 0 <= holdout < 100:
+    holdout = percentage(raw.get("holdout", 0), "holdout", (*at, "holdout"))
+    if not 0 <= holdout < 100:
         raise Invalid("holdout is a percentage from 0 to 99", (*at, "holdout"))
     variants_raw = raw.get("variants")
     if not isinstance(variants_raw, dict) or len(variants_raw) < 2:

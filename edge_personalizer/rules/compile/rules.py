@@ -19,7 +19,7 @@ from ..model import Rule
 from ..schedule import Schedule
 from .actions import Actions, compile_then
 from .conditions import compile_condition
-from .context import CompileContext, Invalid, Reported, kind_of, name_problem
+from .context import CompileContext, Invalid, Reported, kind_of, name_problem, percentage
 
 RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 _DAY_GROUPS: Final = MappingProxyType({"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
@@ -289,11 +289,7 @@ def _hours(raw: Any, at: KeyPath) -> tuple[int, int]:
 
 
 def _traffic(raw: Any, name: str, at: KeyPath) -> Traffic:
-    text = str(raw).strip().rstrip("%")
-    try:
-        percent = float(text)
-    except ValueError as exc:
-        raise Invalid("traffic is a percentage such as 25 or 25%", at) from exc
-    if not 0 < percent <= 100:   # NaN fails here too
+    percent = percentage(raw, "traffic", at)
+    if not 0 < percent <= 100:
         raise Invalid("traffic is between 0 and 100 percent", at)
     return Traffic(percent=percent, salt=f"traffic:{name}")

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edge_personalizer.rules.book import check_rules
 
 EXPERIMENT = """slots: {{hero: {{}}}}
@@ -83,3 +85,21 @@ def test_a_bandit_setting_written_on_the_experiment_says_where_it_goes(
     _, errors = check_rules(tmp_path)
     assert len(errors) == 1 and errors[0].line == 3
     assert "metric is a setting of the bandit: write it under bandit:" in errors[0].reason
+
+
+@pytest.mark.parametrize(("holdout", "share", "problem"), [
+    ("10", 10.0, None), ("10%", 10.0, None), ("'12.5%'", 12.5, None), ("0", 0.0, None),
+    ("100", None, "from 0 to 99"), ("'100%'", None, "from 0 to 99"),
+    ("ten", None, "such as 25 or 25%"), ("true", None, "such as 25 or 25%"),
+    (".nan", None, "such as 25 or 25%"),
+])
+def test_a_holdout_is_written_as_traffic_is_with_or_without_its_percent_sign(
+        tmp_path: Path, holdout: str, share: float | None, problem: str | None) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n"
+        f"  - {{name: e, slot: hero, holdout: {holdout}, variants: {{a: {{}}, b: {{}}}}}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    if problem is None:
+        assert errors == [] and ruleset.experiments[0].holdout == share
+    else:
+        assert len(errors) == 1 and problem in errors[0].reason and errors[0].line == 3
