@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
@@ -85,7 +86,9 @@ class Trainer:
         self.top = top
         self.failures = 0   # steps that failed, since the start
         self._weights = WeightsTable()
-        self._weights_checked = -1.0
+        # When an experiment due for new weights last had nothing new (no exposures since
+        # its version): looked at again one update_every later, not every tick.
+        self._unchanged_at: dict[str, float] = {}
         self._model_built_at: float | None = None
         self._recorded: Mapping[str, tuple[str, ...]] | None = None
         self._ticks = 0
@@ -146,9 +149,9 @@ class Trainer:
             return False
         now = self.clock()
         table = await self._published_weights()
-        due = [s for s in specs if _due(table, s, now)]
-        if not due:
-            return False
+        due = [s for s in specs
+               if _due(table, s, now, self._unchanged_at.get(s.experiment, -math.inf))]
+        changed = []
         for spec in due:
             rows = await self.store.totals(spec.experiment)
             held = table.experiments.get(spec.experiment)
@@ -156,7 +159,14 @@ class Trainer:
             weights = await anyio.to_thread.run_sync(functools.partial(
                 bandit.experiment_weights, spec, rows, now=now,
                 version=1 if held is None else held.version + 1))
+            if held is not None and _nothing_new(held, weights):
+                self._unchanged_at[spec.experiment] = now
+                continue
             table = table.with_experiment(spec.experiment, weights)
+            changed.append(spec)
+        due = changed
+        if not due:
+            return False
         version = await self.store.publish_if(bandit.TABLE_NAME, table.encode(),
                                               version=self._weights.version)
         if version is None:
@@ -227,9 +237,19 @@ class Trainer:
             return None
 
 
-def _due(table: WeightsTable, spec: BanditSpec, now: float) -> bool:
+def _due(table: WeightsTable, spec: BanditSpec, now: float, unchanged_at: float) -> bool:
     held = table.experiments.get(spec.experiment)
-    return held is None or now - held.updated_at >= spec.update_every
+    return held is None or now - max(held.updated_at, unchanged_at) >= spec.update_every
+
+
+def _nothing_new(held: bandit.ExperimentWeights, weights: bandit.ExperimentWeights) -> bool:
+    """Whether new weights would only renumber the held ones: no cell has an exposure more,
+    and the rules' starting weights and holdout are as they were. (Conversions that came
+    alone wait for the next exposure: without one, no visitor is being assigned.) Each
+    version starts a period of the results: none for nothing."""
+    return (held.starting == weights.starting and held.holdout == weights.holdout
+            and {cell: c.exposures for cell, c in held.cells.items()}
+            == {cell: c.exposures for cell, c in weights.cells.items()})
 
 
 class TableReader(Generic[_T]):

@@ -112,6 +112,34 @@ async def test_weights_change_on_the_cadence_and_not_before(store: Store) -> Non
     assert dict(weights.cells["all"].weights)["a"] > 0.8
 
 
+async def test_weights_are_not_renumbered_without_a_new_exposure(store: Store) -> None:
+    # Each version starts a period of the results: an idle experiment must not make one
+    # every update_every (51 in eight minutes at 10 s, as the demo showed).
+    clock = Clock()
+    trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=clock)
+    await count(store, "all", {"control": (500, 20), "a": (500, 20), "b": (500, 20)})
+    assert await trainer.update_weights()
+    for _ in range(3):
+        clock.now += 61
+        assert not await trainer.update_weights()
+    await count(store, "all", {"control": (0, 5), "a": (0, 5), "b": (0, 5)})   # alone
+    clock.now += 61
+    assert not await trainer.update_weights()
+    await count(store, "all", {"control": (1, 0), "a": (0, 0), "b": (0, 0)})
+    clock.now += 30
+    assert not await trainer.update_weights()   # not yet due: an update_every since the look
+    clock.now += 31
+    assert await trainer.update_weights()
+    reader = weights_reader(store)
+    await reader.refresh()
+    assert reader.current.experiments["hero-test"].version == 2
+    renamed = BanditSpec(SPEC.experiment, (("control", 2), ("a", 1), ("b", 1)),
+                         goal="purchase", burn_in=100, update_every=60.0, holdout=0.05)
+    clock.now += 61   # the rules changed the starting weights: published, exposures or not
+    assert await Trainer(store, specs=lambda: [renamed], learn_interval=None,
+                         clock=clock).update_weights()
+
+
 async def test_an_experiment_without_counts_gets_its_starting_weights(store: Store) -> None:
     trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=Clock())
     assert await trainer.update_weights()
@@ -387,6 +415,7 @@ async def test_two_trainers_deciding_at_once_publish_one_table(store: Store) -> 
     table = await store.table(TABLE_NAME)
     assert table is not None and table.version == 1
     clock.now += SPEC.update_every   # the one that lost took version 1: it publishes over it
+    await count(store, "all", {"control": (1, 0), "a": (0, 0), "b": (0, 0)})   # a new exposure
     loser = trainers[published.index(False)]
     assert await loser.update_weights()
     assert (await store.table(TABLE_NAME) or table).version == 2
