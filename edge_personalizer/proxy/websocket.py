@@ -71,7 +71,10 @@ async def relay(upstream: ClientConnection, receive: Receive, send: Send) -> Non
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                await upstream.close(code=message.get("code", 1000))
+                code = message.get("code", 1000)
+                # A visitor that vanished (1006: no close frame) is "going away" to the
+                # origin: the reserved codes may not be sent on the wire.
+                await upstream.close(code=1001 if code in _RESERVED_CLOSE_CODES else code)
                 break
             if message.get("bytes") is not None:
                 await upstream.send(message["bytes"])

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import struct
+import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -66,6 +71,25 @@ def test_a_message_from_the_origin_past_the_limit_closes_the_socket(proxy: Serve
             ws.recv(timeout=10)
         assert ws.close_code == 1009   # message too big
     with connect(ws_url(proxy, "/ws/echo")) as ws:   # the worker serves on
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "echo:hello"
+
+
+def test_a_visitor_that_vanishes_closes_the_origin_s_side_quietly(proxy: Server) -> None:
+    # No close frame (a reset): granian reports 1006, which may not be sent on the wire;
+    # the origin is told 1001 (going away), and nothing is logged as a failure.
+    logged = len(proxy.log())
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+            key = base64.b64encode(os.urandom(16))
+            sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                         b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            assert sock.recv(1000).startswith(b"HTTP/1.1 101")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(1)
+    assert "Application callable raised" not in proxy.log()[logged:]
+    with connect(ws_url(proxy, "/ws/echo")) as ws:
         ws.send("hello")
         assert ws.recv(timeout=5) == "echo:hello"
 
