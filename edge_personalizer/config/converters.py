@@ -4,10 +4,10 @@ field's type; and the Secret type that keeps tokens and keys out of logs."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -56,21 +56,24 @@ def to_bool(value: Any) -> bool:
 
 
 def to_int(value: Any) -> int:
-    if not isinstance(value, bool):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            pass
-    raise ValueError(f"expected a whole number, got {value!r}")
+    return _number(value, int, "a whole number")
 
 
 def to_float(value: Any) -> float:
+    return _number(value, float, "a number")
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _number(value: Any, make: Callable[[Any], _N], what: str) -> _N:
+    """`value` as a number `make` reads (never a boolean), or a ValueError saying so."""
     if not isinstance(value, bool):
         try:
-            return float(value)
+            return make(value)
         except (TypeError, ValueError):
             pass
-    raise ValueError(f"expected a number, got {value!r}")
+    raise ValueError(f"expected {what}, got {value!r}")
 
 
 def to_networks(value: Any) -> tuple[IPNetwork, ...]:

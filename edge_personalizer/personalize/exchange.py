@@ -84,4 +84,5 @@ class Exchange:
     def settle_no_slots(self) -> None:
         """The visitor is shown none of the decision's slots (a redirect, a page sent as
         it came): its headers, cookie and counts name none of them."""
-        self._decision = replace(self.decision, slots=MappingProxyType({}))
+        if self.decision.slots:
+            self._decision = replace(self.decision, slots=MappingProxyType({}))

@@ -256,8 +256,10 @@ def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: Response
     slots it has is known (or does not matter); the decision settled as far as known."""
     if _is_page(status, exchange.scope["method"], head):
         return True, settle_known_slots(exchange, headers, path, head)
-    if status not in _REWRITTEN:
-        exchange.settle_no_slots()   # a redirect, an empty answer: no variant shown
+    if status not in _REWRITTEN and is_html(head):
+        # A redirect, an empty answer: no variant shown. (Only an HTML answer's headers
+        # name the decision: an asset's 304 never has it worked out.)
+        exchange.settle_no_slots()
     return False, True
 
 

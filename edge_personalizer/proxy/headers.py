@@ -40,12 +40,10 @@ class Forwarding:
 
     @property
     def public_base(self) -> str | None:
-        """The site's address as this visitor sees it, when a trusted proxy said so and
-        it is a host; a client's own Host is anybody's to forge and never makes a public
-        URL."""
-        if not self.host_forwarded or self.host == INVALID_HOST:
-            return None
-        return f"{self.scheme}://{self.host}"
+        """The site's address as this visitor sees it, when a trusted proxy said so (with
+        a host: forwarding() believes no other); a client's own Host is anybody's to forge
+        and never makes a public URL."""
+        return f"{self.scheme}://{self.host}" if self.host_forwarded else None
 
 
 def header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[str]:
@@ -255,13 +253,12 @@ class RequestReader:
 
 
 _HOST: Final = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")
-INVALID_HOST: Final = "invalid.host"   # what the origin is told in place of a host that is none
 
 
 def _clean_host(host: str) -> str:
     # A Host header carrying a path, credentials or spaces would let a client inject
     # text into rewritten Location headers; keep only what a host can be.
-    return host if _HOST.fullmatch(host) else INVALID_HOST
+    return host if _HOST.fullmatch(host) else "invalid.host"
 
 
 def _forwarded_node(ip: str | None) -> str:

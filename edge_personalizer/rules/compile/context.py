@@ -3,6 +3,7 @@ two ways a step stops (one error to record, or errors already recorded)."""
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Hashable, Iterator
@@ -118,7 +119,7 @@ def percentage(raw: Any, what: str, at: KeyPath) -> float:
         value = float(text[:-1] if text.endswith("%") else text)
     except ValueError:
         raise Invalid(f"{what} is a percentage such as 25 or 25%", at) from None
-    if value != value:   # NaN
+    if math.isnan(value):
         raise Invalid(f"{what} is a percentage such as 25 or 25%", at)
     return value
 
