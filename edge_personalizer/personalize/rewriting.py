@@ -117,16 +117,13 @@ class RewritingSend(ResponseStart):
             except RewriteAborted as exc:
                 if self.start is not None and not isinstance(exc, BrokenEncoding):
                     raise   # nothing is out, every byte held: the page as it came
-                self._abort()
+                # Part of the page is out and the rest cannot be matched up: an incomplete
+                # response (the connection closes) is honest; a mangled page would not be.
+                logger.exception("rewriting %s failed mid-page; closing", self.path)
+                self.fail_open.observer.stage_failed("rewrite")
+                self.aborted = True
+                self.on_time.disarm()
         return False, None
-
-    def _abort(self) -> None:
-        """Part of the page is out and the rest cannot be matched up: an incomplete
-        response (the connection closes) is honest; a mangled page would not be."""
-        logger.exception("rewriting %s failed mid-page; closing", self.path)
-        self.fail_open.observer.stage_failed("rewrite")
-        self.aborted = True
-        self.on_time.disarm()
 
     def _passed(self, out: bytes | None, unsent: Message, *, more: bool) -> list[Message]:
         """What goes now of what the rewriter made: with the start once it may go, none
@@ -156,13 +153,16 @@ class RewritingSend(ResponseStart):
         with self.fail_open.stage("slots", self.path):
             page, known = _settled(self.exchange, self.headers, self.path, self.head,
                                    message["status"])
+        head_only = self.exchange.scope["method"] == "HEAD"
         with self.fail_open.stage("rewrite", self.path):
             made = _rewriter_for(self.editor, self.exchange, self.head, self.accept_encoding,
-                                 self.fail_open, page=page, look=not known)
+                                 self.fail_open, page=page, look=not (known or head_only))
             if made is not None:
                 self.rewriter, self.changes = made
         if self.rewriter is not None:   # the start is made once the rewriter has decided
-            if not known and self.changes is not None and self.changes.slots:
+            if head_only:   # (RFC 9110 9.3.2: the start a GET's would be, by its headers)
+                self.rewriter.decide_by_headers()
+            elif not known and self.changes is not None and self.changes.slots:
                 self.waiting = HeldHead(self.changes.slots)   # ... and released
                 self._bound_wait()
             self.start = message
@@ -254,7 +254,7 @@ def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: Response
              status: int) -> tuple[bool, bool]:
     """Whether the response is a whole HTML page with a body, and whether which of its
     slots it has is known (or does not matter); the decision settled as far as known."""
-    if _is_page(status, exchange.scope["method"], head):
+    if _is_page(status, head):
         return True, settle_known_slots(exchange, headers, path, head)
     if status not in _REWRITTEN and is_html(head):
         # A redirect, an empty answer: no variant shown. (Only an HTML answer's headers
@@ -263,9 +263,10 @@ def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: Response
     return False, True
 
 
-def _is_page(status: int, method: str, head: ResponseHead) -> bool:
-    """Whether the response is a whole HTML page with a body."""
+def _is_page(status: int, head: ResponseHead) -> bool:
+    """Whether the response is a whole HTML page with a body (a HEAD's is what a GET's
+    would be, without its body: its start is made as the GET's would be)."""
     if status not in _REWRITTEN or not is_html(head):
         return False   # a 206 is part of a page: its ranges must fit the others
     # no body to rewrite: the head goes out as it is, at once
-    return method != "HEAD" and head.get(b"content-length") != "0"
+    return head.get(b"content-length") != "0"

@@ -154,6 +154,15 @@ class ResponseRewriter:
             out += self._encode(tail) + (self._encoder.finish() if self._encoder else b"")
         return out
 
+    def decide_by_headers(self) -> None:
+        """Decides, for an answer without a body (a HEAD), what a GET's rewrite would do:
+        judged by the headers alone, a charset only a meta tag names taken as readable
+        (as a page that names none is)."""
+        self.decided = True
+        self.rewriting = self._decoder is not None and rewritable_charset(self._charset)
+        if self.rewriting:
+            self.content_encoding = preferred_coding(self._accept_encoding)
+
     def close(self) -> None:
         """Done with this response, read to its end or not (see Rewriter.close)."""
         if self._rewriter is not None:

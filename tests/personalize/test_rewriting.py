@@ -199,6 +199,27 @@ def test_head_of_a_personalized_page_completes_and_the_next_request_is_answered(
     assert b"HTTP/1.1 204" in answer          # the pipelined request after it is not lost
 
 
+@pytest.mark.parametrize("accept", ["identity", "gzip, br"])
+def test_a_head_of_a_page_answers_the_start_its_get_would(proxy: Server, accept: str) -> None:
+    # RFC 9110 9.3.2: the same fields as the GET's, the length (known only once the page is
+    # rewritten) left out, never the origin's; nor its validators, which a cache would
+    # revalidate the variant with.
+    headers = {**FACEBOOK, "accept-encoding": accept}
+    with httpx.Client() as client:
+        get = client.get(f"{proxy.url}/slotted/head-of-it", headers=headers)
+        head = client.head(f"{proxy.url}/slotted/head-of-it", headers=headers)
+    assert HERO in get.content   # (decoded)
+    assert head.status_code == 200 and head.content == b""
+    for name in ("content-length", "etag", "content-md5", "last-modified", "accept-ranges"):
+        assert name not in head.headers
+    for name in ("content-type", "content-encoding", "vary", "cache-control", "x-ep-segment"):
+        assert head.headers.get_list(name) == get.headers.get_list(name), name
+    # A page no rule changes keeps the origin's length, as its GET does.
+    plain = httpx.head(f"{proxy.url}/slotted/head-of-it", headers=PAGE)
+    assert plain.headers["content-length"] == httpx.get(
+        f"{proxy.url}/slotted/head-of-it", headers=PAGE).headers["content-length"]
+
+
 def test_an_empty_html_body_comes_through_complete(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/html-edge/a?kind=empty", headers=FACEBOOK, timeout=5)
     assert response.status_code == 200 and response.content == b""
