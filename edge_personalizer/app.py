@@ -148,7 +148,8 @@ class EdgeApp:
         routes |= dashboard.routes()
         prefixes = dashboard.prefixes()
         if personalized.page_headers is not None:
-            edge = EdgeDecisions(personalized.page_headers)
+            edge = EdgeDecisions(personalized.page_headers,
+                                 trusted_only=settings.edge_trusted_only)
             routes |= edge.routes() | Beacon(personalized.page_headers).routes()
             prefixes |= edge.prefixes()
         endpoints = Endpoints(personalized, routes=routes, prefixes=prefixes)

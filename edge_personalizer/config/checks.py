@@ -108,6 +108,10 @@ def check_settings(s: Settings) -> None:
         raise SettingsError(f"cache_tag_headers: unknown {', '.join(unknown_tags)}; "
                             f"choose from {', '.join(TAG_HEADERS)} (or the CDNs: "
                             f"{', '.join(CDN_TAG_HEADERS)}), or none")
+    if s.edge_trusted_only and not s.trusted_proxies:
+        raise SettingsError("edge_trusted_only answers /__ep/decide for trusted proxies only: "
+                            "name the edge's addresses in trusted_proxies (--trusted-proxy "
+                            "CIDR), or no one could ask")
     if s.shared_max_age < 0:
         raise SettingsError(f"shared_max_age must be >= 0, got {s.shared_max_age}")
     if s.rules_watch_interval < 0:

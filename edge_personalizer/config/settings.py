@@ -168,6 +168,10 @@ class Settings:
              "which slots the page has (a path's first view in a worker): past it the page "
              "streams on, every slot taken as present (a page that flushes early and then "
              "renders slowly keeps its early bytes)")
+    edge_trusted_only: bool = option(
+        False, convert=to_bool, section=_CDN,
+        help="/__ep/decide and /__ep/fragment answer trusted proxies only (a 403 to anyone "
+             "else, who could otherwise count exposures with them)")
     keyed_caching: bool = option(False, convert=to_bool, section=_CDN,
                                  help="personalized pages public, keyed by X-EP-Segment")
     shared_max_age: int = option(

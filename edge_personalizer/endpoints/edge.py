@@ -14,6 +14,7 @@ from ..personalize.exchange import Exchange
 from ..personalize.fail_open import FailOpen
 from ..personalize.response_headers import PageHeaders
 from ..personalize.segments import SEGMENT_HEADER, Segment
+from ..proxy.client_ip import client_address
 from ..proxy.pages import respond
 from ..rules.fields import suggest
 from .router import Route
@@ -48,10 +49,21 @@ def described_scope(scope: Scope) -> Scope:
 class EdgeDecisions:
     """The decision for a page, without the page: what an edge needs to serve it."""
 
-    def __init__(self, headers: PageHeaders) -> None:
+    def __init__(self, headers: PageHeaders, *, trusted_only: bool = False) -> None:
         self.headers = headers
         self.personalizer = headers.personalizer
         self.fail_open = FailOpen(self.personalizer.observer)
+        self.trusted_only = trusted_only   # edge_trusted_only: anyone else gets a 403
+
+    async def _refused(self, scope: Scope, send: Send) -> bool:
+        """Whether the asker is refused: with edge_trusted_only, anyone but a trusted
+        proxy (a decision counts its exposures, and names the rules that made it)."""
+        if not self.trusted_only or client_address(scope, self.personalizer.trusted).trusted_peer:
+            return False
+        await respond(send, 403, b"this endpoint answers the site's trusted proxies only "
+                      b"(edge_trusted_only)\n", b"text/plain; charset=utf-8",
+                      [(b"cache-control", b"no-store")])
+        return True
 
     def prefixes(self) -> dict[str, Route]:
         return {FRAGMENT_PREFIX: Route(self.fragment)}
@@ -76,6 +88,8 @@ class EdgeDecisions:
         return begun
 
     async def decide(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await self._refused(scope, send):
+            return
         begun = await self._begin(scope, send, named_segment=False)
         if begun is None:
             return
@@ -125,6 +139,8 @@ class EdgeDecisions:
                       [*headers, (b"cache-control", b"private, no-store")])
 
     async def fragment(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await self._refused(scope, send):
+            return
         slot = scope["path"][len(FRAGMENT_PREFIX):]
         rules = self.personalizer.rules
         declared = rules.current.slots if rules is not None else {}

@@ -21,6 +21,8 @@ from edge_personalizer.errors import SettingsError
      "keep_alive_timeout must be a number > 0, got inf"),
     ({"EP_ORIGIN_URL": "http://x", "EP_TRUSTED_PROXIES": "10.0.0.300"}, "trusted_proxies"),
     ({"EP_ORIGIN_URL": "http://x", "EP_LOG_FORMAT": "xml"}, "log_format must be text or json"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_EDGE_TRUSTED_ONLY": "true"},
+     "name the edge's addresses in trusted_proxies"),
     ({"EP_ORIGIN_URL": "http://x", "EP_ACCESS_LOG": "maybe"}, "expected true or false"),
     ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "shop.example"}, "public_url must be"),
     ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://shop.example/en"}, "no path"),

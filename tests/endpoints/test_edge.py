@@ -147,6 +147,32 @@ def test_search_and_ai_crawlers_get_the_default_page(proxy: Server, origin: Serv
     assert 'ep_bot_requests_total{category="ai"}' in metrics
 
 
+def test_edge_endpoints_can_answer_trusted_proxies_only(origin: Server, tmp_path: Path) -> None:
+    # Anyone could otherwise ask /__ep/decide again and again, counting exposures of
+    # variants no one was shown.
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
+                         "--trusted-proxy", "127.0.0.2", env={"EP_EDGE_TRUSTED_ONLY": "true"})
+    try:
+        asked = {**FACEBOOK, "x-original-uri": "/slotted/a"}
+        refused = [httpx.get(f"{server.url}{path}", headers=asked)
+                   for path in ("/__ep/decide", "/__ep/fragment/hero?url=/slotted/a")]
+        with httpx.Client(transport=CDN) as cdn:
+            decided = cdn.get(f"{server.url}/__ep/decide", headers=asked)
+            fragment = cdn.get(f"{server.url}/__ep/fragment/hero?url=/slotted/a",
+                               headers=FACEBOOK)
+        page = httpx.get(f"{server.url}/slotted/a", headers=FACEBOOK)
+    finally:
+        server.stop()
+    for response in refused:
+        assert response.status_code == 403
+        assert "edge_trusted_only" in response.text
+        assert "set-cookie" not in response.headers   # no visitor made, nothing counted
+    assert decided.status_code == 200
+    assert decided.json()["slots"]["hero"]["variant"] == "facebook-hero"
+    assert fragment.status_code == 200 and "Facebook" in fragment.text
+    assert page.status_code == 200 and b"friend from Facebook" in page.content
+
+
 def test_purge_tags_only_on_pages_a_shared_cache_may_store(
         proxy: Server, origin: Server, tmp_path: Path) -> None:
     private = httpx.get(f"{proxy.url}/slotted/a", headers=FACEBOOK).headers
