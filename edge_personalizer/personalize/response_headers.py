@@ -275,6 +275,9 @@ class PageHeaders:
             return None
         if any(name == b"set-cookie" for name, _ in headers):
             return None
+        # The header as sent, whoever sent it (not Exchange.edge_segment, which only a
+        # trusted edge sets): a cache keys on it even when it is not a trusted proxy, and a
+        # page made for another key must never be stored under this one.
         asked = exchange.visitor.request.headers.get(SEGMENT_HEADER)
         if asked is not None and asked != segment.key:
             return None
