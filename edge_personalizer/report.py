@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from .classify.classifier import Classifier, request_info
 from .classify.visitor import Visitor
+from .rules.fields import rules_can_read
 
 # The fields whose distribution `classify --summary` reports.
 SUMMARY_FIELDS = ("referral.medium", "referral.source", "geo.country", "geo.continent",
@@ -136,7 +137,9 @@ def render_visitor(data: Mapping[str, Any]) -> str:
                 if value not in (None, {}, [], ""):
                     shown = json.dumps(value, ensure_ascii=False) \
                         if isinstance(value, (dict, list)) else value
-                    lines.append(f"  {root}.{name}: {shown}")
+                    field = f"{root}.{name}"
+                    note = "" if rules_can_read(field) else "   (shown only: rules cannot read it)"
+                    lines.append(f"  {field}: {shown}{note}")
     return "\n".join(lines)
 
 

@@ -122,6 +122,14 @@ def test_explain_shows_the_classified_visitor(capsys: pytest.CaptureFixture[str]
                  "matched  mobile-app-nudge", "hero: facebook-welcome (rule facebook-welcome)",
                  "hero-headline-test (hero): not in the audience"):
         assert line in out
+    # What rules cannot read is shown for the operator, and said so.
+    for field in ("geo.source", "time.minute", "profile.first_seen", "request.client_ip"):
+        assert f"  {field}: " in out
+        assert next(line for line in out.splitlines() if f"  {field}: " in line).endswith(
+            "(shown only: rules cannot read it)")
+    for line in out.splitlines():
+        if line.startswith(("  geo.city", "  device.type", "  request.path", "  referral.")):
+            assert "shown only" not in line
 
 
 def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:

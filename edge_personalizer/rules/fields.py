@@ -121,6 +121,14 @@ PREFIXES: Final[Mapping[str, FieldSpec]] = MappingProxyType({
 })
 
 
+def rules_can_read(name: str) -> bool:
+    """Whether rules can read the visitor field `name` (`explain` shows more: where geo
+    came from, exact times, the client's address), or the fields under it."""
+    group = name + "."
+    return (name in FIELDS or group in PREFIXES or name.startswith(tuple(PREFIXES))
+            or any(field.startswith(group) for field in FIELDS))
+
+
 def suggest(word: str, choices: Iterable[str]) -> str:
     """`; did you mean 'x'?` when something close exists, else ``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

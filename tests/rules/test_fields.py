@@ -3,7 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_personalizer.rules.book import load_rules
-from edge_personalizer.rules.fields import lookup, normalize, suggest, vary_headers
+from edge_personalizer.rules.fields import (
+    lookup,
+    normalize,
+    rules_can_read,
+    suggest,
+    vary_headers,
+)
 
 from ..factories import make_visitor
 
@@ -31,3 +37,13 @@ def test_header_names_are_case_insensitive(tmp_path: Path) -> None:
     rule = load_rules(tmp_path).rules[0]
     assert rule.condition(make_visitor(headers={"X-Country": "se"}))
     assert normalize("request.header.X-A") == "request.header.x-a"
+
+
+def test_rules_can_read_the_fields_they_may_name_and_the_groups_above_them() -> None:
+    for name in ("geo.country", "profile.first_referral", "profile.first_referral.medium",
+                 "profile.interests", "profile.interests.running", "request.query",
+                 "request.header.x-country"):
+        assert rules_can_read(name), name
+    for name in ("geo.source", "time.minute", "profile.first_seen", "request.client_ip",
+                 "geo.country_code_unknown"):
+        assert not rules_can_read(name), name
