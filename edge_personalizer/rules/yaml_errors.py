@@ -17,6 +17,9 @@ _HINTS = (
     ("found character '\\t'", "indent with spaces: YAML takes no tabs"),
     ("found '<stream end>'", "the file ends inside a '[' or '{' that is never closed"),
 )
+# ... unless the ':' is the first of its line: then the line is the mistake.
+_DEEPER = ("this line is indented deeper than the line above, as if it belonged to its "
+           "value: line it up with the keys it goes with")
 # What was left open, by what PyYAML was reading when the file ended.
 _OPENED = (("flow mapping", "a '{'"), ("flow sequence", "a '['"), ("quoted scalar", "a quote"))
 
@@ -40,6 +43,8 @@ def yaml_error(exc: yaml.MarkedYAMLError, path: Path, text: str) -> RuleError:
         reason = f"{opened} opened here is not closed before line {stop.line + 1}"
     else:
         hint = next((fix for said, fix in _HINTS if said in reason), None)
+        if hint is not None and _indented_under_a_value(problem, text, stop):
+            hint = _DEEPER
         if hint is not None:
             reason = f"{reason} ({hint})"
     line = column = None
@@ -49,3 +54,15 @@ def yaml_error(exc: yaml.MarkedYAMLError, path: Path, text: str) -> RuleError:
         if line > len(lines):   # the end of the file: its last line
             line, column = max(len(lines), 1), len(lines[-1]) + 1 if lines else 1
     return RuleError(f"invalid YAML: {reason}", source=path, line=line, column=column)
+
+
+def _indented_under_a_value(problem: str, text: str, mark: yaml.Mark | None) -> bool:
+    """Whether a ':' PyYAML allows no mapping at is the first of its line (`key: value`
+    followed by a line indented deeper), not one more in a value (`banner: Free: x`)."""
+    if "mapping values are not allowed" not in problem or mark is None:
+        return False
+    lines = text.splitlines()
+    if mark.line >= len(lines):
+        return False
+    before = lines[mark.line][:mark.column]
+    return ": " not in before and not before.lstrip().startswith(("-", "{", "["))

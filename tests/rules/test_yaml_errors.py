@@ -23,6 +23,12 @@ from edge_personalizer.rules.book import check_rules
     ("rules:\n  - name: a\n    then:\n      banner: Free: delivery\n", 4, 19,
      "mapping values are not allowed here (a value holding ': ' is quoted: "
      'banner: "Free: delivery")'),
+    # A key indented under the line above's value is an indentation mistake, not a ':'
+    # to quote.
+    ("rules:\n  - name: a\n    when:\n      segment: runner\n        request.path: /\n",
+     5, 21, "mapping values are not allowed here (this line is indented deeper than the "
+            "line above, as if it belonged to its value: line it up with the keys it goes "
+            "with)"),
     ("rules:\n  - name: a\n    then: {banner: <p>Free: delivery</p>}\n", 3, 27,
      "(a value holding ': ' is quoted"),
     ("rules:\n  - name: a\n   then: {x: y}\n", 3, 4,

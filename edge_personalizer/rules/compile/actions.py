@@ -241,9 +241,13 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath, *,
     return Content(action=action, template=template, source=source)
 
 
+_LISTED_FRAGMENTS: Final = 8   # a folder holding no more fragments is listed when none is near
+
+
 def _near_fragment(directory: Path, path_text: str) -> str:
     """`; did you mean 'fragments/x.html'?` for a fragment of a close name in the same
-    folder of the rules directory (`hero_fb.html` for `hero-fb.html`), else ``."""
+    folder of the rules directory (`hero_fb.html` for `hero-fb.html`), else what the
+    folder holds when it holds few, else ``."""
     folder, _, name = path_text.rpartition("/")
     relative = os.path.normpath(folder) if folder else os.curdir
     if os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir \
@@ -254,8 +258,16 @@ def _near_fragment(directory: Path, path_text: str) -> str:
                  if entry.name.endswith(".html") and not entry.name.startswith(".")]
     except OSError:
         return ""
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    return f"; did you mean {(folder + '/' if folder else '') + close[0]!r}?" if close else ""
+    # Names alike in a folder share their ending and often a start ("hero-"): only a
+    # near miss of the name without its ending is a typo.
+    stems = {entry.removesuffix(".html"): entry for entry in names}
+    close = difflib.get_close_matches(name.removesuffix(".html"), stems, n=1, cutoff=0.8)
+    where = folder + "/" if folder else ""
+    if close:
+        return f"; did you mean {where + stems[close[0]]!r}?"
+    if names and len(names) <= _LISTED_FRAGMENTS:
+        return f"; {where or 'the rules directory'} holds {', '.join(sorted(names))}"
+    return ""
 
 
 def _no_fragment(ctx: CompileContext, path_text: str) -> str:

@@ -203,8 +203,14 @@ def test_a_value_that_reads_as_a_path_but_names_no_fragment_is_an_error(
     ("fragments/herosale", "no fragment file 'fragments/herosale' (fragments are .html files "
                            "in the rules directory; did you mean 'fragments/hero-sale.html'?); "
                            "to show it as text, write {{text: 'fragments/herosale'}}"),
+    # A name that is no near miss is no typo: what the folder holds is listed instead (a
+    # shared "hero-" start and ".html" end made hero-summer look like hero-sale).
     ("fragments/footer.html", "fragment file 'fragments/footer.html' does not exist (looked "
-                              "for {dir}/fragments/footer.html)"),
+                              "for {dir}/fragments/footer.html); fragments/ holds "
+                              "hero-sale.html"),
+    ("fragments/hero-summer.html", "fragment file 'fragments/hero-summer.html' does not exist "
+                                   "(looked for {dir}/fragments/hero-summer.html); fragments/ "
+                                   "holds hero-sale.html"),
     ("../outside/hero_sale.html", "fragment '../outside/hero_sale.html' is outside the rules "
                                   "directory"),
     ("fragments/../../outside/hero_sale", "no fragment file 'fragments/../../outside/hero_sale'"
