@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -23,7 +24,7 @@ from ..model import (
     Redirect,
 )
 from ..template import Template, TemplateKind
-from .context import CompileContext, Invalid
+from .context import CompileContext, Invalid, Invalids
 
 # RFC 7230 token: header names, attribute names.
 _TOKEN: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
@@ -69,9 +70,9 @@ def compile_then(ctx: CompileContext, rule_file: RuleFile, then: dict[Any, Any],
             if key == "redirect":
                 redirect = _redirect(value, key_at)
             elif key == "headers":
-                headers = _headers(value, key_at)
+                headers = _pairs(value, key_at, "headers", _header)
             elif key == "cookies":
-                cookies = _cookies(value, key_at)
+                cookies = _pairs(value, key_at, "cookies", _cookie)
             elif key in ctx.slots:
                 slots[key] = content(ctx, value, key_at)
             elif key in INJECTIONS:
@@ -84,6 +85,10 @@ def compile_then(ctx: CompileContext, rule_file: RuleFile, then: dict[Any, Any],
                               + suggest(key, choices), key_at, on_key=True)
         except Invalid as exc:
             ctx.reject(rule_file, exc, owner)
+            ok = False
+        except Invalids as several:   # (every wrong entry of a mapping)
+            for one in several.errors:
+                ctx.reject(rule_file, one, owner)
             ok = False
     if not ok:
         return None
@@ -313,53 +318,54 @@ def _redirect(raw: Any, at: KeyPath) -> Redirect:
     return Redirect(location, int(status), keep)
 
 
-def _pairs(raw: Any, at: KeyPath, what: str) -> list[tuple[str, str, KeyPath]]:
+def _pairs(raw: Any, at: KeyPath, what: str,
+           check: Callable[[str, str, KeyPath], None]) -> Pairs:
+    """The mapping's names and values, each `check`ed; Invalids naming every wrong one."""
     if not isinstance(raw, dict) or not raw:
         raise Invalid(f"{what} is a mapping of names to values", at)
-    out = []
+    out, errors = [], []
     for key, value in raw.items():
-        if isinstance(value, (dict, list)) or value is None:
-            raise Invalid(f"{what}: the value of {key!r} must be one line of text",
-                          (*at, str(key)))
-        out.append((str(key), str(value), (*at, str(key))))
-    return out
-
-
-def _headers(raw: Any, at: KeyPath) -> Pairs:
-    out = []
-    for name, value, where in _pairs(raw, at, "headers"):
-        folded = name.lower()
-        if not _TOKEN.fullmatch(name) or folded in _FORBIDDEN_HEADERS:
-            raise Invalid(f"headers: {name!r} cannot be set by a rule", where)
-        if folded.startswith("x-ep-") or folded.encode() in CDN_CACHE_CONTROLS:
-            raise Invalid(f"headers: {name!r} is the product's to set (X-EP-* headers, and "
-                          "a CDN's own cache controls: Cache-Control is what every cache "
-                          "is told)", where)
-        if not _HEADER_VALUE.fullmatch(value):
-            raise Invalid(f"headers: the value of {name!r} must be one line of text "
-                          "(no control characters; non-ASCII as latin-1)", where)
-        _no_template("headers", name, value, where)
-        out.append((name, value))
+        where = (*at, str(key))
+        try:
+            if isinstance(value, (dict, list)) or value is None:
+                raise Invalid(f"{what}: the value of {key!r} must be one line of text", where)
+            check(str(key), str(value), where)
+        except Invalid as exc:
+            errors.append(exc)
+        else:
+            out.append((str(key), str(value)))
+    if errors:
+        raise Invalids(errors)
     return tuple(out)
 
 
-def _cookies(raw: Any, at: KeyPath) -> Pairs:
-    out = []
-    for name, value, where in _pairs(raw, at, "cookies"):
-        if not _TOKEN.fullmatch(name):
-            raise Invalid(f"cookies: {name!r} is not a cookie name (letters, digits and "
-                          "!#$%&'*+-.^_`|~; no spaces, '=', ';' or ',')", where, on_key=True)
-        if name.lower().startswith("ep_"):
-            raise Invalid(f"cookies: {name!r}: names starting ep_ are the product's (the "
-                          "visitor's profile is ep_profile); choose another", where,
-                          on_key=True)
-        if not _COOKIE_VALUE.fullmatch(value):
-            raise Invalid(f"cookies: the value of {name!r} may not hold spaces, quotes, "
-                          "';', ',', '\\' or control characters (URL-encode them: "
-                          "spring%20sale)", where)
-        _no_template("cookies", name, value, where)
-        out.append((name, value))
-    return tuple(out)
+def _header(name: str, value: str, where: KeyPath) -> None:
+    folded = name.lower()
+    if not _TOKEN.fullmatch(name) or folded in _FORBIDDEN_HEADERS:
+        raise Invalid(f"headers: {name!r} cannot be set by a rule", where)
+    if folded.startswith("x-ep-") or folded.encode() in CDN_CACHE_CONTROLS:
+        raise Invalid(f"headers: {name!r} is the product's to set (X-EP-* headers, and "
+                      "a CDN's own cache controls: Cache-Control is what every cache "
+                      "is told)", where)
+    if not _HEADER_VALUE.fullmatch(value):
+        raise Invalid(f"headers: the value of {name!r} must be one line of text "
+                      "(no control characters; non-ASCII as latin-1)", where)
+    _no_template("headers", name, value, where)
+
+
+def _cookie(name: str, value: str, where: KeyPath) -> None:
+    if not _TOKEN.fullmatch(name):
+        raise Invalid(f"cookies: {name!r} is not a cookie name (letters, digits and "
+                      "!#$%&'*+-.^_`|~; no spaces, '=', ';' or ',')", where, on_key=True)
+    if name.lower().startswith("ep_"):
+        raise Invalid(f"cookies: {name!r}: names starting ep_ are the product's (the "
+                      "visitor's profile is ep_profile); choose another", where,
+                      on_key=True)
+    if not _COOKIE_VALUE.fullmatch(value):
+        raise Invalid(f"cookies: the value of {name!r} may not hold spaces, quotes, "
+                      "';', ',', '\\' or control characters (URL-encode them: "
+                      "spring%20sale)", where)
+    _no_template("cookies", name, value, where)
 
 
 def _no_template(section: str, name: str, value: str, where: KeyPath) -> None:

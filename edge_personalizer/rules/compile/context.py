@@ -45,6 +45,14 @@ class Invalid(Exception):
         self.on_key = on_key
 
 
+class Invalids(Exception):
+    """Several errors inside a compile step (each wrong entry of a mapping)."""
+
+    def __init__(self, errors: list[Invalid]) -> None:
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = errors
+
+
 class Reported(Exception):
     """Errors already recorded; the enclosing step stops without adding another."""
 

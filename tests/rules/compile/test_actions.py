@@ -54,6 +54,19 @@ def test_headers_and_redirects_that_cannot_go_out_are_refused(
     assert len(errors) == 1 and message in errors[0].reason
 
 
+def test_every_wrong_header_and_cookie_is_named_at_once(tmp_path: Path) -> None:
+    _, errors = check_rules(then(tmp_path, "{headers: {Content-Length: '3', X-EP-A: b, "
+                                           "X-Ok: fine}, cookies: {ep_x: y, 'a b': c}}"))
+    assert [e.reason.split(": ", 2)[1:] for e in errors] == [
+        ["headers", "'Content-Length' cannot be set by a rule"],
+        ["headers", "'X-EP-A' is the product's to set (X-EP-* headers, and a CDN's own cache "
+                    "controls: Cache-Control is what every cache is told)"],
+        ["cookies", "'ep_x': names starting ep_ are the product's (the visitor's profile is "
+                    "ep_profile); choose another"],
+        ["cookies", "'a b' is not a cookie name (letters, digits and !#$%&'*+-.^_`|~; no "
+                    "spaces, '=', ';' or ',')"]]
+
+
 @pytest.mark.parametrize(("actions", "message"), [
     # issue 20, item 15: visitor data never lands where a browser runs it
     ("{hero: {action: set_attribute, attribute: onclick, value: '{{ request.query.x }}'}}",
