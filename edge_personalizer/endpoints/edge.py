@@ -99,13 +99,15 @@ class EdgeDecisions:
         if redirect is not None:   # the edge redirects: the visitor is shown no variant
             exchange.settle_no_slots()
         else:
-            # The page is known (from its views through the proxy) to lack these slots:
-            # the visitor will not see their variants, so none are named or counted.
+            # The page is known (from its views through the proxy) to lack these slots, or
+            # to hide them (inside a slot whose variant takes away what it held): the
+            # visitor will not see their variants, so none are named or counted.
             # (The segment stays that of the whole decision: the page made for it is.)
             with self.fail_open.stage("slots", exchange.visitor.request.path):
                 slots = self.personalizer.slots
-                absent = slots.known_absent(exchange.visitor.request.path,
-                                            exchange.decision.slots)
+                path = exchange.visitor.request.path
+                absent = slots.known_absent(path, exchange.decision.slots) \
+                    | slots.hidden(path, exchange.decision)
                 if absent:
                     exchange.settle(slots.trim(exchange.decision, absent))
         decision = exchange.decision

@@ -54,7 +54,7 @@ from starlette.types import Message, Send
 
 from .exchange import Exchange
 from .response_headers import PageHeaders, ResponseHead
-from .slot_presence import SlotPresence
+from .slot_presence import SlotPresence, hidden, nesting
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
     absent = slots.absent(path, head, decision.slots)
     if absent is None:
         return False
+    absent |= slots.hidden(path, decision)
     if absent:
         exchange.settle(slots.trim(decision, absent))
     return True
@@ -90,13 +91,16 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
 class HeldHead:
     """The rewritten body of a page whose head waits, and when the head may go.
 
-    `slots` are the slots the rewriter looks for, in the order of its found flags.
+    `slots` are the slots the rewriter looks for, in the order of its found flags;
+    `probed` those it finds which is inside which of (by their places here).
     """
 
-    __slots__ = ("slots", "limit", "output", "size", "overdue")
+    __slots__ = ("slots", "probed", "limit", "output", "size", "overdue")
 
-    def __init__(self, slots: Sequence[str], limit: int = HOLD_LIMIT) -> None:
+    def __init__(self, slots: Sequence[str], limit: int = HOLD_LIMIT,
+                 probed: Sequence[str] = ()) -> None:
         self.slots = tuple(slots)
+        self.probed = tuple(probed)
         self.limit = limit
         self.output: list[bytes] = []   # what the rewriter made while the head waited
         self.size = 0                   # its bytes
@@ -118,19 +122,27 @@ class HeldHead:
         return None
 
     def release(self, exchange: Exchange, presence: SlotPresence, head: ResponseHead,
-                found: Sequence[bool] | None, read: int, ended: bool) -> bool:
+                found: Sequence[bool] | None, read: int, ended: bool,
+                inside: frozenset[tuple[int, int]] | None = None) -> bool:
         """Whether the head may go (see absent): if so, the choices for the slots the page
-        lacks are dropped; a page seen with every slot before its end is learned so (the
-        rest of it may pass without the rewriter when nothing is left to change)."""
+        lacks, or hides (inside a slot whose variant takes away what it held: `inside`,
+        the rewriter's), are dropped; a page seen with every slot before its end is
+        learned so (the rest of it may pass without the rewriter when nothing is left to
+        change)."""
         absent = self.absent(found, read, ended)
         if absent is None:
             return False
-        if absent:
-            exchange.settle(presence.trim(exchange.decision, absent))
-        elif found is not None and not ended and len(found) == len(self.slots) and all(found):
+        nested = nesting(self.probed, inside)
+        gone = absent | hidden(exchange.decision, (pair for pair, there in nested.items()
+                                                   if there))
+        if gone:
+            exchange.settle(presence.trim(exchange.decision, gone))
+        if not absent and found is not None and not ended and len(found) == len(self.slots) \
+                and all(found):
             presence.learned(exchange.visitor.request.path, head,
-                             dict(zip(self.slots, found, strict=True)))
+                             dict(zip(self.slots, found, strict=True)), nested)
         return True
+
 
     def keep(self, out: bytes | None) -> None:
         if out:

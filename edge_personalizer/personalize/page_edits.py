@@ -3,8 +3,9 @@ before the end of its body, and the rewriter that applies them to the origin's b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from lru import LRU
 
@@ -14,7 +15,7 @@ from ..rewrite.first_bytes import FirstBytesMemo
 from ..rewrite.html import csp_nonce, with_nonce
 from ..rewrite.stream import ResponseRewriter
 from ..rules.book import RuleBook
-from ..rules.model import Decision, RuleSet
+from ..rules.model import Decision, RuleSet, Slot
 from .exchange import Exchange
 from .response_headers import ResponseHead
 
@@ -27,6 +28,10 @@ class PageChanges:
     head: str       # HTML added at the end of <head>
     body_end: str   # HTML added before </body>
     slots: tuple[str, ...] = ()   # the slot each edit is for
+    # On a view that looks: the slots probed for which one's element is inside which
+    # (see probed_slots), and their selectors.
+    probed: tuple[str, ...] = ()
+    probes: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.edits or self.head or self.body_end)
@@ -69,7 +74,7 @@ class PageEditor:
             changes.edits, content_type=head.get(b"content-type", ""),
             content_encoding=head.get(b"content-encoding", ""),
             accept_encoding=accept_encoding, head=changes.head, body_end=changes.body_end,
-            on_error=on_error, memo=self.memo), changes
+            on_error=on_error, memo=self.memo, probes=changes.probes), changes
 
     def changes(self, decision: Decision, visitor: Visitor, nonce: str | None, *,
                 look: bool = False) -> PageChanges:
@@ -104,7 +109,22 @@ class PageEditor:
                 edits.append(Edit(slots[name].selector, content.action, payload,
                                   content.attribute))
                 names.append(name)
-        return PageChanges(tuple(edits), injected["head"], injected["body_end"], tuple(names))
+        probed = probed_slots(names, slots) if look else ()
+        return PageChanges(tuple(edits), injected["head"], injected["body_end"], tuple(names),
+                           probed, tuple(slots[name].selector for name in probed))
+
+
+# Slots a view that looks probes at most: each adds a handler for every element inside it.
+MAX_PROBED_SLOTS: Final = 8
+
+
+def probed_slots(names: Sequence[str], slots: Mapping[str, Slot]) -> tuple[str, ...]:
+    """The slots a page is probed for, which one's element is inside which: a variant
+    that takes away what its slot held hides a slot inside it, whose choice the page then
+    does not show. A selector list ("a, b") cannot be probed (`a, b *` is no descendant
+    of either): its slot is left out."""
+    probed = tuple(name for name in names if "," not in slots[name].selector)
+    return probed if 1 < len(probed) <= MAX_PROBED_SLOTS else ()
 
 
 def to_look_for(decision: Decision) -> bool:

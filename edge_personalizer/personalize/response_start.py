@@ -79,7 +79,8 @@ class ResponseStart:
         released = True   # (a fault of ours: every slot taken as present)
         with self.fail_open.stage("slots", self.path):
             released = waiting.release(self.exchange, self.headers.personalizer.slots,
-                                       self.head, rewriter.found, rewriter.read, ended)
+                                       self.head, rewriter.found, rewriter.read, ended,
+                                       rewriter.inside)
         if not released:
             return False
         self.start = self._made(start)

@@ -17,7 +17,7 @@ from .held_head import HeldHead, settle_known_slots
 from .page_edits import PageChanges, PageEditor, to_look_for
 from .response_headers import PageHeaders, ResponseHead, is_html, read_head
 from .response_start import ResponseStart
-from .slot_presence import SlotPresence
+from .slot_presence import SlotPresence, nesting
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,8 @@ class RewritingSend(ResponseStart):
             if head_only:   # (RFC 9110 9.3.2: the start a GET's would be, by its headers)
                 self.rewriter.decide_by_headers()
             elif not known and self.changes is not None and self.changes.slots:
-                self.waiting = HeldHead(self.changes.slots)   # ... and released
+                self.waiting = HeldHead(self.changes.slots,   # ... and released
+                                        probed=self.changes.probed)
                 self._bound_wait()
             self.start = message
             self.spent += time.perf_counter() - began
@@ -211,7 +212,7 @@ class RewritingSend(ResponseStart):
                 end = rewriter.finish()
                 out = out + end if out and end else (out or end)
                 _learn(self.headers.personalizer.slots, self.path, self.head, self.changes,
-                       rewriter.found)
+                       rewriter.found, rewriter.inside)
         except Exception as exc:
             # A fault of ours: unchanged while nothing is out yet, else cut off honestly.
             if self.start is None and not isinstance(exc, RewriteAborted):
@@ -243,11 +244,14 @@ def _rewriter_for(editor: PageEditor, exchange: Exchange, head: ResponseHead,
 
 
 def _learn(presence: SlotPresence, path: str, head: ResponseHead,
-           changes: PageChanges | None, found: tuple[bool, ...] | None) -> None:
-    """The page was read to its end: which of its slots it has, for the next views."""
+           changes: PageChanges | None, found: tuple[bool, ...] | None,
+           inside: frozenset[tuple[int, int]] | None) -> None:
+    """The page was read to its end: which of its slots it has (and which inside which),
+    for the next views."""
     if changes is None or found is None or len(found) != len(changes.slots):
         return
-    presence.learned(path, head, {slot: found[i] for i, slot in enumerate(changes.slots)})
+    presence.learned(path, head, {slot: found[i] for i, slot in enumerate(changes.slots)},
+                     nesting(changes.probed, inside))
 
 
 def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: ResponseHead,

@@ -9,6 +9,10 @@ anything is made of them: the X-EP-Variant header, the cache tags, the exposures
 and the profile cookie name only what the page shows, and a page left with nothing to
 change passes untouched, with its Content-Length.
 
+Such a view also finds which of the decision's slots sits inside which (page_edits
+probed_slots): a slot inside one whose variant takes away what it held (inner, text,
+replace, remove) is not shown either, and its choice is dropped the same way (`hidden`).
+
 A page can change. What was learned is forgotten, and the next view looks again, when:
 - the response's validators differ from those it was learned from (ETag, else
   Last-Modified, and Content-Length; one set per content coding, since an origin gives
@@ -23,7 +27,7 @@ paths go first).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
 
@@ -34,7 +38,33 @@ from ..rules.model import INJECTIONS, Decision
 
 ResponseHead = dict[bytes, str]   # as response_headers.read_head gives it
 Validators = tuple[str, str]   # (ETag or Last-Modified, Content-Length)
+Nest = tuple[str, str]   # (outer slot, inner slot): the inner's element inside the outer's
 _NOTHING: Final[frozenset[str]] = frozenset()
+# What a variant does to its slot that takes away what the slot held.
+_EMPTYING: Final = frozenset({"inner", "replace", "remove", "text"})
+
+
+def nesting(probed: Sequence[str], inside: frozenset[tuple[int, int]] | None
+            ) -> dict[Nest, bool]:
+    """For each pair of the `probed` slots, whether the page had one inside the other
+    (`inside`: the rewriter's, by their places; None, nothing known)."""
+    if inside is None:
+        return {}
+    return {(outer, inner): (i, j) in inside for i, outer in enumerate(probed)
+            for j, inner in enumerate(probed) if i != j}
+
+
+def hidden(decision: Decision, inside: Iterable[Nest]) -> frozenset[str]:
+    """The decision's slots whose element is inside another slot's (`inside`) whose
+    variant takes away what it held: the page never shows their choice."""
+    slots = decision.slots
+    out = set()
+    for outer, inner in inside:
+        choice = slots.get(outer)
+        if inner in slots and choice is not None and choice.content is not None \
+                and choice.content.action in _EMPTYING:
+            out.add(inner)
+    return frozenset(out)
 
 
 def validators(head: ResponseHead) -> tuple[str, Validators]:
@@ -47,11 +77,13 @@ def validators(head: ResponseHead) -> tuple[str, Validators]:
 class PageSlots:
     """What one path's page was seen to have."""
 
-    __slots__ = ("found", "absent", "validators", "views", "learned_at")
+    __slots__ = ("found", "absent", "nested", "inside", "validators", "views", "learned_at")
 
     def __init__(self, learned_at: float) -> None:
         self.found: dict[str, bool] = {}          # slot -> its element is in the page
         self.absent: frozenset[str] = _NOTHING    # the slots found missing
+        self.nested: dict[Nest, bool] = {}        # (outer, inner) -> one inside the other
+        self.inside: frozenset[Nest] = frozenset()   # the pairs found so
         self.validators: dict[str, Validators] = {}   # content coding -> validators
         self.views = 0
         self.learned_at = learned_at
@@ -136,21 +168,36 @@ class SlotPresence:
             return None
         return entry.absent
 
-    def learned(self, path: str, head: ResponseHead, found: Mapping[str, bool]) -> None:
+    def learned(self, path: str, head: ResponseHead, found: Mapping[str, bool],
+                nested: Mapping[Nest, bool] | None = None) -> None:
         """What a whole page was seen to have: for each slot the rewriter looked for,
-        whether its element was there."""
+        whether its element was there, and for each pair it probed, whether one's element
+        was inside the other's."""
         if not found or not self.learn:
             return
+        nested = nested or {}
         paths = self._current()
         coding, seen = validators(head)
         entry = paths.get(path)
         if entry is None or entry.validators.get(coding, seen) != seen:
             entry = paths[path] = PageSlots(self.clock())
-        elif entry.validators.get(coding) == seen and found.items() <= entry.found.items():
+        elif entry.validators.get(coding) == seen and found.items() <= entry.found.items() \
+                and nested.items() <= entry.nested.items():
             return   # nothing new: the page as it was learned
         entry.validators[coding] = seen
         entry.found.update(found)
         entry.absent = frozenset(name for name, there in entry.found.items() if not there)
+        if nested:
+            entry.nested.update(nested)
+            entry.inside = frozenset(pair for pair, there in entry.nested.items() if there)
+
+    def hidden(self, path: str, decision: Decision) -> frozenset[str]:
+        """The decision's slots the page of `path` is known to hide: inside another slot
+        whose variant takes away what it held (a look only, as known_absent)."""
+        entry = self._current().get(path)
+        if entry is None or not entry.inside:
+            return _NOTHING
+        return hidden(decision, entry.inside)
 
     def trim(self, decision: Decision, absent: frozenset[str]) -> Decision:
         """The decision without its choices for the slots in `absent` (injections into

@@ -184,22 +184,83 @@ class Injector:
         element.append(self.html, _HTML)
 
 
-class Handlers:
-    """The handlers of one response, edits first, then injections (`where`, HTML)."""
+class Census:
+    """Counts the page's elements. Attached before every other handler (lol-html calls an
+    element's handlers in the order they were attached), its count names the element the
+    handlers after it are called for."""
 
-    __slots__ = ("edits", "every")
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def element(self, element: lolhtml.Element) -> None:
+        self.count += 1
+
+
+class Within:
+    """Notes the last element found inside one probed slot's element (`selector *`)."""
+
+    __slots__ = ("census", "at")
+
+    def __init__(self, census: Census) -> None:
+        self.census = census
+        self.at = -1
+
+    def element(self, element: lolhtml.Element) -> None:
+        self.at = self.census.count
+
+
+class Probe:
+    """One probed slot's element (its first, the one an edit takes): inside which of the
+    other probed slots' elements it is, whatever their selectors say. Changes nothing."""
+
+    __slots__ = ("index", "within", "census", "done", "inside")
+
+    def __init__(self, index: int, within: Sequence[Within], census: Census) -> None:
+        self.index = index
+        self.within = within
+        self.census = census
+        self.done = False
+        self.inside: tuple[int, ...] = ()
+
+    def element(self, element: lolhtml.Element) -> None:
+        if self.done:
+            return
+        self.done = True
+        count = self.census.count
+        self.inside = tuple(i for i, outer in enumerate(self.within)
+                            if i != self.index and outer.at == count)
+
+
+class Handlers:
+    """The handlers of one response, edits first, then injections (`where`, HTML); and
+    with `probes` (slots' selectors), what finds which of those slots' elements are inside
+    which, and which no edit waits for."""
+
+    __slots__ = ("edits", "every", "census", "probed", "within", "probes")
 
     def __init__(self, edits: Sequence[Edit], injections: Sequence[tuple[str, str]],
-                 tally: Tally) -> None:
+                 tally: Tally, probes: Sequence[str] = ()) -> None:
         self.edits = [EditHandler(edit, tally) for edit in edits]
         self.every: list[EditHandler | Injector] = [*self.edits]
         self.every += [Injector(html, where) for where, html in injections]
+        self.census = Census()
+        self.probed = tuple(probes) if len(probes) > 1 else ()
+        self.within = [Within(self.census) for _ in self.probed]
+        self.probes = [Probe(i, self.within, self.census) for i in range(len(self.probed))]
 
     def attach(self, rewriter: lolhtml.HTMLRewriter) -> None:
+        if self.probed:
+            rewriter.on("*", self.census)   # first: see Census
         for handler in self.every:
             selector = (handler.edit.selector if isinstance(handler, EditHandler)
                         else handler.where)
             rewriter.on(selector, handler)
+        for selector, within in zip(self.probed, self.within, strict=True):
+            rewriter.on(f"{selector} *", within)
+        for selector, probe in zip(self.probed, self.probes, strict=True):
+            rewriter.on(selector, probe)   # after the Within: they have noted the element
 
     @property
     def changed(self) -> bool:
@@ -235,3 +296,10 @@ class Handlers:
     @property
     def found(self) -> tuple[bool, ...]:
         return tuple(handler.done for handler in self.edits)
+
+    @property
+    def inside(self) -> frozenset[tuple[int, int]]:
+        """(outer, inner) for each probed slot's element found inside another's, by their
+        places in `probes`."""
+        return frozenset((outer, probe.index) for probe in self.probes
+                         for outer in probe.inside)

@@ -47,8 +47,10 @@ class _Reading:
 
     def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 bypass: bool = True, memo: FirstBytesMemo | None = None) -> None:
+                 bypass: bool = True, memo: FirstBytesMemo | None = None,
+                 probes: Sequence[str] = ()) -> None:
         self._tally = Tally(on_error)
+        self._probes = tuple(probes)
         self.broken = False
         self.bypassed = False
         # Once every edit is done and its element closed, the rest of the page skips
@@ -56,7 +58,8 @@ class _Reading:
         # waits for an end tag (</head>, </body>) that may come after the last slot.
         self._bypass = bypass and not head and not body_end and bool(edits) and all(
             edit.slot for edit in edits)
-        self._memo = memo if self._bypass else None
+        # (remembered first bytes are not read: they would answer no probe)
+        self._memo = memo if self._bypass and not probes else None
         self._edits = edits
         self._injections = [(where, html) for where, html in (("head", head),
                                                               ("body", body_end)) if html]
@@ -69,7 +72,8 @@ class _Reading:
 
     def _built(self) -> Handlers:
         if self._handlers is None:
-            self._handlers = Handlers(self._edits, self._injections, self._tally)
+            self._handlers = Handlers(self._edits, self._injections, self._tally,
+                                      self._probes)
         return self._handlers
 
     @property
@@ -120,6 +124,16 @@ class _Reading:
         if self._handlers is None:   # no marker came, or first bytes remembered
             return tuple(self.bypassed for _ in self._edits)
         return self._handlers.found
+
+    @property
+    def inside(self) -> frozenset[tuple[int, int]] | None:
+        """(outer, inner) for each probed slot found inside another (Handlers.inside), as
+        far as the page was read; None when that cannot be told (lol-html gave up)."""
+        if self.broken:
+            return None
+        if self._handlers is None:   # no marker came: no slot, none inside another
+            return frozenset()
+        return self._handlers.inside
 
     def _feed_reading(self, chunk: bytes) -> bytes:
         if self.broken or self.bypassed:
@@ -227,9 +241,10 @@ class Rewriter(_Reading):
 
     def __init__(self, edits: Sequence[Edit], *, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 bypass: bool = True, memo: FirstBytesMemo | None = None) -> None:
+                 bypass: bool = True, memo: FirstBytesMemo | None = None,
+                 probes: Sequence[str] = ()) -> None:
         super().__init__(edits, head=head, body_end=body_end, on_error=on_error,
-                         bypass=bypass, memo=memo)
+                         bypass=bypass, memo=memo, probes=probes)
         self._search = SlotSearch(edits) if self._bypass else None
         self._skip = b""        # lol-html's output still to check against what was sent
 

@@ -51,9 +51,10 @@ class ResponseRewriter:
     def __init__(self, edits: Sequence[Edit], *, content_type: str, content_encoding: str,
                  accept_encoding: str, head: str = "", body_end: str = "",
                  on_error: Callable[[Exception], None] | None = None,
-                 memo: FirstBytesMemo | None = None) -> None:
+                 memo: FirstBytesMemo | None = None, probes: Sequence[str] = ()) -> None:
         self._memo = memo
         self._edits = edits
+        self._probes = probes
         self._head = head
         self._body_end = body_end
         self._on_error = on_error
@@ -143,6 +144,13 @@ class ResponseRewriter:
         rewriter = self._rewriter
         return rewriter.found if self.rewriting and rewriter is not None else None
 
+    @property
+    def inside(self) -> frozenset[tuple[int, int]] | None:
+        """Which probed slots' elements are inside which (see Rewriter.inside); None when
+        the page was not read."""
+        rewriter = self._rewriter
+        return rewriter.inside if self.rewriting and rewriter is not None else None
+
     def finish(self) -> bytes:
         if self.pending:
             raise RuntimeError("a page finished before its last chunk has been read whole")
@@ -182,7 +190,8 @@ class ResponseRewriter:
                                      e.attribute, e.first_only) for e in self._edits)
             self._head, self._body_end = ascii_safe(self._head), ascii_safe(self._body_end)
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
-                                  on_error=self._on_error, memo=self._memo)
+                                  on_error=self._on_error, memo=self._memo,
+                                  probes=self._probes)
         # Compressed for a client that accepts it (brotli first), whatever the origin sent:
         # the proxy asks the origin for identity when it will rewrite (issue 18, bug 5).
         coding = preferred_coding(self._accept_encoding)

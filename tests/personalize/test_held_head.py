@@ -51,10 +51,10 @@ def test_the_bound_is_what_the_proxy_buffers_from_an_origin() -> None:
 # An origin that sends a page in two parts, a second apart (&wait=S: S seconds), with its
 # Content-Length: /<anything>?slots=top|end|none&size=N&pause=M (the first M bytes, then
 # the rest), or as &parts=b500,w1,b3000,w3,rest says (bytes, a wait, the rest; h: up to
-# the garbage of &junk=1); slots=lost:
-# the hero, then markup lol-html gives up on where the page cannot be told apart (its
-# output ends in filler found all over the input); &gzip=1 sends it gzipped whatever was
-# asked, &br=1 in brotli (quality 11), &junk=1 with 4000 bytes of garbage in its middle;
+# the garbage of &junk=1); slots=lost: the hero, then markup lol-html gives up on where
+# the page cannot be told apart (its output ends in empty <select>s found all over the
+# page's end, however far lol-html wrote); &gzip=1 sends it gzipped whatever was asked,
+# &br=1 in brotli (quality 11), &junk=1 with 4000 bytes of garbage in its middle;
 # &charset=0: no charset in its Content-Type.
 ORIGIN = """
 import brotli, gzip, http.server, random, sys, time, urllib.parse
@@ -69,7 +69,8 @@ class Pages(http.server.BaseHTTPRequestHandler):
             self.end_headers(); return
         slots = HERO + PROMO
         top = {"top": slots, "teaser": TEASER, "lost": HERO}.get(query["slots"], "")
-        end = {"end": slots, "lost": "<select><style>x</style></select>"}.get(
+        lost = "<select></select>" * 40 + "<select><style>x</style></select>"
+        end = {"end": slots, "lost": lost}.get(
             query["slots"], "")
         head = "<!doctype html><html><head><title>t</title></head><body><main>" + top
         tail = end + "</main></body></html>"

@@ -3,11 +3,16 @@ from __future__ import annotations
 from pathlib import Path
 from types import MappingProxyType
 
-from edge_personalizer.personalize.page_edits import PageEditor, to_look_for
+from edge_personalizer.personalize.page_edits import (
+    MAX_PROBED_SLOTS,
+    PageEditor,
+    probed_slots,
+    to_look_for,
+)
 from edge_personalizer.rewrite.edits import Edit
 from edge_personalizer.rules.book import RuleBook
 from edge_personalizer.rules.evaluator import decide
-from edge_personalizer.rules.model import Decision, SlotChoice
+from edge_personalizer.rules.model import Decision, Slot, SlotChoice
 
 from ..factories import default_classifier, make_request
 
@@ -75,3 +80,13 @@ def test_a_control_or_holdout_is_looked_for_only_where_which_slots_a_page_has_is
     assert to_look_for(holdout)
     assert editor.changes(holdout, visitor, None, look=True).edits == looked.edits
     assert not editor.changes(holdout, visitor, None)
+
+
+def test_a_view_that_looks_probes_which_slot_is_inside_which() -> None:
+    slots = {name: Slot(name, f'[data-ep-slot="{name}"]') for name in "abcdefghij"}
+    slots["list"] = Slot("list", "main h1, main h2")
+    assert probed_slots(["a", "list", "b"], slots) == ("a", "b")   # a list: no `x *`
+    assert probed_slots(["a", "list"], slots) == ()               # nothing to pair
+    many = list("abcdefghij")
+    assert probed_slots(many[:MAX_PROBED_SLOTS], slots) == tuple(many[:MAX_PROBED_SLOTS])
+    assert probed_slots(many, slots) == ()   # past the bound: none (each costs every element)

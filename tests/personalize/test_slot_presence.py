@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
-from edge_personalizer.personalize.slot_presence import SlotPresence
+from edge_personalizer.personalize.slot_presence import SlotPresence, nesting
 from edge_personalizer.rules.book import RuleBook
 from edge_personalizer.rules.model import Content, Decision, SlotChoice
 
@@ -110,6 +110,30 @@ def test_the_memo_is_bounded_and_reset_when_the_rules_reload(tmp_path: Path) -> 
     (tmp_path / "site.yaml").write_text("slots: {hero: {selector: 'main h1'}}\n")
     assert book.reload()
     assert presence.absent("/c", HEAD) is None and len(presence) == 0
+
+
+def test_which_slot_is_inside_which_hides_a_slot_only_under_a_variant_that_empties_it(
+        ) -> None:
+    presence = SlotPresence(None)
+    inside = nesting(("hero", "cta"), frozenset({(0, 1)}))
+    assert inside == {("hero", "cta"): True, ("cta", "hero"): False}
+    presence.learned("/p", HEAD, {"hero": True, "cta": True}, inside)
+    emptying = Decision(slots={
+        "hero": SlotChoice("hero", "big", "rule", "big", Content(action="inner")),
+        "cta": SlotChoice("cta", "v", "rule", "cta-rule", Content())})
+    assert presence.hidden("/p", emptying) == {"cta"}
+    for kept in ("append", "set_attribute"):   # the hero keeps what it held
+        keeping = Decision(slots={**emptying.slots, "hero": SlotChoice(
+            "hero", "big", "rule", "big", Content(action=kept))})
+        assert presence.hidden("/p", keeping) == frozenset()
+    control = Decision(slots={**emptying.slots, "hero": SlotChoice(
+        "hero", "control", "experiment", "e", None)})
+    assert presence.hidden("/p", control) == frozenset()
+    assert presence.hidden("/other", emptying) == frozenset()
+    # A view that probed nothing keeps what was learned.
+    presence.learned("/p", HEAD, {"hero": True}, {})
+    assert presence.hidden("/p", emptying) == {"cta"}
+    assert nesting(("hero", "cta"), None) == {}
 
 
 # Through the real server, in front of a static origin whose page the tests edit.
@@ -312,3 +336,53 @@ def test_cache_tags_name_only_the_variants_the_page_shows(
             assert response.headers["content-length"] == str(len(BARE))
     finally:
         server.stop()
+
+
+NESTED_RULES = """\
+slots:
+  hero: {}
+  cta: {selector: "section a.cta"}
+rules:
+  - name: big-hero
+    when: {request.query.hero: big}
+    then: {hero: {html: "<h1>Big hero</h1>"}}
+  - name: cta-rule
+    then: {cta: {text: "Buy now"}}
+goals:
+  buy: {when: {request.path: /thanks}}
+"""
+NESTED = ('<!doctype html><html><head><title>t</title></head><body><main>'
+          '<section data-ep-slot="hero"><h1>Old hero</h1><a class="cta" href="/b">Buy</a>'
+          '</section>' + "<p>Lorem ipsum dolor sit amet.</p>" * 300 + "</main></body></html>")
+
+
+def test_a_slot_inside_one_whose_variant_replaces_it_is_neither_named_nor_counted(
+        site: tuple[Server, Path], tmp_path: Path) -> None:
+    # The call to action sits inside the hero: a hero variant that replaces what the hero
+    # held takes it away, so its variant is not shown, whether the page is read for its
+    # slots on this view or known from an earlier one. Without that hero variant it is.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(NESTED_RULES)
+    site[1].write_text(NESTED)
+    server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
+                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        plain = [httpx.get(f"{server.url}/page.html", headers=PAGE) for _ in range(2)]
+        big = [httpx.get(f"{server.url}/page.html?hero=big", headers=PAGE) for _ in range(2)]
+        decided = httpx.get(f"{server.url}/__ep/decide?url=/page.html%3Fhero%3Dbig",
+                            headers=PAGE)
+        after = httpx.get(f"{server.url}/page.html", headers=PAGE)
+    finally:
+        server.stop()
+    for response in [*plain, after]:
+        assert '<a class="cta" href="/b">Buy now</a>' in response.text
+        assert response.headers["x-ep-variant"] == "cta=cta-rule"
+        assert set(_exposures(response)) == {"cta-rule"}
+    # The first view with the big hero is read for the hero (never looked for before);
+    # the second knows the page.
+    for response in big:
+        assert "<h1>Big hero</h1></section>" in response.text and "Buy" not in response.text
+        assert response.headers["x-ep-variant"] == "hero=big-hero"
+        assert set(_exposures(response)) == {"big-hero"}
+    assert set(decided.json()["slots"]) == {"hero"}

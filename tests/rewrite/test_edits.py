@@ -103,3 +103,37 @@ def test_an_edit_knows_the_slot_marker_and_element_its_selector_names() -> None:
     same = Edit('section[data-ep-slot="hero"]', "inner", "<p>hi</p>")
     assert same == edit and hash(same) == hash(edit) and same != moved
     assert repr(edit).endswith("first_only=True)")   # (what it works out is not shown)
+
+
+NESTED_PAGE = (b'<main><section data-ep-slot="hero"><h1>Old</h1><div><a class="cta">Buy</a></div>'
+               b'</section><p>x</p><aside data-ep-slot="promo">p</aside>'
+               b'<section><a class="cta">second</a></section></main>')
+PROBED = ('[data-ep-slot="hero"]', "section a.cta", '[data-ep-slot="promo"]')
+
+
+@pytest.mark.parametrize("hero", [Edit('[data-ep-slot="hero"]', "inner", "<h1>Big</h1>"),
+                                  Edit('[data-ep-slot="hero"]', "look")])
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_probes_find_which_slot_is_inside_which_whatever_their_selectors(
+        hero: Edit, chunk: int) -> None:
+    # The call to action's own selector names the hero's <section>: only where its first
+    # element sits tells; a variant that takes the hero's content away changes nothing
+    # of that (lol-html still reads what it removed), and the output is the edits'.
+    edits = [hero, Edit("section a.cta", "look"), Edit('[data-ep-slot="promo"]', "look")]
+    probed = Rewriter(edits, probes=PROBED)
+    plain = Rewriter(edits)
+    out = b"".join(probed.feed(NESTED_PAGE[i:i + chunk])
+                   for i in range(0, len(NESTED_PAGE), chunk)) + probed.finish()
+    assert out == plain.feed(NESTED_PAGE) + plain.finish()
+    assert probed.found == (True, True, True)
+    assert probed.inside == frozenset({(0, 1)})   # the cta (1) inside the hero (0)
+
+
+def test_without_probes_or_a_page_read_nothing_is_inside_anything() -> None:
+    rewriter = Rewriter([Edit('[data-ep-slot="hero"]', "inner", "x")])
+    rewriter.feed(NESTED_PAGE)
+    rewriter.finish()
+    assert rewriter.inside == frozenset()
+    unread = Rewriter([Edit('[data-ep-slot="hero"]', "inner", "x")], probes=PROBED[:2])
+    assert unread.feed(b"<p>no slot</p>") + unread.finish() == b"<p>no slot</p>"
+    assert unread.inside == frozenset()
