@@ -27,7 +27,12 @@ class EdgePersonalizerError(Exception):
 
 
 class SettingsError(EdgePersonalizerError):
-    """A setting, flag, environment variable or config file value is invalid."""
+    """A setting, flag, environment variable or config file value is invalid; `setting`
+    names the setting at fault, when one is (to say where it was given)."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class RuleError(EdgePersonalizerError):

@@ -284,11 +284,11 @@ def build_settings(raw: Mapping[str, Any], *, source: str,
     try:
         return Settings(**values)
     except SettingsError as exc:
-        # The checks name the setting first ("workers must be >= 1"): say where it was given.
-        named = (given or {}).get(str(exc).split(" ", 1)[0].rstrip(":"))
+        # The checks name the setting at fault: say where it was given.
+        named = (given or {}).get(exc.setting) if exc.setting else None
         if named is None:
             raise
-        raise SettingsError(f"{named}: {exc}") from None
+        raise SettingsError(f"{named}: {exc}", setting=exc.setting) from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -76,6 +76,11 @@ def test_a_bad_value_is_named_with_where_it_was_given(tmp_path: Path) -> None:
         load_settings({"EP_LOG_FORMAT": "xml", "EP_ORIGIN_URL": "http://o"})
     with pytest.raises(SettingsError, match="^EP_EDGE_VENDOR: edge_vendor: unknown acme"):
         load_settings({"EP_EDGE_VENDOR": "acme", "EP_ORIGIN_URL": "http://o"})
+    # ... whatever its message starts with.
+    with pytest.raises(SettingsError, match="^EP_PROFILE_KEYS: each profile key must be"):
+        load_settings({"EP_PROFILE_KEYS": "short", "EP_ORIGIN_URL": "http://o"})
+    with pytest.raises(SettingsError, match="^EP_EDGE_TRUSTED_ONLY: edge_trusted_only "):
+        load_settings({"EP_EDGE_TRUSTED_ONLY": "true", "EP_ORIGIN_URL": "http://o"})
     config = tmp_path / "ep.toml"
     config.write_text('origin_url = "http://o"\nworkers = "two"\n')
     with pytest.raises(SettingsError, match=f"^{re.escape(str(config))}: setting 'workers'"):
