@@ -105,9 +105,7 @@ class EdgeDecisions:
             # (The segment stays that of the whole decision: the page made for it is.)
             with self.fail_open.stage("slots", exchange.visitor.request.path):
                 slots = self.personalizer.slots
-                path = exchange.visitor.request.path
-                absent = slots.known_absent(path, exchange.decision.slots) \
-                    | slots.hidden(path, exchange.decision)
+                absent = slots.known_gone(exchange.visitor.request.path, exchange.decision)
                 if absent:
                     exchange.settle(slots.trim(exchange.decision, absent))
         decision = exchange.decision

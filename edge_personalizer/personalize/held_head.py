@@ -64,11 +64,12 @@ HOLD_LIMIT: Final = 256 * 1024
 
 
 def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
-                       head: ResponseHead) -> bool:
-    """Drops the choices for the slots this page is known to lack; False when which slots
-    it has is not known (the head is to wait for the rewriter), True when it is, or
-    when it does not matter (no slots, a preview, a page made for a segment an edge named,
-    nothing learned)."""
+                       head: ResponseHead, *, look_only: bool = False) -> bool:
+    """Drops the choices for the slots this page is known to lack (or to hide); False
+    when which slots it has is not known (the head is to wait for the rewriter), True
+    when it is, or when it does not matter (no slots, a preview, a page made for a
+    segment an edge named, nothing learned). `look_only` (a HEAD, which shows nothing
+    and waits for no rewriter): what is known is used, and the view is not counted."""
     if exchange.preview:
         return True
     decision = exchange.decision
@@ -79,6 +80,11 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
     slots = headers.personalizer.slots
     if not slots.learn:
         return True   # every page taken to have every slot
+    if look_only:
+        gone = slots.known_gone(path, decision)
+        if gone:
+            exchange.settle(slots.trim(decision, gone))
+        return True
     absent = slots.absent(path, head, decision.slots)
     if absent is None:
         return False
@@ -132,7 +138,7 @@ class HeldHead:
         absent = self.absent(found, read, ended)
         if absent is None:
             return False
-        nested = nesting(self.probed, inside)
+        nested = nesting(self.slots, self.probed, inside)
         gone = absent | hidden(exchange.decision, (pair for pair, there in nested.items()
                                                    if there))
         if gone:
@@ -142,7 +148,6 @@ class HeldHead:
             presence.learned(exchange.visitor.request.path, head,
                              dict(zip(self.slots, found, strict=True)), nested)
         return True
-
 
     def keep(self, out: bytes | None) -> None:
         if out:

@@ -28,8 +28,9 @@ class PageChanges:
     head: str       # HTML added at the end of <head>
     body_end: str   # HTML added before </body>
     slots: tuple[str, ...] = ()   # the slot each edit is for
-    # On a view that looks: the slots probed for which one's element is inside which
-    # (see probed_slots), and their selectors.
+    # On a view that looks (`looks`): the slots probed for which one's element is inside
+    # which (see probed_slots), and their selectors.
+    looks: bool = False
     probed: tuple[str, ...] = ()
     probes: tuple[str, ...] = ()
 
@@ -111,7 +112,7 @@ class PageEditor:
                 names.append(name)
         probed = probed_slots(names, slots) if look else ()
         return PageChanges(tuple(edits), injected["head"], injected["body_end"], tuple(names),
-                           probed, tuple(slots[name].selector for name in probed))
+                           look, probed, tuple(slots[name].selector for name in probed))
 
 
 # Slots a view that looks probes at most: each adds a handler for every element inside it.

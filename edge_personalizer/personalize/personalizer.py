@@ -138,13 +138,14 @@ class Personalizer:
 
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
                             preview=forced is not None, edge_segment=edge_segment)
-        if (visitor.page_view or exchange.preview) and exchange.decision.changes_page \
+        if (visitor.page_view or exchange.preview or scope["method"] == "HEAD") \
+                and exchange.decision.changes_page \
                 and (exchange.preview or not self.slots.lacks_all(scope["path"],
                                                                   exchange.decision)):
             # The page will be rewritten: ask the origin not to compress it, and for all of
             # it (a 304 would keep the browser's copy, maybe of another variant; a range is
-            # of the origin's bytes). A page known to lack every slot the decision changes
-            # is not rewritten: it comes as the client asked.
+            # of the origin's bytes; a HEAD is asked as its GET). A page known to lack every
+            # slot the decision changes is not rewritten: it comes as the client asked.
             exchange.scope = {**scope, "headers": [
                 *(h for h in headers if h[0] not in _WHOLE_PAGE_OFF),
                 (b"accept-encoding", b"identity")]}

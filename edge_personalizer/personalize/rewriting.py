@@ -250,8 +250,9 @@ def _learn(presence: SlotPresence, path: str, head: ResponseHead,
     for the next views."""
     if changes is None or found is None or len(found) != len(changes.slots):
         return
+    nested = nesting(changes.slots, changes.probed, inside) if changes.looks else None
     presence.learned(path, head, {slot: found[i] for i, slot in enumerate(changes.slots)},
-                     nesting(changes.probed, inside))
+                     nested)
 
 
 def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: ResponseHead,
@@ -259,7 +260,8 @@ def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: Response
     """Whether the response is a whole HTML page with a body, and whether which of its
     slots it has is known (or does not matter); the decision settled as far as known."""
     if _is_page(status, head):
-        return True, settle_known_slots(exchange, headers, path, head)
+        return True, settle_known_slots(exchange, headers, path, head,
+                                        look_only=exchange.scope["method"] == "HEAD")
     if status not in _REWRITTEN and is_html(head):
         # A redirect, an empty answer: no variant shown. (Only an HTML answer's headers
         # name the decision: an asset's 304 never has it worked out.)

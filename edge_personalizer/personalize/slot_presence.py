@@ -34,7 +34,7 @@ from typing import Final
 from lru import LRU
 
 from ..rules.book import RuleBook
-from ..rules.model import INJECTIONS, Decision
+from ..rules.model import INJECTIONS, Decision, SlotChoice
 
 ResponseHead = dict[bytes, str]   # as response_headers.read_head gives it
 Validators = tuple[str, str]   # (ETag or Last-Modified, Content-Length)
@@ -44,14 +44,24 @@ _NOTHING: Final[frozenset[str]] = frozenset()
 _EMPTYING: Final = frozenset({"inner", "replace", "remove", "text"})
 
 
-def nesting(probed: Sequence[str], inside: frozenset[tuple[int, int]] | None
-            ) -> dict[Nest, bool]:
-    """For each pair of the `probed` slots, whether the page had one inside the other
-    (`inside`: the rewriter's, by their places; None, nothing known)."""
+def nesting(slots: Sequence[str], probed: Sequence[str],
+            inside: frozenset[tuple[int, int]] | None) -> dict[Nest, bool]:
+    """For each pair of the `slots` a view looked for, whether the page had one inside the
+    other: as found of the `probed` (`inside`: the rewriter's, by their places in
+    `probed`), and taken as not for a pair it could not probe; None, nothing known."""
     if inside is None:
         return {}
-    return {(outer, inner): (i, j) in inside for i, outer in enumerate(probed)
-            for j, inner in enumerate(probed) if i != j}
+    found = {(probed[outer], probed[inner]) for outer, inner in inside}
+    return {(outer, inner): (outer, inner) in found for outer in slots for inner in slots
+            if outer != inner and outer not in INJECTIONS and inner not in INJECTIONS}
+
+
+def _emptied(slots: Iterable[str] | Mapping[str, SlotChoice]) -> list[str]:
+    """The slots of a decision whose variant takes away what they held."""
+    if not isinstance(slots, Mapping):
+        return []
+    return [name for name, choice in slots.items() if choice.content is not None
+            and choice.content.action in _EMPTYING]
 
 
 def hidden(decision: Decision, inside: Iterable[Nest]) -> frozenset[str]:
@@ -131,22 +141,31 @@ class SlotPresence:
         return all(name in entry.absent for name, choice in decision.slots.items()
                    if choice.content is not None)
 
-    def known_absent(self, path: str, slots: Iterable[str]) -> frozenset[str]:
-        """Of `slots`, those the page of `path` is known to lack (a look only: counts no
-        view, checks no validators; injections into <head> and <body> are never absent)."""
+    def _fresh(self, path: str) -> PageSlots | None:
+        """What was learned of the page of `path`, unless learned too long ago to go by."""
         entry = self._current().get(path)
-        if entry is None or not entry.absent \
-                or self.clock() - entry.learned_at > self.relearn_seconds:
-            return frozenset()   # (not known, or learned too long ago to go by)
-        return frozenset(slot for slot in slots
-                         if slot in entry.absent and slot not in INJECTIONS)
+        if entry is None or self.clock() - entry.learned_at > self.relearn_seconds:
+            return None
+        return entry
+
+    def known_gone(self, path: str, decision: Decision) -> frozenset[str]:
+        """The decision's slots the page of `path` is known to lack or to hide (a look
+        only: counts no view, checks no validators; injections into <head> and <body> are
+        never absent)."""
+        entry = self._fresh(path)
+        if entry is None:
+            return _NOTHING
+        absent = frozenset(slot for slot in decision.slots
+                           if slot in entry.absent and slot not in INJECTIONS)
+        return absent | hidden(decision, entry.inside) if entry.inside else absent
 
     def absent(self, path: str, head: ResponseHead,
-               slots: Iterable[str] = ()) -> frozenset[str] | None:
+               slots: Iterable[str] | Mapping[str, SlotChoice] = ()) -> frozenset[str] | None:
         """The slots this response's page is known to lack (counted as a view of the
-        path); None when the page is to be looked at (again), or for one of `slots` (the
-        decision's) never looked for on it: an earlier view that looked for others says
-        nothing of it."""
+        path); None when the page is to be looked at (again), for one of `slots` (the
+        decision's) never looked for on it (an earlier view that looked for others says
+        nothing of it), or for a slot whose variant takes away what it held and another
+        slot no view looked for beside it (one may be inside the other: see hidden)."""
         paths = self._current()
         entry = paths.get(path)
         if entry is None:
@@ -154,6 +173,10 @@ class SlotPresence:
         found = entry.found
         if any(slot not in found and slot not in INJECTIONS for slot in slots):
             return None
+        for outer in _emptied(slots):
+            if any((outer, inner) not in entry.nested for inner in slots
+                   if inner != outer and inner not in INJECTIONS):
+                return None
         coding, seen = validators(head)
         known = entry.validators.get(coding)
         if known is None:
@@ -193,7 +216,8 @@ class SlotPresence:
 
     def hidden(self, path: str, decision: Decision) -> frozenset[str]:
         """The decision's slots the page of `path` is known to hide: inside another slot
-        whose variant takes away what it held (a look only, as known_absent)."""
+        whose variant takes away what it held (after `absent`, which told the entry is
+        to be gone by)."""
         entry = self._current().get(path)
         if entry is None or not entry.inside:
             return _NOTHING

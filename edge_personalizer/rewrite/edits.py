@@ -184,83 +184,88 @@ class Injector:
         element.append(self.html, _HTML)
 
 
-class Census:
-    """Counts the page's elements. Attached before every other handler (lol-html calls an
-    element's handlers in the order they were attached), its count names the element the
-    handlers after it are called for."""
+class Nesting:
+    """Which of some slots' elements (each slot's first, the one its edit takes) is inside
+    which, whatever their selectors say; it changes nothing. lol-html calls an element's
+    handlers in the order they were attached: a count of the page's elements comes before
+    the others (`attach_first`), then, after them (`attach_last`), for each slot a note of
+    the last element found inside its first element (`selector *`: an element inside a
+    later one is not noted, so a slot inside it is taken as shown), then the slot's own."""
 
-    __slots__ = ("count",)
+    __slots__ = ("selectors", "count", "last", "matches", "inside")
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(self, selectors: Sequence[str]) -> None:
+        self.selectors = tuple(selectors)
+        self.count = 0                            # elements of the page so far
+        self.last = [-1] * len(selectors)         # slot i: the last count inside its first
+        self.matches = [0] * len(selectors)       # slot i: elements its selector found
+        self.inside: set[tuple[int, int]] = set()   # (outer, inner) by place in selectors
+
+    def attach_first(self, rewriter: lolhtml.HTMLRewriter) -> None:
+        rewriter.on("*", _Counted(self))
+
+    def attach_last(self, rewriter: lolhtml.HTMLRewriter) -> None:
+        for index, selector in enumerate(self.selectors):
+            rewriter.on(f"{selector} *", _Within(self, index))
+        for index, selector in enumerate(self.selectors):
+            rewriter.on(selector, _Found(self, index))
+
+
+class _Counted:
+    __slots__ = ("nesting",)
+
+    def __init__(self, nesting: Nesting) -> None:
+        self.nesting = nesting
 
     def element(self, element: lolhtml.Element) -> None:
-        self.count += 1
+        self.nesting.count += 1
 
 
-class Within:
-    """Notes the last element found inside one probed slot's element (`selector *`)."""
+class _Within:
+    __slots__ = ("nesting", "index")
 
-    __slots__ = ("census", "at")
-
-    def __init__(self, census: Census) -> None:
-        self.census = census
-        self.at = -1
-
-    def element(self, element: lolhtml.Element) -> None:
-        self.at = self.census.count
-
-
-class Probe:
-    """One probed slot's element (its first, the one an edit takes): inside which of the
-    other probed slots' elements it is, whatever their selectors say. Changes nothing."""
-
-    __slots__ = ("index", "within", "census", "done", "inside")
-
-    def __init__(self, index: int, within: Sequence[Within], census: Census) -> None:
+    def __init__(self, nesting: Nesting, index: int) -> None:
+        self.nesting = nesting
         self.index = index
-        self.within = within
-        self.census = census
-        self.done = False
-        self.inside: tuple[int, ...] = ()
 
     def element(self, element: lolhtml.Element) -> None:
-        if self.done:
-            return
-        self.done = True
-        count = self.census.count
-        self.inside = tuple(i for i, outer in enumerate(self.within)
-                            if i != self.index and outer.at == count)
+        nesting = self.nesting
+        if nesting.matches[self.index] == 1:   # inside the slot's first element
+            nesting.last[self.index] = nesting.count
+
+
+class _Found(_Within):
+    def element(self, element: lolhtml.Element) -> None:
+        nesting, index = self.nesting, self.index
+        nesting.matches[index] += 1
+        if nesting.matches[index] == 1:
+            nesting.inside.update((outer, index) for outer, at in enumerate(nesting.last)
+                                  if outer != index and at == nesting.count)
 
 
 class Handlers:
-    """The handlers of one response, edits first, then injections (`where`, HTML); and
-    with `probes` (slots' selectors), what finds which of those slots' elements are inside
-    which, and which no edit waits for."""
+    """The handlers of one response, edits first, then injections (`where`, HTML); with
+    `probes` (slots' selectors), which of those slots is inside which (Nesting), which no
+    edit waits for."""
 
-    __slots__ = ("edits", "every", "census", "probed", "within", "probes")
+    __slots__ = ("edits", "every", "nesting")
 
     def __init__(self, edits: Sequence[Edit], injections: Sequence[tuple[str, str]],
                  tally: Tally, probes: Sequence[str] = ()) -> None:
         self.edits = [EditHandler(edit, tally) for edit in edits]
         self.every: list[EditHandler | Injector] = [*self.edits]
         self.every += [Injector(html, where) for where, html in injections]
-        self.census = Census()
-        self.probed = tuple(probes) if len(probes) > 1 else ()
-        self.within = [Within(self.census) for _ in self.probed]
-        self.probes = [Probe(i, self.within, self.census) for i in range(len(self.probed))]
+        self.nesting = Nesting(probes) if len(probes) > 1 else None
 
     def attach(self, rewriter: lolhtml.HTMLRewriter) -> None:
-        if self.probed:
-            rewriter.on("*", self.census)   # first: see Census
+        if self.nesting is not None:
+            self.nesting.attach_first(rewriter)
         for handler in self.every:
             selector = (handler.edit.selector if isinstance(handler, EditHandler)
                         else handler.where)
             rewriter.on(selector, handler)
-        for selector, within in zip(self.probed, self.within, strict=True):
-            rewriter.on(f"{selector} *", within)
-        for selector, probe in zip(self.probed, self.probes, strict=True):
-            rewriter.on(selector, probe)   # after the Within: they have noted the element
+        if self.nesting is not None:
+            self.nesting.attach_last(rewriter)
 
     @property
     def changed(self) -> bool:
@@ -301,5 +306,4 @@ class Handlers:
     def inside(self) -> frozenset[tuple[int, int]]:
         """(outer, inner) for each probed slot's element found inside another's, by their
         places in `probes`."""
-        return frozenset((outer, probe.index) for probe in self.probes
-                         for outer in probe.inside)
+        return frozenset(self.nesting.inside) if self.nesting is not None else frozenset()

@@ -57,12 +57,13 @@ def yaml_error(exc: yaml.MarkedYAMLError, path: Path, text: str) -> RuleError:
 
 
 def _indented_under_a_value(problem: str, text: str, mark: yaml.Mark | None) -> bool:
-    """Whether a ':' PyYAML allows no mapping at is the first of its line (`key: value`
-    followed by a line indented deeper), not one more in a value (`banner: Free: x`)."""
+    """Whether a ':' PyYAML allows no mapping at ends a key alone on its line (`key:
+    value` followed by a line indented deeper), not one more in a value (`banner: Free:
+    x`), nor words a value wrapped onto the next line (`orders over: 50`)."""
     if "mapping values are not allowed" not in problem or mark is None:
         return False
     lines = text.splitlines()
     if mark.line >= len(lines):
         return False
-    before = lines[mark.line][:mark.column]
-    return ": " not in before and not before.lstrip().startswith(("-", "{", "["))
+    key = lines[mark.line][:mark.column].strip()
+    return bool(key) and " " not in key and not key.startswith(("-", "{", "["))

@@ -115,8 +115,10 @@ def test_the_memo_is_bounded_and_reset_when_the_rules_reload(tmp_path: Path) -> 
 def test_which_slot_is_inside_which_hides_a_slot_only_under_a_variant_that_empties_it(
         ) -> None:
     presence = SlotPresence(None)
-    inside = nesting(("hero", "cta"), frozenset({(0, 1)}))
-    assert inside == {("hero", "cta"): True, ("cta", "hero"): False}
+    # The view looked for three slots and could probe two ("list" is a selector list).
+    inside = nesting(("hero", "cta", "list"), ("hero", "cta"), frozenset({(0, 1)}))
+    assert inside == {("hero", "cta"): True, ("cta", "hero"): False, ("hero", "list"): False,
+                      ("list", "hero"): False, ("cta", "list"): False, ("list", "cta"): False}
     presence.learned("/p", HEAD, {"hero": True, "cta": True}, inside)
     emptying = Decision(slots={
         "hero": SlotChoice("hero", "big", "rule", "big", Content(action="inner")),
@@ -133,7 +135,26 @@ def test_which_slot_is_inside_which_hides_a_slot_only_under_a_variant_that_empti
     # A view that probed nothing keeps what was learned.
     presence.learned("/p", HEAD, {"hero": True}, {})
     assert presence.hidden("/p", emptying) == {"cta"}
-    assert nesting(("hero", "cta"), None) == {}
+    assert presence.known_gone("/p", emptying) == {"cta"}
+    assert nesting(("hero", "cta"), ("hero", "cta"), None) == {}
+
+
+def test_slots_learned_apart_are_looked_at_together_before_one_may_hide_the_other() -> None:
+    clock = Clock()
+    presence = SlotPresence(None, clock=clock)
+    presence.learned("/p", HEAD, {"hero": True})
+    presence.learned("/p", HEAD, {"cta": True})
+    emptying = Decision(slots={
+        "hero": SlotChoice("hero", "big", "rule", "big", Content(action="inner")),
+        "cta": SlotChoice("cta", "v", "rule", "cta-rule", Content())})
+    assert presence.absent("/p", HEAD, emptying.slots) is None   # which is inside which?
+    assert presence.absent("/p", HEAD, ["hero", "cta"]) == frozenset()   # (no choices)
+    presence.learned("/p", HEAD, {"hero": True, "cta": True},
+                     nesting(("hero", "cta"), ("hero", "cta"), frozenset()))
+    assert presence.absent("/p", HEAD, emptying.slots) == frozenset()
+    assert presence.hidden("/p", emptying) == frozenset()
+    clock.now += 61   # learned too long ago for a look that counts no view
+    assert presence.known_gone("/p", emptying) == frozenset()
 
 
 # Through the real server, in front of a static origin whose page the tests edit.
@@ -347,6 +368,7 @@ rules:
     when: {request.query.hero: big}
     then: {hero: {html: "<h1>Big hero</h1>"}}
   - name: cta-rule
+    when: {request.query.cta: "yes"}
     then: {cta: {text: "Buy now"}}
 goals:
   buy: {when: {request.path: /thanks}}
@@ -356,33 +378,42 @@ NESTED = ('<!doctype html><html><head><title>t</title></head><body><main>'
           '</section>' + "<p>Lorem ipsum dolor sit amet.</p>" * 300 + "</main></body></html>")
 
 
+@pytest.mark.parametrize("first", ["together", "apart"])
 def test_a_slot_inside_one_whose_variant_replaces_it_is_neither_named_nor_counted(
-        site: tuple[Server, Path], tmp_path: Path) -> None:
+        site: tuple[Server, Path], tmp_path: Path, first: str) -> None:
     # The call to action sits inside the hero: a hero variant that replaces what the hero
     # held takes it away, so its variant is not shown, whether the page is read for its
-    # slots on this view or known from an earlier one. Without that hero variant it is.
+    # slots on this view or known from an earlier one, and whether the two slots were
+    # first seen together or on views of their own. Without that hero variant it is.
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "site.yaml").write_text(NESTED_RULES)
     site[1].write_text(NESTED)
     server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
                          env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+    url = f"{server.url}/page.html"
     try:
-        plain = [httpx.get(f"{server.url}/page.html", headers=PAGE) for _ in range(2)]
-        big = [httpx.get(f"{server.url}/page.html?hero=big", headers=PAGE) for _ in range(2)]
-        decided = httpx.get(f"{server.url}/__ep/decide?url=/page.html%3Fhero%3Dbig",
+        if first == "apart":   # each slot learned on a view of its own
+            assert httpx.get(f"{url}?hero=big", headers=PAGE).headers["x-ep-variant"] \
+                == "hero=big-hero"
+        cta = [httpx.get(f"{url}?cta=yes", headers=PAGE) for _ in range(2)]
+        both = [httpx.get(f"{url}?hero=big&cta=yes", headers=PAGE) for _ in range(2)]
+        decided = httpx.get(f"{server.url}/__ep/decide?url=/page.html%3Fhero%3Dbig%26cta%3Dyes",
                             headers=PAGE)
-        after = httpx.get(f"{server.url}/page.html", headers=PAGE)
+        # A HEAD answers as its GET: the origin asked for the whole page, not whether it
+        # changed since (it would say 304), and the same variants named.
+        head = httpx.head(f"{url}?hero=big&cta=yes",
+                          headers={**PAGE, "if-modified-since": "Fri, 01 Jan 2100 00:00:00 GMT"})
     finally:
         server.stop()
-    for response in [*plain, after]:
+    for response in cta:
         assert '<a class="cta" href="/b">Buy now</a>' in response.text
         assert response.headers["x-ep-variant"] == "cta=cta-rule"
         assert set(_exposures(response)) == {"cta-rule"}
-    # The first view with the big hero is read for the hero (never looked for before);
-    # the second knows the page.
-    for response in big:
+    for response in both:
         assert "<h1>Big hero</h1></section>" in response.text and "Buy" not in response.text
         assert response.headers["x-ep-variant"] == "hero=big-hero"
         assert set(_exposures(response)) == {"big-hero"}
     assert set(decided.json()["slots"]) == {"hero"}
+    assert head.status_code == 200 and head.headers["x-ep-variant"] == "hero=big-hero"
+    assert "last-modified" not in head.headers and "content-length" not in head.headers

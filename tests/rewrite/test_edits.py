@@ -137,3 +137,21 @@ def test_without_probes_or_a_page_read_nothing_is_inside_anything() -> None:
     unread = Rewriter([Edit('[data-ep-slot="hero"]', "inner", "x")], probes=PROBED[:2])
     assert unread.feed(b"<p>no slot</p>") + unread.finish() == b"<p>no slot</p>"
     assert unread.inside == frozenset()
+
+
+def test_a_slot_inside_a_later_element_of_the_outer_selector_is_not_taken_as_inside() -> None:
+    # An edit takes the first element its selector finds: a slot inside the second
+    # `section.promo` is shown whatever the first one's variant does.
+    page = (b'<section class="promo"><h2>Sale</h2></section><p>x</p>'
+            b'<section class="promo"><a id="signup">Join</a></section>')
+    rewriter = Rewriter([Edit("section.promo", "inner", "<h2>New</h2>"),
+                         Edit("#signup", "text", "Join now")],
+                        probes=("section.promo", "#signup"))
+    out = rewriter.feed(page) + rewriter.finish()
+    assert b"Join now" in out and rewriter.inside == frozenset()
+    # Slots inside slots inside slots: every pair.
+    nested = Rewriter([Edit("#a", "look"), Edit("#b", "look"), Edit("#c", "look")],
+                      probes=("#a", "#b", "#c"))
+    nested.feed(b'<div id="a"><div id="b"><p id="c">x</p></div></div>')
+    nested.finish()
+    assert nested.inside == frozenset({(0, 1), (0, 2), (1, 2)})

@@ -29,6 +29,9 @@ from edge_personalizer.rules.book import check_rules
      5, 21, "mapping values are not allowed here (this line is indented deeper than the "
             "line above, as if it belonged to its value: line it up with the keys it goes "
             "with)"),
+    # ... but words a value wrapped onto the next line are a ': ' to quote.
+    ("rules:\n  - name: a\n    then:\n      banner: Free delivery on all\n"
+     "        orders over: 50\n", 5, 20, "(a value holding ': ' is quoted"),
     ("rules:\n  - name: a\n    then: {banner: <p>Free: delivery</p>}\n", 3, 27,
      "(a value holding ': ' is quoted"),
     ("rules:\n  - name: a\n   then: {x: y}\n", 3, 4,
