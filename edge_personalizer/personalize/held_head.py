@@ -88,7 +88,6 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
     absent = slots.absent(path, head, decision.slots)
     if absent is None:
         return False
-    absent |= slots.hidden(path, decision)
     if absent:
         exchange.settle(slots.trim(decision, absent))
     return True
@@ -139,8 +138,8 @@ class HeldHead:
         if absent is None:
             return False
         nested = nesting(self.slots, self.probed, inside)
-        gone = absent | hidden(exchange.decision, (pair for pair, there in nested.items()
-                                                   if there))
+        gone = absent | hidden(exchange.decision.slots,
+                               (pair for pair, there in nested.items() if there))
         if gone:
             exchange.settle(presence.trim(exchange.decision, gone))
         if not absent and found is not None and not ended and len(found) == len(self.slots) \

@@ -40,6 +40,7 @@ ResponseHead = dict[bytes, str]   # as response_headers.read_head gives it
 Validators = tuple[str, str]   # (ETag or Last-Modified, Content-Length)
 Nest = tuple[str, str]   # (outer slot, inner slot): the inner's element inside the outer's
 _NOTHING: Final[frozenset[str]] = frozenset()
+_NO_CHOICES: Final[Mapping[str, SlotChoice]] = MappingProxyType({})
 # What a variant does to its slot that takes away what the slot held.
 _EMPTYING: Final = frozenset({"inner", "replace", "remove", "text"})
 
@@ -56,18 +57,11 @@ def nesting(slots: Sequence[str], probed: Sequence[str],
             if outer != inner and outer not in INJECTIONS and inner not in INJECTIONS}
 
 
-def _emptied(slots: Iterable[str] | Mapping[str, SlotChoice]) -> list[str]:
-    """The slots of a decision whose variant takes away what they held."""
-    if not isinstance(slots, Mapping):
-        return []
-    return [name for name, choice in slots.items() if choice.content is not None
-            and choice.content.action in _EMPTYING]
 
-
-def hidden(decision: Decision, inside: Iterable[Nest]) -> frozenset[str]:
-    """The decision's slots whose element is inside another slot's (`inside`) whose
-    variant takes away what it held: the page never shows their choice."""
-    slots = decision.slots
+def hidden(slots: Mapping[str, SlotChoice], inside: Iterable[Nest]) -> frozenset[str]:
+    """The slots of a decision (`slots`, its choices) whose element is inside another
+    slot's (`inside`) whose variant takes away what it held: the page never shows their
+    choice."""
     out = set()
     for outer, inner in inside:
         choice = slots.get(outer)
@@ -157,15 +151,15 @@ class SlotPresence:
             return _NOTHING
         absent = frozenset(slot for slot in decision.slots
                            if slot in entry.absent and slot not in INJECTIONS)
-        return absent | hidden(decision, entry.inside) if entry.inside else absent
+        return absent | hidden(decision.slots, entry.inside) if entry.inside else absent
 
     def absent(self, path: str, head: ResponseHead,
-               slots: Iterable[str] | Mapping[str, SlotChoice] = ()) -> frozenset[str] | None:
-        """The slots this response's page is known to lack (counted as a view of the
-        path); None when the page is to be looked at (again), for one of `slots` (the
-        decision's) never looked for on it (an earlier view that looked for others says
-        nothing of it), or for a slot whose variant takes away what it held and another
-        slot no view looked for beside it (one may be inside the other: see hidden)."""
+               slots: Mapping[str, SlotChoice] = _NO_CHOICES) -> frozenset[str] | None:
+        """The slots this response's page is known to lack or to hide (see hidden),
+        counted as a view of the path; None when the page is to be looked at (again), for
+        one of `slots` (the decision's choices) never looked for on it (an earlier view
+        that looked for others says nothing of it), or for a slot whose variant takes away
+        what it held and another slot no view looked for beside it."""
         paths = self._current()
         entry = paths.get(path)
         if entry is None:
@@ -173,10 +167,16 @@ class SlotPresence:
         found = entry.found
         if any(slot not in found and slot not in INJECTIONS for slot in slots):
             return None
-        for outer in _emptied(slots):
-            if any((outer, inner) not in entry.nested for inner in slots
-                   if inner != outer and inner not in INJECTIONS):
-                return None
+        absent = entry.absent
+        if len(slots) > 1:
+            for outer, choice in slots.items():
+                content = choice.content
+                if content is not None and content.action in _EMPTYING \
+                        and outer not in absent and any(
+                            (outer, inner) not in entry.nested for inner in slots
+                            if inner != outer and inner not in absent
+                            and inner not in INJECTIONS):
+                    return None
         coding, seen = validators(head)
         known = entry.validators.get(coding)
         if known is None:
@@ -189,7 +189,9 @@ class SlotPresence:
                 or self.clock() - entry.learned_at > self.relearn_seconds):
             del paths[path]                   # time to look again
             return None
-        return entry.absent
+        if entry.inside and len(slots) > 1:
+            return absent | hidden(slots, entry.inside)
+        return absent
 
     def learned(self, path: str, head: ResponseHead, found: Mapping[str, bool],
                 nested: Mapping[Nest, bool] | None = None) -> None:
@@ -198,14 +200,13 @@ class SlotPresence:
         was inside the other's."""
         if not found or not self.learn:
             return
-        nested = nested or {}
         paths = self._current()
         coding, seen = validators(head)
         entry = paths.get(path)
         if entry is None or entry.validators.get(coding, seen) != seen:
             entry = paths[path] = PageSlots(self.clock())
         elif entry.validators.get(coding) == seen and found.items() <= entry.found.items() \
-                and nested.items() <= entry.nested.items():
+                and (not nested or nested.items() <= entry.nested.items()):
             return   # nothing new: the page as it was learned
         entry.validators[coding] = seen
         entry.found.update(found)
@@ -214,14 +215,6 @@ class SlotPresence:
             entry.nested.update(nested)
             entry.inside = frozenset(pair for pair, there in entry.nested.items() if there)
 
-    def hidden(self, path: str, decision: Decision) -> frozenset[str]:
-        """The decision's slots the page of `path` is known to hide: inside another slot
-        whose variant takes away what it held (after `absent`, which told the entry is
-        to be gone by)."""
-        entry = self._current().get(path)
-        if entry is None or not entry.inside:
-            return _NOTHING
-        return hidden(decision, entry.inside)
 
     def trim(self, decision: Decision, absent: frozenset[str]) -> Decision:
         """The decision without its choices for the slots in `absent` (injections into

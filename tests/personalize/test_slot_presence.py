@@ -33,7 +33,9 @@ class Clock:
 
 
 def _decision(*slots: str) -> Decision:
-    return Decision(slots={name: SlotChoice(name, "v", "rule", f"rule-{name}", Content())
+    """Variants that add to their slots (none hides another: see hidden)."""
+    return Decision(slots={name: SlotChoice(name, "v", "rule", f"rule-{name}",
+                                            Content(action="append"))
                            for name in slots}, headers=(("x-a", "1"),))
 
 
@@ -58,10 +60,10 @@ def test_a_slot_never_looked_for_on_a_page_is_not_known_by_the_others() -> None:
     # hero has the page looked at (its head held), not the hero taken as there.
     presence = SlotPresence(None)
     presence.learned("/a", HEAD, {"banner": False})
-    assert presence.absent("/a", HEAD, ["banner", "head"]) == frozenset({"banner"})
-    assert presence.absent("/a", HEAD, ["hero", "banner"]) is None
+    assert presence.absent("/a", HEAD, _decision("banner", "head").slots) == {"banner"}
+    assert presence.absent("/a", HEAD, _decision("hero", "banner").slots) is None
     presence.learned("/a", HEAD, {"hero": False})
-    assert presence.absent("/a", HEAD, ["hero", "banner"]) == frozenset({"banner", "hero"})
+    assert presence.absent("/a", HEAD, _decision("hero", "banner").slots) == {"banner", "hero"}
 
 
 def test_a_page_read_again_as_it_was_learned_changes_nothing() -> None:
@@ -123,18 +125,18 @@ def test_which_slot_is_inside_which_hides_a_slot_only_under_a_variant_that_empti
     emptying = Decision(slots={
         "hero": SlotChoice("hero", "big", "rule", "big", Content(action="inner")),
         "cta": SlotChoice("cta", "v", "rule", "cta-rule", Content())})
-    assert presence.hidden("/p", emptying) == {"cta"}
+    assert presence.known_gone("/p", emptying) == {"cta"}
     for kept in ("append", "set_attribute"):   # the hero keeps what it held
         keeping = Decision(slots={**emptying.slots, "hero": SlotChoice(
             "hero", "big", "rule", "big", Content(action=kept))})
-        assert presence.hidden("/p", keeping) == frozenset()
+        assert presence.known_gone("/p", keeping) == frozenset()
     control = Decision(slots={**emptying.slots, "hero": SlotChoice(
         "hero", "control", "experiment", "e", None)})
-    assert presence.hidden("/p", control) == frozenset()
-    assert presence.hidden("/other", emptying) == frozenset()
+    assert presence.known_gone("/p", control) == frozenset()
+    assert presence.known_gone("/other", emptying) == frozenset()
     # A view that probed nothing keeps what was learned.
     presence.learned("/p", HEAD, {"hero": True}, {})
-    assert presence.hidden("/p", emptying) == {"cta"}
+    assert presence.known_gone("/p", emptying) == {"cta"}
     assert presence.known_gone("/p", emptying) == {"cta"}
     assert nesting(("hero", "cta"), ("hero", "cta"), None) == {}
 
@@ -148,11 +150,11 @@ def test_slots_learned_apart_are_looked_at_together_before_one_may_hide_the_othe
         "hero": SlotChoice("hero", "big", "rule", "big", Content(action="inner")),
         "cta": SlotChoice("cta", "v", "rule", "cta-rule", Content())})
     assert presence.absent("/p", HEAD, emptying.slots) is None   # which is inside which?
-    assert presence.absent("/p", HEAD, ["hero", "cta"]) == frozenset()   # (no choices)
+    assert presence.absent("/p", HEAD, _decision("hero", "cta").slots) == frozenset()
     presence.learned("/p", HEAD, {"hero": True, "cta": True},
                      nesting(("hero", "cta"), ("hero", "cta"), frozenset()))
     assert presence.absent("/p", HEAD, emptying.slots) == frozenset()
-    assert presence.hidden("/p", emptying) == frozenset()
+    assert presence.known_gone("/p", emptying) == frozenset()
     clock.now += 61   # learned too long ago for a look that counts no view
     assert presence.known_gone("/p", emptying) == frozenset()
 
