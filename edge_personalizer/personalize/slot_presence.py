@@ -49,13 +49,13 @@ def nesting(slots: Sequence[str], probed: Sequence[str],
             inside: frozenset[tuple[int, int]] | None) -> dict[Nest, bool]:
     """For each pair of the `slots` a view looked for, whether the page had one inside the
     other: as found of the `probed` (`inside`: the rewriter's, by their places in
-    `probed`), and taken as not for a pair it could not probe; None, nothing known."""
+    `probed`), and taken as not for a pair it could not probe; none when `inside` is None
+    (the page could not be read)."""
     if inside is None:
         return {}
     found = {(probed[outer], probed[inner]) for outer, inner in inside}
     return {(outer, inner): (outer, inner) in found for outer in slots for inner in slots
             if outer != inner and outer not in INJECTIONS and inner not in INJECTIONS}
-
 
 
 def hidden(slots: Mapping[str, SlotChoice], inside: Iterable[Nest]) -> frozenset[str]:
@@ -214,7 +214,6 @@ class SlotPresence:
         if nested:
             entry.nested.update(nested)
             entry.inside = frozenset(pair for pair, there in entry.nested.items() if there)
-
 
     def trim(self, decision: Decision, absent: frozenset[str]) -> Decision:
         """The decision without its choices for the slots in `absent` (injections into

@@ -234,7 +234,6 @@ def test_a_partial_response_passes_untouched(proxy: Server, origin: Server) -> N
     assert through.headers["content-range"] == direct.headers["content-range"]
 
 
-
 # A page whose hero is at its top (or, with `at_end`, at its end): 3.4 MB in all.
 FILLER = b"<p>Lorem ipsum dolor sit amet.</p>" * 100_000
 HELLO = b'<section data-ep-slot="hero"><h1>Hello</h1></section>'
