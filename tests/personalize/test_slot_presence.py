@@ -60,10 +60,11 @@ def test_a_slot_never_looked_for_on_a_page_is_not_known_by_the_others() -> None:
     # hero has the page looked at (its head held), not the hero taken as there.
     presence = SlotPresence(None)
     presence.learned("/a", HEAD, {"banner": False})
-    assert presence.absent("/a", HEAD, _decision("banner", "head").slots) == {"banner"}
+    assert presence.absent("/a", HEAD, _decision("banner", "head").slots) == frozenset({"banner"})
     assert presence.absent("/a", HEAD, _decision("hero", "banner").slots) is None
     presence.learned("/a", HEAD, {"hero": False})
-    assert presence.absent("/a", HEAD, _decision("hero", "banner").slots) == {"banner", "hero"}
+    assert presence.absent("/a", HEAD, _decision("hero", "banner").slots) \
+        == frozenset({"banner", "hero"})
 
 
 def test_a_page_read_again_as_it_was_learned_changes_nothing() -> None:
