@@ -87,6 +87,18 @@ class EdgeDecisions:
             await respond(send, 500, b'{"error": "decision failed"}', b"application/json")
         return begun
 
+    def _settle_known(self, exchange: Exchange) -> None:
+        """Drops the choices for the slots the page is known (from its views through the
+        proxy) to lack, or to hide (inside a slot whose variant takes away what it held):
+        the visitor will not see their variants, so none are named or counted. (The
+        segment stays that of the whole decision: the page made for it is.)"""
+        path = exchange.visitor.request.path
+        with self.fail_open.stage("slots", path):
+            slots = self.personalizer.slots
+            gone = slots.known_gone(path, exchange.decision)
+            if gone:
+                exchange.settle(slots.trim(exchange.decision, gone))
+
     async def decide(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self._refused(scope, send):
             return
@@ -99,15 +111,7 @@ class EdgeDecisions:
         if redirect is not None:   # the edge redirects: the visitor is shown no variant
             exchange.settle_no_slots()
         else:
-            # The page is known (from its views through the proxy) to lack these slots, or
-            # to hide them (inside a slot whose variant takes away what it held): the
-            # visitor will not see their variants, so none are named or counted.
-            # (The segment stays that of the whole decision: the page made for it is.)
-            with self.fail_open.stage("slots", exchange.visitor.request.path):
-                slots = self.personalizer.slots
-                absent = slots.known_gone(exchange.visitor.request.path, exchange.decision)
-                if absent:
-                    exchange.settle(slots.trim(exchange.decision, absent))
+            self._settle_known(exchange)
         decision = exchange.decision
         headers = [(b"x-ep-segment", segment.key.encode())]
         if decision.variant_header:   # no empty header when no slot changes
@@ -154,6 +158,7 @@ class EdgeDecisions:
         if begun is None:
             return
         exchange, segment = begun
+        self._settle_known(exchange)   # (a slot the page hides or lacks: no fragment)
         headers = [(b"x-ep-segment", segment.key.encode())]
         if self.headers.cache.variant_header:
             headers.append((b"x-ep-variant", exchange.decision.variant_header))

@@ -69,7 +69,8 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
     when which slots it has is not known (the head is to wait for the rewriter), True
     when it is, or when it does not matter (no slots, a preview, a page made for a
     segment an edge named, nothing learned). `look_only` (a HEAD, which shows nothing
-    and waits for no rewriter): what is known is used, and the view is not counted."""
+    and waits for no rewriter): what is known is used, and the view is not counted; a
+    page whose slots are not known is taken to have none of the decision's."""
     if exchange.preview:
         return True
     decision = exchange.decision
@@ -82,7 +83,11 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
         return True   # every page taken to have every slot
     if look_only:
         gone = slots.known_gone(path, decision)
-        if gone:
+        if gone is None:
+            # Not known: the page's own start, naming none of the decision's slots (a page
+            # that lacks them, the most a HEAD can say without reading the page).
+            exchange.settle_no_slots()
+        elif gone:
             exchange.settle(slots.trim(decision, gone))
         return True
     absent = slots.absent(path, head, decision.slots)

@@ -142,13 +142,14 @@ class SlotPresence:
             return None
         return entry
 
-    def known_gone(self, path: str, decision: Decision) -> frozenset[str]:
+    def known_gone(self, path: str, decision: Decision) -> frozenset[str] | None:
         """The decision's slots the page of `path` is known to lack or to hide (a look
         only: counts no view, checks no validators; injections into <head> and <body> are
-        never absent)."""
+        never absent); None when that is not known for every one of them."""
         entry = self._fresh(path)
-        if entry is None:
-            return _NOTHING
+        if entry is None or any(slot not in entry.found and slot not in INJECTIONS
+                                for slot in decision.slots):
+            return None
         absent = frozenset(slot for slot in decision.slots
                            if slot in entry.absent and slot not in INJECTIONS)
         return absent | hidden(decision.slots, entry.inside) if entry.inside else absent

@@ -126,7 +126,7 @@ def test_which_slot_is_inside_which_hides_a_slot_only_under_a_variant_that_empti
     emptying = Decision(slots={
         "hero": SlotChoice("hero", "big", "rule", "big", Content(action="inner")),
         "cta": SlotChoice("cta", "v", "rule", "cta-rule", Content())})
-    assert presence.known_gone("/p", emptying) == {"cta"}
+    assert presence.known_gone("/p", emptying) == frozenset({"cta"})
     for kept in ("append", "set_attribute"):   # the hero keeps what it held
         keeping = Decision(slots={**emptying.slots, "hero": SlotChoice(
             "hero", "big", "rule", "big", Content(action=kept))})
@@ -134,11 +134,12 @@ def test_which_slot_is_inside_which_hides_a_slot_only_under_a_variant_that_empti
     control = Decision(slots={**emptying.slots, "hero": SlotChoice(
         "hero", "control", "experiment", "e", None)})
     assert presence.known_gone("/p", control) == frozenset()
-    assert presence.known_gone("/other", emptying) == frozenset()
+    assert presence.known_gone("/other", emptying) is None   # never looked at
     # A view that probed nothing keeps what was learned.
     presence.learned("/p", HEAD, {"hero": True}, {})
-    assert presence.known_gone("/p", emptying) == {"cta"}
-    assert presence.known_gone("/p", emptying) == {"cta"}
+    assert presence.known_gone("/p", emptying) == frozenset({"cta"})
+    assert presence.known_gone("/p", Decision(slots={**emptying.slots, "promo": SlotChoice(
+        "promo", "v", "rule", "p", Content())})) is None   # promo never looked for
     assert nesting(("hero", "cta"), ("hero", "cta"), None) == {}
 
 
@@ -157,7 +158,7 @@ def test_slots_learned_apart_are_looked_at_together_before_one_may_hide_the_othe
     assert presence.absent("/p", HEAD, emptying.slots) == frozenset()
     assert presence.known_gone("/p", emptying) == frozenset()
     clock.now += 61   # learned too long ago for a look that counts no view
-    assert presence.known_gone("/p", emptying) == frozenset()
+    assert presence.known_gone("/p", emptying) is None
 
 
 # Through the real server, in front of a static origin whose page the tests edit.
@@ -345,6 +346,23 @@ def test_a_slot_looked_for_on_no_earlier_view_is_looked_for_before_it_is_counted
         server.stop()
 
 
+def test_a_head_of_a_page_no_view_has_read_names_none_of_its_slots(
+        proxy: tuple[Server, Path], site: tuple[Server, Path]) -> None:
+    # A HEAD shows nothing and reads nothing: before any view has read the page for its
+    # slots, it cannot say which the page has, and answers as for a page without them
+    # (the origin's own start), not a rewritten page it may never be. It learns nothing.
+    server, _ = proxy
+    heads = [httpx.head(f"{server.url}/page.html", headers=PAGE) for _ in range(2)]
+    direct = httpx.head(f"{site[0].url}/page.html")
+    for head in heads:
+        assert head.status_code == 200 and "x-ep-variant" not in head.headers
+        assert head.headers["x-ep-segment"] == "default"
+        assert head.headers["last-modified"] == direct.headers["last-modified"]
+        assert head.headers["content-length"] == str(len(BARE))
+    first = httpx.get(f"{server.url}/page.html", headers=PAGE)   # (read for its slots)
+    assert first.text == BARE and "x-ep-variant" not in first.headers
+
+
 def test_cache_tags_name_only_the_variants_the_page_shows(
         site: tuple[Server, Path], tmp_path: Path) -> None:
     rules = tmp_path / "rules"
@@ -403,6 +421,8 @@ def test_a_slot_inside_one_whose_variant_replaces_it_is_neither_named_nor_counte
         both = [httpx.get(f"{url}?hero=big&cta=yes", headers=PAGE) for _ in range(2)]
         decided = httpx.get(f"{server.url}/__ep/decide?url=/page.html%3Fhero%3Dbig%26cta%3Dyes",
                             headers=PAGE)
+        fragments = [httpx.get(f"{server.url}/__ep/fragment/cta?url=/page.html%3F{query}",
+                               headers=PAGE) for query in ("cta%3Dyes", "hero%3Dbig%26cta%3Dyes")]
         # A HEAD answers as its GET: the origin asked for the whole page, not whether it
         # changed since (it would say 304), and the same variants named.
         head = httpx.head(f"{url}?hero=big&cta=yes",
@@ -418,5 +438,8 @@ def test_a_slot_inside_one_whose_variant_replaces_it_is_neither_named_nor_counte
         assert response.headers["x-ep-variant"] == "hero=big-hero"
         assert set(_exposures(response)) == {"big-hero"}
     assert set(decided.json()["slots"]) == {"hero"}
+    shown, hidden = fragments
+    assert shown.status_code == 200 and shown.text == "Buy now"
+    assert hidden.status_code == 204 and hidden.headers["x-ep-variant"] == "hero=big-hero"
     assert head.status_code == 200 and head.headers["x-ep-variant"] == "hero=big-hero"
     assert "last-modified" not in head.headers and "content-length" not in head.headers

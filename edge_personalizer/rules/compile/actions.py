@@ -341,12 +341,15 @@ def _pairs(raw: Any, at: KeyPath, what: str,
 
 def _header(name: str, value: str, where: KeyPath) -> None:
     folded = name.lower()
-    if not _TOKEN.fullmatch(name) or folded in _FORBIDDEN_HEADERS:
-        raise Invalid(f"headers: {name!r} cannot be set by a rule", where)
+    if not _TOKEN.fullmatch(name):
+        raise Invalid(f"headers: {name!r} is not a header name (letters, digits and "
+                      "!#$%&'*+-.^_`|~; no spaces or ':')", where, on_key=True)
+    if folded in _FORBIDDEN_HEADERS:
+        raise Invalid(f"headers: {name!r} cannot be set by a rule", where, on_key=True)
     if folded.startswith("x-ep-") or folded.encode() in CDN_CACHE_CONTROLS:
         raise Invalid(f"headers: {name!r} is the product's to set (X-EP-* headers, and "
                       "a CDN's own cache controls: Cache-Control is what every cache "
-                      "is told)", where)
+                      "is told)", where, on_key=True)
     if not _HEADER_VALUE.fullmatch(value):
         raise Invalid(f"headers: the value of {name!r} must be one line of text "
                       "(no control characters; non-ASCII as latin-1)", where)

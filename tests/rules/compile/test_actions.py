@@ -39,6 +39,7 @@ def test_plain_cookies_are_set_as_written(tmp_path: Path) -> None:
     ("{headers: {X-A: \"a\\u0007b\"}}", "must be one line of text"),
     ("{headers: {X-A: \"spring\\n\"}}", "must be one line of text"),   # YAML's | ends so
     ("{headers: {Set-Cookie: a}}", "'Set-Cookie' cannot be set by a rule"),
+    ("{headers: {'Bad Header': a}}", "'Bad Header' is not a header name"),
     ("{headers: {X-EP-Segment: everyone}}", "'X-EP-Segment' is the product's to set"),
     ("{headers: {Surrogate-Control: max-age=3600}}", "a CDN's own cache controls"),
     ("{headers: {CDN-Cache-Control: public}}", "a CDN's own cache controls"),
@@ -65,6 +66,10 @@ def test_every_wrong_header_and_cookie_is_named_at_once(tmp_path: Path) -> None:
                     "ep_profile); choose another"],
         ["cookies", "'a b' is not a cookie name (letters, digits and !#$%&'*+-.^_`|~; no "
                     "spaces, '=', ';' or ',')"]]
+    # Each named at its name, where the fix goes.
+    line = (tmp_path / "r.yaml").read_text().splitlines()[3]
+    assert [line[(e.column or 0) - 1:].split(":")[0] for e in errors] == [
+        "Content-Length", "X-EP-A", "ep_x", "'a b'"]
 
 
 @pytest.mark.parametrize(("actions", "message"), [
