@@ -142,6 +142,12 @@ def normalize(name: str) -> str:
     return name
 
 
+# Visitor fields `explain` shows that rules cannot read: where the geo came from, the
+# exact times, the client's address (a test keeps this in step with Visitor.to_dict).
+SHOWN_ONLY: Final = frozenset({"geo.source", "time.minute", "profile.first_seen",
+                               "profile.last_seen", "request.client_ip"})
+
+
 def lookup(name: str) -> tuple[FieldSpec | None, str]:
     """The spec of a field path, or None and why it is not one."""
     spec = FIELDS.get(name)
@@ -150,6 +156,9 @@ def lookup(name: str) -> tuple[FieldSpec | None, str]:
     for prefix, prefixed in PREFIXES.items():
         if name.startswith(prefix) and len(name) > len(prefix):
             return prefixed, ""
+    if name in SHOWN_ONLY:
+        return None, (f"{name!r} is shown by explain, but rules cannot read it (the fields "
+                      "rules read: docs/fields.md)")
     return None, f"unknown field {name!r}" + suggest(name, [*FIELDS, *PREFIXES])
 
 

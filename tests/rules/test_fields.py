@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.book import check_rules, load_rules
 from edge_personalizer.rules.fields import (
+    SHOWN_ONLY,
     lookup,
     normalize,
     rules_can_read,
@@ -47,3 +48,15 @@ def test_rules_can_read_the_fields_they_may_name_and_the_groups_above_them() -> 
     for name in ("geo.source", "time.minute", "profile.first_seen", "request.client_ip",
                  "geo.country_code_unknown"):
         assert not rules_can_read(name), name
+
+
+def test_the_fields_explain_shows_that_rules_cannot_read_are_named_so(tmp_path: Path) -> None:
+    shown = make_visitor().to_dict()
+    unreadable = {f"{root}.{name}" for root, fields in shown.items() for name in fields
+                  if not rules_can_read(f"{root}.{name}")}
+    assert unreadable == SHOWN_ONLY
+    (tmp_path / "r.yaml").write_text("rules:\n  - name: r\n    when: {time.minute: {gte: 3}}\n"
+                                     "    then: {headers: {X-A: b}}\n")
+    _, [error] = check_rules(tmp_path)
+    assert error.reason == ("rule 'r': 'time.minute' is shown by explain, but rules cannot "
+                            "read it (the fields rules read: docs/fields.md)")
