@@ -212,15 +212,20 @@ def site(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     server.stop()
 
 
+def _serve(tmp_path: Path, origin: Server, rules: str, env: dict[str, str]) -> Server:
+    """The proxy in front of `origin`, with `rules` as its one rule file (tmp_path/rules)."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "site.yaml").write_text(rules)
+    return start_proxy(tmp_path, "--origin", origin.url, "--rules", str(folder), env=env)
+
+
 @pytest.fixture
 def proxy(site: tuple[Server, Path], tmp_path: Path) -> Iterator[tuple[Server, Path]]:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(RULES)
-    server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
-                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY,
-                              "EP_RULES_WATCH_INTERVAL": "0.2"})
-    yield server, rules
+    server = _serve(tmp_path, site[0], RULES, {"EP_VARIANT_HEADER": "true",
+                                               "EP_PROFILE_KEYS": PROFILE_KEY,
+                                               "EP_RULES_WATCH_INTERVAL": "0.2"})
+    yield server, tmp_path / "rules"
     server.stop()
 
 
@@ -290,12 +295,10 @@ def test_reloaded_rules_look_at_every_page_again(proxy: tuple[Server, Path]) -> 
 def test_a_page_known_to_lack_the_slots_comes_from_the_origin_as_the_client_asked(
         origin: Server, tmp_path: Path) -> None:
     # (the test origin's /slotted page says which Accept-Encoding it was asked with)
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(
-        "slots: {promo: {}}\nrules:\n  - name: promo-rule\n    then: {promo: {html: x}}\n")
-    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
-                         env={"EP_VARIANT_HEADER": "true"})
+    server = _serve(
+        tmp_path, origin,
+        "slots: {promo: {}}\nrules:\n  - name: promo-rule\n    then: {promo: {html: x}}\n",
+        {"EP_VARIANT_HEADER": "true"})
     try:
         asked = {**PAGE, "accept-encoding": "gzip, br"}
         first = httpx.get(f"{server.url}/slotted/x", headers=asked)
@@ -330,11 +333,8 @@ def test_a_slot_looked_for_on_no_earlier_view_is_looked_for_before_it_is_counted
     # The first view of the page was a VIP's, looking for the promo alone; the next
     # visitor's decision has the hero, which no view has looked for: the page is read for
     # it, and the hero it lacks is neither counted nor named.
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(BY_VISITOR)
-    server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
-                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+    server = _serve(tmp_path, site[0], BY_VISITOR,
+                    {"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
     try:
         vip = httpx.get(f"{server.url}/page.html", headers={**PAGE, "cookie": "crm=vip"})
         assert vip.text == BARE and _exposures(vip) == {}
@@ -365,11 +365,7 @@ def test_a_head_of_a_page_no_view_has_read_names_none_of_its_slots(
 
 def test_cache_tags_name_only_the_variants_the_page_shows(
         site: tuple[Server, Path], tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(RULES)
-    server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
-                         env={"EP_KEYED_CACHING": "true"})
+    server = _serve(tmp_path, site[0], RULES, {"EP_KEYED_CACHING": "true"})
     try:
         for _ in range(2):   # the first view (read for its slots) and the next
             response = httpx.get(f"{server.url}/page.html", headers=PAGE)
@@ -406,12 +402,9 @@ def test_a_slot_inside_one_whose_variant_replaces_it_is_neither_named_nor_counte
     # held takes it away, so its variant is not shown, whether the page is read for its
     # slots on this view or known from an earlier one, and whether the two slots were
     # first seen together or on views of their own. Without that hero variant it is.
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(NESTED_RULES)
     site[1].write_text(NESTED)
-    server = start_proxy(tmp_path, "--origin", site[0].url, "--rules", str(rules),
-                         env={"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+    server = _serve(tmp_path, site[0], NESTED_RULES,
+                    {"EP_VARIANT_HEADER": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
     url = f"{server.url}/page.html"
     try:
         if first == "apart":   # each slot learned on a view of its own
