@@ -270,9 +270,24 @@ def _near_fragment(directory: Path, path_text: str) -> str:
     where = folder + "/" if folder else ""
     if close:
         return f"; did you mean {where + stems[close[0]]!r}?"
+    elsewhere = _in_subfolders(directory, name) if not folder else []
+    if elsewhere:
+        return f"; did you mean {' or '.join(repr(path) for path in elsewhere)}?"
     if names and len(names) <= _LISTED_FRAGMENTS:
         return f"; {where or 'the rules directory'} holds {', '.join(sorted(names))}"
     return ""
+
+
+def _in_subfolders(directory: Path, name: str) -> list[str]:
+    """`fragments/x.html` for a fragment written `x.html`: the folders of the rules
+    directory (not hidden) that hold a file of that name, up to three."""
+    try:
+        folders = sorted(entry.name for entry in os.scandir(directory)
+                         if entry.is_dir() and not entry.name.startswith("."))
+    except OSError:
+        return []
+    return [f"{folder}/{name}" for folder in folders
+            if os.path.isfile(directory / folder / name)][:3]
 
 
 def _no_fragment(ctx: CompileContext, path_text: str) -> str:

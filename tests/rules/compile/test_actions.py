@@ -229,6 +229,9 @@ def test_a_value_that_reads_as_a_path_but_names_no_fragment_is_an_error(
     ("fragments/hero-summer.html", "fragment file 'fragments/hero-summer.html' does not exist "
                                    "(looked for {dir}/fragments/hero-summer.html); fragments/ "
                                    "holds hero-sale.html"),
+    # Written without its folder: the folder of the rules directory that holds it.
+    ("hero-sale.html", "fragment file 'hero-sale.html' does not exist (looked for "
+                       "{dir}/hero-sale.html); did you mean 'fragments/hero-sale.html'?"),
     ("../outside/hero_sale.html", "fragment '../outside/hero_sale.html' is outside the rules "
                                   "directory"),
     ("fragments/../../outside/hero_sale", "no fragment file 'fragments/../../outside/hero_sale'"
