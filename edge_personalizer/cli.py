@@ -184,11 +184,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         for error in errors:
             print(error)
-        summary = (f"{_count(ruleset.file_count, 'file')}, "
-                   f"{_count(len(ruleset.rules), 'rule')}, "
-                   f"{_count(len(ruleset.experiments), 'experiment')}")
-        print(f"{summary}: {_count(len(errors), 'error')}" if errors
-              else f"{summary}: valid (version {ruleset.version})")
+        files = _count(ruleset.file_count, "file")
+        rules = _count(len(ruleset.rules), "rule")
+        experiments = _count(len(ruleset.experiments), "experiment")
+        # A rule or an experiment with an error is not compiled: the counts then say so.
+        compiled = (f" ({rules} and {experiments} compile without errors)"
+                    if ruleset.file_count else "")
+        print(f"{files}: {_count(len(errors), 'error')}{compiled}" if errors
+              else f"{files}, {rules}, {experiments}: valid (version {ruleset.version})")
     return 1 if errors else 0
 
 

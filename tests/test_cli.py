@@ -45,7 +45,7 @@ def test_validate_refuses_a_directory_without_rule_files(
         f"{tmp_path}: the rules directory holds no rule file (.yaml or .yml, outside hidden "
         "folders): a server would serve no rules from it, and one serving rules refuses it "
         "on reload; to serve no rules, leave one file with `rules: []`\n"
-        "0 files, 0 rules, 0 experiments: 1 error\n")
+        "0 files: 1 error\n")
     assert main(["validate", str(tmp_path), "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is False and report["errors"][0]["file"] == str(tmp_path)
@@ -377,7 +377,8 @@ def test_validate_counts_one_of_a_kind_in_the_singular(
     (tmp_path / "a.yaml").write_text("slots: {hero: {}}\nrules:\n  - {name: a, then: {hero: x}}\n"
                                      "  - {name: b, then: {heor: x}}\n")
     assert main(["validate", str(tmp_path)]) == 1
-    assert capsys.readouterr().out.endswith("\n1 file, 1 rule, 0 experiments: 1 error\n")
+    assert capsys.readouterr().out.endswith(
+        "\n1 file: 1 error (1 rule and 0 experiments compile without errors)\n")
 
 
 def test_explain_without_keys_says_nothing_of_restarts(

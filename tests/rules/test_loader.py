@@ -247,7 +247,7 @@ def test_a_rule_file_named_in_another_encoding_is_an_error_naming_it(tmp_path: P
     checked = validate(tmp_path)
     assert checked.returncode == 1 and "Traceback" not in checked.stderr
     assert f"{tmp_path}/caf\\xe9.yaml: the name b'caf\\xe9.yaml' is not UTF-8" in checked.stdout
-    assert "3 files, 0 rules, 0 experiments: 2 errors" in checked.stdout
+    assert "3 files: 2 errors (0 rules and 0 experiments compile without errors)" in checked.stdout
 
 
 def test_a_fragment_named_in_another_encoding_is_part_of_the_version(tmp_path: Path) -> None:
@@ -339,7 +339,8 @@ def test_a_rule_file_that_cannot_be_read_says_why_and_counts(tmp_path: Path) -> 
     write(tmp_path, "b.yaml", "rules: []\n").chmod(0)
     checked = validate(tmp_path)
     assert checked.stdout == (f"{tmp_path / 'b.yaml'}: cannot be read: Permission denied\n"
-                              "2 files, 0 rules, 0 experiments: 1 error\n")
+                              "2 files: 1 error (0 rules and 0 experiments compile without "
+                              "errors)\n")
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])

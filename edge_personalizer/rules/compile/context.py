@@ -76,6 +76,7 @@ class CompileContext:
     segments: dict[str, Segment] = field(default_factory=dict)
     compiling: list[str] = field(default_factory=list)   # segments being compiled, nested
     goals: dict[str, Goal] = field(default_factory=dict)
+    goals_in_error: set[str] = field(default_factory=set)   # declared, with errors reported
     # Read once a compile: fragment files (their HTML, or why they cannot be read) and
     # parsed templates (or why they are wrong), by what the rules wrote.
     fragments: dict[str, tuple[str, str] | str] = field(default_factory=dict)

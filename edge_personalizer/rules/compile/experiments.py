@@ -194,6 +194,8 @@ def _goals(ctx: CompileContext, raw: Any, at: KeyPath) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise Invalid("goals is a list of goal names, e.g. [purchase]", at)
     for goal in names:
+        if goal in ctx.goals_in_error:
+            raise Reported   # the goal's own error says what to fix
         if goal not in ctx.goals:
             raise Invalid(f"unknown goal {goal!r}; declare it under goals:"
                           + suggest(goal, ctx.goals), at)

@@ -30,11 +30,14 @@ def compile_goals(ctx: CompileContext, rule_files: RuleFiles) -> None:
                 goal = compile_goal(name, raw, condition, where)
             except GoalInvalid as exc:
                 ctx.fail(rule_file, str(exc), exc.at, owner, on_key=exc.on_key)
+                ctx.goals_in_error.add(str(name))
                 continue
             except Invalid as exc:
                 ctx.reject(rule_file, exc, owner)
+                ctx.goals_in_error.add(str(name))
                 continue
             except Reported:
+                ctx.goals_in_error.add(str(name))
                 continue
             if goal.name in ctx.goals:
                 ctx.fail(rule_file, f"goal {goal.name!r} is defined twice", ("goals", str(name)),

@@ -11,11 +11,23 @@ def test_each_goal_mistake_is_reported_where_it_was_written(tmp_path: Path) -> N
     (tmp_path / "b.yaml").write_text(
         "slots: {hero: {}}\ngoals: [buy]\nexperiments:\n"
         "  - {name: e, slot: hero, goals: [buy], variants: {a: {}, b: {html: x}}}\n")
-    _, errors = check_rules(tmp_path)
+    ruleset, errors = check_rules(tmp_path)
     assert [(e.source.name, e.line) for e in errors] == [
-        ("a.yaml", 2), ("a.yaml", 3), ("a.yaml", 4), ("b.yaml", 2), ("b.yaml", 4)]
+        ("a.yaml", 2), ("a.yaml", 3), ("a.yaml", 4), ("b.yaml", 2)]
     assert "goal 'buy': unknown field 'request.pth'" in str(errors[0])
-    assert "unknown goal 'buy'" in errors[4].reason   # it did not compile
+    # The experiment judged on it is not compiled, and not told the goal is undeclared:
+    # the goal's own error says what to fix.
+    assert ruleset.experiments == ()
+
+
+def test_an_experiment_naming_an_undeclared_goal_is_told_so(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "slots: {hero: {}}\ngoals: {buy: {}}\nexperiments:\n"
+        "  - {name: e, slot: hero, goals: [by], variants: {a: {}, b: {html: x}}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason) for e in errors] == [
+        (4, "experiment 'e': unknown goal 'by'; declare it under goals:; did you mean "
+            "'buy'?")]
 
 
 def test_a_goal_defined_twice_is_an_error(tmp_path: Path) -> None:
