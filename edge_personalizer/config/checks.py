@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,8 +41,11 @@ def _check_public_url(url: str) -> None:
 _PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-please", "admin-token",
                            "secret-token", "your-admin-token", "replace-me-with-a-token"})
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")   # RFC 6750's b64token
-_AT_LEAST_ONE = ("workers", "max_connections", "max_header_bytes", "max_header_count",
-                 "max_body_bytes", "device_cache_size", "geo_cache_size")
+_AT_LEAST_ONE = ("workers", "max_connections", "max_body_bytes", "device_cache_size",
+                 "geo_cache_size")
+# Below these, ordinary browsers' requests are refused (a head with its cookies is often
+# past 1 KiB and 15 headers; a CDN adds its own).
+_LEAST_HEAD: Final = {"max_header_bytes": (4096, "4096 bytes"), "max_header_count": (20, "20")}
 _POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
              "body_timeout",
              "profile_max_age_days",
@@ -64,6 +67,11 @@ def check_settings(s: Settings) -> None:
     for name in _AT_LEAST_ONE:
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be >= 1, got {getattr(s, name)}", setting=name)
+    for name, (least, said) in _LEAST_HEAD.items():
+        if getattr(s, name) < least:
+            raise SettingsError(f"{name} must be at least {said}, got {getattr(s, name)}: "
+                                "below that, ordinary browsers' requests are refused",
+                                setting=name)
     for name in _POSITIVE:
         value = getattr(s, name)
         if not (math.isfinite(value) and value > 0):   # (nan compares false to everything)

@@ -127,9 +127,9 @@ class Settings:
         help="longest pause while a client sends a request body; past it, a body must also "
              "average 1 KiB a second (else 408 and the connection closed)")
     max_header_bytes: int = option(32 * 1024, convert=to_int, section=_SERVER,
-                                   help="largest request head, in bytes")
+                                   help="largest request head, in bytes (4096 or more)")
     max_header_count: int = option(100, convert=to_int, section=_SERVER,
-                                   help="most request headers")
+                                   help="most request headers (20 or more)")
     max_body_bytes: int = option(100 * 1024 * 1024, convert=to_int, section=_SERVER,
                                  flag="--max-body-bytes", metavar="N",
                                  help="largest request body, in bytes")

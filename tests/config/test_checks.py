@@ -15,6 +15,11 @@ from edge_personalizer.errors import SettingsError
     ({"EP_ORIGIN_URL": "http://x", "EP_PORT": "70000"}, "port must be between"),
     ({"EP_ORIGIN_URL": "http://x", "EP_WORKERS": "0"}, "workers must be >= 1"),
     ({"EP_ORIGIN_URL": "http://x", "EP_READ_TIMEOUT": "0"}, "read_timeout must be a number > 0"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_MAX_HEADER_BYTES": "10"},
+     "max_header_bytes must be at least 4096 bytes, got 10: below that, ordinary browsers' "
+     "requests are refused"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_MAX_HEADER_COUNT": "5"},
+     "max_header_count must be at least 20, got 5"),
     ({"EP_ORIGIN_URL": "http://x", "EP_HEAD_HOLD_SECONDS": "nan"},
      "head_hold_seconds must be a number > 0, got nan"),
     ({"EP_ORIGIN_URL": "http://x", "EP_KEEP_ALIVE_TIMEOUT": "inf"},
