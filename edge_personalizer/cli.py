@@ -231,6 +231,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     now = _when(args.time)
     settings = settings_from(args)
     ruleset = load_rules(settings.rules_dir) if settings.rules_dir else None
+    if not any(name.lower() == "user-agent" for name in headers):
+        print("note: no User-Agent given; the proxy takes a request without one for a bot "
+              "(explain a browser with --header 'User-Agent: ...')", file=sys.stderr)
     visitor = visitor_for(_classifier(settings), url=args.url, headers=headers, ip=args.ip,
                           now=now)
     report: dict[str, Any] = {"visitor": visitor.to_dict()}

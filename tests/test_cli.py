@@ -133,10 +133,28 @@ def test_explain_shows_the_classified_visitor(capsys: pytest.CaptureFixture[str]
 
 
 def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["explain", "--url", "/", "--header", "Sec-GPC: 1", "--format", "json"]) == 0
+    assert main(["explain", "--url", "/", "--header", f"User-Agent: {IPHONE_UA}",
+                 "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["visitor"]["referral"]["medium"] == "direct"
-    assert data["visitor"]["profile"]["stored"] is False
+    assert data["visitor"]["profile"]["stored"] is True
+    assert main(["explain", "--url", "/", "--header", f"User-Agent: {IPHONE_UA}",
+                 "--header", "Sec-GPC: 1", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["visitor"]["profile"]["stored"] is False
+
+
+def test_explain_without_a_user_agent_says_it_explains_a_bot(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--url", "/", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["visitor"]["device"]["type"] == "bot"
+    assert data["visitor"]["profile"]["stored"] is False   # a bot is given no profile
+    assert captured.err == ("note: no User-Agent given; the proxy takes a request without "
+                            "one for a bot (explain a browser with --header "
+                            "'User-Agent: ...')\n")
+    assert main(["explain", "--url", "/", "--header", f"user-agent: {IPHONE_UA}"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_explain_rejects_a_malformed_header(capsys: pytest.CaptureFixture[str]) -> None:

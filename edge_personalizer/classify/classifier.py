@@ -177,6 +177,8 @@ class Classifier:
             t = int(visitor.now)
             return Profile(visitor_id="", first_seen=t, last_seen=t, previous_seen=t,
                            stored=False, now=t)
+        if visitor.device.type == "bot":   # never given a profile cookie
+            return self.profiles.not_kept(visitor.now, page_view=visitor.page_view)
         return self.profiles.observe(cookies=request.cookies, headers=request.headers,
                                      now=visitor.now, path=request.path,
                                      page_view=visitor.page_view,

@@ -250,11 +250,9 @@ class ProfileTracker:
                 path: str, page_view: bool, referral: Callable[[], Referral]) -> Profile:
         """The profile after this request. Learns only from page views, and only when the
         privacy policy allows keeping a profile at all."""
-        t = int(now)
         if not self.privacy.allows(headers, cookies):
-            return Profile(visitor_id=_new_id(), first_seen=t, last_seen=t, previous_seen=t,
-                           visits=1, pageviews=1 if page_view else 0, stored=False, now=t,
-                           half_life_days=self.half_life_days)
+            return self.not_kept(now, page_view=page_view)
+        t = int(now)
         state = self._read(cookies.get(self.cookie_name), now)
         profile = None
         if state is not None:
@@ -269,6 +267,14 @@ class ProfileTracker:
         if not page_view:
             return profile
         return self._count_page_view(profile, t, path, referral)
+
+    def not_kept(self, now: float, *, page_view: bool) -> Profile:
+        """This request's profile when none is kept for the visitor (privacy signals, a
+        bot): a first visit, never stored."""
+        t = int(now)
+        return Profile(visitor_id=_new_id(), first_seen=t, last_seen=t, previous_seen=t,
+                       visits=1, pageviews=1 if page_view else 0, stored=False, now=t,
+                       half_life_days=self.half_life_days)
 
     def _read(self, value: str | None, now: float) -> list[Any] | None:
         if not value:

@@ -53,6 +53,14 @@ def test_visitor_has_every_dimension() -> None:
     assert visitor.field("geo.nonsense") is None
 
 
+def test_a_bot_is_kept_no_profile() -> None:
+    # It is never sent a profile cookie: `profile.stored` says so to rules and explain.
+    bot = make_visitor("/", headers={"user-agent": "curl/8.5.0"})
+    assert bot.device.type == "bot"
+    assert bot.field("profile.stored") is False and bot.field("profile.visits") == 1
+    assert make_visitor("/", headers={"user-agent": IPHONE}).field("profile.stored") is True
+
+
 def test_parts_are_computed_only_when_read_and_once() -> None:
     asked = Asked(make_classifier())
     visitor = Visitor(make_request(ip="81.2.69.142"), resolve=cast(Resolvers, asked), now=NOW)
