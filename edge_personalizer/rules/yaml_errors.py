@@ -13,7 +13,6 @@ _HINTS = (
     ("mapping values are not allowed here",
      "a value holding ': ' is quoted: banner: \"Free: delivery\""),
     ("but got ':'", "a value holding ': ' is quoted: {banner: \"Free: delivery\"}"),
-    ("expected <block end>", "a line is indented more or less than the lines it belongs with"),
     ("found character '\\t'", "indent with spaces: YAML takes no tabs"),
     ("found '<stream end>'", "the file ends inside a '[' or '{' that is never closed"),
 )
@@ -41,6 +40,8 @@ def yaml_error(exc: yaml.MarkedYAMLError, path: Path, text: str) -> RuleError:
             and stop is not None and stop.line > start.line:
         mark = start   # the '{' a line left open, not the next line's key PyYAML stops at
         reason = f"{opened} opened here is not closed before line {stop.line + 1}"
+    elif "expected <block end>" in problem and start is not None and stop is not None:
+        reason = _misaligned(context, start, stop)
     else:
         hint = next((fix for said, fix in _HINTS if said in reason), None)
         if hint is not None and _indented_under_a_value(problem, text, stop):
@@ -67,3 +68,20 @@ def _indented_under_a_value(problem: str, text: str, mark: yaml.Mark | None) -> 
         return False
     key = lines[mark.line][:mark.column].strip()
     return bool(key) and " " not in key and not key.startswith(("-", "{", "["))
+
+
+def _misaligned(context: str, start: yaml.Mark, stop: yaml.Mark) -> str:
+    """What is wrong with a line that starts at a column no mapping or list around it
+    has: PyYAML's "expected <block end>" in columns and lines."""
+    column, lined_up = stop.column + 1, start.column + 1
+    if "mapping" in context:
+        return (f"this line starts at column {column}, and the keys it sits among at column "
+                f"{lined_up} (from line {start.line + 1}): line it up with the keys it goes "
+                "with")
+    if column == lined_up:
+        return (f"this line starts where the items of the list from line {start.line + 1} "
+                "start, but is no item: start it with '- ', or indent it as far as the keys "
+                "of the item it belongs to")
+    return (f"this line starts at column {column}, and the list it sits in has its '- ' at "
+            f"column {lined_up} (from line {start.line + 1}): line it up with the keys of the "
+            "item it belongs to")

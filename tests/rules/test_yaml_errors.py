@@ -34,8 +34,17 @@ from edge_personalizer.rules.book import check_rules
      "        orders over: 50\n", 5, 20, "(a value holding ': ' is quoted"),
     ("rules:\n  - name: a\n    then: {banner: <p>Free: delivery</p>}\n", 3, 27,
      "(a value holding ': ' is quoted"),
+    # A line no mapping or list around it lines up with: named in columns, not in
+    # PyYAML's "expected <block end>, but found '<block mapping start>'".
     ("rules:\n  - name: a\n   then: {x: y}\n", 3, 4,
-     "(a line is indented more or less than the lines it belongs with)"),
+     "this line starts at column 4, and the list it sits in has its '- ' at column 3 (from "
+     "line 2): line it up with the keys of the item it belongs to"),
+    ("goals:\n  buy:\n    when: {request.path: /x}\n      value: 3\n", 4, 7,
+     "this line starts at column 7, and the keys it sits among at column 5 (from line 3): "
+     "line it up with the keys it goes with"),
+    ("rules:\n  - name: a\n    then: {hero: x}\n  priority: 3\n", 4, 3,
+     "this line starts where the items of the list from line 2 start, but is no item: start "
+     "it with '- ', or indent it as far as the keys of the item it belongs to"),
     ("rules:\n\t- name: a\n", 2, 1, "(indent with spaces: YAML takes no tabs)"),
 ])
 def test_a_yaml_mistake_is_named_where_it_can_be_fixed(
