@@ -45,7 +45,7 @@ _AT_LEAST_ONE = ("workers", "max_connections", "max_body_bytes", "device_cache_s
                  "geo_cache_size")
 # Below these, ordinary browsers' requests are refused (a head with its cookies is often
 # past 1 KiB and 15 headers; a CDN adds its own).
-_LEAST_HEAD: Final = {"max_header_bytes": (4096, "4096 bytes"), "max_header_count": (20, "20")}
+_LEAST_HEAD: Final = (("max_header_bytes", 4096, "4096 bytes"), ("max_header_count", 20, "20"))
 _POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
              "body_timeout",
              "profile_max_age_days",
@@ -67,7 +67,7 @@ def check_settings(s: Settings) -> None:
     for name in _AT_LEAST_ONE:
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be >= 1, got {getattr(s, name)}", setting=name)
-    for name, (least, said) in _LEAST_HEAD.items():
+    for name, least, said in _LEAST_HEAD:
         if getattr(s, name) < least:
             raise SettingsError(f"{name} must be at least {said}, got {getattr(s, name)}: "
                                 "below that, ordinary browsers' requests are refused",
