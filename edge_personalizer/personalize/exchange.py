@@ -51,11 +51,12 @@ class Exchange:
     """
 
     __slots__ = ("visitor", "scope", "debug", "preview", "edge_segment", "conversions", "profile",
-                 "allocations", "_decide", "_decision")
+                 "allocations", "_decide", "_decision", "_count")
 
     def __init__(self, visitor: Visitor, scope: Scope,
                  decide: Callable[[Exchange], Decision], *,
-                 debug: bool, preview: bool, edge_segment: str | None = None) -> None:
+                 debug: bool, preview: bool, edge_segment: str | None = None,
+                 count: Callable[[Decision], None] | None = None) -> None:
         self.visitor = visitor
         self.scope = scope          # as the origin should get it (no preview token)
         self.debug = debug          # the X-EP-Debug trace was asked for, with the token
@@ -69,6 +70,7 @@ class Exchange:
         self.allocations: Allocations | None = None
         self._decide = decide
         self._decision: Decision | None = None
+        self._count = count   # counts the variants served (Observer.decided)
 
     @property
     def decision(self) -> Decision:
@@ -80,6 +82,13 @@ class Exchange:
         """What the page really gets of the decision (choices for slots it lacks dropped):
         everything made after this (headers, cookie, counts) names only that."""
         self._decision = decision
+
+    def served(self) -> None:
+        """The visitor is served what the decision, as settled, shows: its variants are
+        counted, once (a variant of a slot the page lacks or hides never is)."""
+        if self._count is not None:
+            count, self._count = self._count, None
+            count(self.decision)
 
     def settle_no_slots(self) -> None:
         """The visitor is shown none of the decision's slots (a redirect, a page sent as

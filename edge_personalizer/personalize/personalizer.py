@@ -128,16 +128,17 @@ class Personalizer:
         def make_decision(exchange: Exchange) -> Decision:
             if forced is not None:
                 return forced
-            # A page an edge names the segment of was decided (and counted) by the
-            # /__ep/decide it asked first: counted once a page view, hit or miss.
-            decision = self._decide(exchange, counted=edge_segment is None)
+            decision = self._decide(exchange)
             if edge_segment is not None and self.keyed_segments and self.segments is not None:
                 decision = self.segments.decision_for(edge_segment, decision,
                                                       visitor) or decision
             return decision
 
+        # A page an edge names the segment of was decided (and counted) by the
+        # /__ep/decide it asked first: counted once a page view, hit or miss.
+        count = self.observer.decided if edge_segment is None and forced is None else None
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
-                            preview=forced is not None, edge_segment=edge_segment)
+                            preview=forced is not None, edge_segment=edge_segment, count=count)
         if (visitor.page_view or exchange.preview or scope["method"] == "HEAD") \
                 and exchange.decision.changes_page \
                 and (exchange.preview or not self.slots.lacks_all(scope["path"],
@@ -151,7 +152,7 @@ class Personalizer:
                 (b"accept-encoding", b"identity")]}
         return exchange
 
-    def _decide(self, exchange: Exchange, *, counted: bool = True) -> Decision:
+    def _decide(self, exchange: Exchange) -> Decision:
         if self.rules is None:
             return NO_DECISION
         device = exchange.visitor.device
@@ -161,11 +162,8 @@ class Personalizer:
                 return NO_DECISION   # crawlers index and learn the page as it is
         allocations = self.learning.allocations if self.learning is not None else None
         exchange.allocations = allocations
-        decision = decide(self.rules.current, exchange.visitor, self.decisions,
-                          allocations=allocations)
-        if counted:
-            self.observer.decided(decision)
-        return decision
+        return decide(self.rules.current, exchange.visitor, self.decisions,
+                      allocations=allocations)
 
     def _debug_asked(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
         if self.debug_token is None:

@@ -144,6 +144,8 @@ class PageHeaders:
         and what keeps caches correct. Anything but an HTML page passes as it is."""
         if not is_html(head) or message["status"] >= 400 and not exchange.debug:
             return self._with_conversions(message, exchange)
+        if message["status"] < 400 and exchange.visitor.request.method != "HEAD":
+            exchange.served()
         added = self.decision_headers(exchange, with_cookies=not self.cache.keyed)
         decision = exchange.decision
         if self.cache.variant_header and decision.slots and not decision.changes_page \

@@ -34,8 +34,32 @@ def test_matching_rule_adds_its_headers_and_makes_the_page_private(proxy: Server
     assert response.status_code == 200
     assert response.headers["x-campaign"] == "facebook"
     assert response.headers["cache-control"].startswith("private")
+
+
+FACEBOOK_HERO = (ROOT / "tests" / "data" / "rules" / "fragments" / "facebook.html"
+                 ).read_bytes().strip()
+
+
+def _served(proxy: Server, rule: str) -> float:
     metrics = httpx.get(f"{proxy.url}/__ep/metrics", headers=ADMIN).text
-    assert 'ep_decisions_total{rule="facebook-hero",variant="facebook-hero"}' in metrics
+    prefix = f'ep_decisions_total{{rule="{rule}",variant="{rule}"}} '
+    return next((float(line[len(prefix):]) for line in metrics.splitlines()
+                 if line.startswith(prefix)), 0.0)
+
+
+def test_variants_served_counts_only_what_the_page_shows(proxy: Server) -> None:
+    # The rule's hero variant is decided for every Facebook visitor; a page without the
+    # hero slot never shows it, on its first view (read for its slots) or later ones.
+    before = _served(proxy, "facebook-hero")
+    for _ in range(2):
+        response = httpx.get(f"{proxy.url}/page/served-count", headers=FACEBOOK)
+        assert response.headers["x-campaign"] == "facebook"
+    assert _served(proxy, "facebook-hero") == before
+    for _ in range(2):
+        response = httpx.get(f"{proxy.url}/slotted/served-count", headers=FACEBOOK)
+        assert FACEBOOK_HERO in response.content
+    httpx.head(f"{proxy.url}/slotted/served-count", headers=FACEBOOK)   # shows nothing
+    assert _served(proxy, "facebook-hero") == before + 2
 
 
 def test_rules_never_touch_non_html_responses(proxy: Server) -> None:
