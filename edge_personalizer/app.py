@@ -79,7 +79,8 @@ class EdgeApp:
             mark_data_dir(settings.data_dir)
         self.rules = (RuleBook(settings.rules_dir, on_reload=self._reloaded,
                                parses=ParseCache(settings.data_dir, settings.rules_dir, keys[0])
-                               if settings.profile_keys else None, inherited=inherited)
+                               if settings.profile_keys else None, inherited=inherited,
+                               own_cookies=_own_cookies(settings))
                       if settings.rules_dir else None)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
@@ -268,6 +269,14 @@ async def kept_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             logger.exception("%s failed; it starts again in 1 s", name)
         await anyio.sleep(1.0)
+
+
+def _own_cookies(settings: Settings) -> dict[str, str]:
+    """The cookies the server sets or reads itself, by name: no rule may set them."""
+    own = {settings.profile_cookie: "profile_cookie"}
+    if settings.consent_cookie is not None:
+        own[settings.consent_cookie] = "consent_cookie"
+    return own
 
 
 def profile_keys(settings: Settings, *, serving: bool = True) -> list[bytes]:

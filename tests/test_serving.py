@@ -298,3 +298,20 @@ def test_a_server_refused_for_its_rules_says_why_without_a_warning_first(
     assert refused.returncode == 2, refused.stderr
     assert "site.yaml:3:" in refused.stderr and "unknown slot" in refused.stderr, refused.stderr
     assert "profile_keys" not in refused.stderr
+
+
+def test_a_server_refuses_rules_that_set_its_consent_cookie(origin: Server,
+                                                           tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(
+        "rules:\n  - name: accept-all\n    then: {cookies: {cmp_consent: granted}}\n")
+    refused = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "serve", "--origin", origin.url,
+         "--rules", str(rules), "--port", str(free_port())], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, env={**os.environ, "EP_DATA_DIR": str(tmp_path / "data"),
+                                    "EP_CONSENT_COOKIE": "cmp_consent"})
+    assert refused.returncode == 2, refused.stderr
+    assert (f"{rules / 'site.yaml'}:2: rule 'accept-all': cookies: 'cmp_consent' is the "
+            "cookie this server names in consent_cookie; choose another name"
+            in refused.stderr), refused.stderr

@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import anyio
@@ -57,6 +57,20 @@ def load_rules(directory: Path) -> RuleSet:
     return ruleset
 
 
+def _setting_own_cookies(ruleset: RuleSet, own: Mapping[str, str]) -> list[RuleError]:
+    """An error for each rule that sets a cookie the server sets or reads itself."""
+    errors = []
+    for rule in ruleset.rules:
+        for name, _ in rule.cookies:
+            if name in own:
+                path, _, line = rule.source.rpartition(":")
+                errors.append(RuleError(
+                    f"rule {rule.name!r}: cookies: {name!r} is the cookie this server "
+                    f"names in {own[name]}; choose another name", source=Path(path),
+                    line=int(line) if line.isdigit() else None))
+    return errors
+
+
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 # No directory looks like this: the next look reloads.
 _CHANGED_WHILE_LOADING: Fingerprint = (("(changed while it was loaded)", -1, -1, -1, -1),)
@@ -91,8 +105,11 @@ class RuleBook:
     def __init__(self, directory: Path, *,
                  on_reload: Callable[[bool], None] | None = None,
                  parses: ParseCache | None = None, inherited: RuleBook | None = None,
-                 reports: bool = True) -> None:
+                 reports: bool = True, own_cookies: Mapping[str, str] | None = None) -> None:
         self.directory = directory
+        # The cookies the server sets or reads itself (name -> the setting that names it):
+        # a rule that set one would overwrite a visitor's profile, or fake their consent.
+        self.own_cookies: Mapping[str, str] = own_cookies or {}
         # False: reloads and refusals are logged at debug level (a server's own book, whose
         # workers report the same).
         self._reports = reports
@@ -145,6 +162,7 @@ class RuleBook:
                       "save still under way?); to remove its rules, delete the file or write "
                       "`rules: []`", source=path)
             for path in loaded.empty if path in self._holding and path not in faulty]
+        errors += _setting_own_cookies(loaded.ruleset, self.own_cookies)
         if errors:
             raise RuleSetInvalid(errors)
         self._holding = loaded.holding

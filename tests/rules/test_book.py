@@ -50,6 +50,27 @@ def test_invalid_reload_keeps_the_last_good_set(tmp_path: Path) -> None:
     assert outcomes == [False, True]
 
 
+def test_a_rule_setting_a_cookie_of_the_servers_own_is_refused(tmp_path: Path) -> None:
+    # The consent cookie says yes before a profile is kept: a rule setting it would give
+    # every visitor it matches a consent they never gave.
+    own = {"visitor": "profile_cookie", "cc_consent": "consent_cookie"}
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path, own_cookies=own)
+    good = book.current
+    write_rules(tmp_path, "a", extra="  - name: b\n    then: {cookies: {cc_consent: yes}}\n")
+    assert book.reload() is False and book.current is good
+    assert book.last_error == (f"{tmp_path / 'rules.yaml'}:6: rule 'b': cookies: "
+                               "'cc_consent' is the cookie this server names in "
+                               "consent_cookie; choose another name")
+    with pytest.raises(RuleError, match="'visitor' is the cookie this server names in "
+                                        "profile_cookie"):
+        write_rules(tmp_path, "a", extra="  - name: b\n    then: {cookies: {visitor: x}}\n")
+        RuleBook(tmp_path, own_cookies=own)
+    # Cookie names are told apart by case, and only the server's own are refused.
+    write_rules(tmp_path, "a", extra="  - name: b\n    then: {cookies: {Visitor: x}}\n")
+    assert [r.name for r in RuleBook(tmp_path, own_cookies=own).current.rules] == ["a", "b"]
+
+
 def test_a_rule_showing_a_hidden_fragment_keeps_the_last_good_set(tmp_path: Path) -> None:
     # An edit to a hidden file changes neither the rules' version nor what is served, so
     # a rule that would show one is refused and what served before goes on serving.
