@@ -75,13 +75,7 @@ class EdgeApp:
         self.metrics = Metrics()
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
         keys = profile_keys(settings)
-        if settings.rules_dir is not None:   # rules that come to reach it are refused
-            mark_data_dir(settings.data_dir)
-        self.rules = (RuleBook(settings.rules_dir, on_reload=self._reloaded,
-                               parses=ParseCache(settings.data_dir, settings.rules_dir, keys[0])
-                               if settings.profile_keys else None, inherited=inherited,
-                               own_cookies=_own_cookies(settings))
-                      if settings.rules_dir else None)
+        self.rules = _rule_book(settings, keys[0], self._reloaded, inherited)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
         self.proxy: OriginProxy | None = None
@@ -271,12 +265,21 @@ async def kept_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
         await anyio.sleep(1.0)
 
 
-def _own_cookies(settings: Settings) -> dict[str, str]:
-    """The cookies the server sets or reads itself, by name: no rule may set them."""
+def _rule_book(settings: Settings, key: bytes, on_reload: Callable[[bool], None],
+               inherited: RuleBook | None) -> RuleBook | None:
+    """The rules the app serves (None without a rules directory); with profile keys
+    configured, their files' parses are kept in data_dir, signed with the first."""
+    if settings.rules_dir is None:
+        return None
+    mark_data_dir(settings.data_dir)   # rules that come to reach it are refused
+    # The cookies the server sets or reads itself, by name: no rule may set them.
     own = {settings.profile_cookie: "profile_cookie"}
     if settings.consent_cookie is not None:
         own[settings.consent_cookie] = "consent_cookie"
-    return own
+    parses = (ParseCache(settings.data_dir, settings.rules_dir, key)
+              if settings.profile_keys else None)
+    return RuleBook(settings.rules_dir, on_reload=on_reload, parses=parses,
+                    inherited=inherited, own_cookies=own)
 
 
 def profile_keys(settings: Settings, *, serving: bool = True) -> list[bytes]:
