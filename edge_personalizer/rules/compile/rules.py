@@ -257,13 +257,16 @@ def _schedule(raw: Any, at: KeyPath) -> Schedule:
     if start and end and start > end:
         raise Invalid("the schedule ends before it starts", (*at, "end"))
     hours = _hours(raw["hours"], (*at, "hours")) if "hours" in raw else None
-    return Schedule(start=start, end=end, days=_days(raw.get("days", []), (*at, "days")),
-                    hours=hours)
+    days = _days(raw["days"], (*at, "days")) if "days" in raw else frozenset()
+    return Schedule(start=start, end=end, days=days, hours=hours)
 
 
 def _days(raw: Any, at: KeyPath) -> frozenset[str]:
     if not isinstance(raw, (str, list)):
         raise Invalid("days is a day (mon..sun, weekdays, weekend) or a list of them", at)
+    if raw == []:
+        raise Invalid("days: [] names no day, so the rule would never be on; for every day, "
+                      "leave days out", at)
     days: set[str] = set()
     for i, day in enumerate([raw] if isinstance(raw, str) else raw):
         text = str(day).lower()
@@ -283,13 +286,17 @@ def _hours(raw: Any, at: KeyPath) -> tuple[int, int]:
     if not match:
         raise Invalid('hours are written "18:00-23:00"', at)
     h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h1 > 24 or h2 > 24 or m1 > 59 or m2 > 59:
-        raise Invalid(f"{raw!r} is not a time range", at)
-    return h1 * 60 + m1, h2 * 60 + m2
+    low, high = h1 * 60 + m1, h2 * 60 + m2
+    if m1 > 59 or m2 > 59 or low > 24 * 60 or high > 24 * 60:
+        raise Invalid(f"{raw!r} is not a time range (from 00:00 to 24:00)", at)
+    if low == high:
+        raise Invalid(f"hours {raw!r} start where they end: for all day, leave hours out", at)
+    return low, high
 
 
 def _traffic(raw: Any, name: str, at: KeyPath) -> Traffic:
     percent = percentage(raw, "traffic", at)
     if not 0 < percent <= 100:
-        raise Invalid("traffic is between 0 and 100 percent", at)
+        raise Invalid(f"traffic is a share of visitors above 0 and up to 100 percent, got "
+                      f"{raw!r}", at)
     return Traffic(percent=percent, salt=f"traffic:{name}")
