@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import ipaddress
 import json
 import logging
 import os
@@ -215,11 +216,22 @@ def _checked_url(url: str) -> str:
     except ValueError as exc:
         raise SettingsError(f"--url {url!r} is not a URL ({exc}); write one such as "
                             "https://shop.example/sale?utm_source=facebook") from exc
+    if parts.scheme not in ("http", "https") and not url.startswith("/"):
+        # shop.example/sale would be a path, localhost:8080/sale a scheme "localhost"
+        raise SettingsError(f"--url {url!r} is no http(s) URL; write https://{url} (or a "
+                            "path starting with /)" if "//" not in url else
+                            f"--url {url!r} is no http(s) URL")
     return url
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     _checked_url(args.url)
+    if args.ip is not None:
+        try:
+            ipaddress.ip_address(args.ip)
+        except ValueError:
+            raise SettingsError(f"--ip {args.ip!r} is not an IP address, such as "
+                                "81.2.69.142 or 2001:db8::1") from None
     headers: dict[str, str] = {}
     for header in args.header:
         name, sep, value = header.partition(":")

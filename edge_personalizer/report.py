@@ -30,6 +30,9 @@ class RequestLineError(ValueError):
 def visitor_for(classifier: Classifier, *, url: str, headers: Mapping[str, str] | None = None,
                 ip: str | None = None, now: float, page_view: bool = True) -> Visitor:
     """The Visitor a request to `url` with these headers, from `ip`, would be."""
+    if "//" not in url and not url.startswith("/"):
+        raise RequestLineError(f"{url!r} is neither a URL nor a path: write "
+                               f"https://{url.lstrip(':')} or a path starting with /")
     parts = urlsplit(url if "//" in url else "http://site.invalid" + url)
     if parts.scheme not in ("http", "https", ""):
         raise RequestLineError(f"not an http(s) URL: {url!r}")
@@ -168,12 +171,13 @@ def render_explanation(report: Mapping[str, Any]) -> str:
             lines.append("  (none)")
         lines.append("experiments")
         for experiment in report["experiments"]:
+            shown = experiment["variant"] or "the page as it is"
             where = ("not in the audience: " + str(experiment["audience_failed"])
                      if not experiment["in_audience"] else
                      f"holdout bucket {experiment['buckets']['holdout']}, variant bucket "
-                     f"{experiment['buckets']['variant']} -> {experiment['variant']}"
+                     f"{experiment['buckets']['variant']} -> {shown}"
                      if experiment["buckets"] is not None else
-                     f"not bucketed (bot or no profile) -> {experiment['variant']}")
+                     f"not bucketed (bot or no profile) -> {shown}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
             if experiment["in_audience"]:
                 lines.append(f"    {_allocation_line(experiment)}")
@@ -186,7 +190,9 @@ def render_explanation(report: Mapping[str, Any]) -> str:
         for key in ("redirect", "headers", "cookies"):
             if decision[key]:
                 lines.append(f"  {key}: {json.dumps(decision[key])}")
-        if not decision["slots"] and not any(decision[k] for k in ("redirect", "headers",
-                                                                  "cookies")):
+        if report.get("as_is"):
+            lines.append(f"  none: {report['as_is']}")
+        elif not decision["slots"] and not any(decision[k] for k in ("redirect", "headers",
+                                                                    "cookies")):
             lines.append("  no rule matched: the page is served as it is")
     return "\n".join(lines)

@@ -162,6 +162,36 @@ def test_explain_rejects_a_malformed_header(capsys: pytest.CaptureFixture[str]) 
     assert "expected 'Name: value'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "error"), [
+    # Taken as a path, it showed the visitor on host "site.invalidshop.example".
+    (["--url", "shop.example/sale?utm_source=fb"],
+     "--url 'shop.example/sale?utm_source=fb' is no http(s) URL; write "
+     "https://shop.example/sale?utm_source=fb (or a path starting with /)"),
+    (["--url", "localhost:8080/sale"], "--url 'localhost:8080/sale' is no http(s) URL; "
+                                       "write https://localhost:8080/sale"),
+    (["--url", "ftp://shop.example/x"], "--url 'ftp://shop.example/x' is no http(s) URL"),
+    (["--url", "/", "--ip", "999.1.1.1"], "--ip '999.1.1.1' is not an IP address"),
+])
+def test_explain_refuses_what_is_no_url_or_address(
+        capsys: pytest.CaptureFixture[str], argv: list[str], error: str) -> None:
+    assert main(["explain", *argv]) == 2
+    assert error in capsys.readouterr().err
+
+
+def test_explain_says_a_search_crawler_is_served_the_page_as_it_is(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The proxy leaves the page as it is for search and AI crawlers: explain said the
+    # Facebook rule won for Googlebot from Facebook.
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    assert main(["explain", "--url", "https://shop.example/", "--header",
+                 f"User-Agent: {googlebot}", "--header", "Referer: https://www.facebook.com/",
+                 "--rules", str(ROOT / "rules")]) == 0
+    out = capsys.readouterr().out
+    assert "  matched  facebook-welcome" in out
+    assert "matched, but a search or AI crawler is served the page as it is" in out
+    assert out.endswith("decision\n  none: a search or AI crawler: served the page as it is\n")
+
+
 @pytest.mark.parametrize(("command", "url", "reason"), [
     (["explain"], "http://[::1/", "Invalid IPv6 URL"),
     (["explain"], "http://shop.example:99999/", "Port out of range 0-65535"),

@@ -90,6 +90,7 @@ Try (the demo's rules are in {rules_dir}; edit them and the proxy reloads them):
       | grep -A1 'data-ep-slot="banner"'
   Why a visitor sees what they see (every rule, the experiment bucket, the decision):
   .venv/bin/edge-personalizer explain --url '{proxy}/?utm_source=fb' --rules {rules_dir} \\
+      --header 'User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148' \\
       --ip 81.2.69.142 --geo-db {geo_db}
   The same trace from the live site, in the X-EP-Trace header (needs the admin token):
   curl -s -o /dev/null -D - -H 'Accept: text/html' -H 'X-EP-Debug: {token}' \\

@@ -21,7 +21,7 @@ from ..learn.goals import GOAL_HEADER
 from ..proxy.client_ip import TrustedProxies, client_address
 from ..rules.allocation import Allocations
 from ..rules.book import RuleBook
-from ..rules.evaluator import DecisionMemo, decide
+from ..rules.evaluator import DecisionMemo, decide, served_as_is
 from ..rules.model import NO_DECISION, Decision, RuleSet, SlotChoice
 from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .exchange import Exchange, NoObserver, Observer
@@ -158,8 +158,8 @@ class Personalizer:
         device = exchange.visitor.device
         if device.type == "bot":
             self.observer.bot_seen(device.bot_category or "other")
-            if device.bot_category in ("search", "ai"):
-                return NO_DECISION   # crawlers index and learn the page as it is
+            if served_as_is(exchange.visitor):
+                return NO_DECISION
         allocations = self.learning.allocations if self.learning is not None else None
         exchange.allocations = allocations
         return decide(self.rules.current, exchange.visitor, self.decisions,

@@ -157,6 +157,13 @@ def redirects_back(ruleset: RuleSet, rank: int, visitor: Visitor) -> bool:
     return False
 
 
+def served_as_is(visitor: Visitor) -> bool:
+    """Search engines and AI crawlers index and learn the page as it is: no rule or
+    experiment changes it for them."""
+    device = visitor.device
+    return device.type == "bot" and device.bot_category in ("search", "ai")
+
+
 def bucketed_id(visitor: Visitor) -> str | None:
     """The visitor id experiments place the visitor by, or None when they must not be
     bucketed: bots, and visitors without a stored profile (no consent, no stable id)."""
@@ -237,8 +244,9 @@ class RuleTrace:
 def explain(ruleset: RuleSet, visitor: Visitor, *,
             allocations: Allocations | None = None) -> dict[str, Any]:
     """Every rule and experiment with what matched or failed, and the decision."""
-    decision = decide(ruleset, visitor, allocations=allocations)
-    traces = [_trace(rule, visitor, decision) for rule in ruleset.rules]
+    as_is = served_as_is(visitor)
+    decision = NO_DECISION if as_is else decide(ruleset, visitor, allocations=allocations)
+    traces = [_trace(rule, visitor, decision, as_is) for rule in ruleset.rules]
     experiments = []
     for experiment in ruleset.experiments:
         visitor_id = bucketed_id(visitor)
@@ -259,6 +267,7 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
     return {
         "rules": [asdict(trace) for trace in traces],
         "experiments": experiments,
+        "as_is": "a search or AI crawler: served the page as it is" if as_is else None,
         "decision": {
             "slots": {slot: {"variant": c.variant, "reason": c.reason, "by": c.by}
                       for slot, c in decision.slots.items()},
@@ -274,7 +283,8 @@ def _allocation_trace(experiment: Experiment, visitor: Visitor,
     if experiment.allocation != "bandit":
         return {"allocation": "fixed", "weights": _shares(experiment.weights),
                 "why": "kept: the variant this visitor was shown before"
-                if kept_variant(experiment, visitor) is not None else "the fixed weights"}
+                if kept_variant(experiment, visitor) is not None
+                else "placed by the visitor's id: the same variant on every visit"}
     version = allocations.version_of(experiment.name) if allocations is not None else None
     cell = experiment.cells(visitor)
     learned = (allocations.weights_of(experiment.name, cell)
@@ -314,7 +324,7 @@ def _shares(weights: tuple[tuple[str, float], ...]) -> dict[str, float]:
     return {name: round(100 * weight / total, 1) for name, weight in weights}
 
 
-def _trace(rule: Rule, visitor: Visitor, decision: Decision) -> RuleTrace:
+def _trace(rule: Rule, visitor: Visitor, decision: Decision, as_is: bool) -> RuleTrace:
     described = rule.condition.describe()
     failed = rule.condition.failure(visitor)
     if failed is not None:
@@ -328,5 +338,6 @@ def _trace(rule: Rule, visitor: Visitor, decision: Decision) -> RuleTrace:
         return RuleTrace(name=rule.name, condition=described, outcome="won", detail=detail,
                          source=rule.source)
     return RuleTrace(name=rule.name, condition=described, outcome="matched",
-                     detail="matched, but higher-ranked rules had taken its slots",
+                     detail="matched, but a search or AI crawler is served the page as it is"
+                     if as_is else "matched, but higher-ranked rules had taken its slots",
                      source=rule.source)

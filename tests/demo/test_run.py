@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -152,6 +153,23 @@ def test_every_suggestion_needing_the_token_or_key_works(demo: tuple[Server, int
     assert link.returncode == 0, link.stderr
     preview = httpx.get(link.stdout.strip(), headers={"accept": "text/html", "user-agent": PHONE})
     assert "Welcome, friend from Facebook" in preview.text   # no Facebook referrer needed
+
+
+def test_the_printed_explain_command_explains_a_phone_from_facebook_in_london(
+        demo: tuple[Server, int]) -> None:
+    server, _ = demo
+    printed(server, "admin token")   # (the instructions are printed whole by then)
+    found = re.search(r"^  (\.venv/bin/edge-personalizer explain .*?)\n  The same trace",
+                      server.log(), re.MULTILINE | re.DOTALL)
+    assert found is not None, server.log()
+    words = shlex.split(found.group(1).replace("\\\n", " "))
+    assert words[0] == ".venv/bin/edge-personalizer"
+    explained = subprocess.run([sys.executable, "-m", "edge_personalizer", *words[1:]],
+                               capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert explained.returncode == 0 and explained.stderr == "", explained.stderr
+    for line in ("device.type: mobile", "geo.city: London", "referral.source: facebook",
+                 "hero: facebook-welcome (rule facebook-welcome)"):
+        assert line in explained.stdout, explained.stdout
 
 
 def test_the_demo_keeps_the_token_and_key_it_made(tmp_path: Path) -> None:
