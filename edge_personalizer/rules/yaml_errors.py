@@ -41,7 +41,7 @@ def yaml_error(exc: yaml.MarkedYAMLError, path: Path, text: str) -> RuleError:
         mark = start   # the '{' a line left open, not the next line's key PyYAML stops at
         reason = f"{opened} opened here is not closed before line {stop.line + 1}"
     elif "expected <block end>" in problem and start is not None and stop is not None:
-        reason = _misaligned(context, start, stop)
+        reason = _misaligned_item(problem, text, stop) or _misaligned(context, start, stop)
     else:
         hint = next((fix for said, fix in _HINTS if said in reason), None)
         if hint is not None and _indented_under_a_value(problem, text, stop):
@@ -68,6 +68,24 @@ def _indented_under_a_value(problem: str, text: str, mark: yaml.Mark | None) -> 
         return False
     key = lines[mark.line][:mark.column].strip()
     return bool(key) and " " not in key and not key.startswith(("-", "{", "["))
+
+
+def _misaligned_item(problem: str, text: str, stop: yaml.Mark) -> str | None:
+    """For a list item out of line with the item before it: both columns."""
+    if not problem.endswith(("'-'", "'<block sequence start>'")):
+        return None
+    lines = text.splitlines()
+    for number in range(min(stop.line, len(lines)) - 1, -1, -1):
+        line = lines[number]
+        item = line.lstrip(" ")
+        if item.startswith("-") and item[1:2] in ("", " "):
+            column = len(line) - len(item) + 1
+            if column == stop.column + 1:
+                return None
+            return (f"this list item starts at column {stop.column + 1}, and the item before "
+                    f"it (line {number + 1}) at column {column}: the items of one list start "
+                    "in the same column")
+    return None
 
 
 def _misaligned(context: str, start: yaml.Mark, stop: yaml.Mark) -> str:

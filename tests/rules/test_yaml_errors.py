@@ -45,6 +45,12 @@ from edge_personalizer.rules.book import check_rules
     ("rules:\n  - name: a\n    then: {hero: x}\n  priority: 3\n", 4, 3,
      "this line starts where the items of the list from line 2 start, but is no item: start "
      "it with '- ', or indent it as far as the keys of the item it belongs to"),
+    # A list item out of line with the one before: both columns, not the mapping's keys.
+    ("rules:\n- name: a\n  then: {hero: x}\n - name: b\n", 4, 2,
+     "this list item starts at column 2, and the item before it (line 2) at column 1: the "
+     "items of one list start in the same column"),
+    ("rules:\n  - name: a\n    then: {hero: x}\n - name: b\n", 4, 2,
+     "this list item starts at column 2, and the item before it (line 2) at column 3"),
     ("rules:\n\t- name: a\n", 2, 1, "(indent with spaces: YAML takes no tabs)"),
 ])
 def test_a_yaml_mistake_is_named_where_it_can_be_fixed(
