@@ -47,7 +47,12 @@ def compile_condition(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: Ke
                       owner: str) -> Condition:
     """A mapping of clauses, all of which must hold. Each bad clause is reported (so one
     run finds them all); then Reported stops the caller."""
-    if not isinstance(raw, dict) or not raw:
+    if raw == {}:
+        fix = ("to match every visitor, leave it out" if owner.startswith(("rule", "experiment"))
+               else "write one, e.g. {request.path: /checkout/thanks}" if owner.startswith("goal")
+               else "write one, e.g. {referral.source: facebook}")
+        raise Invalid(f"{{}} holds no condition; {fix}", at)
+    if not isinstance(raw, dict):
         raise Invalid("conditions are a mapping of fields to values, e.g. "
                       "{geo.country: GB, device.type: mobile}", at)
     parts: list[Condition] = []

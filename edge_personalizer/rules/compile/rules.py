@@ -159,8 +159,11 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath
     errors_before = len(ctx.errors)
     for key in raw:
         if key not in RULE_KEYS:
+            # A slot written beside then: rather than under it is an indentation mistake.
+            under_then = (f"; {key!r} is a slot: indent it under then:" if key in ctx.slots
+                          else suggest(str(key), RULE_KEYS))
             ctx.fail(rule_file, f"unknown key {key!r}; a rule has "
-                     + ", ".join(RULE_KEYS[:-1]) + suggest(str(key), RULE_KEYS),
+                     + ", ".join(RULE_KEYS[:-1]) + under_then,
                      (*at, str(key)), label, on_key=True)
     parts = _condition_parts(ctx, rule_file, raw, at, label, name)
     priority = raw.get("priority", 0)
@@ -169,8 +172,11 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath
                  (*at, "priority"), label)
     then = raw.get("then")
     if not isinstance(then, dict) or not then:
-        ctx.fail(rule_file, "every rule needs `then`: what it shows, per slot",
-                 (*at, "then") if "then" in raw else at, label)
+        said = ("every rule needs `then`: what it shows, per slot" if then is None else
+                "then: {} changes nothing: name a slot and what it shows, e.g. "
+                "{hero: fragments/sale.html}" if then == {} else
+                f"then is a mapping of slots to what they show, not {kind_of(then)}")
+        ctx.fail(rule_file, said, (*at, "then") if "then" in raw else at, label)
         return name, []
     rules = []
     for suffix, more, shown in _by_field(ctx, rule_file, then, (*at, "then"), label):
