@@ -71,9 +71,26 @@ def _check_workers(workers: int) -> None:
                             "so one a CPU is the most that helps", setting="workers")
 
 
+def _check_files(s: Settings) -> None:
+    """What names a store or a file: its kind, and that the file is there (said against
+    the setting, so the error says where it was given)."""
+    if s.store_url is not None:
+        scheme, colon, _ = s.store_url.partition(":")
+        if not colon or scheme.lower() not in ("sqlite", "redis", "rediss"):
+            # (the URL itself is not repeated: a mistyped scheme may still carry a password)
+            raise SettingsError("store_url names no store this server can use ("
+                                f"{scheme.lower() if colon else 'no kind'}); expected "
+                                "sqlite:///path/to/ep.db or redis://host:port/db",
+                                setting="store_url")
+    if s.referrer_sources is not None and not s.referrer_sources.is_file():
+        raise SettingsError(f"referrer_sources names no file: {str(s.referrer_sources)!r}",
+                            setting="referrer_sources")
+
+
 def check_settings(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise SettingsError(f"port must be between 1 and 65535, got {s.port}", setting="port")
+    _check_files(s)
     if s.public_url is not None:
         _check_public_url(s.public_url)
     if s.max_long_lived is not None and s.max_long_lived < 1:

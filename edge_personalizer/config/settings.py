@@ -8,6 +8,7 @@ environment and TOML values, the command-line flag, and the settings table in th
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -274,8 +275,10 @@ def build_settings(raw: Mapping[str, Any], *, source: str,
     for name, value in raw.items():
         declaration = declared.get(name)
         if declaration is None:
-            raise SettingsError(f"{source}: unknown setting {name!r}; known settings are "
-                                + ", ".join(sorted(declared)))
+            near = difflib.get_close_matches(name, declared, n=1)
+            raise SettingsError(f"{source}: unknown setting {name!r}; "
+                                + (f"did you mean {near[0]!r}?" if near else
+                                   "known settings are " + ", ".join(sorted(declared))))
         try:
             values[name] = declaration.convert(value)
         except (TypeError, ValueError) as exc:

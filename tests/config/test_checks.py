@@ -17,6 +17,15 @@ from edge_personalizer.errors import SettingsError
     ({"EP_ORIGIN_URL": "http://x", "EP_PORT": "70000"}, "port must be between"),
     ({"EP_ORIGIN_URL": "http://x", "EP_WORKERS": "0"}, "workers must be >= 1"),
     ({"EP_ORIGIN_URL": "http://x", "EP_READ_TIMEOUT": "0"}, "read_timeout must be a number > 0"),
+    # The store and the referrer file are checked with the settings: the error says
+    # where they were given.
+    ({"EP_ORIGIN_URL": "http://x", "EP_STORE_URL": "mysql://u:secret@db/ep"},
+     "EP_STORE_URL: store_url names no store this server can use (mysql); expected "
+     "sqlite:///path/to/ep.db or redis://host:port/db"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_STORE_URL": "ep.db"},
+     "EP_STORE_URL: store_url names no store this server can use (no kind)"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_REFERRER_SOURCES": "/nope.json"},
+     "EP_REFERRER_SOURCES: referrer_sources names no file: '/nope.json'"),
     ({"EP_ORIGIN_URL": "http://x", "EP_MAX_HEADER_BYTES": "10"},
      "max_header_bytes must be at least 4096 bytes, got 10: below that, ordinary browsers' "
      "requests are refused"),

@@ -76,7 +76,12 @@ def test_bad_config_files_are_reported(tmp_path: Path) -> None:
         load_settings({}, config_file=broken)
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('origin_url = "http://x"\norign = "y"\n')
-    with pytest.raises(SettingsError, match="unknown setting 'orign'"):
+    with pytest.raises(SettingsError, match="unknown setting 'orign'; did you mean "
+                                            "'origin_url'\\?$"):
+        load_settings({}, config_file=unknown)
+    unknown.write_text('origin_url = "http://x"\nflavour = "y"\n')
+    with pytest.raises(SettingsError, match="unknown setting 'flavour'; known settings are "
+                                            "access_log, admin_token, "):
         load_settings({}, config_file=unknown)
 
 
