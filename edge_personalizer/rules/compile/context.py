@@ -87,6 +87,18 @@ class CompileContext:
     # Field clauses compiled without error, by field and value as written (with types).
     clauses: dict[tuple[str, Hashable], Condition] = field(default_factory=dict)
 
+    # Where each slot, interest and segment was first defined (file:line), by kind and name.
+    defined: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def defined_before(self, kind: str, name: str, rule_file: RuleFile,
+                       at: KeyPath) -> str | None:
+        """Where `name` was defined before as a `kind` (file:line); None the first time,
+        when this place is kept."""
+        before = self.defined.get((kind, name))
+        if before is None:
+            self.defined[(kind, name)] = f"{rule_file.path}:{rule_file.line_of(at)}"
+        return before
+
     def fail(self, rule_file: RuleFile, message: str, at: KeyPath, owner: str | None,
              *, on_key: bool = False) -> None:
         self.errors.append(rule_file.error(message, at, owner=owner, on_key=on_key))

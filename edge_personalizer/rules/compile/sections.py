@@ -28,8 +28,10 @@ def collect_slots(ctx: CompileContext, rule_files: RuleFiles) -> None:
     for rule_file, section in sections(rule_files, "slots"):
         for name, spec in _mapping(ctx, rule_file, section, "slots").items():
             at: KeyPath = ("slots", str(name))
-            if str(name) in ctx.slots:
-                ctx.fail(rule_file, f"slot {name!r} is defined twice", at, None)
+            before = ctx.defined_before("slot", str(name), rule_file, at)
+            if before is not None:
+                ctx.fail(rule_file, f"slot {name!r} is defined twice (first at {before})",
+                         at, None)
             elif name in (*INJECTIONS, *PAGE_ACTIONS):
                 ctx.fail(rule_file, f"{name!r} is reserved for a page action; name the slot "
                          "differently", at, None, on_key=True)
@@ -95,8 +97,10 @@ def collect_interests(ctx: CompileContext, rule_files: RuleFiles) -> None:
     for rule_file, section in sections(rule_files, "interests"):
         for name, patterns in _mapping(ctx, rule_file, section, "interests").items():
             at: KeyPath = ("interests", str(name))
-            if str(name) in ctx.interests:
-                ctx.fail(rule_file, f"interest {name!r} is defined twice", at, None)
+            before = ctx.defined_before("interest", str(name), rule_file, at)
+            if before is not None:
+                ctx.fail(rule_file, f"interest {name!r} is defined twice (first at {before})",
+                         at, None)
             elif not isinstance(patterns, list) or not patterns or not all(
                     isinstance(p, str) and p.startswith("/") for p in patterns):
                 ctx.fail(rule_file, "an interest is a list of path patterns such as "
@@ -109,8 +113,10 @@ def collect_segments(ctx: CompileContext, rule_files: RuleFiles) -> None:
     for rule_file, section in sections(rule_files, "segments"):
         for name, spec in _mapping(ctx, rule_file, section, "segments").items():
             at: KeyPath = ("segments", str(name))
-            if str(name) in ctx.segment_sources:
-                ctx.fail(rule_file, f"segment {name!r} is defined twice", at, None)
+            before = ctx.defined_before("segment", str(name), rule_file, at)
+            if before is not None:
+                ctx.fail(rule_file, f"segment {name!r} is defined twice (first at {before})",
+                         at, None)
             elif not isinstance(spec, dict) or set(spec) - {"when", "description"} \
                     or "when" not in spec:
                 ctx.fail(rule_file, "a segment is {when: {...conditions...}}", at, None)

@@ -48,3 +48,21 @@ def test_a_selector_the_rewriter_cannot_use_is_an_error_at_its_line(tmp_path: Pa
     assert "selector 'main >> a[' cannot be used: dangling combinator" in errors[0].reason
     assert "unsupported pseudo-class" in errors[1].reason and ":has()" in errors[1].reason
     assert set(ruleset.slots) == {"hero", "teaser"}
+
+
+def test_a_name_defined_twice_says_where_it_was_first(tmp_path: Path) -> None:
+    # Files are read in path order: the one in extra.yaml comes first, and the error is
+    # at the second, which names the first.
+    (tmp_path / "extra.yaml").write_text(
+        "slots:\n  hero: {tag: h1}\ninterests:\n  trail: [/trail]\n"
+        "segments:\n  fans: {when: {referral.source: facebook}}\ngoals:\n  buy: {}\n")
+    (tmp_path / "site.yaml").write_text(
+        "slots: {hero: {}}\ninterests: {trail: [/trail/*]}\n"
+        "segments: {fans: {when: {referral.medium: social}}}\ngoals: {buy: {}}\n")
+    _, errors = check_rules(tmp_path)
+    extra = tmp_path / "extra.yaml"
+    assert sorted((e.source.name, e.line, e.reason) for e in errors) == [
+        ("site.yaml", 1, f"slot 'hero' is defined twice (first at {extra}:2)"),
+        ("site.yaml", 2, f"interest 'trail' is defined twice (first at {extra}:4)"),
+        ("site.yaml", 3, f"segment 'fans' is defined twice (first at {extra}:6)"),
+        ("site.yaml", 4, f"goal 'buy': goal 'buy' is defined twice (first at {extra}:8)")]
