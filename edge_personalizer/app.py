@@ -211,8 +211,8 @@ class EdgeApp:
             logger.info("forwarding to %s; rules: %s; geo database: %s",
                         self.settings.origin_url if self.proxy else "the application",
                         f"{self.settings.rules_dir} (version {self.rules.current.version}; "
-                        f"{self.rules.current.size}, {self.rules.files_read} read, "
-                        f"{self.rules.files_compiled} compiled)"
+                        f"{self.rules.current.size}; files read anew "
+                        f"{self.rules.files_read}, compiled anew {self.rules.files_compiled})"
                         if self.rules else "none",
                         self.geo.info.database_type if self.geo else "none")
             # The User-Agent parser and bot catalogue are built here, in the serving

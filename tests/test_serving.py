@@ -44,7 +44,8 @@ def test_workers_start_from_the_rules_their_server_compiled(origin: Server,
     try:
         started = re.findall(r"forwarding to .*", proxy.log())
         assert len(started) == 2
-        assert all(f"{files} files, 0 read, 0 compiled)" in line for line in started)
+        assert all(f"{files} files; files read anew 0, compiled anew 0)" in line
+                   for line in started)
         edited = sorted(rules.glob("*.yaml"))[0]
         edited.write_text(edited.read_text() + "\n# edited after the server started\n")
         os.kill(worker_pids(proxy)[0], signal.SIGKILL)
@@ -53,7 +54,7 @@ def test_workers_start_from_the_rules_their_server_compiled(origin: Server,
             assert time.monotonic() < deadline, proxy.log()
             time.sleep(0.2)
         replaced = re.findall(r"forwarding to .*", proxy.log())[2]
-        assert f"{files} files, 1 read, 1 compiled)" in replaced
+        assert f"{files} files; files read anew 1, compiled anew 1)" in replaced
         for _ in range(10):
             assert httpx.get(proxy.url + "/page/home", timeout=10).status_code == 200
     finally:

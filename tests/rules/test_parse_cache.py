@@ -208,4 +208,4 @@ def test_a_servers_workers_read_no_rule_file_a_worker_read_before(tmp_path: Path
     # and the worker (then every worker after a restart) reads none of them again.
     assert len(entries(tmp_path / "data")) == files
     for log in logs:
-        assert f"{files} files, 0 read, " in log
+        assert f"{files} files; files read anew 0, " in log
