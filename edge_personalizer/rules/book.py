@@ -193,7 +193,8 @@ class RuleBook:
         self._loaded_from(before)
         if fresh.version != self.current.version:
             logger.log(logging.INFO if self._reports else logging.DEBUG,
-                       "rules reloaded: version %s -> %s (%s; files read anew %d, compiled anew %d)",
+                       "rules reloaded: version %s -> %s (%s; files read anew %d, "
+                       "compiled anew %d)",
                        self.current.version, fresh.version, fresh.size, self.files_read,
                        self.files_compiled)
             self.current = fresh   # one reference swap: a request sees the old set or the new
