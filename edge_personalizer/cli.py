@@ -137,11 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--origin-port", type=int, default=8081,
                       help="port of the demo shop itself (default 8081)")
     demo.set_defaults(run=cmd_demo)
+    for command in commands.choices.values():
+        command.set_defaults(command_parser=command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:   # said with the command's own usage (its flags), not the program's
+        command: argparse.ArgumentParser = args.command_parser
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     run: Command = args.run
     try:
         code = run(args)

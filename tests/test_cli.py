@@ -459,3 +459,16 @@ def test_explain_says_why_a_profile_cookie_was_not_read(
     assert captured.err == (f"edge-personalizer: the profile cookie was not read ({why}): "
                             "classified as a first visit\n")
     assert "profile.visits: 1" in captured.out
+
+
+def test_an_unknown_flag_is_told_with_its_commands_usage(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # It came with the program's usage ("edge-personalizer [-h] COMMAND ..."), which
+    # names none of the command's flags.
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--orgin", "http://127.0.0.1:8000"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: edge-personalizer serve [-h]") and "--origin URL" in err
+    assert err.endswith("edge-personalizer serve: error: unrecognized arguments: --orgin "
+                        "http://127.0.0.1:8000\n")
