@@ -173,9 +173,9 @@ def _read_fragment(directory: Path, path_text: str) -> str:
 
 
 def _template(ctx: CompileContext, text: str, at: KeyPath, kind: TemplateKind = "html",
-              attribute: str = "") -> Template:
+              attribute: str = "", *, fragment_file: str | None = None) -> Template:
     """The parsed template; the same text in the same place is parsed once a compile (a
-    fragment shown by many rules)."""
+    fragment shown by many rules, named in its error)."""
     if "{{" not in text:   # no placeholder: the text as it is (what parse makes of it)
         return Template((text,) if text else ())
     key = (text, kind, attribute)
@@ -187,7 +187,8 @@ def _template(ctx: CompileContext, text: str, at: KeyPath, kind: TemplateKind = 
             parsed = str(exc)
         ctx.templates[key] = parsed
     if isinstance(parsed, str):
-        raise Invalid(parsed, at)
+        raise Invalid(parsed if fragment_file is None else f"fragment {fragment_file!r}: "
+                      f"{parsed}", at)
     return parsed
 
 
@@ -198,7 +199,8 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath, *,
     if isinstance(raw, str):
         if raw.strip().endswith(".html") and "<" not in raw:
             html, source = _fragment(ctx, raw.strip(), at)
-            return Content(action="inner", template=_template(ctx, html, at), source=source)
+            return Content(action="inner", source=source,
+                           template=_template(ctx, html, at, fragment_file=source))
         if _PATH_LIKE.fullmatch(raw.strip()) and "://" not in raw:   # a URL is text
             raise Invalid(_no_fragment(ctx, raw.strip()), at)
         return Content(action="inner", template=_template(ctx, raw, at), source="inline")
@@ -231,7 +233,7 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath, *,
     template, source = None, "inline"
     if "file" in raw:
         html, source = _fragment(ctx, str(raw["file"]), (*at, "file"))
-        template = _template(ctx, html, (*at, "file"), kind)
+        template = _template(ctx, html, (*at, "file"), kind, fragment_file=source)
     elif "html" in raw or "text" in raw:
         key = "html" if "html" in raw else "text"
         written = str(raw[key]).strip()

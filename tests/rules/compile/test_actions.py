@@ -142,6 +142,17 @@ def _hero(tmp_path: Path, fragment: str = "fragments/hero.html") -> str:
     return "".join(part for part in template.parts if isinstance(part, str))
 
 
+@pytest.mark.parametrize("written", ["fragments/hero.html", "{file: fragments/hero.html}"])
+def test_a_mistake_inside_a_fragment_names_the_fragment(tmp_path: Path, written: str) -> None:
+    # It was told at the rule, as if the rule itself held the placeholder.
+    (tmp_path / "fragments").mkdir()
+    (tmp_path / "fragments" / "hero.html").write_text("<p>Hi from {{ geo.cty }}</p>")
+    _, errors = check_rules(then(tmp_path, f"{{hero: {written}}}"))
+    assert [e.reason for e in errors] == [
+        "rule 'r': fragment 'fragments/hero.html': placeholder '{{ geo.cty }}': unknown "
+        "field 'geo.cty'; did you mean 'geo.city'?"]
+
+
 def test_a_fragment_saved_with_a_byte_order_mark_shows_without_it(tmp_path: Path) -> None:
     (tmp_path / "fragments").mkdir()
     (tmp_path / "fragments" / "hero.html").write_bytes(b"\xef\xbb\xbf<b>caf\xc3\xa9</b>\n")
