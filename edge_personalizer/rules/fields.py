@@ -100,7 +100,8 @@ FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for s
           "search social email paid ai referral internal direct app", ""),
     FieldSpec("profile.last_referral.source", "string"),
     FieldSpec("profile.last_referral.campaign", "string"),
-    FieldSpec("request.path", "string"),
+    FieldSpec("request.path", "string", form="/.*",
+              form_help="a path starts with /, e.g. /sale"),
     FieldSpec("request.host", "string"),
     FieldSpec("request.method", "string"),
 )})

@@ -239,12 +239,16 @@ def _one_of(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
     return OneOf(frozenset(_value(spec, name, v, (*at, i)) for i, v in enumerate(value)))
 
 
-def _between(value: Any, at: KeyPath) -> Matcher:
+def _between(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
     if not isinstance(value, list) or len(value) != 2:
         raise Invalid("between takes two numbers: [low, high]", at)
     low, high = _number(value[0], "between", at), _number(value[1], "between", at)
     if low > high:
         raise Invalid(f"between [{low:g}, {high:g}]: the low end is above the high end", at)
+    if spec.span is not None and not spec.span[0] <= low <= high <= spec.span[1]:
+        least, most = (f"{n:g}" for n in spec.span)
+        raise Invalid(f"{name} is between {least} and {most}, so between [{low:g}, {high:g}] "
+                      "reaches past it", at)
     return Between(low, high)
 
 
@@ -273,7 +277,7 @@ _OPERATOR_BUILDERS: Final[MappingProxyType[str, _Builder]] = MappingProxyType({
     "not": lambda spec, name, op, value, at: NotMatcher(_matcher(spec, name, value, at)),
     **{op: (lambda spec, name, op, value, at: Compare(op, _number(value, op, at)))
        for op in ("gt", "gte", "lt", "lte")},
-    "between": lambda spec, name, op, value, at: _between(value, at),
+    "between": lambda spec, name, op, value, at: _between(spec, name, value, at),
     **{op: (lambda spec, name, op, value, at: Text(op, _text(value, op, at).casefold()))
        for op in ("contains", "prefix", "suffix")},
     "matches": lambda spec, name, op, value, at: _regex(value, at),
