@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .conditions import Condition
+from .fields import suggest
 from .model import DEFAULT_GOAL_WINDOW, Goal
 
 GOAL_KEYS = ("when", "status", "value", "window", "beacon", "description")
@@ -54,8 +55,8 @@ def compile_goal(name: Any, raw: Any, compile_condition: ConditionCompiler,
                           "for one reached by the X-EP-Goal header only", at)
     for key in raw:
         if key not in GOAL_KEYS:
-            raise GoalInvalid(f"unknown key {key!r}; a goal has " + ", ".join(GOAL_KEYS),
-                              (*at, str(key)), on_key=True)
+            raise GoalInvalid(f"unknown key {key!r}; a goal has " + ", ".join(GOAL_KEYS)
+                              + suggest(str(key), GOAL_KEYS), (*at, str(key)), on_key=True)
     beacon = raw.get("beacon", False)
     if not isinstance(beacon, bool):
         raise GoalInvalid("beacon is true (the page's beacon may reach the goal) or false",

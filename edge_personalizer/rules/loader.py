@@ -22,6 +22,7 @@ import yaml
 
 from ..errors import RuleError, RuleSetInvalid
 from . import quick_yaml
+from .fields import suggest
 from .tree import reason, shown
 from .tree import walk as walk  # the rules' files, for the watcher too
 from .yaml_errors import yaml_error
@@ -253,7 +254,8 @@ def _sections(path: Path, data: Any, marks: dict[KeyPath, tuple[int, int]]
             f"got {type(data).__name__}", source=path, line=1, column=1)]
     rule_file = RuleFile(path, MappingProxyType(dict(data)), MappingProxyType(marks))
     errors = [rule_file.error(f"unknown section {key!r}; expected one of "
-                              f"{', '.join(sorted(SECTIONS))}", (str(key),), on_key=True)
+                              f"{', '.join(sorted(SECTIONS))}" + suggest(str(key), SECTIONS),
+                              (str(key),), on_key=True)
               for key in data if key not in SECTIONS]
     return rule_file, errors
 

@@ -241,3 +241,17 @@ def test_a_directory_left_with_no_rule_file_is_refused(tmp_path: Path) -> None:
     (directory / "none.yaml").write_text("rules: []\n")
     loaded = cache.load()
     assert not loaded.errors and loaded.ruleset.rules == ()
+
+
+def test_rules_showing_a_slot_in_error_are_compiled_again_once_it_is_gone(
+        tmp_path: Path) -> None:
+    # While the slot's own definition is wrong, rules showing it are dropped without an
+    # error of their own; once it is removed, they must be told it is unknown, not reused.
+    (tmp_path / "slots.yaml").write_text("slots: {hero: {tags: h1}}\n")
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {name: r, then: {hero: x}}\n")
+    cache = RuleCache(tmp_path)
+    assert [e.reason.split(";")[0] for e in cache.load().errors] == [
+        "slot 'hero': unknown key 'tags'"]
+    (tmp_path / "slots.yaml").write_text("slots: {banner: {}}\n")
+    assert [e.reason.split(";")[0] for e in cache.load().errors] == [
+        "rule 'r': unknown slot 'hero'"]

@@ -62,7 +62,8 @@ def test_every_error_in_every_file_with_line_and_column(tmp_path: Path) -> None:
     assert messages[0] == (f"{tmp_path / 'a.yaml'}:3:29: invalid YAML: a '[' opened here is "
                            "never closed")
     assert messages[1] == (f"{tmp_path / 'b.yaml'}:2:1: unknown section 'segmants'; expected one "
-                           "of experiments, goals, interests, rules, segments, slots")
+                           "of experiments, goals, interests, rules, segments, slots; did you "
+                           "mean 'segments'?")
     assert messages[2] == f"{tmp_path / 'd.yaml'}:3:3: key 'hero' appears twice in the same mapping"
     assert messages[3].startswith(f"{tmp_path / 'sub' / 'c.yml'}:1:1: a rule file is a mapping")
 

@@ -77,6 +77,8 @@ def compile_then(ctx: CompileContext, rule_file: RuleFile, then: dict[Any, Any],
                 slots[key] = content(ctx, value, key_at)
             elif key in INJECTIONS:
                 slots[key] = _injection(ctx, key, value, key_at)
+            elif key in ctx.slots_in_error:
+                ok = False   # the slot's own error says what to fix
             else:
                 choices = [*ctx.slots, *PAGE_ACTIONS, *INJECTIONS]
                 raise Invalid(f"unknown slot {key!r}; the slots section defines "
@@ -315,9 +317,18 @@ def _attribute_content(ctx: CompileContext, raw: dict[Any, Any], action: str,
     return Content(action="set_attribute", template=template, attribute=attribute)
 
 
+_REDIRECT_KEYS: Final = ("to", "status", "keep_query")
+
+
 def _redirect(raw: Any, at: KeyPath) -> Redirect:
     if isinstance(raw, str):
         raw = {"to": raw}
+    unknown = [str(key) for key in raw if key not in _REDIRECT_KEYS] \
+        if isinstance(raw, dict) else []
+    if unknown:
+        raise Invalid(f"unknown key {unknown[0]!r}; a redirect has "
+                      + ", ".join(_REDIRECT_KEYS) + suggest(unknown[0], _REDIRECT_KEYS),
+                      (*at, unknown[0]), on_key=True)
     if not isinstance(raw, dict) or not isinstance(raw.get("to"), str) or not raw["to"]:
         raise Invalid("redirect is a URL or path, or {to: ..., status: 302}", at)
     location = raw["to"].strip()

@@ -71,6 +71,7 @@ class CompileContext:
     directory: Path
     errors: list[RuleError] = field(default_factory=list)
     slots: dict[str, Slot] = field(default_factory=dict)
+    slots_in_error: set[str] = field(default_factory=set)   # declared, with errors reported
     interests: dict[str, tuple[str, ...]] = field(default_factory=dict)
     segment_sources: dict[str, SegmentSource] = field(default_factory=dict)
     segments: dict[str, Segment] = field(default_factory=dict)
@@ -109,10 +110,11 @@ class CompileContext:
 
 def rules_read(ctx: CompileContext) -> Hashable:
     """Everything a rules section's compile reads from the other sections: the names of
-    the slots and of the interests, and each segment as written (a rule holds the
-    compiled segments it names). Rules compiled under an equal value compile the same;
+    the slots (and of those in error) and of the interests, and each segment as written
+    (a rule holds the compiled segments it names). Rules compiled under an equal value
+    compile the same;
     the fragment files they show are checked on their own (FileRules.fragments)."""
-    return (tuple(ctx.slots), tuple(ctx.interests),
+    return (tuple(ctx.slots), tuple(sorted(ctx.slots_in_error)), tuple(ctx.interests),
             tuple((name, frozen(source.when)) for name, source in ctx.segment_sources.items()))
 
 

@@ -209,6 +209,8 @@ def _slots(ctx: CompileContext, raw: dict[Any, Any], at: KeyPath) -> tuple[str, 
     if not isinstance(slot_list, list) or not slot_list:
         raise Invalid("an experiment needs slot: <name> (or slots: [...])", at)
     for slot in slot_list:
+        if isinstance(slot, str) and slot in ctx.slots_in_error:
+            raise Reported   # the slot's own error says what to fix
         if not isinstance(slot, str) or slot not in ctx.slots:
             raise Invalid(f"unknown slot {slot!r}" + suggest(str(slot), ctx.slots),
                           (*at, "slots" if "slots" in raw else "slot"))

@@ -7,6 +7,7 @@ from typing import Any
 
 import lolhtml
 
+from ..fields import suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import INJECTIONS, PAGE_ACTIONS, Slot
 from .context import NAME, NAME_RULE, CompileContext, SegmentSource, kind_of, sections
@@ -41,13 +42,22 @@ def collect_slots(ctx: CompileContext, rule_files: RuleFiles) -> None:
                 selector = _selector(ctx, rule_file, str(name), spec, at)
                 if selector is not None:
                     ctx.slots[str(name)] = Slot(name=str(name), selector=selector)
+                else:   # its error said what to fix: rules showing it are not told again
+                    ctx.slots_in_error.add(str(name))
 
 
 def _selector(ctx: CompileContext, rule_file: RuleFile, name: str, spec: Any,
               at: KeyPath) -> str | None:
     if spec is None:
         return f'[data-ep-slot="{name}"]'
-    if not isinstance(spec, dict) or set(spec) - _SLOT_KEYS:
+    unknown = sorted(str(key) for key in spec if key not in _SLOT_KEYS) \
+        if isinstance(spec, dict) else []
+    if unknown:
+        ctx.fail(rule_file, f"slot {name!r}: unknown key {unknown[0]!r}; a slot has "
+                 + ", ".join(sorted(_SLOT_KEYS)) + suggest(unknown[0], _SLOT_KEYS),
+                 (*at, unknown[0]), None, on_key=True)
+        return None
+    if not isinstance(spec, dict):
         ctx.fail(rule_file, "a slot is {} (the data-ep-slot marker), {tag: div} "
                  '(the marker on that element: faster) or {selector: "css"}', at, None)
         return None
@@ -117,8 +127,12 @@ def collect_segments(ctx: CompileContext, rule_files: RuleFiles) -> None:
             if before is not None:
                 ctx.fail(rule_file, f"segment {name!r} is defined twice (first at {before})",
                          at, None)
-            elif not isinstance(spec, dict) or set(spec) - {"when", "description"} \
-                    or "when" not in spec:
+            elif isinstance(spec, dict) and set(spec) - {"when", "description"}:
+                key = sorted(str(k) for k in spec if k not in ("when", "description"))[0]
+                ctx.fail(rule_file, f"segment {name!r}: unknown key {key!r}; a segment has "
+                         "when, description" + suggest(key, ("when", "description")),
+                         (*at, key), None, on_key=True)
+            elif not isinstance(spec, dict) or "when" not in spec:
                 ctx.fail(rule_file, "a segment is {when: {...conditions...}}", at, None)
             else:
                 ctx.segment_sources[str(name)] = SegmentSource(rule_file, (*at, "when"),
