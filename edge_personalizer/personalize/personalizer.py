@@ -147,8 +147,9 @@ class Personalizer:
             # it (a 304 would keep the browser's copy, maybe of another variant; a range is
             # of the origin's bytes; a HEAD is asked as its GET). A page known to lack every
             # slot the decision changes is not rewritten: it comes as the client asked.
-            exchange.scope = _whole_page(scope, headers, read=_unread(exchange, self.slots,
-                                                                      self.keyed_segments))
+            exchange.scope = {**scope, "headers": [
+                *(h for h in headers if h[0] not in _WHOLE_PAGE_OFF),
+                (b"accept-encoding", b"identity")]}
         return exchange
 
     def _decide(self, exchange: Exchange) -> Decision:
@@ -259,26 +260,6 @@ class Personalizer:
         if redirect.keep_query and query:
             location += ("&" if target.query else "?") + query
         return location
-
-
-def _unread(exchange: Exchange, slots: SlotPresence, keyed: bool) -> bool:
-    """Whether a HEAD is of a page whose slots are not known: it is read as its GET
-    (nginx's proxy_cache_convert_head), so that its start is the GET's; the server sends
-    no body to a HEAD."""
-    scope = exchange.scope
-    return scope["method"] == "HEAD" and slots.learn and not exchange.preview \
-        and not (keyed and exchange.edge_segment is not None) \
-        and slots.known_gone(scope["path"], exchange.decision) is None
-
-
-def _whole_page(scope: Scope, headers: Sequence[tuple[bytes, bytes]], *,
-                read: bool) -> Scope:
-    """The scope that asks the origin for the whole page, uncompressed; `read`: with GET."""
-    whole = {**scope, "headers": [*(h for h in headers if h[0] not in _WHOLE_PAGE_OFF),
-                                  (b"accept-encoding", b"identity")]}
-    if read:
-        whole["method"] = "GET"
-    return whole
 
 
 def _shown(decision: Decision, profile: Profile, ruleset: RuleSet | None

@@ -220,21 +220,6 @@ def test_a_head_of_a_page_answers_the_start_its_get_would(proxy: Server, accept:
         f"{proxy.url}/slotted/head-of-it", headers=PAGE).headers["content-length"]
 
 
-def test_a_head_of_a_page_not_read_yet_answers_the_start_its_get_will(proxy: Server) -> None:
-    # Its slots not known yet, the page is read as its GET would be (its body not sent):
-    # a HEAD first answered the origin's start, segment "default" and the origin's length.
-    with httpx.Client() as client:
-        head = client.head(f"{proxy.url}/slotted/head-first", headers=FACEBOOK)
-        get = client.get(f"{proxy.url}/slotted/head-first", headers=FACEBOOK)
-    assert HERO in get.content
-    assert head.status_code == 200 and head.content == b""
-    assert head.headers["x-ep-segment"] != "default"
-    for name in ("content-type", "vary", "cache-control", "x-ep-segment", "x-campaign"):
-        assert head.headers.get_list(name) == get.headers.get_list(name), name
-    for name in ("etag", "content-md5"):
-        assert name not in head.headers
-
-
 def test_an_empty_html_body_comes_through_complete(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/html-edge/a?kind=empty", headers=FACEBOOK, timeout=5)
     assert response.status_code == 200 and response.content == b""

@@ -346,11 +346,11 @@ def test_a_slot_looked_for_on_no_earlier_view_is_looked_for_before_it_is_counted
         server.stop()
 
 
-def test_a_head_of_a_page_no_view_has_read_reads_it_as_its_get(
+def test_a_head_of_a_page_no_view_has_read_names_none_of_its_slots(
         proxy: tuple[Server, Path], site: tuple[Server, Path]) -> None:
-    # A page whose slots are not known yet is read for them as its GET would be (the
-    # origin asked with GET, its body not sent): this one lacks them, so the HEAD gets the
-    # origin's own start, as its GET does, not a rewritten page's.
+    # A HEAD shows nothing and reads nothing: before any view has read the page for its
+    # slots, it cannot say which the page has, and answers as for a page without them
+    # (the origin's own start), not a rewritten page it may never be. It learns nothing.
     server, _ = proxy
     heads = [httpx.head(f"{server.url}/page.html", headers=PAGE) for _ in range(2)]
     direct = httpx.head(f"{site[0].url}/page.html")
