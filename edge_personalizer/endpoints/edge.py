@@ -112,7 +112,7 @@ class EdgeDecisions:
             exchange.settle_no_slots()
         else:
             self._settle_known(exchange)
-        exchange.served()
+        exchange.served(redirected=redirect is not None)
         decision = exchange.decision
         headers = [(b"x-ep-segment", segment.key.encode())]
         if decision.variant_header:   # no empty header when no slot changes
@@ -160,7 +160,7 @@ class EdgeDecisions:
             return
         exchange, segment = begun
         self._settle_known(exchange)   # (a slot the page hides or lacks: no fragment)
-        exchange.served()
+        exchange.served(only=slot)
         headers = [(b"x-ep-segment", segment.key.encode())]
         if self.headers.cache.variant_header:
             headers.append((b"x-ep-variant", exchange.decision.variant_header))

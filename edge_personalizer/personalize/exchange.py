@@ -83,12 +83,20 @@ class Exchange:
         everything made after this (headers, cookie, counts) names only that."""
         self._decision = decision
 
-    def served(self) -> None:
+    def served(self, *, redirected: bool = False, only: str | None = None) -> None:
         """The visitor is served what the decision, as settled, shows: its variants are
-        counted, once (a variant of a slot the page lacks or hides never is)."""
-        if self._count is not None:
-            count, self._count = self._count, None
-            count(self.decision)
+        counted, once (a variant of a slot the page lacks or hides never is), its redirect
+        only when `redirected`; `only`: the one slot a fragment shows."""
+        if self._count is None:
+            return
+        count, self._count = self._count, None
+        decision = self.decision
+        if only is not None:
+            choice = decision.slots.get(only)
+            decision = Decision(slots=MappingProxyType({only: choice} if choice else {}))
+        elif decision.redirect_rule is not None and not redirected:
+            decision = replace(decision, redirect=None, redirect_rule=None)
+        count(decision)
 
     def settle_no_slots(self) -> None:
         """The visitor is shown none of the decision's slots (a redirect, a page sent as

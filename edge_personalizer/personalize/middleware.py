@@ -133,7 +133,7 @@ class PersonalizeMiddleware:
         lines = [(b"location", location.encode("latin-1")),
                  (b"cache-control", b"private, no-store"), (b"content-length", b"0")]
         exchange.settle_no_slots()   # the visitor sees a redirect: no variant, no exposure
-        exchange.served()
+        exchange.served(redirected=True)
         lines += headers.decision_headers(exchange)
         if not exchange.preview:
             cookie = headers.personalizer.profile_cookie(exchange)   # the landing visit counts

@@ -104,6 +104,24 @@ def test_fragment_returns_a_slots_variant(proxy: Server) -> None:
     assert httpx.get(f"{proxy.url}/__ep/fragment/hero?url=/", headers=PAGE).status_code == 204
 
 
+def _served(proxy: Server, rule: str) -> float:
+    metrics = httpx.get(f"{proxy.url}/__ep/metrics",
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    prefix = f'ep_decisions_total{{rule="{rule}",variant="{rule}"}} '
+    return next((float(line[len(prefix):]) for line in metrics.splitlines()
+                 if line.startswith(prefix)), 0.0)
+
+
+def test_a_fragment_counts_only_the_variant_it_shows(proxy: Server) -> None:
+    # A page of two fragments counted the hero's variant twice, once for the banner's.
+    before = _served(proxy, "facebook-hero")
+    for slot, status in (("hero", 200), ("banner", 204)):
+        fragment = httpx.get(f"{proxy.url}/__ep/fragment/{slot}?url=/slotted/counted",
+                             headers=FACEBOOK)
+        assert fragment.status_code == status
+    assert _served(proxy, "facebook-hero") == before + 1
+
+
 def test_a_fragment_of_no_slot_is_a_404_naming_the_slots(proxy: Server) -> None:
     typo = httpx.get(f"{proxy.url}/__ep/fragment/heor?url=/slotted/a", headers=FACEBOOK)
     assert typo.status_code == 404

@@ -40,9 +40,9 @@ FACEBOOK_HERO = (ROOT / "tests" / "data" / "rules" / "fragments" / "facebook.htm
                  ).read_bytes().strip()
 
 
-def _served(proxy: Server, rule: str) -> float:
+def _served(proxy: Server, rule: str, variant: str | None = None) -> float:
     metrics = httpx.get(f"{proxy.url}/__ep/metrics", headers=ADMIN).text
-    prefix = f'ep_decisions_total{{rule="{rule}",variant="{rule}"}} '
+    prefix = f'ep_decisions_total{{rule="{rule}",variant="{variant or rule}"}} '
     return next((float(line[len(prefix):]) for line in metrics.splitlines()
                  if line.startswith(prefix)), 0.0)
 
@@ -65,6 +65,21 @@ def test_variants_served_counts_only_what_the_page_shows(proxy: Server) -> None:
 def test_rules_never_touch_non_html_responses(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/echo", headers=FACEBOOK)
     assert "x-campaign" not in response.headers
+
+
+def test_a_redirect_is_counted_served_only_when_made(proxy: Server) -> None:
+    before = _served(proxy, "spring-landing", "redirect")
+    campaign = {**PAGE, "accept": "text/html"}
+    redirected = httpx.get(f"{proxy.url}/page/counted?utm_campaign=spring-sale",
+                           headers=campaign)
+    assert redirected.status_code == 302
+    assert _served(proxy, "spring-landing", "redirect") == before + 1
+    # The landing page itself (the loop guard), and a fetch that is no page view: the
+    # rule matched, no redirect was made.
+    for url, headers in (("/page/landing/spring?utm_campaign=spring-sale", campaign),
+                         ("/page/counted?utm_campaign=spring-sale", {**PAGE, "accept": "*/*"})):
+        assert httpx.get(f"{proxy.url}{url}", headers=headers).status_code == 200
+    assert _served(proxy, "spring-landing", "redirect") == before + 1
 
 
 def test_campaign_visitor_is_redirected_with_the_query_kept(proxy: Server) -> None:
