@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .http.server import ServerOptions
     from .rules.book import RuleBook
 
-__all__ = ["check_listening", "serve_settings", "worker_app"]
+__all__ = ["check_listening", "check_workers", "serve_settings", "worker_app"]
 
 # Worker processes receive the resolved settings (as JSON) through this variable.
 WORKER_SETTINGS_ENV = "EDGE_PERSONALIZER_WORKER_SETTINGS"
@@ -38,6 +38,7 @@ def serve_settings(settings: Settings) -> None:
     from .rules.book import RuleBook
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    check_workers(settings)
     check_listening(settings)
     keyed = with_one_profile_key(settings)
     checked = create_app(keyed).rules   # (a refusal comes before any warning)
@@ -67,6 +68,23 @@ def serve_settings(settings: Settings) -> None:
           setup_logging=functools.partial(configure_logging, fmt=settings.log_format,
                                           level=settings.log_level), build=build,
           on_hangup=on_hangup)
+
+
+_WORKERS_PER_CPU = 4
+
+
+def check_workers(settings: Settings) -> None:
+    """SettingsError for far more workers than this machine has CPUs: each is a process of
+    its own (tens of MB) serving many connections at once, so past one a CPU they only take
+    memory, and by the hundred they take the machine down."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cpus = len(usable) if usable is not None else os.cpu_count() or 1
+    if settings.workers > _WORKERS_PER_CPU * cpus:
+        raise SettingsError(f"workers must be at most {_WORKERS_PER_CPU * cpus} on this "
+                            f"machine ({_WORKERS_PER_CPU} for each of the {cpus} CPUs the "
+                            f"server may use), got {settings.workers}: a worker serves many "
+                            "connections at once, and more than one a CPU rarely helps",
+                            setting="workers")
 
 
 def check_listening(settings: Settings) -> None:

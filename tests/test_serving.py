@@ -316,3 +316,22 @@ def test_a_server_refuses_rules_that_set_its_consent_cookie(origin: Server,
     assert (f"{rules / 'site.yaml'}:2: rule 'accept-all': cookies: 'cmp_consent' is the "
             "cookie this server names in consent_cookie; choose another name"
             in refused.stderr), refused.stderr
+
+
+def test_far_more_workers_than_cpus_are_refused_before_any_starts(
+        origin: Server, tmp_path: Path) -> None:
+    # 1,000 workers of ~55 MB each took a 2-CPU machine with 24 GiB down.
+    cpus = len(os.sched_getaffinity(0))
+    refused = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "serve", "--origin", origin.url,
+         "--workers", "1000", "--port", str(free_port())], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, env={**os.environ, "EP_DATA_DIR": str(tmp_path / "data")})
+    assert refused.returncode == 2, refused.stderr
+    assert (f"workers must be at most {4 * cpus} on this machine (4 for each of the {cpus} "
+            "CPUs the server may use), got 1000" in refused.stderr), refused.stderr
+    # Other commands read the same settings (a shared config file) and run as they did.
+    explained = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "explain", "--url", "/", "--header",
+         "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"], cwd=ROOT,
+        capture_output=True, text=True, timeout=60, env={**os.environ, "EP_WORKERS": "1000"})
+    assert explained.returncode == 0, explained.stderr

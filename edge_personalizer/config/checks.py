@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from typing import TYPE_CHECKING, Final, Literal, get_args
 from urllib.parse import urlsplit
@@ -57,20 +56,6 @@ _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
     "longitude")))
 
 
-_WORKERS_PER_CPU: Final = 4
-
-
-def _check_workers(workers: int) -> None:
-    """Each worker is a process of its own (tens of MB): far more than the machine has
-    CPUs only takes memory, and by the hundred takes the machine down."""
-    cpus = len(os.sched_getaffinity(0))
-    if workers > _WORKERS_PER_CPU * cpus:
-        raise SettingsError(f"workers must be at most {_WORKERS_PER_CPU * cpus} here "
-                            f"({_WORKERS_PER_CPU} for each of the {cpus} CPUs this process may "
-                            f"use), got {workers}: a worker serves many connections at once, "
-                            "so one a CPU is the most that helps", setting="workers")
-
-
 def _check_files(s: Settings) -> None:
     """What names a store or a file: its kind, and that the file is there (said against
     the setting, so the error says where it was given)."""
@@ -99,7 +84,6 @@ def check_settings(s: Settings) -> None:
     for name in _AT_LEAST_ONE:
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be >= 1, got {getattr(s, name)}", setting=name)
-    _check_workers(s.workers)
     for name, least, said in _LEAST_HEAD:
         if getattr(s, name) < least:
             raise SettingsError(f"{name} must be at least {said}, got {getattr(s, name)}: "

@@ -19,7 +19,7 @@ from ..config import Secret, Settings
 from ..config.paths import check_data_outside_rules
 from ..errors import SettingsError
 from ..observability.logs import configure_logging
-from ..serving import check_listening
+from ..serving import check_listening, check_workers
 from .simulate import has_counts, simulate_week
 from .site import create_demo_site
 
@@ -118,6 +118,7 @@ def run_demo(settings: Settings, *, origin_port: int,
         check_data_outside_rules(settings.data_dir, settings.rules_dir)
     settings = demo_settings(settings)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    check_workers(settings)
     check_listening(settings)   # before the shop starts and the instructions are printed
     shop = uvicorn.Server(uvicorn.Config(create_demo_site(), host="127.0.0.1", port=origin_port,
                                          log_config=None, access_log=False, lifespan="off"))
