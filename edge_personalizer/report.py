@@ -179,7 +179,7 @@ def render_explanation(report: Mapping[str, Any]) -> str:
                      if experiment["buckets"] is not None else
                      f"not bucketed (bot or no profile) -> {shown}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
-            if experiment["in_audience"]:
+            if experiment["in_audience"] and experiment["buckets"] is not None:
                 lines.append(f"    {_allocation_line(experiment)}")
         if not report["experiments"]:
             lines.append("  (none)")

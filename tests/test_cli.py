@@ -472,3 +472,12 @@ def test_an_unknown_flag_is_told_with_its_commands_usage(
     assert err.startswith("usage: edge-personalizer serve [-h]") and "--origin URL" in err
     assert err.endswith("edge-personalizer serve: error: unrecognized arguments: --orgin "
                         "http://127.0.0.1:8000\n")
+
+
+def test_explain_gives_no_weights_to_a_visitor_no_experiment_buckets(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--url", "https://shop.example/", "--header",
+                 "User-Agent: curl/8.5.0", "--rules", str(ROOT / "rules")]) == 0
+    out = capsys.readouterr().out
+    assert "hero-headline-test (hero): not bucketed (bot or no profile) -> control\n" in out
+    assert "placed by the visitor's id" not in out and "fixed weights" not in out

@@ -272,7 +272,7 @@ class ProfileTracker:
         """This request's profile when none is kept for the visitor (privacy signals, a
         bot): a first visit, never stored."""
         t = int(now)
-        return Profile(visitor_id=_new_id(), first_seen=t, last_seen=t, previous_seen=t,
+        return Profile(visitor_id=self.new_id(), first_seen=t, last_seen=t, previous_seen=t,
                        visits=1, pageviews=1 if page_view else 0, stored=False, now=t,
                        half_life_days=self.half_life_days)
 

@@ -59,10 +59,11 @@ def load_rules(directory: Path) -> RuleSet:
 
 def _setting_own_cookies(ruleset: RuleSet, own: Mapping[str, str]) -> list[RuleError]:
     """An error for each rule that sets a cookie the server sets or reads itself."""
-    errors = []
+    errors, told = [], set()
     for rule in ruleset.rules:
         for name, _ in rule.cookies:
-            if name in own:
+            if name in own and (rule.source, name) not in told:   # (once for a rule's by:)
+                told.add((rule.source, name))
                 path, _, line = rule.source.rpartition(":")
                 errors.append(RuleError(
                     f"rule {rule.name!r}: cookies: {name!r} is the cookie this server "

@@ -74,18 +74,27 @@ def _misaligned_item(problem: str, text: str, stop: yaml.Mark) -> str | None:
     """For a list item out of line with the item before it: both columns."""
     if not problem.endswith(("'-'", "'<block sequence start>'")):
         return None
+    # The list's items above it: up to the key that holds the list, the items least
+    # indented (an item of a list nested in one of them, or a line of a text block
+    # starting "- ", is deeper).
     lines = text.splitlines()
+    before: tuple[int, int] | None = None   # (column, line number)
     for number in range(min(stop.line, len(lines)) - 1, -1, -1):
         line = lines[number]
-        item = line.lstrip(" ")
-        if item.startswith("-") and item[1:2] in ("", " "):
-            column = len(line) - len(item) + 1
-            if column == stop.column + 1:
-                return None
-            return (f"this list item starts at column {stop.column + 1}, and the item before "
-                    f"it (line {number + 1}) at column {column}: the items of one list start "
-                    "in the same column")
-    return None
+        rest = line.lstrip(" ")
+        if not rest or rest.startswith("#"):
+            continue
+        column = len(line) - len(rest) + 1
+        if rest.startswith("-") and rest[1:2] in ("", " "):
+            if before is None or column <= before[0]:
+                before = (column, number + 1)
+        elif column <= stop.column + 1 and column < (before[0] if before else column + 1):
+            break   # the key the list belongs to
+    if before is None or before[0] == stop.column + 1:
+        return None
+    return (f"this list item starts at column {stop.column + 1}, and the item before it "
+            f"(line {before[1]}) at column {before[0]}: the items of one list start in the "
+            "same column")
 
 
 def _misaligned(context: str, start: yaml.Mark, stop: yaml.Mark) -> str:

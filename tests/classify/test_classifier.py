@@ -59,6 +59,13 @@ def test_a_bot_is_kept_no_profile() -> None:
     assert bot.device.type == "bot"
     assert bot.field("profile.stored") is False and bot.field("profile.visits") == 1
     assert make_visitor("/", headers={"user-agent": IPHONE}).field("profile.stored") is True
+    # Its id comes from the tracker's maker of ids, as every visitor's (a replayed log
+    # gives the same ids every time).
+    classifier = make_classifier()
+    assert classifier.profiles is not None
+    classifier.profiles.new_id = lambda: "fixed-id"
+    curl = classifier.visitor(make_request(headers={"user-agent": "curl/8.5.0"}), now=NOW)
+    assert curl.profile.visitor_id == "fixed-id"
 
 
 def test_parts_are_computed_only_when_read_and_once() -> None:

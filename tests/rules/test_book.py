@@ -66,6 +66,13 @@ def test_a_rule_setting_a_cookie_of_the_servers_own_is_refused(tmp_path: Path) -
                                         "profile_cookie"):
         write_rules(tmp_path, "a", extra="  - name: b\n    then: {cookies: {visitor: x}}\n")
         RuleBook(tmp_path, own_cookies=own)
+    # A rule whose slots go by a field is one mistake, told once.
+    write_rules(tmp_path, "a", extra="  - name: b\n    then:\n      cookies: {visitor: x}\n"
+                                     "      hero:\n        by: device.type\n"
+                                     "        variants: {mobile: m, desktop: d}\n")
+    with pytest.raises(RuleError) as refused:
+        RuleBook(tmp_path, own_cookies=own)
+    assert str(refused.value).count("'visitor' is the cookie") == 1
     # Cookie names are told apart by case, and only the server's own are refused.
     write_rules(tmp_path, "a", extra="  - name: b\n    then: {cookies: {Visitor: x}}\n")
     assert [r.name for r in RuleBook(tmp_path, own_cookies=own).current.rules] == ["a", "b"]

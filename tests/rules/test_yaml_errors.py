@@ -51,6 +51,11 @@ from edge_personalizer.rules.book import check_rules
      "items of one list start in the same column"),
     ("rules:\n  - name: a\n    then: {hero: x}\n - name: b\n", 4, 2,
      "this list item starts at column 2, and the item before it (line 2) at column 3"),
+    # ... the list's own item, not one of a list nested in it nor a text block's line.
+    ("rules:\n  - name: a\n    tags:\n      - one\n      - two\n    then: {hero: x}\n"
+     " - name: b\n", 7, 2, "and the item before it (line 2) at column 3"),
+    ("rules:\n  - name: a\n    then:\n      hero: |\n        - free\n - name: b\n", 6, 2,
+     "and the item before it (line 2) at column 3"),
     ("rules:\n\t- name: a\n", 2, 1, "(indent with spaces: YAML takes no tabs)"),
 ])
 def test_a_yaml_mistake_is_named_where_it_can_be_fixed(

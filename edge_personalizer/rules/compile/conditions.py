@@ -48,7 +48,10 @@ def compile_condition(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: Ke
     """A mapping of clauses, all of which must hold. Each bad clause is reported (so one
     run finds them all); then Reported stops the caller."""
     if raw == {}:
-        fix = ("to match every visitor, leave it out" if owner.startswith(("rule", "experiment"))
+        nested = not at or at[-1] not in ("when", "audience")   # inside not:, any: or all:
+        fix = ("write one, e.g. {referral.source: facebook}" if nested
+               else "to match every visitor, leave it out"
+               if owner.startswith(("rule", "experiment"))
                else "write one, e.g. {request.path: /checkout/thanks}" if owner.startswith("goal")
                else "write one, e.g. {referral.source: facebook}")
         raise Invalid(f"{{}} holds no condition; {fix}", at)
