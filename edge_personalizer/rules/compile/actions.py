@@ -3,7 +3,6 @@ here, templates parsed, redirect targets, headers and cookies checked."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from ..model import (
 )
 from ..template import Template, TemplateKind
 from .context import CompileContext, Invalid, Invalids
+from .fragment_hints import near_fragment
 
 # RFC 7230 token: header names, attribute names.
 _TOKEN: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
@@ -149,7 +149,7 @@ def _read_fragment(directory: Path, path_text: str) -> str:
             raise Invalid(f"fragment {path_text!r} is a folder, not a file ({path})", ())
         if not path.is_file():   # False too for a NUL in the name
             raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})"
-                          + _near_fragment(directory, path_text), ())
+                          + near_fragment(directory, path_text), ())
         with path.open("rb") as file:
             size = os.fstat(file.fileno()).st_size
             raw = file.read(MAX_FRAGMENT_BYTES + 1) if size <= MAX_FRAGMENT_BYTES else b""
@@ -250,56 +250,12 @@ def content(ctx: CompileContext, raw: Any, at: KeyPath, *,
     return Content(action=action, template=template, source=source)
 
 
-_LISTED_FRAGMENTS: Final = 8   # a folder holding no more fragments is listed when none is near
-
-
-def _near_fragment(directory: Path, path_text: str) -> str:
-    """`; did you mean 'fragments/x.html'?` for a fragment of a close name in the same
-    folder of the rules directory (`hero_fb.html` for `hero-fb.html`), else what the
-    folder holds when it holds few, else ``."""
-    folder, _, name = path_text.rpartition("/")
-    relative = os.path.normpath(folder) if folder else os.curdir
-    if os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir \
-            or any(part.startswith(".") for part in Path(relative).parts):
-        return ""
-    try:
-        names = [entry.name for entry in os.scandir(directory / relative)
-                 if entry.name.endswith(".html") and not entry.name.startswith(".")]
-    except OSError:
-        return ""
-    # Names alike in a folder share their ending and often a start ("hero-"): only a
-    # near miss of the name without its ending is a typo.
-    stems = {entry.removesuffix(".html"): entry for entry in names}
-    close = difflib.get_close_matches(name.removesuffix(".html"), stems, n=1, cutoff=0.8)
-    where = folder + "/" if folder else ""
-    if close:
-        return f"; did you mean {where + stems[close[0]]!r}?"
-    elsewhere = _in_subfolders(directory, name) if not folder else []
-    if elsewhere:
-        return f"; did you mean {' or '.join(repr(path) for path in elsewhere)}?"
-    if names and len(names) <= _LISTED_FRAGMENTS:
-        return f"; {where or 'the rules directory'} holds {', '.join(sorted(names))}"
-    return ""
-
-
-def _in_subfolders(directory: Path, name: str) -> list[str]:
-    """`fragments/x.html` for a fragment written `x.html`: the folders of the rules
-    directory (not hidden) that hold a file of that name, up to three."""
-    try:
-        folders = sorted(entry.name for entry in os.scandir(directory)
-                         if entry.is_dir() and not entry.name.startswith("."))
-    except OSError:
-        return []
-    return [f"{folder}/{name}" for folder in folders
-            if os.path.isfile(directory / folder / name)][:3]
-
-
 def _no_fragment(ctx: CompileContext, path_text: str) -> str:
     """Why a value written as a file path shows no fragment (a typo of one, most likely)."""
     stem = path_text.rsplit(".", 1)[0] if "." in path_text.rsplit("/", 1)[-1] else path_text
     meant = f"{stem}.html"
     found = isinstance(fragment(ctx, meant), tuple) if meant != path_text else False
-    hint = f"; did you mean {meant!r}?" if found else _near_fragment(ctx.directory, meant)
+    hint = f"; did you mean {meant!r}?" if found else near_fragment(ctx.directory, meant)
     return (f"no fragment file {path_text!r} (fragments are .html files in the rules "
             f"directory{hint}); to show it as text, write {{text: {path_text!r}}}")
 
