@@ -262,9 +262,10 @@ def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: Response
     if _is_page(status, head):
         return True, settle_known_slots(exchange, headers, path, head,
                                         look_only=exchange.scope["method"] == "HEAD")
-    if status not in _REWRITTEN and is_html(head):
-        # A redirect, an empty answer: no variant shown. (Only an HTML answer's headers
-        # name the decision: an asset's 304 never has it worked out.)
+    if is_html(head):
+        # A redirect, an empty answer, a page's range, an empty page: no variant shown.
+        # (Only an HTML answer's headers name the decision: an asset's 304 never has it
+        # worked out.)
         exchange.settle_no_slots()
     return False, True
 

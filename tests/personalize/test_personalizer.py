@@ -59,6 +59,8 @@ def test_variants_served_counts_only_what_the_page_shows(proxy: Server) -> None:
         response = httpx.get(f"{proxy.url}/slotted/served-count", headers=FACEBOOK)
         assert FACEBOOK_HERO in response.content
     httpx.head(f"{proxy.url}/slotted/served-count", headers=FACEBOOK)   # shows nothing
+    empty = httpx.get(f"{proxy.url}/html-edge/a?kind=empty", headers=FACEBOOK)
+    assert empty.status_code == 200 and empty.content == b""   # an empty page shows nothing
     assert _served(proxy, "facebook-hero") == before + 2
 
 
