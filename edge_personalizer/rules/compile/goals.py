@@ -40,8 +40,7 @@ def compile_goals(ctx: CompileContext, rule_files: RuleFiles) -> None:
                 ctx.goals_in_error.add(str(name))
                 continue
             if goal.name in ctx.goals:
-                ctx.fail(rule_file, f"goal {goal.name!r} is defined twice (first at "
-                         f"{ctx.goals[goal.name].source})", ("goals", str(name)), owner,
-                         on_key=True)
+                ctx.fail(rule_file, f"defined twice (first at {ctx.goals[goal.name].source})",
+                         ("goals", str(name)), owner, on_key=True)
                 continue
             ctx.goals[goal.name] = goal

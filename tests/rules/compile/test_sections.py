@@ -65,4 +65,4 @@ def test_a_name_defined_twice_says_where_it_was_first(tmp_path: Path) -> None:
         ("site.yaml", 1, f"slot 'hero' is defined twice (first at {extra}:2)"),
         ("site.yaml", 2, f"interest 'trail' is defined twice (first at {extra}:4)"),
         ("site.yaml", 3, f"segment 'fans' is defined twice (first at {extra}:6)"),
-        ("site.yaml", 4, f"goal 'buy': goal 'buy' is defined twice (first at {extra}:8)")]
+        ("site.yaml", 4, f"goal 'buy': defined twice (first at {extra}:8)")]
