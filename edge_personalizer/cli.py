@@ -25,6 +25,7 @@ from .report import (
     render_explanation,
     render_summary,
     summarize,
+    url_problem,
     visitor_for,
 )
 from .rules.book import check_rules, load_rules
@@ -221,11 +222,9 @@ def _checked_url(url: str) -> str:
     except ValueError as exc:
         raise SettingsError(f"--url {url!r} is not a URL ({exc}); write one such as "
                             "https://shop.example/sale?utm_source=facebook") from exc
-    if parts.scheme not in ("http", "https") and not url.startswith("/"):
-        # shop.example/sale would be a path, localhost:8080/sale a scheme "localhost"
-        raise SettingsError(f"--url {url!r} is no http(s) URL; write https://{url} (or a "
-                            "path starting with /)" if "//" not in url else
-                            f"--url {url!r} is no http(s) URL")
+    problem = url_problem(url)
+    if problem is not None:
+        raise SettingsError(f"--url {url!r} {problem}")
     return url
 
 

@@ -27,15 +27,23 @@ class RequestLineError(ValueError):
     """One input line of `classify` is not a request description."""
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` names no page a visitor asks for (None: it does): it is an http(s) URL or
+    a path. `shop.example/sale` would read as a path, `localhost:8080/sale` as a scheme."""
+    if url.startswith("/") or urlsplit(url).scheme in ("http", "https"):
+        return None
+    if "//" in url:
+        return "is no http(s) URL"
+    return f"is no http(s) URL; write https://{url} (or a path starting with /)"
+
+
 def visitor_for(classifier: Classifier, *, url: str, headers: Mapping[str, str] | None = None,
                 ip: str | None = None, now: float, page_view: bool = True) -> Visitor:
     """The Visitor a request to `url` with these headers, from `ip`, would be."""
-    if "//" not in url and not url.startswith("/"):
-        raise RequestLineError(f"{url!r} is neither a URL nor a path: write "
-                               f"https://{url.lstrip(':')} or a path starting with /")
+    problem = url_problem(url)
+    if problem is not None:
+        raise RequestLineError(f"{url!r} {problem}")
     parts = urlsplit(url if "//" in url else "http://site.invalid" + url)
-    if parts.scheme not in ("http", "https", ""):
-        raise RequestLineError(f"not an http(s) URL: {url!r}")
     request = request_info(method="GET", path=parts.path or "/", query_string=parts.query,
                            host=parts.netloc, headers=list((headers or {}).items()),
                            client_ip=ip)

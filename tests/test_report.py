@@ -19,3 +19,10 @@ def test_bad_lines_are_reported_not_fatal() -> None:
     summary = summarize(rows)
     assert summary["visitors"] == 1 and summary["errors"] == 4
     assert "1 visitors, 4 unreadable lines" in render_summary(summary)
+
+
+def test_a_url_without_its_scheme_is_an_error_not_a_path() -> None:
+    # It classified as a visitor of host "site.invalidshop.example".
+    (row,) = classify_lines(default_classifier(), ['{"url": "shop.example/sale"}'], now=0)
+    assert "'shop.example/sale' is no http(s) URL; write https://shop.example/sale" \
+        in str(row["error"])
