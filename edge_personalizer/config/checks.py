@@ -56,16 +56,20 @@ _EDGE_TARGETS = ("device.type", *(f"geo.{name}" for name in (
     "longitude")))
 
 
+# The stores open_store opens (learn/store), by the scheme of store_url.
+STORE_KINDS: Final = ("sqlite", "redis", "rediss")
+STORE_FORMS: Final = "expected sqlite:///path/to/ep.db or redis://host:port/db"
+
+
 def _check_files(s: Settings) -> None:
     """What names a store or a file: its kind, and that the file is there (said against
     the setting, so the error says where it was given)."""
     if s.store_url is not None:
         scheme, colon, _ = s.store_url.partition(":")
-        if not colon or scheme.lower() not in ("sqlite", "redis", "rediss"):
+        if not colon or scheme.lower() not in STORE_KINDS:
             # (the URL itself is not repeated: a mistyped scheme may still carry a password)
             raise SettingsError("store_url names no store this server can use ("
-                                f"{scheme.lower() if colon else 'no kind'}); expected "
-                                "sqlite:///path/to/ep.db or redis://host:port/db",
+                                f"{scheme.lower() if colon else 'no kind'}); {STORE_FORMS}",
                                 setting="store_url")
     if s.referrer_sources is not None and not s.referrer_sources.is_file():
         raise SettingsError(f"referrer_sources names no file: {str(s.referrer_sources)!r}",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_personalizer.config.checks import STORE_FORMS, STORE_KINDS
 from edge_personalizer.errors import StoreError
 from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.learn.store import open_store, sqlite_url
@@ -59,3 +60,14 @@ def test_other_urls_are_refused_with_the_forms_expected(url: str, message: str) 
     assert "sqlite:///path/to/ep.db or redis://host:port/db" in str(caught.value) or (
         "Redis URL" in str(caught.value))
     assert "s3cret" not in str(caught.value)
+
+
+async def test_the_settings_check_knows_the_kinds_of_store_open_store_opens(
+        tmp_path: Path) -> None:
+    # config may not import learn: the settings check keeps the store kinds of its own,
+    # and must agree with what open_store opens and says.
+    for kind in STORE_KINDS:
+        url = f"{kind}://{tmp_path}/ep.db" if kind == "sqlite" else f"{kind}://127.0.0.1:9/0"
+        await open_store(url).close()
+    with pytest.raises(StoreError, match=STORE_FORMS):
+        open_store("mysql://db/ep")
