@@ -57,8 +57,7 @@ def serve_settings(settings: Settings) -> None:
         # the directory as the workers do, so a worker forked later (one replaced after a
         # crash) starts from the rules the others serve and compiles only what changed
         # since; spawned workers (another start method) build their own.
-        book = RuleBook(checked.directory, inherited=checked, reports=False,
-                        own_cookies=checked.own_cookies)
+        book = RuleBook(checked.directory, inherited=checked, reports=False)
         if settings.rules_watch_interval > 0:
             book.watch_in_thread(settings.rules_watch_interval)
         build = functools.partial(worker_app, inherited=book)

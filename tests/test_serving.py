@@ -313,7 +313,7 @@ def test_a_server_refuses_rules_that_set_its_consent_cookie(origin: Server,
         text=True, timeout=60, env={**os.environ, "EP_DATA_DIR": str(tmp_path / "data"),
                                     "EP_CONSENT_COOKIE": "cmp_consent"})
     assert refused.returncode == 2, refused.stderr
-    assert (f"{rules / 'site.yaml'}:2: rule 'accept-all': cookies: 'cmp_consent' is the "
+    assert (f"{rules / 'site.yaml'}:3:22: rule 'accept-all': cookies: 'cmp_consent' is the "
             "cookie this server names in consent_cookie; choose another name"
             in refused.stderr), refused.stderr
 

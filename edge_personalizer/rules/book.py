@@ -57,21 +57,6 @@ def load_rules(directory: Path) -> RuleSet:
     return ruleset
 
 
-def _setting_own_cookies(ruleset: RuleSet, own: Mapping[str, str]) -> list[RuleError]:
-    """An error for each rule that sets a cookie the server sets or reads itself."""
-    errors, told = [], set()
-    for rule in ruleset.rules:
-        for name, _ in rule.cookies:
-            if name in own and (rule.source, name) not in told:   # (once for a rule's by:)
-                told.add((rule.source, name))
-                path, _, line = rule.source.rpartition(":")
-                errors.append(RuleError(
-                    f"rule {rule.name!r}: cookies: {name!r} is the cookie this server "
-                    f"names in {own[name]}; choose another name", source=Path(path),
-                    line=int(line) if line.isdigit() else None))
-    return errors
-
-
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 # No directory looks like this: the next look reloads.
 _CHANGED_WHILE_LOADING: Fingerprint = (("(changed while it was loaded)", -1, -1, -1, -1),)
@@ -108,17 +93,17 @@ class RuleBook:
                  parses: ParseCache | None = None, inherited: RuleBook | None = None,
                  reports: bool = True, own_cookies: Mapping[str, str] | None = None) -> None:
         self.directory = directory
-        # The cookies the server sets or reads itself (name -> the setting that names it):
-        # a rule that set one would overwrite a visitor's profile, or fake their consent.
-        self.own_cookies: Mapping[str, str] = own_cookies or {}
         # False: reloads and refusals are logged at debug level (a server's own book, whose
         # workers report the same).
         self._reports = reports
         # What the last load made of each file: a reload compiles only what changed (and
         # with `parses`, reads from disk only what changed since any worker last read it).
         # A forked worker starts from its server's (`inherited`).
+        # (`own_cookies`: the cookies the server sets or reads itself, which no rule may
+        # set; a forked worker's are its server's.)
         self._cache: RuleCache = (inherited._cache if inherited
-                                  else RuleCache(directory, parses=parses))
+                                  else RuleCache(directory, parses=parses,
+                                                 own_cookies=own_cookies))
         # The watcher's thread, SIGHUP and the admin reload may reload at once: one at a
         # time, so an older load can never be swapped in over a newer one.
         self._reloading = threading.Lock()
@@ -163,7 +148,6 @@ class RuleBook:
                       "save still under way?); to remove its rules, delete the file or write "
                       "`rules: []`", source=path)
             for path in loaded.empty if path in self._holding and path not in faulty]
-        errors += _setting_own_cookies(loaded.ruleset, self.own_cookies)
         if errors:
             raise RuleSetInvalid(errors)
         self._holding = loaded.holding

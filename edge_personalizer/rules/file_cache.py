@@ -67,8 +67,12 @@ class _Entry:
 class RuleCache:
     """Loads one rules directory, reusing the last load's work for unchanged files."""
 
-    def __init__(self, directory: Path, *, parses: ParseCache | None = None) -> None:
+    def __init__(self, directory: Path, *, parses: ParseCache | None = None,
+                 own_cookies: Mapping[str, str] | None = None) -> None:
         self.directory = directory
+        # The cookies the server sets or reads itself (name -> the setting naming it): a
+        # rule that set one would overwrite a visitor's profile, or fake their consent.
+        self.own_cookies: Mapping[str, str] = MappingProxyType(dict(own_cookies or {}))
         self._parses = parses   # the files' parses kept on disk, for every worker
         self._entries: dict[Path, _Entry] = {}
         # The last load, and every fragment file it read (as read): while no file changed
@@ -123,7 +127,7 @@ class RuleCache:
         declared = RuleFiles(self.directory, tuple(e.declares for e in entries.values()
                                                    if e.declares is not None),
                              sources.version, loaded_at)
-        ctx = CompileContext(self.directory)
+        ctx = CompileContext(self.directory, own_cookies=self.own_cookies)
         compile_declarations(ctx, declared)
         read = rules_read(ctx)
         files: list[FileRules] = []
@@ -180,7 +184,7 @@ class RuleCache:
             entry = self._entries.get(source.path)
             if entry is None or entry.digest != source.digest:
                 return False
-        ctx = CompileContext(self.directory)
+        ctx = CompileContext(self.directory, own_cookies=self.own_cookies)
         return all(fragment(ctx, path) == was for path, was in fragments.items())
 
 

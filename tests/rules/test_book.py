@@ -59,7 +59,8 @@ def test_a_rule_setting_a_cookie_of_the_servers_own_is_refused(tmp_path: Path) -
     good = book.current
     write_rules(tmp_path, "a", extra="  - name: b\n    then: {cookies: {cc_consent: yes}}\n")
     assert book.reload() is False and book.current is good
-    assert book.last_error == (f"{tmp_path / 'rules.yaml'}:6: rule 'b': cookies: "
+    # Named at the cookie, where it was written.
+    assert book.last_error == (f"{tmp_path / 'rules.yaml'}:7:22: rule 'b': cookies: "
                                "'cc_consent' is the cookie this server names in "
                                "consent_cookie; choose another name")
     with pytest.raises(RuleError, match="'visitor' is the cookie this server names in "

@@ -3,9 +3,10 @@ here, templates parsed, redirect targets, headers and cookies checked."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -72,7 +73,8 @@ def compile_then(ctx: CompileContext, rule_file: RuleFile, then: dict[Any, Any],
             elif key == "headers":
                 headers = _pairs(value, key_at, "headers", _header)
             elif key == "cookies":
-                cookies = _pairs(value, key_at, "cookies", _cookie)
+                cookies = _pairs(value, key_at, "cookies",
+                                 functools.partial(_cookie, own=ctx.own_cookies))
             elif key in ctx.slots:
                 slots[key] = content(ctx, value, key_at)
             elif key in INJECTIONS:
@@ -340,7 +342,7 @@ def _header(name: str, value: str, where: KeyPath) -> None:
     _no_template("headers", name, value, where)
 
 
-def _cookie(name: str, value: str, where: KeyPath) -> None:
+def _cookie(name: str, value: str, where: KeyPath, *, own: Mapping[str, str]) -> None:
     if not _TOKEN.fullmatch(name):
         raise Invalid(f"cookies: {name!r} is not a cookie name (letters, digits and "
                       "!#$%&'*+-.^_`|~; no spaces, '=', ';' or ',')", where, on_key=True)
@@ -348,6 +350,9 @@ def _cookie(name: str, value: str, where: KeyPath) -> None:
         raise Invalid(f"cookies: {name!r}: names starting ep_ are the product's (the "
                       "visitor's profile is ep_profile); choose another", where,
                       on_key=True)
+    if name in own:
+        raise Invalid(f"cookies: {name!r} is the cookie this server names in {own[name]}; "
+                      "choose another name", where, on_key=True)
     if not _COOKIE_VALUE.fullmatch(value):
         raise Invalid(f"cookies: the value of {name!r} may not hold spaces, quotes, "
                       "';', ',', '\\' or control characters (URL-encode them: "

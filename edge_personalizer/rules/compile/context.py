@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -69,6 +69,7 @@ class CompileContext:
     """One compile run's state; thrown away when the RuleSet is built."""
 
     directory: Path
+    own_cookies: Mapping[str, str] = field(default_factory=dict)   # see RuleCache
     errors: list[RuleError] = field(default_factory=list)
     slots: dict[str, Slot] = field(default_factory=dict)
     slots_in_error: set[str] = field(default_factory=set)   # declared, with errors reported
