@@ -136,7 +136,8 @@ class EdgeApp:
         self.admin = admin = Admin(
             metrics=self.metrics, token=AdminToken(token),
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
-            geo=self.geo.info if self.geo else None, board=self.board)
+            geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
+            flusher=self.flusher)
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
         dashboard = Dashboard(store=self.store, rules=self.rules, token=token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import signal
@@ -13,7 +14,10 @@ import anyio
 from starlette.types import Receive, Scope, Send
 
 from ..classify.geo import GeoDatabaseInfo
+from ..errors import StoreError
 from ..http.client import ProbeResult
+from ..learn.flusher import Flusher
+from ..learn.store import Store
 from ..observability.metrics import CONTENT_TYPE, Metrics
 from ..observability.workers import WorkerBoard, combined_metrics
 from ..proxy.pages import respond
@@ -51,23 +55,53 @@ class AdminToken:
         return False
 
 
+async def probe_store(store: Store) -> ProbeResult:
+    """Whether the counter store answers a ping, how fast, and what it said."""
+    started = time.perf_counter()
+    try:
+        await store.ping()
+    except StoreError as exc:
+        return ProbeResult(False, time.perf_counter() - started, str(exc))
+    return ProbeResult(True, time.perf_counter() - started, "answers")
+
+
+class _Probed:
+    """A probe's answer, asked again at most every `ttl` seconds (a health check polled
+    by many load balancers asks the origin and the store once a second at most)."""
+
+    def __init__(self, probe: Callable[[], Awaitable[ProbeResult]], ttl: float) -> None:
+        self.probe = probe
+        self.ttl = ttl
+        self._last: tuple[float, ProbeResult] | None = None
+
+    async def result(self) -> ProbeResult:
+        now = time.monotonic()
+        if self._last is None or now - self._last[0] > self.ttl:
+            self._last = (now, await self.probe())
+        return self._last[1]
+
+
 class Admin:
-    """Liveness (the process answers), readiness (origin reachable, rules loaded),
-    Prometheus metrics and rule reloads."""
+    """Liveness (the process answers), readiness (origin reachable, rules loaded; the
+    counter store's state is told, but a store that is down never makes the server
+    unready: no page waits for it), Prometheus metrics and rule reloads."""
 
     def __init__(self, *, metrics: Metrics, token: AdminToken,
                  origin_probe: OriginProbe | None = None, rules: RuleBook | None = None,
                  geo: GeoDatabaseInfo | None = None, probe_ttl: float = 1.0,
-                 board: WorkerBoard | None = None, reload_wait: float = 10.0) -> None:
+                 board: WorkerBoard | None = None, reload_wait: float = 10.0,
+                 store: Store | None = None, flusher: Flusher | None = None) -> None:
         self.metrics = metrics
         self.board = board            # the other workers of this server, when there are any
         self.reload_wait = reload_wait
         self.token = token
-        self.origin_probe = origin_probe
+        self.origin = _Probed(origin_probe, probe_ttl) if origin_probe is not None else None
+        self.store = (_Probed(functools.partial(probe_store, store), probe_ttl)
+                      if store is not None else None)
+        self.store_location = store.location if store is not None else None
+        self.flusher = flusher
         self.rules = rules
         self.geo = geo
-        self.probe_ttl = probe_ttl
-        self._probe: tuple[float, ProbeResult] | None = None
         self.started = time.time()
 
     def routes(self) -> dict[str, Route]:
@@ -134,19 +168,11 @@ class Admin:
                          "last_error": s.get("last_error")} for s in states]
             await anyio.sleep(0.05)
 
-    async def _origin(self) -> ProbeResult | None:
-        if self.origin_probe is None:
-            return None
-        now = time.monotonic()
-        if self._probe is None or now - self._probe[0] > self.probe_ttl:
-            self._probe = (now, await self.origin_probe())
-        return self._probe[1]
-
     async def health(self) -> tuple[int, dict[str, Any]]:
         report: dict[str, Any] = {"uptime_seconds": round(time.time() - self.started, 1)}
         ready = True
-        origin = await self._origin()
-        if origin is not None:
+        if self.origin is not None:
+            origin = await self.origin.result()
             ready &= origin.reachable
             report["origin"] = {"reachable": origin.reachable,
                                 "latency_ms": round(origin.seconds * 1000, 2),
@@ -160,6 +186,8 @@ class Admin:
                                "last_error": self.rules.last_error}
         else:
             report["rules"] = {"loaded": False, "detail": "no rules directory configured"}
+        if self.store is not None:
+            report["store"] = await self._store_report()
         if self.geo is not None:
             report["geo"] = {"type": self.geo.database_type, "built": _iso(self.geo.build_epoch)}
         if self.board is not None:
@@ -168,6 +196,25 @@ class Admin:
                                  for s in self.board.states()]
         report["status"] = "ready" if ready else "not ready"
         return (200 if ready else 503), report
+
+
+    async def _store_report(self) -> dict[str, Any]:
+        assert self.store is not None
+        store = await self.store.result()
+        report: dict[str, Any] = {"location": self.store_location,
+                                  "reachable": store.reachable,
+                                  "latency_ms": round(store.seconds * 1000, 2),
+                                  "detail": store.detail}
+        if self.flusher is not None:   # this worker's writes
+            report["writes"] = "ok" if self.flusher.healthy else "failing"
+            report["counts_waiting"] = self.flusher.counters.held_keys
+            report["counts_dropped"] = self.flusher.counters.dropped
+        if not store.reachable or report.get("writes") == "failing":
+            report["consequence"] = (
+                "pages are served and personalized as before; counts wait in memory and are "
+                "written when the store answers, and bandit weights and predictions stay as "
+                "last read")
+        return report
 
 
 def _iso(epoch: float) -> str:

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
-from ..servers import Server, start_proxy
+from ..servers import RedisServer, Server, start_proxy
 
 
 def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:
@@ -27,7 +27,38 @@ def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:
     assert len(report["rules"]["version"]) == 16
     assert report["rules"]["files"] >= 1
     assert report["geo"]["type"] == "GeoLite2-City"
+    assert report["store"]["location"].startswith("sqlite://")
+    assert report["store"]["reachable"] is True
+    assert report["store"]["writes"] == "ok"
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_health_tells_a_store_that_is_down_and_stays_ready(
+        origin: Server, redis_server: RedisServer, tmp_path: Path) -> None:
+    proxy = start_proxy(tmp_path, "--origin", origin.url,
+                        "--rules", str(ROOT / "tests" / "data" / "rules"),
+                        env={"EP_STORE_URL": redis_server.url,
+                             "EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        store = httpx.get(proxy.url + "/__ep/health").json()["store"]
+        assert store["location"] == redis_server.url
+        assert store["reachable"] is True
+        assert "consequence" not in store
+        redis_server.stop()
+        time.sleep(1.1)   # past the probe's one-second memory
+        response = httpx.get(proxy.url + "/__ep/health")
+        assert response.status_code == 200   # no page waits for the store
+        report = response.json()
+        assert report["status"] == "ready"
+        assert report["store"]["reachable"] is False
+        assert "ConnectionError" in report["store"]["detail"]
+        assert "counts wait in memory" in report["store"]["consequence"]
+        assert httpx.get(proxy.url + "/page/", headers={"accept": "text/html"}).status_code == 200
+        redis_server.start()
+        time.sleep(1.1)
+        assert httpx.get(proxy.url + "/__ep/health").json()["store"]["reachable"] is True
+    finally:
+        proxy.stop()
 
 
 def test_liveness_always_answers(proxy: Server) -> None:

@@ -242,6 +242,9 @@ class BrokenStore:
     async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
         return None
 
+    async def ping(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 

@@ -64,6 +64,9 @@ class Store(Protocol):
         """Table `name` if its version is above `newer_than` (None otherwise, or never published),
         so a worker can poll cheaply for a new version."""
 
+    async def ping(self) -> None:
+        """Ask the store for nothing (health checks): StoreError when it does not answer."""
+
     async def close(self) -> None:
         """Release the connection; the store is not used afterwards."""
 

@@ -241,6 +241,9 @@ class RedisStore:
             "HMGET", key, "version", "payload", "published_at")
         return Table(name, int(version), bytes(payload), float(published_at))
 
+    async def ping(self) -> None:
+        await self._one("PING")
+
     async def close(self) -> None:
         try:
             await self._redis.aclose()

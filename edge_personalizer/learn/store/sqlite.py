@@ -178,6 +178,9 @@ class SqliteStore:
             (name, newer_than)).fetchone())
         return None if row is None else Table(name, row[0], bytes(row[1]), row[2])
 
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1 FROM tables LIMIT 1").fetchone())
+
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self._close)
 

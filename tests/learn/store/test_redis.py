@@ -110,6 +110,17 @@ async def test_a_stopped_server_fails_the_flush_at_once(redis_server: RedisServe
     await store.close()
 
 
+async def test_a_ping_answers_while_the_server_does(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    await store.ping()
+    redis_server.stop()
+    with pytest.raises(StoreError, match="127.0.0.1"):
+        await store.ping()
+    redis_server.start()
+    await store.ping()
+    await store.close()
+
+
 async def test_a_hung_server_fails_the_flush_within_the_timeout(
         redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url, timeout=0.3)

@@ -36,6 +36,14 @@ async def test_flushes_add_to_the_totals(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_a_ping_reads_the_file_and_fails_once_it_is_unusable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "counts.db")
+    await store.ping()
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.ping()
+
+
 async def test_each_period_of_a_key_counts_apart(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "ep.db")
     later = BOLD._replace(period=3)
