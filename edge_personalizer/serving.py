@@ -9,9 +9,11 @@ import dataclasses
 import errno
 import functools
 import logging
+import math
 import multiprocessing
 import os
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Secret, Settings
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from .http.server import ServerOptions
     from .rules.book import RuleBook
 
-__all__ = ["check_listening", "check_workers", "serve_settings", "worker_app"]
+__all__ = ["check_listening", "check_workers", "serve_settings", "usable_cpus", "worker_app"]
 
 # Worker processes receive the resolved settings (as JSON) through this variable.
 WORKER_SETTINGS_ENV = "EDGE_PERSONALIZER_WORKER_SETTINGS"
@@ -76,14 +78,41 @@ def check_workers(settings: Settings) -> None:
     """SettingsError for far more workers than this machine has CPUs: each is a process of
     its own (tens of MB) serving many connections at once, so past one a CPU they only take
     memory, and by the hundred they take the machine down."""
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    cpus = len(usable) if usable is not None else os.cpu_count() or 1
+    cpus, quota = usable_cpus()
     if settings.workers > _WORKERS_PER_CPU * cpus:
+        where = "this container's CPU quota allows" if quota else "the server may use"
         raise SettingsError(f"workers must be at most {_WORKERS_PER_CPU * cpus} on this "
-                            f"machine ({_WORKERS_PER_CPU} for each of the {cpus} CPUs the "
-                            f"server may use), got {settings.workers}: a worker serves many "
+                            f"machine ({_WORKERS_PER_CPU} for each of the {cpus} CPUs "
+                            f"{where}), got {settings.workers}: a worker serves many "
                             "connections at once, and more than one a CPU rarely helps",
                             setting="workers")
+
+
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> tuple[int, bool]:
+    """The CPUs this process may run on, fewer when a container's CPU quota (`docker run
+    --cpus`, a Kubernetes CPU limit) gives it less time than those: `cpu.max` of cgroup v2,
+    `cpu/cpu.cfs_quota_us` of v1, under `cgroup`. True with them when the quota decided."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cpus = len(usable) if usable is not None else os.cpu_count() or 1
+    quota = _cpu_quota(cgroup)
+    if quota is not None and math.ceil(quota) < cpus:
+        return max(1, math.ceil(quota)), True
+    return cpus, False
+
+
+def _cpu_quota(cgroup: Path) -> float | None:
+    """CPUs' worth of time a period the cgroup allows; None without a quota."""
+    try:   # v2: "max 100000" (no quota) or "150000 100000" (1.5 CPUs)
+        quota, period = (cgroup / "cpu.max").read_text().split()
+        return int(quota) / int(period) if quota != "max" and int(period) > 0 else None
+    except (OSError, ValueError):
+        pass
+    try:   # v1: -1 for no quota
+        quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text()
+        period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text()
+        return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def check_listening(settings: Settings) -> None:

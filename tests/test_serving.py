@@ -14,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
+
+from edge_personalizer.serving import usable_cpus
 
 from .http.test_server import worker_pids
 from .servers import Server, free_port, start_proxy
@@ -335,3 +338,24 @@ def test_far_more_workers_than_cpus_are_refused_before_any_starts(
          "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"], cwd=ROOT,
         capture_output=True, text=True, timeout=60, env={**os.environ, "EP_WORKERS": "1000"})
     assert explained.returncode == 0, explained.stderr
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "150000 100000\n"}, (2, True)),     # docker run --cpus 1.5 (cgroup v2)
+    ({"cpu.max": "50000 100000\n"}, (1, True)),      # half a CPU: still one worker's worth
+    ({"cpu.max": "max 100000\n"}, (None, False)),    # no quota
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, (1, True)),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, (None, False)),
+    ({"cpu.max": "garbled\n"}, (None, False)),
+    ({}, (None, False)),                             # no cgroup files at all
+])
+def test_a_container_s_cpu_quota_bounds_the_cpus_workers_are_counted_against(
+        tmp_path: Path, files: dict[str, str], expected: tuple[int | None, bool]) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cpus, by_quota = expected
+    affinity = len(os.sched_getaffinity(0))
+    if cpus is not None and cpus >= affinity:   # a quota above the CPUs changes nothing
+        cpus, by_quota = affinity, False
+    assert usable_cpus(tmp_path) == (cpus or affinity, by_quota)

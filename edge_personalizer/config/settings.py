@@ -89,7 +89,8 @@ class Settings:
     port: int = option(8080, convert=to_int, section=_SERVER, flag="--port",
                        help="port to listen on")
     workers: int = option(1, convert=to_int, section=_SERVER, flag="--workers",
-                          help="worker processes (about one a CPU; at most 4 a CPU)")
+                          help="worker processes (about one a CPU; at most 4 a CPU, counting "
+                               "a container's CPU quota when it has one)")
     trusted_proxies: tuple[IPNetwork, ...] = option(
         (), convert=to_networks, section=_SERVER, flag="--trusted-proxy", metavar="CIDR",
         repeat=True, help="address or network whose X-Forwarded-For and edge headers are "
