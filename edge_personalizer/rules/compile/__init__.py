@@ -64,6 +64,8 @@ def build_ruleset(ctx: CompileContext, declared: RuleFiles, files: Sequence[File
         index=RuleIndex.build(rules), redirects=routes, loaded_at=declared.loaded_at,
         file_count=file_count, fields=frozenset(fields),
         vary=tuple(vary_headers(fields)), goals=MappingProxyType(dict(ctx.goals)))
+    # In the order they were written, file by file, as a marketer reads them.
+    ctx.errors.sort(key=lambda e: (str(e.source), e.line or 0, e.column or 0))
     return ruleset, ctx.errors
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from ...errors import RuleError
 from ..conditions import Condition, Segment
@@ -107,6 +107,42 @@ class CompileContext:
 
     def reject(self, rule_file: RuleFile, exc: Invalid, owner: str | None) -> None:
         self.fail(rule_file, exc.message, exc.at, owner, on_key=exc.on_key)
+
+
+_T = TypeVar("_T")
+
+
+class Parts:
+    """A compile step of independent parts (an experiment's slots, variants, goals, ...):
+    each part's mistakes are recorded and the next part still checked, so one mistake
+    does not hide the next; `done()` then stops the step if any part failed."""
+
+    def __init__(self, ctx: CompileContext, rule_file: RuleFile, owner: str) -> None:
+        self.ctx = ctx
+        self.rule_file = rule_file
+        self.owner = owner
+        self.failures = 0
+
+    def take(self, build: Callable[[], _T], instead: _T) -> _T:
+        """What `build` makes, or `instead` once its mistake is recorded."""
+        try:
+            return build()
+        except Invalid as exc:
+            self.fail(exc)
+        except Invalids as several:   # (every wrong entry of a mapping)
+            for one in several.errors:
+                self.fail(one)
+        except Reported:
+            self.failures += 1
+        return instead
+
+    def fail(self, exc: Invalid) -> None:
+        self.ctx.reject(self.rule_file, exc, self.owner)
+        self.failures += 1
+
+    def done(self) -> None:
+        if self.failures:
+            raise Reported
 
 
 def rules_read(ctx: CompileContext) -> Hashable:

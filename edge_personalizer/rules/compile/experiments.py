@@ -14,7 +14,16 @@ from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Content, Experiment
 from .actions import content
 from .conditions import compile_condition, segment
-from .context import CompileContext, Invalid, Reported, name_problem, percentage, sections
+from .context import (
+    CompileContext,
+    Invalid,
+    Invalids,
+    Parts,
+    Reported,
+    name_problem,
+    percentage,
+    sections,
+)
 
 EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "goals",
                    "allocation", "per", "bandit", "description")
@@ -71,49 +80,96 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
                       "by name, and the two would be counted as one; rename one of them",
                       (*at, "name"))
     names.add(name)
+    parts = Parts(ctx, rule_file, f"experiment '{name}'")
     for key in raw:
         if key in BANDIT_KEYS and key not in EXPERIMENT_KEYS:
-            raise Invalid(f"{key} is a setting of the bandit: write it under bandit: "
-                          f"(allocation: bandit, then bandit: {{{key}: ...}})",
-                          (*at, str(key)), on_key=True)
-        if key not in EXPERIMENT_KEYS:
-            raise Invalid(f"unknown key {key!r}; an experiment has "
-                          + ", ".join(EXPERIMENT_KEYS[:-1])
-                          + suggest(str(key), EXPERIMENT_KEYS), (*at, str(key)), on_key=True)
-    slots = _slots(ctx, raw, at)
-    audience: Condition = AllOf(())
-    if "audience" in raw:
-        audience = compile_condition(ctx, rule_file, raw["audience"], (*at, "audience"),
-                                     f"experiment '{name}'")
-    holdout = percentage(raw.get("holdout", 0), "holdout", (*at, "holdout"))
-    if not 0 <= holdout < 100:
-        raise Invalid("holdout is a percentage from 0 to 99", (*at, "holdout"))
-    variants_raw = raw.get("variants")
-    if not isinstance(variants_raw, dict) or len(variants_raw) < 2:
-        raise Invalid("an experiment needs at least two variants (one may be the "
-                      "control, with only a weight)", (*at, "variants"))
-    weights: list[tuple[str, float]] = []
-    variants: dict[str, Mapping[str, Content]] = {}
-    for variant, spec in variants_raw.items():
-        v_at: KeyPath = (*at, "variants", str(variant))
-        weight, contents = _variant(ctx, spec, slots, v_at)
-        weights.append((str(variant), weight))
-        variants[str(variant)] = contents
-    goals = _goals(ctx, raw.get("goals"), (*at, "goals"))
-    allocation = _allocation(raw.get("allocation", "fixed"), (*at, "allocation"))
+            parts.fail(Invalid(f"{key} is a setting of the bandit: write it under bandit: "
+                               f"(allocation: bandit, then bandit: {{{key}: ...}})",
+                               (*at, str(key)), on_key=True))
+        elif key not in EXPERIMENT_KEYS:
+            parts.fail(Invalid(f"unknown key {key!r}; an experiment has "
+                               + ", ".join(EXPERIMENT_KEYS[:-1])
+                               + suggest(str(key), EXPERIMENT_KEYS), (*at, str(key)),
+                               on_key=True))
+    failed_before = parts.failures
+    slots: tuple[str, ...] = parts.take(lambda: _slots(ctx, raw, at), ())
+    everyone: Condition = AllOf(())
+    audience = parts.take(lambda: compile_condition(
+        ctx, rule_file, raw["audience"], (*at, "audience"), parts.owner),
+        everyone) if "audience" in raw else everyone
+    holdout = parts.take(lambda: _holdout(raw.get("holdout", 0), (*at, "holdout")), 0.0)
+    # A variant's content is checked against the slots, when they are known.
+    no_variants: _Variants = ((), MappingProxyType({}))
+    weights, variants = parts.take(lambda: _variants(
+        ctx, raw.get("variants"), slots, parts.failures == failed_before,
+        (*at, "variants")), no_variants)
+    failed_before = parts.failures
+    goals: tuple[str, ...] = parts.take(lambda: _goals(ctx, raw.get("goals"), (*at, "goals")),
+                                        ())
+    goals_known = parts.failures == failed_before
+    failed_before = parts.failures
+    allocation: Allocation = parts.take(lambda: _allocation(raw.get("allocation", "fixed"),
+                                                (*at, "allocation")), "fixed")
+    allocation_known = parts.failures == failed_before
     bandit = None
     if allocation == "bandit":
-        if not goals:
-            raise Invalid("a bandit learns from conversions: name what it is judged on, "
-                          "e.g. goals: [purchase]", (*at, "allocation"))
-        bandit = _bandit(raw.get("bandit", {}), len(weights), (*at, "bandit"))
-    elif "bandit" in raw:
-        raise Invalid("bandit settings need allocation: bandit", (*at, "bandit"), on_key=True)
-    return Experiment(name=name, slots=slots, audience=audience, holdout=float(holdout),
-                      weights=tuple(weights), variants=MappingProxyType(variants),
+        if not goals and goals_known:
+            parts.fail(Invalid("a bandit learns from conversions: name what it is judged on, "
+                               "e.g. goals: [purchase]", (*at, "allocation")))
+        written = raw.get("variants")
+        count = max(len(written) if isinstance(written, dict) else 0, 2)
+        bandit = parts.take(lambda: _bandit(raw.get("bandit", {}), count, (*at, "bandit")),
+                            None)
+    elif "bandit" in raw and allocation_known:
+        parts.fail(Invalid("bandit settings need allocation: bandit", (*at, "bandit"),
+                           on_key=True))
+    cells = parts.take(lambda: _cells(ctx, raw.get("per"), (*at, "per")), Cells())
+    parts.done()
+    return Experiment(name=name, slots=slots, audience=audience, holdout=holdout,
+                      weights=weights, variants=variants,
                       source=f"{rule_file.path}:{rule_file.line_of(at)}", goals=goals,
-                      allocation=allocation, bandit=bandit,
-                      cells=_cells(ctx, raw.get("per"), (*at, "per")))
+                      allocation=allocation, bandit=bandit, cells=cells)
+
+
+def _holdout(raw: Any, at: KeyPath) -> float:
+    holdout = percentage(raw, "holdout", at)
+    if not 0 <= holdout < 100:
+        raise Invalid("holdout is a percentage from 0 to 99", at)
+    return float(holdout)
+
+
+_Variants = tuple[tuple[tuple[str, float], ...], Mapping[str, Mapping[str, Content]]]
+
+
+def _variants(ctx: CompileContext, raw: Any, slots: tuple[str, ...], slots_known: bool,
+              at: KeyPath) -> _Variants:
+    """The variants' weights and what each shows; every wrong variant is reported."""
+    if not isinstance(raw, dict) or len(raw) < 2:
+        raise Invalid("an experiment needs at least two variants (one may be the "
+                      "control, with only a weight)", at)
+    weights: list[tuple[str, float]] = []
+    variants: dict[str, Mapping[str, Content]] = {}
+    errors: list[Invalid] = []
+    reported = False
+    for variant, spec in raw.items():
+        try:
+            weight, contents = _variant(ctx, spec, slots, slots_known, (*at, str(variant)))
+        except Invalid as exc:
+            errors.append(exc)
+            continue
+        except Invalids as several:
+            errors.extend(several.errors)
+            continue
+        except Reported:
+            reported = True
+            continue
+        weights.append((str(variant), weight))
+        variants[str(variant)] = contents
+    if errors:
+        raise Invalids(errors)
+    if reported:
+        raise Reported
+    return tuple(weights), MappingProxyType(variants)
 
 
 def _allocation(raw: Any, at: KeyPath) -> Allocation:
@@ -220,7 +276,7 @@ def _slots(ctx: CompileContext, raw: dict[Any, Any], at: KeyPath) -> tuple[str, 
 _WEIGHT = frozenset({"weight"})
 
 
-def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...],
+def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...], slots_known: bool,
              at: KeyPath) -> tuple[float, Mapping[str, Content]]:
     if not isinstance(spec, dict):
         raise Invalid("a variant is a mapping with a weight, e.g. {weight: 50, html: ...}", at)
@@ -232,6 +288,8 @@ def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...],
     rest = {str(k): v for k, v in spec.items() if k != "weight"}
     if not rest:
         return float(weight), MappingProxyType({})          # the control
+    if not slots_known:
+        raise Reported   # which slots it may fill is not known: the slots' error says why
     if len(slots) == 1 and not set(rest) & set(slots):
         return float(weight), MappingProxyType({slots[0]: content(ctx, rest, at,
                                                                  beside=_WEIGHT)})

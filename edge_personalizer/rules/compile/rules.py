@@ -19,7 +19,7 @@ from ..model import Rule
 from ..schedule import Schedule
 from .actions import Actions, compile_then
 from .conditions import compile_condition
-from .context import CompileContext, Invalid, Reported, kind_of, name_problem, percentage
+from .context import CompileContext, Invalid, Invalids, Reported, kind_of, name_problem, percentage
 
 RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 _DAY_GROUPS: Final = MappingProxyType({"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
@@ -235,6 +235,9 @@ def _condition_parts(ctx: CompileContext, rule_file: RuleFile, raw: dict[Any, An
             parts.append(build())
         except Invalid as exc:
             ctx.reject(rule_file, exc, label)
+        except Invalids as several:   # (each mistake of a schedule)
+            for one in several.errors:
+                ctx.reject(rule_file, one, label)
         except Reported:
             pass
     return parts
@@ -252,19 +255,28 @@ def _date(value: Any, at: KeyPath) -> date:
 
 
 def _schedule(raw: Any, at: KeyPath) -> Schedule:
+    """The schedule; Invalids naming each of its mistakes."""
     if not isinstance(raw, dict) or not raw:
         raise Invalid("schedule is a mapping: start, end, days, hours", at)
-    unknown = sorted(str(key) for key in raw if key not in _SCHEDULE_KEYS)
-    if unknown:
-        raise Invalid(f"unknown schedule key {unknown[0]!r}; expected start, end, days, hours"
-                      + suggest(unknown[0], _SCHEDULE_KEYS), (*at, unknown[0]))
-    start = _date(raw["start"], (*at, "start")) if "start" in raw else None
-    end = _date(raw["end"], (*at, "end")) if "end" in raw else None
+    errors = [Invalid(f"unknown schedule key {key!r}; expected start, end, days, hours"
+                      + suggest(key, _SCHEDULE_KEYS), (*at, key))
+              for key in sorted(str(key) for key in raw if key not in _SCHEDULE_KEYS)]
+    readers: dict[str, Callable[[Any, KeyPath], Any]] = {
+        "start": _date, "end": _date, "hours": _hours, "days": _days}
+    read: dict[str, Any] = {}
+    for key, reader in readers.items():
+        if key in raw:
+            try:
+                read[key] = reader(raw[key], (*at, key))
+            except Invalid as exc:
+                errors.append(exc)
+    start, end = read.get("start"), read.get("end")
     if start and end and start > end:
-        raise Invalid("the schedule ends before it starts", (*at, "end"))
-    hours = _hours(raw["hours"], (*at, "hours")) if "hours" in raw else None
-    days = _days(raw["days"], (*at, "days")) if "days" in raw else frozenset()
-    return Schedule(start=start, end=end, days=days, hours=hours)
+        errors.append(Invalid("the schedule ends before it starts", (*at, "end")))
+    if errors:
+        raise Invalids(errors)
+    return Schedule(start=start, end=end, days=read.get("days", frozenset()),
+                    hours=read.get("hours"))
 
 
 def _days(raw: Any, at: KeyPath) -> frozenset[str]:

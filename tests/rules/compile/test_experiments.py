@@ -55,11 +55,12 @@ def test_a_variant_of_several_slots_is_told_how_to_give_each_its_content(
         "      b: {weight: 50, html: '<b>x</b>'}\n"
         "      c: {weight: 50, hero: {html: '<h1>x</h1>'}, cta: {text: Shop}}\n")
     _, errors = check_rules(tmp_path)
-    assert [e.line for e in errors] == [6, 11]
+    assert [e.line for e in errors] == [6, 7, 11]   # each wrong variant
     assert "to stop showing a variant, remove it" in errors[0].reason
+    assert "'html' is not a slot of this experiment (hero, cta)" in errors[1].reason
     assert "'html' is not a slot of this experiment (hero, cta); with several slots, each " \
            "gets its own content: {weight: 50, hero: {html: ...}, cta: {html: ...}}" \
-           in errors[1].reason
+           in errors[2].reason
 
 
 def test_an_experiment_may_not_share_a_rules_name(tmp_path: Path) -> None:
@@ -83,8 +84,9 @@ def test_a_bandit_setting_written_on_the_experiment_says_where_it_goes(
         "  - {name: e, slot: hero, allocation: bandit, metric: value,\n"
         "     variants: {a: {}, b: {html: x}}}\n")
     _, errors = check_rules(tmp_path)
-    assert len(errors) == 1 and errors[0].line == 3
-    assert "metric is a setting of the bandit: write it under bandit:" in errors[0].reason
+    assert [e.line for e in errors] == [3, 3]
+    assert "a bandit learns from conversions: name what it is judged on" in errors[0].reason
+    assert "metric is a setting of the bandit: write it under bandit:" in errors[1].reason
 
 
 @pytest.mark.parametrize(("holdout", "share", "problem"), [
@@ -103,3 +105,29 @@ def test_a_holdout_is_written_as_traffic_is_with_or_without_its_percent_sign(
         assert errors == [] and ruleset.experiments[0].holdout == share
     else:
         assert len(errors) == 1 and problem in errors[0].reason and errors[0].line == 3
+
+
+def test_every_mistake_of_an_experiment_is_told_at_once(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\ngoals: {buy: {when: {request.path: /thanks}}}\nexperiments:\n"
+        "  - name: e\n"
+        "    slot: heroo\n"                          # 5: unknown slot
+        "    holdout: 120\n"                         # 6
+        "    audience: {device.typ: mobile}\n"       # 7
+        "    variants: {a: {}, b: {html: x}}\n"      # (not checked against unknown slots)
+        "    goals: [by]\n"                          # 9
+        "    allocation: bandit\n"
+        "    bandit: {burn_in: -1}\n"                # 11
+        "    per: [geo.contry]\n"                    # 12
+        "    colour: red\n")                         # 13
+    ruleset, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [5, 6, 7, 9, 11, 12, 13], errors
+    said = [e.reason for e in errors]
+    assert "unknown slot 'heroo'" in said[0] and "did you mean 'hero'" in said[0]
+    assert "holdout is a percentage from 0 to 99" in said[1]
+    assert "unknown field 'device.typ'" in said[2]
+    assert "unknown goal 'by'" in said[3]   # and no "a bandit learns from conversions"
+    assert "burn_in is a whole number" in said[4]
+    assert "geo.contry" in said[5]
+    assert "experiment 'e': unknown key 'colour'" in said[6]
+    assert ruleset.experiments == ()

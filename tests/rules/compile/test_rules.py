@@ -71,7 +71,19 @@ def test_schedule_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
         "  - name: y\n    schedule: {days: [mon, funday]}\n    then: {hero: x}\n")
     _, errors = check_rules(tmp_path)
     assert [(e.line, e.reason.split(": ", 1)[1][:30]) for e in errors] == [
-        (4, "'2026-11-31' is not a date; wr"), (7, "unknown day 'funday'; expected")]
+        (4, "'2026-11-31' is not a date; wr"), (4, "days is a day (mon..sun, weekd"),
+        (7, "unknown day 'funday'; expected")]   # each mistake of a schedule
+
+
+def test_every_mistake_of_a_schedule_is_told_at_once(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - name: x\n    schedule:\n"
+        "      start: 2026-12-24\n      end: 2026-12-01\n      hours: 18-23\n"
+        "      dayz: weekend\n    then: {hero: x}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split(": ", 1)[1][:34]) for e in errors] == [
+        (6, "the schedule ends before it starts"), (7, "hours are written \"18:00-23:00\""),
+        (8, "unknown schedule key 'dayz'; expec")]
 
 
 @pytest.mark.parametrize(("name", "reason"), [
