@@ -1,5 +1,5 @@
 """Why a fragment path names no file: a near miss in its folder, the folder of the rules
-directory that holds it, or what its folder holds (read only when a rule is wrong)."""
+directory that holds its path, or what its folder holds (read only when a rule is wrong)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def near_fragment(directory: Path, path_text: str) -> str:
         names = [entry.name for entry in os.scandir(directory / relative)
                  if entry.name.endswith(".html") and not entry.name.startswith(".")]
     except OSError:
-        return ""
+        names = []   # no such folder here: maybe below (a path from a subfolder's file)
     # Names alike in a folder share their ending and often a start ("hero-"): only a
     # near miss of the name without its ending is a typo.
     stems = {entry.removesuffix(".html"): entry for entry in names}
@@ -32,7 +32,7 @@ def near_fragment(directory: Path, path_text: str) -> str:
     where = folder + "/" if folder else ""
     if close:
         return f"; did you mean {where + stems[close[0]]!r}?"
-    elsewhere = _in_subfolders(directory, name) if not folder else []
+    elsewhere = _in_subfolders(directory, path_text)
     if elsewhere:
         return f"; did you mean {' or '.join(repr(path) for path in elsewhere)}?"
     if names and len(names) <= _LISTED_FRAGMENTS:
@@ -41,8 +41,10 @@ def near_fragment(directory: Path, path_text: str) -> str:
 
 
 def _in_subfolders(directory: Path, name: str) -> list[str]:
-    """`fragments/x.html` for a fragment written `x.html`: the folders of the rules
-    directory (not hidden) that hold a file of that name, up to three."""
+    """`fragments/x.html` for a fragment written `x.html`, `campaigns/fragments/x.html` for
+    one written `fragments/x.html` (paths are from the rules directory, not from the file
+    that names them): the folders of the rules directory (not hidden) that hold a file of
+    that path, up to three."""
     try:
         folders = sorted(entry.name for entry in os.scandir(directory)
                          if entry.is_dir() and not entry.name.startswith("."))

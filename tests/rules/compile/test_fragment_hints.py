@@ -27,6 +27,17 @@ def test_a_name_written_without_its_folder_is_found_in_the_folders_below(
         "; did you mean 'campaigns/hero.html' or 'fragments/hero.html'?"
 
 
+def test_a_path_written_from_a_subfolder_s_file_is_found_below(tmp_path: Path) -> None:
+    # campaigns/spring.yaml names fragments/spring.html, meaning the one beside it: paths
+    # are from the rules directory.
+    rules = _rules(tmp_path, "campaigns/fragments/spring.html", "fragments/other.html")
+    assert near_fragment(rules, "fragments/spring.html") == \
+        "; did you mean 'campaigns/fragments/spring.html'?"
+    rules = _rules(tmp_path / "only", "campaigns/fragments/spring.html")
+    assert near_fragment(rules, "fragments/spring.html") == \
+        "; did you mean 'campaigns/fragments/spring.html'?"
+
+
 def test_else_a_folder_of_few_fragments_is_listed_and_one_of_many_is_not(
         tmp_path: Path) -> None:
     rules = _rules(tmp_path, "fragments/a.html", "fragments/b.html")
