@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import json
 import logging
 import os
@@ -22,6 +21,8 @@ from .config.sources import CLASSIFY_FLAGS, SERVER_FLAGS, add_setting_flags, fla
 from .errors import EdgePersonalizerError, RuleError, SettingsError, StoreError
 from .report import (
     classify_lines,
+    explain_notes,
+    explained_request,
     render_explanation,
     render_summary,
     summarize,
@@ -230,26 +231,15 @@ def _checked_url(url: str) -> str:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     _checked_url(args.url)
-    if args.ip is not None:
-        try:
-            ipaddress.ip_address(args.ip)
-        except ValueError:
-            raise SettingsError(f"--ip {args.ip!r} is not an IP address, such as "
-                                "81.2.69.142 or 2001:db8::1") from None
-    headers: dict[str, str] = {}
-    for header in args.header:
-        name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise SettingsError(f"--header {header!r}: expected 'Name: value'")
-        headers[name.strip()] = value.strip()
-    if args.cookie:
-        headers["cookie"] = "; ".join([*filter(None, [headers.get("cookie")]), *args.cookie])
+    try:
+        headers = explained_request(args.header, args.cookie, args.ip)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     now = _when(args.time)
     settings = settings_from(args)
     ruleset = load_rules(settings.rules_dir) if settings.rules_dir else None
-    if not any(name.lower() == "user-agent" for name in headers):
-        print("note: no User-Agent given; the proxy takes a request without one for a bot "
-              "(explain a browser with --header 'User-Agent: ...')", file=sys.stderr)
+    for note in explain_notes(headers, ip=args.ip, geo=settings.geo_db is not None):
+        print(f"note: {note}", file=sys.stderr)
     visitor = visitor_for(_classifier(settings), url=args.url, headers=headers, ip=args.ip,
                           now=now)
     report: dict[str, Any] = {"visitor": visitor.to_dict()}

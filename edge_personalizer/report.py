@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,6 +36,43 @@ def url_problem(url: str) -> str | None:
     if "//" in url:
         return "is no http(s) URL"
     return f"is no http(s) URL; write https://{url} (or a path starting with /)"
+
+
+def explained_request(header_lines: Iterable[str], cookies: Iterable[str],
+                      ip: str | None) -> dict[str, str]:
+    """The headers of a request `explain` is told of (`Name: value` lines, and cookies
+    `name=value`); ValueError naming what is not of that form, or an --ip that is no IP
+    address."""
+    if ip is not None:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ValueError(f"--ip {ip!r} is not an IP address, such as 81.2.69.142 or "
+                             "2001:db8::1") from None
+    headers: dict[str, str] = {}
+    for header in header_lines:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"--header {header!r}: expected 'Name: value'")
+        headers[name.strip()] = value.strip()
+    cookies = list(cookies)
+    if cookies:
+        headers["cookie"] = "; ".join([*filter(None, [headers.get("cookie")]), *cookies])
+    return headers
+
+
+def explain_notes(headers: Mapping[str, str], *, ip: str | None, geo: bool) -> list[str]:
+    """What `explain` says on stderr of a request unlike a browser's, or of a field it
+    cannot know here (and how to give it)."""
+    notes = []
+    if not any(name.lower() == "user-agent" for name in headers):
+        notes.append("no User-Agent given; the proxy takes a request without one for a bot "
+                     "(explain a browser with --header 'User-Agent: ...')")
+    if ip is not None and not geo:
+        notes.append(f"no geo database, so geo.* are unknown for --ip {ip} (give one with "
+                     "--geo-db FILE or EP_GEO_DB: a MaxMind GeoIP2 or GeoLite2 City or "
+                     "Country .mmdb)")
+    return notes
 
 
 def visitor_for(classifier: Classifier, *, url: str, headers: Mapping[str, str] | None = None,
@@ -166,6 +204,16 @@ def _allocation_line(experiment: Mapping[str, Any]) -> str:
             f"period {experiment['period']}; {experiment['why']}")
 
 
+def _holdout(experiment: Mapping[str, Any]) -> str:
+    """The visitor's holdout bucket beside the share held out (those below it)."""
+    share = experiment["holdout_share"]
+    bucket = experiment["buckets"]["holdout"]
+    if not share:
+        return f"no holdout (bucket {bucket})"
+    held = "held out" if bucket < share / 100 else "not held out"
+    return f"holdout {share:g}% (buckets below {share / 100:g}): bucket {bucket}, {held}"
+
+
 def render_explanation(report: Mapping[str, Any]) -> str:
     """Text form of `explain`: the visitor, then each rule, experiment and slot."""
     lines = [render_visitor(report["visitor"])]
@@ -182,7 +230,7 @@ def render_explanation(report: Mapping[str, Any]) -> str:
             shown = experiment["variant"] or "the page as it is"
             where = ("not in the audience: " + str(experiment["audience_failed"])
                      if not experiment["in_audience"] else
-                     f"holdout bucket {experiment['buckets']['holdout']}, variant bucket "
+                     f"{_holdout(experiment)}, variant bucket "
                      f"{experiment['buckets']['variant']} -> {shown}"
                      if experiment["buckets"] is not None else
                      f"not bucketed (bot or no profile) -> {shown}")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,30 @@ def test_explain_shows_the_classified_visitor(capsys: pytest.CaptureFixture[str]
     for line in out.splitlines():
         if line.startswith(("  geo.city", "  device.type", "  request.path", "  referral.")):
             assert "shown only" not in line
+
+
+def test_explain_says_a_rule_s_value_as_written_and_an_experiment_s_holdout_share(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--url", "/shoes", "--header", f"User-Agent: {IPHONE_UA}",
+                 "--ip", "81.2.69.142", "--geo-db", GEO, "--rules", str(ROOT / "rules"),
+                 "--cookie", "x=1"]) == 0
+    out = capsys.readouterr().out
+    assert 'won      uk-shipping: geo.country is "GB"' in out   # as the rule has it
+    # the demo's experiment holds out 10% of its visitors: the bucket is told against it
+    line = next(line for line in out.splitlines() if "hero-headline-test (hero):" in line)
+    assert re.search(r"holdout 10% \(buckets below 0\.1\): bucket 0\.\d+, (not )?held out, "
+                     r"variant bucket", line), line
+
+
+def test_explain_says_geo_is_unknown_for_an_address_without_a_database(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--url", "/", "--header", f"User-Agent: {IPHONE_UA}",
+                 "--ip", "81.2.69.142"]) == 0
+    captured = capsys.readouterr()
+    assert "geo.source: none" in captured.out
+    assert captured.err == ("note: no geo database, so geo.* are unknown for --ip "
+                            "81.2.69.142 (give one with --geo-db FILE or EP_GEO_DB: a "
+                            "MaxMind GeoIP2 or GeoLite2 City or Country .mmdb)\n")
 
 
 def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -47,7 +47,8 @@ def _show(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Equals:
-    expected: Any
+    expected: Any   # folded: compared without case
+    written: Any = dataclasses.field(default=None, compare=False)   # as the rule has it
 
     def __call__(self, value: Any) -> bool:
         if isinstance(value, (list, tuple)):
@@ -55,12 +56,13 @@ class Equals:
         return _fold(value) == self.expected and value is not None
 
     def describe(self) -> str:
-        return f"is {_show(self.expected)}"
+        return f"is {_show(self.expected if self.written is None else self.written)}"
 
 
 @dataclass(frozen=True)
 class OneOf:
-    choices: frozenset[Any]
+    choices: frozenset[Any]   # folded: compared without case
+    written: tuple[Any, ...] = dataclasses.field(default=(), compare=False)
 
     def __call__(self, value: Any) -> bool:
         if isinstance(value, (list, tuple)):
@@ -68,7 +70,8 @@ class OneOf:
         return value is not None and _fold(value) in self.choices
 
     def describe(self) -> str:
-        return "is one of " + ", ".join(sorted(_show(c) for c in self.choices))
+        return "is one of " + ", ".join(_show(c) for c in self.written) if self.written \
+            else "is one of " + ", ".join(sorted(_show(c) for c in self.choices))
 
 
 class _Comparison(NamedTuple):

@@ -257,6 +257,7 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             "audience": experiment.audience.describe(),
             "in_audience": in_audience,
             "audience_failed": None if in_audience else experiment.audience.failure(visitor),
+            "holdout_share": experiment.holdout,   # percent held out: the page as it is
             "buckets": None if visitor_id is None else {
                 "holdout": round(holdout_point(experiment, visitor_id), 4),
                 "variant": round(variant_point(experiment, visitor_id), 4)},

@@ -17,7 +17,10 @@ def condition(tmp_path: Path, when: str) -> Condition:
 
 
 @pytest.mark.parametrize(("when", "described"), [
-    ("{geo.country: GB}", 'geo.country is "gb"'),
+    ("{geo.country: GB}", 'geo.country is "GB"'),   # as written (compared without case)
+    ("{geo.country: gb}", 'geo.country is "gb"'),
+    ("{device.type: [Mobile, tablet, mobile]}", 'device.type is one of "Mobile", "tablet", '
+                                                 '"mobile"'),
     ("{device.type: [mobile, tablet]}", 'device.type is one of "mobile", "tablet"'),
     ("{profile.visits: {gte: 3, lt: 10}}", "profile.visits is at least 3 and is less than 10"),
     ("{time.hour: {between: [9, 17]}}", "time.hour is between 9 and 17"),
@@ -25,7 +28,7 @@ def condition(tmp_path: Path, when: str) -> Condition:
     ("{referral.keywords: {exists: true}}", "referral.keywords is known"),
     ("{not: {device.type: bot}}", 'not (device.type is "bot")'),
     ("{any: [{geo.country: GB}, {geo.country: SE}]}",
-     'geo.country is "gb" or geo.country is "se"'),
+     'geo.country is "GB" or geo.country is "SE"'),
 ])
 def test_conditions_describe_themselves(tmp_path: Path, when: str, described: str) -> None:
     assert condition(tmp_path, when).describe() == described
@@ -35,7 +38,7 @@ def test_failure_says_what_the_value_was(tmp_path: Path) -> None:
     check = condition(tmp_path, "{geo.country: SE, device.type: mobile}")
     visitor = make_visitor(ip="81.2.69.142")
     assert not check(visitor)
-    assert check.failure(visitor) == 'geo.country is "se" (was "GB")'
+    assert check.failure(visitor) == 'geo.country is "SE" (was "GB")'
 
 
 def test_unknown_values_never_match(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_explain_reports_every_rule(tmp_path: Path) -> None:
     trace = explain(load_rules(tmp_path), make_visitor(ip="81.2.69.142"))
     outcomes = [(r["name"], r["outcome"]) for r in trace["rules"]]
     assert outcomes == [("one", "failed"), ("two", "won"), ("three", "matched")]
-    assert trace["rules"][0]["detail"] == 'geo.country is "se" (was "GB")'
+    assert trace["rules"][0]["detail"] == 'geo.country is "SE" (was "GB")'
     assert trace["decision"]["slots"]["a"] == {"variant": "two", "reason": "rule", "by": "two"}
 
 

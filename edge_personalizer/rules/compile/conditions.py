@@ -168,7 +168,7 @@ def _matcher(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
         return _one_of(spec, name, value, at)
     if spec.type == "list":
         return Text("contains", _text(value, name, at).casefold())
-    return Equals(_value(spec, name, value, at))
+    return Equals(_value(spec, name, value, at), value)
 
 
 def _operator(spec: FieldSpec, name: str, op: str, value: Any, at: KeyPath) -> Matcher:
@@ -239,7 +239,8 @@ def _text(value: Any, op: str, at: KeyPath) -> str:
 def _one_of(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
     if not isinstance(value, list) or not value:
         raise Invalid("in takes a list of values", at)
-    return OneOf(frozenset(_value(spec, name, v, (*at, i)) for i, v in enumerate(value)))
+    return OneOf(frozenset(_value(spec, name, v, (*at, i)) for i, v in enumerate(value)),
+                 tuple(dict.fromkeys(value)))
 
 
 def _between(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
@@ -275,7 +276,7 @@ def _exists(value: Any, at: KeyPath) -> Matcher:
 
 _Builder = Callable[[FieldSpec, str, str, Any, KeyPath], Matcher]
 _OPERATOR_BUILDERS: Final[MappingProxyType[str, _Builder]] = MappingProxyType({
-    "equals": lambda spec, name, op, value, at: Equals(_value(spec, name, value, at)),
+    "equals": lambda spec, name, op, value, at: Equals(_value(spec, name, value, at), value),
     "in": lambda spec, name, op, value, at: _one_of(spec, name, value, at),
     "not": lambda spec, name, op, value, at: NotMatcher(_matcher(spec, name, value, at)),
     **{op: (lambda spec, name, op, value, at: Compare(op, _number(value, op, at)))
