@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= $(or $(EP_PORT),8080)
-ORIGIN_PORT ?= 8081
+ORIGIN_PORT ?= $(shell echo $$(( $(PORT) + 1 )))
 
 .PHONY: compiled demo test bench bench-peers bench-instructions lint typecheck clean system-deps
 

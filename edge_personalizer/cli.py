@@ -136,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the bundled demo shop with the proxy in front")
     _server_flags(demo)
-    demo.add_argument("--origin-port", type=int, default=8081,
-                      help="port of the demo shop itself (default 8081)")
+    demo.add_argument("--origin-port", type=int,
+                      help="port of the demo shop itself (default: the proxy's port + 1)")
     demo.set_defaults(run=cmd_demo)
     for command in commands.choices.values():
         command.set_defaults(command_parser=command)
@@ -380,7 +380,7 @@ def cmd_preview_link(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
-    origin = f"http://127.0.0.1:{args.origin_port}"
-    run_demo(settings_from(args, origin_url=origin), origin_port=args.origin_port,
+    port = args.origin_port or settings_from(args, origin_url="http://127.0.0.1").port + 1
+    run_demo(settings_from(args, origin_url=f"http://127.0.0.1:{port}"), origin_port=port,
              serve=serve_settings)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -32,12 +33,27 @@ def time_zone_outside_the_evening_deal() -> str:
     raise AssertionError("some zone is before 16:00")
 
 
+def _free_port_followed_by_a_free_one() -> int:
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
+
+
 @pytest.fixture(scope="module")
 def demo(server_logs: Path) -> Iterator[tuple[Server, int]]:
-    port, origin_port = free_port(), free_port()
+    # Without --origin-port the shop takes the port after the proxy's (two demos on one
+    # machine: `make demo PORT=9080` beside the one on 8080).
+    port = _free_port_followed_by_a_free_one()
+    origin_port = port + 1
     server = start([sys.executable, "-m", "edge_personalizer", "demo", "--rules", "rules",
-                    "--geo-db", "geo_db/GeoLite2-City-Test.mmdb", "--port", str(port),
-                    "--origin-port", str(origin_port)], port, server_logs / "demo.log",
+                    "--geo-db", "geo_db/GeoLite2-City-Test.mmdb", "--port", str(port)],
+                   port, server_logs / "demo.log",
                    ready_path="/__ep/health/live",
                    env={"EP_DEFAULT_TIME_ZONE": time_zone_outside_the_evening_deal(),
                         "EP_DATA_DIR": str(server_logs / "demo-data")},
