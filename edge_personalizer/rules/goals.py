@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from .conditions import Condition
 from .fields import suggest
@@ -28,13 +28,14 @@ _WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 MAX_WINDOW = 90 * 86400.0
+_T = TypeVar("_T")
 
-# Compiles a condition mapping at a path of the file, reporting its own errors.
-ConditionCompiler = Callable[[Any, tuple[str | int, ...]], Condition]
+# Compiles a condition mapping at a path of the file, reporting its own errors (None then).
+ConditionCompiler = Callable[[Any, tuple[str | int, ...]], Condition | None]
 
 
 class GoalInvalid(ValueError):
-    """One goal does not compile: what is wrong, and where in the file."""
+    """One mistake of a goal: what is wrong, and where in the file."""
 
     def __init__(self, message: str, at: tuple[str | int, ...], *, on_key: bool = False):
         super().__init__(message)
@@ -42,31 +43,57 @@ class GoalInvalid(ValueError):
         self.on_key = on_key
 
 
+class GoalInvalids(ValueError):
+    """A goal does not compile: each of its mistakes (none when its condition's errors
+    were reported by the condition compiler)."""
+
+    def __init__(self, errors: list[GoalInvalid]) -> None:
+        super().__init__("; ".join(str(error) for error in errors))
+        self.errors = errors
+
+
 def compile_goal(name: Any, raw: Any, compile_condition: ConditionCompiler,
                  source: str) -> Goal:
+    """The goal; GoalInvalids with every mistake of it."""
     at: tuple[str | int, ...] = ("goals", str(name))
     if not isinstance(name, str) or not _NAME.match(name):
-        raise GoalInvalid("a goal's name is 1-64 letters, digits, '-' and '_'", at,
-                          on_key=True)
+        raise GoalInvalids([GoalInvalid("a goal's name is 1-64 letters, digits, '-' and '_'",
+                                        at, on_key=True)])
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise GoalInvalid("a goal is a mapping (when, status, value, window, beacon), or {} "
-                          "for one reached by the X-EP-Goal header only", at)
-    for key in raw:
-        if key not in GOAL_KEYS:
-            raise GoalInvalid(f"unknown key {key!r}; a goal has " + ", ".join(GOAL_KEYS)
-                              + suggest(str(key), GOAL_KEYS), (*at, str(key)), on_key=True)
-    beacon = raw.get("beacon", False)
-    if not isinstance(beacon, bool):
-        raise GoalInvalid("beacon is true (the page's beacon may reach the goal) or false",
-                          (*at, "beacon"))
+        raise GoalInvalids([GoalInvalid(
+            "a goal is a mapping (when, status, value, window, beacon), or {} for one "
+            "reached by the X-EP-Goal header only", at)])
+    errors = [GoalInvalid(f"unknown key {key!r}; a goal has " + ", ".join(GOAL_KEYS)
+                          + suggest(str(key), GOAL_KEYS), (*at, str(key)), on_key=True)
+              for key in raw if key not in GOAL_KEYS]
+
+    def part(read: Callable[[], _T], instead: _T) -> _T:
+        try:
+            return read()
+        except GoalInvalid as exc:
+            errors.append(exc)
+            return instead
+
+    beacon = part(lambda: _beacon(raw.get("beacon", False), (*at, "beacon")), False)
+    statuses: frozenset[int] = part(lambda: _statuses(raw.get("status"), (*at, "status")),
+                                    frozenset())
+    no_value: tuple[str | None, str | None] = (None, None)
+    query, header = part(lambda: _value(raw.get("value"), (*at, "value")), no_value)
+    window = part(lambda: window_seconds(raw.get("window"), (*at, "window")),
+                  DEFAULT_GOAL_WINDOW)
     when = compile_condition(raw["when"], (*at, "when")) if "when" in raw else None
-    query, header = _value(raw.get("value"), (*at, "value"))
-    return Goal(name=name, when=when, statuses=_statuses(raw.get("status"), (*at, "status")),
-                value_query=query, value_header=header,
-                window_seconds=window_seconds(raw.get("window"), (*at, "window")),
-                source=source, beacon=beacon)
+    if errors or ("when" in raw and when is None):
+        raise GoalInvalids(errors)
+    return Goal(name=name, when=when, statuses=statuses, value_query=query,
+                value_header=header, window_seconds=window, source=source, beacon=beacon)
+
+
+def _beacon(raw: Any, at: tuple[str | int, ...]) -> bool:
+    if not isinstance(raw, bool):
+        raise GoalInvalid("beacon is true (the page's beacon may reach the goal) or false", at)
+    return raw
 
 
 def _statuses(raw: Any, at: tuple[str | int, ...]) -> frozenset[int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..conditions import Condition
-from ..goals import GoalInvalid, compile_goal
+from ..goals import GoalInvalids, compile_goal
 from ..loader import KeyPath, RuleFile, RuleFiles
 from .conditions import compile_condition
 from .context import CompileContext, Invalid, Reported, sections
@@ -22,21 +22,22 @@ def compile_goals(ctx: CompileContext, rule_files: RuleFiles) -> None:
             owner = f"goal '{name}'"
 
             def condition(value: Any, at: KeyPath, rule_file: RuleFile = rule_file,
-                          owner: str = owner) -> Condition:
-                return compile_condition(ctx, rule_file, value, at, owner)
+                          owner: str = owner) -> Condition | None:
+                try:
+                    return compile_condition(ctx, rule_file, value, at, owner)
+                except Invalid as exc:
+                    ctx.reject(rule_file, exc, owner)
+                except Reported:
+                    pass
+                return None
 
             where = f"{rule_file.path}:{rule_file.line_of(('goals', str(name)))}"
             try:
                 goal = compile_goal(name, raw, condition, where)
-            except GoalInvalid as exc:
-                ctx.fail(rule_file, str(exc), exc.at, owner, on_key=exc.on_key)
-                ctx.goals_in_error.add(str(name))
-                continue
-            except Invalid as exc:
-                ctx.reject(rule_file, exc, owner)
-                ctx.goals_in_error.add(str(name))
-                continue
-            except Reported:
+            except GoalInvalids as several:   # (each mistake of the goal)
+                for mistake in several.errors:
+                    ctx.fail(rule_file, str(mistake), mistake.at, owner,
+                             on_key=mistake.on_key)
                 ctx.goals_in_error.add(str(name))
                 continue
             if goal.name in ctx.goals:

@@ -36,3 +36,24 @@ def test_a_goal_defined_twice_is_an_error(tmp_path: Path) -> None:
     ruleset, errors = check_rules(tmp_path)
     assert len(errors) == 1 and "defined twice" in errors[0].reason
     assert list(ruleset.goals) == ["buy"]
+
+
+def test_every_mistake_of_a_goal_is_told_at_once(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "goals:\n  buy:\n"
+        "    when: {request.pth: /thanks}\n"   # 3
+        "    status: 999\n"                    # 4
+        "    value: {cookie: total}\n"         # 5
+        "    window: 72\n"                     # 6
+        "    beacon: yes please\n"             # 7
+        "    colour: red\n")                   # 8
+    ruleset, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [3, 4, 5, 6, 7, 8], errors
+    said = [e.reason for e in errors]
+    assert "goal 'buy': unknown field 'request.pth'" in said[0]
+    assert "status is an HTTP status" in said[1]
+    assert "value is {query: <parameter>} or {header: <response header>}" in said[2]
+    assert "window 72: write it with its unit" in said[3]
+    assert "beacon is true" in said[4]
+    assert "unknown key 'colour'; a goal has" in said[5]
+    assert "buy" not in ruleset.goals
