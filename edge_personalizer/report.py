@@ -210,7 +210,8 @@ def _holdout(experiment: Mapping[str, Any]) -> str:
     bucket = experiment["buckets"]["holdout"]
     if not share:
         return f"no holdout (bucket {bucket})"
-    held = "held out" if bucket < share / 100 else "not held out"
+    # As the decision placed the visitor: one who kept a variant is never held out.
+    held = "held out" if experiment["held_out"] else "not held out"
     return f"holdout {share:g}% (buckets below {share / 100:g}): bucket {bucket}, {held}"
 
 

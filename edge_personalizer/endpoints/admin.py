@@ -55,30 +55,43 @@ class AdminToken:
         return False
 
 
-async def probe_store(store: Store) -> ProbeResult:
-    """Whether the counter store answers a ping, how fast, and what it said."""
+STORE_PROBE_LIMIT = 0.5   # seconds: a health check answers within a probe's timeout
+
+
+async def probe_store(store: Store, limit: float = STORE_PROBE_LIMIT) -> ProbeResult:
+    """Whether the counter store answers a ping within `limit` seconds, how fast, and
+    what it said. Never raises: whatever goes wrong is the answer."""
     started = time.perf_counter()
     try:
-        await store.ping()
+        with anyio.move_on_after(limit) as waited:
+            await store.ping()
     except StoreError as exc:
         return ProbeResult(False, time.perf_counter() - started, str(exc))
+    except Exception as exc:   # a bug, or what a driver raises unwrapped: still an answer
+        return ProbeResult(False, time.perf_counter() - started,
+                           f"{store.location}: {type(exc).__name__}: {exc}")
+    if waited.cancelled_caught:
+        return ProbeResult(False, limit, f"{store.location}: no answer within {limit:g} s")
     return ProbeResult(True, time.perf_counter() - started, "answers")
 
 
 class _Probed:
-    """A probe's answer, asked again at most every `ttl` seconds (a health check polled
-    by many load balancers asks the origin and the store once a second at most)."""
+    """A probe's answer, asked again at most every `ttl` seconds, by one request at a time
+    (many load balancers polling the health check ask the origin and the store once a
+    second at most; those arriving while a probe runs take its answer)."""
 
     def __init__(self, probe: Callable[[], Awaitable[ProbeResult]], ttl: float) -> None:
         self.probe = probe
         self.ttl = ttl
         self._last: tuple[float, ProbeResult] | None = None
+        self._lock = anyio.Lock()
 
     async def result(self) -> ProbeResult:
-        now = time.monotonic()
-        if self._last is None or now - self._last[0] > self.ttl:
-            self._last = (now, await self.probe())
-        return self._last[1]
+        async with self._lock:
+            now = time.monotonic()
+            if self._last is None or now - self._last[0] > self.ttl:
+                self._last = (now, await self.probe())
+            return self._last[1]
 
 
 class Admin:

@@ -258,6 +258,8 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             "in_audience": in_audience,
             "audience_failed": None if in_audience else experiment.audience.failure(visitor),
             "holdout_share": experiment.holdout,   # percent held out: the page as it is
+            "held_out": (placed := _place(experiment, visitor, allocations)) is not None
+            and placed[0] == "holdout",
             "buckets": None if visitor_id is None else {
                 "holdout": round(holdout_point(experiment, visitor_id), 4),
                 "variant": round(variant_point(experiment, visitor_id), 4)},

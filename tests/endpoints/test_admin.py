@@ -57,6 +57,18 @@ def test_health_tells_a_store_that_is_down_and_stays_ready(
         redis_server.start()
         time.sleep(1.1)
         assert httpx.get(proxy.url + "/__ep/health").json()["store"]["reachable"] is True
+        # A store that accepts connections and never answers: the health check still
+        # answers at once (within a load balancer's usual one-second probe timeout).
+        redis_server.pause()
+        try:
+            time.sleep(1.1)
+            started = time.monotonic()
+            response = httpx.get(proxy.url + "/__ep/health", timeout=5)
+            assert time.monotonic() - started < 1.0
+            assert response.status_code == 200
+            assert response.json()["store"]["reachable"] is False
+        finally:
+            redis_server.resume()
     finally:
         proxy.stop()
 

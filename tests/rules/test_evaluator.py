@@ -4,6 +4,7 @@ import math
 import random
 from dataclasses import fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -257,6 +258,22 @@ def test_a_holdout_changed_moves_no_one_and_shares_out_the_released_by_weight(
     (traced,) = explain(load_rules(tmp_path), visitors[0])["experiments"]
     assert traced["buckets"] == {"holdout": round(bucket("hero-test", "v-0"), 4),
                                  "variant": round(bucket("variant:hero-test", "v-0"), 4)}
+
+
+def test_explain_says_held_out_as_the_decision_placed_the_visitor(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(HOLDOUT_RULES.replace("HOLDOUT", "10"))
+    ruleset = load_rules(tmp_path)
+    base = make_visitor()
+    # A point just under the share (0.09995 shows as 0.1 once rounded): held out.
+    under = next(f"v{n}" for n in range(100_000)
+                 if 0.0999 < bucket("hero-test", f"v{n}") < 0.1)
+    for visitor_id, kept in ((under, {}), (under, {"hero-test": "b"}), ("v-0", {})):
+        visitor = with_profile(make_visitor(), base.profile._replace(
+            visitor_id=visitor_id, stored=True, variants=MappingProxyType(kept)))
+        (traced,) = explain(ruleset, visitor)["experiments"]
+        held = decide(ruleset, visitor).slots["hero"].variant == "holdout"
+        assert traced["held_out"] is held, (visitor_id, kept)
+        assert held is (visitor_id == under and not kept)   # a kept variant is never held
 
 
 def test_a_holdout_lowered_live_shares_out_the_visitors_it_releases_by_weight(

@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio.to_thread
 from redis.asyncio import Redis
@@ -93,12 +93,20 @@ return version + 1
 
 
 def _redacted(url: str) -> str:
+    """The URL with its password as ***, wherever redis-py reads one: before the host
+    (redis://user:pw@host) or in the query (?password=pw, as unix:// URLs give it)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
+    base, _, rest = url.partition("?")
+    query, hash_mark, fragment = rest.partition("#")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name.lower() == "password" for name, _ in pairs):
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    query = "&".join(f"{name}=***" if name.lower() == "password"
+                     else urlencode([(name, value)]) for name, value in pairs)
+    return f"{base}?{query}{hash_mark}{fragment}"
 
 
 def _field(key: CountKey, metric: str) -> str:

@@ -88,6 +88,8 @@ RETURNING version
 """
 # Seconds opening a store may wait for the write lock (see SqliteStore._open).
 _SETUP_WAIT = 300.0
+# Seconds a ping waits for the connection another call of this worker holds.
+_PING_WAIT = 0.2
 _Row = tuple[str, str, str, str, str, int, int, int, float, float]
 
 
@@ -179,7 +181,19 @@ class SqliteStore:
         return None if row is None else Table(name, row[0], bytes(row[1]), row[2])
 
     async def ping(self) -> None:
-        await self._run(lambda db: db.execute("SELECT 1 FROM tables LIMIT 1").fetchone())
+        await anyio.to_thread.run_sync(self._ping)
+
+    def _ping(self) -> None:
+        # A flush or a read of this worker holding the file (as long as the busy timeout,
+        # when another process writes) answers for it: a health check never waits on it.
+        if not self._lock.acquire(timeout=_PING_WAIT):
+            return
+        try:
+            self._db.execute("SELECT 1 FROM tables LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.location}: {exc}") from exc
+        finally:
+            self._lock.release()
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self._close)

@@ -93,6 +93,7 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
                                on_key=True))
     failed_before = parts.failures
     slots: tuple[str, ...] = parts.take(lambda: _slots(ctx, raw, at), ())
+    slots_known = parts.failures == failed_before
     everyone: Condition = AllOf(())
     audience = parts.take(lambda: compile_condition(
         ctx, rule_file, raw["audience"], (*at, "audience"), parts.owner),
@@ -101,7 +102,7 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
     # A variant's content is checked against the slots, when they are known.
     no_variants: _Variants = ((), MappingProxyType({}))
     weights, variants = parts.take(lambda: _variants(
-        ctx, raw.get("variants"), slots, parts.failures == failed_before,
+        ctx, raw.get("variants"), slots, slots_known,
         (*at, "variants")), no_variants)
     failed_before = parts.failures
     goals: tuple[str, ...] = parts.take(lambda: _goals(ctx, raw.get("goals"), (*at, "goals")),

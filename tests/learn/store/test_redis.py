@@ -155,6 +155,11 @@ async def test_tables_are_published_with_growing_versions(redis_server: RedisSer
 def test_the_password_never_shows() -> None:
     store = RedisStore("redis://user:s3cret@127.0.0.1:1/0")
     assert store.location == "redis://user:***@127.0.0.1:1/0"
+    # redis-py also reads it from the query, where a unix socket's URL has to give it
+    assert RedisStore("redis://10.0.0.5:6379/0?password=s3cret&db=1").location == \
+        "redis://10.0.0.5:6379/0?password=***&db=1"
+    assert RedisStore("unix:///run/redis.sock?password=s3cret").location == \
+        "unix:///run/redis.sock?password=***"
 
 
 async def test_errors_never_show_the_password() -> None:

@@ -44,6 +44,17 @@ async def test_a_ping_reads_the_file_and_fails_once_it_is_unusable(tmp_path: Pat
         await store.ping()
 
 
+async def test_a_ping_never_waits_on_a_call_holding_the_file(tmp_path: Path) -> None:
+    # A flush waiting out the busy timeout (another process writing) holds this worker's
+    # connection for seconds; a health check's ping answers all the same.
+    store = SqliteStore(tmp_path / "counts.db")
+    with store._lock:
+        started = time.monotonic()
+        await store.ping()
+        assert time.monotonic() - started < 0.5
+    await store.close()
+
+
 async def test_each_period_of_a_key_counts_apart(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "ep.db")
     later = BOLD._replace(period=3)

@@ -131,3 +131,14 @@ def test_every_mistake_of_an_experiment_is_told_at_once(tmp_path: Path) -> None:
     assert "geo.contry" in said[5]
     assert "experiment 'e': unknown key 'colour'" in said[6]
     assert ruleset.experiments == ()
+
+
+def test_a_variant_s_mistakes_are_told_beside_the_holdout_s_and_the_audience_s(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n"
+        "    holdout: 120\n    audience: {device.typ: mobile}\n"
+        "    variants: {a: {}, b: {htm: x}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [5, 6, 7], errors
+    assert "unknown variant key 'htm'" in errors[2].reason
