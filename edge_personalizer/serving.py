@@ -80,7 +80,7 @@ def check_workers(settings: Settings) -> None:
     memory, and by the hundred they take the machine down."""
     cpus, quota = usable_cpus()
     if settings.workers > _WORKERS_PER_CPU * cpus:
-        where = "this container's CPU quota allows" if quota else "the server may use"
+        where = "its CPU quota allows" if quota else "the server may use"
         raise SettingsError(f"workers must be at most {_WORKERS_PER_CPU * cpus} on this "
                             f"machine ({_WORKERS_PER_CPU} for each of the {cpus} CPUs "
                             f"{where}), got {settings.workers}: a worker serves many "
@@ -88,29 +88,61 @@ def check_workers(settings: Settings) -> None:
                             setting="workers")
 
 
-def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> tuple[int, bool]:
-    """The CPUs this process may run on, fewer when a container's CPU quota (`docker run
-    --cpus`, a Kubernetes CPU limit) gives it less time than those: `cpu.max` of cgroup v2,
-    `cpu/cpu.cfs_quota_us` of v1, under `cgroup`. True with them when the quota decided."""
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup"),
+                membership: str | None = None) -> tuple[int, bool]:
+    """The CPUs this process may run on, fewer when a CPU quota (`docker run --cpus`, a
+    Kubernetes CPU limit, systemd's CPUQuota=) gives its cgroup or one above it less time
+    than those: `cpu.max` of cgroup v2, `cpu.cfs_quota_us` of v1, under `cgroup`, for
+    the cgroups `membership` (/proc/self/cgroup) names. True with them when a quota
+    decided."""
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     cpus = len(usable) if usable is not None else os.cpu_count() or 1
-    quota = _cpu_quota(cgroup)
+    if membership is None:
+        try:
+            membership = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            membership = "0::/\n1:cpu:/"   # the roots, as a cgroup namespace shows them
+    quota = _cpu_quota(cgroup, membership)
     if quota is not None and math.ceil(quota) < cpus:
         return max(1, math.ceil(quota)), True
     return cpus, False
 
 
-def _cpu_quota(cgroup: Path) -> float | None:
-    """CPUs' worth of time a period the cgroup allows; None without a quota."""
-    try:   # v2: "max 100000" (no quota) or "150000 100000" (1.5 CPUs)
-        quota, period = (cgroup / "cpu.max").read_text().split()
+def _cpu_quota(cgroup: Path, membership: str) -> float | None:
+    """CPUs' worth of time a period the tightest quota allows, of the process's cgroups
+    and those above them; None without any."""
+    quotas = []
+    for line in membership.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            places, read = [cgroup], _v2_quota
+        elif "cpu" in controllers.split(","):
+            places, read = [cgroup / "cpu", cgroup / controllers], _v1_quota
+        else:
+            continue
+        parts = [part for part in path.split("/") if part]
+        for base in places:
+            for depth in range(len(parts), -1, -1):
+                quota = read(base.joinpath(*parts[:depth]))
+                if quota is not None:
+                    quotas.append(quota)
+    return min(quotas, default=None)
+
+
+def _v2_quota(folder: Path) -> float | None:
+    try:   # "max 100000" (no quota) or "150000 100000" (1.5 CPUs)
+        quota, period = (folder / "cpu.max").read_text().split()
         return int(quota) / int(period) if quota != "max" and int(period) > 0 else None
     except (OSError, ValueError):
-        pass
-    try:   # v1: -1 for no quota
-        quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text()
-        period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text()
-        return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
+        return None
+
+
+def _v1_quota(folder: Path) -> float | None:
+    try:   # -1: no quota
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
     except (OSError, ValueError):
         return None
 

@@ -324,14 +324,15 @@ def test_a_server_refuses_rules_that_set_its_consent_cookie(origin: Server,
 def test_far_more_workers_than_cpus_are_refused_before_any_starts(
         origin: Server, tmp_path: Path) -> None:
     # 1,000 workers of ~55 MB each took a 2-CPU machine with 24 GiB down.
-    cpus = len(os.sched_getaffinity(0))
+    cpus, by_quota = usable_cpus()
+    where = "its CPU quota allows" if by_quota else "the server may use"
     refused = subprocess.run(
         [sys.executable, "-m", "edge_personalizer", "serve", "--origin", origin.url,
          "--workers", "1000", "--port", str(free_port())], cwd=ROOT, capture_output=True,
         text=True, timeout=60, env={**os.environ, "EP_DATA_DIR": str(tmp_path / "data")})
     assert refused.returncode == 2, refused.stderr
     assert (f"workers must be at most {4 * cpus} on this machine (4 for each of the {cpus} "
-            "CPUs the server may use), got 1000" in refused.stderr), refused.stderr
+            f"CPUs {where}), got 1000" in refused.stderr), refused.stderr
     # Other commands read the same settings (a shared config file) and run as they did.
     explained = subprocess.run(
         [sys.executable, "-m", "edge_personalizer", "explain", "--url", "/", "--header",
@@ -340,22 +341,33 @@ def test_far_more_workers_than_cpus_are_refused_before_any_starts(
     assert explained.returncode == 0, explained.stderr
 
 
-@pytest.mark.parametrize(("files", "expected"), [
-    ({"cpu.max": "150000 100000\n"}, (2, True)),     # docker run --cpus 1.5 (cgroup v2)
-    ({"cpu.max": "50000 100000\n"}, (1, True)),      # half a CPU: still one worker's worth
-    ({"cpu.max": "max 100000\n"}, (None, False)),    # no quota
-    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, (1, True)),
-    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, (None, False)),
-    ({"cpu.max": "garbled\n"}, (None, False)),
-    ({}, (None, False)),                             # no cgroup files at all
+EIGHT_CPUS = frozenset(range(8))
+
+
+@pytest.mark.parametrize(("files", "membership", "expected"), [
+    # docker run --cpus 1.5, cgroup v2 in its own namespace: the root is the container's
+    ({"cpu.max": "150000 100000\n"}, "0::/\n", (2, True)),
+    ({"cpu.max": "50000 100000\n"}, "0::/\n", (1, True)),    # half a CPU: one worker's worth
+    ({"cpu.max": "max 100000\n"}, "0::/\n", (8, False)),      # no quota
+    ({"cpu.max": "1600000 100000\n"}, "0::/\n", (8, False)),  # more than the CPUs
+    ({"cpu.max": "garbled\n"}, "0::/\n", (8, False)),
+    ({}, "0::/\n", (8, False)),                                # no cgroup files at all
+    # systemd's CPUQuota= on a slice above the service, the host's hierarchy seen whole
+    ({"system.slice/cpu.max": "200000 100000\n", "system.slice/shop.service/cpu.max":
+      "max 100000\n"}, "0::/system.slice/shop.service\n", (2, True)),
+    # cgroup v1: the cpu controller's hierarchy, the container's own folder in it
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n",
+      "cpu/docker/abc/cpu.cfs_quota_us": "300000\n",
+      "cpu/docker/abc/cpu.cfs_period_us": "100000\n"},
+     "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n", (3, True)),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"},
+     "4:cpu,cpuacct:/\n", (8, False)),
 ])
-def test_a_container_s_cpu_quota_bounds_the_cpus_workers_are_counted_against(
-        tmp_path: Path, files: dict[str, str], expected: tuple[int | None, bool]) -> None:
+def test_a_cpu_quota_bounds_the_cpus_workers_are_counted_against(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str],
+        membership: str, expected: tuple[int, bool]) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: EIGHT_CPUS)
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    cpus, by_quota = expected
-    affinity = len(os.sched_getaffinity(0))
-    if cpus is not None and cpus >= affinity:   # a quota above the CPUs changes nothing
-        cpus, by_quota = affinity, False
-    assert usable_cpus(tmp_path) == (cpus or affinity, by_quota)
+    assert usable_cpus(tmp_path, membership) == expected
