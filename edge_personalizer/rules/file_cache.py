@@ -32,7 +32,13 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import RuleError
-from .compile import FileRules, build_ruleset, compile_declarations, compile_file_rules
+from .compile import (
+    FileRules,
+    build_ruleset,
+    compile_declarations,
+    compile_file_rules,
+    in_written_order,
+)
 from .compile.actions import fragment
 from .compile.context import CompileContext, rules_read
 from .loader import RuleFile, RuleFiles, Sources, parse_rule_file, read_sources
@@ -144,7 +150,7 @@ class RuleCache:
         ruleset, compile_errors = build_ruleset(ctx, declared, files,   # unreadable ones too
                                                 file_count=len(sources.files))
         self._entries = entries
-        loaded = Loaded(ruleset, [*errors, *compile_errors],
+        loaded = Loaded(ruleset, in_written_order([*errors, *compile_errors], entries),
                         tuple(path for path, e in entries.items() if e.is_empty),
                         frozenset(path for path, e in entries.items() if e.holding),
                         self._read, self._compiled)

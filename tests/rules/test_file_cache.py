@@ -255,3 +255,17 @@ def test_rules_showing_a_slot_in_error_are_compiled_again_once_it_is_gone(
     (tmp_path / "slots.yaml").write_text("slots: {banner: {}}\n")
     assert [e.reason.split(";")[0] for e in cache.load().errors] == [
         "rule 'r': unknown slot 'hero'"]
+
+
+def test_errors_come_file_by_file_in_the_order_the_files_are_read(tmp_path: Path) -> None:
+    # A folder is read before a file whose name sorts after it by character ("a" before
+    # "a-b.yaml"), and a file's unreadable YAML takes its place among the others' errors.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - {name: 'r 1', then: {hero: x}}\n")
+    (tmp_path / "a-b.yaml").write_text("rules:\n  - {name: r2, then: {hro: x}}\n")
+    (tmp_path / "b.yaml").write_text("rules: [\n")
+    (tmp_path / "c.yaml").write_text("rules:\n  - {name: r3, priority: high, then: {hero: x}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [e.source.relative_to(tmp_path).as_posix() for e in errors] == [
+        "a/x.yaml", "a-b.yaml", "b.yaml", "c.yaml"], errors

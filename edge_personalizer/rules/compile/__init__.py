@@ -9,7 +9,8 @@ rules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from types import MappingProxyType
 
 from ...errors import RuleError
@@ -27,7 +28,7 @@ from .rules import RULE_KEYS, FileRules, compile_file_rules, rank_rules
 from .sections import collect_interests, collect_segments, collect_slots
 
 __all__ = ["EXPERIMENT_KEYS", "OPERATORS", "RULE_KEYS", "FileRules", "build_ruleset",
-           "compile_declarations", "compile_file_rules", "compile_rules"]
+           "compile_declarations", "compile_file_rules", "compile_rules", "in_written_order"]
 
 
 def compile_rules(rule_files: RuleFiles) -> tuple[RuleSet, list[RuleError]]:
@@ -36,7 +37,15 @@ def compile_rules(rule_files: RuleFiles) -> tuple[RuleSet, list[RuleError]]:
     compile_declarations(ctx, rule_files)
     files = [compile_file_rules(ctx, rule_file) for rule_file in rule_files.files
              if "rules" in rule_file.sections]
-    return build_ruleset(ctx, rule_files, files, file_count=len(rule_files.files))
+    ruleset, errors = build_ruleset(ctx, rule_files, files, file_count=len(rule_files.files))
+    return ruleset, in_written_order(errors, (f.path for f in rule_files.files))
+
+
+def in_written_order(errors: Iterable[RuleError], files: Iterable[Path]) -> list[RuleError]:
+    """The errors file by file, in the order the files are read (`files`), and within a
+    file line by line, as a marketer reads them; errors of no file first."""
+    order = {path: index for index, path in enumerate(files)}
+    return sorted(errors, key=lambda e: (order.get(e.source, -1), e.line or 0, e.column or 0))
 
 
 def compile_declarations(ctx: CompileContext, rule_files: RuleFiles) -> None:
@@ -64,8 +73,6 @@ def build_ruleset(ctx: CompileContext, declared: RuleFiles, files: Sequence[File
         index=RuleIndex.build(rules), redirects=routes, loaded_at=declared.loaded_at,
         file_count=file_count, fields=frozenset(fields),
         vary=tuple(vary_headers(fields)), goals=MappingProxyType(dict(ctx.goals)))
-    # In the order they were written, file by file, as a marketer reads them.
-    ctx.errors.sort(key=lambda e: (str(e.source), e.line or 0, e.column or 0))
     return ruleset, ctx.errors
 
 
