@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= $(or $(EP_PORT),8080)
-ORIGIN_PORT ?= $(shell echo $$(( $(PORT) + 1 )))
+ORIGIN_PORT ?=
 
 .PHONY: compiled demo test bench bench-peers bench-instructions lint typecheck clean system-deps
 
@@ -30,7 +30,7 @@ compiled: $(COMPILED)
 
 demo: $(COMPILED)
 	$(BIN)/edge-personalizer demo --rules rules --geo-db geo_db/GeoLite2-City-Test.mmdb \
-		--port $(PORT) --origin-port $(ORIGIN_PORT)
+		--port $(PORT) $(if $(ORIGIN_PORT),--origin-port $(ORIGIN_PORT))
 
 # Tests run real servers: nginx in front of the proxy (the shared-cache test), redis-server
 # (the counter store) and a headless chromium (the dashboard). Install the Debian packages

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -380,7 +381,12 @@ def cmd_preview_link(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
-    port = args.origin_port or settings_from(args, origin_url="http://127.0.0.1").port + 1
-    run_demo(settings_from(args, origin_url=f"http://127.0.0.1:{port}"), origin_port=port,
-             serve=serve_settings)
+    settings = settings_from(args, origin_url="http://127.0.0.1")   # the shop's port next
+    port = settings.port + 1 if args.origin_port is None else args.origin_port
+    if not 1 <= port <= 65535 or port == settings.port:
+        mine = " (the proxy's)" if port == settings.port else ""
+        raise SettingsError(f"the demo shop cannot take port {port}{mine}: give it another "
+                            "with --origin-port (make demo ORIGIN_PORT=...)")
+    run_demo(dataclasses.replace(settings, origin_url=f"http://127.0.0.1:{port}"),
+             origin_port=port, serve=serve_settings)
     return 0

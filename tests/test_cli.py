@@ -109,6 +109,18 @@ IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit
 GEO = str(ROOT / "geo_db" / "GeoLite2-City-Test.mmdb")
 
 
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--port", "65535"], "the demo shop cannot take port 65536: give it another with "
+                          "--origin-port (make demo ORIGIN_PORT=...)"),
+    (["--port", "18500", "--origin-port", "18500"], "cannot take port 18500 (the proxy's)"),
+    (["--port", "18500", "--origin-port", "0"], "cannot take port 0:"),
+])
+def test_the_demo_shop_is_refused_a_port_it_cannot_take(
+        capsys: pytest.CaptureFixture[str], flags: list[str], said: str) -> None:
+    assert main(["demo", *flags]) == 2
+    assert said in capsys.readouterr().err
+
+
 def test_explain_shows_the_classified_visitor(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["explain", "--url", "https://shop.example/running?utm_source=fb&gclid=x",
                  "--header", f"User-Agent: {IPHONE_UA}", "--header", "Accept-Language: fr",
