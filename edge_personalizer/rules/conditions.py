@@ -45,6 +45,14 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _as_written(expected: Any, written: Any) -> str:
+    """A value as the rule has it (`GB`, not the folded `gb` compared), as text when the
+    field is text (`10115` written for a postcode)."""
+    if written is None:
+        return _show(expected)
+    return _show(str(written) if isinstance(expected, str) else written)
+
+
 @dataclass(frozen=True)
 class Equals:
     expected: Any   # folded: compared without case
@@ -56,7 +64,7 @@ class Equals:
         return _fold(value) == self.expected and value is not None
 
     def describe(self) -> str:
-        return f"is {_show(self.expected if self.written is None else self.written)}"
+        return f"is {_as_written(self.expected, self.written)}"
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,10 @@ class OneOf:
         return value is not None and _fold(value) in self.choices
 
     def describe(self) -> str:
-        return "is one of " + ", ".join(_show(c) for c in self.written) if self.written \
-            else "is one of " + ", ".join(sorted(_show(c) for c in self.choices))
+        if not self.written:
+            return "is one of " + ", ".join(sorted(_show(c) for c in self.choices))
+        text = any(isinstance(c, str) for c in self.choices)
+        return "is one of " + ", ".join(_show(str(c) if text else c) for c in self.written)
 
 
 class _Comparison(NamedTuple):

@@ -19,6 +19,9 @@ def condition(tmp_path: Path, when: str) -> Condition:
 @pytest.mark.parametrize(("when", "described"), [
     ("{geo.country: GB}", 'geo.country is "GB"'),   # as written (compared without case)
     ("{geo.country: gb}", 'geo.country is "gb"'),
+    ("{request.header.X-Zip: 10115}", 'request.header.x-zip is "10115"'),   # text, as read
+    ("{request.header.X-Zip: [10115, 80331]}",
+     'request.header.x-zip is one of "10115", "80331"'),
     ("{device.type: [Mobile, tablet, mobile]}", 'device.type is one of "Mobile", "tablet", '
                                                  '"mobile"'),
     ("{device.type: [mobile, tablet]}", 'device.type is one of "mobile", "tablet"'),
