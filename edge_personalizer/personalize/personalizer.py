@@ -33,17 +33,22 @@ DEBUG_HEADER: Final = b"x-ep-debug"
 
 def is_page_view(method: str, merged: Mapping[str, str],
                  headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """A browser navigation to a document: what a profile learns from. Read from the
-    headers merged by name (merge_headers), and from the raw `headers` only when several
-    Sec-Fetch-Dest were sent (the first decides)."""
+    """A browser navigation to a document, or a page fetched ahead of one: what a profile
+    learns from. Read from the headers merged by name (merge_headers), and from the raw
+    `headers` only when several Sec-Fetch-Dest were sent (the first decides)."""
     if method != "GET":
         return False
     dest = merged.get("sec-fetch-dest")
     if dest is not None and "," in dest:
         dest = next((v.decode("latin-1") for k, v in headers
                      if k == b"sec-fetch-dest"), dest)
-    if dest is not None:
+    if dest is not None and dest != "empty":
         return dest in ("document", "iframe")
+    if dest == "empty":
+        # A page fetched ahead of a click (<link rel=prefetch>: instant.page, quicklink),
+        # with the navigation's Accept: the click is shown that copy, never asked again.
+        return "prefetch" in merged.get("sec-purpose", "") \
+            and "text/html" in merged.get("accept", "")
     return "text/html" in merged.get("accept", "")
 
 

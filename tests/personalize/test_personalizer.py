@@ -159,6 +159,32 @@ def test_the_first_sec_fetch_dest_says_whether_a_request_is_a_page_view(
     assert httpx.post(url, headers=PAGE).status_code != 302
 
 
+# What Chromium 156 sends for <link rel=prefetch href=/next.html> (instant.page and
+# quicklink prefetch a link so on hover), and for a speculation rule's prefetch.
+LINK_PREFETCH = {"sec-purpose": "prefetch", "sec-fetch-mode": "no-cors",
+                 "sec-fetch-dest": "empty", "sec-fetch-site": "same-origin",
+                 "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
+                           "image/webp,image/apng,*/*;q=0.8"}
+SPECULATION_PREFETCH = {**LINK_PREFETCH, "sec-fetch-mode": "navigate",
+                        "sec-fetch-dest": "document"}
+
+
+@pytest.mark.parametrize("fetched_ahead", [LINK_PREFETCH, SPECULATION_PREFETCH])
+def test_a_page_fetched_ahead_of_a_click_is_personalized_as_its_view(
+        proxy: Server, fetched_ahead: dict[str, str]) -> None:
+    # The click is shown the copy fetched ahead and never asks the proxy: that copy is the
+    # page view. A <link rel=prefetch> copy was once the page as the origin sent it.
+    url = f"{proxy.url}/page/shoes?utm_campaign=spring-sale"
+    headers = {**fetched_ahead, "user-agent": PAGE["user-agent"]}
+    assert httpx.get(url, headers=headers).status_code == 302
+    page = httpx.get(f"{proxy.url}/page/landing/spring", headers=headers)
+    assert page.status_code == 200
+    assert any(c.startswith("ep_profile=") for c in page.headers.get_list("set-cookie"))
+    # a script or a style fetched ahead is no page
+    script = {**LINK_PREFETCH, "accept": "*/*", "user-agent": PAGE["user-agent"]}
+    assert httpx.get(url, headers=script).status_code == 200
+
+
 def test_rule_cookie_action(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/page/a", headers={**PAGE, "cookie": "crm_segment=vip"})
     assert "seen_vip=1; Path=/; SameSite=Lax" in response.headers.get_list("set-cookie")
