@@ -116,6 +116,25 @@ class WeightedTally(NamedTuple):
     value_sq_sum: float
 
 
+def period_of(key: CountKey) -> tuple[str, int, str]:
+    """The period a count is compared within: its cell and the version of the weights its
+    visitor was assigned under (a day, for counts from before periods were kept)."""
+    return key.cell, key.period, key.day if key.period == UNKNOWN_PERIOD else ""
+
+
+def shared_periods(rows: Mapping[CountKey, Tally], variants: tuple[str, str]
+                   ) -> dict[CountKey, Tally]:
+    """The rows of the periods in which both `variants` had visitors exposed: where the two
+    can be compared (a variant renamed or added later shares no period, or few, with the
+    control's earlier ones)."""
+    exposed: dict[tuple[str, int, str], set[str]] = {}
+    for key, tally in rows.items():
+        if key.goal == EXPOSURE and tally.exposures > 0:
+            exposed.setdefault(period_of(key), set()).add(key.variant)
+    both = {period for period, seen in exposed.items() if seen.issuperset(variants)}
+    return {key: tally for key, tally in rows.items() if period_of(key) in both}
+
+
 def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str
                            ) -> dict[str, WeightedTally]:
     """Per variant, totals whose rate and mean value are each period's, weighted by the
@@ -136,8 +155,7 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
             tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
         else:
             continue
-        day = key.day if key.period == UNKNOWN_PERIOD else ""
-        per = periods.setdefault((key.cell, key.period, day), {})
+        per = periods.setdefault(period_of(key), {})
         held = per.get(key.variant)
         per[key.variant] = tally if held is None else held.plus(tally)
     period_exposures = {period: sum(t.exposures for t in per.values())

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..rules.allocation import NO_SEGMENT
 from ..rules.model import Experiment, RuleSet
-from .bandit import period_weighted_totals
+from .bandit import period_weighted_totals, shared_periods
 from .catalog import GoalCatalog
 from .counters import (
     ALL_VISITORS,
@@ -161,8 +161,19 @@ def judged_on(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
     is weighted, leave out the conversions cut."""
     kept, cut = clamped(rows, goal, by_day=plan.weighted)
     totals_of = period_weighted_totals if plan.weighted else variant_totals
+    paired = None
+    if plan.weighted:
+        # Each variant against the control within the periods both were shown in: the
+        # control's other periods (before a variant was added or renamed, after one was
+        # removed) say nothing of how the variant compares.
+        paired = {}
+        for variant in {*plan.weights, *plan.removed} - {plan.control}:
+            both = period_weighted_totals(shared_periods(kept, (plan.control, variant)),
+                                          plan.name, goal)
+            paired[variant] = (both.get(plan.control, Tally()), both.get(variant, Tally()))
     judged = goal_result(totals_of(kept, plan.name, goal), plan.weights,
-                         control=plan.control, removed=plan.removed).as_json()
+                         control=plan.control, removed=plan.removed,
+                         paired=paired).as_json()
     counted = variant_totals(rows, plan.name, goal)
     for name, variant in judged["variants"].items():
         real = counted.get(name, Tally())

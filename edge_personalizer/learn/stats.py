@@ -220,11 +220,14 @@ class GoalResult:
 
 def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
                 control: str, removed: Sequence[str] = (),
+                paired: Mapping[str, tuple[Counts, Counts]] | None = None,
                 alpha: float = ALPHA) -> GoalResult:
     """Judge every variant in `weights` (the control among them), then each of `removed`
     (variants no longer in the split: judged against the control too, left out of the
     sample-ratio check), from its `totals` (exposures and conversions on the goal;
-    `counters.variant_totals` sums them)."""
+    `counters.variant_totals` sums them). `paired`: per variant, the control's totals and
+    its own over what the two are compared on (the periods both were shown in), when that
+    is not all of `totals`."""
     if control not in weights:
         raise ValueError(f"control {control!r} is not one of the variants {sorted(weights)}")
     split = [control] + [name for name in weights if name != control]
@@ -236,7 +239,16 @@ def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
     results = []
     for name, tally in counts.items():
         exposed = tally.exposures > 0
-        versus = name != control
+        conversion = value = None
+        if name != control:
+            base, own = (paired[name] if paired is not None and name in paired
+                         else (counts[control], tally))
+            conversion = compare(conversion_moments(base.conversions, base.exposures),
+                                 conversion_moments(own.conversions, own.exposures),
+                                 alpha=alpha)
+            value = compare(value_moments(base.value_sum, base.value_sq_sum, base.exposures),
+                            value_moments(own.value_sum, own.value_sq_sum, own.exposures),
+                            alpha=alpha)
         results.append(VariantResult(
             name, tally,
             rate=rates[name].mean if exposed else None,
@@ -244,8 +256,7 @@ def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
             if exposed else None,
             mean_value=values[name].mean if exposed else None,
             mean_value_interval=mean_interval(values[name], alpha=alpha),
-            conversion=compare(rates[control], rates[name], alpha=alpha) if versus else None,
-            value=compare(values[control], values[name], alpha=alpha) if versus else None))
+            conversion=conversion, value=value))
     srm = srm_p_value([counts[name].exposures for name in split],
                       [weights[name] for name in split]) if len(split) > 1 else 1.0
     return GoalResult(control, tuple(results), srm)

@@ -265,3 +265,38 @@ def test_a_removed_variant_stays_counted_and_out_of_the_split_check() -> None:
     assert list(variants) == ["control", "a", "b"]
     assert [v["removed"] for v in variants.values()] == [False, False, True]
     assert sum(v["exposed"] for v in variants.values()) == result["exposed"] == 348
+
+
+def test_a_variant_is_compared_with_the_control_only_where_both_were_shown() -> None:
+    # `free-ship` renamed `free-delivery` while the experiment ran: a new split. In its
+    # one split free-ship converted a little below the control (1.0% to 1.1%); the
+    # control converted far better afterwards (5%), beside free-delivery (5%). Against the
+    # control's rate over both splits, free-ship showed +110% and free-delivery an uplift
+    # where the two were even.
+    today = experiment("hero-test", ("control", 50.0), ("free-delivery", 50.0))
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(today,))
+    before = experiment("hero-test", ("control", 50.0), ("free-ship", 50.0)).fixed_period
+    day = "2026-12-05"
+
+    def rows(period: int, rates: dict[str, float]) -> dict[CountKey, Tally]:
+        out = {}
+        for variant, rate in rates.items():
+            out[CountKey("hero-test", variant, "", "all", day, period)] = Tally(2000)
+            out[CountKey("hero-test", variant, "purchase", "all", day, period)] = \
+                Tally(0, round(2000 * rate), 0.0, 0.0)
+        return out
+
+    totals = rows(before, {"control": 0.011, "free-ship": 0.010}) | rows(
+        today.fixed_period, {"control": 0.05, "free-delivery": 0.05})
+    purchase = results(ruleset, totals)["experiments"][0]["goals"]["purchase"]
+    assert purchase["weighted_by"] == "period"
+    ship, delivery = purchase["variants"]["free-ship"], purchase["variants"]["free-delivery"]
+    assert ship["removed"] is True
+    assert ship["uplift"] == pytest.approx(0.010 / 0.011 - 1, abs=1e-9)   # -9%, in its split
+    assert delivery["uplift"] == pytest.approx(0.0, abs=1e-9)
+    assert ship["chance_to_beat_control"] < 0.5 and 0.45 < delivery["chance_to_beat_control"]
+    # a variant that shares no split with the control is not compared at all
+    alone = rows(before, {"control": 0.011}) | rows(today.fixed_period,
+                                                    {"free-delivery": 0.05})
+    lone = results(ruleset, alone)["experiments"][0]["goals"]["purchase"]["variants"]
+    assert lone["free-delivery"]["uplift"] is None
