@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import NamedTuple
 
 import anyio
@@ -78,27 +78,42 @@ class Flusher:
         """Write everything counted so far. False when the store failed (the counts are kept)."""
         async with self._lock:
             self.counters.collect()
+            if self._unsent is None and not self.counters.pending_batch(1) \
+                    and not self.counters.pending_converted(1):
+                # Nothing to write: whether the store is there, so an idle worker notices
+                # an outage (and its end) as a writing one does.
+                if not await self._answers(self.store.ping(), "asking the counter store"):
+                    return False
             while write := self._unsent or self._next_write():
                 self._unsent = write
-                try:
-                    # Shielded: a write cancelled after Redis applied it would be written twice.
-                    with anyio.CancelScope(shield=True):
-                        await self.store.flush(write.batch, write.converted,
-                                               batch_id=write.id)
-                except StoreError as exc:
-                    self._failed(str(exc))
-                    return False
-                except Exception as exc:
-                    # A bug must neither stop the counting nor end the server through the
-                    # lifespan's task group: log it like an outage and keep the counts.
-                    if self.healthy:
-                        logger.error("writing counts failed unexpectedly", exc_info=True)
-                    self._failed(f"{type(exc).__name__}: {exc}")
+                # Shielded: a write cancelled after Redis applied it would be written twice.
+                with anyio.CancelScope(shield=True):
+                    written = await self._answers(
+                        self.store.flush(write.batch, write.converted, batch_id=write.id),
+                        "writing counts")
+                if not written:
                     return False
                 self._unsent = None
                 self.counters.acknowledge(write.batch, write.converted)
             self._answered()
             return True
+
+    async def _answers(self, call: Awaitable[None], doing: str) -> bool:
+        """Whether the store did what `call` asks; if not, the outage is noted (and logged
+        when it starts)."""
+        try:
+            await call
+        except StoreError as exc:
+            self._failed(str(exc))
+            return False
+        except Exception as exc:
+            # A bug must neither stop the counting nor end the server through the
+            # lifespan's task group: log it like an outage and keep the counts.
+            if self.healthy:
+                logger.error("%s failed unexpectedly", doing, exc_info=True)
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return False
+        return True
 
     def _next_write(self) -> _Write | None:
         batch = self.counters.pending_batch(self.batch_keys)

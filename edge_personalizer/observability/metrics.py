@@ -126,7 +126,8 @@ class _LearningMetrics:
                                   "waited for the store", value=counters.dropped)
         yield GaugeMetricFamily("ep_counts_waiting", "Count keys waiting for the store",
                                 value=counters.held_keys)
-        yield GaugeMetricFamily("ep_store_up", "1 when the last write to the store worked",
+        yield GaugeMetricFamily("ep_store_up", "1 when the store answered the last write (or, "
+                                "with nothing to write, the last ping)",
                                 value=1 if self.flusher.healthy else 0)
 
 

@@ -87,6 +87,24 @@ async def test_a_stopped_store_costs_the_counting_nothing_and_gets_the_counts_ba
     await store.close()
 
 
+async def test_an_idle_worker_notices_an_outage_and_its_end(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    # With nothing to write, the store is asked whether it is there: ep_store_up and the
+    # log tell an outage though no page came (they said 1, and nothing, until one did).
+    counters, store = Accumulator(), RedisStore(redis_server.url)
+    flusher = Flusher(counters, store)
+    caplog.set_level(logging.WARNING, "edge_personalizer.learn.flusher")
+    assert await flusher.flush() and flusher.healthy
+    redis_server.stop()
+    assert not await flusher.flush()
+    assert not flusher.healthy and flusher.outages == 1
+    assert caplog.records[-1].message.startswith(f"counter store {redis_server.url} failed")
+    redis_server.start()
+    assert await flusher.flush() and flusher.healthy
+    assert "answers again after 1 failed flushes" in caplog.records[-1].message
+    await store.close()
+
+
 async def test_a_hung_store_never_holds_up_the_event_loop(redis_server: RedisServer) -> None:
     counters, store = Accumulator(), RedisStore(redis_server.url, timeout=1.0)
     flusher = Flusher(counters, store)
