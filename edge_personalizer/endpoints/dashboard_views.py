@@ -111,15 +111,24 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     comparison is made yet or the best challenger and the control are even. A variant
     removed from the rules is no challenger: it can no longer be chosen."""
     control = goal["control"]
-    chances = [(v["chance_to_beat_control"], name) for name, v in goal["variants"].items()
-               if name != control and v["chance_to_beat_control"] is not None
-               and not v.get("removed")]
+    challengers = {name: v for name, v in goal["variants"].items()
+                   if name != control and not v.get("removed")}
+    chances = [(v["chance_to_beat_control"], name) for name, v in challengers.items()
+               if v["chance_to_beat_control"] is not None]
     if not chances:
         return None, None
     chance, name = max(chances)
     if chance == 0.5:
         return None, None
-    return (name, chance) if chance > 0.5 else (control, 1 - chance)
+    leader, chance = (name, chance) if chance > 0.5 else (control, 1 - chance)
+    # A challenger the statistics cannot compare (every visitor of it converted, so its
+    # rate has no spread) may be ahead of the one named: then none is named.
+    best = goal["variants"][leader].get("rate")
+    if best is not None and any(
+            v["chance_to_beat_control"] is None and (v.get("rate") or 0.0) > best
+            for v in challengers.values()):
+        return None, None
+    return leader, chance
 
 
 def _experiment_named(ruleset: RuleSet, name: str) -> Experiment | None:

@@ -35,3 +35,13 @@ def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_ti
     removed = _goal(a=0.97, b=0.4)
     removed["variants"]["a"]["removed"] = True
     assert leader_of(removed) == ("control", 0.6)
+
+
+def test_no_variant_is_ahead_while_one_that_cannot_be_compared_does_better() -> None:
+    # a: 3 of 3 converted (no spread: no comparison), b: 4 of 9, the control 3 of 8.
+    goal = _goal(a=None, b=0.605)
+    goal["variants"]["a"]["rate"], goal["variants"]["b"]["rate"] = 1.0, 4 / 9
+    goal["variants"]["control"]["rate"] = 3 / 8
+    assert leader_of(goal) == (None, None)
+    goal["variants"]["a"]["rate"] = 0.0   # none of a's converted: b is ahead all the same
+    assert leader_of(goal) == ("b", 0.605)
