@@ -80,6 +80,17 @@ def test_bandit_mistakes_are_errors_at_their_line(tmp_path: Path, old: str, new:
     assert f"r.yaml:{line}" in errors[0] and message in errors[0]
 
 
+def test_every_mistake_of_a_bandit_s_settings_is_told(tmp_path: Path) -> None:
+    # floor: 60 hid update_every's mistake beside it
+    _, errors = load(tmp_path, RULES.replace("{burn_in: 50, floor: 2, update_every: 10s}",
+                                             "{burn_in: -1, floor: 60, update_every: 5 minutes,"
+                                             " metrc: value}"))
+    assert len(errors) == 4, errors
+    for said in ("burn_in is a whole number", "floor is the percent",
+                 "update_every '5 minutes': write 10s", "unknown key 'metrc'"):
+        assert any(said in error for error in errors), (said, errors)
+
+
 def test_bandit_settings_without_a_bandit_and_per_segment_without_segments(
         tmp_path: Path) -> None:
     _, errors = load(tmp_path, RULES.replace("allocation: bandit", "allocation: fixed"))

@@ -204,30 +204,37 @@ def _cells(ctx: CompileContext, raw: Any, at: KeyPath) -> Cells:
 
 
 def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:
+    """The bandit's settings; Invalids naming each of its mistakes."""
     if not isinstance(raw, dict):
         raise Invalid("bandit is a mapping, e.g. {burn_in: 200, floor: 1, update_every: 1h}",
                       at)
-    for key in raw:
-        if key not in BANDIT_KEYS:
-            raise Invalid(f"unknown key {key!r}; bandit has " + ", ".join(BANDIT_KEYS)
-                          + suggest(str(key), BANDIT_KEYS), (*at, str(key)), on_key=True)
+    errors = [Invalid(f"unknown key {key!r}; bandit has " + ", ".join(BANDIT_KEYS)
+                      + suggest(str(key), BANDIT_KEYS), (*at, str(key)), on_key=True)
+              for key in raw if key not in BANDIT_KEYS]
     defaults = BanditSettings()
     burn_in = raw.get("burn_in", defaults.burn_in)
     if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
-        raise Invalid("burn_in is a whole number of exposures per variant (0 or more)",
-                      (*at, "burn_in"))
+        errors.append(Invalid("burn_in is a whole number of exposures per variant (0 or more)",
+                              (*at, "burn_in")))
     floor = raw.get("floor", defaults.floor)
     if isinstance(floor, bool) or not isinstance(floor, (int, float)) \
             or not 0 <= floor * variants <= 100:
-        raise Invalid(f"floor is the percent of new visitors each variant keeps: 0 to "
-                      f"{100 / variants:g} for {variants} variants", (*at, "floor"))
+        errors.append(Invalid(f"floor is the percent of new visitors each variant keeps: 0 "
+                              f"to {100 / variants:g} for {variants} variants",
+                              (*at, "floor")))
     metric = raw.get("metric", defaults.metric)
     if metric not in ("conversion", "value"):
-        raise Invalid(f"metric {metric!r}: conversion (the rate) or value (per visitor)",
-                      (*at, "metric"))
+        errors.append(Invalid(f"metric {metric!r}: conversion (the rate) or value (per "
+                              "visitor)", (*at, "metric")))
+    update_every = defaults.update_every
+    try:
+        update_every = _duration(raw.get("update_every", "1h"), (*at, "update_every"))
+    except Invalid as exc:
+        errors.append(exc)
+    if errors:
+        raise Invalids(errors)
     return BanditSettings(burn_in=burn_in, floor=float(floor), metric=metric,
-                          update_every=_duration(raw.get("update_every", "1h"),
-                                                 (*at, "update_every")))
+                          update_every=update_every)
 
 
 def _duration(raw: Any, at: KeyPath) -> float:

@@ -31,7 +31,8 @@ def compile_goals(ctx: CompileContext, rule_files: RuleFiles) -> None:
                     pass
                 return None
 
-            where = f"{rule_file.path}:{rule_file.line_of(('goals', str(name)))}"
+            line = (rule_file.mark_of(("goals", str(name)), on_key=True) or (0, 0))[0]
+            where = f"{rule_file.path}:{line}"   # the goal's name, not its first key
             try:
                 goal = compile_goal(name, raw, condition, where)
             except GoalInvalids as several:   # (each mistake of the goal)

@@ -36,6 +36,10 @@ def test_a_goal_defined_twice_is_an_error(tmp_path: Path) -> None:
     ruleset, errors = check_rules(tmp_path)
     assert len(errors) == 1 and "defined twice" in errors[0].reason
     assert list(ruleset.goals) == ["buy"]
+    # the first place is the line of the goal's name, not of its first key
+    (tmp_path / "a.yaml").write_text("goals:\n  buy:\n    when: {request.path: /thanks}\n")
+    _, errors = check_rules(tmp_path)
+    assert f"defined twice (first at {tmp_path / 'a.yaml'}:2)" in errors[0].reason
 
 
 def test_every_mistake_of_a_goal_is_told_at_once(tmp_path: Path) -> None:
