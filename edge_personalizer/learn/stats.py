@@ -129,10 +129,12 @@ def compare(control: Moments, variant: Moments, *, alpha: float = ALPHA,
     n = control.n + variant.n
     rho = _sequential_rho(alpha, tuning)
     seq_half = sequential_halfwidth(se * se * n, n, rho, alpha)
+    # A rate or a value per visitor (never negative) falls by 100% at most: the normal
+    # approximation's interval is cut there (gbstats leaves it below, where no one reads it).
     return Comparison(
-        uplift, uplift - half, uplift + half,
+        uplift, max(uplift - half, -1.0), uplift + half,
         p_value=float(2 * _scipy().t.sf(abs(uplift) / se, dof)),
-        sequential_low=uplift - seq_half, sequential_high=uplift + seq_half,
+        sequential_low=max(uplift - seq_half, -1.0), sequential_high=uplift + seq_half,
         sequential_p_value=_sequential_p_value(uplift, se, n, rho),
         chance_to_beat_control=float(_scipy().norm.sf(0, uplift, se)),
         risk=expected_loss(uplift, se))

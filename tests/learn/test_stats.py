@@ -218,3 +218,11 @@ def test_goal_result_json_has_the_fields_the_results_endpoint_promises() -> None
 def test_the_control_must_be_a_variant() -> None:
     with pytest.raises(ValueError, match="control 'base' is not one of the variants"):
         goal_result({}, {"a": 1, "b": 1}, control="base")
+
+
+def test_an_uplift_interval_never_reaches_below_minus_100_percent() -> None:
+    # 1 of 12 against 3 of 12: the normal approximation's interval reached -262%.
+    c = compare(conversion_moments(3, 12), conversion_moments(1, 12))
+    assert c is not None and c.uplift == pytest.approx(-2 / 3)
+    assert c.uplift_low == -1.0 and c.sequential_low == -1.0
+    assert c.uplift_high > 0
