@@ -103,6 +103,7 @@ class ExperimentSummary:
     slots: tuple[str, ...] = ()
     error: str | None = None    # its results could not be worked out
     warnings: int = 0           # how many warnings its results carry
+    no_leader: str = ""         # why no variant is ahead, when none is
 
 
 def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
@@ -131,6 +132,19 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     return leader, chance
 
 
+def why_no_leader(goal: Mapping[str, Any] | None) -> str:
+    """Why `leader_of` names no variant on a goal's results (its words in the list)."""
+    if goal is None:
+        return "no goal to judge it on"
+    control = goal["variants"].get(goal["control"], {})
+    if control.get("exposed") and not control.get("converted"):
+        return f"{goal['control']} has no conversions yet"
+    if any(v["chance_to_beat_control"] is None and v.get("exposed")
+           for name, v in goal["variants"].items() if name != goal["control"]):
+        return "not enough conversions yet"
+    return "none: even so far"
+
+
 def _experiment_named(ruleset: RuleSet, name: str) -> Experiment | None:
     return next((e for e in ruleset.experiments if e.name == name), None)
 
@@ -153,7 +167,8 @@ def summaries(snapshot: Snapshot) -> list[ExperimentSummary]:
             leader == result["control"], goals[first]["srm_p"] if first else None,
             bool(first and goals[first]["srm"]),
             experiment.slots if experiment is not None else (), result.get("error"),
-            len(result["warnings"])))
+            len(result["warnings"]),
+            why_no_leader(goals[first] if first else None) if leader is None else ""))
     return out
 
 

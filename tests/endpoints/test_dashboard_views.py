@@ -2,7 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_personalizer.endpoints.dashboard_views import cumulative_rates, leader_of
+from edge_personalizer.endpoints.dashboard_views import (
+    cumulative_rates,
+    leader_of,
+    why_no_leader,
+)
 from edge_personalizer.learn.counters import CountKey, Tally
 
 
@@ -45,3 +49,15 @@ def test_no_variant_is_ahead_while_one_that_cannot_be_compared_does_better() -> 
     assert leader_of(goal) == (None, None)
     goal["variants"]["a"]["rate"] = 0.0   # none of a's converted: b is ahead all the same
     assert leader_of(goal) == ("b", 0.605)
+
+
+def test_the_list_says_why_no_variant_is_ahead() -> None:
+    goal = _goal(b=None)
+    goal["variants"]["control"] |= {"exposed": 40, "converted": 0}
+    goal["variants"]["b"] |= {"exposed": 67, "converted": 19}
+    assert why_no_leader(goal) == "control has no conversions yet"
+    goal["variants"]["control"]["converted"] = 3
+    assert why_no_leader(goal) == "not enough conversions yet"
+    goal["variants"]["b"]["chance_to_beat_control"] = 0.5
+    assert why_no_leader(goal) == "none: even so far"
+    assert why_no_leader(None) == "no goal to judge it on"
