@@ -25,7 +25,7 @@ class GoalSpec(Protocol):
     @property
     def window_seconds(self) -> float: ...
     @property
-    def statuses(self) -> frozenset[int]: ...        # empty: any status
+    def statuses(self) -> frozenset[int]: ...        # empty: any but an error (< 400)
     @property
     def value_query(self) -> str | None: ...
     @property
@@ -101,8 +101,9 @@ class GoalReader:
                 kept = self._header_goals(goals, headers, found)
                 break
         for goal in goals.values() if within_reach is None else within_reach:
-            if goal.name in found or (goal.statuses and status not in goal.statuses):
-                continue
+            if goal.name in found or (status not in goal.statuses if goal.statuses
+                                      else status >= 400):
+                continue   # (a refused or failed request reaches no goal unless told)
             if goal.reached_by(visitor):
                 amount = self._value(goal, visitor, headers if kept is None else kept)
                 found[goal.name] = Conversion(goal.name, amount, goal.window_seconds)

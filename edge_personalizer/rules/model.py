@@ -151,7 +151,7 @@ class Goal:
 
     name: str
     when: Condition | None = None                    # None: header or beacon only
-    statuses: frozenset[int] = frozenset()           # empty: any status
+    statuses: frozenset[int] = frozenset()           # empty: any but an error (< 400)
     value_query: str | None = None
     value_header: str | None = None
     window_seconds: float = DEFAULT_GOAL_WINDOW

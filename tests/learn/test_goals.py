@@ -79,3 +79,17 @@ def test_a_status_bound_goal_needs_its_status() -> None:
     assert [c.goal for c in reader.reached({"made": only_created}, visitor, 200, [])[0]] == []
     assert [c.goal for c in reader.reached({"made": only_created}, visitor, 201, [])[0]] \
         == ["made"]
+
+
+def test_without_a_status_a_refused_or_failed_request_reaches_no_goal() -> None:
+    # A POST /signup the origin refused (405) counted as a signup.
+    visitor = default_classifier().visitor(make_request("/checkout/thanks"), now=0.0)
+    reader = GoalReader()
+    for status, reached in ((200, True), (201, True), (302, True), (304, True),
+                            (404, False), (405, False), (500, False), (503, False)):
+        found = reader.reached(goals(), visitor, status, [])[0]
+        assert [c.goal for c in found] == (["purchase"] if reached else []), status
+    # a goal told a status counts on it, an error's too
+    failed = Goal("failed", when=goals()["purchase"].when, statuses=frozenset({500}))
+    assert [c.goal for c in reader.reached({"failed": failed}, visitor, 500, [])[0]] == \
+        ["failed"]
