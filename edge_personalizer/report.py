@@ -237,7 +237,9 @@ def render_explanation(report: Mapping[str, Any]) -> str:
                      f"not bucketed (bot or no profile) -> {shown}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
             if experiment["in_audience"] and experiment["buckets"] is not None:
-                lines.append(f"    {_allocation_line(experiment)}")
+                lines.append("    held out: shown the page as it is, in no variant"
+                             if experiment["held_out"] else
+                             f"    {_allocation_line(experiment)}")
         if not report["experiments"]:
             lines.append("  (none)")
         decision = report["decision"]

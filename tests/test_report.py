@@ -1,8 +1,18 @@
 from __future__ import annotations
 
-from edge_personalizer.report import classify_lines, render_summary, summarize, visitor_for
+from pathlib import Path
 
-from .factories import default_classifier
+from edge_personalizer.report import (
+    classify_lines,
+    render_explanation,
+    render_summary,
+    summarize,
+    visitor_for,
+)
+from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.evaluator import explain
+
+from .factories import default_classifier, make_visitor, with_profile
 
 
 def test_visitor_for_a_url() -> None:
@@ -26,3 +36,19 @@ def test_a_url_without_its_scheme_is_an_error_not_a_path() -> None:
     (row,) = classify_lines(default_classifier(), ['{"url": "shop.example/sale"}'], now=0)
     assert "'shop.example/sale' is no http(s) URL; write https://shop.example/sale" \
         in str(row["error"])
+
+
+def test_a_held_out_visitor_is_told_so_not_how_a_variant_would_be_placed(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    holdout: 99\n"
+        "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n")
+    base = make_visitor()
+    visitor = with_profile(base, base.profile._replace(visitor_id="v-1", stored=True))
+    report = {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
+    (experiment,) = report["experiments"]
+    assert experiment["held_out"]   # 99% held out: v-1's bucket is below 0.99
+    text = render_explanation(report)
+    assert "holdout 99% (buckets below 0.99): bucket" in text and ", held out," in text
+    assert "    held out: shown the page as it is, in no variant" in text
+    assert "placed by the visitor's id" not in text
