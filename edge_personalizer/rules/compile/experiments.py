@@ -152,6 +152,14 @@ def _variants(ctx: CompileContext, raw: Any, slots: tuple[str, ...], slots_known
     variants: dict[str, Mapping[str, Content]] = {}
     errors: list[Invalid] = []
     reported = False
+    seen: dict[str, str] = {}
+    for variant in raw:
+        alike = seen.setdefault(str(variant).casefold(), str(variant))
+        if alike != str(variant):
+            errors.append(Invalid(f"variants {alike!r} and {str(variant)!r} differ only in "
+                                  "case: results would count them apart, and tell them apart "
+                                  "by case alone; name them apart", (*at, str(variant)),
+                                  on_key=True))
     for variant, spec in raw.items():
         try:
             weight, contents = _variant(ctx, spec, slots, slots_known, (*at, str(variant)))

@@ -142,3 +142,13 @@ def test_a_variant_s_mistakes_are_told_beside_the_holdout_s_and_the_audience_s(
     _, errors = check_rules(tmp_path)
     assert [e.line for e in errors] == [5, 6, 7], errors
     assert "unknown variant key 'htm'" in errors[2].reason
+
+
+def test_variants_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    variants:\n"
+        "      control: {}\n      Control: {html: x}\n      b: {html: y}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [7], errors
+    assert "variants 'control' and 'Control' differ only in case" in errors[0].reason
+    assert ruleset.experiments == ()
