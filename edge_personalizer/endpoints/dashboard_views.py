@@ -122,27 +122,39 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     if chance == 0.5:
         return None, None
     leader, chance = (name, chance) if chance > 0.5 else (control, 1 - chance)
-    # A challenger the statistics cannot compare (every visitor of it converted, so its
-    # rate has no spread) may be ahead of the one named: then none is named.
+    # A challenger shown beside the control that the statistics cannot compare (every
+    # visitor of it converted, so its rate has no spread) may be ahead of the one named:
+    # then none is named.
     best = goal["variants"][leader].get("rate")
     if best is not None and any(
-            v["chance_to_beat_control"] is None and (v.get("rate") or 0.0) > best
-            for v in challengers.values()):
+            v["chance_to_beat_control"] is None and _shown_beside_control(v)
+            and (v.get("rate") or 0.0) > best for v in challengers.values()):
         return None, None
     return leader, chance
+
+
+def _shown_beside_control(variant: Mapping[str, Any]) -> bool:
+    return bool(variant.get("compared_exposed", variant.get("exposed")))
 
 
 def why_no_leader(goal: Mapping[str, Any] | None) -> str:
     """Why `leader_of` names no variant on a goal's results (its words in the list)."""
     if goal is None:
         return "no goal to judge it on"
-    control = goal["variants"].get(goal["control"], {})
-    if control.get("exposed") and not control.get("converted"):
-        return f"{goal['control']} has no conversions yet"
-    if any(v["chance_to_beat_control"] is None and v.get("exposed")
-           for name, v in goal["variants"].items() if name != goal["control"]):
-        return "not enough conversions yet"
-    return "none: even so far"
+    name = goal["control"]
+    control = goal["variants"].get(name, {})
+    challengers = [v for other, v in goal["variants"].items()
+                   if other != name and not v.get("removed")]
+    if not control.get("exposed") or not any(v.get("exposed") for v in challengers):
+        return "no visitors yet"
+    if not control.get("converted"):
+        return f"{name} has no conversions yet"
+    beside = [v for v in challengers if _shown_beside_control(v)]
+    if not beside:
+        return f"no variant shown beside {name} yet"
+    if any(v["chance_to_beat_control"] == 0.5 for v in beside):
+        return "none: even so far"
+    return "not enough conversions yet"
 
 
 def _experiment_named(ruleset: RuleSet, name: str) -> Experiment | None:

@@ -72,16 +72,16 @@ class Flusher:
                 await self.flush()
         finally:
             with anyio.move_on_after(self.final_timeout, shield=True):
-                await self.flush()
+                await self.flush(ask=False)
 
-    async def flush(self) -> bool:
-        """Write everything counted so far. False when the store failed (the counts are kept)."""
+    async def flush(self, *, ask: bool = True) -> bool:
+        """Write everything counted so far. False when the store failed (the counts are kept).
+        With nothing to write, `ask` whether the store is there, so an idle worker notices
+        an outage (and its end) as a writing one does."""
         async with self._lock:
             self.counters.collect()
-            if self._unsent is None and not self.counters.pending_batch(1) \
+            if ask and self._unsent is None and not self.counters.pending_batch(1) \
                     and not self.counters.pending_converted(1):
-                # Nothing to write: whether the store is there, so an idle worker notices
-                # an outage (and its end) as a writing one does.
                 if not await self._answers(self.store.ping(), "asking the counter store"):
                     return False
             while write := self._unsent or self._next_write():

@@ -200,6 +200,9 @@ class VariantResult:
     mean_value_interval: tuple[float, float] | None
     conversion: Comparison | None            # on the conversion rate
     value: Comparison | None                 # on the value per exposed visitor
+    # (unless control) what the comparisons were made on: the control's counts and the
+    # variant's own, where both were shown
+    compared: tuple[Counts, Counts] | None = None
 
 
 @dataclass(frozen=True)
@@ -242,9 +245,10 @@ def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
     for name, tally in counts.items():
         exposed = tally.exposures > 0
         conversion = value = None
+        compared = None
         if name != control:
-            base, own = (paired[name] if paired is not None and name in paired
-                         else (counts[control], tally))
+            base, own = compared = (paired[name] if paired is not None and name in paired
+                                    else (counts[control], tally))
             conversion = compare(conversion_moments(base.conversions, base.exposures),
                                  conversion_moments(own.conversions, own.exposures),
                                  alpha=alpha)
@@ -258,7 +262,7 @@ def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
             if exposed else None,
             mean_value=values[name].mean if exposed else None,
             mean_value_interval=mean_interval(values[name], alpha=alpha),
-            conversion=conversion, value=value))
+            conversion=conversion, value=value, compared=compared))
     srm = srm_p_value([counts[name].exposures for name in split],
                       [weights[name] for name in split]) if len(split) > 1 else 1.0
     return GoalResult(control, tuple(results), srm)
@@ -268,8 +272,14 @@ def _variant_json(result: VariantResult) -> dict[str, Any]:
     conversion, value = result.conversion, result.value
     low, high = result.rate_interval or (None, None)
     value_low, value_high = result.mean_value_interval or (None, None)
+    base, own = result.compared or (None, None)
     return {
         "exposed": result.counts.exposures, "converted": result.counts.conversions,
+        # where the variant was compared with the control (both shown): its visitors there,
+        # and the control's rate there, the baseline of its uplift
+        "compared_exposed": own.exposures if own is not None else None,
+        "control_rate": base.conversions / base.exposures
+        if base is not None and base.exposures else None,
         "value_sum": result.counts.value_sum,
         "rate": result.rate, "rate_low": low, "rate_high": high,
         **_comparison_json(conversion, ""),

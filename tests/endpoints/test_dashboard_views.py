@@ -44,7 +44,8 @@ def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_ti
 def test_no_variant_is_ahead_while_one_that_cannot_be_compared_does_better() -> None:
     # a: 3 of 3 converted (no spread: no comparison), b: 4 of 9, the control 3 of 8.
     goal = _goal(a=None, b=0.605)
-    goal["variants"]["a"]["rate"], goal["variants"]["b"]["rate"] = 1.0, 4 / 9
+    goal["variants"]["a"] |= {"rate": 1.0, "compared_exposed": 3}
+    goal["variants"]["b"] |= {"rate": 4 / 9, "compared_exposed": 9}
     goal["variants"]["control"]["rate"] = 3 / 8
     assert leader_of(goal) == (None, None)
     goal["variants"]["a"]["rate"] = 0.0   # none of a's converted: b is ahead all the same
@@ -54,10 +55,26 @@ def test_no_variant_is_ahead_while_one_that_cannot_be_compared_does_better() -> 
 def test_the_list_says_why_no_variant_is_ahead() -> None:
     goal = _goal(b=None)
     goal["variants"]["control"] |= {"exposed": 40, "converted": 0}
-    goal["variants"]["b"] |= {"exposed": 67, "converted": 19}
+    goal["variants"]["b"] |= {"exposed": 67, "converted": 19, "compared_exposed": 67}
     assert why_no_leader(goal) == "control has no conversions yet"
     goal["variants"]["control"]["converted"] = 3
     assert why_no_leader(goal) == "not enough conversions yet"
     goal["variants"]["b"]["chance_to_beat_control"] = 0.5
     assert why_no_leader(goal) == "none: even so far"
+    goal["variants"]["b"]["compared_exposed"] = 0   # only in periods without the control
+    assert why_no_leader(goal) == "no variant shown beside control yet"
+    goal["variants"]["b"]["exposed"] = 0
+    assert why_no_leader(goal) == "no visitors yet"
+    goal["variants"]["b"] |= {"exposed": 67, "removed": True}   # no challenger left
+    assert why_no_leader(goal) == "no visitors yet"
     assert why_no_leader(None) == "no goal to judge it on"
+
+
+def test_a_challenger_never_shown_beside_the_control_never_blocks_the_one_ahead() -> None:
+    goal = _goal(a=0.9, b=None)
+    goal["variants"]["a"] |= {"rate": 0.04, "compared_exposed": 500}
+    goal["variants"]["b"] |= {"rate": 0.06, "compared_exposed": 0}
+    assert leader_of(goal) == ("a", 0.9)
+    goal["variants"]["b"]["compared_exposed"] = 3   # shown beside it, all 3 converted
+    goal["variants"]["b"]["rate"] = 1.0
+    assert leader_of(goal) == (None, None)

@@ -295,8 +295,20 @@ def test_a_variant_is_compared_with_the_control_only_where_both_were_shown() -> 
     assert ship["uplift"] == pytest.approx(0.010 / 0.011 - 1, abs=1e-9)   # -9%, in its split
     assert delivery["uplift"] == pytest.approx(0.0, abs=1e-9)
     assert ship["chance_to_beat_control"] < 0.5 and 0.45 < delivery["chance_to_beat_control"]
+    assert delivery["control_rate"] == pytest.approx(0.05)   # the baseline compared with
+    assert delivery["compared_exposed"] == 2000
     # a variant that shares no split with the control is not compared at all
     alone = rows(before, {"control": 0.011}) | rows(today.fixed_period,
                                                     {"free-delivery": 0.05})
     lone = results(ruleset, alone)["experiments"][0]["goals"]["purchase"]["variants"]
     assert lone["free-delivery"]["uplift"] is None
+    assert lone["free-delivery"]["compared_exposed"] == 0
+    # nor when the first split was counted before splits were told apart (period 0), and
+    # the results are pooled: the rename still splits what each variant was shown beside
+    pooled = rows(0, {"control": 0.011, "free-ship": 0.010}) | rows(
+        today.fixed_period, {"control": 0.05, "free-delivery": 0.05})
+    judged = results(ruleset, pooled)["experiments"][0]["goals"]["purchase"]
+    assert "weighted_by" not in judged
+    assert judged["variants"]["free-ship"]["uplift"] == pytest.approx(0.010 / 0.011 - 1,
+                                                                      abs=1e-9)
+    assert judged["variants"]["free-delivery"]["uplift"] == pytest.approx(0.0, abs=1e-9)

@@ -154,12 +154,17 @@ def _variants(ctx: CompileContext, raw: Any, slots: tuple[str, ...], slots_known
     reported = False
     seen: dict[str, str] = {}
     for variant in raw:
-        alike = seen.setdefault(str(variant).casefold(), str(variant))
-        if alike != str(variant):
-            errors.append(Invalid(f"variants {alike!r} and {str(variant)!r} differ only in "
-                                  "case: results would count them apart, and tell them apart "
-                                  "by case alone; name them apart", (*at, str(variant)),
-                                  on_key=True))
+        named = str(variant)
+        alike = seen.get(named.casefold())
+        if alike is None:
+            seen[named.casefold()] = named
+        elif alike == named:   # YAML's 1 and "1": two keys, one name
+            errors.append(Invalid(f"variant {named!r} is named twice (1 and '1' are one "
+                                  "name)", (*at, named), on_key=True))
+        else:
+            errors.append(Invalid(f"variants {alike!r} and {named!r} differ only in case: "
+                                  "results would count them apart, and tell them apart by "
+                                  "case alone; name them apart", (*at, named), on_key=True))
     for variant, spec in raw.items():
         try:
             weight, contents = _variant(ctx, spec, slots, slots_known, (*at, str(variant)))

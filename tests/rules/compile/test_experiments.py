@@ -152,3 +152,13 @@ def test_variants_differing_only_in_case_are_refused(tmp_path: Path) -> None:
     assert [e.line for e in errors] == [7], errors
     assert "variants 'control' and 'Control' differ only in case" in errors[0].reason
     assert ruleset.experiments == ()
+
+
+def test_a_variant_named_twice_as_a_number_and_as_text_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    variants:\n"
+        "      1: {}\n      '1': {html: x}\n      b: {html: y}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [7], errors
+    assert "variant '1' is named twice (1 and '1' are one name)" in errors[0].reason
+    assert ruleset.experiments == ()
