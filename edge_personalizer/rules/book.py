@@ -200,7 +200,7 @@ class RuleBook:
 
     def _refused(self, exc: RuleError, what_serves: str) -> None:
         errors = exc.errors if isinstance(exc, RuleSetInvalid) else [exc]
-        self.last_error = "; ".join(str(e) for e in errors[:20])
+        self.last_error = "\n".join(str(e) for e in errors[:20])   # one a line, as logged
         logger.log(logging.ERROR if self._reports else logging.DEBUG, what_serves + ":\n%s",
                    self.current.version, "\n".join(str(e) for e in errors))
 

@@ -44,10 +44,15 @@ def test_invalid_reload_keeps_the_last_good_set(tmp_path: Path) -> None:
     assert book.current is good
     assert book.last_error is not None and "rules.yaml:5:12" in book.last_error
     assert "did you mean 'hero'" in book.last_error
+    (tmp_path / "rules.yaml").write_text(
+        SLOTS + "rules:\n  - name: a\n    then: {heor: x}\n  - name: b\n    then: {hro: x}\n")
+    assert book.reload() is False
+    assert [line.split(": ", 1)[0].rsplit(":", 2)[1] for line in book.last_error.splitlines()] \
+        == ["5", "7"]   # each error on a line of its own (health, dashboard, log alike)
     write_rules(tmp_path, "a", "b")
     assert book.reload() is True
     assert [r.name for r in book.current.rules] == ["a", "b"] and book.last_error is None
-    assert outcomes == [False, True]
+    assert outcomes == [False, False, True]
 
 
 def test_a_rule_setting_a_cookie_of_the_servers_own_is_refused(tmp_path: Path) -> None:
