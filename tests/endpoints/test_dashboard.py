@@ -481,6 +481,10 @@ def test_a_failed_reload_shows_on_the_segments_page(origin: Server, server_logs:
         page = httpx.get(f"{server.url}/__ep/dashboard/segments", headers=bearer).text
         assert "The last reload failed" in page and "broken.yaml" in page
         assert "<b>x</b>" not in page and "unknown segment &#39;&lt;b&gt;x&lt;/b&gt;&#39;" in page
+        # the experiments list, where a marketer looks first, says so too
+        overview = httpx.get(f"{server.url}/__ep/dashboard/", headers=bearer).text
+        assert 'data-field="reload-failed"' in overview
+        assert "The last reload of the rules failed" in overview
     finally:
         server.stop()
 
