@@ -35,7 +35,7 @@ from .endpoints.edge import EdgeDecisions
 from .endpoints.learning import Beacon, Results
 from .learn.affinity import Predictor
 from .learn.attribution import Learning
-from .learn.catalog import running_goals
+from .learn.catalog import running_goals, running_variants
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
 from .learn.store import open_store
@@ -114,6 +114,8 @@ class EdgeApp:
                                specs=lambda: bandit_specs(self.rules.current)
                                if self.rules is not None else [],
                                experiments=lambda: running_goals(self.rules.current)
+                               if self.rules is not None else {},
+                               variants=lambda: running_variants(self.rules.current)
                                if self.rules is not None else {})
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,
                                  weights=self.weights, catalog=self.catalog)

@@ -240,20 +240,23 @@ def experiment_results(experiment: Experiment,
 
 
 def stopped_results(name: str, totals: Mapping[CountKey, Tally],
-                    recorded: tuple[str, ...] | None = None) -> dict[str, Any]:
+                    recorded: tuple[str, ...] | None = None,
+                    had: tuple[str, ...] | None = None) -> dict[str, Any]:
     """An experiment counted in the store and since removed from the rules, judged from
     its counts: on the goals `recorded` for it while it ran (learn/catalog.py; if none
     were, every goal it has conversions for), its variants compared with the one named
     control (else the first by name), within periods when it had several; no split to
-    check, the weights being gone."""
+    check, the weights being gone. A variant counted and not among those it `had` when
+    it stopped (as recorded) was removed before: listed as removed, never ahead."""
     rows = _rows_of(name, totals)
     variants = _variants_counted(rows)
     goals = (recorded if recorded is not None
              else tuple(sorted({key.goal for key in rows} - {EXPOSURE})))
     periods = {key.period for key in rows if key.goal == EXPOSURE}
-    plan = Plan(name, dict.fromkeys(variants, 1.0), (),
-                "control" if "control" in variants else variants[0],
-                len(periods) > 1, None, False)
+    kept = [v for v in variants if had is None or v in had] or variants
+    control = "control" if "control" in kept else kept[0]
+    plan = Plan(name, dict.fromkeys(kept, 1.0), tuple(v for v in variants if v not in kept),
+                control, len(periods) > 1, None, False)
     exposed = _exposed_by_cell(rows)
     cells = _most_exposed(exposed) if set(exposed) - {ALL_VISITORS} else []
     return {"name": name, "status": "stopped", "per": None,
@@ -322,7 +325,8 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
     stopped = sorted(name for name in gone
                      if name in recorded.experiments or variants[name] != {name})
     experiments += [_guarded(name, "stopped", totals, partial(
-        stopped_results, name, totals, recorded.experiments.get(name))) for name in stopped]
+        stopped_results, name, totals, recorded.experiments.get(name),
+        recorded.variants_of(name))) for name in stopped]
     return {"rules_version": ruleset.version, "experiments": experiments,
             "rules": rule_results(totals, counted & rule_names - named)
             + rule_results(totals, gone - set(stopped), removed=True)}

@@ -63,14 +63,16 @@ def bandit_specs(ruleset: RuleSet) -> list[BanditSpec]:
 class Trainer:
     """Recomputes and publishes bandit weights and the affinity model.
 
-    `specs` gives the current rule set's bandit experiments and `experiments` each
-    experiment's goals (both called on each tick, so a reload takes effect).
+    `specs` gives the current rule set's bandit experiments, `experiments` each
+    experiment's goals and `variants` its variants (called on each tick, so a reload takes
+    effect).
     `learn_interval`: seconds between affinity rebuilds; None for none (no rule reads
     predictions).
     """
 
     def __init__(self, store: Store, *, specs: Callable[[], Sequence[BanditSpec]],
                  experiments: Callable[[], Mapping[str, tuple[str, ...]]] = dict,
+                 variants: Callable[[], Mapping[str, tuple[str, ...]]] = dict,
                  learn_interval: float | None = LEARN_INTERVAL, tick: float = 1.0,
                  clock: Callable[[], float] = time.time, min_support: int = 20,
                  top: int = 5) -> None:
@@ -79,6 +81,7 @@ class Trainer:
         self.store = store
         self.specs = specs
         self.experiments = experiments
+        self.variants = variants
         self.learn_interval = learn_interval
         self.tick = tick
         self.clock = clock
@@ -90,7 +93,9 @@ class Trainer:
         # its version): looked at again one update_every later, not every tick.
         self._unchanged_at: dict[str, float] = {}
         self._model_built_at: float | None = None
-        self._recorded: Mapping[str, tuple[str, ...]] | None = None
+        # the rules' experiments' goals and variants as last recorded
+        self._recorded: tuple[Mapping[str, tuple[str, ...]],
+                              Mapping[str, tuple[str, ...]]] | None = None
         self._ticks = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -124,16 +129,16 @@ class Trainer:
         they stay once an experiment is removed; True if it published. The store is asked
         when the rules' experiments change, and every `_RECHECK` ticks (a store emptied
         since)."""
-        running = self.experiments()
+        running = (self.experiments(), self.variants())
         if running == self._recorded and self._ticks % _RECHECK:
             return False
         held = await read_catalog(self.store)
-        if held.version and not held.experiments and running:
+        if held.version and not held.experiments and running[0]:
             logger.warning("the experiment goals table (version %d) is empty or unreadable: "
                            "recorded again from the rules", held.version)
-        recorded = held.with_running(running)
+        recorded = held.with_running(*running)
         self._recorded = None   # until recorded: looked at again next tick
-        if recorded.experiments != held.experiments:
+        if recorded.experiments != held.experiments or recorded.variants != held.variants:
             if await self.store.publish_if(catalog.TABLE_NAME, recorded.encode(),
                                            version=held.version) is None:
                 return False   # another worker recorded first

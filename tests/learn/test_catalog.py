@@ -15,6 +15,7 @@ from edge_personalizer.learn.catalog import (
     GoalCatalog,
     read_catalog,
     running_goals,
+    running_variants,
 )
 from edge_personalizer.learn.store import open_store, sqlite_url
 from edge_personalizer.rules.book import check_rules
@@ -65,11 +66,28 @@ def test_running_experiments_replace_their_record_and_removed_ones_keep_theirs()
     assert recorded.goals_of("a-rule") is None            # never recorded: every goal
 
 
+def test_the_experiments_variants_are_recorded_beside_their_goals(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(RULES)
+    ruleset, _ = check_rules(tmp_path)
+    assert running_variants(ruleset)["quiet-test"] == ("control", "b")
+    held = GoalCatalog(MappingProxyType({"old-test": ("purchase",)}), 2,
+                       MappingProxyType({"old-test": ("control", "a")}))
+    recorded = held.with_running(running_goals(ruleset), running_variants(ruleset))
+    assert recorded.variants_of("old-test") == ("control", "a")   # kept once removed
+    assert recorded.variants_of("quiet-test") == ("control", "b")
+    assert recorded.variants_of("never") is None
+
+
 def test_the_table_reads_back_and_refuses_what_is_no_catalog() -> None:
-    catalog = GoalCatalog(MappingProxyType({"b-test": ("x", "y"), "a-test": ()}))
+    catalog = GoalCatalog(MappingProxyType({"b-test": ("x", "y"), "a-test": ()}), 0,
+                          MappingProxyType({"b-test": ("control", "bold")}))
     again = GoalCatalog.decode(catalog.encode(), 7)
     assert dict(again.experiments) == {"a-test": (), "b-test": ("x", "y")}
+    assert dict(again.variants) == {"b-test": ("control", "bold")}
     assert again.version == 7
+    # a table written before variants were recorded reads as one without them
+    older = GoalCatalog.decode(b'{"experiments": {"a-test": ["x"]}}', 3)
+    assert dict(older.experiments) == {"a-test": ("x",)} and older.variants_of("a-test") is None
     for junk in (b"[]", b'{"experiments": {"a": [1]}}', b'{"experiments": 3}', b"{}"):
         with pytest.raises(ValueError):
             GoalCatalog.decode(junk, 1)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from edge_personalizer.endpoints.dashboard_views import leader_of
 from edge_personalizer.learn.catalog import GoalCatalog
 from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.learn.results import MAX_CELLS, control_of, results
@@ -238,6 +239,30 @@ def test_a_stopped_experiment_is_judged_on_the_goals_recorded_while_it_ran() -> 
     assert old["status"] == "stopped" and list(old["goals"]) == ["signup", "purchase"]
     (unrecorded,) = results(RuleSet.empty("v1"), totals)["experiments"]
     assert list(unrecorded["goals"]) == ["newsletter", "purchase", "signup"]
+
+
+def test_a_stopped_experiment_s_variant_removed_before_the_stop_stays_removed() -> None:
+    # free-ship was renamed free-delivery, then the experiment was removed from the rules:
+    # the record of its variants says free-ship was no choice any more when it stopped.
+    day = "2026-12-05"
+    totals = {}
+    for period, variants in ((1, ("control", "free-ship")), (2, ("control", "free-delivery"))):
+        for variant in variants:
+            totals[CountKey("old-test", variant, "", "all", day, period)] = Tally(500)
+            totals[CountKey("old-test", variant, "buy", "all", day, period)] = Tally(0, 25)
+    totals[CountKey("old-test", "free-ship", "buy", "all", day, 1)] = Tally(0, 60)
+    recorded = GoalCatalog(MappingProxyType({"old-test": ("buy",)}), 1,
+                           MappingProxyType({"old-test": ("control", "free-delivery")}))
+    (old,) = results(RuleSet.empty("v1"), totals, recorded)["experiments"]
+    variants = old["goals"]["buy"]["variants"]
+    assert [name for name, v in variants.items() if v["removed"]] == ["free-ship"]
+    assert variants["free-ship"]["chance_to_beat_control"] > 0.99   # better, in its split
+    assert leader_of(old["goals"]["buy"]) == (None, None)   # but no longer a choice
+    # without the record (counted before variants were recorded): every variant a choice
+    (unrecorded,) = results(RuleSet.empty("v1"), totals,
+                            GoalCatalog(MappingProxyType({"old-test": ("buy",)})))[
+        "experiments"]
+    assert leader_of(unrecorded["goals"]["buy"])[0] == "free-ship"
 
 
 def test_a_removed_rule_stays_listed_with_what_it_reached() -> None:

@@ -205,6 +205,19 @@ async def test_the_experiments_goals_are_recorded_and_kept_once_removed(store: S
     assert reader.current.goals_of("old-test") == frozenset({"purchase"})
 
 
+async def test_the_experiments_variants_are_recorded_and_a_rename_publishes_again(
+        store: Store) -> None:
+    variants = {"hero-test": ("control", "free-ship")}
+    trainer = Trainer(store, specs=lambda: [], experiments=lambda: {"hero-test": ("buy",)},
+                      variants=lambda: variants, learn_interval=None)
+    assert await trainer.record_goals()
+    variants = {"hero-test": ("control", "free-delivery")}   # renamed, goals as they were
+    assert await trainer.record_goals()
+    reader = catalog_reader(store)
+    assert await reader.refresh()
+    assert reader.current.variants_of("hero-test") == ("control", "free-delivery")
+
+
 async def test_goals_lost_from_the_store_are_recorded_again_within_30_ticks(
         store: Store, caplog: pytest.LogCaptureFixture) -> None:
     asked = 0
