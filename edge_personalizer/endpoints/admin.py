@@ -210,7 +210,6 @@ class Admin:
         report["status"] = "ready" if ready else "not ready"
         return (200 if ready else 503), report
 
-
     async def _store_report(self) -> dict[str, Any]:
         assert self.store is not None
         store = await self.store.result()

@@ -112,8 +112,7 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     comparison is made yet or the best challenger and the control are even. A variant
     removed from the rules is no challenger: it can no longer be chosen."""
     control = goal["control"]
-    challengers = {name: v for name, v in goal["variants"].items()
-                   if name != control and not v.get("removed")}
+    challengers = _challengers(goal)
     chances = [(v["chance_to_beat_control"], name) for name, v in challengers.items()
                if v["chance_to_beat_control"] is not None]
     if not chances:
@@ -133,6 +132,12 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     return leader, chance
 
 
+def _challengers(goal: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The variants that may be chosen over the control: not it, not removed."""
+    return {name: v for name, v in goal["variants"].items()
+            if name != goal["control"] and not v.get("removed")}
+
+
 def _shown_beside_control(variant: Mapping[str, Any]) -> bool:
     return bool(variant.get("compared_exposed", variant.get("exposed")))
 
@@ -143,8 +148,7 @@ def why_no_leader(goal: Mapping[str, Any] | None) -> str:
         return "no goal to judge it on"
     name = goal["control"]
     control = goal["variants"].get(name, {})
-    challengers = [v for other, v in goal["variants"].items()
-                   if other != name and not v.get("removed")]
+    challengers = list(_challengers(goal).values())
     if not control.get("exposed") or not any(v.get("exposed") for v in challengers):
         return "no visitors yet"
     if not control.get("converted"):

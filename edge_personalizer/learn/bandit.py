@@ -116,23 +116,31 @@ class WeightedTally(NamedTuple):
     value_sq_sum: float
 
 
-def period_of(key: CountKey) -> tuple[str, int, str]:
+# A period counts are compared within: a cell, a version of the weights, and a day for
+# counts from before periods were kept.
+Period = tuple[str, int, str]
+
+
+def period_of(key: CountKey) -> Period:
     """The period a count is compared within: its cell and the version of the weights its
     visitor was assigned under (a day, for counts from before periods were kept)."""
     return key.cell, key.period, key.day if key.period == UNKNOWN_PERIOD else ""
 
 
-def shared_periods(rows: Mapping[CountKey, Tally], variants: tuple[str, str]
-                   ) -> dict[CountKey, Tally]:
-    """The rows of the periods in which both `variants` had visitors exposed: where the two
-    can be compared (a variant renamed or added later shares no period, or few, with the
+def periods_shown(rows: Mapping[CountKey, Tally]) -> dict[str, set[Period]]:
+    """Per variant, the periods it had visitors exposed in: two variants can be compared
+    in the periods they share (one renamed or added later shares few, or none, with the
     control's earlier ones)."""
-    exposed: dict[tuple[str, int, str], set[str]] = {}
+    shown: dict[str, set[Period]] = {}
     for key, tally in rows.items():
         if key.goal == EXPOSURE and tally.exposures > 0:
-            exposed.setdefault(period_of(key), set()).add(key.variant)
-    both = {period for period, seen in exposed.items() if seen.issuperset(variants)}
-    return {key: tally for key, tally in rows.items() if period_of(key) in both}
+            shown.setdefault(key.variant, set()).add(period_of(key))
+    return shown
+
+
+def in_periods(rows: Mapping[CountKey, Tally], periods: set[Period]) -> dict[CountKey, Tally]:
+    """The rows counted in `periods`."""
+    return {key: tally for key, tally in rows.items() if period_of(key) in periods}
 
 
 def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str
@@ -145,7 +153,7 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
     variant (Simpson's paradox); these compare the variants within each period. Exposure
     counts stay as counted. Counts from before periods were kept (UNKNOWN_PERIOD) fall
     back to what was kept then: one period a day."""
-    periods: dict[tuple[str, int, str], dict[str, Tally]] = {}
+    periods: dict[Period, dict[str, Tally]] = {}
     for key, tally in rows.items():
         if key.experiment != experiment:
             continue

@@ -80,8 +80,7 @@ class Flusher:
         an outage (and its end) as a writing one does."""
         async with self._lock:
             self.counters.collect()
-            if ask and self._unsent is None and not self.counters.pending_batch(1) \
-                    and not self.counters.pending_converted(1):
+            if ask and self._unsent is None and not self.counters.held_keys:
                 if not await self._answers(self.store.ping(), "asking the counter store"):
                     return False
             while write := self._unsent or self._next_write():

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..rules.allocation import NO_SEGMENT
 from ..rules.model import Experiment, RuleSet
-from .bandit import period_of, period_weighted_totals, shared_periods
+from .bandit import in_periods, period_weighted_totals, periods_shown
 from .catalog import GoalCatalog
 from .counters import (
     ALL_VISITORS,
@@ -164,14 +164,13 @@ def judged_on(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
     # Each variant against the control within the periods both were shown in: the
     # control's other periods (before a variant was added or renamed, after one was
     # removed) say nothing of how the variant compares.
-    shown: dict[str, set[tuple[str, int, str]]] = {}
-    for key, tally in kept.items():
-        if key.goal == EXPOSURE and tally.exposures > 0:
-            shown.setdefault(key.variant, set()).add(period_of(key))
+    shown = periods_shown(kept)
+    control_shown = shown.get(plan.control, set())
     paired = {}
     for variant in {*plan.weights, *plan.removed} - {plan.control}:
-        if shown.get(variant, set()) != shown.get(plan.control, set()):
-            both = totals_of(shared_periods(kept, (plan.control, variant)), plan.name, goal)
+        if shown.get(variant, set()) != control_shown:
+            both = totals_of(in_periods(kept, shown.get(variant, set()) & control_shown),
+                             plan.name, goal)
             paired[variant] = (both.get(plan.control, Tally()), both.get(variant, Tally()))
     judged = goal_result(totals_of(kept, plan.name, goal), plan.weights,
                          control=plan.control, removed=plan.removed,

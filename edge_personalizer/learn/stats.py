@@ -247,8 +247,7 @@ def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
         conversion = value = None
         compared = None
         if name != control:
-            base, own = compared = (paired[name] if paired is not None and name in paired
-                                    else (counts[control], tally))
+            base, own = compared = (paired or {}).get(name, (counts[control], tally))
             conversion = compare(conversion_moments(base.conversions, base.exposures),
                                  conversion_moments(own.conversions, own.exposures),
                                  alpha=alpha)

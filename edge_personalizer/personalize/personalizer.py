@@ -42,13 +42,13 @@ def is_page_view(method: str, merged: Mapping[str, str],
     if dest is not None and "," in dest:
         dest = next((v.decode("latin-1") for k, v in headers
                      if k == b"sec-fetch-dest"), dest)
-    if dest is not None and dest != "empty":
-        return dest in ("document", "iframe")
     if dest == "empty":
         # A page fetched ahead of a click (<link rel=prefetch>: instant.page, quicklink),
         # with the navigation's Accept: the click is shown that copy, never asked again.
         return "prefetch" in merged.get("sec-purpose", "") \
             and "text/html" in merged.get("accept", "")
+    if dest is not None:
+        return dest in ("document", "iframe")
     return "text/html" in merged.get("accept", "")
 
 

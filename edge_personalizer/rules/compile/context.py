@@ -125,8 +125,13 @@ class Parts:
 
     def take(self, build: Callable[[], _T], instead: _T) -> _T:
         """What `build` makes, or `instead` once its mistake is recorded."""
+        return self.attempt(build, instead)[0]
+
+    def attempt(self, build: Callable[[], _T], instead: _T) -> tuple[_T, bool]:
+        """As `take`, and whether `build` made it (what depends on it is checked only
+        then: no follow-on errors of a part already wrong)."""
         try:
-            return build()
+            return build(), True
         except Invalid as exc:
             self.fail(exc)
         except Invalids as several:   # (every wrong entry of a mapping)
@@ -134,7 +139,7 @@ class Parts:
                 self.fail(one)
         except Reported:
             self.failures += 1
-        return instead
+        return instead, False
 
     def fail(self, exc: Invalid) -> None:
         self.ctx.reject(self.rule_file, exc, self.owner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -91,9 +92,8 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
                                + ", ".join(EXPERIMENT_KEYS[:-1])
                                + suggest(str(key), EXPERIMENT_KEYS), (*at, str(key)),
                                on_key=True))
-    failed_before = parts.failures
-    slots: tuple[str, ...] = parts.take(lambda: _slots(ctx, raw, at), ())
-    slots_known = parts.failures == failed_before
+    no_slots: tuple[str, ...] = ()
+    slots, slots_known = parts.attempt(lambda: _slots(ctx, raw, at), no_slots)
     everyone: Condition = AllOf(())
     audience = parts.take(lambda: compile_condition(
         ctx, rule_file, raw["audience"], (*at, "audience"), parts.owner),
@@ -102,16 +102,13 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
     # A variant's content is checked against the slots, when they are known.
     no_variants: _Variants = ((), MappingProxyType({}))
     weights, variants = parts.take(lambda: _variants(
-        ctx, raw.get("variants"), slots, slots_known,
-        (*at, "variants")), no_variants)
-    failed_before = parts.failures
-    goals: tuple[str, ...] = parts.take(lambda: _goals(ctx, raw.get("goals"), (*at, "goals")),
-                                        ())
-    goals_known = parts.failures == failed_before
-    failed_before = parts.failures
-    allocation: Allocation = parts.take(lambda: _allocation(raw.get("allocation", "fixed"),
-                                                (*at, "allocation")), "fixed")
-    allocation_known = parts.failures == failed_before
+        ctx, parts, raw.get("variants"), slots, slots_known, (*at, "variants")), no_variants)
+    no_goals: tuple[str, ...] = ()
+    goals, goals_known = parts.attempt(lambda: _goals(ctx, raw.get("goals"), (*at, "goals")),
+                                       no_goals)
+    fixed: Allocation = "fixed"
+    allocation, allocation_known = parts.attempt(
+        lambda: _allocation(raw.get("allocation", "fixed"), (*at, "allocation")), fixed)
     bandit = None
     if allocation == "bandit":
         if not goals and goals_known:
@@ -142,47 +139,33 @@ def _holdout(raw: Any, at: KeyPath) -> float:
 _Variants = tuple[tuple[tuple[str, float], ...], Mapping[str, Mapping[str, Content]]]
 
 
-def _variants(ctx: CompileContext, raw: Any, slots: tuple[str, ...], slots_known: bool,
-              at: KeyPath) -> _Variants:
-    """The variants' weights and what each shows; every wrong variant is reported."""
+def _variants(ctx: CompileContext, parts: Parts, raw: Any, slots: tuple[str, ...],
+              slots_known: bool, at: KeyPath) -> _Variants:
+    """The variants' weights and what each shows; each wrong variant is recorded in
+    `parts` (whose `done()` then stops the experiment)."""
     if not isinstance(raw, dict) or len(raw) < 2:
         raise Invalid("an experiment needs at least two variants (one may be the "
                       "control, with only a weight)", at)
     weights: list[tuple[str, float]] = []
     variants: dict[str, Mapping[str, Content]] = {}
-    errors: list[Invalid] = []
-    reported = False
     seen: dict[str, str] = {}
-    for variant in raw:
+    for variant, spec in raw.items():
         named = str(variant)
         alike = seen.get(named.casefold())
         if alike is None:
             seen[named.casefold()] = named
         elif alike == named:   # YAML's 1 and "1": two keys, one name
-            errors.append(Invalid(f"variant {named!r} is named twice (1 and '1' are one "
-                                  "name)", (*at, named), on_key=True))
+            parts.fail(Invalid(f"variant {named!r} is named twice (1 and '1' are one name)",
+                               (*at, named), on_key=True))
         else:
-            errors.append(Invalid(f"variants {alike!r} and {named!r} differ only in case: "
-                                  "results would count them apart, and tell them apart by "
-                                  "case alone; name them apart", (*at, named), on_key=True))
-    for variant, spec in raw.items():
-        try:
-            weight, contents = _variant(ctx, spec, slots, slots_known, (*at, str(variant)))
-        except Invalid as exc:
-            errors.append(exc)
-            continue
-        except Invalids as several:
-            errors.extend(several.errors)
-            continue
-        except Reported:
-            reported = True
-            continue
-        weights.append((str(variant), weight))
-        variants[str(variant)] = contents
-    if errors:
-        raise Invalids(errors)
-    if reported:
-        raise Reported
+            parts.fail(Invalid(f"variants {alike!r} and {named!r} differ only in case: "
+                               "results would count them apart, and tell them apart by "
+                               "case alone; name them apart", (*at, named), on_key=True))
+        made = parts.take(functools.partial(_variant, ctx, spec, slots, slots_known,
+                                            (*at, named)), None)
+        if made is not None:
+            weights.append((named, made[0]))
+            variants[named] = made[1]
     return tuple(weights), MappingProxyType(variants)
 
 

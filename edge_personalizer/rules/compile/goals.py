@@ -3,13 +3,14 @@ reporting each mistake where it was written)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..conditions import Condition
 from ..goals import GoalInvalids, compile_goal
-from ..loader import KeyPath, RuleFile, RuleFiles
+from ..loader import KeyPath, RuleFiles
 from .conditions import compile_condition
-from .context import CompileContext, Invalid, Reported, sections
+from .context import CompileContext, Parts, sections
 
 
 def compile_goals(ctx: CompileContext, rule_files: RuleFiles) -> None:
@@ -20,16 +21,11 @@ def compile_goals(ctx: CompileContext, rule_files: RuleFiles) -> None:
             continue
         for name, raw in section.items():
             owner = f"goal '{name}'"
+            parts = Parts(ctx, rule_file, owner)   # its condition's errors, recorded
 
-            def condition(value: Any, at: KeyPath, rule_file: RuleFile = rule_file,
-                          owner: str = owner) -> Condition | None:
-                try:
-                    return compile_condition(ctx, rule_file, value, at, owner)
-                except Invalid as exc:
-                    ctx.reject(rule_file, exc, owner)
-                except Reported:
-                    pass
-                return None
+            def condition(value: Any, at: KeyPath, parts: Parts = parts) -> Condition | None:
+                return parts.take(functools.partial(compile_condition, ctx, parts.rule_file,
+                                                    value, at, parts.owner), None)
 
             line = (rule_file.mark_of(("goals", str(name)), on_key=True) or (0, 0))[0]
             where = f"{rule_file.path}:{line}"   # the goal's name, not its first key

@@ -144,21 +144,16 @@ def test_a_variant_s_mistakes_are_told_beside_the_holdout_s_and_the_audience_s(
     assert "unknown variant key 'htm'" in errors[2].reason
 
 
-def test_variants_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("first", "second", "said"), [
+    ("control", "Control", "variants 'control' and 'Control' differ only in case"),
+    ("1", "'1'", "variant '1' is named twice (1 and '1' are one name)"),
+])
+def test_variants_of_one_name_are_refused(tmp_path: Path, first: str, second: str,
+                                          said: str) -> None:
     (tmp_path / "r.yaml").write_text(
         "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    variants:\n"
-        "      control: {}\n      Control: {html: x}\n      b: {html: y}\n")
+        f"      {first}: {{}}\n      {second}: {{html: x}}\n      b: {{html: y}}\n")
     ruleset, errors = check_rules(tmp_path)
     assert [e.line for e in errors] == [7], errors
-    assert "variants 'control' and 'Control' differ only in case" in errors[0].reason
-    assert ruleset.experiments == ()
-
-
-def test_a_variant_named_twice_as_a_number_and_as_text_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    variants:\n"
-        "      1: {}\n      '1': {html: x}\n      b: {html: y}\n")
-    ruleset, errors = check_rules(tmp_path)
-    assert [e.line for e in errors] == [7], errors
-    assert "variant '1' is named twice (1 and '1' are one name)" in errors[0].reason
+    assert said in errors[0].reason
     assert ruleset.experiments == ()
