@@ -235,6 +235,16 @@ def _variant_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _holdout_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The rows of the experiment against its holdout: those held out (the baseline),
+    then every variant's visitors together."""
+    holdout = goal.get("holdout")
+    if holdout is None:
+        return None
+    return _variant_rows({"control": "held out", "variants": {
+        "held out": holdout["held_out"], "all variants": holdout["experiment"]}})
+
+
 def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
     """One experiment's page: per goal, the variants' table and the cumulative chart; per
     segment cell, the variants again. A stopped experiment (counted, since removed from
@@ -275,7 +285,7 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
             "srm_p": goal["srm_p"], "rows": _variant_rows(goal),
             "has_value": any(v["value_sum"] for v in goal["variants"].values()),
             "chart": chart, "days": days, "series": series, "exposed": exposed,
-            "converted": converted, "segments": segments})
+            "converted": converted, "segments": segments, "holdout": _holdout_rows(goal)})
     first = next(iter(result["goals"].values()), None)
     leader, chance = leader_of(first) if first is not None else (None, None)
     return {"name": name, "result": result, "experiment": experiment, "goals": goals,

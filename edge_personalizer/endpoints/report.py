@@ -49,8 +49,10 @@ def render_text(report: Mapping[str, Any]) -> str:
         stopped = (" (stopped: no longer in the rules; results from the store's counts, "
                    "settling a goal's window after its removal)"
                    if experiment["status"] == "stopped" else "")
+        held_out = experiment.get("held_out", 0)
         lines += ["", f"{experiment['name']}: {experiment['exposed']:,} "
-                  f"visitor{'' if experiment['exposed'] == 1 else 's'} exposed{stopped}"]
+                  f"visitor{'' if experiment['exposed'] == 1 else 's'} exposed"
+                  + (f", {held_out:,} held out" if held_out else "") + stopped]
         if "error" in experiment:
             lines.append(f"  ERROR {experiment['error']}")
         elif not experiment["goals"]:
@@ -66,16 +68,15 @@ def render_text(report: Mapping[str, Any]) -> str:
                          f"{'95% interval':>17} {'uplift':>8} {'uplift interval':>19} "
                          f"{'chance':>7} {'risk':>6}" + ("  value/visitor" if valued else ""))
             for name, v in goal["variants"].items():
-                uplift = (f"{signed(v['uplift_low'])}..{signed(v['uplift_high'])}"
-                          if v["uplift_low"] is not None else "–")
-                lines.append(
-                    f"    {_clipped(name):<16} {v['exposed']:>9,} {v['converted']:>9,} "
-                    f"{pct(v['rate']):>7} {_rate_interval(v):>17} "
-                    f"{'control' if name == goal['control'] else signed(v['uplift']):>8} "
-                    f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} "
-                    f"{pct(v['risk'], 2):>6}"
-                    + (f"  {amount(v['mean_value']):>13}" if valued else "")
-                    + ("  (removed from the rules)" if v["removed"] else ""))
+                lines.append(_row(name, v, valued=valued,
+                                  base="control" if name == goal["control"] else None)
+                             + ("  (removed from the rules)" if v["removed"] else ""))
+            holdout = goal.get("holdout")
+            if holdout is not None:
+                lines += ["    against the holdout (the page as it is), every variant together:",
+                          _row("held out", holdout["held_out"], base="baseline",
+                               valued=valued),
+                          _row("all variants", holdout["experiment"], valued=valued)]
             leader, chance = leader_of(goal)
             if leader is not None and chance is not None:
                 lines.append(f"    ahead: {leader} ({pct(chance)} chance to "
@@ -97,6 +98,18 @@ def render_text(report: Mapping[str, Any]) -> str:
                              + (f"; {reached}" if reached else "")
                              + ("  (removed from the rules)" if rule["removed"] else ""))
     return "\n".join(lines)
+
+
+def _row(name: str, v: Mapping[str, Any], *, valued: bool, base: str | None = None) -> str:
+    """One line of a goal's table: `v`'s numbers against what it is compared with, or
+    (`base`: the word in its uplift column) what the others are compared with."""
+    uplift = (f"{signed(v['uplift_low'])}..{signed(v['uplift_high'])}"
+              if v["uplift_low"] is not None else "–")
+    return (f"    {_clipped(name):<16} {v['exposed']:>9,} {v['converted']:>9,} "
+            f"{pct(v['rate']):>7} {_rate_interval(v):>17} "
+            f"{base or signed(v['uplift']):>8} "
+            f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} {pct(v['risk'], 2):>6}"
+            + (f"  {amount(v['mean_value']):>13}" if valued else ""))
 
 
 def _clipped(name: str) -> str:

@@ -10,8 +10,9 @@ conversion rate; normal for the mean value per visitor): the leader by posterior
 gets `leader_share` of the chance to be shown, and the rest goes to the challengers, each
 by its chance to be the best when the leader is left out. Every variant keeps at least
 `floor`; a cell keeps the starting weights until every variant has `burn_in` exposures;
-a fixed `holdout` always sees the control (the evaluator holds those visitors out, from a
-hash of their id of its own, before it asks for a variant). The draws are seeded by the
+a fixed `holdout` always sees the page as it is (the evaluator holds those visitors out,
+from a hash of their id of its own, before it asks for a variant; their counts are no
+arm's). The draws are seeded by the
 experiment, cell and weights version, so the same counts give the same weights in every
 worker.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from ..rules.model import HOLDOUT
 from .counters import EXPOSURE, UNKNOWN_PERIOD, CountKey, Tally
 
 if TYPE_CHECKING:
@@ -275,7 +277,8 @@ def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
     cells = {}
     for cell, tallies in sorted(cell_tallies(rows, spec.experiment, spec.goal).items()):
         weights, reason = cell_weights(spec, tallies, version=version, cell=cell)
-        cells[cell] = CellWeights(weights, reason, sum(t.exposures for t in tallies.values()))
+        cells[cell] = CellWeights(weights, reason, sum(t.exposures for v, t in tallies.items()
+                                                       if v != HOLDOUT))
     return ExperimentWeights(version, now, spec.holdout, spec.starting,
                              MappingProxyType(cells))
 

@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 
 from ..rules.allocation import NO_SEGMENT
-from ..rules.model import Experiment, RuleSet
+from ..rules.model import HOLDOUT, Experiment, RuleSet
 from .bandit import in_periods, period_weighted_totals, periods_shown
 from .catalog import GoalCatalog
 from .counters import (
@@ -36,11 +36,12 @@ from .counters import (
     Tally,
     variant_totals,
 )
-from .stats import goal_result, rate_interval
+from .stats import Counts, goal_result, rate_interval
 
 log = logging.getLogger(__name__)
 
 INTERNAL_PREFIX = "ep:"   # counts kept under such names are not experiments (AFFINITY)
+POOLED = "variants"   # every variant's visitors together, against those held out
 MAX_CELLS = 50   # per: [fields] cells judged one by one: the most exposed first
 
 
@@ -60,7 +61,7 @@ def per_of(experiment: Experiment) -> str | list[str] | None:
 def _exposed_by_cell(rows: Mapping[CountKey, Tally]) -> dict[str, int]:
     exposed: dict[str, int] = {}
     for key, tally in rows.items():
-        if key.goal == EXPOSURE:
+        if key.goal == EXPOSURE and key.variant != HOLDOUT:
             exposed[key.cell] = exposed.get(key.cell, 0) + tally.exposures
     return exposed
 
@@ -135,7 +136,65 @@ class Plan:
 
 
 def _variants_counted(rows: Mapping[CountKey, Tally]) -> list[str]:
-    return sorted({key.variant for key in rows})
+    return sorted({key.variant for key in rows} - {HOLDOUT})
+
+
+def _exposed(rows: Mapping[CountKey, Tally], variant: str | None = None) -> int:
+    """The visitors counted in `rows`: in the experiment's variants, or (`variant`) in one
+    of them or its holdout."""
+    return sum(t.exposures for k, t in rows.items() if k.goal == EXPOSURE and (
+        k.variant != HOLDOUT if variant is None else k.variant == variant))
+
+
+def _pooled(rows: Mapping[CountKey, Tally]) -> dict[CountKey, Tally]:
+    """`rows` with every variant's counts as one (POOLED), the holdout's apart."""
+    pooled: dict[CountKey, Tally] = {}
+    for key, tally in rows.items():
+        arm = key._replace(variant=HOLDOUT if key.variant == HOLDOUT else POOLED)
+        held = pooled.get(arm)
+        pooled[arm] = tally if held is None else held.plus(tally)
+    return pooled
+
+
+def _compared(plan: Plan, goal: str, kept: Mapping[CountKey, Tally], control: str,
+              variants: set[str]) -> tuple[Mapping[str, Counts], dict[str, tuple[Counts, Counts]]]:
+    """Each variant's totals on `goal` (within periods when the plan is weighted), and for
+    each of `variants` shown in other periods than `control`, the two's totals over the
+    periods both were shown in: the control's other periods (before a variant was added
+    or renamed, after one was removed) say nothing of how the variant compares."""
+    totals_of: Callable[[Mapping[CountKey, Tally], str, str], Mapping[str, Counts]] = (
+        period_weighted_totals if plan.weighted else variant_totals)
+    shown = periods_shown(kept)
+    control_shown = shown.get(control, set())
+    paired: dict[str, tuple[Counts, Counts]] = {}
+    for variant in variants:
+        if shown.get(variant, set()) != control_shown:
+            both = totals_of(in_periods(kept, shown.get(variant, set()) & control_shown),
+                             plan.name, goal)
+            paired[variant] = (both.get(control, Tally()), both.get(variant, Tally()))
+    return totals_of(kept, plan.name, goal), paired
+
+
+def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
+                    kept: Mapping[CountKey, Tally], cut: Mapping[str, int]
+                    ) -> dict[str, Any] | None:
+    """The experiment's visitors, every variant together as they were shared out, against
+    those it held out (who saw the page as it is) on `goal`: what running the experiment
+    brought. Compared as a variant with the control (`kept`: the rows with conversions
+    cut to exposures, `cut` how many per variant); None when nobody was held out."""
+    if not _exposed(rows, HOLDOUT):
+        return None
+    totals, paired = _compared(plan, goal, _pooled(kept), HOLDOUT, {POOLED})
+    judged = goal_result(totals, {HOLDOUT: 1.0, POOLED: 1.0}, control=HOLDOUT,
+                         paired=paired).as_json()["variants"]
+    counted = variant_totals(_pooled(rows), plan.name, goal)
+    unexposed = {HOLDOUT: cut.get(HOLDOUT, 0),
+                 POOLED: sum(n for variant, n in cut.items() if variant != HOLDOUT)}
+    for name, arm in judged.items():
+        real = counted.get(name, Tally())
+        arm.update(converted=real.conversions, value_sum=real.value_sum,
+                   unexposed_conversions=unexposed[name], removed=False)
+    return {"held_out": judged[HOLDOUT], "experiment": judged[POOLED]}
 
 
 def plan_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> Plan:
@@ -160,20 +219,11 @@ def judged_on(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
     `value_sum` are what was counted; rates and comparisons, within periods when the plan
     is weighted, leave out the conversions cut."""
     kept, cut = clamped(rows, goal, by_day=plan.weighted)
-    totals_of = period_weighted_totals if plan.weighted else variant_totals
-    # Each variant against the control within the periods both were shown in: the
-    # control's other periods (before a variant was added or renamed, after one was
-    # removed) say nothing of how the variant compares.
-    shown = periods_shown(kept)
-    control_shown = shown.get(plan.control, set())
-    paired = {}
-    for variant in {*plan.weights, *plan.removed} - {plan.control}:
-        if shown.get(variant, set()) != control_shown:
-            both = totals_of(in_periods(kept, shown.get(variant, set()) & control_shown),
-                             plan.name, goal)
-            paired[variant] = (both.get(plan.control, Tally()), both.get(variant, Tally()))
-    judged = goal_result(totals_of(kept, plan.name, goal), plan.weights,
-                         control=plan.control, removed=plan.removed,
+    holdout = against_holdout(plan, goal, rows, kept, cut)
+    rows, kept = _without_holdout(rows), _without_holdout(kept)
+    totals, paired = _compared(plan, goal, kept, plan.control,
+                               {*plan.weights, *plan.removed} - {plan.control})
+    judged = goal_result(totals, plan.weights, control=plan.control, removed=plan.removed,
                          paired=paired).as_json()
     counted = variant_totals(rows, plan.name, goal)
     for name, variant in judged["variants"].items():
@@ -190,7 +240,13 @@ def judged_on(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
         judged.update(srm_p=split["srm_p"], srm=split["srm"])
     if plan.weighted:
         judged["weighted_by"] = weighted_by
+    if holdout is not None:
+        judged["holdout"] = holdout
     return judged, cut
+
+
+def _without_holdout(rows: Mapping[CountKey, Tally]) -> dict[CountKey, Tally]:
+    return {key: tally for key, tally in rows.items() if key.variant != HOLDOUT}
 
 
 def _judge(plan: Plan, goals: tuple[str, ...], rows: Mapping[CountKey, Tally],
@@ -208,14 +264,12 @@ def _judge(plan: Plan, goals: tuple[str, ...], rows: Mapping[CountKey, Tally],
         warnings += [_unexposed_warning(variant, n, goal) for variant, n in cut.items()]
         if cells:
             judged["segments"] = {
-                cell: {"exposed": sum(t.exposures for k, t in cell_rows.items()
-                                      if k.goal == EXPOSURE),
+                cell: {"exposed": _exposed(cell_rows), "held_out": _exposed(cell_rows, HOLDOUT),
                        **judged_on(plan, goal, cell_rows)[0]}
                 for cell, cell_rows in by_cell.items()}
         goals_judged[goal] = judged
-    return {"control": plan.control,
-            "exposed": sum(t.exposures for k, t in rows.items() if k.goal == EXPOSURE),
-            "goals": goals_judged, "warnings": warnings}
+    return {"control": plan.control, "exposed": _exposed(rows),
+            "held_out": _exposed(rows, HOLDOUT), "goals": goals_judged, "warnings": warnings}
 
 
 def _unexposed_warning(variant: str, n: int, goal: str) -> str:
@@ -271,8 +325,7 @@ def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
     except Exception as exc:
         log.exception("the results of experiment %r could not be worked out", name)
         return {"name": name, "status": status, "per": None, "control": None,
-                "exposed": sum(t.exposures for k, t in totals.items()
-                               if k.experiment == name and k.goal == EXPOSURE),
+                "exposed": _exposed(_rows_of(name, totals)),
                 "goals": {}, "warnings": [],
                 "error": f"its results could not be worked out: {type(exc).__name__}: {exc}"}
 

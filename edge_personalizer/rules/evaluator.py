@@ -11,6 +11,7 @@ from .allocation import ALL_VISITORS, Allocations
 from .bucketing import bucket, pick, variant_key
 from .conditions import holds_with
 from .model import (
+    HOLDOUT,
     NO_DECISION,
     Decision,
     Experiment,
@@ -200,7 +201,7 @@ def _place(experiment: Experiment, visitor: Visitor,
     variant = kept_variant(experiment, visitor)
     if variant is None:
         if holdout_point(experiment, visitor_id) < experiment.holdout / 100:
-            return ("holdout", "holdout", cell)
+            return ("holdout", HOLDOUT, cell)
         variant = _new_variant(experiment, variant_point(experiment, visitor_id), cell,
                                allocations)
     return ("experiment", variant, cell)

@@ -226,6 +226,9 @@ class RuleSet:
 
 
 Reason = Literal["rule", "experiment", "holdout", "control"]
+# The variant name of the visitors an experiment holds out (X-EP-Variant, cache tags and
+# their counts): no variant may be so named.
+HOLDOUT: Final = "holdout"
 
 
 @dataclass(frozen=True, init=False)

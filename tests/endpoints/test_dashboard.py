@@ -390,6 +390,28 @@ def test_segment_cells_get_their_own_table() -> None:
     assert "Per segment" in html and "keeps no per-segment cells" not in html
 
 
+def test_the_experiment_page_compares_it_with_its_holdout() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {}
+    for variant, (exposed, bought) in {"control": (500, 25), "bold": (500, 40),
+                                       "holdout": (60, 2)}.items():
+        totals[CountKey("hero-test", variant, "", "all", "2026-11-01")] = Tally(exposed)
+        totals[CountKey("hero-test", variant, "purchase", "all", "2026-11-01")] = \
+            Tally(0, bought, 0.0, 0.0)
+    html = Pages().experiment(make_snapshot(ruleset, totals, store="x", taken_at=START),
+                              "hero-test")
+    assert html is not None
+    assert 'data-field="exposed">1,000<' in html and 'data-field="held_out">60<' in html
+    variants = html.split('data-table="control"')[1].split("</table>")[0]
+    assert 'data-variant="holdout"' not in variants
+    holdout = html.split('data-table="holdout"')[1].split("</table>")[0]
+    held = holdout.split('data-variant="held out"')[1].split("</tr>")[0]
+    together = holdout.split('data-variant="all variants"')[1].split("</tr>")[0]
+    assert "3.33%" in held and "baseline" in held and ">control<" not in held
+    assert "6.50%" in together and "+95.0%" in together
+    assert "60 visitors\nheld out saw the page as it is" in html
+
+
 def test_the_segments_page_adds_every_cell_up_and_names_the_unsplit_one() -> None:
     # A rule counts in the cell of everyone not split by segment; an experiment counted
     # per segment, in its segments' cells: none of them is all visitors.

@@ -409,6 +409,57 @@ def test_a_fixed_experiment_s_visitors_keep_their_variant_and_credit_what_they_s
     assert final.status_code == 200 and 'data-banner="stopped"' in final.text
 
 
+def test_the_visitors_held_out_are_counted_and_the_experiment_is_judged_against_them(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules, server = _sticky_server(origin, server_logs, tmp_path, EP_VARIANT_HEADER="true")
+    server.serve_rules(rules / "site.yaml", STICKY_RULES.replace(
+        "    slot: hero\n", "    slot: hero\n    holdout: 50\n"))
+    page = {"accept": "text/html"}
+    visitors = [httpx.Client(base_url=server.url, headers={"user-agent": BROWSER})
+                for _ in range(40)]
+    try:
+        shown = [visitor.get("/slotted/sticky", headers=page).headers["x-ep-variant"]
+                 for visitor in visitors]
+        held = [v for v, variant in zip(visitors, shown, strict=True)
+                if variant == "hero=holdout"]
+        bold = [v for v, variant in zip(visitors, shown, strict=True) if variant == "hero=bold"]
+        assert 5 < len(held) < 35
+        for visitor in held[::2] + bold:   # every other held-out visitor buys, and bold's
+            visitor.get("/page/checkout/thanks?total=10", headers=page)
+        (hero,) = _results(server)["experiments"]
+        listing = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test",
+                            headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+        # the holdout lowered to none: those it held are shared out, counted from then on
+        # in the variant they see; what they did held out stays the holdout's
+        server.serve_rules(rules / "site.yaml", STICKY_RULES)
+        released = [_shown(visitor) for visitor in held]
+        for visitor in held:
+            visitor.get("/page/checkout/thanks?total=10", headers=page)
+        (after,) = _results(server)["experiments"]
+    finally:
+        for visitor in visitors:
+            visitor.close()
+        server.stop()
+    h, hb, b = len(held), len(held[::2]), len(bold)
+    assert (hero["exposed"], hero["held_out"]) == (40 - h, h)
+    purchase = hero["goals"]["purchase"]
+    assert set(purchase["variants"]) == {"control", "bold"}
+    assert sum(v["exposed"] for v in purchase["variants"].values()) == 40 - h
+    against = purchase["holdout"]
+    assert (against["held_out"]["exposed"], against["held_out"]["converted"]) == (h, hb)
+    assert (against["experiment"]["exposed"], against["experiment"]["converted"]) == (40 - h, b)
+    assert against["experiment"]["uplift"] == pytest.approx(b / (40 - h) / (hb / h) - 1)
+    assert 'data-table="holdout"' in listing and 'data-variant="all variants"' in listing
+    assert (after["exposed"], after["held_out"]) == (40, h)
+    judged = after["goals"]["purchase"]
+    assert (judged["holdout"]["held_out"]["exposed"],
+            judged["holdout"]["held_out"]["converted"]) == (h, hb)
+    moved = {name: released.count(name) for name in ("control", "bold")}
+    assert sum(moved.values()) == h
+    assert judged["variants"]["bold"]["converted"] == b + moved["bold"]
+    assert judged["variants"]["control"]["converted"] == moved["control"]
+
+
 def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(
         origin: Server, server_logs: Path, tmp_path: Path) -> None:
     # Visitors shared out 50/50 and then 90/10: pooled against today's 90/10 their split

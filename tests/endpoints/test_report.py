@@ -47,6 +47,23 @@ def test_text_report_lists_each_variant_and_warns_of_a_split_mismatch() -> None:
     assert "ahead: bold" in text
 
 
+def test_text_report_compares_the_experiment_with_its_holdout() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {}
+    for variant, (exposed, bought) in {"control": (500, 25), "bold": (500, 40),
+                                       "holdout": (60, 2)}.items():
+        totals[CountKey("hero-test", variant, "", "all", "2026-11-01")] = Tally(exposed)
+        totals[CountKey("hero-test", variant, "purchase", "all", "2026-11-01")] = \
+            Tally(0, bought)
+    text = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START).results)
+    assert "hero-test: 1,000 visitors exposed, 60 held out" in text
+    table = text.split("against the holdout (the page as it is), every variant together:\n")[1]
+    held, together = table.splitlines()[:2]
+    assert held.split()[:5] == ["held", "out", "60", "2", "3.3%"] and "baseline" in held
+    assert together.split()[:6] == ["all", "variants", "1,000", "65", "6.5%", "5.1%..8.2%"]
+    assert together.split()[6] == "+95.0%"
+
+
 def test_text_report_marks_a_rule_since_removed_from_the_rules() -> None:
     ruleset = load_rules(ROOT / "tests" / "data" / "rules")
     totals = {CountKey("old-promo", "old-promo", "", "all", "2026-11-01"): Tally(40),

@@ -337,3 +337,68 @@ def test_a_variant_is_compared_with_the_control_only_where_both_were_shown() -> 
     assert judged["variants"]["free-ship"]["uplift"] == pytest.approx(0.010 / 0.011 - 1,
                                                                       abs=1e-9)
     assert judged["variants"]["free-delivery"]["uplift"] == pytest.approx(0.0, abs=1e-9)
+
+
+def _holdout_totals(period: int = 0, day: str = "2026-12-05") -> dict[CountKey, Tally]:
+    """hero-test's variants (control 50/1000, bold 80/1000) and 100 visitors held out,
+    of whom 4 bought."""
+    counts = {"control": (1000, 50), "bold": (1000, 80), "holdout": (100, 4)}
+    totals = {}
+    for variant, (exposed, bought) in counts.items():
+        totals[CountKey("hero-test", variant, "", "all", day, period)] = Tally(exposed)
+        totals[CountKey("hero-test", variant, "purchase", "all", day, period)] = \
+            Tally(0, bought, 10.0 * bought, 100.0 * bought)
+    return totals
+
+
+def test_the_experiment_is_compared_with_the_visitors_it_held_out() -> None:
+    hero = dataclasses.replace(experiment(), holdout=5.0)
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    (result,) = results(ruleset, _holdout_totals())["experiments"]
+    assert (result["exposed"], result["held_out"]) == (2000, 100)
+    purchase = result["goals"]["purchase"]
+    # The variants are judged among themselves as before: the holdout is no variant, in
+    # no split check (100 held out against 1,000 a variant would fail it).
+    assert list(purchase["variants"]) == ["control", "bold"] and purchase["srm"] is False
+    assert purchase["variants"]["bold"]["uplift"] == pytest.approx(0.6)
+    held, together = purchase["holdout"]["held_out"], purchase["holdout"]["experiment"]
+    assert (held["exposed"], held["converted"], held["rate"]) == (100, 4, 0.04)
+    assert held["uplift"] is None and held["value_sum"] == 40.0
+    assert (together["exposed"], together["converted"]) == (2000, 130)
+    assert together["rate"] == pytest.approx(0.065)
+    assert together["uplift"] == pytest.approx(0.065 / 0.04 - 1)   # +62.5%
+    assert together["control_rate"] == pytest.approx(0.04)
+    assert 0.5 < together["chance_to_beat_control"] < 1
+
+
+def test_an_experiment_that_holds_no_one_out_has_no_holdout_comparison() -> None:
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(experiment(),))
+    totals = {k: t for k, t in _holdout_totals().items() if k.variant != "holdout"}
+    (result,) = results(ruleset, totals)["experiments"]
+    assert result["held_out"] == 0 and "holdout" not in result["goals"]["purchase"]
+
+
+def test_the_holdout_is_compared_only_in_the_periods_it_was_held_out_in() -> None:
+    # A bandit whose holdout came in its second version: the first version's visitors
+    # (who converted far better, at 20%) say nothing of what holding out costs.
+    hero = dataclasses.replace(experiment(), holdout=5.0, allocation="bandit")
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    totals = _holdout_totals(period=2)
+    for variant in ("control", "bold"):
+        totals[CountKey("hero-test", variant, "", "all", "2026-12-04", 1)] = Tally(1000)
+        totals[CountKey("hero-test", variant, "purchase", "all", "2026-12-04", 1)] = \
+            Tally(0, 200, 0.0, 0.0)
+    (result,) = results(ruleset, totals)["experiments"]
+    together = result["goals"]["purchase"]["holdout"]["experiment"]
+    assert together["exposed"] == 4000 and together["compared_exposed"] == 2000
+    assert together["uplift"] == pytest.approx(0.065 / 0.04 - 1)
+
+
+def test_a_stopped_experiment_keeps_its_holdout_apart_from_its_variants() -> None:
+    (result,) = results(RuleSet.empty("v1"), _holdout_totals(),
+                        GoalCatalog(MappingProxyType({"hero-test": ("purchase",)})))[
+        "experiments"]
+    assert result["status"] == "stopped" and result["held_out"] == 100
+    purchase = result["goals"]["purchase"]
+    assert sorted(purchase["variants"]) == ["bold", "control"]
+    assert purchase["holdout"]["experiment"]["uplift"] == pytest.approx(0.625)

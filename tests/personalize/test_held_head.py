@@ -280,12 +280,14 @@ def test_a_control_visitor_counts_only_where_the_page_has_the_slot(
 
 def test_a_held_out_visitor_is_named_only_where_the_page_has_the_slot(
         holdout_proxy: Server) -> None:
-    # A holdout changes nothing and counts nothing, but X-EP-Variant and the segment name
-    # it: a page without the teaser names none (it is looked at like a control's).
+    # A holdout changes nothing, but X-EP-Variant, the segment and the count of those held
+    # out name it: a page without the teaser names none and counts nothing (it is looked
+    # at like a control's).
     for _ in range(5):   # 99 visitors in 100 are held out
         response, _, first_at = _get(holdout_proxy, "/about?slots=none&size=20000&pause=1000")
         assert "x-ep-variant" not in response.headers
         assert response.headers["x-ep-segment"] == "default"
+        assert _profile(response)[STATE_EXPOSURES] == {}
         cookie = response.headers["set-cookie"].split(";")[0]
         response, _, _ = _get(holdout_proxy, "/home?slots=teaser&size=20000&pause=1000",
                               cookie)
@@ -293,7 +295,9 @@ def test_a_held_out_visitor_is_named_only_where_the_page_has_the_slot(
             break
     else:
         raise AssertionError("no visitor of five was held out")
-    assert _profile(response)[STATE_EXPOSURES] == {}   # a holdout counts nothing
+    state = _profile(response)
+    assert state[STATE_EXPOSURES]["teaser-test"][0] == "holdout"   # counted as held out
+    assert state[STATE_VARIANTS] == {}   # ... and no variant seen
 
 
 def _worker_peak_kib(server: Server) -> int:

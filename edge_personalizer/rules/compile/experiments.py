@@ -12,7 +12,7 @@ from ..allocation import Allocation, BanditSettings, Cells
 from ..conditions import AllOf, Condition
 from ..fields import lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
-from ..model import Content, Experiment
+from ..model import HOLDOUT, Content, Experiment
 from .actions import content
 from .conditions import compile_condition, segment
 from .context import (
@@ -152,6 +152,11 @@ def _variants(ctx: CompileContext, parts: Parts, raw: Any, slots: tuple[str, ...
     for variant, spec in raw.items():
         named = str(variant)
         alike = seen.get(named.casefold())
+        if named.casefold() == HOLDOUT:
+            parts.fail(Invalid(f"variant {named!r}: the name is kept for the visitors the "
+                               "experiment holds out (holdout:), whom X-EP-Variant, the cache "
+                               "tags and the results name so; name the variant otherwise",
+                               (*at, named), on_key=True))
         if alike is None:
             seen[named.casefold()] = named
         elif alike == named:   # YAML's 1 and "1": two keys, one name

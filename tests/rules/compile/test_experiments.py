@@ -157,3 +157,17 @@ def test_variants_of_one_name_are_refused(tmp_path: Path, first: str, second: st
     assert [e.line for e in errors] == [7], errors
     assert said in errors[0].reason
     assert ruleset.experiments == ()
+
+
+@pytest.mark.parametrize("name", ["holdout", "Holdout"])
+def test_no_variant_is_named_as_the_visitors_held_out_are(tmp_path: Path, name: str) -> None:
+    # X-EP-Variant, the cache tags and the results name held-out visitors "holdout": a
+    # variant of that name could not be told from them.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    holdout: 5\n"
+        f"    variants:\n      control: {{}}\n      {name}: {{html: x}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [8], errors
+    assert f"variant {name!r}: the name is kept for the visitors the experiment holds out" \
+        in errors[0].reason
+    assert ruleset.experiments == ()
