@@ -125,19 +125,13 @@ class Profile(NamedTuple):
         if self.variants.get(key) == variant:
             return self
         profile = _replaced(self, _VARIANTS, MappingProxyType({**self.variants, key: variant}))
-        return profile.afresh(key, variant)
-
-    def afresh(self, key: str, variant: str) -> Profile:
-        """The profile ready to count `variant` of experiment `key`: an exposure to another
-        (a variant since removed, or the holdout of a visitor it released) is forgotten
-        with the conversions counted for it."""
         exposure = self.exposures.get(key)
         if exposure is None or exposure.variant == variant:
-            return self
+            return profile
         exposures = {by: e for by, e in self.exposures.items() if by != key}
         converted = {k: at for k, at in self.converted.items()
                      if k.partition("\x1f")[2] != key}
-        profile = _replaced(self, _EXPOSURES, MappingProxyType(exposures))
+        profile = _replaced(profile, _EXPOSURES, MappingProxyType(exposures))
         return _replaced(profile, _CONVERTED, MappingProxyType(converted))
 
     def with_conversion(self) -> Profile:

@@ -23,7 +23,7 @@ from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally
 from ..learn.results import INTERNAL_PREFIX as INTERNAL_PREFIX
 from ..learn.results import judged_on, plan_of, results
 from ..learn.store import Store, Table, open_store
-from ..rules.model import Experiment, RuleSet
+from ..rules.model import HOLDOUT, Experiment, RuleSet
 from .charts import line_chart, uplift_bar
 
 
@@ -357,8 +357,8 @@ def segments_view(snapshot: Snapshot) -> dict[str, Any]:
               for r in snapshot.results["rules"] if r["removed"]]
     cells: dict[str, dict[str, int]] = {}
     for key, tally in snapshot.totals.items():
-        if key.experiment.startswith(INTERNAL_PREFIX):
-            continue
+        if key.experiment.startswith(INTERNAL_PREFIX) or key.variant == HOLDOUT:
+            continue   # (those held out were shown nothing)
         row = cells.setdefault(key.cell, {})
         name = "exposed" if key.goal == EXPOSURE else key.goal
         row[name] = row.get(name, 0) + (tally.exposures if key.goal == EXPOSURE

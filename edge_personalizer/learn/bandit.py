@@ -90,10 +90,10 @@ class BanditSpec:
 def cell_tallies(rows: Mapping[CountKey, Tally], experiment: str, goal: str
                  ) -> dict[str, dict[str, Tally]]:
     """cell -> variant -> its exposures and its conversions on `goal`, summed over days
-    and periods."""
+    and periods (those held out are no arm)."""
     cells: dict[str, dict[str, Tally]] = {}
     for key, tally in rows.items():
-        if key.experiment != experiment:
+        if key.experiment != experiment or key.variant == HOLDOUT:
             continue
         if key.goal == EXPOSURE:
             tally = Tally(exposures=tally.exposures)
@@ -277,8 +277,7 @@ def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
     cells = {}
     for cell, tallies in sorted(cell_tallies(rows, spec.experiment, spec.goal).items()):
         weights, reason = cell_weights(spec, tallies, version=version, cell=cell)
-        cells[cell] = CellWeights(weights, reason, sum(t.exposures for v, t in tallies.items()
-                                                       if v != HOLDOUT))
+        cells[cell] = CellWeights(weights, reason, sum(t.exposures for t in tallies.values()))
     return ExperimentWeights(version, now, spec.holdout, spec.starting,
                              MappingProxyType(cells))
 

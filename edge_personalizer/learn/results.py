@@ -162,17 +162,23 @@ def _compared(plan: Plan, goal: str, kept: Mapping[CountKey, Tally], control: st
     each of `variants` shown in other periods than `control`, the two's totals over the
     periods both were shown in: the control's other periods (before a variant was added
     or renamed, after one was removed) say nothing of how the variant compares."""
-    totals_of: Callable[[Mapping[CountKey, Tally], str, str], Mapping[str, Counts]] = (
-        period_weighted_totals if plan.weighted else variant_totals)
     shown = periods_shown(kept)
     control_shown = shown.get(control, set())
     paired: dict[str, tuple[Counts, Counts]] = {}
     for variant in variants:
         if shown.get(variant, set()) != control_shown:
-            both = totals_of(in_periods(kept, shown.get(variant, set()) & control_shown),
-                             plan.name, goal)
+            both = _totals(plan, in_periods(kept, shown.get(variant, set()) & control_shown),
+                           goal)
             paired[variant] = (both.get(control, Tally()), both.get(variant, Tally()))
-    return totals_of(kept, plan.name, goal), paired
+    return _totals(plan, kept, goal), paired
+
+
+def _totals(plan: Plan, rows: Mapping[CountKey, Tally], goal: str) -> Mapping[str, Counts]:
+    """Each variant's totals on `goal` over `rows`: within periods when the plan is
+    weighted."""
+    if plan.weighted:
+        return period_weighted_totals(rows, plan.name, goal)
+    return variant_totals(rows, plan.name, goal)
 
 
 def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
@@ -180,14 +186,18 @@ def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
                     ) -> dict[str, Any] | None:
     """The experiment's visitors, every variant together as they were shared out, against
     those it held out (who saw the page as it is) on `goal`: what running the experiment
-    brought. Compared as a variant with the control (`kept`: the rows with conversions
-    cut to exposures, `cut` how many per variant); None when nobody was held out."""
+    brought. Both counted, and compared as a variant with the control, within the periods
+    both were in (`kept`: the rows with conversions cut to exposures, `cut` how many per
+    variant); None when nobody was held out."""
     if not _exposed(rows, HOLDOUT):
         return None
-    totals, paired = _compared(plan, goal, _pooled(kept), HOLDOUT, {POOLED})
-    judged = goal_result(totals, {HOLDOUT: 1.0, POOLED: 1.0}, control=HOLDOUT,
-                         paired=paired).as_json()["variants"]
-    counted = variant_totals(_pooled(rows), plan.name, goal)
+    pooled = _pooled(kept)
+    shown = periods_shown(pooled)
+    both = shown.get(HOLDOUT, set()) & shown.get(POOLED, set())
+    judged = goal_result(_totals(plan, in_periods(pooled, both), goal),
+                         {HOLDOUT: 1.0, POOLED: 1.0},
+                         control=HOLDOUT).as_json()["variants"]
+    counted = variant_totals(in_periods(_pooled(rows), both), plan.name, goal)
     unexposed = {HOLDOUT: cut.get(HOLDOUT, 0),
                  POOLED: sum(n for variant, n in cut.items() if variant != HOLDOUT)}
     for name, arm in judged.items():
@@ -303,6 +313,9 @@ def stopped_results(name: str, totals: Mapping[CountKey, Tally],
     it stopped (as recorded) was removed before: listed as removed, never ahead."""
     rows = _rows_of(name, totals)
     variants = _variants_counted(rows)
+    if not variants:   # every visitor counted was held out: nothing to compare
+        return {"name": name, "status": "stopped", "per": None, "control": None, "exposed": 0,
+                "held_out": _exposed(rows, HOLDOUT), "goals": {}, "warnings": []}
     goals = (recorded if recorded is not None
              else tuple(sorted({key.goal for key in rows} - {EXPOSURE})))
     periods = {key.period for key in rows if key.goal == EXPOSURE}
@@ -326,6 +339,7 @@ def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
         log.exception("the results of experiment %r could not be worked out", name)
         return {"name": name, "status": status, "per": None, "control": None,
                 "exposed": _exposed(_rows_of(name, totals)),
+                "held_out": _exposed(_rows_of(name, totals), HOLDOUT),
                 "goals": {}, "warnings": [],
                 "error": f"its results could not be worked out: {type(exc).__name__}: {exc}"}
 

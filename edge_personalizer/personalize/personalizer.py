@@ -269,17 +269,15 @@ class Personalizer:
 
 def _shown(decision: Decision, profile: Profile, ruleset: RuleSet | None
            ) -> tuple[Profile, list[SlotChoice]]:
-    """What a page view shows that is counted (experiments, their holdouts apart; rules
-    when the rules have goals, without which their exposures would count nothing), and the
-    profile remembering the experiments' variants (a holdout is no variant seen)."""
+    """What a page view shows that is counted (experiments and their holdouts; rules when
+    the rules have goals, without which their exposures would count nothing), and the
+    profile remembering the experiments' variants (a held-out visitor's: holdout, which
+    keeps them held out)."""
     judging_rules = ruleset is not None and bool(ruleset.goals)
     shown = []
     for choice in decision.slots.values():
-        if choice.reason == "experiment":
+        if choice.reason == "experiment" or choice.reason == "holdout":
             profile = profile.with_variant(choice.by, choice.variant)
-            shown.append(choice)
-        elif choice.reason == "holdout":
-            profile = profile.afresh(choice.by, choice.variant)
             shown.append(choice)
         elif choice.reason == "rule" and judging_rules:
             shown.append(choice)

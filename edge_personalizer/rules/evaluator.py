@@ -198,13 +198,17 @@ def _place(experiment: Experiment, visitor: Visitor,
         return ("control", "control", ALL_VISITORS)
     cells = experiment.cells
     cell = ALL_VISITORS if cells.single else cells(visitor)   # most experiments: one cell
-    variant = kept_variant(experiment, visitor)
-    if variant is None:
-        if holdout_point(experiment, visitor_id) < experiment.holdout / 100:
-            return ("holdout", HOLDOUT, cell)
-        variant = _new_variant(experiment, variant_point(experiment, visitor_id), cell,
-                               allocations)
-    return ("experiment", variant, cell)
+    kept = visitor.profile.variants.get(experiment.name)
+    if kept is not None and kept in experiment.variants:
+        return ("experiment", kept, cell)
+    # Held out once, held out for good (a lower holdout, even none, holds out fewer new
+    # visitors only: the comparison with those held out stays fair); a visitor who was
+    # shown a variant since removed is shared out anew, never held out.
+    if kept == HOLDOUT or kept is None and (
+            holdout_point(experiment, visitor_id) < experiment.holdout / 100):
+        return ("holdout", HOLDOUT, cell)
+    return ("experiment", _new_variant(experiment, variant_point(experiment, visitor_id),
+                                       cell, allocations), cell)
 
 
 def _new_variant(experiment: Experiment, point: float, cell: str,
@@ -222,8 +226,9 @@ def _new_variant(experiment: Experiment, point: float, cell: str,
 def kept_variant(experiment: Experiment, visitor: Visitor) -> str | None:
     """The variant this visitor was shown before, remembered in their profile, while the
     experiment still has it: sticky, whatever the allocation (fixed or bandit). A change of
-    weights or of the holdout shares out new visitors only; a visitor whose variant was
-    removed is assigned anew (and counted in what they are shown from then on)."""
+    weights or of the holdout shares out new visitors only (one held out stays so: see
+    _place); a visitor whose variant was removed is assigned anew (and counted in what
+    they are shown from then on)."""
     kept = visitor.profile.variants.get(experiment.name)
     return kept if kept is not None and kept in experiment.variants else None
 
@@ -296,7 +301,7 @@ def _allocation_trace(experiment: Experiment, visitor: Visitor,
     # the period the visitor's counts go in: the weights version they were assigned under
     exposure = visitor.profile.exposures.get(experiment.name)
     period = exposure.period if exposure is not None else (version or 0)
-    if experiment.name in visitor.profile.variants:
+    if kept_variant(experiment, visitor) is not None:
         why = "kept: the variant this visitor was shown before"
         if exposure is not None:
             why += (", under weights from before periods were kept" if period < 0 else

@@ -124,7 +124,7 @@ class Experiment:
     name: str
     slots: tuple[str, ...]
     audience: Condition
-    holdout: float                                   # percent kept out, shown the control
+    holdout: float                                   # percent held out: the page as it is
     weights: tuple[tuple[str, float], ...]           # variant -> weight, control included
     variants: Mapping[str, Mapping[str, Content]]    # variant -> slot -> content
     source: str

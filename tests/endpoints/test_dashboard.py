@@ -398,10 +398,12 @@ def test_the_experiment_page_compares_it_with_its_holdout() -> None:
         totals[CountKey("hero-test", variant, "", "all", "2026-11-01")] = Tally(exposed)
         totals[CountKey("hero-test", variant, "purchase", "all", "2026-11-01")] = \
             Tally(0, bought, 0.0, 0.0)
-    html = Pages().experiment(make_snapshot(ruleset, totals, store="x", taken_at=START),
-                              "hero-test")
+    snapshot = make_snapshot(ruleset, totals, store="x", taken_at=START)
+    html = Pages().experiment(snapshot, "hero-test")
     assert html is not None
     assert 'data-field="exposed">1,000<' in html and 'data-field="held_out">60<' in html
+    segments = Pages().segments(snapshot)   # those held out were shown nothing
+    assert "1,000" in segments and "1,060" not in segments
     variants = html.split('data-table="control"')[1].split("</table>")[0]
     assert 'data-variant="holdout"' not in variants
     holdout = html.split('data-table="holdout"')[1].split("</table>")[0]

@@ -429,12 +429,17 @@ def test_the_visitors_held_out_are_counted_and_the_experiment_is_judged_against_
         (hero,) = _results(server)["experiments"]
         listing = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test",
                             headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
-        # the holdout lowered to none: those it held are shared out, counted from then on
-        # in the variant they see; what they did held out stays the holdout's
+        # the holdout lowered to none: those it held stay held out, and the others of them
+        # who buy now count for it; new visitors are held out no more
         server.serve_rules(rules / "site.yaml", STICKY_RULES)
-        released = [_shown(visitor) for visitor in held]
+        kept = [visitor.get("/slotted/sticky", headers=page).headers["x-ep-variant"]
+                for visitor in held]
         for visitor in held:
             visitor.get("/page/checkout/thanks?total=10", headers=page)
+        newly = []
+        for _ in range(10):
+            with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as new:
+                newly.append(new.get("/slotted/sticky", headers=page).headers["x-ep-variant"])
         (after,) = _results(server)["experiments"]
     finally:
         for visitor in visitors:
@@ -450,14 +455,12 @@ def test_the_visitors_held_out_are_counted_and_the_experiment_is_judged_against_
     assert (against["experiment"]["exposed"], against["experiment"]["converted"]) == (40 - h, b)
     assert against["experiment"]["uplift"] == pytest.approx(b / (40 - h) / (hb / h) - 1)
     assert 'data-table="holdout"' in listing and 'data-variant="all variants"' in listing
-    assert (after["exposed"], after["held_out"]) == (40, h)
+    assert kept == ["hero=holdout"] * h and "hero=holdout" not in newly
+    assert (after["exposed"], after["held_out"]) == (40 - h + 10, h)
     judged = after["goals"]["purchase"]
     assert (judged["holdout"]["held_out"]["exposed"],
-            judged["holdout"]["held_out"]["converted"]) == (h, hb)
-    moved = {name: released.count(name) for name in ("control", "bold")}
-    assert sum(moved.values()) == h
-    assert judged["variants"]["bold"]["converted"] == b + moved["bold"]
-    assert judged["variants"]["control"]["converted"] == moved["control"]
+            judged["holdout"]["held_out"]["converted"]) == (h, h)
+    assert judged["variants"]["bold"]["converted"] == b
 
 
 def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(

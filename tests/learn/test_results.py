@@ -390,7 +390,8 @@ def test_the_holdout_is_compared_only_in_the_periods_it_was_held_out_in() -> Non
             Tally(0, 200, 0.0, 0.0)
     (result,) = results(ruleset, totals)["experiments"]
     together = result["goals"]["purchase"]["holdout"]["experiment"]
-    assert together["exposed"] == 4000 and together["compared_exposed"] == 2000
+    assert (together["exposed"], together["converted"]) == (2000, 130)   # its counts there
+    assert together["rate"] == pytest.approx(0.065)
     assert together["uplift"] == pytest.approx(0.065 / 0.04 - 1)
 
 
@@ -402,3 +403,10 @@ def test_a_stopped_experiment_keeps_its_holdout_apart_from_its_variants() -> Non
     purchase = result["goals"]["purchase"]
     assert sorted(purchase["variants"]) == ["bold", "control"]
     assert purchase["holdout"]["experiment"]["uplift"] == pytest.approx(0.625)
+
+
+def test_a_stopped_experiment_that_only_held_visitors_out_is_no_error() -> None:
+    totals = {k: t for k, t in _holdout_totals().items() if k.variant == "holdout"}
+    (result,) = results(RuleSet.empty("v1"), totals)["experiments"]
+    assert "error" not in result
+    assert (result["status"], result["exposed"], result["held_out"]) == ("stopped", 0, 100)

@@ -297,7 +297,7 @@ def test_a_held_out_visitor_is_named_only_where_the_page_has_the_slot(
         raise AssertionError("no visitor of five was held out")
     state = _profile(response)
     assert state[STATE_EXPOSURES]["teaser-test"][0] == "holdout"   # counted as held out
-    assert state[STATE_VARIANTS] == {}   # ... and no variant seen
+    assert state[STATE_VARIANTS] == {"teaser-test": "holdout"}   # ... and kept held out
 
 
 def _worker_peak_kib(server: Server) -> int:
