@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from .report import (
 )
 from .rules.book import check_rules, load_rules
 from .rules.evaluator import explain
+from .rules.notices import notices
 from .rules.preview import PreviewSigner, check_preview
 from .serving import serve_settings
 
@@ -183,24 +184,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ruleset, errors = check_rules(args.directory)
     if not ruleset.file_count:
         errors.append(RuleError(_NO_RULE_FILES, source=args.directory))
+    # What valid rules get wrong today (a schedule that has ended): said, never refused.
+    warnings = notices(ruleset, datetime.now(UTC))
     if args.format == "json":
         print(json.dumps({
             "valid": not errors, "version": ruleset.version, "files": ruleset.file_count,
             "rules": len(ruleset.rules), "experiments": len(ruleset.experiments),
             "errors": [{"file": str(e.source), "line": e.line, "column": e.column,
                         "message": e.reason} for e in errors],
+            "warnings": [{"where": w.where, "message": w.message} for w in warnings],
         }, indent=2))
     else:
         for error in errors:
             print(error)
+        for warning in warnings:
+            print(f"warning: {warning}")
         files = _count(ruleset.file_count, "file")
         rules = _count(len(ruleset.rules), "rule")
         experiments = _count(len(ruleset.experiments), "experiment")
         # A rule or an experiment with an error is not compiled: the counts then say so.
         compiled = (f" ({rules} and {experiments} compile without errors)"
                     if ruleset.file_count else "")
-        print(f"{files}: {_count(len(errors), 'error')}{compiled}" if errors
-              else f"{files}, {rules}, {experiments}: valid (version {ruleset.version})")
+        told = f"; {_count(len(warnings), 'warning')}" if warnings else ""
+        print(f"{files}: {_count(len(errors), 'error')}{compiled}{told}" if errors
+              else f"{files}, {rules}, {experiments}: valid (version {ruleset.version}){told}")
     return 1 if errors else 0
 
 

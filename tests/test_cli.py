@@ -34,6 +34,26 @@ def test_validate_reports_errors_and_exits_1(tmp_path: Path,
     assert report["errors"][0]["line"] == 2
 
 
+def test_validate_warns_of_a_rule_whose_schedule_has_ended_and_stays_valid(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A campaign's last day passes while the site runs: its rule set must go on loading,
+    # but the rule matches no one any more.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - name: summer-sale\n"
+        "    schedule: {start: 2025-06-01, end: 2025-08-31}\n    then: {hero: x}\n")
+    assert main(["validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"warning: {tmp_path / 'r.yaml'}:3: rule 'summer-sale': its schedule "
+                      "ended on 2025-08-31 (the visitors' own dates), so it matches no one any "
+                      "more; remove it, or move its end")
+    assert out[1].endswith("); 1 warning")
+    assert main(["validate", str(tmp_path), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is True
+    assert report["warnings"] == [{"where": f"{tmp_path / 'r.yaml'}:3",
+                                   "message": out[0].split(":3: ", 1)[1]}]
+
+
 @pytest.mark.parametrize("files", [{}, {"hero.html": "<b>hi</b>", ".drafts/a.yaml": "rules: []"}])
 def test_validate_refuses_a_directory_without_rule_files(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:

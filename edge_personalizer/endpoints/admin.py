@@ -196,7 +196,8 @@ class Admin:
                                "loaded_at": _iso(current.loaded_at),
                                "files": current.file_count, "rules": len(current.rules),
                                "experiments": len(current.experiments),
-                               "last_error": self.rules.last_error}
+                               "last_error": self.rules.last_error,
+                               "warnings": [str(n) for n in self.rules.notices()]}
         else:
             report["rules"] = {"loaded": False, "detail": "no rules directory configured"}
         if self.store is not None:

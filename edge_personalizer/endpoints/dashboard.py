@@ -332,8 +332,9 @@ class Dashboard:
                 "to show.", form_token=form_token))
             return
         try:
-            snapshot = await read_snapshot(self.store, self.rules.current,
-                                           last_error=self.rules.last_error, clock=self.clock)
+            snapshot = await read_snapshot(
+                self.store, self.rules.current, last_error=self.rules.last_error,
+                notices=tuple(str(n) for n in self.rules.notices()), clock=self.clock)
         except StoreError as exc:
             await self._html(scope, send, 503, self.pages.message(
                 "Store unavailable", f"The store does not answer: {str(exc).rstrip('.')}. "

@@ -39,6 +39,7 @@ class Snapshot:
     last_error: str | None = None
     predictions: Table | None = None   # the published affinity model
     bandits: Table | None = None       # the published bandit weights
+    notices: tuple[str, ...] = ()      # what the rules served get wrong (rules/notices.py)
 
     def weights(self) -> WeightsTable | None:
         """The bandit weights as published (None: none, or unreadable)."""
@@ -53,13 +54,15 @@ class Snapshot:
 def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: str,
                   taken_at: float, last_error: str | None = None,
                   predictions: Table | None = None, bandits: Table | None = None,
-                  recorded: GoalCatalog | None = None) -> Snapshot:
+                  recorded: GoalCatalog | None = None,
+                  notices: tuple[str, ...] = ()) -> Snapshot:
     """Judge the totals (scipy: call it off the event loop)."""
     return Snapshot(ruleset, totals, results(ruleset, totals, recorded), taken_at, store,
-                    last_error, predictions, bandits)
+                    last_error, predictions, bandits, notices)
 
 
 async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | None = None,
+                        notices: tuple[str, ...] = (),
                         clock: Callable[[], float] = time.time) -> Snapshot:
     """The store's totals and published tables, judged; raises StoreError."""
     totals = await store.totals()
@@ -69,7 +72,7 @@ async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | Non
     return await anyio.to_thread.run_sync(
         lambda: make_snapshot(ruleset, totals, store=store.location, taken_at=clock(),
                               last_error=last_error, predictions=predictions,
-                              bandits=bandits, recorded=recorded))
+                              bandits=bandits, recorded=recorded, notices=notices))
 
 
 async def snapshot_of(store_url: str, ruleset: RuleSet) -> Snapshot:

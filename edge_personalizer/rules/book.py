@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -17,6 +18,7 @@ from ..errors import RuleError, RuleSetInvalid
 from .file_cache import Loaded, RuleCache
 from .loader import walk
 from .model import RuleSet
+from .notices import Notice, Noticed
 from .parse_cache import ParseCache
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,7 @@ class RuleBook:
         self.files_compiled = 0   # ... and files whose rules it compiled
         self.last_error: str | None = None
         self.checked_at = 0.0   # when a reload last ended, taken or refused (epoch seconds)
+        self._noticed = Noticed()
         try:
             self.current: RuleSet = self._load()
         except RuleError as exc:
@@ -122,7 +125,22 @@ class RuleBook:
                 raise
             self.current = inherited.current
             self._refused(exc, "the rules the server serves (version %s) serve")
+        else:
+            if inherited is None:   # (a worker starts from what its server told)
+                self._log_notices()
         self._on_reload = on_reload
+
+    def notices(self, now: datetime | None = None) -> list[Notice]:
+        """What the rules served get wrong at `now` (default: now): see notices.py."""
+        return self._noticed.of(self.current, now or datetime.now(UTC))
+
+    def _log_notices(self) -> None:
+        noticed = self.notices()
+        if noticed and self._reports:
+            logger.warning("rules version %s: %d rule%s match%s no one any more:\n%s",
+                           self.current.version, len(noticed), "" if len(noticed) == 1 else "s",
+                           "es" if len(noticed) == 1 else "",
+                           "\n".join(str(n) for n in noticed))
 
     def watch_in_thread(self, interval: float) -> threading.Event:
         """Look every `interval` seconds in a thread of its own until the event returned is
@@ -183,6 +201,7 @@ class RuleBook:
                        self.current.version, fresh.version, fresh.size, self.files_read,
                        self.files_compiled)
             self.current = fresh   # one reference swap: a request sees the old set or the new
+            self._log_notices()
         return self._ended(True)
 
     def _ended(self, ok: bool) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
@@ -273,10 +273,20 @@ def _schedule(raw: Any, at: KeyPath) -> Schedule:
     start, end = read.get("start"), read.get("end")
     if start and end and start > end:
         errors.append(Invalid("the schedule ends before it starts", (*at, "end")))
+    elif start and end and read.get("days") and not _any_day(start, end, read["days"]):
+        named = ", ".join(day for day in WEEKDAYS if day in read["days"])
+        errors.append(Invalid(f"no date from {start} to {end} falls on {named}, so the rule "
+                              "would never be on", (*at, "days")))
     if errors:
         raise Invalids(errors)
     return Schedule(start=start, end=end, days=read.get("days", frozenset()),
                     hours=read.get("hours"))
+
+
+def _any_day(start: date, end: date, days: frozenset[str]) -> bool:
+    """Whether a date from `start` to `end` falls on one of `days`."""
+    return any(WEEKDAYS[(start + timedelta(days=n)).weekday()] in days
+               for n in range(min((end - start).days + 1, 7)))
 
 
 def _days(raw: Any, at: KeyPath) -> frozenset[str]:

@@ -86,6 +86,22 @@ def test_every_mistake_of_a_schedule_is_told_at_once(tmp_path: Path) -> None:
         (8, "unknown schedule key 'dayz'; expec")]
 
 
+def test_a_schedule_whose_days_fall_on_none_of_its_dates_is_refused(tmp_path: Path) -> None:
+    # Friday 2026-12-04 to Sunday 2026-12-06 holds no weekday but fri: a rule only ever on
+    # weekdays other than that would never be on, as days: [] would not.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n"
+        "  - name: x\n    schedule: {start: 2026-12-04, end: 2026-12-06, days: [mon, tue]}\n"
+        "    then: {hero: x}\n"
+        "  - name: y\n    schedule: {start: 2026-12-04, end: 2026-12-06, days: weekend}\n"
+        "    then: {hero: x}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason) for e in errors] == [
+        (4, "rule 'x': no date from 2026-12-04 to 2026-12-06 falls on mon, tue, so the rule "
+            "would never be on")]
+    assert [rule.name for rule in ruleset.rules] == ["y"]
+
+
 @pytest.mark.parametrize(("name", "reason"), [
     ("uk shipping", "rule name 'uk shipping': names are ASCII letters, digits, '-', '_' and "
                     "'.', starting with a letter or digit; e.g. 'uk-shipping'"),

@@ -1,0 +1,80 @@
+"""What rules that load may still get wrong as time passes: a rule whose schedule has ended
+everywhere matches no one any more. Told by `validate` and the server's health, logged when
+the rules load; never a reason to refuse them (a campaign's last day passes while the site
+runs, and the rule set that held it must go on loading).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from .conditions import AllOf
+from .model import Rule, RuleSet
+from .schedule import Schedule
+
+# A schedule's dates are the visitor's own (the earliest local time is UTC-12), and hours
+# that span midnight belong to the day they start on: its last night ends the next day.
+_LAST_ZONE = timedelta(hours=12)
+_DAY = timedelta(days=1)
+
+
+def schedule_of(rule: Rule) -> Schedule | None:
+    """The rule's schedule, if it has one."""
+    condition = rule.condition
+    if isinstance(condition, Schedule):
+        return condition
+    if isinstance(condition, AllOf):
+        return next((c for c in condition.conditions if isinstance(c, Schedule)), None)
+    return None
+
+
+def ended_for_everyone(schedule: Schedule, now: datetime) -> bool:
+    """Whether no visitor anywhere is within the schedule's dates any more at `now`."""
+    if schedule.end is None:
+        return False
+    last = datetime.combine(schedule.end + _DAY, datetime.min.time(), tzinfo=UTC)
+    if schedule.hours is not None and schedule.hours[0] >= schedule.hours[1]:
+        last += timedelta(minutes=schedule.hours[1])   # the last night's tail
+    return now - _LAST_ZONE >= last
+
+
+class Notice(NamedTuple):
+    """Where a rule is written ("file:line") and what it gets wrong."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
+    """Each rule of `ruleset` that matches no one at `now` (a UTC time): once for a rule
+    written as several (`by:` a field)."""
+    told: dict[str, Notice] = {}
+    for rule in ruleset.rules:
+        schedule = schedule_of(rule)
+        if rule.source in told or schedule is None or schedule.end is None \
+                or not ended_for_everyone(schedule, now):
+            continue
+        told[rule.source] = Notice(rule.source, (
+            f"rule {rule.name.split('.')[0]!r}: its schedule ended on {schedule.end} (the "
+            "visitors' own dates), so it matches no one any more; remove it, or move its end"))
+    return list(told.values())
+
+
+class Noticed:
+    """The notices of the rules a book serves, worked out at most once a minute and
+    again for each version (health may be asked every second of a set of 10,000 rules)."""
+
+    def __init__(self) -> None:
+        self._held: tuple[str, int, list[Notice]] = ("", -1, [])
+
+    def of(self, ruleset: RuleSet, now: datetime) -> list[Notice]:
+        minute = int(now.timestamp() // 60)
+        version, at, held = self._held
+        if version != ruleset.version or at != minute:
+            held = notices(ruleset, now)
+            self._held = (ruleset.version, minute, held)
+        return held

@@ -1,0 +1,108 @@
+"""What rules that load still get wrong as time passes: a schedule that has ended."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.notices import Noticed, ended_for_everyone, notices
+from edge_personalizer.rules.schedule import Schedule
+
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY
+from ..servers import Server, start_proxy
+
+ENDED = """\
+slots: {hero: {}}
+rules:
+  - name: black-friday
+    when: {referral.medium: email}
+    schedule: {start: 2026-11-27, end: 2026-11-30}
+    then: {hero: x}
+  - name: by-country
+    schedule: {end: 2026-11-30}
+    then: {hero: {by: geo.country, variants: {GB: a, FR: b}}}
+  - name: christmas
+    schedule: {start: 2026-12-20, end: 2026-12-26}
+    then: {hero: y}
+  - name: always
+    then: {hero: z}
+"""
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("now", "ended"), [
+    # Its last day is the visitor's own: at UTC-12 it lasts until 12:00 UTC the day after.
+    ("2026-12-01T11:59", False), ("2026-12-01T12:00", True),
+])
+def test_a_schedule_ends_once_its_last_day_is_over_in_every_time_zone(
+        now: str, ended: bool) -> None:
+    assert ended_for_everyone(Schedule(end=date(2026, 11, 30)), _at(now)) is ended
+
+
+def test_a_night_that_spans_midnight_ends_the_morning_after_its_last_day() -> None:
+    night = Schedule(end=date(2026, 11, 30), hours=(22 * 60, 6 * 60))   # 22:00-06:00
+    assert not ended_for_everyone(night, _at("2026-12-01T17:59"))
+    assert ended_for_everyone(night, _at("2026-12-01T18:00"))
+    assert not ended_for_everyone(Schedule(start=date(2026, 1, 1)), _at("2030-01-01T00:00"))
+
+
+def test_each_rule_whose_schedule_ended_is_told_once_where_it_is_written(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(ENDED)
+    ruleset = load_rules(tmp_path)
+    told = notices(ruleset, _at("2026-12-05T03:00"))
+    source = tmp_path / "r.yaml"
+    assert [str(n) for n in told] == [
+        f"{source}:3: rule 'black-friday': its schedule ended on 2026-11-30 (the visitors' "
+        "own dates), so it matches no one any more; remove it, or move its end",
+        f"{source}:7: rule 'by-country': its schedule ended on 2026-11-30 (the visitors' "
+        "own dates), so it matches no one any more; remove it, or move its end"]
+    assert notices(ruleset, _at("2026-11-29T00:00")) == []
+    assert [n.where for n in notices(ruleset, _at("2027-01-01T00:00"))] == [
+        f"{source}:3", f"{source}:7", f"{source}:10"]
+
+
+def test_notices_are_worked_out_again_each_minute_and_for_each_version(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(ENDED)
+    ruleset = load_rules(tmp_path)
+    noticed = Noticed()
+    first = noticed.of(ruleset, _at("2026-12-05T03:00:10"))
+    assert noticed.of(ruleset, _at("2026-12-05T03:00:50")) is first   # the same minute
+    assert len(noticed.of(ruleset, _at("2027-01-01T00:00"))) == 3
+    (tmp_path / "r.yaml").write_text(ENDED.replace("end: 2026-11-30}", "end: 2026-12-31}", 1))
+    assert len(noticed.of(load_rules(tmp_path), _at("2026-12-05T03:00:10"))) == 1
+
+
+def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(ENDED.replace("2026-12-20", "2025-12-20").replace(
+        "2026-12-26", "2025-12-26"))
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        health = httpx.get(f"{server.url}/__ep/health").json()
+        page = httpx.get(f"{server.url}/__ep/dashboard/segments",
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+        served = httpx.get(f"{server.url}/page/x", headers={"accept": "text/html"})
+        log = server.log()
+    finally:
+        server.stop()
+    assert served.status_code == 200   # the rules serve all the same
+    warnings = health["rules"]["warnings"]
+    assert [w.split(": ")[0] for w in warnings] == [
+        f"{rules / 'site.yaml'}:{line}" for line in (3, 7, 10)]
+    assert "rule 'christmas': its schedule ended on 2025-12-26" in warnings[2]
+    assert "3 rules match no one any more:\n" + warnings[0] in log
+    assert log.count("match no one any more") == 1   # the server's, not each worker's too
+    banner = page.split('data-banner="notices"')[1].split("</div>")[0]
+    assert "3 rules match no one any more." in banner and "rule &#39;christmas&#39;" in banner
