@@ -229,14 +229,16 @@ def render_explanation(report: Mapping[str, Any]) -> str:
         lines.append("experiments")
         for experiment in report["experiments"]:
             shown = experiment["variant"] or "the page as it is"
-            where = ("not in the audience: " + str(experiment["audience_failed"])
+            where = ("paused: shows no variant, counts no one new" if experiment["paused"] else
+                     "not in the audience: " + str(experiment["audience_failed"])
                      if not experiment["in_audience"] else
                      f"{_holdout(experiment)}, variant bucket "
                      f"{experiment['buckets']['variant']} -> {shown}"
                      if experiment["buckets"] is not None else
                      f"not bucketed (bot or no profile) -> {shown}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
-            if experiment["in_audience"] and experiment["buckets"] is not None:
+            if experiment["in_audience"] and experiment["buckets"] is not None \
+                    and not experiment["paused"]:
                 lines.append("    held out: shown the page as it is, in no variant"
                              if experiment["held_out"] else
                              f"    {_allocation_line(experiment)}")

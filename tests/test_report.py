@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from edge_personalizer.report import (
     classify_lines,
@@ -52,3 +53,19 @@ def test_a_held_out_visitor_is_told_so_not_how_a_variant_would_be_placed(
     assert "holdout 99% (buckets below 0.99): bucket" in text and ", held out," in text
     assert "    held out: shown the page as it is, in no variant" in text
     assert "placed by the visitor's id" not in text
+
+
+def test_a_paused_experiment_is_told_so_whoever_the_visitor(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    paused: true\n"
+        "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n")
+    base = make_visitor()
+    visitor = with_profile(base, base.profile._replace(
+        visitor_id="v-1", stored=True, variants=MappingProxyType({"e": "b"})))
+    report = {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
+    (experiment,) = report["experiments"]
+    assert experiment["paused"] is True and experiment["variant"] is None
+    assert report["decision"]["slots"] == {}   # not even the variant they had
+    text = render_explanation(report)
+    assert "  e (hero): paused: shows no variant, counts no one new\n" in text
+    assert "placed by the visitor's id" not in text and "kept" not in text

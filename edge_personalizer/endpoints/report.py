@@ -48,7 +48,9 @@ def render_text(report: Mapping[str, Any]) -> str:
     for experiment in report["experiments"]:
         stopped = (" (stopped: no longer in the rules; results from the store's counts, "
                    "settling a goal's window after its removal)"
-                   if experiment["status"] == "stopped" else "")
+                   if experiment["status"] == "stopped" else
+                   " (paused: no variant shown, no one new counted)"
+                   if experiment["status"] == "paused" else "")
         held_out = experiment.get("held_out", 0)
         lines += ["", f"{experiment['name']}: {experiment['exposed']:,} "
                   f"visitor{'' if experiment['exposed'] == 1 else 's'} exposed"
@@ -57,7 +59,7 @@ def render_text(report: Mapping[str, Any]) -> str:
             lines.append(f"  ERROR {experiment['error']}")
         elif not experiment["goals"]:
             lines.append("  no goals: add goals: [...] to the experiment to judge it"
-                         if not stopped else "  no conversions counted")
+                         if experiment["status"] != "stopped" else "  no conversions counted")
         lines += [f"  WARNING {warning}" for warning in experiment["warnings"]]
         for goal_name, goal in experiment["goals"].items():
             valued = any(v["value_sum"] for v in goal["variants"].values())

@@ -36,7 +36,8 @@ from .counters import (
     Tally,
     variant_totals,
 )
-from .stats import Counts, goal_result, rate_interval
+from .rule_results import rule_results
+from .stats import Counts, goal_result
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ def control_of(experiment: Experiment) -> str:
     """The variant the others are compared with: the one named control, else the first."""
     names = [name for name, _ in experiment.weights]
     return "control" if "control" in names else names[0]
+
+
+def status_of(experiment: Experiment) -> str:
+    """An experiment of the rules: "paused" (no variant shown, no one new counted) or
+    "running"."""
+    return "paused" if experiment.paused else "running"
 
 
 def per_of(experiment: Experiment) -> str | list[str] | None:
@@ -298,7 +305,7 @@ def experiment_results(experiment: Experiment,
     rows = _rows_of(experiment.name, totals)
     judged = _judge(plan_of(experiment, rows), experiment.goals, rows,
                     cells_of(experiment, rows))
-    return {"name": experiment.name, "status": "running", "per": per_of(experiment),
+    return {"name": experiment.name, "status": status_of(experiment), "per": per_of(experiment),
             **judged}
 
 
@@ -344,39 +351,13 @@ def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
                 "error": f"its results could not be worked out: {type(exc).__name__}: {exc}"}
 
 
-def rule_results(totals: Mapping[CountKey, Tally], names: set[str], *,
-                 removed: bool = False) -> list[dict[str, Any]]:
-    """What each rule's variants reached: exposures and, per goal, conversions and rate
-    (`removed`: rules since removed from the rules, so marked)."""
-    out = []
-    for name in sorted(names):
-        rows = {k: v for k, v in totals.items() if k.experiment == name}
-        goals = sorted({k.goal for k in rows if k.goal != EXPOSURE})
-        variants: dict[str, Any] = {}
-        for variant in sorted({k.variant for k in rows}):
-            exposed = sum(v.exposures for k, v in rows.items()
-                          if k.variant == variant and k.goal == EXPOSURE)
-            per_goal = {}
-            for goal in goals:
-                converted = sum(v.conversions for k, v in rows.items()
-                                if k.variant == variant and k.goal == goal)
-                shown = min(converted, exposed)   # more than were exposed: see experiments
-                low, high = rate_interval(shown, exposed) if exposed else (None, None)
-                per_goal[goal] = {"converted": converted,
-                                  "rate": shown / exposed if exposed else None,
-                                  "rate_low": low, "rate_high": high}
-            variants[variant] = {"exposed": exposed, "goals": per_goal}
-        out.append({"name": name, "variants": variants, "removed": removed})
-    return out
-
-
 def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
             recorded: GoalCatalog | None = None) -> dict[str, Any]:
     """Every experiment of the rule set judged on its goals, then every experiment counted
     and since removed from the rules (stopped, judged on the goals `recorded` for it), and
     what each rule reached (then each rule counted and since removed)."""
     recorded = recorded if recorded is not None else GoalCatalog()
-    experiments = [_guarded(e.name, "running", totals, partial(experiment_results, e, totals))
+    experiments = [_guarded(e.name, status_of(e), totals, partial(experiment_results, e, totals))
                    for e in ruleset.experiments]
     named = {e.name for e in ruleset.experiments}
     rule_names = {rule.name for rule in ruleset.rules}

@@ -190,8 +190,9 @@ def variant_point(experiment: Experiment, visitor_id: str) -> float:
 def _place(experiment: Experiment, visitor: Visitor,
            allocations: Allocations | None = None) -> Placement | None:
     """Why and what the visitor is shown in `experiment`, and the cell they count in;
-    None outside its audience. Without a stable id (a bot, no stored profile) the control."""
-    if not experiment.audience(visitor):
+    None outside its audience (and its schedule) or while it is paused. Without a stable
+    id (a bot, no stored profile) the control."""
+    if experiment.paused or not experiment.audience(visitor):
         return None
     visitor_id = bucketed_id(visitor)
     if visitor_id is None:
@@ -263,6 +264,7 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             "audience": experiment.audience.describe(),
             "in_audience": in_audience,
             "audience_failed": None if in_audience else experiment.audience.failure(visitor),
+            "paused": experiment.paused,
             "holdout_share": experiment.holdout,   # percent held out: the page as it is
             "held_out": (placed := _place(experiment, visitor, allocations)) is not None
             and placed[0] == "holdout",

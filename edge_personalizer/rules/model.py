@@ -132,6 +132,7 @@ class Experiment:
     allocation: Allocation = "fixed"                 # bandit: weights learned per cell
     cells: Cells = Cells()                           # which cell a visitor counts in
     bandit: BanditSettings | None = None             # with allocation: bandit
+    paused: bool = False                             # shows no variant, counts no one new
     # Derived when built: the period its fixed weights assign visitors in
     # (allocation.weights_period), read on every page view that counts an exposure.
     fixed_period: int = field(init=False, compare=False, repr=False)

@@ -1,7 +1,7 @@
-"""What rules that load may still get wrong as time passes: a rule whose schedule has ended
-everywhere matches no one any more. Told by `validate` and the server's health, logged when
-the rules load; never a reason to refuse them (a campaign's last day passes while the site
-runs, and the rule set that held it must go on loading).
+"""What rules that load may still get wrong as time passes: a rule or an experiment whose
+schedule has ended everywhere matches no one any more. Told by `validate` and the server's
+health, logged when the rules load; never a reason to refuse them (a campaign's last day
+passes while the site runs, and the rule set that held it must go on loading).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from .conditions import AllOf
-from .model import Rule, RuleSet
+from .conditions import AllOf, Condition
+from .model import RuleSet
 from .schedule import Schedule
 
 # A schedule's dates are the visitor's own (the earliest local time is UTC-12), and hours
@@ -19,9 +19,8 @@ _LAST_ZONE = timedelta(hours=12)
 _DAY = timedelta(days=1)
 
 
-def schedule_of(rule: Rule) -> Schedule | None:
-    """The rule's schedule, if it has one."""
-    condition = rule.condition
+def schedule_in(condition: Condition) -> Schedule | None:
+    """The schedule of a rule's condition or an experiment's audience, if it has one."""
     if isinstance(condition, Schedule):
         return condition
     if isinstance(condition, AllOf):
@@ -50,17 +49,25 @@ class Notice(NamedTuple):
 
 
 def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
-    """Each rule of `ruleset` that matches no one at `now` (a UTC time): once for a rule
-    written as several (`by:` a field)."""
+    """Each rule and experiment of `ruleset` that matches no one at `now` (a UTC time):
+    once for a rule written as several (`by:` a field)."""
     told: dict[str, Notice] = {}
     for rule in ruleset.rules:
-        schedule = schedule_of(rule)
-        if rule.source in told or schedule is None or schedule.end is None \
-                or not ended_for_everyone(schedule, now):
-            continue
-        told[rule.source] = Notice(rule.source, (
-            f"rule {rule.name.split('.')[0]!r}: its schedule ended on {schedule.end} (the "
-            "visitors' own dates), so it matches no one any more; remove it, or move its end"))
+        schedule = schedule_in(rule.condition)
+        if rule.source not in told and schedule is not None and schedule.end is not None \
+                and ended_for_everyone(schedule, now):
+            told[rule.source] = Notice(rule.source, (
+                f"rule {rule.name.split('.')[0]!r}: its schedule ended on {schedule.end} (the "
+                "visitors' own dates), so it matches no one any more; remove it, or move its "
+                "end"))
+    for experiment in ruleset.experiments:
+        schedule = schedule_in(experiment.audience)
+        if schedule is not None and schedule.end is not None \
+                and ended_for_everyone(schedule, now):
+            told[experiment.source] = Notice(experiment.source, (
+                f"experiment {experiment.name!r}: its schedule ended on {schedule.end} (the "
+                "visitors' own dates), so it shows no variant any more and counts no one new "
+                "(its results stay); remove it to stop it, or move its end"))
     return list(told.values())
 
 

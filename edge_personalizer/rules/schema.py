@@ -116,6 +116,7 @@ def build_schema() -> dict[str, Any]:
         "name": {"type": "string"}, "description": {"type": "string"},
         "slot": {"type": "string"}, "slots": {"type": "array", "items": {"type": "string"}},
         "audience": {"$ref": "#/$defs/conditions"},
+        "schedule": rule_properties["schedule"], "paused": {"type": "boolean"},
         "holdout": {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 100},
                               {"type": "string", "pattern": "^\\d+(\\.\\d+)?%$"}]},
         "variants": {"type": "object", "minProperties": 2, "additionalProperties": {

@@ -463,6 +463,44 @@ def test_the_visitors_held_out_are_counted_and_the_experiment_is_judged_against_
     assert judged["variants"]["bold"]["converted"] == b
 
 
+def test_a_paused_experiment_shows_nothing_counts_no_one_new_and_resumes_as_it_was(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules, server = _sticky_server(origin, server_logs, tmp_path, EP_VARIANT_HEADER="true")
+    page = {"accept": "text/html"}
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    visitors = [httpx.Client(base_url=server.url, headers={"user-agent": BROWSER})
+                for _ in range(20)]
+    try:
+        first = [_shown(visitor) for visitor in visitors]
+        server.serve_rules(rules / "site.yaml", STICKY_RULES.replace(
+            "    slot: hero\n", "    slot: hero\n    paused: true\n"))
+        paused = [visitor.get("/slotted/sticky", headers=page) for visitor in visitors]
+        with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as new:
+            newcomer = new.get("/slotted/sticky", headers=page)
+        bold = [v for v, shown in zip(visitors, first, strict=True) if shown == "bold"]
+        for visitor in bold:   # shown bold before the pause: their purchases still count
+            visitor.get("/page/checkout/thanks?total=10", headers=page)
+        (hero,) = _results(server)["experiments"]
+        listing = httpx.get(f"{server.url}/__ep/dashboard", headers=bearer).text
+        detail = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test",
+                           headers=bearer).text
+        server.serve_rules(rules / "site.yaml", STICKY_RULES)
+        resumed = [_shown(visitor) for visitor in visitors]
+    finally:
+        for visitor in visitors:
+            visitor.close()
+        server.stop()
+    assert all("x-ep-variant" not in r.headers and "<h1>Bold</h1>" not in r.text
+               for r in [*paused, newcomer])
+    assert (hero["status"], hero["exposed"]) == ("paused", 20)   # no one new counted
+    purchase = hero["goals"]["purchase"]["variants"]
+    assert (purchase["bold"]["exposed"], purchase["bold"]["converted"]) == (len(bold),) * 2
+    row = listing.split('data-experiment="hero-test"')[1].split("</tr>")[0]
+    assert '<span class="status paused">paused</span>' in row
+    assert 'data-banner="paused"' in detail
+    assert resumed == first   # each visitor gets the variant they had
+
+
 def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(
         origin: Server, server_logs: Path, tmp_path: Path) -> None:
     # Visitors shared out 50/50 and then 90/10: pooled against today's 90/10 their split

@@ -265,17 +265,6 @@ def test_a_stopped_experiment_s_variant_removed_before_the_stop_stays_removed() 
     assert leader_of(unrecorded["goals"]["buy"])[0] == "free-ship"
 
 
-def test_a_removed_rule_stays_listed_with_what_it_reached() -> None:
-    day = "2026-12-02"
-    totals = {CountKey("old-rule", "old-rule", "", "all", day): Tally(exposures=50),
-              CountKey("old-rule", "old-rule", "signup", "all", day): Tally(0, 5)}
-    report = results(RuleSet.empty("v1"), totals)
-    assert report["experiments"] == []
-    (rule,) = report["rules"]
-    assert (rule["name"], rule["removed"]) == ("old-rule", True)
-    assert rule["variants"]["old-rule"]["goals"]["signup"]["rate"] == 0.1
-
-
 def test_a_removed_variant_stays_counted_and_out_of_the_split_check() -> None:
     hero = dataclasses.replace(experiment("hero-test", ("control", 50.0), ("a", 50.0)),
                                allocation="bandit")

@@ -69,6 +69,19 @@ def test_each_rule_whose_schedule_ended_is_told_once_where_it_is_written(
         f"{source}:3", f"{source}:7", f"{source}:10"]
 
 
+def test_an_experiment_whose_schedule_ended_is_told_too(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: advent\n    slot: hero\n"
+        "    audience: {device.type: mobile}\n    schedule: {end: 2026-12-24}\n"
+        "    variants: {control: {}, b: {html: x}}\n")
+    ruleset = load_rules(tmp_path)
+    assert notices(ruleset, _at("2026-12-25T11:00")) == []
+    assert [str(n) for n in notices(ruleset, _at("2026-12-25T12:00"))] == [
+        f"{tmp_path / 'r.yaml'}:3: experiment 'advent': its schedule ended on 2026-12-24 (the "
+        "visitors' own dates), so it shows no variant any more and counts no one new (its "
+        "results stay); remove it to stop it, or move its end"]
+
+
 def test_notices_are_worked_out_again_each_minute_and_for_each_version(
         tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(ENDED)

@@ -25,9 +25,10 @@ from .context import (
     percentage,
     sections,
 )
+from .rules import compile_schedule
 
-EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "holdout", "variants", "goals",
-                   "allocation", "per", "bandit", "description")
+EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "schedule", "paused", "holdout",
+                   "variants", "goals", "allocation", "per", "bandit", "description")
 BANDIT_KEYS = ("burn_in", "floor", "update_every", "metric")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
@@ -98,6 +99,11 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
     audience = parts.take(lambda: compile_condition(
         ctx, rule_file, raw["audience"], (*at, "audience"), parts.owner),
         everyone) if "audience" in raw else everyone
+    if "schedule" in raw:   # outside it, as outside the audience: the page as it is
+        when = parts.take(lambda: compile_schedule(raw["schedule"], (*at, "schedule")), None)
+        if when is not None:
+            audience = when if audience == everyone else AllOf((audience, when))
+    paused = parts.take(lambda: _paused(raw.get("paused", False), (*at, "paused")), False)
     holdout = parts.take(lambda: _holdout(raw.get("holdout", 0), (*at, "holdout")), 0.0)
     # A variant's content is checked against the slots, when they are known.
     no_variants: _Variants = ((), MappingProxyType({}))
@@ -126,7 +132,13 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
     return Experiment(name=name, slots=slots, audience=audience, holdout=holdout,
                       weights=weights, variants=variants,
                       source=f"{rule_file.path}:{rule_file.line_of(at)}", goals=goals,
-                      allocation=allocation, bandit=bandit, cells=cells)
+                      allocation=allocation, bandit=bandit, cells=cells, paused=paused)
+
+
+def _paused(raw: Any, at: KeyPath) -> bool:
+    if not isinstance(raw, bool):
+        raise Invalid(f"paused is true or false, not {raw!r}", at)
+    return raw
 
 
 def _holdout(raw: Any, at: KeyPath) -> float:

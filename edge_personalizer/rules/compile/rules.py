@@ -224,7 +224,7 @@ def _condition_parts(ctx: CompileContext, rule_file: RuleFile, raw: dict[Any, An
                      at: KeyPath, label: str, name: str) -> list[Condition]:
     builders: dict[str, Callable[[], Condition]] = {
         "when": lambda: compile_condition(ctx, rule_file, raw["when"], (*at, "when"), label),
-        "schedule": lambda: _schedule(raw["schedule"], (*at, "schedule")),
+        "schedule": lambda: compile_schedule(raw["schedule"], (*at, "schedule")),
         "traffic": lambda: _traffic(raw["traffic"], name, (*at, "traffic")),
     }
     parts: list[Condition] = []
@@ -254,8 +254,8 @@ def _date(value: Any, at: KeyPath) -> date:
         raise Invalid(f"{value!r} is not a date; write 2026-12-24", at) from exc
 
 
-def _schedule(raw: Any, at: KeyPath) -> Schedule:
-    """The schedule; Invalids naming each of its mistakes."""
+def compile_schedule(raw: Any, at: KeyPath) -> Schedule:
+    """A rule's or an experiment's schedule; Invalids naming each of its mistakes."""
     if not isinstance(raw, dict) or not raw:
         raise Invalid("schedule is a mapping: start, end, days, hours", at)
     errors = [Invalid(f"unknown schedule key {key!r}; expected start, end, days, hours"

@@ -171,3 +171,28 @@ def test_no_variant_is_named_as_the_visitors_held_out_are(tmp_path: Path, name: 
     assert f"variant {name!r}: the name is kept for the visitors the experiment holds out" \
         in errors[0].reason
     assert ruleset.experiments == ()
+
+
+def test_an_experiment_may_be_paused_and_scheduled(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    paused: true\n"
+        "    audience: {device.type: mobile}\n"
+        "    schedule: {start: 2026-12-01, end: 2026-12-24}\n"
+        "    variants: {control: {}, b: {html: x}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert errors == []
+    (experiment,) = ruleset.experiments
+    assert experiment.paused is True
+    assert experiment.audience.describe() == (
+        'device.type is "mobile" and scheduled from 2026-12-01 until 2026-12-24')
+
+
+def test_a_paused_or_schedule_written_wrong_is_told_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    paused: yes please\n"
+        "    schedule: {end: next friday}\n    variants: {control: {}, b: {html: x}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason) for e in errors] == [
+        (5, "experiment 'e': paused is true or false, not 'yes please'"),
+        (6, "experiment 'e': 'next friday' is not a date; write 2026-12-24")]
+    assert ruleset.experiments == ()
