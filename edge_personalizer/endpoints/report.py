@@ -75,7 +75,8 @@ def render_text(report: Mapping[str, Any]) -> str:
                              + ("  (removed from the rules)" if v["removed"] else ""))
             holdout = goal.get("holdout")
             if holdout is not None:
-                lines += ["    against the holdout (the page as it is), every variant together:",
+                lines += ["    against the holdout (the page as it is), every variant together, "
+                          "both counted where both were shown:",
                           _row("held out", holdout["held_out"], base="baseline",
                                valued=valued),
                           _row("all variants", holdout["experiment"], valued=valued)]

@@ -18,7 +18,7 @@ from ..errors import RuleError, RuleSetInvalid
 from .file_cache import Loaded, RuleCache
 from .loader import walk
 from .model import RuleSet
-from .notices import Notice, Noticed
+from .notices import Notice, Noticed, described
 from .parse_cache import ParseCache
 
 logger = logging.getLogger(__name__)
@@ -137,8 +137,8 @@ class RuleBook:
     def _log_notices(self) -> None:
         noticed = self.notices()
         if noticed and self._reports:
-            logger.warning("rules version %s: %d rule%s match%s no one any more:\n%s",
-                           self.current.version, len(noticed), "" if len(noticed) == 1 else "s",
+            logger.warning("rules version %s: %s match%s no one any more:\n%s",
+                           self.current.version, described(noticed),
                            "es" if len(noticed) == 1 else "",
                            "\n".join(str(n) for n in noticed))
 

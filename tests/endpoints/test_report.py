@@ -57,7 +57,8 @@ def test_text_report_compares_the_experiment_with_its_holdout() -> None:
             Tally(0, bought)
     text = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START).results)
     assert "hero-test: 1,000 visitors exposed, 60 held out" in text
-    table = text.split("against the holdout (the page as it is), every variant together:\n")[1]
+    table = text.split("against the holdout (the page as it is), every variant together, "
+                       "both counted where both were shown:\n")[1]
     held, together = table.splitlines()[:2]
     assert held.split()[:5] == ["held", "out", "60", "2", "3.3%"] and "baseline" in held
     assert together.split()[:6] == ["all", "variants", "1,000", "65", "6.5%", "5.1%..8.2%"]

@@ -9,7 +9,13 @@ import httpx
 import pytest
 
 from edge_personalizer.rules.book import load_rules
-from edge_personalizer.rules.notices import Noticed, ended_for_everyone, notices
+from edge_personalizer.rules.notices import (
+    Notice,
+    Noticed,
+    described,
+    ended_for_everyone,
+    notices,
+)
 from edge_personalizer.rules.schedule import Schedule
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY
@@ -22,7 +28,7 @@ rules:
     when: {referral.medium: email}
     schedule: {start: 2026-11-27, end: 2026-11-30}
     then: {hero: x}
-  - name: by-country
+  - name: by.country
     schedule: {end: 2026-11-30}
     then: {hero: {by: geo.country, variants: {GB: a, FR: b}}}
   - name: christmas
@@ -62,7 +68,7 @@ def test_each_rule_whose_schedule_ended_is_told_once_where_it_is_written(
     assert [str(n) for n in told] == [
         f"{source}:3: rule 'black-friday': its schedule ended on 2026-11-30 (the visitors' "
         "own dates), so it matches no one any more; remove it, or move its end",
-        f"{source}:7: rule 'by-country': its schedule ended on 2026-11-30 (the visitors' "
+        f"{source}:7: rule 'by.country': its schedule ended on 2026-11-30 (the visitors' "
         "own dates), so it matches no one any more; remove it, or move its end"]
     assert notices(ruleset, _at("2026-11-29T00:00")) == []
     assert [n.where for n in notices(ruleset, _at("2027-01-01T00:00"))] == [
@@ -118,4 +124,12 @@ def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
     assert "3 rules match no one any more:\n" + warnings[0] in log
     assert log.count("match no one any more") == 1   # the server's, not each worker's too
     banner = page.split('data-banner="notices"')[1].split("</div>")[0]
-    assert "3 rules match no one any more." in banner and "rule &#39;christmas&#39;" in banner
+    assert "Matching no one any more" in banner and "rule &#39;christmas&#39;" in banner
+
+
+def test_what_is_noticed_is_counted_by_kind() -> None:
+    rule = Notice("r.yaml:3", "rule 'a': its schedule ended ...")
+    experiment = Notice("r.yaml:9", "experiment 'e': its schedule ended ...")
+    assert described([rule]) == "1 rule"
+    assert described([rule, rule, experiment]) == "2 rules and 1 experiment"
+    assert described([experiment, experiment]) == "2 experiments"

@@ -144,7 +144,7 @@ def _paused(raw: Any, at: KeyPath) -> bool:
 def _holdout(raw: Any, at: KeyPath) -> float:
     holdout = percentage(raw, "holdout", at)
     if not 0 <= holdout < 100:
-        raise Invalid("holdout is a percentage from 0 to 99", at)
+        raise Invalid("holdout is a percentage from 0 up to (not including) 100", at)
     return float(holdout)
 
 

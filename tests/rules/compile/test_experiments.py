@@ -91,7 +91,7 @@ def test_a_bandit_setting_written_on_the_experiment_says_where_it_goes(
 
 @pytest.mark.parametrize(("holdout", "share", "problem"), [
     ("10", 10.0, None), ("10%", 10.0, None), ("'12.5%'", 12.5, None), ("0", 0.0, None),
-    ("100", None, "from 0 to 99"), ("'100%'", None, "from 0 to 99"),
+    ("100", None, "up to (not including) 100"), ("'100%'", None, "up to (not including) 100"),
     ("ten", None, "such as 25 or 25%"), ("true", None, "such as 25 or 25%"),
     (".nan", None, "such as 25 or 25%"),
 ])
@@ -124,7 +124,7 @@ def test_every_mistake_of_an_experiment_is_told_at_once(tmp_path: Path) -> None:
     assert [e.line for e in errors] == [5, 6, 7, 9, 11, 12, 13], errors
     said = [e.reason for e in errors]
     assert "unknown slot 'heroo'" in said[0] and "did you mean 'hero'" in said[0]
-    assert "holdout is a percentage from 0 to 99" in said[1]
+    assert "holdout is a percentage from 0 up to (not including) 100" in said[1]
     assert "unknown field 'device.typ'" in said[2]
     assert "unknown goal 'by'" in said[3]   # and no "a bandit learns from conversions"
     assert "burn_in is a whole number" in said[4]
