@@ -31,6 +31,9 @@ _EMPTY_CONVERTED: Final[Mapping[str, int]] = MappingProxyType({})
 
 
 UNKNOWN_PERIOD: Final = -1   # the period of an exposure remembered before exposures kept theirs
+# The variant of an exposure whose visitor was shared out anew (theirs removed from the
+# experiment): nothing of theirs counts in it any more (no variant is named so).
+REASSIGNED: Final = ""
 
 
 class Exposure(NamedTuple):
@@ -120,19 +123,18 @@ class Profile(NamedTuple):
     def with_variant(self, key: str, variant: str) -> Profile:
         """Remembers the variant of experiment `key` the visitor is shown. One shown
         another variant than the one they were exposed to (theirs was removed from the
-        experiment) starts afresh in it: the old exposure and the conversions counted for
-        it are forgotten, so the next exposure and conversions count for this variant."""
+        experiment) counts in it no more: their exposure is kept as REASSIGNED, so nothing
+        of theirs is counted in the experiment again. (Counted in the new variant, the
+        returning visitors moved into it would be compared with the others' new visitors:
+        a variant renamed would show an uplift of its own.)"""
         if self.variants.get(key) == variant:
             return self
         profile = _replaced(self, _VARIANTS, MappingProxyType({**self.variants, key: variant}))
         exposure = self.exposures.get(key)
-        if exposure is None or exposure.variant == variant:
+        if exposure is None or exposure.variant in (variant, REASSIGNED):
             return profile
-        exposures = {by: e for by, e in self.exposures.items() if by != key}
-        converted = {k: at for k, at in self.converted.items()
-                     if k.partition("\x1f")[2] != key}
-        profile = _replaced(profile, _EXPOSURES, MappingProxyType(exposures))
-        return _replaced(profile, _CONVERTED, MappingProxyType(converted))
+        moved = _new_tuple(Exposure, (REASSIGNED, exposure.at, exposure.cell, exposure.period))
+        return _replaced(profile, _EXPOSURES, MappingProxyType({**self.exposures, key: moved}))
 
     def with_conversion(self) -> Profile:
         return _replaced(self, _CONVERSIONS, self.conversions + 1)

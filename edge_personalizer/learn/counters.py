@@ -68,8 +68,7 @@ Batch = Mapping[CountKey, Tally]
 class Converted(NamedTuple):
     """One visitor's conversion on `key` (its goal, variant, cell, day and period), bringing
     `value`: the store counts it once per experiment, variant, goal and `visitor` for
-    `window` seconds (the goal's attribution window). The variant is part of it: a visitor
-    shared out anew after their variant was removed converts for the new one too."""
+    `window` seconds (the goal's attribution window)."""
 
     key: CountKey
     visitor: str

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edge_personalizer.classify.profile import Exposure, Profile
+from edge_personalizer.classify.profile import REASSIGNED, Exposure, Profile
 from edge_personalizer.learn.attribution import Attribution
 from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Accumulator, CountKey, Tally
 from edge_personalizer.learn.goals import Conversion
@@ -93,3 +93,21 @@ def test_visitors_without_a_profile_are_never_counted() -> None:
     private = attribution.exposed(profile(stored=False), [("hero-test", "bold")])
     attribution.converted(private, [Conversion("purchase", 1.0, 3600.0)], judged_on_purchase)
     assert counted(counters) == {}
+
+
+def test_a_visitor_shared_out_anew_is_counted_nowhere_in_the_experiment_any_more() -> None:
+    # bold removed (or renamed) while its visitors came back: one moved into another
+    # variant would be a returning visitor compared with the others' new ones.
+    counters = Accumulator(clock=lambda: T0)
+    attribution = Attribution(counters)
+    shown = attribution.exposed(profile().with_variant("hero-test", "bold"),
+                                [("hero-test", "bold")])
+    moved = shown.with_variant("hero-test", "bolder")
+    assert moved.exposures["hero-test"] == Exposure(REASSIGNED, T0, "all", 0)
+    assert moved.with_variant("hero-test", "control") == \
+        moved._replace(variants={"hero-test": "control"})   # still nowhere
+    again = attribution.exposed(moved, [("hero-test", "bolder")])
+    after = attribution.converted(again._replace(now=T0 + 60),
+                                  [Conversion("purchase", 10.0, 3600.0)], judged_on_purchase)
+    assert after.converted == {} and attribution.conversions == 0
+    assert counted(counters) == {CountKey("hero-test", "bold", "", "all", DAY): Tally(1)}

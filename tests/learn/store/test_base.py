@@ -11,8 +11,8 @@ from edge_personalizer.learn.store.base import MAX_TABLE_BYTES, BatchId, Store, 
 
 async def counts_a_visitor_s_conversion_once(store: Store, bold: CountKey,
                                              window: float) -> None:
-    """Within its window a visitor's conversion counts once, however often it comes; a
-    conversion for a variant shared out anew (the old one removed) counts for it."""
+    """Within its window a visitor's conversion counts once, however often it comes; the
+    same visitor's conversion for another variant counts for that one."""
     buy = bold._replace(goal="buy")
     bought = Converted(buy, "v1", 9.5, window)
     signed_up = Converted(buy._replace(goal="signup"), "v1", window=window)
