@@ -31,9 +31,6 @@ _EMPTY_CONVERTED: Final[Mapping[str, int]] = MappingProxyType({})
 
 
 UNKNOWN_PERIOD: Final = -1   # the period of an exposure remembered before exposures kept theirs
-# The variant of an exposure whose visitor was shared out anew (theirs removed from the
-# experiment): nothing of theirs counts in it any more (no variant is named so).
-REASSIGNED: Final = ""
 
 
 class Exposure(NamedTuple):
@@ -122,19 +119,15 @@ class Profile(NamedTuple):
     # conversion): each builds the new tuple directly, ~2x cheaper than _replace.
     def with_variant(self, key: str, variant: str) -> Profile:
         """Remembers the variant of experiment `key` the visitor is shown. One shown
-        another variant than the one they were exposed to (theirs was removed from the
-        experiment) counts in it no more: their exposure is kept as REASSIGNED, so nothing
-        of theirs is counted in the experiment again. (Counted in the new variant, the
-        returning visitors moved into it would be compared with the others' new visitors:
-        a variant renamed would show an uplift of its own.)"""
+        another than the one they were first exposed to (theirs was removed from the
+        experiment) keeps that exposure: they stay counted, with their later conversions,
+        in the variant they were first shown, never in the new one. (Counted there, the
+        returning visitors moved into it are compared with the others' new visitors, and
+        a rename alone shows an uplift; counted nowhere, the removed variant loses their
+        later conversions while the others keep theirs.)"""
         if self.variants.get(key) == variant:
             return self
-        profile = _replaced(self, _VARIANTS, MappingProxyType({**self.variants, key: variant}))
-        exposure = self.exposures.get(key)
-        if exposure is None or exposure.variant in (variant, REASSIGNED):
-            return profile
-        moved = _new_tuple(Exposure, (REASSIGNED, exposure.at, exposure.cell, exposure.period))
-        return _replaced(profile, _EXPOSURES, MappingProxyType({**self.exposures, key: moved}))
+        return _replaced(self, _VARIANTS, MappingProxyType({**self.variants, key: variant}))
 
     def with_conversion(self) -> Profile:
         return _replaced(self, _CONVERSIONS, self.conversions + 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..classify.profile import REASSIGNED, Profile, converted_key
+from ..classify.profile import Profile, converted_key
 from .affinity import record, strongest_before
 from .counters import ALL_VISITORS, FIXED_PERIOD, Accumulator
 from .goals import Conversion, GoalReader
@@ -61,8 +61,6 @@ class Attribution:
         for conversion in conversions:
             profile = profile.with_conversion()
             for by, exposure in list(profile.exposures.items()):
-                if exposure.variant == REASSIGNED:
-                    continue   # shared out anew: counted nowhere in it any more
                 goals = judged_on(by)
                 if goals is not None and conversion.goal not in goals:
                     continue

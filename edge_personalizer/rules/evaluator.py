@@ -228,8 +228,8 @@ def kept_variant(experiment: Experiment, visitor: Visitor) -> str | None:
     """The variant this visitor was shown before, remembered in their profile, while the
     experiment still has it: sticky, whatever the allocation (fixed or bandit). A change of
     weights or of the holdout shares out new visitors only (one held out stays so: see
-    _place); a visitor whose variant was removed is assigned anew (and counted nowhere in
-    the experiment from then on: Profile.with_variant)."""
+    _place); a visitor whose variant was removed is assigned anew (and stays counted in
+    the one they were first shown: Profile.with_variant)."""
     kept = visitor.profile.variants.get(experiment.name)
     return kept if kept is not None and kept in experiment.variants else None
 

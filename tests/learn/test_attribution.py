@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edge_personalizer.classify.profile import REASSIGNED, Exposure, Profile
+from edge_personalizer.classify.profile import Exposure, Profile
 from edge_personalizer.learn.attribution import Attribution
 from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Accumulator, CountKey, Tally
 from edge_personalizer.learn.goals import Conversion
@@ -95,19 +95,20 @@ def test_visitors_without_a_profile_are_never_counted() -> None:
     assert counted(counters) == {}
 
 
-def test_a_visitor_shared_out_anew_is_counted_nowhere_in_the_experiment_any_more() -> None:
-    # bold removed (or renamed) while its visitors came back: one moved into another
-    # variant would be a returning visitor compared with the others' new ones.
+def test_a_visitor_shared_out_anew_stays_counted_in_the_variant_first_shown() -> None:
+    # bold removed (or renamed) while its visitors came back: moved into another variant,
+    # a returning visitor would be compared with its new ones (a rename alone showed an
+    # uplift); counted nowhere, bold would lose their later conversions.
     counters = Accumulator(clock=lambda: T0)
     attribution = Attribution(counters)
     shown = attribution.exposed(profile().with_variant("hero-test", "bold"),
                                 [("hero-test", "bold")])
     moved = shown.with_variant("hero-test", "bolder")
-    assert moved.exposures["hero-test"] == Exposure(REASSIGNED, T0, "all", 0)
-    assert moved.with_variant("hero-test", "control") == \
-        moved._replace(variants={"hero-test": "control"})   # still nowhere
+    assert moved.variants == {"hero-test": "bolder"} and moved.exposures == shown.exposures
     again = attribution.exposed(moved, [("hero-test", "bolder")])
-    after = attribution.converted(again._replace(now=T0 + 60),
-                                  [Conversion("purchase", 10.0, 3600.0)], judged_on_purchase)
-    assert after.converted == {} and attribution.conversions == 0
-    assert counted(counters) == {CountKey("hero-test", "bold", "", "all", DAY): Tally(1)}
+    attribution.converted(again._replace(now=T0 + 60), [Conversion("purchase", 10.0, 3600.0)],
+                          judged_on_purchase)
+    rows = counted(counters)
+    assert rows[CountKey("hero-test", "bold", "", "all", DAY)] == Tally(1)
+    assert rows[CountKey("hero-test", "bold", "purchase", "all", DAY)].conversions == 1
+    assert not any(key.variant == "bolder" for key in rows)

@@ -164,9 +164,7 @@ def _variants(ctx: CompileContext, parts: Parts, raw: Any, slots: tuple[str, ...
     for variant, spec in raw.items():
         named = str(variant)
         alike = seen.get(named.casefold())
-        if not named.strip():
-            parts.fail(Invalid("a variant needs a name", (*at, named), on_key=True))
-        elif named.casefold() == HOLDOUT:
+        if named.casefold() == HOLDOUT:
             parts.fail(Invalid(f"variant {named!r}: the name is kept for the visitors the "
                                "experiment holds out (holdout:), whom X-EP-Variant, the cache "
                                "tags and the results name so; name the variant otherwise",
