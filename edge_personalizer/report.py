@@ -208,6 +208,8 @@ def _holdout(experiment: Mapping[str, Any]) -> str:
     """The visitor's holdout bucket beside the share held out (those below it)."""
     share = experiment["holdout_share"]
     bucket = experiment["buckets"]["holdout"]
+    if experiment["kept_held_out"]:
+        return f"held out on an earlier visit, so still (holdout now {share:g}%)"
     if not share:
         return f"no holdout (bucket {bucket})"
     # As the decision placed the visitor: one who kept a variant is never held out.

@@ -69,3 +69,19 @@ def test_a_paused_experiment_is_told_so_whoever_the_visitor(tmp_path: Path) -> N
     text = render_explanation(report)
     assert "  e (hero): paused: shows no variant, counts no one new\n" in text
     assert "placed by the visitor's id" not in text and "kept" not in text
+
+
+def test_a_visitor_held_out_before_is_told_held_out_whatever_the_share_now(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    holdout: 0\n"
+        "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n")
+    base = make_visitor()
+    visitor = with_profile(base, base.profile._replace(
+        visitor_id="v-1", stored=True, variants=MappingProxyType({"e": "holdout"})))
+    report = {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
+    (experiment,) = report["experiments"]
+    assert experiment["held_out"] and experiment["kept_held_out"]
+    text = render_explanation(report)
+    assert "held out on an earlier visit, so still (holdout now 0%)" in text
+    assert "no holdout" not in text

@@ -360,8 +360,10 @@ def segments_view(snapshot: Snapshot) -> dict[str, Any]:
               for r in snapshot.results["rules"] if r["removed"]]
     cells: dict[str, dict[str, int]] = {}
     for key, tally in snapshot.totals.items():
-        if key.experiment.startswith(INTERNAL_PREFIX) or key.variant == HOLDOUT:
-            continue   # (those held out were shown nothing)
+        if key.experiment.startswith(INTERNAL_PREFIX) or (
+                key.variant == HOLDOUT and key.experiment != HOLDOUT):
+            continue   # (those an experiment held out were shown nothing; a rule named
+                       # holdout counts under its name)
         row = cells.setdefault(key.cell, {})
         name = "exposed" if key.goal == EXPOSURE else key.goal
         row[name] = row.get(name, 0) + (tally.exposures if key.goal == EXPOSURE

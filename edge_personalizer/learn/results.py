@@ -188,23 +188,22 @@ def _totals(plan: Plan, rows: Mapping[CountKey, Tally], goal: str) -> Mapping[st
     return variant_totals(rows, plan.name, goal)
 
 
-def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
-                    kept: Mapping[CountKey, Tally], cut: Mapping[str, int]
+def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally]
                     ) -> dict[str, Any] | None:
     """The experiment's visitors, every variant together as they were shared out, against
     those it held out (who saw the page as it is) on `goal`: what running the experiment
-    brought. Both counted, and compared as a variant with the control, within the periods
-    both were in (`kept`: the rows with conversions cut to exposures, `cut` how many per
-    variant); None when nobody was held out."""
-    if not _exposed(rows, HOLDOUT):
-        return None
-    pooled = _pooled(kept)
-    shown = periods_shown(pooled)
+    brought. Both counted (conversions beyond the exposures cut as for the variants), and
+    compared as a variant with the control, within the periods both were in; None when
+    nobody was held out where a variant was shown."""
+    shown = periods_shown(_pooled(rows))
     both = shown.get(HOLDOUT, set()) & shown.get(POOLED, set())
-    judged = goal_result(_totals(plan, in_periods(pooled, both), goal),
-                         {HOLDOUT: 1.0, POOLED: 1.0},
+    if not both:
+        return None
+    rows = in_periods(rows, both)
+    kept, cut = clamped(rows, goal, by_day=plan.weighted)
+    judged = goal_result(_totals(plan, _pooled(kept), goal), {HOLDOUT: 1.0, POOLED: 1.0},
                          control=HOLDOUT).as_json()["variants"]
-    counted = variant_totals(in_periods(_pooled(rows), both), plan.name, goal)
+    counted = variant_totals(_pooled(rows), plan.name, goal)
     unexposed = {HOLDOUT: cut.get(HOLDOUT, 0),
                  POOLED: sum(n for variant, n in cut.items() if variant != HOLDOUT)}
     for name, arm in judged.items():
@@ -235,8 +234,8 @@ def judged_on(plan: Plan, goal: str, rows: Mapping[CountKey, Tally],
     conversions cut for having no exposure counted. Each variant's `converted` and
     `value_sum` are what was counted; rates and comparisons, within periods when the plan
     is weighted, leave out the conversions cut."""
+    holdout = against_holdout(plan, goal, rows)
     kept, cut = clamped(rows, goal, by_day=plan.weighted)
-    holdout = against_holdout(plan, goal, rows, kept, cut)
     rows, kept = _without_holdout(rows), _without_holdout(kept)
     totals, paired = _compared(plan, goal, kept, plan.control,
                                {*plan.weights, *plan.removed} - {plan.control})

@@ -268,6 +268,8 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             "holdout_share": experiment.holdout,   # percent held out: the page as it is
             "held_out": (placed := _place(experiment, visitor, allocations)) is not None
             and placed[0] == "holdout",
+            # held out on an earlier visit: so still, whatever the share and bucket say
+            "kept_held_out": visitor.profile.variants.get(experiment.name) == HOLDOUT,
             "buckets": None if visitor_id is None else {
                 "holdout": round(holdout_point(experiment, visitor_id), 4),
                 "variant": round(variant_point(experiment, visitor_id), 4)},

@@ -107,6 +107,7 @@ class Rule:
     redirect: Redirect | None = None
     headers: Pairs = _NONE
     cookies: Pairs = _NONE
+    written: str = ""   # its name as written, when that is not `name` (a slot filled by:)
     # Derived when built: the slots and page actions this rule can claim.
     targets: frozenset[str] = field(init=False, compare=False, repr=False)
 

@@ -6,7 +6,6 @@ passes while the site runs, and the rule set that held it must go on loading).
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -53,15 +52,12 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
     """Each rule and experiment of `ruleset` that matches no one at `now` (a UTC time):
     once for a rule written as several (`by:` a field)."""
     told: dict[str, Notice] = {}
-    written: dict[str, list[str]] = {}   # the names of the rules written at each place
-    for rule in ruleset.rules:
-        written.setdefault(rule.source, []).append(rule.name)
     for rule in ruleset.rules:
         schedule = schedule_in(rule.condition)
         if rule.source not in told and schedule is not None and schedule.end is not None \
                 and ended_for_everyone(schedule, now):
             told[rule.source] = Notice(rule.source, (
-                f"rule {_as_written(written[rule.source])!r}: its schedule ended on "
+                f"rule {rule.written or rule.name!r}: its schedule ended on "
                 f"{schedule.end} (the visitors' own dates), so it matches no one any more; "
                 "remove it, or move its end"))
     for experiment in ruleset.experiments:
@@ -73,14 +69,6 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
                 "visitors' own dates), so it shows no variant any more and counts no one new "
                 "(its results stay); remove it to stop it, or move its end"))
     return list(told.values())
-
-
-def _as_written(names: list[str]) -> str:
-    """A rule's name as written: a rule filling a slot `by:` a field is compiled as one
-    rule a value, named NAME.VALUE."""
-    if len(names) == 1:
-        return names[0]
-    return os.path.commonprefix(names).rpartition(".")[0] or names[0]
 
 
 def described(noticed: list[Notice]) -> str:

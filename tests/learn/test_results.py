@@ -384,6 +384,15 @@ def test_the_holdout_is_compared_only_in_the_periods_it_was_held_out_in() -> Non
     assert together["uplift"] == pytest.approx(0.065 / 0.04 - 1)
 
 
+def test_a_holdout_never_beside_a_variant_is_not_compared() -> None:
+    hero = dataclasses.replace(experiment(), holdout=5.0, allocation="bandit")
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    totals = {k: t for k, t in _holdout_totals(period=1).items() if k.variant != "holdout"}
+    totals |= {k: t for k, t in _holdout_totals(period=2).items() if k.variant == "holdout"}
+    (result,) = results(ruleset, totals)["experiments"]
+    assert result["held_out"] == 100 and "holdout" not in result["goals"]["purchase"]
+
+
 def test_a_stopped_experiment_keeps_its_holdout_apart_from_its_variants() -> None:
     (result,) = results(RuleSet.empty("v1"), _holdout_totals(),
                         GoalCatalog(MappingProxyType({"hero-test": ("purchase",)})))[

@@ -36,6 +36,9 @@ rules:
     then: {hero: y}
   - name: always
     then: {hero: z}
+  - name: by-source
+    schedule: {end: 2026-11-30}
+    then: {hero: {by: request.query.src, variants: {news.letter: a}}}
 """
 
 
@@ -69,10 +72,12 @@ def test_each_rule_whose_schedule_ended_is_told_once_where_it_is_written(
         f"{source}:3: rule 'black-friday': its schedule ended on 2026-11-30 (the visitors' "
         "own dates), so it matches no one any more; remove it, or move its end",
         f"{source}:7: rule 'by.country': its schedule ended on 2026-11-30 (the visitors' "
+        "own dates), so it matches no one any more; remove it, or move its end",
+        f"{source}:15: rule 'by-source': its schedule ended on 2026-11-30 (the visitors' "
         "own dates), so it matches no one any more; remove it, or move its end"]
     assert notices(ruleset, _at("2026-11-29T00:00")) == []
     assert [n.where for n in notices(ruleset, _at("2027-01-01T00:00"))] == [
-        f"{source}:3", f"{source}:7", f"{source}:10"]
+        f"{source}:3", f"{source}:7", f"{source}:10", f"{source}:15"]
 
 
 def test_an_experiment_whose_schedule_ended_is_told_too(tmp_path: Path) -> None:
@@ -95,9 +100,10 @@ def test_notices_are_worked_out_again_each_minute_and_for_each_version(
     noticed = Noticed()
     first = noticed.of(ruleset, _at("2026-12-05T03:00:10"))
     assert noticed.of(ruleset, _at("2026-12-05T03:00:50")) is first   # the same minute
-    assert len(noticed.of(ruleset, _at("2027-01-01T00:00"))) == 3
+    assert len(noticed.of(ruleset, _at("2027-01-01T00:00"))) == 4
     (tmp_path / "r.yaml").write_text(ENDED.replace("end: 2026-11-30}", "end: 2026-12-31}", 1))
-    assert len(noticed.of(load_rules(tmp_path), _at("2026-12-05T03:00:10"))) == 1
+    # a new version in the same minute as the call before: worked out anew
+    assert len(noticed.of(load_rules(tmp_path), _at("2027-01-01T00:00"))) == 3
 
 
 def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
@@ -119,9 +125,9 @@ def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
     assert served.status_code == 200   # the rules serve all the same
     warnings = health["rules"]["warnings"]
     assert [w.split(": ")[0] for w in warnings] == [
-        f"{rules / 'site.yaml'}:{line}" for line in (3, 7, 10)]
+        f"{rules / 'site.yaml'}:{line}" for line in (3, 7, 10, 15)]
     assert "rule 'christmas': its schedule ended on 2025-12-26" in warnings[2]
-    assert "3 rules match no one any more:\n" + warnings[0] in log
+    assert "4 rules match no one any more:\n" + warnings[0] in log
     assert log.count("match no one any more") == 1   # the server's, not each worker's too
     banner = page.split('data-banner="notices"')[1].split("</div>")[0]
     assert "Matching no one any more" in banner and "rule &#39;christmas&#39;" in banner

@@ -100,7 +100,8 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
         ctx, rule_file, raw["audience"], (*at, "audience"), parts.owner),
         everyone) if "audience" in raw else everyone
     if "schedule" in raw:   # outside it, as outside the audience: the page as it is
-        when = parts.take(lambda: compile_schedule(raw["schedule"], (*at, "schedule")), None)
+        when = parts.take(lambda: compile_schedule(raw["schedule"], (*at, "schedule"),
+                                                   "experiment"), None)
         if when is not None:
             audience = when if audience == everyone else AllOf((audience, when))
     paused = parts.take(lambda: _paused(raw.get("paused", False), (*at, "paused")), False)

@@ -43,6 +43,7 @@ class _Compiled(NamedTuple):
     priority: int
     source: str
     actions: Actions
+    written: str   # the name as written (a rule filling a slot by a field: NAME.VALUE each)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def rank_rules(ctx: CompileContext, files: Sequence[FileRules]
     return tuple(Rule(name=rule.name, condition=rule.condition, rank=rank,
                       priority=rule.priority, source=rule.source, slots=rule.actions.slots,
                       redirect=rule.actions.redirect, headers=rule.actions.headers,
-                      cookies=rule.actions.cookies)
+                      cookies=rule.actions.cookies, written=rule.written)
                  for rank, (_, rule) in enumerate(compiled)), written
 
 
@@ -185,7 +186,7 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath
             return name, []
         every = [*parts, *more]
         condition = every[0] if len(every) == 1 else AllOf(tuple(every))
-        rules.append(_Compiled(name + suffix, condition, int(priority), where, actions))
+        rules.append(_Compiled(name + suffix, condition, int(priority), where, actions, name))
     return name, rules
 
 
@@ -254,8 +255,9 @@ def _date(value: Any, at: KeyPath) -> date:
         raise Invalid(f"{value!r} is not a date; write 2026-12-24", at) from exc
 
 
-def compile_schedule(raw: Any, at: KeyPath) -> Schedule:
-    """A rule's or an experiment's schedule; Invalids naming each of its mistakes."""
+def compile_schedule(raw: Any, at: KeyPath, kind: str = "rule") -> Schedule:
+    """A rule's or an experiment's (`kind`) schedule; Invalids naming each of its
+    mistakes."""
     if not isinstance(raw, dict) or not raw:
         raise Invalid("schedule is a mapping: start, end, days, hours", at)
     errors = [Invalid(f"unknown schedule key {key!r}; expected start, end, days, hours"
@@ -275,7 +277,7 @@ def compile_schedule(raw: Any, at: KeyPath) -> Schedule:
         errors.append(Invalid("the schedule ends before it starts", (*at, "end")))
     elif start and end and read.get("days") and not _any_day(start, end, read["days"]):
         named = ", ".join(day for day in WEEKDAYS if day in read["days"])
-        errors.append(Invalid(f"no date from {start} to {end} falls on {named}, so the rule "
+        errors.append(Invalid(f"no date from {start} to {end} falls on {named}, so the {kind} "
                               "would never be on", (*at, "days")))
     if errors:
         raise Invalids(errors)
