@@ -248,6 +248,12 @@ def _holdout_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         "held out": holdout["held_out"], "all variants": holdout["experiment"]}})
 
 
+def _cell_rows(judged: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A cell's rows: its variants, then (where it held visitors out) those held out and
+    every variant together against them."""
+    return _variant_rows(judged) + (_holdout_rows(judged) or [])
+
+
 def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
     """One experiment's page: per goal, the variants' table and the cumulative chart; per
     segment cell, the variants again. A stopped experiment (counted, since removed from
@@ -272,12 +278,12 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
                                 "by day (UTC)")) \
             if any(goal["variants"][v]["converted"] for v in goal["variants"]) else None
         if "segments" in goal:   # judged per segment by the results, in the rules' order
-            segments = [{"cell": cell, "rows": _variant_rows(judged)}
+            segments = [{"cell": cell, "rows": _cell_rows(judged)}
                         for cell, judged in goal["segments"].items()]
         elif experiment is not None:   # counted per cell under an earlier version of the rules
             rows = {k: t for k, t in snapshot.totals.items() if k.experiment == name}
             plan = plan_of(experiment, rows)
-            segments = [{"cell": cell, "rows": _variant_rows(judged_on(
+            segments = [{"cell": cell, "rows": _cell_rows(judged_on(
                 plan, goal_name, {k: t for k, t in rows.items() if k.cell == cell})[0])}
                 for cell in cells]
         else:

@@ -127,7 +127,8 @@ def _rate_interval(v: Mapping[str, Any]) -> str:
 
 def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list[str]:
     """A goal's numbers within each segment (or cell) the experiment counts per: one
-    line a variant, the segment named on its first."""
+    line a variant, the segment named on its first; then, where the cell held visitors
+    out, those held out and every variant together against them."""
     kind = "segment" if per == "segment" else "cell"
     heading = "segment" if per == "segment" else \
         "cell (" + ", ".join(per) + ")" if per else "cell"   # (a stopped one's: unknown)
@@ -136,12 +137,17 @@ def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list
              f"{'95% interval':>17} {'uplift':>9} {'chance':>7}"]
     for cell, result in goal["segments"].items():
         shown_cell = _clipped(cell)
-        for name, v in result["variants"].items():
+        rows = [(name, v, "control" if name == result["control"] else None)
+                for name, v in result["variants"].items()]
+        holdout = result.get("holdout")
+        if holdout is not None:
+            rows += [("held out", holdout["held_out"], "baseline"),
+                     ("all variants", holdout["experiment"], None)]
+        for name, v, base in rows:
             lines.append(
                 f"      {shown_cell:<16} {_clipped(name):<16} {v['exposed']:>9,} "
                 f"{v['converted']:>9,} {pct(v['rate']):>7} {_rate_interval(v):>17} "
-                f"{'control' if name == result['control'] else signed(v['uplift']):>9} "
-                f"{pct(v['chance_to_beat_control']):>7}")
+                f"{base or signed(v['uplift']):>9} {pct(v['chance_to_beat_control']):>7}")
             shown_cell = ""
         if result["srm"]:
             lines.append(f"      {'':<16} WARNING sample ratio mismatch in this {kind} "

@@ -382,11 +382,20 @@ def test_segment_cells_get_their_own_table() -> None:
         totals[CountKey("hero-test", "bold", "", cell, "2026-11-01")] = Tally(n_b)
         totals[CountKey("hero-test", "bold", "purchase", cell, "2026-11-01")] = \
             Tally(0, c_b, c_b * 5.0, c_b * 25.0)
+    totals[CountKey("hero-test", "holdout", "", "mobile", "2026-11-01")] = Tally(100)
+    totals[CountKey("hero-test", "holdout", "purchase", "mobile", "2026-11-01")] = \
+        Tally(0, 5, 25.0, 125.0)
     snapshot = make_snapshot(ruleset, totals, store="sqlite:///t.db", taken_at=START)
     html = Pages().experiment(snapshot, "hero-test")
     assert html is not None
     assert 'data-cell="mobile" data-variant="bold"' in html
     assert 'data-cell="desktop" data-variant="control"' in html
+    # the cell that held visitors out has them, and every variant together against them
+    held = html.split('data-cell="mobile" data-variant="held out"')[1].split("</tr>")[0]
+    assert ">100<" in held and "baseline" in held
+    together = html.split('data-cell="mobile" data-variant="all variants"')[1].split("</tr>")[0]
+    assert ">800<" in together and "+200.0%" in together   # 15% against 5%
+    assert 'data-cell="desktop" data-variant="held out"' not in html
     assert "Per segment" in html and "keeps no per-segment cells" not in html
 
 

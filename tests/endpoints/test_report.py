@@ -87,6 +87,8 @@ def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
             Tally(0, c_a)
         totals[CountKey("hero-test", long, "", cell, "2026-11-01")] = Tally(n_b)
         totals[CountKey("hero-test", long, "purchase", cell, "2026-11-01")] = Tally(0, c_b)
+    totals[CountKey("hero-test", "holdout", "", "mobile", "2026-11-01")] = Tally(100)
+    totals[CountKey("hero-test", "holdout", "purchase", "mobile", "2026-11-01")] = Tally(0, 5)
     lines = render_text(make_snapshot(ruleset, totals, store="x",
                                       taken_at=START).results).splitlines()
     at = lines.index("    by cell (device.type)")
@@ -96,7 +98,10 @@ def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
     assert rows[2][:4] == ["WARNING", "sample", "ratio", "mismatch"]   # 700 against 300
     assert rows[3][:4] == ["mobile", "control", "400", "40"]
     assert rows[4][:3] == ["a-variant-with-…", "400", "80"]
-    assert len(rows) == 5   # no mismatch within mobile
+    # mobile held visitors out: they, then every variant together against them
+    assert rows[5][:4] == ["held", "out", "100", "5"] and rows[5][-2] == "baseline"
+    assert rows[6][:4] == ["all", "variants", "800", "120"] and rows[6][-2] == "+200.0%"
+    assert len(rows) == 7   # no mismatch within mobile
 
 
 def test_numbers_read_the_same_on_the_pages_and_in_the_table() -> None:
