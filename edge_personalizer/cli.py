@@ -192,7 +192,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "rules": len(ruleset.rules), "experiments": len(ruleset.experiments),
             "errors": [{"file": str(e.source), "line": e.line, "column": e.column,
                         "message": e.reason} for e in errors],
-            "warnings": [{"where": w.where, "message": w.message} for w in warnings],
+            "warnings": [{"where": w.where, "kind": w.kind, "message": w.message}
+                         for w in warnings],
         }, indent=2))
     else:
         for error in errors:

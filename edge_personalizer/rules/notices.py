@@ -6,7 +6,7 @@ passes while the site runs, and the rule set that held it must go on loading).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from .conditions import AllOf, Condition
@@ -39,13 +39,23 @@ def ended_for_everyone(schedule: Schedule, now: datetime) -> bool:
 
 
 class Notice(NamedTuple):
-    """Where a rule is written ("file:line") and what it gets wrong."""
+    """Where a rule or an experiment (`kind`) is written ("file:line"), and what it gets
+    wrong."""
 
     where: str
+    kind: str
     message: str
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
+
+
+def _ended_on(condition: Condition, now: datetime) -> date | None:
+    """The last day of the schedule in `condition` when it has ended everywhere at `now`."""
+    schedule = schedule_in(condition)
+    if schedule is None or schedule.end is None or not ended_for_everyone(schedule, now):
+        return None
+    return schedule.end
 
 
 def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
@@ -53,19 +63,17 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
     once for a rule written as several (`by:` a field)."""
     told: dict[str, Notice] = {}
     for rule in ruleset.rules:
-        schedule = schedule_in(rule.condition)
-        if rule.source not in told and schedule is not None and schedule.end is not None \
-                and ended_for_everyone(schedule, now):
-            told[rule.source] = Notice(rule.source, (
-                f"rule {rule.written or rule.name!r}: its schedule ended on "
-                f"{schedule.end} (the visitors' own dates), so it matches no one any more; "
-                "remove it, or move its end"))
+        ended = None if rule.source in told else _ended_on(rule.condition, now)
+        if ended is not None:
+            told[rule.source] = Notice(rule.source, "rule", (
+                f"rule {rule.written or rule.name!r}: its schedule ended on {ended} (the "
+                "visitors' own dates), so it matches no one any more; remove it, or move "
+                "its end"))
     for experiment in ruleset.experiments:
-        schedule = schedule_in(experiment.audience)
-        if schedule is not None and schedule.end is not None \
-                and ended_for_everyone(schedule, now):
-            told[experiment.source] = Notice(experiment.source, (
-                f"experiment {experiment.name!r}: its schedule ended on {schedule.end} (the "
+        ended = _ended_on(experiment.audience, now)
+        if ended is not None:
+            told[experiment.source] = Notice(experiment.source, "experiment", (
+                f"experiment {experiment.name!r}: its schedule ended on {ended} (the "
                 "visitors' own dates), so it shows no variant any more and counts no one new "
                 "(its results stay); remove it to stop it, or move its end"))
     return list(told.values())
@@ -73,9 +81,8 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
 
 def described(noticed: list[Notice]) -> str:
     """What `noticed` counts, for a heading: "2 rules and 1 experiment"."""
-    experiments = sum(n.message.startswith("experiment ") for n in noticed)
-    kinds = [(len(noticed) - experiments, "rule"), (experiments, "experiment")]
-    return " and ".join(f"{n} {kind}{'' if n == 1 else 's'}" for n, kind in kinds if n)
+    counts = [(sum(n.kind == kind for n in noticed), kind) for kind in ("rule", "experiment")]
+    return " and ".join(f"{n} {kind}{'' if n == 1 else 's'}" for n, kind in counts if n)
 
 
 class Noticed:

@@ -134,8 +134,8 @@ def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
 
 
 def test_what_is_noticed_is_counted_by_kind() -> None:
-    rule = Notice("r.yaml:3", "rule 'a': its schedule ended ...")
-    experiment = Notice("r.yaml:9", "experiment 'e': its schedule ended ...")
+    rule = Notice("r.yaml:3", "rule", "rule 'a': its schedule ended ...")
+    experiment = Notice("r.yaml:9", "experiment", "experiment 'e': its schedule ended ...")
     assert described([rule]) == "1 rule"
     assert described([rule, rule, experiment]) == "2 rules and 1 experiment"
     assert described([experiment, experiment]) == "2 experiments"
