@@ -31,6 +31,10 @@ EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "schedule", "paused", "h
                    "variants", "goals", "allocation", "per", "bandit", "description")
 BANDIT_KEYS = ("burn_in", "floor", "update_every", "metric")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+# What a variant's name may not hold: it is written in X-EP-Variant as slot=variant, one
+# slot after another with commas (a line break there would end the header; the server
+# then answers 500).
+_HEADER_UNSAFE = re.compile(r"[,;=\x00-\x1f\x7f]")
 _UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
 
 
@@ -165,7 +169,14 @@ def _variants(ctx: CompileContext, parts: Parts, raw: Any, slots: tuple[str, ...
     for variant, spec in raw.items():
         named = str(variant)
         alike = seen.get(named.casefold())
-        if named.casefold() == HOLDOUT:
+        if not named.strip():
+            parts.fail(Invalid("a variant needs a name", (*at, named), on_key=True))
+        elif named != named.strip() or _HEADER_UNSAFE.search(named):
+            parts.fail(Invalid(f"variant {named!r}: its name goes in X-EP-Variant "
+                               "(slot=variant, comma-separated), so it may not hold a comma, "
+                               "'=', ';' or a control character (a line break, a tab), nor "
+                               "begin or end with a space", (*at, named), on_key=True))
+        elif named.casefold() == HOLDOUT:
             parts.fail(Invalid(f"variant {named!r}: the name is kept for the visitors the "
                                "experiment holds out (holdout:), whom X-EP-Variant, the cache "
                                "tags and the results name so; name the variant otherwise",

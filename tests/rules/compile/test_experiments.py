@@ -196,3 +196,22 @@ def test_a_paused_or_schedule_written_wrong_is_told_at_its_line(tmp_path: Path) 
         (5, "experiment 'e': paused is true or false, not 'yes please'"),
         (6, "experiment 'e': 'next friday' is not a date; write 2026-12-24")]
     assert ruleset.experiments == ()
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    ('"a\\r\\nX-Evil: 1"', "variant 'a\\r\\nX-Evil: 1': its name goes in X-EP-Variant"),
+    ('"b,c=d"', "variant 'b,c=d': its name goes in X-EP-Variant"),
+    ('"tab\\there"', "variant 'tab\\there': its name goes in X-EP-Variant"),
+    ('" padded"', "nor begin or end with a space"),
+    ('""', "a variant needs a name"),
+])
+def test_a_variant_name_that_would_break_x_ep_variant_is_refused(
+        tmp_path: Path, written: str, said: str) -> None:
+    # "a\r\nX-Evil: 1" compiled, and its visitors were answered 500 with X-EP-Variant on.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    variants:\n"
+        f"      control: {{}}\n      {written}: {{html: x}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert [e.line for e in errors] == [7], errors
+    assert said in errors[0].reason
+    assert ruleset.experiments == ()
