@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -15,6 +15,7 @@ from edge_personalizer.classify.geo import GeoDatabase, GeoLocator
 from edge_personalizer.classify.profile import InterestMap, Profile, ProfileTracker
 from edge_personalizer.classify.profile_codec import ProfileCodec
 from edge_personalizer.classify.visitor import RequestInfo, Resolvers, Visitor
+from edge_personalizer.learn.counters import FIXED_PERIOD, CountKey, Tally
 from edge_personalizer.learn.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,3 +97,16 @@ def unset_fields_take_their_declared_defaults(made: Any) -> list[str]:
                 getattr(made, field.name) != default:
             wrong.append(field.name)
     return wrong
+
+
+def counted(experiment: str, variants: Mapping[str, tuple[int, int]], *,
+            goal: str = "purchase", value: float = 0.0, cell: str = "all",
+            day: str = "2026-11-01", period: int = FIXED_PERIOD) -> dict[CountKey, Tally]:
+    """The store's rows of an experiment: per variant, (visitors exposed, of whom
+    converted on `goal`), each conversion bringing `value`."""
+    rows = {}
+    for variant, (exposed, converted) in variants.items():
+        rows[CountKey(experiment, variant, "", cell, day, period)] = Tally(exposed)
+        rows[CountKey(experiment, variant, goal, cell, day, period)] = Tally(
+            0, converted, value * converted, value * value * converted)
+    return rows

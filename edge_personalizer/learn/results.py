@@ -146,11 +146,20 @@ def _variants_counted(rows: Mapping[CountKey, Tally]) -> list[str]:
     return sorted({key.variant for key in rows} - {HOLDOUT})
 
 
-def _exposed(rows: Mapping[CountKey, Tally], variant: str | None = None) -> int:
-    """The visitors counted in `rows`: in the experiment's variants, or (`variant`) in one
-    of them or its holdout."""
-    return sum(t.exposures for k, t in rows.items() if k.goal == EXPOSURE and (
-        k.variant != HOLDOUT if variant is None else k.variant == variant))
+def _exposed(rows: Mapping[CountKey, Tally], *, held_out: bool = False) -> int:
+    """The visitors counted in `rows`: in the experiment's variants, or those it
+    `held_out`."""
+    return sum(t.exposures for k, t in rows.items()
+               if k.goal == EXPOSURE and (k.variant == HOLDOUT) == held_out)
+
+
+def _counted_only(name: str, status: str, rows: Mapping[CountKey, Tally],
+                  **more: Any) -> dict[str, Any]:
+    """An experiment's entry with its visitors counted and nothing judged (`more`: what
+    says why)."""
+    return {"name": name, "status": status, "per": None, "control": None,
+            "exposed": _exposed(rows), "held_out": _exposed(rows, held_out=True),
+            "goals": {}, "warnings": [], **more}
 
 
 def _pooled(rows: Mapping[CountKey, Tally]) -> dict[CountKey, Tally]:
@@ -195,15 +204,15 @@ def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally]
     brought. Both counted (conversions beyond the exposures cut as for the variants), and
     compared as a variant with the control, within the periods both were in; None when
     nobody was held out where a variant was shown."""
-    shown = periods_shown(_pooled(rows))
+    pooled = _pooled(rows)
+    shown = periods_shown(pooled)
     both = shown.get(HOLDOUT, set()) & shown.get(POOLED, set())
     if not both:
         return None
-    rows = in_periods(rows, both)
-    kept, cut = clamped(rows, goal, by_day=plan.weighted)
+    kept, cut = clamped(in_periods(rows, both), goal, by_day=plan.weighted)
     judged = goal_result(_totals(plan, _pooled(kept), goal), {HOLDOUT: 1.0, POOLED: 1.0},
                          control=HOLDOUT).as_json()["variants"]
-    counted = variant_totals(_pooled(rows), plan.name, goal)
+    counted = variant_totals(in_periods(pooled, both), plan.name, goal)
     unexposed = {HOLDOUT: cut.get(HOLDOUT, 0),
                  POOLED: sum(n for variant, n in cut.items() if variant != HOLDOUT)}
     for name, arm in judged.items():
@@ -280,12 +289,14 @@ def _judge(plan: Plan, goals: tuple[str, ...], rows: Mapping[CountKey, Tally],
         warnings += [_unexposed_warning(variant, n, goal) for variant, n in cut.items()]
         if cells:
             judged["segments"] = {
-                cell: {"exposed": _exposed(cell_rows), "held_out": _exposed(cell_rows, HOLDOUT),
+                cell: {"exposed": _exposed(cell_rows),
+                       "held_out": _exposed(cell_rows, held_out=True),
                        **judged_on(plan, goal, cell_rows)[0]}
                 for cell, cell_rows in by_cell.items()}
         goals_judged[goal] = judged
     return {"control": plan.control, "exposed": _exposed(rows),
-            "held_out": _exposed(rows, HOLDOUT), "goals": goals_judged, "warnings": warnings}
+            "held_out": _exposed(rows, held_out=True), "goals": goals_judged,
+            "warnings": warnings}
 
 
 def _unexposed_warning(variant: str, n: int, goal: str) -> str:
@@ -320,8 +331,7 @@ def stopped_results(name: str, totals: Mapping[CountKey, Tally],
     rows = _rows_of(name, totals)
     variants = _variants_counted(rows)
     if not variants:   # every visitor counted was held out: nothing to compare
-        return {"name": name, "status": "stopped", "per": None, "control": None, "exposed": 0,
-                "held_out": _exposed(rows, HOLDOUT), "goals": {}, "warnings": []}
+        return _counted_only(name, "stopped", rows)
     goals = (recorded if recorded is not None
              else tuple(sorted({key.goal for key in rows} - {EXPOSURE})))
     periods = {key.period for key in rows if key.goal == EXPOSURE}
@@ -343,11 +353,8 @@ def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
         return judge()
     except Exception as exc:
         log.exception("the results of experiment %r could not be worked out", name)
-        return {"name": name, "status": status, "per": None, "control": None,
-                "exposed": _exposed(_rows_of(name, totals)),
-                "held_out": _exposed(_rows_of(name, totals), HOLDOUT),
-                "goals": {}, "warnings": [],
-                "error": f"its results could not be worked out: {type(exc).__name__}: {exc}"}
+        return _counted_only(name, status, _rows_of(name, totals), error=(
+            f"its results could not be worked out: {type(exc).__name__}: {exc}"))
 
 
 def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],

@@ -49,6 +49,7 @@ from edge_personalizer.replay import LoggedRequest, Replay
 from edge_personalizer.rules.book import load_rules
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
+from ..factories import counted
 from ..servers import Server, free_port, start_proxy
 
 ARTIFACTS = Path(os.environ.get("EP_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts")) \
@@ -401,12 +402,7 @@ def test_segment_cells_get_their_own_table() -> None:
 
 def test_the_experiment_page_compares_it_with_its_holdout() -> None:
     ruleset = load_rules(ROOT / "tests" / "data" / "rules")
-    totals = {}
-    for variant, (exposed, bought) in {"control": (500, 25), "bold": (500, 40),
-                                       "holdout": (60, 2)}.items():
-        totals[CountKey("hero-test", variant, "", "all", "2026-11-01")] = Tally(exposed)
-        totals[CountKey("hero-test", variant, "purchase", "all", "2026-11-01")] = \
-            Tally(0, bought, 0.0, 0.0)
+    totals = counted("hero-test", {"control": (500, 25), "bold": (500, 40), "holdout": (60, 2)})
     snapshot = make_snapshot(ruleset, totals, store="x", taken_at=START)
     html = Pages().experiment(snapshot, "hero-test")
     assert html is not None

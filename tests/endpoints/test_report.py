@@ -19,6 +19,7 @@ from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.rules.book import load_rules
 
 from ..conftest import ROOT
+from ..factories import counted
 
 START = 1_794_960_000.0   # 2026-11-18 00:00 UTC
 
@@ -49,12 +50,7 @@ def test_text_report_lists_each_variant_and_warns_of_a_split_mismatch() -> None:
 
 def test_text_report_compares_the_experiment_with_its_holdout() -> None:
     ruleset = load_rules(ROOT / "tests" / "data" / "rules")
-    totals = {}
-    for variant, (exposed, bought) in {"control": (500, 25), "bold": (500, 40),
-                                       "holdout": (60, 2)}.items():
-        totals[CountKey("hero-test", variant, "", "all", "2026-11-01")] = Tally(exposed)
-        totals[CountKey("hero-test", variant, "purchase", "all", "2026-11-01")] = \
-            Tally(0, bought)
+    totals = counted("hero-test", {"control": (500, 25), "bold": (500, 40), "holdout": (60, 2)})
     text = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START).results)
     assert "hero-test: 1,000 visitors exposed, 60 held out" in text
     table = text.split("against the holdout (the page as it is), every variant together, "

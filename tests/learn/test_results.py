@@ -15,6 +15,8 @@ from edge_personalizer.rules.allocation import Cells
 from edge_personalizer.rules.conditions import Segment
 from edge_personalizer.rules.model import Experiment, RuleSet
 
+from ..factories import counted
+
 
 def _always(visitor: object) -> bool:
     return True
@@ -331,13 +333,8 @@ def test_a_variant_is_compared_with_the_control_only_where_both_were_shown() -> 
 def _holdout_totals(period: int = 0, day: str = "2026-12-05") -> dict[CountKey, Tally]:
     """hero-test's variants (control 50/1000, bold 80/1000) and 100 visitors held out,
     of whom 4 bought."""
-    counts = {"control": (1000, 50), "bold": (1000, 80), "holdout": (100, 4)}
-    totals = {}
-    for variant, (exposed, bought) in counts.items():
-        totals[CountKey("hero-test", variant, "", "all", day, period)] = Tally(exposed)
-        totals[CountKey("hero-test", variant, "purchase", "all", day, period)] = \
-            Tally(0, bought, 10.0 * bought, 100.0 * bought)
-    return totals
+    return counted("hero-test", {"control": (1000, 50), "bold": (1000, 80), "holdout": (100, 4)},
+                   value=10.0, day=day, period=period)
 
 
 def test_the_experiment_is_compared_with_the_visitors_it_held_out() -> None:
