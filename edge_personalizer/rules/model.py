@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
+from urllib.parse import quote
 
 from ..classify.visitor import Visitor
 from .allocation import ALL_VISITORS, Allocation, BanditSettings, Cells, weights_period
@@ -313,7 +314,7 @@ class Decision:
         object.__setattr__(self, "changes_page", changes_page)
         object.__setattr__(self, "static_choices", static_choices)
         object.__setattr__(self, "variants", variants)
-        object.__setattr__(self, "variant_header", variants.encode("latin-1", "replace"))
+        object.__setattr__(self, "variant_header", header_text(variants))
         object.__setattr__(self, "header_lines", header_lines(headers) if headers else ())
         object.__setattr__(self, "cookie_lines", cookie_lines(cookies) if cookies else ())
         object.__setattr__(self, "sets_cache_control", bool(headers) and any(
@@ -325,3 +326,13 @@ class Decision:
 
 
 NO_DECISION: Final = Decision()
+
+
+def header_text(text: str) -> bytes:
+    """`text` as a header value: `%` and any character outside ASCII percent-encoded
+    as UTF-8 (a variant named "café" reads "caf%C3%A9"), the rest as written; two
+    names never read alike."""
+    if text.isascii() and "%" not in text:
+        return text.encode("ascii")
+    return "".join(c if c.isascii() and c != "%" else quote(c, safe="")
+                   for c in text).encode("ascii")

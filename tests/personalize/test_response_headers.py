@@ -138,6 +138,28 @@ def test_variant_names_reach_visitors_only_when_turned_on(
     assert arms == {"hero=control": True, "hero=bold": False}
 
 
+def test_variant_names_outside_ascii_are_percent_encoded(origin: Server, tmp_path: Path) -> None:
+    # Two variants whose names differ only past ASCII: a header written as latin-1 with
+    # "?" for what it cannot hold named both "hero=caf?"
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "cafe.yaml").write_text(
+        'slots:\n  hero: {}\nexperiments:\n  - name: coffee\n    slot: hero\n'
+        '    variants:\n'
+        '      "café": {weight: 50, html: "<h1>One</h1>"}\n'
+        '      "cafè 100%": {weight: 50, html: "<h1>Two</h1>"}\n', encoding="utf-8")
+    told = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                       env={"EP_VARIANT_HEADER": "true"})
+    try:
+        seen = {}
+        for _ in range(40):
+            view = httpx.get(f"{told.url}/slotted/a", headers=BROWSER)
+            seen[view.headers["x-ep-variant"]] = view.content.count(b"<h1>One</h1>")
+    finally:
+        told.stop()
+    assert seen == {"hero=caf%C3%A9": 1, "hero=caf%C3%A8 100%25": 0}
+
+
 @pytest.fixture(scope="module")
 def keyed(origin: Server, server_logs: Path) -> Iterator[Server]:
     server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(RULES),

@@ -14,6 +14,7 @@ from edge_personalizer.rules.model import (
     Rule,
     RuleSet,
     SlotChoice,
+    header_text,
 )
 from edge_personalizer.rules.template import Template
 
@@ -79,3 +80,11 @@ def test_a_choice_and_a_decision_left_unset_take_the_defaults_their_fields_decla
     assert unset_fields_take_their_declared_defaults(
         SlotChoice("hero", "welcome", "rule", "facebook")) == []
     assert unset_fields_take_their_declared_defaults(Decision()) == []
+
+
+def test_header_text_is_ascii_with_percent_and_the_rest_percent_encoded() -> None:
+    assert header_text("hero=bold,banner=b") == b"hero=bold,banner=b"
+    assert header_text("hero=café") == b"hero=caf%C3%A9"
+    assert header_text("hero=100%") == b"hero=100%25"
+    assert header_text("hero=日本") == b"hero=%E6%97%A5%E6%9C%AC"
+    assert Decision({"hero": SlotChoice("hero", "é", "rule", "é")}).variant_header == b"hero=%C3%A9"
