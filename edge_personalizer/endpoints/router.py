@@ -66,7 +66,9 @@ class Endpoints:
             await route.handler(scope, receive, send)
 
     def route_for(self, path: str) -> Route | None:
-        route = self.routes.get(path.rstrip("/") or path)
+        # Exactly as written: an edge that keeps `/__ep/decide` from visitors by its exact
+        # path would let `/__ep/decide/` through to a handler that answered it.
+        route = self.routes.get(path)
         if route is not None:
             return route
         return next((r for prefix, r in self.prefixes.items() if path.startswith(prefix)),

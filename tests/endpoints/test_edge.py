@@ -38,6 +38,18 @@ def test_decide_describes_the_decision_for_an_edge(proxy: Server) -> None:
     assert response.headers["cache-control"] == "private, no-store"
 
 
+def test_endpoints_answer_their_exact_path_only(proxy: Server) -> None:
+    # An edge keeping `/__ep/decide` from visitors by its exact path (nginx's
+    # `location = /__ep/decide`) must not let `/__ep/decide/` reach the same handler.
+    for path in ("/__ep/decide/", "/__ep/./decide/", "/__ep/decide//", "/__ep/metrics/"):
+        response = httpx.get(f"{proxy.url}{path}", headers={
+            **FACEBOOK, "x-original-uri": "/slotted/a", "authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert response.status_code == 404, path
+        assert "ep-rule" not in response.text
+    assert httpx.get(f"{proxy.url}/__ep/decide", headers={
+        **FACEBOOK, "x-original-uri": "/slotted/a"}).status_code == 200
+
+
 def test_decide_reports_redirects_and_default_segment(proxy: Server) -> None:
     redirect = httpx.get(f"{proxy.url}/__ep/decide?url=/page/x%3Futm_campaign%3Dspring-sale",
                          headers=PAGE).json()

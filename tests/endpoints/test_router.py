@@ -73,7 +73,7 @@ async def _status_of(app: ASGIApp, raw: str) -> int:
     return int(sent[0]["status"])
 
 
-async def test_routes_by_path_then_prefix_and_refuses_other_methods() -> None:
+async def test_routes_by_exact_path_then_prefix_and_refuses_other_methods() -> None:
     seen: list[str] = []
 
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,9 +86,10 @@ async def test_routes_by_path_then_prefix_and_refuses_other_methods() -> None:
     app = Endpoints(site, routes={"/__ep/one": Route(handler, frozenset({"POST"}))},
                     prefixes={"/__ep/many/": Route(handler)})
     async with client_for(app) as client:
-        assert (await client.post("/__ep/one/")).status_code == 200
+        assert (await client.post("/__ep/one")).status_code == 200
+        assert (await client.post("/__ep/one/")).status_code == 404
         refused = await client.get("/__ep/one")
         assert refused.status_code == 405 and refused.headers["allow"] == "POST"
         assert (await client.get("/__ep/many/x")).status_code == 200
         assert (await client.get("/__ep/many")).status_code == 404
-    assert seen == ["/__ep/one/", "/__ep/many/x"]
+    assert seen == ["/__ep/one", "/__ep/many/x"]
