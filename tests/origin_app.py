@@ -159,7 +159,8 @@ SLOTTED = ('<!doctype html><html><head><meta charset="{cs}"><title>slotted</titl
 
 async def slotted(request: Request) -> Response:
     """A page with slots; ?cs= its charset, ?gz=1 always gzip (even if asked for identity),
-    ?slow=1 the body in two parts a second apart, ?csp=1 a CSP nonce, ?long=1 ~100 KB,
+    ?slow=1 the body in two parts a second apart, ?cut=1 its first 2,000 bytes and then
+    the connection reset, ?csp=1 a CSP nonce, ?long=1 ~100 KB,
     ?session=1 a session cookie."""
     charset = request.query_params.get("cs", "utf-8")
     accept_encoding = request.headers.get("accept-encoding", "-")
@@ -176,6 +177,12 @@ async def slotted(request: Request) -> Response:
     if request.query_params.get("gz"):
         headers["content-encoding"] = "gzip"
         body = gzip.compress(body)
+    if request.query_params.get("cut"):
+        async def cut_short() -> AsyncIterator[bytes]:
+            yield body[:2000]
+            await asyncio.sleep(0.2)
+            raise ConnectionResetError("the origin fell over mid-page")
+        return StreamingResponse(cut_short(), media_type=media, headers=headers)
     if request.query_params.get("slow"):
         async def parts() -> AsyncIterator[bytes]:
             yield body[:2000]
