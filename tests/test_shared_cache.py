@@ -114,7 +114,7 @@ def cached_site(request: pytest.FixtureRequest, origin: Server, server_logs: Pat
                         str(Path(__file__).parent / "data" / "rules"),
                         "--trusted-proxy", "127.0.0.1",
                         env={"EP_KEYED_CACHING": "true" if keyed else "false",
-                             "EP_SHARED_MAX_AGE": "300"})
+                             "EP_SHARED_MAX_AGE": "300", "EP_ADMIN_TOKEN": ADMIN_TOKEN})
     nginx, port = start_nginx(tmp_path, proxy.port)
     yield port, keyed
     nginx.terminate()
@@ -328,6 +328,19 @@ def test_an_edited_variant_is_served_at_once_under_a_new_key(
         edited = httpx.get(url, headers=PAGE)
         assert b"20% off" in edited.content, edited.headers
         assert edited.headers["x-seen-segment"] != cached.headers["x-seen-segment"]
+
+
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+def test_a_traced_page_is_kept_by_no_shared_cache(cached_site: tuple[int, bool]) -> None:
+    # The trace names every rule, its file and line, and the tracing admin's own values.
+    port, _ = cached_site
+    url = f"http://127.0.0.1:{port}/slotted/traced"
+    traced = httpx.get(url, headers={**SEGMENTS["facebook"], "x-ep-debug": ADMIN_TOKEN})
+    assert "x-ep-trace" in traced.headers
+    assert traced.headers["cache-control"] == "private, no-store"
+    after = httpx.get(url, headers=SEGMENTS["facebook"])
+    assert EXPECTED["facebook"] in after.content
+    assert after.headers["x-cache"] != "HIT" and "x-ep-trace" not in after.headers
 
 
 @pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])

@@ -243,7 +243,9 @@ class PageHeaders:
         """
         if not CDN_CACHE_CONTROLS.isdisjoint(head):
             headers = [(k, v) for k, v in headers if k not in CDN_CACHE_CONTROLS]
-        if exchange.preview:
+        if exchange.preview or exchange.debug:
+            # One person's view: a preview, or a page carrying the rules' trace (their
+            # names, files and lines, the visitor's values) for whoever sent the token.
             headers = [(k, v) for k, v in headers if k != b"cache-control"]
             return [*headers, (b"cache-control", b"private, no-store")], False
         segment = self.segment(exchange)
