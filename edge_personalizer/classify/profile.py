@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from fnmatch import translate
 from types import MappingProxyType
@@ -48,6 +49,10 @@ class Exposure(NamedTuple):
 def converted_key(goal: str, by: str) -> str:
     """The key of a conversion already counted for `goal` and the rule or experiment `by`."""
     return f"{goal}\x1f{by}"
+
+
+def _converted_by(key: str) -> str:
+    return key.partition("\x1f")[2]
 
 
 class ReferralSummary(NamedTuple):
@@ -225,7 +230,6 @@ class ProfileTracker:
         half_life_days: float = 30.0,
         visit_gap_seconds: float = 1800.0,
         learning_rate: float = 0.25,
-        max_variants: int = 32,
         on_reject: Callable[[RejectReason], None] | None = None,
         new_id: Callable[[], str] | None = None,
     ) -> None:
@@ -238,7 +242,6 @@ class ProfileTracker:
         self.half_life_days = half_life_days
         self.visit_gap = visit_gap_seconds
         self.learning_rate = learning_rate
-        self.max_variants = max_variants
         self._on_reject = on_reject
 
     def observe(self, *, cookies: Mapping[str, str], headers: Mapping[str, str], now: float,
@@ -307,14 +310,22 @@ class ProfileTracker:
             half_life_days=profile.half_life_days, now=t, exposures=profile.exposures,
             converted=profile.converted)
 
-    def cookie_value(self, profile: Profile) -> str:
-        """The signed cookie value, trimmed to fit the size cap: old entries go first
-        (counted conversions, then exposures, oldest first; then variants; then the
-        weakest interests)."""
+    def cookie_value(self, profile: Profile, live: AbstractSet[str] | None = None) -> str:
+        """The signed cookie value, trimmed to fit the size cap. What goes first: all
+        that is kept for rules and experiments not in `live` (those served: an experiment
+        long removed still held its visitors' variants); then counted conversions, then
+        exposures, oldest first; then variants; then the weakest interests."""
         state = _state_of(profile)
         value = self.codec.encode(state)
         scores, variants = state[STATE_SCORES], state[STATE_VARIANTS]
         exposures, converted = state[STATE_EXPOSURES], state[STATE_CONVERTED]
+        if len(value) > self.codec.max_bytes and live is not None:
+            for entries in (variants, exposures):
+                for by in [by for by in entries if by not in live]:
+                    del entries[by]
+            for key in [key for key in converted if _converted_by(key) not in live]:
+                del converted[key]
+            value = self.codec.encode(state)
         while len(value) > self.codec.max_bytes and (converted or exposures or variants
                                                      or scores):
             if converted:
@@ -328,8 +339,9 @@ class ProfileTracker:
             value = self.codec.encode(state)
         return value
 
-    def set_cookie_header(self, profile: Profile, *, secure: bool, max_age_days: float) -> bytes:
-        value = self.cookie_value(profile)
+    def set_cookie_header(self, profile: Profile, *, secure: bool, max_age_days: float,
+                          live: AbstractSet[str] | None = None) -> bytes:
+        value = self.cookie_value(profile, live)
         parts = [f"{self.cookie_name}={value}", "Path=/", f"Max-Age={int(max_age_days * _DAY)}",
                  "HttpOnly", "SameSite=Lax"]
         if secure:

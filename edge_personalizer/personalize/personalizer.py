@@ -100,6 +100,7 @@ class Personalizer:
         self.keyed_segments = keyed_segments
         # Which of the rules' slots each page has, learned per path (bounded, per worker).
         self.slots = slot_presence if slot_presence is not None else SlotPresence(rules)
+        self._names: tuple[RuleSet, frozenset[str]] | None = None   # see _served_names
 
     def begin(self, scope: Scope) -> Exchange:
         """The request's Exchange: its visitor, and its decision made when first read."""
@@ -200,7 +201,21 @@ class Personalizer:
         if not (profile.stored and profile.changed):
             return None
         return tracker.set_cookie_header(profile, secure=self.cookies.secure,
-                                         max_age_days=self.cookies.max_age_days)
+                                         max_age_days=self.cookies.max_age_days,
+                                         live=self._served_names())
+
+    def _served_names(self) -> frozenset[str] | None:
+        """The names of the serving rules and experiments (worked out once a rule set):
+        what a full profile keeps its entries for."""
+        if self.rules is None:
+            return None
+        ruleset = self.rules.current
+        known = self._names
+        if known is None or known[0] is not ruleset:
+            names = [rule.name for rule in ruleset.rules]
+            names += [experiment.name for experiment in ruleset.experiments]
+            known = self._names = (ruleset, frozenset(names))
+        return known[1]
 
     def profile_after(self, exchange: Exchange) -> Profile:
         """The visitor's profile once this request is counted: on a page view the

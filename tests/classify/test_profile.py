@@ -270,3 +270,25 @@ def test_old_conversions_and_exposures_go_first_when_the_cookie_is_too_large() -
     assert kept.variants == {"kept-test": "a"}
     assert "experiment-29" in kept.exposures and "experiment-0" not in kept.exposures
     assert len(kept.converted) < 30
+
+
+def test_a_full_cookie_lets_go_of_what_the_rules_no_longer_serve_first() -> None:
+    # A returning visitor's cookie fills with the variants of experiments long removed;
+    # trimming the served ones' exposures instead counted each later view again and
+    # lost their conversions.
+    t = tracker(codec=ProfileCodec([KEY], max_bytes=600))
+    profile = visit(t, None, T0)
+    for i in range(30):
+        profile = profile.with_variant(f"removed-experiment-{i}", "bold")
+        profile = profile.with_exposure(f"removed-experiment-{i}", "bold", "all")
+        profile = profile.with_counted("purchase", f"removed-experiment-{i}")
+    profile = profile.with_variant("hero-test", "bold").with_exposure("hero-test", "bold", "all")
+    profile = profile.with_exposure("spring-banner", "spring-banner", "all")
+    profile = profile.with_counted("purchase", "hero-test")
+    served = frozenset({"hero-test", "spring-banner"})
+    kept = visit(t, t.cookie_value(profile, served), T0 + 60)
+    assert kept.variants == {"hero-test": "bold"}
+    assert set(kept.exposures) == {"hero-test", "spring-banner"}
+    assert list(kept.converted) == [converted_key("purchase", "hero-test")]
+    # Not told what is served, the oldest go first, as before.
+    assert "hero-test" not in visit(t, t.cookie_value(profile), T0 + 60).exposures

@@ -444,3 +444,52 @@ def test_a_conversion_counts_in_the_period_its_visitor_was_assigned_in(
     (experiment,) = results["experiments"]
     assert experiment["bandit"]["version"] >= late[-1][1]
     assert experiment["goals"]["purchase"]["weighted_by"] == "period"
+
+
+FIXED_RULES = """
+slots: {hero: {}}
+goals:
+  purchase: {when: {request.path: /page/thanks}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [purchase]
+    variants: {control: {weight: 1}, a: {weight: 1, html: A}}
+"""
+
+
+def test_a_full_profile_keeps_the_served_experiment_s_exposure(
+        origin: Server, tmp_path: Path) -> None:
+    # A loyal visitor's cookie holds the variants of experiments removed long ago. It
+    # was trimmed of the served experiment's exposure on every page: each view was
+    # counted again and the purchase counted for no one.
+    from edge_personalizer.classify.profile import ProfileTracker
+    from edge_personalizer.classify.visitor import Referral
+    from edge_personalizer.learn.counters import EXPOSURE
+    from edge_personalizer.learn.store import sqlite_url
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "experiment.yaml").write_text(FIXED_RULES)
+    url = sqlite_url(tmp_path / "ep.db")
+    tracker = ProfileTracker(ProfileCodec([PROFILE_KEY.encode()]))
+    profile = tracker.observe(cookies={}, headers={}, now=time.time(), path="/",
+                              page_view=True, referral=lambda: Referral("direct", "direct"))
+    for i in range(60):
+        profile = profile.with_variant(f"an-experiment-removed-long-ago-{i}", "variant-b")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_PROFILE_COOKIE_SECURE": "false",
+        "EP_STORE_URL": url})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            value = tracker.cookie_value(profile)
+            assert len(value) > 2800   # the cap is 3,000: the exposure does not fit
+            client.cookies.set("ep_profile", value, domain="127.0.0.1")
+            for _ in range(3):
+                assert client.get("/slotted/home", headers=PAGE).status_code == 200
+            client.get("/page/thanks", headers=PAGE)
+    finally:
+        server.stop()   # the last counts are written on the way out
+    counted = read_store(url, lambda store: store.totals("hero-test"))
+    assert sum(t.exposures for k, t in counted.items() if k.goal == EXPOSURE) == 1
+    assert sum(t.conversions for k, t in counted.items() if k.goal == "purchase") == 1
