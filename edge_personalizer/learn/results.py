@@ -230,8 +230,9 @@ def plan_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> Plan:
     # splits, so the variants are compared within each split (as a bandit's periods), and
     # the split is checked on the visitors of today's weights only.
     # Counts from before splits were told apart (FIXED_PERIOD) are no split of their own.
-    edited = not bandit and len({key.period for key in rows if key.goal == EXPOSURE}
-                                - {FIXED_PERIOD}) > 1
+    # Edited before today's weights shared out anyone: the split check has no one yet.
+    edited = not bandit and bool({key.period for key in rows if key.goal == EXPOSURE}
+                                 - {FIXED_PERIOD, experiment.fixed_period})
     removed = tuple(v for v in _variants_counted(rows) if v not in weights)
     return Plan(experiment.name, weights, removed, control_of(experiment), bandit or edited,
                 experiment.fixed_period if edited else None, not bandit)

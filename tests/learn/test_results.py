@@ -146,6 +146,12 @@ def test_fixed_weights_edited_while_running_are_judged_within_each_split() -> No
     # one split only: judged as counted
     single = results(ruleset, rows(today.fixed_period, 900, 100, 0.02, 0.02))
     assert "weighted_by" not in single["experiments"][0]["goals"]["purchase"]
+    # edited a moment ago: today's split has shared out no one yet, and is not checked
+    # against the visitors of the old one
+    just_edited = results(ruleset, rows(before, 1000, 1000, 0.10, 0.10))
+    purchase = just_edited["experiments"][0]["goals"]["purchase"]
+    assert purchase["srm"] is False and purchase["weighted_by"] == "period"
+    assert purchase["variants"]["bold"]["exposed"] == 1000
     # counts from before splits were told apart (period 0) are no split of their own
     upgraded = results(ruleset, rows(0, 900, 100, 0.10, 0.10)
                        | rows(today.fixed_period, 900, 100, 0.02, 0.02))
