@@ -145,7 +145,10 @@ class Personalizer:
         count = self.observer.decided if edge_segment is None and forced is None else None
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
                             preview=forced is not None, edge_segment=edge_segment, count=count)
-        if (visitor.page_view or exchange.preview or scope["method"] == "HEAD") \
+        # A fetch that asks for HTML (htmx, Turbo: Sec-Fetch-Dest empty) is rewritten as
+        # a page view is.
+        if (visitor.page_view or exchange.preview or scope["method"] == "HEAD"
+                or scope["method"] == "GET" and "text/html" in merged.get("accept", "")) \
                 and exchange.decision.changes_page \
                 and (exchange.preview or not self.slots.lacks_all(scope["path"],
                                                                   exchange.decision)):

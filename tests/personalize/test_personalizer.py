@@ -127,6 +127,12 @@ def test_a_page_to_be_rewritten_is_asked_for_whole(proxy: Server) -> None:
     echoed = httpx.get(f"{proxy.url}/echo", headers={**FACEBOOK, **asked}).json()
     got = {name: value for name, value in echoed["headers"] if name in asked}
     assert got == {"accept-encoding": "identity"}
+    # a fetch asking for HTML is rewritten as a page view is: the origin's 304 let it keep
+    # a copy of another variant, marked shareable
+    fetched = httpx.get(f"{proxy.url}/echo", headers={
+        **FACEBOOK, **asked, "sec-fetch-dest": "empty", "sec-fetch-mode": "cors"}).json()
+    assert {name: value for name, value in fetched["headers"] if name in asked} == \
+        {"accept-encoding": "identity"}
     plain = httpx.get(f"{proxy.url}/echo", headers={**PAGE, **asked}).json()   # no rule
     assert {name for name, _ in plain["headers"] if name in asked} == set(asked)
 
