@@ -32,6 +32,7 @@ _EMPTY_CONVERTED: Final[Mapping[str, int]] = MappingProxyType({})
 
 
 UNKNOWN_PERIOD: Final = -1   # the period of an exposure remembered before exposures kept theirs
+_MAX_COUNT: Final = 1 << 32   # past any visitor's visits, views or conversions
 
 
 class Exposure(NamedTuple):
@@ -50,9 +51,6 @@ def converted_key(goal: str, by: str) -> str:
     """The key of a conversion already counted for `goal` and the rule or experiment `by`."""
     return f"{goal}\x1f{by}"
 
-
-def _converted_by(key: str) -> str:
-    return key.partition("\x1f")[2]
 
 
 class ReferralSummary(NamedTuple):
@@ -323,7 +321,7 @@ class ProfileTracker:
             for entries in (variants, exposures):
                 for by in [by for by in entries if by not in live]:
                     del entries[by]
-            for key in [key for key in converted if _converted_by(key) not in live]:
+            for key in [key for key in converted if key.partition("\x1f")[2] not in live]:
                 del converted[key]
             value = self.codec.encode(state)
         while len(value) > self.codec.max_bytes and (converted or exposures or variants
@@ -365,10 +363,10 @@ def _profile_from(state: list[Any], now: int, half_life_days: float) -> Profile:
      variants, exposures, converted) = state if len(state) == 12 else [*state, {}, {}]
     return Profile(
         visitor_id=str(visitor_id), first_seen=int(first), last_seen=last, previous_seen=last,
-        visits=int(visits), pageviews=int(pageviews),
+        visits=_count(visits), pageviews=_count(pageviews),
         scores=MappingProxyType({str(k): (float(v[0]), int(v[1])) for k, v in scores.items()}),
         first_referral=_summary(first_ref), last_referral=_summary(last_ref),
-        conversions=int(conversions),
+        conversions=_count(conversions),
         variants=MappingProxyType({str(k): str(v) for k, v in variants.items()}),
         new=False, now=now, half_life_days=half_life_days,
         # an exposure: [variant, at, cell, period]; cookies written before exposures kept
@@ -378,6 +376,14 @@ def _profile_from(state: list[Any], now: int, half_life_days: float) -> Profile:
                              int(v[3]) if len(v) > 3 else UNKNOWN_PERIOD)
             for k, v in exposures.items()}),
         converted=MappingProxyType({str(k): int(v) for k, v in converted.items()}))
+
+
+def _count(value: Any) -> int:
+    """A counter no visitor reaches is a bad shape: one more would not fit the cookie."""
+    count = int(value)
+    if not 0 <= count < _MAX_COUNT:
+        raise ValueError(f"a counter of {count}")
+    return count
 
 
 def _pack_summary(summary: ReferralSummary | None) -> list[Any] | None:
