@@ -92,10 +92,9 @@ class EdgeDecisions:
         proxy) to lack, or to hide (inside a slot whose variant takes away what it held):
         the visitor will not see their variants, so none are named or counted. (The
         segment stays that of the whole decision: the page made for it is.)"""
-        path = exchange.visitor.request.path
-        with self.fail_open.stage("slots", path):
+        with self.fail_open.stage("slots", exchange.visitor.request.path):
             slots = self.personalizer.slots
-            gone = slots.known_gone(path, exchange.decision)
+            gone = slots.known_gone(exchange.page, exchange.decision)
             if gone:
                 exchange.settle(slots.trim(exchange.decision, gone))
 

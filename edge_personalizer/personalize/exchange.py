@@ -14,6 +14,7 @@ from ..classify.visitor import Visitor
 from ..learn.goals import Conversion
 from ..rules.allocation import Allocations
 from ..rules.model import Decision
+from .slot_presence import page_key
 
 
 class Observer(Protocol):
@@ -51,7 +52,7 @@ class Exchange:
     """
 
     __slots__ = ("visitor", "scope", "debug", "preview", "edge_segment", "conversions", "profile",
-                 "allocations", "_decide", "_decision", "_count")
+                 "allocations", "_decide", "_decision", "_count", "_page")
 
     def __init__(self, visitor: Visitor, scope: Scope,
                  decide: Callable[[Exchange], Decision], *,
@@ -71,6 +72,15 @@ class Exchange:
         self._decide = decide
         self._decision: Decision | None = None
         self._count = count   # counts the variants served (Observer.decided)
+        self._page: str | None = None
+
+    @property
+    def page(self) -> str:
+        """What the page's slots are learned by (slot_presence.page_key)."""
+        if self._page is None:
+            request = self.visitor.request
+            self._page = page_key(request.path, request.query)
+        return self._page
 
     @property
     def decision(self) -> Decision:

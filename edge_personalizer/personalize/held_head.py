@@ -149,7 +149,7 @@ class HeldHead:
             exchange.settle(presence.trim(exchange.decision, gone))
         if not absent and found is not None and not ended and len(found) == len(self.slots) \
                 and all(found):
-            presence.learned(exchange.visitor.request.path, head,
+            presence.learned(exchange.page, head,
                              dict(zip(self.slots, found, strict=True)), nested)
         return True
 

@@ -150,7 +150,7 @@ class Personalizer:
         if (visitor.page_view or exchange.preview or scope["method"] == "HEAD"
                 or scope["method"] == "GET" and "text/html" in merged.get("accept", "")) \
                 and exchange.decision.changes_page \
-                and (exchange.preview or not self.slots.lacks_all(scope["path"],
+                and (exchange.preview or not self.slots.lacks_all(exchange.page,
                                                                   exchange.decision)):
             # The page will be rewritten: ask the origin not to compress it, and for all of
             # it (a 304 would keep the browser's copy, maybe of another variant; a range is

@@ -151,7 +151,7 @@ class RewritingSend(ResponseStart):
         self.head = read_head(message.get("headers", ()))
         page, known = False, True   # (known: which of its slots the page has, or moot)
         with self.fail_open.stage("slots", self.path):
-            page, known = _settled(self.exchange, self.headers, self.path, self.head,
+            page, known = _settled(self.exchange, self.headers, self.exchange.page, self.head,
                                    message["status"])
         head_only = self.exchange.scope["method"] == "HEAD"
         with self.fail_open.stage("rewrite", self.path):
@@ -211,8 +211,8 @@ class RewritingSend(ResponseStart):
                 # something (joining copies the whole page, 100 KB a request on the kit's).
                 end = rewriter.finish()
                 out = out + end if out and end else (out or end)
-                _learn(self.headers.personalizer.slots, self.path, self.head, self.changes,
-                       rewriter.found, rewriter.inside)
+                _learn(self.headers.personalizer.slots, self.exchange.page, self.head,
+                       self.changes, rewriter.found, rewriter.inside)
         except Exception as exc:
             # A fault of ours: unchanged while nothing is out yet, else cut off honestly.
             if self.start is None and not isinstance(exc, RewriteAborted):

@@ -1,10 +1,11 @@
-"""Which of the rules' slots each page has: learned per path, so a page that lacks a slot
-costs (almost) nothing and says nothing about variants it never showed.
+"""Which of the rules' slots each page has: learned per page (its path, and the query
+parameters that may make it another page of that path: page_key), so a page that lacks a
+slot costs (almost) nothing and says nothing about variants it never showed.
 
-The first view of a path is rewritten as usual, its head held until the rewriter has
+The first view of a page is rewritten as usual, its head held until the rewriter has
 found the decision's slots or the page has ended (held_head: what the head says of the
 slots is then what the page has); at its end the rewriter tells which of the decision's
-slots it found. Later views of that path drop the choices for slots the page lacks before
+slots it found. Later views of that page drop the choices for slots the page lacks before
 anything is made of them: the X-EP-Variant header, the cache tags, the exposures counted
 and the profile cookie name only what the page shows, and a page left with nothing to
 change passes untouched, with its Content-Length.
@@ -17,7 +18,7 @@ A page can change. What was learned is forgotten, and the next view looks again,
 - the response's validators differ from those it was learned from (ETag, else
   Last-Modified, and Content-Length; one set per content coding, since an origin gives
   its gzip answer other validators than its plain one);
-- the path has been answered `relearn_views` times, or `relearn_seconds` have passed,
+- the page has been answered `relearn_views` times, or `relearn_seconds` have passed,
   from what was learned (a page without validators is looked at again that often);
 - the rules are reloaded (a slot's selector may have changed).
 Each of these views is held like a first view. Per worker, bounded (least recently used
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
+from urllib.parse import urlencode
 
 from lru import LRU
 
@@ -43,6 +45,22 @@ _NOTHING: Final[frozenset[str]] = frozenset()
 _NO_CHOICES: Final[Mapping[str, SlotChoice]] = MappingProxyType({})
 # What a variant does to its slot that takes away what the slot held.
 _EMPTYING: Final = frozenset({"inner", "replace", "remove", "text"})
+# Landing-URL parameters that tell where a visitor came from, never which page it is
+# (with utm_*): a page is learned once, whatever campaign or ad click brought its visitors.
+_CAMPAIGN_PARAMS: Final = frozenset({
+    "gclid", "gbraid", "wbraid", "dclid", "fbclid", "msclkid", "ttclid", "twclid",
+    "li_fat_id", "yclid", "igshid", "mc_cid", "mc_eid", "_ga", "_gl"})
+
+
+def page_key(path: str, query: Mapping[str, str]) -> str:
+    """What a page is learned by: its path and the query parameters that may make it
+    another page of that path (`?page=about`, `?id=2`), in any order; not campaign ones."""
+    if not query:
+        return path
+    kept = sorted((name, value) for name, value in query.items()
+                  if not name.lower().startswith("utm_")
+                  and name.lower() not in _CAMPAIGN_PARAMS)
+    return f"{path}?{urlencode(kept)}" if kept else path
 
 
 def nesting(slots: Sequence[str], probed: Sequence[str],
@@ -94,7 +112,7 @@ class PageSlots:
 
 
 class SlotPresence:
-    """Per path (bounded), which slots of the serving rules the page has."""
+    """Per page (bounded), which slots of the serving rules it has."""
 
     def __init__(self, rules: RuleBook | None, *, max_paths: int = 4096,
                  relearn_views: int = 1000, relearn_seconds: float = 60.0,

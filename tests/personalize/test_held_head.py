@@ -408,7 +408,8 @@ def test_a_page_that_flushes_early_then_stalls_keeps_its_early_bytes(
                                     "/gone?slots=none&size=20000&pause=4000&wait=3")
     assert first_at < 2.0 and body.endswith(b"</main></body></html>")
     assert response.headers["x-ep-variant"].startswith("hero=hero-rule,promo=")
-    again, body, first_at = _get(default_hold_proxy, "/gone?slots=none&size=20000&pause=4000")
+    again, body, first_at = _get(default_hold_proxy,
+                                 "/gone?slots=none&size=20000&pause=4000&wait=3")
     assert "x-ep-variant" not in again.headers and first_at < 0.7   # known: not held
     assert again.headers["content-length"] == str(len(body))
 

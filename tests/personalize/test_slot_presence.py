@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
-from edge_personalizer.personalize.slot_presence import SlotPresence, nesting
+from edge_personalizer.personalize.slot_presence import SlotPresence, nesting, page_key
 from edge_personalizer.rules.book import RuleBook
 from edge_personalizer.rules.model import Content, Decision, SlotChoice
 
@@ -273,6 +273,53 @@ def test_a_page_that_gains_its_slots_is_personalized_again(
     again = httpx.get(f"{server.url}/page.html", headers=PAGE)
     assert again.text == response.text
     assert again.headers["x-ep-variant"] == "hero=hero-rule,promo=promo-rule"
+
+
+# One path, two pages: ?page=full has the slots, any other query not; each sent as it is
+# made (no Content-Length, no validators), as a dynamic site's pages are.
+DYNAMIC_SERVER = """
+import http.server, sys, pathlib
+from urllib.parse import parse_qs, urlsplit
+class Pages(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        full = parse_qs(urlsplit(self.path).query).get("page") == ["full"]
+        body = pathlib.Path(sys.argv[3 if full else 2]).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Pages).serve_forever()
+"""
+
+
+def test_pages_of_one_path_told_apart_by_their_query_are_learned_apart(
+        tmp_path: Path) -> None:
+    # index.php?page=about lacking the slots said nothing of index.php?page=full; a
+    # campaign's parameters make no other page.
+    (tmp_path / "bare.html").write_text(BARE)
+    (tmp_path / "full.html").write_text(SLOTTED)
+    port = free_port()
+    origin = start([sys.executable, "-c", DYNAMIC_SERVER, str(port), str(tmp_path / "bare.html"),
+                    str(tmp_path / "full.html")], port, tmp_path / "origin.log")
+    server = _serve(tmp_path, origin, RULES, {"EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        for _ in range(2):
+            bare = httpx.get(f"{server.url}/index.php?page=about", headers=PAGE)
+            assert bare.text == BARE
+        for query in ("page=full", "page=full&utm_source=news&gclid=x", "gclid=y&page=full"):
+            full = httpx.get(f"{server.url}/index.php?{query}", headers=PAGE)
+            assert "<h1>New hero</h1>" in full.text, query
+    finally:
+        server.stop()
+        origin.stop()
+
+
+def test_a_page_is_its_path_and_query_campaign_parameters_aside() -> None:
+    assert page_key("/p", {}) == "/p"
+    assert page_key("/p", {"utm_source": "x", "GCLID": "y", "fbclid": "z"}) == "/p"
+    assert page_key("/p", {"page": "about", "utm_medium": "email", "id": "2"}) == \
+        "/p?id=2&page=about"
+    assert page_key("/p", {"q": "a b&c"}) == "/p?q=a+b%26c"
 
 
 def test_reloaded_rules_look_at_every_page_again(proxy: tuple[Server, Path]) -> None:
