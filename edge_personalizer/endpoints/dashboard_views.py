@@ -25,6 +25,7 @@ from ..learn.results import judged_on, plan_of, results
 from ..learn.store import Store, Table, open_store
 from ..rules.model import HOLDOUT, Experiment, RuleSet
 from .charts import line_chart, uplift_bar
+from .learning import add_bandit_weights
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,10 @@ def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: 
                   recorded: GoalCatalog | None = None,
                   notices: tuple[str, ...] = ()) -> Snapshot:
     """Judge the totals (scipy: call it off the event loop)."""
-    return Snapshot(ruleset, totals, results(ruleset, totals, recorded), taken_at, store,
-                    last_error, predictions, bandits, notices)
+    snapshot = Snapshot(ruleset, totals, results(ruleset, totals, recorded), taken_at, store,
+                        last_error, predictions, bandits, notices)
+    add_bandit_weights(snapshot.results, ruleset, snapshot.weights() or WeightsTable())
+    return snapshot
 
 
 async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | None = None,

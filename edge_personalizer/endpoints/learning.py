@@ -105,10 +105,18 @@ class Results:
                      if published is not None else bandit.WeightsTable())
         except (StoreError, ValueError):
             table = bandit.WeightsTable()
-        weights = table.as_json()
-        for experiment in report["experiments"]:
-            if experiment["name"] in bandits:
-                experiment["bandit"] = weights.get(experiment["name"])
+        add_bandit_weights(report, ruleset, table)
+
+
+def add_bandit_weights(report: dict[str, Any], ruleset: RuleSet,
+                       table: bandit.WeightsTable) -> None:
+    """Each bandit experiment of `report` (results' JSON) with its weights per cell as
+    `table` publishes them, and their version (None: none published yet)."""
+    bandits = {e.name for e in ruleset.experiments if e.allocation == "bandit"}
+    weights = table.as_json() if bandits else {}
+    for experiment in report["experiments"]:
+        if experiment["name"] in bandits:
+            experiment["bandit"] = weights.get(experiment["name"])
 
 
 class Beacon:

@@ -5,6 +5,7 @@ from typing import Any
 from edge_personalizer.endpoints.dashboard_views import (
     cumulative_rates,
     leader_of,
+    make_snapshot,
     why_no_leader,
 )
 from edge_personalizer.learn.counters import CountKey, Tally
@@ -78,3 +79,29 @@ def test_a_challenger_never_shown_beside_the_control_never_blocks_the_one_ahead(
     goal["variants"]["b"]["compared_exposed"] = 3   # shown beside it, all 3 converted
     goal["variants"]["b"]["rate"] = 1.0
     assert leader_of(goal) == (None, None)
+
+
+def test_a_snapshot_s_results_carry_the_bandit_weights_as_results_do() -> None:
+    # `report --format json` prints a snapshot's results: they lacked each bandit's
+    # weights, which /__ep/results gives (the report says it answers "as /__ep/results").
+    import dataclasses
+
+    from edge_personalizer.learn.bandit import BanditSpec, WeightsTable, experiment_weights
+    from edge_personalizer.learn.store import Table
+    from edge_personalizer.rules.model import RuleSet
+
+    from ..learn.test_results import experiment
+
+    hero = dataclasses.replace(experiment(), allocation="bandit")
+    fixed = dataclasses.replace(experiment(), name="cta-test")
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero, fixed))
+    spec = BanditSpec("hero-test", (("control", 50), ("bold", 50)), goal="purchase")
+    table = WeightsTable(3, {"hero-test": experiment_weights(spec, {}, version=3, now=0.0)})
+    published = Table("bandit-weights", 3, table.encode(), 0.0)
+    snapshot = make_snapshot(ruleset, {}, store="sqlite:///x", taken_at=0.0, bandits=published)
+    by_name = {e["name"]: e for e in snapshot.results["experiments"]}
+    assert by_name["hero-test"]["bandit"] == table.as_json()["hero-test"]
+    assert "bandit" not in by_name["cta-test"]
+    unpublished = make_snapshot(ruleset, {}, store="sqlite:///x", taken_at=0.0)
+    assert {e["name"]: e.get("bandit", "-") for e in unpublished.results["experiments"]} == \
+        {"hero-test": None, "cta-test": "-"}
