@@ -316,6 +316,13 @@ def experiment_results(experiment: Experiment,
     rows = _rows_of(experiment.name, totals)
     judged = _judge(plan_of(experiment, rows), experiment.goals, rows,
                     cells_of(experiment, rows))
+    left = {}   # goals it no longer has (renamed, removed): their conversions, said
+    for key, tally in rows.items():
+        if key.goal != EXPOSURE and key.goal not in experiment.goals:
+            left[key.goal] = left.get(key.goal, 0) + tally.conversions
+    judged["warnings"] += [f"{n:,} conversion{'' if n == 1 else 's'} counted on {goal}, a "
+                           "goal the experiment no longer names: not judged here"
+                           for goal, n in sorted(left.items())]
     return {"name": experiment.name, "status": status_of(experiment), "per": per_of(experiment),
             **judged}
 

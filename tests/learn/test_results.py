@@ -411,3 +411,20 @@ def test_a_stopped_experiment_that_only_held_visitors_out_is_no_error() -> None:
     (result,) = results(RuleSet.empty("v1"), totals)["experiments"]
     assert "error" not in result
     assert (result["status"], result["exposed"], result["held_out"]) == ("stopped", 0, 100)
+
+
+def test_conversions_on_a_goal_the_experiment_no_longer_names_are_said() -> None:
+    # signup renamed purchase in the rules: 245 conversions counted on signup showed
+    # nowhere, and nothing said why the experiment's conversions went to 0.
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(experiment(),))
+    day = "2026-12-02"
+    totals = {
+        CountKey("hero-test", "control", "", "all", day): Tally(exposures=1000),
+        CountKey("hero-test", "bold", "", "all", day): Tally(exposures=1000),
+        CountKey("hero-test", "control", "signup", "all", day): Tally(0, 120, 0.0, 0.0),
+        CountKey("hero-test", "bold", "signup", "all", day): Tally(0, 125, 0.0, 0.0),
+        CountKey("hero-test", "bold", "purchase", "all", day): Tally(0, 1, 0.0, 0.0)}
+    (hero,) = results(ruleset, totals)["experiments"]
+    assert list(hero["goals"]) == ["purchase"]
+    assert hero["warnings"] == ["245 conversions counted on signup, a goal the experiment "
+                                "no longer names: not judged here"]
