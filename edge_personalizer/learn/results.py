@@ -316,7 +316,7 @@ def experiment_results(experiment: Experiment,
     rows = _rows_of(experiment.name, totals)
     judged = _judge(plan_of(experiment, rows), experiment.goals, rows,
                     cells_of(experiment, rows))
-    left = {}   # goals it no longer has (renamed, removed): their conversions, said
+    left: dict[str, int] = {}   # goals it no longer has (renamed, removed): their conversions, said
     for key, tally in rows.items():
         if key.goal != EXPOSURE and key.goal not in experiment.goals:
             left[key.goal] = left.get(key.goal, 0) + tally.conversions
