@@ -52,7 +52,6 @@ def converted_key(goal: str, by: str) -> str:
     return f"{goal}\x1f{by}"
 
 
-
 class ReferralSummary(NamedTuple):
     """The part of a referral worth remembering."""
 
@@ -380,10 +379,9 @@ def _profile_from(state: list[Any], now: int, half_life_days: float) -> Profile:
 
 def _count(value: Any) -> int:
     """A counter no visitor reaches is a bad shape: one more would not fit the cookie."""
-    count = int(value)
-    if not 0 <= count < _MAX_COUNT:
-        raise ValueError(f"a counter of {count}")
-    return count
+    if not isinstance(value, int) or not 0 <= value < _MAX_COUNT:
+        raise ValueError(f"a counter of {value!r}")
+    return value
 
 
 def _pack_summary(summary: ReferralSummary | None) -> list[Any] | None:

@@ -98,9 +98,8 @@ class Personalizer:
         # caching, a trusted edge's X-EP-Segment names the page to render.
         self.segments = SegmentBook(rules) if rules is not None else None
         self.keyed_segments = keyed_segments
-        # Which of the rules' slots each page has, learned per path (bounded, per worker).
+        # Which of the rules' slots each page has, learned per page (bounded, per worker).
         self.slots = slot_presence if slot_presence is not None else SlotPresence(rules)
-        self._names: tuple[RuleSet, frozenset[str]] | None = None   # see _served_names
 
     def begin(self, scope: Scope) -> Exchange:
         """The request's Exchange: its visitor, and its decision made when first read."""
@@ -145,17 +144,15 @@ class Personalizer:
         count = self.observer.decided if edge_segment is None and forced is None else None
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
                             preview=forced is not None, edge_segment=edge_segment, count=count)
-        # A fetch that asks for HTML (htmx, Turbo: Sec-Fetch-Dest empty) is rewritten as
-        # a page view is.
         if (visitor.page_view or exchange.preview or scope["method"] == "HEAD"
                 or scope["method"] == "GET" and "text/html" in merged.get("accept", "")) \
                 and exchange.decision.changes_page \
                 and (exchange.preview or not self.slots.lacks_all(exchange.page,
                                                                   exchange.decision)):
-            # The page will be rewritten: ask the origin not to compress it, and for all of
-            # it (a 304 would keep the browser's copy, maybe of another variant; a range is
-            # of the origin's bytes; a HEAD is asked as its GET). A page known to lack every
-            # slot the decision changes is not rewritten: it comes as the client asked.
+            # The page (or an htmx/Turbo fetch asking for HTML) will be rewritten: asked for
+            # whole, uncompressed (a 304 would keep the browser's copy, maybe of another
+            # variant; a range is of the origin's bytes; a HEAD is asked as its GET). Known
+            # to lack every slot the decision changes, it comes as the client asked.
             exchange.scope = {**scope, "headers": [
                 *(h for h in headers if h[0] not in _WHOLE_PAGE_OFF),
                 (b"accept-encoding", b"identity")]}
@@ -203,22 +200,9 @@ class Personalizer:
         profile = self.profile_after(exchange)
         if not (profile.stored and profile.changed):
             return None
+        served = self.rules.current.served_names if self.rules is not None else None
         return tracker.set_cookie_header(profile, secure=self.cookies.secure,
-                                         max_age_days=self.cookies.max_age_days,
-                                         live=self._served_names())
-
-    def _served_names(self) -> frozenset[str] | None:
-        """The names of the serving rules and experiments (worked out once a rule set):
-        what a full profile keeps its entries for."""
-        if self.rules is None:
-            return None
-        ruleset = self.rules.current
-        known = self._names
-        if known is None or known[0] is not ruleset:
-            names = [rule.name for rule in ruleset.rules]
-            names += [experiment.name for experiment in ruleset.experiments]
-            known = self._names = (ruleset, frozenset(names))
-        return known[1]
+                                         max_age_days=self.cookies.max_age_days, live=served)
 
     def profile_after(self, exchange: Exchange) -> Profile:
         """The visitor's profile once this request is counted: on a page view the

@@ -38,6 +38,7 @@ SLOT_ACTIONS: Final[tuple[SlotAction, ...]] = ("inner", "replace", "append", "pr
 Pairs = tuple[tuple[str, str], ...]
 HeaderLines = tuple[tuple[bytes, bytes], ...]
 _NONE: Final[Pairs] = ()
+_VARIANT_FIELD: Final = "profile.variants."
 _NO_SLOTS: Final[Mapping[str, Content]] = MappingProxyType({})
 
 
@@ -196,6 +197,9 @@ class RuleSet:
     targets: frozenset[str] = field(init=False, compare=False, repr=False)
     vary_header: bytes = field(init=False, compare=False, repr=False)
     rule_names: frozenset[str] = field(init=False, compare=False, repr=False)
+    # ... with the experiments' and those whose variant a rule reads (profile.variants.X,
+    # of an experiment maybe removed): what a visitor's full profile keeps its entries for
+    served_names: frozenset[str] = field(init=False, compare=False, repr=False)
     # ... and the goals a request reaches by its own data, indexed as the rules are: every
     # request is checked against every goal, so a site's many goals cost one lookup.
     _goal_index: GoalIndex = field(init=False, compare=False, repr=False)
@@ -205,6 +209,10 @@ class RuleSet:
                            | frozenset(INJECTIONS))
         object.__setattr__(self, "vary_header", ", ".join(self.vary).encode("latin-1"))
         object.__setattr__(self, "rule_names", frozenset(rule.name for rule in self.rules))
+        object.__setattr__(self, "served_names", self.rule_names | frozenset(
+            [experiment.name for experiment in self.experiments]
+            + [name[len(_VARIANT_FIELD):] for name in self.fields
+               if name.startswith(_VARIANT_FIELD)]))
         object.__setattr__(self, "_goal_index", GoalIndex.build(self.goals.values()))
 
     def goals_within_reach(self, visitor: Visitor) -> tuple[Goal, ...]:
@@ -325,9 +333,6 @@ class Decision:
         return not (self.slots or self.redirect or self.headers or self.cookies)
 
 
-NO_DECISION: Final = Decision()
-
-
 def header_text(text: str) -> bytes:
     """`text` as a header value: `%` and any character outside ASCII percent-encoded
     as UTF-8 (a variant named "café" reads "caf%C3%A9"), the rest as written; two
@@ -336,3 +341,7 @@ def header_text(text: str) -> bytes:
         return text.encode("ascii")
     return "".join(c if c.isascii() and c != "%" else quote(c, safe="")
                    for c in text).encode("ascii")
+
+
+NO_DECISION: Final = Decision()
+

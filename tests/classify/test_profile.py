@@ -294,14 +294,16 @@ def test_a_full_cookie_lets_go_of_what_the_rules_no_longer_serve_first() -> None
     assert "hero-test" not in visit(t, t.cookie_value(profile), T0 + 60).exposures
 
 
-@pytest.mark.parametrize("field", [3, 4, 8])   # visits, page views, conversions
-def test_a_counter_past_any_visitor_s_is_ignored_with_its_cookie(field: int) -> None:
+@pytest.mark.parametrize(("field", "value"), [   # visits, page views, conversions
+    (3, 2**64 - 1), (4, 2**64 - 1), (8, 2**64 - 1), (8, float("inf")), (3, 2.5), (4, -1)])
+def test_a_counter_past_any_visitor_s_is_ignored_with_its_cookie(field: int,
+                                                                  value: object) -> None:
     # Signed with the site's key, at 2**64 - 1: one more would not fit the cookie's format,
     # so the profile could never be written again, and each request logged the failure.
     rejects: list[RejectReason] = []
     codec = ProfileCodec([KEY])
     state: list[object] = ["id", T0, T0, 2, 5, {}, None, None, 0, {}, {}, {}]
-    state[field] = 2**64 - 1
+    state[field] = value
     t = tracker(rejects, codec=codec)
     profile = visit(t, codec.encode(state), T0 + 3600)
     assert profile.new and rejects == ["malformed"]

@@ -88,3 +88,19 @@ def test_header_text_is_ascii_with_percent_and_the_rest_percent_encoded() -> Non
     assert header_text("hero=100%") == b"hero=100%25"
     assert header_text("hero=日本") == b"hero=%E6%97%A5%E6%9C%AC"
     assert Decision({"hero": SlotChoice("hero", "é", "rule", "é")}).variant_header == b"hero=%C3%A9"
+
+
+def test_a_rule_set_names_what_a_full_profile_keeps_entries_for(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text("""
+slots: {hero: {}}
+rules:
+  - name: follow-up
+    when: {profile.variants.spring-test: bold}
+    then: {hero: {html: "<h1>Welcome back</h1>"}}
+experiments:
+  - name: hero-test
+    slot: hero
+    variants: {control: {weight: 1}, bold: {weight: 1, html: "<h1>Bold</h1>"}}
+""")
+    ruleset = load_rules(tmp_path)
+    assert ruleset.served_names == {"follow-up", "hero-test", "spring-test"}
