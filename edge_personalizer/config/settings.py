@@ -167,7 +167,8 @@ class Settings:
     head_hold_seconds: float = option(
         0.5, convert=to_float, section=_ORIGIN,
         help="seconds a page's response head may wait for the rewriter on a view that learns "
-             "which slots the page has (a path's first view in a worker): past it the page "
+             "which slots the page has (a page's first view in a worker: a page is its path and "
+             "query, campaign parameters aside): past it the page "
              "streams on, every slot taken as present (a page that flushes early and then "
              "renders slowly keeps its early bytes)")
     edge_trusted_only: bool = option(

@@ -1,8 +1,8 @@
 """The head of a page whose slots are not known yet, held until the page shows which it has.
 
-SlotPresence knows, per path, which of the rules' slots a page lacks, and the choices for
+SlotPresence knows, per page, which of the rules' slots a page lacks, and the choices for
 those are dropped before anything is made of the decision. On a view where it does not
-know (the path's first view in a worker, a look again after `relearn_views` or
+know (the page's first view in a worker, a look again after `relearn_views` or
 `relearn_seconds`, changed validators, a rules reload), the response start waits here,
 and with it the body the rewriter has made so far, until the rewriter has found each of
 the decision's slots, or the page has ended. Only then are the choices for the slots it
@@ -40,7 +40,7 @@ first view: what was known is not used for its head. The rewriter must look for 
 slot again, and a page that gained one behind validators that do not tell (none at all,
 or a Last-Modified of the same second) would then show a variant its head does not name;
 letting the rewriter skip the slots known absent instead would learn nothing of them.
-That costs a held view per path and worker once per relearn period.
+That costs a held view per page and worker once per relearn period.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ logger = logging.getLogger(__name__)
 HOLD_LIMIT: Final = 256 * 1024
 
 
-def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
-                       head: ResponseHead, *, look_only: bool = False) -> bool:
+def settle_known_slots(exchange: Exchange, headers: PageHeaders, head: ResponseHead, *,
+                       look_only: bool = False) -> bool:
     """Drops the choices for the slots this page is known to lack (or to hide); False
     when which slots it has is not known (the head is to wait for the rewriter), True
     when it is, or when it does not matter (no slots, a preview, a page made for a
@@ -81,8 +81,9 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
     slots = headers.personalizer.slots
     if not slots.learn:
         return True   # every page taken to have every slot
+    page = exchange.page   # (worked out only here: a page with slots to know of)
     if look_only:
-        gone = slots.known_gone(path, decision)
+        gone = slots.known_gone(page, decision)
         if gone is None:
             # Not known: the page's own start, naming none of the decision's slots (a page
             # that lacks them, the most a HEAD can say without reading the page).
@@ -90,7 +91,7 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, path: str,
         elif gone:
             exchange.settle(slots.trim(decision, gone))
         return True
-    absent = slots.absent(path, head, decision.slots)
+    absent = slots.absent(page, head, decision.slots)
     if absent is None:
         return False
     if absent:
@@ -148,7 +149,7 @@ class HeldHead:
         if gone:
             exchange.settle(presence.trim(exchange.decision, gone))
         if not absent and found is not None and not ended and len(found) == len(self.slots) \
-                and all(found):
+                and all(found) and exchange.visitor.page_view:
             presence.learned(exchange.page, head,
                              dict(zip(self.slots, found, strict=True)), nested)
         return True

@@ -151,8 +151,7 @@ class RewritingSend(ResponseStart):
         self.head = read_head(message.get("headers", ()))
         page, known = False, True   # (known: which of its slots the page has, or moot)
         with self.fail_open.stage("slots", self.path):
-            page, known = _settled(self.exchange, self.headers, self.exchange.page, self.head,
-                                   message["status"])
+            page, known = _settled(self.exchange, self.headers, self.head, message["status"])
         head_only = self.exchange.scope["method"] == "HEAD"
         with self.fail_open.stage("rewrite", self.path):
             made = _rewriter_for(self.editor, self.exchange, self.head, self.accept_encoding,
@@ -211,8 +210,9 @@ class RewritingSend(ResponseStart):
                 # something (joining copies the whole page, 100 KB a request on the kit's).
                 end = rewriter.finish()
                 out = out + end if out and end else (out or end)
-                _learn(self.headers.personalizer.slots, self.exchange.page, self.head,
-                       self.changes, rewriter.found, rewriter.inside)
+                if self.exchange.visitor.page_view:   # (an htmx partial is not the page)
+                    _learn(self.headers.personalizer.slots, self.exchange.page, self.head,
+                           self.changes, rewriter.found, rewriter.inside)
         except Exception as exc:
             # A fault of ours: unchanged while nothing is out yet, else cut off honestly.
             if self.start is None and not isinstance(exc, RewriteAborted):
@@ -255,12 +255,12 @@ def _learn(presence: SlotPresence, path: str, head: ResponseHead,
                      nested)
 
 
-def _settled(exchange: Exchange, headers: PageHeaders, path: str, head: ResponseHead,
+def _settled(exchange: Exchange, headers: PageHeaders, head: ResponseHead,
              status: int) -> tuple[bool, bool]:
     """Whether the response is a whole HTML page with a body, and whether which of its
     slots it has is known (or does not matter); the decision settled as far as known."""
     if _is_page(status, head):
-        return True, settle_known_slots(exchange, headers, path, head,
+        return True, settle_known_slots(exchange, headers, head,
                                         look_only=exchange.scope["method"] == "HEAD")
     if is_html(head):
         # A redirect, an empty answer, a page's range, an empty page: no variant shown.

@@ -47,9 +47,12 @@ _NO_CHOICES: Final[Mapping[str, SlotChoice]] = MappingProxyType({})
 _EMPTYING: Final = frozenset({"inner", "replace", "remove", "text"})
 # Landing-URL parameters that tell where a visitor came from, never which page it is
 # (with utm_*): a page is learned once, whatever campaign or ad click brought its visitors.
+# An XHR's cache buster (`_`, jQuery's) is no page either.
 _CAMPAIGN_PARAMS: Final = frozenset({
-    "gclid", "gbraid", "wbraid", "dclid", "fbclid", "msclkid", "ttclid", "twclid",
-    "li_fat_id", "yclid", "igshid", "mc_cid", "mc_eid", "_ga", "_gl"})
+    "gclid", "gbraid", "wbraid", "dclid", "gad_source", "gad_campaignid", "srsltid", "fbclid",
+    "msclkid", "ttclid", "twclid", "li_fat_id", "yclid", "igshid", "rdt_cid", "sccid",
+    "epik", "obclid", "tblci", "ef_id", "s_kwcid", "mc_cid", "mc_eid", "_hsenc", "_hsmi",
+    "mkt_tok", "_kx", "_ga", "_gl", "_"})
 
 
 def page_key(path: str, query: Mapping[str, str]) -> str:
@@ -175,7 +178,7 @@ class SlotPresence:
     def absent(self, path: str, head: ResponseHead,
                slots: Mapping[str, SlotChoice] = _NO_CHOICES) -> frozenset[str] | None:
         """The slots this response's page is known to lack or to hide (see hidden),
-        counted as a view of the path; None when the page is to be looked at (again), for
+        counted as a view of the page; None when the page is to be looked at (again), for
         one of `slots` (the decision's choices) never looked for on it (an earlier view
         that looked for others says nothing of it), or for a slot whose variant takes away
         what it held and another slot no view looked for beside it."""
