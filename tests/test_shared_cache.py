@@ -42,6 +42,9 @@ http {{
     server {{
         listen 127.0.0.1:{port};
 
+        location = /__ep/decide {{ return 404; }}
+        location ^~ /__ep/fragment/ {{ return 404; }}
+
         location = /__ep_decide {{
             internal;
             proxy_pass http://edge_personalizer/__ep/decide;
@@ -328,6 +331,20 @@ def test_an_edited_variant_is_served_at_once_under_a_new_key(
         edited = httpx.get(url, headers=PAGE)
         assert b"20% off" in edited.content, edited.headers
         assert edited.headers["x-seen-segment"] != cached.headers["x-seen-segment"]
+
+
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+def test_visitors_cannot_ask_for_decisions_through_the_edge(
+        cached_site: tuple[int, bool]) -> None:
+    # decide counts the variants it names: the docs' nginx keeps it from visitors, and
+    # edge-personalizer answers its exact path only, so no spelling of it gets through.
+    port, _ = cached_site
+    for path in ("/__ep/decide", "/__ep/decide/", "/__ep//decide", "/__ep/decide?url=/",
+                 "/__ep/fragment/hero"):
+        response = httpx.get(f"http://127.0.0.1:{port}{path}",
+                             headers={**SEGMENTS["facebook"], "x-original-uri": "/slotted/a"})
+        assert response.status_code == 404, path
+        assert "segment" not in response.text
 
 
 @pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
