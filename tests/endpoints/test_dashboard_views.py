@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from edge_personalizer.endpoints.dashboard_views import (
@@ -8,7 +9,12 @@ from edge_personalizer.endpoints.dashboard_views import (
     make_snapshot,
     why_no_leader,
 )
+from edge_personalizer.learn.bandit import BanditSpec, WeightsTable, experiment_weights
 from edge_personalizer.learn.counters import CountKey, Tally
+from edge_personalizer.learn.store import Table
+from edge_personalizer.rules.model import RuleSet
+
+from ..learn.test_results import experiment
 
 
 def test_cumulative_rates_add_up_day_by_day() -> None:
@@ -84,14 +90,6 @@ def test_a_challenger_never_shown_beside_the_control_never_blocks_the_one_ahead(
 def test_a_snapshot_s_results_carry_the_bandit_weights_as_results_do() -> None:
     # `report --format json` prints a snapshot's results: they lacked each bandit's
     # weights, which /__ep/results gives (the report says it answers "as /__ep/results").
-    import dataclasses
-
-    from edge_personalizer.learn.bandit import BanditSpec, WeightsTable, experiment_weights
-    from edge_personalizer.learn.store import Table
-    from edge_personalizer.rules.model import RuleSet
-
-    from ..learn.test_results import experiment
-
     hero = dataclasses.replace(experiment(), allocation="bandit")
     fixed = dataclasses.replace(experiment(), name="cta-test")
     ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero, fixed))
