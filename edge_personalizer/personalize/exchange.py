@@ -75,6 +75,14 @@ class Exchange:
         self._page: str | None = None
 
     @property
+    def whole_page(self) -> bool:
+        """Whether the response is the page itself, as slot presence learns it: not a
+        script's fetch of the same URL (htmx, Turbo: Sec-Fetch-Dest empty), which may
+        get a part of it without the slots."""
+        visitor = self.visitor
+        return visitor.page_view or visitor.request.headers.get("sec-fetch-dest") != "empty"
+
+    @property
     def page(self) -> str:
         """What the page's slots are learned by (slot_presence.page_key)."""
         if self._page is None:

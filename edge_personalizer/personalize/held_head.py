@@ -149,7 +149,7 @@ class HeldHead:
         if gone:
             exchange.settle(presence.trim(exchange.decision, gone))
         if not absent and found is not None and not ended and len(found) == len(self.slots) \
-                and all(found) and exchange.visitor.page_view:
+                and all(found) and exchange.whole_page:
             presence.learned(exchange.page, head,
                              dict(zip(self.slots, found, strict=True)), nested)
         return True

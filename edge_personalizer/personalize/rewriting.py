@@ -210,7 +210,7 @@ class RewritingSend(ResponseStart):
                 # something (joining copies the whole page, 100 KB a request on the kit's).
                 end = rewriter.finish()
                 out = out + end if out and end else (out or end)
-                if self.exchange.visitor.page_view:   # (an htmx partial is not the page)
+                if self.exchange.whole_page:
                     _learn(self.headers.personalizer.slots, self.exchange.page, self.head,
                            self.changes, rewriter.found, rewriter.inside)
         except Exception as exc:

@@ -314,6 +314,31 @@ def test_pages_of_one_path_told_apart_by_their_query_are_learned_apart(
         origin.stop()
 
 
+# htmx asks the page's own URL for a part of it (HX-Request): the part lacks the slots.
+PARTIAL_SERVER = DYNAMIC_SERVER.replace(
+    'full = parse_qs(urlsplit(self.path).query).get("page") == ["full"]',
+    'full = "HX-Request" not in self.headers')
+
+
+def test_the_page_is_learned_from_itself_never_from_a_script_s_fetch_of_a_part(
+        tmp_path: Path) -> None:
+    (tmp_path / "part.html").write_text("<!doctype html><p>part</p>")
+    (tmp_path / "full.html").write_text(SLOTTED)
+    port = free_port()
+    origin = start([sys.executable, "-c", PARTIAL_SERVER, str(port), str(tmp_path / "part.html"),
+                    str(tmp_path / "full.html")], port, tmp_path / "origin.log")
+    server = _serve(tmp_path, origin, RULES, {"EP_PROFILE_KEYS": PROFILE_KEY})
+    fetch = {**PAGE, "hx-request": "true", "sec-fetch-dest": "empty", "sec-fetch-mode": "cors"}
+    try:
+        for _ in range(2):
+            assert httpx.get(f"{server.url}/shop", headers=fetch).text.endswith("part</p>")
+        page = httpx.get(f"{server.url}/shop", headers=PAGE)
+        assert "<h1>New hero</h1>" in page.text
+    finally:
+        server.stop()
+        origin.stop()
+
+
 def test_a_page_is_its_path_and_query_campaign_parameters_aside() -> None:
     assert page_key("/p", {}) == "/p"
     assert page_key("/p", {"utm_source": "x", "GCLID": "y", "fbclid": "z"}) == "/p"
