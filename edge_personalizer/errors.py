@@ -85,6 +85,15 @@ class UpstreamInvalid(UpstreamError):
     oversized head, conflicting lengths, an unknown transfer coding)."""
 
 
+class UpstreamRefused(UpstreamError):
+    """The origin answered a WebSocket upgrade with a client error (`status`: 401, 403,
+    404...): passed on as the origin said it, not as an outage."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class UpstreamTimeout(UpstreamError):
     """The origin did not answer within the configured timeout."""
 

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Final
 
 from starlette.types import Message, Scope, Send
 
-from ..errors import RequestRejected, UpstreamBusy, UpstreamError, UpstreamInvalid, UpstreamTimeout
+from ..errors import (
+    RequestRejected,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamInvalid,
+    UpstreamRefused,
+    UpstreamTimeout,
+)
 from .pages import send_error_page
 from .request_body import RequestBody
 
@@ -91,8 +98,8 @@ async def busy(exc: UpstreamBusy, reason: str, scope: Scope, send: Send,
 
 async def refuse_websocket(exc: Exception, scope: Scope, send: Send,
                            observer: ProxyObserver) -> None:
-    if isinstance(exc, RequestRejected):
-        status = exc.status
+    if isinstance(exc, (RequestRejected, UpstreamRefused)):
+        status = exc.status   # the visitor's request, or the origin's answer to it
     else:
         status = 504 if isinstance(exc, UpstreamTimeout) else 502
         observer.origin_failed("timeout" if status == 504 else "unreachable")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 from starlette.types import Receive, Send
 
-from ..errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamRefused, UpstreamTimeout
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -57,8 +57,11 @@ async def open_upstream(
         raise UpstreamTimeout(
             f"origin WebSocket handshake timed out after {connect_timeout}s") from exc
     except InvalidStatus as exc:
-        raise UpstreamError(f"origin refused the WebSocket upgrade with status "
-                            f"{exc.response.status_code}") from exc
+        status = exc.response.status_code
+        message = f"origin refused the WebSocket upgrade with status {status}"
+        if 400 <= status < 500:
+            raise UpstreamRefused(message, status=status) from exc
+        raise UpstreamError(message) from exc
     except (OSError, InvalidHandshake) as exc:
         raise UpstreamError(f"origin WebSocket unreachable: {exc}") from exc
 

@@ -11,6 +11,7 @@ from edge_personalizer.errors import (
     UpstreamBusy,
     UpstreamError,
     UpstreamInvalid,
+    UpstreamRefused,
     UpstreamTimeout,
 )
 from edge_personalizer.proxy.refusals import (
@@ -137,3 +138,8 @@ async def test_a_refused_websocket_closes_or_answers_by_what_the_server_allows()
                            sent.send, sent)
     assert sent.messages[0]["type"] == "websocket.http.response.start"
     assert sent.status == 403
+    sent = Sent()   # the origin's own refusal: its status, and no origin failure counted
+    await refuse_websocket(UpstreamRefused("origin said 401", status=401),
+                           {**scope, "extensions": {"websocket.http.response": {}}},
+                           sent.send, sent)
+    assert sent.status == 401 and sent.failed == []
