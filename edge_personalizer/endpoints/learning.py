@@ -96,8 +96,7 @@ class Results:
 
     async def _add_weights(self, report: dict[str, Any], ruleset: RuleSet) -> None:
         """Each bandit experiment's current weights per cell, with their version."""
-        bandits = {e.name for e in ruleset.experiments if e.allocation == "bandit"}
-        if not bandits:
+        if not any(e.allocation == "bandit" for e in ruleset.experiments):
             return
         try:
             published = await self.store.table(bandit.TABLE_NAME)

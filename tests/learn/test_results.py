@@ -417,13 +417,8 @@ def test_conversions_on_a_goal_the_experiment_no_longer_names_are_said() -> None
     # signup renamed purchase in the rules: 245 conversions counted on signup showed
     # nowhere, and nothing said why the experiment's conversions went to 0.
     ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(experiment(),))
-    day = "2026-12-02"
-    totals = {
-        CountKey("hero-test", "control", "", "all", day): Tally(exposures=1000),
-        CountKey("hero-test", "bold", "", "all", day): Tally(exposures=1000),
-        CountKey("hero-test", "control", "signup", "all", day): Tally(0, 120, 0.0, 0.0),
-        CountKey("hero-test", "bold", "signup", "all", day): Tally(0, 125, 0.0, 0.0),
-        CountKey("hero-test", "bold", "purchase", "all", day): Tally(0, 1, 0.0, 0.0)}
+    totals = counted("hero-test", {"control": (1000, 120), "bold": (1000, 125)}, goal="signup")
+    totals |= counted("hero-test", {"bold": (1000, 1)})
     (hero,) = results(ruleset, totals)["experiments"]
     assert list(hero["goals"]) == ["purchase"]
     assert hero["warnings"] == ["245 conversions counted on signup, a goal the experiment "

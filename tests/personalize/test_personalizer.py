@@ -384,6 +384,21 @@ experiments:
 """
 
 
+def _counting(origin: Server, tmp_path: Path, rules_text: str) -> tuple[Server, str]:
+    """A server of `rules_text` counting into an SQLite store of its own (written every
+    0.2 s and on the way out), and the store's URL."""
+    from edge_personalizer.learn.store import sqlite_url
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "experiment.yaml").write_text(rules_text)
+    url = sqlite_url(tmp_path / "ep.db")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
+        "EP_PROFILE_COOKIE_SECURE": "false", "EP_STORE_FLUSH_INTERVAL": "0.2"})
+    return server, url
+
+
 def _exposed(client: httpx.Client, codec: ProfileCodec) -> tuple[str, int]:
     """A new visitor's page view: their profile cookie, and the period (weights version)
     their exposure to hero-test was counted in, as the cookie remembers it."""
@@ -400,16 +415,9 @@ def _exposed(client: httpx.Client, codec: ProfileCodec) -> tuple[str, int]:
 def test_a_conversion_counts_in_the_period_its_visitor_was_assigned_in(
         origin: Server, tmp_path: Path) -> None:
     from edge_personalizer.learn.counters import EXPOSURE
-    from edge_personalizer.learn.store import sqlite_url
 
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "experiment.yaml").write_text(BANDIT_RULES)
-    url = sqlite_url(tmp_path / "ep.db")
+    server, url = _counting(origin, tmp_path, BANDIT_RULES)
     codec = ProfileCodec([PROFILE_KEY.encode()])
-    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
-        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
-        "EP_STORE_FLUSH_INTERVAL": "0.2"})
     try:
         with httpx.Client(base_url=server.url, timeout=10.0) as client:
 
@@ -472,20 +480,13 @@ def test_a_full_profile_keeps_the_served_experiment_s_exposure(
     from edge_personalizer.classify.profile import ProfileTracker
     from edge_personalizer.classify.visitor import Referral
     from edge_personalizer.learn.counters import EXPOSURE
-    from edge_personalizer.learn.store import sqlite_url
 
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "experiment.yaml").write_text(FIXED_RULES)
-    url = sqlite_url(tmp_path / "ep.db")
     tracker = ProfileTracker(ProfileCodec([PROFILE_KEY.encode()]))
     profile = tracker.observe(cookies={}, headers={}, now=time.time(), path="/",
                               page_view=True, referral=lambda: Referral("direct", "direct"))
     for i in range(60):
         profile = profile.with_variant(f"an-experiment-removed-long-ago-{i}", "variant-b")
-    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
-        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_PROFILE_COOKIE_SECURE": "false",
-        "EP_STORE_URL": url})
+    server, url = _counting(origin, tmp_path, FIXED_RULES)
     try:
         with httpx.Client(base_url=server.url, timeout=10.0) as client:
             value = tracker.cookie_value(profile)
