@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -58,7 +59,8 @@ def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: 
                   recorded: GoalCatalog | None = None,
                   notices: tuple[str, ...] = ()) -> Snapshot:
     """Judge the totals (scipy: call it off the event loop)."""
-    snapshot = Snapshot(ruleset, totals, results(ruleset, totals, recorded), taken_at, store,
+    judged = results(ruleset, totals, recorded, now=datetime.fromtimestamp(taken_at, UTC))
+    snapshot = Snapshot(ruleset, totals, judged, taken_at, store,
                         last_error, predictions, bandits, notices)
     add_bandit_weights(snapshot.results, ruleset, snapshot.weights() or WeightsTable())
     return snapshot

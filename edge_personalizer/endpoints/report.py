@@ -4,6 +4,7 @@ it shares with the dashboard's pages (the same rates, uplifts and warnings eithe
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from .charts import percent
@@ -41,16 +42,21 @@ def p_value(value: float | None) -> str:
     return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
 
 
+_STATUS_TEXT = MappingProxyType({
+    "stopped": " (stopped: no longer in the rules; results from the store's counts, settling "
+               "a goal's window after its removal)",
+    "paused": " (paused: no variant shown, no one new counted)",
+    "ended": " (ended: its schedule is over everywhere; no variant shown, no one new counted)",
+    "scheduled": " (scheduled: its first day has come nowhere yet)",
+})
+
+
 def render_text(report: Mapping[str, Any]) -> str:
     """`edge-personalizer report`'s table: each experiment and goal, each variant's
     numbers against the control, warnings in words; then what each rule reached."""
     lines = [f"Rules version {report['rules_version']}"]
     for experiment in report["experiments"]:
-        stopped = (" (stopped: no longer in the rules; results from the store's counts, "
-                   "settling a goal's window after its removal)"
-                   if experiment["status"] == "stopped" else
-                   " (paused: no variant shown, no one new counted)"
-                   if experiment["status"] == "paused" else "")
+        stopped = _STATUS_TEXT.get(experiment["status"], "")
         held_out = experiment.get("held_out", 0)
         lines += ["", f"{experiment['name']}: {experiment['exposed']:,} "
                   f"visitor{'' if experiment['exposed'] == 1 else 's'} exposed"

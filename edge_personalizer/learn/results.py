@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from ..rules.allocation import NO_SEGMENT
 from ..rules.model import HOLDOUT, Experiment, RuleSet
+from ..rules.notices import phase
 from .bandit import in_periods, period_weighted_totals, periods_shown
 from .catalog import GoalCatalog
 from .counters import (
@@ -52,10 +54,11 @@ def control_of(experiment: Experiment) -> str:
     return "control" if "control" in names else names[0]
 
 
-def status_of(experiment: Experiment) -> str:
-    """An experiment of the rules: "paused" (no variant shown, no one new counted) or
-    "running"."""
-    return "paused" if experiment.paused else "running"
+def status_of(experiment: Experiment, now: datetime) -> str:
+    """An experiment of the rules at `now` (UTC): "paused" (no variant shown, no one new
+    counted), "scheduled" (its schedule has begun nowhere yet), "ended" (its schedule has
+    ended everywhere: as paused, for good) or "running"."""
+    return "paused" if experiment.paused else phase(experiment.audience, now)
 
 
 def per_of(experiment: Experiment) -> str | list[str] | None:
@@ -310,9 +313,10 @@ def _rows_of(name: str, totals: Mapping[CountKey, Tally]) -> dict[CountKey, Tall
     return {key: tally for key, tally in totals.items() if key.experiment == name}
 
 
-def experiment_results(experiment: Experiment,
-                       totals: Mapping[CountKey, Tally]) -> dict[str, Any]:
-    """An experiment of the rules judged on its goals (and within its cells)."""
+def experiment_results(experiment: Experiment, totals: Mapping[CountKey, Tally], *,
+                       now: datetime | None = None) -> dict[str, Any]:
+    """An experiment of the rules judged on its goals (and within its cells), its status
+    as at `now` (UTC; the present by default)."""
     rows = _rows_of(experiment.name, totals)
     judged = _judge(plan_of(experiment, rows), experiment.goals, rows,
                     cells_of(experiment, rows))
@@ -323,8 +327,8 @@ def experiment_results(experiment: Experiment,
     judged["warnings"] += [f"{n:,} conversion{'' if n == 1 else 's'} counted on {goal}, a "
                            "goal the experiment no longer names: not judged here"
                            for goal, n in sorted(left.items())]
-    return {"name": experiment.name, "status": status_of(experiment), "per": per_of(experiment),
-            **judged}
+    status = status_of(experiment, now or datetime.now(UTC))
+    return {"name": experiment.name, "status": status, "per": per_of(experiment), **judged}
 
 
 def stopped_results(name: str, totals: Mapping[CountKey, Tally],
@@ -366,12 +370,15 @@ def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
 
 
 def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
-            recorded: GoalCatalog | None = None) -> dict[str, Any]:
+            recorded: GoalCatalog | None = None, *,
+            now: datetime | None = None) -> dict[str, Any]:
     """Every experiment of the rule set judged on its goals, then every experiment counted
     and since removed from the rules (stopped, judged on the goals `recorded` for it), and
     what each rule reached (then each rule counted and since removed)."""
     recorded = recorded if recorded is not None else GoalCatalog()
-    experiments = [_guarded(e.name, status_of(e), totals, partial(experiment_results, e, totals))
+    now = now or datetime.now(UTC)
+    experiments = [_guarded(e.name, status_of(e, now), totals,
+                            partial(experiment_results, e, totals, now=now))
                    for e in ruleset.experiments]
     named = {e.name for e in ruleset.experiments}
     rule_names = {rule.name for rule in ruleset.rules}

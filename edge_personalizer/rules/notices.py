@@ -13,9 +13,11 @@ from .conditions import AllOf, Condition
 from .model import RuleSet
 from .schedule import Schedule
 
-# A schedule's dates are the visitor's own (the earliest local time is UTC-12), and hours
-# that span midnight belong to the day they start on: its last night ends the next day.
+# A schedule's dates are the visitor's own (the earliest local time is UTC-12, the latest
+# UTC+14), and hours that span midnight belong to the day they start on: its last night
+# ends the next day.
 _LAST_ZONE = timedelta(hours=12)
+_FIRST_ZONE = timedelta(hours=14)
 _DAY = timedelta(days=1)
 
 
@@ -36,6 +38,26 @@ def ended_for_everyone(schedule: Schedule, now: datetime) -> bool:
     if schedule.hours is not None and schedule.hours[0] >= schedule.hours[1]:
         last += timedelta(minutes=schedule.hours[1])   # the last night's tail
     return now - _LAST_ZONE >= last
+
+
+def begun_nowhere(schedule: Schedule, now: datetime) -> bool:
+    """Whether no visitor anywhere has reached the schedule's first day yet at `now`."""
+    if schedule.start is None:
+        return False
+    first = datetime.combine(schedule.start, datetime.min.time(), tzinfo=UTC)
+    return now + _FIRST_ZONE < first
+
+
+def phase(condition: Condition, now: datetime) -> str:
+    """Where the schedule of a rule's condition or an experiment's audience stands at
+    `now` for visitors anywhere: "scheduled" (its first day has come nowhere yet), "ended"
+    (its last has passed everywhere), else "running" (so too with no schedule)."""
+    schedule = schedule_in(condition)
+    if schedule is None:
+        return "running"
+    if ended_for_everyone(schedule, now):
+        return "ended"
+    return "scheduled" if begun_nowhere(schedule, now) else "running"
 
 
 class Notice(NamedTuple):

@@ -505,6 +505,36 @@ def test_a_paused_experiment_shows_nothing_counts_no_one_new_and_resumes_as_it_w
     assert resumed == first   # each visitor gets the variant they had
 
 
+def test_an_experiment_whose_schedule_ended_or_has_not_begun_says_so(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    # An ended schedule showed "running" in the results and the dashboard while the
+    # experiment showed no variant and counted no one.
+    rules, server = _sticky_server(origin, server_logs, tmp_path)
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    seen = {}
+    try:
+        for _ in range(4):
+            with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as new:
+                _shown(new)
+        for phase, schedule in (("ended", "{end: 2026-01-01}"),
+                                ("scheduled", "{start: 2099-01-01}")):
+            server.serve_rules(rules / "site.yaml", STICKY_RULES.replace(
+                "    slot: hero\n", f"    slot: hero\n    schedule: {schedule}\n"))
+            (hero,) = _results(server)["experiments"]
+            listing = httpx.get(f"{server.url}/__ep/dashboard", headers=bearer).text
+            detail = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test",
+                               headers=bearer).text
+            seen[phase] = (hero["status"], hero["exposed"],
+                           listing.split('data-experiment="hero-test"')[1].split("</tr>")[0],
+                           detail)
+    finally:
+        server.stop()
+    for phase, (status, exposed, row, detail) in seen.items():
+        assert (status, exposed) == (phase, 4)
+        assert f'<span class="status {phase}">{phase}</span>' in row
+        assert f'data-banner="{phase}"' in detail
+
+
 def test_fixed_weights_edited_while_running_raise_no_false_split_alarm(
         origin: Server, server_logs: Path, tmp_path: Path) -> None:
     # Visitors shared out 50/50 and then 90/10: pooled against today's 90/10 their split

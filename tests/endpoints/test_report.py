@@ -61,6 +61,19 @@ def test_text_report_compares_the_experiment_with_its_holdout() -> None:
     assert together.split()[6] == "+95.0%"
 
 
+def test_text_report_says_an_experiment_s_schedule_ended_or_has_not_begun(
+        tmp_path: Path) -> None:
+    text = {}
+    for phase, schedule in (("ended", "{end: 2026-11-10}"), ("scheduled", "{start: 2026-12-01}")):
+        (tmp_path / "r.yaml").write_text(PER_DEVICE.replace(
+            "    slot: hero\n", f"    slot: hero\n    schedule: {schedule}\n"))
+        totals = counted("hero-test", {"control": (50, 5)})
+        text[phase] = render_text(make_snapshot(load_rules(tmp_path), totals, store="x",
+                                                taken_at=START).results)
+    assert "hero-test: 50 visitors exposed (ended: its schedule is over everywhere" in text["ended"]
+    assert "(scheduled: its first day has come nowhere yet)" in text["scheduled"]
+
+
 def test_text_report_marks_a_rule_since_removed_from_the_rules() -> None:
     ruleset = load_rules(ROOT / "tests" / "data" / "rules")
     totals = {CountKey("old-promo", "old-promo", "", "all", "2026-11-01"): Tally(40),

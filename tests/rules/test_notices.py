@@ -9,12 +9,15 @@ import httpx
 import pytest
 
 from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.conditions import AllOf
 from edge_personalizer.rules.notices import (
     Notice,
     Noticed,
+    begun_nowhere,
     described,
     ended_for_everyone,
     notices,
+    phase,
 )
 from edge_personalizer.rules.schedule import Schedule
 
@@ -60,6 +63,23 @@ def test_a_night_that_spans_midnight_ends_the_morning_after_its_last_day() -> No
     assert not ended_for_everyone(night, _at("2026-12-01T17:59"))
     assert ended_for_everyone(night, _at("2026-12-01T18:00"))
     assert not ended_for_everyone(Schedule(start=date(2026, 1, 1)), _at("2030-01-01T00:00"))
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    # Its first day is the visitor's own: at UTC+14 it begins at 10:00 UTC the day before.
+    ("2026-11-30T09:59", "scheduled"), ("2026-11-30T10:00", "running"),
+    ("2026-12-25T11:59", "running"), ("2026-12-25T12:00", "ended"),
+])
+def test_a_schedule_s_phase_is_where_it_stands_for_visitors_anywhere(
+        now: str, expected: str) -> None:
+    advent = Schedule(start=date(2026, 12, 1), end=date(2026, 12, 24))
+    assert phase(advent, _at(now)) == expected
+    assert phase(AllOf((advent,)), _at(now)) == expected
+    assert begun_nowhere(advent, _at(now)) is (expected == "scheduled")
+
+
+def test_a_condition_with_no_schedule_is_always_running() -> None:
+    assert phase(AllOf(()), _at("2026-12-01T00:00")) == "running"
 
 
 def test_each_rule_whose_schedule_ended_is_told_once_where_it_is_written(
