@@ -237,7 +237,8 @@ def render_explanation(report: Mapping[str, Any]) -> str:
                      f"{_holdout(experiment)}, variant bucket "
                      f"{experiment['buckets']['variant']} -> {shown}"
                      if experiment["buckets"] is not None else
-                     f"not bucketed (bot or no profile) -> {shown}")
+                     f"not bucketed (a bot, no profile, or a new visitor's request that is no "
+                     f"page view) -> {shown}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
             if experiment["in_audience"] and experiment["buckets"] is not None \
                     and not experiment["paused"]:
