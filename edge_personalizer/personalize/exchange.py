@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Protocol
@@ -52,12 +52,13 @@ class Exchange:
     """
 
     __slots__ = ("visitor", "scope", "debug", "preview", "edge_segment", "conversions", "profile",
-                 "allocations", "_decide", "_decision", "_count", "_page")
+                 "allocations", "_decide", "_decision", "_count", "_page", "_page_of")
 
     def __init__(self, visitor: Visitor, scope: Scope,
                  decide: Callable[[Exchange], Decision], *,
                  debug: bool, preview: bool, edge_segment: str | None = None,
-                 count: Callable[[Decision], None] | None = None) -> None:
+                 count: Callable[[Decision], None] | None = None,
+                 page_of: Callable[[str, Mapping[str, str]], str] = page_key) -> None:
         self.visitor = visitor
         self.scope = scope          # as the origin should get it (no preview token)
         self.debug = debug          # the X-EP-Debug trace was asked for, with the token
@@ -73,6 +74,7 @@ class Exchange:
         self._decision: Decision | None = None
         self._count = count   # counts the variants served (Observer.decided)
         self._page: str | None = None
+        self._page_of = page_of   # SlotPresence.page_of: what pages are learned by
 
     @property
     def whole_page(self) -> bool:
@@ -84,10 +86,10 @@ class Exchange:
 
     @property
     def page(self) -> str:
-        """What the page's slots are learned by (slot_presence.page_key)."""
+        """What the page's slots are learned by (SlotPresence.page_of)."""
         if self._page is None:
             request = self.visitor.request
-            self._page = page_key(request.path, request.query)
+            self._page = self._page_of(request.path, request.query)
         return self._page
 
     @property

@@ -143,7 +143,8 @@ class Personalizer:
         # /__ep/decide it asked first: counted once a page view, hit or miss.
         count = self.observer.decided if edge_segment is None and forced is None else None
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
-                            preview=forced is not None, edge_segment=edge_segment, count=count)
+                            preview=forced is not None, edge_segment=edge_segment, count=count,
+                            page_of=self.slots.page_of)
         if (visitor.page_view or exchange.preview or scope["method"] == "HEAD"
                 or scope["method"] == "GET" and "text/html" in merged.get("accept", "")) \
                 and exchange.decision.changes_page \

@@ -22,7 +22,9 @@ A page can change. What was learned is forgotten, and the next view looks again,
   from what was learned (a page without validators is looked at again that often);
 - the rules are reloaded (a slot's selector may have changed).
 Each of these views is held like a first view. Per worker, bounded (least recently used
-paths go first).
+paths go first). A path learns at most `max_queries` of its queries apart: past them (a
+search's `?q=`, a listing's filters), its other queries are that path's one page, so
+they are no held first view each, nor push the site's other pages out.
 """
 
 from __future__ import annotations
@@ -118,9 +120,9 @@ class SlotPresence:
     """Per page (bounded), which slots of the serving rules it has."""
 
     def __init__(self, rules: RuleBook | None, *, max_paths: int = 4096,
-                 relearn_views: int = 1000, relearn_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, learn: bool = True,
-                 hold_seconds: float = 0.5) -> None:
+                 max_queries: int = 16, relearn_views: int = 1000,
+                 relearn_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 learn: bool = True, hold_seconds: float = 0.5) -> None:
         """`learn=False`: nothing is learned, every page is taken to have every slot (a
         replay's stand-in pages are not the site's). `hold_seconds`: the longest a page's
         head waits on a view that learns (held_head)."""
@@ -131,6 +133,9 @@ class SlotPresence:
         self.relearn_seconds = relearn_seconds
         self.clock = clock
         self._paths: LRU[str, PageSlots] = LRU(max_paths)
+        # path -> the queries of it learned apart (page_of), at most max_queries
+        self.max_queries = max_queries
+        self._queries: LRU[str, set[str]] = LRU(max(1, max_paths // 4))
         self._version = rules.current.version if rules is not None else ""
         # Decisions with some choices dropped, remembered by the decision and what went
         # (a decision of rules alone is one object for everyone it is made for).
@@ -144,8 +149,24 @@ class SlotPresence:
         if rules is not None and rules.current.version != self._version:
             self._version = rules.current.version   # reloaded: selectors may have changed
             self._paths.clear()
+            self._queries.clear()
             self._trimmed.clear()
         return self._paths
+
+    def page_of(self, path: str, query: Mapping[str, str]) -> str:
+        """What the page of `path` with `query` is learned by: page_key, or the path alone
+        once `max_queries` other queries of it are learned apart."""
+        key = page_key(path, query)
+        if key is path or key in self._current():
+            return key
+        queries = self._queries.get(path)
+        if queries is None:
+            self._queries[path] = {key}
+        elif key not in queries:
+            if len(queries) >= self.max_queries:
+                return path
+            queries.add(key)
+        return key
 
     def lacks_all(self, path: str, decision: Decision) -> bool:
         """Whether the page of `path` is known to lack every slot this decision changes

@@ -339,6 +339,61 @@ def test_the_page_is_learned_from_itself_never_from_a_script_s_fetch_of_a_part(
         origin.stop()
 
 
+def test_a_path_learns_a_bounded_number_of_its_queries_apart() -> None:
+    presence = SlotPresence(None, max_queries=2)
+    assert [presence.page_of("/search", {"q": q}) for q in "ab"] == \
+        ["/search?q=a", "/search?q=b"]
+    assert presence.page_of("/search", {"q": "c"}) == "/search"     # past the bound
+    assert presence.page_of("/search", {"q": "a"}) == "/search?q=a"   # kept apart still
+    assert presence.page_of("/other", {"q": "c"}) == "/other?q=c"
+    assert presence.page_of("/search", {"utm_source": "x"}) == "/search"
+
+
+# Each query its own page; sent in two parts a second apart when asked with `slow`, as a
+# slow dynamic page is.
+SLOW_SERVER = """
+import http.server, sys, pathlib, time
+class Pages(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = pathlib.Path(sys.argv[2]).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.end_headers()
+        self.wfile.write(body[:100])
+        if "slow" in self.path:
+            time.sleep(2)
+        self.wfile.write(body[100:])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Pages).serve_forever()
+"""
+
+
+def _first_byte(client: httpx.Client, url: str) -> float:
+    started = time.monotonic()
+    with client.stream("GET", url, headers=PAGE) as response:
+        next(response.iter_raw())
+        return time.monotonic() - started
+
+
+def test_a_search_s_queries_past_the_bound_are_no_held_first_views(tmp_path: Path) -> None:
+    # Each new `?q=` was a first view, its head held until the page showed its slots.
+    (tmp_path / "bare.html").write_text(BARE)
+    port = free_port()
+    origin = start([sys.executable, "-c", SLOW_SERVER, str(port), str(tmp_path / "bare.html")],
+                   port, tmp_path / "origin.log")
+    server = _serve(tmp_path, origin, RULES, {"EP_PROFILE_KEYS": PROFILE_KEY,
+                                              "EP_HEAD_HOLD_SECONDS": "5"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            held = _first_byte(client, "/search?q=0&slow=1")   # a first view: held
+            for n in range(1, 17):
+                client.get(f"/search?q={n}", headers=PAGE)     # the 17th: the path's page
+            streamed = _first_byte(client, "/search?q=17&slow=1")
+    finally:
+        server.stop()
+        origin.stop()
+    assert held >= 1.9 and streamed < 1.0, (held, streamed)
+
+
 def test_a_page_is_its_path_and_query_campaign_parameters_aside() -> None:
     assert page_key("/p", {}) == "/p"
     assert page_key("/p", {"utm_source": "x", "GCLID": "y", "fbclid": "z"}) == "/p"
