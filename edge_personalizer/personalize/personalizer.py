@@ -139,8 +139,7 @@ class Personalizer:
                                                       visitor) or decision
             return decision
 
-        # A page an edge names the segment of was decided (and counted) by the
-        # /__ep/decide it asked first: counted once a page view, hit or miss.
+        # A page an edge names the segment of was counted by the /__ep/decide it asked.
         count = self.observer.decided if edge_segment is None and forced is None else None
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
                             preview=forced is not None, edge_segment=edge_segment, count=count,
