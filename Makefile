@@ -29,8 +29,7 @@ $(COMPILED): $(STAMP) setup.py $(COMPILED_SOURCES)
 compiled: $(COMPILED)
 
 demo: $(COMPILED)
-	$(BIN)/edge-personalizer demo --rules rules --geo-db geo_db/GeoLite2-City-Test.mmdb \
-		--port $(PORT) $(if $(ORIGIN_PORT),--origin-port $(ORIGIN_PORT))
+	$(BIN)/edge-personalizer demo --port $(PORT) $(if $(ORIGIN_PORT),--origin-port $(ORIGIN_PORT))
 
 # Tests run real servers: nginx in front of the proxy (the shared-cache test), redis-server
 # (the counter store) and a headless chromium (the dashboard). Install the Debian packages

@@ -24,6 +24,35 @@ from .simulate import has_counts, simulate_week
 from .site import create_demo_site
 
 SECRETS_FILE = "demo-secrets.json"
+# The demo's rules and MaxMind's test database, beside the package in the project.
+PROJECT = Path(__file__).resolve().parents[2]
+DEMO_RULES = PROJECT / "rules"
+DEMO_GEO_DB = PROJECT / "geo_db" / "GeoLite2-City-Test.mmdb"
+
+
+def _shown(path: Path) -> Path:
+    """`path` as the instructions print it: from the working directory when under it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def demo_files(settings: Settings, rules: Path = DEMO_RULES,
+               geo_db: Path = DEMO_GEO_DB) -> tuple[Settings, Path]:
+    """The settings with the project's demo rules and test geo database where none are
+    given, and the rules directory; SettingsError when they are not there (a package
+    installed without the project has neither)."""
+    if settings.rules_dir is None and not rules.is_dir():
+        raise SettingsError(f"the demo's rules are not at {rules} (they come with the "
+                            "project, not the installed package): run `make demo` in the "
+                            "project, or give --rules DIR and --geo-db FILE")
+    if settings.geo_db is None and not geo_db.is_file():
+        raise SettingsError(f"the demo's geo database is not at {geo_db}: give --geo-db FILE "
+                            "(a MaxMind GeoIP2 or GeoLite2 .mmdb)")
+    rules_dir = settings.rules_dir or _shown(rules)
+    return dataclasses.replace(settings, rules_dir=rules_dir,
+                               geo_db=settings.geo_db or _shown(geo_db)), rules_dir
 
 
 def demo_secrets(data_dir: Path) -> tuple[str, str]:
@@ -61,15 +90,14 @@ def demo_settings(settings: Settings) -> Settings:
 
 def instructions(settings: Settings, origin_port: int) -> str:
     proxy = f"http://{settings.host}:{settings.port}"
-    geo_db = settings.geo_db or "geo_db/GeoLite2-City-Test.mmdb"
-    rules_dir = settings.rules_dir or "rules"
+    geo_db, rules_dir = settings.geo_db, settings.rules_dir
     token = settings.admin_token.reveal() if settings.admin_token else ""
     key = settings.profile_keys[0].reveal() if settings.profile_keys else ""
     return f"""
 edge-personalizer demo
   demo shop (the origin):      http://127.0.0.1:{origin_port}/
   the shop through the proxy:  {proxy}/
-  rules: {settings.rules_dir or "none"}    geo database: {settings.geo_db or "none"}
+  rules: {rules_dir}    geo database: {geo_db}
   admin token: {token}
   profile key: {key}
   (made for this demo and kept in {settings.data_dir / SECRETS_FILE})
@@ -114,8 +142,8 @@ def run_demo(settings: Settings, *, origin_port: int,
              serve: Callable[[Settings], None]) -> None:
     """The shop on a thread of this process, then `serve(settings)` runs the proxy in
     front of it (as `edge-personalizer serve` does) until interrupted."""
-    if settings.rules_dir is not None:   # before its secrets and store are written there
-        check_data_outside_rules(settings.data_dir, settings.rules_dir)
+    settings, rules_dir = demo_files(settings)
+    check_data_outside_rules(settings.data_dir, rules_dir)   # before anything is written
     settings = demo_settings(settings)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     check_workers(settings)
@@ -130,7 +158,7 @@ def run_demo(settings: Settings, *, origin_port: int,
                                 "(choose another: --origin-port, or make demo "
                                 "ORIGIN_PORT=...)")
         time.sleep(0.05)
-    if settings.rules_dir is not None and not anyio.run(has_counts, settings):
+    if not anyio.run(has_counts, settings):
         summary = anyio.run(simulate_week, settings)
         print(f"counted a simulated week into the demo's store: {summary.visitors} visitors, "
               f"{summary.exposures} exposures, {summary.conversions} conversions", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -17,7 +18,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from edge_personalizer.demo.run import SECRETS_FILE, demo_secrets
+from edge_personalizer.config import Settings
+from edge_personalizer.demo.run import SECRETS_FILE, demo_files, demo_secrets
+from edge_personalizer.errors import SettingsError
 
 from ..servers import Server, free_port, start
 
@@ -51,8 +54,8 @@ def demo(server_logs: Path) -> Iterator[tuple[Server, int]]:
     # machine: `make demo PORT=9080` beside the one on 8080).
     port = _free_port_followed_by_a_free_one()
     origin_port = port + 1
-    server = start([sys.executable, "-m", "edge_personalizer", "demo", "--rules", "rules",
-                    "--geo-db", "geo_db/GeoLite2-City-Test.mmdb", "--port", str(port)],
+    # Without --rules and --geo-db: the project's demo rules and test geo database.
+    server = start([sys.executable, "-m", "edge_personalizer", "demo", "--port", str(port)],
                    port, server_logs / "demo.log",
                    ready_path="/__ep/health/live",
                    env={"EP_DEFAULT_TIME_ZONE": time_zone_outside_the_evening_deal(),
@@ -71,6 +74,7 @@ def test_demo_prints_what_to_try(demo: tuple[Server, int]) -> None:
     assert f"the shop through the proxy:  http://127.0.0.1:{server.port}/" in log
     assert f"demo shop (the origin):      http://127.0.0.1:{origin_port}/" in log
     assert f"http://127.0.0.1:{server.port}/ | grep -A2 'data-ep-slot'" in log
+    assert "  rules: rules    geo database: geo_db/GeoLite2-City-Test.mmdb\n" in log
 
 
 @pytest.mark.parametrize("path", ["/", "/running", "/trail", "/sale", "/about", "/cart",
@@ -186,6 +190,18 @@ def test_the_printed_explain_command_explains_a_phone_from_facebook_in_london(
     for line in ("device.type: mobile", "geo.city: London", "referral.source: facebook",
                  "hero: facebook-welcome (rule facebook-welcome)"):
         assert line in explained.stdout, explained.stdout
+
+
+def test_the_demo_without_its_rules_or_geo_database_says_where_they_were_looked_for(
+        tmp_path: Path) -> None:
+    # It served with no rules and no geo database while printing what they would show.
+    settings = Settings(origin_url="http://127.0.0.1:1")
+    with pytest.raises(SettingsError, match="the demo's rules are not at .*/rules .*make demo"):
+        demo_files(settings, rules=tmp_path / "rules", geo_db=ROOT / "geo_db" / "missing.mmdb")
+    with pytest.raises(SettingsError, match="the demo's geo database is not at .*missing.mmdb"):
+        demo_files(settings, geo_db=ROOT / "geo_db" / "missing.mmdb")
+    given = dataclasses.replace(settings, rules_dir=tmp_path, geo_db=tmp_path / "city.mmdb")
+    assert demo_files(given, rules=tmp_path / "no", geo_db=tmp_path / "no") == (given, tmp_path)
 
 
 def test_the_demo_keeps_the_token_and_key_it_made(tmp_path: Path) -> None:
