@@ -10,6 +10,7 @@ from typing import Any
 
 from ..classify.visitor import WEEKDAYS
 from .compile import OPERATORS
+from .compile.rules import FULL_DAY_NAMES
 from .fields import FIELDS, PREFIXES, FieldSpec
 from .model import PAGE_ACTIONS, SLOT_ACTIONS
 
@@ -90,7 +91,7 @@ def _pairs() -> dict[str, Any]:
 
 
 def build_schema() -> dict[str, Any]:
-    days = [*WEEKDAYS, "weekdays", "weekend"]
+    days = [*WEEKDAYS, *FULL_DAY_NAMES, "weekdays", "weekend"]
     rule_properties: dict[str, Any] = {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
         "description": {"type": "string"},

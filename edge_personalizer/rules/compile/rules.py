@@ -23,6 +23,9 @@ from .context import CompileContext, Invalid, Invalids, Reported, kind_of, name_
 
 RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 _DAY_GROUPS: Final = MappingProxyType({"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
+FULL_DAY_NAMES: Final = MappingProxyType({
+    full: full[:3] for full in ("monday", "tuesday", "wednesday", "thursday", "friday",
+                                "saturday", "sunday")})
 _SCHEDULE_KEYS: Final = ("start", "end", "days", "hours")
 _HOURS: Final = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
@@ -245,8 +248,10 @@ def _condition_parts(ctx: CompileContext, rule_file: RuleFile, raw: dict[Any, An
 
 
 def _date(value: Any, at: KeyPath) -> date:
-    if isinstance(value, datetime):
-        return value.date()
+    if isinstance(value, datetime):   # (YAML reads 2026-12-01T10:00 so)
+        raise Invalid(f"{value.isoformat(' ')} has a time of day, and a schedule's start and "
+                      f"end are days: write {value.date()}, and the hours as hours: "
+                      '"10:00-18:00"', at)
     if isinstance(value, date):
         return value
     try:
@@ -300,14 +305,16 @@ def _days(raw: Any, at: KeyPath) -> frozenset[str]:
     days: set[str] = set()
     for i, day in enumerate([raw] if isinstance(raw, str) else raw):
         text = str(day).lower()
-        text = text if text in _DAY_GROUPS else text[:3]
+        text = FULL_DAY_NAMES.get(text, text)
         if text in _DAY_GROUPS:
             days.update(_DAY_GROUPS[text])
         elif text in WEEKDAYS:
             days.add(text)
         else:
-            raise Invalid(f"unknown day {day!r}; expected mon..sun, weekdays or weekend"
-                          + suggest(str(day), (*WEEKDAYS, *_DAY_GROUPS)), (*at, i))
+            raise Invalid(f"unknown day {day!r}; expected mon..sun (or monday..sunday), "
+                          "weekdays or weekend"
+                          + suggest(str(day), (*WEEKDAYS, *_DAY_GROUPS, *FULL_DAY_NAMES)),
+                          (*at, i))
     return frozenset(days)
 
 
