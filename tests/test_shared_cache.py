@@ -54,6 +54,9 @@ http {{
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host "";
+            proxy_set_header Forwarded "";
         }}
 
         location / {{
@@ -67,6 +70,9 @@ http {{
             proxy_set_header X-EP-Segment $ep_segment;
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host "";
+            proxy_set_header Forwarded "";
             proxy_cache ep;
             proxy_cache_key "$scheme$host$request_uri|$ep_segment";
             proxy_pass http://edge_personalizer;
@@ -345,6 +351,24 @@ def test_visitors_cannot_ask_for_decisions_through_the_edge(
                              headers={**SEGMENTS["facebook"], "x-original-uri": "/slotted/a"})
         assert response.status_code == 404, path
         assert "segment" not in response.text
+
+
+def test_a_visitor_cannot_name_the_site_s_host_or_scheme_through_the_edge(
+        cached_site: tuple[int, bool]) -> None:
+    # The docs' nginx passed a visitor's own X-Forwarded-Host, X-Forwarded-Proto and
+    # Forwarded on, and edge-personalizer believes them from nginx: a redirect to the
+    # visitor's host, cached for everyone, and the same host handed to the origin.
+    port, _ = cached_site
+    forged = {**PAGE, "x-forwarded-host": "evil.example", "x-forwarded-proto": "https",
+              "forwarded": "for=6.6.6.6;host=evil.example;proto=https"}
+    moved = httpx.get(f"http://127.0.0.1:{port}/redirect", headers=forged)
+    echoed = httpx.get(f"http://127.0.0.1:{port}/echo", headers=forged).json()["headers"]
+    assert moved.status_code == 302
+    assert moved.headers["location"] == "/target?x=1"
+    got = {name: value for name, value in echoed if name.startswith(("x-forwarded", "forwarded"))}
+    assert got == {"x-forwarded-for": "127.0.0.1, 127.0.0.1", "x-forwarded-proto": "http",
+                   "x-forwarded-host": "127.0.0.1",
+                   "forwarded": 'for=127.0.0.1;proto=http;host="127.0.0.1"'}, got
 
 
 @pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
