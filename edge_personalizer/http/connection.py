@@ -59,7 +59,8 @@ class Connection(WriteFlow):
         self.head = head
         self.status = 0
         self.headers: RawHeaders = []
-        self.header_bytes = 0
+        self.header_bytes = 0   # of the fields parsed
+        self.head_read = 0      # bytes read while the head was unfinished
         self.interim = False
         self.headers_done = False
         self.complete = False
@@ -148,9 +149,11 @@ class Connection(WriteFlow):
             self.close()
             return
         if not self.headers_done:
-            # Counted per read too: a head still unfinished past the limit.
-            self.header_bytes += len(data)
-            if too_large(self.headers, self.header_bytes):
+            # A head still unfinished past the limit, by the bytes read of it (the fields
+            # parsed so far are counted apart: a head split across reads, counted twice,
+            # met the limit at half its size).
+            self.head_read += len(data)
+            if too_large(self.headers, self.head_read):
                 self._fail(UpstreamInvalid(TOO_LARGE))
                 self.close()
 
@@ -182,7 +185,7 @@ class Connection(WriteFlow):
         if 100 <= status < 200:
             self.interim = True   # 100 Continue, 103 Early Hints: the answer follows
             self.headers = []
-            self.header_bytes = 0
+            self.header_bytes = self.head_read = 0
             return
         problem = head_error(status, self.headers, self.header_bytes)
         if problem is not None:

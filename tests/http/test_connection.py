@@ -90,3 +90,32 @@ async def test_a_head_whose_framing_cannot_be_trusted_is_an_error_not_a_response
             await upstream.send("GET", url + "/", [], b"")
         assert upstream.pool.open_connections == 0
         await upstream.aclose()
+
+
+@pytest.mark.parametrize("size", [100 * 1024, 140 * 1024], ids=["100 KiB", "140 KiB"])
+@pytest.mark.parametrize("pieces", [1, 8], ids=["one write", "eight writes"])
+async def test_a_head_s_size_is_judged_alike_however_it_arrives(size: int, pieces: int) -> None:
+    # Split across reads, a head was counted twice (its bytes read, and its fields): one
+    # of 100 KiB was refused as past the 128 KiB limit when it came in pieces.
+    fields = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"v" * 1000) for n in range(size // 1016))
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + fields + b"\r\nok"
+    step = -(-len(head) // pieces)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await request_head(reader)
+        for start in range(0, len(head), step):
+            writer.write(head[start:start + step])
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        await reader.read()
+
+    async with RawOrigin(handler) as url:
+        upstream = Upstream(connect_timeout=1, read_timeout=1)
+        if size > 128 * 1024:
+            with pytest.raises(UpstreamError, match="too many or too large headers"):
+                await upstream.send("GET", url + "/", [], b"")
+        else:
+            response = await upstream.send("GET", url + "/", [], b"")
+            assert b"".join([chunk async for chunk in response.body()]) == b"ok"
+            await response.aclose()
+        await upstream.aclose()
