@@ -29,7 +29,9 @@ from .visitor import (
     Visitor,
 )
 
-_MAX_COOKIES: Final = 64
+# More than a browser sends a site (Chrome keeps 180 a domain, and a request carries its
+# parent domain's too); a hostile header is cut there, whatever its length.
+_MAX_COOKIES: Final = 400
 _MAX_QUERY_PARAMS: Final = 64
 
 
@@ -38,7 +40,9 @@ def parse_cookies(header: str) -> Mapping[str, str]:
     if not header:
         return NO_VALUES
     out: dict[str, str] = {}
-    for item in header.split(";")[:_MAX_COOKIES]:
+    items = header.split(";", _MAX_COOKIES)
+    del items[_MAX_COOKIES:]
+    for item in items:
         name, sep, value = item.strip().partition("=")
         if sep and name and name not in out:
             out[name] = value.strip().strip('"')

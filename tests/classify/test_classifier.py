@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import Any, cast
 from urllib.parse import parse_qsl
+
+import httpx
 
 from edge_personalizer.classify.classifier import (
     Classifier,
@@ -10,9 +13,12 @@ from edge_personalizer.classify.classifier import (
     parse_query,
     request_info,
 )
+from edge_personalizer.classify.profile_codec import ProfileCodec
 from edge_personalizer.classify.visitor import Resolvers, Visitor
 
+from ..conftest import PROFILE_KEY
 from ..factories import IPHONE, NOW, make_classifier, make_request, make_visitor
+from ..servers import Server
 
 
 class Asked:
@@ -118,3 +124,21 @@ def test_request_parsing() -> None:
     assert request.method == "GET" and request.path == "/café"
     assert request.cookies == {"a": "1", "b": "2"}
     assert request.headers["x-a"] == "1, 2"
+
+
+def test_the_profile_is_read_behind_as_many_cookies_as_a_browser_sends(proxy: Server) -> None:
+    # Past the 64th cookie it was not read: a site whose visitors carry many marketing
+    # cookies (the profile, set last, comes last) made each view a new visitor.
+    page = {"accept": "text/html", "user-agent": "Mozilla/5.0 (X11; Linux x86_64) "
+            "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"}
+    first = httpx.get(f"{proxy.url}/slotted/a", headers=page).cookies["ep_profile"]
+    others = "; ".join(f"_mkt{n}=GA1.1.{n}" for n in range(200))
+    again = httpx.get(f"{proxy.url}/slotted/a",
+                      headers={**page, "cookie": f"{others}; ep_profile={first}"})
+    codec = ProfileCodec([PROFILE_KEY.encode()])
+    before, _ = codec.decode(first, time.time())
+    after, _ = codec.decode(again.cookies["ep_profile"], time.time())
+    assert before is not None and after is not None
+    assert after[0] == before[0] and after[4] == before[4] + 1   # the same visitor, one view on
+    many = "; ".join(f"c{n}={n}" for n in range(1000))
+    assert len(parse_cookies(many)) == 400 and parse_cookies(many)["c399"] == "399"
