@@ -161,7 +161,7 @@ async def slotted(request: Request) -> Response:
     """A page with slots; ?cs= its charset, ?gz=1 always gzip (even if asked for identity),
     ?slow=1 the body in two parts a second apart, ?cut=1 its first 2,000 bytes and then
     the connection reset, ?csp=1 a CSP nonce, ?long=1 ~100 KB,
-    ?session=1 a session cookie."""
+    ?session=1 a session cookie, ?ours=1 the X-EP- headers edge-personalizer writes."""
     charset = request.query_params.get("cs", "utf-8")
     accept_encoding = request.headers.get("accept-encoding", "-")
     text = SLOTTED.format(cs=charset, ae=accept_encoding,
@@ -173,6 +173,9 @@ async def slotted(request: Request) -> Response:
         headers["content-security-policy"] = "script-src 'nonce-abc123'"
     if request.query_params.get("session"):
         headers["set-cookie"] = "sessionid=s3cr3t; Path=/; HttpOnly"
+    if request.query_params.get("ours"):
+        headers.update({"x-ep-segment": "s-origin", "x-ep-variant": "hero=origin",
+                        "x-ep-trace": "{}"})
     media = f"text/html; charset={charset}"
     if request.query_params.get("gz"):
         headers["content-encoding"] = "gzip"

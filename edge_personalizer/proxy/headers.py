@@ -162,8 +162,9 @@ def _framing(scan: _RequestScan) -> bool:
     return True
 
 
-# Request headers the scan looks at (everything else is kept as it is).
-_READ_HERE: Final = HOP_BY_HOP | _FORWARDING | {b"host", b"content-length"}
+# Request headers the scan looks at (everything else is kept as it is). X-EP-Debug holds
+# the admin token: the origin never gets it.
+_READ_HERE: Final = HOP_BY_HOP | _FORWARDING | {b"host", b"content-length", b"x-ep-debug"}
 
 
 def _last_element(value: bytes | None) -> str:
@@ -268,15 +269,19 @@ def _forwarded_node(ip: str | None) -> str:
 
 
 _LOCATION_HEADERS: Final = frozenset({b"location", b"content-location"})
-_RESPONSE_SPECIAL: Final = HOP_BY_HOP | _LOCATION_HEADERS
+# The response headers edge-personalizer writes: an origin's own would stand beside them
+# (two segments, a variant the page did not get) and be believed downstream.
+_OURS: Final = frozenset({b"x-ep-segment", b"x-ep-variant", b"x-ep-trace", b"x-ep-redirect",
+                          b"x-ep-redirect-status"})
+_RESPONSE_SPECIAL: Final = HOP_BY_HOP | _LOCATION_HEADERS | _OURS
 
 
 def response_headers_for_client(
     headers: Iterable[tuple[bytes, bytes]], *, origin_base: str, public_base: str | None
 ) -> RawHeaders:
     """Origin headers (names lower-case, as the origin clients read them) as the client
-    should see them: no hop-by-hop ones (nor those a Connection header names), Location
-    made public. One pass.
+    should see them: no hop-by-hop ones (nor those a Connection header names), none of
+    the X-EP- headers edge-personalizer writes, Location made public. One pass.
 
     A Location that points at the origin is made to point at `public_base`; without one
     it becomes a path, which the browser resolves against the address it asked for."""

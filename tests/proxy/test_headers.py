@@ -227,3 +227,16 @@ def test_an_http10_request_without_a_host_is_described_by_the_servers_address() 
         host_required=False)
     assert request.forwarding.host == "p:80"
     assert (b"x-forwarded-host", b"p:80") in request.headers
+
+
+def test_the_x_ep_headers_are_edge_personalizer_s_own_both_ways(proxy: Server) -> None:
+    # An origin's own X-EP-Segment stood beside ours (two segments, at a shared cache too),
+    # and a visitor's X-EP-Debug (the admin token) reached the origin.
+    page = {"accept": "text/html", "x-ep-debug": "a-token",
+            "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0 Safari/537.36"}
+    response = httpx.get(f"{proxy.url}/slotted/a?ours=1", headers=page)
+    echoed = httpx.get(f"{proxy.url}/echo", headers=page).json()["headers"]
+    assert response.headers.get_list("x-ep-segment") == ["default"]
+    assert "origin" not in response.headers.get("x-ep-variant", "")
+    assert "x-ep-trace" not in response.headers
+    assert not [name for name, _ in echoed if name == "x-ep-debug"]
