@@ -26,6 +26,8 @@ _ASCII_COMPATIBLE: Final = re.compile(
     r"macintosh|tis-620|windows-874)$")
 _META_CHARSET: Final = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
+# A comment, or the start of one the window cuts: browsers look for the <meta> outside.
+_COMMENT: Final = re.compile(rb"<!--.*?(?:-->|\Z)", re.DOTALL)
 SNIFF_BYTES: Final = 1024
 # UTF-8 and its subset (what most pages declare: no pattern to match)
 _UTF8: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
@@ -43,7 +45,10 @@ def charset_from_content_type(content_type: str) -> str | None:
 
 
 def sniff_meta_charset(prefix: bytes) -> str | None:
-    """The charset a `<meta>` in the first KiB declares, as browsers look for it."""
+    """The charset a `<meta>` in the first KiB declares, as browsers look for it (not
+    in a comment)."""
+    if prefix.find(b"<!--", 0, SNIFF_BYTES) >= 0:
+        prefix = _COMMENT.sub(b"", prefix[:SNIFF_BYTES])
     match = _META_CHARSET.search(prefix, 0, SNIFF_BYTES)
     return match.group(1).decode("ascii").lower() if match else None
 
@@ -55,7 +60,10 @@ def rewritable_charset(charset: str | None) -> bool:
 
 
 def is_utf8(charset: str | None) -> bool:
-    return charset is None or charset in _UTF8
+    """Whether the page says it is UTF-8 (or ASCII). One that names no charset is not
+    taken for it: a browser may read it as windows-1252, and what is inserted is then
+    written in character references, right whatever the browser takes it for."""
+    return charset in _UTF8
 
 
 class BrokenEncoding(BodyDecodingError, RewriteAborted):

@@ -146,6 +146,53 @@ def test_meta_charset_is_found_only_in_the_first_kib() -> None:
     assert sniff_meta_charset(b" " * 2000 + b'<meta charset="koi8-r">') is None
 
 
+def test_meta_charset_is_not_looked_for_in_a_comment() -> None:
+    # As browsers look for it: the <meta> in the comment is an old one.
+    assert sniff_meta_charset(b'<head><!-- old: <meta charset="utf-8"> -->'
+                              b'<meta charset="windows-1252">') == "windows-1252"
+    assert sniff_meta_charset(b'<!-- <meta charset="utf-8"> ' + b"x" * 2000) is None
+    assert sniff_meta_charset(b"<!-- a --><!-- b -->" + b" " * 990
+                              + b'<meta charset="koi8-r">') is None   # past the first KiB
+
+
+def test_a_page_of_no_known_charset_gets_character_references(tmp_path: Path) -> None:
+    # Taken for UTF-8, a page of no declared charset (or one only a comment names) got
+    # UTF-8 bytes a browser reading it as windows-1252 shows as "cafÃ©".
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(
+        'slots: {hero: {}}\nrules:\n  - name: r\n    then: {hero: {html: "<h1>Café</h1>"}}\n')
+    pages = {
+        "/none": b'<html><head><title>' + b"t" * 1500 + b'</title><meta charset="windows-1252">'
+                 b'</head><body><section data-ep-slot="hero">x</section></body></html>',
+        "/commented": b'<html><head><!-- old: <meta charset="utf-8"> -->'
+                      b'<meta charset="windows-1252"></head>'
+                      b'<body><section data-ep-slot="hero">x</section></body></html>',
+        "/utf8": b'<html><head><meta charset="utf-8"></head>'
+                 b'<body><section data-ep-slot="hero">x</section></body></html>'}
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await request_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+            body = pages[head.split(b" ")[1].decode()]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                         b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+            await writer.drain()
+
+    with ThreadedOrigin(origin) as origin_url:
+        server = start_proxy(tmp_path, "--origin", origin_url, "--rules", str(rules))
+        try:
+            got = {path: httpx.get(server.url + path, headers=FACEBOOK).content
+                   for path in pages}
+        finally:
+            server.stop()
+    assert b"<h1>Caf&#233;</h1>" in got["/none"] and b"<h1>Caf&#233;</h1>" in got["/commented"]
+    assert "<h1>Café</h1>".encode() in got["/utf8"]
+
+
 # Through the real server (issue 20, item 3)
 
 

@@ -89,7 +89,12 @@ def test_unknown_coding_passes_through() -> None:
 
 
 def test_short_page_without_charset_is_decided_at_the_end() -> None:
+    # (naming no charset, it gets character references: right whatever a browser reads
+    # it as)
     out, rewriter = run(b'<div data-ep-slot="hero">x</div>')
+    assert out == b'<div data-ep-slot="hero">Gr&#252;&#223;e</div>'
+    out, rewriter = run(b'<div data-ep-slot="hero">x</div>',
+                        content_type="text/html; charset=utf-8")
     assert out == '<div data-ep-slot="hero">Grüße</div>'.encode()
 
 
