@@ -36,6 +36,11 @@ http {{
     map $upstream_cookie_ep_profile $ep_cookie_out {{ "" $ep_cookie; default ""; }}
     map $upstream_cookie_ep_profile $ep_cookie_1_out {{ "" $ep_cookie_1; default ""; }}
     map $upstream_cookie_ep_profile $ep_cookie_2_out {{ "" $ep_cookie_2; default ""; }}
+    # a page shared per segment is kept by no cache past this one
+    map $upstream_http_cache_control $ep_cache_control {{
+        "~^public, max-age=0, s-maxage=" "private, max-age=0";
+        default $upstream_http_cache_control;
+    }}
 
     upstream edge_personalizer {{ server 127.0.0.1:{upstream}; keepalive 64; }}
 
@@ -76,6 +81,8 @@ http {{
             proxy_cache ep;
             proxy_cache_key "$scheme$host$request_uri|$ep_segment";
             proxy_pass http://edge_personalizer;
+            proxy_hide_header Cache-Control;
+            add_header Cache-Control $ep_cache_control always;
             add_header X-Cache $upstream_cache_status always;
             add_header X-Seen-Segment $ep_segment always;
             add_header Set-Cookie $ep_cookie_out;
@@ -255,7 +262,7 @@ def test_a_page_answered_to_credentials_is_shared_only_when_the_origin_says_publ
     # The origin may say that an answer to credentials is for everyone (RFC 9111 3.5).
     url = f"http://127.0.0.1:{port}/secret/c"
     shared = httpx.get(url, params={"cc": "public, max-age=60"}, headers=CREDENTIALS)
-    assert shared.headers["cache-control"] == "public, max-age=0, s-maxage=60"
+    assert shared.headers["x-cache"] == "MISS"
     again = httpx.get(url, params={"cc": "public, max-age=60"}, headers=CREDENTIALS)
     assert again.headers["x-cache"] == "HIT"
 
@@ -369,6 +376,23 @@ def test_a_visitor_cannot_name_the_site_s_host_or_scheme_through_the_edge(
     assert got == {"x-forwarded-for": "127.0.0.1, 127.0.0.1", "x-forwarded-proto": "http",
                    "x-forwarded-host": "127.0.0.1",
                    "forwarded": 'for=127.0.0.1;proto=http;host="127.0.0.1"'}, got
+
+
+def test_a_page_shared_per_segment_is_kept_by_no_cache_past_the_edge(
+        cached_site: tuple[int, bool]) -> None:
+    # Visitors got the edge's "public, s-maxage": a cache between them and the edge (a
+    # company's proxy), which never sees X-EP-Segment, shared one segment's page with all.
+    port, keyed = cached_site
+    url = f"http://127.0.0.1:{port}/slotted/downstream"
+    first, again = (httpx.get(url, headers=SEGMENTS["facebook"]) for _ in range(2))
+    plain = httpx.get(f"http://127.0.0.1:{port}/hop")
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == \
+        (("MISS", "HIT") if keyed else ("MISS", "MISS"))
+    for page in (first, again):
+        assert page.headers["cache-control"] == ("private, max-age=0" if keyed
+                                                 else "private, max-age=60")
+        assert EXPECTED["facebook"] in page.content
+    assert "cache-control" not in plain.headers and plain.text == "hop\n"
 
 
 @pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
