@@ -1,8 +1,11 @@
-"""The README's "Inside a Python site" example, run as written, through a real server."""
+"""The README's examples run as written: "Inside a Python site" through a real server, and
+the `explain` of "Who is the visitor?"."""
 
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,3 +47,17 @@ def test_the_readme_example_personalizes_the_site_as_the_proxy_would(example: Se
         facebook = visitor.get("/", headers={"referer": "https://l.facebook.com/"})
         assert "Hello" not in facebook.text                     # the demo rules' Facebook hero
         assert visitor.get("/__ep/nothing").status_code == 404  # /__ep/ is ours
+
+
+def test_the_readme_s_explain_shows_the_demo_rule_it_is_written_for() -> None:
+    # It named a newsletter without the campaign the demo's newsletter rule asks for.
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Who is the visitor?"):]
+    code = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert code is not None
+    command = shlex.split(code.group(1).replace("\\\n", " ").replace("[--format json]", ""))
+    assert command[0] == "edge-personalizer"
+    done = subprocess.run([sys.executable, "-m", "edge_personalizer", *command[1:]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert "banner: newsletter-readers (rule newsletter-readers)" in done.stdout, done.stdout
+    assert "geo.city: London" in done.stdout and "device.type: mobile" in done.stdout
