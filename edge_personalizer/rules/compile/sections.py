@@ -13,6 +13,20 @@ from ..model import INJECTIONS, PAGE_ACTIONS, Slot
 from .context import NAME, NAME_RULE, CompileContext, SegmentSource, kind_of, sections
 
 _TAG = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+# HTML's elements (the living standard's, and the obsolete ones pages still carry) and
+# SVG's that hold content: a slot's tag is one of them, or a custom element (with a "-").
+HTML_ELEMENTS = frozenset("""
+a abbr address area article aside audio b base bdi bdo blockquote body br button canvas
+caption cite code col colgroup data datalist dd del details dfn dialog div dl dt em embed
+fieldset figcaption figure footer form h1 h2 h3 h4 h5 h6 head header hgroup hr html i
+iframe img input ins kbd label legend li link main map mark math menu meta meter nav
+noscript object ol optgroup option output p picture pre progress q rp rt ruby s samp
+script search section select slot small source span strong style sub summary sup svg table
+tbody td template textarea tfoot th thead time title tr track u ul var video wbr
+acronym applet basefont big blink center dir font frame frameset image listing marquee
+menuitem nobr noembed noframes param plaintext rb rtc spacer strike tt xmp
+g text tspan foreignobject symbol use
+""".split())
 _SLOT_KEYS = frozenset({"selector", "tag", "description"})
 
 
@@ -67,6 +81,11 @@ def _selector(ctx: CompileContext, rule_file: RuleFile, name: str, spec: Any,
         if not isinstance(tag, str) or not _TAG.fullmatch(tag):
             ctx.fail(rule_file, "tag is an element name such as div or section",
                      (*at, "tag"), None)
+            return None
+        if tag.lower() not in HTML_ELEMENTS and "-" not in tag:
+            ctx.fail(rule_file, f"slot {name!r}: {tag!r} is no HTML element (a custom "
+                     "element's name has a \"-\"), so no page would have the slot"
+                     + suggest(tag.lower(), HTML_ELEMENTS), (*at, "tag"), None)
             return None
         selector = f"{tag.lower()}{selector}"
     if "selector" in spec:

@@ -20,6 +20,18 @@ def test_slot_tag_qualifies_the_marker(tmp_path: Path) -> None:
     assert len(errors) == 1 and "tag is an element name" in errors[0].reason
 
 
+def test_a_slot_s_tag_is_an_html_element_or_a_custom_one(tmp_path: Path) -> None:
+    # A mistyped tag loaded, and no page ever had the slot.
+    (tmp_path / "r.yaml").write_text(
+        "slots:\n  banner: {tag: dvi}\n  card: {tag: product-card}\n  old: {tag: CENTER}\n")
+    ruleset, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason) for e in errors] == [
+        (2, "slot 'banner': 'dvi' is no HTML element (a custom element's name has a \"-\"), "
+            "so no page would have the slot; did you mean 'div'?")]
+    assert ruleset.slots["card"].selector == 'product-card[data-ep-slot="card"]'
+    assert ruleset.slots["old"].selector == 'center[data-ep-slot="old"]'
+
+
 def test_sections_that_are_not_mappings_are_errors_at_their_line(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("slots: [hero]\ninterests: 3\nsegments: {a: {}}\n")
     _, errors = check_rules(tmp_path)
