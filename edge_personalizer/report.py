@@ -234,6 +234,7 @@ def render_explanation(report: Mapping[str, Any]) -> str:
             where = ("paused: shows no variant, counts no one new" if experiment["paused"] else
                      "not in the audience: " + str(experiment["audience_failed"])
                      if not experiment["in_audience"] else
+                     f"not placed: {experiment['why']}" if experiment["taken_by"] else
                      f"{_holdout(experiment)}, variant bucket "
                      f"{experiment['buckets']['variant']} -> {shown}"
                      if experiment["buckets"] is not None else
@@ -241,7 +242,7 @@ def render_explanation(report: Mapping[str, Any]) -> str:
                      f"page view) -> {shown}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
             if experiment["in_audience"] and experiment["buckets"] is not None \
-                    and not experiment["paused"]:
+                    and not experiment["paused"] and not experiment["taken_by"]:
                 lines.append("    held out: shown the page as it is, in no variant"
                              if experiment["held_out"] else
                              f"    {_allocation_line(experiment)}")

@@ -71,6 +71,25 @@ def test_a_paused_experiment_is_told_so_whoever_the_visitor(tmp_path: Path) -> N
     assert "placed by the visitor's id" not in text and "kept" not in text
 
 
+def test_an_experiment_whose_slot_a_rule_takes_is_told_so(tmp_path: Path) -> None:
+    # It said "variant bucket 0.85 -> the page as it is" and, in JSON, "placed by the
+    # visitor's id", with no word of the rule that took the slot.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - {name: everyone, then: {hero: {html: r}}}\n"
+        "experiments:\n  - name: e\n    slot: hero\n"
+        "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n")
+    base = make_visitor()
+    visitor = with_profile(base, base.profile._replace(visitor_id="v-1", stored=True))
+    report = {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
+    (experiment,) = report["experiments"]
+    assert experiment["taken_by"] == "rule everyone (slot hero)"
+    assert experiment["why"].startswith("its slot is taken by rule everyone (slot hero)")
+    text = render_explanation(report)
+    assert ("  e (hero): not placed: its slot is taken by rule everyone (slot hero): the page "
+            "as the rule makes it, counted nowhere in the experiment\n") in text
+    assert "variant bucket" not in text and "placed by the visitor's id" not in text
+
+
 def test_a_visitor_held_out_before_is_told_held_out_whatever_the_share_now(
         tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(

@@ -149,9 +149,7 @@ class Connection(WriteFlow):
             self.close()
             return
         if not self.headers_done:
-            # A head still unfinished past the limit, by the bytes read of it (the fields
-            # parsed so far are counted apart: a head split across reads, counted twice,
-            # met the limit at half its size).
+            # A head still unfinished past the limit, by its bytes read (apart from its fields).
             self.head_read += len(data)
             if too_large(self.headers, self.head_read):
                 self._fail(UpstreamInvalid(TOO_LARGE))

@@ -277,8 +277,16 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
                 "variant": round(variant_point(experiment, visitor_id), 4)},
             "variant": next((c.variant for c in decision.slots.values()
                              if c.by == experiment.name), None),
+            "taken_by": (taken := _taken_by(experiment, decision)),
             **_allocation_trace(experiment, visitor, allocations),
         })
+        if experiment.paused or not in_audience or taken is not None:
+            experiments[-1]["why"] = (
+                "paused: shows no variant, counts no one new" if experiment.paused else
+                "outside its audience or schedule: the page as it is, counted nowhere"
+                if not in_audience else
+                f"its slot is taken by {taken}: the page as the rule makes it, counted "
+                "nowhere in the experiment")
     return {
         "rules": [asdict(trace) for trace in traces],
         "experiments": experiments,
@@ -290,6 +298,17 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             "headers": dict(decision.headers), "cookies": dict(decision.cookies),
         },
     }
+
+
+def _taken_by(experiment: Experiment, decision: Decision) -> str | None:
+    """The rule or earlier experiment whose choice holds one of the experiment's slots
+    ("rule promo-mobile (slot promo)"), or None."""
+    for slot in experiment.slots:
+        choice = decision.slots.get(slot)
+        if choice is not None and choice.by != experiment.name:
+            kind = "rule" if choice.reason == "rule" else "experiment"
+            return f"{kind} {choice.by} (slot {slot})"
+    return None
 
 
 def _allocation_trace(experiment: Experiment, visitor: Visitor,
