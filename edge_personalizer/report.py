@@ -238,8 +238,7 @@ def render_explanation(report: Mapping[str, Any]) -> str:
                      f"{_holdout(experiment)}, variant bucket "
                      f"{experiment['buckets']['variant']} -> {shown}"
                      if experiment["buckets"] is not None else
-                     f"not bucketed (a bot, no profile, or a new visitor's request that is no "
-                     f"page view) -> {shown}")
+                     f"not bucketed (bot or no profile) -> {shown}")
             lines.append(f"  {experiment['name']} ({', '.join(experiment['slots'])}): {where}")
             if experiment["in_audience"] and experiment["buckets"] is not None \
                     and not experiment["paused"] and not experiment["taken_by"]:

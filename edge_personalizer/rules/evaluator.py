@@ -167,13 +167,11 @@ def served_as_is(visitor: Visitor) -> bool:
 
 def bucketed_id(visitor: Visitor) -> str | None:
     """The visitor id experiments place the visitor by, or None when they must not be
-    bucketed: bots, visitors without a stored profile (no consent, no stable id), and a
-    new visitor's request that is no page view (its id is kept nowhere: each such request
-    would get a variant of its own)."""
+    bucketed: bots, and visitors without a stored profile (no consent, no stable id)."""
     if visitor.device.type == "bot":
         return None
     profile = visitor.profile
-    if not profile.stored or not profile.visitor_id or profile.new and not visitor.page_view:
+    if not profile.stored or not profile.visitor_id:
         return None
     return profile.visitor_id
 

@@ -467,30 +467,6 @@ def test_the_visitors_held_out_are_counted_and_the_experiment_is_judged_against_
     assert judged["variants"]["bold"]["converted"] == b
 
 
-def test_a_new_visitor_s_request_that_is_no_page_view_is_shown_the_control(
-        origin: Server, server_logs: Path, tmp_path: Path) -> None:
-    # Its visitor id is kept nowhere (no cookie is set but on a page view): each such
-    # request got a variant of its own, by a fresh random id.
-    rules, server = _sticky_server(origin, server_logs, tmp_path)
-    fetch = {"accept": "*/*", "sec-fetch-dest": "empty"}
-    try:
-        with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as client:
-            fetched = [client.get("/slotted/sticky", headers=fetch) for _ in range(30)]
-        shown, returning = [], []
-        for _ in range(30):
-            with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}) as new:
-                shown.append(_shown(new))
-                returning.append((shown[-1], new.get("/slotted/sticky", headers=fetch).text))
-    finally:
-        server.stop()
-    assert all(r.status_code == 200 and "<h1>Bold" not in r.text and "set-cookie" not in r.headers
-               for r in fetched)
-    assert {"bold", "bolder"} & set(shown)   # page views are shared out as before
-    for variant, text in returning:          # and a visitor keeps theirs on any request
-        assert ("<h1>Bold</h1>" in text) is (variant == "bold")
-        assert ("<h1>Bolder</h1>" in text) is (variant == "bolder")
-
-
 def test_a_paused_experiment_shows_nothing_counts_no_one_new_and_resumes_as_it_was(
         origin: Server, server_logs: Path, tmp_path: Path) -> None:
     rules, server = _sticky_server(origin, server_logs, tmp_path, EP_VARIANT_HEADER="true")
