@@ -164,6 +164,18 @@ def test_every_visitor_gets_one_profile_cookie_whatever_their_decision_sets(
             .headers.get_list("set-cookie")
 
 
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+def test_a_visitor_with_no_profile_gets_each_rule_cookie_once(
+        cached_site: tuple[int, bool]) -> None:
+    # With no profile to set (Do Not Track), decide's first Set-Cookie was the rule's,
+    # sent again as X-EP-Cookie-1: nginx set it twice.
+    port, _ = cached_site
+    vip = {**PAGE, "cookie": "crm_segment=vip", "dnt": "1"}
+    response = httpx.get(f"http://127.0.0.1:{port}/slotted/cookies-dnt", headers=vip)
+    assert response.status_code == 200
+    assert response.headers.get_list("set-cookie") == ["seen_vip=1; Path=/; SameSite=Lax"]
+
+
 def test_a_redirected_visitor_gets_one_profile(cached_site: tuple[int, bool]) -> None:
     port, _ = cached_site
     response = httpx.get(f"http://127.0.0.1:{port}/page/a?utm_campaign=spring-sale",

@@ -122,13 +122,15 @@ class EdgeDecisions:
         headers += decision.header_lines
         # The profile cookie is the first Set-Cookie: an edge that reads one header of a
         # name (nginx's $upstream_http_set_cookie) still hands every visitor a profile.
-        # The rule's cookies follow, each also as X-EP-Cookie-<n> for such edges.
+        # The rule's cookies follow; each Set-Cookie after the first is also an
+        # X-EP-Cookie-<n> for such edges (with no profile to set, a rule's is the first).
         cookie = self.personalizer.profile_cookie(exchange)
+        cookies = [line for _, line in decision.cookie_lines]
         if cookie is not None:
-            headers.append((b"set-cookie", cookie))
-        headers += decision.cookie_lines
+            cookies.insert(0, cookie)
+        headers += [(b"set-cookie", line) for line in cookies]
         headers += [(b"x-ep-cookie-%d" % number, line)
-                    for number, (_, line) in enumerate(decision.cookie_lines, 1)]
+                    for number, line in enumerate(cookies[1:], 1)]
         body: dict[str, Any] = {
             "segment": segment.key, "tags": list(segment.tags),
             "slots": {slot: {"variant": c.variant, "reason": c.reason, "by": c.by}
