@@ -192,8 +192,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "rules": len(ruleset.rules), "experiments": len(ruleset.experiments),
             "errors": [{"file": str(e.source), "line": e.line, "column": e.column,
                         "message": e.reason} for e in errors],
-            "warnings": [{"where": w.where, "kind": w.kind, "message": w.message}
-                         for w in warnings],
+            # (each where as its errors are, file and line, and as "file:line")
+            "warnings": [{"file": file, "line": int(line), "where": w.where, "kind": w.kind,
+                          "message": w.message}
+                         for w in warnings for file, _, line in [w.where.rpartition(":")]],
         }, indent=2))
     else:
         for error in errors:

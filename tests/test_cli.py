@@ -50,7 +50,8 @@ def test_validate_warns_of_a_rule_whose_schedule_has_ended_and_stays_valid(
     assert main(["validate", str(tmp_path), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is True
-    assert report["warnings"] == [{"where": f"{tmp_path / 'r.yaml'}:3", "kind": "rule",
+    assert report["warnings"] == [{"file": str(tmp_path / "r.yaml"), "line": 3,
+                                   "where": f"{tmp_path / 'r.yaml'}:3", "kind": "rule",
                                    "message": out[0].split(":3: ", 1)[1]}]
 
 
