@@ -9,6 +9,7 @@ at once.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterator, Sequence
 
 from .edits import Edit
@@ -28,9 +29,23 @@ from .first_bytes import FirstBytesMemo
 from .html import Rewriter
 
 
-def ascii_safe(html: str) -> str:
+def ascii_safe(markup: str) -> str:
     """Non-ASCII characters as character references: right in any ASCII-compatible page."""
-    return html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    return markup.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def ascii_edit(edit: Edit) -> Edit:
+    """`edit` with what it writes outside ASCII as character references. Text is written
+    as HTML for it (the rewriter would escape the references of text); a class to remove
+    is matched as the page writes it, and stays."""
+    payload = edit.payload
+    if payload.isascii() or edit.action == "remove_class":
+        return edit
+    if edit.action == "text":
+        return Edit(edit.selector, "inner", ascii_safe(html.escape(payload, quote=False)),
+                    edit.attribute, edit.first_only)
+    return Edit(edit.selector, edit.action, ascii_safe(payload), edit.attribute,
+                edit.first_only)
 
 
 class ResponseRewriter:
@@ -185,9 +200,9 @@ class ResponseRewriter:
         self.rewriting = readable and rewritable_charset(charset)
         if not self.rewriting:
             return b"".join(self._held_raw)
+        if not is_utf8(charset) and not all(e.payload.isascii() for e in self._edits):
+            self._edits = tuple(ascii_edit(e) for e in self._edits)
         if not is_utf8(charset):
-            self._edits = tuple(Edit(e.selector, e.action, ascii_safe(e.payload),
-                                     e.attribute, e.first_only) for e in self._edits)
             self._head, self._body_end = ascii_safe(self._head), ascii_safe(self._body_end)
         self._rewriter = Rewriter(self._edits, head=self._head, body_end=self._body_end,
                                   on_error=self._on_error, memo=self._memo,

@@ -161,10 +161,12 @@ def test_a_page_of_no_known_charset_gets_character_references(tmp_path: Path) ->
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "site.yaml").write_text(
-        'slots: {hero: {}}\nrules:\n  - name: r\n    then: {hero: {html: "<h1>Café</h1>"}}\n')
+        'slots: {hero: {}, note: {}}\nrules:\n  - name: r\n'
+        '    then: {hero: {html: "<h1>Café</h1>"}, note: {text: "Café & <crème>"}}\n')
     pages = {
         "/none": b'<html><head><title>' + b"t" * 1500 + b'</title><meta charset="windows-1252">'
-                 b'</head><body><section data-ep-slot="hero">x</section></body></html>',
+                 b'</head><body><section data-ep-slot="hero">x</section>'
+                 b'<p data-ep-slot="note">n</p></body></html>',
         "/commented": b'<html><head><!-- old: <meta charset="utf-8"> -->'
                       b'<meta charset="windows-1252"></head>'
                       b'<body><section data-ep-slot="hero">x</section></body></html>',
@@ -190,6 +192,8 @@ def test_a_page_of_no_known_charset_gets_character_references(tmp_path: Path) ->
         finally:
             server.stop()
     assert b"<h1>Caf&#233;</h1>" in got["/none"] and b"<h1>Caf&#233;</h1>" in got["/commented"]
+    # text is written as text: its references are not escaped again (Caf&amp;#233;)
+    assert b'<p data-ep-slot="note">Caf&#233; &amp; &lt;cr&#232;me&gt;</p>' in got["/none"]
     assert "<h1>Café</h1>".encode() in got["/utf8"]
 
 

@@ -19,7 +19,7 @@ from edge_personalizer.rewrite.encoding import (
     rewritable_charset,
     sniff_meta_charset,
 )
-from edge_personalizer.rewrite.stream import ResponseRewriter
+from edge_personalizer.rewrite.stream import ResponseRewriter, ascii_edit
 
 EDIT = [Edit('[data-ep-slot="hero"]', "inner", "Grüße")]
 PAGE = '<html><head><meta charset="{cs}"></head><body><div data-ep-slot="hero">Привет</div>' \
@@ -208,3 +208,17 @@ def test_every_piece_of_a_chunk_is_read_before_the_next_chunk_or_the_end() -> No
         rewriter.feed_piece(body[len(body) // 2:])
     with pytest.raises(RuntimeError):
         rewriter.finish()
+
+
+def test_text_outside_ascii_is_written_as_references_the_page_shows_as_text() -> None:
+    # Text's references were escaped again by the rewriter: visitors read "Caf&#233;".
+    edit = Edit('[data-ep-slot="hero"]', "text", "Café & <crème>")
+    rewriter = ResponseRewriter((edit,), content_type="text/html; charset=windows-1252",
+                                content_encoding="", accept_encoding="")
+    body = '<p data-ep-slot="hero">x</p>'.encode("windows-1252")
+    out = (rewriter.feed(body) or b"") + rewriter.finish()
+    assert out == b'<p data-ep-slot="hero">Caf&#233; &amp; &lt;cr&#232;me&gt;</p>'
+    kept = Edit('[data-ep-slot="hero"]', "text", "plain & ascii")
+    assert ascii_edit(kept) is kept   # nothing outside ASCII: the edit itself
+    gone = Edit('[data-ep-slot="hero"]', "remove_class", "café")
+    assert ascii_edit(gone) is gone   # matched as the page writes it
