@@ -23,8 +23,9 @@ A page can change. What was learned is forgotten, and the next view looks again,
 - the rules are reloaded (a slot's selector may have changed).
 Each of these views is held like a first view. Per worker, bounded (least recently used
 paths go first). A path learns at most `max_queries` of its queries apart: past them (a
-search's `?q=`, a listing's filters), its other queries are that path's one page, so
-they are no held first view each, nor push the site's other pages out.
+search's `?q=`, a listing's filters), its other queries are one page of their own
+(`/search?*`), looked at again only by views and time (each has validators of its own),
+so they are no held first view each, nor push the site's other pages out.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ ResponseHead = dict[bytes, str]   # as response_headers.read_head gives it
 Validators = tuple[str, str]   # (ETag or Last-Modified, Content-Length)
 Nest = tuple[str, str]   # (outer slot, inner slot): the inner's element inside the outer's
 _NOTHING: Final[frozenset[str]] = frozenset()
+OTHER_QUERIES: Final = "?*"   # the page key of a path's queries past max_queries
 _NO_CHOICES: Final[Mapping[str, SlotChoice]] = MappingProxyType({})
 # What a variant does to its slot that takes away what the slot held.
 _EMPTYING: Final = frozenset({"inner", "replace", "remove", "text"})
@@ -133,9 +135,9 @@ class SlotPresence:
         self.relearn_seconds = relearn_seconds
         self.clock = clock
         self._paths: LRU[str, PageSlots] = LRU(max_paths)
-        # path -> the queries of it learned apart (page_of), at most max_queries
+        # path -> the hashes of its queries learned apart (page_of), at most max_queries
         self.max_queries = max_queries
-        self._queries: LRU[str, set[str]] = LRU(max(1, max_paths // 4))
+        self._queries: LRU[str, set[int]] = LRU(max(1, max_paths // 4))
         self._version = rules.current.version if rules is not None else ""
         # Decisions with some choices dropped, remembered by the decision and what went
         # (a decision of rules alone is one object for everyone it is made for).
@@ -154,18 +156,18 @@ class SlotPresence:
         return self._paths
 
     def page_of(self, path: str, query: Mapping[str, str]) -> str:
-        """What the page of `path` with `query` is learned by: page_key, or the path alone
-        once `max_queries` other queries of it are learned apart."""
+        """What the page of `path` with `query` is learned by: page_key, or the path's
+        OTHER_QUERIES page once `max_queries` other queries of it are learned apart."""
         key = page_key(path, query)
-        if key is path or key in self._current():
+        if key == path or key in self._current():
             return key
         queries = self._queries.get(path)
         if queries is None:
-            self._queries[path] = {key}
-        elif key not in queries:
+            self._queries[path] = {hash(key)}
+        elif hash(key) not in queries:
             if len(queries) >= self.max_queries:
-                return path
-            queries.add(key)
+                return path + OTHER_QUERIES
+            queries.add(hash(key))
         return key
 
     def lacks_all(self, path: str, decision: Decision) -> bool:
@@ -224,7 +226,7 @@ class SlotPresence:
         known = entry.validators.get(coding)
         if known is None:
             entry.validators[coding] = seen   # first seen in this coding
-        elif known != seen:
+        elif known != seen and not path.endswith(OTHER_QUERIES):
             del paths[path]                   # the page changed
             return None
         entry.views += 1
@@ -246,7 +248,8 @@ class SlotPresence:
         paths = self._current()
         coding, seen = validators(head)
         entry = paths.get(path)
-        if entry is None or entry.validators.get(coding, seen) != seen:
+        if entry is None or entry.validators.get(coding, seen) != seen \
+                and not path.endswith(OTHER_QUERIES):
             entry = paths[path] = PageSlots(self.clock())
         elif entry.validators.get(coding) == seen and found.items() <= entry.found.items() \
                 and (not nested or nested.items() <= entry.nested.items()):
