@@ -27,6 +27,7 @@ FULL_DAY_NAMES: Final = MappingProxyType({
     full: full[:3] for full in ("monday", "tuesday", "wednesday", "thursday", "friday",
                                 "saturday", "sunday")})
 _SCHEDULE_KEYS: Final = ("start", "end", "days", "hours")
+_DATE_AND_TIME: Final = re.compile(r"(\d{4}-\d{2}-\d{2})[T ]\d{1,2}:\d{2}")
 _HOURS: Final = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
 
@@ -248,16 +249,24 @@ def _condition_parts(ctx: CompileContext, rule_file: RuleFile, raw: dict[Any, An
 
 
 def _date(value: Any, at: KeyPath) -> date:
-    if isinstance(value, datetime):   # (YAML reads 2026-12-01T10:00 so)
-        raise Invalid(f"{value.isoformat(' ')} has a time of day, and a schedule's start and "
-                      f"end are days: write {value.date()}, and the hours as hours: "
-                      '"10:00-18:00"', at)
+    if isinstance(value, datetime):   # (YAML reads 2026-12-01T10:00:00 so)
+        if value.tzinfo is None and value.time() == datetime.min.time():
+            return value.date()   # midnight: the day itself
+        raise _timed(str(value), value.date(), at)
     if isinstance(value, date):
         return value
     try:
         return date.fromisoformat(str(value))
     except ValueError as exc:
+        day = _DATE_AND_TIME.match(str(value))
+        if day is not None:
+            raise _timed(str(value), day.group(1), at) from exc
         raise Invalid(f"{value!r} is not a date; write 2026-12-24", at) from exc
+
+
+def _timed(value: str, day: object, at: KeyPath) -> Invalid:
+    return Invalid(f"{value} has a time of day, and a schedule's start and end are days: "
+                   f'write {day}, and the hours as hours: "10:00-18:00"', at)
 
 
 def compile_schedule(raw: Any, at: KeyPath, kind: str = "rule") -> Schedule:
@@ -305,7 +314,8 @@ def _days(raw: Any, at: KeyPath) -> frozenset[str]:
     days: set[str] = set()
     for i, day in enumerate([raw] if isinstance(raw, str) else raw):
         text = str(day).lower()
-        text = FULL_DAY_NAMES.get(text, text)
+        if len(text) >= 3:   # a day's name, or its start (tues, thurs)
+            text = next((full[:3] for full in FULL_DAY_NAMES if full.startswith(text)), text)
         if text in _DAY_GROUPS:
             days.update(_DAY_GROUPS[text])
         elif text in WEEKDAYS:

@@ -83,18 +83,22 @@ def test_a_schedule_s_days_are_days_by_name_and_its_dates_have_no_time(
         "slots: {hero: {}}\nrules:\n"
         "  - name: x\n    schedule: {days: [Monday, tue, SUNDAY]}\n    then: {hero: x}\n"
         "  - name: y\n    schedule: {days: [sunny, wedding]}\n    then: {hero: x}\n"
-        "  - name: z\n    schedule: {start: 2026-12-01T10:00:00}\n    then: {hero: x}\n")
+        "  - name: z\n    schedule: {start: 2026-12-01T10:00:00}\n    then: {hero: x}\n"
+        "  - name: w\n    schedule: {end: '2026-12-01 18:00'}\n    then: {hero: x}\n")
     ruleset, errors = check_rules(tmp_path)
     assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
         (7, "unknown day 'sunny'; expected mon..sun (or monday..sunday), weekdays or weekend"
             "; did you mean 'sun'?"),
         (10, "2026-12-01 10:00:00 has a time of day, and a schedule's start and end are days: "
+             'write 2026-12-01, and the hours as hours: "10:00-18:00"'),
+        (13, "2026-12-01 18:00 has a time of day, and a schedule's start and end are days: "
              'write 2026-12-01, and the hours as hours: "10:00-18:00"')]
     (tmp_path / "r.yaml").write_text(
         "slots: {hero: {}}\nrules:\n"
-        "  - name: x\n    schedule: {days: [Monday, tue, SUNDAY]}\n    then: {hero: x}\n")
-    (rule,) = check_rules(tmp_path)[0].rules
-    assert rule.condition.describe() == "scheduled on mon, tue, sun"
+        "  - name: x\n    schedule: {days: [Monday, tues, THURS, sun], start: 2026-12-01T00:00:00}"
+        "\n    then: {hero: x}\n")
+    (rule,) = check_rules(tmp_path)[0].rules   # (midnight: the day itself)
+    assert rule.condition.describe() == "scheduled from 2026-12-01 on mon, tue, thu, sun"
 
 
 def test_every_mistake_of_a_schedule_is_told_at_once(tmp_path: Path) -> None:
