@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..classify.classifier import Classifier
 from ..learn.attribution import Learning
 from ..proxy.client_ip import TrustedProxies
+from ..proxy.headers import DEBUG_HEADER, OUR_RESPONSE_HEADERS
 from ..proxy.origin import OriginProxy
 from ..proxy.pages import send_error_page
 from ..rewrite.first_bytes import FirstBytesMemo
@@ -29,7 +30,9 @@ from .slot_presence import SlotPresence
 class LowerCaseNames:
     """`app`, with the names of its response headers lower-case: a site app may send
     `Content-Type` or `Set-Cookie` (Django does), which the checks past the edges would
-    not know."""
+    not know. The X-EP- headers are ours both ways, as for an origin (proxy/headers.py):
+    the app gets no X-EP-Debug (the admin token), and its own X-EP-Segment and the like
+    do not stand beside ours."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,10 +40,15 @@ class LowerCaseNames:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def lower_case(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [(bytes(name).lower(), bytes(value)) for
-                                                   name, value in message.get("headers", ())]}
+                message = {**message, "headers": [
+                    (name, bytes(value)) for name, value in (
+                        (bytes(name).lower(), value) for name, value in message.get("headers", ()))
+                    if name not in OUR_RESPONSE_HEADERS]}
             await send(message)
 
+        if any(name == DEBUG_HEADER for name, _ in scope.get("headers", ())):
+            scope = {**scope, "headers": [(name, value) for name, value in scope["headers"]
+                                          if name != DEBUG_HEADER]}
         await self.app(scope, receive, lower_case)
 
 

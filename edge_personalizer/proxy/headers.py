@@ -162,9 +162,10 @@ def _framing(scan: _RequestScan) -> bool:
     return True
 
 
-# Request headers the scan looks at (everything else is kept as it is). X-EP-Debug holds
-# the admin token: the origin never gets it.
-_READ_HERE: Final = HOP_BY_HOP | _FORWARDING | {b"host", b"content-length", b"x-ep-debug"}
+# X-EP-Debug holds the admin token: the origin never gets it.
+DEBUG_HEADER: Final = b"x-ep-debug"
+# Request headers the scan looks at (everything else is kept as it is).
+_READ_HERE: Final = HOP_BY_HOP | _FORWARDING | {b"host", b"content-length", DEBUG_HEADER}
 
 
 def _last_element(value: bytes | None) -> str:
@@ -271,9 +272,9 @@ def _forwarded_node(ip: str | None) -> str:
 _LOCATION_HEADERS: Final = frozenset({b"location", b"content-location"})
 # The response headers edge-personalizer writes: an origin's own would stand beside them
 # (two segments, a variant the page did not get) and be believed downstream.
-_OURS: Final = frozenset({b"x-ep-segment", b"x-ep-variant", b"x-ep-trace", b"x-ep-redirect",
-                          b"x-ep-redirect-status"})
-_RESPONSE_SPECIAL: Final = HOP_BY_HOP | _LOCATION_HEADERS | _OURS
+OUR_RESPONSE_HEADERS: Final = frozenset({b"x-ep-segment", b"x-ep-variant", b"x-ep-trace",
+                                         b"x-ep-redirect", b"x-ep-redirect-status"})
+_RESPONSE_SPECIAL: Final = HOP_BY_HOP | _LOCATION_HEADERS | OUR_RESPONSE_HEADERS
 
 
 def response_headers_for_client(

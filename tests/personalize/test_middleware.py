@@ -153,6 +153,30 @@ async def test_a_site_s_header_names_are_read_whatever_their_case(tmp_path: Path
     assert "x-ep-goal" not in response.headers
 
 
+async def test_the_x_ep_headers_are_ours_both_ways_with_a_site_app(tmp_path: Path) -> None:
+    # As with an origin: the site app got the visitor's X-EP-Debug (the admin token), and
+    # its own X-EP-Segment stood beside ours.
+    (tmp_path / "site.yaml").write_text(
+        "slots:\n  hero: {}\nrules:\n  - name: all\n    then:\n"
+        "      hero: {html: \"<h1>x</h1>\"}\n")
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def site(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["headers"])
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/html; charset=utf-8"), (b"X-EP-Segment", b"s-site"),
+            (b"x-ep-variant", b"hero=site"), (b"x-ep-goal", b"signup")]})
+        await send({"type": "http.response.body", "body": PAGE.encode()})
+
+    async with client_for(PersonalizeMiddleware(site, rules=tmp_path)) as client:
+        response = await client.get("/", headers={"accept": "text/html",
+                                                  "x-ep-debug": "a-token"})
+    assert "<h1>x</h1>" in response.text
+    (segment,) = response.headers.get_list("x-ep-segment")
+    assert segment != "s-site" and "site" not in response.headers.get("x-ep-variant", "")
+    assert not [name for name, _ in seen[0] if name == b"x-ep-debug"]
+
+
 async def test_a_site_s_response_without_headers_is_served(tmp_path: Path) -> None:
     # ASGI lets a response start without "headers" (none, then).
     (tmp_path / "site.yaml").write_text("slots:\n  hero: {}\nrules: []\n")
