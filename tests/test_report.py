@@ -86,7 +86,7 @@ def test_an_experiment_whose_slot_a_rule_takes_is_told_so(tmp_path: Path) -> Non
     assert experiment["why"].startswith("its slot is taken by rule everyone (slot hero)")
     text = render_explanation(report)
     assert ("  e (hero): not placed: its slot is taken by rule everyone (slot hero): the page "
-            "as the rule makes it, counted nowhere in the experiment\n") in text
+            "as that rule makes it, counted nowhere in this experiment\n") in text
     assert "variant bucket" not in text and "placed by the visitor's id" not in text
 
 

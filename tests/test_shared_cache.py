@@ -84,6 +84,7 @@ http {{
             proxy_hide_header Cache-Control;
             add_header Cache-Control $ep_cache_control always;
             add_header X-Cache $upstream_cache_status always;
+            add_header X-Upstream-Cache-Control $upstream_http_cache_control always;
             add_header X-Seen-Segment $ep_segment always;
             add_header Set-Cookie $ep_cookie_out;
             add_header Set-Cookie $ep_cookie_1_out;
@@ -274,7 +275,8 @@ def test_a_page_answered_to_credentials_is_shared_only_when_the_origin_says_publ
     # The origin may say that an answer to credentials is for everyone (RFC 9111 3.5).
     url = f"http://127.0.0.1:{port}/secret/c"
     shared = httpx.get(url, params={"cc": "public, max-age=60"}, headers=CREDENTIALS)
-    assert shared.headers["x-cache"] == "MISS"
+    assert shared.headers["x-upstream-cache-control"] == "public, max-age=0, s-maxage=60"
+    assert shared.headers["cache-control"] == "private, max-age=0"   # (past nginx)
     again = httpx.get(url, params={"cc": "public, max-age=60"}, headers=CREDENTIALS)
     assert again.headers["x-cache"] == "HIT"
 

@@ -43,7 +43,7 @@ def demo_files(settings: Settings, rules: Path = DEMO_RULES,
     """The settings with the project's demo rules and test geo database where none are
     given, and the rules directory; SettingsError when they are not there (a package
     installed without the project has neither)."""
-    if settings.rules_dir is None and not rules.is_dir():
+    if settings.rules_dir is None and not (rules / "slots.yaml").is_file():
         raise SettingsError(f"the demo's rules are not at {rules} (they come with the "
                             "project, not the installed package): run `make demo` in the "
                             "project, or give --rules DIR and --geo-db FILE")

@@ -56,11 +56,11 @@ def render_text(report: Mapping[str, Any]) -> str:
     numbers against the control, warnings in words; then what each rule reached."""
     lines = [f"Rules version {report['rules_version']}"]
     for experiment in report["experiments"]:
-        stopped = _STATUS_TEXT.get(experiment["status"], "")
+        status = _STATUS_TEXT.get(experiment["status"], "")
         held_out = experiment.get("held_out", 0)
         lines += ["", f"{experiment['name']}: {experiment['exposed']:,} "
                   f"visitor{'' if experiment['exposed'] == 1 else 's'} exposed"
-                  + (f", {held_out:,} held out" if held_out else "") + stopped]
+                  + (f", {held_out:,} held out" if held_out else "") + status]
         if "error" in experiment:
             lines.append(f"  ERROR {experiment['error']}")
         elif not experiment["goals"]:

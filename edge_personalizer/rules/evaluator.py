@@ -279,12 +279,7 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             **_allocation_trace(experiment, visitor, allocations),
         })
         if experiment.paused or not in_audience or taken is not None:
-            experiments[-1]["why"] = (
-                "paused: shows no variant, counts no one new" if experiment.paused else
-                "outside its audience or schedule: the page as it is, counted nowhere"
-                if not in_audience else
-                f"its slot is taken by {taken}: the page as the rule makes it, counted "
-                "nowhere in the experiment")
+            experiments[-1]["why"] = _not_shown(experiment.paused, in_audience, taken)
     return {
         "rules": [asdict(trace) for trace in traces],
         "experiments": experiments,
@@ -296,6 +291,17 @@ def explain(ruleset: RuleSet, visitor: Visitor, *,
             "headers": dict(decision.headers), "cookies": dict(decision.cookies),
         },
     }
+
+
+def _not_shown(paused: bool, in_audience: bool, taken: str | None) -> str:
+    """Why an experiment paused, outside the visitor's audience, or whose slot is
+    `taken` shows nothing."""
+    if paused:
+        return "paused: shows no variant, counts no one new"
+    if not in_audience or taken is None:
+        return "outside its audience or schedule: the page as it is, counted nowhere"
+    return (f"its slot is taken by {taken}: the page as that {taken.split()[0]} makes it, "
+            "counted nowhere in this experiment")
 
 
 def _taken_by(experiment: Experiment, decision: Decision) -> str | None:

@@ -196,6 +196,8 @@ def test_the_demo_without_its_rules_or_geo_database_says_where_they_were_looked_
         tmp_path: Path) -> None:
     # It served with no rules and no geo database while printing what they would show.
     settings = Settings(origin_url="http://127.0.0.1:1")
+    # (a folder named rules that is not the demo's, as an installed package may find one)
+    (tmp_path / "rules").mkdir()
     with pytest.raises(SettingsError, match="the demo's rules are not at .*/rules .*make demo"):
         demo_files(settings, rules=tmp_path / "rules", geo_db=ROOT / "geo_db" / "missing.mmdb")
     with pytest.raises(SettingsError, match="the demo's geo database is not at .*missing.mmdb"):

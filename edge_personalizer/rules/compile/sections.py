@@ -23,9 +23,12 @@ iframe img input ins kbd label legend li link main map mark math menu meta meter
 noscript object ol optgroup option output p picture pre progress q rp rt ruby s samp
 script search section select slot small source span strong style sub summary sup svg table
 tbody td template textarea tfoot th thead time title tr track u ul var video wbr
-acronym applet basefont big blink center dir font frame frameset image listing marquee
-menuitem nobr noembed noframes param plaintext rb rtc spacer strike tt xmp
+selectedcontent fencedframe portal
+acronym applet basefont bgsound big blink center dir font frame frameset image isindex
+keygen listing marquee menuitem nobr noembed noframes param plaintext rb rtc spacer strike
+tt xmp
 g text tspan foreignobject symbol use
+mi mn mo ms mtext mrow mfrac msqrt mroot msub msup msubsup mtable mtr mtd semantics
 """.split())
 _SLOT_KEYS = frozenset({"selector", "tag", "description"})
 
