@@ -192,10 +192,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "rules": len(ruleset.rules), "experiments": len(ruleset.experiments),
             "errors": [{"file": str(e.source), "line": e.line, "column": e.column,
                         "message": e.reason} for e in errors],
-            # (each where as its errors are, file and line, and as "file:line")
-            "warnings": [{"file": file, "line": int(line), "where": w.where, "kind": w.kind,
-                          "message": w.message}
-                         for w in warnings for file, _, line in [w.where.rpartition(":")]],
+            "warnings": [{"file": w.file, "line": w.line, "where": w.where, "kind": w.kind,
+                          "message": w.message} for w in warnings],
         }, indent=2))
     else:
         for error in errors:

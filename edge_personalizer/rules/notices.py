@@ -71,6 +71,14 @@ class Notice(NamedTuple):
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
 
+    @property
+    def file(self) -> str:
+        return self.where.rpartition(":")[0]
+
+    @property
+    def line(self) -> int:
+        return int(self.where.rpartition(":")[2])
+
 
 def _ended_on(condition: Condition, now: datetime) -> date | None:
     """The last day of the schedule in `condition` when it has ended everywhere at `now`."""
