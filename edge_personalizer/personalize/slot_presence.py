@@ -23,9 +23,10 @@ A page can change. What was learned is forgotten, and the next view looks again,
 - the rules are reloaded (a slot's selector may have changed).
 Each of these views is held like a first view. Per worker, bounded (least recently used
 paths go first). A path learns at most `max_queries` of its queries apart: past them (a
-search's `?q=`, a listing's filters), its other queries are one page of their own
-(`/search?*`), looked at again only by views and time (each has validators of its own),
-so they are no held first view each, nor push the site's other pages out.
+search's `?q=`, a listing's filters), its other queries (`/search?*`) are taken to have
+every slot, as pages were before any was learned: no held first view each, nothing
+pushed out of the memo, and no page of them, with or without a slot, decides for the
+others (their exposures count as on a page with the slot).
 """
 
 from __future__ import annotations
@@ -205,6 +206,8 @@ class SlotPresence:
         one of `slots` (the decision's choices) never looked for on it (an earlier view
         that looked for others says nothing of it), or for a slot whose variant takes away
         what it held and another slot no view looked for beside it."""
+        if path.endswith(OTHER_QUERIES):
+            return _NOTHING   # (page_of) taken to have every slot
         paths = self._current()
         entry = paths.get(path)
         if entry is None:
@@ -226,7 +229,7 @@ class SlotPresence:
         known = entry.validators.get(coding)
         if known is None:
             entry.validators[coding] = seen   # first seen in this coding
-        elif known != seen and not path.endswith(OTHER_QUERIES):
+        elif known != seen:
             del paths[path]                   # the page changed
             return None
         entry.views += 1
@@ -243,13 +246,12 @@ class SlotPresence:
         """What a whole page was seen to have: for each slot the rewriter looked for,
         whether its element was there, and for each pair it probed, whether one's element
         was inside the other's."""
-        if not found or not self.learn:
+        if not found or not self.learn or path.endswith(OTHER_QUERIES):
             return
         paths = self._current()
         coding, seen = validators(head)
         entry = paths.get(path)
-        if entry is None or entry.validators.get(coding, seen) != seen \
-                and not path.endswith(OTHER_QUERIES):
+        if entry is None or entry.validators.get(coding, seen) != seen:
             entry = paths[path] = PageSlots(self.clock())
         elif entry.validators.get(coding) == seen and found.items() <= entry.found.items() \
                 and (not nested or nested.items() <= entry.nested.items()):

@@ -26,8 +26,9 @@ _ASCII_COMPATIBLE: Final = re.compile(
     r"macintosh|tis-620|windows-874)$")
 _META_CHARSET: Final = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
-# A comment, or the start of one the window cuts: browsers look for the <meta> outside.
-_COMMENT: Final = re.compile(rb"<!--.*?(?:-->|\Z)", re.DOTALL)
+# A comment (`<!-->` and `<!--->` are whole ones), or the start of one the window cuts:
+# browsers look for the <meta> outside.
+_COMMENT: Final = re.compile(rb"<!--(?:>|->|.*?-->|.*\Z)", re.DOTALL)
 SNIFF_BYTES: Final = 1024
 # UTF-8 and its subset (what most pages declare: no pattern to match)
 _UTF8: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})

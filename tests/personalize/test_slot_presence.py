@@ -347,18 +347,21 @@ def test_a_path_learns_a_bounded_number_of_its_queries_apart() -> None:
     assert presence.page_of("/search", {"q": "a"}) == "/search?q=a"   # kept apart still
     assert presence.page_of("/other", {"q": "c"}) == "/other?q=c"
     assert presence.page_of("/search", {"utm_source": "x"}) == "/search"
-    # Each of the other queries has validators of its own: they are one page still.
+    # The other queries are taken to have every slot: no page of them decides for the rest.
     presence.learned("/search?*", {b"content-length": "100"}, {"hero": False})
-    assert presence.absent("/search?*", {b"content-length": "120"}) == frozenset({"hero"})
+    assert presence.absent("/search?*", {b"content-length": "120"}) == frozenset()
+    assert not presence.lacks_all("/search?*", _decision("hero"))
 
 
-# Each query its own page, of its own length (a search's results); sent in two parts a
-# second apart when asked with `slow`, as a slow dynamic page is.
+# Each query its own page, of its own length (a search's results), with the slots when
+# asked with `full`; sent in two parts a second apart when asked with `slow`, as a slow
+# dynamic page is.
 SLOW_SERVER = """
 import http.server, sys, pathlib, time
 class Pages(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = pathlib.Path(sys.argv[2]).read_bytes() + self.path.encode()
+        page = sys.argv[3 if "full" in self.path else 2]
+        body = pathlib.Path(page).read_bytes() + self.path.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -381,9 +384,10 @@ def _first_byte(client: httpx.Client, url: str) -> float:
 def test_a_search_s_queries_past_the_bound_are_no_held_first_views(tmp_path: Path) -> None:
     # Each new `?q=` was a first view, its head held until the page showed its slots.
     (tmp_path / "bare.html").write_text(BARE)
+    (tmp_path / "full.html").write_text(SLOTTED)
     port = free_port()
-    origin = start([sys.executable, "-c", SLOW_SERVER, str(port), str(tmp_path / "bare.html")],
-                   port, tmp_path / "origin.log")
+    origin = start([sys.executable, "-c", SLOW_SERVER, str(port), str(tmp_path / "bare.html"),
+                    str(tmp_path / "full.html")], port, tmp_path / "origin.log")
     server = _serve(tmp_path, origin, RULES, {"EP_PROFILE_KEYS": PROFILE_KEY,
                                               "EP_HEAD_HOLD_SECONDS": "5"})
     try:
@@ -392,10 +396,13 @@ def test_a_search_s_queries_past_the_bound_are_no_held_first_views(tmp_path: Pat
             for n in range(1, 17):
                 client.get(f"/search?q={n}", headers=PAGE)     # the 17th: the others' page
             streamed = [_first_byte(client, f"/search?q={n}&slow=1") for n in (17, 180)]
+            # and a result without the slots decides nothing for one with them
+            found = client.get("/search?q=181&full=1", headers=PAGE).text
     finally:
         server.stop()
         origin.stop()
     assert held >= 1.9 and max(streamed) < 1.0, (held, streamed)
+    assert "<h1>New hero</h1>" in found
 
 
 def test_a_page_is_its_path_and_query_campaign_parameters_aside() -> None:

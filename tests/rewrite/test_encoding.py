@@ -151,6 +151,8 @@ def test_meta_charset_is_not_looked_for_in_a_comment() -> None:
     assert sniff_meta_charset(b'<head><!-- old: <meta charset="utf-8"> -->'
                               b'<meta charset="windows-1252">') == "windows-1252"
     assert sniff_meta_charset(b'<!-- <meta charset="utf-8"> ' + b"x" * 2000) is None
+    for empty in (b"<!-->", b"<!--->"):   # whole comments, as browsers read them
+        assert sniff_meta_charset(empty + b'<meta charset="koi8-r"><!-- -->') == "koi8-r"
     assert sniff_meta_charset(b"<!-- a --><!-- b -->" + b" " * 990
                               + b'<meta charset="koi8-r">') is None   # past the first KiB
 
