@@ -73,8 +73,7 @@ class ResponseStart:
 
     def _released(self, waiting: HeldHead, start: Message, rewriter: ResponseRewriter, *,
                   ended: bool) -> bool:
-        """Whether the held start may go: if so, the choices for the slots the page lacks
-        are dropped and the start is made."""
+        """Whether the held start may go: if so, absent slots' choices go, the start is made."""
         began = time.perf_counter()
         released = True   # (a fault of ours: every slot taken as present)
         with self.fail_open.stage("slots", self.path):
@@ -83,6 +82,7 @@ class ResponseStart:
                                        rewriter.inside)
         if not released:
             return False
+        self._settle_unrewritten(rewriter)
         self.start = self._made(start)
         self.spent += time.perf_counter() - began
         return True
@@ -192,6 +192,12 @@ class ResponseStart:
         return [start, {"type": "http.response.body", "body": body,
                         "more_body": message.get("more_body", False)}]
 
+    def _settle_unrewritten(self, rewriter: ResponseRewriter) -> None:
+        """A page the rewriter leaves alone (its charset, its coding) shows no slot."""
+        if rewriter.decided and not rewriter.rewriting:
+            with self.fail_open.stage("slots", self.path):
+                self.exchange.settle_no_slots()
+
     def _rewritten_start(self, rewriter: ResponseRewriter, whole: int | None) -> Message | None:
         """The rewritten page's start; None after a fault of ours while it was made (the
         page then goes as it came)."""
@@ -206,6 +212,7 @@ class ResponseStart:
         assert start is not None
         if not self.made:   # (a page whose slots were known: its start waited unmade)
             began = time.perf_counter()
+            self._settle_unrewritten(rewriter)
             start = self.start = self._made(start)
             self.spent += time.perf_counter() - began
         headers: list[tuple[bytes, bytes]] = start.get("headers", [])

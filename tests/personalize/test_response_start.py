@@ -4,8 +4,13 @@ known before the start leaves."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
+from edge_personalizer.classify.profile_codec import ProfileCodec
+
+from ..conftest import PROFILE_KEY
 from ..servers import Server
 
 PAGE = {"accept": "text/html", "accept-encoding": "identity",
@@ -34,3 +39,17 @@ def test_a_rewritten_page_has_its_length_when_the_origin_gave_one(proxy: Server)
     assert HERO in streamed.content
     assert "content-length" not in streamed.headers
     assert streamed.headers["transfer-encoding"] == "chunked"
+
+
+def test_a_page_the_rewriter_leaves_alone_names_and_counts_no_variant(proxy: Server) -> None:
+    # A page in a charset the rewriter cannot write in (UTF-16) went as it came, and its
+    # profile cookie still recorded the rule's variant as shown (an exposure counted).
+    response = httpx.get(f"{proxy.url}/slotted/utf16?cs=utf-16", headers=PAGE)
+    assert "Hello, friend from Facebook".encode("utf-16-le") not in response.content
+    assert "x-ep-variant" not in response.headers
+    cookie = response.cookies["ep_profile"]
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(cookie, time.time())
+    assert state is not None and state[10] == {} and state[9] == {}
+    rewritten = httpx.get(f"{proxy.url}/slotted/utf8", headers=PAGE).cookies["ep_profile"]
+    state, _ = ProfileCodec([PROFILE_KEY.encode()]).decode(rewritten, time.time())
+    assert state is not None and "facebook-hero" in state[10]
