@@ -78,6 +78,9 @@ http {{
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host "";
             proxy_set_header Forwarded "";
+            proxy_set_header X-Forwarded-Port "";
+            proxy_set_header X-Forwarded-Prefix "";
+            proxy_set_header X-Forwarded-Ssl "";
             proxy_cache ep;
             proxy_cache_key "$scheme$host$request_uri|$ep_segment";
             proxy_pass http://edge_personalizer;
@@ -381,7 +384,9 @@ def test_a_visitor_cannot_name_the_site_s_host_or_scheme_through_the_edge(
     # visitor's host, cached for everyone, and the same host handed to the origin.
     port, _ = cached_site
     forged = {**PAGE, "x-forwarded-host": "evil.example", "x-forwarded-proto": "https",
-              "forwarded": "for=6.6.6.6;host=evil.example;proto=https"}
+              "forwarded": "for=6.6.6.6;host=evil.example;proto=https",
+              "x-forwarded-prefix": "//evil.example", "x-forwarded-port": "8443",
+              "x-forwarded-ssl": "on"}
     moved = httpx.get(f"http://127.0.0.1:{port}/redirect", headers=forged)
     echoed = httpx.get(f"http://127.0.0.1:{port}/echo", headers=forged).json()["headers"]
     assert moved.status_code == 302
