@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
+from ..classify.visitor import WEEKDAYS
 from .conditions import AllOf, Condition
 from .model import RuleSet
 from .schedule import Schedule
@@ -30,11 +31,27 @@ def schedule_in(condition: Condition) -> Schedule | None:
     return None
 
 
+def on_day(schedule: Schedule, day: date, step: int) -> date:
+    """`day`, or the nearest day from it (later with `step` 1, earlier with -1) that the
+    schedule's `days` take (a schedule whose days fall on none of its dates is refused)."""
+    for n in range(7 if schedule.days else 1):
+        candidate = day + timedelta(days=n * step)
+        if not schedule.days or WEEKDAYS[candidate.weekday()] in schedule.days:
+            return candidate
+    return day
+
+
+def last_day(schedule: Schedule) -> date | None:
+    """The schedule's last day on (its end, or the last of its `days` before)."""
+    return on_day(schedule, schedule.end, -1) if schedule.end is not None else None
+
+
 def ended_for_everyone(schedule: Schedule, now: datetime) -> bool:
     """Whether no visitor anywhere is within the schedule's dates any more at `now`."""
-    if schedule.end is None:
+    end = last_day(schedule)
+    if end is None:
         return False
-    last = datetime.combine(schedule.end + _DAY, datetime.min.time(), tzinfo=UTC)
+    last = datetime.combine(end + _DAY, datetime.min.time(), tzinfo=UTC)
     if schedule.hours is not None and schedule.hours[0] >= schedule.hours[1]:
         last += timedelta(minutes=schedule.hours[1])   # the last night's tail
     return now - _LAST_ZONE >= last
@@ -44,7 +61,8 @@ def begun_nowhere(schedule: Schedule, now: datetime) -> bool:
     """Whether no visitor anywhere has reached the schedule's first day yet at `now`."""
     if schedule.start is None:
         return False
-    first = datetime.combine(schedule.start, datetime.min.time(), tzinfo=UTC)
+    first = datetime.combine(on_day(schedule, schedule.start, 1), datetime.min.time(),
+                             tzinfo=UTC)
     return now + _FIRST_ZONE < first
 
 
@@ -83,9 +101,9 @@ class Notice(NamedTuple):
 def _ended_on(condition: Condition, now: datetime) -> date | None:
     """The last day of the schedule in `condition` when it has ended everywhere at `now`."""
     schedule = schedule_in(condition)
-    if schedule is None or schedule.end is None or not ended_for_everyone(schedule, now):
+    if schedule is None or not ended_for_everyone(schedule, now):
         return None
-    return schedule.end
+    return last_day(schedule)
 
 
 def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:

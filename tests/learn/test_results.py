@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import UTC, date, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -14,6 +15,7 @@ from edge_personalizer.learn.results import MAX_CELLS, control_of, results
 from edge_personalizer.rules.allocation import Cells
 from edge_personalizer.rules.conditions import Segment
 from edge_personalizer.rules.model import Experiment, RuleSet
+from edge_personalizer.rules.schedule import Schedule
 
 from ..factories import counted
 
@@ -423,3 +425,12 @@ def test_conversions_on_a_goal_the_experiment_no_longer_names_are_said() -> None
     assert list(hero["goals"]) == ["purchase"]
     assert hero["warnings"] == ["245 conversions counted on signup, a goal the experiment "
                                 "no longer names: not judged here"]
+
+
+def test_an_experiment_paused_whose_schedule_ended_is_ended() -> None:
+    # "paused" said that removing paused: would resume it.
+    hero = dataclasses.replace(experiment(), paused=True,
+                               audience=Schedule(end=date(2026, 11, 30)))
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    (result,) = results(ruleset, {}, now=datetime(2026, 12, 5, tzinfo=UTC))["experiments"]
+    assert result["status"] == "ended"

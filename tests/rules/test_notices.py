@@ -78,6 +78,17 @@ def test_a_schedule_s_phase_is_where_it_stands_for_visitors_anywhere(
     assert begun_nowhere(advent, _at(now)) is (expected == "scheduled")
 
 
+def test_a_schedule_s_days_bound_its_first_and_last_day() -> None:
+    # Ending Sunday 2026-12-06 on Tuesdays only, its last day was Tuesday 12-01: on
+    # Saturday it still said "running".
+    tuesdays = Schedule(start=date(2026, 11, 26), end=date(2026, 12, 6),
+                        days=frozenset({"tue"}))
+    assert phase(tuesdays, _at("2026-12-05T10:00")) == "ended"
+    assert phase(tuesdays, _at("2026-12-02T11:59")) == "running"
+    # Its first Tuesday is 12-01 (10:00 UTC the day before, at UTC+14).
+    assert phase(tuesdays, _at("2026-11-30T09:59")) == "scheduled"
+
+
 def test_a_condition_with_no_schedule_is_always_running() -> None:
     assert phase(AllOf(()), _at("2026-12-01T00:00")) == "running"
 
