@@ -55,7 +55,7 @@ class _RequestScan:
     lower-cased; no hop-by-hop, Host or forwarding headers) and the few read here."""
 
     __slots__ = ("kept", "host", "hosts", "forwarded_for", "proto", "forwarded_host",
-                 "forwarded", "lengths", "codings", "size")
+                 "forwarded", "from_proxies", "lengths", "codings", "size")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         kept: RawHeaders = []
@@ -65,6 +65,7 @@ class _RequestScan:
         self.proto: bytes | None = None
         self.forwarded_host: bytes | None = None
         self.forwarded: list[bytes] = []
+        self.from_proxies: RawHeaders = []   # (_FROM_PROXIES: kept from a trusted proxy)
         self.lengths: list[bytes] = []
         self.codings: list[bytes] = []   # Transfer-Encoding values
         named: set[bytes] = set()
@@ -95,6 +96,8 @@ class _RequestScan:
                 elif key == b"content-length":
                     self.lengths.append(value)
                     kept.append((key, value))
+                elif key in _FROM_PROXIES:
+                    self.from_proxies.append((key, value))
                 continue
             kept.append((key, value))
         if named:
@@ -164,8 +167,16 @@ def _framing(scan: _RequestScan) -> bool:
 
 # X-EP-Debug holds the admin token: the origin never gets it.
 DEBUG_HEADER: Final = b"x-ep-debug"
+# What frameworks believe of the public address besides the forwarding headers we write
+# (Rails, Spring, Django's USE_X_FORWARDED_PORT...), and the X-EP- headers edges send
+# (X-EP-Segment): passed on from a trusted proxy only, never from a visitor.
+_FROM_PROXIES: Final = frozenset({
+    b"x-forwarded-port", b"x-forwarded-prefix", b"x-forwarded-ssl", b"x-forwarded-server",
+    b"x-url-scheme", b"front-end-https", b"x-original-host", b"x-host", b"x-ep-segment",
+    b"x-ep-variant", b"x-ep-trace", b"x-ep-url"})
 # Request headers the scan looks at (everything else is kept as it is).
-_READ_HERE: Final = HOP_BY_HOP | _FORWARDING | {b"host", b"content-length", DEBUG_HEADER}
+_READ_HERE: Final = (HOP_BY_HOP | _FORWARDING | _FROM_PROXIES
+                     | {b"host", b"content-length", DEBUG_HEADER})
 
 
 def _last_element(value: bytes | None) -> str:
@@ -239,9 +250,8 @@ class RequestReader:
         if address.trusted_peer:
             fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
             prior = scan.forwarded
-            return OriginRequest(fwd, scan.kept + _forwarding_headers(fwd, prior,
-                                                                      self.host_sent),
-                                 has_body)
+            return OriginRequest(fwd, scan.kept + scan.from_proxies
+                                 + _forwarding_headers(fwd, prior, self.host_sent), has_body)
         key = (address.peer, scheme, scan.host if scan.host is not None else server_host)
         known = self._direct.get(key)
         if known is None:

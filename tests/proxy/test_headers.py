@@ -55,6 +55,21 @@ def test_trusted_peer_forwarding_headers_are_believed() -> None:
     assert view.client_ip == "203.0.113.5"
 
 
+def test_what_frameworks_believe_of_the_address_comes_from_trusted_proxies_only() -> None:
+    # A visitor's X-Forwarded-Prefix: //evil.example reached an origin that builds links
+    # from it; a visitor's X-EP-Segment reached an origin that reads the edge's.
+    sent = [(b"X-Forwarded-Prefix", b"//evil.example"), (b"x-forwarded-port", b"8443"),
+            (b"x-forwarded-ssl", b"on"), (b"x-original-host", b"evil"),
+            (b"x-ep-segment", b"s-forged"), (b"x-ep-debug", b"token"), (b"x-kept", b"1")]
+    direct = dict(read(sent).headers)
+    assert b"x-kept" in direct and not {b"x-forwarded-prefix", b"x-forwarded-port",
+                                        b"x-forwarded-ssl", b"x-original-host",
+                                        b"x-ep-segment", b"x-ep-debug"} & set(direct)
+    proxied = dict(read(sent, peer="10.1.1.1").headers)
+    assert proxied[b"x-forwarded-prefix"] == b"//evil.example"   # the edge's to set
+    assert proxied[b"x-ep-segment"] == b"s-forged" and b"x-ep-debug" not in proxied
+
+
 def test_hostile_host_header_never_reaches_location() -> None:
     view = fwd([(b"host", b"evil.example/path?x")])
     assert view.host == "invalid.host"
