@@ -55,9 +55,8 @@ def control_of(experiment: Experiment) -> str:
 
 
 def status_of(experiment: Experiment, now: datetime) -> str:
-    """An experiment of the rules at `now` (UTC): "ended" (its schedule has ended
-    everywhere: as paused, for good, paused or not), "paused" (no variant shown, no one
-    new counted), "scheduled" (its schedule has begun nowhere yet) or "running"."""
+    """An experiment at `now` (UTC): "ended" (its schedule, everywhere; paused or not),
+    "paused", "scheduled" (its schedule has begun nowhere yet) or "running"."""
     where = phase(experiment.audience, now)
     return "paused" if experiment.paused and where != "ended" else where
 
