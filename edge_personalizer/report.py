@@ -231,7 +231,7 @@ def render_explanation(report: Mapping[str, Any]) -> str:
         lines.append("experiments")
         for experiment in report["experiments"]:
             shown = experiment["variant"] or "the page as it is"
-            where = ("paused: shows no variant, counts no one new" if experiment["paused"] else
+            where = (experiment["why"] if experiment["paused"] else   # (explain's words)
                      "not in the audience: " + str(experiment["audience_failed"])
                      if not experiment["in_audience"] else
                      f"not placed: {experiment['why']}" if experiment["taken_by"] else

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from edge_personalizer.report import (
     classify_lines,
@@ -39,14 +40,20 @@ def test_a_url_without_its_scheme_is_an_error_not_a_path() -> None:
         in str(row["error"])
 
 
+def _explained(tmp_path: Path, rules: str, **profile: Any) -> dict[str, Any]:
+    """explain's report of `rules` for a stored visitor v-1 (with `profile`'s fields)."""
+    (tmp_path / "r.yaml").write_text(rules)
+    base = make_visitor()
+    visitor = with_profile(base, base.profile._replace(visitor_id="v-1", stored=True,
+                                                       **profile))
+    return {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
+
+
 def test_a_held_out_visitor_is_told_so_not_how_a_variant_would_be_placed(
         tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    holdout: 99\n"
+    report = _explained(
+        tmp_path, "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    holdout: 99\n"
         "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n")
-    base = make_visitor()
-    visitor = with_profile(base, base.profile._replace(visitor_id="v-1", stored=True))
-    report = {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
     (experiment,) = report["experiments"]
     assert experiment["held_out"]   # 99% held out: v-1's bucket is below 0.99
     text = render_explanation(report)
@@ -56,13 +63,10 @@ def test_a_held_out_visitor_is_told_so_not_how_a_variant_would_be_placed(
 
 
 def test_a_paused_experiment_is_told_so_whoever_the_visitor(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    paused: true\n"
-        "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n")
-    base = make_visitor()
-    visitor = with_profile(base, base.profile._replace(
-        visitor_id="v-1", stored=True, variants=MappingProxyType({"e": "b"})))
-    report = {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
+    report = _explained(
+        tmp_path, "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    paused: true\n"
+        "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n",
+        variants=MappingProxyType({"e": "b"}))
     (experiment,) = report["experiments"]
     assert experiment["paused"] is True and experiment["variant"] is None
     assert report["decision"]["slots"] == {}   # not even the variant they had
@@ -74,13 +78,10 @@ def test_a_paused_experiment_is_told_so_whoever_the_visitor(tmp_path: Path) -> N
 def test_an_experiment_whose_slot_a_rule_takes_is_told_so(tmp_path: Path) -> None:
     # It said "variant bucket 0.85 -> the page as it is" and, in JSON, "placed by the
     # visitor's id", with no word of the rule that took the slot.
-    (tmp_path / "r.yaml").write_text(
-        "slots: {hero: {}}\nrules:\n  - {name: everyone, then: {hero: {html: r}}}\n"
+    report = _explained(
+        tmp_path, "slots: {hero: {}}\nrules:\n  - {name: everyone, then: {hero: {html: r}}}\n"
         "experiments:\n  - name: e\n    slot: hero\n"
         "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n")
-    base = make_visitor()
-    visitor = with_profile(base, base.profile._replace(visitor_id="v-1", stored=True))
-    report = {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
     (experiment,) = report["experiments"]
     assert experiment["taken_by"] == "rule everyone (slot hero)"
     assert experiment["why"].startswith("its slot is taken by rule everyone (slot hero)")
@@ -92,13 +93,10 @@ def test_an_experiment_whose_slot_a_rule_takes_is_told_so(tmp_path: Path) -> Non
 
 def test_a_visitor_held_out_before_is_told_held_out_whatever_the_share_now(
         tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
-        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    holdout: 0\n"
-        "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n")
-    base = make_visitor()
-    visitor = with_profile(base, base.profile._replace(
-        visitor_id="v-1", stored=True, variants=MappingProxyType({"e": "holdout"})))
-    report = {"visitor": visitor.to_dict(), **explain(load_rules(tmp_path), visitor)}
+    report = _explained(
+        tmp_path, "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    holdout: 0\n"
+        "    variants: {control: {weight: 1}, b: {weight: 1, html: x}}\n",
+        variants=MappingProxyType({"e": "holdout"}))
     (experiment,) = report["experiments"]
     assert experiment["held_out"] and experiment["kept_held_out"]
     text = render_explanation(report)

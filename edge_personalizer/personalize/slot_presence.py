@@ -162,13 +162,13 @@ class SlotPresence:
         key = page_key(path, query)
         if key == path or key in self._current():
             return key
-        queries = self._queries.get(path)
+        queries, hashed = self._queries.get(path), hash(key)
         if queries is None:
-            self._queries[path] = {hash(key)}
-        elif hash(key) not in queries:
+            self._queries[path] = {hashed}
+        elif hashed not in queries:
             if len(queries) >= self.max_queries:
                 return path + OTHER_QUERIES
-            queries.add(hash(key))
+            queries.add(hashed)
         return key
 
     def lacks_all(self, path: str, decision: Decision) -> bool:
