@@ -58,6 +58,8 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-URL "";
+            proxy_set_header X-EP-URL "";
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host "";
@@ -375,6 +377,19 @@ def test_visitors_cannot_ask_for_decisions_through_the_edge(
                              headers={**SEGMENTS["facebook"], "x-original-uri": "/slotted/a"})
         assert response.status_code == 404, path
         assert "segment" not in response.text
+
+
+def test_a_visitor_cannot_name_another_page_for_its_decision(
+        cached_site: tuple[int, bool]) -> None:
+    # decide reads the page from X-Original-URI, X-Original-URL or X-EP-URL: the docs'
+    # nginx sets the first and clears the others, which a visitor may send (naming a page
+    # whose rule redirects them: decide would refuse the request as ambiguous).
+    port, _ = cached_site
+    for name in ("x-original-url", "x-ep-url", "x-original-uri"):
+        page = httpx.get(f"http://127.0.0.1:{port}/slotted/a", headers={
+            **SEGMENTS["facebook"], name: "/page/x?utm_campaign=spring-sale"})
+        assert page.status_code == 200, (name, page.status_code)
+        assert EXPECTED["facebook"] in page.content, name
 
 
 def test_a_visitor_cannot_name_the_site_s_host_or_scheme_through_the_edge(

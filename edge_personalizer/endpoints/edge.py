@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from starlette.types import Receive, Scope, Send
 
+from ..errors import RequestRejected
 from ..personalize.exchange import Exchange
 from ..personalize.fail_open import FailOpen
 from ..personalize.response_headers import PageHeaders
@@ -31,9 +32,19 @@ _FRAGMENT_ACTIONS = frozenset({"inner", "replace", "append", "prepend", "before"
 def described_scope(scope: Scope) -> Scope:
     """The page request an edge asks about: its URI from X-Original-URI (nginx
     auth_request), X-Original-URL, X-EP-URL or ?url=, its headers as they came; its path
-    decoded as a server gives it, raw path and query percent-encoded."""
+    decoded as a server gives it, raw path and query percent-encoded.
+
+    RequestRejected (400) when those headers name different pages: an edge sets one of
+    them and forwards the visitor's headers, so the other could be the visitor's, and
+    which came first says nothing of which the edge set."""
     headers = scope["headers"]
-    uri = next((v.decode("latin-1") for k, v in headers if k in _ORIGINAL_URI), None)
+    named = {v for k, v in headers if k in _ORIGINAL_URI}
+    if len(named) > 1:
+        given = ", ".join(sorted({k.decode() for k, _ in headers if k in _ORIGINAL_URI}))
+        raise RequestRejected(f"the page is named more than once, differently ({given}): "
+                              "the edge must set one of X-Original-URI, X-Original-URL "
+                              "and X-EP-URL and clear the others", status=400)
+    uri = named.pop().decode("latin-1") if named else None
     if uri is None:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         uri = query.get("url", "/")
@@ -73,7 +84,13 @@ class EdgeDecisions:
 
     async def _begin(self, scope: Scope, send: Send, *,
                      named_segment: bool = True) -> tuple[Exchange, Segment] | None:
-        described = described_scope(scope)
+        try:
+            described = described_scope(scope)
+        except RequestRejected as exc:
+            body = json.dumps({"error": str(exc)}).encode()
+            await respond(send, exc.status, body, b"application/json",
+                          [(b"cache-control", b"no-store")])
+            return None
         if not named_segment:
             # /__ep/decide works the segment out: a segment header the visitor sent along
             # (an edge forwards their headers) must not choose it for them.

@@ -50,6 +50,26 @@ def test_endpoints_answer_their_exact_path_only(proxy: Server) -> None:
         **FACEBOOK, "x-original-uri": "/slotted/a"}).status_code == 200
 
 
+def test_decide_refuses_a_page_named_twice_differently(proxy: Server) -> None:
+    # An edge sets one of the headers and forwards the visitor's: the one that comes first
+    # may be the visitor's (here a page their rules redirect), and nothing says which.
+    visitor_first = [*FACEBOOK.items(), ("x-ep-url", "/page/x?utm_campaign=spring-sale"),
+                     ("x-original-uri", "/slotted/a")]
+    for headers in (visitor_first, [*FACEBOOK.items(), ("x-original-uri", "/slotted/b"),
+                                    ("x-original-uri", "/slotted/a")]):
+        response = httpx.get(f"{proxy.url}/__ep/decide", headers=headers)
+        assert response.status_code == 400, response.text
+        assert "named more than once" in response.json()["error"]
+        assert "x-ep-redirect" not in response.headers and "set-cookie" not in response.headers
+        assert response.headers["cache-control"] == "no-store"
+    fragment = httpx.get(f"{proxy.url}/__ep/fragment/hero", headers=visitor_first)
+    assert fragment.status_code == 400
+    same = [*FACEBOOK.items(), ("x-original-url", "/slotted/a"), ("x-original-uri", "/slotted/a")]
+    response = httpx.get(f"{proxy.url}/__ep/decide", headers=same)
+    assert response.status_code == 200
+    assert response.json()["slots"]["hero"]["variant"] == "facebook-hero"
+
+
 def test_decide_reports_redirects_and_default_segment(proxy: Server) -> None:
     redirect = httpx.get(f"{proxy.url}/__ep/decide?url=/page/x%3Futm_campaign%3Dspring-sale",
                          headers=PAGE).json()
