@@ -7,12 +7,32 @@ suggestion), the JSON Schema for editors, and the documentation.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
+from ..classify.visitor import WEEKDAYS
+
 FieldType = Literal["string", "number", "boolean", "list"]
+
+FULL_DAY_NAMES: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+                         "sunday")
+DAY_GROUPS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
+DAYS_EXPECTED: Final = "mon..sun (or monday..sunday), weekdays or weekend"
+
+
+def days_named(written: str) -> tuple[str, ...]:
+    """The days (mon..sun) a day written in a rule names, in any case: mon..sun, a full
+    name or its start of at least three letters (tues, thurs), weekdays or weekend; ()
+    when it names none. Schedules and time.weekday read days alike."""
+    text = written.strip().casefold()
+    if text in DAY_GROUPS:
+        return DAY_GROUPS[text]
+    if len(text) >= 3:
+        return next(((full[:3],) for full in FULL_DAY_NAMES if full.startswith(text)), ())
+    return ()
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,11 @@ class FieldSpec:
     form_help: str = ""
     mistakes: tuple[tuple[str, str], ...] = ()
     span: tuple[float, float] | None = None   # the values a number field can take
+    # Other spellings of `values`: the values one written value stands for (() for none
+    # of them), with what is expected in the error for one that stands for none.
+    named: Callable[[str], tuple[str, ...]] | None = field(default=None, compare=False)
+    named_help: str = ""
+    spellings: tuple[str, ...] = ()   # of them, what the JSON Schema offers editors too
     # `values` case-folded: what a rule writes is checked against them in any case
     folded: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -75,7 +100,9 @@ FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for s
               form_help="a language is its ISO 639 code, e.g. de, en, fr"),
     FieldSpec("language.tags", "list", description='e.g. ["de-CH", "de", "en"]'),
     FieldSpec("time.hour", "number", description="0-23, visitor's local time", span=(0, 23)),
-    _enum("time.weekday", "mon tue wed thu fri sat sun", "visitor's local weekday"),
+    FieldSpec("time.weekday", "string", WEEKDAYS, "visitor's local weekday",
+              named=days_named, named_help=DAYS_EXPECTED,
+              spellings=(*FULL_DAY_NAMES, *DAY_GROUPS)),
     _enum("time.daypart", "night morning afternoon evening", "visitor's local part of day"),
     FieldSpec("time.date", "string", description="YYYY-MM-DD, visitor's local date",
               form="[0-9]{4}-[0-9]{2}-[0-9]{2}", form_help="a date is written 2026-12-24"),

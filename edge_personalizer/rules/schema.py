@@ -10,8 +10,7 @@ from typing import Any
 
 from ..classify.visitor import WEEKDAYS
 from .compile import OPERATORS
-from .compile.rules import FULL_DAY_NAMES
-from .fields import FIELDS, PREFIXES, FieldSpec
+from .fields import DAY_GROUPS, FIELDS, FULL_DAY_NAMES, PREFIXES, FieldSpec
 from .model import PAGE_ACTIONS, SLOT_ACTIONS
 
 SCHEMA_ID = "https://edge-personalizer.dev/schema/rules.json"
@@ -24,7 +23,7 @@ def _value_schema(spec: FieldSpec) -> dict[str, Any]:
     if spec.type == "boolean":
         return {"type": "boolean"}
     if spec.values:
-        return {"type": "string", "enum": list(spec.values)}
+        return {"type": "string", "enum": [*spec.values, *spec.spellings]}
     if spec.form:
         return {"type": "string", "pattern": f"^(?:{spec.form})$"}
     return {"type": ["string", "number"]}
@@ -91,7 +90,7 @@ def _pairs() -> dict[str, Any]:
 
 
 def build_schema() -> dict[str, Any]:
-    days = [*WEEKDAYS, *FULL_DAY_NAMES, "weekdays", "weekend"]
+    days = [*WEEKDAYS, *FULL_DAY_NAMES, *DAY_GROUPS]   # as time.weekday's values
     rule_properties: dict[str, Any] = {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
         "description": {"type": "string"},

@@ -168,7 +168,15 @@ def _matcher(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
         return _one_of(spec, name, value, at)
     if spec.type == "list":
         return Text("contains", _text(value, name, at).casefold())
-    return Equals(_value(spec, name, value, at), value)
+    return _equal_to(spec, name, value, at)
+
+
+def _equal_to(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
+    """`value`, or any of the values it stands for (time.weekday: weekend)."""
+    values = _values(spec, name, value, at)
+    if len(values) == 1:
+        return Equals(values[0], value)
+    return OneOf(frozenset(values), (value,))
 
 
 def _operator(spec: FieldSpec, name: str, op: str, value: Any, at: KeyPath) -> Matcher:
@@ -181,6 +189,19 @@ def _operator(spec: FieldSpec, name: str, op: str, value: Any, at: KeyPath) -> M
     if op in _TEXTUAL and spec.type not in ("string", "list"):
         raise Invalid(f"{op} works on text; {name} is {spec.type}", at)
     return build(spec, name, op, value, at)
+
+
+def _values(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> tuple[Any, ...]:
+    """The values a field can be compared with that `value` stands for: itself (see
+    _value), or what the field reads it as (time.weekday: monday is mon, weekend sat
+    and sun)."""
+    if spec.named is None or isinstance(value, (dict, list, bool)) or value is None:
+        return (_value(spec, name, value, at),)
+    values = spec.named(str(value))
+    if not values:
+        raise Invalid(f"unknown {name} {value!r}; expected {spec.named_help}"
+                      + suggest(str(value), spec.values), at)
+    return values
 
 
 def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
@@ -239,7 +260,8 @@ def _text(value: Any, op: str, at: KeyPath) -> str:
 def _one_of(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
     if not isinstance(value, list) or not value:
         raise Invalid("in takes a list of values", at)
-    return OneOf(frozenset(_value(spec, name, v, (*at, i)) for i, v in enumerate(value)),
+    return OneOf(frozenset(choice for i, v in enumerate(value)
+                           for choice in _values(spec, name, v, (*at, i))),
                  tuple(dict.fromkeys(value)))
 
 
@@ -276,7 +298,7 @@ def _exists(value: Any, at: KeyPath) -> Matcher:
 
 _Builder = Callable[[FieldSpec, str, str, Any, KeyPath], Matcher]
 _OPERATOR_BUILDERS: Final[MappingProxyType[str, _Builder]] = MappingProxyType({
-    "equals": lambda spec, name, op, value, at: Equals(_value(spec, name, value, at), value),
+    "equals": lambda spec, name, op, value, at: _equal_to(spec, name, value, at),
     "in": lambda spec, name, op, value, at: _one_of(spec, name, value, at),
     "not": lambda spec, name, op, value, at: NotMatcher(_matcher(spec, name, value, at)),
     **{op: (lambda spec, name, op, value, at: Compare(op, _number(value, op, at)))

@@ -13,7 +13,7 @@ from typing import Any, Final, NamedTuple
 from ...classify.visitor import WEEKDAYS
 from ...errors import RuleError
 from ..conditions import AllOf, Condition, Traffic
-from ..fields import suggest
+from ..fields import DAY_GROUPS, DAYS_EXPECTED, FULL_DAY_NAMES, days_named, suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Rule
 from ..schedule import Schedule
@@ -22,10 +22,6 @@ from .conditions import compile_condition
 from .context import CompileContext, Invalid, Invalids, Reported, kind_of, name_problem, percentage
 
 RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
-_DAY_GROUPS: Final = MappingProxyType({"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
-FULL_DAY_NAMES: Final = MappingProxyType({
-    full: full[:3] for full in ("monday", "tuesday", "wednesday", "thursday", "friday",
-                                "saturday", "sunday")})
 _SCHEDULE_KEYS: Final = ("start", "end", "days", "hours")
 _DATE_AND_TIME: Final = re.compile(r"(\d{4}-\d{2}-\d{2})[T ]\d{1,2}:\d{2}")
 _HOURS: Final = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
@@ -313,18 +309,12 @@ def _days(raw: Any, at: KeyPath) -> frozenset[str]:
                       "leave days out", at)
     days: set[str] = set()
     for i, day in enumerate([raw] if isinstance(raw, str) else raw):
-        text = str(day).lower()
-        if len(text) >= 3:   # a day's name, or its start (tues, thurs)
-            text = next((full[:3] for full in FULL_DAY_NAMES if full.startswith(text)), text)
-        if text in _DAY_GROUPS:
-            days.update(_DAY_GROUPS[text])
-        elif text in WEEKDAYS:
-            days.add(text)
-        else:
-            raise Invalid(f"unknown day {day!r}; expected mon..sun (or monday..sunday), "
-                          "weekdays or weekend"
-                          + suggest(str(day), (*WEEKDAYS, *_DAY_GROUPS, *FULL_DAY_NAMES)),
+        named = days_named(str(day))
+        if not named:
+            raise Invalid(f"unknown day {day!r}; expected {DAYS_EXPECTED}"
+                          + suggest(str(day), (*WEEKDAYS, *DAY_GROUPS, *FULL_DAY_NAMES)),
                           (*at, i))
+        days.update(named)
     return frozenset(days)
 
 

@@ -30,6 +30,19 @@ def test_time_zone_is_a_field_rules_can_read(tmp_path: Path) -> None:
     assert not rule.condition(make_visitor(ip="216.160.83.56"))
 
 
+SATURDAY = 1796472000.0   # 2026-12-05 12:00 in London
+TUESDAY = SATURDAY + 3 * 86400
+
+
+@pytest.mark.parametrize("written", [
+    "sat", "Saturday", "satur", "weekend", "[fri, sat]", "{in: [monday, Weekend]}",
+    "{equals: SAT}", "{not: weekdays}"])
+def test_a_weekday_is_written_as_in_a_schedule(tmp_path: Path, written: str) -> None:
+    rule = load_rules(rules_with(tmp_path, f"{{time.weekday: {written}}}")).rules[0]
+    assert rule.condition(make_visitor(ip="81.2.69.142", now=SATURDAY))
+    assert not rule.condition(make_visitor(ip="81.2.69.142", now=TUESDAY))
+
+
 @pytest.mark.parametrize(("when", "message"), [
     ("{geo.country: {in: GB}}", "in takes a list of values"),
     ("{geo.country: {is: GB}}", "unknown operator 'is'"),
@@ -45,6 +58,9 @@ def test_time_zone_is_a_field_rules_can_read(tmp_path: Path) -> None:
     ("{language.primary: german}", "a language is its ISO 639 code, e.g. de"),
     ("{time.hour: 25}", "time.hour is between 0 and 23, got 25"),
     ("{time.date: 24.12.2026}", "a date is written 2026-12-24"),
+    ("{time.weekday: sunny}", "unknown time.weekday 'sunny'; expected mon..sun (or "
+                              "monday..sunday), weekdays or weekend; did you mean 'sun'?"),
+    ("{time.weekday: {in: [mon, mo]}}", "unknown time.weekday 'mo'"),
 ])
 def test_mistakes_are_reported_at_their_line(tmp_path: Path, when: str, message: str) -> None:
     _, errors = check_rules(rules_with(tmp_path, when))
