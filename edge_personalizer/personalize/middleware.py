@@ -21,7 +21,7 @@ from .exchange import Exchange, NoObserver, Observer
 from .fail_open import FailOpen
 from .page_edits import PageEditor
 from .personalizer import CookiePolicy, Personalizer
-from .response_headers import CachePolicy, PageHeaders
+from .response_headers import CachePolicy, PageHeaders, cookies_marked
 from .rewriting import RewritingSend
 from .segments import ALL_TAG_HEADERS
 from .slot_presence import SlotPresence
@@ -147,5 +147,6 @@ class PersonalizeMiddleware:
             cookie = headers.personalizer.profile_cookie(exchange)   # the landing visit counts
             if cookie is not None:
                 lines.append((b"set-cookie", cookie))
+        lines += cookies_marked(lines)
         await send({"type": "http.response.start", "status": status, "headers": lines})
         await send({"type": "http.response.body", "body": b""})

@@ -23,6 +23,10 @@ from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
 
 HTML_TYPES: Final = ("text/html", "application/xhtml+xml")
 TRACE_LIMIT: Final = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
+# On a response that sets the visitor's cookies itself (the profile, a rule's): an edge
+# that has them from /__ep/decide gives the visitor these instead, never both (a visitor
+# with no profile gets a rule's cookie alone, and an origin's own Set-Cookie says nothing).
+COOKIES_SET: Final = (b"x-ep-cookies", b"set")
 # The response headers personalizing a page reads (the goal header: whether there is one)
 _HEAD_READ: Final = frozenset({b"content-type", b"content-encoding", b"content-length",
                                b"cache-control", b"content-security-policy", b"etag",
@@ -30,6 +34,11 @@ _HEAD_READ: Final = frozenset({b"content-type", b"content-encoding", b"content-l
                                *CDN_CACHE_CONTROLS})
 
 ResponseHead = dict[bytes, str]
+
+
+def cookies_marked(lines: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """COOKIES_SET when `lines` set a cookie."""
+    return [COOKIES_SET] if any(name == b"set-cookie" for name, _ in lines) else []
 
 
 def read_head(headers: Sequence[tuple[bytes, bytes]]) -> ResponseHead:
@@ -155,6 +164,8 @@ class PageHeaders:
             added.append((b"x-ep-variant", decision.variant_header))
         if not self.cache.keyed and message["status"] < 400 and not exchange.preview:
             added += self._profile_cookie(exchange)
+        if not self.cache.keyed:
+            added += cookies_marked(added)
         if self.rules is None and not added:
             return message   # nothing to add: the start goes as it came
         headers = [*message.get("headers", ()), *added]
@@ -164,8 +175,8 @@ class PageHeaders:
                     and not exchange.preview and exchange.edge_segment is None:
                 # A page keyed caching could not share is the visitor's own: it sets their
                 # cookies, as /__ep/decide would (an edge that named a segment has them).
-                headers += exchange.decision.cookie_lines
-                headers += self._profile_cookie(exchange)
+                cookies = [*exchange.decision.cookie_lines, *self._profile_cookie(exchange)]
+                headers += [*cookies, *cookies_marked(cookies)]
         return {**message, "headers": headers}
 
     def _profile_cookie(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
@@ -177,7 +188,7 @@ class PageHeaders:
         cookie = self._profile_cookie(exchange) if exchange.conversions else []
         if not cookie:
             return message
-        return {**message, "headers": [*message.get("headers", ()), *cookie]}
+        return {**message, "headers": [*message.get("headers", ()), *cookie, COOKIES_SET]}
 
     def decision_headers(self, exchange: Exchange, *,
                          with_cookies: bool = True) -> list[tuple[bytes, bytes]]:

@@ -283,7 +283,8 @@ _LOCATION_HEADERS: Final = frozenset({b"location", b"content-location"})
 # The response headers edge-personalizer writes: an origin's own would stand beside them
 # (two segments, a variant the page did not get) and be believed downstream.
 OUR_RESPONSE_HEADERS: Final = frozenset({b"x-ep-segment", b"x-ep-variant", b"x-ep-trace",
-                                         b"x-ep-redirect", b"x-ep-redirect-status"})
+                                         b"x-ep-redirect", b"x-ep-redirect-status",
+                                         b"x-ep-cookies"})
 _RESPONSE_SPECIAL: Final = HOP_BY_HOP | _LOCATION_HEADERS | OUR_RESPONSE_HEADERS
 
 
