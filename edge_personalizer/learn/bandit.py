@@ -26,10 +26,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal
 
 from ..rules.model import HOLDOUT
-from .counters import EXPOSURE, UNKNOWN_PERIOD, CountKey, Tally
+from .counters import EXPOSURE, CountKey, Tally
 
 if TYPE_CHECKING:
     # numpy is imported where weights are worked out, in the background: a worker that
@@ -105,85 +105,6 @@ def cell_tallies(rows: Mapping[CountKey, Tally], experiment: str, goal: str
         held = variants.get(key.variant)
         variants[key.variant] = tally if held is None else held.plus(tally)
     return cells
-
-
-class WeightedTally(NamedTuple):
-    """A variant's totals over periods, each period's rate and mean value weighted by its
-    share of all exposures: `conversions` is that rate times the exposures, not rounded
-    (a rounded count would move the rate, its interval and every comparison)."""
-
-    exposures: int
-    conversions: float
-    value_sum: float
-    value_sq_sum: float
-
-
-# A period counts are compared within: a cell, a version of the weights, and a day for
-# counts from before periods were kept.
-Period = tuple[str, int, str]
-
-
-def period_of(key: CountKey) -> Period:
-    """The period a count is compared within: its cell and the version of the weights its
-    visitor was assigned under (a day, for counts from before periods were kept)."""
-    return key.cell, key.period, key.day if key.period == UNKNOWN_PERIOD else ""
-
-
-def periods_shown(rows: Mapping[CountKey, Tally]) -> dict[str, set[Period]]:
-    """Per variant, the periods it had visitors exposed in: two variants can be compared
-    in the periods they share (one renamed or added later shares few, or none, with the
-    control's earlier ones)."""
-    shown: dict[str, set[Period]] = {}
-    for key, tally in rows.items():
-        if key.goal == EXPOSURE and tally.exposures > 0:
-            shown.setdefault(key.variant, set()).add(period_of(key))
-    return shown
-
-
-def in_periods(rows: Mapping[CountKey, Tally], periods: set[Period]) -> dict[CountKey, Tally]:
-    """The rows counted in `periods`."""
-    return {key: tally for key, tally in rows.items() if period_of(key) in periods}
-
-
-def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str
-                           ) -> dict[str, WeightedTally]:
-    """Per variant, totals whose rate and mean value are each period's, weighted by the
-    period's share of all exposures. A period is one cell under one version of the weights
-    (the version a visitor was assigned under: their conversions count in it too, whatever
-    day they happen). Weights change by design, between versions and between cells: pooled
-    totals would mix periods of different conversion levels in different proportions per
-    variant (Simpson's paradox); these compare the variants within each period. Exposure
-    counts stay as counted. Counts from before periods were kept (UNKNOWN_PERIOD) fall
-    back to what was kept then: one period a day."""
-    periods: dict[Period, dict[str, Tally]] = {}
-    for key, tally in rows.items():
-        if key.experiment != experiment:
-            continue
-        if key.goal == EXPOSURE:
-            tally = Tally(exposures=tally.exposures)
-        elif key.goal == goal:
-            tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
-        else:
-            continue
-        per = periods.setdefault(period_of(key), {})
-        held = per.get(key.variant)
-        per[key.variant] = tally if held is None else held.plus(tally)
-    period_exposures = {period: sum(t.exposures for t in per.values())
-                        for period, per in periods.items()}
-    variants = {v for per in periods.values() for v in per}
-    out = {}
-    for variant in sorted(variants):
-        counted = [(period_exposures[p], per[variant]) for p, per in periods.items()
-                   if variant in per and per[variant].exposures > 0]
-        weight = sum(n for n, _ in counted)
-        exposed = sum(t.exposures for _, t in counted)
-        if not weight or not exposed:
-            continue
-        rate = sum(n * t.conversions / t.exposures for n, t in counted) / weight
-        mean = sum(n * t.value_sum / t.exposures for n, t in counted) / weight
-        square = sum(n * t.value_sq_sum / t.exposures for n, t in counted) / weight
-        out[variant] = WeightedTally(exposed, rate * exposed, mean * exposed, square * exposed)
-    return out
 
 
 def posterior_draws(tally: Tally, metric: Metric, draws: int,

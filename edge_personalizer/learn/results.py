@@ -27,7 +27,6 @@ from typing import Any
 from ..rules.allocation import NO_SEGMENT
 from ..rules.model import HOLDOUT, Experiment, RuleSet
 from ..rules.notices import phase
-from .bandit import in_periods, period_weighted_totals, periods_shown
 from .catalog import GoalCatalog
 from .counters import (
     ALL_VISITORS,
@@ -38,6 +37,7 @@ from .counters import (
     Tally,
     variant_totals,
 )
+from .periods import in_periods, period_weighted_totals, periods_shown
 from .rule_results import rule_results
 from .stats import Counts, goal_result
 

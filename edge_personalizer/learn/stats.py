@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .counters import Tally
+from .periods import WeightedTally
 
 
 class Counts(Protocol):
-    """A variant's counts on one goal: a Tally, or totals weighted by period (bandit.py),
+    """A variant's counts on one goal: a Tally, or totals weighted by period (periods.py),
     whose conversions are a weighted number of visitors rather than a whole one."""
 
     @property
@@ -78,7 +79,34 @@ def value_moments(value_sum: float, value_sq_sum: float, exposed: int) -> Moment
     return Moments(value_sum / exposed, max(variance, 0.0), exposed)
 
 
-def rate_interval(converted: float, exposed: int, *, alpha: float = ALPHA
+def rate_moments(counts: Counts) -> Moments:
+    """A variant's conversion rate; weighted by period, with the variance of that estimate
+    (its periods' shares and sizes: not what its exposures alone would give)."""
+    moments = conversion_moments(counts.conversions, counts.exposures)
+    if not isinstance(counts, WeightedTally):
+        return moments
+    return Moments(moments.mean, counts.rate_variance * moments.n, moments.n)
+
+
+def value_moments_of(counts: Counts) -> Moments:
+    """A variant's value per exposed visitor; weighted by period, as rate_moments."""
+    moments = value_moments(counts.value_sum, counts.value_sq_sum, counts.exposures)
+    if not isinstance(counts, WeightedTally):
+        return moments
+    return Moments(moments.mean, counts.value_variance * moments.n, moments.n)
+
+
+def counts_interval(counts: Counts, *, alpha: float = ALPHA) -> tuple[float, float]:
+    """rate_interval of a variant's counts; weighted by period, of as many visitors as
+    the weighted rate's variance says it is known from (at most those exposed)."""
+    exposed: float = counts.exposures
+    rate = counts.conversions / exposed if exposed else 0.0
+    if isinstance(counts, WeightedTally) and counts.rate_variance > 0 and 0 < rate < 1:
+        exposed = min(max(rate * (1 - rate) / counts.rate_variance, 1.0), exposed)
+    return rate_interval(rate * exposed, exposed, alpha=alpha)
+
+
+def rate_interval(converted: float, exposed: float, *, alpha: float = ALPHA
                   ) -> tuple[float, float]:
     """Wilson score interval of a conversion rate ((0, 1) when nobody was exposed)."""
     if exposed == 0:
@@ -238,9 +266,8 @@ def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
     split = [control] + [name for name in weights if name != control]
     names = split + [name for name in removed if name not in weights]
     counts: dict[str, Counts] = {name: totals.get(name, Tally()) for name in names}
-    rates = {name: conversion_moments(c.conversions, c.exposures) for name, c in counts.items()}
-    values = {name: value_moments(c.value_sum, c.value_sq_sum, c.exposures)
-              for name, c in counts.items()}
+    rates = {name: rate_moments(c) for name, c in counts.items()}
+    values = {name: value_moments_of(c) for name, c in counts.items()}
     results = []
     for name, tally in counts.items():
         exposed = tally.exposures > 0
@@ -248,17 +275,12 @@ def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
         compared = None
         if name != control:
             base, own = compared = (paired or {}).get(name, (counts[control], tally))
-            conversion = compare(conversion_moments(base.conversions, base.exposures),
-                                 conversion_moments(own.conversions, own.exposures),
-                                 alpha=alpha)
-            value = compare(value_moments(base.value_sum, base.value_sq_sum, base.exposures),
-                            value_moments(own.value_sum, own.value_sq_sum, own.exposures),
-                            alpha=alpha)
+            conversion = compare(rate_moments(base), rate_moments(own), alpha=alpha)
+            value = compare(value_moments_of(base), value_moments_of(own), alpha=alpha)
         results.append(VariantResult(
             name, tally,
             rate=rates[name].mean if exposed else None,
-            rate_interval=rate_interval(tally.conversions, tally.exposures, alpha=alpha)
-            if exposed else None,
+            rate_interval=counts_interval(tally, alpha=alpha) if exposed else None,
             mean_value=values[name].mean if exposed else None,
             mean_value_interval=mean_interval(values[name], alpha=alpha),
             conversion=conversion, value=value, compared=compared))

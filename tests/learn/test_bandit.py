@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from types import MappingProxyType
-
 import numpy as np
 import pytest
 
@@ -13,20 +10,13 @@ from edge_personalizer.learn.bandit import (
     WeightsTable,
     cell_weights,
     experiment_weights,
-    period_weighted_totals,
     top_two_shares,
 )
 from edge_personalizer.learn.counters import (
     EXPOSURE,
-    UNKNOWN_PERIOD,
     CountKey,
     Tally,
-    variant_totals,
 )
-from edge_personalizer.learn.results import experiment_results
-from edge_personalizer.learn.stats import goal_result
-from edge_personalizer.rules.conditions import AllOf
-from edge_personalizer.rules.model import Experiment
 
 DAY = "2026-12-02"
 SPEC = BanditSpec("hero-test", (("control", 34), ("a", 33), ("b", 33)), goal="purchase")
@@ -170,94 +160,3 @@ def test_specs_that_cannot_work_are_refused(changes: dict[str, object], message:
                                  "variants": (("control", 1), ("a", 1), ("b", 1)), **changes}
     with pytest.raises(ValueError, match=message):
         BanditSpec(**fields)  # type: ignore[arg-type]
-
-
-def test_results_of_changing_weights_compare_the_variants_within_each_period() -> None:
-    # Version 1: 1% and 2%, mostly control; version 2: 10% and 11%, mostly b. Pooled, b
-    # would seem five times better; within each period it is one point better.
-    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, period=1),
-               **rows("all", {"control": (100, 10), "b": (900, 99)}, period=2)}
-    pooled = variant_totals(counted, "hero-test", "purchase")
-    assert pooled["b"].conversions / pooled["b"].exposures > \
-        4 * pooled["control"].conversions / pooled["control"].exposures
-    weighted = period_weighted_totals(counted, "hero-test", "purchase")
-    assert weighted["control"].exposures == weighted["b"].exposures == 1000
-    assert weighted["control"].conversions == pytest.approx(55)
-    assert weighted["b"].conversions == pytest.approx(65)
-
-
-def test_a_weighted_rate_is_each_periods_rate_weighted_not_rounded_to_whole_visitors() -> None:
-    # a: 0 of 2 in a cell of 10 exposures, 4 of 7 in a cell of 20: (10 * 0 + 20 * 4/7) / 30
-    # = 38.1%. Rounded to whole visitors (3 of 9) the rate read 33.3%, and so did its
-    # interval and every comparison built on it.
-    counted = {**rows("mobile", {"control": (8, 1), "a": (2, 0)}),
-               **rows("desktop", {"control": (13, 3), "a": (7, 4)})}
-    weighted = period_weighted_totals(counted, "hero-test", "purchase")
-    assert weighted["a"].exposures == 9
-    assert weighted["a"].conversions / weighted["a"].exposures == pytest.approx(8 / 21)
-    judged = goal_result(weighted, {"control": 50, "a": 50}, control="control").as_json()
-    assert judged["variants"]["a"]["rate"] == pytest.approx(8 / 21)
-
-
-def test_a_conversion_counts_in_its_exposures_period_whatever_day_it_happens() -> None:
-    # Each period's visitors convert over two days; the days mix the periods, the
-    # periods do not: the same answer as when every conversion fell on its exposure's day.
-    later = "2026-12-03"
-    spread = {**rows("all", {"control": (900, 5), "b": (100, 1)}, period=1),
-              CountKey("hero-test", "control", "purchase", "all", later, 1): Tally(0, 4),
-              CountKey("hero-test", "b", "purchase", "all", later, 1): Tally(0, 1),
-              **rows("all", {"control": (100, 10), "b": (900, 99)}, period=2, day=later)}
-    by_day: dict[CountKey, Tally] = {}
-    for key, tally in spread.items():
-        day_key = key._replace(period=int(key.day[-2:]))
-        by_day[day_key] = by_day.get(day_key, Tally()).plus(tally)
-    assert period_weighted_totals(by_day, "hero-test", "purchase")["control"].conversions \
-        == pytest.approx(655 / 9)   # within days: day 2 gets day 3's conversions of it
-    weighted = period_weighted_totals(spread, "hero-test", "purchase")
-    assert weighted["control"].conversions == pytest.approx(55)
-    assert weighted["b"].conversions == pytest.approx(65)
-
-
-def test_counts_from_before_periods_were_kept_are_compared_within_each_day() -> None:
-    # A store written before exposures kept their period: its rows are in the unknown
-    # period, and were weighted day by day then; an upgrade must not pool them.
-    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, period=UNKNOWN_PERIOD),
-               **rows("all", {"control": (100, 10), "b": (900, 99)}, period=UNKNOWN_PERIOD,
-                      day="2026-12-03")}
-    weighted = period_weighted_totals(counted, "hero-test", "purchase")
-    assert weighted["control"].conversions == pytest.approx(55)
-    assert weighted["b"].conversions == pytest.approx(65)
-
-
-def test_cells_with_weights_of_their_own_are_compared_within_each_cell() -> None:
-    # One version, two cells: b leads where visitors convert well, control where they do
-    # not; within each cell b is one point better, pooled it would seem five times better.
-    counted = {**rows("s1", {"control": (900, 9), "b": (100, 2)}, period=3),
-               **rows("s2", {"control": (100, 10), "b": (900, 99)}, period=3)}
-    weighted = period_weighted_totals(counted, "hero-test", "purchase")
-    assert weighted["control"].conversions == pytest.approx(55)
-    assert weighted["b"].conversions == pytest.approx(65)
-
-
-def test_results_of_a_bandit_experiment_are_weighted_by_period() -> None:
-    experiment = Experiment(
-        name="hero-test", slots=("hero",), audience=AllOf(()), holdout=0.0,
-        weights=(("control", 1.0), ("b", 1.0)), variants=MappingProxyType({}), source="r:1",
-        goals=("purchase",), allocation="bandit")
-    # Two versions of the weights and a change of base rate between them (Simpson's case):
-    # pooled, b's uplift would be +425%; by period it is +18%, and not significant.
-    counted = {**rows("all", {"control": (900, 9), "b": (100, 2)}, period=1),
-               **rows("all", {"control": (100, 10), "b": (900, 99)}, period=2,
-                      day="2026-12-03")}
-    judged = experiment_results(experiment, counted)["goals"]["purchase"]
-    assert judged["srm_p"] is None and judged["weighted_by"] == "period"
-    assert judged["variants"]["b"]["uplift"] == pytest.approx(10 / 55, rel=0.02)
-    assert judged["variants"]["b"]["uplift_low"] < 0
-    # what pooling says (fixed weights never edited: one period)
-    pooled = {key._replace(period=0): tally for key, tally in counted.items()}
-    fixed = experiment_results(replace(experiment, allocation="fixed"), pooled)
-    assert fixed["goals"]["purchase"]["variants"]["b"]["uplift"] > 4
-    # fixed weights edited between the two: judged within each split, as the bandit
-    edited = experiment_results(replace(experiment, allocation="fixed"), counted)
-    assert edited["goals"]["purchase"]["variants"]["b"]["uplift"] == pytest.approx(
-        10 / 55, rel=0.02)

@@ -266,7 +266,7 @@ def test_a_stopped_experiment_s_variant_removed_before_the_stop_stays_removed() 
     (old,) = results(RuleSet.empty("v1"), totals, recorded)["experiments"]
     variants = old["goals"]["buy"]["variants"]
     assert [name for name, v in variants.items() if v["removed"]] == ["free-ship"]
-    assert variants["free-ship"]["chance_to_beat_control"] > 0.99   # better, in its split
+    assert variants["free-ship"]["chance_to_beat_control"] > 0.98   # better, in its split
     assert leader_of(old["goals"]["buy"]) == (None, None)   # but no longer a choice
     # without the record (counted before variants were recorded): every variant a choice
     (unrecorded,) = results(RuleSet.empty("v1"), totals,
