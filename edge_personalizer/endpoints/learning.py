@@ -91,6 +91,8 @@ class Results:
         ruleset = self.rules.current
         # scipy's distributions take a while for many experiments: off the event loop.
         report = await anyio.to_thread.run_sync(results, ruleset, totals, recorded)
+        # An edit that did not load has not taken effect: these are the serving rules'.
+        report["reload_error"] = self.rules.last_error
         await self._add_weights(report, ruleset)
         await send_json(send, 200, report)
 

@@ -495,8 +495,8 @@ def test_the_segments_page_shows_rules_reached_and_the_last_reload(board: Server
     assert "no errors" in page
 
 
-def test_a_failed_reload_shows_on_the_segments_page(origin: Server, server_logs: Path,
-                                                    tmp_path: Path) -> None:
+def test_a_failed_reload_shows_on_every_page_a_marketer_reads(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "tests" / "data" / "rules", rules)
     server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
@@ -514,6 +514,17 @@ def test_a_failed_reload_shows_on_the_segments_page(origin: Server, server_logs:
         overview = httpx.get(f"{server.url}/__ep/dashboard/", headers=bearer).text
         assert 'data-field="reload-failed"' in overview
         assert "The last reload of the rules failed" in overview
+        # ... and so do an experiment's page and the results its tools read
+        experiment = httpx.get(f"{server.url}/__ep/dashboard/experiments/hero-test",
+                               headers=bearer)
+        assert experiment.status_code == 200
+        assert 'data-field="reload-failed"' in experiment.text
+        results = httpx.get(f"{server.url}/__ep/results", headers=bearer).json()
+        assert "broken.yaml" in results["reload_error"]
+        (rules / "broken.yaml").unlink()
+        assert httpx.post(f"{server.url}/__ep/reload", headers=bearer).status_code == 200
+        assert httpx.get(f"{server.url}/__ep/results", headers=bearer).json()[
+            "reload_error"] is None
     finally:
         server.stop()
 
