@@ -99,8 +99,8 @@ class ExperimentSummary:
     """One line of the experiments list."""
 
     name: str
-    status: str                 # running or bandit (in the rules), stopped (counted, since
-                                # removed from the rules)
+    status: str                 # running, paused, ended, scheduled (in the rules), stopped
+                                # (counted, since removed from the rules)
     exposed: int
     goal: str | None            # the goal it is judged on first
     leader: str | None          # None: too few conversions to tell
@@ -112,6 +112,7 @@ class ExperimentSummary:
     error: str | None = None    # its results could not be worked out
     warnings: int = 0           # how many warnings its results carry
     no_leader: str = ""         # why no variant is ahead, when none is
+    bandit: bool = False        # weights are published for it: a bandit shares it out
 
 
 def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
@@ -174,8 +175,8 @@ def _experiment_named(ruleset: RuleSet, name: str) -> Experiment | None:
 
 
 def summaries(snapshot: Snapshot) -> list[ExperimentSummary]:
-    """One line per experiment of the results: the rules' (running, or bandit when
-    weights are published for it), then those counted and since removed (stopped)."""
+    """One line per experiment of the results: the rules' (with their status, and whether
+    a bandit shares them out), then those counted and since removed (stopped)."""
     weights = snapshot.weights()
     bandits = set(weights.experiments) if weights is not None else set()
     out = []
@@ -184,15 +185,14 @@ def summaries(snapshot: Snapshot) -> list[ExperimentSummary]:
         experiment = _experiment_named(snapshot.ruleset, name)
         first = next(iter(goals), None)
         leader, chance = leader_of(goals[first]) if first else (None, None)
-        status = result["status"] if result["status"] != "running" or name not in bandits \
-            else "bandit"
         out.append(ExperimentSummary(
-            name, status, result["exposed"], first, leader, chance,
+            name, result["status"], result["exposed"], first, leader, chance,
             leader == result["control"], goals[first]["srm_p"] if first else None,
             bool(first and goals[first]["srm"]),
             experiment.slots if experiment is not None else (), result.get("error"),
             len(result["warnings"]),
-            why_no_leader(goals[first] if first else None) if leader is None else ""))
+            why_no_leader(goals[first] if first else None) if leader is None else "",
+            name in bandits))
     return out
 
 

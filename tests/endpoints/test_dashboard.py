@@ -460,11 +460,13 @@ def test_a_bandit_shows_its_allocation_and_the_last_reweight(board: Server) -> N
     bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     listing = httpx.get(f"{board.url}/__ep/dashboard", headers=bearer).text
     row = listing.split('data-experiment="hero-test"')[1].split("</tr>")[0]
-    assert '<span class="status bandit">bandit</span>' in row
+    assert '<span class="status running">running</span> <span class="tag" data-field="bandit">' \
+        'bandit</span>' in row
     assert '<a href="/__ep/dashboard/experiments/hero-test">hero-test</a>' in row
     banner = listing.split('data-experiment="banner-test"')[1].split("</tr>")[0]
     assert '<span class="status running">running</span>' in banner
     page = httpx.get(f"{board.url}/__ep/dashboard/experiments/hero-test", headers=bearer).text
+    assert "starting split (then the bandit's, below): control" in page
     section = page.split('data-bandit="hero-test"')[1].split("</section>")[0]
     assert "Weights version\n<strong>3</strong>" in section
     assert "reweighted (v3)" in section and 'data-cell="all"' in section
