@@ -81,11 +81,11 @@ class RuleBook:
     """Holds the serving rule set of one directory.
 
     Construction loads the directory and raises RuleError when it is invalid (startup
-    fails fast), except in a worker started from its server's book (`inherited`): while
-    the directory holds a refused change, the rules the server serves serve there too (a
-    worker replaced after a crash must not take the server down, nor serve older rules
-    than the others). `reload()` never raises: an invalid change, or a failure of the
-    loader itself, is logged, kept as `last_error`, and the previous set goes on serving.
+    fails fast), except in a worker started from its server's book (`inherited`), which
+    serves what the server serves, whatever the directory holds now (a worker replaced
+    after a crash must not take the server down, nor serve other rules than the others).
+    `reload()` never raises: an invalid change, or a failure of the loader itself, is
+    logged, kept as `last_error`, and the previous set goes on serving.
     A file that held rules and is now empty is such an invalid change: it is what a save
     caught half-way looks like.
     """
@@ -118,17 +118,17 @@ class RuleBook:
         self.last_error: str | None = None
         self.checked_at = 0.0   # when a reload last ended, taken or refused (epoch seconds)
         self._noticed = Noticed()
-        try:
-            self.current: RuleSet = self._load()
-        except RuleError as exc:
-            if inherited is None:
-                raise
-            self.current = inherited.current
-            self._refused(exc, "the rules the server serves (version %s) serve")
-        else:
-            if inherited is None:   # (a worker starts from what its server told)
-                self._log_notices()
         self._on_reload = on_reload
+        if inherited is not None:
+            # A forked worker serves what its server serves, whatever the directory holds
+            # now: a change no reload took (the watcher off, no SIGHUP yet) is not taken by
+            # one worker alone; its own watcher, if any, sees the change as the others do.
+            self.current: RuleSet = inherited.current
+            self._fingerprint = self._last_look = inherited._fingerprint
+            self.last_error = inherited.last_error
+            return
+        self.current = self._load()
+        self._log_notices()
 
     def notices(self, now: datetime | None = None) -> list[Notice]:
         """What the rules served get wrong at `now` (default: now): see notices.py."""
