@@ -55,7 +55,19 @@ class AdminToken:
         return False
 
 
-STORE_PROBE_LIMIT = 0.5   # seconds: a health check answers within a probe's timeout
+# Seconds a health check waits for the store and for the origin: it answers within a load
+# balancer's probe timeout (commonly 2-5 s) even when either hangs, instead of the origin
+# read timeout later, when probes have piled up.
+STORE_PROBE_LIMIT = 0.5
+ORIGIN_PROBE_LIMIT = 2.0
+
+
+async def probe_origin(probe: OriginProbe, limit: float = ORIGIN_PROBE_LIMIT) -> ProbeResult:
+    """The origin's probe, or "no answer" once `limit` seconds have passed."""
+    with anyio.move_on_after(limit) as waited:
+        return await probe()
+    assert waited.cancelled_caught
+    return ProbeResult(False, limit, f"no answer within {limit:g} s")
 
 
 async def probe_store(store: Store, limit: float = STORE_PROBE_LIMIT) -> ProbeResult:
@@ -108,7 +120,8 @@ class Admin:
         self.board = board            # the other workers of this server, when there are any
         self.reload_wait = reload_wait
         self.token = token
-        self.origin = _Probed(origin_probe, probe_ttl) if origin_probe is not None else None
+        self.origin = (_Probed(functools.partial(probe_origin, origin_probe), probe_ttl)
+                       if origin_probe is not None else None)
         self.store = (_Probed(functools.partial(probe_store, store), probe_ttl)
                       if store is not None else None)
         self.store_location = store.location if store is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,26 @@ def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:
     assert report["store"]["reachable"] is True
     assert report["store"]["writes"] == "ok"
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_health_answers_in_time_when_the_origin_hangs(tmp_path: Path) -> None:
+    # An origin that takes the connection and never answers: the health check waited the
+    # origin read timeout (30 s), past any load balancer's probe timeout.
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(16)   # connections complete in the kernel; nobody reads them
+    proxy = start_proxy(tmp_path, "--origin", f"http://127.0.0.1:{hanging.getsockname()[1]}",
+                        env={"EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        began = time.monotonic()
+        response = httpx.get(proxy.url + "/__ep/health", timeout=10)
+        assert time.monotonic() - began < 4
+        assert response.status_code == 503
+        assert response.json()["origin"] == {"reachable": False, "latency_ms": 2000.0,
+                                             "detail": "no answer within 2 s"}
+    finally:
+        proxy.stop()
+        hanging.close()
 
 
 def test_health_tells_a_store_that_is_down_and_stays_ready(
