@@ -22,6 +22,7 @@ class Observer(Protocol):
 
     def personalization_took(self, seconds: float) -> None: ...
     def stage_failed(self, stage: str) -> None: ...
+    def origin_failed(self, kind: str) -> None: ...
     def decided(self, decision: Decision) -> None: ...
     def bot_seen(self, category: str) -> None: ...
 
@@ -33,6 +34,9 @@ class NoObserver:
         pass
 
     def stage_failed(self, stage: str) -> None:
+        pass
+
+    def origin_failed(self, kind: str) -> None:
         pass
 
     def decided(self, decision: Decision) -> None:

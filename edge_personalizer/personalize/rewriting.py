@@ -114,16 +114,27 @@ class RewritingSend(ResponseStart):
         with self.fail_open.stage("rewrite", self.path):
             try:
                 return True, self._rewrite(message, chunk)
-            except RewriteAborted as exc:
-                if self.start is not None and not isinstance(exc, BrokenEncoding):
+            except BrokenEncoding as exc:
+                # The origin's fault: its compressed body cannot be whole. Nothing out yet:
+                # a 502 (the caller's); else the connection closes mid-page.
+                logger.warning("the origin's answer to %s cannot be decompressed (%s); %s",
+                               self.path, exc, "answering 502" if self.start is not None
+                               else "closing the connection mid-page")
+                self.fail_open.observer.origin_failed("encoding")
+                self._abort()
+            except RewriteAborted:
+                if self.start is not None:
                     raise   # nothing is out, every byte held: the page as it came
                 # Part of the page is out and the rest cannot be matched up: an incomplete
                 # response (the connection closes) is honest; a mangled page would not be.
                 logger.exception("rewriting %s failed mid-page; closing", self.path)
                 self.fail_open.observer.stage_failed("rewrite")
-                self.aborted = True
-                self.on_time.disarm()
+                self._abort()
         return False, None
+
+    def _abort(self) -> None:
+        self.aborted = True
+        self.on_time.disarm()
 
     def _passed(self, out: bytes | None, unsent: Message, *, more: bool) -> list[Message]:
         """What goes now of what the rewriter made: with the start once it may go, none

@@ -18,6 +18,9 @@ class Counting:
     def stage_failed(self, stage: str) -> None:
         self.failed.append(stage)
 
+    def origin_failed(self, kind: str) -> None:
+        pass
+
     def personalization_took(self, seconds: float) -> None:
         pass
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edge_personalizer import PersonalizeMiddleware
 from edge_personalizer.rules.model import Decision
 
+from ..conftest import ADMIN_TOKEN
 from ..faults import watch
 from ..http.raw_origin import Handler, ThreadedOrigin, request_head
 from ..servers import start_proxy
@@ -85,6 +86,9 @@ class FailsTiming:
 
     def stage_failed(self, stage: str) -> None:
         self.failed.append(stage)
+
+    def origin_failed(self, kind: str) -> None:
+        pass
 
     def decided(self, decision: Decision) -> None:
         pass
@@ -277,8 +281,22 @@ async def damaged_gzip(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 async def test_a_damaged_compressed_page_that_was_to_be_rewritten_is_a_502(
         server_logs: Path) -> None:
-    (reply,) = through_proxy(damaged_gzip, server_logs, b"/page?inject=1")
-    assert reply.startswith(b"HTTP/1.1 502 ")
+    # The origin's fault, counted and logged as the origin's: it was an error of the
+    # rewriter's ("failed mid-page; closing", with its traceback, nothing being out).
+    with ThreadedOrigin(damaged_gzip) as url:
+        proxy = start_proxy(server_logs, "--origin", url, "--rules",
+                            str(ROOT / "tests" / "data" / "rules"),
+                            env={"EP_ADMIN_TOKEN": ADMIN_TOKEN})
+        try:
+            assert get(proxy.port, b"/page?inject=1").startswith(b"HTTP/1.1 502 ")
+            metrics = httpx.get(proxy.url + "/__ep/metrics", headers={
+                "authorization": f"Bearer {ADMIN_TOKEN}"}).text
+            assert 'ep_origin_errors_total{kind="encoding"} 1.0' in metrics
+            assert 'ep_errors_total{stage="rewrite"}' not in metrics
+            assert "/page cannot be decompressed" in proxy.log()
+            assert "answering 502" in proxy.log() and "Traceback" not in proxy.log()
+        finally:
+            proxy.stop()
 
 
 async def test_a_page_cut_off_mid_slot_lets_go_of_the_rewriters_parser(
