@@ -111,8 +111,16 @@ def compiled_modules() -> list[object]:
     # compiled__mypyc.*.so), so that it is found wherever the package is.
     # mypyc writes that library's headers under build/edge_personalizer/ and looks for
     # them in build/ only.
-    extensions = mypycify(COMPILED, opt_level="3", multi_file=True,
-                          group_name="edge_personalizer.compiled")
+    try:
+        extensions = mypycify(COMPILED, opt_level="3", multi_file=True,
+                              group_name="edge_personalizer.compiled")
+    except (Exception, SystemExit) as exc:   # noqa: BLE001 - mypyc exits on type errors
+        # The type check mypyc compiles from failed (its dependencies missing from a build
+        # environment of one's own making, say): the plain modules, said so.
+        print(f"edge-personalizer: the request path was not compiled (mypyc's type check "
+              f"failed: {exc!r}; see its errors above); installing it as plain Python",
+              file=sys.stderr)
+        return []
     for extension in extensions:
         extension.include_dirs.append(os.path.join("build", "edge_personalizer"))
     return list(extensions)
