@@ -17,6 +17,8 @@ rows are kept, in UNKNOWN_PERIOD.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -29,6 +31,8 @@ import anyio.to_thread
 from ...errors import StoreError
 from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
 from .base import BatchId, Table, check_table
+
+logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _COUNTS = """
@@ -103,8 +107,10 @@ class SqliteStore:
 
     def __init__(self, path: Path, *, timeout: float = 2.0) -> None:
         self.location = f"sqlite://{path}"
+        self._path, self._timeout = path, timeout
         self._lock = threading.Lock()   # one connection, used by one thread at a time
         self._db = self._open(path, timeout)
+        self._file = _identity(path)   # the file the connection has open
 
     def _open(self, path: Path, timeout: float) -> sqlite3.Connection:
         try:
@@ -133,10 +139,25 @@ class SqliteStore:
 
     def _locked(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:
+            self._same_file()
             try:
                 return work(self._db)
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.location}: {exc}") from exc
+
+    def _same_file(self) -> None:
+        """Opens the file again when the one open was deleted or replaced (an operator's
+        clean-up, a restore): SQLite would go on writing into the deleted file, and every
+        count after it would be lost without a word."""
+        now = _identity(self._path)
+        if now == self._file and now is not None:
+            return
+        logger.error("%s: the counter store's file was deleted or replaced while the server "
+                     "ran; counting goes on in %s", self.location,
+                     "the file now there" if now is not None else "a new one")
+        self._db.close()
+        self._db = self._open(self._path, self._timeout)
+        self._file = _identity(self._path)
 
     async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
                     batch_id: BatchId | None = None) -> None:
@@ -201,6 +222,15 @@ class SqliteStore:
     def _close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file `path` is now (device and inode), None when there is none."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _has_periods(db: sqlite3.Connection) -> bool:
