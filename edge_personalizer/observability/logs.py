@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing.util
 import sys
 import threading
 import time
@@ -148,6 +149,10 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(*, fmt: str, level: str) -> None:
     handler = BatchingStreamHandler(sys.stderr)
+    # A server's worker process (forked by multiprocessing) ends through multiprocessing's
+    # exit functions, never the interpreter's: the lines still batched then (the access
+    # lines of its last requests) are written there, or they were lost.
+    multiprocessing.util.Finalize(handler, handler.flush, exitpriority=0)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
