@@ -315,7 +315,10 @@ def read_sources(directory: Path) -> Sources:
     to an HTML fragment is a new version too.
     """
     if not directory.is_dir():
-        raise RuleError("rules directory does not exist or is not a directory", source=directory)
+        # A relative path is the working directory's (under systemd, / unless set).
+        where = "" if directory.is_absolute() else f" (looked for at {directory.absolute()})"
+        raise RuleError(f"rules directory does not exist or is not a directory{where}",
+                        source=directory)
     tree = walk(directory)
     digest = hashlib.sha256()
     paths = []

@@ -354,3 +354,12 @@ def test_a_rule_file_saved_as_utf_16_is_called_so(tmp_path: Path, encoding: str)
     assert [(e.line, e.column, e.reason) for e in errors] == [
         (1, 1, f"cannot read it as UTF-8: it is saved as {wide} (it starts with a {wide} byte "
                "order mark); save the file as UTF-8")]
+
+
+def test_a_missing_relative_rules_directory_says_where_it_was_looked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A config file's rules_dir = "rules" is the working directory's: under systemd that is
+    # /, and "rules: rules directory does not exist" did not say so.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuleError, match=f"looked for at {tmp_path}/rules\\)"):
+        load_rule_directory(Path("rules"))
