@@ -324,9 +324,9 @@ def experiment_results(experiment: Experiment, totals: Mapping[CountKey, Tally],
     for key, tally in rows.items():
         if key.goal != EXPOSURE and key.goal not in experiment.goals:
             left[key.goal] = left.get(key.goal, 0) + tally.conversions
-    judged["warnings"] += [f"{n:,} conversion{'' if n == 1 else 's'} counted on {goal}, a "
-                           "goal the experiment no longer names: not judged here"
-                           for goal, n in sorted(left.items())]
+    judged["warnings"] += [f"{goal} is no longer one of the experiment's goals: its {n:,} "
+                           f"conversion{'' if n == 1 else 's'} counted so far are not judged "
+                           "here (they are if it is put back)" for goal, n in sorted(left.items())]
     status = status_of(experiment, now or datetime.now(UTC))
     return {"name": experiment.name, "status": status, "per": per_of(experiment), **judged}
 

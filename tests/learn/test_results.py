@@ -423,8 +423,9 @@ def test_conversions_on_a_goal_the_experiment_no_longer_names_are_said() -> None
     totals |= counted("hero-test", {"bold": (1000, 1)})
     (hero,) = results(ruleset, totals)["experiments"]
     assert list(hero["goals"]) == ["purchase"]
-    assert hero["warnings"] == ["245 conversions counted on signup, a goal the experiment "
-                                "no longer names: not judged here"]
+    assert hero["warnings"] == ["signup is no longer one of the experiment's goals: its 245 "
+                                "conversions counted so far are not judged here (they are if "
+                                "it is put back)"]
 
 
 def test_an_experiment_paused_whose_schedule_ended_is_ended() -> None:
