@@ -230,16 +230,28 @@ def _scale(rows: Iterable[Mapping[str, Any]]) -> tuple[float, float]:
     return (min(lows, default=0.0), max(highs, default=0.0))
 
 
+# Conversions an arm needs before an uplift's interval is read as a verdict: under 10
+# the normal approximation the intervals rest on does not hold (the textbook np >= 10),
+# and an interval may miss a plain difference (4 of 76 against 119 of 525: "not
+# significant") or find one that is not there.
+FEW_CONVERSIONS = 10
+
+
 def _variant_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = [{"name": name, "control": name == goal["control"], **values}
             for name, values in goal["variants"].items()]
     scale = _scale(rows)
+    baseline = goal["variants"].get(goal["control"], {}).get("converted") or 0
     for row in rows:
         row["bar"] = (Markup(uplift_bar(row["uplift"], row["uplift_low"], row["uplift_high"],
                                         scale=scale, label=row["name"]))
                       if row["uplift_low"] is not None else None)
         row["significant"] = row["uplift_low"] is not None and (
             row["uplift_low"] > 0 or row["uplift_high"] < 0)
+        few = [name for name, n in ((goal["control"], baseline),
+                                    (row["name"], row.get("converted") or 0))
+               if n < FEW_CONVERSIONS]
+        row["few"] = ", ".join(dict.fromkeys(few)) if not row["control"] else ""
     return rows
 
 

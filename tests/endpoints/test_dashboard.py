@@ -416,6 +416,9 @@ def test_the_experiment_page_compares_it_with_its_holdout() -> None:
     together = holdout.split('data-variant="all variants"')[1].split("</tr>")[0]
     assert "3.33%" in held and "baseline" in held and ">control<" not in held
     assert "6.50%" in together and "+95.0%" in together
+    # 2 conversions held out: no interval on them reads as a verdict, either way
+    assert "too few conversions to judge yet (under 10: held out)" in together
+    assert "· not significant" not in together and 'data-field="few"' not in variants
     assert "60 visitors\nheld out saw the page as it is" in html
 
 
