@@ -18,23 +18,36 @@ JSON_TIME = "%Y-%m-%dT%H:%M:%S"
 
 
 class AccessLineClock:
-    """The time as a log line shows it, worked out once a second (access lines are many)."""
+    """The time as a log line shows it, worked out once a second (access lines are many).
+    JSON lines show it as RFC 3339, to the millisecond, with the UTC offset (what log
+    stores parse without being told the server's zone)."""
 
     def __init__(self) -> None:
         self._second = -1
         self._text = ""
         self._json = ""
+        self._zone = ""
 
-    def now(self) -> tuple[float, str, str]:
-        """(epoch, time as text lines show it, time as JSON lines show it)."""
-        now = time.time()
+    def _at(self, now: float) -> None:
         second = int(now)
         if second != self._second:
             local = time.localtime(second)
             self._second = second
             self._text = time.strftime("%Y-%m-%d %H:%M:%S", local)
             self._json = time.strftime(JSON_TIME, local)
-        return now, self._text, self._json
+            zone = time.strftime("%z", local)   # +0100
+            self._zone = f"{zone[:3]}:{zone[3:]}" if zone else ""
+
+    def now(self) -> tuple[float, str, str]:
+        """(epoch, time as text lines show it, time as JSON lines show it)."""
+        now = time.time()
+        self._at(now)
+        return now, self._text, self.json_time(now)
+
+    def json_time(self, at: float) -> str:
+        """`at` (epoch seconds) as JSON lines show it: 2026-12-05T10:44:07.123+00:00."""
+        self._at(at)
+        return f"{self._json}.{int(at % 1 * 1000):03d}{self._zone}"
 
 
 class TextFormatter(logging.Formatter):
@@ -71,7 +84,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, JSON_TIME),
+            "time": self.clock.json_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
         }

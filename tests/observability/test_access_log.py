@@ -74,7 +74,8 @@ def test_access_lines_written_directly_match_log_records(fmt: str) -> None:
     stamp = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")   # may differ by a second
     if fmt == "json":
         first, second = json.loads(direct), json.loads(recorded)
-        assert stamp.fullmatch(first.pop("time")) and stamp.fullmatch(second.pop("time"))
+        rfc3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d")
+        assert rfc3339.fullmatch(first.pop("time")) and rfc3339.fullmatch(second.pop("time"))
         assert first == second and first["path"] == "/über"
     else:
         assert stamp.match(direct) and stamp.match(recorded) and direct[19] == ","
