@@ -192,16 +192,20 @@ class RuleBook:
             self.last_error = f"{self.directory}: the loader failed: {exc!r}"
             self._loaded_from(before)
             return self._ended(False)
-        self.last_error = None
+        refused_before, self.last_error = self.last_error, None
         self._loaded_from(before)
+        level = logging.INFO if self._reports else logging.DEBUG
         if fresh.version != self.current.version:
-            logger.log(logging.INFO if self._reports else logging.DEBUG,
-                       "rules reloaded: version %s -> %s (%s; files read anew %d, "
+            logger.log(level, "rules reloaded: version %s -> %s (%s; files read anew %d, "
                        "compiled anew %d)",
                        self.current.version, fresh.version, fresh.size, self.files_read,
                        self.files_compiled)
             self.current = fresh   # one reference swap: a request sees the old set or the new
             self._log_notices()
+        else:   # (a SIGHUP with nothing changed, or a refused edit undone: said too)
+            logger.log(level, "rules unchanged: version %s keeps serving%s",
+                       self.current.version,
+                       "; the last reload's error is gone" if refused_before else "")
         return self._ended(True)
 
     def _ended(self, ok: bool) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import tempfile
@@ -627,3 +628,22 @@ def test_a_file_saved_while_rules_load_is_looked_at_again_once_removed(
     book.look()
     assert book.look() is True
     assert book.last_error is None and book.current.version != first   # "two" serves
+
+
+def test_a_reload_that_changes_nothing_says_so_and_an_undone_refusal_says_it_is_gone(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A SIGHUP with nothing changed logged nothing, and an edit undone after a refusal left
+    # the refusal's ERROR as the log's last word about the rules.
+    write_rules(tmp_path, "a")
+    book = RuleBook(tmp_path)
+    caplog.set_level(logging.INFO, logger="edge_personalizer.rules.book")
+    assert book.reload() is True
+    assert f"rules unchanged: version {book.current.version} keeps serving" in caplog.text
+    assert "error is gone" not in caplog.text
+    good = (tmp_path / "rules.yaml").read_text()
+    write_rules(tmp_path, "a", extra="    then: {heor: x}\n")
+    assert book.reload() is False
+    (tmp_path / "rules.yaml").write_text(good)
+    caplog.clear()
+    assert book.reload() is True and book.last_error is None
+    assert "keeps serving; the last reload's error is gone" in caplog.text
