@@ -107,7 +107,7 @@ class SqliteStore:
 
     def __init__(self, path: Path, *, timeout: float = 2.0) -> None:
         self.location = f"sqlite://{path}"
-        self._path, self._timeout = path, timeout
+        self._path = path
         self._lock = threading.Lock()   # one connection, used by one thread at a time
         self._db = self._open(path, timeout)
         self._file = _identity(path)   # the file the connection has open
@@ -146,18 +146,15 @@ class SqliteStore:
                 raise StoreError(f"{self.location}: {exc}") from exc
 
     def _same_file(self) -> None:
-        """Opens the file again when the one open was deleted or replaced (an operator's
-        clean-up, a restore): SQLite would go on writing into the deleted file, and every
-        count after it would be lost without a word."""
-        now = _identity(self._path)
-        if now == self._file and now is not None:
-            return
-        logger.error("%s: the counter store's file was deleted or replaced while the server "
-                     "ran; counting goes on in %s", self.location,
-                     "the file now there" if now is not None else "a new one")
-        self._db.close()
-        self._db = self._open(self._path, self._timeout)
-        self._file = _identity(self._path)
+        """StoreError once the file open was deleted or replaced (an operator's clean-up, a
+        restore): SQLite would go on writing into the deleted file, and every count after
+        it would be lost without a word. It is not opened again: the other workers still
+        write through the old one and its -wal and -shm files, which a new file beside
+        them would share (SQLite then fails every write, or mixes the two)."""
+        if _identity(self._path) != self._file:
+            raise StoreError(f"{self.location}: the file was deleted or replaced while the "
+                             "server ran; counts wait in memory until the server is "
+                             "restarted")
 
     async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
                     batch_id: BatchId | None = None) -> None:
@@ -210,6 +207,7 @@ class SqliteStore:
         if not self._lock.acquire(timeout=_PING_WAIT):
             return
         try:
+            self._same_file()
             self._db.execute("SELECT 1 FROM tables LIMIT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.location}: {exc}") from exc
