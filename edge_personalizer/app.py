@@ -51,6 +51,7 @@ from .rules.book import RuleBook
 from .rules.parse_cache import ParseCache
 from .rules.preview import PreviewSigner
 from .rules.tree import mark_data_dir
+from .serving import WORKER_SETTINGS_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,8 @@ class EdgeApp:
             metrics=self.metrics, token=AdminToken(token),
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
             geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
-            flusher=self.flusher)
+            flusher=self.flusher,
+            server_pid=os.getppid() if WORKER_SETTINGS_ENV in os.environ else None)
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
         dashboard = Dashboard(store=self.store, rules=self.rules, token=token)

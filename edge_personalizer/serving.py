@@ -56,9 +56,9 @@ def serve_settings(settings: Settings) -> None:
     build = on_hangup = None
     if checked is not None and multiprocessing.get_start_method() == "fork":
         # Of the app built to check, only a rule book of what it compiled stays. It follows
-        # the directory as the workers do, so a worker forked later (one replaced after a
-        # crash) starts from the rules the others serve and compiles only what changed
-        # since; spawned workers (another start method) build their own.
+        # the directory as the workers do (its watcher, SIGHUP, the admin reload), so a
+        # worker forked later (one replaced after a crash) starts from the rules the others
+        # serve, compiling nothing; spawned workers (another start method) build their own.
         book = RuleBook(checked.directory, inherited=checked, reports=False)
         if settings.rules_watch_interval > 0:
             book.watch_in_thread(settings.rules_watch_interval)

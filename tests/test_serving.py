@@ -18,6 +18,7 @@ import pytest
 
 from edge_personalizer.serving import usable_cpus
 
+from .conftest import ADMIN_TOKEN
 from .http.test_server import worker_pids
 from .servers import Server, free_port, start_proxy
 
@@ -105,6 +106,29 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
                 for w in workers)
 
         wait_for(both_serve_the_fix, proxy)
+    finally:
+        proxy.stop()
+
+
+def test_an_admin_reload_reloads_the_server_s_rules_too(origin: Server, tmp_path: Path) -> None:
+    # One worker, no watcher: the admin reload reloaded that worker alone, and a worker
+    # replaced after a crash then started from the rules the server started with.
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        env={"EP_RULES_WATCH_INTERVAL": "0", "EP_ADMIN_TOKEN": ADMIN_TOKEN})
+    try:
+        (rules / "more.yaml").write_text("rules: []\n")
+        answer = httpx.post(proxy.url + "/__ep/reload", headers=admin, timeout=15).json()
+        assert answer["reloaded"] is True and answer["error"] is None
+        wait_for(lambda: "rules reloaded" in proxy.log(), proxy)   # (lines go in batches)
+        time.sleep(0.5)
+        assert proxy.log().count("rules reloaded") == 1   # once, by the server's SIGHUP
+        os.kill(worker_pids(proxy)[0], signal.SIGKILL)
+        wait_for(lambda: len(re.findall(r"forwarding to .*", proxy.log())) >= 2, proxy)
+        replaced = re.findall(r"forwarding to .*", proxy.log())[1]
+        assert f"(version {answer['version']};" in replaced
     finally:
         proxy.stop()
 

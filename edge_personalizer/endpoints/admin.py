@@ -115,9 +115,11 @@ class Admin:
                  origin_probe: OriginProbe | None = None, rules: RuleBook | None = None,
                  geo: GeoDatabaseInfo | None = None, probe_ttl: float = 1.0,
                  board: WorkerBoard | None = None, reload_wait: float = 10.0,
-                 store: Store | None = None, flusher: Flusher | None = None) -> None:
+                 store: Store | None = None, flusher: Flusher | None = None,
+                 server_pid: int | None = None) -> None:
         self.metrics = metrics
         self.board = board            # the other workers of this server, when there are any
+        self.server_pid = server_pid  # the `serve` process this worker runs under, if any
         self.reload_wait = reload_wait
         self.token = token
         self.origin = (_Probed(functools.partial(probe_origin, origin_probe), probe_ttl)
@@ -168,31 +170,39 @@ class Admin:
         if self.rules is None:
             await send_json(send, 409, {"error": "no rules directory configured"})
             return
-        ok = await anyio.to_thread.run_sync(self.rules.reload)
+        if self.server_pid is None:   # not run by `serve`: this app's rules alone
+            ok = await anyio.to_thread.run_sync(self.rules.reload)
+        else:
+            ok = await self._server_reloads()
         answer: dict[str, Any] = {"reloaded": ok, "version": self.rules.current.version,
                                   "error": self.rules.last_error}
         if self.board is not None:
-            self.board.publish(self.state())
-            answer["workers"] = await self._every_worker_reloads()
+            answer["workers"] = self._workers_rules()
             answer["reloaded"] = ok and all(w["rules_version"] == answer["version"]
                                             for w in answer["workers"])
         await send_json(send, 200 if ok else 422, answer)
 
-    async def _every_worker_reloads(self) -> list[dict[str, Any]]:
-        """Asks the server to reload every worker (SIGHUP to the supervisor, which passes it
-        on, this worker included) and waits until each has reported a reload ended since,
-        taken or refused (or reload_wait passes): what each then serves, and why not."""
-        assert self.board is not None
+    async def _server_reloads(self) -> bool:
+        """Asks the server to reload (SIGHUP): its own rule book, which a worker replaced
+        after a crash starts from, and every worker's, this one included. Waits until each
+        worker has reported a reload ended since, taken or refused (or reload_wait
+        passes); whether this worker's was taken."""
+        assert self.rules is not None and self.server_pid is not None
         asked = time.time()
-        os.kill(os.getppid(), signal.SIGHUP)
+        os.kill(self.server_pid, signal.SIGHUP)
         deadline = time.monotonic() + self.reload_wait
-        while True:
-            states = self.board.states()
-            if all((s.get("rules_checked_at") or 0) >= asked for s in states) \
-                    or time.monotonic() > deadline:
-                return [{"pid": s["pid"], "rules_version": s.get("rules_version"),
-                         "last_error": s.get("last_error")} for s in states]
+        while time.monotonic() < deadline:
+            if self.rules.checked_at >= asked and (self.board is None or all(
+                    (s.get("rules_checked_at") or 0) >= asked for s in self.board.states())):
+                break
             await anyio.sleep(0.05)
+        return self.rules.checked_at >= asked and self.rules.last_error is None
+
+    def _workers_rules(self) -> list[dict[str, Any]]:
+        """What each worker of the server serves, and why not what the directory holds."""
+        assert self.board is not None
+        return [{"pid": s["pid"], "rules_version": s.get("rules_version"),
+                 "last_error": s.get("last_error")} for s in self.board.states()]
 
     async def health(self) -> tuple[int, dict[str, Any]]:
         report: dict[str, Any] = {"uptime_seconds": round(time.time() - self.started, 1)}

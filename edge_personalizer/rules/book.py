@@ -109,7 +109,9 @@ class RuleBook:
         # The watcher's thread, SIGHUP and the admin reload may reload at once: one at a
         # time, so an older load can never be swapped in over a newer one.
         self._reloading = threading.Lock()
-        self._fingerprint = _fingerprint(directory)   # what the served rules were loaded from
+        # what the served rules were loaded from (a forked worker's: its server's)
+        self._fingerprint: Fingerprint = (inherited._fingerprint if inherited
+                                          else _fingerprint(directory))
         self._last_look = self._fingerprint
         # files whose sections held something
         self._holding: frozenset[Path] = inherited._holding if inherited else frozenset()
@@ -124,7 +126,6 @@ class RuleBook:
             # now: a change no reload took (the watcher off, no SIGHUP yet) is not taken by
             # one worker alone; its own watcher, if any, sees the change as the others do.
             self.current: RuleSet = inherited.current
-            self._fingerprint = self._last_look = inherited._fingerprint
             self.last_error = inherited.last_error
             return
         self.current = self._load()
