@@ -34,6 +34,9 @@ class WeightedTally(NamedTuple):
     value_sq_sum: float
     rate_variance: float = 0.0
     value_variance: float = 0.0
+    # As many visitors as the periods' shares and sizes are worth together (Kish):
+    # 1 / sum(share^2 / visitors) over its periods; at most `exposures`.
+    effective: float = 0.0
 
 
 def period_of(key: CountKey) -> Period:
@@ -117,6 +120,7 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
         square = sum(n * t.value_sq_sum / t.exposures for n, t, _ in counted) / weight
         rate_variance = sum(n * n * s.rate / t.exposures for n, t, s in counted) / weight ** 2
         value_variance = sum(n * n * s.value / t.exposures for n, t, s in counted) / weight ** 2
+        effective = weight * weight / sum(n * n / t.exposures for n, t, _ in counted)
         out[variant] = WeightedTally(exposed, rate * exposed, mean * exposed, square * exposed,
-                                     rate_variance, value_variance)
+                                     rate_variance, value_variance, effective)
     return out

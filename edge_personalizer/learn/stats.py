@@ -97,12 +97,13 @@ def value_moments_of(counts: Counts) -> Moments:
 
 
 def counts_interval(counts: Counts, *, alpha: float = ALPHA) -> tuple[float, float]:
-    """rate_interval of a variant's counts; weighted by period, of as many visitors as
-    the weighted rate's variance says it is known from (at most those exposed)."""
+    """rate_interval of a variant's counts; weighted by period, of as many visitors as its
+    periods' shares and sizes are worth (WeightedTally.effective): a variant's own rate,
+    not the pooled one its comparisons are tested under."""
     exposed: float = counts.exposures
     rate = counts.conversions / exposed if exposed else 0.0
-    if isinstance(counts, WeightedTally) and counts.rate_variance > 0 and 0 < rate < 1:
-        exposed = min(max(rate * (1 - rate) / counts.rate_variance, 1.0), exposed)
+    if isinstance(counts, WeightedTally) and counts.effective > 0:
+        exposed = min(counts.effective, exposed)
     return rate_interval(rate * exposed, exposed, alpha=alpha)
 
 
