@@ -38,16 +38,18 @@ def described_scope(scope: Scope) -> Scope:
     them and forwards the visitor's headers, so the other could be the visitor's, and
     which came first says nothing of which the edge set."""
     headers = scope["headers"]
-    named = {v for k, v in headers if k in _ORIGINAL_URI}
+    named = {unquote(v.decode("latin-1")) for k, v in headers if k in _ORIGINAL_URI}
+    given = sorted({k.decode() for k, _ in headers if k in _ORIGINAL_URI})
+    asked = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))).get("url")
+    if asked is not None:
+        named.add(asked)
+        given.append("?url=")
     if len(named) > 1:
-        given = ", ".join(sorted({k.decode() for k, _ in headers if k in _ORIGINAL_URI}))
-        raise RequestRejected(f"the page is named more than once, differently ({given}): "
-                              "the edge must set one of X-Original-URI, X-Original-URL "
-                              "and X-EP-URL and clear the others", status=400)
-    uri = named.pop().decode("latin-1") if named else None
-    if uri is None:
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        uri = query.get("url", "/")
+        raise RequestRejected(f"the page is named more than once, differently "
+                              f"({', '.join(given)}): the edge must name it once (one of "
+                              "X-Original-URI, X-Original-URL, X-EP-URL or ?url=) and clear "
+                              "the other headers", status=400)
+    uri = next((v.decode("latin-1") for k, v in headers if k in _ORIGINAL_URI), asked or "/")
     # ?url= arrives decoded: what a request line cannot hold (controls, spaces, non-ASCII)
     # is encoded again, or it would end up raw in X-EP-Redirect (issue 20, item 14).
     parts = urlsplit(quote(uri, safe=_URI_SAFE))

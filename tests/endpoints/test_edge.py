@@ -64,6 +64,10 @@ def test_decide_refuses_a_page_named_twice_differently(proxy: Server) -> None:
         assert response.headers["cache-control"] == "no-store"
     fragment = httpx.get(f"{proxy.url}/__ep/fragment/hero", headers=visitor_first)
     assert fragment.status_code == 400
+    # an edge that names it in ?url=, and a visitor's header beside it
+    query = httpx.get(f"{proxy.url}/__ep/decide?url=/slotted/a", headers={
+        **FACEBOOK, "x-ep-url": "/page/x?utm_campaign=spring-sale"})
+    assert query.status_code == 400 and "?url=" in query.json()["error"]
     same = [*FACEBOOK.items(), ("x-original-url", "/slotted/a"), ("x-original-uri", "/slotted/a")]
     response = httpx.get(f"{proxy.url}/__ep/decide", headers=same)
     assert response.status_code == 200
