@@ -19,7 +19,7 @@ from ..learn.goals import MAX_VALUE, parse_value
 from ..learn.results import results
 from ..learn.store import Store
 from ..personalize.personalizer import Personalizer
-from ..personalize.response_headers import PageHeaders
+from ..personalize.response_headers import COOKIES_SET, PageHeaders
 from ..rules.book import RuleBook
 from ..rules.model import RuleSet
 from .admin import AdminToken
@@ -171,7 +171,7 @@ class Beacon:
             return
         exchange.conversions = [conversion]
         cookie = self.personalizer.profile_cookie(exchange)
-        extra = [(b"set-cookie", cookie)] if cookie is not None else []
+        extra = [(b"set-cookie", cookie), COOKIES_SET] if cookie is not None else []
         await send({"type": "http.response.start", "status": 204,
                     "headers": [(b"cache-control", b"no-store"), *extra]})
         await send({"type": "http.response.body", "body": b""})

@@ -72,6 +72,9 @@ def test_a_stale_cookie_sent_again_counts_its_conversion_once(counting: Server,
                             headers={**SAME_SITE, "x-forwarded-for": address},
                             cookies={"ep_profile": cookie})
         assert beacon.status_code == 204
+        # its profile cookie is said to be the server's own, for an edge that adds decide's
+        assert beacon.headers["x-ep-cookies"] == "set" and "ep_profile=" in \
+            beacon.headers["set-cookie"]
     after = _clicks(data_dir)[variant]
     assert (after.conversions, after.value_sum) == (before.conversions + 1,
                                                     before.value_sum + 2.0)
