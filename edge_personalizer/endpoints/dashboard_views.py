@@ -115,6 +115,13 @@ class ExperimentSummary:
     bandit: bool = False        # weights are published for it: a bandit shares it out
 
 
+# Conversions an arm needs before an uplift's interval is read as a verdict: under 10
+# the normal approximation the intervals rest on does not hold (the textbook np >= 10),
+# and an interval may miss a plain difference (4 of 76 against 119 of 525: "not
+# significant") or find one that is not there.
+FEW_CONVERSIONS = 10
+
+
 def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     """The variant ahead on a goal's results and its chance: the challenger most likely
     to beat control when that is above one half, the control when below; none when no
@@ -127,8 +134,9 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     if not chances:
         return None, None
     chance, name = max(chances)
-    if chance == 0.5:
-        return None, None
+    if chance == 0.5 or min(goal["variants"][name].get("converted") or 0,
+                            goal["variants"][control].get("converted") or 0) < FEW_CONVERSIONS:
+        return None, None   # even, or too few conversions to judge (see FEW_CONVERSIONS)
     leader, chance = (name, chance) if chance > 0.5 else (control, 1 - chance)
     # A challenger shown beside the control that the statistics cannot compare (every
     # visitor of it converted, so its rate has no spread) may be ahead of the one named:
@@ -228,13 +236,6 @@ def _scale(rows: Iterable[Mapping[str, Any]]) -> tuple[float, float]:
     lows = [r["uplift_low"] for r in rows if r["uplift_low"] is not None]
     highs = [r["uplift_high"] for r in rows if r["uplift_high"] is not None]
     return (min(lows, default=0.0), max(highs, default=0.0))
-
-
-# Conversions an arm needs before an uplift's interval is read as a verdict: under 10
-# the normal approximation the intervals rest on does not hold (the textbook np >= 10),
-# and an interval may miss a plain difference (4 of 76 against 119 of 525: "not
-# significant") or find one that is not there.
-FEW_CONVERSIONS = 10
 
 
 def _variant_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]]:

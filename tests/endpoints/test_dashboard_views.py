@@ -32,9 +32,11 @@ def test_cumulative_rates_add_up_day_by_day() -> None:
 
 
 def _goal(**chances: float | None) -> dict[str, Any]:
-    variants = {name: {"chance_to_beat_control": chance} for name, chance in chances.items()}
-    return {"control": "control", "variants": {"control": {"chance_to_beat_control": None},
-                                               **variants}}
+    """A goal's results: each variant's chance to beat the control, 50 conversions each."""
+    variants = {name: {"chance_to_beat_control": chance, "converted": 50}
+                for name, chance in chances.items()}
+    return {"control": "control", "variants": {
+        "control": {"chance_to_beat_control": None, "converted": 50}, **variants}}
 
 
 def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_tie() -> None:
@@ -46,10 +48,17 @@ def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_ti
     removed = _goal(a=0.97, b=0.4)
     removed["variants"]["a"]["removed"] = True
     assert leader_of(removed) == ("control", 0.6)
+    # Under 10 conversions in the control or the one ahead: too few to name it.
+    few = _goal(a=0.99)
+    few["variants"]["control"]["converted"] = 9
+    assert leader_of(few) == (None, None)
+    assert why_no_leader({**few, "variants": {
+        name: {**v, "exposed": 100} for name, v in few["variants"].items()}}) == \
+        "not enough conversions yet"
 
 
 def test_no_variant_is_ahead_while_one_that_cannot_be_compared_does_better() -> None:
-    # a: 3 of 3 converted (no spread: no comparison), b: 4 of 9, the control 3 of 8.
+    # a: every visitor converted (no spread: no comparison), b: 4 in 9, the control 3 in 8.
     goal = _goal(a=None, b=0.605)
     goal["variants"]["a"] |= {"rate": 1.0, "compared_exposed": 3}
     goal["variants"]["b"] |= {"rate": 4 / 9, "compared_exposed": 9}
