@@ -341,7 +341,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote {args.html}: the results of {count} experiment"
               f"{'' if count == 1 else 's'} from {snapshot.store}")
     elif args.format == "json":
-        print(json.dumps(snapshot.results, indent=2, ensure_ascii=False))
+        print(json.dumps({**snapshot.results, "reload_error": None}, indent=2, ensure_ascii=False))
     else:
         print(render_text(snapshot.results))
     return 0

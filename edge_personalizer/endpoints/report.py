@@ -55,10 +55,6 @@ def render_text(report: Mapping[str, Any]) -> str:
     """`edge-personalizer report`'s table: each experiment and goal, each variant's
     numbers against the control, warnings in words; then what each rule reached."""
     lines = [f"Rules version {report['rules_version']}"]
-    if report.get("reload_error"):
-        lines += ["The last reload of the rules failed: this version keeps serving, and the "
-                  "edit has not taken effect:", *("  " + line for line in
-                                                   report["reload_error"].splitlines())]
     for experiment in report["experiments"]:
         status = _STATUS_TEXT.get(experiment["status"], "")
         held_out = experiment.get("held_out", 0)

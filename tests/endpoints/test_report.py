@@ -48,15 +48,6 @@ def test_text_report_lists_each_variant_and_warns_of_a_split_mismatch() -> None:
     assert "ahead: bold" in text
 
 
-def test_text_report_says_first_that_the_last_reload_failed() -> None:
-    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
-    report = {**make_snapshot(ruleset, {}, store="x", taken_at=START).results,
-              "reload_error": "rules/x.yaml:3:5: unknown goal 'buy'\n  more"}
-    lines = render_text(report).splitlines()
-    assert lines[1].startswith("The last reload of the rules failed")
-    assert lines[2:4] == ["  rules/x.yaml:3:5: unknown goal 'buy'", "    more"]
-
-
 def test_text_report_compares_the_experiment_with_its_holdout() -> None:
     ruleset = load_rules(ROOT / "tests" / "data" / "rules")
     totals = counted("hero-test", {"control": (500, 25), "bold": (500, 40), "holdout": (60, 2)})
