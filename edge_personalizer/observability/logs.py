@@ -23,31 +23,30 @@ class AccessLineClock:
     stores parse without being told the server's zone)."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-        self._json = ""
-        self._zone = ""
+        # (second, text, JSON, UTC offset): one tuple, swapped whole, for the threads that
+        # log at once
+        self._at_second: tuple[int, str, str, str] = (-1, "", "", "")
 
-    def _at(self, now: float) -> None:
+    def _at(self, now: float) -> tuple[int, str, str, str]:
         second = int(now)
-        if second != self._second:
+        known = self._at_second
+        if known[0] != second:
             local = time.localtime(second)
-            self._second = second
-            self._text = time.strftime("%Y-%m-%d %H:%M:%S", local)
-            self._json = time.strftime(JSON_TIME, local)
             zone = time.strftime("%z", local)   # +0100
-            self._zone = f"{zone[:3]}:{zone[3:]}" if zone else ""
+            known = (second, time.strftime("%Y-%m-%d %H:%M:%S", local),
+                     time.strftime(JSON_TIME, local), f"{zone[:3]}:{zone[3:]}" if zone else "")
+            self._at_second = known
+        return known
 
     def now(self) -> tuple[float, str, str]:
         """(epoch, time as text lines show it, time as JSON lines show it)."""
         now = time.time()
-        self._at(now)
-        return now, self._text, self.json_time(now)
+        return now, self._at(now)[1], self.json_time(now)
 
     def json_time(self, at: float) -> str:
         """`at` (epoch seconds) as JSON lines show it: 2026-12-05T10:44:07.123+00:00."""
-        self._at(at)
-        return f"{self._json}.{int(at % 1 * 1000):03d}{self._zone}"
+        _, _, stamp, zone = self._at(at)
+        return f"{stamp}.{int(at % 1 * 1000):03d}{zone}"
 
 
 class TextFormatter(logging.Formatter):
@@ -160,12 +159,22 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
+def _flush_at_process_exit() -> None:
+    """A server's worker process (forked by multiprocessing) ends through multiprocessing's
+    exit functions, never the interpreter's: the lines still batched then (the access
+    lines of its last requests) are written there, after every other exit function (which
+    may log), or they were lost. (Each setup adds one: a flush more at exit, no more.)"""
+    multiprocessing.util.Finalize(None, _flush_root_handlers, exitpriority=-100)
+
+
+def _flush_root_handlers() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def configure_logging(*, fmt: str, level: str) -> None:
     handler = BatchingStreamHandler(sys.stderr)
-    # A server's worker process (forked by multiprocessing) ends through multiprocessing's
-    # exit functions, never the interpreter's: the lines still batched then (the access
-    # lines of its last requests) are written there, or they were lost.
-    multiprocessing.util.Finalize(handler, handler.flush, exitpriority=0)
+    _flush_at_process_exit()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
