@@ -18,6 +18,7 @@ from edge_personalizer.rules.model import (
 )
 from edge_personalizer.rules.template import Template
 
+from ..conftest import ROOT
 from ..factories import (
     IPHONE,
     NOW,
@@ -74,6 +75,8 @@ def test_a_rule_set_says_how_much_it_holds(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text("slots: {hero: {}}\nrules:\n"
                                          "  - {name: a, then: {hero: x}}\n")
     assert load_rules(tmp_path).size == "1 rule in 1 file"
+    assert load_rules(ROOT / "rules").size == \
+        "8 rules, 1 experiment and 2 goals in 4 files"   # the demo's: experiments said too
 
 
 def test_a_choice_and_a_decision_left_unset_take_the_defaults_their_fields_declare() -> None:
