@@ -114,27 +114,13 @@ class RewritingSend(ResponseStart):
         with self.fail_open.stage("rewrite", self.path):
             try:
                 return True, self._rewrite(message, chunk)
-            except BrokenEncoding as exc:
-                # The origin's fault: its compressed body cannot be whole. Nothing out yet:
-                # a 502 (the caller's); else the connection closes mid-page.
-                logger.warning("the origin's answer to %s cannot be decompressed (%s); %s",
-                               self.path, exc, "answering 502" if self.start is not None
-                               else "closing the connection mid-page")
-                self.fail_open.observer.origin_failed("encoding")
-                self._abort()
-            except RewriteAborted:
-                if self.start is not None:
+            except RewriteAborted as exc:
+                if self.start is not None and not isinstance(exc, BrokenEncoding):
                     raise   # nothing is out, every byte held: the page as it came
-                # Part of the page is out and the rest cannot be matched up: an incomplete
-                # response (the connection closes) is honest; a mangled page would not be.
-                logger.exception("rewriting %s failed mid-page; closing", self.path)
-                self.fail_open.observer.stage_failed("rewrite")
-                self._abort()
+                _stopped(self, exc)
+                self.aborted = True
+                self.on_time.disarm()
         return False, None
-
-    def _abort(self) -> None:
-        self.aborted = True
-        self.on_time.disarm()
 
     def _passed(self, out: bytes | None, unsent: Message, *, more: bool) -> list[Message]:
         """What goes now of what the rewriter made: with the start once it may go, none
@@ -239,6 +225,21 @@ class RewritingSend(ResponseStart):
         self.produced += len(out) if out else 0
         self.spent += time.perf_counter() - began
         return out
+
+
+def _stopped(response: RewritingSend, exc: RewriteAborted) -> None:
+    """Logs and counts why a page's rewrite stopped. The origin's fault: its compressed
+    body cannot be whole (nothing out yet: the caller's 502; else the connection closes
+    mid-page). Ours: part of the page is out and the rest cannot be matched up, so an
+    incomplete response (the connection closes) is honest; a mangled page would not be."""
+    if isinstance(exc, BrokenEncoding):
+        logger.warning("the origin's answer to %s cannot be decompressed (%s); %s",
+                       response.path, exc, "answering 502" if response.start is not None
+                       else "closing the connection mid-page")
+        response.fail_open.observer.origin_failed("encoding")
+    else:
+        logger.error("rewriting %s failed mid-page; closing", response.path, exc_info=exc)
+        response.fail_open.observer.stage_failed("rewrite")
 
 
 def _rewriter_for(editor: PageEditor, exchange: Exchange, head: ResponseHead,

@@ -314,8 +314,7 @@ def read_sources(directory: Path) -> Sources:
     The version hashes every file under the directory (fragments included), so a change
     to an HTML fragment is a new version too.
     """
-    if not directory.is_dir():
-        # A relative path is the working directory's (under systemd, / unless set).
+    if not directory.is_dir():   # (a relative path is the working directory's: / under systemd)
         where = "" if directory.is_absolute() else f" (looked for at {directory.absolute()})"
         raise RuleError(f"rules directory does not exist or is not a directory{where}",
                         source=directory)
