@@ -51,7 +51,7 @@ from .rules.book import RuleBook
 from .rules.parse_cache import ParseCache
 from .rules.preview import PreviewSigner
 from .rules.tree import mark_data_dir
-from .serving import WORKER_SETTINGS_ENV
+from .serving import SERVER_PID_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class EdgeApp:
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
             geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
             flusher=self.flusher,
-            server_pid=os.getppid() if WORKER_SETTINGS_ENV in os.environ else None)
+            server_pid=_server_pid())
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
         dashboard = Dashboard(store=self.store, rules=self.rules, token=token)
@@ -361,3 +361,10 @@ def create_app(settings: Settings, *, site: ASGIApp | None = None,
     ASGI app: personalization inside a Python site); raises our errors for bad rules or
     geo database. `inherited`: the rule book of the server that forked this worker."""
     return EdgeApp(settings, site=site, inherited=inherited)
+
+
+def _server_pid() -> int | None:
+    """The `serve` process this worker was forked by (its admin reload asks it), or None
+    when the app runs some other way."""
+    named = os.environ.get(SERVER_PID_ENV, "")
+    return int(named) if named.isdigit() and int(named) == os.getppid() else None

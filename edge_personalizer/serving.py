@@ -27,6 +27,7 @@ __all__ = ["check_listening", "check_workers", "serve_settings", "usable_cpus", 
 
 # Worker processes receive the resolved settings (as JSON) through this variable.
 WORKER_SETTINGS_ENV = "EDGE_PERSONALIZER_WORKER_SETTINGS"
+SERVER_PID_ENV = "EDGE_PERSONALIZER_SERVER_PID"
 
 
 def serve_settings(settings: Settings) -> None:
@@ -53,6 +54,7 @@ def serve_settings(settings: Settings) -> None:
     settings = keyed
     start_afresh(board_directory(settings.data_dir, os.getpid()))
     os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
+    os.environ[SERVER_PID_ENV] = str(os.getpid())   # whom a worker's admin reload asks
     build = on_hangup = None
     if checked is not None and multiprocessing.get_start_method() == "fork":
         # Of the app built to check, only a rule book of what it compiled stays. It follows
@@ -60,6 +62,7 @@ def serve_settings(settings: Settings) -> None:
         # worker forked later (one replaced after a crash) starts from the rules the others
         # serve, compiling nothing; spawned workers (another start method) build their own.
         book = RuleBook(checked.directory, inherited=checked, reports=False)
+        book.guard_forks()
         if settings.rules_watch_interval > 0:
             book.watch_in_thread(settings.rules_watch_interval)
         build = functools.partial(worker_app, inherited=book)

@@ -106,6 +106,12 @@ class _Probed:
             return self._last[1]
 
 
+def _reloaded_since(asked: float, began: float, ended: float) -> bool:
+    """Whether a reload begun after `asked` has ended (one begun before may have read the
+    files before the edit it is asked for)."""
+    return began >= asked and ended >= began
+
+
 class Admin:
     """Liveness (the process answers), readiness (origin reachable, rules loaded; the
     counter store's state is told, but a store that is down never makes the server
@@ -152,6 +158,7 @@ class Admin:
             state.update(rules_version=self.rules.current.version,
                          rules_loaded_at=self.rules.current.loaded_at,
                          rules_checked_at=self.rules.checked_at,
+                         rules_began_at=self.rules.began_at,
                          last_error=self.rules.last_error)
         return state
 
@@ -171,9 +178,15 @@ class Admin:
             await send_json(send, 409, {"error": "no rules directory configured"})
             return
         if self.server_pid is None:   # not run by `serve`: this app's rules alone
-            ok = await anyio.to_thread.run_sync(self.rules.reload)
+            ok: bool | None = await anyio.to_thread.run_sync(self.rules.reload)
         else:
             ok = await self._server_reloads()
+        if ok is None:
+            await send_json(send, 504, {
+                "reloaded": False, "pending": True, "version": self.rules.current.version,
+                "error": f"the server's workers had not all reloaded within "
+                         f"{self.reload_wait:g} s; the reload goes on (see /__ep/health)"})
+            return
         answer: dict[str, Any] = {"reloaded": ok, "version": self.rules.current.version,
                                   "error": self.rules.last_error}
         if self.board is not None:
@@ -182,21 +195,27 @@ class Admin:
                                             for w in answer["workers"])
         await send_json(send, 200 if ok else 422, answer)
 
-    async def _server_reloads(self) -> bool:
+    async def _server_reloads(self) -> bool | None:
         """Asks the server to reload (SIGHUP): its own rule book, which a worker replaced
-        after a crash starts from, and every worker's, this one included. Waits until each
-        worker has reported a reload ended since, taken or refused (or reload_wait
-        passes); whether this worker's was taken."""
+        after a crash starts from, then every worker's, this one included. Waits until
+        each worker has ended a reload begun since (taken or refused): whether this
+        worker's was taken; None when they have not within reload_wait."""
         assert self.rules is not None and self.server_pid is not None
-        asked = time.time()
-        os.kill(self.server_pid, signal.SIGHUP)
+        rules, asked = self.rules, time.time()
+        try:
+            os.kill(self.server_pid, signal.SIGHUP)
+        except OSError:   # the server is gone (this worker stops soon): this worker alone
+            return await anyio.to_thread.run_sync(rules.reload)
         deadline = time.monotonic() + self.reload_wait
-        while time.monotonic() < deadline:
-            if self.rules.checked_at >= asked and (self.board is None or all(
-                    (s.get("rules_checked_at") or 0) >= asked for s in self.board.states())):
-                break
+        while not (_reloaded_since(asked, rules.began_at, rules.checked_at) and (
+                self.board is None or all(
+                    _reloaded_since(asked, s.get("rules_began_at") or 0,
+                                    s.get("rules_checked_at") or 0)
+                    for s in self.board.states()))):
+            if time.monotonic() > deadline:
+                return None
             await anyio.sleep(0.05)
-        return self.rules.checked_at >= asked and self.rules.last_error is None
+        return rules.last_error is None
 
     def _workers_rules(self) -> list[dict[str, Any]]:
         """What each worker of the server serves, and why not what the directory holds."""

@@ -182,12 +182,21 @@ def _pass_hangups_to_workers(on_hangup: Callable[[], object] | None = None) -> N
     # granian answers SIGHUP by starting new workers; one that cannot start (a broken file
     # it reads at startup) would stop the whole server. The workers get the signal instead
     # and do what the app does on SIGHUP (reload what can be reloaded, keep what works).
-    def forward(signum: int, frame: FrameType | None) -> None:
+    def to_workers() -> None:
         for worker in multiprocessing.active_children():
             if worker.pid is not None:
                 os.kill(worker.pid, signal.SIGHUP)
-        if on_hangup is not None:
-            threading.Thread(target=on_hangup, name="hangup", daemon=True).start()
+
+    def after_hangup() -> None:   # this process first: a worker replaced meanwhile
+        assert on_hangup is not None   # starts from what it does (see serving.py)
+        on_hangup()
+        to_workers()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if on_hangup is None:
+            to_workers()
+        else:
+            threading.Thread(target=after_hangup, name="hangup", daemon=True).start()
 
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, forward)

@@ -119,6 +119,7 @@ class RuleBook:
         self.files_compiled = 0   # ... and files whose rules it compiled
         self.last_error: str | None = None
         self.checked_at = 0.0   # when a reload last ended, taken or refused (epoch seconds)
+        self.began_at = 0.0     # ... and when it began (an edit saved before it is in it)
         self._noticed = Noticed()
         self._on_reload = on_reload
         if inherited is not None:
@@ -143,13 +144,16 @@ class RuleBook:
                            "es" if len(noticed) == 1 else "",
                            "\n".join(str(n) for n in noticed))
 
-    def watch_in_thread(self, interval: float) -> threading.Event:
-        """Look every `interval` seconds in a thread of its own until the event returned is
-        set (in a server process, whose workers start from this book: see `inherited`).
-        Forking waits for a reload under way, so a worker never starts from half of one."""
+    def guard_forks(self) -> None:
+        """Forking waits for a reload under way (the watcher's, SIGHUP's): a worker never
+        starts from half of one, nor with its locks held by a thread it has not."""
         os.register_at_fork(before=self._reloading.acquire,
                             after_in_parent=self._reloading.release,
                             after_in_child=self._reloading.release)
+
+    def watch_in_thread(self, interval: float) -> threading.Event:
+        """Look every `interval` seconds in a thread of its own until the event returned is
+        set (in a server process, whose workers start from this book: see `inherited`)."""
         stop = threading.Event()
 
         def watch() -> None:
@@ -180,6 +184,7 @@ class RuleBook:
             return self._reload()
 
     def _reload(self) -> bool:
+        self.began_at = time.time()
         self._fingerprint = before = _fingerprint(self.directory)
         try:
             fresh = self._load()
