@@ -17,7 +17,6 @@ rows are kept, in UNKNOWN_PERIOD.
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import threading
@@ -31,8 +30,6 @@ import anyio.to_thread
 from ...errors import StoreError
 from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
 from .base import BatchId, Table, check_table
-
-logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _COUNTS = """
@@ -153,8 +150,8 @@ class SqliteStore:
         them would share (SQLite then fails every write, or mixes the two)."""
         if _identity(self._path) != self._file:
             raise StoreError(f"{self.location}: the file was deleted or replaced while the "
-                             "server ran; counts wait in memory until the server is "
-                             "restarted")
+                             "server ran; restart the server to count into a new one (the "
+                             "counts held in memory until then are lost)")
 
     async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
                     batch_id: BatchId | None = None) -> None:
