@@ -96,6 +96,18 @@ def value_moments_of(counts: Counts) -> Moments:
     return Moments(moments.mean, counts.value_variance * moments.n, moments.n)
 
 
+def own_value_moments(counts: Counts) -> Moments:
+    """A variant's value per exposed visitor for its own interval: weighted by period, its
+    own spread (not the periods' pooled one its comparisons are tested under), of as many
+    visitors as its periods are worth (WeightedTally.effective)."""
+    moments = value_moments(counts.value_sum, counts.value_sq_sum, counts.exposures)
+    if not isinstance(counts, WeightedTally) or counts.effective < 2:
+        return moments
+    n = min(counts.effective, counts.exposures)
+    spread = max(counts.value_sq_sum / counts.exposures - moments.mean ** 2, 0.0) * n / (n - 1)
+    return Moments(moments.mean, spread, max(int(n), 2))
+
+
 def counts_interval(counts: Counts, *, alpha: float = ALPHA) -> tuple[float, float]:
     """rate_interval of a variant's counts; weighted by period, of as many visitors as its
     periods' shares and sizes are worth (WeightedTally.effective): a variant's own rate,
@@ -283,7 +295,7 @@ def goal_result(totals: Mapping[str, Counts], weights: Mapping[str, float], *,
             rate=rates[name].mean if exposed else None,
             rate_interval=counts_interval(tally, alpha=alpha) if exposed else None,
             mean_value=values[name].mean if exposed else None,
-            mean_value_interval=mean_interval(values[name], alpha=alpha),
+            mean_value_interval=mean_interval(own_value_moments(tally), alpha=alpha),
             conversion=conversion, value=value, compared=compared))
     srm = srm_p_value([counts[name].exposures for name in split],
                       [weights[name] for name in split]) if len(split) > 1 else 1.0

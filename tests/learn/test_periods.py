@@ -181,3 +181,20 @@ def test_a_weighted_rate_s_interval_covers_the_variant_s_own_rate() -> None:
         low, high = counts_interval(weighted["b"])
         covered += low <= 0.10 <= high
     assert covered / runs > 0.92, covered / runs
+
+
+def test_a_weighted_mean_value_s_interval_covers_the_variant_s_own_mean() -> None:
+    # The same schedule with a value of 40 a conversion: b's mean value per visitor is 4.
+    rng = np.random.default_rng(12)
+    covered, runs = 0, 300
+    for _ in range(runs):
+        counted: dict[CountKey, Tally] = {}
+        for period, (control, b) in enumerate([(500, 500), (950, 50)]):
+            counted |= counted_rows("hero-test", {
+                "control": (control, int(rng.binomial(control, 0.02))),
+                "b": (b, int(rng.binomial(b, 0.10)))}, value=40.0, period=period)
+        weighted = period_weighted_totals(counted, "hero-test", "purchase")
+        judged = goal_result(weighted, {"control": 1, "b": 1}, control="control").as_json()
+        b = judged["variants"]["b"]
+        covered += b["mean_value_low"] <= 4.0 <= b["mean_value_high"]
+    assert covered / runs > 0.9, covered / runs
