@@ -129,14 +129,15 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     removed from the rules is no challenger: it can no longer be chosen."""
     control = goal["control"]
     challengers = _challengers(goal)
+    # (too few conversions to judge on either side: see FEW_CONVERSIONS)
     chances = [(v["chance_to_beat_control"], name) for name, v in challengers.items()
-               if v["chance_to_beat_control"] is not None]
-    if not chances:
+               if v["chance_to_beat_control"] is not None
+               and (v.get("converted") or 0) >= FEW_CONVERSIONS]
+    if not chances or (goal["variants"][control].get("converted") or 0) < FEW_CONVERSIONS:
         return None, None
     chance, name = max(chances)
-    if chance == 0.5 or min(goal["variants"][name].get("converted") or 0,
-                            goal["variants"][control].get("converted") or 0) < FEW_CONVERSIONS:
-        return None, None   # even, or too few conversions to judge (see FEW_CONVERSIONS)
+    if chance == 0.5:
+        return None, None
     leader, chance = (name, chance) if chance > 0.5 else (control, 1 - chance)
     # A challenger shown beside the control that the statistics cannot compare (every
     # visitor of it converted, so its rate has no spread) may be ahead of the one named:

@@ -55,6 +55,10 @@ def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_ti
     assert why_no_leader({**few, "variants": {
         name: {**v, "exposed": 100} for name, v in few["variants"].items()}}) == \
         "not enough conversions yet"
+    # a challenger with too few is passed over, not the one with enough
+    two = _goal(a=0.99, b=0.8)
+    two["variants"]["a"]["converted"] = 3
+    assert leader_of(two) == ("b", 0.8)
 
 
 def test_no_variant_is_ahead_while_one_that_cannot_be_compared_does_better() -> None:
