@@ -38,18 +38,19 @@ def described_scope(scope: Scope) -> Scope:
     them and forwards the visitor's headers, so the other could be the visitor's, and
     which came first says nothing of which the edge set."""
     headers = scope["headers"]
-    named = {unquote(v.decode("latin-1")) for k, v in headers if k in _ORIGINAL_URI}
+    raw = {v.decode("latin-1") for k, v in headers if k in _ORIGINAL_URI}
     given = sorted({k.decode() for k, _ in headers if k in _ORIGINAL_URI})
-    asked = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))).get("url")
-    if asked is not None:
-        named.add(asked)
+    urls = {v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+            if k == "url"}   # (arrives decoded: compared with the headers decoded)
+    asked = urls.pop() if len(urls) == 1 else None
+    if urls or asked is not None:
         given.append("?url=")
-    if len(named) > 1:
+    if len(raw) > 1 or urls or asked is not None and raw and {unquote(v) for v in raw} != {asked}:
         raise RequestRejected(f"the page is named more than once, differently "
                               f"({', '.join(given)}): the edge must name it once (one of "
                               "X-Original-URI, X-Original-URL, X-EP-URL or ?url=) and clear "
                               "the other headers", status=400)
-    uri = next((v.decode("latin-1") for k, v in headers if k in _ORIGINAL_URI), asked or "/")
+    uri = raw.pop() if raw else asked or "/"
     # ?url= arrives decoded: what a request line cannot hold (controls, spaces, non-ASCII)
     # is encoded again, or it would end up raw in X-EP-Redirect (issue 20, item 14).
     parts = urlsplit(quote(uri, safe=_URI_SAFE))
