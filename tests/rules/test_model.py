@@ -18,7 +18,6 @@ from edge_personalizer.rules.model import (
 )
 from edge_personalizer.rules.template import Template
 
-from ..conftest import ROOT
 from ..factories import (
     IPHONE,
     NOW,
@@ -75,8 +74,11 @@ def test_a_rule_set_says_how_much_it_holds(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text("slots: {hero: {}}\nrules:\n"
                                          "  - {name: a, then: {hero: x}}\n")
     assert load_rules(tmp_path).size == "1 rule in 1 file"
-    assert load_rules(ROOT / "rules").size == \
-        "8 rules, 1 experiment and 2 goals in 4 files"   # the demo's: experiments said too
+    (tmp_path / "more.yaml").write_text(
+        "experiments:\n  - {name: e, slot: hero, goals: [buy],\n"
+        "     variants: {control: {html: a}, b: {html: b}}}\n"
+        "goals:\n  buy: {when: {request.path: /thanks}}\n")
+    assert load_rules(tmp_path).size == "1 rule, 1 experiment and 1 goal in 2 files"
 
 
 def test_a_choice_and_a_decision_left_unset_take_the_defaults_their_fields_declare() -> None:
