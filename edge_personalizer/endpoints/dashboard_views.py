@@ -115,10 +115,9 @@ class ExperimentSummary:
     bandit: bool = False        # weights are published for it: a bandit shares it out
 
 
-# Conversions an arm needs before an uplift's interval is read as a verdict: under 10
-# the normal approximation the intervals rest on does not hold (the textbook np >= 10),
-# and an interval may miss a plain difference (4 of 76 against 119 of 525: "not
-# significant") or find one that is not there.
+# Conversions an arm needs before an uplift's interval is read as a verdict: under 10 the
+# normal approximation the intervals rest on does not hold (the textbook np >= 10), and an
+# interval may miss a plain difference (4 of 76 against 119 of 525) or find a false one.
 FEW_CONVERSIONS = 10
 
 
