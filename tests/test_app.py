@@ -4,10 +4,12 @@ import asyncio
 import gc
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.types import Message
 
@@ -15,7 +17,9 @@ from edge_personalizer import create_app, load_settings
 from edge_personalizer.app import kept_running
 from edge_personalizer.errors import GeoDatabaseError, RuleError, SettingsError
 from edge_personalizer.rules.tree import DATA_MARKER
+from edge_personalizer.serving import SERVER_PID_ENV
 
+from .conftest import ADMIN_TOKEN, PROFILE_KEY
 from .servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,3 +208,31 @@ def test_the_data_dir_is_marked_with_or_without_profile_keys(tmp_path: Path) -> 
     assert not settings.profile_keys
     create_app(settings)
     assert (tmp_path / "data" / DATA_MARKER).exists()
+
+
+def test_an_app_not_run_by_serve_reloads_its_own_rules(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # The admin reload asks the server only when the server named itself and is this
+    # process's parent: an app run some other way (embedded, another ASGI server) with the
+    # name in its environment would signal whatever its parent is.
+    monkeypatch.setenv(SERVER_PID_ENV, "1")   # named, but not this process's parent
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    app = create_app(load_settings({"EP_ADMIN_TOKEN": ADMIN_TOKEN,
+                                    "EP_PROFILE_KEYS": PROFILE_KEY},
+                                   origin_url="http://127.0.0.1:9", rules_dir=rules,
+                                   data_dir=tmp_path / "data"))
+    assert app.admin.server_pid is None
+    assert app.rules is not None
+    before = app.rules.current.version
+    (rules / "more.yaml").write_text("rules: []\n")
+
+    async def reload() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://app") as client:
+            return await client.post("/__ep/reload",
+                                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+
+    answer = asyncio.run(reload())
+    assert answer.status_code == 200 and answer.json()["reloaded"] is True
+    assert app.rules.current.version != before
