@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from ..rules.model import HOLDOUT
-from .counters import EXPOSURE, CountKey, Tally
+from .counters import CountKey, Tally, on_goal
 
 if TYPE_CHECKING:
     # numpy is imported where weights are worked out, in the background: a worker that
@@ -95,15 +95,12 @@ def cell_tallies(rows: Mapping[CountKey, Tally], experiment: str, goal: str
     for key, tally in rows.items():
         if key.experiment != experiment or key.variant == HOLDOUT:
             continue
-        if key.goal == EXPOSURE:
-            tally = Tally(exposures=tally.exposures)
-        elif key.goal == goal:
-            tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
-        else:
+        part = on_goal(key, tally, goal)
+        if part is None:
             continue
         variants = cells.setdefault(key.cell, {})
         held = variants.get(key.variant)
-        variants[key.variant] = tally if held is None else held.plus(tally)
+        variants[key.variant] = part if held is None else held.plus(part)
     return cells
 
 

@@ -211,6 +211,16 @@ class Accumulator:
                                      held.value_sq_sum - written.value_sq_sum)
 
 
+def on_goal(key: CountKey, tally: Tally, goal: str) -> Tally | None:
+    """What a store row counts toward one goal's results: its exposures (an exposure row),
+    its conversions on `goal`, or nothing (another goal's)."""
+    if key.goal == EXPOSURE:
+        return Tally(exposures=tally.exposures)
+    if key.goal == goal:
+        return Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
+    return None
+
+
 def variant_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str, *,
                    cell: str | None = None) -> dict[str, Tally]:
     """Per variant of `experiment`: its exposures and its conversions on `goal`, summed over
@@ -219,12 +229,9 @@ def variant_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str, *
     for key, tally in rows.items():
         if key.experiment != experiment or (cell is not None and key.cell != cell):
             continue
-        if key.goal == EXPOSURE:
-            tally = Tally(exposures=tally.exposures)
-        elif key.goal == goal:
-            tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
-        else:
+        part = on_goal(key, tally, goal)
+        if part is None:
             continue
         held = totals.get(key.variant)
-        totals[key.variant] = tally if held is None else held.plus(tally)
+        totals[key.variant] = part if held is None else held.plus(part)
     return totals

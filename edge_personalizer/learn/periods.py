@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from .counters import EXPOSURE, UNKNOWN_PERIOD, CountKey, Tally
+from .counters import EXPOSURE, UNKNOWN_PERIOD, CountKey, Tally, on_goal
 
 # A period counts are compared within: a cell, a version of the weights, and a day for
 # counts from before periods were kept.
@@ -93,15 +93,12 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
     for key, tally in rows.items():
         if key.experiment != experiment:
             continue
-        if key.goal == EXPOSURE:
-            tally = Tally(exposures=tally.exposures)
-        elif key.goal == goal:
-            tally = Tally(0, tally.conversions, tally.value_sum, tally.value_sq_sum)
-        else:
+        part = on_goal(key, tally, goal)
+        if part is None:
             continue
         per = periods.setdefault(period_of(key), {})
         held = per.get(key.variant)
-        per[key.variant] = tally if held is None else held.plus(tally)
+        per[key.variant] = part if held is None else held.plus(part)
     period_exposures = {period: sum(t.exposures for t in per.values())
                         for period, per in periods.items()}
     spreads = {period: _spread(per) for period, per in periods.items()}
