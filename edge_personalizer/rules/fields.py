@@ -7,6 +7,7 @@ suggestion), the JSON Schema for editors, and the documentation.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,6 +22,22 @@ FULL_DAY_NAMES: Final = ("monday", "tuesday", "wednesday", "thursday", "friday",
 DAY_GROUPS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {"weekdays": WEEKDAYS[:5], "weekend": WEEKDAYS[5:]})
 DAYS_EXPECTED: Final = "mon..sun (or monday..sunday), weekdays or weekend"
+SHORTEST_DAY_START: Final = 3   # tue, tues, tuesday; not "t" or "tu"
+
+
+def any_case(text: str) -> str:
+    """A regular expression matching `text` in any case (JSON Schema patterns have no flags)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.lower() != c.upper() else re.escape(c)
+                   for c in text)
+
+
+def _starts_of(word: str, shortest: int) -> str:
+    """A regular expression matching `word` and its starts of `shortest` letters or more,
+    in any case: tue(?:s(?:d...)?)? for tuesday."""
+    rest = ""
+    for letter in reversed(word[shortest:]):
+        rest = f"(?:{any_case(letter)}{rest})?"
+    return any_case(word[:shortest]) + rest
 
 
 def days_named(written: str) -> tuple[str, ...]:
@@ -30,7 +47,7 @@ def days_named(written: str) -> tuple[str, ...]:
     text = written.strip().casefold()
     if text in DAY_GROUPS:
         return DAY_GROUPS[text]
-    if len(text) >= 3:
+    if len(text) >= SHORTEST_DAY_START:
         return next(((full[:3],) for full in FULL_DAY_NAMES if full.startswith(text)), ())
     return ()
 
@@ -52,6 +69,9 @@ class FieldSpec:
     named: Callable[[str], tuple[str, ...]] | None = field(default=None, compare=False)
     named_help: str = ""
     spellings: tuple[str, ...] = ()   # of them, what the JSON Schema offers editors too
+    # A regular expression of every other spelling `named` takes, in any case (for the
+    # JSON Schema: editors then underline only what the compiler refuses)
+    spelling_form: str = ""
     # `values` case-folded: what a rule writes is checked against them in any case
     folded: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -102,7 +122,10 @@ FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for s
     FieldSpec("time.hour", "number", description="0-23, visitor's local time", span=(0, 23)),
     FieldSpec("time.weekday", "string", WEEKDAYS, "visitor's local weekday",
               named=days_named, named_help=DAYS_EXPECTED,
-              spellings=(*FULL_DAY_NAMES, *DAY_GROUPS)),
+              spellings=(*FULL_DAY_NAMES, *DAY_GROUPS),
+              spelling_form="|".join([*(_starts_of(day, SHORTEST_DAY_START)
+                                        for day in FULL_DAY_NAMES),
+                                      *map(any_case, DAY_GROUPS)])),
     _enum("time.daypart", "night morning afternoon evening", "visitor's local part of day"),
     FieldSpec("time.date", "string", description="YYYY-MM-DD, visitor's local date",
               form="[0-9]{4}-[0-9]{2}-[0-9]{2}", form_help="a date is written 2026-12-24"),

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..classify.visitor import WEEKDAYS
 from .compile import OPERATORS
-from .fields import DAY_GROUPS, FIELDS, FULL_DAY_NAMES, PREFIXES, FieldSpec
+from .fields import FIELDS, PREFIXES, FieldSpec, any_case
 from .model import PAGE_ACTIONS, SLOT_ACTIONS
 
 SCHEMA_ID = "https://edge-personalizer.dev/schema/rules.json"
@@ -23,7 +22,10 @@ def _value_schema(spec: FieldSpec) -> dict[str, Any]:
     if spec.type == "boolean":
         return {"type": "boolean"}
     if spec.values:
-        return {"type": "string", "enum": [*spec.values, *spec.spellings]}
+        # Editors offer the enum; the compiler takes any case (and the other spellings)
+        written = "|".join([*map(any_case, spec.values), *filter(None, [spec.spelling_form])])
+        return {"anyOf": [{"enum": [*spec.values, *spec.spellings]},
+                          {"type": "string", "pattern": f"^(?:{written})$"}]}
     if spec.form:
         return {"type": "string", "pattern": f"^(?:{spec.form})$"}
     return {"type": ["string", "number"]}
@@ -90,7 +92,7 @@ def _pairs() -> dict[str, Any]:
 
 
 def build_schema() -> dict[str, Any]:
-    days = [*WEEKDAYS, *FULL_DAY_NAMES, *DAY_GROUPS]   # as time.weekday's values
+    day = _value_schema(FIELDS["time.weekday"])   # schedules read days as time.weekday
     rule_properties: dict[str, Any] = {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
         "description": {"type": "string"},
@@ -107,7 +109,7 @@ def build_schema() -> dict[str, Any]:
         "schedule": {"type": "object", "additionalProperties": False, "properties": {
             "start": {"type": "string", "format": "date"},
             "end": {"type": "string", "format": "date"},
-            "days": {"anyOf": [{"enum": days}, {"type": "array", "items": {"enum": days}}]},
+            "days": {"anyOf": [day, {"type": "array", "items": day}]},
             "hours": {"type": "string", "pattern": "^\\d{1,2}:\\d{2}\\s*-\\s*\\d{1,2}:\\d{2}$"}}},
         "traffic": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100},
                               {"type": "string", "pattern": "^\\d+(\\.\\d+)?%$"}]},

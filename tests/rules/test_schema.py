@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
+from edge_personalizer.rules.book import check_rules
 from edge_personalizer.rules.compile import EXPERIMENT_KEYS, RULE_KEYS
 from edge_personalizer.rules.schema import build_schema
 
@@ -42,3 +43,41 @@ def test_shipped_rule_files_follow_the_schema(path: Path) -> None:
 def test_schema_underlines_mistakes(document: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, build_schema())
+
+
+# Values the compiler takes in any case and other spellings; and mistakes it refuses. The
+# editor's underlining must agree with it both ways (a marketer's `Mobile` or `tues` was
+# underlined although it serves).
+@pytest.mark.parametrize(("field", "written"), [
+    ("device.type", "Mobile"), ("device.type", "TABLET"), ("geo.continent", "eu"),
+    ("referral.medium", "Social"), ("time.daypart", "Evening"),
+    ("time.weekday", "Mon"), ("time.weekday", "tues"), ("time.weekday", "THURS"),
+    ("time.weekday", "Saturday"), ("time.weekday", "Weekend"), ("time.weekday", "wednes"),
+    ("device.type", "tablett"), ("device.type", "mobiles"), ("geo.continent", "Europe"),
+    ("time.weekday", "tu"), ("time.weekday", "mondays"), ("time.weekday", "weekends"),
+    ("time.weekday", "sundae"), ("time.weekday", "week"),
+])
+def test_schema_and_compiler_agree_on_values(tmp_path: Path, field: str, written: str
+                                             ) -> None:
+    (tmp_path / "r.yaml").write_text(
+        f"slots: {{a: {{}}}}\nrules:\n  - name: r\n    when: {{{field}: {written}}}\n"
+        f"    then: {{a: x}}\n")
+    _, errors = check_rules(tmp_path)
+    document = yaml.safe_load((tmp_path / "r.yaml").read_text())
+    underlined = not jsonschema.Draft202012Validator(build_schema()).is_valid(document)
+    assert underlined == bool(errors), errors
+
+
+@pytest.mark.parametrize(("days", "valid"), [
+    ("Tues", True), ("[mon, Thurs, weekend]", True), ("Weekdays", True),
+    ("tu", False), ("[mon, funday]", False),
+])
+def test_schema_reads_schedule_days_as_the_compiler(tmp_path: Path, days: str, valid: bool
+                                                    ) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {a: {}}\nrules:\n  - name: r\n    when: {device.type: mobile}\n"
+        f"    then: {{a: x}}\n    schedule: {{days: {days}}}\n")
+    _, errors = check_rules(tmp_path)
+    document = yaml.safe_load((tmp_path / "r.yaml").read_text())
+    assert jsonschema.Draft202012Validator(build_schema()).is_valid(document) is valid
+    assert (not errors) is valid, errors
