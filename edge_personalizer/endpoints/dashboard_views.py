@@ -22,7 +22,7 @@ from ..learn.bandit import WeightsTable
 from ..learn.catalog import GoalCatalog, read_catalog
 from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally
 from ..learn.results import INTERNAL_PREFIX as INTERNAL_PREFIX
-from ..learn.results import judged_on, plan_of, results
+from ..learn.results import POOLED, judged_on, plan_of, results
 from ..learn.store import Store, Table, open_store
 from ..rules.model import HOLDOUT, Experiment, RuleSet
 from .charts import line_chart, uplift_bar
@@ -115,12 +115,6 @@ class ExperimentSummary:
     bandit: bool = False        # weights are published for it: a bandit shares it out
 
 
-# Conversions an arm needs before an uplift's interval is read as a verdict: under 10 the
-# normal approximation the intervals rest on does not hold (the textbook np >= 10), and an
-# interval may miss a plain difference (4 of 76 against 119 of 525) or find a false one.
-FEW_CONVERSIONS = 10
-
-
 def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     """The variant ahead on a goal's results and its chance: the challenger most likely
     to beat control when that is above one half, the control when below; none when no
@@ -128,11 +122,10 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     removed from the rules is no challenger: it can no longer be chosen."""
     control = goal["control"]
     challengers = _challengers(goal)
-    # (too few conversions to judge on either side: see FEW_CONVERSIONS)
+    # (none judged with too few conversions on either side: stats.FEW_CONVERSIONS)
     chances = [(v["chance_to_beat_control"], name) for name, v in challengers.items()
-               if v["chance_to_beat_control"] is not None
-               and (v.get("converted") or 0) >= FEW_CONVERSIONS]
-    if not chances or (goal["variants"][control].get("converted") or 0) < FEW_CONVERSIONS:
+               if v["chance_to_beat_control"] is not None and not v["too_few_conversions"]]
+    if not chances:
         return None, None
     chance, name = max(chances)
     if chance == 0.5:
@@ -238,21 +231,21 @@ def _scale(rows: Iterable[Mapping[str, Any]]) -> tuple[float, float]:
     return (min(lows, default=0.0), max(highs, default=0.0))
 
 
-def _variant_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _variant_rows(goal: Mapping[str, Any], shown_as: Mapping[str, str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """A goal's rows on the page; `shown_as` renames the arms a row says are short of
+    conversions."""
     rows = [{"name": name, "control": name == goal["control"], **values}
             for name, values in goal["variants"].items()]
     scale = _scale(rows)
-    baseline = goal["variants"].get(goal["control"], {}).get("converted") or 0
     for row in rows:
         row["bar"] = (Markup(uplift_bar(row["uplift"], row["uplift_low"], row["uplift_high"],
                                         scale=scale, label=row["name"]))
                       if row["uplift_low"] is not None else None)
         row["significant"] = row["uplift_low"] is not None and (
             row["uplift_low"] > 0 or row["uplift_high"] < 0)
-        few = [name for name, n in ((goal["control"], baseline),
-                                    (row["name"], row.get("converted") or 0))
-               if n < FEW_CONVERSIONS]
-        row["few"] = ", ".join(dict.fromkeys(few)) if not row["control"] else ""
+        few = row.get("too_few_conversions") or ()
+        row["few"] = ", ".join((shown_as or {}).get(name, name) for name in few)
     return rows
 
 
@@ -263,7 +256,8 @@ def _holdout_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if holdout is None:
         return None
     return _variant_rows({"control": "held out", "variants": {
-        "held out": holdout["held_out"], "all variants": holdout["experiment"]}})
+        "held out": holdout["held_out"], "all variants": holdout["experiment"]}},
+        shown_as={HOLDOUT: "held out", POOLED: "all variants"})
 
 
 def _cell_rows(judged: Mapping[str, Any]) -> list[dict[str, Any]]:

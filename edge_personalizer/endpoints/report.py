@@ -118,7 +118,12 @@ def _row(name: str, v: Mapping[str, Any], *, valued: bool, base: str | None = No
             f"{pct(v['rate']):>7} {_rate_interval(v):>17} "
             f"{base or signed(v['uplift']):>8} "
             f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} {pct(v['risk'], 2):>6}"
-            + (f"  {amount(v['mean_value']):>13}" if valued else ""))
+            + (f"  {amount(v['mean_value']):>13}" if valued else "") + _few(v))
+
+
+def _few(v: Mapping[str, Any]) -> str:
+    """What a row says when its comparison had too few conversions to be a verdict."""
+    return "  (too few conversions to judge yet)" if v.get("too_few_conversions") else ""
 
 
 def _clipped(name: str) -> str:
@@ -153,7 +158,8 @@ def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list
             lines.append(
                 f"      {shown_cell:<16} {_clipped(name):<16} {v['exposed']:>9,} "
                 f"{v['converted']:>9,} {pct(v['rate']):>7} {_rate_interval(v):>17} "
-                f"{base or signed(v['uplift']):>9} {pct(v['chance_to_beat_control']):>7}")
+                f"{base or signed(v['uplift']):>9} {pct(v['chance_to_beat_control']):>7}"
+                + _few(v))
             shown_cell = ""
         if result["srm"]:
             lines.append(f"      {'':<16} WARNING sample ratio mismatch in this {kind} "

@@ -323,6 +323,10 @@ def test_the_list_shows_what_the_results_say(board: Server) -> None:
         assert f'data-field="exposed">{experiment["exposed"]:,}<' in row
     (hero,) = [e for e in report["experiments"] if e["name"] == "hero-test"]
     assert hero["exposed"] == VISITORS
+    purchase = hero["goals"]["purchase"]["variants"]
+    # enough conversions on both sides for the comparison to be a verdict
+    assert purchase["bold"]["too_few_conversions"] == []
+    assert purchase["control"]["too_few_conversions"] is None
     leader, chance = leader_of(hero["goals"]["purchase"])
     assert leader == "bold" and chance is not None and chance > 0.9
     row = page.split('data-experiment="hero-test"')[1].split("</tr>")[0]

@@ -33,10 +33,12 @@ def test_cumulative_rates_add_up_day_by_day() -> None:
 
 def _goal(**chances: float | None) -> dict[str, Any]:
     """A goal's results: each variant's chance to beat the control, 50 conversions each."""
-    variants = {name: {"chance_to_beat_control": chance, "converted": 50}
-                for name, chance in chances.items()}
+    variants: dict[str, dict[str, Any]] = {
+        name: {"chance_to_beat_control": chance, "converted": 50, "too_few_conversions": []}
+        for name, chance in chances.items()}
     return {"control": "control", "variants": {
-        "control": {"chance_to_beat_control": None, "converted": 50}, **variants}}
+        "control": {"chance_to_beat_control": None, "converted": 50,
+                    "too_few_conversions": None}, **variants}}
 
 
 def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_tie() -> None:
@@ -51,13 +53,14 @@ def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_ti
     # Under 10 conversions in the control or the one ahead: too few to name it.
     few = _goal(a=0.99)
     few["variants"]["control"]["converted"] = 9
+    few["variants"]["a"]["too_few_conversions"] = ["control"]
     assert leader_of(few) == (None, None)
     assert why_no_leader({**few, "variants": {
         name: {**v, "exposed": 100} for name, v in few["variants"].items()}}) == \
         "not enough conversions yet"
     # a challenger with too few is passed over, not the one with enough
     two = _goal(a=0.99, b=0.8)
-    two["variants"]["a"]["converted"] = 3
+    two["variants"]["a"] |= {"converted": 3, "too_few_conversions": ["a"]}
     assert leader_of(two) == ("b", 0.8)
 
 

@@ -59,6 +59,10 @@ def test_text_report_compares_the_experiment_with_its_holdout() -> None:
     assert held.split()[:5] == ["held", "out", "60", "2", "3.3%"] and "baseline" in held
     assert together.split()[:6] == ["all", "variants", "1,000", "65", "6.5%", "5.1%..8.2%"]
     assert together.split()[6] == "+95.0%"
+    # 2 conversions held out: the comparison is no verdict yet, and says so; bold's is one
+    assert together.endswith("  (too few conversions to judge yet)")
+    bold = next(line for line in text.splitlines() if line.strip().startswith("bold "))
+    assert "too few" not in bold
 
 
 def test_text_report_says_an_experiment_s_schedule_ended_or_has_not_begun(
@@ -109,7 +113,8 @@ def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
     assert rows[4][:3] == ["a-variant-with-…", "400", "80"]
     # mobile held visitors out: they, then every variant together against them
     assert rows[5][:4] == ["held", "out", "100", "5"] and rows[5][-2] == "baseline"
-    assert rows[6][:4] == ["all", "variants", "800", "120"] and rows[6][-2] == "+200.0%"
+    assert rows[6][:4] == ["all", "variants", "800", "120"] and rows[6][6] == "+200.0%"
+    assert " ".join(rows[6][-6:]) == "(too few conversions to judge yet)"   # 5 held out
     assert len(rows) == 7   # no mismatch within mobile
 
 

@@ -215,6 +215,25 @@ def test_goal_result_json_has_the_fields_the_results_endpoint_promises() -> None
     assert math.isclose(bold["mean_value"], 2.66)
 
 
+def test_a_comparison_names_the_arms_with_too_few_conversions_to_judge() -> None:
+    # A trial's holdout: 4 of 76 against 119 of 525 read "+330%" with an interval.
+    weights = {"control": 1.0, "bold": 1.0, "calm": 1.0}
+    totals = {"control": Tally(76, 4), "bold": Tally(525, 119), "calm": Tally(500, 9)}
+    variants = goal_result(totals, weights, control="control").as_json()["variants"]
+    assert variants["control"]["too_few_conversions"] is None
+    assert variants["bold"]["too_few_conversions"] == ["control"]
+    assert variants["calm"]["too_few_conversions"] == ["control", "calm"]
+    totals = {"control": Tally(500, 10), "bold": Tally(500, 30), "calm": Tally(500, 10)}
+    variants = goal_result(totals, weights, control="control").as_json()["variants"]
+    assert variants["bold"]["too_few_conversions"] == variants["calm"]["too_few_conversions"] \
+        == []
+    # counted where the two were compared: a variant added late meets few of the control's
+    variants = goal_result(totals, weights, control="control",
+                           paired={"calm": (Tally(60, 3), Tally(500, 10))}
+                           ).as_json()["variants"]
+    assert variants["calm"]["too_few_conversions"] == ["control"]
+
+
 def test_the_control_must_be_a_variant() -> None:
     with pytest.raises(ValueError, match="control 'base' is not one of the variants"):
         goal_result({}, {"a": 1, "b": 1}, control="base")
