@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from .compiled import runs_compiled, stale_builds
+from .servers import ADMIN_TOKEN as ADMIN_TOKEN
 from .servers import RedisServer, Server, start_origin, start_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "test-admin-token"
 PROFILE_KEY = "test-profile-key-0123456789abcdef"
 
 

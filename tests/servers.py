@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+ADMIN_TOKEN = "test-admin-token"   # the suite's, the proxies' unless a test turns admin off
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,13 +44,18 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def health(self, timeout: float = 5.0) -> httpx.Response:
+        """/__ep/health with its details: as the operator asks, with the admin token."""
+        token = self.env.get("EP_ADMIN_TOKEN")
+        return httpx.get(f"{self.url}/__ep/health", timeout=timeout,
+                         headers={"authorization": f"Bearer {token}"} if token else {})
+
     def serve_rules(self, path: Path, text: str) -> None:
         """Writes `text` to the rule file `path` and waits until this proxy serves it."""
-        health = f"{self.url}/__ep/health"
-        before = httpx.get(health).json()["rules"]["version"]
+        before = self.health().json()["rules"]["version"]
         path.write_text(text)
         deadline = time.monotonic() + 10
-        while httpx.get(health).json()["rules"]["version"] == before:
+        while self.health().json()["rules"]["version"] == before:
             assert time.monotonic() < deadline, "the edited rules were never served"
             time.sleep(0.1)
 
@@ -105,7 +111,7 @@ def start(args: Sequence[str], port: int, log_path: Path, *, ready_path: str = "
     with log_path.open("wb") as log:
         process = subprocess.Popen(list(args), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    env=full_env)
-    server = Server(process, port, log_path)
+    server = Server(process, port, log_path, env or {})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -129,10 +135,12 @@ def start_origin(tmp: Path) -> Server:
 
 
 def start_proxy(tmp: Path, *flags: str, env: dict[str, str] | None = None,
-                timeout: float = 20.0) -> Server:
+                timeout: float = 20.0, admin: bool = True) -> Server:
     port = free_port()
-    # Each proxy counts into a store of its own unless the test names one.
-    env = {"EP_DATA_DIR": str(tmp / f"data-{port}"), **(env or {})}
+    # Each proxy counts into a store of its own unless the test names one, and has an
+    # admin token (as an operator's would) unless the test turns admin off.
+    env = {"EP_DATA_DIR": str(tmp / f"data-{port}"),
+           **({"EP_ADMIN_TOKEN": ADMIN_TOKEN} if admin else {}), **(env or {})}
     workers = int(flags[flags.index("--workers") + 1]) if "--workers" in flags else 1
     return start([sys.executable, "-m", "edge_personalizer", "serve", "--port", str(port),
                   *flags], port, tmp / f"proxy-{port}.log", ready_path="/__ep/health/live",

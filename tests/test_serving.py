@@ -52,7 +52,7 @@ def test_workers_start_from_the_rules_their_server_serves(origin: Server,
         assert len(started) == 2
         assert all(f"{files} files; files read anew 0, compiled anew 0)" in line
                    for line in started)
-        served = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
+        served = proxy.health(timeout=10).json()["rules"]["version"]
         (rules / "more.yaml").write_text("rules: []\n")
         os.kill(worker_pids(proxy)[0], signal.SIGKILL)
         wait_for(lambda: len(re.findall(r"forwarding to .*", proxy.log())) >= 3, proxy)
@@ -61,15 +61,11 @@ def test_workers_start_from_the_rules_their_server_serves(origin: Server,
             in replaced
         for _ in range(10):
             assert httpx.get(proxy.url + "/page/home", timeout=10).status_code == 200
-        wait_for(lambda: len(httpx.get(proxy.url + "/__ep/health", timeout=10)
-                             .json()["workers"]) == 2, proxy)
-        workers = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["workers"]
-        assert {w["rules_version"] for w in workers} == {served}
+        wait_for(lambda: len(_workers(proxy)) == 2, proxy)
+        assert {w["rules_version"] for w in _workers(proxy)} == {served}
         proxy.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: {w["rules_version"] for w in httpx.get(
-            proxy.url + "/__ep/health", timeout=10).json()["workers"]} - {served} != set()
-            and len({w["rules_version"] for w in httpx.get(
-                proxy.url + "/__ep/health", timeout=10).json()["workers"]}) == 1, proxy)
+        wait_for(lambda: len(versions := {w["rules_version"] for w in _workers(proxy)}) == 1
+                 and versions != {served}, proxy)
     finally:
         proxy.stop()
 
@@ -80,10 +76,10 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
     # again, until the server gave up and exited: the whole site down for one typo.
     rules, proxy = serve_a_copy(origin, tmp_path)
     try:
-        started = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
+        started = proxy.health(timeout=10).json()["rules"]["version"]
         (rules / "more.yaml").write_text("rules: []\n")   # a good edit, served by all
         wait_for(lambda: proxy.log().count("rules reloaded") >= 2, proxy)
-        served = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["rules"]["version"]
+        served = proxy.health(timeout=10).json()["rules"]["version"]
         assert served != started
         (rules / "typo.yaml").write_text("rules:\n  - name: typo\n    then: {heor: x}\n")
         wait_for(lambda: proxy.log().count("rules not reloaded") >= 2, proxy)
@@ -92,7 +88,7 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
         wait_for(lambda: len(re.findall(r"forwarding to .*", proxy.log())) >= 3, proxy)
         for _ in range(10):
             assert httpx.get(proxy.url + "/page/home", timeout=10).status_code == 200
-        workers = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["workers"]
+        workers = proxy.health(timeout=10).json()["workers"]
         assert len(workers) == 2 and proxy.process.poll() is None
         assert all(w["rules_version"] == served and "typo.yaml:3:" in w["last_error"]
                    for w in workers)
@@ -100,7 +96,7 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
         (rules / "typo.yaml").write_text("rules:\n  - name: typo\n    then: {hero: x}\n")
 
         def both_serve_the_fix() -> bool:
-            workers = httpx.get(proxy.url + "/__ep/health", timeout=10).json()["workers"]
+            workers = proxy.health(timeout=10).json()["workers"]
             return len(workers) == 2 and all(
                 w["rules_version"] not in (started, served) and w["last_error"] is None
                 for w in workers)
@@ -141,8 +137,7 @@ def wait_for(condition: Callable[[], bool], proxy: Server, timeout: float = 20) 
 
 
 def _workers(proxy: Server) -> list[dict[str, object]]:
-    workers: list[dict[str, object]] = httpx.get(proxy.url + "/__ep/health",
-                                                 timeout=10).json()["workers"]
+    workers: list[dict[str, object]] = proxy.health(timeout=10).json()["workers"]
     return workers
 
 

@@ -130,7 +130,7 @@ Try (the demo's rules are in {rules_dir}; edit them and the proxy reloads them):
   Results dashboard: open {proxy}/__ep/dashboard and sign in with the admin token
   (a simulated week of shoppers was counted into it on the first start)
   Results as JSON: curl -s -H 'Authorization: Bearer {token}' {proxy}/__ep/results
-  Health: curl -s {proxy}/__ep/health | python3 -m json.tool
+  Health: curl -s -H 'Authorization: Bearer {token}' {proxy}/__ep/health | python3 -m json.tool
   Metrics: curl -s -H 'Authorization: Bearer {token}' {proxy}/__ep/metrics
   Reload the rules now: curl -s -X POST -H 'Authorization: Bearer {token}' {proxy}/__ep/reload
 

@@ -1,4 +1,4 @@
-"""Health for anyone; metrics and reload behind the admin token."""
+"""Health for anyone (its details behind the admin token); metrics and reload behind it."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ class AdminToken:
         await send_json(send, 401, {"error": "missing or wrong admin token"},
                         extra=[(b"www-authenticate", b'Bearer realm="edge-personalizer"')])
         return False
+
+    def carried(self, scope: Scope) -> bool:
+        """Whether the request carries the token (False while admin is off); answers nothing."""
+        return self.expected is not None and carries_token(scope, self.expected)
 
 
 # Seconds a health check waits for the store and for the origin: it answers within a load
@@ -149,7 +153,19 @@ class Admin:
 
     async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, report = await self.health()
-        await send_json(send, status, report)
+        await send_json(send, status,
+                        report if self.token.carried(scope) else self._brief(report))
+
+    def _brief(self, report: dict[str, Any]) -> dict[str, Any]:
+        """What anyone may read of the health report (the proxy answers every visitor of
+        the site): whether it is ready, and which check fails. The details (the origin's
+        address in its errors, rule files and their warnings, the store's location, the
+        workers) are the operator's."""
+        origin = report.get("origin", {}).get("reachable", True)
+        return {"status": report["status"], "failing": [] if origin else ["origin"],
+                "details": "sent with the admin token (Authorization: Bearer ...)"
+                if self.token.expected is not None else
+                "sent once admin_token (EP_ADMIN_TOKEN) is set, with it"}
 
     def state(self) -> dict[str, Any]:
         """What this worker tells the others (published every second and after a reload)."""

@@ -139,7 +139,14 @@ def test_the_printed_newsletter_and_london_visitors_see_what_it_says(
 
 def test_demo_health_shows_rules_and_geo(demo: tuple[Server, int]) -> None:
     server, _ = demo
-    report = httpx.get(server.url + "/__ep/health").json()
+    assert server.health().json() == {   # anyone: ready or not, no details
+        "status": "ready", "failing": [],
+        "details": "sent with the admin token (Authorization: Bearer ...)"}
+    token = printed(server, "admin token")
+    assert f"Health: curl -s -H 'Authorization: Bearer {token}' {server.url}/__ep/health" \
+        in server.log()
+    report = httpx.get(server.url + "/__ep/health",
+                       headers={"authorization": f"Bearer {token}"}).json()
     assert report["status"] == "ready"
     assert report["rules"]["rules"] >= 5
     assert report["geo"]["type"] == "GeoLite2-City"

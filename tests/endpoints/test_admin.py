@@ -15,11 +15,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
-from ..servers import RedisServer, Server, start_proxy
+from ..servers import RedisServer, Server, free_port, start_proxy
 
 
 def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:
-    response = httpx.get(proxy.url + "/__ep/health")
+    response = proxy.health()
     assert response.status_code == 200
     report = response.json()
     assert report["status"] == "ready"
@@ -34,6 +34,31 @@ def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:
     assert response.headers["cache-control"] == "no-store"
 
 
+def test_anyone_reads_whether_it_is_ready_and_only_the_operator_the_details(
+        proxy: Server, tmp_path: Path) -> None:
+    # The proxy answers every visitor of the site: the origin's address (in its errors),
+    # rule files and the names in their warnings, the store's location and the workers'
+    # PIDs were anyone's to read.
+    brief = {"status": "ready", "failing": [],
+             "details": "sent with the admin token (Authorization: Bearer ...)"}
+    for headers in ({}, {"authorization": "Bearer not-the-token"},
+                    {"authorization": f"Basic {ADMIN_TOKEN}"}):
+        response = httpx.get(proxy.url + "/__ep/health", headers=headers)
+        assert (response.status_code, response.json()) == (200, brief)
+        assert response.headers["cache-control"] == "no-store"
+    assert httpx.get(proxy.url + "/__ep/health/ready").json() == brief
+    assert "store" in proxy.health().json()
+    # not ready: which check fails, still without the origin's address
+    gone = start_proxy(tmp_path, "--origin", f"http://127.0.0.1:{free_port()}", admin=False)
+    try:
+        response = httpx.get(gone.url + "/__ep/health")
+        assert (response.status_code, response.json()) == (503, {
+            "status": "not ready", "failing": ["origin"],
+            "details": "sent once admin_token (EP_ADMIN_TOKEN) is set, with it"})
+    finally:
+        gone.stop()
+
+
 def test_health_answers_in_time_when_the_origin_hangs(tmp_path: Path) -> None:
     # An origin that takes the connection and never answers: the health check waited the
     # origin read timeout (30 s), past any load balancer's probe timeout.
@@ -44,7 +69,7 @@ def test_health_answers_in_time_when_the_origin_hangs(tmp_path: Path) -> None:
                         env={"EP_PROFILE_KEYS": PROFILE_KEY})
     try:
         began = time.monotonic()
-        response = httpx.get(proxy.url + "/__ep/health", timeout=10)
+        response = proxy.health(timeout=10)
         assert time.monotonic() - began < 4
         assert response.status_code == 503
         assert response.json()["origin"] == {"reachable": False, "latency_ms": 2000.0,
@@ -61,13 +86,13 @@ def test_health_tells_a_store_that_is_down_and_stays_ready(
                         env={"EP_STORE_URL": redis_server.url,
                              "EP_PROFILE_KEYS": PROFILE_KEY})
     try:
-        store = httpx.get(proxy.url + "/__ep/health").json()["store"]
+        store = proxy.health().json()["store"]
         assert store["location"] == redis_server.url
         assert store["reachable"] is True
         assert "consequence" not in store
         redis_server.stop()
         time.sleep(1.1)   # past the probe's one-second memory
-        response = httpx.get(proxy.url + "/__ep/health")
+        response = proxy.health()
         assert response.status_code == 200   # no page waits for the store
         report = response.json()
         assert report["status"] == "ready"
@@ -77,14 +102,14 @@ def test_health_tells_a_store_that_is_down_and_stays_ready(
         assert httpx.get(proxy.url + "/page/", headers={"accept": "text/html"}).status_code == 200
         redis_server.start()
         time.sleep(1.1)
-        assert httpx.get(proxy.url + "/__ep/health").json()["store"]["reachable"] is True
+        assert proxy.health().json()["store"]["reachable"] is True
         # A store that accepts connections and never answers: the health check still
         # answers at once (within a load balancer's usual one-second probe timeout).
         redis_server.pause()
         try:
             time.sleep(1.1)
             started = time.monotonic()
-            response = httpx.get(proxy.url + "/__ep/health", timeout=5)
+            response = proxy.health(timeout=5)
             assert time.monotonic() - started < 1.0
             assert response.status_code == 200
             assert response.json()["store"]["reachable"] is False
@@ -165,12 +190,12 @@ def test_metrics_of_several_workers_are_one_view(two_workers: tuple[Server, Path
     time.sleep(1.5)       # every worker has published since
     scrapes = [_scrape(server) for _ in range(6)]
     assert scrapes == [30.0] * 6
-    health = httpx.get(server.url + "/__ep/health").json()
+    health = server.health().json()
     assert len(health["workers"]) == 2
 
 
 def _workers(server: Server) -> list[int]:
-    return [w["pid"] for w in httpx.get(server.url + "/__ep/health").json()["workers"]]
+    return [w["pid"] for w in server.health().json()["workers"]]
 
 
 def test_the_server_s_counters_keep_what_a_worker_counted_once_it_is_gone(

@@ -540,7 +540,7 @@ def test_a_failed_reload_shows_on_every_page_a_marketer_reads(
 
 def test_without_an_admin_token_the_dashboard_is_off(origin: Server, server_logs: Path) -> None:
     server = start_proxy(server_logs, "--origin", origin.url,
-                         "--rules", str(ROOT / "tests" / "data" / "rules"))
+                         "--rules", str(ROOT / "tests" / "data" / "rules"), admin=False)
     try:
         page = httpx.get(f"{server.url}/__ep/dashboard/login")
         assert page.status_code == 403 and "EP_ADMIN_TOKEN" in page.text

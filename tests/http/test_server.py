@@ -197,7 +197,7 @@ def test_websockets_pass_through_several_workers(workers_proxy: Server) -> None:
 
 def test_the_admin_endpoints_answer_from_every_worker(workers_proxy: Server) -> None:
     for _ in range(6):
-        health = httpx.get(workers_proxy.url + "/__ep/health")
+        health = workers_proxy.health()
         assert health.status_code == 200 and health.json()["status"] == "ready"
         assert httpx.get(workers_proxy.url + "/__ep/health/live").json() == {"status": "alive"}
 

@@ -278,7 +278,7 @@ def editable_proxy(origin: Server, server_logs: Path,
 
 
 def _health(server: Server) -> dict[str, object]:
-    rules: dict[str, object] = httpx.get(f"{server.url}/__ep/health").json()["rules"]
+    rules: dict[str, object] = server.health().json()["rules"]
     return rules
 
 

@@ -418,11 +418,11 @@ def test_reloaded_rules_look_at_every_page_again(proxy: tuple[Server, Path]) -> 
     for _ in range(2):
         learned = httpx.get(f"{server.url}/page.html", headers=PAGE)
     assert "x-ep-variant" not in learned.headers
-    version = httpx.get(f"{server.url}/__ep/health").json()["rules"]["version"]
+    version = server.health().json()["rules"]["version"]
     # The hero slot is now a selector the page has: known absent, it would stay dropped.
     (rules / "site.yaml").write_text(RULES.replace("hero: {}", 'hero: {selector: "main p"}'))
     deadline = time.monotonic() + 10
-    while httpx.get(f"{server.url}/__ep/health").json()["rules"]["version"] == version:
+    while server.health().json()["rules"]["version"] == version:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     response = httpx.get(f"{server.url}/page.html", headers=PAGE)

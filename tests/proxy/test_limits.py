@@ -96,7 +96,7 @@ def test_origin_down_is_logged_with_its_cause(orphan_proxy: Server) -> None:
 
 
 def test_health_reports_unreachable_origin_as_not_ready(orphan_proxy: Server) -> None:
-    response = httpx.get(orphan_proxy.url + "/__ep/health")
+    response = orphan_proxy.health()
     assert response.status_code == 503
     assert response.json()["origin"]["reachable"] is False
     assert httpx.get(orphan_proxy.url + "/__ep/health/live").status_code == 200

@@ -146,7 +146,7 @@ def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
     server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
                          env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
     try:
-        health = httpx.get(f"{server.url}/__ep/health").json()
+        health = server.health().json()
         page = httpx.get(f"{server.url}/__ep/dashboard/segments",
                          headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
         served = httpx.get(f"{server.url}/page/x", headers={"accept": "text/html"})
