@@ -139,7 +139,7 @@ class RuleBook:
     def _log_notices(self) -> None:
         noticed = self.notices()
         if noticed and self._reports:
-            logger.warning("rules version %s: %s match%s no one any more:\n%s",
+            logger.warning("rules version %s: %s reach%s no one:\n%s",
                            self.current.version, described(noticed),
                            "es" if len(noticed) == 1 else "",
                            "\n".join(str(n) for n in noticed))

@@ -1,7 +1,9 @@
-"""What rules that load may still get wrong as time passes: a rule or an experiment whose
-schedule has ended everywhere matches no one any more. Told by `validate` and the server's
-health, logged when the rules load; never a reason to refuse them (a campaign's last day
-passes while the site runs, and the rule set that held it must go on loading).
+"""What rules that load may still get wrong: a rule or an experiment that reaches no one,
+because its schedule has ended everywhere (as time passes) or because a rule before it
+takes its slots for every visitor (a catch-all written first). Told by `validate`, the
+server's health and the dashboard, logged when the rules load; never a reason to refuse
+them (a campaign's last day passes while the site runs, and the rule set that held it
+must go on loading).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from ..classify.visitor import WEEKDAYS
-from .conditions import AllOf, Condition
-from .model import RuleSet
+from .conditions import AllOf, Condition, Segment
+from .model import Rule, RuleSet
 from .schedule import Schedule
 
 # A schedule's dates are the visitor's own (the earliest local time is UTC-12, the latest
@@ -106,10 +108,52 @@ def _ended_on(condition: Condition, now: datetime) -> date | None:
     return last_day(schedule)
 
 
-def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
-    """Each rule and experiment of `ruleset` that matches no one at `now` (a UTC time):
-    once for a rule written as several (`by:` a field)."""
+def matches_everyone(condition: Condition) -> bool:
+    """Whether `condition` holds for every visitor: no `when` (nor in a segment it names),
+    no schedule, no traffic share."""
+    if isinstance(condition, Segment):
+        return matches_everyone(condition.condition)
+    return isinstance(condition, AllOf) and all(map(matches_everyone, condition.conditions))
+
+
+def _taking(rules: list[Rule]) -> str:
+    """ "rule 'x' (file:line) takes" or "rule 'x' (...) and rule 'y' (...) take"."""
+    named = {r.source: f"rule {r.written or r.name!r} ({r.source})" for r in rules}
+    return " and ".join(named.values()) + (" takes" if len(named) == 1 else " take")
+
+
+def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
+    """The rules that can never win anything and the experiments never shown because
+    rules before them take their slots (and page actions) for every visitor; rules
+    rank first, then experiments."""
+    takers: dict[str, Rule] = {}   # slot or page action -> the first rule taking it always
     told: dict[str, Notice] = {}
+    for rule in ruleset.rules:   # (in rank order)
+        targets = sorted(rule.targets)
+        if targets and rule.targets <= takers.keys() and rule.source not in told:
+            told[rule.source] = Notice(rule.source, "rule", (
+                f"rule {rule.written or rule.name!r} can never win: "
+                f"{_taking([takers[t] for t in targets])} {', '.join(targets)} before it, "
+                "for every visitor; give it a higher priority, or the rule before it a "
+                "condition"))
+        if matches_everyone(rule.condition):
+            for target in targets:
+                takers.setdefault(target, rule)
+    for experiment in ruleset.experiments:
+        taken = [slot for slot in experiment.slots if slot in takers]
+        if taken:
+            told[experiment.source] = Notice(experiment.source, "experiment", (
+                f"experiment {experiment.name!r} is never shown: "
+                f"{_taking([takers[slot] for slot in taken])} {', '.join(taken)} for every "
+                "visitor (rules come before experiments); give that rule a condition, or "
+                "the experiment another slot"))
+    return told
+
+
+def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
+    """Each rule and experiment of `ruleset` that reaches no one at `now` (a UTC time):
+    once for a rule written as several (`by:` a field)."""
+    told: dict[str, Notice] = _shadowed(ruleset)
     for rule in ruleset.rules:
         ended = None if rule.source in told else _ended_on(rule.condition, now)
         if ended is not None:
@@ -124,7 +168,7 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
                 f"experiment {experiment.name!r}: its schedule ended on {ended} (the "
                 "visitors' own dates), so it shows no variant any more and counts no one new "
                 "(its results stay); remove it to stop it, or move its end"))
-    return list(told.values())
+    return sorted(told.values(), key=lambda n: (n.file, n.line))   # as the files read
 
 
 def described(noticed: list[Notice]) -> str:

@@ -1,4 +1,5 @@
-"""What rules that load still get wrong as time passes: a schedule that has ended."""
+"""What rules that load still get wrong: a schedule that has ended, a rule before that takes
+the slots for every visitor."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_personalizer.cli import main
 from edge_personalizer.rules.book import load_rules
 from edge_personalizer.rules.conditions import AllOf
 from edge_personalizer.rules.notices import (
@@ -42,6 +44,7 @@ rules:
   - name: by-source
     schedule: {end: 2026-11-30}
     then: {hero: {by: request.query.src, variants: {news.letter: a}}}
+    priority: 1
 """
 
 
@@ -158,10 +161,75 @@ def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
     assert [w.split(": ")[0] for w in warnings] == [
         f"{rules / 'site.yaml'}:{line}" for line in (3, 7, 10, 15)]
     assert "rule 'christmas': its schedule ended on 2025-12-26" in warnings[2]
-    assert "4 rules match no one any more:\n" + warnings[0] in log
-    assert log.count("match no one any more") == 1   # the server's, not each worker's too
+    assert "4 rules reach no one:\n" + warnings[0] in log
+    assert log.count("reach no one") == 1   # the server's, not each worker's too
     banner = page.split('data-banner="notices"')[1].split("</div>")[0]
-    assert "Matching no one any more" in banner and "rule &#39;christmas&#39;" in banner
+    assert "Reaching no one" in banner and "rule &#39;christmas&#39;" in banner
+
+
+SHADOWED = """\
+slots: {hero: {}, promo: {}, banner: {}}
+segments:
+  everyone: {when: {all: [{segment: anyone}]}}
+  anyone: {when: {any: [{device.type: mobile}, {not: {device.type: mobile}}]}}
+rules:
+  - name: everyone-hero
+    then: {hero: a}
+  - name: uk-hero
+    when: {geo.country: GB}
+    then: {hero: b}
+  - name: uk-hero-and-promo
+    when: {geo.country: GB}
+    then: {hero: b, promo: c}
+  - name: half-promo
+    traffic: 50%
+    then: {promo: d}
+  - name: late-promo
+    then: {promo: e}
+  - name: first
+    priority: 5
+    then: {banner: f}
+experiments:
+  - name: hero-test
+    slot: hero
+    variants: {control: {}, bold: {html: x}}
+  - name: promo-test
+    slots: [promo, banner]
+    variants: {control: {}, bold: {promo: {html: x}, banner: {html: y}}}
+"""
+
+
+def test_rules_and_experiments_behind_a_rule_for_every_visitor_are_told(
+        tmp_path: Path) -> None:
+    # A catch-all written first: the rules after it for its slot never won, the
+    # experiment on it never showed, and validate said "valid" and nothing else.
+    (tmp_path / "r.yaml").write_text(SHADOWED)
+    source = tmp_path / "r.yaml"
+    told = [str(n) for n in notices(load_rules(tmp_path), _at("2026-12-05T12:00"))]
+    assert told == [
+        f"{source}:8: rule 'uk-hero' can never win: rule 'everyone-hero' ({source}:6) takes "
+        "hero before it, for every visitor; give it a higher priority, or the rule before "
+        "it a condition",
+        f"{source}:23: experiment 'hero-test' is never shown: rule 'everyone-hero' "
+        f"({source}:6) takes hero for every visitor (rules come before experiments); give "
+        "that rule a condition, or the experiment another slot",
+        f"{source}:26: experiment 'promo-test' is never shown: rule 'late-promo' ({source}:17) "
+        f"and rule 'first' ({source}:19) take promo, banner for every visitor (rules come "
+        "before experiments); give that rule a condition, or the experiment another slot"]
+    # uk-hero-and-promo still wins promo, half-promo half its visitors: neither is told;
+    # `first` ranks first by its priority; a segment that holds for everyone is no `when`
+    # the compiler can see through (any of two opposites), so late-promo is not behind it
+
+
+def test_validate_warns_of_a_rule_that_can_never_win(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    (tmp_path / "r.yaml").write_text(SHADOWED)
+    assert main(["validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: {tmp_path / 'r.yaml'}:8: rule 'uk-hero' can never win" in out
+    assert out.rstrip().endswith("valid (version " + load_rules(tmp_path).version
+                                 + "); 3 warnings")
 
 
 def test_what_is_noticed_is_counted_by_kind() -> None:
