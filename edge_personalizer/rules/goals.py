@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from .conditions import Condition
+from .durations import seconds_in
 from .fields import suggest
 from .model import DEFAULT_GOAL_WINDOW, Goal
 
 GOAL_KEYS = ("when", "status", "value", "window", "beacon", "description")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 MAX_WINDOW = 90 * 86400.0
 _T = TypeVar("_T")
@@ -126,10 +124,9 @@ def window_seconds(raw: Any, at: tuple[str | int, ...]) -> float:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         raise GoalInvalid(f"window {raw}: write it with its unit ({raw}h, {raw}m or {raw}s; "
                           "or days: 7d)", at)
-    match = _WINDOW.match(str(raw).strip().lower())
-    if match is None:
+    seconds = seconds_in(str(raw))
+    if seconds is None:
         raise GoalInvalid(f"window {raw!r}: write 30m, 72h or 7d", at)
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if not 0 < seconds <= MAX_WINDOW:
         raise GoalInvalid("window is more than 0 and at most 90 days", at)
     return seconds

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from .compile import OPERATORS
+from .compile.context import NAME
+from .durations import SCHEMA_PATTERN as DURATION
 from .fields import FIELDS, PREFIXES, FieldSpec, any_case
 from .model import PAGE_ACTIONS, SLOT_ACTIONS
 
@@ -68,6 +70,11 @@ def _conditions() -> dict[str, Any]:
             "additionalProperties": False, "minProperties": 1}
 
 
+# One of html, file and text is a slot's content (or an experiment variant's): not two
+_TWO_CONTENTS = {"anyOf": [{"required": list(pair)} for pair in
+                           (("html", "file"), ("html", "text"), ("file", "text"))]}
+
+
 def _variant() -> dict[str, Any]:
     return {"anyOf": [
         {"type": "string", "description": "a fragment file (x.html) or inline HTML"},
@@ -75,7 +82,8 @@ def _variant() -> dict[str, Any]:
             "action": {"enum": list(SLOT_ACTIONS)}, "html": {"type": "string"},
             "file": {"type": "string"}, "text": {"type": "string"},
             "attribute": {"type": "string"}, "value": {"type": "string"},
-            "class": {"type": "string"}}},
+            "class": {"type": "string"}},
+         "not": _TWO_CONTENTS},
     ]}
 
 
@@ -91,39 +99,46 @@ def _pairs() -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
 
 
+# A share of visitors: 25, or "25%" (spaces allowed, as the compiler reads it)
+_PERCENT = r"^\s*\d+(\.\d+)?\s*%?\s*$"
+_DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+_TIME = r"([01]?\d|2[0-4]):[0-5]\d"
+_REDIRECT_TO = r"^\s*(/(?!/)|https?://)"   # a path (not //host) or an absolute http(s) URL
+
+
 def build_schema() -> dict[str, Any]:
     day = _value_schema(FIELDS["time.weekday"])   # schedules read days as time.weekday
     rule_properties: dict[str, Any] = {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"},
+        "name": {"type": "string", "pattern": NAME.pattern},
         "description": {"type": "string"},
         "when": {"$ref": "#/$defs/conditions"},
         "then": {"type": "object", "minProperties": 1, "properties": {
-            "redirect": {"anyOf": [{"type": "string"}, {
+            "redirect": {"anyOf": [{"type": "string", "pattern": _REDIRECT_TO}, {
                 "type": "object", "required": ["to"], "additionalProperties": False,
-                "properties": {"to": {"type": "string"},
+                "properties": {"to": {"type": "string", "pattern": _REDIRECT_TO},
                                "status": {"enum": [301, 302, 303, 307, 308]},
                                "keep_query": {"type": "boolean"}}}]},
             "headers": _pairs(), "cookies": _pairs()},
             "additionalProperties": {"anyOf": [{"$ref": "#/$defs/variant"}, _by_field()]}},
         "priority": {"type": "integer"},
         "schedule": {"type": "object", "additionalProperties": False, "properties": {
-            "start": {"type": "string", "format": "date"},
-            "end": {"type": "string", "format": "date"},
+            "start": _DATE, "end": _DATE,
             "days": {"anyOf": [day, {"type": "array", "items": day}]},
-            "hours": {"type": "string", "pattern": "^\\d{1,2}:\\d{2}\\s*-\\s*\\d{1,2}:\\d{2}$"}}},
+            "hours": {"type": "string", "pattern": f"^\\s*{_TIME}\\s*-\\s*{_TIME}\\s*$"}}},
         "traffic": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100},
-                              {"type": "string", "pattern": "^\\d+(\\.\\d+)?%$"}]},
+                              {"type": "string", "pattern": _PERCENT}]},
     }
     experiment_properties: dict[str, Any] = {
-        "name": {"type": "string"}, "description": {"type": "string"},
-        "slot": {"type": "string"}, "slots": {"type": "array", "items": {"type": "string"}},
+        "name": {"type": "string", "pattern": NAME.pattern},
+        "description": {"type": "string"}, "slot": {"type": "string"},
+        "slots": {"type": "array", "items": {"type": "string"}},
         "audience": {"$ref": "#/$defs/conditions"},
         "schedule": rule_properties["schedule"], "paused": {"type": "boolean"},
         "holdout": {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 100},
-                              {"type": "string", "pattern": "^\\d+(\\.\\d+)?%$"}]},
+                              {"type": "string", "pattern": _PERCENT}]},
         "variants": {"type": "object", "minProperties": 2, "additionalProperties": {
-            "type": "object", "properties": {"weight": {"type": "number",
-                                                        "exclusiveMinimum": 0}}}},
+            "type": "object", "not": _TWO_CONTENTS,
+            "properties": {"weight": {"type": "number", "exclusiveMinimum": 0}}}},
         "goals": {"anyOf": [{"type": "string"},
                             {"type": "array", "items": {"type": "string"}}]},
         "allocation": {"enum": ["fixed", "bandit"]},
@@ -134,7 +149,7 @@ def build_schema() -> dict[str, Any]:
             "floor": {"type": "number", "minimum": 0, "maximum": 50},
             "update_every": {"anyOf": [
                 {"type": "number", "minimum": 1},
-                {"type": "string", "pattern": "^\\d+(\\.\\d+)?\\s*[smhd]$"}]},
+                {"type": "string", "pattern": DURATION}]},
             "metric": {"enum": ["conversion", "value"]}}},
     }
     goal_properties: dict[str, Any] = {
@@ -145,7 +160,7 @@ def build_schema() -> dict[str, Any]:
         "value": {"type": "object", "minProperties": 1, "maxProperties": 1,
                   "additionalProperties": False,
                   "properties": {"query": {"type": "string"}, "header": {"type": "string"}}},
-        "window": {"type": "string", "pattern": "^\\d+(\\.\\d+)?\\s*[smhd]$"},
+        "window": {"type": "string", "pattern": DURATION},
         "beacon": {"type": "boolean"},
         "description": {"type": "string"},
     }

@@ -81,3 +81,46 @@ def test_schema_reads_schedule_days_as_the_compiler(tmp_path: Path, days: str, v
     document = yaml.safe_load((tmp_path / "r.yaml").read_text())
     assert jsonschema.Draft202012Validator(build_schema()).is_valid(document) is valid
     assert (not errors) is valid, errors
+
+
+GOAL = "goals:\n  purchase: {{when: {{request.path: /thanks}}, window: {window}}}\n"
+EXPERIMENT = ("experiments:\n  - name: {name}\n    slot: a\n    goals: [purchase]\n"
+              "    holdout: {holdout}\n    allocation: bandit\n"
+              "    bandit: {{update_every: {every}}}\n"
+              "    variants: {{control: {{}}, b: {b}}}\n")
+RULE = ("rules:\n  - name: r\n    traffic: {traffic}\n    then: {{a: x, redirect: {to}}}\n"
+        "    schedule: {{start: '{start}', hours: '{hours}'}}\n")
+FINE = {"window": "72h", "name": "hero", "holdout": "10", "every": "1h",
+        "b": "{html: x}", "traffic": "50", "to": "/landing", "start": "2026-12-01",
+        "hours": "18:00-23:00"}
+
+
+# Documents the compiler takes that the schema underlined (units in capitals, "25 %"),
+# and mistakes it refuses that the schema passed (names, dates, hours, two contents).
+@pytest.mark.parametrize(("key", "written"), [
+    ("window", "24H"), ("window", "30D"), ("every", "1H"), ("every", "10S"),
+    ("traffic", "'25 %'"), ("holdout", "'10 %'"), ("hours", "9:00 - 17:30"),
+    ("to", "https://shop.example/x"), ("to", "/"),
+    ("name", "'my test'"), ("name", "-hero"), ("start", "2026/12/01"),
+    ("hours", "18:00-25:00"), ("hours", "18-23"), ("b", "{html: x, file: y.html}"),
+    ("b", "{text: x, html: y}"), ("to", "landing"), ("to", "//evil.example/"),
+    ("window", "72"), ("every", "1 hour"), ("traffic", "half"),
+])
+def test_schema_and_compiler_agree_on_documents(tmp_path: Path, key: str, written: str
+                                                ) -> None:
+    values = {**FINE, key: written}
+    text = ("slots: {a: {}}\n" + GOAL.format(**values) + EXPERIMENT.format(**values)
+            + RULE.format(**values).replace("'" + written + "'", written))
+    (tmp_path / "r.yaml").write_text(text)
+    _, errors = check_rules(tmp_path)
+    document = yaml.safe_load(text)
+    underlined = not jsonschema.Draft202012Validator(build_schema()).is_valid(document)
+    assert underlined == bool(errors), (errors, text)
+
+
+def test_a_document_with_no_mistakes_is_taken_by_both(tmp_path: Path) -> None:
+    text = ("slots: {a: {}}\n" + GOAL.format(**FINE) + EXPERIMENT.format(**FINE)
+            + RULE.format(**FINE))
+    (tmp_path / "r.yaml").write_text(text)
+    assert check_rules(tmp_path)[1] == []
+    jsonschema.validate(yaml.safe_load(text), build_schema())

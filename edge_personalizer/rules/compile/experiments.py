@@ -10,6 +10,7 @@ from typing import Any
 
 from ..allocation import Allocation, BanditSettings, Cells
 from ..conditions import AllOf, Condition
+from ..durations import seconds_in
 from ..fields import lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import HOLDOUT, Content, Experiment
@@ -30,12 +31,10 @@ from .rules import compile_schedule
 EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "schedule", "paused", "holdout",
                    "variants", "goals", "allocation", "per", "bandit", "description")
 BANDIT_KEYS = ("burn_in", "floor", "update_every", "metric")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 # What a variant's name may not hold: it is written in X-EP-Variant as slot=variant, one
 # slot after another with commas (a line break there would end the header; the server
 # then answers 500).
 _HEADER_UNSAFE = re.compile(r"[,;=\x00-\x1f\x7f]")
-_UNITS = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
 
 
 def compile_experiments(ctx: CompileContext, rule_files: RuleFiles, *,
@@ -267,10 +266,10 @@ def _duration(raw: Any, at: KeyPath) -> float:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         seconds = float(raw)
     else:
-        match = _DURATION.match(str(raw).strip().lower())
-        if match is None:
+        written = seconds_in(str(raw))
+        if written is None:
             raise Invalid(f"update_every {raw!r}: write 10s, 30m, 1h or 1d", at)
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        seconds = written
     if not 1 <= seconds <= 30 * 86400:
         raise Invalid("update_every is at least 1 second and at most 30 days", at)
     return seconds
