@@ -70,9 +70,10 @@ def _conditions() -> dict[str, Any]:
             "additionalProperties": False, "minProperties": 1}
 
 
-# One of html, file and text is a slot's content (or an experiment variant's): not two
-_TWO_CONTENTS = {"anyOf": [{"required": list(pair)} for pair in
-                           (("html", "file"), ("html", "text"), ("file", "text"))]}
+def _two_contents() -> dict[str, Any]:
+    """One of html, file and text is a slot's content (or an experiment variant's): not two."""
+    return {"anyOf": [{"required": list(pair)} for pair in
+                      (("html", "file"), ("html", "text"), ("file", "text"))]}
 
 
 def _variant() -> dict[str, Any]:
@@ -83,7 +84,7 @@ def _variant() -> dict[str, Any]:
             "file": {"type": "string"}, "text": {"type": "string"},
             "attribute": {"type": "string"}, "value": {"type": "string"},
             "class": {"type": "string"}},
-         "not": _TWO_CONTENTS},
+         "not": _two_contents()},
     ]}
 
 
@@ -101,7 +102,7 @@ def _pairs() -> dict[str, Any]:
 
 # A share of visitors: 25, or "25%" (spaces allowed, as the compiler reads it)
 _PERCENT = r"^\s*\d+(\.\d+)?\s*%?\s*$"
-_DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _TIME = r"([01]?\d|2[0-4]):[0-5]\d"
 _REDIRECT_TO = r"^\s*(/(?!/)|https?://)"   # a path (not //host) or an absolute http(s) URL
 
@@ -122,7 +123,8 @@ def build_schema() -> dict[str, Any]:
             "additionalProperties": {"anyOf": [{"$ref": "#/$defs/variant"}, _by_field()]}},
         "priority": {"type": "integer"},
         "schedule": {"type": "object", "additionalProperties": False, "properties": {
-            "start": _DATE, "end": _DATE,
+            "start": {"type": "string", "format": "date", "pattern": _DATE},
+            "end": {"type": "string", "format": "date", "pattern": _DATE},
             "days": {"anyOf": [day, {"type": "array", "items": day}]},
             "hours": {"type": "string", "pattern": f"^\\s*{_TIME}\\s*-\\s*{_TIME}\\s*$"}}},
         "traffic": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100},
@@ -137,7 +139,7 @@ def build_schema() -> dict[str, Any]:
         "holdout": {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 100},
                               {"type": "string", "pattern": _PERCENT}]},
         "variants": {"type": "object", "minProperties": 2, "additionalProperties": {
-            "type": "object", "not": _TWO_CONTENTS,
+            "type": "object", "not": _two_contents(),
             "properties": {"weight": {"type": "number", "exclusiveMinimum": 0}}}},
         "goals": {"anyOf": [{"type": "string"},
                             {"type": "array", "items": {"type": "string"}}]},
