@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .classify.classifier import Classifier
 from .config import Settings, load_settings, unknown_environment
 from .config.sources import CLASSIFY_FLAGS, SERVER_FLAGS, add_setting_flags, flag_overrides
-from .errors import EdgePersonalizerError, RuleError, SettingsError, StoreError
+from .errors import EdgePersonalizerError, RuleError, RuleSetInvalid, SettingsError, StoreError
 from .report import (
     classify_lines,
     explain_notes,
@@ -31,6 +30,7 @@ from .report import (
     visitor_for,
 )
 from .rules.book import check_rules, load_rules
+from .rules.durations import seconds_in
 from .rules.evaluator import explain
 from .rules.notices import notices
 from .rules.preview import PreviewSigner, check_preview
@@ -161,8 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (the flush at exit) go nowhere instead of printing a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except EdgePersonalizerError as exc:
-        print(f"edge-personalizer: {exc}", file=sys.stderr)
+    except EdgePersonalizerError as exc:   # bad rules: every mistake, as validate lists them
+        errors = exc.errors if isinstance(exc, RuleSetInvalid) else [exc]
+        print("\n".join(f"edge-personalizer: {error}" for error in errors), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -354,7 +355,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-_DURATION = MappingProxyType({"m": 60, "h": 3600, "d": 86400})
 _LONGEST_PREVIEW = 30 * 86400
 
 
@@ -364,11 +364,10 @@ def cmd_preview_link(args: argparse.Namespace) -> int:
     if not settings.profile_keys:
         raise SettingsError("preview links are signed with the first profile key: set "
                             "EP_PROFILE_KEYS as the server has it")
-    text = args.expires_in.strip().lower()
-    if len(text) < 2 or text[-1] not in _DURATION or not text[:-1].isdigit():
+    lifetime = seconds_in(args.expires_in)
+    if lifetime is None:
         raise SettingsError(f"--expires-in {args.expires_in!r}: write 30m, 24h or 7d")
-    lifetime = int(text[:-1]) * _DURATION[text[-1]]
-    if not 0 < lifetime <= _LONGEST_PREVIEW:
+    if not 60 <= lifetime <= _LONGEST_PREVIEW:
         raise SettingsError(f"--expires-in {args.expires_in!r}: a preview link lasts from a "
                             "minute to 30 days (it shows content to whoever holds it)")
     if settings.rules_dir is None:

@@ -84,12 +84,21 @@ def test_serve_without_origin_exits_2_with_a_message(capsys: pytest.CaptureFixtu
 
 def test_serve_with_bad_rules_exits_before_listening(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("rules: [\n")
+    (tmp_path / "worse.yaml").write_text(
+        "slots: {a: {}}\nrules:\n  - name: r\n    when: {device.type: tablett}\n"
+        "    then: {b: x}\n")
     result = subprocess.run(
         [sys.executable, "-m", "edge_personalizer", "serve", "--origin", "http://127.0.0.1:9",
          "--rules", str(tmp_path), "--port", "1"],
         capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 2
-    assert f"edge-personalizer: {tmp_path / 'bad.yaml'}:1:9: invalid YAML" in result.stderr
+    # every mistake, each on its line (it said the first "and 2 more")
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"edge-personalizer: {tmp_path / 'bad.yaml'}:1:9: invalid YAML")
+    assert lines[1].startswith(f"edge-personalizer: {tmp_path / 'worse.yaml'}:4:")
+    assert "unknown device.type 'tablett'" in lines[1]
+    assert lines[2].startswith(f"edge-personalizer: {tmp_path / 'worse.yaml'}:5:")
+    assert len(lines) == 3 and "more)" not in result.stderr
 
 
 @pytest.mark.parametrize("command", ["serve", "demo", "replay"])
@@ -265,7 +274,7 @@ def test_a_malformed_url_is_named_not_a_traceback(
                                        "https://shop.example/sale?utm_source=facebook\n")
 
 
-@pytest.mark.parametrize("expires", ["99999999d", "31d", "0m"])
+@pytest.mark.parametrize("expires", ["99999999d", "31d", "0m", "30s"])
 def test_a_preview_link_lasts_from_a_minute_to_30_days(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         expires: str) -> None:
