@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     _server_flags(serve)
     serve.set_defaults(run=cmd_serve)
 
-    validate = commands.add_parser("validate", help="check a rules directory; exit 1 on errors")
+    validate = commands.add_parser("validate", aliases=["check"],
+                                   help="check a rules directory; exit 1 on errors")
     validate.add_argument("directory", type=Path)
     validate.add_argument("--format", choices=["text", "json"], default="text")
     validate.set_defaults(run=cmd_validate)
