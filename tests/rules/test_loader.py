@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_personalizer.errors import RuleError, RuleSetInvalid
+from edge_personalizer.rules.book import check_rules
 from edge_personalizer.rules.loader import load_rule_directory, read_rule_directory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,11 +97,38 @@ def test_yaml_tags_that_build_objects_are_refused(tmp_path: Path) -> None:
     assert errors and "invalid YAML" in str(errors[0])
 
 
-@pytest.mark.parametrize(("text", "line", "message"), [
+@pytest.mark.parametrize("text", [
     # issue 18, bug 1: YAML reads these as dates and numbers it cannot make
-    ("rules:\n  - name: x\n    schedule: {start: 2026-11-31}\n", 3, "'2026-11-31' cannot be read"),
-    ("slots:\n  a: 2026-02-30 10:00:00\n", 2, "cannot be read"),
-    ("slots:\n  a: " + "1" * 5000 + "\n", 2, "cannot be read"),
+    "rules:\n  - name: x\n    schedule: {start: 2026-11-31}\n",
+    "rules:\n  - name: x\n    schedule:\n      start: 2026-11-31\n",
+    "slots:\n  a: 2026-02-30 10:00:00\n",
+    "slots:\n  a: " + "1" * 5000 + "\n",
+])
+def test_plain_values_yaml_cannot_make_stay_as_written(tmp_path: Path, text: str) -> None:
+    # What reads them says what is wrong at their place, and the rest of the file is still
+    # checked: a wrong date in a schedule hid every other mistake of its file.
+    write(tmp_path, "a.yaml", text)
+    files, errors = read_rule_directory(tmp_path)
+    assert errors == []
+    written = text.split(": ")[-1].strip().rstrip("}")
+    assert written in repr(files.files[0].sections)
+
+
+def test_a_wrong_date_is_told_with_the_other_mistakes_of_its_file(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "slots: {hero: {}}\nrules:\n  - name: x\n"
+          "    schedule: {start: 2026-11-31, end: 2026-02-30}\n    then: {hero: x}\n"
+          "  - name: y\n    when: {device.type: tablett, time.date: 2027-13-01}\n"
+          "    then: {hero: y}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
+        (4, "'2026-11-31' is not a date (day is out of range for month); write 2026-12-24"),
+        (4, "'2026-02-30' is not a date (day is out of range for month); write 2026-12-24"),
+        (7, "unknown device.type 'tablett'; expected mobile, tablet, desktop, tv, bot, "
+            "other; did you mean 'tablet'?"),
+        (7, "time.date '2027-13-01' is no date (month must be in 1..12); write 2026-12-24")]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
     ("a: &a [*a]\n", 1, "too large or nested too deeply"),
     ("a: &a\n  <<: *a\n", None, ""),
     ("a: " + "[" * 5000 + "]" * 5000 + "\n", None, "nested too deeply"),

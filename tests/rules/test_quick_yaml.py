@@ -107,6 +107,13 @@ def test_declines_what_it_does_not_read(text: str) -> None:
     assert quick_yaml.read(text) is None
 
 
+@pytest.mark.parametrize("text", [
+    "a: 2026-13-45\n", "a: {start: 2026-02-30}\n", "a:\n  - 2026-02-30 10:00:00\n",
+    "a: " + "1" * 5000 + "\n"])
+def test_values_yaml_cannot_make_are_read_as_written_by_both_readers(text: str) -> None:
+    assert same_as_node_reader(text)   # read (not declined), and as the node reader does
+
+
 SCALARS = ["a", "yes", "No", "on", "OFF", "true", "null", "~", "", "1", "-1", "+1", "0x1F",
            "0o17", "017", "08", "1_000", "1:20", "1.5", ".5", "1e3", "1.0e+3", ".inf", "-.Inf",
            ".NaN", "2026-12-24", "2026-12-24 10:00:00", "2026-1-2", "a b", "a  b", "a#b", "a #b",

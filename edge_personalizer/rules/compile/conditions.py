@@ -31,7 +31,7 @@ from ..conditions import (
 )
 from ..fields import FieldSpec, lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile
-from .context import CompileContext, Invalid, Reported, frozen, kind_of
+from .context import CompileContext, Invalid, Invalids, Reported, frozen, kind_of
 
 OPERATORS: Final = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
                     "prefix", "suffix", "matches", "exists")
@@ -65,6 +65,10 @@ def compile_condition(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: Ke
             parts.append(_clause(ctx, rule_file, str(key), value, (*at, str(key)), owner))
         except Invalid as exc:
             ctx.reject(rule_file, exc, owner)
+            failed = True
+        except Invalids as several:   # (every wrong value of a list)
+            for error in several.errors:
+                ctx.reject(rule_file, error, owner)
             failed = True
         except Reported:
             failed = True
@@ -231,6 +235,9 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
         meant = dict(spec.mistakes).get(text.casefold())
         if meant is not None:
             raise Invalid(f"{name} {text!r} is no such code; did you mean {meant!r}?", at)
+        wrong = spec.check(text) if spec.check is not None else None
+        if wrong is not None:
+            raise Invalid(f"{name} {text!r} is {wrong}", at)
     return text.casefold()
 
 
@@ -260,9 +267,16 @@ def _text(value: Any, op: str, at: KeyPath) -> str:
 def _one_of(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
     if not isinstance(value, list) or not value:
         raise Invalid("in takes a list of values", at)
-    return OneOf(frozenset(choice for i, v in enumerate(value)
-                           for choice in _values(spec, name, v, (*at, i))),
-                 tuple(dict.fromkeys(value)))
+    choices: list[Any] = []
+    wrong: list[Invalid] = []   # every wrong value of the list, each at its place
+    for i, written in enumerate(value):
+        try:
+            choices += _values(spec, name, written, (*at, i))
+        except Invalid as exc:
+            wrong.append(exc)
+    if wrong:
+        raise wrong[0] if len(wrong) == 1 else Invalids(wrong)
+    return OneOf(frozenset(choices), tuple(dict.fromkeys(value)))
 
 
 def _between(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:

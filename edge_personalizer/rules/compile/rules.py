@@ -24,6 +24,7 @@ from .context import CompileContext, Invalid, Invalids, Reported, kind_of, name_
 RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 _SCHEDULE_KEYS: Final = ("start", "end", "days", "hours")
 _DATE_AND_TIME: Final = re.compile(r"(\d{4}-\d{2}-\d{2})[T ]\d{1,2}:\d{2}")
+_DAY: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 _HOURS: Final = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
 
@@ -257,7 +258,8 @@ def _date(value: Any, at: KeyPath) -> date:
         day = _DATE_AND_TIME.match(str(value))
         if day is not None:
             raise _timed(str(value), day.group(1), at) from exc
-        raise Invalid(f"{value!r} is not a date; write 2026-12-24", at) from exc
+        reason = f" ({exc})" if _DAY.fullmatch(str(value)) else ""   # (2026-11-31)
+        raise Invalid(f"{value!r} is not a date{reason}; write 2026-12-24", at) from exc
 
 
 def _timed(value: str, day: object, at: KeyPath) -> Invalid:

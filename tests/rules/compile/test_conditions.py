@@ -67,6 +67,16 @@ def test_mistakes_are_reported_at_their_line(tmp_path: Path, when: str, message:
     assert len(errors) == 1 and message in errors[0].reason and errors[0].line == 4
 
 
+def test_every_wrong_value_of_a_list_is_told(tmp_path: Path) -> None:
+    # Only the first wrong value of each list was told: a marketer ran validate once a value.
+    when = "{device.type: [tablett, mobil], geo.country: {in: [UK, DE, DEU]}}"
+    _, errors = check_rules(rules_with(tmp_path, when))
+    assert [e.reason.split(": ", 1)[1][:27] for e in errors] == [
+        "unknown device.type 'tablet", "unknown device.type 'mobil'",
+        "geo.country 'UK' is no such", "geo.country 'DEU': a countr"]
+    assert all(e.line == 4 for e in errors)
+
+
 def test_values_of_the_right_form_are_taken(tmp_path: Path) -> None:
     rules = rules_with(tmp_path, "{geo.country: [gb, DE], language.primary: [de, fil], "
                                  "time.hour: [0, 23], time.date: 2026-12-24}")

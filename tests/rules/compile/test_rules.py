@@ -71,7 +71,7 @@ def test_schedule_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
         "  - name: y\n    schedule: {days: [mon, funday]}\n    then: {hero: x}\n")
     _, errors = check_rules(tmp_path)
     assert [(e.line, e.reason.split(": ", 1)[1][:30]) for e in errors] == [
-        (4, "'2026-11-31' is not a date; wr"), (4, "days is a day (mon..sun, weekd"),
+        (4, "'2026-11-31' is not a date (da"), (4, "days is a day (mon..sun, weekd"),
         (7, "unknown day 'funday'; expected")]   # each mistake of a schedule
 
 
