@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -281,13 +281,26 @@ def _goals(ctx: CompileContext, raw: Any, at: KeyPath) -> tuple[str, ...]:
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise Invalid("goals is a list of goal names, e.g. [purchase]", at)
-    for goal in names:
-        if goal in ctx.goals_in_error:
-            raise Reported   # the goal's own error says what to fix
-        if goal not in ctx.goals:
-            raise Invalid(f"unknown goal {goal!r}; declare it under goals:"
-                          + suggest(goal, ctx.goals), at)
+    if any(goal in ctx.goals_in_error for goal in names):
+        raise Reported   # the goal's own error says what to fix
+    _all_known("goal", names, ctx.goals, "; declare it under goals:",
+               at if isinstance(raw, str) else None, at)
     return tuple(dict.fromkeys(names))
+
+
+def _all_known(kind: str, names: list[Any], known: Collection[str], fix: str,
+               whole: KeyPath | None, at: KeyPath) -> None:
+    """Every name of `names` not among `known`, each told at its place in the list (or at
+    `whole`, the key, for one written alone), with the names there are when none is close."""
+    unknown = [Invalid(f"unknown {kind} {name!r}{fix}"
+                       + (suggest(str(name), known)
+                          or f" (there {'is' if len(known) == 1 else 'are'} "
+                             f"{', '.join(sorted(known)[:12]) or 'none'})"),
+                       whole if whole is not None else (*at, i))
+               for i, name in enumerate(names)
+               if not isinstance(name, str) or name not in known]
+    if unknown:
+        raise unknown[0] if len(unknown) == 1 else Invalids(unknown)
 
 
 def _slots(ctx: CompileContext, raw: dict[Any, Any], at: KeyPath) -> tuple[str, ...]:
@@ -296,12 +309,11 @@ def _slots(ctx: CompileContext, raw: dict[Any, Any], at: KeyPath) -> tuple[str, 
         slot_list = [slot_list]
     if not isinstance(slot_list, list) or not slot_list:
         raise Invalid("an experiment needs slot: <name> (or slots: [...])", at)
-    for slot in slot_list:
-        if isinstance(slot, str) and slot in ctx.slots_in_error:
-            raise Reported   # the slot's own error says what to fix
-        if not isinstance(slot, str) or slot not in ctx.slots:
-            raise Invalid(f"unknown slot {slot!r}" + suggest(str(slot), ctx.slots),
-                          (*at, "slots" if "slots" in raw else "slot"))
+    if any(isinstance(slot, str) and slot in ctx.slots_in_error for slot in slot_list):
+        raise Reported   # the slot's own error says what to fix
+    written = "slots" if "slots" in raw else "slot"
+    _all_known("slot", slot_list, ctx.slots, "",
+               (*at, written) if isinstance(raw[written], str) else None, (*at, written))
     return tuple(slot_list)
 
 

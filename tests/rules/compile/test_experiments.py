@@ -215,3 +215,24 @@ def test_a_variant_name_that_would_break_x_ep_variant_is_refused(
     assert [e.line for e in errors] == [7], errors
     assert said in errors[0].reason
     assert ruleset.experiments == ()
+
+
+def test_every_unknown_slot_and_goal_of_a_list_is_told_at_its_line(tmp_path: Path) -> None:
+    # Only the first of each list was told (footer; purchace), and with no list of the
+    # names there are when none was close.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {promo: {}, hero: {}}\ngoals: {purchase: {when: {request.path: /thanks}}}\n"
+        "experiments:\n"
+        "  - name: e\n"
+        "    slots:\n"
+        "      - promo\n"
+        "      - footer\n"                           # 7
+        "      - sidebar\n"                          # 8
+        "    goals: [purchace, signup]\n"            # 9
+        "    variants: {a: {}, b: {promo: {html: x}}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
+        (7, "unknown slot 'footer' (there are hero, promo)"),
+        (8, "unknown slot 'sidebar' (there are hero, promo)"),
+        (9, "unknown goal 'purchace'; declare it under goals:; did you mean 'purchase'?"),
+        (9, "unknown goal 'signup'; declare it under goals: (there is purchase)")]
