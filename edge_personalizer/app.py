@@ -140,11 +140,13 @@ class EdgeApp:
             metrics=self.metrics, token=AdminToken(token),
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
             geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
-            flusher=self.flusher,
-            server_pid=_server_pid())
+            flusher=self.flusher, server_pid=_server_pid(),
+            slot_looks=personalized.personalizer.slots.looks
+            if personalized.personalizer is not None else None)
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
-        dashboard = Dashboard(store=self.store, rules=self.rules, token=token)
+        dashboard = Dashboard(store=self.store, rules=self.rules, token=token,
+                              slots_not_found=admin.slots_not_found)
         routes |= dashboard.routes()
         prefixes = dashboard.prefixes()
         if personalized.page_headers is not None:

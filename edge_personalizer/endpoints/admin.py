@@ -20,12 +20,14 @@ from ..learn.flusher import Flusher
 from ..learn.store import Store
 from ..observability.metrics import CONTENT_TYPE, Metrics
 from ..observability.workers import WorkerBoard, combined_metrics
+from ..personalize.slot_presence import slots_not_found
 from ..proxy.pages import respond
 from ..rules.book import RuleBook
 from .responses import send_json
 from .router import Route
 
 OriginProbe = Callable[[], Awaitable[ProbeResult]]
+SlotLooks = Callable[[], dict[str, dict[str, object]]]   # (SlotPresence.looks)
 
 
 def carries_token(scope: Scope, token: bytes) -> bool:
@@ -126,7 +128,7 @@ class Admin:
                  geo: GeoDatabaseInfo | None = None, probe_ttl: float = 1.0,
                  board: WorkerBoard | None = None, reload_wait: float = 10.0,
                  store: Store | None = None, flusher: Flusher | None = None,
-                 server_pid: int | None = None) -> None:
+                 server_pid: int | None = None, slot_looks: SlotLooks | None = None) -> None:
         self.metrics = metrics
         self.board = board            # the other workers of this server, when there are any
         self.server_pid = server_pid  # the `serve` process this worker runs under, if any
@@ -140,6 +142,7 @@ class Admin:
         self.flusher = flusher
         self.rules = rules
         self.geo = geo
+        self.slot_looks = slot_looks   # this worker's, since its rules loaded
         self.started = time.time()
 
     def routes(self) -> dict[str, Route]:
@@ -176,7 +179,22 @@ class Admin:
                          rules_checked_at=self.rules.checked_at,
                          rules_began_at=self.rules.began_at,
                          last_error=self.rules.last_error)
+        if self.slot_looks is not None:
+            state["slot_looks"] = self.slot_looks()
         return state
+
+    def slots_not_found(self) -> list[str]:
+        """The slots no worker of the server found on any page it looked at with the rules
+        served (slot_presence.slots_not_found)."""
+        if self.slot_looks is None:
+            return []
+        looks = [self.slot_looks()]
+        if self.board is not None and self.rules is not None:
+            version = self.rules.current.version
+            looks += [state.get("slot_looks") or {} for state in self.board.states()
+                      if state.get("pid") != self.board.pid
+                      and state.get("rules_version") == version]
+        return slots_not_found(looks)
 
     async def scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not await self.token.allows(scope, send):
@@ -255,7 +273,8 @@ class Admin:
                                "files": current.file_count, "rules": len(current.rules),
                                "experiments": len(current.experiments),
                                "last_error": self.rules.last_error,
-                               "warnings": [str(n) for n in self.rules.notices()]}
+                               "warnings": [str(n) for n in self.rules.notices()],
+                               "slots_not_found": self.slots_not_found()}
         else:
             report["rules"] = {"loaded": False, "detail": "no rules directory configured"}
         if self.store is not None:

@@ -186,9 +186,11 @@ class Dashboard:
     def __init__(self, *, store: Store, rules: RuleBook | None, token: str | None,
                  pages: Pages | None = None, session_seconds: float = SESSION_SECONDS,
                  clock: Callable[[], float] = time.time,
-                 login_limit: RateLimit | None = None) -> None:
+                 login_limit: RateLimit | None = None,
+                 slots_not_found: Callable[[], list[str]] | None = None) -> None:
         self.store = store
         self.rules = rules
+        self.slots_not_found = slots_not_found   # told beside the rules' notices
         self.token = token
         self._pages = pages
         self.sessions = SessionSigner(token, lifetime=session_seconds, clock=clock) \
@@ -334,7 +336,9 @@ class Dashboard:
         try:
             snapshot = await read_snapshot(
                 self.store, self.rules.current, last_error=self.rules.last_error,
-                notices=tuple(str(n) for n in self.rules.notices()), clock=self.clock)
+                notices=(*map(str, self.rules.notices()),
+                         *(self.slots_not_found() if self.slots_not_found else ())),
+                clock=self.clock)
         except StoreError as exc:
             await self._html(scope, send, 503, self.pages.message(
                 "Store unavailable", f"The store does not answer: {str(exc).rstrip('.')}. "

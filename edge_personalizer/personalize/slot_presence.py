@@ -119,8 +119,27 @@ class PageSlots:
         self.learned_at = learned_at
 
 
+_SAMPLE: Final = 3   # pages named for a slot found on none
+
+
+class Looks:
+    """One slot's looks since the rules loaded: the whole pages it was looked for on, how
+    many had it, and the first pages that lacked it."""
+
+    __slots__ = ("pages", "found", "lacking")
+
+    def __init__(self) -> None:
+        self.pages = 0
+        self.found = 0
+        self.lacking: list[str] = []
+
+    def as_json(self) -> dict[str, object]:
+        return {"pages": self.pages, "found": self.found, "lacking": list(self.lacking)}
+
+
 class SlotPresence:
-    """Per page (bounded), which slots of the serving rules it has."""
+    """Per page (bounded), which slots of the serving rules it has; and per slot, since
+    the rules loaded, on how many of the pages looked at it was found (`looks`)."""
 
     def __init__(self, rules: RuleBook | None, *, max_paths: int = 4096,
                  max_queries: int = 16, relearn_views: int = 1000,
@@ -143,6 +162,7 @@ class SlotPresence:
         # Decisions with some choices dropped, remembered by the decision and what went
         # (a decision of rules alone is one object for everyone it is made for).
         self._trimmed: LRU[tuple[int, frozenset[str]], tuple[Decision, Decision]] = LRU(1024)
+        self._looks: dict[str, Looks] = {}
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -154,7 +174,16 @@ class SlotPresence:
             self._paths.clear()
             self._queries.clear()
             self._trimmed.clear()
+            self._looks = {}
         return self._paths
+
+    def looks(self) -> dict[str, dict[str, object]]:
+        """Per slot looked for since the rules served loaded, its Looks (as JSON). Read
+        from other threads (a worker's state is published after a reload): it changes
+        nothing, and copies the tallies before it reads them."""
+        if self.rules is not None and self.rules.current.version != self._version:
+            return {}   # reloaded, and no page seen since
+        return {slot: looks.as_json() for slot, looks in list(self._looks.items())}
 
     def page_of(self, path: str, query: Mapping[str, str]) -> str:
         """What the page of `path` with `query` is learned by: page_key, or the path's
@@ -249,6 +278,7 @@ class SlotPresence:
         if not found or not self.learn or path.endswith(OTHER_QUERIES):
             return
         paths = self._current()
+        self._looked(path, found)
         coding, seen = validators(head)
         entry = paths.get(path)
         if entry is None or entry.validators.get(coding, seen) != seen:
@@ -262,6 +292,19 @@ class SlotPresence:
         if nested:
             entry.nested.update(nested)
             entry.inside = frozenset(pair for pair, there in entry.nested.items() if there)
+
+    def _looked(self, path: str, found: Mapping[str, bool]) -> None:
+        for slot, there in found.items():
+            if slot in INJECTIONS:
+                continue
+            looks = self._looks.get(slot)
+            if looks is None:
+                looks = self._looks[slot] = Looks()
+            looks.pages += 1
+            if there:
+                looks.found += 1
+            elif len(looks.lacking) < _SAMPLE and path not in looks.lacking:
+                looks.lacking.append(path)
 
     def trim(self, decision: Decision, absent: frozenset[str]) -> Decision:
         """The decision without its choices for the slots in `absent` (injections into
@@ -280,3 +323,30 @@ class SlotPresence:
         if decision.static_choices is not None:
             self._trimmed[key] = (decision, trimmed)
         return trimmed
+
+
+def slots_not_found(all_looks: Iterable[Mapping[str, Mapping[str, object]]]) -> list[str]:
+    """What to tell of the slots found on none of the pages looked at, summed over
+    `all_looks` (each worker's `looks`, of the same rules): what their rules and
+    experiments chose for them was shown to no one."""
+    pages: dict[str, int] = {}
+    found: dict[str, int] = {}
+    lacking: dict[str, list[str]] = {}
+    for looks in all_looks:
+        for slot, seen in looks.items():
+            pages[slot] = pages.get(slot, 0) + _whole(seen.get("pages"))
+            found[slot] = found.get(slot, 0) + _whole(seen.get("found"))
+            named = lacking.setdefault(slot, [])
+            paths = seen.get("lacking")
+            for path in paths if isinstance(paths, list) else ():
+                if len(named) < _SAMPLE and path not in named:
+                    named.append(str(path))
+    return [f"slot {slot!r} was on none of the {n} page{'' if n == 1 else 's'} it was looked "
+            f"for on since the rules loaded ({', '.join(lacking[slot])}): what rules and "
+            "experiments choose for it is shown to no one; check its selector or marker "
+            "against the page's HTML"
+            for slot, n in sorted(pages.items()) if n and not found[slot]]
+
+
+def _whole(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

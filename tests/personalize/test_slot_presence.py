@@ -14,11 +14,16 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
-from edge_personalizer.personalize.slot_presence import SlotPresence, nesting, page_key
+from edge_personalizer.personalize.slot_presence import (
+    SlotPresence,
+    nesting,
+    page_key,
+    slots_not_found,
+)
 from edge_personalizer.rules.book import RuleBook
 from edge_personalizer.rules.model import Content, Decision, SlotChoice
 
-from ..conftest import PROFILE_KEY
+from ..conftest import ADMIN_TOKEN, PROFILE_KEY
 from ..servers import Server, free_port, start, start_proxy
 
 HEAD = {b"etag": '"v1"', b"content-length": "1000"}
@@ -574,3 +579,66 @@ def test_a_slot_inside_one_whose_variant_replaces_it_is_neither_named_nor_counte
     assert hidden.status_code == 204 and hidden.headers["x-ep-variant"] == "hero=big-hero"
     assert head.status_code == 200 and head.headers["x-ep-variant"] == "hero=big-hero"
     assert "last-modified" not in head.headers and "content-length" not in head.headers
+
+
+def test_slots_looked_for_are_tallied_until_the_rules_reload(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text("slots: {hero: {}, promo: {}}\n")
+    book = RuleBook(tmp_path)
+    presence = SlotPresence(book)
+    for path in ("/a", "/b", "/a", "/c", "/d"):
+        presence.learned(path, {b"etag": path}, {"hero": path == "/b", "promo": False,
+                                                 "head": True})
+    assert presence.looks() == {
+        "hero": {"pages": 5, "found": 1, "lacking": ["/a", "/c", "/d"]},
+        "promo": {"pages": 5, "found": 0, "lacking": ["/a", "/b", "/c"]}}   # (the first 3)
+    other = {"promo": {"pages": 2, "found": 0, "lacking": ["/e"]}}
+    assert slots_not_found([presence.looks(), other, {}]) == [
+        "slot 'promo' was on none of the 7 pages it was looked for on since the rules "
+        "loaded (/a, /b, /c): what rules and experiments choose for it is shown to no one; "
+        "check its selector or marker against the page's HTML"]
+    (tmp_path / "site.yaml").write_text("slots: {hero: {}, promo: {selector: p}}\n")
+    assert book.reload()
+    assert presence.looks() == {} and slots_not_found([presence.looks()]) == []
+
+
+HERO_ONLY = SLOTTED.replace('<div class="promo">old promo</div>', "")
+
+
+def test_health_and_the_dashboard_name_a_slot_found_on_no_page(
+        site: tuple[Server, Path], tmp_path: Path) -> None:
+    # A rule for a slot whose selector is on no page reached no one, and nothing said why
+    # (the dashboard showed the rule's 0; only the admin's X-EP-Trace said "lacks").
+    origin, page = site
+    (page.parent / "hero.html").write_text(HERO_ONLY)
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "site.yaml").write_text(RULES)
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(folder),
+                         "--workers", "2",
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY, "EP_RULES_WATCH_INTERVAL": "0.2"})
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        for _ in range(4):
+            for path in ("/page.html", "/hero.html"):
+                assert httpx.get(f"{server.url}{path}", headers=PAGE).status_code == 200
+        time.sleep(1.5)   # each worker publishes what it saw every second
+        told = server.health().json()["rules"]["slots_not_found"]
+        segments = httpx.get(f"{server.url}/__ep/dashboard/segments", headers=bearer).text
+        (folder / "site.yaml").write_text(RULES.replace('"main .promo"', '"main p"'))
+        version = server.health().json()["rules"]["version"]
+        deadline = time.monotonic() + 10
+        while server.health().json()["rules"]["version"] == version:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for _ in range(4):
+            for path in ("/page.html", "/hero.html"):
+                httpx.get(f"{server.url}{path}", headers=PAGE)
+        time.sleep(1.5)
+        after = server.health().json()["rules"]["slots_not_found"]
+    finally:
+        server.stop()
+    assert len(told) == 1 and told[0].startswith("slot 'promo' was on none of the "), told
+    assert "(/page.html, /hero.html)" in told[0] or "(/hero.html, /page.html)" in told[0]
+    banner = segments.split('data-banner="notices"')[1].split("</div>")[0]
+    assert "slot &#39;promo&#39; was on none of the" in banner
+    assert after == []   # the selector the page has: found, and the warning gone
