@@ -29,7 +29,7 @@ from .classify.referral import ReferralClassifier, ReferrerTable
 from .config import Settings
 from .config.paths import check_data_outside_rules
 from .endpoints import Endpoints
-from .endpoints.admin import Admin, AdminToken
+from .endpoints.admin import Admin, AdminToken, PageNotes
 from .endpoints.dashboard import Dashboard
 from .endpoints.edge import EdgeDecisions
 from .endpoints.learning import Beacon, Results
@@ -38,12 +38,15 @@ from .learn.attribution import Learning
 from .learn.catalog import running_goals, running_variants
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
+from .learn.goals import goals_not_counted
 from .learn.store import open_store
 from .learn.trainer import Trainer, bandit_specs, catalog_reader, model_reader, weights_reader
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .observability.workers import WorkerBoard, board_directory
 from .personalize import PersonalizeMiddleware
+from .personalize.personalizer import Personalizer
+from .personalize.slot_presence import slots_not_found
 from .proxy import OriginProxy
 from .proxy.client_ip import ClientAddressMiddleware, TrustedProxies
 from .rewrite.first_bytes import FirstBytesMemo
@@ -141,12 +144,11 @@ class EdgeApp:
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
             geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
             flusher=self.flusher, server_pid=_server_pid(),
-            slot_looks=personalized.personalizer.slots.looks
-            if personalized.personalizer is not None else None)
+            notes=self._page_notes(personalized.personalizer))
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
         dashboard = Dashboard(store=self.store, rules=self.rules, token=token,
-                              slots_not_found=admin.slots_not_found)
+                              page_notes=admin.told_of_pages)
         routes |= dashboard.routes()
         prefixes = dashboard.prefixes()
         if personalized.page_headers is not None:
@@ -158,6 +160,17 @@ class EdgeApp:
         self.app: ASGIApp = ClientAddressMiddleware(
             AccessLog(endpoints, metrics=self.metrics, enabled=settings.access_log),
             trusted=trusted)
+
+    def _page_notes(self, personalizer: Personalizer | None) -> tuple[PageNotes, ...]:
+        """What the pages served tell of the rules: slots on no page, goals whose
+        requests were answered with errors."""
+        if personalizer is None or self.rules is None:
+            return ()
+        book = self.rules
+        return (PageNotes("slots_not_found", personalizer.slots.looks, slots_not_found),
+                PageNotes("goals_not_counted",
+                          lambda: self.learning.goals.uncounted(book.current.goals),
+                          goals_not_counted))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -7,8 +7,8 @@ import hmac
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import anyio
 from starlette.types import Receive, Scope, Send
@@ -20,14 +20,22 @@ from ..learn.flusher import Flusher
 from ..learn.store import Store
 from ..observability.metrics import CONTENT_TYPE, Metrics
 from ..observability.workers import WorkerBoard, combined_metrics
-from ..personalize.slot_presence import slots_not_found
 from ..proxy.pages import respond
 from ..rules.book import RuleBook
 from .responses import send_json
 from .router import Route
 
 OriginProbe = Callable[[], Awaitable[ProbeResult]]
-SlotLooks = Callable[[], dict[str, dict[str, object]]]   # (SlotPresence.looks)
+
+
+class PageNotes(NamedTuple):
+    """What each worker learns of the rules from the pages it serves (since the rules
+    loaded), told for the whole server: its name (in health's `rules`, and in each
+    worker's published state), this worker's tallies, and what every worker's say."""
+
+    name: str
+    own: Callable[[], Mapping[str, Any]]
+    told: Callable[[list[Mapping[str, Any]]], list[str]]
 
 
 def carries_token(scope: Scope, token: bytes) -> bool:
@@ -128,7 +136,7 @@ class Admin:
                  geo: GeoDatabaseInfo | None = None, probe_ttl: float = 1.0,
                  board: WorkerBoard | None = None, reload_wait: float = 10.0,
                  store: Store | None = None, flusher: Flusher | None = None,
-                 server_pid: int | None = None, slot_looks: SlotLooks | None = None) -> None:
+                 server_pid: int | None = None, notes: Sequence[PageNotes] = ()) -> None:
         self.metrics = metrics
         self.board = board            # the other workers of this server, when there are any
         self.server_pid = server_pid  # the `serve` process this worker runs under, if any
@@ -142,7 +150,7 @@ class Admin:
         self.flusher = flusher
         self.rules = rules
         self.geo = geo
-        self.slot_looks = slot_looks   # this worker's, since its rules loaded
+        self.notes = notes
         self.started = time.time()
 
     def routes(self) -> dict[str, Route]:
@@ -179,22 +187,25 @@ class Admin:
                          rules_checked_at=self.rules.checked_at,
                          rules_began_at=self.rules.began_at,
                          last_error=self.rules.last_error)
-        if self.slot_looks is not None:
-            state["slot_looks"] = self.slot_looks()
+        state.update({f"pages:{note.name}": note.own() for note in self.notes})
         return state
 
-    def slots_not_found(self) -> list[str]:
-        """The slots no worker of the server found on any page it looked at with the rules
-        served (slot_presence.slots_not_found)."""
-        if self.slot_looks is None:
-            return []
-        looks = [self.slot_looks()]
+    def page_notes(self) -> dict[str, list[str]]:
+        """What the pages every worker of the server served with the rules of this one
+        tell of them (PageNotes), by name."""
+        others: list[dict[str, Any]] = []
         if self.board is not None and self.rules is not None:
             version = self.rules.current.version
-            looks += [state.get("slot_looks") or {} for state in self.board.states()
+            others = [state for state in self.board.states()
                       if state.get("pid") != self.board.pid
                       and state.get("rules_version") == version]
-        return slots_not_found(looks)
+        return {note.name: note.told([note.own(), *(state.get(f"pages:{note.name}") or {}
+                                                    for state in others)])
+                for note in self.notes}
+
+    def told_of_pages(self) -> list[str]:
+        """page_notes, one list."""
+        return [told for notes in self.page_notes().values() for told in notes]
 
     async def scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not await self.token.allows(scope, send):
@@ -274,7 +285,7 @@ class Admin:
                                "experiments": len(current.experiments),
                                "last_error": self.rules.last_error,
                                "warnings": [str(n) for n in self.rules.notices()],
-                               "slots_not_found": self.slots_not_found()}
+                               **self.page_notes()}
         else:
             report["rules"] = {"loaded": False, "detail": "no rules directory configured"}
         if self.store is not None:

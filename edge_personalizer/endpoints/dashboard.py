@@ -187,10 +187,10 @@ class Dashboard:
                  pages: Pages | None = None, session_seconds: float = SESSION_SECONDS,
                  clock: Callable[[], float] = time.time,
                  login_limit: RateLimit | None = None,
-                 slots_not_found: Callable[[], list[str]] | None = None) -> None:
+                 page_notes: Callable[[], list[str]] | None = None) -> None:
         self.store = store
         self.rules = rules
-        self.slots_not_found = slots_not_found   # told beside the rules' notices
+        self.page_notes = page_notes   # what the pages served tell of the rules
         self.token = token
         self._pages = pages
         self.sessions = SessionSigner(token, lifetime=session_seconds, clock=clock) \
@@ -337,7 +337,7 @@ class Dashboard:
             snapshot = await read_snapshot(
                 self.store, self.rules.current, last_error=self.rules.last_error,
                 notices=(*map(str, self.rules.notices()),
-                         *(self.slots_not_found() if self.slots_not_found else ())),
+                         *(self.page_notes() if self.page_notes else ())),
                 clock=self.clock)
         except StoreError as exc:
             await self._html(scope, send, 503, self.pages.message(

@@ -82,10 +82,14 @@ def parse_goal_header(value: bytes) -> tuple[str, float | None] | None:
 
 
 class GoalReader:
-    """Finds the goals one response reaches, and takes the goal headers out of it."""
+    """Finds the goals one response reaches, and takes the goal headers out of it; and
+    tallies, per goal of the rules served, the requests that would have reached it but
+    were answered with a status it does not count (`uncounted`)."""
 
     def __init__(self, on_invalid: Callable[[str], None] | None = None) -> None:
         self.on_invalid = on_invalid or (lambda reason: None)
+        self._uncounted: dict[str, dict[int, int]] = {}   # goal -> status -> requests
+        self._of: object = None   # the goals they were tallied for (reset on a reload)
 
     def reached(self, goals: Mapping[str, GoalSpec], visitor: Visitor, status: int,
                 headers: RawHeaders, within_reach: Iterable[GoalSpec] | None = None
@@ -101,15 +105,34 @@ class GoalReader:
                 kept = self._header_goals(goals, headers, found)
                 break
         for goal in goals.values() if within_reach is None else within_reach:
-            if goal.name in found or (status not in goal.statuses if goal.statuses
-                                      else status >= 400):
-                continue   # (a refused or failed request reaches no goal unless told)
+            if goal.name in found:
+                continue
+            if status not in goal.statuses if goal.statuses else status >= 400:
+                # (a refused or failed request reaches no goal unless told)
+                if status >= 400 and goal.reached_by(visitor):
+                    self._tally(goals, goal.name, status)
+                continue
             if goal.reached_by(visitor):
                 amount = self._value(goal, visitor, headers if kept is None else kept)
                 found[goal.name] = Conversion(goal.name, amount, goal.window_seconds)
         if kept is None:
             kept = headers if isinstance(headers, list) else list(headers)
         return list(found.values()) if found else [], kept
+
+    def _tally(self, goals: Mapping[str, GoalSpec], goal: str, status: int) -> None:
+        if goals is not self._of:
+            self._of, self._uncounted = goals, {}
+        statuses = self._uncounted.setdefault(goal, {})
+        statuses[status] = statuses.get(status, 0) + 1
+
+    def uncounted(self, goals: Mapping[str, GoalSpec]) -> dict[str, dict[str, int]]:
+        """Per goal of `goals` (the rules served), the requests that reached it but were
+        answered with an error status it does not count, by status (as JSON). Read from
+        other threads: it changes nothing, and copies before it reads."""
+        if goals is not self._of:
+            return {}   # reloaded since, and no such request seen
+        return {goal: {str(status): n for status, n in list(statuses.items())}
+                for goal, statuses in list(self._uncounted.items())}
 
     def _header_goals(self, goals: Mapping[str, GoalSpec], headers: RawHeaders,
                       found: dict[str, Conversion]) -> list[tuple[bytes, bytes]]:
@@ -156,3 +179,27 @@ class GoalReader:
             self.on_invalid("value")
             return 0.0
         return amount
+
+
+def goals_not_counted(all_uncounted: Iterable[Mapping[str, Mapping[str, object]]]
+                      ) -> list[str]:
+    """What to tell of the requests that reached a goal but were not counted for the
+    status the site answered them with, summed over `all_uncounted` (each worker's
+    GoalReader.uncounted, of the same rules)."""
+    summed: dict[str, dict[str, int]] = {}
+    for uncounted in all_uncounted:
+        for goal, statuses in uncounted.items():
+            into = summed.setdefault(goal, {})
+            for status, n in statuses.items():
+                if isinstance(n, int) and not isinstance(n, bool):
+                    into[status] = into.get(status, 0) + n
+    told = []
+    for goal, statuses in sorted(summed.items()):
+        total = sum(statuses.values())
+        answered = ", ".join(f"{status} ({n})" for status, n in sorted(statuses.items()))
+        one = total == 1
+        told.append(f"goal {goal!r}: {total} request{'' if one else 's'} that reach"
+                    f"{'es' if one else ''} it {'was' if one else 'were'} answered "
+                    f"{answered} and not counted: check its page, or name the statuses it "
+                    "counts (status: [...])")
+    return told

@@ -59,6 +59,33 @@ def test_anyone_reads_whether_it_is_ready_and_only_the_operator_the_details(
         gone.stop()
 
 
+def test_health_and_the_dashboard_tell_a_goal_whose_page_fails(origin: Server,
+                                                                 tmp_path: Path) -> None:
+    # A goal on a page the site answered 404 counted nothing for as long as it ran, and
+    # nothing said why ("No conversions on signup yet").
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(
+        "slots: {hero: {}}\ngoals:\n  signup: {when: {request.path: /status/404}}\n"
+        "experiments:\n  - name: e\n    slot: hero\n    goals: [signup]\n"
+        "    variants: {control: {}, b: {html: x}}\n")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY})
+    browser = {"accept": "text/html", "user-agent": "Mozilla/5.0 (X11; Linux x86_64; "
+               "rv:133.0) Gecko/20100101 Firefox/133.0"}
+    try:
+        for _ in range(3):
+            assert httpx.get(server.url + "/status/404", headers=browser).status_code == 404
+        told = server.health().json()["rules"]["goals_not_counted"]
+        segments = httpx.get(f"{server.url}/__ep/dashboard/segments",
+                             headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    finally:
+        server.stop()
+    assert told == ["goal 'signup': 3 requests that reach it were answered 404 (3) and not "
+                    "counted: check its page, or name the statuses it counts (status: [...])"]
+    assert "goal &#39;signup&#39;: 3 requests" in segments.split('data-banner="notices"')[1]
+
+
 def test_health_answers_in_time_when_the_origin_hangs(tmp_path: Path) -> None:
     # An origin that takes the connection and never answers: the health check waited the
     # origin read timeout (30 s), past any load balancer's probe timeout.

@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from edge_personalizer.classify.visitor import Visitor
-from edge_personalizer.learn.goals import GoalReader, parse_goal_header, parse_value
+from edge_personalizer.learn.goals import (
+    GoalReader,
+    goals_not_counted,
+    parse_goal_header,
+    parse_value,
+)
 from edge_personalizer.rules.conditions import Condition
 from edge_personalizer.rules.model import Goal
 
@@ -93,3 +98,26 @@ def test_without_a_status_a_refused_or_failed_request_reaches_no_goal() -> None:
     failed = Goal("failed", when=goals()["purchase"].when, statuses=frozenset({500}))
     assert [c.goal for c in reader.reached({"failed": failed}, visitor, 500, [])[0]] == \
         ["failed"]
+
+
+def test_requests_that_reach_a_goal_but_fail_are_tallied_until_the_rules_reload() -> None:
+    # A goal on a page the site answers 404 counted nothing, and nothing said why.
+    thanks = default_classifier().visitor(make_request("/checkout/thanks"), now=0.0)
+    home = default_classifier().visitor(make_request("/"), now=0.0)
+    served = goals()
+    reader = GoalReader()
+    for visitor, status in ((thanks, 404), (thanks, 404), (thanks, 500), (home, 404),
+                            (thanks, 200), (thanks, 302)):
+        reader.reached(served, visitor, status, [])
+    # a 302 is no error, home reaches no purchase, and signup (reached by the origin's
+    # goal header alone) by no request
+    assert reader.uncounted(served) == {"purchase": {"404": 2, "500": 1}}
+    assert goals_not_counted([reader.uncounted(served), {"purchase": {"404": 5}},
+                              {"signup": {"503": 1}}]) == [
+        "goal 'purchase': 8 requests that reach it were answered 404 (7), 500 (1) and not "
+        "counted: check its page, or name the statuses it counts (status: [...])",
+        "goal 'signup': 1 request that reaches it was answered 503 (1) and not counted: "
+        "check its page, or name the statuses it counts (status: [...])"]
+    assert reader.uncounted(goals()) == {}   # other rules: nothing seen with them yet
+    reader.reached(goals(), thanks, 410, [])
+    assert reader.uncounted(served) == {}    # (the tallies follow the rules served)
