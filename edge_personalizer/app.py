@@ -84,17 +84,7 @@ class EdgeApp:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
         self.proxy: OriginProxy | None = None
         if site is None:
-            site = self.proxy = OriginProxy(
-                settings.require_origin(), trusted_proxies=trusted,
-                connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
-                max_header_bytes=settings.max_header_bytes,
-                max_header_count=settings.max_header_count,
-                max_body_bytes=settings.max_body_bytes,
-                max_connections=settings.max_connections,
-                pool_timeout=settings.pool_timeout, max_long_lived=settings.max_long_lived,
-                preserve_host=settings.preserve_host, body_timeout=settings.body_timeout,
-                public_url=settings.public_url,
-                observer=self.metrics)
+            site = self.proxy = _origin_proxy(settings, trusted, self.metrics)
         self.anonymous = (AnonymousIpDatabase(settings.anonymous_db)
                           if settings.anonymous_db else None)
         self.classifier = build_classifier(settings, keys=keys, geo=self.geo,
@@ -144,7 +134,7 @@ class EdgeApp:
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
             geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
             flusher=self.flusher, server_pid=_server_pid(),
-            notes=self._page_notes(personalized.personalizer))
+            notes=_page_notes(personalized.personalizer, self.rules, self.learning))
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
         dashboard = Dashboard(store=self.store, rules=self.rules, token=token,
@@ -160,17 +150,6 @@ class EdgeApp:
         self.app: ASGIApp = ClientAddressMiddleware(
             AccessLog(endpoints, metrics=self.metrics, enabled=settings.access_log),
             trusted=trusted)
-
-    def _page_notes(self, personalizer: Personalizer | None) -> tuple[PageNotes, ...]:
-        """What the pages served tell of the rules: slots on no page, goals whose
-        requests were answered with errors."""
-        if personalizer is None or self.rules is None:
-            return ()
-        book = self.rules
-        return (PageNotes("slots_not_found", personalizer.slots.looks, slots_not_found),
-                PageNotes("goals_not_counted",
-                          lambda: self.learning.goals.uncounted(book.current.goals),
-                          goals_not_counted))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -270,6 +249,30 @@ class EdgeApp:
         for database in (self.geo, self.anonymous):
             if database is not None:
                 database.close()
+
+
+def _origin_proxy(settings: Settings, trusted: TrustedProxies,
+                  metrics: Metrics) -> OriginProxy:
+    return OriginProxy(
+        settings.require_origin(), trusted_proxies=trusted,
+        connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+        max_header_bytes=settings.max_header_bytes, max_header_count=settings.max_header_count,
+        max_body_bytes=settings.max_body_bytes, max_connections=settings.max_connections,
+        pool_timeout=settings.pool_timeout, max_long_lived=settings.max_long_lived,
+        preserve_host=settings.preserve_host, body_timeout=settings.body_timeout,
+        public_url=settings.public_url, observer=metrics)
+
+
+def _page_notes(personalizer: Personalizer | None, rules: RuleBook | None,
+                learning: Learning) -> tuple[PageNotes, ...]:
+    """What the pages served tell of the rules: slots on no page, goals whose requests
+    were answered with errors."""
+    if personalizer is None or rules is None:
+        return ()
+    return (PageNotes("slots_not_found", personalizer.slots.looks, slots_not_found),
+            PageNotes("goals_not_counted",
+                      lambda: learning.goals.uncounted(rules.current.goals),
+                      goals_not_counted))
 
 
 async def kept_running(name: str, run: Callable[[], Awaitable[None]]) -> None:

@@ -2,10 +2,9 @@
 
 Files in the usual shapes (block mappings and lists of one-line values) are read by
 quick_yaml, line by line. Any other file, and any file with a mistake, is read here from
-the YAML node graph (safe types only), so each value keeps where it was written, a
-mapping that repeats a key is an error rather than a silent overwrite, and every mistake
-is named at its line and column. Both give the same values and the same marks.
-"""
+the YAML node graph (safe types only): each value keeps where it was written, a repeated
+key is an error, not an overwrite, and every mistake is named at its line and column.
+Both give the same values and the same marks."""
 
 from __future__ import annotations
 
@@ -29,8 +28,8 @@ from .yaml_errors import yaml_error
 from .yaml_scalars import RuleFileLoader
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
-# A rule file larger than this is refused before it is read: reading takes about a hundred
-# times its size in memory, in every worker. 10,000 rules in one file take 2.5 MB.
+# A rule file larger than this is refused unread: reading takes ~100 times its size in
+# memory, in every worker (10,000 rules in one file take 2.5 MB).
 MAX_RULE_FILE_BYTES = 8 * 1024 * 1024
 # Values that aliases (*name) may repeat in one file, counted once for each use: enough
 # for a shared `when` in every rule, never the billion values of aliases of aliases.
@@ -112,15 +111,13 @@ class RuleFiles:
 
 class _DuplicateKey(Exception):
     def __init__(self, key: str, mark: yaml.Mark) -> None:
-        self.key = key
-        self.mark = mark
+        self.key, self.mark = key, mark
 
 
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
-# Values a file may hold, counting each use of an alias again: rule files are small, and
-# aliases of aliases (a "billion laughs") would otherwise grow without end.
-_MAX_VALUES = quick_yaml.MAX_VALUES
-_MAX_DEPTH = quick_yaml.MAX_DEPTH
+# Values a file may hold, each use of an alias counted again (aliases of aliases, a
+# "billion laughs", would grow without end), and how deep they may nest.
+_MAX_VALUES, _MAX_DEPTH = quick_yaml.MAX_VALUES, quick_yaml.MAX_DEPTH
 
 
 class _PlainBuilder:
@@ -168,14 +165,13 @@ class _PlainBuilder:
         return out
 
     def _scalar(self, node: yaml.Node) -> Any:
-        """One value. A plain one YAML takes for a kind it cannot make of it (2026-11-31
-        for a date, an int of 5000 digits) stays the text written: what reads it says
-        what is wrong, at its place, and the rest of the file is still checked. Any other
-        value YAML cannot make is an error at its place in the file."""
+        """One value; a plain one YAML cannot make (2026-11-31, an int of 5000 digits) is
+        the text written (what reads it tells the mistake, and the file's others), any
+        other an error at its place in the file (a tag on a value it cannot read)."""
         try:
             return self._constructor.construct_object(node, deep=True)
         except (ValueError, OverflowError, TypeError, AttributeError, LookupError,
-                RecursionError) as exc:   # a tag such as !!timestamp on a value it cannot read
+                RecursionError) as exc:
             if isinstance(node, yaml.ScalarNode) and node.style is None:
                 return node.value
             shown = str(node.value)[:40]
