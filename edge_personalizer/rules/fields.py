@@ -172,10 +172,10 @@ FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for s
 # Fields with a free name after the prefix: profile.interests.running, request.query.q...
 PREFIXES: Final[Mapping[str, FieldSpec]] = MappingProxyType({
     "profile.interests.": FieldSpec("profile.interests.<category>", "number",
-                                    description="0..1 interest score"),
+                                    description="0..1 interest score", span=(0, 1)),
     "profile.predicted.": FieldSpec("profile.predicted.<category>", "number",
                                     description="0..1 chance visitors like this one show "
-                                                "that interest next"),
+                                                "that interest next", span=(0, 1)),
     "profile.variants.": FieldSpec("profile.variants.<experiment>", "string",
                                    description="variant seen"),
     "request.query.": FieldSpec("request.query.<name>", "string"),

@@ -176,6 +176,7 @@ def build_schema() -> dict[str, Any]:
             "slots": {"type": "object", "additionalProperties": {
                 "anyOf": [{"type": "null"}, {
                     "type": "object", "additionalProperties": False,
+                    "not": {"required": ["tag", "selector"]},
                     "properties": {"selector": {"type": "string"},
                                    "tag": {"type": "string",
                                            "pattern": "^[A-Za-z][A-Za-z0-9-]*$"},

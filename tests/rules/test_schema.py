@@ -118,6 +118,13 @@ def test_schema_and_compiler_agree_on_documents(tmp_path: Path, key: str, writte
     assert underlined == bool(errors), (errors, text)
 
 
+def test_a_slot_with_tag_and_selector_is_underlined_as_refused(tmp_path: Path) -> None:
+    text = 'slots:\n  nav: {selector: "nav", tag: div}\nrules: []\n'
+    (tmp_path / "r.yaml").write_text(text)
+    assert check_rules(tmp_path)[1]
+    assert not jsonschema.Draft202012Validator(build_schema()).is_valid(yaml.safe_load(text))
+
+
 def test_a_document_with_no_mistakes_is_taken_by_both(tmp_path: Path) -> None:
     text = ("slots: {a: {}}\n" + GOAL.format(**FINE) + EXPERIMENT.format(**FINE)
             + RULE.format(**FINE))

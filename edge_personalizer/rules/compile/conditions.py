@@ -165,6 +165,9 @@ def _matcher(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
             raise Invalid(f"{name}: empty condition", at)
         matchers = tuple(_operator(spec, name, str(op), v, (*at, str(op)))
                          for op, v in value.items())
+        never = _never(spec, name, matchers)
+        if never is not None:
+            raise Invalid(never, at)
         return matchers[0] if len(matchers) == 1 else AllMatchers(matchers)
     if isinstance(value, list):
         if not value:
@@ -290,6 +293,30 @@ def _between(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
         raise Invalid(f"{name} is between {least} and {most}, so between [{low:g}, {high:g}] "
                       "reaches past it", at)
     return Between(low, high)
+
+
+def _never(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str | None:
+    """Why comparisons of a number field together hold for no value ({gte: 5, lt: 3}, or
+    {gte: 2} of an interest score, 0..1), or None when some value meets them."""
+    bounds = [m for m in matchers if isinstance(m, (Compare, Between))]
+    if not bounds:
+        return None
+    low, high = spec.span if spec.span is not None else (-math.inf, math.inf)
+    low_open = high_open = False
+    for bound in bounds:
+        ends = ((bound.low, False, bound.high, False) if isinstance(bound, Between) else
+                (bound.limit, bound.op == "gt", math.inf, False) if bound.op in ("gt", "gte")
+                else (-math.inf, False, bound.limit, bound.op == "lt"))
+        if ends[0] > low or (ends[0] == low and ends[1]):
+            low, low_open = ends[0], ends[1]
+        if ends[2] < high or (ends[2] == high and ends[3]):
+            high, high_open = ends[2], ends[3]
+    if low < high or (low == high and not (low_open or high_open)):
+        return None
+    within = (f"{name} is between {spec.span[0]:g} and {spec.span[1]:g}, and "
+              if spec.span is not None else f"{name}: ")
+    said = " and ".join(bound.describe() for bound in bounds)
+    return f"{within}no value {said}: the condition never holds"
 
 
 def _regex(value: Any, at: KeyPath) -> Matcher:

@@ -93,9 +93,11 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
                                (*at, str(key)), on_key=True))
         elif key not in EXPERIMENT_KEYS:
             parts.fail(Invalid(f"unknown key {key!r}; an experiment has "
-                               + ", ".join(EXPERIMENT_KEYS[:-1])
-                               + suggest(str(key), EXPERIMENT_KEYS), (*at, str(key)),
-                               on_key=True))
+                               + ", ".join(EXPERIMENT_KEYS)
+                               + ("; an experiment's visitors are chosen by audience: (as "
+                                  "a rule's by when:)" if key == "when"
+                                  else suggest(str(key), EXPERIMENT_KEYS)),
+                               (*at, str(key)), on_key=True))
     no_slots: tuple[str, ...] = ()
     slots, slots_known = parts.attempt(lambda: _slots(ctx, raw, at), no_slots)
     everyone: Condition = AllOf(())

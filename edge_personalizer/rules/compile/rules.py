@@ -163,9 +163,11 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath
         if key not in RULE_KEYS:
             # A slot written beside then: rather than under it is an indentation mistake.
             under_then = (f"; {key!r} is a slot: indent it under then:" if key in ctx.slots
+                          else "; a rule's visitors are chosen by when: (as an "
+                               "experiment's by audience:)" if key == "audience"
                           else suggest(str(key), RULE_KEYS))
             ctx.fail(rule_file, f"unknown key {key!r}; a rule has "
-                     + ", ".join(RULE_KEYS[:-1]) + under_then,
+                     + ", ".join(RULE_KEYS) + under_then,
                      (*at, str(key)), label, on_key=True)
     parts = _condition_parts(ctx, rule_file, raw, at, label, name)
     priority = raw.get("priority", 0)

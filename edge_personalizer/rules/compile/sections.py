@@ -79,11 +79,15 @@ def _selector(ctx: CompileContext, rule_file: RuleFile, name: str, spec: Any,
                  '(the marker on that element: faster) or {selector: "css"}', at, None)
         return None
     selector = f'[data-ep-slot="{name}"]'
+    if "tag" in spec and "selector" in spec:   # (the selector alone would be looked for)
+        ctx.fail(rule_file, f"slot {name!r}: tag names the element of the data-ep-slot "
+                 "marker, selector any element: write one of them", (*at, "tag"), None)
+        return None
     if "tag" in spec:
         tag = spec["tag"]
         if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-            ctx.fail(rule_file, "tag is an element name such as div or section",
-                     (*at, "tag"), None)
+            ctx.fail(rule_file, f"slot {name!r}: tag is an element name such as div or "
+                     "section", (*at, "tag"), None)
             return None
         if tag.lower() not in HTML_ELEMENTS and "-" not in tag:
             ctx.fail(rule_file, f"slot {name!r}: {tag!r} is no HTML element (a custom "
@@ -93,12 +97,14 @@ def _selector(ctx: CompileContext, rule_file: RuleFile, name: str, spec: Any,
         selector = f"{tag.lower()}{selector}"
     if "selector" in spec:
         if not isinstance(spec["selector"], str) or not spec["selector"].strip():
-            ctx.fail(rule_file, "selector must be a CSS selector", (*at, "selector"), None)
+            ctx.fail(rule_file, f"slot {name!r}: selector must be a CSS selector",
+                     (*at, "selector"), None)
             return None
         selector = spec["selector"].strip()
         problem = _selector_problem(selector)
         if problem is not None:
-            ctx.fail(rule_file, f"selector {selector!r} cannot be used: {problem} (the "
+            ctx.fail(rule_file, f"slot {name!r}: selector {selector!r} cannot be used: "
+                     f"{problem} (the "
                      "rewriter takes CSS selectors of elements, their attributes and "
                      "combinators; no :has(), :hover or pseudo-elements)",
                      (*at, "selector"), None)
@@ -133,10 +139,15 @@ def collect_interests(ctx: CompileContext, rule_files: RuleFiles) -> None:
             if before is not None:
                 ctx.fail(rule_file, f"interest {name!r} is defined twice (first at {before})",
                          at, None)
-            elif not isinstance(patterns, list) or not patterns or not all(
-                    isinstance(p, str) and p.startswith("/") for p in patterns):
+            elif not isinstance(patterns, list) or not patterns:
                 ctx.fail(rule_file, "an interest is a list of path patterns such as "
                          '["/running", "/running/*"]', at, None)
+            elif wrong := [(i, p) for i, p in enumerate(patterns)
+                           if not isinstance(p, str) or not p.startswith("/")]:
+                for i, pattern in wrong:   # (each at its place)
+                    ctx.fail(rule_file, f"interest {name!r}: {pattern!r} is no path pattern: "
+                             f"a pattern starts with /, e.g. {'/' + str(pattern)!r}",
+                             (*at, i), None)
             else:
                 ctx.interests[str(name)] = tuple(patterns)
 

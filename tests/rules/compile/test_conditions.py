@@ -77,6 +77,32 @@ def test_every_wrong_value_of_a_list_is_told(tmp_path: Path) -> None:
     assert all(e.line == 4 for e in errors)
 
 
+@pytest.mark.parametrize(("when", "message"), [
+    ("{profile.visits: {gte: 5, lt: 3}}",
+     "profile.visits: no value is at least 5 and is less than 3: the condition never holds"),
+    ("{profile.visits: {gt: 3, lte: 3}}", "profile.visits: no value is more than 3 and"),
+    ("{profile.interests.running: {gte: 2}}",
+     "profile.interests.running is between 0 and 1, and no value is at least 2: the "
+     "condition never holds"),
+    ("{time.hour: {gt: 23}}", "time.hour is between 0 and 23, and no value is more than 23"),
+    ("{profile.visits: {between: [1, 4], gt: 4}}", "no value is between 1 and 4 and is more"),
+])
+def test_comparisons_no_value_meets_are_an_error(tmp_path: Path, when: str,
+                                                 message: str) -> None:
+    # Each was taken as valid, and the rule never matched anyone.
+    _, errors = check_rules(rules_with(tmp_path, when))
+    assert len(errors) == 1 and message in errors[0].reason and errors[0].line == 4, errors
+
+
+@pytest.mark.parametrize("when", [
+    "{profile.visits: {gte: 3, lt: 5}}", "{profile.visits: {gte: 3, lte: 3}}",
+    "{profile.interests.running: {gte: 0.5}}", "{profile.interests.running: {lte: 1}}",
+    "{time.hour: {gte: 23}}", "{profile.visits: {between: [1, 4], gte: 4}}",
+])
+def test_comparisons_some_value_meets_are_taken(tmp_path: Path, when: str) -> None:
+    assert check_rules(rules_with(tmp_path, when))[1] == []
+
+
 def test_values_of_the_right_form_are_taken(tmp_path: Path) -> None:
     rules = rules_with(tmp_path, "{geo.country: [gb, DE], language.primary: [de, fil], "
                                  "time.hour: [0, 23], time.date: 2026-12-24}")

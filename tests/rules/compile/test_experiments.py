@@ -236,3 +236,17 @@ def test_every_unknown_slot_and_goal_of_a_list_is_told_at_its_line(tmp_path: Pat
         (8, "unknown slot 'sidebar' (there are hero, promo)"),
         (9, "unknown goal 'purchace'; declare it under goals:; did you mean 'purchase'?"),
         (9, "unknown goal 'signup'; declare it under goals: (there is purchase)")]
+
+
+def test_a_rule_s_when_on_an_experiment_says_audience_and_the_other_way_round(
+        tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - name: r\n    audience: {device.type: mobile}\n"
+        "    then: {hero: x}\nexperiments:\n  - name: e\n    slot: hero\n"
+        "    when: {device.type: mobile}\n    variants: {a: {}, b: {html: x}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split("; ", 2)[-1]) for e in errors] == [
+        (4, "a rule's visitors are chosen by when: (as an experiment's by audience:)"),
+        (9, "an experiment's visitors are chosen by audience: (as a rule's by when:)")]
+    assert "a rule has name, when, then, priority, schedule, traffic, description;" \
+        in errors[0].reason
