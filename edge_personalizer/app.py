@@ -271,7 +271,7 @@ def _page_notes(personalizer: Personalizer | None, rules: RuleBook | None,
         return ()
     return (PageNotes("slots_not_found", personalizer.slots.looks, slots_not_found),
             PageNotes("goals_not_counted",
-                      lambda: learning.goals.uncounted(rules.current.goals),
+                      lambda: learning.goals.seen(rules.current.goals),
                       goals_not_counted))
 
 

@@ -163,20 +163,20 @@ class Admin:
         await send_json(send, 200, {"status": "alive"})
 
     async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status, report = await self.health()
-        await send_json(send, status,
-                        report if self.token.carried(scope) else self._brief(report))
-
-    def _brief(self, report: dict[str, Any]) -> dict[str, Any]:
-        """What anyone may read of the health report (the proxy answers every visitor of
-        the site): whether it is ready, and which check fails. The details (the origin's
-        address in its errors, rule files and their warnings, the store's location, the
-        workers) are the operator's."""
-        origin = report.get("origin", {}).get("reachable", True)
-        return {"status": report["status"], "failing": [] if origin else ["origin"],
-                "details": "sent with the admin token (Authorization: Bearer ...)"
-                if self.token.expected is not None else
-                "sent once admin_token (EP_ADMIN_TOKEN) is set, with it"}
+        if self.token.carried(scope):
+            await send_json(send, *await self.health())
+            return
+        # What anyone may read (the proxy answers every visitor of the site): whether it
+        # is ready, and which check fails; worked out alone (the origin's probe, cached).
+        # The details (the origin's address in its errors, rule files and their warnings,
+        # the store's location, the workers) are the operator's.
+        reachable = self.origin is None or (await self.origin.result()).reachable
+        await send_json(send, 200 if reachable else 503, {
+            "status": "ready" if reachable else "not ready",
+            "failing": [] if reachable else ["origin"],
+            "details": "sent with the admin token (Authorization: Bearer ...)"
+            if self.token.expected is not None else
+            "sent once admin_token (EP_ADMIN_TOKEN) is set, with it"})
 
     def state(self) -> dict[str, Any]:
         """What this worker tells the others (published every second and after a reload)."""

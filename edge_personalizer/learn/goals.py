@@ -81,14 +81,21 @@ def parse_goal_header(value: bytes) -> tuple[str, float | None] | None:
     return name, amount
 
 
+# Answers that say a goal's page is broken (gone, or failing), not that the visitor was
+# refused (401, 403, 422, 429: a form's own answers)
+_BROKEN: Final = frozenset({404, 410})
+REACHED: Final = "reached"   # (in `seen`: the requests that reached the goal)
+
+
 class GoalReader:
     """Finds the goals one response reaches, and takes the goal headers out of it; and
-    tallies, per goal of the rules served, the requests that would have reached it but
-    were answered with a status it does not count (`uncounted`)."""
+    tallies, per goal of the rules served, the visitors' requests that reached it and
+    those that met it but were answered with a broken page's status it does not count
+    (`seen`)."""
 
     def __init__(self, on_invalid: Callable[[str], None] | None = None) -> None:
         self.on_invalid = on_invalid or (lambda reason: None)
-        self._uncounted: dict[str, dict[int, int]] = {}   # goal -> status -> requests
+        self._seen: dict[str, dict[str, int]] = {}   # goal -> status (or REACHED) -> requests
         self._of: object = None   # the goals they were tallied for (reset on a reload)
 
     def reached(self, goals: Mapping[str, GoalSpec], visitor: Visitor, status: int,
@@ -109,30 +116,33 @@ class GoalReader:
                 continue
             if status not in goal.statuses if goal.statuses else status >= 400:
                 # (a refused or failed request reaches no goal unless told)
-                if status >= 400 and goal.reached_by(visitor):
-                    self._tally(goals, goal.name, status)
+                if (status in _BROKEN or status >= 500) and goal.reached_by(visitor) \
+                        and visitor.device.type != "bot":
+                    self._tally(goals, goal.name, str(status))
                 continue
             if goal.reached_by(visitor):
                 amount = self._value(goal, visitor, headers if kept is None else kept)
                 found[goal.name] = Conversion(goal.name, amount, goal.window_seconds)
+                if visitor.device.type != "bot":
+                    self._tally(goals, goal.name, REACHED)
         if kept is None:
             kept = headers if isinstance(headers, list) else list(headers)
         return list(found.values()) if found else [], kept
 
-    def _tally(self, goals: Mapping[str, GoalSpec], goal: str, status: int) -> None:
-        if goals is not self._of:
-            self._of, self._uncounted = goals, {}
-        statuses = self._uncounted.setdefault(goal, {})
-        statuses[status] = statuses.get(status, 0) + 1
+    def _tally(self, goals: Mapping[str, GoalSpec], goal: str, what: str) -> None:
+        if goals is not self._of:   # other rules: their tallies first, then whose they are
+            self._seen = {}
+            self._of = goals
+        tally = self._seen.setdefault(goal, {})
+        tally[what] = tally.get(what, 0) + 1
 
-    def uncounted(self, goals: Mapping[str, GoalSpec]) -> dict[str, dict[str, int]]:
-        """Per goal of `goals` (the rules served), the requests that reached it but were
-        answered with an error status it does not count, by status (as JSON). Read from
-        other threads: it changes nothing, and copies before it reads."""
+    def seen(self, goals: Mapping[str, GoalSpec]) -> dict[str, dict[str, int]]:
+        """Per goal of `goals` (the rules served), the visitors' requests that reached it
+        (REACHED) and those answered with a broken page's status it does not count, by
+        status (as JSON). Read from other threads: it changes nothing, and copies first."""
         if goals is not self._of:
             return {}   # reloaded since, and no such request seen
-        return {goal: {str(status): n for status, n in list(statuses.items())}
-                for goal, statuses in list(self._uncounted.items())}
+        return {goal: dict(list(tally.items())) for goal, tally in list(self._seen.items())}
 
     def _header_goals(self, goals: Mapping[str, GoalSpec], headers: RawHeaders,
                       found: dict[str, Conversion]) -> list[tuple[bytes, bytes]]:
@@ -181,25 +191,25 @@ class GoalReader:
         return amount
 
 
-def goals_not_counted(all_uncounted: Iterable[Mapping[str, Mapping[str, object]]]
-                      ) -> list[str]:
-    """What to tell of the requests that reached a goal but were not counted for the
-    status the site answered them with, summed over `all_uncounted` (each worker's
-    GoalReader.uncounted, of the same rules)."""
+def goals_not_counted(all_seen: Iterable[Mapping[str, Mapping[str, object]]]) -> list[str]:
+    """What to tell of the goals whose requests mostly met a broken page (at least 3, and
+    at least as many as reached the goal), summed over `all_seen` (each worker's
+    GoalReader.seen, of the same rules)."""
     summed: dict[str, dict[str, int]] = {}
-    for uncounted in all_uncounted:
-        for goal, statuses in uncounted.items():
+    for seen in all_seen:
+        for goal, tally in seen.items():
             into = summed.setdefault(goal, {})
-            for status, n in statuses.items():
+            for what, n in tally.items():
                 if isinstance(n, int) and not isinstance(n, bool):
-                    into[status] = into.get(status, 0) + n
+                    into[what] = into.get(what, 0) + n
     told = []
-    for goal, statuses in sorted(summed.items()):
-        total = sum(statuses.values())
-        answered = ", ".join(f"{status} ({n})" for status, n in sorted(statuses.items()))
-        one = total == 1
-        told.append(f"goal {goal!r}: {total} request{'' if one else 's'} that reach"
-                    f"{'es' if one else ''} it {'was' if one else 'were'} answered "
-                    f"{answered} and not counted: check its page, or name the statuses it "
-                    "counts (status: [...])")
+    for goal, tally in sorted(summed.items()):
+        reached = tally.pop(REACHED, 0)
+        failed = sum(tally.values())
+        if failed < 3 or failed < reached:
+            continue
+        answered = ", ".join(f"{status} ({n})" for status, n in sorted(tally.items()))
+        told.append(f"goal {goal!r}: {failed} requests that meet it were answered "
+                    f"{answered} and not counted ({reached} reached it): check its page, or "
+                    "name the statuses it counts (status: [...])")
     return told

@@ -120,21 +120,23 @@ class PageSlots:
 
 
 _SAMPLE: Final = 3   # pages named for a slot found on none
+_LEAST_PAGES: Final = 3   # pages a slot is looked for on before it is told found on none
+_MOST_PAGES: Final = 1000   # pages told apart per slot (past them, counted no more)
 
 
 class Looks:
-    """One slot's looks since the rules loaded: the whole pages it was looked for on, how
-    many had it, and the first pages that lacked it."""
+    """One slot's looks since the rules loaded: the pages (page keys, told apart up to
+    _MOST_PAGES) it was looked for on, those that had it, and the first that lacked it."""
 
     __slots__ = ("pages", "found", "lacking")
 
     def __init__(self) -> None:
-        self.pages = 0
+        self.pages: set[str] = set()
         self.found = 0
         self.lacking: list[str] = []
 
     def as_json(self) -> dict[str, object]:
-        return {"pages": self.pages, "found": self.found, "lacking": list(self.lacking)}
+        return {"pages": len(self.pages), "found": self.found, "lacking": list(self.lacking)}
 
 
 class SlotPresence:
@@ -170,11 +172,12 @@ class SlotPresence:
     def _current(self) -> LRU[str, PageSlots]:
         rules = self.rules
         if rules is not None and rules.current.version != self._version:
+            self._looks = {}   # (before the version: a reader in another thread never
+            # takes the old rules' looks for the new ones')
             self._version = rules.current.version   # reloaded: selectors may have changed
             self._paths.clear()
             self._queries.clear()
             self._trimmed.clear()
-            self._looks = {}
         return self._paths
 
     def looks(self) -> dict[str, dict[str, object]]:
@@ -300,10 +303,12 @@ class SlotPresence:
             looks = self._looks.get(slot)
             if looks is None:
                 looks = self._looks[slot] = Looks()
-            looks.pages += 1
             if there:
                 looks.found += 1
-            elif len(looks.lacking) < _SAMPLE and path not in looks.lacking:
+            if path in looks.pages or len(looks.pages) >= _MOST_PAGES:
+                continue   # (a page learned again: one page)
+            looks.pages.add(path)
+            if not there and len(looks.lacking) < _SAMPLE:
                 looks.lacking.append(path)
 
     def trim(self, decision: Decision, absent: frozenset[str]) -> Decision:
@@ -341,11 +346,11 @@ def slots_not_found(all_looks: Iterable[Mapping[str, Mapping[str, object]]]) -> 
             for path in paths if isinstance(paths, list) else ():
                 if len(named) < _SAMPLE and path not in named:
                     named.append(str(path))
-    return [f"slot {slot!r} was on none of the {n} page{'' if n == 1 else 's'} it was looked "
+    return [f"slot {slot!r} was on none of the {n} pages it was looked "
             f"for on since the rules loaded ({', '.join(lacking[slot])}): what rules and "
             "experiments choose for it is shown to no one; check its selector or marker "
             "against the page's HTML"
-            for slot, n in sorted(pages.items()) if n and not found[slot]]
+            for slot, n in sorted(pages.items()) if n >= _LEAST_PAGES and not found[slot]]
 
 
 def _whole(value: object) -> int:

@@ -25,7 +25,7 @@ from .fields import suggest
 from .tree import reason, shown
 from .tree import walk as walk  # the rules' files, for the watcher too
 from .yaml_errors import yaml_error
-from .yaml_scalars import RuleFileLoader
+from .yaml_scalars import RuleFileLoader, implicit_tag
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 # A rule file larger than this is refused unread: reading takes ~100 times its size in
@@ -34,7 +34,6 @@ MAX_RULE_FILE_BYTES = 8 * 1024 * 1024
 # Values that aliases (*name) may repeat in one file, counted once for each use: enough
 # for a shared `when` in every rule, never the billion values of aliases of aliases.
 MAX_ALIASED_VALUES = 100_000
-# The sections a rule file may have (docs/rules.md describes each).
 SECTIONS = frozenset({"rules", "segments", "interests", "slots", "experiments", "goals"})
 
 KEY = quick_yaml.KEY   # marks[(*path, KEY)] is where the key of the value at `path` was written
@@ -172,7 +171,8 @@ class _PlainBuilder:
             return self._constructor.construct_object(node, deep=True)
         except (ValueError, OverflowError, TypeError, AttributeError, LookupError,
                 RecursionError) as exc:
-            if isinstance(node, yaml.ScalarNode) and node.style is None:
+            if isinstance(node, yaml.ScalarNode) and node.style is None \
+                    and node.tag == implicit_tag(node.value):   # (not tagged so)
                 return node.value
             shown = str(node.value)[:40]
             raise yaml.constructor.ConstructorError(

@@ -117,9 +117,9 @@ def matches_everyone(condition: Condition) -> bool:
 
 
 def _taking(rules: list[Rule]) -> str:
-    """ "rule 'x' (file:line) takes" or "rule 'x' (...) and rule 'y' (...) take"."""
+    """ "rule 'x' (file:line) leaves" or "rule 'x' (...) and rule 'y' (...) leave"."""
     named = {r.source: f"rule {r.written or r.name!r} ({r.source})" for r in rules}
-    return " and ".join(named.values()) + (" takes" if len(named) == 1 else " take")
+    return " and ".join(named.values()) + (" leaves" if len(named) == 1 else " leave")
 
 
 def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
@@ -133,8 +133,8 @@ def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
         if targets and rule.targets <= takers.keys() and rule.source not in told:
             told[rule.source] = Notice(rule.source, "rule", (
                 f"rule {rule.written or rule.name!r} can never win: "
-                f"{_taking([takers[t] for t in targets])} {', '.join(targets)} before it, "
-                "for every visitor; give it a higher priority, or the rule before it a "
+                f"{_taking([takers[t] for t in targets])} {', '.join(targets)} to no "
+                "visitor after it; give it a higher priority, or the rule before it a "
                 "condition"))
         if matches_everyone(rule.condition):
             for target in targets:
@@ -144,7 +144,7 @@ def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
         if taken:
             told[experiment.source] = Notice(experiment.source, "experiment", (
                 f"experiment {experiment.name!r} is never shown: "
-                f"{_taking([takers[slot] for slot in taken])} {', '.join(taken)} for every "
+                f"{_taking([takers[slot] for slot in taken])} {', '.join(taken)} to no "
                 "visitor (rules come before experiments); give that rule a condition, or "
                 "the experiment another slot"))
     return told

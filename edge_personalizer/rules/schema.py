@@ -101,9 +101,9 @@ def _pairs() -> dict[str, Any]:
 
 
 # A share of visitors: 25, or "25%" (spaces allowed, as the compiler reads it)
-_PERCENT = r"^\s*\d+(\.\d+)?\s*%?\s*$"
+_PERCENT = r"^\s*\+?(\d+(\.\d*)?|\.\d+)\s*%?\s*$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
-_TIME = r"([01]?\d|2[0-4]):[0-5]\d"
+_TIME = r"(([01]?\d|2[0-3]):[0-5]\d|24:00)"
 _REDIRECT_TO = r"^\s*(/(?!/)|https?://)"   # a path (not //host) or an absolute http(s) URL
 
 

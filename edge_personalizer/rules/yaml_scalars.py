@@ -87,13 +87,17 @@ class PlainValues:
         return value
 
 
-def plain_value(text: str) -> Any:
-    """What a plain (unquoted) value means, exactly as the full reader decides it."""
-    tag = _STR
+def implicit_tag(text: str) -> str:
+    """The kind YAML takes a plain value written `text` for, untagged (2026-12-24: a date)."""
     for candidate, pattern in _RESOLVERS.get(text[:1] if text else "", []):
         if pattern.match(text):
-            tag = candidate
-            break
+            return candidate
+    return _STR
+
+
+def plain_value(text: str) -> Any:
+    """What a plain (unquoted) value means, exactly as the full reader decides it."""
+    tag = implicit_tag(text)
     if tag not in _BUILDABLE:   # << (merge), = (value) and the like
         raise Decline
     if tag == _STR:

@@ -81,8 +81,9 @@ def test_health_and_the_dashboard_tell_a_goal_whose_page_fails(origin: Server,
                              headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
     finally:
         server.stop()
-    assert told == ["goal 'signup': 3 requests that reach it were answered 404 (3) and not "
-                    "counted: check its page, or name the statuses it counts (status: [...])"]
+    assert told == ["goal 'signup': 3 requests that meet it were answered 404 (3) and not "
+                    "counted (0 reached it): check its page, or name the statuses it counts "
+                    "(status: [...])"]
     assert "goal &#39;signup&#39;: 3 requests" in segments.split('data-banner="notices"')[1]
 
 

@@ -100,24 +100,29 @@ def test_without_a_status_a_refused_or_failed_request_reaches_no_goal() -> None:
         ["failed"]
 
 
-def test_requests_that_reach_a_goal_but_fail_are_tallied_until_the_rules_reload() -> None:
-    # A goal on a page the site answers 404 counted nothing, and nothing said why.
-    thanks = default_classifier().visitor(make_request("/checkout/thanks"), now=0.0)
-    home = default_classifier().visitor(make_request("/"), now=0.0)
+def test_requests_that_reach_a_goal_or_meet_a_broken_page_are_tallied_per_rules() -> None:
+    # A goal on a page the site answered 404 counted nothing, and nothing said why.
+    classify = default_classifier()
+    thanks = classify.visitor(make_request("/checkout/thanks"), now=0.0)
+    home = classify.visitor(make_request("/"), now=0.0)
+    crawler = classify.visitor(make_request("/checkout/thanks", headers={
+        "user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}), now=0.0)
     served = goals()
     reader = GoalReader()
     for visitor, status in ((thanks, 404), (thanks, 404), (thanks, 500), (home, 404),
-                            (thanks, 200), (thanks, 302)):
+                            (thanks, 200), (thanks, 302), (thanks, 403), (thanks, 422),
+                            (crawler, 404), (crawler, 200)):
         reader.reached(served, visitor, status, [])
-    # a 302 is no error, home reaches no purchase, and signup (reached by the origin's
-    # goal header alone) by no request
-    assert reader.uncounted(served) == {"purchase": {"404": 2, "500": 1}}
-    assert goals_not_counted([reader.uncounted(served), {"purchase": {"404": 5}},
-                              {"signup": {"503": 1}}]) == [
-        "goal 'purchase': 8 requests that reach it were answered 404 (7), 500 (1) and not "
-        "counted: check its page, or name the statuses it counts (status: [...])",
-        "goal 'signup': 1 request that reaches it was answered 503 (1) and not counted: "
-        "check its page, or name the statuses it counts (status: [...])"]
-    assert reader.uncounted(goals()) == {}   # other rules: nothing seen with them yet
+    # reached twice (200, 302); a refusal (403, 422) is a form's answer, not a broken
+    # page; home meets no purchase; a crawler's requests are no visitor's
+    assert reader.seen(served) == {"purchase": {"404": 2, "500": 1, "reached": 2}}
+    assert goals_not_counted([reader.seen(served), {"purchase": {"404": 5}}]) == [
+        "goal 'purchase': 8 requests that meet it were answered 404 (7), 500 (1) and not "
+        "counted (2 reached it): check its page, or name the statuses it counts "
+        "(status: [...])"]
+    # told only when most of a goal's requests fail, and at least 3 of them
+    assert goals_not_counted([{"purchase": {"404": 2}}]) == []
+    assert goals_not_counted([{"purchase": {"404": 9, "reached": 120}}]) == []
+    assert reader.seen(goals()) == {}   # other rules: nothing seen with them yet
     reader.reached(goals(), thanks, 410, [])
-    assert reader.uncounted(served) == {}    # (the tallies follow the rules served)
+    assert reader.seen(served) == {}    # (the tallies follow the rules served)

@@ -129,6 +129,8 @@ def test_a_wrong_date_is_told_with_the_other_mistakes_of_its_file(tmp_path: Path
 
 
 @pytest.mark.parametrize(("text", "line", "message"), [
+    # a value tagged a kind it cannot be is an error, not text
+    ("rules:\n  - name: x\n    priority: !!int abc\n", 3, "'abc' cannot be read"),
     ("a: &a [*a]\n", 1, "too large or nested too deeply"),
     ("a: &a\n  <<: *a\n", None, ""),
     ("a: " + "[" * 5000 + "]" * 5000 + "\n", None, "nested too deeply"),

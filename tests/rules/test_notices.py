@@ -164,7 +164,7 @@ def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
     assert "4 rules reach no one:\n" + warnings[0] in log
     assert log.count("reach no one") == 1   # the server's, not each worker's too
     banner = page.split('data-banner="notices"')[1].split("</div>")[0]
-    assert "Reaching no one" in banner and "rule &#39;christmas&#39;" in banner
+    assert "What the rules miss" in banner and "rule &#39;christmas&#39;" in banner
 
 
 SHADOWED = """\
@@ -207,14 +207,14 @@ def test_rules_and_experiments_behind_a_rule_for_every_visitor_are_told(
     source = tmp_path / "r.yaml"
     told = [str(n) for n in notices(load_rules(tmp_path), _at("2026-12-05T12:00"))]
     assert told == [
-        f"{source}:8: rule 'uk-hero' can never win: rule 'everyone-hero' ({source}:6) takes "
-        "hero before it, for every visitor; give it a higher priority, or the rule before "
-        "it a condition",
+        f"{source}:8: rule 'uk-hero' can never win: rule 'everyone-hero' ({source}:6) leaves "
+        "hero to no visitor after it; give it a higher priority, or the rule before it a "
+        "condition",
         f"{source}:23: experiment 'hero-test' is never shown: rule 'everyone-hero' "
-        f"({source}:6) takes hero for every visitor (rules come before experiments); give "
+        f"({source}:6) leaves hero to no visitor (rules come before experiments); give "
         "that rule a condition, or the experiment another slot",
         f"{source}:26: experiment 'promo-test' is never shown: rule 'late-promo' ({source}:17) "
-        f"and rule 'first' ({source}:19) take promo, banner for every visitor (rules come "
+        f"and rule 'first' ({source}:19) leave promo, banner to no visitor (rules come "
         "before experiments); give that rule a condition, or the experiment another slot"]
     # uk-hero-and-promo still wins promo, half-promo half its visitors: neither is told;
     # `first` ranks first by its priority; a segment that holds for everyone is no `when`

@@ -105,6 +105,8 @@ FINE = {"window": "72h", "name": "hero", "holdout": "10", "every": "1h",
     ("hours", "18:00-25:00"), ("hours", "18-23"), ("b", "{html: x, file: y.html}"),
     ("b", "{text: x, html: y}"), ("to", "landing"), ("to", "//evil.example/"),
     ("window", "72"), ("every", "1 hour"), ("traffic", "half"),
+    ("traffic", "'.5%'"), ("traffic", "'+5'"), ("hours", "18:00-24:00"),
+    ("hours", "18:00-24:30"),
 ])
 def test_schema_and_compiler_agree_on_documents(tmp_path: Path, key: str, written: str
                                                 ) -> None:

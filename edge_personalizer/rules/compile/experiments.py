@@ -283,26 +283,27 @@ def _goals(ctx: CompileContext, raw: Any, at: KeyPath) -> tuple[str, ...]:
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise Invalid("goals is a list of goal names, e.g. [purchase]", at)
-    if any(goal in ctx.goals_in_error for goal in names):
-        raise Reported   # the goal's own error says what to fix
-    _all_known("goal", names, ctx.goals, "; declare it under goals:",
+    _all_known("goal", names, ctx.goals, ctx.goals_in_error, "; declare it under goals:",
                at if isinstance(raw, str) else None, at)
     return tuple(dict.fromkeys(names))
 
 
-def _all_known(kind: str, names: list[Any], known: Collection[str], fix: str,
-               whole: KeyPath | None, at: KeyPath) -> None:
-    """Every name of `names` not among `known`, each told at its place in the list (or at
-    `whole`, the key, for one written alone), with the names there are when none is close."""
+def _all_known(kind: str, names: list[Any], known: Collection[str], in_error: Collection[str],
+               fix: str, whole: KeyPath | None, at: KeyPath) -> None:
+    """Every name of `names` neither `known` nor `in_error` (whose own error says what to
+    fix: Reported when that is all), each told at its place in the list (or at `whole`,
+    the key, for one written alone), with the names there are when none is close."""
     unknown = [Invalid(f"unknown {kind} {name!r}{fix}"
                        + (suggest(str(name), known)
                           or f" (there {'is' if len(known) == 1 else 'are'} "
                              f"{', '.join(sorted(known)[:12]) or 'none'})"),
                        whole if whole is not None else (*at, i))
                for i, name in enumerate(names)
-               if not isinstance(name, str) or name not in known]
+               if not isinstance(name, str) or name not in known and name not in in_error]
     if unknown:
         raise unknown[0] if len(unknown) == 1 else Invalids(unknown)
+    if any(name in in_error for name in names):
+        raise Reported
 
 
 def _slots(ctx: CompileContext, raw: dict[Any, Any], at: KeyPath) -> tuple[str, ...]:
@@ -311,10 +312,8 @@ def _slots(ctx: CompileContext, raw: dict[Any, Any], at: KeyPath) -> tuple[str, 
         slot_list = [slot_list]
     if not isinstance(slot_list, list) or not slot_list:
         raise Invalid("an experiment needs slot: <name> (or slots: [...])", at)
-    if any(isinstance(slot, str) and slot in ctx.slots_in_error for slot in slot_list):
-        raise Reported   # the slot's own error says what to fix
     written = "slots" if "slots" in raw else "slot"
-    _all_known("slot", slot_list, ctx.slots, "",
+    _all_known("slot", slot_list, ctx.slots, ctx.slots_in_error, "",
                (*at, written) if isinstance(raw[written], str) else None, (*at, written))
     return tuple(slot_list)
 

@@ -250,3 +250,13 @@ def test_a_rule_s_when_on_an_experiment_says_audience_and_the_other_way_round(
         (9, "an experiment's visitors are chosen by audience: (as a rule's by when:)")]
     assert "a rule has name, when, then, priority, schedule, traffic, description;" \
         in errors[0].reason
+
+
+def test_a_goal_in_error_hides_no_unknown_goal_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\ngoals: {buy: {when: {request.path: /thanks}, window: 72x}}\n"
+        "experiments:\n  - name: e\n    slot: hero\n    goals: [buy, signp]\n"
+        "    variants: {a: {}, b: {html: x}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split(": ", 1)[1][:30]) for e in errors] == [
+        (2, "window '72x': write 30m, 72h o"), (6, "unknown goal 'signp'; declare ")], errors
