@@ -22,7 +22,7 @@ from ..learn.bandit import WeightsTable
 from ..learn.catalog import GoalCatalog, read_catalog
 from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally
 from ..learn.results import INTERNAL_PREFIX as INTERNAL_PREFIX
-from ..learn.results import POOLED, judged_on, plan_of, results
+from ..learn.results import judged_on, plan_of, results
 from ..learn.store import Store, Table, open_store
 from ..rules.model import HOLDOUT, Experiment, RuleSet
 from .charts import line_chart, uplift_bar
@@ -257,7 +257,7 @@ def _holdout_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         return None
     return _variant_rows({"control": "held out", "variants": {
         "held out": holdout["held_out"], "all variants": holdout["experiment"]}},
-        shown_as={HOLDOUT: "held out", POOLED: "all variants"})
+        shown_as={"held_out": "held out", "experiment": "all variants"})
 
 
 def _cell_rows(judged: Mapping[str, Any]) -> list[dict[str, Any]]:

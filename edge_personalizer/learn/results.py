@@ -11,8 +11,7 @@ so; an experiment removed from the rules keeps its results (status "stopped"), j
 the store's counts on the goals recorded for it while it ran. Counts that disagree
 (conversions beyond the visitors exposed, after a store was emptied under returning
 visitors) are cut to the exposures in the rates and said in the experiment's warnings;
-an experiment whose results cannot be worked out at all is an error entry of its own,
-never the end of the others'.
+an experiment whose results cannot be worked out is an error entry, not the others' end.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from ..rules.allocation import NO_SEGMENT
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 INTERNAL_PREFIX = "ep:"   # counts kept under such names are not experiments (AFFINITY)
 POOLED = "variants"   # every variant's visitors together, against those held out
+_ARM_KEYS = MappingProxyType({HOLDOUT: "held_out", POOLED: "experiment"})   # (their keys)
 MAX_CELLS = 50   # per: [fields] cells judged one by one: the most exposed first
 
 
@@ -150,16 +151,14 @@ def _variants_counted(rows: Mapping[CountKey, Tally]) -> list[str]:
 
 
 def _exposed(rows: Mapping[CountKey, Tally], *, held_out: bool = False) -> int:
-    """The visitors counted in `rows`: in the experiment's variants, or those it
-    `held_out`."""
+    """The visitors counted in `rows`: in the experiment's variants, or those `held_out`."""
     return sum(t.exposures for k, t in rows.items()
                if k.goal == EXPOSURE and (k.variant == HOLDOUT) == held_out)
 
 
 def _counted_only(name: str, status: str, rows: Mapping[CountKey, Tally],
                   **more: Any) -> dict[str, Any]:
-    """An experiment's entry with its visitors counted and nothing judged (`more`: what
-    says why)."""
+    """An experiment's entry with its visitors counted, nothing judged (`more`: why)."""
     return {"name": name, "status": status, "per": None, "control": None,
             "exposed": _exposed(rows), "held_out": _exposed(rows, held_out=True),
             "goals": {}, "warnings": [], **more}
@@ -203,10 +202,9 @@ def _totals(plan: Plan, rows: Mapping[CountKey, Tally], goal: str) -> Mapping[st
 def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally]
                     ) -> dict[str, Any] | None:
     """The experiment's visitors, every variant together as they were shared out, against
-    those it held out (who saw the page as it is) on `goal`: what running the experiment
-    brought. Both counted (conversions beyond the exposures cut as for the variants), and
-    compared as a variant with the control, within the periods both were in; None when
-    nobody was held out where a variant was shown."""
+    those it held out (who saw the page as it is) on `goal`: what running it brought.
+    Both counted (conversions beyond the exposures cut as for the variants), compared as a
+    variant with the control in the periods both were in (None: no such period)."""
     pooled = _pooled(rows)
     shown = periods_shown(pooled)
     both = shown.get(HOLDOUT, set()) & shown.get(POOLED, set())
@@ -220,9 +218,11 @@ def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally]
                  POOLED: sum(n for variant, n in cut.items() if variant != HOLDOUT)}
     for name, arm in judged.items():
         real = counted.get(name, Tally())
-        arm.update(converted=real.conversions, value_sum=real.value_sum,
-                   unexposed_conversions=unexposed[name], removed=False)
-    return {"held_out": judged[HOLDOUT], "experiment": judged[POOLED]}
+        few = arm["too_few_conversions"]
+        arm.update(converted=real.conversions, value_sum=real.value_sum, removed=False,
+                   unexposed_conversions=unexposed[name],
+                   too_few_conversions=few and [_ARM_KEYS[n] for n in few])
+    return {_ARM_KEYS[HOLDOUT]: judged[HOLDOUT], _ARM_KEYS[POOLED]: judged[POOLED]}
 
 
 def plan_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> Plan:

@@ -363,6 +363,9 @@ def test_the_experiment_is_compared_with_the_visitors_it_held_out() -> None:
     assert together["uplift"] == pytest.approx(0.065 / 0.04 - 1)   # +62.5%
     assert together["control_rate"] == pytest.approx(0.04)
     assert 0.5 < together["chance_to_beat_control"] < 1
+    # 4 held out converted: too few, named as the results name that arm (not "holdout")
+    assert together["too_few_conversions"] == ["held_out"]
+    assert held["too_few_conversions"] is None
 
 
 def test_an_experiment_that_holds_no_one_out_has_no_holdout_comparison() -> None:
