@@ -59,13 +59,19 @@ def test_schema_underlines_mistakes(document: dict[str, Any]) -> None:
 ])
 def test_schema_and_compiler_agree_on_values(tmp_path: Path, field: str, written: str
                                              ) -> None:
-    (tmp_path / "r.yaml").write_text(
-        f"slots: {{a: {{}}}}\nrules:\n  - name: r\n    when: {{{field}: {written}}}\n"
-        f"    then: {{a: x}}\n")
+    _judged_alike(tmp_path, f"slots: {{a: {{}}}}\nrules:\n  - name: r\n"
+                            f"    when: {{{field}: {written}}}\n    then: {{a: x}}\n")
+
+
+def _judged_alike(tmp_path: Path, text: str) -> bool:
+    """Whether the compiler and the schema both take `text` (True) or both refuse it
+    (False); fails where they disagree."""
+    (tmp_path / "r.yaml").write_text(text)
     _, errors = check_rules(tmp_path)
-    document = yaml.safe_load((tmp_path / "r.yaml").read_text())
-    underlined = not jsonschema.Draft202012Validator(build_schema()).is_valid(document)
-    assert underlined == bool(errors), errors
+    valid: bool = jsonschema.Draft202012Validator(build_schema()).is_valid(
+        yaml.safe_load(text))
+    assert valid == (not errors), (errors, text)
+    return valid
 
 
 @pytest.mark.parametrize(("days", "valid"), [
@@ -74,13 +80,9 @@ def test_schema_and_compiler_agree_on_values(tmp_path: Path, field: str, written
 ])
 def test_schema_reads_schedule_days_as_the_compiler(tmp_path: Path, days: str, valid: bool
                                                     ) -> None:
-    (tmp_path / "r.yaml").write_text(
-        "slots: {a: {}}\nrules:\n  - name: r\n    when: {device.type: mobile}\n"
-        f"    then: {{a: x}}\n    schedule: {{days: {days}}}\n")
-    _, errors = check_rules(tmp_path)
-    document = yaml.safe_load((tmp_path / "r.yaml").read_text())
-    assert jsonschema.Draft202012Validator(build_schema()).is_valid(document) is valid
-    assert (not errors) is valid, errors
+    assert _judged_alike(tmp_path, "slots: {a: {}}\nrules:\n  - name: r\n"
+                                   "    when: {device.type: mobile}\n    then: {a: x}\n"
+                                   f"    schedule: {{days: {days}}}\n") is valid
 
 
 GOAL = "goals:\n  purchase: {{when: {{request.path: /thanks}}, window: {window}}}\n"
@@ -111,25 +113,16 @@ FINE = {"window": "72h", "name": "hero", "holdout": "10", "every": "1h",
 def test_schema_and_compiler_agree_on_documents(tmp_path: Path, key: str, written: str
                                                 ) -> None:
     values = {**FINE, key: written}
-    text = ("slots: {a: {}}\n" + GOAL.format(**values) + EXPERIMENT.format(**values)
-            + RULE.format(**values).replace("'" + written + "'", written))
-    (tmp_path / "r.yaml").write_text(text)
-    _, errors = check_rules(tmp_path)
-    document = yaml.safe_load(text)
-    underlined = not jsonschema.Draft202012Validator(build_schema()).is_valid(document)
-    assert underlined == bool(errors), (errors, text)
+    _judged_alike(tmp_path, "slots: {a: {}}\n" + GOAL.format(**values)
+                  + EXPERIMENT.format(**values)
+                  + RULE.format(**values).replace("'" + written + "'", written))
 
 
 def test_a_slot_with_tag_and_selector_is_underlined_as_refused(tmp_path: Path) -> None:
-    text = 'slots:\n  nav: {selector: "nav", tag: div}\nrules: []\n'
-    (tmp_path / "r.yaml").write_text(text)
-    assert check_rules(tmp_path)[1]
-    assert not jsonschema.Draft202012Validator(build_schema()).is_valid(yaml.safe_load(text))
+    assert not _judged_alike(tmp_path, 'slots:\n  nav: {selector: "nav", tag: div}\n'
+                                       "rules: []\n")
 
 
 def test_a_document_with_no_mistakes_is_taken_by_both(tmp_path: Path) -> None:
-    text = ("slots: {a: {}}\n" + GOAL.format(**FINE) + EXPERIMENT.format(**FINE)
-            + RULE.format(**FINE))
-    (tmp_path / "r.yaml").write_text(text)
-    assert check_rules(tmp_path)[1] == []
-    jsonschema.validate(yaml.safe_load(text), build_schema())
+    assert _judged_alike(tmp_path, "slots: {a: {}}\n" + GOAL.format(**FINE)
+                         + EXPERIMENT.format(**FINE) + RULE.format(**FINE))

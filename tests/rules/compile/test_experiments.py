@@ -6,6 +6,8 @@ import pytest
 
 from edge_personalizer.rules.book import check_rules
 
+from . import told
+
 EXPERIMENT = """slots: {{hero: {{}}}}
 experiments:
   - name: e
@@ -220,43 +222,43 @@ def test_a_variant_name_that_would_break_x_ep_variant_is_refused(
 def test_every_unknown_slot_and_goal_of_a_list_is_told_at_its_line(tmp_path: Path) -> None:
     # Only the first of each list was told (footer; purchace), and with no list of the
     # names there are when none was close.
-    (tmp_path / "r.yaml").write_text(
-        "slots: {promo: {}, hero: {}}\ngoals: {purchase: {when: {request.path: /thanks}}}\n"
-        "experiments:\n"
-        "  - name: e\n"
-        "    slots:\n"
-        "      - promo\n"
-        "      - footer\n"                           # 7
-        "      - sidebar\n"                          # 8
-        "    goals: [purchace, signup]\n"            # 9
-        "    variants: {a: {}, b: {promo: {html: x}}}\n")
-    _, errors = check_rules(tmp_path)
-    assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
-        (7, "unknown slot 'footer' (there are hero, promo)"),
-        (8, "unknown slot 'sidebar' (there are hero, promo)"),
-        (9, "unknown goal 'purchace'; declare it under goals:; did you mean 'purchase'?"),
-        (9, "unknown goal 'signup'; declare it under goals: (there is purchase)")]
+    assert told(tmp_path,
+                "slots: {promo: {}, hero: {}}\ngoals: {purchase: {when: {request.path: /thanks}}}\n"
+                "experiments:\n"
+                "  - name: e\n"
+                "    slots:\n"
+                "      - promo\n"
+                "      - footer\n"                           # 7
+                "      - sidebar\n"                          # 8
+                "    goals: [purchace, signup]\n"            # 9
+                "    variants: {a: {}, b: {promo: {html: x}}}\n") == [
+        (7, "experiment 'e': unknown slot 'footer' (there are hero, promo)"),
+        (8, "experiment 'e': unknown slot 'sidebar' (there are hero, promo)"),
+        (9, "experiment 'e': unknown goal 'purchace'; declare it under goals:; did you mean "
+            "'purchase'?"),
+        (9, "experiment 'e': unknown goal 'signup'; declare it under goals: (there is "
+            "purchase)")]
 
 
 def test_a_rule_s_when_on_an_experiment_says_audience_and_the_other_way_round(
         tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
+    mistakes = told(
+        tmp_path,
         "slots: {hero: {}}\nrules:\n  - name: r\n    audience: {device.type: mobile}\n"
         "    then: {hero: x}\nexperiments:\n  - name: e\n    slot: hero\n"
         "    when: {device.type: mobile}\n    variants: {a: {}, b: {html: x}}\n")
-    _, errors = check_rules(tmp_path)
-    assert [(e.line, e.reason.split("; ", 2)[-1]) for e in errors] == [
+    assert [(line, said.split("; ", 2)[-1]) for line, said in mistakes] == [
         (4, "a rule's visitors are chosen by when: (as an experiment's by audience:)"),
         (9, "an experiment's visitors are chosen by audience: (as a rule's by when:)")]
     assert "a rule has name, when, then, priority, schedule, traffic, description;" \
-        in errors[0].reason
+        in mistakes[0][1]
 
 
 def test_a_goal_in_error_hides_no_unknown_goal_beside_it(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(
+    mistakes = told(
+        tmp_path,
         "slots: {hero: {}}\ngoals: {buy: {when: {request.path: /thanks}, window: 72x}}\n"
         "experiments:\n  - name: e\n    slot: hero\n    goals: [buy, signp]\n"
         "    variants: {a: {}, b: {html: x}}\n")
-    _, errors = check_rules(tmp_path)
-    assert [(e.line, e.reason.split(": ", 1)[1][:30]) for e in errors] == [
-        (2, "window '72x': write 30m, 72h o"), (6, "unknown goal 'signp'; declare ")], errors
+    assert [(line, said.split(": ", 1)[1][:30]) for line, said in mistakes] == [
+        (2, "window '72x': write 30m, 72h o"), (6, "unknown goal 'signp'; declare ")]

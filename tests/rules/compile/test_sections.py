@@ -6,6 +6,8 @@ from pathlib import Path
 
 from edge_personalizer.rules.book import check_rules
 
+from . import told
+
 
 def test_reserved_slot_names(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("slots: {head: {}, redirect: {}}\n")
@@ -83,23 +85,17 @@ def test_a_name_defined_twice_says_where_it_was_first(tmp_path: Path) -> None:
 def test_a_slot_s_mistakes_name_the_slot_and_tag_with_selector_is_one(tmp_path: Path) -> None:
     # A slot with both was looked for by its selector alone, the tag silently dropped;
     # a selector the rewriter refuses did not say which slot it was.
-    (tmp_path / "r.yaml").write_text(
-        'slots:\n  nav: {selector: "nav", tag: div}\n  side: {selector: "aside >> .x"}\n'
-        "rules: []\n")
-    _, errors = check_rules(tmp_path)
-    assert [(e.line, e.reason.split(":")[0]) for e in errors] == [
-        (2, "slot 'nav'"), (3, "slot 'side'")], errors
-    assert "write one of them" in errors[0].reason
-    assert "selector 'aside >> .x' cannot be used" in errors[1].reason
+    (nav, side) = told(tmp_path, 'slots:\n  nav: {selector: "nav", tag: div}\n'
+                                 '  side: {selector: "aside >> .x"}\nrules: []\n')
+    assert nav[0] == 2 and nav[1].startswith("slot 'nav': tag names the element")
+    assert side[0] == 3 and side[1].startswith("slot 'side': selector 'aside >> .x' cannot")
 
 
 def test_each_interest_pattern_that_is_no_path_is_told_at_its_line(tmp_path: Path) -> None:
     # "an interest is a list of path patterns" was said of a list, of the whole interest.
-    (tmp_path / "r.yaml").write_text(
-        "interests:\n  hiking:\n    - /hiking\n    - hiking/*\n    - trails\nrules: []\n")
-    _, errors = check_rules(tmp_path)
-    assert [(e.line, e.reason) for e in errors] == [
+    assert told(tmp_path, "interests:\n  hiking:\n    - /hiking\n    - hiking/*\n"
+                          "    - trails\nrules: []\n") == [
         (4, "interest 'hiking': 'hiking/*' is no path pattern: a pattern starts with /, "
             "e.g. '/hiking/*'"),
         (5, "interest 'hiking': 'trails' is no path pattern: a pattern starts with /, "
-            "e.g. '/trails'")], errors
+            "e.g. '/trails'")]
