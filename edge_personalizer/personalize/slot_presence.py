@@ -331,7 +331,7 @@ class SlotPresence:
 
 
 def slots_not_found(all_looks: Iterable[Mapping[str, Mapping[str, object]]]) -> list[str]:
-    """What to tell of the slots found on none of the pages looked at, summed over
+    """What to tell of the slots found on none of the pages looked at by any of
     `all_looks` (each worker's `looks`, of the same rules): what their rules and
     experiments chose for them was shown to no one."""
     pages: dict[str, int] = {}
@@ -339,7 +339,9 @@ def slots_not_found(all_looks: Iterable[Mapping[str, Mapping[str, object]]]) -> 
     lacking: dict[str, list[str]] = {}
     for looks in all_looks:
         for slot, seen in looks.items():
-            pages[slot] = pages.get(slot, 0) + _whole(seen.get("pages"))
+            # (the most any one worker looked on: workers see the same pages, so at least
+            # that many pages lacked it, and no page is counted twice)
+            pages[slot] = max(pages.get(slot, 0), _whole(seen.get("pages")))
             found[slot] = found.get(slot, 0) + _whole(seen.get("found"))
             named = lacking.setdefault(slot, [])
             paths = seen.get("lacking")
