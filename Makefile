@@ -20,11 +20,14 @@ $(STAMP): pyproject.toml
 COMPILED_SOURCES := $(shell grep -o 'edge_personalizer/[a-z_/]*\.py' setup.py)
 COMPILED := $(VENV)/.compiled
 
+# The built modules take the time the build began: a source saved while it ran is newer
+# than its build, so make (and the tests' check) build it again.
 $(COMPILED): $(STAMP) setup.py $(COMPILED_SOURCES)
+	touch $(VENV)/.compiling
 	find edge_personalizer -name '*.so' -delete
 	$(BIN)/python setup.py --quiet build_ext --inplace
-	find edge_personalizer -name '*.so' -exec touch {} +   # (copies keep an older build's time)
-	touch $(COMPILED)
+	find edge_personalizer -name '*.so' -exec touch -r $(VENV)/.compiling {} +
+	touch -r $(VENV)/.compiling $(COMPILED)
 
 compiled: $(COMPILED)
 
