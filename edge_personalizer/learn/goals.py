@@ -96,7 +96,7 @@ class GoalReader:
     def __init__(self, on_invalid: Callable[[str], None] | None = None) -> None:
         self.on_invalid = on_invalid or (lambda reason: None)
         self._seen: dict[str, dict[str, int]] = {}   # goal -> status (or REACHED) -> requests
-        self._of: object = None   # the goals they were tallied for (reset on a reload)
+        self._of: Mapping[str, GoalSpec] = {}   # the goals they were tallied for
 
     def reached(self, goals: Mapping[str, GoalSpec], visitor: Visitor, status: int,
                 headers: RawHeaders, within_reach: Iterable[GoalSpec] | None = None
@@ -130,19 +130,25 @@ class GoalReader:
         return list(found.values()) if found else [], kept
 
     def _tally(self, goals: Mapping[str, GoalSpec], goal: str, what: str) -> None:
-        if goals is not self._of:   # other rules: their tallies first, then whose they are
-            self._seen = {}
+        if goals is not self._of:   # other rules: the tallies first, then whose they are
+            self._seen = self._kept(goals)
             self._of = goals
         tally = self._seen.setdefault(goal, {})
         tally[what] = tally.get(what, 0) + 1
+
+    def _kept(self, goals: Mapping[str, GoalSpec]) -> dict[str, dict[str, int]]:
+        """The tallies of the goals `goals` defines as they were tallied for (a reload
+        that changes a goal starts its tally again; one that leaves it as it was, not)."""
+        was = self._of
+        return {goal: tally for goal, tally in list(self._seen.items())
+                if goal in goals and goals[goal] == was.get(goal)}
 
     def seen(self, goals: Mapping[str, GoalSpec]) -> dict[str, dict[str, int]]:
         """Per goal of `goals` (the rules served), the visitors' requests that reached it
         (REACHED) and those answered with a broken page's status it does not count, by
         status (as JSON). Read from other threads: it changes nothing, and copies first."""
-        if goals is not self._of:
-            return {}   # reloaded since, and no such request seen
-        return {goal: dict(list(tally.items())) for goal, tally in list(self._seen.items())}
+        seen = self._seen if goals is self._of else self._kept(goals)
+        return {goal: dict(list(tally.items())) for goal, tally in list(seen.items())}
 
     def _header_goals(self, goals: Mapping[str, GoalSpec], headers: RawHeaders,
                       found: dict[str, Conversion]) -> list[tuple[bytes, bytes]]:
@@ -210,6 +216,6 @@ def goals_not_counted(all_seen: Iterable[Mapping[str, Mapping[str, object]]]) ->
             continue
         answered = ", ".join(f"{status} ({n})" for status, n in sorted(tally.items()))
         told.append(f"goal {goal!r}: {failed} requests that meet it were answered "
-                    f"{answered} and not counted ({reached} reached it): check its page, or "
-                    "name the statuses it counts (status: [...])")
+                    f"{answered} and not counted ({reached} reached it): check its page "
+                    "(moved, or failing?) and its when:")
     return told

@@ -120,23 +120,27 @@ class PageSlots:
 
 
 _SAMPLE: Final = 3   # pages named for a slot found on none
-_LEAST_PAGES: Final = 3   # pages a slot is looked for on before it is told found on none
+_LEAST_LOOKS: Final = 3   # looks at pages before a slot is told found on none
 _MOST_PAGES: Final = 1000   # pages told apart per slot (past them, counted no more)
 
 
 class Looks:
-    """One slot's looks since the rules loaded: the pages (page keys, told apart up to
-    _MOST_PAGES) it was looked for on, those that had it, and the first that lacked it."""
+    """One slot's looks (whole pages read for it: a page is read again when it changes,
+    every minute or every 1000 views) since its definition last changed: how many, at
+    how many pages (told apart up to _MOST_PAGES), how many found it, and the first pages
+    (their paths: a query may hold what a visitor typed) that lacked it."""
 
-    __slots__ = ("pages", "found", "lacking")
+    __slots__ = ("looks", "pages", "found", "lacking")
 
     def __init__(self) -> None:
+        self.looks = 0
         self.pages: set[str] = set()
         self.found = 0
         self.lacking: list[str] = []
 
     def as_json(self) -> dict[str, object]:
-        return {"pages": len(self.pages), "found": self.found, "lacking": list(self.lacking)}
+        return {"looks": self.looks, "pages": len(self.pages), "found": self.found,
+                "lacking": list(self.lacking)}
 
 
 class SlotPresence:
@@ -165,6 +169,7 @@ class SlotPresence:
         # (a decision of rules alone is one object for everyone it is made for).
         self._trimmed: LRU[tuple[int, frozenset[str]], tuple[Decision, Decision]] = LRU(1024)
         self._looks: dict[str, Looks] = {}
+        self._slots = rules.current.slots if rules is not None else {}   # looked for as these
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -172,8 +177,10 @@ class SlotPresence:
     def _current(self) -> LRU[str, PageSlots]:
         rules = self.rules
         if rules is not None and rules.current.version != self._version:
-            self._looks = {}   # (before the version: a reader in another thread never
-            # takes the old rules' looks for the new ones')
+            # Looks go on for the slots the reload left as they were (before the version:
+            # a reader in another thread then never takes a changed slot's looks for ours)
+            self._looks = self._kept(rules.current.slots)
+            self._slots = rules.current.slots
             self._version = rules.current.version   # reloaded: selectors may have changed
             self._paths.clear()
             self._queries.clear()
@@ -181,12 +188,19 @@ class SlotPresence:
         return self._paths
 
     def looks(self) -> dict[str, dict[str, object]]:
-        """Per slot looked for since the rules served loaded, its Looks (as JSON). Read
-        from other threads (a worker's state is published after a reload): it changes
-        nothing, and copies the tallies before it reads them."""
+        """Per slot of the rules served, its Looks (as JSON). Read from other threads (a
+        worker's state is published after a reload): it changes nothing, and copies the
+        tallies before it reads them."""
+        looks = self._looks
         if self.rules is not None and self.rules.current.version != self._version:
-            return {}   # reloaded, and no page seen since
-        return {slot: looks.as_json() for slot, looks in list(self._looks.items())}
+            looks = self._kept(self.rules.current.slots)   # reloaded, no page seen since
+        return {slot: tally.as_json() for slot, tally in list(looks.items())}
+
+    def _kept(self, slots: Mapping[str, object]) -> dict[str, Looks]:
+        """The looks of the slots `slots` defines as they were looked for."""
+        was = self._slots
+        return {name: looks for name, looks in list(self._looks.items())
+                if name in slots and slots[name] == was.get(name)}
 
     def page_of(self, path: str, query: Mapping[str, str]) -> str:
         """What the page of `path` with `query` is learned by: page_key, or the path's
@@ -303,13 +317,14 @@ class SlotPresence:
             looks = self._looks.get(slot)
             if looks is None:
                 looks = self._looks[slot] = Looks()
+            looks.looks += 1
             if there:
                 looks.found += 1
-            if path in looks.pages or len(looks.pages) >= _MOST_PAGES:
-                continue   # (a page learned again: one page)
-            looks.pages.add(path)
-            if not there and len(looks.lacking) < _SAMPLE:
-                looks.lacking.append(path)
+            if len(looks.pages) < _MOST_PAGES:
+                looks.pages.add(path)
+            shown = path.partition("?")[0]
+            if not there and len(looks.lacking) < _SAMPLE and shown not in looks.lacking:
+                looks.lacking.append(shown)
 
     def trim(self, decision: Decision, absent: frozenset[str]) -> Decision:
         """The decision without its choices for the slots in `absent` (injections into
@@ -332,14 +347,16 @@ class SlotPresence:
 
 def slots_not_found(all_looks: Iterable[Mapping[str, Mapping[str, object]]]) -> list[str]:
     """What to tell of the slots found on none of the pages looked at by any of
-    `all_looks` (each worker's `looks`, of the same rules): what their rules and
-    experiments chose for them was shown to no one."""
+    `all_looks` (each worker's `looks`, of the same rules), once looked for _LEAST_LOOKS
+    times: what their rules and experiments chose for them was shown to no one."""
+    looks: dict[str, int] = {}
     pages: dict[str, int] = {}
     found: dict[str, int] = {}
     lacking: dict[str, list[str]] = {}
-    for looks in all_looks:
-        for slot, seen in looks.items():
-            # (the most any one worker looked on: workers see the same pages, so at least
+    for worker in all_looks:
+        for slot, seen in worker.items():
+            looks[slot] = looks.get(slot, 0) + _whole(seen.get("looks"))
+            # (the most any one worker looked at: workers see the same pages, so at least
             # that many pages lacked it, and no page is counted twice)
             pages[slot] = max(pages.get(slot, 0), _whole(seen.get("pages")))
             found[slot] = found.get(slot, 0) + _whole(seen.get("found"))
@@ -348,11 +365,11 @@ def slots_not_found(all_looks: Iterable[Mapping[str, Mapping[str, object]]]) -> 
             for path in paths if isinstance(paths, list) else ():
                 if len(named) < _SAMPLE and path not in named:
                     named.append(str(path))
-    return [f"slot {slot!r} was on none of the {n} pages it was looked "
-            f"for on since the rules loaded ({', '.join(lacking[slot])}): what rules and "
-            "experiments choose for it is shown to no one; check its selector or marker "
-            "against the page's HTML"
-            for slot, n in sorted(pages.items()) if n >= _LEAST_PAGES and not found[slot]]
+    return [f"slot {slot!r} was on none of the pages it was looked for on ({n} looks at "
+            f"{pages[slot]} page{'' if pages[slot] == 1 else 's'}: "
+            f"{', '.join(lacking[slot])}): what rules and experiments choose for it is "
+            "shown to no one; check its selector or marker against the page's HTML"
+            for slot, n in sorted(looks.items()) if n >= _LEAST_LOOKS and not found[slot]]
 
 
 def _whole(value: object) -> int:

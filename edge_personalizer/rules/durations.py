@@ -1,5 +1,5 @@
 """Durations written in rule files (a goal's `window`, a bandit's `update_every`): a number
-and its unit, s, m, h or d, in any case (30m, 72h, 7D)."""
+and its unit, s, m, h or d, in any case (30m, 72h, 7D) but M (a month, or a minute?)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Final
 UNITS: Final = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
 _WRITTEN: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)
 # The same for the JSON Schema (its patterns have no flags; values may come with spaces)
-SCHEMA_PATTERN: Final = r"^\s*\d+(\.\d+)?\s*[sSmMhHdD]\s*$"
+SCHEMA_PATTERN: Final = r"^\s*\d+(\.\d+)?\s*[sSmhHdD]\s*$"
 
 
 def seconds_in(written: str) -> float | None:
     """The seconds `written` stands for; None when it is no duration."""
     match = _WRITTEN.fullmatch(written.strip())
-    if match is None:
+    if match is None or match.group(2) == "M":
         return None
     return float(match.group(1)) * UNITS[match.group(2).lower()]

@@ -46,7 +46,7 @@ def no_date(written: str) -> str | None:
     try:
         date.fromisoformat(written)
     except ValueError as exc:
-        return f"no date ({exc}); write 2026-12-24"
+        return f"no date ({exc}); write a day as YYYY-MM-DD, e.g. 2026-12-24"
     return None
 
 

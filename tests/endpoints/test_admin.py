@@ -82,8 +82,8 @@ def test_health_and_the_dashboard_tell_a_goal_whose_page_fails(origin: Server,
     finally:
         server.stop()
     assert told == ["goal 'signup': 3 requests that meet it were answered 404 (3) and not "
-                    "counted (0 reached it): check its page, or name the statuses it counts "
-                    "(status: [...])"]
+                    "counted (0 reached it): check its page (moved, or failing?) and its "
+                    "when:"]
     assert "goal &#39;signup&#39;: 3 requests" in segments.split('data-banner="notices"')[1]
 
 

@@ -18,7 +18,8 @@ def test_a_duration_is_a_number_and_its_unit(written: str, seconds: float) -> No
     assert re.fullmatch(SCHEMA_PATTERN, written)   # the editor's schema takes it too
 
 
-@pytest.mark.parametrize("written", ["72", "1 hour", "h", "1w", "-1h", "1,5h", "1h30m", ""])
+@pytest.mark.parametrize("written", ["72", "1 hour", "h", "1w", "-1h", "1,5h", "1h30m", "",
+                                     "1M"])   # (a month, or a minute? write 30d or 1m)
 def test_anything_else_is_no_duration(written: str) -> None:
     assert seconds_in(written) is None
     assert not re.fullmatch(SCHEMA_PATTERN, written)

@@ -121,11 +121,14 @@ def test_a_wrong_date_is_told_with_the_other_mistakes_of_its_file(tmp_path: Path
           "    then: {hero: y}\n")
     _, errors = check_rules(tmp_path)
     assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
-        (4, "'2026-11-31' is not a date (day is out of range for month); write 2026-12-24"),
-        (4, "'2026-02-30' is not a date (day is out of range for month); write 2026-12-24"),
+        (4, "'2026-11-31' is not a date (day is out of range for month); write a day as "
+            "YYYY-MM-DD, e.g. 2026-12-24"),
+        (4, "'2026-02-30' is not a date (day is out of range for month); write a day as "
+            "YYYY-MM-DD, e.g. 2026-12-24"),
         (7, "unknown device.type 'tablett'; expected mobile, tablet, desktop, tv, bot, "
             "other; did you mean 'tablet'?"),
-        (7, "time.date '2027-13-01' is no date (month must be in 1..12); write 2026-12-24")]
+        (7, "time.date '2027-13-01' is no date (month must be in 1..12); write a day as "
+            "YYYY-MM-DD, e.g. 2026-12-24")]
 
 
 @pytest.mark.parametrize(("text", "line", "message"), [

@@ -31,7 +31,7 @@ from ..conditions import (
 )
 from ..fields import FieldSpec, lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile
-from .context import CompileContext, Invalid, Invalids, Reported, frozen, kind_of
+from .context import CompileContext, Invalid, Invalids, Reported, each, frozen, kind_of
 
 OPERATORS: Final = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
                     "prefix", "suffix", "matches", "exists")
@@ -82,8 +82,8 @@ def _clause(ctx: CompileContext, rule_file: RuleFile, key: str, value: Any, at: 
     if key in ("all", "any"):
         if not isinstance(value, list) or not value:
             raise Invalid(f"{key} takes a list of conditions", at)
-        children = tuple(compile_condition(ctx, rule_file, item, (*at, i), owner)
-                         for i, item in enumerate(value))
+        children = tuple(each(lambda i, item: compile_condition(ctx, rule_file, item,
+                                                                (*at, i), owner), value))
         return AllOf(children) if key == "all" else AnyOf(children)
     if key == "not":
         return Not(compile_condition(ctx, rule_file, value, at, owner))
@@ -91,7 +91,8 @@ def _clause(ctx: CompileContext, rule_file: RuleFile, key: str, value: Any, at: 
         names = value if isinstance(value, list) else [value]
         if not names or not all(isinstance(n, str) for n in names):
             raise Invalid("segment takes a segment name or a list of names", at)
-        found = tuple(segment(ctx, n, at) for n in names)
+        found = tuple(each(lambda i, name: segment(
+            ctx, name, (*at, i) if isinstance(value, list) else at), names))
         return found[0] if len(found) == 1 else AnyOf(found)
     name = normalize(key)
     written = (name, frozen(value) if isinstance(value, (dict, list)) else (type(value), value))
@@ -270,16 +271,8 @@ def _text(value: Any, op: str, at: KeyPath) -> str:
 def _one_of(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
     if not isinstance(value, list) or not value:
         raise Invalid("in takes a list of values", at)
-    choices: list[Any] = []
-    wrong: list[Invalid] = []   # every wrong value of the list, each at its place
-    for i, written in enumerate(value):
-        try:
-            choices += _values(spec, name, written, (*at, i))
-        except Invalid as exc:
-            wrong.append(exc)
-    if wrong:
-        raise wrong[0] if len(wrong) == 1 else Invalids(wrong)
-    return OneOf(frozenset(choices), tuple(dict.fromkeys(value)))
+    choices = each(lambda i, written: _values(spec, name, written, (*at, i)), value)
+    return OneOf(frozenset(c for values in choices for c in values), tuple(dict.fromkeys(value)))
 
 
 def _between(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:

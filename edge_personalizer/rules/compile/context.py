@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -148,6 +148,29 @@ class Parts:
     def done(self) -> None:
         if self.failures:
             raise Reported
+
+
+def each(build: Callable[[int, Any], _T], items: Sequence[Any]) -> list[_T]:
+    """What `build` makes of every item of a list (given its position and the item),
+    every wrong item told: Invalids for the mistakes raised, Reported when the only ones
+    were recorded already. One wrong item of a list hides no other."""
+    made: list[_T] = []
+    wrong: list[Invalid] = []
+    reported = False
+    for position, item in enumerate(items):
+        try:
+            made.append(build(position, item))
+        except Invalid as exc:
+            wrong.append(exc)
+        except Invalids as several:
+            wrong += several.errors
+        except Reported:
+            reported = True
+    if wrong:
+        raise wrong[0] if len(wrong) == 1 else Invalids(wrong)
+    if reported:
+        raise Reported
+    return made
 
 
 def rules_read(ctx: CompileContext) -> Hashable:

@@ -22,6 +22,7 @@ from .context import (
     Invalids,
     Parts,
     Reported,
+    each,
     name_problem,
     percentage,
     sections,
@@ -220,13 +221,13 @@ def _cells(ctx: CompileContext, raw: Any, at: KeyPath) -> Cells:
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise Invalid("per is segment, or a list of visitor fields such as "
                       "[device.type, referral.medium]", at)
-    fields = []
-    for position, name in enumerate(names):
+    def known(position: int, name: str) -> str:
         spec, why = lookup(normalize(name))
         if spec is None:
             raise Invalid(why, (*at, position) if isinstance(raw, list) else at)
-        fields.append(normalize(name))
-    return Cells(fields=tuple(dict.fromkeys(fields)))
+        return normalize(name)
+
+    return Cells(fields=tuple(dict.fromkeys(each(known, names))))
 
 
 def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:

@@ -19,7 +19,16 @@ from ..model import Rule
 from ..schedule import Schedule
 from .actions import Actions, compile_then
 from .conditions import compile_condition
-from .context import CompileContext, Invalid, Invalids, Reported, kind_of, name_problem, percentage
+from .context import (
+    CompileContext,
+    Invalid,
+    Invalids,
+    Reported,
+    each,
+    kind_of,
+    name_problem,
+    percentage,
+)
 
 RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 _SCHEDULE_KEYS: Final = ("start", "end", "days", "hours")
@@ -261,7 +270,8 @@ def _date(value: Any, at: KeyPath) -> date:
         if day is not None:
             raise _timed(str(value), day.group(1), at) from exc
         reason = f" ({exc})" if _DAY.fullmatch(str(value)) else ""   # (2026-11-31)
-        raise Invalid(f"{value!r} is not a date{reason}; write 2026-12-24", at) from exc
+        raise Invalid(f"{value!r} is not a date{reason}; write a day as YYYY-MM-DD, e.g. "
+                      "2026-12-24", at) from exc
 
 
 def _timed(value: str, day: object, at: KeyPath) -> Invalid:
@@ -286,6 +296,8 @@ def compile_schedule(raw: Any, at: KeyPath, kind: str = "rule") -> Schedule:
                 read[key] = reader(raw[key], (*at, key))
             except Invalid as exc:
                 errors.append(exc)
+            except Invalids as several:   # (every wrong day of a list)
+                errors += several.errors
     start, end = read.get("start"), read.get("end")
     if start and end and start > end:
         errors.append(Invalid("the schedule ends before it starts", (*at, "end")))
@@ -311,15 +323,16 @@ def _days(raw: Any, at: KeyPath) -> frozenset[str]:
     if raw == []:
         raise Invalid("days: [] names no day, so the rule would never be on; for every day, "
                       "leave days out", at)
-    days: set[str] = set()
-    for i, day in enumerate([raw] if isinstance(raw, str) else raw):
-        named = days_named(str(day))
-        if not named:
+    def named(i: int, day: Any) -> tuple[str, ...]:
+        days = days_named(str(day))
+        if not days:
             raise Invalid(f"unknown day {day!r}; expected {DAYS_EXPECTED}"
                           + suggest(str(day), (*WEEKDAYS, *DAY_GROUPS, *FULL_DAY_NAMES)),
                           (*at, i))
-        days.update(named)
-    return frozenset(days)
+        return days
+
+    return frozenset(day for days in each(named, [raw] if isinstance(raw, str) else raw)
+                     for day in days)
 
 
 def _hours(raw: Any, at: KeyPath) -> tuple[int, int]:

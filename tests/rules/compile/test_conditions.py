@@ -67,6 +67,21 @@ def test_mistakes_are_reported_at_their_line(tmp_path: Path, when: str, message:
     assert len(errors) == 1 and message in errors[0].reason and errors[0].line == 4
 
 
+def test_every_wrong_item_of_any_all_segments_and_days_is_told(tmp_path: Path) -> None:
+    # Only the first of each list was told: mobil, nope1, funday.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {a: {}}\nrules:\n  - name: r\n"
+        "    when: {any: [{device.type: mobil}, {device.type: tablett}, "
+        "{geo.country: GBR}], segment: [nope1, nope2]}\n"
+        "    schedule: {days: [mon, funday, sat, caturday]}\n    then: {a: x}\n")
+    _, errors = check_rules(tmp_path)
+    said = [e.reason.split(": ", 1)[1] for e in errors]
+    for wrong in ("'mobil'", "'tablett'", "'GBR'", "'nope1'", "'nope2'", "'funday'",
+                  "'caturday'"):
+        assert sum(wrong in told for told in said) == 1, (wrong, said)
+    assert len(errors) == 7
+
+
 def test_every_wrong_value_of_a_list_is_told(tmp_path: Path) -> None:
     # Only the first wrong value of each list was told: a marketer ran validate once a value.
     when = "{device.type: [tablett, mobil], geo.country: {in: [UK, DE, DEU]}}"

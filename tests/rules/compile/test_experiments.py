@@ -196,7 +196,8 @@ def test_a_paused_or_schedule_written_wrong_is_told_at_its_line(tmp_path: Path) 
     ruleset, errors = check_rules(tmp_path)
     assert [(e.line, e.reason) for e in errors] == [
         (5, "experiment 'e': paused is true or false, not 'yes please'"),
-        (6, "experiment 'e': 'next friday' is not a date; write 2026-12-24")]
+        (6, "experiment 'e': 'next friday' is not a date; write a day as YYYY-MM-DD, e.g. "
+            "2026-12-24")]
     assert ruleset.experiments == ()
 
 
@@ -262,3 +263,11 @@ def test_a_goal_in_error_hides_no_unknown_goal_beside_it(tmp_path: Path) -> None
         "    variants: {a: {}, b: {html: x}}\n")
     assert [(line, said.split(": ", 1)[1][:30]) for line, said in mistakes] == [
         (2, "window '72x': write 30m, 72h o"), (6, "unknown goal 'signp'; declare ")]
+
+
+def test_every_unknown_field_of_per_is_told(tmp_path: Path) -> None:
+    mistakes = told(tmp_path, "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n"
+                              "    per: [device.typ, referral.mediu]\n"
+                              "    variants: {a: {}, b: {html: x}}\n")
+    assert [line for line, _ in mistakes] == [5, 5]
+    assert "device.typ" in mistakes[0][1] and "referral.mediu" in mistakes[1][1]

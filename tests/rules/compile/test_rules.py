@@ -89,6 +89,8 @@ def test_a_schedule_s_days_are_days_by_name_and_its_dates_have_no_time(
     assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
         (7, "unknown day 'sunny'; expected mon..sun (or monday..sunday), weekdays or weekend"
             "; did you mean 'sun'?"),
+        (7, "unknown day 'wedding'; expected mon..sun (or monday..sunday), weekdays or "
+            "weekend; did you mean 'wed'?"),   # (each wrong day of the list)
         (10, "2026-12-01 10:00:00 has a time of day, and a schedule's start and end are days: "
              'write 2026-12-01, and the hours as hours: "10:00-18:00"'),
         (13, "2026-12-01 18:00 has a time of day, and a schedule's start and end are days: "
