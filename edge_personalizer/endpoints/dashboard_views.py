@@ -171,6 +171,11 @@ def why_no_leader(goal: Mapping[str, Any] | None) -> str:
     return "not enough conversions yet"
 
 
+def _notices_of(snapshot: Snapshot, name: str) -> list[str]:
+    """What the rules' notices say of one experiment (never shown, its schedule ended)."""
+    return [n.split(": ", 1)[-1] for n in snapshot.notices if f": experiment {name!r} " in n]
+
+
 def _experiment_named(ruleset: RuleSet, name: str) -> Experiment | None:
     return next((e for e in ruleset.experiments if e.name == name), None)
 
@@ -191,7 +196,7 @@ def summaries(snapshot: Snapshot) -> list[ExperimentSummary]:
             leader == result["control"], goals[first]["srm_p"] if first else None,
             bool(first and goals[first]["srm"]),
             experiment.slots if experiment is not None else (), result.get("error"),
-            len(result["warnings"]),
+            len(result["warnings"]) + len(_notices_of(snapshot, name)),
             why_no_leader(goals[first] if first else None) if leader is None else "",
             name in bandits))
     return out
@@ -312,7 +317,8 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
     return {"name": name, "result": result, "experiment": experiment, "goals": goals,
             "weights": weights, "cells": cells, "leader": leader, "chance": chance,
             "srm": any(g["srm"] for g in goals), "stopped": result["status"] == "stopped",
-            "error": result.get("error"), "warnings": result["warnings"],
+            "error": result.get("error"),
+            "warnings": [*_notices_of(snapshot, name), *result["warnings"]],
             "bandit": allocation_view(snapshot, name, list(weights)) if weights else None}
 
 

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -47,6 +48,7 @@ from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
 from edge_personalizer.learn.store import Table, open_store, sqlite_url
 from edge_personalizer.replay import LoggedRequest, Replay
 from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.notices import notices
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..factories import counted
@@ -424,6 +426,25 @@ def test_the_experiment_page_compares_it_with_its_holdout() -> None:
     assert "too few conversions to judge yet (under 10: held out)" in together
     assert "· not significant" not in together and 'data-field="few"' not in variants
     assert "60 visitors\nheld out saw the page as it is" in html
+
+
+def test_an_experiment_never_shown_says_so_on_its_page_and_in_the_list(
+        tmp_path: Path) -> None:
+    # Behind a catch-all rule it showed "running" with no note: only the segments page
+    # and health told.
+    (tmp_path / "site.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - name: everyone\n    then: {hero: x}\n"
+        "experiments:\n  - name: hero-test\n    slot: hero\n"
+        "    variants: {control: {}, bold: {html: y}}\n")
+    ruleset = load_rules(tmp_path)
+    noticed = tuple(str(n) for n in notices(ruleset, datetime.now(UTC)))
+    snapshot = make_snapshot(ruleset, {}, store="x", taken_at=START, notices=noticed)
+    html = Pages().experiment(snapshot, "hero-test")
+    assert html is not None
+    banner = html.split('data-banner="warnings"')[1].split("</div>")[0]
+    assert "experiment &#39;hero-test&#39; is never shown: rule &#39;everyone&#39;" in banner
+    (summary,) = summaries(snapshot)
+    assert summary.warnings == 1
 
 
 def test_the_segments_page_adds_every_cell_up_and_names_the_unsplit_one() -> None:
