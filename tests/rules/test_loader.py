@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from edge_personalizer.errors import RuleError, RuleSetInvalid
-from edge_personalizer.rules.book import check_rules
 from edge_personalizer.rules.loader import load_rule_directory, read_rule_directory
+
+from .compile import told
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,12 +116,12 @@ def test_plain_values_yaml_cannot_make_stay_as_written(tmp_path: Path, text: str
 
 
 def test_a_wrong_date_is_told_with_the_other_mistakes_of_its_file(tmp_path: Path) -> None:
-    write(tmp_path, "a.yaml", "slots: {hero: {}}\nrules:\n  - name: x\n"
-          "    schedule: {start: 2026-11-31, end: 2026-02-30}\n    then: {hero: x}\n"
-          "  - name: y\n    when: {device.type: tablett, time.date: 2027-13-01}\n"
-          "    then: {hero: y}\n")
-    _, errors = check_rules(tmp_path)
-    assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
+    mistakes = told(tmp_path, "slots: {hero: {}}\nrules:\n  - name: x\n"
+                              "    schedule: {start: 2026-11-31, end: 2026-02-30}\n"
+                              "    then: {hero: x}\n  - name: y\n"
+                              "    when: {device.type: tablett, time.date: 2027-13-01}\n"
+                              "    then: {hero: y}\n")
+    assert [(line, said.split(": ", 1)[1]) for line, said in mistakes] == [
         (4, "'2026-11-31' is not a date (day is out of range for month); write a day as "
             "YYYY-MM-DD, e.g. 2026-12-24"),
         (4, "'2026-02-30' is not a date (day is out of range for month); write a day as "
