@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    help="check a rules directory; exit 1 on errors")
     validate.add_argument("directory", type=Path)
     validate.add_argument("--format", choices=["text", "json"], default="text")
+    validate.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     validate.set_defaults(run=cmd_validate)
 
     explain = commands.add_parser("explain", help="show how a request's visitor is classified")
@@ -186,8 +187,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ruleset, errors = check_rules(args.directory)
     if not ruleset.file_count:
         errors.append(RuleError(_NO_RULE_FILES, source=args.directory))
-    # What valid rules get wrong today (a schedule that has ended): said, never refused.
-    warnings = notices(ruleset, datetime.now(UTC))
+    warnings = notices(ruleset, datetime.now(UTC))   # said, refused only when --strict
     if args.format == "json":
         print(json.dumps({
             "valid": not errors, "version": ruleset.version, "files": ruleset.file_count,
@@ -211,7 +211,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         told = f"; {_count(len(warnings), 'warning')}" if warnings else ""
         print(f"{files}: {_count(len(errors), 'error')}{compiled}{told}" if errors
               else f"{files}, {rules}, {experiments}: valid (version {ruleset.version}){told}")
-    return 1 if errors else 0
+    return 1 if errors or (warnings and args.strict) else 0
 
 
 def _count(number: int, thing: str) -> str:

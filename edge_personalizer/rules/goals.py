@@ -98,9 +98,11 @@ def _statuses(raw: Any, at: tuple[str | int, ...]) -> frozenset[int]:
     if raw is None:
         return frozenset()
     items = raw if isinstance(raw, list) else [raw]
-    if not items or not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599
-                            for s in items):
-        raise GoalInvalid("status is an HTTP status (200) or a list of them ([200, 201])", at)
+    wrong = [repr(s) for s in items
+             if not isinstance(s, int) or isinstance(s, bool) or not 100 <= s <= 599]
+    if not items or wrong:
+        raise GoalInvalid("status is an HTTP status (200) or a list of them ([200, 201])"
+                          + (f"; no status: {', '.join(wrong)}" if wrong else ""), at)
     return frozenset(items)
 
 

@@ -424,6 +424,7 @@ def test_the_experiment_page_compares_it_with_its_holdout() -> None:
     assert "6.50%" in together and "+95.0%" in together
     # 2 conversions held out: no interval on them reads as a verdict, either way
     assert "too few conversions to judge yet (under 10: held out)" in together
+    assert '"Too few conversions to judge yet": an arm with under 10 conversions' in html
     assert "· not significant" not in together and 'data-field="few"' not in variants
     assert "60 visitors\nheld out saw the page as it is" in html
 

@@ -46,6 +46,7 @@ def test_goals_compile_and_experiments_name_what_they_are_judged_on(tmp_path: Pa
     ("goals:\n  buy: {window: forever}\n", "window 'forever': write 30m, 72h or 7d", 2),
     ("goals:\n  buy: {value: {cookie: x}}\n", "value is {query", 2),
     ("goals:\n  buy: {status: 99}\n", "status is an HTTP status", 2),
+    ("goals:\n  buy: {status: [200, 999, abc]}\n", "; no status: 999, 'abc'", 2),
     ("goals:\n  click: {beacon: yes please}\n", "beacon is true", 2),
     ("goals:\n  buy: {when: {geo.contry: DE}}\n", "geo.contry", 2),
     ("goals:\n  b@d: {}\n", "a goal's name", 2),

@@ -230,6 +230,8 @@ def test_validate_warns_of_a_rule_that_can_never_win(tmp_path: Path,
     assert f"warning: {tmp_path / 'r.yaml'}:8: rule 'uk-hero' can never win" in out
     assert out.rstrip().endswith("valid (version " + load_rules(tmp_path).version
                                  + "); 3 warnings")
+    # in CI, a pull request whose catch-all hides a running experiment can be stopped
+    assert main(["validate", "--strict", str(tmp_path)]) == 1
 
 
 def test_what_is_noticed_is_counted_by_kind() -> None:

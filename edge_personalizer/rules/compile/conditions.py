@@ -108,7 +108,10 @@ def segment(ctx: CompileContext, name: str, at: KeyPath) -> Segment:
         return ctx.segments[name]
     source = ctx.segment_sources.get(name)
     if source is None:
-        raise Invalid(f"unknown segment {name!r}" + suggest(name, ctx.segment_sources), at)
+        known = sorted(ctx.segment_sources)
+        raise Invalid(f"unknown segment {name!r}" + (
+            suggest(name, known) or f" (the segments: section names "
+                                    f"{', '.join(known[:12]) or 'none'})"), at)
     if name in ctx.compiling:
         circle = " -> ".join([*ctx.compiling[ctx.compiling.index(name):], name])
         raise Invalid(f"segments refer to each other in a circle: {circle}", at)
@@ -208,7 +211,7 @@ def _values(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> tuple[Any, .
     values = spec.named(str(value))
     if not values:
         raise Invalid(f"unknown {name} {value!r}; expected {spec.named_help}"
-                      + suggest(str(value), spec.values), at)
+                      + suggest(str(value), (*spec.values, *spec.spellings)), at)
     return values
 
 

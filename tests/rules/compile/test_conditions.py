@@ -51,7 +51,7 @@ def test_a_weekday_is_written_as_in_a_schedule(tmp_path: Path, written: str) -> 
     ("{profile.visits: {between: [5, 1]}}", "the low end is above the high end"),
     ("{request.path: {matches: '(?=a)'}}", "not a usable regular expression"),
     ("{equals: 3}", "'equals' is an operator"),
-    ("{segment: nobody}", "unknown segment 'nobody'"),
+    ("{segment: nobody}", "unknown segment 'nobody' (the segments: section names none)"),
     # values no visitor can have (each rule was accepted and never matched)
     ("{geo.country: UK}", "geo.country 'UK' is no such code; did you mean 'GB'?"),
     ("{geo.country: England}", "a country is its two-letter ISO 3166-1 code"),
@@ -61,6 +61,7 @@ def test_a_weekday_is_written_as_in_a_schedule(tmp_path: Path, written: str) -> 
     ("{time.date: 24.12.2026}", "a date is written 2026-12-24"),
     ("{time.weekday: sunny}", "unknown time.weekday 'sunny'; expected mon..sun (or "
                               "monday..sunday), weekdays or weekend; did you mean 'sun'?"),
+    ("{time.weekday: funday}", "did you mean 'sunday'?"),   # (as days: says)
     ("{time.weekday: {in: [mon, mo]}}", "unknown time.weekday 'mo'"),
 ])
 def test_mistakes_are_reported_at_their_line(tmp_path: Path, when: str, message: str) -> None:
