@@ -30,9 +30,10 @@ def percent(value: float, digits: int = 1, *, signed: bool = False) -> str:
 
 
 def uplift_bar(uplift: float, low: float, high: float, *, scale: tuple[float, float],
-               label: str, width: int = 240, height: int = 30) -> str:
+               label: str, width: int = 240, height: int = 30, judged: bool = True) -> str:
     """The uplift of one variant as a point on its 95% interval, with 0 marked. Green or red
-    when the interval leaves out 0 (a significant change), grey otherwise. `scale` is the
+    when the interval leaves out 0 (a significant change), grey otherwise, and grey when
+    not `judged` (too few conversions for the interval to be a verdict). `scale` is the
     (smallest, largest) uplift drawn, the same for the variants of one table."""
     lo, hi = _padded(scale)
     pad = 6
@@ -40,12 +41,13 @@ def uplift_bar(uplift: float, low: float, high: float, *, scale: tuple[float, fl
     def x(value: float) -> float:
         return pad + (min(max(value, lo), hi) - lo) / (hi - lo) * (width - 2 * pad)
 
-    significant = low > 0 or high < 0
+    significant = judged and (low > 0 or high < 0)
     colour = (SIGNIFICANT_UP if low > 0 else SIGNIFICANT_DOWN) if significant \
         else NOT_SIGNIFICANT
     described = (f"{label}: uplift {percent(uplift, signed=True)}, 95% interval "
                  f"{percent(low, signed=True)} to {percent(high, signed=True)}, "
-                 + ("significant" if significant else "not significant"))
+                 + ("significant" if significant else "not significant" if judged
+                    else "too few conversions to judge yet"))
     middle = height / 2
     faded = "" if significant else ' stroke-opacity="0.55"'
     return (

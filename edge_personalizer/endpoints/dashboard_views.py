@@ -244,13 +244,13 @@ def _variant_rows(goal: Mapping[str, Any], shown_as: Mapping[str, str] | None = 
             for name, values in goal["variants"].items()]
     scale = _scale(rows)
     for row in rows:
+        few = row.get("too_few_conversions") or ()
+        row["few"] = ", ".join((shown_as or {}).get(name, name) for name in few)
         row["bar"] = (Markup(uplift_bar(row["uplift"], row["uplift_low"], row["uplift_high"],
-                                        scale=scale, label=row["name"]))
+                                        scale=scale, label=row["name"], judged=not few))
                       if row["uplift_low"] is not None else None)
         row["significant"] = row["uplift_low"] is not None and (
             row["uplift_low"] > 0 or row["uplift_high"] < 0)
-        few = row.get("too_few_conversions") or ()
-        row["few"] = ", ".join((shown_as or {}).get(name, name) for name in few)
     return rows
 
 

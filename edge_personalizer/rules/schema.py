@@ -29,7 +29,11 @@ def _value_schema(spec: FieldSpec) -> dict[str, Any]:
         return {"anyOf": [{"enum": [*spec.values, *spec.spellings]},
                           {"type": "string", "pattern": f"^(?:{written})$"}]}
     if spec.form:
-        return {"type": "string", "pattern": f"^(?:{spec.form})$"}
+        form: dict[str, Any] = {"type": "string", "pattern": f"^(?:{spec.form})$"}
+        if spec.mistakes:   # values of the form that are no such code (uk: GB)
+            mistaken = "|".join(any_case(wrong) for wrong, _ in spec.mistakes)
+            form["not"] = {"pattern": f"^(?:{mistaken})$"}
+        return form
     return {"type": ["string", "number"]}
 
 
@@ -41,7 +45,11 @@ def _matcher_schema(spec: FieldSpec) -> dict[str, Any]:
         "exists": {"type": "boolean"},
     }
     if spec.type == "number":
-        operators.update({op: {"type": "number"} for op in ("gt", "gte", "lt", "lte")})
+        low, high = spec.span if spec.span is not None else (None, None)
+        # A bound past the field's values leaves none that meets it ({gte: 24} of an hour)
+        for op, key, limit in (("gt", "exclusiveMaximum", high), ("gte", "maximum", high),
+                               ("lt", "exclusiveMinimum", low), ("lte", "minimum", low)):
+            operators[op] = {"type": "number", **({} if limit is None else {key: limit})}
         operators["between"] = {"type": "array", "items": {"type": "number"},
                                 "minItems": 2, "maxItems": 2}
     else:
@@ -125,7 +133,7 @@ def build_schema() -> dict[str, Any]:
         "schedule": {"type": "object", "additionalProperties": False, "properties": {
             "start": {"type": "string", "format": "date", "pattern": _DATE},
             "end": {"type": "string", "format": "date", "pattern": _DATE},
-            "days": {"anyOf": [day, {"type": "array", "items": day}]},
+            "days": {"anyOf": [day, {"type": "array", "items": day, "minItems": 1}]},
             "hours": {"type": "string", "pattern": f"^\\s*{_TIME}\\s*-\\s*{_TIME}\\s*$"}}},
         "traffic": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100},
                               {"type": "string", "pattern": _PERCENT}]},
@@ -138,7 +146,10 @@ def build_schema() -> dict[str, Any]:
         "schedule": rule_properties["schedule"], "paused": {"type": "boolean"},
         "holdout": {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 100},
                               {"type": "string", "pattern": _PERCENT}]},
-        "variants": {"type": "object", "minProperties": 2, "additionalProperties": {
+        "variants": {"type": "object", "minProperties": 2, "propertyNames": {
+            # X-EP-Variant writes slot=variant, comma-separated; holdout is kept
+            "pattern": "^(?!holdout$)[^ ,=;\\x00-\\x1f]([^,=;\\x00-\\x1f]*[^ ,=;\\x00-\\x1f])?$"},
+            "additionalProperties": {
             "type": "object", "not": _two_contents(),
             "properties": {"weight": {"type": "number", "exclusiveMinimum": 0}}}},
         "goals": {"anyOf": [{"type": "string"},

@@ -41,6 +41,16 @@ def test_uplift_bar_is_grey_unless_its_interval_leaves_out_zero(
     assert (bar.get("stroke-opacity") is None) == (colour != NOT_SIGNIFICANT)
 
 
+def test_uplift_bar_of_too_few_conversions_is_grey_and_says_so() -> None:
+    # 2 of 60 held out against 65 of 1,000: the interval leaves out 0, but rests on too
+    # few conversions to be read as a verdict: it was drawn green, and titled
+    # "significant" beside the words "too few conversions to judge yet".
+    svg = ET.fromstring(uplift_bar(0.95, 0.10, 1.80, scale=(0.0, 2.0), label="all variants",
+                                   judged=False))
+    assert svg.findall(f"{SVG}line")[1].get("stroke") == NOT_SIGNIFICANT
+    assert svg.get("aria-label", "").endswith("too few conversions to judge yet")
+
+
 def test_uplift_bar_places_zero_and_the_interval_on_one_scale() -> None:
     svg = ET.fromstring(uplift_bar(0.1, 0.0, 0.2, scale=(-0.2, 0.2), label="b", width=240))
     zero, bar = svg.findall(f"{SVG}line")

@@ -56,6 +56,10 @@ def test_schema_underlines_mistakes(document: dict[str, Any]) -> None:
     ("device.type", "tablett"), ("device.type", "mobiles"), ("geo.continent", "Europe"),
     ("time.weekday", "tu"), ("time.weekday", "mondays"), ("time.weekday", "weekends"),
     ("time.weekday", "sundae"), ("time.weekday", "week"),
+    ("geo.country", "UK"), ("geo.country", "uk"), ("geo.country", "GB"),
+    ("time.hour", "{gte: 24}"), ("time.hour", "{lt: 0}"), ("time.hour", "{gt: 23}"),
+    ("time.hour", "{gte: 23}"), ("time.hour", "{lte: 30}"),
+    ("profile.interests.running", "{gt: 1}"), ("profile.interests.running", "{gte: 0.5}"),
 ])
 def test_schema_and_compiler_agree_on_values(tmp_path: Path, field: str, written: str
                                              ) -> None:
@@ -76,7 +80,7 @@ def _judged_alike(tmp_path: Path, text: str) -> bool:
 
 @pytest.mark.parametrize(("days", "valid"), [
     ("Tues", True), ("[mon, Thurs, weekend]", True), ("Weekdays", True),
-    ("tu", False), ("[mon, funday]", False),
+    ("tu", False), ("[mon, funday]", False), ("[]", False),
 ])
 def test_schema_reads_schedule_days_as_the_compiler(tmp_path: Path, days: str, valid: bool
                                                     ) -> None:
@@ -116,6 +120,13 @@ def test_schema_and_compiler_agree_on_documents(tmp_path: Path, key: str, writte
     _judged_alike(tmp_path, "slots: {a: {}}\n" + GOAL.format(**values)
                   + EXPERIMENT.format(**values)
                   + RULE.format(**values).replace("'" + written + "'", written))
+
+
+@pytest.mark.parametrize("variant", ["holdout", "'a,b'", "' lead'", "'x=y'", "café",
+                                     "Bold-2", "'two words'"])
+def test_schema_and_compiler_agree_on_variant_names(tmp_path: Path, variant: str) -> None:
+    _judged_alike(tmp_path, "slots: {a: {}}\nexperiments:\n  - name: e\n    slot: a\n"
+                            f"    variants: {{control: {{}}, {variant}: {{html: x}}}}\n")
 
 
 def test_a_slot_with_tag_and_selector_is_underlined_as_refused(tmp_path: Path) -> None:
