@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from ..classify.visitor import WEEKDAYS
-from .conditions import AllOf, Condition, Segment
+from .conditions import AllOf, Condition, Segment, Traffic
 from .model import Rule, RuleSet
 from .schedule import Schedule
 
@@ -108,12 +108,16 @@ def _ended_on(condition: Condition, now: datetime) -> date | None:
     return last_day(schedule)
 
 
-def matches_everyone(condition: Condition) -> bool:
+def matches_everyone(condition: Condition, *, placed: bool = False) -> bool:
     """Whether `condition` holds for every visitor: no `when` (nor in a segment it names),
-    no schedule, no traffic share."""
+    no schedule, no traffic share; `placed`: for every visitor an experiment can place
+    (those with a visitor id), whom `traffic: 100` takes in whole too."""
     if isinstance(condition, Segment):
-        return matches_everyone(condition.condition)
-    return isinstance(condition, AllOf) and all(map(matches_everyone, condition.conditions))
+        return matches_everyone(condition.condition, placed=placed)
+    if placed and isinstance(condition, Traffic):
+        return condition.percent >= 100
+    return isinstance(condition, AllOf) and all(
+        matches_everyone(part, placed=placed) for part in condition.conditions)
 
 
 def _taking(rules: list[Rule]) -> str:
@@ -127,6 +131,7 @@ def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
     rules before them take their slots (and page actions) for every visitor; rules
     rank first, then experiments."""
     takers: dict[str, Rule] = {}   # slot or page action -> the first rule taking it always
+    placing: dict[str, Rule] = {}  # slot -> the first taking it from every placeable visitor
     told: dict[str, Notice] = {}
     for rule in ruleset.rules:   # (in rank order)
         targets = sorted(rule.targets)
@@ -136,15 +141,17 @@ def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
                 f"{_taking([takers[t] for t in targets])} {', '.join(targets)} to no "
                 "visitor after it; give it a higher priority, or the rule before it a "
                 "condition"))
-        if matches_everyone(rule.condition):
-            for target in targets:
+        for target in targets:
+            if matches_everyone(rule.condition):
                 takers.setdefault(target, rule)
+            if matches_everyone(rule.condition, placed=True):
+                placing.setdefault(target, rule)
     for experiment in ruleset.experiments:
-        taken = [slot for slot in experiment.slots if slot in takers]
+        taken = [slot for slot in experiment.slots if slot in placing]
         if taken:
             told[experiment.source] = Notice(experiment.source, "experiment", (
                 f"experiment {experiment.name!r} is never shown: "
-                f"{_taking([takers[slot] for slot in taken])} {', '.join(taken)} to no "
+                f"{_taking([placing[slot] for slot in taken])} {', '.join(taken)} to no "
                 "visitor (rules come before experiments); give that rule a condition, or "
                 "the experiment another slot"))
     return told

@@ -240,3 +240,17 @@ def test_what_is_noticed_is_counted_by_kind() -> None:
     assert described([rule]) == "1 rule"
     assert described([rule, rule, experiment]) == "2 rules and 1 experiment"
     assert described([experiment, experiment]) == "2 experiments"
+
+
+def test_a_rule_for_all_the_traffic_hides_an_experiment_but_not_a_later_rule(
+        tmp_path: Path) -> None:
+    # traffic: 100 takes every visitor with an id, the only ones an experiment places;
+    # a later rule still reaches the others (no profile: a crawler, Do Not Track).
+    (tmp_path / "r.yaml").write_text(
+        "slots: {banner: {}}\nrules:\n  - name: all-traffic\n    traffic: 100\n"
+        "    then: {banner: a}\n  - name: fallback\n    then: {banner: b}\n"
+        "experiments:\n  - name: banner-test\n    slot: banner\n"
+        "    variants: {control: {}, bold: {html: x}}\n")
+    told = [n.message for n in notices(load_rules(tmp_path), _at("2026-12-05T12:00"))]
+    assert len(told) == 1 and told[0].startswith(
+        "experiment 'banner-test' is never shown: rule 'all-traffic' (")

@@ -294,14 +294,17 @@ def _between(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
 def _never(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str | None:
     """Why comparisons of a number field together hold for no value ({gte: 5, lt: 3}, or
     {gte: 2} of an interest score, 0..1), or None when some value meets them."""
-    bounds = [m for m in matchers if isinstance(m, (Compare, Between))]
+    bounds = [m for m in matchers if isinstance(m, (Compare, Between))
+              or (isinstance(m, Equals) and spec.type == "number")]
     if not bounds:
         return None
     low, high = spec.span if spec.span is not None else (-math.inf, math.inf)
     low_open = high_open = False
     for bound in bounds:
         ends = ((bound.low, False, bound.high, False) if isinstance(bound, Between) else
-                (bound.limit, bound.op == "gt", math.inf, False) if bound.op in ("gt", "gte")
+                (bound.expected, False, bound.expected, False) if isinstance(bound, Equals)
+                else (bound.limit, bound.op == "gt", math.inf, False)
+                if bound.op in ("gt", "gte")
                 else (-math.inf, False, bound.limit, bound.op == "lt"))
         if ends[0] > low or (ends[0] == low and ends[1]):
             low, low_open = ends[0], ends[1]

@@ -101,6 +101,7 @@ def test_every_wrong_value_of_a_list_is_told(tmp_path: Path) -> None:
      "condition never holds"),
     ("{time.hour: {gt: 23}}", "time.hour is between 0 and 23, and no value is more than 23"),
     ("{profile.visits: {between: [1, 4], gt: 4}}", "no value is between 1 and 4 and is more"),
+    ("{profile.visits: {equals: 3, gt: 5}}", "no value is 3 and is more than 5"),
 ])
 def test_comparisons_no_value_meets_are_an_error(tmp_path: Path, when: str,
                                                  message: str) -> None:
@@ -113,6 +114,7 @@ def test_comparisons_no_value_meets_are_an_error(tmp_path: Path, when: str,
     "{profile.visits: {gte: 3, lt: 5}}", "{profile.visits: {gte: 3, lte: 3}}",
     "{profile.interests.running: {gte: 0.5}}", "{profile.interests.running: {lte: 1}}",
     "{time.hour: {gte: 23}}", "{profile.visits: {between: [1, 4], gte: 4}}",
+    "{profile.visits: {equals: 3, gte: 3}}",
 ])
 def test_comparisons_some_value_meets_are_taken(tmp_path: Path, when: str) -> None:
     assert check_rules(rules_with(tmp_path, when))[1] == []
