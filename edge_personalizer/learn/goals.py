@@ -89,9 +89,9 @@ REACHED: Final = "reached"   # (in `seen`: the requests that reached the goal)
 
 class GoalReader:
     """Finds the goals one response reaches, and takes the goal headers out of it; and
-    tallies, per goal of the rules served, the visitors' requests that reached it and
-    those that met it but were answered with a broken page's status it does not count
-    (`seen`)."""
+    tallies, per goal of the rules served, the requests of the visitors results count
+    (a stored profile: no crawler, nor Do Not Track) that reached it and those that met it
+    but were answered with a broken page's status it does not count (`seen`)."""
 
     def __init__(self, on_invalid: Callable[[str], None] | None = None) -> None:
         self.on_invalid = on_invalid or (lambda reason: None)
@@ -116,15 +116,15 @@ class GoalReader:
                 continue
             if status not in goal.statuses if goal.statuses else status >= 400:
                 # (a refused or failed request reaches no goal unless told)
-                if (status in _BROKEN or status >= 500) and goal.reached_by(visitor) \
-                        and visitor.device.type != "bot":
+                if (status in _BROKEN or status >= 500) and visitor.profile.stored \
+                        and goal.reached_by(visitor):
                     self._tally(goals, goal.name, str(status))
                 continue
             if goal.reached_by(visitor):
                 amount = self._value(goal, visitor, headers if kept is None else kept)
                 found[goal.name] = Conversion(goal.name, amount, goal.window_seconds)
-                if visitor.device.type != "bot":
-                    self._tally(goals, goal.name, REACHED)
+                if visitor.profile.stored:   # (visitors the results count: no crawler,
+                    self._tally(goals, goal.name, REACHED)   # nor Do Not Track)
         if kept is None:
             kept = headers if isinstance(headers, list) else list(headers)
         return list(found.values()) if found else [], kept

@@ -14,7 +14,7 @@ from edge_personalizer.learn.goals import (
 from edge_personalizer.rules.conditions import Condition
 from edge_personalizer.rules.model import Goal
 
-from ..factories import default_classifier, make_request
+from ..factories import IPHONE, default_classifier, make_request
 
 
 @dataclass(frozen=True)
@@ -109,14 +109,18 @@ def test_requests_that_reach_a_goal_or_meet_a_broken_page_are_tallied_per_rules(
     home = classify.visitor(make_request("/"), now=0.0)
     crawler = classify.visitor(make_request("/checkout/thanks", headers={
         "user-agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"}), now=0.0)
+    untracked = classify.visitor(make_request("/checkout/thanks", headers={
+        "user-agent": IPHONE, "dnt": "1"}), now=0.0)
     served = goals()
     reader = GoalReader()
     for visitor, status in ((thanks, 404), (thanks, 404), (thanks, 500), (home, 404),
                             (thanks, 200), (thanks, 302), (thanks, 403), (thanks, 422),
-                            (crawler, 404), (crawler, 200)):
+                            (crawler, 404), (crawler, 200), (untracked, 404),
+                            (untracked, 200)):
         reader.reached(served, visitor, status, [])
     # reached twice (200, 302); a refusal (403, 422) is a form's answer, not a broken
-    # page; home meets no purchase; a crawler's requests are no visitor's
+    # page; home meets no purchase; a crawler's requests and a Do Not Track visitor's are
+    # none the results count
     assert reader.seen(served) == {"purchase": {"404": 2, "500": 1, "reached": 2}}
     assert goals_not_counted([reader.seen(served), {"purchase": {"404": 5}}]) == [
         "goal 'purchase': 8 requests that meet it were answered 404 (7), 500 (1) and not "
