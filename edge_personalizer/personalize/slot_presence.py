@@ -144,9 +144,8 @@ class Looks:
 
 
 class SlotPresence:
-    """Per page (bounded), which slots of the serving rules it has; and per slot, since
-    its definition last changed, on how many of the pages looked at it was found
-    (`looks`)."""
+    """Per page (bounded), which slots of the serving rules it has; per slot, since its
+    definition last changed, on how many of the pages looked at it was found (`looks`)."""
 
     def __init__(self, rules: RuleBook | None, *, max_paths: int = 4096,
                  max_queries: int = 16, relearn_views: int = 1000,
