@@ -47,14 +47,15 @@ def compile_condition(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: Ke
                       owner: str) -> Condition:
     """A mapping of clauses, all of which must hold. Each bad clause is reported (so one
     run finds them all); then Reported stops the caller."""
-    if raw == {}:
+    if raw == {} or raw is None:   # ({} or `when:` with nothing after it)
         nested = not at or at[-1] not in ("when", "audience")   # inside not:, any: or all:
         fix = ("write one, e.g. {referral.source: facebook}" if nested
                else "to match every visitor, leave it out"
                if owner.startswith(("rule", "experiment"))
                else "write one, e.g. {request.path: /checkout/thanks}" if owner.startswith("goal")
                else "write one, e.g. {referral.source: facebook}")
-        raise Invalid(f"{{}} holds no condition; {fix}", at)
+        said = "{} holds no condition" if raw == {} else f"{at[-1] if at else 'it'} is empty"
+        raise Invalid(f"{said}; {fix}", at)
     if not isinstance(raw, dict):
         raise Invalid("conditions are a mapping of fields to values, e.g. "
                       "{geo.country: GB, device.type: mobile}", at)
@@ -80,7 +81,10 @@ def compile_condition(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: Ke
 def _clause(ctx: CompileContext, rule_file: RuleFile, key: str, value: Any, at: KeyPath,
             owner: str) -> Condition:
     if key in ("all", "any"):
-        if not isinstance(value, list) or not value:
+        if value == []:
+            raise Invalid(f"{key}: [] holds no condition; write them in it, or leave {key} "
+                          "out", at)
+        if not isinstance(value, list):
             raise Invalid(f"{key} takes a list of conditions", at)
         children = tuple(each(lambda i, item: compile_condition(ctx, rule_file, item,
                                                                 (*at, i), owner), value))

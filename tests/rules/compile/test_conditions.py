@@ -69,6 +69,16 @@ def test_mistakes_are_reported_at_their_line(tmp_path: Path, when: str, message:
     assert len(errors) == 1 and message in errors[0].reason and errors[0].line == 4
 
 
+def test_an_empty_when_or_all_says_what_to_write(tmp_path: Path) -> None:
+    # They said "conditions are a mapping of fields to values" and "all takes a list of
+    # conditions", of a when: left empty and of an all: given an empty list.
+    assert told(tmp_path, "slots: {a: {}}\nrules:\n  - name: r\n    when:\n"
+                          "    then: {a: x}\n  - name: s\n    when: {all: []}\n"
+                          "    then: {a: x}\n") == [
+        (4, "rule 'r': when is empty; to match every visitor, leave it out"),
+        (7, "rule 's': all: [] holds no condition; write them in it, or leave all out")]
+
+
 def test_every_wrong_item_of_any_all_segments_and_days_is_told(tmp_path: Path) -> None:
     # Only the first of each list was told: mobil, nope1, funday.
     said = [reason for _, reason in told(
