@@ -32,6 +32,7 @@ from .report import (
 from .rules.book import check_rules, load_rules
 from .rules.durations import seconds_in
 from .rules.evaluator import explain
+from .rules.model import counted
 from .rules.notices import notices
 from .rules.preview import PreviewSigner, check_preview
 from .serving import serve_settings
@@ -202,20 +203,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(error)
         for warning in warnings:
             print(f"warning: {warning}")
-        files = _count(ruleset.file_count, "file")
-        rules = _count(len(ruleset.rules), "rule")
-        experiments = _count(len(ruleset.experiments), "experiment")
+        files = counted(ruleset.file_count, "file")
+        rules = counted(len(ruleset.rules), "rule")
+        experiments = counted(len(ruleset.experiments), "experiment")
         # A rule or an experiment with an error is not compiled: the counts then say so.
         compiled = (f" ({rules} and {experiments} compile without errors)"
                     if ruleset.file_count else "")
-        told = f"; {_count(len(warnings), 'warning')}" if warnings else ""
-        print(f"{files}: {_count(len(errors), 'error')}{compiled}{told}" if errors
+        told = f"; {counted(len(warnings), 'warning')}" if warnings else ""
+        print(f"{files}: {counted(len(errors), 'error')}{compiled}{told}" if errors
               else f"{files}, {rules}, {experiments}: valid (version {ruleset.version}){told}")
     return 1 if errors or (warnings and args.strict) else 0
-
-
-def _count(number: int, thing: str) -> str:
-    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
 
 
 def _classifier(settings: Settings) -> Classifier:
@@ -319,9 +316,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     summary = anyio.run(functools.partial(replay, settings, sys.stdin, again=args.again))
-    print(f"{_count(summary.requests, 'request')} from {_count(summary.visitors, 'visitor')}: "
-          f"{_count(summary.exposures, 'exposure')} and "
-          f"{_count(summary.conversions, 'conversion')} counted into {summary.store}")
+    print(f"{counted(summary.requests, 'request')} from {counted(summary.visitors, 'visitor')}: "
+          f"{counted(summary.exposures, 'exposure')} and "
+          f"{counted(summary.conversions, 'conversion')} counted into {summary.store}")
     return 0
 
 

@@ -293,9 +293,7 @@ class Admin:
         if self.geo is not None:
             report["geo"] = {"type": self.geo.database_type, "built": _iso(self.geo.build_epoch)}
         if self.board is not None:
-            report["workers"] = [{"pid": s["pid"], "rules_version": s.get("rules_version"),
-                                  "last_error": s.get("last_error")}
-                                 for s in self.board.states()]
+            report["workers"] = self._workers_rules()
         report["status"] = "ready" if ready else "not ready"
         return (200 if ready else 503), report
 

@@ -336,7 +336,7 @@ class Dashboard:
         try:
             snapshot = await read_snapshot(
                 self.store, self.rules.current, last_error=self.rules.last_error,
-                notices=(*map(str, self.rules.notices()),
+                notices=(*self.rules.notices(),
                          *(self.page_notes() if self.page_notes else ())),
                 clock=self.clock)
         except StoreError as exc:

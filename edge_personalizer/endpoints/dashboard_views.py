@@ -25,6 +25,7 @@ from ..learn.results import INTERNAL_PREFIX as INTERNAL_PREFIX
 from ..learn.results import judged_on, plan_of, results
 from ..learn.store import Store, Table, open_store
 from ..rules.model import HOLDOUT, Experiment, RuleSet
+from ..rules.notices import Notice
 from .charts import line_chart, uplift_bar
 from .learning import add_bandit_weights
 
@@ -41,7 +42,7 @@ class Snapshot:
     last_error: str | None = None
     predictions: Table | None = None   # the published affinity model
     bandits: Table | None = None       # the published bandit weights
-    notices: tuple[str, ...] = ()      # what the rules served get wrong (rules/notices.py)
+    notices: tuple[Notice | str, ...] = ()   # rules/notices.py's, and what pages told
 
     def weights(self) -> WeightsTable | None:
         """The bandit weights as published (None: none, or unreadable)."""
@@ -57,7 +58,7 @@ def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: 
                   taken_at: float, last_error: str | None = None,
                   predictions: Table | None = None, bandits: Table | None = None,
                   recorded: GoalCatalog | None = None,
-                  notices: tuple[str, ...] = ()) -> Snapshot:
+                  notices: tuple[Notice | str, ...] = ()) -> Snapshot:
     """Judge the totals (scipy: call it off the event loop)."""
     judged = results(ruleset, totals, recorded, now=datetime.fromtimestamp(taken_at, UTC))
     snapshot = Snapshot(ruleset, totals, judged, taken_at, store,
@@ -67,7 +68,7 @@ def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: 
 
 
 async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | None = None,
-                        notices: tuple[str, ...] = (),
+                        notices: tuple[Notice | str, ...] = (),
                         clock: Callable[[], float] = time.time) -> Snapshot:
     """The store's totals and published tables, judged; raises StoreError."""
     totals = await store.totals()
@@ -118,11 +119,11 @@ class ExperimentSummary:
 def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     """The variant ahead on a goal's results and its chance: the challenger most likely
     to beat control when that is above one half, the control when below; none when no
-    comparison is made yet or the best challenger and the control are even. A variant
-    removed from the rules is no challenger: it can no longer be chosen."""
+    comparison is made yet (or too few conversions on either side: stats.FEW_CONVERSIONS)
+    or the best challenger and the control are even. A variant removed from the rules is
+    no challenger: it can no longer be chosen."""
     control = goal["control"]
     challengers = _challengers(goal)
-    # (none judged with too few conversions on either side: stats.FEW_CONVERSIONS)
     chances = [(v["chance_to_beat_control"], name) for name, v in challengers.items()
                if v["chance_to_beat_control"] is not None and not v["too_few_conversions"]]
     if not chances:
@@ -173,7 +174,8 @@ def why_no_leader(goal: Mapping[str, Any] | None) -> str:
 
 def _notices_of(snapshot: Snapshot, name: str) -> list[str]:
     """What the rules' notices say of one experiment (never shown, its schedule ended)."""
-    return [n.split(": ", 1)[-1] for n in snapshot.notices if f": experiment {name!r} " in n]
+    return [n.message for n in snapshot.notices
+            if isinstance(n, Notice) and n.kind == "experiment" and n.name == name]
 
 
 def _experiment_named(ruleset: RuleSet, name: str) -> Experiment | None:
@@ -257,8 +259,7 @@ def _variant_rows(goal: Mapping[str, Any], shown_as: Mapping[str, str] | None = 
 def _holdout_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """The rows of the experiment against its holdout: those held out (the baseline),
     then every variant's visitors together."""
-    holdout = goal.get("holdout")
-    if holdout is None:
+    if (holdout := goal.get("holdout")) is None:
         return None
     return _variant_rows({"control": "held out", "variants": {
         "held out": holdout["held_out"], "all variants": holdout["experiment"]}},
@@ -266,8 +267,7 @@ def _holdout_rows(goal: Mapping[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def _cell_rows(judged: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A cell's rows: its variants, then (where it held visitors out) those held out and
-    every variant together against them."""
+    """A cell's rows: its variants, then those held out and all together (if any were)."""
     return _variant_rows(judged) + (_holdout_rows(judged) or [])
 
 

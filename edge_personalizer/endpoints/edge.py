@@ -45,7 +45,8 @@ def described_scope(scope: Scope) -> Scope:
     asked = urls.pop() if len(urls) == 1 else None
     if urls or asked is not None:
         given.append("?url=")
-    if len(raw) > 1 or urls or asked is not None and raw and {unquote(v) for v in raw} != {asked}:
+    differs = asked is not None and raw and {unquote(v) for v in raw} != {asked}
+    if len(raw) > 1 or urls or differs:   # (urls: a second ?url= left over)
         raise RequestRejected(f"the page is named more than once, differently "
                               f"({', '.join(given)}): the edge must name it once (one of "
                               "X-Original-URI, X-Original-URL, X-EP-URL or ?url=) and clear "

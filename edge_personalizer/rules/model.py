@@ -224,11 +224,11 @@ class RuleSet:
     def size(self) -> str:
         """How much it holds, as the logs say it: "8 rules, 2 experiments and 3 goals in 4
         files" (experiments and goals when there are any)."""
-        parts = [_counted(len(self.rules), "rule")]
-        parts += [_counted(n, what) for n, what in ((len(self.experiments), "experiment"),
+        parts = [counted(len(self.rules), "rule")]
+        parts += [counted(n, what) for n, what in ((len(self.experiments), "experiment"),
                                                    (len(self.goals), "goal")) if n]
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-        return f"{listed} in {_counted(self.file_count, 'file')}"
+        return f"{listed} in {counted(self.file_count, 'file')}"
 
     def experiment(self, name: str) -> Experiment | None:
         return next((e for e in self.experiments if e.name == name), None)
@@ -349,5 +349,6 @@ def header_text(text: str) -> bytes:
 NO_DECISION: Final = Decision()
 
 
-def _counted(n: int, what: str) -> str:
+def counted(n: int, what: str) -> str:
+    """`n` things as a line says them: "1 rule", "3 rules"."""
     return f"{n} {what}{'' if n == 1 else 's'}"

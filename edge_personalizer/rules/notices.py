@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from ..classify.visitor import WEEKDAYS
 from .conditions import AllOf, Condition, Segment, Traffic
-from .model import Rule, RuleSet
+from .model import Rule, RuleSet, counted
 from .schedule import Schedule
 
 # A schedule's dates are the visitor's own (the earliest local time is UTC-12, the latest
@@ -81,12 +81,13 @@ def phase(condition: Condition, now: datetime) -> str:
 
 
 class Notice(NamedTuple):
-    """Where a rule or an experiment (`kind`) is written ("file:line"), and what it gets
-    wrong."""
+    """Where a rule or an experiment (`kind`, `name`) is written ("file:line"), and what it
+    gets wrong."""
 
     where: str
     kind: str
     message: str
+    name: str = ""
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -140,7 +141,7 @@ def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
                 f"rule {rule.written or rule.name!r} can never win: "
                 f"{_taking([takers[t] for t in targets])} {', '.join(targets)} to no "
                 "visitor after it; give it a higher priority, or the rule before it a "
-                "condition"))
+                "condition"), rule.written or rule.name)
         for target in targets:
             if matches_everyone(rule.condition):
                 takers.setdefault(target, rule)
@@ -153,7 +154,7 @@ def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
                 f"experiment {experiment.name!r} is never shown: "
                 f"{_taking([placing[slot] for slot in taken])} {', '.join(taken)} to no "
                 "visitor (rules come before experiments); give that rule a condition, or "
-                "the experiment another slot"))
+                "the experiment another slot"), experiment.name)
     return told
 
 
@@ -167,21 +168,21 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
             told[rule.source] = Notice(rule.source, "rule", (
                 f"rule {rule.written or rule.name!r}: its schedule ended on {ended} (the "
                 "visitors' own dates), so it matches no one any more; remove it, or move "
-                "its end"))
+                "its end"), rule.written or rule.name)
     for experiment in ruleset.experiments:
         ended = _ended_on(experiment.audience, now)
         if ended is not None:
             told[experiment.source] = Notice(experiment.source, "experiment", (
                 f"experiment {experiment.name!r}: its schedule ended on {ended} (the "
                 "visitors' own dates), so it shows no variant any more and counts no one new "
-                "(its results stay); remove it to stop it, or move its end"))
+                "(its results stay); remove it to stop it, or move its end"), experiment.name)
     return sorted(told.values(), key=lambda n: (n.file, n.line))   # as the files read
 
 
 def described(noticed: list[Notice]) -> str:
     """What `noticed` counts, for a heading: "2 rules and 1 experiment"."""
     counts = [(sum(n.kind == kind for n in noticed), kind) for kind in ("rule", "experiment")]
-    return " and ".join(f"{n} {kind}{'' if n == 1 else 's'}" for n, kind in counts if n)
+    return " and ".join(counted(n, kind) for n, kind in counts if n)
 
 
 class Noticed:

@@ -438,8 +438,8 @@ def test_an_experiment_never_shown_says_so_on_its_page_and_in_the_list(
         "experiments:\n  - name: hero-test\n    slot: hero\n"
         "    variants: {control: {}, bold: {html: y}}\n")
     ruleset = load_rules(tmp_path)
-    noticed = tuple(str(n) for n in notices(ruleset, datetime.now(UTC)))
-    snapshot = make_snapshot(ruleset, {}, store="x", taken_at=START, notices=noticed)
+    snapshot = make_snapshot(ruleset, {}, store="x", taken_at=START,
+                             notices=tuple(notices(ruleset, datetime.now(UTC))))
     html = Pages().experiment(snapshot, "hero-test")
     assert html is not None
     banner = html.split('data-banner="warnings"')[1].split("</div>")[0]
