@@ -397,3 +397,22 @@ def test_a_cpu_quota_bounds_the_cpus_workers_are_counted_against(
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert usable_cpus(tmp_path, membership) == expected
+
+
+def test_a_config_file_s_relative_paths_are_its_folder_s(origin: Server, tmp_path: Path) -> None:
+    # The server starts from the project's folder; the config, its rules and its store
+    # lie in another, named from the file as an operator writes it beside them.
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "rules", site / "rules")
+    (site / "ep.toml").write_text(f'origin_url = "{origin.url}"\nrules_dir = "rules"\n'
+                                  'store_url = "sqlite:data/ep.db"\n')
+    proxy = start_proxy(tmp_path, "--config", str(site / "ep.toml"))
+    try:
+        files = len(list((site / "rules").rglob("*.yaml")))
+        assert f"{files} files;" in proxy.log()
+        assert httpx.get(proxy.url + "/page/home", headers={"Accept": "text/html"},
+                         timeout=10).status_code == 200
+        assert proxy.health(timeout=10).json()["rules"]["directory"] == str(site / "rules")
+        assert (site / "data" / "ep.db").exists()
+    finally:
+        proxy.stop()

@@ -26,7 +26,11 @@ _ENV_ALIASES = MappingProxyType({"origin": "origin_url"})
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """A TOML config file's settings: keys at the top or under [edge_personalizer]."""
+    """A TOML config file's settings: keys at the top or under [edge_personalizer].
+
+    A relative path in it (rules_dir, geo_db, data_dir, an `sqlite:` store file...) is the
+    config file's folder's, as the file is written beside what it names: the same file then
+    serves from any working directory (`/` under systemd)."""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -37,7 +41,22 @@ def read_config_file(path: Path) -> dict[str, Any]:
     section = data.get("edge_personalizer", data)
     if not isinstance(section, dict):
         raise SettingsError(f"config file {path}: [edge_personalizer] must be a table")
-    return {key.replace("-", "_"): value for key, value in section.items()}
+    return {key: _anchored(key, value, path.parent.absolute()) for key, value in
+            ((key.replace("-", "_"), value) for key, value in section.items())}
+
+
+def _anchored(name: str, value: Any, folder: Path) -> Any:
+    """A path setting's relative value made the config file folder's; others as written."""
+    declaration = options().get(name)
+    if not isinstance(value, str) or not value or declaration is None:
+        return value
+    if declaration.convert is to_path:
+        return str(folder / Path(value).expanduser())
+    if name == "store_url":
+        scheme, colon, rest = value.partition(":")
+        if colon and scheme.lower() == "sqlite" and not rest.startswith("/"):
+            return f"{scheme}:{folder / rest}"
+    return value
 
 
 def _setting_of(variable: str) -> str | None:

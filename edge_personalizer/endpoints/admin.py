@@ -279,7 +279,8 @@ class Admin:
                                 "detail": origin.detail}
         if self.rules is not None:
             current = self.rules.current
-            report["rules"] = {"loaded": True, "version": current.version,
+            report["rules"] = {"loaded": True, "directory": str(self.rules.directory),
+                               "version": current.version,
                                "loaded_at": _iso(current.loaded_at),
                                "files": current.file_count, "rules": len(current.rules),
                                "experiments": len(current.experiments),

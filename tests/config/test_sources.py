@@ -87,3 +87,26 @@ def test_a_bad_value_is_named_with_where_it_was_given(tmp_path: Path) -> None:
         load_settings({}, config_file=config)
     with pytest.raises(SettingsError, match="^the command line: setting 'port'"):
         load_settings({"EP_PORT": "8080"}, origin_url="http://o", port="eighty")
+
+
+def test_relative_paths_in_a_config_file_are_its_folder_s(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The file is written beside what it names; the server is started from anywhere (/
+    # under systemd). Paths given elsewhere stay the working directory's, absolute ones
+    # and other URLs as written.
+    site = tmp_path / "site"
+    site.mkdir()
+    config = site / "ep.toml"
+    config.write_text('origin_url = "http://o"\nrules_dir = "rules"\ngeo_db = "../geo/c.mmdb"\n'
+                      'data-dir = "~/ep-data"\nstore_url = "sqlite:data/ep.db"\n')
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({}, config_file=Path("site/ep.toml"))
+    assert settings.rules_dir == site / "rules"
+    assert settings.geo_db == site / "../geo/c.mmdb"
+    assert settings.data_dir == Path("~/ep-data").expanduser()
+    assert settings.store_url == f"sqlite:{site}/data/ep.db"
+    assert load_settings({"EP_RULES_DIR": "r"}, config_file=config).rules_dir == Path("r")
+    config.write_text('origin_url = "http://o"\nstore_url = "sqlite:///srv/ep.db"\n')
+    assert load_settings({}, config_file=config).store_url == "sqlite:///srv/ep.db"
+    config.write_text('origin_url = "http://o"\nstore_url = "redis://h:6379/0"\n')
+    assert load_settings({}, config_file=config).store_url == "redis://h:6379/0"
