@@ -7,6 +7,7 @@ suggestion), the JSON Schema for editors, and the documentation.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class FieldSpec:
     form_help: str = ""
     mistakes: tuple[tuple[str, str], ...] = ()
     span: tuple[float, float] | None = None   # the values a number field can take
+    whole: bool = False   # a number field's values are whole numbers (counts, hours)
     # What is wrong with a value of the right `form` ("no date (...)"), None when nothing
     check: Callable[[str], str | None] | None = field(default=None, compare=False)
     # Other spellings of `values`: the values one written value stands for (() for none
@@ -90,9 +92,21 @@ class FieldSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "folded", frozenset(v.casefold() for v in self.values))
 
+    def span_words(self) -> str:
+        """The values a number field takes, in words: "a whole number 0 or more"."""
+        kind = "a whole number " if self.whole else ""
+        if self.span is None:
+            return (kind or "a number ").rstrip()
+        low, high = self.span
+        return kind + (f"{low:g} or more" if high == math.inf else f"between {low:g} and {high:g}")
+
 
 def _enum(name: str, values: str, description: str) -> FieldSpec:
     return FieldSpec(name, "string", tuple(values.split()), description)
+
+
+def _count(name: str) -> FieldSpec:
+    return FieldSpec(name, "number", span=(0, math.inf), whole=True)
 
 
 FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for spec in (
@@ -111,7 +125,7 @@ FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for s
     FieldSpec("geo.region", "string", description="ISO 3166-2, e.g. US-CA"),
     FieldSpec("geo.city", "string"),
     FieldSpec("geo.postal", "string"),
-    FieldSpec("geo.metro", "number", description="US metro code"),
+    FieldSpec("geo.metro", "number", description="US metro code", whole=True),
     _enum("geo.continent", "AF AN AS EU NA OC SA", "continent code"),
     FieldSpec("geo.time_zone", "string", description="IANA time zone"),
     FieldSpec("geo.eu", "boolean", description="in the European Union"),
@@ -131,7 +145,8 @@ FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for s
     FieldSpec("language.primary", "string", description="e.g. de", form="[A-Za-z]{2,3}",
               form_help="a language is its ISO 639 code, e.g. de, en, fr"),
     FieldSpec("language.tags", "list", description='e.g. ["de-CH", "de", "en"]'),
-    FieldSpec("time.hour", "number", description="0-23, visitor's local time", span=(0, 23)),
+    FieldSpec("time.hour", "number", description="0-23, visitor's local time", span=(0, 23),
+              whole=True),
     FieldSpec("time.weekday", "string", WEEKDAYS, "visitor's local weekday",
               named=days_named, named_help=DAYS_EXPECTED,
               spellings=(*FULL_DAY_NAMES, *DAY_GROUPS),
@@ -144,13 +159,13 @@ FIELDS: Final[Mapping[str, FieldSpec]] = MappingProxyType({spec.name: spec for s
               check=no_date),
     FieldSpec("time.time_zone", "string",
               description="the IANA time zone of the local time (the site default when unknown)"),
-    FieldSpec("profile.visits", "number"),
-    FieldSpec("profile.pageviews", "number"),
-    FieldSpec("profile.days_since_first", "number"),
-    FieldSpec("profile.days_since_last", "number"),
+    _count("profile.visits"),
+    _count("profile.pageviews"),
+    _count("profile.days_since_first"),
+    _count("profile.days_since_last"),
     FieldSpec("profile.new", "boolean"),
     FieldSpec("profile.stored", "boolean"),
-    FieldSpec("profile.conversions", "number"),
+    _count("profile.conversions"),
     FieldSpec("profile.visitor_id", "string"),
     FieldSpec("profile.predicted_top", "string",
               description="the interest visitors like this one show next (beyond their "

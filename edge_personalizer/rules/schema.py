@@ -6,6 +6,7 @@ underline mistakes while a marketer types. `edge-personalizer schema` prints it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .compile import OPERATORS
@@ -19,8 +20,10 @@ SCHEMA_ID = "https://edge-personalizer.dev/schema/rules.json"
 
 def _value_schema(spec: FieldSpec) -> dict[str, Any]:
     if spec.type == "number":
-        span = {} if spec.span is None else {"minimum": spec.span[0], "maximum": spec.span[1]}
-        return {"type": "number", **span}
+        low, high = _span(spec)
+        return {"type": "number", **({} if low is None else {"minimum": low}),
+                **({} if high is None else {"maximum": high}),
+                **({"multipleOf": 1} if spec.whole else {})}
     if spec.type == "boolean":
         return {"type": "boolean"}
     if spec.values:
@@ -37,6 +40,12 @@ def _value_schema(spec: FieldSpec) -> dict[str, Any]:
     return {"type": ["string", "number"]}
 
 
+def _span(spec: FieldSpec) -> tuple[float | None, float | None]:
+    """A number field's least and greatest values, None where it has no bound."""
+    low, high = spec.span if spec.span is not None else (-math.inf, math.inf)
+    return (low if math.isfinite(low) else None), (high if math.isfinite(high) else None)
+
+
 def _matcher_schema(spec: FieldSpec) -> dict[str, Any]:
     value = _value_schema(spec)
     operators: dict[str, Any] = {
@@ -45,7 +54,7 @@ def _matcher_schema(spec: FieldSpec) -> dict[str, Any]:
         "exists": {"type": "boolean"},
     }
     if spec.type == "number":
-        low, high = spec.span if spec.span is not None else (None, None)
+        low, high = _span(spec)
         # A bound past the field's values leaves none that meets it ({gte: 24} of an hour)
         for op, key, limit in (("gt", "exclusiveMaximum", high), ("gte", "maximum", high),
                                ("lt", "exclusiveMinimum", low), ("lte", "minimum", low)):

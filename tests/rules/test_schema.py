@@ -60,6 +60,10 @@ def test_schema_underlines_mistakes(document: dict[str, Any]) -> None:
     ("time.hour", "{gte: 24}"), ("time.hour", "{lt: 0}"), ("time.hour", "{gt: 23}"),
     ("time.hour", "{gte: 23}"), ("time.hour", "{lte: 30}"),
     ("profile.interests.running", "{gt: 1}"), ("profile.interests.running", "{gte: 0.5}"),
+    ("profile.visits", "-1"), ("profile.visits", "1.5"), ("profile.visits", "[0.5, 2.5]"),
+    ("profile.visits", "{lt: 0}"), ("profile.visits", "{lte: 0}"),
+    ("profile.visits", "{gte: 1.5}"), ("profile.visits", "{gt: 1000000}"),
+    ("time.hour", "22.5"), ("time.hour", "{gt: 22.5}"), ("geo.metro", "501.5"),
 ])
 def test_schema_and_compiler_agree_on_values(tmp_path: Path, field: str, written: str
                                              ) -> None:

@@ -32,6 +32,7 @@ from ..conditions import (
 from ..fields import FieldSpec, lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile
 from .context import CompileContext, Invalid, Invalids, Reported, each, frozen, kind_of
+from .never import never as never_holds
 
 OPERATORS: Final = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
                     "prefix", "suffix", "matches", "exists")
@@ -167,23 +168,32 @@ def _check_interest(ctx: CompileContext, category: str, at: KeyPath, *,
                       at, on_key=on_key)
 
 
-def _matcher(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
+def _matcher(spec: FieldSpec, name: str, value: Any, at: KeyPath, *,
+             negated: bool = False) -> Matcher:
+    """What `value` asks of the field; refused when no value meets it (or, under `not:`,
+    when every value does)."""
+    matchers = _matchers(spec, name, value, at)
+    never = never_holds(spec, name, matchers, negated=negated)
+    if never is not None:
+        raise Invalid(never, at)
+    return matchers[0] if len(matchers) == 1 else AllMatchers(matchers)
+
+
+def _matchers(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> tuple[Matcher, ...]:
     if isinstance(value, dict):
         if not value:
             raise Invalid(f"{name}: empty condition", at)
         matchers = tuple(_operator(spec, name, str(op), v, (*at, str(op)))
                          for op, v in value.items())
-        never = _never(spec, name, matchers)
-        if never is not None:
-            raise Invalid(never, at)
-        return matchers[0] if len(matchers) == 1 else AllMatchers(matchers)
-    if isinstance(value, list):
+    elif isinstance(value, list):
         if not value:
             raise Invalid(f"{name}: empty list", at)
-        return _one_of(spec, name, value, at)
-    if spec.type == "list":
-        return Text("contains", _text(value, name, at).casefold())
-    return _equal_to(spec, name, value, at)
+        matchers = (_one_of(spec, name, value, at),)
+    elif spec.type == "list":
+        matchers = (Text("contains", _text(value, name, at).casefold()),)
+    else:
+        matchers = (_equal_to(spec, name, value, at),)
+    return matchers
 
 
 def _equal_to(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
@@ -231,9 +241,9 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value):
             raise Invalid(f"{name} is a number, got {_not_a_number(value)}", at)
-        if spec.span is not None and not spec.span[0] <= value <= spec.span[1]:
-            low, high = (f"{n:g}" for n in spec.span)
-            raise Invalid(f"{name} is between {low} and {high}, got {value!r}", at)
+        if (spec.span is not None and not spec.span[0] <= value <= spec.span[1]) \
+                or (spec.whole and value % 1):
+            raise Invalid(f"{name} is {spec.span_words()}, got {value!r}", at)
         return value
     text = str(value)
     if spec.values:
@@ -289,37 +299,9 @@ def _between(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Matcher:
     if low > high:
         raise Invalid(f"between [{low:g}, {high:g}]: the low end is above the high end", at)
     if spec.span is not None and not spec.span[0] <= low <= high <= spec.span[1]:
-        least, most = (f"{n:g}" for n in spec.span)
-        raise Invalid(f"{name} is between {least} and {most}, so between [{low:g}, {high:g}] "
+        raise Invalid(f"{name} is {spec.span_words()}, so between [{low:g}, {high:g}] "
                       "reaches past it", at)
     return Between(low, high)
-
-
-def _never(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str | None:
-    """Why comparisons of a number field together hold for no value ({gte: 5, lt: 3}, or
-    {gte: 2} of an interest score, 0..1), or None when some value meets them."""
-    bounds = [m for m in matchers if isinstance(m, (Compare, Between))
-              or (isinstance(m, Equals) and spec.type == "number")]
-    if not bounds:
-        return None
-    low, high = spec.span if spec.span is not None else (-math.inf, math.inf)
-    low_open = high_open = False
-    for bound in bounds:
-        ends = ((bound.low, False, bound.high, False) if isinstance(bound, Between) else
-                (bound.expected, False, bound.expected, False) if isinstance(bound, Equals)
-                else (bound.limit, bound.op == "gt", math.inf, False)
-                if bound.op in ("gt", "gte")
-                else (-math.inf, False, bound.limit, bound.op == "lt"))
-        if ends[0] > low or (ends[0] == low and ends[1]):
-            low, low_open = ends[0], ends[1]
-        if ends[2] < high or (ends[2] == high and ends[3]):
-            high, high_open = ends[2], ends[3]
-    if low < high or (low == high and not (low_open or high_open)):
-        return None
-    within = (f"{name} is between {spec.span[0]:g} and {spec.span[1]:g}, and "
-              if spec.span is not None else f"{name}: ")
-    said = " and ".join(bound.describe() for bound in bounds)
-    return f"{within}no value {said}: the condition never holds"
 
 
 def _regex(value: Any, at: KeyPath) -> Matcher:
@@ -344,7 +326,8 @@ _Builder = Callable[[FieldSpec, str, str, Any, KeyPath], Matcher]
 _OPERATOR_BUILDERS: Final[MappingProxyType[str, _Builder]] = MappingProxyType({
     "equals": lambda spec, name, op, value, at: _equal_to(spec, name, value, at),
     "in": lambda spec, name, op, value, at: _one_of(spec, name, value, at),
-    "not": lambda spec, name, op, value, at: NotMatcher(_matcher(spec, name, value, at)),
+    "not": lambda spec, name, op, value, at: NotMatcher(_matcher(spec, name, value, at,
+                                                                 negated=True)),
     **{op: (lambda spec, name, op, value, at: Compare(op, _number(value, op, at)))
        for op in ("gt", "gte", "lt", "lte")},
     "between": lambda spec, name, op, value, at: _between(spec, name, value, at),
