@@ -280,7 +280,7 @@ def create_origin() -> Starlette:
         Route("/upload", upload, methods=["POST", "PUT"]),
         Route("/download", download, methods=["GET", "HEAD"]),
         Route("/slow-body", slow_body),
-        Route("/slow-headers", slow_headers),
+        Route("/slow-headers", slow_headers, methods=["GET", "HEAD", "POST"]),
         Route("/cookies", cookies),
         Route("/redirect", redirect),
         Route("/foreign-redirect", foreign_redirect),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from ..errors import UpstreamError, UpstreamTimeout
-from .connection import Connection, RawHeaders, Stale, describe_error
+from .connection import Connection, RawHeaders, Stale, came_in_time, describe_error
 from .pool import Key, Pool
 
 __all__ = ["OriginClient", "ProbeResult", "RawHeaders", "Upstream", "UpstreamResponse",
@@ -148,10 +148,8 @@ class _Chunks:
             if conn.error is not None:
                 raise UpstreamError(f"origin broke off its response: {conn.error}")
             conn.waiter = conn.loop.create_future()
-            try:
-                await conn.wait(conn.waiter, "read timeout")
-            except UpstreamTimeout as exc:
-                raise UpstreamTimeout(f"origin stopped sending mid-body ({exc})") from None
+            if not await came_in_time(conn.loop, conn.read_timeout, conn.waiter):
+                raise UpstreamTimeout("origin stopped sending mid-body (read timeout)")
 
 
 class Upstream:
@@ -296,14 +294,18 @@ async def _send_body(conn: Connection, body: AsyncIterator[bytes], chunked: bool
 
 async def _headers_or_failure(conn: Connection, sending: asyncio.Task[None]) -> None:
     """Wait for the answer's headers while the body streams: an origin may answer early,
-    and a body that fails (too large, client gone) ends the wait with its own error."""
-    headers = asyncio.ensure_future(conn.wait_for_headers())
+    and a body that fails (too large, client gone, an origin that stops reading it) ends
+    the wait with its own error. The read timeout starts once the body is all sent: a
+    long upload at a good pace is no silent origin (the body has its own bounds)."""
+    headers = asyncio.ensure_future(conn.wait_for_headers(timed=False))
     try:
         await asyncio.wait({headers, sending}, return_when=asyncio.FIRST_COMPLETED)
         if not headers.done():
             error = sending.exception()
             if error is not None:
                 raise error
+            headers.cancel()
+            headers = asyncio.ensure_future(conn.wait_for_headers())
             await headers
         headers.result()
     except BaseException:

@@ -93,21 +93,20 @@ class Connection(WriteFlow):
             await self.wait(self.drained(), "the origin stopped reading the request body")
 
     async def wait(self, future: asyncio.Future[None], what: str) -> None:
-        """Await `future` for at most the read timeout."""
-        timer = self.loop.call_later(self.read_timeout, _expire, future, what)
-        try:
-            await future
-        finally:
-            timer.cancel()
+        """Await `future` for at most the read timeout; past it UpstreamTimeout(what)."""
+        if not await came_in_time(self.loop, self.read_timeout, future):
+            raise UpstreamTimeout(what)
 
-    async def wait_for_headers(self) -> None:
+    async def wait_for_headers(self, *, timed: bool = True) -> None:
+        """Until the answer's head has come; at most the read timeout when `timed` (not
+        while the request is still being sent: an upload takes its time)."""
         while not self.headers_done:
             if self.error is not None:
                 raise self.error
             if self.closed:
                 raise self._closed_early()
-            self.waiter = self.loop.create_future()
-            await self.wait(self.waiter, "origin gave no answer in time")
+            self.waiter = waiter = self.loop.create_future()
+            await (self.wait(waiter, "origin gave no answer in time") if timed else waiter)
 
     def _closed_early(self) -> Exception:
         if self.reused and not self.received:
@@ -238,6 +237,21 @@ class Connection(WriteFlow):
             waiter.set_result(None)
 
 
-def _expire(future: asyncio.Future[None], what: str) -> None:
+async def came_in_time(loop: asyncio.AbstractEventLoop, seconds: float,
+                       future: asyncio.Future[None]) -> bool:
+    """Await `future` for at most `seconds`: whether it came. The timeout is no exception
+    in the future: compiled, one raised there and handled by the body's reader resurfaced
+    as what the whole request had raised, logged with a traceback."""
+    expired: list[bool] = []   # (its own: the body's sending waits beside the answer)
+    timer = loop.call_later(seconds, _expire, future, expired)
+    try:
+        await future
+    finally:
+        timer.cancel()
+    return not expired
+
+
+def _expire(future: asyncio.Future[None], expired: list[bool]) -> None:
     if not future.done():
-        future.set_exception(UpstreamTimeout(what))
+        expired.append(True)
+        future.set_result(None)

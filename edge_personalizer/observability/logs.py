@@ -64,8 +64,11 @@ class TextFormatter(logging.Formatter):
 
 
 def access_message(fields: dict[str, Any]) -> str:
+    """The text access line; `aborted` at its end when the answer was cut short (the
+    client went away, or the origin broke off mid-body: its warning says which)."""
     return (f'{fields["client"]} "{fields["method"]} {fields["path"]}" {fields["status"]} '
-            f'{fields["bytes"]} {fields["duration_ms"]:.2f}ms')
+            f'{fields["bytes"]} {fields["duration_ms"]:.2f}ms'
+            + (" aborted" if fields.get("aborted") else ""))
 
 
 class JsonFormatter(logging.Formatter):

@@ -154,6 +154,28 @@ async def test_streamed_bodies_arrive_whole_with_or_without_length(origin: Serve
     await upstream.aclose()
 
 
+async def test_the_read_timeout_starts_once_the_body_is_sent(origin: Server) -> None:
+    # An upload of 0.8 s at a steady pace, to an origin that answers when it has it all:
+    # the 0.3 s read timeout ran from the request's head, and cut such an upload with a
+    # 504 "origin gave no answer in time" while the origin was still reading it.
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            await asyncio.sleep(0.1)
+            yield b"x" * 1000
+
+    upstream = Upstream(connect_timeout=1, read_timeout=0.3)
+    response = await upstream.send("POST", f"{origin.url}/upload", [(b"host", b"origin")],
+                                   body())
+    assert response.status == 200 and b'"received":8000' in (await read(response)).replace(
+        b" ", b"")
+    await response.aclose()
+    # Once it is all sent, a silent origin is one.
+    with pytest.raises(UpstreamTimeout, match="no answer in time"):
+        await upstream.send("POST", f"{origin.url}/slow-headers?delay=2",
+                            [(b"host", b"origin")], body())
+    await upstream.aclose()
+
+
 async def test_invalid_answers_and_short_bodies_are_errors() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await request_head(reader)

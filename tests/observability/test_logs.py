@@ -12,7 +12,11 @@ from pathlib import Path
 
 import httpx
 
-from edge_personalizer.observability.logs import BatchingStreamHandler, JsonFormatter
+from edge_personalizer.observability.logs import (
+    BatchingStreamHandler,
+    JsonFormatter,
+    TextFormatter,
+)
 
 from ..servers import Server, start_proxy
 
@@ -21,6 +25,17 @@ def test_json_formatter_writes_plain_messages_too() -> None:
     record = logging.LogRecord("x", logging.WARNING, __file__, 1, "hello %s", ("you",), None)
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "hello you" and entry["level"] == "warning"
+
+
+def test_a_text_access_line_says_when_the_answer_was_cut_short() -> None:
+    # Only the JSON line had `aborted`: a text log showed a page the origin broke off as
+    # "200 1706", like any other.
+    fields = {"client": "127.0.0.0", "method": "GET", "path": "/p", "status": 200,
+              "bytes": 1706, "duration_ms": 5.95, "user_agent": "curl"}
+    line = TextFormatter().access_line(fields)
+    assert line.endswith('"GET /p" 200 1706 5.95ms\n')
+    assert TextFormatter().access_line({**fields, "aborted": True}).endswith(
+        '"GET /p" 200 1706 5.95ms aborted\n')
 
 
 def test_info_lines_leave_in_batches_and_warnings_at_once() -> None:

@@ -339,6 +339,26 @@ def test_origin_reset_mid_body_breaks_the_client_connection(proxy: Server) -> No
     assert "origin failed mid-response for GET /reset" in proxy.log()
 
 
+def test_an_origin_silent_mid_body_is_told_once_without_a_traceback(proxy: Server) -> None:
+    # The proxy closes the client's connection and says why in one warning; the compiled
+    # build also logged the timeout as an exception the app had raised, with its traceback.
+    before = len(proxy.log())
+    with pytest.raises(httpx.RemoteProtocolError):
+        with httpx.stream("GET", f"{proxy.url}/slow-body?delay=2.5") as response:
+            assert response.status_code == 200
+            b"".join(response.iter_raw())
+    deadline = time.monotonic() + 5
+    while "origin failed mid-response for GET /slow-body" not in proxy.log()[before:] \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)   # what would come after it
+    logged = proxy.log()[before:]
+    assert "origin failed mid-response for GET /slow-body" in logged
+    assert "Traceback" not in logged and "raised an exception" not in logged, logged
+    assert '"path": "/slow-body", "status": 200, "bytes": 12' in logged
+    assert '"aborted": true' in logged
+
+
 @pytest.fixture(scope="module")
 def named_origin_proxy(origin: Server, server_logs: Path) -> Iterator[Server]:
     """The origin by host name: HTTP clients keep cookies for names, not for addresses."""
