@@ -170,7 +170,8 @@ class Metrics:
         self.origin_busy_answers = Counter(
             "ep_origin_busy", "Requests answered 503 because the origin was busy, by reason "
             "(pool: no origin connection free in time; long_lived: too many long-lived "
-            "responses)", ["reason"], registry=r)
+            "responses; uploading: too many request bodies being sent)", ["reason"],
+            registry=r)
         self.invalid_goals = Counter(
             "ep_goal_signals_invalid", "Goal headers, beacons or values ignored as invalid, by "
             "kind (header, beacon, value)", ["kind"], registry=r)

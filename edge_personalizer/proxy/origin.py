@@ -68,8 +68,11 @@ class OriginProxy:
     a request waits at most `pool_timeout` for one, then gets 503 with Retry-After), and so
     are long-lived responses (server-sent events, multipart/x-mixed-replace) at once
     (`max_long_lived`, default half the connections), so that streams can never take every
-    connection. When the client goes away mid-body, the origin read stops and that origin
-    connection is closed.
+    connection. Requests whose bodies are still being sent are capped too (a quarter of the
+    connections, past it a 503 at once): each holds an origin connection while its client
+    sends, and clients that send a byte now and then must not take them all from the
+    site's pages. When the client goes away mid-body, the origin read stops and that
+    origin connection is closed.
 
     A request body must keep coming: a pause longer than `body_timeout`, or a body slower
     than BODY_MIN_RATE (1 KiB/s) on average once that long has passed, is answered 408 (as
@@ -117,6 +120,8 @@ class OriginProxy:
         self.max_long_lived = (max(1, max_connections // 2) if max_long_lived is None
                                else max_long_lived)
         self.long_lived = 0   # long-lived responses under way
+        self.max_uploading = max(1, max_connections // 4)
+        self.uploading = 0    # requests whose bodies are being sent, until their answer
         self.observer: ProxyObserver = observer or NoProxyObserver()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,8 +175,14 @@ class OriginProxy:
         fwd = request.forwarding
         url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
                                   scope.get("query_string", b""))
-        body = (RequestBody(receive, self.limits.max_body_bytes, self.body_timeout)
-                if request.has_body else None)
+        body = None
+        if request.has_body:
+            if self.uploading >= self.max_uploading:
+                await busy(UpstreamBusy(f"{self.uploading} request bodies being sent (the "
+                                        "cap)"), "uploading", scope, send, self.observer)
+                return
+            body = RequestBody(receive, self.limits.max_body_bytes, self.body_timeout)
+            self.uploading += 1
         started = time.perf_counter()
         try:
             response = await self.upstream.send(
@@ -179,6 +190,9 @@ class OriginProxy:
         except (RequestRejected, UpstreamError) as exc:
             await request_failed(exc, body, scope, send, self.observer)
             return
+        finally:
+            if body is not None:
+                self.uploading -= 1
         self.observer.origin_responded(time.perf_counter() - started)
         long_lived = is_long_lived(response.headers)
         if long_lived:

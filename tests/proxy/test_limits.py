@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from starlette.types import Message
 from edge_personalizer.proxy import OriginProxy
 
 from ..http.raw_origin import RawOrigin, request_head
-from ..servers import Server, free_port, start_proxy
+from ..servers import ADMIN_TOKEN, Server, free_port, start_proxy
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +141,32 @@ async def test_a_body_timeout_counts_the_clients_pauses_not_a_busy_origins() -> 
         await proxy(scope, receive, send)
         await proxy.aclose()
     assert sent[0]["status"] == 200, sent
+
+
+def test_slow_uploads_take_at_most_a_quarter_of_the_origin_connections(
+        origin: Server, tmp_path: Path) -> None:
+    # Clients that send a request head and then a byte now and then each held an origin
+    # connection; 1,100 of them left no answer for anyone. Past a quarter of the
+    # connections (here 2 of 8), an upload gets a 503 at once, and the pages still come.
+    proxy = start_proxy(tmp_path, "--origin", origin.url, env={"EP_MAX_CONNECTIONS": "8"})
+    slow = []
+    try:
+        for _ in range(2):
+            client = socket.create_connection(("127.0.0.1", proxy.port))
+            client.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+            slow.append(client)
+        time.sleep(0.3)
+        third = httpx.post(f"{proxy.url}/upload", content=b"x" * 10, timeout=5)
+        assert third.status_code == 503 and third.headers["retry-after"] == "5"
+        for _ in range(10):
+            assert httpx.get(f"{proxy.url}/page/home", timeout=5).status_code == 200
+        assert 'ep_origin_busy_total{reason="uploading"} 1.0' in httpx.get(
+            f"{proxy.url}/__ep/metrics", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+        # One finished, an upload is taken again.
+        slow[0].sendall(b"c" * 998)
+        assert b" 200 " in slow[0].recv(65536)
+        assert httpx.post(f"{proxy.url}/upload", content=b"x" * 10, timeout=5).status_code == 200
+    finally:
+        for client in slow:
+            client.close()
+        proxy.stop()
