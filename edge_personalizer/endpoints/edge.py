@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import RequestRejected
 from ..personalize.exchange import Exchange
 from ..personalize.fail_open import FailOpen
-from ..personalize.response_headers import PageHeaders
+from ..personalize.response_headers import PageHeaders, keyed_as
 from ..personalize.segments import SEGMENT_HEADER, Segment
 from ..proxy.client_ip import client_address
 from ..proxy.pages import respond
@@ -188,7 +188,7 @@ class EdgeDecisions:
             headers.append((b"x-ep-variant", exchange.decision.variant_header))
         choice = exchange.decision.slots.get(slot)
         content = choice.content if choice is not None else None
-        if self.headers.cache.keyed and segment.shareable:
+        if self.headers.cache.keyed and segment.shareable and keyed_as(exchange, segment):
             headers += [(b"cache-control", self.headers.shared_cache_control()),
                         (b"vary", b"X-EP-Segment"),
                         *segment.tag_lines(self.headers.cache.tag_headers)]

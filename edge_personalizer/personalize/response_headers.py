@@ -282,19 +282,15 @@ class PageHeaders:
         """How long a shared cache may keep this page for everyone in its segment (-1: as
         long as the operator says), or None when it may not: the origin must let a
         shared cache store it (shared_lifetime), nobody's cookie may be in it (issue 20,
-        item 12), its variants print nothing the key cannot bound, and an edge that
-        named a key gets a page made for exactly that key (issue 18, bug 2)."""
+        item 12), its variants print nothing the key cannot bound, and the request named
+        the key the page was made for (keyed_as)."""
         if not segment.shareable or exchange.decision.redirect is not None:
             # A page of a decision that redirects was not redirected (the landing page
             # itself, a crawler, a fetch): page views under its key are.
             return None
         if any(name == b"set-cookie" for name, _ in headers):
             return None
-        # The header as sent, whoever sent it (not Exchange.edge_segment, which only a
-        # trusted edge sets): a cache keys on it even when it is not a trusted proxy, and a
-        # page made for another key must never be stored under this one.
-        asked = exchange.visitor.request.headers.get(SEGMENT_HEADER)
-        if asked is not None and asked != segment.key:
+        if not keyed_as(exchange, segment):
             return None
         authorized = any(name == b"authorization" for name, _ in exchange.scope["headers"])
         return shared_lifetime(head, authorized=authorized)
@@ -305,3 +301,12 @@ class PageHeaders:
         limit = self.cache.shared_max_age
         age = limit if lifetime < 0 else min(lifetime, limit)
         return f"public, max-age=0, s-maxage={age}".encode()
+
+
+def keyed_as(exchange: Exchange, segment: Segment) -> bool:
+    """Whether the request names the segment its page (or fragment) was made for, in
+    X-EP-Segment as sent, whoever sent it (not Exchange.edge_segment, which only a trusted
+    edge sets): a cache keys on the header even when it is not a trusted proxy. A page
+    made for another key, or asked for without one (a cache that did not ask /__ep/decide
+    first keys every visitor's page under "none"), must never be stored under it."""
+    return exchange.visitor.request.headers.get(SEGMENT_HEADER) == segment.key

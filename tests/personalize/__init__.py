@@ -1,0 +1,16 @@
+"""What the tests of personalization share."""
+
+from __future__ import annotations
+
+import httpx
+
+from ..servers import Server
+
+
+def keyed_get(server: Server, path: str, params: dict[str, str],
+              headers: dict[str, str]) -> httpx.Response:
+    """A page asked for as a cache keyed on X-EP-Segment asks: naming its segment (a first
+    request's, as /__ep/decide would tell)."""
+    first = httpx.get(f"{server.url}{path}", params=params, headers=headers)
+    return httpx.get(f"{server.url}{path}", params=params,
+                     headers={**headers, "x-ep-segment": first.headers["x-ep-segment"]})

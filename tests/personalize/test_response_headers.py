@@ -15,6 +15,7 @@ from edge_personalizer.personalize.response_headers import shared_lifetime
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..origin_app import CDN_CONTROLS
 from ..servers import Server, start_proxy
+from . import keyed_get
 
 RULES = ROOT / "tests" / "data" / "rules"
 
@@ -172,6 +173,29 @@ def keyed(origin: Server, server_logs: Path) -> Iterator[Server]:
 CREDENTIALS = {"authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="}
 
 
+def test_a_keyed_page_asked_for_without_its_segment_stays_private(keyed: Server) -> None:
+    # A cache that keys on X-EP-Segment without asking /__ep/decide first (nginx's plain
+    # proxy_cache) got a public page under "no header": a Facebook visitor's page was
+    # then served to the next visitor from anywhere. Without the key, or with another,
+    # the page is the visitor's own; with its key, it may be shared.
+    facebook = {**BROWSER, "referer": "https://www.facebook.com/"}
+    shared = {"cc": "public, max-age=60"}
+    for headers in (facebook, {**facebook, "x-ep-segment": "default"}):
+        page = httpx.get(f"{keyed.url}/account/x", params=shared, headers=headers)
+        assert "Hello, friend from Facebook" in page.text
+        assert page.headers["cache-control"] == "private, max-age=60"
+        assert "cache-tag" not in page.headers
+    assert keyed_get(keyed, "/account/x", shared, facebook).headers[
+        "cache-control"] == "public, max-age=0, s-maxage=60"
+    fragment = httpx.get(f"{keyed.url}/__ep/fragment/hero", params={"url": "/account/x"},
+                         headers=facebook)
+    assert fragment.status_code == 200 and fragment.headers["cache-control"] == \
+        "private, no-store"
+    fragment = httpx.get(f"{keyed.url}/__ep/fragment/hero", params={"url": "/account/x"},
+                         headers={**facebook, "x-ep-segment": fragment.headers["x-ep-segment"]})
+    assert fragment.headers["cache-control"].startswith("public")
+
+
 @pytest.mark.parametrize(("params", "extra", "expected"), [
     ({}, {}, "private"),                                      # the origin said nothing
     ({"cc": "no-cache"}, {}, "private, no-cache"),
@@ -189,7 +213,7 @@ CREDENTIALS = {"authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="}
 ])
 def test_keyed_pages_go_public_only_as_the_origin_allows_and_never_for_longer(
         keyed: Server, params: dict[str, str], extra: dict[str, str], expected: str) -> None:
-    page = httpx.get(f"{keyed.url}/account/x", params=params, headers={**BROWSER, **extra})
+    page = keyed_get(keyed, "/account/x", params, {**BROWSER, **extra})
     assert page.status_code == 200
     assert page.headers["cache-control"] == expected
     assert ("cache-tag" in page.headers) == expected.startswith("public")
@@ -212,14 +236,13 @@ def test_a_keyed_page_that_stays_private_sets_the_visitor_s_cookies(keyed: Serve
                       headers={**BROWSER, "cookie": f"ep_profile={value}"})
     state, _ = CODEC.decode(profile_cookie(again) or "", time.time())
     assert state is not None and state[4] == 2   # the second page view of the same profile
-    shared = httpx.get(f"{keyed.url}/account/x", params={"cc": "public, max-age=60"},
-                       headers=BROWSER)
+    shared = keyed_get(keyed, "/account/x", {"cc": "public, max-age=60"}, BROWSER)
     assert shared.headers["cache-control"].startswith("public")
     assert "set-cookie" not in shared.headers
 
 
 def test_a_future_expires_without_cache_control_is_the_shared_lifetime(keyed: Server) -> None:
-    page = httpx.get(f"{keyed.url}/account/x", params={"expires": "120"}, headers=BROWSER)
+    page = keyed_get(keyed, "/account/x", {"expires": "120"}, BROWSER)
     shared, _, seconds = page.headers["cache-control"].partition(", s-maxage=")
     # Expires less the origin's Date, both to the whole second
     assert shared == "public, max-age=0" and 118 <= int(seconds) <= 121
@@ -235,8 +258,7 @@ def test_a_cdn_s_own_cache_controls_never_reach_a_personalizable_page(
     # a private page, one visitor's page (their search words printed in it) would be
     # served to everyone. Cache-Control is what every cache is told.
     server: Server = request.getfixturevalue("keyed" if keyed_caching else "proxy")
-    page = httpx.get(f"{server.url}/account/x", params={"cdn": "1", "cc": "max-age=60"},
-                     headers=BROWSER)
+    page = keyed_get(server, "/account/x", {"cdn": "1", "cc": "max-age=60"}, BROWSER)
     assert page.status_code == 200 and "Default hero" in page.text
     assert not set(CDN_CONTROLS) & set(page.headers)
     assert page.headers["cache-control"] == ("public, max-age=0, s-maxage=60" if keyed_caching

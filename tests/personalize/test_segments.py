@@ -18,6 +18,7 @@ from edge_personalizer.rules.template import Template
 from ..conftest import PROFILE_KEY, ROOT
 from ..factories import make_classifier, make_request
 from ..servers import Server, start_proxy
+from . import keyed_get
 
 RULES = """
 slots:
@@ -263,15 +264,15 @@ def test_variants_printing_raw_request_data_stay_private_under_one_key(keyed: Se
     for page in pages:
         assert page.headers["cache-control"].startswith("private")
         assert "cache-tag" not in page.headers
-    city = httpx.get(f"{keyed.url}/slotted/n?city=1", headers=BROWSER)
+    city = keyed_get(keyed, "/slotted/n", {"city": "1"}, BROWSER)
     assert city.headers["cache-control"].startswith("public")
     assert "ep-rule-city" in city.headers["cache-tag"].split(",")
 
 
 def test_a_page_setting_a_cookie_is_never_shared(keyed: Server) -> None:
-    shared = httpx.get(f"{keyed.url}/slotted/c?city=1", headers=BROWSER)
+    shared = keyed_get(keyed, "/slotted/c", {"city": "1"}, BROWSER)
     assert shared.headers["cache-control"].startswith("public")
-    with_session = httpx.get(f"{keyed.url}/slotted/c?city=1&session=1", headers=BROWSER)
+    with_session = keyed_get(keyed, "/slotted/c", {"city": "1", "session": "1"}, BROWSER)
     assert "sessionid=s3cr3t; Path=/; HttpOnly" in with_session.headers.get_list("set-cookie")
     cache_control = with_session.headers["cache-control"]
     assert cache_control.startswith("private") and "s-maxage" not in cache_control
@@ -283,8 +284,7 @@ def test_a_fragment_printing_raw_request_data_is_never_shared(keyed: Server) -> 
                     headers=BROWSER)
     assert raw.text == "<p>Hi alice</p>"
     assert raw.headers["cache-control"] == "private, no-store"
-    city = httpx.get(f"{keyed.url}/__ep/fragment/banner?url=%2Fslotted%2Fn%3Fcity%3D1",
-                     headers=BROWSER)
+    city = keyed_get(keyed, "/__ep/fragment/banner", {"url": "/slotted/n?city=1"}, BROWSER)
     assert city.status_code == 200 and city.headers["cache-control"].startswith("public")
 
 
