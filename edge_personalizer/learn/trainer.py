@@ -88,6 +88,7 @@ class Trainer:
         self.min_support = min_support
         self.top = top
         self.failures = 0   # steps that failed, since the start
+        self.paused = False   # the last step met a store that failed
         self._weights = WeightsTable()
         # When an experiment due for new weights last had nothing new (no exposures since
         # its version): looked at again one update_every later, not every tick.
@@ -118,10 +119,15 @@ class Trainer:
             except Exception:   # a bug must not end the server through the lifespan's tasks
                 logger.error("learning step failed unexpectedly", exc_info=True)
                 self.failures += 1
+        if self.paused:
+            self.paused = False
+            logger.info("learning resumed: the store answers again")
 
     def _failed(self, reason: str) -> None:
-        if self.failures == 0:
+        """Each outage told once, when it begins (and its end by step)."""
+        if not self.paused:
             logger.warning("learning paused: %s", reason)
+        self.paused = True
         self.failures += 1
 
     async def record_goals(self) -> bool:

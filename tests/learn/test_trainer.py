@@ -5,6 +5,7 @@ Against a real SQLite file and a real redis-server."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -256,7 +257,7 @@ async def test_an_unreadable_table_keeps_the_last_good_one(store: Store) -> None
 
 
 async def test_a_store_that_is_down_pauses_learning_and_workers_keep_their_tables(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     server = RedisServer(tmp_path)
     server.start()
     store = open_store(server.url)
@@ -276,6 +277,19 @@ async def test_a_store_that_is_down_pauses_learning_and_workers_keep_their_table
         assert trainer.failures > 0
         assert reader.current is table
         assert isinstance(table, WeightsTable) and "hero-test" in table.experiments
+        # The outage's end is told, and a second outage as the first (only the first
+        # was: "paused" once since the start, and never "resumed")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="edge_personalizer.learn.trainer"):
+            for _ in range(2):
+                server.start()
+                await trainer.step()
+                server.stop()
+                await trainer.step()
+                await trainer.step()
+        told = [r.getMessage().split(":")[0] for r in caplog.records
+                if r.getMessage().startswith("learning")]
+        assert told == ["learning resumed", "learning paused"] * 2, told
     finally:
         await store.close()
 
