@@ -28,6 +28,7 @@ from ..rules.model import HOLDOUT, Experiment, RuleSet
 from ..rules.notices import Notice
 from .charts import line_chart, uplift_bar
 from .learning import add_bandit_weights
+from .verdicts import leader_of, segment_leaders, why_no_leader
 
 
 @dataclass(frozen=True)
@@ -114,62 +115,6 @@ class ExperimentSummary:
     warnings: int = 0           # how many warnings its results carry
     no_leader: str = ""         # why no variant is ahead, when none is
     bandit: bool = False        # weights are published for it: a bandit shares it out
-
-
-def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
-    """The variant ahead on a goal's results and its chance: the challenger most likely
-    to beat control when that is above one half, the control when below; none when no
-    comparison is made yet (or too few conversions on either side: stats.FEW_CONVERSIONS)
-    or the best challenger and the control are even. A variant removed from the rules is
-    no challenger: it can no longer be chosen."""
-    control = goal["control"]
-    challengers = _challengers(goal)
-    chances = [(v["chance_to_beat_control"], name) for name, v in challengers.items()
-               if v["chance_to_beat_control"] is not None and not v["too_few_conversions"]]
-    if not chances:
-        return None, None
-    chance, name = max(chances)
-    if chance == 0.5:
-        return None, None
-    leader, chance = (name, chance) if chance > 0.5 else (control, 1 - chance)
-    # A challenger shown beside the control that the statistics cannot compare (every
-    # visitor of it converted, so its rate has no spread) may be ahead of the one named:
-    # then none is named.
-    best = goal["variants"][leader].get("rate")
-    if best is not None and any(
-            v["chance_to_beat_control"] is None and _shown_beside_control(v)
-            and (v.get("rate") or 0.0) > best for v in challengers.values()):
-        return None, None
-    return leader, chance
-
-
-def _challengers(goal: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The variants that may be chosen over the control: not it, not removed."""
-    return {name: v for name, v in goal["variants"].items()
-            if name != goal["control"] and not v.get("removed")}
-
-
-def _shown_beside_control(variant: Mapping[str, Any]) -> bool:
-    return bool(variant.get("compared_exposed", variant.get("exposed")))
-
-
-def why_no_leader(goal: Mapping[str, Any] | None) -> str:
-    """Why `leader_of` names no variant on a goal's results (its words in the list)."""
-    if goal is None:
-        return "no goal to judge it on"
-    name = goal["control"]
-    control = goal["variants"].get(name, {})
-    challengers = list(_challengers(goal).values())
-    if not control.get("exposed") or not any(v.get("exposed") for v in challengers):
-        return "no visitors yet"
-    if not control.get("converted"):
-        return f"{name} has no conversions yet"
-    beside = [v for v in challengers if _shown_beside_control(v)]
-    if not beside:
-        return f"no variant shown beside {name} yet"
-    if any(v["chance_to_beat_control"] == 0.5 for v in beside):
-        return "none: even so far"
-    return "not enough conversions yet"
 
 
 def _notices_of(snapshot: Snapshot, name: str) -> list[str]:
@@ -314,8 +259,10 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
             "converted": converted, "segments": segments, "holdout": _holdout_rows(goal)})
     first = next(iter(result["goals"].values()), None)
     leader, chance = leader_of(first) if first is not None else (None, None)
+    leaders = segment_leaders(first) if first is not None else {}
     return {"name": name, "result": result, "experiment": experiment, "goals": goals,
             "weights": weights, "cells": cells, "leader": leader, "chance": chance,
+            "segment_leaders": leaders if len(set(leaders.values())) > 1 else {},
             "srm": any(g["srm"] for g in goals), "stopped": result["status"] == "stopped",
             "error": result.get("error"),
             "warnings": [*_notices_of(snapshot, name), *result["warnings"]],

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .charts import percent
-from .dashboard_views import leader_of
+from .verdicts import leader_of, segment_leaders
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -87,10 +87,14 @@ def render_text(report: Mapping[str, Any]) -> str:
                                valued=valued),
                           _row("all variants", holdout["experiment"], valued=valued)]
             leader, chance = leader_of(goal)
+            leaders = segment_leaders(goal)
             if leader is not None and chance is not None:
                 lines.append(f"    ahead: {leader} ({pct(chance)} chance to "
                              + ("beat control)" if leader != goal["control"]
                                 else "beat the best challenger)"))
+            elif len(set(leaders.values())) > 1:
+                lines.append("    ahead: none over all, each segment its own: " + ", ".join(
+                    f"{cell} {name}" for cell, name in leaders.items()))
             if goal["srm"]:
                 lines.append(f"    WARNING sample ratio mismatch (p = {p_value(goal['srm_p'])}): "
                              "exposures do not follow the weights; do not trust these "

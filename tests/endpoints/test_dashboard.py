@@ -36,10 +36,11 @@ from edge_personalizer.endpoints.dashboard import (
 from edge_personalizer.endpoints.dashboard_session import SessionSigner
 from edge_personalizer.endpoints.dashboard_views import (
     INTERNAL_PREFIX,
-    leader_of,
+    Snapshot,
     make_snapshot,
     summaries,
 )
+from edge_personalizer.endpoints.verdicts import leader_of
 from edge_personalizer.learn.affinity import AFFINITY, affinity_counts, build_model, record
 from edge_personalizer.learn.affinity import TABLE_NAME as MODEL_TABLE
 from edge_personalizer.learn.bandit import TABLE_NAME as WEIGHTS_TABLE
@@ -404,6 +405,37 @@ def test_segment_cells_get_their_own_table() -> None:
     assert ">800<" in together and "+200.0%" in together   # 15% against 5%
     assert 'data-cell="desktop" data-variant="held out"' not in html
     assert "Per segment" in html and "keeps no per-segment cells" not in html
+
+
+def opposed_segments(tmp_path: Path) -> Snapshot:
+    """hero-test judged per segment: bold far ahead from Facebook and behind for the
+    other visitors, and ahead over all."""
+    shutil.copytree(ROOT / "tests" / "data" / "rules", tmp_path / "rules")
+    site = tmp_path / "rules" / "site.yaml"
+    site.write_text(site.read_text().replace("    holdout: 0\n", "    holdout: 0\n"
+                                             "    per: segment\n"))
+    ruleset = load_rules(tmp_path / "rules")
+    totals = {}
+    for cell, (c_control, c_bold) in {"from_facebook": (20, 120), "other": (60, 30)}.items():
+        for variant, converted in (("control", c_control), ("bold", c_bold)):
+            totals[CountKey("hero-test", variant, "", cell, "2026-11-01")] = Tally(500)
+            totals[CountKey("hero-test", variant, "purchase", cell, "2026-11-01")] = \
+                Tally(0, converted)
+    return make_snapshot(ruleset, totals, store="x", taken_at=START)
+
+
+def test_segments_with_different_winners_name_no_one_variant_ahead(tmp_path: Path) -> None:
+    # "bold is ahead" over all: rolled out to all, it would lose half the others'
+    # conversions. Each segment's own is named instead, on the page, the list and the report.
+    snapshot = opposed_segments(tmp_path)
+    html = Pages().experiment(snapshot, "hero-test")
+    assert html is not None and "</strong> is ahead on purchase" not in html
+    verdict = html.split('data-field="segment_leaders">')[1].split("</p>")[0]
+    assert "No one variant is ahead on purchase" in verdict
+    assert "from_facebook: <strong>bold</strong>, other: <strong>control</strong>" in verdict
+    summary = next(s for s in summaries(snapshot) if s.name == "hero-test")
+    assert summary.leader is None
+    assert summary.no_leader == "each segment its own: from_facebook bold, other control"
 
 
 def test_the_experiment_page_compares_it_with_its_holdout() -> None:

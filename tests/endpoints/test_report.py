@@ -20,6 +20,7 @@ from edge_personalizer.rules.book import load_rules
 
 from ..conftest import ROOT
 from ..factories import counted
+from .test_dashboard import opposed_segments
 
 START = 1_794_960_000.0   # 2026-11-18 00:00 UTC
 
@@ -46,6 +47,13 @@ def test_text_report_lists_each_variant_and_warns_of_a_split_mismatch() -> None:
     assert "    control" in text and "    bold" in text
     assert "WARNING sample ratio mismatch" in text
     assert "ahead: bold" in text
+
+
+def test_text_report_names_each_segment_s_own_when_they_differ(tmp_path: Path) -> None:
+    text = render_text(opposed_segments(tmp_path).results)
+    assert "ahead: bold" not in text
+    assert "ahead: none over all, each segment its own: from_facebook bold, other control" \
+        in text
 
 
 def test_text_report_compares_the_experiment_with_its_holdout() -> None:

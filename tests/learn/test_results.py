@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edge_personalizer.endpoints.dashboard_views import leader_of
+from edge_personalizer.endpoints.verdicts import leader_of
 from edge_personalizer.learn.catalog import GoalCatalog
 from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.learn.results import MAX_CELLS, control_of, results
