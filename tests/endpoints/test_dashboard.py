@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import random
@@ -49,10 +50,12 @@ from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
 from edge_personalizer.learn.store import Table, open_store, sqlite_url
 from edge_personalizer.replay import LoggedRequest, Replay
 from edge_personalizer.rules.book import load_rules
+from edge_personalizer.rules.model import RuleSet
 from edge_personalizer.rules.notices import notices
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..factories import counted
+from ..learn.test_results import experiment as experiment_of
 from ..servers import Server, free_port, start_proxy
 
 ARTIFACTS = Path(os.environ.get("EP_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts")) \
@@ -407,7 +410,7 @@ def test_segment_cells_get_their_own_table() -> None:
     assert "Per segment" in html and "keeps no per-segment cells" not in html
 
 
-def opposed_segments(tmp_path: Path) -> Snapshot:
+def opposed_segments(tmp_path: Path, *, facebook: tuple[int, int] = (20, 120)) -> Snapshot:
     """hero-test judged per segment: bold far ahead from Facebook and behind for the
     other visitors, and ahead over all."""
     shutil.copytree(ROOT / "tests" / "data" / "rules", tmp_path / "rules")
@@ -416,7 +419,7 @@ def opposed_segments(tmp_path: Path) -> Snapshot:
                                              "    per: segment\n"))
     ruleset = load_rules(tmp_path / "rules")
     totals = {}
-    for cell, (c_control, c_bold) in {"from_facebook": (20, 120), "other": (60, 30)}.items():
+    for cell, (c_control, c_bold) in {"from_facebook": facebook, "other": (60, 30)}.items():
         for variant, converted in (("control", c_control), ("bold", c_bold)):
             totals[CountKey("hero-test", variant, "", cell, "2026-11-01")] = Tally(500)
             totals[CountKey("hero-test", variant, "purchase", cell, "2026-11-01")] = \
@@ -436,6 +439,41 @@ def test_segments_with_different_winners_name_no_one_variant_ahead(tmp_path: Pat
     summary = next(s for s in summaries(snapshot) if s.name == "hero-test")
     assert summary.leader is None
     assert summary.no_leader == "each segment its own: from_facebook bold, other control"
+
+
+def test_a_segment_s_uplift_says_when_too_few_conversions_judge_it(tmp_path: Path) -> None:
+    # The overall table said "too few conversions to judge yet"; the segments' table
+    # showed the same kind of uplift and chance bare (+428.0% 78.7%).
+    snapshot = opposed_segments(tmp_path, facebook=(4, 60))
+    html = Pages().experiment(snapshot, "hero-test")
+    assert html is not None
+    row = html.split('data-cell="from_facebook" data-variant="bold"')[1].split("</tr>")[0]
+    assert "too few\nconversions to judge yet (under 10: control)" in row
+    assert 'class="interval"' in row and '<span class="muted">' in row
+    other = html.split('data-cell="other" data-variant="bold"')[1].split("</tr>")[0]
+    assert "too few" not in other and "not significant" not in other
+
+
+def test_the_chart_says_its_rates_are_not_weighted_where_the_table_s_are() -> None:
+    # A bandit's (or edited weights') day-by-day chart pooled every visitor and ranked the
+    # variants otherwise than the weighted table above it, with nothing said.
+    before, today = experiment_of().fixed_period, experiment_of("hero-test", ("control", 90.0),
+                                                                ("bold", 10.0))
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(today,))
+    totals = {}
+    for period, control, bold in ((before, 1000, 1000), (today.fixed_period, 900, 100)):
+        for variant, exposed in (("control", control), ("bold", bold)):
+            totals[CountKey("hero-test", variant, "", "all", "2026-12-02", period)] = \
+                Tally(exposed)
+            totals[CountKey("hero-test", variant, "purchase", "all", "2026-12-02", period)] = \
+                Tally(0, exposed // 10)
+    html = Pages().experiment(make_snapshot(ruleset, totals, store="x", taken_at=START),
+                              "hero-test")
+    assert html is not None and 'data-field="chart_unweighted"' in html
+    once = {k: t for k, t in totals.items() if k.period == today.fixed_period}
+    html = Pages().experiment(make_snapshot(ruleset, once, store="x", taken_at=START),
+                              "hero-test")
+    assert html is not None and 'data-field="chart_unweighted"' not in html
 
 
 def test_the_experiment_page_compares_it_with_its_holdout() -> None:
