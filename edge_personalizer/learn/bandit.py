@@ -222,6 +222,7 @@ class WeightsTable:
         default_factory=lambda: MappingProxyType({}))
     _picks: Mapping[tuple[str, str], _Pick] = field(init=False, repr=False, compare=False)
     _starting: Mapping[str, _Pick] = field(init=False, repr=False, compare=False)
+    _names: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         picks = {(name, cell): _pick(held.weights)
@@ -229,6 +230,13 @@ class WeightsTable:
         starting = {name: _pick(e.starting) for name, e in self.experiments.items()}
         object.__setattr__(self, "_picks", picks)
         object.__setattr__(self, "_starting", starting)
+        object.__setattr__(self, "_names", {
+            name: tuple(sorted(variant for variant, _ in e.starting))
+            for name, e in self.experiments.items()})
+
+    def names_of(self, experiment: str) -> tuple[str, ...] | None:
+        """The variants, sorted, `experiment`'s weights were published for."""
+        return self._names.get(experiment)
 
     def choose(self, experiment: str, cell: str, point: float) -> str | None:
         """The variant for a new visitor, not held out, at `point` (their stable variant

@@ -98,6 +98,7 @@ class Trainer:
         self._recorded: tuple[Mapping[str, tuple[str, ...]],
                               Mapping[str, tuple[str, ...]]] | None = None
         self._ticks = 0
+        self._told_other: set[tuple[str, int]] = set()   # (experiment, weights version)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Step every `tick` seconds until cancelled."""
@@ -160,6 +161,7 @@ class Trainer:
             return False
         now = self.clock()
         table = await self._published_weights()
+        self._tell_other_variants(table, specs)
         due = [s for s in specs
                if _due(table, s, now, self._unchanged_at.get(s.experiment, -math.inf))]
         changed = []
@@ -189,6 +191,23 @@ class Trainer:
         logger.info("bandit weights version %d published for %s", version,
                     ", ".join(s.experiment for s in due))
         return True
+
+    def _tell_other_variants(self, table: WeightsTable, specs: Sequence[BanditSpec]) -> None:
+        """Warns, once per version, of weights published (by another server's trainer,
+        serving other rules) for other variants than these rules': this server's workers
+        share those experiments out by their starting weights meanwhile."""
+        for spec in specs:
+            published = table.names_of(spec.experiment)
+            ours = tuple(sorted(name for name, _ in spec.variants))
+            key = (spec.experiment, table.version)
+            if published is None or published == ours or key in self._told_other:
+                continue
+            self._told_other.add(key)
+            logger.warning(
+                "bandit weights version %d for %s are for variants %s; these rules have %s "
+                "(another server serving other rules?): new visitors are shared out by the "
+                "rules' starting weights until weights for them are published",
+                table.version, spec.experiment, ", ".join(published), ", ".join(ours))
 
     async def _published_weights(self) -> WeightsTable:
         published = await self.store.table(bandit.TABLE_NAME, newer_than=self._weights.version)

@@ -94,6 +94,10 @@ class Allocations(Protocol):
     def version_of(self, experiment: str) -> int | None:
         """The version of the experiment's weights (None: none published)."""
 
+    def names_of(self, experiment: str) -> tuple[str, ...] | None:
+        """The variants, sorted, the experiment's weights were published for (None: none
+        published): another server's rules may have others (a canary, a rolling deploy)."""
+
     def reason_of(self, experiment: str, cell: str) -> str | None:
         """Why `cell` has its weights: "learned", or "burn_in" (the starting weights, until
         every variant has its burn-in of exposures); None: the cell was not counted yet."""

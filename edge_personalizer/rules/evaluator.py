@@ -215,11 +215,13 @@ def _place(experiment: Experiment, visitor: Visitor,
 def _new_variant(experiment: Experiment, point: float, cell: str,
                  allocations: Allocations | None) -> str:
     """The variant for a visitor not held out and not yet shown one: a bandit's learned
-    weights for their cell once published (and naming a variant the experiment still
-    has), else the fixed weights."""
-    if experiment.allocation == "bandit" and allocations is not None:
+    weights for their cell once published for the experiment's variants, else the fixed
+    weights (a variant just added, here or by another server's rules, is shared out by
+    them until the weights published know it: it got no visitor before)."""
+    if experiment.allocation == "bandit" and allocations is not None \
+            and allocations.names_of(experiment.name) == experiment.names:
         chosen = allocations.choose(experiment.name, cell, point)
-        if chosen is not None and chosen in experiment.variants:
+        if chosen is not None:
             return chosen
     return pick(experiment.weights, point)
 
@@ -338,6 +340,9 @@ def _allocation_trace(experiment: Experiment, visitor: Visitor,
                     ", under the starting weights")
     elif version is None:
         why = "the fixed weights: no learned weights published yet"
+    elif allocations is not None and allocations.names_of(experiment.name) != experiment.names:
+        why = (f"the fixed weights: the weights published (version {version}) are for other "
+               "variants (" + ", ".join(allocations.names_of(experiment.name) or ()) + ")")
     else:
         why = _bandit_why(version, cell, allocations.reason_of(experiment.name, cell)
                           if allocations is not None else None)

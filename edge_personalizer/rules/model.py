@@ -139,9 +139,12 @@ class Experiment:
     # Derived when built: the period its fixed weights assign visitors in
     # (allocation.weights_period), read on every page view that counts an exposure.
     fixed_period: int = field(init=False, compare=False, repr=False)
+    # ... and its variants' names, sorted: what learned weights must be published for
+    names: tuple[str, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fixed_period", weights_period(self.holdout, self.weights))
+        object.__setattr__(self, "names", tuple(sorted(name for name, _ in self.weights)))
 
 
 DEFAULT_GOAL_WINDOW: Final = 72 * 3600.0   # seconds a conversion is attributed to an exposure

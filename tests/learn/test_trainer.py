@@ -455,3 +455,51 @@ async def test_a_table_is_published_only_over_the_version_read(store: Store) -> 
     assert await store.publish_if("weights", b"second", version=1) == 2
     table = await store.table("weights")
     assert table is not None and (table.version, table.payload) == (2, b"second")
+
+
+def test_a_variant_the_published_weights_do_not_know_gets_its_share(tmp_path: Path) -> None:
+    # Two servers on one store, the second's rules with a variant more (a canary, a rolling
+    # deploy): its workers shared out by the other's weights as they were, and the new
+    # variant reached no visitor. Weights for other variants are not taken: the rules'
+    # starting weights share out, said in the log and the trace.
+    redis = RedisServer(tmp_path)
+    redis.start()
+    origin = start_origin(tmp_path)
+    servers = []
+    try:
+        for name, more in (("old", ""), ("new", ", c: {weight: 1, html: C}")):
+            rules = tmp_path / name
+            rules.mkdir()
+            (rules / "experiment.yaml").write_text(SERVER_RULES.replace(
+                "update_every: 1s", "update_every: 1h").replace("html: B}", "html: B}" + more))
+            servers.append(start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                                       env={"EP_VARIANT_HEADER": "true", "EP_STORE_URL": redis.url,
+                                            "EP_PROFILE_COOKIE_SECURE": "false",
+                                            "EP_ADMIN_TOKEN": TOKEN}))
+            if name == "old":
+                deadline = time.monotonic() + 10
+                while "bandit weights version 1 published" not in servers[0].log():
+                    assert time.monotonic() < deadline, servers[0].log()
+                    time.sleep(0.1)
+        new = servers[1]
+        deadline = time.monotonic() + 10
+        while "are for variants a, b, control; these rules have a, b, c, control" \
+                not in new.log():
+            assert time.monotonic() < deadline, new.log()
+            time.sleep(0.1)
+        time.sleep(1.5)   # the workers' read of the table
+        with httpx.Client(base_url=new.url, timeout=10.0) as client:
+            shown = [_visit(client, "s1")[0] for _ in range(120)]
+            client.cookies.clear()
+            traced = client.get("/slotted/home", headers={
+                "accept": "text/html", "user-agent": BROWSER, "x-segment": "s1",
+                "x-ep-debug": TOKEN}).headers["x-ep-trace"]
+    finally:
+        for server in servers:
+            server.stop()
+        origin.stop()
+        redis.stop()
+    assert shown.count("c") >= 15, shown
+    (trace,) = json.loads(traced)["experiments"]
+    assert trace["why"] == ("the fixed weights: the weights published (version 1) are for "
+                            "other variants (a, b, control)")
