@@ -111,7 +111,9 @@ class Trainer:
         """Does whatever is due; never raises for a store that fails or a bug (logged; a
         bug in one task leaves the others to run)."""
         self._ticks += 1
-        for task in (self.record_goals, self.update_weights, self.rebuild_model):
+        # While paused, the store is asked first: a step may need nothing of it otherwise
+        reach = (self._reach_store,) if self.paused else ()
+        for task in (*reach, self.record_goals, self.update_weights, self.rebuild_model):
             try:
                 await task()
             except StoreError as exc:
@@ -123,6 +125,9 @@ class Trainer:
         if self.paused:
             self.paused = False
             logger.info("learning resumed: the store answers again")
+
+    async def _reach_store(self) -> None:
+        await self.store.table(catalog.TABLE_NAME)
 
     def _failed(self, reason: str) -> None:
         """Each outage told once, when it begins (and its end by step)."""
@@ -161,7 +166,8 @@ class Trainer:
             return False
         now = self.clock()
         table = await self._published_weights()
-        self._tell_other_variants(table, specs)
+        for told in _other_variants(table, specs, self._told_other):
+            logger.warning("%s", told)
         due = [s for s in specs
                if _due(table, s, now, self._unchanged_at.get(s.experiment, -math.inf))]
         changed = []
@@ -191,23 +197,6 @@ class Trainer:
         logger.info("bandit weights version %d published for %s", version,
                     ", ".join(s.experiment for s in due))
         return True
-
-    def _tell_other_variants(self, table: WeightsTable, specs: Sequence[BanditSpec]) -> None:
-        """Warns, once per version, of weights published (by another server's trainer,
-        serving other rules) for other variants than these rules': this server's workers
-        share those experiments out by their starting weights meanwhile."""
-        for spec in specs:
-            published = table.names_of(spec.experiment)
-            ours = tuple(sorted(name for name, _ in spec.variants))
-            key = (spec.experiment, table.version)
-            if published is None or published == ours or key in self._told_other:
-                continue
-            self._told_other.add(key)
-            logger.warning(
-                "bandit weights version %d for %s are for variants %s; these rules have %s "
-                "(another server serving other rules?): new visitors are shared out by the "
-                "rules' starting weights until weights for them are published",
-                table.version, spec.experiment, ", ".join(published), ", ".join(ours))
 
     async def _published_weights(self) -> WeightsTable:
         published = await self.store.table(bandit.TABLE_NAME, newer_than=self._weights.version)
@@ -265,6 +254,25 @@ class Trainer:
             return AffinityModel.decode(published.payload, published.version).built_at
         except ValueError:
             return None
+
+
+def _other_variants(table: WeightsTable, specs: Sequence[BanditSpec],
+                    told: set[tuple[str, int]]) -> list[str]:
+    """What to warn of weights published (by another server's trainer, serving other
+    rules) for other variants than these rules', once per experiment and version: this
+    server's workers share those experiments out by their starting weights meanwhile."""
+    lines = []
+    for spec in specs:
+        published = table.names_of(spec.experiment)
+        ours = tuple(sorted(name for name, _ in spec.variants))
+        if published is None or published == ours or (spec.experiment, table.version) in told:
+            continue
+        told.add((spec.experiment, table.version))
+        lines.append(f"bandit weights version {table.version} for {spec.experiment} are for "
+                     f"variants {', '.join(published)}; these rules have {', '.join(ours)} "
+                     "(another server serving other rules?): new visitors are shared out by "
+                     "the rules' starting weights until weights for them are published")
+    return lines
 
 
 def _due(table: WeightsTable, spec: BanditSpec, now: float, unchanged_at: float) -> bool:

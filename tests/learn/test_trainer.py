@@ -294,6 +294,31 @@ async def test_a_store_that_is_down_pauses_learning_and_workers_keep_their_table
         await store.close()
 
 
+async def test_an_outage_is_told_ended_only_once_the_store_answers(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Without a bandit, most steps ask the store nothing: such a step was taken for the
+    # store's answer, and one outage was told as "paused", "resumed", "paused"...
+    server = RedisServer(tmp_path)
+    server.start()
+    store = open_store(server.url)
+    try:
+        trainer = Trainer(store, specs=lambda: [], experiments=lambda: {"e": ("buy",)},
+                          learn_interval=3600.0, clock=Clock(), tick=0.01)
+        await trainer.step()
+        server.stop()
+        with caplog.at_level(logging.INFO, logger="edge_personalizer.learn.trainer"):
+            for _ in range(64):
+                await trainer.step()
+            server.start()
+            await trainer.step()
+        told = [r.getMessage().split(":")[0] for r in caplog.records
+                if r.getMessage().startswith("learning")]
+        assert told == ["learning paused", "learning resumed"], told
+    finally:
+        await store.close()
+        server.stop()
+
+
 async def test_the_rule_files_bandit_experiments_become_specs(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(
         "slots: {hero: {selector: '#hero'}, cta: {selector: '#cta'}}\n"
