@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote, unquote
 
 from ..errors import SettingsError
 from .converters import to_path
@@ -55,7 +56,8 @@ def _anchored(name: str, value: Any, folder: Path) -> Any:
     if name == "store_url":
         scheme, colon, rest = value.partition(":")
         if colon and scheme.lower() == "sqlite" and not rest.startswith("/"):
-            return f"{scheme}:{folder / rest}"
+            path = folder / Path(unquote(rest)).expanduser()
+            return f"{scheme}://{quote(str(path))}"
     return value
 
 

@@ -12,10 +12,10 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     """The variant ahead on a goal's results and its chance: the challenger most likely
     to beat control when that is above one half, the control when below; none when no
     comparison is made yet (or too few conversions on either side: stats.FEW_CONVERSIONS)
-    or the best challenger and the control are even, nor when segments judged apart
-    (`per: segment`) have different ones: rolled out to all, the one named over all would
-    be the wrong one for some. A variant removed from the rules is no challenger: it can
-    no longer be chosen."""
+    or the best challenger and the control are even, nor when cells judged apart (`per:`)
+    are decisively led by different ones (segment_leaders): rolled out to all, the one
+    named over all would be the wrong one for some. A variant removed from the rules is
+    no challenger: it can no longer be chosen."""
     if len(set(segment_leaders(goal).values())) > 1:
         return None, None
     control = goal["control"]
@@ -72,11 +72,17 @@ def why_no_leader(goal: Mapping[str, Any] | None) -> str:
     return "not enough conversions yet"
 
 
+# How likely a cell's leader must be to beat the other to speak against the one ahead over
+# all: one cell's noise (a chance of 0.55) does not.
+DECISIVE = 0.95
+
+
 def segment_leaders(goal: Mapping[str, Any]) -> dict[str, str]:
-    """The variant ahead in each segment judged apart (`per: segment`), where one is."""
+    """The variant ahead in each cell judged apart (`per: segment` or `per: [fields]`),
+    where one is, with a chance of at least DECISIVE."""
     leaders = {}
     for cell, judged in goal.get("segments", {}).items():
-        leader, _ = leader_of({"control": goal["control"], **judged})
-        if leader is not None:
+        leader, chance = leader_of({"control": goal["control"], **judged})
+        if leader is not None and chance is not None and chance >= DECISIVE:
             leaders[cell] = leader
     return leaders

@@ -20,7 +20,7 @@ from .headers import (
 )
 from .refusals import busy, refuse_request, refuse_websocket, request_failed
 from .relay import is_long_lived, relay_body
-from .request_body import RequestBody
+from .request_body import RequestBody, Uploads
 from .target import Origin, is_origin_form
 from .websocket import open_upstream, relay
 
@@ -33,8 +33,9 @@ class ProxyObserver(Protocol):
     def origin_responded(self, seconds: float) -> None: ...
     def origin_failed(self, kind: str) -> None: ...
     def origin_busy(self, reason: str) -> None:
-        """A 503 of ours: "pool" (no origin connection free within the pool timeout) or
-        "long_lived" (the cap of long-lived responses reached)."""
+        """A 503 of ours: "pool" (no origin connection free within the pool timeout),
+        "long_lived" (the cap of long-lived responses reached) or "uploading" (the cap of
+        request bodies being sent)."""
 
 
 _REFUSED_METHODS: Final = frozenset({"TRACE", "CONNECT", "TRACK"})
@@ -68,17 +69,12 @@ class OriginProxy:
     a request waits at most `pool_timeout` for one, then gets 503 with Retry-After), and so
     are long-lived responses (server-sent events, multipart/x-mixed-replace) at once
     (`max_long_lived`, default half the connections), so that streams can never take every
-    connection. Requests whose bodies are still being sent are capped too (a quarter of the
-    connections, past it a 503 at once): each holds an origin connection while its client
-    sends, and clients that send a byte now and then must not take them all from the
-    site's pages. When the client goes away mid-body, the origin read stops and that
-    origin connection is closed.
+    connection; requests whose bodies are being sent too (a quarter: Uploads). When the
+    client goes away mid-body, the origin read stops and that connection is closed.
 
-    A request body must keep coming: a pause longer than `body_timeout`, or a body slower
-    than BODY_MIN_RATE (1 KiB/s) on average once that long has passed, is answered 408 (as
-    nginx's client_body_timeout). A body the server finds malformed half-way (a bad chunk size)
-    is answered 400 at once. Either way the origin's request is abandoned and its
-    connection closed.
+    A request body must keep coming (RequestBody: else 408, as nginx's client_body_timeout);
+    one the server finds malformed half-way is answered 400 at once. Either way the
+    origin's request is abandoned and its connection closed.
     """
 
     def __init__(
@@ -120,8 +116,7 @@ class OriginProxy:
         self.max_long_lived = (max(1, max_connections // 2) if max_long_lived is None
                                else max_long_lived)
         self.long_lived = 0   # long-lived responses under way
-        self.max_uploading = max(1, max_connections // 4)
-        self.uploading = 0    # requests whose bodies are being sent, until their answer
+        self.uploads = Uploads(max(1, max_connections // 4))
         self.observer: ProxyObserver = observer or NoProxyObserver()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -175,28 +170,32 @@ class OriginProxy:
         fwd = request.forwarding
         url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
                                   scope.get("query_string", b""))
-        body = None
+        body = release = None
         if request.has_body:
-            if self.uploading >= self.max_uploading:
-                await busy(UpstreamBusy(f"{self.uploading} request bodies being sent (the "
-                                        "cap)"), "uploading", scope, send, self.observer)
+            release = self.uploads.take()
+            if release is None:
+                await busy(UpstreamBusy(f"{self.uploads.sending} request bodies being sent "
+                                        "(the cap)"), "uploading", scope, send, self.observer,
+                           close=True)
                 return
-            body = RequestBody(receive, self.limits.max_body_bytes, self.body_timeout)
-            self.uploading += 1
+            body = RequestBody(receive, self.limits.max_body_bytes, self.body_timeout,
+                               done=release)
         started = time.perf_counter()
         try:
             response = await self.upstream.send(
                 method, url, request.headers, body.stream() if body is not None else b"")
-        except (RequestRejected, UpstreamError) as exc:
-            await request_failed(exc, body, scope, send, self.observer)
-            return
-        finally:
-            if body is not None:
-                self.uploading -= 1
+        except BaseException as exc:
+            if release is not None:
+                release()   # (given back by the body's end, unless it was never read)
+            if isinstance(exc, (RequestRejected, UpstreamError)):
+                return await request_failed(exc, body, scope, send, self.observer)
+            raise
         self.observer.origin_responded(time.perf_counter() - started)
         long_lived = is_long_lived(response.headers)
         if long_lived:
             if self.long_lived >= self.max_long_lived:
+                if release is not None:
+                    release()
                 await response.aclose()
                 await busy(UpstreamBusy(f"{self.long_lived} long-lived responses under way "
                                         "(the cap)"), "long_lived", scope, send, self.observer)
@@ -230,6 +229,8 @@ class OriginProxy:
         finally:
             if long_lived:
                 self.long_lived -= 1
+            if release is not None:
+                release()   # (the body ended with the exchange at the latest)
             await response.aclose()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -87,11 +87,14 @@ async def origin_failed(exc: UpstreamError, scope: Scope, send: Send,
 
 
 async def busy(exc: UpstreamBusy, reason: str, scope: Scope, send: Send,
-               observer: ProxyObserver) -> None:
+               observer: ProxyObserver, *, close: bool = False) -> None:
+    """A 503 with Retry-After; `close`: the connection too (a request body left unread
+    would otherwise be read as the next request)."""
     observer.origin_busy(reason)
     logger.warning("origin busy for %s %s -> 503: %s", scope["method"], scope["path"], exc)
     await send_error_page(
-        with_headers(send, [(b"retry-after", _RETRY_AFTER)]), 503,
+        with_headers(send, [(b"retry-after", _RETRY_AFTER),
+                            *([(b"connection", b"close")] if close else [])]), 503,
         "The site is very busy right now. Please try again in a moment.",
         scope["headers"], head=scope["method"] == "HEAD")
 

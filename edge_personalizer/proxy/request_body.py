@@ -4,7 +4,7 @@ cut off when it stalls or trickles (408, as nginx's client_body_timeout)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.types import Message, Receive
 
@@ -23,15 +23,25 @@ class RequestBody:
     `client_gone` says the server ended the body itself (the client left, or sent a body
     it cannot frame)."""
 
-    def __init__(self, receive: Receive, limit: int, timeout: float | None = None) -> None:
+    def __init__(self, receive: Receive, limit: int, timeout: float | None = None, *,
+                 done: Callable[[], None] | None = None) -> None:
         self._receive = receive
         self._limit = limit
         self._timeout = timeout
+        self._done = done   # called once the body has ended, whichever way
         self.rejected: RequestRejected | None = None
         self.client_gone = False
         self.finished = False   # every message of the body received
 
     async def stream(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        finally:
+            if self._done is not None:
+                self._done()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         received = 0
         timeout = self._timeout
         loop = asyncio.get_running_loop()
@@ -73,3 +83,28 @@ class RequestBody:
         of going with the request."""
         self.rejected = RequestRejected(reason, status=status)
         return RequestRejected(reason, status=status)
+
+
+class Uploads:
+    """Requests whose bodies are being sent at once, at most `cap`: each holds an origin
+    connection while its client sends, and clients that send a byte now and then must not
+    take them all from the site's pages. A slot is given back once its body has ended
+    (all sent, refused or abandoned), not when the origin answers."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.sending = 0
+
+    def take(self) -> Callable[[], None] | None:
+        """A slot's release (harmless to call again), or None when all are taken."""
+        if self.sending >= self.cap:
+            return None
+        self.sending += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.sending -= 1
+        return release

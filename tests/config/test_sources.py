@@ -15,6 +15,7 @@ from edge_personalizer.config.sources import (
     unknown_environment,
 )
 from edge_personalizer.errors import SettingsError
+from edge_personalizer.learn.store import open_store
 
 
 def test_unknown_environment_variables_are_reported_not_fatal() -> None:
@@ -104,8 +105,14 @@ def test_relative_paths_in_a_config_file_are_its_folder_s(tmp_path: Path,
     assert settings.rules_dir == site / "rules"
     assert settings.geo_db == site / "../geo/c.mmdb"
     assert settings.data_dir == Path("~/ep-data").expanduser()
-    assert settings.store_url == f"sqlite:{site}/data/ep.db"
+    assert settings.store_url == f"sqlite://{site}/data/ep.db"
     assert load_settings({"EP_RULES_DIR": "r"}, config_file=config).rules_dir == Path("r")
+    # a folder with a URL's own characters in its name stays the store's file
+    odd = tmp_path / "site #1?"
+    odd.mkdir()
+    (odd / "ep.toml").write_text('origin_url = "http://o"\nstore_url = "sqlite:ep.db"\n')
+    url = load_settings({}, config_file=odd / "ep.toml").store_url
+    assert url is not None and open_store(url).location.endswith("site #1?/ep.db")
     config.write_text('origin_url = "http://o"\nstore_url = "sqlite:///srv/ep.db"\n')
     assert load_settings({}, config_file=config).store_url == "sqlite:///srv/ep.db"
     config.write_text('origin_url = "http://o"\nstore_url = "redis://h:6379/0"\n')

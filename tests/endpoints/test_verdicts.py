@@ -85,7 +85,8 @@ def test_segments_judged_apart_with_different_leaders_name_none_over_all() -> No
     goal = _goal(discount=0.97, freeship=0.6)
     goal["segments"] = {"phones": _goal(discount=0.99, freeship=0.3),
                         "other": _goal(discount=0.2, freeship=0.98),
-                        "new": _goal(discount=None, freeship=None)}
+                        "new": _goal(discount=None, freeship=None),
+                        "noisy": _goal(discount=0.4, freeship=0.45)}   # control, 0.6
     for judged in goal["segments"].values():
         del judged["control"]   # (the results name it once, for the whole goal)
     assert segment_leaders(goal) == {"phones": "discount", "other": "freeship"}

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -158,14 +159,23 @@ def test_slow_uploads_take_at_most_a_quarter_of_the_origin_connections(
         time.sleep(0.3)
         third = httpx.post(f"{proxy.url}/upload", content=b"x" * 10, timeout=5)
         assert third.status_code == 503 and third.headers["retry-after"] == "5"
+        assert third.headers["connection"] == "close"   # its body was never read
         for _ in range(10):
             assert httpx.get(f"{proxy.url}/page/home", timeout=5).status_code == 200
         assert 'ep_origin_busy_total{reason="uploading"} 1.0' in httpx.get(
             f"{proxy.url}/__ep/metrics", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
-        # One finished, an upload is taken again.
+        # One sent whole, an upload is taken again, even while the origin works on the
+        # first: only bodies being sent count (the cap took every POST under way).
         slow[0].sendall(b"c" * 998)
         assert b" 200 " in slow[0].recv(65536)
-        assert httpx.post(f"{proxy.url}/upload", content=b"x" * 10, timeout=5).status_code == 200
+
+        def post(n: int) -> int:
+            time.sleep(0.15 * n)   # each sent whole while those before wait for the origin
+            return httpx.post(f"{proxy.url}/slow-headers?delay=1.5", content=b"x" * 10,
+                              timeout=5).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(post, range(4))) == [200] * 4
     finally:
         for client in slow:
             client.close()

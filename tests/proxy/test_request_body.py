@@ -12,7 +12,7 @@ import pytest
 from starlette.types import Message
 
 from edge_personalizer.errors import RequestRejected, UpstreamError
-from edge_personalizer.proxy.request_body import BODY_MIN_RATE, RequestBody
+from edge_personalizer.proxy.request_body import BODY_MIN_RATE, RequestBody, Uploads
 
 pytestmark = pytest.mark.anyio
 
@@ -116,3 +116,29 @@ async def test_a_refused_body_goes_with_its_request_not_with_the_cycle_collector
         assert gone() is None
     finally:
         gc.enable()
+
+
+async def test_upload_slots_are_capped_and_each_given_back_once() -> None:
+    uploads = Uploads(2)
+    first, second = uploads.take(), uploads.take()
+    assert first is not None and second is not None and uploads.take() is None
+    first()
+    first()   # (the body's end and the exchange's both give it back)
+    assert uploads.sending == 1
+    third = uploads.take()
+    assert third is not None and uploads.take() is None
+
+
+async def test_a_body_gives_its_upload_slot_back_when_it_ends() -> None:
+    uploads = Uploads(1)
+    release = uploads.take()
+    assert release is not None
+    body = RequestBody(Client([b"ab", b"c"]).receive, 100, done=release)
+    assert await read(body) == b"abc"
+    assert uploads.sending == 0
+    # ... and when it is refused half-way
+    release = uploads.take()
+    assert release is not None
+    with pytest.raises(RequestRejected):
+        await read(RequestBody(Client([b"ab", b"cd"]).receive, 3, done=release))
+    assert uploads.sending == 0
