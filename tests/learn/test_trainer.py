@@ -4,6 +4,7 @@ Against a real SQLite file and a real redis-server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -256,12 +257,28 @@ async def test_an_unreadable_table_keeps_the_last_good_one(store: Store) -> None
     assert model.current == AffinityModel()
 
 
-async def test_a_store_that_is_down_pauses_learning_and_workers_keep_their_tables(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@contextlib.asynccontextmanager
+async def redis_store(tmp_path: Path) -> AsyncIterator[tuple[RedisServer, Store]]:
+    """A redis-server of its own and the store on it (stopped and closed after)."""
     server = RedisServer(tmp_path)
     server.start()
     store = open_store(server.url)
     try:
+        yield server, store
+    finally:
+        await store.close()
+        server.stop()
+
+
+def learning_told(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the log said of learning's pauses, in order ("learning paused", ...)."""
+    return [r.getMessage().split(":")[0] for r in caplog.records
+            if r.getMessage().startswith("learning")]
+
+
+async def test_a_store_that_is_down_pauses_learning_and_workers_keep_their_tables(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with redis_store(tmp_path) as (server, store):
         trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=60.0, clock=Clock(),
                           tick=0.01)
         reader = weights_reader(store, interval=0.01)
@@ -287,21 +304,14 @@ async def test_a_store_that_is_down_pauses_learning_and_workers_keep_their_table
                 server.stop()
                 await trainer.step()
                 await trainer.step()
-        told = [r.getMessage().split(":")[0] for r in caplog.records
-                if r.getMessage().startswith("learning")]
-        assert told == ["learning resumed", "learning paused"] * 2, told
-    finally:
-        await store.close()
+        assert learning_told(caplog) == ["learning resumed", "learning paused"] * 2
 
 
 async def test_an_outage_is_told_ended_only_once_the_store_answers(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Without a bandit, most steps ask the store nothing: such a step was taken for the
     # store's answer, and one outage was told as "paused", "resumed", "paused"...
-    server = RedisServer(tmp_path)
-    server.start()
-    store = open_store(server.url)
-    try:
+    async with redis_store(tmp_path) as (server, store):
         trainer = Trainer(store, specs=lambda: [], experiments=lambda: {"e": ("buy",)},
                           learn_interval=3600.0, clock=Clock(), tick=0.01)
         await trainer.step()
@@ -311,12 +321,7 @@ async def test_an_outage_is_told_ended_only_once_the_store_answers(
                 await trainer.step()
             server.start()
             await trainer.step()
-        told = [r.getMessage().split(":")[0] for r in caplog.records
-                if r.getMessage().startswith("learning")]
-        assert told == ["learning paused", "learning resumed"], told
-    finally:
-        await store.close()
-        server.stop()
+        assert learning_told(caplog) == ["learning paused", "learning resumed"]
 
 
 async def test_the_rule_files_bandit_experiments_become_specs(tmp_path: Path) -> None:
