@@ -83,7 +83,9 @@ def to_networks(value: Any) -> tuple[IPNetwork, ...]:
 
 
 def to_path(value: Any) -> Path | None:
-    return Path(value) if value not in (None, "") else None
+    """A path setting; `~` is the home folder wherever the value was given (a shell expands
+    it on the command line, never in an environment variable or a config file)."""
+    return Path(value).expanduser() if value not in (None, "") else None
 
 
 def to_secret(value: Any) -> Secret | None:
