@@ -16,27 +16,29 @@ from ..fields import FieldSpec
 def never(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...], *,
           negated: bool = False) -> str | None:
     """Why `matchers` together hold for no value of the field, or None when some value
-    meets them. `negated`: they are written under `not:`, which then holds for every one."""
+    meets them. `negated`: they are written under `not:`, which then holds for every value
+    (or for none, when they hold for every one: `{not: {between: [0, 23]}}` of an hour)."""
     why = _no_number(spec, name, matchers) or _no_value(spec, name, matchers)
-    if why is None:
-        return None
-    return why + (": not: of it holds for every value" if negated else
-                  ": the condition never holds")
+    if why is not None:
+        return why + (": not: of it holds for every value" if negated else
+                      ": the condition never holds")
+    every = _every_number(spec, name, matchers) if negated else None
+    return None if every is None else every + ": not: of it holds for none"
 
 
-def _no_number(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str | None:
-    bounds = [m for m in matchers if isinstance(m, (Compare, Between))
-              or (isinstance(m, Equals) and spec.type == "number")]
-    if not bounds:
-        return None
-    low, high = spec.span if spec.span is not None else (-math.inf, math.inf)
-    low_open = high_open = False
+_Range = tuple[float, bool, float, bool]   # low, open at low, high, open at high
+
+
+def _within(spec: FieldSpec, bounds: Sequence[Matcher], start: _Range) -> _Range:
+    """The values `bounds` together leave of `start` (its whole numbers, for such a field)."""
+    low, low_open, high, high_open = start
     for bound in bounds:
         ends = ((bound.low, False, bound.high, False) if isinstance(bound, Between) else
                 (bound.expected, False, bound.expected, False) if isinstance(bound, Equals)
                 else (bound.limit, bound.op == "gt", math.inf, False)
-                if bound.op in ("gt", "gte")
-                else (-math.inf, False, bound.limit, bound.op == "lt"))
+                if isinstance(bound, Compare) and bound.op in ("gt", "gte")
+                else (-math.inf, False, bound.limit, bound.op == "lt")
+                if isinstance(bound, Compare) else start)
         if ends[0] > low or (ends[0] == low and ends[1]):
             low, low_open = ends[0], ends[1]
         if ends[2] < high or (ends[2] == high and ends[3]):
@@ -46,9 +48,35 @@ def _no_number(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str
             low, low_open = math.floor(low) + 1, False
         if math.isfinite(high) and (high_open or high % 1):
             high, high_open = math.ceil(high) - 1, False
+    return low, low_open, high, high_open
+
+
+def _no_number(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str | None:
+    bounds = [m for m in matchers if isinstance(m, (Compare, Between))
+              or (isinstance(m, Equals) and spec.type == "number")]
+    if not bounds:
+        return None
+    low, high = spec.span if spec.span is not None else (-math.inf, math.inf)
+    low, low_open, high, high_open = _within(spec, bounds, (low, False, high, False))
     if low < high or (low == high and not (low_open or high_open)):
         return None
     return _told(spec, name, bounds)
+
+
+def _every_number(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str | None:
+    """Why comparisons hold for every value of a field with a span (`{gte: 0}` of a count),
+    or None."""
+    if spec.span is None or not matchers \
+            or not all(isinstance(m, (Compare, Between)) for m in matchers):
+        return None
+    low, low_open, high, high_open = _within(spec, matchers,
+                                             (-math.inf, False, math.inf, False))
+    least, most = spec.span
+    if (low < least or low == least and not low_open) \
+            and (high > most or high == most and not high_open):
+        said = " and ".join(m.describe() for m in matchers)
+        return f"{name} is {spec.span_words()}, and every value {said}"
+    return None
 
 
 def _no_value(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str | None:
