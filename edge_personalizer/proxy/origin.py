@@ -20,7 +20,7 @@ from .headers import (
 )
 from .refusals import busy, refuse_request, refuse_websocket, request_failed
 from .relay import is_long_lived, relay_body
-from .request_body import RequestBody, Uploads
+from .request_body import RequestBody, Uploads, to_send
 from .target import Origin, is_origin_form
 from .websocket import open_upstream, relay
 
@@ -170,20 +170,20 @@ class OriginProxy:
         fwd = request.forwarding
         url = self.origin.url_for(scope.get("raw_path") or scope["path"].encode(),
                                   scope.get("query_string", b""))
-        body = release = None
-        if request.has_body:
-            release = self.uploads.take()
-            if release is None:
-                await busy(UpstreamBusy(f"{self.uploads.sending} request bodies being sent "
-                                        "(the cap)"), "uploading", scope, send, self.observer,
-                           close=True)
-                return
-            body = RequestBody(receive, self.limits.max_body_bytes, self.body_timeout,
-                               done=release)
+        body = (RequestBody(receive, self.limits.max_body_bytes, self.body_timeout)
+                if request.has_body else None)
+        try:
+            payload = await to_send(body, self.uploads)
+        except (RequestRejected, UpstreamError) as exc:
+            return await request_failed(exc, body, scope, send, self.observer)
+        if payload is None:
+            return await busy(UpstreamBusy(f"{self.uploads.sending} request bodies being "
+                                           "sent (the cap)"), "uploading", scope, send,
+                              self.observer, close=True)
+        release = body.done if body is not None else None
         started = time.perf_counter()
         try:
-            response = await self.upstream.send(
-                method, url, request.headers, body.stream() if body is not None else b"")
+            response = await self.upstream.send(method, url, request.headers, payload)
         except BaseException as exc:
             if release is not None:
                 release()   # (given back by the body's end, unless it was never read)

@@ -13,6 +13,9 @@ from ..errors import RequestRejected, UpstreamError
 # Bytes a second a request body must average once `body_timeout` has passed: a client
 # sending a byte every few seconds never pauses for long, and is still cut off.
 BODY_MIN_RATE = 1024
+# A request body up to this size is read whole before the origin is asked (nginx's
+# client_body_buffer_size is 8-16 KiB; in memory, per request under way).
+FIRST_BYTES = 64 * 1024
 
 
 class RequestBody:
@@ -23,58 +26,72 @@ class RequestBody:
     `client_gone` says the server ended the body itself (the client left, or sent a body
     it cannot frame)."""
 
-    def __init__(self, receive: Receive, limit: int, timeout: float | None = None, *,
-                 done: Callable[[], None] | None = None) -> None:
+    def __init__(self, receive: Receive, limit: int, timeout: float | None = None) -> None:
         self._receive = receive
         self._limit = limit
         self._timeout = timeout
-        self._done = done   # called once the body has ended, whichever way
+        self.done: Callable[[], None] | None = None   # called once, when the body ends
         self.rejected: RequestRejected | None = None
         self.client_gone = False
         self.finished = False   # every message of the body received
+        self._received = 0
+        self._waited = 0.0   # seconds spent waiting for the client (not for a slow origin)
+        self._first = b""    # read by first(), streamed first
+
+    async def first(self) -> bytes | None:
+        """Reads the body's first FIRST_BYTES, before the origin is asked: the whole body
+        when it is no longer (a form, a JSON call: sent with its length, holding no origin
+        connection while its client sends it), else None (stream() gives them first)."""
+        parts = []
+        size = 0
+        while not self.finished and size < FIRST_BYTES:
+            chunk, _ = await self._next()
+            parts.append(chunk)
+            size += len(chunk)
+        self._first = b"".join(parts)
+        return self._first if self.finished else None
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._chunks():
-                yield chunk
-        finally:
-            if self._done is not None:
-                self._done()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        received = 0
-        timeout = self._timeout
-        loop = asyncio.get_running_loop()
-        waited = 0.0   # seconds spent waiting for the client (not for a slow origin)
-        while True:
-            if timeout is None:
-                message: Message = await self._receive()
-            else:
-                # The next bytes within `timeout`, and the whole body at BODY_MIN_RATE on
-                # average once `timeout` has passed.
-                budget = min(timeout, timeout + received / BODY_MIN_RATE - waited)
-                asked = loop.time()
-                try:
-                    async with asyncio.timeout(max(0.0, budget)):
-                        message = await self._receive()
-                except TimeoutError:
-                    raise self._refuse(f"request body too slow ({received} bytes in "
-                                       f"{waited + loop.time() - asked:.1f} s)", 408) from None
-                waited += loop.time() - asked
-            if message["type"] == "http.disconnect":
-                self.client_gone = True
-                raise UpstreamError("client disconnected while sending the request body")
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self._limit:
-                raise self._refuse(f"request body too large (over {self._limit} bytes)", 413)
-            if not message.get("more_body", False):
-                self.finished = True
+            if self._first:
+                yield self._first
+            while not self.finished:
+                chunk, _ = await self._next()
                 if chunk:
                     yield chunk
-                return
-            if chunk:
-                yield chunk
+        finally:
+            if self.done is not None:
+                self.done()
+
+    async def _next(self) -> tuple[bytes, bool]:
+        """The next message's bytes, and whether more follow."""
+        timeout = self._timeout
+        if timeout is None:
+            message: Message = await self._receive()
+        else:
+            # The next bytes within `timeout`, and the whole body at BODY_MIN_RATE on
+            # average once `timeout` has passed.
+            loop = asyncio.get_running_loop()
+            budget = min(timeout, timeout + self._received / BODY_MIN_RATE - self._waited)
+            asked = loop.time()
+            try:
+                async with asyncio.timeout(max(0.0, budget)):
+                    message = await self._receive()
+            except TimeoutError:
+                raise self._refuse(f"request body too slow ({self._received} bytes in "
+                                   f"{self._waited + loop.time() - asked:.1f} s)",
+                                   408) from None
+            self._waited += loop.time() - asked
+        if message["type"] == "http.disconnect":
+            self.client_gone = True
+            raise UpstreamError("client disconnected while sending the request body")
+        chunk: bytes = message.get("body", b"")
+        self._received += len(chunk)
+        if self._received > self._limit:
+            raise self._refuse(f"request body too large (over {self._limit} bytes)", 413)
+        more = bool(message.get("more_body", False))
+        self.finished = not more
+        return chunk, more
 
     def _refuse(self, reason: str, status: int) -> RequestRejected:
         """Keeps the refusal to answer, and gives a copy to raise: the raised one's
@@ -108,3 +125,17 @@ class Uploads:
                 released = True
                 self.sending -= 1
         return release
+
+
+async def to_send(body: RequestBody | None,
+                  uploads: Uploads) -> AsyncIterator[bytes] | bytes | None:
+    """What the origin is sent of a request's body: nothing, the body read whole, or the
+    body still coming, which holds an upload slot (given back when it ends): None when
+    none is free."""
+    if body is None:
+        return b""
+    whole = await body.first()
+    if whole is not None:
+        return whole
+    body.done = uploads.take()
+    return None if body.done is None else body.stream()
