@@ -58,9 +58,16 @@ def _no_number(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str
         return None
     low, high = spec.span if spec.span is not None else (-math.inf, math.inf)
     low, low_open, high, high_open = _within(spec, bounds, (low, False, high, False))
-    if low < high or (low == high and not (low_open or high_open)):
-        return None
-    return _told(spec, name, bounds)
+    if low > high or (low == high and (low_open or high_open)):
+        return _told(spec, name, bounds)
+    # a number field's `in` beside bounds: one of its values must lie within them
+    listed = [m for m in matchers if isinstance(m, OneOf)] if spec.type == "number" else []
+    for one_of in listed:
+        if not any((low < value or low == value and not low_open)
+                   and (value < high or value == high and not high_open)
+                   for value in one_of.choices):
+            return _told(spec, name, [one_of, *bounds])
+    return None
 
 
 def _every_number(spec: FieldSpec, name: str, matchers: tuple[Matcher, ...]) -> str | None:

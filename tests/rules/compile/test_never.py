@@ -44,6 +44,7 @@ from .test_conditions import rules_with
     # Under not:, a comparison no value meets leaves one every value meets
     ("{profile.visits: {not: {gt: 5, lt: 6}}}",
      "no value is more than 5 and is less than 6: not: of it holds for every value"),
+    ("{time.hour: {in: [1, 2], gt: 5}}", "no value is one of 1, 2 and is more than 5"),
     # ... and one every value meets leaves none
     ("{time.hour: {not: {between: [0, 23]}}}",
      "time.hour is a whole number between 0 and 23, and every value is between 0 and 23: "
@@ -67,7 +68,8 @@ def test_comparisons_no_value_meets_are_an_error(tmp_path: Path, when: str,
     "{geo.country: {in: [GB, DE], not: GB}}", "{time.weekday: {in: [weekend], not: sat}}",
     "{language.tags: {equals: de, in: [fr]}}", "{language.tags: {in: [de, fr], not: de}}",
     "{profile.interests.running: {gt: 0.25, lt: 0.3}}", "{geo.latitude: {gt: 5, lt: 6}}",
-    "{time.hour: {not: {between: [1, 23]}}}", "{profile.visits: {not: {gte: 1}}}",
+    "{time.hour: {not: {between: [1, 23]}}}", "{time.hour: {in: [1, 9], gt: 5}}",
+    "{profile.visits: {not: {gte: 1}}}",
     "{profile.interests.running: {not: {gt: 0}}}", "{geo.latitude: {not: {gte: -90}}}",
 ])
 def test_comparisons_some_value_meets_are_taken(tmp_path: Path, when: str) -> None:
