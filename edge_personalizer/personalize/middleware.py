@@ -116,6 +116,8 @@ class PersonalizeMiddleware:
             await self._redirect(exchange, location, send, headers)
             fail_open.observer.personalization_took(time.perf_counter() - started)
             return
+        if scope["method"] == "HEAD" and exchange.scope["method"] == "GET":
+            send = WithoutBody(send)   # (asked as its GET: Personalizer.begin)
         responder = RewritingSend(                                    # headers, rewrite
             exchange, send, headers=headers, editor=self.editor, fail_open=fail_open,
             spent=time.perf_counter() - started,
@@ -150,3 +152,15 @@ class PersonalizeMiddleware:
         lines += cookies_marked(lines)
         await send({"type": "http.response.start", "status": status, "headers": lines})
         await send({"type": "http.response.body", "body": b""})
+
+
+class WithoutBody:
+    """A `send` with every body message emptied: the answer to a HEAD asked as its GET."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await self.send(message)

@@ -149,13 +149,9 @@ class Personalizer:
                 and exchange.decision.changes_page \
                 and (exchange.preview or not self.slots.lacks_all(exchange.page,
                                                                   exchange.decision)):
-            # The page (or an htmx/Turbo fetch asking for HTML) will be rewritten: asked for
-            # whole, uncompressed (a 304 would keep the browser's copy, maybe of another
-            # variant; a range is of the origin's bytes; a HEAD is asked as its GET). Known
-            # to lack every slot the decision changes, it comes as the client asked.
-            exchange.scope = {**scope, "headers": [
-                *(h for h in headers if h[0] not in _WHOLE_PAGE_OFF),
-                (b"accept-encoding", b"identity")]}
+            # The page (or an htmx/Turbo fetch asking for HTML) will be rewritten. Known to
+            # lack every slot the decision changes, it comes as the client asked.
+            exchange.scope = _asked_whole(scope, headers, exchange, self.slots)
         return exchange
 
     def _decide(self, exchange: Exchange) -> Decision:
@@ -318,3 +314,18 @@ def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],
         profile = learning.attribution.exposed(
             profile, [(choice.by, choice.variant)], choice.cell, period)
     return profile
+
+
+def _asked_whole(scope: Scope, headers: Sequence[tuple[bytes, bytes]], exchange: Exchange,
+                 slots: SlotPresence) -> Scope:
+    """The request for a page the rules will rewrite, as the origin gets it: whole and
+    uncompressed (a 304 would keep the browser's copy, maybe of another variant; a range
+    is of the origin's bytes). A HEAD is asked as its GET where the page's slots are not
+    known yet: the GET is read (and the page learned), so the head is the one a GET gets;
+    its body goes nowhere (middleware.WithoutBody)."""
+    asked = {**scope, "headers": [*(h for h in headers if h[0] not in _WHOLE_PAGE_OFF),
+                                  (b"accept-encoding", b"identity")]}
+    if scope["method"] == "HEAD" and slots.learn and not exchange.preview \
+            and slots.known_gone(exchange.page, exchange.decision) is None:
+        asked["method"] = "GET"
+    return asked

@@ -220,6 +220,24 @@ def test_a_head_of_a_page_answers_the_start_its_get_would(proxy: Server, accept:
         f"{proxy.url}/slotted/head-of-it", headers=PAGE).headers["content-length"]
 
 
+def test_a_head_before_any_view_answers_the_start_its_get_would(proxy: Server) -> None:
+    # A HEAD of a page no view had read yet answered the origin's own start (its length
+    # and validators, X-EP-Segment: default), another than its GET's. It is now asked of
+    # the origin as its GET, which the rewriter reads (and learns), and answered without
+    # the body.
+    url = f"{proxy.url}/slotted/head-first-{time.time_ns()}"
+    with httpx.Client() as client:
+        head = client.head(url, headers=FACEBOOK)
+        get = client.get(url, headers=FACEBOOK)
+    assert head.status_code == 200 and head.content == b"" and HERO in get.content
+    for name in ("etag", "last-modified"):
+        assert name not in head.headers, name
+    # (read whole before its head left, the rewritten page's length is known: the GET's)
+    for name in ("content-type", "content-length", "vary", "cache-control", "x-ep-segment"):
+        assert head.headers.get_list(name) == get.headers.get_list(name), name
+    assert head.headers["x-ep-segment"] != "default"
+
+
 def test_an_empty_html_body_comes_through_complete(proxy: Server) -> None:
     response = httpx.get(f"{proxy.url}/html-edge/a?kind=empty", headers=FACEBOOK, timeout=5)
     assert response.status_code == 200 and response.content == b""

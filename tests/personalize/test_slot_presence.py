@@ -491,9 +491,9 @@ def test_a_slot_looked_for_on_no_earlier_view_is_looked_for_before_it_is_counted
 
 def test_a_head_of_a_page_no_view_has_read_names_none_of_its_slots(
         proxy: tuple[Server, Path], site: tuple[Server, Path]) -> None:
-    # A HEAD shows nothing and reads nothing: before any view has read the page for its
-    # slots, it cannot say which the page has, and answers as for a page without them
-    # (the origin's own start), not a rewritten page it may never be. It learns nothing.
+    # Before any view has read the page for its slots, a HEAD is asked of the origin as
+    # its GET and read: this page has none of them, so it answers the origin's own start
+    # (as its GET does), not a rewritten page it never is.
     server, _ = proxy
     heads = [httpx.head(f"{server.url}/page.html", headers=PAGE) for _ in range(2)]
     direct = httpx.head(f"{site[0].url}/page.html")
