@@ -85,7 +85,12 @@ def to_networks(value: Any) -> tuple[IPNetwork, ...]:
 def to_path(value: Any) -> Path | None:
     """A path setting; `~` is the home folder wherever the value was given (a shell expands
     it on the command line, never in an environment variable or a config file)."""
-    return Path(value).expanduser() if value not in (None, "") else None
+    if value in (None, ""):
+        return None
+    try:
+        return Path(value).expanduser()
+    except RuntimeError as exc:   # ~someone unknown, or no home folder at all
+        raise ValueError(f"{value}: {exc}") from None
 
 
 def to_secret(value: Any) -> Secret | None:

@@ -51,12 +51,15 @@ def _anchored(name: str, value: Any, folder: Path) -> Any:
     declaration = options().get(name)
     if not isinstance(value, str) or not value or declaration is None:
         return value
-    if declaration.convert is to_path:
-        return str(folder / Path(value).expanduser())
+    if declaration.convert is to_path:   # (~ is to_path's, as in every source)
+        return value if value.startswith("~") else str(folder / value)
     if name == "store_url":
         scheme, colon, rest = value.partition(":")
         if colon and scheme.lower() == "sqlite" and not rest.startswith("/"):
-            path = folder / Path(unquote(rest)).expanduser()
+            try:
+                path = folder / Path(unquote(rest)).expanduser()
+            except RuntimeError:   # ~someone unknown: the store names it when opened
+                return value
             return f"{scheme}://{quote(str(path))}"
     return value
 

@@ -151,7 +151,8 @@ class Personalizer:
                                                                   exchange.decision)):
             # The page (or an htmx/Turbo fetch asking for HTML) will be rewritten. Known to
             # lack every slot the decision changes, it comes as the client asked.
-            exchange.scope = _asked_whole(scope, headers, exchange, self.slots)
+            exchange.scope = _asked_whole(scope, headers, exchange, self.slots,
+                                          html_asked="text/html" in merged.get("accept", ""))
         return exchange
 
     def _decide(self, exchange: Exchange) -> Decision:
@@ -317,15 +318,17 @@ def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],
 
 
 def _asked_whole(scope: Scope, headers: Sequence[tuple[bytes, bytes]], exchange: Exchange,
-                 slots: SlotPresence) -> Scope:
+                 slots: SlotPresence, *, html_asked: bool) -> Scope:
     """The request for a page the rules will rewrite, as the origin gets it: whole and
     uncompressed (a 304 would keep the browser's copy, maybe of another variant; a range
-    is of the origin's bytes). A HEAD is asked as its GET where the page's slots are not
-    known yet: the GET is read (and the page learned), so the head is the one a GET gets;
-    its body goes nowhere (middleware.WithoutBody)."""
+    is of the origin's bytes). A HEAD asking for HTML (`html_asked`: a browser's, a CDN's
+    passing the page's Accept) is asked as its GET where the page's slots are not known
+    yet: the GET is read (and the page learned), so the head is the one a GET gets; its
+    body goes nowhere (middleware.WithoutBody). Any other HEAD (curl -I, a check of an
+    image or an API) is never made a download."""
     asked = {**scope, "headers": [*(h for h in headers if h[0] not in _WHOLE_PAGE_OFF),
                                   (b"accept-encoding", b"identity")]}
-    if scope["method"] == "HEAD" and slots.learn and not exchange.preview \
+    if scope["method"] == "HEAD" and html_asked and slots.learn and not exchange.preview \
             and slots.known_gone(exchange.page, exchange.decision) is None:
         asked["method"] = "GET"
     return asked

@@ -109,6 +109,8 @@ def test_relative_paths_in_a_config_file_are_its_folder_s(tmp_path: Path,
     assert load_settings({"EP_RULES_DIR": "r"}, config_file=config).rules_dir == Path("r")
     # ~ is the home folder in the environment too, as the shell reads it on a command line
     assert load_settings({"EP_DATA_DIR": "~/ep"}).data_dir == Path.home() / "ep"
+    with pytest.raises(SettingsError, match="^EP_DATA_DIR: setting 'data_dir': ~nosuchuser/x"):
+        load_settings({"EP_DATA_DIR": "~nosuchuser/x"})
     # a folder with a URL's own characters in its name stays the store's file
     odd = tmp_path / "site #1?"
     odd.mkdir()

@@ -220,14 +220,15 @@ def test_a_head_of_a_page_answers_the_start_its_get_would(proxy: Server, accept:
         f"{proxy.url}/slotted/head-of-it", headers=PAGE).headers["content-length"]
 
 
-def test_a_head_before_any_view_answers_the_start_its_get_would(proxy: Server) -> None:
+def test_a_head_before_any_view_answers_the_start_its_get_would(proxy: Server,
+                                                                origin: Server) -> None:
     # A HEAD of a page no view had read yet answered the origin's own start (its length
     # and validators, X-EP-Segment: default), another than its GET's. It is now asked of
     # the origin as its GET, which the rewriter reads (and learns), and answered without
     # the body.
     url = f"{proxy.url}/slotted/head-first-{time.time_ns()}"
     with httpx.Client() as client:
-        head = client.head(url, headers=FACEBOOK)
+        head = client.head(url, headers=FACEBOOK)   # (its Accept asks for HTML)
         get = client.get(url, headers=FACEBOOK)
     assert head.status_code == 200 and head.content == b"" and HERO in get.content
     for name in ("etag", "last-modified"):
@@ -236,6 +237,11 @@ def test_a_head_before_any_view_answers_the_start_its_get_would(proxy: Server) -
     for name in ("content-type", "content-length", "vary", "cache-control", "x-ep-segment"):
         assert head.headers.get_list(name) == get.headers.get_list(name), name
     assert head.headers["x-ep-segment"] != "default"
+    # A HEAD that does not ask for HTML (curl -I, a check of an image or an API) is never
+    # made a download: asked as a HEAD, it answers the origin's own start.
+    path = f"/slotted/head-first-{time.time_ns()}"
+    other = httpx.head(f"{proxy.url}{path}", headers={**FACEBOOK, "accept": "*/*"})
+    assert other.headers["etag"] == httpx.head(f"{origin.url}{path}").headers["etag"]
 
 
 def test_an_empty_html_body_comes_through_complete(proxy: Server) -> None:
