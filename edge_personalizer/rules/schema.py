@@ -59,8 +59,10 @@ def _matcher_schema(spec: FieldSpec) -> dict[str, Any]:
         for op, key, limit in (("gt", "exclusiveMaximum", high), ("gte", "maximum", high),
                                ("lt", "exclusiveMinimum", low), ("lte", "minimum", low)):
             operators[op] = {"type": "number", **({} if limit is None else {key: limit})}
-        operators["between"] = {"type": "array", "items": {"type": "number"},
-                                "minItems": 2, "maxItems": 2}
+        # Both ends within the field's values (between [18, 25] of an hour reaches past it)
+        operators["between"] = {"type": "array", "items": {
+            "type": "number", **({} if low is None else {"minimum": low}),
+            **({} if high is None else {"maximum": high})}, "minItems": 2, "maxItems": 2}
     else:
         operators.update({op: {"type": "string"} for op in ("contains", "prefix", "suffix",
                                                              "matches")})

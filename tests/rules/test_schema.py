@@ -64,6 +64,9 @@ def test_schema_underlines_mistakes(document: dict[str, Any]) -> None:
     ("profile.visits", "{lt: 0}"), ("profile.visits", "{lte: 0}"),
     ("profile.visits", "{gte: 1.5}"), ("profile.visits", "{gt: 1000000}"),
     ("time.hour", "22.5"), ("time.hour", "{gt: 22.5}"), ("geo.metro", "501.5"),
+    ("profile.visits", "{between: [-1, 5]}"), ("profile.visits", "{between: [0, 5]}"),
+    ("time.hour", "{between: [18, 25]}"), ("time.hour", "{between: [18, 23]}"),
+    ("profile.interests.running", "{between: [0.5, 2]}"),
 ])
 def test_schema_and_compiler_agree_on_values(tmp_path: Path, field: str, written: str
                                              ) -> None:
