@@ -238,6 +238,13 @@ class WeightsTable:
         """The variants, sorted, `experiment`'s weights were published for."""
         return self._names.get(experiment)
 
+    def version_for(self, experiment: str, variants: tuple[str, ...]) -> int | None:
+        """`experiment`'s version where its weights were published for `variants`
+        (sorted): another server's rules may have others (a canary, a rolling deploy)."""
+        held = self.experiments.get(experiment)
+        return held.version if held is not None and self._names[experiment] == variants \
+            else None
+
     def choose(self, experiment: str, cell: str, point: float) -> str | None:
         """The variant for a new visitor, not held out, at `point` (their stable variant
         point in [0, 1)) in `cell`; None when the experiment has no weights published yet

@@ -305,10 +305,8 @@ def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],
         if choice.by in profile.exposures:
             continue   # counted once, in the period first assigned in
         experiment = ruleset.experiment(choice.by) if ruleset is not None else None
-        period = allocations.version_of(choice.by) if allocations is not None else None
-        if period is not None and experiment is not None and allocations is not None \
-                and allocations.names_of(choice.by) != experiment.names:
-            period = None   # weights for other variants: it was placed by its starting ones
+        period = allocations.version_for(choice.by, experiment.names) \
+            if allocations is not None and experiment is not None else None
         if period is None:
             period = (experiment.fixed_period if experiment is not None
                       and experiment.allocation == "fixed" else FIXED_PERIOD)

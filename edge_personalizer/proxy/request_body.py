@@ -53,8 +53,9 @@ class RequestBody:
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
-            if self._first:
-                yield self._first
+            first, self._first = self._first, b""   # (not held for the whole upload)
+            if first:
+                yield first
             while not self.finished:
                 chunk, _ = await self._next()
                 if chunk:

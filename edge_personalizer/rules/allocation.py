@@ -94,6 +94,10 @@ class Allocations(Protocol):
     def version_of(self, experiment: str) -> int | None:
         """The version of the experiment's weights (None: none published)."""
 
+    def version_for(self, experiment: str, variants: tuple[str, ...]) -> int | None:
+        """The version of the experiment's weights where they were published for these
+        `variants` (sorted), the ones its rules have now; None: none, or for others."""
+
     def names_of(self, experiment: str) -> tuple[str, ...] | None:
         """The variants, sorted, the experiment's weights were published for (None: none
         published): another server's rules may have others (a canary, a rolling deploy)."""

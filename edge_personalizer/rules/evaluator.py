@@ -219,7 +219,7 @@ def _new_variant(experiment: Experiment, point: float, cell: str,
     weights (a variant just added, here or by another server's rules, is shared out by
     them until the weights published know it: it got no visitor before)."""
     if experiment.allocation == "bandit" and allocations is not None \
-            and allocations.names_of(experiment.name) == experiment.names:
+            and allocations.version_for(experiment.name, experiment.names) is not None:
         chosen = allocations.choose(experiment.name, cell, point)
         if chosen is not None:
             return chosen
@@ -340,7 +340,8 @@ def _allocation_trace(experiment: Experiment, visitor: Visitor,
                     ", under the starting weights")
     elif version is None:
         why = "the fixed weights: no learned weights published yet"
-    elif allocations is not None and allocations.names_of(experiment.name) != experiment.names:
+    elif allocations is not None \
+            and allocations.version_for(experiment.name, experiment.names) is None:
         why = (f"the fixed weights: the weights published (version {version}) are for other "
                "variants (" + ", ".join(allocations.names_of(experiment.name) or ()) + ")")
     else:
