@@ -102,10 +102,12 @@ class EdgeApp:
         poll = settings.store_poll_interval
         self.weights = weights_reader(self.store, interval=poll)
         self.model = model_reader(self.store, interval=poll)
-        self.catalog = catalog_reader(self.store, interval=poll)   # stopped experiments' goals
+        # the experiments' goals as recorded: stopped ones', and when a goal joined one
+        self.catalog = catalog_reader(self.store, interval=poll)
         self.classifier.predictor = Predictor(lambda: self.model.current)
         self.trainer = Trainer(self.store, learn_interval=settings.learn_interval, tick=poll,
-                               specs=lambda: bandit_specs(self.rules.current)
+                               specs=lambda: bandit_specs(self.rules.current,
+                                                          self.catalog.current)
                                if self.rules is not None else [],
                                experiments=lambda: running_goals(self.rules.current)
                                if self.rules is not None else {},

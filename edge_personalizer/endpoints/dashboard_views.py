@@ -21,8 +21,9 @@ from ..learn.bandit import TABLE_NAME as WEIGHTS_TABLE
 from ..learn.bandit import WeightsTable
 from ..learn.catalog import GoalCatalog, read_catalog
 from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally
+from ..learn.judging import from_day, judged_on
 from ..learn.results import INTERNAL_PREFIX as INTERNAL_PREFIX
-from ..learn.results import judged_on, plan_of, results
+from ..learn.results import plan_of, results
 from ..learn.store import Store, Table, open_store
 from ..rules.model import HOLDOUT, Experiment, RuleSet
 from ..rules.notices import Notice
@@ -231,7 +232,8 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
     goals = []
     for goal_name, goal in result["goals"].items():
         variants = list(goal["variants"])
-        days, exposed, converted = cumulative_rates(snapshot.totals, name, goal_name, variants)
+        counted = from_day(snapshot.totals, goal.get("since"))   # (a goal that joined late)
+        days, exposed, converted = cumulative_rates(counted, name, goal_name, variants)
         series = {v: [c / e if e else None for c, e in zip(converted[v], exposed[v],
                                                             strict=True)]
                   for v in variants}
@@ -243,7 +245,7 @@ def experiment_view(snapshot: Snapshot, name: str) -> dict[str, Any] | None:
             segments = [{"cell": cell, "rows": _cell_rows(judged)}
                         for cell, judged in goal["segments"].items()]
         elif experiment is not None:   # counted per cell under an earlier version of the rules
-            rows = {k: t for k, t in snapshot.totals.items() if k.experiment == name}
+            rows = {k: t for k, t in counted.items() if k.experiment == name}
             plan = plan_of(experiment, rows)
             segments = [{"cell": cell, "rows": _cell_rows(judged_on(
                 plan, goal_name, {k: t for k, t in rows.items() if k.cell == cell})[0])}

@@ -13,7 +13,7 @@ A visitor without a profile (privacy signals) is never counted; neither are bots
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..classify.profile import Profile, converted_key
@@ -26,8 +26,12 @@ if TYPE_CHECKING:   # the trainer's module imports the rules; counting needs non
     from .catalog import GoalCatalog
     from .trainer import TableReader
 
-# Which goals a rule or experiment is judged on; None: every goal.
-JudgedOn = Callable[[str], frozenset[str] | None]
+# The goals a rule or experiment is judged on, each with the earliest exposure (POSIX
+# seconds) whose visitor's conversion on it counts; None: every goal, whenever exposed.
+JudgedOn = Callable[[str], Mapping[str, int] | None]
+
+
+_NEVER = 1 << 62   # later than any exposure
 
 
 class Attribution:
@@ -62,8 +66,8 @@ class Attribution:
             profile = profile.with_conversion()
             for by, exposure in list(profile.exposures.items()):
                 goals = judged_on(by)
-                if goals is not None and conversion.goal not in goals:
-                    continue
+                if goals is not None and exposure.at < goals.get(conversion.goal, _NEVER):
+                    continue   # not judged on the goal, or exposed before it joined
                 if profile.now - exposure.at > conversion.window_seconds:
                     continue
                 if converted_key(conversion.goal, by) in profile.converted:
@@ -103,10 +107,20 @@ class Learning:
                                half_life_days=profile.half_life_days)
         record(self.counters, top, categories)
 
-    def recorded_goals(self, experiment: str) -> frozenset[str] | None:
-        """The goals an experiment no longer in the rules was judged on, as recorded in
-        the store (None: not recorded, so every goal)."""
-        return self.catalog.current.goals_of(experiment) if self.catalog is not None else None
+    def judged_on(self, experiment: str, goals: Iterable[str] | None,
+                  now: int) -> Mapping[str, int] | None:
+        """The goals `experiment` is judged on (JudgedOn): `goals` as its rules say, or,
+        once removed from them, as recorded in the store (None: not recorded, so every
+        goal); each from the start, or from the day it joined (as recorded, or about to be)
+        when it joined an experiment under way."""
+        recorded = self.catalog.current if self.catalog is not None else None
+        if goals is None:
+            goals = recorded.goals_of(experiment) if recorded is not None else None
+            if goals is None:
+                return None
+        if recorded is None:
+            return dict.fromkeys(goals, 0)
+        return {goal: recorded.counted_from(experiment, goal, now) for goal in goals}
 
     @property
     def allocations(self) -> WeightsTable | None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..rules.model import HOLDOUT
 from .counters import CountKey, Tally, on_goal
+from .judging import from_day
 
 if TYPE_CHECKING:
     # numpy is imported where weights are worked out, in the background: a worker that
@@ -61,6 +62,7 @@ class BanditSpec:
     holdout: float = 0.0
     leader_share: float = 0.9
     draws: int = 4000
+    since: str | None = None   # the UTC day `goal` judges from, when it joined under way
 
     def __post_init__(self) -> None:
         names = [name for name, _ in self.variants]
@@ -191,8 +193,10 @@ class ExperimentWeights:
 
 def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
                        version: int, now: float) -> ExperimentWeights:
-    """Every counted cell's weights for `spec`, numbered `version`."""
+    """Every counted cell's weights for `spec`, numbered `version`: from the visitors
+    exposed since its goal joined the experiment when it joined under way."""
     cells = {}
+    rows = from_day(rows, spec.since)
     for cell, tallies in sorted(cell_tallies(rows, spec.experiment, spec.goal).items()):
         weights, reason = cell_weights(spec, tallies, version=version, cell=cell)
         cells[cell] = CellWeights(weights, reason, sum(t.exposures for t in tallies.values()))

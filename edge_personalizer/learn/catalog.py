@@ -7,19 +7,27 @@ which of the variants counted for it were still a choice when it stopped. Every 
 trainer records the experiments of the rules it serves in a published table (their goals
 and variants as the rules say now; removed ones as last recorded), and reads it back like
 the bandit weights.
+
+A goal that joins an experiment once visitors were counted for it (added, or renamed)
+judges it from the next UTC day on: the visitors exposed before could not have reached a
+goal that was not there, and judging them on it would dilute its rates. Their conversions
+on it are not counted, and its results count the visitors exposed from that day on.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..rules.model import RuleSet
+from .counters import utc_day
 from .store import Store
 
 TABLE_NAME = "experiment-goals"
+_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,10 @@ class GoalCatalog:
     version: int = 0
     variants: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
+    # experiment -> goal -> the UTC day it judges the experiment from, for the goals that
+    # joined an experiment once visitors were counted for it (none: from the start)
+    since: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def goals_of(self, experiment: str) -> frozenset[str] | None:
         """The goals `experiment` was judged on; None if it was never recorded."""
@@ -44,12 +56,45 @@ class GoalCatalog:
         """The variants `experiment` had when last in the rules; None if never recorded."""
         return self.variants.get(experiment)
 
+    def since_of(self, experiment: str) -> Mapping[str, str]:
+        """Goal -> the UTC day it judges `experiment` from, for goals that joined late."""
+        return self.since.get(experiment, _NONE)
+
+    def counted_from(self, experiment: str, goal: str, now: float) -> int:
+        """The earliest exposure (POSIX seconds) of `experiment` whose visitor's conversion
+        on `goal` counts: 0 for a goal it had from the start (or never recorded). A goal
+        the experiment's record lacks joins it `now`, as the trainer is about to record."""
+        day = self.since_of(experiment).get(goal)
+        if day is not None:
+            return day_start(day)
+        goals = self.experiments.get(experiment)
+        return 0 if goals is None or goal in goals else _next_day(now)
+
     def with_running(self, running: Mapping[str, tuple[str, ...]],
-                     variants: Mapping[str, tuple[str, ...]] | None = None) -> GoalCatalog:
+                     variants: Mapping[str, tuple[str, ...]] | None = None, *,
+                     begun: Collection[str] = (), now: float = 0.0) -> GoalCatalog:
         """The catalog with the experiments `running` now (and their `variants`), as they
-        are (same version)."""
+        are (same version). A goal new to an experiment recorded and `begun` (visitors
+        counted) judges it from the UTC day after `now`."""
+        since = dict(self.since)
+        for name, goals in running.items():
+            held = self.experiments.get(name)
+            had = self.since_of(name)
+            joined = {goal: had.get(goal) or utc_day(_next_day(now)) for goal in goals
+                      if goal in had or (held is not None and name in begun
+                                         and goal not in held)}
+            since.pop(name, None)
+            if joined:
+                since[name] = MappingProxyType(joined)
         return GoalCatalog(MappingProxyType({**self.experiments, **running}), self.version,
-                           MappingProxyType({**self.variants, **(variants or {})}))
+                           MappingProxyType({**self.variants, **(variants or {})}),
+                           MappingProxyType(since))
+
+    def joining(self, running: Mapping[str, tuple[str, ...]]) -> list[str]:
+        """The experiments recorded whose goals `running` adds to (the trainer asks the
+        store whether visitors were counted for them)."""
+        return sorted(name for name, goals in running.items()
+                      if name in self.experiments and set(goals) - set(self.experiments[name]))
 
     def encode(self) -> bytes:
         data: dict[str, object] = {
@@ -58,6 +103,9 @@ class GoalCatalog:
         if self.variants:
             data["variants"] = {name: list(names)
                                 for name, names in sorted(self.variants.items())}
+        if self.since:
+            data["since"] = {name: dict(sorted(days.items()))
+                             for name, days in sorted(self.since.items())}
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -70,15 +118,37 @@ class GoalCatalog:
                            for name, goals in document["experiments"].items()}
             variants = {str(name): tuple(_goal(variant) for variant in names)
                         for name, names in document.get("variants", {}).items()}
+            since = {str(name): MappingProxyType({_goal(goal): _day(day)
+                                                  for goal, day in days.items()})
+                     for name, days in document.get("since", {}).items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an experiment goals table: {exc!r}") from exc
-        return cls(MappingProxyType(experiments), version, MappingProxyType(variants))
+        return cls(MappingProxyType(experiments), version, MappingProxyType(variants),
+                   MappingProxyType(since))
+
+
+_NONE: Mapping[str, str] = MappingProxyType({})
 
 
 def _goal(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"a goal name is a string, not {value!r}")
     return value
+
+
+def _day(value: object) -> str:
+    day_start(_goal(value))   # raises ValueError unless a day
+    return str(value)
+
+
+def day_start(day: str) -> int:
+    """The POSIX time a UTC day ("2026-12-04") starts."""
+    return int(datetime.datetime.fromisoformat(day).replace(tzinfo=datetime.UTC).timestamp())
+
+
+def _next_day(now: float) -> int:
+    """The POSIX time the UTC day after `now` starts."""
+    return (int(now) // _DAY + 1) * _DAY
 
 
 async def read_catalog(store: Store) -> GoalCatalog:

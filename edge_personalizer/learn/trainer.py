@@ -43,9 +43,10 @@ LEARN_INTERVAL = 3600.0   # seconds between rebuilds of the affinity model, by d
 _RECHECK = 30             # polls (ticks) between looks at a table whatever its version
 
 
-def bandit_specs(ruleset: RuleSet) -> list[BanditSpec]:
+def bandit_specs(ruleset: RuleSet, recorded: GoalCatalog | None = None) -> list[BanditSpec]:
     """What the trainer needs of each `allocation: bandit` experiment of a rule set: it
-    learns from the experiment's first goal."""
+    learns from the experiment's first goal (from the day it joined, if `recorded` says
+    it joined the experiment under way)."""
     specs = []
     for experiment in ruleset.experiments:
         settings = experiment.bandit
@@ -56,7 +57,9 @@ def bandit_specs(ruleset: RuleSet) -> list[BanditSpec]:
             experiment.name, experiment.weights, goal=experiment.goals[0],
             control="control" if "control" in names else names[0], metric=settings.metric,
             burn_in=settings.burn_in, floor=settings.floor / 100,
-            update_every=settings.update_every, holdout=experiment.holdout / 100))
+            update_every=settings.update_every, holdout=experiment.holdout / 100,
+            since=recorded.since_of(experiment.name).get(experiment.goals[0])
+            if recorded is not None else None))
     return specs
 
 
@@ -138,9 +141,9 @@ class Trainer:
 
     async def record_goals(self) -> bool:
         """Records the goals of the rules' experiments in the published catalog, where
-        they stay once an experiment is removed; True if it published. The store is asked
-        when the rules' experiments change, and every `_RECHECK` ticks (a store emptied
-        since)."""
+        they stay once an experiment is removed (and when a goal joined one that had
+        visitors); True if it published. The store is asked when the rules' experiments
+        change, and every `_RECHECK` ticks (a store emptied since)."""
         running = (self.experiments(), self.variants())
         if running == self._recorded and self._ticks % _RECHECK:
             return False
@@ -148,9 +151,12 @@ class Trainer:
         if held.version and not held.experiments and running[0]:
             logger.warning("the experiment goals table (version %d) is empty or unreadable: "
                            "recorded again from the rules", held.version)
-        recorded = held.with_running(*running)
+        begun = [name for name in held.joining(running[0])
+                 if any(t.exposures for t in (await self.store.totals(name)).values())]
+        recorded = held.with_running(*running, begun=begun, now=self.clock())
         self._recorded = None   # until recorded: looked at again next tick
-        if recorded.experiments != held.experiments or recorded.variants != held.variants:
+        if (recorded.experiments, recorded.variants, recorded.since) != (
+                held.experiments, held.variants, held.since):
             if await self.store.publish_if(catalog.TABLE_NAME, recorded.encode(),
                                            version=held.version) is None:
                 return False   # another worker recorded first

@@ -224,7 +224,7 @@ class Personalizer:
         if learning is not None and exchange.conversions:
             profile = learning.attribution.converted(
                 profile, exchange.conversions,
-                functools.partial(_judged_on, ruleset, learning.recorded_goals))
+                functools.partial(_judged_on, ruleset, learning, profile.now))
         exchange.profile = profile
         return profile
 
@@ -283,16 +283,16 @@ def _shown(decision: Decision, profile: Profile, ruleset: RuleSet | None
     return profile, shown
 
 
-def _judged_on(ruleset: RuleSet | None, recorded: Callable[[str], frozenset[str] | None],
-               by: str) -> frozenset[str] | None:
-    """The goals an experiment is judged on: as its rules say, or, once removed from them,
-    as recorded in the store (rules: every goal)."""
-    if ruleset is None:
-        return recorded(by)
-    experiment = ruleset.experiment(by)
+def _judged_on(ruleset: RuleSet | None, learning: Learning, now: int,
+               by: str) -> Mapping[str, int] | None:
+    """The goals an experiment is judged on (JudgedOn): as its rules say, or, once removed
+    from them, as recorded in the store (rules: every goal)."""
+    experiment = ruleset.experiment(by) if ruleset is not None else None
     if experiment is not None:
-        return frozenset(experiment.goals)
-    return None if by in ruleset.rule_names else recorded(by)
+        return learning.judged_on(by, experiment.goals, now)
+    if ruleset is not None and by in ruleset.rule_names:
+        return None
+    return learning.judged_on(by, None, now)
 
 
 def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from edge_personalizer.classify.profile import Exposure, Profile
 from edge_personalizer.learn.attribution import Attribution
 from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Accumulator, CountKey, Tally
@@ -26,8 +28,8 @@ def counted(counters: Accumulator) -> dict[CountKey, Tally]:
     return rows
 
 
-def judged_on_purchase(by: str) -> frozenset[str] | None:
-    return frozenset({"purchase"}) if by == "hero-test" else None
+def judged_on_purchase(by: str) -> Mapping[str, int] | None:
+    return {"purchase": 0} if by == "hero-test" else None
 
 
 def test_exposures_count_once_per_visitor() -> None:
@@ -112,3 +114,19 @@ def test_a_visitor_shared_out_anew_stays_counted_in_the_variant_first_shown() ->
     assert rows[CountKey("hero-test", "bold", "", "all", DAY)] == Tally(1)
     assert rows[CountKey("hero-test", "bold", "purchase", "all", DAY)].conversions == 1
     assert not any(key.variant == "bolder" for key in rows)
+
+
+def test_a_goal_that_joined_under_way_counts_only_visitors_exposed_since() -> None:
+    counters = Accumulator(clock=lambda: T0)
+    attribution = Attribution(counters)
+    shown = attribution.exposed(profile(), [("hero-test", "bold")])
+
+    def joined_after(by: str) -> Mapping[str, int] | None:   # signup joined after the exposure
+        return {"purchase": 0, "signup": T0 + 1} if by == "hero-test" else None
+
+    after = attribution.converted(
+        shown._replace(now=T0 + 60),
+        [Conversion("purchase", 0.0, 3600.0), Conversion("signup", 0.0, 3600.0)],
+        joined_after)
+    assert attribution.conversions == 1 and after.conversions == 2
+    assert {key.goal for key in counted(counters) if key.goal} == {"purchase"}

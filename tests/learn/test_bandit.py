@@ -76,6 +76,22 @@ def test_counts_of_every_day_add_up_and_other_goals_are_not_read() -> None:
     assert max(cell.weights, key=lambda item: item[1])[0] == "a"
 
 
+def test_a_goal_that_joined_under_way_is_learned_from_the_visitors_exposed_since() -> None:
+    # signup joined on 12-03: the 12-02 visitors (who could not reach it) are not counted
+    before = rows("all", {"control": (3000, 0), "a": (3000, 0), "b": (3000, 0)},
+                  goal="signup")
+    since = rows("all", {"control": (150, 6), "a": (150, 30), "b": (150, 6)},
+                 goal="signup", day="2026-12-03")
+    spec = BanditSpec("hero-test", SPEC.variants, goal="signup", since="2026-12-03")
+    cell = experiment_weights(spec, {**before, **since}, version=1, now=0.0).cells["all"]
+    assert cell.exposures == 450 and cell.reason == "burn_in"   # 150 each, burn-in 200
+    learned = experiment_weights(spec, {**before, **since, **rows(
+        "all", {"control": (100, 4), "a": (100, 20), "b": (100, 4)}, goal="signup",
+        day="2026-12-04")}, version=2, now=0.0).cells["all"]
+    assert learned.exposures == 750 and learned.reason == "learned"
+    assert max(learned.weights, key=lambda item: item[1])[0] == "a"
+
+
 def test_a_value_goal_follows_the_mean_value_per_visitor() -> None:
     spec = BanditSpec("hero-test", (("control", 1), ("a", 1)), goal="purchase",
                       metric="value")

@@ -13,10 +13,12 @@ import pytest
 from edge_personalizer.learn.catalog import (
     TABLE_NAME,
     GoalCatalog,
+    day_start,
     read_catalog,
     running_goals,
     running_variants,
 )
+from edge_personalizer.learn.counters import utc_day
 from edge_personalizer.learn.store import open_store, sqlite_url
 from edge_personalizer.rules.book import check_rules
 
@@ -89,6 +91,43 @@ def test_the_table_reads_back_and_refuses_what_is_no_catalog() -> None:
     older = GoalCatalog.decode(b'{"experiments": {"a-test": ["x"]}}', 3)
     assert dict(older.experiments) == {"a-test": ("x",)} and older.variants_of("a-test") is None
     for junk in (b"[]", b'{"experiments": {"a": [1]}}', b'{"experiments": 3}', b"{}"):
+        with pytest.raises(ValueError):
+            GoalCatalog.decode(junk, 1)
+
+
+def test_a_goal_joining_an_experiment_with_visitors_judges_it_from_the_next_day() -> None:
+    now = day_start("2026-12-05") + 15 * 3600
+    held = GoalCatalog(MappingProxyType({"hero-test": ("signup",), "quiet-test": ("signup",)}))
+    running = {"hero-test": ("signup", "purchase"), "quiet-test": ("signup", "purchase"),
+               "new-test": ("purchase",)}
+    assert held.joining(running) == ["hero-test", "quiet-test"]
+    # the trainer found visitors counted for hero-test alone
+    recorded = held.with_running(running, begun={"hero-test"}, now=now)
+    assert dict(recorded.since_of("hero-test")) == {"purchase": "2026-12-06"}
+    assert recorded.since_of("quiet-test") == {} and recorded.since_of("new-test") == {}
+    assert recorded.joining(running) == []
+    assert recorded.counted_from("hero-test", "purchase", now) == day_start("2026-12-06")
+    assert recorded.counted_from("hero-test", "signup", now) == 0
+    assert recorded.counted_from("quiet-test", "purchase", now) == 0
+    assert recorded.counted_from("never-recorded", "purchase", now) == 0
+    # a goal the record lacks yet (the rules reloaded, the trainer about to record it)
+    assert recorded.counted_from("hero-test", "newsletter", now) == day_start("2026-12-06")
+    # the day stays while the goal does; a goal removed and put back joins again
+    later = now + 3 * 86_400
+    assert recorded.with_running(running, begun={"hero-test"}, now=later).since == \
+        recorded.since
+    dropped = recorded.with_running({"hero-test": ("signup",)}, begun={"hero-test"},
+                                    now=later)
+    assert dropped.since_of("hero-test") == {}
+    back = dropped.with_running({"hero-test": ("signup", "purchase")},
+                                begun={"hero-test"}, now=later)
+    assert dict(back.since_of("hero-test")) == {"purchase": "2026-12-09"}
+    # kept once the experiment is removed from the rules
+    assert dict(back.with_running({}).since_of("hero-test")) == {"purchase": "2026-12-09"}
+    again = GoalCatalog.decode(back.encode(), 5)
+    assert again.since == back.since and again.version == 5
+    for junk in (b'{"experiments": {}, "since": {"a": {"x": "soon"}}}',
+                 b'{"experiments": {}, "since": {"a": ["x"]}}'):
         with pytest.raises(ValueError):
             GoalCatalog.decode(junk, 1)
 
@@ -168,3 +207,52 @@ def test_a_stopped_experiment_counts_late_conversions_only_on_its_own_goals(
     assert {key.goal: tally.conversions for key, tally in totals.items() if key.goal} == {
         "signup": 1}
 
+
+
+def test_a_goal_added_while_an_experiment_runs_counts_no_visitor_exposed_before(
+        origin: Server, tmp_path: Path) -> None:
+    # A visitor is shown hero-test, judged on signup; purchase is then added to its goals.
+    # The visitor buys and signs up: the signup counts, the purchase (a goal that was not
+    # there when they were shown the page) does not, and the results say from which day
+    # purchase judges the experiment.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(STOPPING)
+    url = sqlite_url(tmp_path / "ep.db")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
+        "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_STORE_POLL_INTERVAL": "0.2"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            assert client.get("/slotted/home", headers=PAGE).status_code == 200
+            cookie = client.cookies["ep_profile"]
+            deadline = time.monotonic() + 10
+            while not read_store(url, lambda store: store.totals("hero-test")):
+                assert time.monotonic() < deadline, "the exposure was not counted"
+                time.sleep(0.1)
+            server.serve_rules(rules / "site.yaml",
+                               STOPPING.replace("goals: [signup]", "goals: [signup, purchase]"))
+            tomorrow = utc_day(time.time() + 86_400)
+            deadline = time.monotonic() + 10
+            while read_store(url, read_catalog).since_of("hero-test") != {"purchase": tomorrow}:
+                assert time.monotonic() < deadline, "purchase's day was not recorded"
+                time.sleep(0.1)
+            for path in ("/page/thanks", "/page/signup"):
+                client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
+            deadline = time.monotonic() + 10
+            while True:
+                (hero,) = client.get("/__ep/results", headers=ADMIN).json()["experiments"]
+                if sum(v["converted"] for v in hero["goals"]["signup"]["variants"].values()):
+                    break
+                assert time.monotonic() < deadline, f"the signup was not counted: {hero}"
+                time.sleep(0.2)
+    finally:
+        server.stop()
+    purchase = hero["goals"]["purchase"]
+    assert purchase["since"] == tomorrow
+    assert sum(v["converted"] for v in purchase["variants"].values()) == 0
+    assert any(w.startswith("purchase joined the experiment while it ran")
+               for w in hero["warnings"])
+    totals = read_store(url, lambda store: store.totals("hero-test"))
+    assert {key.goal: tally.conversions for key, tally in totals.items() if key.goal} == {
+        "signup": 1}

@@ -57,6 +57,39 @@ def test_an_experiment_is_judged_on_its_goals_from_the_store_s_totals() -> None:
     assert [(r["name"], r["removed"]) for r in report["rules"]] == [("fb-rule", True)]
 
 
+def test_a_goal_that_joined_under_way_judges_the_visitors_exposed_from_its_day() -> None:
+    # purchase joined hero-test on 12-03 (as the catalog recorded): the 1,000 visitors a
+    # variant had on 12-02 could not reach it and would dilute its rates to ~1.5%
+    cells = Cells(segments=(_segment("runners"),))
+    hero = dataclasses.replace(experiment(), goals=("signup", "purchase"), cells=cells)
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    totals = {}
+    for day, exposed in (("2026-12-02", 1000), ("2026-12-03", 200)):
+        for variant in ("control", "bold"):
+            totals[CountKey("hero-test", variant, "", "runners", day)] = Tally(exposed)
+            totals[CountKey("hero-test", variant, "signup", "runners", day)] = Tally(0, 10)
+    totals[CountKey("hero-test", "control", "purchase", "runners", "2026-12-03")] = \
+        Tally(0, 10)
+    totals[CountKey("hero-test", "bold", "purchase", "runners", "2026-12-04")] = Tally(0, 30)
+    since = MappingProxyType({"hero-test": MappingProxyType({"purchase": "2026-12-03"})})
+    recorded = GoalCatalog(MappingProxyType({"hero-test": ("signup", "purchase")}),
+                           since=since)
+    (judged,) = results(ruleset, totals, recorded)["experiments"]
+    purchase, signup = judged["goals"]["purchase"], judged["goals"]["signup"]
+    assert purchase["since"] == "2026-12-03" and "since" not in signup
+    assert {v: (r["exposed"], r["rate"]) for v, r in purchase["variants"].items()} == {
+        "control": (200, 0.05), "bold": (200, 0.15)}
+    assert purchase["segments"]["runners"]["exposed"] == 400
+    assert signup["variants"]["bold"]["exposed"] == 1200 and judged["exposed"] == 2400
+    assert judged["warnings"] == [
+        "purchase joined the experiment while it ran: judged on the 400 visitors exposed "
+        "from 2026-12-03 on (of 2,400); those exposed before could not reach it"]
+    # removed from the rules, it is judged the same way
+    (stopped,) = results(RuleSet.empty("v2"), totals, recorded)["experiments"]
+    assert stopped["status"] == "stopped"
+    assert stopped["goals"]["purchase"]["variants"]["bold"]["rate"] == 0.15
+
+
 def test_the_control_is_the_variant_named_so_else_the_first() -> None:
     assert control_of(experiment("x", ("a", 1.0), ("control", 1.0))) == "control"
     assert control_of(experiment("x", ("a", 1.0), ("b", 1.0))) == "a"
@@ -193,7 +226,7 @@ def test_conversions_beyond_the_exposures_are_cut_from_rates_and_said() -> None:
 
 def test_an_experiment_that_cannot_be_judged_leaves_the_others_standing(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from edge_personalizer.learn import results as module
+    from edge_personalizer.learn import judging as module
     from edge_personalizer.learn.stats import goal_result as real
 
     def failing(totals: Any, weights: Any, **kwargs: Any) -> Any:
@@ -427,8 +460,8 @@ def test_conversions_on_a_goal_the_experiment_no_longer_names_are_said() -> None
     (hero,) = results(ruleset, totals)["experiments"]
     assert list(hero["goals"]) == ["purchase"]
     assert hero["warnings"] == ["signup is no longer one of the experiment's goals: its 245 "
-                                "conversions counted so far are not judged here (they are if "
-                                "it is put back)"]
+                                "conversions counted so far are not judged here (put back, it "
+                                "judges the visitors exposed from the next day on)"]
 
 
 def test_an_experiment_paused_whose_schedule_ended_is_ended() -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ import pytest
 
 from edge_personalizer.learn.affinity import AFFINITY, INTEREST, AffinityModel, record
 from edge_personalizer.learn.bandit import TABLE_NAME, BanditSpec, WeightsTable
+from edge_personalizer.learn.catalog import GoalCatalog, day_start, read_catalog
 from edge_personalizer.learn.counters import EXPOSURE, Accumulator, CountKey, Tally
 from edge_personalizer.learn.store import Store, open_store, sqlite_url
 from edge_personalizer.learn.trainer import (
@@ -207,6 +209,27 @@ async def test_the_experiments_goals_are_recorded_and_kept_once_removed(store: S
     assert reader.current.goals_of("old-test") == frozenset({"purchase"})
 
 
+async def test_a_goal_added_to_an_experiment_with_visitors_is_recorded_from_the_next_day(
+        store: Store) -> None:
+    # hero-test has visitors counted, quiet-test none yet: a goal added to each joins
+    # hero-test from the next UTC day, quiet-test from its start
+    clock = Clock()
+    clock.now = day_start(DAY) + 15 * 3600.0
+    running: dict[str, tuple[str, ...]] = {"hero-test": ("purchase",),
+                                           "quiet-test": ("purchase",)}
+    trainer = Trainer(store, specs=lambda: [], experiments=lambda: running,
+                      learn_interval=None, clock=clock)
+    assert await trainer.record_goals()
+    await count(store, "all", {"control": (40, 2), "a": (40, 3)})
+    running = {"hero-test": ("purchase", "signup"), "quiet-test": ("purchase", "signup")}
+    assert await trainer.record_goals()
+    recorded = await read_catalog(store)
+    assert dict(recorded.since_of("hero-test")) == {"signup": "2026-12-03"}
+    assert dict(recorded.since_of("quiet-test")) == {}
+    clock.now += 3 * 86_400.0   # days later, the same goals: the day stays
+    assert not await trainer.record_goals()
+
+
 async def test_the_experiments_variants_are_recorded_and_a_rename_publishes_again(
         store: Store) -> None:
     variants = {"hero-test": ("control", "free-ship")}
@@ -340,6 +363,10 @@ async def test_the_rule_files_bandit_experiments_become_specs(tmp_path: Path) ->
     assert bandit_specs(ruleset) == [BanditSpec(
         "hero-test", (("original", 1.0), ("a", 1.0)), goal="signup", control="original",
         metric="value", burn_in=20, floor=0.05, update_every=120.0, holdout=0.1)]
+    # its first goal joined it under way: the bandit learns from the day it joined
+    recorded = GoalCatalog(MappingProxyType({"hero-test": ("signup", "purchase")}), since=
+                           MappingProxyType({"hero-test": {"signup": "2026-12-03"}}))
+    assert [spec.since for spec in bandit_specs(ruleset, recorded)] == ["2026-12-03"]
 
 
 BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -11,7 +11,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 
+import anyio
 import httpx
 import pytest
 
@@ -355,19 +357,39 @@ def test_rule_exposures_count_only_when_there_are_goals_to_judge_them_on(
 
 def test_a_removed_experiment_s_recorded_goals_never_bind_a_rule_of_its_name(
         tmp_path: Path) -> None:
+    from edge_personalizer.learn.attribution import Learning
+    from edge_personalizer.learn.catalog import TABLE_NAME, GoalCatalog, day_start
+    from edge_personalizer.learn.counters import Accumulator
+    from edge_personalizer.learn.store import open_store, sqlite_url
+    from edge_personalizer.learn.trainer import catalog_reader
     from edge_personalizer.personalize.personalizer import _judged_on
     from edge_personalizer.rules.book import load_rules
 
     (tmp_path / "site.yaml").write_text(
-        "slots: {hero: {}}\nrules:\n  - name: old-test\n    then: {hero: {html: x}}\n")
+        "slots: {hero: {}}\ngoals: {signup: {when: {request.path: /signup}}}\n"
+        "rules:\n  - name: old-test\n    then: {hero: {html: x}}\n"
+        "experiments:\n  - name: hero-test\n    slot: hero\n    goals: [signup]\n"
+        "    variants: {control: {weight: 1}, a: {weight: 1, html: A}}\n")
     ruleset = load_rules(tmp_path)
+    recorded = GoalCatalog(MappingProxyType({"old-test": ("signup",),
+                                             "gone-test": ("signup",),
+                                             "hero-test": ()}))
 
-    def recorded(name: str) -> frozenset[str] | None:
-        return frozenset({"signup"}) if name in ("old-test", "gone-test") else None
+    async def learning() -> Learning:
+        store = open_store(sqlite_url(tmp_path / "ep.db"))
+        await store.publish(TABLE_NAME, recorded.encode())
+        reader = catalog_reader(store)
+        await reader.refresh()
+        await store.close()
+        return Learning(Accumulator(), catalog=reader)
 
-    assert _judged_on(ruleset, recorded, "old-test") is None   # a rule: every goal
-    assert _judged_on(ruleset, recorded, "gone-test") == frozenset({"signup"})
-    assert _judged_on(ruleset, recorded, "never-seen") is None
+    judged = anyio.run(learning)
+    now = day_start("2026-12-05") + 3600
+    assert _judged_on(ruleset, judged, now, "old-test") is None   # a rule: every goal
+    assert _judged_on(ruleset, judged, now, "gone-test") == {"signup": 0}
+    assert _judged_on(ruleset, judged, now, "never-seen") is None
+    # a goal the record lacks joins the experiment under way: from the next UTC day
+    assert _judged_on(ruleset, judged, now, "hero-test") == {"signup": day_start("2026-12-06")}
 
 
 BANDIT_RULES = """\
