@@ -93,6 +93,10 @@ def client_ip_headers(vendors: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _convert(field: str, value: str) -> Any:
+    # A comma outside a city's name is the header sent twice, joined ("GB, US": the
+    # visitor's own passed on beside the edge's): which one the edge meant is unknown.
+    if "," in value and field != "city":
+        return None
     value = unquote(value.strip())
     if not value or value.upper() in ("XX", "T1", "UNKNOWN", "-"):
         return None
@@ -103,8 +107,9 @@ def _convert(field: str, value: str) -> Any:
             return None
     if field == "metro":
         return int(value) if value.isdigit() else None
-    if field in ("country", "continent"):
-        return value.upper()
+    if field in ("country", "continent"):   # ISO 3166 codes, as rules compare them
+        return value.upper() if len(value) == 2 and value.isascii() and value.isalpha() \
+            else None
     return value
 
 

@@ -68,6 +68,16 @@ def test_unknown_and_absent_values() -> None:
     assert ALL.geo({"cf-ipcountry": "T1"}) is None   # Tor
 
 
+def test_a_header_sent_twice_or_no_country_code_tells_nothing() -> None:
+    # merged as HTTP joins repeats: the visitor's own header passed on beside the edge's
+    assert ALL.geo({"cf-ipcountry": "GB, US"}) is None
+    assert ALL.geo({"cf-ipcountry": "United Kingdom"}) is None
+    assert ALL.geo({"cloudfront-viewer-country": "G1"}) is None
+    twice = ALL.geo({"cf-ipcountry": "gb", "cf-timezone": "Europe/London, Asia/Tokyo",
+                     "cf-iplatitude": "51.5, 35.6", "cf-ipcity": "Washington, D.C."})
+    assert twice == Geo(country="GB", city="Washington, D.C.", eu=False, source="edge")
+
+
 LONDON = Geo(country="GB", region="GB-ENG", city="London", postal="SW1",
              time_zone="Europe/London", continent="EU", latitude=51.5, longitude=-0.09,
              anonymous=False, source="database")
@@ -158,9 +168,10 @@ def geo_proxy(origin: Server, server_logs: Path,
     server.stop()
 
 
-def shown(server: Server, headers: dict[str, str]) -> str:
+def shown(server: Server, headers: dict[str, str] | list[tuple[str, str]]) -> str:
     with httpx.Client(transport=CDN) as cdn:
-        page = cdn.get(f"{server.url}/slotted/a?where=1", headers={**PAGE, **headers})
+        sent = [*PAGE.items(), *(headers.items() if isinstance(headers, dict) else headers)]
+        page = cdn.get(f"{server.url}/slotted/a?where=1", headers=sent)
     start = page.text.index('data-ep-slot="hero"><p>') + len('data-ep-slot="hero"><p>')
     return page.text[start:page.text.index("</p>", start)]
 
@@ -174,6 +185,9 @@ def test_through_the_server_edge_places_keep_no_database_coordinates(
     akamai = shown(geo_proxy, {"x-akamai-edgescape":
                                "country_code=US,region_code=NY,city=NEWYORK,timezone=EST"})
     assert akamai == "New York|||America/New_York"
+    # the visitor's own CF-IPCountry passed on beside the edge's: the database decides
+    assert shown(geo_proxy, [("cf-ipcountry", "US"), ("cf-ipcountry", "GB")]) == \
+        shown(geo_proxy, {})
 
 
 @pytest.fixture(scope="module")
