@@ -91,7 +91,8 @@ class GoalReader:
     """Finds the goals one response reaches, and takes the goal headers out of it; and
     tallies, per goal of the rules served, the requests of the visitors results count
     (a stored profile: no crawler, nor Do Not Track) that reached it and those that met it
-    but were answered with a broken page's status it does not count (`seen`)."""
+    but were answered with a broken page's status it does not count, or a status its
+    `status:` leaves out (`seen`)."""
 
     def __init__(self, on_invalid: Callable[[str], None] | None = None) -> None:
         self.on_invalid = on_invalid or (lambda reason: None)
@@ -115,9 +116,11 @@ class GoalReader:
             if goal.name in found:
                 continue
             if status not in goal.statuses if goal.statuses else status >= 400:
-                # (a refused or failed request reaches no goal unless told)
-                if (status in _BROKEN or status >= 500) and visitor.profile.stored \
-                        and goal.reached_by(visitor):
+                # (a refused or failed request reaches no goal unless told): tallied when
+                # its page is broken, or answered as its status: leaves out (a 303; not a
+                # 304, a page the browser had already)
+                if (status in _BROKEN or status >= 500 or status < 400 and status != 304) \
+                        and visitor.profile.stored and goal.reached_by(visitor):
                     self._tally(goals, goal.name, str(status))
                 continue
             if goal.reached_by(visitor):
@@ -198,9 +201,9 @@ class GoalReader:
 
 
 def goals_not_counted(all_seen: Iterable[Mapping[str, Mapping[str, object]]]) -> list[str]:
-    """What to tell of the goals whose requests mostly met a broken page (at least 3, and
-    at least as many as reached the goal), summed over `all_seen` (each worker's
-    GoalReader.seen, of the same rules)."""
+    """What to tell of the goals whose requests mostly met a broken page or an answer
+    their `status:` leaves out (at least 3, and at least as many as reached the goal),
+    summed over `all_seen` (each worker's GoalReader.seen, of the same rules)."""
     summed: dict[str, dict[str, int]] = {}
     for seen in all_seen:
         for goal, tally in seen.items():
@@ -215,7 +218,11 @@ def goals_not_counted(all_seen: Iterable[Mapping[str, Mapping[str, object]]]) ->
         if failed < 3 or failed < reached:
             continue
         answered = ", ".join(f"{status} ({n})" for status, n in sorted(tally.items()))
+        left_out = sorted(status for status in tally if int(status) < 400)
+        advice = ("check its page (moved, or failing?) and its when:" if not left_out else
+                  f"its status: leaves out {', '.join(left_out)} (add it if that answer "
+                  "reaches the goal: a form that redirects once done answers 303), or "
+                  "check its when:")
         told.append(f"goal {goal!r}: {failed} requests that meet it were answered "
-                    f"{answered} and not counted ({reached} reached it): check its page "
-                    "(moved, or failing?) and its when:")
+                    f"{answered} and not counted ({reached} reached it): {advice}")
     return told

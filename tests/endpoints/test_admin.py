@@ -87,6 +87,30 @@ def test_health_and_the_dashboard_tell_a_goal_whose_page_fails(origin: Server,
     assert "goal &#39;signup&#39;: 3 requests" in segments.split('data-banner="notices"')[1]
 
 
+def test_health_tells_a_goal_whose_requests_are_answered_as_its_status_leaves_out(
+        origin: Server, tmp_path: Path) -> None:
+    # A form answered 303 (to its thank-you page) under `status: [200]` counted nothing.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(
+        "slots: {hero: {}}\ngoals:\n  signup:\n    when: {request.path: /status/303}\n"
+        "    status: [200]\n")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY})
+    browser = {"accept": "text/html", "user-agent": "Mozilla/5.0 (X11; Linux x86_64; "
+               "rv:133.0) Gecko/20100101 Firefox/133.0"}
+    try:
+        for _ in range(3):
+            assert httpx.get(server.url + "/status/303", headers=browser).status_code == 303
+        told = server.health().json()["rules"]["goals_not_counted"]
+    finally:
+        server.stop()
+    assert told == ["goal 'signup': 3 requests that meet it were answered 303 (3) and not "
+                    "counted (0 reached it): its status: leaves out 303 (add it if that "
+                    "answer reaches the goal: a form that redirects once done answers 303), "
+                    "or check its when:"]
+
+
 def test_health_answers_in_time_when_the_origin_hangs(tmp_path: Path) -> None:
     # An origin that takes the connection and never answers: the health check waited the
     # origin read timeout (30 s), past any load balancer's probe timeout.

@@ -133,3 +133,21 @@ def test_requests_that_reach_a_goal_or_meet_a_broken_page_are_tallied_per_rules(
     assert reader.seen(goals()) == reader.seen(served) and reader.seen(moved) == {}
     reader.reached(moved, classify.visitor(make_request("/thanks"), now=0.0), 410, [])
     assert reader.seen(moved) == {"purchase": {"410": 1}} and reader.seen(served) == {}
+
+
+def test_requests_answered_as_a_goal_s_status_leaves_out_are_tallied() -> None:
+    # A newsletter form answered 303 (then GET /thanks) under `status: [200]` counted
+    # nothing, and nothing said why.
+    classify = default_classifier()
+    signup = classify.visitor(make_request("/checkout/thanks"), now=0.0)
+    only_200 = {"purchase": Goal("purchase", when=goals()["purchase"].when,
+                                 statuses=frozenset({200}))}
+    reader = GoalReader()
+    for status in (303, 303, 303, 304, 403, 404, 200):
+        reader.reached(only_200, signup, status, [])
+    # a 304 is a page the browser had already; a 403 a form's own refusal
+    assert reader.seen(only_200) == {"purchase": {"303": 3, "404": 1, "reached": 1}}
+    assert goals_not_counted([reader.seen(only_200)]) == [
+        "goal 'purchase': 4 requests that meet it were answered 303 (3), 404 (1) and not "
+        "counted (1 reached it): its status: leaves out 303 (add it if that answer reaches "
+        "the goal: a form that redirects once done answers 303), or check its when:"]
