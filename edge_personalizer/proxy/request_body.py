@@ -1,5 +1,6 @@
 """The client's request body as the origin gets it: streamed, within the size limit, and
-cut off when it stalls or trickles (408, as nginx's client_body_timeout)."""
+cut off when it stalls or trickles (408, as nginx's client_body_timeout; a long upload
+must keep a faster pace while the upload slots are nearly all taken)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from ..errors import RequestRejected, UpstreamError
 # Bytes a second a request body must average once `body_timeout` has passed: a client
 # sending a byte every few seconds never pauses for long, and is still cut off.
 BODY_MIN_RATE = 1024
+# ... and a long upload, while three quarters of the upload slots are taken, after a
+# second's grace (not `body_timeout`'s): clients trickling just above BODY_MIN_RATE would
+# otherwise hold every slot for hours (~28 h for 100 MiB), or reconnect each timeout;
+# holding them all now takes 16 KiB/s each, and a slow mobile uplink still passes.
+PRESSED_MIN_RATE = 16 * 1024
+PRESSED_GRACE = 1.0
 # A request body up to this size is read whole before the origin is asked (nginx's
 # client_body_buffer_size is 8-16 KiB; in memory, per request under way).
 FIRST_BYTES = 64 * 1024
@@ -37,6 +44,7 @@ class RequestBody:
         self._received = 0
         self._waited = 0.0   # seconds spent waiting for the client (not for a slow origin)
         self._first = b""    # read by first(), streamed first
+        self.pressed: Callable[[], bool] = _never   # the upload slots nearly all taken
 
     async def first(self) -> bytes | None:
         """Reads the body's first FIRST_BYTES, before the origin is asked: the whole body
@@ -70,18 +78,22 @@ class RequestBody:
         if timeout is None:
             message: Message = await self._receive()
         else:
-            # The next bytes within `timeout`, and the whole body at BODY_MIN_RATE on
+            # The next bytes within `timeout`, and the whole body at the least rate on
             # average once `timeout` has passed.
             loop = asyncio.get_running_loop()
-            budget = min(timeout, timeout + self._received / BODY_MIN_RATE - self._waited)
+            pressed = self.pressed()
+            rate, grace = (PRESSED_MIN_RATE, min(timeout, PRESSED_GRACE)) if pressed \
+                else (BODY_MIN_RATE, timeout)
+            budget = min(timeout, grace + self._received / rate - self._waited)
             asked = loop.time()
             try:
                 async with asyncio.timeout(max(0.0, budget)):
                     message = await self._receive()
             except TimeoutError:
+                why = " while the upload slots are nearly all taken" if pressed else ""
                 raise self._refuse(f"request body too slow ({self._received} bytes in "
-                                   f"{self._waited + loop.time() - asked:.1f} s)",
-                                   408) from None
+                                   f"{self._waited + loop.time() - asked:.1f} s, under "
+                                   f"{rate} bytes/s{why})", 408) from None
             self._waited += loop.time() - asked
         if message["type"] == "http.disconnect":
             self.client_gone = True
@@ -113,6 +125,10 @@ class Uploads:
         self.cap = cap
         self.sending = 0
 
+    def pressed(self) -> bool:
+        """Whether three quarters of the slots are taken (uploads must keep up a rate)."""
+        return self.sending * 4 >= self.cap * 3
+
     def take(self) -> Callable[[], None] | None:
         """A slot's release (harmless to call again), or None when all are taken."""
         if self.sending >= self.cap:
@@ -139,4 +155,11 @@ async def to_send(body: RequestBody | None,
     if whole is not None:
         return whole
     body.done = uploads.take()
-    return None if body.done is None else body.stream()
+    if body.done is None:
+        return None
+    body.pressed = uploads.pressed
+    return body.stream()
+
+
+def _never() -> bool:
+    return False

@@ -190,3 +190,55 @@ def test_slow_uploads_take_at_most_a_quarter_of_the_origin_connections(
         for client in slow:
             client.close()
         proxy.stop()
+
+
+def test_long_uploads_trickling_cannot_hold_every_upload_slot(
+        origin: Server, tmp_path: Path) -> None:
+    # Clients sending a long body just above the least rate (here ~4 KiB/s) held every
+    # upload slot for as long as their bodies lasted (hours), and every other long upload
+    # got a 503. With the slots all taken (2 of 8 connections), they must keep 16 KiB/s
+    # once the body timeout has passed; alone, the same pace is left alone.
+    proxy = start_proxy(tmp_path, "--origin", origin.url, env={
+        "EP_MAX_CONNECTIONS": "8", "EP_BODY_TIMEOUT": "1"})
+    started = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+    clients: list[socket.socket] = []
+
+    def trickle(seconds: float) -> list[bytes]:
+        """Each client sends 400 bytes every 0.1 s for `seconds`; what each got back."""
+        answers = [b""] * len(clients)
+        for _ in range(round(seconds * 10)):
+            for index, client in enumerate(clients):
+                if not answers[index]:
+                    try:
+                        client.sendall(b"x" * 400)
+                    except OSError:
+                        answers[index] = client.recv(65536)
+            time.sleep(0.1)
+            for index, client in enumerate(clients):
+                client.setblocking(False)
+                try:
+                    answers[index] = answers[index] or client.recv(65536)
+                except BlockingIOError:
+                    pass
+                client.setblocking(True)
+        return answers
+
+    try:
+        clients.append(socket.create_connection(("127.0.0.1", proxy.port)))
+        clients[0].sendall(started + b"x" * 70_000)
+        assert trickle(2.0) == [b""]   # one slot of two taken: its pace is enough
+        clients.append(socket.create_connection(("127.0.0.1", proxy.port)))
+        clients[1].sendall(started + b"x" * 70_000)
+        first, second = trickle(5.0)   # both slots taken: the one behind first is cut
+        assert first.startswith(b"HTTP/1.1 408 ") and b"nearly all taken" in first, first
+        assert second == b""   # one slot of two taken again: its pace is enough
+        # a long upload sent at a good pace takes the free slot and goes through
+        fast = socket.create_connection(("127.0.0.1", proxy.port))
+        clients.append(fast)
+        fast.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
+                     + b"x" * 200_000)
+        assert b" 200 " in fast.recv(65536)
+    finally:
+        for client in clients:
+            client.close()
+        proxy.stop()

@@ -12,7 +12,12 @@ import pytest
 from starlette.types import Message
 
 from edge_personalizer.errors import RequestRejected, UpstreamError
-from edge_personalizer.proxy.request_body import BODY_MIN_RATE, RequestBody, Uploads
+from edge_personalizer.proxy.request_body import (
+    BODY_MIN_RATE,
+    PRESSED_MIN_RATE,
+    RequestBody,
+    Uploads,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +86,27 @@ async def test_a_trickle_without_long_pauses_is_408_once_its_average_is_too_low(
         await read(body)
     assert raised.value.status == 408
     assert time.monotonic() - started < 0.2 + 100 / BODY_MIN_RATE + 0.5
+
+
+async def test_while_the_upload_slots_are_nearly_all_taken_a_body_must_keep_a_faster_pace(
+        ) -> None:
+    # 512 bytes every 50 ms (10 KiB/s): above the least rate, below the pressed one
+    def trickle() -> RequestBody:
+        return RequestBody(Client([b"x" * 512] * 20, gap=0.05).receive, limit=1 << 20,
+                           timeout=0.2)
+
+    assert len(await read(trickle())) == 10240
+    pressed = trickle()
+    pressed.pressed = lambda: True
+    with pytest.raises(RequestRejected) as raised:
+        await read(pressed)
+    assert raised.value.status == 408 and "nearly all taken" in str(raised.value)
+    assert BODY_MIN_RATE < 10240 < PRESSED_MIN_RATE
+    uploads = Uploads(4)
+    releases = [uploads.take(), uploads.take()]
+    assert not uploads.pressed()
+    releases.append(uploads.take())
+    assert uploads.pressed()
 
 
 async def test_a_steady_body_past_the_timeout_is_left_alone() -> None:
