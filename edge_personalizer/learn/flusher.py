@@ -71,8 +71,14 @@ class Flusher:
                 await anyio.sleep(self.interval)
                 await self.flush()
         finally:
+            written = False
             with anyio.move_on_after(self.final_timeout, shield=True):
-                await self.flush(ask=False)
+                written = await self.flush(ask=False)
+            if not written and self.counters.held_keys:
+                logger.error(
+                    "counter store %s did not answer at shutdown: %d keys of counts waiting "
+                    "in memory were not written (their exposures and conversions are lost)",
+                    self.store.location, self.counters.held_keys)
 
     async def flush(self, *, ask: bool = True) -> bool:
         """Write everything counted so far. False when the store failed (the counts are kept).
@@ -80,9 +86,11 @@ class Flusher:
         an outage (and its end) as a writing one does."""
         async with self._lock:
             self.counters.collect()
-            if ask and self._unsent is None and not self.counters.held_keys:
+            asked = self._unsent is not None or bool(self.counters.held_keys)
+            if ask and not asked:
                 if not await self._answers(self.store.ping(), "asking the counter store"):
                     return False
+                asked = True
             while write := self._unsent or self._next_write():
                 self._unsent = write
                 # Shielded: a write cancelled after Redis applied it would be written twice.
@@ -94,7 +102,8 @@ class Flusher:
                     return False
                 self._unsent = None
                 self.counters.acknowledge(write.batch, write.converted)
-            self._answered()
+            if asked:   # (nothing written nor asked says nothing of the store)
+                self._answered()
             return True
 
     async def _answers(self, call: Awaitable[None], doing: str) -> bool:

@@ -105,6 +105,29 @@ async def test_an_idle_worker_notices_an_outage_and_its_end(
     await store.close()
 
 
+async def test_stopping_while_the_store_is_down_tells_the_counts_lost(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    # A restart during an outage dropped the counts waiting in memory without a word; with
+    # nothing waiting, the last flush asks nothing and said the store "answers again".
+    counters, store = Accumulator(), RedisStore(redis_server.url, timeout=0.5)
+    redis_server.stop()
+    caplog.set_level(logging.WARNING, "edge_personalizer.learn.flusher")
+    for waiting in (0, 3):
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(Flusher(counters, store, interval=0.05, final_timeout=2).run)
+            await anyio.sleep(0.2)   # the outage noticed
+            for n in range(waiting):
+                counters.expose("hero", f"v{n}", day=DAY)
+            tasks.cancel_scope.cancel()
+    told = [r.message for r in caplog.records]
+    assert not any("answers again" in message for message in told), told
+    assert told[-1] == (f"counter store {redis_server.url} did not answer at shutdown: 3 "
+                        "keys of counts waiting in memory were not written (their exposures "
+                        "and conversions are lost)")
+    assert sum("did not answer at shutdown" in message for message in told) == 1
+    await store.close()
+
+
 async def test_a_hung_store_never_holds_up_the_event_loop(redis_server: RedisServer) -> None:
     counters, store = Accumulator(), RedisStore(redis_server.url, timeout=1.0)
     flusher = Flusher(counters, store)
