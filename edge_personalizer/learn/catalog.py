@@ -11,7 +11,9 @@ the bandit weights.
 A goal that joins an experiment once visitors were counted for it (added, or renamed)
 judges it from the next UTC day on: the visitors exposed before could not have reached a
 goal that was not there, and judging them on it would dilute its rates. Their conversions
-on it are not counted, and its results count the visitors exposed from that day on.
+on it are not counted, and its results count the visitors exposed from that day on. Every
+goal once recorded for an experiment keeps its day (or the start), removed and put back:
+several servers on one store, one of them still serving older rules, publish the same.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class GoalCatalog:
     version: int = 0
     variants: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
-    # experiment -> goal -> the UTC day it judges the experiment from, for the goals that
-    # joined an experiment once visitors were counted for it (none: from the start)
+    # experiment -> every goal ever recorded for it -> the UTC day it judges the
+    # experiment from: "" for a goal it had from the start (or before it had visitors)
     since: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: MappingProxyType({}))
 
@@ -58,15 +60,15 @@ class GoalCatalog:
 
     def since_of(self, experiment: str) -> Mapping[str, str]:
         """Goal -> the UTC day it judges `experiment` from, for goals that joined late."""
-        return self.since.get(experiment, _NONE)
+        return {goal: day for goal, day in self.since.get(experiment, _NONE).items() if day}
 
     def counted_from(self, experiment: str, goal: str, now: float) -> int:
         """The earliest exposure (POSIX seconds) of `experiment` whose visitor's conversion
         on `goal` counts: 0 for a goal it had from the start (or never recorded). A goal
         the experiment's record lacks joins it `now`, as the trainer is about to record."""
-        day = self.since_of(experiment).get(goal)
+        day = self.since.get(experiment, _NONE).get(goal)
         if day is not None:
-            return day_start(day)
+            return day_start(day) if day else 0
         goals = self.experiments.get(experiment)
         return 0 if goals is None or goal in goals else _next_day(now)
 
@@ -75,26 +77,27 @@ class GoalCatalog:
                      begun: Collection[str] = (), now: float = 0.0) -> GoalCatalog:
         """The catalog with the experiments `running` now (and their `variants`), as they
         are (same version). A goal new to an experiment recorded and `begun` (visitors
-        counted) judges it from the UTC day after `now`."""
+        counted) judges it from the UTC day after `now`; a goal once recorded keeps its
+        day, removed and put back (a server still serving older rules does that)."""
         since = dict(self.since)
         for name, goals in running.items():
             held = self.experiments.get(name)
-            had = self.since_of(name)
-            joined = {goal: had.get(goal) or utc_day(_next_day(now)) for goal in goals
-                      if goal in had or (held is not None and name in begun
-                                         and goal not in held)}
-            since.pop(name, None)
-            if joined:
-                since[name] = MappingProxyType(joined)
+            days = {**dict.fromkeys(held or (), ""), **self.since.get(name, _NONE)}
+            late = held is not None and name in begun
+            for goal in goals:
+                if goal not in days:
+                    days[goal] = utc_day(_next_day(now)) if late else ""
+            since[name] = MappingProxyType(days)
         return GoalCatalog(MappingProxyType({**self.experiments, **running}), self.version,
                            MappingProxyType({**self.variants, **(variants or {})}),
                            MappingProxyType(since))
 
     def joining(self, running: Mapping[str, tuple[str, ...]]) -> list[str]:
-        """The experiments recorded whose goals `running` adds to (the trainer asks the
-        store whether visitors were counted for them)."""
+        """The experiments recorded to which `running` adds a goal never recorded for them
+        (the trainer asks the store whether visitors were counted for them)."""
         return sorted(name for name, goals in running.items()
-                      if name in self.experiments and set(goals) - set(self.experiments[name]))
+                      if name in self.experiments and set(goals) - set(
+                          self.experiments[name]) - set(self.since.get(name, _NONE)))
 
     def encode(self) -> bytes:
         data: dict[str, object] = {
@@ -137,8 +140,11 @@ def _goal(value: object) -> str:
 
 
 def _day(value: object) -> str:
-    day_start(_goal(value))   # raises ValueError unless a day
-    return str(value)
+    """A recorded day ("" for from the start); ValueError unless one as utc_day writes."""
+    day = _goal(value)
+    if day and datetime.date.fromisoformat(day).isoformat() != day:
+        raise ValueError(f"not a day: {day!r}")
+    return day
 
 
 def day_start(day: str) -> int:

@@ -177,8 +177,7 @@ def experiment_results(experiment: Experiment, totals: Mapping[CountKey, Tally],
             left[key.goal] = left.get(key.goal, 0) + tally.conversions
     judged["warnings"] += [f"{goal} is no longer one of the experiment's goals: its {n:,} "
                            f"conversion{'' if n == 1 else 's'} counted so far are not judged "
-                           "here (put back, it judges the visitors exposed from the next "
-                           "day on)" for goal, n in sorted(left.items())]
+                           "here (they are if it is put back)" for goal, n in sorted(left.items())]
     status = status_of(experiment, now or datetime.now(UTC))
     return {"name": experiment.name, "status": status, "per": per_of(experiment), **judged}
 

@@ -460,8 +460,8 @@ def test_conversions_on_a_goal_the_experiment_no_longer_names_are_said() -> None
     (hero,) = results(ruleset, totals)["experiments"]
     assert list(hero["goals"]) == ["purchase"]
     assert hero["warnings"] == ["signup is no longer one of the experiment's goals: its 245 "
-                                "conversions counted so far are not judged here (put back, it "
-                                "judges the visitors exposed from the next day on)"]
+                                "conversions counted so far are not judged here (they are if "
+                                "it is put back)"]
 
 
 def test_an_experiment_paused_whose_schedule_ended_is_ended() -> None:
