@@ -196,10 +196,11 @@ class EdgeApp:
             if message["type"] != "lifespan.startup":
                 return
             await tasks.start(self.flusher.run)
-            await tasks.start(self.trainer.run)
+            # the published tables read before the first request (and the trainer's step)
             await tasks.start(self.weights.run)
             await tasks.start(self.model.run)
             await tasks.start(self.catalog.run)
+            await tasks.start(self.trainer.run)
             if self.board is not None:
                 tasks.start_soon(kept_running, "publishing this worker's state",
                                  self._publish_every_second)

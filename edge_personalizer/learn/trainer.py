@@ -316,11 +316,13 @@ class TableReader(Generic[_T]):
         self._polls = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Poll every `interval` seconds until cancelled (the first poll at once)."""
+        """Poll every `interval` seconds until cancelled; started once the first poll is
+        done (bounded by the store's timeouts), so a worker serves with what was published."""
+        await self.refresh()
         task_status.started()
         while True:
-            await self.refresh()
             await anyio.sleep(self.interval)
+            await self.refresh()
 
     async def refresh(self) -> bool:
         """Takes a newer version if one was published; True if the table changed. Every

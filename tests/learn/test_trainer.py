@@ -439,6 +439,19 @@ def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
     assert max(cells["s1"]["weights"], key=cells["s1"]["weights"].get) == "b"
 
 
+async def test_a_reader_has_the_published_table_once_started(store: Store) -> None:
+    # A worker served its first requests with empty tables until the first poll: a goal's
+    # day recorded in the catalog was unknown to it, and its conversions counted.
+    published = GoalCatalog(MappingProxyType({"hero-test": ("signup",)}), since=
+                            MappingProxyType({"hero-test": {"signup": "2026-12-03"}}))
+    await store.publish("experiment-goals", published.encode())
+    reader = catalog_reader(store, interval=3600)
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(reader.run)
+        assert dict(reader.current.since_of("hero-test")) == {"signup": "2026-12-03"}
+        tasks.cancel_scope.cancel()
+
+
 async def test_readers_follow_a_store_that_was_emptied(tmp_path: Path) -> None:
     server = RedisServer(tmp_path)
     server.start()
