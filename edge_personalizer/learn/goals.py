@@ -91,7 +91,7 @@ class GoalReader:
     """Finds the goals one response reaches, and takes the goal headers out of it; and
     tallies, per goal of the rules served, the requests of the visitors results count
     (a stored profile: no crawler, nor Do Not Track) that reached it and those that met it
-    but were answered with a broken page's status it does not count, or a status its
+    but were answered with a broken page's status it does not count, or a redirect its
     `status:` leaves out (`seen`)."""
 
     def __init__(self, on_invalid: Callable[[str], None] | None = None) -> None:
@@ -117,9 +117,8 @@ class GoalReader:
                 continue
             if status not in goal.statuses if goal.statuses else status >= 400:
                 # (a refused or failed request reaches no goal unless told): tallied when
-                # its page is broken, or answered as its status: leaves out (a 303; not a
-                # 304, a page the browser had already)
-                if (status in _BROKEN or status >= 500 or status < 400 and status != 304) \
+                # its page is broken, or redirected where its status: names no redirect
+                if (status in _BROKEN or status >= 500 or _redirect_left_out(goal, status)) \
                         and visitor.profile.stored and goal.reached_by(visitor):
                     self._tally(goals, goal.name, str(status))
                 continue
@@ -148,8 +147,9 @@ class GoalReader:
 
     def seen(self, goals: Mapping[str, GoalSpec]) -> dict[str, dict[str, int]]:
         """Per goal of `goals` (the rules served), the visitors' requests that reached it
-        (REACHED) and those answered with a broken page's status it does not count, by
-        status (as JSON). Read from other threads: it changes nothing, and copies first."""
+        (REACHED) and those answered with a broken page's status it does not count, or a
+        redirect its `status:` leaves out, by status (as JSON). Read from other threads: it
+        changes nothing, and copies first."""
         seen = self._seen if goals is self._of else self._kept(goals)
         return {goal: dict(list(tally.items())) for goal, tally in list(seen.items())}
 
@@ -200,20 +200,30 @@ class GoalReader:
         return amount
 
 
+def _redirect_left_out(goal: GoalSpec, status: int) -> bool:
+    """A redirect (not a 304: a page the browser had already) answering a goal whose
+    `status:` names none: a form that redirects once done, under `status: [200]`."""
+    return 300 <= status < 400 and status != 304 \
+        and not any(300 <= named < 400 for named in goal.statuses)
+
+
 def goals_not_counted(all_seen: Iterable[Mapping[str, Mapping[str, object]]]) -> list[str]:
-    """What to tell of the goals whose requests mostly met a broken page or an answer
-    their `status:` leaves out (at least 3, and at least as many as reached the goal),
-    summed over `all_seen` (each worker's GoalReader.seen, of the same rules)."""
+    """What to tell of the goals whose requests mostly met a broken page (at least 3, and
+    at least as many as reached the goal), or a redirect their `status:` leaves out (at
+    least 3, none reaching it), summed over `all_seen` (each worker's GoalReader.seen, of
+    the same rules)."""
     summed: dict[str, dict[str, int]] = {}
     for seen in all_seen:
-        for goal, tally in seen.items():
+        for goal, of_goal in seen.items():
             into = summed.setdefault(goal, {})
-            for what, n in tally.items():
+            for what, n in of_goal.items():
                 if isinstance(n, int) and not isinstance(n, bool):
                     into[what] = into.get(what, 0) + n
     told = []
-    for goal, tally in sorted(summed.items()):
-        reached = tally.pop(REACHED, 0)
+    for goal, counted in sorted(summed.items()):
+        reached = counted.pop(REACHED, 0)
+        # redirects beside answers that reach it are a page's own way (a slash added)
+        tally = {status: n for status, n in counted.items() if not reached or int(status) >= 400}
         failed = sum(tally.values())
         if failed < 3 or failed < reached:
             continue
