@@ -174,8 +174,13 @@ def edge_geo(headers: Mapping[str, str], mapping: EdgeMapping | None = None, *,
         return None
     country = values.get("country")
     region = values.get("region")
-    if region and country and "-" not in region:
-        values["region"] = f"{country}-{region.upper()}"
+    if region and "-" not in region:   # a region code means nothing without its country
+        if country:
+            values["region"] = f"{country}-{region.upper()}"
+        else:
+            del values["region"]
+    if not values:
+        return None
     if values.get("continent") not in _CONTINENTS:
         values.pop("continent", None)
     return Geo(eu=country in _EU if country else None, source="edge", **values)

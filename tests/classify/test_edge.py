@@ -76,6 +76,8 @@ def test_a_header_sent_twice_or_no_country_code_tells_nothing() -> None:
     twice = ALL.geo({"cf-ipcountry": "gb", "cf-timezone": "Europe/London, Asia/Tokyo",
                      "cf-iplatitude": "51.5, 35.6", "cf-ipcity": "Washington, D.C."})
     assert twice == Geo(country="GB", city="Washington, D.C.", eu=False, source="edge")
+    # a region code without its country (dropped as above) is dropped with it
+    assert ALL.geo({"cf-ipcountry": "US, GB", "cf-region-code": "ENG"}) is None
 
 
 LONDON = Geo(country="GB", region="GB-ENG", city="London", postal="SW1",
