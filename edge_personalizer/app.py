@@ -164,6 +164,7 @@ class EdgeApp:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
         elif not ok:
             self.metrics.rule_reload_failures.inc()
+        self.metrics.reload_failing.set(0 if ok else 1)
         self._publish()
 
     def _publish(self) -> None:
@@ -177,7 +178,11 @@ class EdgeApp:
                                self.board.directory, exc)
             self._published = False
         else:
+            if not self._published:
+                logger.warning("this worker's state is published to %s again",
+                               self.board.directory)
             self._published = True
+        self.metrics.state_unpublished.set(0 if self._published else 1)
 
     async def _publish_every_second(self) -> None:
         try:

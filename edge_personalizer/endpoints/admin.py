@@ -235,9 +235,11 @@ class Admin:
         answer: dict[str, Any] = {"reloaded": ok, "version": self.rules.current.version,
                                   "error": self.rules.last_error}
         if self.board is not None:
-            answer["workers"] = self._workers_rules()
+            answer["workers"] = workers_rules(self.board, self.rules)
             answer["reloaded"] = ok and all(w["rules_version"] == answer["version"]
                                             for w in answer["workers"])
+            if self.board.error is not None:
+                answer["board"] = board_report(self.board)
         await send_json(send, 200 if ok else 422, answer)
 
     async def _server_reloads(self) -> bool | None:
@@ -261,12 +263,6 @@ class Admin:
                 return None
             await anyio.sleep(0.05)
         return rules.last_error is None
-
-    def _workers_rules(self) -> list[dict[str, Any]]:
-        """What each worker of the server serves, and why not what the directory holds."""
-        assert self.board is not None
-        return [{"pid": s["pid"], "rules_version": s.get("rules_version"),
-                 "last_error": s.get("last_error")} for s in self.board.states()]
 
     async def health(self) -> tuple[int, dict[str, Any]]:
         report: dict[str, Any] = {"uptime_seconds": round(time.time() - self.started, 1)}
@@ -294,7 +290,9 @@ class Admin:
         if self.geo is not None:
             report["geo"] = {"type": self.geo.database_type, "built": _iso(self.geo.build_epoch)}
         if self.board is not None:
-            report["workers"] = self._workers_rules()
+            report["workers"] = workers_rules(self.board, self.rules)
+            if self.board.error is not None:
+                report["board"] = board_report(self.board)
         report["status"] = "ready" if ready else "not ready"
         return (200 if ready else 503), report
 
@@ -315,6 +313,28 @@ class Admin:
                 "written when the store answers, and bandit weights and predictions stay as "
                 "last read")
         return report
+
+
+def workers_rules(board: WorkerBoard, rules: RuleBook | None) -> list[dict[str, Any]]:
+    """What each worker of the server serves, and why not what the directory holds
+    (the answering one's own even when it cannot publish it)."""
+    states = board.states()
+    if board.error is not None and all(s["pid"] != board.pid for s in states):
+        states.append({"pid": board.pid,
+                       "rules_version": rules.current.version if rules else None,
+                       "last_error": rules.last_error if rules else None})
+    return [{"pid": s["pid"], "rules_version": s.get("rules_version"),
+             "last_error": s.get("last_error")} for s in states]
+
+
+def board_report(board: WorkerBoard) -> dict[str, Any]:
+    """What a board this worker cannot write to means for the server's answers."""
+    return {"directory": str(board.directory), "writable": False,
+            "detail": f"this worker's state cannot be written there: {board.error}",
+            "consequence": "metrics, health and reload answers leave out the workers that "
+                           "cannot publish, but for the one answering: counters can read "
+                           "lower from one scrape to the next, and a reload cannot tell "
+                           "whether they took it"}
 
 
 def _iso(epoch: float) -> str:

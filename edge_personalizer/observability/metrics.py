@@ -177,6 +177,13 @@ class Metrics:
             "kind (header, beacon, value)", ["kind"], registry=r)
         self.rule_reload_failures = Counter("ep_rule_reload_failures",
                                             "Rule reloads rejected as invalid", registry=r)
+        self.reload_failing = Gauge(
+            "ep_rules_reload_failing", "Workers whose last reload of the rules was refused "
+            "(an edit on disk they do not serve)", registry=r)
+        self.state_unpublished = Gauge(
+            "ep_worker_state_unpublished", "Workers whose state cannot be written to the "
+            "workers' board in data_dir (a full disk): the server's metrics, health and "
+            "reload answers leave them out but for the one answering", registry=r)
         r.register(_RequestMetrics(self.requests, self.request_seconds, self.origin_seconds,
                                    self.personalization_seconds, self.decisions))
 

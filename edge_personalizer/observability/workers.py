@@ -56,15 +56,24 @@ class WorkerBoard:
         self._published = False
         self._left = False   # once its counts are handed on, a worker publishes no more
         self._publishing = threading.Lock()   # the reload thread publishes too
+        self.error: str | None = None   # why this worker's last state could not be written
 
     @property
     def _own(self) -> Path:
         return self.directory / f"{self.pid}.json"
 
     def publish(self, state: dict[str, Any]) -> None:
-        """Replace this worker's state; raises OSError when it cannot be written. Safe from
-        several threads at once (the reload thread publishes too): each writes its own
-        temporary file."""
+        """Replace this worker's state; raises OSError when it cannot be written (and
+        `error` says why until it can). Safe from several threads at once (the reload
+        thread publishes too): each writes its own temporary file."""
+        try:
+            self._publish(state)
+        except OSError as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.error = None
+
+    def _publish(self, state: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._publishing:
             if self._left:
@@ -91,11 +100,17 @@ class WorkerBoard:
         leaves meanwhile counts once."""
         if not self.directory.exists():
             return []
-        with self._locked():
-            self._retire([path for path, _ in self._read(live=False)])
-            others = [state["metrics"] for _, state in self._read(live=True)
-                      if state["pid"] != self.pid and isinstance(state.get("metrics"), str)]
-            retired = self._retired_text()
+        try:
+            with self._locked():
+                self._retire([path for path, _ in self._read(live=False)])
+                return self._others_metrics()
+        except OSError:   # the board cannot be written (a full disk): read as it stands
+            return self._others_metrics()
+
+    def _others_metrics(self) -> list[str]:
+        others = [state["metrics"] for _, state in self._read(live=True)
+                  if state["pid"] != self.pid and isinstance(state.get("metrics"), str)]
+        retired = self._retired_text()
         return [*others, retired] if retired else others
 
     def leave(self) -> None:
@@ -105,8 +120,11 @@ class WorkerBoard:
             self._left = True
             if not self._own.exists():
                 return
-            with self._locked():
-                self._retire([self._own])
+            try:
+                with self._locked():
+                    self._retire([self._own])
+            except OSError:   # (a full disk: its counts stay in its own state, retired
+                pass          # by the next worker that reads the board)
 
     def _read(self, *, live: bool) -> list[tuple[Path, dict[str, Any]]]:
         """The states of the live workers (fresh, their process running), or of the dead."""
@@ -147,7 +165,7 @@ class WorkerBoard:
     def _retired_text(self) -> str:
         try:
             return (self.directory / _RETIRED).read_text()
-        except FileNotFoundError:
+        except OSError:   # none yet, or the board unreadable
             return ""
 
     @contextmanager

@@ -311,3 +311,17 @@ def test_a_reload_reaches_every_worker(two_workers: tuple[Server, Path]) -> None
     workers = refused.json()["workers"]
     assert len(workers) == 2 and all("broken.yaml" in (w["last_error"] or "") for w in workers)
     assert {w["rules_version"] for w in workers} == {answer["version"]}
+    # An alert on the refusal lasts while the broken edit is on disk (both workers), and
+    # ends with the edit mended.
+    time.sleep(1.5)   # every worker has published since
+    assert "ep_rules_reload_failing 2.0" in _metrics(server)
+    (rules / "broken.yaml").unlink()
+    assert httpx.post(server.url + "/__ep/reload", timeout=15,
+                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 200
+    time.sleep(1.5)
+    assert "ep_rules_reload_failing 0.0" in _metrics(server)
+
+
+def _metrics(server: Server) -> str:
+    return httpx.get(server.url + "/__ep/metrics",
+                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text

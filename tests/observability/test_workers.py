@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_personalizer.observability.workers import (
@@ -14,6 +17,8 @@ from edge_personalizer.observability.workers import (
     combined_metrics,
     start_afresh,
 )
+
+from ..servers import ADMIN_TOKEN, Server, start_proxy
 
 ONE = """# HELP ep_requests_total Requests
 # TYPE ep_requests_total counter
@@ -141,3 +146,49 @@ def test_a_server_s_board_starts_afresh(tmp_path: Path) -> None:
     assert combined_metrics(old.others_metrics())   # the last run's counts
     start_afresh(directory)
     assert WorkerBoard(directory).others_metrics() == []
+
+
+def test_a_board_that_cannot_be_written_is_told_and_its_end_too(
+        origin: Server, tmp_path: Path) -> None:
+    # With data_dir full, each scrape showed one worker's counts (8,305, then 3,910: a
+    # counter reset to Prometheus), health said ready with "workers": [] and a reload
+    # answered 200 with "workers": []; only the log said why.
+    data = tmp_path / "data"
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text("rules: []\n")
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--workers", "2", "--rules",
+                        str(rules), env={"EP_DATA_DIR": str(data)})
+    board = board_directory(data, proxy.process.pid)
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}", "connection": "close"}
+
+    def told() -> tuple[dict[str, Any], str]:
+        health = proxy.health().json()
+        metrics = httpx.get(f"{proxy.url}/__ep/metrics", headers=admin).text
+        return health, metrics
+
+    try:
+        deadline = time.monotonic() + 10
+        while len(proxy.health().json()["workers"]) < 2:
+            assert time.monotonic() < deadline, "the workers never published"
+            time.sleep(0.2)
+        shutil.rmtree(board)
+        board.write_text("a file where the board's folder was: nothing can be written")
+        time.sleep(2.5)   # each worker publishes every second
+        health, metrics = told()
+        assert health["status"] == "ready"
+        report = health["board"]
+        assert isinstance(report, dict) and report["writable"] is False
+        assert "FileExistsError" in report["detail"]
+        assert len(health["workers"]) == 1   # the one answering, unpublished
+        assert "ep_worker_state_unpublished 1.0" in metrics
+        reload = httpx.post(f"{proxy.url}/__ep/reload", headers=admin, timeout=15).json()
+        assert reload["board"]["writable"] is False and len(reload["workers"]) == 1
+        board.unlink()
+        time.sleep(2.5)
+        health, metrics = told()
+        assert "board" not in health and len(health["workers"]) == 2
+        assert "ep_worker_state_unpublished 0.0" in metrics
+    finally:
+        proxy.stop()
+    assert proxy.log().count("state is published to") == 2   # each worker's, once
