@@ -29,7 +29,7 @@ from .report import (
     url_problem,
     visitor_for,
 )
-from .rules.book import check_rules, load_rules
+from .rules.book import NO_RULE_FILES, check_rules, load_rules
 from .rules.durations import seconds_in
 from .rules.evaluator import explain
 from .rules.model import counted
@@ -177,17 +177,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# A server starts from such a directory serving nothing, but once it served rules it
-# refuses one (rules/file_cache.py): what a directory made anew and not filled looks like.
-_NO_RULE_FILES = ("the rules directory holds no rule file (.yaml or .yml, outside hidden "
-                  "folders): a server would serve no rules from it, and one serving rules "
-                  "refuses it on reload; to serve no rules, leave one file with `rules: []`")
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     ruleset, errors = check_rules(args.directory)
     if not ruleset.file_count:
-        errors.append(RuleError(_NO_RULE_FILES, source=args.directory))
+        errors.append(RuleError(NO_RULE_FILES, source=args.directory))
     warnings = notices(ruleset, datetime.now(UTC))   # said, refused only when --strict
     if args.format == "json":
         print(json.dumps({

@@ -67,8 +67,8 @@ def test_validate_refuses_a_directory_without_rule_files(
     assert main(["validate", str(tmp_path)]) == 1
     assert capsys.readouterr().out == (
         f"{tmp_path}: the rules directory holds no rule file (.yaml or .yml, outside hidden "
-        "folders): a server would serve no rules from it, and one serving rules refuses it "
-        "on reload; to serve no rules, leave one file with `rules: []`\n"
+        "folders): no page is personalized, and a server serving rules refuses it on "
+        "reload; to serve no rules, leave one file with `rules: []`\n"
         "0 files: 1 error\n")
     assert main(["validate", str(tmp_path), "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)

@@ -21,7 +21,7 @@ from ..learn.store import Store
 from ..observability.metrics import CONTENT_TYPE, Metrics
 from ..observability.workers import WorkerBoard, combined_metrics
 from ..proxy.pages import respond
-from ..rules.book import RuleBook
+from ..rules.book import NO_RULE_FILES, RuleBook
 from .responses import send_json
 from .router import Route
 
@@ -281,7 +281,8 @@ class Admin:
                                "files": current.file_count, "rules": len(current.rules),
                                "experiments": len(current.experiments),
                                "last_error": self.rules.last_error,
-                               "warnings": [str(n) for n in self.rules.notices()],
+                               "warnings": [NO_RULE_FILES] * (not current.file_count)
+                               + [str(n) for n in self.rules.notices()],
                                **self.page_notes()}
         else:
             report["rules"] = {"loaded": False, "detail": "no rules directory configured"}

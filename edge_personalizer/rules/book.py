@@ -59,6 +59,13 @@ def load_rules(directory: Path) -> RuleSet:
     return ruleset
 
 
+# A server starts from such a directory serving nothing (and says so), but once it served
+# rules it refuses one (rules/file_cache.py): what a directory made anew and not filled,
+# or a volume not mounted yet, looks like.
+NO_RULE_FILES = ("the rules directory holds no rule file (.yaml or .yml, outside hidden "
+                 "folders): no page is personalized, and a server serving rules refuses it "
+                 "on reload; to serve no rules, leave one file with `rules: []`")
+
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 # No directory looks like this: the next look reloads.
 _CHANGED_WHILE_LOADING: Fingerprint = (("(changed while it was loaded)", -1, -1, -1, -1),)
@@ -130,6 +137,8 @@ class RuleBook:
             self.last_error = inherited.last_error
             return
         self.current = self._load()
+        if not self.current.file_count and self._reports:
+            logger.warning("%s: %s", directory, NO_RULE_FILES)
         self._log_notices()
 
     def notices(self, now: datetime | None = None) -> list[Notice]:

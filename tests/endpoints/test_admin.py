@@ -111,6 +111,23 @@ def test_health_tells_a_goal_whose_requests_are_answered_as_its_status_leaves_ou
                     "or check its when:"]
 
 
+def test_a_server_started_from_a_rules_directory_without_rule_files_says_so(
+        origin: Server, tmp_path: Path) -> None:
+    # An empty volume mounted as the rules directory: the site served no personalization,
+    # with health ready and no warning (a reload refuses such a directory, with a reason).
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules))
+    try:
+        health = server.health().json()
+    finally:
+        server.stop()
+    told = ("the rules directory holds no rule file (.yaml or .yml, outside hidden folders): "
+            "no page is personalized")
+    assert health["status"] == "ready" and health["rules"]["warnings"][0].startswith(told)
+    assert f"{rules}: {told}" in server.log()
+
+
 def test_health_answers_in_time_when_the_origin_hangs(tmp_path: Path) -> None:
     # An origin that takes the connection and never answers: the health check waited the
     # origin read timeout (30 s), past any load balancer's probe timeout.
