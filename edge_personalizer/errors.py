@@ -100,7 +100,12 @@ class UpstreamTimeout(UpstreamError):
 
 class StoreError(EdgePersonalizerError):
     """The counter store cannot be opened (a bad `store_url`) or a read or write failed;
-    the message names the store and the cause."""
+    the message names the store and the cause. `passes` False: it will not pass by
+    itself (the message says what to do)."""
+
+    def __init__(self, message: str, *, passes: bool = True) -> None:
+        super().__init__(message)
+        self.passes = passes
 
 
 class UpstreamBusy(UpstreamError):

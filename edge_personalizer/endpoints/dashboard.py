@@ -340,10 +340,11 @@ class Dashboard:
                          *(self.page_notes() if self.page_notes else ())),
                 clock=self.clock)
         except StoreError as exc:
+            later = " Counting goes on in memory; try again in a few seconds." \
+                if exc.passes else ""
             await self._html(scope, send, 503, self.pages.message(
-                "Store unavailable", f"The store does not answer: {str(exc).rstrip('.')}. "
-                "Counting goes on in memory; try again in a few seconds.", form_token=form_token),
-                [(b"retry-after", b"5")])
+                "Store unavailable", f"The store does not answer: {str(exc).rstrip('.')}."
+                + later, form_token=form_token), [(b"retry-after", b"5")] if exc.passes else [])
             return
         body = await anyio.to_thread.run_sync(self._page, snapshot, page, form_token)
         if body is None:

@@ -892,3 +892,24 @@ def test_a_store_that_does_not_answer_is_a_503_saying_so(origin: Server,
         server.stop()
     assert page.status_code == 503 and page.headers["retry-after"] == "5"
     assert "The store does not answer: " in page.text and ".." not in page.text
+
+
+def test_a_store_file_deleted_while_serving_is_a_503_that_says_to_restart(
+        origin: Server, tmp_path: Path) -> None:
+    # `rm data/ep.db` while serving: health and the log said to restart the server, the
+    # dashboard to try again in a few seconds (which never helps).
+    data = tmp_path / "data"
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules",
+                         str(ROOT / "tests" / "data" / "rules"),
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY, "EP_DATA_DIR": str(data)})
+    try:
+        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert httpx.get(f"{server.url}/__ep/dashboard", headers=admin).status_code == 200
+        for path in data.glob("ep.db*"):
+            path.unlink()
+        page = httpx.get(f"{server.url}/__ep/dashboard", headers=admin, timeout=30)
+    finally:
+        server.stop()
+    assert page.status_code == 503 and "retry-after" not in page.headers
+    assert "restart the server to count into a new one" in page.text
+    assert "try again" not in page.text

@@ -151,7 +151,7 @@ class SqliteStore:
         if _identity(self._path) != self._file:
             raise StoreError(f"{self.location}: the file was deleted or replaced while the "
                              "server ran; restart the server to count into a new one (the "
-                             "counts held in memory until then are lost)")
+                             "counts held in memory until then are lost)", passes=False)
 
     async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
                     batch_id: BatchId | None = None) -> None:
