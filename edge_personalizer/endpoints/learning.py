@@ -86,7 +86,7 @@ class Results:
             recorded = await read_catalog(self.store)   # stopped experiments' goals
         except StoreError as exc:
             await send_json(send, 503, {"error": f"the store does not answer: {exc}"},
-                            extra=[(b"retry-after", b"5")])
+                            extra=[(b"retry-after", b"5")] if exc.passes else [])
             return
         ruleset = self.rules.current
         # scipy's distributions take a while for many experiments: off the event loop.

@@ -908,8 +908,11 @@ def test_a_store_file_deleted_while_serving_is_a_503_that_says_to_restart(
         for path in data.glob("ep.db*"):
             path.unlink()
         page = httpx.get(f"{server.url}/__ep/dashboard", headers=admin, timeout=30)
+        results = httpx.get(f"{server.url}/__ep/results", headers=admin, timeout=30)
     finally:
         server.stop()
+    assert results.status_code == 503 and "retry-after" not in results.headers
+    assert "restart the server" in results.json()["error"]
     assert page.status_code == 503 and "retry-after" not in page.headers
     assert "restart the server to count into a new one" in page.text
     assert "try again" not in page.text
