@@ -50,11 +50,18 @@ class AccessLineClock:
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger: message`; writes access lines without a log record too."""
+    """`time LEVEL logger: message`; writes access lines without a log record too. A
+    message of several lines (a refused reload's errors, a traceback) continues on lines
+    indented by two spaces, which log shippers join to the line that began it (the
+    convention of stack traces)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
         self.clock = AccessLineClock()
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.replace("\n", "\n  ") if "\n" in text else text
 
     def access_line(self, fields: dict[str, Any]) -> str:
         """An access line exactly as format() would write its record."""

@@ -38,6 +38,28 @@ def test_a_text_access_line_says_when_the_answer_was_cut_short() -> None:
         '"GET /p" 200 1706 5.95ms aborted\n')
 
 
+def test_a_text_message_of_several_lines_continues_indented(origin: Server,
+                                                           tmp_path: Path) -> None:
+    # A refused reload's reasons came on lines of their own, which a line-based shipper
+    # parted from the ERROR line; indented, they join it as a stack trace's lines do.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text("rules: []\n")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_LOG_FORMAT": "text"})
+    try:
+        (rules / "broken.yaml").write_text("rules:\n  - name: [not, a, name]\n")
+        assert httpx.post(f"{server.url}/__ep/reload", timeout=15, headers={
+            "authorization": f"Bearer {server.env['EP_ADMIN_TOKEN']}"}).status_code == 422
+    finally:
+        server.stop()
+    refused = re.search(r"^\S.* ERROR .*:\n((?:  .*\n)+)", server.log(), re.MULTILINE)
+    assert refused is not None and f"  {rules / 'broken.yaml'}:2" in refused[1], server.log()
+    unindented = [line for line in server.log().splitlines()
+                  if line and not line.startswith("  ") and not re.match(r"\d{4}-", line)]
+    assert unindented == [], unindented
+
+
 def test_info_lines_leave_in_batches_and_warnings_at_once() -> None:
     stream = io.StringIO()
     handler = BatchingStreamHandler(stream, interval=0.1)
