@@ -161,7 +161,7 @@ def test_the_server_logs_and_shows_a_rule_whose_schedule_has_ended(
     assert [w.split(": ")[0] for w in warnings] == [
         f"{rules / 'site.yaml'}:{line}" for line in (3, 7, 10, 15)]
     assert "rule 'christmas': its schedule ended on 2025-12-26" in warnings[2]
-    assert "4 rules reach no one:\n" + warnings[0] in log
+    assert "4 rules reach no one:\n  " + warnings[0] in log   # (continued, indented)
     assert log.count("reach no one") == 1   # the server's, not each worker's too
     banner = page.split('data-banner="notices"')[1].split("</div>")[0]
     assert "What the rules miss" in banner and "rule &#39;christmas&#39;" in banner
