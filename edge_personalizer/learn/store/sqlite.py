@@ -115,7 +115,8 @@ class SqliteStore:
             db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
                                  check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.location}: cannot open the counter store: {exc}") from exc
+            raise StoreError(f"{self.location}: cannot open the counter store: "
+                             f"{_unwritable(path.parent) or exc}") from exc
         try:
             # Setting up may wait for another worker bringing a big file up to date (its
             # copy of every row holds the write lock for seconds): a worker that gave up
@@ -128,7 +129,8 @@ class SqliteStore:
             db.execute(f"PRAGMA busy_timeout = {round(timeout * 1000)}")
         except sqlite3.Error as exc:
             db.close()
-            raise StoreError(f"{self.location}: not a usable counter store: {exc}") from exc
+            raise StoreError(f"{self.location}: not a usable counter store: "
+                             f"{_unwritable(path.parent) or exc}") from exc
         return db
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -217,6 +219,20 @@ class SqliteStore:
     def _close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why the store's folder cannot hold it, in words SQLite does not give ("unable to
+    open database file", "[Errno 17] File exists"); None when it can, as far as told."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if not place.is_dir():
+                return f"{place} is a file, not a folder"
+            if not os.access(place, os.W_OK | os.X_OK):
+                return (f"the folder {place} cannot be written (a read-only file system, "
+                        "or its owner and permissions)")
+            return None
+    return None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

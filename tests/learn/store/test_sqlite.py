@@ -209,9 +209,18 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_directory_that_cannot_be_made_is_refused(tmp_path: Path) -> None:
+    # It said "[Errno 17] File exists" of a data_dir given as a file's path.
     (tmp_path / "file").write_text("")
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match=f"cannot open the counter store: {tmp_path}/file "
+                                         "is a file, not a folder"):
         SqliteStore(tmp_path / "file" / "ep.db")
+    with pytest.raises(StoreError, match="file is a file, not a folder"):
+        SqliteStore(tmp_path / "file" / "deeper" / "ep.db")
+    server = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "serve", "--origin", "http://127.0.0.1:9",
+         "--data-dir", str(tmp_path / "file")], capture_output=True, text=True, timeout=60)
+    assert server.returncode == 2
+    assert f"{tmp_path}/file is a file, not a folder" in server.stderr
 
 
 def test_sqlite_url_is_absolute(tmp_path: Path) -> None:
