@@ -42,8 +42,11 @@ def board_directory(data_dir: Path, server_pid: int) -> Path:
 def start_afresh(directory: Path) -> None:
     """Empties a server's board before its workers start: a server given the pid of an
     earlier one (pid 1 in a container, on a kept volume) must not count that one's
-    workers as its own."""
+    workers as its own. The boards of servers gone go too (one a restart, else)."""
     shutil.rmtree(directory, ignore_errors=True)
+    for board in directory.parent.glob("*") if directory.parent.is_dir() else ():
+        if board.name.isdigit() and board.is_dir() and not _alive(int(board.name)):
+            shutil.rmtree(board, ignore_errors=True)
 
 
 class WorkerBoard:

@@ -146,6 +146,13 @@ def test_a_server_s_board_starts_afresh(tmp_path: Path) -> None:
     assert combined_metrics(old.others_metrics())   # the last run's counts
     start_afresh(directory)
     assert WorkerBoard(directory).others_metrics() == []
+    # the boards of servers gone (each restart left one, ~5 KB) go; a live server's stays
+    gone, live = board_directory(tmp_path, 999999997), board_directory(tmp_path, os.getpid())
+    for board in (gone, live, directory):
+        board.mkdir(parents=True, exist_ok=True)
+        (board / "retired.prom").write_text("")
+    start_afresh(directory)
+    assert sorted(p.name for p in directory.parent.iterdir()) == [str(os.getpid())]
 
 
 def test_a_board_that_cannot_be_written_is_told_and_its_end_too(
