@@ -44,9 +44,13 @@ class GoalCatalog:
     version: int = 0
     variants: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
-    # experiment -> every goal ever recorded for it -> the UTC day it judges the
-    # experiment from: "" for a goal it had from the start (or before it had visitors)
+    # experiment -> goal -> the UTC day it judges the experiment from, for the goals that
+    # joined it once visitors were counted for it (the others: from the start)
     since: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # experiment -> every goal ever recorded for it, removed ones too (a key of its own:
+    # the readers of an earlier release ignore it)
+    ever: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
 
     def goals_of(self, experiment: str) -> frozenset[str] | None:
@@ -60,17 +64,21 @@ class GoalCatalog:
 
     def since_of(self, experiment: str) -> Mapping[str, str]:
         """Goal -> the UTC day it judges `experiment` from, for goals that joined late."""
-        return {goal: day for goal, day in self.since.get(experiment, _NONE).items() if day}
+        return self.since.get(experiment, _NONE)
+
+    def _had(self, experiment: str) -> set[str]:
+        return {*self.ever.get(experiment, ()), *self.experiments.get(experiment, ())}
 
     def counted_from(self, experiment: str, goal: str, now: float) -> int:
         """The earliest exposure (POSIX seconds) of `experiment` whose visitor's conversion
         on `goal` counts: 0 for a goal it had from the start (or never recorded). A goal
         the experiment's record lacks joins it `now`, as the trainer is about to record."""
-        day = self.since.get(experiment, _NONE).get(goal)
+        day = self.since_of(experiment).get(goal)
         if day is not None:
-            return day_start(day) if day else 0
-        goals = self.experiments.get(experiment)
-        return 0 if goals is None or goal in goals else _next_day(now)
+            return day_start(day)
+        if experiment not in self.experiments or goal in self._had(experiment):
+            return 0
+        return _next_day(now)
 
     def with_running(self, running: Mapping[str, tuple[str, ...]],
                      variants: Mapping[str, tuple[str, ...]] | None = None, *,
@@ -78,26 +86,26 @@ class GoalCatalog:
         """The catalog with the experiments `running` now (and their `variants`), as they
         are (same version). A goal new to an experiment recorded and `begun` (visitors
         counted) judges it from the UTC day after `now`; a goal once recorded keeps its
-        day, removed and put back (a server still serving older rules does that)."""
-        since = dict(self.since)
+        day, or the start, removed and put back (a server still serving older rules does
+        that)."""
+        since, ever = dict(self.since), dict(self.ever)
         for name, goals in running.items():
-            held = self.experiments.get(name)
-            days = {**dict.fromkeys(held or (), ""), **self.since.get(name, _NONE)}
-            late = held is not None and name in begun
-            for goal in goals:
-                if goal not in days:
-                    days[goal] = utc_day(_next_day(now)) if late else ""
-            since[name] = MappingProxyType(days)
+            had = self._had(name)
+            days = dict(self.since_of(name))
+            if name in self.experiments and name in begun:
+                days |= {goal: utc_day(_next_day(now)) for goal in goals if goal not in had}
+            ever[name] = tuple(sorted(had | set(goals)))
+            if days:
+                since[name] = MappingProxyType(days)
         return GoalCatalog(MappingProxyType({**self.experiments, **running}), self.version,
                            MappingProxyType({**self.variants, **(variants or {})}),
-                           MappingProxyType(since))
+                           MappingProxyType(since), MappingProxyType(ever))
 
     def joining(self, running: Mapping[str, tuple[str, ...]]) -> list[str]:
         """The experiments recorded to which `running` adds a goal never recorded for them
         (the trainer asks the store whether visitors were counted for them)."""
         return sorted(name for name, goals in running.items()
-                      if name in self.experiments and set(goals) - set(
-                          self.experiments[name]) - set(self.since.get(name, _NONE)))
+                      if name in self.experiments and set(goals) - self._had(name))
 
     def encode(self) -> bytes:
         data: dict[str, object] = {
@@ -109,6 +117,8 @@ class GoalCatalog:
         if self.since:
             data["since"] = {name: dict(sorted(days.items()))
                              for name, days in sorted(self.since.items())}
+        if self.ever:
+            data["ever"] = {name: list(goals) for name, goals in sorted(self.ever.items())}
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -124,10 +134,12 @@ class GoalCatalog:
             since = {str(name): MappingProxyType({_goal(goal): _day(day)
                                                   for goal, day in days.items()})
                      for name, days in document.get("since", {}).items()}
+            ever = {str(name): tuple(_goal(goal) for goal in goals)
+                    for name, goals in document.get("ever", {}).items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an experiment goals table: {exc!r}") from exc
         return cls(MappingProxyType(experiments), version, MappingProxyType(variants),
-                   MappingProxyType(since))
+                   MappingProxyType(since), MappingProxyType(ever))
 
 
 _NONE: Mapping[str, str] = MappingProxyType({})
@@ -140,9 +152,9 @@ def _goal(value: object) -> str:
 
 
 def _day(value: object) -> str:
-    """A recorded day ("" for from the start); ValueError unless one as utc_day writes."""
+    """A recorded day; ValueError unless one as utc_day writes it."""
     day = _goal(value)
-    if day and datetime.date.fromisoformat(day).isoformat() != day:
+    if datetime.date.fromisoformat(day).isoformat() != day:
         raise ValueError(f"not a day: {day!r}")
     return day
 

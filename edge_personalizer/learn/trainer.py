@@ -155,8 +155,8 @@ class Trainer:
                  if any(t.exposures for t in (await self.store.totals(name)).values())]
         recorded = held.with_running(*running, begun=begun, now=self.clock())
         self._recorded = None   # until recorded: looked at again next tick
-        if (recorded.experiments, recorded.variants, recorded.since) != (
-                held.experiments, held.variants, held.since):
+        if (recorded.experiments, recorded.variants, recorded.since, recorded.ever) != (
+                held.experiments, held.variants, held.since, held.ever):
             if await self.store.publish_if(catalog.TABLE_NAME, recorded.encode(),
                                            version=held.version) is None:
                 return False   # another worker recorded first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from types import MappingProxyType
@@ -132,8 +133,15 @@ def test_a_goal_joining_an_experiment_with_visitors_judges_it_from_the_next_day(
     # kept once the experiment is removed from the rules
     assert dict(back.with_running({}).since_of("hero-test")) == {"purchase": "2026-12-06"}
     again = GoalCatalog.decode(undone.encode(), 5)
-    assert again.since == undone.since and again.version == 5
+    assert (again.since, again.ever, again.version) == (undone.since, undone.ever, 5)
+    # the readers of the release before read every day the table gives (they took "" for
+    # none: the record was wiped, and written again without its days, at every look)
+    written = json.loads(undone.encode())
+    assert all(day_start(day) for days in written["since"].values() for day in days.values())
+    assert written["ever"] == {"hero-test": ["purchase", "sign-up", "signup"],
+                               "new-test": ["purchase"], "quiet-test": ["purchase", "signup"]}
     for junk in (b'{"experiments": {}, "since": {"a": {"x": "soon"}}}',
+                 b'{"experiments": {}, "since": {"a": {"x": ""}}}',
                  b'{"experiments": {}, "since": {"a": {"x": "20261205"}}}',
                  b'{"experiments": {}, "since": {"a": ["x"]}}'):
         with pytest.raises(ValueError):
