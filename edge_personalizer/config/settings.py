@@ -127,8 +127,8 @@ class Settings:
     body_timeout: float = option(
         60.0, convert=to_float, section=_SERVER, flag="--body-timeout", metavar="SECONDS",
         help="longest pause while a client sends a request body; past it, a body must also "
-             "average 1 KiB a second (16 KiB for a long upload while the upload slots are "
-             "nearly all taken; else 408 and the connection closed)")
+             "average 1 KiB a second (16 KiB for a long upload while others are turned "
+             "away for want of an upload slot; else 408 and the connection closed)")
     max_header_bytes: int = option(32 * 1024, convert=to_int, section=_SERVER,
                                    help="largest request head, in bytes (4096 or more)")
     max_header_count: int = option(100, convert=to_int, section=_SERVER,

@@ -1,10 +1,12 @@
 """The client's request body as the origin gets it: streamed, within the size limit, and
 cut off when it stalls or trickles (408, as nginx's client_body_timeout; a long upload
-must keep a faster pace while the upload slots are nearly all taken)."""
+must keep a faster pace while others are turned away for want of an upload slot)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 
 from starlette.types import Message, Receive
@@ -14,12 +16,14 @@ from ..errors import RequestRejected, UpstreamError
 # Bytes a second a request body must average once `body_timeout` has passed: a client
 # sending a byte every few seconds never pauses for long, and is still cut off.
 BODY_MIN_RATE = 1024
-# ... and a long upload, while three quarters of the upload slots are taken, after a
-# second's grace (not `body_timeout`'s): clients trickling just above BODY_MIN_RATE would
-# otherwise hold every slot for hours (~28 h for 100 MiB), or reconnect each timeout;
-# holding them all now takes 16 KiB/s each, and a slow mobile uplink still passes.
+# ... and a long upload, from the moment every upload slot is taken with an upload turned
+# away in the last PRESSURE_SPAN seconds, after a second's grace: clients trickling just
+# above BODY_MIN_RATE held every slot for hours (~28 h for 100 MiB) while others got 503s;
+# now holding them while others wait takes 16 KiB/s each. With no one turned away, no
+# upload is asked more than BODY_MIN_RATE.
 PRESSED_MIN_RATE = 16 * 1024
 PRESSED_GRACE = 1.0
+PRESSURE_SPAN = 10.0
 # A request body up to this size is read whole before the origin is asked (nginx's
 # client_body_buffer_size is 8-16 KiB; in memory, per request under way).
 FIRST_BYTES = 64 * 1024
@@ -44,7 +48,9 @@ class RequestBody:
         self._received = 0
         self._waited = 0.0   # seconds spent waiting for the client (not for a slow origin)
         self._first = b""    # read by first(), streamed first
-        self.pressed: Callable[[], bool] = _never   # the upload slots nearly all taken
+        self.pressed: Callable[[], bool] = _never   # uploads turned away, none free
+        self._pressed_from: tuple[int, float] | None = None   # (received, waited) then
+        self._receiving: asyncio.Future[Message] | None = None   # a receive waited for
 
     async def first(self) -> bytes | None:
         """Reads the body's first FIRST_BYTES, before the origin is asked: the whole body
@@ -80,21 +86,7 @@ class RequestBody:
         else:
             # The next bytes within `timeout`, and the whole body at the least rate on
             # average once `timeout` has passed.
-            loop = asyncio.get_running_loop()
-            pressed = self.pressed()
-            rate, grace = (PRESSED_MIN_RATE, min(timeout, PRESSED_GRACE)) if pressed \
-                else (BODY_MIN_RATE, timeout)
-            budget = min(timeout, grace + self._received / rate - self._waited)
-            asked = loop.time()
-            try:
-                async with asyncio.timeout(max(0.0, budget)):
-                    message = await self._receive()
-            except TimeoutError:
-                why = " while the upload slots are nearly all taken" if pressed else ""
-                raise self._refuse(f"request body too slow ({self._received} bytes in "
-                                   f"{self._waited + loop.time() - asked:.1f} s, under "
-                                   f"{rate} bytes/s{why})", 408) from None
-            self._waited += loop.time() - asked
+            message = await self._within(timeout)
         if message["type"] == "http.disconnect":
             self.client_gone = True
             raise UpstreamError("client disconnected while sending the request body")
@@ -105,6 +97,48 @@ class RequestBody:
         more = bool(message.get("more_body", False))
         self.finished = not more
         return chunk, more
+
+    async def _within(self, timeout: float) -> Message:
+        """The next message within `timeout`, the whole body at the least rate on average
+        once `timeout` has passed, and at PRESSED_MIN_RATE since the pressure began while
+        it lasts (asked again when the wait ends: a slot freed meanwhile ends it)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            budget = min(timeout, timeout + self._received / BODY_MIN_RATE - self._waited)
+            rate, why = BODY_MIN_RATE, ""
+            if not self.pressed():
+                self._pressed_from = None
+            else:   # counted from when the pressure began, not over the whole body
+                if self._pressed_from is None:
+                    self._pressed_from = (self._received, self._waited)
+                sent, waited = self._pressed_from
+                pressed = PRESSED_GRACE + (self._received - sent) / PRESSED_MIN_RATE \
+                    - (self._waited - waited)
+                if pressed < budget:
+                    budget, rate = pressed, PRESSED_MIN_RATE
+                    why = " while other uploads are turned away for want of a slot"
+            asked = loop.time()
+            # The receiving goes on across the waits (cancelled, it could lose a message
+            # that came at the last moment), and ends only with a refusal.
+            receiving = self._receiving or asyncio.ensure_future(self._receive())
+            self._receiving = receiving
+            try:
+                done, _ = await asyncio.wait((receiving,), timeout=max(0.0, budget))
+            except BaseException:   # the request itself cancelled: its receive with it
+                receiving.cancel()
+                self._receiving = None
+                raise
+            self._waited += loop.time() - asked
+            if done:
+                self._receiving = None
+                message: Message = receiving.result()
+                return message
+            if rate == PRESSED_MIN_RATE and not self.pressed():
+                continue   # the pressure ended while it waited: waits on as before
+            receiving.cancel()
+            self._receiving = None
+            raise self._refuse(f"request body too slow ({self._received} bytes in "
+                               f"{self._waited:.1f} s, under {rate} bytes/s{why})", 408)
 
     def _refuse(self, reason: str, status: int) -> RequestRejected:
         """Keeps the refusal to answer, and gives a copy to raise: the raised one's
@@ -121,17 +155,22 @@ class Uploads:
     take them all from the site's pages. A slot is given back once its body has ended
     (all sent, refused or abandoned), not when the origin answers."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.cap = cap
         self.sending = 0
+        self.clock = clock
+        self._turned_away = -math.inf   # when an upload last found no slot
 
     def pressed(self) -> bool:
-        """Whether three quarters of the slots are taken (uploads must keep up a rate)."""
-        return self.sending * 4 >= self.cap * 3
+        """Whether every slot is taken and an upload was turned away within
+        PRESSURE_SPAN seconds: those sending must keep up PRESSED_MIN_RATE."""
+        return self.sending >= self.cap \
+            and self.clock() - self._turned_away < PRESSURE_SPAN
 
     def take(self) -> Callable[[], None] | None:
         """A slot's release (harmless to call again), or None when all are taken."""
         if self.sending >= self.cap:
+            self._turned_away = self.clock()
             return None
         self.sending += 1
         released = False

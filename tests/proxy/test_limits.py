@@ -196,10 +196,10 @@ def test_long_uploads_trickling_cannot_hold_every_upload_slot(
         origin: Server, tmp_path: Path) -> None:
     # Clients sending a long body just above the least rate (here ~4 KiB/s) held every
     # upload slot for as long as their bodies lasted (hours), and every other long upload
-    # got a 503. With the slots all taken (2 of 8 connections), they must keep 16 KiB/s
-    # once the body timeout has passed; alone, the same pace is left alone.
+    # got a 503. Once one is turned away with every slot taken (2 of 8 connections), those
+    # sending must keep 16 KiB/s from then on; while no one waits, the same pace is fine.
     proxy = start_proxy(tmp_path, "--origin", origin.url, env={
-        "EP_MAX_CONNECTIONS": "8", "EP_BODY_TIMEOUT": "1"})
+        "EP_MAX_CONNECTIONS": "8", "EP_BODY_TIMEOUT": "5"})
     started = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
     clients: list[socket.socket] = []
 
@@ -223,20 +223,27 @@ def test_long_uploads_trickling_cannot_hold_every_upload_slot(
                 client.setblocking(True)
         return answers
 
+    def connect(head: bytes) -> socket.socket:
+        client = socket.create_connection(("127.0.0.1", proxy.port))
+        clients.append(client)
+        client.sendall(head)
+        return client
+
     try:
-        clients.append(socket.create_connection(("127.0.0.1", proxy.port)))
-        clients[0].sendall(started + b"x" * 70_000)
-        assert trickle(2.0) == [b""]   # one slot of two taken: its pace is enough
-        clients.append(socket.create_connection(("127.0.0.1", proxy.port)))
-        clients[1].sendall(started + b"x" * 70_000)
-        first, second = trickle(5.0)   # both slots taken: the one behind first is cut
-        assert first.startswith(b"HTTP/1.1 408 ") and b"nearly all taken" in first, first
-        assert second == b""   # one slot of two taken again: its pace is enough
-        # a long upload sent at a good pace takes the free slot and goes through
-        fast = socket.create_connection(("127.0.0.1", proxy.port))
-        clients.append(fast)
-        fast.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
-                     + b"x" * 200_000)
+        for _ in range(2):
+            connect(started + b"x" * 70_000)
+        assert trickle(3.0) == [b"", b""]   # every slot taken, no one turned away: fine
+        turned_away = connect(started + b"x" * 70_000)
+        assert turned_away.recv(65536).startswith(b"HTTP/1.1 503 ")
+        clients.remove(turned_away)
+        turned_away.close()
+        answers = trickle(4.0)
+        cut = [answer for answer in answers if answer]
+        assert len(cut) == 1 and cut[0].startswith(b"HTTP/1.1 408 "), answers
+        assert b"turned away for want of a slot" in cut[0]
+        # a long upload sent at a good pace takes the slot freed and goes through
+        fast = connect(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
+                       + b"x" * 200_000)
         assert b" 200 " in fast.recv(65536)
     finally:
         for client in clients:

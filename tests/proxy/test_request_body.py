@@ -15,6 +15,7 @@ from edge_personalizer.errors import RequestRejected, UpstreamError
 from edge_personalizer.proxy.request_body import (
     BODY_MIN_RATE,
     PRESSED_MIN_RATE,
+    PRESSURE_SPAN,
     RequestBody,
     Uploads,
 )
@@ -88,25 +89,49 @@ async def test_a_trickle_without_long_pauses_is_408_once_its_average_is_too_low(
     assert time.monotonic() - started < 0.2 + 100 / BODY_MIN_RATE + 0.5
 
 
-async def test_while_the_upload_slots_are_nearly_all_taken_a_body_must_keep_a_faster_pace(
-        ) -> None:
-    # 512 bytes every 50 ms (10 KiB/s): above the least rate, below the pressed one
+async def test_while_uploads_are_turned_away_a_body_must_keep_a_faster_pace() -> None:
+    # 256 bytes every 50 ms (5 KiB/s): above the least rate, below the pressed one
     def trickle() -> RequestBody:
-        return RequestBody(Client([b"x" * 512] * 20, gap=0.05).receive, limit=1 << 20,
+        return RequestBody(Client([b"x" * 256] * 40, gap=0.05).receive, limit=1 << 20,
                            timeout=0.2)
 
     assert len(await read(trickle())) == 10240
     pressed = trickle()
     pressed.pressed = lambda: True
+    started = time.monotonic()
     with pytest.raises(RequestRejected) as raised:
         await read(pressed)
-    assert raised.value.status == 408 and "nearly all taken" in str(raised.value)
-    assert BODY_MIN_RATE < 10240 < PRESSED_MIN_RATE
-    uploads = Uploads(4)
-    releases = [uploads.take(), uploads.take()]
-    assert not uploads.pressed()
-    releases.append(uploads.take())
-    assert uploads.pressed()
+    assert raised.value.status == 408 and "turned away" in str(raised.value)
+    assert time.monotonic() - started < 1.9   # cut after about 1.5 s of pressure
+    assert BODY_MIN_RATE < 5120 < PRESSED_MIN_RATE
+    # counted from when the pressure began: a body slow before it has its grace then
+    late = RequestBody(Client([b"x" * 256] * 80, gap=0.05).receive, limit=1 << 20,
+                       timeout=0.2)
+    looks = 0
+
+    def pressed_after_a_second() -> bool:
+        nonlocal looks
+        looks += 1
+        return looks > 20
+
+    late.pressed = pressed_after_a_second
+    with pytest.raises(RequestRejected):
+        await read(late)
+    assert 40 * 256 < late._received < 80 * 256
+
+
+async def test_uploads_are_pressed_while_all_slots_are_taken_and_one_was_turned_away(
+        ) -> None:
+    now = [0.0]
+    uploads = Uploads(2, clock=lambda: now[0])
+    first, second = uploads.take(), uploads.take()
+    assert first is not None and second is not None and not uploads.pressed()
+    assert uploads.take() is None and uploads.pressed()
+    first()
+    assert not uploads.pressed()   # a slot is free: the one turned away may come in
+    assert uploads.take() is not None and uploads.pressed()
+    now[0] += PRESSURE_SPAN
+    assert not uploads.pressed()   # no one turned away for a while
 
 
 async def test_a_steady_body_past_the_timeout_is_left_alone() -> None:
