@@ -208,10 +208,10 @@ def _redirect_left_out(goal: GoalSpec, status: int) -> bool:
 
 
 def goals_not_counted(all_seen: Iterable[Mapping[str, Mapping[str, object]]]) -> list[str]:
-    """What to tell of the goals whose requests mostly met a broken page (at least 3, and
-    at least as many as reached the goal), or a redirect their `status:` leaves out (at
-    least 3, none reaching it), summed over `all_seen` (each worker's GoalReader.seen, of
-    the same rules)."""
+    """What to tell of the goals whose requests mostly met a broken page, or a redirect
+    their `status:` leaves out (at least 3, and at least as many as reached the goal;
+    redirects more than twice as many), summed over `all_seen` (each worker's
+    GoalReader.seen, of the same rules)."""
     summed: dict[str, dict[str, int]] = {}
     for seen in all_seen:
         for goal, of_goal in seen.items():
@@ -222,8 +222,11 @@ def goals_not_counted(all_seen: Iterable[Mapping[str, Mapping[str, object]]]) ->
     told = []
     for goal, counted in sorted(summed.items()):
         reached = counted.pop(REACHED, 0)
-        # redirects beside answers that reach it are a page's own way (a slash added)
-        tally = {status: n for status, n in counted.items() if not reached or int(status) >= 400}
+        # redirects about as many as the answers that reach it are a page's own way (a
+        # slash added, then the page); many more, the goal's status: misses its answer
+        redirected = sum(n for status, n in counted.items() if int(status) < 400)
+        tally = {status: n for status, n in counted.items()
+                 if int(status) >= 400 or redirected > 2 * reached}
         failed = sum(tally.values())
         if failed < 3 or failed < reached:
             continue

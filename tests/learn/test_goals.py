@@ -162,3 +162,10 @@ def test_requests_answered_as_a_goal_s_status_leaves_out_are_tallied() -> None:
     slash = tallied({200}, (301, 200, 301, 200, 301, 200, 301))
     assert slash == {"purchase": {"301": 4, "reached": 3}}
     assert goals_not_counted([slash]) == []
+    # a form answering 303 once done and 200 when a field is wrong, under status: [200]:
+    # the few 200s counted do not hide the many 303s
+    form = tallied({200}, (200,) * 5 + (303,) * 40)
+    assert goals_not_counted([form]) == [
+        "goal 'purchase': 40 requests that meet it were answered 303 (40) and not counted "
+        "(5 reached it): its status: leaves out 303 (add it if that answer reaches the "
+        "goal: a form that redirects once done answers 303), or check its when:"]
