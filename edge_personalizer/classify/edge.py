@@ -179,10 +179,10 @@ def edge_geo(headers: Mapping[str, str], mapping: EdgeMapping | None = None, *,
             values["region"] = f"{country}-{region.upper()}"
         else:
             del values["region"]
-    if not values:
-        return None
     if values.get("continent") not in _CONTINENTS:
         values.pop("continent", None)
+    if not values:
+        return None
     return Geo(eu=country in _EU if country else None, source="edge", **values)
 
 

@@ -78,6 +78,7 @@ def test_a_header_sent_twice_or_no_country_code_tells_nothing() -> None:
     assert twice == Geo(country="GB", city="Washington, D.C.", eu=False, source="edge")
     # a region code without its country (dropped as above) is dropped with it
     assert ALL.geo({"cf-ipcountry": "US, GB", "cf-region-code": "ENG"}) is None
+    assert ALL.geo({"cf-ipcontinent": "Europe"}) is None   # nothing the edge tells
 
 
 LONDON = Geo(country="GB", region="GB-ENG", city="London", postal="SW1",
