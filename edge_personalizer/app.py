@@ -43,7 +43,7 @@ from .learn.store import open_store
 from .learn.trainer import Trainer, bandit_specs, catalog_reader, model_reader, weights_reader
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
-from .observability.workers import WorkerBoard, board_directory
+from .observability.workers import Publisher, WorkerBoard, board_directory
 from .personalize import PersonalizeMiddleware
 from .personalize.personalizer import Personalizer
 from .personalize.slot_presence import slots_not_found
@@ -82,6 +82,8 @@ class EdgeApp:
         self.rules = _rule_book(settings, keys[0], self._reloaded, inherited)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
+            # (a worker replaced after a crash inherits its server's refusal, if any)
+            self.metrics.reload_failing.set(1 if self.rules.last_error else 0)
         self.proxy: OriginProxy | None = None
         if site is None:
             site = self.proxy = _origin_proxy(settings, trusted, self.metrics)
@@ -130,13 +132,14 @@ class EdgeApp:
         # for the whole server whichever worker a request reaches.
         self.board = (WorkerBoard(board_directory(settings.data_dir, os.getppid()))
                       if settings.workers > 1 else None)
-        self._published = True   # the last publishing of this worker's state worked
         self.admin = admin = Admin(
             metrics=self.metrics, token=AdminToken(token),
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
             geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
             flusher=self.flusher, server_pid=_server_pid(),
             notes=_page_notes(personalized.personalizer, self.rules, self.learning))
+        self.publisher = (Publisher(self.board, admin.state, self.metrics.state_unpublished.set)
+                          if self.board is not None else None)
         routes = admin.routes()
         routes |= Results(store=self.store, rules=self.rules, token=AdminToken(token)).routes()
         dashboard = Dashboard(store=self.store, rules=self.rules, token=token,
@@ -165,33 +168,8 @@ class EdgeApp:
         elif not ok:
             self.metrics.rule_reload_failures.inc()
         self.metrics.reload_failing.set(0 if ok else 1)
-        self._publish()
-
-    def _publish(self) -> None:
-        if self.board is None:
-            return
-        try:
-            self.board.publish(self.admin.state())
-        except OSError as exc:   # a full disk: this worker's answers for the server go stale
-            if self._published:
-                logger.warning("this worker's state cannot be published to %s: %s",
-                               self.board.directory, exc)
-            self._published = False
-        else:
-            if not self._published:
-                logger.warning("this worker's state is published to %s again",
-                               self.board.directory)
-            self._published = True
-        self.metrics.state_unpublished.set(0 if self._published else 1)
-
-    async def _publish_every_second(self) -> None:
-        try:
-            while True:
-                self._publish()
-                await anyio.sleep(1.0)
-        finally:
-            if self.board is not None:
-                self.board.leave()
+        if self.publisher is not None:
+            self.publisher.publish()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # Background work (the rules watcher, the counts' flusher) lives in a task group
@@ -201,14 +179,15 @@ class EdgeApp:
             if message["type"] != "lifespan.startup":
                 return
             await tasks.start(self.flusher.run)
-            # the published tables read before the first request (and the trainer's step)
-            await tasks.start(self.weights.run)
-            await tasks.start(self.model.run)
-            await tasks.start(self.catalog.run)
+            # the published tables read before the first request (and the trainer's step),
+            # the three at once (each bounded by the store's timeouts)
+            async with anyio.create_task_group() as readers:
+                for reader in (self.weights, self.model, self.catalog):
+                    readers.start_soon(tasks.start, reader.run)
             await tasks.start(self.trainer.run)
-            if self.board is not None:
+            if self.publisher is not None:
                 tasks.start_soon(kept_running, "publishing this worker's state",
-                                 self._publish_every_second)
+                                 self.publisher.run)
             if self.rules is not None:
                 interval = self.settings.rules_watch_interval
                 if interval > 0:

@@ -181,9 +181,9 @@ class Metrics:
             "ep_rules_reload_failing", "Workers whose last reload of the rules was refused "
             "(an edit on disk they do not serve)", registry=r)
         self.state_unpublished = Gauge(
-            "ep_worker_state_unpublished", "Workers whose state cannot be written to the "
-            "workers' board in data_dir (a full disk): the server's metrics, health and "
-            "reload answers leave them out but for the one answering", registry=r)
+            "ep_worker_state_unpublished", "1 when a worker's state cannot be written to "
+            "the workers' board in data_dir (a full disk): the server's metrics, health and "
+            "reload answers leave it out but when it answers", registry=r)
         r.register(_RequestMetrics(self.requests, self.request_seconds, self.origin_seconds,
                                    self.personalization_seconds, self.decisions))
 

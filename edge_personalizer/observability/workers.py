@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import threading
@@ -22,16 +23,21 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import anyio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 # Gauges that are not summed across workers: how they combine instead.
+# (A worker that cannot publish tells only when it answers: 1 if it, or another whose
+# last state got through, cannot.)
 _GAUGES: Mapping[str, Callable[[Iterable[float]], float]] = MappingProxyType({
-    "ep_store_up": min, "ep_rules_loaded_timestamp_seconds": max})
+    "ep_store_up": min, "ep_rules_loaded_timestamp_seconds": max,
+    "ep_worker_state_unpublished": max})
 _CREATED = "_created"      # a counter's creation time: the earliest is the server's
 _RETIRED = "retired.prom"  # the counts of workers gone, in the Prometheus text format
 _LOCK = ".lock"
+logger = logging.getLogger(__name__)
 
 
 def board_directory(data_dir: Path, server_pid: int) -> Path:
@@ -42,11 +48,26 @@ def board_directory(data_dir: Path, server_pid: int) -> Path:
 def start_afresh(directory: Path) -> None:
     """Empties a server's board before its workers start: a server given the pid of an
     earlier one (pid 1 in a container, on a kept volume) must not count that one's
-    workers as its own. The boards of servers gone go too (one a restart, else)."""
+    workers as its own. The boards of servers gone go too (one a restart, else): those of
+    no process here, untouched for a minute (a server of another pid namespace sharing
+    data_dir, or the workers of a server killed outright, write theirs every second)."""
     shutil.rmtree(directory, ignore_errors=True)
     for board in directory.parent.glob("*") if directory.parent.is_dir() else ():
-        if board.name.isdigit() and board.is_dir() and not _alive(int(board.name)):
+        if board.name.isdigit() and board.is_dir() and not _alive(int(board.name)) \
+                and time.time() - _last_written(board) > _IDLE_BOARD:
             shutil.rmtree(board, ignore_errors=True)
+
+
+_IDLE_BOARD = 60.0   # seconds
+
+
+def _last_written(board: Path) -> float:
+    """When anything in a board was last written (its states, its lock, its retired)."""
+    try:
+        return max((path.stat().st_mtime for path in board.iterdir()),
+                   default=board.stat().st_mtime)
+    except OSError:
+        return time.time()   # (going away, or unreadable: kept)
 
 
 class WorkerBoard:
@@ -181,6 +202,43 @@ class WorkerBoard:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class Publisher:
+    """Publishes this worker's `state()` to its board every second (and when asked: after
+    a reload), telling when it cannot (the log, and `unpublished(1)` for the metrics) and
+    when it can again; hands its counts on when it stops."""
+
+    def __init__(self, board: WorkerBoard, state: Callable[[], dict[str, Any]],
+                 unpublished: Callable[[int], None]) -> None:
+        self.board = board
+        self.state = state
+        self.unpublished = unpublished
+        self._published = True   # the last publishing worked
+
+    def publish(self) -> None:
+        self.unpublished(0)   # (what the state tells, once published)
+        try:
+            self.board.publish(self.state())
+        except OSError as exc:   # a full disk: this worker's answers for the server go stale
+            if self._published:
+                logger.warning("this worker's state cannot be published to %s: %s",
+                               self.board.directory, exc)
+            self._published = False
+            self.unpublished(1)
+            return
+        if not self._published:
+            logger.warning("this worker's state is published to %s again",
+                           self.board.directory)
+        self._published = True
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.publish()
+                await anyio.sleep(1.0)
+        finally:
+            self.board.leave()
 
 
 def _alive(pid: int) -> bool:

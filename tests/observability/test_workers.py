@@ -146,13 +146,18 @@ def test_a_server_s_board_starts_afresh(tmp_path: Path) -> None:
     assert combined_metrics(old.others_metrics())   # the last run's counts
     start_afresh(directory)
     assert WorkerBoard(directory).others_metrics() == []
-    # the boards of servers gone (each restart left one, ~5 KB) go; a live server's stays
-    gone, live = board_directory(tmp_path, 999999997), board_directory(tmp_path, os.getpid())
-    for board in (gone, live, directory):
+    # the boards of servers gone (each restart left one, ~5 KB) go; a live server's stays,
+    # and so does one written within the minute (a server whose pids are not this one's)
+    gone, recent = board_directory(tmp_path, 999999997), board_directory(tmp_path, 999999996)
+    live = board_directory(tmp_path, os.getpid())
+    for board in (gone, recent, live, directory):
         board.mkdir(parents=True, exist_ok=True)
         (board / "retired.prom").write_text("")
+    an_hour_ago = time.time() - 3600
+    os.utime(gone / "retired.prom", (an_hour_ago, an_hour_ago))
     start_afresh(directory)
-    assert sorted(p.name for p in directory.parent.iterdir()) == [str(os.getpid())]
+    assert sorted(p.name for p in directory.parent.iterdir()) == [
+        str(os.getpid()), "999999996"]
 
 
 def test_a_board_that_cannot_be_written_is_told_and_its_end_too(
@@ -195,7 +200,7 @@ def test_a_board_that_cannot_be_written_is_told_and_its_end_too(
         time.sleep(2.5)
         health, metrics = told()
         assert "board" not in health and len(health["workers"]) == 2
-        assert "ep_worker_state_unpublished 0.0" in metrics
+        assert "ep_worker_state_unpublished 0.0" in metrics   # (its first state after)
     finally:
         proxy.stop()
     assert proxy.log().count("state is published to") == 2   # each worker's, once
