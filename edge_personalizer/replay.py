@@ -147,6 +147,7 @@ class Replay:
         # A new visitor's id is made from their key in the log, so a log replays to the
         # same ids, and so the same buckets, every time (ids are random on the live site).
         self._visitor = ""
+        self._read_tables = False   # the store's published tables, read before the first
         if self.app.classifier.profiles is not None:
             self.app.classifier.profiles.new_id = self._visitor_id
 
@@ -156,6 +157,10 @@ class Replay:
         return base64.urlsafe_b64encode(digest).decode()
 
     async def request(self, logged: LoggedRequest) -> Replayed:
+        if not self._read_tables:   # as a serving worker reads them before it serves
+            self._read_tables = True
+            for reader in (self.app.weights, self.app.model, self.app.catalog):
+                await reader.refresh()
         if logged.time is not None:
             self.now = logged.time
         self._visitor = logged.jar_key()

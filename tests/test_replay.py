@@ -8,13 +8,15 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 import anyio
 import pytest
 
 from edge_personalizer.config import load_settings
 from edge_personalizer.errors import SettingsError
-from edge_personalizer.learn.catalog import read_catalog
+from edge_personalizer.learn.catalog import TABLE_NAME, GoalCatalog, day_start, read_catalog
+from edge_personalizer.learn.counters import utc_day
 from edge_personalizer.learn.results import results
 from edge_personalizer.learn.store import open_store
 from edge_personalizer.replay import LoggedRequest, Replay
@@ -212,3 +214,32 @@ def test_a_log_s_counts_go_to_the_store_in_one_write(redis_server: RedisServer) 
     # (a first call of each script loads it)
     assert int(flushes.group(1)) - int(flushes.group(2)) == 2
     assert "cmdstat_hincrby:calls=" in stats   # the counts are there
+
+
+def test_a_replay_judges_a_goal_from_the_day_the_store_says_it_joined(tmp_path: Path) -> None:
+    # The store's record says purchase joined hero-test on a day: a visitor of the log
+    # exposed before it counts no purchase (the replay read no record, and counted it).
+    settings = load_settings({}, rules_dir=RULES, data_dir=tmp_path, profile_keys="k" * 32)
+    start = 1_795_000_000.0
+    joined = utc_day(start + 86_400)
+    goals = load_rules(RULES).experiment("hero-test").goals   # type: ignore[union-attr]
+
+    async def replay() -> list[str]:
+        store = open_store(settings.store_location())
+        await store.publish(TABLE_NAME, GoalCatalog(
+            MappingProxyType({"hero-test": goals}),
+            since=MappingProxyType({"hero-test": {"purchase": joined}})).encode())
+        replayer = Replay(settings)
+        for visitor, seen in (("early", start), ("late", day_start(joined) + 60.0)):
+            for path, at in (("/page/home?exp=on", seen),
+                             ("/page/checkout/thanks?total=10", seen + 2 * 86_400)):
+                await replayer.request(LoggedRequest(
+                    url=f"https://shop.example{path}", time=at, visitor=visitor,
+                    headers={"user-agent": BROWSER}))
+        await replayer.finish()
+        totals = await store.totals("hero-test")
+        await store.close()
+        return [key.day for key, tally in totals.items() if key.goal for _ in
+                range(tally.conversions)]
+
+    assert anyio.run(replay) == [utc_day(day_start(joined) + 60.0 + 2 * 86_400)]   # late's
