@@ -59,14 +59,21 @@ def test_anyone_reads_whether_it_is_ready_and_only_the_operator_the_details(
         gone.stop()
 
 
-def test_health_and_the_dashboard_tell_a_goal_whose_page_fails(origin: Server,
-                                                                 tmp_path: Path) -> None:
-    # A goal on a page the site answered 404 counted nothing for as long as it ran, and
-    # nothing said why ("No conversions on signup yet").
+@pytest.mark.parametrize(("goal", "status", "advice"), [
+    # a goal on a page the site answered 404 counted nothing for as long as it ran, and
+    # nothing said why ("No conversions on signup yet")
+    ("{when: {request.path: /status/404}}", 404,
+     "check its page (moved, or failing?) and its when:"),
+    # a form answered 303 (to its thank-you page) under `status: [200]`: the same
+    ("{when: {request.path: /status/303}, status: [200]}", 303,
+     "its status: leaves out 303 (add it if that answer reaches the goal: a form that "
+     "redirects once done answers 303), or check its when:")])
+def test_health_and_the_dashboard_tell_a_goal_whose_requests_are_not_counted(
+        origin: Server, tmp_path: Path, goal: str, status: int, advice: str) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "site.yaml").write_text(
-        "slots: {hero: {}}\ngoals:\n  signup: {when: {request.path: /status/404}}\n"
+        f"slots: {{hero: {{}}}}\ngoals:\n  signup: {goal}\n"
         "experiments:\n  - name: e\n    slot: hero\n    goals: [signup]\n"
         "    variants: {control: {}, b: {html: x}}\n")
     server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
@@ -75,40 +82,16 @@ def test_health_and_the_dashboard_tell_a_goal_whose_page_fails(origin: Server,
                "rv:133.0) Gecko/20100101 Firefox/133.0"}
     try:
         for _ in range(3):
-            assert httpx.get(server.url + "/status/404", headers=browser).status_code == 404
+            page = httpx.get(f"{server.url}/status/{status}", headers=browser)
+            assert page.status_code == status
         told = server.health().json()["rules"]["goals_not_counted"]
         segments = httpx.get(f"{server.url}/__ep/dashboard/segments",
                              headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
     finally:
         server.stop()
-    assert told == ["goal 'signup': 3 requests that meet it were answered 404 (3) and not "
-                    "counted (0 reached it): check its page (moved, or failing?) and its "
-                    "when:"]
+    assert told == [f"goal 'signup': 3 requests that meet it were answered {status} (3) and "
+                    f"not counted (0 reached it): {advice}"]
     assert "goal &#39;signup&#39;: 3 requests" in segments.split('data-banner="notices"')[1]
-
-
-def test_health_tells_a_goal_whose_requests_are_answered_as_its_status_leaves_out(
-        origin: Server, tmp_path: Path) -> None:
-    # A form answered 303 (to its thank-you page) under `status: [200]` counted nothing.
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(
-        "slots: {hero: {}}\ngoals:\n  signup:\n    when: {request.path: /status/303}\n"
-        "    status: [200]\n")
-    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
-                         env={"EP_PROFILE_KEYS": PROFILE_KEY})
-    browser = {"accept": "text/html", "user-agent": "Mozilla/5.0 (X11; Linux x86_64; "
-               "rv:133.0) Gecko/20100101 Firefox/133.0"}
-    try:
-        for _ in range(3):
-            assert httpx.get(server.url + "/status/303", headers=browser).status_code == 303
-        told = server.health().json()["rules"]["goals_not_counted"]
-    finally:
-        server.stop()
-    assert told == ["goal 'signup': 3 requests that meet it were answered 303 (3) and not "
-                    "counted (0 reached it): its status: leaves out 303 (add it if that "
-                    "answer reaches the goal: a form that redirects once done answers 303), "
-                    "or check its when:"]
 
 
 def test_a_server_started_from_a_rules_directory_without_rule_files_says_so(

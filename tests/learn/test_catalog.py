@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 
@@ -183,11 +185,11 @@ experiments:
 STOPPED = STOPPING.partition("experiments:")[0]
 
 
-def test_a_stopped_experiment_counts_late_conversions_only_on_its_own_goals(
-        origin: Server, tmp_path: Path) -> None:
-    # A visitor exposed while hero-test ran buys, and signs up, after it was removed from
-    # the rules: the signup counts for it (within the goal's window), the purchase (a goal
-    # it was never judged on) does not; its results show the signup alone.
+@contextlib.contextmanager
+def shown_hero_test(origin: Server, tmp_path: Path
+                    ) -> Iterator[tuple[Server, httpx.Client, str, str, Path]]:
+    """A proxy serving STOPPING into its own SQLite store, and a visitor shown hero-test:
+    the server, the visitor's client and profile cookie, the store's URL, the rule file."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "site.yaml").write_text(STOPPING)
@@ -198,31 +200,38 @@ def test_a_stopped_experiment_counts_late_conversions_only_on_its_own_goals(
     try:
         with httpx.Client(base_url=server.url, timeout=10.0) as client:
             assert client.get("/slotted/home", headers=PAGE).status_code == 200
-            cookie = client.cookies["ep_profile"]
-            deadline = time.monotonic() + 10
-            while "hero-test" not in read_store(url, read_catalog).experiments:
-                assert time.monotonic() < deadline, "the experiment's goals were not recorded"
-                time.sleep(0.1)
-            time.sleep(0.5)   # every worker's copy of the record refreshed (every 0.2 s)
-            server.serve_rules(rules / "site.yaml", STOPPED)
-            for path in ("/page/thanks", "/page/signup"):
-                client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
-            deadline = time.monotonic() + 10
-            while True:
-                (stopped,) = client.get("/__ep/results", headers=ADMIN).json()["experiments"]
-                if stopped["goals"].get("signup", {}).get("variants"):
-                    if sum(v["converted"] for v in stopped["goals"]["signup"][
-                            "variants"].values()) == 1:
-                        break
-                assert time.monotonic() < deadline, f"the signup was not counted: {stopped}"
-                time.sleep(0.2)
+            yield server, client, client.cookies["ep_profile"], url, rules / "site.yaml"
     finally:
         server.stop()
+
+
+def test_a_stopped_experiment_counts_late_conversions_only_on_its_own_goals(
+        origin: Server, tmp_path: Path) -> None:
+    # A visitor exposed while hero-test ran buys, and signs up, after it was removed from
+    # the rules: the signup counts for it (within the goal's window), the purchase (a goal
+    # it was never judged on) does not; its results show the signup alone.
+    with shown_hero_test(origin, tmp_path) as (server, client, cookie, url, rules):
+        deadline = time.monotonic() + 10
+        while "hero-test" not in read_store(url, read_catalog).experiments:
+            assert time.monotonic() < deadline, "the experiment's goals were not recorded"
+            time.sleep(0.1)
+        time.sleep(0.5)   # every worker's copy of the record refreshed (every 0.2 s)
+        server.serve_rules(rules, STOPPED)
+        for path in ("/page/thanks", "/page/signup"):
+            client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
+        deadline = time.monotonic() + 10
+        while True:
+            (stopped,) = client.get("/__ep/results", headers=ADMIN).json()["experiments"]
+            if stopped["goals"].get("signup", {}).get("variants"):
+                if sum(v["converted"] for v in stopped["goals"]["signup"][
+                        "variants"].values()) == 1:
+                    break
+            assert time.monotonic() < deadline, f"the signup was not counted: {stopped}"
+            time.sleep(0.2)
     assert stopped["status"] == "stopped" and list(stopped["goals"]) == ["signup"]
     totals = read_store(url, lambda store: store.totals("hero-test"))
     assert {key.goal: tally.conversions for key, tally in totals.items() if key.goal} == {
         "signup": 1}
-
 
 
 def test_a_goal_added_while_an_experiment_runs_counts_no_visitor_exposed_before(
@@ -231,40 +240,27 @@ def test_a_goal_added_while_an_experiment_runs_counts_no_visitor_exposed_before(
     # The visitor buys and signs up: the signup counts, the purchase (a goal that was not
     # there when they were shown the page) does not, and the results say from which day
     # purchase judges the experiment.
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(STOPPING)
-    url = sqlite_url(tmp_path / "ep.db")
-    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
-        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
-        "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_STORE_POLL_INTERVAL": "0.2"})
-    try:
-        with httpx.Client(base_url=server.url, timeout=10.0) as client:
-            assert client.get("/slotted/home", headers=PAGE).status_code == 200
-            cookie = client.cookies["ep_profile"]
-            deadline = time.monotonic() + 10
-            while not read_store(url, lambda store: store.totals("hero-test")):
-                assert time.monotonic() < deadline, "the exposure was not counted"
-                time.sleep(0.1)
-            server.serve_rules(rules / "site.yaml",
-                               STOPPING.replace("goals: [signup]", "goals: [signup, purchase]"))
-            days = {utc_day(time.time() + 86_400)}   # (the next UTC day, either side of
-            deadline = time.monotonic() + 10          # a midnight met meanwhile)
-            while (tomorrow := read_store(url, read_catalog).since_of("hero-test").get(
-                    "purchase")) not in days | {utc_day(time.time() + 86_400)}:
-                assert time.monotonic() < deadline, "purchase's day was not recorded"
-                time.sleep(0.1)
-            for path in ("/page/thanks", "/page/signup"):
-                client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
-            deadline = time.monotonic() + 10
-            while True:
-                (hero,) = client.get("/__ep/results", headers=ADMIN).json()["experiments"]
-                if sum(v["converted"] for v in hero["goals"]["signup"]["variants"].values()):
-                    break
-                assert time.monotonic() < deadline, f"the signup was not counted: {hero}"
-                time.sleep(0.2)
-    finally:
-        server.stop()
+    with shown_hero_test(origin, tmp_path) as (server, client, cookie, url, rules):
+        deadline = time.monotonic() + 10
+        while not read_store(url, lambda store: store.totals("hero-test")):
+            assert time.monotonic() < deadline, "the exposure was not counted"
+            time.sleep(0.1)
+        server.serve_rules(rules, STOPPING.replace("goals: [signup]", "goals: [signup, purchase]"))
+        days = {utc_day(time.time() + 86_400)}   # (the next UTC day, either side of
+        deadline = time.monotonic() + 10          # a midnight met meanwhile)
+        while (tomorrow := read_store(url, read_catalog).since_of("hero-test").get(
+                "purchase")) not in days | {utc_day(time.time() + 86_400)}:
+            assert time.monotonic() < deadline, "purchase's day was not recorded"
+            time.sleep(0.1)
+        for path in ("/page/thanks", "/page/signup"):
+            client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
+        deadline = time.monotonic() + 10
+        while True:
+            (hero,) = client.get("/__ep/results", headers=ADMIN).json()["experiments"]
+            if sum(v["converted"] for v in hero["goals"]["signup"]["variants"].values()):
+                break
+            assert time.monotonic() < deadline, f"the signup was not counted: {hero}"
+            time.sleep(0.2)
     purchase = hero["goals"]["purchase"]
     assert purchase["since"] == tomorrow
     assert sum(v["converted"] for v in purchase["variants"].values()) == 0
