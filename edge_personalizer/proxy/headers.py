@@ -196,10 +196,12 @@ class OriginRequest:
     """A client request as the origin should get it (immutable; a plain class: one is
     made for every request, see ClientAddress)."""
 
-    def __init__(self, forwarding: Forwarding, headers: RawHeaders, has_body: bool) -> None:
+    def __init__(self, forwarding: Forwarding, headers: RawHeaders, has_body: bool,
+                 length: int | None = None) -> None:
         self.forwarding: Final = forwarding
         self.headers: Final = headers
         self.has_body: Final = has_body
+        self.length: Final = length   # the body's Content-Length (None: chunked, or none)
 
 
 class RequestReader:
@@ -239,19 +241,22 @@ class RequestReader:
             raise RequestRejected("a request needs exactly one, non-empty Host header",
                                   status=400)
         has_body = _framing(scan)
-        for value in scan.lengths:
+        length = None
+        for value in scan.lengths:   # (one at most: _framing)
             value = value.strip()
             if not value.isdigit():
                 raise RequestRejected("invalid Content-Length", status=400)
-            if int(value) > limits.max_body_bytes:
-                raise RequestRejected(f"request body too large ({int(value)} bytes, limit "
+            length = int(value)
+            if length > limits.max_body_bytes:
+                raise RequestRejected(f"request body too large ({length} bytes, limit "
                                       f"{limits.max_body_bytes})", status=413)
-            has_body = has_body or int(value) > 0
+            has_body = has_body or length > 0
         if address.trusted_peer:
             fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
             prior = scan.forwarded
             return OriginRequest(fwd, scan.kept + scan.from_proxies
-                                 + _forwarding_headers(fwd, prior, self.host_sent), has_body)
+                                 + _forwarding_headers(fwd, prior, self.host_sent), has_body,
+                                 length)
         key = (address.peer, scheme, scan.host if scan.host is not None else server_host)
         known = self._direct.get(key)
         if known is None:
@@ -261,7 +266,7 @@ class RequestReader:
         fwd, added = known
         headers = scan.kept
         headers += added
-        return OriginRequest(fwd, headers, has_body)
+        return OriginRequest(fwd, headers, has_body, length)
 
 
 _HOST: Final = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")

@@ -173,7 +173,7 @@ class OriginProxy:
         body = (RequestBody(receive, self.limits.max_body_bytes, self.body_timeout)
                 if request.has_body else None)
         try:
-            payload = await to_send(body, self.uploads)
+            payload = await to_send(body, self.uploads, request.length)
         except (RequestRejected, UpstreamError) as exc:
             return await request_failed(exc, body, scope, send, self.observer)
         if payload is None:

@@ -183,16 +183,18 @@ class Uploads:
         return release
 
 
-async def to_send(body: RequestBody | None,
-                  uploads: Uploads) -> AsyncIterator[bytes] | bytes | None:
+async def to_send(body: RequestBody | None, uploads: Uploads,
+                  length: int | None = None) -> AsyncIterator[bytes] | bytes | None:
     """What the origin is sent of a request's body: nothing, the body read whole, or the
     body still coming, which holds an upload slot (given back when it ends): None when
-    none is free."""
+    none is free. A body whose `length` says it is long takes its slot before a byte of
+    it is read (so one turned away is not sent: `Expect: 100-continue` is answered 503)."""
     if body is None:
         return b""
-    whole = await body.first()
-    if whole is not None:
-        return whole
+    if length is None or length <= FIRST_BYTES:
+        whole = await body.first()
+        if whole is not None:
+            return whole
     body.done = uploads.take()
     if body.done is None:
         return None

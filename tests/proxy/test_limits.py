@@ -249,3 +249,28 @@ def test_long_uploads_trickling_cannot_hold_every_upload_slot(
         for client in clients:
             client.close()
         proxy.stop()
+
+
+def test_a_long_upload_turned_away_is_told_before_it_sends_its_body(
+        origin: Server, tmp_path: Path) -> None:
+    # A long upload with every slot taken was read for its first 64 KiB before its 503,
+    # and with `Expect: 100-continue` its client was asked for the body it would not send.
+    proxy = start_proxy(tmp_path, "--origin", origin.url, env={"EP_MAX_CONNECTIONS": "8"})
+    long_head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n"
+    clients = []
+    try:
+        for _ in range(2):   # both upload slots (2 of 8 connections) taken
+            clients.append(socket.create_connection(("127.0.0.1", proxy.port)))
+            clients[-1].sendall(long_head + b"\r\n" + b"x" * 1000)
+        time.sleep(0.3)
+        for expect in (b"", b"Expect: 100-continue\r\n"):
+            waiting = socket.create_connection(("127.0.0.1", proxy.port), timeout=3)
+            clients.append(waiting)
+            waiting.sendall(long_head + expect + b"\r\n")   # the head alone
+            answer = waiting.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 503 "), answer
+            assert b"100 Continue" not in answer
+    finally:
+        for client in clients:
+            client.close()
+        proxy.stop()
