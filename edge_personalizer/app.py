@@ -82,6 +82,7 @@ class EdgeApp:
         self.rules = _rule_book(settings, keys[0], self._reloaded, inherited)
         if self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
+            self.metrics.serving(self.rules.current.version)
             # (a worker replaced after a crash inherits its server's refusal, if any)
             self.metrics.reload_failing.set(1 if self.rules.last_error else 0)
         self.proxy: OriginProxy | None = None
@@ -166,6 +167,7 @@ class EdgeApp:
     def _reloaded(self, ok: bool) -> None:
         if ok and self.rules is not None:
             self.metrics.rules_loaded.set(self.rules.current.loaded_at)
+            self.metrics.serving(self.rules.current.version)
         elif not ok:
             self.metrics.rule_reload_failures.inc()
         self.metrics.reload_failing.set(0 if ok else 1)

@@ -177,6 +177,9 @@ class Metrics:
             "kind (header, beacon, value)", ["kind"], registry=r)
         self.rule_reload_failures = Counter("ep_rule_reload_failures",
                                             "Rule reloads rejected as invalid", registry=r)
+        self.rules_serving = Gauge(
+            "ep_rules_serving", "Workers serving each version of the rules (one series "
+            "while they agree)", ["version"], registry=r)
         self.reload_failing = Gauge(
             "ep_rules_reload_failing", "Workers whose last reload of the rules was refused "
             "(an edit on disk they do not serve)", registry=r)
@@ -186,6 +189,11 @@ class Metrics:
             "reload answers leave it out but when it answers", registry=r)
         r.register(_RequestMetrics(self.requests, self.request_seconds, self.origin_seconds,
                                    self.personalization_seconds, self.decisions))
+
+    def serving(self, version: str) -> None:
+        """This worker serves `version` of the rules now."""
+        self.rules_serving.clear()
+        self.rules_serving.labels(version=version).set(1)
 
     # ProxyObserver
     def origin_responded(self, seconds: float) -> None:

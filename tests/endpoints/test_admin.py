@@ -299,6 +299,10 @@ def test_a_reload_reaches_every_worker(two_workers: tuple[Server, Path]) -> None
     assert answer["reloaded"] is True
     assert {w["rules_version"] for w in answer["workers"]} == {answer["version"]}
     assert len(answer["workers"]) == 2
+    time.sleep(1.5)   # every worker has published since: one series while they agree
+    serving = [line for line in _metrics(server).splitlines()
+               if line.startswith("ep_rules_serving{")]
+    assert serving == [f'ep_rules_serving{{version="{answer["version"]}"}} 2.0']
     for _ in range(10):   # whichever worker answers, it has the new rules
         page = httpx.get(server.url + "/page/x?added=1", headers={"accept": "text/html"})
         assert page.headers.get("x-added") == "yes"
