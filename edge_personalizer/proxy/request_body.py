@@ -17,13 +17,19 @@ from ..errors import RequestRejected, UpstreamError
 # sending a byte every few seconds never pauses for long, and is still cut off.
 BODY_MIN_RATE = 1024
 # ... and a long upload, from the moment every upload slot is taken with an upload turned
-# away in the last PRESSURE_SPAN seconds, after a second's grace: clients trickling just
-# above BODY_MIN_RATE held every slot for hours (~28 h for 100 MiB) while others got 503s;
-# now holding them while others wait takes 16 KiB/s each. With no one turned away, no
-# upload is asked more than BODY_MIN_RATE.
+# away in the last PRESSURE_SPAN seconds, after PRESSED_GRACE (a stall of a mobile link or
+# a lost packet's retransmission passes): clients trickling just above BODY_MIN_RATE held
+# every slot for hours (~28 h for 100 MiB) while others got 503s; now holding them while
+# others wait takes 16 KiB/s each. With no one turned away, no upload is asked more than
+# BODY_MIN_RATE.
 PRESSED_MIN_RATE = 16 * 1024
-PRESSED_GRACE = 1.0
+PRESSED_GRACE = 5.0
 PRESSURE_SPAN = 10.0
+# A body in more messages than this must average SMALLEST_PARTS bytes a message: each costs
+# the worker ~50-80 µs whatever its size, and a body sent in 1-byte chunks (1.8 MB on the
+# wire for 300 KB) took half a minute of a worker's time.
+MANY_PARTS = 1024
+SMALLEST_PARTS = 256
 # A request body up to this size is read whole before the origin is asked (nginx's
 # client_body_buffer_size is 8-16 KiB; in memory, per request under way).
 FIRST_BYTES = 64 * 1024
@@ -46,6 +52,7 @@ class RequestBody:
         self.client_gone = False
         self.finished = False   # every message of the body received
         self._received = 0
+        self._parts = 0      # the messages it came in
         self._waited = 0.0   # seconds spent waiting for the client (not for a slow origin)
         self._first = b""    # read by first(), streamed first
         self.pressed: Callable[[], bool] = _never   # uploads turned away, none free
@@ -94,32 +101,43 @@ class RequestBody:
         self._received += len(chunk)
         if self._received > self._limit:
             raise self._refuse(f"request body too large (over {self._limit} bytes)", 413)
+        self._parts += 1
+        if self._parts > MANY_PARTS and self._received < self._parts * SMALLEST_PARTS:
+            raise self._refuse(f"request body in parts too small ({self._received} bytes in "
+                               f"{self._parts} parts; {SMALLEST_PARTS} bytes a part on "
+                               "average past the first 1,024)", 400)
         more = bool(message.get("more_body", False))
         self.finished = not more
         return chunk, more
 
     async def _within(self, timeout: float) -> Message:
-        """The next message within `timeout`, the whole body at the least rate on average
-        once `timeout` has passed, and at PRESSED_MIN_RATE since the pressure began while
-        it lasts (asked again when the wait ends: a slot freed meanwhile ends it)."""
+        """The next message within `timeout` (a pause), the whole body at the least rate
+        on average once `timeout` has passed, and at PRESSED_MIN_RATE since the pressure
+        began while it lasts (asked again when the wait ends: a slot freed meanwhile ends
+        it)."""
         loop = asyncio.get_running_loop()
         while True:
             budget = min(timeout, timeout + self._received / BODY_MIN_RATE - self._waited)
-            rate, why = BODY_MIN_RATE, ""
-            if not self.pressed():
-                self._pressed_from = None
-            else:   # counted from when the pressure began, not over the whole body
-                if self._pressed_from is None:
-                    self._pressed_from = (self._received, self._waited)
-                sent, waited = self._pressed_from
-                pressed = PRESSED_GRACE + (self._received - sent) / PRESSED_MIN_RATE \
-                    - (self._waited - waited)
-                if pressed < budget:
-                    budget, rate = pressed, PRESSED_MIN_RATE
-                    why = " while other uploads are turned away for want of a slot"
+            why = (f"no bytes for {timeout:g} s" if budget == timeout else
+                   f"{self._received} bytes in {self._waited + budget:.1f} s, under "
+                   f"{BODY_MIN_RATE} bytes/s")
+            pressed = self._pressed_budget(timeout)
+            by_pressure = pressed is not None and pressed[0] < budget
+            if pressed is not None and by_pressure:
+                budget, why = pressed
             asked = loop.time()
-            # The receiving goes on across the waits (cancelled, it could lose a message
-            # that came at the last moment), and ends only with a refusal.
+            if pressed is None and self._receiving is None:
+                # (a timeout refuses: the receive may go with it)
+                try:
+                    async with asyncio.timeout(max(0.0, budget)):
+                        message: Message = await self._receive()
+                except TimeoutError:
+                    self._waited += loop.time() - asked
+                    raise self._refuse(f"request body too slow ({why})", 408) from None
+                self._waited += loop.time() - asked
+                return message
+            # Under pressure a wait that ends as it ends waits on: the receive goes on
+            # across the waits (cancelled, it could lose a message come at the last moment).
             receiving = self._receiving or asyncio.ensure_future(self._receive())
             self._receiving = receiving
             try:
@@ -131,14 +149,29 @@ class RequestBody:
             self._waited += loop.time() - asked
             if done:
                 self._receiving = None
-                message: Message = receiving.result()
+                message = receiving.result()
                 return message
-            if rate == PRESSED_MIN_RATE and not self.pressed():
+            if by_pressure and not self.pressed():
                 continue   # the pressure ended while it waited: waits on as before
             receiving.cancel()
             self._receiving = None
-            raise self._refuse(f"request body too slow ({self._received} bytes in "
-                               f"{self._waited:.1f} s, under {rate} bytes/s{why})", 408)
+            raise self._refuse(f"request body too slow ({why})", 408)
+
+    def _pressed_budget(self, timeout: float) -> tuple[float, str] | None:
+        """The wait PRESSED_MIN_RATE leaves since the pressure began, and why it would be
+        too slow; None while there is no pressure."""
+        if not self.pressed():
+            self._pressed_from = None
+            return None
+        if self._pressed_from is None:
+            self._pressed_from = (self._received, self._waited)
+        sent, waited = self._pressed_from
+        budget = PRESSED_GRACE + (self._received - sent) / PRESSED_MIN_RATE \
+            - (self._waited - waited)
+        return budget, (f"{self._received - sent} bytes in "
+                        f"{self._waited - waited + max(0.0, budget):.1f} s since other "
+                        f"uploads were turned away for want of a slot, under "
+                        f"{PRESSED_MIN_RATE} bytes/s")
 
     def _refuse(self, reason: str, status: int) -> RequestRejected:
         """Keeps the refusal to answer, and gives a copy to raise: the raised one's

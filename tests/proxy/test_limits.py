@@ -197,7 +197,8 @@ def test_long_uploads_trickling_cannot_hold_every_upload_slot(
     # Clients sending a long body just above the least rate (here ~4 KiB/s) held every
     # upload slot for as long as their bodies lasted (hours), and every other long upload
     # got a 503. Once one is turned away with every slot taken (2 of 8 connections), those
-    # sending must keep 16 KiB/s from then on; while no one waits, the same pace is fine.
+    # sending must keep 16 KiB/s from then on (after 5 s); while no one waits, the same
+    # pace is fine.
     proxy = start_proxy(tmp_path, "--origin", origin.url, env={
         "EP_MAX_CONNECTIONS": "8", "EP_BODY_TIMEOUT": "5"})
     started = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
@@ -237,7 +238,7 @@ def test_long_uploads_trickling_cannot_hold_every_upload_slot(
         assert turned_away.recv(65536).startswith(b"HTTP/1.1 503 ")
         clients.remove(turned_away)
         turned_away.close()
-        answers = trickle(4.0)
+        answers = trickle(8.0)   # (a stall of up to 5 s passes: cut after ~6.6 s)
         cut = [answer for answer in answers if answer]
         assert len(cut) == 1 and cut[0].startswith(b"HTTP/1.1 408 "), answers
         assert b"turned away for want of a slot" in cut[0]
@@ -274,3 +275,18 @@ def test_a_long_upload_turned_away_is_told_before_it_sends_its_body(
         for client in clients:
             client.close()
         proxy.stop()
+
+
+def test_a_body_in_a_great_many_tiny_chunks_is_refused(origin: Server, tmp_path: Path) -> None:
+    # 300 KB sent in 1-byte chunks (1.8 MB on the wire) took a worker half a minute of
+    # its time, and its slowness was charged to the client.
+    proxy = start_proxy(tmp_path, "--origin", origin.url)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as client:
+            client.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * 20_000
+                           + b"0\r\n\r\n")
+            answer = client.recv(65536)
+    finally:
+        proxy.stop()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"parts too small" in answer, answer

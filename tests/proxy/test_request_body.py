@@ -12,6 +12,7 @@ import pytest
 from starlette.types import Message
 
 from edge_personalizer.errors import RequestRejected, UpstreamError
+from edge_personalizer.proxy import request_body
 from edge_personalizer.proxy.request_body import (
     BODY_MIN_RATE,
     PRESSED_MIN_RATE,
@@ -89,7 +90,9 @@ async def test_a_trickle_without_long_pauses_is_408_once_its_average_is_too_low(
     assert time.monotonic() - started < 0.2 + 100 / BODY_MIN_RATE + 0.5
 
 
-async def test_while_uploads_are_turned_away_a_body_must_keep_a_faster_pace() -> None:
+async def test_while_uploads_are_turned_away_a_body_must_keep_a_faster_pace(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(request_body, "PRESSED_GRACE", 0.5)   # (5 s in the server)
     # 256 bytes every 50 ms (5 KiB/s): above the least rate, below the pressed one
     def trickle() -> RequestBody:
         return RequestBody(Client([b"x" * 256] * 40, gap=0.05).receive, limit=1 << 20,
@@ -117,7 +120,35 @@ async def test_while_uploads_are_turned_away_a_body_must_keep_a_faster_pace() ->
     late.pressed = pressed_after_a_second
     with pytest.raises(RequestRejected):
         await read(late)
-    assert 40 * 256 < late._received < 80 * 256
+    assert 30 * 256 < late._received < 60 * 256   # (whole-body: cut at the 21st)
+
+
+async def test_under_pressure_a_good_pace_outlasts_a_stall_of_a_few_seconds() -> None:
+    # An upload at ~160 KiB/s was cut by one 1.9 s stall just after another was turned
+    # away (the pressure's grace was a second).
+    messages = [{"type": "http.request", "body": b"x" * 8192, "more_body": True}] * 20
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+    sent = iter(messages)
+    stalls = iter([2.0] + [0.05] * 20)   # the stall as the pressure begins
+
+    async def stalling() -> Message:
+        await asyncio.sleep(next(stalls))
+        return next(sent)
+
+    body = RequestBody(stalling, limit=1 << 20, timeout=3.0)
+    body.pressed = lambda: True
+    assert len(await read(body)) == 20 * 8192
+
+
+async def test_a_body_in_a_great_many_tiny_parts_is_refused() -> None:
+    # 300 KB in 1-byte chunks took a worker half a minute of its time.
+    body = RequestBody(Client([b"x"] * 3000, ends=True).receive, limit=1 << 20, timeout=5.0)
+    with pytest.raises(RequestRejected) as raised:
+        await read(body)
+    assert raised.value.status == 400 and "parts too small" in str(raised.value)
+    assert body._received == 1025   # refused past the first 1,024 parts
+    fine = RequestBody(Client([b"x" * 300] * 3000).receive, limit=1 << 21, timeout=5.0)
+    assert len(await read(fine)) == 900_000
 
 
 async def test_uploads_are_pressed_while_all_slots_are_taken_and_one_was_turned_away(
