@@ -40,7 +40,7 @@ class RequestBody:
     """The client's request body, streamed to the origin, within the size limit and
     `timeout` (None: none).
 
-    After `stream()` ends early, `rejected` is the refusal to answer (413, 408) and
+    After `stream()` ends early, `rejected` is the refusal to answer (413, 408, 400) and
     `client_gone` says the server ended the body itself (the client left, or sent a body
     it cannot frame)."""
 
@@ -122,9 +122,9 @@ class RequestBody:
             why = (f"no bytes for {timeout:g} s" if budget == timeout else
                    f"{self._received} bytes in {self._waited + budget:.1f} s, under "
                    f"{BODY_MIN_RATE} bytes/s")
-            pressed = self._pressed_budget(timeout)
+            pressed = self._pressed_budget()
             by_pressure = pressed is not None and pressed[0] < budget
-            if pressed is not None and by_pressure:
+            if by_pressure and pressed is not None:
                 budget, why = pressed
             asked = loop.time()
             if pressed is None and self._receiving is None:
@@ -137,8 +137,9 @@ class RequestBody:
                     raise self._refuse(f"request body too slow ({why})", 408) from None
                 self._waited += loop.time() - asked
                 return message
-            # Under pressure a wait that ends as it ends waits on: the receive goes on
-            # across the waits (cancelled, it could lose a message come at the last moment).
+            # Under pressure a wait that runs out as the pressure ends waits on, so the
+            # receive goes on across the waits (cancelled, it could lose a message that
+            # came at the last moment).
             receiving = self._receiving or asyncio.ensure_future(self._receive())
             self._receiving = receiving
             try:
@@ -158,7 +159,7 @@ class RequestBody:
             self._receiving = None
             raise self._refuse(f"request body too slow ({why})", 408)
 
-    def _pressed_budget(self, timeout: float) -> tuple[float, str] | None:
+    def _pressed_budget(self) -> tuple[float, str] | None:
         """The wait PRESSED_MIN_RATE leaves since the pressure began, and why it would be
         too slow; None while there is no pressure."""
         if not self.pressed():
