@@ -117,14 +117,21 @@ def plan_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> Plan:
 
 
 def _judge(plan: Plan, goals: tuple[str, ...], all_rows: Mapping[CountKey, Tally],
-           cells: list[str], since: Mapping[str, str] = MappingProxyType({})
+           cells: list[str], since: Mapping[str, str] = MappingProxyType({}),
+           replan: Callable[[Mapping[CountKey, Tally]], Plan] | None = None
            ) -> dict[str, Any]:
+    """The experiment judged on each of its goals; a goal that joined it under way on
+    the rows from its day, and by the plan `replan` makes of them (variants removed
+    before, splits edited before, are none of its business)."""
     goals_judged: dict[str, Any] = {}
     warnings: list[str] = []
+    whole_plan = plan
     for goal in goals:
         rows = from_day(all_rows, since.get(goal))
+        plan = whole_plan
         if goal in since:
             warnings.append(_joined_note(goal, since[goal], exposed(rows), exposed(all_rows)))
+            plan = replan(rows) if replan is not None else whole_plan
         # the whole experiment: within each cell's periods (cells have weights of their own)
         judged, cut = judged_on(plan, goal, rows, "cell and period" if cells else "period")
         warnings += [_unexposed_warning(variant, n, goal) for variant, n in cut.items()]
@@ -141,7 +148,7 @@ def _judge(plan: Plan, goals: tuple[str, ...], all_rows: Mapping[CountKey, Tally
         if goal in since:
             judged["since"] = since[goal]
         goals_judged[goal] = judged
-    return {"control": plan.control, "exposed": exposed(all_rows),
+    return {"control": whole_plan.control, "exposed": exposed(all_rows),
             "held_out": exposed(all_rows, held_out=True), "goals": goals_judged,
             "warnings": warnings}
 
@@ -170,7 +177,7 @@ def experiment_results(experiment: Experiment, totals: Mapping[CountKey, Tally],
     day `since` says (learn/catalog.py)."""
     rows = _rows_of(experiment.name, totals)
     judged = _judge(plan_of(experiment, rows), experiment.goals, rows,
-                    cells_of(experiment, rows), since)
+                    cells_of(experiment, rows), since, partial(plan_of, experiment))
     left: dict[str, int] = {}   # goals it no longer has (renamed, removed): their conversions, said
     for key, tally in rows.items():
         if key.goal != EXPOSURE and key.goal not in experiment.goals:

@@ -84,6 +84,12 @@ def test_a_goal_that_joined_under_way_judges_the_visitors_exposed_from_its_day()
     assert judged["warnings"] == [
         "purchase joined the experiment while it ran: judged on the 400 visitors exposed "
         "from 2026-12-03 on (of 2,400); those exposed before could not reach it"]
+    # a variant removed before purchase joined is none of purchase's business
+    totals[CountKey("hero-test", "old", "", "runners", "2026-12-02")] = Tally(500)
+    (judged,) = results(ruleset, totals, recorded)["experiments"]
+    assert set(judged["goals"]["purchase"]["variants"]) == {"control", "bold"}
+    assert judged["goals"]["signup"]["variants"]["old"]["removed"] is True
+    del totals[CountKey("hero-test", "old", "", "runners", "2026-12-02")]
     # removed from the rules, it is judged the same way
     (stopped,) = results(RuleSet.empty("v2"), totals, recorded)["experiments"]
     assert stopped["status"] == "stopped"
