@@ -131,11 +131,18 @@ class GoalCatalog:
                            for name, goals in document["experiments"].items()}
             variants = {str(name): tuple(_goal(variant) for variant in names)
                         for name, names in document.get("variants", {}).items()}
-            since = {str(name): MappingProxyType({_goal(goal): _day(day)
-                                                  for goal, day in days.items()})
-                     for name, days in document.get("since", {}).items()}
-            ever = {str(name): tuple(_goal(goal) for goal in goals)
-                    for name, goals in document.get("ever", {}).items()}
+            ever_had: dict[str, set[str]] = {
+                str(name): {_goal(goal) for goal in goals}
+                for name, goals in document.get("ever", {}).items()}
+            since = {}
+            for name, days in document.get("since", {}).items():
+                # ("" for a goal from the start: a record written between ad4e133 and
+                # 89f340e, read as one with `ever`)
+                since[str(name)] = MappingProxyType({_goal(goal): _day(day)
+                                                     for goal, day in days.items() if day})
+                ever_had.setdefault(str(name), set()).update(map(_goal, days))
+            since = {name: days for name, days in since.items() if days}
+            ever = {name: tuple(sorted(goals)) for name, goals in ever_had.items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an experiment goals table: {exc!r}") from exc
         return cls(MappingProxyType(experiments), version, MappingProxyType(variants),

@@ -142,8 +142,12 @@ def test_a_goal_joining_an_experiment_with_visitors_judges_it_from_the_next_day(
     assert all(day_start(day) for days in written["since"].values() for day in days.values())
     assert written["ever"] == {"hero-test": ["purchase", "sign-up", "signup"],
                                "new-test": ["purchase"], "quiet-test": ["purchase", "signup"]}
+    # a record with "" for the goals from the start (written for an hour on 2026-12-05)
+    between = GoalCatalog.decode(b'{"experiments": {"a": ["x", "y"]}, "since": '
+                                 b'{"a": {"x": "", "y": "2026-12-06", "z": ""}}}', 2)
+    assert dict(between.since) == {"a": {"y": "2026-12-06"}}
+    assert dict(between.ever) == {"a": ("x", "y", "z")}
     for junk in (b'{"experiments": {}, "since": {"a": {"x": "soon"}}}',
-                 b'{"experiments": {}, "since": {"a": {"x": ""}}}',
                  b'{"experiments": {}, "since": {"a": {"x": "20261205"}}}',
                  b'{"experiments": {}, "since": {"a": ["x"]}}'):
         with pytest.raises(ValueError):
