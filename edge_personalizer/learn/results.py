@@ -205,15 +205,19 @@ def stopped_results(name: str, totals: Mapping[CountKey, Tally],
         return _counted_only(name, "stopped", rows)
     goals = (recorded if recorded is not None
              else tuple(sorted({key.goal for key in rows} - {EXPOSURE})))
-    periods = {key.period for key in rows if key.goal == EXPOSURE}
-    kept = [v for v in variants if had is None or v in had] or variants
-    control = "control" if "control" in kept else kept[0]
-    plan = Plan(name, dict.fromkeys(kept, 1.0), tuple(v for v in variants if v not in kept),
-                control, len(periods) > 1, None, False)
+
+    def plan_of_stopped(rows: Mapping[CountKey, Tally]) -> Plan:
+        counted = _variants_counted(rows) or variants
+        periods = {key.period for key in rows if key.goal == EXPOSURE}
+        kept = [v for v in counted if had is None or v in had] or counted
+        control = "control" if "control" in kept else kept[0]
+        return Plan(name, dict.fromkeys(kept, 1.0), tuple(v for v in counted if v not in kept),
+                    control, len(periods) > 1, None, False)
+
     exposed = _exposed_by_cell(rows)
     cells = _most_exposed(exposed) if set(exposed) - {ALL_VISITORS} else []
     return {"name": name, "status": "stopped", "per": None,
-            **_judge(plan, goals, rows, cells, since)}
+            **_judge(plan_of_stopped(rows), goals, rows, cells, since, plan_of_stopped)}
 
 
 def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
