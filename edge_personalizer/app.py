@@ -109,7 +109,6 @@ class EdgeApp:
         self.catalog = catalog_reader(self.store, interval=poll)
         self.classifier.predictor = Predictor(lambda: self.model.current)
         self.trainer = Trainer(self.store, learn_interval=settings.learn_interval, tick=poll,
-                               clock=clock,   # (a replay's: the log's time)
                                specs=lambda: bandit_specs(self.rules.current,
                                                           self.catalog.current)
                                if self.rules is not None else [],
