@@ -66,12 +66,24 @@ class RequestBody:
         connection while its client sends it), else None (stream() gives them first)."""
         parts = []
         size = 0
-        while not self.finished and size < FIRST_BYTES:
+        # (to FIRST_BYTES and one message more: a body of just 64 KiB ends with an empty one)
+        while not self.finished and size <= FIRST_BYTES:
             chunk, _ = await self._next()
             parts.append(chunk)
             size += len(chunk)
         self._first = b"".join(parts)
         return self._first if self.finished else None
+
+    @property
+    def has_first(self) -> bool:
+        """Whether first() or first_part() has read the body's beginning."""
+        return bool(self._first)
+
+    async def first_part(self) -> None:
+        """Reads the body's first message (a client that sent `Expect: 100-continue` is
+        asked for its body now); stream() gives it first."""
+        chunk, _ = await self._next()
+        self._first = chunk
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
@@ -102,12 +114,12 @@ class RequestBody:
         self._received += len(chunk)
         if self._received > self._limit:
             raise self._refuse(f"request body too large (over {self._limit} bytes)", 413)
-        self._parts += 1
-        if self._parts > MANY_PARTS and self._received < self._parts * SMALLEST_PARTS:
-            raise self._refuse(f"request body in parts too small ({self._received} bytes in "
-                               f"{self._parts} parts; {SMALLEST_PARTS} bytes a part on "
-                               "average past the first 1,024)", 400)
         more = bool(message.get("more_body", False))
+        self._parts += 1
+        if more and self._parts > MANY_PARTS and self._received < self._parts * SMALLEST_PARTS:
+            raise self._refuse(f"request body in parts too small ({self._received} bytes in "
+                               f"{self._parts} parts; past 1,024 parts, {SMALLEST_PARTS} "
+                               "bytes a part on average)", 400)
         self.finished = not more
         return chunk, more
 
@@ -234,7 +246,10 @@ async def to_send(body: RequestBody | None, uploads: Uploads,
     if body.done is None:
         return None
     body.pressed = uploads.pressed
-    return body.stream()
+    if body.finished or body.has_first:
+        return body.stream()
+    await body.first_part()   # before the origin is asked: a client that sends nothing
+    return body.stream()      # holds no origin connection
 
 
 def _never() -> bool:

@@ -140,6 +140,14 @@ async def test_under_pressure_a_good_pace_outlasts_a_stall_of_a_few_seconds() ->
     assert len(await read(body)) == 20 * 8192
 
 
+async def test_a_body_of_just_64_kib_is_read_whole_as_granian_ends_it() -> None:
+    # granian ends a body with an empty message: 65,536 bytes then b"" needed an upload
+    # slot after the whole body had been read.
+    parts = [b"x" * 16384] * 4 + [b""]
+    body = RequestBody(Client(parts).receive, limit=1 << 20, timeout=5.0)
+    assert await body.first() == b"x" * 65536
+
+
 async def test_a_body_in_a_great_many_tiny_parts_is_refused() -> None:
     # 300 KB in 1-byte chunks took a worker half a minute of its time.
     body = RequestBody(Client([b"x"] * 3000, ends=True).receive, limit=1 << 20, timeout=5.0)
