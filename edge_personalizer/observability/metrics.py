@@ -177,6 +177,7 @@ class Metrics:
             "kind (header, beacon, value)", ["kind"], registry=r)
         self.rule_reload_failures = Counter("ep_rule_reload_failures",
                                             "Rule reloads rejected as invalid", registry=r)
+        self._serving: str | None = None   # the version rules_serving tells
         self.rules_serving = Gauge(
             "ep_rules_serving", "Workers serving each version of the rules (one series "
             "while they agree)", ["version"], registry=r)
@@ -191,9 +192,12 @@ class Metrics:
                                    self.personalization_seconds, self.decisions))
 
     def serving(self, version: str) -> None:
-        """This worker serves `version` of the rules now."""
-        self.rules_serving.clear()
+        """This worker serves `version` of the rules now (the new series set before the
+        old one goes: a scrape meanwhile never finds the worker in none)."""
         self.rules_serving.labels(version=version).set(1)
+        if self._serving not in (None, version):
+            self.rules_serving.remove(self._serving)
+        self._serving = version
 
     # ProxyObserver
     def origin_responded(self, seconds: float) -> None:
