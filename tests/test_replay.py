@@ -15,8 +15,8 @@ import pytest
 
 from edge_personalizer.config import load_settings
 from edge_personalizer.errors import SettingsError
-from edge_personalizer.learn.catalog import TABLE_NAME, GoalCatalog, day_start, read_catalog
-from edge_personalizer.learn.counters import utc_day
+from edge_personalizer.learn.catalog import TABLE_NAME, GoalCatalog, read_catalog
+from edge_personalizer.learn.counters import day_start, utc_day
 from edge_personalizer.learn.results import results
 from edge_personalizer.learn.store import open_store
 from edge_personalizer.replay import LoggedRequest, Replay

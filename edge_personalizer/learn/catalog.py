@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..rules.model import RuleSet
-from .counters import utc_day
+from .counters import day_start, next_day_start, utc_day
 from .store import Store
 
 TABLE_NAME = "experiment-goals"
-_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ class GoalCatalog:
             return day_start(day)
         if experiment not in self.experiments or goal in self._had(experiment):
             return 0
-        return _next_day(now)
+        return next_day_start(now)
 
     def with_running(self, running: Mapping[str, tuple[str, ...]],
                      variants: Mapping[str, tuple[str, ...]] | None = None, *,
@@ -93,7 +92,7 @@ class GoalCatalog:
             had = self._had(name)
             days = dict(self.since_of(name))
             if name in self.experiments and name in begun:
-                days |= {goal: utc_day(_next_day(now)) for goal in goals if goal not in had}
+                days |= {goal: utc_day(next_day_start(now)) for goal in goals if goal not in had}
             ever[name] = tuple(sorted(had | set(goals)))
             if days:
                 since[name] = MappingProxyType(days)
@@ -165,15 +164,6 @@ def _day(value: object) -> str:
         raise ValueError(f"not a day: {day!r}")
     return day
 
-
-def day_start(day: str) -> int:
-    """The POSIX time a UTC day ("2026-12-04") starts."""
-    return int(datetime.datetime.fromisoformat(day).replace(tzinfo=datetime.UTC).timestamp())
-
-
-def _next_day(now: float) -> int:
-    """The POSIX time the UTC day after `now` starts."""
-    return (int(now) // _DAY + 1) * _DAY
 
 
 async def read_catalog(store: Store) -> GoalCatalog:

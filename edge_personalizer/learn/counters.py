@@ -18,6 +18,7 @@ down. A new key past `max_keys` is refused, and its events are counted in `dropp
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import math
 import time
@@ -79,6 +80,16 @@ class Converted(NamedTuple):
 def utc_day(timestamp: float) -> str:
     """The UTC day of a POSIX timestamp, as keys carry it."""
     return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+
+
+def day_start(day: str) -> int:
+    """The POSIX time a UTC day, as keys carry it ("2026-12-04"), starts."""
+    return calendar.timegm(time.strptime(day, "%Y-%m-%d"))
+
+
+def next_day_start(timestamp: float) -> int:
+    """The POSIX time the UTC day after `timestamp`'s starts."""
+    return int(timestamp // _DAY + 1) * int(_DAY)
 
 
 class Accumulator:

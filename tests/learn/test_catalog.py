@@ -16,12 +16,11 @@ import pytest
 from edge_personalizer.learn.catalog import (
     TABLE_NAME,
     GoalCatalog,
-    day_start,
     read_catalog,
     running_goals,
     running_variants,
 )
-from edge_personalizer.learn.counters import utc_day
+from edge_personalizer.learn.counters import day_start, utc_day
 from edge_personalizer.learn.store import open_store, sqlite_url
 from edge_personalizer.rules.book import check_rules
 

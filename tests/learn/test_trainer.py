@@ -20,8 +20,8 @@ import pytest
 
 from edge_personalizer.learn.affinity import AFFINITY, INTEREST, AffinityModel, record
 from edge_personalizer.learn.bandit import TABLE_NAME, BanditSpec, WeightsTable
-from edge_personalizer.learn.catalog import GoalCatalog, day_start, read_catalog
-from edge_personalizer.learn.counters import EXPOSURE, Accumulator, CountKey, Tally
+from edge_personalizer.learn.catalog import GoalCatalog, read_catalog
+from edge_personalizer.learn.counters import EXPOSURE, Accumulator, CountKey, Tally, day_start
 from edge_personalizer.learn.store import Store, open_store, sqlite_url
 from edge_personalizer.learn.trainer import (
     Trainer,

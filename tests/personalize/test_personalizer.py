@@ -358,8 +358,8 @@ def test_rule_exposures_count_only_when_there_are_goals_to_judge_them_on(
 def test_a_removed_experiment_s_recorded_goals_never_bind_a_rule_of_its_name(
         tmp_path: Path) -> None:
     from edge_personalizer.learn.attribution import Learning
-    from edge_personalizer.learn.catalog import TABLE_NAME, GoalCatalog, day_start
-    from edge_personalizer.learn.counters import Accumulator
+    from edge_personalizer.learn.catalog import TABLE_NAME, GoalCatalog
+    from edge_personalizer.learn.counters import Accumulator, day_start
     from edge_personalizer.learn.store import open_store, sqlite_url
     from edge_personalizer.learn.trainer import catalog_reader
     from edge_personalizer.personalize.personalizer import _judged_on
