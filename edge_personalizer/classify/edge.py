@@ -170,8 +170,6 @@ def edge_geo(headers: Mapping[str, str], mapping: EdgeMapping | None = None, *,
     if mapping is not None:
         values.update({k: v for k, v in mapping.geo_values(headers).items() if v is not None})
     values = {k: v for k, v in values.items() if v is not None}
-    if not values:
-        return None
     country = values.get("country")
     region = values.get("region")
     if region and "-" not in region:   # a region code means nothing without its country

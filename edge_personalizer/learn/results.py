@@ -125,15 +125,14 @@ def _judge(plan: Plan, goals: tuple[str, ...], all_rows: Mapping[CountKey, Tally
     before, splits edited before, are none of its business)."""
     goals_judged: dict[str, Any] = {}
     warnings: list[str] = []
-    whole_plan = plan
     for goal in goals:
         rows = from_day(all_rows, since.get(goal))
-        plan = whole_plan
+        goal_plan = plan
         if goal in since:
             warnings.append(_joined_note(goal, since[goal], exposed(rows), exposed(all_rows)))
-            plan = replan(rows) if replan is not None else whole_plan
+            goal_plan = replan(rows) if replan is not None else plan
         # the whole experiment: within each cell's periods (cells have weights of their own)
-        judged, cut = judged_on(plan, goal, rows, "cell and period" if cells else "period")
+        judged, cut = judged_on(goal_plan, goal, rows, "cell and period" if cells else "period")
         warnings += [_unexposed_warning(variant, n, goal) for variant, n in cut.items()]
         if cells:
             by_cell: dict[str, dict[CountKey, Tally]] = {cell: {} for cell in cells}
@@ -143,12 +142,12 @@ def _judge(plan: Plan, goals: tuple[str, ...], all_rows: Mapping[CountKey, Tally
             judged["segments"] = {
                 cell: {"exposed": exposed(cell_rows),
                        "held_out": exposed(cell_rows, held_out=True),
-                       **judged_on(plan, goal, cell_rows)[0]}
+                       **judged_on(goal_plan, goal, cell_rows)[0]}
                 for cell, cell_rows in by_cell.items()}
         if goal in since:
             judged["since"] = since[goal]
         goals_judged[goal] = judged
-    return {"control": whole_plan.control, "exposed": exposed(all_rows),
+    return {"control": plan.control, "exposed": exposed(all_rows),
             "held_out": exposed(all_rows, held_out=True), "goals": goals_judged,
             "warnings": warnings}
 
