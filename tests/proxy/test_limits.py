@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -144,29 +145,48 @@ async def test_a_body_timeout_counts_the_clients_pauses_not_a_busy_origins() -> 
     assert sent[0]["status"] == 200, sent
 
 
+
+@contextlib.contextmanager
+def upload_proxy(origin: Server, tmp_path: Path, **env: str
+                 ) -> Iterator[tuple[Server, Callable[..., socket.socket]]]:
+    """A proxy with 2 upload slots (8 connections), and `connect(sent, timeout=None)`: a
+    raw client that has sent `sent`; every one closed and the proxy stopped after."""
+    proxy = start_proxy(tmp_path, "--origin", origin.url, env={"EP_MAX_CONNECTIONS": "8",
+                                                               **env})
+    opened: list[socket.socket] = []
+
+    def connect(sent: bytes, timeout: float | None = None) -> socket.socket:
+        client = socket.create_connection(("127.0.0.1", proxy.port), timeout=timeout)
+        opened.append(client)
+        client.sendall(sent)
+        return client
+
+    try:
+        yield proxy, connect
+    finally:
+        for client in opened:
+            client.close()
+        proxy.stop()
+
+
 def test_slow_uploads_take_at_most_a_quarter_of_the_origin_connections(
         origin: Server, tmp_path: Path) -> None:
     # Clients that send a request head and then a byte now and then each held an origin
     # connection; 1,100 of them left no answer for anyone. A body's first 64 KiB are read
     # before the origin is asked (holding no connection); a longer body still coming holds
     # one, and past a quarter of them (here 2 of 8) an upload gets a 503 at once.
-    proxy = start_proxy(tmp_path, "--origin", origin.url, env={"EP_MAX_CONNECTIONS": "8"})
     started = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
-    slow = []
-    try:
+    with upload_proxy(origin, tmp_path) as (proxy, connect):
+        slow = []
         for _ in range(3):
-            client = socket.create_connection(("127.0.0.1", proxy.port))
-            client.sendall(started + b"x" * 70_000)
-            slow.append(client)
+            slow.append(connect(started + b"x" * 70_000))
             time.sleep(0.3)
         third = slow[2].recv(65536)
         assert third.startswith(b"HTTP/1.1 503 ") and b"retry-after: 5" in third.lower()
         assert b"connection: close" in third.lower()   # the rest of its body is never read
         # Many short bodies, or slow ones, wait for no origin connection: the pages and
         # a checkout burst still come, however long the origin takes.
-        trickling = socket.create_connection(("127.0.0.1", proxy.port))
-        trickling.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\nab")
-        slow.append(trickling)
+        trickling = connect(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\nab")
         for _ in range(10):
             assert httpx.get(f"{proxy.url}/page/home", timeout=5).status_code == 200
         with ThreadPoolExecutor(8) as pool:
@@ -178,18 +198,12 @@ def test_slow_uploads_take_at_most_a_quarter_of_the_origin_connections(
         # One sent to its end, a long upload is taken again.
         slow[0].sendall(b"y" * 130_000)
         assert b" 200 " in slow[0].recv(65536)
-        client = socket.create_connection(("127.0.0.1", proxy.port))
-        client.sendall(started + b"x" * 70_000)
+        client = connect(started + b"x" * 70_000)
         time.sleep(0.3)
         client.sendall(b"y" * 130_000)
-        slow.append(client)
         assert b" 200 " in client.recv(65536)
         trickling.sendall(b"c" * 898)
         assert b" 200 " in trickling.recv(65536)
-    finally:
-        for client in slow:
-            client.close()
-        proxy.stop()
 
 
 def test_long_uploads_trickling_cannot_hold_every_upload_slot(
@@ -199,10 +213,8 @@ def test_long_uploads_trickling_cannot_hold_every_upload_slot(
     # got a 503. Once one is turned away with every slot taken (2 of 8 connections), those
     # sending must keep 16 KiB/s from then on (after 5 s); while no one waits, the same
     # pace is fine.
-    proxy = start_proxy(tmp_path, "--origin", origin.url, env={
-        "EP_MAX_CONNECTIONS": "8", "EP_BODY_TIMEOUT": "5"})
     started = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
-    clients: list[socket.socket] = []
+    clients: list[socket.socket] = []   # the ones trickling
 
     def trickle(seconds: float) -> list[bytes]:
         """Each client sends 400 bytes every 0.1 s for `seconds`; what each got back."""
@@ -224,19 +236,11 @@ def test_long_uploads_trickling_cannot_hold_every_upload_slot(
                 client.setblocking(True)
         return answers
 
-    def connect(head: bytes) -> socket.socket:
-        client = socket.create_connection(("127.0.0.1", proxy.port))
-        clients.append(client)
-        client.sendall(head)
-        return client
-
-    try:
-        for _ in range(2):
-            connect(started + b"x" * 70_000)
+    with upload_proxy(origin, tmp_path, EP_BODY_TIMEOUT="5") as (_, connect):
+        clients += [connect(started + b"x" * 70_000) for _ in range(2)]
         assert trickle(3.0) == [b"", b""]   # every slot taken, no one turned away: fine
         turned_away = connect(started + b"x" * 70_000)
         assert turned_away.recv(65536).startswith(b"HTTP/1.1 503 ")
-        clients.remove(turned_away)
         turned_away.close()
         answers = trickle(8.0)   # (a stall of up to 5 s passes: cut after ~6.6 s)
         cut = [answer for answer in answers if answer]
@@ -246,35 +250,22 @@ def test_long_uploads_trickling_cannot_hold_every_upload_slot(
         fast = connect(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n"
                        + b"x" * 200_000)
         assert b" 200 " in fast.recv(65536)
-    finally:
-        for client in clients:
-            client.close()
-        proxy.stop()
 
 
 def test_a_long_upload_turned_away_is_told_before_it_sends_its_body(
         origin: Server, tmp_path: Path) -> None:
     # A long upload with every slot taken was read for its first 64 KiB before its 503,
     # and with `Expect: 100-continue` its client was asked for the body it would not send.
-    proxy = start_proxy(tmp_path, "--origin", origin.url, env={"EP_MAX_CONNECTIONS": "8"})
     long_head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n"
-    clients = []
-    try:
+    with upload_proxy(origin, tmp_path) as (_, connect):
         for _ in range(2):   # both upload slots (2 of 8 connections) taken
-            clients.append(socket.create_connection(("127.0.0.1", proxy.port)))
-            clients[-1].sendall(long_head + b"\r\n" + b"x" * 1000)
+            connect(long_head + b"\r\n" + b"x" * 1000)
         time.sleep(0.3)
         for expect in (b"", b"Expect: 100-continue\r\n"):
-            waiting = socket.create_connection(("127.0.0.1", proxy.port), timeout=3)
-            clients.append(waiting)
-            waiting.sendall(long_head + expect + b"\r\n")   # the head alone
+            waiting = connect(long_head + expect + b"\r\n", timeout=3)   # the head alone
             answer = waiting.recv(65536)
             assert answer.startswith(b"HTTP/1.1 503 "), answer
             assert b"100 Continue" not in answer
-    finally:
-        for client in clients:
-            client.close()
-        proxy.stop()
 
 
 def test_a_body_in_a_great_many_tiny_chunks_is_refused(origin: Server, tmp_path: Path) -> None:
