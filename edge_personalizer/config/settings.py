@@ -142,10 +142,9 @@ class Settings:
     access_log: bool = option(True, convert=to_bool, section=_ADMIN, flag="--no-access-log",
                               help="one log line a request")
     log_format: LogFormat = option("text", convert=str, section=_ADMIN, flag="--log-format",
-                                   help="text (a message of several lines goes on indented "
-                                   "by two spaces) or json (one object a line: `time` in RFC "
-                                   "3339 with milliseconds and the UTC offset, `level`, "
-                                   "`logger`, then `message` or an access line's fields)")
+                                   help="text (a message's later lines indented) or json "
+                                   "(an object a line: RFC 3339 `time` in ms and UTC offset, "
+                                   "`level`, `logger`, `message` or an access line's fields)")
     log_level: str = option("info", convert=str, section=_ADMIN, flag="--log-level",
                             help="debug, info, warning or error")
     rules_watch_interval: float = option(
