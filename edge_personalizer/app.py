@@ -35,7 +35,7 @@ from .endpoints.edge import EdgeDecisions
 from .endpoints.learning import Beacon, Results
 from .learn.affinity import Predictor
 from .learn.attribution import Learning
-from .learn.catalog import running_goals, running_variants
+from .learn.catalog import rule_goals, running_goals, running_variants
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
 from .learn.goals import goals_not_counted
@@ -115,7 +115,9 @@ class EdgeApp:
                                experiments=lambda: running_goals(self.rules.current)
                                if self.rules is not None else {},
                                variants=lambda: running_variants(self.rules.current)
-                               if self.rules is not None else {})
+                               if self.rules is not None else {},
+                               rule_goals=lambda: rule_goals(self.rules.current)
+                               if self.rules is not None else ())
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,
                                  weights=self.weights, catalog=self.catalog)
         self.metrics.watch_learning(self.learning, self.flusher)

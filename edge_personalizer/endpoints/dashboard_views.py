@@ -20,9 +20,8 @@ from ..learn.affinity import AffinityModel, affinity_counts, key_of
 from ..learn.bandit import TABLE_NAME as WEIGHTS_TABLE
 from ..learn.bandit import WeightsTable
 from ..learn.catalog import GoalCatalog, read_catalog
-from ..learn.counters import ALL_VISITORS, EXPOSURE, CountKey, Tally
+from ..learn.counters import ALL_VISITORS, EXPOSURE, INTERNAL_PREFIX, CountKey, Tally
 from ..learn.judging import from_day, judged_on
-from ..learn.results import INTERNAL_PREFIX as INTERNAL_PREFIX
 from ..learn.results import plan_of, results
 from ..learn.store import Store, Table, open_store
 from ..rules.model import HOLDOUT, Experiment, RuleSet
@@ -326,6 +325,9 @@ def segments_view(snapshot: Snapshot) -> dict[str, Any]:
     counted = {r["name"]: r for r in snapshot.results["rules"]}
     goals = sorted({g for r in counted.values() for v in r["variants"].values()
                     for g in v["goals"]})
+    # goals that joined the rules late: judged on the visitors reached from their day on
+    since = {g: judged["since"] for r in counted.values() for v in r["variants"].values()
+             for g, judged in v["goals"].items() if "since" in judged}
     rules = [{"name": rule.name, "source": rule.source, "removed": False,
               "variants": counted[rule.name]["variants"] if rule.name in counted else {}}
              for rule in snapshot.ruleset.rules]
@@ -344,6 +346,6 @@ def segments_view(snapshot: Snapshot) -> dict[str, Any]:
     cell_goals = sorted({g for row in cells.values() for g in row} - {"exposed"})
     total = {name: sum(row.get(name, 0) for row in cells.values())
              for name in ("exposed", *cell_goals)}
-    return {"rules": rules, "goals": goals, "cells": sorted(cells.items()),
+    return {"rules": rules, "goals": goals, "since": since, "cells": sorted(cells.items()),
             "cell_goals": cell_goals, "total": total}
 

@@ -122,6 +122,16 @@ class Learning:
             return dict.fromkeys(goals, 0)
         return {goal: recorded.counted_from(experiment, goal, now) for goal in goals}
 
+    def rules_judged_on(self, goals: Iterable[str], now: int) -> Mapping[str, int] | None:
+        """The goals a rule is judged on (JudgedOn): every goal of the rules (`goals`),
+        each from the start, or from the day it joined them once a rule's visitors were
+        counted (as recorded, or about to be); None while the rules' goals are not
+        recorded (every goal, from the start)."""
+        recorded = self.catalog.current if self.catalog is not None else None
+        if recorded is None or not recorded.rule_goals:
+            return None
+        return {goal: recorded.rule_counted_from(goal, now) for goal in goals}
+
     @property
     def allocations(self) -> WeightsTable | None:
         """The bandit weights this worker holds now (None when nothing reads them)."""

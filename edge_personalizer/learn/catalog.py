@@ -14,6 +14,10 @@ goal that was not there, and judging them on it would dilute its rates. Their co
 on it are not counted, and its results count the visitors exposed from that day on. Every
 goal once recorded for an experiment keeps its day (or the start), removed and put back:
 several servers on one store, one of them still serving older rules, publish the same.
+
+Rules are judged on every goal of the rule files, so the record keeps the rule set's goals
+the same way: a goal added to the rule files once a rule's visitors were counted judges
+the rules from the next UTC day on (their results count the visitors reached since).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ..rules.model import RuleSet
@@ -51,6 +55,10 @@ class GoalCatalog:
     # the readers of an earlier release ignore it)
     ever: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
+    # the rules' goals: every goal ever recorded for them (none: never recorded), and the
+    # UTC day each that joined once a rule's visitors were counted judges the rules from
+    rule_goals: tuple[str, ...] = ()
+    rules_since: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def goals_of(self, experiment: str) -> frozenset[str] | None:
         """The goals `experiment` was judged on; None if it was never recorded."""
@@ -79,6 +87,35 @@ class GoalCatalog:
             return 0
         return next_day_start(now)
 
+    def rule_counted_from(self, goal: str, now: float) -> int:
+        """The earliest exposure (POSIX seconds) of a rule whose visitor's conversion on
+        `goal` counts: 0 for a goal the rules had when first recorded (or never recorded);
+        a goal the record lacks joins them `now`, as the trainer is about to record."""
+        day = self.rules_since.get(goal)
+        if day is not None:
+            return day_start(day)
+        if not self.rule_goals or goal in self.rule_goals:
+            return 0
+        return next_day_start(now)
+
+    def rules_joining(self, goals: Collection[str]) -> bool:
+        """Whether `goals` (the rule files') add one never recorded for the rules, once
+        recorded (the trainer then asks the store whether a rule's visitors were
+        counted)."""
+        return bool(self.rule_goals) and not set(goals) <= set(self.rule_goals)
+
+    def with_rules(self, goals: Collection[str], *, begun: bool = False,
+                   now: float = 0.0) -> GoalCatalog:
+        """The catalog with the rules' `goals` recorded: those new to a record whose rules'
+        visitors were counted (`begun`) judge them from the UTC day after `now`; a goal
+        once recorded keeps its day, or the start."""
+        days = dict(self.rules_since)
+        if self.rule_goals and begun:
+            day = utc_day(next_day_start(now))
+            days |= {goal: day for goal in goals if goal not in self.rule_goals}
+        return replace(self, rule_goals=tuple(sorted({*self.rule_goals, *goals})),
+                       rules_since=MappingProxyType(days))
+
     def with_running(self, running: Mapping[str, tuple[str, ...]],
                      variants: Mapping[str, tuple[str, ...]] | None = None, *,
                      begun: Collection[str] = (), now: float = 0.0) -> GoalCatalog:
@@ -96,9 +133,9 @@ class GoalCatalog:
             ever[name] = tuple(sorted(had | set(goals)))
             if days:
                 since[name] = MappingProxyType(days)
-        return GoalCatalog(MappingProxyType({**self.experiments, **running}), self.version,
-                           MappingProxyType({**self.variants, **(variants or {})}),
-                           MappingProxyType(since), MappingProxyType(ever))
+        return replace(self, experiments=MappingProxyType({**self.experiments, **running}),
+                       variants=MappingProxyType({**self.variants, **(variants or {})}),
+                       since=MappingProxyType(since), ever=MappingProxyType(ever))
 
     def joining(self, running: Mapping[str, tuple[str, ...]]) -> list[str]:
         """The experiments recorded to which `running` adds a goal never recorded for them
@@ -118,6 +155,9 @@ class GoalCatalog:
                              for name, days in sorted(self.since.items())}
         if self.ever:
             data["ever"] = {name: list(goals) for name, goals in sorted(self.ever.items())}
+        if self.rule_goals:
+            data["rules"] = {"goals": list(self.rule_goals),
+                             "since": dict(sorted(self.rules_since.items()))}
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -142,10 +182,15 @@ class GoalCatalog:
                 ever_had.setdefault(str(name), set()).update(map(_goal, days))
             since = {name: days for name, days in since.items() if days}
             ever = {name: tuple(sorted(goals)) for name, goals in ever_had.items()}
+            rules = document.get("rules", {})
+            rule_goals = tuple(sorted(_goal(goal) for goal in rules.get("goals", ())))
+            rules_since = {_goal(goal): _day(day)
+                           for goal, day in rules.get("since", {}).items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an experiment goals table: {exc!r}") from exc
         return cls(MappingProxyType(experiments), version, MappingProxyType(variants),
-                   MappingProxyType(since), MappingProxyType(ever))
+                   MappingProxyType(since), MappingProxyType(ever), rule_goals,
+                   MappingProxyType(rules_since))
 
 
 _NONE: Mapping[str, str] = MappingProxyType({})
@@ -181,6 +226,11 @@ async def read_catalog(store: Store) -> GoalCatalog:
 def running_goals(ruleset: RuleSet) -> dict[str, tuple[str, ...]]:
     """Each experiment of a rule set with the goals it is judged on."""
     return {experiment.name: tuple(experiment.goals) for experiment in ruleset.experiments}
+
+
+def rule_goals(ruleset: RuleSet) -> tuple[str, ...]:
+    """The goals a rule set's rules are judged on: every goal of its files."""
+    return tuple(sorted(ruleset.goals))
 
 
 def running_variants(ruleset: RuleSet) -> dict[str, tuple[str, ...]]:

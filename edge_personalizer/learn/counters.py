@@ -29,6 +29,7 @@ from typing import NamedTuple
 from ..classify.profile import UNKNOWN_PERIOD as UNKNOWN_PERIOD
 
 EXPOSURE = ""              # the goal of the rows that count exposed visitors
+INTERNAL_PREFIX = "ep:"    # counts kept under such names are neither rules nor experiments
 ALL_VISITORS = "all"       # the cell of an experiment that does not count per segment
 FIXED_PERIOD = 0           # the period of fixed weights (and of a bandit's starting ones)
 DEFAULT_MAX_KEYS = 20_000  # ~2 weeks of a busy rule set's keys (~300 bytes each)

@@ -31,6 +31,7 @@ from .counters import (
     ALL_VISITORS,
     EXPOSURE,
     FIXED_PERIOD,
+    INTERNAL_PREFIX,
     CountKey,
     Tally,
 )
@@ -39,7 +40,6 @@ from .rule_results import rule_results
 
 log = logging.getLogger(__name__)
 
-INTERNAL_PREFIX = "ep:"   # counts kept under such names are not experiments (AFFINITY)
 MAX_CELLS = 50   # per: [fields] cells judged one by one: the most exposed first
 
 
@@ -259,5 +259,7 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
         stopped_results, name, totals, recorded.experiments.get(name),
         recorded.variants_of(name), recorded.since_of(name))) for name in stopped]
     return {"rules_version": ruleset.version, "experiments": experiments,
-            "rules": rule_results(totals, counted & rule_names - named)
-            + rule_results(totals, gone - set(stopped), removed=True)}
+            "rules": rule_results(totals, counted & rule_names - named,
+                                  since=recorded.rules_since)
+            + rule_results(totals, gone - set(stopped), removed=True,
+                           since=recorded.rules_since)}

@@ -35,6 +35,7 @@ from . import affinity, bandit, catalog
 from .affinity import AffinityModel
 from .bandit import BanditSpec, WeightsTable
 from .catalog import GoalCatalog, read_catalog
+from .counters import INTERNAL_PREFIX
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Trainer:
     def __init__(self, store: Store, *, specs: Callable[[], Sequence[BanditSpec]],
                  experiments: Callable[[], Mapping[str, tuple[str, ...]]] = dict,
                  variants: Callable[[], Mapping[str, tuple[str, ...]]] = dict,
+                 rule_goals: Callable[[], tuple[str, ...]] = tuple,
                  learn_interval: float | None = LEARN_INTERVAL, tick: float = 1.0,
                  clock: Callable[[], float] = time.time, min_support: int = 20,
                  top: int = 5) -> None:
@@ -85,6 +87,7 @@ class Trainer:
         self.specs = specs
         self.experiments = experiments
         self.variants = variants
+        self.rule_goals = rule_goals
         self.learn_interval = learn_interval
         self.tick = tick
         self.clock = clock
@@ -97,9 +100,9 @@ class Trainer:
         # its version): looked at again one update_every later, not every tick.
         self._unchanged_at: dict[str, float] = {}
         self._model_built_at: float | None = None
-        # the rules' experiments' goals and variants as last recorded
-        self._recorded: tuple[Mapping[str, tuple[str, ...]],
-                              Mapping[str, tuple[str, ...]]] | None = None
+        # the rules' experiments' goals and variants, and the rules' goals, as last recorded
+        self._recorded: tuple[Mapping[str, tuple[str, ...]], Mapping[str, tuple[str, ...]],
+                              tuple[str, ...]] | None = None
         self._ticks = 0
         self._told_other: set[tuple[str, int]] = set()   # (experiment, weights version)
 
@@ -144,19 +147,23 @@ class Trainer:
         they stay once an experiment is removed (and when a goal joined one that had
         visitors); True if it published. The store is asked when the rules' experiments
         change, and every `_RECHECK` ticks (a store emptied since)."""
-        running = (self.experiments(), self.variants())
+        running = (self.experiments(), self.variants(), self.rule_goals())
         if running == self._recorded and self._ticks % _RECHECK:
             return False
         held = await read_catalog(self.store)
-        if held.version and not held.experiments and running[0]:
+        if held.version and not (held.experiments or held.rule_goals) and (
+                running[0] or running[2]):
             logger.warning("the experiment goals table (version %d) is empty or unreadable: "
                            "recorded again from the rules", held.version)
         begun = [name for name in held.joining(running[0])
                  if any(t.exposures for t in (await self.store.totals(name)).values())]
-        recorded = held.with_running(*running, begun=begun, now=self.clock())
+        now = self.clock()
+        recorded = held.with_running(running[0], running[1], begun=begun, now=now)
+        if running[2]:
+            recorded = recorded.with_rules(running[2], now=now, begun=held.rules_joining(
+                running[2]) and await self._rules_counted(held))
         self._recorded = None   # until recorded: looked at again next tick
-        if (recorded.experiments, recorded.variants, recorded.since, recorded.ever) != (
-                held.experiments, held.variants, held.since, held.ever):
+        if recorded != held:
             if await self.store.publish_if(catalog.TABLE_NAME, recorded.encode(),
                                            version=held.version) is None:
                 return False   # another worker recorded first
@@ -164,6 +171,14 @@ class Trainer:
             return True
         self._recorded = running
         return False
+
+    async def _rules_counted(self, held: GoalCatalog) -> bool:
+        """Whether a rule's visitors were counted: exposures under a name no experiment,
+        running or recorded, has (asked only when a goal joins the rules)."""
+        experiments = {*held.experiments, *self.experiments()}
+        return any(tally.exposures for key, tally in (await self.store.totals()).items()
+                   if key.experiment not in experiments
+                   and not key.experiment.startswith(INTERNAL_PREFIX))
 
     async def update_weights(self) -> bool:
         """Publishes new weights for every bandit experiment that is due; True if it did."""

@@ -286,13 +286,16 @@ def _shown(decision: Decision, profile: Profile, ruleset: RuleSet | None
 def _judged_on(ruleset: RuleSet | None, learning: Learning, now: int,
                by: str) -> Mapping[str, int] | None:
     """The goals an experiment is judged on (JudgedOn): as its rules say, or, once removed
-    from them, as recorded in the store (rules: every goal)."""
+    from them, as recorded in the store; a rule's: every goal of the rules, each from the
+    day it joined them (learn/catalog.py)."""
     experiment = ruleset.experiment(by) if ruleset is not None else None
     if experiment is not None:
         return learning.judged_on(by, experiment.goals, now)
-    if ruleset is not None and by in ruleset.rule_names:
-        return None
-    return learning.judged_on(by, None, now)
+    if ruleset is None or by not in ruleset.rule_names:
+        stopped = learning.judged_on(by, None, now)   # None: no experiment recorded
+        if stopped is not None:
+            return stopped
+    return learning.rules_judged_on(ruleset.goals if ruleset is not None else (), now)
 
 
 def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
@@ -36,7 +37,6 @@ from edge_personalizer.endpoints.dashboard import (
 )
 from edge_personalizer.endpoints.dashboard_session import SessionSigner
 from edge_personalizer.endpoints.dashboard_views import (
-    INTERNAL_PREFIX,
     Snapshot,
     make_snapshot,
     summaries,
@@ -46,7 +46,8 @@ from edge_personalizer.learn.affinity import AFFINITY, affinity_counts, build_mo
 from edge_personalizer.learn.affinity import TABLE_NAME as MODEL_TABLE
 from edge_personalizer.learn.bandit import TABLE_NAME as WEIGHTS_TABLE
 from edge_personalizer.learn.bandit import BanditSpec, WeightsTable, experiment_weights
-from edge_personalizer.learn.counters import Accumulator, CountKey, Tally
+from edge_personalizer.learn.catalog import GoalCatalog
+from edge_personalizer.learn.counters import INTERNAL_PREFIX, Accumulator, CountKey, Tally
 from edge_personalizer.learn.store import Table, open_store, sqlite_url
 from edge_personalizer.replay import LoggedRequest, Replay
 from edge_personalizer.rules.book import load_rules
@@ -374,6 +375,20 @@ def test_a_rule_counted_but_gone_from_the_rules_stays_on_the_segments_page() -> 
     html = Pages().segments(snapshot)
     row = html.split('data-rule="old-promo" data-variant="old-promo">')[1].split("</tr>")[0]
     assert 'data-field="exposed">40<' in row and "removed from the rules" in row
+
+
+def test_a_goal_that_joined_the_rules_late_says_from_when_the_segments_page_counts() -> None:
+    ruleset = load_rules(ROOT / "tests" / "data" / "rules")
+    totals = {CountKey("old-promo", "old-promo", "", "all", "2026-11-01"): Tally(40),
+              CountKey("old-promo", "old-promo", "", "all", "2026-11-03"): Tally(8),
+              CountKey("old-promo", "old-promo", "purchase", "all", "2026-11-03"): Tally(0, 2)}
+    recorded = GoalCatalog(rule_goals=("purchase",),
+                           rules_since=MappingProxyType({"purchase": "2026-11-03"}))
+    html = Pages().segments(make_snapshot(ruleset, totals, store="x", taken_at=START,
+                                          recorded=recorded))
+    assert '<small data-since="2026-11-03">visitors reached from 2026-11-03</small>' in html
+    row = html.split('data-rule="old-promo" data-variant="old-promo">')[1].split("</tr>")[0]
+    assert 'data-field="exposed">48<' in row and "2 (25.00%) of 8" in row
 
 
 def test_an_unknown_experiment_is_404(board: Server) -> None:

@@ -153,6 +153,40 @@ def test_a_goal_joining_an_experiment_with_visitors_judges_it_from_the_next_day(
             GoalCatalog.decode(junk, 1)
 
 
+def test_a_goal_joining_the_rules_once_a_rule_reached_visitors_judges_them_from_the_next_day(
+        ) -> None:
+    now = day_start("2026-12-05") + 15 * 3600
+    first = GoalCatalog().with_rules(("signup",), begun=True, now=now)
+    assert first.rule_goals == ("signup",) and dict(first.rules_since) == {}   # the start
+    assert not first.rules_joining(("signup",)) and first.rules_joining(("signup", "buy"))
+    # before the trainer records it, a new goal already counts from the next day
+    assert first.rule_counted_from("buy", now) == day_start("2026-12-06")
+    assert first.rule_counted_from("signup", now) == 0
+    assert GoalCatalog().rule_counted_from("buy", now) == 0   # never recorded
+    # no rule had reached a visitor yet: a goal added judges the rules from the start
+    assert dict(first.with_rules(("signup", "buy"), begun=False, now=now).rules_since) == {}
+    joined = first.with_rules(("signup", "buy"), begun=True, now=now)
+    assert dict(joined.rules_since) == {"buy": "2026-12-06"}
+    assert joined.rule_counted_from("buy", now) == day_start("2026-12-06")
+    # removed and put back days later: the goal keeps its day
+    later = now + 3 * 86_400
+    back = joined.with_rules(("signup",), begun=True, now=later).with_rules(
+        ("signup", "buy"), begun=True, now=later)
+    assert (back.rule_goals, dict(back.rules_since)) == (("buy", "signup"),
+                                                         {"buy": "2026-12-06"})
+    again = GoalCatalog.decode(back.encode(), 4)
+    assert (again.rule_goals, dict(again.rules_since)) == (back.rule_goals,
+                                                           dict(back.rules_since))
+    assert json.loads(back.encode())["rules"] == {"goals": ["buy", "signup"],
+                                                  "since": {"buy": "2026-12-06"}}
+    assert GoalCatalog.decode(b'{"experiments": {}}', 1).rule_goals == ()
+    for junk in (b'{"experiments": {}, "rules": {"goals": [1]}}',
+                 b'{"experiments": {}, "rules": {"goals": [], "since": {"x": "today"}}}',
+                 b'{"experiments": {}, "rules": []}'):
+        with pytest.raises(ValueError):
+            GoalCatalog.decode(junk, 1)
+
+
 def test_read_catalog_takes_what_was_published_and_is_empty_otherwise(
         tmp_path: Path) -> None:
     async def main() -> None:
@@ -272,3 +306,64 @@ def test_a_goal_added_while_an_experiment_runs_counts_no_visitor_exposed_before(
     totals = read_store(url, lambda store: store.totals("hero-test"))
     assert {key.goal: tally.conversions for key, tally in totals.items() if key.goal} == {
         "signup": 1}
+
+
+RULED = """\
+slots: {hero: {}}
+goals:
+  signup: {when: {request.path: /page/signup}}
+rules:
+  - name: phone-hero
+    when: {device.type: mobile}
+    then: {hero: {html: Phone}}
+"""
+RULED_LATER = RULED.replace(
+    "goals:\n", "goals:\n  purchase: {when: {request.path: /page/thanks}}\n")
+
+
+def test_a_goal_added_to_the_rule_files_counts_no_visitor_a_rule_reached_before(
+        origin: Server, tmp_path: Path) -> None:
+    # A phone visitor is shown phone-hero while the rules have one goal, signup; purchase
+    # is then added. The visitor buys and signs up: the signup counts for the rule, the
+    # purchase does not (the goal was not there when the rule reached them), and the
+    # results judge the rule on purchase from the next UTC day, over the visitors since.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(RULED)
+    url = sqlite_url(tmp_path / "ep.db")
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
+        "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_STORE_POLL_INTERVAL": "0.2"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            assert client.get("/slotted/home", headers=PAGE).status_code == 200
+            cookie = client.cookies["ep_profile"]
+            deadline = time.monotonic() + 10
+            while not read_store(url, lambda store: store.totals("phone-hero")):
+                assert time.monotonic() < deadline, "the rule's exposure was not counted"
+                time.sleep(0.1)
+            server.serve_rules(rules / "site.yaml", RULED_LATER)
+            days = {utc_day(time.time() + 86_400)}
+            deadline = time.monotonic() + 10
+            while read_store(url, read_catalog).rules_since.get(
+                    "purchase") not in days | {utc_day(time.time() + 86_400)}:
+                assert time.monotonic() < deadline, "purchase's day was not recorded"
+                time.sleep(0.1)
+            time.sleep(0.5)   # every worker's copy of the record refreshed
+            for path in ("/page/thanks", "/page/signup"):
+                client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
+            deadline = time.monotonic() + 10
+            while True:
+                (rule,) = client.get("/__ep/results", headers=ADMIN).json()["rules"]
+                if rule["variants"]["phone-hero"]["goals"].get("signup", {}).get("converted"):
+                    break
+                assert time.monotonic() < deadline, f"the signup was not counted: {rule}"
+                time.sleep(0.2)
+    finally:
+        server.stop()
+    totals = read_store(url, lambda store: store.totals("phone-hero"))
+    assert {key.goal: tally.conversions for key, tally in totals.items() if key.goal} == {
+        "signup": 1}
+    assert read_store(url, read_catalog).rule_goals == ("purchase", "signup")
+    assert rule["variants"]["phone-hero"]["exposed"] == 1
+    assert "purchase" not in rule["variants"]["phone-hero"]["goals"]

@@ -28,3 +28,20 @@ def test_conversions_beyond_a_rule_s_visitors_count_but_never_make_a_rate_above_
     buy = fb["variants"]["fb"]["goals"]["buy"]
     assert (fb["variants"]["fb"]["exposed"], buy["converted"], buy["rate"]) == (4, 6, 1.0)
     assert fb["removed"] is False and buy["rate_low"] is not None
+
+
+def test_a_goal_that_joined_the_rules_late_is_judged_over_the_visitors_reached_since() -> None:
+    # fb reached 100 visitors on 12-04 and 20 on 12-06; buy joined the rules on 12-06:
+    # its rate is over the 20, signup's over all 120
+    totals = {CountKey("fb", "fb", "", "all", "2026-12-04"): Tally(exposures=100),
+              CountKey("fb", "fb", "signup", "all", "2026-12-04"): Tally(0, 10),
+              CountKey("fb", "fb", "", "all", "2026-12-06"): Tally(exposures=20),
+              CountKey("fb", "fb", "signup", "all", "2026-12-06"): Tally(0, 2),
+              CountKey("fb", "fb", "buy", "all", "2026-12-06"): Tally(0, 5)}
+    (fb,) = rule_results(totals, {"fb"}, since={"buy": "2026-12-06"})
+    reached = fb["variants"]["fb"]
+    assert reached["exposed"] == 120
+    assert reached["goals"]["signup"]["rate"] == 0.1 and "since" not in reached["goals"]["signup"]
+    assert reached["goals"]["buy"] | {"rate_low": None, "rate_high": None} == {
+        "converted": 5, "rate": 0.25, "rate_low": None, "rate_high": None,
+        "since": "2026-12-06", "exposed": 20}

@@ -230,6 +230,33 @@ async def test_a_goal_added_to_an_experiment_with_visitors_is_recorded_from_the_
     assert not await trainer.record_goals()
 
 
+async def test_a_goal_added_to_the_rules_once_a_rule_reached_visitors_is_recorded_from_the_next_day(
+        store: Store) -> None:
+    # the rules' goals are recorded; a goal added before any rule reached a visitor judges
+    # them from the start (hero-test's visitors are an experiment's, not a rule's), one
+    # added after a rule reached visitors from the next UTC day
+    clock = Clock()
+    clock.now = day_start(DAY) + 15 * 3600.0
+    goals: tuple[str, ...] = ("purchase",)
+    trainer = Trainer(store, specs=lambda: [], experiments=lambda: {"hero-test": ("purchase",)},
+                      rule_goals=lambda: goals, learn_interval=None, clock=clock)
+    assert await trainer.record_goals()
+    await count(store, "all", {"control": (40, 2), "a": (40, 3)})
+    await store.flush({CountKey(AFFINITY, "running\x1ftrail", INTEREST, "socks", DAY):
+                       Tally(5)})   # the "visitors like you" counts are no rule's either
+    goals = ("purchase", "signup")
+    assert await trainer.record_goals()
+    assert dict((await read_catalog(store)).rules_since) == {}
+    await store.flush({CountKey("fb-hero", "fb-hero", EXPOSURE, "all", DAY): Tally(3)})
+    goals = ("newsletter", "purchase", "signup")
+    assert await trainer.record_goals()
+    recorded = await read_catalog(store)
+    assert recorded.rule_goals == goals
+    assert dict(recorded.rules_since) == {"newsletter": "2026-12-03"}
+    clock.now += 3 * 86_400.0   # days later, the same goals: the day stays
+    assert not await trainer.record_goals()
+
+
 async def test_the_experiments_variants_are_recorded_and_a_rename_publishes_again(
         store: Store) -> None:
     variants = {"hero-test": ("control", "free-ship")}
