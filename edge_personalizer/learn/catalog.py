@@ -1,4 +1,5 @@
-"""Which goals each experiment is judged on, kept in the store beside its counts.
+"""Which goals each experiment and the rules are judged on, kept in the store beside the
+counts (GoalRecorder writes the record from the rules served).
 
 The rules name an experiment's goals. Once the experiment is removed from them (stopped),
 this record alone says on which goals the late conversions of its visitors count (those
@@ -24,14 +25,16 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Collection, Mapping
+import logging
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ..rules.model import RuleSet
-from .counters import day_start, next_day_start, utc_day
+from .counters import INTERNAL_PREFIX, day_start, next_day_start, utc_day
 from .store import Store
 
+logger = logging.getLogger(__name__)
 TABLE_NAME = "experiment-goals"
 
 
@@ -209,6 +212,58 @@ def _day(value: object) -> str:
         raise ValueError(f"not a day: {day!r}")
     return day
 
+
+
+class GoalRecorder:
+    """Records the rules' experiments (their goals and variants) and the rules' goals in
+    the published catalog, from what the callables say of the rules served now; a goal
+    that joins once visitors were counted gets its day (the store is asked then)."""
+
+    def __init__(self, store: Store, *,
+                 experiments: Callable[[], Mapping[str, tuple[str, ...]]],
+                 variants: Callable[[], Mapping[str, tuple[str, ...]]],
+                 rule_goals: Callable[[], tuple[str, ...]],
+                 clock: Callable[[], float]) -> None:
+        self.store = store
+        self.experiments = experiments
+        self.variants = variants
+        self.rule_goals = rule_goals
+        self.clock = clock
+        self._recorded: tuple[Mapping[str, tuple[str, ...]], Mapping[str, tuple[str, ...]],
+                              tuple[str, ...]] | None = None   # as last recorded
+
+    async def record(self, *, recheck: bool = False) -> bool:
+        """Publishes the record if the rules changed it (or, when `recheck`, if the store
+        lost it); True if it published."""
+        running = (self.experiments(), self.variants(), self.rule_goals())
+        if running == self._recorded and not recheck:
+            return False
+        held = await read_catalog(self.store)
+        if held.version and not (held.experiments or held.rule_goals) and (
+                running[0] or running[2]):
+            logger.warning("the experiment goals table (version %d) is empty or unreadable: "
+                           "recorded again from the rules", held.version)
+        begun = [name for name in held.joining(running[0])
+                 if any(t.exposures for t in (await self.store.totals(name)).values())]
+        now = self.clock()
+        recorded = held.with_running(running[0], running[1], begun=begun, now=now)
+        if running[2]:
+            recorded = recorded.with_rules(running[2], now=now, begun=held.rules_joining(
+                running[2]) and await self._rules_counted(held))
+        self._recorded = None   # until recorded: looked at again next time
+        if recorded != held and await self.store.publish_if(
+                TABLE_NAME, recorded.encode(), version=held.version) is None:
+            return False   # another worker recorded first
+        self._recorded = running
+        return recorded != held
+
+    async def _rules_counted(self, held: GoalCatalog) -> bool:
+        """Whether a rule's visitors were counted: exposures under a name no experiment,
+        running or recorded, has (asked only when a goal joins the rules)."""
+        experiments = {*held.experiments, *self.experiments()}
+        return any(tally.exposures for key, tally in (await self.store.totals()).items()
+                   if key.experiment not in experiments
+                   and not key.experiment.startswith(INTERNAL_PREFIX))
 
 
 async def read_catalog(store: Store) -> GoalCatalog:

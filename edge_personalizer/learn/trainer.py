@@ -34,8 +34,7 @@ from ..rules.model import RuleSet
 from . import affinity, bandit, catalog
 from .affinity import AffinityModel
 from .bandit import BanditSpec, WeightsTable
-from .catalog import GoalCatalog, read_catalog
-from .counters import INTERNAL_PREFIX
+from .catalog import GoalCatalog, GoalRecorder
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -85,9 +84,8 @@ class Trainer:
             raise ValueError("tick and learn_interval must be positive")
         self.store = store
         self.specs = specs
-        self.experiments = experiments
-        self.variants = variants
-        self.rule_goals = rule_goals
+        self.recorder = GoalRecorder(store, experiments=experiments, variants=variants,
+                                     rule_goals=rule_goals, clock=clock)
         self.learn_interval = learn_interval
         self.tick = tick
         self.clock = clock
@@ -100,9 +98,6 @@ class Trainer:
         # its version): looked at again one update_every later, not every tick.
         self._unchanged_at: dict[str, float] = {}
         self._model_built_at: float | None = None
-        # the rules' experiments' goals and variants, and the rules' goals, as last recorded
-        self._recorded: tuple[Mapping[str, tuple[str, ...]], Mapping[str, tuple[str, ...]],
-                              tuple[str, ...]] | None = None
         self._ticks = 0
         self._told_other: set[tuple[str, int]] = set()   # (experiment, weights version)
 
@@ -143,42 +138,10 @@ class Trainer:
         self.failures += 1
 
     async def record_goals(self) -> bool:
-        """Records the goals of the rules' experiments in the published catalog, where
-        they stay once an experiment is removed (and when a goal joined one that had
-        visitors); True if it published. The store is asked when the rules' experiments
-        change, and every `_RECHECK` ticks (a store emptied since)."""
-        running = (self.experiments(), self.variants(), self.rule_goals())
-        if running == self._recorded and self._ticks % _RECHECK:
-            return False
-        held = await read_catalog(self.store)
-        if held.version and not (held.experiments or held.rule_goals) and (
-                running[0] or running[2]):
-            logger.warning("the experiment goals table (version %d) is empty or unreadable: "
-                           "recorded again from the rules", held.version)
-        begun = [name for name in held.joining(running[0])
-                 if any(t.exposures for t in (await self.store.totals(name)).values())]
-        now = self.clock()
-        recorded = held.with_running(running[0], running[1], begun=begun, now=now)
-        if running[2]:
-            recorded = recorded.with_rules(running[2], now=now, begun=held.rules_joining(
-                running[2]) and await self._rules_counted(held))
-        self._recorded = None   # until recorded: looked at again next tick
-        if recorded != held:
-            if await self.store.publish_if(catalog.TABLE_NAME, recorded.encode(),
-                                           version=held.version) is None:
-                return False   # another worker recorded first
-            self._recorded = running
-            return True
-        self._recorded = running
-        return False
-
-    async def _rules_counted(self, held: GoalCatalog) -> bool:
-        """Whether a rule's visitors were counted: exposures under a name no experiment,
-        running or recorded, has (asked only when a goal joins the rules)."""
-        experiments = {*held.experiments, *self.experiments()}
-        return any(tally.exposures for key, tally in (await self.store.totals()).items()
-                   if key.experiment not in experiments
-                   and not key.experiment.startswith(INTERNAL_PREFIX))
+        """Records the goals of the rules' experiments and of the rules in the published
+        catalog (learn/catalog.py); True if it published. The store is asked when the
+        rules change, and every `_RECHECK` ticks (a store emptied since)."""
+        return await self.recorder.record(recheck=not self._ticks % _RECHECK)
 
     async def update_weights(self) -> bool:
         """Publishes new weights for every bandit experiment that is due; True if it did."""
