@@ -126,23 +126,26 @@ def counts_interval(counts: Counts, *, alpha: float = ALPHA) -> tuple[float, flo
 
 def rate_interval(converted: float, exposed: float, *, alpha: float = ALPHA
                   ) -> tuple[float, float]:
-    """Wilson score interval of a conversion rate ((0, 1) when nobody was exposed)."""
+    """Wilson score interval of a conversion rate ((0, 1) when nobody was exposed; from
+    exactly 0 when nobody converted, to exactly 1 when everybody did)."""
     if exposed == 0:
         return 0.0, 1.0
     z = float(_scipy().norm.ppf(1 - alpha / 2))
     rate, z2n = converted / exposed, z * z / exposed
     centre = (rate + z2n / 2) / (1 + z2n)
     half = z / (1 + z2n) * math.sqrt(rate * (1 - rate) / exposed + z2n / (4 * exposed))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if converted <= 0 else max(0.0, centre - half)
+    return low, 1.0 if converted >= exposed else min(1.0, centre + half)
 
 
 def mean_interval(moments: Moments, *, alpha: float = ALPHA) -> tuple[float, float] | None:
-    """t interval of a mean value (None under two visitors)."""
+    """t interval of a mean value per visitor (None under two visitors), from 0 at the
+    lowest: a goal's values are never negative (learn/goals.parse_value)."""
     if moments.n < 2:
         return None
     quantile = float(_scipy().t.ppf(1 - alpha / 2, moments.n - 1))
     half = quantile * math.sqrt(moments.variance / moments.n)
-    return moments.mean - half, moments.mean + half
+    return max(0.0, moments.mean - half), moments.mean + half
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,17 @@ def test_rate_interval_is_scipys_wilson_interval(converted: int, exposed: int) -
     assert rate_interval(converted, exposed) == pytest.approx((ci.low, ci.high), abs=1e-12)
 
 
+def test_an_interval_ends_exactly_at_nobody_and_everybody_and_no_value_below_zero() -> None:
+    # (2.8e-17 for 0 of 7 read as "some" in a results file)
+    assert rate_interval(0, 7)[0] == 0.0 and rate_interval(7, 7)[1] == 1.0
+    # a few large purchases among many visitors: the t interval's low end would be < 0
+    values = np.array([300.0] + [0.0] * 39)
+    ci = scipy_stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    assert ci.low < 0
+    assert mean_interval(value_moments(300.0, 300.0 ** 2, 40)) == pytest.approx(
+        (0.0, ci.high), rel=1e-9)
+
+
 def test_nobody_exposed_gives_no_rate() -> None:
     assert rate_interval(0, 0) == (0.0, 1.0)
     assert mean_interval(value_moments(0.0, 0.0, 0)) is None
