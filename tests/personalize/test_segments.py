@@ -288,6 +288,19 @@ def test_a_fragment_printing_raw_request_data_is_never_shared(keyed: Server) -> 
     assert city.status_code == 200 and city.headers["cache-control"].startswith("public")
 
 
+def test_a_fragment_of_a_page_named_by_a_header_varies_on_that_header(keyed: Server) -> None:
+    # A fragment is for one page (which may lack or hide its slot): a cache keying
+    # fragments by their URL and segment alone would hand one page's answer to another.
+    asked = {**BROWSER, "x-original-uri": "/slotted/n?city=1"}
+    first = httpx.get(f"{keyed.url}/__ep/fragment/banner", headers=asked)
+    shared = httpx.get(f"{keyed.url}/__ep/fragment/banner",
+                       headers={**asked, "x-ep-segment": first.headers["x-ep-segment"]})
+    assert shared.headers["cache-control"].startswith("public")
+    assert shared.headers.get_list("vary") == ["X-EP-Segment, X-Original-URI"]
+    by_url = keyed_get(keyed, "/__ep/fragment/banner", {"url": "/slotted/n?city=1"}, BROWSER)
+    assert by_url.headers.get_list("vary") == ["X-EP-Segment"]
+
+
 def test_a_segment_header_the_visitor_sends_to_decide_chooses_nothing(keyed: Server) -> None:
     # An edge forwards the visitor's headers to /__ep/decide: a visitor's own X-EP-Segment
     # must not pick their experiment variant.
