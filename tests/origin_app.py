@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import html
 import json
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -161,7 +162,8 @@ async def slotted(request: Request) -> Response:
     """A page with slots; ?cs= its charset, ?gz=1 always gzip (even if asked for identity),
     ?slow=1 the body in two parts a second apart, ?cut=1 its first 2,000 bytes and then
     the connection reset, ?csp=1 a CSP nonce, ?long=1 ~100 KB,
-    ?session=1 a session cookie, ?ours=1 the X-EP- headers edge-personalizer writes."""
+    ?session=1 a session cookie, ?ours=1 the X-EP- headers edge-personalizer writes,
+    ?validate=1 a 304 to If-None-Match: "v1" and a 206 to a Range of bytes=A-B."""
     charset = request.query_params.get("cs", "utf-8")
     accept_encoding = request.headers.get("accept-encoding", "-")
     text = SLOTTED.format(cs=charset, ae=accept_encoding,
@@ -177,6 +179,14 @@ async def slotted(request: Request) -> Response:
         headers.update({"x-ep-segment": "s-origin", "x-ep-variant": "hero=origin",
                         "x-ep-trace": "{}"})
     media = f"text/html; charset={charset}"
+    if request.query_params.get("validate"):
+        if request.headers.get("if-none-match") == '"v1"':
+            return Response(status_code=304, headers=headers)
+        if (ranged := re.fullmatch(r"bytes=(\d+)-(\d+)", request.headers.get("range", ""))):
+            first, last = int(ranged[1]), min(int(ranged[2]), len(body) - 1)
+            return Response(body[first:last + 1], status_code=206, media_type=media,
+                            headers={**headers,
+                                     "content-range": f"bytes {first}-{last}/{len(body)}"})
     if request.query_params.get("gz"):
         headers["content-encoding"] = "gzip"
         body = gzip.compress(body)

@@ -64,6 +64,8 @@ class CookiePolicy:
 # asks for less than all of it.
 _WHOLE_PAGE_OFF: Final = frozenset({b"accept-encoding", b"if-none-match", b"if-modified-since",
                                     b"if-range", b"range"})
+# ... of which those that let the origin answer 304 or 206 (merged headers' names)
+_WHOLE_PAGE_OFF_NAMES: Final = ("if-none-match", "if-modified-since", "if-range", "range")
 _NO_RULES: Final = RuleSet.empty()   # what a personalizer without a rule book reads goals from
 
 
@@ -144,13 +146,7 @@ class Personalizer:
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
                             preview=forced is not None, edge_segment=edge_segment, count=count,
                             page_of=self.slots.page_of)
-        if (visitor.page_view or exchange.preview or scope["method"] == "HEAD"
-                or scope["method"] == "GET" and "text/html" in merged.get("accept", "")) \
-                and exchange.decision.changes_page \
-                and (exchange.preview or not self.slots.lacks_all(exchange.page,
-                                                                  exchange.decision)):
-            # The page (or an htmx/Turbo fetch asking for HTML) will be rewritten. Known to
-            # lack every slot the decision changes, it comes as the client asked.
+        if _rewritten(exchange, merged, self.slots):
             exchange.scope = _asked_whole(scope, headers, exchange, self.slots,
                                           html_asked="text/html" in merged.get("accept", ""))
         return exchange
@@ -316,6 +312,20 @@ def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],
         profile = learning.attribution.exposed(
             profile, [(choice.by, choice.variant)], choice.cell, period)
     return profile
+
+
+def _rewritten(exchange: Exchange, headers: Mapping[str, str], slots: SlotPresence) -> bool:
+    """Whether the page this request asks for will be rewritten: a page view, a preview, a
+    HEAD, an htmx/Turbo fetch asking for HTML, or a conditional or ranged GET (which the
+    origin could answer 304 or 206) of a page served as HTML before; one the decision
+    changes, unless known to lack every slot it changes (it comes as the client asked)."""
+    method = exchange.scope["method"]
+    return (exchange.visitor.page_view or exchange.preview or method == "HEAD"
+            or method == "GET" and ("text/html" in headers.get("accept", "")
+                                    or any(name in headers for name in _WHOLE_PAGE_OFF_NAMES)
+                                    and slots.knows(exchange.page))) \
+        and exchange.decision.changes_page \
+        and (exchange.preview or not slots.lacks_all(exchange.page, exchange.decision))
 
 
 def _asked_whole(scope: Scope, headers: Sequence[tuple[bytes, bytes]], exchange: Exchange,

@@ -179,7 +179,7 @@ class SlotPresence:
         if rules is not None and rules.current.version != self._version:
             # Looks go on for the slots the reload left as they were (before the version:
             # a reader in another thread then never takes a changed slot's looks for ours)
-            self._looks = self._kept(rules.current.slots)
+            self._looks = _kept(self._looks, self._slots, rules.current.slots)
             self._slots = rules.current.slots
             self._version = rules.current.version   # reloaded: selectors may have changed
             self._paths.clear()
@@ -193,14 +193,9 @@ class SlotPresence:
         tallies before it reads them."""
         looks = self._looks
         if self.rules is not None and self.rules.current.version != self._version:
-            looks = self._kept(self.rules.current.slots)   # reloaded, no page seen since
+            # reloaded, no page seen since
+            looks = _kept(looks, self._slots, self.rules.current.slots)
         return {slot: tally.as_json() for slot, tally in list(looks.items())}
-
-    def _kept(self, slots: Mapping[str, object]) -> dict[str, Looks]:
-        """The looks of the slots `slots` defines as they were looked for."""
-        was = self._slots
-        return {name: looks for name, looks in list(self._looks.items())
-                if name in slots and slots[name] == was.get(name)}
 
     def page_of(self, path: str, query: Mapping[str, str]) -> str:
         """What the page of `path` with `query` is learned by: page_key, or the path's
@@ -216,6 +211,11 @@ class SlotPresence:
                 return path + OTHER_QUERIES
             queries.add(hashed)
         return key
+
+    def knows(self, path: str) -> bool:
+        """Whether the page of `path` was served as HTML and looked at (since the rules
+        loaded): a request for it is for a page, whatever it says it accepts."""
+        return path in self._current()
 
     def lacks_all(self, path: str, decision: Decision) -> bool:
         """Whether the page of `path` is known to lack every slot this decision changes
@@ -343,6 +343,13 @@ class SlotPresence:
         if decision.static_choices is not None:
             self._trimmed[key] = (decision, trimmed)
         return trimmed
+
+
+def _kept(looks: Mapping[str, Looks], was: Mapping[str, object],
+          slots: Mapping[str, object]) -> dict[str, Looks]:
+    """The `looks` of the slots `slots` defines as they were looked for (`was`)."""
+    return {name: tally for name, tally in list(looks.items())
+            if name in slots and slots[name] == was.get(name)}
 
 
 def slots_not_found(all_looks: Iterable[Mapping[str, Mapping[str, object]]]) -> list[str]:

@@ -139,6 +139,25 @@ def test_a_page_to_be_rewritten_is_asked_for_whole(proxy: Server) -> None:
     assert {name for name, _ in plain["headers"] if name in asked} == set(asked)
 
 
+def test_a_page_seen_before_is_asked_for_whole_whatever_the_request_accepts(
+        proxy: Server) -> None:
+    # A client that does not say it wants HTML (curl, a script's fetch, a cache
+    # revalidating) gets the page rewritten all the same: once the proxy has seen the page
+    # served as HTML, the origin's 304 (validating the origin's own page, maybe another
+    # variant) or 206 (a range of the origin's bytes) would give it the wrong page.
+    url = f"{proxy.url}/slotted/validated?validate=1"
+    shown = httpx.get(url, headers=FACEBOOK)
+    assert shown.status_code == 200 and "friend from Facebook" in shown.text
+    anything = {**FACEBOOK, "accept": "*/*"}
+    for asked in ({"if-none-match": '"v1"'}, {"range": "bytes=0-99"}):
+        again = httpx.get(url, headers={**anything, **asked})
+        assert (again.status_code, again.text) == (200, shown.text), asked
+        assert "etag" not in again.headers
+    # an asset's revalidation goes as it came
+    assert httpx.get(f"{proxy.url}/status/304", headers={
+        **anything, "if-none-match": '"v1"'}).status_code == 304
+
+
 def test_redirect_loop_guard_and_bots(proxy: Server) -> None:
     landing = httpx.get(f"{proxy.url}/page/landing/spring?utm_campaign=spring-sale",
                         headers=PAGE)
@@ -522,3 +541,4 @@ def test_a_full_profile_keeps_the_served_experiment_s_exposure(
     counted = read_store(url, lambda store: store.totals("hero-test"))
     assert sum(t.exposures for k, t in counted.items() if k.goal == EXPOSURE) == 1
     assert sum(t.conversions for k, t in counted.items() if k.goal == "purchase") == 1
+
