@@ -30,6 +30,9 @@ from ..classify.profile import UNKNOWN_PERIOD as UNKNOWN_PERIOD
 
 EXPOSURE = ""              # the goal of the rows that count exposed visitors
 INTERNAL_PREFIX = "ep:"    # counts kept under such names are neither rules nor experiments
+# Page views of visitors counted in an experiment whose slot a rule filled instead: counted
+# under this name, the experiment as the variant, the rule as the cell (learn/results.py)
+TAKEN = INTERNAL_PREFIX + "taken"
 ALL_VISITORS = "all"       # the cell of an experiment that does not count per segment
 FIXED_PERIOD = 0           # the period of fixed weights (and of a bandit's starting ones)
 DEFAULT_MAX_KEYS = 20_000  # ~2 weeks of a busy rule set's keys (~300 bytes each)

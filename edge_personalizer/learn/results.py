@@ -32,6 +32,7 @@ from .counters import (
     EXPOSURE,
     FIXED_PERIOD,
     INTERNAL_PREFIX,
+    TAKEN,
     CountKey,
     Tally,
 )
@@ -219,6 +220,22 @@ def stopped_results(name: str, totals: Mapping[CountKey, Tally],
             **_judge(plan_of_stopped(rows), goals, rows, cells, since, plan_of_stopped)}
 
 
+def taken_warnings(name: str, totals: Mapping[CountKey, Tally]) -> list[str]:
+    """What to say of the page views on which a rule filled the slot of experiment `name`
+    for visitors it had counted (counted under TAKEN, by rule)."""
+    taken: dict[str, tuple[int, str]] = {}
+    for key, tally in totals.items():
+        if key.experiment == TAKEN and key.variant == name:
+            views, first = taken.get(key.cell, (0, key.day))
+            taken[key.cell] = views + tally.exposures, min(first, key.day)
+    return [f"rule {rule} filled the experiment's slot on {views:,} page "
+            f"view{'' if views == 1 else 's'} of visitors it had counted (from {first} on): "
+            "rules come first; what those visitors do still counts for the variant they "
+            "were first shown, so the results mix in what the rule showed them (to leave them "
+            f"out, give the rule `profile.variants.{name}: {{exists: false}}`, or run the "
+            "experiment again under a new name)" for rule, (views, first) in sorted(taken.items())]
+
+
 def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
              judge: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """One experiment's results; when they cannot be worked out, an entry saying so
@@ -258,6 +275,8 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
     experiments += [_guarded(name, "stopped", totals, partial(
         stopped_results, name, totals, recorded.experiments.get(name),
         recorded.variants_of(name), recorded.since_of(name))) for name in stopped]
+    for entry in experiments:
+        entry["warnings"] += taken_warnings(entry["name"], totals)
     return {"rules_version": ruleset.version, "experiments": experiments,
             "rules": rule_results(totals, counted & rule_names - named,
                                   since=recorded.rules_since)

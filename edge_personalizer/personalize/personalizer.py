@@ -16,7 +16,7 @@ from starlette.types import Scope
 from ..classify.classifier import Classifier, merge_headers, request_from_headers
 from ..classify.profile import InterestMap, Profile
 from ..learn.attribution import Learning
-from ..learn.counters import FIXED_PERIOD
+from ..learn.counters import FIXED_PERIOD, TAKEN
 from ..learn.goals import GOAL_HEADER
 from ..proxy.client_ip import TrustedProxies, client_address
 from ..rules.allocation import Allocations
@@ -211,6 +211,8 @@ class Personalizer:
             profile, shown = _shown(exchange.decision, profile, ruleset)
             if learning is not None:
                 profile = _exposed(learning, profile, shown, exchange.allocations, ruleset)
+                for experiment, rule in _taken(exchange.decision, profile, ruleset):
+                    learning.counters.expose(TAKEN, experiment, cell=rule)
                 tracker = self.classifier.profiles
                 if tracker is not None and self._predicting:
                     categories = tracker.interests.categories(visitor.request.path)
@@ -277,6 +279,20 @@ def _shown(decision: Decision, profile: Profile, ruleset: RuleSet | None
         elif choice.reason == "rule" and judging_rules:
             shown.append(choice)
     return profile, shown
+
+
+def _taken(decision: Decision, profile: Profile, ruleset: RuleSet | None
+           ) -> list[tuple[str, str]]:
+    """(experiment, rule) for each experiment this visitor was counted in (shown a variant
+    or held out) whose slot a rule fills on this page view: rules come first, so a rule
+    added or widened while the experiment runs shows its visitors other content, and what
+    they do still counts for the variant they were first shown."""
+    if ruleset is None or not profile.exposures:
+        return []
+    return list(dict.fromkeys(
+        (experiment.name, choice.by) for choice in decision.slots.values()
+        if choice.reason == "rule" for experiment in ruleset.experiments
+        if choice.slot in experiment.slots and experiment.name in profile.exposures))
 
 
 def _judged_on(ruleset: RuleSet | None, learning: Learning, now: int,

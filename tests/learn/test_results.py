@@ -10,8 +10,8 @@ import pytest
 
 from edge_personalizer.endpoints.verdicts import leader_of
 from edge_personalizer.learn.catalog import GoalCatalog
-from edge_personalizer.learn.counters import CountKey, Tally
-from edge_personalizer.learn.results import MAX_CELLS, control_of, results
+from edge_personalizer.learn.counters import TAKEN, CountKey, Tally
+from edge_personalizer.learn.results import MAX_CELLS, control_of, results, taken_warnings
 from edge_personalizer.rules.allocation import Cells
 from edge_personalizer.rules.conditions import Segment
 from edge_personalizer.rules.model import Experiment, RuleSet
@@ -477,3 +477,16 @@ def test_an_experiment_paused_whose_schedule_ended_is_ended() -> None:
     ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
     (result,) = results(ruleset, {}, now=datetime(2026, 12, 5, tzinfo=UTC))["experiments"]
     assert result["status"] == "ended"
+
+
+def test_page_views_a_rule_took_from_an_experiment_s_visitors_are_told_per_rule() -> None:
+    totals = {CountKey(TAKEN, "hero-test", "", "phone-hero", "2026-12-05"): Tally(3),
+              CountKey(TAKEN, "hero-test", "", "phone-hero", "2026-12-04"): Tally(1),
+              CountKey(TAKEN, "hero-test", "", "uk-hero", "2026-12-05"): Tally(1),
+              CountKey(TAKEN, "other-test", "", "phone-hero", "2026-12-01"): Tally(9)}
+    phone, uk = taken_warnings("hero-test", totals)
+    assert phone.startswith("rule phone-hero filled the experiment's slot on 4 page views "
+                            "of visitors it had counted (from 2026-12-04 on)")
+    assert "profile.variants.hero-test: {exists: false}" in phone
+    assert uk.startswith("rule uk-hero filled the experiment's slot on 1 page view of")
+    assert taken_warnings("quiet-test", totals) == []

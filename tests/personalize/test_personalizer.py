@@ -542,3 +542,65 @@ def test_a_full_profile_keeps_the_served_experiment_s_exposure(
     assert sum(t.exposures for k, t in counted.items() if k.goal == EXPOSURE) == 1
     assert sum(t.conversions for k, t in counted.items() if k.goal == "purchase") == 1
 
+
+TAKEN_RULES = """\
+slots: {hero: {}}
+goals:
+  purchase: {when: {request.path: /page/thanks}}
+experiments:
+  - name: hero-test
+    slot: hero
+    goals: [purchase]
+    holdout: 0
+    variants: {control: {weight: 1}, a: {weight: 1, html: A}}
+"""
+PHONE_HERO = TAKEN_RULES.replace("experiments:", """\
+rules:
+  - name: phone-hero
+    when: {request.query.phone: "1"CONDITION}
+    then: {hero: {html: Phone}}
+experiments:""")
+
+
+def test_a_rule_that_takes_an_experiment_s_slot_from_its_visitors_is_told(
+        origin: Server, tmp_path: Path) -> None:
+    # Visitors are counted in hero-test; a rule is then added that fills the hero for
+    # some of them (rules come first). Their page views showing the rule are counted, and
+    # the experiment's results say so; a rule leaving the experiment's visitors out, as
+    # the warning suggests, takes nothing from them.
+    server, url = _counting(origin, tmp_path, TAKEN_RULES)
+    rules = tmp_path / "rules" / "experiment.yaml"
+    try:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            cookies = []
+            for _ in range(2):
+                client.cookies.clear()
+                cookies.append(client.get("/slotted/home", headers=PAGE).cookies["ep_profile"])
+            server.serve_rules(rules, PHONE_HERO.replace("CONDITION", ""))
+            for cookie in cookies:
+                client.cookies.clear()
+                page = client.get("/slotted/home?phone=1",
+                                  headers={**PAGE, "cookie": f"ep_profile={cookie}"})
+                assert "Phone" in page.text
+            deadline = time.monotonic() + 10
+            while not (warned := [w for w in client.get(
+                    "/__ep/results", headers=ADMIN).json()["experiments"][0]["warnings"]
+                    if w.startswith("rule phone-hero")]):
+                assert time.monotonic() < deadline, "the rule's taking was not told"
+                time.sleep(0.2)
+            assert "on 2 page views of visitors it had counted" in warned[0]
+            server.serve_rules(rules, PHONE_HERO.replace(
+                "CONDITION", ", profile.variants.hero-test: {exists: false}"))
+            client.cookies.clear()
+            kept = client.get("/slotted/home?phone=1",
+                              headers={**PAGE, "cookie": f"ep_profile={cookies[0]}"})
+            client.cookies.clear()
+            new = client.get("/slotted/home?phone=1", headers=PAGE)
+            assert "Phone" not in kept.text and "Phone" in new.text
+    finally:
+        server.stop()   # the last counts are written on the way out
+    from edge_personalizer.learn.counters import TAKEN
+
+    taken = read_store(url, lambda store: store.totals(TAKEN))
+    assert {(k.variant, k.cell): t.exposures for k, t in taken.items()} == {
+        ("hero-test", "phone-hero"): 2}
