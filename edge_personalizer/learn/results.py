@@ -278,7 +278,7 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
     for entry in experiments:
         entry["warnings"] += taken_warnings(entry["name"], totals)
     return {"rules_version": ruleset.version, "experiments": experiments,
-            "rules": rule_results(totals, counted & rule_names - named,
+            "rules": rule_results(totals, counted & rule_names - named, goals=ruleset.goals,
                                   since=recorded.rules_since)
-            + rule_results(totals, gone - set(stopped), removed=True,
+            + rule_results(totals, gone - set(stopped), removed=True, goals=ruleset.goals,
                            since=recorded.rules_since)}

@@ -5,7 +5,7 @@ that joined the rules once their visitors were counted judges them from its day 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -15,24 +15,25 @@ from .stats import rate_interval
 
 
 def rule_results(totals: Mapping[CountKey, Tally], names: set[str], *,
-                 removed: bool = False,
+                 removed: bool = False, goals: Collection[str] = (),
                  since: Mapping[str, str] = MappingProxyType({})) -> list[dict[str, Any]]:
-    """What each rule's variants reached: exposures and, per goal, conversions and rate
-    (`removed`: rules since removed from the rules, so marked; `since`: goal -> the day
-    it judges the rules from, when it joined them late: its `exposed` and rate count the
-    visitors reached from that day on)."""
+    """What each rule's variants reached: exposures and, per goal (every one of `goals`,
+    the rules', and any other it has conversions on), conversions and rate (`removed`:
+    rules since removed from the rules, so marked; `since`: goal -> the day it judges the
+    rules from, when it joined them late: its `exposed` and rate count the visitors
+    reached from that day on)."""
     out = []
     for name in sorted(names):
         rows = {k: v for k, v in totals.items() if k.experiment == name}
-        goals = sorted({k.goal for k in rows if k.goal != EXPOSURE})
+        judged = sorted({*goals, *(k.goal for k in rows if k.goal != EXPOSURE)})
         variants: dict[str, Any] = {}
         for variant in sorted({k.variant for k in rows}):
             mine = {k: v for k, v in rows.items() if k.variant == variant}
             per_goal: dict[str, dict[str, Any]] = {}
-            for goal in goals:
-                judged = from_day(mine, since.get(goal))
-                exposed = _exposed(judged)
-                converted = sum(v.conversions for k, v in judged.items() if k.goal == goal)
+            for goal in judged:
+                counted = from_day(mine, since.get(goal))
+                exposed = _exposed(counted)
+                converted = sum(v.conversions for k, v in counted.items() if k.goal == goal)
                 shown = min(converted, exposed)   # more than were exposed: see experiments
                 low, high = rate_interval(shown, exposed) if exposed else (None, None)
                 per_goal[goal] = {"converted": converted,

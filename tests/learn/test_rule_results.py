@@ -45,3 +45,15 @@ def test_a_goal_that_joined_the_rules_late_is_judged_over_the_visitors_reached_s
     assert reached["goals"]["buy"] | {"rate_low": None, "rate_high": None} == {
         "converted": 5, "rate": 0.25, "rate_low": None, "rate_high": None,
         "since": "2026-12-06", "exposed": 20}
+
+
+def test_every_goal_of_the_rules_is_listed_for_each_rule_none_converted_too() -> None:
+    # "0 of 40" is a finding; a goal left out cannot be told from one not judged
+    totals = {CountKey("uk", "uk", "", "all", "2026-12-05"): Tally(exposures=40)}
+    (uk,) = rule_results(totals, {"uk"}, goals=("purchase", "signup"))
+    goals = uk["variants"]["uk"]["goals"]
+    assert list(goals) == ["purchase", "signup"]
+    assert goals["purchase"] | {"rate_high": None} == {
+        "converted": 0, "rate": 0.0, "rate_low": 0.0, "rate_high": None}
+    report = results(RuleSet.empty("v1"), totals)   # a rule set of no goals: none listed
+    assert report["rules"][0]["variants"]["uk"]["goals"] == {}
