@@ -98,12 +98,17 @@ def _compared(plan: Plan, goal: str, kept: Mapping[CountKey, Tally], control: st
     """Each variant's totals on `goal` (within periods when the plan is weighted), and for
     each of `variants` shown in other periods than `control`, the two's totals over the
     periods both were shown in: the control's other periods (before a variant was added
-    or renamed, after one was removed) say nothing of how the variant compares."""
+    or renamed, after one was removed) say nothing of how the variant compares. Weighted,
+    every variant is paired with the control so, each period weighing by the two's
+    visitors there (periods.period_weighted_totals' `pair`)."""
     shown = periods_shown(kept)
     control_shown = shown.get(control, set())
     paired: dict[str, tuple[Counts, Counts]] = {}
     for variant in variants:
-        if shown.get(variant, set()) != control_shown:
+        if plan.weighted:
+            pair = period_weighted_totals(kept, plan.name, goal, pair=(control, variant))
+            paired[variant] = (pair.get(control, Tally()), pair.get(variant, Tally()))
+        elif shown.get(variant, set()) != control_shown:
             both = _totals(plan, in_periods(kept, shown.get(variant, set()) & control_shown),
                            goal)
             paired[variant] = (both.get(control, Tally()), both.get(variant, Tally()))

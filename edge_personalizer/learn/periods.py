@@ -81,17 +81,24 @@ def _spread(per: Mapping[str, Tally]) -> _Spread:
     return _Spread(rate * (1 - rate), max((squares - total * total / exposed) / (exposed - 1), 0.0))
 
 
-def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str
-                           ) -> dict[str, WeightedTally]:
+def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal: str, *,
+                           pair: tuple[str, str] | None = None) -> dict[str, WeightedTally]:
     """Per variant, totals whose rate and mean value are each period's, weighted by the
     period's share of all exposures, and the variances of both. A period is one cell
     under one version of the weights (the version a visitor was assigned under: their
     conversions count in it too, whatever day they happen). Exposure counts stay as
     counted. Counts from before periods were kept (UNKNOWN_PERIOD) fall back to what was
-    kept then: one period a day."""
+    kept then: one period a day.
+
+    With `pair` (the control and a variant), the two alone, over the periods both were
+    shown in, each weighted by n1 * n2 / (n1 + n2) of their visitors there (as the
+    Cochran-Mantel-Haenszel test weighs strata): what the two are compared on. A period
+    where a bandit left one of them a handful of visitors says little of how they
+    compare, and weighs as little; weighted by its share of all visitors, it made the
+    starved arm's few visitors there decide its estimate."""
     periods: dict[Period, dict[str, Tally]] = {}
     for key, tally in rows.items():
-        if key.experiment != experiment:
+        if key.experiment != experiment or pair is not None and key.variant not in pair:
             continue
         part = on_goal(key, tally, goal)
         if part is None:
@@ -99,8 +106,15 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
         per = periods.setdefault(period_of(key), {})
         held = per.get(key.variant)
         per[key.variant] = part if held is None else held.plus(part)
-    period_exposures = {period: sum(t.exposures for t in per.values())
-                        for period, per in periods.items()}
+    period_exposures: dict[Period, float]
+    if pair is None:
+        period_exposures = {period: sum(t.exposures for t in per.values())
+                            for period, per in periods.items()}
+    else:
+        periods = {period: per for period, per in periods.items()
+                   if all(per.get(name, Tally()).exposures > 0 for name in pair)}
+        period_exposures = {period: _harmonic(per[pair[0]].exposures, per[pair[1]].exposures)
+                            for period, per in periods.items()}
     spreads = {period: _spread(per) for period, per in periods.items()}
     variants = {v for per in periods.values() for v in per}
     out = {}
@@ -121,3 +135,7 @@ def period_weighted_totals(rows: Mapping[CountKey, Tally], experiment: str, goal
         out[variant] = WeightedTally(exposed, rate * exposed, mean * exposed, square * exposed,
                                      rate_variance, value_variance, effective)
     return out
+
+
+def _harmonic(first: int, second: int) -> float:
+    return first * second / (first + second)

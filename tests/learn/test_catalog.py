@@ -345,8 +345,8 @@ def test_a_goal_added_to_the_rule_files_counts_no_visitor_a_rule_reached_before(
             server.serve_rules(rules / "site.yaml", RULED_LATER)
             days = {utc_day(time.time() + 86_400)}
             deadline = time.monotonic() + 10
-            while read_store(url, read_catalog).rules_since.get(
-                    "purchase") not in days | {utc_day(time.time() + 86_400)}:
+            while (tomorrow := read_store(url, read_catalog).rules_since.get(
+                    "purchase")) not in days | {utc_day(time.time() + 86_400)}:
                 assert time.monotonic() < deadline, "purchase's day was not recorded"
                 time.sleep(0.1)
             time.sleep(0.5)   # every worker's copy of the record refreshed
@@ -366,4 +366,7 @@ def test_a_goal_added_to_the_rule_files_counts_no_visitor_a_rule_reached_before(
         "signup": 1}
     assert read_store(url, read_catalog).rule_goals == ("purchase", "signup")
     assert rule["variants"]["phone-hero"]["exposed"] == 1
-    assert "purchase" not in rule["variants"]["phone-hero"]["goals"]
+    # purchase judges the rule from the next day: no visitor reached since, none counted
+    assert rule["variants"]["phone-hero"]["goals"]["purchase"] == {
+        "converted": 0, "rate": None, "rate_low": None, "rate_high": None,
+        "since": tomorrow, "exposed": 0}
