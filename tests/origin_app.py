@@ -160,17 +160,29 @@ SLOTTED = ('<!doctype html><html><head><meta charset="{cs}"><title>slotted</titl
 
 async def slotted(request: Request) -> Response:
     """A page with slots; ?cs= its charset, ?gz=1 always gzip (even if asked for identity),
-    ?slow=1 the body in two parts a second apart, ?cut=1 its first 2,000 bytes and then
-    the connection reset, ?csp=1 a CSP nonce, ?long=1 ~100 KB,
-    ?session=1 a session cookie, ?ours=1 the X-EP- headers edge-personalizer writes,
+    ?gz=asked gzip when the request accepts it, ?slow=1 the body in two parts a second
+    apart, ?cut=1 its first 2,000 bytes and then the connection reset, ?csp=1 a CSP nonce,
+    ?long=1 ~100 KB, ?session=1 a session cookie, ?ours=1 the X-EP- headers
+    edge-personalizer writes, ?vary= sent as Vary (the page printing the request headers
+    it names), ?tags= the origin's own purge tags (space-separated) in each dialect,
     ?validate=1 a 304 to If-None-Match: "v1" and a 206 to a Range of bytes=A-B."""
     charset = request.query_params.get("cs", "utf-8")
     accept_encoding = request.headers.get("accept-encoding", "-")
+    vary = request.query_params.get("vary", "")
+    named = [name.strip() for name in vary.split(",") if name.strip()]
+    varied = "".join(f"<p>{html.escape(f'{name}: ' + request.headers.get(name, ''))}</p>"
+                     for name in named)
     text = SLOTTED.format(cs=charset, ae=accept_encoding,
-                          filler="<p>Lorem ipsum dolor sit amet.</p>"
+                          filler=varied + "<p>Lorem ipsum dolor sit amet.</p>"
                           * (3000 if request.query_params.get("long") else 300))
     body = text.encode(charset, "xmlcharrefreplace")
     headers = {"etag": '"v1"', "content-md5": "x", "cache-control": "public, max-age=60"}
+    if vary:
+        headers["vary"] = vary
+    if request.query_params.get("tags"):
+        tags = request.query_params["tags"].split()
+        headers |= {"surrogate-key": " ".join(tags), "cache-tag": ",".join(tags),
+                    "edge-cache-tag": ",".join(tags)}
     if request.query_params.get("csp"):
         headers["content-security-policy"] = "script-src 'nonce-abc123'"
     if request.query_params.get("session"):
@@ -187,7 +199,8 @@ async def slotted(request: Request) -> Response:
             return Response(body[first:last + 1], status_code=206, media_type=media,
                             headers={**headers,
                                      "content-range": f"bytes {first}-{last}/{len(body)}"})
-    if request.query_params.get("gz"):
+    gz = request.query_params.get("gz")
+    if gz == "1" or gz == "asked" and "gzip" in accept_encoding:
         headers["content-encoding"] = "gzip"
         body = gzip.compress(body)
     if request.query_params.get("cut"):

@@ -245,6 +245,35 @@ def test_a_first_visit_is_cached_under_the_key_of_the_page_it_got(
     assert all(len(bold) == 1 for bold in bold_by_segment.values()), bold_by_segment
 
 
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_the_origin_s_vary_holds_behind_the_cache(
+        cached_site: tuple[int, bool], segment: str) -> None:
+    # nginx 1.22 reads the last Vary line alone: edge-personalizer's own, beside the
+    # origin's, made it give a French page to an English visitor, and a gzip body to a
+    # visitor who asked for none.
+    port, _ = cached_site
+    url = f"http://127.0.0.1:{port}/slotted/vary-{segment}"
+    by_language = {"vary": "Accept-Language"}
+    french = httpx.get(url, params=by_language, headers={**SEGMENTS[segment],
+                                                          "accept-language": "fr"})
+    english = httpx.get(url, params=by_language, headers={**SEGMENTS[segment],
+                                                           "accept-language": "en-GB"})
+    assert (french.headers["x-cache"], english.headers["x-cache"]) == ("MISS", "MISS")
+    assert "Accept-Language: en-GB" in english.text and EXPECTED[segment] in english.content
+    again = httpx.get(url, params=by_language, headers={**SEGMENTS[segment],
+                                                         "accept-language": "fr"})
+    assert again.headers["x-cache"] == "HIT" and "Accept-Language: fr" in again.text
+    coded = {"vary": "Accept-Encoding", "gz": "asked"}
+    gzipped = httpx.get(url + "-coded", params=coded,
+                        headers={**SEGMENTS[segment], "accept-encoding": "gzip"})
+    plain = httpx.get(url + "-coded", params=coded,
+                      headers={**SEGMENTS[segment], "accept-encoding": "identity"})
+    assert gzipped.headers["content-encoding"] == "gzip"
+    assert plain.headers["x-cache"] == "MISS" and "content-encoding" not in plain.headers
+    assert EXPECTED[segment] in plain.content
+
+
 ALICE = {**PAGE, "cookie": "sid=alice"}
 BOB = {**PAGE, "cookie": "sid=bob"}
 CREDENTIALS = {**PAGE, "authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="}

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from types import MappingProxyType
 from typing import Final
 
 from lru import LRU
@@ -33,6 +34,12 @@ _HEAD_READ: Final = frozenset({b"content-type", b"content-encoding", b"content-l
                                b"last-modified", b"expires", b"date", GOAL_HEADER,
                                *CDN_CACHE_CONTROLS})
 
+# Lists whose lines a cache may read only one of (nginx before 1.23 keeps the last Vary
+# line; CDNs read a tag header's first): the origin's and the proxy's values go out on one
+# line, each joined as its readers split it.
+_ONE_LINE: Final = MappingProxyType({b"vary": b", ", b"surrogate-key": b" ",
+                                     b"cache-tag": b",", b"edge-cache-tag": b","})
+
 ResponseHead = dict[bytes, str]
 
 
@@ -50,6 +57,44 @@ def read_head(headers: Sequence[tuple[bytes, bytes]]) -> ResponseHead:
             text = value.decode("latin-1")
             out[name] = f"{out[name]}, {text}" if name in out else text
     return out
+
+
+def one_line_each(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with Vary and each purge-tag header on one line, where its first was:
+    the values of all its lines, each once (Vary's names whatever their case; a `*`
+    among them is the whole Vary)."""
+    lines: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        if name in _ONE_LINE:
+            lines.setdefault(name, []).append(value)
+    joined = {name: _joined(name, values) for name, values in lines.items() if len(values) > 1}
+    if not joined:
+        return headers
+    out: list[tuple[bytes, bytes]] = []
+    written: set[bytes] = set()
+    for name, value in headers:
+        if name not in joined:
+            out.append((name, value))
+        elif name not in written:
+            out.append((name, joined[name]))
+            written.add(name)
+    return out
+
+
+def _joined(name: bytes, lines: list[bytes]) -> bytes:
+    """The values of a list header's lines on one line, each once."""
+    seen: set[bytes] = set()
+    values: list[bytes] = []
+    for line in lines:
+        for item in line.split() if name == b"surrogate-key" else line.split(b","):
+            value = item.strip()
+            key = value.lower() if name == b"vary" else value
+            if value and key not in seen:
+                seen.add(key)
+                values.append(value)
+    if name == b"vary" and b"*" in seen:
+        return b"*"
+    return _ONE_LINE[name].join(values)
 
 
 def is_html(head: ResponseHead) -> bool:
@@ -171,6 +216,7 @@ class PageHeaders:
         headers = [*message.get("headers", ()), *added]
         if self.rules is not None:
             headers, shared = self.cache_headers(headers, exchange, head)
+            headers = one_line_each(headers)
             if self.cache.keyed and not shared and message["status"] < 400 \
                     and not exchange.preview and exchange.edge_segment is None:
                 # A page keyed caching could not share is the visitor's own: it sets their

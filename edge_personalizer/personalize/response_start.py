@@ -16,7 +16,7 @@ from .exchange import Exchange
 from .fail_open import FailOpen
 from .held_head import HeldHead, OnTime
 from .page_edits import PageChanges, PageEditor
-from .response_headers import PageHeaders, ResponseHead
+from .response_headers import PageHeaders, ResponseHead, one_line_each
 
 # Headers that no longer describe a rewritten body: its length, digest and coding, and its
 # validators and ranges (a browser's If-Modified-Since would get the origin's 304 and keep
@@ -244,8 +244,9 @@ def _rewritten(headers: list[tuple[bytes, bytes]], rewriter: ResponseRewriter,
     out = [h for h in headers if h[0] not in _STALE]
     if rewriter.content_encoding:
         out.append((b"content-encoding", rewriter.content_encoding.encode()))
-    # Compressed or not by the client's Accept-Encoding: caches must know.
-    out.append((b"vary", b"Accept-Encoding"))
+    # Compressed or not by the client's Accept-Encoding: caches must know (on the one Vary
+    # line: nginx before 1.23 reads the last line alone).
+    out = one_line_each([*out, (b"vary", b"Accept-Encoding")])
     if length is not None:
         out.append((b"content-length", str(length).encode()))
     return out

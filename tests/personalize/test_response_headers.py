@@ -267,6 +267,44 @@ def test_a_cdn_s_own_cache_controls_never_reach_a_personalizable_page(
     assert page.headers["last-modified"] == "Tue, 01 Dec 2026 10:00:00 GMT"
 
 
+def _listed(response: httpx.Response, name: str) -> list[str]:
+    """The values of a header's one line (its lines must be one)."""
+    lines = response.headers.get_list(name)
+    assert len(lines) == 1, (name, lines)
+    separator = " " if name == "surrogate-key" else ","
+    return [value.strip() for value in lines[0].split(separator)]
+
+
+@pytest.mark.parametrize("keyed_caching", [False, True], ids=["private", "keyed"])
+@pytest.mark.parametrize("referer", ["https://www.facebook.com/", "https://blog.example.org/"],
+                         ids=["rewritten", "as-it-came"])
+def test_the_origin_s_vary_and_purge_tags_and_ours_go_out_on_one_line_each(
+        request: pytest.FixtureRequest, keyed_caching: bool, referer: str) -> None:
+    # nginx before 1.23 reads the last Vary line alone: beside the origin's Vary the
+    # proxy's own lines made it forget Accept-Language (a French page for an English
+    # visitor). And a CDN may read one line of a tag header: the origin's tags, or ours.
+    server: Server = request.getfixturevalue("keyed" if keyed_caching else "proxy")
+    visitor = {**BROWSER, "referer": referer, "accept-language": "fr"}
+    ours = keyed_get(server, "/slotted/one-line", {}, visitor)
+    page = keyed_get(server, "/slotted/one-line",
+                     {"vary": "Accept-Language", "tags": "origin-page origin-shop"}, visitor)
+    assert ("Default hero" in page.text) == ("blog" in referer)
+    vary = _listed(page, "vary")
+    assert sorted(v.lower() for v in vary) == \
+        sorted({"accept-language", *(v.lower() for v in _listed(ours, "vary"))})
+    assert ("X-EP-Segment" in vary) == keyed_caching
+    assert ("Accept-Encoding" in vary) == ("facebook" in referer)
+    for name in ("surrogate-key", "cache-tag", "edge-cache-tag"):
+        tags = _listed(page, name)
+        assert tags[:2] == ["origin-page", "origin-shop"], (name, tags)
+        assert ("ep" in tags) == keyed_caching and len(tags) == len(set(tags)), (name, tags)
+
+
+def test_an_origin_s_vary_star_stays_a_star(keyed: Server) -> None:
+    page = keyed_get(keyed, "/slotted/star", {"vary": "*"}, BROWSER)
+    assert page.headers.get_list("vary") == ["*"]
+
+
 def test_a_rewritten_page_drops_the_origin_s_validators_and_ranges(proxy: Server) -> None:
     # A browser's If-Modified-Since would get the origin's 304 and keep showing the variant
     # it had; a Range would be of the origin's bytes. (nginx's sub_filter drops both too.)
