@@ -46,6 +46,7 @@ COMPILED = [
     "edge_personalizer/personalize/exchange.py",
     "edge_personalizer/personalize/fail_open.py",
     "edge_personalizer/personalize/held_head.py",
+    "edge_personalizer/personalize/lifetime.py",
     "edge_personalizer/personalize/middleware.py",
     "edge_personalizer/personalize/page_edits.py",
     "edge_personalizer/personalize/personalizer.py",

@@ -222,7 +222,8 @@ async def account(request: Request) -> Response:
     """A page made for whoever asks: it prints their `sid` cookie and the Authorization it
     got; under /secret/ it needs Basic auth (401 without). No caching headers unless asked:
     ?cc= is sent as Cache-Control, ?expires=N as an Expires N seconds from now; ?cdn=1 adds
-    a CDN's own cache controls (an hour each), Last-Modified and Accept-Ranges."""
+    a CDN's own cache controls (an hour each), Last-Modified and Accept-Ranges; each
+    ?header=Name:value is sent as it is."""
     authorization = request.headers.get("authorization", "")
     if request.url.path.startswith("/secret/") and not authorization.startswith("Basic "):
         return Response("who are you?\n", status_code=401, media_type="text/plain",
@@ -240,6 +241,9 @@ async def account(request: Request) -> Response:
     if request.query_params.get("cdn"):
         headers |= {name: "max-age=3600" for name in CDN_CONTROLS}
         headers |= {"last-modified": "Tue, 01 Dec 2026 10:00:00 GMT", "accept-ranges": "bytes"}
+    for header in request.query_params.getlist("header"):
+        name, _, value = header.partition(":")
+        headers[name.strip().lower()] = value.strip()
     return Response(body, media_type="text/html", headers=headers)
 
 

@@ -297,6 +297,26 @@ def test_a_page_the_origin_lets_no_shared_cache_keep_reaches_nobody_else(
 
 
 @pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize(("params", "told", "statuses"), [
+    ({"cc": "max-age=600", "header": "Surrogate-Control: no-store"}, "private, max-age=600",
+     ["MISS", "MISS"]),
+    ({"cc": "no-cache", "header": "Surrogate-Control: max-age=60"},
+     "public, max-age=0, s-maxage=60", ["MISS", "HIT"]),   # Fastly's way
+], ids=["cdn-no-store", "cdn-max-age"])
+def test_what_the_origin_tells_cdns_alone_holds_behind_the_cache(
+        cached_site: tuple[int, bool], params: dict[str, str], told: str,
+        statuses: list[str]) -> None:
+    # The origin's CDN-only controls were dropped unread: its page went to nginx as
+    # `s-maxage=300` though the CDN was told not to keep it, or to keep it a minute.
+    port, _ = cached_site
+    url = f"http://127.0.0.1:{port}/account/{statuses[1].lower()}"
+    pages = [httpx.get(url, params=params, headers=PAGE) for _ in statuses]
+    assert [page.headers["x-cache"] for page in pages] == statuses
+    assert pages[0].headers["x-upstream-cache-control"] == told
+    assert "surrogate-control" not in pages[0].headers
+
+
+@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
 def test_a_page_answered_to_credentials_is_shared_only_when_the_origin_says_public(
         cached_site: tuple[int, bool]) -> None:
     port, _ = cached_site

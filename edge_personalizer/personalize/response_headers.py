@@ -4,10 +4,8 @@ and the cache headers that keep one visitor's page out of everyone else's cache.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Final
 
@@ -19,6 +17,7 @@ from ..rules.book import RuleBook
 from ..rules.evaluator import explain
 from ..rules.model import CDN_CACHE_CONTROLS, Decision
 from .exchange import Exchange
+from .lifetime import shared_lifetime
 from .personalizer import Personalizer
 from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
 
@@ -114,56 +113,6 @@ def private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     kept = [d for d in directives if d.lower() != b"public"
             and not d.lower().startswith(b"s-maxage") and d.lower() != b"private"]
     return [*rest, (b"cache-control", b", ".join([b"private", *kept]))]
-
-
-def _seconds(value: str | None) -> int:
-    """A delta-seconds value; anything else counts as 0 (stale: RFC 9111 1.2.2)."""
-    return int(value) if value is not None and value.isascii() and value.isdigit() else 0
-
-
-def _expires_in(head: ResponseHead) -> int:
-    """Seconds from the origin's Date (else now) to its Expires; 0 when either is not a
-    date (an invalid Expires means already expired)."""
-    try:
-        expires = parsedate_to_datetime(head[b"expires"]).timestamp()
-    except (KeyError, TypeError, ValueError, IndexError):
-        return 0
-    try:
-        date = parsedate_to_datetime(head[b"date"]).timestamp()
-    except (KeyError, TypeError, ValueError, IndexError):
-        date = time.time()
-    return max(0, int(expires - date))
-
-
-def shared_lifetime(head: ResponseHead, *, authorized: bool) -> int | None:
-    """How long the origin lets a shared cache keep this response (RFC 9111 3, 3.5, 4.2.1):
-    its `s-maxage`, else `max-age`, else (without Cache-Control) its Expires; None when a
-    shared cache may not store it at all: `private`, `no-store` or `no-cache`, no explicit
-    lifetime above 0, or a request with credentials that the origin did not mark `public`
-    or `s-maxage`. A bare `public` gives no lifetime of its own: -1 (the operator's
-    shared_max_age applies)."""
-    value = head.get(b"cache-control")
-    if value is None:
-        lifetime = _expires_in(head) if not authorized else 0
-        return lifetime or None
-    directives: dict[str, str | None] = {}
-    for part in value.split(","):
-        name, equals, argument = part.strip().partition("=")
-        directives.setdefault(name.strip().lower(), argument.strip().strip('"') if equals
-                              else None)
-    if directives.keys() & {"private", "no-store", "no-cache"}:
-        return None
-    if authorized and not directives.keys() & {"public", "s-maxage"}:
-        return None
-    if "s-maxage" in directives:
-        lifetime = _seconds(directives["s-maxage"])
-    elif "max-age" in directives:
-        lifetime = _seconds(directives["max-age"])
-    elif b"expires" in head:
-        lifetime = _expires_in(head)
-    else:
-        return -1 if "public" in directives else None
-    return lifetime or None
 
 
 @dataclass(frozen=True)
@@ -295,8 +244,9 @@ class PageHeaders:
         By default it is private: no shared cache stores one visitor's page for others.
         With keyed caching, shared caches may keep it per segment (X-EP-Segment), which
         depends only on the variants chosen, never on the visitor's raw data. Purge tags
-        go only with a page a shared cache may store. A CDN's own cache controls go
-        (CDN_CACHE_CONTROLS): Cache-Control is what every cache is told.
+        go only with a page a shared cache may store. A CDN's own cache controls
+        (CDN_CACHE_CONTROLS) decide how long it may (shared_lifetime reads them in
+        `head`), then go: Cache-Control is what every cache is told.
         """
         if not CDN_CACHE_CONTROLS.isdisjoint(head):
             headers = [(k, v) for k, v in headers if k not in CDN_CACHE_CONTROLS]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import httpx
 
 from ..servers import Server
 
 
-def keyed_get(server: Server, path: str, params: dict[str, str],
+def keyed_get(server: Server, path: str, params: Mapping[str, str | Sequence[str]],
               headers: dict[str, str]) -> httpx.Response:
     """A page asked for as a cache keyed on X-EP-Segment asks: naming its segment (a first
     request's, as /__ep/decide would tell)."""
