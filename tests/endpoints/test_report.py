@@ -91,8 +91,10 @@ def test_text_report_marks_a_rule_since_removed_from_the_rules() -> None:
     totals = {CountKey("old-promo", "old-promo", "", "all", "2026-11-01"): Tally(40),
               CountKey("facebook-hero", "facebook-hero", "", "all", "2026-11-01"): Tally(9)}
     text = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START).results)
-    assert "  old-promo [old-promo]: 40 exposed  (removed from the rules)" in text
-    assert "  facebook-hero [facebook-hero]: 9 exposed\n" in text + "\n"
+    # every goal of the rules, none converted yet: said as 0
+    none = "cta-click 0 (0.0%), purchase 0 (0.0%), signup 0 (0.0%)"
+    assert f"  old-promo [old-promo]: 40 exposed; {none}  (removed from the rules)" in text
+    assert f"  facebook-hero [facebook-hero]: 9 exposed; {none}\n" in text + "\n"
 
 
 def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
