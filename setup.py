@@ -56,6 +56,7 @@ COMPILED = [
     "edge_personalizer/personalize/segments.py",
     "edge_personalizer/personalize/slot_presence.py",
     "edge_personalizer/proxy/client_ip.py",
+    "edge_personalizer/proxy/forwarded.py",
     "edge_personalizer/proxy/headers.py",
     "edge_personalizer/proxy/origin.py",
     "edge_personalizer/proxy/pages.py",

@@ -93,7 +93,7 @@ class Settings:
                                "a container's CPU quota when it has one)")
     trusted_proxies: tuple[IPNetwork, ...] = option(
         (), convert=to_networks, section=_SERVER, flag="--trusted-proxy", metavar="CIDR",
-        repeat=True, help="address or network whose X-Forwarded-For and edge headers are "
+        repeat=True, help="address or network whose forwarding and edge headers are "
                           "believed (comma-separated; the flag repeats)")
     connect_timeout: float = option(5.0, convert=to_float, section=_ORIGIN,
                                     flag="--connect-timeout", metavar="SECONDS",
@@ -119,7 +119,7 @@ class Settings:
         convert=to_optional_str, section=_ORIGIN, flag="--public-url", metavar="URL",
         help="the site's address as visitors see it, e.g. https://shop.example: the "
              "origin's redirects to itself point here (without it, a trusted proxy's "
-             "X-Forwarded-Host, else a path; never the client's Host)")
+             "X-Forwarded-Host or Forwarded host=, else a path; never the client's Host)")
     keep_alive_timeout: float = option(
         5.0, convert=to_float, section=_SERVER, flag="--keep-alive-timeout", metavar="SECONDS",
         help="seconds an idle client connection stays open (behind a load balancer, longer "
@@ -166,7 +166,7 @@ class Settings:
         (FORWARDED_ONLY,), convert=to_names, section=_CDN,
         help="whose client, geo and device headers a trusted proxy's request may carry: "
              "cloudflare, cloudfront, fastly, akamai, vercel (comma-separated), or forwarded "
-             "(X-Forwarded-For alone)")
+             "(X-Forwarded-For and Forwarded alone)")
     head_hold_seconds: float = option(
         0.5, convert=to_float, section=_ORIGIN,
         help="seconds a page's response head may wait for the rewriter on a view that learns "

@@ -9,6 +9,8 @@ from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .forwarded import ForwardedElement, parse_forwarded
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -106,11 +108,16 @@ class ClientAddress:
     is built through interpreted code even when compiled)."""
 
     def __init__(self, peer: str | None, ip: str | None, trusted_peer: bool,
-                 forwarded_for: tuple[str, ...] = ()) -> None:
+                 forwarded_for: tuple[str, ...] = (),
+                 public_element: ForwardedElement | None = None) -> None:
         self.peer: Final = peer                     # the client itself or the nearest proxy
         self.ip: Final = ip                         # the visitor, through trusted proxies
         self.trusted_peer: Final = trusted_peer     # a proxy whose headers we believe
-        self.forwarded_for: Final = forwarded_for   # X-Forwarded-For values it sent
+        # The hops before the peer: its X-Forwarded-For values, else its Forwarded's for=
+        self.forwarded_for: Final = forwarded_for
+        # Of its Forwarded's elements (when believed: they parse, and name X-Forwarded-For's
+        # hops), the one the outermost trusted proxy wrote: the visitor's request
+        self.public_element: Final = public_element
 
 
 # Where the resolved address lives in an ASGI scope (beside `client`, rewritten to it).
@@ -128,10 +135,40 @@ def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
     if peer is None or peer not in trusted:
         return ClientAddress(peer, peer, False)
     headers: list[tuple[bytes, bytes]] = scope["headers"]
-    forwarded = tuple(v.decode("latin-1") for k, v in headers
-                      if k == b"x-forwarded-for")
-    return ClientAddress(peer, edge_client_ip(headers, trusted.client_headers)
-                         or resolve_client_ip(peer, forwarded, trusted), True, forwarded)
+    forwarded_for = tuple(v.decode("latin-1") for k, v in headers
+                          if k == b"x-forwarded-for")
+    forwarded = tuple(v.decode("latin-1") for k, v in headers if k == b"forwarded")
+    elements = parse_forwarded(forwarded) if forwarded else None
+    if elements:
+        hops = tuple(_hop(element.node) for element in elements)
+        if not forwarded_for:
+            forwarded_for = hops
+        elif hops != tuple(_hop(hop) for hop in forwarded_chain(forwarded_for)):
+            elements = None   # another chain than X-Forwarded-For's: a visitor's own
+    ip = (edge_client_ip(headers, trusted.client_headers)
+          or resolve_client_ip(peer, forwarded_for, trusted))
+    if not elements:
+        return ClientAddress(peer, ip, True, forwarded_for)
+    return ClientAddress(peer, ip, True, forwarded_for, _public_element(elements, trusted))
+
+
+def _hop(node: str | None) -> str:
+    """A Forwarded node or X-Forwarded-For hop as an address alone (its port dropped), or
+    `unknown` (no address: `unknown`, obfuscated `_hidden`, garbage, none)."""
+    ip = parse_ip(node)
+    return str(ip) if ip is not None else "unknown"
+
+
+def _public_element(elements: tuple[ForwardedElement, ...],
+                    trusted: TrustedProxies) -> ForwardedElement:
+    """The element the outermost trusted proxy wrote, walked back from the right as
+    X-Forwarded-For is: the first whose for= is no trusted proxy names the visitor, and
+    its proto= and host= are those the visitor asked for."""
+    for element in reversed(elements):
+        ip = parse_ip(element.node)
+        if ip is None or str(ip) not in trusted:
+            return element
+    return elements[0]
 
 
 def edge_client_ip(headers: list[tuple[bytes, bytes]],

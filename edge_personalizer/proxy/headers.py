@@ -35,7 +35,7 @@ class Forwarding:
     scheme: str             # public scheme the visitor used
     host: str               # public Host the visitor used
     trusted_peer: bool
-    prior_for: tuple[str, ...] = ()   # X-Forwarded-For values from a trusted peer
+    prior_for: tuple[str, ...] = ()   # hops before a trusted peer (X-Forwarded-For, Forwarded)
     host_forwarded: bool = False      # `host` came from a trusted proxy, not the client
 
     @property
@@ -116,11 +116,18 @@ class _RequestScan:
         host = host or server_host
         host_forwarded = False
         if address.trusted_peer:
+            # X-Forwarded-Proto and -Host first, Forwarded's where they name none: edges
+            # that write the X- ones may hand on a visitor's own Forwarded (docs/cdn.md).
+            said = address.public_element
             proto = _last_element(self.proto)
+            if proto not in ("http", "https") and said is not None and said.proto:
+                proto = said.proto.lower()
             if proto in ("http", "https"):
                 scheme = proto
             forwarded_host = _last_element(self.forwarded_host)
-            if forwarded_host and _HOST.fullmatch(forwarded_host):   # (else not believed)
+            if not _HOST.fullmatch(forwarded_host) and said is not None and said.host:
+                forwarded_host = said.host
+            if _HOST.fullmatch(forwarded_host):   # (else not believed)
                 host = forwarded_host
                 host_forwarded = True
         return Forwarding(peer=address.peer, client_ip=address.ip, scheme=scheme,

@@ -69,3 +69,27 @@ def test_an_edges_client_header_is_read_only_when_that_edge_is_named() -> None:
     assert client_address(_scope("198.51.100.7", headers), cloudflare).ip == "198.51.100.7"
     garbage = {**headers, "cf-connecting-ip": "<script>"}
     assert client_address(_scope("10.0.0.5", garbage), cloudflare).ip == "192.0.2.44"
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"forwarded": "for=203.0.113.1;proto=https"}, "203.0.113.1"),
+    ({"forwarded": 'for="[2a00::5]:4711", for=10.0.0.9'}, "2a00::5"),   # via a trusted hop
+    ({"forwarded": "for=6.6.6.6, for=203.0.113.1"}, "203.0.113.1"),      # right-most untrusted
+    ({"forwarded": "for=203.0.113.1, for=_hidden"}, "10.0.0.5"),         # obfuscated: no further
+    ({"forwarded": "for=203.0.113.1, by=10.0.0.5"}, "10.0.0.5"),         # a hop naming no one
+    ({"forwarded": 'for="203.0.113.1, 10.0.0.9"'}, "10.0.0.5"),          # one hop, no address
+    ({"forwarded": "for=203.0.113.1;for=203.0.113.2"}, "10.0.0.5"),      # does not parse
+    ({"forwarded": "for=6.6.6.6", "x-forwarded-for": "203.0.113.1"}, "203.0.113.1"),
+])
+def test_forwarded_names_the_visitor_when_x_forwarded_for_does_not(
+        headers: dict[str, str], expected: str) -> None:
+    assert client_address(_scope("10.0.0.5", headers), CDN).ip == expected
+    assert client_address(_scope("198.51.100.7", headers), CDN).ip == "198.51.100.7"
+
+
+def test_the_element_naming_the_visitor_says_what_the_visitor_asked_for() -> None:
+    # The edge's element (it heard the visitor) is public; the balancer's, within, is not.
+    headers = {"forwarded": "for=203.0.113.1;proto=https;host=shop.example, "
+                            "for=10.0.0.9;proto=http;host=lb.internal"}
+    element = client_address(_scope("10.0.0.5", headers), CDN).public_element
+    assert element is not None and (element.proto, element.host) == ("https", "shop.example")
