@@ -456,9 +456,10 @@ def test_a_visitor_cannot_name_the_site_s_host_or_scheme_through_the_edge(
     assert moved.status_code == 302
     assert moved.headers["location"] == "/target?x=1"
     got = {name: value for name, value in echoed if name.startswith(("x-forwarded", "forwarded"))}
+    # (Forwarded names the visitor nginx's X-Forwarded-For names, then nginx.)
     assert got == {"x-forwarded-for": "127.0.0.1, 127.0.0.1", "x-forwarded-proto": "http",
                    "x-forwarded-host": "127.0.0.1",
-                   "forwarded": 'for=127.0.0.1;proto=http;host="127.0.0.1"'}, got
+                   "forwarded": 'for=127.0.0.1, for=127.0.0.1;proto=http;host="127.0.0.1"'}, got
 
 
 def test_a_page_shared_per_segment_is_kept_by_no_cache_past_the_edge(

@@ -108,15 +108,16 @@ class ClientAddress:
     is built through interpreted code even when compiled)."""
 
     def __init__(self, peer: str | None, ip: str | None, trusted_peer: bool,
-                 forwarded_for: tuple[str, ...] = (),
+                 forwarded_for: tuple[str, ...] = (), forwarded: tuple[str, ...] = (),
                  public_element: ForwardedElement | None = None) -> None:
         self.peer: Final = peer                     # the client itself or the nearest proxy
         self.ip: Final = ip                         # the visitor, through trusted proxies
         self.trusted_peer: Final = trusted_peer     # a proxy whose headers we believe
         # The hops before the peer: its X-Forwarded-For values, else its Forwarded's for=
         self.forwarded_for: Final = forwarded_for
-        # Of its Forwarded's elements (when believed: they parse, and name X-Forwarded-For's
-        # hops), the one the outermost trusted proxy wrote: the visitor's request
+        # Its Forwarded values, when believed (they parse, and name X-Forwarded-For's hops)
+        self.forwarded: Final = forwarded
+        # Of those, the element the outermost trusted proxy wrote: the visitor's request
         self.public_element: Final = public_element
 
 
@@ -149,7 +150,8 @@ def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
           or resolve_client_ip(peer, forwarded_for, trusted))
     if not elements:
         return ClientAddress(peer, ip, True, forwarded_for)
-    return ClientAddress(peer, ip, True, forwarded_for, _public_element(elements, trusted))
+    return ClientAddress(peer, ip, True, forwarded_for, forwarded,
+                         _public_element(elements, trusted))
 
 
 def _hop(node: str | None) -> str:

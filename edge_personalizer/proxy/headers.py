@@ -10,7 +10,7 @@ from typing import Final
 from lru import LRU
 
 from ..errors import RequestRejected
-from .client_ip import ClientAddress
+from .client_ip import ClientAddress, forwarded_chain, parse_ip
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -37,6 +37,7 @@ class Forwarding:
     trusted_peer: bool
     prior_for: tuple[str, ...] = ()   # hops before a trusted peer (X-Forwarded-For, Forwarded)
     host_forwarded: bool = False      # `host` came from a trusted proxy, not the client
+    prior_forwarded: tuple[str, ...] = ()   # the Forwarded elements of those hops
 
     @property
     def public_base(self) -> str | None:
@@ -54,17 +55,15 @@ class _RequestScan:
     """A client request's headers read in one pass: the ones the origin may see (names
     lower-cased; no hop-by-hop, Host or forwarding headers) and the few read here."""
 
-    __slots__ = ("kept", "host", "hosts", "forwarded_for", "proto", "forwarded_host",
-                 "forwarded", "from_proxies", "lengths", "codings", "size")
+    __slots__ = ("kept", "host", "hosts", "proto", "forwarded_host", "forwarded_named",
+                 "from_proxies", "lengths", "codings", "size")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         kept: RawHeaders = []
         self.host: bytes | None = None
         self.hosts = 0
-        self.forwarded_for: list[bytes] = []
         self.proto: bytes | None = None
         self.forwarded_host: bytes | None = None
-        self.forwarded: list[bytes] = []
         self.from_proxies: RawHeaders = []   # (_FROM_PROXIES: kept from a trusted proxy)
         self.lengths: list[bytes] = []
         self.codings: list[bytes] = []   # Transfer-Encoding values
@@ -85,14 +84,10 @@ class _RequestScan:
                     elif key == b"transfer-encoding":
                         self.codings.append(value)
                     continue
-                if key == b"x-forwarded-for":
-                    self.forwarded_for.append(value)
-                elif key == b"x-forwarded-proto":
+                if key == b"x-forwarded-proto":
                     self.proto = value
                 elif key == b"x-forwarded-host":
                     self.forwarded_host = value
-                elif key == b"forwarded":
-                    self.forwarded.append(value)
                 elif key == b"content-length":
                     self.lengths.append(value)
                     kept.append((key, value))
@@ -100,12 +95,13 @@ class _RequestScan:
                     self.from_proxies.append((key, value))
                 continue
             kept.append((key, value))
+        # A Forwarded the peer's Connection names was for us alone: the origin gets
+        # elements of our own making for its hops.
+        self.forwarded_named = b"forwarded" in named
         if named:
             named -= HOP_BY_HOP
             named.discard(b"")
             kept = [(k, v) for k, v in kept if k not in named]
-            if b"forwarded" in named:
-                self.forwarded = []
         self.kept = kept
         self.size = size
 
@@ -115,6 +111,7 @@ class _RequestScan:
         host = self.host.decode("latin-1").strip() if self.host else ""
         host = host or server_host
         host_forwarded = False
+        prior_forwarded: tuple[str, ...] = ()
         if address.trusted_peer:
             # X-Forwarded-Proto and -Host first, Forwarded's where they name none: edges
             # that write the X- ones may hand on a visitor's own Forwarded (docs/cdn.md).
@@ -130,12 +127,26 @@ class _RequestScan:
             if _HOST.fullmatch(forwarded_host):   # (else not believed)
                 host = forwarded_host
                 host_forwarded = True
+            # The origin gets the peer's Forwarded as it came when all of it is believed,
+            # else elements naming the hops X-Forwarded-For does: never two stories.
+            told = said is not None and not self.forwarded_named \
+                and (said.proto or scheme).lower() == scheme and (said.host or host) == host
+            prior_forwarded = (address.forwarded if told
+                               else _forwarded_elements(address.forwarded_for))
         return Forwarding(peer=address.peer, client_ip=address.ip, scheme=scheme,
                           host=_clean_host(host), trusted_peer=address.trusted_peer,
-                          prior_for=address.forwarded_for, host_forwarded=host_forwarded)
+                          prior_for=address.forwarded_for, host_forwarded=host_forwarded,
+                          prior_forwarded=prior_forwarded)
 
-def _forwarding_headers(fwd: Forwarding, prior_forwarded: list[bytes],
-                        origin_host: str | None) -> RawHeaders:
+
+def _forwarded_elements(forwarded_for: Sequence[str]) -> tuple[str, ...]:
+    """Forwarded elements naming X-Forwarded-For's hops, for an origin told of them by
+    X-Forwarded-For alone (an address, else `unknown`: nothing of a hop's text)."""
+    return tuple(f"for={_forwarded_node(str(ip) if ip is not None else None)}"
+                 for ip in map(parse_ip, forwarded_chain(forwarded_for)))
+
+
+def _forwarding_headers(fwd: Forwarding, origin_host: str | None) -> RawHeaders:
     """Host (the origin's own, or with `origin_host` None the visitor's) and the forwarding
     headers the origin gets, describing the client."""
     peer = fwd.peer or "unknown"
@@ -146,7 +157,7 @@ def _forwarding_headers(fwd: Forwarding, prior_forwarded: list[bytes],
         (b"x-forwarded-for", chain.encode("latin-1")),
         (b"x-forwarded-proto", fwd.scheme.encode("latin-1")),
         (b"x-forwarded-host", fwd.host.encode("latin-1")),
-        (b"forwarded", b", ".join([*prior_forwarded, element.encode("latin-1")])),
+        (b"forwarded", ", ".join([*fwd.prior_forwarded, element]).encode("latin-1")),
     ]
     if fwd.client_ip:
         out.append((b"x-real-ip", fwd.client_ip.encode("latin-1")))
@@ -260,16 +271,14 @@ class RequestReader:
             has_body = has_body or length > 0
         if address.trusted_peer:
             fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
-            prior = scan.forwarded
             return OriginRequest(fwd, scan.kept + scan.from_proxies
-                                 + _forwarding_headers(fwd, prior, self.host_sent), has_body,
-                                 length)
+                                 + _forwarding_headers(fwd, self.host_sent), has_body, length)
         key = (address.peer, scheme, scan.host if scan.host is not None else server_host)
         known = self._direct.get(key)
         if known is None:
             fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
             known = self._direct[key] = (
-                fwd, tuple(_forwarding_headers(fwd, [], self.host_sent)))
+                fwd, tuple(_forwarding_headers(fwd, self.host_sent)))
         fwd, added = known
         headers = scan.kept
         headers += added

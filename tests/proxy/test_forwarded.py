@@ -115,15 +115,36 @@ def test_the_visitor_is_the_right_most_untrusted_hop_of_forwarded(
     assert page.headers.get("x-country") == ("GB" if british else None)
 
 
+def test_x_forwarded_for_names_the_hops_forwarded_tells_the_origin(
+        forwarded_proxy: Server) -> None:
+    # With X-Forwarded-For alone the origin was told of the peer alone in Forwarded.
+    told = _told(forwarded_proxy, {"x-forwarded-for": "81.2.69.142, 10.0.0.1"})
+    assert told["x-real-ip"] == "10.0.0.1"
+    assert told["x-forwarded-for"] == "81.2.69.142, 10.0.0.1, 127.0.0.2"
+    assert told["forwarded"] == ("for=81.2.69.142, for=10.0.0.1, "
+                                 f'for=127.0.0.2;proto=http;host="{told["x-forwarded-host"]}"')
+    # A Forwarded naming other hops than X-Forwarded-For (a visitor's own, handed on by
+    # an edge that writes X-Forwarded-For) is neither believed nor passed on.
+    told = _told(forwarded_proxy, {"x-forwarded-for": "81.2.69.142",
+                                   "forwarded": "for=6.6.6.6;proto=https;host=evil.example"})
+    assert (told["x-forwarded-proto"], told["x-real-ip"]) == ("http", "81.2.69.142")
+    assert told["forwarded"].startswith("for=81.2.69.142, for=127.0.0.2;proto=http;host=")
+    # One that does not parse reaches the origin no more than it is believed.
+    told = _told(forwarded_proxy, {"forwarded": 'for="81.2.69.142;proto=https'})
+    assert (told["x-forwarded-for"], told["x-real-ip"]) == ("127.0.0.2", "127.0.0.2")
+    assert told["forwarded"].startswith("for=127.0.0.2;proto=http;host=")
+
+
 def test_x_forwarded_proto_and_host_win_over_forwarded(forwarded_proxy: Server) -> None:
     said = {"x-forwarded-proto": "https", "x-forwarded-host": "www.shop.example",
             "forwarded": "for=81.2.69.142;proto=http;host=evil.example"}
     moved = _get(forwarded_proxy, "/redirect", said)
     assert moved.headers["location"] == "https://www.shop.example/target?x=1"
     told = _told(forwarded_proxy, said)
-    # Its for= is believed; its host and scheme are not.
+    # Its for= is believed; its host and scheme are not, and are not passed on either.
     assert told["x-real-ip"] == "81.2.69.142"
-    assert told["forwarded"].endswith('for=127.0.0.2;proto=https;host="www.shop.example"')
+    assert told["forwarded"] == ('for=81.2.69.142, '
+                                 'for=127.0.0.2;proto=https;host="www.shop.example"')
 
 
 def test_a_visitors_own_forwarded_is_replaced(forwarded_proxy: Server) -> None:

@@ -137,6 +137,24 @@ def test_a_trusted_proxy_chain_is_extended() -> None:
     assert out[b"x-real-ip"] == b"203.0.113.5"
 
 
+def test_a_trusted_proxys_forwarded_names_the_public_address_and_the_hops() -> None:
+    said = b'for=203.0.113.5;proto=https;host="s.example"'
+    request = read([(b"host", b"h"), (b"forwarded", said)], peer="10.1.1.1")
+    assert request.forwarding.public_base == "https://s.example"
+    out = dict(request.headers)
+    assert out[b"x-forwarded-for"] == b"203.0.113.5, 10.1.1.1"
+    assert out[b"forwarded"] == (b'for=203.0.113.5;proto=https;host="s.example", '
+                                 b'for=10.1.1.1;proto=https;host="s.example"')
+
+
+def test_a_forwarded_named_by_connection_is_believed_but_not_passed_on() -> None:
+    request = read([(b"host", b"h"), (b"connection", b"forwarded"),
+                    (b"forwarded", b"for=203.0.113.5;proto=https;by=secret")], peer="10.1.1.1")
+    out = dict(request.headers)
+    assert out[b"forwarded"] == b'for=203.0.113.5, for=10.1.1.1;proto=https;host="h"'
+    assert out[b"x-real-ip"] == b"203.0.113.5"
+
+
 @pytest.mark.parametrize(("headers", "status"), [
     ([(b"x-h", b"v")] * 101, 431),
     ([(b"x-h", b"v" * 40000)], 431),

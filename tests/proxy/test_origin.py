@@ -183,8 +183,9 @@ def test_trusted_proxy_chain_is_extended_and_client_ip_resolved(proxy: Server) -
     assert origin_headers(data, "x-real-ip") == ["203.0.113.9"]
     assert origin_headers(data, "x-forwarded-proto") == ["https"]
     assert origin_headers(data, "x-forwarded-host") == ["www.shop.example"]
+    # Forwarded named one hop of X-Forwarded-For's two: the origin is told X-Forwarded-For's
     assert origin_headers(data, "forwarded") == [
-        'for=203.0.113.9, for=127.0.0.2;proto=https;host="www.shop.example"']
+        'for=203.0.113.9, for=127.0.0.2, for=127.0.0.2;proto=https;host="www.shop.example"']
 
 
 def test_a_clients_own_host_never_makes_the_origins_redirect_absolute(proxy: Server) -> None:
