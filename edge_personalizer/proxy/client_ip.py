@@ -140,12 +140,13 @@ def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
                           if k == b"x-forwarded-for")
     forwarded = tuple(v.decode("latin-1") for k, v in headers if k == b"forwarded")
     elements = parse_forwarded(forwarded) if forwarded else None
-    if elements:
-        hops = tuple(_hop(element.node) for element in elements)
-        if not forwarded_for:
-            forwarded_for = hops
-        elif hops != tuple(_hop(hop) for hop in forwarded_chain(forwarded_for)):
-            elements = None   # another chain than X-Forwarded-For's: a visitor's own
+    if elements and forwarded_for:
+        # A proxy that writes X-Forwarded-For may hand a visitor's own Forwarded on as it
+        # came, and a visitor can make one name the very hops it writes: believed only
+        # from a proxy that writes Forwarded alone.
+        elements = None
+    elif elements:
+        forwarded_for = tuple(_hop(element.node) for element in elements)
     ip = (edge_client_ip(headers, trusted.client_headers)
           or resolve_client_ip(peer, forwarded_for, trusted))
     if not elements:

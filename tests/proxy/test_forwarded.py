@@ -129,6 +129,11 @@ def test_x_forwarded_for_names_the_hops_forwarded_tells_the_origin(
                                    "forwarded": "for=6.6.6.6;proto=https;host=evil.example"})
     assert (told["x-forwarded-proto"], told["x-real-ip"]) == ("http", "81.2.69.142")
     assert told["forwarded"].startswith("for=81.2.69.142, for=127.0.0.2;proto=http;host=")
+    # ... nor one naming the very hops it writes: a visitor knows their own address
+    told = _told(forwarded_proxy, {"x-forwarded-for": "81.2.69.142",
+                                   "forwarded": "for=81.2.69.142;proto=https;host=evil.example"})
+    assert "evil" not in told["x-forwarded-host"] and told["x-forwarded-proto"] == "http"
+    assert "evil" not in told["forwarded"]
     # One that does not parse reaches the origin no more than it is believed.
     told = _told(forwarded_proxy, {"forwarded": 'for="81.2.69.142;proto=https'})
     assert (told["x-forwarded-for"], told["x-real-ip"]) == ("127.0.0.2", "127.0.0.2")
