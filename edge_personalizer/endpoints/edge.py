@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -23,10 +22,8 @@ from .router import Route
 
 DECIDE_PATH = "/__ep/decide"
 FRAGMENT_PREFIX = "/__ep/fragment/"
-_NAMES = MappingProxyType({b"x-original-uri": b"X-Original-URI",   # the headers an edge
-                           b"x-original-url": b"X-Original-URL",   # names the page in
-                           b"x-ep-url": b"X-EP-URL"})
-_ORIGINAL_URI = tuple(_NAMES)
+_ORIGINAL_URI = (b"x-original-uri", b"x-original-url", b"x-ep-url")
+_VARY_PAGE = b"X-EP-Segment, X-Original-URI, X-Original-URL, X-EP-URL"
 _SEGMENT_HEADER = SEGMENT_HEADER.encode()
 _URI_SAFE = "!#$%&'()*+,/:;=?@[]~"   # with letters, digits and "_.-": kept as they are
 _FRAGMENT_ACTIONS = frozenset({"inner", "replace", "append", "prepend", "before", "after",
@@ -193,12 +190,12 @@ class EdgeDecisions:
         choice = exchange.decision.slots.get(slot)
         content = choice.content if choice is not None else None
         if self.headers.cache.keyed and segment.shareable and keyed_as(exchange, segment):
-            # The fragment is for one page (which may lack or hide its slot): a page named
-            # by a header, not in the URL, is part of the key too.
-            named_by = next((_NAMES[k] for k, _ in scope["headers"] if k in _NAMES), b"")
+            # The fragment is for one page (which may lack or hide its slot): unless the
+            # URL names it (?url=), the headers that may are part of the key, absent too.
+            in_url = any(name == "url" for name, _ in parse_qsl(
+                scope.get("query_string", b"").decode("latin-1")))
             headers += [(b"cache-control", self.headers.shared_cache_control()),
-                        (b"vary", b"X-EP-Segment, " + named_by if named_by
-                         else b"X-EP-Segment"),
+                        (b"vary", b"X-EP-Segment" if in_url else _VARY_PAGE),
                         *segment.tag_lines(self.headers.cache.tag_headers)]
         else:
             headers.append((b"cache-control", b"private, no-store"))

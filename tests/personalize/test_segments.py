@@ -296,7 +296,12 @@ def test_a_fragment_of_a_page_named_by_a_header_varies_on_that_header(keyed: Ser
     shared = httpx.get(f"{keyed.url}/__ep/fragment/banner",
                        headers={**asked, "x-ep-segment": first.headers["x-ep-segment"]})
     assert shared.headers["cache-control"].startswith("public")
-    assert shared.headers.get_list("vary") == ["X-EP-Segment, X-Original-URI"]
+    # every header that may name the page, absent ones too: a fragment of none (the home
+    # page's) must not be handed to a request naming one
+    every = ["X-EP-Segment, X-Original-URI, X-Original-URL, X-EP-URL"]
+    assert shared.headers.get_list("vary") == every
+    unnamed = keyed_get(keyed, "/__ep/fragment/banner", {}, BROWSER)
+    assert unnamed.headers.get_list("vary") == every
     by_url = keyed_get(keyed, "/__ep/fragment/banner", {"url": "/slotted/n?city=1"}, BROWSER)
     assert by_url.headers.get_list("vary") == ["X-EP-Segment"]
 
