@@ -105,8 +105,11 @@ def render_text(report: Mapping[str, Any]) -> str:
         lines += ["", "Rules (visitors reached; conversions per goal)"]
         for rule in report["rules"]:
             for name, v in rule["variants"].items():
-                reached = ", ".join(f"{g} {c['converted']:,} ({pct(c['rate'])})"
-                                    for g, c in v["goals"].items())
+                reached = ", ".join(
+                    f"{g} {c['converted']:,} ({pct(c['rate'])}"
+                    # a goal that joined the rules late: over the visitors reached since
+                    + (f" of {c['exposed']:,} from {c['since']})" if "since" in c else ")")
+                    for g, c in v["goals"].items())
                 lines.append(f"  {rule['name']} [{name}]: {v['exposed']:,} exposed"
                              + (f"; {reached}" if reached else "")
                              + ("  (removed from the rules)" if rule["removed"] else ""))

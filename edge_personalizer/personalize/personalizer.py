@@ -210,9 +210,10 @@ class Personalizer:
         if visitor.page_view:
             profile, shown = _shown(exchange.decision, profile, ruleset)
             if learning is not None:
-                profile = _exposed(learning, profile, shown, exchange.allocations, ruleset)
+                # (taken from those counted before: not one this view places)
                 for experiment, rule in _taken(exchange.decision, profile, ruleset):
                     learning.counters.expose(TAKEN, experiment, cell=rule)
+                profile = _exposed(learning, profile, shown, exchange.allocations, ruleset)
                 tracker = self.classifier.profiles
                 if tracker is not None and self._predicting:
                     categories = tracker.interests.categories(visitor.request.path)
@@ -336,12 +337,24 @@ def _rewritten(exchange: Exchange, headers: Mapping[str, str], slots: SlotPresen
     origin could answer 304 or 206) of a page served as HTML before; one the decision
     changes, unless known to lack every slot it changes (it comes as the client asked)."""
     method = exchange.scope["method"]
+    accept = headers.get("accept", "")
     return (exchange.visitor.page_view or exchange.preview or method == "HEAD"
-            or method == "GET" and ("text/html" in headers.get("accept", "")
-                                    or any(name in headers for name in _WHOLE_PAGE_OFF_NAMES)
-                                    and slots.knows(exchange.page))) \
+            or method == "GET" and ("text/html" in accept
+                                    or _revalidated_page(exchange, headers, accept, slots))) \
         and exchange.decision.changes_page \
         and (exchange.preview or not slots.lacks_all(exchange.page, exchange.decision))
+
+
+def _revalidated_page(exchange: Exchange, headers: Mapping[str, str], accept: str,
+                      slots: SlotPresence) -> bool:
+    """Whether a GET not asking for HTML by name may still be for a page: it could take
+    HTML (no Accept, */*, text/*), carries validators or a range (the origin could answer
+    304 or 206), its visitor's pages change, and its page was served as HTML before. An
+    API client's JSON and an asset's revalidation go as they came."""
+    return (any(name in headers for name in _WHOLE_PAGE_OFF_NAMES)
+            and (not accept or "*/*" in accept or "text/*" in accept)
+            and exchange.decision.changes_page
+            and slots.knows(exchange.visitor.request.path, exchange.visitor.request.query))
 
 
 def _asked_whole(scope: Scope, headers: Sequence[tuple[bytes, bytes]], exchange: Exchange,

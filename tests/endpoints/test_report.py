@@ -4,6 +4,7 @@ number formats the dashboard's pages share with it."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from edge_personalizer.endpoints.dashboard_views import make_snapshot
 from edge_personalizer.endpoints.report import (
@@ -15,6 +16,7 @@ from edge_personalizer.endpoints.report import (
     render_text,
     signed,
 )
+from edge_personalizer.learn.catalog import GoalCatalog
 from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.rules.book import load_rules
 
@@ -95,6 +97,12 @@ def test_text_report_marks_a_rule_since_removed_from_the_rules() -> None:
     none = "cta-click 0 (0.0%), purchase 0 (0.0%), signup 0 (0.0%)"
     assert f"  old-promo [old-promo]: 40 exposed; {none}  (removed from the rules)" in text
     assert f"  facebook-hero [facebook-hero]: 9 exposed; {none}\n" in text + "\n"
+    # a goal that joined the rules late says over whom its rate is
+    late = GoalCatalog(rule_goals=("purchase",),
+                       rules_since=MappingProxyType({"purchase": "2026-11-02"}))
+    joined = render_text(make_snapshot(ruleset, totals, store="x", taken_at=START,
+                                       recorded=late).results)
+    assert "purchase 0 (– of 0 from 2026-11-02)" in joined
 
 
 def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(

@@ -153,9 +153,11 @@ def test_a_page_seen_before_is_asked_for_whole_whatever_the_request_accepts(
         again = httpx.get(url, headers={**anything, **asked})
         assert (again.status_code, again.text) == (200, shown.text), asked
         assert "etag" not in again.headers
-    # an asset's revalidation goes as it came
+    # an asset's revalidation goes as it came, and so does one that cannot take HTML
     assert httpx.get(f"{proxy.url}/status/304", headers={
         **anything, "if-none-match": '"v1"'}).status_code == 304
+    assert httpx.get(url, headers={**FACEBOOK, "accept": "application/json",
+                                   "if-none-match": '"v1"'}).status_code == 304
 
 
 def test_redirect_loop_guard_and_bots(proxy: Server) -> None:
