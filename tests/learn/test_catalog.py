@@ -223,13 +223,14 @@ STOPPED = STOPPING.partition("experiments:")[0]
 
 
 @contextlib.contextmanager
-def shown_hero_test(origin: Server, tmp_path: Path
-                    ) -> Iterator[tuple[Server, httpx.Client, str, str, Path]]:
-    """A proxy serving STOPPING into its own SQLite store, and a visitor shown hero-test:
-    the server, the visitor's client and profile cookie, the store's URL, the rule file."""
+def shown_a_page(origin: Server, tmp_path: Path, rules_text: str = STOPPING
+                 ) -> Iterator[tuple[Server, httpx.Client, str, str, Path]]:
+    """A proxy serving `rules_text` (STOPPING: a visitor is shown hero-test) into its own
+    SQLite store, and a phone visitor shown a page: the server, the visitor's client and
+    profile cookie, the store's URL, the rule file."""
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "site.yaml").write_text(STOPPING)
+    (rules / "site.yaml").write_text(rules_text)
     url = sqlite_url(tmp_path / "ep.db")
     server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
         "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
@@ -247,7 +248,7 @@ def test_a_stopped_experiment_counts_late_conversions_only_on_its_own_goals(
     # A visitor exposed while hero-test ran buys, and signs up, after it was removed from
     # the rules: the signup counts for it (within the goal's window), the purchase (a goal
     # it was never judged on) does not; its results show the signup alone.
-    with shown_hero_test(origin, tmp_path) as (server, client, cookie, url, rules):
+    with shown_a_page(origin, tmp_path) as (server, client, cookie, url, rules):
         deadline = time.monotonic() + 10
         while "hero-test" not in read_store(url, read_catalog).experiments:
             assert time.monotonic() < deadline, "the experiment's goals were not recorded"
@@ -277,7 +278,7 @@ def test_a_goal_added_while_an_experiment_runs_counts_no_visitor_exposed_before(
     # The visitor buys and signs up: the signup counts, the purchase (a goal that was not
     # there when they were shown the page) does not, and the results say from which day
     # purchase judges the experiment.
-    with shown_hero_test(origin, tmp_path) as (server, client, cookie, url, rules):
+    with shown_a_page(origin, tmp_path) as (server, client, cookie, url, rules):
         deadline = time.monotonic() + 10
         while not read_store(url, lambda store: store.totals("hero-test")):
             assert time.monotonic() < deadline, "the exposure was not counted"
@@ -327,40 +328,28 @@ def test_a_goal_added_to_the_rule_files_counts_no_visitor_a_rule_reached_before(
     # is then added. The visitor buys and signs up: the signup counts for the rule, the
     # purchase does not (the goal was not there when the rule reached them), and the
     # results judge the rule on purchase from the next UTC day, over the visitors since.
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "site.yaml").write_text(RULED)
-    url = sqlite_url(tmp_path / "ep.db")
-    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
-        "EP_PROFILE_KEYS": PROFILE_KEY, "EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_STORE_URL": url,
-        "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_STORE_POLL_INTERVAL": "0.2"})
-    try:
-        with httpx.Client(base_url=server.url, timeout=10.0) as client:
-            assert client.get("/slotted/home", headers=PAGE).status_code == 200
-            cookie = client.cookies["ep_profile"]
-            deadline = time.monotonic() + 10
-            while not read_store(url, lambda store: store.totals("phone-hero")):
-                assert time.monotonic() < deadline, "the rule's exposure was not counted"
-                time.sleep(0.1)
-            server.serve_rules(rules / "site.yaml", RULED_LATER)
-            days = {utc_day(time.time() + 86_400)}
-            deadline = time.monotonic() + 10
-            while (tomorrow := read_store(url, read_catalog).rules_since.get(
-                    "purchase")) not in days | {utc_day(time.time() + 86_400)}:
-                assert time.monotonic() < deadline, "purchase's day was not recorded"
-                time.sleep(0.1)
-            time.sleep(0.5)   # every worker's copy of the record refreshed
-            for path in ("/page/thanks", "/page/signup"):
-                client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
-            deadline = time.monotonic() + 10
-            while True:
-                (rule,) = client.get("/__ep/results", headers=ADMIN).json()["rules"]
-                if rule["variants"]["phone-hero"]["goals"].get("signup", {}).get("converted"):
-                    break
-                assert time.monotonic() < deadline, f"the signup was not counted: {rule}"
-                time.sleep(0.2)
-    finally:
-        server.stop()
+    with shown_a_page(origin, tmp_path, RULED) as (server, client, cookie, url, rules):
+        deadline = time.monotonic() + 10
+        while not read_store(url, lambda store: store.totals("phone-hero")):
+            assert time.monotonic() < deadline, "the rule's exposure was not counted"
+            time.sleep(0.1)
+        server.serve_rules(rules, RULED_LATER)
+        days = {utc_day(time.time() + 86_400)}
+        deadline = time.monotonic() + 10
+        while (tomorrow := read_store(url, read_catalog).rules_since.get(
+                "purchase")) not in days | {utc_day(time.time() + 86_400)}:
+            assert time.monotonic() < deadline, "purchase's day was not recorded"
+            time.sleep(0.1)
+        time.sleep(0.5)   # every worker's copy of the record refreshed
+        for path in ("/page/thanks", "/page/signup"):
+            client.get(path, headers={**PAGE, "cookie": f"ep_profile={cookie}"})
+        deadline = time.monotonic() + 10
+        while True:
+            (rule,) = client.get("/__ep/results", headers=ADMIN).json()["rules"]
+            if rule["variants"]["phone-hero"]["goals"].get("signup", {}).get("converted"):
+                break
+            assert time.monotonic() < deadline, f"the signup was not counted: {rule}"
+            time.sleep(0.2)
     totals = read_store(url, lambda store: store.totals("phone-hero"))
     assert {key.goal: tally.conversions for key, tally in totals.items() if key.goal} == {
         "signup": 1}
