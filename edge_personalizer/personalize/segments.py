@@ -109,7 +109,12 @@ def choice_token(choice: SlotChoice) -> str:
 
 
 def _tag(text: str) -> str:
-    return _TAG_UNSAFE.sub("_", text)[:64]
+    """A rule, slot or variant name as purge tags carry it: as it is when it can be one
+    (letters, digits and `_.-`, at most 64); else with the rest as `_`, cut to fit, and 8
+    hex digits of the name itself, so two names never share a tag (`big sale` and
+    `big_sale`, `café` and `cafè`)."""
+    tag = _TAG_UNSAFE.sub("_", text)
+    return tag if tag == text and len(tag) <= 64 else f"{tag[:55]}-{_digest(text)}"
 
 
 def actions_token(decision: Decision) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_personalizer.personalize.segments import SegmentBook, segment_of
+from edge_personalizer.personalize.segments import SegmentBook, _tag, segment_of
 from edge_personalizer.rules.book import RuleBook
 from edge_personalizer.rules.evaluator import decide
 from edge_personalizer.rules.template import Template
@@ -132,6 +132,17 @@ rules:
 def speaking(language: str):  # type: ignore[no-untyped-def]
     return CLASSIFIER.visitor(make_request("/", headers={**BROWSER, "accept-language": language}),
                               now=1_795_000_000.0, page_view=True)
+
+
+def test_names_a_tag_cannot_hold_as_they_are_get_tags_of_their_own() -> None:
+    # Variant names may hold spaces and any letter: `big sale` and `big_sale` were both
+    # ep-variant-hero-big_sale, so purging one purged the other.
+    names = ("big sale", "big_sale", "café", "cafè", "x" * 64, "x" * 65, "x" * 66)
+    tags = {name: _tag(name) for name in names}
+    assert tags["big_sale"] == "big_sale" and tags["x" * 64] == "x" * 64
+    assert len(set(tags.values())) == len(tags), tags
+    assert all(len(tag) <= 64 for tag in tags.values())
+    assert tags["big sale"].startswith("big_sale-") and tags["café"].startswith("caf_-")
 
 
 def test_a_rules_page_actions_are_in_the_key_and_read_back_only_where_they_hold(
