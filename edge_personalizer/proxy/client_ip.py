@@ -77,6 +77,13 @@ def parse_ip(text: str | None) -> IPAddress | None:
         return None
 
 
+def address_of(hop: str | None) -> str | None:
+    """A forwarded hop's address alone (X-Forwarded-For's `1.2.3.4:5678`, Forwarded's
+    `"[::1]:80"`: its port dropped); None when it names none (`unknown`, `_hidden`)."""
+    ip = parse_ip(hop)
+    return str(ip) if ip is not None else None
+
+
 def forwarded_chain(values: Iterable[str]) -> list[str]:
     """All hops of one or more X-Forwarded-For header values, left (client) to right."""
     return [hop.strip() for value in values for hop in value.split(",") if hop.strip()]
@@ -93,10 +100,10 @@ def resolve_client_ip(
         return peer
     client = peer
     for hop in reversed(forwarded_chain(forwarded_for)):
-        ip = parse_ip(hop)
-        if ip is None:
+        address = address_of(hop)
+        if address is None:
             break
-        client = str(ip)
+        client = address
         if client not in trusted:
             break
     return client
@@ -146,7 +153,7 @@ def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
         # from a proxy that writes Forwarded alone.
         elements = None
     elif elements:
-        forwarded_for = tuple(_hop(element.node) for element in elements)
+        forwarded_for = tuple(address_of(element.node) or "unknown" for element in elements)
     ip = (edge_client_ip(headers, trusted.client_headers)
           or resolve_client_ip(peer, forwarded_for, trusted))
     if not elements:
@@ -155,21 +162,14 @@ def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
                          _public_element(elements, trusted))
 
 
-def _hop(node: str | None) -> str:
-    """A Forwarded node or X-Forwarded-For hop as an address alone (its port dropped), or
-    `unknown` (no address: `unknown`, obfuscated `_hidden`, garbage, none)."""
-    ip = parse_ip(node)
-    return str(ip) if ip is not None else "unknown"
-
-
 def _public_element(elements: tuple[ForwardedElement, ...],
                     trusted: TrustedProxies) -> ForwardedElement:
     """The element the outermost trusted proxy wrote, walked back from the right as
     X-Forwarded-For is: the first whose for= is no trusted proxy names the visitor, and
     its proto= and host= are those the visitor asked for."""
     for element in reversed(elements):
-        ip = parse_ip(element.node)
-        if ip is None or str(ip) not in trusted:
+        address = address_of(element.node)
+        if address is None or address not in trusted:
             return element
     return elements[0]
 

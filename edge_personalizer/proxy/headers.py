@@ -10,7 +10,7 @@ from typing import Final
 from lru import LRU
 
 from ..errors import RequestRejected
-from .client_ip import ClientAddress, forwarded_chain, parse_ip
+from .client_ip import ClientAddress, address_of, forwarded_chain
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -142,8 +142,8 @@ class _RequestScan:
 def _forwarded_elements(forwarded_for: Sequence[str]) -> tuple[str, ...]:
     """Forwarded elements naming X-Forwarded-For's hops, for an origin told of them by
     X-Forwarded-For alone (an address, else `unknown`: nothing of a hop's text)."""
-    return tuple(f"for={_forwarded_node(str(ip) if ip is not None else None)}"
-                 for ip in map(parse_ip, forwarded_chain(forwarded_for)))
+    return tuple(f"for={_forwarded_node(address_of(hop))}"
+                 for hop in forwarded_chain(forwarded_for))
 
 
 def _forwarding_headers(fwd: Forwarding, origin_host: str | None) -> RawHeaders:
