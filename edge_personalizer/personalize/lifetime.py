@@ -18,6 +18,10 @@ Directives = dict[str, str | None]
 # cache: stored by none, or for one user, or never served without asking the origin again.
 _UNSHARED: Final = frozenset({"private", "no-store", "no-cache"})
 _EDGE_UNITS: Final = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
+# What a shared page keeps of the origin's Cache-Control (kept_directives), in this order:
+# the flags, then those that take seconds.
+_FLAGS: Final = ("must-revalidate", "proxy-revalidate", "no-transform")
+_KEPT: Final = (*_FLAGS, "stale-while-revalidate", "stale-if-error")
 
 
 def _directives(value: str) -> Directives:
@@ -121,6 +125,22 @@ def cdn_lifetime(head: Head) -> int | None:
         if lifetime is not None:
             said.append(lifetime)
     return min(said) if said else None
+
+
+def kept_directives(head: Head) -> str:
+    """What a page shared per segment keeps of the origin's Cache-Control beside its
+    lifetime, as `, name[=seconds]...`: how a cache may serve it once stale
+    (stale-while-revalidate, stale-if-error: RFC 5861; a new segment key after an edit
+    leaves stale copies unread) and what it must not do (must-revalidate,
+    proxy-revalidate, no-transform)."""
+    value = head.get(b"cache-control")
+    if value is None:
+        return ""
+    found = _directives(value)
+    kept = [name if found[name] is None else f"{name}={_seconds(found[name])}"
+            for name in _KEPT if name in found
+            and (found[name] is None) == (name in _FLAGS)]
+    return "".join(f", {directive}" for directive in kept)
 
 
 def shared_lifetime(head: Head, *, authorized: bool) -> int | None:

@@ -17,7 +17,7 @@ from ..rules.book import RuleBook
 from ..rules.evaluator import explain
 from ..rules.model import CDN_CACHE_CONTROLS, Decision
 from .exchange import Exchange
-from .lifetime import shared_lifetime
+from .lifetime import kept_directives, shared_lifetime
 from .personalizer import Personalizer
 from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
 
@@ -262,7 +262,8 @@ class PageHeaders:
         if lifetime is not None:
             headers = [(k, v) for k, v in headers if k != b"cache-control"]
             return [*headers, *segment.tag_lines(self.cache.tag_headers),
-                    (b"cache-control", self.shared_cache_control(lifetime)),
+                    (b"cache-control", self.shared_cache_control(
+                        lifetime, kept_directives(head))),
                     (b"vary", b"X-EP-Segment"), (b"netlify-vary", b"header=X-EP-Segment")], True
         vary = self.rules.current.vary_header if self.rules is not None else b""
         if vary:
@@ -291,12 +292,13 @@ class PageHeaders:
         authorized = any(name == b"authorization" for name, _ in exchange.scope["headers"])
         return shared_lifetime(head, authorized=authorized)
 
-    def shared_cache_control(self, lifetime: int = -1) -> bytes:
+    def shared_cache_control(self, lifetime: int = -1, kept: str = "") -> bytes:
         """Cache-Control of a page shared per segment: browsers keep nothing (they send no
-        X-EP-Segment), shared caches the origin's lifetime, at most shared_max_age."""
+        X-EP-Segment), shared caches the origin's lifetime, at most shared_max_age, and
+        what it `kept` of the origin's (lifetime.kept_directives)."""
         limit = self.cache.shared_max_age
         age = limit if lifetime < 0 else min(lifetime, limit)
-        return f"public, max-age=0, s-maxage={age}".encode()
+        return f"public, max-age=0, s-maxage={age}{kept}".encode()
 
 
 def keyed_as(exchange: Exchange, segment: Segment) -> bool:

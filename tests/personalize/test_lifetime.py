@@ -77,6 +77,12 @@ PRIVATE = "private, max-age=600"
     ("max-age=60", ['Surrogate-Control: content="ESI/1.0"'], "s-maxage=60"),
     ("max-age=60", ["X-Accel-Expires: soon"], "s-maxage=60"),
     ("no-cache", ["CDN-Cache-Control: public"], "private, no-cache"),
+    # How a cache may serve it once stale, and what it must not do, go along.
+    ("max-age=60, stale-while-revalidate=30, stale-if-error=86400", [],
+     "s-maxage=60, stale-while-revalidate=30, stale-if-error=86400"),
+    ("no-transform, max-age=60, must-revalidate", [], "s-maxage=60, must-revalidate, no-transform"),
+    ("max-age=60, stale-while-revalidate", [], "s-maxage=60"),   # no seconds: not kept
+    ("max-age=60, must-revalidate=5", [], "s-maxage=60"),   # a flag given seconds: not kept
 ])
 def test_the_origin_s_cdn_controls_decide_how_long_the_cdn_keeps_the_page(
         keyed: Server, cache_control: str | None, targeted: list[str], expected: str) -> None:
