@@ -63,7 +63,9 @@ class TrustedProxies:
 
 
 def parse_ip(text: str | None) -> IPAddress | None:
-    """An address from a header element: accepts `1.2.3.4:5678`, `[::1]:80`, `"[::1]"`."""
+    """An address from a header element: accepts `1.2.3.4:5678`, `[::1]:80`, `"[::1]"`.
+    None for an IPv6 address with a zone (`fe80::1%eth0`): it names a link of the sender's
+    own, never a visitor, and its zone may be any text (quotes, `;`, `,`)."""
     if not text:
         return None
     text = text.strip().strip('"')
@@ -71,6 +73,8 @@ def parse_ip(text: str | None) -> IPAddress | None:
         text = text[1:].split("]", 1)[0]
     elif text.count(":") == 1:
         text = text.split(":", 1)[0]
+    if "%" in text:
+        return None
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -144,7 +148,7 @@ def client_address(scope: Scope, trusted: TrustedProxies) -> ClientAddress:
         return ClientAddress(peer, peer, False)
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     forwarded_for = tuple(v.decode("latin-1") for k, v in headers
-                          if k == b"x-forwarded-for")
+                          if k == b"x-forwarded-for" and v.strip())
     forwarded = tuple(v.decode("latin-1") for k, v in headers if k == b"forwarded")
     elements = parse_forwarded(forwarded) if forwarded else None
     if elements and forwarded_for:

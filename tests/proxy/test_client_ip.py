@@ -39,6 +39,9 @@ def test_no_trusted_proxies_trusts_nobody() -> None:
     ("1.2.3.4", "1.2.3.4"), ("1.2.3.4:80", "1.2.3.4"), ('"[::1]:80"', "::1"),
     ("[2001:db8::1]", "2001:db8::1"), ("2001:db8::1", "2001:db8::1"), ("unknown", None),
     ("", None), (None, None),
+    # a zone names a link of the sender's own, and may be any text: no visitor's address
+    ("fe80::1%eth0", None), ('fe80::1%a";proto=https;host="evil.com', None),
+    ('"[fe80::1%a, 6.6.6.6]"', None),
 ])
 def test_parse_ip(text: str | None, expected: str | None) -> None:
     parsed = parse_ip(text)

@@ -134,6 +134,16 @@ def test_x_forwarded_for_names_the_hops_forwarded_tells_the_origin(
                                    "forwarded": "for=81.2.69.142;proto=https;host=evil.example"})
     assert "evil" not in told["x-forwarded-host"] and told["x-forwarded-proto"] == "http"
     assert "evil" not in told["forwarded"]
+    # A hop whose zone holds a Forwarded element's syntax is told as unknown: its text
+    # would have given the origin a first element of the visitor's making.
+    told = _told(forwarded_proxy, {
+        "x-forwarded-for": 'fe80::1%a";proto=https;host="evil.com";x="y, 81.2.69.142'})
+    assert told["forwarded"].startswith("for=unknown, for=81.2.69.142, for=127.0.0.2;")
+    # An empty X-Forwarded-For line is none: Forwarded is believed, and nobody is told ", "
+    told = _told(forwarded_proxy, {"x-forwarded-for": "",
+                                   "forwarded": "for=81.2.69.142;host=shop.example"})
+    assert (told["x-real-ip"], told["x-forwarded-host"]) == ("81.2.69.142", "shop.example")
+    assert told["x-forwarded-for"] == "81.2.69.142, 127.0.0.2"
     # One that does not parse reaches the origin no more than it is believed.
     told = _told(forwarded_proxy, {"forwarded": 'for="81.2.69.142;proto=https'})
     assert (told["x-forwarded-for"], told["x-real-ip"]) == ("127.0.0.2", "127.0.0.2")
