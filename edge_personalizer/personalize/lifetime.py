@@ -22,6 +22,10 @@ _EDGE_UNITS: Final = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
 # the flags, then those that take seconds.
 _FLAGS: Final = ("must-revalidate", "proxy-revalidate", "no-transform")
 _KEPT: Final = (*_FLAGS, "stale-while-revalidate", "stale-if-error")
+_LONGEST: Final = 2 ** 31   # the most seconds a cache need read (RFC 9111 1.2.2)
+# CDN-only controls written as Cache-Control is (RFC 9213), in the order they are read
+_CDN_CACHE_CONTROLS: Final = (b"cdn-cache-control", b"cloudflare-cdn-cache-control",
+                              b"vercel-cdn-cache-control", b"netlify-cdn-cache-control")
 
 
 def _directives(value: str) -> Directives:
@@ -128,16 +132,22 @@ def cdn_lifetime(head: Head) -> int | None:
 
 
 def kept_directives(head: Head) -> str:
-    """What a page shared per segment keeps of the origin's Cache-Control beside its
+    """What a page shared per segment keeps of the origin's cache controls beside its
     lifetime, as `, name[=seconds]...`: how a cache may serve it once stale
     (stale-while-revalidate, stale-if-error: RFC 5861; a new segment key after an edit
     leaves stale copies unread) and what it must not do (must-revalidate,
-    proxy-revalidate, no-transform)."""
-    value = head.get(b"cache-control")
+    proxy-revalidate, no-transform). Read where the lifetime was: Cache-Control, or once
+    a CDN-only control gave it, the CDN-Cache-Control of that kind (none for the others:
+    what Cache-Control allows browsers was never the CDN's to take)."""
+    if cdn_lifetime(head) is None:
+        value = head.get(b"cache-control")
+    else:
+        value = next((head[name] for name in _CDN_CACHE_CONTROLS if name in head), None)
     if value is None:
         return ""
     found = _directives(value)
-    kept = [name if found[name] is None else f"{name}={_seconds(found[name])}"
+    kept = [name if found[name] is None
+            else f"{name}={min(_seconds(found[name]), _LONGEST)}"
             for name in _KEPT if name in found
             and (found[name] is None) == (name in _FLAGS)]
     return "".join(f", {directive}" for directive in kept)

@@ -83,6 +83,15 @@ PRIVATE = "private, max-age=600"
     ("no-transform, max-age=60, must-revalidate", [], "s-maxage=60, must-revalidate, no-transform"),
     ("max-age=60, stale-while-revalidate", [], "s-maxage=60"),   # no seconds: not kept
     ("max-age=60, must-revalidate=5", [], "s-maxage=60"),   # a flag given seconds: not kept
+    ("max-age=60, stale-if-error=99999999999999999999", [],
+     "s-maxage=60, stale-if-error=2147483648"),   # past what a cache need read
+    # Once a CDN-only control gives the lifetime, they are read there, not in what
+    # Cache-Control tells browsers.
+    ("no-cache, stale-if-error=31536000", ["Surrogate-Control: max-age=60"], "s-maxage=60"),
+    ("max-age=600, stale-while-revalidate=86400", ["CDN-Cache-Control: max-age=10"],
+     "s-maxage=10"),
+    ("max-age=60", ["CDN-Cache-Control: max-age=120, must-revalidate"],
+     "s-maxage=120, must-revalidate"),
 ])
 def test_the_origin_s_cdn_controls_decide_how_long_the_cdn_keeps_the_page(
         keyed: Server, cache_control: str | None, targeted: list[str], expected: str) -> None:
