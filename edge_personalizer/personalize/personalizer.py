@@ -337,7 +337,7 @@ def _rewritten(exchange: Exchange, headers: Mapping[str, str], slots: SlotPresen
     origin could answer 304 or 206) of a page served as HTML before; one the decision
     changes, unless known to lack every slot it changes (it comes as the client asked)."""
     method = exchange.scope["method"]
-    accept = headers.get("accept", "")
+    accept = headers.get("accept", "").lower()
     return (exchange.visitor.page_view or exchange.preview or method == "HEAD"
             or method == "GET" and ("text/html" in accept
                                     or _revalidated_page(exchange, headers, accept, slots))) \
@@ -348,11 +348,11 @@ def _rewritten(exchange: Exchange, headers: Mapping[str, str], slots: SlotPresen
 def _revalidated_page(exchange: Exchange, headers: Mapping[str, str], accept: str,
                       slots: SlotPresence) -> bool:
     """Whether a GET not asking for HTML by name may still be for a page: it could take
-    HTML (no Accept, */*, text/*), carries validators or a range (the origin could answer
+    HTML (no Accept, */*, text/*, XHTML), carries validators or a range (the origin could answer
     304 or 206), its visitor's pages change, and its page was served as HTML before. An
     API client's JSON and an asset's revalidation go as they came."""
     return (any(name in headers for name in _WHOLE_PAGE_OFF_NAMES)
-            and (not accept or "*/*" in accept or "text/*" in accept)
+            and (not accept or "*/*" in accept or "text/*" in accept or "xhtml" in accept)
             and exchange.decision.changes_page
             and slots.knows(exchange.visitor.request.path, exchange.visitor.request.query))
 
