@@ -83,23 +83,14 @@ class GoalCatalog:
         """The earliest exposure (POSIX seconds) of `experiment` whose visitor's conversion
         on `goal` counts: 0 for a goal it had from the start (or never recorded). A goal
         the experiment's record lacks joins it `now`, as the trainer is about to record."""
-        day = self.since_of(experiment).get(goal)
-        if day is not None:
-            return day_start(day)
-        if experiment not in self.experiments or goal in self._had(experiment):
-            return 0
-        return next_day_start(now)
+        had = self._had(experiment) if experiment in self.experiments else None
+        return _counted_from(self.since_of(experiment), had, goal, now)
 
     def rule_counted_from(self, goal: str, now: float) -> int:
         """The earliest exposure (POSIX seconds) of a rule whose visitor's conversion on
         `goal` counts: 0 for a goal the rules had when first recorded (or never recorded);
         a goal the record lacks joins them `now`, as the trainer is about to record."""
-        day = self.rules_since.get(goal)
-        if day is not None:
-            return day_start(day)
-        if not self.rule_goals or goal in self.rule_goals:
-            return 0
-        return next_day_start(now)
+        return _counted_from(self.rules_since, self.rule_goals or None, goal, now)
 
     def rules_joining(self, goals: Collection[str]) -> bool:
         """Whether `goals` (the rule files') add one never recorded for the rules, once
@@ -112,12 +103,10 @@ class GoalCatalog:
         """The catalog with the rules' `goals` recorded: those new to a record whose rules'
         visitors were counted (`begun`) judge them from the UTC day after `now`; a goal
         once recorded keeps its day, or the start."""
-        days = dict(self.rules_since)
-        if self.rule_goals and begun:
-            day = utc_day(next_day_start(now))
-            days |= {goal: day for goal in goals if goal not in self.rule_goals}
+        days = (_joined(self.rules_since, self.rule_goals, goals, now)
+                if self.rule_goals and begun else self.rules_since)
         return replace(self, rule_goals=tuple(sorted({*self.rule_goals, *goals})),
-                       rules_since=MappingProxyType(days))
+                       rules_since=days)
 
     def with_running(self, running: Mapping[str, tuple[str, ...]],
                      variants: Mapping[str, tuple[str, ...]] | None = None, *,
@@ -130,12 +119,11 @@ class GoalCatalog:
         since, ever = dict(self.since), dict(self.ever)
         for name, goals in running.items():
             had = self._had(name)
-            days = dict(self.since_of(name))
-            if name in self.experiments and name in begun:
-                days |= {goal: utc_day(next_day_start(now)) for goal in goals if goal not in had}
+            days = (_joined(self.since_of(name), had, goals, now)
+                    if name in self.experiments and name in begun else self.since_of(name))
             ever[name] = tuple(sorted(had | set(goals)))
             if days:
-                since[name] = MappingProxyType(days)
+                since[name] = days
         return replace(self, experiments=MappingProxyType({**self.experiments, **running}),
                        variants=MappingProxyType({**self.variants, **(variants or {})}),
                        since=MappingProxyType(since), ever=MappingProxyType(ever))
@@ -197,6 +185,25 @@ class GoalCatalog:
 
 
 _NONE: Mapping[str, str] = MappingProxyType({})
+
+
+def _counted_from(days: Mapping[str, str], had: Collection[str] | None, goal: str,
+                  now: float) -> int:
+    """The earliest exposure whose visitor's conversion on `goal` counts, for an
+    experiment or the rules whose goals that joined late judge from `days` and who `had`
+    these goals recorded (None: never recorded): 0 from the start; a goal the record
+    lacks joins `now`, as the trainer is about to record."""
+    day = days.get(goal)
+    if day is not None:
+        return day_start(day)
+    return 0 if had is None or goal in had else next_day_start(now)
+
+
+def _joined(days: Mapping[str, str], had: Collection[str], goals: Collection[str],
+            now: float) -> Mapping[str, str]:
+    """`days` with each of `goals` not `had` judging from the UTC day after `now`."""
+    day = utc_day(next_day_start(now))
+    return MappingProxyType({**days, **{goal: day for goal in goals if goal not in had}})
 
 
 def _goal(value: object) -> str:

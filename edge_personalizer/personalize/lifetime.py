@@ -23,9 +23,6 @@ _EDGE_UNITS: Final = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400})
 _FLAGS: Final = ("must-revalidate", "proxy-revalidate", "no-transform")
 _KEPT: Final = (*_FLAGS, "stale-while-revalidate", "stale-if-error")
 _LONGEST: Final = 2 ** 31   # the most seconds a cache need read (RFC 9111 1.2.2)
-# CDN-only controls written as Cache-Control is (RFC 9213), in the order they are read
-_CDN_CACHE_CONTROLS: Final = (b"cdn-cache-control", b"cloudflare-cdn-cache-control",
-                              b"vercel-cdn-cache-control", b"netlify-cdn-cache-control")
 
 
 def _directives(value: str) -> Directives:
@@ -142,7 +139,9 @@ def kept_directives(head: Head) -> str:
     if cdn_lifetime(head) is None:
         value = head.get(b"cache-control")
     else:
-        value = next((head[name] for name in _CDN_CACHE_CONTROLS if name in head), None)
+        # (the CDN-only controls written as Cache-Control is: RFC 9213's and the vendors')
+        value = next((head[name] for name, read in CDN_CONTROL_READERS.items()
+                      if read is _cdn_cache_control and name in head), None)
     if value is None:
         return ""
     found = _directives(value)
