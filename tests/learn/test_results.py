@@ -290,6 +290,19 @@ def test_a_stopped_experiment_is_judged_on_the_goals_recorded_while_it_ran() -> 
     assert list(unrecorded["goals"]) == ["newsletter", "purchase", "signup"]
 
 
+def test_a_stopped_experiment_lists_a_variant_it_had_that_no_visitor_reached() -> None:
+    # bolder (a rename) reached no one before the stop: listed at 0, as while it ran
+    day = "2026-12-05"
+    totals = {CountKey("old-test", "control", "", "all", day): Tally(40),
+              CountKey("old-test", "bold", "", "all", day): Tally(30)}
+    recorded = GoalCatalog(MappingProxyType({"old-test": ("buy",)}), 1,
+                           MappingProxyType({"old-test": ("control", "bolder")}))
+    (old,) = results(RuleSet.empty("v1"), totals, recorded)["experiments"]
+    variants = old["goals"]["buy"]["variants"]
+    assert {name: (v["exposed"], v["removed"]) for name, v in variants.items()} == {
+        "control": (40, False), "bolder": (0, False), "bold": (30, True)}
+
+
 def test_a_stopped_experiment_s_variant_removed_before_the_stop_stays_removed() -> None:
     # free-ship was renamed free-delivery, then the experiment was removed from the rules:
     # the record of its variants says free-ship was no choice any more when it stopped.
