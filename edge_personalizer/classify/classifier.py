@@ -73,17 +73,27 @@ def request_info(*, method: str, path: str, query_string: str, host: str,
     merged: dict[str, str] = {}
     for name, value in headers:
         _merge(merged, name.lower(), value)
+    _fold_accept(merged)
     return request_from_headers(method=method, path=path, query_string=query_string,
                                 host=host, headers=merged, client_ip=client_ip,
                                 trusted_edge=trusted_edge)
 
 
 def merge_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Raw (ASGI) headers by lower-case name; repeats joined as HTTP joins them."""
+    """Raw (ASGI) headers by lower-case name; repeats joined as HTTP joins them. Accept is
+    read case-folded (media types are case-insensitive): every test of what a client asks
+    for (a page view, HTML, a revalidation) reads `text/html` as `TEXT/HTML`."""
     merged: dict[str, str] = {}
     for name, value in headers:
         _merge(merged, name.decode("latin-1"), value.decode("latin-1"))
+    _fold_accept(merged)
     return merged
+
+
+def _fold_accept(merged: dict[str, str]) -> None:
+    accept = merged.get("accept")
+    if accept is not None:
+        merged["accept"] = accept.lower()
 
 
 def _merge(merged: dict[str, str], key: str, value: str) -> None:

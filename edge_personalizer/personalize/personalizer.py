@@ -337,7 +337,7 @@ def _rewritten(exchange: Exchange, headers: Mapping[str, str], slots: SlotPresen
     origin could answer 304 or 206) of a page served as HTML before; one the decision
     changes, unless known to lack every slot it changes (it comes as the client asked)."""
     method = exchange.scope["method"]
-    accept = headers.get("accept", "").lower()
+    accept = headers.get("accept", "")
     return (exchange.visitor.page_view or exchange.preview or method == "HEAD"
             or method == "GET" and ("text/html" in accept
                                     or _revalidated_page(exchange, headers, accept, slots))) \

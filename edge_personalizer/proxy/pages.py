@@ -31,7 +31,7 @@ async def respond(send: Send, status: int, body: bytes, content_type: bytes,
 
 def wants_html(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     """True for browsers: they list text/html in Accept."""
-    return any(k == b"accept" and b"text/html" in v for k, v in headers)
+    return any(k == b"accept" and b"text/html" in v.lower() for k, v in headers)
 
 
 async def send_error_page(

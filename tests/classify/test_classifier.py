@@ -9,6 +9,7 @@ import httpx
 
 from edge_personalizer.classify.classifier import (
     Classifier,
+    merge_headers,
     parse_cookies,
     parse_query,
     request_info,
@@ -124,6 +125,16 @@ def test_request_parsing() -> None:
     assert request.method == "GET" and request.path == "/café"
     assert request.cookies == {"a": "1", "b": "2"}
     assert request.headers["x-a"] == "1, 2"
+
+
+def test_accept_is_read_case_folded() -> None:
+    # media types are case-insensitive: every test of what a client asks for reads one case
+    merged = merge_headers([(b"accept", b"TEXT/HTML"), (b"accept", b"Application/XHTML+XML"),
+                            (b"user-agent", b"Curl/8")])
+    assert merged["accept"] == "text/html, application/xhtml+xml"
+    assert merged["user-agent"] == "Curl/8"
+    assert request_info(method="GET", path="/", query_string="", host="h", client_ip=None,
+                        headers=[("Accept", "Text/Html")]).headers["accept"] == "text/html"
 
 
 def test_the_profile_is_read_behind_as_many_cookies_as_a_browser_sends(proxy: Server) -> None:

@@ -187,6 +187,7 @@ def test_the_first_sec_fetch_dest_says_whether_a_request_is_a_page_view(
     assert httpx.get(url, headers={**PAGE, "sec-fetch-dest": "iframe"}).status_code == 302
     assert httpx.get(url, headers={**PAGE, "accept": "text/plain, text/html;q=0.9"}) \
         .status_code == 302
+    assert httpx.get(url, headers={**PAGE, "accept": "Text/HTML"}).status_code == 302
     assert httpx.post(url, headers=PAGE).status_code != 302
 
 

@@ -16,6 +16,7 @@ def anyio_backend() -> str:
 def test_browsers_want_html() -> None:
     assert wants_html([(b"accept", b"text/html,application/xhtml+xml")])
     assert not wants_html([(b"accept", b"application/json")])
+    assert wants_html([(b"accept", b"TEXT/HTML")])   # media types are case-insensitive
     assert not wants_html([])
 
 
