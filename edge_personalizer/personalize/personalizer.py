@@ -352,9 +352,22 @@ def _revalidated_page(exchange: Exchange, headers: Mapping[str, str], accept: st
     304 or 206), its visitor's pages change, and its page was served as HTML before. An
     API client's JSON and an asset's revalidation go as they came."""
     return (any(name in headers for name in _WHOLE_PAGE_OFF_NAMES)
-            and (not accept or "*/*" in accept or "text/*" in accept or "xhtml" in accept)
+            and _takes_html(accept)
             and exchange.decision.changes_page
             and slots.knows(exchange.visitor.request.path, exchange.visitor.request.query))
+
+
+def _takes_html(accept: str) -> bool:
+    return not accept or "*/*" in accept or "text/*" in accept or "xhtml" in accept
+
+
+def validates_page(exchange: Exchange, slots: SlotPresence) -> bool:
+    """Whether an answer without a body of its own (a 304) is about a page: the request
+    asked for HTML, or could take it and its page was served as HTML before."""
+    request = exchange.visitor.request
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept \
+        or _takes_html(accept) and slots.knows(request.path, request.query)
 
 
 def _asked_whole(scope: Scope, headers: Sequence[tuple[bytes, bytes]], exchange: Exchange,

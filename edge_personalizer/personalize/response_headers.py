@@ -18,7 +18,7 @@ from ..rules.evaluator import explain
 from ..rules.model import CDN_CACHE_CONTROLS, Decision
 from .exchange import Exchange
 from .lifetime import kept_directives, shared_lifetime
-from .personalizer import Personalizer
+from .personalizer import Personalizer, validates_page
 from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
 
 HTML_TYPES: Final = ("text/html", "application/xhtml+xml")
@@ -146,6 +146,9 @@ class PageHeaders:
         """The response start of a page with the decision's headers, the profile cookie
         and what keeps caches correct. Anything but an HTML page passes as it is."""
         if not is_html(head) or message["status"] >= 400 and not exchange.debug:
+            if message["status"] == 304 and self.rules is not None \
+                    and validates_page(exchange, self.personalizer.slots):
+                return self._validated(message, exchange, head)
             return self._with_conversions(message, exchange)
         if message["status"] < 400 and exchange.visitor.request.method != "HEAD":
             exchange.served()
@@ -173,6 +176,15 @@ class PageHeaders:
                 cookies = [*exchange.decision.cookie_lines, *self._profile_cookie(exchange)]
                 headers += [*cookies, *cookies_marked(cookies)]
         return {**message, "headers": headers}
+
+    def _validated(self, message: Message, exchange: Exchange, head: ResponseHead) -> Message:
+        """The origin's 304 for a page the decision left as it was, saying what its 200
+        says of caching: a cache takes a 304's headers for its stored copy's, and the
+        origin's own Cache-Control would let browsers keep a page shared per segment, or
+        let a CDN keep it longer than the shared limit. One shared carries nobody's cookie."""
+        headers, shared = self.cache_headers(list(message.get("headers", ())), exchange, head)
+        message = {**message, "headers": one_line_each(headers)}
+        return message if shared else self._with_conversions(message, exchange)
 
     def _profile_cookie(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
         cookie = self.personalizer.profile_cookie(exchange)

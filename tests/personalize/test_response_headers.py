@@ -314,3 +314,33 @@ def test_a_rewritten_page_drops_the_origin_s_validators_and_ranges(proxy: Server
     assert page.headers["x-campaign"] == "facebook"   # the facebook-hero rule
     assert "last-modified" not in page.headers and "accept-ranges" not in page.headers
     assert not set(CDN_CONTROLS) & set(page.headers)
+
+
+def test_a_keyed_page_s_304_says_what_its_200_says_of_caching(keyed: Server) -> None:
+    # A CDN revalidating a shared page the decision leaves as the origin made it gets the
+    # origin's 304, whose headers replace the stored copy's: with the origin's own
+    # Cache-Control (`public, max-age=60`) browsers would keep the segment's page, and a
+    # longer one would outlast the shared limit. The 304 carries the 200's cache headers.
+    params = {"validate": "1"}
+    page = keyed_get(keyed, "/slotted/revalidated", params, BROWSER)
+    assert page.status_code == 200 and "Hello, friend" not in page.text
+    assert page.headers["cache-control"] == "public, max-age=0, s-maxage=60"
+    again = httpx.get(f"{keyed.url}/slotted/revalidated", params=params, headers={
+        **BROWSER, "x-ep-segment": page.headers["x-ep-segment"], "if-none-match": '"v1"'})
+    assert again.status_code == 304
+    for name in ("cache-control", "x-ep-segment", "vary", "cache-tag", "surrogate-key"):
+        assert again.headers.get(name) == page.headers.get(name), name
+    # a 304 of anything not a page (the origin's own lifetime for its asset) goes as it came
+    asset = httpx.get(f"{keyed.url}/status/304", headers={
+        **BROWSER, "accept": "image/avif,image/webp,*/*", "if-none-match": '"v1"'})
+    assert asset.status_code == 304 and "x-ep-segment" not in asset.headers
+
+
+def test_a_private_page_s_304_stays_private(proxy: Server) -> None:
+    # the origin's `public` on the 304 would make the browser's private copy shareable
+    url = f"{proxy.url}/slotted/revalidated?validate=1"
+    page = httpx.get(url, headers=BROWSER)
+    again = httpx.get(url, headers={**BROWSER, "if-none-match": '"v1"'})
+    assert again.status_code == 304
+    assert again.headers["cache-control"] == page.headers["cache-control"] == \
+        "private, max-age=60"
