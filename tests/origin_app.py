@@ -164,7 +164,8 @@ async def slotted(request: Request) -> Response:
     apart, ?cut=1 its first 2,000 bytes and then the connection reset, ?csp=1 a CSP nonce,
     ?long=1 ~100 KB, ?session=1 a session cookie, ?ours=1 the X-EP- headers
     edge-personalizer writes, ?vary= sent as Vary (the page printing the request headers
-    it names), ?tags= the origin's own purge tags (space-separated) in each dialect,
+    it names), ?netlify_vary= sent as Netlify-Vary, ?tags= the origin's own purge tags
+    (space-separated) in each dialect,
     ?validate=1 a 304 to If-None-Match: "v1" and a 206 to a Range of bytes=A-B."""
     charset = request.query_params.get("cs", "utf-8")
     accept_encoding = request.headers.get("accept-encoding", "-")
@@ -179,6 +180,8 @@ async def slotted(request: Request) -> Response:
     headers = {"etag": '"v1"', "content-md5": "x", "cache-control": "public, max-age=60"}
     if vary:
         headers["vary"] = vary
+    if request.query_params.get("netlify_vary"):
+        headers["netlify-vary"] = request.query_params["netlify_vary"]
     if request.query_params.get("tags"):
         tags = request.query_params["tags"].split()
         headers |= {"surrogate-key": " ".join(tags), "cache-tag": ",".join(tags),

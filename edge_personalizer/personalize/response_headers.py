@@ -37,7 +37,8 @@ _HEAD_READ: Final = frozenset({b"content-type", b"content-encoding", b"content-l
 # line; CDNs read a tag header's first): the origin's and the proxy's values go out on one
 # line, each joined as its readers split it.
 _ONE_LINE: Final = MappingProxyType({b"vary": b", ", b"surrogate-key": b" ",
-                                     b"cache-tag": b",", b"edge-cache-tag": b","})
+                                     b"cache-tag": b",", b"edge-cache-tag": b",",
+                                     b"netlify-vary": b","})
 
 ResponseHead = dict[bytes, str]
 
@@ -82,6 +83,8 @@ def one_line_each(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
 
 def _joined(name: bytes, lines: list[bytes]) -> bytes:
     """The values of a list header's lines on one line, each once."""
+    if name == b"netlify-vary":
+        return _netlify_vary(lines)
     seen: set[bytes] = set()
     values: list[bytes] = []
     for line in lines:
@@ -94,6 +97,25 @@ def _joined(name: bytes, lines: list[bytes]) -> bytes:
     if name == b"vary" and b"*" in seen:
         return b"*"
     return _ONE_LINE[name].join(values)
+
+
+def _netlify_vary(lines: list[bytes]) -> bytes:
+    """Netlify-Vary's lines as one: `header=A` and `header=B|C` are `header=A|B|C`, and a
+    part named alone (`query`: every query parameter) takes in the same part's lists."""
+    parts: dict[bytes, list[bytes] | None] = {}
+    for line in lines:
+        for item in line.split(b","):
+            part, equals, names = item.strip().partition(b"=")
+            if not part:
+                continue
+            known = parts.setdefault(part.lower(), [])
+            if not equals:
+                parts[part.lower()] = None
+            elif known is not None:
+                known += [n for n in (n.strip() for n in names.split(b"|"))
+                          if n and n not in known]
+    return b",".join(part if names is None else part + b"=" + b"|".join(names)
+                     for part, names in parts.items())
 
 
 def is_html(head: ResponseHead) -> bool:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
+from edge_personalizer.personalize.response_headers import one_line_each
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..origin_app import CDN_CONTROLS
@@ -298,6 +299,24 @@ def test_the_origin_s_vary_and_purge_tags_and_ours_go_out_on_one_line_each(
         tags = _listed(page, name)
         assert tags[:2] == ["origin-page", "origin-shop"], (name, tags)
         assert ("ep" in tags) == keyed_caching and len(tags) == len(set(tags)), (name, tags)
+
+
+def test_the_origin_s_netlify_vary_and_ours_are_one_line(keyed: Server) -> None:
+    # Netlify reads one Netlify-Vary: the origin's and the segment's parts go on one line
+    page = keyed_get(keyed, "/slotted/netlify", {
+        "netlify_vary": "query=lang|currency, header=Accept-Language"}, BROWSER)
+    assert page.headers.get_list("netlify-vary") == \
+        ["query=lang|currency,header=Accept-Language|X-EP-Segment"]
+
+
+@pytest.mark.parametrize(("lines", "joined"), [
+    ([b"header=A", b"header=B|A, cookie=c"], b"header=A|B,cookie=c"),
+    ([b"query=lang", b"query", b"query=q"], b"query"),   # every query parameter
+    ([b"Header=A", b" , header=B"], b"header=A|B"),
+])
+def test_netlify_vary_lines_are_joined_part_by_part(lines: list[bytes], joined: bytes) -> None:
+    assert one_line_each([(b"netlify-vary", line) for line in lines]) == \
+        [(b"netlify-vary", joined)]
 
 
 def test_an_origin_s_vary_star_stays_a_star(keyed: Server) -> None:
