@@ -29,37 +29,52 @@ def percent(value: float, digits: int = 1, *, signed: bool = False) -> str:
     return "+" + text if signed and value > 0 else text
 
 
-def uplift_bar(uplift: float, low: float, high: float, *, scale: tuple[float, float],
-               label: str, width: int = 240, height: int = 30, judged: bool = True) -> str:
+def uplift_bar(uplift: float | None, low: float, high: float | None, *,
+               scale: tuple[float, float], label: str, width: int = 240, height: int = 30,
+               judged: bool = True) -> str:
     """The uplift of one variant as a point on its 95% interval, with 0 marked. Green or red
     when the interval leaves out 0 (a significant change), grey otherwise, and grey when
     not `judged` (too few conversions for the interval to be a verdict). `scale` is the
-    (smallest, largest) uplift drawn, the same for the variants of one table."""
+    (smallest, largest) uplift drawn, the same for the variants of one table. A `high` of
+    None (no upper end: the control's rate too near 0 to bound how many times better the
+    variant may be) runs the bar off the right edge, an arrow at its end; an `uplift` of
+    None (the control's rate is 0) draws no point."""
     lo, hi = _padded(scale)
     pad = 6
 
     def x(value: float) -> float:
         return pad + (min(max(value, lo), hi) - lo) / (hi - lo) * (width - 2 * pad)
 
-    significant = judged and (low > 0 or high < 0)
+    significant = judged and (low > 0 or high is not None and high < 0)
     colour = (SIGNIFICANT_UP if low > 0 else SIGNIFICANT_DOWN) if significant \
         else NOT_SIGNIFICANT
-    described = (f"{label}: uplift {percent(uplift, signed=True)}, 95% interval "
-                 f"{percent(low, signed=True)} to {percent(high, signed=True)}, "
-                 + ("significant" if significant else "not significant" if judged
-                    else "too few conversions to judge yet"))
+    described = (f"{label}: uplift "
+                 + ("none (the control's is 0)" if uplift is None
+                    else percent(uplift, signed=True))
+                 + f", 95% interval {percent(low, signed=True)} "
+                 + ("or more, no upper end" if high is None
+                    else f"to {percent(high, signed=True)}")
+                 + ", " + ("significant" if significant else "not significant" if judged
+                           else "too few conversions to judge yet"))
     middle = height / 2
     faded = "" if significant else ' stroke-opacity="0.55"'
+    end, arrow = (x(high), "") if high is not None else (width - pad - 6, (
+        # open-ended: the bar runs on past the scale, an arrow at its end
+        f'<polygon points="{width - pad - 6:.1f},{middle - 7} {width - 1:.1f},{middle} '
+        f'{width - pad - 6:.1f},{middle + 7}" fill="{colour}"'
+        + ("" if significant else ' fill-opacity="0.55"') + "/>"))
+    point = "" if uplift is None else (
+        f'<circle cx="{x(uplift):.1f}" cy="{middle}" r="5" fill="#ffffff" stroke="{colour}" '
+        f'stroke-width="2.5"/>')
     return (
         f'<svg class="bar" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="{escape(described)}">'
         f"<title>{escape(described)}</title>"
         f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="2" y2="{height - 2}" stroke="{AXIS}" '
         f'stroke-width="1" stroke-dasharray="3 2"/>'
-        f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{middle}" y2="{middle}" '
+        f'<line x1="{x(low):.1f}" x2="{end:.1f}" y1="{middle}" y2="{middle}" '
         f'stroke="{colour}" stroke-width="8" stroke-linecap="round"{faded}/>'
-        f'<circle cx="{x(uplift):.1f}" cy="{middle}" r="5" fill="#ffffff" stroke="{colour}" '
-        f'stroke-width="2.5"/>'
+        f"{arrow}{point}"
         "</svg>")
 
 

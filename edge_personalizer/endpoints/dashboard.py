@@ -50,7 +50,7 @@ from .dashboard_views import (
     summaries,
 )
 from .learning import RateLimit
-from .report import amount, count, p_value, pct, signed
+from .report import amount, count, p_value, pct, points, signed, span
 from .responses import read_small_body, send_json
 from .router import Route
 
@@ -118,8 +118,8 @@ class Pages:
         self.env = Environment(loader=FileSystemLoader(ASSETS / "templates"), autoescape=True,
                                undefined=StrictUndefined, trim_blocks=True,
                                lstrip_blocks=True)
-        self.env.filters.update(pct=pct, signed=signed, count=count, amount=amount, iso=_iso,
-                                utc=_utc, p=p_value)
+        self.env.filters.update(pct=pct, signed=signed, span=span, points=points, count=count,
+                                amount=amount, iso=_iso, utc=_utc, p=p_value)
         self.static = {name: (ASSETS / "static" / name).read_bytes() for name in _STATIC}
 
     def _render(self, template: str, *, links: Links, inline: bool = False,

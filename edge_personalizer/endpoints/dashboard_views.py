@@ -178,9 +178,12 @@ def cumulative_rates(totals: Mapping[CountKey, Tally], experiment: str, goal: st
 
 
 def _scale(rows: Iterable[Mapping[str, Any]]) -> tuple[float, float]:
-    lows = [r["uplift_low"] for r in rows if r["uplift_low"] is not None]
-    highs = [r["uplift_high"] for r in rows if r["uplift_high"] is not None]
-    return (min(lows, default=0.0), max(highs, default=0.0))
+    """The uplifts a table's bars are drawn on; an interval with no upper end reaches
+    past its low end and its uplift, and runs off the scale's right edge."""
+    compared = [r for r in rows if r["uplift_low"] is not None]
+    highs = [r["uplift_low"] + 0.5 if r["uplift_high"] is None else r["uplift_high"]
+             for r in compared] + [r["uplift"] for r in compared if r["uplift"] is not None]
+    return (min((r["uplift_low"] for r in compared), default=0.0), max(highs, default=0.0))
 
 
 def _variant_rows(goal: Mapping[str, Any], shown_as: Mapping[str, str] | None = None
@@ -197,7 +200,7 @@ def _variant_rows(goal: Mapping[str, Any], shown_as: Mapping[str, str] | None = 
                                         scale=scale, label=row["name"], judged=not few))
                       if row["uplift_low"] is not None else None)
         row["significant"] = row["uplift_low"] is not None and (
-            row["uplift_low"] > 0 or row["uplift_high"] < 0)
+            row["uplift_low"] > 0 or row["uplift_high"] is not None and row["uplift_high"] < 0)
     return rows
 
 

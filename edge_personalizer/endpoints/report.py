@@ -21,6 +21,21 @@ def signed(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else percent(value, digits, signed=True)
 
 
+def span(low: float | None, high: float | None, between: str = " to ") -> str:
+    """An uplift's interval (+3.1% to +9.0%); "or more" where it has no upper end (the
+    control's rate too near 0 to bound how many times better a variant may be); a dash
+    when there is none yet."""
+    if low is None:
+        return "–"
+    return f"{signed(low)} or more" if high is None else f"{signed(low)}{between}{signed(high)}"
+
+
+def points(value: float | None, digits: int = 2) -> str:
+    """A difference of rates in percentage points (0.0012 -> "0.12 pp"): how a
+    comparison's risk reads, a dash when there is none."""
+    return "–" if value is None else f"{value * 100:.{digits}f} pp"
+
+
 def count(value: float | None) -> str:
     """A count with thousands separators (a fraction, which counts seldom are, with two
     decimals)."""
@@ -74,7 +89,7 @@ def render_text(report: Mapping[str, Any]) -> str:
                 "exposed and converted as counted)" if goal.get("weighted_by") else ""))
             lines.append(f"    {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
                          f"{'95% interval':>17} {'uplift':>8} {'uplift interval':>19} "
-                         f"{'chance':>7} {'risk':>6}" + ("  value/visitor" if valued else ""))
+                         f"{'chance':>7} {'risk':>9}" + ("  value/visitor" if valued else ""))
             for name, v in goal["variants"].items():
                 lines.append(_row(name, v, valued=valued,
                                   base="control" if name == goal["control"] else None)
@@ -119,12 +134,11 @@ def render_text(report: Mapping[str, Any]) -> str:
 def _row(name: str, v: Mapping[str, Any], *, valued: bool, base: str | None = None) -> str:
     """One line of a goal's table: `v`'s numbers against what it is compared with, or
     (`base`: the word in its uplift column) what the others are compared with."""
-    uplift = (f"{signed(v['uplift_low'])}..{signed(v['uplift_high'])}"
-              if v["uplift_low"] is not None else "–")
+    uplift = span(v["uplift_low"], v["uplift_high"], "..")
     return (f"    {_clipped(name):<16} {v['exposed']:>9,} {v['converted']:>9,} "
             f"{pct(v['rate']):>7} {_rate_interval(v):>17} "
             f"{base or signed(v['uplift']):>8} "
-            f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} {pct(v['risk'], 2):>6}"
+            f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} {points(v['risk']):>9}"
             + (f"  {amount(v['mean_value']):>13}" if valued else "") + _few(v))
 
 

@@ -28,9 +28,9 @@ def leader_of(goal: Mapping[str, Any]) -> tuple[str | None, float | None]:
     if chance == 0.5:
         return None, None
     leader, chance = (name, chance) if chance > 0.5 else (control, 1 - chance)
-    # A challenger shown beside the control that the statistics cannot compare (every
-    # visitor of it converted, so its rate has no spread) may be ahead of the one named:
-    # then none is named.
+    # A challenger shown beside the control that the statistics cannot compare (a single
+    # visitor of it where both were shown) may be ahead of the one named: then none is
+    # named.
     best = goal["variants"][leader].get("rate")
     if best is not None and any(
             v["chance_to_beat_control"] is None and _shown_beside_control(v)

@@ -1,16 +1,18 @@
 """The numbers marketers decide from, computed from counters: pure functions, never on a page's way.
 
 Per variant: the conversion rate with a 95% Wilson interval, and the mean value per exposed
-visitor with a t interval. Against the control, relative, the way GrowthBook's gbstats
-engine computes them for the same counts (so the two agree):
+visitor with a t interval. Against the control, on the difference of the two means (what
+stays sound when a starved control's rate is near 0, where the relative uplift's delta-method
+error, gbstats', blows up and hides a plain win):
 
-- uplift with a fixed-horizon 95% interval and a two-sided p-value (Welch's t; the ratio's
-  variance by the delta method);
-- an always-valid interval and p-value (the normal-mixture boundary of Howard et al. 2021
-  that gbstats uses, tuning 5000): valid however often someone looks, so a marketer may
-  check every day without inflating false wins;
-- the Bayesian chance to beat the control and the risk (expected relative loss if the
-  variant is chosen), from the normal posterior of gbstats' default flat prior.
+- a two-sided p-value (Welch's t, unpooled); the uplift (relative, as gbstats gives it) with
+  a fixed-horizon 95% interval by Fieller's theorem, which leaves out 0 exactly when p < 0.05
+  and has no upper end when the control's own mean is not clearly above 0;
+- an always-valid p-value and interval (the normal-mixture boundary of Howard et al. 2021
+  that gbstats uses, tuning 5000), the interval inverted the same way: valid however often
+  someone looks, so a marketer may check every day without inflating false wins;
+- the Bayesian chance to beat the control and the risk (expected loss, on the metric's own
+  scale, if the variant is chosen), from the normal posterior of a flat prior.
 
 Sample-ratio mismatch: a chi-square test of exposures against the weights, flagged at
 p < 0.001 (a broken split makes every other number meaningless).
@@ -150,14 +152,25 @@ def mean_interval(moments: Moments, *, alpha: float = ALPHA) -> tuple[float, flo
 
 @dataclass(frozen=True)
 class Comparison:
-    """A variant against the control on one metric; effects are relative (0.1 = +10%)."""
+    """A variant against the control on one metric.
 
-    uplift: float
+    `difference` is the variant's mean less the control's on the metric's own scale (a
+    rate: 0.02 = two percentage points; a value: per exposed visitor): what the p-values
+    and the chance to beat are worked out on. `uplift` is relative (0.1 = +10%), None when
+    the control's mean is 0 (no percentage of nothing). Its intervals are Fieller's for the
+    ratio of the two means, so one leaves out 0 exactly when the p-value beside it is
+    under the level; a `*_high` of None means no upper end: the control's own mean is not
+    clearly above 0, so the variant may be any number of times better. `risk` is the
+    expected loss on the difference's scale, not relative: what choosing the variant
+    costs per visitor where it is the worse, weighted by how likely that is."""
+
+    difference: float
+    uplift: float | None
     uplift_low: float
-    uplift_high: float
+    uplift_high: float | None
     p_value: float
     sequential_low: float
-    sequential_high: float
+    sequential_high: float | None
     sequential_p_value: float
     chance_to_beat_control: float
     risk: float
@@ -165,28 +178,65 @@ class Comparison:
 
 def compare(control: Moments, variant: Moments, *, alpha: float = ALPHA,
             tuning: float = SEQUENTIAL_TUNING) -> Comparison | None:
-    """`variant` against `control`; None where gbstats gives no result either (fewer than
-    two visitors, a control mean of 0, or no variance in an arm, e.g. no conversions)."""
-    if (min(control.n, variant.n) < 2 or control.mean == 0
-            or control.variance <= 0 or variant.variance <= 0):
+    """`variant` against `control` (means never negative: rates, values per visitor).
+
+    Tested on the difference of the means with Welch's unpooled standard error: unlike
+    the relative uplift's (the delta method's, which divides by the control's mean), it
+    stays sound when a starved control's rate is near 0. An arm without spread (nobody,
+    or everybody, converted) takes the two arms' spread together, as "no difference" has
+    it: its own 0 would make a handful of visitors look certain. None under two visitors
+    in an arm, or when every visitor of both is alike (nothing to test)."""
+    if min(control.n, variant.n) < 2:
         return None
-    uplift = (variant.mean - control.mean) / abs(control.mean)
-    se = math.sqrt(variant.variance / (variant.n * control.mean ** 2)
-                   + control.variance * variant.mean ** 2 / (control.n * control.mean ** 4))
+    together = _combined_variance(control, variant)
+    if together <= 0:
+        return None
+    control, variant = (m if m.variance > 0 else Moments(m.mean, together, m.n)
+                        for m in (control, variant))
+    difference = variant.mean - control.mean
+    vc, vv = control.variance / control.n, variant.variance / variant.n
+    se = math.sqrt(vc + vv)
     dof = _welch_dof(control, variant)
-    half = float(_scipy().t.ppf(1 - alpha / 2, dof)) * se
     n = control.n + variant.n
     rho = _sequential_rho(alpha, tuning)
-    seq_half = sequential_halfwidth(se * se * n, n, rho, alpha)
-    # A rate or a value per visitor (never negative) falls by 100% at most: the normal
-    # approximation's interval is cut there (gbstats leaves it below, where no one reads it).
+    low, high = _fieller(control.mean, variant.mean, vc, vv,
+                         float(_scipy().t.ppf(1 - alpha / 2, dof)))
+    # the always-valid boundary, in standard errors of the difference
+    seq_low, seq_high = _fieller(control.mean, variant.mean, vc, vv,
+                                 sequential_halfwidth(se * se * n, n, rho, alpha) / se)
     return Comparison(
-        uplift, max(uplift - half, -1.0), uplift + half,
-        p_value=float(2 * _scipy().t.sf(abs(uplift) / se, dof)),
-        sequential_low=max(uplift - seq_half, -1.0), sequential_high=uplift + seq_half,
-        sequential_p_value=_sequential_p_value(uplift, se, n, rho),
-        chance_to_beat_control=float(_scipy().norm.sf(0, uplift, se)),
-        risk=expected_loss(uplift, se))
+        difference, difference / control.mean if control.mean else None, low, high,
+        p_value=float(2 * _scipy().t.sf(abs(difference) / se, dof)),
+        sequential_low=seq_low, sequential_high=seq_high,
+        sequential_p_value=_sequential_p_value(difference, se, n, rho),
+        chance_to_beat_control=float(_scipy().norm.sf(0, difference, se)),
+        risk=expected_loss(difference, se))
+
+
+def _combined_variance(a: Moments, b: Moments) -> float:
+    """The variance of both arms' visitors together (a rate's: p(1-p) over both)."""
+    n = a.n + b.n
+    mean = (a.n * a.mean + b.n * b.mean) / n
+    squares = a.n * (a.variance + a.mean ** 2) + b.n * (b.variance + b.mean ** 2)
+    return max(squares / n - mean * mean, 0.0)
+
+
+def _fieller(mc: float, mv: float, vc: float, vv: float, q: float) -> tuple[float, float | None]:
+    """Fieller's interval of the uplift: the ratios r of the means with (mv - r * mc)^2 at
+    most q^2 * (vv + r^2 * vc) (vc, vv: the squared standard errors of the means), so
+    r = 1 is left out exactly when the difference is over q standard errors from 0. The
+    means never negative, nor is r (-100% at the lowest). No upper end (None) when the
+    control's mean is not over q standard errors above 0."""
+    a, b, c = mc * mc - q * q * vc, mc * mv, mv * mv - q * q * vv
+    root = math.sqrt(max(b * b - a * c, 0.0))
+    if a > 0:
+        return max((b - root) / a, 0.0) - 1, (b + root) / a - 1
+    # The quadratic opens downward (or is a line): every ratio above the larger root is in.
+    if a == 0:
+        low = c / (2 * b) if b > 0 else 0.0
+    else:
+        low = 0.0 if b * b <= a * c else (b - root) / a
+    return max(low, 0.0) - 1, None
 
 
 def _welch_dof(a: Moments, b: Moments) -> float:
@@ -217,7 +267,8 @@ def _sequential_p_value(effect: float, se: float, n: int, rho: float) -> float:
 
 def expected_loss(mean: float, sd: float) -> float:
     """E[max(0, -X)] for X ~ N(mean, sd²): what choosing the variant costs when it is worse,
-    weighted by how likely that is (gbstats' treatment risk, in closed form)."""
+    weighted by how likely that is (gbstats' treatment risk, in closed form), on the scale
+    of X."""
     z = mean / sd
     return float(sd * _scipy().norm.pdf(z) - mean * _scipy().norm.cdf(-z))
 
@@ -337,7 +388,7 @@ def _variant_json(result: VariantResult, control: str) -> dict[str, Any]:
 
 
 def _comparison_json(comparison: Comparison | None, prefix: str) -> dict[str, float | None]:
-    fields = ("uplift", "uplift_low", "uplift_high", "p_value", "sequential_low",
+    fields = ("difference", "uplift", "uplift_low", "uplift_high", "p_value", "sequential_low",
               "sequential_high", "sequential_p_value", "chance_to_beat_control", "risk")
     return {prefix + name: None if comparison is None else getattr(comparison, name)
             for name in fields}

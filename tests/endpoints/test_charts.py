@@ -59,6 +59,25 @@ def test_uplift_bar_places_zero_and_the_interval_on_one_scale() -> None:
     assert float(bar.get("x2", "")) > 200
 
 
+def test_an_open_ended_uplift_bar_runs_off_the_scale_with_an_arrow() -> None:
+    # Nobody converted under the control, 85 of 170 under the variant: no uplift to mark,
+    # an interval from +205% with no upper end, significant.
+    svg = ET.fromstring(uplift_bar(None, 2.05, None, scale=(0.0, 2.55), label="free_ship",
+                                   width=240))
+    bar = svg.findall(f"{SVG}line")[1]
+    assert bar.get("stroke") == SIGNIFICANT_UP
+    assert float(bar.get("x2", "")) > 220
+    (arrow,) = svg.findall(f"{SVG}polygon")
+    assert arrow.get("fill") == SIGNIFICANT_UP
+    assert svg.findall(f"{SVG}circle") == []
+    assert svg.get("aria-label") == ("free_ship: uplift none (the control's is 0), 95% interval "
+                                     "+205.0% or more, no upper end, significant")
+    # holding 0, it is grey
+    svg = ET.fromstring(uplift_bar(0.0, -0.6, None, scale=(-0.6, 0.5), label="b"))
+    assert svg.findall(f"{SVG}line")[1].get("stroke") == NOT_SIGNIFICANT
+    assert svg.get("aria-label", "").endswith("or more, no upper end, not significant")
+
+
 def test_names_are_escaped_in_charts() -> None:
     hostile = '<script>alert("x")</script>'
     bar = uplift_bar(0.1, -0.1, 0.3, scale=(-0.1, 0.3), label=hostile)

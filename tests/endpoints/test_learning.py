@@ -458,6 +458,12 @@ def test_the_visitors_held_out_are_counted_and_the_experiment_is_judged_against_
     assert (against["held_out"]["exposed"], against["held_out"]["converted"]) == (h, hb)
     assert (against["experiment"]["exposed"], against["experiment"]["converted"]) == (40 - h, b)
     assert against["experiment"]["uplift"] == pytest.approx(b / (40 - h) / (hb / h) - 1)
+    # nobody bought under control, every one of bold's did: no percentage of nothing, but
+    # an uplift interval from its low end on, with no upper end (null), on the page too
+    bold_judged = purchase["variants"]["bold"]
+    assert bold_judged["uplift"] is None and bold_judged["difference"] == 1.0
+    assert bold_judged["uplift_low"] is not None and bold_judged["uplift_high"] is None
+    assert "or more" in listing.split('data-table="control"')[1].split("</table>")[0]
     assert 'data-table="holdout"' in listing and 'data-variant="all variants"' in listing
     assert kept == ["hero=holdout"] * h and "hero=holdout" not in newly
     assert (after["exposed"], after["held_out"]) == (40 - h + 10, h)

@@ -13,8 +13,10 @@ from edge_personalizer.endpoints.report import (
     count,
     p_value,
     pct,
+    points,
     render_text,
     signed,
+    span,
 )
 from edge_personalizer.learn.catalog import GoalCatalog
 from edge_personalizer.learn.counters import CountKey, Tally
@@ -69,6 +71,8 @@ def test_text_report_compares_the_experiment_with_its_holdout() -> None:
     assert held.split()[:5] == ["held", "out", "60", "2", "3.3%"] and "baseline" in held
     assert together.split()[:6] == ["all", "variants", "1,000", "65", "6.5%", "5.1%..8.2%"]
     assert together.split()[6] == "+95.0%"
+    # 2 of 60 is not clearly above 0: the uplift may be any number of times that
+    assert together.split()[7:9] == ["-22.3%", "or"] and "or more" in together
     # 2 conversions held out: the comparison is no verdict yet, and says so; bold's is one
     assert together.endswith("  (too few conversions to judge yet)")
     bold = next(line for line in text.splitlines() if line.strip().startswith("bold "))
@@ -145,6 +149,11 @@ def test_numbers_read_the_same_on_the_pages_and_in_the_table() -> None:
     assert (amount(86.0), amount(29.56), amount(1234.5), amount(None)) == (
         "86.00", "29.56", "1,234.50", "–")
     assert p_value(0.00001) == "< 0.0001" and p_value(0.01234) == "0.0123"
+    # an uplift's interval, open-ended where the control's rate is too near 0 to bound it
+    assert span(-0.05, 0.2) == "-5.0% to +20.0%" and span(0.5, 1.2, "..") == "+50.0%..+120.0%"
+    assert span(2.05, None) == "+205.0% or more" and span(None, None) == "–"
+    # a risk: percentage points of conversion rate, not a share of the control's rate
+    assert points(0.0012) == "0.12 pp" and points(None) == "–"
 
 
 def test_a_stopped_experiments_cells_are_headed_as_cells() -> None:

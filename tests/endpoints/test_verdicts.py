@@ -41,9 +41,10 @@ def test_the_variant_ahead_is_the_likeliest_challenger_or_the_control_never_a_ti
 
 
 def test_no_variant_is_ahead_while_one_that_cannot_be_compared_does_better() -> None:
-    # a: every visitor converted (no spread: no comparison), b: 4 in 9, the control 3 in 8.
+    # a: one visitor beside the control, who converted (no comparison under two), b: 4 in
+    # 9, the control 3 in 8.
     goal = _goal(a=None, b=0.605)
-    goal["variants"]["a"] |= {"rate": 1.0, "compared_exposed": 3}
+    goal["variants"]["a"] |= {"rate": 1.0, "compared_exposed": 1}
     goal["variants"]["b"] |= {"rate": 4 / 9, "compared_exposed": 9}
     goal["variants"]["control"]["rate"] = 3 / 8
     assert leader_of(goal) == (None, None)
