@@ -128,14 +128,20 @@ def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally]
     """The experiment's visitors, every variant together as they were shared out, against
     those it held out (who saw the page as it is) on `goal`: what running it brought.
     Both counted (conversions beyond the exposures cut as for the variants), compared as a
-    variant with the control in the periods both were in (None: no such period)."""
+    variant with the control in the periods both were in (None: no such period), each
+    period weighing by n1 * n2 / (n1 + n2) of the two's visitors there."""
     pooled = _pooled(rows)
     shown = periods_shown(pooled)
     both = shown.get(HOLDOUT, set()) & shown.get(POOLED, set())
     if not both:
         return None
     kept, cut = clamped(in_periods(rows, both), goal, by_day=plan.weighted)
-    judged = goal_result(_totals(plan, _pooled(kept), goal), {HOLDOUT: 1.0, POOLED: 1.0},
+    # Weighted, each period by the two's visitors there, as a variant against the control
+    # (_compared): a holdout edited under way held out shares that differ by period, and
+    # one where it held out a handful says little of what holding out costs.
+    totals = (period_weighted_totals(_pooled(kept), plan.name, goal, pair=(HOLDOUT, POOLED))
+              if plan.weighted else variant_totals(_pooled(kept), plan.name, goal))
+    judged = goal_result(totals, {HOLDOUT: 1.0, POOLED: 1.0},
                          control=HOLDOUT).as_json()["variants"]
     counted = variant_totals(in_periods(pooled, both), plan.name, goal)
     unexposed = {HOLDOUT: cut.get(HOLDOUT, 0),

@@ -444,6 +444,28 @@ def test_the_holdout_is_compared_only_in_the_periods_it_was_held_out_in() -> Non
     assert together["uplift"] == pytest.approx(0.065 / 0.04 - 1)
 
 
+def test_the_holdout_is_weighed_per_period_by_what_it_says_of_the_comparison() -> None:
+    # A bandit whose holdout was lowered from 50% to 0.5%: its first version held out 500
+    # of 1,000 (20% bought on both sides), its second 10 of 2,000 (5% of the variants'
+    # visitors bought, 3 of the 10 held out). Weighted by its share of all visitors, the
+    # second version's 10 decided the holdout's rate (26.7%: "the experiment cost -62%");
+    # weighted as the variants are against the control (n1*n2/(n1+n2)), they weigh 10.
+    hero = dataclasses.replace(experiment(), holdout=0.5, allocation="bandit")
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    totals = counted("hero-test", {"control": (250, 50), "bold": (250, 50),
+                                   "holdout": (500, 100)}, period=1, day="2026-12-04")
+    totals |= counted("hero-test", {"control": (995, 50), "bold": (995, 49),
+                                    "holdout": (10, 3)}, period=2, day="2026-12-05")
+    (result,) = results(ruleset, totals)["experiments"]
+    held, together = (result["goals"]["purchase"]["holdout"][arm]
+                      for arm in ("held_out", "experiment"))
+    first, second = 500 * 500 / 1000, 10 * 1990 / 2000
+    assert held["rate"] == pytest.approx((first * 0.2 + second * 0.3) / (first + second))
+    assert together["rate"] == pytest.approx((first * 0.2 + second * 99 / 1990)
+                                             / (first + second))
+    assert -0.1 < together["uplift"] < 0 and together["p_value"] > 0.5
+
+
 def test_a_holdout_never_beside_a_variant_is_not_compared() -> None:
     hero = dataclasses.replace(experiment(), holdout=5.0, allocation="bandit")
     ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
