@@ -108,13 +108,14 @@ def choice_token(choice: SlotChoice) -> str:
                    f"{_content_text(choice.content)}")
 
 
-def _tag(text: str) -> str:
+def _tag(text: str, fits: int = 64) -> str:
     """A rule, slot or variant name as purge tags carry it: as it is when it can be one
-    (letters, digits and `_.-`, at most 64); else with the rest as `_`, cut to fit, and 8
-    hex digits of the name itself, so two names never share a tag (`big sale` and
-    `big_sale`, `café` and `cafè`)."""
+    (letters, digits and `_.-`, at most `fits`); else with the rest as `_`, cut to fit,
+    `~` (which no name kept as it is has) and 8 hex digits of the name itself, so two
+    names never share a tag (`big sale` and `big_sale`, `café` and `cafè`, `big sale` and
+    a name written as its tag)."""
     tag = _TAG_UNSAFE.sub("_", text)
-    return tag if tag == text and len(tag) <= 64 else f"{tag[:55]}-{_digest(text)}"
+    return tag if tag == text and len(tag) <= fits else f"{tag[:fits - 9]}~{_digest(text)}"
 
 
 def actions_token(decision: Decision) -> str | None:
@@ -159,7 +160,8 @@ def segment_of(decision: Decision, visitor: Visitor, *,
                 shareable = False
         parts.append(token)
         tags.add(f"ep-rule-{_tag(choice.by)}")
-        tags.add(f"ep-variant-{_tag(slot)}-{_tag(choice.variant)}")
+        # (Akamai takes tags of up to 128 characters: 11 + 56 + 1 + 56)
+        tags.add(f"ep-variant-{_tag(slot, 56)}-{_tag(choice.variant, 56)}")
     page_actions = actions(decision)
     if page_actions is not None:
         parts.append(page_actions)

@@ -142,7 +142,26 @@ def test_names_a_tag_cannot_hold_as_they_are_get_tags_of_their_own() -> None:
     assert tags["big_sale"] == "big_sale" and tags["x" * 64] == "x" * 64
     assert len(set(tags.values())) == len(tags), tags
     assert all(len(tag) <= 64 for tag in tags.values())
-    assert tags["big sale"].startswith("big_sale-") and tags["café"].startswith("caf_-")
+    assert tags["big sale"].startswith("big_sale~") and tags["café"].startswith("caf_~")
+    # a name written as another's tag keeps a tag of its own
+    assert _tag(tags["big sale"]) != tags["big sale"]
+
+
+def test_every_purge_tag_fits_akamai_s_128_characters(tmp_path: Path) -> None:
+    long = "x" * 64
+    (tmp_path / "site.yaml").write_text(f"""
+slots:
+  {long}: {{}}
+rules:
+  - name: {long}
+    when: {{language.primary: de}}
+    then:
+      {long}: {{html: "<h1>Hallo</h1>"}}
+""")
+    decision = decide(RuleBook(tmp_path).current, speaking("de"))
+    tags = segment_of(decision, speaking("de")).tags
+    assert f"ep-rule-{long}" in tags
+    assert all(len(tag) <= 128 for tag in tags), sorted(tags)
 
 
 def test_a_rules_page_actions_are_in_the_key_and_read_back_only_where_they_hold(
