@@ -459,11 +459,11 @@ def test_segments_with_different_winners_name_no_one_variant_ahead(tmp_path: Pat
 def test_a_segment_s_uplift_says_when_too_few_conversions_judge_it(tmp_path: Path) -> None:
     # The overall table said "too few conversions to judge yet"; the segments' table
     # showed the same kind of uplift and chance bare (+428.0% 78.7%).
-    snapshot = opposed_segments(tmp_path, facebook=(4, 60))
+    snapshot = opposed_segments(tmp_path, facebook=(2, 12))   # 500 each: 7 expected
     html = Pages().experiment(snapshot, "hero-test")
     assert html is not None
     row = html.split('data-cell="from_facebook" data-variant="bold"')[1].split("</tr>")[0]
-    assert "too few\nconversions to judge yet (under 10: control)" in row
+    assert "too few\nconversions to judge yet (under 10 expected: control, bold)" in row
     assert 'class="interval"' in row and '<span class="muted">' in row
     other = html.split('data-cell="other" data-variant="bold"')[1].split("</tr>")[0]
     assert "too few" not in other and "not significant" not in other
@@ -508,8 +508,8 @@ def test_the_experiment_page_compares_it_with_its_holdout() -> None:
     assert "3.33%" in held and "baseline" in held and ">control<" not in held
     assert "6.50%" in together and "+95.0%" in together
     # 2 conversions held out: no interval on them reads as a verdict, either way
-    assert "too few conversions to judge yet (under 10: held out)" in together
-    assert '"Too few conversions to judge yet": an arm with under 10 conversions' in html
+    assert "too few conversions to judge yet (under 10 expected: held out)" in together
+    assert '"Too few conversions to judge yet": an arm that would convert under 10' in html
     assert "· not significant" not in together and 'data-field="few"' not in variants
     assert "60 visitors\nheld out saw the page as it is" in html
 

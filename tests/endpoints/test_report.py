@@ -122,8 +122,8 @@ def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
             Tally(0, c_a)
         totals[CountKey("hero-test", long, "", cell, "2026-11-01")] = Tally(n_b)
         totals[CountKey("hero-test", long, "purchase", cell, "2026-11-01")] = Tally(0, c_b)
-    totals[CountKey("hero-test", "holdout", "", "mobile", "2026-11-01")] = Tally(100)
-    totals[CountKey("hero-test", "holdout", "purchase", "mobile", "2026-11-01")] = Tally(0, 5)
+    totals[CountKey("hero-test", "holdout", "", "mobile", "2026-11-01")] = Tally(50)
+    totals[CountKey("hero-test", "holdout", "purchase", "mobile", "2026-11-01")] = Tally(0, 2)
     lines = render_text(make_snapshot(ruleset, totals, store="x",
                                       taken_at=START).results).splitlines()
     at = lines.index("    by cell (device.type)")
@@ -134,9 +134,10 @@ def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
     assert rows[3][:4] == ["mobile", "control", "400", "40"]
     assert rows[4][:3] == ["a-variant-with-…", "400", "80"]
     # mobile held visitors out: they, then every variant together against them
-    assert rows[5][:4] == ["held", "out", "100", "5"] and rows[5][-2] == "baseline"
-    assert rows[6][:4] == ["all", "variants", "800", "120"] and rows[6][6] == "+200.0%"
-    assert " ".join(rows[6][-6:]) == "(too few conversions to judge yet)"   # 5 held out
+    assert rows[5][:4] == ["held", "out", "50", "2"] and rows[5][-2] == "baseline"
+    assert rows[6][:4] == ["all", "variants", "800", "120"] and rows[6][6] == "+275.0%"
+    # 50 held out at the 14.4% of both together would have bought 7.2 times
+    assert " ".join(rows[6][-6:]) == "(too few conversions to judge yet)"
     assert len(rows) == 7   # no mismatch within mobile
 
 
