@@ -285,7 +285,10 @@ class RequestReader:
         return OriginRequest(fwd, headers, has_body, length)
 
 
-_HOST: Final = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")
+# What a host can be (RFC 3986): a name of letters, digits and `-._` (at most 253), or an
+# IPv6 address in brackets (no zone), with a port of up to 5 digits.
+_HOST: Final = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._\-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])"
+                          r"(?::[0-9]{1,5})?")
 
 
 def _clean_host(host: str) -> str:

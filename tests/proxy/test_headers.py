@@ -75,6 +75,23 @@ def test_hostile_host_header_never_reaches_location() -> None:
     assert view.host == "invalid.host"
 
 
+@pytest.mark.parametrize("host", [b"[", b"]", b"[::1", b"::1]", b"a" * 300, b"shop:", b"shop:1:2",
+                                  b"shop:123456", b"[fe80::1%25eth0]", b"[evil.example]", b":80"])
+def test_only_a_host_that_can_be_one_is_believed_or_passed_on(host: bytes) -> None:
+    # A trusted proxy's X-Forwarded-Host (or Forwarded host=) becomes the site's address in
+    # redirects and what the origin is told: `[` or 20,000 characters were taken as hosts.
+    assert fwd([(b"host", host)]).host == "invalid.host"
+    believed = fwd([(b"host", b"internal"), (b"x-forwarded-host", host)], peer="10.1.1.1")
+    assert believed.host == "internal" and believed.public_base is None
+
+
+@pytest.mark.parametrize("host", [b"shop.example", b"shop.example:8443", b"[2001:db8::1]:443",
+                                  b"[::1]", b"127.0.0.1:8080", b"my_host.internal",
+                                  b"xn--caf-dma.example"])
+def test_hosts_as_they_are_written_are_kept(host: bytes) -> None:
+    assert fwd([(b"host", host)]).host == host.decode()
+
+
 def test_ipv6_peer_is_quoted_in_forwarded() -> None:
     out = dict(read([(b"host", b"h")], peer="2001:db8::7").headers)
     assert out[b"forwarded"] == b'for="[2001:db8::7]";proto=http;host="h"'
