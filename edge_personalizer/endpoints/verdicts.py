@@ -58,8 +58,8 @@ def why_no_leader(goal: Mapping[str, Any] | None) -> str:
     challengers = list(_challengers(goal).values())
     if not control.get("exposed") or not any(v.get("exposed") for v in challengers):
         return "no visitors yet"
-    if not control.get("converted"):
-        return f"{name} has no conversions yet"
+    if not control.get("converted") and not any(v.get("converted") for v in challengers):
+        return "no conversions yet"
     beside = [v for v in challengers if _shown_beside_control(v)]
     if not beside:
         return f"no variant shown beside {name} yet"

@@ -80,7 +80,7 @@ def compare(control: Moments, variant: Moments, *, alpha: float = ALPHA,
     in an arm, or when every visitor of both is alike (nothing to test)."""
     if min(control.n, variant.n) < 2:
         return None
-    together = _combined_variance(control, variant)
+    together = combined_variance(control, variant)
     if together <= 0:
         return None
     control, variant = (m if m.variance > 0 else Moments(m.mean, together, m.n)
@@ -105,7 +105,7 @@ def compare(control: Moments, variant: Moments, *, alpha: float = ALPHA,
         risk=expected_loss(difference, se))
 
 
-def _combined_variance(a: Moments, b: Moments) -> float:
+def combined_variance(a: Moments, b: Moments) -> float:
     """The variance of both arms' visitors together (a rate's: p(1-p) over both)."""
     n = a.n + b.n
     mean = (a.n * a.mean + b.n * b.mean) / n

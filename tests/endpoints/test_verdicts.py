@@ -55,8 +55,11 @@ def test_no_variant_is_ahead_while_one_that_cannot_be_compared_does_better() -> 
 def test_the_list_says_why_no_variant_is_ahead() -> None:
     goal = _goal(b=None)
     goal["variants"]["control"] |= {"exposed": 40, "converted": 0}
-    goal["variants"]["b"] |= {"exposed": 67, "converted": 19, "compared_exposed": 67}
-    assert why_no_leader(goal) == "control has no conversions yet"
+    goal["variants"]["b"] |= {"exposed": 67, "converted": 0, "compared_exposed": 67}
+    assert why_no_leader(goal) == "no conversions yet"
+    # a control that has none is no reason of its own: b's 19 may be judged against it
+    goal["variants"]["b"]["converted"] = 19
+    assert why_no_leader(goal) == "not enough conversions yet"
     goal["variants"]["control"]["converted"] = 3
     assert why_no_leader(goal) == "not enough conversions yet"
     goal["variants"]["b"]["chance_to_beat_control"] = 0.5
