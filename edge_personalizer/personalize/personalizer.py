@@ -361,15 +361,6 @@ def _takes_html(accept: str) -> bool:
     return not accept or "*/*" in accept or "text/*" in accept or "xhtml" in accept
 
 
-def validates_page(exchange: Exchange, slots: SlotPresence) -> bool:
-    """Whether an answer without a body of its own (a 304) is about a page: the request
-    asked for HTML, or could take it and its page was served as HTML before."""
-    request = exchange.visitor.request
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept \
-        or _takes_html(accept) and slots.knows(request.path, request.query)
-
-
 def _asked_whole(scope: Scope, headers: Sequence[tuple[bytes, bytes]], exchange: Exchange,
                  slots: SlotPresence, *, html_asked: bool) -> Scope:
     """The request for a page the rules will rewrite, as the origin gets it: whole and
