@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from httpx import _config as httpx_config
+from httpx._transports import default as httpx_transports
 
 from .compiled import runs_compiled, stale_builds
 from .servers import ADMIN_TOKEN as ADMIN_TOKEN
@@ -12,6 +15,18 @@ from .servers import RedisServer, Server, start_origin, start_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE_KEY = "test-profile-key-0123456789abcdef"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each httpx client (and each httpx.get) builds the TLS context that verifies against
+    certifi's bundle: 30-45 ms of CPU, ~5,000 times a run (servers.start polls with it), on
+    the cores the servers under test need. The suite speaks plain HTTP to 127.0.0.1 only,
+    so each kind of context is built once (TLS would still be verified as before)."""
+    if httpx_transports.__dict__.get("create_ssl_context") is not httpx_config.create_ssl_context:
+        raise RuntimeError("httpx's transports no longer build TLS contexts with "
+                           "httpx._config.create_ssl_context: update tests/conftest.py")
+    httpx_transports.__dict__["create_ssl_context"] = functools.cache(
+        httpx_config.create_ssl_context)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -88,6 +88,7 @@ def test_a_worker_replaced_while_an_edit_is_refused_serves_and_the_server_stays_
         wait_for(lambda: len(re.findall(r"forwarding to .*", proxy.log())) >= 3, proxy)
         for _ in range(10):
             assert httpx.get(proxy.url + "/page/home", timeout=10).status_code == 200
+        wait_for(lambda: len(_workers(proxy)) == 2, proxy)   # the new one has published
         workers = proxy.health(timeout=10).json()["workers"]
         assert len(workers) == 2 and proxy.process.poll() is None
         assert all(w["rules_version"] == served and "typo.yaml:3:" in w["last_error"]
