@@ -129,20 +129,31 @@ def start_nginx(tmp: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int]
     raise RuntimeError("nginx did not start")
 
 
-@pytest.fixture(params=[True, False], ids=["keyed", "private"])
-def cached_site(request: pytest.FixtureRequest, origin: Server, server_logs: Path,
-                tmp_path: Path) -> Iterator[tuple[int, bool]]:
+@pytest.fixture(scope="module", params=[True, False], ids=["keyed", "private"])
+def edge(request: pytest.FixtureRequest, origin: Server,
+         server_logs: Path) -> Iterator[tuple[Server, bool]]:
+    """edge-personalizer with keyed caching on or off, shared by this module's tests: each
+    visits paths of its own (what the proxy learns of a page is the page's), behind an
+    nginx of its own."""
     keyed: bool = request.param
     proxy = start_proxy(server_logs, "--origin", origin.url, "--rules",
                         str(Path(__file__).parent / "data" / "rules"),
                         "--trusted-proxy", "127.0.0.1",
                         env={"EP_KEYED_CACHING": "true" if keyed else "false",
                              "EP_SHARED_MAX_AGE": "300", "EP_ADMIN_TOKEN": ADMIN_TOKEN})
+    yield proxy, keyed
+    proxy.stop()
+
+
+@pytest.fixture
+def cached_site(edge: tuple[Server, bool], tmp_path: Path) -> Iterator[tuple[int, bool]]:
+    """nginx's port in front of `edge`, and whether caching is keyed: a new nginx, so an
+    empty cache, for each test."""
+    proxy, keyed = edge
     nginx, port = start_nginx(tmp_path, proxy.port)
     yield port, keyed
     nginx.terminate()
     nginx.wait(timeout=10)
-    proxy.stop()
 
 
 PAGE = {"accept": "text/html",
@@ -191,7 +202,7 @@ def test_a_redirected_visitor_gets_one_profile(cached_site: tuple[int, bool]) ->
     assert len(profile_cookies(response)) == 1, response.headers
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 def test_visitors_behind_nginx_cannot_choose_their_place(
         cached_site: tuple[int, bool]) -> None:
     port, _ = cached_site
@@ -225,7 +236,7 @@ def test_each_segment_gets_its_own_page_from_the_cache(cached_site: tuple[int, b
             assert "HIT" not in statuses[segment], statuses
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 def test_a_first_visit_is_cached_under_the_key_of_the_page_it_got(
         cached_site: tuple[int, bool]) -> None:
     # No cookie, so /__ep/decide and the page request each see a new visitor; the
@@ -245,7 +256,7 @@ def test_a_first_visit_is_cached_under_the_key_of_the_page_it_got(
     assert all(len(bold) == 1 for bold in bold_by_segment.values()), bold_by_segment
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 @pytest.mark.parametrize("segment", SEGMENTS)
 def test_the_origin_s_vary_holds_behind_the_cache(
         cached_site: tuple[int, bool], segment: str) -> None:
@@ -279,14 +290,14 @@ BOB = {**PAGE, "cookie": "sid=bob"}
 CREDENTIALS = {**PAGE, "authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="}
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 @pytest.mark.parametrize("cache_control", ["", "no-cache", "max-age=0", "public, no-store",
                                            "private, max-age=60"])
 def test_a_page_the_origin_lets_no_shared_cache_keep_reaches_nobody_else(
         cached_site: tuple[int, bool], cache_control: str) -> None:
     # /account prints the visitor's own session cookie; the origin allows no shared cache.
     port, _ = cached_site
-    url = f"http://127.0.0.1:{port}/account/a"
+    url = f"http://127.0.0.1:{port}/account/" + (cache_control.replace(", ", "-") or "none")
     params = {"cc": cache_control} if cache_control else {}
     alice = httpx.get(url, params=params, headers=ALICE)
     bob = httpx.get(url, params=params, headers=BOB)
@@ -296,7 +307,7 @@ def test_a_page_the_origin_lets_no_shared_cache_keep_reaches_nobody_else(
     assert alice.headers["cache-control"].startswith("private")
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 @pytest.mark.parametrize(("params", "told", "statuses"), [
     ({"cc": "max-age=600", "header": "Surrogate-Control: no-store"}, "private, max-age=600",
      ["MISS", "MISS"]),
@@ -316,7 +327,7 @@ def test_what_the_origin_tells_cdns_alone_holds_behind_the_cache(
     assert "surrogate-control" not in pages[0].headers
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 def test_a_page_answered_to_credentials_is_shared_only_when_the_origin_says_public(
         cached_site: tuple[int, bool]) -> None:
     port, _ = cached_site
@@ -414,7 +425,7 @@ def test_an_edited_variant_is_served_at_once_under_a_new_key(
         assert edited.headers["x-seen-segment"] != cached.headers["x-seen-segment"]
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 def test_visitors_cannot_ask_for_decisions_through_the_edge(
         cached_site: tuple[int, bool]) -> None:
     # decide counts the variants it names: the docs' nginx keeps it from visitors, and
@@ -479,7 +490,7 @@ def test_a_page_shared_per_segment_is_kept_by_no_cache_past_the_edge(
     assert "cache-control" not in plain.headers and plain.text == "hop\n"
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 def test_a_traced_page_is_kept_by_no_shared_cache(cached_site: tuple[int, bool]) -> None:
     # The trace names every rule, its file and line, and the tracing admin's own values.
     port, _ = cached_site
@@ -492,7 +503,7 @@ def test_a_traced_page_is_kept_by_no_shared_cache(cached_site: tuple[int, bool])
     assert after.headers["x-cache"] != "HIT" and "x-ep-trace" not in after.headers
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 def test_a_page_the_origin_cuts_short_is_never_cached(cached_site: tuple[int, bool]) -> None:
     # The answer to nginx ends without its last chunk: nginx keeps nothing, and the next
     # visitor of the segment is not served the part as the whole page.
@@ -506,7 +517,7 @@ def test_a_page_the_origin_cuts_short_is_never_cached(cached_site: tuple[int, bo
         assert page.headers["x-cache"] != "HIT", page.headers
 
 
-@pytest.mark.parametrize("cached_site", [True], indirect=True, ids=["keyed"])
+@pytest.mark.parametrize("edge", [True], indirect=True, ids=["keyed"])
 def test_a_shared_page_carries_no_one_requests_timing(cached_site: tuple[int, bool]) -> None:
     port, _ = cached_site
     url = f"http://127.0.0.1:{port}/slotted/timing"
