@@ -8,10 +8,13 @@ ORIGIN_PORT ?=
 
 .PHONY: compiled demo test bench bench-peers bench-instructions lint typecheck clean system-deps
 
+# The editable install builds nothing (EP_PURE_PYTHON=1: setup.py then needs setuptools
+# alone), so it builds in the venv: an isolated build would first install every build
+# requirement (mypy, scipy, numpy, ...) a second time, into a throwaway environment.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	EP_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip 'setuptools>=69' wheel
+	EP_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet --no-build-isolation -e '.[dev]'
 	touch $(STAMP)
 
 # The modules a request runs through, and those that read and compile rules, are compiled
