@@ -587,11 +587,11 @@ def test_a_rule_that_takes_an_experiment_s_slot_from_its_visitors_is_told(
                 page = client.get("/slotted/home?phone=1",
                                   headers={**PAGE, "cookie": f"ep_profile={cookie}"})
                 assert "Phone" in page.text
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 10   # (the two views may be flushed apart)
             while not (warned := [w for w in client.get(
                     "/__ep/results", headers=ADMIN).json()["experiments"][0]["warnings"]
-                    if w.startswith("rule phone-hero")]):
-                assert time.monotonic() < deadline, "the rule's taking was not told"
+                    if w.startswith("rule phone-hero")]) or "on 1 page view " in warned[0]:
+                assert time.monotonic() < deadline, warned or "the rule's taking was not told"
                 time.sleep(0.2)
             assert "on 2 page views of visitors it had counted" in warned[0]
             server.serve_rules(rules, PHONE_HERO.replace(
