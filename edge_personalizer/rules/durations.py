@@ -7,10 +7,11 @@ import re
 from types import MappingProxyType
 from typing import Final
 
+from .schema_patterns import NUMBER
+
 UNITS: Final = MappingProxyType({"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0})
-_WRITTEN: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)
-# The same for the JSON Schema (its patterns have no flags; values may come with spaces)
-SCHEMA_PATTERN: Final = r"^\s*\d+(\.\d+)?\s*[sSmhHdD]\s*$"
+# (the JSON Schema's patterns spell out the same form: schema_patterns.duration)
+_WRITTEN: Final = re.compile(f"({NUMBER})\\s*([smhd])", re.IGNORECASE)
 
 
 def seconds_in(written: str) -> float | None:

@@ -11,9 +11,12 @@ from typing import Any
 
 from .compile import OPERATORS
 from .compile.context import NAME
-from .durations import SCHEMA_PATTERN as DURATION
-from .fields import FIELDS, PREFIXES, FieldSpec, any_case
+from .compile.experiments import UPDATE_EVERY_SPAN
+from .durations import UNITS
+from .fields import FIELDS, PREFIXES, FieldSpec, any_case, no_date
+from .goals import MAX_WINDOW
 from .model import PAGE_ACTIONS, SLOT_ACTIONS
+from .schema_patterns import DATE, duration, share
 
 SCHEMA_ID = "https://edge-personalizer.dev/schema/rules.json"
 
@@ -32,7 +35,8 @@ def _value_schema(spec: FieldSpec) -> dict[str, Any]:
         return {"anyOf": [{"enum": [*spec.values, *spec.spellings]},
                           {"type": "string", "pattern": f"^(?:{written})$"}]}
     if spec.form:
-        form: dict[str, Any] = {"type": "string", "pattern": f"^(?:{spec.form})$"}
+        written_form = DATE if spec.check is no_date else spec.form   # (no 2026-02-30)
+        form: dict[str, Any] = {"type": "string", "pattern": f"^(?:{written_form})$"}
         if spec.mistakes:   # values of the form that are no such code (uk: GB)
             mistaken = "|".join(any_case(wrong) for wrong, _ in spec.mistakes)
             form["not"] = {"pattern": f"^(?:{mistaken})$"}
@@ -119,9 +123,7 @@ def _pairs() -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
 
 
-# A share of visitors: 25, or "25%" (spaces allowed, as the compiler reads it)
-_PERCENT = r"^\s*\+?(\d+(\.\d*)?|\.\d+)\s*%?\s*$"
-_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_DATE = f"^{DATE}$"
 _TIME = r"(([01]?\d|2[0-3]):[0-5]\d|24:00)"
 _REDIRECT_TO = r"^\s*(/(?!/)|https?://)"   # a path (not //host) or an absolute http(s) URL
 
@@ -141,13 +143,16 @@ def build_schema() -> dict[str, Any]:
             "headers": _pairs(), "cookies": _pairs()},
             "additionalProperties": {"anyOf": [{"$ref": "#/$defs/variant"}, _by_field()]}},
         "priority": {"type": "integer"},
-        "schedule": {"type": "object", "additionalProperties": False, "properties": {
-            "start": {"type": "string", "format": "date", "pattern": _DATE},
-            "end": {"type": "string", "format": "date", "pattern": _DATE},
-            "days": {"anyOf": [day, {"type": "array", "items": day, "minItems": 1}]},
-            "hours": {"type": "string", "pattern": f"^\\s*{_TIME}\\s*-\\s*{_TIME}\\s*$"}}},
+        "schedule": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                     "properties": {
+                         "start": {"type": "string", "format": "date", "pattern": _DATE},
+                         "end": {"type": "string", "format": "date", "pattern": _DATE},
+                         "days": {"anyOf": [day, {"type": "array", "items": day,
+                                                  "minItems": 1}]},
+                         "hours": {"type": "string",
+                                   "pattern": f"^\\s*{_TIME}\\s*-\\s*{_TIME}\\s*$"}}},
         "traffic": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100},
-                              {"type": "string", "pattern": _PERCENT}]},
+                              {"type": "string", "pattern": share(zero=False, hundred=True)}]},
     }
     experiment_properties: dict[str, Any] = {
         "name": {"type": "string", "pattern": NAME.pattern},
@@ -156,7 +161,7 @@ def build_schema() -> dict[str, Any]:
         "audience": {"$ref": "#/$defs/conditions"},
         "schedule": rule_properties["schedule"], "paused": {"type": "boolean"},
         "holdout": {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 100},
-                              {"type": "string", "pattern": _PERCENT}]},
+                              {"type": "string", "pattern": share(zero=True, hundred=False)}]},
         "variants": {"type": "object", "minProperties": 2, "propertyNames": {
             # X-EP-Variant writes slot=variant, comma-separated; holdout is kept
             "pattern": "^(?!holdout$)[^ ,=;\\x00-\\x1f]([^,=;\\x00-\\x1f]*[^ ,=;\\x00-\\x1f])?$"},
@@ -172,8 +177,10 @@ def build_schema() -> dict[str, Any]:
             "burn_in": {"type": "integer", "minimum": 0},
             "floor": {"type": "number", "minimum": 0, "maximum": 50},
             "update_every": {"anyOf": [
-                {"type": "number", "minimum": 1},
-                {"type": "string", "pattern": DURATION}]},
+                {"type": "number", "minimum": UPDATE_EVERY_SPAN[0],
+                 "maximum": UPDATE_EVERY_SPAN[1]},
+                {"type": "string", "pattern": duration(
+                    UNITS, least=UPDATE_EVERY_SPAN[0], most=UPDATE_EVERY_SPAN[1])}]},
             "metric": {"enum": ["conversion", "value"]}}},
     }
     goal_properties: dict[str, Any] = {
@@ -184,7 +191,8 @@ def build_schema() -> dict[str, Any]:
         "value": {"type": "object", "minProperties": 1, "maxProperties": 1,
                   "additionalProperties": False,
                   "properties": {"query": {"type": "string"}, "header": {"type": "string"}}},
-        "window": {"type": "string", "pattern": DURATION},
+        "window": {"type": "string",
+                   "pattern": duration(UNITS, least=0, most=MAX_WINDOW)},
         "beacon": {"type": "boolean"},
         "description": {"type": "string"},
     }

@@ -144,3 +144,70 @@ def test_a_slot_with_tag_and_selector_is_underlined_as_refused(tmp_path: Path) -
 def test_a_document_with_no_mistakes_is_taken_by_both(tmp_path: Path) -> None:
     assert _judged_alike(tmp_path, "slots: {a: {}}\n" + GOAL.format(**FINE)
                          + EXPERIMENT.format(**FINE) + RULE.format(**FINE))
+
+
+def _rule(extra: str = "", then: str = "{a: x}", when: str = "{device.type: mobile}") -> str:
+    return ("slots: {a: {}}\nrules:\n  - name: r\n"
+            f"    when: {when}\n    then: {then}\n{extra}")
+
+
+def _experiment(extra: str = "", variants: str = "{control: {}, b: {html: x}}",
+                goal: str = "{when: {request.path: /thanks}}") -> str:
+    return (f"slots: {{a: {{}}}}\ngoals:\n  purchase: {goal}\nexperiments:\n  - name: e\n"
+            f"    slot: a\n    variants: {variants}\n{extra}")
+
+
+def _bandit(settings: str, variants: str = "{control: {}, b: {html: x}}") -> str:
+    return _experiment("    goals: [purchase]\n    allocation: bandit\n"
+                       f"    bandit: {settings}\n", variants)
+
+
+# Days that are no day (the 30th of February, the 29th in a year not leap, year 0), and
+# forms date.fromisoformat reads that are no YYYY-MM-DD, were taken by one side only.
+@pytest.mark.parametrize(("document", "valid"), [
+    (_rule("    schedule: {start: '2026-02-30'}\n"), False),
+    (_rule("    schedule: {end: '2026-04-31'}\n"), False),
+    (_rule("    schedule: {start: '2100-02-29'}\n"), False),
+    (_rule("    schedule: {start: '0000-01-01'}\n"), False),
+    (_rule("    schedule: {start: '20261201'}\n"), False),
+    (_rule("    schedule: {start: '2026-W49-1'}\n"), False),
+    (_rule("    schedule: {}\n"), False),
+    (_rule("    schedule: {start: '2028-02-29', end: '2028-12-31'}\n"), True),
+    (_rule("    schedule: {start: '2000-02-29'}\n"), True),
+    (_rule(when="{time.date: '2026-02-30'}"), False),
+    (_rule(when="{time.date: '2026-06-31'}"), False),
+    (_rule(when="{time.date: {in: ['2026-12-24', '2026-12-31']}}"), True),
+], ids=["feb-30", "apr-31", "2100-feb-29", "year-0", "basic-form", "week-form",
+        "empty-schedule", "leap-day", "2000-feb-29", "date-feb-30", "date-jun-31",
+        "dates-in"])
+def test_schema_and_compiler_agree_on_dates(tmp_path: Path, document: str, valid: bool
+                                            ) -> None:
+    assert _judged_alike(tmp_path, document) is valid
+
+
+# Shares and durations past their bounds ("150%", window: 91d, update_every: 0s) were
+# taken by the schema; shares written as 1e1 or -0 by the compiler only.
+@pytest.mark.parametrize(("document", "valid"), [
+    (_rule("    traffic: '150%'\n"), False), (_rule("    traffic: '0%'\n"), False),
+    (_rule("    traffic: '100.01'\n"), False), (_rule("    traffic: '100.0 %'\n"), True),
+    (_rule("    traffic: '0.5%'\n"), True), (_rule("    traffic: '1e1'\n"), False),
+    (_rule("    traffic: 150\n"), False),
+    (_experiment("    holdout: '100%'\n"), False), (_experiment("    holdout: '-0'\n"), False),
+    (_experiment("    holdout: '0%'\n"), True), (_experiment("    holdout: '99.9'\n"), True),
+    (_experiment(goal="{window: 0h}"), False), (_experiment(goal="{window: 91d}"), False),
+    (_experiment(goal="{window: 2161h}"), False), (_experiment(goal="{window: 2160h}"), True),
+    (_experiment(goal="{window: 90.0d}"), True), (_experiment(goal="{window: .5h}"), True),
+    (_experiment(goal="{window: 7776001s}"), False),
+    (_bandit("{update_every: 0s}"), False), (_bandit("{update_every: 31d}"), False),
+    (_bandit("{update_every: 0.01m}"), False), (_bandit("{update_every: 0.02m}"), True),
+    (_bandit("{update_every: 721h}"), False), (_bandit("{update_every: 30d}"), True),
+    (_bandit("{update_every: 3000000}"), False), (_bandit("{update_every: 2592000}"), True),
+], ids=["traffic-150%", "traffic-0%", "traffic-100.01", "traffic-100.0%", "traffic-0.5%",
+        "traffic-1e1", "traffic-150", "holdout-100%", "holdout--0", "holdout-0%",
+        "holdout-99.9", "window-0h", "window-91d", "window-2161h", "window-2160h",
+        "window-90.0d", "window-.5h", "window-7776001s", "every-0s", "every-31d",
+        "every-0.01m", "every-0.02m", "every-721h", "every-30d", "every-3000000",
+        "every-2592000"])
+def test_schema_and_compiler_agree_on_bounds(tmp_path: Path, document: str, valid: bool
+                                             ) -> None:
+    assert _judged_alike(tmp_path, document) is valid

@@ -200,16 +200,19 @@ def sections(rule_files: RuleFiles, name: str) -> Iterator[tuple[RuleFile, Any]]
             yield rule_file, rule_file.sections[name]
 
 
+# A share written as text: 25, 2.5 or "25 %" (as the JSON Schema's pattern reads it: no
+# sign but +, no exponent, no other digits than 0-9)
+_SHARE: Final = re.compile(r"\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*%?")
+
+
 def percentage(raw: Any, what: str, at: KeyPath) -> float:
     """A share written as 25 or 25%."""
-    text = "" if isinstance(raw, bool) else str(raw).strip()
-    try:
-        value = float(text[:-1] if text.endswith("%") else text)
-    except ValueError:
-        raise Invalid(f"{what} is a percentage such as 25 or 25%", at) from None
-    if math.isnan(value):
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and not math.isnan(raw):
+        return float(raw)
+    written = _SHARE.fullmatch(str(raw).strip()) if isinstance(raw, str) else None
+    if written is None:
         raise Invalid(f"{what} is a percentage such as 25 or 25%", at)
-    return value
+    return float(written.group(1))
 
 
 def kind_of(value: Any) -> str:

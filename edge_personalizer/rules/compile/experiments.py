@@ -32,6 +32,7 @@ from .rules import compile_schedule
 EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "schedule", "paused", "holdout",
                    "variants", "goals", "allocation", "per", "bandit", "description")
 BANDIT_KEYS = ("burn_in", "floor", "update_every", "metric")
+UPDATE_EVERY_SPAN = (1.0, 30 * 86400.0)   # seconds: at least 1 s, at most 30 days
 # What a variant's name may not hold: it is written in X-EP-Variant as slot=variant, one
 # slot after another with commas (a line break there would end the header; the server
 # then answers 500).
@@ -273,7 +274,7 @@ def _duration(raw: Any, at: KeyPath) -> float:
         if written is None:
             raise Invalid(f"update_every {raw!r}: write 10s, 30m, 1h or 1d", at)
         seconds = written
-    if not 1 <= seconds <= 30 * 86400:
+    if not UPDATE_EVERY_SPAN[0] <= seconds <= UPDATE_EVERY_SPAN[1]:
         raise Invalid("update_every is at least 1 second and at most 30 days", at)
     return seconds
 

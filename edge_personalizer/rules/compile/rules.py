@@ -33,7 +33,7 @@ from .context import (
 RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
 _SCHEDULE_KEYS: Final = ("start", "end", "days", "hours")
 _DATE_AND_TIME: Final = re.compile(r"(\d{4}-\d{2}-\d{2})[T ]\d{1,2}:\d{2}")
-_DAY: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _HOURS: Final = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
 
@@ -263,13 +263,16 @@ def _date(value: Any, at: KeyPath) -> date:
         raise _timed(str(value), value.date(), at)
     if isinstance(value, date):
         return value
+    text = str(value)
     try:
-        return date.fromisoformat(str(value))
+        if not _DAY.fullmatch(text):   # (date.fromisoformat reads 20261224 and 2026-W52-4)
+            raise ValueError(text)
+        return date.fromisoformat(text)
     except ValueError as exc:
-        day = _DATE_AND_TIME.match(str(value))
+        day = _DATE_AND_TIME.match(text)
         if day is not None:
-            raise _timed(str(value), day.group(1), at) from exc
-        reason = f" ({exc})" if _DAY.fullmatch(str(value)) else ""   # (2026-11-31)
+            raise _timed(text, day.group(1), at) from exc
+        reason = f" ({exc})" if _DAY.fullmatch(text) else ""   # (2026-11-31)
         raise Invalid(f"{value!r} is not a date{reason}; write a day as YYYY-MM-DD, e.g. "
                       "2026-12-24", at) from exc
 
