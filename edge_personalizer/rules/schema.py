@@ -119,6 +119,36 @@ def _by_field() -> dict[str, Any]:
                 "additionalProperties": {"$ref": "#/$defs/variant"}}}}
 
 
+def _field_name() -> dict[str, Any]:
+    """A visitor field's name (per:, by:): one of FIELDS, or a prefix and a name."""
+    prefixes = "|".join(prefix.replace(".", "\\.") for prefix in PREFIXES)
+    return {"anyOf": [{"enum": list(FIELDS)},
+                      {"type": "string", "pattern": f"^(?:{prefixes}).+$"}]}
+
+
+def _experiment_checks() -> list[dict[str, Any]]:
+    """What an experiment's keys ask of each other, as the compiler checks them."""
+    bandit: dict[str, Any] = {"required": ["allocation"],
+                              "properties": {"allocation": {"const": "bandit"}}}
+    # Each variant keeps the floor: all of them together at most 100 percent of visitors
+    floors = [{"if": {"required": ["variants"],
+                      "properties": {"variants": {"minProperties": count}}},
+               "then": {"properties": {"bandit": {"properties": {
+                   "floor": {"maximum": 100 / count}}}}}}
+              for count in range(3, _MOST_VARIANTS_CHECKED + 1)]
+    return [
+        {"anyOf": [{"required": ["slot"]}, {"required": ["slots"]}]},
+        {"if": {"required": ["bandit"]}, "then": bandit},   # bandit settings need a bandit
+        {"if": bandit, "then": {"required": ["goals"], "properties": {"goals": {
+            "anyOf": [{"type": "string"}, {"type": "array", "minItems": 1}]}}}},
+        *floors,
+    ]
+
+
+# Up to how many variants the schema checks the bandit's floor for (beyond, the compiler)
+_MOST_VARIANTS_CHECKED = 20
+
+
 def _pairs() -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
 
@@ -157,7 +187,8 @@ def build_schema() -> dict[str, Any]:
     experiment_properties: dict[str, Any] = {
         "name": {"type": "string", "pattern": NAME.pattern},
         "description": {"type": "string"}, "slot": {"type": "string"},
-        "slots": {"type": "array", "items": {"type": "string"}},
+        "slots": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                                 "minItems": 1}]},
         "audience": {"$ref": "#/$defs/conditions"},
         "schedule": rule_properties["schedule"], "paused": {"type": "boolean"},
         "holdout": {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 100},
@@ -171,8 +202,8 @@ def build_schema() -> dict[str, Any]:
         "goals": {"anyOf": [{"type": "string"},
                             {"type": "array", "items": {"type": "string"}}]},
         "allocation": {"enum": ["fixed", "bandit"]},
-        "per": {"anyOf": [{"const": "segment"}, {"type": "string"},
-                          {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+        "per": {"anyOf": [{"const": "segment"}, _field_name(),
+                          {"type": "array", "minItems": 1, "items": _field_name()}]},
         "bandit": {"type": "object", "additionalProperties": False, "properties": {
             "burn_in": {"type": "integer", "minimum": 0},
             "floor": {"type": "number", "minimum": 0, "maximum": 50},
@@ -222,7 +253,8 @@ def build_schema() -> dict[str, Any]:
                 "properties": rule_properties}},
             "experiments": {"type": "array", "items": {
                 "type": "object", "required": ["name", "variants"],
-                "additionalProperties": False, "properties": experiment_properties}},
+                "additionalProperties": False, "properties": experiment_properties,
+                "allOf": _experiment_checks()}},
             "goals": {"type": "object", "propertyNames": {
                 "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}, "additionalProperties": {
                 "anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False,

@@ -211,3 +211,31 @@ def test_schema_and_compiler_agree_on_dates(tmp_path: Path, document: str, valid
 def test_schema_and_compiler_agree_on_bounds(tmp_path: Path, document: str, valid: bool
                                              ) -> None:
     assert _judged_alike(tmp_path, document) is valid
+
+
+# What an experiment's keys ask of each other: bandit settings need allocation: bandit, a
+# bandit needs goals, an experiment a slot, per: known fields, the floor room for each.
+@pytest.mark.parametrize(("document", "valid"), [
+    (_experiment("    bandit: {floor: 1}\n"), False),
+    (_experiment("    allocation: fixed\n    bandit: {floor: 1}\n"), False),
+    (_experiment("    allocation: bandit\n"), False),
+    (_experiment("    goals: []\n    allocation: bandit\n"), False),
+    (_experiment("    goals: purchase\n    allocation: bandit\n"), True),
+    (_experiment("    per: [device.typo]\n"), False),
+    (_experiment("    per: device.type\n"), True),
+    (_experiment("    per: [request.query.utm, geo.country]\n"), True),
+    (_bandit("{floor: 40}", "{control: {}, b: {html: x}, c: {html: y}}"), False),
+    (_bandit("{floor: 33}", "{control: {}, b: {html: x}, c: {html: y}}"), True),
+    ("slots: {a: {}}\nexperiments:\n  - name: e\n    variants: {control: {}, b: {html: x}}\n",
+     False),
+    ("slots: {a: {}}\nexperiments:\n  - name: e\n    slots: []\n"
+     "    variants: {control: {}, b: {html: x}}\n", False),
+    ("slots: {a: {}}\nexperiments:\n  - name: e\n    slots: a\n"
+     "    variants: {control: {}, b: {html: x}}\n", True),
+], ids=["bandit-settings-no-allocation", "bandit-settings-fixed", "bandit-no-goals",
+        "bandit-goals-empty", "bandit-one-goal", "per-unknown-field", "per-one-field",
+        "per-fields", "floor-40-of-3", "floor-33-of-3", "no-slot", "slots-empty",
+        "slots-one-name"])
+def test_schema_and_compiler_agree_on_experiments(tmp_path: Path, document: str, valid: bool
+                                                  ) -> None:
+    assert _judged_alike(tmp_path, document) is valid
