@@ -41,7 +41,9 @@ def _value_schema(spec: FieldSpec) -> dict[str, Any]:
             mistaken = "|".join(any_case(wrong) for wrong, _ in spec.mistakes)
             form["not"] = {"pattern": f"^(?:{mistaken})$"}
         return form
-    return {"type": ["string", "number"]}
+    if spec.type == "list":   # (a tag it holds: text, or a number read as its digits)
+        return {"type": ["string", "number"], "minLength": 1}
+    return {"type": ["string", "number", "boolean"]}   # (true is read as the text "true")
 
 
 def _span(spec: FieldSpec) -> tuple[float | None, float | None]:
@@ -52,10 +54,12 @@ def _span(spec: FieldSpec) -> tuple[float | None, float | None]:
 
 def _matcher_schema(spec: FieldSpec) -> dict[str, Any]:
     value = _value_schema(spec)
+    values = {"type": "array", "items": value, "minItems": 1}
     operators: dict[str, Any] = {
-        "equals": value, "in": {"type": "array", "items": value, "minItems": 1},
-        "not": {"anyOf": [value, {"type": "array", "items": value}, {"type": "object"}]},
-        "exists": {"type": "boolean"},
+        "equals": value, "in": values, "exists": {"type": "boolean"},
+        # (under not: not: again, checked to its operators' names)
+        "not": {"anyOf": [value, values, {"type": "object", "minProperties": 1,
+                                          "propertyNames": {"enum": list(OPERATORS)}}]},
     }
     if spec.type == "number":
         low, high = _span(spec)
@@ -67,15 +71,14 @@ def _matcher_schema(spec: FieldSpec) -> dict[str, Any]:
         operators["between"] = {"type": "array", "items": {
             "type": "number", **({} if low is None else {"minimum": low}),
             **({} if high is None else {"maximum": high})}, "minItems": 2, "maxItems": 2}
-    else:
-        operators.update({op: {"type": "string"} for op in ("contains", "prefix", "suffix",
-                                                             "matches")})
-    return {
-        "description": spec.description or spec.name,
-        "anyOf": [value, {"type": "array", "items": value, "minItems": 1},
-                  {"type": "object", "properties": operators, "additionalProperties": False,
-                   "minProperties": 1}],
-    }
+    elif spec.type in ("string", "list"):   # text: a number is read as its digits
+        operators.update({op: {"type": ["string", "number"], "minLength": 1}
+                          for op in ("contains", "prefix", "suffix", "matches")})
+    compared = {"type": "object", "properties": operators, "additionalProperties": False,
+                "minProperties": 1}
+    operators["not"] = {"anyOf": [value, values, {**compared, "properties": {
+        **operators, "not": operators["not"]}}]}
+    return {"description": spec.description or spec.name, "anyOf": [value, values, compared]}
 
 
 def _conditions() -> dict[str, Any]:
@@ -85,7 +88,7 @@ def _conditions() -> dict[str, Any]:
         "any": {"type": "array", "items": {"$ref": "#/$defs/conditions"}, "minItems": 1},
         "not": {"$ref": "#/$defs/conditions"},
         "segment": {"anyOf": [{"type": "string"},
-                              {"type": "array", "items": {"type": "string"}}]},
+                              {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
     })
     patterns = {"^" + prefix.replace(".", "\\.") + ".+$": _matcher_schema(spec)
                 for prefix, spec in PREFIXES.items()}

@@ -239,3 +239,30 @@ def test_schema_and_compiler_agree_on_bounds(tmp_path: Path, document: str, vali
 def test_schema_and_compiler_agree_on_experiments(tmp_path: Path, document: str, valid: bool
                                                   ) -> None:
     assert _judged_alike(tmp_path, document) is valid
+
+
+# Conditions: a number where text is compared is read as its digits (request.path:
+# {contains: 5}), on both sides; text operators on numbers and true/false are refused on
+# both; true of a free text field is the text "true"; empty lists and operators under
+# not: are refused as the compiler refuses them.
+@pytest.mark.parametrize(("when", "valid"), [
+    ("{request.path: {contains: 5}}", True), ("{request.query.page: {prefix: 2}}", True),
+    ("{request.path: {matches: 5}}", True), ("{language.tags: {contains: 5}}", True),
+    ("{request.path: {contains: ''}}", False), ("{language.tags: ''}", False),
+    ("{profile.visits: {contains: 5}}", False), ("{geo.eu: {contains: x}}", False),
+    ("{device.touch: {prefix: t}}", False),
+    ("{request.query.debug: true}", True), ("{request.query.debug: {in: [true]}}", True),
+    ("{device.type: true}", False), ("{language.tags: true}", False),
+    ("{request.path: {not: []}}", False), ("{request.path: {not: {}}}", False),
+    ("{request.path: {not: {bogus: 1}}}", False),
+    ("{request.path: {not: {prefix: /admin}}}", True),
+    ("{request.path: {not: {not: {prefix: /admin}}}}", True),
+    ("{request.path: {not: [/a, /b]}}", True), ("{segment: []}", False),
+], ids=["contains-number", "prefix-number", "matches-number", "tag-number", "contains-empty",
+        "tag-empty", "contains-of-count", "contains-of-boolean", "prefix-of-boolean",
+        "text-true", "text-in-true", "enum-true", "tag-true", "not-empty-list",
+        "not-empty-mapping", "not-unknown-operator", "not-prefix", "not-not", "not-list",
+        "segment-empty"])
+def test_schema_and_compiler_agree_on_conditions(tmp_path: Path, when: str, valid: bool
+                                                 ) -> None:
+    assert _judged_alike(tmp_path, _rule(when=when)) is valid

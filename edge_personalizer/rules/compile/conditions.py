@@ -38,7 +38,7 @@ OPERATORS: Final = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", 
                     "prefix", "suffix", "matches", "exists")
 _LOGIC: Final = ("all", "any", "not", "segment")
 _NUMERIC: Final = ("gt", "gte", "lt", "lte", "between")
-_TEXTUAL: Final = ("prefix", "suffix", "matches")
+_TEXTUAL: Final = ("contains", "prefix", "suffix", "matches")
 _RE2_OPTIONS: Final = re2.Options()
 _RE2_OPTIONS.log_errors = False
 _RE2_OPTIONS.encoding = re2.Options.Encoding.UTF8
@@ -281,7 +281,8 @@ def _not_a_number(value: Any) -> str:
 
 def _text(value: Any, op: str, at: KeyPath) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool) or value == "":
-        raise Invalid(f"{op} takes text, got {kind_of(value)}", at)
+        said = "empty text" if value == "" else kind_of(value)
+        raise Invalid(f"{op} takes text (a number is read as its digits), got {said}", at)
     return str(value)
 
 
