@@ -10,12 +10,13 @@ import math
 from typing import Any
 
 from .compile import OPERATORS
+from .compile.actions import FORBIDDEN_HEADERS
 from .compile.context import NAME
 from .compile.experiments import UPDATE_EVERY_SPAN
 from .durations import UNITS
 from .fields import FIELDS, PREFIXES, FieldSpec, any_case, no_date
 from .goals import MAX_WINDOW
-from .model import PAGE_ACTIONS, SLOT_ACTIONS
+from .model import CDN_CACHE_CONTROLS, PAGE_ACTIONS, SLOT_ACTIONS
 from .schema_patterns import DATE, duration, share
 
 SCHEMA_ID = "https://edge-personalizer.dev/schema/rules.json"
@@ -102,15 +103,28 @@ def _two_contents() -> dict[str, Any]:
                       (("html", "file"), ("html", "text"), ("file", "text"))]}
 
 
+def _action_is(*actions: str) -> dict[str, Any]:
+    return {"required": ["action"], "properties": {"action": {"enum": list(actions)}}}
+
+
 def _variant() -> dict[str, Any]:
+    text = {"type": ["string", "number"]}   # (a number is shown as its digits)
     return {"anyOf": [
         {"type": "string", "description": "a fragment file (x.html) or inline HTML"},
         {"type": "object", "additionalProperties": False, "properties": {
-            "action": {"enum": list(SLOT_ACTIONS)}, "html": {"type": "string"},
-            "file": {"type": "string"}, "text": {"type": "string"},
-            "attribute": {"type": "string"}, "value": {"type": "string"},
-            "class": {"type": "string"}},
-         "not": _two_contents()},
+            "action": {"enum": list(SLOT_ACTIONS)}, "html": text, "file": {"type": "string"},
+            "text": text, "attribute": {"type": "string", "pattern": f"^{_TOKEN}$"},
+            "value": text, "class": {"type": "string", "pattern": "\\S"}},
+         "not": _two_contents(), "allOf": [
+             # What each action needs, as the compiler asks it
+             {"if": _action_is("add_class", "remove_class"), "then": {"required": ["class"]}},
+             {"if": _action_is("set_attribute", "remove_attribute"),
+              "then": {"required": ["attribute"]}},
+             {"if": _action_is("set_attribute"), "then": {"required": ["value"]}},
+             {"if": _action_is("remove", "add_class", "remove_class", "set_attribute",
+                               "remove_attribute"), "else": {"anyOf": [
+                 {"required": ["html"]}, {"required": ["file"]}, {"required": ["text"]}]}},
+         ]},
     ]}
 
 
@@ -152,13 +166,37 @@ def _experiment_checks() -> list[dict[str, Any]]:
 _MOST_VARIANTS_CHECKED = 20
 
 
-def _pairs() -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": {"type": ["string", "number"]}}
+# RFC 7230's token: a header's or a cookie's name, an attribute's
+_TOKEN = "[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_TEMPLATE = "\\{\\{|\\{%"   # values are sent as written, never a template
+
+
+def _pairs(value_chars: str, refused_names: list[str]) -> dict[str, Any]:
+    """headers: or cookies: names (tokens, but `refused_names`, patterns) and values (of
+    `value_chars`; true and numbers as written)."""
+    return {"type": "object", "minProperties": 1, "propertyNames": {
+        "pattern": f"^{_TOKEN}$", "not": {"anyOf": [{"pattern": refused}
+                                                    for refused in refused_names]}},
+            "additionalProperties": {"anyOf": [
+                {"type": "string", "pattern": f"^[{value_chars}]*$", "not": {"pattern": _TEMPLATE}},
+                {"type": ["number", "boolean"]}]}}
+
+
+def _headers() -> dict[str, Any]:
+    kept = [*FORBIDDEN_HEADERS, *(name.decode() for name in CDN_CACHE_CONTROLS)]
+    return _pairs("\\t\\x20-\\x7e\\u0080-\\u00ff", [
+        "^(?:" + "|".join(any_case(name) for name in sorted(kept)) + ")$", "^[xX]-[eE][pP]-"])
+
+
+def _cookies() -> dict[str, Any]:
+    # RFC 6265 cookie-octets; ep_... names are the product's
+    return _pairs("\\x21\\x23-\\x2b\\x2d-\\x3a\\x3c-\\x5b\\x5d-\\x7e", ["^[eE][pP]_"])
 
 
 _DATE = f"^{DATE}$"
 _TIME = r"(([01]?\d|2[0-3]):[0-5]\d|24:00)"
-_REDIRECT_TO = r"^\s*(/(?!/)|https?://)"   # a path (not //host) or an absolute http(s) URL
+# A path (not //host) or an absolute http(s) URL, on one line, with no space or backslash
+_REDIRECT_TO = r"^\s*(/(?!/)|https?://)[\x21-\x5b\x5d-\x7e\u0080-\u00ff]*\s*$"
 
 
 def build_schema() -> dict[str, Any]:
@@ -173,7 +211,7 @@ def build_schema() -> dict[str, Any]:
                 "properties": {"to": {"type": "string", "pattern": _REDIRECT_TO},
                                "status": {"enum": [301, 302, 303, 307, 308]},
                                "keep_query": {"type": "boolean"}}}]},
-            "headers": _pairs(), "cookies": _pairs()},
+            "headers": _headers(), "cookies": _cookies()},
             "additionalProperties": {"anyOf": [{"$ref": "#/$defs/variant"}, _by_field()]}},
         "priority": {"type": "integer"},
         "schedule": {"type": "object", "additionalProperties": False, "minProperties": 1,

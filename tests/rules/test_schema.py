@@ -266,3 +266,37 @@ def test_schema_and_compiler_agree_on_experiments(tmp_path: Path, document: str,
 def test_schema_and_compiler_agree_on_conditions(tmp_path: Path, when: str, valid: bool
                                                  ) -> None:
     assert _judged_alike(tmp_path, _rule(when=when)) is valid
+
+
+# Page actions and what a slot's action needs: headers and cookies the compiler refuses
+# (names, values, the product's own), redirects with a space, an action without what it
+# works with (add_class without class) were taken by the schema; true was underlined.
+@pytest.mark.parametrize(("then", "valid"), [
+    ("{a: x, headers: {}}", False), ("{a: x, headers: {'X Bad': 1}}", False),
+    ("{a: x, headers: {Host: x}}", False), ("{a: x, headers: {X-EP-Variant: x}}", False),
+    ("{a: x, headers: {surrogate-control: x}}", False),
+    ("{a: x, headers: {X-A: '{{ geo.city }}'}}", False),
+    ('{a: x, headers: {X-A: "a\\nb"}}', False), ("{a: x, headers: {X-A: true}}", True),
+    ("{a: x, headers: {X-Offer: 'Spring sale', X-Id: 5}}", True),
+    ("{a: x, cookies: {seg: 'a b'}}", False), ("{a: x, cookies: {EP_seg: x}}", False),
+    ("{a: x, cookies: {'a=b': x}}", False), ("{a: x, cookies: {seg: spring%20sale}}", True),
+    ("{redirect: '/sale now'}", False), ("{redirect: {to: '/a\\\\b'}}", False),
+    ("{redirect: {to: 'https://shop.example/x?y=1', status: 301}}", True),
+    ("{a: {action: add_class}}", False), ("{a: {action: remove_class, class: ' '}}", False),
+    ("{a: {action: add_class, class: promo}}", True),
+    ("{a: {action: set_attribute, attribute: href}}", False),
+    ("{a: {action: set_attribute, attribute: 'a b', value: x}}", False),
+    ("{a: {action: set_attribute, attribute: data-n, value: 5}}", True),
+    ("{a: {action: remove_attribute}}", False), ("{a: {action: append}}", False),
+    ("{a: {}}", False), ("{a: {class: x}}", False), ("{a: {action: remove}}", True),
+    ("{a: {text: 5}}", True), ("{a: {action: before, html: '<p>x</p>'}}", True),
+], ids=["headers-empty", "header-name-space", "header-host", "header-x-ep",
+        "header-cdn-control", "header-template", "header-two-lines", "header-true",
+        "headers-fine", "cookie-space", "cookie-ep", "cookie-name-equals", "cookie-fine",
+        "redirect-space", "redirect-backslash", "redirect-fine", "add-class-no-class",
+        "remove-class-blank", "add-class-fine", "set-attribute-no-value",
+        "set-attribute-bad-name", "set-attribute-number", "remove-attribute-no-name",
+        "append-nothing", "empty-variant", "class-only", "remove", "text-number",
+        "before-html"])
+def test_schema_and_compiler_agree_on_actions(tmp_path: Path, then: str, valid: bool) -> None:
+    assert _judged_alike(tmp_path, _rule(then=then)) is valid

@@ -29,7 +29,7 @@ from .fragment_hints import near_fragment
 
 # RFC 7230 token: header names, attribute names.
 _TOKEN: Final = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-_FORBIDDEN_HEADERS: Final = frozenset({"connection", "content-length", "transfer-encoding", "host",
+FORBIDDEN_HEADERS: Final = frozenset({"connection", "content-length", "transfer-encoding", "host",
                                        "set-cookie", "keep-alive", "upgrade", "te", "trailer"})
 # RFC 6265 cookie-octet: no space, '"', ',', ';', '\' or control character.
 _COOKIE_VALUE: Final = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
@@ -315,11 +315,13 @@ def _pairs(raw: Any, at: KeyPath, what: str,
         try:
             if isinstance(value, (dict, list)) or value is None:
                 raise Invalid(f"{what}: the value of {key!r} must be one line of text", where)
-            check(str(key), str(value), where)
+            # (true is sent as written, not as Python's True)
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            check(str(key), text, where)
         except Invalid as exc:
             errors.append(exc)
         else:
-            out.append((str(key), str(value)))
+            out.append((str(key), text))
     if errors:
         raise Invalids(errors)
     return tuple(out)
@@ -330,7 +332,7 @@ def _header(name: str, value: str, where: KeyPath) -> None:
     if not _TOKEN.fullmatch(name):
         raise Invalid(f"headers: {name!r} is not a header name (letters, digits and "
                       "!#$%&'*+-.^_`|~; no spaces or ':')", where, on_key=True)
-    if folded in _FORBIDDEN_HEADERS:
+    if folded in FORBIDDEN_HEADERS:
         raise Invalid(f"headers: {name!r} cannot be set by a rule", where, on_key=True)
     if folded.startswith("x-ep-") or folded.encode() in CDN_CACHE_CONTROLS:
         raise Invalid(f"headers: {name!r} is the product's to set (X-EP-* headers, and "
