@@ -105,15 +105,21 @@ def _netlify_vary(lines: list[bytes]) -> bytes:
     parts: dict[bytes, list[bytes] | None] = {}
     for line in lines:
         for item in line.split(b","):
-            part, equals, names = item.strip().partition(b"=")
+            part, equals, names = item.partition(b"=")
+            part = part.strip().lower()
             if not part:
                 continue
-            known = parts.setdefault(part.lower(), [])
+            known = parts.setdefault(part, [])
             if not equals:
-                parts[part.lower()] = None
+                parts[part] = None
             elif known is not None:
-                known += [n for n in (n.strip() for n in names.split(b"|"))
-                          if n and n not in known]
+                # header names whatever their case (cookie and query names as written)
+                seen = {n.lower() for n in known} if part == b"header" else set(known)
+                for name in (n.strip() for n in names.split(b"|")):
+                    key = name.lower() if part == b"header" else name
+                    if name and key not in seen:
+                        seen.add(key)
+                        known.append(name)
     return b",".join(part if names is None else part + b"=" + b"|".join(names)
                      for part, names in parts.items())
 

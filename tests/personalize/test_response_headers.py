@@ -313,6 +313,8 @@ def test_the_origin_s_netlify_vary_and_ours_are_one_line(keyed: Server) -> None:
     ([b"header=A", b"header=B|A, cookie=c"], b"header=A|B,cookie=c"),
     ([b"query=lang", b"query", b"query=q"], b"query"),   # every query parameter
     ([b"Header=A", b" , header=B"], b"header=A|B"),
+    ([b"header=x-ep-segment", b"header=X-EP-Segment"], b"header=x-ep-segment"),
+    ([b"header = A", b"header=B", b"cookie=a|A"], b"header=A|B,cookie=a|A"),
 ])
 def test_netlify_vary_lines_are_joined_part_by_part(lines: list[bytes], joined: bytes) -> None:
     assert one_line_each([(b"netlify-vary", line) for line in lines]) == \
