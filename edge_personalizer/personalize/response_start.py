@@ -16,7 +16,7 @@ from .exchange import Exchange
 from .fail_open import FailOpen
 from .held_head import HeldHead, OnTime
 from .page_edits import PageChanges, PageEditor
-from .response_headers import PageHeaders, ResponseHead, one_line_each
+from .response_headers import OneLine, PageHeaders, ResponseHead
 
 # Headers that no longer describe a rewritten body: its length, digest and coding, and its
 # validators and ranges (a browser's If-Modified-Since would get the origin's 304 and keep
@@ -219,7 +219,7 @@ class ResponseStart:
         if rewriter.rewriting:
             if whole is None and rewriter.verbatim:
                 whole = _known_length(self.head, self.consumed, self.produced)
-            headers = _rewritten(headers, rewriter, whole)
+            headers = _rewritten(headers, rewriter, whole, self.headers.one_line)
             headers += self.headers.variant_headers(self.exchange, self.spent)
         self.on_time.disarm()
         self.fail_open.observer.personalization_took(self.spent)
@@ -239,14 +239,14 @@ def _known_length(head: ResponseHead, consumed: int, produced: int) -> int | Non
 
 
 def _rewritten(headers: list[tuple[bytes, bytes]], rewriter: ResponseRewriter,
-               length: int | None) -> list[tuple[bytes, bytes]]:
+               length: int | None, one_line: OneLine) -> list[tuple[bytes, bytes]]:
     """The start's headers for the rewritten body (`length`: its own, if known)."""
     out = [h for h in headers if h[0] not in _STALE]
     if rewriter.content_encoding:
         out.append((b"content-encoding", rewriter.content_encoding.encode()))
     # Compressed or not by the client's Accept-Encoding: caches must know (on the one Vary
     # line: nginx before 1.23 reads the last line alone).
-    out = one_line_each([*out, (b"vary", b"Accept-Encoding")])
+    out = one_line.each([*out, (b"vary", b"Accept-Encoding")])
     if length is not None:
         out.append((b"content-length", str(length).encode()))
     return out

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from edge_personalizer.classify.profile_codec import ProfileCodec
-from edge_personalizer.personalize.response_headers import one_line_each
+from edge_personalizer.personalize.response_headers import OneLine, one_line_each
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..origin_app import CDN_CONTROLS
@@ -319,6 +319,21 @@ def test_the_origin_s_netlify_vary_and_ours_are_one_line(keyed: Server) -> None:
 def test_netlify_vary_lines_are_joined_part_by_part(lines: list[bytes], joined: bytes) -> None:
     assert one_line_each([(b"netlify-vary", line) for line in lines]) == \
         [(b"netlify-vary", joined)]
+
+
+def test_lines_joined_before_are_joined_the_same_again() -> None:
+    # OneLine remembers what it joined (the same Vary lines on every page of a site): the
+    # same lines give the same line, each header where its first line was, every time
+    one_line = OneLine(size=2)
+    headers = [(b"vary", b"Cookie, referer"), (b"content-type", b"text/html"),
+               (b"surrogate-key", b"a b"), (b"vary", b"cookie"), (b"vary", b"Accept-Encoding"),
+               (b"surrogate-key", b"b c"), (b"cache-tag", b"x")]
+    expected = [(b"vary", b"Cookie, referer, Accept-Encoding"), (b"content-type", b"text/html"),
+                (b"surrogate-key", b"a b c"), (b"cache-tag", b"x")]
+    for _ in range(3):
+        assert one_line.each(list(headers)) == one_line_each(list(headers)) == expected
+    assert one_line.each([(b"vary", b"Cookie"), (b"vary", b"*")]) == [(b"vary", b"*")]
+    assert one_line.each(headers[:3]) == headers[:3]   # nothing repeated: the same list
 
 
 def test_an_origin_s_vary_star_stays_a_star(keyed: Server) -> None:
