@@ -18,6 +18,7 @@ RULES `none` serves an empty rules directory (the app without rules).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import tempfile
@@ -56,15 +57,15 @@ async def run(rules: str, page: str, requests: int, data: Path) -> None:
     if not (kit / "pages.py").exists():
         raise SystemExit("needs the peer kit's pages.py: set PEER_KIT")
     sys.path.insert(0, str(kit))
-    from pages import write_pages  # (in this process: callgrind counts no child)
-    write_pages(data)
+    # (written by this process: callgrind counts no child)
+    importlib.import_module("pages").write_pages(data)
     if rules == "none":
         (data / "no-rules").mkdir()
         rules = str(data / "no-rules")
     raw = {"origin_url": "http://127.0.0.1:9", "rules_dir": rules, "access_log": "false",
            "profile_keys": "bench-profile-key-0123456789abcdef", "rules_watch_interval": "0",
            "data_dir": str(data / "data"), "store_poll_interval": "3600"}
-    app = create_app(build_settings(raw, source="bench"),
+    app: Any = create_app(build_settings(raw, source="bench"),
                      site=site_for((data / f"{page}.html").read_bytes()))
     stop, started = asyncio.Event(), asyncio.Event()
     lifespan = asyncio.ensure_future(_lifespan(app, started, stop))
