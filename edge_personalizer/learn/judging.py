@@ -106,7 +106,7 @@ def _compared(plan: Plan, goal: str, kept: Mapping[CountKey, Tally], control: st
     paired: dict[str, tuple[Counts, Counts]] = {}
     for variant in variants:
         if plan.weighted:
-            pair = period_weighted_totals(kept, plan.name, goal, pair=(control, variant))
+            pair = _totals(plan, kept, goal, pair=(control, variant))
             paired[variant] = (pair.get(control, Tally()), pair.get(variant, Tally()))
         elif shown.get(variant, set()) != control_shown:
             both = _totals(plan, in_periods(kept, shown.get(variant, set()) & control_shown),
@@ -115,11 +115,12 @@ def _compared(plan: Plan, goal: str, kept: Mapping[CountKey, Tally], control: st
     return _totals(plan, kept, goal), paired
 
 
-def _totals(plan: Plan, rows: Mapping[CountKey, Tally], goal: str) -> Mapping[str, Counts]:
+def _totals(plan: Plan, rows: Mapping[CountKey, Tally], goal: str,
+            pair: tuple[str, str] | None = None) -> Mapping[str, Counts]:
     """Each variant's totals on `goal` over `rows`: within periods when the plan is
-    weighted."""
+    weighted (each by the `pair`'s visitors there, when given)."""
     if plan.weighted:
-        return period_weighted_totals(rows, plan.name, goal)
+        return period_weighted_totals(rows, plan.name, goal, pair=pair)
     return variant_totals(rows, plan.name, goal)
 
 
@@ -139,8 +140,7 @@ def against_holdout(plan: Plan, goal: str, rows: Mapping[CountKey, Tally]
     # Weighted, each period by the two's visitors there, as a variant against the control
     # (_compared): a holdout edited under way held out shares that differ by period, and
     # one where it held out a handful says little of what holding out costs.
-    totals = (period_weighted_totals(_pooled(kept), plan.name, goal, pair=(HOLDOUT, POOLED))
-              if plan.weighted else variant_totals(_pooled(kept), plan.name, goal))
+    totals = _totals(plan, _pooled(kept), goal, pair=(HOLDOUT, POOLED))
     judged = goal_result(totals, {HOLDOUT: 1.0, POOLED: 1.0},
                          control=HOLDOUT).as_json()["variants"]
     counted = variant_totals(in_periods(pooled, both), plan.name, goal)
