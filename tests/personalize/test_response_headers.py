@@ -396,10 +396,7 @@ rules:
     server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(tmp_path),
                          env={"EP_PROFILE_KEYS": PROFILE_KEY})
     try:
-        url = f"{server.url}/slotted/ruled?validate=1"
-        page = httpx.get(url, headers=BROWSER)
-        again = httpx.get(url, headers={**BROWSER, "if-none-match": '"v1"'})
-        assert again.status_code == 304
+        page, again = page_and_its_304(f"{server.url}/slotted/ruled?validate=1")
         assert again.headers["cache-control"] == page.headers["cache-control"] == \
             "private, max-age=60, no-cache"
     finally:
@@ -408,9 +405,15 @@ rules:
 
 def test_a_private_page_s_304_stays_private(proxy: Server) -> None:
     # the origin's `public` on the 304 would make the browser's private copy shareable
-    url = f"{proxy.url}/slotted/revalidated?validate=1"
+    page, again = page_and_its_304(f"{proxy.url}/slotted/revalidated?validate=1")
+    assert again.headers["cache-control"] == page.headers["cache-control"] == \
+        "private, max-age=60"
+
+
+def page_and_its_304(url: str) -> tuple[httpx.Response, httpx.Response]:
+    """A browser's page of the test origin's `validate=1`, and its answer to asking again
+    with the page's validator (a 304)."""
     page = httpx.get(url, headers=BROWSER)
     again = httpx.get(url, headers={**BROWSER, "if-none-match": '"v1"'})
     assert again.status_code == 304
-    assert again.headers["cache-control"] == page.headers["cache-control"] == \
-        "private, max-age=60"
+    return page, again
