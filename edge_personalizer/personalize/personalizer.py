@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from lru import LRU
 from starlette.types import Scope
 
 from ..classify.classifier import Classifier, merge_headers, request_from_headers
@@ -102,6 +103,9 @@ class Personalizer:
         self.keyed_segments = keyed_segments
         # Which of the rules' slots each page has, learned per page (bounded, per worker).
         self.slots = slot_presence if slot_presence is not None else SlotPresence(rules)
+        # The addresses (path, query) this worker served as HTML pages (PageHeaders notes
+        # them): a revalidation or an origin's 304 there is a page's, whatever it accepts.
+        self.pages: LRU[tuple[str, bytes], bool] = LRU(4096)
 
     def begin(self, scope: Scope) -> Exchange:
         """The request's Exchange: its visitor, and its decision made when first read."""
@@ -146,7 +150,7 @@ class Personalizer:
         exchange = Exchange(visitor, scope, make_decision, debug=self._debug_asked(headers),
                             preview=forced is not None, edge_segment=edge_segment, count=count,
                             page_of=self.slots.page_of)
-        if _rewritten(exchange, merged, self.slots):
+        if _rewritten(exchange, merged, self.slots, self.pages):
             exchange.scope = _asked_whole(scope, headers, exchange, self.slots,
                                           html_asked="text/html" in merged.get("accept", ""))
         return exchange
@@ -331,7 +335,8 @@ def _exposed(learning: Learning, profile: Profile, shown: list[SlotChoice],
     return profile
 
 
-def _rewritten(exchange: Exchange, headers: Mapping[str, str], slots: SlotPresence) -> bool:
+def _rewritten(exchange: Exchange, headers: Mapping[str, str], slots: SlotPresence,
+               pages: LRU[tuple[str, bytes], bool]) -> bool:
     """Whether the page this request asks for will be rewritten: a page view, a preview, a
     HEAD, an htmx/Turbo fetch asking for HTML, or a conditional or ranged GET (which the
     origin could answer 304 or 206) of a page served as HTML before; one the decision
@@ -340,13 +345,13 @@ def _rewritten(exchange: Exchange, headers: Mapping[str, str], slots: SlotPresen
     accept = headers.get("accept", "")
     return (exchange.visitor.page_view or exchange.preview or method == "HEAD"
             or method == "GET" and ("text/html" in accept
-                                    or _revalidated_page(exchange, headers, accept, slots))) \
+                                    or _revalidated_page(exchange, headers, accept, pages))) \
         and exchange.decision.changes_page \
         and (exchange.preview or not slots.lacks_all(exchange.page, exchange.decision))
 
 
 def _revalidated_page(exchange: Exchange, headers: Mapping[str, str], accept: str,
-                      slots: SlotPresence) -> bool:
+                      pages: LRU[tuple[str, bytes], bool]) -> bool:
     """Whether a GET not asking for HTML by name may still be for a page: it could take
     HTML (no Accept, */*, text/*, XHTML), carries validators or a range (the origin could answer
     304 or 206), its visitor's pages change, and its page was served as HTML before. An
@@ -354,7 +359,12 @@ def _revalidated_page(exchange: Exchange, headers: Mapping[str, str], accept: st
     return (any(name in headers for name in _WHOLE_PAGE_OFF_NAMES)
             and _takes_html(accept)
             and exchange.decision.changes_page
-            and slots.knows(exchange.visitor.request.path, exchange.visitor.request.query))
+            and address(exchange.scope) in pages)
+
+
+def address(scope: Scope) -> tuple[str, bytes]:
+    """A request's path and query, as Personalizer.pages notes pages."""
+    return scope["path"], scope.get("query_string", b"")
 
 
 def _takes_html(accept: str) -> bool:

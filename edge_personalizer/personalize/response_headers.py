@@ -18,7 +18,7 @@ from ..rules.evaluator import explain
 from ..rules.model import CDN_CACHE_CONTROLS, Decision
 from .exchange import Exchange
 from .lifetime import kept_directives, shared_lifetime
-from .personalizer import Personalizer
+from .personalizer import Personalizer, address
 from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
 
 HTML_TYPES: Final = ("text/html", "application/xhtml+xml")
@@ -201,21 +201,19 @@ class PageHeaders:
         # ... and, first, by the decision itself: a decision of rules alone is one object
         # for everyone it is made for (held here, so its id is not reused meanwhile).
         self._by_decision: LRU[int, tuple[Decision, Segment]] = LRU(1024)
-        # What this worker served as HTML pages, by path and query: an origin's 304 names
-        # no type, and is a page's when the 200 of its address was one.
-        self._pages: LRU[tuple[str, bytes], bool] = LRU(4096)
         self.one_line = OneLine()   # Vary and purge tags on one line each
 
     def finish(self, message: Message, exchange: Exchange, head: ResponseHead) -> Message:
         """The response start of a page with the decision's headers, the profile cookie
         and what keeps caches correct. Anything but an HTML page passes as it is."""
         if not is_html(head) or message["status"] >= 400 and not exchange.debug:
+            # (an origin's 304 names no type: it is a page's where its address's 200 was)
             if message["status"] == 304 and self.rules is not None \
-                    and _address(exchange) in self._pages:
+                    and address(exchange.scope) in self.personalizer.pages:
                 return self._validated(message, exchange, head)
             return self._with_conversions(message, exchange)
         if message["status"] < 300:
-            self._pages[_address(exchange)] = True
+            self.personalizer.pages[address(exchange.scope)] = True
         if message["status"] < 400 and exchange.visitor.request.method != "HEAD":
             exchange.served()
         added = self.decision_headers(exchange, with_cookies=not self.cache.keyed)
@@ -379,11 +377,6 @@ class PageHeaders:
         limit = self.cache.shared_max_age
         age = limit if lifetime < 0 else min(lifetime, limit)
         return f"public, max-age=0, s-maxage={age}{kept}".encode()
-
-
-def _address(exchange: Exchange) -> tuple[str, bytes]:
-    scope = exchange.scope
-    return scope["path"], scope.get("query_string", b"")
 
 
 def keyed_as(exchange: Exchange, segment: Segment) -> bool:

@@ -212,11 +212,6 @@ class SlotPresence:
             queries.add(hashed)
         return key
 
-    def knows(self, path: str, query: Mapping[str, str]) -> bool:
-        """Whether the page of `path` with `query` was served as HTML and looked at (a
-        look: no query learned apart)."""
-        return any(key in self._current() for key in (page_key(path, query), path + OTHER_QUERIES))
-
     def lacks_all(self, path: str, decision: Decision) -> bool:
         """Whether the page of `path` is known to lack every slot this decision changes
         (a look only: counts no view, checks no validators)."""
