@@ -29,6 +29,16 @@ def percent(value: float, digits: int = 1, *, signed: bool = False) -> str:
     return "+" + text if signed and value > 0 else text
 
 
+def span(low: float | None, high: float | None, between: str = " to ") -> str:
+    """An uplift's interval (+3.1% to +9.0%); "or more" where it has no upper end (the
+    control's rate too near 0 to bound how many times better a variant may be); a dash
+    when there is none yet."""
+    if low is None:
+        return "–"
+    start = percent(low, signed=True)
+    return f"{start} or more" if high is None else f"{start}{between}{percent(high, signed=True)}"
+
+
 def uplift_bar(uplift: float | None, low: float, high: float | None, *,
                scale: tuple[float, float], label: str, width: int = 240, height: int = 30,
                judged: bool = True) -> str:
@@ -51,9 +61,8 @@ def uplift_bar(uplift: float | None, low: float, high: float | None, *,
     described = (f"{label}: uplift "
                  + ("none (the control's is 0)" if uplift is None
                     else percent(uplift, signed=True))
-                 + f", 95% interval {percent(low, signed=True)} "
-                 + ("or more, no upper end" if high is None
-                    else f"to {percent(high, signed=True)}")
+                 + f", 95% interval {span(low, high)}" + (", no upper end" if high is None
+                                                             else "")
                  + ", " + ("significant" if significant else "not significant" if judged
                            else "too few conversions to judge yet"))
     middle = height / 2

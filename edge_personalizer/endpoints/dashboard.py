@@ -34,6 +34,7 @@ from ..learn.store import Store
 from ..proxy.pages import respond, wants_html
 from ..rules.book import RuleBook
 from .admin import carries_token
+from .charts import span
 from .dashboard_session import (
     SESSION_SECONDS,
     SessionSigner,
@@ -50,7 +51,7 @@ from .dashboard_views import (
     summaries,
 )
 from .learning import RateLimit
-from .report import amount, count, p_value, pct, points, signed, span
+from .report import amount, count, p_value, pct, points, signed
 from .responses import read_small_body, send_json
 from .router import Route
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .charts import percent
+from .charts import percent, span
 from .verdicts import leader_of, segment_leaders
 
 
@@ -19,15 +19,6 @@ def pct(value: float | None, digits: int = 1) -> str:
 def signed(value: float | None, digits: int = 1) -> str:
     """An uplift with its sign (+3.1%), a dash when there is none yet."""
     return "–" if value is None else percent(value, digits, signed=True)
-
-
-def span(low: float | None, high: float | None, between: str = " to ") -> str:
-    """An uplift's interval (+3.1% to +9.0%); "or more" where it has no upper end (the
-    control's rate too near 0 to bound how many times better a variant may be); a dash
-    when there is none yet."""
-    if low is None:
-        return "–"
-    return f"{signed(low)} or more" if high is None else f"{signed(low)}{between}{signed(high)}"
 
 
 def points(value: float | None, digits: int = 2) -> str:

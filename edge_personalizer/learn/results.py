@@ -209,9 +209,9 @@ def stopped_results(name: str, totals: Mapping[CountKey, Tally],
     def plan_of_stopped(rows: Mapping[CountKey, Tally]) -> Plan:
         counted = _variants_counted(rows) or variants
         periods = {key.period for key in rows if key.goal == EXPOSURE}
-        kept = [v for v in counted if had is None or v in had]
-        # every variant it still had, one no visitor reached too, as while it ran
-        kept = sorted({*kept, *(had or ())}) if kept else counted
+        # every variant it still had, one no visitor reached too, as while it ran (all
+        # counted when it had none of them, or was never recorded)
+        kept = sorted(had) if had and not set(had).isdisjoint(counted) else counted
         control = "control" if "control" in kept else kept[0]
         return Plan(name, dict.fromkeys(kept, 1.0), tuple(v for v in counted if v not in kept),
                     control, len(periods) > 1, None, False)

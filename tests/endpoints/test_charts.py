@@ -12,6 +12,7 @@ from edge_personalizer.endpoints.charts import (
     SIGNIFICANT_UP,
     line_chart,
     percent,
+    span,
     uplift_bar,
 )
 
@@ -116,3 +117,9 @@ def test_a_mark_and_a_fixed_top_for_shares() -> None:
     mark = [line for line in svg.findall(f"{SVG}line")
             if line.get("stroke-dasharray") == "5 4"]
     assert len(mark) == 1 and mark[0].get("x1") == mark[0].get("x2")
+
+
+def test_an_interval_reads_the_same_in_the_table_and_the_bar_s_description() -> None:
+    # an uplift's interval, open-ended where the control's rate is too near 0 to bound it
+    assert span(-0.05, 0.2) == "-5.0% to +20.0%" and span(0.5, 1.2, "..") == "+50.0%..+120.0%"
+    assert span(2.05, None) == "+205.0% or more" and span(None, None) == "–"
