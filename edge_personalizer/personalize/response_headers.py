@@ -245,7 +245,12 @@ class PageHeaders:
         """The origin's 304 for a page the decision left as it was, saying what its 200
         says of caching: a cache takes a 304's headers for its stored copy's, and the
         origin's own Cache-Control would let browsers keep a page shared per segment, or
-        let a CDN keep it longer than the shared limit. One shared carries nobody's cookie."""
+        let a CDN keep it longer than the shared limit. One shared carries nobody's cookie.
+        Its segment is the 200's: the decision without the slots its page is known to lack."""
+        presence = self.personalizer.slots
+        gone = presence.known_gone(exchange.page, exchange.decision)
+        if gone:
+            exchange.settle(presence.trim(exchange.decision, gone))
         ruled = [line for line in exchange.decision.header_lines if line[0] == b"cache-control"]
         headers, shared = self.cache_headers([*message.get("headers", ()), *ruled], exchange,
                                              head)

@@ -417,3 +417,29 @@ def page_and_its_304(url: str) -> tuple[httpx.Response, httpx.Response]:
     again = httpx.get(url, headers={**BROWSER, "if-none-match": '"v1"'})
     assert again.status_code == 304
     return page, again
+
+
+def test_a_304_names_the_segment_of_what_its_page_showed(origin: Server, server_logs: Path,
+                                                         tmp_path: Path) -> None:
+    # The rule fills a slot the page lacks: its 200 shows nothing of it, and says so in
+    # X-EP-Segment. A cache takes a 304's headers for its stored copy's: the 304 must name
+    # the same segment, not the one of the decision before the page's slots were known.
+    (tmp_path / "site.yaml").write_text("""
+slots:
+  hero: {}
+  promo: {}
+rules:
+  - name: desktop-promo
+    when: {device.type: desktop}
+    then: {promo: '<b>Free shipping</b>'}
+""")
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(tmp_path),
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        url = f"{server.url}/slotted/promo?validate=1"
+        httpx.get(url, headers=BROWSER)   # the page looked at: it has no promo slot
+        page, again = page_and_its_304(url)
+        assert "Free shipping" not in page.text
+        assert again.headers["x-ep-segment"] == page.headers["x-ep-segment"]
+    finally:
+        server.stop()
