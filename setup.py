@@ -25,10 +25,12 @@ from setuptools.command.build_ext import build_ext
 # rules/yaml_scalars.py (its loader is subclassed by the interpreted loader.py).
 COMPILED = [
     "edge_personalizer/classify/classifier.py",
+    "edge_personalizer/classify/cookies.py",
     "edge_personalizer/classify/device.py",
     "edge_personalizer/classify/edge.py",
     "edge_personalizer/classify/language.py",
     "edge_personalizer/classify/localtime.py",
+    "edge_personalizer/classify/privacy.py",
     "edge_personalizer/classify/profile.py",
     "edge_personalizer/classify/profile_codec.py",
     "edge_personalizer/classify/referral.py",

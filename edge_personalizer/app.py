@@ -23,7 +23,8 @@ from .classify.classifier import Classifier
 from .classify.device import DeviceClassifier
 from .classify.edge import EdgeMapping, TrustedEdge, client_ip_headers
 from .classify.geo import AnonymousIpDatabase, GeoDatabase, GeoLocator
-from .classify.profile import InterestMap, PrivacyPolicy, ProfileTracker
+from .classify.privacy import PrivacyPolicy
+from .classify.profile import InterestMap, ProfileTracker
 from .classify.profile_codec import ProfileCodec, RejectReason
 from .classify.referral import ReferralClassifier, ReferrerTable
 from .config import Settings

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, unquote
 
 from lru import LRU
 
+from .cookies import parse_cookies
 from .device import ClientHints, DeviceClassifier
 from .edge import TrustedEdge, merge_geo, with_edge_type
 from .geo import GeoLocator
@@ -29,24 +30,7 @@ from .visitor import (
     Visitor,
 )
 
-# More than a browser sends a site (Chrome keeps 180 a domain, and a request carries its
-# parent domain's too); a hostile header is cut there, whatever its length.
-_MAX_COOKIES: Final = 400
 _MAX_QUERY_PARAMS: Final = 64
-
-
-def parse_cookies(header: str) -> Mapping[str, str]:
-    """`a=1; b=2` -> {"a": "1", "b": "2"}; the first of a repeated name wins."""
-    if not header:
-        return NO_VALUES
-    out: dict[str, str] = {}
-    items = header.split(";", _MAX_COOKIES)
-    del items[_MAX_COOKIES:]
-    for item in items:
-        name, sep, value = item.strip().partition("=")
-        if sep and name and name not in out:
-            out[name] = value.strip().strip('"')
-    return MappingProxyType(out)
 
 
 def parse_query(query_string: str) -> Mapping[str, str]:

@@ -9,12 +9,14 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from fnmatch import translate
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
+from .cookies import cookie_values
+from .privacy import PrivacyPolicy
 from .profile_codec import (
+    LAST_SEEN,
     STATE_CONVERTED,
     STATE_EXPOSURES,
     STATE_SCORES,
@@ -168,37 +170,6 @@ def _decay(score: float, at: int, now: int, half_life_days: float) -> float:
     return float(score * 0.5 ** (age_days / half_life_days))
 
 
-# A consent cookie's value that says yes, unless the operator says what does: consent
-# tools set their cookie whatever the visitor chose, so anything else is a no.
-PLAIN_YES: Final = r"^\s*(1|true|yes|y|on|accept(ed)?|allow(ed)?|granted|opt-?in)\s*$"
-
-
-@dataclass(frozen=True)
-class PrivacyPolicy:
-    """When no profile may be kept: Global Privacy Control always, Do Not Track when
-    `honor_dnt`, and in consent mode unless the site's consent cookie says yes (its value
-    matches `consent_value`, searched in any case; PLAIN_YES without one)."""
-
-    honor_dnt: bool = True
-    consent_cookie: str | None = None
-    consent_value: str | None = None
-    _says_yes: re.Pattern[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_says_yes", re.compile(self.consent_value or PLAIN_YES,
-                                                         re.IGNORECASE))
-
-    def allows(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> bool:
-        if headers.get("sec-gpc", "").strip() == "1":
-            return False
-        if self.honor_dnt and headers.get("dnt", "").strip() == "1":
-            return False
-        if self.consent_cookie is not None:
-            value = cookies.get(self.consent_cookie)
-            return value is not None and self._says_yes.search(value) is not None
-        return True
-
-
 class InterestMap:
     """Category -> path patterns (`/running`, `/running/*`); compiled once."""
 
@@ -234,6 +205,7 @@ class ProfileTracker:
         # A new visitor's id: random; replay makes it from the log's visitor instead
         self.new_id: Callable[[], str] = new_id or _new_id
         self.cookie_name = cookie_name
+        self._prefix = cookie_name + "="
         self.interests = interests or InterestMap({})
         self.privacy = privacy or PrivacyPolicy()
         self.half_life_days = half_life_days
@@ -248,7 +220,7 @@ class ProfileTracker:
         if not self.privacy.allows(headers, cookies):
             return self.not_kept(now, page_view=page_view)
         t = int(now)
-        state = self._read(cookies.get(self.cookie_name), now)
+        state = self._read(cookies.get(self.cookie_name), headers.get("cookie", ""), now)
         profile = None
         if state is not None:
             try:
@@ -271,10 +243,19 @@ class ProfileTracker:
                        visits=1, pageviews=1 if page_view else 0, stored=False, now=t,
                        half_life_days=self.half_life_days)
 
-    def _read(self, value: str | None, now: float) -> list[Any] | None:
+    def _read(self, value: str | None, header: str, now: float) -> list[Any] | None:
+        """The cookie's state. A browser may hold the cookie twice (one a stale copy: set
+        for the parent domain or another path, by an older configuration) and sends both,
+        the older first: the one last seen is read, so page views are not counted against
+        the stale one again and again."""
         if not value:
             return None
         state, reason = self.codec.decode(value, now)
+        if header.count(self._prefix) > 1:
+            for other in cookie_values(header, self.cookie_name)[1:]:
+                found, _ = self.codec.decode(other, now)
+                if found is not None and (state is None or found[LAST_SEEN] > state[LAST_SEEN]):
+                    state, reason = found, None
         if reason is not None:
             self._reject(reason)
         return state

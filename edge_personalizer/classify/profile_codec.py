@@ -26,7 +26,10 @@ RejectReason = Literal["malformed", "signature", "oversized", "expired", "versio
 #  {rule or experiment: [variant, at, cell]}, {goal\x1fby: at}]
 # The last two came later: cookies written without them read as having none.
 _STATE_LENGTHS: Final = (10, 12)
-_LAST_SEEN: Final = 2
+# The longest value read, whatever the cap on writing (the settings' bound): a server whose
+# cap was lowered reads the larger cookies it wrote before and trims them when it writes.
+READ_LIMIT: Final = 4000
+LAST_SEEN: Final = 2
 STATE_SCORES: Final = 5
 STATE_VARIANTS: Final = 9
 STATE_EXPOSURES: Final = 10
@@ -74,7 +77,7 @@ class ProfileCodec:
 
     def decode(self, value: str, now: float) -> tuple[list[Any] | None, RejectReason | None]:
         """The stored state, or None and why the cookie was rejected."""
-        if len(value) > self.max_bytes:
+        if len(value) > max(self.max_bytes, READ_LIMIT):
             return None, "oversized"
         raw = value.encode("ascii", "replace")
         message, _, signature = raw.rpartition(b".")
@@ -93,8 +96,8 @@ class ProfileCodec:
         except (ValueError, msgpack.UnpackException, binascii.Error):
             return None, "malformed"
         if not isinstance(state, list) or len(state) not in _STATE_LENGTHS \
-                or not isinstance(state[_LAST_SEEN], int):
+                or not isinstance(state[LAST_SEEN], int):
             return None, "malformed"
-        if now - state[_LAST_SEEN] > self.max_age:
+        if now - state[LAST_SEEN] > self.max_age:
             return None, "expired"
         return state, None

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from lru import LRU
+
 from ..classify.profile import Profile, converted_key
 from .affinity import record, strongest_before
 from .counters import ALL_VISITORS, FIXED_PERIOD, Accumulator
@@ -37,20 +39,30 @@ _NEVER = 1 << 62   # later than any exposure
 class Attribution:
     """Counts exposures and conversions into a worker's accumulator."""
 
-    def __init__(self, counters: Accumulator) -> None:
+    def __init__(self, counters: Accumulator, *, remembered: int = 4096) -> None:
         self.counters = counters
         self.exposures = 0     # since the process started, for the metrics
         self.conversions = 0
+        # The exposures this worker counted last, by hash of (rule or experiment, visitor):
+        # a request that brings a copy of the cookie from before one (replayed, sent from
+        # two tabs at once) remembers the variant it is shown but counts no second
+        # exposure, which would lower that variant's rate and steer a bandit.
+        self._counted: LRU[int, None] = LRU(remembered)
 
     def exposed(self, profile: Profile, shown: Iterable[tuple[str, str]],
                 cell: str = ALL_VISITORS, period: int = FIXED_PERIOD) -> Profile:
         """The profile with each (rule or experiment, variant) `shown` remembered; the
         first exposure of a visitor to each is counted, in `cell` and `period` (the
-        version of the weights the variant was assigned under)."""
+        version of the weights the variant was assigned under), unless this worker
+        counted it lately from another copy of the cookie."""
         for by, variant in shown:
             if by in profile.exposures or not profile.stored:
                 continue
             profile = profile.with_exposure(by, variant, cell, period)
+            counted = hash((by, profile.visitor_id))
+            if counted in self._counted:
+                continue
+            self._counted[counted] = None
             self.counters.expose(by, variant, cell, period=period)
             self.exposures += 1
         return profile

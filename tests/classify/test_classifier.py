@@ -10,7 +10,6 @@ import httpx
 from edge_personalizer.classify.classifier import (
     Classifier,
     merge_headers,
-    parse_cookies,
     parse_query,
     request_info,
 )
@@ -117,7 +116,6 @@ def test_queries_read_as_parse_qsl_reads_them() -> None:
 
 
 def test_request_parsing() -> None:
-    assert parse_cookies('a=1; b="two"; a=3; broken; =x') == {"a": "1", "b": "two"}
     assert parse_query("q=shoes&q=boots&empty=") == {"q": "shoes", "empty": ""}
     request = request_info(method="get", path="/caf%C3%A9", query_string="", host="h",
                            headers=[("Cookie", "a=1"), ("cookie", "b=2"), ("X-A", "1"),
@@ -151,5 +149,3 @@ def test_the_profile_is_read_behind_as_many_cookies_as_a_browser_sends(proxy: Se
     after, _ = codec.decode(again.cookies["ep_profile"], time.time())
     assert before is not None and after is not None
     assert after[0] == before[0] and after[4] == before[4] + 1   # the same visitor, one view on
-    many = "; ".join(f"c{n}={n}" for n in range(1000))
-    assert len(parse_cookies(many)) == 400 and parse_cookies(many)["c399"] == "399"

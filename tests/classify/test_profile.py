@@ -8,7 +8,6 @@ from edge_personalizer.classify.profile import (
     UNKNOWN_PERIOD,
     Exposure,
     InterestMap,
-    PrivacyPolicy,
     Profile,
     ProfileTracker,
     converted_key,
@@ -137,31 +136,6 @@ def test_foreign_key_is_rejected_and_rotation_keeps_visitors() -> None:
     assert not visit(ProfileTracker(ProfileCodec([b"n" * 32])), renewed, T0 + 120).new
 
 
-@pytest.mark.parametrize(("headers", "cookies", "policy", "allowed"), [
-    ({"sec-gpc": "1"}, {}, PrivacyPolicy(), False),
-    ({"dnt": "1"}, {}, PrivacyPolicy(), False),
-    ({"dnt": "1"}, {}, PrivacyPolicy(honor_dnt=False), True),
-    ({}, {}, PrivacyPolicy(consent_cookie="consent"), False),
-    ({}, {"consent": "no"}, PrivacyPolicy(consent_cookie="consent"), False),
-    ({}, {"consent": "yes"}, PrivacyPolicy(consent_cookie="consent"), True),
-    # Consent tools set their cookie whatever the visitor chose: only a yes is a yes.
-    ({}, {"consent": " Accepted "}, PrivacyPolicy(consent_cookie="consent"), True),
-    ({}, {"consent": "reject"}, PrivacyPolicy(consent_cookie="consent"), False),
-    ({}, {"consent": "off"}, PrivacyPolicy(consent_cookie="consent"), False),
-    ({}, {"consent": "yesterday"}, PrivacyPolicy(consent_cookie="consent"), False),
-    ({}, {"CookieConsent": "{necessary:true,marketing:false}"},
-     PrivacyPolicy(consent_cookie="CookieConsent"), False),
-    ({}, {"CookieConsent": "{necessary:true,marketing:false}"},
-     PrivacyPolicy(consent_cookie="CookieConsent", consent_value="marketing:true"), False),
-    ({}, {"CookieConsent": "{necessary:true,Marketing:True}"},
-     PrivacyPolicy(consent_cookie="CookieConsent", consent_value="marketing:true"), True),
-    ({}, {}, PrivacyPolicy(), True),
-])
-def test_privacy_policy(headers: dict[str, str], cookies: dict[str, str],
-                        policy: PrivacyPolicy, allowed: bool) -> None:
-    assert policy.allows(headers, cookies) is allowed
-
-
 def test_without_consent_nothing_is_stored_or_learned() -> None:
     t = tracker()
     profile = visit(t, None, T0, "/running", headers={"sec-gpc": "1"})
@@ -176,6 +150,38 @@ def test_cookie_is_trimmed_to_the_size_cap() -> None:
     value = t.cookie_value(profile)
     assert len(value) <= 400
     assert not visit(t, value, T0 + 60).new
+
+
+def test_a_lowered_size_cap_trims_the_larger_cookies_written_before() -> None:
+    # Refused as oversized, each such visitor became a new one: their history gone, their
+    # exposures counted again. Read, then written back within the new cap.
+    before = tracker(codec=ProfileCodec([KEY], max_bytes=3000))
+    profile = visit(before, None, T0)
+    for i in range(60):
+        profile = profile.with_variant(f"experiment-{i}", f"variant-{i}")
+    value = before.cookie_value(profile)
+    assert 1500 < len(value) <= 3000
+    rejects: list[RejectReason] = []
+    after = tracker(rejects, codec=ProfileCodec([KEY], max_bytes=1500))
+    again = visit(after, value, T0 + 60)
+    assert again.visitor_id == profile.visitor_id and again.pageviews == 2 and not rejects
+    assert len(after.cookie_value(again)) <= 1500
+    assert visit(after, value + "x" * 4000, T0 + 60).visitor_id != profile.visitor_id
+    assert rejects == ["oversized"]
+
+
+def test_of_a_cookie_sent_twice_the_one_last_seen_is_read() -> None:
+    # A stale copy (set for the parent domain, or by an older configuration) comes first
+    t = tracker()
+    stale = cookie_of(t, visit(t, None, T0))
+    fresh = cookie_of(t, visit(t, stale, T0 + 60))
+    for header in (f"ep_profile={stale}; ep_profile={fresh}",
+                   f"ep_profile={fresh}; ep_profile={stale}",
+                   f"ep_profile=forged; ep_profile={fresh}"):
+        first = header.split(";")[0].split("=", 1)[1]
+        profile = t.observe(cookies={"ep_profile": first}, headers={"cookie": header},
+                            now=T0 + 120, path="/", page_view=True, referral=lambda: SEARCH)
+        assert profile.pageviews == 3, header
 
 
 def test_set_cookie_attributes() -> None:

@@ -116,6 +116,30 @@ def test_a_visitor_s_conversions_count_once_for_the_variant_they_saw(counting: S
     assert hero["exposed"] == 1   # the crawler was never counted
 
 
+def _hero_exposed(server: Server) -> int:
+    (hero,) = [e for e in _results(server)["experiments"] if e["name"] == "hero-test"]
+    exposed: int = hero["exposed"]
+    return exposed
+
+
+def test_a_cookie_sent_again_from_before_its_exposure_counts_one_visitor_once(
+        counting: Server) -> None:
+    # The same cookie from before the experiment's page, sent again and again (replayed,
+    # tabs opened at once, or a stale copy the browser holds beside the new one): each
+    # answer remembers the variant, but the visitor is counted as exposed once.
+    page = {"accept": "text/html", "user-agent": BROWSER}
+    before = _hero_exposed(counting)
+    first = httpx.get(f"{counting.url}/page/plain", headers=page).cookies["ep_profile"]
+    for _ in range(20):
+        shown = httpx.get(f"{counting.url}/slotted/a?exp=on",
+                          headers={**page, "cookie": f"ep_profile={first}"})
+        assert shown.status_code == 200 and "ep_profile" in shown.cookies
+    newest = shown.cookies["ep_profile"]
+    for cookie in (f"ep_profile={first}; ep_profile={newest}", f"ep_profile={newest}"):
+        httpx.get(f"{counting.url}/slotted/a?exp=on", headers={**page, "cookie": cookie})
+    assert _hero_exposed(counting) == before + 1
+
+
 def _invalid_values(server: Server) -> int:
     metrics = httpx.get(f"{server.url}/__ep/metrics",
                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text

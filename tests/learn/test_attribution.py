@@ -43,6 +43,24 @@ def test_exposures_count_once_per_visitor() -> None:
     assert rows[CountKey("fb-rule", "facebook", "", "all", DAY)] == Tally(exposures=1)
 
 
+def test_a_copy_of_the_cookie_from_before_an_exposure_counts_it_no_more() -> None:
+    # A replayed cookie, or two tabs opened at once, bring a profile without the exposure:
+    # the variant is remembered in the profile each time, counted once (until forgotten)
+    counters = Accumulator(clock=lambda: T0)
+    attribution = Attribution(counters, remembered=2)
+    before = profile()
+    for _ in range(5):
+        assert "hero-test" in attribution.exposed(before, [("hero-test", "bold")]).exposures
+    assert counted(counters)[CountKey("hero-test", "bold", "", "all", DAY)] == \
+        Tally(exposures=1)
+    for other in ("a", "b"):   # two other exposures counted since: the first is forgotten
+        attribution.exposed(before._replace(visitor_id=other), [("hero-test", "bold")])
+    attribution.exposed(before, [("hero-test", "bold")])
+    assert counted(counters)[CountKey("hero-test", "bold", "", "all", DAY)] == \
+        Tally(exposures=4)
+    assert attribution.exposures == 4
+
+
 def test_a_conversion_counts_once_within_the_window_for_what_is_judged_on_it() -> None:
     counters = Accumulator(clock=lambda: T0)
     attribution = Attribution(counters)

@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_personalizer.classify.profile import ProfileTracker
 from edge_personalizer.classify.profile_codec import ProfileCodec
+from edge_personalizer.classify.visitor import Referral
 from edge_personalizer.personalize.response_headers import OneLine, one_line_each
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
@@ -49,6 +51,29 @@ def test_page_view_sets_a_signed_private_profile_cookie(proxy: Server, origin: S
     assert reason is None and state is not None
     visits, pageviews, first_referral = state[3], state[4], state[6]
     assert (visits, pageviews, first_referral[:2]) == (1, 1, ["email", "newsletter"])
+
+
+def test_a_lowered_cookie_size_cap_keeps_its_visitors(origin: Server, tmp_path: Path) -> None:
+    # A cookie written under the old cap (3,000 bytes) was refused as oversized: each such
+    # visitor became a new one, history gone and exposures counted again.
+    tracker = ProfileTracker(CODEC)
+    profile = tracker.observe(cookies={}, headers={}, now=time.time(), path="/",
+                              page_view=True, referral=lambda: Referral("direct", "direct"))
+    for i in range(60):
+        profile = profile.with_variant(f"experiment-{i}", f"variant-{i}")
+    large = tracker.cookie_value(profile)
+    assert 1500 < len(large) <= 3000
+    server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY, "EP_PROFILE_MAX_BYTES": "1500"})
+    try:
+        page = httpx.get(f"{server.url}/page/a", headers={**BROWSER,
+                                                          "cookie": f"ep_profile={large}"})
+    finally:
+        server.stop()
+    value = profile_cookie(page)
+    assert value is not None and len(value) <= 1500
+    state, _ = CODEC.decode(value, time.time())
+    assert state is not None and state[0] == profile.visitor_id and state[4] == 2
 
 
 def test_in_consent_mode_only_a_yes_keeps_a_profile(origin: Server, tmp_path: Path) -> None:
