@@ -12,7 +12,9 @@ instructions go"):
     PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=kit.1300.out \\
         .venv/bin/python bench/in_process.py bench/peer-rules small 1300
 
-RULES `none` serves an empty rules directory (the app without rules).
+RULES `none` serves an empty rules directory (the app without rules). With ORIGIN set
+(`ORIGIN=http://127.0.0.1:18080`, the kit's origin or any nginx serving its pages) the
+app forwards there instead, and the count includes the origin client and its connection.
 """
 
 from __future__ import annotations
@@ -62,11 +64,12 @@ async def run(rules: str, page: str, requests: int, data: Path) -> None:
     if rules == "none":
         (data / "no-rules").mkdir()
         rules = str(data / "no-rules")
-    raw = {"origin_url": "http://127.0.0.1:9", "rules_dir": rules, "access_log": "false",
+    origin = os.environ.get("ORIGIN")
+    raw = {"origin_url": origin or "http://127.0.0.1:9", "rules_dir": rules, "access_log": "false",
            "profile_keys": "bench-profile-key-0123456789abcdef", "rules_watch_interval": "0",
            "data_dir": str(data / "data"), "store_poll_interval": "3600"}
     app: Any = create_app(build_settings(raw, source="bench"),
-                     site=site_for((data / f"{page}.html").read_bytes()))
+                     site=None if origin else site_for((data / f"{page}.html").read_bytes()))
     stop, started = asyncio.Event(), asyncio.Event()
     lifespan = asyncio.ensure_future(_lifespan(app, started, stop))
     await started.wait()
