@@ -40,8 +40,9 @@ from .learn.catalog import rule_goals, running_goals, running_variants
 from .learn.counters import Accumulator
 from .learn.flusher import Flusher
 from .learn.goals import goals_not_counted
+from .learn.readers import catalog_reader, model_reader, weights_reader
 from .learn.store import open_store
-from .learn.trainer import Trainer, bandit_specs, catalog_reader, model_reader, weights_reader
+from .learn.trainer import Trainer, bandit_specs
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
 from .observability.workers import Publisher, WorkerBoard, board_directory
@@ -121,7 +122,7 @@ class EdgeApp:
                                if self.rules is not None else ())
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,
                                  weights=self.weights, catalog=self.catalog)
-        self.metrics.watch_learning(self.learning, self.flusher)
+        self.metrics.watch_learning(self.learning, self.flusher, self.trainer)
         personalized = PersonalizeMiddleware(
             site, rules=self.rules, classifier=self.classifier,
             trusted_proxies=trusted, cookie_secure=settings.profile_cookie_secure,
@@ -140,7 +141,7 @@ class EdgeApp:
             metrics=self.metrics, token=AdminToken(token),
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
             geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
-            flusher=self.flusher, server_pid=_server_pid(),
+            flusher=self.flusher, server_pid=_server_pid(), learning=self.trainer.health,
             notes=_page_notes(personalized.personalizer, self.rules, self.learning))
         self.publisher = (Publisher(self.board, admin.state, self.metrics.state_unpublished.set)
                           if self.board is not None else None)

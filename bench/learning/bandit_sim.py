@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 from edge_personalizer.learn.bandit import BanditSpec, WeightsTable  # noqa: E402
 from edge_personalizer.learn.counters import Accumulator  # noqa: E402
 from edge_personalizer.learn.flusher import Flusher  # noqa: E402
+from edge_personalizer.learn.readers import weights_reader  # noqa: E402
 from edge_personalizer.learn.store import open_store, sqlite_url  # noqa: E402
-from edge_personalizer.learn.trainer import Trainer, weights_reader  # noqa: E402
+from edge_personalizer.learn.trainer import Trainer  # noqa: E402
 from edge_personalizer.rules.bucketing import bucket  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -136,7 +136,8 @@ class Admin:
                  geo: GeoDatabaseInfo | None = None, probe_ttl: float = 1.0,
                  board: WorkerBoard | None = None, reload_wait: float = 10.0,
                  store: Store | None = None, flusher: Flusher | None = None,
-                 server_pid: int | None = None, notes: Sequence[PageNotes] = ()) -> None:
+                 server_pid: int | None = None, notes: Sequence[PageNotes] = (),
+                 learning: Callable[[], dict[str, Any]] | None = None) -> None:
         self.metrics = metrics
         self.board = board            # the other workers of this server, when there are any
         self.server_pid = server_pid  # the `serve` process this worker runs under, if any
@@ -151,6 +152,7 @@ class Admin:
         self.rules = rules
         self.geo = geo
         self.notes = notes
+        self.learning = learning   # this worker's learning loop: what of it fails
         self.started = time.time()
 
     def routes(self) -> dict[str, Route]:
@@ -288,6 +290,8 @@ class Admin:
             report["rules"] = {"loaded": False, "detail": "no rules directory configured"}
         if self.store is not None:
             report["store"] = await self._store_report()
+        if self.learning is not None:
+            report["learning"] = self.learning()
         if self.geo is not None:
             report["geo"] = {"type": self.geo.database_type, "built": _iso(self.geo.build_epoch)}
         if self.board is not None:

@@ -297,6 +297,10 @@ def allocation_view(snapshot: Snapshot, name: str,
                               marks=marks)) if days else None
     cells = [{"cell": cell, "reason": c.reason, "exposures": c.exposures,
               "weights": dict(c.weights)} for cell, c in sorted(held.cells.items())]
+    if held.others is not None:   # the cells beyond its max_cells, sharing one row
+        cells.append({"cell": f"other cells ({held.shared:,})", "reason": held.others.reason,
+                      "exposures": held.others.exposures,
+                      "weights": dict(held.others.weights)})
     return {"chart": chart, "days": days, "shares": shares, "version": held.version,
             "updated_at": held.updated_at, "holdout": held.holdout,
             "starting": dict(held.starting), "cells": cells, "variants": variants}

@@ -23,10 +23,10 @@ from .affinity import record, strongest_before
 from .counters import ALL_VISITORS, FIXED_PERIOD, Accumulator
 from .goals import Conversion, GoalReader
 
-if TYPE_CHECKING:   # the trainer's module imports the rules; counting needs none of it
+if TYPE_CHECKING:   # the readers' module imports the rules; counting needs none of it
     from .bandit import WeightsTable
     from .catalog import GoalCatalog
-    from .trainer import TableReader
+    from .readers import TableReader
 
 # The goals a rule or experiment is judged on, each with the earliest exposure (POSIX
 # seconds) whose visitor's conversion on it counts; None: every goal, whenever exposed.

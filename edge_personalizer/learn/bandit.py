@@ -15,6 +15,13 @@ from a hash of their id of its own, before it asks for a variant; their counts a
 arm's). The draws are seeded by the
 experiment, cell and weights version, so the same counts give the same weights in every
 worker.
+
+An experiment keeps weights of their own for its `max_cells` cells with the most exposed
+visitors (100 by default); the other cells share one row, learned from their counts
+together (`others`), and so does a cell not counted yet once there is such a row. Cells
+come from visitor fields a client may fill as it likes (`?utm_source=` anything): a
+flood of made-up values grows neither the table nor the work, and the cells with real
+visitors keep their own weights.
 """
 
 from __future__ import annotations
@@ -38,8 +45,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 TABLE_NAME = "bandit-weights"  # the store table all bandit experiments share
+MAX_CELLS = 100   # cells of one experiment with weights of their own, by default
+OTHER_CELLS = "(other cells)"   # the shared row, in the seed of its draws and in reports
 Metric = Literal["conversion", "value"]
 Reason = Literal["burn_in", "learned"]
+SHARED = "shared"   # reason_of a cell that shares out by the experiment's `others` row
 Weights = tuple[tuple[str, float], ...]
 
 
@@ -63,6 +73,7 @@ class BanditSpec:
     leader_share: float = 0.9
     draws: int = 4000
     since: str | None = None   # the UTC day `goal` judges from, when it joined under way
+    max_cells: int = MAX_CELLS   # cells with weights of their own; the rest share one row
 
     def __post_init__(self) -> None:
         names = [name for name, _ in self.variants]
@@ -75,9 +86,10 @@ class BanditSpec:
                              "must be between 0 and 1")
         if not 0 <= self.holdout < 1 or not 0 < self.leader_share <= 1:
             raise ValueError(f"{self.experiment}: holdout in [0, 1), leader_share in (0, 1]")
-        if self.burn_in < 0 or self.update_every <= 0 or self.draws < 100:
+        if self.burn_in < 0 or self.update_every <= 0 or self.draws < 100 \
+                or self.max_cells < 1:
             raise ValueError(f"{self.experiment}: burn_in >= 0, update_every > 0, "
-                             "draws >= 100")
+                             "draws >= 100, max_cells >= 1")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -178,30 +190,55 @@ class CellWeights:
 @dataclass(frozen=True)
 class ExperimentWeights:
     """One experiment's allocation: per cell, plus the starting weights for a cell not yet
-    counted. `version` grows with each update of this experiment."""
+    counted. `version` grows with each update of this experiment. `others`: the row the
+    `shared` cells counted beyond its `max_cells` share (their counts together), which a
+    cell not counted yet shares too; None while every counted cell has its own."""
 
     version: int
     updated_at: float
     holdout: float
     starting: Weights
     cells: Mapping[str, CellWeights] = field(default_factory=lambda: MappingProxyType({}))
+    others: CellWeights | None = None
+    shared: int = 0
 
     def weights_of(self, cell: str) -> Weights:
-        held = self.cells.get(cell)
+        held = self.cells.get(cell) or self.others
         return self.starting if held is None else held.weights
+
+
+def kept_cells(tallied: Mapping[str, Mapping[str, Tally]], most: int) -> set[str]:
+    """The `most` cells with the most exposed visitors (a tie goes to the first name, so
+    every trainer keeps the same)."""
+    exposed = sorted((-sum(t.exposures for t in tallies.values()), cell)
+                     for cell, tallies in tallied.items())
+    return {cell for _, cell in exposed[:most]}
 
 
 def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
                        version: int, now: float) -> ExperimentWeights:
     """Every counted cell's weights for `spec`, numbered `version`: from the visitors
-    exposed since its goal joined the experiment when it joined under way."""
+    exposed since its goal joined the experiment when it joined under way; beyond its
+    `max_cells` cells with the most visitors, one row for the rest together."""
     cells = {}
     rows = from_day(rows, spec.since)
-    for cell, tallies in sorted(cell_tallies(rows, spec.experiment, spec.goal).items()):
+    tallied = cell_tallies(rows, spec.experiment, spec.goal)
+    kept = kept_cells(tallied, spec.max_cells)
+    pooled: dict[str, Tally] = {}
+    for cell, tallies in sorted(tallied.items()):
+        if cell not in kept:
+            for name, tally in tallies.items():
+                held = pooled.get(name)
+                pooled[name] = tally if held is None else held.plus(tally)
+            continue
         weights, reason = cell_weights(spec, tallies, version=version, cell=cell)
         cells[cell] = CellWeights(weights, reason, sum(t.exposures for t in tallies.values()))
+    others = None
+    if len(tallied) > len(kept):
+        weights, reason = cell_weights(spec, pooled, version=version, cell=OTHER_CELLS)
+        others = CellWeights(weights, reason, sum(t.exposures for t in pooled.values()))
     return ExperimentWeights(version, now, spec.holdout, spec.starting,
-                             MappingProxyType(cells))
+                             MappingProxyType(cells), others, len(tallied) - len(kept))
 
 
 # A cell's weights prepared for a bisect: the cumulative upper bound of each variant's
@@ -225,15 +262,17 @@ class WeightsTable:
     experiments: Mapping[str, ExperimentWeights] = field(
         default_factory=lambda: MappingProxyType({}))
     _picks: Mapping[tuple[str, str], _Pick] = field(init=False, repr=False, compare=False)
-    _starting: Mapping[str, _Pick] = field(init=False, repr=False, compare=False)
+    # a cell without a row of its own: the experiment's `others` row, else its starting
+    _fallback: Mapping[str, _Pick] = field(init=False, repr=False, compare=False)
     _names: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         picks = {(name, cell): _pick(held.weights)
                  for name, e in self.experiments.items() for cell, held in e.cells.items()}
-        starting = {name: _pick(e.starting) for name, e in self.experiments.items()}
+        fallback = {name: _pick(e.starting if e.others is None else e.others.weights)
+                    for name, e in self.experiments.items()}
         object.__setattr__(self, "_picks", picks)
-        object.__setattr__(self, "_starting", starting)
+        object.__setattr__(self, "_fallback", fallback)
         object.__setattr__(self, "_names", {
             name: tuple(sorted(variant for variant, _ in e.starting))
             for name, e in self.experiments.items()})
@@ -254,7 +293,7 @@ class WeightsTable:
         point in [0, 1)) in `cell`; None when the experiment has no weights published yet
         (the caller uses its fixed weights). The holdout is the caller's to apply first,
         from a point of its own: this one only shares out among the variants."""
-        pick = self._picks.get((experiment, cell)) or self._starting.get(experiment)
+        pick = self._picks.get((experiment, cell)) or self._fallback.get(experiment)
         if pick is None:
             return None
         bounds, names = pick
@@ -265,11 +304,14 @@ class WeightsTable:
         held = self.experiments.get(experiment)
         return None if held is None else held.version
 
-    def reason_of(self, experiment: str, cell: str) -> Reason | None:
-        """Why `cell` of `experiment` has its weights (None: not counted yet)."""
+    def reason_of(self, experiment: str, cell: str) -> str | None:
+        """Why `cell` of `experiment` has its weights (None: not counted yet; SHARED: it
+        shares the row of the cells beyond the experiment's own)."""
         held = self.experiments.get(experiment)
         weights = held.cells.get(cell) if held is not None else None
-        return None if weights is None else weights.reason
+        if weights is None:
+            return SHARED if held is not None and held.others is not None else None
+        return weights.reason
 
     def weights_of(self, experiment: str, cell: str) -> Weights | None:
         """The weights `cell` of `experiment` shares out new visitors by (None: none
@@ -281,12 +323,7 @@ class WeightsTable:
         return WeightsTable(self.version, MappingProxyType({**self.experiments, name: weights}))
 
     def encode(self) -> bytes:
-        data = {name: {"version": e.version, "updated_at": e.updated_at, "holdout": e.holdout,
-                       "starting": e.starting,
-                       "cells": {cell: {"weights": c.weights, "reason": c.reason,
-                                        "exposures": c.exposures}
-                                 for cell, c in e.cells.items()}}
-                for name, e in sorted(self.experiments.items())}
+        data = {name: _encoded(e) for name, e in sorted(self.experiments.items())}
         return json.dumps({"experiments": data}, separators=(",", ":")).encode()
 
     @classmethod
@@ -298,10 +335,8 @@ class WeightsTable:
                 str(name): ExperimentWeights(
                     int(e["version"]), float(e["updated_at"]), float(e["holdout"]),
                     _weights(e["starting"]),
-                    MappingProxyType({str(cell): CellWeights(_weights(c["weights"]),
-                                                             _reason(c["reason"]),
-                                                             int(c["exposures"]))
-                                      for cell, c in e["cells"].items()}))
+                    MappingProxyType({str(cell): _cell(c) for cell, c in e["cells"].items()}),
+                    _cell(e["others"]) if "others" in e else None, int(e.get("shared", 0)))
                 for name, e in data["experiments"].items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a bandit weights table: {exc!r}") from exc
@@ -313,8 +348,38 @@ class WeightsTable:
                        "starting": dict(e.starting),
                        "cells": {cell: {"weights": dict(c.weights), "reason": c.reason,
                                         "exposures": c.exposures}
-                                 for cell, c in e.cells.items()}}
+                                 for cell, c in e.cells.items()},
+                       "other_cells": None if e.others is None else {
+                           "cells": e.shared, "weights": dict(e.others.weights),
+                           "reason": e.others.reason, "exposures": e.others.exposures}}
                 for name, e in self.experiments.items()}
+
+
+def _encoded(e: ExperimentWeights) -> dict[str, object]:
+    """One experiment's part of the published table (`others` only when there is one:
+    a server from before it was kept reads the rest as before)."""
+    data: dict[str, object] = {
+        "version": e.version, "updated_at": e.updated_at, "holdout": e.holdout,
+        "starting": e.starting, "cells": {cell: _cell_data(c) for cell, c in e.cells.items()}}
+    if e.others is not None:
+        data.update(others=_cell_data(e.others), shared=e.shared)
+    return data
+
+
+def encoded_size(name: str, weights: ExperimentWeights) -> int:
+    """The bytes one experiment's weights take in the published table."""
+    return len(json.dumps({name: _encoded(weights)}, separators=(",", ":")))
+
+
+def _cell_data(c: CellWeights) -> dict[str, object]:
+    return {"weights": c.weights, "reason": c.reason, "exposures": c.exposures}
+
+
+def _cell(data: Mapping[str, object]) -> CellWeights:
+    exposures = data["exposures"]
+    if not isinstance(exposures, (int, float, str)):
+        raise TypeError("exposures must be a number")
+    return CellWeights(_weights(data["weights"]), _reason(data["reason"]), int(exposures))
 
 
 def _weights(data: object) -> Weights:

@@ -11,9 +11,12 @@ what another published within the cadence. Two that decide at once both draw new
 but weights are published only over the version the trainer read (`Store.publish_if`):
 one wins, and the other takes the table it published.
 
-`TableReader.run` polls `store.table(name, newer_than=version)` in each worker and swaps in
-the new immutable table; the request path only reads `reader.current`. A store that is down
-or a table that does not decode keeps the last good one.
+Each worker reads what was published with a `TableReader` (learn/readers.py).
+
+One experiment's trouble stops no other's learning: an experiment whose weights cannot be
+worked out, or would not fit in the table all bandits share (`MAX_TABLE_BYTES`), keeps
+its last weights while the others' are published. What keeps failing is logged once per
+cause and shown by /__ep/health (`learning`) and the metric ep_learning_troubles.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Generic, TypeVar
+from types import MappingProxyType
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -35,12 +39,16 @@ from . import affinity, bandit, catalog
 from .affinity import AffinityModel
 from .bandit import BanditSpec, WeightsTable
 from .catalog import GoalCatalog, GoalRecorder
+from .readers import RECHECK
 from .store import Store
+from .store.base import MAX_TABLE_BYTES
+from .troubles import Troubles, cause_of
 
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 LEARN_INTERVAL = 3600.0   # seconds between rebuilds of the affinity model, by default
-_RECHECK = 30             # polls (ticks) between looks at a table whatever its version
+_TASKS = MappingProxyType({"record_goals": "recording the experiments' goals",
+                           "update_weights": "updating bandit weights",
+                           "rebuild_model": "rebuilding the affinity model"})
 
 
 def bandit_specs(ruleset: RuleSet, recorded: GoalCatalog | None = None) -> list[BanditSpec]:
@@ -58,6 +66,7 @@ def bandit_specs(ruleset: RuleSet, recorded: GoalCatalog | None = None) -> list[
             control="control" if "control" in names else names[0], metric=settings.metric,
             burn_in=settings.burn_in, floor=settings.floor / 100,
             update_every=settings.update_every, holdout=experiment.holdout / 100,
+            max_cells=settings.max_cells,
             since=recorded.since_of(experiment.name).get(experiment.goals[0])
             if recorded is not None else None))
     return specs
@@ -100,6 +109,7 @@ class Trainer:
         self._model_built_at: float | None = None
         self._ticks = 0
         self._told_other: set[tuple[str, int]] = set()   # (experiment, weights version)
+        self.troubles = Troubles(logger, clock)   # what keeps failing, told once a cause
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Step every `tick` seconds until cancelled."""
@@ -115,17 +125,27 @@ class Trainer:
         # While paused, the store is asked first: a step may need nothing of it otherwise
         reach = (self._reach_store,) if self.paused else ()
         for task in (*reach, self.record_goals, self.update_weights, self.rebuild_model):
+            what = _TASKS.get(task.__name__, task.__name__)
             try:
                 await task()
             except StoreError as exc:
                 self._failed(f"store unavailable: {exc}")
                 return
-            except Exception:   # a bug must not end the server through the lifespan's tasks
-                logger.error("learning step failed unexpectedly", exc_info=True)
+            except Exception as exc:   # a bug must not end the server through the lifespan
                 self.failures += 1
+                self.troubles.failed(what, cause_of(exc), "learning step failed "
+                                     f"unexpectedly: {type(exc).__name__}: {exc}", exc=exc,
+                                     level=logging.ERROR)
+            else:
+                self.troubles.cleared(what)
         if self.paused:
             self.paused = False
             logger.info("learning resumed: the store answers again")
+
+    def health(self) -> dict[str, Any]:
+        """For /__ep/health: whether this worker's learning does its work, and what fails."""
+        return _health("paused" if self.paused else "failing" if self.troubles else "ok",
+                       self.failures, self.troubles.report())
 
     async def _reach_store(self) -> None:
         await self.store.table(catalog.TABLE_NAME)
@@ -140,8 +160,8 @@ class Trainer:
     async def record_goals(self) -> bool:
         """Records the goals of the rules' experiments and of the rules in the published
         catalog (learn/catalog.py); True if it published. The store is asked when the
-        rules change, and every `_RECHECK` ticks (a store emptied since)."""
-        return await self.recorder.record(recheck=not self._ticks % _RECHECK)
+        rules change, and every `RECHECK` ticks (a store emptied since)."""
+        return await self.recorder.record(recheck=not self._ticks % RECHECK)
 
     async def update_weights(self) -> bool:
         """Publishes new weights for every bandit experiment that is due; True if it did."""
@@ -154,20 +174,21 @@ class Trainer:
             logger.warning("%s", told)
         due = [s for s in specs
                if _due(table, s, now, self._unchanged_at.get(s.experiment, -math.inf))]
-        changed = []
+        changed, read = [], table
         for spec in due:
-            rows = await self.store.totals(spec.experiment)
             held = table.experiments.get(spec.experiment)
-            # numpy's draws (and its import, the first time) off the event loop
-            weights = await anyio.to_thread.run_sync(functools.partial(
-                bandit.experiment_weights, spec, rows, now=now,
-                version=1 if held is None else held.version + 1))
-            if held is not None and _nothing_new(held, weights):
-                self._unchanged_at[spec.experiment] = now
+            weights = await self._experiment_weights(spec, held, now)
+            if weights is None or held is not None and _nothing_new(held, weights):
+                self._unchanged_at[spec.experiment] = now   # looked at again on its cadence
                 continue
             table = table.with_experiment(spec.experiment, weights)
             changed.append(spec)
-        due = changed
+        table, left = fitting(table, read, [s.experiment for s in changed])
+        for name, why in left.items():   # looked at again on its cadence
+            self.failures += 1
+            self.troubles.failed(f"bandit {name}", "too big", why)
+            self._unchanged_at[name] = now
+        due = [s for s in changed if s.experiment not in left]
         if not due:
             return False
         version = await self.store.publish_if(bandit.TABLE_NAME, table.encode(),
@@ -180,7 +201,28 @@ class Trainer:
         self._weights = WeightsTable(version, table.experiments)
         logger.info("bandit weights version %d published for %s", version,
                     ", ".join(s.experiment for s in due))
+        for spec in due:
+            self.troubles.cleared(f"bandit {spec.experiment}")
         return True
+
+    async def _experiment_weights(self, spec: BanditSpec, held: bandit.ExperimentWeights |
+                                  None, now: float) -> bandit.ExperimentWeights | None:
+        """New weights for `spec`, or None when they cannot be worked out (a bug in one
+        experiment's: it keeps its last weights, and the others learn on)."""
+        rows = await self.store.totals(spec.experiment)
+        try:
+            # numpy's draws (and its import, the first time) off the event loop
+            return await anyio.to_thread.run_sync(functools.partial(
+                bandit.experiment_weights, spec, rows, now=now,
+                version=1 if held is None else held.version + 1))
+        except Exception as exc:
+            self.failures += 1
+            self.troubles.failed(
+                f"bandit {spec.experiment}", cause_of(exc),
+                f"its weights could not be worked out ({type(exc).__name__}: {exc}); "
+                f"{_keeps(held)}, and the other experiments learn on", exc=exc,
+                level=logging.ERROR)
+            return None
 
     async def _published_weights(self) -> WeightsTable:
         published = await self.store.table(bandit.TABLE_NAME, newer_than=self._weights.version)
@@ -212,7 +254,7 @@ class Trainer:
         now = self.clock()
         if self._model_built_at is not None and now - self._model_built_at < self.learn_interval:
             return False
-        built_at = await self._published_model_time()
+        built_at = await _published_model_time(self.store)
         if built_at is not None and now - built_at < self.learn_interval:
             self._model_built_at = built_at
             return False
@@ -227,17 +269,6 @@ class Trainer:
         logger.info("affinity model version %d published (%d pairs, %d categories)",
                     version, len(model.pairs), len(model.singles))
         return True
-
-
-    async def _published_model_time(self) -> float | None:
-        """When the published model was built, by its builder's clock (None: none yet)."""
-        published = await self.store.table(affinity.TABLE_NAME)
-        if published is None:
-            return None
-        try:
-            return AffinityModel.decode(published.payload, published.version).built_at
-        except ValueError:
-            return None
 
 
 def _other_variants(table: WeightsTable, specs: Sequence[BanditSpec],
@@ -259,6 +290,55 @@ def _other_variants(table: WeightsTable, specs: Sequence[BanditSpec],
     return lines
 
 
+async def _published_model_time(store: Store) -> float | None:
+    """When the published model was built, by its builder's clock (None: none yet)."""
+    published = await store.table(affinity.TABLE_NAME)
+    if published is None:
+        return None
+    try:
+        return AffinityModel.decode(published.payload, published.version).built_at
+    except ValueError:
+        return None
+
+
+def fitting(table: WeightsTable, read: WeightsTable, changed: Sequence[str]
+            ) -> tuple[WeightsTable, dict[str, str]]:
+    """`table` with the largest of the `changed` experiments' new weights left out (as
+    they were in `read`) until it fits in a published table; and why each was left out."""
+    size = len(table.encode())
+    left: dict[str, str] = {}
+    by_size = sorted(((bandit.encoded_size(name, table.experiments[name]), name)
+                      for name in changed), reverse=True)
+    for own, name in by_size:
+        if size <= MAX_TABLE_BYTES:
+            break
+        held, cells = read.experiments.get(name), len(table.experiments[name].cells)
+        kept = {n: e for n, e in table.experiments.items() if n != name}
+        if held is not None:
+            kept[name] = held
+        table = WeightsTable(table.version, MappingProxyType(kept))
+        left[name] = (
+            f"its new weights take {own:,} bytes ({cells} cells) and the weights of every "
+            f"bandit experiment together must fit in {MAX_TABLE_BYTES:,} bytes ({size:,} "
+            f"with them); {_keeps(held)}, and the other experiments' weights are "
+            "published; lower its bandit max_cells or shorten the values of its per: fields")
+        size = len(table.encode())
+    return table, left
+
+
+def _health(status: str, failures: int, troubles: list[dict[str, Any]]) -> dict[str, Any]:
+    report: dict[str, Any] = {"status": status, "failures": failures, "troubles": troubles}
+    if status != "ok":
+        report["consequence"] = ("pages are served as before; what fails keeps what it last "
+                                 "published (bandit weights, predictions) until it works again")
+    return report
+
+
+def _keeps(held: bandit.ExperimentWeights | None) -> str:
+    return (f"it keeps its weights version {held.version}" if held is not None
+            else "its new visitors are shared out by its starting weights")
+
+
 def _due(table: WeightsTable, spec: BanditSpec, now: float, unchanged_at: float) -> bool:
     held = table.experiments.get(spec.experiment)
     return held is None or now - max(held.updated_at, unchanged_at) >= spec.update_every
@@ -271,70 +351,7 @@ def _nothing_new(held: bandit.ExperimentWeights, weights: bandit.ExperimentWeigh
     version starts a period of the results: none for nothing."""
     return (held.starting == weights.starting and held.holdout == weights.holdout
             and {cell: c.exposures for cell, c in held.cells.items()}
-            == {cell: c.exposures for cell, c in weights.cells.items()})
-
-
-class TableReader(Generic[_T]):
-    """A worker's current copy of a published table, refreshed every `interval` seconds.
-
-    `decode(payload, version)` builds the immutable table (raising ValueError for a bad
-    payload); `current` starts as `empty` and is swapped whole, never changed in place.
-    """
-
-    def __init__(self, store: Store, name: str, decode: Callable[[bytes, int], _T], *,
-                 empty: _T, interval: float = 1.0) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
-        self.store = store
-        self.name = name
-        self.decode = decode
-        self.interval = interval
-        self.current = empty
-        self.version = 0
-        self._polls = 0
-
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Poll every `interval` seconds until cancelled; started once the first poll is
-        done (bounded by the store's timeouts), so a worker serves with what was published."""
-        await self.refresh()
-        task_status.started()
-        while True:
-            await anyio.sleep(self.interval)
-            await self.refresh()
-
-    async def refresh(self) -> bool:
-        """Takes a newer version if one was published; True if the table changed. Every
-        `_RECHECK`th poll takes whatever version is published, so a store that was emptied
-        (versions counting from 1 again) is followed too."""
-        self._polls += 1
-        newer_than = 0 if self._polls % _RECHECK == 0 else self.version
-        try:
-            published = await self.store.table(self.name, newer_than=newer_than)
-        except StoreError:
-            return False   # the last good table keeps serving; the flusher logs outages
-        if published is None or published.version == self.version:
-            return False
-        changed = True
-        try:
-            self.current = self.decode(published.payload, published.version)
-        except ValueError:
-            logger.warning("table %s version %d unreadable; keeping version %d",
-                           self.name, published.version, self.version)
-            changed = False
-        self.version = published.version   # a bad version is not read again
-        return changed
-
-
-def weights_reader(store: Store, *, interval: float = 1.0) -> TableReader[WeightsTable]:
-    return TableReader(store, bandit.TABLE_NAME, WeightsTable.decode, empty=WeightsTable(),
-                       interval=interval)
-
-
-def model_reader(store: Store, *, interval: float = 1.0) -> TableReader[AffinityModel]:
-    return TableReader(store, affinity.TABLE_NAME, AffinityModel.decode, empty=AffinityModel(),
-                       interval=interval)
-
-
-def catalog_reader(store: Store, *, interval: float = 1.0) -> TableReader[GoalCatalog]:
-    return TableReader(store, catalog.TABLE_NAME, GoalCatalog.decode, empty=GoalCatalog(),
-                       interval=interval)
+            == {cell: c.exposures for cell, c in weights.cells.items()}
+            and held.shared == weights.shared
+            and (held.others and held.others.exposures) == (weights.others
+                                                            and weights.others.exposures))

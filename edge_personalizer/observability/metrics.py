@@ -109,12 +109,26 @@ class FlushState(Protocol):
     def healthy(self) -> bool: ...
 
 
-class _LearningMetrics:
-    """Exposures and conversions counted by this worker, and the store's state."""
+class _Sized(Protocol):
+    def __len__(self) -> int: ...
 
-    def __init__(self, learning: LearningState, flusher: FlushState) -> None:
+
+class TrainerState(Protocol):
+    failures: int
+
+    @property
+    def troubles(self) -> _Sized: ...
+
+
+class _LearningMetrics:
+    """Exposures and conversions counted by this worker, the store's state, and what of
+    the learning loop's work fails."""
+
+    def __init__(self, learning: LearningState, flusher: FlushState,
+                 trainer: TrainerState | None) -> None:
         self.learning = learning
         self.flusher = flusher
+        self.trainer = trainer
 
     def collect(self) -> Iterator[Metric]:
         attribution, counters = self.learning.attribution, self.learning.counters
@@ -129,6 +143,14 @@ class _LearningMetrics:
         yield GaugeMetricFamily("ep_store_up", "1 when the store answered the last write (or, "
                                 "with nothing to write, the last ping)",
                                 value=1 if self.flusher.healthy else 0)
+        if self.trainer is not None:
+            yield CounterMetricFamily("ep_learning_failures", "Learning steps, or one bandit "
+                                      "experiment's weights, that failed",
+                                      value=self.trainer.failures)
+            yield GaugeMetricFamily("ep_learning_troubles", "Parts of the learning loop failing "
+                                    "now (a bandit experiment's weights, a learning task; see "
+                                    "/__ep/health learning); 0 when all learn",
+                                    value=len(self.trainer.troubles))
 
 
 class Metrics:
@@ -210,9 +232,10 @@ class Metrics:
     def goal_invalid(self, kind: str) -> None:
         self.invalid_goals.labels(kind=kind).inc()
 
-    def watch_learning(self, learning: LearningState, flusher: FlushState) -> None:
+    def watch_learning(self, learning: LearningState, flusher: FlushState,
+                       trainer: TrainerState | None = None) -> None:
         """Counts of the learning loop, read at scrape time."""
-        self.registry.register(_LearningMetrics(learning, flusher))
+        self.registry.register(_LearningMetrics(learning, flusher, trainer))
 
     def origin_busy(self, reason: str) -> None:
         self.origin_busy_answers.labels(reason=reason).inc()

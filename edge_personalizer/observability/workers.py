@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 # last state got through, cannot.)
 _GAUGES: Mapping[str, Callable[[Iterable[float]], float]] = MappingProxyType({
     "ep_store_up": min, "ep_rules_loaded_timestamp_seconds": max,
-    "ep_worker_state_unpublished": max})
+    "ep_worker_state_unpublished": max, "ep_learning_troubles": max})
 _CREATED = "_created"      # a counter's creation time: the earliest is the server's
 _RETIRED = "retired.prom"  # the counts of workers gone, in the Prometheus text format
 _LOCK = ".lock"

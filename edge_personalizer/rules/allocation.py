@@ -28,12 +28,14 @@ _MAX_VALUE: Final = 40        # characters of a field value kept in a cell name
 class BanditSettings:
     """`bandit: {burn_in, floor, update_every}`: exposures every variant gets before the
     first change, the percent of new visitors every variant keeps, seconds between updates;
-    `metric`: what the bandit raises, the conversion rate or the value per visitor."""
+    `metric`: what the bandit raises, the conversion rate or the value per visitor;
+    `max_cells`: the cells (those with the most visitors) with weights of their own."""
 
     burn_in: int = 200
     floor: float = 1.0
     update_every: float = 3600.0
     metric: Metric = "conversion"
+    max_cells: int = 100   # cells with weights of their own; the rest share one row
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ class Allocations(Protocol):
 
     def reason_of(self, experiment: str, cell: str) -> str | None:
         """Why `cell` has its weights: "learned", or "burn_in" (the starting weights, until
-        every variant has its burn-in of exposures); None: the cell was not counted yet."""
+        every variant has its burn-in of exposures), or "shared" (the row of the cells
+        beyond the experiment's max_cells); None: the cell was not counted yet."""
 
     def weights_of(self, experiment: str, cell: str) -> tuple[tuple[str, float], ...] | None:
         """The weights the experiment's `cell` shares out by (None: none published)."""

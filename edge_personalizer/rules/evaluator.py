@@ -359,6 +359,10 @@ def _bandit_why(version: int, cell: str, reason: str | None) -> str:
     if reason == "burn_in":
         return (f"the starting weights (version {version}): cell {cell!r} is in its burn-in, "
                 "until every variant has its burn_in of exposures")
+    if reason == "shared":
+        return (f"the weights version {version} of the cells beyond the experiment's "
+                f"max_cells (its cells with the most visitors have their own): cell "
+                f"{cell!r} shares them")
     return f"the starting weights (version {version}): cell {cell!r} is not counted yet"
 
 

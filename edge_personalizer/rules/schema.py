@@ -12,7 +12,7 @@ from typing import Any
 from .compile import OPERATORS
 from .compile.actions import FORBIDDEN_HEADERS
 from .compile.context import NAME
-from .compile.experiments import UPDATE_EVERY_SPAN
+from .compile.experiments import MAX_CELLS_SPAN, UPDATE_EVERY_SPAN
 from .durations import UNITS
 from .fields import FIELDS, PREFIXES, FieldSpec, any_case, no_date
 from .goals import MAX_WINDOW
@@ -253,7 +253,9 @@ def build_schema() -> dict[str, Any]:
                  "maximum": UPDATE_EVERY_SPAN[1]},
                 {"type": "string", "pattern": duration(
                     UNITS, least=UPDATE_EVERY_SPAN[0], most=UPDATE_EVERY_SPAN[1])}]},
-            "metric": {"enum": ["conversion", "value"]}}},
+            "metric": {"enum": ["conversion", "value"]},
+            "max_cells": {"type": "integer", "minimum": MAX_CELLS_SPAN[0],
+                          "maximum": MAX_CELLS_SPAN[1]}}},
     }
     goal_properties: dict[str, Any] = {
         "when": {"$ref": "#/$defs/conditions"},

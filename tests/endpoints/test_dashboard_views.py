@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from edge_personalizer.endpoints.dashboard_views import cumulative_rates, make_snapshot
+from edge_personalizer.endpoints.dashboard_views import (
+    allocation_view,
+    cumulative_rates,
+    make_snapshot,
+)
 from edge_personalizer.learn.bandit import BanditSpec, WeightsTable, experiment_weights
 from edge_personalizer.learn.counters import CountKey, Tally
 from edge_personalizer.learn.store import Table
@@ -41,3 +45,20 @@ def test_a_snapshot_s_results_carry_the_bandit_weights_as_results_do() -> None:
     unpublished = make_snapshot(ruleset, {}, store="sqlite:///x", taken_at=0.0)
     assert {e["name"]: e.get("bandit", "-") for e in unpublished.results["experiments"]} == \
         {"hero-test": None, "cta-test": "-"}
+
+
+def test_the_cells_beyond_max_cells_show_as_one_row_of_other_cells() -> None:
+    hero = dataclasses.replace(experiment(), allocation="bandit")
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    spec = BanditSpec("hero-test", (("control", 50), ("bold", 50)), goal="purchase",
+                      max_cells=1)
+    counted = {CountKey("hero-test", "control", "", cell, "2026-11-02"): Tally(n)
+               for n, cell in ((9, "google"), (1, "made-up-1"), (1, "made-up-2"))}
+    table = WeightsTable(3, {"hero-test": experiment_weights(spec, counted, version=3,
+                                                             now=0.0)})
+    snapshot = make_snapshot(ruleset, counted, store="sqlite:///x", taken_at=0.0,
+                             bandits=Table("bandit-weights", 3, table.encode(), 0.0))
+    view = allocation_view(snapshot, "hero-test", ["control", "bold"])
+    assert view is not None
+    assert [(c["cell"], c["exposures"]) for c in view["cells"]] == [
+        ("google", 9), ("other cells (2)", 2)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -170,9 +173,73 @@ def test_a_payload_that_is_not_a_table_is_refused(payload: bytes) -> None:
     ({"floor": 0.5}, "floor 0.5 x 3"),
     ({"holdout": 1.0}, "holdout"),
     ({"burn_in": -1}, "burn_in"),
+    ({"max_cells": 0}, "max_cells"),
 ])
 def test_specs_that_cannot_work_are_refused(changes: dict[str, object], message: str) -> None:
     fields: dict[str, object] = {"experiment": "hero-test", "goal": "purchase",
                                  "variants": (("control", 1), ("a", 1), ("b", 1)), **changes}
     with pytest.raises(ValueError, match=message):
         BanditSpec(**fields)  # type: ignore[arg-type]
+
+
+def test_made_up_cells_share_one_row_and_take_nothing_from_the_real_ones() -> None:
+    # A client filled per: referral.source with 5,000 made-up values, one visitor each:
+    # the table held a row per value (1.98 MB against the 1 MiB a table holds), and no
+    # bandit learned again.
+    spec = BanditSpec("hero-test", SPEC.variants, goal="purchase", max_cells=3)
+    real = {**rows("google", {"control": (3000, 90), "a": (3000, 240), "b": (3000, 60)}),
+            **rows("newsletter", {"control": (900, 20), "a": (900, 20), "b": (900, 70)})}
+    flood: dict[CountKey, Tally] = {}
+    for n in range(5000):
+        flood |= rows(f"made-up-{n:05d}-" + "x" * 26, {"control": (1, 0), "a": (0, 0),
+                                                          "b": (0, 0)})
+    alone = experiment_weights(spec, real, version=4, now=1.0)
+    flooded = experiment_weights(spec, real | flood, version=4, now=1.0)
+    assert alone.others is None and alone.shared == 0
+    assert set(flooded.cells) == {"google", "newsletter", "made-up-00000-" + "x" * 26}
+    assert flooded.cells["google"] == alone.cells["google"]            # the same weights
+    assert flooded.cells["newsletter"] == alone.cells["newsletter"]
+    assert flooded.shared == 4999 and flooded.others is not None
+    assert flooded.others.reason == "burn_in" and flooded.others.exposures == 4999
+    table = WeightsTable(7, MappingProxyType({"hero-test": flooded}))
+    assert len(table.encode()) < 2000                                   # not 1.98 MB
+    again = WeightsTable.decode(table.encode(), 7)
+    assert again == table
+    # a made-up cell and one never counted share out by the shared row; a real one by its own
+    points = [(n + 0.5) / 100 for n in range(100)]
+    google = [again.choose("hero-test", "google", p) for p in points]
+    assert google.count("a") > 80
+    for cell in ("made-up-04321-" + "x" * 26, "never-seen"):
+        assert again.weights_of("hero-test", cell) == flooded.others.weights
+        assert again.reason_of("hero-test", cell) == "shared"
+        shown = [again.choose("hero-test", cell, p) for p in points]
+        assert shown.count("control") == 34   # the starting weights, in the shared row
+    assert again.reason_of("hero-test", "google") == "learned"
+    reported: Any = again.as_json()["hero-test"]
+    assert reported["other_cells"]["cells"] == 4999
+
+
+def test_the_cells_with_the_most_visitors_keep_their_own_row() -> None:
+    spec = BanditSpec("hero-test", SPEC.variants, goal="purchase", max_cells=2)
+    counted = {**rows("small", {"control": (5, 0), "a": (5, 0), "b": (5, 0)}),
+               **rows("big", {"control": (500, 9), "a": (500, 9), "b": (500, 9)}),
+               **rows("middle", {"control": (50, 1), "a": (50, 1), "b": (50, 1)})}
+    weights = experiment_weights(spec, counted, version=1, now=1.0)
+    assert set(weights.cells) == {"big", "middle"}
+    assert weights.shared == 1 and weights.others is not None
+    assert weights.others.exposures == 15
+    # without a shared row, a cell not counted yet gets the starting weights, as before
+    everyone = experiment_weights(SPEC, counted, version=1, now=1.0)
+    table = WeightsTable(1, MappingProxyType({"hero-test": everyone}))
+    assert table.reason_of("hero-test", "unseen") is None
+    assert table.weights_of("hero-test", "unseen") == SPEC.starting
+
+
+def test_a_table_published_before_cells_were_bounded_still_reads() -> None:
+    payload = (b'{"experiments":{"hero-test":{"version":2,"updated_at":5.0,"holdout":0.0,'
+               b'"starting":[["control",0.5],["a",0.5]],"cells":{"all":{"weights":'
+               b'[["control",0.5],["a",0.5]],"reason":"burn_in","exposures":3}}}}}')
+    table = WeightsTable.decode(payload, 2)
+    held = table.experiments["hero-test"]
+    assert held.others is None and held.shared == 0
+    assert table.choose("hero-test", "other", 0.7) == "a"

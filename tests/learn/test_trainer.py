@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -18,18 +18,13 @@ import anyio
 import httpx
 import pytest
 
-from edge_personalizer.learn.affinity import AFFINITY, INTEREST, AffinityModel, record
+from edge_personalizer.learn.affinity import AFFINITY, INTEREST, record
 from edge_personalizer.learn.bandit import TABLE_NAME, BanditSpec, WeightsTable
 from edge_personalizer.learn.catalog import GoalCatalog, read_catalog
 from edge_personalizer.learn.counters import EXPOSURE, Accumulator, CountKey, Tally, day_start
-from edge_personalizer.learn.store import Store, open_store, sqlite_url
-from edge_personalizer.learn.trainer import (
-    Trainer,
-    bandit_specs,
-    catalog_reader,
-    model_reader,
-    weights_reader,
-)
+from edge_personalizer.learn.readers import catalog_reader, model_reader, weights_reader
+from edge_personalizer.learn.store import Store, open_store
+from edge_personalizer.learn.trainer import Trainer, bandit_specs
 from edge_personalizer.rules.book import check_rules
 
 from ..servers import RedisServer, start_origin, start_proxy
@@ -46,24 +41,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path / "ep.db")
-        return
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = open_store(store_url)
-    yield opened
-    await opened.close()
 
 
 async def count(store: Store, cell: str, counts: dict[str, tuple[int, int]]) -> None:
@@ -292,21 +269,6 @@ async def test_goals_lost_from_the_store_are_recorded_again_within_30_ticks(
     assert asked == 30 and "recorded again from the rules" in caplog.text
 
 
-async def test_an_unreadable_table_keeps_the_last_good_one(store: Store) -> None:
-    trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=Clock())
-    await trainer.update_weights()
-    reader = weights_reader(store)
-    await reader.refresh()
-    good = reader.current
-    await store.publish(TABLE_NAME, b"not json")
-    assert not await reader.refresh()
-    assert reader.current is good and reader.version == 2
-    model = model_reader(store)
-    await store.publish("affinity-model", b"[]")
-    assert not await model.refresh()
-    assert model.current == AffinityModel()
-
-
 @contextlib.asynccontextmanager
 async def redis_store(tmp_path: Path) -> AsyncIterator[tuple[RedisServer, Store]]:
     """A redis-server of its own and the store on it (stopped and closed after)."""
@@ -466,42 +428,6 @@ def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
     assert max(cells["s1"]["weights"], key=cells["s1"]["weights"].get) == "b"
 
 
-async def test_a_reader_has_the_published_table_once_started(store: Store) -> None:
-    # A worker served its first requests with empty tables until the first poll: a goal's
-    # day recorded in the catalog was unknown to it, and its conversions counted.
-    published = GoalCatalog(MappingProxyType({"hero-test": ("signup",)}), since=
-                            MappingProxyType({"hero-test": {"signup": "2026-12-03"}}))
-    await store.publish("experiment-goals", published.encode())
-    reader = catalog_reader(store, interval=3600)
-    async with anyio.create_task_group() as tasks:
-        await tasks.start(reader.run)
-        assert dict(reader.current.since_of("hero-test")) == {"signup": "2026-12-03"}
-        tasks.cancel_scope.cancel()
-
-
-async def test_readers_follow_a_store_that_was_emptied(tmp_path: Path) -> None:
-    server = RedisServer(tmp_path)
-    server.start()
-    store = open_store(server.url)
-    try:
-        trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=Clock())
-        for _ in range(3):
-            await store.publish(TABLE_NAME, WeightsTable().encode())
-        reader = weights_reader(store)
-        await reader.refresh()
-        assert reader.version == 3
-        server.stop()
-        server.start()   # empty: versions start again from 1
-        await trainer.step()   # the first command after a restart finds the old connection
-        await trainer.step()
-        changed = [await reader.refresh() for _ in range(30)]
-        assert changed.count(True) == 1 and reader.version == 1
-        assert "hero-test" in reader.current.experiments
-    finally:
-        await store.close()
-        server.stop()
-
-
 async def test_weights_are_worked_out_off_the_event_loop(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     # numpy's draws (and its import, the first time) take a worker's event loop for tenths
@@ -600,3 +526,240 @@ def test_a_variant_the_published_weights_do_not_know_gets_its_share(tmp_path: Pa
     (trace,) = json.loads(traced)["experiments"]
     assert trace["why"] == ("the fixed weights: the weights published (version 1) are for "
                             "other variants (a, b, control)")
+
+
+PROMO = BanditSpec("promo-test", (("control", 1), ("b", 1)), goal="purchase", burn_in=10,
+                   update_every=60.0)
+
+
+async def count_promo(store: Store, exposed: int) -> None:
+    await store.flush({CountKey("promo-test", variant, EXPOSURE, "all", DAY):
+                       Tally(exposures=exposed) for variant in ("control", "b")})
+
+
+def told(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if text in r.getMessage()]
+
+
+async def test_weights_that_do_not_fit_keep_their_last_and_the_others_are_published(
+        store: Store, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # One experiment's weights grew past what the table all bandits share holds: every
+    # tick raised, logged a traceback, and no bandit (promo-test included) learned again.
+    from edge_personalizer.learn import trainer as module
+
+    monkeypatch.setattr(module, "MAX_TABLE_BYTES", 4000)   # 1 MiB, as a test can reach it
+    clock = Clock()
+    wide = BanditSpec(SPEC.experiment, SPEC.variants, goal="purchase", burn_in=100,
+                      update_every=60.0, max_cells=2000)
+    specs = [wide, PROMO]
+    trainer = Trainer(store, specs=lambda: specs, learn_interval=None, clock=clock)
+    await count(store, "google", {"control": (500, 20), "a": (500, 20), "b": (500, 20)})
+    await count_promo(store, 20)
+    assert await trainer.update_weights()
+    for n in range(60):
+        await count(store, f"made-up-{n:02d}-" + "x" * 30, {"control": (1, 0)})
+    with caplog.at_level(logging.INFO, logger="edge_personalizer.learn.trainer"):
+        for _ in range(4):
+            await count_promo(store, 1)
+            clock.now += 61
+            await trainer.step()
+    reader = weights_reader(store)
+    await reader.refresh()
+    assert reader.current.version_of("hero-test") == 1   # its last weights
+    assert reader.current.version_of("promo-test") == 5  # learned on every update
+    (logged,) = told(caplog, "bandit hero-test: its new weights take")
+    assert logged.levelno == logging.WARNING and logged.exc_info is None
+    assert "(61 cells)" in logged.getMessage() and "keeps its weights version 1" \
+        in logged.getMessage()
+    assert not told(caplog, "learning step failed")
+    health = trainer.health()
+    assert health["status"] == "failing" and health["failures"] == 4
+    (trouble,) = health["troubles"]
+    assert trouble["what"] == "bandit hero-test" and trouble["times"] == 4
+    assert "lower its bandit max_cells" in trouble["detail"]
+    # The rules lower its max_cells: the made-up cells share one row, and it learns again
+    specs[0] = BanditSpec(SPEC.experiment, SPEC.variants, goal="purchase", burn_in=100,
+                          update_every=60.0, max_cells=5)
+    clock.now += 61
+    with caplog.at_level(logging.INFO, logger="edge_personalizer.learn.trainer"):
+        await trainer.step()
+    await reader.refresh()
+    held = reader.current.experiments["hero-test"]
+    assert held.version == 2 and held.shared == 56 and "google" in held.cells
+    assert told(caplog, "bandit hero-test: works again (it failed 4 times)")
+    assert trainer.health() == {"status": "ok", "failures": 4, "troubles": []}
+
+
+async def test_a_bug_in_one_experiments_weights_is_told_once_and_stops_no_other(
+        store: Store, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from edge_personalizer.learn import bandit
+
+    work = bandit.experiment_weights
+
+    def broken(spec: BanditSpec, rows: Any, **kwargs: Any) -> bandit.ExperimentWeights:
+        if spec.experiment == "hero-test":
+            raise ZeroDivisionError(f"a bug, at {time.monotonic()}")   # a new text each time
+        return work(spec, rows, **kwargs)
+
+    monkeypatch.setattr(bandit, "experiment_weights", broken)
+    clock = Clock()
+    trainer = Trainer(store, specs=lambda: [SPEC, PROMO], learn_interval=None, clock=clock)
+    with caplog.at_level(logging.INFO, logger="edge_personalizer.learn.trainer"):
+        for _ in range(5):
+            await count_promo(store, 1)
+            await trainer.step()
+            clock.now += 61
+    reader = weights_reader(store)
+    await reader.refresh()
+    assert reader.current.version_of("hero-test") is None
+    assert reader.current.version_of("promo-test") == 5
+    (logged,) = told(caplog, "bandit hero-test: its weights could not be worked out")
+    assert logged.levelno == logging.ERROR and logged.exc_info is not None   # one traceback
+    assert "ZeroDivisionError" in logged.getMessage()
+    assert "new visitors are shared out by its starting weights" in logged.getMessage()
+    assert trainer.health()["troubles"][0]["times"] == 5
+
+
+async def test_a_learning_step_that_keeps_failing_is_told_once_per_cause(
+        store: Store, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # "learning step failed unexpectedly" and a traceback were logged every second, for good
+    from edge_personalizer.learn import affinity
+
+    causes = iter([ValueError, ValueError, ValueError, KeyError, KeyError])
+
+    def failing(*args: Any) -> Any:
+        raise next(causes)(f"at {time.monotonic()}")
+
+    monkeypatch.setattr(affinity, "affinity_counts", failing)
+    trainer = Trainer(store, specs=lambda: [], learn_interval=60.0, clock=Clock())
+    with caplog.at_level(logging.INFO, logger="edge_personalizer.learn.trainer"):
+        for _ in range(5):
+            await trainer.step()
+        monkeypatch.undo()
+        await trainer.step()
+    logged = told(caplog, "rebuilding the affinity model")
+    assert [r.levelname for r in logged] == ["ERROR", "ERROR", "INFO"]   # two causes, an end
+    assert "ValueError" in logged[0].getMessage() and "KeyError" in logged[1].getMessage()
+    assert all(r.exc_info is not None for r in logged[:2])
+    assert "works again (it failed 5 times)" in logged[2].getMessage()
+    assert trainer.failures == 5 and trainer.health()["status"] == "ok"
+
+
+# Variant names as long as a marketer may write them: each cell's row names them all, so
+# a made-up cell takes ~530 bytes of the table and ~2,000 of them filled its 1 MiB.
+LONG = [f"{word}-banner-for-every-order-over-fifty-dollars-shown-above-the-fold-in-the-hero"
+        for word in ("free-shipping", "percent-off", "bundle-deal", "gift-wrap", "loyalty")]
+FLOOD_RULES = f"""\
+slots: {{hero: {{}}, banner: {{}}}}
+goals:
+  purchase: {{when: {{request.path: /page/thanks}}}}
+experiments:
+  - name: hero-bandit
+    slot: hero
+    goals: [purchase]
+    allocation: bandit
+    per: [referral.source]
+    bandit: {{burn_in: 5, update_every: 1s}}
+    variants:
+      control: {{weight: 1}}
+{"".join(f"      {name}: {{weight: 1, html: X}}{chr(10)}" for name in LONG)}\
+  - name: promo-bandit
+    slot: banner
+    goals: [purchase]
+    allocation: bandit
+    bandit: {{burn_in: 5, update_every: 1s}}
+    variants: {{control: {{weight: 1}}, b: {{weight: 1, html: B}}}}
+"""
+
+
+async def _flood(port: int, paths: list[str], connections: int = 16) -> None:
+    """New visitors' page views, on a few keep-alive connections."""
+    async def one(share: list[str]) -> None:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            buffered = b""
+            for path in share:
+                await stream.send(f"GET {path} HTTP/1.1\r\nHost: shop\r\nUser-Agent: {BROWSER}"
+                                  "\r\nAccept: text/html\r\n\r\n".encode())
+                while True:   # the page, chunked or with a length
+                    head, _, rest = buffered.partition(b"\r\n\r\n")
+                    if _ and (b"0\r\n\r\n" in rest or _complete(head, rest)):
+                        buffered = b""
+                        break
+                    buffered += await stream.receive()
+
+    async with anyio.create_task_group() as group:
+        for n in range(connections):
+            group.start_soon(one, paths[n::connections])
+
+
+def _complete(head: bytes, rest: bytes) -> bool:
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(rest) >= int(line.split(b":")[1])
+    return False
+
+
+def _bandits(client: httpx.Client) -> dict[str, Any]:
+    report = client.get("/__ep/results", headers={"authorization": f"Bearer {TOKEN}"}).json()
+    return {e["name"]: e["bandit"] or {} for e in report["experiments"]}
+
+
+def test_a_flood_of_made_up_cells_leaves_every_bandit_learning_in_the_running_server(
+        tmp_path: Path) -> None:
+    # 2,400 new visitors with ?utm_source=<40 random letters> filled hero-bandit's cells
+    # (per: referral.source): its weights outgrew the table every bandit shares, and from
+    # then on no bandit's weights changed (promo-bandit's too), with a traceback a second.
+    import random
+    import string
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "experiments.yaml").write_text(FLOOD_RULES)
+    origin = start_origin(tmp_path)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_ADMIN_TOKEN": TOKEN})
+    letters = random.Random(7)
+    made_up = ["/slotted/home?utm_source=" + "".join(letters.choices(string.ascii_lowercase,
+                                                                    k=40))
+               for _ in range(2400)]
+    try:
+        anyio.run(_flood, proxy.port, ["/slotted/home?utm_source=google"] * 40)
+        anyio.run(_flood, proxy.port, made_up)
+        with httpx.Client(base_url=proxy.url, timeout=30.0) as client:
+            deadline = time.monotonic() + 20
+            while (_bandits(client)["hero-bandit"].get("other_cells") or {}).get(
+                    "cells", 0) < 2300:   # the flood counted and learned from
+                assert time.monotonic() < deadline, proxy.log()[-3000:]
+                time.sleep(0.5)
+            before = _bandits(client)["promo-bandit"]["version"]
+            anyio.run(_flood, proxy.port, ["/slotted/home"] * 20)
+            while (promo := _bandits(client)["promo-bandit"])["version"] == before:
+                assert time.monotonic() < deadline, (
+                    f"promo-bandit stuck at version {before}: {proxy.log()[-3000:]}")
+                time.sleep(0.5)
+            hero = _bandits(client)["hero-bandit"]
+            client.cookies.clear()
+            traced = client.get("/slotted/home?utm_source=never-seen-before", headers={
+                "accept": "text/html", "user-agent": BROWSER,
+                "x-ep-debug": TOKEN}).headers["x-ep-trace"]
+            health = client.get("/__ep/health",
+                                headers={"authorization": f"Bearer {TOKEN}"}).json()
+            metrics = client.get("/__ep/metrics",
+                                 headers={"authorization": f"Bearer {TOKEN}"}).text
+    finally:
+        proxy.stop()
+        origin.stop()
+    assert promo["version"] > before
+    assert len(hero["cells"]) == 100 and "google" in hero["cells"]   # the real cell's own
+    assert hero["cells"]["google"]["exposures"] == 40
+    assert hero["other_cells"]["exposures"] == hero["other_cells"]["cells"] >= 2300
+    assert health["learning"] == {"status": "ok", "failures": 0, "troubles": []}
+    why = {e["name"]: e["why"] for e in json.loads(traced)["experiments"]}
+    assert why["hero-bandit"].endswith("cell 'never-seen-before' shares them"), why
+    assert "ep_learning_troubles 0.0" in metrics
+    assert "learning step failed" not in proxy.log()
+    assert "learns per: referral.source, which any client fills as it likes" in proxy.log()

@@ -384,8 +384,8 @@ def test_a_removed_experiment_s_recorded_goals_never_bind_a_rule_of_its_name(
     from edge_personalizer.learn.attribution import Learning
     from edge_personalizer.learn.catalog import TABLE_NAME, GoalCatalog
     from edge_personalizer.learn.counters import Accumulator, day_start
+    from edge_personalizer.learn.readers import catalog_reader
     from edge_personalizer.learn.store import open_store, sqlite_url
-    from edge_personalizer.learn.trainer import catalog_reader
     from edge_personalizer.personalize.personalizer import _judged_on
     from edge_personalizer.rules.book import load_rules
 

@@ -31,8 +31,11 @@ from .rules import compile_schedule
 
 EXPERIMENT_KEYS = ("name", "slot", "slots", "audience", "schedule", "paused", "holdout",
                    "variants", "goals", "allocation", "per", "bandit", "description")
-BANDIT_KEYS = ("burn_in", "floor", "update_every", "metric")
+BANDIT_KEYS = ("burn_in", "floor", "update_every", "metric", "max_cells")
 UPDATE_EVERY_SPAN = (1.0, 30 * 86400.0)   # seconds: at least 1 s, at most 30 days
+# Cells of one bandit experiment with weights of their own (the rest share one row): the
+# weights of every bandit experiment are published in one table of at most 1 MiB
+MAX_CELLS_SPAN = (1, 2000)
 # What a variant's name may not hold: it is written in X-EP-Variant as slot=variant, one
 # slot after another with commas (a line break there would end the header; the server
 # then answers 500).
@@ -254,6 +257,13 @@ def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:
     if metric not in ("conversion", "value"):
         errors.append(Invalid(f"metric {metric!r}: conversion (the rate) or value (per "
                               "visitor)", (*at, "metric")))
+    max_cells = raw.get("max_cells", defaults.max_cells)
+    if isinstance(max_cells, bool) or not isinstance(max_cells, int) \
+            or not MAX_CELLS_SPAN[0] <= max_cells <= MAX_CELLS_SPAN[1]:
+        errors.append(Invalid(f"max_cells is the number of cells (those with the most "
+                              f"visitors) with weights of their own: a whole number from "
+                              f"{MAX_CELLS_SPAN[0]} to {MAX_CELLS_SPAN[1]:,}; the other "
+                              "cells share one row", (*at, "max_cells")))
     update_every = defaults.update_every
     try:
         update_every = _duration(raw.get("update_every", "1h"), (*at, "update_every"))
@@ -262,7 +272,7 @@ def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:
     if errors:
         raise Invalids(errors)
     return BanditSettings(burn_in=burn_in, floor=float(floor), metric=metric,
-                          update_every=update_every)
+                          update_every=update_every, max_cells=max_cells)
 
 
 def _duration(raw: Any, at: KeyPath) -> float:

@@ -271,3 +271,25 @@ def test_every_unknown_field_of_per_is_told(tmp_path: Path) -> None:
                               "    variants: {a: {}, b: {html: x}}\n")
     assert [line for line, _ in mistakes] == [5, 5]
     assert "device.typ" in mistakes[0][1] and "referral.mediu" in mistakes[1][1]
+
+
+@pytest.mark.parametrize(("written", "cells", "problem"), [
+    ("", 100, None), (", max_cells: 5", 5, None), (", max_cells: 2000", 2000, None),
+    (", max_cells: 0", None, "max_cells is the number of cells"),
+    (", max_cells: 2001", None, "a whole number from 1 to 2,000"),
+    (", max_cells: 2.5", None, "max_cells is the number of cells"),
+])
+def test_a_bandit_keeps_weights_of_their_own_for_its_max_cells_cells(
+        tmp_path: Path, written: str, cells: int | None, problem: str | None) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\ngoals: {purchase: {}}\nexperiments:\n"
+        "  - {name: e, slot: hero, goals: [purchase], allocation: bandit,\n"
+        f"     per: [device.type], bandit: {{burn_in: 5{written}}},\n"
+        "     variants: {a: {}, b: {html: x}}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    if problem is None:
+        assert errors == []
+        (experiment,) = ruleset.experiments
+        assert experiment.bandit is not None and experiment.bandit.max_cells == cells
+    else:
+        assert len(errors) == 1 and problem in errors[0].reason
