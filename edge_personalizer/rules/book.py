@@ -147,6 +147,10 @@ class RuleBook:
 
     def _log_notices(self) -> None:
         noticed = self.notices()
+        for notice in noticed if self._reports else ():
+            if not notice.unreached:
+                logger.warning("rules version %s: %s", self.current.version, notice)
+        noticed = [n for n in noticed if n.unreached]
         if noticed and self._reports:
             logger.warning("rules version %s: %s reach%s no one:\n%s",
                            self.current.version, described(noticed),

@@ -1,9 +1,10 @@
 """What rules that load may still get wrong: a rule or an experiment that reaches no one,
 because its schedule has ended everywhere (as time passes) or because a rule before it
-takes its slots for every visitor (a catch-all written first). Told by `validate`, the
-server's health and the dashboard, logged when the rules load; never a reason to refuse
-them (a campaign's last day passes while the site runs, and the rule set that held it
-must go on loading).
+takes its slots for every visitor (a catch-all written first); and a bandit that learns
+`per:` a field any client fills as it likes (cells a flood can make up). Told by
+`validate`, the server's health and the dashboard, logged when the rules load; never a
+reason to refuse them (a campaign's last day passes while the site runs, and the rule set
+that held it must go on loading).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import NamedTuple
 
 from ..classify.visitor import WEEKDAYS
 from .conditions import AllOf, Condition, Segment, Traffic
-from .model import Rule, RuleSet, counted
+from .fields import lookup
+from .model import Experiment, Rule, RuleSet, counted
 from .schedule import Schedule
 
 # A schedule's dates are the visitor's own (the earliest local time is UTC-12, the latest
@@ -82,12 +84,13 @@ def phase(condition: Condition, now: datetime) -> str:
 
 class Notice(NamedTuple):
     """Where a rule or an experiment (`kind`, `name`) is written ("file:line"), and what it
-    gets wrong."""
+    gets wrong; `unreached`: that it reaches no one."""
 
     where: str
     kind: str
     message: str
     name: str = ""
+    unreached: bool = True
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -176,7 +179,33 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
                 f"experiment {experiment.name!r}: its schedule ended on {ended} (the "
                 "visitors' own dates), so it shows no variant any more and counts no one new "
                 "(its results stay); remove it to stop it, or move its end"), experiment.name)
-    return sorted(told.values(), key=lambda n: (n.file, n.line))   # as the files read
+    found = [*told.values(), *filter(None, map(_cells_clients_make, ruleset.experiments))]
+    return sorted(found, key=lambda n: (n.file, n.line))   # as the files read
+
+
+# Visitor fields whose values any client writes as it likes: the query string (utm_*
+# fields), headers, cookies, the User-Agent's words, the referrer. Fields of a few known
+# values (referral.medium, device.type) are not among them.
+_CLIENT_FILLED = ("referral.", "request.", "profile.first_referral.",
+                  "profile.last_referral.", "profile.visitor_id", "device.os_version",
+                  "device.browser_version", "device.brand", "device.model", "device.bot_name")
+
+
+def _cells_clients_make(experiment: Experiment) -> Notice | None:
+    """A bandit learning per a field clients fill freely: cells any client can make up."""
+    settings = experiment.bandit
+    free = [name for name in experiment.cells.fields if name.startswith(_CLIENT_FILLED)
+            and not getattr(lookup(name)[0], "values", ())]
+    if experiment.allocation != "bandit" or settings is None or not free:
+        return None
+    return Notice(experiment.source, "experiment", (
+        f"experiment {experiment.name!r} learns per: {', '.join(free)}, which any client "
+        "fills as it likes (a link's ?utm_source=, a header): every made-up value is a "
+        f"cell. Its {settings.max_cells} cells with the most visitors have weights of their "
+        "own (bandit: max_cells) and the rest share one row, so a flood of made-up values "
+        "takes no real cell's weights; still, per: a field of few values "
+        "(referral.medium, device.type) or per: segment learns for more of your visitors"),
+        experiment.name, unreached=False)
 
 
 def described(noticed: list[Notice]) -> str:

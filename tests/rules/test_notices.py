@@ -254,3 +254,45 @@ def test_a_rule_for_all_the_traffic_hides_an_experiment_but_not_a_later_rule(
     told = [n.message for n in notices(load_rules(tmp_path), _at("2026-12-05T12:00"))]
     assert len(told) == 1 and told[0].startswith(
         "experiment 'banner-test' is never shown: rule 'all-traffic' (")
+
+
+FREE_CELLS = """\
+slots: {hero: {}, promo: {}, cta: {}}
+goals: {purchase: {}}
+experiments:
+  - name: hero-bandit
+    slot: hero
+    goals: [purchase]
+    allocation: bandit
+    per: [device.type, referral.source]
+    bandit: {max_cells: 20}
+    variants: {control: {weight: 1}, a: {html: A}}
+  - name: promo-bandit
+    slot: promo
+    goals: [purchase]
+    allocation: bandit
+    per: [referral.medium, device.type, profile.first_referral.medium]
+    variants: {control: {weight: 1}, a: {html: A}}
+  - name: cta-test
+    slot: cta
+    per: [request.query.q]
+    variants: {control: {weight: 1}, a: {html: A}}
+"""
+
+
+def test_validate_warns_of_a_bandit_per_a_field_clients_fill_as_they_like(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 2,400 made-up ?utm_source= values were 2,400 cells of a bandit per: referral.source;
+    # nothing said a client can make them up. A warning, not an error: the cells beyond
+    # max_cells share one row. Fields of a few known values (referral.medium) are not
+    # told, nor a fixed experiment (its per: only divides the results).
+    (tmp_path / "r.yaml").write_text(FREE_CELLS)
+    assert main(["validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (f"warning: {tmp_path / 'r.yaml'}:4: experiment 'hero-bandit' learns per: "
+            "referral.source, which any client fills as it likes") in out
+    assert "Its 20 cells with the most visitors have weights of their own" in out
+    assert out.count("warning:") == 1 and out.rstrip().endswith("; 1 warning")
+    (noticed,) = notices(load_rules(tmp_path), datetime(2026, 12, 1, tzinfo=UTC))
+    assert (noticed.kind, noticed.name, noticed.unreached) == ("experiment", "hero-bandit",
+                                                               False)
