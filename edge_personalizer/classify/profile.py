@@ -288,11 +288,14 @@ class ProfileTracker:
             half_life_days=profile.half_life_days, now=t, exposures=profile.exposures,
             converted=profile.converted)
 
-    def cookie_value(self, profile: Profile, live: AbstractSet[str] | None = None) -> str:
+    def cookie_value(self, profile: Profile, live: AbstractSet[str] | None = None,
+                     rules: AbstractSet[str] = frozenset()) -> str:
         """The signed cookie value, trimmed to fit the size cap. What goes first: all
         that is kept for rules and experiments not in `live` (those served: an experiment
         long removed still held its visitors' variants); then counted conversions, then
-        exposures, oldest first; then variants; then the weakest interests."""
+        exposures, those to `rules` first (an exposure let go of is counted again at the
+        visitor's next view of it: an experiment's comparison weighs more than a rule's
+        reach), oldest first; then variants; then the weakest interests."""
         state = _state_of(profile)
         value = self.codec.encode(state)
         scores, variants = state[STATE_SCORES], state[STATE_VARIANTS]
@@ -309,7 +312,7 @@ class ProfileTracker:
             if converted:
                 converted.pop(min(converted, key=lambda k: converted[k]))
             elif exposures:
-                exposures.pop(min(exposures, key=lambda k: exposures[k][1]))
+                exposures.pop(min(exposures, key=lambda k: (k not in rules, exposures[k][1])))
             elif variants:
                 variants.pop(next(iter(variants)))
             else:
@@ -318,8 +321,9 @@ class ProfileTracker:
         return value
 
     def set_cookie_header(self, profile: Profile, *, secure: bool, max_age_days: float,
-                          live: AbstractSet[str] | None = None) -> bytes:
-        value = self.cookie_value(profile, live)
+                          live: AbstractSet[str] | None = None,
+                          rules: AbstractSet[str] = frozenset()) -> bytes:
+        value = self.cookie_value(profile, live, rules)
         parts = [f"{self.cookie_name}={value}", "Path=/", f"Max-Age={int(max_age_days * _DAY)}",
                  "HttpOnly", "SameSite=Lax"]
         if secure:

@@ -197,9 +197,11 @@ class Personalizer:
         profile = self.profile_after(exchange)
         if not (profile.stored and profile.changed):
             return None
-        served = self.rules.current.served_names if self.rules is not None else None
-        return tracker.set_cookie_header(profile, secure=self.cookies.secure,
-                                         max_age_days=self.cookies.max_age_days, live=served)
+        current = self.rules.current if self.rules is not None else None
+        return tracker.set_cookie_header(
+            profile, secure=self.cookies.secure, max_age_days=self.cookies.max_age_days,
+            live=current.served_names if current is not None else None,
+            rules=current.rule_names if current is not None else frozenset())
 
     def profile_after(self, exchange: Exchange) -> Profile:
         """The visitor's profile once this request is counted: on a page view the

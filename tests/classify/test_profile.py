@@ -278,6 +278,19 @@ def test_old_conversions_and_exposures_go_first_when_the_cookie_is_too_large() -
     assert len(kept.converted) < 30
 
 
+def test_a_full_cookie_lets_go_of_rules_exposures_before_an_experiment_s() -> None:
+    # The experiment's exposure, let go of, was counted again at the next view of its page
+    # (and its conversions' window started anew): one visitor of many pages, counted 6 times
+    t = tracker(codec=ProfileCodec([KEY], max_bytes=600))
+    profile = visit(t, None, T0).with_exposure("hero-test", "bold", "all")
+    rules = frozenset(f"campaign-banner-{i:03}" for i in range(30))
+    for i, rule in enumerate(sorted(rules)):
+        profile = profile._replace(now=T0 + 1 + i).with_exposure(rule, rule, "all")
+    kept = visit(t, t.cookie_value(profile, rules=rules), T0 + 60)
+    assert kept.exposures["hero-test"].at == T0
+    assert "campaign-banner-029" in kept.exposures and "campaign-banner-000" not in kept.exposures
+
+
 def test_a_full_cookie_lets_go_of_what_the_rules_no_longer_serve_first() -> None:
     # A returning visitor's cookie fills with the variants of experiments long removed;
     # trimming the served ones' exposures instead counted each later view again and

@@ -76,6 +76,45 @@ def test_a_lowered_cookie_size_cap_keeps_its_visitors(origin: Server, tmp_path: 
     assert state is not None and state[0] == profile.visitor_id and state[4] == 2
 
 
+def test_a_full_cookie_keeps_the_experiment_s_exposure_over_rules(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    # A visitor of many campaign pages: each rule's exposure fills the cookie, and the
+    # experiment's, the oldest, was let go of (and counted again at its page's next view)
+    rules = "\n".join(f"  - name: campaign-{i:02}\n    when: {{request.path: /slotted/p{i}}}\n"
+                      f"    then: {{banner: '<b>Offer {i}</b>'}}" for i in range(40))
+    (tmp_path / "site.yaml").write_text(f"""
+slots:
+  hero: {{}}
+  banner: {{}}
+experiments:
+  - name: hero-test
+    slot: hero
+    audience: {{request.path: /slotted/a}}
+    variants: {{control: {{weight: 50}}, bold: {{weight: 50, html: "<h1>Bold</h1>"}}}}
+    goals: [purchase]
+goals:
+  purchase: {{when: {{request.path: /page/checkout/thanks}}}}
+rules:
+{rules}
+""")
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(tmp_path),
+                         env={"EP_PROFILE_KEYS": PROFILE_KEY, "EP_PROFILE_MAX_BYTES": "900"})
+    try:
+        cookie = profile_cookie(httpx.get(f"{server.url}/slotted/a", headers=BROWSER))
+        assert cookie is not None
+        shown = CODEC.decode(cookie, time.time())[0]
+        for i in range(40):
+            cookie = profile_cookie(httpx.get(f"{server.url}/slotted/p{i}", headers={
+                **BROWSER, "cookie": f"ep_profile={cookie}"}))
+            assert cookie is not None and len(cookie) <= 900
+    finally:
+        server.stop()
+    state, _ = CODEC.decode(cookie, time.time())
+    assert shown is not None and state is not None
+    assert state[10]["hero-test"] == shown[10]["hero-test"]
+    assert "campaign-39" in state[10] and "campaign-00" not in state[10]
+
+
 def test_in_consent_mode_only_a_yes_keeps_a_profile(origin: Server, tmp_path: Path) -> None:
     server = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(RULES),
                          env={"EP_PROFILE_KEYS": PROFILE_KEY, "EP_CONSENT_COOKIE": "cc"})
