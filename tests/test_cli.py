@@ -103,6 +103,43 @@ def test_serve_with_bad_rules_exits_before_listening(tmp_path: Path) -> None:
     assert len(lines) == 3 and "more)" not in result.stderr
 
 
+def test_a_number_too_large_for_a_float_is_told_at_its_place_not_a_traceback(
+        tmp_path: Path) -> None:
+    # validate ended in "OverflowError: int too large to convert to float" (with
+    # --format json too: no JSON), and serve in a traceback and exit 1.
+    huge = "1" + "0" * 400
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - name: r\n    traffic: 50\n"
+        f"    when: {{profile.visits: {{gte: {huge}}}}}\n    then: {{hero: x}}\n"
+        f"experiments:\n  - name: e\n    slot: hero\n    holdout: {huge}\n"
+        f"    variants: {{control: {{weight: {huge}}}, b: {{html: x}}}}\n")
+    where = tmp_path / "r.yaml"
+    told = [f"{where}:5:34: rule 'r': gte takes a number, got a number beyond ±1.8e308, "
+            "too large to compare",
+            f"{where}:10:14: experiment 'e': holdout is a percentage from 0 up to (not "
+            "including) 100",
+            f"{where}:11:34: experiment 'e': weight is a positive number"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edge_personalizer", *args],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    text = run("validate", str(tmp_path))
+    assert (text.returncode, text.stderr) == (1, "")
+    lines = text.stdout.splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith(one) for line, one in zip(lines[:3], told, strict=True))
+    assert lines[3] == "1 file: 3 errors (0 rules and 0 experiments compile without errors)"
+    as_json = run("validate", str(tmp_path), "--format", "json")
+    assert (as_json.returncode, as_json.stderr) == (1, "")
+    errors = json.loads(as_json.stdout)["errors"]
+    assert [(e["line"], e["column"]) for e in errors] == [(5, 34), (10, 14), (11, 34)]
+    serve = run("serve", "--origin", "http://127.0.0.1:9", "--rules", str(tmp_path),
+                "--port", str(free_port()))
+    assert serve.returncode == 2 and "Traceback" not in serve.stderr
+    assert serve.stderr.splitlines()[0] == f"edge-personalizer: {told[0]}"
+
+
 @pytest.mark.parametrize("command", ["serve", "demo", "replay"])
 def test_what_writes_in_data_dir_refuses_one_among_the_rules(command: str,
                                                              tmp_path: Path) -> None:

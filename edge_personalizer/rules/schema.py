@@ -7,6 +7,7 @@ underline mistakes while a marketer types. `edge-personalizer schema` prints it.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from .compile import OPERATORS
@@ -22,12 +23,22 @@ from .schema_patterns import DATE, duration, share
 SCHEMA_ID = "https://edge-personalizer.dev/schema/rules.json"
 
 
+# The largest number the compiler reads (a float's): YAML reads an int of any size, and
+# one of 400 digits is refused as .inf is
+_LARGEST = sys.float_info.max
+
+
+def _number(low: float | None = None, high: float | None = None,
+            **bounds: float) -> dict[str, Any]:
+    """A number from `low` to `high` (within ±_LARGEST where None), with other `bounds`."""
+    return {"type": "number", "minimum": -_LARGEST if low is None else low,
+            "maximum": _LARGEST if high is None else high, **bounds}
+
+
 def _value_schema(spec: FieldSpec) -> dict[str, Any]:
     if spec.type == "number":
         low, high = _span(spec)
-        return {"type": "number", **({} if low is None else {"minimum": low}),
-                **({} if high is None else {"maximum": high}),
-                **({"multipleOf": 1} if spec.whole else {})}
+        return {**_number(low, high), **({"multipleOf": 1} if spec.whole else {})}
     if spec.type == "boolean":
         return {"type": "boolean"}
     if spec.values:
@@ -67,11 +78,10 @@ def _matcher_schema(spec: FieldSpec) -> dict[str, Any]:
         # A bound past the field's values leaves none that meets it ({gte: 24} of an hour)
         for op, key, limit in (("gt", "exclusiveMaximum", high), ("gte", "maximum", high),
                                ("lt", "exclusiveMinimum", low), ("lte", "minimum", low)):
-            operators[op] = {"type": "number", **({} if limit is None else {key: limit})}
+            operators[op] = _number(**({} if limit is None else {key: limit}))
         # Both ends within the field's values (between [18, 25] of an hour reaches past it)
-        operators["between"] = {"type": "array", "items": {
-            "type": "number", **({} if low is None else {"minimum": low}),
-            **({} if high is None else {"maximum": high})}, "minItems": 2, "maxItems": 2}
+        operators["between"] = {"type": "array", "items": _number(low, high),
+                                "minItems": 2, "maxItems": 2}
     elif spec.type in ("string", "list"):   # text: a number is read as its digits
         operators.update({op: {"type": ["string", "number"], "minLength": 1}
                           for op in ("contains", "prefix", "suffix", "matches")})
@@ -239,7 +249,7 @@ def build_schema() -> dict[str, Any]:
             "pattern": "^(?!holdout$)[^ ,=;\\x00-\\x1f]([^,=;\\x00-\\x1f]*[^ ,=;\\x00-\\x1f])?$"},
             "additionalProperties": {
             "type": "object", "not": _two_contents(),
-            "properties": {"weight": {"type": "number", "exclusiveMinimum": 0}}}},
+            "properties": {"weight": _number(exclusiveMinimum=0)}}},
         "goals": {"anyOf": [{"type": "string"},
                             {"type": "array", "items": {"type": "string"}}]},
         "allocation": {"enum": ["fixed", "bandit"]},

@@ -339,3 +339,27 @@ def test_a_reload_reaches_every_worker(two_workers: tuple[Server, Path]) -> None
 def _metrics(server: Server) -> str:
     return httpx.get(server.url + "/__ep/metrics",
                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+
+
+def test_a_refused_reload_names_the_file_line_and_why_of_a_number_too_large(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    # An int of 400 digits in a weight answered 422 "<dir>: the loader failed:
+    # OverflowError(...)", naming no file, line or what to write instead.
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "tests" / "data" / "rules", rules)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        serving = server.health().json()["rules"]["version"]
+        (rules / "huge.yaml").write_text(
+            "experiments:\n  - name: huge\n    slot: hero\n"
+            "    variants: {control: {weight: 1" + "0" * 400 + "}, b: {html: x}}\n")
+        refused = httpx.post(server.url + "/__ep/reload", timeout=15,
+                             headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert refused.status_code == 422
+        error = refused.json()["error"]
+        assert f"{rules / 'huge.yaml'}:4:34: experiment 'huge': weight is a positive" in error
+        assert "OverflowError" not in error and "loader failed" not in error
+        assert server.health().json()["rules"]["version"] == serving   # the last good rules
+    finally:
+        server.stop()

@@ -300,3 +300,26 @@ def test_schema_and_compiler_agree_on_conditions(tmp_path: Path, when: str, vali
         "before-html"])
 def test_schema_and_compiler_agree_on_actions(tmp_path: Path, then: str, valid: bool) -> None:
     assert _judged_alike(tmp_path, _rule(then=then)) is valid
+
+
+HUGE = "1" + "0" * 400   # YAML reads an int of any size; no float holds this one
+
+
+# Numbers too large for a float: the compiler ended in OverflowError, the schema took them.
+@pytest.mark.parametrize(("document", "valid"), [
+    (_rule(when=f"{{profile.visits: {{gte: {HUGE}}}}}"), False),
+    (_rule(when=f"{{profile.visits: {{lt: -{HUGE}}}}}"), False),
+    (_rule(when=f"{{profile.visits: {HUGE}}}"), False),
+    (_rule(when=f"{{profile.visits: {{between: [1, {HUGE}]}}}}"), False),
+    (_rule(when=f"{{profile.interests.running: {{not: {HUGE}}}}}"), False),
+    (_rule(when="{profile.visits: {lt: .inf}}"), False),
+    (_rule(when="{profile.visits: {gte: 1.5e+308}}"), True),
+    (_rule(f"    traffic: {HUGE}\n"), False),
+    (_experiment(f"    holdout: {HUGE}\n"), False),
+    (_experiment(variants=f"{{control: {{weight: {HUGE}}}, b: {{html: x}}}}"), False),
+    (_bandit(f"{{update_every: {HUGE}}}"), False),
+], ids=["gte", "lt-negative", "equals", "between", "not", "lt-inf", "gte-largest", "traffic",
+        "holdout", "weight", "update-every"])
+def test_schema_and_compiler_agree_on_numbers_too_large(tmp_path: Path, document: str,
+                                                        valid: bool) -> None:
+    assert _judged_alike(tmp_path, document) is valid

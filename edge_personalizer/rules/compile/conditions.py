@@ -31,7 +31,16 @@ from ..conditions import (
 )
 from ..fields import FieldSpec, lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile
-from .context import CompileContext, Invalid, Invalids, Reported, each, frozen, kind_of
+from .context import (
+    CompileContext,
+    Invalid,
+    Invalids,
+    Reported,
+    as_float,
+    each,
+    frozen,
+    kind_of,
+)
 from .never import never as never_holds
 
 OPERATORS: Final = ("equals", "in", "not", "gt", "gte", "lt", "lte", "between", "contains",
@@ -239,7 +248,7 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
         return value
     if spec.type == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
+                or not math.isfinite(as_float(value)):
             raise Invalid(f"{name} is a number, got {_not_a_number(value)}", at)
         if (spec.span is not None and not spec.span[0] <= value <= spec.span[1]) \
                 or (spec.whole and value % 1):
@@ -264,7 +273,7 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
 
 def _number(value: Any, op: str, at: KeyPath) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value):
+            or not math.isfinite(as_float(value)):
         raise Invalid(f"{op} takes a number, got {_not_a_number(value)}", at)
     return float(value)
 
@@ -276,6 +285,9 @@ def _not_a_number(value: Any) -> str:
         return ".nan (not a number)"
     if isinstance(value, float) and math.isinf(value):
         return f"{'' if value > 0 else '-'}.inf (infinity, no number)"
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and not math.isfinite(as_float(value)):
+        return "a number beyond ±1.8e308, too large to compare"
     return f"{kind_of(value)} {value!r}"
 
 

@@ -205,10 +205,20 @@ def sections(rule_files: RuleFiles, name: str) -> Iterator[tuple[RuleFile, Any]]
 _SHARE: Final = re.compile(r"\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*%?")
 
 
+def as_float(value: int | float) -> float:
+    """A number as a float: an int too large for one (10**400: YAML reads any number of
+    digits) is infinity with its sign, which every bound refuses as it refuses .inf."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def percentage(raw: Any, what: str, at: KeyPath) -> float:
     """A share written as 25 or 25%."""
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and not math.isnan(raw):
-        return float(raw)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) \
+            and not math.isnan(as_float(raw)):
+        return as_float(raw)
     written = _SHARE.fullmatch(str(raw).strip()) if isinstance(raw, str) else None
     if written is None:
         raise Invalid(f"{what} is a percentage such as 25 or 25%", at)

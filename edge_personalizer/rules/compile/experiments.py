@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
@@ -22,6 +23,7 @@ from .context import (
     Invalids,
     Parts,
     Reported,
+    as_float,
     each,
     name_problem,
     percentage,
@@ -278,7 +280,7 @@ def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:
 def _duration(raw: Any, at: KeyPath) -> float:
     """`1h`, `30m`, `1d`, `10s` or a number of seconds: at least 1 s, at most 30 days."""
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        seconds = float(raw)
+        seconds = as_float(raw)
     else:
         written = seconds_in(str(raw))
         if written is None:
@@ -338,8 +340,8 @@ def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...], slots_known
     if not isinstance(spec, dict):
         raise Invalid("a variant is a mapping with a weight, e.g. {weight: 50, html: ...}", at)
     weight = spec.get("weight", 1)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0 \
-            or weight == float("inf"):
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+            or not 0 < as_float(weight) < math.inf:
         raise Invalid("weight is a positive number (to stop showing a variant, remove it: "
                       "what was counted for it stays in the results)", (*at, "weight"))
     rest = {str(k): v for k, v in spec.items() if k != "weight"}

@@ -354,6 +354,7 @@ def _hours(raw: Any, at: KeyPath) -> tuple[int, int]:
 def _traffic(raw: Any, name: str, at: KeyPath) -> Traffic:
     percent = percentage(raw, "traffic", at)
     if not 0 < percent <= 100:
-        raise Invalid(f"traffic is a share of visitors above 0 and up to 100 percent, got "
-                      f"{raw!r}", at)
+        written = repr(raw)
+        raise Invalid("traffic is a share of visitors above 0 and up to 100 percent, got "
+                      + (written if len(written) <= 24 else written[:20] + "…"), at)
     return Traffic(percent=percent, salt=f"traffic:{name}")

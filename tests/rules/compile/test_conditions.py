@@ -121,6 +121,9 @@ def test_regular_expressions_match_text_beyond_ascii(tmp_path: Path) -> None:
     assert not rule.condition(make_visitor(query="q=muenchen"))
 
 
+HUGE = "1" + "0" * 400
+
+
 @pytest.mark.parametrize(("when", "reason"), [
     # "gte takes a number, got a number" for .nan; .inf was taken as a number
     ("{profile.visits: {gte: .nan}}", "gte takes a number, got .nan (not a number)"),
@@ -129,6 +132,15 @@ def test_regular_expressions_match_text_beyond_ascii(tmp_path: Path) -> None:
      "between takes a number, got .inf (infinity, no number)"),
     ("{profile.visits: -.inf}", "profile.visits is a number, got -.inf (infinity, no number)"),
     ("{profile.visits: {gte: many}}", "gte takes a number, got text 'many'"),
+    # an int of 400 digits (YAML reads any number of them) crashed validate
+    (f"{{profile.visits: {{gte: {HUGE}}}}}",
+     "gte takes a number, got a number beyond ±1.8e308, too large to compare"),
+    (f"{{profile.visits: {{between: [0, {HUGE}]}}}}",
+     "between takes a number, got a number beyond ±1.8e308, too large to compare"),
+    (f"{{time.hour: -{HUGE}}}",
+     "time.hour is a number, got a number beyond ±1.8e308, too large to compare"),
+    (f"{{geo.metro: {{in: [501, {HUGE}]}}}}",
+     "geo.metro is a number, got a number beyond ±1.8e308, too large to compare"),
 ])
 def test_a_number_that_is_no_number_is_named(tmp_path: Path, when: str, reason: str) -> None:
     _, errors = check_rules(rules_with(tmp_path, when))

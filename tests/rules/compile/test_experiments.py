@@ -293,3 +293,22 @@ def test_a_bandit_keeps_weights_of_their_own_for_its_max_cells_cells(
         assert experiment.bandit is not None and experiment.bandit.max_cells == cells
     else:
         assert len(errors) == 1 and problem in errors[0].reason
+
+
+def test_a_number_too_large_for_a_float_is_told_at_its_line(tmp_path: Path) -> None:
+    # An int of 400 digits as a weight, a holdout, a rule's traffic or update_every ended
+    # validate in OverflowError, and a reload in "the loader failed", naming no file.
+    huge = "1" + "0" * 400
+    assert told(tmp_path, "slots: {hero: {}}\ngoals: {buy: {when: {request.path: /t}}}\n"
+                          "rules:\n  - name: r\n    traffic: " + huge + "\n"
+                          "    then: {hero: x}\nexperiments:\n  - name: e\n    slot: hero\n"
+                          "    holdout: " + huge + "\n    goals: [buy]\n"
+                          "    allocation: bandit\n    bandit: {update_every: " + huge + "}\n"
+                          "    variants: {a: {weight: " + huge + "}, b: {html: x}}\n") == [
+        (5, "rule 'r': traffic is a share of visitors above 0 and up to 100 percent, got "
+            "10000000000000000000…"),
+        (10, "experiment 'e': holdout is a percentage from 0 up to (not including) 100"),
+        (13, "experiment 'e': update_every is at least 1 second and at most 30 days"),
+        (14, "experiment 'e': weight is a positive number (to stop showing a variant, "
+             "remove it: what was counted for it stays in the results)"),
+    ]
