@@ -140,6 +140,22 @@ def test_a_number_too_large_for_a_float_is_told_at_its_place_not_a_traceback(
     assert serve.stderr.splitlines()[0] == f"edge-personalizer: {told[0]}"
 
 
+def test_validate_refuses_weights_whose_sum_is_too_large(tmp_path: Path) -> None:
+    # Two weights of 1e308 validated: explain then printed nan%, every visitor got one
+    # variant and the results answered a ZeroDivisionError.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    variants:\n"
+        "      control: {weight: 1.0e308}\n      bold: {weight: 1.0e308, html: x}\n")
+    result = subprocess.run([sys.executable, "-m", "edge_personalizer", "validate",
+                             str(tmp_path)], capture_output=True, text=True, timeout=60,
+                            cwd=ROOT)
+    assert result.returncode == 1
+    where = tmp_path / "r.yaml"
+    assert [line.split(": weight is")[0] for line in result.stdout.splitlines()[:2]] == [
+        f"{where}:6:25: experiment 'e'", f"{where}:7:22: experiment 'e'"]
+    assert "from 0.000001 up to 1,000,000,000" in result.stdout
+
+
 @pytest.mark.parametrize("command", ["serve", "demo", "replay"])
 def test_what_writes_in_data_dir_refuses_one_among_the_rules(command: str,
                                                              tmp_path: Path) -> None:

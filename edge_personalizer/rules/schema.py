@@ -13,7 +13,7 @@ from typing import Any
 from .compile import OPERATORS
 from .compile.actions import FORBIDDEN_HEADERS
 from .compile.context import NAME
-from .compile.experiments import MAX_CELLS_SPAN, UPDATE_EVERY_SPAN
+from .compile.experiments import MAX_CELLS_SPAN, MAX_WEIGHT, MIN_WEIGHT, UPDATE_EVERY_SPAN
 from .durations import UNITS
 from .fields import FIELDS, PREFIXES, FieldSpec, any_case, no_date
 from .goals import MAX_WINDOW
@@ -249,7 +249,8 @@ def build_schema() -> dict[str, Any]:
             "pattern": "^(?!holdout$)[^ ,=;\\x00-\\x1f]([^,=;\\x00-\\x1f]*[^ ,=;\\x00-\\x1f])?$"},
             "additionalProperties": {
             "type": "object", "not": _two_contents(),
-            "properties": {"weight": _number(exclusiveMinimum=0)}}},
+            "properties": {"weight": {"type": "number", "minimum": MIN_WEIGHT,
+                                      "maximum": MAX_WEIGHT}}}},
         "goals": {"anyOf": [{"type": "string"},
                             {"type": "array", "items": {"type": "string"}}]},
         "allocation": {"enum": ["fixed", "bandit"]},

@@ -323,3 +323,15 @@ HUGE = "1" + "0" * 400   # YAML reads an int of any size; no float holds this on
 def test_schema_and_compiler_agree_on_numbers_too_large(tmp_path: Path, document: str,
                                                         valid: bool) -> None:
     assert _judged_alike(tmp_path, document) is valid
+
+
+# Weights whose sum no float holds (1e308 twice) were taken by both.
+@pytest.mark.parametrize(("variants", "valid"), [
+    ("{control: {weight: 1.0e308}, b: {weight: 1.0e308, html: x}}", False),
+    ("{control: {weight: 1000000001}, b: {html: x}}", False),
+    ("{control: {weight: 0.0000009}, b: {html: x}}", False),
+    ("{control: {weight: 0.000001}, b: {weight: 1000000000, html: x}}", True),
+])
+def test_schema_and_compiler_agree_on_weights(tmp_path: Path, variants: str, valid: bool
+                                              ) -> None:
+    assert _judged_alike(tmp_path, _experiment(variants=variants)) is valid

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from ..allocation import Allocation, BanditSettings, Cells
 from ..conditions import AllOf, Condition
@@ -38,6 +37,11 @@ UPDATE_EVERY_SPAN = (1.0, 30 * 86400.0)   # seconds: at least 1 s, at most 30 da
 # Cells of one bandit experiment with weights of their own (the rest share one row): the
 # weights of every bandit experiment are published in one table of at most 1 MiB
 MAX_CELLS_SPAN = (1, 2000)
+# Weights are shares of their sum: two of 1e308 made it infinite (every share nan, every
+# visitor one variant, the results a ZeroDivisionError), and one of 5e-324 beside 1e9 a
+# share of 0 (the sample ratio check divides by each variant's)
+MIN_WEIGHT: Final = 0.000001
+MAX_WEIGHT: Final = 1_000_000_000
 # What a variant's name may not hold: it is written in X-EP-Variant as slot=variant, one
 # slot after another with commas (a line break there would end the header; the server
 # then answers 500).
@@ -341,9 +345,11 @@ def _variant(ctx: CompileContext, spec: Any, slots: tuple[str, ...], slots_known
         raise Invalid("a variant is a mapping with a weight, e.g. {weight: 50, html: ...}", at)
     weight = spec.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-            or not 0 < as_float(weight) < math.inf:
-        raise Invalid("weight is a positive number (to stop showing a variant, remove it: "
-                      "what was counted for it stays in the results)", (*at, "weight"))
+            or not MIN_WEIGHT <= as_float(weight) <= MAX_WEIGHT:
+        raise Invalid(f"weight is a positive number, from {MIN_WEIGHT:f} up to {MAX_WEIGHT:,} "
+                      "(weights are shares of their sum: 50 and 50, or 1 and 3); to stop "
+                      "showing a variant, remove it: what was counted for it stays in the "
+                      "results", (*at, "weight"))
     rest = {str(k): v for k, v in spec.items() if k != "weight"}
     if not rest:
         return float(weight), MappingProxyType({})          # the control

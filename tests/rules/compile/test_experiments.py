@@ -309,6 +309,27 @@ def test_a_number_too_large_for_a_float_is_told_at_its_line(tmp_path: Path) -> N
             "10000000000000000000…"),
         (10, "experiment 'e': holdout is a percentage from 0 up to (not including) 100"),
         (13, "experiment 'e': update_every is at least 1 second and at most 30 days"),
-        (14, "experiment 'e': weight is a positive number (to stop showing a variant, "
-             "remove it: what was counted for it stays in the results)"),
+        (14, "experiment 'e': weight is a positive number, from 0.000001 up to "
+             "1,000,000,000 (weights are shares of their sum: 50 and 50, or 1 and 3); to "
+             "stop showing a variant, remove it: what was counted for it stays in the "
+             "results"),
     ]
+
+
+@pytest.mark.parametrize(("weights", "lines"), [
+    # Two weights of 1e308 were taken: their sum is infinite, every share nan, every
+    # visitor went to one variant and the results ended in ZeroDivisionError.
+    ("{a: {weight: 1.0e308}, b: {weight: 1.0e308, html: x}}", [5, 5]),
+    ("{a: {weight: 1000000001}, b: {weight: 1, html: x}}", [5]),
+    ("{a: {weight: 5.0e-324}, b: {weight: 1000000000, html: x}}", [5]),
+    ("{a: {weight: 0.0000009}, b: {weight: 1, html: x}}", [5]),
+    ("{a: {weight: 0.000001}, b: {weight: 1000000000, html: x}}", []),
+    ("{a: {weight: 1}, b: {weight: 1000000, html: x}}", []),
+])
+def test_weights_stay_within_shares_a_sum_can_tell(tmp_path: Path, weights: str,
+                                                   lines: list[int]) -> None:
+    said = told(tmp_path, "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n"
+                          f"    variants: {weights}\n")
+    assert [line for line, _ in said] == lines
+    assert all("weight is a positive number, from 0.000001 up to 1,000,000,000" in reason
+               for _, reason in said)
