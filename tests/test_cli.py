@@ -156,6 +156,22 @@ def test_validate_refuses_weights_whose_sum_is_too_large(tmp_path: Path) -> None
     assert "from 0.000001 up to 1,000,000,000" in result.stdout
 
 
+def test_validate_refuses_a_segment_named_as_the_visitors_in_none(tmp_path: Path) -> None:
+    # It validated clean, and the results showed one `other` cell mixing the segment's
+    # phones with everyone in no segment.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nsegments:\n  other: {when: {device.type: mobile}}\n"
+        "  desktop: {when: {device.type: desktop}}\nexperiments:\n  - name: e\n"
+        "    slot: hero\n    per: segment\n    variants: {a: {}, b: {html: x}}\n")
+    result = subprocess.run([sys.executable, "-m", "edge_personalizer", "validate",
+                             str(tmp_path)], capture_output=True, text=True, timeout=60,
+                            cwd=ROOT)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (
+        f"{tmp_path / 'r.yaml'}:3:3: segment 'other': the name is kept for the visitors in "
+        "none of the segments (per: segment counts them as other); name the segment otherwise")
+
+
 @pytest.mark.parametrize("command", ["serve", "demo", "replay"])
 def test_what_writes_in_data_dir_refuses_one_among_the_rules(command: str,
                                                              tmp_path: Path) -> None:

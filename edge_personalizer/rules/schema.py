@@ -10,6 +10,7 @@ import math
 import sys
 from typing import Any
 
+from .allocation import NO_SEGMENT
 from .compile import OPERATORS
 from .compile.actions import FORBIDDEN_HEADERS
 from .compile.context import NAME
@@ -298,7 +299,8 @@ def build_schema() -> dict[str, Any]:
                                    "description": {"type": "string"}}}]}},
             "interests": {"type": "object", "additionalProperties": {
                 "type": "array", "items": {"type": "string", "pattern": "^/"}, "minItems": 1}},
-            "segments": {"type": "object", "additionalProperties": {
+            "segments": {"type": "object", "propertyNames": {   # (other: in none of them)
+                "not": {"pattern": f"^{any_case(NO_SEGMENT)}$"}}, "additionalProperties": {
                 "type": "object", "required": ["when"], "additionalProperties": False,
                 "properties": {"when": {"$ref": "#/$defs/conditions"},
                                "description": {"type": "string"}}}},

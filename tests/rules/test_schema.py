@@ -335,3 +335,12 @@ def test_schema_and_compiler_agree_on_numbers_too_large(tmp_path: Path, document
 def test_schema_and_compiler_agree_on_weights(tmp_path: Path, variants: str, valid: bool
                                               ) -> None:
     assert _judged_alike(tmp_path, _experiment(variants=variants)) is valid
+
+
+@pytest.mark.parametrize(("segment", "valid"), [
+    ("other", False), ("OTHER", False), ("others", True), ("phones", True)])
+def test_schema_and_compiler_agree_on_segment_names(tmp_path: Path, segment: str,
+                                                    valid: bool) -> None:
+    # A segment named other was taken by both: per: segment names so the visitors in none.
+    assert _judged_alike(tmp_path, f"segments:\n  {segment}: {{when: {{device.type: mobile}}}}\n"
+                         ) is valid
