@@ -172,6 +172,22 @@ def test_validate_refuses_a_segment_named_as_the_visitors_in_none(tmp_path: Path
         "none of the segments (per: segment counts them as other); name the segment otherwise")
 
 
+def test_validate_refuses_a_name_that_would_print_as_something_else(tmp_path: Path) -> None:
+    # A segment named "a<ESC>[31mRED<LF>line" validated, and `report` printed it raw: the
+    # terminal turned red and the table broke across lines. The message shows it escaped.
+    (tmp_path / "r.yaml").write_text(
+        'slots: {hero: {}}\nsegments:\n  "a\\e[31mRED\\nline": {when: {device.type: mobile}}\n'
+        "  phones: {when: {device.type: mobile}}\n")
+    result = subprocess.run([sys.executable, "-m", "edge_personalizer", "validate",
+                             str(tmp_path)], capture_output=True, text=True, timeout=60,
+                            cwd=ROOT)
+    assert result.returncode == 1 and "\x1b" not in result.stdout
+    assert result.stdout.splitlines()[0] == (
+        f"{tmp_path / 'r.yaml'}:3:3: segment 'a\\x1b[31mRED\\nline': a name may not hold a "
+        "control character (a line break, a tab, an escape) or an invisible one (zero-width, "
+        "a direction mark): names are printed in reports, terminals and dashboards")
+
+
 @pytest.mark.parametrize("command", ["serve", "demo", "replay"])
 def test_what_writes_in_data_dir_refuses_one_among_the_rules(command: str,
                                                              tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from .allocation import NO_SEGMENT
 from .compile import OPERATORS
 from .compile.actions import FORBIDDEN_HEADERS
-from .compile.context import NAME
+from .compile.context import NAME, UNPRINTABLE
 from .compile.experiments import MAX_CELLS_SPAN, MAX_WEIGHT, MIN_WEIGHT, UPDATE_EVERY_SPAN
 from .durations import UNITS
 from .fields import FIELDS, PREFIXES, FieldSpec, any_case, no_date
@@ -204,6 +204,17 @@ def _cookies() -> dict[str, Any]:
     return _pairs("\\x21\\x23-\\x2b\\x2d-\\x3a\\x3c-\\x5b\\x5d-\\x7e", ["^[eE][pP]_"])
 
 
+# What str.strip() takes off a name beside the control characters: the spaces of Unicode
+_SPACES = "\\x20\\xa0\\u1680\\u2000-\\u200a\\u202f\\u205f\\u3000"
+
+
+def _free_name(*refused: str) -> dict[str, Any]:
+    """A name written freely (a segment's, an interest's): not blank, with no character of
+    UNPRINTABLE, nor one of the names `refused` (patterns)."""
+    return {"pattern": f"[^{_SPACES}{UNPRINTABLE}]", "not": {"anyOf": [
+        {"pattern": f"[{UNPRINTABLE}]"}, *({"pattern": name} for name in refused)]}}
+
+
 _DATE = f"^{DATE}$"
 _TIME = r"(([01]?\d|2[0-3]):[0-5]\d|24:00)"
 # A path (not //host) or an absolute http(s) URL, on one line, with no space or backslash
@@ -247,7 +258,8 @@ def build_schema() -> dict[str, Any]:
                               {"type": "string", "pattern": share(zero=True, hundred=False)}]},
         "variants": {"type": "object", "minProperties": 2, "propertyNames": {
             # X-EP-Variant writes slot=variant, comma-separated; holdout is kept
-            "pattern": "^(?!holdout$)[^ ,=;\\x00-\\x1f]([^,=;\\x00-\\x1f]*[^ ,=;\\x00-\\x1f])?$"},
+            "pattern": f"^(?!holdout$)[^,=;{_SPACES}{UNPRINTABLE}]"
+                       f"([^,=;{UNPRINTABLE}]*[^,=;{_SPACES}{UNPRINTABLE}])?$"},
             "additionalProperties": {
             "type": "object", "not": _two_contents(),
             "properties": {"weight": {"type": "number", "minimum": MIN_WEIGHT,
@@ -297,10 +309,10 @@ def build_schema() -> dict[str, Any]:
                                    "tag": {"type": "string",
                                            "pattern": "^[A-Za-z][A-Za-z0-9-]*$"},
                                    "description": {"type": "string"}}}]}},
-            "interests": {"type": "object", "additionalProperties": {
+            "interests": {"type": "object", "propertyNames": _free_name(), "additionalProperties": {
                 "type": "array", "items": {"type": "string", "pattern": "^/"}, "minItems": 1}},
-            "segments": {"type": "object", "propertyNames": {   # (other: in none of them)
-                "not": {"pattern": f"^{any_case(NO_SEGMENT)}$"}}, "additionalProperties": {
+            "segments": {"type": "object", "propertyNames": _free_name(   # (other: in none)
+                f"^{any_case(NO_SEGMENT)}$"), "additionalProperties": {
                 "type": "object", "required": ["when"], "additionalProperties": False,
                 "properties": {"when": {"$ref": "#/$defs/conditions"},
                                "description": {"type": "string"}}}},

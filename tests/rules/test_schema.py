@@ -130,7 +130,9 @@ def test_schema_and_compiler_agree_on_documents(tmp_path: Path, key: str, writte
 
 
 @pytest.mark.parametrize("variant", ["holdout", "'a,b'", "' lead'", "'x=y'", "café",
-                                     "Bold-2", "'two words'"])
+                                     "Bold-2", "'two words'", '"a\\x7f"', '"a\\x85b"',
+                                     '"b\\u200b"', '"\\u3000lead"', '"tail\\xa0"',
+                                     '"a\\u202eb"', "'ünïcödé ok'"])
 def test_schema_and_compiler_agree_on_variant_names(tmp_path: Path, variant: str) -> None:
     _judged_alike(tmp_path, "slots: {a: {}}\nexperiments:\n  - name: e\n    slot: a\n"
                             f"    variants: {{control: {{}}, {variant}: {{html: x}}}}\n")
@@ -344,3 +346,17 @@ def test_schema_and_compiler_agree_on_segment_names(tmp_path: Path, segment: str
     # A segment named other was taken by both: per: segment names so the visitors in none.
     assert _judged_alike(tmp_path, f"segments:\n  {segment}: {{when: {{device.type: mobile}}}}\n"
                          ) is valid
+
+
+
+# Segment and interest names held anything: a terminal's escape, a line break.
+@pytest.mark.parametrize(("name", "valid"), [
+    ('"a\\e[31mRED\\nline"', False), ('"vip\\u200f"', False), ('"\\ufeffvip"', False),
+    ('" "', False), ('"\\u3000"', False), ("café lovers", True), ("Big-Spenders_2026.q1", True),
+    ("'loyal: 3+ visits'", True),
+])
+def test_schema_and_compiler_agree_on_segment_and_interest_names(tmp_path: Path, name: str,
+                                                                 valid: bool) -> None:
+    assert _judged_alike(tmp_path, f"segments:\n  {name}: {{when: {{device.type: mobile}}}}\n"
+                         ) is valid
+    assert _judged_alike(tmp_path, f"interests:\n  {name}: [/running]\n") is valid

@@ -20,6 +20,23 @@ from ..template import Template
 NAME_RULE: Final = ("names are ASCII letters, digits, '-', '_' and '.', starting with a letter or "
                     "digit")
 NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# What no name written freely (a segment's, an interest's, a variant's) may hold: control
+# characters (C0, DEL, C1: a line break, a tab, a terminal's escape), the line and
+# paragraph separators, and the invisible ones that reorder or hide text (zero-width
+# characters, direction marks and overrides, the byte order mark). Names are printed in
+# headers, reports, terminals and dashboards. A character class's inside, as written both
+# for Python's re and for the JSON Schema's patterns.
+UNPRINTABLE: Final = (r"\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064"
+                      r"\u2066-\u2069\ufeff")
+_UNPRINTABLE: Final = re.compile(f"[{UNPRINTABLE}]")
+UNPRINTABLE_RULE: Final = ("a name may not hold a control character (a line break, a tab, an "
+                           "escape) or an invisible one (zero-width, a direction mark): "
+                           "names are printed in reports, terminals and dashboards")
+
+
+def unprintable(name: str) -> bool:
+    """Whether `name` holds a character of UNPRINTABLE."""
+    return _UNPRINTABLE.search(name) is not None
 
 
 def name_problem(kind: str, name: Any) -> str | None:

@@ -17,6 +17,7 @@ from ..model import HOLDOUT, Content, Experiment
 from .actions import content
 from .conditions import compile_condition, segment
 from .context import (
+    UNPRINTABLE,
     CompileContext,
     Invalid,
     Invalids,
@@ -44,8 +45,8 @@ MIN_WEIGHT: Final = 0.000001
 MAX_WEIGHT: Final = 1_000_000_000
 # What a variant's name may not hold: it is written in X-EP-Variant as slot=variant, one
 # slot after another with commas (a line break there would end the header; the server
-# then answers 500).
-_HEADER_UNSAFE = re.compile(r"[,;=\x00-\x1f\x7f]")
+# then answers 500), and printed as any name is.
+_HEADER_UNSAFE = re.compile(f"[,;={UNPRINTABLE}]")
 
 
 def compile_experiments(ctx: CompileContext, rule_files: RuleFiles, *,
@@ -186,8 +187,9 @@ def _variants(ctx: CompileContext, parts: Parts, raw: Any, slots: tuple[str, ...
         elif named != named.strip() or _HEADER_UNSAFE.search(named):
             parts.fail(Invalid(f"variant {named!r}: its name goes in X-EP-Variant "
                                "(slot=variant, comma-separated), so it may not hold a comma, "
-                               "'=', ';' or a control character (a line break, a tab), nor "
-                               "begin or end with a space", (*at, named), on_key=True))
+                               "'=', ';', a control character (a line break, a tab, an "
+                               "escape) or an invisible one (zero-width, a direction mark), "
+                               "nor begin or end with a space", (*at, named), on_key=True))
         elif named.casefold() == HOLDOUT:
             parts.fail(Invalid(f"variant {named!r}: the name is kept for the visitors the "
                                "experiment holds out (holdout:), whom X-EP-Variant, the cache "

@@ -11,7 +11,16 @@ from ..allocation import NO_SEGMENT
 from ..fields import suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import INJECTIONS, PAGE_ACTIONS, Slot
-from .context import NAME, NAME_RULE, CompileContext, SegmentSource, kind_of, sections
+from .context import (
+    NAME,
+    NAME_RULE,
+    UNPRINTABLE_RULE,
+    CompileContext,
+    SegmentSource,
+    kind_of,
+    sections,
+    unprintable,
+)
 
 _TAG = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 # HTML's elements (the living standard's, and the obsolete ones pages still carry) and
@@ -140,6 +149,10 @@ def collect_interests(ctx: CompileContext, rule_files: RuleFiles) -> None:
             if before is not None:
                 ctx.fail(rule_file, f"interest {name!r} is defined twice (first at {before})",
                          at, None)
+            elif not str(name).strip() or unprintable(str(name)):
+                ctx.fail(rule_file, f"interest {name!r}: {UNPRINTABLE_RULE}"
+                         if str(name).strip() else "an interest needs a name", at, None,
+                         on_key=True)
             elif not isinstance(patterns, list) or not patterns:
                 ctx.fail(rule_file, "an interest is a list of path patterns such as "
                          '["/running", "/running/*"]', at, None)
@@ -161,6 +174,10 @@ def collect_segments(ctx: CompileContext, rule_files: RuleFiles) -> None:
             if before is not None:
                 ctx.fail(rule_file, f"segment {name!r} is defined twice (first at {before})",
                          at, None)
+            elif not str(name).strip() or unprintable(str(name)):
+                ctx.fail(rule_file, f"segment {name!r}: {UNPRINTABLE_RULE}"
+                         if str(name).strip() else "a segment needs a name", at, None,
+                         on_key=True)
             elif str(name).casefold() == NO_SEGMENT:
                 ctx.fail(rule_file, f"segment {name!r}: the name is kept for the visitors in "
                          f"none of the segments (per: segment counts them as {NO_SEGMENT}); "

@@ -111,3 +111,22 @@ def test_no_segment_is_named_as_the_visitors_in_none_are(tmp_path: Path) -> None
             "(per: segment counts them as other); name the segment otherwise"),
         (3, "segment 'Other': the name is kept for the visitors in none of the segments "
             "(per: segment counts them as other); name the segment otherwise")]
+
+
+RULE = ("a name may not hold a control character (a line break, a tab, an escape) or an "
+        "invisible one (zero-width, a direction mark): names are printed in reports, "
+        "terminals and dashboards")
+
+
+def test_a_segment_or_interest_name_that_would_print_as_something_else_is_refused(
+        tmp_path: Path) -> None:
+    # Validated, and reached the terminal as written in `report`: a colour, a new line.
+    assert told(tmp_path, 'segments:\n  "a\\e[31mRED\\nline": {when: {device.type: mobile}}\n'
+                          '  "vip\\u202e": {when: {device.type: mobile}}\n'
+                          '  " ": {when: {device.type: mobile}}\n'
+                          "  café lovers: {when: {device.type: mobile}}\n"
+                          "  Big-Spenders_2026.q1: {when: {device.type: mobile}}\n"
+                          'interests:\n  "run\\tning": ["/running"]\n'
+                          "  trail running: [/trail]\n") == [
+        (2, f"segment 'a\\x1b[31mRED\\nline': {RULE}"), (3, f"segment 'vip\\u202e': {RULE}"),
+        (4, "a segment needs a name"), (8, f"interest 'run\\tning': {RULE}")]
