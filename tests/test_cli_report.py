@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,44 @@ def test_html_report_counts_a_stopped_experiment_it_shows(
                  "--html", str(target)]) == 0
     assert capsys.readouterr().out.startswith(f"wrote {target}: the results of 1 experiment ")
     assert "hero-test" in target.read_text()
+
+
+def test_text_report_tells_apart_variants_whose_names_begin_alike(tmp_path: Path) -> None:
+    # Names were cut to 16 characters: free-shipping-banner-eu and -us both printed as
+    # free-shipping-b…, and which row was which could not be read.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        "slots: {hero: {}}\ngoals: {purchase: {when: {request.path: /thanks}}}\n"
+        "experiments:\n  - name: shipping\n    slot: hero\n    goals: [purchase]\n"
+        "    variants:\n      control: {}\n      free-shipping-banner-eu: {html: EU}\n"
+        "      free-shipping-banner-us: {html: US}\n")
+
+    async def count(url: str) -> None:
+        counters = Accumulator()
+        for variant, converted in (("control", 5), ("free-shipping-banner-eu", 9),
+                                   ("free-shipping-banner-us", 14)):
+            for _ in range(100):
+                counters.expose("shipping", variant, day=DAYS[0])
+            for _ in range(converted):
+                counters.convert("shipping", variant, "purchase", day=DAYS[0])
+        counters.collect()
+        store = open_store(url)
+        try:
+            await store.flush(counters.pending_batch(10_000))
+        finally:
+            await store.close()
+
+    data = tmp_path / "data"
+    data.mkdir()
+    anyio.run(count, sqlite_url(data / "ep.db"))
+    result = subprocess.run([sys.executable, "-m", "edge_personalizer", "report", "--rules",
+                             str(rules), "--data-dir", str(data)],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in result.stdout.splitlines()
+            if line.startswith("    ") and line.split()[0].startswith(("control", "free"))}
+    assert rows == {"control": ["100", "5"], "free-shipping-banner-eu": ["100", "9"],
+                    "free-shipping-banner-us": ["100", "14"]}
+    header = next(line for line in result.stdout.splitlines() if "variant" in line)
+    assert header.index("exposed") > len("    free-shipping-banner-eu")   # the column fits

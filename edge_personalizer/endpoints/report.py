@@ -3,10 +3,12 @@ it shares with the dashboard's pages (the same rates, uplifts and warnings eithe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from ..rules.compile.context import UNPRINTABLE
 from .charts import percent, span
 from .verdicts import leader_of, segment_leaders
 
@@ -78,20 +80,22 @@ def render_text(report: Mapping[str, Any]) -> str:
             lines.append(f"  goal {goal_name}" + (
                 f" (rates, uplifts and values per visitor weighted by {goal['weighted_by']}; "
                 "exposed and converted as counted)" if goal.get("weighted_by") else ""))
-            lines.append(f"    {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
+            holdout = goal.get("holdout")
+            shown = _column([*goal["variants"], *(_HOLDOUT_ROWS if holdout else ())])
+            width = _width(shown.values())
+            lines.append(f"    {'variant':<{width}} {'exposed':>9} {'converted':>9} {'rate':>7} "
                          f"{'95% interval':>17} {'uplift':>8} {'uplift interval':>19} "
                          f"{'chance':>7} {'risk':>9}" + ("  value/visitor" if valued else ""))
             for name, v in goal["variants"].items():
-                lines.append(_row(name, v, valued=valued,
+                lines.append(_row(shown[name], width, v, valued=valued,
                                   base="control" if name == goal["control"] else None)
                              + ("  (removed from the rules)" if v["removed"] else ""))
-            holdout = goal.get("holdout")
             if holdout is not None:
                 lines += ["    against the holdout (the page as it is), every variant together, "
                           "both counted where both were shown:",
-                          _row("held out", holdout["held_out"], base="baseline",
+                          _row("held out", width, holdout["held_out"], base="baseline",
                                valued=valued),
-                          _row("all variants", holdout["experiment"], valued=valued)]
+                          _row("all variants", width, holdout["experiment"], valued=valued)]
             leader, chance = leader_of(goal)
             leaders = segment_leaders(goal)
             if leader is not None and chance is not None:
@@ -122,11 +126,13 @@ def render_text(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _row(name: str, v: Mapping[str, Any], *, valued: bool, base: str | None = None) -> str:
+def _row(shown: str, width: int, v: Mapping[str, Any], *, valued: bool,
+         base: str | None = None) -> str:
     """One line of a goal's table: `v`'s numbers against what it is compared with, or
-    (`base`: the word in its uplift column) what the others are compared with."""
+    (`base`: the word in its uplift column) what the others are compared with; `shown`:
+    its name as its column (`width` wide) shows it."""
     uplift = span(v["uplift_low"], v["uplift_high"], "..")
-    return (f"    {_clipped(name):<16} {v['exposed']:>9,} {v['converted']:>9,} "
+    return (f"    {shown:<{width}} {v['exposed']:>9,} {v['converted']:>9,} "
             f"{pct(v['rate']):>7} {_rate_interval(v):>17} "
             f"{base or signed(v['uplift']):>8} "
             f"{uplift:>19} {pct(v['chance_to_beat_control']):>7} {points(v['risk']):>9}"
@@ -138,9 +144,27 @@ def _few(v: Mapping[str, Any]) -> str:
     return "  (too few conversions to judge yet)" if v.get("too_few_conversions") else ""
 
 
-def _clipped(name: str) -> str:
-    """A name cut to its table column (16 characters)."""
-    return name if len(name) <= 16 else name[:15] + "…"
+_HOLDOUT_ROWS = ("held out", "all variants")
+_NARROWEST = 16   # a name column's width when its names are shorter
+_WIDEST = 40      # ... and at most, unless cutting would make two names alike
+_UNPRINTABLE = re.compile(f"[{UNPRINTABLE}]")
+
+
+def _column(names: Iterable[str]) -> dict[str, str]:
+    """Each of a column's names as it shows it: a control character written as an escape
+    (\\x1b, \\n: results counted under such a name before the rules refused it), and a name
+    longer than the column cut in its middle (its start and end tell apart
+    free-shipping-banner-eu and -us); whole where cutting leaves two alike."""
+    printable = {name: _UNPRINTABLE.sub(
+        lambda found: found.group().encode("unicode_escape").decode(), name) for name in names}
+    cut = {name: shown if len(shown) <= _WIDEST
+           else shown[:_WIDEST - 13] + "…" + shown[-12:] for name, shown in printable.items()}
+    return cut if len(set(cut.values())) == len(cut) else printable
+
+
+def _width(shown: Iterable[str]) -> int:
+    """A name column's width: its longest name, at least _NARROWEST."""
+    return max([_NARROWEST, *map(len, shown)])
 
 
 def _rate_interval(v: Mapping[str, Any]) -> str:
@@ -155,11 +179,15 @@ def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list
     kind = "segment" if per == "segment" else "cell"
     heading = "segment" if per == "segment" else \
         "cell (" + ", ".join(per) + ")" if per else "cell"   # (a stopped one's: unknown)
+    cells = _column(goal["segments"])
+    variants = _column([*(name for result in goal["segments"].values()
+                          for name in result["variants"]), *_HOLDOUT_ROWS])
+    wide, width = _width(cells.values()), _width(variants.values())
     lines = [f"    by {heading}",
-             f"      {kind:<16} {'variant':<16} {'exposed':>9} {'converted':>9} {'rate':>7} "
-             f"{'95% interval':>17} {'uplift':>9} {'chance':>7}"]
+             f"      {kind:<{wide}} {'variant':<{width}} {'exposed':>9} {'converted':>9} "
+             f"{'rate':>7} {'95% interval':>17} {'uplift':>9} {'chance':>7}"]
     for cell, result in goal["segments"].items():
-        shown_cell = _clipped(cell)
+        shown_cell = cells[cell]
         rows = [(name, v, "control" if name == result["control"] else None)
                 for name, v in result["variants"].items()]
         holdout = result.get("holdout")
@@ -168,12 +196,12 @@ def _segment_lines(goal: Mapping[str, Any], per: str | list[str] | None) -> list
                      ("all variants", holdout["experiment"], None)]
         for name, v, base in rows:
             lines.append(
-                f"      {shown_cell:<16} {_clipped(name):<16} {v['exposed']:>9,} "
+                f"      {shown_cell:<{wide}} {variants[name]:<{width}} {v['exposed']:>9,} "
                 f"{v['converted']:>9,} {pct(v['rate']):>7} {_rate_interval(v):>17} "
                 f"{base or signed(v['uplift']):>9} {pct(v['chance_to_beat_control']):>7}"
                 + _few(v))
             shown_cell = ""
         if result["srm"]:
-            lines.append(f"      {'':<16} WARNING sample ratio mismatch in this {kind} "
+            lines.append(f"      {'':<{wide}} WARNING sample ratio mismatch in this {kind} "
                          f"(p = {p_value(result['srm_p'])})")
     return lines

@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from edge_personalizer.endpoints.dashboard_views import make_snapshot
 from edge_personalizer.endpoints.report import (
+    _column,
     _segment_lines,
     amount,
     count,
@@ -109,7 +110,7 @@ def test_text_report_marks_a_rule_since_removed_from_the_rules() -> None:
     assert "purchase 0 (– of 0 from 2026-11-02)" in joined
 
 
-def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
+def test_text_report_has_a_table_per_cell_with_columns_as_wide_as_their_names(
         tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(PER_DEVICE)
     ruleset = load_rules(tmp_path)
@@ -129,10 +130,10 @@ def test_text_report_has_a_table_per_cell_with_names_cut_to_their_column(
     at = lines.index("    by cell (device.type)")
     rows = [line.split() for line in lines[at + 2:]]
     assert rows[0][:4] == ["desktop", "control", "700", "70"]
-    assert rows[1][:3] == ["a-variant-with-…", "300", "31"]   # the cell named once
+    assert rows[1][:3] == [long, "300", "31"]   # the cell named once
     assert rows[2][:4] == ["WARNING", "sample", "ratio", "mismatch"]   # 700 against 300
     assert rows[3][:4] == ["mobile", "control", "400", "40"]
-    assert rows[4][:3] == ["a-variant-with-…", "400", "80"]
+    assert rows[4][:3] == [long, "400", "80"]
     # mobile held visitors out: they, then every variant together against them
     assert rows[5][:4] == ["held", "out", "50", "2"] and rows[5][-2] == "baseline"
     assert rows[6][:4] == ["all", "variants", "800", "120"] and rows[6][6] == "+275.0%"
@@ -159,3 +160,20 @@ def test_a_stopped_experiments_cells_are_headed_as_cells() -> None:
     assert _segment_lines({"segments": {}}, None)[0] == "    by cell"
     assert _segment_lines({"segments": {}}, ["device.type"])[0] == "    by cell (device.type)"
     assert _segment_lines({"segments": {}}, "segment")[0] == "    by segment"
+
+
+def test_a_name_column_cuts_only_past_40_characters_and_keeps_names_apart() -> None:
+    # Names were cut to 16 characters: free-shipping-banner-eu and -us read alike.
+    eu, us = "free-shipping-banner-eu", "free-shipping-banner-us"
+    assert _column([eu, us]) == {eu: eu, us: us}
+    # past 40, cut in the middle: the start and the end stay
+    long_eu = "free-shipping-banner-for-the-whole-summer-season-eu"
+    long_us = long_eu.replace("-eu", "-us")
+    assert _column([long_eu, long_us]) == {
+        long_eu: "free-shipping-banner-for-th…er-season-eu",
+        long_us: "free-shipping-banner-for-th…er-season-us"}
+    # where the cut would leave two alike, whole
+    middle = [f"summer-campaign-banner-2026-{region}-free-shipping" for region in ("eu", "us")]
+    assert _column(middle) == {name: name for name in middle}
+    # a control character counted under an old name is shown escaped, not sent raw
+    assert _column(["a\x1b[31mRED\nline"]) == {"a\x1b[31mRED\nline": "a\\x1b[31mRED\\nline"}
