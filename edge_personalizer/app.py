@@ -335,7 +335,7 @@ def build_classifier(settings: Settings, *, keys: list[bytes], geo: GeoDatabase 
 _UNREAD: Mapping[RejectReason, str] = MappingProxyType({
     "malformed": "it is malformed",
     "signature": "its signature matches none of the profile_keys",
-    "oversized": "it is longer than profile_max_bytes",
+    "oversized": "it is longer than any profile cookie is written (4,000 bytes)",
     "expired": "it is older than profile_max_age_days",
     "version": "it was written in another format",
 })

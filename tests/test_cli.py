@@ -168,8 +168,8 @@ def test_validate_refuses_a_segment_named_as_the_visitors_in_none(tmp_path: Path
                             cwd=ROOT)
     assert result.returncode == 1
     assert result.stdout.splitlines()[0] == (
-        f"{tmp_path / 'r.yaml'}:3:3: segment 'other': the name is kept for the visitors in "
-        "none of the segments (per: segment counts them as other); name the segment otherwise")
+        f"{tmp_path / 'r.yaml'}:8:10: experiment 'e': per: segment counts the visitors in none "
+        "of the segments as other, and a segment is named other: name the segment otherwise")
 
 
 def test_validate_refuses_a_name_that_would_print_as_something_else(tmp_path: Path) -> None:

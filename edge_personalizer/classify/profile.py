@@ -248,9 +248,7 @@ class ProfileTracker:
         for the parent domain or another path, by an older configuration) and sends both,
         the older first: the one last seen is read, so page views are not counted against
         the stale one again and again."""
-        if not value:
-            return None
-        state, reason = self.codec.decode(value, now)
+        state, reason = self.codec.decode(value, now) if value else (None, None)
         if header.count(self._prefix) > 1:
             for other in cookie_values(header, self.cookie_name)[1:]:
                 found, _ = self.codec.decode(other, now)

@@ -166,6 +166,7 @@ class Trainer:
     async def update_weights(self) -> bool:
         """Publishes new weights for every bandit experiment that is due; True if it did."""
         specs = self.specs()
+        self.troubles.clear_others("bandit ", {f"bandit {s.experiment}" for s in specs})
         if not specs:
             return False
         now = self.clock()
@@ -178,6 +179,8 @@ class Trainer:
         for spec in due:
             held = table.experiments.get(spec.experiment)
             weights = await self._experiment_weights(spec, held, now)
+            if weights is not None and held is not None and _nothing_new(held, weights):
+                self.troubles.cleared(f"bandit {spec.experiment}")   # worked out again
             if weights is None or held is not None and _nothing_new(held, weights):
                 self._unchanged_at[spec.experiment] = now   # looked at again on its cadence
                 continue

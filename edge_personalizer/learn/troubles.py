@@ -64,6 +64,13 @@ class Troubles:
         if held is not None:
             self.logger.info("%s: works again (it failed %d times)", what, held.times)
 
+    def clear_others(self, prefix: str, kept: set[str]) -> None:
+        """The troubles of what starts with `prefix` but is not `kept` end (an experiment
+        removed from the rules, paused or ended: nothing of it fails any more)."""
+        for what in [what for what in self._held if what.startswith(prefix)]:
+            if what not in kept:
+                self.cleared(what)
+
     def __bool__(self) -> bool:
         return bool(self._held)
 

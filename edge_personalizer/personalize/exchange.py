@@ -14,7 +14,7 @@ from ..classify.visitor import Visitor
 from ..learn.goals import Conversion
 from ..rules.allocation import Allocations
 from ..rules.model import Decision
-from .slot_presence import page_key
+from .slot_presence import SlotPresence, page_key
 
 
 class Observer(Protocol):
@@ -127,3 +127,10 @@ class Exchange:
         it came): its headers, cookie and counts name none of them."""
         if self.decision.slots:
             self._decision = replace(self.decision, slots=MappingProxyType({}))
+
+    def trims_slots(self, presence: SlotPresence, *, keyed: bool) -> bool:
+        """Whether the slots its page lacks are dropped from the decision: it changes
+        slots, and is no preview, no page made for a segment an edge named (`keyed`
+        caching), and slots are learned (else every page is taken to have every slot)."""
+        return not self.preview and bool(self.decision.slots) \
+            and not (keyed and self.edge_segment is not None) and presence.learn

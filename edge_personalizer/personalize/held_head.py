@@ -71,16 +71,10 @@ def settle_known_slots(exchange: Exchange, headers: PageHeaders, head: ResponseH
     segment an edge named, nothing learned). `look_only` (a HEAD, which shows nothing
     and waits for no rewriter): what is known is used, and the view is not counted; a
     page whose slots are not known is taken to have none of the decision's."""
-    if exchange.preview:
+    slots = headers.personalizer.slots
+    if not exchange.trims_slots(slots, keyed=headers.cache.keyed):
         return True
     decision = exchange.decision
-    if not decision.slots:
-        return True
-    if headers.cache.keyed and exchange.edge_segment is not None:
-        return True   # an edge named the segment its cache keys this page on: made for it
-    slots = headers.personalizer.slots
-    if not slots.learn:
-        return True   # every page taken to have every slot
     page = exchange.page   # (worked out only here: a page with slots to know of)
     if look_only:
         gone = slots.known_gone(page, decision)

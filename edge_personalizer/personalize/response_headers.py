@@ -248,9 +248,10 @@ class PageHeaders:
         let a CDN keep it longer than the shared limit. One shared carries nobody's cookie.
         Its segment is the 200's: the decision without the slots its page is known to lack."""
         presence = self.personalizer.slots
-        gone = presence.known_gone(exchange.page, exchange.decision)
-        if gone:
-            exchange.settle(presence.trim(exchange.decision, gone))
+        if exchange.trims_slots(presence, keyed=self.cache.keyed):
+            gone = presence.known_gone(exchange.page, exchange.decision)
+            if gone:
+                exchange.settle(presence.trim(exchange.decision, gone))
         ruled = [line for line in exchange.decision.header_lines if line[0] == b"cache-control"]
         headers, shared = self.cache_headers([*message.get("headers", ()), *ruled], exchange,
                                              head)

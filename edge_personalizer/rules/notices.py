@@ -186,7 +186,7 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
 # Visitor fields whose values any client writes as it likes: the query string (utm_*
 # fields), headers, cookies, the User-Agent's words, the referrer. Fields of a few known
 # values (referral.medium, device.type) are not among them.
-_CLIENT_FILLED = ("referral.", "request.", "profile.first_referral.",
+_CLIENT_FILLED = ("referral.", "request.", "language.", "profile.first_referral.",
                   "profile.last_referral.", "profile.visitor_id", "device.os_version",
                   "device.browser_version", "device.brand", "device.model", "device.bot_name")
 
@@ -202,8 +202,9 @@ def _cells_clients_make(experiment: Experiment) -> Notice | None:
         f"experiment {experiment.name!r} learns per: {', '.join(free)}, which any client "
         "fills as it likes (a link's ?utm_source=, a header): every made-up value is a "
         f"cell. Its {settings.max_cells} cells with the most visitors have weights of their "
-        "own (bandit: max_cells) and the rest share one row, so a flood of made-up values "
-        "takes no real cell's weights; still, per: a field of few values "
+        "own (bandit: max_cells) and the rest share one row, so made-up values grow "
+        "neither the table nor the work (though made-up values each sent by more visitors "
+        "than a real cell has take its place); per: a field of few values "
         "(referral.medium, device.type) or per: segment learns for more of your visitors"),
         experiment.name, unreached=False)
 

@@ -10,7 +10,6 @@ import math
 import sys
 from typing import Any
 
-from .allocation import NO_SEGMENT
 from .compile import OPERATORS
 from .compile.actions import FORBIDDEN_HEADERS
 from .compile.context import NAME, UNPRINTABLE
@@ -208,11 +207,10 @@ def _cookies() -> dict[str, Any]:
 _SPACES = "\\x20\\xa0\\u1680\\u2000-\\u200a\\u202f\\u205f\\u3000"
 
 
-def _free_name(*refused: str) -> dict[str, Any]:
+def _free_name() -> dict[str, Any]:
     """A name written freely (a segment's, an interest's): not blank, with no character of
-    UNPRINTABLE, nor one of the names `refused` (patterns)."""
-    return {"pattern": f"[^{_SPACES}{UNPRINTABLE}]", "not": {"anyOf": [
-        {"pattern": f"[{UNPRINTABLE}]"}, *({"pattern": name} for name in refused)]}}
+    UNPRINTABLE."""
+    return {"pattern": f"[^{_SPACES}{UNPRINTABLE}]", "not": {"pattern": f"[{UNPRINTABLE}]"}}
 
 
 _DATE = f"^{DATE}$"
@@ -311,8 +309,8 @@ def build_schema() -> dict[str, Any]:
                                    "description": {"type": "string"}}}]}},
             "interests": {"type": "object", "propertyNames": _free_name(), "additionalProperties": {
                 "type": "array", "items": {"type": "string", "pattern": "^/"}, "minItems": 1}},
-            "segments": {"type": "object", "propertyNames": _free_name(   # (other: in none)
-                f"^{any_case(NO_SEGMENT)}$"), "additionalProperties": {
+            "segments": {"type": "object", "propertyNames": _free_name(),
+                         "additionalProperties": {
                 "type": "object", "required": ["when"], "additionalProperties": False,
                 "properties": {"when": {"$ref": "#/$defs/conditions"},
                                "description": {"type": "string"}}}},

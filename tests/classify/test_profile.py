@@ -177,7 +177,7 @@ def test_of_a_cookie_sent_twice_the_one_last_seen_is_read() -> None:
     fresh = cookie_of(t, visit(t, stale, T0 + 60))
     for header in (f"ep_profile={stale}; ep_profile={fresh}",
                    f"ep_profile={fresh}; ep_profile={stale}",
-                   f"ep_profile=forged; ep_profile={fresh}"):
+                   f"ep_profile=forged; ep_profile={fresh}", f"ep_profile=; ep_profile={fresh}"):
         first = header.split(";")[0].split("=", 1)[1]
         profile = t.observe(cookies={"ep_profile": first}, headers={"cookie": header},
                             now=T0 + 120, path="/", page_view=True, referral=lambda: SEARCH)

@@ -605,7 +605,8 @@ async def test_a_bug_in_one_experiments_weights_is_told_once_and_stops_no_other(
 
     monkeypatch.setattr(bandit, "experiment_weights", broken)
     clock = Clock()
-    trainer = Trainer(store, specs=lambda: [SPEC, PROMO], learn_interval=None, clock=clock)
+    specs = [SPEC, PROMO]
+    trainer = Trainer(store, specs=lambda: specs, learn_interval=None, clock=clock)
     with caplog.at_level(logging.INFO, logger="edge_personalizer.learn.trainer"):
         for _ in range(5):
             await count_promo(store, 1)
@@ -620,6 +621,11 @@ async def test_a_bug_in_one_experiments_weights_is_told_once_and_stops_no_other(
     assert "ZeroDivisionError" in logged.getMessage()
     assert "new visitors are shared out by its starting weights" in logged.getMessage()
     assert trainer.health()["troubles"][0]["times"] == 5
+    # removed from the rules (or paused, or ended): its trouble ends with it, and health
+    # and the alert on ep_learning_troubles clear without a restart
+    specs[:] = [PROMO]
+    await trainer.step()
+    assert trainer.health()["status"] == "ok" and trainer.health()["troubles"] == []
 
 
 async def test_a_learning_step_that_keeps_failing_is_told_once_per_cause(

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from ..allocation import Allocation, BanditSettings, Cells
+from ..allocation import NO_SEGMENT, Allocation, BanditSettings, Cells
 from ..conditions import AllOf, Condition
 from ..durations import seconds_in
 from ..fields import lookup, normalize, suggest
@@ -228,6 +228,10 @@ def _cells(ctx: CompileContext, raw: Any, at: KeyPath) -> Cells:
     if raw == "segment":
         if not ctx.segment_sources:
             raise Invalid("per: segment needs a segments: section to take the cells from", at)
+        if NO_SEGMENT in ctx.segment_sources:
+            raise Invalid(f"per: segment counts the visitors in none of the segments as "
+                          f"{NO_SEGMENT}, and a segment is named {NO_SEGMENT}: name the "
+                          "segment otherwise", at)
         return Cells(segments=tuple(segment(ctx, name, at) for name in ctx.segment_sources))
     names = [raw] if isinstance(raw, str) else raw
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):

@@ -7,7 +7,6 @@ from typing import Any
 
 import lolhtml
 
-from ..allocation import NO_SEGMENT
 from ..fields import suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import INJECTIONS, PAGE_ACTIONS, Slot
@@ -178,10 +177,6 @@ def collect_segments(ctx: CompileContext, rule_files: RuleFiles) -> None:
                 ctx.fail(rule_file, f"segment {name!r}: {UNPRINTABLE_RULE}"
                          if str(name).strip() else "a segment needs a name", at, None,
                          on_key=True)
-            elif str(name).casefold() == NO_SEGMENT:
-                ctx.fail(rule_file, f"segment {name!r}: the name is kept for the visitors in "
-                         f"none of the segments (per: segment counts them as {NO_SEGMENT}); "
-                         "name the segment otherwise", at, None, on_key=True)
             elif isinstance(spec, dict) and set(spec) - {"when", "description"}:
                 key = sorted(str(k) for k in spec if k not in ("when", "description"))[0]
                 ctx.fail(rule_file, f"segment {name!r}: unknown key {key!r}; a segment has "

@@ -333,3 +333,20 @@ def test_weights_stay_within_shares_a_sum_can_tell(tmp_path: Path, weights: str,
     assert [line for line, _ in said] == lines
     assert all("weight is a positive number, from 0.000001 up to 1,000,000,000" in reason
                for _, reason in said)
+
+
+def test_no_segment_is_named_as_the_visitors_in_none_are_where_they_are_counted(
+        tmp_path: Path) -> None:
+    # A segment named other, beside an experiment counted per: segment, had its visitors
+    # counted in one cell with everyone in no segment. Without one, the name is free (rule
+    # files that read segment: other loaded before and still do).
+    segments = ("segments:\n  other: {when: {device.type: mobile}}\n"
+                "  Other: {when: {device.type: tablet}}\nslots: {hero: {}}\n")
+    assert told(tmp_path, segments + "rules:\n  - {name: r, when: {segment: other}, "
+                                     "then: {hero: x}}\n") == []
+    assert told(tmp_path, segments + "experiments:\n  - name: e\n    slot: hero\n"
+                                     "    per: segment\n    variants: {a: {}, b: {html: x}}\n"
+                ) == [(8, "experiment 'e': per: segment counts the visitors in none of the "
+                          "segments as other, and a segment is named other: name the segment "
+                          "otherwise")]
+

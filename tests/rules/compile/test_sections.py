@@ -101,18 +101,6 @@ def test_each_interest_pattern_that_is_no_path_is_told_at_its_line(tmp_path: Pat
             "e.g. '/trails'")]
 
 
-def test_no_segment_is_named_as_the_visitors_in_none_are(tmp_path: Path) -> None:
-    # A segment named other validated, and per: segment counted its visitors in one cell
-    # with everyone in no segment.
-    assert told(tmp_path, "segments:\n  other: {when: {device.type: mobile}}\n"
-                          "  Other: {when: {device.type: tablet}}\n"
-                          "  others: {when: {device.type: desktop}}\n") == [
-        (2, "segment 'other': the name is kept for the visitors in none of the segments "
-            "(per: segment counts them as other); name the segment otherwise"),
-        (3, "segment 'Other': the name is kept for the visitors in none of the segments "
-            "(per: segment counts them as other); name the segment otherwise")]
-
-
 RULE = ("a name may not hold a control character (a line break, a tab, an escape) or an "
         "invisible one (zero-width, a direction mark): names are printed in reports, "
         "terminals and dashboards")
