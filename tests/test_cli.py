@@ -103,6 +103,12 @@ def test_serve_with_bad_rules_exits_before_listening(tmp_path: Path) -> None:
     assert len(lines) == 3 and "more)" not in result.stderr
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, its output as text."""
+    return subprocess.run([sys.executable, "-m", "edge_personalizer", *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
 def test_a_number_too_large_for_a_float_is_told_at_its_place_not_a_traceback(
         tmp_path: Path) -> None:
     # validate ended in "OverflowError: int too large to convert to float" (with
@@ -119,23 +125,18 @@ def test_a_number_too_large_for_a_float_is_told_at_its_place_not_a_traceback(
             f"{where}:10:14: experiment 'e': holdout is a percentage from 0 up to (not "
             "including) 100",
             f"{where}:11:34: experiment 'e': weight is a positive number"]
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "edge_personalizer", *args],
-                              capture_output=True, text=True, timeout=60, cwd=ROOT)
-
-    text = run("validate", str(tmp_path))
+    text = _cli("validate", str(tmp_path))
     assert (text.returncode, text.stderr) == (1, "")
     lines = text.stdout.splitlines()
     assert len(lines) == 4
     assert all(line.startswith(one) for line, one in zip(lines[:3], told, strict=True))
     assert lines[3] == "1 file: 3 errors (0 rules and 0 experiments compile without errors)"
-    as_json = run("validate", str(tmp_path), "--format", "json")
+    as_json = _cli("validate", str(tmp_path), "--format", "json")
     assert (as_json.returncode, as_json.stderr) == (1, "")
     errors = json.loads(as_json.stdout)["errors"]
     assert [(e["line"], e["column"]) for e in errors] == [(5, 34), (10, 14), (11, 34)]
-    serve = run("serve", "--origin", "http://127.0.0.1:9", "--rules", str(tmp_path),
-                "--port", str(free_port()))
+    serve = _cli("serve", "--origin", "http://127.0.0.1:9", "--rules", str(tmp_path),
+                 "--port", str(free_port()))
     assert serve.returncode == 2 and "Traceback" not in serve.stderr
     assert serve.stderr.splitlines()[0] == f"edge-personalizer: {told[0]}"
 
@@ -146,9 +147,7 @@ def test_validate_refuses_weights_whose_sum_is_too_large(tmp_path: Path) -> None
     (tmp_path / "r.yaml").write_text(
         "slots: {hero: {}}\nexperiments:\n  - name: e\n    slot: hero\n    variants:\n"
         "      control: {weight: 1.0e308}\n      bold: {weight: 1.0e308, html: x}\n")
-    result = subprocess.run([sys.executable, "-m", "edge_personalizer", "validate",
-                             str(tmp_path)], capture_output=True, text=True, timeout=60,
-                            cwd=ROOT)
+    result = _cli("validate", str(tmp_path))
     assert result.returncode == 1
     where = tmp_path / "r.yaml"
     assert [line.split(": weight is")[0] for line in result.stdout.splitlines()[:2]] == [
@@ -163,9 +162,7 @@ def test_validate_refuses_a_segment_named_as_the_visitors_in_none(tmp_path: Path
         "slots: {hero: {}}\nsegments:\n  other: {when: {device.type: mobile}}\n"
         "  desktop: {when: {device.type: desktop}}\nexperiments:\n  - name: e\n"
         "    slot: hero\n    per: segment\n    variants: {a: {}, b: {html: x}}\n")
-    result = subprocess.run([sys.executable, "-m", "edge_personalizer", "validate",
-                             str(tmp_path)], capture_output=True, text=True, timeout=60,
-                            cwd=ROOT)
+    result = _cli("validate", str(tmp_path))
     assert result.returncode == 1
     assert result.stdout.splitlines()[0] == (
         f"{tmp_path / 'r.yaml'}:8:10: experiment 'e': per: segment counts the visitors in none "
@@ -178,9 +175,7 @@ def test_validate_refuses_a_name_that_would_print_as_something_else(tmp_path: Pa
     (tmp_path / "r.yaml").write_text(
         'slots: {hero: {}}\nsegments:\n  "a\\e[31mRED\\nline": {when: {device.type: mobile}}\n'
         "  phones: {when: {device.type: mobile}}\n")
-    result = subprocess.run([sys.executable, "-m", "edge_personalizer", "validate",
-                             str(tmp_path)], capture_output=True, text=True, timeout=60,
-                            cwd=ROOT)
+    result = _cli("validate", str(tmp_path))
     assert result.returncode == 1 and "\x1b" not in result.stdout
     assert result.stdout.splitlines()[0] == (
         f"{tmp_path / 'r.yaml'}:3:3: segment 'a\\x1b[31mRED\\nline': a name may not hold a "

@@ -27,7 +27,7 @@ from edge_personalizer.learn.store import Store, open_store
 from edge_personalizer.learn.trainer import Trainer, bandit_specs
 from edge_personalizer.rules.book import check_rules
 
-from ..servers import RedisServer, start_origin, start_proxy
+from ..servers import RedisServer, Server, start_origin, start_proxy
 
 pytestmark = pytest.mark.anyio
 SPEC = BanditSpec("hero-test", (("control", 1), ("a", 1), ("b", 1)), goal="purchase",
@@ -387,15 +387,21 @@ def _visit(client: httpx.Client, segment: str, cookie: str = "") -> tuple[str, s
     return variant, page.headers.get("set-cookie", cookie).split(";", 1)[0]
 
 
-def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
-        tmp_path: Path) -> None:
+def _serving(tmp_path: Path, rules_text: str, **env: str) -> tuple[Server, Server]:
+    """The test origin and a server in front of it with `rules_text`, writing counts every
+    0.2 s, its results behind TOKEN."""
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "experiment.yaml").write_text(SERVER_RULES)
+    (rules / "rules.yaml").write_text(rules_text)
     origin = start_origin(tmp_path)
-    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
-        "EP_VARIANT_HEADER": "true", "EP_STORE_FLUSH_INTERVAL": "0.2",
-        "EP_PROFILE_COOKIE_SECURE": "false", "EP_ADMIN_TOKEN": TOKEN})
+    return origin, start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
+        "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_ADMIN_TOKEN": TOKEN, **env})
+
+
+def test_a_bandit_learns_each_segments_best_variant_in_the_running_server(
+        tmp_path: Path) -> None:
+    origin, proxy = _serving(tmp_path, SERVER_RULES, EP_VARIANT_HEADER="true",
+                             EP_PROFILE_COOKIE_SECURE="false")
     try:
         with httpx.Client(base_url=proxy.url, timeout=10.0) as client:
             first = [_visit(client, "s1") for _ in range(120)]
@@ -722,12 +728,7 @@ def test_a_flood_of_made_up_cells_leaves_every_bandit_learning_in_the_running_se
     import random
     import string
 
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "experiments.yaml").write_text(FLOOD_RULES)
-    origin = start_origin(tmp_path)
-    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules), env={
-        "EP_STORE_FLUSH_INTERVAL": "0.2", "EP_ADMIN_TOKEN": TOKEN})
+    origin, proxy = _serving(tmp_path, FLOOD_RULES)
     letters = random.Random(7)
     made_up = ["/slotted/home?utm_source=" + "".join(letters.choices(string.ascii_lowercase,
                                                                     k=40))
