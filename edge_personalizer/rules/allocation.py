@@ -36,6 +36,7 @@ class BanditSettings:
     update_every: float = 3600.0
     metric: Metric = "conversion"
     max_cells: int = 100   # cells with weights of their own; the rest share one row
+    max_cells_written: bool = False   # set in the rules (a per: clients fill, acknowledged)
 
 
 @dataclass(frozen=True)

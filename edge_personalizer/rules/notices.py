@@ -196,13 +196,15 @@ def _cells_clients_make(experiment: Experiment) -> Notice | None:
     settings = experiment.bandit
     free = [name for name in experiment.cells.fields if name.startswith(_CLIENT_FILLED)
             and not getattr(lookup(name)[0], "values", ())]
-    if experiment.allocation != "bandit" or settings is None or not free:
+    if experiment.allocation != "bandit" or settings is None or not free \
+            or settings.max_cells_written:   # the cells' bound chosen knowingly
         return None
     return Notice(experiment.source, "experiment", (
         f"experiment {experiment.name!r} learns per: {', '.join(free)}, which any client "
         "fills as it likes (a link's ?utm_source=, a header): every made-up value is a "
         f"cell. Its {settings.max_cells} cells with the most visitors have weights of their "
-        "own (bandit: max_cells) and the rest share one row, so made-up values grow "
+        "own (bandit: max_cells, which, written, says so knowingly and ends this warning) "
+        "and the rest share one row, so made-up values grow "
         "neither the table nor the work (though made-up values each sent by more visitors "
         "than a real cell has take its place); per: a field of few values "
         "(referral.medium, device.type) or per: segment learns for more of your visitors"),

@@ -284,7 +284,8 @@ def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:
     if errors:
         raise Invalids(errors)
     return BanditSettings(burn_in=burn_in, floor=float(floor), metric=metric,
-                          update_every=update_every, max_cells=max_cells)
+                          update_every=update_every, max_cells=max_cells,
+                          max_cells_written="max_cells" in raw)
 
 
 def _duration(raw: Any, at: KeyPath) -> float:
