@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from ..rules.model import HOLDOUT
-from .counters import CountKey, Tally, on_goal
+from .counters import CountKey, Tally, most_exposed, on_goal
 from .judging import from_day
 
 if TYPE_CHECKING:
@@ -207,14 +207,6 @@ class ExperimentWeights:
         return self.starting if held is None else held.weights
 
 
-def kept_cells(tallied: Mapping[str, Mapping[str, Tally]], most: int) -> set[str]:
-    """The `most` cells with the most exposed visitors (a tie goes to the first name, so
-    every trainer keeps the same)."""
-    exposed = sorted((-sum(t.exposures for t in tallies.values()), cell)
-                     for cell, tallies in tallied.items())
-    return {cell for _, cell in exposed[:most]}
-
-
 def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
                        version: int, now: float) -> ExperimentWeights:
     """Every counted cell's weights for `spec`, numbered `version`: from the visitors
@@ -223,7 +215,8 @@ def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
     cells = {}
     rows = from_day(rows, spec.since)
     tallied = cell_tallies(rows, spec.experiment, spec.goal)
-    kept = kept_cells(tallied, spec.max_cells)
+    kept = set(most_exposed({cell: sum(t.exposures for t in tallies.values())
+                             for cell, tallies in tallied.items()}, spec.max_cells))
     pooled: dict[str, Tally] = {}
     for cell, tallies in sorted(tallied.items()):
         if cell not in kept:

@@ -226,6 +226,13 @@ class Accumulator:
                                      held.value_sq_sum - written.value_sq_sum)
 
 
+def most_exposed(exposed: Mapping[str, int], most: int) -> list[str]:
+    """The `most` cells with the most exposed visitors, most first (a tie goes to the first
+    name, so every worker and instance picks the same): the cells the results judge one by
+    one, and those a bandit keeps weights of their own for."""
+    return sorted(exposed, key=lambda cell: (-exposed[cell], cell))[:most]
+
+
 def on_goal(key: CountKey, tally: Tally, goal: str) -> Tally | None:
     """What a store row counts toward one goal's results: its exposures (an exposure row),
     its conversions on `goal`, or nothing (another goal's)."""

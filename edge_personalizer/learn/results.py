@@ -35,6 +35,7 @@ from .counters import (
     TAKEN,
     CountKey,
     Tally,
+    most_exposed,
 )
 from .judging import Plan, exposed, from_day, judged_on
 from .rule_results import rule_results
@@ -72,10 +73,6 @@ def _exposed_by_cell(rows: Mapping[CountKey, Tally]) -> dict[str, int]:
     return exposed
 
 
-def _most_exposed(exposed: Mapping[str, int]) -> list[str]:
-    return sorted(exposed, key=lambda cell: (-exposed[cell], cell))[:MAX_CELLS]
-
-
 def cells_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> list[str]:
     """The cells to judge the experiment in, from its rows: every segment the rules name
     and `other` (then cells counted under segments since renamed), or the most exposed
@@ -86,7 +83,7 @@ def cells_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> list[str
     if experiment.cells.segments:
         named = [segment.name for segment in experiment.cells.segments] + [NO_SEGMENT]
         return named + sorted(set(exposed) - set(named))
-    return _most_exposed(exposed)
+    return most_exposed(exposed, MAX_CELLS)
 
 
 def _variants_counted(rows: Mapping[CountKey, Tally]) -> list[str]:
@@ -217,7 +214,7 @@ def stopped_results(name: str, totals: Mapping[CountKey, Tally],
                     control, len(periods) > 1, None, False)
 
     exposed = _exposed_by_cell(rows)
-    cells = _most_exposed(exposed) if set(exposed) - {ALL_VISITORS} else []
+    cells = most_exposed(exposed, MAX_CELLS) if set(exposed) - {ALL_VISITORS} else []
     return {"name": name, "status": "stopped", "per": None,
             **_judge(plan_of_stopped(rows), goals, rows, cells, since, plan_of_stopped)}
 

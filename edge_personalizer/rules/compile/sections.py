@@ -140,19 +140,30 @@ def _selector_problem(selector: str) -> str | None:
     return None
 
 
+def _refused_name(ctx: CompileContext, rule_file: RuleFile, kind: str, name: str,
+                  at: KeyPath) -> bool:
+    """Whether a name written freely (an interest's, a segment's) is refused, and told so:
+    defined before, blank, or holding a character of UNPRINTABLE."""
+    before = ctx.defined_before(kind, name, rule_file, at)
+    if before is not None:
+        ctx.fail(rule_file, f"{kind} {name!r} is defined twice (first at {before})", at, None)
+    elif not name.strip():
+        ctx.fail(rule_file, f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} needs a name", at,
+                 None, on_key=True)
+    elif unprintable(name):
+        ctx.fail(rule_file, f"{kind} {name!r}: {UNPRINTABLE_RULE}", at, None, on_key=True)
+    else:
+        return False
+    return True
+
+
 def collect_interests(ctx: CompileContext, rule_files: RuleFiles) -> None:
     for rule_file, section in sections(rule_files, "interests"):
         for name, patterns in _mapping(ctx, rule_file, section, "interests").items():
             at: KeyPath = ("interests", str(name))
-            before = ctx.defined_before("interest", str(name), rule_file, at)
-            if before is not None:
-                ctx.fail(rule_file, f"interest {name!r} is defined twice (first at {before})",
-                         at, None)
-            elif not str(name).strip() or unprintable(str(name)):
-                ctx.fail(rule_file, f"interest {name!r}: {UNPRINTABLE_RULE}"
-                         if str(name).strip() else "an interest needs a name", at, None,
-                         on_key=True)
-            elif not isinstance(patterns, list) or not patterns:
+            if _refused_name(ctx, rule_file, "interest", str(name), at):
+                continue
+            if not isinstance(patterns, list) or not patterns:
                 ctx.fail(rule_file, "an interest is a list of path patterns such as "
                          '["/running", "/running/*"]', at, None)
             elif wrong := [(i, p) for i, p in enumerate(patterns)
@@ -169,15 +180,9 @@ def collect_segments(ctx: CompileContext, rule_files: RuleFiles) -> None:
     for rule_file, section in sections(rule_files, "segments"):
         for name, spec in _mapping(ctx, rule_file, section, "segments").items():
             at: KeyPath = ("segments", str(name))
-            before = ctx.defined_before("segment", str(name), rule_file, at)
-            if before is not None:
-                ctx.fail(rule_file, f"segment {name!r} is defined twice (first at {before})",
-                         at, None)
-            elif not str(name).strip() or unprintable(str(name)):
-                ctx.fail(rule_file, f"segment {name!r}: {UNPRINTABLE_RULE}"
-                         if str(name).strip() else "a segment needs a name", at, None,
-                         on_key=True)
-            elif isinstance(spec, dict) and set(spec) - {"when", "description"}:
+            if _refused_name(ctx, rule_file, "segment", str(name), at):
+                continue
+            if isinstance(spec, dict) and set(spec) - {"when", "description"}:
                 key = sorted(str(k) for k in spec if k not in ("when", "description"))[0]
                 ctx.fail(rule_file, f"segment {name!r}: unknown key {key!r}; a segment has "
                          "when, description" + suggest(key, ("when", "description")),
