@@ -214,6 +214,13 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def as_written(value: object) -> str:
+    """A value a message quotes, as repr() writes it, cut after 20 characters: YAML reads
+    an int of any number of digits (one of 400 was quoted whole)."""
+    written = repr(value)
+    return written if len(written) <= 24 else written[:20] + "…"
+
+
 def normalize(name: str) -> str:
     """Header names are case-insensitive: `request.header.X-Country` reads `x-country`."""
     if name.startswith("request.header."):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from .conditions import Condition
 from .durations import seconds_in
-from .fields import suggest
+from .fields import as_written, suggest
 from .model import DEFAULT_GOAL_WINDOW, Goal
 
 GOAL_KEYS = ("when", "status", "value", "window", "beacon", "description")
@@ -98,7 +98,7 @@ def _statuses(raw: Any, at: tuple[str | int, ...]) -> frozenset[int]:
     if raw is None:
         return frozenset()
     items = raw if isinstance(raw, list) else [raw]
-    wrong = [repr(s) for s in items
+    wrong = [as_written(s) for s in items
              if not isinstance(s, int) or isinstance(s, bool) or not 100 <= s <= 599]
     if not items or wrong:
         raise GoalInvalid("status is an HTTP status (200) or a list of them ([200, 201])"
@@ -124,11 +124,13 @@ def window_seconds(raw: Any, at: tuple[str | int, ...]) -> float:
     if raw is None:
         return DEFAULT_GOAL_WINDOW
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        raise GoalInvalid(f"window {raw}: write it with its unit ({raw}h, {raw}m or {raw}s; "
-                          "or days: 7d)", at)
+        written = as_written(raw)
+        number = written if written == repr(raw) else "72"   # (not 400 digits thrice)
+        raise GoalInvalid(f"window {written}: write it with its unit ({number}h, {number}m or "
+                          f"{number}s; or days: 7d)", at)
     seconds = seconds_in(str(raw))
     if seconds is None:
-        raise GoalInvalid(f"window {raw!r}: write 30m, 72h or 7d", at)
+        raise GoalInvalid(f"window {as_written(raw)}: write 30m, 72h or 7d", at)
     if not 0 < seconds <= MAX_WINDOW:
         raise GoalInvalid("window is more than 0 and at most 90 days", at)
     return seconds

@@ -5,6 +5,7 @@ from pathlib import Path
 from edge_personalizer.rules.book import check_rules, load_rules
 from edge_personalizer.rules.fields import (
     SHOWN_ONLY,
+    as_written,
     lookup,
     normalize,
     rules_can_read,
@@ -60,3 +61,10 @@ def test_the_fields_explain_shows_that_rules_cannot_read_are_named_so(tmp_path: 
     _, [error] = check_rules(tmp_path)
     assert error.reason == ("rule 'r': 'time.minute' is shown by explain, but rules cannot "
                             "read it (the fields rules read: docs/fields.md)")
+
+
+def test_a_value_is_quoted_as_written_up_to_twenty_characters() -> None:
+    assert as_written(10 ** 400) == "1" + "0" * 19 + "…"
+    assert as_written("x" * 30) == "'" + "x" * 19 + "…"
+    assert as_written(1.5) == "1.5" and as_written("tablett") == "'tablett'"
+    assert as_written(10 ** 23) == "1" + "0" * 23   # (24 characters: whole)

@@ -64,6 +64,26 @@ def test_a_bad_goal_names_file_line_and_reason(tmp_path: Path, text: str, messag
     assert str(errors[0]).startswith(str(tmp_path / "goals.yaml"))
 
 
+HUGE = "1" + "0" * 400   # YAML reads an int of any number of digits
+
+
+@pytest.mark.parametrize(("written", "reason"), [
+    # Each was quoted whole: 400 digits in one error (the window's four times)
+    (f"status: {HUGE}", "status is an HTTP status (200) or a list of them ([200, 201]); no "
+                        "status: 10000000000000000000…"),
+    (f"status: [200, -{HUGE}]", "status is an HTTP status (200) or a list of them ([200, "
+                                "201]); no status: -1000000000000000000…"),
+    (f"window: {HUGE}", "window 10000000000000000000…: write it with its unit (72h, 72m or "
+                        "72s; or days: 7d)"),
+    (f"window: '{HUGE}'", "window '1000000000000000000…: write 30m, 72h or 7d"),
+])
+def test_a_number_of_many_digits_is_told_briefly_at_its_place(tmp_path: Path, written: str,
+                                                              reason: str) -> None:
+    (tmp_path / "goals.yaml").write_text(f"goals:\n  buy:\n    {written}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.column, e.reason) for e in errors] == [(3, 13, f"goal 'buy': {reason}")]
+
+
 @pytest.mark.parametrize(("raw", "seconds"), [(None, 72 * 3600.0), ("30m", 1800.0),
                                               ("1.5h", 5400.0), ("90s", 90.0)])
 def test_windows(raw: object, seconds: float) -> None:

@@ -29,7 +29,7 @@ from ..conditions import (
     Segment,
     Text,
 )
-from ..fields import FieldSpec, lookup, normalize, suggest
+from ..fields import FieldSpec, as_written, lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile
 from .context import (
     CompileContext,
@@ -244,7 +244,7 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
         raise Invalid(f"{name}: expected a value, got {kind_of(value)}", at)
     if spec.type == "boolean":
         if not isinstance(value, bool):
-            raise Invalid(f"{name} is true or false, got {value!r}", at)
+            raise Invalid(f"{name} is true or false, got {as_written(value)}", at)
         return value
     if spec.type == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
@@ -252,7 +252,7 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
             raise Invalid(f"{name} is a number, got {_not_a_number(value)}", at)
         if (spec.span is not None and not spec.span[0] <= value <= spec.span[1]) \
                 or (spec.whole and value % 1):
-            raise Invalid(f"{name} is {spec.span_words()}, got {value!r}", at)
+            raise Invalid(f"{name} is {spec.span_words()}, got {as_written(value)}", at)
         return value
     text = str(value)
     if spec.values:
@@ -288,7 +288,7 @@ def _not_a_number(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) \
             and not math.isfinite(as_float(value)):
         return "a number beyond ±1.8e308, too large to compare"
-    return f"{kind_of(value)} {value!r}"
+    return f"{kind_of(value)} {as_written(value)}"
 
 
 def _text(value: Any, op: str, at: KeyPath) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Final
 from ..allocation import NO_SEGMENT, Allocation, BanditSettings, Cells
 from ..conditions import AllOf, Condition
 from ..durations import seconds_in
-from ..fields import lookup, normalize, suggest
+from ..fields import as_written, lookup, normalize, suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import HOLDOUT, Content, Experiment
 from .actions import content
@@ -155,7 +155,7 @@ def _experiment(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath,
 
 def _paused(raw: Any, at: KeyPath) -> bool:
     if not isinstance(raw, bool):
-        raise Invalid(f"paused is true or false, not {raw!r}", at)
+        raise Invalid(f"paused is true or false, not {as_written(raw)}", at)
     return raw
 
 
@@ -217,8 +217,8 @@ def _allocation(raw: Any, at: KeyPath) -> Allocation:
         return "fixed"
     if raw == "bandit":
         return "bandit"
-    raise Invalid(f"allocation {raw!r}: fixed (the weights given) or bandit (learned per cell)",
-                  at)
+    raise Invalid(f"allocation {as_written(raw)}: fixed (the weights given) or bandit (learned "
+                  "per cell)", at)
 
 
 def _cells(ctx: CompileContext, raw: Any, at: KeyPath) -> Cells:
@@ -267,7 +267,7 @@ def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:
                               (*at, "floor")))
     metric = raw.get("metric", defaults.metric)
     if metric not in ("conversion", "value"):
-        errors.append(Invalid(f"metric {metric!r}: conversion (the rate) or value (per "
+        errors.append(Invalid(f"metric {as_written(metric)}: conversion (the rate) or value (per "
                               "visitor)", (*at, "metric")))
     max_cells = raw.get("max_cells", defaults.max_cells)
     if isinstance(max_cells, bool) or not isinstance(max_cells, int) \

@@ -13,7 +13,7 @@ from typing import Any, Final, NamedTuple
 from ...classify.visitor import WEEKDAYS
 from ...errors import RuleError
 from ..conditions import AllOf, Condition, Traffic
-from ..fields import DAY_GROUPS, DAYS_EXPECTED, FULL_DAY_NAMES, days_named, suggest
+from ..fields import DAY_GROUPS, DAYS_EXPECTED, FULL_DAY_NAMES, as_written, days_named, suggest
 from ..loader import KeyPath, RuleFile, RuleFiles
 from ..model import Rule
 from ..schedule import Schedule
@@ -354,7 +354,6 @@ def _hours(raw: Any, at: KeyPath) -> tuple[int, int]:
 def _traffic(raw: Any, name: str, at: KeyPath) -> Traffic:
     percent = percentage(raw, "traffic", at)
     if not 0 < percent <= 100:
-        written = repr(raw)
         raise Invalid("traffic is a share of visitors above 0 and up to 100 percent, got "
-                      + (written if len(written) <= 24 else written[:20] + "…"), at)
+                      + as_written(raw), at)
     return Traffic(percent=percent, salt=f"traffic:{name}")

@@ -141,6 +141,13 @@ HUGE = "1" + "0" * 400
      "time.hour is a number, got a number beyond ±1.8e308, too large to compare"),
     (f"{{geo.metro: {{in: [501, {HUGE}]}}}}",
      "geo.metro is a number, got a number beyond ±1.8e308, too large to compare"),
+    # a number of many digits a float holds, or more than 4,300 (read as text), or one
+    # where true or false belongs, was quoted whole
+    (f"{{time.hour: {HUGE[:300]}}}",
+     "time.hour is a whole number between 0 and 23, got 10000000000000000000…"),
+    (f"{{profile.visits: {HUGE * 12}}}",
+     "profile.visits is a number, got text '1000000000000000000…"),
+    (f"{{device.touch: {HUGE}}}", "device.touch is true or false, got 10000000000000000000…"),
 ])
 def test_a_number_that_is_no_number_is_named(tmp_path: Path, when: str, reason: str) -> None:
     _, errors = check_rules(rules_with(tmp_path, when))

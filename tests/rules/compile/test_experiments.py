@@ -316,6 +316,23 @@ def test_a_number_too_large_for_a_float_is_told_at_its_line(tmp_path: Path) -> N
     ]
 
 
+def test_a_setting_of_many_digits_is_told_briefly(tmp_path: Path) -> None:
+    # paused, allocation and metric quoted an int of 400 digits whole
+    huge = "1" + "0" * 400
+    assert told(tmp_path, "slots: {hero: {}, side: {}}\ngoals: {buy: {}}\nexperiments:\n"
+                          "  - name: e\n    slot: hero\n    paused: " + huge + "\n"
+                          "    allocation: " + huge + "\n    variants: {a: {}, b: {html: x}}\n"
+                          "  - name: f\n    slot: side\n    goals: [buy]\n"
+                          "    allocation: bandit\n    bandit: {metric: " + huge + "}\n"
+                          "    variants: {a: {}, b: {html: x}}\n") == [
+        (6, "experiment 'e': paused is true or false, not 10000000000000000000…"),
+        (7, "experiment 'e': allocation 10000000000000000000…: fixed (the weights given) or "
+            "bandit (learned per cell)"),
+        (13, "experiment 'f': metric 10000000000000000000…: conversion (the rate) or value "
+             "(per visitor)"),
+    ]
+
+
 @pytest.mark.parametrize(("weights", "lines"), [
     # Two weights of 1e308 were taken: their sum is infinite, every share nan, every
     # visitor went to one variant and the results ended in ZeroDivisionError.
