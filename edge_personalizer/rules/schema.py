@@ -13,7 +13,13 @@ from typing import Any
 from .compile import OPERATORS
 from .compile.actions import FORBIDDEN_HEADERS
 from .compile.context import NAME, UNPRINTABLE
-from .compile.experiments import MAX_CELLS_SPAN, MAX_WEIGHT, MIN_WEIGHT, UPDATE_EVERY_SPAN
+from .compile.experiments import (
+    MAX_BURN_IN,
+    MAX_CELLS_SPAN,
+    MAX_WEIGHT,
+    MIN_WEIGHT,
+    UPDATE_EVERY_SPAN,
+)
 from .durations import UNITS
 from .fields import FIELDS, PREFIXES, FieldSpec, any_case, no_date
 from .goals import MAX_WINDOW
@@ -268,7 +274,7 @@ def build_schema() -> dict[str, Any]:
         "per": {"anyOf": [{"const": "segment"}, _field_name(),
                           {"type": "array", "minItems": 1, "items": _field_name()}]},
         "bandit": {"type": "object", "additionalProperties": False, "properties": {
-            "burn_in": {"type": "integer", "minimum": 0},
+            "burn_in": {"type": "integer", "minimum": 0, "maximum": MAX_BURN_IN},
             "floor": {"type": "number", "minimum": 0, "maximum": 50},
             "update_every": {"anyOf": [
                 {"type": "number", "minimum": UPDATE_EVERY_SPAN[0],

@@ -339,6 +339,14 @@ def test_schema_and_compiler_agree_on_weights(tmp_path: Path, variants: str, val
     assert _judged_alike(tmp_path, _experiment(variants=variants)) is valid
 
 
+# A burn_in of any size was taken by both: a bandit that never learns.
+@pytest.mark.parametrize(("burn_in", "valid"), [
+    ("0", True), ("1000000", True), ("1000001", False), (HUGE, False), ("-1", False)])
+def test_schema_and_compiler_agree_on_burn_in(tmp_path: Path, burn_in: str, valid: bool
+                                              ) -> None:
+    assert _judged_alike(tmp_path, _bandit(f"{{burn_in: {burn_in}}}")) is valid
+
+
 @pytest.mark.parametrize(("segment", "valid"), [
     ("other", True), ("OTHER", True), ("others", True), ("phones", True)])
 def test_schema_and_compiler_agree_on_segment_names(tmp_path: Path, segment: str,

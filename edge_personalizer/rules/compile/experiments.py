@@ -38,6 +38,9 @@ UPDATE_EVERY_SPAN = (1.0, 30 * 86400.0)   # seconds: at least 1 s, at most 30 da
 # Cells of one bandit experiment with weights of their own (the rest share one row): the
 # weights of every bandit experiment are published in one table of at most 1 MiB
 MAX_CELLS_SPAN = (1, 2000)
+# Exposures every variant of a cell gets before the bandit learns: each cell keeps the
+# weights written until then, and one of 400 digits never learned while it validated
+MAX_BURN_IN: Final = 1_000_000
 # Weights are shares of their sum: two of 1e308 made it infinite (every share nan, every
 # visitor one variant, the results a ZeroDivisionError), and one of 5e-324 beside 1e9 a
 # share of 0 (the sample ratio check divides by each variant's)
@@ -256,9 +259,11 @@ def _bandit(raw: Any, variants: int, at: KeyPath) -> BanditSettings:
               for key in raw if key not in BANDIT_KEYS]
     defaults = BanditSettings()
     burn_in = raw.get("burn_in", defaults.burn_in)
-    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
-        errors.append(Invalid("burn_in is a whole number of exposures per variant (0 or more)",
-                              (*at, "burn_in")))
+    if isinstance(burn_in, bool) or not isinstance(burn_in, int) \
+            or not 0 <= burn_in <= MAX_BURN_IN:
+        errors.append(Invalid(f"burn_in is a whole number of exposures per variant, from 0 to "
+                              f"{MAX_BURN_IN:,} (until every variant of a cell has them, the "
+                              "cell keeps the weights written)", (*at, "burn_in")))
     floor = raw.get("floor", defaults.floor)
     if isinstance(floor, bool) or not isinstance(floor, (int, float)) \
             or not 0 <= floor * variants <= 100:

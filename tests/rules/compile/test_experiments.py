@@ -333,6 +333,29 @@ def test_a_setting_of_many_digits_is_told_briefly(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(("written", "burn_in", "line"), [
+    ("0", 0, None), ("1000000", 1_000_000, None),
+    # a burn_in of 400 digits validated, and the bandit never learned
+    ("1000001", None, 5), ("1" + "0" * 400, None, 5), ("-1", None, 5), ("2.5", None, 5),
+])
+def test_a_bandit_s_burn_in_is_from_0_to_a_million_exposures(
+        tmp_path: Path, written: str, burn_in: int | None, line: int | None) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\ngoals: {purchase: {}}\nexperiments:\n"
+        "  - {name: e, slot: hero, goals: [purchase], allocation: bandit,\n"
+        f"     bandit: {{burn_in: {written}}},\n     variants: {{a: {{}}, b: {{html: x}}}}}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    if burn_in is not None:
+        assert errors == []
+        (experiment,) = ruleset.experiments
+        assert experiment.bandit is not None and experiment.bandit.burn_in == burn_in
+    else:
+        assert [(e.line, e.reason) for e in errors] == [(line, (
+            "experiment 'e': burn_in is a whole number of exposures per variant, from 0 to "
+            "1,000,000 (until every variant of a cell has them, the cell keeps the weights "
+            "written)"))]
+
+
 @pytest.mark.parametrize(("weights", "lines"), [
     # Two weights of 1e308 were taken: their sum is infinite, every share nan, every
     # visitor went to one variant and the results ended in ZeroDivisionError.
