@@ -183,6 +183,19 @@ def test_validate_refuses_a_name_that_would_print_as_something_else(tmp_path: Pa
         "a direction mark): names are printed in reports, terminals and dashboards")
 
 
+def test_validate_and_serve_refuse_a_priority_beyond_a_million(tmp_path: Path) -> None:
+    # A priority of 400 digits validated, and the server served the rules.
+    (tmp_path / "r.yaml").write_text("slots: {hero: {}}\nrules:\n  - name: r\n"
+                                     f"    priority: 1{'0' * 400}\n    then: {{hero: x}}\n")
+    told = (f"{tmp_path / 'r.yaml'}:4:15: rule 'r': priority is a whole number from "
+            "-1,000,000 to 1,000,000 (higher goes first)")
+    result = _cli("validate", str(tmp_path))
+    assert result.returncode == 1 and result.stdout.splitlines()[0] == told
+    serve = _cli("serve", "--origin", "http://127.0.0.1:9", "--rules", str(tmp_path),
+                 "--port", str(free_port()))
+    assert (serve.returncode, serve.stderr.splitlines()[0]) == (2, f"edge-personalizer: {told}")
+
+
 @pytest.mark.parametrize("command", ["serve", "demo", "replay"])
 def test_what_writes_in_data_dir_refuses_one_among_the_rules(command: str,
                                                              tmp_path: Path) -> None:

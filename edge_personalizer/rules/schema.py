@@ -20,6 +20,7 @@ from .compile.experiments import (
     MIN_WEIGHT,
     UPDATE_EVERY_SPAN,
 )
+from .compile.rules import MAX_PRIORITY
 from .durations import UNITS
 from .fields import FIELDS, PREFIXES, FieldSpec, any_case, no_date
 from .goals import MAX_WINDOW
@@ -239,7 +240,7 @@ def build_schema() -> dict[str, Any]:
                                "keep_query": {"type": "boolean"}}}]},
             "headers": _headers(), "cookies": _cookies()},
             "additionalProperties": {"anyOf": [{"$ref": "#/$defs/variant"}, _by_field()]}},
-        "priority": {"type": "integer"},
+        "priority": {"type": "integer", "minimum": -MAX_PRIORITY, "maximum": MAX_PRIORITY},
         "schedule": {"type": "object", "additionalProperties": False, "minProperties": 1,
                      "properties": {
                          "start": {"type": "string", "format": "date", "pattern": _DATE},

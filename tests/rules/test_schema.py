@@ -339,6 +339,15 @@ def test_schema_and_compiler_agree_on_weights(tmp_path: Path, variants: str, val
     assert _judged_alike(tmp_path, _experiment(variants=variants)) is valid
 
 
+# A priority of any size was taken by both.
+@pytest.mark.parametrize(("priority", "valid"), [
+    ("1000000", True), ("-1000000", True), ("1000001", False), ("-1000001", False),
+    (HUGE, False), (f"-{HUGE}", False)])
+def test_schema_and_compiler_agree_on_priority(tmp_path: Path, priority: str, valid: bool
+                                               ) -> None:
+    assert _judged_alike(tmp_path, _rule(f"    priority: {priority}\n")) is valid
+
+
 # A burn_in of any size was taken by both: a bandit that never learns.
 @pytest.mark.parametrize(("burn_in", "valid"), [
     ("0", True), ("1000000", True), ("1000001", False), (HUGE, False), ("-1", False)])

@@ -31,6 +31,9 @@ from .context import (
 )
 
 RULE_KEYS: Final = ("name", "when", "then", "priority", "schedule", "traffic", "description")
+# A priority only orders the rules: a million either way orders any rule set (one of 400
+# digits validated, ordering rules as 1 and -1 would)
+MAX_PRIORITY: Final = 1_000_000
 _SCHEDULE_KEYS: Final = ("start", "end", "days", "hours")
 _DATE_AND_TIME: Final = re.compile(r"(\d{4}-\d{2}-\d{2})[T ]\d{1,2}:\d{2}")
 _DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -180,9 +183,10 @@ def _rule(ctx: CompileContext, rule_file: RuleFile, raw: Any, at: KeyPath
                      (*at, str(key)), label, on_key=True)
     parts = _condition_parts(ctx, rule_file, raw, at, label, name)
     priority = raw.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        ctx.fail(rule_file, "priority is a whole number (higher goes first)",
-                 (*at, "priority"), label)
+    if isinstance(priority, bool) or not isinstance(priority, int) \
+            or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        ctx.fail(rule_file, f"priority is a whole number from {-MAX_PRIORITY:,} to "
+                 f"{MAX_PRIORITY:,} (higher goes first)", (*at, "priority"), label)
     then = raw.get("then")
     if not isinstance(then, dict) or not then:
         said = ("every rule needs `then`: what it shows, per slot" if then is None else

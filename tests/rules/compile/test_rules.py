@@ -64,6 +64,25 @@ def test_rank_is_priority_then_file_then_position(tmp_path: Path) -> None:
     assert ruleset.rules[0].source == f"{tmp_path / 'a.yaml'}:4"
 
 
+@pytest.mark.parametrize(("priority", "line"), [
+    ("1000000", None), ("-1000000", None), ("0", None),
+    # priorities of 400 digits validated, and ordered rules as 1 and -1 would
+    ("1000001", 4), ("-1000001", 4), ("1" + "0" * 400, 4), ("-1" + "0" * 400, 4),
+    ("2.5", 4), ("high", 4),
+])
+def test_a_priority_is_a_whole_number_within_a_million_either_way(
+        tmp_path: Path, priority: str, line: int | None) -> None:
+    (tmp_path / "r.yaml").write_text("slots: {hero: {}}\nrules:\n  - name: r\n"
+                                     f"    priority: {priority}\n    then: {{hero: x}}\n")
+    ruleset, errors = check_rules(tmp_path)
+    if line is None:
+        assert errors == [] and ruleset.rules[0].priority == int(priority)
+    else:
+        assert [(e.line, e.reason) for e in errors] == [(line, (
+            "rule 'r': priority is a whole number from -1,000,000 to 1,000,000 (higher "
+            "goes first)"))]
+
+
 def test_schedule_mistakes_are_reported_at_their_line(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(
         "slots: {hero: {}}\nrules:\n"
