@@ -263,11 +263,13 @@ class PageHeaders:
         return [] if cookie is None else [(b"set-cookie", cookie)]
 
     def _with_conversions(self, message: Message, exchange: Exchange) -> Message:
-        """Any other response that reached a goal carries the profile that counted it."""
+        """Any other response that reached a goal carries the profile that counted it, and
+        so is that visitor's own: no shared cache may keep it, whatever the origin said."""
         cookie = self._profile_cookie(exchange) if exchange.conversions else []
         if not cookie:
             return message
-        return {**message, "headers": [*message.get("headers", ()), *cookie, COOKIES_SET]}
+        return {**message, "headers": [*private([*message.get("headers", ())]), *cookie,
+                                       COOKIES_SET]}
 
     def decision_headers(self, exchange: Exchange, *,
                          with_cookies: bool = True) -> list[tuple[bytes, bytes]]:

@@ -507,3 +507,31 @@ rules:
         assert again.headers["x-ep-segment"] == page.headers["x-ep-segment"]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("keyed_caching", [False, True])
+def test_an_answer_that_reached_a_goal_carries_the_profile_and_no_cache_keeps_it(
+        request: pytest.FixtureRequest, keyed_caching: bool) -> None:
+    # A JSON answer the origin lets anyone cache (an order API, a tracking pixel) reports
+    # a conversion: the profile that counted it goes with it, so a shared cache that kept
+    # it would hand this visitor's profile (their variants, their history) to the next.
+    server: Server = request.getfixturevalue("keyed" if keyed_caching else "proxy")
+    decide = httpx.get(f"{server.url}/__ep/decide", params={"url": "/slotted/a?exp=on"},
+                       headers=BROWSER)
+    shown = httpx.get(f"{server.url}/slotted/a", params={"exp": "on"}, headers=BROWSER)
+    value = profile_cookie(decide if keyed_caching else shown)
+    assert value is not None
+    api = httpx.get(f"{server.url}/account/api",
+                    params=[("cc", "public, max-age=60, s-maxage=600"),
+                            ("header", "content-type: application/json"),
+                            ("header", "x-ep-goal: purchase")],
+                    headers={**BROWSER, "cookie": f"ep_profile={value}"})
+    assert api.status_code == 200 and api.headers["content-type"] == "application/json"
+    assert profile_cookie(api) is not None and api.headers["x-ep-cookies"] == "set"
+    assert api.headers["cache-control"] == "private, max-age=60"
+    # Without a goal reached it is the origin's answer, as it came.
+    plain = httpx.get(f"{server.url}/account/api",
+                      params=[("cc", "public, max-age=60"),
+                              ("header", "content-type: application/json")],
+                      headers={**BROWSER, "cookie": f"ep_profile={value}"})
+    assert profile_cookie(plain) is None and plain.headers["cache-control"] == "public, max-age=60"
