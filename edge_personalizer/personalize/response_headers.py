@@ -3,7 +3,6 @@ and the cache headers that keep one visitor's page out of everyone else's cache.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -20,9 +19,9 @@ from .exchange import Exchange
 from .lifetime import kept_directives, shared_lifetime
 from .personalizer import Personalizer, address
 from .segments import ALL_TAG_HEADERS, SEGMENT_HEADER, Segment, segment_of
+from .trace_header import trace_header
 
 HTML_TYPES: Final = ("text/html", "application/xhtml+xml")
-TRACE_LIMIT: Final = 6000   # bytes of the X-EP-Trace header; proxies reject much larger ones
 # On a response that sets the visitor's cookies itself (the profile, a rule's): an edge
 # that has them from /__ep/decide gives the visitor these instead, never both (a visitor
 # with no profile gets a rule's cookie alone, and an origin's own Set-Cookie says nothing).
@@ -288,8 +287,7 @@ class PageHeaders:
                                        for slot, choice in decision.slots.items()},
                              "lacks": sorted(set(trace["decision"]["slots"])
                                              - set(decision.slots))}
-            text = json.dumps(trace, separators=(",", ":"), ensure_ascii=True, default=str)
-            out.append((b"x-ep-trace", text[:TRACE_LIMIT].encode("ascii")))
+            out.append((b"x-ep-trace", trace_header(trace)))
         return out
 
     def variant_headers(self, exchange: Exchange, spent: float) -> list[tuple[bytes, bytes]]:
