@@ -9,8 +9,8 @@ a key is rendered for that key, even for a first visit whose visitor id (and so 
 experiment variants) was minted anew by /__ep/decide (issue 18, bug 2).
 
 Keys stay bounded by the rules: a variant printing a field a visitor controls freely
-(`request.query.name`, a utm value, a header) never adds its value to the key; its page
-is marked not shareable and goes out private instead.
+(`request.query.name`, a utm value, a header, the browser a User-Agent names) never adds
+its value to the key; its page is marked not shareable and goes out private instead.
 """
 
 from __future__ import annotations
@@ -34,19 +34,20 @@ DEFAULT_SEGMENT: Final = "default"   # the page as the origin sent it, with no s
 # Akamai (comma-separated).
 ALL_TAG_HEADERS: Final = ("surrogate-key", "cache-tag", "edge-cache-tag")
 
-# Visitor fields whose values come from a closed or database-bounded set: a variant may
-# print them and its page still be cached per value. Anything else printed makes the page
-# private under keyed caching.
+# Visitor fields whose values come from a closed set (or the geo database, or an edge the
+# operator trusts): a variant may print them and its page still be cached per value.
+# Anything else printed makes the page private under keyed caching, and that includes
+# names a visitor writes: referral.source (any utm_source or referring host),
+# device.os and device.browser (a User-Agent's own words) and language.primary (any 1-8
+# letters of Accept-Language), each of which would give every made-up value a public key.
 BOUNDED_FIELDS: Final = frozenset({
-    "referral.medium", "referral.source",
+    "referral.medium",
     "geo.country", "geo.region", "geo.city", "geo.postal", "geo.metro", "geo.continent",
     "geo.time_zone", "geo.eu", "geo.anonymous",
-    "device.type", "device.os", "device.browser", "device.touch", "device.bot_category",
-    "language.primary",
+    "device.type", "device.touch", "device.bot_category",
     "time.hour", "time.weekday", "time.daypart", "time.date",
     "profile.new", "profile.stored",
-    "profile.first_referral.medium", "profile.first_referral.source",
-    "profile.last_referral.medium", "profile.last_referral.source",
+    "profile.first_referral.medium", "profile.last_referral.medium",
 })
 SEGMENT_HEADER: Final = "x-ep-segment"   # the request header a trusted edge names its cache key in
 UNBOUNDED: Final = "x"   # a value part that stands for "not in the key": the page is private

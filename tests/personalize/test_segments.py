@@ -33,6 +33,14 @@ rules:
     when: {request.query.city: "1"}
     then:
       banner: {html: "<p>Deals in {{ geo.city | default: 'your town' }}</p>"}
+  - name: greet
+    when: {request.query.greet: "1"}
+    then:
+      banner: {html: "<p>{{ language.primary }} / {{ device.browser }} / {{ device.os }}</p>"}
+  - name: welcome
+    when: {request.query.welcome: "1"}
+    then:
+      banner: {html: "<p>Welcome, {{ referral.source }} reader</p>"}
 experiments:
   - name: hero-test
     slot: hero
@@ -77,6 +85,31 @@ def test_bounded_fields_key_the_page_per_value(book: RuleBook) -> None:
     assert one.shareable and other.shareable and one.key != other.key
     again = visitor("city=1", "81.2.69.142")
     assert segment_of(decide(book.current, again), again) == one
+
+
+# Names a visitor writes: any 1-8 letters of Accept-Language, the product a User-Agent
+# names (a CFNetwork agent's app is its browser, and Darwin its OS), any utm_source.
+MADE_UP = [("greet=1", {"accept-language": "qqqqqqqq"}, "qqqqqqqq"),
+           ("greet=1", {"accept-language": "zzzzzzzz"}, "zzzzzzzz"),
+           ("greet=1", {"user-agent": "Whatever123/1.0 CFNetwork/1.0 Darwin/1.0"}, "Whatever123"),
+           ("greet=1", {"user-agent": "Whatever456/1.0 CFNetwork/1.0 Darwin/1.0"}, "Whatever456"),
+           ("welcome=1&utm_source=ATTACKER-1", {}, "attacker-1"),
+           ("welcome=1&utm_source=ATTACKER-2", {}, "attacker-2")]
+
+
+def test_names_a_visitor_makes_up_never_enter_the_key(book: RuleBook) -> None:
+    keys = set()
+    for query, headers, made_up in MADE_UP:
+        seen = CLASSIFIER.visitor(make_request("/", query=query, headers={**BROWSER, **headers}),
+                                  now=1_795_000_000.0, page_view=True)
+        decision = decide(book.current, seen)
+        segment = segment_of(decision, seen)
+        assert not segment.shareable, made_up
+        keys.add(segment.key)
+        content = decision.slots["banner"].content
+        assert content is not None and content.template is not None
+        assert made_up in content.template.render(seen)   # the visitor's own page
+    assert len(keys) == 2   # one for greet's pages, one for welcome's
 
 
 def test_a_key_reads_back_into_its_variants_for_any_new_visitor(book: RuleBook) -> None:
@@ -297,6 +330,28 @@ def test_variants_printing_raw_request_data_stay_private_under_one_key(keyed: Se
     city = keyed_get(keyed, "/slotted/n", {"city": "1"}, BROWSER)
     assert city.headers["cache-control"].startswith("public")
     assert "ep-rule-city" in city.headers["cache-tag"].split(",")
+
+
+def test_names_a_visitor_makes_up_mint_no_public_keys(keyed: Server) -> None:
+    asked = [("/slotted/g?greet=1", {"accept-language": "qqqqqqqq"}, "qqqqqqqq"),
+             ("/slotted/g?greet=1", {"accept-language": "zzzzzzzz"}, "zzzzzzzz"),
+             ("/slotted/g?greet=1",
+              {"user-agent": "Whatever123/1.0 CFNetwork/1.0 Darwin/1.0"}, "Whatever123"),
+             ("/slotted/w?welcome=1&utm_source=ATTACKER-1", {}, "attacker-1"),
+             ("/slotted/w?welcome=1&utm_source=ATTACKER-2", {}, "attacker-2")]
+    keys = set()
+    with httpx.Client(transport=CDN) as edge:
+        for uri, headers, made_up in asked:
+            decided = edge.get(f"{keyed.url}/__ep/decide",
+                               headers={**BROWSER, **headers, "x-original-uri": uri}).json()
+            keys.add(decided["segment"])
+            page = edge.get(f"{keyed.url}{uri}", headers={
+                **BROWSER, **headers, "x-ep-segment": decided["segment"]})
+            assert made_up.encode() in page.content, uri   # each visitor's own page...
+            assert page.headers["x-ep-segment"] == decided["segment"]
+            assert page.headers["cache-control"].startswith("private"), made_up
+            assert "cache-tag" not in page.headers and "surrogate-key" not in page.headers
+    assert len(keys) == 2   # ...under one key a page of greet, one of welcome: none shared
 
 
 def test_a_page_setting_a_cookie_is_never_shared(keyed: Server) -> None:
