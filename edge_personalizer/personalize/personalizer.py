@@ -27,7 +27,7 @@ from ..rules.model import NO_DECISION, Decision, RuleSet, SlotChoice
 from ..rules.preview import PREVIEW_PARAM, PreviewSigner, preview_decision
 from .exchange import Exchange, NoObserver, Observer
 from .segments import SEGMENT_HEADER, SegmentBook
-from .slot_presence import SlotPresence
+from .slot_presence import SlotPresence, page_query
 
 DEBUG_HEADER: Final = b"x-ep-debug"
 
@@ -103,8 +103,9 @@ class Personalizer:
         self.keyed_segments = keyed_segments
         # Which of the rules' slots each page has, learned per page (bounded, per worker).
         self.slots = slot_presence if slot_presence is not None else SlotPresence(rules)
-        # The addresses (path, query) this worker served as HTML pages (PageHeaders notes
-        # them): a revalidation or an origin's 304 there is a page's, whatever it accepts.
+        # The addresses (path, query without campaign parameters: address) this worker
+        # served as HTML pages (PageHeaders notes them): a revalidation or an origin's 304
+        # there is a page's, whatever it accepts.
         self.pages: LRU[tuple[str, bytes], bool] = LRU(4096)
 
     def begin(self, scope: Scope) -> Exchange:
@@ -365,8 +366,9 @@ def _revalidated_page(exchange: Exchange, headers: Mapping[str, str], accept: st
 
 
 def address(scope: Scope) -> tuple[str, bytes]:
-    """A request's path and query, as Personalizer.pages notes pages."""
-    return scope["path"], scope.get("query_string", b"")
+    """A request's path and query, as Personalizer.pages notes pages: without campaign
+    parameters (page_query), so a page is known whatever campaign brought its visitor."""
+    return scope["path"], page_query(scope.get("query_string", b""))
 
 
 def _takes_html(accept: str) -> bool:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 from lru import LRU
 
@@ -65,10 +65,22 @@ def page_key(path: str, query: Mapping[str, str]) -> str:
     another page of that path (`?page=about`, `?id=2`), in any order; not campaign ones."""
     if not query:
         return path
-    kept = sorted((name, value) for name, value in query.items()
-                  if not name.lower().startswith("utm_")
-                  and name.lower() not in _CAMPAIGN_PARAMS)
+    kept = sorted((name, value) for name, value in query.items() if not _campaign(name))
     return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def page_query(query: bytes) -> bytes:
+    """A raw query string without its campaign parameters, in its order: what page_key
+    keeps of it (`a=1&utm_source=x&fbclid=y` -> `a=1`)."""
+    if not query:
+        return query
+    return b"&".join(pair for pair in query.split(b"&") if pair and not _campaign(
+        unquote_plus(pair.partition(b"=")[0].decode("latin-1"))))
+
+
+def _campaign(name: str) -> bool:
+    lower = name.lower()
+    return lower.startswith("utm_") or lower in _CAMPAIGN_PARAMS
 
 
 def nesting(slots: Sequence[str], probed: Sequence[str],

@@ -162,6 +162,26 @@ def test_a_page_seen_before_is_asked_for_whole_whatever_the_request_accepts(
                                    "if-none-match": '"v1"'}).status_code == 304
 
 
+def test_a_page_seen_before_is_known_whatever_campaign_brings_its_visitor(
+        proxy: Server) -> None:
+    # Served as HTML without campaign parameters, the page is the same page with them: a
+    # revalidation that takes anything is not answered the origin's 304 (public, for the
+    # origin's own page), nor one with them for the page seen with others.
+    url = f"{proxy.url}/slotted/campaigned?validate=1"
+    shown = httpx.get(url, headers=FACEBOOK)
+    assert shown.status_code == 200 and "friend from Facebook" in shown.text
+    revalidating = {**FACEBOOK, "accept": "*/*", "if-none-match": '"v1"'}
+    for campaign in ("&utm_source=facebook", "&utm_source=facebook&utm_campaign=spring",
+                     "&fbclid=IwAR0abc"):
+        again = httpx.get(url + campaign, headers=revalidating)
+        assert (again.status_code, again.text) == (200, shown.text), campaign
+        assert not again.headers["cache-control"].startswith("public"), campaign
+    seen_with = f"{proxy.url}/slotted/campaigned-landing?validate=1&utm_source=facebook"
+    assert httpx.get(seen_with + "&utm_campaign=a", headers=FACEBOOK).status_code == 200
+    again = httpx.get(seen_with + "&utm_campaign=b", headers=revalidating)
+    assert (again.status_code, again.text) == (200, shown.text)
+
+
 def test_redirect_loop_guard_and_bots(proxy: Server) -> None:
     landing = httpx.get(f"{proxy.url}/page/landing/spring?utm_campaign=spring-sale",
                         headers=PAGE)

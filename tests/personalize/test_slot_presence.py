@@ -18,6 +18,7 @@ from edge_personalizer.personalize.slot_presence import (
     SlotPresence,
     nesting,
     page_key,
+    page_query,
     slots_not_found,
 )
 from edge_personalizer.rules.book import RuleBook
@@ -416,6 +417,13 @@ def test_a_page_is_its_path_and_query_campaign_parameters_aside() -> None:
     assert page_key("/p", {"page": "about", "utm_medium": "email", "id": "2"}) == \
         "/p?id=2&page=about"
     assert page_key("/p", {"q": "a b&c"}) == "/p?q=a+b%26c"
+
+
+def test_a_raw_query_keeps_what_makes_its_page_in_its_order() -> None:
+    assert page_query(b"") == b""
+    assert page_query(b"utm_source=facebook&fbclid=abc") == b""
+    assert page_query(b"b=2&UTM_Medium=email&a=1&utm%5Fcampaign=x&gclid=y") == b"b=2&a=1"
+    assert page_query(b"q=a+b%26c&_=1700000000") == b"q=a+b%26c"
 
 
 def test_reloaded_rules_look_at_every_page_again(proxy: tuple[Server, Path]) -> None:
