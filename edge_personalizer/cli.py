@@ -20,6 +20,8 @@ from .config import Settings, load_settings, unknown_environment
 from .config.sources import CLASSIFY_FLAGS, SERVER_FLAGS, add_setting_flags, flag_overrides
 from .errors import EdgePersonalizerError, RuleError, RuleSetInvalid, SettingsError, StoreError
 from .report import (
+    FIRST_TIME,
+    LAST_TIME,
     classify_lines,
     explain_notes,
     explained_request,
@@ -284,10 +286,14 @@ def _when(text: str | None) -> float:
     if text is None:
         return time.time()
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError as exc:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError) as exc:
         raise SettingsError(f"--time {text!r}: expected ISO 8601 such as "
                             "2026-11-23T18:30:00+01:00") from exc
+    if not FIRST_TIME <= when <= LAST_TIME:   # a visitor's clock shows no other
+        raise SettingsError(f"--time {text!r} is out of range: from 1970-01-01T00:00:00Z "
+                            "to 9999-12-31T00:00:00Z")
+    return when
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

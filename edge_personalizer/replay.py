@@ -3,7 +3,7 @@ counting) into the store, without an origin.
 
 Each line is one request as JSON: `{"url": ..., "method": ..., "headers": {...}, "ip": ...,
 "time": ..., "visitor": ..., "status": ..., "response_headers": {...}}`; only `url` is
-needed; `time` is epoch seconds or ISO 8601, as `classify` reads it. Each
+needed; `time` is epoch seconds or ISO 8601 (1970 to 9999), as `classify` reads it. Each
 visitor (`visitor`, else address and User-Agent) keeps a cookie jar from response to
 request, so profiles, sticky variants and attribution work as on the live site. The
 stand-in site answers every request with a page holding each marker slot of the rules,

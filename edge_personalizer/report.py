@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from .classify.classifier import Classifier, request_info
 from .classify.visitor import Visitor
-from .rules.fields import rules_can_read
+from .rules.fields import as_written, rules_can_read
 
 # The fields whose distribution `classify --summary` reports.
 SUMMARY_FIELDS = ("referral.medium", "referral.source", "geo.country", "geo.continent",
@@ -97,14 +97,28 @@ def _timestamp(value: Any, default: float) -> float:
         raise RequestLineError(str(exc)) from exc
 
 
+# The times a logged request can be at: from the Unix epoch to the last day whose clock
+# every time zone can show (a visitor's hour and day are read in their own zone).
+FIRST_TIME = 0                    # 1970-01-01T00:00:00Z
+LAST_TIME = 253_402_214_400       # 9999-12-31T00:00:00Z
+
+
 def log_time(value: Any) -> float:
-    """A logged request's time: epoch seconds, or ISO 8601 ("2026-12-01T19:00:00Z")."""
+    """A logged request's time: epoch seconds, or ISO 8601 ("2026-12-01T19:00:00Z"), from
+    1970-01-01T00:00:00Z to 9999-12-31T00:00:00Z; ValueError for any other."""
+    written = repr(value) if isinstance(value, str) and len(value) <= 40 else as_written(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ValueError(f"time {value!r} is neither epoch seconds nor ISO 8601") from None
+        seconds: float = value
+    else:
+        try:
+            seconds = datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError):
+            raise ValueError(f"time {written} is neither epoch seconds nor ISO 8601") from None
+    if not FIRST_TIME <= seconds <= LAST_TIME:   # (NaN too: it compares false to all)
+        raise ValueError(f"time {written} is out of range: epoch seconds from {FIRST_TIME} "
+                         f"to {LAST_TIME}, or ISO 8601 from 1970-01-01T00:00:00Z to "
+                         "9999-12-31T00:00:00Z")
+    return float(seconds)
 
 
 def classify_lines(classifier: Classifier, lines: Iterable[str], *,

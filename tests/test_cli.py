@@ -270,6 +270,17 @@ def test_explain_shows_the_classified_visitor(capsys: pytest.CaptureFixture[str]
             assert "shown only" not in line
 
 
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00",
+                                  "1969-12-31T23:59:59Z"])
+def test_explain_refuses_a_time_no_clock_shows(capsys: pytest.CaptureFixture[str],
+                                               when: str) -> None:
+    # The first two stopped explain with a traceback (years 10000 and 0 in the visitor's
+    # time zone) and an exit code of 0.
+    assert main(["explain", "--url", "/", "--time", when]) == 2
+    assert capsys.readouterr() == ("", f"edge-personalizer: --time {when!r} is out of range: "
+                                       "from 1970-01-01T00:00:00Z to 9999-12-31T00:00:00Z\n")
+
+
 def test_explain_says_a_rule_s_value_as_written_and_an_experiment_s_holdout_share(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "--url", "/shoes", "--header", f"User-Agent: {IPHONE_UA}",
@@ -456,6 +467,19 @@ def test_classify_writes_one_visitor_per_line() -> None:
         ("google", "trail", "SE", "desktop")
     assert rows[2]["device"]["bot_category"] == "ai"
     assert rows[3]["line"] == 4 and "error" in rows[3]
+
+
+def test_classify_answers_a_time_out_of_range_on_its_line_and_goes_on() -> None:
+    # A time of 1e300 stopped the run with a traceback (the clock of that moment has no
+    # year), losing every line after it; NaN was answered with Python's words.
+    result = _run_classify(['{"url": "/", "time": 1e300}', '{"url": "/", "time": NaN}',
+                            '{"url": "/x", "time": 1795000000}'])
+    assert result.returncode == 0 and result.stderr == ""
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row.get("line") for row in rows] == [1, 2, None]
+    assert rows[0]["error"].startswith("time 1e+300 is out of range: epoch seconds from 0 ")
+    assert rows[1]["error"].startswith("time nan is out of range")
+    assert rows[2]["request"]["path"] == "/x"
 
 
 def test_classify_summary_sizes_segments() -> None:

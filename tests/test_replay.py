@@ -159,6 +159,24 @@ def test_a_line_s_time_is_epoch_seconds_or_iso_8601_as_classify_reads_it() -> No
         LoggedRequest.parse('{"url": "/", "time": "yesterday"}', 3)
 
 
+@pytest.mark.parametrize("time", ["1e300", "NaN", "-Infinity", '"0001-01-01T00:00:00+14:00"'])
+def test_a_time_no_clock_shows_stops_the_replay_at_its_line(tmp_path: Path, time: str) -> None:
+    # It was replayed: every stage failed open on it ("decide failed … serving it
+    # unchanged", with tracebacks) and the run ended well, counting nothing.
+    good = json.dumps({"url": "/page/home?exp=on", "visitor": "a",
+                       "headers": {"user-agent": BROWSER}})
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "replay", "--rules", str(RULES),
+         "--data-dir", str(tmp_path)], input=good + f'\n{{"url": "/", "time": {time}}}\n',
+        capture_output=True, text=True, env={"EP_PROFILE_KEYS": "k" * 32, "PATH": ""},
+        timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and done.stdout == ""
+    assert re.fullmatch(r"edge-personalizer: line 2: time \S+ is out of range: epoch seconds "
+                        r"from 0 to 253402214400, or ISO 8601 from 1970-01-01T00:00:00Z to "
+                        r"9999-12-31T00:00:00Z\n", done.stderr), done.stderr
+    assert anyio.run(_exposed, tmp_path) == 0
+
+
 SELECTOR_RULES = """\
 slots: {promo: {selector: "#promo"}}
 goals: {purchase: {when: {request.path: /thanks}}}

@@ -4,6 +4,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import pytest
+
 from edge_personalizer.report import (
     classify_lines,
     render_explanation,
@@ -31,6 +33,25 @@ def test_bad_lines_are_reported_not_fatal() -> None:
     summary = summarize(rows)
     assert summary["visitors"] == 1 and summary["errors"] == 4
     assert "1 visitors, 4 unreadable lines" in render_summary(summary)
+
+
+@pytest.mark.parametrize("time", [
+    "1e300", "-1e300", "NaN", "Infinity", "-1", "1" + "0" * 400, '"0001-01-01T00:00:00+14:00"',
+    '"9999-12-31T23:59:59-12:00"', '"1969-12-31T23:59:59Z"', "253402214401"])
+def test_a_time_no_clock_shows_is_a_bad_line(time: str) -> None:
+    # Before 1970 or past 9999 (in some time zone), or not a number at all: the run
+    # stopped with a traceback, or a time of NaN was answered in Python's words.
+    (row,) = classify_lines(default_classifier(), [f'{{"url": "/", "time": {time}}}'], now=0)
+    assert row["line"] == 1
+    assert "is out of range: epoch seconds from 0 to 253402214400, or ISO 8601 from " \
+        "1970-01-01T00:00:00Z to 9999-12-31T00:00:00Z" in row["error"]
+
+
+@pytest.mark.parametrize("time", ["0", "253402214400", '"9999-12-31T00:00:00Z"',
+                                  '"1970-01-01T00:00:00Z"', '"9999-12-31T10:00:00+10:00"'])
+def test_the_first_and_last_times_are_read(time: str) -> None:
+    (row,) = classify_lines(default_classifier(), [f'{{"url": "/", "time": {time}}}'], now=0)
+    assert "error" not in row, row
 
 
 def test_a_url_without_its_scheme_is_an_error_not_a_path() -> None:
