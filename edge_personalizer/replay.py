@@ -3,7 +3,8 @@ counting) into the store, without an origin.
 
 Each line is one request as JSON: `{"url": ..., "method": ..., "headers": {...}, "ip": ...,
 "time": ..., "visitor": ..., "status": ..., "response_headers": {...}}`; only `url` is
-needed; `time` is epoch seconds or ISO 8601 (1970 to 9999), as `classify` reads it. Each
+needed; `time` is epoch seconds or ISO 8601 (1970 to 9999), and a header whose value is
+null is one the request did not have, as `classify` reads them. Each
 visitor (`visitor`, else address and User-Agent) keeps a cookie jar from response to
 request, so profiles, sticky variants and attribution work as on the live site. The
 stand-in site answers every request with a page holding each marker slot of the rules,
@@ -16,6 +17,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 import tempfile
 import time
@@ -30,10 +32,12 @@ from starlette.types import Message, Receive, Scope, Send
 from .app import EdgeApp
 from .config import Settings
 from .errors import SettingsError, StoreError
-from .report import log_time
+from .report import log_headers, log_line, log_text, log_time, url_problem
 from .rewrite.bypass import marker_slot
+from .rules.fields import as_written
 
 _LINE = "edge_personalizer.replay_line"   # the scope key the stand-in site answers from
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")   # an HTTP method (RFC 9110 token)
 
 
 @dataclass(frozen=True)
@@ -52,14 +56,13 @@ class LoggedRequest:
     @classmethod
     def parse(cls, line: str, number: int) -> LoggedRequest:
         try:
-            data = json.loads(line)
-            if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-                raise ValueError("expected a JSON object with a url")
-            return cls(url=data["url"], method=str(data.get("method", "GET")).upper(),
-                       headers=_texts(data.get("headers")),
-                       ip=data.get("ip"), time=_time(data.get("time")),
-                       visitor=data.get("visitor"), status=_status(data.get("status", 200)),
-                       response_headers=_texts(data.get("response_headers")))
+            data = log_line(line)
+            return cls(url=_url(data["url"]), method=_method(data.get("method")),
+                       headers=_texts(data.get("headers"), "headers"),
+                       ip=log_text(data, "ip"), time=_time(data.get("time")),
+                       visitor=log_text(data, "visitor"), status=_status(data.get("status", 200)),
+                       response_headers=_texts(data.get("response_headers"),
+                                               "response_headers"))
         except (ValueError, TypeError) as exc:
             raise SettingsError(f"line {number}: {exc}") from exc
 
@@ -67,12 +70,44 @@ class LoggedRequest:
         return self.visitor or f"{self.ip}|{self.headers.get('user-agent', '')}"
 
 
-def _texts(value: Any) -> dict[str, str]:
+def _url(url: str) -> str:
+    """A URL the stand-in site is asked for: a path, or an http(s) URL whose host a Host
+    header can carry."""
+    try:
+        problem = url_problem(url)
+        _encodable(urlsplit(url).netloc, "latin-1",
+                   "cannot be sent in a Host header: write the host in punycode (xn--...)")
+    except ValueError as exc:   # (urlsplit's: a bracket left open)
+        raise ValueError(f"url {url!r}: {exc}") from None
+    if problem is not None:
+        raise ValueError(f"url {url!r} {problem}")
+    return url
+
+
+def _encodable(text: str, encoding: str, why: str) -> None:
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{exc.object[exc.start:exc.end]!r} {why}") from None
+
+
+def _method(value: Any) -> str:
     if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError("headers must be an object of names and values")
-    return {str(k).lower(): str(v) for k, v in value.items()}
+        return "GET"
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ValueError(f"method {as_written(value)} is no HTTP method (GET, POST, ...)")
+    return value.upper()
+
+
+def _texts(value: Any, name: str) -> dict[str, str]:
+    """`headers` or `response_headers`, by lower-case name."""
+    headers = log_headers(value, name)
+    for header, text in headers.items():
+        try:
+            _encodable(header + text, "latin-1", "cannot be sent in an HTTP header")
+        except ValueError as exc:
+            raise ValueError(f"{name}: {header!r}: {exc}") from None
+    return {header.lower(): text for header, text in headers.items()}
 
 
 def _status(value: Any) -> int:

@@ -121,6 +121,46 @@ def log_time(value: Any) -> float:
     return float(seconds)
 
 
+def log_line(line: str) -> dict[str, Any]:
+    """One line of a request log: a JSON object with a "url" string, all of it text that
+    can be written out again; ValueError for any other."""
+    try:
+        item = json.loads(line)
+    except RecursionError:
+        raise RequestLineError("JSON nested too deeply to read") from None
+    if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+        raise RequestLineError('expected an object with a "url" string')
+    try:
+        json.dumps(item, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:   # "\ud800": half of a UTF-16 pair, no character
+        raise RequestLineError(f"{exc.object[exc.start:exc.end]!r} is no character (half "
+                               "of a UTF-16 pair alone)") from None
+    return item
+
+
+def log_headers(value: Any, field: str = "headers") -> dict[str, str]:
+    """A logged request's (or response's) headers: an object of names and text values,
+    by name as written. A header whose value is null is one the request did not have, as
+    a field of the line that is null is one the line does not give."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} must be an object of names and values")
+    for name, text in value.items():
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"{field}: {name!r} must be a string (or null: not sent), "
+                             f"not {as_written(text)}")
+    return {name: text for name, text in value.items() if text is not None}
+
+
+def log_text(line: Mapping[str, Any], field: str) -> str | None:
+    """A text field of a logged request (None: the line does not give it)."""
+    value = line.get(field)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{field} must be a string, not {as_written(value)}")
+    return value
+
+
 def classify_lines(classifier: Classifier, lines: Iterable[str], *,
                    now: float) -> Iterator[dict[str, Any]]:
     """One visitor (as plain data) per JSON line `{"url", "headers", "ip", "time"}`; a bad
@@ -129,15 +169,10 @@ def classify_lines(classifier: Classifier, lines: Iterable[str], *,
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-            if not isinstance(item, dict) or not isinstance(item.get("url"), str):
-                raise RequestLineError('expected an object with a "url" string')
-            headers = item.get("headers") or {}
-            if not isinstance(headers, dict):
-                raise RequestLineError('"headers" must be an object')
+            item = log_line(line)
             visitor = visitor_for(classifier, url=item["url"],
-                                  headers={str(k): str(v) for k, v in headers.items()},
-                                  ip=item.get("ip"), now=_timestamp(item.get("time"), now))
+                                  headers=log_headers(item.get("headers")),
+                                  ip=log_text(item, "ip"), now=_timestamp(item.get("time"), now))
             yield visitor.to_dict()
         except (ValueError, RequestLineError) as exc:
             yield {"line": number, "error": str(exc)}

@@ -151,6 +151,70 @@ def test_a_bad_line_names_its_number() -> None:
         LoggedRequest.parse('{"no": "url"}', 3)
 
 
+@pytest.mark.parametrize(("line", "said"), [
+    ('{"url": "http://[::1/"}', "url 'http://[::1/': Invalid IPv6 URL"),
+    ('{"url": "http://日本.example/"}', "url 'http://日本.example/': '日本' cannot be sent in a "
+                                        "Host header: write the host in punycode (xn--...)"),
+    ('{"url": "shop.example/sale"}', "url 'shop.example/sale' is no http(s) URL; write "
+                                     "https://shop.example/sale (or a path starting with /)"),
+    ('{"url": "ftp://shop.example/"}', "url 'ftp://shop.example/' is no http(s) URL"),
+    ('{"url": "/", "visitor": {"id": 1}}', "visitor must be a string, not {'id': 1}"),
+    ('{"url": "/", "visitor": 42}', "visitor must be a string, not 42"),
+    ('{"url": "/", "ip": 42}', "ip must be a string, not 42"),
+    ('{"url": "/", "method": ["GET"]}', "method ['GET'] is no HTTP method (GET, POST, ...)"),
+    ('{"url": "/", "method": "GET /"}', "method 'GET /' is no HTTP method (GET, POST, ...)"),
+    ('{"url": "/", "headers": ["User-Agent: x"]}',
+     "headers must be an object of names and values"),
+    ('{"url": "/", "headers": {"User-Agent": 7}}',
+     "headers: 'User-Agent' must be a string (or null: not sent), not 7"),
+    ('{"url": "/", "headers": {"Referer": "https://日本.example/"}}',
+     "headers: 'Referer': '日本' cannot be sent in an HTTP header"),
+    ('{"url": "/", "response_headers": {"X-EP-Goal": {"a": 1}}}',
+     "response_headers: 'X-EP-Goal' must be a string (or null: not sent), not {'a': 1}"),
+    ('{"url": "/", "response_headers": {"X-Ω": "x"}}',
+     "response_headers: 'X-Ω': 'Ω' cannot be sent in an HTTP header"),
+    ('{"url": "/", "visitor": "\\ud800"}',
+     "'\\ud800' is no character (half of a UTF-16 pair alone)"),
+    ('{"url": "/", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "JSON nested too deeply to read"),
+])
+def test_a_line_the_replay_cannot_send_is_refused_naming_it(line: str, said: str) -> None:
+    # Most were replayed into a traceback (ValueError, TypeError, UnicodeEncodeError,
+    # RecursionError), or into a request every stage failed open on, counting nothing.
+    with pytest.raises(SettingsError) as refused:
+        LoggedRequest.parse(line, 4)
+    assert str(refused.value) == f"line 4: {said}"
+
+
+def test_a_header_given_as_null_is_one_the_request_did_not_have(tmp_path: Path) -> None:
+    # A null User-Agent was sent as "None", a browser's: a visitor exposed where one with
+    # no User-Agent (taken for a bot) is not.
+    assert LoggedRequest.parse('{"url": "/", "headers": {"User-Agent": null}}', 1).headers \
+        == {}
+    done = _replay_command(tmp_path, [
+        {"url": "/page/home?exp=on", "visitor": "a", "headers": {"User-Agent": None}},
+        {"url": "/page/home?exp=on", "visitor": "b"},
+        {"url": "/page/home?exp=on", "visitor": "c", "headers": {"user-agent": BROWSER}}])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("3 requests from 3 visitors: 1 exposure and 0 conversions ")
+
+
+@pytest.mark.parametrize("line", [
+    '{"url": "http://[::1"}', '{"url": "/", "visitor": {"a": 1}}', '{"url": "/", "ip": 5}',
+    '{"url": "/", "headers": {"X": "日本"}}'])
+def test_the_replay_command_names_a_line_it_cannot_send(tmp_path: Path, line: str) -> None:
+    good = {"url": "/page/home?exp=on", "visitor": "a", "headers": {"user-agent": BROWSER}}
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_personalizer", "replay", "--rules", str(RULES),
+         "--data-dir", str(tmp_path)], input=f"{json.dumps(good)}\n{line}\n",
+        capture_output=True, text=True, env={"EP_PROFILE_KEYS": "k" * 32, "PATH": ""},
+        timeout=60, cwd=ROOT)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("edge-personalizer: line 2: ") and "Traceback" not in \
+        done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert anyio.run(_exposed, tmp_path) == 0
+
+
 def test_a_line_s_time_is_epoch_seconds_or_iso_8601_as_classify_reads_it() -> None:
     iso = LoggedRequest.parse('{"url": "/", "time": "2026-12-01T19:00:00Z"}', 1)
     epoch = LoggedRequest.parse('{"url": "/", "time": 1796151600}', 2)

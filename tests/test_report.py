@@ -35,6 +35,30 @@ def test_bad_lines_are_reported_not_fatal() -> None:
     assert "1 visitors, 4 unreadable lines" in render_summary(summary)
 
 
+@pytest.mark.parametrize(("line", "said"), [
+    ('{"url": "/", "ip": 5}', "ip must be a string, not 5"),
+    ('{"url": "/", "headers": {"User-Agent": ["x"]}}',
+     "headers: 'User-Agent' must be a string (or null: not sent), not ['x']"),
+    ('{"url": "/\\udc00"}', "'\\udc00' is no character (half of a UTF-16 pair alone)"),
+    ('{"url": "/", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "JSON nested too deeply to read"),
+])
+def test_a_line_of_the_wrong_types_is_a_bad_line(line: str, said: str) -> None:
+    # An ip of 5 and JSON nested deep stopped the run with a traceback; a list was read as
+    # the User-Agent "['x']"; the URL was classified, then could not be written out.
+    (row,) = classify_lines(default_classifier(), [line], now=0)
+    assert row == {"line": 1, "error": said}
+
+
+def test_a_header_given_as_null_is_one_the_request_did_not_have() -> None:
+    # It was read as the text "None": a User-Agent of no bot.
+    absent, null = classify_lines(default_classifier(), [
+        '{"url": "/"}', '{"url": "/", "headers": {"User-Agent": null, "Referer": null}}'],
+        now=0)
+    del absent["profile"]["visitor_id"], null["profile"]["visitor_id"]   # (new ones: random)
+    assert null == absent and null["device"]["type"] == "bot"
+
+
 @pytest.mark.parametrize("time", [
     "1e300", "-1e300", "NaN", "Infinity", "-1", "1" + "0" * 400, '"0001-01-01T00:00:00+14:00"',
     '"9999-12-31T23:59:59-12:00"', '"1969-12-31T23:59:59Z"', "253402214401"])
