@@ -201,6 +201,42 @@ def test_a_rule_file_linked_to_nothing_is_refused_and_its_rules_keep_serving(
         proxy.stop()
 
 
+def test_a_fifo_or_device_among_the_rules_is_refused_and_the_rules_keep_serving(
+        origin: Server, tmp_path: Path) -> None:
+    # A rule file that is a FIFO or a link to a device was left out with no error
+    # anywhere, and a fragment that is a FIFO was said not to exist; neither is ever
+    # opened to read (a FIFO waits for a writer, a device never ends).
+    rules, proxy = serve_a_copy(origin, tmp_path)
+    hero = rules / "fragments" / "hero-facebook.html"
+    saved = hero.read_bytes()
+    page = proxy.url + "/slotted/x?utm_source=facebook"
+    mistakes: list[tuple[Path, Callable[[Path], object], str]] = [
+        (rules / "z.yaml", lambda p: p.symlink_to("/dev/zero"),
+         f"{rules / 'z.yaml'}: cannot be read: not a regular file (a device)"),
+        (rules / "f.yaml", os.mkfifo,
+         f"{rules / 'f.yaml'}: cannot be read: not a regular file (a FIFO)"),
+        (hero, _fifo_in_place_of,
+         "fragment 'fragments/hero-facebook.html' cannot be read: not a regular file "
+         "(a FIFO)")]
+    try:
+        for bad, make, said in mistakes:
+            make(bad)
+            wait_for(functools.partial(_all_refuse, proxy, said), proxy)
+            for _ in range(4):
+                assert "friend from Facebook" in httpx.get(page, timeout=10).text
+            bad.unlink()
+            if bad == hero:
+                hero.write_bytes(saved)
+            wait_for(lambda: all(w["last_error"] is None for w in _workers(proxy)), proxy)
+    finally:
+        proxy.stop()
+
+
+def _fifo_in_place_of(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
 def test_a_folder_link_to_the_servers_data_dir_is_refused_not_reloaded_forever(
         origin: Server, tmp_path: Path) -> None:
     # The server marks its data_dir as it starts: a link the rules gain to it later (or a

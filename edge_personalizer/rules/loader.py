@@ -22,7 +22,7 @@ import yaml
 from ..errors import RuleError, RuleSetInvalid
 from . import quick_yaml
 from .fields import suggest
-from .tree import reason, shown
+from .tree import is_regular, read_at_most, reason, shown
 from .tree import walk as walk  # the rules' files, for the watcher too
 from .yaml_errors import yaml_error
 from .yaml_scalars import RuleFileLoader, implicit_tag
@@ -321,10 +321,12 @@ def read_sources(directory: Path) -> Sources:
     tree = walk(directory)
     digest = hashlib.sha256()
     paths = []
-    for name, _ in tree.files:
+    for name, stat in tree.files:
         other = Path(name)
         if other.suffix.lower() in RULE_FILE_SUFFIXES:
             paths.append(other)
+            continue
+        if not is_regular(stat):   # (never read: a fragment naming it says why)
             continue
         try:
             content = other.read_bytes()
@@ -338,7 +340,7 @@ def read_sources(directory: Path) -> Sources:
             files.append(error)
             continue
         try:
-            raw = _read_at_most(path, MAX_RULE_FILE_BYTES)
+            raw = read_at_most(path, MAX_RULE_FILE_BYTES)
         except OSError as exc:
             files.append(RuleError(f"cannot be read: {reason(exc)}", source=path))
             continue
@@ -365,16 +367,6 @@ def read_sources(directory: Path) -> Sources:
         digest.update(str(path.relative_to(directory)).encode() + b"\0" + raw + b"\0")
         files.append(Source(path, text, hashlib.sha256(raw).digest()))
     return Sources(directory, tuple(files), digest.hexdigest()[:16], tree.errors)
-
-
-def _read_at_most(path: Path, limit: int) -> bytes | None:
-    """The file's bytes, or None when it holds more than `limit` (its size told before it
-    is read; read at most one byte more, should it grow meanwhile)."""
-    with path.open("rb") as file:
-        if os.fstat(file.fileno()).st_size > limit:
-            return None
-        raw = file.read(limit + 1)
-    return None if len(raw) > limit else raw
 
 
 def read_rule_directory(directory: Path) -> tuple[RuleFiles, list[RuleError]]:

@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
+from stat import S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 
 from ..errors import RuleError
 
@@ -22,7 +22,9 @@ DATA_MARKER = ".edge-personalizer-data"
 class Tree:
     """Every file under a rules directory, as the rules see it: hidden files and folders
     (a name starting with '.', such as a checkout's .git) left out, folder links followed
-    (a folder reached by two paths is listed under both)."""
+    (a folder reached by two paths is listed under both). A FIFO, a device or a socket is
+    listed too (its stat tells it): one named as a rule file or a fragment is an error,
+    never a file silently left out, nor one opened to wait on."""
 
     files: tuple[tuple[str, os.stat_result], ...]   # in path order, each with its stat
     errors: tuple[RuleError, ...]   # folders that cannot be read, loops, links to nothing
@@ -63,9 +65,9 @@ def walk(directory: Path) -> Tree:
                                     source=shown(Path(folder.path))))
             folders.pop()
             continue
-        if S_ISREG(stat.st_mode):
+        if not S_ISDIR(stat.st_mode):
             found.append((entry.path, stat))
-        elif S_ISDIR(stat.st_mode):
+        else:
             if (stat.st_dev, stat.st_ino) in folder.within:
                 errors.append(RuleError("the folder link leads back to a folder it is in (a "
                                         "loop): remove it", source=shown(Path(entry.path))))
@@ -114,6 +116,36 @@ class _Folder:
             listed = []
         self.entries = iter(sorted((e for e in listed if not e.name.startswith(".")),
                                    key=lambda e: e.name))
+
+
+class NotAFile(OSError):
+    """A path that leads to a FIFO, a device or a socket, which is never read: a FIFO
+    waits for a writer, a device may never end."""
+
+    def __init__(self, mode: int) -> None:
+        kind = ("a FIFO" if S_ISFIFO(mode) else "a socket" if S_ISSOCK(mode)
+                else "a folder" if S_ISDIR(mode) else "a device")
+        super().__init__(f"not a regular file ({kind})")
+        self.strerror = str(self)
+
+
+def read_at_most(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than `limit` (its size told before it
+    is read; read at most one byte more, should it grow meanwhile). OSError when it cannot
+    be read: NotAFile for a FIFO or a device, told from what is opened (opening waits for
+    no writer), never read."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+        stat = os.fstat(file.fileno())
+        if not S_ISREG(stat.st_mode):
+            raise NotAFile(stat.st_mode)
+        if stat.st_size > limit:
+            return None
+        raw = file.read(limit + 1)
+    return None if len(raw) > limit else raw
+
+
+def is_regular(stat: os.stat_result) -> bool:
+    return S_ISREG(stat.st_mode)
 
 
 def reason(exc: OSError) -> str:

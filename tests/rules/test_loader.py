@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -376,6 +377,35 @@ def test_a_rule_file_that_cannot_be_read_says_why_and_counts(tmp_path: Path) -> 
     assert checked.stdout == (f"{tmp_path / 'b.yaml'}: cannot be read: Permission denied\n"
                               "2 files: 1 error (0 rules and 0 experiments compile without "
                               "errors)\n")
+
+
+@pytest.mark.parametrize(("make", "kind"), [
+    (lambda path: path.symlink_to("/dev/zero"), "a device"),
+    (os.mkfifo, "a FIFO"),
+])
+def test_a_rule_file_that_is_no_regular_file_is_an_error_never_read(
+        tmp_path: Path, make: Callable[[Path], None], kind: str) -> None:
+    # It was left out without a word: "1 file ... valid", its rules silently not served.
+    write(tmp_path, "a.yaml", "slots: {hero: {}}\n")
+    make(tmp_path / "z.yaml")
+    checked = validate(tmp_path)   # (a FIFO opened to read waits for a writer for good)
+    assert checked.stdout == (f"{tmp_path / 'z.yaml'}: cannot be read: not a regular file "
+                              f"({kind})\n2 files: 1 error (0 rules and 0 experiments "
+                              "compile without errors)\n")
+    assert checked.returncode == 1
+    _, errors = read_rule_directory(tmp_path)
+    assert [(e.source, e.reason) for e in errors] == [
+        (tmp_path / "z.yaml", f"cannot be read: not a regular file ({kind})")]
+
+
+def test_a_fifo_that_is_no_rule_file_is_never_read(tmp_path: Path) -> None:
+    # Every other file's bytes make the rules' version: a FIFO's are never asked for (a
+    # fragment naming it is an error, tests/rules/compile/test_actions.py).
+    write(tmp_path, "a.yaml", "slots: {hero: {}}\n")
+    version = read_rule_directory(tmp_path)[0].version
+    os.mkfifo(tmp_path / "notes.txt")
+    rule_files, errors = read_rule_directory(tmp_path)
+    assert (rule_files.version, errors) == (version, [])
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])

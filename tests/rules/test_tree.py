@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from edge_personalizer.rules.parse_cache import ParseCache
-from edge_personalizer.rules.tree import DATA_MARKER, walk
+from edge_personalizer.rules.tree import DATA_MARKER, NotAFile, read_at_most, walk
 
 from .test_loader import validate, write
 
@@ -47,3 +49,13 @@ def test_a_servers_data_dir_reached_by_the_rules_is_an_error_naming_the_link(
                                  "writes there would count as edits of the rules; remove the "
                                  "link, or move data_dir out of what the rules read")]
     assert [Path(name).name for name, _ in tree.files] == ["slots.yaml"]   # not its files
+
+
+def test_a_fifo_is_listed_and_refused_unread(tmp_path: Path) -> None:
+    # It was left out of the files the rules see, so a rule file that is one went unsaid.
+    os.mkfifo(tmp_path / "z.yaml")
+    (name, found), = walk(tmp_path).files
+    assert name == str(tmp_path / "z.yaml") and stat.S_ISFIFO(found.st_mode)
+    with pytest.raises(NotAFile, match=r"^not a regular file \(a FIFO\)$"):
+        read_at_most(tmp_path / "z.yaml", 100)   # (opening it waits for no writer)
+    assert read_at_most(Path(__file__), 10) is None

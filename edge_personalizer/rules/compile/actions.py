@@ -24,6 +24,7 @@ from ..model import (
     Redirect,
 )
 from ..template import Template, TemplateKind
+from ..tree import read_at_most
 from .context import CompileContext, Invalid, Invalids
 from .fragment_hints import near_fragment
 
@@ -149,16 +150,14 @@ def _read_fragment(directory: Path, path_text: str) -> str:
     try:
         if path.is_dir():
             raise Invalid(f"fragment {path_text!r} is a folder, not a file ({path})", ())
-        if not path.is_file():   # False too for a NUL in the name
+        if not path.exists():   # False too for a NUL in the name
             raise Invalid(f"fragment file {path_text!r} does not exist (looked for {path})"
                           + near_fragment(directory, path_text), ())
-        with path.open("rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            raw = file.read(MAX_FRAGMENT_BYTES + 1) if size <= MAX_FRAGMENT_BYTES else b""
+        raw = read_at_most(path, MAX_FRAGMENT_BYTES)   # (a FIFO or device: never read)
     except OSError as exc:
         raise Invalid(f"fragment {path_text!r} cannot be read: {exc.strerror or exc}",
                       ()) from exc
-    if size > MAX_FRAGMENT_BYTES or len(raw) > MAX_FRAGMENT_BYTES:
+    if raw is None:
         raise Invalid(f"fragment {path_text!r} is larger than {MAX_FRAGMENT_BYTES >> 20} MiB, "
                       "the most a fragment may hold (it is added to every page it shows on): "
                       "link large content (images, scripts) instead of inlining it", ())

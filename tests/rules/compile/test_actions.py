@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,22 @@ def test_a_windows_1252_fragment_is_named_at_the_line_of_its_first_bad_byte(
     assert [(e.line, e.reason) for e in errors] == [
         (4, "rule 'r': fragment 'fragments/hero.html' cannot be read as UTF-8: byte 0xe9 at "
             "line 2, column 4 is not UTF-8 (Windows-1252 or Latin-1?); save it as UTF-8")]
+
+
+@pytest.mark.parametrize("kind", ["a FIFO", "a device"])
+def test_a_fragment_that_is_no_regular_file_says_so_never_read(tmp_path: Path,
+                                                                kind: str) -> None:
+    # A FIFO was said not to exist ("did you mean 'fragments/hero.html'?", its own name).
+    (tmp_path / "fragments").mkdir()
+    hero = tmp_path / "fragments" / "hero.html"
+    if kind == "a FIFO":
+        os.mkfifo(hero)   # (opened to read, it waits for a writer for good)
+    else:
+        hero.symlink_to("/dev/zero")   # (read, it never ends)
+    checked = validate(then(tmp_path, "{hero: fragments/hero.html}"))
+    assert checked.stdout.startswith(
+        f"{tmp_path / 'r.yaml'}:4:18: rule 'r': fragment 'fragments/hero.html' cannot be "
+        f"read: not a regular file ({kind})\n"), checked.stdout
 
 
 def test_a_fragment_that_cannot_be_read_says_why(tmp_path: Path) -> None:
