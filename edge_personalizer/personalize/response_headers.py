@@ -161,13 +161,14 @@ def is_html(head: ResponseHead) -> bool:
 
 def private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Cache-Control that keeps shared caches from storing one visitor's response:
-    `public` and `s-maxage` go, `private` is added."""
+    `public` and `s-maxage` go, `private` is added, and a CDN's own cache controls
+    (CDN_CACHE_CONTROLS), which outrank Cache-Control at the CDN, go too."""
     directives: list[bytes] = []
     rest: list[tuple[bytes, bytes]] = []
     for name, value in headers:
         if name == b"cache-control":
             directives += [d.strip() for d in value.split(b",") if d.strip()]
-        else:
+        elif name not in CDN_CACHE_CONTROLS:
             rest.append((name, value))
     kept = [d for d in directives if d.lower() != b"public"
             and not d.lower().startswith(b"s-maxage") and d.lower() != b"private"]
@@ -233,10 +234,11 @@ class PageHeaders:
             headers, shared = self.cache_headers(headers, exchange, head)
             headers = self.one_line.each(headers)
             if self.cache.keyed and not shared and message["status"] < 400 \
-                    and not exchange.preview and exchange.edge_segment is None:
+                    and not exchange.preview:
                 # A page keyed caching could not share is the visitor's own: it sets their
-                # cookies, as /__ep/decide would (an edge that named a segment has them).
-                cookies = [*exchange.decision.cookie_lines, *self._profile_cookie(exchange)]
+                # cookies as /__ep/decide would (an edge's has them, unless a goal is reached)
+                cookies = [*exchange.decision.cookie_lines, *self._profile_cookie(exchange)] \
+                    if exchange.edge_segment is None or exchange.conversions else []
                 headers += [*cookies, *cookies_marked(cookies)]
         return {**message, "headers": headers}
 
@@ -369,8 +371,8 @@ class PageHeaders:
             # A page of a decision that redirects was not redirected (the landing page
             # itself, a crawler, a fetch): page views under its key are.
             return None
-        if any(name == b"set-cookie" for name, _ in headers):
-            return None
+        if exchange.conversions or any(name == b"set-cookie" for name, _ in headers):
+            return None   # (a goal reached: the profile that counts it is set)
         if not keyed_as(exchange, segment):
             return None
         authorized = any(name == b"authorization" for name, _ in exchange.scope["headers"])

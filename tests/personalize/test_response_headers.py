@@ -522,16 +522,43 @@ def test_an_answer_that_reached_a_goal_carries_the_profile_and_no_cache_keeps_it
     value = profile_cookie(decide if keyed_caching else shown)
     assert value is not None
     api = httpx.get(f"{server.url}/account/api",
-                    params=[("cc", "public, max-age=60, s-maxage=600"),
+                    params=[("cc", "public, max-age=60, s-maxage=600"), ("cdn", "1"),
                             ("header", "content-type: application/json"),
                             ("header", "x-ep-goal: purchase")],
                     headers={**BROWSER, "cookie": f"ep_profile={value}"})
     assert api.status_code == 200 and api.headers["content-type"] == "application/json"
     assert profile_cookie(api) is not None and api.headers["x-ep-cookies"] == "set"
     assert api.headers["cache-control"] == "private, max-age=60"
+    # (a CDN obeys its own controls over Cache-Control: they go too)
+    assert not set(CDN_CONTROLS) & set(api.headers)
     # Without a goal reached it is the origin's answer, as it came.
     plain = httpx.get(f"{server.url}/account/api",
                       params=[("cc", "public, max-age=60"),
                               ("header", "content-type: application/json")],
                       headers={**BROWSER, "cookie": f"ep_profile={value}"})
     assert profile_cookie(plain) is None and plain.headers["cache-control"] == "public, max-age=60"
+
+
+def test_a_keyed_page_that_reached_a_goal_is_the_visitor_s_and_counts_it(
+        keyed: Server) -> None:
+    # A thank-you page asked for as a CDN keyed on X-EP-Segment asks: were it shared, the
+    # conversion (counted with the profile the page sets) would be lost, and the page
+    # kept for everyone in the segment.
+    value = profile_cookie(httpx.get(f"{keyed.url}/__ep/decide",
+                                     params={"url": "/slotted/a?exp=on"}, headers=BROWSER))
+    assert value is not None
+    visitor = {**BROWSER, "cookie": f"ep_profile={value}"}
+    before = _conversions(keyed)
+    thanks = keyed_get(keyed, "/page/checkout/thanks", {"total": "20"}, visitor)
+    assert thanks.status_code == 200 and thanks.headers["x-ep-segment"]
+    assert thanks.headers["cache-control"].startswith("private")
+    assert "s-maxage" not in thanks.headers["cache-control"]
+    assert profile_cookie(thanks) is not None
+    assert _conversions(keyed) > before
+
+
+def _conversions(server: Server) -> float:
+    metrics = httpx.get(f"{server.url}/__ep/metrics",
+                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("ep_conversions_total"))
