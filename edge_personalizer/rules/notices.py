@@ -187,8 +187,8 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
 # fields), headers, cookies, the User-Agent's words, the referrer. Fields of a few known
 # values (referral.medium, device.type) are not among them.
 _CLIENT_FILLED = ("referral.", "request.", "language.", "profile.first_referral.",
-                  "profile.last_referral.", "profile.visitor_id", "device.os_version",
-                  "device.browser_version", "device.brand", "device.model", "device.bot_name")
+                  "profile.last_referral.", "profile.visitor_id", "device.os",
+                  "device.browser", "device.brand", "device.model", "device.bot_name")
 
 
 def _cells_clients_make(experiment: Experiment) -> Notice | None:

@@ -257,7 +257,7 @@ def test_a_rule_for_all_the_traffic_hides_an_experiment_but_not_a_later_rule(
 
 
 FREE_CELLS = """\
-slots: {hero: {}, promo: {}, cta: {}, lang: {}, side: {}}
+slots: {hero: {}, promo: {}, cta: {}, lang: {}, side: {}, app: {}}
 goals: {purchase: {}}
 experiments:
   - name: hero-bandit
@@ -290,6 +290,12 @@ experiments:
     per: [referral.source]
     bandit: {max_cells: 20}
     variants: {control: {weight: 1}, a: {html: A}}
+  - name: app-bandit
+    slot: app
+    goals: [purchase]
+    allocation: bandit
+    per: [device.browser]
+    variants: {control: {weight: 1}, a: {html: A}}
 """
 
 
@@ -306,9 +312,12 @@ def test_validate_warns_of_a_bandit_per_a_field_clients_fill_as_they_like(
     assert (f"warning: {tmp_path / 'r.yaml'}:4: experiment 'hero-bandit' learns per: "
             "referral.source, which any client fills as it likes") in out
     assert "experiment 'lang-bandit' learns per: language.primary" in out
+    # (the browser a User-Agent names: `Whatever123/1.0 CFNetwork/1.0` is `Whatever123`)
+    assert "experiment 'app-bandit' learns per: device.browser" in out
     assert "Its 100 cells with the most visitors have weights of their own" in out
     assert "side-bandit" not in out
-    assert out.count("warning:") == 2 and out.rstrip().endswith("; 2 warnings")
+    assert out.count("warning:") == 3 and out.rstrip().endswith("; 3 warnings")
     noticed = notices(load_rules(tmp_path), datetime(2026, 12, 1, tzinfo=UTC))
     assert [(n.kind, n.name, n.unreached) for n in noticed] == [
-        ("experiment", "hero-bandit", False), ("experiment", "lang-bandit", False)]
+        ("experiment", "hero-bandit", False), ("experiment", "lang-bandit", False),
+        ("experiment", "app-bandit", False)]
