@@ -70,8 +70,8 @@ def page_key(path: str, query: Mapping[str, str]) -> str:
 
 
 def page_query(query: bytes) -> bytes:
-    """A raw query string without its campaign parameters, in its order: what page_key
-    keeps of it (`a=1&utm_source=x&fbclid=y` -> `a=1`)."""
+    """A raw query string without its campaign parameters, in its order and encoding (the
+    parameters page_key keeps, unsorted: `a=1&utm_source=x&fbclid=y` -> `a=1`)."""
     if not query:
         return query
     return b"&".join(pair for pair in query.split(b"&") if pair and not _campaign(

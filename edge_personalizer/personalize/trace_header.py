@@ -25,9 +25,11 @@ def _json(value: object) -> str:
 def trace_header(trace: Mapping[str, Any], limit: int = TRACE_LIMIT) -> bytes:
     """`trace` (rules/evaluator.py `explain`, with the page's `page`) as at most `limit`
     bytes of JSON. When it is larger, the first rules and experiments that fit are kept,
-    and `left_out` says how many of each are not; when even what the page got is larger,
-    the header says that and where to read the trace whole."""
-    first = {key: trace[key] for key in _FIRST if key in trace}
+    and `left_out` says how many of each are not; when even the decision is larger, the
+    header keeps what the page got and says where to read the trace whole."""
+    first = {**{key: trace[key] for key in _FIRST if key in trace},
+             **{key: value for key, value in trace.items()
+                if key not in _FIRST and key not in _LISTS}}
     lists = {key: list(trace.get(key) or ()) for key in _LISTS}
     whole = _json({**first, **lists})
     if len(whole) <= limit:
@@ -46,4 +48,6 @@ def trace_header(trace: Mapping[str, Any], limit: int = TRACE_LIMIT) -> bytes:
     text = _json({**first, **kept, "left_out": {**left_out, "whole": _WHOLE}})
     if len(text) <= limit:
         return text.encode("ascii")
-    return _json({"left_out": {"bytes": len(whole), "whole": _WHOLE}}).encode("ascii")
+    told = {"left_out": {"bytes": len(whole), "whole": _WHOLE}}
+    text = _json({"page": trace.get("page"), **told})
+    return (text if len(text) <= limit else _json(told)).encode("ascii")

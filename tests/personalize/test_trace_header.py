@@ -32,7 +32,7 @@ def _trace(rules: int, experiments: int = 0) -> dict[str, Any]:
 
 
 def test_a_trace_that_fits_goes_whole() -> None:
-    trace = _trace(3, 1)
+    trace = {**_trace(3, 1), "visitor": {"device": "mobile"}}
     assert json.loads(trace_header(trace)) == trace
 
 
@@ -66,7 +66,7 @@ def test_a_decision_larger_than_the_header_is_told_not_cut() -> None:
     text = trace_header(trace)
     assert len(text) <= TRACE_LIMIT
     fitted = json.loads(text)
-    assert fitted["left_out"]["bytes"] > TRACE_LIMIT
+    assert fitted["page"] == trace["page"] and fitted["left_out"]["bytes"] > TRACE_LIMIT
     assert "edge-personalizer explain" in fitted["left_out"]["whole"]
 
 
