@@ -68,6 +68,8 @@ def test_a_bandit_experiment_compiles_with_its_cells_and_settings(tmp_path: Path
      "floor is the percent of new visitors each variant keeps: 0 to 33.3333"),
     ("update_every: 10s", "update_every: often", 12,
      "update_every 'often': write 10s, 30m, 1h or 1d"),
+    ("update_every: 10s", "update_every: " + "9" * 400 + "x", 12,   # (quoted whole)
+     "update_every '9999999999999999999…: write 10s, 30m, 1h or 1d"),
     ("allocation: bandit", "allocation: learned", 10,
      "allocation 'learned': fixed (the weights given) or bandit"),
     ("floor: 2,", "flor: 2,", 12,

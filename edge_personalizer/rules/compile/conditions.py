@@ -233,7 +233,7 @@ def _values(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> tuple[Any, .
         return (_value(spec, name, value, at),)
     values = spec.named(str(value))
     if not values:
-        raise Invalid(f"unknown {name} {value!r}; expected {spec.named_help}"
+        raise Invalid(f"unknown {name} {as_written(value)}; expected {spec.named_help}"
                       + suggest(str(value), (*spec.values, *spec.spellings)), at)
     return values
 
@@ -257,11 +257,11 @@ def _value(spec: FieldSpec, name: str, value: Any, at: KeyPath) -> Any:
     text = str(value)
     if spec.values:
         if text.casefold() not in spec.folded:
-            raise Invalid(f"unknown {name} {text!r}; expected "
+            raise Invalid(f"unknown {name} {as_written(text)}; expected "
                           + ", ".join(spec.values) + suggest(text, spec.values), at)
     if spec.form:
         if not re.fullmatch(spec.form, text):
-            raise Invalid(f"{name} {text!r}: {spec.form_help}", at)
+            raise Invalid(f"{name} {as_written(text)}: {spec.form_help}", at)
         meant = dict(spec.mistakes).get(text.casefold())
         if meant is not None:
             raise Invalid(f"{name} {text!r} is no such code; did you mean {meant!r}?", at)

@@ -300,7 +300,7 @@ def _duration(raw: Any, at: KeyPath) -> float:
     else:
         written = seconds_in(str(raw))
         if written is None:
-            raise Invalid(f"update_every {raw!r}: write 10s, 30m, 1h or 1d", at)
+            raise Invalid(f"update_every {as_written(raw)}: write 10s, 30m, 1h or 1d", at)
         seconds = written
     if not UPDATE_EVERY_SPAN[0] <= seconds <= UPDATE_EVERY_SPAN[1]:
         raise Invalid("update_every is at least 1 second and at most 30 days", at)

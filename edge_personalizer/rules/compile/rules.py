@@ -333,7 +333,7 @@ def _days(raw: Any, at: KeyPath) -> frozenset[str]:
     def named(i: int, day: Any) -> tuple[str, ...]:
         days = days_named(str(day))
         if not days:
-            raise Invalid(f"unknown day {day!r}; expected {DAYS_EXPECTED}"
+            raise Invalid(f"unknown day {as_written(day)}; expected {DAYS_EXPECTED}"
                           + suggest(str(day), (*WEEKDAYS, *DAY_GROUPS, *FULL_DAY_NAMES)),
                           (*at, i))
         return days

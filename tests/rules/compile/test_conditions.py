@@ -148,6 +148,12 @@ HUGE = "1" + "0" * 400
     (f"{{profile.visits: {HUGE * 12}}}",
      "profile.visits is a number, got text '1000000000000000000…"),
     (f"{{device.touch: {HUGE}}}", "device.touch is true or false, got 10000000000000000000…"),
+    # ... and so were a value of a field of named values, or of a written form
+    (f"{{device.type: {HUGE}}}", "unknown device.type '1000000000000000000…; expected "
+                                 "mobile, tablet, desktop, tv, bot, other"),
+    (f"{{geo.country: {HUGE}}}", "geo.country '1000000000000000000…: a country is its "
+                                 "two-letter ISO 3166-1 code, e.g. GB (the United Kingdom), "
+                                 "US, DE"),
 ])
 def test_a_number_that_is_no_number_is_named(tmp_path: Path, when: str, reason: str) -> None:
     _, errors = check_rules(rules_with(tmp_path, when))

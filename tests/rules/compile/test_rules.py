@@ -165,3 +165,13 @@ def test_a_name_that_cannot_be_used_says_why(tmp_path: Path, name: str, reason: 
     assert [e.line for e in errors] == [3, 6]
     assert reason in errors[0].reason, errors[0].reason
     assert reason.replace("rule", "experiment", 1) in errors[1].reason, errors[1].reason
+
+
+def test_a_schedule_day_of_many_digits_is_told_briefly(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n"
+        f"  - name: x\n    schedule: {{days: [mon, {'1' + '0' * 400}]}}\n    then: {{hero: x}}\n")
+    _, errors = check_rules(tmp_path)
+    assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
+        (4, "unknown day 10000000000000000000…; expected mon..sun (or monday..sunday), "
+            "weekdays or weekend")]
