@@ -27,6 +27,7 @@ from lru import LRU
 
 from ..classify.visitor import Visitor
 from ..rules.book import RuleBook
+from ..rules.fields import BOUNDED_FIELDS
 from ..rules.model import Content, Decision, RuleSet, SlotChoice
 
 DEFAULT_SEGMENT: Final = "default"   # the page as the origin sent it, with no slot changed
@@ -34,21 +35,6 @@ DEFAULT_SEGMENT: Final = "default"   # the page as the origin sent it, with no s
 # Akamai (comma-separated).
 ALL_TAG_HEADERS: Final = ("surrogate-key", "cache-tag", "edge-cache-tag")
 
-# Visitor fields whose values come from a closed set (or the geo database, or an edge the
-# operator trusts): a variant may print them and its page still be cached per value.
-# Anything else printed makes the page private under keyed caching, and that includes
-# names a visitor writes: referral.source (any utm_source or referring host),
-# device.os and device.browser (a User-Agent's own words) and language.primary (any 1-8
-# letters of Accept-Language), each of which would give every made-up value a public key.
-BOUNDED_FIELDS: Final = frozenset({
-    "referral.medium",
-    "geo.country", "geo.region", "geo.city", "geo.postal", "geo.metro", "geo.continent",
-    "geo.time_zone", "geo.eu", "geo.anonymous",
-    "device.type", "device.touch", "device.bot_category",
-    "time.hour", "time.weekday", "time.daypart", "time.date",
-    "profile.new", "profile.stored",
-    "profile.first_referral.medium", "profile.last_referral.medium",
-})
 SEGMENT_HEADER: Final = "x-ep-segment"   # the request header a trusted edge names its cache key in
 UNBOUNDED: Final = "x"   # a value part that stands for "not in the key": the page is private
 # Why a slot keeps its default with nothing counted: visitors an experiment does not bucket

@@ -248,6 +248,24 @@ def lookup(name: str) -> tuple[FieldSpec | None, str]:
     return None, f"unknown field {name!r}" + suggest(name, [*FIELDS, *PREFIXES])
 
 
+# Visitor fields whose values come from a closed set (or the geo database, or an edge the
+# operator trusts): a variant may print them and its page still be cached per value.
+# Anything else printed makes the page private under keyed caching, and that includes
+# names a visitor writes: referral.source (any utm_source or referring host),
+# device.os and device.browser (a User-Agent's own words) and language.primary (any 1-8
+# letters of Accept-Language), each of which would give every made-up value a public key.
+# (personalize/segments.py keys pages by them; notices.py tells of variants printing others.)
+BOUNDED_FIELDS: Final = frozenset({
+    "referral.medium",
+    "geo.country", "geo.region", "geo.city", "geo.postal", "geo.metro", "geo.continent",
+    "geo.time_zone", "geo.eu", "geo.anonymous",
+    "device.type", "device.touch", "device.bot_category",
+    "time.hour", "time.weekday", "time.daypart", "time.date",
+    "profile.new", "profile.stored",
+    "profile.first_referral.medium", "profile.last_referral.medium",
+})
+
+
 # Request headers each part of the visitor comes from (what a cache must Vary on).
 _SOURCES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
     "referral": ("Referer",),
