@@ -295,7 +295,8 @@ def _rule_book(settings: Settings, key: bytes, on_reload: Callable[[bool], None]
     parses = (ParseCache(settings.data_dir, settings.rules_dir, key)
               if settings.profile_keys else None)
     return RuleBook(settings.rules_dir, on_reload=on_reload, parses=parses,
-                    inherited=inherited, own_cookies=own)
+                    inherited=inherited, own_cookies=own,
+                    keyed_caching=settings.keyed_caching)
 
 
 def profile_keys(settings: Settings, *, serving: bool = True) -> list[bytes]:

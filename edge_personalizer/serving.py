@@ -61,7 +61,8 @@ def serve_settings(settings: Settings) -> None:
         # the directory as the workers do (its watcher, SIGHUP, the admin reload), so a
         # worker forked later (one replaced after a crash) starts from the rules the others
         # serve, compiling nothing; spawned workers (another start method) build their own.
-        book = RuleBook(checked.directory, inherited=checked, reports=False)
+        book = RuleBook(checked.directory, inherited=checked, reports=False,
+                        keyed_caching=settings.keyed_caching)
         book.guard_forks()
         if settings.rules_watch_interval > 0:
             book.watch_in_thread(settings.rules_watch_interval)

@@ -100,7 +100,8 @@ class RuleBook:
     def __init__(self, directory: Path, *,
                  on_reload: Callable[[bool], None] | None = None,
                  parses: ParseCache | None = None, inherited: RuleBook | None = None,
-                 reports: bool = True, own_cookies: Mapping[str, str] | None = None) -> None:
+                 reports: bool = True, own_cookies: Mapping[str, str] | None = None,
+                 keyed_caching: bool = False) -> None:
         self.directory = directory
         # False: reloads and refusals are logged at debug level (a server's own book, whose
         # workers report the same).
@@ -127,7 +128,9 @@ class RuleBook:
         self.last_error: str | None = None
         self.checked_at = 0.0   # when a reload last ended, taken or refused (epoch seconds)
         self.began_at = 0.0     # ... and when it began (an edit saved before it is in it)
-        self._noticed = Noticed()
+        # (`keyed_caching`: the server's setting; with it, the notices tell of variants
+        # whose pages go private under it)
+        self._noticed = Noticed(keyed_caching=keyed_caching)
         self._on_reload = on_reload
         if inherited is not None:
             # A forked worker serves what its server serves, whatever the directory holds

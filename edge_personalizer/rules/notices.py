@@ -1,7 +1,9 @@
 """What rules that load may still get wrong: a rule or an experiment that reaches no one,
 because its schedule has ended everywhere (as time passes) or because a rule before it
-takes its slots for every visitor (a catch-all written first); and a bandit that learns
-`per:` a field any client fills as it likes (cells a flood can make up). Told by
+takes its slots for every visitor (a catch-all written first); a bandit that learns
+`per:` a field any client fills as it likes (cells a flood can make up); and, with keyed
+caching, a variant printing a field whose pages a CDN cannot share (one a client can fill
+with words of its own: each value would be a cached page of its own). Told by
 `validate`, the server's health and the dashboard, logged when the rules load; never a
 reason to refuse them (a campaign's last day passes while the site runs, and the rule set
 that held it must go on loading).
@@ -9,13 +11,15 @@ that held it must go on loading).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
+from types import MappingProxyType
 from typing import NamedTuple
 
 from ..classify.visitor import WEEKDAYS
 from .conditions import AllOf, Condition, Segment, Traffic
-from .fields import lookup
-from .model import Experiment, Rule, RuleSet, counted
+from .fields import BOUNDED_FIELDS, lookup
+from .model import Content, Experiment, Rule, RuleSet, counted
 from .schedule import Schedule
 
 # A schedule's dates are the visitor's own (the earliest local time is UTC-12, the latest
@@ -161,9 +165,10 @@ def _shadowed(ruleset: RuleSet) -> dict[str, Notice]:
     return told
 
 
-def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
+def notices(ruleset: RuleSet, now: datetime, *, keyed_caching: bool = False) -> list[Notice]:
     """Each rule and experiment of `ruleset` that reaches no one at `now` (a UTC time):
-    once for a rule written as several (`by:` a field)."""
+    once for a rule written as several (`by:` a field); with `keyed_caching`, also each
+    that reaches someone with a variant whose pages go private under it."""
     told: dict[str, Notice] = _shadowed(ruleset)
     for rule in ruleset.rules:
         ended = None if rule.source in told else _ended_on(rule.condition, now)
@@ -180,6 +185,8 @@ def notices(ruleset: RuleSet, now: datetime) -> list[Notice]:
                 "visitors' own dates), so it shows no variant any more and counts no one new "
                 "(its results stay); remove it to stop it, or move its end"), experiment.name)
     found = [*told.values(), *filter(None, map(_cells_clients_make, ruleset.experiments))]
+    if keyed_caching:
+        found += _printing_unbounded(ruleset, told)
     return sorted(found, key=lambda n: (n.file, n.line))   # as the files read
 
 
@@ -211,6 +218,65 @@ def _cells_clients_make(experiment: Experiment) -> Notice | None:
         experiment.name, unreached=False)
 
 
+def _unbounded(contents: Mapping[str, Content]) -> dict[str, frozenset[str]]:
+    """Slot -> the fields its content prints that a shared page cannot be kept per
+    (segments.py makes a page printing any of them private under keyed caching)."""
+    printed = {slot: content.template.fields - BOUNDED_FIELDS
+               for slot, content in contents.items() if content.template is not None}
+    return {slot: fields for slot, fields in printed.items() if fields}
+
+
+# A name each field may hold, for the messages' examples.
+_EXAMPLE_VALUES = MappingProxyType({"referral.source": "facebook", "device.browser": "Firefox",
+                                    "device.os": "iOS", "language.primary": "de"})
+
+
+def _kept_private(subject: str, printed: Iterable[dict[str, frozenset[str]]],
+                  variants: str = "") -> str:
+    """Why pages of `subject` ("rule 'x'") whose `variants` (an experiment's: " (variant
+    'b')") print the fields `printed` (slot -> fields, for each variant) go private under
+    keyed caching, and how to keep them shared."""
+    by_slot: dict[str, set[str]] = {}
+    for slots in printed:
+        for slot, fields in slots.items():
+            by_slot.setdefault(slot, set()).update(fields)
+    slot = min(by_slot)
+    field = min(by_slot[slot])
+    value = _EXAMPLE_VALUES.get(field, "...")
+    named = sorted(set().union(*by_slot.values()))
+    chosen = (f"an audience (audience: {{{field}: {value}}}), or by rules: a condition"
+              if variants else "a condition")
+    return (f"{subject} prints {', '.join(named)} in {', '.join(sorted(by_slot))}{variants}, "
+            "so with keyed caching its pages are made per visitor and sent private, never "
+            "shared by the CDN (values from no closed set: each one a client made up would "
+            "be a cached page of its own). To keep them shared, write the name in the "
+            f"variant and choose the variant by {chosen} (when: {{{field}: {value}}}) or "
+            f"by: (then: {{{slot}: {{by: {field}, variants: {{{value}: ...}}}}}})")
+
+
+def _printing_unbounded(ruleset: RuleSet, told: Mapping[str, Notice]) -> list[Notice]:
+    """Each rule and experiment (not already told to reach no one) with a variant that
+    prints a field outside BOUNDED_FIELDS: under keyed caching its pages are private."""
+    rules: dict[str, tuple[str, list[dict[str, frozenset[str]]]]] = {}
+    for rule in ruleset.rules:   # (a rule written `by:` a field is several: told once)
+        printed = _unbounded(rule.slots)
+        if printed and rule.source not in told:
+            rules.setdefault(rule.source, (rule.written or rule.name, []))[1].append(printed)
+    found = [Notice(source, "rule", _kept_private(f"rule {name!r}", printed), name,
+                    unreached=False) for source, (name, printed) in rules.items()]
+    for experiment in ruleset.experiments:
+        variants = {variant: _unbounded(contents)
+                    for variant, contents in experiment.variants.items()}
+        named = sorted(variant for variant, printed in variants.items() if printed)
+        if named and experiment.source not in told:
+            which = (f" (variant{'s' if len(named) > 1 else ''} "
+                     f"{', '.join(map(repr, named))})")
+            found.append(Notice(experiment.source, "experiment", _kept_private(
+                f"experiment {experiment.name!r}", variants.values(), which),
+                experiment.name, unreached=False))
+    return found
+
+
 def described(noticed: list[Notice]) -> str:
     """What `noticed` counts, for a heading: "2 rules and 1 experiment"."""
     counts = [(sum(n.kind == kind for n in noticed), kind) for kind in ("rule", "experiment")]
@@ -218,16 +284,18 @@ def described(noticed: list[Notice]) -> str:
 
 
 class Noticed:
-    """The notices of the rules a book serves, worked out at most once a minute and
-    again for each version (health may be asked every second of a set of 10,000 rules)."""
+    """The notices of the rules a book serves (`keyed_caching`: its server's setting),
+    worked out at most once a minute and again for each version (health may be asked
+    every second of a set of 10,000 rules)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keyed_caching: bool = False) -> None:
         self._held: tuple[str, int, list[Notice]] = ("", -1, [])
+        self._keyed_caching = keyed_caching   # the server's: pages it shares, or none
 
     def of(self, ruleset: RuleSet, now: datetime) -> list[Notice]:
         minute = int(now.timestamp() // 60)
         version, at, held = self._held
         if version != ruleset.version or at != minute:
-            held = notices(ruleset, now)
+            held = notices(ruleset, now, keyed_caching=self._keyed_caching)
             self._held = (ruleset.version, minute, held)
         return held

@@ -321,3 +321,101 @@ def test_validate_warns_of_a_bandit_per_a_field_clients_fill_as_they_like(
     assert [(n.kind, n.name, n.unreached) for n in noticed] == [
         ("experiment", "hero-bandit", False), ("experiment", "lang-bandit", False),
         ("experiment", "app-bandit", False)]
+
+
+PRINTING = """\
+slots: {hero: {}, promo: {}, banner: {}, side: {}}
+rules:
+  - name: welcome
+    when: {referral.medium: social}
+    then: {hero: {html: "<p>Welcome, {{ referral.source }} readers</p>"}}
+  - name: per-source
+    when: {referral.medium: email}
+    then:
+      promo:
+        by: referral.source
+        variants:
+          news: {html: "<p>Read on in {{ language.primary }}</p>"}
+          digest: {html: "<p>Your digest, in {{ language.primary }}</p>"}
+  - name: local
+    when: {referral.medium: search}
+    then: {hero: {html: "<p>{{ geo.country }} on {{ device.type }}, {{ time.daypart }}</p>"}}
+  - name: facebook
+    when: {referral.source: facebook, device.browser: Firefox, language.primary: de}
+    then: {promo: {html: "<p>Willkommen, Facebook-Leser</p>"}}
+experiments:
+  - name: greet
+    slot: banner
+    variants:
+      control: {}
+      browser: {html: "<p>{{ device.browser }} fans save 10%</p>"}
+      os: {html: "<p>Made for {{ device.os }}</p>"}
+      plain: {html: "<p>Save 10%</p>"}
+  - name: shared
+    slot: side
+    audience: {device.os: iOS}
+    variants: {control: {}, b: {html: "<p>{{ geo.city }}</p>"}}
+"""
+
+
+def test_with_keyed_caching_each_variant_printing_a_name_a_client_makes_up_is_told(
+        tmp_path: Path) -> None:
+    # A page printing referral.source, device.os, device.browser or language.primary went
+    # private under keyed caching, and nothing said which: the hit rate only dropped.
+    # Conditions on them (rule `facebook`, experiment `shared`'s audience) and fields of a
+    # closed set printed (`local`, `shared`) keep pages shared: never told.
+    (tmp_path / "r.yaml").write_text(PRINTING)
+    ruleset = load_rules(tmp_path)
+    source = tmp_path / "r.yaml"
+    assert notices(ruleset, _at("2026-12-05T12:00")) == []   # keyed caching off: all private
+    told = notices(ruleset, _at("2026-12-05T12:00"), keyed_caching=True)
+    assert [(n.where, n.kind, n.name, n.unreached) for n in told] == [
+        (f"{source}:3", "rule", "welcome", False),
+        (f"{source}:6", "rule", "per-source", False),   # once, for both of its variants
+        (f"{source}:21", "experiment", "greet", False)]
+    assert told[0].message == (
+        "rule 'welcome' prints referral.source in hero, so with keyed caching its pages are "
+        "made per visitor and sent private, never shared by the CDN (values from no closed "
+        "set: each one a client made up would be a cached page of its own). To keep them "
+        "shared, write the name in the variant and choose the variant by a condition "
+        "(when: {referral.source: facebook}) or by: (then: {hero: {by: referral.source, "
+        "variants: {facebook: ...}}})")
+    assert told[1].message.startswith("rule 'per-source' prints language.primary in promo,")
+    assert told[2].message.startswith(
+        "experiment 'greet' prints device.browser, device.os in banner (variants 'browser', "
+        "'os'), so with keyed caching its pages are made per visitor and sent private")
+    assert "choose the variant by an audience (audience: {device.browser: Firefox})" \
+        in told[2].message
+    noticed = Noticed(keyed_caching=True)
+    assert noticed.of(ruleset, _at("2026-12-05T12:00")) == told
+    assert Noticed().of(ruleset, _at("2026-12-05T12:00")) == []
+
+
+def test_a_printing_rule_that_reaches_no_one_is_told_that_alone(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}}\nrules:\n  - name: summer\n    schedule: {end: 2025-08-31}\n"
+        "    then: {hero: {html: 'From {{ referral.source }}'}}\n")
+    told = notices(load_rules(tmp_path), _at("2026-12-05T12:00"), keyed_caching=True)
+    assert [n.message.split(":")[0] for n in told] == ["rule 'summer'"]
+    assert told[0].unreached
+
+
+def test_the_keyed_caching_server_logs_and_shows_which_rules_pages_go_private(
+        origin: Server, server_logs: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(PRINTING)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         "--workers", "2",
+                         env={"EP_KEYED_CACHING": "true", "EP_PROFILE_KEYS": PROFILE_KEY})
+    try:
+        health = server.health().json()
+        log = server.log()
+    finally:
+        server.stop()
+    where = [w.split(": ")[0] for w in health["rules"]["warnings"]]
+    assert where == [f"{rules / 'site.yaml'}:{line}" for line in (3, 6, 21)]
+    version = health["rules"]["version"]
+    assert (f"rules version {version}: {rules / 'site.yaml'}:3: rule 'welcome' prints "
+            "referral.source in hero, so with keyed caching") in log
+    assert log.count("rule 'welcome' prints") == 1   # the server's, not each worker's too
