@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .classify.classifier import Classifier
-from .config import Settings, load_settings, unknown_environment
+from .config import Settings, load_settings, setting_given, unknown_environment
 from .config.sources import CLASSIFY_FLAGS, SERVER_FLAGS, add_setting_flags, flag_overrides
 from .errors import EdgePersonalizerError, RuleError, RuleSetInvalid, SettingsError, StoreError
 from .report import (
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("directory", type=Path)
     validate.add_argument("--format", choices=["text", "json"], default="text")
     validate.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    validate.add_argument("--keyed-caching", action="store_true", help="warn of pages it "
+                          "cannot share (default: EP_KEYED_CACHING, EP_CONFIG's)")
     validate.set_defaults(run=cmd_validate)
 
     explain = commands.add_parser("explain", help="show how a request's visitor is classified")
@@ -183,7 +185,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ruleset, errors = check_rules(args.directory)
     if not ruleset.file_count:
         errors.append(RuleError(NO_RULE_FILES, source=args.directory))
-    warnings = notices(ruleset, datetime.now(UTC))   # said, refused only when --strict
+    keyed = args.keyed_caching or setting_given("keyed_caching", os.environ)
+    warnings = notices(ruleset, datetime.now(UTC), keyed_caching=keyed)   # (--strict: refused)
     if args.format == "json":
         print(json.dumps({
             "valid": not errors, "version": ruleset.version, "files": ruleset.file_count,

@@ -57,6 +57,32 @@ def test_validate_warns_of_a_rule_whose_schedule_has_ended_and_stays_valid(
                                    "message": out[0].split(":3: ", 1)[1]}]
 
 
+def test_validate_warns_of_pages_keyed_caching_cannot_share_when_it_is_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An upgrade made pages printing referral.source private under keyed caching; validate
+    # said "valid" and nothing else, the operator saw only the hit rate drop.
+    (tmp_path / "r.yaml").write_text(
+        "slots: {hero: {}, promo: {}}\nrules:\n  - name: welcome\n"
+        "    then: {hero: {html: 'Welcome, {{ referral.source }} readers'}}\n"
+        "  - name: facebook\n    when: {referral.source: facebook}\n"
+        "    then: {promo: {html: 'Hello from {{ geo.country }}'}}\n")
+    monkeypatch.delenv("EP_KEYED_CACHING", raising=False)
+    monkeypatch.delenv("EP_CONFIG", raising=False)
+    assert main(["validate", str(tmp_path), "--strict"]) == 0   # off: every page private
+    assert "warning" not in capsys.readouterr().out
+    assert main(["validate", str(tmp_path), "--keyed-caching"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"warning: {tmp_path / 'r.yaml'}:3: rule 'welcome' prints "
+                             "referral.source in hero, so with keyed caching its pages are "
+                             "made per visitor and sent private")
+    assert out[1].endswith("); 1 warning")
+    monkeypatch.setenv("EP_KEYED_CACHING", "true")   # the server's own setting
+    assert main(["validate", str(tmp_path), "--strict", "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [(w["line"], w["kind"]) for w in report["warnings"]] == [(3, "rule")]
+
+
 @pytest.mark.parametrize("files", [{}, {"hero.html": "<b>hi</b>", ".drafts/a.yaml": "rules: []"}])
 def test_validate_refuses_a_directory_without_rule_files(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:

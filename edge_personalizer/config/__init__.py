@@ -7,6 +7,6 @@ domain (classify, rules, rewrite, ...) nor read `os.environ` itself.
 
 from .converters import Secret
 from .settings import Settings
-from .sources import load_settings, unknown_environment
+from .sources import load_settings, setting_given, unknown_environment
 
-__all__ = ["Secret", "Settings", "load_settings", "unknown_environment"]
+__all__ = ["Secret", "Settings", "load_settings", "setting_given", "unknown_environment"]

@@ -99,6 +99,24 @@ def load_settings(environ: Mapping[str, str], *, config_file: Path | None = None
                           given=given)
 
 
+def setting_given(name: str, environ: Mapping[str, str]) -> Any:
+    """One setting as load_settings finds it in `environ` (its `EP_*` variable, else the
+    config file `EP_CONFIG` names, else its default), the others unread: a command that
+    runs no server (validate) takes the server's keyed_caching without needing its origin,
+    databases and the rest to be there and valid."""
+    raw: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    config_path = to_path(environ.get(CONFIG_ENV))
+    if config_path is not None:
+        from_file = read_config_file(config_path)
+        if name in from_file:
+            raw[name], given[name] = from_file[name], str(config_path)
+    for variable, value in environ.items():
+        if _setting_of(variable) == name:
+            raw[name], given[name] = value, variable
+    return getattr(build_settings(raw, source="settings", given=given), name)
+
+
 def unknown_environment(environ: Mapping[str, str]) -> list[str]:
     """One warning per `EP_*` variable that is no setting, with the likely intended one.
     Not fatal: the environment of a container or CI job is not ours alone."""

@@ -12,6 +12,7 @@ from edge_personalizer.config.sources import (
     add_setting_flags,
     flag_overrides,
     load_settings,
+    setting_given,
     unknown_environment,
 )
 from edge_personalizer.errors import SettingsError
@@ -121,3 +122,18 @@ def test_relative_paths_in_a_config_file_are_its_folder_s(tmp_path: Path,
     assert load_settings({}, config_file=config).store_url == "sqlite:///srv/ep.db"
     config.write_text('origin_url = "http://o"\nstore_url = "redis://h:6379/0"\n')
     assert load_settings({}, config_file=config).store_url == "redis://h:6379/0"
+
+
+def test_one_setting_is_read_without_the_others(tmp_path: Path) -> None:
+    # validate takes the server's keyed_caching, on a machine (CI) without its origin,
+    # databases or a valid value for every other setting.
+    assert setting_given("keyed_caching", {}) is False
+    elsewhere = {"EP_GEO_DB": str(tmp_path / "absent.mmdb"), "EP_WORKERS": "0"}
+    assert setting_given("keyed_caching", {**elsewhere, "EP_KEYED_CACHING": "true"}) is True
+    config = tmp_path / "ep.toml"
+    config.write_text('keyed_caching = true\nworkers = "two"\n')
+    assert setting_given("keyed_caching", {"EP_CONFIG": str(config)}) is True
+    assert setting_given("keyed_caching", {"EP_CONFIG": str(config),
+                                           "EP_KEYED_CACHING": "false"}) is False
+    with pytest.raises(SettingsError, match="^EP_KEYED_CACHING: setting 'keyed_caching'"):
+        setting_given("keyed_caching", {"EP_KEYED_CACHING": "maybe"})
