@@ -47,7 +47,7 @@ _AT_LEAST_ONE = ("workers", "max_connections", "max_body_bytes", "device_cache_s
 # past 1 KiB and 15 headers; a CDN adds its own).
 _LEAST_HEAD: Final = (("max_header_bytes", 4096, "4096 bytes"), ("max_header_count", 20, "20"))
 _POSITIVE = ("connect_timeout", "read_timeout", "pool_timeout", "keep_alive_timeout",
-             "body_timeout",
+             "body_timeout", "send_timeout",
              "profile_max_age_days",
              "store_flush_interval", "store_poll_interval", "learn_interval", "head_hold_seconds",
              "interest_half_life_days", "visit_timeout_minutes")

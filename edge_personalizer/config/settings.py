@@ -75,15 +75,14 @@ class Settings:
     origin_url: str | None = option(
         convert=str, section=_ORIGIN, flag="--origin", metavar="URL",
         help="the site to forward to, e.g. http://127.0.0.1:8000 (required to serve)")
-    rules_dir: Path | None = option(
-        convert=to_path, section=_SERVER, flag="--rules", metavar="DIR",
-        help="rules directory")
-    geo_db: Path | None = option(
-        convert=to_path, section=_VISITOR, flag="--geo-db", metavar="FILE",
-        help="MaxMind-format City or Country database (.mmdb)")
-    anonymous_db: Path | None = option(
-        convert=to_path, section=_VISITOR, flag="--anonymous-db", metavar="FILE",
-        help="GeoIP2 Anonymous-IP database (.mmdb), for geo.anonymous")
+    rules_dir: Path | None = option(convert=to_path, section=_SERVER, flag="--rules",
+                                    metavar="DIR", help="rules directory")
+    geo_db: Path | None = option(convert=to_path, section=_VISITOR, flag="--geo-db",
+                                 metavar="FILE", help="MaxMind-format City or Country "
+                                 "database (.mmdb)")
+    anonymous_db: Path | None = option(convert=to_path, section=_VISITOR, flag="--anonymous-db",
+                                       metavar="FILE", help="GeoIP2 Anonymous-IP database "
+                                       "(.mmdb), for geo.anonymous")
     host: str = option("127.0.0.1", convert=str, section=_SERVER, flag="--host",
                        help="address to listen on")
     port: int = option(8080, convert=to_int, section=_SERVER, flag="--port",
@@ -95,18 +94,16 @@ class Settings:
         (), convert=to_networks, section=_SERVER, flag="--trusted-proxy", metavar="CIDR",
         repeat=True, help="address or network whose forwarding and edge headers are "
                           "believed (comma-separated; the flag repeats)")
-    connect_timeout: float = option(5.0, convert=to_float, section=_ORIGIN,
-                                    flag="--connect-timeout", metavar="SECONDS",
-                                    help="seconds to connect to the origin")
+    connect_timeout: float = option(5.0, convert=to_float, section=_ORIGIN, metavar="SECONDS",
+                                    flag="--connect-timeout", help="seconds to connect to the "
+                                    "origin")
     read_timeout: float = option(30.0, convert=to_float, section=_ORIGIN, flag="--read-timeout",
-                                 metavar="SECONDS",
-                                 help="seconds the origin may stay silent")
+                                 metavar="SECONDS", help="seconds the origin may stay silent")
     max_connections: int = option(512, convert=to_int, section=_ORIGIN,
                                   help="origin connections open at once, per worker")
-    pool_timeout: float = option(
-        5.0, convert=to_float, section=_ORIGIN,
-        help="seconds a request waits for a free origin connection before a 503 with "
-             "Retry-After")
+    pool_timeout: float = option(5.0, convert=to_float, section=_ORIGIN, help="seconds a "
+                                 "request waits for a free origin connection before a 503 "
+                                 "with Retry-After")
     max_long_lived: int | None = option(
         convert=to_optional_int, section=_ORIGIN,
         help="long-lived responses (server-sent events, multipart streams) at once, per "
@@ -129,6 +126,9 @@ class Settings:
         help="longest pause while a client sends a request body; past it, a body must also "
              "average 1 KiB a second (16 KiB for a long upload while others are turned "
              "away for want of an upload slot; else 408 and the connection closed)")
+    send_timeout: float = option(30.0, convert=to_float, section=_SERVER, flag="--send-timeout",
+                                 metavar="SECONDS", help="longest a client may leave an answer "
+                                 "unread (then given up, its origin connection freed)")
     max_header_bytes: int = option(32 * 1024, convert=to_int, section=_SERVER,
                                    help="largest request head, in bytes (4096 or more)")
     max_header_count: int = option(100, convert=to_int, section=_SERVER,

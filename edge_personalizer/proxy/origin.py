@@ -72,9 +72,9 @@ class OriginProxy:
     connection; requests whose bodies are being sent too (a quarter: Uploads). When the
     client goes away mid-body, the origin read stops and that connection is closed.
 
-    A request body must keep coming (RequestBody: else 408, as nginx's client_body_timeout);
-    one the server finds malformed half-way is answered 400 at once. Either way the
-    origin's request is abandoned and its connection closed.
+    A request body must keep coming (RequestBody: else 408, as nginx's client_body_timeout),
+    one the server finds malformed half-way gets 400 at once, and an answer must be read
+    (`send_timeout`, as nginx's); else the origin's exchange and its connection are closed.
     """
 
     def __init__(
@@ -92,7 +92,7 @@ class OriginProxy:
         pool_timeout: float = 5.0,
         max_long_lived: int | None = None,
         preserve_host: bool = False,
-        body_timeout: float | None = 60.0,
+        body_timeout: float | None = 60.0, send_timeout: float | None = 30.0,
         public_url: str | None = None,
         upstream: OriginClient | None = None,
         observer: ProxyObserver | None = None,
@@ -112,7 +112,7 @@ class OriginProxy:
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             max_connections=max_connections,
             max_connections_per_origin=max_connections_per_origin, pool_timeout=pool_timeout)
-        self.body_timeout = body_timeout
+        self.body_timeout, self.send_timeout = body_timeout, send_timeout
         self.max_long_lived = (max(1, max_connections // 2) if max_long_lived is None
                                else max_long_lived)
         self.long_lived = 0   # long-lived responses under way
@@ -214,10 +214,10 @@ class OriginProxy:
             if method != "HEAD":
                 watch = body is None or body.finished   # receive() is free for disconnects
                 ended = await relay_body(response, receive, send, watch=watch,
-                                         at_once=long_lived)
+                                         at_once=long_lived, stall=self.send_timeout)
             if ended is None:
-                logger.info("client went away during %s %s; origin connection closed",
-                            method, scope["path"])
+                logger.info("client went away (or read nothing for send_timeout) during %s %s; "
+                            "origin connection closed", method, scope["path"])
             elif not ended:
                 await send({"type": "http.response.body", "body": b""})
         except UpstreamError as exc:

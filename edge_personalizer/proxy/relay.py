@@ -4,6 +4,7 @@ stops the read (the origin connection is then closed)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Final
@@ -15,6 +16,8 @@ from ..http.client import UpstreamResponse
 # Responses that hold their origin connection for as long as the visitor stays.
 _LONG_LIVED_TYPES: Final = (b"text/event-stream", b"multipart/x-mixed-replace")
 _WATCH_AFTER: Final = 1.0   # seconds a body streams before the client's leaving is watched for
+_WATCH_BYTES: Final = 1 << 20   # ... or bytes it sends
+logger = logging.getLogger(__name__)
 
 
 def is_long_lived(headers: Sequence[tuple[bytes, bytes]]) -> bool:
@@ -27,51 +30,75 @@ def is_long_lived(headers: Sequence[tuple[bytes, bytes]]) -> bool:
 
 
 async def relay_body(response: UpstreamResponse, receive: Receive, send: Send, *,
-                     watch: bool, at_once: bool) -> bool | None:
+                     watch: bool, at_once: bool, stall: float | None = None) -> bool | None:
     """Send the body on as it comes: True when its last chunk said so, False when it ended
-    unannounced, None when the client went away (the read stops, the origin connection
-    is then closed by `aclose`).
+    unannounced, None when the client went away, or left a send unread for `stall`
+    seconds (the read stops, the origin connection is then closed by `aclose`).
 
-    Watching for the client's leaving costs two tasks, so only bodies that last are
-    watched: long-lived ones (`at_once`) from the start, others once they have been
-    streaming for _WATCH_AFTER seconds (most pages are long done by then)."""
+    Watching costs a task or two, so only bodies that last are watched: long-lived ones
+    (`at_once`) from the start, others once they have streamed for _WATCH_AFTER seconds
+    or _WATCH_BYTES (most pages are long done by then; a client that stops reading holds
+    a send only once the server's buffers are full). `watch`: whether receive() is free
+    to tell of the client's leaving (not while a request body is still read)."""
     chunks = response.body()
     ended = False
-    if not (watch and at_once):
-        deadline = time.monotonic() + _WATCH_AFTER if watch else float("inf")
+    if not at_once:
+        deadline, sent = time.monotonic() + _WATCH_AFTER, 0
         async for chunk in chunks:
             ended = response.ended   # the last chunk says so itself: no empty message to end
             await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
             if ended:
                 return True   # (without asking for more: the end of a body is an exception)
-            if time.monotonic() > deadline:
+            sent += len(chunk)
+            if sent > _WATCH_BYTES or time.monotonic() > deadline:
                 break
         else:
             return ended
-    relaying = asyncio.ensure_future(_send_rest(chunks, response, send))
-    leaving = asyncio.ensure_future(_client_leaves(receive))
+    sending = _Sending(chunks, response, send)
+    relaying = asyncio.ensure_future(sending.rest())
+    leaving = asyncio.ensure_future(_client_leaves(receive)) if watch else None
     try:
-        await asyncio.wait((relaying, leaving), return_when=asyncio.FIRST_COMPLETED)
-        if leaving.done() and leaving.result() and not relaying.done():
-            relaying.cancel()
-            await asyncio.gather(relaying, return_exceptions=True)
-            return None
-        return await relaying
+        while True:
+            waits = {relaying} if leaving is None else {relaying, leaving}
+            left = None if stall is None else sending.since + stall - time.monotonic()
+            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if relaying.done():
+                return await relaying
+            if leaving is not None and leaving.done():
+                if leaving.result():
+                    break   # gone
+                leaving = None   # this server cannot say: the stall alone is watched
+            elif stall is not None and time.monotonic() - sending.since >= stall:
+                logger.info("the client read none of the answer for %.0f s: given up", stall)
+                break
+        relaying.cancel()
+        await asyncio.gather(relaying, return_exceptions=True)
+        return None
     finally:
         for task in (relaying, leaving):
-            if not task.done():
+            if task is not None and not task.done():
                 task.cancel()
 
 
-async def _send_rest(chunks: AsyncIterator[bytes], response: UpstreamResponse,
-                     send: Send) -> bool:
-    ended = False
-    async for chunk in chunks:
-        ended = response.ended
-        await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
-        if ended:
-            break
-    return ended
+class _Sending:
+    """The rest of a body sent on, and when a send last went through (a client that
+    reads nothing leaves one waiting)."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], response: UpstreamResponse,
+                 send: Send) -> None:
+        self.chunks, self.response, self.send = chunks, response, send
+        self.since = time.monotonic()
+
+    async def rest(self) -> bool:
+        ended = False
+        async for chunk in self.chunks:
+            ended = self.response.ended
+            await self.send({"type": "http.response.body", "body": chunk,
+                             "more_body": not ended})
+            self.since = time.monotonic()
+            if ended:
+                break
+        return ended
 
 
 async def _client_leaves(receive: Receive) -> bool:

@@ -4,14 +4,18 @@ client goes (in-process, against a raw origin)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from edge_personalizer.proxy import OriginProxy
 from edge_personalizer.proxy.relay import is_long_lived
 
 from ..http.raw_origin import RawOrigin, eventually, request_head
+from ..servers import Server, start_proxy
 from .test_origin import OK, Visitor
 
 
@@ -57,3 +61,40 @@ async def test_a_long_ordinary_body_stops_when_its_client_goes() -> None:
         body = visitor.messages[1:]
         assert body and all(m.get("more_body") for m in body)   # never made to look whole
         await proxy.aclose()
+
+
+def test_an_answer_nobody_reads_is_given_up_and_frees_its_origin_connection(
+        origin: Server, tmp_path: Path) -> None:
+    # A few hundred clients that ask for a large file and never read held every origin
+    # connection for as long as they stayed: everyone else got 503.
+    proxy = start_proxy(tmp_path, "--origin", origin.url,
+                        env={"EP_SEND_TIMEOUT": "2", "EP_MAX_CONNECTIONS": "1",
+                             "EP_POOL_TIMEOUT": "1"})
+    stalled = socket.socket()
+    try:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", proxy.port))
+        stalled.sendall(b"GET /download?size=200000000 HTTP/1.1\r\nHost: shop\r\n\r\n")
+        time.sleep(0.5)
+        # While it reads nothing, it holds the one origin connection ...
+        assert httpx.get(f"{proxy.url}/echo", timeout=10).status_code == 503
+        # ... until send_timeout has passed without a send going through.
+        freed = time.monotonic() + 20
+        while httpx.get(f"{proxy.url}/echo", timeout=10).status_code != 200:
+            assert time.monotonic() < freed, "the origin connection was never freed"
+        # Its own connection is closed: what was on its way, then the end.
+        stalled.settimeout(20)
+        received = 0
+        while piece := _read(stalled):
+            received += len(piece)
+        assert received < 200_000_000
+    finally:
+        stalled.close()
+        proxy.stop()
+
+
+def _read(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(1 << 20)
+    except ConnectionResetError:
+        return b""
