@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing.util
+import re
 import sys
 import threading
 import time
@@ -15,6 +16,42 @@ ACCESS_LOGGER = "edge_personalizer.access"
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_TIME = "%Y-%m-%dT%H:%M:%S"
+
+# What a log line never shows raw: control characters (a newline or CR would start a
+# forged line, ESC a terminal's colours or title), the line separators some tools split
+# on (U+0085, U+2028, U+2029), the marks that reorder text on screen, lone surrogates.
+_CONTROLS = ("\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e"
+             "\u2066-\u2069\ud800-\udfff")
+_UNSAFE_FIELD = re.compile(f'[\n{_CONTROLS}"\\\\]')   # and what ends a quoted field
+_UNSAFE_MESSAGE = re.compile(f"[{_CONTROLS}]")   # a newline continues, indented
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e"
+                             "\u2066-\u2069\ud800-\udfff]")   # JSON escapes the rest
+
+
+def escaped(text: str, unsafe: re.Pattern[str] = _UNSAFE_FIELD) -> str:
+    """`text`, which a client wrote, as a log line may show it: each character `unsafe`
+    matches written as nginx writes it, \\xNN (\\uNNNN past U+00FF). By default the
+    characters of a quoted field of the access line (its control characters, `"` and
+    backslash)."""
+    if unsafe.search(text) is None:
+        return text
+    return unsafe.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match[0]):04x}"
+
+
+def json_line(entry: dict[str, Any]) -> str:
+    """`entry` as one line of JSON, UTF-8 as it is but for the characters that would
+    split or disguise the line (JSON escapes, reading back the same text)."""
+    line = json.dumps(entry, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(_json_escape, line) if _UNSAFE_IN_JSON.search(line) else line
 
 
 class AccessLineClock:
@@ -60,7 +97,9 @@ class TextFormatter(logging.Formatter):
         self.clock = AccessLineClock()
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        # Messages carry what clients wrote (a path, a header in an error): no control
+        # character of theirs reaches the log raw, and a newline only continues the line.
+        text = escaped(super().format(record), _UNSAFE_MESSAGE)
         return text.replace("\n", "\n  ") if "\n" in text else text
 
     def access_line(self, fields: dict[str, Any]) -> str:
@@ -72,8 +111,10 @@ class TextFormatter(logging.Formatter):
 
 def access_message(fields: dict[str, Any]) -> str:
     """The text access line; `aborted` at its end when the answer was cut short (the
-    client went away, or the origin broke off mid-body: its warning says which)."""
-    return (f'{fields["client"]} "{fields["method"]} {fields["path"]}" {fields["status"]} '
+    client went away, or the origin broke off mid-body: its warning says which). The
+    method and path are the client's: escaped, so the line stays one line of its own."""
+    return (f'{fields["client"]} "{escaped(fields["method"])} {escaped(fields["path"])}" '
+            f'{fields["status"]} '
             f'{fields["bytes"]} {fields["duration_ms"]:.2f}ms'
             + (" aborted" if fields.get("aborted") else ""))
 
@@ -89,7 +130,7 @@ class JsonFormatter(logging.Formatter):
         """An access line exactly as format() would write its record."""
         _, _, stamp = self.clock.now()
         entry = {"time": stamp, "level": "info", "logger": ACCESS_LOGGER, **fields}
-        return json.dumps(entry, ensure_ascii=False) + "\n"
+        return json_line(entry) + "\n"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -104,7 +145,7 @@ class JsonFormatter(logging.Formatter):
             entry["message"] = record.getMessage()
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json_line(entry)
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from edge_personalizer.observability.logs import (
     BatchingStreamHandler,
@@ -97,3 +98,56 @@ def test_a_server_stopped_at_once_has_logged_every_request(origin: Server,
         proxy.process.wait(timeout=15)
     logged = re.findall(r'"GET /page/n(\d+)" 200', proxy.log())
     assert sorted(int(n) for n in logged) == list(range(10)), proxy.log()[-2000:]
+
+
+def access_fields(path: str) -> dict[str, object]:
+    return {"client": "127.0.0.0", "method": "GET", "path": path, "status": 200,
+            "bytes": 1706, "duration_ms": 5.95, "user_agent": "curl"}
+
+
+@pytest.mark.parametrize(("path", "shown"), [
+    ("/a\n2026-12-06 05:00:00,000 WARNING x: FAKE",
+     "/a\\x0a2026-12-06 05:00:00,000 WARNING x: FAKE"),
+    ("/a\rb", "/a\\x0db"),
+    ("/a\x1b[31mred\x1b]0;title\x07", "/a\\x1b[31mred\\x1b]0;title\\x07"),
+    ('/a" 200 0 0.01ms', "/a\\x22 200 0 0.01ms"),
+    ("/a\\x0a", "/a\\x5cx0a"),
+    ("/a\x85b\u2028c\u202ed", "/a\\x85b\\u2028c\\u202ed"),
+    ("/über", "/über"),
+])
+def test_a_text_access_line_escapes_what_the_client_wrote(path: str, shown: str) -> None:
+    # The decoded path was written raw: %0a began a forged line of the log, %1b reached
+    # the terminal, %22 closed the quoted field so a made-up status could follow.
+    line = TextFormatter().access_line(access_fields(path))
+    assert line.endswith(f'"GET {shown}" 200 1706 5.95ms\n')
+    assert line.splitlines() == [line[:-1]]
+
+
+def test_a_text_message_shows_control_characters_escaped() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "rejected %s", (
+        "/a\r\x1b[2Jb\u2028c\nd",), None)
+    assert TextFormatter().format(record).endswith("rejected /a\\x0d\\x1b[2Jb\\u2028c\n  d")
+
+
+@pytest.mark.parametrize("text", ["/a\x85b", "/a\u2028b", "/a\u2029b\x1b"])
+def test_a_json_line_stays_one_line_for_every_tool(text: str) -> None:
+    # U+0085 and U+2028 were written raw: one line to a JSON reader, two to tools that
+    # split lines as Python's splitlines() does.
+    line = JsonFormatter().access_line(access_fields(text))
+    assert line.splitlines() == [line[:-1]] and json.loads(line)["path"] == text
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s", (text,), None)
+    message = JsonFormatter().format(record)
+    assert message.splitlines() == [message] and json.loads(message)["message"] == text
+
+
+def test_a_path_with_a_newline_leaves_one_line_in_the_servers_log(origin: Server,
+                                                                  tmp_path: Path) -> None:
+    server = start_proxy(tmp_path, "--origin", origin.url, env={"EP_LOG_FORMAT": "text"})
+    try:
+        forged = "2026-12-06%2005:00:00,000%20WARNING%20edge_personalizer.admin:%20FAKE"
+        httpx.get(f"{server.url}/inj1%0a{forged}", timeout=15)
+    finally:
+        server.stop()
+    lines = [line for line in server.log().splitlines() if "FAKE" in line]
+    assert len(lines) == 1 and "INFO edge_personalizer.access: " in lines[0], lines
+    assert '"GET /inj1\\x0a2026-12-06 05:00:00,000 WARNING' in lines[0]
