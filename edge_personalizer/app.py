@@ -44,6 +44,7 @@ from .learn.readers import catalog_reader, model_reader, weights_reader
 from .learn.store import open_store
 from .learn.trainer import Trainer, bandit_specs
 from .observability.access_log import AccessLog
+from .observability.logs import dropped_log_lines
 from .observability.metrics import Metrics
 from .observability.workers import Publisher, WorkerBoard, board_directory
 from .personalize import PersonalizeMiddleware
@@ -79,6 +80,7 @@ class EdgeApp:
         trusted = TrustedProxies(settings.trusted_proxies,
                                  client_headers=client_ip_headers(settings.edge_vendor))
         self.metrics = Metrics()
+        self.metrics.watch_log(dropped_log_lines)
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
         keys = profile_keys(settings)
         self.rules = _rule_book(settings, keys[0], self._reloaded, inherited)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing.util
+import os
 import re
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 ACCESS_LOGGER = "edge_personalizer.access"
@@ -149,21 +152,44 @@ class JsonFormatter(logging.Formatter):
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler that writes INFO lines (the access log above all) in batches.
+    """A stream handler whose lines a thread of its own writes, in batches.
 
-    One write a line was a system call on every request. Lines now wait at most
-    `interval` seconds (a background thread flushes) or until 64 KiB are pending; a
-    WARNING or worse goes out at once, after everything logged before it. Exit flushes.
+    One write a line was a system call on every request. Lines wait at most `interval`
+    seconds, or until 64 KiB are pending; a WARNING or worse wakes the writer at once.
+    Whoever logs (the event loop above all) only appends to a list: a log stream that
+    stalls (a paused journald or docker pipe, a reader gone quiet) stalls the writer
+    thread alone. Past `max_pending` characters waiting, lines are dropped and counted
+    (`dropped`), and said once when the stream takes lines again. A flush (the exit's)
+    waits for the writer at most `flush_timeout` seconds, and not again while it stays
+    stuck.
     """
 
-    def __init__(self, stream: Any, interval: float = 0.2) -> None:
+    def __init__(self, stream: Any, interval: float = 0.2, *, max_pending: int = 1 << 20,
+                 flush_timeout: float = 5.0) -> None:
         super().__init__(stream)
+        self._interval = interval
+        self._max_pending = max_pending
+        self._flush_timeout = flush_timeout
+        self.dropped = 0           # lines dropped since the start
+        self._start()
+        # A forked worker's handler starts empty, with a writer of its own: the lines
+        # waiting at the fork are the server's to write.
+        os.register_at_fork(after_in_child=functools.partial(_restart, weakref.ref(self)))
+
+    def _start(self) -> None:
+        self._queue_lock = threading.Lock()   # held only to append or take, never to write
         self._pending: list[str] = []
         self._size = 0
+        self._queued = 0           # lines accepted, ever
+        self._untold = 0           # lines dropped and not yet said so in the log
+        self._written = 0          # lines the writer is done with
+        self._done = threading.Condition()
+        self._stuck = False        # a flush gave up waiting; the writer has not come back
+        self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_every, args=(interval,),
-                                         name="log-flush", daemon=True)
-        self._flusher.start()
+        self._writer = threading.Thread(target=self._write_every, name="log-flush",
+                                        daemon=True)
+        self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -171,43 +197,85 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
-        self._pending.append(line)   # logging holds this handler's lock around emit()
-        self._size += len(line)
-        if record.levelno >= logging.WARNING or self._size >= 65536:
-            self._write()
+        self._append(line, urgent=record.levelno >= logging.WARNING)
 
-    def _write(self) -> None:
-        if self._pending:
-            text = "".join(self._pending)
-            self._pending.clear()
-            self._size = 0
+    def write_line(self, line: str) -> None:
+        """Queue a line formatted by the caller exactly as this handler would (the access
+        log's own path: a logging record costs more than the rest of its work)."""
+        self._append(line, urgent=False)
+
+    def _append(self, line: str, *, urgent: bool) -> None:
+        with self._queue_lock:
+            if self._size + len(line) > self._max_pending:
+                self.dropped += 1
+                self._untold += 1
+                return
+            self._pending.append(line)
+            self._size += len(line)
+            self._queued += 1
+            urgent = urgent or self._size >= 65536
+        if urgent and not self._wake.is_set():
+            self._wake.set()
+
+    def _write_every(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._write_pending()
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        with self._queue_lock:
+            lines, self._pending, self._size = self._pending, [], 0
+            untold, self._untold = self._untold, 0
+        if lines or untold:
+            text = "".join(lines)
+            if untold:
+                text += self._dropped_line(untold)
             try:
                 self.stream.write(text)
                 self.stream.flush()
             except (OSError, ValueError):
                 pass   # a closed or broken stream: nothing left to tell it
+        with self._done:
+            self._written += len(lines)
+            self._stuck = False
+            self._done.notify_all()
+
+    def _dropped_line(self, untold: int) -> str:
+        record = logging.LogRecord(
+            __name__, logging.WARNING, __file__, 0, "%d log lines dropped: the log stream "
+            "(stderr) did not take them as fast as they came, and %d KiB waited for it "
+            "already (ep_log_lines_dropped in /__ep/metrics counts them)",
+            (untold, self._max_pending // 1024), None)
+        try:
+            return self.format(record) + self.terminator
+        except Exception:
+            return f"{untold} log lines dropped: the log stream did not take them\n"
 
     def flush(self) -> None:
-        with self.lock:   # type: ignore[union-attr]
-            self._write()
-
-    def write_line(self, line: str) -> None:
-        """Queue a line formatted by the caller exactly as this handler would (the access
-        log's own path: a logging record costs more than the rest of its work)."""
-        with self.lock:   # type: ignore[union-attr]
-            self._pending.append(line)
-            self._size += len(line)
-            if self._size >= 65536:
-                self._write()
-
-    def _flush_every(self, interval: float) -> None:
-        while not self._stopped.wait(interval):
-            self.flush()
+        """Waits until the lines queued so far are written: at most `flush_timeout`
+        seconds, and not at all while the writer is stuck since a flush gave up on it."""
+        with self._queue_lock:
+            queued = self._queued
+        self._wake.set()
+        with self._done:
+            if self._stuck or not self._writer.is_alive():
+                return
+            if not self._done.wait_for(lambda: self._written >= queued, self._flush_timeout):
+                self._stuck = True
 
     def close(self) -> None:
-        self._stopped.set()
         self.flush()
+        self._stopped.set()
+        self._wake.set()
         super().close()
+
+
+def _restart(handler: weakref.ref[BatchingStreamHandler]) -> None:
+    alive = handler()
+    if alive is not None:
+        alive._start()
 
 
 def _flush_at_process_exit() -> None:
@@ -221,6 +289,12 @@ def _flush_at_process_exit() -> None:
 def _flush_root_handlers() -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
+
+
+def dropped_log_lines() -> int:
+    """The lines this process's log handler dropped, its stream not taking them in time."""
+    return sum(handler.dropped for handler in logging.getLogger().handlers
+               if isinstance(handler, BatchingStreamHandler))
 
 
 def configure_logging(*, fmt: str, level: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -153,6 +153,18 @@ class _LearningMetrics:
                                     value=len(self.trainer.troubles))
 
 
+class _LogMetrics:
+    """The log lines this worker dropped, read at scrape time."""
+
+    def __init__(self, dropped: Callable[[], int]) -> None:
+        self.dropped = dropped
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("ep_log_lines_dropped", "Log lines dropped because the "
+                                  "log stream (stderr) did not take them in time",
+                                  value=self.dropped())
+
+
 class Metrics:
     """The counters an operator scrapes from /__ep/metrics.
 
@@ -236,6 +248,10 @@ class Metrics:
                        trainer: TrainerState | None = None) -> None:
         """Counts of the learning loop, read at scrape time."""
         self.registry.register(_LearningMetrics(learning, flusher, trainer))
+
+    def watch_log(self, dropped: Callable[[], int]) -> None:
+        """The log lines dropped (`dropped()`), read at scrape time."""
+        self.registry.register(_LogMetrics(dropped))
 
     def origin_busy(self, reason: str) -> None:
         self.origin_busy_answers.labels(reason=reason).inc()

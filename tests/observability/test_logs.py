@@ -5,9 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import signal
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,7 +24,7 @@ from edge_personalizer.observability.logs import (
     TextFormatter,
 )
 
-from ..servers import Server, start_proxy
+from ..servers import ADMIN_TOKEN, ROOT, Server, free_port, start_proxy
 
 
 def test_json_formatter_writes_plain_messages_too() -> None:
@@ -72,7 +77,10 @@ def test_info_lines_leave_in_batches_and_warnings_at_once() -> None:
     logger.info("first")
     logger.info("second")
     assert stream.getvalue() == ""                       # waiting for the batch
-    logger.warning("trouble")                            # out at once, after the others
+    logger.warning("trouble")                  # out without waiting, after the others
+    deadline = time.monotonic() + 5
+    while "trouble" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert stream.getvalue() == "INFO first\nINFO second\nWARNING trouble\n"
     logger.info("later")
     deadline = time.monotonic() + 2
@@ -151,3 +159,108 @@ def test_a_path_with_a_newline_leaves_one_line_in_the_servers_log(origin: Server
     lines = [line for line in server.log().splitlines() if "FAKE" in line]
     assert len(lines) == 1 and "INFO edge_personalizer.access: " in lines[0], lines
     assert '"GET /inj1\\x0a2026-12-06 05:00:00,000 WARNING' in lines[0]
+
+
+class StalledStream(io.StringIO):
+    """A log stream whose reader stopped reading: writes wait until `resume` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resume = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.resume.wait()
+        return super().write(text)
+
+
+def in_thread(work: Callable[[], object], timeout: float = 20) -> bool:
+    """Whether `work` finished within `timeout` seconds (run in a thread of its own, which
+    stays behind when it hangs)."""
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+def test_a_stalled_stream_never_holds_up_whoever_logs() -> None:
+    # Past 64 KiB pending the logging thread (the event loop) wrote itself, under a lock
+    # the writer thread also held while blocked: a stalled pipe froze every request.
+    stream = StalledStream()
+    handler = BatchingStreamHandler(stream, interval=0.05)   # 1 MiB may wait
+    handler.setFormatter(TextFormatter())
+    line = "x" * 10_000 + "\n"
+    logger = logging.getLogger("tests.stalled")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+
+    def flood() -> None:
+        for _ in range(300):
+            handler.write_line(line)
+        logger.warning("trouble")
+
+    assert in_thread(flood), "logging waited on the stalled stream"
+    assert in_thread(handler.flush), "a flush waited on the stalled stream for good"
+    assert handler.dropped >= 150           # about 100 lines fit in what may wait
+    stream.resume.set()
+    deadline = time.monotonic() + 20
+    while "log lines dropped" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    told = re.findall(r"WARNING \S+: (\d+) log lines dropped", stream.getvalue())
+    assert [int(n) for n in told] == [handler.dropped], stream.getvalue()[-500:]
+    handler.write_line("after\n")
+    handler.close()
+    assert stream.getvalue().endswith("after\n")
+
+
+def test_a_server_whose_log_nobody_reads_still_answers(origin: Server,
+                                                       tmp_path: Path) -> None:
+    # A log pipe gone quiet (journald or docker paused) froze the worker after ~1,000
+    # requests: pages and /__ep/health/live went unanswered until the pipe was read.
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EP_")}
+    env |= {"EP_DATA_DIR": str(tmp_path / "data"), "EP_ADMIN_TOKEN": ADMIN_TOKEN,
+            "EP_LOG_FORMAT": "text", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_personalizer", "serve", "--port", str(port),
+         "--origin", origin.url], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env)
+    url = f"http://127.0.0.1:{port}"
+    read: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not ready(url):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        with httpx.Client(timeout=20) as client:
+            for n in range(600):   # access lines of ~3 KiB: far past the pipe's 64 KiB
+                assert client.get(f"{url}/page/{n}/{'x' * 3000}").status_code == 200
+            assert client.get(f"{url}/__ep/health/live").status_code == 200
+            metrics = client.get(f"{url}/__ep/metrics",
+                                 headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).text
+        dropped = re.search(r"^ep_log_lines_dropped_total (\S+)$", metrics, re.MULTILINE)
+        assert dropped is not None and float(dropped[1]) > 0, metrics
+        pipe = process.stdout
+        assert pipe is not None
+        reader = threading.Thread(target=lambda: read.append(pipe.read()), daemon=True)
+        reader.start()                         # the pipe drains
+        httpx.get(f"{url}/page/after", timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+    reader.join(20)
+    pipe.close()
+    log = b"".join(read).decode(errors="replace")
+    assert re.search(r"WARNING \S+: \d+ log lines dropped", log), log[-2000:]
+    assert '"GET /page/after" 200' in log
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/__ep/health/live", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -27,3 +27,10 @@ def test_request_histograms_count_cumulatively_by_upper_bound() -> None:
     assert 'ep_request_duration_seconds_bucket{le="+Inf"} 4.0' in text
     assert 'ep_request_duration_seconds_count 4.0' in text
     assert 'ep_request_duration_seconds_sum 60.3021' in text
+
+
+def test_log_lines_dropped_are_counted_at_scrape_time() -> None:
+    metrics, dropped = Metrics(), [0]
+    metrics.watch_log(lambda: dropped[0])
+    dropped[0] = 7
+    assert b"ep_log_lines_dropped_total 7.0" in metrics.render()
