@@ -122,9 +122,9 @@ class _RequestScan:
             if proto in ("http", "https"):
                 scheme = proto
             forwarded_host = _last_element(self.forwarded_host)
-            if not _HOST.fullmatch(forwarded_host) and said is not None and said.host:
+            if not _is_host(forwarded_host) and said is not None and said.host:
                 forwarded_host = said.host
-            if _HOST.fullmatch(forwarded_host):   # (else not believed)
+            if _is_host(forwarded_host):   # (else not believed)
                 host = forwarded_host
                 host_forwarded = True
             # The origin gets the peer's Forwarded as it came when all of it is believed,
@@ -285,16 +285,23 @@ class RequestReader:
         return OriginRequest(fwd, headers, has_body, length)
 
 
-# What a host can be (RFC 3986): a name of letters, digits and `-._` (at most 253), or an
-# IPv6 address in brackets (no zone), with a port of up to 5 digits.
-_HOST: Final = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._\-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])"
-                          r"(?::[0-9]{1,5})?")
+# What a host can be (RFC 3986): a name of letters, digits and `-_` in labels split by
+# dots, none empty (a dot may end it), at most 253 characters; or an IPv6 address in
+# brackets (no zone). Then maybe a port, 1 to 65535 written without a leading zero.
+_HOST: Final = re.compile(r"(?:([A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*\.?)"
+                          r"|\[[0-9A-Fa-f:.]{2,45}\])(?::([1-9][0-9]{0,4}))?")
+
+
+def _is_host(text: str) -> bool:
+    """Whether `text` is a host, with or without a port, as a Host header names one."""
+    match = _HOST.fullmatch(text)
+    return match is not None and len(match[1] or "") <= 253 and int(match[2] or 0) <= 65535
 
 
 def _clean_host(host: str) -> str:
     # A Host header carrying a path, credentials or spaces would let a client inject
     # text into rewritten Location headers; keep only what a host can be.
-    return host if _HOST.fullmatch(host) else "invalid.host"
+    return host if _is_host(host) else "invalid.host"
 
 
 def _forwarded_node(ip: str | None) -> str:

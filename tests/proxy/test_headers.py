@@ -76,7 +76,9 @@ def test_hostile_host_header_never_reaches_location() -> None:
 
 
 @pytest.mark.parametrize("host", [b"[", b"]", b"[::1", b"::1]", b"a" * 300, b"shop:", b"shop:1:2",
-                                  b"shop:123456", b"[fe80::1%25eth0]", b"[evil.example]", b":80"])
+                                  b"shop:123456", b"[fe80::1%25eth0]", b"[evil.example]", b":80",
+                                  b"shop:99999", b"shop:65536", b"shop:0", b"shop:080",
+                                  b"x..y", b"shop.example..", b".shop", b"a." * 130 + b"a"])
 def test_only_a_host_that_can_be_one_is_believed_or_passed_on(host: bytes) -> None:
     # A trusted proxy's X-Forwarded-Host (or Forwarded host=) becomes the site's address in
     # redirects and what the origin is told: `[` or 20,000 characters were taken as hosts.
@@ -87,7 +89,8 @@ def test_only_a_host_that_can_be_one_is_believed_or_passed_on(host: bytes) -> No
 
 @pytest.mark.parametrize("host", [b"shop.example", b"shop.example:8443", b"[2001:db8::1]:443",
                                   b"[::1]", b"127.0.0.1:8080", b"my_host.internal",
-                                  b"xn--caf-dma.example"])
+                                  b"xn--caf-dma.example", b"shop.example:65535",
+                                  b"shop.example:1", b"shop.example.", b"a" * 253])
 def test_hosts_as_they_are_written_are_kept(host: bytes) -> None:
     assert fwd([(b"host", host)]).host == host.decode()
 
@@ -290,3 +293,11 @@ def test_the_x_ep_headers_are_edge_personalizer_s_own_both_ways(proxy: Server) -
     assert "origin" not in response.headers.get("x-ep-variant", "")
     assert "x-ep-trace" not in response.headers
     assert not [name for name, _ in echoed if name == "x-ep-debug"]
+
+
+def test_a_host_of_an_empty_label_or_a_port_past_65535_never_reaches_the_origin(
+        proxy: Server) -> None:
+    # `Host: x:99999` and `x..y` were told to the origin as the site's host.
+    for host in ("x:99999", "x..y"):
+        echoed = httpx.get(f"{proxy.url}/echo", headers={"host": host}).json()["headers"]
+        assert ["x-forwarded-host", "invalid.host"] in echoed
