@@ -114,9 +114,9 @@ class Settings:
              "that check Origin against Host, as Django's CSRF check does)")
     public_url: str | None = option(
         convert=to_optional_str, section=_ORIGIN, flag="--public-url", metavar="URL",
-        help="the site's address as visitors see it, e.g. https://shop.example: the "
-             "origin's redirects to itself point here (without it, a trusted proxy's "
-             "X-Forwarded-Host or Forwarded host=, else a path; never the client's Host)")
+        help="the site's address as visitors see it, e.g. https://shop.example: where the "
+             "origin's redirects to itself point (else a trusted proxy's X-Forwarded-Host, else "
+             "a path), and the host and scheme the origin is told, whoever asks")
     keep_alive_timeout: float = option(
         5.0, convert=to_float, section=_SERVER, flag="--keep-alive-timeout", metavar="SECONDS",
         help="seconds an idle client connection stays open (behind a load balancer, longer "

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 from lru import LRU
 
@@ -105,17 +106,19 @@ class _RequestScan:
         self.kept = kept
         self.size = size
 
-    def forwarding(self, address: ClientAddress, *, scheme: str,
-                   server_host: str) -> Forwarding:
+    def forwarding(self, address: ClientAddress, *, scheme: str, server_host: str,
+                   public: tuple[str, str] | None = None) -> Forwarding:
+        """What the request says of itself; `public` (public_url's scheme and host) is
+        the site's address whoever asks: the operator's word over a proxy's or a Host."""
         # An HTTP/1.0 request may come without a Host (granian hands it on empty).
         host = self.host.decode("latin-1").strip() if self.host else ""
         host = host or server_host
         host_forwarded = False
         prior_forwarded: tuple[str, ...] = ()
+        said = address.public_element
         if address.trusted_peer:
             # X-Forwarded-Proto and -Host first, Forwarded's where they name none: edges
             # that write the X- ones may hand on a visitor's own Forwarded (docs/cdn.md).
-            said = address.public_element
             proto = _last_element(self.proto)
             if proto not in ("http", "https") and said is not None and said.proto:
                 proto = said.proto.lower()
@@ -127,6 +130,10 @@ class _RequestScan:
             if _is_host(forwarded_host):   # (else not believed)
                 host = forwarded_host
                 host_forwarded = True
+        if public is not None:
+            scheme, host = public
+            host_forwarded = True
+        if address.trusted_peer:
             # The origin gets the peer's Forwarded as it came when all of it is believed,
             # else elements naming the hops X-Forwarded-For does: never two stories.
             told = said is not None and not self.forwarded_named \
@@ -232,13 +239,18 @@ class RequestReader:
     public host: a trusted proxy's X-Forwarded-Host, else the request's Host), as an
     application that checks Origin against Host (Django's CSRF check) needs. Where the
     request goes never changes: always `origin_host`'s connection.
+
+    With `public_url` (the site's address, https://shop.example) the origin is told its
+    scheme and host, whatever Host a client or X-Forwarded-Host a trusted proxy sends.
     """
 
-    def __init__(self, *, origin_host: str, limits: RequestLimits,
-                 max_known: int = 4096, preserve_host: bool = False) -> None:
+    def __init__(self, *, origin_host: str, limits: RequestLimits, max_known: int = 4096,
+                 preserve_host: bool = False, public_url: str | None = None) -> None:
         self.origin_host = origin_host
         self.host_sent: str | None = None if preserve_host else origin_host
         self.limits = limits
+        parts = urlsplit(public_url) if public_url else None
+        self.public = (parts.scheme, parts.netloc) if parts else None
         self._direct: LRU[tuple[str | None, str, bytes | str],
                           tuple[Forwarding, tuple[tuple[bytes, bytes], ...]]] = LRU(max_known)
 
@@ -270,13 +282,15 @@ class RequestReader:
                                       f"{limits.max_body_bytes})", status=413)
             has_body = has_body or length > 0
         if address.trusted_peer:
-            fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
+            fwd = scan.forwarding(address, scheme=scheme, server_host=server_host,
+                                  public=self.public)
             return OriginRequest(fwd, scan.kept + scan.from_proxies
                                  + _forwarding_headers(fwd, self.host_sent), has_body, length)
         key = (address.peer, scheme, scan.host if scan.host is not None else server_host)
         known = self._direct.get(key)
         if known is None:
-            fwd = scan.forwarding(address, scheme=scheme, server_host=server_host)
+            fwd = scan.forwarding(address, scheme=scheme, server_host=server_host,
+                                  public=self.public)
             known = self._direct[key] = (
                 fwd, tuple(_forwarding_headers(fwd, self.host_sent)))
         fwd, added = known

@@ -104,7 +104,7 @@ class OriginProxy:
                                     max_header_count=max_header_count,
                                     max_body_bytes=max_body_bytes)
         self.reader = RequestReader(origin_host=self.origin.host_header, limits=self.limits,
-                                    preserve_host=preserve_host)
+                                    preserve_host=preserve_host, public_url=public_url)
         # Where the origin's redirects to itself point: the configured public address, or
         # what a trusted proxy says, else a path (never the client's own Host).
         self.public_url = public_url

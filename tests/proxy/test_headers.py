@@ -301,3 +301,53 @@ def test_a_host_of_an_empty_label_or_a_port_past_65535_never_reaches_the_origin(
     for host in ("x:99999", "x..y"):
         echoed = httpx.get(f"{proxy.url}/echo", headers={"host": host}).json()["headers"]
         assert ["x-forwarded-host", "invalid.host"] in echoed
+
+
+def _told(request: OriginRequest) -> tuple[bytes, ...]:
+    out = dict(request.headers)
+    return out[b"x-forwarded-host"], out[b"x-forwarded-proto"], out[b"forwarded"]
+
+
+def test_a_public_url_is_what_the_origin_is_told_whoever_asks() -> None:
+    # A visitor's Host reached the origin as X-Forwarded-Host (and Forwarded host=), which
+    # a framework told to believe it builds password-reset links from.
+    public = RequestReader(origin_host="o:1", limits=RequestLimits(),
+                           public_url="https://shop.example")
+    visitor = ClientAddress(peer="198.51.100.7", ip="198.51.100.7", trusted_peer=False)
+    hostile = [(b"host", b"attacker.example"), (b"x-forwarded-host", b"evil.example")]
+    request = public.read(hostile, visitor, scheme="http", server_host="x")
+    assert _told(request) == (b"shop.example", b"https",
+                              b'for=198.51.100.7;proto=https;host="shop.example"')
+    assert request.forwarding.public_base == "https://shop.example"
+    # A trusted proxy's word gives way to the operator's; its hops are still told.
+    cdn = ClientAddress(peer="10.0.0.1", ip="203.0.113.9", trusted_peer=True,
+                        forwarded_for=("203.0.113.9",))
+    behind = [(b"host", b"10.0.0.5"), (b"x-forwarded-host", b"other.example"),
+              (b"x-forwarded-proto", b"http"), (b"x-forwarded-for", b"203.0.113.9")]
+    assert _told(public.read(behind, cdn, scheme="http", server_host="x")) == (
+        b"shop.example", b"https",
+        b'for=203.0.113.9, for=10.0.0.1;proto=https;host="shop.example"')
+    kept = RequestReader(origin_host="o:1", limits=RequestLimits(), preserve_host=True,
+                         public_url="http://shop.example:8080/")
+    request = kept.read(hostile, visitor, scheme="https", server_host="x")
+    assert dict(request.headers)[b"host"] == b"shop.example:8080"
+    assert _told(request)[:2] == (b"shop.example:8080", b"http")
+
+
+def test_a_server_with_a_public_url_tells_the_origin_that_address(
+        origin: Server, server_logs: Path) -> None:
+    server = start_proxy(server_logs, "--origin", origin.url, "--trusted-proxy", "127.0.0.2",
+                         "--public-url", "https://shop.example")
+    cdn = httpx.HTTPTransport(local_address="127.0.0.2")
+    try:
+        direct = httpx.get(f"{server.url}/echo", headers={"host": "attacker.example"})
+        with httpx.Client(transport=cdn) as client:
+            proxied = client.get(f"{server.url}/echo", headers={
+                "x-forwarded-host": "other.example", "x-forwarded-proto": "http"})
+    finally:
+        server.stop()
+    for response, peer in ((direct, "127.0.0.1"), (proxied, "127.0.0.2")):
+        told = dict((name, value) for name, value in response.json()["headers"]
+                    if name in ("x-forwarded-host", "x-forwarded-proto", "forwarded"))
+        assert told == {"x-forwarded-host": "shop.example", "x-forwarded-proto": "https",
+                        "forwarded": f'for={peer};proto=https;host="shop.example"'}
