@@ -92,6 +92,15 @@ def client_ip_headers(vendors: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(h for vendor in vendors for h in _CLIENT_IP_HEADERS.get(vendor, ()))
 
 
+def edge_header_names() -> frozenset[str]:
+    """Every header an edge's say about the visitor is read from here (client address,
+    geo, device), whichever edge_vendor names: the proxy passes them to the origin from
+    trusted proxies only."""
+    geo = {h for headers in _GEO_HEADERS.values() for h in headers}
+    return frozenset({*client_ip_headers(EDGE_VENDORS), *geo, "x-akamai-edgescape",
+                      *(h for h, _ in _DEVICE_HEADERS)})
+
+
 def _convert(field: str, value: str) -> Any:
     # A comma outside a city's name is the header sent twice, joined ("GB, US": the
     # visitor's own passed on beside the edge's): which one the edge meant is unknown.

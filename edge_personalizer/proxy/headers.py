@@ -193,12 +193,27 @@ def _framing(scan: _RequestScan) -> bool:
 # X-EP-Debug holds the admin token: the origin never gets it.
 DEBUG_HEADER: Final = b"x-ep-debug"
 # What frameworks believe of the public address besides the forwarding headers we write
-# (Rails, Spring, Django's USE_X_FORWARDED_PORT...), and the X-EP- headers edges send
-# (X-EP-Segment): passed on from a trusted proxy only, never from a visitor.
+# (Rails, Spring, Django's USE_X_FORWARDED_PORT...), the X-EP- headers edges send
+# (X-EP-Segment), and what edges say of the visitor, which sites behind one read for rate
+# limits and geo (every edge's that classify/edge.py reads, and other proxies' client
+# address headers): passed on from a trusted proxy only, never from a visitor.
 _FROM_PROXIES: Final = frozenset({
     b"x-forwarded-port", b"x-forwarded-prefix", b"x-forwarded-ssl", b"x-forwarded-server",
     b"x-url-scheme", b"front-end-https", b"x-original-host", b"x-host", b"x-ep-segment",
-    b"x-ep-variant", b"x-ep-trace", b"x-ep-url"})
+    b"x-ep-variant", b"x-ep-trace", b"x-ep-url",
+    b"cf-connecting-ip", b"cf-connecting-ipv6", b"cf-pseudo-ipv4", b"true-client-ip",
+    b"fastly-client-ip", b"x-client-ip", b"x-cluster-client-ip", b"cloudfront-viewer-address",
+    b"x-vercel-forwarded-for", b"cf-ipcountry", b"cf-ipcity", b"cf-ipcontinent",
+    b"cf-region-code", b"cf-postal-code", b"cf-metro-code", b"cf-timezone", b"cf-iplatitude",
+    b"cf-iplongitude", b"cloudfront-viewer-country", b"cloudfront-viewer-country-region",
+    b"cloudfront-viewer-city", b"cloudfront-viewer-postal-code",
+    b"cloudfront-viewer-time-zone", b"cloudfront-viewer-metro-code",
+    b"cloudfront-viewer-latitude", b"cloudfront-viewer-longitude",
+    b"cloudfront-is-smarttv-viewer", b"cloudfront-is-tablet-viewer",
+    b"cloudfront-is-mobile-viewer", b"cloudfront-is-desktop-viewer", b"x-vercel-ip-country",
+    b"x-vercel-ip-country-region", b"x-vercel-ip-city", b"x-vercel-ip-postal-code",
+    b"x-vercel-ip-timezone", b"x-vercel-ip-latitude", b"x-vercel-ip-longitude",
+    b"x-akamai-edgescape"})
 # Request headers the scan looks at (everything else is kept as it is).
 _READ_HERE: Final = (HOP_BY_HOP | _FORWARDING | _FROM_PROXIES
                      | {b"host", b"content-length", DEBUG_HEADER})

@@ -14,6 +14,7 @@ from edge_personalizer.classify.edge import (
     client_ip_headers,
     edge_device_type,
     edge_geo,
+    edge_header_names,
     merge_geo,
     with_edge_type,
 )
@@ -127,6 +128,14 @@ def test_client_ip_headers_by_edge() -> None:
                                                            "true-client-ip")
     assert client_ip_headers(("fastly",)) == ("fastly-client-ip",)
     assert client_ip_headers(("forwarded",)) == client_ip_headers(("vercel",)) == ()
+
+
+def test_the_headers_of_every_edge_are_named_for_the_proxy() -> None:
+    names = edge_header_names()
+    assert {"cf-connecting-ip", "true-client-ip", "fastly-client-ip", "cf-ipcountry",
+            "cloudfront-viewer-city", "x-vercel-ip-country", "x-akamai-edgescape",
+            "cloudfront-is-mobile-viewer"} <= names
+    assert all(name == name.lower() for name in names)
 
 
 def test_only_the_named_edges_headers_are_read() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_personalizer.classify.edge import edge_header_names
 from edge_personalizer.errors import RequestRejected
 from edge_personalizer.proxy.client_ip import ClientAddress, TrustedProxies, client_address
 from edge_personalizer.proxy.headers import (
@@ -351,3 +352,31 @@ def test_a_server_with_a_public_url_tells_the_origin_that_address(
                     if name in ("x-forwarded-host", "x-forwarded-proto", "forwarded"))
         assert told == {"x-forwarded-host": "shop.example", "x-forwarded-proto": "https",
                         "forwarded": f'for={peer};proto=https;host="shop.example"'}
+
+
+# What visitors' client-address and geo headers look like, as a CDN would write them.
+EDGE_SAID = [(b"CF-Connecting-IP", b"6.6.6.6"), (b"True-Client-IP", b"6.6.6.6"),
+             (b"Fastly-Client-IP", b"6.6.6.6"), (b"X-Client-IP", b"6.6.6.6"),
+             (b"X-Cluster-Client-IP", b"6.6.6.6"), (b"CF-IPCountry", b"KP"),
+             (b"X-Akamai-Edgescape", b"country_code=KP")]
+
+
+def test_what_an_edge_says_of_the_visitor_comes_from_trusted_proxies_only() -> None:
+    # Applications behind a CDN read these for rate limits and geo: a visitor's own
+    # CF-Connecting-IP reached the origin as sent.
+    sent = [*EDGE_SAID, *((name.encode(), b"x") for name in sorted(edge_header_names())),
+            (b"x-kept", b"1")]
+    names = {name.lower() for name, _ in sent} - {b"x-kept"}
+    direct = {name for name, _ in read(sent).headers}
+    assert b"x-kept" in direct and not names & direct
+    assert names <= {name for name, _ in read(sent, peer="10.1.1.1").headers}
+
+
+def test_a_visitor_s_cdn_headers_never_reach_the_origin_a_cdn_s_do(proxy: Server) -> None:
+    names = {name.decode().lower() for name, _ in EDGE_SAID}
+    sent = {name.decode(): value.decode() for name, value in EDGE_SAID}
+    direct = httpx.get(f"{proxy.url}/echo", headers=sent).json()["headers"]
+    assert not [name for name, _ in direct if name in names]
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as cdn:
+        proxied = cdn.get(f"{proxy.url}/echo", headers=sent).json()["headers"]
+    assert {name for name, _ in proxied} >= names
