@@ -17,6 +17,7 @@ from ..http.client import UpstreamResponse
 _LONG_LIVED_TYPES: Final = (b"text/event-stream", b"multipart/x-mixed-replace")
 _WATCH_AFTER: Final = 1.0   # seconds a body streams before the client's leaving is watched for
 _WATCH_BYTES: Final = 1 << 20   # ... or bytes it sends
+_PIECE: Final = 64 * 1024   # the most a watched body sends at once
 logger = logging.getLogger(__name__)
 
 
@@ -60,7 +61,9 @@ async def relay_body(response: UpstreamResponse, receive: Receive, send: Send, *
     try:
         while True:
             waits = {relaying} if leaving is None else {relaying, leaving}
-            left = None if stall is None else sending.since + stall - time.monotonic()
+            waiting = sending.waiting_since
+            left = None if stall is None else stall if waiting is None \
+                else waiting + stall - time.monotonic()
             await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             if relaying.done():
                 return await relaying
@@ -68,7 +71,7 @@ async def relay_body(response: UpstreamResponse, receive: Receive, send: Send, *
                 if leaving.result():
                     break   # gone
                 leaving = None   # this server cannot say: the stall alone is watched
-            elif stall is not None and time.monotonic() - sending.since >= stall:
+            elif sending.stalled(stall):
                 logger.info("the client read none of the answer for %.0f s: given up", stall)
                 break
         relaying.cancel()
@@ -81,21 +84,31 @@ async def relay_body(response: UpstreamResponse, receive: Receive, send: Send, *
 
 
 class _Sending:
-    """The rest of a body sent on, and when a send last went through (a client that
-    reads nothing leaves one waiting)."""
+    """The rest of a body sent on, in pieces of at most _PIECE (a client that reads slowly
+    makes room for one often), and since when a send waits for the client (None: none
+    does; an origin that is slow to send is no client that does not read)."""
 
     def __init__(self, chunks: AsyncIterator[bytes], response: UpstreamResponse,
                  send: Send) -> None:
         self.chunks, self.response, self.send = chunks, response, send
-        self.since = time.monotonic()
+        self.waiting_since: float | None = None
+
+    def stalled(self, stall: float | None) -> bool:
+        waiting = self.waiting_since
+        return stall is not None and waiting is not None \
+            and time.monotonic() - waiting >= stall
 
     async def rest(self) -> bool:
         ended = False
         async for chunk in self.chunks:
             ended = self.response.ended
-            await self.send({"type": "http.response.body", "body": chunk,
-                             "more_body": not ended})
-            self.since = time.monotonic()
+            for start in range(0, max(len(chunk), 1), _PIECE):
+                last = start + _PIECE >= len(chunk)
+                self.waiting_since = time.monotonic()
+                await self.send({"type": "http.response.body",
+                                 "body": chunk[start:start + _PIECE],
+                                 "more_body": not (ended and last)})
+                self.waiting_since = None
             if ended:
                 break
         return ended
