@@ -246,7 +246,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         record = logging.LogRecord(
             __name__, logging.WARNING, __file__, 0, "%d log lines dropped: the log stream "
             "(stderr) did not take them as fast as they came, and %d KiB waited for it "
-            "already (ep_log_lines_dropped in /__ep/metrics counts them)",
+            "already (ep_log_lines_dropped_total in /__ep/metrics counts them)",
             (untold, self._max_pending // 1024), None)
         try:
             return self.format(record) + self.terminator
