@@ -132,8 +132,12 @@ class NotAFile(OSError):
 def read_at_most(path: Path, limit: int) -> bytes | None:
     """The file's bytes, or None when it holds more than `limit` (its size told before it
     is read; read at most one byte more, should it grow meanwhile). OSError when it cannot
-    be read: NotAFile for a FIFO or a device, told from what is opened (opening waits for
-    no writer), never read."""
+    be read: NotAFile for a FIFO, a device or a socket, told before it is opened (opening
+    some devices does something), and again from what is opened (a file swapped
+    meanwhile; opening waits for no writer); never read."""
+    mode = os.stat(path).st_mode
+    if not S_ISREG(mode):
+        raise NotAFile(mode)
     with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
         stat = os.fstat(file.fileno())
         if not S_ISREG(stat.st_mode):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -59,3 +60,14 @@ def test_a_fifo_is_listed_and_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(NotAFile, match=r"^not a regular file \(a FIFO\)$"):
         read_at_most(tmp_path / "z.yaml", 100)   # (opening it waits for no writer)
     assert read_at_most(Path(__file__), 10) is None
+
+
+def test_a_socket_is_refused_as_one_before_anything_opens_it(tmp_path: Path) -> None:
+    # Opened first, a socket said "No such device or address"; a device is never opened
+    # (opening some does something).
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "s.yaml"))
+        with pytest.raises(NotAFile, match=r"^not a regular file \(a socket\)$"):
+            read_at_most(tmp_path / "s.yaml", 100)
+    with pytest.raises(NotAFile, match=r"^not a regular file \(a device\)$"):
+        read_at_most(Path("/dev/null"), 100)
