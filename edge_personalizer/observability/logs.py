@@ -206,7 +206,8 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def _append(self, line: str, *, urgent: bool) -> None:
         with self._queue_lock:
-            if self._size + len(line) > self._max_pending:
+            # (a line larger than all that may wait goes when nothing else does: a traceback)
+            if self._pending and self._size + len(line) > self._max_pending:
                 self.dropped += 1
                 self._untold += 1
                 return
@@ -274,7 +275,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def _restart(handler: weakref.ref[BatchingStreamHandler]) -> None:
     alive = handler()
-    if alive is not None:
+    if alive is not None and not alive._stopped.is_set():   # (a closed one stays closed)
         alive._start()
 
 

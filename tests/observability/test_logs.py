@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from edge_personalizer.observability.logs import (
     BatchingStreamHandler,
     JsonFormatter,
     TextFormatter,
+    _restart,
 )
 
 from ..servers import ADMIN_TOKEN, ROOT, Server, free_port, start_proxy
@@ -265,3 +267,24 @@ def ready(url: str) -> bool:
         return httpx.get(f"{url}/__ep/health/live", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_line_larger_than_all_that_may_wait_goes_when_nothing_else_waits() -> None:
+    # A traceback longer than the bound was always dropped, even with nothing waiting.
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream, interval=0.05, max_pending=100)
+    handler.write_line("x" * 500 + "\n")
+    handler.write_line("y" * 50 + "\n")   # (beside it, past the bound: dropped)
+    handler.flush()
+    written = stream.getvalue()
+    assert written.startswith("x" * 500 + "\n") and "y" * 50 not in written
+    assert handler.dropped == 1 and "1 log lines dropped" in written
+    handler.close()
+
+
+def test_a_closed_handler_is_not_started_again_in_a_forked_process() -> None:
+    handler = BatchingStreamHandler(io.StringIO(), interval=0.05)
+    handler.close()
+    handler._writer.join(5)
+    _restart(weakref.ref(handler))   # what a fork runs in the child
+    assert not handler._writer.is_alive()
