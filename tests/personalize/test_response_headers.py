@@ -555,6 +555,10 @@ def test_a_keyed_page_that_reached_a_goal_is_the_visitor_s_and_counts_it(
     assert "s-maxage" not in thanks.headers["cache-control"]
     assert profile_cookie(thanks) is not None
     assert _conversions(keyed) > before
+    # Nor is it shared when this request converts nothing new (a visitor of no experiment):
+    # the CDN would answer the next, who would convert, from its copy.
+    again = keyed_get(keyed, "/page/checkout/thanks", {"total": "20"}, BROWSER)
+    assert again.headers["cache-control"].startswith("private")
 
 
 def _conversions(server: Server) -> float:
