@@ -42,6 +42,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
+        """What the server printed so far. Its lines leave through a writer thread of its
+        own (a warning at once, the rest within 0.2 s): a running server's log is read
+        once that has passed."""
+        if self.process.poll() is None:
+            time.sleep(0.3)
         return self.log_path.read_text(errors="replace")
 
     def health(self, timeout: float = 5.0) -> httpx.Response:
