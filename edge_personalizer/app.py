@@ -255,7 +255,8 @@ def _origin_proxy(settings: Settings, trusted: TrustedProxies,
         max_body_bytes=settings.max_body_bytes, max_connections=settings.max_connections,
         pool_timeout=settings.pool_timeout, max_long_lived=settings.max_long_lived,
         preserve_host=settings.preserve_host, body_timeout=settings.body_timeout,
-        send_timeout=settings.send_timeout, public_url=settings.public_url, observer=metrics)
+        send_timeout=settings.send_timeout, public_url=settings.public_url,
+        edge_headers=tuple(settings.edge_headers), observer=metrics)
 
 
 def _page_notes(personalizer: Personalizer | None, rules: RuleBook | None,

@@ -257,11 +257,15 @@ class RequestReader:
 
     With `public_url` (the site's address, https://shop.example) the origin is told its
     scheme and host, whatever Host a client or X-Forwarded-Host a trusted proxy sends.
+    The operator's `edge_headers` (what its edge says of the visitor) pass on from a
+    trusted proxy only, as every edge's own do (_FROM_PROXIES).
     """
 
     def __init__(self, *, origin_host: str, limits: RequestLimits, max_known: int = 4096,
-                 preserve_host: bool = False, public_url: str | None = None) -> None:
+                 preserve_host: bool = False, public_url: str | None = None,
+                 edge_headers: Iterable[str] = ()) -> None:
         self.origin_host = origin_host
+        self.edge_headers = frozenset(name.lower().encode("latin-1") for name in edge_headers)
         self.host_sent: str | None = None if preserve_host else origin_host
         self.limits = limits
         parts = urlsplit(public_url) if public_url else None
@@ -310,6 +314,8 @@ class RequestReader:
                 fwd, tuple(_forwarding_headers(fwd, self.host_sent)))
         fwd, added = known
         headers = scan.kept
+        if self.edge_headers:
+            headers = [(k, v) for k, v in headers if k not in self.edge_headers]
         headers += added
         return OriginRequest(fwd, headers, has_body, length)
 

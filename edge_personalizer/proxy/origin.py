@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 from typing import Final, Protocol
 
 from starlette.types import Receive, Scope, Send
@@ -94,6 +95,7 @@ class OriginProxy:
         preserve_host: bool = False,
         body_timeout: float | None = 60.0, send_timeout: float | None = 30.0,
         public_url: str | None = None,
+        edge_headers: Iterable[str] = (),
         upstream: OriginClient | None = None,
         observer: ProxyObserver | None = None,
     ) -> None:
@@ -104,14 +106,13 @@ class OriginProxy:
                                     max_header_count=max_header_count,
                                     max_body_bytes=max_body_bytes)
         self.reader = RequestReader(origin_host=self.origin.host_header, limits=self.limits,
-                                    preserve_host=preserve_host, public_url=public_url)
-        # Where the origin's redirects to itself point: the configured public address, or
-        # what a trusted proxy says, else a path (never the client's own Host).
+                                    preserve_host=preserve_host, public_url=public_url,
+                                    edge_headers=edge_headers)
+        # Where the origin's redirects to itself point (else a trusted proxy's host, a path)
         self.public_url = public_url
         self.upstream = upstream or Upstream(
-            connect_timeout=connect_timeout, read_timeout=read_timeout,
-            max_connections=max_connections,
-            max_connections_per_origin=max_connections_per_origin, pool_timeout=pool_timeout)
+            connect_timeout=connect_timeout, read_timeout=read_timeout, pool_timeout=pool_timeout,
+            max_connections=max_connections, max_connections_per_origin=max_connections_per_origin)
         self.body_timeout, self.send_timeout = body_timeout, send_timeout
         self.max_long_lived = (max(1, max_connections // 2) if max_long_lived is None
                                else max_long_lived)

@@ -380,3 +380,20 @@ def test_a_visitor_s_cdn_headers_never_reach_the_origin_a_cdn_s_do(proxy: Server
     with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as cdn:
         proxied = cdn.get(f"{proxy.url}/echo", headers=sent).json()["headers"]
     assert {name for name, _ in proxied} >= names
+
+
+def test_the_operator_s_own_edge_headers_reach_the_origin_from_its_edge_only(
+        origin: Server, tmp_path: Path) -> None:
+    # A CDN of the operator's naming (edge_headers) says the visitor's country in
+    # X-Geo-Country: a visitor who sent one of their own had it reach the origin.
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--trusted-proxy", "127.0.0.2",
+                        env={"EP_EDGE_HEADERS": "X-Geo-Country=geo.country"})
+    try:
+        said = {"x-geo-country": "FR", "x-other": "kept"}
+        direct = dict(httpx.get(f"{proxy.url}/echo", headers=said).json()["headers"])
+        assert "x-geo-country" not in direct and direct["x-other"] == "kept"
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as cdn:
+            edge = dict(cdn.get(f"{proxy.url}/echo", headers=said).json()["headers"])
+        assert edge["x-geo-country"] == "FR"
+    finally:
+        proxy.stop()
