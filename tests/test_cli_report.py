@@ -39,6 +39,11 @@ async def _count_into(url: str) -> None:
                 counters.convert("hero-test", variant, "purchase", value=12.5, day=day)
         for _ in range(30):
             counters.expose("facebook-hero", "facebook-hero", day=day)
+    await _flushed(counters, url)
+
+
+async def _flushed(counters: Accumulator, url: str) -> None:
+    """What `counters` counted, flushed into the store at `url` as a worker flushes it."""
     counters.collect()
     store = open_store(url)
     try:
@@ -174,12 +179,7 @@ def test_text_report_tells_apart_variants_whose_names_begin_alike(tmp_path: Path
                 counters.expose("shipping", variant, day=DAYS[0])
             for _ in range(converted):
                 counters.convert("shipping", variant, "purchase", day=DAYS[0])
-        counters.collect()
-        store = open_store(url)
-        try:
-            await store.flush(counters.pending_batch(10_000))
-        finally:
-            await store.close()
+        await _flushed(counters, url)
 
     data = tmp_path / "data"
     data.mkdir()

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..servers import RedisServer, Server, free_port, start_proxy
+from . import proxy_on_own_rules
 
 
 def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:
@@ -345,10 +346,7 @@ def test_a_refused_reload_names_the_file_line_and_why_of_a_number_too_large(
         origin: Server, server_logs: Path, tmp_path: Path) -> None:
     # An int of 400 digits in a weight answered 422 "<dir>: the loader failed:
     # OverflowError(...)", naming no file, line or what to write instead.
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "tests" / "data" / "rules", rules)
-    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
-                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
+    server, rules = proxy_on_own_rules(origin, server_logs, tmp_path)
     try:
         serving = server.health().json()["rules"]["version"]
         (rules / "huge.yaml").write_text(

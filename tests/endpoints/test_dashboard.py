@@ -58,6 +58,7 @@ from ..conftest import ADMIN_TOKEN, PROFILE_KEY, ROOT
 from ..factories import counted
 from ..learn.test_results import experiment as experiment_of
 from ..servers import Server, free_port, start_proxy
+from . import proxy_on_own_rules
 
 ARTIFACTS = Path(os.environ.get("EP_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts")) \
     / "dashboard"
@@ -613,10 +614,7 @@ def test_the_segments_page_shows_rules_reached_and_the_last_reload(board: Server
 
 def test_a_failed_reload_shows_on_every_page_a_marketer_reads(
         origin: Server, server_logs: Path, tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "tests" / "data" / "rules", rules)
-    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
-                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY})
+    server, rules = proxy_on_own_rules(origin, server_logs, tmp_path)
     try:
         bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
         (rules / "broken.yaml").write_text('rules:\n  - name: broken\n'
