@@ -80,18 +80,8 @@ def load_settings(environ: Mapping[str, str], *, config_file: Path | None = None
     `EP_CONFIG` names a config file when `config_file` is not given. Overrides whose value
     is None are ignored, so unset command-line flags fall through to the other sources.
     """
-    raw: dict[str, Any] = {}
-    given: dict[str, str] = {}   # where each value was given, for the errors
     config_path = config_file or to_path(environ.get(CONFIG_ENV))
-    if config_path is not None:
-        from_file = read_config_file(config_path)
-        raw.update(from_file)
-        given.update(dict.fromkeys(from_file, str(config_path)))
-    for variable, value in environ.items():
-        name = _setting_of(variable)
-        if name is not None:
-            raw[name] = value
-            given[name] = variable
+    raw, given = _gathered(environ, config_path)
     given_here = {k: v for k, v in overrides.items() if v is not None}
     raw.update(given_here)
     given.update(dict.fromkeys(given_here, "the command line"))
@@ -104,17 +94,27 @@ def setting_given(name: str, environ: Mapping[str, str]) -> Any:
     config file `EP_CONFIG` names, else its default), the others unread: a command that
     runs no server (validate) takes the server's keyed_caching without needing its origin,
     databases and the rest to be there and valid."""
+    raw, given = _gathered(environ, to_path(environ.get(CONFIG_ENV)))
+    one = {name: raw[name]} if name in raw else {}
+    return getattr(build_settings(one, source="settings", given=given), name)
+
+
+def _gathered(environ: Mapping[str, str], config_path: Path | None
+              ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings the config file at `config_path` and the `EP_*` variables give (the
+    variables over the file), and where each was given, for the errors."""
     raw: dict[str, Any] = {}
     given: dict[str, str] = {}
-    config_path = to_path(environ.get(CONFIG_ENV))
     if config_path is not None:
         from_file = read_config_file(config_path)
-        if name in from_file:
-            raw[name], given[name] = from_file[name], str(config_path)
+        raw.update(from_file)
+        given.update(dict.fromkeys(from_file, str(config_path)))
     for variable, value in environ.items():
-        if _setting_of(variable) == name:
-            raw[name], given[name] = value, variable
-    return getattr(build_settings(raw, source="settings", given=given), name)
+        name = _setting_of(variable)
+        if name is not None:
+            raw[name] = value
+            given[name] = variable
+    return raw, given
 
 
 def unknown_environment(environ: Mapping[str, str]) -> list[str]:
