@@ -40,6 +40,7 @@ COMPILED = [
     "edge_personalizer/http/connection.py",
     "edge_personalizer/http/flow.py",
     "edge_personalizer/http/framing.py",
+    "edge_personalizer/http/hosts.py",
     "edge_personalizer/http/pool.py",
     "edge_personalizer/learn/attribution.py",
     "edge_personalizer/learn/goals.py",

@@ -249,6 +249,17 @@ def test_what_writes_in_data_dir_refuses_one_among_the_rules(command: str,
     assert [path.name for path in rules.iterdir()] == ["r.yaml"]   # nothing written there
 
 
+def test_serve_refuses_an_origin_or_site_address_that_names_no_host(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # (a port past 65535 used to serve, and every request got a 502)
+    assert main(["serve", "--origin", "http://127.0.0.1:99999"]) == 2
+    assert "origin_url names no host the proxy could use: '127.0.0.1:99999'" \
+        in capsys.readouterr().err
+    assert main(["serve", "--origin", "http://127.0.0.1:9",
+                 "--public-url", "https://shop..example"]) == 2
+    assert "public_url names no host" in capsys.readouterr().err
+
+
 def test_serve_with_missing_geo_db_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["serve", "--origin", "http://127.0.0.1:9", "--geo-db", "/nonexistent.mmdb"])
     assert code == 2

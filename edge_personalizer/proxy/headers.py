@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 from lru import LRU
 
 from ..errors import RequestRejected
+from ..http.hosts import is_host
 from .client_ip import ClientAddress, address_of, forwarded_chain
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -125,9 +125,9 @@ class _RequestScan:
             if proto in ("http", "https"):
                 scheme = proto
             forwarded_host = _last_element(self.forwarded_host)
-            if not _is_host(forwarded_host) and said is not None and said.host:
+            if not is_host(forwarded_host) and said is not None and said.host:
                 forwarded_host = said.host
-            if _is_host(forwarded_host):   # (else not believed)
+            if is_host(forwarded_host):   # (else not believed)
                 host = forwarded_host
                 host_forwarded = True
         if public is not None:
@@ -320,23 +320,10 @@ class RequestReader:
         return OriginRequest(fwd, headers, has_body, length)
 
 
-# What a host can be (RFC 3986): a name of letters, digits and `-_` in labels split by
-# dots, none empty (a dot may end it), at most 253 characters; or an IPv6 address in
-# brackets (no zone). Then maybe a port, 1 to 65535 written without a leading zero.
-_HOST: Final = re.compile(r"(?:([A-Za-z0-9_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*\.?)"
-                          r"|\[[0-9A-Fa-f:.]{2,45}\])(?::([1-9][0-9]{0,4}))?")
-
-
-def _is_host(text: str) -> bool:
-    """Whether `text` is a host, with or without a port, as a Host header names one."""
-    match = _HOST.fullmatch(text)
-    return match is not None and len(match[1] or "") <= 253 and int(match[2] or 0) <= 65535
-
-
 def _clean_host(host: str) -> str:
     # A Host header carrying a path, credentials or spaces would let a client inject
     # text into rewritten Location headers; keep only what a host can be.
-    return host if _is_host(host) else "invalid.host"
+    return host if is_host(host) else "invalid.host"
 
 
 def _forwarded_node(ip: str | None) -> str:

@@ -41,6 +41,15 @@ from edge_personalizer.errors import SettingsError
     ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "shop.example"}, "public_url must be"),
     ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://shop.example/en"}, "no path"),
     ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://u:p@shop.example"}, "credentials"),
+    # Hosts and ports the proxy refuses in a client's Host it must not use itself.
+    ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://shop..example"},
+     "public_url names no host the proxy could use: 'shop..example'"),
+    ({"EP_ORIGIN_URL": "http://x", "EP_PUBLIC_URL": "https://shop.example:0"},
+     "public_url names no host the proxy could use: 'shop.example:0'"),
+    ({"EP_ORIGIN_URL": "http://127.0.0.1:99999"},
+     "origin_url names no host the proxy could use: '127.0.0.1:99999'"),
+    ({"EP_ORIGIN_URL": "http://sh op.example"},
+     "origin_url names no host the proxy could use: 'sh op.example'"),
 ])
 def test_bad_settings_say_what_is_wrong(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
