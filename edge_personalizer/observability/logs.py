@@ -8,6 +8,7 @@ import logging
 import multiprocessing.util
 import os
 import re
+import select
 import sys
 import threading
 import time
@@ -170,14 +171,15 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._interval = interval
         self._max_pending = max_pending
         self._flush_timeout = flush_timeout
-        self.dropped = 0           # lines dropped since the start
         self._start()
         # A forked worker's handler starts empty, with a writer of its own: the lines
         # waiting at the fork are the server's to write.
         os.register_at_fork(after_in_child=functools.partial(_restart, weakref.ref(self)))
 
     def _start(self) -> None:
+        # (in a forked worker too: fresh locks, none held by a thread it does not have)
         self._queue_lock = threading.Lock()   # held only to append or take, never to write
+        self.dropped = 0           # lines this process dropped (a worker: not the server's)
         self._pending: list[str] = []
         self._size = 0
         self._queued = 0           # lines accepted, ever
@@ -234,9 +236,8 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if untold:
                 text += self._dropped_line(untold)
             try:
-                self.stream.write(text)
-                self.stream.flush()
-            except (OSError, ValueError):
+                _write(self.stream, text)
+            except (OSError, ValueError, LookupError):
                 pass   # a closed or broken stream: nothing left to tell it
         with self._done:
             self._written += len(lines)
@@ -277,6 +278,29 @@ def _restart(handler: weakref.ref[BatchingStreamHandler]) -> None:
     alive = handler()
     if alive is not None and not alive._stopped.is_set():   # (a closed one stays closed)
         alive._start()
+
+
+def _write(stream: Any, text: str) -> None:
+    """`text` written to `stream`'s file descriptor, all of it, by system calls alone. The
+    stream's own write would hold its buffer's lock while a stalled pipe blocks it: a
+    worker forked meanwhile would inherit that lock held by a thread it does not have,
+    and never write to the stream again. A stream without a descriptor (a StringIO) is
+    written as it is."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):   # (io.UnsupportedOperation is both)
+        stream.write(text)
+        stream.flush()
+        return
+    data = memoryview(text.encode(getattr(stream, "encoding", None) or "utf-8",
+                                  "backslashreplace"))
+    while data:
+        try:
+            data = data[os.write(fd, data):]   # a signal may cut a write short
+        except BlockingIOError:   # a descriptor made non-blocking by another of its users
+            writable = select.poll()
+            writable.register(fd, select.POLLOUT)
+            writable.poll(1000)
 
 
 def _flush_at_process_exit() -> None:

@@ -7,11 +7,13 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -288,3 +290,63 @@ def test_a_closed_handler_is_not_started_again_in_a_forked_process() -> None:
     handler._writer.join(5)
     _restart(weakref.ref(handler))   # what a fork runs in the child
     assert not handler._writer.is_alive()
+
+
+def test_a_worker_forked_while_the_log_pipe_is_full_still_logs() -> None:
+    # The writer thread wrote with the stream's own write, which holds the stream's buffer
+    # lock while a full pipe blocks it: a worker forked then inherited that lock held by a
+    # thread it does not have, and its log stayed silent for good.
+    read_fd, write_fd = os.pipe()
+    stream = open(write_fd, "w", buffering=1, encoding="utf-8")   # as sys.stderr is
+    handler = BatchingStreamHandler(stream, interval=0.05, max_pending=200_000,
+                                    flush_timeout=10)
+    for n in range(40):   # ~400 KB: the writer blocks on the pipe's 64 KiB, the rest waits
+        handler.write_line(f"server {n} " + "x" * 10_000 + "\n")
+    time.sleep(0.5)
+    assert handler.dropped > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # (forking with threads)
+        pid = os.fork()
+    if pid == 0:   # the worker: its own lines, its own count of lines dropped
+        try:
+            fresh = handler.dropped == 0
+            handler.write_line("from the worker\n")
+            handler.flush()
+        finally:
+            os._exit(0 if fresh else 3)
+    read = drain(read_fd, until=b"from the worker\n", timeout=20)
+    _, status = os.waitpid(pid, 0)
+    handler.close()
+    stream.close()
+    os.close(read_fd)
+    assert b"from the worker\n" in read and os.waitstatus_to_exitcode(status) == 0, \
+        (read[-300:], status)
+
+
+def drain(fd: int, *, until: bytes, timeout: float) -> bytes:
+    """What `fd` gives until `until` came, or `timeout` seconds passed."""
+    read = b""
+    deadline = time.monotonic() + timeout
+    while until not in read and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            read += os.read(fd, 1 << 16)
+    return read
+
+
+def test_a_pipe_another_process_made_non_blocking_gets_every_line_whole() -> None:
+    # (node and others set O_NONBLOCK on the stderr they share) A pipe taking part of a
+    # batch lost the rest of it, and the lines after it were cut.
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    stream = open(write_fd, "w", buffering=1, encoding="utf-8")
+    handler = BatchingStreamHandler(stream, interval=0.05)
+    lines = [f"line {n} {'é' * 5000}\n" for n in range(30)]   # ~300 KB, the pipe takes 64
+    for line in lines:
+        handler.write_line(line)
+    handler.write_line("the end\n")
+    read = drain(read_fd, until=b"the end\n", timeout=20)
+    handler.close()
+    stream.close()
+    os.close(read_fd)
+    assert read.decode() == "".join(lines) + "the end\n"
