@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import multiprocessing.util
@@ -172,9 +171,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._max_pending = max_pending
         self._flush_timeout = flush_timeout
         self._start()
-        # A forked worker's handler starts empty, with a writer of its own: the lines
-        # waiting at the fork are the server's to write.
-        os.register_at_fork(after_in_child=functools.partial(_restart, weakref.ref(self)))
+        _LIVE.add(self)
 
     def _start(self) -> None:
         # (in a forked worker too: fresh locks, none held by a thread it does not have)
@@ -271,13 +268,24 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.flush()
         self._stopped.set()
         self._wake.set()
+        _LIVE.discard(self)   # (a closed one is not started again in a forked process)
         super().close()
 
 
-def _restart(handler: weakref.ref[BatchingStreamHandler]) -> None:
-    alive = handler()
-    if alive is not None and not alive._stopped.is_set():   # (a closed one stays closed)
-        alive._start()
+# The handlers open in this process. A fork hook cannot be taken back: one a handler would
+# stay behind each closed one, so one hook for all of them (as logging has for its locks).
+_LIVE: weakref.WeakSet[BatchingStreamHandler] = weakref.WeakSet()
+
+
+def _restart_in_child() -> None:
+    """A forked worker's handlers start empty, each with a writer of its own: the lines
+    waiting at the fork are the server's to write."""
+    for handler in list(_LIVE):
+        handler._start()
+
+
+if hasattr(os, "register_at_fork"):   # (not on Windows, which does not fork)
+    os.register_at_fork(after_in_child=_restart_in_child)
 
 
 def _write(stream: Any, text: str) -> None:
