@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
+from ..observability.logs import escaped
 from .exchange import Observer
 
 logger = logging.getLogger("edge_personalizer.personalize")
@@ -30,7 +31,7 @@ class Stage:
         if kind is None or not issubclass(kind, Exception):
             return False   # success, or cancellation and exits: never contained
         # Never a 500 caused by personalization: the caller serves what it has.
-        logger.error("%s failed for %s; serving it unchanged", self.name, self.path,
+        logger.error("%s failed for %s; serving it unchanged", self.name, escaped(self.path),
                      exc_info=error)
         self.observer.stage_failed(self.name)
         self.failed = True

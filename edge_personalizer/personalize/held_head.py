@@ -52,6 +52,7 @@ from typing import Final
 
 from starlette.types import Message, Send
 
+from ..observability.logs import escaped
 from .exchange import Exchange
 from .response_headers import PageHeaders, ResponseHead
 from .slot_presence import SlotPresence, hidden, nesting
@@ -197,7 +198,7 @@ class OnTime:
         try:
             await self.sent()
         except Exception as exc:
-            logger.debug("sending %s's head on time failed: %s", path, exc)
+            logger.debug("sending %s's head on time failed: %s", escaped(path), exc)
 
     def close(self) -> None:
         self.disarm()

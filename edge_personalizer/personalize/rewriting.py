@@ -8,6 +8,7 @@ from typing import Final
 
 from starlette.types import Message
 
+from ..observability.logs import escaped
 from ..rewrite.encoding import BrokenEncoding
 from ..rewrite.recovery import RewriteAborted
 from ..rewrite.stream import ResponseRewriter
@@ -234,11 +235,12 @@ def _stopped(response: RewritingSend, exc: RewriteAborted) -> None:
     incomplete response (the connection closes) is honest; a mangled page would not be."""
     if isinstance(exc, BrokenEncoding):
         logger.warning("the origin's answer to %s cannot be decompressed (%s); %s",
-                       response.path, exc, "answering 502" if response.start is not None
+                       escaped(response.path), exc, "answering 502" if response.start is not None
                        else "closing the connection mid-page")
         response.fail_open.observer.origin_failed("encoding")
     else:
-        logger.error("rewriting %s failed mid-page; closing", response.path, exc_info=exc)
+        logger.error("rewriting %s failed mid-page; closing", escaped(response.path),
+                     exc_info=exc)
         response.fail_open.observer.stage_failed("rewrite")
 
 

@@ -19,7 +19,7 @@ from .headers import (
     RequestReader,
     response_headers_for_client,
 )
-from .refusals import busy, refuse_request, refuse_websocket, request_failed
+from .refusals import busy, refuse_request, refuse_websocket, request_failed, requested
 from .relay import is_long_lived, relay_body
 from .request_body import RequestBody, Uploads, to_send
 from .target import Origin, is_origin_form
@@ -217,16 +217,16 @@ class OriginProxy:
                 ended = await relay_body(response, receive, send, watch=watch,
                                          at_once=long_lived, stall=self.send_timeout)
             if ended is None:
-                logger.info("client went away (or read nothing for send_timeout) during %s %s; "
-                            "origin connection closed", method, scope["path"])
+                logger.info("client went away (or read nothing for send_timeout) during %s; "
+                            "origin connection closed", requested(scope))
             elif not ended:
                 await send({"type": "http.response.body", "body": b""})
         except UpstreamError as exc:
             # Headers are gone: the only honest signal left is an incomplete response, which
             # the server turns into a closed connection (never a body that looks complete).
             self.observer.origin_failed("timeout" if isinstance(exc, UpstreamTimeout) else "broken")
-            logger.warning("origin failed mid-response for %s %s: %s; closing the client "
-                           "connection", method, scope["path"], exc)
+            logger.warning("origin failed mid-response for %s: %s; closing the client "
+                           "connection", requested(scope), exc)
         finally:
             if long_lived:
                 self.long_lived -= 1

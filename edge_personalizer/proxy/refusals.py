@@ -18,6 +18,7 @@ from ..errors import (
     UpstreamRefused,
     UpstreamTimeout,
 )
+from ..observability.logs import escaped
 from .pages import send_error_page
 from .request_body import RequestBody
 
@@ -41,7 +42,7 @@ _RETRY_AFTER: Final = b"5"   # seconds, on our 503s: a pool or the long-lived ca
 
 async def refuse_request(exc: RequestRejected, scope: Scope, send: Send) -> None:
     """The answer to a request refused by its head alone."""
-    logger.info("rejected %s %s: %s", scope["method"], scope["path"], exc)
+    logger.info("rejected %s: %s", requested(scope), exc)
     await send_error_page(closing(send) if exc.status in CLOSING else send, exc.status,
                           str(exc), scope["headers"], head=scope["method"] == "HEAD")
 
@@ -53,17 +54,16 @@ async def request_failed(exc: RequestRejected | UpstreamError, body: RequestBody
     # The HTTP client may wrap what the body stream raised: ask the stream itself.
     rejected = ((body.rejected if body is not None else None)
                 or (exc if isinstance(exc, RequestRejected) else None))
-    method, path = scope["method"], scope["path"]
     if rejected is not None:
         # What is left of the body is never read: the connection ends with the answer.
-        logger.info("rejected %s %s: %s", method, path, rejected)
+        logger.info("rejected %s: %s", requested(scope), rejected)
         await send_error_page(closing(send), rejected.status, str(rejected), scope["headers"])
     elif body is not None and body.client_gone:
         # The server ends a body it cannot frame (a bad chunk size, a bare LF) as if the
         # client had left: 400, as nginx answers; to a client really gone, the answer goes
         # nowhere.
-        logger.info("request body of %s %s broke off (malformed, or the client went "
-                    "away)", method, path)
+        logger.info("request body of %s broke off (malformed, or the client went away)",
+                    requested(scope))
         await send_error_page(closing(send), 400, "the request body was malformed or cut "
                               "short", scope["headers"])
     else:
@@ -80,8 +80,7 @@ async def origin_failed(exc: UpstreamError, scope: Scope, send: Send,
             "invalid" if isinstance(exc, UpstreamInvalid) else "unreachable")
     observer.origin_failed(kind)
     status = 504 if timed_out else 502
-    logger.warning("origin error for %s %s -> %d: %s", scope["method"], scope["path"],
-                   status, exc)
+    logger.warning("origin error for %s -> %d: %s", requested(scope), status, exc)
     await send_error_page(send, status, _FAILURE_MESSAGES[kind], scope["headers"],
                           head=scope["method"] == "HEAD")
 
@@ -91,7 +90,7 @@ async def busy(exc: UpstreamBusy, reason: str, scope: Scope, send: Send,
     """A 503 with Retry-After; `close`: the connection too (a request body left unread
     would otherwise be read as the next request)."""
     observer.origin_busy(reason)
-    logger.warning("origin busy for %s %s -> 503: %s", scope["method"], scope["path"], exc)
+    logger.warning("origin busy for %s -> 503: %s", requested(scope), exc)
     await send_error_page(
         with_headers(send, [(b"retry-after", _RETRY_AFTER),
                             *([(b"connection", b"close")] if close else [])]), 503,
@@ -106,12 +105,18 @@ async def refuse_websocket(exc: Exception, scope: Scope, send: Send,
     else:
         status = 504 if isinstance(exc, UpstreamTimeout) else 502
         observer.origin_failed("timeout" if status == 504 else "unreachable")
-    logger.warning("WebSocket %s refused with %d: %s", scope["path"], status, exc)
+    logger.warning("WebSocket %s refused with %d: %s", escaped(scope["path"]), status, exc)
     if "websocket.http.response" in scope.get("extensions", {}):
         await send_error_page(_as_websocket_response(send), status, str(exc),
                               scope["headers"])
     else:
         await send({"type": "websocket.close", "code": 1011})
+
+
+def requested(scope: Scope) -> str:
+    """The request's method and path as a log message shows them: escaped as the access
+    line's are (a client's %0a would begin a forged line, %1b reach the terminal)."""
+    return f"{escaped(scope['method'])} {escaped(scope['path'])}"
 
 
 def with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:

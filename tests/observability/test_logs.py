@@ -164,6 +164,31 @@ def test_a_path_with_a_newline_leaves_one_line_in_the_servers_log(origin: Server
     assert '"GET /inj1\\x0a2026-12-06 05:00:00,000 WARNING' in lines[0]
 
 
+
+def test_a_refused_path_leaves_one_line_in_the_servers_log(origin: Server,
+                                                          tmp_path: Path) -> None:
+    # A refusal's line wrote the path raw: %0a began a line of its own ("  2026-12-06 ...
+    # WARNING edge_personalizer.admin: FAKE", a forged line to whoever reads the log),
+    # %1b sent the terminal its escapes.
+    server = start_proxy(tmp_path, "--origin", origin.url, env={"EP_LOG_FORMAT": "text"})
+    forged = ("%0a2026-12-06%2005:00:00,000%20WARNING%20edge_personalizer.admin:%20FAKE"
+              "%1b[2J%22")
+    try:
+        assert httpx.request("TRACE", f"{server.url}/trace{forged}",
+                             timeout=15).status_code == 405
+        socket_refused = httpx.get(f"{server.url}/socket{forged}", timeout=15, headers={
+            "connection": "upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        assert 400 <= socket_refused.status_code < 500
+    finally:
+        server.stop()
+    refusals = [line for line in server.log().splitlines() if "FAKE" in line
+                and "edge_personalizer.access" not in line]
+    assert len(refusals) == 2 and all(re.match(r"\d{4}-", line) for line in refusals), \
+        server.log()[-2000:]
+    assert all("\\x0a2026-12-06 05:00:00,000 WARNING edge_personalizer.admin: FAKE"
+               "\\x1b[2J\\x22" in line for line in refusals), refusals
+
 class StalledStream(io.StringIO):
     """A log stream whose reader stopped reading: writes wait until `resume` is set."""
 

@@ -54,3 +54,13 @@ def test_cancellation_is_never_contained() -> None:
     with pytest.raises(asyncio.CancelledError):
         with FailOpen(Counting()).stage("decide", "/"):
             raise asyncio.CancelledError
+
+
+def test_a_failed_stage_logs_the_client_s_path_escaped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The path was logged raw: %0a began a forged line of the text log, %1b reached the
+    # terminal.
+    with FailOpen(Counting()).stage("rewrite", '/a\nFAKE\x1b[2J"'):
+        raise ValueError("a bug")
+    [message] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "/a\\x0aFAKE\\x1b[2J\\x22" in message, message

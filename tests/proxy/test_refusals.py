@@ -3,6 +3,9 @@ tests/http/test_server_conformance.py and tests/proxy/test_origin.py)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 import pytest
 from starlette.types import Message, Scope
 
@@ -143,3 +146,25 @@ async def test_a_refused_websocket_closes_or_answers_by_what_the_server_allows()
                            {**scope, "extensions": {"websocket.http.response": {}}},
                            sent.send, sent)
     assert sent.status == 401 and sent.failed == []
+
+
+FORGED = '/a\n2026-12-06 05:00:00,000 WARNING edge_personalizer.admin: FAKE\x1b[2J" \\x0a'
+
+
+@pytest.mark.parametrize("refuse", [
+    lambda scope, sent: refuse_request(RequestRejected("no", status=400), scope, sent.send),
+    lambda scope, sent: request_failed(UpstreamError("down"), None, scope, sent.send, sent),
+    lambda scope, sent: origin_failed(UpstreamBusy("pool"), scope, sent.send, sent),
+    lambda scope, sent: refuse_websocket(UpstreamTimeout("slow"),
+                                         {**scope, "type": "websocket"}, sent.send, sent),
+], ids=["rejected", "origin_failed", "busy", "websocket"])
+async def test_a_refusal_logs_the_client_s_path_escaped(
+        refuse: Callable[[Scope, Sent], Awaitable[None]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The decoded path was logged raw: %0a began a forged line (indented, but a line of
+    # its own to a reader), %1b reached the terminal.
+    caplog.set_level(logging.INFO, logger="edge_personalizer.proxy.refusals")
+    await refuse({**SCOPE, "path": FORGED}, Sent())
+    [message] = [r.getMessage() for r in caplog.records]
+    assert "/a\\x0a2026-12-06 05:00:00,000 WARNING edge_personalizer.admin: FAKE" \
+        "\\x1b[2J\\x22 \\x5cx0a" in message, message

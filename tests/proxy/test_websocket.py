@@ -103,3 +103,15 @@ def test_origin_refusing_upgrade_is_answered_with_its_status(proxy: Server,
         connect(ws_url(proxy, "/no-such-socket"), open_timeout=5)
     assert 400 <= direct.value.response.status_code < 500
     assert refused.value.response.status_code == direct.value.response.status_code
+
+
+def test_a_refused_socket_s_path_is_logged_escaped_in_json(proxy: Server) -> None:
+    # Its line wrote the path raw: %0a and %1b came back from the JSON as a newline and
+    # an escape for a terminal, where the text log and the access line show \x0a.
+    logged = len(proxy.log())
+    with pytest.raises(InvalidStatus):
+        connect(ws_url(proxy, "/no-such-socket%0aFAKE%1b[2J%22"), open_timeout=5)
+    lines = [line for line in proxy.log()[logged:].splitlines() if "FAKE" in line]
+    refused = [entry for entry in map(json.loads, lines) if "message" in entry]
+    assert [entry["message"].split(" refused")[0] for entry in refused] == [
+        "WebSocket /no-such-socket\\x0aFAKE\\x1b[2J\\x22"], lines
