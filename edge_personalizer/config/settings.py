@@ -230,8 +230,8 @@ class Settings:
                                  "folder)")
     store_url: str | None = option(
         convert=to_optional_str, section=_LEARN, flag="--store", metavar="URL",
-        help="where counts are kept: sqlite:///path/ep.db, or redis://host:6379/0 for "
-             "several instances (default: SQLite in data_dir)")
+        help="where counts are kept: sqlite:///path/ep.db (default: in data_dir), or "
+             "redis://host:6379/0 for several instances (?prefix=name: a site's own keys)")
     store_flush_interval: float = option(
         1.0, convert=to_float, section=_LEARN,
         help="seconds between writes of a worker's counts to the store")

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from edge_personalizer.cli import main
 from edge_personalizer.endpoints.learning import RateLimit
@@ -223,6 +224,28 @@ def test_two_instances_sharing_one_redis_report_the_sum(
     finally:
         first.stop()
         second.stop()
+
+
+def test_two_sites_on_one_redis_database_keep_apart_by_their_prefixes(
+        origin: Server, server_logs: Path, redis_server: RedisServer) -> None:
+    env = {"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+           "EP_PROFILE_COOKIE_SECURE": "false", "EP_STORE_FLUSH_INTERVAL": "0.2"}
+    flags = ("--origin", origin.url, "--rules", str(ROOT / "tests" / "data" / "rules"))
+    shop = start_proxy(server_logs, *flags,
+                       env={**env, "EP_STORE_URL": redis_server.url + "?prefix=shop"})
+    staging = start_proxy(server_logs, *flags,
+                          env={**env, "EP_STORE_URL": redis_server.url + "?prefix=staging"})
+    try:
+        seen = _visit_and_convert(shop, 4)
+        _visit_and_convert(staging, 3)
+        assert {k: v for k, v in _purchases(shop).items() if v != (0, 0)} == \
+            {v: (n, n) for v, n in seen.items()}
+        assert sum(exposed for exposed, _ in _purchases(staging).values()) == 3
+        keys = Redis.from_url(redis_server.url, decode_responses=True).keys("*")
+        assert keys and all(key.startswith(("shop:", "staging:")) for key in keys)
+    finally:
+        shop.stop()
+        staging.stop()
 
 
 def test_four_workers_count_into_one_sqlite_file(origin: Server, server_logs: Path,

@@ -46,6 +46,27 @@ async def test_a_redis_url_opens_that_server(redis_server: RedisServer) -> None:
     await store.close()
 
 
+async def test_a_redis_prefix_keeps_one_site_s_keys_apart(redis_server: RedisServer) -> None:
+    shop, staging = open_store(redis_server.url + "?prefix=shop"), \
+        open_store(redis_server.url + "?prefix=staging")
+    await shop.flush({KEY: Tally(2)})
+    await staging.flush({KEY: Tally(5)})
+    assert await shop.totals() == {KEY: Tally(2)}
+    assert await staging.totals() == {KEY: Tally(5)}
+    default = open_store(redis_server.url)   # ep:
+    assert await default.totals() == {}
+    for store in (shop, staging, default):
+        await store.close()
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:9/0?prefix=",
+                                 "redis://127.0.0.1:9/0?prefix=a:b",
+                                 "redis://127.0.0.1:9/0?prefix=a&prefix=b"])
+def test_a_redis_prefix_is_one_plain_name(url: str) -> None:
+    with pytest.raises(StoreError, match="store_url's prefix must be one name"):
+        open_store(url)
+
+
 @pytest.mark.parametrize(("url", "message"), [
     ("sqlite://", "no file named"),
     ("sqlite://host/ep.db", "no file named"),
