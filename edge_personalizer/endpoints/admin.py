@@ -310,13 +310,15 @@ class Admin:
                                   "detail": store.detail}
         if self.flusher is not None:   # this worker's writes
             report["writes"] = "ok" if self.flusher.healthy else "failing"
+            if self.flusher.last_error is not None:   # a key in the way names itself here
+                report["write_error"] = self.flusher.last_error
             report["counts_waiting"] = self.flusher.counters.held_keys
             report["counts_dropped"] = self.flusher.counters.dropped
         if not store.reachable or report.get("writes") == "failing":
             report["consequence"] = (
                 "pages are served and personalized as before; counts wait in memory and are "
-                "written when the store answers, and bandit weights and predictions stay as "
-                "last read")
+                "written when the store takes them again, and bandit weights and "
+                "predictions stay as last read")
         return report
 
 

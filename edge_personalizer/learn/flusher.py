@@ -53,6 +53,7 @@ class Flusher:
         self.final_timeout = final_timeout
         self.failed_flushes = 0   # in a row: 0 while the store answers
         self.outages = 0
+        self.last_error: str | None = None   # why the last flush failed; None while healthy
         self._dropped_before = 0  # counters.dropped at the last successful flush
         self._lock = anyio.Lock()
         self._writer = uuid.uuid4().hex
@@ -139,6 +140,7 @@ class Flusher:
                 "and are written when it answers", self.store.location, reason,
                 self.counters.max_keys)
         self.failed_flushes += 1
+        self.last_error = reason
 
     def _answered(self) -> None:
         if self.failed_flushes:
@@ -147,4 +149,5 @@ class Flusher:
                 "meanwhile", self.store.location, self.failed_flushes,
                 self.counters.dropped - self._dropped_before)
         self.failed_flushes = 0
+        self.last_error = None
         self._dropped_before = self.counters.dropped

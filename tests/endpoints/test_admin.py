@@ -172,6 +172,62 @@ def test_health_tells_a_store_that_is_down_and_stays_ready(
         proxy.stop()
 
 
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0.0.0 Safari/537.36"
+TWO_EXPERIMENTS = """
+slots: {hero: {}, banner: {}}
+experiments:
+  - {name: healthy, slot: hero, holdout: 0, goals: [purchase],
+     variants: {control: {weight: 50}, bold: {weight: 50, html: "<h1>Bold</h1>"}}}
+  - {name: broken, slot: banner, holdout: 0, goals: [purchase],
+     variants: {control: {weight: 50}, loud: {weight: 50, html: "<p>Loud</p>"}}}
+goals:
+  purchase: {when: {request.path: /page/checkout/thanks}}
+"""
+
+
+def _exposed(server: Server) -> dict[str, int]:
+    report = httpx.get(f"{server.url}/__ep/results",
+                       headers={"authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    return {e["name"]: e["exposed"] for e in report["experiments"]}
+
+
+def test_a_key_in_the_way_is_named_and_the_counts_arrive_once_it_is_removed(
+        origin: Server, redis_server: RedisServer, tmp_path: Path) -> None:
+    # A string where one experiment's counts belong lost every count written with it, the
+    # other experiment's too, while the log and health said the counts waited.
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.set("ep:counts:broken", "garbage")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(TWO_EXPERIMENTS)
+    proxy = start_proxy(tmp_path, "--origin", origin.url, "--rules", str(rules),
+                        env={"EP_STORE_URL": redis_server.url, "EP_PROFILE_KEYS": PROFILE_KEY,
+                             "EP_STORE_FLUSH_INTERVAL": "0.2"})
+    try:
+        for _ in range(5):
+            with httpx.Client(base_url=proxy.url, headers={"user-agent": BROWSER}) as visitor:
+                assert visitor.get("/slotted/a", headers={"accept": "text/html"}).is_success
+        time.sleep(1.0)   # several flushes
+        store = proxy.health().json()["store"]
+        assert store["writes"] == "failing" and store["counts_waiting"] >= 2
+        assert "ep:counts:broken holds a string" in store["write_error"]
+        assert _exposed(proxy) == {"healthy": 0, "broken": 0}
+        client.delete("ep:counts:broken")
+        deadline = time.monotonic() + 10
+        while _exposed(proxy) != {"healthy": 5, "broken": 5}:
+            assert time.monotonic() < deadline, _exposed(proxy)
+            time.sleep(0.2)
+        time.sleep(0.6)   # flushes after: nothing sent twice
+        assert _exposed(proxy) == {"healthy": 5, "broken": 5}
+        assert proxy.health().json()["store"]["writes"] == "ok"
+        assert proxy.log().count("ep:counts:broken holds a string") == 1
+    finally:
+        proxy.stop()
+        client.close()
+
+
 def test_liveness_always_answers(proxy: Server) -> None:
     assert httpx.get(proxy.url + "/__ep/health/live").json() == {"status": "alive"}
 

@@ -250,6 +250,35 @@ async def test_a_write_that_timed_out_but_landed_is_not_counted_again(
     assert totals[SEEN._replace(goal="buy")] == Tally(0, 2, 3.0, 9.0)
     assert counters.held_keys == 0
 
+async def test_a_key_in_the_way_keeps_every_count_waiting_and_says_which(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    # A string where another experiment's counts belong: the batch's counts, this
+    # experiment's too, were acknowledged as written and lost, while the log said they waited.
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.set("ep:counts:footer", "garbage")
+    counters, store = Accumulator(), RedisStore(redis_server.url)
+    flusher = Flusher(counters, store)
+    caplog.set_level(logging.WARNING, "edge_personalizer.learn.flusher")
+    for _ in range(3):
+        counters.expose("hero", "bold", day=DAY)
+        counters.expose("footer", "a", day=DAY)
+        assert not await flusher.flush()
+    assert flusher.last_error is not None and "ep:counts:footer holds a string" in \
+        flusher.last_error
+    (told,) = [r.message for r in caplog.records]
+    assert "failed" in told and "ep:counts:footer holds a string" in told
+    assert counters.held_keys == 2 and not await client.exists("ep:counts:hero")
+    await client.delete("ep:counts:footer")
+    assert await flusher.flush() and flusher.healthy and flusher.last_error is None
+    assert await flusher.flush()
+    assert await store.totals() == {SEEN: Tally(3), CountKey("footer", "a", "", "all", DAY):
+                                    Tally(3)}
+    await client.aclose()
+    await store.close()
+
+
 async def _exposures_in(url: str) -> int:
     store = RedisStore(url)
     try:

@@ -14,11 +14,15 @@ Layout under a prefix (default `ep`):
     ep:flushed:<writer>     the number of a flusher's last batch applied (a week's expiry)
 
 A flush is one Lua script (`_FLUSH`) of HINCRBY/HINCRBYFLOAT, so Redis applies all of it
-at once. A batch with an id (`BatchId`: its writer, and a number that grows) is applied at
-most once: a write that timed out may have landed, and the flusher sends it again with the
-same id. A visitor's conversion is counted only if its `ep:converted:` key was set anew
-(SET NX EX) in the same script. Timeouts are short and nothing is retried here: a store
-that is down fails the flush at once, and the flusher keeps the counts for the next one.
+at once. Redis does not undo what a failing script wrote before its error, so the script
+first checks every key it writes (a string where a count hash belongs, a field that is no
+number) and refuses the whole batch naming the key: a StoreError, and the flusher keeps the
+counts until an operator removes the key. A batch with an id (`BatchId`: its writer, and a
+number that grows) is applied at most once: a write that timed out may have landed, and the
+flusher sends it again with the same id; the id is recorded as the script's last write. A
+visitor's conversion is counted only if its `ep:converted:` key was set anew (SET NX EX) in
+the same script. Timeouts are short and nothing is retried here: a store that is down fails
+the flush at once, and the flusher keeps the counts for the next one.
 """
 
 from __future__ import annotations
@@ -51,12 +55,63 @@ _INT_METRICS = frozenset("ec")
 # (a visitor's conversion, counted if its key is new; its value too, unless the value is
 # ""). Returns the conversions counted, or -1 for a batch applied already (its number not
 # above the writer's last).
+# Redis keeps whatever a script wrote before a command of it failed: every key and field
+# the batch adds to is checked before the first write, and a batch that would fail is
+# refused whole, naming the key; the batch's number is recorded last, once all is written.
 _FLUSH = """
-if ARGV[1] ~= '' then
-  if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[1]) then return -1 end
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', 604800)
+local function refused(key, what)
+  return redis.error_reply('ERR nothing of the batch was written: ' .. key .. ' ' .. what ..
+                           ' (delete or rename it)')
+end
+local function holds(key, expected)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' or kind == expected then return nil end
+  return refused(key, 'holds a ' .. kind .. ', not a ' .. expected)
+end
+local function number(key, field, integer)
+  local value = redis.call('HGET', key, field)
+  if not value then return nil end
+  local n = tonumber(value)
+  if n and n == n and n ~= math.huge and n ~= -math.huge and
+      (not integer or string.match(value, '^-?%d+$')) then return nil end
+  return refused(key, 'field ' .. field .. ' holds ' .. string.format('%q', value:sub(1, 40)) ..
+                 ', not ' .. (integer and 'an integer' or 'a number'))
 end
 local names = tonumber(ARGV[2])
+local function check()
+  if ARGV[1] ~= '' then
+    local bad = holds(KEYS[2], 'string')
+    if bad then return bad end
+    local last = redis.call('GET', KEYS[2])
+    if last and not tonumber(last) then return refused(KEYS[2], 'is no batch number') end
+    if tonumber(last or '0') >= tonumber(ARGV[1]) then return -1 end
+  end
+  local bad = holds(KEYS[1], 'set')
+  if bad then return bad end
+  local at, seen = names + 3, {}
+  while at <= #ARGV do
+    local op, counts = ARGV[at], KEYS[tonumber(ARGV[at + 1])]
+    if not seen[counts] then
+      seen[counts] = true
+      bad = holds(counts, 'hash')
+      if bad then return bad end
+    end
+    if op == 'c' then
+      bad = number(counts, ARGV[at + 4], true)
+      if not bad and ARGV[at + 6] ~= '' then
+        bad = number(counts, ARGV[at + 5], false) or number(counts, ARGV[at + 7], false)
+      end
+      at = at + 9
+    else
+      bad = number(counts, ARGV[at + 2], op == 'i')
+      at = at + 4
+    end
+    if bad then return bad end
+  end
+  return nil
+end
+local answer = check()
+if answer then return answer end
 if names > 0 then redis.call('SADD', KEYS[1], unpack(ARGV, 3, names + 2)) end
 local at, counted = names + 3, 0
 while at <= #ARGV do
@@ -79,6 +134,7 @@ while at <= #ARGV do
     at = at + 9
   end
 end
+if ARGV[1] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', 604800) end
 return counted
 """
 

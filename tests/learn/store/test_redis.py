@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -10,7 +11,14 @@ import anyio
 import pytest
 
 from edge_personalizer.errors import StoreError
-from edge_personalizer.learn.counters import UNKNOWN_PERIOD, Accumulator, CountKey, Tally
+from edge_personalizer.learn.counters import (
+    UNKNOWN_PERIOD,
+    Accumulator,
+    Converted,
+    CountKey,
+    Tally,
+)
+from edge_personalizer.learn.store import BatchId
 from edge_personalizer.learn.store.redis import RedisStore
 
 from ...servers import RedisServer
@@ -177,3 +185,38 @@ async def test_a_visitor_s_conversion_counts_once_within_its_window(
 
 async def test_a_batch_sent_again_is_applied_once(redis_server: RedisServer) -> None:
     await applies_a_batch_once(RedisStore(redis_server.url), BOLD)
+
+
+HEALTHY_FIELD = '["bold","","mobile|search","2026-12-02",0,"e"]'   # BOLD's exposures
+
+
+@pytest.mark.parametrize(("key", "field", "named"), [
+    ("ep:counts:footer", None, "ep:counts:footer holds a string, not a hash"),
+    ("ep:experiments", None, "ep:experiments holds a string, not a set"),
+    ("ep:counts:hero", HEALTHY_FIELD,
+     f"ep:counts:hero field {HEALTHY_FIELD} holds \"x\", not an integer"),
+    ("ep:flushed:worker-1", None, "ep:flushed:worker-1 is no batch number"),
+])
+async def test_a_key_in_the_way_refuses_the_whole_batch_until_it_is_removed(
+        redis_server: RedisServer, key: str, field: str | None, named: str) -> None:
+    # Redis keeps what a script wrote before its failing command: the batch's number was
+    # recorded first, so the batch sent again was taken as applied and every count of it,
+    # the healthy experiment's too, was lost (and its visitors marked converted).
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await (client.set(key, "x") if field is None else client.hset(key, field, "x"))
+    store = RedisStore(redis_server.url)
+    batch, bought = {BOLD: Tally(2), OTHER: Tally(1)}, [Converted(BOLD_BUY, "v1", 2.0, 60.0)]
+    for _ in range(2):   # the flusher sends a failed batch again, with its id
+        with pytest.raises(StoreError, match="nothing of the batch was written: "
+                           + re.escape(named)):
+            await store.flush(batch, bought, batch_id=BatchId("worker-1", 1))
+    assert await client.dbsize() == 1   # but for the key in the way, nothing written
+    await client.delete(key)
+    for _ in range(2):
+        await store.flush(batch, bought, batch_id=BatchId("worker-1", 1))
+    assert await store.totals() == {BOLD: Tally(2), OTHER: Tally(1),
+                                    BOLD_BUY: Tally(0, 1, 2.0, 4.0)}
+    await client.aclose()
+    await store.close()
