@@ -298,12 +298,30 @@ class RedisStore:
     async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
         key = f"{self._prefix}:table:{name}"
         version = await self._one("HGET", key, "version")
-        if version is None or int(version) <= newer_than:
+        if version is None or self._version(key, version) <= newer_than:
             return None
         # Read again as one command: a publication in between gives its own consistent triple.
         version, payload, published_at = await self._one(
             "HMGET", key, "version", "payload", "published_at")
-        return Table(name, int(version), bytes(payload), float(published_at))
+        if payload is None:
+            raise self._unreadable(key, "has no payload field")
+        try:
+            at = float(published_at)
+        except (TypeError, ValueError):
+            raise self._unreadable(key, f"published_at {published_at!r} is no number "
+                                   "(POSIX seconds)") from None
+        return Table(name, self._version(key, version), bytes(payload), at)
+
+    def _version(self, key: str, version: bytes | None) -> int:
+        try:
+            return int(version or b"")
+        except ValueError:
+            raise self._unreadable(key, f"version {version!r} is no whole number") from None
+
+    def _unreadable(self, key: str, what: str) -> StoreError:
+        return StoreError(f"{self.location}: table {key} {what}; expected a hash of version, "
+                          "payload and published_at as edge-personalizer publishes it",
+                          passes=False)
 
     async def ping(self) -> None:
         await self._one("PING")

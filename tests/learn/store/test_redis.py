@@ -220,3 +220,26 @@ async def test_a_key_in_the_way_refuses_the_whole_batch_until_it_is_removed(
                                     BOLD_BUY: Tally(0, 1, 2.0, 4.0)}
     await client.aclose()
     await store.close()
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"version": "2", "published_at": "1.5"}, "has no payload field"),
+    ({"version": "two", "payload": "x", "published_at": "1.5"},
+     "version b'two' is no whole number"),
+    ({"version": "2", "payload": "x"}, "published_at None is no number"),
+    ({"version": "2", "payload": "x", "published_at": "noon"},
+     "published_at b'noon' is no number"),
+])
+async def test_a_table_missing_a_field_or_with_one_no_number_is_named(
+        redis_server: RedisServer, fields: dict[str, str], named: str) -> None:
+    # It raised TypeError or ValueError from int(), float() or bytes(), naming nothing.
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.hset("ep:table:weights", mapping=fields)   # type: ignore[arg-type]
+    await client.aclose()
+    store = RedisStore(redis_server.url)
+    with pytest.raises(StoreError, match=re.escape(f"table ep:table:weights {named}")) as caught:
+        await store.table("weights")
+    assert not caught.value.passes
+    await store.close()
