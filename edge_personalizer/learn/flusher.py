@@ -4,7 +4,8 @@ The app's lifespan starts `Flusher.run` in its task group; cancelling the group 
 last flush (bounded by `final_timeout`). A store that is down costs a page nothing: the
 loop runs beside the request path, each write is bounded by the store's short timeouts,
 and counts that could not be written stay in the accumulator (bounded) for the next try.
-An outage is logged once when it starts and once when it ends.
+An outage is logged once when it starts, once whenever its cause changes (a server back
+with another password) and once when it ends.
 
 Each write carries a `BatchId` (this flusher's id and a number that grows), and a write
 that failed is sent again as it was, with the same id, before anything counted since: a
@@ -54,6 +55,7 @@ class Flusher:
         self.failed_flushes = 0   # in a row: 0 while the store answers
         self.outages = 0
         self.last_error: str | None = None   # why the last flush failed; None while healthy
+        self._failing_kind = ""
         self._dropped_before = 0  # counters.dropped at the last successful flush
         self._lock = anyio.Lock()
         self._writer = uuid.uuid4().hex
@@ -113,14 +115,14 @@ class Flusher:
         try:
             await call
         except StoreError as exc:
-            self._failed(str(exc))
+            self._failed(str(exc), type(exc.__cause__ or exc).__name__)
             return False
         except Exception as exc:
             # A bug must neither stop the counting nor end the server through the
             # lifespan's task group: log it like an outage and keep the counts.
             if self.healthy:
                 logger.error("%s failed unexpectedly", doing, exc_info=True)
-            self._failed(f"{type(exc).__name__}: {exc}")
+            self._failed(f"{type(exc).__name__}: {exc}", type(exc).__name__)
             return False
         return True
 
@@ -132,15 +134,20 @@ class Flusher:
         self._written += 1
         return _Write(batch, converted, BatchId(self._writer, self._written))
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, kind: str) -> None:
+        """`kind`: the cause's class; a new one is logged, a new wording of the same one
+        (a connection closed, then refused, as a server stops) is not."""
         if self.failed_flushes == 0:
             self.outages += 1
             logger.warning(
                 "counter store %s failed (%s); counts wait in memory (at most %d keys) "
                 "and are written when it answers", self.store.location, reason,
                 self.counters.max_keys)
+        elif kind != self._failing_kind:   # once per change: what an operator must fix
+            logger.warning("counter store %s still fails, now for another cause (%s); counts "
+                           "wait in memory", self.store.location, reason)
         self.failed_flushes += 1
-        self.last_error = reason
+        self.last_error, self._failing_kind = reason, kind
 
     def _answered(self) -> None:
         if self.failed_flushes:

@@ -105,6 +105,34 @@ async def test_an_idle_worker_notices_an_outage_and_its_end(
     await store.close()
 
 
+async def test_an_outage_whose_cause_changes_says_so_once(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    # Redis back with a password this worker lacks: the log still said only the
+    # ConnectionError the outage began with (connection refused).
+    import redis.asyncio
+
+    counters, store = Accumulator(), RedisStore(redis_server.url)
+    flusher = Flusher(counters, store)
+    caplog.set_level(logging.WARNING, "edge_personalizer.learn.flusher")
+    redis_server.stop()
+    counters.expose("hero", "bold", day=DAY)
+    assert not await flusher.flush()
+    redis_server.start()
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    await admin.config_set("requirepass", "s3cret")
+    for _ in range(3):
+        assert not await flusher.flush()
+    told = [r.message for r in caplog.records]
+    assert len(told) == 2 and "ConnectionError" in told[0], told
+    assert told[1].startswith(f"counter store {redis_server.url} still fails, now for another "
+                              "cause") and "Authentication" in told[1], told
+    await admin.config_set("requirepass", "")
+    await admin.aclose()
+    assert await flusher.flush() and await store.totals() == {SEEN: Tally(1)}
+    assert "answers again after 4 failed flushes" in caplog.records[-1].message
+    await store.close()
+
+
 async def test_stopping_while_the_store_is_down_tells_the_counts_lost(
         redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     # A restart during an outage dropped the counts waiting in memory without a word; with
