@@ -59,9 +59,11 @@ def make_snapshot(ruleset: RuleSet, totals: Mapping[CountKey, Tally], *, store: 
                   taken_at: float, last_error: str | None = None,
                   predictions: Table | None = None, bandits: Table | None = None,
                   recorded: GoalCatalog | None = None,
-                  notices: tuple[Notice | str, ...] = ()) -> Snapshot:
+                  notices: tuple[Notice | str, ...] = (),
+                  unreadable: Mapping[str, list[str]] | None = None) -> Snapshot:
     """Judge the totals (scipy: call it off the event loop)."""
-    judged = results(ruleset, totals, recorded, now=datetime.fromtimestamp(taken_at, UTC))
+    judged = results(ruleset, totals, recorded, now=datetime.fromtimestamp(taken_at, UTC),
+                     unreadable=unreadable)
     snapshot = Snapshot(ruleset, totals, judged, taken_at, store,
                         last_error, predictions, bandits, notices)
     add_bandit_weights(snapshot.results, ruleset, snapshot.weights() or WeightsTable())
@@ -76,10 +78,12 @@ async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | Non
     predictions = await store.table(MODEL_TABLE)
     bandits = await store.table(WEIGHTS_TABLE)
     recorded = await read_catalog(store)
+    unreadable = store.unreadable()
     return await anyio.to_thread.run_sync(
         lambda: make_snapshot(ruleset, totals, store=store.location, taken_at=clock(),
                               last_error=last_error, predictions=predictions,
-                              bandits=bandits, recorded=recorded, notices=notices))
+                              bandits=bandits, recorded=recorded, notices=notices,
+                              unreadable=unreadable))
 
 
 async def snapshot_of(store_url: str, ruleset: RuleSet) -> Snapshot:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -90,7 +91,8 @@ class Results:
             return
         ruleset = self.rules.current
         # scipy's distributions take a while for many experiments: off the event loop.
-        report = await anyio.to_thread.run_sync(results, ruleset, totals, recorded)
+        report = await anyio.to_thread.run_sync(partial(
+            results, ruleset, totals, recorded, unreadable=self.store.unreadable()))
         # An edit that did not load has not taken effect: these are the serving rules'.
         report["reload_error"] = self.rules.last_error
         await self._add_weights(report, ruleset)

@@ -248,11 +248,12 @@ def _guarded(name: str, status: str, totals: Mapping[CountKey, Tally],
 
 
 def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
-            recorded: GoalCatalog | None = None, *,
-            now: datetime | None = None) -> dict[str, Any]:
+            recorded: GoalCatalog | None = None, *, now: datetime | None = None,
+            unreadable: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
     """Every experiment of the rule set judged on its goals, then every experiment counted
     and since removed from the rules (stopped, judged on the goals `recorded` for it), and
-    what each rule reached (then each rule counted and since removed)."""
+    what each rule reached (then each rule counted and since removed). `unreadable`: what
+    the store left out of an experiment's totals (Store.unreadable), said in its warnings."""
     recorded = recorded if recorded is not None else GoalCatalog()
     now = now or datetime.now(UTC)
     experiments = [_guarded(e.name, status_of(e, now), totals,
@@ -276,6 +277,7 @@ def results(ruleset: RuleSet, totals: Mapping[CountKey, Tally],
         recorded.variants_of(name), recorded.since_of(name))) for name in stopped]
     for entry in experiments:
         entry["warnings"] += taken_warnings(entry["name"], totals)
+        entry["warnings"] += (unreadable or {}).get(entry["name"], [])
     return {"rules_version": ruleset.version, "experiments": experiments,
             "rules": rule_results(totals, counted & rule_names - named, goals=ruleset.goals,
                                   since=recorded.rules_since)

@@ -646,3 +646,29 @@ def test_conversions_with_no_exposure_counted_break_no_results(
     assert f"{variant}: 1 conversion on purchase" in page.text
     assert main(["report", "--rules", str(rules), "--store", redis_server.url]) == 0
     assert f"WARNING {variant}: 1 conversion on purchase" in capsys.readouterr().out
+
+
+def test_a_field_that_is_no_count_leaves_results_and_the_dashboard_answering(
+        origin: Server, server_logs: Path, redis_server: RedisServer) -> None:
+    # One `HSET ep:counts:hero-test notjson 1` made results and the dashboard answer 500,
+    # for every experiment.
+    import redis
+
+    server = start_proxy(server_logs, "--origin", origin.url,
+                         "--rules", str(ROOT / "tests" / "data" / "rules"),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_STORE_FLUSH_INTERVAL": "0.2",
+                              "EP_STORE_URL": redis_server.url})
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        _visit_and_convert(server, 1)
+        client.hset("ep:counts:hero-test", "notjson", 1)
+        (hero,) = [e for e in _results(server)["experiments"] if e["name"] == "hero-test"]
+        assert hero["exposed"] == 1
+        assert any("ep:counts:hero-test field 'notjson'" in w for w in hero["warnings"])
+        page = httpx.get(f"{server.url}/__ep/dashboard",
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert page.status_code == 200
+    finally:
+        server.stop()
+        client.close()

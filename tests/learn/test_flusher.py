@@ -331,6 +331,9 @@ class BrokenStore:
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         return {}
 
+    def unreadable(self) -> dict[str, list[str]]:
+        return {}
+
     async def publish(self, name: str, payload: bytes) -> int:
         return 0
 

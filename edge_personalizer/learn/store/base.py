@@ -53,6 +53,10 @@ class Store(Protocol):
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         """Every key's totals (of one experiment, when named)."""
 
+    def unreadable(self) -> dict[str, list[str]]:
+        """Per experiment, what the last read of its totals left out as no counts of ours
+        (a field someone added by hand), said for its results' warnings."""
+
     async def publish(self, name: str, payload: bytes) -> int:
         """Replace table `name` by `payload`; returns the table's new version."""
 

@@ -28,6 +28,7 @@ the flush at once, and the flusher keeps the counts for the next one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Sequence
@@ -45,7 +46,10 @@ from ...errors import StoreError
 from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
 from .base import BatchId, Table, check_table
 
+logger = logging.getLogger(__name__)
+
 _METRICS = ("e", "c", "s", "q")
+_MAX_SKIPPED = 20   # an experiment's foreign fields remembered (and told) at most
 _INT_METRICS = frozenset("ec")
 # KEYS: the experiments set, the writer's last batch number, the count hashes, then one
 # key per visitor's conversion.
@@ -170,20 +174,40 @@ def _field(key: CountKey, metric: str) -> str:
                       separators=(",", ":"))
 
 
+def _decode_field(field: bytes, amount: bytes) -> tuple[CountKey, str, float] | None:
+    """A count hash's field as a key (its experiment left blank), its metric and amount; None
+    for a field edge-personalizer did not write (someone's HSET, another program's)."""
+    try:
+        parts, value = json.loads(field), float(amount)
+    except ValueError:   # (JSON's and UTF-8's errors among them)
+        return None
+    if not (isinstance(parts, list) and len(parts) in (5, 6) and parts[-1] in _METRICS
+            and all(isinstance(part, str) for part in parts[:4])
+            and (len(parts) == 5 or type(parts[4]) is int)):
+        return None
+    period = parts[4] if len(parts) == 6 else UNKNOWN_PERIOD
+    variant, goal, cell, day = parts[:4]
+    return CountKey("", variant, goal, cell, day, period), parts[-1], value
+
+
 def _decode_totals(experiments: list[str], hashes: list[dict[bytes, bytes]]
-                   ) -> dict[CountKey, Tally]:
+                   ) -> tuple[dict[CountKey, Tally], dict[str, list[str]]]:
+    """The totals, and per experiment the fields skipped as no counts of ours."""
     totals: dict[CountKey, dict[str, float]] = {}
+    skipped: dict[str, list[str]] = {}
     for name, fields in zip(experiments, hashes, strict=True):
         for field, amount in fields.items():
-            parts = json.loads(field)
-            variant, goal, cell, day = parts[:4]
-            period = int(parts[4]) if len(parts) == 6 else UNKNOWN_PERIOD
-            metrics = totals.setdefault(CountKey(name, variant, goal, cell, day, period), {})
+            decoded = _decode_field(field, amount)
+            if decoded is None:
+                skipped.setdefault(name, []).append(field.decode(errors="replace"))
+                continue
+            key, metric, value = decoded
+            metrics = totals.setdefault(key._replace(experiment=name), {})
             # adds: an old field and a new one may both be in UNKNOWN_PERIOD
-            metrics[parts[-1]] = metrics.get(parts[-1], 0.0) + float(amount)
+            metrics[metric] = metrics.get(metric, 0.0) + value
     return {key: Tally(int(metrics.get("e", 0)), int(metrics.get("c", 0)),
                        metrics.get("s", 0.0), metrics.get("q", 0.0))
-            for key, metrics in totals.items()}
+            for key, metrics in totals.items()}, skipped
 
 
 class RedisStore:
@@ -199,6 +223,7 @@ class RedisStore:
         except (ValueError, RedisError) as exc:
             raise StoreError(f"{self.location}: not a usable Redis URL: {exc}") from exc
         self._flush = self._redis.register_script(_FLUSH)
+        self._skipped: dict[str, tuple[str, ...]] = {}   # experiment -> fields not ours
         self._publish_if = self._redis.register_script(_PUBLISH_IF)
 
     def _counts_key(self, experiment: str) -> str:
@@ -278,7 +303,29 @@ class RedisStore:
             pipe.hgetall(self._counts_key(name))
         hashes = await self._run(pipe)
         # a year of cells is ~10^5 fields: decoded in a thread, not on the event loop
-        return await anyio.to_thread.run_sync(_decode_totals, experiments, hashes)
+        totals, skipped = await anyio.to_thread.run_sync(_decode_totals, experiments, hashes)
+        for name in experiments:
+            self._note_skipped(name, skipped.get(name, []))
+        return totals
+
+    def _note_skipped(self, experiment: str, fields: list[str]) -> None:
+        """Remember what a read of `experiment` skipped (for results' warnings); log each
+        field once while it stays."""
+        key = self._counts_key(experiment)
+        told, fields = self._skipped.get(experiment, ()), fields[:_MAX_SKIPPED]
+        for field in fields:
+            if field not in told:
+                logger.warning("%s: %s field %r is no count edge-personalizer wrote; its "
+                               "results leave it out (HDEL it)", self.location, key, field)
+        if fields:
+            self._skipped[experiment] = tuple(fields)
+        else:
+            self._skipped.pop(experiment, None)
+
+    def unreadable(self) -> dict[str, list[str]]:
+        return {name: [f"{self._counts_key(name)} field {field!r} is no count edge-"
+                       "personalizer wrote: left out of the results (HDEL it)"
+                       for field in fields] for name, fields in self._skipped.items()}
 
     async def publish(self, name: str, payload: bytes) -> int:
         check_table(name, payload)

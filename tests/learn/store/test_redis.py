@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -242,4 +243,46 @@ async def test_a_table_missing_a_field_or_with_one_no_number_is_named(
     with pytest.raises(StoreError, match=re.escape(f"table ep:table:weights {named}")) as caught:
         await store.table("weights")
     assert not caught.value.passes
+    await store.close()
+
+
+async def test_a_field_that_is_no_count_is_left_out_and_said_once(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    # One HSET of a foreign field made every read of the totals raise JSONDecodeError:
+    # /__ep/results and the dashboard answered 500 for every experiment.
+    import redis.asyncio
+
+    store = RedisStore(redis_server.url)
+    await store.flush({BOLD: Tally(3), OTHER: Tally(1)})
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    no_number = '["bold","","all","2026-12-02",0,"e"]'
+    await client.hset("ep:counts:hero", mapping={"notjson": 1, '["a","b"]': 2,
+                                                 no_number: "many"})
+    caplog.set_level(logging.WARNING, "edge_personalizer.learn.store.redis")
+    for _ in range(2):
+        assert await store.totals() == {BOLD: Tally(3), OTHER: Tally(1)}
+    assert await store.totals("hero") == {BOLD: Tally(3)}
+    assert sorted(r.message.split(" field ")[1].split(" is ")[0] for r in caplog.records) == \
+        sorted(repr(field) for field in ("notjson", '["a","b"]', no_number))   # once each
+    (said,) = {name: warnings[:1] for name, warnings in store.unreadable().items()}.values()
+    assert "ep:counts:hero field " in said[0] and "left out of the results" in said[0]
+    await client.hdel("ep:counts:hero", "notjson", '["a","b"]', no_number)
+    await store.totals()
+    assert store.unreadable() == {}
+    await client.aclose()
+    await store.close()
+
+
+async def test_a_key_of_another_kind_read_for_results_is_named(
+        redis_server: RedisServer) -> None:
+    import redis.asyncio
+
+    store = RedisStore(redis_server.url)
+    await store.flush({BOLD: Tally(3)})
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.delete("ep:counts:hero")
+    await client.set("ep:counts:hero", "garbage")
+    await client.aclose()
+    with pytest.raises(StoreError, match="ep:counts:hero"):
+        await store.totals()
     await store.close()
