@@ -26,7 +26,7 @@ def check_origin(url: str | None) -> None:
     if parts.query or parts.fragment:
         raise SettingsError(f"origin_url must not carry a query or fragment: {url}",
                             setting="origin_url")
-    _check_authority(parts.netloc.rpartition("@")[2], "origin_url", url or "")
+    _check_authority(parts.netloc.rpartition("@")[2], "origin_url")
 
 
 def _check_public_url(url: str) -> None:
@@ -37,17 +37,17 @@ def _check_public_url(url: str) -> None:
     if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise SettingsError("public_url is a scheme and a host (and a port), with no "
                             f"path, query or credentials: {url}", setting="public_url")
-    _check_authority(parts.netloc, "public_url", url)
+    _check_authority(parts.netloc, "public_url")
 
 
-def _check_authority(authority: str, setting: str, url: str) -> None:
+def _check_authority(authority: str, setting: str) -> None:
     """A URL's host and port as a request's Host would have to be: the proxy refuses a
     client's `shop..example` or port 0, and must not send them itself."""
-    if not is_host(authority):
-        raise SettingsError(f"{setting} names no host the proxy could use: {authority!r} in "
-                            f"{url} (a host is letters, digits, '-' and '_' in labels split "
-                            "by dots, or an IPv6 address in brackets; a port is 1 to 65535)",
-                            setting=setting)
+    if not is_host(authority):   # (the URL is not repeated: it may carry a password)
+        raise SettingsError(f"{setting} names no host the proxy could use: {authority!r} "
+                            "(a host is letters, digits, '-' and '_' in labels split by "
+                            "dots, or an IPv6 address in brackets; a port is 1 to 65535, "
+                            "with no leading zero)", setting=setting)
 
 
 # Tokens copied from examples: refused, whatever their length.

@@ -55,7 +55,7 @@ class Flusher:
         self.failed_flushes = 0   # in a row: 0 while the store answers
         self.outages = 0
         self.last_error: str | None = None   # why the last flush failed; None while healthy
-        self._failing_kind = ""
+        self._told: set[str] = set()   # the causes this outage logged
         self._dropped_before = 0  # counters.dropped at the last successful flush
         self._lock = anyio.Lock()
         self._writer = uuid.uuid4().hex
@@ -115,7 +115,9 @@ class Flusher:
         try:
             await call
         except StoreError as exc:
-            self._failed(str(exc), type(exc.__cause__ or exc).__name__)
+            # (a key in the way is a cause of its own: another key in the way is another)
+            self._failed(str(exc), type(exc.__cause__ or exc).__name__ if exc.passes
+                         else str(exc), passes=exc.passes)
             return False
         except Exception as exc:
             # A bug must neither stop the counting nor end the server through the
@@ -134,20 +136,23 @@ class Flusher:
         self._written += 1
         return _Write(batch, converted, BatchId(self._writer, self._written))
 
-    def _failed(self, reason: str, kind: str) -> None:
-        """`kind`: the cause's class; a new one is logged, a new wording of the same one
-        (a connection closed, then refused, as a server stops) is not."""
+    def _failed(self, reason: str, kind: str, *, passes: bool = True) -> None:
+        """`kind`: the cause's class (or what a refusal names); each is logged once an
+        outage, a new wording of one (a connection closed, then refused, as a server stops)
+        is not, nor one the outage went back to (a lossy link's timeouts and resets)."""
         if self.failed_flushes == 0:
             self.outages += 1
+            self._told = {kind}
             logger.warning(
                 "counter store %s failed (%s); counts wait in memory (at most %d keys) "
-                "and are written when it answers", self.store.location, reason,
-                self.counters.max_keys)
-        elif kind != self._failing_kind:   # once per change: what an operator must fix
+                "and are written when it %s", self.store.location, reason,
+                self.counters.max_keys, "answers" if passes else "takes them again")
+        elif kind not in self._told:   # once per cause: what an operator must fix
+            self._told.add(kind)
             logger.warning("counter store %s still fails, now for another cause (%s); counts "
                            "wait in memory", self.store.location, reason)
         self.failed_flushes += 1
-        self.last_error, self._failing_kind = reason, kind
+        self.last_error = reason
 
     def _answered(self) -> None:
         if self.failed_flushes:

@@ -50,6 +50,8 @@ from edge_personalizer.errors import SettingsError
      "origin_url names no host the proxy could use: '127.0.0.1:99999'"),
     ({"EP_ORIGIN_URL": "http://sh op.example"},
      "origin_url names no host the proxy could use: 'sh op.example'"),
+    ({"EP_ORIGIN_URL": "http://admin:s3cret@origin:99999"},   # (the password not repeated)
+     "origin_url names no host the proxy could use: 'origin:99999' (a host"),
 ])
 def test_bad_settings_say_what_is_wrong(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -97,3 +99,9 @@ def test_the_edges_settings_know_are_the_ones_classify_reads() -> None:
 
     assert converters.EDGE_VENDORS == edge.EDGE_VENDORS
     assert converters.FORWARDED_ONLY == edge.FORWARDED_ONLY
+
+
+def test_a_bad_origin_host_is_said_without_the_url_s_password() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"EP_ORIGIN_URL": "http://admin:s3cret@origin:99999"})
+    assert "s3cret" not in str(caught.value) and "'origin:99999'" in str(caught.value)

@@ -307,6 +307,33 @@ async def test_a_key_in_the_way_keeps_every_count_waiting_and_says_which(
     await store.close()
 
 
+async def test_each_key_in_the_way_is_told_and_a_cause_come_back_is_not_told_again(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    # Both refusals were one cause (the same error class): once the first key was removed,
+    # the log never named the second, and an operator took the fix for done.
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.set("ep:counts:aaa", "garbage")
+    await client.set("ep:counts:bbb", "garbage")
+    counters, store = Accumulator(), RedisStore(redis_server.url)
+    flusher = Flusher(counters, store)
+    caplog.set_level(logging.WARNING, "edge_personalizer.learn.flusher")
+    counters.expose("aaa", "x", day=DAY)
+    counters.expose("bbb", "x", day=DAY)
+    assert not await flusher.flush()
+    await client.delete("ep:counts:aaa")
+    assert not await flusher.flush()
+    await client.set("ep:counts:aaa", "garbage")   # the first cause, back
+    assert not await flusher.flush()
+    told = [r.message for r in caplog.records]
+    assert len(told) == 2 and "ep:counts:aaa holds a string" in told[0], told
+    assert "takes them again" in told[0]
+    assert "another cause" in told[1] and "ep:counts:bbb holds a string" in told[1], told
+    await client.aclose()
+    await store.close()
+
+
 async def _exposures_in(url: str) -> int:
     store = RedisStore(url)
     try:

@@ -32,7 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio.to_thread
@@ -58,88 +58,72 @@ _INT_METRICS = frozenset("ec")
 # seconds, conversions field, value sum field, value, value squares field, value squared
 # (a visitor's conversion, counted if its key is new; its value too, unless the value is
 # ""). Returns the conversions counted, or -1 for a batch applied already (its number not
-# above the writer's last).
-# Redis keeps whatever a script wrote before a command of it failed: every key and field
-# the batch adds to is checked before the first write, and a batch that would fail is
-# refused whole, naming the key; the batch's number is recorded last, once all is written.
+# above the writer's last), with the first addition that failed ("" for none).
+# Redis keeps whatever a script wrote before a command of it failed. So every key the batch
+# writes is checked first, and a key of the wrong kind refuses the whole batch, naming it
+# (the counts wait for an operator to remove it). An addition to a field someone wrote by
+# hand that is no number fails alone: the rest is written, the batch's number recorded, and
+# the failure named (a batch is applied at most once, never again in part).
+_REFUSED: Final = "nothing of the batch was written"   # (the script's refusal, below)
 _FLUSH = """
-local function refused(key, what)
-  return redis.error_reply('ERR nothing of the batch was written: ' .. key .. ' ' .. what ..
-                           ' (delete or rename it)')
-end
 local function holds(key, expected)
   local kind = redis.call('TYPE', key)['ok']
   if kind == 'none' or kind == expected then return nil end
-  return refused(key, 'holds a ' .. kind .. ', not a ' .. expected)
-end
-local function number(key, field, integer)
-  local value = redis.call('HGET', key, field)
-  if not value then return nil end
-  local n = tonumber(value)
-  if n and n == n and n ~= math.huge and n ~= -math.huge and
-      (not integer or string.match(value, '^-?%d+$')) then return nil end
-  return refused(key, 'field ' .. field .. ' holds ' .. string.format('%q', value:sub(1, 40)) ..
-                 ', not ' .. (integer and 'an integer' or 'a number'))
+  return redis.error_reply('ERR nothing of the batch was written: ' .. key .. ' holds a ' ..
+                           kind .. ', not a ' .. expected .. ' (delete or rename it)')
 end
 local names = tonumber(ARGV[2])
-local function check()
-  if ARGV[1] ~= '' then
-    local bad = holds(KEYS[2], 'string')
-    if bad then return bad end
-    local last = redis.call('GET', KEYS[2])
-    if last and not tonumber(last) then return refused(KEYS[2], 'is no batch number') end
-    if tonumber(last or '0') >= tonumber(ARGV[1]) then return -1 end
-  end
-  local bad = holds(KEYS[1], 'set')
+if ARGV[1] ~= '' then
+  local bad = holds(KEYS[2], 'string')
   if bad then return bad end
-  local at, seen = names + 3, {}
-  while at <= #ARGV do
-    local op, counts = ARGV[at], KEYS[tonumber(ARGV[at + 1])]
-    if not seen[counts] then
-      seen[counts] = true
-      bad = holds(counts, 'hash')
-      if bad then return bad end
-    end
-    if op == 'c' then
-      bad = number(counts, ARGV[at + 4], true)
-      if not bad and ARGV[at + 6] ~= '' then
-        bad = number(counts, ARGV[at + 5], false) or number(counts, ARGV[at + 7], false)
-      end
-      at = at + 9
-    else
-      bad = number(counts, ARGV[at + 2], op == 'i')
-      at = at + 4
-    end
+  local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+  if last >= tonumber(ARGV[1]) then return {-1, ''} end
+end
+local bad = holds(KEYS[1], 'set')
+if bad then return bad end
+local at, seen = names + 3, {}
+while at <= #ARGV do
+  local counts = ARGV[at + 1]
+  if not seen[counts] then
+    seen[counts] = true
+    bad = holds(KEYS[tonumber(counts)], 'hash')
     if bad then return bad end
   end
-  return nil
+  at = at + (ARGV[at] == 'c' and 9 or 4)
 end
-local answer = check()
-if answer then return answer end
+local failed = ''
+local function add(command, key, field, amount)
+  local answer = redis.pcall(command, key, field, amount)
+  if type(answer) == 'table' and answer['err'] then
+    if failed == '' then failed = key .. ' ' .. field .. ': ' .. answer['err'] end
+    return false
+  end
+  return true
+end
 if names > 0 then redis.call('SADD', KEYS[1], unpack(ARGV, 3, names + 2)) end
-local at, counted = names + 3, 0
+local counted = 0
+at = names + 3
 while at <= #ARGV do
   local op, counts = ARGV[at], KEYS[tonumber(ARGV[at + 1])]
   if op == 'i' then
-    redis.call('HINCRBY', counts, ARGV[at + 2], ARGV[at + 3])
+    add('HINCRBY', counts, ARGV[at + 2], ARGV[at + 3])
     at = at + 4
   elseif op == 'f' then
-    redis.call('HINCRBYFLOAT', counts, ARGV[at + 2], ARGV[at + 3])
+    add('HINCRBYFLOAT', counts, ARGV[at + 2], ARGV[at + 3])
     at = at + 4
   else
     if redis.call('SET', KEYS[tonumber(ARGV[at + 2])], '1', 'NX', 'EX', ARGV[at + 3]) then
-      redis.call('HINCRBY', counts, ARGV[at + 4], 1)
+      if add('HINCRBY', counts, ARGV[at + 4], 1) then counted = counted + 1 end
       if ARGV[at + 6] ~= '' then
-        redis.call('HINCRBYFLOAT', counts, ARGV[at + 5], ARGV[at + 6])
-        redis.call('HINCRBYFLOAT', counts, ARGV[at + 7], ARGV[at + 8])
+        add('HINCRBYFLOAT', counts, ARGV[at + 5], ARGV[at + 6])
+        add('HINCRBYFLOAT', counts, ARGV[at + 7], ARGV[at + 8])
       end
-      counted = counted + 1
     end
     at = at + 9
   end
 end
 if ARGV[1] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', 604800) end
-return counted
+return {counted, failed}
 """
 
 # KEYS: the table; ARGV: the version it must be at, payload, published_at. The new version,
@@ -224,6 +208,7 @@ class RedisStore:
             raise StoreError(f"{self.location}: not a usable Redis URL: {exc}") from exc
         self._flush = self._redis.register_script(_FLUSH)
         self._skipped: dict[str, tuple[str, ...]] = {}   # experiment -> fields not ours
+        self._lost: set[bytes] = set()   # the failed additions told
         self._publish_if = self._redis.register_script(_PUBLISH_IF)
 
     def _counts_key(self, experiment: str) -> str:
@@ -245,14 +230,21 @@ class RedisStore:
         try:
             return await call
         except (RedisError, OSError) as exc:
-            raise StoreError(f"{self.location}: {type(exc).__name__}: {exc}") from exc
+            # (a script's refusal names a key in the way: it stays until someone removes it)
+            raise StoreError(f"{self.location}: {type(exc).__name__}: {exc}",
+                             passes=_REFUSED not in str(exc)) from exc
 
     async def flush(self, batch: Batch, converted: Sequence[Converted] = (), *,
                     batch_id: BatchId | None = None) -> None:
         if not batch and not converted:
             return
         keys, args = self._flush_script_input(batch, converted, batch_id)
-        await self._call(self._flush(keys=keys, args=args))
+        _, failed = await self._call(self._flush(keys=keys, args=args))
+        if failed and failed not in self._lost and len(self._lost) < _MAX_SKIPPED:
+            self._lost.add(failed)
+            logger.warning("%s: an addition failed, and its counts are lost (the rest of the "
+                           "batch is written): %s; that field is no count edge-personalizer "
+                           "wrote: HDEL it", self.location, failed.decode(errors="replace"))
 
     def _flush_script_input(self, batch: Batch, converted: Sequence[Converted],
                             batch_id: BatchId | None
