@@ -163,7 +163,7 @@ def _decode_field(field: bytes, amount: bytes) -> tuple[CountKey, str, float] | 
     for a field edge-personalizer did not write (someone's HSET, another program's)."""
     try:
         parts, value = json.loads(field), float(amount)
-    except ValueError:   # (JSON's and UTF-8's errors among them)
+    except (ValueError, RecursionError):   # (JSON's and UTF-8's errors among them)
         return None
     if not (isinstance(parts, list) and len(parts) in (5, 6) and parts[-1] in _METRICS
             and all(isinstance(part, str) for part in parts[:4])
@@ -198,7 +198,8 @@ class RedisStore:
     """Counts in Redis; see the module docstring. Opening connects lazily (on first use)."""
 
     def __init__(self, url: str, *, prefix: str = "ep", timeout: float = 0.5) -> None:
-        self.location = _redacted(url)
+        # (two sites on one database told apart in logs and health by their prefixes)
+        self.location = _redacted(url) + ("" if prefix == "ep" else f" (prefix {prefix})")
         self._prefix = prefix
         try:
             self._redis: Redis = Redis.from_url(

@@ -53,6 +53,7 @@ async def test_a_redis_prefix_keeps_one_site_s_keys_apart(redis_server: RedisSer
     await staging.flush({KEY: Tally(5)})
     assert await shop.totals() == {KEY: Tally(2)}
     assert await staging.totals() == {KEY: Tally(5)}
+    assert shop.location == f"{redis_server.url} (prefix shop)"
     default = open_store(redis_server.url)   # ep:
     assert await default.totals() == {}
     for store in (shop, staging, default):
