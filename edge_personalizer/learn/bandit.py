@@ -20,8 +20,11 @@ An experiment keeps weights of their own for its `max_cells` cells with the most
 visitors (100 by default); the other cells share one row, learned from their counts
 together (`others`), and so does a cell not counted yet once there is such a row. Cells
 come from visitor fields a client may fill as it likes (`?utm_source=` anything): a
-flood of made-up values grows neither the table nor the work, and the cells with real
-visitors keep their own weights.
+flood of made-up values does not grow the published table, and the cells with real
+visitors keep their own weights. The store's rows of such cells do grow the work (each
+is read and tallied on every update) until the trainer folds them, once their day is
+over, into the OTHER_CELLS row the shared row learns from anyway (learn/folding.py):
+what an update reads stays bounded by the days counted, not by what clients make up.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from ..rules.model import HOLDOUT
+from .counters import OTHER_CELLS as OTHER_CELLS
 from .counters import CountKey, Tally, most_exposed, on_goal
 from .judging import from_day
 
@@ -46,7 +50,6 @@ if TYPE_CHECKING:
 
 TABLE_NAME = "bandit-weights"  # the store table all bandit experiments share
 MAX_CELLS = 100   # cells of one experiment with weights of their own, by default
-OTHER_CELLS = "(other cells)"   # the shared row, in the seed of its draws and in reports
 Metric = Literal["conversion", "value"]
 Reason = Literal["burn_in", "learned"]
 SHARED = "shared"   # reason_of a cell that shares out by the experiment's `others` row
@@ -215,8 +218,10 @@ def experiment_weights(spec: BanditSpec, rows: Mapping[CountKey, Tally], *,
     cells = {}
     rows = from_day(rows, spec.since)
     tallied = cell_tallies(rows, spec.experiment, spec.goal)
+    # the folded cells' row (learn/folding.py) is the shared row's, never a cell's own
     kept = set(most_exposed({cell: sum(t.exposures for t in tallies.values())
-                             for cell, tallies in tallied.items()}, spec.max_cells))
+                             for cell, tallies in tallied.items() if cell != OTHER_CELLS},
+                            spec.max_cells))
     pooled: dict[str, Tally] = {}
     for cell, tallies in sorted(tallied.items()):
         if cell not in kept:

@@ -34,6 +34,10 @@ INTERNAL_PREFIX = "ep:"    # counts kept under such names are neither rules nor 
 # under this name, the experiment as the variant, the rule as the cell (learn/results.py)
 TAKEN = INTERNAL_PREFIX + "taken"
 ALL_VISITORS = "all"       # the cell of an experiment that does not count per segment
+# The cell that holds the counts of cells too small to keep apart (learn/folding.py): a
+# bandit's shared row learns from them, the results show them as one row
+OTHER_CELLS = "(other cells)"
+CELLS_JUDGED = 50          # per: [fields] cells the results judge one by one, most exposed first
 FIXED_PERIOD = 0           # the period of fixed weights (and of a bandit's starting ones)
 DEFAULT_MAX_KEYS = 20_000  # ~2 weeks of a busy rule set's keys (~300 bytes each)
 _DAY = 86_400.0

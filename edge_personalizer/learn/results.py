@@ -3,8 +3,9 @@
 
 An experiment that counts per cell (`per: segment`, or `per: [fields]`) is also judged
 within each cell: for `per: segment`, each segment the rules name (and `other`, the
-visitors in none), in the order of the `segments:` section. A visitor counts in one cell,
-so the cells add up to the whole.
+visitors in none), in the order of the `segments:` section; per: [fields], the MAX_CELLS
+cells with the most visitors, then OTHER_CELLS for the rest. A visitor counts in one
+cell, so the cells add up to the whole.
 
 Every variant the store has counts for is listed, one since removed from the rules marked
 so; an experiment removed from the rules keeps its results (status "stopped"), judged from
@@ -29,9 +30,11 @@ from ..rules.notices import phase
 from .catalog import GoalCatalog
 from .counters import (
     ALL_VISITORS,
+    CELLS_JUDGED,
     EXPOSURE,
     FIXED_PERIOD,
     INTERNAL_PREFIX,
+    OTHER_CELLS,
     TAKEN,
     CountKey,
     Tally,
@@ -42,7 +45,7 @@ from .rule_results import rule_results
 
 log = logging.getLogger(__name__)
 
-MAX_CELLS = 50   # per: [fields] cells judged one by one: the most exposed first
+MAX_CELLS = CELLS_JUDGED   # per: [fields] cells judged one by one: the most exposed first
 
 
 def control_of(experiment: Experiment) -> str:
@@ -83,7 +86,15 @@ def cells_of(experiment: Experiment, rows: Mapping[CountKey, Tally]) -> list[str
     if experiment.cells.segments:
         named = [segment.name for segment in experiment.cells.segments] + [NO_SEGMENT]
         return named + sorted(set(exposed) - set(named))
-    return most_exposed(exposed, MAX_CELLS)
+    return _most_exposed_and_others(exposed)
+
+
+def _most_exposed_and_others(exposed: Mapping[str, int]) -> list[str]:
+    """The MAX_CELLS most exposed cells, then OTHER_CELLS when there are more: the rest
+    together, with the cells the trainer folded in the store (learn/folding.py)."""
+    shown = most_exposed({cell: n for cell, n in exposed.items() if cell != OTHER_CELLS},
+                         MAX_CELLS)
+    return [*shown, OTHER_CELLS] if len(shown) < len(exposed) else shown
 
 
 def _variants_counted(rows: Mapping[CountKey, Tally]) -> list[str]:
@@ -134,9 +145,11 @@ def _judge(plan: Plan, goals: tuple[str, ...], all_rows: Mapping[CountKey, Tally
         warnings += [_unexposed_warning(variant, n, goal) for variant, n in cut.items()]
         if cells:
             by_cell: dict[str, dict[CountKey, Tally]] = {cell: {} for cell in cells}
+            rest = by_cell.get(OTHER_CELLS)   # the cells not shown one by one, if any
             for key, tally in rows.items():
-                if key.cell in by_cell:
-                    by_cell[key.cell][key] = tally
+                cell_rows = by_cell.get(key.cell, rest)
+                if cell_rows is not None:
+                    cell_rows[key] = tally
             judged["segments"] = {
                 cell: {"exposed": exposed(cell_rows),
                        "held_out": exposed(cell_rows, held_out=True),
@@ -214,7 +227,7 @@ def stopped_results(name: str, totals: Mapping[CountKey, Tally],
                     control, len(periods) > 1, None, False)
 
     exposed = _exposed_by_cell(rows)
-    cells = most_exposed(exposed, MAX_CELLS) if set(exposed) - {ALL_VISITORS} else []
+    cells = _most_exposed_and_others(exposed) if set(exposed) - {ALL_VISITORS} else []
     return {"name": name, "status": "stopped", "per": None,
             **_judge(plan_of_stopped(rows), goals, rows, cells, since, plan_of_stopped)}
 

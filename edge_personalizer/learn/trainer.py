@@ -11,6 +11,10 @@ what another published within the cadence. Two that decide at once both draw new
 but weights are published only over the version the trainer read (`Store.publish_if`):
 one wins, and the other takes the table it published.
 
+After working out a bandit's weights, the trainer folds its rows of cells too small to keep
+apart, of past days, into one row (learn/folding.py): what clients make up stays out of
+the work of every later update.
+
 Each worker reads what was published with a `TableReader` (learn/readers.py).
 
 One experiment's trouble stops no other's learning: an experiment whose weights cannot be
@@ -39,6 +43,8 @@ from . import affinity, bandit, catalog
 from .affinity import AffinityModel
 from .bandit import BanditSpec, WeightsTable
 from .catalog import GoalCatalog, GoalRecorder
+from .counters import CountKey, Tally, utc_day
+from .folding import fold, rows_to_fold
 from .readers import RECHECK
 from .store import Store
 from .store.base import MAX_TABLE_BYTES
@@ -214,10 +220,8 @@ class Trainer:
         experiment's: it keeps its last weights, and the others learn on)."""
         rows = await self.store.totals(spec.experiment)
         try:
-            # numpy's draws (and its import, the first time) off the event loop
-            return await anyio.to_thread.run_sync(functools.partial(
-                bandit.experiment_weights, spec, rows, now=now,
-                version=1 if held is None else held.version + 1))
+            weights, folded = await anyio.to_thread.run_sync(_weights_and_folds, spec, rows,
+                                                             held, now)
         except Exception as exc:
             self.failures += 1
             self.troubles.failed(
@@ -226,6 +230,8 @@ class Trainer:
                 f"{_keeps(held)}, and the other experiments learn on", exc=exc,
                 level=logging.ERROR)
             return None
+        await fold(self.store, spec.experiment, folded)
+        return weights
 
     async def _published_weights(self) -> WeightsTable:
         published = await self.store.table(bandit.TABLE_NAME, newer_than=self._weights.version)
@@ -272,6 +278,17 @@ class Trainer:
         logger.info("affinity model version %d published (%d pairs, %d categories)",
                     version, len(model.pairs), len(model.singles))
         return True
+
+
+def _weights_and_folds(spec: BanditSpec, rows: Mapping[CountKey, Tally],
+                       held: bandit.ExperimentWeights | None, now: float
+                       ) -> tuple[bandit.ExperimentWeights, list[CountKey]]:
+    """`spec`'s new weights from `rows` (the version after `held`), and the rows to fold
+    once they are worked out: in a thread, numpy's draws (and its import, the first
+    time) off the event loop."""
+    weights = bandit.experiment_weights(spec, rows, now=now,
+                                        version=1 if held is None else held.version + 1)
+    return weights, rows_to_fold(spec, rows, weights.cells, utc_day(now))
 
 
 def _other_variants(table: WeightsTable, specs: Sequence[BanditSpec],
@@ -349,12 +366,12 @@ def _due(table: WeightsTable, spec: BanditSpec, now: float, unchanged_at: float)
 
 def _nothing_new(held: bandit.ExperimentWeights, weights: bandit.ExperimentWeights) -> bool:
     """Whether new weights would only renumber the held ones: no cell has an exposure more,
-    and the rules' starting weights and holdout are as they were. (Conversions that came
+    and the rules' starting weights and holdout are as they were (cells folded into the
+    shared row since, learn/folding.py, change nothing it learns). (Conversions that came
     alone wait for the next exposure: without one, no visitor is being assigned.) Each
     version starts a period of the results: none for nothing."""
     return (held.starting == weights.starting and held.holdout == weights.holdout
             and {cell: c.exposures for cell, c in held.cells.items()}
             == {cell: c.exposures for cell, c in weights.cells.items()}
-            and held.shared == weights.shared
             and (held.others and held.others.exposures) == (weights.others
                                                             and weights.others.exposures))

@@ -17,6 +17,7 @@ from edge_personalizer.learn.bandit import (
 )
 from edge_personalizer.learn.counters import (
     EXPOSURE,
+    OTHER_CELLS,
     CountKey,
     Tally,
 )
@@ -243,3 +244,20 @@ def test_a_table_published_before_cells_were_bounded_still_reads() -> None:
     held = table.experiments["hero-test"]
     assert held.others is None and held.shared == 0
     assert table.choose("hero-test", "other", 0.7) == "a"
+
+
+def test_the_folded_cells_row_learns_in_the_shared_row_and_is_never_a_cell_of_its_own(
+        ) -> None:
+    # The trainer folds made-up cells' rows of past days into OTHER_CELLS (learn/folding.py)
+    spec = BanditSpec("hero-test", SPEC.variants, goal="purchase", max_cells=2, burn_in=10)
+    real = {**rows("google", {"control": (300, 9), "a": (300, 24), "b": (300, 6)}),
+            **rows("newsletter", {"control": (90, 2), "a": (90, 2), "b": (90, 7)})}
+    made_up: dict[CountKey, Tally] = {}
+    for n in range(400):
+        made_up |= rows(f"made-up-{n:03d}", {"control": (1, 0), "a": (1, n % 2), "b": (1, 0)})
+    folded = rows(OTHER_CELLS, {"control": (400, 0), "a": (400, 200), "b": (400, 0)})
+    before = experiment_weights(spec, real | made_up, version=3, now=1.0)
+    after = experiment_weights(spec, real | folded, version=3, now=1.0)
+    assert set(after.cells) == {"google", "newsletter"}   # the biggest row, and no cell's
+    assert after.cells == before.cells and after.others == before.others
+    assert after.others is not None and after.others.exposures == 1200

@@ -361,6 +361,9 @@ class BrokenStore:
     def unreadable(self) -> dict[str, list[str]]:
         return {}
 
+    async def fold(self, rows: Sequence[CountKey], *, into: str) -> None:
+        pass
+
     async def publish(self, name: str, payload: bytes) -> int:
         return 0
 

@@ -10,7 +10,7 @@ import pytest
 
 from edge_personalizer.endpoints.verdicts import leader_of
 from edge_personalizer.learn.catalog import GoalCatalog
-from edge_personalizer.learn.counters import TAKEN, CountKey, Tally
+from edge_personalizer.learn.counters import OTHER_CELLS, TAKEN, CountKey, Tally
 from edge_personalizer.learn.results import MAX_CELLS, control_of, results, taken_warnings
 from edge_personalizer.rules.allocation import Cells
 from edge_personalizer.rules.conditions import Segment
@@ -143,8 +143,33 @@ def test_cells_of_fields_are_judged_most_exposed_first_and_bounded() -> None:
     rows = results(dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,)), totals)
     (result,) = rows["experiments"]
     assert result["per"] == ["geo.city"]
-    cells = list(result["goals"]["purchase"]["segments"])
-    assert len(cells) == MAX_CELLS and cells[0] == f"city-{MAX_CELLS + 9:03d}"
+    segments = result["goals"]["purchase"]["segments"]
+    cells = list(segments)
+    assert len(cells) == MAX_CELLS + 1 and cells[0] == f"city-{MAX_CELLS + 9:03d}"
+    assert cells[-1] == OTHER_CELLS and segments[OTHER_CELLS]["exposed"] == 55   # the rest
+
+
+def test_cells_folded_in_the_store_are_shown_in_the_other_cells_row() -> None:
+    # The trainer folds a bandit's cells too small to keep apart into OTHER_CELLS
+    # (learn/folding.py): their visitors are counted there, and in every total as before.
+    hero = dataclasses.replace(experiment(), cells=Cells(fields=("referral.source",)))
+    ruleset = dataclasses.replace(RuleSet.empty("v1"), experiments=(hero,))
+    day = "2026-12-02"
+    real = {CountKey("hero-test", variant, "", "google", day): Tally(exposures=500)
+            for variant in ("control", "bold")}
+    made_up = {CountKey("hero-test", variant, "", f"made-up-{n}", day): Tally(exposures=1)
+               for n in range(300) for variant in ("control", "bold")}
+    folded = {CountKey("hero-test", variant, "", OTHER_CELLS, day): Tally(exposures=300)
+              for variant in ("control", "bold")}
+    (before,) = results(ruleset, real | made_up)["experiments"]
+    (after,) = results(ruleset, real | folded)["experiments"]
+    segments = after["goals"]["purchase"]["segments"]
+    assert list(segments) == ["google", OTHER_CELLS]
+    assert segments[OTHER_CELLS]["exposed"] == 600
+    assert after["exposed"] == before["exposed"] == 1600
+    assert {v: r["exposed"] for v, r in after["goals"]["purchase"]["variants"].items()} \
+        == {v: r["exposed"] for v, r in before["goals"]["purchase"]["variants"].items()} \
+        == {"control": 800, "bold": 800}
 
 
 def test_an_experiment_of_one_cell_has_no_breakdown() -> None:

@@ -19,9 +19,22 @@ import httpx
 import pytest
 
 from edge_personalizer.learn.affinity import AFFINITY, INTEREST, record
-from edge_personalizer.learn.bandit import TABLE_NAME, BanditSpec, WeightsTable
+from edge_personalizer.learn.bandit import (
+    TABLE_NAME,
+    BanditSpec,
+    WeightsTable,
+    experiment_weights,
+)
 from edge_personalizer.learn.catalog import GoalCatalog, read_catalog
-from edge_personalizer.learn.counters import EXPOSURE, Accumulator, CountKey, Tally, day_start
+from edge_personalizer.learn.counters import (
+    EXPOSURE,
+    OTHER_CELLS,
+    Accumulator,
+    CountKey,
+    Tally,
+    day_start,
+    variant_totals,
+)
 from edge_personalizer.learn.readers import catalog_reader, model_reader, weights_reader
 from edge_personalizer.learn.store import Store, open_store
 from edge_personalizer.learn.trainer import Trainer, bandit_specs
@@ -770,3 +783,127 @@ def test_a_flood_of_made_up_cells_leaves_every_bandit_learning_in_the_running_se
     assert "ep_learning_troubles 0.0" in metrics
     assert "learning step failed" not in proxy.log()
     assert "learns per: referral.source, which any client fills as it likes" in proxy.log()
+
+
+async def test_made_up_cells_of_past_days_are_folded_and_the_weights_stay(
+        store: Store) -> None:
+    # 30,000 page views with random ?utm_source= left 30,228 fields in a bandit's count
+    # hash, every one read and tallied again on each update (0.7 s of a worker's time),
+    # growing for ever.
+    spec = BanditSpec("hero-test", SPEC.variants, goal="purchase", burn_in=100,
+                      update_every=60.0, max_cells=5)
+    clock = Clock()
+    clock.now = day_start(DAY) + 86_400 * 1.5   # the day after DAY
+    for n, cell in enumerate(("google", "bing", "newsletter", "facebook", "tiktok", "ads")):
+        await count(store, cell, {"control": (300 + n, 9), "a": (300, 24 + n), "b": (300, 6)})
+    made_up: dict[CountKey, Tally] = {}
+    for n in range(3000):
+        variant = ("control", "a", "b")[n % 3]
+        made_up[CountKey("hero-test", variant, EXPOSURE, f"made-up-{n:04d}", DAY)] = Tally(1)
+        if n % 7 == 0:
+            made_up[CountKey("hero-test", variant, "purchase", f"made-up-{n:04d}", DAY)] = \
+                Tally(0, 1)
+    today = {CountKey("hero-test", "a", EXPOSURE, f"new-{n}", "2026-12-03"): Tally(1)
+             for n in range(20)}
+    await store.flush(made_up | today)
+    before = await store.totals("hero-test")
+    trainer = Trainer(store, specs=lambda: [spec], learn_interval=None, clock=clock)
+    assert await trainer.update_weights()
+    after = await store.totals("hero-test")
+    past_cells = {key.cell for key in after if key.day == DAY}
+    assert len(past_cells) == 50 + 1   # the 50 cells the results show, and the folded one
+    assert OTHER_CELLS in past_cells and {key for key in after if key.day != DAY} == set(today)
+    for goal in (EXPOSURE, "purchase"):
+        assert variant_totals(after, "hero-test", goal) == variant_totals(before, "hero-test",
+                                                                         goal)
+    worked_out = [experiment_weights(spec, rows, version=1, now=clock.now)
+                  for rows in (before, after)]
+    assert worked_out[0].cells == worked_out[1].cells and len(worked_out[0].cells) == 5
+    assert worked_out[0].others == worked_out[1].others is not None
+    clock.now += 61   # nothing new since: the fold alone publishes no version
+    assert not await trainer.update_weights()
+
+
+FOLD_RULES = """\
+slots: {hero: {}}
+goals:
+  purchase: {when: {request.path: /page/thanks}}
+experiments:
+  - name: hero-bandit
+    slot: hero
+    goals: [purchase]
+    allocation: bandit
+    per: [referral.source]
+    bandit: {burn_in: 5, update_every: 1s, max_cells: 5}
+    variants: {control: {weight: 1}, a: {weight: 1, html: A}, b: {weight: 1, html: B}}
+"""
+
+
+def _exposed(report: dict[str, Any]) -> dict[str, Any]:
+    (hero,) = report["experiments"]
+    purchase = hero["goals"]["purchase"]
+    return {"exposed": hero["exposed"], **{
+        variant: (counts["exposed"], counts["converted"])
+        for variant, counts in purchase["variants"].items()}}
+
+
+def test_made_up_cells_of_past_days_are_folded_in_redis_by_the_running_server(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    import random
+    import string
+
+    from redis import Redis
+
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86_400))
+    letters = random.Random(11)
+    planted: dict[CountKey, Tally] = {}
+    for n in range(400):   # yesterday's cookieless made-up ?utm_source= views
+        cell = "".join(letters.choices(string.ascii_lowercase, k=20))
+        variant = ("control", "a", "b")[n % 3]
+        planted[CountKey("hero-bandit", variant, EXPOSURE, cell, yesterday)] = Tally(1)
+        if n % 5 == 0:
+            planted[CountKey("hero-bandit", variant, "purchase", cell, yesterday)] = \
+                Tally(0, 1)
+
+    async def plant() -> None:
+        store = open_store(redis_server.url)
+        await store.flush(planted)
+        await store.close()
+
+    anyio.run(plant)
+    redis = Redis.from_url(redis_server.url)
+    fields_before = redis.hlen("ep:counts:hero-bandit")
+    origin, proxy = _serving(tmp_path, FOLD_RULES, EP_STORE_URL=redis_server.url)
+    made_up = ["/slotted/home?utm_source=" + "".join(letters.choices(string.ascii_lowercase,
+                                                                    k=20))
+               for _ in range(300)]
+    try:
+        anyio.run(_flood, proxy.port, ["/slotted/home?utm_source=google"] * 30 + made_up)
+        with httpx.Client(base_url=proxy.url, timeout=10.0) as client:
+            deadline = time.monotonic() + 20
+            while "folded into '(other cells)'" not in proxy.log():
+                assert time.monotonic() < deadline, proxy.log()[-3000:]
+                time.sleep(0.3)
+            while _exposed(report := client.get("/__ep/results", headers={
+                    "authorization": f"Bearer {TOKEN}"}).json())["exposed"] < 730:
+                assert time.monotonic() < deadline, report   # today's views flushed
+                time.sleep(0.3)
+        fields = {tuple(json.loads(field)): int(value) for field, value
+                  in redis.hgetall("ep:counts:hero-bandit").items()}
+    finally:
+        proxy.stop()
+        origin.stop()
+        redis.close()
+    past = {tuple(field[:5]) for field in fields if field[3] == yesterday}
+    assert fields_before == len(planted) and len({f[2] for f in past}) == 50 + 1
+    assert len(past) <= (50 + 1) * 2   # 400 cells' rows are 51 cells' now, for good
+    assert "learning step failed" not in proxy.log()
+    today: dict[tuple[str, str], int] = {}
+    for field, value in fields.items():
+        if field[3] != yesterday:
+            today[(field[0], field[-1])] = today.get((field[0], field[-1]), 0) + value
+    expected = {variant: (sum(t.exposures for k, t in planted.items() if k.variant == variant)
+                          + today.get((variant, "e"), 0),
+                          sum(t.conversions for k, t in planted.items() if k.variant == variant))
+                for variant in ("control", "a", "b")}
+    assert _exposed(report) == {"exposed": 730, **expected}   # every visitor, as counted

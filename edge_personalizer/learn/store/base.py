@@ -53,6 +53,13 @@ class Store(Protocol):
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
         """Every key's totals (of one experiment, when named)."""
 
+    async def fold(self, rows: Sequence[CountKey], *, into: str) -> None:
+        """Move each of `rows`' counts, as they are at that moment, into the row of cell
+        `into` with the same experiment, variant, goal, day and period, and remove the
+        row; a row with no counts left is left out. All of it at once: counts a flush adds
+        meanwhile land before the move (and go with it) or after it (in a row of their own
+        again). Totals per variant, goal, day and period stay as they were."""
+
     def unreadable(self) -> dict[str, list[str]]:
         """Per experiment, what the last read of its totals left out as no counts of ours
         (a field someone added by hand), said for its results' warnings."""

@@ -23,6 +23,9 @@ flusher sends it again with the same id; the id is recorded as the script's last
 visitor's conversion is counted only if its `ep:converted:` key was set anew (SET NX EX) in
 the same script. Timeouts are short and nothing is retried here: a store that is down fails
 the flush at once, and the flusher keeps the counts for the next one.
+
+A fold (the trainer's, of rows of cells too small to keep apart) is one script too
+(store/redis_fold.py): each field's value as it is then moved to the other cell's field.
 """
 
 from __future__ import annotations
@@ -45,12 +48,11 @@ from redis.exceptions import RedisError
 from ...errors import StoreError
 from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
 from .base import BatchId, Table, check_table
+from .redis_fold import FOLD, INT_METRICS, METRICS, count_field, fold_input
 
 logger = logging.getLogger(__name__)
 
-_METRICS = ("e", "c", "s", "q")
 _MAX_SKIPPED = 20   # an experiment's foreign fields remembered (and told) at most
-_INT_METRICS = frozenset("ec")
 # KEYS: the experiments set, the writer's last batch number, the count hashes, then one
 # key per visitor's conversion.
 # ARGV: the batch's number ("": none), how many experiment names, the names, then
@@ -153,11 +155,6 @@ def _redacted(url: str) -> str:
     return f"{base}?{query}{hash_mark}{fragment}"
 
 
-def _field(key: CountKey, metric: str) -> str:
-    return json.dumps([key.variant, key.goal, key.cell, key.day, key.period, metric],
-                      separators=(",", ":"))
-
-
 def _decode_field(field: bytes, amount: bytes) -> tuple[CountKey, str, float] | None:
     """A count hash's field as a key (its experiment left blank), its metric and amount; None
     for a field edge-personalizer did not write (someone's HSET, another program's)."""
@@ -165,7 +162,7 @@ def _decode_field(field: bytes, amount: bytes) -> tuple[CountKey, str, float] | 
         parts, value = json.loads(field), float(amount)
     except (ValueError, RecursionError):   # (JSON's and UTF-8's errors among them)
         return None
-    if not (isinstance(parts, list) and len(parts) in (5, 6) and parts[-1] in _METRICS
+    if not (isinstance(parts, list) and len(parts) in (5, 6) and parts[-1] in METRICS
             and all(isinstance(part, str) for part in parts[:4])
             and (len(parts) == 5 or type(parts[4]) is int)):
         return None
@@ -211,6 +208,7 @@ class RedisStore:
         self._skipped: dict[str, tuple[str, ...]] = {}   # experiment -> fields not ours
         self._lost: set[bytes] = set()   # the failed additions told
         self._publish_if = self._redis.register_script(_PUBLISH_IF)
+        self._fold = self._redis.register_script(FOLD)
 
     def _counts_key(self, experiment: str) -> str:
         return f"{self._prefix}:counts:{experiment}"
@@ -266,13 +264,13 @@ class RedisStore:
         args: list[str | int | float] = [
             "" if batch_id is None else batch_id.number, len(names), *sorted(names)]
         for key, tally in batch.items():
-            for metric, amount in zip(_METRICS, tally, strict=True):
+            for metric, amount in zip(METRICS, tally, strict=True):
                 if not amount:
                     continue
-                if metric in _INT_METRICS:
-                    args += ["i", counts(key.experiment), _field(key, metric), int(amount)]
+                if metric in INT_METRICS:
+                    args += ["i", counts(key.experiment), count_field(key, metric), int(amount)]
                 else:
-                    args += ["f", counts(key.experiment), _field(key, metric), repr(amount)]
+                    args += ["f", counts(key.experiment), count_field(key, metric), repr(amount)]
         for conversion in converted:
             key = conversion.key
             index = counts(key.experiment)
@@ -281,8 +279,8 @@ class RedisStore:
                 separators=(",", ":")))
             value = conversion.value
             args += ["c", index, len(keys), max(1, math.ceil(conversion.window)),
-                     _field(key, "c"), _field(key, "s"), repr(value) if value else "",
-                     _field(key, "q"), repr(value * value)]
+                     count_field(key, "c"), count_field(key, "s"), repr(value) if value else "",
+                     count_field(key, "q"), repr(value * value)]
         return keys, args
 
     async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
@@ -300,6 +298,14 @@ class RedisStore:
         for name in experiments:
             self._note_skipped(name, skipped.get(name, []))
         return totals
+
+    async def fold(self, rows: Sequence[CountKey], *, into: str) -> None:
+        by_experiment: dict[str, list[CountKey]] = {}
+        for key in rows:
+            by_experiment.setdefault(key.experiment, []).append(key)
+        for experiment, keys in by_experiment.items():
+            await self._call(self._fold(keys=[self._counts_key(experiment)],
+                                        args=fold_input(keys, into)))
 
     def _note_skipped(self, experiment: str, fields: list[str]) -> None:
         """Remember what a read of `experiment` skipped (for results' warnings); log each

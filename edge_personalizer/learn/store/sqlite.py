@@ -9,7 +9,8 @@ goal, visitor) is not in the `converted` table yet, where it stays for the goal'
 window (expired rows are pruned on each flush). A batch with an id is applied at most
 once (the `flushed` table keeps each writer's last batch number for a week), as for Redis:
 a flush that fails after its commit (an error past COMMIT, however unlikely) and is sent
-again counts once.
+again counts once. A fold (`Store.fold`) is one transaction too: each row taken out
+(DELETE ... RETURNING) and added to the other cell's.
 
 A file written before counts kept their period is brought up to date when opened: its
 rows are kept, in UNKNOWN_PERIOD.
@@ -79,6 +80,11 @@ INSERT INTO tables VALUES (?, 1, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING v
 _PUBLISH_NEXT = """
 UPDATE tables SET version = version + 1, payload = ?, published_at = ?
 WHERE name = ? AND version = ? RETURNING version
+"""
+# A row taken out whole (a fold), its counts then added to another cell's with _ADD.
+_TAKE = """
+DELETE FROM counts WHERE experiment = ? AND variant = ? AND goal = ? AND cell = ? AND day = ?
+    AND period = ? RETURNING exposures, conversions, value_sum, value_sq_sum
 """
 _FLUSHED_FOR = 7 * 86_400.0   # seconds a writer's last batch number is kept
 _PUBLISH = """
@@ -172,6 +178,10 @@ class SqliteStore:
 
     def unreadable(self) -> dict[str, list[str]]:
         return {}   # the table's columns are typed: every row is counts
+
+    async def fold(self, rows: Sequence[CountKey], *, into: str) -> None:
+        if rows:
+            await self._run(lambda db: _fold(db, rows, into))
 
     async def publish(self, name: str, payload: bytes) -> int:
         check_table(name, payload)
@@ -302,6 +312,22 @@ def _add(db: sqlite3.Connection, rows: Sequence[_Row], converted: Sequence[Conve
             if db.execute(_CONVERTED, (key.experiment, key.variant, key.goal, conversion.visitor,
                                        now + conversion.window, now)).rowcount:
                 db.execute(_ADD, (*key, 0, 1, value, value * value))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _fold(db: sqlite3.Connection, rows: Sequence[CountKey], into: str) -> None:
+    """Each row's counts moved into cell `into`'s row, in one transaction (see _add)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for key in rows:
+            if key.cell == into:
+                continue
+            for taken in db.execute(_TAKE, key).fetchall():
+                db.execute(_ADD, (*key._replace(cell=into), *taken))
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from edge_personalizer.learn.counters import Converted, CountKey, Tally
+from edge_personalizer.learn.counters import OTHER_CELLS, Converted, CountKey, Tally
 from edge_personalizer.learn.store.base import MAX_TABLE_BYTES, BatchId, Store, check_table
 
 # What every store does the same way (test_sqlite.py and test_redis.py run these on theirs).
@@ -57,3 +57,45 @@ def test_tables_are_small() -> None:
     check_table("model", b"x" * MAX_TABLE_BYTES)
     with pytest.raises(ValueError, match="at most 1048576 bytes"):
         check_table("model", b"x" * (MAX_TABLE_BYTES + 1))
+
+
+async def folds_rows_into_the_other_cell(store: Store, bold: CountKey) -> None:
+    """A fold moves each row's counts into the other cell's row of the same variant,
+    goal, day and period, adding to what is there, and leaves the other rows alone."""
+    buy, later = bold._replace(goal="buy"), bold._replace(period=3)
+    other, kept = bold._replace(cell=OTHER_CELLS), bold._replace(cell="kept")
+    await store.flush({bold: Tally(3), buy: Tally(0, 1, 9.5, 90.25), later: Tally(1),
+                       other: Tally(2), kept: Tally(7)})
+    await store.fold([bold, buy, later, bold._replace(cell="never-counted"), other],
+                     into=OTHER_CELLS)
+    assert await store.totals() == {
+        other: Tally(5), other._replace(goal="buy"): Tally(0, 1, 9.5, 90.25),
+        later._replace(cell=OTHER_CELLS): Tally(1), kept: Tally(7)}
+    await store.fold([], into=OTHER_CELLS)
+    await store.close()
+
+
+async def a_flush_during_folds_is_counted_once(flushing: Store, folding: Store,
+                                               bold: CountKey) -> None:
+    """Another worker's flushes add to a row while a trainer folds it, again and again:
+    every count ends up once, in one of the two rows."""
+    done = anyio.Event()
+
+    async def flush() -> None:
+        for _ in range(200):
+            await flushing.flush({bold: Tally(1, 1, 0.5, 0.25)})
+        done.set()
+
+    async def fold() -> None:
+        while not done.is_set():
+            await folding.fold([bold], into=OTHER_CELLS)
+            await anyio.sleep(0)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(flush)
+        group.start_soon(fold)
+    await folding.fold([bold], into=OTHER_CELLS)
+    assert await folding.totals() == {bold._replace(cell=OTHER_CELLS): Tally(200, 200, 100.0,
+                                                                             50.0)}
+    await flushing.close()
+    await folding.close()

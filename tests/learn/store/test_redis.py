@@ -23,7 +23,12 @@ from edge_personalizer.learn.store import BatchId
 from edge_personalizer.learn.store.redis import RedisStore
 
 from ...servers import RedisServer
-from .test_base import applies_a_batch_once, counts_a_visitor_s_conversion_once
+from .test_base import (
+    a_flush_during_folds_is_counted_once,
+    applies_a_batch_once,
+    counts_a_visitor_s_conversion_once,
+    folds_rows_into_the_other_cell,
+)
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
@@ -186,6 +191,16 @@ async def test_a_visitor_s_conversion_counts_once_within_its_window(
 
 async def test_a_batch_sent_again_is_applied_once(redis_server: RedisServer) -> None:
     await applies_a_batch_once(RedisStore(redis_server.url), BOLD)
+
+
+async def test_a_fold_moves_rows_into_the_other_cell_in_one_go(redis_server: RedisServer) -> None:
+    await folds_rows_into_the_other_cell(RedisStore(redis_server.url), BOLD)
+
+
+async def test_a_flush_while_a_row_is_folded_counts_once(redis_server: RedisServer) -> None:
+    # two connections, as a worker's flusher and another worker's trainer have
+    await a_flush_during_folds_is_counted_once(RedisStore(redis_server.url),
+                                               RedisStore(redis_server.url), BOLD)
 
 
 HEALTHY_FIELD = '["bold","","mobile|search","2026-12-02",0,"e"]'   # BOLD's exposures

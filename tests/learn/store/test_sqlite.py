@@ -16,7 +16,12 @@ from edge_personalizer.errors import StoreError
 from edge_personalizer.learn.counters import UNKNOWN_PERIOD, CountKey, Tally
 from edge_personalizer.learn.store.sqlite import SqliteStore, sqlite_url
 
-from .test_base import applies_a_batch_once, counts_a_visitor_s_conversion_once
+from .test_base import (
+    a_flush_during_folds_is_counted_once,
+    applies_a_batch_once,
+    counts_a_visitor_s_conversion_once,
+    folds_rows_into_the_other_cell,
+)
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
@@ -234,3 +239,13 @@ async def test_a_visitor_s_conversion_counts_once_within_its_window(
 
 async def test_a_batch_sent_again_is_applied_once(tmp_path: Path) -> None:
     await applies_a_batch_once(SqliteStore(tmp_path / "ep.db"), BOLD)
+
+
+async def test_a_fold_moves_rows_into_the_other_cell_in_one_go(tmp_path: Path) -> None:
+    await folds_rows_into_the_other_cell(SqliteStore(tmp_path / "ep.db"), BOLD)
+
+
+async def test_a_flush_while_a_row_is_folded_counts_once(tmp_path: Path) -> None:
+    # two connections, as a worker's flusher and another worker's trainer have
+    await a_flush_during_folds_is_counted_once(SqliteStore(tmp_path / "ep.db"),
+                                               SqliteStore(tmp_path / "ep.db"), BOLD)
