@@ -211,9 +211,11 @@ def _cells_clients_make(experiment: Experiment) -> Notice | None:
         "fills as it likes (a link's ?utm_source=, a header): every made-up value is a "
         f"cell. Its {settings.max_cells} cells with the most visitors have weights of their "
         "own (bandit: max_cells, which, written, says so knowingly and ends this warning) "
-        "and the rest share one row, so made-up values grow "
-        "neither the table nor the work (though made-up values each sent by more visitors "
-        "than a real cell has take its place); per: a field of few values "
+        "and the rest share one row, so made-up values do not grow the published table; "
+        "the store's rows of the small ones are folded into one once their day is over, so "
+        "what the trainer reads grows with the days, not with what clients make up "
+        "(though made-up values each sent by more visitors than a real cell has take its "
+        "place); per: a field of few values "
         "(referral.medium, device.type) or per: segment learns for more of your visitors"),
         experiment.name, unreached=False)
 
