@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 KEPT_APART = 2         # times max_cells: the most exposed cells whose rows are never folded
 FOLD_LIMIT = 20_000    # rows one update folds at most
-FOLD_BATCH = 1_000     # rows one store call (one transaction, one script) folds at most
+FOLD_BATCH = 250       # rows one store call (one transaction, one script) folds at most
 
 
 def kept_apart(spec: BanditSpec, exposed: Mapping[str, int]) -> set[str]:
