@@ -880,7 +880,7 @@ def test_made_up_cells_of_past_days_are_folded_in_redis_by_the_running_server(
     try:
         anyio.run(_flood, proxy.port, ["/slotted/home?utm_source=google"] * 30 + made_up)
         with httpx.Client(base_url=proxy.url, timeout=10.0) as client:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60   # (a loaded machine: the whole suite beside it)
             while "folded into '(other cells)'" not in proxy.log():
                 assert time.monotonic() < deadline, proxy.log()[-3000:]
                 time.sleep(0.3)
