@@ -12,13 +12,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 import anyio
 import anyio.abc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .background import BackgroundTasks
 from .classify.classifier import Classifier
 from .classify.device import DeviceClassifier
 from .classify.edge import EdgeMapping, TrustedEdge, client_ip_headers
@@ -139,11 +140,13 @@ class EdgeApp:
         # for the whole server whichever worker a request reaches.
         self.board = (WorkerBoard(board_directory(settings.data_dir, os.getppid()))
                       if settings.workers > 1 else None)
+        self.background = BackgroundTasks()
         self.admin = admin = Admin(
             metrics=self.metrics, token=AdminToken(token),
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,
             geo=self.geo.info if self.geo else None, board=self.board, store=self.store,
             flusher=self.flusher, server_pid=_server_pid(), learning=self.trainer.health,
+            background=self.background.health,
             notes=_page_notes(personalized.personalizer, self.rules, self.learning))
         self.publisher = (Publisher(self.board, admin.state, self.metrics.state_unpublished.set)
                           if self.board is not None else None)
@@ -181,26 +184,28 @@ class EdgeApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # Background work (the rules watcher, the counts' flusher) lives in a task group
-        # owned by the lifespan; cancelling it makes the flusher's last write.
+        # owned by the lifespan, each task kept running on its own (background.py);
+        # cancelling the group makes the flusher's last write.
+        kept = self.background
         async with anyio.create_task_group() as tasks:
             message = await receive()
             if message["type"] != "lifespan.startup":
                 return
-            await tasks.start(self.flusher.run)
+            await kept.start(tasks, "the counts' flusher", self.flusher.run)
             # the published tables read before the first request (and the trainer's step),
             # the three at once (each bounded by the store's timeouts)
             async with anyio.create_task_group() as readers:
                 for reader in (self.weights, self.model, self.catalog):
-                    readers.start_soon(tasks.start, reader.run)
-            await tasks.start(self.trainer.run)
+                    readers.start_soon(kept.start, tasks, f"the {reader.name} reader",
+                                       reader.run)
+            await kept.start(tasks, "the trainer", self.trainer.run)
             if self.publisher is not None:
-                tasks.start_soon(kept_running, "publishing this worker's state",
-                                 self.publisher.run)
+                kept.start_soon(tasks, "publishing this worker's state", self.publisher.run)
             if self.rules is not None:
                 interval = self.settings.rules_watch_interval
                 if interval > 0:
-                    tasks.start_soon(kept_running, "the rules watcher",
-                                     functools.partial(self.rules.watch, interval))
+                    kept.start_soon(tasks, "the rules watcher",
+                                    functools.partial(self.rules.watch, interval))
                 self._reload_on_sighup(tasks)
             logger.info("forwarding to %s; rules: %s; geo database: %s",
                         self.settings.origin_url if self.proxy else "the application",
@@ -269,19 +274,6 @@ def _page_notes(personalizer: Personalizer | None, rules: RuleBook | None,
             PageNotes("goals_not_counted",
                       lambda: learning.goals.seen(rules.current.goals),
                       goals_not_counted))
-
-
-async def kept_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Run a background task of the lifespan's for as long as the server runs: a fault in
-    it is logged and it starts again, instead of ending the lifespan's task group (and with
-    it every background task of the worker)."""
-    while True:
-        try:
-            await run()
-            return
-        except Exception:
-            logger.exception("%s failed; it starts again in 1 s", name)
-        await anyio.sleep(1.0)
 
 
 def _rule_book(settings: Settings, key: bytes, on_reload: Callable[[bool], None],

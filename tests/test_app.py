@@ -14,7 +14,6 @@ import pytest
 from starlette.types import Message
 
 from edge_personalizer import create_app, load_settings
-from edge_personalizer.app import kept_running
 from edge_personalizer.errors import GeoDatabaseError, RuleError, SettingsError
 from edge_personalizer.rules.tree import DATA_MARKER
 from edge_personalizer.serving import SERVER_PID_ENV
@@ -139,22 +138,6 @@ def test_dashboard_templates_and_websocket_client_load_when_first_needed() -> No
     out = subprocess.run([sys.executable, "-c", _WORKER, str(ROOT / "rules")],
                          capture_output=True, text=True, check=True, timeout=60).stdout
     assert json.loads(out) == {"serving": [], "dashboard": 200, "after": ["jinja2"]}
-
-
-def test_a_background_task_that_fails_starts_again(caplog: pytest.LogCaptureFixture) -> None:
-    # A fault in the rules watcher or the state publisher used to end the lifespan's task
-    # group: every background task of the worker stopped, and nothing said so but a line.
-    runs = 0
-
-    async def fails_twice() -> None:
-        nonlocal runs
-        runs += 1
-        if runs < 3:
-            raise FileNotFoundError(2, "No such file or directory")
-
-    asyncio.run(kept_running("the rules watcher", fails_twice))
-    assert runs == 3
-    assert caplog.text.count("the rules watcher failed; it starts again in 1 s") == 2
 
 
 def test_a_proxied_request_leaves_nothing_for_the_garbage_collector(origin: Server,

@@ -137,7 +137,8 @@ class Admin:
                  board: WorkerBoard | None = None, reload_wait: float = 10.0,
                  store: Store | None = None, flusher: Flusher | None = None,
                  server_pid: int | None = None, notes: Sequence[PageNotes] = (),
-                 learning: Callable[[], dict[str, Any]] | None = None) -> None:
+                 learning: Callable[[], dict[str, Any]] | None = None,
+                 background: Callable[[], dict[str, Any]] | None = None) -> None:
         self.metrics = metrics
         self.board = board            # the other workers of this server, when there are any
         self.server_pid = server_pid  # the `serve` process this worker runs under, if any
@@ -153,6 +154,7 @@ class Admin:
         self.geo = geo
         self.notes = notes
         self.learning = learning   # this worker's learning loop: what of it fails
+        self.background = background   # this worker's background tasks: which restart
         self.started = time.time()
 
     def routes(self) -> dict[str, Route]:
@@ -292,6 +294,8 @@ class Admin:
             report["store"] = await self._store_report()
         if self.learning is not None:
             report["learning"] = self.learning()
+        if self.background is not None:
+            report["background"] = self.background()
         if self.geo is not None:
             report["geo"] = {"type": self.geo.database_type, "built": _iso(self.geo.build_epoch)}
         if self.board is not None:

@@ -32,6 +32,7 @@ def test_health_reports_ready_with_origin_rules_and_geo(proxy: Server) -> None:
     assert report["store"]["location"].startswith("sqlite://")
     assert report["store"]["reachable"] is True
     assert report["store"]["writes"] == "ok"
+    assert report["background"] == {"status": "ok"}   # no background task restarting
     assert response.headers["cache-control"] == "no-store"
 
 
