@@ -108,11 +108,6 @@ class EdgeApp:
         # And the "visitors like you" model, rebuilt every learn_interval, read by
         # profile.predicted.* through the classifier.
         poll = settings.store_poll_interval
-        self.weights = weights_reader(self.store, interval=poll)
-        self.model = model_reader(self.store, interval=poll)
-        # the experiments' goals as recorded: stopped ones', and when a goal joined one
-        self.catalog = catalog_reader(self.store, interval=poll)
-        self.classifier.predictor = Predictor(lambda: self.model.current)
         self.trainer = Trainer(self.store, learn_interval=settings.learn_interval, tick=poll,
                                specs=lambda: bandit_specs(self.rules.current,
                                                           self.catalog.current)
@@ -123,6 +118,13 @@ class EdgeApp:
                                if self.rules is not None else {},
                                rule_goals=lambda: rule_goals(self.rules.current)
                                if self.rules is not None else ())
+        # (a table that does not decode is a trouble of the learning loop, as the trainer's)
+        troubles = self.trainer.troubles
+        self.weights = weights_reader(self.store, interval=poll, troubles=troubles)
+        self.model = model_reader(self.store, interval=poll, troubles=troubles)
+        # the experiments' goals as recorded: stopped ones', and when a goal joined one
+        self.catalog = catalog_reader(self.store, interval=poll, troubles=troubles)
+        self.classifier.predictor = Predictor(lambda: self.model.current)
         self.learning = Learning(self.counters, on_invalid=self.metrics.goal_invalid,
                                  weights=self.weights, catalog=self.catalog)
         self.metrics.watch_learning(self.learning, self.flusher, self.trainer)

@@ -12,6 +12,8 @@
                                  responses (answered 503 with Retry-After)
         - BodyDecodingError      a compressed body truncated, corrupt or followed by garbage
       + StoreError               the counter store: a bad store_url, or unreachable / failing
+      + TableUnreadable          a published table the store answers for does not read or
+                                 decode (.table, .version: None when not even that reads)
 
 Startup errors end the process with their message; request errors become a clear
 response (4xx for the client's mistakes, 502/504 for the origin's) and a log line.
@@ -115,3 +117,14 @@ class UpstreamBusy(UpstreamError):
 
 class BodyDecodingError(UpstreamError):
     """The origin's compressed body is truncated, corrupt, or followed by other bytes."""
+
+
+class TableUnreadable(EdgePersonalizerError):
+    """A table published in the store (bandit weights, a model) does not read or decode
+    while the store answers: `table` is its name, `version` the version that does not
+    decode (None when the store's copy does not even give one)."""
+
+    def __init__(self, message: str, *, table: str, version: int | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+        self.version = version

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from starlette.types import Message
 
 from edge_personalizer import create_app, load_settings
 from edge_personalizer.errors import GeoDatabaseError, RuleError, SettingsError
+from edge_personalizer.learn.store import open_store, sqlite_url
 from edge_personalizer.rules.tree import DATA_MARKER
 from edge_personalizer.serving import SERVER_PID_ENV
 
@@ -87,6 +89,55 @@ def test_user_agent_parser_is_built_by_the_serving_process_only() -> None:
 
     assert asyncio.run(lifespan()) == ["lifespan.startup.complete",
                                        "lifespan.shutdown.complete"]
+
+
+def test_a_table_in_the_store_that_does_not_decode_stops_neither_startup_nor_counting(
+        tmp_path: Path) -> None:
+    # The readers' first poll raised anything but ValueError (here an OverflowError) out of
+    # the lifespan: granian went on without it, and the server served with no flusher,
+    # trainer, readers or rules watcher; at shutdown the waiting counts went without a word.
+    app = create_app(load_settings({}, origin_url="http://127.0.0.1:9", data_dir=tmp_path,
+                                   store_poll_interval=30))
+    bad = (b'{"experiments":{"hero":{"version":1e400,"updated_at":0,"holdout":0,'
+           b'"starting":[["bold",1]],"cells":{}}}}')
+
+    async def lifespan() -> tuple[list[str], dict[str, Any]]:
+        await app.store.publish("bandit-weights", bad)
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+        inbox.put_nowait({"type": "lifespan.startup"})
+        sent: list[str] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message["type"])
+
+        running = asyncio.create_task(app({"type": "lifespan"}, inbox.get, send))
+        while not sent:
+            if running.done():
+                running.result()   # (the lifespan's error, if it ended with one)
+                raise AssertionError("the lifespan ended without starting")
+            await asyncio.sleep(0.01)
+        app.counters.expose("hero", "bold", day="2026-12-02")
+        learning = app.trainer.health()
+        inbox.put_nowait({"type": "lifespan.shutdown"})
+        await running
+        return sent, learning
+
+    sent, learning = asyncio.run(lifespan())
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert learning["status"] == "failing"
+    (trouble,) = learning["troubles"]
+    assert trouble["what"] == "table bandit-weights"
+    assert trouble["detail"].startswith("version 1 does not decode (OverflowError: ")
+    assert app.background.health() == {"status": "ok"}
+
+    async def exposed() -> int:
+        store = open_store(sqlite_url(tmp_path / "ep.db"))
+        try:
+            return sum(t.exposures for t in (await store.totals("hero")).values())
+        finally:
+            await store.close()
+
+    assert asyncio.run(exposed()) == 1   # the flusher's last write at shutdown
 
 
 # A worker serving pages: its settings, its startup, then a dashboard page.

@@ -30,9 +30,10 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from ..errors import TableUnreadable
 from ..rules.model import RuleSet
 from .counters import INTERNAL_PREFIX, day_start, next_day_start, utc_day
-from .store import Store
+from .store import Store, decoded, read_table
 
 logger = logging.getLogger(__name__)
 TABLE_NAME = "experiment-goals"
@@ -245,8 +246,10 @@ class GoalRecorder:
         running = (self.experiments(), self.variants(), self.rule_goals())
         if running == self._recorded and not recheck:
             return False
-        held = await read_catalog(self.store)
-        if held.version and not (held.experiments or held.rule_goals) and (
+        held, unread = await _published_catalog(self.store)
+        if unread is not None:
+            logger.warning("%s: recorded again from the rules over it", unread)
+        elif held.version and not (held.experiments or held.rule_goals) and (
                 running[0] or running[2]):
             logger.warning("the experiment goals table (version %d) is empty or unreadable: "
                            "recorded again from the rules", held.version)
@@ -258,11 +261,13 @@ class GoalRecorder:
             recorded = recorded.with_rules(running[2], now=now, begun=held.rules_joining(
                 running[2]) and await self._rules_counted(held))
         self._recorded = None   # until recorded: looked at again next time
-        if recorded != held and await self.store.publish_if(
+        if unread is not None:   # the store's copy gives no version to publish over
+            await self.store.publish(TABLE_NAME, recorded.encode())
+        elif recorded != held and await self.store.publish_if(
                 TABLE_NAME, recorded.encode(), version=held.version) is None:
             return False   # another worker recorded first
         self._recorded = running
-        return recorded != held
+        return unread is not None or recorded != held
 
     async def _rules_counted(self, held: GoalCatalog) -> bool:
         """Whether a rule's visitors were counted: exposures under a name no experiment,
@@ -276,13 +281,20 @@ class GoalRecorder:
 async def read_catalog(store: Store) -> GoalCatalog:
     """The catalog as published (empty when never published or unreadable); raises
     StoreError."""
-    published = await store.table(TABLE_NAME)
-    if published is None:
-        return GoalCatalog()
+    return (await _published_catalog(store))[0]
+
+
+async def _published_catalog(store: Store) -> tuple[GoalCatalog, TableUnreadable | None]:
+    """The catalog as published (empty, of the version that does not decode, when it does
+    not), and why when the store's copy does not even give a version; raises StoreError."""
     try:
-        return GoalCatalog.decode(published.payload, published.version)
-    except ValueError:
-        return GoalCatalog(version=published.version)
+        published = await read_table(store, TABLE_NAME)
+        return (GoalCatalog() if published is None
+                else decoded(published, GoalCatalog.decode)), None
+    except TableUnreadable as exc:
+        if exc.version is None:
+            return GoalCatalog(), exc
+        return GoalCatalog(version=exc.version), None
 
 
 def running_goals(ruleset: RuleSet) -> dict[str, tuple[str, ...]]:

@@ -27,8 +27,17 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 
 from ..rules.model import HOLDOUT
+from . import bandit
 from .bandit import BanditSpec
-from .counters import CELLS_JUDGED, EXPOSURE, OTHER_CELLS, CountKey, Tally, most_exposed
+from .counters import (
+    CELLS_JUDGED,
+    EXPOSURE,
+    OTHER_CELLS,
+    CountKey,
+    Tally,
+    most_exposed,
+    utc_day,
+)
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -71,3 +80,14 @@ async def fold(store: Store, experiment: str, rows: Sequence[CountKey]) -> None:
         logger.info("%s: %d rows of %d cells too small to keep apart, of past days, "
                     "folded into %r", experiment, len(rows), len({key.cell for key in rows}),
                     OTHER_CELLS)
+
+
+def weights_and_folds(spec: BanditSpec, rows: Mapping[CountKey, Tally],
+                       held: bandit.ExperimentWeights | None, now: float
+                       ) -> tuple[bandit.ExperimentWeights, list[CountKey]]:
+    """`spec`'s new weights from `rows` (the version after `held`), and the rows to fold
+    once they are worked out: in a thread, numpy's draws (and its import, the first
+    time) off the event loop."""
+    weights = bandit.experiment_weights(spec, rows, now=now,
+                                        version=1 if held is None else held.version + 1)
+    return weights, rows_to_fold(spec, rows, weights.cells, utc_day(now))

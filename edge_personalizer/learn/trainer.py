@@ -20,7 +20,9 @@ Each worker reads what was published with a `TableReader` (learn/readers.py).
 One experiment's trouble stops no other's learning: an experiment whose weights cannot be
 worked out, or would not fit in the table all bandits share (`MAX_TABLE_BYTES`), keeps
 its last weights while the others' are published. What keeps failing is logged once per
-cause and shown by /__ep/health (`learning`) and the metric ep_learning_troubles.
+cause and shown by /__ep/health (`learning`) and the metric ep_learning_troubles. A
+published table that does not read or decode (a bad row, a hand edit) stops nothing
+either: the trainer publishes over it, the weights it last knew at once.
 """
 
 from __future__ import annotations
@@ -37,16 +39,15 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskStatus
 
-from ..errors import StoreError
+from ..errors import StoreError, TableUnreadable
 from ..rules.model import RuleSet
-from . import affinity, bandit, catalog
+from . import affinity, bandit
 from .affinity import AffinityModel
 from .bandit import BanditSpec, WeightsTable
 from .catalog import GoalCatalog, GoalRecorder
-from .counters import CountKey, Tally, utc_day
-from .folding import fold, rows_to_fold
+from .folding import fold, weights_and_folds
 from .readers import RECHECK
-from .store import Store
+from .store import Store, Table, decoded, read_table
 from .store.base import MAX_TABLE_BYTES
 from .troubles import Troubles, cause_of
 
@@ -94,7 +95,7 @@ class Trainer:
                  rule_goals: Callable[[], tuple[str, ...]] = tuple,
                  learn_interval: float | None = LEARN_INTERVAL, tick: float = 1.0,
                  clock: Callable[[], float] = time.time, min_support: int = 20,
-                 top: int = 5) -> None:
+                 top: int = 5, troubles: Troubles | None = None) -> None:
         if tick <= 0 or (learn_interval is not None and learn_interval <= 0):
             raise ValueError("tick and learn_interval must be positive")
         self.store = store
@@ -108,14 +109,15 @@ class Trainer:
         self.top = top
         self.failures = 0   # steps that failed, since the start
         self.paused = False   # the last step met a store that failed
-        self._weights = WeightsTable()
+        self._weights = _HeldWeights(store)
         # When an experiment due for new weights last had nothing new (no exposures since
         # its version): looked at again one update_every later, not every tick.
         self._unchanged_at: dict[str, float] = {}
         self._model_built_at: float | None = None
         self._ticks = 0
         self._told_other: set[tuple[str, int]] = set()   # (experiment, weights version)
-        self.troubles = Troubles(logger, clock)   # what keeps failing, told once a cause
+        # what keeps failing, told once a cause (shared with the workers' table readers)
+        self.troubles = Troubles(logger, clock) if troubles is None else troubles
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Step every `tick` seconds until cancelled."""
@@ -154,7 +156,7 @@ class Trainer:
                        self.failures, self.troubles.report())
 
     async def _reach_store(self) -> None:
-        await self.store.table(catalog.TABLE_NAME)
+        await self.store.ping()
 
     def _failed(self, reason: str) -> None:
         """Each outage told once, when it begins (and its end by step)."""
@@ -176,7 +178,7 @@ class Trainer:
         if not specs:
             return False
         now = self.clock()
-        table = await self._published_weights()
+        table = await self._weights.published()
         for told in _other_variants(table, specs, self._told_other):
             logger.warning("%s", told)
         due = [s for s in specs
@@ -198,18 +200,17 @@ class Trainer:
             self.troubles.failed(f"bandit {name}", "too big", why)
             self._unchanged_at[name] = now
         due = [s for s in changed if s.experiment not in left]
-        if not due:
+        if not due and self._weights.replace is None:
             return False
-        version = await self.store.publish_if(bandit.TABLE_NAME, table.encode(),
-                                              version=self._weights.version)
+        version = await self._weights.publish(table)
         if version is None:
-            await self._adopt_published_weights()
+            await self._weights.adopt()
             logger.info("bandit weights version %d published by another trainer first; "
-                        "taken as they are", self._weights.version)
+                        "taken as they are", self._weights.table.version)
             return False
-        self._weights = WeightsTable(version, table.experiments)
         logger.info("bandit weights version %d published for %s", version,
-                    ", ".join(s.experiment for s in due))
+                    ", ".join(s.experiment for s in due) if due else
+                    "none due: it replaces a table that did not decode")
         for spec in due:
             self.troubles.cleared(f"bandit {spec.experiment}")
         return True
@@ -220,7 +221,7 @@ class Trainer:
         experiment's: it keeps its last weights, and the others learn on)."""
         rows = await self.store.totals(spec.experiment)
         try:
-            weights, folded = await anyio.to_thread.run_sync(_weights_and_folds, spec, rows,
+            weights, folded = await anyio.to_thread.run_sync(weights_and_folds, spec, rows,
                                                              held, now)
         except Exception as exc:
             self.failures += 1
@@ -232,28 +233,6 @@ class Trainer:
             return None
         await fold(self.store, spec.experiment, folded)
         return weights
-
-    async def _published_weights(self) -> WeightsTable:
-        published = await self.store.table(bandit.TABLE_NAME, newer_than=self._weights.version)
-        if published is not None:
-            try:
-                self._weights = WeightsTable.decode(published.payload, published.version)
-            except ValueError:
-                logger.warning("bandit weights version %d unreadable; replacing it",
-                               published.version)
-        return self._weights
-
-    async def _adopt_published_weights(self) -> None:
-        """Takes the published table whatever its version (a store emptied since counts
-        from 1 again), so the next publication is over the version that is there."""
-        published = await self.store.table(bandit.TABLE_NAME)
-        if published is None:
-            self._weights = WeightsTable()
-            return
-        try:
-            self._weights = WeightsTable.decode(published.payload, published.version)
-        except ValueError:   # unreadable: replaced by the next publication
-            self._weights = WeightsTable(published.version)
 
     async def rebuild_model(self) -> bool:
         """Rebuilds and publishes the affinity model if `learn_interval` has passed since
@@ -280,15 +259,56 @@ class Trainer:
         return True
 
 
-def _weights_and_folds(spec: BanditSpec, rows: Mapping[CountKey, Tally],
-                       held: bandit.ExperimentWeights | None, now: float
-                       ) -> tuple[bandit.ExperimentWeights, list[CountKey]]:
-    """`spec`'s new weights from `rows` (the version after `held`), and the rows to fold
-    once they are worked out: in a thread, numpy's draws (and its import, the first
-    time) off the event loop."""
-    weights = bandit.experiment_weights(spec, rows, now=now,
-                                        version=1 if held is None else held.version + 1)
-    return weights, rows_to_fold(spec, rows, weights.cells, utc_day(now))
+class _HeldWeights:
+    """The bandit weights a trainer last knew (`table`), as published. One published that
+    does not read or decode is to be replaced by them at the next update (`replace`: why),
+    over its version, or over whatever is there when the store's copy gives none."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.table = WeightsTable()
+        self.replace: TableUnreadable | None = None
+
+    async def published(self) -> WeightsTable:
+        """The weights published since the ones held (the held ones if none were)."""
+        await self._take(newer_than=self.table.version)
+        return self.table
+
+    async def adopt(self) -> None:
+        """Takes the published table whatever its version (a store emptied since counts
+        from 1 again), so the next publication is over the version that is there."""
+        if not await self._take(newer_than=0):
+            self.table = WeightsTable()
+
+    async def publish(self, table: WeightsTable) -> int | None:
+        """Publishes `table` over the version held; its version, or None when another
+        trainer published first."""
+        replaced, self.replace = self.replace, None
+        if replaced is not None and replaced.version is None:   # no version to publish over
+            version: int | None = await self.store.publish(bandit.TABLE_NAME, table.encode())
+        else:
+            version = await self.store.publish_if(bandit.TABLE_NAME, table.encode(),
+                                                  version=self.table.version)
+        if version is not None:
+            self.table = WeightsTable(version, table.experiments)
+        return version
+
+    async def _take(self, *, newer_than: int) -> bool:
+        """Takes the weights published newer than `newer_than`; False when none are."""
+        try:
+            published: Table | None = await read_table(self.store, bandit.TABLE_NAME,
+                                                       newer_than=newer_than)
+            if published is not None:
+                self.table = decoded(published, WeightsTable.decode)
+        except TableUnreadable as exc:
+            if str(self.replace) != str(exc):
+                logger.warning("%s; the trainer publishes the weights it last knew (version "
+                               "%d) over it", exc, self.table.version)
+            self.replace = exc
+            if exc.version is not None:   # published over that version
+                self.table = WeightsTable(exc.version, self.table.experiments)
+            return True
+        return published is not None
 
 
 def _other_variants(table: WeightsTable, specs: Sequence[BanditSpec],
@@ -311,13 +331,13 @@ def _other_variants(table: WeightsTable, specs: Sequence[BanditSpec],
 
 
 async def _published_model_time(store: Store) -> float | None:
-    """When the published model was built, by its builder's clock (None: none yet)."""
-    published = await store.table(affinity.TABLE_NAME)
-    if published is None:
-        return None
+    """When the published model was built, by its builder's clock (None: none yet, or
+    one that does not read or decode: rebuilt and published over)."""
     try:
-        return AffinityModel.decode(published.payload, published.version).built_at
-    except ValueError:
+        published = await read_table(store, affinity.TABLE_NAME)
+        return None if published is None else decoded(published, AffinityModel.decode).built_at
+    except TableUnreadable as exc:
+        logger.warning("%s; the trainer rebuilds the model and publishes it over", exc)
         return None
 
 

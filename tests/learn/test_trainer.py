@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 
+from edge_personalizer.errors import StoreError
 from edge_personalizer.learn.affinity import AFFINITY, INTEREST, record
 from edge_personalizer.learn.bandit import (
     TABLE_NAME,
@@ -907,3 +908,95 @@ def test_made_up_cells_of_past_days_are_folded_in_redis_by_the_running_server(
                           sum(t.conversions for k, t in planted.items() if k.variant == variant))
                 for variant in ("control", "a", "b")}
     assert _exposed(report) == {"exposed": 730, **expected}   # every visitor, as counted
+
+
+BAD_WEIGHTS = (b'{"experiments":{"hero-test":{"version":1e400,"updated_at":0,"holdout":0,'
+               b'"starting":[["control",1]],"cells":{}}}}')
+
+
+async def test_weights_that_do_not_decode_are_replaced_by_the_last_known_at_once(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # Only ValueError was caught: a number past a float's range failed every tick with an
+    # OverflowError, and no bandit's weights were published again.
+    clock = Clock()
+    trainer = Trainer(store, specs=lambda: [SPEC], learn_interval=None, clock=clock)
+    await count(store, "all", {"control": (500, 20), "a": (500, 20), "b": (500, 20)})
+    assert await trainer.update_weights()
+    reader = weights_reader(store)
+    assert await reader.refresh()
+    learned = reader.current.experiments
+    await store.publish(TABLE_NAME, BAD_WEIGHTS)
+    clock.now += 1   # hero-test is not due: the table is replaced all the same
+    await trainer.step()
+    assert not trainer.troubles and not trainer.failures
+    assert await reader.refresh() and reader.version == 3
+    assert reader.current.experiments == learned
+    assert told(caplog, "table bandit-weights version 2 does not decode (OverflowError: "
+                "cannot convert float infinity to integer); the trainer publishes the weights "
+                "it last knew (version 1) over it")
+    clock.now += 1
+    assert not await trainer.update_weights()   # then on its cadence again
+
+
+class MalformedTable:
+    """A store whose copy of table `name` does not read (StoreError, as the Redis store
+    says of a table hash without its payload) until it is published again."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.location = store.location
+        self.broken = True
+
+    async def table(self, name: str, *, newer_than: int = 0) -> Any:
+        if name == self.name and self.broken:
+            raise StoreError(f"{self.location}: table {name}: its payload is missing")
+        return await self.store.table(name, newer_than=newer_than)
+
+    async def publish(self, name: str, payload: bytes) -> int:
+        self.broken &= name != self.name
+        return await self.store.publish(name, payload)
+
+    async def publish_if(self, name: str, payload: bytes, *, version: int) -> int | None:
+        return await self.store.publish_if(name, payload, version=version)
+
+    async def flush(self, *args: Any, **kwargs: Any) -> None:
+        await self.store.flush(*args, **kwargs)
+
+    async def totals(self, experiment: str | None = None) -> dict[CountKey, Tally]:
+        return await self.store.totals(experiment)
+
+    async def fold(self, rows: Sequence[CountKey], *, into: str) -> None:
+        await self.store.fold(rows, into=into)
+
+    def unreadable(self) -> dict[str, list[str]]:
+        return self.store.unreadable()
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+@pytest.mark.parametrize("table", ["experiment-goals", TABLE_NAME, "affinity-model"])
+async def test_a_table_whose_copy_does_not_read_is_published_over(
+        store: Store, table: str) -> None:
+    # A table the store answered for with an error (a Redis hash without its payload) was
+    # taken for an outage: learning stayed "paused" for good, nothing was learned again.
+    clock = Clock()
+    broken = MalformedTable(store, table)
+    trainer = Trainer(broken, specs=lambda: [SPEC], learn_interval=3600, clock=clock,
+                      experiments=lambda: {"hero-test": ("purchase",)})
+    await count(store, "all", {"control": (500, 20), "a": (500, 20), "b": (500, 20)})
+    await trainer.step()
+    assert not trainer.paused and not trainer.troubles and not trainer.failures
+    assert not broken.broken
+    assert (await read_catalog(store)).experiments == {"hero-test": ("purchase",)}
+    assert "hero-test" in WeightsTable.decode(
+        *_payload_and_version(await store.table(TABLE_NAME))).experiments
+    assert await store.table("affinity-model") is not None
+
+
+def _payload_and_version(table: Any) -> tuple[bytes, int]:
+    return table.payload, table.version

@@ -13,10 +13,10 @@ from typing import Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ...errors import StoreError
-from .base import BatchId, Store, Table
+from .base import BatchId, Store, Table, decoded, read_table
 from .sqlite import SqliteStore, sqlite_url
 
-__all__ = ["BatchId", "Store", "Table", "open_store", "sqlite_url"]
+__all__ = ["BatchId", "Store", "Table", "decoded", "open_store", "read_table", "sqlite_url"]
 
 _EXPECTED = "expected sqlite:///path/to/ep.db or redis://host:port/db"
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
+from ...errors import StoreError, TableUnreadable
 from ..counters import Batch, Converted, CountKey, Tally
 
 MAX_TABLE_BYTES = 1 << 20   # tables are small: weights per cell, a model's top entries
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_T = TypeVar("_T")
 
 
 class BatchId(NamedTuple):
@@ -89,3 +91,34 @@ def check_table(name: str, payload: bytes) -> None:
     if len(payload) > MAX_TABLE_BYTES:
         raise ValueError(f"table {name}: {len(payload)} bytes; tables hold at most "
                          f"{MAX_TABLE_BYTES} bytes")
+
+
+async def read_table(store: Store, name: str, *, newer_than: int = 0) -> Table | None:
+    """`store.table(name, newer_than=...)`, telling a store that fails (StoreError) from a
+    table it holds that does not read (TableUnreadable: the store answers a ping, or the
+    read failed in a way no outage does: a field missing, a value of the wrong type)."""
+    try:
+        return await store.table(name, newer_than=newer_than)
+    except StoreError as exc:
+        try:
+            await store.ping()
+        except StoreError:
+            raise exc from None   # an outage: whoever calls waits for the store
+        raise TableUnreadable(f"table {name}: the store's copy does not read ({exc})",
+                              table=name) from exc
+    except Exception as exc:   # a malformed copy, met by a store that did not expect it
+        raise TableUnreadable(f"table {name}: the store's copy does not read "
+                              f"({type(exc).__name__}: {exc})", table=name) from exc
+
+
+def decoded(published: Table, decode: Callable[[bytes, int], _T]) -> _T:
+    """`decode(payload, version)`, or TableUnreadable naming the table, its version and
+    why, however the payload is wrong: decoders raise ValueError for what they expect, but
+    a payload nested too deep (RecursionError) or a number past a float's range
+    (OverflowError) fails elsewhere, and no reader may stop on any of it."""
+    try:
+        return decode(published.payload, published.version)
+    except Exception as exc:
+        raise TableUnreadable(f"table {published.name} version {published.version} does not "
+                              f"decode ({type(exc).__name__}: {exc})", table=published.name,
+                              version=published.version) from exc

@@ -208,7 +208,19 @@ class SqliteStore:
         row = await self._run(lambda db: db.execute(
             "SELECT version, payload, published_at FROM tables WHERE name = ? AND version > ?",
             (name, newer_than)).fetchone())
-        return None if row is None else Table(name, row[0], bytes(row[1]), row[2])
+        return None if row is None else self._table(name, *row)
+
+    def _table(self, name: str, version: object, payload: object,
+               published_at: object) -> Table:
+        """The row as a Table; StoreError for one no publication writes (a NULL or text
+        payload, a version that is no number: a file edited by hand, or of another kind)."""
+        if (isinstance(version, int) and isinstance(payload, bytes)
+                and isinstance(published_at, int | float)):
+            return Table(name, version, payload, float(published_at))
+        raise StoreError(
+            f"{self.location}: table {name}: a malformed row (version {version!r}, payload "
+            f"{type(payload).__name__}, published_at {published_at!r}); expected an integer "
+            "version, a blob payload and a time in seconds")
 
     async def ping(self) -> None:
         await anyio.to_thread.run_sync(self._ping)

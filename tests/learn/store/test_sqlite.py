@@ -249,3 +249,27 @@ async def test_a_flush_while_a_row_is_folded_counts_once(tmp_path: Path) -> None
     # two connections, as a worker's flusher and another worker's trainer have
     await a_flush_during_folds_is_counted_once(SqliteStore(tmp_path / "ep.db"),
                                                SqliteStore(tmp_path / "ep.db"), BOLD)
+
+
+@pytest.mark.parametrize(("row", "said"), [
+    ((1, None, 1.0), "version 1, payload NoneType, published_at 1.0"),
+    ((1, "text", 1.0), "version 1, payload str, published_at 1.0"),
+    (("one", b"{}", 1.0), "version 'one', payload bytes, published_at 1.0"),
+    ((1, b"{}", None), "version 1, payload bytes, published_at None"),
+])
+async def test_a_table_row_no_publication_writes_is_a_store_error_naming_it(
+        tmp_path: Path, row: tuple[object, object, object], said: str) -> None:
+    # A file whose tables table came without NOT NULL (made by hand, or by another
+    # program): a NULL payload raised TypeError out of every reader of the table.
+    path = tmp_path / "ep.db"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE tables (name TEXT PRIMARY KEY, version, payload, "
+                   "published_at)")
+        db.execute("INSERT INTO tables VALUES ('affinity-model', ?, ?, ?)", row)
+    store = SqliteStore(path)
+    with pytest.raises(StoreError, match=f"table affinity-model: a malformed row \\({said}\\)"):
+        await store.table("affinity-model")
+    await store.publish("affinity-model", b"{}")   # the trainer's next, over it
+    published = await store.table("affinity-model")
+    assert published is not None and published.payload == b"{}"
+    await store.close()
