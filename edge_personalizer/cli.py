@@ -266,8 +266,9 @@ async def _published_weights(store_url: str) -> WeightsTable | None:
     when nothing was published there yet, or the store does not answer (said on stderr)."""
     from urllib.parse import unquote, urlsplit
 
+    from .errors import TableUnreadable
     from .learn.bandit import TABLE_NAME, WeightsTable
-    from .learn.store import open_store
+    from .learn.store import decoded, open_store, read_table
 
     parts = urlsplit(store_url)
     if parts.scheme == "sqlite" and not Path(unquote(parts.path)).exists():
@@ -275,11 +276,11 @@ async def _published_weights(store_url: str) -> WeightsTable | None:
     try:
         store = open_store(store_url)
         try:
-            published = await store.table(TABLE_NAME)
+            published = await read_table(store, TABLE_NAME)
         finally:
             await store.close()
-        return WeightsTable.decode(published.payload, published.version) if published else None
-    except (StoreError, ValueError) as exc:
+        return decoded(published, WeightsTable.decode) if published else None
+    except (StoreError, TableUnreadable) as exc:
         print(f"edge-personalizer: the bandit weights could not be read ({exc}); "
               "explaining with the starting weights", file=sys.stderr)
         return None

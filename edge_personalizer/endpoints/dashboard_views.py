@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 from markupsafe import Markup
 
-from ..errors import StoreError
+from ..errors import StoreError, TableUnreadable
 from ..learn.affinity import TABLE_NAME as MODEL_TABLE
 from ..learn.affinity import AffinityModel, affinity_counts, key_of
 from ..learn.bandit import TABLE_NAME as WEIGHTS_TABLE
@@ -23,7 +23,7 @@ from ..learn.catalog import GoalCatalog, read_catalog
 from ..learn.counters import ALL_VISITORS, EXPOSURE, INTERNAL_PREFIX, CountKey, Tally
 from ..learn.judging import from_day, judged_on
 from ..learn.results import plan_of, results
-from ..learn.store import Store, Table, open_store
+from ..learn.store import Store, Table, decoded, open_store, read_table
 from ..rules.model import HOLDOUT, Experiment, RuleSet
 from ..rules.notices import Notice
 from .charts import line_chart, uplift_bar
@@ -50,8 +50,8 @@ class Snapshot:
         if self.bandits is None:
             return None
         try:
-            return WeightsTable.decode(self.bandits.payload, self.bandits.version)
-        except ValueError:
+            return decoded(self.bandits, WeightsTable.decode)
+        except TableUnreadable:
             return None
 
 
@@ -75,8 +75,8 @@ async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | Non
                         clock: Callable[[], float] = time.time) -> Snapshot:
     """The store's totals and published tables, judged; raises StoreError."""
     totals = await store.totals()
-    predictions = await store.table(MODEL_TABLE)
-    bandits = await store.table(WEIGHTS_TABLE)
+    predictions = await _published(store, MODEL_TABLE)
+    bandits = await _published(store, WEIGHTS_TABLE)
     recorded = await read_catalog(store)
     unreadable = store.unreadable()
     return await anyio.to_thread.run_sync(
@@ -84,6 +84,15 @@ async def read_snapshot(store: Store, ruleset: RuleSet, *, last_error: str | Non
                               last_error=last_error, predictions=predictions,
                               bandits=bandits, recorded=recorded, notices=notices,
                               unreadable=unreadable))
+
+
+async def _published(store: Store, name: str) -> Table | None:
+    """Table `name` as published; None when none is, or the store's copy does not read
+    (the trainer publishes over it); raises StoreError when the store does not answer."""
+    try:
+        return await read_table(store, name)
+    except TableUnreadable:
+        return None
 
 
 async def snapshot_of(store_url: str, ruleset: RuleSet) -> Snapshot:
@@ -318,8 +327,8 @@ def predictions_view(snapshot: Snapshot, *, top: int = 25) -> dict[str, Any]:
     if table is None:
         return {"state": "none"}
     try:
-        model = AffinityModel.decode(table.payload, table.version)
-    except ValueError as exc:
+        model = decoded(table, AffinityModel.decode)
+    except TableUnreadable as exc:
         return {"state": "unreadable", "table": table, "error": str(exc)}
     counts = affinity_counts(snapshot.totals)
     pairs = sorted(((k, sum(v.values())) for k, v in counts.items() if len(k) == 2),

@@ -13,12 +13,12 @@ import anyio
 from lru import LRU
 from starlette.types import Receive, Scope, Send
 
-from ..errors import StoreError
+from ..errors import StoreError, TableUnreadable
 from ..learn import bandit
 from ..learn.catalog import read_catalog
 from ..learn.goals import MAX_VALUE, parse_value
 from ..learn.results import results
-from ..learn.store import Store
+from ..learn.store import Store, decoded, read_table
 from ..personalize.personalizer import Personalizer
 from ..personalize.response_headers import COOKIES_SET, PageHeaders
 from ..rules.book import RuleBook
@@ -103,10 +103,10 @@ class Results:
         if not any(e.allocation == "bandit" for e in ruleset.experiments):
             return
         try:
-            published = await self.store.table(bandit.TABLE_NAME)
-            table = (bandit.WeightsTable.decode(published.payload, published.version)
+            published = await read_table(self.store, bandit.TABLE_NAME)
+            table = (decoded(published, bandit.WeightsTable.decode)
                      if published is not None else bandit.WeightsTable())
-        except (StoreError, ValueError):
+        except (StoreError, TableUnreadable):   # (the report says what the store answers)
             table = bandit.WeightsTable()
         add_bandit_weights(report, ruleset, table)
 

@@ -672,3 +672,53 @@ def test_a_field_that_is_no_count_leaves_results_and_the_dashboard_answering(
     finally:
         server.stop()
         client.close()
+
+
+BANDIT_RULES = """\
+slots: {hero: {}}
+goals:
+  purchase: {when: {request.path: /page/checkout/thanks}}
+experiments:
+  - name: hero-bandit
+    slot: hero
+    goals: [purchase]
+    allocation: bandit
+    per: [device.type]
+    variants: {control: {weight: 1}, bold: {weight: 1, html: '<h1>Bold</h1>'}}
+"""
+
+
+def test_published_tables_that_do_not_decode_leave_results_and_the_dashboard_answering(
+        origin: Server, server_logs: Path, redis_server: RedisServer, tmp_path: Path) -> None:
+    # Weights with a number past a float's range made /__ep/results answer 500, a model
+    # hash without its payload made every dashboard page answer 503 ("the store does not
+    # answer"), and `explain` ended in a traceback.
+    import redis
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(BANDIT_RULES)
+    client = redis.Redis.from_url(redis_server.url)
+    server = start_proxy(server_logs, "--origin", origin.url, "--rules", str(rules),
+                         env={"EP_ADMIN_TOKEN": ADMIN_TOKEN, "EP_PROFILE_KEYS": PROFILE_KEY,
+                              "EP_STORE_URL": redis_server.url})
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        for name, fields in (("bandit-weights", {
+                "version": 1000, "published_at": 1, "payload":
+                b'{"experiments":{"hero-bandit":{"version":1e400,"updated_at":0,'
+                b'"holdout":0,"starting":[["control",1]],"cells":{}}}}'}),
+                             ("affinity-model", {"version": 1000, "published_at": 1})):
+            client.hset(f"ep:table:{name}", mapping=fields)   # type: ignore[arg-type]
+        report = httpx.get(f"{server.url}/__ep/results", headers=admin)
+        assert report.status_code == 200, report.text
+        (bandit,) = report.json()["experiments"]
+        assert bandit["name"] == "hero-bandit"
+        for page in ("", "/predictions", "/experiments/hero-bandit"):
+            shown = httpx.get(f"{server.url}/__ep/dashboard{page}", headers=admin)
+            assert shown.status_code == 200, (page, shown.text[:500])
+    finally:
+        server.stop()
+        client.close()
+    assert main(["explain", "--rules", str(rules), "--store", redis_server.url,
+                 "--url", "http://shop.example/"]) == 0
