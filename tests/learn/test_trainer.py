@@ -375,19 +375,27 @@ async def test_the_rule_files_bandit_experiments_become_specs(tmp_path: Path) ->
 BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/124.0 Safari/537.36")
 TOKEN = "bandit-test-admin-token-0123456789"
-SERVER_RULES = """\
-slots: {hero: {}}
+
+
+def bandit_rules(name: str, per: str, settings: str) -> str:
+    """A rule file of one bandit experiment `name` on slot hero, learning per `per`."""
+    return f"""\
+slots: {{hero: {{}}}}
 goals:
-  purchase: {when: {request.path: /page/thanks}}
+  purchase: {{when: {{request.path: /page/thanks}}}}
 experiments:
-  - name: hero-test
+  - name: {name}
     slot: hero
     goals: [purchase]
     allocation: bandit
-    per: [request.header.x-segment]
-    bandit: {burn_in: 20, floor: 1, update_every: 1s}
-    variants: {control: {weight: 1}, a: {weight: 1, html: A}, b: {weight: 1, html: B}}
+    per: [{per}]
+    bandit: {settings}
+    variants: {{control: {{weight: 1}}, a: {{weight: 1, html: A}}, b: {{weight: 1, html: B}}}}
 """
+
+
+SERVER_RULES = bandit_rules("hero-test", "request.header.x-segment",
+                            "{burn_in: 20, floor: 1, update_every: 1s}")
 
 
 def _visit(client: httpx.Client, segment: str, cookie: str = "") -> tuple[str, str]:
@@ -825,19 +833,8 @@ async def test_made_up_cells_of_past_days_are_folded_and_the_weights_stay(
     assert not await trainer.update_weights()
 
 
-FOLD_RULES = """\
-slots: {hero: {}}
-goals:
-  purchase: {when: {request.path: /page/thanks}}
-experiments:
-  - name: hero-bandit
-    slot: hero
-    goals: [purchase]
-    allocation: bandit
-    per: [referral.source]
-    bandit: {burn_in: 5, update_every: 1s, max_cells: 5}
-    variants: {control: {weight: 1}, a: {weight: 1, html: A}, b: {weight: 1, html: B}}
-"""
+FOLD_RULES = bandit_rules("hero-bandit", "referral.source",
+                          "{burn_in: 5, update_every: 1s, max_cells: 5}")
 
 
 def _exposed(report: dict[str, Any]) -> dict[str, Any]:
