@@ -13,18 +13,21 @@ changes nothing the bandit learns; nor any total per variant, goal, day or perio
 
 A row is folded when its day is over (today's rows are the ones being counted into, and a
 cell new today may yet rise) and its cell is none of those kept apart: the cells with
-weights of their own, and the most exposed `KEPT_APART` times `max_cells` cells (at least
-the CELLS_JUDGED the results show one by one): room for a cell to rise. What an
-experiment keeps of a past day is then at most that many cells and one OTHER_CELLS row a
-variant, goal and period, whatever clients send. No threshold of visitors decides: a
-client can give each value it makes up as many visitors as any threshold asks. The least
-exposed cells go first, so a backlog bigger than `limit` goes over several updates.
+weights of their own, and the `KEPT_APART` times `max_cells` cells (at least the
+CELLS_JUDGED the results show one by one) with the most visitors of the last RANKED_DAYS
+days: room for a cell to rise, a new one too. What an experiment keeps of a past day is
+then at most that many cells and one OTHER_CELLS row a variant, goal and period (and the
+rows of cells that ranked once, until they fold), whatever clients send. No threshold of
+visitors decides: a client can give each value it makes up as many visitors as any
+threshold asks. The least exposed cells go first, so a backlog bigger than `limit` goes
+over several updates.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from datetime import date, timedelta
 
 from ..rules.model import HOLDOUT
 from . import bandit
@@ -43,6 +46,7 @@ from .store import Store
 logger = logging.getLogger(__name__)
 
 KEPT_APART = 2         # times max_cells: the most exposed cells whose rows are never folded
+RANKED_DAYS = 14       # the days (today's among them) whose visitors rank the cells
 FOLD_LIMIT = 20_000    # rows one update folds at most
 FOLD_BATCH = 250       # rows one store call (one transaction, one script) folds at most
 
@@ -59,10 +63,14 @@ def rows_to_fold(spec: BanditSpec, rows: Mapping[CountKey, Tally], own: Collecti
     """The rows of `spec`'s experiment to fold into OTHER_CELLS (see the module docstring),
     the least exposed cells' first, at most `limit`; `own`: the cells with weights of
     their own."""
+    # Ranked by their visitors of the last RANKED_DAYS: by all days', a cell new this week
+    # (a campaign's source) would weigh its one unfolded day against the others' years,
+    # and be folded day after day however many visitors it brings.
+    since = (date.fromisoformat(today) - timedelta(days=RANKED_DAYS - 1)).isoformat()
     exposed: dict[str, int] = {}
     for key, tally in rows.items():
         if key.experiment == spec.experiment:
-            counted = key.goal == EXPOSURE and key.variant != HOLDOUT
+            counted = key.goal == EXPOSURE and key.variant != HOLDOUT and key.day >= since
             exposed[key.cell] = exposed.get(key.cell, 0) + (tally.exposures if counted else 0)
     kept = kept_apart(spec, exposed) | set(own) | {OTHER_CELLS}
     folded = [key for key in rows if key.experiment == spec.experiment

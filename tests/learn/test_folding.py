@@ -45,3 +45,16 @@ def test_today_s_rows_and_the_cells_with_weights_of_their_own_stay() -> None:
 
 def test_few_cells_fold_nothing() -> None:
     assert rows_to_fold(SPEC, counted(50), (), TODAY) == []
+
+
+def test_a_new_cell_with_many_visitors_of_late_is_kept_apart_over_old_ones() -> None:
+    # Ranked by all days' visitors, a campaign's new source weighed the one day of it not
+    # folded yet (200 visitors) against 60 old cells' 300 each of a month ago, and was
+    # folded day after day however many visitors it brought.
+    totals: dict[CountKey, Tally] = {}
+    for n in range(60):
+        totals |= rows(f"old-{n:02d}", {"control": (300, 9)}, day="2026-10-01")
+    totals |= rows("new-campaign", {"control": (200, 9)}, day="2026-10-31")
+    own = experiment_weights(SPEC, totals, version=1, now=0.0).cells
+    folded = {key.cell for key in rows_to_fold(SPEC, totals, own, "2026-11-01")}
+    assert "new-campaign" not in folded and len(folded) == 1

@@ -95,15 +95,16 @@ def check_table(name: str, payload: bytes) -> None:
 
 async def read_table(store: Store, name: str, *, newer_than: int = 0) -> Table | None:
     """`store.table(name, newer_than=...)`, telling a store that fails (StoreError) from a
-    table it holds that does not read (TableUnreadable: the store answers a ping, or the
-    read failed in a way no outage does: a field missing, a value of the wrong type)."""
+    table it holds that does not read (TableUnreadable: the store says its copy is
+    malformed, a StoreError that will not pass by itself, or the read failed in a way no
+    outage does). A connection dropped or a read timed out is an outage, even when the
+    store answers the next call: taken for a bad copy, it had the goals' record rebuilt
+    from nothing and older weights published over newer ones."""
     try:
         return await store.table(name, newer_than=newer_than)
     except StoreError as exc:
-        try:
-            await store.ping()
-        except StoreError:
-            raise exc from None   # an outage: whoever calls waits for the store
+        if exc.passes:
+            raise   # an outage: whoever calls waits for the store
         raise TableUnreadable(f"table {name}: the store's copy does not read ({exc})",
                               table=name) from exc
     except Exception as exc:   # a malformed copy, met by a store that did not expect it

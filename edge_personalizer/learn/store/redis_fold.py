@@ -6,8 +6,8 @@ periods were kept have no period and are read in UNKNOWN_PERIOD). Folding a row 
 value each of its fields holds when the script runs into the field of the same name but
 the cell, and deletes the field: one script, so a flush that adds to a field meanwhile
 adds before the move (and is moved with it) or after it (into a field of its own again,
-folded by a later run). Nothing is written for a row whose fields, or those it would add
-to, hold no number (someone's HSET): its fields stay as they are.
+folded by a later run). A field Redis cannot add (someone's HSET of no number, in it or
+in the field it would go to) stays where it is; the others move.
 """
 
 from __future__ import annotations
@@ -25,31 +25,18 @@ INT_METRICS = frozenset("ec")
 # moved.
 FOLD = """
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
-local function number(value, integer)
-  if not value then return true end
-  local n = tonumber(value)
-  return n ~= nil and n == n and n ~= math.huge and n ~= -math.huge and
-         (not integer or string.match(value, '^-?%d+$') ~= nil)
-end
 local at, moved = 1, 0
 while at <= #ARGV do
-  local n, values, usable = tonumber(ARGV[at]), {}, true
+  local n = tonumber(ARGV[at])
   for i = 0, n - 1 do
-    local integer = ARGV[at + 1 + 3 * i] == 'i'
-    values[i] = redis.call('HGET', KEYS[1], ARGV[at + 2 + 3 * i])
-    usable = usable and number(values[i], integer) and
-             number(redis.call('HGET', KEYS[1], ARGV[at + 3 + 3 * i]), integer)
-  end
-  for i = 0, n - 1 do
-    if usable and values[i] then
-      local kind, from, to = ARGV[at + 1 + 3 * i], ARGV[at + 2 + 3 * i], ARGV[at + 3 + 3 * i]
-      if kind == 'i' then
-        redis.call('HINCRBY', KEYS[1], to, values[i])
-      else
-        redis.call('HINCRBYFLOAT', KEYS[1], to, values[i])
+    local kind, from, to = ARGV[at + 1 + 3 * i], ARGV[at + 2 + 3 * i], ARGV[at + 3 + 3 * i]
+    local value = redis.call('HGET', KEYS[1], from)
+    if value then
+      local added = redis.pcall(kind == 'i' and 'HINCRBY' or 'HINCRBYFLOAT', KEYS[1], to, value)
+      if not (type(added) == 'table' and added['err']) then
+        redis.call('HDEL', KEYS[1], from)
+        moved = moved + 1
       end
-      redis.call('HDEL', KEYS[1], from)
-      moved = moved + 1
     end
   end
   at = at + 1 + 3 * n

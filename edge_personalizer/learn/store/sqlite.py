@@ -220,7 +220,7 @@ class SqliteStore:
         raise StoreError(
             f"{self.location}: table {name}: a malformed row (version {version!r}, payload "
             f"{type(payload).__name__}, published_at {published_at!r}); expected an integer "
-            "version, a blob payload and a time in seconds")
+            "version, a blob payload and a time in seconds", passes=False)
 
     async def ping(self) -> None:
         await anyio.to_thread.run_sync(self._ping)

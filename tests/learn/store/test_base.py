@@ -3,8 +3,18 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from edge_personalizer.errors import StoreError, TableUnreadable
 from edge_personalizer.learn.counters import OTHER_CELLS, Converted, CountKey, Tally
-from edge_personalizer.learn.store.base import MAX_TABLE_BYTES, BatchId, Store, check_table
+from edge_personalizer.learn.store.base import (
+    MAX_TABLE_BYTES,
+    BatchId,
+    Store,
+    check_table,
+    read_table,
+)
+from edge_personalizer.learn.store.redis import RedisStore
+
+from ...servers import RedisServer
 
 # What every store does the same way (test_sqlite.py and test_redis.py run these on theirs).
 
@@ -99,3 +109,41 @@ async def a_flush_during_folds_is_counted_once(flushing: Store, folding: Store,
                                                                              50.0)}
     await flushing.close()
     await folding.close()
+
+
+# Redis kept busy for half a second: a script that waits, as a slow command would.
+_BUSY = """
+local began = redis.call('TIME')
+repeat local now = redis.call('TIME')
+until (now[1] - began[1]) * 1000000 + (now[2] - began[2]) > 500000
+"""
+
+
+@pytest.mark.anyio
+async def test_a_read_that_times_out_is_an_outage_not_a_table_that_does_not_read(
+        redis_server: RedisServer) -> None:
+    # The store answered the ping that followed, so a read that timed out (or met a
+    # dropped connection) was taken for a malformed copy: the goals' record was rebuilt
+    # from nothing and published over the one kept, and a trainer published older
+    # weights over newer ones.
+    import redis.asyncio
+
+    store = RedisStore(redis_server.url, timeout=0.3)
+    await store.publish("experiment-goals", b"{}")
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+
+    async def busy() -> None:
+        await admin.eval(_BUSY, 0)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(busy)
+        await anyio.sleep(0.05)   # Redis busy for 0.5 s: the read times out at 0.3 s
+        with pytest.raises(StoreError) as caught:
+            await read_table(store, "experiment-goals")
+    assert not isinstance(caught.value, TableUnreadable) and caught.value.passes
+    assert (await read_table(store, "experiment-goals")) is not None   # (it passed)
+    await admin.hdel("ep:table:experiment-goals", "payload")
+    with pytest.raises(TableUnreadable, match="table experiment-goals: the store's copy"):
+        await read_table(store, "experiment-goals")
+    await admin.aclose()
+    await store.close()
