@@ -81,7 +81,8 @@ class EdgeApp:
         trusted = TrustedProxies(settings.trusted_proxies,
                                  client_headers=client_ip_headers(settings.edge_vendor))
         self.metrics = Metrics()
-        self.metrics.watch_log(dropped_log_lines)
+        self.background = BackgroundTasks()
+        self.metrics.watch_log(dropped_log_lines, lambda: len(self.background.troubles))
         self.geo = GeoDatabase(settings.geo_db) if settings.geo_db else None
         keys = profile_keys(settings)
         self.rules = _rule_book(settings, keys[0], self._reloaded, inherited)
@@ -142,7 +143,6 @@ class EdgeApp:
         # for the whole server whichever worker a request reaches.
         self.board = (WorkerBoard(board_directory(settings.data_dir, os.getppid()))
                       if settings.workers > 1 else None)
-        self.background = BackgroundTasks()
         self.admin = admin = Admin(
             metrics=self.metrics, token=AdminToken(token),
             origin_probe=self.proxy.probe if self.proxy else None, rules=self.rules,

@@ -129,6 +129,7 @@ def test_a_table_in_the_store_that_does_not_decode_stops_neither_startup_nor_cou
     assert trouble["what"] == "table bandit-weights"
     assert trouble["detail"].startswith("version 1 does not decode (OverflowError: ")
     assert app.background.health() == {"status": "ok"}
+    assert b"ep_background_restarting 0.0" in app.metrics.render()
 
     async def exposed() -> int:
         store = open_store(sqlite_url(tmp_path / "ep.db"))

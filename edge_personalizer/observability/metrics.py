@@ -154,15 +154,21 @@ class _LearningMetrics:
 
 
 class _LogMetrics:
-    """The log lines this worker dropped, read at scrape time."""
+    """The log lines this worker dropped, and its background tasks started again after
+    failing, read at scrape time."""
 
-    def __init__(self, dropped: Callable[[], int]) -> None:
+    def __init__(self, dropped: Callable[[], int], restarting: Callable[[], int]) -> None:
         self.dropped = dropped
+        self.restarting = restarting
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("ep_log_lines_dropped", "Log lines dropped because the "
                                   "log stream (stderr) did not take them in time",
                                   value=self.dropped())
+        yield GaugeMetricFamily("ep_background_restarting", "Background tasks (the counts' "
+                                "flusher, a table reader, the trainer, the rules watcher) "
+                                "that failed and start again (see /__ep/health background); "
+                                "0 when all run", value=self.restarting())
 
 
 class Metrics:
@@ -249,9 +255,11 @@ class Metrics:
         """Counts of the learning loop, read at scrape time."""
         self.registry.register(_LearningMetrics(learning, flusher, trainer))
 
-    def watch_log(self, dropped: Callable[[], int]) -> None:
-        """The log lines dropped (`dropped()`), read at scrape time."""
-        self.registry.register(_LogMetrics(dropped))
+    def watch_log(self, dropped: Callable[[], int],
+                  restarting: Callable[[], int] = lambda: 0) -> None:
+        """The log lines dropped (`dropped()`) and the background tasks failing and started
+        again (`restarting()`), read at scrape time."""
+        self.registry.register(_LogMetrics(dropped, restarting))
 
     def origin_busy(self, reason: str) -> None:
         self.origin_busy_answers.labels(reason=reason).inc()

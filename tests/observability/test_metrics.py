@@ -34,3 +34,13 @@ def test_log_lines_dropped_are_counted_at_scrape_time() -> None:
     metrics.watch_log(lambda: dropped[0])
     dropped[0] = 7
     assert b"ep_log_lines_dropped_total 7.0" in metrics.render()
+
+
+def test_background_tasks_started_again_are_a_gauge_read_at_scrape_time() -> None:
+    # A worker's restarting trainer showed only in that worker's /__ep/health: nothing an
+    # alert could watch, and another worker answering health hid it.
+    metrics, restarting = Metrics(), [0]
+    metrics.watch_log(lambda: 0, lambda: restarting[0])
+    assert b"ep_background_restarting 0.0" in metrics.render()
+    restarting[0] = 2
+    assert b"ep_background_restarting 2.0" in metrics.render()
