@@ -12,7 +12,7 @@
                                  responses (answered 503 with Retry-After)
         - BodyDecodingError      a compressed body truncated, corrupt or followed by garbage
       + StoreError               the counter store: a bad store_url, or unreachable / failing
-      + TableUnreadable          a published table the store answers for does not read or
+        - TableUnreadable        a published table the store answers for does not read or
                                  decode (.table, .version: None when not even that reads)
 
 Startup errors end the process with their message; request errors become a clear
@@ -119,12 +119,13 @@ class BodyDecodingError(UpstreamError):
     """The origin's compressed body is truncated, corrupt, or followed by other bytes."""
 
 
-class TableUnreadable(EdgePersonalizerError):
+class TableUnreadable(StoreError):
     """A table published in the store (bandit weights, a model) does not read or decode
     while the store answers: `table` is its name, `version` the version that does not
-    decode (None when the store's copy does not even give one)."""
+    decode (None when the store's copy does not even give one). It does not pass by
+    itself: a reader keeps its last good copy, and the trainer publishes over it."""
 
     def __init__(self, message: str, *, table: str, version: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, passes=False)
         self.table = table
         self.version = version

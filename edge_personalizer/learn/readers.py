@@ -72,11 +72,11 @@ class TableReader(Generic[_T]):
             if published is None or published.version == self.version:
                 return False
             self.current = decoded(published, self.decode)
-        except StoreError:
-            return False   # the last good table keeps serving; the flusher logs outages
         except TableUnreadable as exc:
             self._unreadable(exc)
             return False
+        except StoreError:
+            return False   # the last good table keeps serving; the flusher logs outages
         self.version = self.current_version = published.version
         self.troubles.cleared(self.trouble)
         return True

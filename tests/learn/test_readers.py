@@ -177,11 +177,11 @@ async def test_a_redis_table_without_its_payload_keeps_the_last_good_one(
                    capture_output=True)
     subprocess.run([*cli, "HINCRBY", "ep:table:bandit-weights", "version", "5"], check=True,
                    capture_output=True)
-    for _ in range(3):
+    for _ in range(3):   # (the copy gives its version, 6: that version is not read again)
         assert not await reader.refresh()
     assert reader.current is kept
     (trouble,) = troubles.report()
-    assert trouble["what"] == "table bandit-weights" and trouble["times"] == 3
+    assert trouble["what"] == "table bandit-weights" and trouble["times"] == 1
     assert trouble["detail"].startswith("the store's copy does not read (")
     assert trouble["detail"].endswith("; this worker keeps version 1 (stale) until a version "
                                       "that decodes is published")

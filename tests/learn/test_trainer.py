@@ -18,7 +18,6 @@ import anyio
 import httpx
 import pytest
 
-from edge_personalizer.errors import StoreError
 from edge_personalizer.learn.affinity import AFFINITY, INTEREST, record
 from edge_personalizer.learn.bandit import (
     TABLE_NAME,
@@ -38,6 +37,7 @@ from edge_personalizer.learn.counters import (
 )
 from edge_personalizer.learn.readers import catalog_reader, model_reader, weights_reader
 from edge_personalizer.learn.store import Store, open_store
+from edge_personalizer.learn.store.base import copy_unreadable
 from edge_personalizer.learn.trainer import Trainer, bandit_specs
 from edge_personalizer.rules.book import check_rules
 
@@ -951,8 +951,8 @@ class MalformedTable:
 
     async def table(self, name: str, *, newer_than: int = 0) -> Any:
         if name == self.name and self.broken:
-            raise StoreError(f"{self.location}: table {name}: its payload is missing",
-                             passes=False)   # (as the Redis store says it)
+            # (as a store says of a copy that gives no version: a version that is no number)
+            raise copy_unreadable(name, f"{self.location}: its version is no number")
         return await self.store.table(name, newer_than=newer_than)
 
     async def publish(self, name: str, payload: bytes) -> int:

@@ -93,23 +93,25 @@ def check_table(name: str, payload: bytes) -> None:
                          f"{MAX_TABLE_BYTES} bytes")
 
 
+def copy_unreadable(name: str, why: str, *, version: int | None = None) -> TableUnreadable:
+    """What a store raises for its copy of table `name` that does not read (`why`: a field
+    missing, a value of the wrong type), with the version it gives, if any."""
+    return TableUnreadable(f"table {name}: the store's copy does not read ({why})",
+                           table=name, version=version)
+
+
 async def read_table(store: Store, name: str, *, newer_than: int = 0) -> Table | None:
-    """`store.table(name, newer_than=...)`, telling a store that fails (StoreError) from a
-    table it holds that does not read (TableUnreadable: the store says its copy is
-    malformed, a StoreError that will not pass by itself, or the read failed in a way no
-    outage does). A connection dropped or a read timed out is an outage, even when the
-    store answers the next call: taken for a bad copy, it had the goals' record rebuilt
-    from nothing and older weights published over newer ones."""
+    """`store.table(name, newer_than=...)`: a StoreError for a store that fails, whose
+    TableUnreadable is a copy the store itself found malformed (only the store can tell:
+    a connection dropped or a read timed out is an outage even when the next call answers,
+    and taken for a bad copy it had the goals' record rebuilt from nothing and older
+    weights published over newer ones), or a read that failed as no outage does."""
     try:
         return await store.table(name, newer_than=newer_than)
-    except StoreError as exc:
-        if exc.passes:
-            raise   # an outage: whoever calls waits for the store
-        raise TableUnreadable(f"table {name}: the store's copy does not read ({exc})",
-                              table=name) from exc
+    except StoreError:
+        raise
     except Exception as exc:   # a malformed copy, met by a store that did not expect it
-        raise TableUnreadable(f"table {name}: the store's copy does not read "
-                              f"({type(exc).__name__}: {exc})", table=name) from exc
+        raise copy_unreadable(name, f"{type(exc).__name__}: {exc}") from exc
 
 
 def decoded(published: Table, decode: Callable[[bytes, int], _T]) -> _T:

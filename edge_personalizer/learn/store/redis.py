@@ -45,9 +45,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ...errors import StoreError
+from ...errors import StoreError, TableUnreadable
 from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
-from .base import BatchId, Table, check_table
+from .base import BatchId, Table, check_table, copy_unreadable
 from .redis_fold import FOLD, INT_METRICS, METRICS, count_field, fold_input
 
 logger = logging.getLogger(__name__)
@@ -344,30 +344,33 @@ class RedisStore:
     async def table(self, name: str, *, newer_than: int = 0) -> Table | None:
         key = f"{self._prefix}:table:{name}"
         version = await self._one("HGET", key, "version")
-        if version is None or self._version(key, version) <= newer_than:
+        if version is None or self._version(name, version) <= newer_than:
             return None
         # Read again as one command: a publication in between gives its own consistent triple.
         version, payload, published_at = await self._one(
             "HMGET", key, "version", "payload", "published_at")
+        number = self._version(name, version)
         if payload is None:
-            raise self._unreadable(key, "has no payload field")
+            raise self._unreadable(name, "has no payload field", number)
         try:
             at = float(published_at)
         except (TypeError, ValueError):
-            raise self._unreadable(key, f"published_at {published_at!r} is no number "
-                                   "(POSIX seconds)") from None
-        return Table(name, self._version(key, version), bytes(payload), at)
+            raise self._unreadable(name, f"published_at {published_at!r} is no number "
+                                   "(POSIX seconds)", number) from None
+        return Table(name, number, bytes(payload), at)
 
-    def _version(self, key: str, version: bytes | None) -> int:
+    def _version(self, name: str, version: bytes | None) -> int:
         try:
             return int(version or b"")
         except ValueError:
-            raise self._unreadable(key, f"version {version!r} is no whole number") from None
+            raise self._unreadable(name, f"version {version!r} is no whole number") from None
 
-    def _unreadable(self, key: str, what: str) -> StoreError:
-        return StoreError(f"{self.location}: table {key} {what}; expected a hash of version, "
-                          "payload and published_at as edge-personalizer publishes it",
-                          passes=False)
+    def _unreadable(self, name: str, what: str, version: int | None = None
+                    ) -> TableUnreadable:
+        return copy_unreadable(name, f"{self.location}: table {self._prefix}:table:{name} "
+                               f"{what}; expected a hash of version, payload and "
+                               "published_at as edge-personalizer publishes it",
+                               version=version)
 
     async def ping(self) -> None:
         await self._one("PING")

@@ -30,7 +30,7 @@ import anyio.to_thread
 
 from ...errors import StoreError
 from ..counters import UNKNOWN_PERIOD, Batch, Converted, CountKey, Tally
-from .base import BatchId, Table, check_table
+from .base import BatchId, Table, check_table, copy_unreadable
 
 _T = TypeVar("_T")
 _COUNTS = """
@@ -217,10 +217,11 @@ class SqliteStore:
         if (isinstance(version, int) and isinstance(payload, bytes)
                 and isinstance(published_at, int | float)):
             return Table(name, version, payload, float(published_at))
-        raise StoreError(
-            f"{self.location}: table {name}: a malformed row (version {version!r}, payload "
-            f"{type(payload).__name__}, published_at {published_at!r}); expected an integer "
-            "version, a blob payload and a time in seconds", passes=False)
+        raise copy_unreadable(
+            name, f"{self.location}: table {name}: a malformed row (version {version!r}, "
+            f"payload {type(payload).__name__}, published_at {published_at!r}); expected an "
+            "integer version, a blob payload and a time in seconds",
+            version=version if isinstance(version, int) else None)
 
     async def ping(self) -> None:
         await anyio.to_thread.run_sync(self._ping)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
@@ -13,6 +15,7 @@ from edge_personalizer.learn.store.base import (
     read_table,
 )
 from edge_personalizer.learn.store.redis import RedisStore
+from edge_personalizer.learn.store.sqlite import SqliteStore
 
 from ...servers import RedisServer
 
@@ -146,4 +149,19 @@ async def test_a_read_that_times_out_is_an_outage_not_a_table_that_does_not_read
     with pytest.raises(TableUnreadable, match="table experiment-goals: the store's copy"):
         await read_table(store, "experiment-goals")
     await admin.aclose()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_store_that_will_not_answer_again_is_no_table_that_does_not_read(
+        tmp_path: Path) -> None:
+    # An SQLite file deleted while the server ran is a failure that does not pass (until a
+    # restart); read_table took every such StoreError for a malformed copy, so health
+    # named each table as one that does not read.
+    store = SqliteStore(tmp_path / "ep.db")
+    await store.publish("experiment-goals", b"{}")
+    (tmp_path / "ep.db").unlink()
+    with pytest.raises(StoreError, match="deleted or replaced") as caught:
+        await read_table(store, "experiment-goals")
+    assert not isinstance(caught.value, TableUnreadable)
     await store.close()
