@@ -266,7 +266,6 @@ async def _published_weights(store_url: str) -> WeightsTable | None:
     when nothing was published there yet, or the store does not answer (said on stderr)."""
     from urllib.parse import unquote, urlsplit
 
-    from .errors import TableUnreadable
     from .learn.bandit import TABLE_NAME, WeightsTable
     from .learn.store import decoded, open_store, read_table
 
@@ -280,7 +279,7 @@ async def _published_weights(store_url: str) -> WeightsTable | None:
         finally:
             await store.close()
         return decoded(published, WeightsTable.decode) if published else None
-    except (StoreError, TableUnreadable) as exc:
+    except StoreError as exc:   # (an outage, or a copy that does not read)
         print(f"edge-personalizer: the bandit weights could not be read ({exc}); "
               "explaining with the starting weights", file=sys.stderr)
         return None

@@ -13,7 +13,7 @@ import anyio
 from lru import LRU
 from starlette.types import Receive, Scope, Send
 
-from ..errors import StoreError, TableUnreadable
+from ..errors import StoreError
 from ..learn import bandit
 from ..learn.catalog import read_catalog
 from ..learn.goals import MAX_VALUE, parse_value
@@ -106,7 +106,7 @@ class Results:
             published = await read_table(self.store, bandit.TABLE_NAME)
             table = (decoded(published, bandit.WeightsTable.decode)
                      if published is not None else bandit.WeightsTable())
-        except (StoreError, TableUnreadable):   # (the report says what the store answers)
+        except StoreError:   # (an outage, or a copy that does not read: no weights shown)
             table = bandit.WeightsTable()
         add_bandit_weights(report, ruleset, table)
 
